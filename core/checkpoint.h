@@ -1,0 +1,28 @@
+/* checkpoint.h: save and load a model (parameters, masks, architecture and
+ * metadata) as a safetensors file; PyTorch-style names "<layer>.weight". */
+#ifndef PRUNUS_CHECKPOINT_H
+#define PRUNUS_CHECKPOINT_H
+
+#include "model.h"
+
+G_BEGIN_DECLS
+
+/* Tensors written: for each layer with parameters, "<name>.weight" (shape as
+ * PyTorch: dense (out, in), conv (cout, cin, k, k)), "<name>.bias" (out), and
+ * "<name>.mask" (same shape as the weight, 1 = alive). Metadata: "format" =
+ * "prunus", "prunus_version", "architecture" (prunus_arch_to_string), plus every
+ * entry of extra (may be NULL), e.g. "config_hash", "epoch", "round". Atomic. */
+gboolean prunus_checkpoint_save(const PrunusModel *m, const char *path, GHashTable *extra,
+                                GError **error);
+
+/* (transfer full) Load a checkpoint: the architecture comes from its metadata;
+ * when expected != NULL it must be equal (error names both). Every tensor the
+ * architecture needs must be present with the exact shape; unknown tensors are an
+ * error; masks must hold only 0/1; a masked weight must be 0. *metadata_out
+ * (transfer full, may be NULL) gets the metadata table. */
+PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const PrunusArch *expected,
+                                    GHashTable **metadata_out, GError **error);
+
+G_END_DECLS
+
+#endif

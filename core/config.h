@@ -1,0 +1,96 @@
+/* config.h: libconfig files read strictly (every key must be known, errors name
+ * file:line and key), --set overrides, and the parsed dataset/model/train groups. */
+#ifndef PRUNUS_CONFIG_H
+#define PRUNUS_CONFIG_H
+
+#include <libconfig.h>
+#include "model.h"
+#include "dataset.h"
+#include "train.h"
+
+G_BEGIN_DECLS
+
+typedef struct PrunusConfig PrunusConfig;
+
+/* (transfer full) Parse path. A syntax error names file:line and libconfig's text. */
+PrunusConfig *prunus_config_load(const char *path, GError **error);
+void prunus_config_free(PrunusConfig *c);
+
+/* Apply "path.to.key=value". The value's type follows the existing setting when
+ * there is one (an int key given "0.5" is an error naming the key); a new key's
+ * type is inferred: true/false, integer, float, "quoted" or bare string, or a
+ * [list] of numbers. Intermediate groups are created. */
+gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError **error);
+
+config_setting_t *prunus_config_root(PrunusConfig *c);
+const char *prunus_config_path(PrunusConfig *c);
+
+/* "file:line" of a setting, or "--set path" for one that came from the command
+ * line. (transfer full) */
+char *prunus_config_where(PrunusConfig *c, const config_setting_t *s);
+
+/* Typed, tracked lookups of key in group. Each marks the key read. A missing key
+ * gives the default when required = FALSE, else an error naming the group's
+ * file:line and the key path. A wrong type is an error naming file:line, the key,
+ * the expected and found types. Floats accept integers. */
+gboolean prunus_config_get_int(PrunusConfig *c, config_setting_t *group, const char *key,
+                               gboolean required, int defval, int *out, GError **error);
+gboolean prunus_config_get_int64(PrunusConfig *c, config_setting_t *group, const char *key,
+                                 gboolean required, int64_t defval, int64_t *out, GError **error);
+gboolean prunus_config_get_double(PrunusConfig *c, config_setting_t *group, const char *key,
+                                  gboolean required, double defval, double *out, GError **error);
+gboolean prunus_config_get_bool(PrunusConfig *c, config_setting_t *group, const char *key,
+                                gboolean required, gboolean defval, gboolean *out, GError **error);
+/* *out is (transfer none), valid while c lives. */
+gboolean prunus_config_get_string(PrunusConfig *c, config_setting_t *group, const char *key,
+                                  gboolean required, const char *defval, const char **out,
+                                  GError **error);
+/* A string that must be one of names[] (NULL-terminated); *out = its index. The
+ * error lists the allowed names. */
+gboolean prunus_config_get_enum(PrunusConfig *c, config_setting_t *group, const char *key,
+                                gboolean required, int defval, const char *const *names,
+                                int *out, GError **error);
+/* A group/list/array member; NULL with *error unset when absent and not required. */
+config_setting_t *prunus_config_get_group(PrunusConfig *c, config_setting_t *group,
+                                          const char *key, gboolean required, GError **error);
+config_setting_t *prunus_config_get_list(PrunusConfig *c, config_setting_t *group,
+                                         const char *key, gboolean required, GError **error);
+/* Mark a setting (and nothing below it) as read. */
+void prunus_config_mark_read(PrunusConfig *c, const config_setting_t *s);
+/* Mark a setting and everything below it read (for groups handled elsewhere). */
+void prunus_config_mark_read_tree(PrunusConfig *c, const config_setting_t *s);
+
+/* Every setting that was never read is an error: "file:line: unknown key 'a.b'"
+ * (the first few are listed). */
+gboolean prunus_config_check_unread(PrunusConfig *c, GError **error);
+
+/* A path in the config resolved against the config file's folder.
+ * (transfer full) */
+char *prunus_config_resolve_path(PrunusConfig *c, const char *path);
+
+/* The whole config as libconfig text (after --set), and its SHA-256 in hex.
+ * (transfer full) */
+char *prunus_config_dump(PrunusConfig *c);
+char *prunus_config_hash(PrunusConfig *c);
+
+/* The dataset, model and train groups, parsed. */
+typedef struct {
+  char *name;
+  uint64_t seed;
+  char *train_images, *train_labels, *test_images, *test_labels;  /* resolved paths */
+  int validation;            /* the last N samples of the training file, held out */
+  int train_limit;           /* 0 = all; else use only the first N training samples */
+  int test_limit;            /* 0 = all */
+  PrunusNormKind normalize;
+  PrunusArch arch;
+  PrunusTrainConfig train;
+} PrunusRunConfig;
+
+/* Parse name, seed, dataset, model and train. Keys of other top-level groups are
+ * left unread for their owners (the pipeline). */
+gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError **error);
+void prunus_run_config_clear(PrunusRunConfig *rc);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,64 @@
+/* gemm.c: the single seam to OpenBLAS (sgemm/sgemv) and the plain-loop
+ * reference with the same contract; also owns the BLAS thread count. */
+#include "gemm.h"
+
+#include <cblas.h>
+#include <glib.h>
+
+static bool force_reference = false;
+
+void prunus_gemm_force_reference(bool on) { force_reference = on; }
+
+void prunus_set_threads(int n) {
+  g_return_if_fail(n >= 1);
+  openblas_set_num_threads(n);
+}
+
+int prunus_get_threads(void) { return openblas_get_num_threads(); }
+
+void prunus_sgemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
+  for (int i = 0; i < M; i++) {
+    for (int j = 0; j < N; j++) {
+      double acc = 0.0;
+      for (int k = 0; k < K; k++) {
+        float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+        float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+        acc += (double)a * b;
+      }
+      float *c = &C[(size_t)i * ldc + j];
+      *c = (float)(alpha * acc + (beta == 0.0f ? 0.0 : (double)beta * *c));
+    }
+  }
+}
+
+void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (force_reference) {
+    prunus_sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (K == 0) { /* BLAS leaves C untouched only when beta == 1; make it explicit */
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] *= beta;
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+              K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, const float *x,
+                  float beta, float *y) {
+  int out_len = ta ? N : M;
+  if (out_len == 0) return;
+  if (force_reference) {
+    /* y as a column: (out_len, 1) = op(A) (in_len, 1) */
+    if (ta)
+      prunus_sgemm_ref(true, false, N, 1, M, alpha, A, lda, x, 1, beta, y, 1);
+    else
+      prunus_sgemm_ref(false, false, M, 1, N, alpha, A, lda, x, 1, beta, y, 1);
+    return;
+  }
+  cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, M, N, alpha, A, lda, x, 1, beta, y, 1);
+}

@@ -1,0 +1,25 @@
+/* gemm.h: the one seam through which every matrix product goes (OpenBLAS
+ * cblas_sgemm/sgemv), with a plain-loop reference used by tests. */
+#ifndef PRUNUS_GEMM_H
+#define PRUNUS_GEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Row-major C(M,N) = alpha * op(A) op(B) + beta * C, op = transpose when ta/tb.
+ * A is (M,K) or (K,M) when ta; B is (K,N) or (N,K) when tb; lda/ldb/ldc are row strides. */
+void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc);
+/* The same contract in plain loops (the reference). */
+void prunus_sgemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc);
+/* y(M) = alpha * op(A) x + beta * y, A (M,N) row-major (op = transpose when ta). */
+void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, const float *x,
+                  float beta, float *y);
+/* Use the reference loops instead of BLAS everywhere (tests). */
+void prunus_gemm_force_reference(bool on);
+/* Set OpenBLAS's thread count (no pool of our own). */
+void prunus_set_threads(int n);
+int prunus_get_threads(void);
+
+#endif

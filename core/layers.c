@@ -1,0 +1,353 @@
+/* layers.c: forward and backward kernels of every layer type (dense, conv2d via
+ * im2col + sgemm, maxpool2d, relu, flatten) and the ops table that dispatches them. */
+#include "model.h"
+#include "gemm.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* dense: W (out, in), b (out); y (B, out) = x (B, in) W^T + b */
+
+static gboolean dense_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
+                            size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+                            GError **error) {
+  if (in.h != 1 || in.w != 1) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "dense layer gets a %dx%dx%d input; put a flatten layer before it", in.c, in.h,
+                in.w);
+    return FALSE;
+  }
+  if (spec->units <= 0) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "dense layer needs units > 0, found %d",
+                spec->units);
+    return FALSE;
+  }
+  *out = (PrunusShape){spec->units, 1, 1};
+  *w_len = (size_t)spec->units * in.c;
+  *b_len = (size_t)spec->units;
+  *fan_in = in.c;
+  *fan_out = spec->units;
+  return TRUE;
+}
+
+static size_t dense_scratch(const PrunusLayer *l, int B) {
+  (void)l, (void)B;
+  return 0;
+}
+
+static void dense_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
+                          float *scratch, int B) {
+  (void)scratch;
+  int in = l->in.c, out = l->out.c;
+  const float *W = params + l->w_off; /* (out, in) */
+  const float *b = params + l->b_off; /* (out) */
+  for (int i = 0; i < B; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
+  if (B == 1)
+    prunus_sgemv(false, out, in, 1.0f, W, in, x, 1.0f, y);
+  else
+    prunus_sgemm(false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+}
+
+static void dense_backward(const PrunusLayer *l, const float *params, float *grads,
+                           const float *x, const float *y, const float *dy, float *dx,
+                           float *scratch, int B) {
+  (void)y, (void)scratch;
+  int in = l->in.c, out = l->out.c;
+  const float *W = params + l->w_off;
+  float *dW = grads + l->w_off; /* (out, in) */
+  float *db = grads + l->b_off; /* (out) */
+  prunus_sgemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dW, in);
+  for (int i = 0; i < B; i++) {
+    const float *row = dy + (size_t)i * out;
+    for (int j = 0; j < out; j++) db[j] += row[j];
+  }
+  if (dx) prunus_sgemm(false, false, B, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+}
+
+/* ------------------------------------------------------------------------ */
+/* conv2d: W (cout, cin, k, k), b (cout); x (B, cin, H, W) -> y (B, cout, Ho, Wo).
+ * The batch is lowered at once: col (B*Ho*Wo, cin*k*k), yt = col W^T (B*Ho*Wo, cout),
+ * then yt is transposed into channels-first y. Scratch = col followed by yt. */
+
+static gboolean conv_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
+                           size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+                           GError **error) {
+  if (spec->channels <= 0 || spec->kernel <= 0 || spec->stride <= 0 || spec->padding < 0) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "conv2d needs channels > 0, kernel > 0, stride > 0, padding >= 0; found "
+                "channels=%d kernel=%d stride=%d padding=%d",
+                spec->channels, spec->kernel, spec->stride, spec->padding);
+    return FALSE;
+  }
+  int ho = (in.h + 2 * spec->padding - spec->kernel) / spec->stride + 1;
+  int wo = (in.w + 2 * spec->padding - spec->kernel) / spec->stride + 1;
+  if (in.h + 2 * spec->padding < spec->kernel || in.w + 2 * spec->padding < spec->kernel) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "conv2d kernel %d does not fit its %dx%dx%d input (padding %d)", spec->kernel,
+                in.c, in.h, in.w, spec->padding);
+    return FALSE;
+  }
+  int kk = spec->kernel * spec->kernel;
+  *out = (PrunusShape){spec->channels, ho, wo};
+  *w_len = (size_t)spec->channels * in.c * kk;
+  *b_len = (size_t)spec->channels;
+  *fan_in = in.c * kk;
+  *fan_out = spec->channels * kk;
+  return TRUE;
+}
+
+static size_t conv_scratch(const PrunusLayer *l, int B) {
+  size_t rows = (size_t)B * l->out.h * l->out.w;
+  size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
+  return rows * K + rows * (size_t)l->out.c;
+}
+
+/* col (B*Ho*Wo, cin*k*k) from x (B, cin, H, W). */
+static void im2col(const PrunusLayer *l, const float *x, float *col, int B) {
+  int C = l->in.c, H = l->in.h, W = l->in.w, k = l->spec.kernel, s = l->spec.stride,
+      p = l->spec.padding, Ho = l->out.h, Wo = l->out.w;
+  size_t K = (size_t)C * k * k;
+  for (int b = 0; b < B; b++) {
+    const float *xb = x + (size_t)b * C * H * W;
+    for (int oh = 0; oh < Ho; oh++) {
+      for (int ow = 0; ow < Wo; ow++) {
+        float *row = col + (((size_t)b * Ho + oh) * Wo + ow) * K;
+        for (int c = 0; c < C; c++) {
+          const float *xc = xb + (size_t)c * H * W;
+          for (int kh = 0; kh < k; kh++) {
+            int ih = oh * s - p + kh;
+            for (int kw = 0; kw < k; kw++) {
+              int iw = ow * s - p + kw;
+              *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xc[ih * W + iw] : 0.0f;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/* dx (B, cin, H, W) += scatter of dcol (B*Ho*Wo, cin*k*k). */
+static void col2im(const PrunusLayer *l, const float *dcol, float *dx, int B) {
+  int C = l->in.c, H = l->in.h, W = l->in.w, k = l->spec.kernel, s = l->spec.stride,
+      p = l->spec.padding, Ho = l->out.h, Wo = l->out.w;
+  size_t K = (size_t)C * k * k;
+  for (int b = 0; b < B; b++) {
+    float *xb = dx + (size_t)b * C * H * W;
+    for (int oh = 0; oh < Ho; oh++) {
+      for (int ow = 0; ow < Wo; ow++) {
+        const float *row = dcol + (((size_t)b * Ho + oh) * Wo + ow) * K;
+        for (int c = 0; c < C; c++) {
+          float *xc = xb + (size_t)c * H * W;
+          for (int kh = 0; kh < k; kh++) {
+            int ih = oh * s - p + kh;
+            for (int kw = 0; kw < k; kw++, row++) {
+              int iw = ow * s - p + kw;
+              if (ih >= 0 && ih < H && iw >= 0 && iw < W) xc[ih * W + iw] += *row;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+static void conv_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
+                         float *scratch, int B) {
+  int cout = l->out.c, HWo = l->out.h * l->out.w;
+  int K = l->in.c * l->spec.kernel * l->spec.kernel;
+  size_t rows = (size_t)B * HWo;
+  float *col = scratch;           /* (B*HWo, K) */
+  float *yt = scratch + rows * K; /* (B*HWo, cout) */
+  const float *Wt = params + l->w_off;
+  const float *bias = params + l->b_off;
+  im2col(l, x, col, B);
+  prunus_sgemm(false, true, (int)rows, cout, K, 1.0f, col, K, Wt, K, 0.0f, yt, cout);
+  for (int b = 0; b < B; b++) {
+    for (int co = 0; co < cout; co++) {
+      float *yc = y + ((size_t)b * cout + co) * HWo;
+      const float *src = yt + (size_t)b * HWo * cout + co;
+      float bc = bias[co];
+      for (int i = 0; i < HWo; i++) yc[i] = src[(size_t)i * cout] + bc;
+    }
+  }
+}
+
+static void conv_backward(const PrunusLayer *l, const float *params, float *grads,
+                          const float *x, const float *y, const float *dy, float *dx,
+                          float *scratch, int B) {
+  (void)x, (void)y;
+  int cout = l->out.c, HWo = l->out.h * l->out.w;
+  int K = l->in.c * l->spec.kernel * l->spec.kernel;
+  size_t rows = (size_t)B * HWo;
+  float *col = scratch;            /* (B*HWo, K) from the forward of this batch */
+  float *dyt = scratch + rows * K; /* (B*HWo, cout) */
+  const float *Wt = params + l->w_off;
+  float *dW = grads + l->w_off;
+  float *db = grads + l->b_off;
+  for (int b = 0; b < B; b++) {
+    for (int co = 0; co < cout; co++) {
+      const float *dyc = dy + ((size_t)b * cout + co) * HWo;
+      float *dst = dyt + (size_t)b * HWo * cout + co;
+      float sum = 0.0f;
+      for (int i = 0; i < HWo; i++) {
+        dst[(size_t)i * cout] = dyc[i];
+        sum += dyc[i];
+      }
+      db[co] += sum;
+    }
+  }
+  prunus_sgemm(true, false, cout, K, (int)rows, 1.0f, dyt, cout, col, K, 1.0f, dW, K);
+  if (dx) {
+    /* dcol (B*HWo, K) = dyt W, written over col, which is no longer needed */
+    prunus_sgemm(false, false, (int)rows, K, cout, 1.0f, dyt, cout, Wt, K, 0.0f, col, K);
+    memset(dx, 0, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
+    col2im(l, col, dx, B);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* maxpool2d: x (B, C, H, W) -> y (B, C, Ho, Wo); scratch keeps the argmax (int32). */
+
+static gboolean pool_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
+                           size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+                           GError **error) {
+  int stride = spec->stride > 0 ? spec->stride : spec->kernel;
+  if (spec->kernel <= 0 || in.h < spec->kernel || in.w < spec->kernel) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "maxpool2d kernel %d does not fit its %dx%dx%d input", spec->kernel, in.c, in.h,
+                in.w);
+    return FALSE;
+  }
+  *out = (PrunusShape){in.c, (in.h - spec->kernel) / stride + 1, (in.w - spec->kernel) / stride + 1};
+  *w_len = *b_len = 0;
+  *fan_in = *fan_out = 0;
+  return TRUE;
+}
+
+static size_t pool_scratch(const PrunusLayer *l, int B) {
+  return (size_t)B * prunus_shape_size(l->out); /* int32 argmax per output */
+}
+
+static void pool_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
+                         float *scratch, int B) {
+  (void)params;
+  int C = l->in.c, H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w, k = l->spec.kernel;
+  int s = l->spec.stride > 0 ? l->spec.stride : k;
+  int32_t *arg = (int32_t *)scratch;
+  for (int bc = 0; bc < B * C; bc++) {
+    const float *xc = x + (size_t)bc * H * W;
+    float *yc = y + (size_t)bc * Ho * Wo;
+    int32_t *ac = arg + (size_t)bc * Ho * Wo;
+    for (int oh = 0; oh < Ho; oh++) {
+      for (int ow = 0; ow < Wo; ow++) {
+        int best = (oh * s) * W + ow * s;
+        float bv = xc[best];
+        for (int kh = 0; kh < k; kh++) {
+          for (int kw = 0; kw < k; kw++) {
+            int idx = (oh * s + kh) * W + ow * s + kw;
+            if (xc[idx] > bv) bv = xc[idx], best = idx;
+          }
+        }
+        yc[oh * Wo + ow] = bv;
+        ac[oh * Wo + ow] = best;
+      }
+    }
+  }
+}
+
+static void pool_backward(const PrunusLayer *l, const float *params, float *grads,
+                          const float *x, const float *y, const float *dy, float *dx,
+                          float *scratch, int B) {
+  (void)params, (void)grads, (void)x, (void)y;
+  if (!dx) return;
+  int C = l->in.c, HW = l->in.h * l->in.w, HWo = l->out.h * l->out.w;
+  const int32_t *arg = (const int32_t *)scratch;
+  memset(dx, 0, sizeof(float) * (size_t)B * C * HW);
+  for (int bc = 0; bc < B * C; bc++) {
+    float *dxc = dx + (size_t)bc * HW;
+    const float *dyc = dy + (size_t)bc * HWo;
+    const int32_t *ac = arg + (size_t)bc * HWo;
+    for (int i = 0; i < HWo; i++) dxc[ac[i]] += dyc[i];
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* relu and flatten: no parameters, same element count in and out. */
+
+static gboolean same_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
+                           size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+                           GError **error) {
+  (void)error;
+  if (spec->type == PRUNUS_LAYER_FLATTEN)
+    *out = (PrunusShape){(int)prunus_shape_size(in), 1, 1};
+  else
+    *out = in;
+  *w_len = *b_len = 0;
+  *fan_in = *fan_out = 0;
+  return TRUE;
+}
+
+static size_t no_scratch(const PrunusLayer *l, int B) {
+  (void)l, (void)B;
+  return 0;
+}
+
+static void relu_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
+                         float *scratch, int B) {
+  (void)params, (void)scratch;
+  size_t n = (size_t)B * prunus_shape_size(l->in);
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void relu_backward(const PrunusLayer *l, const float *params, float *grads,
+                          const float *x, const float *y, const float *dy, float *dx,
+                          float *scratch, int B) {
+  (void)params, (void)grads, (void)x, (void)scratch;
+  if (!dx) return;
+  size_t n = (size_t)B * prunus_shape_size(l->in);
+  for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+static void flatten_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
+                            float *scratch, int B) {
+  (void)params, (void)scratch;
+  memcpy(y, x, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
+}
+
+static void flatten_backward(const PrunusLayer *l, const float *params, float *grads,
+                             const float *x, const float *y, const float *dy, float *dx,
+                             float *scratch, int B) {
+  (void)params, (void)grads, (void)x, (void)y, (void)scratch;
+  if (dx) memcpy(dx, dy, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
+}
+
+/* ------------------------------------------------------------------------ */
+
+static const PrunusLayerOps layer_ops[PRUNUS_LAYER_N_TYPES] = {
+    [PRUNUS_LAYER_DENSE] = {"dense", TRUE, dense_infer, dense_scratch, dense_forward,
+                            dense_backward},
+    [PRUNUS_LAYER_CONV2D] = {"conv2d", TRUE, conv_infer, conv_scratch, conv_forward,
+                             conv_backward},
+    [PRUNUS_LAYER_MAXPOOL2D] = {"maxpool2d", FALSE, pool_infer, pool_scratch, pool_forward,
+                                pool_backward},
+    [PRUNUS_LAYER_RELU] = {"relu", FALSE, same_infer, no_scratch, relu_forward, relu_backward},
+    [PRUNUS_LAYER_FLATTEN] = {"flatten", FALSE, same_infer, no_scratch, flatten_forward,
+                              flatten_backward},
+};
+
+const PrunusLayerOps *prunus_layer_ops(PrunusLayerType type) {
+  g_return_val_if_fail(type >= 0 && type < PRUNUS_LAYER_N_TYPES, NULL);
+  return &layer_ops[type];
+}
+
+gboolean prunus_layer_type_from_name(const char *name, PrunusLayerType *out) {
+  for (int t = 0; t < PRUNUS_LAYER_N_TYPES; t++) {
+    if (strcmp(layer_ops[t].type_name, name) == 0) {
+      *out = (PrunusLayerType)t;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}

@@ -1,0 +1,135 @@
+/* model.h: a network as a sequence of layers over one parameter slab, with
+ * gradient, mask and optimizer-state slabs of the same layout. */
+#ifndef PRUNUS_MODEL_H
+#define PRUNUS_MODEL_H
+
+#include <prunus/prunus.h>
+
+G_BEGIN_DECLS
+
+/* Per-sample tensor shape, channels-first. A dense layer's output is (units, 1, 1). */
+typedef struct {
+  int c, h, w;
+} PrunusShape;
+
+static inline size_t prunus_shape_size(PrunusShape s) { return (size_t)s.c * s.h * s.w; }
+
+typedef enum {
+  PRUNUS_LAYER_DENSE,
+  PRUNUS_LAYER_CONV2D,
+  PRUNUS_LAYER_MAXPOOL2D,
+  PRUNUS_LAYER_RELU,
+  PRUNUS_LAYER_FLATTEN,
+  PRUNUS_LAYER_N_TYPES
+} PrunusLayerType;
+
+typedef enum {
+  PRUNUS_INIT_KAIMING,  /* N(0, 2/fan_in): the default for ReLU networks */
+  PRUNUS_INIT_GLOROT,   /* U(±sqrt(6/(fan_in+fan_out))) */
+} PrunusInit;
+
+/* What the config says about one layer. */
+typedef struct {
+  PrunusLayerType type;
+  int units;        /* dense: output features */
+  int channels;     /* conv2d: output channels */
+  int kernel;       /* conv2d / maxpool2d: square kernel size */
+  int stride;       /* conv2d / maxpool2d (pool default = kernel) */
+  int padding;      /* conv2d: zero padding on each side */
+} PrunusLayerSpec;
+
+/* A whole architecture: the input shape and the layers in order. */
+typedef struct {
+  PrunusShape input;
+  int n_classes;          /* output width of the last layer, checked at build */
+  int n_layers;
+  PrunusLayerSpec *layers; /* (n_layers), owned */
+  PrunusInit init;
+} PrunusArch;
+
+typedef struct PrunusLayerOps PrunusLayerOps;
+
+/* One layer of a built model: shapes and where its parameters sit in the slabs. */
+typedef struct {
+  PrunusLayerSpec spec;
+  const PrunusLayerOps *ops;
+  char name[16];            /* index in the sequence, as nn.Sequential names it: "1" */
+  PrunusShape in, out;      /* per-sample shapes */
+  size_t w_off, w_len;      /* weight: dense (out, in); conv (cout, cin, k, k) */
+  size_t b_off, b_len;      /* bias: (out) or (cout); 0 length when none */
+  int fan_in, fan_out;      /* per output unit: in or cin*k*k; units or cout*k*k */
+} PrunusLayer;
+
+typedef struct {
+  PrunusArch arch;            /* owned copy */
+  int n_layers;
+  PrunusLayer *layers;        /* (n_layers) */
+  size_t n_params;
+  float *params;              /* (n_params) the one parameter slab */
+  float *grads;               /* (n_params) dL/dparams, accumulated by backward */
+  float *mask;                /* (n_params) 1 = alive, 0 = pruned; biases stay 1 */
+  float *opt_m;               /* (n_params) momentum / Adam first moment */
+  float *opt_v;               /* (n_params) Adam second moment */
+  /* Workspace for a batch of up to max_batch samples. */
+  int max_batch;
+  float **acts;               /* (n_layers+1): acts[i] (max_batch, in_size of layer i);
+                                 acts[n_layers] = logits (max_batch, n_classes) */
+  float **dacts;              /* same shapes: dL/dacts */
+  float **scratch;            /* (n_layers): per-layer scratch (im2col, pool argmax), may be NULL */
+  size_t *scratch_len;        /* (n_layers) floats in scratch[i] */
+} PrunusModel;
+
+/* Per-layer kernel table; one entry per PrunusLayerType (kann's op list). */
+struct PrunusLayerOps {
+  const char *type_name;    /* "dense", as written in configs */
+  gboolean has_params;
+  /* Output shape for a given input shape; FALSE + error when it does not fit. */
+  gboolean (*infer)(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
+                    size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+                    GError **error);
+  /* Scratch floats needed for a batch of B. */
+  size_t (*scratch_size)(const PrunusLayer *l, int B);
+  /* y (B, out) from x (B, in). */
+  void (*forward)(const PrunusLayer *l, const float *params, const float *x, float *y,
+                  float *scratch, int B);
+  /* Accumulate dparams from x and dy; write dx (B, in) when dx != NULL. */
+  void (*backward)(const PrunusLayer *l, const float *params, float *grads,
+                   const float *x, const float *y, const float *dy, float *dx,
+                   float *scratch, int B);
+};
+
+const PrunusLayerOps *prunus_layer_ops(PrunusLayerType type);
+gboolean prunus_layer_type_from_name(const char *name, PrunusLayerType *out);
+
+/* (transfer full) the model with parameters initialised from seed. */
+PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed,
+                              GError **error);
+void prunus_model_free(PrunusModel *m);
+/* Re-draw every parameter from seed (Kaiming/Glorot weights, zero biases). */
+void prunus_model_init_params(PrunusModel *m, uint64_t seed);
+/* Grow the workspace so batches of up to B fit. */
+void prunus_model_reserve_batch(PrunusModel *m, int B);
+
+/* logits = acts[n_layers] (B, n_classes) from x (B, input size). */
+void prunus_model_forward(PrunusModel *m, const float *x, int B);
+/* Accumulate grads from dlogits (B, n_classes); needs the forward of the same batch. */
+void prunus_model_backward(PrunusModel *m, const float *dlogits, int B);
+void prunus_model_zero_grads(PrunusModel *m);
+/* params *= mask: pruned weights become exactly zero. */
+void prunus_model_apply_mask(PrunusModel *m);
+
+size_t prunus_model_input_size(const PrunusModel *m);
+int prunus_model_n_classes(const PrunusModel *m);
+/* 2 x multiply-adds per sample, counting only unmasked weights when masked = TRUE. */
+uint64_t prunus_model_flops(const PrunusModel *m, gboolean masked);
+
+/* Architecture helpers. */
+PrunusArch prunus_arch_copy(const PrunusArch *a);
+void prunus_arch_clear(PrunusArch *a);
+/* A compact text form, e.g. "1x28x28|flatten|dense:300|relu|dense:10", stored in checkpoints. */
+char *prunus_arch_to_string(const PrunusArch *a);
+gboolean prunus_arch_from_string(const char *s, PrunusArch *out, GError **error);
+
+G_END_DECLS
+
+#endif

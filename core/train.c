@@ -1,0 +1,130 @@
+/* train.c: the mini-batch training loop (seeded shuffling, per-step LR from the
+ * schedule, per-epoch validation and callbacks) and batched evaluation. */
+#include "train.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
+                                 int batch) {
+  PrunusEvalResult r = {0};
+  if (!d || d->n == 0) {
+    r.loss = r.accuracy = NAN;
+    return r;
+  }
+  int B = batch > 0 ? MIN(batch, d->n) : MIN(256, d->n);
+  int K = prunus_model_n_classes(m);
+  size_t in = prunus_model_input_size(m);
+  float *x = g_new(float, (size_t)B * in);
+  uint8_t *y = g_new(uint8_t, B);
+  int *idx = g_new(int, B);
+  double loss_sum = 0.0;
+  int correct = 0;
+  for (int start = 0; start < d->n; start += B) {
+    int nb = MIN(B, d->n - start);
+    for (int i = 0; i < nb; i++) idx[i] = start + i;
+    prunus_dataset_fill_batch(d, norm, idx, nb, x, y);
+    prunus_model_forward(m, x, nb);
+    loss_sum += prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, NULL, &correct) * nb;
+  }
+  r.n = d->n;
+  r.loss = loss_sum / d->n;
+  r.accuracy = (double)correct / d->n;
+  g_free(idx);
+  g_free(y);
+  g_free(x);
+  return r;
+}
+
+gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
+                      const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
+                      const PrunusTrainHooks *hooks, GError **error) {
+  static const PrunusTrainHooks no_hooks = {0};
+  if (!hooks) hooks = &no_hooks;
+  if (train->n == 0) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "the training set is empty");
+    return FALSE;
+  }
+  if ((size_t)train->c * train->h * train->w != prunus_model_input_size(m)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "the data has %dx%dx%d inputs but the model expects %dx%dx%d", train->c,
+                train->h, train->w, m->arch.input.c, m->arch.input.h, m->arch.input.w);
+    return FALSE;
+  }
+  int K = prunus_model_n_classes(m);
+  if (train->n_classes > K) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "the data has %d classes but the model has %d outputs", train->n_classes, K);
+    return FALSE;
+  }
+  PrunusTrainConfig sched = *tc;
+  if (hooks->schedule_epochs > 0) sched.epochs = hooks->schedule_epochs;
+  int B = MIN(tc->batch, train->n);
+  size_t in = prunus_model_input_size(m);
+  int steps = (train->n + B - 1) / B;
+  float *x = g_new(float, (size_t)B * in);          /* (B, in) */
+  uint8_t *y = g_new(uint8_t, B);                   /* (B) */
+  float *dlogits = g_new(float, (size_t)B * K);     /* (B, K) */
+  int *order = g_new(int, train->n);
+  for (int i = 0; i < train->n; i++) order[i] = i;
+  PrunusRng rng;
+  prunus_rng_seed(&rng, prunus_seed_derive(seed, "shuffle"));
+  prunus_model_reserve_batch(m, B);
+  gboolean ok = TRUE;
+  long global_step = 0;
+  for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
+    prunus_rng_shuffle(&rng, order, train->n);
+    gint64 t0 = g_get_monotonic_time();
+    double loss_sum = 0.0, lr = tc->lr;
+    int correct = 0;
+    for (int s = 0; s < steps; s++) {
+      int start = s * B, nb = MIN(B, train->n - start);
+      prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
+      prunus_model_forward(m, x, nb);
+      double loss = prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
+      loss_sum += loss * nb;
+      prunus_model_zero_grads(m);
+      prunus_model_backward(m, dlogits, nb);
+      double pos = hooks->epoch_offset + (epoch - 1) + (double)s / steps;
+      lr = prunus_lr_at(&sched, pos);
+      prunus_optim_step(m, tc, lr, ++global_step);
+      if (hooks->on_batch) {
+        double elapsed = (g_get_monotonic_time() - t0) / 1e6;
+        hooks->on_batch(epoch, s + 1, steps, loss, (start + nb) / fmax(elapsed, 1e-9), elapsed,
+                        hooks->user);
+      }
+    }
+    double seconds = (g_get_monotonic_time() - t0) / 1e6;
+    if (!isfinite(loss_sum)) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
+                  "training diverged in epoch %d (loss is not finite); lower train.lr (now %g)",
+                  epoch, tc->lr);
+      ok = FALSE;
+      break;
+    }
+    PrunusEpochReport r = {
+        .epoch = epoch,
+        .epochs = tc->epochs,
+        .train_loss = loss_sum / train->n,
+        .train_accuracy = (double)correct / train->n,
+        .val_loss = NAN,
+        .val_accuracy = NAN,
+        .seconds = seconds,
+        .samples_per_second = train->n / fmax(seconds, 1e-9),
+        .lr = lr,
+    };
+    if (val && val->n > 0) {
+      PrunusEvalResult e = prunus_evaluate(m, val, norm, B);
+      r.val_loss = e.loss;
+      r.val_accuracy = e.accuracy;
+    }
+    if (hooks->on_epoch && !hooks->on_epoch(&r, hooks->user, error)) ok = FALSE;
+  }
+  g_free(order);
+  g_free(dlogits);
+  g_free(y);
+  g_free(x);
+  return ok;
+}

@@ -1,0 +1,89 @@
+/* train.h: optimizers (SGD with momentum/Nesterov/weight decay, Adam), learning
+ * rate schedules, the mini-batch training loop and evaluation. */
+#ifndef PRUNUS_TRAIN_H
+#define PRUNUS_TRAIN_H
+
+#include "model.h"
+#include "dataset.h"
+
+G_BEGIN_DECLS
+
+typedef enum { PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM } PrunusOptimizer;
+typedef enum { PRUNUS_LR_CONSTANT, PRUNUS_LR_STEP, PRUNUS_LR_COSINE } PrunusLrSchedule;
+
+typedef struct {
+  int epochs;
+  int batch;
+  PrunusOptimizer optimizer;
+  double lr;
+  double momentum;        /* SGD */
+  gboolean nesterov;      /* SGD */
+  double weight_decay;    /* L2 added to the gradient (SGD and Adam) */
+  double beta1, beta2, eps; /* Adam */
+  PrunusLrSchedule lr_schedule;
+  int step_size;          /* step: epochs between decays */
+  double gamma;           /* step: decay factor */
+  double warmup_epochs;   /* linear warm-up from 0 (may be 0) */
+} PrunusTrainConfig;
+
+/* The defaults a config starts from. */
+PrunusTrainConfig prunus_train_config_default(void);
+
+/* Learning rate at a fractional epoch position (epoch + step/steps_per_epoch). */
+double prunus_lr_at(const PrunusTrainConfig *tc, double epoch_pos);
+
+/* One optimizer step over the whole slab with the grads in m->grads, then
+ * params *= mask so pruned weights stay exactly zero. step counts from 1 (Adam). */
+void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
+void prunus_optim_reset(PrunusModel *m);
+
+/* Softmax cross-entropy averaged over B. Writes dlogits (B, K) = (softmax - onehot)/B
+ * when dlogits != NULL; adds the number of correct argmax predictions to *correct
+ * when correct != NULL. Returns the mean loss. */
+double prunus_softmax_xent(const float *logits, const uint8_t *labels, int B, int K,
+                           float *dlogits, int *correct);
+
+typedef struct {
+  double loss;
+  double accuracy;
+  int n;
+} PrunusEvalResult;
+
+PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d,
+                                 const PrunusNorm *norm, int batch);
+
+/* Per-epoch report handed to the caller's callback. */
+typedef struct {
+  int epoch;                /* 1-based */
+  int epochs;
+  double train_loss;
+  double train_accuracy;
+  double val_loss, val_accuracy;  /* NaN when there is no validation set */
+  double seconds;
+  double samples_per_second;
+  double lr;                /* at the end of the epoch */
+} PrunusEpochReport;
+
+/* Progress within an epoch (for a terminal progress bar); may be NULL. */
+typedef void (*PrunusBatchFn)(int epoch, int batch_index, int n_batches, double loss,
+                              double samples_per_second, double elapsed, void *user);
+/* End of each epoch. Return FALSE + error to stop training (the error is returned). */
+typedef gboolean (*PrunusEpochFn)(const PrunusEpochReport *r, void *user, GError **error);
+
+typedef struct {
+  PrunusBatchFn on_batch;
+  PrunusEpochFn on_epoch;
+  void *user;
+  double epoch_offset;      /* schedule position of epoch 1 (LR rewinding replays from 0) */
+  int schedule_epochs;      /* length of the LR schedule; 0 = tc->epochs */
+} PrunusTrainHooks;
+
+/* Train for tc->epochs on train (shuffled with seed each epoch), evaluate on val
+ * (may be NULL) after every epoch. */
+gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
+                      const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
+                      const PrunusTrainHooks *hooks, GError **error);
+
+G_END_DECLS
+
+#endif

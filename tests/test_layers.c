@@ -1,0 +1,287 @@
+/* test_layers.c: finite-difference gradient checks for every layer type and the
+ * softmax cross-entropy loss, plus forward values computed by hand. */
+#include "model.h"
+#include "train.h"
+#include "gemm.h"
+#include "rng.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+/* L = sum_i c_i * out_i for the model's output; returns L in double. */
+static double readout(PrunusModel *m, const float *x, const float *c, int B) {
+  prunus_model_forward(m, x, B);
+  size_t n = (size_t)B * m->arch.n_classes;
+  double L = 0.0;
+  for (size_t i = 0; i < n; i++) L += (double)c[i] * m->acts[m->n_layers][i];
+  return L;
+}
+
+/* A fingerprint of the piecewise-linear regions the last forward landed in: the
+ * sign pattern of every ReLU input and every max-pool argmax. Central differences
+ * are only valid where +eps and -eps give the same fingerprint (no kink crossed). */
+static uint64_t kink_pattern(const PrunusModel *m, int B) {
+  uint64_t h = 1469598103934665603ULL;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (l->spec.type == PRUNUS_LAYER_RELU) {
+      size_t n = (size_t)B * prunus_shape_size(l->in);
+      for (size_t j = 0; j < n; j++) h = (h ^ (m->acts[i][j] > 0.0f)) * 1099511628211ULL;
+    } else if (l->spec.type == PRUNUS_LAYER_MAXPOOL2D) {
+      const int32_t *arg = (const int32_t *)m->scratch[i];
+      size_t n = (size_t)B * prunus_shape_size(l->out);
+      for (size_t j = 0; j < n; j++) h = (h ^ (uint64_t)arg[j]) * 1099511628211ULL;
+    }
+  }
+  return h;
+}
+
+/* Backward through every layer, including dx of layer 0 into dx0. */
+static void backward_with_input_grad(PrunusModel *m, const float *c, int B, float *dx0) {
+  prunus_model_zero_grads(m);
+  const float *dy = c;
+  for (int i = m->n_layers - 1; i >= 0; i--) {
+    const PrunusLayer *l = &m->layers[i];
+    float *dx = i > 0 ? m->dacts[i] : dx0;
+    l->ops->backward(l, m->params, m->grads, m->acts[i], m->acts[i + 1], dy, dx, m->scratch[i], B);
+    dy = dx;
+  }
+}
+
+/* Compare analytic gradients (params and input) with central differences. */
+static void check_gradients(PrunusArch *arch, int B, const char *label) {
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(arch, B, 3, &error);
+  g_assert_no_error(error);
+  PrunusRng r;
+  prunus_rng_seed(&r, 99);
+  for (size_t i = 0; i < m->n_params; i++) m->params[i] = (float)(prunus_rng_normal(&r) * 0.5);
+  size_t nin = (size_t)B * prunus_model_input_size(m), nout = (size_t)B * m->arch.n_classes;
+  float *x = g_new(float, nin), *c = g_new(float, nout), *dx = g_new(float, nin);
+  for (size_t i = 0; i < nin; i++) x[i] = (float)prunus_rng_normal(&r);
+  for (size_t i = 0; i < nout; i++) c[i] = (float)prunus_rng_normal(&r);
+  float *x_numeric = NULL;
+  prunus_model_forward(m, x, B);
+  backward_with_input_grad(m, c, B, dx);
+  uint64_t base = kink_pattern(m, B);
+  float *analytic = g_memdup2(m->grads, sizeof(float) * m->n_params);
+  float *numeric = g_new(float, m->n_params);
+  const float eps = 2e-3f;
+  int skipped = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    float *v = pass == 0 ? m->params : x;
+    float *num = pass == 0 ? numeric : g_new(float, nin);
+    float *ana = pass == 0 ? analytic : dx;
+    size_t n = pass == 0 ? m->n_params : nin;
+    for (size_t i = 0; i < n; i++) {
+      float keep = v[i];
+      v[i] = keep + eps;
+      double lp = readout(m, x, c, B);
+      uint64_t hp = kink_pattern(m, B);
+      v[i] = keep - eps;
+      double lm = readout(m, x, c, B);
+      uint64_t hm = kink_pattern(m, B);
+      v[i] = keep;
+      num[i] = (float)((lp - lm) / (2.0 * eps));
+      if (hp != base || hm != base) { /* a kink lies within eps: compare nothing here */
+        num[i] = ana[i];
+        skipped++;
+      }
+    }
+    if (pass == 1) x_numeric = num;
+  }
+  float *numeric_dx = x_numeric;
+  g_test_message("%s: %d of %zu coordinates skipped (a ReLU/max-pool kink within eps)", label,
+                 skipped, m->n_params + nin);
+  g_assert_cmpint(skipped, <=, (int)((m->n_params + nin) / 20));
+  char buf[128];
+  g_snprintf(buf, sizeof buf, "%s dparams", label);
+  if (m->n_params) g_assert_cmpfloat(testutil_max_rel_diff(analytic, numeric, m->n_params, buf), <, 5e-3);
+  g_snprintf(buf, sizeof buf, "%s dx", label);
+  g_assert_cmpfloat(testutil_max_rel_diff(dx, numeric_dx, nin, buf), <, 5e-3);
+  g_free(numeric_dx), g_free(numeric), g_free(analytic);
+  g_free(x), g_free(c), g_free(dx);
+  prunus_model_free(m);
+}
+
+#define ARCH(c, h, w, ...)                                                                  \
+  ({                                                                                        \
+    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                        \
+    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_};   \
+  })
+
+static void test_grad_dense(void) {
+  PrunusArch a = ARCH(1, 1, 7, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 5});
+  check_gradients(&a, 3, "dense B=3");
+  check_gradients(&a, 1, "dense B=1 (sgemv)");
+}
+
+static void test_grad_conv(void) {
+  PrunusArch a = ARCH(2, 6, 5, {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1});
+  check_gradients(&a, 2, "conv k3 s1 p0");
+  PrunusArch b = ARCH(2, 7, 6, {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 2, .padding = 1});
+  check_gradients(&b, 2, "conv k3 s2 p1");
+}
+
+static void test_grad_pool_relu_flatten(void) {
+  PrunusArch a = ARCH(2, 6, 6, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2});
+  check_gradients(&a, 2, "maxpool k2");
+  PrunusArch b = ARCH(1, 7, 7, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 3, .stride = 2});
+  check_gradients(&b, 1, "maxpool k3 s2");
+  PrunusArch c = ARCH(3, 2, 2, {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN});
+  check_gradients(&c, 4, "relu+flatten");
+}
+
+static void test_grad_lenet_like(void) {
+  PrunusArch a = ARCH(1, 10, 10,
+      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
+      {.type = PRUNUS_LAYER_RELU},
+      {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
+      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1},
+      {.type = PRUNUS_LAYER_RELU},
+      {.type = PRUNUS_LAYER_FLATTEN},
+      {.type = PRUNUS_LAYER_DENSE, .units = 6},
+      {.type = PRUNUS_LAYER_RELU},
+      {.type = PRUNUS_LAYER_DENSE, .units = 3});
+  check_gradients(&a, 2, "lenet-like");
+  prunus_gemm_force_reference(true);
+  check_gradients(&a, 2, "lenet-like (reference gemm)");
+  prunus_gemm_force_reference(false);
+}
+
+static void test_loss_gradient_and_value(void) {
+  /* hand value: logits [0, ln 3] label 1 -> p = [1/4, 3/4], loss = -ln(3/4) */
+  float z[] = {0.0f, (float)log(3.0)};
+  uint8_t y[] = {1};
+  float d[2];
+  int correct = 0;
+  double loss = prunus_softmax_xent(z, y, 1, 2, d, &correct);
+  g_assert_cmpfloat(fabs(loss - (-log(0.75))), <, 1e-6);
+  g_assert_cmpfloat(fabs(d[0] - 0.25f), <, 1e-6);
+  g_assert_cmpfloat(fabs(d[1] + 0.25f), <, 1e-6);
+  g_assert_cmpint(correct, ==, 1);
+  /* finite differences on a random batch */
+  PrunusRng r;
+  prunus_rng_seed(&r, 5);
+  enum { B = 4, K = 5 };
+  float logits[B * K], grad[B * K], num[B * K];
+  uint8_t labels[B] = {0, 4, 2, 2};
+  for (int i = 0; i < B * K; i++) logits[i] = (float)(3.0 * prunus_rng_normal(&r));
+  prunus_softmax_xent(logits, labels, B, K, grad, NULL);
+  for (int i = 0; i < B * K; i++) {
+    float keep = logits[i];
+    logits[i] = keep + 1e-3f;
+    double lp = prunus_softmax_xent(logits, labels, B, K, NULL, NULL);
+    logits[i] = keep - 1e-3f;
+    double lm = prunus_softmax_xent(logits, labels, B, K, NULL, NULL);
+    logits[i] = keep;
+    num[i] = (float)((lp - lm) / 2e-3);
+  }
+  g_assert_cmpfloat(testutil_max_rel_diff(grad, num, B * K, "softmax xent"), <, 1e-3);
+  /* large logits stay finite */
+  float big[] = {1000.0f, -1000.0f};
+  uint8_t y0[] = {1};
+  g_assert_true(isfinite(prunus_softmax_xent(big, y0, 1, 2, d, NULL)));
+}
+
+static void test_forward_by_hand(void) {
+  /* conv 1x3x3 input, one 2x2 filter of ones, bias 0.5: sums of each 2x2 window + 0.5 */
+  PrunusArch a = ARCH(1, 3, 3, {.type = PRUNUS_LAYER_CONV2D, .channels = 1, .kernel = 2, .stride = 1});
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, 1, 0, &error);
+  g_assert_no_error(error);
+  for (int i = 0; i < 4; i++) m->params[i] = 1.0f;
+  m->params[4] = 0.5f;
+  float x[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+  prunus_model_forward(m, x, 1);
+  float want[] = {12.5f, 16.5f, 24.5f, 28.5f};
+  for (int i = 0; i < 4; i++) g_assert_cmpfloat(m->acts[1][i], ==, want[i]);
+  g_assert_cmpuint(prunus_model_flops(m, FALSE), ==, 2 * 4 * 4);
+  prunus_model_free(m);
+  /* maxpool picks the max of each window */
+  PrunusArch p = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2});
+  m = prunus_model_new(&p, 1, 0, &error);
+  float xp[16];
+  for (int i = 0; i < 16; i++) xp[i] = (float)((i * 7) % 16);
+  prunus_model_forward(m, xp, 1);
+  /* rows 0 7 14 5 | 12 3 10 1 | 8 15 6 13 | 4 11 2 9: window maxima 12 14 15 13 */
+  float wp[] = {12, 14, 15, 13};
+  for (int i = 0; i < 4; i++) g_assert_cmpfloat(m->acts[1][i], ==, wp[i]);
+  prunus_model_free(m);
+}
+
+static void test_init_seeded_and_masks(void) {
+  PrunusArch a = ARCH(1, 1, 20, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 50});
+  GError *error = NULL;
+  PrunusModel *m1 = prunus_model_new(&a, 1, 42, &error);
+  PrunusModel *m2 = prunus_model_new(&a, 1, 42, &error);
+  PrunusModel *m3 = prunus_model_new(&a, 1, 43, &error);
+  g_assert_no_error(error);
+  g_assert_cmpmem(m1->params, sizeof(float) * m1->n_params, m2->params, sizeof(float) * m2->n_params);
+  g_assert_true(memcmp(m1->params, m3->params, sizeof(float) * m1->n_params) != 0);
+  /* Kaiming normal: std close to sqrt(2/20) over 1000 weights */
+  double s2 = 0.0;
+  for (size_t i = 0; i < 1000; i++) s2 += m1->params[i] * m1->params[i];
+  g_assert_cmpfloat(fabs(sqrt(s2 / 1000) - sqrt(0.1)), <, 0.03);
+  /* a masked weight stays exactly zero through optimizer steps */
+  m1->mask[3] = 0.0f;
+  prunus_model_apply_mask(m1);
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.momentum = 0.9;
+  tc.weight_decay = 1e-4;
+  for (size_t i = 0; i < m1->n_params; i++) m1->grads[i] = 1.0f;
+  for (int s = 1; s <= 3; s++) prunus_optim_step(m1, &tc, 0.1, s);
+  g_assert_cmpfloat(m1->params[3], ==, 0.0f);
+  tc.optimizer = PRUNUS_OPT_ADAM;
+  for (int s = 1; s <= 3; s++) prunus_optim_step(m1, &tc, 0.1, s);
+  g_assert_cmpfloat(m1->params[3], ==, 0.0f);
+  g_assert_cmpfloat(m1->params[4], !=, m2->params[4]);
+  prunus_model_free(m1), prunus_model_free(m2), prunus_model_free(m3);
+}
+
+static void test_arch_string_round_trip(void) {
+  PrunusArch a = ARCH(1, 28, 28,
+      {.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2},
+      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2},
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 10});
+  char *s = prunus_arch_to_string(&a);
+  g_assert_cmpstr(s, ==, "1x28x28|conv2d:6:5:1:2|relu|maxpool2d:2:2|flatten|dense:10");
+  PrunusArch b;
+  GError *error = NULL;
+  g_assert_true(prunus_arch_from_string(s, &b, &error));
+  char *s2 = prunus_arch_to_string(&b);
+  g_assert_cmpstr(s, ==, s2);
+  g_assert_cmpint(b.n_classes, ==, 10);
+  prunus_arch_clear(&b);
+  g_assert_false(prunus_arch_from_string("1x28|dense:x", &b, &error));
+  testutil_assert_error_contains(error, "1x28|dense:x", NULL);
+  g_clear_error(&error);
+  g_free(s), g_free(s2);
+}
+
+static void test_bad_arch_errors(void) {
+  GError *error = NULL;
+  PrunusArch a = ARCH(1, 28, 28, {.type = PRUNUS_LAYER_DENSE, .units = 10});
+  g_assert_null(prunus_model_new(&a, 1, 0, &error));
+  testutil_assert_error_contains(error, "layer 0", "flatten", NULL);
+  g_clear_error(&error);
+  PrunusArch b = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 5, .stride = 1});
+  g_assert_null(prunus_model_new(&b, 1, 0, &error));
+  testutil_assert_error_contains(error, "kernel 5", NULL);
+  g_clear_error(&error);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/layers/grad/dense", test_grad_dense);
+  g_test_add_func("/layers/grad/conv2d", test_grad_conv);
+  g_test_add_func("/layers/grad/pool-relu-flatten", test_grad_pool_relu_flatten);
+  g_test_add_func("/layers/grad/lenet-like", test_grad_lenet_like);
+  g_test_add_func("/layers/loss", test_loss_gradient_and_value);
+  g_test_add_func("/layers/forward-by-hand", test_forward_by_hand);
+  g_test_add_func("/layers/init-and-masks", test_init_seeded_and_masks);
+  g_test_add_func("/layers/arch-string", test_arch_string_round_trip);
+  g_test_add_func("/layers/bad-arch", test_bad_arch_errors);
+  return g_test_run();
+}

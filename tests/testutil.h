@@ -1,0 +1,20 @@
+/* testutil.h: helpers shared by the unit tests: temp folders, file writing,
+ * tensor comparison that prints the max difference (llm.c's check_tensor). */
+#ifndef PRUNUS_TESTUTIL_H
+#define PRUNUS_TESTUTIL_H
+
+#include <glib.h>
+#include <stdint.h>
+#include <stddef.h>
+
+/* (transfer full) A fresh temp folder, removed by testutil_rmtree. */
+char *testutil_mkdtemp(void);
+void testutil_rmtree(const char *path);
+/* Write len bytes to dir/name; returns the full path (transfer full). */
+char *testutil_write_file(const char *dir, const char *name, const void *data, size_t len);
+/* Max |a-b| / max(1, |a|, |b|) over n values; prints label and the value. */
+double testutil_max_rel_diff(const float *a, const float *b, size_t n, const char *label);
+/* Assert that error is set, in domain/code, and its message contains every needle. */
+void testutil_assert_error_contains(const GError *error, const char *needle1, ...) G_GNUC_NULL_TERMINATED;
+
+#endif
