@@ -19,7 +19,11 @@ void prunus_config_free(PrunusConfig *c);
 /* Apply "path.to.key=value". The value's type follows the existing setting when
  * there is one (an int key given "0.5" is an error naming the key); a new key's
  * type is inferred: true/false, integer, float, "quoted" or bare string, or a
- * [list] of numbers. Intermediate groups are created. */
+ * [list] of numbers. Intermediate groups are created. A list element is reached
+ * by index, written model.layers[1].units (libconfig's model.layers.[1].units is
+ * accepted too); the element must exist. An existing array or list of scalars is
+ * replaced whole: model.input=[3,32,32]. Settings made or changed here are
+ * located as "--set path" in later messages. */
 gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError **error);
 
 config_setting_t *prunus_config_root(PrunusConfig *c);

@@ -42,7 +42,7 @@ void prunus_json_object_set(PrunusJson *obj, const char *key, PrunusJson *value)
 
 /* Serialise; indent = 0 gives one line (jsonl), > 0 pretty-prints. Numbers that are
  * integral and |x| < 2^53 are written without a fraction; others with %.9g (enough
- * for float32) or %.17g when precise = TRUE. (transfer full) */
+ * for float32). (transfer full) */
 char *prunus_json_to_string(const PrunusJson *v, int indent);
 
 /* Append a JSON string literal (quoted, escaped) of s to out. */

@@ -31,6 +31,24 @@ typedef enum {
 PRUNUS_API GQuark prunus_error_quark(void);
 PRUNUS_API const char *prunus_version(void);
 
+/* What every command that reads a config shares. */
+typedef struct {
+  const char *config_path;        /* libconfig file */
+  const char *const *overrides;   /* NULL-terminated "path.to.key=value" list; may be NULL */
+  const char *run_dir;            /* output folder; NULL = runs/<config name> */
+  int threads;                    /* OpenBLAS threads; 0 = OpenBLAS's default */
+  gboolean quiet;                 /* only errors and the final result line */
+} PrunusJobOptions;
+
+/* `prunus train`: train the config's model; writes RUN_DIR/model.safetensors,
+ * metrics.jsonl (a line per epoch), summary.json and config.cfg (resolved). */
+PRUNUS_API gboolean prunus_job_train(const PrunusJobOptions *o, GError **error);
+
+/* `prunus eval`: test loss and accuracy of a checkpoint on the config's test set.
+ * The checkpoint's own (possibly shrunk) architecture is used. */
+PRUNUS_API gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptions *o,
+                                    double *accuracy, double *loss, GError **error);
+
 G_END_DECLS
 
 #endif /* PRUNUS_H */

@@ -1,0 +1,275 @@
+/* checkpoint.c: a model's parameters and masks as a safetensors file with
+ * PyTorch-style names and shapes; the architecture travels in the metadata and
+ * everything is validated on load (and the same values are checked on save). */
+#include "checkpoint.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define CKPT_FORMAT "prunus"
+#define CKPT_KEY_FORMAT "format"
+#define CKPT_KEY_VERSION "prunus_version"
+#define CKPT_KEY_ARCH "architecture"
+
+static gboolean ckpt_fail(GError **error, int code, const char *path, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+
+/* Set "<path>: <message>" in the PRUNUS_ERROR domain; returns FALSE. */
+static gboolean ckpt_fail(GError **error, int code, const char *path, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *what = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  g_set_error(error, PRUNUS_ERROR, code, "%s: %s", path, what);
+  g_free(what);
+  return FALSE;
+}
+
+/* The weight's PyTorch shape: dense (out, in), conv (cout, cin, k, k). */
+static int weight_shape(const PrunusLayer *l, int64_t *shape) {
+  if (l->spec.type == PRUNUS_LAYER_CONV2D) {
+    shape[0] = l->out.c;
+    shape[1] = l->in.c;
+    shape[2] = l->spec.kernel;
+    shape[3] = l->spec.kernel;
+    return 4;
+  }
+  shape[0] = l->out.c;
+  shape[1] = l->in.c;
+  return 2;
+}
+
+static char *shape_to_string(const int64_t *shape, int ndim) {
+  GString *s = g_string_new("[");
+  for (int d = 0; d < ndim; d++)
+    g_string_append_printf(s, "%s%" G_GINT64_FORMAT, d ? ", " : "", shape[d]);
+  g_string_append_c(s, ']');
+  return g_string_free(s, FALSE);
+}
+
+/* Finite parameters, masks of 0/1 only, zero wherever the mask is 0. */
+static gboolean check_layer_values(const char *path, const PrunusLayer *l, const float *w,
+                                   const float *b, const float *mask, GError **error) {
+  for (size_t j = 0; j < l->w_len; j++) {
+    if (mask[j] != 0.0f && mask[j] != 1.0f)
+      return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+                       "tensor \"%s.mask\" element %zu is %g; a mask holds only 0 or 1", l->name,
+                       j, (double)mask[j]);
+    if (!isfinite(w[j]))
+      return ckpt_fail(error, PRUNUS_ERROR_NUMERIC, path,
+                       "tensor \"%s.weight\" element %zu is %g; parameters must be finite",
+                       l->name, j, (double)w[j]);
+    if (mask[j] == 0.0f && w[j] != 0.0f)
+      return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+                       "tensor \"%s.weight\" element %zu is %g but \"%s.mask\" prunes it (0)",
+                       l->name, j, (double)w[j], l->name);
+  }
+  for (size_t j = 0; j < l->b_len; j++) {
+    if (!isfinite(b[j]))
+      return ckpt_fail(error, PRUNUS_ERROR_NUMERIC, path,
+                       "tensor \"%s.bias\" element %zu is %g; parameters must be finite", l->name,
+                       j, (double)b[j]);
+  }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Save */
+
+gboolean prunus_checkpoint_save(const PrunusModel *m, const char *path, GHashTable *extra,
+                                GError **error) {
+  g_return_val_if_fail(m != NULL && path != NULL, FALSE);
+  g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+
+  gboolean ok = FALSE;
+  PrunusTensor *tensors = g_new0(PrunusTensor, 3 * (size_t)m->n_layers + 1);
+  int n = 0;
+  GHashTable *meta = g_hash_table_new(g_str_hash, g_str_equal);
+  char *arch = prunus_arch_to_string(&m->arch);
+
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (!l->ops->has_params) continue;
+    const float *w = m->params + l->w_off, *b = m->params + l->b_off, *mk = m->mask + l->w_off;
+    if (!check_layer_values(path, l, w, b, mk, error)) goto out_free_tensors;
+
+    PrunusTensor *tw = &tensors[n++];
+    tw->name = g_strdup_printf("%s.weight", l->name);
+    tw->ndim = weight_shape(l, tw->shape);
+    tw->data = (float *)w;
+    PrunusTensor *tb = &tensors[n++];
+    tb->name = g_strdup_printf("%s.bias", l->name);
+    tb->ndim = 1;
+    tb->shape[0] = (int64_t)l->b_len;
+    tb->data = (float *)b;
+    PrunusTensor *tm = &tensors[n++];
+    tm->name = g_strdup_printf("%s.mask", l->name);
+    tm->ndim = weight_shape(l, tm->shape);
+    tm->data = (float *)mk;
+  }
+
+  /* Extra entries first, so the values that describe this model win over stale
+   * copies (e.g. a metadata table handed back from prunus_checkpoint_load). */
+  if (extra) {
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, extra);
+    while (g_hash_table_iter_next(&it, &k, &v)) g_hash_table_insert(meta, k, v);
+  }
+  g_hash_table_insert(meta, CKPT_KEY_FORMAT, CKPT_FORMAT);
+  g_hash_table_insert(meta, CKPT_KEY_VERSION, (gpointer)prunus_version());
+  g_hash_table_insert(meta, CKPT_KEY_ARCH, arch);
+
+  ok = prunus_safetensors_write(path, tensors, n, meta, error);
+
+out_free_tensors:
+  for (int i = 0; i < n; i++) g_free(tensors[i].name);
+  g_free(tensors);
+  g_hash_table_destroy(meta);
+  g_free(arch);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Load */
+
+/* Find name in f with exactly the given shape and mark it used. */
+static const float *take_tensor(const char *path, const PrunusTensorFile *f, GHashTable *used,
+                                const char *name, const int64_t *shape, int ndim,
+                                GError **error) {
+  const PrunusTensor *t = prunus_tensor_file_find(f, name);
+  if (!t) {
+    char *want = shape_to_string(shape, ndim);
+    ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+              "tensor \"%s\" is missing (the architecture needs shape %s)", name, want);
+    g_free(want);
+    return NULL;
+  }
+  gboolean same = t->ndim == ndim;
+  for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+  if (!same) {
+    char *want = shape_to_string(shape, ndim);
+    char *found = shape_to_string(t->shape, t->ndim);
+    ckpt_fail(error, PRUNUS_ERROR_MISMATCH, path,
+              "tensor \"%s\" has shape %s but the architecture needs %s", name, found, want);
+    g_free(found);
+    g_free(want);
+    return NULL;
+  }
+  g_hash_table_add(used, t->name);
+  return t->data;
+}
+
+/* The architecture from the file's metadata, checked against expected. */
+static gboolean load_arch(const char *path, GHashTable *meta, const PrunusArch *expected,
+                          PrunusArch *out, GError **error) {
+  const char *format = g_hash_table_lookup(meta, CKPT_KEY_FORMAT);
+  if (format && strcmp(format, CKPT_FORMAT) != 0)
+    return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+                     "metadata \"%s\" is \"%s\", expected \"%s\"", CKPT_KEY_FORMAT, format,
+                     CKPT_FORMAT);
+  const char *text = g_hash_table_lookup(meta, CKPT_KEY_ARCH);
+  if (!text)
+    return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+                     "metadata has no \"%s\" entry: not a prunus checkpoint?", CKPT_KEY_ARCH);
+  GError *local = NULL;
+  if (!prunus_arch_from_string(text, out, &local)) {
+    ckpt_fail(error, PRUNUS_ERROR_FORMAT, path, "metadata \"%s\": %s", CKPT_KEY_ARCH,
+              local->message);
+    g_error_free(local);
+    return FALSE;
+  }
+  if (!expected) return TRUE;
+
+  /* Compare canonical forms, so equivalent spellings agree. */
+  char *found = prunus_arch_to_string(out);
+  char *want = prunus_arch_to_string(expected);
+  gboolean same = strcmp(found, want) == 0;
+  if (!same)
+    ckpt_fail(error, PRUNUS_ERROR_MISMATCH, path,
+              "architecture \"%s\" does not match the expected \"%s\"", found, want);
+  g_free(want);
+  g_free(found);
+  if (!same) {
+    prunus_arch_clear(out);
+    return FALSE;
+  }
+  /* The expected one also knows what the string does not carry (the init scheme). */
+  prunus_arch_clear(out);
+  *out = prunus_arch_copy(expected);
+  return TRUE;
+}
+
+PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const PrunusArch *expected,
+                                    GHashTable **metadata_out, GError **error) {
+  g_return_val_if_fail(path != NULL, NULL);
+  g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+
+  if (metadata_out) *metadata_out = NULL;
+  PrunusModel *m = NULL;
+  GHashTable *used = NULL;
+  PrunusTensorFile *f = prunus_safetensors_read(path, error);
+  if (!f) return NULL;
+
+  PrunusArch arch = {0};
+  if (!load_arch(path, f->metadata, expected, &arch, error)) goto out_free_file;
+
+  GError *local = NULL;
+  m = prunus_model_new(&arch, max_batch, 0, &local);
+  if (!m) {
+    ckpt_fail(error, PRUNUS_ERROR_FORMAT, path, "cannot build its architecture: %s",
+              local->message);
+    g_error_free(local);
+    goto out_clear_arch;
+  }
+
+  used = g_hash_table_new(g_str_hash, g_str_equal);
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (!l->ops->has_params) continue;
+    int64_t wshape[PRUNUS_ST_MAX_DIMS], bshape[1] = {(int64_t)l->b_len};
+    int wdim = weight_shape(l, wshape);
+    char *wname = g_strdup_printf("%s.weight", l->name);
+    char *bname = g_strdup_printf("%s.bias", l->name);
+    char *mname = g_strdup_printf("%s.mask", l->name);
+    const float *w = take_tensor(path, f, used, wname, wshape, wdim, error);
+    const float *b = w ? take_tensor(path, f, used, bname, bshape, 1, error) : NULL;
+    const float *mk = b ? take_tensor(path, f, used, mname, wshape, wdim, error) : NULL;
+    g_free(wname);
+    g_free(bname);
+    g_free(mname);
+    if (!mk || !check_layer_values(path, l, w, b, mk, error)) goto out_free_model;
+    memcpy(m->params + l->w_off, w, sizeof(float) * l->w_len);
+    memcpy(m->params + l->b_off, b, sizeof(float) * l->b_len);
+    memcpy(m->mask + l->w_off, mk, sizeof(float) * l->w_len);
+  }
+  for (int i = 0; i < f->n_tensors; i++) {
+    if (!g_hash_table_contains(used, f->tensors[i].name)) {
+      char *a = prunus_arch_to_string(&m->arch);
+      ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+                "unknown tensor \"%s\" (architecture \"%s\" has no such parameter)",
+                f->tensors[i].name, a);
+      g_free(a);
+      goto out_free_model;
+    }
+  }
+
+  if (metadata_out) {
+    *metadata_out = f->metadata;
+    f->metadata = NULL;
+  }
+  goto out_free_used;
+
+out_free_model:
+  prunus_model_free(m);
+  m = NULL;
+out_free_used:
+  if (used) g_hash_table_destroy(used);
+out_clear_arch:
+  prunus_arch_clear(&arch);
+out_free_file:
+  prunus_tensor_file_free(f);
+  return m;
+}

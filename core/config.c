@@ -1,0 +1,1287 @@
+/* config.c: libconfig files read strictly. Owns the parsed config_t, the record of
+ * which settings were read (the rest are "file:line: unknown key" errors), --set
+ * overrides, dump and hash, and the parsing of name/seed/dataset/model/train. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
+
+#define MAX_UNREAD_LISTED 5
+
+struct PrunusConfig {
+  config_t cfg;
+  char *path;           /* as given to prunus_config_load */
+  char *dir;            /* absolute folder of path: include dir, base of relative paths */
+  GHashTable *read;     /* set of config_setting_t *: looked up or marked read */
+  GHashTable *from_set; /* set of config_setting_t *: created or changed by --set */
+  GHashTable *asked;    /* group setting -> GPtrArray of key names looked up in it */
+};
+
+/* ------------------------------------------------------------------------ */
+/* key paths, locations and error messages */
+
+static void append_path(GString *out, const config_setting_t *s) {
+  const config_setting_t *parent = config_setting_parent(s);
+  if (!parent) return; /* the root has no name */
+  append_path(out, parent);
+  const char *name = config_setting_name(s);
+  if (name) {
+    if (out->len) g_string_append_c(out, '.');
+    g_string_append(out, name);
+  } else {
+    g_string_append_printf(out, "[%d]", config_setting_index(s));
+  }
+}
+
+/* "model.layers[2].units" (transfer full) */
+static char *setting_path(const config_setting_t *s) {
+  GString *out = g_string_new(NULL);
+  append_path(out, s);
+  return g_string_free(out, FALSE);
+}
+
+/* "model.layers[2].units" for a key of group that may not exist (transfer full) */
+static char *member_path(const config_setting_t *group, const char *key) {
+  char *gp = setting_path(group);
+  char *p = *gp ? g_strdup_printf("%s.%s", gp, key) : g_strdup(key);
+  g_free(gp);
+  return p;
+}
+
+static const char *type_name(int type) {
+  switch (type) {
+  case CONFIG_TYPE_INT:
+  case CONFIG_TYPE_INT64:
+    return "an integer";
+  case CONFIG_TYPE_FLOAT:
+    return "a float";
+  case CONFIG_TYPE_STRING:
+    return "a string";
+  case CONFIG_TYPE_BOOL:
+    return "a boolean";
+  case CONFIG_TYPE_GROUP:
+    return "a group";
+  case CONFIG_TYPE_ARRAY:
+    return "an array";
+  case CONFIG_TYPE_LIST:
+    return "a list";
+  default:
+    return "nothing";
+  }
+}
+
+char *prunus_config_where(PrunusConfig *c, const config_setting_t *s) {
+  g_return_val_if_fail(c != NULL && s != NULL, NULL);
+  /* Array elements and settings made by --set have no line of their own: the
+   * nearest ancestor that has one says where to look. */
+  for (const config_setting_t *t = s; t; t = config_setting_parent(t)) {
+    if (g_hash_table_contains(c->from_set, t)) {
+      char *path = setting_path(t);
+      char *where = g_strdup_printf("--set %s", path);
+      g_free(path);
+      return where;
+    }
+    if (config_setting_source_line(t) > 0) {
+      const char *file = config_setting_source_file(t);
+      return g_strdup_printf("%s:%u", file ? file : c->path, config_setting_source_line(t));
+    }
+  }
+  return g_strdup(c->path);
+}
+
+/* Sets error to "WHERE: message" (where = file:line of s) and returns FALSE. */
+static gboolean fail_at(PrunusConfig *c, const config_setting_t *s, GError **error, const char *fmt,
+                        ...) G_GNUC_PRINTF(4, 5);
+static gboolean fail_at(PrunusConfig *c, const config_setting_t *s, GError **error, const char *fmt,
+                        ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  char *where = prunus_config_where(c, s);
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: %s", where, msg);
+  g_free(where);
+  g_free(msg);
+  return FALSE;
+}
+
+static gboolean type_error(PrunusConfig *c, const config_setting_t *s, const char *expected,
+                           GError **error) {
+  char *path = setting_path(s);
+  fail_at(c, s, error, "key '%s': expected %s, found %s", path, expected,
+          type_name(config_setting_type(s)));
+  g_free(path);
+  return FALSE;
+}
+
+/* Edit distance counting a swap of neighbours as one edit (optimal string
+ * alignment), for "did you mean" hints on short key names. */
+static guint edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return G_MAXUINT;
+  guint rows[3][65]; /* row i of the distance matrix lives in rows[i % 3] */
+  for (size_t j = 0; j <= lb; j++) rows[0][j] = (guint)j;
+  for (size_t i = 1; i <= la; i++) {
+    guint *prev2 = rows[(i + 1) % 3], *prev = rows[(i + 2) % 3], *cur = rows[i % 3];
+    cur[0] = (guint)i;
+    for (size_t j = 1; j <= lb; j++) {
+      guint cost = a[i - 1] == b[j - 1] ? 0u : 1u;
+      guint d = MIN(MIN(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d = MIN(d, prev2[j - 2] + 1);
+      cur[j] = d;
+    }
+  }
+  return rows[la % 3][lb];
+}
+
+/* " (did you mean 'epochs'?)" when a key looked up in s's group, or a sibling
+ * that was read, is within a small edit distance of s's name; else "".
+ * (transfer full) */
+static char *unknown_key_hint(PrunusConfig *c, const config_setting_t *s) {
+  const char *name = config_setting_name(s);
+  const config_setting_t *group = config_setting_parent(s);
+  if (!name || !group) return g_strdup("");
+  GPtrArray *cands = g_ptr_array_new();
+  GPtrArray *asked = g_hash_table_lookup(c->asked, group);
+  if (asked)
+    for (guint i = 0; i < asked->len; i++) g_ptr_array_add(cands, asked->pdata[i]);
+  int n = config_setting_length(group);
+  for (int i = 0; i < n; i++) {
+    config_setting_t *m = config_setting_get_elem(group, (unsigned)i);
+    if (config_setting_name(m) && g_hash_table_contains(c->read, m))
+      g_ptr_array_add(cands, (gpointer)config_setting_name(m));
+  }
+  const char *best = NULL;
+  guint best_d = G_MAXUINT;
+  guint limit = MAX(1u, MIN(2u, (guint)strlen(name) / 3));
+  for (guint i = 0; i < cands->len; i++) {
+    const char *cand = cands->pdata[i];
+    if (strcmp(cand, name) == 0) continue;
+    guint d = edit_distance(name, cand);
+    if (d <= limit && d < best_d) best = cand, best_d = d;
+  }
+  char *hint = best ? g_strdup_printf(" (did you mean '%s'?)", best) : g_strdup("");
+  g_ptr_array_free(cands, TRUE);
+  return hint;
+}
+
+/* ------------------------------------------------------------------------ */
+/* read tracking */
+
+void prunus_config_mark_read(PrunusConfig *c, const config_setting_t *s) {
+  g_return_if_fail(c != NULL && s != NULL);
+  g_hash_table_add(c->read, (gpointer)s);
+}
+
+void prunus_config_mark_read_tree(PrunusConfig *c, const config_setting_t *s) {
+  g_return_if_fail(c != NULL && s != NULL);
+  prunus_config_mark_read(c, s);
+  if (!config_setting_is_aggregate(s)) return;
+  int n = config_setting_length(s);
+  for (int i = 0; i < n; i++)
+    prunus_config_mark_read_tree(c, config_setting_get_elem(s, (unsigned)i));
+}
+
+static void note_asked(PrunusConfig *c, const config_setting_t *group, const char *key) {
+  GPtrArray *names = g_hash_table_lookup(c->asked, group);
+  if (!names) {
+    names = g_ptr_array_new_with_free_func(g_free);
+    g_hash_table_insert(c->asked, (gpointer)group, names);
+  }
+  for (guint i = 0; i < names->len; i++)
+    if (strcmp(names->pdata[i], key) == 0) return;
+  g_ptr_array_add(names, g_strdup(key));
+}
+
+/* Drop every record of s and its children, before libconfig frees them. */
+static void forget_tree(PrunusConfig *c, const config_setting_t *s) {
+  g_hash_table_remove(c->read, s);
+  g_hash_table_remove(c->from_set, s);
+  g_hash_table_remove(c->asked, s);
+  if (!config_setting_is_aggregate(s)) return;
+  int n = config_setting_length(s);
+  for (int i = 0; i < n; i++) forget_tree(c, config_setting_get_elem(s, (unsigned)i));
+}
+
+static void collect_unread(PrunusConfig *c, const config_setting_t *s, GPtrArray *found) {
+  int n = config_setting_length(s);
+  for (int i = 0; i < n; i++) {
+    config_setting_t *child = config_setting_get_elem(s, (unsigned)i);
+    /* Only named settings are keys; list elements are values of a read list. */
+    if (config_setting_name(child) && !g_hash_table_contains(c->read, child)) {
+      g_ptr_array_add(found, child);
+      continue;
+    }
+    if (config_setting_is_group(child) || config_setting_is_list(child))
+      collect_unread(c, child, found);
+  }
+}
+
+gboolean prunus_config_check_unread(PrunusConfig *c, GError **error) {
+  g_return_val_if_fail(c != NULL, FALSE);
+  GPtrArray *found = g_ptr_array_new();
+  collect_unread(c, config_root_setting(&c->cfg), found);
+  gboolean ok = found->len == 0;
+  if (!ok) {
+    GString *msg = g_string_new(NULL);
+    for (guint i = 0; i < found->len && i < MAX_UNREAD_LISTED; i++) {
+      const config_setting_t *s = found->pdata[i];
+      char *where = prunus_config_where(c, s);
+      char *path = setting_path(s);
+      char *hint = unknown_key_hint(c, s);
+      g_string_append_printf(msg, "%s%s: unknown key '%s'%s", i ? "\n" : "", where, path, hint);
+      g_free(hint);
+      g_free(path);
+      g_free(where);
+    }
+    if (found->len > MAX_UNREAD_LISTED)
+      g_string_append_printf(msg, "\n(and %u more unknown keys)", found->len - MAX_UNREAD_LISTED);
+    g_set_error_literal(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, msg->str);
+    g_string_free(msg, TRUE);
+  }
+  g_ptr_array_free(found, TRUE);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* loading */
+
+PrunusConfig *prunus_config_load(const char *path, GError **error) {
+  g_return_val_if_fail(path != NULL, NULL);
+  FILE *probe = g_fopen(path, "r");
+  if (!probe) {
+    int e = errno;
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot read config file '%s': %s", path,
+                g_strerror(e));
+    return NULL;
+  }
+  fclose(probe);
+  if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
+                "cannot read config file '%s': it is a folder", path);
+    return NULL;
+  }
+
+  PrunusConfig *c = g_new0(PrunusConfig, 1);
+  config_init(&c->cfg);
+  c->path = g_strdup(path);
+  char *dir = g_path_get_dirname(path);
+  c->dir = g_canonicalize_filename(dir, NULL);
+  g_free(dir);
+  c->read = g_hash_table_new(NULL, NULL);
+  c->from_set = g_hash_table_new(NULL, NULL);
+  c->asked = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)g_ptr_array_unref);
+  config_set_include_dir(&c->cfg, c->dir);
+
+  if (!config_read_file(&c->cfg, path)) {
+    const char *text = config_error_text(&c->cfg);
+    if (config_error_type(&c->cfg) == CONFIG_ERR_FILE_IO) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot read config file '%s': %s", path,
+                  text ? text : "I/O error");
+    } else {
+      const char *file = config_error_file(&c->cfg);
+      gboolean include = text && strstr(text, "include");
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s:%d: %s%s%s%s", file ? file : path,
+                  config_error_line(&c->cfg), text ? text : "parse error",
+                  include ? " (@include paths are relative to '" : "", include ? c->dir : "",
+                  include ? "')" : "");
+    }
+    goto out_free_config;
+  }
+  return c;
+
+out_free_config:
+  prunus_config_free(c);
+  return NULL;
+}
+
+void prunus_config_free(PrunusConfig *c) {
+  if (!c) return;
+  config_destroy(&c->cfg);
+  g_hash_table_destroy(c->asked);
+  g_hash_table_destroy(c->from_set);
+  g_hash_table_destroy(c->read);
+  g_free(c->dir);
+  g_free(c->path);
+  g_free(c);
+}
+
+config_setting_t *prunus_config_root(PrunusConfig *c) {
+  g_return_val_if_fail(c != NULL, NULL);
+  return config_root_setting(&c->cfg);
+}
+
+const char *prunus_config_path(PrunusConfig *c) {
+  g_return_val_if_fail(c != NULL, NULL);
+  return c->path;
+}
+
+/* ------------------------------------------------------------------------ */
+/* typed, tracked getters */
+
+/* *out = group.key (NULL when absent); marks it read. Absent and required is an
+ * error naming the group's file:line. */
+static gboolean lookup_key(PrunusConfig *c, config_setting_t *group, const char *key,
+                           gboolean required, config_setting_t **out, GError **error) {
+  g_return_val_if_fail(c != NULL && group != NULL && key != NULL, FALSE);
+  g_return_val_if_fail(config_setting_is_group(group), FALSE);
+  note_asked(c, group, key);
+  *out = config_setting_get_member(group, key);
+  if (*out) {
+    prunus_config_mark_read(c, *out);
+    return TRUE;
+  }
+  if (!required) return TRUE;
+  if (config_setting_is_root(group))
+    return fail_at(c, group, error, "the top level is missing the required key '%s'", key);
+  char *gp = setting_path(group);
+  fail_at(c, group, error, "group '%s' is missing the required key '%s'", gp, key);
+  g_free(gp);
+  return FALSE;
+}
+
+static gboolean setting_to_int(PrunusConfig *c, const config_setting_t *s, int *out,
+                               GError **error) {
+  switch (config_setting_type(s)) {
+  case CONFIG_TYPE_INT:
+    *out = config_setting_get_int(s);
+    return TRUE;
+  case CONFIG_TYPE_INT64: {
+    long long v = config_setting_get_int64(s);
+    if (v < INT_MIN || v > INT_MAX) {
+      char *path = setting_path(s);
+      fail_at(c, s, error, "key '%s': %lld does not fit in a 32-bit integer", path, v);
+      g_free(path);
+      return FALSE;
+    }
+    *out = (int)v;
+    return TRUE;
+  }
+  default:
+    return type_error(c, s, "an integer", error);
+  }
+}
+
+gboolean prunus_config_get_int(PrunusConfig *c, config_setting_t *group, const char *key,
+                               gboolean required, int defval, int *out, GError **error) {
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error)) return FALSE;
+  if (!s) {
+    *out = defval;
+    return TRUE;
+  }
+  return setting_to_int(c, s, out, error);
+}
+
+gboolean prunus_config_get_int64(PrunusConfig *c, config_setting_t *group, const char *key,
+                                 gboolean required, int64_t defval, int64_t *out, GError **error) {
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error)) return FALSE;
+  if (!s) {
+    *out = defval;
+    return TRUE;
+  }
+  switch (config_setting_type(s)) {
+  case CONFIG_TYPE_INT:
+    *out = config_setting_get_int(s);
+    return TRUE;
+  case CONFIG_TYPE_INT64:
+    *out = config_setting_get_int64(s);
+    return TRUE;
+  default:
+    return type_error(c, s, "an integer", error);
+  }
+}
+
+gboolean prunus_config_get_double(PrunusConfig *c, config_setting_t *group, const char *key,
+                                  gboolean required, double defval, double *out, GError **error) {
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error)) return FALSE;
+  if (!s) {
+    *out = defval;
+    return TRUE;
+  }
+  switch (config_setting_type(s)) {
+  case CONFIG_TYPE_INT:
+    *out = config_setting_get_int(s);
+    return TRUE;
+  case CONFIG_TYPE_INT64:
+    *out = (double)config_setting_get_int64(s);
+    return TRUE;
+  case CONFIG_TYPE_FLOAT:
+    *out = config_setting_get_float(s);
+    return TRUE;
+  default:
+    return type_error(c, s, "a float", error);
+  }
+}
+
+gboolean prunus_config_get_bool(PrunusConfig *c, config_setting_t *group, const char *key,
+                                gboolean required, gboolean defval, gboolean *out, GError **error) {
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error)) return FALSE;
+  if (!s) {
+    *out = defval;
+    return TRUE;
+  }
+  if (config_setting_type(s) != CONFIG_TYPE_BOOL) return type_error(c, s, "a boolean", error);
+  *out = config_setting_get_bool(s) ? TRUE : FALSE;
+  return TRUE;
+}
+
+gboolean prunus_config_get_string(PrunusConfig *c, config_setting_t *group, const char *key,
+                                  gboolean required, const char *defval, const char **out,
+                                  GError **error) {
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error)) return FALSE;
+  if (!s) {
+    *out = defval;
+    return TRUE;
+  }
+  if (config_setting_type(s) != CONFIG_TYPE_STRING) return type_error(c, s, "a string", error);
+  *out = config_setting_get_string(s);
+  return TRUE;
+}
+
+gboolean prunus_config_get_enum(PrunusConfig *c, config_setting_t *group, const char *key,
+                                gboolean required, int defval, const char *const *names, int *out,
+                                GError **error) {
+  g_return_val_if_fail(names != NULL, FALSE);
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error)) return FALSE;
+  if (!s) {
+    *out = defval;
+    return TRUE;
+  }
+  if (config_setting_type(s) != CONFIG_TYPE_STRING) return type_error(c, s, "a string", error);
+  const char *value = config_setting_get_string(s);
+  for (int i = 0; names[i]; i++) {
+    if (strcmp(names[i], value) == 0) {
+      *out = i;
+      return TRUE;
+    }
+  }
+  char *allowed = g_strjoinv(", ", (char **)names);
+  char *path = setting_path(s);
+  fail_at(c, s, error, "key '%s': unknown value '%s' (expected one of: %s)", path, value, allowed);
+  g_free(path);
+  g_free(allowed);
+  return FALSE;
+}
+
+config_setting_t *prunus_config_get_group(PrunusConfig *c, config_setting_t *group, const char *key,
+                                          gboolean required, GError **error) {
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error) || !s) return NULL;
+  if (!config_setting_is_group(s)) {
+    type_error(c, s, "a group", error);
+    return NULL;
+  }
+  return s;
+}
+
+config_setting_t *prunus_config_get_list(PrunusConfig *c, config_setting_t *group, const char *key,
+                                         gboolean required, GError **error) {
+  config_setting_t *s;
+  if (!lookup_key(c, group, key, required, &s, error) || !s) return NULL;
+  if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
+    type_error(c, s, "a list", error);
+    return NULL;
+  }
+  return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* --set overrides */
+
+/* One value of a --set: a scalar with its libconfig type. */
+typedef struct {
+  int type; /* CONFIG_TYPE_INT, _INT64, _FLOAT, _BOOL or _STRING */
+  gint64 i;
+  double f;
+  gboolean b;
+  char *s; /* owned */
+} SetValue;
+
+static void set_value_clear(gpointer p) {
+  SetValue *v = p;
+  g_clear_pointer(&v->s, g_free);
+}
+
+/* One component of a --set key path: a member name, or a list index. */
+typedef struct {
+  char *name; /* NULL for an index step */
+  int index;
+} SetStep;
+
+static void set_step_clear(gpointer p) {
+  SetStep *st = p;
+  g_clear_pointer(&st->name, g_free);
+}
+
+static gboolean parse_int64(const char *text, gint64 *out) {
+  if (g_ascii_strncasecmp(text, "0x", 2) == 0) {
+    guint64 u;
+    if (!g_ascii_string_to_unsigned(text + 2, 16, 0, G_MAXINT64, &u, NULL)) return FALSE;
+    *out = (gint64)u;
+    return TRUE;
+  }
+  return g_ascii_string_to_signed(text, 10, G_MININT64, G_MAXINT64, out, NULL);
+}
+
+static gboolean parse_double(const char *text, double *out) {
+  if (!*text) return FALSE;
+  char *end;
+  double v = g_ascii_strtod(text, &end);
+  if (*end || !isfinite(v)) return FALSE;
+  *out = v;
+  return TRUE;
+}
+
+static gboolean parse_bool(const char *text, gboolean *out) {
+  if (g_ascii_strcasecmp(text, "true") == 0) return (*out = TRUE), TRUE;
+  if (g_ascii_strcasecmp(text, "false") == 0) return (*out = FALSE), TRUE;
+  return FALSE;
+}
+
+/* A "quoted" string without its quotes and escapes, or bare text as it is; NULL
+ * for an unterminated quote. (transfer full) */
+static char *parse_string(const char *text) {
+  size_t n = strlen(text);
+  if (text[0] != '"') return g_strdup(text);
+  if (n < 2 || text[n - 1] != '"' || text[n - 2] == '\\') return NULL;
+  char *inner = g_strndup(text + 1, n - 2);
+  char *out = g_strcompress(inner);
+  g_free(inner);
+  return out;
+}
+
+static void int_value(gint64 i, SetValue *v) {
+  v->type = (i >= INT_MIN && i <= INT_MAX) ? CONFIG_TYPE_INT : CONFIG_TYPE_INT64;
+  v->i = i;
+}
+
+/* The type of a new key's value, inferred from its text. */
+static gboolean infer_scalar(const char *text, SetValue *v) {
+  memset(v, 0, sizeof *v);
+  if (parse_bool(text, &v->b)) {
+    v->type = CONFIG_TYPE_BOOL;
+    return TRUE;
+  }
+  gint64 i;
+  if (parse_int64(text, &i)) {
+    int_value(i, v);
+    return TRUE;
+  }
+  if (parse_double(text, &v->f)) {
+    v->type = CONFIG_TYPE_FLOAT;
+    return TRUE;
+  }
+  v->type = CONFIG_TYPE_STRING;
+  v->s = parse_string(text);
+  return v->s != NULL;
+}
+
+/* text read as a value of an existing setting's type (ints widen to int64). */
+static gboolean coerce_scalar(const char *text, int type, SetValue *v) {
+  memset(v, 0, sizeof *v);
+  v->type = type;
+  switch (type) {
+  case CONFIG_TYPE_INT:
+  case CONFIG_TYPE_INT64: {
+    gint64 i;
+    if (!parse_int64(text, &i)) return FALSE;
+    int_value(i, v);
+    if (type == CONFIG_TYPE_INT64) v->type = CONFIG_TYPE_INT64;
+    return TRUE;
+  }
+  case CONFIG_TYPE_FLOAT:
+    return parse_double(text, &v->f);
+  case CONFIG_TYPE_BOOL:
+    return parse_bool(text, &v->b);
+  case CONFIG_TYPE_STRING:
+    v->s = parse_string(text);
+    return v->s != NULL;
+  default:
+    return FALSE;
+  }
+}
+
+static void store_value(config_setting_t *s, const SetValue *v) {
+  switch (v->type) {
+  case CONFIG_TYPE_INT:
+    if (config_setting_type(s) == CONFIG_TYPE_INT64)
+      config_setting_set_int64(s, v->i);
+    else
+      config_setting_set_int(s, (int)v->i);
+    break;
+  case CONFIG_TYPE_INT64:
+    /* libconfig stores 0 when an int64 is set on an int setting: widen it first
+     * (the struct is public; its type field is what libconfig switches on). */
+    if (config_setting_type(s) == CONFIG_TYPE_INT) s->type = CONFIG_TYPE_INT64;
+    config_setting_set_int64(s, v->i);
+    break;
+  case CONFIG_TYPE_FLOAT:
+    config_setting_set_float(s, v->f);
+    break;
+  case CONFIG_TYPE_BOOL:
+    config_setting_set_bool(s, v->b);
+    break;
+  case CONFIG_TYPE_STRING:
+    config_setting_set_string(s, v->s);
+    break;
+  default:
+    g_assert_not_reached();
+  }
+}
+
+static config_setting_t *add_value(config_setting_t *parent, const char *name, const SetValue *v) {
+  config_setting_t *s = config_setting_add(parent, name, v->type);
+  if (s) store_value(s, v);
+  return s;
+}
+
+/* "[1, 2.5, "a,b"]" into values of one type (ints widen to floats), or NULL with
+ * *why set. (transfer full) */
+static GArray *parse_array(const char *text, char **why) {
+  size_t n = strlen(text);
+  if (n < 2 || text[0] != '[' || text[n - 1] != ']') {
+    *why = g_strdup("a list must be written [a, b, ...]");
+    return NULL;
+  }
+  GArray *vals = g_array_new(FALSE, TRUE, sizeof(SetValue));
+  g_array_set_clear_func(vals, set_value_clear);
+  char *inner = g_strndup(text + 1, n - 2);
+  g_strstrip(inner);
+  GPtrArray *items = g_ptr_array_new_with_free_func(g_free);
+  if (*inner) {
+    const char *start = inner;
+    gboolean quoted = FALSE;
+    for (const char *p = inner;; p++) {
+      if (quoted && *p == '\\' && p[1]) {
+        p++;
+        continue;
+      }
+      if (*p == '"') quoted = !quoted;
+      if (*p == '\0' || (!quoted && *p == ',')) {
+        g_ptr_array_add(items, g_strstrip(g_strndup(start, (gsize)(p - start))));
+        if (*p == '\0') break;
+        start = p + 1;
+      }
+    }
+  }
+  gboolean any_float = FALSE, any_int64 = FALSE;
+  for (guint i = 0; i < items->len && !*why; i++) {
+    const char *item = items->pdata[i];
+    SetValue v;
+    if (!*item)
+      *why = g_strdup("empty element in the list");
+    else if (strchr("[({", item[0]))
+      *why = g_strdup("nested lists and groups cannot be given with --set");
+    else if (!infer_scalar(item, &v))
+      *why = g_strdup_printf("unterminated string %s", item);
+    else {
+      g_array_append_val(vals, v);
+      any_float |= v.type == CONFIG_TYPE_FLOAT;
+      any_int64 |= v.type == CONFIG_TYPE_INT64;
+    }
+  }
+  /* An array holds one scalar type: ints widen to int64 or float. */
+  for (guint i = 0; i < vals->len && !*why; i++) {
+    SetValue *v = &g_array_index(vals, SetValue, i);
+    gboolean is_int = v->type == CONFIG_TYPE_INT || v->type == CONFIG_TYPE_INT64;
+    if (is_int && any_float)
+      v->type = CONFIG_TYPE_FLOAT, v->f = (double)v->i;
+    else if (is_int && any_int64)
+      v->type = CONFIG_TYPE_INT64;
+    if (v->type != g_array_index(vals, SetValue, 0).type)
+      *why = g_strdup("the elements of a list must all be numbers, all booleans or all strings");
+  }
+  g_ptr_array_free(items, TRUE);
+  g_free(inner);
+  if (*why) {
+    g_array_free(vals, TRUE);
+    return NULL;
+  }
+  return vals;
+}
+
+static gboolean valid_key_name(const char *name, size_t n) {
+  if (n == 0 || !(g_ascii_isalpha(name[0]) || name[0] == '*')) return FALSE;
+  for (size_t i = 1; i < n; i++)
+    if (!(g_ascii_isalnum(name[i]) || strchr("-_*", name[i]))) return FALSE;
+  return TRUE;
+}
+
+/* "model.layers[1].units" or "model.layers.[1].units" into steps, or NULL with
+ * *why set. (transfer full) */
+static GArray *parse_key_path(const char *key, char **why) {
+  GArray *steps = g_array_new(FALSE, TRUE, sizeof(SetStep));
+  g_array_set_clear_func(steps, set_step_clear);
+  char **parts = g_strsplit(key, ".", -1);
+  for (int k = 0; parts[k] && !*why; k++) {
+    const char *p = parts[k];
+    size_t name_len = strcspn(p, "[");
+    if (name_len == 0 && *p != '[') {
+      *why = g_strdup("empty component in the key path");
+      break;
+    }
+    if (name_len > 0) {
+      if (!valid_key_name(p, name_len)) {
+        *why = g_strdup_printf("'%.*s' is not a valid key name (letters, digits, '-', '_')",
+                               (int)name_len, p);
+        break;
+      }
+      SetStep st = {g_strndup(p, name_len), 0};
+      g_array_append_val(steps, st);
+    }
+    for (p += name_len; *p && !*why;) {
+      char *end;
+      guint64 idx = g_ascii_strtoull(p + 1, &end, 10);
+      if (*p != '[' || !g_ascii_isdigit(p[1]) || *end != ']' || idx > INT_MAX) {
+        *why = g_strdup_printf("cannot read the list index in '%s' (write name[2])", parts[k]);
+        break;
+      }
+      SetStep st = {NULL, (int)idx};
+      g_array_append_val(steps, st);
+      p = end + 1;
+    }
+  }
+  g_strfreev(parts);
+  if (*why) {
+    g_array_free(steps, TRUE);
+    return NULL;
+  }
+  return steps;
+}
+
+static void add_tree_to_set(PrunusConfig *c, const config_setting_t *s) {
+  g_hash_table_add(c->from_set, (gpointer)s);
+  if (!config_setting_is_aggregate(s)) return;
+  int n = config_setting_length(s);
+  for (int i = 0; i < n; i++) add_tree_to_set(c, config_setting_get_elem(s, (unsigned)i));
+}
+
+/* A new key parent.name = value, type inferred. NULL with *why set. */
+static config_setting_t *create_key(config_setting_t *parent, const char *name, const char *value,
+                                    char **why) {
+  if (value[0] == '[') {
+    GArray *vals = parse_array(value, why);
+    if (!vals) return NULL;
+    config_setting_t *s = config_setting_add(parent, name, CONFIG_TYPE_ARRAY);
+    for (guint i = 0; s && i < vals->len; i++)
+      add_value(s, NULL, &g_array_index(vals, SetValue, i));
+    g_array_free(vals, TRUE);
+    return s;
+  }
+  SetValue v;
+  if (!infer_scalar(value, &v)) {
+    *why = g_strdup_printf("unterminated string %s", value);
+    return NULL;
+  }
+  config_setting_t *s = add_value(parent, name, &v);
+  set_value_clear(&v);
+  return s;
+}
+
+/* The elements of an existing array or list replaced by those of value. */
+static gboolean replace_elements(PrunusConfig *c, config_setting_t *s, const char *value,
+                                 char **why) {
+  char *path = setting_path(s);
+  int n = config_setting_length(s);
+  int old_type = CONFIG_TYPE_NONE;
+  for (int i = 0; i < n; i++) {
+    config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+    if (config_setting_is_aggregate(e)) {
+      *why = g_strdup_printf(
+          "key '%s' holds groups or lists; set a key inside one element "
+          "(%s[0].KEY=VALUE)",
+          path, path);
+      goto out_free_path;
+    }
+    if (i == 0) old_type = config_setting_type(e);
+  }
+  GArray *vals = parse_array(value, why);
+  if (!vals) {
+    char *inner = *why;
+    *why = g_strdup_printf("key '%s' expects a list, found '%s': %s", path, value, inner);
+    g_free(inner);
+    goto out_free_path;
+  }
+  /* The values follow the type the elements had (ints become floats in a float
+   * array); a different kind of value is an error. */
+  gboolean old_int = old_type == CONFIG_TYPE_INT || old_type == CONFIG_TYPE_INT64;
+  for (guint i = 0; i < vals->len && old_type != CONFIG_TYPE_NONE; i++) {
+    SetValue *v = &g_array_index(vals, SetValue, i);
+    gboolean new_int = v->type == CONFIG_TYPE_INT || v->type == CONFIG_TYPE_INT64;
+    if (old_type == CONFIG_TYPE_FLOAT && new_int)
+      v->type = CONFIG_TYPE_FLOAT, v->f = (double)v->i;
+    else if (!(old_int && new_int) && v->type != old_type) {
+      *why = g_strdup_printf("key '%s' is a list of %s values, found '%s'", path,
+                             old_int ? "integer" : type_name(old_type), value);
+      goto out_free_vals;
+    }
+  }
+  while (n > 0) {
+    forget_tree(c, config_setting_get_elem(s, (unsigned)(n - 1)));
+    config_setting_remove_elem(s, (unsigned)--n);
+  }
+  for (guint i = 0; i < vals->len; i++) add_value(s, NULL, &g_array_index(vals, SetValue, i));
+  add_tree_to_set(c, s);
+
+out_free_vals:
+  g_array_free(vals, TRUE);
+out_free_path:
+  g_free(path);
+  return *why == NULL;
+}
+
+/* An existing setting given a new value of its own type. */
+static gboolean assign_existing(PrunusConfig *c, config_setting_t *s, const char *value,
+                                char **why) {
+  int type = config_setting_type(s);
+  if (type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST)
+    return replace_elements(c, s, value, why);
+  char *path = setting_path(s);
+  SetValue v;
+  if (type == CONFIG_TYPE_GROUP) {
+    *why = g_strdup_printf("key '%s' is a group; set one of its keys (%s.KEY=VALUE)", path, path);
+  } else if (!coerce_scalar(value, type, &v)) {
+    *why = g_strdup_printf("key '%s' expects %s, found '%s'", path, type_name(type), value);
+  } else {
+    const config_setting_t *parent = config_setting_parent(s);
+    if (v.type == CONFIG_TYPE_INT64 && type == CONFIG_TYPE_INT && config_setting_is_array(parent))
+      *why = g_strdup_printf("key '%s': %s does not fit in a 32-bit integer", path, value);
+    else {
+      store_value(s, &v);
+      g_hash_table_add(c->from_set, s);
+    }
+    set_value_clear(&v);
+  }
+  g_free(path);
+  return *why == NULL;
+}
+
+gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError **error) {
+  g_return_val_if_fail(c != NULL && assignment != NULL, FALSE);
+  char *why = NULL;
+  GArray *steps = NULL;
+  config_setting_t *created_top = NULL; /* removed again when the --set fails */
+  const char *eq = strchr(assignment, '=');
+  char *key = g_strstrip(g_strndup(assignment, eq ? (gsize)(eq - assignment) : strlen(assignment)));
+  char *value = g_strstrip(g_strdup(eq ? eq + 1 : ""));
+  if (!eq || !*key) {
+    why = g_strdup("expected KEY=VALUE, e.g. train.epochs=3");
+    goto out_report;
+  }
+  steps = parse_key_path(key, &why);
+  if (!steps) goto out_report;
+
+  config_setting_t *cur = config_root_setting(&c->cfg);
+  gboolean created_leaf = FALSE;
+  for (guint i = 0; i < steps->len; i++) {
+    SetStep *st = &g_array_index(steps, SetStep, i);
+    gboolean last = i + 1 == steps->len;
+    char *cur_path = setting_path(cur);
+    if (st->name && !config_setting_is_group(cur)) {
+      why =
+          g_strdup_printf("'%s' is %s, not a group", cur_path, type_name(config_setting_type(cur)));
+    } else if (!st->name && !config_setting_is_list(cur) && !config_setting_is_array(cur)) {
+      why =
+          g_strdup_printf("'%s' is %s, not a list", cur_path, type_name(config_setting_type(cur)));
+    } else if (!st->name && st->index >= config_setting_length(cur)) {
+      why = g_strdup_printf("index %d is out of range: '%s' has %d elements", st->index, cur_path,
+                            config_setting_length(cur));
+    }
+    g_free(cur_path);
+    if (why) goto out_report;
+    if (!st->name) {
+      cur = config_setting_get_elem(cur, (unsigned)st->index);
+      continue;
+    }
+    config_setting_t *next = config_setting_get_member(cur, st->name);
+    if (!next) {
+      next = last ? create_key(cur, st->name, value, &why)
+                  : config_setting_add(cur, st->name, CONFIG_TYPE_GROUP);
+      if (!next) {
+        if (!why) why = g_strdup_printf("cannot add key '%s'", st->name);
+        goto out_report;
+      }
+      if (!created_top) created_top = next;
+      add_tree_to_set(c, next);
+      created_leaf = last;
+    }
+    cur = next;
+  }
+  if (!created_leaf && !assign_existing(c, cur, value, &why)) goto out_report;
+  created_top = NULL; /* kept */
+
+out_report:;
+  gboolean ok = why == NULL;
+  if (!ok) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "--set %s: %s", assignment, why);
+    if (created_top) {
+      config_setting_t *parent = config_setting_parent(created_top);
+      forget_tree(c, created_top);
+      config_setting_remove_elem(parent, (unsigned)config_setting_index(created_top));
+    }
+  }
+  if (steps) g_array_free(steps, TRUE);
+  g_free(why);
+  g_free(value);
+  g_free(key);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* paths, dump and hash */
+
+char *prunus_config_resolve_path(PrunusConfig *c, const char *path) {
+  g_return_val_if_fail(c != NULL && path != NULL, NULL);
+  if (g_path_is_absolute(path)) return g_strdup(path);
+  return g_build_filename(c->dir, path, NULL);
+}
+
+char *prunus_config_dump(PrunusConfig *c) {
+  g_return_val_if_fail(c != NULL, NULL);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) g_error("open_memstream: %s", g_strerror(errno)); /* only on out-of-memory */
+  config_write(&c->cfg, f);
+  fclose(f);
+  char *out = g_strndup(buf, len);
+  free(buf);
+  return out;
+}
+
+char *prunus_config_hash(PrunusConfig *c) {
+  char *dump = prunus_config_dump(c);
+  char *hash = g_compute_checksum_for_string(G_CHECKSUM_SHA256, dump, -1);
+  g_free(dump);
+  return hash;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the run config: name, seed, dataset, model, train */
+
+static gboolean out_of_range(PrunusConfig *c, config_setting_t *group, const char *key,
+                             const char *found, const char *allowed, GError **error) {
+  config_setting_t *s = config_setting_get_member(group, key);
+  char *path = member_path(group, key);
+  fail_at(c, s ? s : group, error, "key '%s' = %s is out of range: must be %s", path, found,
+          allowed);
+  g_free(path);
+  return FALSE;
+}
+
+/* An int in [lo, G_MAXINT]. */
+static gboolean get_int_min(PrunusConfig *c, config_setting_t *group, const char *key,
+                            gboolean required, int defval, int lo, int *out, GError **error) {
+  if (!prunus_config_get_int(c, group, key, required, defval, out, error)) return FALSE;
+  if (*out >= lo) return TRUE;
+  char found[32], allowed[32];
+  g_snprintf(found, sizeof found, "%d", *out);
+  g_snprintf(allowed, sizeof allowed, ">= %d", lo);
+  return out_of_range(c, group, key, found, allowed, error);
+}
+
+/* A double in the interval lo..hi, each end open or closed; hi = INFINITY for none. */
+static gboolean get_double_in(PrunusConfig *c, config_setting_t *group, const char *key,
+                              gboolean required, double defval, double lo, gboolean lo_open,
+                              double hi, gboolean hi_open, double *out, GError **error) {
+  if (!prunus_config_get_double(c, group, key, required, defval, out, error)) return FALSE;
+  double v = *out;
+  if ((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi)) return TRUE;
+  char found[48], allowed[64];
+  g_snprintf(found, sizeof found, "%g", v);
+  if (isinf(hi))
+    g_snprintf(allowed, sizeof allowed, "%s %g", lo_open ? ">" : ">=", lo);
+  else
+    g_snprintf(allowed, sizeof allowed, "in %c%g, %g%c", lo_open ? '(' : '[', lo, hi,
+               hi_open ? ')' : ']');
+  return out_of_range(c, group, key, found, allowed, error);
+}
+
+/* Every member of group must have been read by the parser that just ran. */
+static gboolean check_group_read(PrunusConfig *c, config_setting_t *group, const char *what,
+                                 GError **error) {
+  int n = config_setting_length(group);
+  for (int i = 0; i < n; i++) {
+    config_setting_t *m = config_setting_get_elem(group, (unsigned)i);
+    if (g_hash_table_contains(c->read, m)) continue;
+    GPtrArray *asked = g_hash_table_lookup(c->asked, group);
+    GString *allowed = g_string_new(NULL);
+    for (guint k = 0; asked && k < asked->len; k++)
+      g_string_append_printf(allowed, "%s%s", k ? ", " : "", (char *)asked->pdata[k]);
+    char *path = setting_path(m);
+    char *hint = unknown_key_hint(c, m);
+    fail_at(c, m, error, "unknown key '%s' in %s%s (allowed keys: %s)", path, what, hint,
+            allowed->str);
+    g_free(hint);
+    g_free(path);
+    g_string_free(allowed, TRUE);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRunConfig *rc,
+                              GError **error) {
+  static const char *const formats[] = {"idx", NULL};
+  static const char *const norms[] = {[PRUNUS_NORM_UNIT] = "unit",
+                                      [PRUNUS_NORM_STANDARD] = "standard",
+                                      [PRUNUS_NORM_STANDARD + 1] = NULL};
+  config_setting_t *g = prunus_config_get_group(c, root, "dataset", TRUE, error);
+  if (!g) return FALSE;
+  int format, norm;
+  if (!prunus_config_get_enum(c, g, "format", FALSE, 0, formats, &format, error)) return FALSE;
+  const struct {
+    const char *key;
+    char **dst;
+  } files[] = {{"train_images", &rc->train_images},
+               {"train_labels", &rc->train_labels},
+               {"test_images", &rc->test_images},
+               {"test_labels", &rc->test_labels}};
+  for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
+    const char *p;
+    if (!prunus_config_get_string(c, g, files[i].key, TRUE, NULL, &p, error)) return FALSE;
+    if (!*p) {
+      char *path = member_path(g, files[i].key);
+      fail_at(c, config_setting_get_member(g, files[i].key), error,
+              "key '%s' must name a file, found an empty string", path);
+      g_free(path);
+      return FALSE;
+    }
+    *files[i].dst = prunus_config_resolve_path(c, p);
+  }
+  if (!get_int_min(c, g, "validation", FALSE, 0, 0, &rc->validation, error) ||
+      !get_int_min(c, g, "train_limit", FALSE, 0, 0, &rc->train_limit, error) ||
+      !get_int_min(c, g, "test_limit", FALSE, 0, 0, &rc->test_limit, error) ||
+      !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD, norms, &norm, error))
+    return FALSE;
+  rc->normalize = (PrunusNormKind)norm;
+  return TRUE;
+}
+
+static gboolean parse_input_shape(PrunusConfig *c, config_setting_t *model, PrunusShape *out,
+                                  GError **error) {
+  config_setting_t *in = prunus_config_get_list(c, model, "input", TRUE, error);
+  if (!in) return FALSE;
+  if (config_setting_length(in) != 3) {
+    char *path = setting_path(in);
+    fail_at(c, in, error, "key '%s' must be [channels, height, width], found %d elements", path,
+            config_setting_length(in));
+    g_free(path);
+    return FALSE;
+  }
+  int v[3];
+  for (unsigned i = 0; i < 3; i++) {
+    config_setting_t *e = config_setting_get_elem(in, i);
+    prunus_config_mark_read(c, e);
+    if (!setting_to_int(c, e, &v[i], error)) return FALSE;
+    if (v[i] < 1) {
+      char *path = setting_path(e);
+      fail_at(c, e, error, "key '%s' = %d is out of range: must be >= 1", path, v[i]);
+      g_free(path);
+      return FALSE;
+    }
+  }
+  *out = (PrunusShape){v[0], v[1], v[2]};
+  return TRUE;
+}
+
+static gboolean parse_layer(PrunusConfig *c, config_setting_t *l, PrunusLayerSpec *spec,
+                            GError **error) {
+  if (!config_setting_is_group(l)) {
+    char *path = setting_path(l);
+    fail_at(c, l, error, "%s must be a group such as { type = \"dense\"; units = 10; }, found %s",
+            path, type_name(config_setting_type(l)));
+    g_free(path);
+    return FALSE;
+  }
+  prunus_config_mark_read(c, l);
+  const char *tname;
+  if (!prunus_config_get_string(c, l, "type", TRUE, NULL, &tname, error)) return FALSE;
+  PrunusLayerType type;
+  if (!prunus_layer_type_from_name(tname, &type)) {
+    GString *names = g_string_new(NULL);
+    for (int t = 0; t < PRUNUS_LAYER_N_TYPES; t++)
+      g_string_append_printf(names, "%s%s", t ? ", " : "",
+                             prunus_layer_ops((PrunusLayerType)t)->type_name);
+    config_setting_t *s = config_setting_get_member(l, "type");
+    char *path = setting_path(s);
+    fail_at(c, s, error, "key '%s': unknown layer type '%s' (expected one of: %s)", path, tname,
+            names->str);
+    g_free(path);
+    g_string_free(names, TRUE);
+    return FALSE;
+  }
+  memset(spec, 0, sizeof *spec);
+  spec->type = type;
+  gboolean ok = TRUE;
+  switch (type) {
+  case PRUNUS_LAYER_DENSE:
+    ok = get_int_min(c, l, "units", TRUE, 0, 1, &spec->units, error);
+    break;
+  case PRUNUS_LAYER_CONV2D:
+    ok = get_int_min(c, l, "channels", TRUE, 0, 1, &spec->channels, error) &&
+         get_int_min(c, l, "kernel", TRUE, 0, 1, &spec->kernel, error) &&
+         get_int_min(c, l, "stride", FALSE, 1, 1, &spec->stride, error) &&
+         get_int_min(c, l, "padding", FALSE, 0, 0, &spec->padding, error);
+    break;
+  case PRUNUS_LAYER_MAXPOOL2D:
+    ok = get_int_min(c, l, "kernel", TRUE, 0, 1, &spec->kernel, error) &&
+         get_int_min(c, l, "stride", FALSE, spec->kernel, 1, &spec->stride, error);
+    break;
+  case PRUNUS_LAYER_RELU:
+  case PRUNUS_LAYER_FLATTEN:
+  default:
+    break;
+  }
+  if (!ok) return FALSE;
+  char *what = g_strdup_printf("a %s layer", tname);
+  ok = check_group_read(c, l, what, error);
+  g_free(what);
+  return ok;
+}
+
+static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch *arch,
+                            GError **error) {
+  static const char *const inits[] = {[PRUNUS_INIT_KAIMING] = "kaiming",
+                                      [PRUNUS_INIT_GLOROT] = "glorot",
+                                      [PRUNUS_INIT_GLOROT + 1] = NULL};
+  config_setting_t *model = prunus_config_get_group(c, root, "model", TRUE, error);
+  if (!model || !parse_input_shape(c, model, &arch->input, error)) return FALSE;
+  int init;
+  if (!prunus_config_get_enum(c, model, "init", FALSE, PRUNUS_INIT_KAIMING, inits, &init, error))
+    return FALSE;
+  arch->init = (PrunusInit)init;
+  config_setting_t *layers = prunus_config_get_list(c, model, "layers", TRUE, error);
+  if (!layers) return FALSE;
+  int n = config_setting_length(layers);
+  if (n == 0) {
+    char *path = setting_path(layers);
+    fail_at(c, layers, error, "key '%s' is empty: a model needs at least one layer", path);
+    g_free(path);
+    return FALSE;
+  }
+  arch->layers = g_new0(PrunusLayerSpec, n);
+  arch->n_layers = n;
+  for (int i = 0; i < n; i++)
+    if (!parse_layer(c, config_setting_get_elem(layers, (unsigned)i), &arch->layers[i], error))
+      return FALSE;
+  /* The class count is the width of the last layer with parameters, which must be dense. */
+  int last = n - 1;
+  while (last >= 0 && !prunus_layer_ops(arch->layers[last].type)->has_params) last--;
+  if (last < 0 || arch->layers[last].type != PRUNUS_LAYER_DENSE) {
+    config_setting_t *at = last < 0 ? layers : config_setting_get_elem(layers, (unsigned)last);
+    char *path = setting_path(at);
+    if (last < 0)
+      fail_at(c, at, error,
+              "key '%s' has no dense layer; the last one's units give the class count", path);
+    else
+      fail_at(c, at, error,
+              "%s is a %s layer, but the last layer with parameters must be dense (its units "
+              "give the class count)",
+              path, prunus_layer_ops(arch->layers[last].type)->type_name);
+    g_free(path);
+    return FALSE;
+  }
+  arch->n_classes = arch->layers[last].units;
+  return TRUE;
+}
+
+static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrainConfig *out,
+                            GError **error) {
+  static const char *const optimizers[] = {
+      [PRUNUS_OPT_SGD] = "sgd", [PRUNUS_OPT_ADAM] = "adam", [PRUNUS_OPT_ADAM + 1] = NULL};
+  static const char *const schedules[] = {[PRUNUS_LR_CONSTANT] = "constant",
+                                          [PRUNUS_LR_STEP] = "step",
+                                          [PRUNUS_LR_COSINE] = "cosine",
+                                          [PRUNUS_LR_COSINE + 1] = NULL};
+  config_setting_t *g = prunus_config_get_group(c, root, "train", TRUE, error);
+  if (!g) return FALSE;
+  PrunusTrainConfig tc = prunus_train_config_default();
+  int optimizer = tc.optimizer, schedule = tc.lr_schedule;
+  if (!get_int_min(c, g, "epochs", TRUE, 0, 1, &tc.epochs, error) ||
+      !get_int_min(c, g, "batch", FALSE, tc.batch, 1, &tc.batch, error) ||
+      !prunus_config_get_enum(c, g, "optimizer", FALSE, optimizer, optimizers, &optimizer, error) ||
+      !get_double_in(c, g, "lr", TRUE, 0, 0, TRUE, INFINITY, FALSE, &tc.lr, error) ||
+      !get_double_in(c, g, "momentum", FALSE, tc.momentum, 0, FALSE, 1, TRUE, &tc.momentum,
+                     error) ||
+      !prunus_config_get_bool(c, g, "nesterov", FALSE, tc.nesterov, &tc.nesterov, error) ||
+      !get_double_in(c, g, "weight_decay", FALSE, tc.weight_decay, 0, FALSE, INFINITY, FALSE,
+                     &tc.weight_decay, error) ||
+      !get_double_in(c, g, "beta1", FALSE, tc.beta1, 0, FALSE, 1, TRUE, &tc.beta1, error) ||
+      !get_double_in(c, g, "beta2", FALSE, tc.beta2, 0, FALSE, 1, TRUE, &tc.beta2, error) ||
+      !get_double_in(c, g, "eps", FALSE, tc.eps, 0, TRUE, INFINITY, FALSE, &tc.eps, error) ||
+      !prunus_config_get_enum(c, g, "lr_schedule", FALSE, schedule, schedules, &schedule, error) ||
+      !get_int_min(c, g, "step_size", FALSE, tc.step_size,
+                   schedule == PRUNUS_LR_STEP ? 1 : G_MININT, &tc.step_size, error) ||
+      !get_double_in(c, g, "gamma", FALSE, tc.gamma, 0, TRUE, INFINITY, FALSE, &tc.gamma, error) ||
+      !get_double_in(c, g, "warmup_epochs", FALSE, tc.warmup_epochs, 0, FALSE, INFINITY, FALSE,
+                     &tc.warmup_epochs, error))
+    return FALSE;
+  tc.optimizer = (PrunusOptimizer)optimizer;
+  tc.lr_schedule = (PrunusLrSchedule)schedule;
+  if (tc.nesterov && tc.momentum == 0.0) {
+    config_setting_t *s = config_setting_get_member(g, "nesterov");
+    char *path = setting_path(s);
+    fail_at(c, s, error, "key '%s' = true needs momentum > 0", path);
+    g_free(path);
+    return FALSE;
+  }
+  *out = tc;
+  return TRUE;
+}
+
+gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError **error) {
+  g_return_val_if_fail(c != NULL && out != NULL, FALSE);
+  memset(out, 0, sizeof *out);
+  config_setting_t *root = config_root_setting(&c->cfg);
+  const char *name;
+  int64_t seed;
+  if (!prunus_config_get_string(c, root, "name", TRUE, NULL, &name, error)) goto out_clear;
+  if (!*name) {
+    fail_at(c, config_setting_get_member(root, "name"), error,
+            "key 'name' must not be empty (it names the run)");
+    goto out_clear;
+  }
+  out->name = g_strdup(name);
+  if (!prunus_config_get_int64(c, root, "seed", FALSE, 0, &seed, error)) goto out_clear;
+  if (seed < 0) {
+    char found[32];
+    g_snprintf(found, sizeof found, "%" G_GINT64_FORMAT, (gint64)seed);
+    out_of_range(c, root, "seed", found, ">= 0", error);
+    goto out_clear;
+  }
+  out->seed = (uint64_t)seed;
+  if (!parse_dataset(c, root, out, error) || !parse_model(c, root, &out->arch, error) ||
+      !parse_train(c, root, &out->train, error))
+    goto out_clear;
+  return TRUE;
+
+out_clear:
+  prunus_run_config_clear(out);
+  return FALSE;
+}
+
+void prunus_run_config_clear(PrunusRunConfig *rc) {
+  if (!rc) return;
+  g_free(rc->name);
+  g_free(rc->train_images);
+  g_free(rc->train_labels);
+  g_free(rc->test_images);
+  g_free(rc->test_labels);
+  prunus_arch_clear(&rc->arch);
+  memset(rc, 0, sizeof *rc);
+}

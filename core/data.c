@@ -1,0 +1,51 @@
+/* data.c: loads the IDX files a config names and cuts them into train,
+ * validation and test splits; fits the normalisation on the training split. */
+#include "data.h"
+
+gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
+  PrunusData d = {0};
+  int n_classes = rc->arch.n_classes;
+  PrunusDataset *full = prunus_dataset_load_idx(rc->train_images, rc->train_labels, n_classes, error);
+  if (!full) return FALSE;
+  PrunusDataset *test = prunus_dataset_load_idx(rc->test_images, rc->test_labels, n_classes, error);
+  if (!test) goto out_free_full;
+  if ((size_t)full->c * full->h * full->w != prunus_shape_size(rc->arch.input) ||
+      test->c != full->c || test->h != full->h || test->w != full->w) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "model.input is [%d, %d, %d] but %s holds %dx%dx%d images and %s %dx%dx%d",
+                rc->arch.input.c, rc->arch.input.h, rc->arch.input.w, rc->train_images, full->c,
+                full->h, full->w, rc->test_images, test->c, test->h, test->w);
+    goto out_free_test;
+  }
+  int n = rc->train_limit > 0 ? MIN(rc->train_limit, full->n) : full->n;
+  if (rc->validation < 0 || rc->validation >= n) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "dataset.validation = %d must be in [0, %d) (the training samples used)",
+                rc->validation, n);
+    goto out_free_test;
+  }
+  d.train = prunus_dataset_slice(full, 0, n - rc->validation);
+  d.val = rc->validation > 0 ? prunus_dataset_slice(full, n - rc->validation, rc->validation) : NULL;
+  if (rc->test_limit > 0 && rc->test_limit < test->n) {
+    d.test = prunus_dataset_slice(test, 0, rc->test_limit);
+    prunus_dataset_free(test);
+  } else {
+    d.test = test;
+  }
+  prunus_dataset_free(full);
+  d.norm = prunus_norm_fit(d.train, rc->normalize);
+  *out = d;
+  return TRUE;
+
+out_free_test:
+  prunus_dataset_free(test);
+out_free_full:
+  prunus_dataset_free(full);
+  return FALSE;
+}
+
+void prunus_data_clear(PrunusData *d) {
+  g_clear_pointer(&d->train, prunus_dataset_free);
+  g_clear_pointer(&d->val, prunus_dataset_free);
+  g_clear_pointer(&d->test, prunus_dataset_free);
+}

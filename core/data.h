@@ -1,0 +1,24 @@
+/* data.h: the train / validation / test splits a run uses, loaded from the
+ * dataset group of a config, with the normalisation fitted on the training split. */
+#ifndef PRUNUS_DATA_H
+#define PRUNUS_DATA_H
+
+#include "config.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  PrunusDataset *train;   /* training split (validation removed) */
+  PrunusDataset *val;     /* the last `validation` samples of the training file; NULL if 0 */
+  PrunusDataset *test;
+  PrunusNorm norm;        /* fitted on train */
+} PrunusData;
+
+/* Load and split per rc (train_limit, validation, test_limit); check that the
+ * images fit the model input and the labels fit its outputs. */
+gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error);
+void prunus_data_clear(PrunusData *d);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,28 @@
+/* job.h: what every command that reads a config does first: load it, apply
+ * --set overrides, parse the shared groups, set threads, pick the run folder. */
+#ifndef PRUNUS_JOB_H
+#define PRUNUS_JOB_H
+
+#include "config.h"
+#include "data.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  PrunusConfig *cfg;
+  PrunusRunConfig rc;
+  char *run_dir;     /* options' run_dir, or runs/<name> */
+  gboolean quiet;
+} PrunusJob;
+
+/* Load, override, parse name/seed/dataset/model/train. The caller parses its own
+ * groups, then calls prunus_config_check_unread. */
+gboolean prunus_job_open(PrunusJob *job, const PrunusJobOptions *o, GError **error);
+void prunus_job_close(PrunusJob *job);
+
+/* Metadata every checkpoint of this job carries: config_hash, seed, name. (transfer full) */
+GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job);
+
+G_END_DECLS
+
+#endif

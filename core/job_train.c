@@ -1,0 +1,188 @@
+/* job_train.c: `prunus train` and `prunus eval`: train a config's model and write
+ * the run folder (checkpoint, metrics.jsonl, summary.json); evaluate a checkpoint. */
+#include "checkpoint.h"
+#include "job.h"
+#include "progress.h"
+#include "rundir.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdio.h>
+
+typedef struct {
+  PrunusJob *job;
+  PrunusProgress progress;
+  const char *experiment;
+  int round;
+} EpochLog;
+
+/* PrunusEpochFn: one metrics.jsonl line and one progress line per epoch. */
+static gboolean log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
+  EpochLog *log = user;
+  prunus_progress_epoch(&log->progress, r);
+  PrunusJson *o = prunus_json_new_object();
+  prunus_json_object_set(o, "experiment", prunus_json_new_string(log->experiment));
+  prunus_json_object_set(o, "seed", prunus_json_new_number((double)log->job->rc.seed));
+  prunus_json_object_set(o, "round", prunus_json_new_number(log->round));
+  prunus_json_object_set(o, "epoch", prunus_json_new_number(r->epoch));
+  prunus_json_object_set(o, "train_loss", prunus_json_new_number(r->train_loss));
+  prunus_json_object_set(o, "train_accuracy", prunus_json_new_number(r->train_accuracy));
+  prunus_json_object_set(o, "val_loss", prunus_json_new_number(r->val_loss));
+  prunus_json_object_set(o, "val_accuracy", prunus_json_new_number(r->val_accuracy));
+  prunus_json_object_set(o, "lr", prunus_json_new_number(r->lr));
+  prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
+  prunus_json_object_set(o, "samples_per_second", prunus_json_new_number(r->samples_per_second));
+  gboolean ok = prunus_rundir_append_line(log->job->run_dir, "metrics.jsonl", o, error);
+  prunus_json_free(o);
+  return ok;
+}
+
+/* PrunusBatchFn: the progress bar. */
+static void log_batch(int epoch, int batch_index, int n_batches, double loss, double sps,
+                      double elapsed, void *user) {
+  EpochLog *log = user;
+  prunus_progress_batch(epoch, batch_index, n_batches, loss, sps, elapsed, &log->progress);
+}
+
+static gboolean write_resolved_config(PrunusJob *job, GError **error) {
+  char *text = prunus_config_dump(job->cfg);
+  char *path = g_build_filename(job->run_dir, "config.cfg", NULL);
+  gboolean ok = g_file_set_contents(path, text, -1, error);
+  g_free(path);
+  g_free(text);
+  return ok;
+}
+
+static uint64_t file_size(const char *path) {
+  GStatBuf st;
+  return g_stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
+  PrunusJob job;
+  if (!prunus_job_open(&job, o, error)) return FALSE;
+  gboolean ok = FALSE;
+  PrunusData data = {0};
+  PrunusModel *m = NULL;
+  PrunusJson *summary = NULL;
+  GHashTable *md = NULL;
+  PrunusRoundMetrics rm = {0};
+  /* Pipeline groups are not this command's business. */
+  config_setting_t *root = prunus_config_root(job.cfg);
+  static const char *const pipeline_keys[] = {"prune", "experiments", "plugin_path", "seeds",
+                                              "pretrained", "bench"};
+  for (size_t i = 0; i < G_N_ELEMENTS(pipeline_keys); i++) {
+    config_setting_t *s = config_setting_get_member(root, pipeline_keys[i]);
+    if (s) prunus_config_mark_read_tree(job.cfg, s);
+  }
+  if (!prunus_config_check_unread(job.cfg, error)) goto out_close_job;
+  if (!prunus_data_load(&job.rc, &data, error)) goto out_close_job;
+  m = prunus_model_new(&job.rc.arch, job.rc.train.batch, job.rc.seed, error);
+  if (!m) goto out_clear_data;
+  if (!prunus_rundir_ensure(job.run_dir, error)) goto out_free_model;
+  {
+    char *metrics = g_build_filename(job.run_dir, "metrics.jsonl", NULL);
+    g_unlink(metrics); /* a fresh training run starts a fresh log */
+    g_free(metrics);
+  }
+  if (!write_resolved_config(&job, error)) goto out_free_model;
+  if (!job.quiet)
+    printf("prunus train: %s, %zu parameters, %d train / %d val / %d test samples -> %s\n",
+           job.rc.name, m->n_params, data.train->n, data.val ? data.val->n : 0, data.test->n,
+           job.run_dir);
+  EpochLog log = {.job = &job, .experiment = job.rc.name, .round = 0};
+  prunus_progress_init(&log.progress, "train", job.quiet);
+  PrunusTrainHooks hooks = {.on_batch = log_batch, .on_epoch = log_epoch, .user = &log};
+  gint64 t0 = g_get_monotonic_time();
+  if (!prunus_train(m, &job.rc.train, data.train, data.val, &data.norm, job.rc.seed, &hooks, error))
+    goto out_free_model;
+  rm.seconds = (g_get_monotonic_time() - t0) / 1e6;
+  PrunusEvalResult test = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
+  PrunusEvalResult val = prunus_evaluate(m, data.val, &data.norm, job.rc.train.batch);
+  md = prunus_job_checkpoint_metadata(&job);
+  g_hash_table_insert(md, g_strdup("epoch"), g_strdup_printf("%d", job.rc.train.epochs));
+  g_hash_table_insert(md, g_strdup("round"), g_strdup("0"));
+  char *ckpt = g_build_filename(job.run_dir, "model.safetensors", NULL);
+  ok = prunus_checkpoint_save(m, ckpt, md, error);
+  rm.checkpoint_bytes = file_size(ckpt);
+  g_free(ckpt);
+  if (!ok) goto out_free_md;
+  uint64_t prunable = 0;
+  for (int i = 0; i < m->n_layers; i++) prunable += m->layers[i].w_len;
+  prunus_round_metrics_measure(&rm, m, m->n_params, prunable, prunus_model_flops(m, FALSE));
+  rm.round = 0;
+  rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
+  rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
+  rm.checkpoint = g_strdup("model.safetensors");
+  summary = prunus_json_new_object();
+  prunus_json_object_set(summary, "prunus_version", prunus_json_new_string(prunus_version()));
+  prunus_json_object_set(summary, "command", prunus_json_new_string("train"));
+  prunus_json_object_set(summary, "config", prunus_json_new_string(o->config_path));
+  prunus_json_object_set(summary, "config_hash", prunus_json_new_string(g_hash_table_lookup(md, "config_hash")));
+  prunus_json_object_set(summary, "threads", prunus_json_new_number(o->threads));
+  PrunusJson *exp = prunus_json_new_object();
+  prunus_json_object_set(exp, "name", prunus_json_new_string(job.rc.name));
+  prunus_json_object_set(exp, "seed", prunus_json_new_number((double)job.rc.seed));
+  PrunusJson *rounds = prunus_json_new_array();
+  prunus_json_array_add(rounds, prunus_round_metrics_to_json(&rm));
+  prunus_json_object_set(exp, "rounds", rounds);
+  PrunusJson *exps = prunus_json_new_array();
+  prunus_json_array_add(exps, exp);
+  prunus_json_object_set(summary, "experiments", exps);
+  ok = prunus_rundir_write_json(job.run_dir, "summary.json", summary, error);
+  if (ok)
+    printf("%s: test_accuracy %.4f  test_loss %.4f  params %zu  train %.1fs\n", job.rc.name,
+           test.accuracy, test.loss, m->n_params, rm.seconds);
+
+  prunus_json_free(summary);
+out_free_md:
+  g_hash_table_unref(md);
+out_free_model:
+  prunus_round_metrics_clear(&rm);
+  prunus_model_free(m);
+out_clear_data:
+  prunus_data_clear(&data);
+out_close_job:
+  prunus_job_close(&job);
+  return ok;
+}
+
+gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptions *o, double *accuracy,
+                         double *loss, GError **error) {
+  PrunusJob job;
+  if (!prunus_job_open(&job, o, error)) return FALSE;
+  gboolean ok = FALSE;
+  PrunusData data = {0};
+  config_setting_t *root = prunus_config_root(job.cfg);
+  for (int i = 0; i < config_setting_length(root); i++) {
+    config_setting_t *s = config_setting_get_elem(root, i);
+    const char *name = config_setting_name(s);
+    if (g_strcmp0(name, "dataset") && g_strcmp0(name, "model") && g_strcmp0(name, "train") &&
+        g_strcmp0(name, "name") && g_strcmp0(name, "seed"))
+      prunus_config_mark_read_tree(job.cfg, s);
+  }
+  if (!prunus_config_check_unread(job.cfg, error)) goto out_close_job;
+  PrunusModel *m = prunus_checkpoint_load(checkpoint, job.rc.train.batch, NULL, NULL, error);
+  if (!m) goto out_close_job;
+  if (prunus_shape_size(m->arch.input) != prunus_shape_size(job.rc.arch.input)) {
+    char *arch = prunus_arch_to_string(&m->arch);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "%s takes %dx%dx%d inputs (%s) but %s's model.input is [%d, %d, %d]", checkpoint,
+                m->arch.input.c, m->arch.input.h, m->arch.input.w, arch, o->config_path,
+                job.rc.arch.input.c, job.rc.arch.input.h, job.rc.arch.input.w);
+    g_free(arch);
+    goto out_free_model;
+  }
+  job.rc.arch.n_classes = m->arch.n_classes;
+  if (!prunus_data_load(&job.rc, &data, error)) goto out_free_model;
+  PrunusEvalResult r = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
+  *accuracy = r.accuracy;
+  *loss = r.loss;
+  ok = TRUE;
+  prunus_data_clear(&data);
+out_free_model:
+  prunus_model_free(m);
+out_close_job:
+  prunus_job_close(&job);
+  return ok;
+}

@@ -1,0 +1,222 @@
+/* plugin_host.c: the services table plugins call (logging, settings, RNG,
+ * model view, retrain services) and the life cycle of one plugin instance. */
+#include "plugin_host.h"
+#include "rng.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+struct PrunusHost {
+  const PrunusPluginEntry *entry;
+  PrunusConfig *cfg;
+  config_setting_t *group;
+  char *slot;
+  PrunusRng rng;
+  PrunusHostCallbacks cb;
+  char *message;          /* from set_error */
+  GError *service_error;  /* from a failing retrain service */
+  void *state;
+  gboolean created;
+};
+
+/* ------------------------------------------------------------------------ */
+/* services */
+
+static void svc_log(PrunusHost *h, PrunusLogLevel level, const char *fmt, ...) {
+  if (level == PRUNUS_LOG_DEBUG && !g_getenv("PRUNUS_DEBUG")) return;
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+  fprintf(level >= PRUNUS_LOG_WARNING ? stderr : stdout, "[%s %s] %s%s\n",
+          prunus_plugin_kind_name(h->entry->desc->kind), h->entry->desc->name,
+          level >= PRUNUS_LOG_WARNING ? "warning: " : "", msg);
+  g_free(msg);
+}
+
+static void svc_set_error(PrunusHost *h, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  g_free(h->message);
+  h->message = g_strdup_vprintf(fmt, ap);
+  va_end(ap);
+}
+
+static void record(PrunusHost *h, GError *error) {
+  g_free(h->message);
+  h->message = g_strdup(error->message);
+  g_error_free(error);
+}
+
+static int svc_get_int(PrunusHost *h, const char *key, int64_t defval, int64_t *out) {
+  GError *error = NULL;
+  if (prunus_config_get_int64(h->cfg, h->group, key, FALSE, defval, out, &error)) return 0;
+  record(h, error);
+  return -1;
+}
+
+static int svc_get_double(PrunusHost *h, const char *key, double defval, double *out) {
+  GError *error = NULL;
+  if (prunus_config_get_double(h->cfg, h->group, key, FALSE, defval, out, &error)) return 0;
+  record(h, error);
+  return -1;
+}
+
+static int svc_get_bool(PrunusHost *h, const char *key, int defval, int *out) {
+  GError *error = NULL;
+  gboolean b = FALSE;
+  if (prunus_config_get_bool(h->cfg, h->group, key, FALSE, defval, &b, &error)) {
+    *out = b ? 1 : 0;
+    return 0;
+  }
+  record(h, error);
+  return -1;
+}
+
+static int svc_get_string(PrunusHost *h, const char *key, const char *defval, const char **out) {
+  GError *error = NULL;
+  if (prunus_config_get_string(h->cfg, h->group, key, FALSE, defval, out, &error)) return 0;
+  record(h, error);
+  return -1;
+}
+
+static int svc_get_choice(PrunusHost *h, const char *key, const char *const *choices, int defval,
+                          int *out) {
+  GError *error = NULL;
+  if (prunus_config_get_enum(h->cfg, h->group, key, FALSE, defval, choices, out, &error)) return 0;
+  record(h, error);
+  return -1;
+}
+
+static uint64_t svc_rng_u64(PrunusHost *h) { return prunus_rng_next(&h->rng); }
+static double svc_rng_uniform(PrunusHost *h) { return prunus_rng_uniform(&h->rng); }
+
+static const PrunusModelView *svc_model(PrunusHost *h) { return h->cb.model(h->cb.user); }
+
+static int service_result(PrunusHost *h, gboolean ok, GError *error) {
+  if (ok) return 0;
+  g_free(h->message);
+  h->message = g_strdup(error->message);
+  g_clear_error(&h->service_error);
+  h->service_error = error;
+  return -1;
+}
+
+static int svc_train(PrunusHost *h, int epochs, double lr, double offset, int total) {
+  GError *error = NULL;
+  if (epochs < 0 || !isfinite(lr) || offset < 0 || total < 0) {
+    svc_set_error(h, "train(epochs=%d, lr=%g, offset=%g, total=%d): invalid arguments", epochs,
+                  lr, offset, total);
+    return -1;
+  }
+  return service_result(h, h->cb.train(h->cb.user, epochs, lr, offset, total, &error), error);
+}
+
+static int svc_rewind(PrunusHost *h, int epoch) {
+  GError *error = NULL;
+  return service_result(h, h->cb.rewind(h->cb.user, epoch, &error), error);
+}
+
+static int svc_reinit(PrunusHost *h, uint64_t seed) {
+  GError *error = NULL;
+  return service_result(h, h->cb.reinit(h->cb.user, seed, &error), error);
+}
+
+static int svc_evaluate(PrunusHost *h, double *loss, double *accuracy) {
+  h->cb.evaluate(h->cb.user, loss, accuracy);
+  return 0;
+}
+
+static int svc_pretrain_epochs(PrunusHost *h) { return h->cb.pretrain_epochs; }
+static double svc_pretrain_lr(PrunusHost *h) { return h->cb.pretrain_lr; }
+
+static const PrunusHostServices services_all = {
+    .abi_version = PRUNUS_PLUGIN_ABI_VERSION,
+    .size = sizeof(PrunusHostServices),
+    .log = svc_log,
+    .set_error = svc_set_error,
+    .get_int = svc_get_int,
+    .get_double = svc_get_double,
+    .get_bool = svc_get_bool,
+    .get_string = svc_get_string,
+    .get_choice = svc_get_choice,
+    .rng_u64 = svc_rng_u64,
+    .rng_uniform = svc_rng_uniform,
+    .model = svc_model,
+    .train = svc_train,
+    .rewind = svc_rewind,
+    .reinit = svc_reinit,
+    .evaluate = svc_evaluate,
+    .pretrain_epochs = svc_pretrain_epochs,
+    .pretrain_lr = svc_pretrain_lr,
+};
+
+/* Criteria and granularities get no retrain services. */
+static const PrunusHostServices services_no_retrain = {
+    .abi_version = PRUNUS_PLUGIN_ABI_VERSION,
+    .size = sizeof(PrunusHostServices),
+    .log = svc_log,
+    .set_error = svc_set_error,
+    .get_int = svc_get_int,
+    .get_double = svc_get_double,
+    .get_bool = svc_get_bool,
+    .get_string = svc_get_string,
+    .get_choice = svc_get_choice,
+    .rng_u64 = svc_rng_u64,
+    .rng_uniform = svc_rng_uniform,
+    .model = svc_model,
+    .pretrain_epochs = svc_pretrain_epochs,
+    .pretrain_lr = svc_pretrain_lr,
+};
+
+/* ------------------------------------------------------------------------ */
+/* life cycle */
+
+PrunusHost *prunus_host_instantiate(const PrunusPluginEntry *entry, PrunusConfig *cfg,
+                                    config_setting_t *group, const char *slot, uint64_t seed,
+                                    const PrunusHostCallbacks *cb, GError **error) {
+  PrunusHost *h = g_new0(PrunusHost, 1);
+  h->entry = entry;
+  h->cfg = cfg;
+  h->group = group;
+  h->slot = g_strdup(slot);
+  h->cb = *cb;
+  prunus_rng_seed(&h->rng, prunus_seed_derive(seed, entry->desc->name));
+  const PrunusHostServices *svc =
+      entry->desc->kind == PRUNUS_PLUGIN_RETRAIN ? &services_all : &services_no_retrain;
+  if (entry->desc->create(h, svc, &h->state) != 0) {
+    prunus_host_set_failure(h, "create() failed", error);
+    prunus_host_free(h);
+    return NULL;
+  }
+  h->created = TRUE;
+  return h;
+}
+
+void prunus_host_free(PrunusHost *h) {
+  if (!h) return;
+  if (h->created && h->entry->desc->destroy) h->entry->desc->destroy(h->state);
+  g_clear_error(&h->service_error);
+  g_free(h->message);
+  g_free(h->slot);
+  g_free(h);
+}
+
+void *prunus_host_state(PrunusHost *h) { return h->state; }
+
+const PrunusPluginDesc *prunus_host_desc(PrunusHost *h) { return h->entry->desc; }
+
+void prunus_host_set_failure(PrunusHost *h, const char *what, GError **error) {
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s plugin '%s' (%s): %s: %s", h->slot,
+              h->entry->desc->name, h->entry->path, what,
+              h->message ? h->message : "the plugin returned an error without a message");
+  g_clear_pointer(&h->message, g_free);
+}
+
+GError *prunus_host_take_service_error(PrunusHost *h) {
+  GError *e = h->service_error;
+  h->service_error = NULL;
+  return e;
+}

@@ -1,0 +1,345 @@
+/* plugin_loader.c: the plugin search path, dlopen/dlsym of the one entry
+ * symbol, descriptor validation, lookup by kind and name, and unloading. */
+#include "plugin_loader.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+#ifndef PRUNUS_PLUGIN_INSTALL_DIR
+#error "PRUNUS_PLUGIN_INSTALL_DIR must be defined by the build"
+#endif
+#ifndef PRUNUS_PLUGIN_BUILD_DIR
+#error "PRUNUS_PLUGIN_BUILD_DIR must be defined by the build"
+#endif
+
+struct PrunusPluginLib {
+  char *path;
+  void *handle;
+  GPtrArray *entries;   /* PrunusPluginEntry* */
+};
+
+struct PrunusPluginRegistry {
+  GPtrArray *dirs;      /* char*, NULL-terminated for prunus_plugin_registry_dirs */
+  GPtrArray *libs;      /* PrunusPluginLib*, in load order */
+  GHashTable *failed;   /* path -> message of libraries that failed to load */
+};
+
+static const char *const kind_names[] = {NULL, "criterion", "granularity", "retrain"};
+
+const char *prunus_plugin_kind_name(PrunusPluginKind kind) {
+  return kind >= PRUNUS_PLUGIN_CRITERION && kind <= PRUNUS_PLUGIN_RETRAIN ? kind_names[kind]
+                                                                          : "unknown";
+}
+
+PrunusPluginRegistry *prunus_plugin_registry_new(const char *const *extra_dirs) {
+  PrunusPluginRegistry *r = g_new0(PrunusPluginRegistry, 1);
+  r->dirs = g_ptr_array_new_with_free_func(g_free);
+  r->libs = g_ptr_array_new();
+  r->failed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  for (const char *const *d = extra_dirs; d && *d; d++) g_ptr_array_add(r->dirs, g_strdup(*d));
+  const char *env = g_getenv("PRUNUS_PLUGIN_PATH");
+  if (env && *env) {
+    char **parts = g_strsplit(env, ":", -1);
+    for (char **p = parts; *p; p++)
+      if (**p) g_ptr_array_add(r->dirs, g_strdup(*p));
+    g_strfreev(parts);
+  }
+  g_ptr_array_add(r->dirs, g_strdup(PRUNUS_PLUGIN_INSTALL_DIR));
+  g_ptr_array_add(r->dirs, g_strdup(PRUNUS_PLUGIN_BUILD_DIR));
+  g_ptr_array_add(r->dirs, NULL);
+  return r;
+}
+
+static void lib_unload(PrunusPluginLib *lib) {
+  if (lib->handle) dlclose(lib->handle);
+  g_ptr_array_free(lib->entries, TRUE);
+  g_free(lib->path);
+  g_free(lib);
+}
+
+void prunus_plugin_registry_free(PrunusPluginRegistry *r) {
+  if (!r) return;
+  for (guint i = r->libs->len; i > 0; i--) lib_unload(g_ptr_array_index(r->libs, i - 1));
+  g_ptr_array_free(r->libs, TRUE);
+  g_ptr_array_free(r->dirs, TRUE);
+  g_hash_table_unref(r->failed);
+  g_free(r);
+}
+
+const char *const *prunus_plugin_registry_dirs(PrunusPluginRegistry *r) {
+  return (const char *const *)r->dirs->pdata;
+}
+
+static gboolean valid_name(const char *name) {
+  if (!name || !*name) return FALSE;
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_islower(*p) && !g_ascii_isdigit(*p) && *p != '-' && *p != '_') return FALSE;
+  return TRUE;
+}
+
+/* Check one descriptor; on failure set error naming path, index and field. */
+static gboolean desc_validate(const PrunusPluginDesc *d, const char *path, guint index,
+                              GError **error) {
+#define DESC_FAIL(...)                                                                     \
+  do {                                                                                     \
+    char *why_ = g_strdup_printf(__VA_ARGS__);                                             \
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: descriptor %u: %s", path, index, \
+                why_);                                                                     \
+    g_free(why_);                                                                          \
+    return FALSE;                                                                          \
+  } while (0)
+  if (d->abi_version != PRUNUS_PLUGIN_ABI_VERSION)
+    DESC_FAIL("ABI version mismatch: the plugin was built for ABI %u, this prunus (%s) "
+              "loads ABI %u; rebuild the plugin against this prunus's plugin.h",
+              d->abi_version, prunus_version(), PRUNUS_PLUGIN_ABI_VERSION);
+  if (d->size < sizeof(PrunusPluginDesc))
+    DESC_FAIL("descriptor size %u is smaller than the %zu bytes of ABI %u", d->size,
+              sizeof(PrunusPluginDesc), PRUNUS_PLUGIN_ABI_VERSION);
+  if (d->kind < PRUNUS_PLUGIN_CRITERION || d->kind > PRUNUS_PLUGIN_RETRAIN)
+    DESC_FAIL("field 'kind' = %d is not a plugin kind (1 criterion, 2 granularity, 3 retrain)",
+              (int)d->kind);
+  if (!valid_name(d->name))
+    DESC_FAIL("field 'name' = %s%s%s is invalid: expected lowercase letters, digits, '-' or '_'",
+              d->name ? "'" : "", d->name ? d->name : "NULL", d->name ? "'" : "");
+  if (!d->version || !*d->version) DESC_FAIL("plugin '%s': field 'version' is empty", d->name);
+  if (!d->summary || !*d->summary) DESC_FAIL("plugin '%s': field 'summary' is empty", d->name);
+  if (!d->create) DESC_FAIL("plugin '%s': field 'create' is NULL", d->name);
+  const void *ops[] = {NULL, d->criterion, d->granularity, d->retrain};
+  static const char *const ops_field[] = {NULL, "criterion", "granularity", "retrain"};
+  for (int k = PRUNUS_PLUGIN_CRITERION; k <= PRUNUS_PLUGIN_RETRAIN; k++) {
+    if (k == (int)d->kind && !ops[k])
+      DESC_FAIL("plugin '%s' is a %s plugin but its field '%s' (the ops table) is NULL", d->name,
+                kind_names[k], ops_field[k]);
+    if (k != (int)d->kind && ops[k])
+      DESC_FAIL("plugin '%s' is a %s plugin but also sets field '%s'", d->name,
+                kind_names[d->kind], ops_field[k]);
+  }
+  if (d->kind == PRUNUS_PLUGIN_CRITERION &&
+      (!d->criterion->needs || !d->criterion->produces || !d->criterion->score))
+    DESC_FAIL("plugin '%s': criterion ops 'needs', 'produces' and 'score' are required", d->name);
+  if (d->kind == PRUNUS_PLUGIN_GRANULARITY && (!d->granularity->accepts || !d->granularity->plan))
+    DESC_FAIL("plugin '%s': granularity ops 'accepts' and 'plan' are required", d->name);
+  if (d->kind == PRUNUS_PLUGIN_RETRAIN && !d->retrain->retrain)
+    DESC_FAIL("plugin '%s': retrain op 'retrain' is required", d->name);
+#undef DESC_FAIL
+  return TRUE;
+}
+
+/* dlopen path (once) and read its descriptors. */
+static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GError **error) {
+  for (guint i = 0; i < r->libs->len; i++) {
+    PrunusPluginLib *lib = g_ptr_array_index(r->libs, i);
+    if (!strcmp(lib->path, path)) return lib;
+  }
+  const char *failed = g_hash_table_lookup(r->failed, path);
+  if (failed) {
+    g_set_error_literal(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, failed);
+    return NULL;
+  }
+  GError *local = NULL;
+  PrunusPluginLib *lib = NULL;
+  dlerror();
+  void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    const char *why = dlerror();
+    g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: cannot load: %s", path,
+                why ? why : "unknown dlopen error");
+    goto out_fail;
+  }
+  dlerror();
+  PrunusPluginDescribeFn describe = (PrunusPluginDescribeFn)dlsym(handle, PRUNUS_PLUGIN_ENTRY_SYMBOL);
+  if (!describe) {
+    const char *why = dlerror();
+    g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                "%s: no entry symbol '%s' (%s); a plugin exports it with PRUNUS_PLUGIN_EXPORT",
+                path, PRUNUS_PLUGIN_ENTRY_SYMBOL, why ? why : "not found");
+    dlclose(handle);
+    goto out_fail;
+  }
+  lib = g_new0(PrunusPluginLib, 1);
+  lib->path = g_strdup(path);
+  lib->handle = handle;
+  lib->entries = g_ptr_array_new_with_free_func(g_free);
+  for (guint i = 0; i < 256; i++) {
+    const PrunusPluginDesc *d = describe(i);
+    if (!d) break;
+    if (!desc_validate(d, path, i, &local)) {
+      lib_unload(lib);
+      lib = NULL;
+      goto out_fail;
+    }
+    PrunusPluginEntry *e = g_new0(PrunusPluginEntry, 1);
+    e->desc = d;
+    e->path = lib->path;
+    g_ptr_array_add(lib->entries, e);
+  }
+  if (lib->entries->len == 0) {
+    g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: %s(0) returned no descriptor",
+                path, PRUNUS_PLUGIN_ENTRY_SYMBOL);
+    lib_unload(lib);
+    lib = NULL;
+    goto out_fail;
+  }
+  g_ptr_array_add(r->libs, lib);
+  return lib;
+
+out_fail:
+  g_hash_table_insert(r->failed, g_strdup(path), g_strdup(local->message));
+  g_propagate_error(error, local);
+  return NULL;
+}
+
+static gint compare_strings(gconstpointer a, gconstpointer b) {
+  return g_strcmp0(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every .so under dir and its direct subfolders (depth levels), sorted. */
+static void list_libraries(const char *dir, int depth, GPtrArray *out) {
+  GDir *d = g_dir_open(dir, 0, NULL);
+  if (!d) return;
+  GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+  const char *name;
+  while ((name = g_dir_read_name(d))) g_ptr_array_add(names, g_strdup(name));
+  g_dir_close(d);
+  g_ptr_array_sort(names, compare_strings);
+  for (guint i = 0; i < names->len; i++) {
+    const char *n = g_ptr_array_index(names, i);
+    char *path = g_build_filename(dir, n, NULL);
+    if (g_str_has_suffix(n, ".so") && g_file_test(path, G_FILE_TEST_IS_REGULAR))
+      g_ptr_array_add(out, path);
+    else if (depth > 0 && g_file_test(path, G_FILE_TEST_IS_DIR))
+      list_libraries(path, depth - 1, out), g_free(path);
+    else
+      g_free(path);
+  }
+  g_ptr_array_free(names, TRUE);
+}
+
+void prunus_plugin_registry_scan(PrunusPluginRegistry *r, GPtrArray *entries, GPtrArray *failures) {
+  for (guint i = 0; i + 1 < r->dirs->len; i++) {
+    GPtrArray *paths = g_ptr_array_new_with_free_func(g_free);
+    list_libraries(g_ptr_array_index(r->dirs, i), 1, paths);
+    g_ptr_array_sort(paths, compare_strings);
+    for (guint j = 0; j < paths->len; j++) {
+      GError *error = NULL;
+      PrunusPluginLib *lib = lib_load(r, g_ptr_array_index(paths, j), &error);
+      if (!lib) {
+        if (failures) g_ptr_array_add(failures, g_strdup(error->message));
+        g_error_free(error);
+        continue;
+      }
+      for (guint k = 0; entries && k < lib->entries->len; k++) {
+        PrunusPluginEntry *e = g_ptr_array_index(lib->entries, k);
+        gboolean seen = FALSE;
+        for (guint q = 0; q < entries->len; q++)
+          seen |= g_ptr_array_index(entries, q) == (gpointer)e;
+        if (!seen) g_ptr_array_add(entries, e);
+      }
+    }
+    g_ptr_array_free(paths, TRUE);
+  }
+}
+
+static const PrunusPluginEntry *lib_find(PrunusPluginLib *lib, const char *name) {
+  for (guint i = 0; i < lib->entries->len; i++) {
+    PrunusPluginEntry *e = g_ptr_array_index(lib->entries, i);
+    if (!strcmp(e->desc->name, name)) return e;
+  }
+  return NULL;
+}
+
+static gboolean check_kind(const PrunusPluginEntry *e, PrunusPluginKind kind, const char *slot,
+                           GError **error) {
+  if (e->desc->kind == kind) return TRUE;
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+              "%s: plugin '%s' (%s) is a %s plugin, but %s needs a %s plugin", slot, e->desc->name,
+              e->path, prunus_plugin_kind_name(e->desc->kind), slot, prunus_plugin_kind_name(kind));
+  return FALSE;
+}
+
+const PrunusPluginEntry *prunus_plugin_registry_find(PrunusPluginRegistry *r, PrunusPluginKind kind,
+                                                     const char *name, const char *slot,
+                                                     GError **error) {
+  GError *local = NULL;
+  /* A path names one library directly. */
+  if (strchr(name, '/') || g_str_has_suffix(name, ".so")) {
+    PrunusPluginLib *lib = lib_load(r, name, &local);
+    if (!lib) {
+      g_propagate_prefixed_error(error, local, "%s: ", slot);
+      return NULL;
+    }
+    for (guint i = 0; i < lib->entries->len; i++) {
+      PrunusPluginEntry *e = g_ptr_array_index(lib->entries, i);
+      if (e->desc->kind == kind) return e;
+    }
+    PrunusPluginEntry *first = g_ptr_array_index(lib->entries, 0);
+    check_kind(first, kind, slot, error);
+    return NULL;
+  }
+  /* By convention prunus-NAME.so holds NAME: try those first, in search order,
+   * so a broken library elsewhere does not stand in the way. */
+  char *file = g_strdup_printf("prunus-%s.so", name);
+  for (guint i = 0; i + 1 < r->dirs->len; i++) {
+    GPtrArray *paths = g_ptr_array_new_with_free_func(g_free);
+    list_libraries(g_ptr_array_index(r->dirs, i), 1, paths);
+    g_ptr_array_sort(paths, compare_strings);
+    for (guint j = 0; j < paths->len; j++) {
+      const char *p = g_ptr_array_index(paths, j);
+      char *base = g_path_get_basename(p);
+      gboolean match = !strcmp(base, file);
+      g_free(base);
+      if (!match) continue;
+      PrunusPluginLib *lib = lib_load(r, p, &local);
+      if (!lib) {
+        g_propagate_prefixed_error(error, local, "%s = \"%s\": ", slot, name);
+        g_ptr_array_free(paths, TRUE);
+        g_free(file);
+        return NULL;
+      }
+      const PrunusPluginEntry *e = lib_find(lib, name);
+      if (e) {
+        g_ptr_array_free(paths, TRUE);
+        g_free(file);
+        return check_kind(e, kind, slot, error) ? e : NULL;
+      }
+    }
+    g_ptr_array_free(paths, TRUE);
+  }
+  g_free(file);
+  /* Then any library on the path that carries a plugin of that name. */
+  GPtrArray *entries = g_ptr_array_new();
+  GPtrArray *failures = g_ptr_array_new_with_free_func(g_free);
+  prunus_plugin_registry_scan(r, entries, failures);
+  const PrunusPluginEntry *found = NULL;
+  for (guint i = 0; i < entries->len && !found; i++) {
+    PrunusPluginEntry *e = g_ptr_array_index(entries, i);
+    if (!strcmp(e->desc->name, name) && e->desc->kind == kind) found = e;
+  }
+  for (guint i = 0; i < entries->len && !found; i++) {
+    PrunusPluginEntry *e = g_ptr_array_index(entries, i);
+    if (!strcmp(e->desc->name, name)) {
+      check_kind(e, kind, slot, error);
+      goto out_free_lists;
+    }
+  }
+  if (!found) {
+    GString *known = g_string_new(NULL);
+    for (guint i = 0; i < entries->len; i++) {
+      PrunusPluginEntry *e = g_ptr_array_index(entries, i);
+      if (e->desc->kind != kind) continue;
+      g_string_append_printf(known, "%s%s", known->len ? ", " : "", e->desc->name);
+    }
+    char *dirs = g_strjoinv(":", (char **)r->dirs->pdata);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                "%s: no %s plugin named '%s' (available: %s; searched %s)%s%s", slot,
+                prunus_plugin_kind_name(kind), name, known->len ? known->str : "none", dirs,
+                failures->len ? "; libraries that failed to load: " : "",
+                failures->len ? (const char *)g_ptr_array_index(failures, 0) : "");
+    g_free(dirs);
+    g_string_free(known, TRUE);
+  }
+out_free_lists:
+  g_ptr_array_free(failures, TRUE);
+  g_ptr_array_free(entries, TRUE);
+  return found;
+}

@@ -1,0 +1,42 @@
+/* progress.c: the per-epoch progress bar (batch, loss, throughput, ETA) on a
+ * terminal and the plain per-epoch line without one. */
+#include "progress.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <unistd.h>
+
+void prunus_progress_init(PrunusProgress *p, const char *label, gboolean quiet) {
+  p->tty = isatty(STDOUT_FILENO);
+  p->quiet = quiet;
+  p->label = label;
+  p->last_draw = 0;
+}
+
+void prunus_progress_batch(int epoch, int batch_index, int n_batches, double loss,
+                           double samples_per_second, double elapsed, void *user) {
+  PrunusProgress *p = user;
+  if (p->quiet || !p->tty) return;
+  gint64 now = g_get_monotonic_time();
+  if (batch_index != n_batches && now - p->last_draw < 100000) return;
+  p->last_draw = now;
+  enum { WIDTH = 24 };
+  int filled = (int)((double)batch_index / n_batches * WIDTH);
+  char bar[WIDTH + 1];
+  for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
+  bar[WIDTH] = '\0';
+  double eta = batch_index > 0 ? elapsed / batch_index * (n_batches - batch_index) : 0.0;
+  printf("\r\033[K%s epoch %d [%s] %d/%d loss %.4f %.0f samples/s ETA %.1fs", p->label, epoch, bar,
+         batch_index, n_batches, loss, samples_per_second, eta);
+  fflush(stdout);
+}
+
+void prunus_progress_epoch(PrunusProgress *p, const PrunusEpochReport *r) {
+  if (p->quiet) return;
+  if (p->tty) printf("\r\033[K");
+  printf("%s epoch %d/%d  train_loss %.4f  train_acc %.4f", p->label, r->epoch, r->epochs,
+         r->train_loss, r->train_accuracy);
+  if (!isnan(r->val_accuracy)) printf("  val_loss %.4f  val_acc %.4f", r->val_loss, r->val_accuracy);
+  printf("  %.1fs  %.0f samples/s  lr %.4g\n", r->seconds, r->samples_per_second, r->lr);
+  fflush(stdout);
+}

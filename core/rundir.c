@@ -1,0 +1,103 @@
+/* rundir.c: writes the run directory's files (metrics.jsonl appends,
+ * summary.json atomically) and turns round metrics into their JSON form. */
+#include "rundir.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void prunus_round_metrics_clear(PrunusRoundMetrics *r) { g_clear_pointer(&r->checkpoint, g_free); }
+
+PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
+  PrunusJson *o = prunus_json_new_object();
+  prunus_json_object_set(o, "round", prunus_json_new_number(r->round));
+  prunus_json_object_set(o, "sparsity", prunus_json_new_number(r->sparsity));
+  prunus_json_object_set(o, "params_total", prunus_json_new_number((double)r->params_total));
+  prunus_json_object_set(o, "params_remaining", prunus_json_new_number((double)r->params_remaining));
+  prunus_json_object_set(o, "compression", prunus_json_new_number(r->compression));
+  prunus_json_object_set(o, "flops", prunus_json_new_number((double)r->flops));
+  prunus_json_object_set(o, "speedup_theoretical", prunus_json_new_number(r->speedup_theoretical));
+  prunus_json_object_set(o, "test_accuracy", prunus_json_new_number(r->test_accuracy));
+  prunus_json_object_set(o, "test_loss", prunus_json_new_number(r->test_loss));
+  prunus_json_object_set(o, "val_accuracy", prunus_json_new_number(r->val_accuracy));
+  prunus_json_object_set(o, "val_loss", prunus_json_new_number(r->val_loss));
+  PrunusJson *lat = prunus_json_new_object();
+  for (int i = 0; i < r->n_latency; i++)
+    prunus_json_object_set(lat, r->latency_key[i], prunus_json_new_number(r->latency_us[i]));
+  prunus_json_object_set(o, "latency_us", lat);
+  prunus_json_object_set(o, "checkpoint",
+                         r->checkpoint ? prunus_json_new_string(r->checkpoint) : prunus_json_new_null());
+  prunus_json_object_set(o, "checkpoint_bytes", prunus_json_new_number((double)r->checkpoint_bytes));
+  prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
+  return o;
+}
+
+void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
+                                  uint64_t params_total, uint64_t prunable_total,
+                                  uint64_t dense_flops) {
+  uint64_t alive = 0, prunable_alive = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    for (size_t j = 0; j < l->w_len; j++) prunable_alive += m->mask[l->w_off + j] != 0.0f;
+    for (size_t j = 0; j < l->b_len; j++) alive += m->mask[l->b_off + j] != 0.0f;
+  }
+  alive += prunable_alive;
+  r->params_total = params_total;
+  r->params_remaining = alive;
+  r->compression = alive ? (double)params_total / alive : INFINITY;
+  r->sparsity = prunable_total ? 1.0 - (double)prunable_alive / prunable_total : 0.0;
+  r->flops = prunus_model_flops(m, TRUE);
+  r->speedup_theoretical = r->flops ? (double)dense_flops / r->flops : INFINITY;
+}
+
+gboolean prunus_rundir_ensure(const char *path, GError **error) {
+  if (g_mkdir_with_parents(path, 0755) != 0) {
+    int e = errno;
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot create run directory %s: %s", path,
+                g_strerror(e));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean prunus_rundir_append_line(const char *dir, const char *name, const PrunusJson *obj,
+                                   GError **error) {
+  char *path = g_build_filename(dir, name, NULL);
+  char *line = prunus_json_to_string(obj, 0);
+  gboolean ok = FALSE;
+  FILE *f = fopen(path, "a");
+  if (!f) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot open %s for appending: %s", path,
+                g_strerror(errno));
+    goto out_free_line;
+  }
+  ok = fprintf(f, "%s\n", line) > 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+  if (fclose(f) != 0) ok = FALSE;
+  if (!ok)
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write to %s: %s", path,
+                g_strerror(errno));
+out_free_line:
+  g_free(line);
+  g_free(path);
+  return ok;
+}
+
+gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,
+                                  GError **error) {
+  char *path = g_build_filename(dir, name, NULL);
+  char *text = prunus_json_to_string(v, 2);
+  GString *s = g_string_new(text);
+  g_string_append_c(s, '\n');
+  GError *local = NULL;
+  gboolean ok = g_file_set_contents(path, s->str, (gssize)s->len, &local);
+  if (!ok)
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write %s: %s", path, local->message);
+  g_clear_error(&local);
+  g_string_free(s, TRUE);
+  g_free(text);
+  g_free(path);
+  return ok;
+}

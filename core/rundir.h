@@ -1,0 +1,51 @@
+/* rundir.h: the run directory contract (DESIGN.md): metrics.jsonl lines, the
+ * per-round metrics record and summary.json, written atomically. */
+#ifndef PRUNUS_RUNDIR_H
+#define PRUNUS_RUNDIR_H
+
+#include "json.h"
+#include "model.h"
+
+G_BEGIN_DECLS
+
+#define PRUNUS_MAX_LATENCIES 8
+
+/* What summary.json says about one round (round 0 = the dense network). */
+typedef struct {
+  int round;
+  double sparsity;              /* fraction of prunable weights zeroed or removed */
+  uint64_t params_total;        /* all parameters of the dense network */
+  uint64_t params_remaining;    /* not masked and not removed */
+  double compression;           /* params_total / params_remaining */
+  uint64_t flops;               /* 2 x multiply-adds per sample, remaining network */
+  double speedup_theoretical;   /* dense flops / flops */
+  double test_accuracy, test_loss, val_accuracy, val_loss;  /* NaN = not measured */
+  int n_latency;
+  char latency_key[PRUNUS_MAX_LATENCIES][32];   /* "<engine>_b<batch>" */
+  double latency_us[PRUNUS_MAX_LATENCIES];
+  char *checkpoint;             /* path relative to the run dir (owned) */
+  uint64_t checkpoint_bytes;
+  double seconds;
+} PrunusRoundMetrics;
+
+void prunus_round_metrics_clear(PrunusRoundMetrics *r);
+/* (transfer full) the round as its summary.json object. */
+PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r);
+/* Fill sparsity/params/flops fields from a model whose dense ancestor had
+ * params_total parameters, prunable_total prunable weights and dense_flops FLOPs. */
+void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
+                                  uint64_t params_total, uint64_t prunable_total,
+                                  uint64_t dense_flops);
+
+/* Create path (and parents). */
+gboolean prunus_rundir_ensure(const char *path, GError **error);
+/* Append one JSON object as a line to dir/name and flush it to disk. */
+gboolean prunus_rundir_append_line(const char *dir, const char *name, const PrunusJson *obj,
+                                   GError **error);
+/* Write dir/name atomically (temp + rename) with the pretty-printed JSON. */
+gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,
+                                  GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,1023 @@
+/* test_config.c: unit tests of core/config.c: exact parsed values and defaults,
+ * every error class with its file:line and key path, --set, paths and the hash. */
+#include "config.h"
+#include "testutil.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+/* A small valid run; tests edit single lines of it. */
+static const char BASE[] =
+    "# a small valid run\n"
+    "name = \"base\";\n"
+    "dataset = {\n"
+    "  train_images = \"data/train-images.gz\";\n"
+    "  train_labels = \"data/train-labels.gz\";\n"
+    "  test_images = \"/srv/fmnist/test-images.gz\";\n"
+    "  test_labels = \"labels/test.gz\";\n"
+    "};\n"
+    "model = {\n"
+    "  input = [1, 28, 28];\n"
+    "  layers = (\n"
+    "    { type = \"flatten\"; },\n"
+    "    { type = \"dense\"; units = 300; },\n"
+    "    { type = \"relu\"; },\n"
+    "    { type = \"dense\"; units = 10; }\n"
+    "  );\n"
+    "};\n"
+    "train = {\n"
+    "  epochs = 10;\n"
+    "  lr = 0.05;\n"
+    "};\n";
+
+/* Every key set, away from its default, plus groups owned by someone else. */
+static const char FULL[] =
+    "name = \"full\";\n"
+    "seed = 12345678901L;\n"
+    "dataset = {\n"
+    "  format = \"idx\";\n"
+    "  train_images = \"/data/train-images.gz\";\n"
+    "  train_labels = \"data/train-labels.gz\";\n"
+    "  test_images = \"data/test-images.gz\";\n"
+    "  test_labels = \"data/test-labels.gz\";\n"
+    "  validation = 5000;\n"
+    "  train_limit = 20000;\n"
+    "  test_limit = 1000;\n"
+    "  normalize = \"unit\";\n"
+    "};\n"
+    "model = {\n"
+    "  input = [3, 32, 30];\n"
+    "  init = \"glorot\";\n"
+    "  layers = (\n"
+    "    { type = \"conv2d\"; channels = 16; kernel = 5; stride = 2; padding = 1; },\n"
+    "    { type = \"relu\"; },\n"
+    "    { type = \"maxpool2d\"; kernel = 2; },\n"
+    "    { type = \"conv2d\"; channels = 8; kernel = 3; },\n"
+    "    { type = \"maxpool2d\"; kernel = 3; stride = 1; },\n"
+    "    { type = \"flatten\"; },\n"
+    "    { type = \"dense\"; units = 64; },\n"
+    "    { type = \"relu\"; },\n"
+    "    { type = \"dense\"; units = 7; },\n"
+    "    { type = \"relu\"; }\n"
+    "  );\n"
+    "};\n"
+    "train = {\n"
+    "  epochs = 3; batch = 64; optimizer = \"adam\"; lr = 0.001;\n"
+    "  momentum = 0.5; nesterov = true; weight_decay = 5e-4;\n"
+    "  beta1 = 0.8; beta2 = 0.99; eps = 1e-7;\n"
+    "  lr_schedule = \"step\"; step_size = 2; gamma = 0.5; warmup_epochs = 1.5;\n"
+    "};\n"
+    "prune = { schedule = { rounds = 3; amount = 0.2; }; };\n"
+    "experiments = ( { name = \"a\"; }, { name = \"b\"; } );\n";
+
+/* ------------------------------------------------------------------------- */
+/* helpers */
+
+/* base with the one occurrence of from replaced by to. (transfer full) */
+static char *edit(const char *base, const char *from, const char *to) {
+  const char *at = strstr(base, from);
+  g_assert_nonnull(at);
+  g_assert_null(strstr(at + 1, from));
+  return g_strdup_printf("%.*s%s%s", (int)(at - base), base, to, at + strlen(from));
+}
+
+/* 1-based line of the first occurrence of needle in text. */
+static int line_of(const char *text, const char *needle) {
+  const char *at = strstr(text, needle);
+  g_assert_nonnull(at);
+  int line = 1;
+  for (const char *p = text; p < at; p++) line += *p == '\n';
+  return line;
+}
+
+/* "path:line:" (transfer full) */
+static char *loc(const char *path, int line) {
+  return g_strdup_printf("%s:%d:", path, line);
+}
+
+static PrunusConfig *load_ok(const char *path) {
+  GError *error = NULL;
+  PrunusConfig *c = prunus_config_load(path, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(c);
+  return c;
+}
+
+static void set_ok(PrunusConfig *c, const char *assignment) {
+  GError *error = NULL;
+  g_assert_true(prunus_config_apply_set(c, assignment, &error));
+  g_assert_no_error(error);
+}
+
+static void set_fails(PrunusConfig *c, const char *assignment, const char *needle1,
+                      const char *needle2) {
+  GError *error = NULL;
+  g_assert_false(prunus_config_apply_set(c, assignment, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG);
+  char *prefix = g_strdup_printf("--set %s: ", assignment);
+  testutil_assert_error_contains(error, prefix, needle1, needle2, NULL);
+  g_free(prefix);
+  g_error_free(error);
+}
+
+/* Write text as dir/name, parse it and expect an error: the message must name
+ * name:line (the line of line_needle in text) and hold every needle. */
+static void parse_fails_at(const char *text, const char *line_needle, const char *needle1,
+                           const char *needle2) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "bad.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_false(prunus_run_config_parse(c, &rc, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG);
+  char *where = loc(path, line_of(text, line_needle));
+  testutil_assert_error_contains(error, where, needle1, needle2, NULL);
+  g_assert_true(g_str_has_prefix(error->message, where));
+  g_assert_null(rc.name); /* cleared on failure */
+  g_assert_null(rc.arch.layers);
+  g_free(where);
+  g_error_free(error);
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(path);
+  g_free(dir);
+}
+
+/* base edited (from -> to), expected to fail at the line of line_needle. */
+static void edit_fails_at(const char *from, const char *to, const char *line_needle,
+                          const char *needle1, const char *needle2) {
+  char *text = edit(BASE, from, to);
+  parse_fails_at(text, line_needle, needle1, needle2);
+  g_free(text);
+}
+
+/* ------------------------------------------------------------------------- */
+/* good configs */
+
+static void test_parse_full(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "full.cfg", FULL, strlen(FULL));
+  PrunusConfig *c = load_ok(path);
+  g_assert_cmpstr(prunus_config_path(c), ==, path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+
+  g_assert_cmpstr(rc.name, ==, "full");
+  g_assert_cmpuint(rc.seed, ==, 12345678901ull);
+  char *expect = g_build_filename(dir, "data/train-labels.gz", NULL);
+  g_assert_cmpstr(rc.train_images, ==, "/data/train-images.gz");
+  g_assert_cmpstr(rc.train_labels, ==, expect);
+  g_free(expect);
+  expect = g_build_filename(dir, "data/test-images.gz", NULL);
+  g_assert_cmpstr(rc.test_images, ==, expect);
+  g_free(expect);
+  expect = g_build_filename(dir, "data/test-labels.gz", NULL);
+  g_assert_cmpstr(rc.test_labels, ==, expect);
+  g_free(expect);
+  g_assert_cmpint(rc.validation, ==, 5000);
+  g_assert_cmpint(rc.train_limit, ==, 20000);
+  g_assert_cmpint(rc.test_limit, ==, 1000);
+  g_assert_cmpint(rc.normalize, ==, PRUNUS_NORM_UNIT);
+
+  g_assert_cmpint(rc.arch.input.c, ==, 3);
+  g_assert_cmpint(rc.arch.input.h, ==, 32);
+  g_assert_cmpint(rc.arch.input.w, ==, 30);
+  g_assert_cmpint(rc.arch.init, ==, PRUNUS_INIT_GLOROT);
+  g_assert_cmpint(rc.arch.n_layers, ==, 10);
+  g_assert_cmpint(rc.arch.n_classes, ==, 7);
+  const PrunusLayerSpec *l = rc.arch.layers;
+  g_assert_cmpint(l[0].type, ==, PRUNUS_LAYER_CONV2D);
+  g_assert_cmpint(l[0].channels, ==, 16);
+  g_assert_cmpint(l[0].kernel, ==, 5);
+  g_assert_cmpint(l[0].stride, ==, 2);
+  g_assert_cmpint(l[0].padding, ==, 1);
+  g_assert_cmpint(l[1].type, ==, PRUNUS_LAYER_RELU);
+  g_assert_cmpint(l[2].type, ==, PRUNUS_LAYER_MAXPOOL2D);
+  g_assert_cmpint(l[2].kernel, ==, 2);
+  g_assert_cmpint(l[2].stride, ==, 2); /* defaults to the kernel */
+  g_assert_cmpint(l[3].type, ==, PRUNUS_LAYER_CONV2D);
+  g_assert_cmpint(l[3].channels, ==, 8);
+  g_assert_cmpint(l[3].kernel, ==, 3);
+  g_assert_cmpint(l[3].stride, ==, 1);
+  g_assert_cmpint(l[3].padding, ==, 0);
+  g_assert_cmpint(l[4].kernel, ==, 3);
+  g_assert_cmpint(l[4].stride, ==, 1);
+  g_assert_cmpint(l[5].type, ==, PRUNUS_LAYER_FLATTEN);
+  g_assert_cmpint(l[6].type, ==, PRUNUS_LAYER_DENSE);
+  g_assert_cmpint(l[6].units, ==, 64);
+  g_assert_cmpint(l[8].units, ==, 7);
+  g_assert_cmpint(l[9].type, ==, PRUNUS_LAYER_RELU);
+
+  const PrunusTrainConfig *t = &rc.train;
+  g_assert_cmpint(t->epochs, ==, 3);
+  g_assert_cmpint(t->batch, ==, 64);
+  g_assert_cmpint(t->optimizer, ==, PRUNUS_OPT_ADAM);
+  g_assert_cmpfloat(t->lr, ==, 0.001);
+  g_assert_cmpfloat(t->momentum, ==, 0.5);
+  g_assert_true(t->nesterov);
+  g_assert_cmpfloat(t->weight_decay, ==, 5e-4);
+  g_assert_cmpfloat(t->beta1, ==, 0.8);
+  g_assert_cmpfloat(t->beta2, ==, 0.99);
+  g_assert_cmpfloat(t->eps, ==, 1e-7);
+  g_assert_cmpint(t->lr_schedule, ==, PRUNUS_LR_STEP);
+  g_assert_cmpint(t->step_size, ==, 2);
+  g_assert_cmpfloat(t->gamma, ==, 0.5);
+  g_assert_cmpfloat(t->warmup_epochs, ==, 1.5);
+
+  /* prune and experiments are left for their owners: unread until they read them. */
+  g_assert_false(prunus_config_check_unread(c, &error));
+  char *at_prune = loc(path, line_of(FULL, "prune ="));
+  char *at_exp = loc(path, line_of(FULL, "experiments ="));
+  testutil_assert_error_contains(error, at_prune, "unknown key 'prune'", at_exp,
+                                 "unknown key 'experiments'", NULL);
+  g_clear_error(&error);
+  config_setting_t *root = prunus_config_root(c);
+  prunus_config_mark_read_tree(c, config_setting_get_member(root, "prune"));
+  prunus_config_mark_read_tree(c, config_setting_get_member(root, "experiments"));
+  g_assert_true(prunus_config_check_unread(c, &error));
+  g_assert_no_error(error);
+
+  prunus_run_config_clear(&rc);
+  g_assert_null(rc.name);
+  g_assert_null(rc.arch.layers);
+  prunus_run_config_clear(&rc); /* twice is harmless */
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(at_prune);
+  g_free(at_exp);
+  g_free(path);
+  g_free(dir);
+}
+
+static void test_parse_defaults(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "base.cfg", BASE, strlen(BASE));
+  PrunusConfig *c = load_ok(path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_true(prunus_config_check_unread(c, &error));
+  g_assert_no_error(error);
+
+  g_assert_cmpstr(rc.name, ==, "base");
+  g_assert_cmpuint(rc.seed, ==, 0);
+  char *expect = g_build_filename(dir, "data", "train-images.gz", NULL);
+  g_assert_cmpstr(rc.train_images, ==, expect);
+  g_free(expect);
+  expect = g_build_filename(dir, "labels", "test.gz", NULL);
+  g_assert_cmpstr(rc.test_labels, ==, expect);
+  g_free(expect);
+  g_assert_cmpstr(rc.test_images, ==, "/srv/fmnist/test-images.gz");
+  g_assert_cmpint(rc.validation, ==, 0);
+  g_assert_cmpint(rc.train_limit, ==, 0);
+  g_assert_cmpint(rc.test_limit, ==, 0);
+  g_assert_cmpint(rc.normalize, ==, PRUNUS_NORM_STANDARD);
+
+  g_assert_cmpint(rc.arch.input.c, ==, 1);
+  g_assert_cmpint(rc.arch.input.h, ==, 28);
+  g_assert_cmpint(rc.arch.input.w, ==, 28);
+  g_assert_cmpint(rc.arch.init, ==, PRUNUS_INIT_KAIMING);
+  g_assert_cmpint(rc.arch.n_layers, ==, 4);
+  g_assert_cmpint(rc.arch.n_classes, ==, 10);
+  static const PrunusLayerType types[] = {PRUNUS_LAYER_FLATTEN, PRUNUS_LAYER_DENSE,
+                                          PRUNUS_LAYER_RELU, PRUNUS_LAYER_DENSE};
+  static const int units[] = {0, 300, 0, 10};
+  for (int i = 0; i < 4; i++) {
+    g_assert_cmpint(rc.arch.layers[i].type, ==, types[i]);
+    g_assert_cmpint(rc.arch.layers[i].units, ==, units[i]);
+  }
+
+  const PrunusTrainConfig *t = &rc.train;
+  g_assert_cmpint(t->epochs, ==, 10);
+  g_assert_cmpfloat(t->lr, ==, 0.05);
+  g_assert_cmpint(t->batch, ==, 128);
+  g_assert_cmpint(t->optimizer, ==, PRUNUS_OPT_SGD);
+  g_assert_cmpfloat(t->momentum, ==, 0.0);
+  g_assert_false(t->nesterov);
+  g_assert_cmpfloat(t->weight_decay, ==, 0.0);
+  g_assert_cmpfloat(t->beta1, ==, 0.9);
+  g_assert_cmpfloat(t->beta2, ==, 0.999);
+  g_assert_cmpfloat(t->eps, ==, 1e-8);
+  g_assert_cmpint(t->lr_schedule, ==, PRUNUS_LR_CONSTANT);
+  g_assert_cmpint(t->step_size, ==, 1);
+  g_assert_cmpfloat(t->gamma, ==, 0.1);
+  g_assert_cmpfloat(t->warmup_epochs, ==, 0.0);
+
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(path);
+  g_free(dir);
+}
+
+/* @include is resolved against the config's folder, whatever the working folder;
+ * an error inside the included file names that file. */
+static void test_include(void) {
+  char *dir = testutil_mkdtemp();
+  char *sub = g_build_filename(dir, "parts", NULL);
+  g_assert_cmpint(g_mkdir(sub, 0700), ==, 0);
+  const char *train = "train = {\n  epochs = 4;\n  lr = 0.2;\n};\n";
+  char *inc = testutil_write_file(sub, "train.cfg", train, strlen(train));
+  char *text =
+      edit(BASE, "train = {\n  epochs = 10;\n  lr = 0.05;\n};\n", "@include \"parts/train.cfg\"\n");
+  char *path = testutil_write_file(dir, "main.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_cmpint(rc.train.epochs, ==, 4);
+  g_assert_cmpfloat(rc.train.lr, ==, 0.2);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+
+  const char *bad = "train = {\n  epochs = 4;\n  lr = \"fast\";\n};\n";
+  g_free(testutil_write_file(sub, "train.cfg", bad, strlen(bad)));
+  c = load_ok(path);
+  g_assert_false(prunus_run_config_parse(c, &rc, &error));
+  testutil_assert_error_contains(error, "parts/train.cfg:3:", "key 'train.lr'",
+                                 "expected a float, found a string", NULL);
+  g_clear_error(&error);
+  prunus_config_free(c);
+
+  g_assert_cmpint(g_unlink(inc), ==, 0);
+  g_assert_null(prunus_config_load(path, &error));
+  char *where = loc(path, line_of(text, "@include"));
+  testutil_assert_error_contains(error, where, "include", NULL);
+  g_clear_error(&error);
+
+  testutil_rmtree(dir);
+  g_free(where);
+  g_free(path);
+  g_free(text);
+  g_free(inc);
+  g_free(sub);
+  g_free(dir);
+}
+
+/* ------------------------------------------------------------------------- */
+/* errors */
+
+static void test_syntax_error(void) {
+  char *dir = testutil_mkdtemp();
+  char *text = edit(BASE, "lr = 0.05;", "lr = = 0.05;");
+  char *path = testutil_write_file(dir, "syntax.cfg", text, strlen(text));
+  GError *error = NULL;
+  g_assert_null(prunus_config_load(path, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG);
+  char *where = loc(path, line_of(text, "lr = ="));
+  testutil_assert_error_contains(error, where, "syntax error", NULL);
+  g_assert_true(g_str_has_prefix(error->message, where));
+  g_clear_error(&error);
+  testutil_rmtree(dir);
+  g_free(where);
+  g_free(path);
+  g_free(text);
+  g_free(dir);
+}
+
+static void test_missing_file(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = g_build_filename(dir, "nope.cfg", NULL);
+  GError *error = NULL;
+  g_assert_null(prunus_config_load(path, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO);
+  testutil_assert_error_contains(error, path, "No such file", NULL);
+  g_clear_error(&error);
+  g_assert_null(prunus_config_load(dir, &error)); /* a folder */
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO);
+  testutil_assert_error_contains(error, dir, "folder", NULL);
+  g_clear_error(&error);
+  testutil_rmtree(dir);
+  g_free(path);
+  g_free(dir);
+}
+
+/* check_unread on text (parsed first) fails with every needle. */
+static void unread_fails(const char *text, const char *needle1, const char *needle2,
+                         const char *needle3) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "unread.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_false(prunus_config_check_unread(c, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG);
+  testutil_assert_error_contains(error, path, needle1, needle2, needle3, NULL);
+  g_clear_error(&error);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(path);
+  g_free(dir);
+}
+
+static void test_unknown_keys(void) {
+  /* top level, with a hint */
+  char *text = g_strconcat(BASE, "nmae = \"typo\";\n", NULL);
+  char *where = g_strdup_printf("unread.cfg:%d: unknown key 'nmae'", line_of(text, "nmae"));
+  unread_fails(text, where, "(did you mean 'name'?)", NULL);
+  g_free(where);
+  g_free(text);
+
+  /* inside a group: the full path, hinted from a key the parser asked for */
+  text = edit(BASE, "  lr = 0.05;\n", "  lr = 0.05;\n  momentun = 0.9;\n");
+  where = g_strdup_printf("unread.cfg:%d: unknown key 'train.momentun'", line_of(text, "momentun"));
+  unread_fails(text, where, "(did you mean 'momentum'?)", NULL);
+  g_free(where);
+  g_free(text);
+
+  /* a whole unknown group is one key; no hint when nothing is close */
+  text = g_strconcat(BASE, "\nextras = {\n  a = 1;\n  b = 2;\n};\n", NULL);
+  where = g_strdup_printf("unread.cfg:%d: unknown key 'extras'", line_of(text, "extras"));
+  unread_fails(text, where, NULL, NULL);
+  g_free(where);
+  g_free(text);
+
+  /* many: the first five are listed, the rest counted */
+  text = g_strconcat(BASE, "k1 = 1;\nk2 = 2;\nk3 = 3;\nk4 = 4;\nk5 = 5;\nk6 = 6;\nk7 = 7;\n", NULL);
+  where = g_strdup_printf("unread.cfg:%d: unknown key 'k5'", line_of(text, "k5"));
+  unread_fails(text, "unknown key 'k1'", where, "(and 2 more unknown keys)");
+  g_free(where);
+  g_free(text);
+}
+
+static void test_unknown_layer_key(void) {
+  edit_fails_at("{ type = \"dense\"; units = 300; }",
+                "{ type = \"dense\"; units = 300; kernel = 3; }", "kernel = 3",
+                "unknown key 'model.layers[1].kernel' in a dense layer",
+                "(allowed keys: type, units)");
+  edit_fails_at("{ type = \"relu\"; }", "{ type = \"relu\";\n      unit = 3; }", "unit = 3",
+                "unknown key 'model.layers[2].unit' in a relu layer", "(allowed keys: type)");
+  edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; unitz = 10; }", "unitz",
+                "group 'model.layers[3]' is missing the required key 'units'", NULL);
+  edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; units = 10; unitz = 1; }",
+                "unitz", "unknown key 'model.layers[3].unitz'", "(did you mean 'units'?)");
+}
+
+static void test_wrong_type(void) {
+  edit_fails_at("lr = 0.05;", "lr = \"0.05\";", "lr =", "key 'train.lr'",
+                "expected a float, found a string");
+  edit_fails_at("epochs = 10;", "epochs = 2.5;", "epochs", "key 'train.epochs'",
+                "expected an integer, found a float");
+  edit_fails_at("name = \"base\";", "name = 7;", "name", "key 'name'",
+                "expected a string, found an integer");
+  edit_fails_at("input = [1, 28, 28];", "input = (1, 28.0, 28);", "input", "key 'model.input[1]'",
+                "expected an integer, found a float");
+  edit_fails_at("input = [1, 28, 28];", "input = [28, 28];", "input", "key 'model.input'",
+                "[channels, height, width], found 2 elements");
+  edit_fails_at("train = {\n  epochs = 10;\n  lr = 0.05;\n};\n", "train = 3;\n", "train = 3",
+                "key 'train'", "expected a group, found an integer");
+  edit_fails_at("{ type = \"relu\"; },", "\"relu\",", "\"relu\",",
+                "model.layers[2] must be a group", "found a string");
+  char *text = edit(BASE, "train = {\n", "seed = true;\ntrain = {\n");
+  parse_fails_at(text, "seed", "key 'seed'", "expected an integer, found a boolean");
+  g_free(text);
+}
+
+static void test_missing_required(void) {
+  edit_fails_at("  epochs = 10;\n", "", "train = {",
+                "group 'train' is missing the required key 'epochs'", NULL);
+  edit_fails_at("  lr = 0.05;\n", "", "train = {", "group 'train' is missing the required key 'lr'",
+                NULL);
+  edit_fails_at("  test_labels = \"labels/test.gz\";\n", "", "dataset = {",
+                "group 'dataset' is missing the required key 'test_labels'", NULL);
+  edit_fails_at("{ type = \"dense\"; units = 300; }", "{ units = 300; }", "{ units = 300; }",
+                "group 'model.layers[1]' is missing the required key 'type'", NULL);
+
+  /* the top level has no line: the file is named */
+  char *dir = testutil_mkdtemp();
+  char *text = edit(BASE, "name = \"base\";\n", "");
+  char *path = testutil_write_file(dir, "noname.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_false(prunus_run_config_parse(c, &rc, &error));
+  char *msg = g_strdup_printf("%s: the top level is missing the required key 'name'", path);
+  g_assert_cmpstr(error->message, ==, msg);
+  g_clear_error(&error);
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(msg);
+  g_free(path);
+  g_free(text);
+  g_free(dir);
+}
+
+static void test_bad_enum(void) {
+  char *text = edit(BASE, "  lr = 0.05;\n", "  lr = 0.05;\n  optimizer = \"adamw\";\n");
+  parse_fails_at(text, "optimizer", "key 'train.optimizer': unknown value 'adamw'",
+                 "(expected one of: sgd, adam)");
+  g_free(text);
+  text = edit(BASE, "  lr = 0.05;\n", "  lr = 0.05;\n  lr_schedule = \"linear\";\n");
+  parse_fails_at(text, "lr_schedule", "key 'train.lr_schedule': unknown value 'linear'",
+                 "(expected one of: constant, step, cosine)");
+  g_free(text);
+  text = edit(BASE, "  test_labels", "  normalize = \"minmax\";\n  test_labels");
+  parse_fails_at(text, "normalize", "key 'dataset.normalize': unknown value 'minmax'",
+                 "(expected one of: unit, standard)");
+  g_free(text);
+  text = edit(BASE, "  test_labels", "  format = \"csv\";\n  test_labels");
+  parse_fails_at(text, "format", "key 'dataset.format': unknown value 'csv'",
+                 "(expected one of: idx)");
+  g_free(text);
+  text = edit(BASE, "input = [1, 28, 28];", "input = [1, 28, 28]; init = \"he\";");
+  parse_fails_at(text, "init", "key 'model.init': unknown value 'he'",
+                 "(expected one of: kaiming, glorot)");
+  g_free(text);
+  edit_fails_at("{ type = \"relu\"; }", "{ type = \"softmax\"; }", "softmax",
+                "key 'model.layers[2].type': unknown layer type 'softmax'",
+                "(expected one of: dense, conv2d, maxpool2d, relu, flatten)");
+}
+
+static void test_out_of_range(void) {
+  edit_fails_at("epochs = 10;", "epochs = 0;", "epochs",
+                "key 'train.epochs' = 0 is out of range: must be >= 1", NULL);
+  edit_fails_at("lr = 0.05;", "lr = -0.1;", "lr =", "key 'train.lr' = -0.1 is out of range",
+                "must be > 0");
+  edit_fails_at("lr = 0.05;", "lr = 0.05; beta2 = 1.0;", "beta2",
+                "key 'train.beta2' = 1 is out of range", "must be in [0, 1)");
+  edit_fails_at("lr = 0.05;", "lr = 0.05; momentum = -0.5;", "momentum",
+                "key 'train.momentum' = -0.5 is out of range", "must be in [0, 1)");
+  edit_fails_at("lr = 0.05;", "lr = 0.05; batch = 0;", "batch",
+                "key 'train.batch' = 0 is out of range", ">= 1");
+  edit_fails_at("lr = 0.05;", "lr = 0.05; lr_schedule = \"step\"; step_size = 0;", "step_size",
+                "key 'train.step_size' = 0 is out of range", ">= 1");
+  edit_fails_at("lr = 0.05;", "lr = 0.05; nesterov = true;", "nesterov",
+                "key 'train.nesterov' = true needs momentum > 0", NULL);
+  edit_fails_at("input = [1, 28, 28];", "input = [1, 0, 28];", "input",
+                "key 'model.input[1]' = 0 is out of range: must be >= 1", NULL);
+  edit_fails_at("units = 300;", "units = 0;", "units = 0",
+                "key 'model.layers[1].units' = 0 is out of range", ">= 1");
+  edit_fails_at("  test_labels", "  validation = -5;\n  test_labels", "validation",
+                "key 'dataset.validation' = -5 is out of range: must be >= 0", NULL);
+  char *text = edit(BASE, "train = {\n", "seed = -1;\ntrain = {\n");
+  parse_fails_at(text, "seed", "key 'seed' = -1 is out of range: must be >= 0", NULL);
+  g_free(text);
+  /* step_size is only checked for the step schedule */
+  char *dir = testutil_mkdtemp();
+  text = edit(BASE, "lr = 0.05;", "lr = 0.05; step_size = 0;");
+  char *path = testutil_write_file(dir, "ok.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(path);
+  g_free(text);
+  g_free(dir);
+}
+
+static void test_last_param_layer(void) {
+  edit_fails_at("    { type = \"dense\"; units = 10; }\n",
+                "    { type = \"dense\"; units = 10; },\n    { type = \"conv2d\"; channels = 4; "
+                "kernel = 1; }\n",
+                "conv2d", "model.layers[4] is a conv2d layer",
+                "the last layer with parameters must be dense");
+  char *text = edit(BASE,
+                    "    { type = \"dense\"; units = 300; },\n    { type = \"relu\"; },\n"
+                    "    { type = \"dense\"; units = 10; }\n",
+                    "    { type = \"relu\"; }\n");
+  parse_fails_at(text, "layers =", "key 'model.layers' has no dense layer", NULL);
+  g_free(text);
+  edit_fails_at(
+      "layers = (\n    { type = \"flatten\"; },\n    { type = \"dense\"; units = 300; },\n"
+      "    { type = \"relu\"; },\n    { type = \"dense\"; units = 10; }\n  );",
+      "layers = ( );", "layers", "key 'model.layers' is empty", NULL);
+}
+
+/* ------------------------------------------------------------------------- */
+/* --set */
+
+static void test_set_overrides(void) {
+  char *dir = testutil_mkdtemp();
+  char *text =
+      edit(BASE, "  lr = 0.05;\n", "  lr = 0.05;\n  nesterov = false;\n  momentum = 0.5;\n");
+  char *t2 = edit(text, "train = {\n", "seed = 0;\ntrain = {\n");
+  char *path = testutil_write_file(dir, "set.cfg", t2, strlen(t2));
+  PrunusConfig *c = load_ok(path);
+  set_ok(c, "train.epochs=3");   /* int */
+  set_ok(c, "train.lr = 0.125"); /* float, spaces around '=' */
+  set_ok(c, "train.momentum=1"); /* an int into a float key */
+  set_ok(c, "train.momentum=0.75");
+  set_ok(c, "train.nesterov=TRUE");            /* bool */
+  set_ok(c, "name=\"renamed run\"");           /* string, quoted */
+  set_ok(c, "dataset.test_images=other/t.gz"); /* string, bare */
+  set_ok(c, "model.layers[1].units=200");      /* list element */
+  set_ok(c, "model.layers.[3].units=12");      /* libconfig's form of the same */
+  set_ok(c, "model.input=[3, 32, 32]");        /* a whole array */
+  set_ok(c, "model.input[2]=30");              /* an array element */
+  set_ok(c, "seed=10000000000");               /* an int widened to int64 */
+  set_ok(c, "train.optimizer=adam");           /* new keys: types inferred */
+  set_ok(c, "train.weight_decay=1e-4");
+  set_ok(c, "dataset.validation=100");
+  set_ok(c, "train.beta1=0.5");
+  set_ok(c, "prune.schedule.rounds=4"); /* new groups on the way */
+  set_ok(c, "prune.schedule.amounts=[0.5, 1, 0.25]");
+  set_ok(c, "prune.schedule.scope=\"global\"");
+  set_ok(c, "prune.schedule.rewind=false");
+  set_ok(c, "prune.schedule.big=5000000000");
+
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_cmpstr(rc.name, ==, "renamed run");
+  g_assert_cmpuint(rc.seed, ==, 10000000000ull);
+  char *expect = g_build_filename(dir, "other", "t.gz", NULL);
+  g_assert_cmpstr(rc.test_images, ==, expect);
+  g_free(expect);
+  g_assert_cmpint(rc.validation, ==, 100);
+  g_assert_cmpint(rc.arch.input.c, ==, 3);
+  g_assert_cmpint(rc.arch.input.h, ==, 32);
+  g_assert_cmpint(rc.arch.input.w, ==, 30);
+  g_assert_cmpint(rc.arch.layers[1].units, ==, 200);
+  g_assert_cmpint(rc.arch.layers[3].units, ==, 12);
+  g_assert_cmpint(rc.arch.n_classes, ==, 12);
+  g_assert_cmpint(rc.train.epochs, ==, 3);
+  g_assert_cmpfloat(rc.train.lr, ==, 0.125);
+  g_assert_cmpfloat(rc.train.momentum, ==, 0.75);
+  g_assert_true(rc.train.nesterov);
+  g_assert_cmpint(rc.train.optimizer, ==, PRUNUS_OPT_ADAM);
+  g_assert_cmpfloat(rc.train.weight_decay, ==, 1e-4);
+  g_assert_cmpfloat(rc.train.beta1, ==, 0.5);
+  prunus_run_config_clear(&rc);
+
+  /* the new groups read back through the typed getters */
+  config_setting_t *root = prunus_config_root(c);
+  config_setting_t *prune = prunus_config_get_group(c, root, "prune", TRUE, &error);
+  g_assert_no_error(error);
+  config_setting_t *sched = prunus_config_get_group(c, prune, "schedule", TRUE, &error);
+  g_assert_no_error(error);
+  int rounds;
+  int64_t big;
+  gboolean rewind = TRUE;
+  const char *scope;
+  g_assert_true(prunus_config_get_int(c, sched, "rounds", TRUE, 0, &rounds, &error));
+  g_assert_true(prunus_config_get_int64(c, sched, "big", TRUE, 0, &big, &error));
+  g_assert_true(prunus_config_get_bool(c, sched, "rewind", TRUE, TRUE, &rewind, &error));
+  g_assert_true(prunus_config_get_string(c, sched, "scope", TRUE, NULL, &scope, &error));
+  g_assert_no_error(error);
+  g_assert_cmpint(rounds, ==, 4);
+  g_assert_cmpint(big, ==, 5000000000ll);
+  g_assert_false(rewind);
+  g_assert_cmpstr(scope, ==, "global");
+  config_setting_t *amounts = prunus_config_get_list(c, sched, "amounts", TRUE, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(config_setting_length(amounts), ==, 3);
+  g_assert_cmpint(config_setting_type(config_setting_get_elem(amounts, 1)), ==, CONFIG_TYPE_FLOAT);
+  g_assert_cmpfloat(config_setting_get_float_elem(amounts, 0), ==, 0.5);
+  g_assert_cmpfloat(config_setting_get_float_elem(amounts, 1), ==, 1.0);
+  g_assert_cmpfloat(config_setting_get_float_elem(amounts, 2), ==, 0.25);
+  g_assert_true(prunus_config_check_unread(c, &error));
+  g_assert_no_error(error);
+
+  /* the dump carries the overrides and parses back to the same values */
+  char *dump = prunus_config_dump(c);
+  g_assert_nonnull(strstr(dump, "epochs = 3;"));
+  g_assert_nonnull(strstr(dump, "units = 200;"));
+  g_assert_nonnull(strstr(dump, "10000000000L"));
+  char *dumped = testutil_write_file(dir, "dumped.cfg", dump, strlen(dump));
+  PrunusConfig *c2 = load_ok(dumped);
+  char *h1 = prunus_config_hash(c), *h2 = prunus_config_hash(c2);
+  g_assert_cmpstr(h1, ==, h2);
+  g_assert_true(prunus_run_config_parse(c2, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_cmpuint(rc.seed, ==, 10000000000ull);
+  g_assert_cmpfloat(rc.train.lr, ==, 0.125);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c2);
+
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(h1);
+  g_free(h2);
+  g_free(dumped);
+  g_free(dump);
+  g_free(path);
+  g_free(t2);
+  g_free(text);
+  g_free(dir);
+}
+
+static void test_set_errors(void) {
+  char *dir = testutil_mkdtemp();
+  char *text = edit(BASE, "  lr = 0.05;\n", "  lr = 0.05;\n  nesterov = false;\n");
+  char *path = testutil_write_file(dir, "set.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  char *before = prunus_config_dump(c);
+
+  set_fails(c, "train.epochs=abc", "key 'train.epochs' expects an integer, found 'abc'", NULL);
+  set_fails(c, "train.epochs=0.5", "key 'train.epochs' expects an integer, found '0.5'", NULL);
+  set_fails(c, "train.lr=fast", "key 'train.lr' expects a float, found 'fast'", NULL);
+  set_fails(c, "train.nesterov=maybe", "key 'train.nesterov' expects a boolean, found 'maybe'",
+            NULL);
+  set_fails(c, "name=\"unterminated", "key 'name' expects a string", NULL);
+  set_fails(c, "model.input=[1, 2.5, 3]", "key 'model.input' is a list of integer values",
+            "found '[1, 2.5, 3]'");
+  set_fails(c, "model.input=7", "key 'model.input' expects a list, found '7'", NULL);
+  set_fails(c, "model.input[1]=99999999999", "key 'model.input[1]'",
+            "does not fit in a 32-bit integer");
+  set_fails(c, "model.layers=[1]", "key 'model.layers' holds groups", "model.layers[0].KEY=VALUE");
+  set_fails(c, "model.layers[7].units=3", "index 7 is out of range: 'model.layers' has 4 elements",
+            NULL);
+  set_fails(c, "train.lr.x=1", "'train.lr' is a float, not a group", NULL);
+  set_fails(c, "train[0]=1", "'train' is a group, not a list", NULL);
+  set_fails(c, "train=3", "key 'train' is a group; set one of its keys", NULL);
+  set_fails(c, "train.epochs", "expected KEY=VALUE", NULL);
+  set_fails(c, "=3", "expected KEY=VALUE", NULL);
+  set_fails(c, "train..epochs=1", "empty component", NULL);
+  set_fails(c, "train.9lives=1", "'9lives' is not a valid key name", NULL);
+  set_fails(c, "model.layers[x].units=1", "cannot read the list index", NULL);
+  set_fails(c, "extra.list=[1, true]", "must all be numbers", NULL);
+  set_fails(c, "extra.list=[[1], [2]]", "nested lists", NULL);
+  set_fails(c, "extra.a.b[0]=1", "'extra.a.b' is a group, not a list", NULL);
+
+  /* a failed --set leaves no trace, groups it made included */
+  char *after = prunus_config_dump(c);
+  g_assert_cmpstr(after, ==, before);
+  g_assert_null(strstr(after, "extra"));
+  GError *error = NULL;
+  g_assert_true(prunus_config_check_unread(c, &error) == FALSE);
+  g_clear_error(&error);
+  PrunusRunConfig rc;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_cmpint(rc.train.epochs, ==, 10);
+  g_assert_true(prunus_config_check_unread(c, &error));
+  g_assert_no_error(error);
+  prunus_run_config_clear(&rc);
+
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(after);
+  g_free(before);
+  g_free(path);
+  g_free(text);
+  g_free(dir);
+}
+
+/* Values that came from --set are located as "--set key" in later errors. */
+static void test_set_located(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "base.cfg", BASE, strlen(BASE));
+  PrunusConfig *c = load_ok(path);
+  set_ok(c, "train.epochz=5");
+  set_ok(c, "extra=1");
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_cmpint(rc.train.epochs, ==, 10);
+  g_assert_false(prunus_config_check_unread(c, &error));
+  testutil_assert_error_contains(error, "--set train.epochz: unknown key 'train.epochz'",
+                                 "(did you mean 'epochs'?)", "--set extra: unknown key 'extra'",
+                                 NULL);
+  g_clear_error(&error);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+
+  c = load_ok(path);
+  set_ok(c, "train.epochs=0");
+  g_assert_false(prunus_run_config_parse(c, &rc, &error));
+  testutil_assert_error_contains(
+      error, "--set train.epochs: key 'train.epochs' = 0 is out of range", NULL);
+  g_clear_error(&error);
+  prunus_config_free(c);
+
+  c = load_ok(path);
+  set_ok(c, "model.layers[1].units=0");
+  g_assert_false(prunus_run_config_parse(c, &rc, &error));
+  testutil_assert_error_contains(
+      error, "--set model.layers[1].units: key 'model.layers[1].units' = 0", NULL);
+  g_clear_error(&error);
+  prunus_config_free(c);
+
+  /* a group made by --set that lacks a required key */
+  const char *no_train = "name = \"x\";\n";
+  char *p2 = testutil_write_file(dir, "notrain.cfg", no_train, strlen(no_train));
+  c = load_ok(p2);
+  set_ok(c, "model.init=glorot");
+  config_setting_t *model =
+      prunus_config_get_group(c, prunus_config_root(c), "model", TRUE, &error);
+  g_assert_no_error(error);
+  g_assert_null(prunus_config_get_list(c, model, "layers", TRUE, &error));
+  testutil_assert_error_contains(
+      error, "--set model: group 'model' is missing the required key 'layers'", NULL);
+  g_clear_error(&error);
+  prunus_config_free(c);
+
+  testutil_rmtree(dir);
+  g_free(p2);
+  g_free(path);
+  g_free(dir);
+}
+
+/* ------------------------------------------------------------------------- */
+/* getters, paths, hash */
+
+static void test_getters(void) {
+  char *dir = testutil_mkdtemp();
+  const char *text =
+      "i = 7;\nbig = 5000000000L;\nf = 2.5;\nb = true;\ns = \"str\";\n"
+      "g = { x = 1; };\nl = (1, \"two\");\na = [1, 2];\n";
+  char *path = testutil_write_file(dir, "get.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  config_setting_t *root = prunus_config_root(c);
+  GError *error = NULL;
+  int i;
+  int64_t i64;
+  double d;
+  gboolean b;
+  const char *s;
+  int e;
+  static const char *const names[] = {"alpha", "str", NULL};
+
+  g_assert_true(prunus_config_get_int64(c, root, "i", TRUE, 0, &i64, &error));
+  g_assert_cmpint(i64, ==, 7);
+  g_assert_true(prunus_config_get_int64(c, root, "big", TRUE, 0, &i64, &error));
+  g_assert_cmpint(i64, ==, 5000000000ll);
+  g_assert_true(prunus_config_get_double(c, root, "i", TRUE, 0, &d, &error));
+  g_assert_cmpfloat(d, ==, 7.0);
+  g_assert_true(prunus_config_get_double(c, root, "f", TRUE, 0, &d, &error));
+  g_assert_cmpfloat(d, ==, 2.5);
+  g_assert_true(prunus_config_get_bool(c, root, "b", TRUE, FALSE, &b, &error));
+  g_assert_true(b);
+  g_assert_true(prunus_config_get_enum(c, root, "s", TRUE, 0, names, &e, &error));
+  g_assert_cmpint(e, ==, 1);
+  g_assert_no_error(error);
+
+  /* absent, not required: the default, no error */
+  g_assert_true(prunus_config_get_int(c, root, "none", FALSE, 42, &i, &error));
+  g_assert_cmpint(i, ==, 42);
+  g_assert_true(prunus_config_get_string(c, root, "none", FALSE, "dflt", &s, &error));
+  g_assert_cmpstr(s, ==, "dflt");
+  g_assert_true(prunus_config_get_enum(c, root, "none", FALSE, 1, names, &e, &error));
+  g_assert_cmpint(e, ==, 1);
+  g_assert_null(prunus_config_get_group(c, root, "none", FALSE, &error));
+  g_assert_null(prunus_config_get_list(c, root, "none", FALSE, &error));
+  g_assert_no_error(error);
+
+  g_assert_false(prunus_config_get_int(c, root, "big", TRUE, 0, &i, &error));
+  testutil_assert_error_contains(error, "get.cfg:2: key 'big': 5000000000 does not fit", NULL);
+  g_clear_error(&error);
+  g_assert_false(prunus_config_get_bool(c, root, "i", TRUE, FALSE, &b, &error));
+  testutil_assert_error_contains(error, "get.cfg:1: key 'i': expected a boolean, found an integer",
+                                 NULL);
+  g_clear_error(&error);
+  g_assert_false(prunus_config_get_double(c, root, "s", TRUE, 0, &d, &error));
+  testutil_assert_error_contains(error, "get.cfg:5: key 's': expected a float, found a string",
+                                 NULL);
+  g_clear_error(&error);
+  g_assert_null(prunus_config_get_group(c, root, "l", TRUE, &error));
+  testutil_assert_error_contains(error, "get.cfg:7: key 'l': expected a group, found a list", NULL);
+  g_clear_error(&error);
+  g_assert_null(prunus_config_get_list(c, root, "g", TRUE, &error));
+  testutil_assert_error_contains(error, "get.cfg:6: key 'g': expected a list, found a group", NULL);
+  g_clear_error(&error);
+  g_assert_nonnull(prunus_config_get_list(c, root, "a", TRUE, &error));
+  g_assert_no_error(error);
+
+  /* g.x was never read; l's elements are values of a read list, not keys */
+  g_assert_false(prunus_config_check_unread(c, &error));
+  testutil_assert_error_contains(error, "get.cfg:6: unknown key 'g.x'", NULL);
+  g_assert_null(strstr(error->message, "'l"));
+  g_clear_error(&error);
+  config_setting_t *g = config_setting_get_member(root, "g");
+  prunus_config_mark_read(c, config_setting_get_member(g, "x"));
+  g_assert_true(prunus_config_check_unread(c, &error));
+  g_assert_no_error(error);
+
+  char *where =
+      prunus_config_where(c, config_setting_get_elem(config_setting_get_member(root, "a"), 1));
+  char *expect = g_strdup_printf("%s:8", path);
+  g_assert_cmpstr(where, ==, expect);
+  g_free(expect);
+  g_free(where);
+  where = prunus_config_where(c, root);
+  g_assert_cmpstr(where, ==, path);
+  g_free(where);
+
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(path);
+  g_free(dir);
+}
+
+static void test_resolve_path(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "run.cfg", BASE, strlen(BASE));
+  /* loaded by a relative path: the result is still absolute */
+  char *cwd = g_get_current_dir();
+  char *parent = g_path_get_dirname(dir);
+  char *base = g_path_get_basename(dir);
+  char *rel = g_build_filename(base, "run.cfg", NULL);
+  g_assert_cmpint(g_chdir(parent), ==, 0);
+  PrunusConfig *c = load_ok(rel);
+  g_assert_cmpint(g_chdir(cwd), ==, 0);
+
+  char *r = prunus_config_resolve_path(c, "data/x.gz");
+  char *expect = g_build_filename(dir, "data", "x.gz", NULL);
+  g_assert_true(g_path_is_absolute(r));
+  g_assert_cmpstr(r, ==, expect);
+  g_free(r);
+  g_free(expect);
+  r = prunus_config_resolve_path(c, "/abs/../y.gz");
+  g_assert_cmpstr(r, ==, "/abs/../y.gz");
+  g_free(r);
+
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  expect = g_build_filename(dir, "data", "train-labels.gz", NULL);
+  g_assert_cmpstr(rc.train_labels, ==, expect);
+  g_free(expect);
+  prunus_run_config_clear(&rc);
+
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(rel);
+  g_free(base);
+  g_free(parent);
+  g_free(cwd);
+  g_free(path);
+  g_free(dir);
+}
+
+static void test_hash(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "a.cfg", BASE, strlen(BASE));
+  /* the same settings written differently: comments, layout */
+  char *text = edit(BASE, "train = {\n  epochs = 10;\n  lr = 0.05;\n};\n",
+                    "train = { epochs = 10;   # ten\n  lr = 0.05; };\n");
+  char *path2 = testutil_write_file(dir, "b.cfg", text, strlen(text));
+  PrunusConfig *a = load_ok(path), *a2 = load_ok(path), *b = load_ok(path2);
+  char *ha = prunus_config_hash(a), *ha2 = prunus_config_hash(a2), *hb = prunus_config_hash(b);
+  g_assert_cmpuint(strlen(ha), ==, 64);
+  for (const char *p = ha; *p; p++) g_assert_true(g_ascii_isxdigit(*p));
+  g_assert_cmpstr(ha, ==, ha2);
+  g_assert_cmpstr(ha, ==, hb);
+  char *dump = prunus_config_dump(a);
+  char *expect = g_compute_checksum_for_string(G_CHECKSUM_SHA256, dump, -1);
+  g_assert_cmpstr(ha, ==, expect);
+
+  set_ok(a2, "train.epochs=10"); /* the same value: the same hash */
+  char *h = prunus_config_hash(a2);
+  g_assert_cmpstr(h, ==, ha);
+  g_free(h);
+  set_ok(a2, "train.epochs=11");
+  h = prunus_config_hash(a2);
+  g_assert_cmpstr(h, !=, ha);
+  g_free(h);
+  set_ok(b, "train.lr=0.050000001"); /* a small change still shows */
+  h = prunus_config_hash(b);
+  g_assert_cmpstr(h, !=, ha);
+  g_free(h);
+
+  prunus_config_free(a);
+  prunus_config_free(a2);
+  prunus_config_free(b);
+  testutil_rmtree(dir);
+  g_free(expect);
+  g_free(dump);
+  g_free(ha);
+  g_free(ha2);
+  g_free(hb);
+  g_free(path2);
+  g_free(text);
+  g_free(path);
+  g_free(dir);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/config/parse-full", test_parse_full);
+  g_test_add_func("/config/parse-defaults", test_parse_defaults);
+  g_test_add_func("/config/include", test_include);
+  g_test_add_func("/config/syntax-error", test_syntax_error);
+  g_test_add_func("/config/missing-file", test_missing_file);
+  g_test_add_func("/config/unknown-keys", test_unknown_keys);
+  g_test_add_func("/config/unknown-layer-key", test_unknown_layer_key);
+  g_test_add_func("/config/wrong-type", test_wrong_type);
+  g_test_add_func("/config/missing-required", test_missing_required);
+  g_test_add_func("/config/bad-enum", test_bad_enum);
+  g_test_add_func("/config/out-of-range", test_out_of_range);
+  g_test_add_func("/config/last-param-layer", test_last_param_layer);
+  g_test_add_func("/config/set-overrides", test_set_overrides);
+  g_test_add_func("/config/set-errors", test_set_errors);
+  g_test_add_func("/config/set-located", test_set_located);
+  g_test_add_func("/config/getters", test_getters);
+  g_test_add_func("/config/resolve-path", test_resolve_path);
+  g_test_add_func("/config/hash", test_hash);
+  return g_test_run();
+}
