@@ -80,10 +80,33 @@ static int cmd_eval(int argc, char **argv) {
   return 0;
 }
 
+static int cmd_run(int argc, char **argv) {
+  if (!parse_job_args("run", "CONFIG", 1, &argc, &argv)) return 2;
+  PrunusJobOptions o = job_options(argv[2]);
+  GError *error = NULL;
+  if (!prunus_job_run(&o, &error)) return fail(error);
+  return 0;
+}
+
+static int cmd_plugins(int argc, char **argv) {
+  const char *config = argc >= 3 ? argv[2] : NULL;
+  if (argc > 3) {
+    fprintf(stderr, "prunus plugins: expected at most one CONFIG\n");
+    return 2;
+  }
+  PrunusJobOptions o = {.config_path = config};
+  GError *error = NULL;
+  if (!prunus_job_list_plugins(&o, &error)) return fail(error);
+  return 0;
+}
+
 static const Command commands[] = {
     {"train", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--quiet]",
      "train the config's network and write the run folder", cmd_train},
     {"eval", "CHECKPOINT CONFIG", "test accuracy and loss of a checkpoint", cmd_eval},
+    {"run", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--quiet]",
+     "pretrain, then prune and retrain round by round; writes the run folder", cmd_run},
+    {"plugins", "[CONFIG]", "list the plugins found on the search path", cmd_plugins},
 };
 
 static void usage(FILE *to) {

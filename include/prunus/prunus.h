@@ -49,6 +49,15 @@ PRUNUS_API gboolean prunus_job_train(const PrunusJobOptions *o, GError **error);
 PRUNUS_API gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptions *o,
                                     double *accuracy, double *loss, GError **error);
 
+/* `prunus run`: the whole pipeline of the config (pretrain, then rounds of
+ * score -> plan -> apply -> retrain -> evaluate); writes the run folder: per-round
+ * checkpoints, metrics.jsonl, summary.json (rewritten after every round). */
+PRUNUS_API gboolean prunus_job_run(const PrunusJobOptions *o, GError **error);
+
+/* `prunus plugins`: print every plugin on the search path (o may be NULL; with a
+ * config, its plugin_path comes first). */
+PRUNUS_API gboolean prunus_job_list_plugins(const PrunusJobOptions *o, GError **error);
+
 G_END_DECLS
 
 #endif /* PRUNUS_H */

@@ -1,0 +1,549 @@
+/* pipeline.c: one experiment of the iterative schedule: pretrain (keeping θ0 and
+ * θk), then per round score -> plan -> apply -> retrain -> evaluate -> checkpoint. */
+#include "pipeline.h"
+#include "calib.h"
+#include "checkpoint.h"
+#include "latency.h"
+#include "plugin_host.h"
+#include "progress.h"
+#include "rng.h"
+#include "shrink.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+  PrunusJob *job;
+  PrunusData *data;
+  const PrunusPruneConfig *pc;
+  const char *exp;
+  PrunusModel *m;
+  float *theta0;            /* (m->n_params) initial weights, NULL when pretrained elsewhere */
+  float *thetak;            /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
+  PrunusModel *dense_ref;   /* the unpruned architecture, for dense-with-zeros latency */
+  uint64_t params_total, prunable_total, dense_flops;
+  PrunusViewSet vs;
+  gboolean *prunable;       /* (n_layers) */
+  int round;
+  PrunusProgress progress;
+  GArray *rounds;           /* PrunusRoundMetrics */
+  PrunusJson *summary;      /* the whole summary.json, this experiment appended last */
+  PrunusJson *exp_json;     /* (transfer none) inside summary */
+} Pipeline;
+
+/* ------------------------------------------------------------------------ */
+/* training and logging */
+
+static gboolean log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
+  Pipeline *p = user;
+  prunus_progress_epoch(&p->progress, r);
+  PrunusJson *o = prunus_json_new_object();
+  prunus_json_object_set(o, "experiment", prunus_json_new_string(p->exp));
+  prunus_json_object_set(o, "seed", prunus_json_new_number((double)p->job->rc.seed));
+  prunus_json_object_set(o, "round", prunus_json_new_number(p->round));
+  prunus_json_object_set(o, "epoch", prunus_json_new_number(r->epoch));
+  prunus_json_object_set(o, "train_loss", prunus_json_new_number(r->train_loss));
+  prunus_json_object_set(o, "train_accuracy", prunus_json_new_number(r->train_accuracy));
+  prunus_json_object_set(o, "val_loss", prunus_json_new_number(r->val_loss));
+  prunus_json_object_set(o, "val_accuracy", prunus_json_new_number(r->val_accuracy));
+  prunus_json_object_set(o, "lr", prunus_json_new_number(r->lr));
+  prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
+  prunus_json_object_set(o, "samples_per_second", prunus_json_new_number(r->samples_per_second));
+  gboolean ok = prunus_rundir_append_line(p->job->run_dir, "metrics.jsonl", o, error);
+  prunus_json_free(o);
+  if (ok && p->round == 0 && p->pc->rewind_epoch == r->epoch && p->thetak)
+    memcpy(p->thetak, p->m->params, sizeof(float) * p->m->n_params);
+  return ok;
+}
+
+static void log_batch(int epoch, int bi, int nb, double loss, double sps, double elapsed, void *user) {
+  Pipeline *p = user;
+  prunus_progress_batch(epoch, bi, nb, loss, sps, elapsed, &p->progress);
+}
+
+/* Train the current model: epochs at base lr (<= 0: the config's), placed at
+ * offset on a schedule of total epochs (0 = a fresh schedule of `epochs`). */
+static gboolean pipeline_train(Pipeline *p, int epochs, double lr, double offset, int total,
+                               GError **error) {
+  if (epochs == 0) return TRUE;
+  PrunusTrainConfig tc = p->job->rc.train;
+  tc.epochs = epochs;
+  if (lr > 0.0) tc.lr = lr;
+  PrunusTrainHooks hooks = {.on_batch = log_batch, .on_epoch = log_epoch, .user = p,
+                            .epoch_offset = offset, .schedule_epochs = total};
+  prunus_optim_reset(p->m);
+  uint64_t seed = prunus_seed_derive(p->job->rc.seed, "retrain") + (uint64_t)p->round;
+  return prunus_train(p->m, &tc, p->data->train, p->data->val, &p->data->norm,
+                      p->round == 0 ? p->job->rc.seed : seed, &hooks, error);
+}
+
+/* ------------------------------------------------------------------------ */
+/* host callbacks for plugins */
+
+static const PrunusModelView *cb_model(void *user) {
+  Pipeline *p = user;
+  return &p->vs.view;
+}
+
+static gboolean cb_train(void *user, int epochs, double lr, double offset, int total, GError **error) {
+  return pipeline_train(user, epochs, lr, offset, total, error);
+}
+
+static gboolean cb_rewind(void *user, int epoch, GError **error) {
+  Pipeline *p = user;
+  const float *src = NULL;
+  if (epoch == 0) src = p->theta0;
+  else if (epoch == p->pc->rewind_epoch) src = p->thetak;
+  if (!src) {
+    if (epoch == 0)
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "cannot rewind to the initial weights θ0: the model came from prune.pretrained, "
+                  "which does not hold them; pretrain in this run instead");
+    else
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "cannot rewind to epoch %d: set prune.rewind_epoch = %d so the pipeline keeps "
+                  "those weights (it keeps %d)",
+                  epoch, epoch, p->pc->rewind_epoch);
+    return FALSE;
+  }
+  for (size_t i = 0; i < p->m->n_params; i++) p->m->params[i] = src[i] * p->m->mask[i];
+  prunus_optim_reset(p->m);
+  return TRUE;
+}
+
+static gboolean cb_reinit(void *user, uint64_t seed, GError **error) {
+  (void)error;
+  Pipeline *p = user;
+  prunus_model_init_params(p->m, seed);
+  prunus_optim_reset(p->m);
+  return TRUE;
+}
+
+static void cb_evaluate(void *user, double *loss, double *accuracy) {
+  Pipeline *p = user;
+  PrunusEvalResult r = prunus_evaluate(p->m, p->data->val, &p->data->norm, p->job->rc.train.batch);
+  *loss = r.loss;
+  *accuracy = r.accuracy;
+}
+
+/* ------------------------------------------------------------------------ */
+/* scoring, planning, applying */
+
+typedef struct {
+  PrunusHost *host;
+  const PrunusCriterionOps *ops;
+} Observer;
+
+static int observe_step(void *user, const PrunusModelView *view, const PrunusCalibStep *step) {
+  Observer *o = user;
+  return o->ops->observe(prunus_host_state(o->host), view, step);
+}
+
+typedef struct {
+  int nl;
+  float **weight;   /* [view layer] (n_weights) or NULL when not produced */
+  float **unit;     /* [view layer] (n_units) */
+  uint8_t **rm_w;   /* [view layer] (n_weights) */
+  uint8_t **rm_u;   /* [view layer] (n_units) */
+} Buffers;
+
+static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces) {
+  b->nl = v->n_layers;
+  b->weight = g_new0(float *, b->nl);
+  b->unit = g_new0(float *, b->nl);
+  b->rm_w = g_new0(uint8_t *, b->nl);
+  b->rm_u = g_new0(uint8_t *, b->nl);
+  for (int k = 0; k < b->nl; k++) {
+    if (produces & PRUNUS_SCORES_WEIGHT) b->weight[k] = g_new0(float, v->layers[k].n_weights);
+    if (produces & PRUNUS_SCORES_UNIT) b->unit[k] = g_new0(float, v->layers[k].n_units);
+    b->rm_w[k] = g_new0(uint8_t, v->layers[k].n_weights);
+    b->rm_u[k] = g_new0(uint8_t, v->layers[k].n_units);
+  }
+}
+
+static void buffers_clear(Buffers *b) {
+  for (int k = 0; k < b->nl; k++) {
+    g_free(b->weight[k]), g_free(b->unit[k]), g_free(b->rm_w[k]), g_free(b->rm_u[k]);
+  }
+  g_free(b->weight), g_free(b->unit), g_free(b->rm_w), g_free(b->rm_u);
+  memset(b, 0, sizeof *b);
+}
+
+/* Non-finite scores are an error naming the plugin, layer and index. */
+static gboolean check_scores(Pipeline *p, PrunusHost *crit, const Buffers *b, GError **error) {
+  for (int k = 0; k < b->nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    for (size_t i = 0; b->weight[k] && i < l->n_weights; i++) {
+      if (l->mask[i] != 0.0f && !isfinite(b->weight[k][i])) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
+                    "prune.criterion plugin '%s': round %d: score of layer %s weight %zu is %g; "
+                    "scores must be finite",
+                    prunus_host_desc(crit)->name, p->round, l->name, i, b->weight[k][i]);
+        return FALSE;
+      }
+    }
+    for (int u = 0; b->unit[k] && u < l->n_units; u++) {
+      if (!isfinite(b->unit[k][u])) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
+                    "prune.criterion plugin '%s': round %d: score of layer %s unit %d is %g; "
+                    "scores must be finite",
+                    prunus_host_desc(crit)->name, p->round, l->name, u, b->unit[k][u]);
+        return FALSE;
+      }
+    }
+  }
+  return TRUE;
+}
+
+static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, GError **error) {
+  const PrunusCriterionOps *ops = prunus_host_desc(crit)->criterion;
+  void *state = prunus_host_state(crit);
+  uint32_t needs = ops->needs(state) & ~(uint32_t)PRUNUS_NEED_WEIGHTS;
+  if (needs) {
+    if (!ops->observe) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                  "prune.criterion plugin '%s' needs calibration data but has no observe()",
+                  prunus_host_desc(crit)->name);
+      return FALSE;
+    }
+    Observer o = {crit, ops};
+    uint64_t seed = prunus_seed_derive(p->job->rc.seed, "calibration") + (uint64_t)p->round;
+    if (!prunus_calibrate(p->m, &p->vs, p->data->train, &p->data->norm, needs,
+                          p->pc->calib_batches, p->pc->calib_batch, seed, observe_step, &o)) {
+      prunus_host_set_failure(crit, "observe() failed", error);
+      return FALSE;
+    }
+  }
+  PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit};
+  if (ops->score(state, &p->vs.view, &scores) != 0) {
+    prunus_host_set_failure(crit, "score() failed", error);
+    return FALSE;
+  }
+  return check_scores(p, crit, b, error);
+}
+
+/* Apply the plan: weights -> masks; units -> a physically smaller model. */
+static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **error) {
+  PrunusModel *m = p->m;
+  size_t removed_weights = 0;
+  int removed_units = 0;
+  for (int k = 0; k < b->nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    const PrunusLayer *ml = &m->layers[p->vs.layer_index[k]];
+    for (size_t i = 0; i < l->n_weights; i++) {
+      if (!b->rm_w[k][i]) continue;
+      if (!l->prunable) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                    "prune.granularity plugin '%s' removed weights of layer %s, which the config "
+                    "excludes from pruning",
+                    prunus_host_desc(gran)->name, l->name);
+        return FALSE;
+      }
+      removed_weights += m->mask[ml->w_off + i] != 0.0f;
+      m->mask[ml->w_off + i] = 0.0f;
+      m->params[ml->w_off + i] = 0.0f;
+    }
+    for (int u = 0; u < l->n_units; u++) {
+      if (!b->rm_u[k][u]) continue;
+      if (!l->prunable || l->is_output) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                    "prune.granularity plugin '%s' removed unit %d of layer %s, which %s",
+                    prunus_host_desc(gran)->name, u, l->name,
+                    l->is_output ? "is the output layer" : "the config excludes from pruning");
+        return FALSE;
+      }
+      removed_units++;
+    }
+  }
+  if (removed_units > 0) {
+    const uint8_t **per_layer = g_new0(const uint8_t *, m->n_layers);
+    for (int k = 0; k < b->nl; k++) per_layer[p->vs.layer_index[k]] = b->rm_u[k];
+    const float *extra_in[2];
+    float *extra_out[2] = {NULL, NULL};
+    int n_extra = 0;
+    if (p->theta0) extra_in[n_extra++] = p->theta0;
+    if (p->thetak) extra_in[n_extra++] = p->thetak;
+    PrunusModel *shrunk = prunus_model_shrink(m, per_layer, extra_in, extra_out, n_extra, error);
+    g_free(per_layer);
+    if (!shrunk) return FALSE;
+    int e = 0;
+    if (p->theta0) g_free(p->theta0), p->theta0 = extra_out[e++];
+    if (p->thetak) g_free(p->thetak), p->thetak = extra_out[e++];
+    prunus_model_free(p->m);
+    p->m = shrunk;
+    prunus_view_clear(&p->vs);
+    prunus_view_build(&p->vs, p->m, p->prunable);
+  }
+  if (!p->job->quiet)
+    printf("%s round %d: removed %zu weights and %d units\n", p->exp, p->round, removed_weights,
+           removed_units);
+  if (removed_weights == 0 && removed_units == 0 && !p->job->quiet)
+    printf("%s round %d: warning: the plan removed nothing (amount too small for what remains?)\n",
+           p->exp, p->round);
+  return TRUE;
+}
+
+static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GError **error) {
+  const PrunusCriterionOps *cops = prunus_host_desc(crit)->criterion;
+  const PrunusGranularityOps *gops = prunus_host_desc(gran)->granularity;
+  uint32_t produces = cops->produces(prunus_host_state(crit));
+  Buffers b;
+  buffers_init(&b, &p->vs.view, produces);
+  gboolean ok = score_model(p, crit, &b, error);
+  if (ok) {
+    int nl = p->vs.view.n_layers;
+    double *layer_amount = g_new(double, nl), *cap = g_new(double, nl);
+    for (int k = 0; k < nl; k++) {
+      int li = p->vs.layer_index[k];
+      double rate = p->pc->layer_rate[li];
+      layer_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, p->pc->amount * rate) : rate;
+      cap[k] = p->pc->layer_cap[li];
+    }
+    PrunusPlanRequest req = {.scope = p->pc->scope, .layer_amount = layer_amount,
+                             .amount = p->pc->amount, .max_sparsity = cap};
+    PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
+                           .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL};
+    PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
+    if (gops->plan(prunus_host_state(gran), &p->vs.view, &scores, &req, &plan) != 0) {
+      prunus_host_set_failure(gran, "plan() failed", error);
+      ok = FALSE;
+    }
+    g_free(layer_amount);
+    g_free(cap);
+  }
+  if (ok) ok = apply_plan(p, gran, &b, error);
+  buffers_clear(&b);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* metrics, checkpoints, summary */
+
+static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
+  char *x = prunus_arch_to_string(a), *y = prunus_arch_to_string(b);
+  gboolean same = !strcmp(x, y);
+  g_free(x), g_free(y);
+  return same;
+}
+
+static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
+  /* dense-with-zeros: the unpruned layout (the model itself while it has it) */
+  PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;
+  /* shrunk: units whose every weight is masked are removed physically */
+  uint8_t **dead = g_new0(uint8_t *, p->m->n_layers);
+  int n_dead = prunus_model_dead_units(p->m, dead);
+  PrunusModel *shrunk = p->m;
+  if (n_dead > 0) {
+    shrunk = prunus_model_shrink(p->m, (const uint8_t *const *)dead, NULL, NULL, 0, NULL);
+    if (!shrunk) shrunk = p->m; /* e.g. a whole layer dead: measure as it is */
+  }
+  for (int i = 0; i < p->m->n_layers; i++) g_free(dead[i]);
+  g_free(dead);
+  for (int i = 0; i < p->pc->n_latency_batches && rm->n_latency + 2 <= PRUNUS_MAX_LATENCIES; i++) {
+    int B = p->pc->latency_batches[i];
+    g_snprintf(rm->latency_key[rm->n_latency], 32, "dense_b%d", B);
+    rm->latency_us[rm->n_latency++] = prunus_latency_forward_us(dense, B, p->pc->latency_budget, 5);
+    g_snprintf(rm->latency_key[rm->n_latency], 32, "shrunk_b%d", B);
+    rm->latency_us[rm->n_latency++] = prunus_latency_forward_us(shrunk, B, p->pc->latency_budget, 5);
+  }
+  if (shrunk != p->m) prunus_model_free(shrunk);
+}
+
+static uint64_t file_size(const char *path) {
+  GStatBuf st;
+  return g_stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static gboolean write_summary(Pipeline *p, GError **error) {
+  PrunusJson *rounds = prunus_json_new_array();
+  for (guint i = 0; i < p->rounds->len; i++)
+    prunus_json_array_add(rounds, prunus_round_metrics_to_json(&g_array_index(p->rounds, PrunusRoundMetrics, i)));
+  prunus_json_object_set(p->exp_json, "rounds", rounds);
+  return prunus_rundir_write_json(p->job->run_dir, "summary.json", p->summary, error);
+}
+
+static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
+  PrunusRoundMetrics rm = {.round = p->round};
+  prunus_round_metrics_measure(&rm, p->m, p->params_total, p->prunable_total, p->dense_flops);
+  PrunusEvalResult test = prunus_evaluate(p->m, p->data->test, &p->data->norm, p->job->rc.train.batch);
+  PrunusEvalResult val = prunus_evaluate(p->m, p->data->val, &p->data->norm, p->job->rc.train.batch);
+  rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
+  rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
+  measure_latency(p, &rm);
+  rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->exp, p->round);
+  char *dir = g_build_filename(p->job->run_dir, p->exp, NULL);
+  char *path = g_build_filename(p->job->run_dir, rm.checkpoint, NULL);
+  GHashTable *md = prunus_job_checkpoint_metadata(p->job);
+  g_hash_table_insert(md, g_strdup("experiment"), g_strdup(p->exp));
+  g_hash_table_insert(md, g_strdup("round"), g_strdup_printf("%d", p->round));
+  g_hash_table_insert(md, g_strdup("sparsity"), g_strdup_printf("%.6f", rm.sparsity));
+  gboolean ok = prunus_rundir_ensure(dir, error) && prunus_checkpoint_save(p->m, path, md, error);
+  rm.checkpoint_bytes = file_size(path);
+  rm.seconds = seconds;
+  g_hash_table_unref(md);
+  g_free(path);
+  g_free(dir);
+  if (!ok) {
+    prunus_round_metrics_clear(&rm);
+    return FALSE;
+  }
+  g_array_append_val(p->rounds, rm);
+  if (!p->job->quiet)
+    printf("%s round %d: sparsity %.4f  params %" G_GUINT64_FORMAT "  test_acc %.4f  flops x%.2f\n",
+           p->exp, p->round, rm.sparsity, rm.params_remaining, rm.test_accuracy,
+           rm.speedup_theoretical);
+  return write_summary(p, error);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the table at the end */
+
+static double latency_of(const PrunusRoundMetrics *r, const char *key) {
+  for (int i = 0; i < r->n_latency; i++)
+    if (!strcmp(r->latency_key[i], key)) return r->latency_us[i];
+  return NAN;
+}
+
+static void print_table(Pipeline *p) {
+  int big = p->pc->latency_batches[p->pc->n_latency_batches - 1];
+  char dkey[32], skey[32];
+  g_snprintf(dkey, sizeof dkey, "dense_b%d", big);
+  g_snprintf(skey, sizeof skey, "shrunk_b%d", big);
+  const PrunusRoundMetrics *r0 = &g_array_index(p->rounds, PrunusRoundMetrics, 0);
+  double base = latency_of(r0, dkey);
+  printf("\n%s: %s criterion, %s granularity, %s retrain\n", p->exp, p->pc->criterion_name,
+         p->pc->granularity_name, p->pc->retrain_name);
+  printf("%5s %8s %10s %7s %9s %8s %11s %11s %9s\n", "round", "sparsity", "params", "compr",
+         "flops_x", "test_acc", dkey, skey, "measured_x");
+  for (guint i = 0; i < p->rounds->len; i++) {
+    const PrunusRoundMetrics *r = &g_array_index(p->rounds, PrunusRoundMetrics, i);
+    double d = latency_of(r, dkey), s = latency_of(r, skey);
+    printf("%5d %8.4f %10" G_GUINT64_FORMAT " %7.2f %9.2f %8.4f %9.1fus %9.1fus %9.2f\n", r->round,
+           r->sparsity, r->params_remaining, r->compression, r->speedup_theoretical,
+           r->test_accuracy, d, s, base / s);
+  }
+  printf("(latency: median forward time; dense = the unpruned layout with zeros in place, "
+         "shrunk = dead units removed; measured_x = round-0 dense / shrunk)\n");
+}
+
+/* ------------------------------------------------------------------------ */
+
+gboolean prunus_pipeline_run(PrunusJob *job, PrunusData *data, PrunusPluginRegistry *reg,
+                             const PrunusPruneConfig *pc, const char *exp_name,
+                             PrunusJson *summary, GError **error) {
+  Pipeline p = {.job = job, .data = data, .pc = pc, .exp = exp_name, .summary = summary};
+  gboolean ok = FALSE;
+  PrunusHost *crit = NULL, *gran = NULL, *retr = NULL;
+  p.rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
+  prunus_progress_init(&p.progress, "pretrain", job->quiet);
+  const PrunusArch *arch = &job->rc.arch;
+  p.prunable = g_new0(gboolean, arch->n_layers);
+  for (int i = 0; i < arch->n_layers; i++) p.prunable[i] = pc->layer_rate[i] > 0.0;
+
+  /* plugins first: a bad plugin fails before any training */
+  const PrunusPluginEntry *ce = prunus_plugin_registry_find(reg, PRUNUS_PLUGIN_CRITERION, pc->criterion_name, "prune.criterion", error);
+  if (!ce) goto out_free;
+  const PrunusPluginEntry *ge = prunus_plugin_registry_find(reg, PRUNUS_PLUGIN_GRANULARITY, pc->granularity_name, "prune.granularity", error);
+  if (!ge) goto out_free;
+  const PrunusPluginEntry *re = prunus_plugin_registry_find(reg, PRUNUS_PLUGIN_RETRAIN, pc->retrain_name, "prune.retrain", error);
+  if (!re) goto out_free;
+  PrunusHostCallbacks cb = {.user = &p, .model = cb_model, .train = cb_train, .rewind = cb_rewind,
+                            .reinit = cb_reinit, .evaluate = cb_evaluate,
+                            .pretrain_epochs = job->rc.train.epochs, .pretrain_lr = job->rc.train.lr};
+  crit = prunus_host_instantiate(ce, job->cfg, pc->criterion, "prune.criterion", job->rc.seed, &cb, error);
+  if (!crit) goto out_free;
+  gran = prunus_host_instantiate(ge, job->cfg, pc->granularity, "prune.granularity", job->rc.seed, &cb, error);
+  if (!gran) goto out_free;
+  retr = prunus_host_instantiate(re, job->cfg, pc->retrain, "prune.retrain", job->rc.seed, &cb, error);
+  if (!retr) goto out_free;
+  if (!prunus_config_check_unread(job->cfg, error)) goto out_free;
+  uint32_t produces = ce->desc->criterion->produces(prunus_host_state(crit));
+  uint32_t accepts = ge->desc->granularity->accepts(prunus_host_state(gran));
+  if (!(produces & accepts)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                "prune.granularity '%s' needs %s scores, but prune.criterion '%s' produces only %s "
+                "scores",
+                ge->desc->name, accepts & PRUNUS_SCORES_UNIT ? "unit" : "weight", ce->desc->name,
+                produces & PRUNUS_SCORES_UNIT ? "unit" : "weight");
+    goto out_free;
+  }
+
+  /* pretrain, keeping θ0 and θk */
+  gint64 t0 = g_get_monotonic_time();
+  if (pc->pretrained) {
+    p.m = prunus_checkpoint_load(pc->pretrained, job->rc.train.batch, arch, NULL, error);
+    if (!p.m) goto out_free;
+    if (!job->quiet) printf("%s: pretrained weights from %s\n", exp_name, pc->pretrained);
+  } else {
+    p.m = prunus_model_new(arch, job->rc.train.batch, job->rc.seed, error);
+    if (!p.m) goto out_free;
+    p.theta0 = g_memdup2(p.m->params, sizeof(float) * p.m->n_params);
+    if (pc->rewind_epoch > 0) p.thetak = g_new0(float, p.m->n_params);
+    if (!job->quiet)
+      printf("%s: pretraining %d epochs (%zu parameters)\n", exp_name, job->rc.train.epochs,
+             p.m->n_params);
+    if (!pipeline_train(&p, job->rc.train.epochs, 0.0, 0.0, 0, error)) goto out_free;
+    if (pc->rewind_epoch > job->rc.train.epochs) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "prune.rewind_epoch = %d is beyond train.epochs = %d", pc->rewind_epoch,
+                  job->rc.train.epochs);
+      goto out_free;
+    }
+  }
+  p.dense_ref = prunus_model_new(arch, 1, job->rc.seed, error);
+  if (!p.dense_ref) goto out_free;
+  p.params_total = p.m->n_params;
+  for (int i = 0; i < p.m->n_layers; i++) p.prunable_total += p.m->layers[i].w_len;
+  p.dense_flops = prunus_model_flops(p.m, FALSE);
+  prunus_view_build(&p.vs, p.m, p.prunable);
+  p.exp_json = prunus_json_new_object();
+  prunus_json_object_set(p.exp_json, "name", prunus_json_new_string(exp_name));
+  prunus_json_object_set(p.exp_json, "seed", prunus_json_new_number((double)job->rc.seed));
+  prunus_json_object_set(p.exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
+  prunus_json_object_set(p.exp_json, "granularity", prunus_json_new_string(pc->granularity_name));
+  prunus_json_object_set(p.exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
+  prunus_json_object_set(p.exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
+  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
+  prunus_json_array_add(exps, p.exp_json);
+  if (!finish_round(&p, (g_get_monotonic_time() - t0) / 1e6, error)) goto out_free;
+
+  for (p.round = 1; p.round <= pc->rounds; p.round++) {
+    gint64 tr = g_get_monotonic_time();
+    char label[32];
+    g_snprintf(label, sizeof label, "round %d", p.round);
+    p.progress.label = label;
+    if (!prune_round(&p, crit, gran, error)) goto out_free;
+    if (prunus_host_desc(retr)->retrain->retrain(prunus_host_state(retr), p.round) != 0) {
+      GError *cause = prunus_host_take_service_error(retr);
+      if (cause && cause->code == PRUNUS_ERROR_NUMERIC) {
+        g_propagate_prefixed_error(error, cause, "prune.retrain plugin '%s', round %d: ",
+                                   re->desc->name, p.round);
+      } else {
+        g_clear_error(&cause);
+        prunus_host_set_failure(retr, "retrain() failed", error);
+      }
+      goto out_free;
+    }
+    p.progress.label = "pretrain";
+    if (!finish_round(&p, (g_get_monotonic_time() - tr) / 1e6, error)) goto out_free;
+  }
+  if (!job->quiet) print_table(&p);
+  ok = TRUE;
+
+out_free:
+  prunus_host_free(retr);
+  prunus_host_free(gran);
+  prunus_host_free(crit);
+  prunus_view_clear(&p.vs);
+  for (guint i = 0; i < p.rounds->len; i++)
+    prunus_round_metrics_clear(&g_array_index(p.rounds, PrunusRoundMetrics, i));
+  g_array_free(p.rounds, TRUE);
+  prunus_model_free(p.dense_ref);
+  prunus_model_free(p.m);
+  g_free(p.theta0);
+  g_free(p.thetak);
+  g_free(p.prunable);
+  return ok;
+}

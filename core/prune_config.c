@@ -1,0 +1,186 @@
+/* prune_config.c: parses the config's `prune` group (schedule, per-layer rates
+ * and caps, rewinding, calibration, latency, the three plugin slots). */
+#include "pipeline.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const scope_names[] = {"global", "layer", NULL};
+
+/* prune.layers = ( { layer = 5; rate = 0.5; max_sparsity = 0.9; }, ... ): layer is
+ * a model layer index or "output" (the last layer with parameters). */
+static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune,
+                                      const PrunusArch *arch, PrunusPruneConfig *pc,
+                                      GError **error) {
+  config_setting_t *list = prunus_config_get_list(cfg, prune, "layers", FALSE, error);
+  if (!list) return error == NULL || *error == NULL;
+  int last = -1;
+  for (int i = 0; i < arch->n_layers; i++)
+    if (arch->layers[i].type == PRUNUS_LAYER_DENSE || arch->layers[i].type == PRUNUS_LAYER_CONV2D)
+      last = i;
+  for (int k = 0; k < config_setting_length(list); k++) {
+    config_setting_t *item = config_setting_get_elem(list, (unsigned)k);
+    prunus_config_mark_read(cfg, item);
+    if (!config_setting_is_group(item)) {
+      char *where = prunus_config_where(cfg, item);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.layers[%d] must be a group like { layer = 5; rate = 0.5; }", where, k);
+      g_free(where);
+      return FALSE;
+    }
+    int index = -1;
+    config_setting_t *layer = config_setting_get_member(item, "layer");
+    if (layer && config_setting_type(layer) == CONFIG_TYPE_STRING &&
+        !strcmp(config_setting_get_string(layer), "output")) {
+      prunus_config_mark_read(cfg, layer);
+      index = last;
+    } else if (!prunus_config_get_int(cfg, item, "layer", TRUE, -1, &index, error)) {
+      return FALSE;
+    }
+    if (index < 0 || index >= arch->n_layers ||
+        (arch->layers[index].type != PRUNUS_LAYER_DENSE &&
+         arch->layers[index].type != PRUNUS_LAYER_CONV2D)) {
+      char *where = prunus_config_where(cfg, layer ? layer : item);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.layers[%d].layer = %d is not a dense or conv2d layer of the model "
+                  "(layers are numbered from 0 in model.layers; \"output\" names the last)",
+                  where, k, index);
+      g_free(where);
+      return FALSE;
+    }
+    gboolean exclude = FALSE;
+    if (!prunus_config_get_double(cfg, item, "rate", FALSE, pc->layer_rate[index],
+                                  &pc->layer_rate[index], error) ||
+        !prunus_config_get_double(cfg, item, "max_sparsity", FALSE, pc->layer_cap[index],
+                                  &pc->layer_cap[index], error) ||
+        !prunus_config_get_bool(cfg, item, "exclude", FALSE, FALSE, &exclude, error))
+      return FALSE;
+    if (exclude) pc->layer_rate[index] = 0.0;
+    if (pc->layer_rate[index] < 0.0 || pc->layer_cap[index] < 0.0 || pc->layer_cap[index] > 1.0) {
+      char *where = prunus_config_where(cfg, item);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.layers[%d]: rate must be >= 0 and max_sparsity in [0, 1], found "
+                  "rate %g, max_sparsity %g",
+                  where, k, pc->layer_rate[index], pc->layer_cap[index]);
+      g_free(where);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+static config_setting_t *plugin_slot(PrunusConfig *cfg, config_setting_t *prune, const char *key,
+                                     const char **name, GError **error) {
+  config_setting_t *g = prunus_config_get_group(cfg, prune, key, TRUE, error);
+  if (!g) return NULL;
+  if (!prunus_config_get_string(cfg, g, "plugin", TRUE, NULL, name, error)) return NULL;
+  return g;
+}
+
+gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
+                                   PrunusPruneConfig *out, GError **error) {
+  PrunusPruneConfig pc = {0};
+  config_setting_t *root = prunus_config_root(cfg);
+  config_setting_t *prune = prunus_config_get_group(cfg, root, "prune", TRUE, error);
+  if (!prune) return FALSE;
+  pc.layer_rate = g_new(double, arch->n_layers);
+  pc.layer_cap = g_new(double, arch->n_layers);
+  for (int i = 0; i < arch->n_layers; i++) pc.layer_rate[i] = 1.0, pc.layer_cap[i] = 1.0;
+  config_setting_t *sched = prunus_config_get_group(cfg, prune, "schedule", TRUE, error);
+  if (!sched) goto out_clear;
+  double max_sparsity = 1.0;
+  if (!prunus_config_get_int(cfg, sched, "rounds", TRUE, 1, &pc.rounds, error) ||
+      !prunus_config_get_double(cfg, sched, "amount", FALSE, 0.0, &pc.amount, error) ||
+      !prunus_config_get_double(cfg, sched, "target", FALSE, 0.0, &pc.target, error) ||
+      !prunus_config_get_enum(cfg, sched, "scope", FALSE, PRUNUS_SCOPE_GLOBAL, scope_names,
+                              &pc.scope, error) ||
+      !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error))
+    goto out_clear;
+  {
+    char *where = prunus_config_where(cfg, sched);
+    const char *problem = NULL;
+    if (pc.rounds < 1 || pc.rounds > 1000) problem = "rounds must be in [1, 1000]";
+    else if ((pc.amount > 0.0) == (pc.target > 0.0))
+      problem = "give exactly one of amount (fraction of what remains, per round) or target "
+                "(final sparsity reached geometrically)";
+    else if (pc.amount >= 1.0 || pc.target >= 1.0) problem = "amount and target must be below 1";
+    else if (max_sparsity <= 0.0 || max_sparsity > 1.0) problem = "max_sparsity must be in (0, 1]";
+    if (problem) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where, problem);
+      g_free(where);
+      goto out_clear;
+    }
+    g_free(where);
+  }
+  if (pc.target > 0.0) pc.amount = 1.0 - pow(1.0 - pc.target, 1.0 / pc.rounds);
+  for (int i = 0; i < arch->n_layers; i++) pc.layer_cap[i] = max_sparsity;
+  if (!parse_layer_overrides(cfg, prune, arch, &pc, error)) goto out_clear;
+  const char *pretrained = NULL;
+  if (!prunus_config_get_int(cfg, prune, "rewind_epoch", FALSE, 0, &pc.rewind_epoch, error) ||
+      !prunus_config_get_string(cfg, prune, "pretrained", FALSE, NULL, &pretrained, error))
+    goto out_clear;
+  if (pretrained) pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
+  pc.criterion = plugin_slot(cfg, prune, "criterion", &pc.criterion_name, error);
+  if (!pc.criterion) goto out_clear;
+  /* Host-side settings of data-using criteria live in the criterion's group. */
+  if (!prunus_config_get_int(cfg, pc.criterion, "calib_batches", FALSE, 8, &pc.calib_batches, error) ||
+      !prunus_config_get_int(cfg, pc.criterion, "calib_batch", FALSE, 128, &pc.calib_batch, error))
+    goto out_clear;
+  if (pc.calib_batches < 1 || pc.calib_batch < 1) {
+    char *where = prunus_config_where(cfg, pc.criterion);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.criterion: calib_batches and calib_batch must be >= 1", where);
+    g_free(where);
+    goto out_clear;
+  }
+  pc.granularity = plugin_slot(cfg, prune, "granularity", &pc.granularity_name, error);
+  if (!pc.granularity) goto out_clear;
+  pc.retrain = plugin_slot(cfg, prune, "retrain", &pc.retrain_name, error);
+  if (!pc.retrain) goto out_clear;
+  /* latency = { batches = [1, 256]; seconds = 0.2; } */
+  pc.latency_batches[0] = 1, pc.latency_batches[1] = 256, pc.n_latency_batches = 2;
+  pc.latency_budget = 0.2;
+  config_setting_t *lat = prunus_config_get_group(cfg, prune, "latency", FALSE, error);
+  if (error && *error) goto out_clear;
+  if (lat) {
+    if (!prunus_config_get_double(cfg, lat, "seconds", FALSE, 0.2, &pc.latency_budget, error))
+      goto out_clear;
+    config_setting_t *b = config_setting_get_member(lat, "batches");
+    if (b) {
+      prunus_config_mark_read(cfg, b);
+      int n = config_setting_length(b);
+      if (!config_setting_is_aggregate(b) || n > 4) {
+        char *where = prunus_config_where(cfg, b);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s: prune.latency.batches must be a list of up to 4 batch sizes", where);
+        g_free(where);
+        goto out_clear;
+      }
+      pc.n_latency_batches = n;
+      for (int i = 0; i < n; i++) {
+        config_setting_t *e = config_setting_get_elem(b, (unsigned)i);
+        prunus_config_mark_read(cfg, e);
+        pc.latency_batches[i] = config_setting_type(e) == CONFIG_TYPE_INT ? config_setting_get_int(e) : 0;
+        if (pc.latency_batches[i] < 1 || pc.latency_batches[i] > 4096) {
+          char *where = prunus_config_where(cfg, e);
+          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                      "%s: prune.latency.batches[%d]: expected an integer in [1, 4096]", where, i);
+          g_free(where);
+          goto out_clear;
+        }
+      }
+    }
+  }
+  *out = pc;
+  return TRUE;
+
+out_clear:
+  prunus_prune_config_clear(&pc);
+  return FALSE;
+}
+
+void prunus_prune_config_clear(PrunusPruneConfig *pc) {
+  g_clear_pointer(&pc->layer_rate, g_free);
+  g_clear_pointer(&pc->layer_cap, g_free);
+  g_clear_pointer(&pc->pretrained, g_free);
+}

@@ -1,0 +1,228 @@
+/* shrink.c: structured removal of units. Builds a plan (which output units and which
+ * input channels each parameter layer keeps), a smaller model from it, and copies
+ * every slab (params, mask, opt_m, opt_v, extra snapshots) through the same plan. */
+#include "shrink.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* the plan */
+
+/* What one parameter layer keeps, as indices into the original model. */
+typedef struct {
+  int *keep_out; /* (n_keep_out) kept output units, ascending */
+  int n_keep_out;
+  int *keep_in;  /* (n_keep_in) kept input channels (dense columns / conv cin), ascending */
+  int n_keep_in;
+} ShrinkLayerPlan;
+
+typedef struct {
+  int n_layers;
+  ShrinkLayerPlan *layers; /* (n_layers); empty for layers without params */
+} ShrinkPlan;
+
+static void shrink_plan_clear(ShrinkPlan *p) {
+  if (!p->layers) return;
+  for (int i = 0; i < p->n_layers; i++) {
+    g_free(p->layers[i].keep_out);
+    g_free(p->layers[i].keep_in);
+  }
+  g_clear_pointer(&p->layers, g_free);
+}
+
+/* The next layer with parameters after layer i, or -1 when layer i feeds the output. */
+static int next_param_layer(const PrunusModel *m, int i) {
+  for (int j = i + 1; j < m->n_layers; j++)
+    if (m->layers[j].ops->has_params) return j;
+  return -1;
+}
+
+static int prev_param_layer(const PrunusModel *m, int j) {
+  for (int i = j - 1; i >= 0; i--)
+    if (m->layers[i].ops->has_params) return i;
+  return -1;
+}
+
+/* Layers that carry channel c of their input to channel c (or, for flatten, to a
+ * contiguous block of H*W features) of their output, touching no other channel. */
+static gboolean keeps_channels_apart(PrunusLayerType t) {
+  switch (t) {
+  case PRUNUS_LAYER_RELU:
+  case PRUNUS_LAYER_MAXPOOL2D:
+  case PRUNUS_LAYER_FLATTEN:
+    return TRUE;
+  default:
+    return FALSE;
+  }
+}
+
+/* How many input channels of layer j one output unit of layer p becomes: 1 through
+ * relu/maxpool, H*W through a flatten of an HxW map. -1 + error when a layer in
+ * between mixes channels. */
+static int channel_block(const PrunusModel *m, int p, int j, GError **error) {
+  int block = 1;
+  for (int k = p + 1; k < j; k++) {
+    const PrunusLayer *l = &m->layers[k];
+    if (!keeps_channels_apart(l->spec.type)) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "cannot remove units of layer %d (%s): layer %d (%s) between it and layer %d "
+                  "mixes channels",
+                  p, m->layers[p].ops->type_name, k, l->ops->type_name, j);
+      return -1;
+    }
+    if (l->spec.type == PRUNUS_LAYER_FLATTEN) block *= l->in.h * l->in.w;
+  }
+  g_assert(m->layers[j].in.c == m->layers[p].out.c * block);
+  return block;
+}
+
+static gboolean shrink_plan_build(const PrunusModel *m, const uint8_t *const *remove_units,
+                                  ShrinkPlan *plan, GError **error) {
+  plan->n_layers = m->n_layers;
+  plan->layers = g_new0(ShrinkLayerPlan, m->n_layers);
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    const uint8_t *rm = remove_units ? remove_units[i] : NULL;
+    if (!l->ops->has_params) {
+      if (rm) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                    "layer %d (%s) has no parameters, so it has no units to remove", i,
+                    l->ops->type_name);
+        return FALSE;
+      }
+      continue;
+    }
+    ShrinkLayerPlan *lp = &plan->layers[i];
+    int n = l->out.c, removed = 0;
+    lp->keep_out = g_new(int, n);
+    for (int u = 0; u < n; u++) {
+      if (rm && rm[u])
+        removed++;
+      else
+        lp->keep_out[lp->n_keep_out++] = u;
+    }
+    if (removed == 0) continue;
+    if (next_param_layer(m, i) < 0) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "cannot remove %d unit(s) of layer %d (%s): its outputs are the model's %d "
+                  "class outputs",
+                  removed, i, l->ops->type_name, m->arch.n_classes);
+      return FALSE;
+    }
+    if (lp->n_keep_out == 0) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "cannot remove all %d units of layer %d (%s): at least one must stay", n, i,
+                  l->ops->type_name);
+      return FALSE;
+    }
+  }
+  /* Inputs follow the outputs of the previous parameter layer. */
+  for (int j = 0; j < m->n_layers; j++) {
+    const PrunusLayer *l = &m->layers[j];
+    if (!l->ops->has_params) continue;
+    ShrinkLayerPlan *lp = &plan->layers[j];
+    int p = prev_param_layer(m, j);
+    lp->keep_in = g_new(int, l->in.c);
+    if (p < 0 || plan->layers[p].n_keep_out == m->layers[p].out.c) {
+      for (int c = 0; c < l->in.c; c++) lp->keep_in[lp->n_keep_in++] = c;
+      continue;
+    }
+    int block = channel_block(m, p, j, error);
+    if (block < 0) return FALSE;
+    const ShrinkLayerPlan *pp = &plan->layers[p];
+    for (int k = 0; k < pp->n_keep_out; k++)
+      for (int t = 0; t < block; t++) lp->keep_in[lp->n_keep_in++] = pp->keep_out[k] * block + t;
+  }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* moving slabs */
+
+/* dst (laid out like n) from src (laid out like m) through the plan. */
+static void shrink_slab(const PrunusModel *m, const PrunusModel *n, const ShrinkPlan *plan,
+                        const float *src, float *dst) {
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *lo = &m->layers[i], *ln = &n->layers[i];
+    if (!lo->ops->has_params) continue;
+    const ShrinkLayerPlan *lp = &plan->layers[i];
+    /* a row is (in, kk): kk = 1 for dense, k*k for conv */
+    size_t kk = lo->w_len / ((size_t)lo->out.c * lo->in.c);
+    size_t old_row = (size_t)lo->in.c * kk, new_row = (size_t)ln->in.c * kk;
+    g_assert(ln->out.c == lp->n_keep_out && ln->in.c == lp->n_keep_in);
+    g_assert(ln->w_len == (size_t)lp->n_keep_out * new_row);
+    for (int r = 0; r < lp->n_keep_out; r++) {
+      const float *s = src + lo->w_off + (size_t)lp->keep_out[r] * old_row;
+      float *d = dst + ln->w_off + (size_t)r * new_row;
+      for (int c = 0; c < lp->n_keep_in; c++)
+        memcpy(d + (size_t)c * kk, s + (size_t)lp->keep_in[c] * kk, sizeof(float) * kk);
+      if (lo->b_len) dst[ln->b_off + r] = src[lo->b_off + lp->keep_out[r]];
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* public */
+
+PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *remove_units,
+                                 const float *const *extra_in, float **extra_out, int n_extra,
+                                 GError **error) {
+  g_return_val_if_fail(m != NULL, NULL);
+  g_return_val_if_fail(n_extra >= 0, NULL);
+  g_return_val_if_fail(n_extra == 0 || (extra_in && extra_out), NULL);
+  ShrinkPlan plan = {0};
+  PrunusModel *n = NULL;
+  PrunusArch arch = prunus_arch_copy(&m->arch);
+  if (!shrink_plan_build(m, remove_units, &plan, error)) goto out_free_plan;
+  for (int i = 0; i < m->n_layers; i++) {
+    PrunusLayerSpec *s = &arch.layers[i];
+    if (s->type == PRUNUS_LAYER_DENSE) s->units = plan.layers[i].n_keep_out;
+    else if (s->type == PRUNUS_LAYER_CONV2D) s->channels = plan.layers[i].n_keep_out;
+  }
+  GError *local = NULL;
+  n = prunus_model_new(&arch, m->max_batch, 0, &local);
+  if (!n) {
+    g_propagate_prefixed_error(error, local, "shrinking the model: ");
+    goto out_free_plan;
+  }
+  shrink_slab(m, n, &plan, m->params, n->params);
+  shrink_slab(m, n, &plan, m->mask, n->mask);
+  shrink_slab(m, n, &plan, m->opt_m, n->opt_m);
+  shrink_slab(m, n, &plan, m->opt_v, n->opt_v);
+  prunus_model_zero_grads(n);
+  for (int j = 0; j < n_extra; j++) {
+    extra_out[j] = g_new0(float, n->n_params ? n->n_params : 1);
+    shrink_slab(m, n, &plan, extra_in[j], extra_out[j]);
+  }
+
+out_free_plan:
+  shrink_plan_clear(&plan);
+  prunus_arch_clear(&arch);
+  return n;
+}
+
+int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out) {
+  int dead = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (!l->ops->has_params) {
+      remove_out[i] = NULL;
+      continue;
+    }
+    int n = l->out.c;
+    gboolean is_output = next_param_layer(m, i) < 0;
+    size_t row = l->w_len / (size_t)n;
+    remove_out[i] = g_new0(uint8_t, n);
+    if (is_output) continue;
+    for (int u = 0; u < n; u++) {
+      const float *mk = m->mask + l->w_off + (size_t)u * row;
+      size_t j = 0;
+      while (j < row && mk[j] == 0.0f) j++;
+      if (j == row) {
+        remove_out[i][u] = 1;
+        dead++;
+      }
+    }
+  }
+  return dead;
+}

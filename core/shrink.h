@@ -1,0 +1,44 @@
+/* shrink.h: structured (physical) removal of whole units (dense neurons, conv output
+ * channels) from a model, keeping the next layer's inputs and every parallel slab
+ * (params, mask, optimizer state, extra snapshots such as θ0) in step. */
+#ifndef PRUNUS_SHRINK_H
+#define PRUNUS_SHRINK_H
+
+#include "model.h"
+
+G_BEGIN_DECLS
+
+/* (transfer full) A new model in which, for each layer i with remove_units[i] != NULL
+ * (an array of layer i's output units: neurons of a dense layer, output channels of a
+ * conv2d layer; 1 = remove), those units are physically gone: their weight rows /
+ * filters and biases are dropped, the spec's units/channels shrink, and the next layer
+ * with parameters loses the matching inputs: for dense->(relu)->dense the columns;
+ * for conv->(relu/maxpool)->conv the input channel (cin) of every filter; for
+ * conv->(relu/maxpool)->flatten->dense the block of H*W columns of that channel.
+ * remove_units has m->n_layers entries indexed by layer index (NULL = nothing removed;
+ * remove_units itself may be NULL: a plain copy).
+ * Everything in the parallel slabs moves the same way: params, mask, opt_m, opt_v
+ * (grads are zeroed). n_extra further slabs laid out like m->params (e.g. the
+ * initial weights θ0 used for lottery-ticket rewinding) are shrunk the same way:
+ * extra_out[j] receives a newly g_malloc'd slab laid out like the new model
+ * (transfer full, free with g_free); on error extra_out is left untouched.
+ * The removed units' biases are dropped, not folded into the next layer: the result
+ * computes what m computes with those rows and biases zeroed.
+ * Errors (PRUNUS_ERROR_INVALID): removing units of the last layer (the class outputs),
+ * removing every unit of a layer, a layer type between the two param layers that
+ * mixes channels, an array for a layer without parameters — each naming the layer index. */
+PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *remove_units,
+                                 const float *const *extra_in, float **extra_out, int n_extra,
+                                 GError **error);
+
+/* Units of each layer that are entirely masked (every weight of the row/filter is 0 in
+ * the mask): remove_out[i] allocated (g_new0, n units, transfer full) for layers with
+ * params, 1 where the unit is dead; NULL for layers without params. The class-output
+ * layer's array stays all 0 (its units cannot be removed), so remove_out can be handed
+ * to prunus_model_shrink as is. Returns the number of dead units over all non-output
+ * layers. */
+int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,7 @@
+#!/bin/sh
+# run-default.sh: set up (apt + build), then run the main job on Fashion-MNIST:
+# the default pipeline config, results in runs/default/.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+exec ./build/cli/prunus run configs/default.cfg -o runs/default "$@"

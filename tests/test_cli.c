@@ -1,0 +1,548 @@
+/* test_cli.c: runs the built `prunus` binary (its path is argv[1] after the GTest
+ * options) in a temp folder: usage and exit codes, config errors naming file:line
+ * and key, and a full train + eval on a tiny IDX dataset written here, checking
+ * the run directory contract (DESIGN.md) and byte-identical reruns. */
+#include "json.h"
+#include "rng.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static const char *prunus_exe;
+
+// ----------------------------------------------------------------------------
+// Running the binary
+
+typedef struct {
+  int status;   /* exit code */
+  char *out;    /* stdout (owned) */
+  char *err;    /* stderr (owned) */
+} Run;
+
+static void run_clear(Run *r) {
+  g_free(r->out);
+  g_free(r->err);
+}
+
+/* Run prunus with the NULL-terminated args in cwd; asserts it exited (no signal). */
+static Run run_prunus(const char *cwd, const char *arg1, ...) G_GNUC_NULL_TERMINATED;
+static Run run_prunus(const char *cwd, const char *arg1, ...) {
+  GPtrArray *argv = g_ptr_array_new();
+  g_ptr_array_add(argv, (char *)prunus_exe);
+  va_list ap;
+  va_start(ap, arg1);
+  for (const char *a = arg1; a; a = va_arg(ap, const char *)) g_ptr_array_add(argv, (char *)a);
+  va_end(ap);
+  g_ptr_array_add(argv, NULL);
+  char **env = g_get_environ();
+  env = g_environ_setenv(env, "LC_ALL", "C", TRUE);
+  env = g_environ_setenv(env, "OPENBLAS_NUM_THREADS", "1", TRUE);
+  Run r = {0};
+  int wait_status = 0;
+  GError *error = NULL;
+  g_spawn_sync(cwd, (char **)argv->pdata, env, G_SPAWN_DEFAULT, NULL, NULL, &r.out, &r.err,
+               &wait_status, &error);
+  g_assert_no_error(error);
+  g_strfreev(env);
+  char *cmd = g_strjoinv(" ", (char **)argv->pdata);
+  g_ptr_array_free(argv, TRUE);
+  if (!WIFEXITED(wait_status))
+    g_error("%s: did not exit normally (wait status %d)\nstderr: %s", cmd, wait_status, r.err);
+  r.status = WEXITSTATUS(wait_status);
+  g_test_message("$ %s\n-> exit %d\n[stdout]\n%s[stderr]\n%s", cmd, r.status, r.out, r.err);
+  g_free(cmd);
+  return r;
+}
+
+static void assert_contains(const char *text, const char *needle) {
+  if (!strstr(text, needle)) g_error("expected '%s' in: %s", needle, text);
+}
+
+// ----------------------------------------------------------------------------
+// A tiny dataset and config
+
+#define SIDE 8
+
+/* IDX bytes: magic, big-endian dims, payload. */
+static GByteArray *idx_bytes(uint32_t magic, const uint32_t *dims, int ndims, const uint8_t *data,
+                             size_t len) {
+  GByteArray *a = g_byte_array_new();
+  uint32_t be = GUINT32_TO_BE(magic);
+  g_byte_array_append(a, (const guint8 *)&be, 4);
+  for (int i = 0; i < ndims; i++) {
+    be = GUINT32_TO_BE(dims[i]);
+    g_byte_array_append(a, (const guint8 *)&be, 4);
+  }
+  g_byte_array_append(a, data, (guint)len);
+  return a;
+}
+
+/* Write PREFIX-images-idx3-ubyte / PREFIX-labels-idx1-ubyte holding n quadrant
+ * images (class k = quadrant k bright, mean 170 on 70, Gaussian noise sd 45). */
+static void write_quadrant_idx(const char *dir, const char *prefix, uint32_t n, uint64_t seed) {
+  PrunusRng r;
+  prunus_rng_seed(&r, seed);
+  size_t row = SIDE * SIDE;
+  uint8_t *img = g_new(uint8_t, n * row), *lab = g_new(uint8_t, n);
+  for (uint32_t i = 0; i < n; i++) {
+    int k = (int)prunus_rng_below(&r, 4);
+    lab[i] = (uint8_t)k;
+    for (int y = 0; y < SIDE; y++)
+      for (int x = 0; x < SIDE; x++) {
+        int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
+        double v = (q == k ? 170.0 : 70.0) + 45.0 * prunus_rng_normal(&r);
+        img[i * row + (size_t)y * SIDE + x] = (uint8_t)CLAMP(lround(v), 0, 255);
+      }
+  }
+  const uint32_t dims[3] = {n, SIDE, SIDE};
+  GByteArray *ia = idx_bytes(0x00000803u, dims, 3, img, n * row);
+  GByteArray *la = idx_bytes(0x00000801u, &n, 1, lab, n);
+  char *name = g_strdup_printf("%s-images-idx3-ubyte", prefix);
+  g_free(testutil_write_file(dir, name, ia->data, ia->len));
+  g_free(name);
+  name = g_strdup_printf("%s-labels-idx1-ubyte", prefix);
+  g_free(testutil_write_file(dir, name, la->data, la->len));
+  g_free(name);
+  g_byte_array_unref(ia);
+  g_byte_array_unref(la);
+  g_free(img);
+  g_free(lab);
+}
+
+/* The tiny config; epochs is the text after "epochs = ", extra goes at the end of
+ * the train group. Dataset paths are relative to the config's folder. */
+#define CONFIG_TEMPLATE \
+    "# tiny: a 64-32-4 MLP on 8x8 quadrant images\n" \
+    "name = \"tiny\";\n" \
+    "seed = 3;\n" \
+    "dataset = {\n" \
+    "  format = \"idx\";\n" \
+    "  train_images = \"train-images-idx3-ubyte\";\n" \
+    "  train_labels = \"train-labels-idx1-ubyte\";\n" \
+    "  test_images = \"t10k-images-idx3-ubyte\";\n" \
+    "  test_labels = \"t10k-labels-idx1-ubyte\";\n" \
+    "  validation = 100;\n" \
+    "  normalize = \"standard\";\n" \
+    "};\n" \
+    "model = {\n" \
+    "  input = [1, 8, 8];\n" \
+    "  layers = (\n" \
+    "    { type = \"flatten\"; },\n" \
+    "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n" \
+    "    { type = \"dense\"; units = 4; }\n" \
+    "  );\n" \
+    "};\n" \
+    "train = {\n" \
+    "  epochs = %s;\n" \
+    "  batch = 32;\n" \
+    "  optimizer = \"sgd\";\n" \
+    "  lr = 0.05;\n" \
+    "  momentum = 0.9;\n" \
+    "  lr_schedule = \"cosine\";\n" \
+    "%s" \
+    "};\n"
+
+#define TINY_EPOCHS 3
+#define TINY_PARAMS (64 * 32 + 32 + 32 * 4 + 4)
+#define TINY_FLOPS (2 * (64 * 32 + 32 * 4))
+
+/* 1-based line of the first line of text containing needle. */
+static int line_of(const char *text, const char *needle) {
+  const char *at = strstr(text, needle);
+  g_assert_nonnull(at);
+  int line = 1;
+  for (const char *p = text; p < at; p++) line += *p == '\n';
+  return line;
+}
+
+/* Write dir/name from the template; returns the path (transfer full) and, when
+ * text_out != NULL, the config text. */
+static char *write_config(const char *dir, const char *name, const char *epochs, const char *extra,
+                          char **text_out) {
+  char *text = g_strdup_printf(CONFIG_TEMPLATE, epochs, extra);
+  char *path = testutil_write_file(dir, name, text, strlen(text));
+  if (text_out)
+    *text_out = text;
+  else
+    g_free(text);
+  return path;
+}
+
+/* A temp folder with the tiny dataset (600 train, 200 test) and tiny.cfg. */
+typedef struct {
+  char *dir;
+  char *config;
+} Fixture;
+
+static void fixture_setup(Fixture *f, gconstpointer data) {
+  (void)data;
+  f->dir = testutil_mkdtemp();
+  write_quadrant_idx(f->dir, "train", 600, 1);
+  write_quadrant_idx(f->dir, "t10k", 200, 2);
+  f->config = write_config(f->dir, "tiny.cfg", G_STRINGIFY(TINY_EPOCHS), "", NULL);
+}
+
+static void fixture_teardown(Fixture *f, gconstpointer data) {
+  (void)data;
+  testutil_rmtree(f->dir);
+  g_free(f->dir);
+  g_free(f->config);
+}
+
+static PrunusJson *parse_json_file(const char *path) {
+  char *text = NULL;
+  gsize len = 0;
+  GError *error = NULL;
+  g_file_get_contents(path, &text, &len, &error);
+  g_assert_no_error(error);
+  PrunusJson *v = prunus_json_parse(text, len, &error);
+  g_assert_no_error(error);
+  g_free(text);
+  return v;
+}
+
+static const PrunusJson *get_typed(const PrunusJson *o, const char *key, PrunusJsonType type) {
+  const PrunusJson *v = prunus_json_get(o, key);
+  if (!v) g_error("missing key '%s'", key);
+  if (prunus_json_type(v) != type)
+    g_error("key '%s' has JSON type %d, expected %d", key, prunus_json_type(v), type);
+  return v;
+}
+
+static double get_number(const PrunusJson *o, const char *key) {
+  return prunus_json_number(get_typed(o, key, PRUNUS_JSON_NUMBER));
+}
+
+// ----------------------------------------------------------------------------
+// Usage
+
+static void test_help(void) {
+  Run r = run_prunus(NULL, "--help", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  assert_contains(r.out, "prunus train CONFIG");
+  assert_contains(r.out, "prunus eval CHECKPOINT CONFIG");
+  g_assert_cmpstr(r.err, ==, "");
+  run_clear(&r);
+
+  r = run_prunus(NULL, "frobnicate", NULL);
+  g_assert_cmpint(r.status, ==, 2);
+  assert_contains(r.err, "prunus: unknown command 'frobnicate'");
+  assert_contains(r.err, "prunus train CONFIG"); /* the usage follows */
+  g_assert_cmpstr(r.out, ==, "");
+  run_clear(&r);
+
+  r = run_prunus(NULL, NULL, NULL); /* no arguments at all */
+  g_assert_cmpint(r.status, ==, 2);
+  assert_contains(r.err, "Usage:");
+  run_clear(&r);
+
+  r = run_prunus(NULL, "train", NULL); /* no CONFIG */
+  g_assert_cmpint(r.status, ==, 2);
+  assert_contains(r.err, "prunus train: expected CONFIG");
+  run_clear(&r);
+
+  r = run_prunus(NULL, "train", "a.cfg", "--no-such-option", NULL);
+  g_assert_cmpint(r.status, ==, 2);
+  assert_contains(r.err, "--no-such-option");
+  run_clear(&r);
+}
+
+// ----------------------------------------------------------------------------
+// Config errors: exit 1, the message names what to fix
+
+static void test_config_unknown_key(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *text = NULL;
+  char *cfg = write_config(f->dir, "unknown.cfg", "3", "  lr_decay = 0.5;\n", &text);
+  char *run = g_build_filename(f->dir, "run-unknown", NULL);
+  Run r = run_prunus(f->dir, "train", cfg, "-o", run, "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *want = g_strdup_printf("prunus: error: %s:%d: unknown key 'train.lr_decay'\n", cfg,
+                               line_of(text, "lr_decay"));
+  g_assert_cmpint(line_of(text, "lr_decay"), ==, 28);
+  g_assert_cmpstr(r.err, ==, want);
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS)); /* nothing written */
+  g_free(want);
+  run_clear(&r);
+  g_free(run);
+  g_free(text);
+  g_free(cfg);
+}
+
+static void test_config_wrong_type(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *text = NULL;
+  char *cfg = write_config(f->dir, "type.cfg", "\"three\"", "", &text);
+  Run r = run_prunus(f->dir, "train", cfg, "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *want = g_strdup_printf("prunus: error: %s:%d: key 'train.epochs': expected an integer, "
+                               "found a string\n",
+                               cfg, line_of(text, "epochs"));
+  g_assert_cmpstr(r.err, ==, want);
+  g_free(want);
+  run_clear(&r);
+  g_free(text);
+  g_free(cfg);
+}
+
+static void test_config_missing_file(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *cfg = g_build_filename(f->dir, "no-such.cfg", NULL);
+  Run r = run_prunus(f->dir, "train", cfg, NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *want = g_strdup_printf("prunus: error: cannot read config file '%s': No such file or "
+                               "directory\n",
+                               cfg);
+  g_assert_cmpstr(r.err, ==, want);
+  g_free(want);
+  run_clear(&r);
+  /* eval reads the config too */
+  r = run_prunus(f->dir, "eval", "x.safetensors", cfg, NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, cfg);
+  run_clear(&r);
+  g_free(cfg);
+}
+
+static void test_config_bad_set(Fixture *f, gconstpointer data) {
+  (void)data;
+  Run r = run_prunus(f->dir, "train", f->config, "--set", "train.epochs=x", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  g_assert_cmpstr(r.err, ==,
+                  "prunus: error: --set train.epochs=x: key 'train.epochs' expects an integer, "
+                  "found 'x'\n");
+  run_clear(&r);
+  /* A value out of range is named with where it came from. */
+  r = run_prunus(f->dir, "train", f->config, "--set", "train.epochs=0", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  g_assert_cmpstr(r.err, ==,
+                  "prunus: error: --set train.epochs: key 'train.epochs' = 0 is out of range: "
+                  "must be >= 1\n");
+  run_clear(&r);
+}
+
+static void test_missing_dataset(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *run = g_build_filename(f->dir, "run-nodata", NULL);
+  Run r = run_prunus(f->dir, "train", f->config, "-o", run, "--set",
+                     "dataset.test_images=\"gone-idx3-ubyte\"", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *missing = g_build_filename(f->dir, "gone-idx3-ubyte", NULL);
+  /* The path is resolved against the config's folder. */
+  char *want = g_strdup_printf("prunus: error: %s: cannot open: No such file or directory\n",
+                               missing);
+  g_assert_cmpstr(r.err, ==, want);
+  g_free(want);
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS));
+  g_free(missing);
+  run_clear(&r);
+  g_free(run);
+}
+
+// ----------------------------------------------------------------------------
+// Train, eval, determinism
+
+static const char *const metrics_keys[] = {"experiment",  "seed",     "round",
+                                           "epoch",       "train_loss", "val_loss",
+                                           "val_accuracy", "seconds", "samples_per_second"};
+
+static const char *const round_keys[] = {
+    "round",        "sparsity",  "params_total",       "params_remaining", "compression",
+    "flops",        "speedup_theoretical", "test_accuracy", "test_loss",    "val_accuracy",
+    "val_loss",     "latency_us", "checkpoint",        "checkpoint_bytes", "seconds"};
+
+/* Parse "...: test_accuracy 0.9850  test_loss ..." from a result line. */
+static double printed_accuracy(const char *out) {
+  const char *at = strstr(out, "test_accuracy ");
+  if (!at) g_error("no test_accuracy in: %s", out);
+  char *end = NULL;
+  double v = g_ascii_strtod(at + strlen("test_accuracy "), &end);
+  g_assert_true(end != at + strlen("test_accuracy "));
+  return v;
+}
+
+static void test_train_eval(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *run = g_build_filename(f->dir, "run", NULL);
+  Run r = run_prunus(f->dir, "train", f->config, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_cmpstr(r.err, ==, "");
+  assert_contains(r.out, "tiny: test_accuracy ");
+  double printed_train = printed_accuracy(r.out);
+  run_clear(&r);
+
+  char *ckpt = g_build_filename(run, "model.safetensors", NULL);
+  char *metrics = g_build_filename(run, "metrics.jsonl", NULL);
+  char *summary_path = g_build_filename(run, "summary.json", NULL);
+  char *resolved = g_build_filename(run, "config.cfg", NULL);
+  g_assert_true(g_file_test(ckpt, G_FILE_TEST_IS_REGULAR));
+  g_assert_true(g_file_test(resolved, G_FILE_TEST_IS_REGULAR));
+
+  /* metrics.jsonl: one object per epoch with the contract keys. */
+  char *text = NULL;
+  GError *error = NULL;
+  g_file_get_contents(metrics, &text, NULL, &error);
+  g_assert_no_error(error);
+  char **lines = g_strsplit(text, "\n", -1);
+  guint n_lines = g_strv_length(lines);
+  g_assert_cmpuint(n_lines, ==, TINY_EPOCHS + 1); /* the last "" follows the final newline */
+  g_assert_cmpstr(lines[TINY_EPOCHS], ==, "");
+  double last_val_accuracy = NAN, first_train_loss = NAN, last_train_loss = NAN;
+  for (int e = 0; e < TINY_EPOCHS; e++) {
+    PrunusJson *o = prunus_json_parse(lines[e], strlen(lines[e]), &error);
+    g_assert_no_error(error);
+    for (size_t k = 0; k < G_N_ELEMENTS(metrics_keys); k++) g_assert_nonnull(prunus_json_get(o, metrics_keys[k]));
+    g_assert_cmpstr(prunus_json_string(get_typed(o, "experiment", PRUNUS_JSON_STRING)), ==, "tiny");
+    g_assert_cmpfloat(get_number(o, "seed"), ==, 3);
+    g_assert_cmpfloat(get_number(o, "round"), ==, 0);
+    g_assert_cmpfloat(get_number(o, "epoch"), ==, e + 1);
+    g_assert_cmpfloat(get_number(o, "train_loss"), >, 0);
+    g_assert_cmpfloat(get_number(o, "val_loss"), >, 0);
+    g_assert_cmpfloat(get_number(o, "seconds"), >, 0);
+    g_assert_cmpfloat(get_number(o, "samples_per_second"), >, 0);
+    double va = get_number(o, "val_accuracy");
+    g_assert_cmpfloat(va, >=, 0);
+    g_assert_cmpfloat(va, <=, 1);
+    if (e == 0) first_train_loss = get_number(o, "train_loss");
+    last_train_loss = get_number(o, "train_loss");
+    last_val_accuracy = va;
+    prunus_json_free(o);
+  }
+  g_assert_cmpfloat(last_train_loss, <, first_train_loss);
+  g_strfreev(lines);
+  g_free(text);
+
+  /* summary.json: experiments[0].rounds[0] with the contract keys. */
+  PrunusJson *summary = parse_json_file(summary_path);
+  g_assert_nonnull(get_typed(summary, "prunus_version", PRUNUS_JSON_STRING));
+  g_assert_cmpstr(prunus_json_string(get_typed(summary, "config", PRUNUS_JSON_STRING)), ==, f->config);
+  const PrunusJson *exps = get_typed(summary, "experiments", PRUNUS_JSON_ARRAY);
+  g_assert_cmpuint(prunus_json_length(exps), ==, 1);
+  const PrunusJson *exp = prunus_json_index(exps, 0);
+  g_assert_cmpstr(prunus_json_string(get_typed(exp, "name", PRUNUS_JSON_STRING)), ==, "tiny");
+  g_assert_cmpfloat(get_number(exp, "seed"), ==, 3);
+  const PrunusJson *rounds = get_typed(exp, "rounds", PRUNUS_JSON_ARRAY);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, 1);
+  const PrunusJson *r0 = prunus_json_index(rounds, 0);
+  for (size_t k = 0; k < G_N_ELEMENTS(round_keys); k++)
+    if (!prunus_json_get(r0, round_keys[k])) g_error("summary round 0 lacks '%s'", round_keys[k]);
+  g_assert_cmpfloat(get_number(r0, "round"), ==, 0);
+  g_assert_cmpfloat(get_number(r0, "sparsity"), ==, 0);
+  g_assert_cmpfloat(get_number(r0, "params_total"), ==, TINY_PARAMS);
+  g_assert_cmpfloat(get_number(r0, "params_remaining"), ==, TINY_PARAMS);
+  g_assert_cmpfloat(get_number(r0, "compression"), ==, 1);
+  g_assert_cmpfloat(get_number(r0, "flops"), ==, TINY_FLOPS);
+  g_assert_cmpfloat(get_number(r0, "speedup_theoretical"), ==, 1);
+  g_assert_nonnull(get_typed(r0, "latency_us", PRUNUS_JSON_OBJECT));
+  g_assert_cmpstr(prunus_json_string(get_typed(r0, "checkpoint", PRUNUS_JSON_STRING)), ==,
+                  "model.safetensors");
+  char *ckpt_bytes = NULL;
+  gsize ckpt_len = 0;
+  g_file_get_contents(ckpt, &ckpt_bytes, &ckpt_len, &error);
+  g_assert_no_error(error);
+  g_assert_cmpfloat(get_number(r0, "checkpoint_bytes"), ==, (double)ckpt_len);
+  g_assert_cmpfloat(get_number(r0, "seconds"), >, 0);
+  double test_accuracy = get_number(r0, "test_accuracy");
+  double val_accuracy = get_number(r0, "val_accuracy");
+  g_test_message("tiny: test_accuracy %.4f val_accuracy %.4f test_loss %.4f", test_accuracy,
+                 val_accuracy, get_number(r0, "test_loss"));
+  /* 4 quadrant classes at noise sd 45 are nearly separable: measured 1.000. */
+  g_assert_cmpfloat(test_accuracy, >=, 0.95);
+  g_assert_cmpfloat(get_number(r0, "test_loss"), <, 0.3);
+  g_assert_cmpfloat(val_accuracy, ==, last_val_accuracy); /* same model, same data */
+  g_assert_cmpfloat(fabs(printed_train - test_accuracy), <=, 5e-5);
+  prunus_json_free(summary);
+
+  /* eval prints the same test accuracy. */
+  r = run_prunus(f->dir, "eval", ckpt, f->config, "--threads", "1", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_cmpstr(r.err, ==, "");
+  assert_contains(r.out, ckpt);
+  g_assert_cmpfloat(fabs(printed_accuracy(r.out) - test_accuracy), <=, 5e-5);
+  run_clear(&r);
+
+  /* Training again with one thread gives the same bytes. */
+  char *run2 = g_build_filename(f->dir, "run2", NULL);
+  r = run_prunus(f->dir, "train", f->config, "-o", run2, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  char *ckpt2 = g_build_filename(run2, "model.safetensors", NULL);
+  char *bytes2 = NULL;
+  gsize len2 = 0;
+  g_file_get_contents(ckpt2, &bytes2, &len2, &error);
+  g_assert_no_error(error);
+  g_assert_cmpuint(len2, ==, ckpt_len);
+  g_assert_cmpint(memcmp(bytes2, ckpt_bytes, ckpt_len), ==, 0);
+
+  /* A different seed gives a different model. */
+  char *run3 = g_build_filename(f->dir, "run3", NULL);
+  r = run_prunus(f->dir, "train", f->config, "-o", run3, "--threads", "1", "--quiet", "--set",
+                 "seed=4", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  char *ckpt3 = g_build_filename(run3, "model.safetensors", NULL);
+  char *bytes3 = NULL;
+  gsize len3 = 0;
+  g_file_get_contents(ckpt3, &bytes3, &len3, &error);
+  g_assert_no_error(error);
+  g_assert_true(len3 != ckpt_len || memcmp(bytes3, ckpt_bytes, ckpt_len) != 0);
+
+  /* Truncated checkpoints: exit 1 naming the path, never a crash. */
+  const gsize cuts[] = {0, 4, 8, 8 + 20, ckpt_len / 2, ckpt_len - 1};
+  for (size_t i = 0; i < G_N_ELEMENTS(cuts); i++) {
+    char *name = g_strdup_printf("cut-%zu.safetensors", (size_t)cuts[i]);
+    char *cut = testutil_write_file(f->dir, name, ckpt_bytes, cuts[i]);
+    r = run_prunus(f->dir, "eval", cut, f->config, NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    char *want = g_strdup_printf("prunus: error: %s", cut);
+    assert_contains(r.err, want);
+    g_assert_cmpstr(r.out, ==, "");
+    g_free(want);
+    run_clear(&r);
+    g_free(cut);
+    g_free(name);
+  }
+  /* A checkpoint that does not exist. */
+  char *nowhere = g_build_filename(f->dir, "nowhere.safetensors", NULL);
+  r = run_prunus(f->dir, "eval", nowhere, f->config, NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, nowhere);
+  run_clear(&r);
+
+  g_free(nowhere);
+  g_free(bytes3);
+  g_free(ckpt3);
+  g_free(run3);
+  g_free(bytes2);
+  g_free(ckpt2);
+  g_free(run2);
+  g_free(ckpt_bytes);
+  g_free(resolved);
+  g_free(summary_path);
+  g_free(metrics);
+  g_free(ckpt);
+  g_free(run);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s [GTest options] PATH/TO/prunus\n", argv[0]);
+    return 2;
+  }
+  prunus_exe = argv[1];
+  g_assert_true(g_file_test(prunus_exe, G_FILE_TEST_IS_EXECUTABLE));
+  g_test_add_func("/cli/help", test_help);
+#define ADD(path, fn) g_test_add(path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+  ADD("/cli/config/unknown-key", test_config_unknown_key);
+  ADD("/cli/config/wrong-type", test_config_wrong_type);
+  ADD("/cli/config/missing-file", test_config_missing_file);
+  ADD("/cli/config/bad-set", test_config_bad_set);
+  ADD("/cli/dataset/missing", test_missing_dataset);
+  ADD("/cli/train-eval", test_train_eval);
+#undef ADD
+  return g_test_run();
+}

@@ -1,0 +1,556 @@
+/* test_train.c: unit tests for core/optim.c and core/train.c: LR schedules and
+ * optimizer steps against hand-computed numbers, training a small MLP to a stated
+ * accuracy, determinism, masks surviving training, evaluation, divergence. */
+#include "train.h"
+#include "gemm.h"
+#include "rng.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// Helpers
+
+/* |got - want| <= tol * max(1, |want|), with both printed on failure. */
+#define assert_close(got, want, tol)                                                       \
+  do {                                                                                     \
+    double g_ = (got), w_ = (want);                                                        \
+    if (!(fabs(g_ - w_) <= (tol) * fmax(1.0, fabs(w_))))                                   \
+      g_error("%s = %.12g, expected %.12g (tol %g)", #got, g_, w_, (double)(tol));         \
+  } while (0)
+
+/* 1 x side x side uint8 images of 4 classes: class k makes quadrant k (row-major:
+ * top-left, top-right, bottom-left, bottom-right) bright (mean 170) on a dark
+ * background (mean 70); every pixel gets Gaussian noise of sd `noise`. */
+static PrunusDataset *quadrant_dataset(int n, int side, double noise, uint64_t seed) {
+  PrunusRng r;
+  prunus_rng_seed(&r, seed);
+  size_t row = (size_t)side * side;
+  uint8_t *img = g_new(uint8_t, n * row), *lab = g_new(uint8_t, n);
+  int half = side / 2;
+  for (int i = 0; i < n; i++) {
+    int k = (int)prunus_rng_below(&r, 4);
+    lab[i] = (uint8_t)k;
+    for (int y = 0; y < side; y++)
+      for (int x = 0; x < side; x++) {
+        int q = (y >= half) * 2 + (x >= half);
+        double v = (q == k ? 170.0 : 70.0) + noise * prunus_rng_normal(&r);
+        img[i * row + (size_t)y * side + x] = (uint8_t)CLAMP(lround(v), 0, 255);
+      }
+  }
+  PrunusDataset *d = prunus_dataset_new_from_data(n, 1, side, side, 4, img, lab);
+  g_free(img);
+  g_free(lab);
+  return d;
+}
+
+static PrunusLayerSpec mlp_layers[] = {
+    {.type = PRUNUS_LAYER_FLATTEN},
+    {.type = PRUNUS_LAYER_DENSE, .units = 16},
+    {.type = PRUNUS_LAYER_RELU},
+    {.type = PRUNUS_LAYER_DENSE, .units = 4},
+};
+
+/* flatten | dense 16 | relu | dense 4 over 1x4x4 inputs. */
+static PrunusArch mlp_arch(void) {
+  return (PrunusArch){.input = {1, 4, 4},
+                      .n_classes = 4,
+                      .n_layers = G_N_ELEMENTS(mlp_layers),
+                      .layers = mlp_layers,
+                      .init = PRUNUS_INIT_KAIMING};
+}
+
+static PrunusTrainConfig mlp_train_config(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.epochs = 4;
+  tc.batch = 32;
+  tc.lr = 0.05;
+  tc.momentum = 0.9;
+  tc.lr_schedule = PRUNUS_LR_COSINE;
+  return tc;
+}
+
+/* PrunusEpochFn that records the last report. */
+static gboolean keep_report(const PrunusEpochReport *r, void *user, GError **error) {
+  (void)error;
+  *(PrunusEpochReport *)user = *r;
+  return TRUE;
+}
+
+// ----------------------------------------------------------------------------
+// LR schedules
+
+static void test_lr_constant(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 0.1;
+  tc.epochs = 5;
+  g_assert_cmpfloat(prunus_lr_at(&tc, 0.0), ==, 0.1);
+  g_assert_cmpfloat(prunus_lr_at(&tc, 2.5), ==, 0.1);
+  g_assert_cmpfloat(prunus_lr_at(&tc, 5.0), ==, 0.1);
+}
+
+static void test_lr_step(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 1.0;
+  tc.epochs = 6;
+  tc.lr_schedule = PRUNUS_LR_STEP;
+  tc.step_size = 2;
+  tc.gamma = 0.1;
+  /* lr * gamma^floor(epoch / step_size) */
+  assert_close(prunus_lr_at(&tc, 0.0), 1.0, 1e-12);
+  assert_close(prunus_lr_at(&tc, 1.9), 1.0, 1e-12);
+  assert_close(prunus_lr_at(&tc, 2.0), 0.1, 1e-12);
+  assert_close(prunus_lr_at(&tc, 4.5), 0.01, 1e-12);
+}
+
+static void test_lr_cosine(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 0.2;
+  tc.epochs = 10;
+  tc.lr_schedule = PRUNUS_LR_COSINE;
+  /* lr/2 * (1 + cos(pi t / T)) */
+  assert_close(prunus_lr_at(&tc, 0.0), 0.2, 1e-12);
+  assert_close(prunus_lr_at(&tc, 2.5), 0.1 * (1.0 + 0.70710678118654752), 1e-12);
+  assert_close(prunus_lr_at(&tc, 5.0), 0.1, 1e-12);
+  assert_close(prunus_lr_at(&tc, 10.0), 0.0, 1e-12);
+  assert_close(prunus_lr_at(&tc, 12.0), 0.0, 1e-12); /* clamped past the end */
+}
+
+static void test_lr_warmup(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 0.1;
+  tc.epochs = 10;
+  tc.warmup_epochs = 2.0;
+  /* Linear ramp lr * t / warmup for t < warmup, then the schedule. */
+  double first = prunus_lr_at(&tc, 0.0);
+  g_assert_cmpfloat(first, >, 0.0); /* the first step moves, but barely */
+  g_assert_cmpfloat(first, <=, 0.1 * 1e-3);
+  assert_close(prunus_lr_at(&tc, 0.5), 0.025, 1e-12);
+  assert_close(prunus_lr_at(&tc, 1.0), 0.05, 1e-12);
+  assert_close(prunus_lr_at(&tc, 2.0), 0.1, 1e-12);
+  assert_close(prunus_lr_at(&tc, 7.0), 0.1, 1e-12);
+  /* Warm-up multiplies the cosine value: at t = 1, 0.1 * 0.5(1 + cos(pi/10)) * 1/2. */
+  tc.lr_schedule = PRUNUS_LR_COSINE;
+  assert_close(prunus_lr_at(&tc, 1.0), 0.1 * 0.5 * (1.0 + 0.95105651629515357) * 0.5, 1e-12);
+  assert_close(prunus_lr_at(&tc, 5.0), 0.05, 1e-12);
+}
+
+// ----------------------------------------------------------------------------
+// Optimizer steps on a 3-parameter slab
+
+typedef struct {
+  PrunusModel m; /* only the slabs and n_params are set: all prunus_optim_step reads */
+  float p[3], g[3], mask[3], m1[3], m2[3];
+} Slab;
+
+static const double P0[3] = {1.0, -2.0, 0.5};
+static const double G1[3] = {0.1, 0.3, -0.2};
+static const double G2[3] = {-0.4, 0.05, 0.25};
+
+static void slab_init(Slab *s) {
+  memset(s, 0, sizeof *s);
+  s->m.n_params = 3;
+  s->m.params = s->p;
+  s->m.grads = s->g;
+  s->m.mask = s->mask;
+  s->m.opt_m = s->m1;
+  s->m.opt_v = s->m2;
+  for (int i = 0; i < 3; i++) {
+    s->p[i] = (float)P0[i];
+    s->mask[i] = 1.0f;
+  }
+}
+
+static void slab_step(Slab *s, const PrunusTrainConfig *tc, const double *g, long step) {
+  for (int i = 0; i < 3; i++) s->g[i] = (float)g[i];
+  prunus_optim_step(&s->m, tc, tc->lr, step);
+}
+
+static void assert_slab(const Slab *s, const double *want, const char *label) {
+  for (int i = 0; i < 3; i++) {
+    if (!(fabs(s->p[i] - want[i]) <= 1e-6 * fmax(1.0, fabs(want[i]))))
+      g_error("%s: p[%d] = %.9g, expected %.9g", label, i, s->p[i], want[i]);
+  }
+}
+
+static void test_sgd_plain(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 0.1;
+  Slab s;
+  slab_init(&s);
+  double want[3];
+  slab_step(&s, &tc, G1, 1);
+  for (int i = 0; i < 3; i++) want[i] = P0[i] - 0.1 * G1[i];
+  assert_slab(&s, want, "sgd step 1");
+  slab_step(&s, &tc, G2, 2);
+  for (int i = 0; i < 3; i++) want[i] = P0[i] - 0.1 * G1[i] - 0.1 * G2[i];
+  assert_slab(&s, want, "sgd step 2");
+}
+
+static void test_sgd_momentum(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 0.1;
+  tc.momentum = 0.9;
+  Slab s;
+  slab_init(&s);
+  double want[3], buf[3];
+  /* PyTorch: buf = mu * buf + g (buf starts at g); p -= lr * buf. */
+  slab_step(&s, &tc, G1, 1);
+  for (int i = 0; i < 3; i++) {
+    buf[i] = G1[i];
+    want[i] = P0[i] - 0.1 * buf[i];
+  }
+  assert_slab(&s, want, "momentum step 1");
+  slab_step(&s, &tc, G2, 2);
+  for (int i = 0; i < 3; i++) {
+    buf[i] = 0.9 * buf[i] + G2[i];
+    want[i] -= 0.1 * buf[i];
+  }
+  assert_slab(&s, want, "momentum step 2");
+  /* Concretely for p[0]: 1 - 0.01 - 0.1 * (0.09 - 0.4) = 1.021. */
+  assert_close(s.p[0], 1.021, 1e-6);
+}
+
+static void test_sgd_nesterov(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 0.1;
+  tc.momentum = 0.9;
+  tc.nesterov = TRUE;
+  Slab s;
+  slab_init(&s);
+  double want[3], buf[3];
+  /* PyTorch: buf = mu * buf + g; p -= lr * (g + mu * buf). */
+  slab_step(&s, &tc, G1, 1);
+  for (int i = 0; i < 3; i++) {
+    buf[i] = G1[i];
+    want[i] = P0[i] - 0.1 * (G1[i] + 0.9 * buf[i]);
+  }
+  assert_slab(&s, want, "nesterov step 1");
+  slab_step(&s, &tc, G2, 2);
+  for (int i = 0; i < 3; i++) {
+    buf[i] = 0.9 * buf[i] + G2[i];
+    want[i] -= 0.1 * (G2[i] + 0.9 * buf[i]);
+  }
+  assert_slab(&s, want, "nesterov step 2");
+  /* p[0]: 1 - 0.1*(0.1+0.09) = 0.981; buf = -0.31; 0.981 - 0.1*(-0.4 - 0.279) = 1.0489. */
+  assert_close(s.p[0], 1.0489, 1e-6);
+}
+
+static void test_sgd_weight_decay(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.lr = 0.1;
+  tc.weight_decay = 0.01;
+  Slab s;
+  slab_init(&s);
+  double want[3];
+  /* g' = g + wd * p */
+  slab_step(&s, &tc, G1, 1);
+  for (int i = 0; i < 3; i++) want[i] = P0[i] - 0.1 * (G1[i] + 0.01 * P0[i]);
+  assert_slab(&s, want, "weight decay step 1");
+  /* With momentum the decayed gradient feeds the buffer. */
+  tc.momentum = 0.5;
+  slab_init(&s);
+  slab_step(&s, &tc, G1, 1);
+  double buf[3];
+  for (int i = 0; i < 3; i++) {
+    buf[i] = G1[i] + 0.01 * P0[i];
+    want[i] = P0[i] - 0.1 * buf[i];
+  }
+  assert_slab(&s, want, "weight decay + momentum step 1");
+  slab_step(&s, &tc, G2, 2);
+  for (int i = 0; i < 3; i++) {
+    buf[i] = 0.5 * buf[i] + G2[i] + 0.01 * want[i];
+    want[i] -= 0.1 * buf[i];
+  }
+  assert_slab(&s, want, "weight decay + momentum step 2");
+}
+
+static void test_adam(void) {
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.optimizer = PRUNUS_OPT_ADAM;
+  tc.lr = 0.01;
+  tc.beta1 = 0.9;
+  tc.beta2 = 0.999;
+  tc.eps = 1e-8;
+  for (int wd = 0; wd < 2; wd++) {
+    tc.weight_decay = wd ? 0.1 : 0.0;
+    Slab s;
+    slab_init(&s);
+    double want[3], m1[3] = {0}, m2[3] = {0};
+    const double *gs[2] = {G1, G2};
+    for (int t = 1; t <= 2; t++) {
+      slab_step(&s, &tc, gs[t - 1], t);
+      for (int i = 0; i < 3; i++) {
+        double p = t == 1 ? P0[i] : want[i];
+        double g = gs[t - 1][i] + tc.weight_decay * p;
+        m1[i] = 0.9 * m1[i] + 0.1 * g;
+        m2[i] = 0.999 * m2[i] + 0.001 * g * g;
+        double mhat = m1[i] / (1.0 - pow(0.9, t));
+        double vhat = m2[i] / (1.0 - pow(0.999, t));
+        want[i] = p - 0.01 * mhat / (sqrt(vhat) + 1e-8);
+      }
+      char label[64];
+      g_snprintf(label, sizeof label, "adam wd=%g step %d", tc.weight_decay, t);
+      assert_slab(&s, want, label);
+    }
+    if (wd == 0) {
+      /* Step 1 of Adam moves every parameter by lr * sign(g) (up to eps). */
+      slab_init(&s);
+      slab_step(&s, &tc, G1, 1);
+      for (int i = 0; i < 3; i++) assert_close(s.p[i], P0[i] - 0.01 * (G1[i] > 0 ? 1 : -1), 1e-6);
+    }
+  }
+}
+
+static void test_optim_mask(void) {
+  const PrunusOptimizer opts[2] = {PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM};
+  for (int o = 0; o < 2; o++) {
+    PrunusTrainConfig tc = prunus_train_config_default();
+    tc.optimizer = opts[o];
+    tc.lr = 0.1;
+    tc.momentum = 0.9;
+    tc.nesterov = TRUE;
+    tc.weight_decay = 0.01;
+    Slab s;
+    slab_init(&s);
+    s.mask[1] = 0.0f;
+    s.p[1] = 0.0f;
+    slab_step(&s, &tc, G1, 1);
+    slab_step(&s, &tc, G2, 2);
+    g_assert_cmpfloat(s.p[1], ==, 0.0f);
+    g_assert_cmpfloat(s.m1[1], ==, 0.0f); /* no state builds up behind a mask */
+    g_assert_cmpfloat(s.m2[1], ==, 0.0f);
+    g_assert_cmpfloat(s.p[0], !=, (float)P0[0]);
+    prunus_optim_reset(&s.m);
+    for (int i = 0; i < 3; i++) g_assert_cmpfloat(s.m1[i] + s.m2[i], ==, 0.0f);
+  }
+}
+
+// ----------------------------------------------------------------------------
+// Training
+
+static PrunusModel *train_mlp(uint64_t seed, const PrunusDataset *train, const PrunusDataset *val,
+                              const PrunusNorm *norm, PrunusEpochReport *last) {
+  PrunusArch arch = mlp_arch();
+  PrunusTrainConfig tc = mlp_train_config();
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&arch, tc.batch, seed, &error);
+  g_assert_no_error(error);
+  PrunusTrainHooks hooks = {.on_epoch = keep_report, .user = last};
+  g_assert_true(prunus_train(m, &tc, train, val, norm, seed, &hooks, &error));
+  g_assert_no_error(error);
+  return m;
+}
+
+static void test_train_quadrants(void) {
+  PrunusDataset *train = quadrant_dataset(800, 4, 45.0, 1);
+  PrunusDataset *val = quadrant_dataset(200, 4, 45.0, 2);
+  PrunusDataset *test = quadrant_dataset(400, 4, 45.0, 3);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusArch arch = mlp_arch();
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&arch, 32, 7, &error);
+  g_assert_no_error(error);
+  PrunusEvalResult before = prunus_evaluate(m, test, &norm, 64);
+  PrunusEpochReport last = {0};
+  PrunusTrainConfig tc = mlp_train_config();
+  PrunusTrainHooks hooks = {.on_epoch = keep_report, .user = &last};
+  g_assert_true(prunus_train(m, &tc, train, val, &norm, 7, &hooks, &error));
+  g_assert_no_error(error);
+  PrunusEvalResult after = prunus_evaluate(m, test, &norm, 64);
+  g_test_message("quadrants 4x4, noise sd 45: test accuracy %.4f -> %.4f, loss %.4f -> %.4f; "
+                 "last epoch train loss %.4f val accuracy %.4f",
+                 before.accuracy, after.accuracy, before.loss, after.loss, last.train_loss,
+                 last.val_accuracy);
+  g_assert_cmpint(after.n, ==, 400);
+  g_assert_cmpint(last.epoch, ==, tc.epochs);
+  g_assert_cmpfloat(after.accuracy, >=, 0.95);
+  g_assert_cmpfloat(last.val_accuracy, >=, 0.95);
+  g_assert_cmpfloat(after.loss, <, 0.25);
+  g_assert_cmpfloat(after.loss, <, before.loss / 4);
+  /* The report is consistent with evaluating the validation set afterwards. */
+  PrunusEvalResult v = prunus_evaluate(m, val, &norm, 0);
+  assert_close(v.accuracy, last.val_accuracy, 1e-12);
+  assert_close(v.loss, last.val_loss, 1e-9);
+  prunus_model_free(m);
+  prunus_dataset_free(test);
+  prunus_dataset_free(val);
+  prunus_dataset_free(train);
+}
+
+static void test_train_deterministic(void) {
+  prunus_set_threads(1);
+  PrunusDataset *train = quadrant_dataset(300, 4, 45.0, 11);
+  PrunusDataset *val = quadrant_dataset(60, 4, 45.0, 12);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusEpochReport ra = {0}, rb = {0}, rc = {0};
+  PrunusModel *a = train_mlp(5, train, val, &norm, &ra);
+  PrunusModel *b = train_mlp(5, train, val, &norm, &rb);
+  PrunusModel *c = train_mlp(6, train, val, &norm, &rc);
+  g_assert_cmpuint(a->n_params, ==, 16 * 16 + 16 + 16 * 4 + 4);
+  g_assert_cmpint(memcmp(a->params, b->params, sizeof(float) * a->n_params), ==, 0);
+  g_assert_cmpint(memcmp(&ra.train_loss, &rb.train_loss, sizeof(double)), ==, 0);
+  g_assert_cmpint(memcmp(&ra.val_loss, &rb.val_loss, sizeof(double)), ==, 0);
+  g_assert_cmpint(memcmp(a->params, c->params, sizeof(float) * a->n_params), !=, 0);
+  g_assert_cmpfloat(ra.train_loss, !=, rc.train_loss);
+  g_test_message("seed 5: train loss %.17g; seed 6: %.17g", ra.train_loss, rc.train_loss);
+  prunus_model_free(c);
+  prunus_model_free(b);
+  prunus_model_free(a);
+  prunus_dataset_free(val);
+  prunus_dataset_free(train);
+}
+
+static void test_train_keeps_mask(void) {
+  PrunusDataset *train = quadrant_dataset(300, 4, 45.0, 21);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusArch arch = mlp_arch();
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.weight_decay = 1e-3;
+  tc.nesterov = TRUE;
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&arch, tc.batch, 3, &error);
+  g_assert_no_error(error);
+  /* Prune every third weight of both dense layers, including weight 0 of layer 1. */
+  size_t pruned = 0;
+  for (int li = 0; li < m->n_layers; li++) {
+    const PrunusLayer *l = &m->layers[li];
+    for (size_t j = 0; j < l->w_len; j += 3, pruned++) m->mask[l->w_off + j] = 0.0f;
+  }
+  prunus_model_apply_mask(m);
+  float *before = g_memdup2(m->params, sizeof(float) * m->n_params);
+  g_assert_true(prunus_train(m, &tc, train, NULL, &norm, 3, NULL, &error));
+  g_assert_no_error(error);
+  size_t zero = 0, moved = 0;
+  for (size_t i = 0; i < m->n_params; i++) {
+    if (m->mask[i] == 0.0f) {
+      if (m->params[i] != 0.0f) g_error("masked param %zu = %g after training", i, m->params[i]);
+      zero++;
+    } else if (m->params[i] != before[i]) {
+      moved++;
+    }
+  }
+  g_assert_cmpuint(zero, ==, pruned);
+  g_assert_cmpuint(pruned, ==, (16 * 16 + 2) / 3 + (16 * 4 + 2) / 3);
+  g_assert_cmpuint(moved, >, (m->n_params - pruned) * 9 / 10);
+  g_free(before);
+  prunus_model_free(m);
+  prunus_dataset_free(train);
+}
+
+// ----------------------------------------------------------------------------
+// Evaluation and divergence
+
+static void test_evaluate_by_hand(void) {
+  static PrunusLayerSpec layers[] = {{.type = PRUNUS_LAYER_FLATTEN},
+                                     {.type = PRUNUS_LAYER_DENSE, .units = 2}};
+  PrunusArch arch = {.input = {1, 1, 2}, .n_classes = 2, .n_layers = 2, .layers = layers};
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&arch, 2, 0, &error);
+  g_assert_no_error(error);
+  const PrunusLayer *d = &m->layers[1];
+  g_assert_cmpuint(d->w_len, ==, 4);
+  g_assert_cmpuint(d->b_len, ==, 2);
+  /* W = identity (out, in), b = 0: logits = x. */
+  const float w[4] = {1, 0, 0, 1};
+  memcpy(m->params + d->w_off, w, sizeof w);
+  m->params[d->b_off] = m->params[d->b_off + 1] = 0.0f;
+  /* Sample 0: x = (1, 0), label 0: right, loss log(1 + e^-1).
+   * Sample 1: x = (0, 0.2), label 0: wrong, loss log(1 + e^0.2). */
+  const uint8_t img[4] = {255, 0, 0, 51}, lab[2] = {0, 0};
+  PrunusDataset *ds = prunus_dataset_new_from_data(2, 1, 1, 2, 2, img, lab);
+  PrunusNorm unit = {.kind = PRUNUS_NORM_UNIT, .mean = 0.0f, .std = 1.0f};
+  const double want_loss = 0.5 * (log1p(exp(-1.0)) + log1p(exp(0.2)));
+  for (int batch = 0; batch <= 3; batch++) {
+    PrunusEvalResult r = prunus_evaluate(m, ds, &unit, batch);
+    g_assert_cmpint(r.n, ==, 2);
+    assert_close(r.accuracy, 0.5, 0);
+    assert_close(r.loss, want_loss, 1e-6);
+  }
+  assert_close(want_loss, 0.5557003, 1e-6); /* (0.3132617 + 0.7981389) / 2 */
+  /* Both right once the second label is 1. */
+  const uint8_t lab2[2] = {0, 1};
+  PrunusDataset *ds2 = prunus_dataset_new_from_data(2, 1, 1, 2, 2, img, lab2);
+  PrunusEvalResult r2 = prunus_evaluate(m, ds2, &unit, 2);
+  assert_close(r2.accuracy, 1.0, 0);
+  assert_close(r2.loss, 0.5 * (log1p(exp(-1.0)) + log1p(exp(-0.2))), 1e-6);
+  /* No data: NaN, n = 0. */
+  PrunusEvalResult none = prunus_evaluate(m, NULL, &unit, 2);
+  g_assert_cmpint(none.n, ==, 0);
+  g_assert_true(isnan(none.accuracy) && isnan(none.loss));
+  prunus_dataset_free(ds2);
+  prunus_dataset_free(ds);
+  prunus_model_free(m);
+}
+
+static int epochs_seen;
+
+static gboolean count_epoch(const PrunusEpochReport *r, void *user, GError **error) {
+  (void)r, (void)user, (void)error;
+  epochs_seen++;
+  return TRUE;
+}
+
+static void test_train_diverges(void) {
+  PrunusDataset *train = quadrant_dataset(200, 4, 45.0, 31);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusArch arch = mlp_arch();
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.lr = 1e30;
+  tc.lr_schedule = PRUNUS_LR_CONSTANT;
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&arch, tc.batch, 1, &error);
+  g_assert_no_error(error);
+  epochs_seen = 0;
+  PrunusTrainHooks hooks = {.on_epoch = count_epoch};
+  g_assert_false(prunus_train(m, &tc, train, NULL, &norm, 1, &hooks, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC);
+  testutil_assert_error_contains(error, "train.lr", "epoch 1", "1e+30", NULL);
+  g_assert_cmpint(epochs_seen, ==, 0); /* stopped in the first epoch, no report */
+  g_clear_error(&error);
+  prunus_model_free(m);
+  prunus_dataset_free(train);
+}
+
+static void test_train_bad_input(void) {
+  PrunusDataset *wrong = quadrant_dataset(10, 6, 10.0, 1); /* 36 inputs, model takes 16 */
+  PrunusNorm norm = prunus_norm_fit(wrong, PRUNUS_NORM_UNIT);
+  PrunusArch arch = mlp_arch();
+  PrunusTrainConfig tc = mlp_train_config();
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&arch, tc.batch, 1, &error);
+  g_assert_no_error(error);
+  g_assert_false(prunus_train(m, &tc, wrong, NULL, &norm, 1, NULL, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH);
+  testutil_assert_error_contains(error, "1x6x6", "1x4x4", NULL);
+  g_clear_error(&error);
+  PrunusDataset *empty = prunus_dataset_new_from_data(0, 1, 4, 4, 4, NULL, NULL);
+  g_assert_false(prunus_train(m, &tc, empty, NULL, &norm, 1, NULL, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID);
+  g_clear_error(&error);
+  prunus_dataset_free(empty);
+  prunus_model_free(m);
+  prunus_dataset_free(wrong);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/train/lr/constant", test_lr_constant);
+  g_test_add_func("/train/lr/step", test_lr_step);
+  g_test_add_func("/train/lr/cosine", test_lr_cosine);
+  g_test_add_func("/train/lr/warmup", test_lr_warmup);
+  g_test_add_func("/train/optim/sgd", test_sgd_plain);
+  g_test_add_func("/train/optim/momentum", test_sgd_momentum);
+  g_test_add_func("/train/optim/nesterov", test_sgd_nesterov);
+  g_test_add_func("/train/optim/weight-decay", test_sgd_weight_decay);
+  g_test_add_func("/train/optim/adam", test_adam);
+  g_test_add_func("/train/optim/mask", test_optim_mask);
+  g_test_add_func("/train/fit/quadrants", test_train_quadrants);
+  g_test_add_func("/train/fit/deterministic", test_train_deterministic);
+  g_test_add_func("/train/fit/keeps-mask", test_train_keeps_mask);
+  g_test_add_func("/train/fit/diverges", test_train_diverges);
+  g_test_add_func("/train/fit/bad-input", test_train_bad_input);
+  g_test_add_func("/train/evaluate/by-hand", test_evaluate_by_hand);
+  return g_test_run();
+}
