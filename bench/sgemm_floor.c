@@ -44,22 +44,44 @@ static void floor_clear(Floor *f) {
   for (int i = 0; i <= N_DENSE; i++) g_free(f->act[i]), g_free(f->dact[i]);
 }
 
+/* Per-call clocks (--calls): 0..2 forward of layer i, 3..5 dW of layer i, 6..7 dx of
+ * layer i (1, 2). */
+#define N_CALLS 8
+static const char *const call_names[N_CALLS] = {
+    "fwd 1 (B,300,784) NT", "fwd 2 (B,100,300) NT", "fwd 3 (B,10,100) NT",
+    "dW 1 (300,784,B) TN",  "dW 2 (100,300,B) TN",  "dW 3 (10,100,B) TN",
+    "dx 2 (B,300,100) NN",  "dx 3 (B,100,10) NN"};
+static bool clock_calls = false;
+static double call_us[N_CALLS];
+
+static gint64 tick(void) { return clock_calls ? g_get_monotonic_time() : 0; }
+static void tock(int call, gint64 t0) {
+  if (clock_calls) call_us[call] += (double)(g_get_monotonic_time() - t0);
+}
+
 /* The sgemm calls of one step at batch nb, as dense_forward / dense_backward make them:
  * forward y = x W^T (beta 1 onto the bias rows); backward dW += dy^T x, dx = dy W
  * (no dx for the first layer). */
 static void floor_step(Floor *f, int nb) {
   for (int i = 0; i < N_DENSE; i++) {
     int in = widths[i], out = widths[i + 1];
+    gint64 t0 = tick();
     prunus_sgemm(false, true, nb, out, in, 1.0f, f->act[i], in, f->W[i], in, 1.0f, f->act[i + 1],
                  out);
+    tock(i, t0);
   }
   for (int i = N_DENSE - 1; i >= 0; i--) {
     int in = widths[i], out = widths[i + 1];
+    gint64 t0 = tick();
     prunus_sgemm(true, false, out, in, nb, 1.0f, f->dact[i + 1], out, f->act[i], in, 1.0f,
                  f->dW[i], in);
-    if (i > 0)
+    tock(N_DENSE + i, t0);
+    if (i > 0) {
+      t0 = tick();
       prunus_sgemm(false, false, nb, in, out, 1.0f, f->dact[i + 1], out, f->W[i], in, 0.0f,
                    f->dact[i], in);
+      tock(2 * N_DENSE + i - 1, t0);
+    }
   }
 }
 
@@ -83,6 +105,8 @@ int main(int argc, char **argv) {
       {"samples", 'n', 0, G_OPTION_ARG_INT, &n, "samples per epoch (default 55000)", "N"},
       {"epochs", 'e', 0, G_OPTION_ARG_INT, &epochs, "timed epochs after one warm-up (default 3)",
        "E"},
+      {"calls", 0, 0, G_OPTION_ARG_NONE, &clock_calls,
+       "also print microseconds per step of each call (to stderr)", NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL}};
   GOptionContext *ctx = g_option_context_new("- LeNet-300-100 sgemm-only throughput floor");
   g_option_context_add_main_entries(ctx, entries, NULL);
@@ -103,6 +127,7 @@ int main(int argc, char **argv) {
   Floor f;
   floor_init(&f, batch);
   floor_epoch(&f, n, batch); /* warm-up: page faults, BLAS thread start */
+  memset(call_us, 0, sizeof call_us);
   double *secs = g_new(double, epochs);
   for (int e = 0; e < epochs; e++) secs[e] = floor_epoch(&f, n, batch);
   qsort(secs, epochs, sizeof *secs, cmp_double);
@@ -116,6 +141,11 @@ int main(int argc, char **argv) {
          "\"gflops\":%.3f}\n",
          prunus_get_threads(), batch, n, epochs, median, n / median,
          flops_per_sample * n / median / 1e9);
+  if (clock_calls) {
+    int steps = (n + batch - 1) / batch;
+    for (int c = 0; c < N_CALLS; c++)
+      fprintf(stderr, "%-22s %8.1f us/step\n", call_names[c], call_us[c] / steps / epochs);
+  }
   g_free(secs);
   floor_clear(&f);
   return 0;

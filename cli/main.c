@@ -4,6 +4,7 @@
 
 #include <locale.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -17,12 +18,19 @@ static char *opt_output = NULL;
 static char **opt_set = NULL;
 static int opt_threads = 0;
 static gboolean opt_quiet = FALSE;
+static char *opt_only = NULL;
+static char *opt_cache = NULL;
 
 static const GOptionEntry job_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Run folder (default runs/NAME)", "RUN_DIR"},
     {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &opt_set, "Override a config key (repeatable)", "KEY=VALUE"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "OpenBLAS threads (default: OpenBLAS's)", "N"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "Print only the result line", NULL},
+    {NULL}};
+
+static const GOptionEntry run_entries[] = {
+    {"only", 0, 0, G_OPTION_ARG_STRING, &opt_only, "Run only the experiment of this name", "NAME"},
+    {"cache", 0, 0, G_OPTION_ARG_FILENAME, &opt_cache, "Pretraining cache folder (default RUN_DIR/cache)", "DIR"},
     {NULL}};
 
 static int fail(GError *error) {
@@ -39,6 +47,7 @@ static gboolean parse_job_args(const char *cmd, const char *positional, int n_po
   GOptionContext *ctx = g_option_context_new(param);
   g_free(param);
   g_option_context_add_main_entries(ctx, job_entries, NULL);
+  if (!strcmp(cmd, "run")) g_option_context_add_main_entries(ctx, run_entries, NULL);
   GError *error = NULL;
   gboolean ok = g_option_context_parse(ctx, argc, argv, &error);
   if (!ok) {
@@ -59,7 +68,9 @@ static PrunusJobOptions job_options(const char *config) {
                             .overrides = (const char *const *)opt_set,
                             .run_dir = opt_output,
                             .threads = opt_threads,
-                            .quiet = opt_quiet};
+                            .quiet = opt_quiet,
+                            .only = opt_only,
+                            .cache_dir = opt_cache};
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -100,13 +111,123 @@ static int cmd_plugins(int argc, char **argv) {
   return 0;
 }
 
+static int cmd_report(int argc, char **argv) {
+  if (argc != 3 || argv[2][0] == '-') {
+    fprintf(stderr, "prunus report: expected RUN_DIR (a folder written by `prunus run`)\n");
+    return 2;
+  }
+  GError *error = NULL;
+  if (!prunus_job_report(argv[2], &error)) return fail(error);
+  return 0;
+}
+
+/* `prunus bench CHECKPOINT [--batch 1,32,256] [--threads N] [--seconds S] [--json FILE]` */
+static int cmd_bench(int argc, char **argv) {
+  char *batch_text = NULL, *json_path = NULL;
+  int threads = 1;
+  double seconds = 0.0;
+  const GOptionEntry entries[] = {
+      {"batch", 'b', 0, G_OPTION_ARG_STRING, &batch_text, "Batch sizes (default 1,32,256)", "B1,B2,..."},
+      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "Threads: sparse kernels and OpenBLAS (1 or 2)", "N"},
+      {"seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "Time per measurement (default 0.3)", "S"},
+      {"json", 0, 0, G_OPTION_ARG_FILENAME, &json_path, "Also write the results as JSON", "FILE"},
+      {NULL}};
+  GOptionContext *ctx = g_option_context_new("bench CHECKPOINT");
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  GError *error = NULL;
+  int rc = 2;
+  GArray *batches = g_array_new(FALSE, FALSE, sizeof(int));
+  if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+    fprintf(stderr, "prunus bench: %s\n", error->message);
+    g_clear_error(&error);
+    goto out;
+  }
+  if (argc != 3) {
+    fprintf(stderr, "prunus bench: expected CHECKPOINT\n");
+    goto out;
+  }
+  if (batch_text) {
+    char **parts = g_strsplit(batch_text, ",", -1);
+    for (char **p = parts; *p; p++) {
+      char *end = NULL;
+      long v = strtol(*p, &end, 10);
+      if (end == *p || *end != '\0' || v < 1 || v > 65536) {
+        fprintf(stderr, "prunus bench: --batch expects sizes like 1,32,256, found '%s'\n", *p);
+        g_strfreev(parts);
+        goto out;
+      }
+      int b = (int)v;
+      g_array_append_val(batches, b);
+    }
+    g_strfreev(parts);
+  }
+  PrunusBenchOptions o = {.batches = (const int *)batches->data, .n_batches = (int)batches->len,
+                          .threads = threads, .seconds = seconds, .json_path = json_path};
+  rc = prunus_job_bench(argv[2], &o, &error) ? 0 : fail(error);
+out:
+  g_array_free(batches, TRUE);
+  g_free(batch_text);
+  g_free(json_path);
+  g_option_context_free(ctx);
+  return rc;
+}
+
+/* `prunus export CHECKPOINT [CONFIG] --format c|safetensors -o OUT` */
+static int cmd_export(int argc, char **argv) {
+  char *format = NULL, *out_path = NULL;
+  const GOptionEntry entries[] = {
+      {"format", 'f', 0, G_OPTION_ARG_STRING, &format, "c (a folder with a .c and .h) or safetensors", "FORMAT"},
+      {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out_path, "Output folder (c) or file (safetensors)", "OUT"},
+      {NULL}};
+  GOptionContext *ctx = g_option_context_new("export CHECKPOINT [CONFIG]");
+  g_option_context_add_main_entries(ctx, entries, NULL);
+  GError *error = NULL;
+  int rc = 2;
+  PrunusExportFormat f = PRUNUS_EXPORT_C;
+  if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+    fprintf(stderr, "prunus export: %s\n", error->message);
+    g_clear_error(&error);
+    goto out;
+  }
+  if (!format || !out_path || argc < 3 || argc > 4) {
+    fprintf(stderr, "prunus export: expected CHECKPOINT [CONFIG] --format c|safetensors -o OUT\n");
+    goto out;
+  }
+  if (!strcmp(format, "c")) {
+    f = PRUNUS_EXPORT_C;
+    if (argc != 4) {
+      fprintf(stderr, "prunus export: --format c needs the CONFIG (its training split gives the "
+                      "input normalisation)\n");
+      goto out;
+    }
+  } else if (!strcmp(format, "safetensors")) {
+    f = PRUNUS_EXPORT_SAFETENSORS;
+  } else {
+    fprintf(stderr, "prunus export: --format must be c or safetensors, found '%s'\n", format);
+    goto out;
+  }
+  PrunusJobOptions o = {.config_path = argc == 4 ? argv[3] : NULL};
+  rc = prunus_job_export(argv[2], &o, f, out_path, &error) ? 0 : fail(error);
+out:
+  g_free(format);
+  g_free(out_path);
+  g_option_context_free(ctx);
+  return rc;
+}
+
 static const Command commands[] = {
     {"train", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--quiet]",
      "train the config's network and write the run folder", cmd_train},
     {"eval", "CHECKPOINT CONFIG", "test accuracy and loss of a checkpoint", cmd_eval},
-    {"run", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--quiet]",
+    {"run", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--only NAME] [--cache DIR] [--quiet]",
      "pretrain, then prune and retrain round by round; writes the run folder", cmd_run},
+    {"report", "RUN_DIR", "rebuild summary.md/.csv, plots/ and report.html of a run, no training",
+     cmd_report},
     {"plugins", "[CONFIG]", "list the plugins found on the search path", cmd_plugins},
+    {"bench", "CHECKPOINT [--batch 1,32,256] [--threads N] [--seconds S] [--json FILE]",
+     "latency of every inference engine (dense, masked, sparse, shrunk, auto)", cmd_bench},
+    {"export", "CHECKPOINT [CONFIG] --format c|safetensors -o OUT",
+     "a dependency-free C file (needs CONFIG) or pruned safetensors for PyTorch", cmd_export},
 };
 
 static void usage(FILE *to) {

@@ -22,6 +22,7 @@ struct PrunusConfig {
   GHashTable *read;     /* set of config_setting_t *: looked up or marked read */
   GHashTable *from_set; /* set of config_setting_t *: created or changed by --set */
   GHashTable *asked;    /* group setting -> GPtrArray of key names looked up in it */
+  GHashTable *origin;   /* config_setting_t * -> "file:line" of the experiment key it was merged from */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -82,6 +83,8 @@ char *prunus_config_where(PrunusConfig *c, const config_setting_t *s) {
   /* Array elements and settings made by --set have no line of their own: the
    * nearest ancestor that has one says where to look. */
   for (const config_setting_t *t = s; t; t = config_setting_parent(t)) {
+    const char *merged = g_hash_table_lookup(c->origin, t);
+    if (merged) return g_strdup(merged);
     if (g_hash_table_contains(c->from_set, t)) {
       char *path = setting_path(t);
       char *where = g_strdup_printf("--set %s", path);
@@ -206,6 +209,7 @@ static void forget_tree(PrunusConfig *c, const config_setting_t *s) {
   g_hash_table_remove(c->read, s);
   g_hash_table_remove(c->from_set, s);
   g_hash_table_remove(c->asked, s);
+  g_hash_table_remove(c->origin, s);
   if (!config_setting_is_aggregate(s)) return;
   int n = config_setting_length(s);
   for (int i = 0; i < n; i++) forget_tree(c, config_setting_get_elem(s, (unsigned)i));
@@ -278,6 +282,7 @@ PrunusConfig *prunus_config_load(const char *path, GError **error) {
   g_free(dir);
   c->read = g_hash_table_new(NULL, NULL);
   c->from_set = g_hash_table_new(NULL, NULL);
+  c->origin = g_hash_table_new_full(NULL, NULL, NULL, g_free);
   c->asked = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)g_ptr_array_unref);
   config_set_include_dir(&c->cfg, c->dir);
 
@@ -307,6 +312,7 @@ void prunus_config_free(PrunusConfig *c) {
   if (!c) return;
   config_destroy(&c->cfg);
   g_hash_table_destroy(c->asked);
+  g_hash_table_destroy(c->origin);
   g_hash_table_destroy(c->from_set);
   g_hash_table_destroy(c->read);
   g_free(c->dir);
@@ -1284,4 +1290,66 @@ void prunus_run_config_clear(PrunusRunConfig *rc) {
   g_free(rc->test_labels);
   prunus_arch_clear(&rc->arch);
   memset(rc, 0, sizeof *rc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* merging experiment overrides */
+
+/* Copy src's value (and children) into dst, a fresh setting of the same type. */
+static void copy_value(PrunusConfig *c, config_setting_t *dst, const config_setting_t *src) {
+  g_hash_table_insert(c->origin, dst, prunus_config_where(c, src));
+  switch (config_setting_type(src)) {
+  case CONFIG_TYPE_INT:
+    config_setting_set_int(dst, config_setting_get_int(src));
+    break;
+  case CONFIG_TYPE_INT64:
+    config_setting_set_int64(dst, config_setting_get_int64(src));
+    break;
+  case CONFIG_TYPE_FLOAT:
+    config_setting_set_float(dst, config_setting_get_float(src));
+    break;
+  case CONFIG_TYPE_BOOL:
+    config_setting_set_bool(dst, config_setting_get_bool(src));
+    break;
+  case CONFIG_TYPE_STRING:
+    config_setting_set_string(dst, config_setting_get_string(src));
+    break;
+  case CONFIG_TYPE_GROUP:
+  case CONFIG_TYPE_LIST:
+  case CONFIG_TYPE_ARRAY:
+    for (int i = 0; i < config_setting_length(src); i++) {
+      const config_setting_t *e = config_setting_get_elem(src, (unsigned)i);
+      config_setting_t *n = config_setting_add(dst, config_setting_is_group(src) ? config_setting_name(e) : NULL,
+                                               config_setting_type(e));
+      if (n) copy_value(c, n, e);
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
+                             const config_setting_t *src, GError **error) {
+  const char *name = config_setting_name(src);
+  config_setting_t *existing = config_setting_get_member(dst_parent, name);
+  if (existing && config_setting_is_group(existing) && config_setting_is_group(src)) {
+    for (int i = 0; i < config_setting_length(src); i++)
+      if (!prunus_config_merge(c, existing, config_setting_get_elem(src, (unsigned)i), error))
+        return FALSE;
+    return TRUE;
+  }
+  if (existing) {
+    forget_tree(c, existing);
+    config_setting_remove(dst_parent, name);
+  }
+  config_setting_t *n = config_setting_add(dst_parent, name, config_setting_type(src));
+  if (!n) {
+    char *where = prunus_config_where(c, src);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: cannot apply key '%s'", where, name);
+    g_free(where);
+    return FALSE;
+  }
+  copy_value(c, n, src);
+  return TRUE;
 }

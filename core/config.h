@@ -77,6 +77,12 @@ char *prunus_config_resolve_path(PrunusConfig *c, const char *path);
 char *prunus_config_dump(PrunusConfig *c);
 char *prunus_config_hash(PrunusConfig *c);
 
+/* Merge src (a setting of this config, e.g. a member of one experiments[] entry)
+ * into dst_parent: groups merge key by key, anything else replaces the member of
+ * the same name. Errors about the copies name src's file:line. */
+gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
+                             const config_setting_t *src, GError **error);
+
 /* The dataset, model and train groups, parsed. */
 typedef struct {
   char *name;

@@ -4,6 +4,11 @@
 #include "gemm.h"
 
 gboolean prunus_job_open(PrunusJob *job, const PrunusJobOptions *o, GError **error) {
+  return prunus_job_open_with(job, o, NULL, NULL, error);
+}
+
+gboolean prunus_job_open_with(PrunusJob *job, const PrunusJobOptions *o, PrunusJobPrepareFn prepare,
+                              void *user, GError **error) {
   *job = (PrunusJob){0};
   job->quiet = o->quiet;
   job->cfg = prunus_config_load(o->config_path, error);
@@ -11,6 +16,7 @@ gboolean prunus_job_open(PrunusJob *job, const PrunusJobOptions *o, GError **err
   for (const char *const *set = o->overrides; set && *set; set++) {
     if (!prunus_config_apply_set(job->cfg, *set, error)) goto out_close;
   }
+  if (prepare && !prepare(job->cfg, user, error)) goto out_close;
   if (!prunus_run_config_parse(job->cfg, &job->rc, error)) goto out_close;
   if (o->threads < 0) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "--threads must be >= 1, found %d",

@@ -18,6 +18,11 @@ typedef struct {
 /* Load, override, parse name/seed/dataset/model/train. The caller parses its own
  * groups, then calls prunus_config_check_unread. */
 gboolean prunus_job_open(PrunusJob *job, const PrunusJobOptions *o, GError **error);
+/* The same, calling prepare(cfg) after the --set overrides and before parsing
+ * (experiments merge their overrides there). */
+typedef gboolean (*PrunusJobPrepareFn)(PrunusConfig *cfg, void *user, GError **error);
+gboolean prunus_job_open_with(PrunusJob *job, const PrunusJobOptions *o, PrunusJobPrepareFn prepare,
+                              void *user, GError **error);
 void prunus_job_close(PrunusJob *job);
 
 /* Metadata every checkpoint of this job carries: config_hash, seed, name. (transfer full) */

@@ -1,9 +1,11 @@
 /* job_run.c: `prunus run` (the whole prune -> retrain pipeline of a config) and
  * `prunus plugins` (every plugin on the search path). */
 #include "pipeline.h"
+#include "report.h"
 
 #include <glib/gstdio.h>
 #include <stdio.h>
+#include <string.h>
 
 /* plugin_path = "dir" or ["dir", ...], resolved against the config's folder. */
 static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
@@ -26,51 +28,277 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
   return TRUE;
 }
 
+/* One experiment of the config's `experiments` list (index -1 = the base config
+ * alone) at one seed (has_seed FALSE = the config's own). */
+typedef struct {
+  int index;
+  gboolean has_seed;
+  int64_t seed;
+} ExperimentChoice;
+
+/* PrunusJobPrepareFn: merge experiments[index] over the base and set the seed;
+ * `experiments` and `seeds` themselves are consumed here. */
+static gboolean prepare_experiment(PrunusConfig *cfg, void *user, GError **error) {
+  const ExperimentChoice *ch = user;
+  config_setting_t *root = prunus_config_root(cfg);
+  config_setting_t *list = config_setting_get_member(root, "experiments");
+  config_setting_t *seeds = config_setting_get_member(root, "seeds");
+  if (seeds) prunus_config_mark_read_tree(cfg, seeds);
+  if (ch->index >= 0) {
+    config_setting_t *e = config_setting_get_elem(list, (unsigned)ch->index);
+    for (int i = 0; i < config_setting_length(e); i++) {
+      config_setting_t *m = config_setting_get_elem(e, (unsigned)i);
+      const char *key = config_setting_name(m);
+      if (!strcmp(key, "name")) continue;
+      if (!strcmp(key, "dataset") || !strcmp(key, "experiments") || !strcmp(key, "seeds") ||
+          !strcmp(key, "plugin_path")) {
+        char *where = prunus_config_where(cfg, m);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s: an experiment may override name, seed, model, train and prune, not '%s'",
+                    where, key);
+        g_free(where);
+        return FALSE;
+      }
+      if (!prunus_config_merge(cfg, root, m, error)) return FALSE;
+    }
+  }
+  if (list) prunus_config_mark_read_tree(cfg, list);
+  if (ch->has_seed) {
+    config_setting_t *s = config_setting_get_member(root, "seed");
+    if (!s) s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
+    else if (config_setting_type(s) != CONFIG_TYPE_INT64) {
+      config_setting_remove(root, "seed");
+      s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
+    }
+    config_setting_set_int64(s, ch->seed);
+  }
+  return TRUE;
+}
+
+/* The experiments (name, index) and seeds of the config, validated. */
+static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *seeds, GPtrArray *names,
+                                 GError **error) {
+  PrunusConfig *cfg = base->cfg;
+  config_setting_t *root = prunus_config_root(cfg);
+  config_setting_t *list = config_setting_get_member(root, "experiments");
+  config_setting_t *s = config_setting_get_member(root, "seeds");
+  if (s) {
+    if (!config_setting_is_aggregate(s) || config_setting_length(s) == 0) {
+      char *where = prunus_config_where(cfg, s);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds must be a list of integers, e.g. [0, 1, 2]", where);
+      g_free(where);
+      return FALSE;
+    }
+    for (int i = 0; i < config_setting_length(s); i++) {
+      config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+      if (config_setting_type(e) != CONFIG_TYPE_INT && config_setting_type(e) != CONFIG_TYPE_INT64) {
+        char *where = prunus_config_where(cfg, e);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds[%d] must be an integer", where, i);
+        g_free(where);
+        return FALSE;
+      }
+      int64_t v = config_setting_get_int64(e);
+      if (config_setting_type(e) == CONFIG_TYPE_INT) v = config_setting_get_int(e);
+      g_array_append_val(seeds, v);
+    }
+  }
+  if (!list) {
+    int idx = -1;
+    g_array_append_val(names_idx, idx);
+    g_ptr_array_add(names, g_strdup(base->rc.name));
+    return TRUE;
+  }
+  if (!config_setting_is_list(list) || config_setting_length(list) == 0) {
+    char *where = prunus_config_where(cfg, list);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: experiments must be a list of groups: ( { name = \"a\"; ... }, ... )", where);
+    g_free(where);
+    return FALSE;
+  }
+  for (int i = 0; i < config_setting_length(list); i++) {
+    config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+    const char *name = NULL;
+    if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name) ||
+        !*name || strchr(name, '/')) {
+      char *where = prunus_config_where(cfg, e);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: experiments[%d] needs name = \"...\" (a non-empty string without '/')", where, i);
+      g_free(where);
+      return FALSE;
+    }
+    for (guint j = 0; j < names->len; j++) {
+      if (!strcmp(g_ptr_array_index(names, j), name)) {
+        char *where = prunus_config_where(cfg, e);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: experiment name '%s' is used twice", where, name);
+        g_free(where);
+        return FALSE;
+      }
+    }
+    g_array_append_val(names_idx, i);
+    g_ptr_array_add(names, g_strdup(name));
+  }
+  return TRUE;
+}
+
+/* summary.json of an earlier (interrupted) run of the same config, or a new one. */
+static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash, GError **error) {
+  char *path = g_build_filename(job->run_dir, "summary.json", NULL);
+  char *text = NULL;
+  gsize len = 0;
+  PrunusJson *summary = NULL;
+  if (g_file_get_contents(path, &text, &len, NULL)) {
+    GError *local = NULL;
+    summary = prunus_json_parse(text, len, &local);
+    const PrunusJson *h = summary ? prunus_json_get(summary, "config_hash") : NULL;
+    const PrunusJson *cmd = summary ? prunus_json_get(summary, "command") : NULL;
+    if (!summary) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                  "%s is not valid JSON (%s); move the run folder away to start over", path, local->message);
+      g_clear_error(&local);
+    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(h), hash) ||
+               !cmd || prunus_json_type(cmd) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(cmd), "run")) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                  "%s holds the results of a different config (config_hash differs); choose another "
+                  "-o RUN_DIR or move that folder away (nothing was changed)", path);
+      g_clear_pointer(&summary, prunus_json_free);
+    } else if (!job->quiet) {
+      printf("resuming the run in %s\n", job->run_dir);
+    }
+    g_free(text);
+    g_free(path);
+    return summary;
+  }
+  g_free(path);
+  summary = prunus_json_new_object();
+  prunus_json_object_set(summary, "prunus_version", prunus_json_new_string(prunus_version()));
+  prunus_json_object_set(summary, "command", prunus_json_new_string("run"));
+  prunus_json_object_set(summary, "config", prunus_json_new_string(o->config_path));
+  prunus_json_object_set(summary, "config_hash", prunus_json_new_string(hash));
+  prunus_json_object_set(summary, "experiments", prunus_json_new_array());
+  return summary;
+}
+
+/* This (name, seed)'s entry in summary's experiments, created when absent. */
+static PrunusJson *experiment_entry(PrunusJson *summary, const char *name, uint64_t seed) {
+  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
+  for (size_t i = 0; i < prunus_json_length(exps); i++) {
+    PrunusJson *e = (PrunusJson *)prunus_json_index(exps, i);
+    const PrunusJson *n = prunus_json_get(e, "name"), *s = prunus_json_get(e, "seed");
+    if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING && !strcmp(prunus_json_string(n), name) &&
+        prunus_json_type(s) == PRUNUS_JSON_NUMBER && (uint64_t)prunus_json_number(s) == seed)
+      return e;
+  }
+  PrunusJson *e = prunus_json_new_object();
+  prunus_json_array_add(exps, e);
+  return e;
+}
+
 gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
-  PrunusJob job;
-  if (!prunus_job_open(&job, o, error)) return FALSE;
+  PrunusJob base;
+  ExperimentChoice base_choice = {.index = -1};
+  if (!prunus_job_open_with(&base, o, prepare_experiment, &base_choice, error)) return FALSE;
   gboolean ok = FALSE;
-  PrunusPruneConfig pc = {0};
   PrunusData data = {0};
   PrunusPluginRegistry *reg = NULL;
   PrunusJson *summary = NULL;
+  char *hash = NULL, *cache = NULL;
+  GArray *indices = g_array_new(FALSE, FALSE, sizeof(int));
+  GArray *seeds = g_array_new(FALSE, FALSE, sizeof(int64_t));
+  GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
   GPtrArray *dirs = g_ptr_array_new_with_free_func(g_free);
-  if (!plugin_dirs(job.cfg, dirs, error)) goto out_close;
+  GPtrArray *jobs = g_ptr_array_new(); /* PrunusJob*, one per experiment x seed */
+  GPtrArray *pcs = g_ptr_array_new();  /* PrunusPruneConfig*, parallel to jobs */
+  GPtrArray *subdirs = g_ptr_array_new_with_free_func(g_free);
+  if (!plugin_dirs(base.cfg, dirs, error)) goto out_free;
   g_ptr_array_add(dirs, NULL);
-  if (!prunus_prune_config_parse(job.cfg, &job.rc.arch, &pc, error)) goto out_close;
+  if (!list_experiments(&base, indices, seeds, names, error)) goto out_free;
+  if (o->only) {
+    gboolean found = FALSE;
+    for (guint i = 0; i < names->len; i++) found |= !strcmp(g_ptr_array_index(names, i), o->only);
+    if (!found) {
+      GString *all = g_string_new(NULL);
+      for (guint i = 0; i < names->len; i++)
+        g_string_append_printf(all, "%s%s", i ? ", " : "", (const char *)g_ptr_array_index(names, i));
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "--only %s: %s has no such experiment (it has: %s)", o->only, o->config_path, all->str);
+      g_string_free(all, TRUE);
+      goto out_free;
+    }
+  }
+  /* Open and check every experiment x seed before training anything. */
+  int n_seeds = seeds->len ? (int)seeds->len : 1;
+  for (guint i = 0; i < indices->len; i++) {
+    const char *name = g_ptr_array_index(names, i);
+    if (o->only && strcmp(name, o->only)) continue;
+    for (int s = 0; s < n_seeds; s++) {
+      ExperimentChoice ch = {.index = g_array_index(indices, int, i), .has_seed = seeds->len > 0,
+                             .seed = seeds->len ? g_array_index(seeds, int64_t, s) : 0};
+      PrunusJob *job = g_new0(PrunusJob, 1);
+      PrunusPruneConfig *pc = g_new0(PrunusPruneConfig, 1);
+      g_ptr_array_add(jobs, job);
+      g_ptr_array_add(pcs, pc);
+      PrunusJobOptions eo = *o;
+      eo.run_dir = base.run_dir;
+      if (!prunus_job_open_with(job, &eo, prepare_experiment, &ch, error)) goto out_free;
+      if (!prunus_prune_config_parse(job->cfg, &job->rc.arch, pc, error)) goto out_free;
+      g_ptr_array_add(subdirs, seeds->len > 1 ? g_strdup_printf("%s/seed-%" G_GINT64_FORMAT, name, ch.seed)
+                                              : g_strdup(name));
+    }
+  }
   reg = prunus_plugin_registry_new((const char *const *)dirs->pdata);
-  if (!prunus_data_load(&job.rc, &data, error)) goto out_free;
-  if (!prunus_rundir_ensure(job.run_dir, error)) goto out_free;
+  if (!prunus_data_load(&base.rc, &data, error)) goto out_free;
+  if (!prunus_rundir_ensure(base.run_dir, error)) goto out_free;
+  hash = prunus_config_hash(base.cfg);
+  summary = open_summary(&base, o, hash, error);
+  if (!summary) goto out_free;
+  prunus_json_object_set(summary, "threads", prunus_json_new_number(o->threads));
   {
-    char *metrics = g_build_filename(job.run_dir, "metrics.jsonl", NULL);
-    g_unlink(metrics);
-    g_free(metrics);
-    char *text = prunus_config_dump(job.cfg);
-    char *path = g_build_filename(job.run_dir, "config.cfg", NULL);
+    char *text = prunus_config_dump(base.cfg);
+    char *path = g_build_filename(base.run_dir, "config.cfg", NULL);
     gboolean written = g_file_set_contents(path, text, -1, error);
     g_free(path);
     g_free(text);
     if (!written) goto out_free;
   }
-  summary = prunus_json_new_object();
-  char *hash = prunus_config_hash(job.cfg);
-  prunus_json_object_set(summary, "prunus_version", prunus_json_new_string(prunus_version()));
-  prunus_json_object_set(summary, "command", prunus_json_new_string("run"));
-  prunus_json_object_set(summary, "config", prunus_json_new_string(o->config_path));
-  prunus_json_object_set(summary, "config_hash", prunus_json_new_string(hash));
-  prunus_json_object_set(summary, "threads", prunus_json_new_number(o->threads));
-  prunus_json_object_set(summary, "experiments", prunus_json_new_array());
-  g_free(hash);
-  ok = prunus_pipeline_run(&job, &data, reg, &pc, job.rc.name, summary, error);
+  cache = o->cache_dir ? g_strdup(o->cache_dir) : g_build_filename(base.run_dir, "cache", NULL);
+  guint k = 0;
+  for (guint i = 0; i < indices->len; i++) {
+    const char *name = g_ptr_array_index(names, i);
+    if (o->only && strcmp(name, o->only)) continue;
+    for (int s = 0; s < n_seeds; s++, k++) {
+      PrunusJob *job = g_ptr_array_index(jobs, k);
+      PrunusExperimentSpec spec = {.name = name, .subdir = g_ptr_array_index(subdirs, k),
+                                   .cache_dir = cache,
+                                   .entry = experiment_entry(summary, name, job->rc.seed)};
+      if (!prunus_pipeline_run(job, &data, reg, g_ptr_array_index(pcs, k), &spec, summary, error))
+        goto out_free;
+    }
+  }
+  ok = prunus_report_write(base.run_dir, error);
+  if (ok && !o->quiet) printf("report: %s/report.html\n", base.run_dir);
 
 out_free:
+  g_free(cache);
+  g_free(hash);
   prunus_json_free(summary);
   prunus_data_clear(&data);
   prunus_plugin_registry_free(reg);
-out_close:
-  prunus_prune_config_clear(&pc);
+  for (guint i = 0; i < jobs->len; i++) {
+    PrunusPruneConfig *pc = g_ptr_array_index(pcs, i);
+    prunus_prune_config_clear(pc);
+    g_free(pc);
+    PrunusJob *job = g_ptr_array_index(jobs, i);
+    prunus_job_close(job);
+    g_free(job);
+  }
+  g_ptr_array_free(subdirs, TRUE);
+  g_ptr_array_free(pcs, TRUE);
+  g_ptr_array_free(jobs, TRUE);
   g_ptr_array_free(dirs, TRUE);
-  prunus_job_close(&job);
+  g_ptr_array_free(names, TRUE);
+  g_array_free(seeds, TRUE);
+  g_array_free(indices, TRUE);
+  prunus_job_close(&base);
   return ok;
 }
 

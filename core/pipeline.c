@@ -7,6 +7,7 @@
 #include "plugin_host.h"
 #include "progress.h"
 #include "rng.h"
+#include "safetensors.h"
 #include "shrink.h"
 
 #include <glib/gstdio.h>
@@ -19,6 +20,7 @@ typedef struct {
   PrunusData *data;
   const PrunusPruneConfig *pc;
   const char *exp;
+  const PrunusExperimentSpec *spec;
   PrunusModel *m;
   float *theta0;            /* (m->n_params) initial weights, NULL when pretrained elsewhere */
   float *thetak;            /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
@@ -29,8 +31,8 @@ typedef struct {
   int round;
   PrunusProgress progress;
   GArray *rounds;           /* PrunusRoundMetrics */
-  PrunusJson *summary;      /* the whole summary.json, this experiment appended last */
-  PrunusJson *exp_json;     /* (transfer none) inside summary */
+  PrunusJson *summary;      /* the whole summary.json */
+  PrunusJson *exp_json;     /* (transfer none) this experiment's entry inside summary */
 } Pipeline;
 
 /* ------------------------------------------------------------------------ */
@@ -356,6 +358,45 @@ static uint64_t file_size(const char *path) {
   return g_stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+/* θ0 and θk in the model's current layout, so a resumed run can rewind. */
+static gboolean write_thetas(Pipeline *p, const char *path, GError **error) {
+  PrunusTensor t[2];
+  int n = 0;
+  const float *slabs[2] = {p->theta0, p->thetak};
+  static const char *const names[2] = {"theta0", "thetak"};
+  for (int i = 0; i < 2; i++) {
+    if (!slabs[i]) continue;
+    t[n] = (PrunusTensor){.name = (char *)names[i], .ndim = 1, .data = (float *)slabs[i]};
+    t[n].shape[0] = (int64_t)p->m->n_params;
+    n++;
+  }
+  return prunus_safetensors_write(path, t, n, NULL, error);
+}
+
+/* Load θ0/θk written by write_thetas for a model of n_params. */
+static gboolean read_thetas(Pipeline *p, const char *path, GError **error) {
+  PrunusTensorFile *f = prunus_safetensors_read(path, error);
+  if (!f) return FALSE;
+  gboolean ok = TRUE;
+  float **slots[2] = {&p->theta0, &p->thetak};
+  static const char *const names[2] = {"theta0", "thetak"};
+  for (int i = 0; i < 2; i++) {
+    const PrunusTensor *t = prunus_tensor_file_find(f, names[i]);
+    if (!t) continue;
+    if (t->ndim != 1 || (size_t)t->shape[0] != p->m->n_params) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                  "%s: tensor '%s' holds %" G_GINT64_FORMAT " values, the model has %zu parameters",
+                  path, names[i], t->shape[0], p->m->n_params);
+      ok = FALSE;
+      break;
+    }
+    g_free(*slots[i]);
+    *slots[i] = g_memdup2(t->data, sizeof(float) * p->m->n_params);
+  }
+  prunus_tensor_file_free(f);
+  return ok;
+}
+
 static gboolean write_summary(Pipeline *p, GError **error) {
   PrunusJson *rounds = prunus_json_new_array();
   for (guint i = 0; i < p->rounds->len; i++)
@@ -372,17 +413,22 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
   measure_latency(p, &rm);
-  rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->exp, p->round);
-  char *dir = g_build_filename(p->job->run_dir, p->exp, NULL);
+  rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->spec->subdir, p->round);
+  char *dir = g_build_filename(p->job->run_dir, p->spec->subdir, NULL);
   char *path = g_build_filename(p->job->run_dir, rm.checkpoint, NULL);
+  char *theta_name = g_strdup_printf("round-%02d.theta.safetensors", p->round);
+  char *theta_path = g_build_filename(dir, theta_name, NULL);
+  g_free(theta_name);
   GHashTable *md = prunus_job_checkpoint_metadata(p->job);
   g_hash_table_insert(md, g_strdup("experiment"), g_strdup(p->exp));
   g_hash_table_insert(md, g_strdup("round"), g_strdup_printf("%d", p->round));
   g_hash_table_insert(md, g_strdup("sparsity"), g_strdup_printf("%.6f", rm.sparsity));
-  gboolean ok = prunus_rundir_ensure(dir, error) && prunus_checkpoint_save(p->m, path, md, error);
+  gboolean ok = prunus_rundir_ensure(dir, error) && write_thetas(p, theta_path, error) &&
+                prunus_checkpoint_save(p->m, path, md, error);
   rm.checkpoint_bytes = file_size(path);
   rm.seconds = seconds;
   g_hash_table_unref(md);
+  g_free(theta_path);
   g_free(path);
   g_free(dir);
   if (!ok) {
@@ -430,10 +476,107 @@ static void print_table(Pipeline *p) {
 
 /* ------------------------------------------------------------------------ */
 
+char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
+  char *arch = prunus_arch_to_string(&rc->arch);
+  const PrunusTrainConfig *t = &rc->train;
+  char *text = g_strdup_printf(
+      "arch=%s init=%d seed=%" G_GUINT64_FORMAT " data=%s|%s|%s|%s val=%d limits=%d,%d norm=%d "
+      "train=%d,%d,%d,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%.17g,%d,%d,%.17g,%.17g rewind=%d",
+      arch, rc->arch.init, rc->seed, rc->train_images, rc->train_labels, rc->test_images,
+      rc->test_labels, rc->validation, rc->train_limit, rc->test_limit, rc->normalize, t->epochs,
+      t->batch, t->optimizer, t->lr, t->momentum, t->nesterov, t->weight_decay, t->beta1, t->beta2,
+      t->eps, t->lr_schedule, t->step_size, t->gamma, t->warmup_epochs, rewind_epoch);
+  char *key = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text, -1);
+  g_free(text);
+  g_free(arch);
+  return key;
+}
+
+/* Pretrain (or take the pretraining from the cache), keeping θ0 and θk. */
+static gboolean pretrain(Pipeline *p, GError **error) {
+  PrunusJob *job = p->job;
+  const PrunusPruneConfig *pc = p->pc;
+  const PrunusArch *arch = &job->rc.arch;
+  if (pc->pretrained) {
+    p->m = prunus_checkpoint_load(pc->pretrained, job->rc.train.batch, arch, NULL, error);
+    if (p->m && !job->quiet) printf("%s: pretrained weights from %s\n", p->exp, pc->pretrained);
+    return p->m != NULL;
+  }
+  char *key = prunus_pretrain_key(&job->rc, pc->rewind_epoch);
+  char *dir = g_build_filename(p->spec->cache_dir, key, NULL);
+  char *model_path = g_build_filename(dir, "model.safetensors", NULL);
+  char *theta_path = g_build_filename(dir, "theta.safetensors", NULL);
+  gboolean ok = FALSE;
+  if (g_file_test(model_path, G_FILE_TEST_IS_REGULAR)) {
+    p->m = prunus_checkpoint_load(model_path, job->rc.train.batch, arch, NULL, error);
+    if (!p->m) goto out_free;
+    ok = read_thetas(p, theta_path, error);
+    if (ok && !job->quiet) printf("%s: pretrained network reused from %s\n", p->exp, dir);
+    goto out_free;
+  }
+  p->m = prunus_model_new(arch, job->rc.train.batch, job->rc.seed, error);
+  if (!p->m) goto out_free;
+  p->theta0 = g_memdup2(p->m->params, sizeof(float) * p->m->n_params);
+  if (pc->rewind_epoch > job->rc.train.epochs) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "prune.rewind_epoch = %d is beyond train.epochs = %d", pc->rewind_epoch,
+                job->rc.train.epochs);
+    goto out_free;
+  }
+  if (pc->rewind_epoch > 0) p->thetak = g_new0(float, p->m->n_params);
+  if (!job->quiet)
+    printf("%s: pretraining %d epochs (%zu parameters)\n", p->exp, job->rc.train.epochs,
+           p->m->n_params);
+  if (!pipeline_train(p, job->rc.train.epochs, 0.0, 0.0, 0, error)) goto out_free;
+  /* θ first, the model last: a model file in the cache means the entry is whole */
+  GHashTable *md = prunus_job_checkpoint_metadata(job);
+  ok = prunus_rundir_ensure(dir, error) && write_thetas(p, theta_path, error) &&
+       prunus_checkpoint_save(p->m, model_path, md, error);
+  g_hash_table_unref(md);
+
+out_free:
+  g_free(theta_path);
+  g_free(model_path);
+  g_free(dir);
+  g_free(key);
+  return ok;
+}
+
+/* Pick up an interrupted experiment after its last finished round. Returns the
+ * next round to run, or -1 on error. */
+static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
+  int n = (int)prunus_json_length(rounds);
+  for (int i = 0; i < n; i++) {
+    PrunusRoundMetrics rm;
+    if (!prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)i), &rm) || rm.round != i) {
+      prunus_round_metrics_clear(&rm);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                  "%s/summary.json: experiment '%s' round %d is incomplete; remove the run "
+                  "folder to start over",
+                  p->job->run_dir, p->exp, i);
+      return -1;
+    }
+    g_array_append_val(p->rounds, rm);
+  }
+  if (n > p->pc->rounds) return n;
+  const PrunusRoundMetrics *last = &g_array_index(p->rounds, PrunusRoundMetrics, n - 1);
+  char *path = g_build_filename(p->job->run_dir, last->checkpoint, NULL);
+  char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", p->job->run_dir,
+                                p->spec->subdir, n - 1);
+  p->m = prunus_checkpoint_load(path, p->job->rc.train.batch, NULL, NULL, error);
+  gboolean ok = p->m && read_thetas(p, theta, error);
+  g_free(theta);
+  g_free(path);
+  if (ok && !p->job->quiet)
+    printf("%s: resuming after round %d of %d\n", p->exp, n - 1, p->pc->rounds);
+  return ok ? n : -1;
+}
+
 gboolean prunus_pipeline_run(PrunusJob *job, PrunusData *data, PrunusPluginRegistry *reg,
-                             const PrunusPruneConfig *pc, const char *exp_name,
+                             const PrunusPruneConfig *pc, const PrunusExperimentSpec *spec,
                              PrunusJson *summary, GError **error) {
-  Pipeline p = {.job = job, .data = data, .pc = pc, .exp = exp_name, .summary = summary};
+  Pipeline p = {.job = job, .data = data, .pc = pc, .exp = spec->name, .spec = spec,
+                .summary = summary, .exp_json = spec->entry};
   gboolean ok = FALSE;
   PrunusHost *crit = NULL, *gran = NULL, *retr = NULL;
   p.rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
@@ -470,50 +613,45 @@ gboolean prunus_pipeline_run(PrunusJob *job, PrunusData *data, PrunusPluginRegis
     goto out_free;
   }
 
-  /* pretrain, keeping θ0 and θk */
-  gint64 t0 = g_get_monotonic_time();
-  if (pc->pretrained) {
-    p.m = prunus_checkpoint_load(pc->pretrained, job->rc.train.batch, arch, NULL, error);
-    if (!p.m) goto out_free;
-    if (!job->quiet) printf("%s: pretrained weights from %s\n", exp_name, pc->pretrained);
-  } else {
-    p.m = prunus_model_new(arch, job->rc.train.batch, job->rc.seed, error);
-    if (!p.m) goto out_free;
-    p.theta0 = g_memdup2(p.m->params, sizeof(float) * p.m->n_params);
-    if (pc->rewind_epoch > 0) p.thetak = g_new0(float, p.m->n_params);
-    if (!job->quiet)
-      printf("%s: pretraining %d epochs (%zu parameters)\n", exp_name, job->rc.train.epochs,
-             p.m->n_params);
-    if (!pipeline_train(&p, job->rc.train.epochs, 0.0, 0.0, 0, error)) goto out_free;
-    if (pc->rewind_epoch > job->rc.train.epochs) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "prune.rewind_epoch = %d is beyond train.epochs = %d", pc->rewind_epoch,
-                  job->rc.train.epochs);
-      goto out_free;
-    }
-  }
   p.dense_ref = prunus_model_new(arch, 1, job->rc.seed, error);
   if (!p.dense_ref) goto out_free;
-  p.params_total = p.m->n_params;
-  for (int i = 0; i < p.m->n_layers; i++) p.prunable_total += p.m->layers[i].w_len;
-  p.dense_flops = prunus_model_flops(p.m, FALSE);
-  prunus_view_build(&p.vs, p.m, p.prunable);
-  p.exp_json = prunus_json_new_object();
-  prunus_json_object_set(p.exp_json, "name", prunus_json_new_string(exp_name));
+  p.params_total = p.dense_ref->n_params;
+  for (int i = 0; i < p.dense_ref->n_layers; i++) p.prunable_total += p.dense_ref->layers[i].w_len;
+  p.dense_flops = prunus_model_flops(p.dense_ref, FALSE);
+  prunus_json_object_set(p.exp_json, "name", prunus_json_new_string(spec->name));
   prunus_json_object_set(p.exp_json, "seed", prunus_json_new_number((double)job->rc.seed));
   prunus_json_object_set(p.exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
   prunus_json_object_set(p.exp_json, "granularity", prunus_json_new_string(pc->granularity_name));
   prunus_json_object_set(p.exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
   prunus_json_object_set(p.exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
-  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
-  prunus_json_array_add(exps, p.exp_json);
-  if (!finish_round(&p, (g_get_monotonic_time() - t0) / 1e6, error)) goto out_free;
 
-  for (p.round = 1; p.round <= pc->rounds; p.round++) {
+  int first_round = 1;
+  const PrunusJson *done = prunus_json_get(p.exp_json, "rounds");
+  if (done && prunus_json_type(done) == PRUNUS_JSON_ARRAY && prunus_json_length(done) > 0) {
+    first_round = resume(&p, done, error);
+    if (first_round < 0) goto out_free;
+    if (first_round > pc->rounds) {
+      if (!job->quiet) printf("%s: already complete, skipped\n", spec->name);
+      ok = TRUE;
+      goto out_free;
+    }
+  } else {
+    gint64 t0 = g_get_monotonic_time();
+    if (!pretrain(&p, error)) goto out_free;
+    prunus_view_build(&p.vs, p.m, p.prunable);
+    if (!finish_round(&p, (g_get_monotonic_time() - t0) / 1e6, error)) goto out_free;
+  }
+  if (!p.vs.layers) prunus_view_build(&p.vs, p.m, p.prunable);
+
+  for (p.round = first_round; p.round <= pc->rounds; p.round++) {
     gint64 tr = g_get_monotonic_time();
     char label[32];
     g_snprintf(label, sizeof label, "round %d", p.round);
     p.progress.label = label;
+    uint64_t round_seed = job->rc.seed + 1000003ULL * (uint64_t)p.round;
+    prunus_host_reseed(crit, round_seed);
+    prunus_host_reseed(gran, round_seed);
+    prunus_host_reseed(retr, round_seed);
     if (!prune_round(&p, crit, gran, error)) goto out_free;
     if (prunus_host_desc(retr)->retrain->retrain(prunus_host_state(retr), p.round) != 0) {
       GError *cause = prunus_host_take_service_error(retr);

@@ -31,12 +31,24 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
                                    PrunusPruneConfig *out, GError **error);
 void prunus_prune_config_clear(PrunusPruneConfig *pc);
 
-/* Run one experiment named exp_name into job->run_dir; on success *summary_exp
- * gets its summary.json object (transfer full). Each finished round is on disk
- * (checkpoint, metrics.jsonl, summary.json) before the next starts. */
+/* One experiment x seed of a run. */
+typedef struct {
+  const char *name;        /* experiment name */
+  const char *subdir;      /* its checkpoints, relative to the run dir: "imp" or "imp/seed-1" */
+  const char *cache_dir;   /* pretraining cache (shared by experiments with equal settings) */
+  PrunusJson *entry;       /* (transfer none) its object in summary's experiments[]: an empty
+                              object for a fresh run, or the entry of an interrupted run to resume */
+} PrunusExperimentSpec;
+
+/* Run one experiment into job->run_dir, seed job->rc.seed. Each finished round
+ * is on disk (θ sidecar, checkpoint, then summary.json) before the next starts; an
+ * entry with finished rounds resumes after the last one (all done: nothing runs). */
 gboolean prunus_pipeline_run(PrunusJob *job, PrunusData *data, PrunusPluginRegistry *reg,
-                             const PrunusPruneConfig *pc, const char *exp_name,
+                             const PrunusPruneConfig *pc, const PrunusExperimentSpec *spec,
                              PrunusJson *summary, GError **error);
+
+/* The pretraining cache key: a hash of everything pretraining depends on. (transfer full) */
+char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch);
 
 G_END_DECLS
 

@@ -111,17 +111,21 @@ static int svc_train(PrunusHost *h, int epochs, double lr, double offset, int to
                   lr, offset, total);
     return -1;
   }
-  return service_result(h, h->cb.train(h->cb.user, epochs, lr, offset, total, &error), error);
+  /* the call sets error: sequence it before error is read (argument order is unspecified) */
+  const gboolean ok = h->cb.train(h->cb.user, epochs, lr, offset, total, &error);
+  return service_result(h, ok, error);
 }
 
 static int svc_rewind(PrunusHost *h, int epoch) {
   GError *error = NULL;
-  return service_result(h, h->cb.rewind(h->cb.user, epoch, &error), error);
+  const gboolean ok = h->cb.rewind(h->cb.user, epoch, &error);
+  return service_result(h, ok, error);
 }
 
 static int svc_reinit(PrunusHost *h, uint64_t seed) {
   GError *error = NULL;
-  return service_result(h, h->cb.reinit(h->cb.user, seed, &error), error);
+  const gboolean ok = h->cb.reinit(h->cb.user, seed, &error);
+  return service_result(h, ok, error);
 }
 
 static int svc_evaluate(PrunusHost *h, double *loss, double *accuracy) {
@@ -193,6 +197,10 @@ PrunusHost *prunus_host_instantiate(const PrunusPluginEntry *entry, PrunusConfig
   }
   h->created = TRUE;
   return h;
+}
+
+void prunus_host_reseed(PrunusHost *h, uint64_t seed) {
+  prunus_rng_seed(&h->rng, prunus_seed_derive(seed, h->entry->desc->name));
 }
 
 void prunus_host_free(PrunusHost *h) {

@@ -26,6 +26,9 @@ typedef struct {
 PrunusHost *prunus_host_instantiate(const PrunusPluginEntry *entry, PrunusConfig *cfg,
                                     config_setting_t *group, const char *slot, uint64_t seed,
                                     const PrunusHostCallbacks *cb, GError **error);
+/* Re-seed the instance's RNG (from seed and the plugin name): the pipeline does it
+ * at the start of every round, so a resumed run draws what an uninterrupted one does. */
+void prunus_host_reseed(PrunusHost *h, uint64_t seed);
 /* Calls destroy() and frees. */
 void prunus_host_free(PrunusHost *h);
 

@@ -35,6 +35,49 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   return o;
 }
 
+static gboolean get_number(const PrunusJson *o, const char *key, double *out) {
+  const PrunusJson *v = prunus_json_get(o, key);
+  if (!v) return FALSE;
+  if (prunus_json_type(v) == PRUNUS_JSON_NULL) *out = NAN; /* NaN is written as null */
+  else if (prunus_json_type(v) == PRUNUS_JSON_NUMBER) *out = prunus_json_number(v);
+  else return FALSE;
+  return TRUE;
+}
+
+gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics *r) {
+  double round, total, remaining, flops, bytes;
+  *r = (PrunusRoundMetrics){0};
+  if (!o || prunus_json_type(o) != PRUNUS_JSON_OBJECT) return FALSE;
+  gboolean ok = get_number(o, "round", &round) && get_number(o, "sparsity", &r->sparsity) &&
+                get_number(o, "params_total", &total) &&
+                get_number(o, "params_remaining", &remaining) &&
+                get_number(o, "compression", &r->compression) && get_number(o, "flops", &flops) &&
+                get_number(o, "speedup_theoretical", &r->speedup_theoretical) &&
+                get_number(o, "test_accuracy", &r->test_accuracy) &&
+                get_number(o, "test_loss", &r->test_loss) &&
+                get_number(o, "val_accuracy", &r->val_accuracy) &&
+                get_number(o, "val_loss", &r->val_loss) &&
+                get_number(o, "checkpoint_bytes", &bytes) && get_number(o, "seconds", &r->seconds);
+  if (!ok) return FALSE;
+  r->round = (int)round;
+  r->params_total = (uint64_t)total;
+  r->params_remaining = (uint64_t)remaining;
+  r->flops = (uint64_t)flops;
+  r->checkpoint_bytes = (uint64_t)bytes;
+  const PrunusJson *ck = prunus_json_get(o, "checkpoint");
+  if (ck && prunus_json_type(ck) == PRUNUS_JSON_STRING) r->checkpoint = g_strdup(prunus_json_string(ck));
+  const PrunusJson *lat = prunus_json_get(o, "latency_us");
+  for (size_t i = 0; lat && prunus_json_type(lat) == PRUNUS_JSON_OBJECT && i < prunus_json_length(lat) &&
+                     r->n_latency < PRUNUS_MAX_LATENCIES;
+       i++) {
+    const PrunusJson *v = prunus_json_member(lat, i);
+    if (prunus_json_type(v) != PRUNUS_JSON_NUMBER) continue;
+    g_strlcpy(r->latency_key[r->n_latency], prunus_json_key(lat, i), 32);
+    r->latency_us[r->n_latency++] = prunus_json_number(v);
+  }
+  return TRUE;
+}
+
 void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
                                   uint64_t params_total, uint64_t prunable_total,
                                   uint64_t dense_flops) {

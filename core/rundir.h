@@ -31,6 +31,9 @@ typedef struct {
 void prunus_round_metrics_clear(PrunusRoundMetrics *r);
 /* (transfer full) the round as its summary.json object. */
 PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r);
+/* Read a round back from its summary.json object (for resuming). FALSE when a
+ * contract key is missing. */
+gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics *r);
 /* Fill sparsity/params/flops fields from a model whose dense ancestor had
  * params_total parameters, prunable_total prunable weights and dense_flops FLOPs. */
 void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,

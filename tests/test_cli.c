@@ -345,14 +345,15 @@ static void test_missing_dataset(Fixture *f, gconstpointer data) {
 // ----------------------------------------------------------------------------
 // Train, eval, determinism
 
-static const char *const metrics_keys[] = {"experiment",  "seed",     "round",
-                                           "epoch",       "train_loss", "val_loss",
-                                           "val_accuracy", "seconds", "samples_per_second"};
+/* The run directory contract (DESIGN.md). */
+static const char *const metrics_keys[] = {
+    "experiment", "seed", "round", "epoch", "train_loss", "val_loss", "val_accuracy", "seconds",
+    "samples_per_second"};
 
 static const char *const round_keys[] = {
-    "round",        "sparsity",  "params_total",       "params_remaining", "compression",
-    "flops",        "speedup_theoretical", "test_accuracy", "test_loss",    "val_accuracy",
-    "val_loss",     "latency_us", "checkpoint",        "checkpoint_bytes", "seconds"};
+    "round", "sparsity", "params_total", "params_remaining", "compression", "flops",
+    "speedup_theoretical", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "latency_us",
+    "checkpoint", "checkpoint_bytes", "seconds"};
 
 /* Parse "...: test_accuracy 0.9850  test_loss ..." from a result line. */
 static double printed_accuracy(const char *out) {
@@ -394,7 +395,9 @@ static void test_train_eval(Fixture *f, gconstpointer data) {
   for (int e = 0; e < TINY_EPOCHS; e++) {
     PrunusJson *o = prunus_json_parse(lines[e], strlen(lines[e]), &error);
     g_assert_no_error(error);
-    for (size_t k = 0; k < G_N_ELEMENTS(metrics_keys); k++) g_assert_nonnull(prunus_json_get(o, metrics_keys[k]));
+    for (size_t k = 0; k < G_N_ELEMENTS(metrics_keys); k++)
+      if (!prunus_json_get(o, metrics_keys[k]))
+        g_error("metrics line %d lacks '%s'", e + 1, metrics_keys[k]);
     g_assert_cmpstr(prunus_json_string(get_typed(o, "experiment", PRUNUS_JSON_STRING)), ==, "tiny");
     g_assert_cmpfloat(get_number(o, "seed"), ==, 3);
     g_assert_cmpfloat(get_number(o, "round"), ==, 0);
@@ -418,7 +421,8 @@ static void test_train_eval(Fixture *f, gconstpointer data) {
   /* summary.json: experiments[0].rounds[0] with the contract keys. */
   PrunusJson *summary = parse_json_file(summary_path);
   g_assert_nonnull(get_typed(summary, "prunus_version", PRUNUS_JSON_STRING));
-  g_assert_cmpstr(prunus_json_string(get_typed(summary, "config", PRUNUS_JSON_STRING)), ==, f->config);
+  g_assert_cmpstr(prunus_json_string(get_typed(summary, "config", PRUNUS_JSON_STRING)), ==,
+                  f->config);
   const PrunusJson *exps = get_typed(summary, "experiments", PRUNUS_JSON_ARRAY);
   g_assert_cmpuint(prunus_json_length(exps), ==, 1);
   const PrunusJson *exp = prunus_json_index(exps, 0);

@@ -38,6 +38,8 @@ typedef struct {
   const char *run_dir;            /* output folder; NULL = runs/<config name> */
   int threads;                    /* OpenBLAS threads; 0 = OpenBLAS's default */
   gboolean quiet;                 /* only errors and the final result line */
+  const char *only;               /* run: only the experiment of this name (NULL = all) */
+  const char *cache_dir;          /* run: pretraining cache folder (NULL = RUN_DIR/cache) */
 } PrunusJobOptions;
 
 /* `prunus train`: train the config's model; writes RUN_DIR/model.safetensors,
@@ -54,9 +56,42 @@ PRUNUS_API gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptio
  * checkpoints, metrics.jsonl, summary.json (rewritten after every round). */
 PRUNUS_API gboolean prunus_job_run(const PrunusJobOptions *o, GError **error);
 
+/* `prunus report`: rebuild RUN_DIR's reports (summary.md, summary.csv, plots/,
+ * report.html) from its summary.json and checkpoints, without training; works on
+ * interrupted runs. Without gnuplot the plots' data and scripts are written and a
+ * note says how to render them. */
+PRUNUS_API gboolean prunus_job_report(const char *run_dir, GError **error);
+
 /* `prunus plugins`: print every plugin on the search path (o may be NULL; with a
  * config, its plugin_path comes first). */
 PRUNUS_API gboolean prunus_job_list_plugins(const PrunusJobOptions *o, GError **error);
+
+/* `prunus bench`: every inference engine (dense, masked, sparse, shrunk, auto) on a
+ * checkpoint, per batch size: median latency, throughput, the ratio to dense, weight
+ * bytes, FLOPs; per layer the sparsity and what auto picked. Printed; also written as
+ * JSON to json_path when set. */
+typedef struct {
+  const int *batches;             /* batch sizes; NULL / 0 = {1, 32, 256} */
+  int n_batches;
+  int threads;                    /* sparse kernels and OpenBLAS (1 or 2); 0 = 1 */
+  double seconds;                 /* time spent per measurement; 0 = 0.3 */
+  const char *json_path;          /* may be NULL */
+} PrunusBenchOptions;
+
+PRUNUS_API gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOptions *o,
+                                     GError **error);
+
+/* `prunus export`: what a checkpoint becomes outside prunus. */
+typedef enum {
+  PRUNUS_EXPORT_C,            /* out = a folder: prunus_model.c + prunus_model.h, no deps */
+  PRUNUS_EXPORT_SAFETENSORS,  /* out = a file: masks applied, dead units removed, no masks */
+} PrunusExportFormat;
+
+/* Export checkpoint to out. The C format needs the config (o->config_path) for the
+ * input normalisation fitted on its training split; safetensors ignores o (may be NULL). */
+PRUNUS_API gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
+                                      PrunusExportFormat format, const char *out,
+                                      GError **error);
 
 G_END_DECLS
 

@@ -1,54 +1,30 @@
 /* neuron.c: structured granularity. Removes whole units (dense neurons, conv
  * channels) of the hidden layers, lowest-scored first, so the matrices really
- * shrink. Settings: aggregate = "l1" | "l2" (default "l2"), normalize (default true). */
+ * shrink. Settings: aggregate = "l1" | "l2" (default "l2"), normalize (default true).
+ * The ranking itself (caps, scopes, refusing to empty a layer) is ../common/rank.h. */
 #include <prunus/plugin.h>
 
-#include <math.h>
+#include "../common/rank.h"
+
 #include <stdlib.h>
 
 // ----------------------------------------------------------------------------
 // State and settings
 
-typedef enum {
-  NEURON_AGGREGATE_L1 = 0, /* sum of |s| over the unit's alive weights */
-  NEURON_AGGREGATE_L2 = 1, /* sqrt(sum of s^2) over the unit's alive weights */
-} NeuronAggregate;
-
-static const char *const neuron_aggregate_names[] = {"l1", "l2", NULL};
-
 typedef struct {
-  PrunusHost *host;
-  const PrunusHostServices *services;
-  NeuronAggregate aggregate;
-  /* Global scope ranks units of layers of different widths together: a layer's
-   * unit scores scale with its fan-in (a norm over 784 inputs dwarfs one over
-   * 100), so each layer's scores are divided by that layer's mean |score| first,
-   * and "low" means "low for its layer". Default true. Within one layer (layer
-   * scope, or a layer ranked alone at its own rate) it changes nothing. */
-  int normalize;
+  RankCtx rank; /* aggregate, normalize; every hidden layer is eligible */
 } NeuronGran;
 
 static int neuron_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
-  int aggregate, normalize;
-  if (services->get_choice(host, "aggregate", neuron_aggregate_names, NEURON_AGGREGATE_L2,
-                           &aggregate) != 0)
-    return -1; /* the host recorded the key, the choices and the value found */
-  if (aggregate != NEURON_AGGREGATE_L1 && aggregate != NEURON_AGGREGATE_L2) {
-    services->set_error(host, "aggregate: expected \"l1\" or \"l2\", found choice index %d",
-                        aggregate);
-    return -1;
-  }
-  if (services->get_bool(host, "normalize", 1, &normalize) != 0)
+  RankCtx rank;
+  if (rank_read_settings(&rank, host, services) != 0)
     return -1;
   NeuronGran *g = malloc(sizeof *g);
   if (!g) {
     services->set_error(host, "out of memory");
     return -1;
   }
-  g->host = host;
-  g->services = services;
-  g->aggregate = (NeuronAggregate)aggregate;
-  g->normalize = normalize != 0;
+  g->rank = rank;
   *state = g;
   return 0;
 }
@@ -61,281 +37,12 @@ static uint32_t neuron_accepts(void *state) {
 }
 
 // ----------------------------------------------------------------------------
-// Unit scores: the criterion's own, else aggregated from its weight scores
+// The plan: see rank_plan_units for the semantics of scope, rates and caps.
 
-static int neuron_is_alive(const PrunusLayerView *layer, size_t i) {
-  return !layer->mask || layer->mask[i] != 0.0f;
-}
-
-/* Fill out (n_units) for layer l; -1 after set_error when there is nothing to use. */
-static int neuron_unit_scores(NeuronGran *g, const PrunusModelView *model,
-                              const PrunusScores *scores, int l, double *out) {
-  const PrunusLayerView *layer = &model->layers[l];
-  if (scores->unit_scores && scores->unit_scores[l]) {
-    for (int u = 0; u < layer->n_units; u++)
-      out[u] = scores->unit_scores[l][u];
-  } else if (scores->weight_scores && scores->weight_scores[l]) {
-    const float *s = scores->weight_scores[l];
-    for (int u = 0; u < layer->n_units; u++) {
-      const size_t row = (size_t)u * (size_t)layer->fan_in;
-      double acc = 0.0;
-      for (int k = 0; k < layer->fan_in; k++) {
-        const size_t i = row + (size_t)k;
-        if (!neuron_is_alive(layer, i))
-          continue;
-        acc += g->aggregate == NEURON_AGGREGATE_L1 ? fabs((double)s[i]) : (double)s[i] * s[i];
-      }
-      out[u] = g->aggregate == NEURON_AGGREGATE_L1 ? acc : sqrt(acc);
-    }
-  } else {
-    g->services->set_error(g->host, "layer %s: no unit or weight scores (the criterion must "
-                           "produce PRUNUS_SCORES_UNIT or PRUNUS_SCORES_WEIGHT)", layer->name);
-    return -1;
-  }
-  for (int u = 0; u < layer->n_units; u++) {
-    if (!isfinite(out[u])) {
-      g->services->set_error(g->host, "layer %s: unit %d has a non-finite score", layer->name, u);
-      return -1;
-    }
-  }
-  return 0;
-}
-
-/* Divide the layer's scores by their mean |score| (left alone when that is 0). */
-static void neuron_normalize(double *s, int n) {
-  double mean = 0.0;
-  for (int u = 0; u < n; u++)
-    mean += fabs(s[u]);
-  mean /= n > 0 ? n : 1;
-  if (mean > 0.0)
-    for (int u = 0; u < n; u++)
-      s[u] /= mean;
-}
-
-// ----------------------------------------------------------------------------
-// Ranking: one candidate per unit, sorted by (score, layer, unit) so ties break
-// deterministically towards the lower layer and unit.
-
-typedef struct {
-  double score;
-  int layer;
-  int unit;
-} NeuronCandidate;
-
-static int neuron_candidate_cmp(const void *pa, const void *pb) {
-  const NeuronCandidate *a = pa, *b = pb;
-  if (a->score != b->score)
-    return a->score < b->score ? -1 : 1;
-  if (a->layer != b->layer)
-    return a->layer < b->layer ? -1 : 1;
-  return (a->unit > b->unit) - (a->unit < b->unit);
-}
-
-/* round(x) with a little slack so 0.3 * 5 = 1.4999999... rounds like 1.5. */
-static int neuron_round(double x) { return x <= 0.0 ? 0 : (int)floor(x + 0.5 + 1e-9); }
-
-/* Per-layer bookkeeping for one plan() call. */
-typedef struct {
-  int active;     /* prunable, hidden and a non-zero rate */
-  double rate;    /* layer_amount[l] (1 when the host gives none) */
-  double *score;  /* (n_units) unit scores, for active layers */
-  int cap;        /* most units max_sparsity allows removing this round */
-  int removed;    /* removals planned so far */
-} NeuronLayerPlan;
-
-/* Remove up to round(rate * units of the group's layers) of the lowest-scored
- * units of the layers with in_group[l] set, skipping a layer once its cap is
- * reached (the removal then goes to the next-lowest unit of another layer). */
-static int neuron_select(NeuronGran *g, const PrunusModelView *model, NeuronLayerPlan *lp,
-                         const int *in_group, double rate, PrunusPlan *plan) {
-  size_t n = 0;
-  for (int l = 0; l < model->n_layers; l++)
-    if (in_group[l])
-      n += (size_t)model->layers[l].n_units;
-  const int want = neuron_round(rate * (double)n);
-  if (want == 0 || n == 0)
-    return 0;
-  NeuronCandidate *c = malloc(n * sizeof *c);
-  if (!c) {
-    g->services->set_error(g->host, "out of memory ranking %zu units", n);
-    return -1;
-  }
-  size_t k = 0;
-  for (int l = 0; l < model->n_layers; l++) {
-    if (!in_group[l])
-      continue;
-    for (int u = 0; u < model->layers[l].n_units; u++) {
-      c[k].score = lp[l].score[u];
-      c[k].layer = l;
-      c[k].unit = u;
-      k++;
-    }
-  }
-  qsort(c, k, sizeof *c, neuron_candidate_cmp);
-  int taken = 0;
-  for (size_t j = 0; j < k && taken < want; j++) {
-    NeuronLayerPlan *p = &lp[c[j].layer];
-    if (p->removed >= p->cap)
-      continue;
-    plan->remove_units[c[j].layer][c[j].unit] = 1;
-    p->removed++;
-    taken++;
-  }
-  free(c);
-  return 0;
-}
-
-// ----------------------------------------------------------------------------
-// Refusing to empty a layer
-
-static int neuron_unit_removed(const PrunusPlan *plan, int l, int u) {
-  return plan->remove_units && plan->remove_units[l] && plan->remove_units[l][u];
-}
-
-/* Alive weights of layer m that survive the plan: rows of its kept units, and
- * columns fed by kept units of layer m-1. The previous parameter layer feeds this
- * one when fan_in is a multiple of its units: dense after dense (one column per
- * unit), conv after conv (cin*k*k: a k*k block per channel) and dense after
- * flatten (C*H*W: an H*W block per channel), all channel-major. */
-static size_t neuron_alive_after(const PrunusModelView *model, const PrunusPlan *plan, int m,
-                                 size_t *alive_before) {
-  const PrunusLayerView *layer = &model->layers[m];
-  const PrunusLayerView *prev = m > 0 ? &model->layers[m - 1] : NULL;
-  int per = 0;
-  if (prev && prev->n_units > 0 && layer->fan_in % prev->n_units == 0)
-    per = layer->fan_in / prev->n_units;
-  size_t before = 0, after = 0;
-  for (int u = 0; u < layer->n_units; u++) {
-    const int row_kept = !neuron_unit_removed(plan, m, u);
-    for (int k = 0; k < layer->fan_in; k++) {
-      const size_t i = (size_t)u * (size_t)layer->fan_in + (size_t)k;
-      if (!neuron_is_alive(layer, i))
-        continue;
-      before++;
-      if (row_kept && !(per > 0 && neuron_unit_removed(plan, m - 1, k / per)))
-        after++;
-    }
-  }
-  *alive_before = before;
-  return after;
-}
-
-static int neuron_check_not_empty(NeuronGran *g, const PrunusModelView *model,
-                                  const NeuronLayerPlan *lp, const PrunusPlan *plan) {
-  for (int m = 0; m < model->n_layers; m++) {
-    const PrunusLayerView *layer = &model->layers[m];
-    const int own = lp[m].removed;
-    const int fed = m > 0 ? lp[m - 1].removed : 0;
-    if (own == 0 && fed == 0)
-      continue;
-    if (own > 0 && own >= layer->n_units) {
-      g->services->set_error(g->host,
-                             "layer %s: the plan removes all %d units; refusing to empty the "
-                             "layer (lower the amount or set a max_sparsity below 1)",
-                             layer->name, layer->n_units);
-      return -1;
-    }
-    size_t before;
-    const size_t after = neuron_alive_after(model, plan, m, &before);
-    if (before > 0 && after == 0) {
-      g->services->set_error(g->host,
-                             "layer %s: the plan leaves none of its %zu alive weights (its "
-                             "kept units or their inputs from layer %s are all pruned); "
-                             "refusing to empty the layer",
-                             layer->name, before, m > 0 ? model->layers[m - 1].name : "-");
-      return -1;
-    }
-  }
-  return 0;
-}
-
-// ----------------------------------------------------------------------------
-// The plan
-
-/* Only prunable hidden layers lose units (never is_output: its units are the
- * classes). amount is a fraction of the units there are now (removed units are
- * physically gone from the view). Global scope: the layers at layer_amount 1
- * share one ranking at req->amount; a layer at another rate is ranked alone at
- * amount * layer_amount; a layer at 0 is skipped. Layer scope: each layer removes
- * round(layer_amount * units) of its own units. max_sparsity caps the round so
- * that units after >= (1 - max_sparsity) * units now. */
 static int neuron_plan(void *state, const PrunusModelView *model, const PrunusScores *scores,
                        const PrunusPlanRequest *req, PrunusPlan *plan) {
-  NeuronGran *g = state;
-  const int nl = model->n_layers;
-  if (req->scope == PRUNUS_SCOPE_GLOBAL && !(req->amount >= 0.0 && req->amount <= 1.0)) {
-    g->services->set_error(g->host, "amount: expected a fraction in [0, 1], found %g", req->amount);
-    return -1;
-  }
-  if (nl <= 0)
-    return 0;
-  NeuronLayerPlan *lp = calloc((size_t)nl, sizeof *lp);
-  int *in_group = calloc((size_t)nl, sizeof *in_group);
-  int rc = -1;
-  if (!lp || !in_group) {
-    g->services->set_error(g->host, "out of memory planning %d layers", nl);
-    goto out_free;
-  }
-
-  for (int l = 0; l < nl; l++) {
-    const PrunusLayerView *layer = &model->layers[l];
-    NeuronLayerPlan *p = &lp[l];
-    p->rate = req->layer_amount ? req->layer_amount[l] : 1.0;
-    if (!layer->prunable || layer->is_output || p->rate == 0.0 || layer->n_units <= 0)
-      continue;
-    if (!(p->rate > 0.0 && p->rate <= 1.0)) {
-      g->services->set_error(g->host, "layer %s: layer_amount expected in [0, 1], found %g",
-                             layer->name, p->rate);
-      goto out_free;
-    }
-    if (!plan->remove_units || !plan->remove_units[l]) {
-      g->services->set_error(g->host, "layer %s: the host gave no remove_units buffer",
-                             layer->name);
-      goto out_free;
-    }
-    p->score = malloc((size_t)layer->n_units * sizeof *p->score);
-    if (!p->score) {
-      g->services->set_error(g->host, "out of memory scoring layer %s", layer->name);
-      goto out_free;
-    }
-    if (neuron_unit_scores(g, model, scores, l, p->score) != 0)
-      goto out_free;
-    const double max_sp = req->max_sparsity ? req->max_sparsity[l] : 1.0;
-    const int min_units = (int)fmax(0.0, ceil((1.0 - max_sp) * layer->n_units - 1e-9));
-    p->cap = layer->n_units > min_units ? layer->n_units - min_units : 0;
-    p->active = 1;
-  }
-
-  if (req->scope == PRUNUS_SCOPE_GLOBAL) {
-    for (int l = 0; l < nl; l++) {
-      in_group[l] = lp[l].active && lp[l].rate == 1.0;
-      if (in_group[l] && g->normalize)
-        neuron_normalize(lp[l].score, model->layers[l].n_units);
-    }
-    if (neuron_select(g, model, lp, in_group, req->amount, plan) != 0)
-      goto out_free;
-  }
-  for (int l = 0; l < nl; l++) {
-    if (!lp[l].active || (req->scope == PRUNUS_SCOPE_GLOBAL && lp[l].rate == 1.0))
-      continue;
-    for (int m = 0; m < nl; m++)
-      in_group[m] = m == l;
-    const double rate = req->scope == PRUNUS_SCOPE_GLOBAL ? req->amount * lp[l].rate : lp[l].rate;
-    if (neuron_select(g, model, lp, in_group, rate, plan) != 0)
-      goto out_free;
-  }
-
-  if (neuron_check_not_empty(g, model, lp, plan) != 0)
-    goto out_free;
-  rc = 0;
-
-out_free:
-  if (lp)
-    for (int l = 0; l < nl; l++)
-      free(lp[l].score);
-  free(in_group);
-  free(lp);
-  return rc;
+  const NeuronGran *g = state;
+  return rank_plan_units(&g->rank, model, scores, req, plan);
 }
 
 // ----------------------------------------------------------------------------

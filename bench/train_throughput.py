@@ -1,0 +1,246 @@
+#!/usr/bin/python3
+"""train_throughput.py: prunus against PyTorch (and against its own sgemm floor) on
+training throughput, plus prunus's peak memory; prints ratios measured in one run.
+
+For each model (LeNet-300-100, LeNet-5) and thread count it runs, alternately,
+`prunus train` (2 epochs), bench/torch_train.py (2 epochs) and, for LeNet-300-100,
+the sgemm-only floor (bench/sgemm_floor), REPS times each, and compares the medians
+of the last-epoch training samples/s. Then it measures the peak RSS of a
+`prunus train configs/lenet300.cfg` run. It prints PASS/MISS per target and exits
+non-zero only when something fails to run, never on a missed target.
+
+Usage: bench/train_throughput.py [--build-dir build-bench] [--reps 3] [--threads 1,2]
+                                 [--models lenet300,lenet5] [--json FILE]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS = 2  # the first epoch is warm-up on both sides; the last one is reported
+
+# minimum prunus/torch ratio per (model, threads)
+TORCH_TARGETS = {("lenet300", 1): 1.3, ("lenet300", 2): 1.6,
+                 ("lenet5", 1): 2.0, ("lenet5", 2): 2.0}
+FLOOR_TARGET = 0.85       # prunus / sgemm-only floor, LeNet-300-100
+MEMORY_LIMIT_MB = 200.0   # peak RSS of `prunus train configs/lenet300.cfg`
+
+
+class BenchError(Exception):
+    pass
+
+
+def run_with_rss(cmd, env=None):
+    """Run cmd, capturing stdout/stderr to files; return (stdout, peak RSS in MiB)."""
+    with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
+        proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        fout.seek(0)
+        ferr.seek(0)
+        out, err = fout.read(), ferr.read()
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{err.strip()}")
+    return out, usage.ru_maxrss / 1024.0
+
+
+def clean_env(**extra):
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
+              "GOTO_NUM_THREADS"):
+        env.pop(k, None)
+    env.update(extra)
+    return env
+
+
+class Bench:
+    def __init__(self, args, tmp):
+        self.args = args
+        self.tmp = tmp
+        self.prunus = os.path.join(args.build_dir, "cli", "prunus")
+        self.floor = os.path.join(args.build_dir, "bench", "sgemm_floor")
+        self.counter = 0
+        for exe in (self.prunus, self.floor):
+            if not os.access(exe, os.X_OK):
+                raise BenchError(f"{exe} is missing; build first: meson setup "
+                                 f"{os.path.relpath(args.build_dir, ROOT)} && ninja -C "
+                                 f"{os.path.relpath(args.build_dir, ROOT)}")
+
+    def run_dir(self):
+        self.counter += 1
+        return os.path.join(self.tmp, f"run{self.counter}")
+
+    def prunus_train(self, model, threads, epochs=EPOCHS):
+        """Last-epoch samples/s and peak RSS (MiB) of `prunus train`."""
+        d = self.run_dir()
+        cmd = [self.prunus, "train", os.path.join(ROOT, "configs", model + ".cfg"), "-o", d,
+               "--threads", str(threads), "--quiet", "--set", f"train.epochs={epochs}"]
+        _, rss = run_with_rss(cmd, clean_env())
+        path = os.path.join(d, "metrics.jsonl")
+        try:
+            with open(path) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        except (OSError, ValueError) as e:
+            raise BenchError(f"{path}: cannot read the epoch metrics: {e}")
+        rows = [r for r in rows if "samples_per_second" in r]
+        if len(rows) != epochs:
+            raise BenchError(f"{path}: expected {epochs} epoch rows, found {len(rows)}")
+        shutil.rmtree(d, ignore_errors=True)
+        return rows[-1]["samples_per_second"], rss
+
+    def torch_train(self, model, threads):
+        env = clean_env()
+        if threads > 1:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"  # PyTorch's fastest setting on this machine
+        cmd = [sys.executable, os.path.join(ROOT, "bench", "torch_train.py"), "--model", model,
+               "--threads", str(threads), "--epochs", str(EPOCHS), "--batch", "128"]
+        out, _ = run_with_rss(cmd, env)
+        try:
+            r = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError) as e:
+            raise BenchError(f"torch_train.py printed no JSON ({e}): {out!r}")
+        if r.get("torch_threads") != threads:
+            raise BenchError(f"torch ran with {r.get('torch_threads')} threads, not {threads}")
+        return r["samples_per_second"]
+
+    def sgemm_floor(self, threads):
+        out, _ = run_with_rss([self.floor, "--threads", str(threads), "--epochs", "3"],
+                              clean_env())
+        try:
+            r = json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError) as e:
+            raise BenchError(f"sgemm_floor printed no JSON ({e}): {out!r}")
+        return r["samples_per_second"]
+
+
+def verdict(ok):
+    return "PASS" if ok else "MISS"
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except OSError:
+        return float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"),
+                    help="Meson build folder holding cli/prunus and bench/sgemm_floor")
+    ap.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3)")
+    ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
+    ap.add_argument("--models", default="lenet300,lenet5")
+    ap.add_argument("--json", help="also write every measurement to this file")
+    ap.add_argument("--quiet", action="store_true", help="no per-run lines")
+    args = ap.parse_args()
+    args.build_dir = os.path.abspath(args.build_dir)
+    threads_list = [int(t) for t in args.threads.split(",") if t]
+    models = [m for m in args.models.split(",") if m]
+    for m in models:
+        if m not in ("lenet300", "lenet5"):
+            ap.error(f"unknown model {m!r}; use lenet300 and/or lenet5")
+    if args.reps < 1 or not threads_list or min(threads_list) < 1:
+        ap.error("--reps and every --threads value must be >= 1")
+
+    def log(msg):
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+               "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+                          f"{os.cpu_count()} CPUs",
+               "loadavg_start": loadavg(), "reps": args.reps, "rows": [], "targets": []}
+    tmp = tempfile.mkdtemp(prefix="prunus-bench-")
+    try:
+        bench = Bench(args, tmp)
+        log(f"# load average at start: {results['loadavg_start']:.2f} "
+            f"(other busy processes skew every number below)")
+        for model in models:
+            for threads in threads_list:
+                p, t, f = [], [], []
+                for rep in range(1, args.reps + 1):
+                    p.append(bench.prunus_train(model, threads)[0])
+                    t.append(bench.torch_train(model, threads))
+                    if model == "lenet300":
+                        f.append(bench.sgemm_floor(threads))
+                    log(f"  {model} threads={threads} rep {rep}: prunus {p[-1]:.0f}  "
+                        f"torch {t[-1]:.0f}" + (f"  floor {f[-1]:.0f}" if f else "")
+                        + " samples/s")
+                row = {"model": model, "threads": threads, "prunus": p, "torch": t,
+                       "floor": f, "prunus_median": statistics.median(p),
+                       "torch_median": statistics.median(t),
+                       "floor_median": statistics.median(f) if f else None}
+                results["rows"].append(row)
+
+        # peak memory: a full `prunus train configs/lenet300.cfg` (1 epoch has the same
+        # peak as 10: every buffer is allocated before the first step)
+        mem_threads = max(threads_list)
+        _, rss = bench.prunus_train("lenet300", mem_threads, epochs=1)
+        results["peak_rss_mb"] = rss * 1.048576  # MiB -> MB
+        results["peak_rss_threads"] = mem_threads
+    except BenchError as e:
+        print(f"train_throughput: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    results["loadavg_end"] = loadavg()
+
+    # ---- table
+    print(f"prunus vs PyTorch {subprocess_torch_version()} training throughput, batch 128, "
+          f"median of {args.reps} alternating runs (last of {EPOCHS} epochs), samples/s")
+    print(f"{'model':<9} {'thr':>3} {'prunus':>9} {'torch':>9} {'floor':>9} "
+          f"{'prunus/torch':>12} {'target':>7}      {'prunus/floor':>12} {'target':>7}")
+    targets = results["targets"]
+    for row in results["rows"]:
+        m, th = row["model"], row["threads"]
+        ratio = row["prunus_median"] / row["torch_median"]
+        want = TORCH_TARGETS.get((m, th))
+        tcell = f"{want:>6.2f}x {verdict(ratio >= want)}" if want else f"{'-':>7}     "
+        if want:
+            targets.append({"what": f"{m} prunus/torch, {th} thread(s)", "ratio": ratio,
+                            "target": want, "pass": ratio >= want})
+        fcell = ""
+        if row["floor_median"]:
+            fr = row["prunus_median"] / row["floor_median"]
+            fcell = f"{fr:>12.2f} {FLOOR_TARGET:>6.2f}x {verdict(fr >= FLOOR_TARGET)}"
+            targets.append({"what": f"{m} prunus/sgemm floor, {th} thread(s)", "ratio": fr,
+                            "target": FLOOR_TARGET, "pass": fr >= FLOOR_TARGET})
+        floor_s = f"{row['floor_median']:>9.0f}" if row["floor_median"] else f"{'-':>9}"
+        print(f"{m:<9} {th:>3} {row['prunus_median']:>9.0f} {row['torch_median']:>9.0f} "
+              f"{floor_s} {ratio:>11.2f}x {tcell} {fcell}")
+    rss = results["peak_rss_mb"]
+    mem_ok = rss < MEMORY_LIMIT_MB
+    targets.append({"what": "lenet300 peak RSS (MB)", "value": rss, "target": MEMORY_LIMIT_MB,
+                    "pass": mem_ok})
+    print(f"peak RSS of `prunus train configs/lenet300.cfg --threads "
+          f"{results['peak_rss_threads']}`: {rss:.1f} MB = {rss / MEMORY_LIMIT_MB:.2f} of the "
+          f"{MEMORY_LIMIT_MB:.0f} MB bar  {verdict(mem_ok)}")
+    passed = sum(t["pass"] for t in targets)
+    print(f"targets: {passed}/{len(targets)} PASS; load average {results['loadavg_start']:.2f}"
+          f" at start, {results['loadavg_end']:.2f} at end")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def subprocess_torch_version():
+    try:
+        out = subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                             capture_output=True, text=True, timeout=60)
+        return out.stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

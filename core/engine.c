@@ -1,0 +1,461 @@
+/* engine.c: the inference engines (dense, masked, sparse, shrunk, auto). An engine
+ * owns a copy of the layers and parameters it runs; layers without parameters and
+ * the dense path reuse the kernels of layers.c; the sparse path runs CSR kernels
+ * (csr.c), over the im2col form (transposed, one sample at a time) for conv. */
+#include "engine.h"
+#include "csr.h"
+#include "rng.h"
+#include "shrink.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------ */
+/* types */
+
+static const char *const kind_names[PRUNUS_ENGINE_N_KINDS] = {
+    [PRUNUS_ENGINE_DENSE] = "dense", [PRUNUS_ENGINE_MASKED] = "masked",
+    [PRUNUS_ENGINE_SPARSE] = "sparse", [PRUNUS_ENGINE_SHRUNK] = "shrunk",
+    [PRUNUS_ENGINE_AUTO] = "auto"};
+
+/* Batch sizes AUTO measures; a forward of B uses the largest one <= B. */
+#define AUTO_MAX_BUCKETS 12
+
+typedef struct {
+  PrunusLayer l;          /* shapes, ops and slab offsets (into the engine's slab) */
+  PrunusCsr *csr;         /* SPARSE / AUTO: the nonzero weights by output row */
+  gboolean sparse[AUTO_MAX_BUCKETS]; /* AUTO: sparse wins at bucket k */
+  uint64_t nnz;           /* nonzero (and unmasked) weights */
+} EngineLayer;
+
+struct PrunusEngine {
+  PrunusEngineKind kind;
+  int n_layers;
+  EngineLayer *layers;    /* (n_layers) */
+  size_t in_size;
+  int n_classes;
+  size_t n_params;
+  float *params;          /* (n_params) masked weights and biases */
+  float *mask;            /* (n_params) MASKED only */
+  float *wm;              /* (n_params) MASKED only: params * mask, rebuilt every forward */
+  int threads;
+  int n_buckets;
+  int buckets[AUTO_MAX_BUCKETS];
+  /* workspace for up to max_batch samples */
+  int max_batch;
+  float **acts;           /* (n_layers+1) (max_batch, in size of layer i) */
+  float **scratch;        /* (n_layers) layer-ops scratch (dense path, pooling) */
+  float *tmp;             /* sparse path: transposes / im2col, tmp_len floats */
+  size_t tmp_len;
+};
+
+const char *prunus_engine_kind_name(PrunusEngineKind kind) {
+  g_return_val_if_fail(kind >= 0 && kind < PRUNUS_ENGINE_N_KINDS, NULL);
+  return kind_names[kind];
+}
+
+gboolean prunus_engine_kind_from_name(const char *name, PrunusEngineKind *out) {
+  for (int k = 0; k < PRUNUS_ENGINE_N_KINDS; k++) {
+    if (!strcmp(kind_names[k], name)) {
+      *out = (PrunusEngineKind)k;
+      return TRUE;
+    }
+  }
+  return FALSE;
+}
+
+static float *floats_new(size_t n) {
+  void *p = NULL;
+  if (posix_memalign(&p, 64, sizeof(float) * (n ? n : 1)) != 0) g_error("out of memory");
+  memset(p, 0, sizeof(float) * (n ? n : 1));
+  return p;
+}
+
+/* ------------------------------------------------------------------------ */
+/* workspace */
+
+static void workspace_free(PrunusEngine *e) {
+  if (e->acts)
+    for (int i = 0; i <= e->n_layers; i++) free(e->acts[i]);
+  if (e->scratch)
+    for (int i = 0; i < e->n_layers; i++) free(e->scratch[i]);
+  g_clear_pointer(&e->acts, g_free);
+  g_clear_pointer(&e->scratch, g_free);
+  free(e->tmp);
+  e->tmp = NULL;
+  e->max_batch = 0;
+}
+
+static size_t act_size(const PrunusEngine *e, int i) {
+  return i < e->n_layers ? prunus_shape_size(e->layers[i].l.in)
+                         : prunus_shape_size(e->layers[e->n_layers - 1].l.out);
+}
+
+/* Floats the sparse path of layer l needs for a batch of B. */
+static size_t sparse_tmp_size(const PrunusLayer *l, int B) {
+  if (l->spec.type == PRUNUS_LAYER_CONV2D)
+    return (size_t)l->fan_in * l->out.h * l->out.w; /* colT (cin*k*k, Ho*Wo), one sample */
+  return (size_t)B * (l->in.c + l->out.c);          /* xT (in, B) and yT (out, B) */
+}
+
+static void reserve_batch(PrunusEngine *e, int B) {
+  if (B <= e->max_batch) return;
+  workspace_free(e);
+  e->max_batch = B;
+  e->acts = g_new0(float *, e->n_layers + 1);
+  e->scratch = g_new0(float *, e->n_layers);
+  for (int i = 0; i <= e->n_layers; i++) e->acts[i] = floats_new((size_t)B * act_size(e, i));
+  e->tmp_len = 0;
+  for (int i = 0; i < e->n_layers; i++) {
+    const PrunusLayer *l = &e->layers[i].l;
+    size_t n = l->ops->scratch_size(l, B);
+    e->scratch[i] = n ? floats_new(n) : NULL;
+    if (e->layers[i].csr) e->tmp_len = MAX(e->tmp_len, sparse_tmp_size(l, B));
+  }
+  e->tmp = e->tmp_len ? floats_new(e->tmp_len) : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the sparse path of one layer */
+
+/* colT (cin*k*k, Ho*Wo) of one sample x (cin, H, W). */
+static void im2col_t(const PrunusLayer *l, const float *x, float *colT) {
+  int C = l->in.c, H = l->in.h, W = l->in.w, k = l->spec.kernel, s = l->spec.stride,
+      p = l->spec.padding, Ho = l->out.h, Wo = l->out.w;
+  size_t HWo = (size_t)Ho * Wo;
+  for (int c = 0; c < C; c++) {
+    const float *xc = x + (size_t)c * H * W;
+    for (int kh = 0; kh < k; kh++) {
+      for (int kw = 0; kw < k; kw++) {
+        float *row = colT + ((size_t)(c * k + kh) * k + kw) * HWo;
+        for (int oh = 0; oh < Ho; oh++) {
+          int ih = oh * s - p + kh;
+          for (int ow = 0; ow < Wo; ow++) {
+            int iw = ow * s - p + kw;
+            *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xc[ih * W + iw] : 0.0f;
+          }
+        }
+      }
+    }
+  }
+}
+
+static void sparse_forward(PrunusEngine *e, const EngineLayer *el, const float *x, float *y, int B) {
+  const PrunusLayer *l = &el->l;
+  const float *bias = e->params + l->b_off;
+  if (l->spec.type == PRUNUS_LAYER_CONV2D) {
+    size_t in = prunus_shape_size(l->in), out = prunus_shape_size(l->out);
+    int HWo = l->out.h * l->out.w;
+    for (int b = 0; b < B; b++) {
+      im2col_t(l, x + (size_t)b * in, e->tmp);
+      /* y (cout, Ho*Wo) = W (cout, K) colT (K, Ho*Wo): channels-first already */
+      prunus_csr_spmm_t(el->csr, e->tmp, HWo, bias, y + (size_t)b * out, e->threads);
+    }
+    return;
+  }
+  int in = l->in.c, out = l->out.c;
+  if (B < 4) {
+    for (int b = 0; b < B; b++) prunus_csr_spmv(el->csr, x + (size_t)b * in, bias, y + (size_t)b * out);
+    return;
+  }
+  float *xT = e->tmp, *yT = e->tmp + (size_t)in * B;
+  prunus_transpose(x, B, in, xT);
+  prunus_csr_spmm_t(el->csr, xT, B, bias, yT, e->threads);
+  prunus_transpose(yT, out, B, y);
+}
+
+static int bucket_of(const PrunusEngine *e, int B) {
+  int k = 0;
+  while (k + 1 < e->n_buckets && e->buckets[k + 1] <= B) k++;
+  return k;
+}
+
+static gboolean runs_sparse(const PrunusEngine *e, const EngineLayer *el, int B) {
+  if (!el->csr) return FALSE;
+  if (e->kind == PRUNUS_ENGINE_AUTO) return el->sparse[bucket_of(e, B)];
+  return TRUE;
+}
+
+static void layer_forward(PrunusEngine *e, int i, const float *x, float *y, int B) {
+  EngineLayer *el = &e->layers[i];
+  const PrunusLayer *l = &el->l;
+  if (runs_sparse(e, el, B)) {
+    sparse_forward(e, el, x, y, B);
+  } else if (e->kind == PRUNUS_ENGINE_MASKED && l->ops->has_params) {
+    /* what a framework's mask hook does: W * mask, every call */
+    float *wm = e->wm + l->w_off;
+    const float *w = e->params + l->w_off, *mk = e->mask + l->w_off;
+    for (size_t j = 0; j < l->w_len; j++) wm[j] = w[j] * mk[j];
+    l->ops->forward(l, e->wm, x, y, e->scratch[i], B);
+  } else {
+    l->ops->forward(l, e->params, x, y, e->scratch[i], B);
+  }
+}
+
+void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits) {
+  g_return_if_fail(B > 0);
+  reserve_batch(e, B);
+  const float *in = x;
+  for (int i = 0; i < e->n_layers; i++) {
+    float *out = i == e->n_layers - 1 ? logits : e->acts[i + 1];
+    layer_forward(e, i, in, out, B);
+    in = out;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* building */
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* Median of 5 timed calls of layer i (after one warm-up), sparse or dense path. */
+static double time_layer(PrunusEngine *e, int i, const float *x, float *y, int B, gboolean sparse) {
+  EngineLayer *el = &e->layers[i];
+  double t[5];
+  for (int r = -1; r < 5; r++) {
+    double t0 = now_us();
+    if (sparse)
+      sparse_forward(e, el, x, y, B);
+    else
+      el->l.ops->forward(&el->l, e->params, x, y, e->scratch[i], B);
+    if (r >= 0) t[r] = now_us() - t0;
+  }
+  for (int a = 1; a < 5; a++)
+    for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
+      double s = t[b];
+      t[b] = t[b - 1], t[b - 1] = s;
+    }
+  return t[2];
+}
+
+static void auto_measure(PrunusEngine *e, int max_batch) {
+  e->n_buckets = 0;
+  for (int B = 1; B < max_batch && e->n_buckets < AUTO_MAX_BUCKETS - 1; B *= 4) e->buckets[e->n_buckets++] = B;
+  e->buckets[e->n_buckets++] = max_batch;
+  reserve_batch(e, max_batch);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 777);
+  for (int i = 0; i < e->n_layers; i++) {
+    EngineLayer *el = &e->layers[i];
+    if (!el->csr) continue;
+    size_t n = (size_t)max_batch * prunus_shape_size(el->l.in);
+    float *x = e->acts[i]; /* the layer's own input buffer: right size, not in use yet */
+    for (size_t j = 0; j < n; j++) x[j] = (float)prunus_rng_normal(&rng);
+    for (int k = 0; k < e->n_buckets; k++) {
+      int B = e->buckets[k];
+      double td = time_layer(e, i, x, e->acts[i + 1], B, FALSE);
+      double ts = time_layer(e, i, x, e->acts[i + 1], B, TRUE);
+      el->sparse[k] = ts < td;
+    }
+  }
+}
+
+/* Before dead units are removed: a dead unit still outputs a constant, act(bias)
+ * (act = relu when one follows). Zero: removing it is exact. Otherwise, into a dense
+ * layer (through relu/maxpool/flatten) add what it feeds to that layer's bias; into
+ * anything else (a conv: zero padding makes the constant position-dependent) keep the
+ * unit (dead[p][j] = 0), so the shrunk network always computes what m computes. */
+static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
+  for (int p = 0; p < c->n_layers; p++) {
+    if (!dead[p]) continue;
+    int q = p + 1;
+    gboolean relu = FALSE, ok = TRUE;
+    int block = 1;
+    for (; q < c->n_layers && !c->layers[q].ops->has_params; q++) {
+      PrunusLayerType t = c->layers[q].spec.type;
+      if (t == PRUNUS_LAYER_RELU) relu = TRUE;
+      else if (t == PRUNUS_LAYER_FLATTEN) block *= c->layers[q].in.h * c->layers[q].in.w;
+      else if (t != PRUNUS_LAYER_MAXPOOL2D) ok = FALSE;
+    }
+    gboolean foldable = ok && q < c->n_layers && c->layers[q].spec.type == PRUNUS_LAYER_DENSE;
+    const PrunusLayer *lp = &c->layers[p];
+    float *bp = c->params + lp->b_off;
+    for (int j = 0; j < lp->out.c; j++) {
+      if (!dead[p][j]) continue;
+      float a = relu && bp[j] < 0.0f ? 0.0f : bp[j];
+      if (a == 0.0f) continue;
+      if (!foldable) {
+        dead[p][j] = 0;
+        continue;
+      }
+      const PrunusLayer *lq = &c->layers[q];
+      float *bq = c->params + lq->b_off;
+      const float *Wq = c->params + lq->w_off;
+      int in = lq->in.c;
+      for (int o = 0; o < lq->out.c; o++)
+        for (int h = 0; h < block; h++) bq[o] += Wq[(size_t)o * in + (size_t)j * block + h] * a;
+      bp[j] = 0.0f;
+    }
+  }
+}
+
+PrunusModel *prunus_engine_shrunk_model(const PrunusModel *m, GError **error) {
+  PrunusModel *c = prunus_model_shrink(m, NULL, NULL, NULL, 0, error);
+  if (!c) return NULL;
+  prunus_model_apply_mask(c);
+  uint8_t **dead = g_new0(uint8_t *, c->n_layers);
+  int n_dead = prunus_model_dead_units(c, dead);
+  if (n_dead > 0) {
+    fold_dead_biases(c, dead);
+    PrunusModel *s = prunus_model_shrink(c, (const uint8_t *const *)dead, NULL, NULL, 0, NULL);
+    if (s) {
+      prunus_model_free(c);
+      c = s;
+    }
+  }
+  for (int i = 0; i < c->n_layers; i++) g_free(dead[i]);
+  g_free(dead);
+  return c;
+}
+
+PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                GError **error) {
+  if (kind < 0 || kind >= PRUNUS_ENGINE_N_KINDS) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "unknown engine kind %d", (int)kind);
+    return NULL;
+  }
+  if (max_batch < 1) max_batch = 1;
+  const PrunusModel *src = m;
+  PrunusModel *shrunk = NULL;
+  if (kind == PRUNUS_ENGINE_SHRUNK) {
+    shrunk = prunus_engine_shrunk_model(m, error);
+    if (!shrunk) return NULL;
+    src = shrunk;
+  }
+  PrunusEngine *e = g_new0(PrunusEngine, 1);
+  e->kind = kind;
+  e->threads = 1;
+  e->n_layers = src->n_layers;
+  e->in_size = prunus_model_input_size(src);
+  e->n_classes = prunus_model_n_classes(src);
+  e->n_params = src->n_params;
+  e->params = floats_new(src->n_params);
+  for (size_t j = 0; j < src->n_params; j++) e->params[j] = src->params[j] * src->mask[j];
+  if (kind == PRUNUS_ENGINE_MASKED) {
+    e->mask = floats_new(src->n_params);
+    memcpy(e->mask, src->mask, sizeof(float) * src->n_params);
+    e->wm = floats_new(src->n_params);
+    memcpy(e->wm, e->params, sizeof(float) * src->n_params); /* biases stay as they are */
+  }
+  e->layers = g_new0(EngineLayer, e->n_layers);
+  for (int i = 0; i < e->n_layers; i++) {
+    EngineLayer *el = &e->layers[i];
+    el->l = src->layers[i];
+    if (!el->l.ops->has_params) continue;
+    const float *W = e->params + el->l.w_off;
+    for (size_t j = 0; j < el->l.w_len; j++) el->nnz += W[j] != 0.0f;
+    if (kind == PRUNUS_ENGINE_SPARSE || kind == PRUNUS_ENGINE_AUTO)
+      el->csr = prunus_csr_from_dense(W, NULL, el->l.out.c, el->l.fan_in);
+  }
+  if (kind == PRUNUS_ENGINE_AUTO)
+    auto_measure(e, max_batch);
+  reserve_batch(e, max_batch);
+  if (shrunk) prunus_model_free(shrunk);
+  return e;
+}
+
+void prunus_engine_free(PrunusEngine *e) {
+  if (!e) return;
+  workspace_free(e);
+  for (int i = 0; i < e->n_layers; i++) prunus_csr_free(e->layers[i].csr);
+  g_free(e->layers);
+  free(e->params);
+  free(e->mask);
+  free(e->wm);
+  g_free(e);
+}
+
+/* ------------------------------------------------------------------------ */
+/* queries */
+
+void prunus_engine_set_threads(PrunusEngine *e, int threads) {
+  g_return_if_fail(threads >= 1);
+  e->threads = threads > 2 ? 2 : threads;
+}
+
+PrunusEngineKind prunus_engine_kind(const PrunusEngine *e) { return e->kind; }
+
+size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
+  size_t bytes = 0;
+  for (int i = 0; i < e->n_layers; i++) {
+    const EngineLayer *el = &e->layers[i];
+    if (!el->l.ops->has_params) continue;
+    bytes += sizeof(float) * el->l.b_len;
+    gboolean keeps_dense = e->kind != PRUNUS_ENGINE_SPARSE;
+    if (keeps_dense) bytes += sizeof(float) * el->l.w_len;
+    if (e->kind == PRUNUS_ENGINE_MASKED) bytes += sizeof(float) * el->l.w_len;
+    if (el->csr) bytes += prunus_csr_bytes(el->csr);
+  }
+  return bytes;
+}
+
+int prunus_engine_n_layers(const PrunusEngine *e) { return e->n_layers; }
+
+const PrunusLayer *prunus_engine_layer(const PrunusEngine *e, int i) {
+  g_return_val_if_fail(i >= 0 && i < e->n_layers, NULL);
+  return &e->layers[i].l;
+}
+
+const char *prunus_engine_layer_choice(const PrunusEngine *e, int i, int B) {
+  g_return_val_if_fail(i >= 0 && i < e->n_layers, NULL);
+  const EngineLayer *el = &e->layers[i];
+  if (!el->l.ops->has_params) return NULL;
+  return runs_sparse(e, el, B) ? "sparse" : "dense";
+}
+
+double prunus_engine_layer_sparsity(const PrunusEngine *e, int i) {
+  g_return_val_if_fail(i >= 0 && i < e->n_layers, NAN);
+  const EngineLayer *el = &e->layers[i];
+  if (!el->l.ops->has_params || el->l.w_len == 0) return NAN;
+  return 1.0 - (double)el->nnz / (double)el->l.w_len;
+}
+
+uint64_t prunus_engine_flops(const PrunusEngine *e) {
+  uint64_t total = 0;
+  for (int i = 0; i < e->n_layers; i++) {
+    const EngineLayer *el = &e->layers[i];
+    if (!el->l.ops->has_params) continue;
+    uint64_t positions =
+        el->l.spec.type == PRUNUS_LAYER_CONV2D ? (uint64_t)el->l.out.h * el->l.out.w : 1;
+    total += 2 * el->nnz * positions;
+  }
+  return total;
+}
+
+static int compare_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
+  size_t n = (size_t)B * e->in_size;
+  float *x = g_new(float, n); /* (B, input) */
+  float *logits = g_new(float, (size_t)B * e->n_classes);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 12345);
+  for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
+  for (int i = 0; i < 3; i++) prunus_engine_forward(e, x, B, logits);
+  enum { MAX_RUNS = 5000 };
+  double *t = g_new(double, MAX_RUNS);
+  int runs = 0;
+  double start = now_us();
+  while (runs < MAX_RUNS) {
+    double t0 = now_us();
+    prunus_engine_forward(e, x, B, logits);
+    double t1 = now_us();
+    t[runs++] = t1 - t0;
+    if (runs >= min_runs && (t1 - start) / 1e6 >= budget_seconds) break;
+  }
+  qsort(t, runs, sizeof(double), compare_double);
+  double median = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
+  g_free(t);
+  g_free(logits);
+  g_free(x);
+  return median;
+}

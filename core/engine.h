@@ -1,0 +1,67 @@
+/* engine.h: inference-only execution engines over a (pruned) model: dense BLAS,
+ * masked (dense with the mask multiplied in at every call, as other frameworks do),
+ * CSR sparse, shrunk (dead units physically removed) and auto (per layer, the faster
+ * of dense and sparse for the batch size at hand, measured when the engine is built). */
+#ifndef PRUNUS_ENGINE_H
+#define PRUNUS_ENGINE_H
+
+#include "model.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  PRUNUS_ENGINE_DENSE,   /* BLAS on the weights with zeros in place; sgemv at batch 1 */
+  PRUNUS_ENGINE_MASKED,  /* W * mask recomputed every forward, then BLAS */
+  PRUNUS_ENGINE_SPARSE,  /* CSR for every layer with parameters */
+  PRUNUS_ENGINE_SHRUNK,  /* dead units removed (prunus_model_shrink), then dense */
+  PRUNUS_ENGINE_AUTO,    /* per layer and batch size: dense or sparse, whichever measured faster */
+  PRUNUS_ENGINE_N_KINDS
+} PrunusEngineKind;
+
+typedef struct PrunusEngine PrunusEngine;
+
+const char *prunus_engine_kind_name(PrunusEngineKind kind);
+gboolean prunus_engine_kind_from_name(const char *name, PrunusEngineKind *out);
+
+/* (transfer full) An engine computing what prunus_model_forward(m) computes (with m's
+ * masks applied). It copies what it needs: m may change or be freed afterwards.
+ * max_batch sizes the workspace (forward grows it when needed) and, for AUTO, the
+ * largest batch size measured. */
+PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                GError **error);
+void prunus_engine_free(PrunusEngine *e);
+
+/* logits (B, n_classes) from x (B, input size). */
+void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits);
+
+/* Threads the sparse kernels may use (1 or 2; default 1). BLAS threads are set
+ * with prunus_set_threads. */
+void prunus_engine_set_threads(PrunusEngine *e, int threads);
+
+PrunusEngineKind prunus_engine_kind(const PrunusEngine *e);
+/* Bytes of weights, biases and index arrays (and masks, for MASKED) held in memory. */
+size_t prunus_engine_weight_bytes(const PrunusEngine *e);
+/* Layers of the engine's network (SHRUNK: the shrunk one). */
+int prunus_engine_n_layers(const PrunusEngine *e);
+const PrunusLayer *prunus_engine_layer(const PrunusEngine *e, int i);
+/* "dense" or "sparse": how layer i runs at batch B; NULL for layers without params. */
+const char *prunus_engine_layer_choice(const PrunusEngine *e, int i, int B);
+/* Fraction of zero weights of layer i (NaN for layers without params). */
+double prunus_engine_layer_sparsity(const PrunusEngine *e, int i);
+/* Nonzero weights of the whole network, and FLOPs per sample (2 x multiply-adds of
+ * the nonzero weights). */
+uint64_t prunus_engine_flops(const PrunusEngine *e);
+
+/* Median microseconds of one forward of B seeded random samples: 3 warm-up runs,
+ * then runs until budget_seconds is spent (at least min_runs, at most 5000). */
+double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs);
+
+/* (transfer full) m with masks applied and every dead unit (all its weights masked)
+ * removed, computing what m computes: the constant a dead unit still outputs is
+ * folded into the next dense layer's bias, or the unit is kept when it cannot be.
+ * A plain copy when nothing can be removed (e.g. a whole layer is dead). */
+PrunusModel *prunus_engine_shrunk_model(const PrunusModel *m, GError **error);
+
+G_END_DECLS
+
+#endif

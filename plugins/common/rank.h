@@ -1,0 +1,342 @@
+/* rank.h: header-only unit ranking shared by the structured granularities
+ * (neuron, channel): unit scores (the criterion's own or aggregated from its
+ * weight scores), global / per-layer ranking with caps, and the refusal to empty
+ * a layer. Plugins include it as "../common/rank.h"; it needs only plugin.h. */
+#ifndef PRUNUS_PLUGINS_RANK_H
+#define PRUNUS_PLUGINS_RANK_H
+
+#include <prunus/plugin.h>
+
+#include <math.h>
+#include <stdlib.h>
+
+// ----------------------------------------------------------------------------
+// Settings shared by the structured granularities
+
+typedef enum {
+  RANK_AGGREGATE_L1 = 0, /* sum of |s| over the unit's alive weights */
+  RANK_AGGREGATE_L2 = 1, /* sqrt(sum of s^2) over the unit's alive weights */
+} RankAggregate;
+
+static const char *const rank_aggregate_names[] = {"l1", "l2", NULL};
+
+/* Which layers may lose units (besides being prunable and not the output). */
+typedef int (*RankEligibleFn)(const PrunusLayerView *layer);
+
+typedef struct {
+  PrunusHost *host;
+  const PrunusHostServices *services;
+  RankAggregate aggregate;
+  /* Global scope ranks units of layers of different widths together: a layer's
+   * unit scores scale with its fan-in (a norm over 784 inputs dwarfs one over
+   * 100), so each layer's scores are divided by that layer's mean |score| first,
+   * and "low" means "low for its layer". Within one layer (layer scope, or a
+   * layer ranked alone at its own rate) it changes nothing. */
+  int normalize;
+  RankEligibleFn eligible; /* NULL = every hidden layer */
+} RankCtx;
+
+/* Read `aggregate` ("l1" | "l2", default "l2") and `normalize` (default true). */
+static inline int rank_read_settings(RankCtx *ctx, PrunusHost *host,
+                                     const PrunusHostServices *services) {
+  int aggregate, normalize;
+  if (services->get_choice(host, "aggregate", rank_aggregate_names, RANK_AGGREGATE_L2,
+                           &aggregate) != 0)
+    return -1; /* the host recorded the key, the choices and the value found */
+  if (aggregate != RANK_AGGREGATE_L1 && aggregate != RANK_AGGREGATE_L2) {
+    services->set_error(host, "aggregate: expected \"l1\" or \"l2\", found choice index %d",
+                        aggregate);
+    return -1;
+  }
+  if (services->get_bool(host, "normalize", 1, &normalize) != 0)
+    return -1;
+  ctx->host = host;
+  ctx->services = services;
+  ctx->aggregate = (RankAggregate)aggregate;
+  ctx->normalize = normalize != 0;
+  ctx->eligible = NULL;
+  return 0;
+}
+
+// ----------------------------------------------------------------------------
+// Unit scores: the criterion's own, else aggregated from its weight scores
+
+static inline int rank_is_alive(const PrunusLayerView *layer, size_t i) {
+  return !layer->mask || layer->mask[i] != 0.0f;
+}
+
+/* Fill out (n_units) for layer l; -1 after set_error when there is nothing to use. */
+static inline int rank_unit_scores(const RankCtx *ctx, const PrunusModelView *model,
+                                   const PrunusScores *scores, int l, double *out) {
+  const PrunusLayerView *layer = &model->layers[l];
+  if (scores->unit_scores && scores->unit_scores[l]) {
+    for (int u = 0; u < layer->n_units; u++)
+      out[u] = scores->unit_scores[l][u];
+  } else if (scores->weight_scores && scores->weight_scores[l]) {
+    const float *s = scores->weight_scores[l];
+    for (int u = 0; u < layer->n_units; u++) {
+      const size_t row = (size_t)u * (size_t)layer->fan_in;
+      double acc = 0.0;
+      for (int k = 0; k < layer->fan_in; k++) {
+        const size_t i = row + (size_t)k;
+        if (!rank_is_alive(layer, i))
+          continue;
+        acc += ctx->aggregate == RANK_AGGREGATE_L1 ? fabs((double)s[i]) : (double)s[i] * s[i];
+      }
+      out[u] = ctx->aggregate == RANK_AGGREGATE_L1 ? acc : sqrt(acc);
+    }
+  } else {
+    ctx->services->set_error(ctx->host, "layer %s: no unit or weight scores (the criterion must "
+                             "produce PRUNUS_SCORES_UNIT or PRUNUS_SCORES_WEIGHT)", layer->name);
+    return -1;
+  }
+  for (int u = 0; u < layer->n_units; u++) {
+    if (!isfinite(out[u])) {
+      ctx->services->set_error(ctx->host, "layer %s: unit %d has a non-finite score",
+                               layer->name, u);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Divide the layer's scores by their mean |score| (left alone when that is 0). */
+static inline void rank_normalize(double *s, int n) {
+  double mean = 0.0;
+  for (int u = 0; u < n; u++)
+    mean += fabs(s[u]);
+  mean /= n > 0 ? n : 1;
+  if (mean > 0.0)
+    for (int u = 0; u < n; u++)
+      s[u] /= mean;
+}
+
+// ----------------------------------------------------------------------------
+// Ranking: one candidate per unit, sorted by (score, layer, unit) so ties break
+// deterministically towards the lower layer and unit.
+
+typedef struct {
+  double score;
+  int layer;
+  int unit;
+} RankCandidate;
+
+static inline int rank_candidate_cmp(const void *pa, const void *pb) {
+  const RankCandidate *a = pa, *b = pb;
+  if (a->score != b->score)
+    return a->score < b->score ? -1 : 1;
+  if (a->layer != b->layer)
+    return a->layer < b->layer ? -1 : 1;
+  return (a->unit > b->unit) - (a->unit < b->unit);
+}
+
+/* round(x) with a little slack so 0.3 * 5 = 1.4999999... rounds like 1.5. */
+static inline int rank_round(double x) { return x <= 0.0 ? 0 : (int)floor(x + 0.5 + 1e-9); }
+
+/* Per-layer bookkeeping for one plan() call. */
+typedef struct {
+  int active;     /* eligible, prunable, hidden and a non-zero rate */
+  double rate;    /* layer_amount[l] (1 when the host gives none) */
+  double *score;  /* (n_units) unit scores, for active layers */
+  int cap;        /* most units max_sparsity allows removing this round */
+  int removed;    /* removals planned so far */
+} RankLayerPlan;
+
+/* Remove up to round(rate * units of the group's layers) of the lowest-scored
+ * units of the layers with in_group[l] set, skipping a layer once its cap is
+ * reached (the removal then goes to the next-lowest unit of another layer). */
+static inline int rank_select(const RankCtx *ctx, const PrunusModelView *model, RankLayerPlan *lp,
+                              const int *in_group, double rate, PrunusPlan *plan) {
+  size_t n = 0;
+  for (int l = 0; l < model->n_layers; l++)
+    if (in_group[l])
+      n += (size_t)model->layers[l].n_units;
+  const int want = rank_round(rate * (double)n);
+  if (want == 0 || n == 0)
+    return 0;
+  RankCandidate *c = malloc(n * sizeof *c);
+  if (!c) {
+    ctx->services->set_error(ctx->host, "out of memory ranking %zu units", n);
+    return -1;
+  }
+  size_t k = 0;
+  for (int l = 0; l < model->n_layers; l++) {
+    if (!in_group[l])
+      continue;
+    for (int u = 0; u < model->layers[l].n_units; u++) {
+      c[k].score = lp[l].score[u];
+      c[k].layer = l;
+      c[k].unit = u;
+      k++;
+    }
+  }
+  qsort(c, k, sizeof *c, rank_candidate_cmp);
+  int taken = 0;
+  for (size_t j = 0; j < k && taken < want; j++) {
+    RankLayerPlan *p = &lp[c[j].layer];
+    if (p->removed >= p->cap)
+      continue;
+    plan->remove_units[c[j].layer][c[j].unit] = 1;
+    p->removed++;
+    taken++;
+  }
+  free(c);
+  return 0;
+}
+
+// ----------------------------------------------------------------------------
+// Refusing to empty a layer
+
+static inline int rank_unit_removed(const PrunusPlan *plan, int l, int u) {
+  return plan->remove_units && plan->remove_units[l] && plan->remove_units[l][u];
+}
+
+/* Alive weights of layer m that survive the plan: rows of its kept units, and
+ * columns fed by kept units of layer m-1. The previous parameter layer feeds this
+ * one when fan_in is a multiple of its units: dense after dense (one column per
+ * unit), conv after conv (cin*k*k: a k*k block per channel) and dense after
+ * flatten (C*H*W: an H*W block per channel), all channel-major. */
+static inline size_t rank_alive_after(const PrunusModelView *model, const PrunusPlan *plan, int m,
+                                      size_t *alive_before) {
+  const PrunusLayerView *layer = &model->layers[m];
+  const PrunusLayerView *prev = m > 0 ? &model->layers[m - 1] : NULL;
+  int per = 0;
+  if (prev && prev->n_units > 0 && layer->fan_in % prev->n_units == 0)
+    per = layer->fan_in / prev->n_units;
+  size_t before = 0, after = 0;
+  for (int u = 0; u < layer->n_units; u++) {
+    const int row_kept = !rank_unit_removed(plan, m, u);
+    for (int k = 0; k < layer->fan_in; k++) {
+      const size_t i = (size_t)u * (size_t)layer->fan_in + (size_t)k;
+      if (!rank_is_alive(layer, i))
+        continue;
+      before++;
+      if (row_kept && !(per > 0 && rank_unit_removed(plan, m - 1, k / per)))
+        after++;
+    }
+  }
+  *alive_before = before;
+  return after;
+}
+
+static inline int rank_check_not_empty(const RankCtx *ctx, const PrunusModelView *model,
+                                       const RankLayerPlan *lp, const PrunusPlan *plan) {
+  for (int m = 0; m < model->n_layers; m++) {
+    const PrunusLayerView *layer = &model->layers[m];
+    const int own = lp[m].removed;
+    const int fed = m > 0 ? lp[m - 1].removed : 0;
+    if (own == 0 && fed == 0)
+      continue;
+    if (own > 0 && own >= layer->n_units) {
+      ctx->services->set_error(ctx->host,
+                               "layer %s: the plan removes all %d units; refusing to empty the "
+                               "layer (lower the amount or set a max_sparsity below 1)",
+                               layer->name, layer->n_units);
+      return -1;
+    }
+    size_t before;
+    const size_t after = rank_alive_after(model, plan, m, &before);
+    if (before > 0 && after == 0) {
+      ctx->services->set_error(ctx->host,
+                               "layer %s: the plan leaves none of its %zu alive weights (its "
+                               "kept units or their inputs from layer %s are all pruned); "
+                               "refusing to empty the layer",
+                               layer->name, before, m > 0 ? model->layers[m - 1].name : "-");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+// ----------------------------------------------------------------------------
+// The plan
+
+/* Units of the eligible, prunable hidden layers (never is_output: its units are
+ * the classes) are removed. amount is a fraction of the units there are now
+ * (removed units are physically gone from the view). Global scope: the layers at
+ * layer_amount 1 share one ranking at req->amount; a layer at another rate is
+ * ranked alone at amount * layer_amount; a layer at 0 is skipped. Layer scope:
+ * each layer removes round(layer_amount * units) of its own units. max_sparsity
+ * caps the round so that units after >= (1 - max_sparsity) * units now. */
+static inline int rank_plan_units(const RankCtx *ctx, const PrunusModelView *model,
+                                  const PrunusScores *scores, const PrunusPlanRequest *req,
+                                  PrunusPlan *plan) {
+  const int nl = model->n_layers;
+  if (req->scope == PRUNUS_SCOPE_GLOBAL && !(req->amount >= 0.0 && req->amount <= 1.0)) {
+    ctx->services->set_error(ctx->host, "amount: expected a fraction in [0, 1], found %g",
+                             req->amount);
+    return -1;
+  }
+  if (nl <= 0)
+    return 0;
+  RankLayerPlan *lp = calloc((size_t)nl, sizeof *lp);
+  int *in_group = calloc((size_t)nl, sizeof *in_group);
+  int rc = -1;
+  if (!lp || !in_group) {
+    ctx->services->set_error(ctx->host, "out of memory planning %d layers", nl);
+    goto out_free;
+  }
+
+  for (int l = 0; l < nl; l++) {
+    const PrunusLayerView *layer = &model->layers[l];
+    RankLayerPlan *p = &lp[l];
+    p->rate = req->layer_amount ? req->layer_amount[l] : 1.0;
+    if (!layer->prunable || layer->is_output || p->rate == 0.0 || layer->n_units <= 0 ||
+        (ctx->eligible && !ctx->eligible(layer)))
+      continue;
+    if (!(p->rate > 0.0 && p->rate <= 1.0)) {
+      ctx->services->set_error(ctx->host, "layer %s: layer_amount expected in [0, 1], found %g",
+                               layer->name, p->rate);
+      goto out_free;
+    }
+    if (!plan->remove_units || !plan->remove_units[l]) {
+      ctx->services->set_error(ctx->host, "layer %s: the host gave no remove_units buffer",
+                               layer->name);
+      goto out_free;
+    }
+    p->score = malloc((size_t)layer->n_units * sizeof *p->score);
+    if (!p->score) {
+      ctx->services->set_error(ctx->host, "out of memory scoring layer %s", layer->name);
+      goto out_free;
+    }
+    if (rank_unit_scores(ctx, model, scores, l, p->score) != 0)
+      goto out_free;
+    const double max_sp = req->max_sparsity ? req->max_sparsity[l] : 1.0;
+    const int min_units = (int)fmax(0.0, ceil((1.0 - max_sp) * layer->n_units - 1e-9));
+    p->cap = layer->n_units > min_units ? layer->n_units - min_units : 0;
+    p->active = 1;
+  }
+
+  if (req->scope == PRUNUS_SCOPE_GLOBAL) {
+    for (int l = 0; l < nl; l++) {
+      in_group[l] = lp[l].active && lp[l].rate == 1.0;
+      if (in_group[l] && ctx->normalize)
+        rank_normalize(lp[l].score, model->layers[l].n_units);
+    }
+    if (rank_select(ctx, model, lp, in_group, req->amount, plan) != 0)
+      goto out_free;
+  }
+  for (int l = 0; l < nl; l++) {
+    if (!lp[l].active || (req->scope == PRUNUS_SCOPE_GLOBAL && lp[l].rate == 1.0))
+      continue;
+    for (int m = 0; m < nl; m++)
+      in_group[m] = m == l;
+    const double rate = req->scope == PRUNUS_SCOPE_GLOBAL ? req->amount * lp[l].rate : lp[l].rate;
+    if (rank_select(ctx, model, lp, in_group, rate, plan) != 0)
+      goto out_free;
+  }
+
+  if (rank_check_not_empty(ctx, model, lp, plan) != 0)
+    goto out_free;
+  rc = 0;
+
+out_free:
+  if (lp)
+    for (int l = 0; l < nl; l++)
+      free(lp[l].score);
+  free(in_group);
+  free(lp);
+  return rc;
+}
+
+#endif /* PRUNUS_PLUGINS_RANK_H */

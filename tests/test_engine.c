@@ -1,0 +1,228 @@
+/* test_engine.c: the CSR kernels against plain loops, and every inference engine
+ * (dense, masked, sparse, shrunk, auto) against prunus_model_forward with masks, on
+ * odd sizes, empty and full rows, batches 1/3/17/256, AVX2 and scalar paths. */
+#include "csr.h"
+#include "engine.h"
+#include "rng.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* CSR kernels */
+
+/* A (rows, cols) random matrix: row 0 all zero, row 1 full, others ~70% zero. */
+static float *random_sparse(int rows, int cols, uint64_t seed) {
+  PrunusRng rng;
+  prunus_rng_seed(&rng, seed);
+  float *W = g_new(float, (size_t)rows * cols);
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < cols; c++) {
+      float v = (float)prunus_rng_normal(&rng);
+      gboolean keep = r == 1 || (r != 0 && prunus_rng_uniform(&rng) < 0.3);
+      W[(size_t)r * cols + c] = keep ? v : 0.0f;
+    }
+  return W;
+}
+
+static void check_kernels(gboolean scalar) {
+  bool old = prunus_csr_force_scalar(scalar);
+  if (scalar) g_assert_false(prunus_csr_uses_avx2());
+  int rows = 37, cols = 53;
+  float *W = random_sparse(rows, cols, 1);
+  PrunusCsr *a = prunus_csr_from_dense(W, NULL, rows, cols);
+  g_assert_cmpint(a->ptr[1] - a->ptr[0], ==, 0);
+  g_assert_cmpint(a->ptr[2] - a->ptr[1], ==, cols);
+  float bias[37];
+  for (int r = 0; r < rows; r++) bias[r] = 0.1f * r;
+  static const int Ns[] = {1, 3, 17, 64, 73, 256};
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 2);
+  for (size_t t = 0; t < G_N_ELEMENTS(Ns); t++) {
+    int N = Ns[t];
+    float *xT = g_new(float, (size_t)cols * N);
+    float *yT = g_new(float, (size_t)rows * N);
+    float *ref = g_new(float, (size_t)rows * N);
+    for (size_t i = 0; i < (size_t)cols * N; i++) xT[i] = (float)prunus_rng_normal(&rng);
+    for (int r = 0; r < rows; r++)
+      for (int n = 0; n < N; n++) {
+        double acc = bias[r];
+        for (int c = 0; c < cols; c++) acc += (double)W[(size_t)r * cols + c] * xT[(size_t)c * N + n];
+        ref[(size_t)r * N + n] = (float)acc;
+      }
+    for (int threads = 1; threads <= 2; threads++) {
+      memset(yT, 0xff, sizeof(float) * rows * N);
+      prunus_csr_spmm_t(a, xT, N, bias, yT, threads);
+      g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, (size_t)rows * N, "spmm_t"), <, 1e-5);
+    }
+    if (N == 1) {
+      prunus_csr_spmv(a, xT, bias, yT);
+      g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, rows, "spmv"), <, 1e-5);
+    }
+    g_free(xT), g_free(yT), g_free(ref);
+  }
+  prunus_csr_free(a);
+  g_free(W);
+  prunus_csr_force_scalar(old);
+}
+
+static void test_kernels_avx2(void) {
+  if (!prunus_csr_uses_avx2()) {
+    g_test_skip("no AVX2 on this CPU");
+    return;
+  }
+  check_kernels(FALSE);
+}
+
+static void test_kernels_scalar(void) { check_kernels(TRUE); }
+
+/* Large enough for the threaded split to run, with many rows. */
+static void test_kernels_threaded(void) {
+  int rows = 301, cols = 785, N = 256;
+  float *W = random_sparse(rows, cols, 3);
+  PrunusCsr *a = prunus_csr_from_dense(W, NULL, rows, cols);
+  float *xT = g_new(float, (size_t)cols * N), *y1 = g_new(float, (size_t)rows * N),
+        *y2 = g_new(float, (size_t)rows * N);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 4);
+  for (size_t i = 0; i < (size_t)cols * N; i++) xT[i] = (float)prunus_rng_normal(&rng);
+  prunus_csr_spmm_t(a, xT, N, NULL, y1, 1);
+  prunus_csr_spmm_t(a, xT, N, NULL, y2, 2);
+  g_assert_cmpfloat(testutil_max_rel_diff(y1, y2, (size_t)rows * N, "threads 1 vs 2"), ==, 0.0);
+  prunus_csr_free(a);
+  g_free(W), g_free(xT), g_free(y1), g_free(y2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* engines */
+
+/* A model of arch with random biases and masks (~sparsity zeros), a fully dead unit
+ * in every hidden param layer, and a fully alive one. */
+static PrunusModel *masked_model(const char *arch_text, double sparsity, uint64_t seed) {
+  PrunusArch arch;
+  GError *error = NULL;
+  g_assert_true(prunus_arch_from_string(arch_text, &arch, &error));
+  g_assert_no_error(error);
+  PrunusModel *m = prunus_model_new(&arch, 4, seed, &error);
+  g_assert_no_error(error);
+  prunus_arch_clear(&arch);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, seed + 100);
+  int last = -1;
+  for (int i = 0; i < m->n_layers; i++)
+    if (m->layers[i].ops->has_params) last = i;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (!l->ops->has_params) continue;
+    for (size_t j = 0; j < l->b_len; j++) m->params[l->b_off + j] = (float)(0.3 * prunus_rng_normal(&rng));
+    int fan = l->fan_in;
+    for (int u = 0; u < l->out.c; u++) {
+      for (int k = 0; k < fan; k++) {
+        float keep = prunus_rng_uniform(&rng) >= sparsity;
+        if (u == 1 && i != last) keep = 0.0f; /* a dead unit */
+        if (u == 0) keep = 1.0f;              /* a full row */
+        m->mask[l->w_off + (size_t)u * fan + k] = keep;
+      }
+    }
+  }
+  prunus_model_apply_mask(m);
+  return m;
+}
+
+static void check_engines(PrunusModel *m, const char *label) {
+  static const int batches[] = {1, 3, 17, 256};
+  size_t in = prunus_model_input_size(m);
+  int K = prunus_model_n_classes(m);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 9);
+  for (int kind = 0; kind < PRUNUS_ENGINE_N_KINDS; kind++) {
+    GError *error = NULL;
+    PrunusEngine *e = prunus_engine_new(m, (PrunusEngineKind)kind, 32, &error);
+    g_assert_no_error(error);
+    g_assert_nonnull(e);
+    for (int threads = 1; threads <= 2; threads++) {
+      prunus_engine_set_threads(e, threads);
+      for (size_t t = 0; t < G_N_ELEMENTS(batches); t++) {
+        int B = batches[t];
+        float *x = g_new(float, (size_t)B * in), *y = g_new(float, (size_t)B * K);
+        for (size_t i = 0; i < (size_t)B * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+        prunus_model_forward(m, x, B);
+        prunus_engine_forward(e, x, B, y);
+        char *what = g_strdup_printf("%s %s B=%d threads=%d", label,
+                                     prunus_engine_kind_name((PrunusEngineKind)kind), B, threads);
+        g_assert_cmpfloat(testutil_max_rel_diff(y, m->acts[m->n_layers], (size_t)B * K, what), <, 1e-4);
+        g_free(what);
+        g_free(x), g_free(y);
+      }
+    }
+    if (kind == PRUNUS_ENGINE_SHRUNK)
+      g_assert_cmpint(prunus_engine_n_layers(e), ==, m->n_layers);
+    g_assert_cmpuint(prunus_engine_weight_bytes(e), >, 0);
+    prunus_engine_free(e);
+  }
+}
+
+static void run_both_paths(PrunusModel *m, const char *label) {
+  check_engines(m, label);
+  bool old = prunus_csr_force_scalar(true);
+  check_engines(m, label);
+  prunus_csr_force_scalar(old);
+}
+
+static void test_engines_dense_model(void) {
+  static const double sparsities[] = {0.0, 0.7, 0.97};
+  for (size_t s = 0; s < G_N_ELEMENTS(sparsities); s++) {
+    PrunusModel *m = masked_model("1x5x11|flatten|dense:37|relu|dense:53|relu|dense:10", sparsities[s], 11 + s);
+    run_both_paths(m, "mlp");
+    prunus_model_free(m);
+  }
+}
+
+static void test_engines_conv_model(void) {
+  PrunusModel *m = masked_model(
+      "2x9x9|conv2d:5:3:1:1|relu|maxpool2d:2:2|conv2d:7:3:1:0|relu|flatten|dense:10", 0.6, 21);
+  /* conv -> conv: a dead channel with a positive bias reaches the next conv unevenly
+   * through its zero padding: the shrunk engine must keep it (and stay exact). */
+  m->params[m->layers[0].b_off + 1] = 0.5f;
+  run_both_paths(m, "conv");
+  prunus_model_free(m);
+}
+
+/* The shrunk engine really removes the dead units; sparse holds fewer bytes. */
+static void test_engine_sizes(void) {
+  PrunusModel *m = masked_model("1x5x11|flatten|dense:37|relu|dense:53|relu|dense:10", 0.9, 5);
+  GError *error = NULL;
+  PrunusEngine *dense = prunus_engine_new(m, PRUNUS_ENGINE_DENSE, 1, &error);
+  PrunusEngine *shrunk = prunus_engine_new(m, PRUNUS_ENGINE_SHRUNK, 1, &error);
+  PrunusEngine *sparse = prunus_engine_new(m, PRUNUS_ENGINE_SPARSE, 1, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(prunus_engine_layer(shrunk, 1)->out.c, <, 37);
+  g_assert_cmpint(prunus_engine_layer(shrunk, 3)->out.c, <, 53);
+  g_assert_cmpuint(prunus_engine_weight_bytes(shrunk), <, prunus_engine_weight_bytes(dense));
+  g_assert_cmpuint(prunus_engine_weight_bytes(sparse), <, prunus_engine_weight_bytes(dense) / 3);
+  g_assert_cmpstr(prunus_engine_layer_choice(sparse, 1, 1), ==, "sparse");
+  g_assert_cmpstr(prunus_engine_layer_choice(dense, 1, 1), ==, "dense");
+  g_assert_null(prunus_engine_layer_choice(dense, 0, 1));
+  g_assert_cmpfloat(prunus_engine_layer_sparsity(dense, 1), >, 0.8);
+  g_assert_cmpuint(prunus_engine_flops(sparse), ==, prunus_model_flops(m, TRUE));
+  PrunusEngineKind k;
+  g_assert_true(prunus_engine_kind_from_name("auto", &k));
+  g_assert_cmpint(k, ==, PRUNUS_ENGINE_AUTO);
+  g_assert_false(prunus_engine_kind_from_name("fast", &k));
+  prunus_engine_free(dense);
+  prunus_engine_free(shrunk);
+  prunus_engine_free(sparse);
+  prunus_model_free(m);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/csr/kernels-avx2", test_kernels_avx2);
+  g_test_add_func("/csr/kernels-scalar", test_kernels_scalar);
+  g_test_add_func("/csr/kernels-threaded", test_kernels_threaded);
+  g_test_add_func("/engine/dense-model", test_engines_dense_model);
+  g_test_add_func("/engine/conv-model", test_engines_conv_model);
+  g_test_add_func("/engine/sizes", test_engine_sizes);
+  return g_test_run();
+}

@@ -1,0 +1,579 @@
+/* test_pipeline.c: the whole prune -> retrain pipeline (prunus_job_run) on a tiny
+ * synthetic IDX dataset written here: the schedule's sparsity round by round, the
+ * summary.json arithmetic, checkpoints on disk, neuron pruning that really
+ * shrinks, determinism, rewind vs reinit, and a criterion that returns NaN. */
+#include "checkpoint.h"
+#include "json.h"
+#include "rng.h"
+#include "testutil.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+// ----------------------------------------------------------------------------
+// The dataset: 8x8 images, class k = quadrant k bright, plus noise
+
+#define SIDE 8
+#define N_TRAIN 1200
+#define N_TEST 300
+#define N_VAL 200
+
+static char *data_dir; /* the dataset, the configs and the run folders */
+
+static void write_idx(const char *name, uint32_t magic, const uint32_t *dims, int ndims,
+                      const uint8_t *data, size_t len) {
+  GByteArray *a = g_byte_array_new();
+  uint32_t be = GUINT32_TO_BE(magic);
+  g_byte_array_append(a, (const guint8 *)&be, 4);
+  for (int i = 0; i < ndims; i++) {
+    be = GUINT32_TO_BE(dims[i]);
+    g_byte_array_append(a, (const guint8 *)&be, 4);
+  }
+  g_byte_array_append(a, data, (guint)len);
+  g_free(testutil_write_file(data_dir, name, a->data, a->len));
+  g_byte_array_unref(a);
+}
+
+static void write_quadrants(const char *prefix, uint32_t n, uint64_t seed) {
+  PrunusRng r;
+  prunus_rng_seed(&r, seed);
+  const size_t row = SIDE * SIDE;
+  uint8_t *img = g_new(uint8_t, n * row), *lab = g_new(uint8_t, n);
+  for (uint32_t i = 0; i < n; i++) {
+    int k = (int)prunus_rng_below(&r, 4);
+    lab[i] = (uint8_t)k;
+    for (size_t p = 0; p < row; p++) {
+      int q = (p / SIDE >= SIDE / 2) * 2 + (p % SIDE >= SIDE / 2);
+      double v = (q == k ? 150.0 : 100.0) + 60.0 * prunus_rng_normal(&r);
+      img[i * row + p] = (uint8_t)CLAMP(lround(v), 0, 255);
+    }
+  }
+  const uint32_t dims[3] = {n, SIDE, SIDE};
+  char *name = g_strdup_printf("%s-images-idx3-ubyte", prefix);
+  write_idx(name, 0x803, dims, 3, img, n * row);
+  g_free(name);
+  name = g_strdup_printf("%s-labels-idx1-ubyte", prefix);
+  write_idx(name, 0x801, &n, 1, lab, n);
+  g_free(name);
+  g_free(img);
+  g_free(lab);
+}
+
+// ----------------------------------------------------------------------------
+// The model and its expected sizes: 64 -> 32 -> 16 -> 4
+
+#define PRUNABLE_TOTAL (64 * 32 + 32 * 16 + 16 * 4) /* 2624 */
+#define BIAS_TOTAL (32 + 16 + 4)
+#define PARAMS_TOTAL (PRUNABLE_TOTAL + BIAS_TOTAL)
+#define ROUNDS 3
+#define AMOUNT 0.5
+
+/* The weight plugin's rounding: round half up, with its slack. */
+static size_t round_count(double x) { return x <= 0.0 ? 0 : (size_t)floor(x + 0.5 + 1e-9); }
+
+typedef struct {
+  const char *scope;        /* prune.schedule.scope */
+  const char *criterion;    /* plugin names */
+  const char *granularity;
+  const char *retrain;      /* the body of prune.retrain */
+  const char *prune_extra;  /* more keys of prune */
+  const char *top_extra;    /* more top-level keys */
+} Setup;
+
+static const Setup weight_setup = {"global", "magnitude", "weight",
+                                   "plugin = \"finetune\"; epochs = 1;", "", ""};
+
+/* Write data_dir/<name>.cfg for setup; returns its path (transfer full). The
+ * experiment (and checkpoint folder) is named "tiny". */
+static char *write_config(const char *name, const Setup *s) {
+  char *text = g_strdup_printf(
+      "name = \"tiny\";\n"
+      "seed = 11;\n"
+      "dataset = {\n"
+      "  format = \"idx\";\n"
+      "  train_images = \"train-images-idx3-ubyte\";\n"
+      "  train_labels = \"train-labels-idx1-ubyte\";\n"
+      "  test_images = \"t10k-images-idx3-ubyte\";\n"
+      "  test_labels = \"t10k-labels-idx1-ubyte\";\n"
+      "  validation = %d;\n"
+      "  normalize = \"standard\";\n"
+      "};\n"
+      "model = {\n"
+      "  input = [1, 8, 8];\n"
+      "  layers = (\n"
+      "    { type = \"flatten\"; },\n"
+      "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n"
+      "    { type = \"dense\"; units = 16; }, { type = \"relu\"; },\n"
+      "    { type = \"dense\"; units = 4; }\n"
+      "  );\n"
+      "};\n"
+      "train = { epochs = 3; batch = 32; optimizer = \"sgd\"; lr = 0.05; momentum = 0.9;\n"
+      "          lr_schedule = \"cosine\"; };\n"
+      "prune = {\n"
+      "  schedule = { rounds = %d; amount = %g; scope = \"%s\"; };\n"
+      "  layers = ( { layer = \"output\"; rate = 0.5; } );\n"
+      "  latency = { batches = [1]; seconds = 0.001; };\n"
+      "  criterion = { plugin = \"%s\"; };\n"
+      "  granularity = { plugin = \"%s\"; };\n"
+      "  retrain = { %s };\n"
+      "  %s\n"
+      "};\n"
+      "%s\n",
+      N_VAL, ROUNDS, AMOUNT, s->scope, s->criterion, s->granularity, s->retrain, s->prune_extra,
+      s->top_extra);
+  char *file = g_strdup_printf("%s.cfg", name);
+  char *path = testutil_write_file(data_dir, file, text, strlen(text));
+  g_free(file);
+  g_free(text);
+  return path;
+}
+
+/* Run name's config into data_dir/run-<name> (transfer full). */
+static char *run_pipeline(const char *name, const Setup *s, GError **error) {
+  char *cfg = write_config(name, s);
+  char *dir_name = g_strdup_printf("run-%s", name);
+  char *run_dir = g_build_filename(data_dir, dir_name, NULL);
+  g_free(dir_name);
+  PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  gint64 t0 = g_get_monotonic_time();
+  prunus_job_run(&o, error);
+  g_test_message("%s: %.2f s", name, (g_get_monotonic_time() - t0) / 1e6);
+  g_free(cfg);
+  return run_dir;
+}
+
+static char *run_ok(const char *name, const Setup *s) {
+  GError *error = NULL;
+  char *run_dir = run_pipeline(name, s, &error);
+  g_assert_no_error(error);
+  return run_dir;
+}
+
+// ----------------------------------------------------------------------------
+// Reading the run folder
+
+static PrunusJson *read_json(const char *run_dir, const char *name) {
+  char *path = g_build_filename(run_dir, name, NULL);
+  char *text = NULL;
+  gsize len = 0;
+  GError *error = NULL;
+  g_file_get_contents(path, &text, &len, &error);
+  g_assert_no_error(error);
+  PrunusJson *v = prunus_json_parse(text, len, &error);
+  g_assert_no_error(error);
+  g_free(text);
+  g_free(path);
+  return v;
+}
+
+static const PrunusJson *get(const PrunusJson *o, const char *key, PrunusJsonType type) {
+  const PrunusJson *v = prunus_json_get(o, key);
+  if (!v) g_error("summary.json: missing key '%s'", key);
+  if (prunus_json_type(v) != type) g_error("summary.json: key '%s' has type %d", key, prunus_json_type(v));
+  return v;
+}
+
+static double num(const PrunusJson *o, const char *key) {
+  return prunus_json_number(get(o, key, PRUNUS_JSON_NUMBER));
+}
+
+/* The rounds array of the one experiment (transfer none). */
+static const PrunusJson *summary_rounds(const PrunusJson *summary) {
+  const PrunusJson *exps = get(summary, "experiments", PRUNUS_JSON_ARRAY);
+  g_assert_cmpuint(prunus_json_length(exps), ==, 1);
+  const PrunusJson *exp = prunus_json_index(exps, 0);
+  g_assert_cmpstr(prunus_json_string(get(exp, "name", PRUNUS_JSON_STRING)), ==, "tiny");
+  return get(exp, "rounds", PRUNUS_JSON_ARRAY);
+}
+
+static int count_lines(const char *run_dir, const char *name) {
+  char *path = g_build_filename(run_dir, name, NULL);
+  char *text = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  int n = 0;
+  for (const char *p = text; *p; p++) n += *p == '\n';
+  g_free(text);
+  g_free(path);
+  return n;
+}
+
+static char *checkpoint_path(const char *run_dir, int round) {
+  char *file = g_strdup_printf("round-%02d.safetensors", round);
+  char *path = g_build_filename(run_dir, "tiny", file, NULL);
+  g_free(file);
+  return path;
+}
+
+/* Load a round's checkpoint; *zeros = masked weights, *alive = unmasked weights. */
+static PrunusModel *load_round(const char *run_dir, int round, size_t *zeros, size_t *alive,
+                               GHashTable **md) {
+  char *path = checkpoint_path(run_dir, round);
+  GError *error = NULL;
+  PrunusModel *m = prunus_checkpoint_load(path, 1, NULL, md, &error);
+  g_assert_no_error(error);
+  g_assert_nonnull(m);
+  *zeros = *alive = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    for (size_t j = 0; j < l->w_len; j++) {
+      if (m->mask[l->w_off + j] == 0.0f) {
+        (*zeros)++;
+        g_assert_cmpfloat(m->params[l->w_off + j], ==, 0.0f);
+      } else {
+        (*alive)++;
+      }
+    }
+  }
+  if (md) {
+    char *r = g_strdup_printf("%d", round);
+    g_assert_cmpstr(g_hash_table_lookup(*md, "round"), ==, r);
+    g_free(r);
+  }
+  g_free(path);
+  return m;
+}
+
+static uint64_t file_size(const char *path) {
+  GStatBuf st;
+  g_assert_cmpint(g_stat(path, &st), ==, 0);
+  return (uint64_t)st.st_size;
+}
+
+/* The summary arithmetic every round must satisfy; returns the prunable weights alive. */
+static uint64_t check_round_arithmetic(const PrunusJson *r, int round, uint64_t biases) {
+  g_assert_cmpfloat(num(r, "round"), ==, round);
+  g_assert_cmpfloat(num(r, "params_total"), ==, PARAMS_TOTAL);
+  const double remaining = num(r, "params_remaining");
+  const double sparsity = num(r, "sparsity");
+  const uint64_t alive = (uint64_t)remaining - biases;
+  g_assert_cmpfloat_with_epsilon(sparsity, 1.0 - (double)alive / PRUNABLE_TOTAL, 1e-8);
+  g_assert_cmpfloat_with_epsilon(num(r, "compression"), PARAMS_TOTAL / remaining, 1e-6);
+  g_assert_cmpfloat(num(r, "flops"), ==, 2.0 * (double)alive);
+  g_assert_cmpfloat_with_epsilon(num(r, "speedup_theoretical"),
+                                 (2.0 * PRUNABLE_TOTAL) / (2.0 * (double)alive), 1e-6);
+  char *ckpt = g_strdup_printf("tiny/round-%02d.safetensors", round);
+  g_assert_cmpstr(prunus_json_string(get(r, "checkpoint", PRUNUS_JSON_STRING)), ==, ckpt);
+  g_free(ckpt);
+  const PrunusJson *lat = get(r, "latency_us", PRUNUS_JSON_OBJECT);
+  g_assert_cmpfloat(num(lat, "dense_b1"), >, 0.0);
+  g_assert_cmpfloat(num(lat, "shrunk_b1"), >, 0.0);
+  return alive;
+}
+
+// ----------------------------------------------------------------------------
+// Weight pruning: the schedule, the arithmetic, the checkpoints
+
+/* Alive weights after each round for the weight granularity at global scope:
+ * the hidden layers share one ranking at AMOUNT, the output layer (rate 0.5) is
+ * ranked alone at AMOUNT * 0.5. */
+static void expected_weight_alive(size_t alive[ROUNDS + 1]) {
+  size_t hidden = 64 * 32 + 32 * 16, out = 16 * 4;
+  alive[0] = hidden + out;
+  for (int r = 1; r <= ROUNDS; r++) {
+    hidden -= round_count(AMOUNT * (double)hidden);
+    out -= round_count(AMOUNT * 0.5 * (double)out);
+    alive[r] = hidden + out;
+  }
+}
+
+static void check_weight_run(const char *run_dir) {
+  size_t expected[ROUNDS + 1];
+  expected_weight_alive(expected);
+  g_assert_cmpuint(expected[1], ==, 1280 + 48);
+  g_assert_cmpuint(expected[3], ==, 320 + 27);
+  static const double nominal[] = {0.0, 0.5, 0.75, 0.875};
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *rounds = summary_rounds(summary);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, ROUNDS + 1);
+  for (int k = 0; k <= ROUNDS; k++) {
+    const PrunusJson *r = prunus_json_index(rounds, (size_t)k);
+    uint64_t alive = check_round_arithmetic(r, k, BIAS_TOTAL);
+    g_assert_cmpuint(alive, ==, expected[k]);
+    const double sparsity = num(r, "sparsity");
+    g_assert_cmpfloat_with_epsilon(sparsity, 1.0 - (double)expected[k] / PRUNABLE_TOTAL, 1e-8);
+    g_assert_cmpfloat_with_epsilon(sparsity, nominal[k], 0.01);
+    const double acc = num(r, "test_accuracy");
+    g_test_message("round %d: sparsity %.4f test_accuracy %.4f", k, sparsity, acc);
+    g_assert_cmpfloat(acc, >, k == 0 ? 0.9 : 0.85);
+    g_assert_cmpfloat(num(r, "val_accuracy"), >, 0.75);
+    /* the checkpoint: on disk, loadable, its mask zeros what the summary says */
+    size_t zeros, ck_alive;
+    GHashTable *md = NULL;
+    PrunusModel *m = load_round(run_dir, k, &zeros, &ck_alive, &md);
+    g_assert_cmpuint(zeros, ==, PRUNABLE_TOTAL - expected[k]);
+    g_assert_cmpuint(ck_alive, ==, expected[k]);
+    g_assert_cmpuint(m->n_params, ==, PARAMS_TOTAL); /* weight pruning keeps the shape */
+    char *path = checkpoint_path(run_dir, k);
+    g_assert_cmpfloat(num(r, "checkpoint_bytes"), ==, (double)file_size(path));
+    g_free(path);
+    g_hash_table_unref(md);
+    prunus_model_free(m);
+  }
+  /* metrics.jsonl: 3 pretraining epochs, then one fine-tuning epoch per round */
+  g_assert_cmpint(count_lines(run_dir, "metrics.jsonl"), ==, 3 + ROUNDS * 1);
+  prunus_json_free(summary);
+}
+
+/* Every key equal except the timing ones and checkpoint paths. */
+static void assert_json_equal(const PrunusJson *a, const PrunusJson *b, const char *path) {
+  if (prunus_json_type(a) != prunus_json_type(b))
+    g_error("%s: JSON types differ (%d vs %d)", path, prunus_json_type(a), prunus_json_type(b));
+  switch (prunus_json_type(a)) {
+  case PRUNUS_JSON_NUMBER:
+    if (prunus_json_number(a) != prunus_json_number(b))
+      g_error("%s: %.17g vs %.17g", path, prunus_json_number(a), prunus_json_number(b));
+    break;
+  case PRUNUS_JSON_STRING:
+    if (strcmp(prunus_json_string(a), prunus_json_string(b)))
+      g_error("%s: '%s' vs '%s'", path, prunus_json_string(a), prunus_json_string(b));
+    break;
+  case PRUNUS_JSON_BOOL:
+    g_assert_true(prunus_json_bool(a) == prunus_json_bool(b));
+    break;
+  case PRUNUS_JSON_ARRAY:
+    g_assert_cmpuint(prunus_json_length(a), ==, prunus_json_length(b));
+    for (size_t i = 0; i < prunus_json_length(a); i++) {
+      char *p = g_strdup_printf("%s[%zu]", path, i);
+      assert_json_equal(prunus_json_index(a, i), prunus_json_index(b, i), p);
+      g_free(p);
+    }
+    break;
+  case PRUNUS_JSON_OBJECT:
+    g_assert_cmpuint(prunus_json_length(a), ==, prunus_json_length(b));
+    for (size_t i = 0; i < prunus_json_length(a); i++) {
+      const char *key = prunus_json_key(a, i);
+      if (!strcmp(key, "seconds") || !strcmp(key, "latency_us") || !strcmp(key, "checkpoint"))
+        continue;
+      const PrunusJson *other = prunus_json_get(b, key);
+      if (!other) g_error("%s.%s: missing in the second run", path, key);
+      char *p = g_strdup_printf("%s.%s", path, key);
+      assert_json_equal(prunus_json_member(a, i), other, p);
+      g_free(p);
+    }
+    break;
+  case PRUNUS_JSON_NULL:
+    break;
+  }
+}
+
+static void test_weight_schedule_and_determinism(void) {
+  char *run1 = run_ok("weight", &weight_setup);
+  check_weight_run(run1);
+  /* the same config again, one thread: the same numbers and the same weights */
+  char *run2 = run_ok("weight-again", &weight_setup);
+  PrunusJson *s1 = read_json(run1, "summary.json"), *s2 = read_json(run2, "summary.json");
+  /* only "config" differs: it names the config file */
+  PrunusJson *c = prunus_json_new_string("same");
+  prunus_json_object_set(s1, "config", c);
+  prunus_json_object_set(s2, "config", prunus_json_new_string("same"));
+  assert_json_equal(s1, s2, "summary");
+  prunus_json_free(s1);
+  prunus_json_free(s2);
+  size_t z1, a1, z2, a2;
+  PrunusModel *m1 = load_round(run1, ROUNDS, &z1, &a1, NULL);
+  PrunusModel *m2 = load_round(run2, ROUNDS, &z2, &a2, NULL);
+  g_assert_cmpuint(m1->n_params, ==, m2->n_params);
+  g_assert_cmpint(memcmp(m1->params, m2->params, sizeof(float) * m1->n_params), ==, 0);
+  g_assert_cmpint(memcmp(m1->mask, m2->mask, sizeof(float) * m1->n_params), ==, 0);
+  prunus_model_free(m1);
+  prunus_model_free(m2);
+  g_free(run1);
+  g_free(run2);
+}
+
+// ----------------------------------------------------------------------------
+// Neuron pruning: the matrices shrink
+
+static void test_neuron_shrinks(void) {
+  /* layer scope: each hidden layer loses half of its units per round */
+  const Setup s = {"layer", "magnitude", "neuron", "plugin = \"finetune\"; epochs = 1;", "", ""};
+  char *run_dir = run_ok("neuron", &s);
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *rounds = summary_rounds(summary);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, ROUNDS + 1);
+  int u1 = 32, u2 = 16;
+  for (int k = 0; k <= ROUNDS; k++) {
+    if (k > 0) u1 -= (int)round_count(AMOUNT * u1), u2 -= (int)round_count(AMOUNT * u2);
+    const PrunusJson *r = prunus_json_index(rounds, (size_t)k);
+    const uint64_t weights = 64 * u1 + u1 * u2 + u2 * 4;
+    const uint64_t biases = (uint64_t)(u1 + u2 + 4);
+    g_assert_cmpuint(check_round_arithmetic(r, k, biases), ==, weights);
+    g_assert_cmpfloat(num(r, "params_remaining"), ==, (double)(weights + biases));
+    g_test_message("round %d: units %d/%d sparsity %.4f test_accuracy %.4f", k, u1, u2,
+                   num(r, "sparsity"), num(r, "test_accuracy"));
+    g_assert_cmpfloat(num(r, "test_accuracy"), >, k == 0 ? 0.9 : 0.85);
+  }
+  g_assert_cmpint(u1, ==, 4);
+  g_assert_cmpint(u2, ==, 2);
+
+  /* round 3's checkpoint has fewer units (architecture metadata and weight
+   * shapes), no masked weights, and is a smaller file than round 0's */
+  size_t zeros0, alive0, zeros3, alive3;
+  GHashTable *md0 = NULL, *md3 = NULL;
+  PrunusModel *m0 = load_round(run_dir, 0, &zeros0, &alive0, &md0);
+  PrunusModel *m3 = load_round(run_dir, ROUNDS, &zeros3, &alive3, &md3);
+  PrunusArch a0 = {0}, a3 = {0};
+  GError *error = NULL;
+  g_assert_true(prunus_arch_from_string(g_hash_table_lookup(md0, "architecture"), &a0, &error));
+  g_assert_true(prunus_arch_from_string(g_hash_table_lookup(md3, "architecture"), &a3, &error));
+  g_assert_no_error(error);
+  g_test_message("architecture: %s -> %s", (char *)g_hash_table_lookup(md0, "architecture"),
+                 (char *)g_hash_table_lookup(md3, "architecture"));
+  g_assert_cmpint(a3.n_layers, ==, a0.n_layers);
+  g_assert_cmpint(a0.layers[1].units, ==, 32);
+  g_assert_cmpint(a0.layers[3].units, ==, 16);
+  g_assert_cmpint(a3.layers[1].units, ==, 4);
+  g_assert_cmpint(a3.layers[3].units, ==, 2);
+  g_assert_cmpint(a3.layers[5].units, ==, 4); /* the classes stay */
+  g_assert_cmpint(m3->layers[1].out.c, ==, 4);
+  g_assert_cmpuint(m3->layers[3].w_len, ==, 4 * 2);
+  g_assert_cmpint(m3->layers[3].fan_in, ==, 4);
+  g_assert_cmpuint(m3->layers[5].w_len, ==, 2 * 4);
+  g_assert_cmpuint(zeros0, ==, 0);
+  g_assert_cmpuint(zeros3, ==, 0);
+  g_assert_cmpuint(alive0, ==, PRUNABLE_TOTAL);
+  g_assert_cmpuint(alive3, ==, 64 * 4 + 4 * 2 + 2 * 4);
+  g_assert_cmpuint(m3->n_params, <, m0->n_params);
+  char *p0 = checkpoint_path(run_dir, 0), *p3 = checkpoint_path(run_dir, ROUNDS);
+  g_assert_cmpuint(file_size(p3), <, file_size(p0));
+  g_test_message("checkpoint bytes: %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT, file_size(p0),
+                 file_size(p3));
+  g_free(p0);
+  g_free(p3);
+  prunus_arch_clear(&a0);
+  prunus_arch_clear(&a3);
+  g_hash_table_unref(md0);
+  g_hash_table_unref(md3);
+  prunus_model_free(m0);
+  prunus_model_free(m3);
+  prunus_json_free(summary);
+  g_free(run_dir);
+}
+
+// ----------------------------------------------------------------------------
+// Rewind vs reinit
+
+static void check_retrain_run(const char *run_dir, int epochs_per_round) {
+  size_t expected[ROUNDS + 1];
+  expected_weight_alive(expected);
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *rounds = summary_rounds(summary);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, ROUNDS + 1);
+  for (int k = 0; k <= ROUNDS; k++) {
+    const PrunusJson *r = prunus_json_index(rounds, (size_t)k);
+    g_assert_cmpuint(check_round_arithmetic(r, k, BIAS_TOTAL), ==, expected[k]);
+    const double acc = num(r, "test_accuracy");
+    g_test_message("round %d: test_accuracy %.4f", k, acc);
+    g_assert_cmpfloat(acc, >, 0.5); /* well above chance (0.25) after retraining */
+    char *path = checkpoint_path(run_dir, k);
+    g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+    g_free(path);
+  }
+  g_assert_cmpint(count_lines(run_dir, "metrics.jsonl"), ==, 3 + ROUNDS * epochs_per_round);
+  prunus_json_free(summary);
+}
+
+static void test_rewind_vs_reinit(void) {
+  const Setup rewind = {"global", "magnitude", "weight",
+                        "plugin = \"rewind\"; to = \"init\"; epochs = 2;", "", ""};
+  const Setup reinit = {"global", "magnitude", "weight", "plugin = \"reinit\"; epochs = 2;", "", ""};
+  char *run_rewind = run_ok("rewind", &rewind);
+  char *run_reinit = run_ok("reinit", &reinit);
+  check_retrain_run(run_rewind, 2);
+  check_retrain_run(run_reinit, 2);
+  /* the lottery-ticket effect: at 87% sparsity the rewound ticket trains better
+   * than the same mask re-initialised (seeded, so this is a fixed comparison) */
+  PrunusJson *s1 = read_json(run_rewind, "summary.json"), *s2 = read_json(run_reinit, "summary.json");
+  const double acc_rewind = num(prunus_json_index(summary_rounds(s1), ROUNDS), "test_accuracy");
+  const double acc_reinit = num(prunus_json_index(summary_rounds(s2), ROUNDS), "test_accuracy");
+  g_test_message("round %d: rewind %.4f, reinit %.4f", ROUNDS, acc_rewind, acc_reinit);
+  g_assert_cmpfloat(acc_rewind, >, acc_reinit);
+  prunus_json_free(s1);
+  prunus_json_free(s2);
+  /* the same masks, different surviving weights */
+  size_t z1, a1, z2, a2;
+  PrunusModel *m1 = load_round(run_rewind, 1, &z1, &a1, NULL);
+  PrunusModel *m2 = load_round(run_reinit, 1, &z2, &a2, NULL);
+  g_assert_cmpint(memcmp(m1->mask, m2->mask, sizeof(float) * m1->n_params), ==, 0);
+  g_assert_cmpint(memcmp(m1->params, m2->params, sizeof(float) * m1->n_params), !=, 0);
+  prunus_model_free(m1);
+  prunus_model_free(m2);
+  g_free(run_rewind);
+  g_free(run_reinit);
+}
+
+static void test_rewind_to_epoch(void) {
+  /* to = "epoch" needs the pipeline to keep θk: prune.rewind_epoch */
+  const Setup missing = {"global", "magnitude", "weight",
+                         "plugin = \"rewind\"; to = \"epoch\"; epoch = 1; epochs = 1;", "", ""};
+  GError *error = NULL;
+  char *run_dir = run_pipeline("rewind-epoch-missing", &missing, &error);
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN);
+  testutil_assert_error_contains(error, "prune.retrain plugin 'rewind'", "retrain() failed",
+                                 "cannot rewind to epoch 1", "set prune.rewind_epoch = 1", NULL);
+  g_clear_error(&error);
+  g_free(run_dir);
+
+  const Setup kept = {"global", "magnitude", "weight",
+                      "plugin = \"rewind\"; to = \"epoch\"; epoch = 1; epochs = 1;",
+                      "rewind_epoch = 1;", ""};
+  run_dir = run_ok("rewind-epoch", &kept);
+  check_retrain_run(run_dir, 1);
+  g_free(run_dir);
+}
+
+// ----------------------------------------------------------------------------
+// A criterion returning NaN
+
+static void test_nan_criterion(void) {
+  const char *broken = g_getenv("PRUNUS_TEST_BROKEN_PLUGIN_DIR");
+  g_assert_nonnull(broken);
+  char *top = g_strdup_printf("plugin_path = \"%s\";", broken);
+  const Setup s = {"global", "nan-criterion", "weight", "plugin = \"finetune\"; epochs = 1;", "",
+                   top};
+  GError *error = NULL;
+  char *run_dir = run_pipeline("nan", &s, &error);
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC);
+  testutil_assert_error_contains(error, "prune.criterion plugin 'nan-criterion'", "round 2",
+                                 "layer 1", "nan", "finite", NULL);
+  g_clear_error(&error);
+  /* round 1 is on disk: its checkpoint and summary.json with rounds 0 and 1 */
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *rounds = summary_rounds(summary);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, 2);
+  size_t expected[ROUNDS + 1];
+  expected_weight_alive(expected);
+  g_assert_cmpuint(check_round_arithmetic(prunus_json_index(rounds, 1), 1, BIAS_TOTAL), ==,
+                   expected[1]);
+  size_t zeros, alive;
+  PrunusModel *m = load_round(run_dir, 1, &zeros, &alive, NULL);
+  g_assert_cmpuint(alive, ==, expected[1]);
+  prunus_model_free(m);
+  char *round2 = checkpoint_path(run_dir, 2);
+  g_assert_false(g_file_test(round2, G_FILE_TEST_EXISTS));
+  g_free(round2);
+  prunus_json_free(summary);
+  g_free(run_dir);
+  g_free(top);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  const char *plugins = g_getenv("PRUNUS_TEST_PLUGIN_DIR");
+  if (!plugins) g_error("PRUNUS_TEST_PLUGIN_DIR is not set (run through meson test)");
+  g_setenv("PRUNUS_PLUGIN_PATH", plugins, TRUE);
+  data_dir = testutil_mkdtemp();
+  write_quadrants("train", N_TRAIN, 21);
+  write_quadrants("t10k", N_TEST, 22);
+  g_test_add_func("/pipeline/weight-schedule-and-determinism", test_weight_schedule_and_determinism);
+  g_test_add_func("/pipeline/neuron-shrinks", test_neuron_shrinks);
+  g_test_add_func("/pipeline/rewind-vs-reinit", test_rewind_vs_reinit);
+  g_test_add_func("/pipeline/rewind-to-epoch", test_rewind_to_epoch);
+  g_test_add_func("/pipeline/nan-criterion", test_nan_criterion);
+  int rc = g_test_run();
+  testutil_rmtree(data_dir);
+  g_free(data_dir);
+  return rc;
+}
