@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 2  # the first epoch is warm-up on both sides; the last one is reported
@@ -37,11 +38,49 @@ class BenchError(Exception):
     pass
 
 
+class CpuMeter:
+    """CPU time that processes other than ours used while we measured: every number
+    here is only as good as the machine was quiet. Reads /proc/stat (all CPUs) and
+    subtracts the CPU time of the children we ran (from wait4)."""
+
+    def __init__(self):
+        self.own = 0.0  # seconds of CPU our children used since start()
+        self.start()
+
+    @staticmethod
+    def _busy():
+        try:
+            with open("/proc/stat") as f:
+                v = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = v[3] + (v[4] if len(v) > 4 else 0)  # idle + iowait
+        return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def start(self):
+        self.busy0, self.wall0, self.own = self._busy(), time.monotonic(), 0.0
+
+    def add_child(self, usage):
+        self.own += usage.ru_utime + usage.ru_stime
+
+    def foreign_share(self):
+        """Fraction of all CPUs' time used by other processes since start()."""
+        busy = self._busy()
+        wall = time.monotonic() - self.wall0
+        if busy is None or self.busy0 is None or wall <= 0:
+            return float("nan")
+        return max(0.0, (busy - self.busy0 - self.own) / (wall * (os.cpu_count() or 1)))
+
+
+METER = CpuMeter()
+
+
 def run_with_rss(cmd, env=None):
     """Run cmd, capturing stdout/stderr to files; return (stdout, peak RSS in MiB)."""
     with tempfile.TemporaryFile("w+") as fout, tempfile.TemporaryFile("w+") as ferr:
         proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, env=env, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
+        METER.add_child(usage)
         proc.returncode = os.waitstatus_to_exitcode(status)
         fout.seek(0)
         ferr.seek(0)
@@ -167,6 +206,7 @@ def main():
         for model in models:
             for threads in threads_list:
                 p, t, f = [], [], []
+                METER.start()
                 for rep in range(1, args.reps + 1):
                     p.append(bench.prunus_train(model, threads)[0])
                     t.append(bench.torch_train(model, threads))
@@ -178,7 +218,8 @@ def main():
                 row = {"model": model, "threads": threads, "prunus": p, "torch": t,
                        "floor": f, "prunus_median": statistics.median(p),
                        "torch_median": statistics.median(t),
-                       "floor_median": statistics.median(f) if f else None}
+                       "floor_median": statistics.median(f) if f else None,
+                       "foreign_cpu": METER.foreign_share()}
                 results["rows"].append(row)
 
         # peak memory: a full `prunus train configs/lenet300.cfg` (1 epoch has the same
@@ -198,7 +239,8 @@ def main():
     print(f"prunus vs PyTorch {subprocess_torch_version()} training throughput, batch 128, "
           f"median of {args.reps} alternating runs (last of {EPOCHS} epochs), samples/s")
     print(f"{'model':<9} {'thr':>3} {'prunus':>9} {'torch':>9} {'floor':>9} "
-          f"{'prunus/torch':>12} {'target':>7}      {'prunus/floor':>12} {'target':>7}")
+          f"{'prunus/torch':>12} {'target':>7}      {'prunus/floor':>12} {'target':>7}"
+          f"      {'other CPU':>9}")
     targets = results["targets"]
     for row in results["rows"]:
         m, th = row["model"], row["threads"]
@@ -215,8 +257,9 @@ def main():
             targets.append({"what": f"{m} prunus/sgemm floor, {th} thread(s)", "ratio": fr,
                             "target": FLOOR_TARGET, "pass": fr >= FLOOR_TARGET})
         floor_s = f"{row['floor_median']:>9.0f}" if row["floor_median"] else f"{'-':>9}"
+        fcell = fcell or f"{'':>12} {'':>7}     "
         print(f"{m:<9} {th:>3} {row['prunus_median']:>9.0f} {row['torch_median']:>9.0f} "
-              f"{floor_s} {ratio:>11.2f}x {tcell} {fcell}")
+              f"{floor_s} {ratio:>11.2f}x {tcell} {fcell} {100 * row['foreign_cpu']:>8.0f}%")
     rss = results["peak_rss_mb"]
     mem_ok = rss < MEMORY_LIMIT_MB
     targets.append({"what": "lenet300 peak RSS (MB)", "value": rss, "target": MEMORY_LIMIT_MB,
@@ -224,6 +267,11 @@ def main():
     print(f"peak RSS of `prunus train configs/lenet300.cfg --threads "
           f"{results['peak_rss_threads']}`: {rss:.1f} MB = {rss / MEMORY_LIMIT_MB:.2f} of the "
           f"{MEMORY_LIMIT_MB:.0f} MB bar  {verdict(mem_ok)}")
+    noisy = [r for r in results["rows"] if r["foreign_cpu"] > 0.10]
+    if noisy:
+        print("WARNING: other processes used more than 10% of the CPUs during "
+              + ", ".join(f"{r['model']}/{r['threads']}t" for r in noisy)
+              + "; those ratios are not trustworthy, rerun on a quiet machine")
     passed = sum(t["pass"] for t in targets)
     print(f"targets: {passed}/{len(targets)} PASS; load average {results['loadavg_start']:.2f}"
           f" at start, {results['loadavg_end']:.2f} at end")

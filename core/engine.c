@@ -253,6 +253,9 @@ static void auto_measure(PrunusEngine *e, int max_batch) {
       double ts = time_layer(e, i, x, e->acts[i + 1], B, TRUE);
       el->sparse[k] = ts < td;
     }
+    gboolean any = FALSE;
+    for (int k = 0; k < e->n_buckets; k++) any |= el->sparse[k];
+    if (!any) g_clear_pointer(&el->csr, prunus_csr_free); /* dense at every batch size */
   }
 }
 
@@ -388,6 +391,10 @@ size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
     if (!el->l.ops->has_params) continue;
     bytes += sizeof(float) * el->l.b_len;
     gboolean keeps_dense = e->kind != PRUNUS_ENGINE_SPARSE;
+    if (e->kind == PRUNUS_ENGINE_AUTO && el->csr) { /* dense weights only where some batch uses them */
+      keeps_dense = FALSE;
+      for (int k = 0; k < e->n_buckets; k++) keeps_dense |= !el->sparse[k];
+    }
     if (keeps_dense) bytes += sizeof(float) * el->l.w_len;
     if (e->kind == PRUNUS_ENGINE_MASKED) bytes += sizeof(float) * el->l.w_len;
     if (el->csr) bytes += prunus_csr_bytes(el->csr);

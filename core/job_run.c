@@ -44,6 +44,9 @@ static gboolean prepare_experiment(PrunusConfig *cfg, void *user, GError **error
   config_setting_t *list = config_setting_get_member(root, "experiments");
   config_setting_t *seeds = config_setting_get_member(root, "seeds");
   if (seeds) prunus_config_mark_read_tree(cfg, seeds);
+  /* plugin_path is read (and checked) once, from the base config, by plugin_dirs() */
+  config_setting_t *plugin_path = config_setting_get_member(root, "plugin_path");
+  if (plugin_path) prunus_config_mark_read_tree(cfg, plugin_path);
   if (ch->index >= 0) {
     config_setting_t *e = config_setting_get_elem(list, (unsigned)ch->index);
     for (int i = 0; i < config_setting_length(e); i++) {

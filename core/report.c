@@ -24,6 +24,7 @@ PrunusStat prunus_stat_of(const double *x, int n) {
   for (int i = 0; i < n; i++)
     if (isfinite(x[i])) ss += (x[i] - s.mean) * (x[i] - s.mean);
   s.std = sqrt(ss / (s.n - 1));
+  if (s.std < 1e-12 * fabs(s.mean)) s.std = 0.0;   /* rounding noise of equal values */
   return s;
 }
 
@@ -265,7 +266,8 @@ PrunusReport *prunus_report_load(const char *run_dir, GError **error) {
   PrunusReport *r = NULL;
   PrunusJson *root = NULL;
   if (!g_file_get_contents(path, &text, &len, &local)) {
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot read %s: %s", path, local->message);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "%s (is %s a folder written by `prunus run`?)",
+                local->message, run_dir);
     g_error_free(local);
     goto out_free_path;
   }
@@ -432,10 +434,15 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
                          r->version ? r->version : "(unknown version)");
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
-    g_string_append(s, "- **"), md_text(s, e->name), g_string_append(s, "**: criterion ");
-    md_text(s, e->criterion ? e->criterion : "?"), g_string_append(s, ", granularity ");
-    md_text(s, e->granularity ? e->granularity : "?"), g_string_append(s, ", retrain ");
-    md_text(s, e->retrain ? e->retrain : "?"), g_string_append(s, "; seeds ");
+    g_string_append(s, "- **"), md_text(s, e->name), g_string_append(s, "**: ");
+    if (e->criterion) {
+      g_string_append(s, "criterion "), md_text(s, e->criterion);
+      g_string_append(s, ", granularity "), md_text(s, e->granularity ? e->granularity : "?");
+      g_string_append(s, ", retrain "), md_text(s, e->retrain ? e->retrain : "?");
+    } else {
+      g_string_append(s, "trained, not pruned");
+    }
+    g_string_append(s, "; seeds ");
     append_seeds(s, e);
     g_string_append_c(s, '\n');
   }

@@ -138,13 +138,19 @@ gboolean prunus_report_write_html(const PrunusReport *r,
     const PrunusReportExperiment *e = &r->exps[k];
     g_string_append(h, "<li><strong>");
     html_text(h, e->name);
-    g_string_append(h, "</strong>: criterion <code>");
-    html_text(h, e->criterion ? e->criterion : "?");
-    g_string_append(h, "</code>, granularity <code>");
-    html_text(h, e->granularity ? e->granularity : "?");
-    g_string_append(h, "</code>, retrain <code>");
-    html_text(h, e->retrain ? e->retrain : "?");
-    g_string_append(h, "</code>; seeds ");
+    g_string_append(h, "</strong>: ");
+    if (e->criterion) {
+      g_string_append(h, "criterion <code>");
+      html_text(h, e->criterion);
+      g_string_append(h, "</code>, granularity <code>");
+      html_text(h, e->granularity ? e->granularity : "?");
+      g_string_append(h, "</code>, retrain <code>");
+      html_text(h, e->retrain ? e->retrain : "?");
+      g_string_append(h, "</code>");
+    } else {
+      g_string_append(h, "trained, not pruned");
+    }
+    g_string_append(h, "; seeds ");
     for (guint i = 0; i < e->runs->len; i++) {
       g_string_append(h, i ? ", " : "");
       prunus_report_append_number(h, g_array_index(e->runs, PrunusReportRun, i).seed);

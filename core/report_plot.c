@@ -156,7 +156,9 @@ static void gp_begin(GString *gp, const PrunusReport *r, const char *name, const
       "set datafile separator comma\n"
       "set datafile columnheaders\n"
       "set grid\n"
-      "set key outside right top noenhanced box\n\n"
+      "set bmargin 6\n"
+      "set offsets 0, 0, graph 0.05, graph 0.05\n"
+      "set key outside bottom center horizontal noenhanced box\n\n"
       "do for [fmt in \"svg png\"] {\n"
       "  if (fmt eq \"svg\") {\n"
       "    set terminal svg size %d,%d dynamic noenhanced font \"DejaVu Sans,12\" background \"white\"\n"
@@ -238,15 +240,14 @@ static void plot_acc_latency(const PrunusReport *r, GString *csv, GString *gp, P
            n_panels > 1 ? 640 * n_panels : 960, 600);
   g_string_append_printf(gp, "  set multiplot layout 1,%d title \"Test accuracy vs measured "
                          "latency (shrunk: solid, dense with zeros: dashed, sparse: dotted)\"\n"
-                         "  set key inside bottom right noenhanced box opaque\n"
-                         "  set logscale x 10\n"
+                         "  set xrange [0:*]\n"
                          "  set ylabel \"test accuracy\"\n", n_panels > 0 ? n_panels : 1);
   int n_series = 0;
   for (int bi = 0; bi < n_panels; bi++) {
     int batch = g_array_index(batches, int, bi);
     int panel_series = 0;
     g_string_append_printf(gp, "  set title \"batch %d\"\n"
-                           "  set xlabel \"median forward latency, batch %d (µs, log scale)\"\n"
+                           "  set xlabel \"median forward latency, batch %d (µs)\"\n"
                            "  plot \\\n", batch, batch);
     for (int m = PRUNUS_REPORT_N_FIXED; m < r->n_metrics; m++) {
       const char *key = r->metrics[m].key;
@@ -328,6 +329,7 @@ static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, Prunus
                          "  set boxwidth bw absolute\n"
                          "  set style fill solid 0.7 border -1\n"
                          "  set grid noxtics ytics\n"
+                         "  set xtics nomirror\n"
                          "  set xtics (", n_with > 0 ? n_with : 1, names->len - 0.5);
   for (guint j = 0; j < labels->len; j++)
     g_string_append_printf(gp, "%s\"%s\" %u", j ? ", " : "", (const char *)g_ptr_array_index(labels, j), j);

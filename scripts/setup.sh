@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential meson ninja-build pkg-config libglib2.0-dev libconfig-dev \
-libopenblas-dev dataset-fashion-mnist gnuplot-nox python3"
+libopenblas-dev dataset-fashion-mnist gnuplot-nox python3 chromium"
 
 missing=""
 for p in $PACKAGES; do

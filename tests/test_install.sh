@@ -43,7 +43,7 @@ if find "$dest" -name 'prunus-broken-*' | grep -q .; then fail "a broken fixture
 # The .pc files name the real prefix; point them at the DESTDIR copy.
 sed -i "s|^prefix=.*|prefix=$root|" "$pcdir"/prunus*.pc
 export PKG_CONFIG_PATH=$pcdir
-cflags=$(pkg-config --cflags prunus-plugin)
+cflags=$(echo $(pkg-config --cflags prunus-plugin))  # word-split: drops the trailing space
 [ "$cflags" = "-I$root/include" ] || fail "pkg-config --cflags prunus-plugin = '$cflags'"
 plugindir=$(pkg-config --variable=plugindir prunus-plugin)
 [ "$plugindir" = "$libdir/prunus/plugins" ] || fail "plugindir = '$plugindir'"
@@ -119,10 +119,12 @@ EOF
 
 # ---------------------------------------------------------------------------
 # 4. The installed prunus with the installed plugins and the example's.
-export LD_LIBRARY_PATH=$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export LD_LIBRARY_PATH=$libdir  # the installed libprunus, not the build tree's
 export PRUNUS_PLUGIN_PATH=$example:$libdir/prunus/plugins
 export OPENBLAS_NUM_THREADS=1
 prunus=$root/bin/prunus
+ldd "$prunus" | grep -q "libprunus\.so.* => $libdir/" ||
+  { ldd "$prunus"; fail "the installed prunus does not use the installed libprunus"; }
 
 "$prunus" plugins >"$tmp/plugins.out" 2>&1 || { cat "$tmp/plugins.out"; fail "prunus plugins"; }
 grep -Eq "^criterion +layer-normalized +1\.0\.0 " "$tmp/plugins.out" ||

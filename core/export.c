@@ -1,0 +1,397 @@
+/* export.c: `prunus export`: a checkpoint as (1) one dependency-free C file + header
+ * (static const weights, CSR where it is smaller, dead units removed, static scratch,
+ * the input normalisation as a lookup table) or (2) safetensors with masks applied
+ * and shrunk shapes, named like PyTorch's nn.Sequential, for PyTorch users. */
+#include "export.h"
+#include "checkpoint.h"
+#include "engine.h"
+#include "job.h"
+#include "safetensors.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* C source generation */
+
+/* Values as C99 hex-float literals: exact, no rounding on the way back. */
+static void emit_floats(GString *s, const char *name, const float *v, size_t n) {
+  g_string_append_printf(s, "static const float %s[%zu] = {", name, n ? n : 1);
+  for (size_t i = 0; i < n; i++) {
+    if (i % 6 == 0) g_string_append(s, "\n  ");
+    g_string_append_printf(s, "%a,", (double)v[i]);
+  }
+  if (n == 0) g_string_append(s, "0");
+  g_string_append(s, "\n};\n");
+}
+
+static void emit_ints(GString *s, const char *type, const char *name, const int32_t *v, size_t n) {
+  g_string_append_printf(s, "static const %s %s[%zu] = {", type, name, n ? n : 1);
+  for (size_t i = 0; i < n; i++) {
+    if (i % 12 == 0) g_string_append(s, "\n  ");
+    g_string_append_printf(s, "%d,", v[i]);
+  }
+  if (n == 0) g_string_append(s, "0");
+  g_string_append(s, "\n};\n");
+}
+
+/* One parameter layer's weights: CSR when it takes fewer bytes than the dense matrix. */
+typedef struct {
+  gboolean csr;
+  size_t bytes;        /* weights + biases + index arrays */
+  const char *col_type, *ptr_type;
+} LayerPlan;
+
+static LayerPlan plan_layer(const PrunusLayer *l, const float *W) {
+  size_t nnz = 0;
+  for (size_t j = 0; j < l->w_len; j++) nnz += W[j] != 0.0f;
+  int rows = l->out.c, cols = l->fan_in;
+  LayerPlan p = {0};
+  p.col_type = cols <= 65536 ? "uint16_t" : "uint32_t";
+  p.ptr_type = nnz <= 65535 ? "uint16_t" : "uint32_t";
+  size_t col_b = cols <= 65536 ? 2 : 4, ptr_b = nnz <= 65535 ? 2 : 4;
+  size_t csr_bytes = nnz * (4 + col_b) + ((size_t)rows + 1) * ptr_b;
+  size_t dense_bytes = 4 * l->w_len;
+  p.csr = csr_bytes < dense_bytes;
+  p.bytes = (p.csr ? csr_bytes : dense_bytes) + 4 * l->b_len;
+  return p;
+}
+
+static void emit_layer_arrays(GString *s, const PrunusModel *m, int i, const LayerPlan *p) {
+  const PrunusLayer *l = &m->layers[i];
+  const float *W = m->params + l->w_off;
+  char name[32];
+  int rows = l->out.c, cols = l->fan_in;
+  g_string_append_printf(s, "\n/* layer %s: %s, %d x %d weights, %s */\n", l->name,
+                         l->ops->type_name, rows, cols, p->csr ? "CSR" : "dense");
+  if (p->csr) {
+    GArray *val = g_array_new(FALSE, FALSE, sizeof(float));
+    GArray *col = g_array_new(FALSE, FALSE, sizeof(int32_t));
+    int32_t *ptr = g_new(int32_t, rows + 1);
+    for (int r = 0; r < rows; r++) {
+      ptr[r] = (int32_t)val->len;
+      for (int c = 0; c < cols; c++) {
+        float w = W[(size_t)r * cols + c];
+        if (w == 0.0f) continue;
+        g_array_append_val(val, w);
+        g_array_append_val(col, c);
+      }
+    }
+    ptr[rows] = (int32_t)val->len;
+    g_snprintf(name, sizeof name, "L%d_val", i);
+    emit_floats(s, name, (const float *)val->data, val->len);
+    g_snprintf(name, sizeof name, "L%d_col", i);
+    emit_ints(s, p->col_type, name, (const int32_t *)col->data, col->len);
+    g_snprintf(name, sizeof name, "L%d_ptr", i);
+    emit_ints(s, p->ptr_type, name, ptr, (size_t)rows + 1);
+    g_array_free(val, TRUE);
+    g_array_free(col, TRUE);
+    g_free(ptr);
+  } else {
+    g_snprintf(name, sizeof name, "L%d_w", i);
+    emit_floats(s, name, W, l->w_len);
+  }
+  g_snprintf(name, sizeof name, "L%d_b", i);
+  emit_floats(s, name, m->params + l->b_off, l->b_len);
+}
+
+/* The code of layer i, reading `in`, writing `out` (both static buffers). */
+static void emit_layer_code(GString *s, const PrunusModel *m, int i, const LayerPlan *p) {
+  const PrunusLayer *l = &m->layers[i];
+  int C = l->in.c, H = l->in.h, W = l->in.w, O = l->out.c, Ho = l->out.h, Wo = l->out.w;
+  int k = l->spec.kernel, st = l->spec.stride > 0 ? l->spec.stride : k, pd = l->spec.padding;
+  g_string_append_printf(s, "  /* layer %s: %s */\n  {\n", l->name, l->ops->type_name);
+  switch (l->spec.type) {
+  case PRUNUS_LAYER_DENSE:
+    if (p->csr)
+      g_string_append_printf(s,
+          "    for (int r = 0; r < %d; r++) {\n"
+          "      float acc = 0.0f;\n"
+          "      for (int j = L%d_ptr[r]; j < L%d_ptr[r + 1]; j++) acc += L%d_val[j] * in[L%d_col[j]];\n"
+          "      out[r] = acc + L%d_b[r];\n"
+          "    }\n", O, i, i, i, i, i);
+    else
+      g_string_append_printf(s,
+          "    for (int r = 0; r < %d; r++) {\n"
+          "      const float *w = L%d_w + (long)r * %d;\n"
+          "      float acc = 0.0f;\n"
+          "      for (int c = 0; c < %d; c++) acc += w[c] * in[c];\n"
+          "      out[r] = acc + L%d_b[r];\n"
+          "    }\n", O, i, C, C, i);
+    break;
+  case PRUNUS_LAYER_CONV2D:
+    if (p->csr)
+      g_string_append_printf(s,
+          "    for (int co = 0; co < %d; co++) {\n"
+          "      float *o = out + (long)co * %d;\n"
+          "      for (int q = 0; q < %d; q++) o[q] = 0.0f;\n"
+          "      for (int j = L%d_ptr[co]; j < L%d_ptr[co + 1]; j++) {\n"
+          "        int idx = L%d_col[j], c = idx / %d, kh = (idx / %d) %% %d, kw = idx %% %d;\n"
+          "        float v = L%d_val[j];\n"
+          "        for (int oh = 0; oh < %d; oh++) {\n"
+          "          int ih = oh * %d - %d + kh;\n"
+          "          if (ih < 0 || ih >= %d) continue;\n"
+          "          for (int ow = 0; ow < %d; ow++) {\n"
+          "            int iw = ow * %d - %d + kw;\n"
+          "            if (iw >= 0 && iw < %d) o[oh * %d + ow] += v * in[(c * %d + ih) * %d + iw];\n"
+          "          }\n"
+          "        }\n"
+          "      }\n"
+          "      for (int q = 0; q < %d; q++) o[q] += L%d_b[co];\n"
+          "    }\n",
+          O, Ho * Wo, Ho * Wo, i, i, i, k * k, k, k, k, i, Ho, st, pd, H, Wo, st, pd, W, Wo, H, W,
+          Ho * Wo, i);
+    else
+      g_string_append_printf(s,
+          "    for (int co = 0; co < %d; co++)\n"
+          "      for (int oh = 0; oh < %d; oh++)\n"
+          "        for (int ow = 0; ow < %d; ow++) {\n"
+          "          float acc = 0.0f;\n"
+          "          for (int c = 0; c < %d; c++)\n"
+          "            for (int kh = 0; kh < %d; kh++) {\n"
+          "              int ih = oh * %d - %d + kh;\n"
+          "              if (ih < 0 || ih >= %d) continue;\n"
+          "              for (int kw = 0; kw < %d; kw++) {\n"
+          "                int iw = ow * %d - %d + kw;\n"
+          "                if (iw >= 0 && iw < %d)\n"
+          "                  acc += L%d_w[((co * %d + c) * %d + kh) * %d + kw] * in[(c * %d + ih) * %d + iw];\n"
+          "              }\n"
+          "            }\n"
+          "          out[(co * %d + oh) * %d + ow] = acc + L%d_b[co];\n"
+          "        }\n",
+          O, Ho, Wo, C, k, st, pd, H, k, st, pd, W, i, C, k, k, H, W, Ho, Wo, i);
+    break;
+  case PRUNUS_LAYER_MAXPOOL2D:
+    g_string_append_printf(s,
+        "    for (int c = 0; c < %d; c++)\n"
+        "      for (int oh = 0; oh < %d; oh++)\n"
+        "        for (int ow = 0; ow < %d; ow++) {\n"
+        "          const float *xc = in + (long)c * %d;\n"
+        "          float best = xc[(oh * %d) * %d + ow * %d];\n"
+        "          for (int kh = 0; kh < %d; kh++)\n"
+        "            for (int kw = 0; kw < %d; kw++) {\n"
+        "              float v = xc[(oh * %d + kh) * %d + ow * %d + kw];\n"
+        "              if (v > best) best = v;\n"
+        "            }\n"
+        "          out[(c * %d + oh) * %d + ow] = best;\n"
+        "        }\n",
+        C, Ho, Wo, H * W, st, W, st, k, k, st, W, st, Ho, Wo);
+    break;
+  case PRUNUS_LAYER_RELU:
+    g_string_append_printf(s, "    for (int q = 0; q < %zu; q++) out[q] = in[q] > 0.0f ? in[q] : 0.0f;\n",
+                           prunus_shape_size(l->in));
+    break;
+  default: /* flatten */
+    g_string_append_printf(s, "    for (int q = 0; q < %zu; q++) out[q] = in[q];\n",
+                           prunus_shape_size(l->in));
+    break;
+  }
+  g_string_append(s, "  }\n");
+}
+
+static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir,
+                         size_t dense_bytes, const char *checkpoint, gboolean quiet,
+                         size_t *flash_out, GError **error) {
+  if (g_mkdir_with_parents(dir, 0755) != 0) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot create folder %s: %s", dir,
+                g_strerror(errno));
+    return FALSE;
+  }
+  size_t in_size = prunus_model_input_size(m), max_act = in_size;
+  int K = prunus_model_n_classes(m);
+  for (int i = 0; i < m->n_layers; i++) max_act = MAX(max_act, prunus_shape_size(m->layers[i].out));
+  LayerPlan *plans = g_new0(LayerPlan, m->n_layers);
+  size_t flash = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    if (!m->layers[i].ops->has_params) continue;
+    plans[i] = plan_layer(&m->layers[i], m->params + m->layers[i].w_off);
+    flash += plans[i].bytes;
+  }
+  char *arch = prunus_arch_to_string(&m->arch);
+  GString *h = g_string_new(NULL);
+  g_string_append_printf(h,
+      "/* prunus_model.h: generated by `prunus export` from %s.\n"
+      " * Architecture (dead units removed): %s. Plain C99, no malloc, no BLAS,\n"
+      " * not reentrant (static scratch buffers). */\n"
+      "#ifndef PRUNUS_MODEL_H\n#define PRUNUS_MODEL_H\n\n#include <stdint.h>\n\n"
+      "#define PRUNUS_MODEL_INPUT_SIZE %zu\n#define PRUNUS_MODEL_N_CLASSES %d\n"
+      "/* bytes of weights, biases and index arrays */\n#define PRUNUS_MODEL_FLASH_BYTES %zu\n\n"
+      "/* x (INPUT_SIZE) from raw pixels (INPUT_SIZE), normalised as in training. */\n"
+      "void prunus_model_normalize(const uint8_t *pixels, float *x);\n"
+      "/* logits (N_CLASSES) of one normalised input x (INPUT_SIZE). */\n"
+      "void prunus_model_logits(const float *x, float *logits);\n"
+      "/* The class with the largest logit (the first one on ties). */\n"
+      "int prunus_model_predict(const float *x);\n\n#endif\n",
+      checkpoint, arch, in_size, K, flash);
+  GString *s = g_string_new(NULL);
+  g_string_append_printf(s,
+      "/* prunus_model.c: generated by `prunus export` from %s.\n"
+      " * %s; weights %zu bytes (dense model: %zu). */\n"
+      "#include \"prunus_model.h\"\n\n", checkpoint, arch, flash, dense_bytes);
+  float unit[256];
+  for (int v = 0; v < 256; v++) unit[v] = (float)v / 255.0f;
+  emit_floats(s, "norm_lut", lut ? lut : unit, 256);
+  for (int i = 0; i < m->n_layers; i++)
+    if (m->layers[i].ops->has_params) emit_layer_arrays(s, m, i, &plans[i]);
+  g_string_append_printf(s, "\nstatic float buf_a[%zu], buf_b[%zu];\n\n", max_act, max_act);
+  g_string_append_printf(s,
+      "void prunus_model_normalize(const uint8_t *pixels, float *x) {\n"
+      "  for (int q = 0; q < %zu; q++) x[q] = norm_lut[pixels[q]];\n}\n\n", in_size);
+  g_string_append_printf(s,
+      "void prunus_model_logits(const float *x, float *logits) {\n"
+      "  const float *in = x;\n  float *out = buf_a;\n");
+  for (int i = 0; i < m->n_layers; i++) {
+    emit_layer_code(s, m, i, &plans[i]);
+    g_string_append(s, "  in = out;\n  out = out == buf_a ? buf_b : buf_a;\n");
+  }
+  g_string_append_printf(s, "  for (int q = 0; q < %d; q++) logits[q] = in[q];\n}\n\n", K);
+  g_string_append_printf(s,
+      "int prunus_model_predict(const float *x) {\n"
+      "  float logits[%d];\n  prunus_model_logits(x, logits);\n  int best = 0;\n"
+      "  for (int q = 1; q < %d; q++)\n    if (logits[q] > logits[best]) best = q;\n"
+      "  return best;\n}\n", K, K);
+  char *c_path = g_build_filename(dir, "prunus_model.c", NULL);
+  char *h_path = g_build_filename(dir, "prunus_model.h", NULL);
+  gboolean ok = g_file_set_contents(h_path, h->str, (gssize)h->len, error) &&
+                g_file_set_contents(c_path, s->str, (gssize)s->len, error);
+  if (flash_out) *flash_out = flash;
+  if (ok && !quiet)
+    printf("prunus export: %s (%s)\n  flash %zu bytes (weights + biases + indices) vs %zu dense "
+           "(%.1f%%)\n",
+           c_path, arch, flash, dense_bytes, 100.0 * (double)flash / (double)dense_bytes);
+  for (int i = 0; i < m->n_layers; i++)
+    if (ok && !quiet && m->layers[i].ops->has_params)
+      printf("  layer %-3s %-7s %4d x %-5d %s\n", m->layers[i].name, m->layers[i].ops->type_name,
+             m->layers[i].out.c, m->layers[i].fan_in, plans[i].csr ? "CSR" : "dense");
+  g_free(c_path);
+  g_free(h_path);
+  g_string_free(s, TRUE);
+  g_string_free(h, TRUE);
+  g_free(arch);
+  g_free(plans);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* safetensors for PyTorch */
+
+static gboolean export_safetensors(const PrunusModel *m, const char *path, gboolean quiet,
+                                   GError **error) {
+  PrunusTensor *t = g_new0(PrunusTensor, 2 * (size_t)m->n_layers);
+  int n = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (!l->ops->has_params) continue;
+    PrunusTensor *w = &t[n++], *b = &t[n++];
+    w->name = g_strdup_printf("%s.weight", l->name);
+    w->data = m->params + l->w_off;
+    if (l->spec.type == PRUNUS_LAYER_CONV2D) {
+      w->ndim = 4;
+      w->shape[0] = l->out.c, w->shape[1] = l->in.c, w->shape[2] = w->shape[3] = l->spec.kernel;
+    } else {
+      w->ndim = 2;
+      w->shape[0] = l->out.c, w->shape[1] = l->in.c;
+    }
+    b->name = g_strdup_printf("%s.bias", l->name);
+    b->data = m->params + l->b_off;
+    b->ndim = 1;
+    b->shape[0] = (int64_t)l->b_len;
+  }
+  GHashTable *md = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+  g_hash_table_insert(md, "format", g_strdup("pt"));
+  g_hash_table_insert(md, "producer", g_strdup_printf("prunus %s export", prunus_version()));
+  g_hash_table_insert(md, "architecture", prunus_arch_to_string(&m->arch));
+  gboolean ok = prunus_safetensors_write(path, t, n, md, error);
+  if (ok && !quiet) printf("prunus export: %s (%d tensors, masks applied, dead units removed)\n", path, n);
+  g_hash_table_unref(md);
+  for (int i = 0; i < n; i++) g_free(t[i].name);
+  g_free(t);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* entry points */
+
+gboolean prunus_export_c(const PrunusModel *m, const float *lut, const char *dir,
+                         const char *source, gboolean quiet, size_t *flash_out, GError **error) {
+  PrunusModel *s = prunus_engine_shrunk_model(m, error);
+  if (!s) return FALSE;
+  gboolean ok = export_c(s, lut, dir, sizeof(float) * m->n_params, source, quiet, flash_out, error);
+  prunus_model_free(s);
+  return ok;
+}
+
+gboolean prunus_export_safetensors(const PrunusModel *m, const char *path, gboolean quiet,
+                                   GError **error) {
+  PrunusModel *s = prunus_engine_shrunk_model(m, error);
+  if (!s) return FALSE;
+  gboolean ok = export_safetensors(s, path, quiet, error);
+  prunus_model_free(s);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the job */
+
+/* The normalisation of the config's training split as a 256-entry table, made by
+ * the very code that fills training batches, so the values are identical. */
+static gboolean norm_lut_from_config(const PrunusJobOptions *o, const PrunusModel *m,
+                                     float lut[256], GError **error) {
+  PrunusJob job;
+  if (!prunus_job_open(&job, o, error)) return FALSE;
+  gboolean ok = FALSE;
+  PrunusData data = {0};
+  config_setting_t *root = prunus_config_root(job.cfg);
+  for (int i = 0; i < config_setting_length(root); i++) {
+    config_setting_t *s = config_setting_get_elem(root, i);
+    const char *name = config_setting_name(s);
+    if (g_strcmp0(name, "dataset") && g_strcmp0(name, "model") && g_strcmp0(name, "train") &&
+        g_strcmp0(name, "name") && g_strcmp0(name, "seed"))
+      prunus_config_mark_read_tree(job.cfg, s);
+  }
+  if (!prunus_config_check_unread(job.cfg, error)) goto out_close_job;
+  if (prunus_shape_size(m->arch.input) != prunus_shape_size(job.rc.arch.input)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "the checkpoint takes %dx%dx%d inputs but %s's model.input is [%d, %d, %d]",
+                m->arch.input.c, m->arch.input.h, m->arch.input.w, o->config_path,
+                job.rc.arch.input.c, job.rc.arch.input.h, job.rc.arch.input.w);
+    goto out_close_job;
+  }
+  job.rc.arch.n_classes = m->arch.n_classes;
+  if (!prunus_data_load(&job.rc, &data, error)) goto out_close_job;
+  uint8_t pixels[256], labels[256] = {0};
+  int idx[256];
+  for (int v = 0; v < 256; v++) pixels[v] = (uint8_t)v, idx[v] = v;
+  PrunusDataset *ramp = prunus_dataset_new_from_data(256, 1, 1, 1, 2, pixels, labels);
+  uint8_t y[256];
+  prunus_dataset_fill_batch(ramp, &data.norm, idx, 256, lut, y);
+  prunus_dataset_free(ramp);
+  prunus_data_clear(&data);
+  ok = TRUE;
+out_close_job:
+  prunus_job_close(&job);
+  return ok;
+}
+
+gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
+                           PrunusExportFormat format, const char *out, GError **error) {
+  if (format == PRUNUS_EXPORT_C && (!o || !o->config_path)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                "exporting C needs the config: its training split gives the input normalisation");
+    return FALSE;
+  }
+  PrunusModel *m = prunus_checkpoint_load(checkpoint, 1, NULL, NULL, error);
+  if (!m) return FALSE;
+  gboolean ok;
+  if (format == PRUNUS_EXPORT_C) {
+    float lut[256];
+    ok = norm_lut_from_config(o, m, lut, error) &&
+         prunus_export_c(m, lut, out, checkpoint, FALSE, NULL, error);
+  } else {
+    ok = prunus_export_safetensors(m, out, FALSE, error);
+  }
+  prunus_model_free(m);
+  return ok;
+}

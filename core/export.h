@@ -1,0 +1,27 @@
+/* export.h: a model as a dependency-free C file (weights as static const arrays, CSR
+ * where it is smaller, dead units removed) or as PyTorch-ready safetensors. */
+#ifndef PRUNUS_EXPORT_H
+#define PRUNUS_EXPORT_H
+
+#include "model.h"
+
+G_BEGIN_DECLS
+
+/* Write dir/prunus_model.c and dir/prunus_model.h (dir is created) for m with its
+ * masks applied and dead units removed: prunus_model_normalize (through lut, 256
+ * values: the float of each pixel value; NULL = u/255), prunus_model_logits,
+ * prunus_model_predict. source names the origin in comments. *flash_out (may be
+ * NULL) gets the bytes of weights, biases and index arrays. Prints a summary unless
+ * quiet. */
+gboolean prunus_export_c(const PrunusModel *m, const float *lut, const char *dir,
+                         const char *source, gboolean quiet, size_t *flash_out, GError **error);
+
+/* Write path: "<layer>.weight" (dense (out, in), conv (cout, cin, k, k)) and
+ * "<layer>.bias" of m with masks applied and dead units removed, no masks;
+ * metadata "architecture" gives the shrunk layer sizes. */
+gboolean prunus_export_safetensors(const PrunusModel *m, const char *path, gboolean quiet,
+                                   GError **error);
+
+G_END_DECLS
+
+#endif

@@ -1,0 +1,302 @@
+/* test_export.c: `prunus export`: the generated C file compiled with `cc -std=c99
+ * -O2` alone must give prunus's logits (random dense and conv models) and, for a
+ * LeNet-300-100 trained briefly and magnitude-pruned to 95%, prunus's predictions on
+ * all 10,000 Fashion-MNIST test images in <= 12% of the dense weights' bytes; the
+ * safetensors export holds shrunk, masked weights and no masks. */
+#include "checkpoint.h"
+#include "data.h"
+#include "export.h"
+#include "job.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "train.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef PRUNUS_SOURCE_ROOT
+#define PRUNUS_SOURCE_ROOT "."
+#endif
+
+#define FASHION_DIR "/usr/share/datasets/fashion-mnist"
+
+/* The driver the test compiles with the export: `drv float IN OUT N` reads N float
+ * inputs and writes N x K logits; `drv pixels IN OUT N` reads N uint8 images,
+ * normalises them and writes N predictions (one byte each). */
+static const char driver_src[] =
+    "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include \"prunus_model.h\"\n"
+    "int main(int argc, char **argv) {\n"
+    "  if (argc != 5) return 2;\n"
+    "  int n = atoi(argv[4]), pixels = !strcmp(argv[1], \"pixels\");\n"
+    "  FILE *in = fopen(argv[2], \"rb\"), *out = fopen(argv[3], \"wb\");\n"
+    "  if (!in || !out) return 3;\n"
+    "  static float x[PRUNUS_MODEL_INPUT_SIZE], logits[PRUNUS_MODEL_N_CLASSES];\n"
+    "  static uint8_t u[PRUNUS_MODEL_INPUT_SIZE];\n"
+    "  for (int i = 0; i < n; i++) {\n"
+    "    if (pixels) {\n"
+    "      if (fread(u, 1, sizeof u, in) != sizeof u) return 4;\n"
+    "      prunus_model_normalize(u, x);\n"
+    "      unsigned char p = (unsigned char)prunus_model_predict(x);\n"
+    "      fwrite(&p, 1, 1, out);\n"
+    "    } else {\n"
+    "      if (fread(x, sizeof(float), PRUNUS_MODEL_INPUT_SIZE, in) != PRUNUS_MODEL_INPUT_SIZE) return 4;\n"
+    "      prunus_model_logits(x, logits);\n"
+    "      fwrite(logits, sizeof(float), PRUNUS_MODEL_N_CLASSES, out);\n"
+    "    }\n"
+    "  }\n"
+    "  return fclose(out) == 0 ? 0 : 5;\n"
+    "}\n";
+
+/* Compile dir/prunus_model.c with the driver using `cc -std=c99 -O2` only. */
+static void compile_export(const char *dir) {
+  char *drv = testutil_write_file(dir, "driver.c", driver_src, strlen(driver_src));
+  char *cmd = g_strdup_printf("cd '%s' && cc -std=c99 -O2 -o drv driver.c prunus_model.c", dir);
+  char *out = NULL, *err = NULL;
+  int status = 0;
+  GError *error = NULL;
+  char *argv[] = {"sh", "-c", cmd, NULL};
+  g_assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status, &error));
+  g_assert_no_error(error);
+  if (!g_spawn_check_wait_status(status, NULL)) g_printerr("cc failed:\n%s%s", out, err);
+  g_assert_true(g_spawn_check_wait_status(status, NULL));
+  g_free(out), g_free(err), g_free(cmd), g_free(drv);
+}
+
+static void run_driver(const char *dir, const char *mode, int n) {
+  char *cmd = g_strdup_printf("cd '%s' && ./drv %s in.bin out.bin %d", dir, mode, n);
+  char *argv[] = {"sh", "-c", cmd, NULL};
+  int status = 0;
+  GError *error = NULL;
+  g_assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, &error));
+  g_assert_no_error(error);
+  g_assert_true(g_spawn_check_wait_status(status, NULL));
+  g_free(cmd);
+}
+
+static PrunusModel *random_masked_model(const char *arch_text, double sparsity, uint64_t seed) {
+  PrunusArch arch;
+  GError *error = NULL;
+  g_assert_true(prunus_arch_from_string(arch_text, &arch, &error));
+  PrunusModel *m = prunus_model_new(&arch, 64, seed, &error);
+  g_assert_no_error(error);
+  prunus_arch_clear(&arch);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, seed + 1);
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (!l->ops->has_params) continue;
+    for (size_t j = 0; j < l->b_len; j++) m->params[l->b_off + j] = (float)(0.2 * prunus_rng_normal(&rng));
+    for (size_t j = 0; j < l->w_len; j++) m->mask[l->w_off + j] = prunus_rng_uniform(&rng) >= sparsity;
+    /* unit 1 of every layer but the last is dead */
+    if (i + 2 < m->n_layers)
+      for (int k = 0; k < l->fan_in; k++) m->mask[l->w_off + (size_t)l->fan_in + k] = 0.0f;
+  }
+  prunus_model_apply_mask(m);
+  return m;
+}
+
+static void check_roundtrip(const char *arch, double sparsity) {
+  PrunusModel *m = random_masked_model(arch, sparsity, 3);
+  char *dir = testutil_mkdtemp();
+  GError *error = NULL;
+  size_t flash = 0;
+  g_assert_true(prunus_export_c(m, NULL, dir, "test", TRUE, &flash, &error));
+  g_assert_no_error(error);
+  g_assert_cmpuint(flash, >, 0);
+  compile_export(dir);
+  int N = 50;
+  size_t in = prunus_model_input_size(m);
+  int K = prunus_model_n_classes(m);
+  float *x = g_new(float, (size_t)N * in);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 5);
+  for (size_t i = 0; i < (size_t)N * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+  g_free(testutil_write_file(dir, "in.bin", x, sizeof(float) * N * in));
+  run_driver(dir, "float", N);
+  char *out_path = g_build_filename(dir, "out.bin", NULL);
+  char *got = NULL;
+  gsize len = 0;
+  g_assert_true(g_file_get_contents(out_path, &got, &len, &error));
+  g_assert_cmpuint(len, ==, sizeof(float) * N * K);
+  prunus_model_forward(m, x, N);
+  const float *want = m->acts[m->n_layers];
+  g_assert_cmpfloat(testutil_max_rel_diff((const float *)got, want, (size_t)N * K, arch), <, 1e-4);
+  for (int b = 0; b < N; b++) {
+    int am = 0, bm = 0;
+    for (int k = 1; k < K; k++) {
+      if (((const float *)got)[b * K + k] > ((const float *)got)[b * K + am]) am = k;
+      if (want[b * K + k] > want[b * K + bm]) bm = k;
+    }
+    g_assert_cmpint(am, ==, bm);
+  }
+  g_free(got), g_free(out_path), g_free(x);
+  testutil_rmtree(dir);
+  g_free(dir);
+  prunus_model_free(m);
+}
+
+static void test_roundtrip_mlp(void) {
+  check_roundtrip("1x6x7|flatten|dense:37|relu|dense:23|relu|dense:10", 0.9);
+  check_roundtrip("1x6x7|flatten|dense:37|relu|dense:23|relu|dense:10", 0.0);
+}
+
+static void test_roundtrip_conv(void) {
+  check_roundtrip("2x11x11|conv2d:6:3:1:1|relu|maxpool2d:2:2|conv2d:5:3:2:0|relu|flatten|dense:7", 0.7);
+}
+
+/* safetensors: dead units gone, masks applied, no mask tensors, PyTorch names. */
+static void test_safetensors(void) {
+  PrunusModel *m = random_masked_model("1x6x7|flatten|dense:37|relu|dense:23|relu|dense:10", 0.5, 9);
+  char *dir = testutil_mkdtemp();
+  char *path = g_build_filename(dir, "pruned.safetensors", NULL);
+  GError *error = NULL;
+  g_assert_true(prunus_export_safetensors(m, path, TRUE, &error));
+  g_assert_no_error(error);
+  PrunusTensorFile *f = prunus_safetensors_read(path, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(f->n_tensors, ==, 6);
+  const PrunusTensor *w1 = prunus_tensor_file_find(f, "1.weight");
+  const PrunusTensor *w3 = prunus_tensor_file_find(f, "3.weight");
+  const PrunusTensor *b5 = prunus_tensor_file_find(f, "5.bias");
+  g_assert_nonnull(w1);
+  g_assert_nonnull(w3);
+  g_assert_nonnull(b5);
+  g_assert_null(prunus_tensor_file_find(f, "1.mask"));
+  g_assert_cmpint(w1->shape[0], ==, 36); /* unit 1 was dead */
+  g_assert_cmpint(w1->shape[1], ==, 42);
+  g_assert_cmpint(w3->shape[0], ==, 22);
+  g_assert_cmpint(w3->shape[1], ==, 36);
+  g_assert_cmpint(b5->shape[0], ==, 10);
+  g_assert_cmpstr(g_hash_table_lookup(f->metadata, "architecture"), ==,
+                  "1x6x7|flatten|dense:36|relu|dense:22|relu|dense:10");
+  /* the unit kept first is unit 0 of the original; its weights are the masked ones */
+  for (int k = 0; k < 42; k++)
+    g_assert_cmpfloat(w1->data[k], ==, m->params[m->layers[1].w_off + k]);
+  prunus_tensor_file_free(f);
+  testutil_rmtree(dir);
+  g_free(path), g_free(dir);
+  prunus_model_free(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fashion-MNIST: LeNet-300-100, 1 epoch, 95% magnitude-pruned per layer */
+
+static int compare_abs(const void *a, const void *b) {
+  float x = fabsf(*(const float *)a), y = fabsf(*(const float *)b);
+  return (x > y) - (x < y);
+}
+
+static void magnitude_prune(PrunusModel *m, double amount) {
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (!l->ops->has_params) continue;
+    float *w = m->params + l->w_off;
+    float *sorted = g_memdup2(w, sizeof(float) * l->w_len);
+    qsort(sorted, l->w_len, sizeof(float), compare_abs);
+    size_t cut = (size_t)(amount * (double)l->w_len);
+    float thr = fabsf(sorted[cut]); /* keep |w| >= thr: about 1 - amount of them */
+    for (size_t j = 0; j < l->w_len; j++) m->mask[l->w_off + j] = fabsf(w[j]) >= thr;
+    g_free(sorted);
+  }
+  prunus_model_apply_mask(m);
+}
+
+static void test_fashion_lenet300(void) {
+  if (!g_file_test(FASHION_DIR "/t10k-images-idx3-ubyte.gz", G_FILE_TEST_EXISTS)) {
+    g_test_skip("no Fashion-MNIST in " FASHION_DIR);
+    return;
+  }
+  char *dir = testutil_mkdtemp();
+  char *run = g_build_filename(dir, "run", NULL);
+  char *cdir = g_build_filename(dir, "c", NULL);
+  const char *const overrides[] = {"train.epochs=1", "dataset.train_limit=10000", NULL};
+  PrunusJobOptions o = {.config_path = PRUNUS_SOURCE_ROOT "/configs/lenet300.cfg",
+                        .overrides = overrides, .run_dir = run, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_true(prunus_job_train(&o, &error));
+  g_assert_no_error(error);
+  char *ckpt = g_build_filename(run, "model.safetensors", NULL);
+  PrunusModel *m = prunus_checkpoint_load(ckpt, 256, NULL, NULL, &error);
+  g_assert_no_error(error);
+  magnitude_prune(m, 0.95);
+  /* three masked epochs of retraining, so the pruned net is a real classifier */
+  PrunusJob job;
+  g_assert_true(prunus_job_open(&job, &o, &error));
+  PrunusData data = {0};
+  g_assert_true(prunus_data_load(&job.rc, &data, &error));
+  g_assert_no_error(error);
+  PrunusTrainConfig tc = job.rc.train;
+  tc.epochs = 3;
+  g_assert_true(prunus_train(m, &tc, data.train, NULL, &data.norm, 1, NULL, &error));
+  g_assert_no_error(error);
+  char *pruned = g_build_filename(dir, "pruned.safetensors", NULL);
+  g_assert_true(prunus_checkpoint_save(m, pruned, NULL, &error));
+  g_assert_true(prunus_job_export(pruned, &o, PRUNUS_EXPORT_C, cdir, &error));
+  g_assert_no_error(error);
+
+  /* flash: <= 12% of the dense weights' bytes */
+  char *hpath = g_build_filename(cdir, "prunus_model.h", NULL), *htext = NULL;
+  g_assert_true(g_file_get_contents(hpath, &htext, NULL, &error));
+  const char *def = strstr(htext, "#define PRUNUS_MODEL_FLASH_BYTES ");
+  g_assert_nonnull(def);
+  double flash = g_ascii_strtod(def + strlen("#define PRUNUS_MODEL_FLASH_BYTES "), NULL);
+  double dense = 4.0 * (double)m->n_params;
+  g_test_message("flash %.0f bytes, dense %.0f bytes (%.2f%%)", flash, dense, 100.0 * flash / dense);
+  g_assert_cmpfloat(flash, <=, 0.12 * dense);
+
+  /* prunus's predictions on the whole test set */
+  const PrunusDataset *t = data.test;
+  g_assert_cmpint(t->n, ==, 10000);
+  size_t in = (size_t)t->c * t->h * t->w;
+  uint8_t *want = g_new(uint8_t, t->n);
+  float *x = g_new(float, 256 * in);
+  uint8_t y[256];
+  int idx[256], correct = 0;
+  for (int s = 0; s < t->n; s += 256) {
+    int B = MIN(256, t->n - s);
+    for (int b = 0; b < B; b++) idx[b] = s + b;
+    prunus_dataset_fill_batch(t, &data.norm, idx, B, x, y);
+    prunus_model_forward(m, x, B);
+    const float *lg = m->acts[m->n_layers];
+    for (int b = 0; b < B; b++) {
+      int best = 0;
+      for (int k = 1; k < 10; k++)
+        if (lg[b * 10 + k] > lg[b * 10 + best]) best = k;
+      want[s + b] = (uint8_t)best;
+      correct += best == y[b];
+    }
+  }
+  g_test_message("pruned accuracy %.4f", correct / (double)t->n);
+  g_assert_cmpfloat(correct / (double)t->n, >, 0.6);
+  g_free(testutil_write_file(cdir, "in.bin", t->images, in * t->n));
+  compile_export(cdir);
+  run_driver(cdir, "pixels", t->n);
+  char *out_path = g_build_filename(cdir, "out.bin", NULL), *got = NULL;
+  gsize len = 0;
+  g_assert_true(g_file_get_contents(out_path, &got, &len, &error));
+  g_assert_cmpuint(len, ==, (gsize)t->n);
+  int differ = 0;
+  for (int i = 0; i < t->n; i++) differ += (uint8_t)got[i] != want[i];
+  g_test_message("exported C vs prunus: %d of %d predictions differ", differ, t->n);
+  g_assert_cmpint(differ, ==, 0);
+
+  g_free(got), g_free(out_path), g_free(x), g_free(want);
+  prunus_data_clear(&data);
+  prunus_job_close(&job);
+  g_free(htext), g_free(hpath);
+  prunus_model_free(m);
+  testutil_rmtree(dir);
+  g_free(pruned), g_free(ckpt), g_free(cdir), g_free(run), g_free(dir);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/export/c-roundtrip-mlp", test_roundtrip_mlp);
+  g_test_add_func("/export/c-roundtrip-conv", test_roundtrip_conv);
+  g_test_add_func("/export/safetensors", test_safetensors);
+  g_test_add_func("/export/fashion-lenet300-95", test_fashion_lenet300);
+  return g_test_run();
+}
