@@ -20,21 +20,8 @@ typedef struct {
 static gboolean log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
   EpochLog *log = user;
   prunus_progress_epoch(&log->progress, r);
-  PrunusJson *o = prunus_json_new_object();
-  prunus_json_object_set(o, "experiment", prunus_json_new_string(log->experiment));
-  prunus_json_object_set(o, "seed", prunus_json_new_number((double)log->job->rc.seed));
-  prunus_json_object_set(o, "round", prunus_json_new_number(log->round));
-  prunus_json_object_set(o, "epoch", prunus_json_new_number(r->epoch));
-  prunus_json_object_set(o, "train_loss", prunus_json_new_number(r->train_loss));
-  prunus_json_object_set(o, "train_accuracy", prunus_json_new_number(r->train_accuracy));
-  prunus_json_object_set(o, "val_loss", prunus_json_new_number(r->val_loss));
-  prunus_json_object_set(o, "val_accuracy", prunus_json_new_number(r->val_accuracy));
-  prunus_json_object_set(o, "lr", prunus_json_new_number(r->lr));
-  prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
-  prunus_json_object_set(o, "samples_per_second", prunus_json_new_number(r->samples_per_second));
-  gboolean ok = prunus_rundir_append_line(log->job->run_dir, "metrics.jsonl", o, error);
-  prunus_json_free(o);
-  return ok;
+  return prunus_rundir_append_epoch(log->job->run_dir, log->experiment, log->job->rc.seed,
+                                    log->round, r, error);
 }
 
 /* PrunusBatchFn: the progress bar. */

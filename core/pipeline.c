@@ -41,20 +41,8 @@ typedef struct {
 static gboolean log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
   Pipeline *p = user;
   prunus_progress_epoch(&p->progress, r);
-  PrunusJson *o = prunus_json_new_object();
-  prunus_json_object_set(o, "experiment", prunus_json_new_string(p->exp));
-  prunus_json_object_set(o, "seed", prunus_json_new_number((double)p->job->rc.seed));
-  prunus_json_object_set(o, "round", prunus_json_new_number(p->round));
-  prunus_json_object_set(o, "epoch", prunus_json_new_number(r->epoch));
-  prunus_json_object_set(o, "train_loss", prunus_json_new_number(r->train_loss));
-  prunus_json_object_set(o, "train_accuracy", prunus_json_new_number(r->train_accuracy));
-  prunus_json_object_set(o, "val_loss", prunus_json_new_number(r->val_loss));
-  prunus_json_object_set(o, "val_accuracy", prunus_json_new_number(r->val_accuracy));
-  prunus_json_object_set(o, "lr", prunus_json_new_number(r->lr));
-  prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
-  prunus_json_object_set(o, "samples_per_second", prunus_json_new_number(r->samples_per_second));
-  gboolean ok = prunus_rundir_append_line(p->job->run_dir, "metrics.jsonl", o, error);
-  prunus_json_free(o);
+  gboolean ok =
+      prunus_rundir_append_epoch(p->job->run_dir, p->exp, p->job->rc.seed, p->round, r, error);
   if (ok && p->round == 0 && p->pc->rewind_epoch == r->epoch && p->thetak)
     memcpy(p->thetak, p->m->params, sizeof(float) * p->m->n_params);
   return ok;
@@ -297,14 +285,15 @@ static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GEr
   if (ok) {
     int nl = p->vs.view.n_layers;
     double *layer_amount = g_new(double, nl), *cap = g_new(double, nl);
+    double amount = p->pc->round_amount ? p->pc->round_amount[p->round - 1] : p->pc->amount;
     for (int k = 0; k < nl; k++) {
       int li = p->vs.layer_index[k];
       double rate = p->pc->layer_rate[li];
-      layer_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, p->pc->amount * rate) : rate;
+      layer_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
       cap[k] = p->pc->layer_cap[li];
     }
     PrunusPlanRequest req = {.scope = p->pc->scope, .layer_amount = layer_amount,
-                             .amount = p->pc->amount, .max_sparsity = cap};
+                             .amount = amount, .max_sparsity = cap};
     PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};

@@ -13,6 +13,7 @@ G_BEGIN_DECLS
 typedef struct {
   int rounds;
   double amount;            /* per round, fraction of what remains */
+  double *round_amount;     /* (rounds) per-round amounts from schedule.levels, or NULL */
   double target;            /* > 0: amount derived so rounds reach it geometrically */
   int scope;                /* PrunusScope */
   double *layer_rate;       /* (n_layers) 1 = the round's rate, 0 = excluded */

@@ -69,6 +69,38 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
   return TRUE;
 }
 
+/* schedule.levels = [0.5, 0.8, 0.9, 0.95]: the fraction removed after each round
+ * (of weights or units, as the granularity counts), one level per round. */
+static gboolean parse_levels(PrunusConfig *cfg, config_setting_t *sched, PrunusPruneConfig *pc,
+                             GError **error) {
+  config_setting_t *levels = config_setting_get_member(sched, "levels");
+  if (!levels) return TRUE;
+  prunus_config_mark_read(cfg, levels);
+  char *where = prunus_config_where(cfg, levels);
+  int n = config_setting_is_aggregate(levels) ? config_setting_length(levels) : 0;
+  const char *problem = NULL;
+  if (n != pc->rounds) problem = "levels must list one sparsity per round (as many as rounds)";
+  pc->round_amount = g_new0(double, n > 0 ? n : 1);
+  double prev = 0.0;
+  for (int i = 0; !problem && i < n; i++) {
+    config_setting_t *e = config_setting_get_elem(levels, (unsigned)i);
+    prunus_config_mark_read(cfg, e);
+    int t = config_setting_type(e);
+    double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(e) : -1.0;
+    if (!(v > prev && v < 1.0)) problem = "levels must be floats rising strictly within (0, 1)";
+    else pc->round_amount[i] = 1.0 - (1.0 - v) / (1.0 - prev);
+    prev = v;
+  }
+  if (problem) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where, problem);
+    g_free(where);
+    return FALSE;
+  }
+  pc->amount = pc->round_amount[0];
+  g_free(where);
+  return TRUE;
+}
+
 static config_setting_t *plugin_slot(PrunusConfig *cfg, config_setting_t *prune, const char *key,
                                      const char **name, GError **error) {
   config_setting_t *g = prunus_config_get_group(cfg, prune, key, TRUE, error);
@@ -100,9 +132,9 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
     char *where = prunus_config_where(cfg, sched);
     const char *problem = NULL;
     if (pc.rounds < 1 || pc.rounds > 1000) problem = "rounds must be in [1, 1000]";
-    else if ((pc.amount > 0.0) == (pc.target > 0.0))
-      problem = "give exactly one of amount (fraction of what remains, per round) or target "
-                "(final sparsity reached geometrically)";
+    else if ((pc.amount > 0.0) + (pc.target > 0.0) + (config_setting_get_member(sched, "levels") != NULL) != 1)
+      problem = "give exactly one of amount (fraction of what remains, per round), target "
+                "(final sparsity reached geometrically) or levels (the sparsity after each round)";
     else if (pc.amount >= 1.0 || pc.target >= 1.0) problem = "amount and target must be below 1";
     else if (max_sparsity <= 0.0 || max_sparsity > 1.0) problem = "max_sparsity must be in (0, 1]";
     if (problem) {
@@ -113,6 +145,7 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
     g_free(where);
   }
   if (pc.target > 0.0) pc.amount = 1.0 - pow(1.0 - pc.target, 1.0 / pc.rounds);
+  if (!parse_levels(cfg, sched, &pc, error)) goto out_clear;
   for (int i = 0; i < arch->n_layers; i++) pc.layer_cap[i] = max_sparsity;
   if (!parse_layer_overrides(cfg, prune, arch, &pc, error)) goto out_clear;
   const char *pretrained = NULL;
@@ -182,5 +215,6 @@ out_clear:
 void prunus_prune_config_clear(PrunusPruneConfig *pc) {
   g_clear_pointer(&pc->layer_rate, g_free);
   g_clear_pointer(&pc->layer_cap, g_free);
+  g_clear_pointer(&pc->round_amount, g_free);
   g_clear_pointer(&pc->pretrained, g_free);
 }

@@ -128,6 +128,25 @@ out_free_line:
   return ok;
 }
 
+gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uint64_t seed,
+                                    int round, const PrunusEpochReport *r, GError **error) {
+  PrunusJson *o = prunus_json_new_object();
+  prunus_json_object_set(o, "experiment", prunus_json_new_string(experiment));
+  prunus_json_object_set(o, "seed", prunus_json_new_number((double)seed));
+  prunus_json_object_set(o, "round", prunus_json_new_number(round));
+  prunus_json_object_set(o, "epoch", prunus_json_new_number(r->epoch));
+  prunus_json_object_set(o, "train_loss", prunus_json_new_number(r->train_loss));
+  prunus_json_object_set(o, "train_accuracy", prunus_json_new_number(r->train_accuracy));
+  prunus_json_object_set(o, "val_loss", prunus_json_new_number(r->val_loss));
+  prunus_json_object_set(o, "val_accuracy", prunus_json_new_number(r->val_accuracy));
+  prunus_json_object_set(o, "lr", prunus_json_new_number(r->lr));
+  prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
+  prunus_json_object_set(o, "samples_per_second", prunus_json_new_number(r->samples_per_second));
+  gboolean ok = prunus_rundir_append_line(dir, "metrics.jsonl", o, error);
+  prunus_json_free(o);
+  return ok;
+}
+
 gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,
                                   GError **error) {
   char *path = g_build_filename(dir, name, NULL);

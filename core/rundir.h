@@ -5,6 +5,7 @@
 
 #include "json.h"
 #include "model.h"
+#include "train.h"
 
 G_BEGIN_DECLS
 
@@ -45,6 +46,9 @@ gboolean prunus_rundir_ensure(const char *path, GError **error);
 /* Append one JSON object as a line to dir/name and flush it to disk. */
 gboolean prunus_rundir_append_line(const char *dir, const char *name, const PrunusJson *obj,
                                    GError **error);
+/* One metrics.jsonl line for a finished epoch (the contract keys and a few more). */
+gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uint64_t seed,
+                                    int round, const PrunusEpochReport *r, GError **error);
 /* Write dir/name atomically (temp + rename) with the pretty-printed JSON. */
 gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,
                                   GError **error);
