@@ -11,21 +11,23 @@
 
 G_BEGIN_DECLS
 
-/* A (rows, cols) matrix by rows: row r holds values val[ptr[r]..ptr[r+1]) at
- * columns col[...]. */
+/* A (rows, cols) matrix by rows: row r holds values val[ptr[r]..ptr[r]+len[r]) at
+ * columns col[...], then zeros up to ptr[r+1] so SIMD kernels need no row tails. */
 typedef struct {
   int rows, cols;
-  int64_t nnz;
-  int32_t *ptr;   /* (rows+1) */
-  int32_t *col;   /* (nnz) */
-  float *val;     /* (nnz) */
+  int64_t nnz;    /* nonzeros */
+  int64_t stored; /* entries held: every row is padded with (col 0, value 0) to a multiple of 8 */
+  int32_t *ptr;   /* (rows+1) row starts in the padded arrays (multiples of 8) */
+  int32_t *len;   /* (rows) nonzeros of each row (the padding follows them) */
+  int32_t *col;   /* (stored) */
+  float *val;     /* (stored) */
 } PrunusCsr;
 
 /* (transfer full) The CSR form of W (rows, cols) row-major, keeping entries where
  * mask != 0 (mask may be NULL: keep W != 0). Exact zeros in W are dropped too. */
 PrunusCsr *prunus_csr_from_dense(const float *W, const float *mask, int rows, int cols);
 void prunus_csr_free(PrunusCsr *a);
-/* Bytes the matrix holds in memory (values, column indices, row pointers). */
+/* Bytes the matrix holds in memory (values, column indices, row pointers and lengths). */
 size_t prunus_csr_bytes(const PrunusCsr *a);
 
 /* y (rows) = A x (cols) + bias (bias may be NULL). */

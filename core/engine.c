@@ -199,6 +199,8 @@ void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits
   reserve_batch(e, B);
   const float *in = x;
   for (int i = 0; i < e->n_layers; i++) {
+    if (e->layers[i].l.spec.type == PRUNUS_LAYER_FLATTEN && i < e->n_layers - 1)
+      continue; /* channels-first memory is already flat: nothing to copy */
     float *out = i == e->n_layers - 1 ? logits : e->acts[i + 1];
     layer_forward(e, i, in, out, B);
     in = out;

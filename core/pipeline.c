@@ -3,6 +3,7 @@
 #include "pipeline.h"
 #include "calib.h"
 #include "checkpoint.h"
+#include "engine.h"
 #include "latency.h"
 #include "plugin_host.h"
 #include "progress.h"
@@ -320,26 +321,26 @@ static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
 }
 
 static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
-  /* dense-with-zeros: the unpruned layout (the model itself while it has it) */
+  /* The inference engines (core/engine.c): dense = BLAS on the unpruned layout (the
+   * model itself while it has it) with zeros in place; sparse = CSR kernels; shrunk =
+   * units whose every weight is masked removed physically. */
   PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;
-  /* shrunk: units whose every weight is masked are removed physically */
-  uint8_t **dead = g_new0(uint8_t *, p->m->n_layers);
-  int n_dead = prunus_model_dead_units(p->m, dead);
-  PrunusModel *shrunk = p->m;
-  if (n_dead > 0) {
-    shrunk = prunus_model_shrink(p->m, (const uint8_t *const *)dead, NULL, NULL, 0, NULL);
-    if (!shrunk) shrunk = p->m; /* e.g. a whole layer dead: measure as it is */
-  }
-  for (int i = 0; i < p->m->n_layers; i++) g_free(dead[i]);
-  g_free(dead);
-  for (int i = 0; i < p->pc->n_latency_batches && rm->n_latency + 2 <= PRUNUS_MAX_LATENCIES; i++) {
+  int max_b = 1;
+  for (int i = 0; i < p->pc->n_latency_batches; i++) max_b = MAX(max_b, p->pc->latency_batches[i]);
+  static const PrunusEngineKind kinds[] = {PRUNUS_ENGINE_DENSE, PRUNUS_ENGINE_SHRUNK,
+                                           PRUNUS_ENGINE_SPARSE};
+  PrunusEngine *e[G_N_ELEMENTS(kinds)];
+  for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++)
+    e[k] = prunus_engine_new(kinds[k] == PRUNUS_ENGINE_DENSE ? dense : p->m, kinds[k], max_b, NULL);
+  for (int i = 0; i < p->pc->n_latency_batches; i++) {
     int B = p->pc->latency_batches[i];
-    g_snprintf(rm->latency_key[rm->n_latency], 32, "dense_b%d", B);
-    rm->latency_us[rm->n_latency++] = prunus_latency_forward_us(dense, B, p->pc->latency_budget, 5);
-    g_snprintf(rm->latency_key[rm->n_latency], 32, "shrunk_b%d", B);
-    rm->latency_us[rm->n_latency++] = prunus_latency_forward_us(shrunk, B, p->pc->latency_budget, 5);
+    for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
+      if (!e[k] || rm->n_latency >= PRUNUS_MAX_LATENCIES) continue;
+      g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kinds[k]), B);
+      rm->latency_us[rm->n_latency++] = prunus_engine_latency_us(e[k], B, p->pc->latency_budget, 5);
+    }
   }
-  if (shrunk != p->m) prunus_model_free(shrunk);
+  for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) prunus_engine_free(e[k]);
 }
 
 static uint64_t file_size(const char *path) {

@@ -156,7 +156,7 @@ static void gp_begin(GString *gp, const PrunusReport *r, const char *name, const
       "set datafile separator comma\n"
       "set datafile columnheaders\n"
       "set grid\n"
-      "set bmargin 6\n"
+      "set bmargin %d\n"
       "set offsets 0, 0, graph 0.05, graph 0.05\n"
       "set key outside bottom center horizontal noenhanced box\n\n"
       "do for [fmt in \"svg png\"] {\n"
@@ -170,8 +170,10 @@ static void gp_begin(GString *gp, const PrunusReport *r, const char *name, const
       "    }\n"
       "  }\n"
       "  set output \"%s.\".fmt\n",
-      name, what, r->version ? r->version : "?", name, name, name, name, width, height, width,
-      height, width, height, name);
+      name, what, r->version ? r->version : "?", name, name, name, name,
+      /* room for the key below the plot: up to 3 entries per experiment, 2 per row */
+      5 + (3 * r->n_exps + 1) / 2, width, height + 20 * r->n_exps, width,
+      height + 20 * r->n_exps, width, height + 20 * r->n_exps, name);
 }
 
 static void gp_end(GString *gp) { g_string_append(gp, "  unset output\n}\n"); }

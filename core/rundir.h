@@ -9,7 +9,7 @@
 
 G_BEGIN_DECLS
 
-#define PRUNUS_MAX_LATENCIES 8
+#define PRUNUS_MAX_LATENCIES 12  /* 4 batch sizes x dense, shrunk, sparse */
 
 /* What summary.json says about one round (round 0 = the dense network). */
 typedef struct {
