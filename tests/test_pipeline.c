@@ -10,7 +10,10 @@
 #include <glib/gstdio.h>
 #include <math.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 // ----------------------------------------------------------------------------
 // The dataset: 8x8 images, class k = quadrant k bright, plus noise
@@ -559,6 +562,145 @@ static void test_nan_criterion(void) {
   g_free(top);
 }
 
+// ----------------------------------------------------------------------------
+// Interrupted runs resume; experiments and seeds share pretraining
+
+/* Lines of metrics.jsonl that belong to round r. */
+static int metrics_lines_of_round(const char *run_dir, int round) {
+  char *path = g_build_filename(run_dir, "metrics.jsonl", NULL);
+  char *text = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  char **lines = g_strsplit(text, "\n", -1);
+  int n = 0;
+  for (char **l = lines; *l; l++) {
+    if (!**l) continue;
+    PrunusJson *o = prunus_json_parse(*l, strlen(*l), NULL);
+    g_assert_nonnull(o);
+    n += (int)prunus_json_number(prunus_json_get(o, "round")) == round;
+    prunus_json_free(o);
+  }
+  g_strfreev(lines);
+  g_free(text);
+  g_free(path);
+  return n;
+}
+
+static size_t finished_rounds(const char *run_dir) {
+  char *path = g_build_filename(run_dir, "summary.json", NULL);
+  char *text = NULL;
+  gsize len = 0;
+  size_t n = 0;
+  if (g_file_get_contents(path, &text, &len, NULL)) {
+    PrunusJson *s = prunus_json_parse(text, len, NULL);
+    const PrunusJson *exps = s ? prunus_json_get(s, "experiments") : NULL;
+    const PrunusJson *e = exps && prunus_json_length(exps) ? prunus_json_index(exps, 0) : NULL;
+    const PrunusJson *r = e ? prunus_json_get(e, "rounds") : NULL;
+    n = r ? prunus_json_length(r) : 0;
+    prunus_json_free(s);
+  }
+  g_free(text);
+  g_free(path);
+  return n;
+}
+
+static void test_kill_and_resume(void) {
+  static const Setup slow = {"global", "magnitude", "weight",
+                             "plugin = \"finetune\"; epochs = 6;", "", ""};
+  char *ref = run_ok("resume-ref", &slow);
+  char *cfg = write_config("resume", &slow);
+  char *run_dir = g_build_filename(data_dir, "run-resume", NULL);
+  pid_t pid = fork();
+  g_assert_cmpint(pid, >=, 0);
+  if (pid == 0) {
+    PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+    _exit(prunus_job_run(&o, NULL) ? 0 : 1);
+  }
+  /* kill -9 as soon as round 1 is on disk, in the middle of round 2 */
+  size_t done = 0;
+  for (int i = 0; i < 60000 && (done = finished_rounds(run_dir)) < 2; i++) g_usleep(1000);
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  g_assert_true(WIFSIGNALED(status));
+  g_test_message("killed after %zu finished rounds", done);
+  g_assert_cmpuint(done, >=, 2);
+  g_assert_cmpuint(done, <, ROUNDS + 1);
+  int pretrain_lines = metrics_lines_of_round(run_dir, 0);
+  int round1_lines = metrics_lines_of_round(run_dir, 1);
+  PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_true(prunus_job_run(&o, &error));
+  g_assert_no_error(error);
+  /* finished work was skipped: pretraining and round 1 were not trained again */
+  g_assert_cmpint(metrics_lines_of_round(run_dir, 0), ==, pretrain_lines);
+  g_assert_cmpint(metrics_lines_of_round(run_dir, 1), ==, round1_lines);
+  g_assert_cmpint(round1_lines, ==, 6);
+  /* and the results are those of the uninterrupted run */
+  PrunusJson *a = read_json(ref, "summary.json"), *b = read_json(run_dir, "summary.json");
+  prunus_json_object_set(a, "config", prunus_json_new_string("same"));
+  prunus_json_object_set(b, "config", prunus_json_new_string("same"));
+  assert_json_equal(a, b, "summary");
+  prunus_json_free(a);
+  prunus_json_free(b);
+  size_t z1, a1, z2, a2;
+  PrunusModel *m1 = load_round(ref, ROUNDS, &z1, &a1, NULL);
+  PrunusModel *m2 = load_round(run_dir, ROUNDS, &z2, &a2, NULL);
+  g_assert_cmpint(memcmp(m1->params, m2->params, sizeof(float) * m1->n_params), ==, 0);
+  prunus_model_free(m1);
+  prunus_model_free(m2);
+  /* a different config into the same folder is refused, and changes nothing */
+  static const Setup other = {"global", "magnitude", "weight",
+                              "plugin = \"finetune\"; epochs = 5;", "", ""};
+  char *other_cfg = write_config("resume", &other);
+  g_assert_false(prunus_job_run(&o, &error));
+  testutil_assert_error_contains(error, "summary.json", "different config", NULL);
+  g_clear_error(&error);
+  g_free(other_cfg);
+  g_free(run_dir);
+  g_free(cfg);
+  g_free(ref);
+}
+
+static void test_experiments_and_seeds(void) {
+  static const Setup s = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "",
+                          "experiments = ( { name = \"a\"; },\n"
+                          "  { name = \"b\"; prune = { retrain = { plugin = \"finetune\"; epochs = 2; }; }; } );\n"
+                          "seeds = [1, 2];"};
+  char *run_dir = run_ok("exps", &s);
+  PrunusJson *sum = read_json(run_dir, "summary.json");
+  const PrunusJson *exps = prunus_json_get(sum, "experiments");
+  g_assert_cmpuint(prunus_json_length(exps), ==, 4);
+  static const char *const names[] = {"a", "a", "b", "b"};
+  static const int seeds[] = {1, 2, 1, 2};
+  for (int i = 0; i < 4; i++) {
+    const PrunusJson *e = prunus_json_index(exps, (size_t)i);
+    g_assert_cmpstr(prunus_json_string(prunus_json_get(e, "name")), ==, names[i]);
+    g_assert_cmpint((int)prunus_json_number(prunus_json_get(e, "seed")), ==, seeds[i]);
+    g_assert_cmpuint(prunus_json_length(prunus_json_get(e, "rounds")), ==, ROUNDS + 1);
+  }
+  /* b's rounds retrain 2 epochs, a's 1 */
+  g_assert_cmpint(metrics_lines_of_round(run_dir, 1), ==, 2 * 1 + 2 * 2);
+  /* pretraining once per seed (3 epochs each), shared by a and b */
+  g_assert_cmpint(metrics_lines_of_round(run_dir, 0), ==, 2 * 3);
+  char *cache = g_build_filename(run_dir, "cache", NULL);
+  GDir *d = g_dir_open(cache, 0, NULL);
+  g_assert_nonnull(d);
+  int entries = 0;
+  while (g_dir_read_name(d)) entries++;
+  g_dir_close(d);
+  g_assert_cmpint(entries, ==, 2);
+  char *ck = g_build_filename(run_dir, "b", "seed-2", "round-03.safetensors", NULL);
+  g_assert_true(g_file_test(ck, G_FILE_TEST_IS_REGULAR));
+  /* the same seed gives a and b the same round 0 */
+  const PrunusJson *r0a = prunus_json_index(prunus_json_get(prunus_json_index(exps, 0), "rounds"), 0);
+  const PrunusJson *r0b = prunus_json_index(prunus_json_get(prunus_json_index(exps, 2), "rounds"), 0);
+  g_assert_cmpfloat(num(r0a, "test_accuracy"), ==, num(r0b, "test_accuracy"));
+  g_free(ck);
+  g_free(cache);
+  prunus_json_free(sum);
+  g_free(run_dir);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   const char *plugins = g_getenv("PRUNUS_TEST_PLUGIN_DIR");
@@ -572,6 +714,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/rewind-vs-reinit", test_rewind_vs_reinit);
   g_test_add_func("/pipeline/rewind-to-epoch", test_rewind_to_epoch);
   g_test_add_func("/pipeline/nan-criterion", test_nan_criterion);
+  g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
+  g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
   g_free(data_dir);
