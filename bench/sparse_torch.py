@@ -41,7 +41,7 @@ def load_safetensors(path):
 
 
 def median_us(fn, x, budget=0.25, min_runs=30):
-    with torch.inference_mode():
+    with torch.no_grad():
         for _ in range(3):
             fn(x)
         times = []
@@ -119,7 +119,7 @@ def main():
                 x = torch.randn(B, 784)
                 ref = fns["torch_dense"](x)
                 for name, fn in fns.items():
-                    with torch.inference_mode():
+                    with torch.no_grad():
                         assert torch.allclose(fn(x), ref, atol=1e-3), name
                     us = median_us(fn, x)
                     out_rows.append({"sparsity": sparsity, "engine": name, "batch": B,

@@ -74,18 +74,6 @@ size_t prunus_csr_bytes(const PrunusCsr *a) {
   return (size_t)a->stored * (sizeof(float) + sizeof(int32_t)) + ((size_t)2 * a->rows + 1) * sizeof(int32_t);
 }
 
-void prunus_transpose(const float *src, int rows, int cols, float *dst) {
-  enum { T = 32 };
-  for (int r0 = 0; r0 < rows; r0 += T) {
-    int r1 = r0 + T < rows ? r0 + T : rows;
-    for (int c0 = 0; c0 < cols; c0 += T) {
-      int c1 = c0 + T < cols ? c0 + T : cols;
-      for (int r = r0; r < r1; r++)
-        for (int c = c0; c < c1; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
-    }
-  }
-}
-
 /* ------------------------------------------------------------------------ */
 /* dispatch */
 
@@ -107,6 +95,52 @@ static bool cpu_has_avx2(void) {
 }
 
 bool prunus_csr_uses_avx2(void) { return !force_scalar && cpu_has_avx2(); }
+
+/* ------------------------------------------------------------------------ */
+/* transpose: 8x8 AVX2 blocks inside 32x32 tiles, scalar at the edges */
+
+__attribute__((target("avx2,fma"))) static void transpose8x8(const float *src, int ls, float *dst,
+                                                            int ld) {
+  __m256 r0 = _mm256_loadu_ps(src + 0 * (size_t)ls), r1 = _mm256_loadu_ps(src + 1 * (size_t)ls);
+  __m256 r2 = _mm256_loadu_ps(src + 2 * (size_t)ls), r3 = _mm256_loadu_ps(src + 3 * (size_t)ls);
+  __m256 r4 = _mm256_loadu_ps(src + 4 * (size_t)ls), r5 = _mm256_loadu_ps(src + 5 * (size_t)ls);
+  __m256 r6 = _mm256_loadu_ps(src + 6 * (size_t)ls), r7 = _mm256_loadu_ps(src + 7 * (size_t)ls);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst + 0 * (size_t)ld, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + 1 * (size_t)ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * (size_t)ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * (size_t)ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * (size_t)ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * (size_t)ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * (size_t)ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * (size_t)ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+void prunus_transpose(const float *src, int rows, int cols, float *dst) {
+  enum { T = 32 };
+  bool avx2 = prunus_csr_uses_avx2();
+  for (int r0 = 0; r0 < rows; r0 += T) {
+    int r1 = r0 + T < rows ? r0 + T : rows;
+    for (int c0 = 0; c0 < cols; c0 += T) {
+      int c1 = c0 + T < cols ? c0 + T : cols;
+      if (avx2 && r1 - r0 == T && c1 - c0 == T) {
+        for (int r = r0; r < r1; r += 8)
+          for (int c = c0; c < c1; c += 8)
+            transpose8x8(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows);
+        continue;
+      }
+      for (int r = r0; r < r1; r++)
+        for (int c = c0; c < c1; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+    }
+  }
+}
 
 /* ------------------------------------------------------------------------ */
 /* scalar kernels */

@@ -388,9 +388,9 @@ gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
   if (format == PRUNUS_EXPORT_C) {
     float lut[256];
     ok = norm_lut_from_config(o, m, lut, error) &&
-         prunus_export_c(m, lut, out, checkpoint, FALSE, NULL, error);
+         prunus_export_c(m, lut, out, checkpoint, o->quiet, NULL, error);
   } else {
-    ok = prunus_export_safetensors(m, out, FALSE, error);
+    ok = prunus_export_safetensors(m, out, o && o->quiet, error);
   }
   prunus_model_free(m);
   return ok;

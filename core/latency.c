@@ -3,6 +3,7 @@
 #include "latency.h"
 #include "rng.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -24,20 +25,26 @@ double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, i
   prunus_rng_seed(&rng, 12345);
   for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
   for (int i = 0; i < 3; i++) prunus_model_forward(m, x, B);
-  enum { MAX_RUNS = 2000 };
+  /* Three windows of a third of the budget each; the lowest window median wins,
+   * so a burst of load from another process spoils one window, not the figure. */
+  enum { MAX_RUNS = 2000, WINDOWS = 3 };
   double *t = g_new(double, MAX_RUNS);
-  int runs = 0;
-  double start = now_us();
-  while (runs < MAX_RUNS) {
-    double t0 = now_us();
-    prunus_model_forward(m, x, B);
-    double t1 = now_us();
-    t[runs++] = t1 - t0;
-    if (runs >= min_runs && (t1 - start) / 1e6 >= budget_seconds) break;
+  double best = INFINITY;
+  for (int w = 0; w < WINDOWS; w++) {
+    int runs = 0;
+    double start = now_us();
+    while (runs < MAX_RUNS) {
+      double t0 = now_us();
+      prunus_model_forward(m, x, B);
+      double t1 = now_us();
+      t[runs++] = t1 - t0;
+      if (runs >= min_runs && (t1 - start) / 1e6 >= budget_seconds / WINDOWS) break;
+    }
+    qsort(t, runs, sizeof(double), compare_double);
+    double median = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
+    if (median < best) best = median;
   }
-  qsort(t, runs, sizeof(double), compare_double);
-  double median = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
   g_free(t);
   g_free(x);
-  return median;
+  return best;
 }

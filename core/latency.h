@@ -7,8 +7,9 @@
 
 G_BEGIN_DECLS
 
-/* Median microseconds of one forward of B random samples: 3 warm-up runs, then
- * runs until budget_seconds is spent (at least min_runs, at most 2000). */
+/* Microseconds of one forward of B random samples: 3 warm-up runs, then three
+ * windows of budget_seconds/3 (at least min_runs runs each); the lowest of the
+ * three window medians. */
 double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, int min_runs);
 
 G_END_DECLS
