@@ -3,9 +3,10 @@
 training throughput, plus prunus's peak memory; prints ratios measured in one run.
 
 For each model (LeNet-300-100, LeNet-5) and thread count it runs, alternately,
-`prunus train` (2 epochs), bench/torch_train.py (2 epochs) and, for LeNet-300-100,
-the sgemm-only floor (bench/sgemm_floor), REPS times each, and compares the medians
-of the last-epoch training samples/s. Then it measures the peak RSS of a
+`prunus train` (2 epochs), bench/torch_train.py (2 epochs), the same with glibc's
+malloc thresholds pinned (torch*, informational) and, for LeNet-300-100, the
+sgemm-only floor (bench/sgemm_floor), REPS times each, and compares the medians of
+the last-epoch training samples/s. Then it measures the peak RSS of a
 `prunus train configs/lenet300.cfg` run. It prints PASS/MISS per target and exits
 non-zero only when something fails to run, never on a missed target.
 
@@ -32,6 +33,8 @@ TORCH_TARGETS = {("lenet300", 1): 1.3, ("lenet300", 2): 1.6,
                  ("lenet5", 1): 2.0, ("lenet5", 2): 2.0}
 FLOOR_TARGET = 0.85       # prunus / sgemm-only floor, LeNet-300-100
 MEMORY_LIMIT_MB = 200.0   # peak RSS of `prunus train configs/lenet300.cfg`
+TORCH_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(16 << 20),
+                    "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 NOISY_SHARE = 0.10        # other processes' share of the CPUs above which a row is suspect
 
 
@@ -135,10 +138,15 @@ class Bench:
         shutil.rmtree(d, ignore_errors=True)
         return rows[-1]["samples_per_second"], rss
 
-    def torch_train(self, model, threads):
+    def torch_train(self, model, threads, tuned_malloc=False):
         env = clean_env()
         if threads > 1:
             env["OMP_WAIT_POLICY"] = "PASSIVE"  # PyTorch's fastest setting on this machine
+        if tuned_malloc:
+            # glibc serves PyTorch's per-step ~1 MB temporaries with mmap/munmap until its
+            # dynamic threshold adapts, so every step page-faults; pinning the thresholds
+            # removes that (5x fewer page faults) and the run-to-run swing it causes.
+            env.update(TORCH_MALLOC_ENV)
         cmd = [sys.executable, os.path.join(ROOT, "bench", "torch_train.py"), "--model", model,
                "--threads", str(threads), "--epochs", str(EPOCHS), "--batch", "128"]
         out, _ = run_with_rss(cmd, env)
@@ -160,20 +168,25 @@ class Bench:
         return r["samples_per_second"]
 
 
-def measure_row(bench, model, threads, reps, log):
-    """REPS alternating runs of prunus, torch (and the floor) for one model/threads."""
-    p, t, f = [], [], []
+def measure_row(bench, model, threads, reps, tuned, log):
+    """REPS alternating runs of prunus, torch, torch with pinned malloc thresholds (when
+    tuned) and the sgemm floor (LeNet-300-100 only) for one model and thread count."""
+    p, t, tt, f = [], [], [], []
     METER.start()
     for rep in range(1, reps + 1):
         p.append(bench.prunus_train(model, threads)[0])
         t.append(bench.torch_train(model, threads))
+        if tuned:
+            tt.append(bench.torch_train(model, threads, tuned_malloc=True))
         if model == "lenet300":
             f.append(bench.sgemm_floor(threads))
         log(f"  {model} threads={threads} rep {rep}: prunus {p[-1]:.0f}  torch {t[-1]:.0f}"
-            + (f"  floor {f[-1]:.0f}" if f else "") + " samples/s")
-    return {"model": model, "threads": threads, "prunus": p, "torch": t, "floor": f,
-            "prunus_median": statistics.median(p), "torch_median": statistics.median(t),
-            "floor_median": statistics.median(f) if f else None,
+            + (f"  torch* {tt[-1]:.0f}" if tt else "") + (f"  floor {f[-1]:.0f}" if f else "")
+            + " samples/s")
+    med = lambda v: statistics.median(v) if v else None  # noqa: E731
+    return {"model": model, "threads": threads, "prunus": p, "torch": t, "torch_tuned": tt,
+            "floor": f, "prunus_median": med(p), "torch_median": med(t),
+            "torch_tuned_median": med(tt), "floor_median": med(f),
             "foreign_cpu": METER.foreign_share()}
 
 
@@ -190,7 +203,9 @@ def loadavg():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description="prunus vs PyTorch training throughput and prunus's peak memory; "
+                    "ratios measured in one run")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build-bench"),
                     help="Meson build folder holding cli/prunus and bench/sgemm_floor")
     ap.add_argument("--reps", type=int, default=3, help="alternating repetitions (default 3)")
@@ -198,6 +213,9 @@ def main():
     ap.add_argument("--models", default="lenet300,lenet5")
     ap.add_argument("--json", help="also write every measurement to this file")
     ap.add_argument("--quiet", action="store_true", help="no per-run lines")
+    ap.add_argument("--no-torch-tuned", action="store_true",
+                    help="skip the informational torch* runs (torch with pinned glibc malloc "
+                         "thresholds)")
     ap.add_argument("--retry-noisy", type=int, default=0, metavar="N",
                     help="measure a model/threads row again, up to N times, when other "
                          "processes used more than 10%% of the CPUs meanwhile (default 0)")
@@ -227,7 +245,8 @@ def main():
         for model in models:
             for threads in threads_list:
                 for attempt in range(args.retry_noisy + 1):
-                    row = measure_row(bench, model, threads, args.reps, log)
+                    row = measure_row(bench, model, threads, args.reps,
+                                      not args.no_torch_tuned, log)
                     if row["foreign_cpu"] <= NOISY_SHARE:
                         break
                     log(f"  other processes used {100 * row['foreign_cpu']:.0f}% of the CPUs"
@@ -250,28 +269,36 @@ def main():
     # ---- table
     print(f"prunus vs PyTorch {subprocess_torch_version()} training throughput, batch 128, "
           f"median of {args.reps} alternating runs (last of {EPOCHS} epochs), samples/s")
-    print(f"{'model':<9} {'thr':>3} {'prunus':>9} {'torch':>9} {'floor':>9} "
-          f"{'prunus/torch':>12} {'target':>7}      {'prunus/floor':>12} {'target':>7}"
-          f"      {'other CPU':>9}")
+    print(f"{'model':<9} {'thr':>3} {'prunus':>8} {'torch':>8} {'torch*':>8} {'floor':>8}  "
+          f"{'prunus/torch':>12} {'target':>6}      {'prunus/torch*':>13}  "
+          f"{'prunus/floor':>12} {'target':>6}      {'other CPU':>9}")
     targets = results["targets"]
+
+    def num(v, fmt):
+        return format(v, fmt) if v else format("-", fmt.rstrip("0.f").rstrip(".") or ">")
+
     for row in results["rows"]:
         m, th = row["model"], row["threads"]
-        ratio = row["prunus_median"] / row["torch_median"]
+        pm = row["prunus_median"]
+        ratio = pm / row["torch_median"]
         want = TORCH_TARGETS.get((m, th))
-        tcell = f"{want:>6.2f}x {verdict(ratio >= want)}" if want else f"{'-':>7}     "
+        tcell = f"{want:>5.2f}x {verdict(ratio >= want)}" if want else f"{'-':>6}     "
         if want:
             targets.append({"what": f"{m} prunus/torch, {th} thread(s)", "ratio": ratio,
                             "target": want, "pass": ratio >= want})
-        fcell = ""
+        tt = row["torch_tuned_median"]
+        ttcell = f"{pm / tt:>12.2f}x" if tt else f"{'-':>13}"
+        fcell = f"{'-':>12} {'':>6}     "
         if row["floor_median"]:
-            fr = row["prunus_median"] / row["floor_median"]
-            fcell = f"{fr:>12.2f} {FLOOR_TARGET:>6.2f}x {verdict(fr >= FLOOR_TARGET)}"
+            fr = pm / row["floor_median"]
+            fcell = f"{fr:>12.2f} {FLOOR_TARGET:>5.2f}x {verdict(fr >= FLOOR_TARGET)}"
             targets.append({"what": f"{m} prunus/sgemm floor, {th} thread(s)", "ratio": fr,
                             "target": FLOOR_TARGET, "pass": fr >= FLOOR_TARGET})
-        floor_s = f"{row['floor_median']:>9.0f}" if row["floor_median"] else f"{'-':>9}"
-        fcell = fcell or f"{'':>12} {'':>7}     "
-        print(f"{m:<9} {th:>3} {row['prunus_median']:>9.0f} {row['torch_median']:>9.0f} "
-              f"{floor_s} {ratio:>11.2f}x {tcell} {fcell} {100 * row['foreign_cpu']:>8.0f}%")
+        print(f"{m:<9} {th:>3} {pm:>8.0f} {row['torch_median']:>8.0f} {num(tt, '>8.0f')} "
+              f"{num(row['floor_median'], '>8.0f')}  {ratio:>11.2f}x {tcell} {ttcell}  {fcell} "
+              f"{100 * row['foreign_cpu']:>8.0f}%")
+    print("torch* = torch with glibc malloc thresholds pinned (MALLOC_MMAP_THRESHOLD_, "
+          "MALLOC_TRIM_THRESHOLD_): informational, no target")
     rss = results["peak_rss_mb"]
     mem_ok = rss < MEMORY_LIMIT_MB
     targets.append({"what": "lenet300 peak RSS (MB)", "value": rss, "target": MEMORY_LIMIT_MB,

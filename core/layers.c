@@ -57,8 +57,9 @@ static void dense_backward(const PrunusLayer *l, const float *params, float *gra
   const float *W = params + l->w_off;
   float *dW = grads + l->w_off; /* (out, in) */
   float *db = grads + l->b_off; /* (out) */
-  prunus_sgemm(true, false, out, in, B, 1.0f, dy, out, x, in, 1.0f, dW, in);
-  for (int i = 0; i < B; i++) {
+  prunus_sgemm(true, false, out, in, B, 1.0f, dy, out, x, in, 0.0f, dW, in);
+  memcpy(db, dy, sizeof(float) * out);
+  for (int i = 1; i < B; i++) {
     const float *row = dy + (size_t)i * out;
     for (int j = 0; j < out; j++) db[j] += row[j];
   }
@@ -195,10 +196,11 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
         dst[(size_t)i * cout] = dyc[i];
         sum += dyc[i];
       }
+      if (b == 0) db[co] = 0.0f;
       db[co] += sum;
     }
   }
-  prunus_sgemm(true, false, cout, K, (int)rows, 1.0f, dyt, cout, col, K, 1.0f, dW, K);
+  prunus_sgemm(true, false, cout, K, (int)rows, 1.0f, dyt, cout, col, K, 0.0f, dW, K);
   if (dx) {
     /* dcol (B*HWo, K) = dyt W, written over col, which is no longer needed */
     prunus_sgemm(false, false, (int)rows, K, cout, 1.0f, dyt, cout, Wt, K, 0.0f, col, K);
@@ -298,7 +300,18 @@ static void relu_forward(const PrunusLayer *l, const float *params, const float 
                          float *scratch, int B) {
   (void)params, (void)scratch;
   size_t n = (size_t)B * prunus_shape_size(l->in);
-  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  const float *restrict xi = x;
+  float *restrict yo = y;
+  for (size_t i = 0; i < n; i++) yo[i] = xi[i] > 0.0f ? xi[i] : 0.0f;
+}
+
+/* Branch-free so it vectorises: both operands are loaded, then selected. */
+static void relu_mask_grad(const float *restrict y, const float *restrict dy, float *restrict dx,
+                           size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float g = dy[i];
+    dx[i] = y[i] > 0.0f ? g : 0.0f;
+  }
 }
 
 static void relu_backward(const PrunusLayer *l, const float *params, float *grads,
@@ -306,8 +319,7 @@ static void relu_backward(const PrunusLayer *l, const float *params, float *grad
                           float *scratch, int B) {
   (void)params, (void)grads, (void)x, (void)scratch;
   if (!dx) return;
-  size_t n = (size_t)B * prunus_shape_size(l->in);
-  for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  relu_mask_grad(y, dy, dx, (size_t)B * prunus_shape_size(l->in));
 }
 
 static void flatten_forward(const PrunusLayer *l, const float *params, const float *x, float *y,

@@ -279,10 +279,14 @@ void prunus_model_forward(PrunusModel *m, const float *x, int B) {
 
 void prunus_model_backward(PrunusModel *m, const float *dlogits, int B) {
   g_return_if_fail(B <= m->max_batch);
+  /* Nothing below the first layer with parameters needs a gradient: stop there
+   * (its input gradient would be a full (B, in) product that nobody reads). */
+  int first = 0;
+  while (first < m->n_layers - 1 && !m->layers[first].ops->has_params) first++;
   const float *dy = dlogits;
-  for (int i = m->n_layers - 1; i >= 0; i--) {
+  for (int i = m->n_layers - 1; i >= first; i--) {
     const PrunusLayer *l = &m->layers[i];
-    float *dx = i > 0 ? m->dacts[i] : NULL;
+    float *dx = i > first ? m->dacts[i] : NULL;
     l->ops->backward(l, m->params, m->grads, m->acts[i], m->acts[i + 1], dy, dx, m->scratch[i], B);
     dy = dx;
   }

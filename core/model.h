@@ -66,7 +66,7 @@ typedef struct {
   PrunusLayer *layers;        /* (n_layers) */
   size_t n_params;
   float *params;              /* (n_params) the one parameter slab */
-  float *grads;               /* (n_params) dL/dparams, accumulated by backward */
+  float *grads;               /* (n_params) dL/dparams of the last backward */
   float *mask;                /* (n_params) 1 = alive, 0 = pruned; biases stay 1 */
   float *opt_m;               /* (n_params) momentum / Adam first moment */
   float *opt_v;               /* (n_params) Adam second moment */
@@ -112,7 +112,8 @@ void prunus_model_reserve_batch(PrunusModel *m, int B);
 
 /* logits = acts[n_layers] (B, n_classes) from x (B, input size). */
 void prunus_model_forward(PrunusModel *m, const float *x, int B);
-/* Accumulate grads from dlogits (B, n_classes); needs the forward of the same batch. */
+/* Write grads (overwriting them) from dlogits (B, n_classes); needs the forward of
+ * the same batch. Layers below the first one with parameters are not visited. */
 void prunus_model_backward(PrunusModel *m, const float *dlogits, int B);
 void prunus_model_zero_grads(PrunusModel *m);
 /* params *= mask: pruned weights become exactly zero. */

@@ -50,8 +50,8 @@ void prunus_optim_reset(PrunusModel *m) {
 
 /* p = (p - lr * update(g + wd p)) * mask, in one pass; masked weights get no state. */
 static void sgd_step(PrunusModel *m, const PrunusTrainConfig *tc, float lr) {
-  float *p = m->params, *buf = m->opt_m;
-  const float *g = m->grads, *mk = m->mask;
+  float *restrict p = m->params, *restrict buf = m->opt_m;
+  const float *restrict g = m->grads, *restrict mk = m->mask;
   const float wd = (float)tc->weight_decay, mu = (float)tc->momentum;
   const size_t n = m->n_params;
   if (mu == 0.0f) {
@@ -74,8 +74,8 @@ static void sgd_step(PrunusModel *m, const PrunusTrainConfig *tc, float lr) {
 }
 
 static void adam_step(PrunusModel *m, const PrunusTrainConfig *tc, float lr, long step) {
-  float *p = m->params, *m1 = m->opt_m, *m2 = m->opt_v;
-  const float *g = m->grads, *mk = m->mask;
+  float *restrict p = m->params, *restrict m1 = m->opt_m, *restrict m2 = m->opt_v;
+  const float *restrict g = m->grads, *restrict mk = m->mask;
   const float wd = (float)tc->weight_decay, b1 = (float)tc->beta1, b2 = (float)tc->beta2,
               eps = (float)tc->eps;
   const float c1 = (float)(1.0 - pow(tc->beta1, (double)step));

@@ -85,7 +85,6 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       prunus_model_forward(m, x, nb);
       double loss = prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       loss_sum += loss * nb;
-      prunus_model_zero_grads(m);
       prunus_model_backward(m, dlogits, nb);
       double pos = hooks->epoch_offset + (epoch - 1) + (double)s / steps;
       lr = prunus_lr_at(&sched, pos);
