@@ -114,13 +114,21 @@ static void im2col(const PrunusLayer *l, const float *x, float *col, int B) {
     for (int oh = 0; oh < Ho; oh++) {
       for (int ow = 0; ow < Wo; ow++) {
         float *row = col + (((size_t)b * Ho + oh) * Wo + ow) * K;
+        int iw0 = ow * s - p;
+        gboolean inside_w = iw0 >= 0 && iw0 + k <= W; /* no column of the window is padding */
         for (int c = 0; c < C; c++) {
           const float *xc = xb + (size_t)c * H * W;
-          for (int kh = 0; kh < k; kh++) {
+          for (int kh = 0; kh < k; kh++, row += k) {
             int ih = oh * s - p + kh;
-            for (int kw = 0; kw < k; kw++) {
-              int iw = ow * s - p + kw;
-              *row++ = (ih >= 0 && ih < H && iw >= 0 && iw < W) ? xc[ih * W + iw] : 0.0f;
+            if (ih < 0 || ih >= H) {
+              memset(row, 0, sizeof(float) * k);
+            } else if (inside_w) {
+              memcpy(row, xc + (size_t)ih * W + iw0, sizeof(float) * k);
+            } else {
+              for (int kw = 0; kw < k; kw++) {
+                int iw = iw0 + kw;
+                row[kw] = (iw >= 0 && iw < W) ? xc[ih * W + iw] : 0.0f;
+              }
             }
           }
         }
@@ -139,13 +147,21 @@ static void col2im(const PrunusLayer *l, const float *dcol, float *dx, int B) {
     for (int oh = 0; oh < Ho; oh++) {
       for (int ow = 0; ow < Wo; ow++) {
         const float *row = dcol + (((size_t)b * Ho + oh) * Wo + ow) * K;
+        int iw0 = ow * s - p;
+        gboolean inside_w = iw0 >= 0 && iw0 + k <= W;
         for (int c = 0; c < C; c++) {
           float *xc = xb + (size_t)c * H * W;
-          for (int kh = 0; kh < k; kh++) {
+          for (int kh = 0; kh < k; kh++, row += k) {
             int ih = oh * s - p + kh;
-            for (int kw = 0; kw < k; kw++, row++) {
-              int iw = ow * s - p + kw;
-              if (ih >= 0 && ih < H && iw >= 0 && iw < W) xc[ih * W + iw] += *row;
+            if (ih < 0 || ih >= H) continue;
+            float *dst = xc + (size_t)ih * W;
+            if (inside_w) {
+              for (int kw = 0; kw < k; kw++) dst[iw0 + kw] += row[kw];
+            } else {
+              for (int kw = 0; kw < k; kw++) {
+                int iw = iw0 + kw;
+                if (iw >= 0 && iw < W) dst[iw] += row[kw];
+              }
             }
           }
         }
