@@ -100,6 +100,11 @@ static int cmd_run(int argc, char **argv) {
 }
 
 static int cmd_plugins(int argc, char **argv) {
+  if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+    printf("Usage: prunus plugins [CONFIG]\n  List every plugin on the search path (the config's "
+           "plugin_path first, then $PRUNUS_PLUGIN_PATH, the install folder, the build tree).\n");
+    return 0;
+  }
   const char *config = argc >= 3 ? argv[2] : NULL;
   if (argc > 3) {
     fprintf(stderr, "prunus plugins: expected at most one CONFIG\n");
@@ -112,6 +117,11 @@ static int cmd_plugins(int argc, char **argv) {
 }
 
 static int cmd_report(int argc, char **argv) {
+  if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+    printf("Usage: prunus report RUN_DIR\n  Rebuild summary.md, summary.csv, plots/ and report.html "
+           "of a run folder written by `prunus run` (finished or interrupted), without training.\n");
+    return 0;
+  }
   if (argc != 3 || argv[2][0] == '-') {
     fprintf(stderr, "prunus report: expected RUN_DIR (a folder written by `prunus run`)\n");
     return 2;
