@@ -98,10 +98,15 @@ static gboolean conv_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusSh
   return TRUE;
 }
 
+static gboolean conv_is_direct(const PrunusLayer *l);
+
 static size_t conv_scratch(const PrunusLayer *l, int B) {
   size_t rows = (size_t)B * l->out.h * l->out.w;
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
-  return rows * K + rows * (size_t)l->out.c;
+  size_t padded = conv_is_direct(l) ? (size_t)(l->in.h + 2 * l->spec.padding) *
+                                          (l->in.w + 2 * l->spec.padding)
+                                    : 0;
+  return rows * K + rows * (size_t)l->out.c + padded;
 }
 
 /* col (B*Ho*Wo, cin*k*k) from x (B, cin, H, W). Rows are only k floats long, so
@@ -173,8 +178,58 @@ static void col2im(const PrunusLayer *l, const float *dcol, float *dx, int B) {
   }
 }
 
+/* A single-channel stride-1 conv computed directly, without lowering: the input
+ * plane is copied once into a zero-padded (H+2p, W+2p) plane, then each output row
+ * accumulates k*k shifted input rows (the inner loop over the row vectorises).
+ * Lowering such a layer with im2col writes k*k floats per output position (20 KB
+ * per sample for LeNet-5's first layer) for a tiny GEMM. Scratch: the padded plane. */
+static gboolean conv_is_direct(const PrunusLayer *l) {
+  return l->in.c == 1 && l->spec.stride == 1 && l->out.w <= 256;
+}
+
+static void conv_forward_direct(const PrunusLayer *l, const float *params, const float *x,
+                                float *y, float *scratch, int B) {
+  int H = l->in.h, W = l->in.w, k = l->spec.kernel, p = l->spec.padding;
+  int Ho = l->out.h, Wo = l->out.w, cout = l->out.c;
+  int Wp = W + 2 * p;
+  float *xp = scratch;                     /* (H+2p, W+2p) */
+  const float *Wt = params + l->w_off;     /* (cout, 1, k, k) */
+  const float *bias = params + l->b_off;
+  memset(xp, 0, sizeof(float) * (size_t)(H + 2 * p) * Wp);
+  for (int b = 0; b < B; b++) {
+    const float *xb = x + (size_t)b * H * W;
+    for (int ih = 0; ih < H; ih++) memcpy(xp + (size_t)(ih + p) * Wp + p, xb + (size_t)ih * W, sizeof(float) * W);
+    for (int co = 0; co < cout; co++) {
+      const float *w = Wt + (size_t)co * k * k;
+      float *yc = y + ((size_t)b * cout + co) * Ho * Wo;
+      for (int oh = 0; oh < Ho; oh++) {
+        float acc[256];
+        for (int ow = 0; ow < Wo; ow++) acc[ow] = 0.0f;
+        for (int kh = 0; kh < k; kh++) {
+          const float *xr = xp + (size_t)(oh + kh) * Wp;
+          for (int kw = 0; kw < k; kw++) {
+            const float wv = w[kh * k + kw];
+            const float *xs = xr + kw;
+            for (int ow = 0; ow < Wo; ow++) acc[ow] += wv * xs[ow];
+          }
+        }
+        float *yr = yc + (size_t)oh * Wo;
+        const float bc = bias[co];
+        for (int ow = 0; ow < Wo; ow++) yr[ow] = acc[ow] + bc;
+      }
+    }
+  }
+}
+
 static void conv_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                          float *scratch, int B) {
+  if (conv_is_direct(l)) {
+    /* the padded plane sits after the columns backward uses */
+    size_t rows = (size_t)B * l->out.h * l->out.w;
+    size_t K = (size_t)l->spec.kernel * l->spec.kernel;
+    conv_forward_direct(l, params, x, y, scratch + rows * K + rows * (size_t)l->out.c, B);
+    return;
+  }
   int cout = l->out.c, HWo = l->out.h * l->out.w;
   int K = l->in.c * l->spec.kernel * l->spec.kernel;
   size_t rows = (size_t)B * HWo;
@@ -197,11 +252,12 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
 static void conv_backward(const PrunusLayer *l, const float *params, float *grads,
                           const float *x, const float *y, const float *dy, float *dx,
                           float *scratch, int B) {
-  (void)x, (void)y;
+  (void)y;
   int cout = l->out.c, HWo = l->out.h * l->out.w;
   int K = l->in.c * l->spec.kernel * l->spec.kernel;
   size_t rows = (size_t)B * HWo;
   float *col = scratch;            /* (B*HWo, K) from the forward of this batch */
+  if (conv_is_direct(l)) im2col(l, x, col, B); /* the direct forward does not lower */
   float *dyt = scratch + rows * K; /* (B*HWo, cout) */
   const float *Wt = params + l->w_off;
   float *dW = grads + l->w_off;
