@@ -1,6 +1,7 @@
 /* checkpoint.c: a model's parameters and masks as a safetensors file with
  * PyTorch-style names and shapes; the architecture travels in the metadata and
  * everything is validated on load (and the same values are checked on save). */
+#include "errors.h"
 #include "checkpoint.h"
 #include "safetensors.h"
 
@@ -13,19 +14,6 @@
 #define CKPT_KEY_VERSION "prunus_version"
 #define CKPT_KEY_ARCH "architecture"
 
-static gboolean ckpt_fail(GError **error, int code, const char *path, const char *fmt, ...)
-    G_GNUC_PRINTF(4, 5);
-
-/* Set "<path>: <message>" in the PRUNUS_ERROR domain; returns FALSE. */
-static gboolean ckpt_fail(GError **error, int code, const char *path, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *what = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error(error, PRUNUS_ERROR, code, "%s: %s", path, what);
-  g_free(what);
-  return FALSE;
-}
 
 /* The weight's PyTorch shape: dense (out, in), conv (cout, cin, k, k). */
 static int weight_shape(const PrunusLayer *l, int64_t *shape) {
@@ -54,21 +42,21 @@ static gboolean check_layer_values(const char *path, const PrunusLayer *l, const
                                    const float *b, const float *mask, GError **error) {
   for (size_t j = 0; j < l->w_len; j++) {
     if (mask[j] != 0.0f && mask[j] != 1.0f)
-      return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                        "tensor \"%s.mask\" element %zu is %g; a mask holds only 0 or 1", l->name,
                        j, (double)mask[j]);
     if (!isfinite(w[j]))
-      return ckpt_fail(error, PRUNUS_ERROR_NUMERIC, path,
+      return prunus_fail_path(error, PRUNUS_ERROR_NUMERIC, path,
                        "tensor \"%s.weight\" element %zu is %g; parameters must be finite",
                        l->name, j, (double)w[j]);
     if (mask[j] == 0.0f && w[j] != 0.0f)
-      return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                        "tensor \"%s.weight\" element %zu is %g but \"%s.mask\" prunes it (0)",
                        l->name, j, (double)w[j], l->name);
   }
   for (size_t j = 0; j < l->b_len; j++) {
     if (!isfinite(b[j]))
-      return ckpt_fail(error, PRUNUS_ERROR_NUMERIC, path,
+      return prunus_fail_path(error, PRUNUS_ERROR_NUMERIC, path,
                        "tensor \"%s.bias\" element %zu is %g; parameters must be finite", l->name,
                        j, (double)b[j]);
   }
@@ -142,7 +130,7 @@ static const float *take_tensor(const char *path, const PrunusTensorFile *f, GHa
   const PrunusTensor *t = prunus_tensor_file_find(f, name);
   if (!t) {
     char *want = shape_to_string(shape, ndim);
-    ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
               "tensor \"%s\" is missing (the architecture needs shape %s)", name, want);
     g_free(want);
     return NULL;
@@ -152,7 +140,7 @@ static const float *take_tensor(const char *path, const PrunusTensorFile *f, GHa
   if (!same) {
     char *want = shape_to_string(shape, ndim);
     char *found = shape_to_string(t->shape, t->ndim);
-    ckpt_fail(error, PRUNUS_ERROR_MISMATCH, path,
+    prunus_fail_path(error, PRUNUS_ERROR_MISMATCH, path,
               "tensor \"%s\" has shape %s but the architecture needs %s", name, found, want);
     g_free(found);
     g_free(want);
@@ -167,16 +155,16 @@ static gboolean load_arch(const char *path, GHashTable *meta, const PrunusArch *
                           PrunusArch *out, GError **error) {
   const char *format = g_hash_table_lookup(meta, CKPT_KEY_FORMAT);
   if (format && strcmp(format, CKPT_FORMAT) != 0)
-    return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                      "metadata \"%s\" is \"%s\", expected \"%s\"", CKPT_KEY_FORMAT, format,
                      CKPT_FORMAT);
   const char *text = g_hash_table_lookup(meta, CKPT_KEY_ARCH);
   if (!text)
-    return ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                      "metadata has no \"%s\" entry: not a prunus checkpoint?", CKPT_KEY_ARCH);
   GError *local = NULL;
   if (!prunus_arch_from_string(text, out, &local)) {
-    ckpt_fail(error, PRUNUS_ERROR_FORMAT, path, "metadata \"%s\": %s", CKPT_KEY_ARCH,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "metadata \"%s\": %s", CKPT_KEY_ARCH,
               local->message);
     g_error_free(local);
     return FALSE;
@@ -188,7 +176,7 @@ static gboolean load_arch(const char *path, GHashTable *meta, const PrunusArch *
   char *want = prunus_arch_to_string(expected);
   gboolean same = strcmp(found, want) == 0;
   if (!same)
-    ckpt_fail(error, PRUNUS_ERROR_MISMATCH, path,
+    prunus_fail_path(error, PRUNUS_ERROR_MISMATCH, path,
               "architecture \"%s\" does not match the expected \"%s\"", found, want);
   g_free(want);
   g_free(found);
@@ -219,7 +207,7 @@ PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const Prunu
   GError *local = NULL;
   m = prunus_model_new(&arch, max_batch, 0, &local);
   if (!m) {
-    ckpt_fail(error, PRUNUS_ERROR_FORMAT, path, "cannot build its architecture: %s",
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "cannot build its architecture: %s",
               local->message);
     g_error_free(local);
     goto out_clear_arch;
@@ -248,7 +236,7 @@ PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const Prunu
   for (int i = 0; i < f->n_tensors; i++) {
     if (!g_hash_table_contains(used, f->tensors[i].name)) {
       char *a = prunus_arch_to_string(&m->arch);
-      ckpt_fail(error, PRUNUS_ERROR_FORMAT, path,
+      prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                 "unknown tensor \"%s\" (architecture \"%s\" has no such parameter)",
                 f->tensors[i].name, a);
       g_free(a);

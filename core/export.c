@@ -337,30 +337,15 @@ gboolean prunus_export_safetensors(const PrunusModel *m, const char *path, gbool
 
 /* The normalisation of the config's training split as a 256-entry table, made by
  * the very code that fills training batches, so the values are identical. */
-static gboolean norm_lut_from_config(const PrunusJobOptions *o, const PrunusModel *m,
-                                     float lut[256], GError **error) {
+static gboolean norm_lut_from_config(const PrunusJobOptions *o, const char *checkpoint,
+                                     const PrunusModel *m, float lut[256], GError **error) {
   PrunusJob job;
-  if (!prunus_job_open(&job, o, error)) return FALSE;
-  gboolean ok = FALSE;
   PrunusData data = {0};
-  config_setting_t *root = prunus_config_root(job.cfg);
-  for (int i = 0; i < config_setting_length(root); i++) {
-    config_setting_t *s = config_setting_get_elem(root, i);
-    const char *name = config_setting_name(s);
-    if (g_strcmp0(name, "dataset") && g_strcmp0(name, "model") && g_strcmp0(name, "train") &&
-        g_strcmp0(name, "name") && g_strcmp0(name, "seed"))
-      prunus_config_mark_read_tree(job.cfg, s);
+  if (!prunus_job_open_shared(&job, o, error)) return FALSE;
+  if (!prunus_job_load_data_for(&job, checkpoint, m, &data, error)) {
+    prunus_job_close(&job);
+    return FALSE;
   }
-  if (!prunus_config_check_unread(job.cfg, error)) goto out_close_job;
-  if (prunus_shape_size(m->arch.input) != prunus_shape_size(job.rc.arch.input)) {
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-                "the checkpoint takes %dx%dx%d inputs but %s's model.input is [%d, %d, %d]",
-                m->arch.input.c, m->arch.input.h, m->arch.input.w, o->config_path,
-                job.rc.arch.input.c, job.rc.arch.input.h, job.rc.arch.input.w);
-    goto out_close_job;
-  }
-  job.rc.arch.n_classes = m->arch.n_classes;
-  if (!prunus_data_load(&job.rc, &data, error)) goto out_close_job;
   uint8_t pixels[256], labels[256] = {0};
   int idx[256];
   for (int v = 0; v < 256; v++) pixels[v] = (uint8_t)v, idx[v] = v;
@@ -369,10 +354,8 @@ static gboolean norm_lut_from_config(const PrunusJobOptions *o, const PrunusMode
   prunus_dataset_fill_batch(ramp, &data.norm, idx, 256, lut, y);
   prunus_dataset_free(ramp);
   prunus_data_clear(&data);
-  ok = TRUE;
-out_close_job:
   prunus_job_close(&job);
-  return ok;
+  return TRUE;
 }
 
 gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
@@ -387,7 +370,7 @@ gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
   gboolean ok;
   if (format == PRUNUS_EXPORT_C) {
     float lut[256];
-    ok = norm_lut_from_config(o, m, lut, error) &&
+    ok = norm_lut_from_config(o, checkpoint, m, lut, error) &&
          prunus_export_c(m, lut, out, checkpoint, o->quiet, NULL, error);
   } else {
     ok = prunus_export_safetensors(m, out, o && o->quiet, error);

@@ -38,6 +38,37 @@ void prunus_job_close(PrunusJob *job) {
   g_clear_pointer(&job->run_dir, g_free);
 }
 
+gboolean prunus_job_open_shared(PrunusJob *job, const PrunusJobOptions *o, GError **error) {
+  if (!prunus_job_open(job, o, error)) return FALSE;
+  config_setting_t *root = prunus_config_root(job->cfg);
+  for (int i = 0; i < config_setting_length(root); i++) {
+    config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+    const char *name = config_setting_name(s);
+    if (g_strcmp0(name, "dataset") && g_strcmp0(name, "model") && g_strcmp0(name, "train") &&
+        g_strcmp0(name, "name") && g_strcmp0(name, "seed"))
+      prunus_config_mark_read_tree(job->cfg, s);
+  }
+  if (prunus_config_check_unread(job->cfg, error)) return TRUE;
+  prunus_job_close(job);
+  return FALSE;
+}
+
+gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const PrunusModel *m,
+                                  PrunusData *data, GError **error) {
+  if (prunus_shape_size(m->arch.input) != prunus_shape_size(job->rc.arch.input)) {
+    char *arch = prunus_arch_to_string(&m->arch);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "%s takes %dx%dx%d inputs (%s) but %s's model.input is [%d, %d, %d]", checkpoint,
+                m->arch.input.c, m->arch.input.h, m->arch.input.w, arch,
+                prunus_config_path(job->cfg), job->rc.arch.input.c, job->rc.arch.input.h,
+                job->rc.arch.input.w);
+    g_free(arch);
+    return FALSE;
+  }
+  job->rc.arch.n_classes = m->arch.n_classes;
+  return prunus_data_load(&job->rc, data, error);
+}
+
 GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job) {
   GHashTable *md = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   g_hash_table_insert(md, g_strdup("config_hash"), prunus_config_hash(job->cfg));

@@ -25,6 +25,14 @@ gboolean prunus_job_open_with(PrunusJob *job, const PrunusJobOptions *o, PrunusJ
                               void *user, GError **error);
 void prunus_job_close(PrunusJob *job);
 
+/* Open o's config for reading a checkpoint (eval, export): groups other than
+ * name/seed/dataset/model/train are ignored. */
+gboolean prunus_job_open_shared(PrunusJob *job, const PrunusJobOptions *o, GError **error);
+/* The job's data for a model loaded from checkpoint: the config's input must have
+ * the size of the model's (the error names both), classes are the model's. */
+gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const PrunusModel *m,
+                                  PrunusData *data, GError **error);
+
 /* Metadata every checkpoint of this job carries: config_hash, seed, name. (transfer full) */
 GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job);
 

@@ -255,14 +255,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   summary = open_summary(&base, o, hash, error);
   if (!summary) goto out_free;
   prunus_json_object_set(summary, "threads", prunus_json_new_number(o->threads));
-  {
-    char *text = prunus_config_dump(base.cfg);
-    char *path = g_build_filename(base.run_dir, "config.cfg", NULL);
-    gboolean written = g_file_set_contents(path, text, -1, error);
-    g_free(path);
-    g_free(text);
-    if (!written) goto out_free;
-  }
+  if (!prunus_rundir_write_config(base.run_dir, base.cfg, error)) goto out_free;
   cache = o->cache_dir ? g_strdup(o->cache_dir) : g_build_filename(base.run_dir, "cache", NULL);
   guint k = 0;
   for (guint i = 0; i < indices->len; i++) {

@@ -31,20 +31,6 @@ static void log_batch(int epoch, int batch_index, int n_batches, double loss, do
   prunus_progress_batch(epoch, batch_index, n_batches, loss, sps, elapsed, &log->progress);
 }
 
-static gboolean write_resolved_config(PrunusJob *job, GError **error) {
-  char *text = prunus_config_dump(job->cfg);
-  char *path = g_build_filename(job->run_dir, "config.cfg", NULL);
-  gboolean ok = g_file_set_contents(path, text, -1, error);
-  g_free(path);
-  g_free(text);
-  return ok;
-}
-
-static uint64_t file_size(const char *path) {
-  GStatBuf st;
-  return g_stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
 gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   PrunusJob job;
   if (!prunus_job_open(&job, o, error)) return FALSE;
@@ -72,7 +58,7 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
     g_unlink(metrics); /* a fresh training run starts a fresh log */
     g_free(metrics);
   }
-  if (!write_resolved_config(&job, error)) goto out_free_model;
+  if (!prunus_rundir_write_config(job.run_dir, job.cfg, error)) goto out_free_model;
   if (!job.quiet)
     printf("prunus train: %s, %zu parameters, %d train / %d val / %d test samples -> %s\n",
            job.rc.name, m->n_params, data.train->n, data.val ? data.val->n : 0, data.test->n,
@@ -91,7 +77,7 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   g_hash_table_insert(md, g_strdup("round"), g_strdup("0"));
   char *ckpt = g_build_filename(job.run_dir, "model.safetensors", NULL);
   ok = prunus_checkpoint_save(m, ckpt, md, error);
-  rm.checkpoint_bytes = file_size(ckpt);
+  rm.checkpoint_bytes = prunus_rundir_file_size(ckpt);
   g_free(ckpt);
   if (!ok) goto out_free_md;
   uint64_t prunable = 0;
@@ -137,39 +123,18 @@ out_close_job:
 gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptions *o, double *accuracy,
                          double *loss, GError **error) {
   PrunusJob job;
-  if (!prunus_job_open(&job, o, error)) return FALSE;
+  if (!prunus_job_open_shared(&job, o, error)) return FALSE;
   gboolean ok = FALSE;
   PrunusData data = {0};
-  config_setting_t *root = prunus_config_root(job.cfg);
-  for (int i = 0; i < config_setting_length(root); i++) {
-    config_setting_t *s = config_setting_get_elem(root, i);
-    const char *name = config_setting_name(s);
-    if (g_strcmp0(name, "dataset") && g_strcmp0(name, "model") && g_strcmp0(name, "train") &&
-        g_strcmp0(name, "name") && g_strcmp0(name, "seed"))
-      prunus_config_mark_read_tree(job.cfg, s);
-  }
-  if (!prunus_config_check_unread(job.cfg, error)) goto out_close_job;
   PrunusModel *m = prunus_checkpoint_load(checkpoint, job.rc.train.batch, NULL, NULL, error);
-  if (!m) goto out_close_job;
-  if (prunus_shape_size(m->arch.input) != prunus_shape_size(job.rc.arch.input)) {
-    char *arch = prunus_arch_to_string(&m->arch);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-                "%s takes %dx%dx%d inputs (%s) but %s's model.input is [%d, %d, %d]", checkpoint,
-                m->arch.input.c, m->arch.input.h, m->arch.input.w, arch, o->config_path,
-                job.rc.arch.input.c, job.rc.arch.input.h, job.rc.arch.input.w);
-    g_free(arch);
-    goto out_free_model;
+  if (m && prunus_job_load_data_for(&job, checkpoint, m, &data, error)) {
+    PrunusEvalResult r = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
+    *accuracy = r.accuracy;
+    *loss = r.loss;
+    ok = TRUE;
   }
-  job.rc.arch.n_classes = m->arch.n_classes;
-  if (!prunus_data_load(&job.rc, &data, error)) goto out_free_model;
-  PrunusEvalResult r = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
-  *accuracy = r.accuracy;
-  *loss = r.loss;
-  ok = TRUE;
   prunus_data_clear(&data);
-out_free_model:
   prunus_model_free(m);
-out_close_job:
   prunus_job_close(&job);
   return ok;
 }

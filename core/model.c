@@ -270,7 +270,8 @@ void prunus_model_init_params(PrunusModel *m, uint64_t seed) {
 
 void prunus_model_forward(PrunusModel *m, const float *x, int B) {
   prunus_model_reserve_batch(m, B);
-  memcpy(m->acts[0], x, sizeof(float) * (size_t)B * act_size(m, 0));
+  if (x != m->acts[0]) /* callers may fill the input slot in place */
+    memcpy(m->acts[0], x, sizeof(float) * (size_t)B * act_size(m, 0));
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
     l->ops->forward(l, m->params, m->acts[i], m->acts[i + 1], m->scratch[i], B);

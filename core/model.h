@@ -110,7 +110,8 @@ void prunus_model_init_params(PrunusModel *m, uint64_t seed);
 /* Grow the workspace so batches of up to B fit. */
 void prunus_model_reserve_batch(PrunusModel *m, int B);
 
-/* logits = acts[n_layers] (B, n_classes) from x (B, input size). */
+/* logits = acts[n_layers] (B, n_classes) from x (B, input size). x may be acts[0]
+ * itself (after prunus_model_reserve_batch(m, B)): the batch is then not copied. */
 void prunus_model_forward(PrunusModel *m, const float *x, int B);
 /* Write grads (overwriting them) from dlogits (B, n_classes); needs the forward of
  * the same batch. Layers below the first one with parameters are not visited. */

@@ -343,11 +343,6 @@ static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
   for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) prunus_engine_free(e[k]);
 }
 
-static uint64_t file_size(const char *path) {
-  GStatBuf st;
-  return g_stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
 /* θ0 and θk in the model's current layout, so a resumed run can rewind. */
 static gboolean write_thetas(Pipeline *p, const char *path, GError **error) {
   PrunusTensor t[2];
@@ -415,7 +410,7 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   g_hash_table_insert(md, g_strdup("sparsity"), g_strdup_printf("%.6f", rm.sparsity));
   gboolean ok = prunus_rundir_ensure(dir, error) && write_thetas(p, theta_path, error) &&
                 prunus_checkpoint_save(p->m, path, md, error);
-  rm.checkpoint_bytes = file_size(path);
+  rm.checkpoint_bytes = prunus_rundir_file_size(path);
   rm.seconds = seconds;
   g_hash_table_unref(md);
   g_free(theta_path);

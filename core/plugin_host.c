@@ -136,44 +136,23 @@ static int svc_evaluate(PrunusHost *h, double *loss, double *accuracy) {
 static int svc_pretrain_epochs(PrunusHost *h) { return h->cb.pretrain_epochs; }
 static double svc_pretrain_lr(PrunusHost *h) { return h->cb.pretrain_lr; }
 
+/* What every kind gets; retrain plugins also get the retrain services. */
+#define SERVICES_COMMON                                                                    \
+  .abi_version = PRUNUS_PLUGIN_ABI_VERSION, .size = sizeof(PrunusHostServices),             \
+  .log = svc_log, .set_error = svc_set_error, .get_int = svc_get_int,                       \
+  .get_double = svc_get_double, .get_bool = svc_get_bool, .get_string = svc_get_string,     \
+  .get_choice = svc_get_choice, .rng_u64 = svc_rng_u64, .rng_uniform = svc_rng_uniform,     \
+  .model = svc_model, .pretrain_epochs = svc_pretrain_epochs, .pretrain_lr = svc_pretrain_lr
+
 static const PrunusHostServices services_all = {
-    .abi_version = PRUNUS_PLUGIN_ABI_VERSION,
-    .size = sizeof(PrunusHostServices),
-    .log = svc_log,
-    .set_error = svc_set_error,
-    .get_int = svc_get_int,
-    .get_double = svc_get_double,
-    .get_bool = svc_get_bool,
-    .get_string = svc_get_string,
-    .get_choice = svc_get_choice,
-    .rng_u64 = svc_rng_u64,
-    .rng_uniform = svc_rng_uniform,
-    .model = svc_model,
+    SERVICES_COMMON,
     .train = svc_train,
     .rewind = svc_rewind,
     .reinit = svc_reinit,
     .evaluate = svc_evaluate,
-    .pretrain_epochs = svc_pretrain_epochs,
-    .pretrain_lr = svc_pretrain_lr,
 };
 
-/* Criteria and granularities get no retrain services. */
-static const PrunusHostServices services_no_retrain = {
-    .abi_version = PRUNUS_PLUGIN_ABI_VERSION,
-    .size = sizeof(PrunusHostServices),
-    .log = svc_log,
-    .set_error = svc_set_error,
-    .get_int = svc_get_int,
-    .get_double = svc_get_double,
-    .get_bool = svc_get_bool,
-    .get_string = svc_get_string,
-    .get_choice = svc_get_choice,
-    .rng_u64 = svc_rng_u64,
-    .rng_uniform = svc_rng_uniform,
-    .model = svc_model,
-    .pretrain_epochs = svc_pretrain_epochs,
-    .pretrain_lr = svc_pretrain_lr,
-};
+static const PrunusHostServices services_no_retrain = {SERVICES_COMMON};
 
 /* ------------------------------------------------------------------------ */
 /* life cycle */

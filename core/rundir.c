@@ -96,6 +96,20 @@ void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
   r->speedup_theoretical = r->flops ? (double)dense_flops / r->flops : INFINITY;
 }
 
+gboolean prunus_rundir_write_config(const char *dir, PrunusConfig *cfg, GError **error) {
+  char *text = prunus_config_dump(cfg);
+  char *path = g_build_filename(dir, "config.cfg", NULL);
+  gboolean ok = g_file_set_contents(path, text, -1, error);
+  g_free(path);
+  g_free(text);
+  return ok;
+}
+
+uint64_t prunus_rundir_file_size(const char *path) {
+  GStatBuf st;
+  return g_stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 gboolean prunus_rundir_ensure(const char *path, GError **error) {
   if (g_mkdir_with_parents(path, 0755) != 0) {
     int e = errno;

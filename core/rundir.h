@@ -4,6 +4,7 @@
 #define PRUNUS_RUNDIR_H
 
 #include "json.h"
+#include "config.h"
 #include "model.h"
 #include "train.h"
 
@@ -40,6 +41,11 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
 void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
                                   uint64_t params_total, uint64_t prunable_total,
                                   uint64_t dense_flops);
+
+/* dir/config.cfg: the config as it ran (after --set), written atomically. */
+gboolean prunus_rundir_write_config(const char *dir, PrunusConfig *cfg, GError **error);
+/* Bytes in the file at path, 0 when it cannot be read. */
+uint64_t prunus_rundir_file_size(const char *path);
 
 /* Create path (and parents). */
 gboolean prunus_rundir_ensure(const char *path, GError **error);

@@ -1,6 +1,7 @@
 /* safetensors.c: the safetensors tensor-file format for F32 tensors: a validating
  * reader (every header field, full coverage of the data section) and an atomic
  * writer (temp file in the same folder, fsync, rename). */
+#include "errors.h"
 #include "safetensors.h"
 #include "json.h"
 
@@ -21,19 +22,6 @@ G_STATIC_ASSERT(sizeof(float) == 4);
 #define ST_METADATA_KEY "__metadata__"
 #define ST_MAX_EXACT 9007199254740992.0  /* 2^53: JSON numbers above are not exact */
 
-static gboolean st_fail(GError **error, int code, const char *path, const char *fmt, ...)
-    G_GNUC_PRINTF(4, 5);
-
-/* Set "<path>: <message>" in the PRUNUS_ERROR domain; returns FALSE. */
-static gboolean st_fail(GError **error, int code, const char *path, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *what = g_strdup_vprintf(fmt, ap);
-  va_end(ap);
-  g_set_error(error, PRUNUS_ERROR, code, "%s: %s", path, what);
-  g_free(what);
-  return FALSE;
-}
 
 size_t prunus_tensor_numel(const PrunusTensor *t) {
   g_return_val_if_fail(t != NULL, 0);
@@ -82,7 +70,7 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
     for (GList *k = keys; k; k = k->next) {
       const char *value = g_hash_table_lookup(metadata, k->data);
       if (!value) {
-        st_fail(error, PRUNUS_ERROR_INVALID, path, "metadata \"%s\" has no value",
+        prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "metadata \"%s\" has no value",
                 (const char *)k->data);
         g_list_free(keys);
         goto out_free_json;
@@ -96,16 +84,16 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
   for (int i = 0; i < n; i++) {
     const PrunusTensor *t = &tensors[i];
     if (!t->name || strcmp(t->name, ST_METADATA_KEY) == 0) {
-      st_fail(error, PRUNUS_ERROR_INVALID, path, "tensor %d has an invalid name \"%s\"", i,
+      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor %d has an invalid name \"%s\"", i,
               t->name ? t->name : "(null)");
       goto out_free_json;
     }
     if (!g_hash_table_add(seen, t->name)) {
-      st_fail(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\" is given twice", t->name);
+      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\" is given twice", t->name);
       goto out_free_json;
     }
     if (t->ndim < 0 || t->ndim > PRUNUS_ST_MAX_DIMS) {
-      st_fail(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": %d dimensions (0..%d allowed)",
+      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": %d dimensions (0..%d allowed)",
               t->name, t->ndim, PRUNUS_ST_MAX_DIMS);
       goto out_free_json;
     }
@@ -119,13 +107,13 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
     if (!shape_ok || !shape_nbytes(t->shape, t->ndim, &nbytes) ||
         nbytes > ST_MAX_EXACT - offset) {
       char *s = shape_to_string(t->shape, t->ndim);
-      st_fail(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": invalid shape %s", t->name, s);
+      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": invalid shape %s", t->name, s);
       g_free(s);
       prunus_json_free(shape);
       goto out_free_json;
     }
     if (nbytes > 0 && !t->data) {
-      st_fail(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\" has no data", t->name);
+      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\" has no data", t->name);
       prunus_json_free(shape);
       goto out_free_json;
     }
@@ -199,7 +187,7 @@ gboolean prunus_safetensors_write(const char *path, const PrunusTensor *tensors,
   int fd = g_mkstemp_full(tmp, O_WRONLY | O_CLOEXEC, 0666);
   if (fd < 0) {
     int saved = errno;
-    st_fail(error, PRUNUS_ERROR_IO, path, "cannot create temp file %s: %s", tmp,
+    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot create temp file %s: %s", tmp,
             g_strerror(saved));
     goto out_free_tmp_name;
   }
@@ -219,7 +207,7 @@ gboolean prunus_safetensors_write(const char *path, const PrunusTensor *tensors,
 
   if (g_rename(tmp, path) != 0) {
     int saved = errno;
-    st_fail(error, PRUNUS_ERROR_IO, path, "cannot rename temp file %s into place: %s", tmp,
+    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot rename temp file %s into place: %s", tmp,
             g_strerror(saved));
     goto out_unlink_tmp;
   }
@@ -229,7 +217,7 @@ gboolean prunus_safetensors_write(const char *path, const PrunusTensor *tensors,
 
 out_write_failed: {
     int saved = errno;
-    st_fail(error, PRUNUS_ERROR_IO, path, "cannot write temp file %s: %s", tmp,
+    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot write temp file %s: %s", tmp,
             g_strerror(saved));
   }
 out_unlink_tmp:
@@ -271,45 +259,45 @@ static gboolean parse_tensor_info(const char *path, const char *name, const Prun
                                   uint64_t data_len, PrunusTensor *t, StRegion *region,
                                   GError **error) {
   if (prunus_json_type(info) != PRUNUS_JSON_OBJECT)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": entry is not an object",
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": entry is not an object",
                    name);
   for (size_t k = 0; k < prunus_json_length(info); k++) {
     const char *key = prunus_json_key(info, k);
     if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 &&
         strcmp(key, "data_offsets") != 0)
-      return st_fail(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": unknown field \"%s\"",
+      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": unknown field \"%s\"",
                      name, key);
   }
 
   const PrunusJson *dtype = prunus_json_get(info, "dtype");
   if (!dtype || prunus_json_type(dtype) != PRUNUS_JSON_STRING)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": missing or non-string dtype",
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": missing or non-string dtype",
                    name);
   if (strcmp(prunus_json_string(dtype), "F32") != 0)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                    "tensor \"%s\": dtype \"%s\" is not supported (only F32)", name,
                    prunus_json_string(dtype));
 
   const PrunusJson *shape = prunus_json_get(info, "shape");
   if (!shape || prunus_json_type(shape) != PRUNUS_JSON_ARRAY)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": missing or non-array shape",
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": missing or non-array shape",
                    name);
   if (prunus_json_length(shape) > PRUNUS_ST_MAX_DIMS)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                    "tensor \"%s\": shape has %zu dimensions (at most %d)", name,
                    prunus_json_length(shape), PRUNUS_ST_MAX_DIMS);
   t->ndim = (int)prunus_json_length(shape);
   for (int d = 0; d < t->ndim; d++) {
     uint64_t dim;
     if (!json_exact_uint(prunus_json_index(shape, (size_t)d), &dim))
-      return st_fail(error, PRUNUS_ERROR_FORMAT, path,
+      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                      "tensor \"%s\": shape entry %d is not a non-negative integer", name, d);
     t->shape[d] = (int64_t)dim;
   }
   uint64_t nbytes;
   if (!shape_nbytes(t->shape, t->ndim, &nbytes)) {
     char *s = shape_to_string(t->shape, t->ndim);
-    st_fail(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": shape %s overflows", name, s);
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": shape %s overflows", name, s);
     g_free(s);
     return FALSE;
   }
@@ -319,21 +307,21 @@ static gboolean parse_tensor_info(const char *path, const char *name, const Prun
   if (!offsets || prunus_json_type(offsets) != PRUNUS_JSON_ARRAY ||
       prunus_json_length(offsets) != 2 || !json_exact_uint(prunus_json_index(offsets, 0), &begin) ||
       !json_exact_uint(prunus_json_index(offsets, 1), &end))
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                    "tensor \"%s\": data_offsets must be [begin, end], two non-negative integers",
                    name);
   if (begin > end)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                    "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
                    "] end before they begin", name, begin, end);
   if (end > data_len)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                    "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
                    "] lie outside the data section (%" G_GUINT64_FORMAT " bytes)", name, begin,
                    end, data_len);
   if (end - begin != nbytes) {
     char *s = shape_to_string(t->shape, t->ndim);
-    st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
             "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
             "] hold %" G_GUINT64_FORMAT " bytes but F32 shape %s needs %" G_GUINT64_FORMAT,
             name, begin, end, end - begin, s, nbytes);
@@ -358,14 +346,14 @@ static gboolean check_coverage(const char *path, const StRegion *in_file_order, 
   for (int i = 0; i < n; i++) {
     const StRegion *r = &regions[i];
     if (r->begin < covered) {
-      st_fail(error, PRUNUS_ERROR_FORMAT, path,
+      prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
               "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
               "] overlap tensor \"%s\" [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "]",
               r->name, r->begin, r->end, prev->name, prev->begin, prev->end);
       goto out_free_sorted;
     }
     if (r->begin > covered) {
-      st_fail(error, PRUNUS_ERROR_FORMAT, path,
+      prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
               "data section bytes [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
               ") before tensor \"%s\" belong to no tensor", covered, r->begin, r->name);
       goto out_free_sorted;
@@ -374,7 +362,7 @@ static gboolean check_coverage(const char *path, const StRegion *in_file_order, 
     prev = r;
   }
   if (covered != data_len) {
-    st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
             "%" G_GUINT64_FORMAT " trailing bytes after the last tensor (tensors cover %"
             G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " data bytes)",
             data_len - covered, covered, data_len);
@@ -390,11 +378,11 @@ out_free_sorted:
 static gboolean parse_metadata(const char *path, const PrunusJson *meta, GHashTable *out,
                                GError **error) {
   if (prunus_json_type(meta) != PRUNUS_JSON_OBJECT)
-    return st_fail(error, PRUNUS_ERROR_FORMAT, path, "%s is not an object", ST_METADATA_KEY);
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "%s is not an object", ST_METADATA_KEY);
   for (size_t k = 0; k < prunus_json_length(meta); k++) {
     const PrunusJson *v = prunus_json_member(meta, k);
     if (prunus_json_type(v) != PRUNUS_JSON_STRING)
-      return st_fail(error, PRUNUS_ERROR_FORMAT, path, "%s \"%s\" is not a string",
+      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "%s \"%s\" is not a string",
                      ST_METADATA_KEY, prunus_json_key(meta, k));
     g_hash_table_insert(out, g_strdup(prunus_json_key(meta, k)),
                         g_strdup(prunus_json_string(v)));
@@ -411,18 +399,18 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int saved = errno;
-    st_fail(error, PRUNUS_ERROR_IO, path, "cannot open: %s", g_strerror(saved));
+    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot open: %s", g_strerror(saved));
     return NULL;
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int saved = errno;
-    st_fail(error, PRUNUS_ERROR_IO, path, "cannot stat: %s", g_strerror(saved));
+    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot stat: %s", g_strerror(saved));
     close(fd);
     return NULL;
   }
   if (!S_ISREG(st.st_mode)) {
-    st_fail(error, PRUNUS_ERROR_IO, path, "%s",
+    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "%s",
             S_ISDIR(st.st_mode) ? "is a folder, not a file" : "is not a regular file");
     close(fd);
     return NULL;
@@ -430,7 +418,7 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   GMappedFile *map = g_mapped_file_new_from_fd(fd, FALSE, &local);
   close(fd);
   if (!map) {
-    st_fail(error, PRUNUS_ERROR_IO, path, "cannot read: %s", local->message);
+    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot read: %s", local->message);
     g_error_free(local);
     return NULL;
   }
@@ -438,7 +426,7 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   uint64_t size = g_mapped_file_get_length(map);
 
   if (size < 8) {
-    st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
             "file is %" G_GUINT64_FORMAT " bytes, too short for the 8-byte header length", size);
     goto out_unmap;
   }
@@ -446,18 +434,18 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   memcpy(&header_len, bytes, sizeof header_len);
   header_len = GUINT64_FROM_LE(header_len);
   if (header_len < 2) {
-    st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
             "header length %" G_GUINT64_FORMAT " is too small for a JSON object", header_len);
     goto out_unmap;
   }
   if (header_len > PRUNUS_ST_MAX_HEADER) {
-    st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
             "header length %" G_GUINT64_FORMAT " exceeds the limit of %u bytes", header_len,
             PRUNUS_ST_MAX_HEADER);
     goto out_unmap;
   }
   if (header_len > size - 8) {
-    st_fail(error, PRUNUS_ERROR_FORMAT, path,
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
             "header length %" G_GUINT64_FORMAT " runs past the end of the file (%" G_GUINT64_FORMAT
             " bytes): truncated?", header_len, size);
     goto out_unmap;
@@ -467,13 +455,13 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
 
   PrunusJson *header = prunus_json_parse((const char *)bytes + 8, header_len, &local);
   if (!header) {
-    st_fail(error, PRUNUS_ERROR_FORMAT, path, "header (from byte 8) is not valid JSON: %s",
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "header (from byte 8) is not valid JSON: %s",
             local->message);
     g_error_free(local);
     goto out_unmap;
   }
   if (prunus_json_type(header) != PRUNUS_JSON_OBJECT) {
-    st_fail(error, PRUNUS_ERROR_FORMAT, path, "header is not a JSON object");
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "header is not a JSON object");
     goto out_free_header;
   }
 

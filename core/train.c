@@ -62,9 +62,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   PrunusTrainConfig sched = *tc;
   if (hooks->schedule_epochs > 0) sched.epochs = hooks->schedule_epochs;
   int B = MIN(tc->batch, train->n);
-  size_t in = prunus_model_input_size(m);
   int steps = (train->n + B - 1) / B;
-  float *x = g_new(float, (size_t)B * in);          /* (B, in) */
   uint8_t *y = g_new(uint8_t, B);                   /* (B) */
   float *dlogits = g_new(float, (size_t)B * K);     /* (B, K) */
   int *order = g_new(int, train->n);
@@ -81,6 +79,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     int correct = 0;
     for (int s = 0; s < steps; s++) {
       int start = s * B, nb = MIN(B, train->n - start);
+      float *x = m->acts[0]; /* (B, in): the batch is written where forward reads it */
       prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
       prunus_model_forward(m, x, nb);
       double loss = prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
@@ -124,6 +123,5 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   g_free(order);
   g_free(dlogits);
   g_free(y);
-  g_free(x);
   return ok;
 }
