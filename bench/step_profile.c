@@ -1,5 +1,5 @@
 /* step_profile.c: where one training step's time goes. Replays prunus_train's step
- * (fill batch, forward per layer, loss, zero grads, backward per layer, optimizer) with a
+ * (fill batch, forward per layer, loss, backward + optimizer update per layer) with a
  * clock around each phase, and counts the time spent inside cblas_sgemm per phase
  * (the link wraps cblas_sgemm). Diagnostic only: it prints shares, not a verdict. */
 #include "data.h"
@@ -138,9 +138,7 @@ int main(int argc, char **argv) {
   }
   const PrunusDataset *train = data.train;
   int B = MIN(tc->batch, train->n), K = prunus_model_n_classes(m);
-  size_t in = prunus_model_input_size(m);
   int steps = (train->n + B - 1) / B;
-  float *x = g_new(float, (size_t)B * in);
   uint8_t *y = g_new(uint8_t, B);
   float *dlogits = g_new(float, (size_t)B * K);
   int *order = g_new(int, train->n);
@@ -150,7 +148,6 @@ int main(int argc, char **argv) {
 
   Profile pr = {0};
   int id_fill = phase_id(&pr, "fill_batch");
-  int id_in = phase_id(&pr, "forward: copy input");
   int id_fwd[64], id_bwd[64];
   g_assert(m->n_layers <= 64);
   for (int i = 0; i < m->n_layers; i++) {
@@ -159,13 +156,15 @@ int main(int argc, char **argv) {
     id_fwd[i] = phase_id(&pr, name);
   }
   int id_xent = phase_id(&pr, "softmax_xent");
-  int id_zero = phase_id(&pr, "zero_grads");
+  int id_opt[64];
   for (int i = m->n_layers - 1; i >= 0; i--) {
     char name[48];
     g_snprintf(name, sizeof name, "backward %d %s", i, m->layers[i].ops->type_name);
     id_bwd[i] = phase_id(&pr, name);
+    g_snprintf(name, sizeof name, "update %d %s", i, m->layers[i].ops->type_name);
+    id_opt[i] = phase_id(&pr, name);
   }
-  int id_opt = phase_id(&pr, "optim_step");
+  gboolean *masked = g_new0(gboolean, m->n_layers); /* a dense model: no mask reads */
 
   long global_step = 0;
   double epoch_us = 0.0;
@@ -181,12 +180,9 @@ int main(int argc, char **argv) {
     for (int s = 0; s < steps; s++) {
       int start = s * B, nb = MIN(B, train->n - start);
       phase_begin(&pr);
-      prunus_dataset_fill_batch(train, &data.norm, order + start, nb, x, y);
+      prunus_dataset_fill_batch(train, &data.norm, order + start, nb, m->acts[0], y);
       phase_end(&pr, id_fill);
       /* prunus_model_forward, a layer at a time */
-      phase_begin(&pr);
-      memcpy(m->acts[0], x, sizeof(float) * (size_t)nb * in);
-      phase_end(&pr, id_in);
       for (int i = 0; i < m->n_layers; i++) {
         const PrunusLayer *l = &m->layers[i];
         phase_begin(&pr);
@@ -196,24 +192,27 @@ int main(int argc, char **argv) {
       phase_begin(&pr);
       prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       phase_end(&pr, id_xent);
-      phase_begin(&pr);
-      prunus_model_zero_grads(m);
-      phase_end(&pr, id_zero);
-      /* prunus_model_backward, a layer at a time */
+      /* prunus_model_backward_each + prunus_train's per-layer update, a layer at a time */
+      double lr = prunus_lr_at(tc, (epoch - 1) + (double)s / steps);
+      global_step++;
+      int first = 0;
+      while (first < m->n_layers - 1 && !m->layers[first].ops->has_params) first++;
       const float *dy = dlogits;
-      for (int i = m->n_layers - 1; i >= 0; i--) {
+      for (int i = m->n_layers - 1; i >= first; i--) {
         const PrunusLayer *l = &m->layers[i];
-        float *dx = i > 0 ? m->dacts[i] : NULL;
+        float *dx = i > first ? m->dacts[i] : NULL;
         phase_begin(&pr);
         l->ops->backward(l, m->params, m->grads, m->acts[i], m->acts[i + 1], dy, dx,
                          m->scratch[i], nb);
         phase_end(&pr, id_bwd[i]);
+        if (l->ops->has_params) {
+          phase_begin(&pr);
+          prunus_optim_step_span(m, tc, lr, global_step, l->w_off, l->w_len + l->b_len,
+                                 masked[i]);
+          phase_end(&pr, id_opt[i]);
+        }
         dy = dx;
       }
-      phase_begin(&pr);
-      double lr = prunus_lr_at(tc, (epoch - 1) + (double)s / steps);
-      prunus_optim_step(m, tc, lr, ++global_step);
-      phase_end(&pr, id_opt);
     }
     epoch_us = now_us() - e0;
   }
@@ -249,7 +248,7 @@ int main(int argc, char **argv) {
   g_free(order);
   g_free(dlogits);
   g_free(y);
-  g_free(x);
+  g_free(masked);
   prunus_model_free(m);
   prunus_data_clear(&data);
   prunus_job_close(&job);

@@ -400,14 +400,15 @@ static void relu_backward(const PrunusLayer *l, const float *params, float *grad
 static void flatten_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                             float *scratch, int B) {
   (void)params, (void)scratch;
-  memcpy(y, x, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
+  if (y != x) /* the model aliases the two slots; other callers may not */
+    memcpy(y, x, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
 }
 
 static void flatten_backward(const PrunusLayer *l, const float *params, float *grads,
                              const float *x, const float *y, const float *dy, float *dx,
                              float *scratch, int B) {
   (void)params, (void)grads, (void)x, (void)y, (void)scratch;
-  if (dx) memcpy(dx, dy, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
+  if (dx && dx != dy) memcpy(dx, dy, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
 }
 
 /* ------------------------------------------------------------------------ */

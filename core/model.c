@@ -136,11 +136,19 @@ static float *slab_new(size_t n) {
   return p;
 }
 
+/* A flatten layer's output is its input, reinterpreted: acts[i + 1] (and the gradient
+ * dacts[i + 1]) share the buffer of slot i instead of holding a copy. */
+static gboolean slot_is_alias(const PrunusModel *m, int slot) {
+  return slot > 0 && slot <= m->n_layers && m->layers[slot - 1].spec.type == PRUNUS_LAYER_FLATTEN;
+}
+
 static void workspace_free(PrunusModel *m) {
   if (m->acts)
-    for (int i = 0; i <= m->n_layers; i++) free(m->acts[i]);
+    for (int i = 0; i <= m->n_layers; i++)
+      if (!slot_is_alias(m, i)) free(m->acts[i]);
   if (m->dacts)
-    for (int i = 0; i <= m->n_layers; i++) free(m->dacts[i]);
+    for (int i = 0; i <= m->n_layers; i++)
+      if (!slot_is_alias(m, i)) free(m->dacts[i]);
   if (m->scratch)
     for (int i = 0; i < m->n_layers; i++) free(m->scratch[i]);
   g_clear_pointer(&m->acts, g_free);
@@ -165,8 +173,9 @@ void prunus_model_reserve_batch(PrunusModel *m, int B) {
   m->scratch = g_new0(float *, m->n_layers);
   m->scratch_len = g_new0(size_t, m->n_layers);
   for (int i = 0; i <= m->n_layers; i++) {
-    m->acts[i] = slab_new((size_t)B * act_size(m, i));
-    m->dacts[i] = slab_new((size_t)B * act_size(m, i));
+    gboolean alias = slot_is_alias(m, i);
+    m->acts[i] = alias ? m->acts[i - 1] : slab_new((size_t)B * act_size(m, i));
+    m->dacts[i] = alias ? m->dacts[i - 1] : slab_new((size_t)B * act_size(m, i));
   }
   for (int i = 0; i < m->n_layers; i++) {
     size_t n = m->layers[i].ops->scratch_size(&m->layers[i], B);
@@ -279,6 +288,11 @@ void prunus_model_forward(PrunusModel *m, const float *x, int B) {
 }
 
 void prunus_model_backward(PrunusModel *m, const float *dlogits, int B) {
+  prunus_model_backward_each(m, dlogits, B, NULL, NULL);
+}
+
+void prunus_model_backward_each(PrunusModel *m, const float *dlogits, int B,
+                                PrunusLayerGradsDone done, void *user) {
   g_return_if_fail(B <= m->max_batch);
   /* Nothing below the first layer with parameters needs a gradient: stop there
    * (its input gradient would be a full (B, in) product that nobody reads). */
@@ -289,6 +303,7 @@ void prunus_model_backward(PrunusModel *m, const float *dlogits, int B) {
     const PrunusLayer *l = &m->layers[i];
     float *dx = i > first ? m->dacts[i] : NULL;
     l->ops->backward(l, m->params, m->grads, m->acts[i], m->acts[i + 1], dy, dx, m->scratch[i], B);
+    if (done && l->ops->has_params) done(m, i, user);
     dy = dx;
   }
 }

@@ -116,6 +116,12 @@ void prunus_model_forward(PrunusModel *m, const float *x, int B);
 /* Write grads (overwriting them) from dlogits (B, n_classes); needs the forward of
  * the same batch. Layers below the first one with parameters are not visited. */
 void prunus_model_backward(PrunusModel *m, const float *dlogits, int B);
+/* Called once a layer's gradients are written; nothing later in the same backward
+ * reads that layer's parameters, so they may be updated right away. */
+typedef void (*PrunusLayerGradsDone)(PrunusModel *m, int layer, void *user);
+/* prunus_model_backward, calling done (may be NULL) after each layer with parameters. */
+void prunus_model_backward_each(PrunusModel *m, const float *dlogits, int B,
+                                PrunusLayerGradsDone done, void *user);
 void prunus_model_zero_grads(PrunusModel *m);
 /* params *= mask: pruned weights become exactly zero. */
 void prunus_model_apply_mask(PrunusModel *m);

@@ -1,5 +1,5 @@
-/* optim.c: SGD (momentum, Nesterov, weight decay) and Adam over the whole
- * parameter slab in one pass that also re-applies the pruning mask; LR schedules. */
+/* optim.c: SGD (momentum, Nesterov, weight decay) and Adam over the parameter slab
+ * or one layer's span, one pass that also re-applies the pruning mask; LR schedules. */
 #include "train.h"
 
 #include <math.h>
@@ -48,17 +48,45 @@ void prunus_optim_reset(PrunusModel *m) {
   memset(m->opt_v, 0, sizeof(float) * m->n_params);
 }
 
+/* The parameters [off, off + n) of the slabs; mask is NULL when none of them is pruned
+ * (multiplying by 1 changes nothing, so skipping it keeps the result bit for bit). */
+typedef struct {
+  float *restrict p, *restrict m1, *restrict m2;
+  const float *restrict g, *restrict mask;
+  size_t n;
+} OptimSpan;
+
+static OptimSpan span_of(PrunusModel *m, size_t off, size_t n, gboolean masked) {
+  return (OptimSpan){m->params + off, m->opt_m + off, m->opt_v + off, m->grads + off,
+                     masked ? m->mask + off : NULL, n};
+}
+
 /* p = (p - lr * update(g + wd p)) * mask, in one pass; masked weights get no state. */
-static void sgd_step(PrunusModel *m, const PrunusTrainConfig *tc, float lr) {
-  float *restrict p = m->params, *restrict buf = m->opt_m;
-  const float *restrict g = m->grads, *restrict mk = m->mask;
+static void sgd_step(OptimSpan s, const PrunusTrainConfig *tc, float lr) {
+  float *restrict p = s.p, *restrict buf = s.m1;
+  const float *restrict g = s.g, *restrict mk = s.mask;
   const float wd = (float)tc->weight_decay, mu = (float)tc->momentum;
-  const size_t n = m->n_params;
-  if (mu == 0.0f) {
-    for (size_t i = 0; i < n; i++) p[i] = (p[i] - lr * (g[i] + wd * p[i])) * mk[i];
+  const size_t n = s.n;
+  if (!mk) {
+    if (mu == 0.0f) {
+      for (size_t i = 0; i < n; i++) p[i] = p[i] - lr * (g[i] + wd * p[i]);
+    } else if (tc->nesterov) {
+      for (size_t i = 0; i < n; i++) {
+        float gi = g[i] + wd * p[i];
+        buf[i] = mu * buf[i] + gi;
+        p[i] = p[i] - lr * (gi + mu * buf[i]);
+      }
+    } else {
+      for (size_t i = 0; i < n; i++) {
+        buf[i] = mu * buf[i] + (g[i] + wd * p[i]);
+        p[i] = p[i] - lr * buf[i];
+      }
+    }
     return;
   }
-  if (tc->nesterov) {
+  if (mu == 0.0f) {
+    for (size_t i = 0; i < n; i++) p[i] = (p[i] - lr * (g[i] + wd * p[i])) * mk[i];
+  } else if (tc->nesterov) {
     for (size_t i = 0; i < n; i++) {
       float gi = (g[i] + wd * p[i]) * mk[i];
       buf[i] = mu * buf[i] + gi;
@@ -73,26 +101,34 @@ static void sgd_step(PrunusModel *m, const PrunusTrainConfig *tc, float lr) {
   }
 }
 
-static void adam_step(PrunusModel *m, const PrunusTrainConfig *tc, float lr, long step) {
-  float *restrict p = m->params, *restrict m1 = m->opt_m, *restrict m2 = m->opt_v;
-  const float *restrict g = m->grads, *restrict mk = m->mask;
+static void adam_step(OptimSpan s, const PrunusTrainConfig *tc, float lr, long step) {
+  float *restrict p = s.p, *restrict m1 = s.m1, *restrict m2 = s.m2;
+  const float *restrict g = s.g, *restrict mk = s.mask;
   const float wd = (float)tc->weight_decay, b1 = (float)tc->beta1, b2 = (float)tc->beta2,
               eps = (float)tc->eps;
   const float c1 = (float)(1.0 - pow(tc->beta1, (double)step));
   const float c2 = (float)(1.0 - pow(tc->beta2, (double)step));
   const float step_size = lr / c1, c2_sqrt = sqrtf(c2);
-  for (size_t i = 0; i < m->n_params; i++) {
-    float gi = (g[i] + wd * p[i]) * mk[i];
+  for (size_t i = 0; i < s.n; i++) {
+    float keep = mk ? mk[i] : 1.0f;
+    float gi = (g[i] + wd * p[i]) * keep;
     m1[i] = b1 * m1[i] + (1.0f - b1) * gi;
     m2[i] = b2 * m2[i] + (1.0f - b2) * gi * gi;
     float denom = sqrtf(m2[i]) / c2_sqrt + eps;
-    p[i] = (p[i] - step_size * m1[i] / denom) * mk[i];
+    p[i] = (p[i] - step_size * m1[i] / denom) * keep;
   }
 }
 
-void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {
+void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
+                            size_t off, size_t n, gboolean masked) {
+  g_return_if_fail(off + n <= m->n_params);
+  OptimSpan s = span_of(m, off, n, masked);
   if (tc->optimizer == PRUNUS_OPT_ADAM)
-    adam_step(m, tc, (float)lr, step > 0 ? step : 1);
+    adam_step(s, tc, (float)lr, step > 0 ? step : 1);
   else
-    sgd_step(m, tc, (float)lr);
+    sgd_step(s, tc, (float)lr);
+}
+
+void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {
+  prunus_optim_step_span(m, tc, lr, step, 0, m->n_params, TRUE);
 }

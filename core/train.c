@@ -38,6 +38,33 @@ PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const P
   return r;
 }
 
+/* What the per-layer optimizer step needs during backward. */
+typedef struct {
+  const PrunusTrainConfig *tc;
+  double lr;
+  long step;
+  gboolean *layer_masked; /* (n_layers) some weight or bias of the layer is pruned */
+} LayerUpdate;
+
+static void update_layer(PrunusModel *m, int layer, void *user) {
+  const LayerUpdate *u = user;
+  const PrunusLayer *l = &m->layers[layer];
+  /* the bias follows the weights in the slab: one span */
+  prunus_optim_step_span(m, u->tc, u->lr, u->step, l->w_off, l->w_len + l->b_len,
+                         u->layer_masked[layer]);
+}
+
+/* (transfer full) per layer: does the mask (fixed while training) hold a zero? */
+static gboolean *layers_masked(const PrunusModel *m) {
+  gboolean *masked = g_new0(gboolean, m->n_layers);
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    const float *mk = m->mask + l->w_off;
+    for (size_t j = 0; j < l->w_len + l->b_len && !masked[i]; j++) masked[i] = mk[j] != 1.0f;
+  }
+  return masked;
+}
+
 gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
                       const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
                       const PrunusTrainHooks *hooks, GError **error) {
@@ -70,6 +97,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   PrunusRng rng;
   prunus_rng_seed(&rng, prunus_seed_derive(seed, "shuffle"));
   prunus_model_reserve_batch(m, B);
+  LayerUpdate update = {.tc = tc, .layer_masked = layers_masked(m)};
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -84,10 +112,11 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       prunus_model_forward(m, x, nb);
       double loss = prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       loss_sum += loss * nb;
-      prunus_model_backward(m, dlogits, nb);
       double pos = hooks->epoch_offset + (epoch - 1) + (double)s / steps;
       lr = prunus_lr_at(&sched, pos);
-      prunus_optim_step(m, tc, lr, ++global_step);
+      update.lr = lr, update.step = ++global_step;
+      /* each layer is updated as soon as its gradients exist, while they are in cache */
+      prunus_model_backward_each(m, dlogits, nb, update_layer, &update);
       if (hooks->on_batch) {
         double elapsed = (g_get_monotonic_time() - t0) / 1e6;
         hooks->on_batch(epoch, s + 1, steps, loss, (start + nb) / fmax(elapsed, 1e-9), elapsed,
@@ -120,6 +149,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     }
     if (hooks->on_epoch && !hooks->on_epoch(&r, hooks->user, error)) ok = FALSE;
   }
+  g_free(update.layer_masked);
   g_free(order);
   g_free(dlogits);
   g_free(y);

@@ -35,6 +35,11 @@ double prunus_lr_at(const PrunusTrainConfig *tc, double epoch_pos);
 /* One optimizer step over the whole slab with the grads in m->grads, then
  * params *= mask so pruned weights stay exactly zero. step counts from 1 (Adam). */
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
+/* The same step for the parameters [off, off + n) only (training updates each layer
+ * right after its backward). masked = FALSE promises that no mask entry of the span
+ * is 0, and skips reading the mask. */
+void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
+                            size_t off, size_t n, gboolean masked);
 void prunus_optim_reset(PrunusModel *m);
 
 /* Softmax cross-entropy averaged over B. Writes dlogits (B, K) = (softmax - onehot)/B
