@@ -8,6 +8,7 @@
 static bool force_reference = false;
 
 void prunus_gemm_force_reference(bool on) { force_reference = on; }
+bool prunus_gemm_reference_forced(void) { return force_reference; }
 
 void prunus_set_threads(int n) {
   g_return_if_fail(n >= 1);

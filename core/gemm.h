@@ -18,6 +18,9 @@ void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, c
                   float beta, float *y);
 /* Use the reference loops instead of BLAS everywhere (tests). */
 void prunus_gemm_force_reference(bool on);
+/* TRUE while the reference loops are forced: kernels with their own SIMD paths (the
+ * convolution's implicit GEMM) then fall back to the lowering through this seam. */
+bool prunus_gemm_reference_forced(void);
 /* Set OpenBLAS's thread count (no pool of our own). */
 void prunus_set_threads(int n);
 int prunus_get_threads(void);

@@ -1,6 +1,7 @@
 /* layers.c: forward and backward kernels of every layer type (dense, conv2d via
  * im2col + sgemm, maxpool2d, relu, flatten) and the ops table that dispatches them. */
 #include "model.h"
+#include "conv_gemm.h"
 #include "gemm.h"
 
 #include <math.h>
@@ -100,13 +101,27 @@ static gboolean conv_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusSh
 
 static gboolean conv_is_direct(const PrunusLayer *l);
 
+/* The layer's geometry for the implicit-GEMM kernels. */
+static PrunusConvGeom conv_geom(const PrunusLayer *l) {
+  return (PrunusConvGeom){.C = l->in.c, .H = l->in.h, .W = l->in.w, .k = l->spec.kernel,
+                          .s = l->spec.stride, .p = l->spec.padding, .cout = l->out.c,
+                          .Ho = l->out.h, .Wo = l->out.w};
+}
+
+/* Multi-channel convs use the implicit GEMM where the CPU has it (decided per call,
+ * so tests can force the lowering through the reference GEMM). */
+static gboolean conv_uses_gemm_kernels(const PrunusLayer *l) {
+  return !conv_is_direct(l) && prunus_conv_gemm_available();
+}
+
 static size_t conv_scratch(const PrunusLayer *l, int B) {
   size_t rows = (size_t)B * l->out.h * l->out.w;
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
   size_t padded = conv_is_direct(l) ? (size_t)(l->in.h + 2 * l->spec.padding) *
                                           (l->in.w + 2 * l->spec.padding)
                                     : 0;
-  return rows * K + rows * (size_t)l->out.c + padded;
+  PrunusConvGeom g = conv_geom(l);
+  return MAX(rows * K + rows * (size_t)l->out.c + padded, prunus_conv_gemm_scratch(&g));
 }
 
 /* col (B*Ho*Wo, cin*k*k) from x (B, cin, H, W). Rows are only k floats long, so
@@ -230,6 +245,11 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
     conv_forward_direct(l, params, x, y, scratch + rows * K + rows * (size_t)l->out.c, B);
     return;
   }
+  if (conv_uses_gemm_kernels(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_gemm_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B);
+    return;
+  }
   int cout = l->out.c, HWo = l->out.h * l->out.w;
   int K = l->in.c * l->spec.kernel * l->spec.kernel;
   size_t rows = (size_t)B * HWo;
@@ -253,6 +273,12 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
                           const float *x, const float *y, const float *dy, float *dx,
                           float *scratch, int B) {
   (void)y;
+  if (conv_uses_gemm_kernels(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off,
+                              dx, scratch, B);
+    return;
+  }
   int cout = l->out.c, HWo = l->out.h * l->out.w;
   int K = l->in.c * l->spec.kernel * l->spec.kernel;
   size_t rows = (size_t)B * HWo;

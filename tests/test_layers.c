@@ -122,6 +122,13 @@ static void test_grad_conv(void) {
   check_gradients(&a, 2, "conv k3 s1 p0");
   PrunusArch b = ARCH(2, 7, 6, {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 2, .padding = 1});
   check_gradients(&b, 2, "conv k3 s2 p1");
+  /* 18 output channels (two vector blocks), rows wider than a vector (19 positions,
+   * a 21-wide padded row: the implicit GEMM's memory scatter for the input gradient) */
+  PrunusArch c = ARCH(3, 4, 19, {.type = PRUNUS_LAYER_CONV2D, .channels = 18, .kernel = 3, .stride = 1, .padding = 1});
+  check_gradients(&c, 2, "conv k3 s1 p1 wide");
+  prunus_gemm_force_reference(true);
+  check_gradients(&c, 2, "conv k3 s1 p1 wide (im2col, reference gemm)");
+  prunus_gemm_force_reference(false);
 }
 
 static void test_grad_pool_relu_flatten(void) {

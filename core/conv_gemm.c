@@ -1,0 +1,310 @@
+/* conv_gemm.c: multi-channel convolution as an implicit GEMM on AVX-512: products read
+ * the (zero-padded) input plane in place through a table of offsets instead of an
+ * im2col buffer, 16 output channels per vector, one image at a time so it stays in cache. */
+#include "conv_gemm.h"
+#include "gemm.h"
+
+#include <glib.h>
+#include <immintrin.h>
+#include <string.h>
+
+#define LANES 16 /* floats per AVX-512 vector: output channels per block */
+#define MAX_POS 16 /* output positions per forward micro-kernel */
+#define MAX_K 16   /* reduction indices per weight-gradient micro-kernel */
+#define MAX_CHUNKS 8 /* vectors of the reduction per input-gradient micro-kernel */
+
+bool prunus_conv_gemm_available(void) {
+  static int cpu = -1;
+  if (cpu < 0) {
+    __builtin_cpu_init();
+    cpu = __builtin_cpu_supports("avx512f");
+  }
+  return cpu && !prunus_gemm_reference_forced();
+}
+
+/* ------------------------------------------------------------------------ */
+/* geometry and scratch */
+
+static size_t round_lanes(size_t n) { return (n + LANES - 1) / LANES * LANES; }
+
+/* Sizes derived from the geometry, and where each buffer sits in the scratch. */
+typedef struct {
+  int Hp, Wp;   /* the zero-padded input plane */
+  int K, Kp;    /* C*k*k, the reduction length, and K rounded up to LANES */
+  int blocks;   /* ceil(cout / LANES) */
+  int HWo;
+  int32_t *off; /* (K) where reduction index (c, kh, kw) sits in a padded image */
+  float *wt;    /* (blocks, K, LANES) forward: W transposed; backward: dW transposed */
+  float *wc;    /* (cout, Kp) backward: W with rows padded to Kp (input gradient) */
+  float *xp;    /* (C, Hp, Wp) one padded input image */
+  float *dyt;   /* (HWo, LANES) one block of one image's dy, position-major */
+  float *dcol;  /* (HWo, Kp) one image's gradient with respect to its im2col rows */
+  float *dxp;   /* (C, Hp, Wp) one padded input-gradient image */
+} Plan;
+
+static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
+  Plan pl = {0};
+  pl.Hp = g->H + 2 * g->p, pl.Wp = g->W + 2 * g->p;
+  pl.K = g->C * g->k * g->k;
+  pl.Kp = (int)round_lanes(pl.K);
+  pl.blocks = (g->cout + LANES - 1) / LANES;
+  pl.HWo = g->Ho * g->Wo;
+  if (!scratch) return pl;
+  size_t plane = round_lanes((size_t)g->C * pl.Hp * pl.Wp);
+  float *s = scratch;
+  pl.off = (int32_t *)s, s += round_lanes(pl.K);
+  pl.wt = s, s += (size_t)pl.blocks * pl.K * LANES;
+  pl.wc = s, s += (size_t)g->cout * pl.Kp;
+  pl.xp = s, s += plane;
+  pl.dyt = s, s += (size_t)pl.HWo * LANES;
+  pl.dcol = s, s += (size_t)pl.HWo * pl.Kp;
+  pl.dxp = s;
+  for (int c = 0, kk = 0; c < g->C; c++)
+    for (int kh = 0; kh < g->k; kh++)
+      for (int kw = 0; kw < g->k; kw++) pl.off[kk++] = (c * pl.Hp + kh) * pl.Wp + kw;
+  return pl;
+}
+
+size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g) {
+  Plan pl = plan_of(g, NULL);
+  size_t plane = round_lanes((size_t)g->C * pl.Hp * pl.Wp);
+  return round_lanes(pl.K) + (size_t)pl.blocks * pl.K * LANES + (size_t)g->cout * pl.Kp +
+         2 * plane + (size_t)pl.HWo * LANES + (size_t)pl.HWo * pl.Kp;
+}
+
+/* The image b of x, zero-padded when the layer pads (xp's border is zeroed once per
+ * call by the caller; only the interior is written here). */
+static const float *padded_image(const PrunusConvGeom *g, const Plan *pl, const float *x, int b) {
+  const float *xb = x + (size_t)b * g->C * g->H * g->W; /* (C, H, W) */
+  if (g->p == 0) return xb;
+  for (int c = 0; c < g->C; c++)
+    for (int h = 0; h < g->H; h++)
+      memcpy(pl->xp + ((size_t)c * pl->Hp + h + g->p) * pl->Wp + g->p,
+             xb + ((size_t)c * g->H + h) * g->W, sizeof(float) * g->W);
+  return pl->xp;
+}
+
+/* ------------------------------------------------------------------------ */
+/* micro-kernels, one per block size so the accumulators live in registers */
+
+/* out (NP, LANES) = sum over kk of row[off[kk] + j*s] * wt[kk] for positions j < NP
+ * of one output row (row = the padded image at the first position's window). */
+#define FWD_KERNEL(NP)                                                                      \
+  __attribute__((target("avx512f"))) static void fwd_##NP(const float *row, int s,        \
+                                                          const int32_t *off, int K,       \
+                                                          const float *wt, float *out) {   \
+    __m512 acc[NP];                                                                         \
+    for (int j = 0; j < NP; j++) acc[j] = _mm512_setzero_ps();                              \
+    for (int kk = 0; kk < K; kk++) {                                                        \
+      __m512 w = _mm512_load_ps(wt + (size_t)kk * LANES);                                   \
+      const float *q = row + off[kk];                                                       \
+      for (int j = 0; j < NP; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q[j * s]), w, acc[j]); \
+    }                                                                                       \
+    for (int j = 0; j < NP; j++) _mm512_store_ps(out + j * LANES, acc[j]);                  \
+  }
+
+/* acc (KB, LANES) += sum over positions of img[pos + off[j]] * dyt[pos] (dW transposed). */
+#define DW_KERNEL(KB)                                                                       \
+  __attribute__((target("avx512f"))) static void dw_##KB(const PrunusConvGeom *g, int Wp,  \
+                                                         const float *img,                 \
+                                                         const int32_t *off,               \
+                                                         const float *dyt, float *accm) {  \
+    __m512 acc[KB];                                                                         \
+    for (int j = 0; j < KB; j++) acc[j] = _mm512_load_ps(accm + j * LANES);                 \
+    for (int oh = 0; oh < g->Ho; oh++) {                                                    \
+      const float *row = img + (size_t)oh * g->s * Wp;                                      \
+      for (int ow = 0; ow < g->Wo; ow++) {                                                  \
+        const float *q = row + (size_t)ow * g->s;                                           \
+        __m512 d = _mm512_load_ps(dyt + ((size_t)oh * g->Wo + ow) * LANES);                 \
+        for (int j = 0; j < KB; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q[off[j]]), d, acc[j]); \
+      }                                                                                     \
+    }                                                                                       \
+    for (int j = 0; j < KB; j++) _mm512_store_ps(accm + j * LANES, acc[j]);                 \
+  }
+
+/* dcol[pos, 0:NC*LANES] = sum over co of dy[co, pos] * wc[co, 0:NC*LANES], every pos. */
+#define DCOL_KERNEL(NC)                                                                     \
+  __attribute__((target("avx512f"))) static void dcol_##NC(const float *dy, int cout,      \
+                                                           int HWo, const float *wc, int Kp, \
+                                                           float *dcol) {                   \
+    for (int pos = 0; pos < HWo; pos++) {                                                   \
+      __m512 acc[NC];                                                                       \
+      for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();                            \
+      for (int co = 0; co < cout; co++) {                                                   \
+        __m512 a = _mm512_set1_ps(dy[(size_t)co * HWo + pos]);                              \
+        const float *w = wc + (size_t)co * Kp;                                              \
+        for (int j = 0; j < NC; j++) acc[j] = _mm512_fmadd_ps(a, _mm512_load_ps(w + j * LANES), acc[j]); \
+      }                                                                                     \
+      for (int j = 0; j < NC; j++) _mm512_store_ps(dcol + (size_t)pos * Kp + j * LANES, acc[j]); \
+    }                                                                                       \
+  }
+
+#define INSTANTIATE_1_TO_8(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8)
+#define INSTANTIATE_9_TO_16(M) M(9) M(10) M(11) M(12) M(13) M(14) M(15) M(16)
+INSTANTIATE_1_TO_8(FWD_KERNEL)
+INSTANTIATE_9_TO_16(FWD_KERNEL)
+INSTANTIATE_1_TO_8(DW_KERNEL)
+INSTANTIATE_9_TO_16(DW_KERNEL)
+INSTANTIATE_1_TO_8(DCOL_KERNEL)
+
+typedef void (*FwdKernel)(const float *, int, const int32_t *, int, const float *, float *);
+typedef void (*DwKernel)(const PrunusConvGeom *, int, const float *, const int32_t *,
+                         const float *, float *);
+typedef void (*DcolKernel)(const float *, int, int, const float *, int, float *);
+#define LIST(NAME, N) NAME##_##N,
+#define FWD_LIST(N) LIST(fwd, N)
+#define DW_LIST(N) LIST(dw, N)
+#define DCOL_LIST(N) LIST(dcol, N)
+static const FwdKernel fwd_kernel[MAX_POS + 1] = {NULL, INSTANTIATE_1_TO_8(FWD_LIST) INSTANTIATE_9_TO_16(FWD_LIST)};
+static const DwKernel dw_kernel[MAX_K + 1] = {NULL, INSTANTIATE_1_TO_8(DW_LIST) INSTANTIATE_9_TO_16(DW_LIST)};
+static const DcolKernel dcol_kernel[MAX_CHUNKS + 1] = {NULL, INSTANTIATE_1_TO_8(DCOL_LIST)};
+
+/* ------------------------------------------------------------------------ */
+/* forward */
+
+void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                              const float *bias, float *y, float *scratch, int B) {
+  Plan pl = plan_of(g, scratch);
+  /* wt (blocks, K, LANES): lane l of block bl is output channel bl*LANES + l (0 past cout) */
+  for (int bl = 0; bl < pl.blocks; bl++)
+    for (int kk = 0; kk < pl.K; kk++)
+      for (int l = 0; l < LANES; l++) {
+        int co = bl * LANES + l;
+        pl.wt[((size_t)bl * pl.K + kk) * LANES + l] = co < g->cout ? Wt[(size_t)co * pl.K + kk] : 0.0f;
+      }
+  if (g->p > 0) memset(pl.xp, 0, sizeof(float) * g->C * pl.Hp * pl.Wp);
+  float out[MAX_POS * LANES] __attribute__((aligned(64))); /* (positions, LANES) */
+  for (int b = 0; b < B; b++) {
+    const float *img = padded_image(g, &pl, x, b);
+    float *yb = y + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
+    for (int bl = 0; bl < pl.blocks; bl++) {
+      int c0 = bl * LANES, cn = MIN(LANES, g->cout - c0);
+      const float *wt = pl.wt + (size_t)bl * pl.K * LANES;
+      for (int oh = 0; oh < g->Ho; oh++) {
+        const float *row = img + (size_t)oh * g->s * pl.Wp;
+        for (int ow0 = 0; ow0 < g->Wo;) {
+          int np = MIN(MAX_POS, g->Wo - ow0);
+          fwd_kernel[np](row + (size_t)ow0 * g->s, g->s, pl.off, pl.K, wt, out);
+          for (int c = 0; c < cn; c++) {
+            float *yr = yb + (size_t)(c0 + c) * pl.HWo + (size_t)oh * g->Wo + ow0;
+            const float bc = bias[c0 + c];
+            for (int j = 0; j < np; j++) yr[j] = out[j * LANES + c] + bc;
+          }
+          ow0 += np;
+        }
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* backward */
+
+/* dyt (HWo, LANES) = one block of dy (cn, HWo) transposed (lanes past cn keep what
+ * they held: they only feed dW lanes past cout, never read). Adds channel sums to db. */
+static void transpose_block(const float *dyc, int cn, int HWo, float *dyt, float *db) {
+  for (int c = 0; c < cn; c++) {
+    const float *src = dyc + (size_t)c * HWo;
+    float sum = 0.0f;
+    for (int pos = 0; pos < HWo; pos++) {
+      dyt[(size_t)pos * LANES + c] = src[pos];
+      sum += src[pos];
+    }
+    db[c] += sum;
+  }
+}
+
+/* dxb (C, H, W) = col2im of dcol when a padded input row fits one vector (Wp <= LANES):
+ * each row is summed in a register from the dcol segments that touch it (a masked load
+ * shifted into place), then stored once; no read-modify-write through memory. */
+__attribute__((target("avx512f"))) static void col2im_rows(const PrunusConvGeom *g,
+                                                           const Plan *pl, float *dxb) {
+  const int k = g->k, s = g->s, p = g->p;
+  const __mmask16 seg = (__mmask16)((1u << k) - 1u), row_mask = (__mmask16)((1u << g->W) - 1u);
+  /* lane i of the stored vector takes lane i + p of the padded row */
+  const __m512i unpad = _mm512_add_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(p));
+  for (int c = 0; c < g->C; c++)
+    for (int h = 0; h < g->H; h++) {
+      __m512 acc = _mm512_setzero_ps(); /* padded row h + p of channel c */
+      for (int kh = 0; kh < k; kh++) {
+        int t = h + p - kh;
+        if (t < 0 || t % s != 0 || t / s >= g->Ho) continue;
+        const float *src = pl->dcol + (size_t)(t / s) * g->Wo * pl->Kp + (size_t)(c * k + kh) * k;
+        for (int ow = 0; ow < g->Wo; ow++, src += pl->Kp) /* lanes ow*s .. ow*s+k-1 */
+          acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps((__mmask16)(seg << (ow * s)), src - ow * s));
+      }
+      _mm512_mask_storeu_ps(dxb + ((size_t)c * g->H + h) * g->W, row_mask,
+                            _mm512_permutexvar_ps(unpad, acc));
+    }
+}
+
+/* dxp (C, Hp, Wp) += every position's dcol row put back where im2col took it from
+ * (any width; a read-modify-write per window row). */
+static void col2im_scatter(const PrunusConvGeom *g, const Plan *pl, float *dxp) {
+  const int k = g->k;
+  for (int oh = 0; oh < g->Ho; oh++)
+    for (int ow = 0; ow < g->Wo; ow++) {
+      const float *dc = pl->dcol + ((size_t)oh * g->Wo + ow) * pl->Kp;
+      float *base = dxp + (size_t)oh * g->s * pl->Wp + (size_t)ow * g->s;
+      for (int ckh = 0; ckh < g->C * k; ckh++) { /* (c, kh): one row of the window */
+        float *dst = base + pl->off[ckh * k];
+        const float *src = dc + (size_t)ckh * k;
+        for (int kw = 0; kw < k; kw++) dst[kw] += src[kw];
+      }
+    }
+}
+
+/* dxb (C, H, W) = the input gradient of one image from its dy (cout, HWo). */
+static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *dyb, float *dxb) {
+  for (int c0 = 0; c0 < pl->Kp; c0 += MAX_CHUNKS * LANES) {
+    int nc = MIN(MAX_CHUNKS, (pl->Kp - c0) / LANES);
+    dcol_kernel[nc](dyb, g->cout, pl->HWo, pl->wc + c0, pl->Kp, pl->dcol + c0);
+  }
+  if (pl->Wp <= LANES) {
+    col2im_rows(g, pl, dxb);
+    return;
+  }
+  size_t plane = (size_t)g->C * pl->Hp * pl->Wp;
+  float *dxp = g->p == 0 ? dxb : pl->dxp; /* unpadded: accumulate in place */
+  memset(dxp, 0, sizeof(float) * plane);
+  col2im_scatter(g, pl, dxp);
+  if (g->p == 0) return;
+  for (int c = 0; c < g->C; c++)
+    for (int h = 0; h < g->H; h++)
+      memcpy(dxb + ((size_t)c * g->H + h) * g->W,
+             dxp + ((size_t)c * pl->Hp + h + g->p) * pl->Wp + g->p, sizeof(float) * g->W);
+}
+
+void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                               const float *dy, float *dW, float *db, float *dx,
+                               float *scratch, int B) {
+  Plan pl = plan_of(g, scratch);
+  memset(pl.wt, 0, sizeof(float) * pl.blocks * pl.K * LANES); /* dW transposed, summed */
+  memset(pl.dyt, 0, sizeof(float) * pl.HWo * LANES);
+  memset(db, 0, sizeof(float) * g->cout);
+  if (g->p > 0) memset(pl.xp, 0, sizeof(float) * g->C * pl.Hp * pl.Wp);
+  if (dx) { /* wc (cout, Kp): W's rows padded with zeros */
+    memset(pl.wc, 0, sizeof(float) * g->cout * pl.Kp);
+    for (int co = 0; co < g->cout; co++)
+      memcpy(pl.wc + (size_t)co * pl.Kp, Wt + (size_t)co * pl.K, sizeof(float) * pl.K);
+  }
+  for (int b = 0; b < B; b++) {
+    const float *img = padded_image(g, &pl, x, b);
+    const float *dyb = dy + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
+    for (int bl = 0; bl < pl.blocks; bl++) {
+      int c0 = bl * LANES, cn = MIN(LANES, g->cout - c0);
+      transpose_block(dyb + (size_t)c0 * pl.HWo, cn, pl.HWo, pl.dyt, db + c0);
+      float *acc = pl.wt + (size_t)bl * pl.K * LANES;
+      for (int k0 = 0; k0 < pl.K; k0 += MAX_K) {
+        int kb = MIN(MAX_K, pl.K - k0);
+        dw_kernel[kb](g, pl.Wp, img, pl.off + k0, pl.dyt, acc + (size_t)k0 * LANES);
+      }
+    }
+    if (dx) input_grad(g, &pl, dyb, dx + (size_t)b * g->C * g->H * g->W);
+  }
+  for (int co = 0; co < g->cout; co++) {
+    const float *src = pl.wt + (size_t)(co / LANES) * pl.K * LANES + co % LANES;
+    for (int kk = 0; kk < pl.K; kk++) dW[(size_t)co * pl.K + kk] = src[(size_t)kk * LANES];
+  }
+}

@@ -1,0 +1,30 @@
+/* conv_gemm.h: 2-D convolution over several input channels as an implicit GEMM with
+ * AVX-512 (no im2col buffer), forward and both gradients, one image at a time. */
+#ifndef PRUNUS_CONV_GEMM_H
+#define PRUNUS_CONV_GEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The geometry of one conv layer: x (C, H, W) -> y (cout, Ho, Wo), square kernel k,
+ * stride s, zero padding p on every side. */
+typedef struct {
+  int C, H, W, k, s, p, cout, Ho, Wo;
+} PrunusConvGeom;
+
+/* TRUE when these kernels run here (the CPU has AVX-512F and the products are not
+ * forced onto the reference loops); otherwise callers lower with im2col + sgemm. */
+bool prunus_conv_gemm_available(void);
+/* Floats of scratch the three functions below need for one call, any batch size. */
+size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g);
+
+/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, k, k)) + bias (cout). */
+void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                              const float *bias, float *y, float *scratch, int B);
+/* dW (cout, C, k, k) and db (cout), overwritten, from x and dy (B, cout, Ho, Wo); and,
+ * when dx != NULL, dx (B, C, H, W) = the gradient with respect to x (overwritten). */
+void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                               const float *dy, float *dW, float *db, float *dx,
+                               float *scratch, int B);
+
+#endif
