@@ -38,8 +38,9 @@ typedef struct {
   float *wc;    /* (cout, Kp) backward: W with rows padded to Kp (input gradient) */
   float *xp;    /* (C, Hp, Wp) one padded input image */
   float *dyt;   /* (HWo, LANES) one block of one image's dy, position-major */
-  float *dcol;  /* (HWo, Kp) one image's gradient with respect to its im2col rows */
-  float *dxp;   /* (C, Hp, Wp) one padded input-gradient image */
+  float *dcol;  /* (Wo, Kp) one output row's gradient with respect to its im2col rows */
+  float *dxp;   /* (C, Hp, Wp) one padded input-gradient image; (C, Hp, LANES) when
+                 * a padded row fits one vector (rows summed in registers) */
 } Plan;
 
 static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
@@ -57,7 +58,7 @@ static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
   pl.wc = s, s += (size_t)g->cout * pl.Kp;
   pl.xp = s, s += plane;
   pl.dyt = s, s += (size_t)pl.HWo * LANES;
-  pl.dcol = s, s += (size_t)pl.HWo * pl.Kp;
+  pl.dcol = s, s += (size_t)g->Wo * pl.Kp;
   pl.dxp = s;
   for (int c = 0, kk = 0; c < g->C; c++)
     for (int kh = 0; kh < g->k; kh++)
@@ -68,8 +69,9 @@ static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
 size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g) {
   Plan pl = plan_of(g, NULL);
   size_t plane = round_lanes((size_t)g->C * pl.Hp * pl.Wp);
+  size_t dx_plane = MAX(plane, (size_t)g->C * pl.Hp * LANES);
   return round_lanes(pl.K) + (size_t)pl.blocks * pl.K * LANES + (size_t)g->cout * pl.Kp +
-         2 * plane + (size_t)pl.HWo * LANES + (size_t)pl.HWo * pl.Kp;
+         plane + (size_t)pl.HWo * LANES + (size_t)g->Wo * pl.Kp + dx_plane;
 }
 
 /* The image b of x, zero-padded when the layer pads (xp's border is zeroed once per
@@ -122,16 +124,18 @@ static const float *padded_image(const PrunusConvGeom *g, const Plan *pl, const 
     for (int j = 0; j < KB; j++) _mm512_store_ps(accm + j * LANES, acc[j]);                 \
   }
 
-/* dcol[pos, 0:NC*LANES] = sum over co of dy[co, pos] * wc[co, 0:NC*LANES], every pos. */
+/* dcol[pos, 0:NC*LANES] = sum over co of dy[co*dy_stride + pos] * wc[co, 0:NC*LANES],
+ * pos < npos (the positions of one output row). */
 #define DCOL_KERNEL(NC)                                                                     \
   __attribute__((target("avx512f"))) static void dcol_##NC(const float *dy, int cout,      \
-                                                           int HWo, const float *wc, int Kp, \
+                                                           int dy_stride, int npos,         \
+                                                           const float *wc, int Kp,         \
                                                            float *dcol) {                   \
-    for (int pos = 0; pos < HWo; pos++) {                                                   \
+    for (int pos = 0; pos < npos; pos++) {                                                  \
       __m512 acc[NC];                                                                       \
       for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();                            \
       for (int co = 0; co < cout; co++) {                                                   \
-        __m512 a = _mm512_set1_ps(dy[(size_t)co * HWo + pos]);                              \
+        __m512 a = _mm512_set1_ps(dy[(size_t)co * dy_stride + pos]);                        \
         const float *w = wc + (size_t)co * Kp;                                              \
         for (int j = 0; j < NC; j++) acc[j] = _mm512_fmadd_ps(a, _mm512_load_ps(w + j * LANES), acc[j]); \
       }                                                                                     \
@@ -150,7 +154,7 @@ INSTANTIATE_1_TO_8(DCOL_KERNEL)
 typedef void (*FwdKernel)(const float *, int, const int32_t *, int, const float *, float *);
 typedef void (*DwKernel)(const PrunusConvGeom *, int, const float *, const int32_t *,
                          const float *, float *);
-typedef void (*DcolKernel)(const float *, int, int, const float *, int, float *);
+typedef void (*DcolKernel)(const float *, int, int, int, const float *, int, float *);
 #define LIST(NAME, N) NAME##_##N,
 #define FWD_LIST(N) LIST(fwd, N)
 #define DW_LIST(N) LIST(dw, N)
@@ -214,66 +218,72 @@ static void transpose_block(const float *dyc, int cn, int HWo, float *dyt, float
   }
 }
 
-/* dxb (C, H, W) = col2im of dcol when a padded input row fits one vector (Wp <= LANES):
- * each row is summed in a register from the dcol segments that touch it (a masked load
- * shifted into place), then stored once; no read-modify-write through memory. */
-__attribute__((target("avx512f"))) static void col2im_rows(const PrunusConvGeom *g,
-                                                           const Plan *pl, float *dxb) {
-  const int k = g->k, s = g->s, p = g->p;
-  const __mmask16 seg = (__mmask16)((1u << k) - 1u), row_mask = (__mmask16)((1u << g->W) - 1u);
-  /* lane i of the stored vector takes lane i + p of the padded row */
-  const __m512i unpad = _mm512_add_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(p));
+/* dcol (Wo, Kp) = the im2col-row gradients of output row oh of one image (dyb). */
+static void dcol_row(const PrunusConvGeom *g, const Plan *pl, const float *dyb, int oh) {
+  /* the Kp/LANES vectors of a row in equal groups of at most MAX_CHUNKS (10 as 5 + 5,
+   * not 8 + 2: a group of 2 leaves the FMA pipes waiting on latency) */
+  int chunks = pl->Kp / LANES, groups = (chunks + MAX_CHUNKS - 1) / MAX_CHUNKS;
+  for (int c0 = 0; c0 < chunks;) {
+    int nc = MIN((chunks + groups - 1) / groups, chunks - c0);
+    dcol_kernel[nc](dyb + (size_t)oh * g->Wo, g->cout, pl->HWo, g->Wo, pl->wc + c0 * LANES,
+                    pl->Kp, pl->dcol + c0 * LANES);
+    c0 += nc;
+  }
+}
+
+/* dxr (C, Hp, LANES) += output row oh's dcol put back where im2col took it from, when a
+ * padded row fits one vector: each touched input row is summed in a register from the
+ * window segments (k floats shifted to lane ow*s), then added to memory once. */
+__attribute__((target("avx512f"))) static void col2im_row_vec(const PrunusConvGeom *g,
+                                                              const Plan *pl, int oh,
+                                                              float *dxr) {
+  const int k = g->k, s = g->s;
+  const __mmask16 seg = (__mmask16)((1u << k) - 1u);
   for (int c = 0; c < g->C; c++)
-    for (int h = 0; h < g->H; h++) {
-      __m512 acc = _mm512_setzero_ps(); /* padded row h + p of channel c */
-      for (int kh = 0; kh < k; kh++) {
-        int t = h + p - kh;
-        if (t < 0 || t % s != 0 || t / s >= g->Ho) continue;
-        const float *src = pl->dcol + (size_t)(t / s) * g->Wo * pl->Kp + (size_t)(c * k + kh) * k;
-        for (int ow = 0; ow < g->Wo; ow++, src += pl->Kp) /* lanes ow*s .. ow*s+k-1 */
-          acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps((__mmask16)(seg << (ow * s)), src - ow * s));
-      }
-      _mm512_mask_storeu_ps(dxb + ((size_t)c * g->H + h) * g->W, row_mask,
-                            _mm512_permutexvar_ps(unpad, acc));
+    for (int kh = 0; kh < k; kh++) {
+      const float *src = pl->dcol + (size_t)(c * k + kh) * k;
+      __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+      /* the plain load also reads the segment's neighbours in dcol (or the scratch
+       * after it); the masked add drops them */
+      for (int ow = 0; ow < g->Wo; ow++, src += pl->Kp)
+        acc[ow & 1] = _mm512_mask_add_ps(acc[ow & 1], (__mmask16)(seg << (ow * s)), acc[ow & 1],
+                                         _mm512_loadu_ps(src - ow * s));
+      float *row = dxr + ((size_t)c * pl->Hp + (size_t)oh * s + kh) * LANES;
+      _mm512_store_ps(row, _mm512_add_ps(_mm512_load_ps(row), _mm512_add_ps(acc[0], acc[1])));
     }
 }
 
-/* dxp (C, Hp, Wp) += every position's dcol row put back where im2col took it from
- * (any width; a read-modify-write per window row). */
-static void col2im_scatter(const PrunusConvGeom *g, const Plan *pl, float *dxp) {
+/* dxp (C, Hp, Wp) += output row oh's dcol put back (any width; element by element). */
+static void col2im_row_scalar(const PrunusConvGeom *g, const Plan *pl, int oh, float *dxp) {
   const int k = g->k;
-  for (int oh = 0; oh < g->Ho; oh++)
-    for (int ow = 0; ow < g->Wo; ow++) {
-      const float *dc = pl->dcol + ((size_t)oh * g->Wo + ow) * pl->Kp;
-      float *base = dxp + (size_t)oh * g->s * pl->Wp + (size_t)ow * g->s;
-      for (int ckh = 0; ckh < g->C * k; ckh++) { /* (c, kh): one row of the window */
-        float *dst = base + pl->off[ckh * k];
-        const float *src = dc + (size_t)ckh * k;
-        for (int kw = 0; kw < k; kw++) dst[kw] += src[kw];
-      }
+  for (int ow = 0; ow < g->Wo; ow++) {
+    const float *dc = pl->dcol + (size_t)ow * pl->Kp;
+    float *base = dxp + (size_t)oh * g->s * pl->Wp + (size_t)ow * g->s;
+    for (int ckh = 0; ckh < g->C * k; ckh++) { /* (c, kh): one row of the window */
+      float *dst = base + pl->off[ckh * k];
+      const float *src = dc + (size_t)ckh * k;
+      for (int kw = 0; kw < k; kw++) dst[kw] += src[kw];
     }
+  }
 }
 
-/* dxb (C, H, W) = the input gradient of one image from its dy (cout, HWo). */
+/* dxb (C, H, W) = the input gradient of one image from its dy (cout, HWo), an output
+ * row at a time so that row's dcol stays in L1. */
 static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *dyb, float *dxb) {
-  for (int c0 = 0; c0 < pl->Kp; c0 += MAX_CHUNKS * LANES) {
-    int nc = MIN(MAX_CHUNKS, (pl->Kp - c0) / LANES);
-    dcol_kernel[nc](dyb, g->cout, pl->HWo, pl->wc + c0, pl->Kp, pl->dcol + c0);
+  gboolean vec = pl->Wp <= LANES;
+  int row_stride = vec ? LANES : pl->Wp; /* of the padded gradient dxp */
+  memset(pl->dxp, 0, sizeof(float) * g->C * pl->Hp * row_stride);
+  for (int oh = 0; oh < g->Ho; oh++) {
+    dcol_row(g, pl, dyb, oh);
+    if (vec)
+      col2im_row_vec(g, pl, oh, pl->dxp);
+    else
+      col2im_row_scalar(g, pl, oh, pl->dxp);
   }
-  if (pl->Wp <= LANES) {
-    col2im_rows(g, pl, dxb);
-    return;
-  }
-  size_t plane = (size_t)g->C * pl->Hp * pl->Wp;
-  float *dxp = g->p == 0 ? dxb : pl->dxp; /* unpadded: accumulate in place */
-  memset(dxp, 0, sizeof(float) * plane);
-  col2im_scatter(g, pl, dxp);
-  if (g->p == 0) return;
   for (int c = 0; c < g->C; c++)
     for (int h = 0; h < g->H; h++)
       memcpy(dxb + ((size_t)c * g->H + h) * g->W,
-             dxp + ((size_t)c * pl->Hp + h + g->p) * pl->Wp + g->p, sizeof(float) * g->W);
+             pl->dxp + ((size_t)c * pl->Hp + h + g->p) * row_stride + g->p, sizeof(float) * g->W);
 }
 
 void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
