@@ -136,6 +136,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "step_profile: %s\n", error->message);
     return 1;
   }
+  /* as prunus_train: with N > 1 threads the layers' own kernels split over a team */
+  int team_threads = MIN(prunus_get_threads(), PRUNUS_TEAM_MAX_THREADS);
+  PrunusTeam *team = team_threads > 1 ? prunus_team_new(team_threads) : NULL;
+  prunus_model_set_team(m, team);
   const PrunusDataset *train = data.train;
   int B = MIN(tc->batch, train->n), K = prunus_model_n_classes(m);
   int steps = (train->n + B - 1) / B;
@@ -249,6 +253,8 @@ int main(int argc, char **argv) {
   g_free(dlogits);
   g_free(y);
   g_free(masked);
+  prunus_model_set_team(m, NULL);
+  prunus_team_free(team);
   prunus_model_free(m);
   prunus_data_clear(&data);
   prunus_job_close(&job);

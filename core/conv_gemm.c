@@ -3,6 +3,7 @@
  * im2col buffer, 16 output channels per vector, one image at a time so it stays in cache. */
 #include "conv_gemm.h"
 #include "gemm.h"
+#include "team.h"
 
 #include <glib.h>
 #include <immintrin.h>
@@ -10,8 +11,10 @@
 
 #define LANES 16 /* floats per AVX-512 vector: output channels per block */
 #define MAX_POS 16 /* output positions per forward micro-kernel */
-#define MAX_K 16   /* reduction indices per weight-gradient micro-kernel */
+#define MAX_K 10   /* reduction indices per weight-gradient micro-kernel: their offsets
+                    * must fit in general registers (16 spilled to vector registers) */
 #define MAX_CHUNKS 8 /* vectors of the reduction per input-gradient micro-kernel */
+#define MAX_DIRECT_K 8 /* largest kernel whose input gradient skips the lowering */
 
 bool prunus_conv_gemm_available(void) {
   static int cpu = -1;
@@ -41,37 +44,52 @@ typedef struct {
   float *dcol;  /* (Wo, Kp) one output row's gradient with respect to its im2col rows */
   float *dxp;   /* (C, Hp, Wp) one padded input-gradient image; (C, Hp, LANES) when
                  * a padded row fits one vector (rows summed in registers) */
+  float *db;    /* (cout) this part's bias gradient */
+  float *dys;   /* (cout, k, LANES) one dy row per channel, shifted by each kw */
 } Plan;
 
-static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
+/* Reserves n floats at *at (rounded to LANES: every buffer starts 64-byte aligned). */
+static size_t take(size_t *at, size_t n) {
+  size_t start = *at;
+  *at += round_lanes(n);
+  return start;
+}
+
+/* The plan of one part; its buffers in scratch (NULL: sizes only). *floats (may be
+ * NULL) receives the part's scratch length. */
+static Plan plan_of(const PrunusConvGeom *g, float *scratch, size_t *floats) {
   Plan pl = {0};
   pl.Hp = g->H + 2 * g->p, pl.Wp = g->W + 2 * g->p;
   pl.K = g->C * g->k * g->k;
   pl.Kp = (int)round_lanes(pl.K);
   pl.blocks = (g->cout + LANES - 1) / LANES;
   pl.HWo = g->Ho * g->Wo;
+  size_t plane = (size_t)g->C * pl.Hp * pl.Wp, at = 0;
+  size_t off = take(&at, pl.K), wt = take(&at, (size_t)pl.blocks * pl.K * LANES),
+         wc = take(&at, (size_t)g->cout * pl.Kp), xp = take(&at, plane),
+         dyt = take(&at, (size_t)pl.HWo * LANES), dcol = take(&at, (size_t)g->Wo * pl.Kp),
+         dxp = take(&at, MAX(plane, (size_t)g->C * pl.Hp * LANES)), db = take(&at, g->cout),
+         dys = take(&at, (size_t)g->cout * g->k * LANES);
+  if (floats) *floats = at;
   if (!scratch) return pl;
-  size_t plane = round_lanes((size_t)g->C * pl.Hp * pl.Wp);
-  float *s = scratch;
-  pl.off = (int32_t *)s, s += round_lanes(pl.K);
-  pl.wt = s, s += (size_t)pl.blocks * pl.K * LANES;
-  pl.wc = s, s += (size_t)g->cout * pl.Kp;
-  pl.xp = s, s += plane;
-  pl.dyt = s, s += (size_t)pl.HWo * LANES;
-  pl.dcol = s, s += (size_t)g->Wo * pl.Kp;
-  pl.dxp = s;
+  pl.off = (int32_t *)(scratch + off), pl.wt = scratch + wt, pl.wc = scratch + wc;
+  pl.xp = scratch + xp, pl.dyt = scratch + dyt, pl.dcol = scratch + dcol;
+  pl.dxp = scratch + dxp, pl.db = scratch + db, pl.dys = scratch + dys;
   for (int c = 0, kk = 0; c < g->C; c++)
     for (int kh = 0; kh < g->k; kh++)
       for (int kw = 0; kw < g->k; kw++) pl.off[kk++] = (c * pl.Hp + kh) * pl.Wp + kw;
   return pl;
 }
 
-size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g) {
-  Plan pl = plan_of(g, NULL);
-  size_t plane = round_lanes((size_t)g->C * pl.Hp * pl.Wp);
-  size_t dx_plane = MAX(plane, (size_t)g->C * pl.Hp * LANES);
-  return round_lanes(pl.K) + (size_t)pl.blocks * pl.K * LANES + (size_t)g->cout * pl.Kp +
-         plane + (size_t)pl.HWo * LANES + (size_t)g->Wo * pl.Kp + dx_plane;
+/* Floats of one part's scratch. */
+static size_t part_scratch(const PrunusConvGeom *g) {
+  size_t floats;
+  plan_of(g, NULL, &floats);
+  return floats;
+}
+
+size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g, int parts) {
+  return (size_t)parts * part_scratch(g);
 }
 
 /* The image b of x, zero-padded when the layer pads (xp's border is zeroed once per
@@ -148,7 +166,7 @@ static const float *padded_image(const PrunusConvGeom *g, const Plan *pl, const 
 INSTANTIATE_1_TO_8(FWD_KERNEL)
 INSTANTIATE_9_TO_16(FWD_KERNEL)
 INSTANTIATE_1_TO_8(DW_KERNEL)
-INSTANTIATE_9_TO_16(DW_KERNEL)
+DW_KERNEL(9) DW_KERNEL(10)
 INSTANTIATE_1_TO_8(DCOL_KERNEL)
 
 typedef void (*FwdKernel)(const float *, int, const int32_t *, int, const float *, float *);
@@ -160,27 +178,39 @@ typedef void (*DcolKernel)(const float *, int, int, int, const float *, int, flo
 #define DW_LIST(N) LIST(dw, N)
 #define DCOL_LIST(N) LIST(dcol, N)
 static const FwdKernel fwd_kernel[MAX_POS + 1] = {NULL, INSTANTIATE_1_TO_8(FWD_LIST) INSTANTIATE_9_TO_16(FWD_LIST)};
-static const DwKernel dw_kernel[MAX_K + 1] = {NULL, INSTANTIATE_1_TO_8(DW_LIST) INSTANTIATE_9_TO_16(DW_LIST)};
+static const DwKernel dw_kernel[MAX_K + 1] = {NULL, INSTANTIATE_1_TO_8(DW_LIST) dw_9, dw_10};
 static const DcolKernel dcol_kernel[MAX_CHUNKS + 1] = {NULL, INSTANTIATE_1_TO_8(DCOL_LIST)};
 
 /* ------------------------------------------------------------------------ */
 /* forward */
 
-void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                              const float *bias, float *y, float *scratch, int B) {
-  Plan pl = plan_of(g, scratch);
+/* One call split over a team: part p takes images [b0, b1) and its own scratch. */
+typedef struct {
+  const PrunusConvGeom *g;
+  const float *x, *Wt, *bias, *dy;
+  float *y, *dx, *scratch;
+  int B;
+  size_t part_floats;
+} ConvCall;
+
+static int part_begin(int B, int part, int n_parts) { return (int)((long)B * part / n_parts); }
+
+static void forward_part(void *arg, int part, int n_parts) {
+  const ConvCall *c = arg;
+  const PrunusConvGeom *g = c->g;
+  Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats, NULL);
   /* wt (blocks, K, LANES): lane l of block bl is output channel bl*LANES + l (0 past cout) */
   for (int bl = 0; bl < pl.blocks; bl++)
     for (int kk = 0; kk < pl.K; kk++)
       for (int l = 0; l < LANES; l++) {
         int co = bl * LANES + l;
-        pl.wt[((size_t)bl * pl.K + kk) * LANES + l] = co < g->cout ? Wt[(size_t)co * pl.K + kk] : 0.0f;
+        pl.wt[((size_t)bl * pl.K + kk) * LANES + l] = co < g->cout ? c->Wt[(size_t)co * pl.K + kk] : 0.0f;
       }
   if (g->p > 0) memset(pl.xp, 0, sizeof(float) * g->C * pl.Hp * pl.Wp);
   float out[MAX_POS * LANES] __attribute__((aligned(64))); /* (positions, LANES) */
-  for (int b = 0; b < B; b++) {
-    const float *img = padded_image(g, &pl, x, b);
-    float *yb = y + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
+  for (int b = part_begin(c->B, part, n_parts); b < part_begin(c->B, part + 1, n_parts); b++) {
+    const float *img = padded_image(g, &pl, c->x, b);
+    float *yb = c->y + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
     for (int bl = 0; bl < pl.blocks; bl++) {
       int c0 = bl * LANES, cn = MIN(LANES, g->cout - c0);
       const float *wt = pl.wt + (size_t)bl * pl.K * LANES;
@@ -189,16 +219,24 @@ void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const flo
         for (int ow0 = 0; ow0 < g->Wo;) {
           int np = MIN(MAX_POS, g->Wo - ow0);
           fwd_kernel[np](row + (size_t)ow0 * g->s, g->s, pl.off, pl.K, wt, out);
-          for (int c = 0; c < cn; c++) {
-            float *yr = yb + (size_t)(c0 + c) * pl.HWo + (size_t)oh * g->Wo + ow0;
-            const float bc = bias[c0 + c];
-            for (int j = 0; j < np; j++) yr[j] = out[j * LANES + c] + bc;
+          for (int co = 0; co < cn; co++) {
+            float *yr = yb + (size_t)(c0 + co) * pl.HWo + (size_t)oh * g->Wo + ow0;
+            const float bc = c->bias[c0 + co];
+            for (int j = 0; j < np; j++) yr[j] = out[j * LANES + co] + bc;
           }
           ow0 += np;
         }
       }
     }
   }
+}
+
+void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                              const float *bias, float *y, float *scratch, int B,
+                              PrunusTeam *team) {
+  ConvCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
+                .part_floats = part_scratch(g)};
+  prunus_team_run(team, forward_part, &c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -231,28 +269,6 @@ static void dcol_row(const PrunusConvGeom *g, const Plan *pl, const float *dyb, 
   }
 }
 
-/* dxr (C, Hp, LANES) += output row oh's dcol put back where im2col took it from, when a
- * padded row fits one vector: each touched input row is summed in a register from the
- * window segments (k floats shifted to lane ow*s), then added to memory once. */
-__attribute__((target("avx512f"))) static void col2im_row_vec(const PrunusConvGeom *g,
-                                                              const Plan *pl, int oh,
-                                                              float *dxr) {
-  const int k = g->k, s = g->s;
-  const __mmask16 seg = (__mmask16)((1u << k) - 1u);
-  for (int c = 0; c < g->C; c++)
-    for (int kh = 0; kh < k; kh++) {
-      const float *src = pl->dcol + (size_t)(c * k + kh) * k;
-      __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-      /* the plain load also reads the segment's neighbours in dcol (or the scratch
-       * after it); the masked add drops them */
-      for (int ow = 0; ow < g->Wo; ow++, src += pl->Kp)
-        acc[ow & 1] = _mm512_mask_add_ps(acc[ow & 1], (__mmask16)(seg << (ow * s)), acc[ow & 1],
-                                         _mm512_loadu_ps(src - ow * s));
-      float *row = dxr + ((size_t)c * pl->Hp + (size_t)oh * s + kh) * LANES;
-      _mm512_store_ps(row, _mm512_add_ps(_mm512_load_ps(row), _mm512_add_ps(acc[0], acc[1])));
-    }
-}
-
 /* dxp (C, Hp, Wp) += output row oh's dcol put back (any width; element by element). */
 static void col2im_row_scalar(const PrunusConvGeom *g, const Plan *pl, int oh, float *dxp) {
   const int k = g->k;
@@ -267,18 +283,67 @@ static void col2im_row_scalar(const PrunusConvGeom *g, const Plan *pl, int oh, f
   }
 }
 
+/* The input gradient without lowering, for stride 1 when a padded row fits a vector:
+ * output row oh of dy, shifted right by kw lanes (dys[co][kw]), times W[co, c, kh, kw]
+ * lands on padded input row oh + kh of channel c. Per (oh, c) the k rows it touches
+ * are summed in registers (KH = k accumulators), then added to dxp once. */
+static gboolean input_grad_is_direct(const PrunusConvGeom *g, const Plan *pl) {
+  return g->s == 1 && pl->Wp <= LANES && g->k <= MAX_DIRECT_K;
+}
+
+/* dys (cout, k, LANES): row oh of each dy channel at lanes kw .. kw+Wo-1, 0 elsewhere. */
+__attribute__((target("avx512f"))) static void shifted_dy_rows(const PrunusConvGeom *g,
+                                                               const Plan *pl,
+                                                               const float *dyb, int oh) {
+  const __mmask16 row = (__mmask16)((1u << g->Wo) - 1u);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int co = 0; co < g->cout; co++) {
+    __m512 v = _mm512_maskz_loadu_ps(row, dyb + (size_t)co * pl->HWo + (size_t)oh * g->Wo);
+    for (int kw = 0; kw < g->k; kw++) /* lane i takes lane i - kw */
+      _mm512_store_ps(pl->dys + ((size_t)co * g->k + kw) * LANES,
+                      _mm512_maskz_permutexvar_ps((__mmask16)(row << kw),
+                                                  _mm512_sub_epi32(lane, _mm512_set1_epi32(kw)), v));
+  }
+}
+
+#define DX_KERNEL(KH)                                                                       \
+  __attribute__((target("avx512f"))) static void dx_##KH(const PrunusConvGeom *g,          \
+                                                         const float *dys, const float *Wt, \
+                                                         int c, float *rows) {              \
+    __m512 acc[KH];                                                                         \
+    for (int kh = 0; kh < KH; kh++) acc[kh] = _mm512_setzero_ps();                          \
+    for (int co = 0; co < g->cout; co++) {                                                  \
+      const float *w = Wt + ((size_t)co * g->C + c) * KH * KH; /* (kh, kw) of (co, c) */   \
+      for (int kw = 0; kw < KH; kw++) {                                                     \
+        __m512 v = _mm512_load_ps(dys + ((size_t)co * KH + kw) * LANES);                     \
+        for (int kh = 0; kh < KH; kh++) acc[kh] = _mm512_fmadd_ps(_mm512_set1_ps(w[kh * KH + kw]), v, acc[kh]); \
+      }                                                                                     \
+    }                                                                                       \
+    for (int kh = 0; kh < KH; kh++)                                                         \
+      _mm512_store_ps(rows + kh * LANES, _mm512_add_ps(_mm512_load_ps(rows + kh * LANES), acc[kh])); \
+  }
+DX_KERNEL(1) DX_KERNEL(2) DX_KERNEL(3) DX_KERNEL(4) DX_KERNEL(5) DX_KERNEL(6) DX_KERNEL(7)
+DX_KERNEL(8)
+typedef void (*DxKernel)(const PrunusConvGeom *, const float *, const float *, int, float *);
+static const DxKernel dx_kernel[MAX_DIRECT_K + 1] = {NULL, dx_1, dx_2, dx_3, dx_4,
+                                                     dx_5, dx_6, dx_7, dx_8};
+
 /* dxb (C, H, W) = the input gradient of one image from its dy (cout, HWo), an output
- * row at a time so that row's dcol stays in L1. */
-static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *dyb, float *dxb) {
-  gboolean vec = pl->Wp <= LANES;
-  int row_stride = vec ? LANES : pl->Wp; /* of the padded gradient dxp */
+ * row at a time: directly (above) or through that row's dcol, kept in L1. */
+static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *Wt,
+                       const float *dyb, float *dxb) {
+  gboolean direct = input_grad_is_direct(g, pl);
+  int row_stride = direct ? LANES : pl->Wp; /* of the padded gradient dxp */
   memset(pl->dxp, 0, sizeof(float) * g->C * pl->Hp * row_stride);
   for (int oh = 0; oh < g->Ho; oh++) {
-    dcol_row(g, pl, dyb, oh);
-    if (vec)
-      col2im_row_vec(g, pl, oh, pl->dxp);
-    else
+    if (direct) {
+      shifted_dy_rows(g, pl, dyb, oh);
+      for (int c = 0; c < g->C; c++)
+        dx_kernel[g->k](g, pl->dys, Wt, c, pl->dxp + ((size_t)c * pl->Hp + oh) * LANES);
+    } else {
+      dcol_row(g, pl, dyb, oh);
       col2im_row_scalar(g, pl, oh, pl->dxp);
+    }
   }
   for (int c = 0; c < g->C; c++)
     for (int h = 0; h < g->H; h++)
@@ -286,35 +351,53 @@ static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *dyb
              pl->dxp + ((size_t)c * pl->Hp + h + g->p) * row_stride + g->p, sizeof(float) * g->W);
 }
 
-void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                               const float *dy, float *dW, float *db, float *dx,
-                               float *scratch, int B) {
-  Plan pl = plan_of(g, scratch);
-  memset(pl.wt, 0, sizeof(float) * pl.blocks * pl.K * LANES); /* dW transposed, summed */
+/* Part p's share of the backward: dW transposed and db summed over its images into
+ * its own scratch (wt, db), and dx of those images. */
+static void backward_part(void *arg, int part, int n_parts) {
+  const ConvCall *c = arg;
+  const PrunusConvGeom *g = c->g;
+  Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats, NULL);
+  memset(pl.wt, 0, sizeof(float) * pl.blocks * pl.K * LANES);
   memset(pl.dyt, 0, sizeof(float) * pl.HWo * LANES);
-  memset(db, 0, sizeof(float) * g->cout);
+  memset(pl.db, 0, sizeof(float) * g->cout);
   if (g->p > 0) memset(pl.xp, 0, sizeof(float) * g->C * pl.Hp * pl.Wp);
-  if (dx) { /* wc (cout, Kp): W's rows padded with zeros */
+  if (c->dx) { /* wc (cout, Kp): W's rows padded with zeros */
     memset(pl.wc, 0, sizeof(float) * g->cout * pl.Kp);
     for (int co = 0; co < g->cout; co++)
-      memcpy(pl.wc + (size_t)co * pl.Kp, Wt + (size_t)co * pl.K, sizeof(float) * pl.K);
+      memcpy(pl.wc + (size_t)co * pl.Kp, c->Wt + (size_t)co * pl.K, sizeof(float) * pl.K);
   }
-  for (int b = 0; b < B; b++) {
-    const float *img = padded_image(g, &pl, x, b);
-    const float *dyb = dy + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
+  for (int b = part_begin(c->B, part, n_parts); b < part_begin(c->B, part + 1, n_parts); b++) {
+    const float *img = padded_image(g, &pl, c->x, b);
+    const float *dyb = c->dy + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
     for (int bl = 0; bl < pl.blocks; bl++) {
       int c0 = bl * LANES, cn = MIN(LANES, g->cout - c0);
-      transpose_block(dyb + (size_t)c0 * pl.HWo, cn, pl.HWo, pl.dyt, db + c0);
+      transpose_block(dyb + (size_t)c0 * pl.HWo, cn, pl.HWo, pl.dyt, pl.db + c0);
       float *acc = pl.wt + (size_t)bl * pl.K * LANES;
       for (int k0 = 0; k0 < pl.K; k0 += MAX_K) {
         int kb = MIN(MAX_K, pl.K - k0);
         dw_kernel[kb](g, pl.Wp, img, pl.off + k0, pl.dyt, acc + (size_t)k0 * LANES);
       }
     }
-    if (dx) input_grad(g, &pl, dyb, dx + (size_t)b * g->C * g->H * g->W);
+    if (c->dx) input_grad(g, &pl, c->Wt, dyb, c->dx + (size_t)b * g->C * g->H * g->W);
   }
-  for (int co = 0; co < g->cout; co++) {
-    const float *src = pl.wt + (size_t)(co / LANES) * pl.K * LANES + co % LANES;
-    for (int kk = 0; kk < pl.K; kk++) dW[(size_t)co * pl.K + kk] = src[(size_t)kk * LANES];
+}
+
+void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                               const float *dy, float *dW, float *db, float *dx,
+                               float *scratch, int B, PrunusTeam *team) {
+  ConvCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
+                .part_floats = part_scratch(g)};
+  prunus_team_run(team, backward_part, &c);
+  /* the parts' sums, added in part order (the same result however they were run) */
+  int K = g->C * g->k * g->k;
+  memset(dW, 0, sizeof(float) * g->cout * K);
+  memset(db, 0, sizeof(float) * g->cout);
+  for (int p = 0; p < prunus_team_threads(team); p++) {
+    Plan pl = plan_of(g, scratch + (size_t)p * c.part_floats, NULL);
+    for (int co = 0; co < g->cout; co++) {
+      const float *src = pl.wt + (size_t)(co / LANES) * K * LANES + co % LANES; /* dW^T */
+      for (int kk = 0; kk < K; kk++) dW[(size_t)co * K + kk] += src[(size_t)kk * LANES];
+      db[co] += pl.db[co];
+    }
   }
 }

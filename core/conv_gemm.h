@@ -3,6 +3,8 @@
 #ifndef PRUNUS_CONV_GEMM_H
 #define PRUNUS_CONV_GEMM_H
 
+#include "team.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -15,16 +17,20 @@ typedef struct {
 /* TRUE when these kernels run here (the CPU has AVX-512F and the products are not
  * forced onto the reference loops); otherwise callers lower with im2col + sgemm. */
 bool prunus_conv_gemm_available(void);
-/* Floats of scratch the three functions below need for one call, any batch size. */
-size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g);
+/* Floats of scratch the functions below need for one call, any batch size, when
+ * run by a team of up to `parts` threads. */
+size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g, int parts);
 
-/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, k, k)) + bias (cout). */
+/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, k, k)) + bias (cout). The
+ * images are split over team (NULL: this thread only). */
 void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                              const float *bias, float *y, float *scratch, int B);
+                              const float *bias, float *y, float *scratch, int B,
+                              PrunusTeam *team);
 /* dW (cout, C, k, k) and db (cout), overwritten, from x and dy (B, cout, Ho, Wo); and,
- * when dx != NULL, dx (B, C, H, W) = the gradient with respect to x (overwritten). */
+ * when dx != NULL, dx (B, C, H, W) = the gradient with respect to x (overwritten).
+ * Each part of the team sums its own images; the parts are added in a fixed order. */
 void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                const float *dy, float *dW, float *db, float *dx,
-                               float *scratch, int B);
+                               float *scratch, int B, PrunusTeam *team);
 
 #endif

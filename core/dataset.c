@@ -528,3 +528,11 @@ void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, c
     y[b] = d->labels[i];
   }
 }
+
+void prunus_dataset_prefetch(const PrunusDataset *d, const int *idx, int B) {
+  const size_t row = (size_t)d->c * d->h * d->w;
+  for (int b = 0; b < B; b++) {
+    const uint8_t *src = d->images + (size_t)idx[b] * row;
+    for (size_t off = 0; off < row; off += 64) __builtin_prefetch(src + off, 0, 1);
+  }
+}

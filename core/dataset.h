@@ -47,6 +47,8 @@ PrunusNorm prunus_norm_fit(const PrunusDataset *d, PrunusNormKind kind);
 /* Convert B samples idx[0..B) of d into x (B, c*h*w) floats and y (B) labels. */
 void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm,
                                const int *idx, int B, float *x, uint8_t *y);
+/* Ask the CPU to start loading the images idx[0..B) (the next batch) into cache. */
+void prunus_dataset_prefetch(const PrunusDataset *d, const int *idx, int B);
 
 G_END_DECLS
 

@@ -316,6 +316,10 @@ void prunus_model_apply_mask(PrunusModel *m) {
   for (size_t i = 0; i < m->n_params; i++) p[i] *= mk[i];
 }
 
+void prunus_model_set_team(PrunusModel *m, PrunusTeam *team) {
+  for (int i = 0; i < m->n_layers; i++) m->layers[i].team = team;
+}
+
 size_t prunus_model_input_size(const PrunusModel *m) { return prunus_shape_size(m->arch.input); }
 
 int prunus_model_n_classes(const PrunusModel *m) { return m->arch.n_classes; }

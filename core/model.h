@@ -3,6 +3,8 @@
 #ifndef PRUNUS_MODEL_H
 #define PRUNUS_MODEL_H
 
+#include "team.h"
+
 #include <prunus/prunus.h>
 
 G_BEGIN_DECLS
@@ -58,6 +60,8 @@ typedef struct {
   size_t w_off, w_len;      /* weight: dense (out, in); conv (cout, cin, k, k) */
   size_t b_off, b_len;      /* bias: (out) or (cout); 0 length when none */
   int fan_in, fan_out;      /* per output unit: in or cin*k*k; units or cout*k*k */
+  PrunusTeam *team;         /* borrowed: threads the layer's own kernels (not BLAS) split
+                             * a batch over; NULL = the calling thread only */
 } PrunusLayer;
 
 typedef struct {
@@ -125,6 +129,8 @@ void prunus_model_backward_each(PrunusModel *m, const float *dlogits, int B,
 void prunus_model_zero_grads(PrunusModel *m);
 /* params *= mask: pruned weights become exactly zero. */
 void prunus_model_apply_mask(PrunusModel *m);
+/* Let every layer split its own kernels over team (borrowed; NULL: one thread). */
+void prunus_model_set_team(PrunusModel *m, PrunusTeam *team);
 
 size_t prunus_model_input_size(const PrunusModel *m);
 int prunus_model_n_classes(const PrunusModel *m);

@@ -1,6 +1,7 @@
 /* train.c: the mini-batch training loop (seeded shuffling, per-step LR from the
  * schedule, per-epoch validation and callbacks) and batched evaluation. */
 #include "train.h"
+#include "gemm.h"
 #include "rng.h"
 
 #include <math.h>
@@ -98,6 +99,11 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   prunus_rng_seed(&rng, prunus_seed_derive(seed, "shuffle"));
   prunus_model_reserve_batch(m, B);
   LayerUpdate update = {.tc = tc, .layer_masked = layers_masked(m)};
+  /* with --threads N > 1 the layers' own kernels (convolutions) split each batch over
+   * N threads too; OpenBLAS keeps its own pool for the products */
+  int threads = MIN(prunus_get_threads(), PRUNUS_TEAM_MAX_THREADS);
+  PrunusTeam *team = threads > 1 ? prunus_team_new(threads) : NULL;
+  prunus_model_set_team(m, team);
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -110,6 +116,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       float *x = m->acts[0]; /* (B, in): the batch is written where forward reads it */
       prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
       prunus_model_forward(m, x, nb);
+      if (s + 1 < steps) /* the next batch's images load while this one trains */
+        prunus_dataset_prefetch(train, order + start + nb, MIN(B, train->n - start - nb));
       double loss = prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       loss_sum += loss * nb;
       double pos = hooks->epoch_offset + (epoch - 1) + (double)s / steps;
@@ -149,6 +157,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     }
     if (hooks->on_epoch && !hooks->on_epoch(&r, hooks->user, error)) ok = FALSE;
   }
+  prunus_model_set_team(m, NULL);
+  prunus_team_free(team);
   g_free(update.layer_masked);
   g_free(order);
   g_free(dlogits);

@@ -129,6 +129,17 @@ static void test_grad_conv(void) {
   prunus_gemm_force_reference(true);
   check_gradients(&c, 2, "conv k3 s1 p1 wide (im2col, reference gemm)");
   prunus_gemm_force_reference(false);
+  /* one input channel, stride 1: the direct kernels. 7 channels (register blocks of 6
+   * and 3 with some left over), Wo = 37 (a two-vector strip, then a short one); k3:
+   * 9 taps (blocks of 5 with one left over), Wo = 9 (one vector); then the plain loops */
+  PrunusArch d = ARCH(1, 7, 37, {.type = PRUNUS_LAYER_CONV2D, .channels = 7, .kernel = 5, .stride = 1, .padding = 2});
+  PrunusArch e = ARCH(1, 9, 11, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1});
+  check_gradients(&d, 3, "conv 1ch k5 s1 p2 (direct)");
+  check_gradients(&e, 2, "conv 1ch k3 s1 p0 (direct)");
+  prunus_gemm_force_reference(true);
+  check_gradients(&d, 3, "conv 1ch k5 s1 p2 (direct, plain loops)");
+  check_gradients(&e, 2, "conv 1ch k3 s1 p0 (direct, plain loops)");
+  prunus_gemm_force_reference(false);
 }
 
 static void test_grad_pool_relu_flatten(void) {
@@ -155,6 +166,127 @@ static void test_grad_lenet_like(void) {
   prunus_gemm_force_reference(true);
   check_gradients(&a, 2, "lenet-like (reference gemm)");
   prunus_gemm_force_reference(false);
+}
+
+/* One forward and backward of a one-layer model on given x and dy, the parameters
+ * seeded; returns y, the scratch (a max-pool's argmax), dx and the gradients, each a
+ * fresh copy (transfer full, free with layer_pass_free). */
+typedef struct {
+  float *y, *scratch, *dx, *grads;
+  size_t n_y, n_x, n_params;
+} LayerPass;
+
+static LayerPass layer_pass_on(PrunusArch *arch, int B, const float *x, const float *dy,
+                               PrunusTeam *team) {
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(arch, B, 11, &error);
+  g_assert_no_error(error);
+  prunus_model_set_team(m, team);
+  const PrunusLayer *l = &m->layers[0];
+  LayerPass p = {.n_y = (size_t)B * prunus_shape_size(l->out),
+                 .n_x = (size_t)B * prunus_shape_size(l->in), .n_params = m->n_params};
+  prunus_model_forward(m, x, B);
+  p.dx = g_new(float, p.n_x);
+  prunus_model_zero_grads(m);
+  l->ops->backward(l, m->params, m->grads, m->acts[0], m->acts[1], dy, p.dx, m->scratch[0], B);
+  p.y = g_memdup2(m->acts[1], sizeof(float) * p.n_y);
+  p.scratch = g_memdup2(m->scratch[0], sizeof(float) * MIN(p.n_y, m->scratch_len[0]));
+  p.grads = g_memdup2(m->grads, sizeof(float) * MAX(p.n_params, 1));
+  prunus_model_free(m);
+  return p;
+}
+
+static LayerPass layer_pass(PrunusArch *arch, int B, const float *x, const float *dy) {
+  return layer_pass_on(arch, B, x, dy, NULL);
+}
+
+static void layer_pass_free(LayerPass *p) {
+  g_free(p->y), g_free(p->scratch), g_free(p->dx), g_free(p->grads);
+}
+
+/* Values that stress max: many ties (a few small integers), signed zeros,
+ * infinities and NaN. */
+static void fill_awkward(float *v, size_t n, PrunusRng *r) {
+  static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN};
+  for (size_t i = 0; i < n; i++) {
+    uint64_t u = prunus_rng_next(r);
+    v[i] = u % 7 == 0 ? special[(u >> 8) % G_N_ELEMENTS(special)] : (float)((int)((u >> 16) % 5) - 2);
+  }
+}
+
+/* The AVX-512 pooling kernels against the plain loops (forced through the
+ * reference switch): bit for bit, argmax included, on odd sizes and awkward values. */
+static void check_pool_simd_exact(PrunusArch *a, int B, const char *label) {
+  PrunusRng r;
+  prunus_rng_seed(&r, 21);
+  size_t nin = (size_t)B * prunus_shape_size(a->input);
+  float *x = g_new(float, nin), *dy = g_new(float, nin);
+  fill_awkward(x, nin, &r);
+  fill_awkward(dy, nin, &r); /* at least as long as any output */
+  LayerPass fast = layer_pass(a, B, x, dy);
+  prunus_gemm_force_reference(true);
+  LayerPass plain = layer_pass(a, B, x, dy);
+  prunus_gemm_force_reference(false);
+  g_test_message("%s: %zu outputs, %zu inputs", label, fast.n_y, fast.n_x);
+  g_assert_cmpmem(fast.y, sizeof(float) * fast.n_y, plain.y, sizeof(float) * plain.n_y);
+  g_assert_cmpmem(fast.scratch, sizeof(float) * fast.n_y, plain.scratch, sizeof(float) * plain.n_y);
+  g_assert_cmpmem(fast.dx, sizeof(float) * fast.n_x, plain.dx, sizeof(float) * plain.n_x);
+  layer_pass_free(&fast), layer_pass_free(&plain);
+  g_free(x), g_free(dy);
+}
+
+static void test_simd_pool_exact(void) {
+  /* odd H and W (a row and a column no window reads), Wo = 18 (two vectors) */
+  PrunusArch a = ARCH(3, 7, 37, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2});
+  check_pool_simd_exact(&a, 2, "maxpool k2 7x37");
+  PrunusArch b = ARCH(16, 10, 10, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2});
+  check_pool_simd_exact(&b, 3, "maxpool k2 10x10");
+  PrunusArch c = ARCH(2, 9, 17, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2});
+  check_pool_simd_exact(&c, 2, "maxpool k2 9x17 (Wo 8)");
+}
+
+/* The AVX-512 single-channel conv against the plain loops on LeNet-5's first layer:
+ * the same up to float rounding (FMA and another summation order). */
+static void test_simd_conv_direct_close(void) {
+  PrunusArch a = ARCH(1, 28, 28, {.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2});
+  enum { B = 3 };
+  PrunusRng r;
+  prunus_rng_seed(&r, 8);
+  float *x = g_new(float, B * 28 * 28), *dy = g_new(float, B * 6 * 28 * 28);
+  for (int i = 0; i < B * 28 * 28; i++) x[i] = (float)prunus_rng_normal(&r);
+  for (int i = 0; i < B * 6 * 28 * 28; i++) dy[i] = (float)prunus_rng_normal(&r);
+  LayerPass fast = layer_pass(&a, B, x, dy);
+  prunus_gemm_force_reference(true);
+  LayerPass plain = layer_pass(&a, B, x, dy);
+  prunus_gemm_force_reference(false);
+  g_assert_cmpfloat(testutil_max_rel_diff(fast.y, plain.y, fast.n_y, "conv1 y"), <, 1e-5);
+  g_assert_cmpfloat(testutil_max_rel_diff(fast.grads, plain.grads, fast.n_params, "conv1 dW db"), <, 1e-4);
+  g_assert_cmpfloat(testutil_max_rel_diff(fast.dx, plain.dx, fast.n_x, "conv1 dx"), <, 1e-5);
+  layer_pass_free(&fast), layer_pass_free(&plain);
+  g_free(x), g_free(dy);
+}
+
+/* A multi-channel conv split over a team of 2 threads against one thread: each image
+ * is computed the same way (y and dx equal bit for bit); dW and db are summed per
+ * part and then added, so they may differ by rounding only. */
+static void test_conv_team(void) {
+  PrunusArch a = ARCH(6, 14, 14, {.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 5, .stride = 1});
+  enum { B = 5 };
+  PrunusRng r;
+  prunus_rng_seed(&r, 13);
+  float *x = g_new(float, B * 6 * 14 * 14), *dy = g_new(float, B * 16 * 10 * 10);
+  for (int i = 0; i < B * 6 * 14 * 14; i++) x[i] = (float)prunus_rng_normal(&r);
+  for (int i = 0; i < B * 16 * 10 * 10; i++) dy[i] = (float)prunus_rng_normal(&r);
+  PrunusTeam *team = prunus_team_new(2);
+  g_assert_nonnull(team);
+  LayerPass split = layer_pass_on(&a, B, x, dy, team);
+  LayerPass one = layer_pass(&a, B, x, dy);
+  prunus_team_free(team);
+  g_assert_cmpmem(split.y, sizeof(float) * split.n_y, one.y, sizeof(float) * one.n_y);
+  g_assert_cmpmem(split.dx, sizeof(float) * split.n_x, one.dx, sizeof(float) * one.n_x);
+  g_assert_cmpfloat(testutil_max_rel_diff(split.grads, one.grads, one.n_params, "conv team dW db"), <, 1e-4);
+  layer_pass_free(&split), layer_pass_free(&one);
+  g_free(x), g_free(dy);
 }
 
 static void test_loss_gradient_and_value(void) {
@@ -285,6 +417,9 @@ int main(int argc, char **argv) {
   g_test_add_func("/layers/grad/conv2d", test_grad_conv);
   g_test_add_func("/layers/grad/pool-relu-flatten", test_grad_pool_relu_flatten);
   g_test_add_func("/layers/grad/lenet-like", test_grad_lenet_like);
+  g_test_add_func("/layers/simd/pool-exact", test_simd_pool_exact);
+  g_test_add_func("/layers/simd/conv-direct-close", test_simd_conv_direct_close);
+  g_test_add_func("/layers/conv-team", test_conv_team);
   g_test_add_func("/layers/loss", test_loss_gradient_and_value);
   g_test_add_func("/layers/forward-by-hand", test_forward_by_hand);
   g_test_add_func("/layers/init-and-masks", test_init_seeded_and_masks);

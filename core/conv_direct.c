@@ -1,0 +1,377 @@
+/* conv_direct.c: single-input-channel stride-1 convolution, one image at a time, over k
+ * column-shifted copies of its zero-padded plane: AVX-512 forward and weight gradient
+ * picked at run time, plain C fallback (also while the GEMM reference is forced). */
+#include "conv_direct.h"
+#include "gemm.h"
+
+#include <glib.h>
+#include <immintrin.h>
+#include <string.h>
+
+#define LANES 16   /* floats per AVX-512 vector */
+#define FWD_CO 6   /* forward: output channels per register block */
+#define FWD_VECS 2 /* forward: vectors of output positions per register block */
+#define WG_CO 3    /* weight gradient: output channels per register block */
+#define WG_TAPS 5  /* weight gradient: kernel taps (kh, kw) per register block */
+
+static bool avx512_in_use(void) {
+  static int cpu = -1;
+  if (cpu < 0) {
+    __builtin_cpu_init();
+    cpu = __builtin_cpu_supports("avx512f");
+  }
+  return cpu && !prunus_gemm_reference_forced();
+}
+
+bool prunus_conv_direct_covers(const PrunusConvGeom *g) { return g->C == 1 && g->s == 1; }
+
+/* ------------------------------------------------------------------------ */
+/* geometry and scratch */
+
+static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+/* Sizes derived from the geometry, and where each buffer sits in the scratch.
+ *
+ * xs holds, for each kw, the padded plane shifted left by kw columns and cut to Wo
+ * columns: xs[kw][r][c] = xpad[r][c + kw]. Output position o = oh*Wo + ow then reads
+ * tap (kh, kw) at xs[kw] + kh*Wo + o: every tap is one flat run of Ho*Wo floats, like
+ * y and dy, so the kernels work on whole vectors with no row ends (only a tail). */
+typedef struct {
+  int Hp, Wp;       /* the zero-padded plane */
+  int HWo;          /* output positions per channel */
+  int kk;           /* taps per kernel, k*k */
+  int co_pad;       /* cout rounded up to WG_CO */
+  int taps_pad;     /* kk rounded up to WG_TAPS */
+  size_t shift;     /* floats between two shifted planes, Hp*Wo */
+  float *xs;        /* (k, Hp, Wo) one image's shifted planes; the input gradient's
+                     * padded plane (Hp, Wp) when that is computed */
+  float *dw_acc;    /* (co_pad, taps_pad, LANES) weight-gradient partial sums */
+  float *db_acc;    /* (co_pad, LANES) bias-gradient partial sums */
+} Plan;
+
+static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
+  g_assert(prunus_conv_direct_covers(g));
+  Plan pl = {0};
+  pl.Hp = g->H + 2 * g->p, pl.Wp = g->W + 2 * g->p;
+  pl.HWo = g->Ho * g->Wo;
+  pl.kk = g->k * g->k;
+  pl.co_pad = (int)round_up((size_t)g->cout, WG_CO);
+  pl.taps_pad = (int)round_up((size_t)pl.kk, WG_TAPS);
+  pl.shift = (size_t)pl.Hp * g->Wo;
+  if (!scratch) return pl;
+  pl.xs = scratch;
+  pl.dw_acc = pl.xs + round_up(MAX((size_t)g->k * pl.shift, (size_t)pl.Hp * pl.Wp), LANES);
+  pl.db_acc = pl.dw_acc + (size_t)pl.co_pad * pl.taps_pad * LANES;
+  return pl;
+}
+
+size_t prunus_conv_direct_scratch(const PrunusConvGeom *g) {
+  Plan pl = plan_of(g, NULL);
+  return round_up(MAX((size_t)g->k * pl.shift, (size_t)pl.Hp * pl.Wp), LANES) +
+         ((size_t)pl.co_pad * pl.taps_pad + pl.co_pad) * LANES;
+}
+
+/* Where tap t = kh*k + kw starts in xs. */
+static size_t tap_offset(const PrunusConvGeom *g, const Plan *pl, int t) {
+  return (size_t)(t % g->k) * pl->shift + (size_t)(t / g->k) * g->Wo;
+}
+
+/* Copies n floats from each of rows rows of src (row stride ls) to dst (stride ld). */
+typedef void (*CopyRows)(float *dst, size_t ld, const float *src, size_t ls, int rows, int n);
+
+static void copy_rows_plain(float *dst, size_t ld, const float *src, size_t ls, int rows, int n) {
+  for (int r = 0; r < rows; r++) memcpy(dst + r * ld, src + r * ls, sizeof(float) * n);
+}
+
+/* Copies image b of x (B, 1, H, W) into the shifted planes. The padding is the same
+ * zeros for every image: the caller zeroes xs once per call, only data is written. */
+static void shift_image(const PrunusConvGeom *g, const Plan *pl, const float *x, int b,
+                        CopyRows copy) {
+  const float *xb = x + (size_t)b * g->H * g->W; /* (H, W) */
+  for (int kw = 0; kw < g->k; kw++) {
+    int c0 = MAX(0, g->p - kw), c1 = MIN(g->Wo, g->W + g->p - kw); /* columns with data */
+    if (c1 > c0)
+      copy(pl->xs + kw * pl->shift + (size_t)g->p * g->Wo + c0, (size_t)g->Wo,
+           xb + (c0 + kw - g->p), (size_t)g->W, g->H, c1 - c0);
+  }
+}
+
+/* Where the LANES partial sums of channel co, tap t sit in dw_acc: each register block
+ * of the AVX-512 kernel, (WG_CO, WG_TAPS, LANES), is one contiguous slab. */
+static size_t acc_at(const Plan *pl, int co, int t) {
+  int co0 = co / WG_CO * WG_CO, t0 = t / WG_TAPS * WG_TAPS;
+  return ((size_t)co0 * pl->taps_pad + (size_t)t0 * WG_CO + (size_t)(co - co0) * WG_TAPS +
+          (size_t)(t - t0)) * LANES;
+}
+
+static float lanes_total(const float *a) {
+  float s = 0.0f;
+  for (int l = 0; l < LANES; l++) s += a[l];
+  return s;
+}
+
+/* dW (cout, k*k), db (cout) = the totals of their partial sums. */
+static void wgrad_reduce(const PrunusConvGeom *g, const Plan *pl, float *dW, float *db) {
+  for (int co = 0; co < g->cout; co++) {
+    for (int t = 0; t < pl->kk; t++) dW[(size_t)co * pl->kk + t] = lanes_total(pl->dw_acc + acc_at(pl, co, t));
+    db[co] = lanes_total(pl->db_acc + (size_t)co * LANES);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512 */
+
+/* The first n lanes (n may be <= 0 or above LANES). */
+__attribute__((target("avx512f"))) static inline __mmask16 lanes_mask(int n) {
+  return n <= 0 ? 0 : n >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+}
+
+/* copy_rows_plain for the short rows of shift_image: a libc call per row of a few
+ * dozen floats costs several times the copy. */
+__attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, size_t ld,
+                                                                const float *src, size_t ls,
+                                                                int rows, int n) {
+  for (int r = 0; r < rows; r++)
+    for (int c = 0; c < n; c += LANES) {
+      __mmask16 m = lanes_mask(n - c);
+      _mm512_mask_storeu_ps(dst + r * ld + c, m, _mm512_maskz_loadu_ps(m, src + r * ls + c));
+    }
+}
+
+/* y[c][o0 + v*LANES + lane] for the FWD_CO channels of a block and FWD_VECS vectors of
+ * positions, the lanes in m[v]; w[c] (k*k) is the block's channel c, of which the
+ * first nco are stored. Inlined, so the accumulators live in registers. */
+__attribute__((target("avx512f"))) static void fwd_block(
+    const PrunusConvGeom *g, const Plan *pl, const float *const *w, const float *bias, int nco,
+    float *yb, int o0, const __mmask16 *m) {
+  __m512 acc[FWD_CO][FWD_VECS];
+  #pragma GCC unroll 8
+  for (int c = 0; c < FWD_CO; c++)
+    #pragma GCC unroll 8
+    for (int v = 0; v < FWD_VECS; v++) acc[c][v] = _mm512_set1_ps(bias[c]);
+  const int k = g->k, Wo = g->Wo;
+  const size_t shift = pl->shift;
+  for (int kw = 0; kw < k; kw++) {
+    for (int kh = 0; kh < k; kh++) {
+      const float *xt = pl->xs + kw * shift + (size_t)kh * Wo + o0; /* tap (kh, kw) */
+      __m512 xv[FWD_VECS];
+      #pragma GCC unroll 8
+      for (int v = 0; v < FWD_VECS; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xt + v * LANES);
+      #pragma GCC unroll 8
+      for (int c = 0; c < FWD_CO; c++) {
+        __m512 wv = _mm512_set1_ps(w[c][kh * k + kw]);
+        #pragma GCC unroll 8
+        for (int v = 0; v < FWD_VECS; v++) acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int c = 0; c < FWD_CO; c++) /* constant bounds keep acc in registers */
+    #pragma GCC unroll 8
+    for (int v = 0; v < FWD_VECS; v++)
+      if (c < nco) _mm512_mask_storeu_ps(yb + (size_t)c * pl->HWo + o0 + v * LANES, m[v], acc[c][v]);
+}
+
+/* y (cout, Ho*Wo) of one image from its shifted planes. */
+__attribute__((target("avx512f"))) static void forward_avx512(const PrunusConvGeom *g,
+                                                              const Plan *pl, const float *Wt,
+                                                              const float *bias, float *y) {
+  static const __mmask16 full[FWD_VECS] = {0xFFFF, 0xFFFF};
+  const int step = FWD_VECS * LANES;
+  for (int co0 = 0; co0 < g->cout; co0 += FWD_CO) {
+    int nco = MIN(FWD_CO, g->cout - co0);
+    const float *w[FWD_CO];
+    float bv[FWD_CO];
+    for (int c = 0; c < FWD_CO; c++) { /* channels past cout repeat the last one, unstored */
+      int co = co0 + MIN(c, nco - 1);
+      w[c] = Wt + (size_t)co * pl->kk;
+      bv[c] = bias[co];
+    }
+    float *yb = y + (size_t)co0 * pl->HWo;
+    int o0 = 0;
+    for (; o0 + step <= pl->HWo; o0 += step) fwd_block(g, pl, w, bv, nco, yb, o0, full);
+    if (o0 < pl->HWo) {
+      __mmask16 m[FWD_VECS];
+      for (int v = 0; v < FWD_VECS; v++) m[v] = lanes_mask(pl->HWo - o0 - v * LANES);
+      fwd_block(g, pl, w, bv, nco, yb, o0, m);
+    }
+  }
+}
+
+/* acc[c][j] += d[c][i : i+LANES] * x[off[j] + i : ...], the lanes in m. */
+__attribute__((target("avx512f"), always_inline)) static inline void wgrad_step(
+    const float *x, const float *const *d, const size_t *off, int i, __mmask16 m,
+    __m512 acc[WG_CO][WG_TAPS]) {
+  __m512 dv[WG_CO];
+  #pragma GCC unroll 8
+  for (int c = 0; c < WG_CO; c++) dv[c] = _mm512_maskz_loadu_ps(m, d[c] + i);
+  #pragma GCC unroll 8
+  for (int j = 0; j < WG_TAPS; j++) {
+    __m512 xv = _mm512_maskz_loadu_ps(m, x + off[j] + i);
+    #pragma GCC unroll 8
+    for (int c = 0; c < WG_CO; c++) acc[c][j] = _mm512_fmadd_ps(dv[c], xv, acc[c][j]);
+  }
+}
+
+/* accm (WG_CO, WG_TAPS, LANES) += over the n positions of one image, dy of channel c
+ * (d[c]) times the shifted planes at tap j (x + off[j]). */
+__attribute__((target("avx512f"))) static void wgrad_block(int n, const float *x,
+                                                           const float *const *d,
+                                                           const size_t *off, float *accm) {
+  __m512 acc[WG_CO][WG_TAPS];
+  #pragma GCC unroll 8
+  for (int c = 0; c < WG_CO; c++)
+    #pragma GCC unroll 8
+    for (int j = 0; j < WG_TAPS; j++) acc[c][j] = _mm512_loadu_ps(accm + (c * WG_TAPS + j) * LANES);
+  int i = 0;
+  for (; i + LANES <= n; i += LANES) wgrad_step(x, d, off, i, 0xFFFF, acc);
+  if (i < n) wgrad_step(x, d, off, i, lanes_mask(n - i), acc);
+  #pragma GCC unroll 8
+  for (int c = 0; c < WG_CO; c++)
+    #pragma GCC unroll 8
+    for (int j = 0; j < WG_TAPS; j++) _mm512_storeu_ps(accm + (c * WG_TAPS + j) * LANES, acc[c][j]);
+}
+
+/* db_acc (cout, LANES) += dy of one image (cout, Ho*Wo), lane-wise; four sums in
+ * flight, as one add waits for the last. */
+__attribute__((target("avx512f"))) static void bias_grad_avx512(const Plan *pl, int cout,
+                                                                const float *dyb) {
+  int n = pl->HWo;
+  for (int co = 0; co < cout; co++) {
+    const float *d = dyb + (size_t)co * n;
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+    int i = 0;
+    for (; i + 4 * LANES <= n; i += 4 * LANES)
+      for (int u = 0; u < 4; u++) s[u] = _mm512_add_ps(s[u], _mm512_loadu_ps(d + i + u * LANES));
+    for (; i < n; i += LANES) s[0] = _mm512_add_ps(s[0], _mm512_maskz_loadu_ps(lanes_mask(n - i), d + i));
+    __m512 total = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
+    float *a = pl->db_acc + (size_t)co * LANES;
+    _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), total));
+  }
+}
+
+/* The partial sums of one image: dy (cout, Ho*Wo) against its shifted planes. */
+static void wgrad_image(const PrunusConvGeom *g, const Plan *pl, const float *dyb) {
+  for (int co0 = 0; co0 < g->cout; co0 += WG_CO) {
+    const float *d[WG_CO];
+    for (int c = 0; c < WG_CO; c++) /* channels past cout repeat the last one, unread */
+      d[c] = dyb + (size_t)MIN(co0 + c, g->cout - 1) * pl->HWo;
+    for (int t0 = 0; t0 < pl->kk; t0 += WG_TAPS) {
+      size_t off[WG_TAPS];
+      for (int j = 0; j < WG_TAPS; j++) /* taps past k*k read tap 0, unread */
+        off[j] = tap_offset(g, pl, t0 + j < pl->kk ? t0 + j : 0);
+      wgrad_block(pl->HWo, pl->xs, d, off, pl->dw_acc + acc_at(pl, co0, t0));
+    }
+  }
+  bias_grad_avx512(pl, g->cout, dyb);
+}
+
+/* ------------------------------------------------------------------------ */
+/* plain C */
+
+/* y (cout, Ho*Wo) of one image: each channel accumulates k*k shifted runs. */
+static void forward_plain(const PrunusConvGeom *g, const Plan *pl, const float *Wt,
+                          const float *bias, float *y) {
+  for (int co = 0; co < g->cout; co++) {
+    const float *w = Wt + (size_t)co * pl->kk;
+    float *restrict yc = y + (size_t)co * pl->HWo;
+    for (int o = 0; o < pl->HWo; o++) yc[o] = bias[co];
+    for (int t = 0; t < pl->kk; t++) {
+      const float wv = w[t];
+      const float *restrict xt = pl->xs + tap_offset(g, pl, t);
+      for (int o = 0; o < pl->HWo; o++) yc[o] += wv * xt[o];
+    }
+  }
+}
+
+/* acc (LANES) += a[i] * b[i] for i < n, lane i % LANES (the lane loop vectorises; a
+ * plain dot product would not, being a float sum whose order C fixes). */
+static void lanes_fma(float *restrict acc, const float *restrict a, const float *restrict b,
+                      size_t n) {
+  size_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int l = 0; l < LANES; l++) acc[l] += a[i + l] * b[i + l];
+  for (int l = 0; i + l < n; l++) acc[l] += a[i + l] * b[i + l];
+}
+
+static void lanes_add(float *restrict acc, const float *restrict a, size_t n) {
+  size_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int l = 0; l < LANES; l++) acc[l] += a[i + l];
+  for (int l = 0; i + l < n; l++) acc[l] += a[i + l];
+}
+
+/* The partial sums of one image, as wgrad_image (lane for lane, without FMA). */
+static void wgrad_plain(const PrunusConvGeom *g, const Plan *pl, const float *dyb) {
+  for (int co = 0; co < g->cout; co++) {
+    const float *d = dyb + (size_t)co * pl->HWo;
+    for (int t = 0; t < pl->kk; t++)
+      lanes_fma(pl->dw_acc + acc_at(pl, co, t), d, pl->xs + tap_offset(g, pl, t), pl->HWo);
+    lanes_add(pl->db_acc + (size_t)co * LANES, d, pl->HWo);
+  }
+}
+
+/* dx (H, W) of one image: dy (cout, Ho, Wo) scattered through the kernels into a
+ * padded plane (Hp, Wp) over xs, whose interior is then copied out. */
+static void input_grad_plain(const PrunusConvGeom *g, const Plan *pl, const float *Wt,
+                             const float *dyb, float *dxb) {
+  int k = g->k;
+  float *xp = pl->xs;
+  memset(xp, 0, sizeof(float) * (size_t)pl->Hp * pl->Wp);
+  for (int co = 0; co < g->cout; co++) {
+    const float *w = Wt + (size_t)co * pl->kk;
+    for (int oh = 0; oh < g->Ho; oh++) {
+      const float *restrict d = dyb + ((size_t)co * g->Ho + oh) * g->Wo;
+      for (int kh = 0; kh < k; kh++) {
+        for (int kw = 0; kw < k; kw++) {
+          const float wv = w[kh * k + kw];
+          float *restrict xr = xp + (size_t)(oh + kh) * pl->Wp + kw;
+          for (int ow = 0; ow < g->Wo; ow++) xr[ow] += wv * d[ow];
+        }
+      }
+    }
+  }
+  for (int h = 0; h < g->H; h++)
+    memcpy(dxb + (size_t)h * g->W, xp + (size_t)(h + g->p) * pl->Wp + g->p,
+           sizeof(float) * g->W);
+}
+
+/* ------------------------------------------------------------------------ */
+/* entry points */
+
+void prunus_conv_direct_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                                const float *bias, float *y, float *scratch, int B) {
+  Plan pl = plan_of(g, scratch);
+  bool simd = avx512_in_use();
+  size_t y_image = (size_t)g->cout * pl.HWo;
+  memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
+  for (int b = 0; b < B; b++) {
+    shift_image(g, &pl, x, b, simd ? copy_rows_avx512 : copy_rows_plain);
+    if (simd)
+      forward_avx512(g, &pl, Wt, bias, y + b * y_image);
+    else
+      forward_plain(g, &pl, Wt, bias, y + b * y_image);
+  }
+}
+
+void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                                 const float *dy, float *dW, float *db, float *dx,
+                                 float *scratch, int B) {
+  Plan pl = plan_of(g, scratch);
+  bool simd = avx512_in_use();
+  size_t dy_image = (size_t)g->cout * pl.HWo;
+  memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
+  memset(pl.dw_acc, 0, sizeof(float) * ((size_t)pl.co_pad * pl.taps_pad + pl.co_pad) * LANES);
+  for (int b = 0; b < B; b++) {
+    shift_image(g, &pl, x, b, simd ? copy_rows_avx512 : copy_rows_plain);
+    if (simd)
+      wgrad_image(g, &pl, dy + b * dy_image);
+    else
+      wgrad_plain(g, &pl, dy + b * dy_image);
+  }
+  wgrad_reduce(g, &pl, dW, db);
+  if (dx)
+    for (int b = 0; b < B; b++)
+      input_grad_plain(g, &pl, Wt, dy + b * dy_image, dx + (size_t)b * g->H * g->W);
+}

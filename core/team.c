@@ -1,0 +1,186 @@
+/* team.c: the helper threads of a PrunusTeam. A call is posted by bumping a
+ * generation counter; helpers count their finished parts in `done`. Either side
+ * waits spinning for a while, then sleeps on the team's condition variable; it
+ * sleeps at once when the thread it waits for shares its CPU. Helpers keep off the
+ * CPU the team was created on. */
+#include "team.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct PrunusTeam {
+  alignas(64) atomic_uint gen; /* calls posted (+1 more to stop); written by the caller */
+  alignas(64) atomic_uint done; /* parts finished by helpers, cumulative */
+  alignas(64) atomic_int sleepers; /* threads blocked (or about to block) on cond */
+  atomic_int cpu[PRUNUS_TEAM_MAX_THREADS]; /* (threads) where part p's thread last waited */
+  int threads;
+  gboolean stop;
+  PrunusTeamFn fn; /* the posted call */
+  void *arg;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int n_helpers; /* started */
+  pthread_t tid[PRUNUS_TEAM_MAX_THREADS - 1];
+  struct Helper {
+    PrunusTeam *team;
+    int part;
+  } helpers[PRUNUS_TEAM_MAX_THREADS - 1]; /* (n_helpers) each one's start argument */
+};
+
+/* ------------------------------------------------------------------------ */
+/* waiting and waking */
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+/* TRUE when another thread of the team last waited on this CPU (part `self` is
+ * this thread): the scheduler has stacked them, and spinning would only keep the
+ * other one from running. */
+static gboolean shares_cpu(PrunusTeam *t, int self) {
+  int here = sched_getcpu();
+  if (here < 0) return FALSE;
+  atomic_store_explicit(&t->cpu[self], here, memory_order_relaxed);
+  for (int p = 0; p < t->threads; p++)
+    if (p != self && atomic_load_explicit(&t->cpu[p], memory_order_relaxed) == here) return TRUE;
+  return FALSE;
+}
+
+/* TRUE once *word == target; FALSE after PRUNUS_TEAM_SPIN_US without it, or when
+ * the threads share a CPU. A plain load loop: no PAUSE, because under KVM a PAUSE
+ * loop exits to the hypervisor (pause-loop exiting), which made a round trip 110 us
+ * instead of 0.15 us; no sched_yield either, after which the scheduler here moved
+ * the helper onto the caller's CPU. */
+static gboolean spin_until(PrunusTeam *t, atomic_uint *word, unsigned target, int self) {
+  if (shares_cpu(t, self)) return atomic_load(word) == target;
+  double start = 0.0;
+  for (unsigned i = 1;; i++) {
+    if (atomic_load_explicit(word, memory_order_acquire) == target) return TRUE;
+    if (i % 256 == 0) {
+      double now = now_us();
+      if (start == 0.0) start = now;
+      else if (now - start > PRUNUS_TEAM_SPIN_US || shares_cpu(t, self)) return FALSE;
+    }
+  }
+}
+
+/* Returns once *word == target: spins, then sleeps until a wake_all. The sleeper
+ * announces itself (sleepers) before its last look at *word and the waker stores
+ * before it looks at sleepers, both sequentially consistent: no wake is lost. */
+static void wait_until(PrunusTeam *t, atomic_uint *word, unsigned target, int self) {
+  if (spin_until(t, word, target, self)) return;
+  pthread_mutex_lock(&t->lock);
+  atomic_fetch_add(&t->sleepers, 1);
+  while (atomic_load(word) != target) pthread_cond_wait(&t->cond, &t->lock);
+  atomic_fetch_sub(&t->sleepers, 1);
+  pthread_mutex_unlock(&t->lock);
+}
+
+/* After a sequentially consistent store that a sleeper may wait for. */
+static void wake_all(PrunusTeam *t) {
+  if (atomic_load(&t->sleepers) == 0) return;
+  pthread_mutex_lock(&t->lock);
+  pthread_cond_broadcast(&t->cond);
+  pthread_mutex_unlock(&t->lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* helpers */
+
+static void *helper_main(void *arg) {
+  const struct Helper *h = arg;
+  PrunusTeam *t = h->team;
+  for (unsigned gen = 1;; gen++) {
+    wait_until(t, &t->gen, gen, h->part);
+    if (t->stop) return NULL;
+    t->fn(t->arg, h->part, t->threads);
+    atomic_fetch_add(&t->done, 1);
+    wake_all(t);
+  }
+}
+
+/* Post stop and join the first n helpers. */
+static void stop_helpers(PrunusTeam *t, int n) {
+  t->stop = TRUE;
+  atomic_fetch_add(&t->gen, 1);
+  wake_all(t);
+  for (int h = 0; h < n; h++) pthread_join(t->tid[h], NULL);
+}
+
+/* Helpers may run on every CPU the process may, but the caller's (now): woken from
+ * sleep, unpinned helpers were often placed on the caller's CPU and stayed stacked
+ * there for tens of ms (every call 5x slower than on one thread). The caller is
+ * free to move, so the scheduler separates them again by moving it. */
+static void keep_off_caller_cpu(pthread_attr_t *attr) {
+  cpu_set_t set;
+  int here = sched_getcpu();
+  if (here < 0 || sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2) return;
+  CPU_CLR(here, &set);
+  pthread_attr_setaffinity_np(attr, sizeof set, &set);
+}
+
+PrunusTeam *prunus_team_new(int threads) {
+  g_return_val_if_fail(threads >= 2 && threads <= PRUNUS_TEAM_MAX_THREADS, NULL);
+  PrunusTeam *t = NULL;
+  if (posix_memalign((void **)&t, alignof(PrunusTeam), sizeof *t) != 0) g_error("out of memory");
+  memset(t, 0, sizeof *t);
+  t->threads = threads;
+  for (int p = 0; p < threads; p++) t->cpu[p] = -1;
+  pthread_mutex_init(&t->lock, NULL);
+  pthread_cond_init(&t->cond, NULL);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  keep_off_caller_cpu(&attr);
+  for (int h = 0; h < threads - 1; h++) {
+    t->helpers[h] = (struct Helper){t, h + 1};
+    if (pthread_create(&t->tid[h], &attr, helper_main, &t->helpers[h]) != 0) {
+      g_warning("team: cannot start helper thread %d of %d", h + 1, threads - 1);
+      stop_helpers(t, h);
+      goto out_free_team;
+    }
+    t->n_helpers = h + 1;
+  }
+  pthread_attr_destroy(&attr);
+  return t;
+
+out_free_team:
+  pthread_attr_destroy(&attr);
+  pthread_cond_destroy(&t->cond);
+  pthread_mutex_destroy(&t->lock);
+  free(t);
+  return NULL;
+}
+
+void prunus_team_free(PrunusTeam *t) {
+  if (!t) return;
+  stop_helpers(t, t->n_helpers);
+  pthread_cond_destroy(&t->cond);
+  pthread_mutex_destroy(&t->lock);
+  free(t);
+}
+
+int prunus_team_threads(const PrunusTeam *t) { return t ? t->threads : 1; }
+
+void prunus_team_run(PrunusTeam *t, PrunusTeamFn fn, void *arg) {
+  if (!t) {
+    fn(arg, 0, 1);
+    return;
+  }
+  if (shares_cpu(t, 0)) { /* a helper would only take turns with us: do every part here */
+    for (int p = 0; p < t->threads; p++) fn(arg, p, t->threads);
+    return;
+  }
+  t->fn = fn;
+  t->arg = arg;
+  unsigned gen = atomic_fetch_add(&t->gen, 1) + 1;
+  wake_all(t);
+  fn(arg, 0, t->threads);
+  wait_until(t, &t->done, gen * (unsigned)(t->threads - 1), 0);
+}

@@ -1,0 +1,37 @@
+/* team.h: a few threads that split one kernel call between them: the caller and
+ * helpers that wait for work spinning for at most PRUNUS_TEAM_SPIN_US, then sleep
+ * (so an idle team costs nothing next to OpenBLAS's own pool). */
+#ifndef PRUNUS_TEAM_H
+#define PRUNUS_TEAM_H
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* How long a waiting thread spins before it sleeps on a condition variable. */
+#define PRUNUS_TEAM_SPIN_US 50
+#define PRUNUS_TEAM_MAX_THREADS 8
+
+typedef struct PrunusTeam PrunusTeam;
+
+/* One share of a call: part in 0..n_parts-1; part 0 runs on the calling thread. */
+typedef void (*PrunusTeamFn)(void *arg, int part, int n_parts);
+
+/* (transfer full) A team of `threads` threads in all (2..PRUNUS_TEAM_MAX_THREADS): the
+ * caller of prunus_team_run and threads-1 helpers started here, allowed on every
+ * CPU of the process but the caller's (now). NULL (with a warning) when a helper
+ * cannot be started. */
+PrunusTeam *prunus_team_new(int threads);
+/* Stops and joins the helpers. NULL is fine. */
+void prunus_team_free(PrunusTeam *team);
+/* Threads in the team, 1 for NULL. */
+int prunus_team_threads(const PrunusTeam *team);
+/* fn(arg, p, n) for every part p of n = prunus_team_threads(team), in parallel;
+ * returns when all are done. team may be NULL: fn(arg, 0, 1) here. When the
+ * scheduler has put a helper on the caller's CPU, every part runs here, in turn.
+ * Not reentrant: one call at a time per team. */
+void prunus_team_run(PrunusTeam *team, PrunusTeamFn fn, void *arg);
+
+G_END_DECLS
+
+#endif
