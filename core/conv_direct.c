@@ -65,10 +65,15 @@ static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
   return pl;
 }
 
-size_t prunus_conv_direct_scratch(const PrunusConvGeom *g) {
+/* Floats of one part's scratch (a multiple of LANES: the next part stays aligned). */
+static size_t part_scratch(const PrunusConvGeom *g) {
   Plan pl = plan_of(g, NULL);
   return round_up(MAX((size_t)g->k * pl.shift, (size_t)pl.Hp * pl.Wp), LANES) +
          ((size_t)pl.co_pad * pl.taps_pad + pl.co_pad) * LANES;
+}
+
+size_t prunus_conv_direct_scratch(const PrunusConvGeom *g, int parts) {
+  return (size_t)parts * part_scratch(g);
 }
 
 /* Where tap t = kh*k + kw starts in xs. */
@@ -110,11 +115,11 @@ static float lanes_total(const float *a) {
   return s;
 }
 
-/* dW (cout, k*k), db (cout) = the totals of their partial sums. */
+/* dW (cout, k*k), db (cout) += the totals of one part's partial sums. */
 static void wgrad_reduce(const PrunusConvGeom *g, const Plan *pl, float *dW, float *db) {
   for (int co = 0; co < g->cout; co++) {
-    for (int t = 0; t < pl->kk; t++) dW[(size_t)co * pl->kk + t] = lanes_total(pl->dw_acc + acc_at(pl, co, t));
-    db[co] = lanes_total(pl->db_acc + (size_t)co * LANES);
+    for (int t = 0; t < pl->kk; t++) dW[(size_t)co * pl->kk + t] += lanes_total(pl->dw_acc + acc_at(pl, co, t));
+    db[co] += lanes_total(pl->db_acc + (size_t)co * LANES);
   }
 }
 
@@ -340,38 +345,73 @@ static void input_grad_plain(const PrunusConvGeom *g, const Plan *pl, const floa
 /* ------------------------------------------------------------------------ */
 /* entry points */
 
-void prunus_conv_direct_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                                const float *bias, float *y, float *scratch, int B) {
-  Plan pl = plan_of(g, scratch);
+/* One call split over a team: part p takes images [share(p), share(p+1)) and its own
+ * scratch. */
+typedef struct {
+  const PrunusConvGeom *g;
+  const float *x, *Wt, *bias, *dy;
+  float *y, *dx, *scratch;
+  int B;
+  size_t part_floats;
+} DirectCall;
+
+static void forward_part(void *arg, int part, int n_parts) {
+  const DirectCall *c = arg;
+  const PrunusConvGeom *g = c->g;
+  Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats);
   bool simd = avx512_in_use();
   size_t y_image = (size_t)g->cout * pl.HWo;
   memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
-  for (int b = 0; b < B; b++) {
-    shift_image(g, &pl, x, b, simd ? copy_rows_avx512 : copy_rows_plain);
+  for (int b = prunus_team_share(c->B, part, n_parts); b < prunus_team_share(c->B, part + 1, n_parts); b++) {
+    shift_image(g, &pl, c->x, b, simd ? copy_rows_avx512 : copy_rows_plain);
     if (simd)
-      forward_avx512(g, &pl, Wt, bias, y + b * y_image);
+      forward_avx512(g, &pl, c->Wt, c->bias, c->y + b * y_image);
     else
-      forward_plain(g, &pl, Wt, bias, y + b * y_image);
+      forward_plain(g, &pl, c->Wt, c->bias, c->y + b * y_image);
   }
+}
+
+void prunus_conv_direct_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                                const float *bias, float *y, float *scratch, int B,
+                                PrunusTeam *team) {
+  DirectCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
+                  .part_floats = part_scratch(g)};
+  prunus_team_run(team, forward_part, &c);
+}
+
+/* Part p's weight-gradient partial sums over its images, then dx of those images. */
+static void backward_part(void *arg, int part, int n_parts) {
+  const DirectCall *c = arg;
+  const PrunusConvGeom *g = c->g;
+  Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats);
+  bool simd = avx512_in_use();
+  size_t dy_image = (size_t)g->cout * pl.HWo;
+  int b0 = prunus_team_share(c->B, part, n_parts), b1 = prunus_team_share(c->B, part + 1, n_parts);
+  memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
+  memset(pl.dw_acc, 0, sizeof(float) * ((size_t)pl.co_pad * pl.taps_pad + pl.co_pad) * LANES);
+  for (int b = b0; b < b1; b++) {
+    shift_image(g, &pl, c->x, b, simd ? copy_rows_avx512 : copy_rows_plain);
+    if (simd)
+      wgrad_image(g, &pl, c->dy + b * dy_image);
+    else
+      wgrad_plain(g, &pl, c->dy + b * dy_image);
+  }
+  if (c->dx)
+    for (int b = b0; b < b1; b++)
+      input_grad_plain(g, &pl, c->Wt, c->dy + b * dy_image, c->dx + (size_t)b * g->H * g->W);
 }
 
 void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                  const float *dy, float *dW, float *db, float *dx,
-                                 float *scratch, int B) {
-  Plan pl = plan_of(g, scratch);
-  bool simd = avx512_in_use();
-  size_t dy_image = (size_t)g->cout * pl.HWo;
-  memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
-  memset(pl.dw_acc, 0, sizeof(float) * ((size_t)pl.co_pad * pl.taps_pad + pl.co_pad) * LANES);
-  for (int b = 0; b < B; b++) {
-    shift_image(g, &pl, x, b, simd ? copy_rows_avx512 : copy_rows_plain);
-    if (simd)
-      wgrad_image(g, &pl, dy + b * dy_image);
-    else
-      wgrad_plain(g, &pl, dy + b * dy_image);
+                                 float *scratch, int B, PrunusTeam *team) {
+  DirectCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
+                  .part_floats = part_scratch(g)};
+  prunus_team_run(team, backward_part, &c);
+  /* the parts' totals, added in part order (the same result however they were run) */
+  memset(dW, 0, sizeof(float) * g->cout * g->k * g->k);
+  memset(db, 0, sizeof(float) * g->cout);
+  for (int p = 0; p < prunus_team_threads(team); p++) {
+    Plan pl = plan_of(g, scratch + (size_t)p * c.part_floats);
+    wgrad_reduce(g, &pl, dW, db);
   }
-  wgrad_reduce(g, &pl, dW, db);
-  if (dx)
-    for (int b = 0; b < B; b++)
-      input_grad_plain(g, &pl, Wt, dy + b * dy_image, dx + (size_t)b * g->H * g->W);
 }

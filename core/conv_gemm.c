@@ -193,8 +193,6 @@ typedef struct {
   size_t part_floats;
 } ConvCall;
 
-static int part_begin(int B, int part, int n_parts) { return (int)((long)B * part / n_parts); }
-
 static void forward_part(void *arg, int part, int n_parts) {
   const ConvCall *c = arg;
   const PrunusConvGeom *g = c->g;
@@ -208,7 +206,7 @@ static void forward_part(void *arg, int part, int n_parts) {
       }
   if (g->p > 0) memset(pl.xp, 0, sizeof(float) * g->C * pl.Hp * pl.Wp);
   float out[MAX_POS * LANES] __attribute__((aligned(64))); /* (positions, LANES) */
-  for (int b = part_begin(c->B, part, n_parts); b < part_begin(c->B, part + 1, n_parts); b++) {
+  for (int b = prunus_team_share(c->B, part, n_parts); b < prunus_team_share(c->B, part + 1, n_parts); b++) {
     const float *img = padded_image(g, &pl, c->x, b);
     float *yb = c->y + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
     for (int bl = 0; bl < pl.blocks; bl++) {
@@ -366,7 +364,7 @@ static void backward_part(void *arg, int part, int n_parts) {
     for (int co = 0; co < g->cout; co++)
       memcpy(pl.wc + (size_t)co * pl.Kp, c->Wt + (size_t)co * pl.K, sizeof(float) * pl.K);
   }
-  for (int b = part_begin(c->B, part, n_parts); b < part_begin(c->B, part + 1, n_parts); b++) {
+  for (int b = prunus_team_share(c->B, part, n_parts); b < prunus_team_share(c->B, part + 1, n_parts); b++) {
     const float *img = padded_image(g, &pl, c->x, b);
     const float *dyb = c->dy + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
     for (int bl = 0; bl < pl.blocks; bl++) {

@@ -123,7 +123,7 @@ static gboolean conv_uses_gemm_kernels(const PrunusLayer *l) {
 
 static size_t conv_scratch(const PrunusLayer *l, int B) {
   PrunusConvGeom g = conv_geom(l);
-  if (conv_is_direct(l)) return prunus_conv_direct_scratch(&g);
+  if (conv_is_direct(l)) return prunus_conv_direct_scratch(&g, PRUNUS_TEAM_MAX_THREADS);
   size_t rows = (size_t)B * l->out.h * l->out.w;
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
   return MAX(rows * K + rows * (size_t)l->out.c, prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
@@ -202,7 +202,7 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
                          float *scratch, int B) {
   if (conv_is_direct(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_direct_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B);
+    prunus_conv_direct_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {
@@ -236,7 +236,7 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
   if (conv_is_direct(l)) {
     PrunusConvGeom g = conv_geom(l);
     prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
-                                grads + l->b_off, dx, scratch, B);
+                                grads + l->b_off, dx, scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {

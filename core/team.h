@@ -31,6 +31,11 @@ int prunus_team_threads(const PrunusTeam *team);
  * scheduler has put a helper on the caller's CPU, every part runs here, in turn.
  * Not reentrant: one call at a time per team. */
 void prunus_team_run(PrunusTeam *team, PrunusTeamFn fn, void *arg);
+/* Where part `part` of n_parts starts when n items are split in contiguous shares
+ * (part n_parts gives n): the same split for every caller. */
+static inline int prunus_team_share(int n, int part, int n_parts) {
+  return (int)((long)n * part / n_parts);
+}
 
 G_END_DECLS
 

@@ -266,17 +266,29 @@ static void test_simd_conv_direct_close(void) {
   g_free(x), g_free(dy);
 }
 
-/* A multi-channel conv split over a team of 2 threads against one thread: each image
+/* The output shape of a one-layer arch. */
+static PrunusShape conv_out_shape(PrunusArch *a) {
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(a, 1, 1, &error);
+  g_assert_no_error(error);
+  PrunusShape out = m->layers[0].out;
+  prunus_model_free(m);
+  return out;
+}
+
+/* A conv split over a team of 2 threads against one thread: each image
  * is computed the same way (y and dx equal bit for bit); dW and db are summed per
  * part and then added, so they may differ by rounding only. */
-static void test_conv_team(void) {
-  PrunusArch a = ARCH(6, 14, 14, {.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 5, .stride = 1});
+static void check_conv_team(int c, int h, int w, PrunusLayerSpec conv, const char *label) {
+  PrunusLayerSpec specs[] = {conv};
+  PrunusArch a = {.input = {c, h, w}, .n_layers = 1, .layers = specs};
   enum { B = 5 };
   PrunusRng r;
   prunus_rng_seed(&r, 13);
-  float *x = g_new(float, B * 6 * 14 * 14), *dy = g_new(float, B * 16 * 10 * 10);
-  for (int i = 0; i < B * 6 * 14 * 14; i++) x[i] = (float)prunus_rng_normal(&r);
-  for (int i = 0; i < B * 16 * 10 * 10; i++) dy[i] = (float)prunus_rng_normal(&r);
+  size_t nx = (size_t)B * c * h * w, ny = (size_t)B * prunus_shape_size(conv_out_shape(&a));
+  float *x = g_new(float, nx), *dy = g_new(float, ny);
+  for (size_t i = 0; i < nx; i++) x[i] = (float)prunus_rng_normal(&r);
+  for (size_t i = 0; i < ny; i++) dy[i] = (float)prunus_rng_normal(&r);
   PrunusTeam *team = prunus_team_new(2);
   g_assert_nonnull(team);
   LayerPass split = layer_pass_on(&a, B, x, dy, team);
@@ -284,9 +296,15 @@ static void test_conv_team(void) {
   prunus_team_free(team);
   g_assert_cmpmem(split.y, sizeof(float) * split.n_y, one.y, sizeof(float) * one.n_y);
   g_assert_cmpmem(split.dx, sizeof(float) * split.n_x, one.dx, sizeof(float) * one.n_x);
-  g_assert_cmpfloat(testutil_max_rel_diff(split.grads, one.grads, one.n_params, "conv team dW db"), <, 1e-4);
+  g_assert_cmpfloat(testutil_max_rel_diff(split.grads, one.grads, one.n_params, label), <, 1e-4);
   layer_pass_free(&split), layer_pass_free(&one);
   g_free(x), g_free(dy);
+}
+
+static void test_conv_team(void) {
+  /* LeNet-5's second layer (implicit GEMM) and its first (one input channel, direct) */
+  check_conv_team(6, 14, 14, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 5, .stride = 1}, "conv 6->16");
+  check_conv_team(1, 28, 28, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2}, "conv 1->6 p2");
 }
 
 static void test_loss_gradient_and_value(void) {
