@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
   PrunusJson *root = prunus_json_new_object();
   prunus_json_object_set(root, "checkpoint", prunus_json_new_string(argv[1]));
   prunus_json_object_set(root, "seconds_per_measurement", prunus_json_new_number(budget));
-  prunus_json_object_set(root, "avx2", prunus_json_new_bool(prunus_csr_uses_avx2()));
+  prunus_json_object_set(root, "kernels", prunus_json_new_string(prunus_csr_level_name(prunus_csr_level())));
   prunus_json_object_set(root, "rows", rows);
   prunus_json_object_set(root, "files", files);
   prunus_json_object_set(root, "neurons30", neurons);

@@ -19,8 +19,9 @@ def lat(model, s, engine, B, T):
 
 mag = sorted({r["sparsity"] for r in rows if r["model"] == "magnitude"})
 batches = sorted({r["batch"] for r in rows})
-print(f"LeNet-300-100, magnitude-pruned per layer; AVX2 kernels: {res['avx2']}; "
-      f"median latency in us ({res['seconds_per_measurement']} s per measurement)\n")
+print(f"LeNet-300-100, magnitude-pruned per layer; sparse kernels: {res['kernels']}; "
+      f"latency in us (lowest of 3 window medians, {res['seconds_per_measurement']} s per "
+      f"measurement)\n")
 print("| sparsity | threads | batch | dense | masked | sparse | shrunk | auto (picks) | dense/sparse |")
 print("|---|---|---|---|---|---|---|---|---|")
 for s in (0.9, 0.95):

@@ -1,11 +1,10 @@
-/* csr.c: CSR construction from masked dense weights and the sparse inference
- * kernels: SpMV (one sample) and SpMM over a transposed operand (a batch, or the
- * im2col positions of a conv); AVX2+FMA variants picked at run time, scalar
- * fallback, a pthread split by rows (balanced by nonzeros) for large products. */
+/* csr.c: CSR construction from masked dense weights and the sparse kernels: SpMV
+ * (AVX2, x gathered by scalar loads), SpMM over a transposed operand (AVX-512 or
+ * AVX2, many columns in registers per row), scalar fallbacks, rows split over a team. */
 #include "csr.h"
 
 #include <immintrin.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,24 +76,34 @@ size_t prunus_csr_bytes(const PrunusCsr *a) {
 /* ------------------------------------------------------------------------ */
 /* dispatch */
 
-static bool force_scalar = false;
+static PrunusCsrLevel level_cap = PRUNUS_CSR_N_LEVELS - 1;
 
-bool prunus_csr_force_scalar(bool on) {
-  bool old = force_scalar;
-  force_scalar = on;
+PrunusCsrLevel prunus_csr_cap_level(PrunusCsrLevel cap) {
+  g_return_val_if_fail(cap >= 0 && cap < PRUNUS_CSR_N_LEVELS, level_cap);
+  PrunusCsrLevel old = level_cap;
+  level_cap = cap;
   return old;
 }
 
-static bool cpu_has_avx2(void) {
+static PrunusCsrLevel cpu_level(void) {
   static int cached = -1;
   if (cached < 0) {
     __builtin_cpu_init();
-    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    cached = PRUNUS_CSR_SCALAR;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cached = PRUNUS_CSR_AVX2;
+    if (cached == PRUNUS_CSR_AVX2 && __builtin_cpu_supports("avx512f")) cached = PRUNUS_CSR_AVX512;
   }
-  return cached;
+  return (PrunusCsrLevel)cached;
 }
 
-bool prunus_csr_uses_avx2(void) { return !force_scalar && cpu_has_avx2(); }
+PrunusCsrLevel prunus_csr_level(void) { return MIN(cpu_level(), level_cap); }
+
+const char *prunus_csr_level_name(PrunusCsrLevel level) {
+  static const char *const names[PRUNUS_CSR_N_LEVELS] = {
+      [PRUNUS_CSR_SCALAR] = "scalar", [PRUNUS_CSR_AVX2] = "avx2", [PRUNUS_CSR_AVX512] = "avx512"};
+  g_return_val_if_fail(level >= 0 && level < PRUNUS_CSR_N_LEVELS, NULL);
+  return names[level];
+}
 
 /* ------------------------------------------------------------------------ */
 /* transpose: 8x8 AVX2 blocks inside 32x32 tiles, scalar at the edges */
@@ -123,21 +132,21 @@ __attribute__((target("avx2,fma"))) static void transpose8x8(const float *src, i
   _mm256_storeu_ps(dst + 7 * (size_t)ld, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
+/* By 32x32 tiles: 8x8 AVX2 blocks where they fit, scalar for what is left at the edges. */
 void prunus_transpose(const float *src, int rows, int cols, float *dst) {
   enum { T = 32 };
-  bool avx2 = prunus_csr_uses_avx2();
+  bool avx2 = prunus_csr_level() >= PRUNUS_CSR_AVX2;
   for (int r0 = 0; r0 < rows; r0 += T) {
-    int r1 = r0 + T < rows ? r0 + T : rows;
+    int re = MIN(r0 + T, rows);
+    int r8 = avx2 ? r0 + (re - r0) / 8 * 8 : r0; /* rows [r0, r8) in 8x8 blocks */
     for (int c0 = 0; c0 < cols; c0 += T) {
-      int c1 = c0 + T < cols ? c0 + T : cols;
-      if (avx2 && r1 - r0 == T && c1 - c0 == T) {
-        for (int r = r0; r < r1; r += 8)
-          for (int c = c0; c < c1; c += 8)
-            transpose8x8(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows);
-        continue;
-      }
-      for (int r = r0; r < r1; r++)
-        for (int c = c0; c < c1; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+      int ce = MIN(c0 + T, cols);
+      int c8 = avx2 ? c0 + (ce - c0) / 8 * 8 : c0;
+      for (int r = r0; r < r8; r += 8)
+        for (int c = c0; c < c8; c += 8)
+          transpose8x8(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows);
+      for (int r = r0; r < re; r++)
+        for (int c = r < r8 ? c8 : c0; c < ce; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
     }
   }
 }
@@ -184,24 +193,38 @@ __attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-/* Rows are padded to multiples of 8: no tails. x is gathered with 8 scalar loads
- * rather than vgatherdps, which measured 1.5x slower on AMD Zen 4 (bench/README.md). */
+/* x[c[0..7]] in one vector: the 8 indices come in 4 loads of pairs, the 8 values
+ * in scalar loads joined by vinsertps. Fewer loads and shuffles than one load per
+ * index and _mm256_setr_ps (1.3x faster on Zen 4); vgatherdps, ymm or zmm, measured
+ * 1.4-1.6x slower than either (bench/README.md). */
+__attribute__((target("avx2,fma"))) static inline __m256 gather8(const float *x, const int32_t *c) {
+  uint64_t p[4];
+  for (int i = 0; i < 4; i++) memcpy(&p[i], c + 2 * i, sizeof p[i]);
+  __m128 lo = _mm_load_ss(x + (uint32_t)p[0]);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + (p[0] >> 32)), 0x10);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + (uint32_t)p[1]), 0x20);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + (p[1] >> 32)), 0x30);
+  __m128 hi = _mm_load_ss(x + (uint32_t)p[2]);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + (p[2] >> 32)), 0x10);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + (uint32_t)p[3]), 0x20);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + (p[3] >> 32)), 0x30);
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+
+/* Rows are padded to multiples of 8: no tails. */
 __attribute__((target("avx2,fma"))) static void spmv_rows_avx2(const PrunusCsr *a, const float *x,
                                                               const float *bias, float *y, int r0,
                                                               int r1) {
   for (int r = r0; r < r1; r++) {
     __m256 acc = _mm256_setzero_ps();
-    for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k += 8) {
-      const int32_t *c = a->col + k;
-      __m256 xv = _mm256_setr_ps(x[c[0]], x[c[1]], x[c[2]], x[c[3]], x[c[4]], x[c[5]], x[c[6]], x[c[7]]);
-      acc = _mm256_fmadd_ps(_mm256_load_ps(a->val + k), xv, acc);
-    }
+    for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k += 8)
+      acc = _mm256_fmadd_ps(_mm256_load_ps(a->val + k), gather8(x, a->col + k), acc);
     y[r] = hsum256(acc) + (bias ? bias[r] : 0.0f);
   }
 }
 
 /* Columns [n0, n0 + 8*V) of rows [r0, r1): V accumulators per row stay in registers. */
-#define SPMM_BLOCK(V)                                                                    \
+#define SPMM_BLOCK_AVX2(V)                                                               \
   for (int r = r0; r < r1; r++) {                                                        \
     __m256 acc[V];                                                                       \
     __m256 b = _mm256_set1_ps(bias ? bias[r] : 0.0f);                                    \
@@ -215,13 +238,27 @@ __attribute__((target("avx2,fma"))) static void spmv_rows_avx2(const PrunusCsr *
     for (int v = 0; v < V; v++) _mm256_storeu_ps(y + 8 * v, acc[v]);                     \
   }
 
+/* Columns in blocks of 64, then one of 32, 16 and 8 as needed (each block runs over
+ * the row's nonzeros once: the widest block keeps the most FMAs in flight), then a
+ * scalar tail. */
 __attribute__((target("avx2,fma"))) static void spmm_t_rows_avx2(const PrunusCsr *a,
                                                                 const float *xT, int N,
                                                                 const float *bias, float *yT,
                                                                 int r0, int r1) {
   int n0 = 0;
-  for (; n0 + 64 <= N; n0 += 64) SPMM_BLOCK(8)
-  for (; n0 + 8 <= N; n0 += 8) SPMM_BLOCK(1)
+  for (; n0 + 64 <= N; n0 += 64) SPMM_BLOCK_AVX2(8)
+  if (n0 + 32 <= N) {
+    SPMM_BLOCK_AVX2(4)
+    n0 += 32;
+  }
+  if (n0 + 16 <= N) {
+    SPMM_BLOCK_AVX2(2)
+    n0 += 16;
+  }
+  if (n0 + 8 <= N) {
+    SPMM_BLOCK_AVX2(1)
+    n0 += 8;
+  }
   if (n0 < N) {
     for (int r = r0; r < r1; r++) {
       float *y = yT + (size_t)r * N;
@@ -235,67 +272,149 @@ __attribute__((target("avx2,fma"))) static void spmm_t_rows_avx2(const PrunusCsr
     }
   }
 }
-#undef SPMM_BLOCK
+#undef SPMM_BLOCK_AVX2
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512F kernel: SpMM with zmm registers (1.3x the AVX2 one on Zen 4, which splits
+ * them in two: half the instructions for the same FMAs) */
+
+/* Columns [n0, n0 + 16*V) of rows [r0, r1), the last vector masked with `tail`. Two
+ * sets of accumulators, for even and odd nonzeros: with V = 1 or 2 one set would
+ * wait on the FMA latency (4 cycles) at every nonzero. */
+#define SPMM_BLOCK_AVX512(V, tail)                                                       \
+  for (int r = r0; r < r1; r++) {                                                        \
+    __m512 acc[V], odd[V];                                                               \
+    __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);                                    \
+    for (int v = 0; v < V; v++) acc[v] = b, odd[v] = _mm512_setzero_ps();                \
+    int32_t k = a->ptr[r], end = k + a->len[r];                                          \
+    for (; k + 1 < end; k += 2) {                                                        \
+      __m512 w = _mm512_set1_ps(a->val[k]), u = _mm512_set1_ps(a->val[k + 1]);           \
+      const float *x = xT + (size_t)a->col[k] * N + n0;                                  \
+      const float *z = xT + (size_t)a->col[k + 1] * N + n0;                              \
+      for (int v = 0; v < V - 1; v++) {                                                  \
+        acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);                \
+        odd[v] = _mm512_fmadd_ps(u, _mm512_loadu_ps(z + 16 * v), odd[v]);                \
+      }                                                                                  \
+      acc[V - 1] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)), acc[V - 1]); \
+      odd[V - 1] = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(tail, z + 16 * (V - 1)), odd[V - 1]); \
+    }                                                                                    \
+    if (k < end) {                                                                       \
+      __m512 w = _mm512_set1_ps(a->val[k]);                                              \
+      const float *x = xT + (size_t)a->col[k] * N + n0;                                  \
+      for (int v = 0; v < V - 1; v++) acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]); \
+      acc[V - 1] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)), acc[V - 1]); \
+    }                                                                                    \
+    float *y = yT + (size_t)r * N + n0;                                                  \
+    for (int v = 0; v < V - 1; v++) _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(acc[v], odd[v])); \
+    _mm512_mask_storeu_ps(y + 16 * (V - 1), tail, _mm512_add_ps(acc[V - 1], odd[V - 1]));  \
+  }
+
+/* Columns in blocks of 128, then one of 64 and 32 as needed, then the last 1..31
+ * with a masked vector. */
+__attribute__((target("avx512f"))) static void spmm_t_rows_avx512(const PrunusCsr *a,
+                                                                 const float *xT, int N,
+                                                                 const float *bias, float *yT,
+                                                                 int r0, int r1) {
+  const __mmask16 all = 0xffff;
+  int n0 = 0;
+  for (; n0 + 128 <= N; n0 += 128) SPMM_BLOCK_AVX512(8, all)
+  if (n0 + 64 <= N) {
+    SPMM_BLOCK_AVX512(4, all)
+    n0 += 64;
+  }
+  if (n0 + 32 <= N) {
+    SPMM_BLOCK_AVX512(2, all)
+    n0 += 32;
+  }
+  int rest = N - n0; /* 0..31 */
+  if (rest > 16) {
+    __mmask16 tail = (__mmask16)((1u << (rest - 16)) - 1);
+    SPMM_BLOCK_AVX512(2, tail)
+  } else if (rest > 0) {
+    __mmask16 tail = (__mmask16)((1u << rest) - 1);
+    SPMM_BLOCK_AVX512(1, tail)
+  }
+}
+#undef SPMM_BLOCK_AVX512
 
 /* ------------------------------------------------------------------------ */
 /* entry points */
 
-void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, float *y) {
-  if (prunus_csr_uses_avx2())
-    spmv_rows_avx2(a, x, bias, y, 0, a->rows);
-  else
-    spmv_rows_scalar(a, x, bias, y, 0, a->rows);
-}
-
+/* One product, shared by the threads of a team: y = A x + bias (SpMV, N == 0) or
+ * yT = A xT + bias (SpMM over N columns). Its rows are cut into n_chunks chunks of
+ * about equal stored entries, which the threads take in turn: a thread the host or
+ * another job slows down takes fewer. */
 typedef struct {
   const PrunusCsr *a;
-  const float *xT;
+  const float *x;
   int N;
   const float *bias;
-  float *yT;
-  int r0, r1;
-  bool avx2;
-} SpmmTask;
+  float *y;
+  PrunusCsrLevel level;
+  int n_chunks;
+  atomic_int next; /* the first chunk nobody took yet */
+} Product;
 
-static void *spmm_task_run(void *arg) {
-  SpmmTask *t = arg;
-  if (t->avx2)
-    spmm_t_rows_avx2(t->a, t->xT, t->N, t->bias, t->yT, t->r0, t->r1);
-  else
-    spmm_t_rows_scalar(t->a, t->xT, t->N, t->bias, t->yT, t->r0, t->r1);
-  return NULL;
+/* First row of chunk c of n when rows are split by stored entries. */
+static int split_row(const PrunusCsr *a, int c, int n) {
+  if (c >= n) return a->rows;
+  int64_t target = a->stored * c / n;
+  int lo = 0, hi = a->rows;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (a->ptr[mid] < target)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
 }
 
-/* Below this many multiply-adds a second thread costs more than it saves. */
-#define PRUNUS_CSR_THREAD_MIN_WORK 200000
+static void product_rows(const Product *q, int r0, int r1) {
+  if (q->N == 0 && q->level >= PRUNUS_CSR_AVX2)
+    spmv_rows_avx2(q->a, q->x, q->bias, q->y, r0, r1);
+  else if (q->N == 0)
+    spmv_rows_scalar(q->a, q->x, q->bias, q->y, r0, r1);
+  else if (q->level >= PRUNUS_CSR_AVX512)
+    spmm_t_rows_avx512(q->a, q->x, q->N, q->bias, q->y, r0, r1);
+  else if (q->level == PRUNUS_CSR_AVX2)
+    spmm_t_rows_avx2(q->a, q->x, q->N, q->bias, q->y, r0, r1);
+  else
+    spmm_t_rows_scalar(q->a, q->x, q->N, q->bias, q->y, r0, r1);
+}
+
+/* A thread's share: chunks until none is left (any part may take any chunk). */
+static void product_part(void *arg, int part, int n_parts) {
+  (void)part, (void)n_parts;
+  Product *q = arg;
+  for (int c; (c = atomic_fetch_add(&q->next, 1)) < q->n_chunks;)
+    product_rows(q, split_row(q->a, c, q->n_chunks), split_row(q->a, c + 1, q->n_chunks));
+}
+
+/* Below this many stored entries (times columns, for SpMM) a product stays on one
+ * thread: handing half to a helper costs about 0.15 us (bench/README.md). */
+#define SPLIT_MIN_WORK 4096
+/* Work of a chunk, at least (one chunk per thread below it): ~10 us of SpMM. */
+#define CHUNK_WORK 262144
+
+static void product_run(Product *q, PrunusTeam *team) {
+  int64_t work = q->a->stored * (q->N > 0 ? q->N : 1);
+  if (work < SPLIT_MIN_WORK || q->a->rows < 2) team = NULL;
+  int threads = prunus_team_threads(team);
+  q->n_chunks = team ? (int)CLAMP(work / CHUNK_WORK, threads, 8 * threads) : 1;
+  atomic_init(&q->next, 0);
+  prunus_team_run(team, product_part, q);
+}
+
+void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, float *y,
+                     PrunusTeam *team) {
+  Product q = {a, x, 0, bias, y, prunus_csr_level(), 0, 0};
+  product_run(&q, team);
+}
 
 void prunus_csr_spmm_t(const PrunusCsr *a, const float *xT, int N, const float *bias, float *yT,
-                       int threads) {
-  enum { MAX_THREADS = 2 };
-  bool avx2 = prunus_csr_uses_avx2();
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
-  if (threads < 1 || (double)a->nnz * N < PRUNUS_CSR_THREAD_MIN_WORK || a->rows < 2) threads = 1;
-  SpmmTask task[MAX_THREADS];
-  /* rows split so every thread gets about the same number of nonzeros */
-  int r = 0;
-  for (int t = 0; t < threads; t++) {
-    int64_t target = a->stored * (t + 1) / threads;
-    int r1 = r;
-    if (t == threads - 1)
-      r1 = a->rows;
-    else
-      while (r1 < a->rows && a->ptr[r1] < target) r1++;
-    task[t] = (SpmmTask){a, xT, N, bias, yT, r, r1, avx2};
-    r = r1;
-  }
-  pthread_t tid[MAX_THREADS];
-  bool started[MAX_THREADS] = {false};
-  for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], NULL, spmm_task_run, &task[t]) == 0;
-  spmm_task_run(&task[0]);
-  for (int t = 1; t < threads; t++) {
-    if (started[t])
-      pthread_join(tid[t], NULL);
-    else
-      spmm_task_run(&task[t]); /* no thread: do its share here */
-  }
+                       PrunusTeam *team) {
+  g_return_if_fail(N > 0);
+  Product q = {a, xT, N, bias, yT, prunus_csr_level(), 0, 0};
+  product_run(&q, team);
 }

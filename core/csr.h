@@ -1,8 +1,10 @@
 /* csr.h: compressed sparse row matrices built from a masked weight matrix, and the
- * inference kernels over them (SpMV, SpMM on a transposed operand), AVX2 with a
- * scalar fallback chosen at run time, split over at most a few pthreads. */
+ * inference kernels over them (SpMV, SpMM on a transposed operand), AVX-512 / AVX2
+ * / scalar chosen at run time, split over the threads of a PrunusTeam. */
 #ifndef PRUNUS_CSR_H
 #define PRUNUS_CSR_H
+
+#include "team.h"
 
 #include <glib.h>
 #include <stdbool.h>
@@ -30,20 +32,36 @@ void prunus_csr_free(PrunusCsr *a);
 /* Bytes the matrix holds in memory (values, column indices, row pointers and lengths). */
 size_t prunus_csr_bytes(const PrunusCsr *a);
 
+/* The kernels split their rows over the threads of `team` (NULL: the calling thread
+ * only) when the product is large enough to pay for waking a helper: in chunks of
+ * about equal stored entries, which the threads take in turn. Results do not depend
+ * on the split. */
+
 /* y (rows) = A x (cols) + bias (bias may be NULL). */
-void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, float *y);
+void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, float *y,
+                     PrunusTeam *team);
 /* yT (rows, N) = A xT (cols, N) + bias broadcast along N (bias may be NULL); the
  * operand and result are "transposed" (one row per input/output feature, N columns
- * for the samples or positions). Uses up to `threads` pthreads when the work is large. */
+ * for the samples or positions). */
 void prunus_csr_spmm_t(const PrunusCsr *a, const float *xT, int N, const float *bias, float *yT,
-                       int threads);
+                       PrunusTeam *team);
 
-/* Use the scalar kernels even when the CPU has AVX2 (tests); returns the old value. */
-bool prunus_csr_force_scalar(bool on);
-/* TRUE when the AVX2 kernels are in use (CPU support and not forced off). */
-bool prunus_csr_uses_avx2(void);
+/* Kernel sets, each level adding to the one before. */
+typedef enum {
+  PRUNUS_CSR_SCALAR,  /* plain C */
+  PRUNUS_CSR_AVX2,    /* AVX2+FMA: SpMV, SpMM (64 columns in ymm registers), transpose */
+  PRUNUS_CSR_AVX512,  /* AVX-512F: SpMM with 128 columns in zmm registers, masked tails */
+  PRUNUS_CSR_N_LEVELS
+} PrunusCsrLevel;
 
-/* Transpose a (rows, cols) row-major block into (cols, rows). */
+/* Cap the kernels at `cap` even when the CPU has more (tests); returns the old cap. */
+PrunusCsrLevel prunus_csr_cap_level(PrunusCsrLevel cap);
+/* The level in use: the best the CPU supports, at most the cap. */
+PrunusCsrLevel prunus_csr_level(void);
+const char *prunus_csr_level_name(PrunusCsrLevel level);
+
+/* Transpose a (rows, cols) row-major block into (cols, rows). One thread: split over
+ * two it measured slower (the helper reads the source from the other core's cache). */
 void prunus_transpose(const float *src, int rows, int cols, float *dst);
 
 G_END_DECLS

@@ -1,9 +1,12 @@
 /* engine.c: the inference engines (dense, masked, sparse, shrunk, auto). An engine
- * owns a copy of the layers and parameters it runs; layers without parameters and
- * the dense path reuse the kernels of layers.c; the sparse path runs CSR kernels
- * (csr.c), over the im2col form (transposed, one sample at a time) for conv. */
+ * owns a copy of the layers and parameters it runs, and with 2 threads the helper
+ * its sparse kernels split with (team.c); layers without parameters and the dense
+ * path reuse the kernels of layers.c; the sparse path runs CSR kernels (csr.c) on
+ * a batch kept transposed between sparse layers, over the im2col form (transposed,
+ * one sample at a time) for conv. */
 #include "engine.h"
 #include "csr.h"
+#include "latency.h"
 #include "rng.h"
 #include "shrink.h"
 
@@ -19,6 +22,15 @@ static const char *const kind_names[PRUNUS_ENGINE_N_KINDS] = {
     [PRUNUS_ENGINE_DENSE] = "dense", [PRUNUS_ENGINE_MASKED] = "masked",
     [PRUNUS_ENGINE_SPARSE] = "sparse", [PRUNUS_ENGINE_SHRUNK] = "shrunk",
     [PRUNUS_ENGINE_AUTO] = "auto"};
+
+/* Buffers for a forward of up to max_batch samples. */
+typedef struct {
+  int max_batch;
+  float **acts;      /* (n_layers+1) (max_batch, in size of layer i) */
+  float **scratch;   /* (n_layers) layer-ops scratch (dense path, pooling) */
+  float *tmp;        /* sparse path: transposes / im2col */
+  PrunusTeam *team;  /* the sparse kernels split with it: the engine's, NULL in a split batch */
+} Workspace;
 
 /* Batch sizes AUTO measures; a forward of B uses the largest one <= B. */
 #define AUTO_MAX_BUCKETS 12
@@ -41,14 +53,10 @@ struct PrunusEngine {
   float *mask;            /* (n_params) MASKED only */
   float *wm;              /* (n_params) MASKED only: params * mask, rebuilt every forward */
   int threads;
+  PrunusTeam *team;       /* threads > 1: the helpers the sparse kernels split with */
   int n_buckets;
   int buckets[AUTO_MAX_BUCKETS];
-  /* workspace for up to max_batch samples */
-  int max_batch;
-  float **acts;           /* (n_layers+1) (max_batch, in size of layer i) */
-  float **scratch;        /* (n_layers) layer-ops scratch (dense path, pooling) */
-  float *tmp;             /* sparse path: transposes / im2col, tmp_len floats */
-  size_t tmp_len;
+  Workspace ws[2];        /* [0] the caller's; [1] the helper's share of a split batch */
 };
 
 const char *prunus_engine_kind_name(PrunusEngineKind kind) {
@@ -76,16 +84,16 @@ static float *floats_new(size_t n) {
 /* ------------------------------------------------------------------------ */
 /* workspace */
 
-static void workspace_free(PrunusEngine *e) {
-  if (e->acts)
-    for (int i = 0; i <= e->n_layers; i++) free(e->acts[i]);
-  if (e->scratch)
-    for (int i = 0; i < e->n_layers; i++) free(e->scratch[i]);
-  g_clear_pointer(&e->acts, g_free);
-  g_clear_pointer(&e->scratch, g_free);
-  free(e->tmp);
-  e->tmp = NULL;
-  e->max_batch = 0;
+static void workspace_free(PrunusEngine *e, Workspace *w) {
+  if (w->acts)
+    for (int i = 0; i <= e->n_layers; i++) free(w->acts[i]);
+  if (w->scratch)
+    for (int i = 0; i < e->n_layers; i++) free(w->scratch[i]);
+  g_clear_pointer(&w->acts, g_free);
+  g_clear_pointer(&w->scratch, g_free);
+  free(w->tmp);
+  w->tmp = NULL;
+  w->max_batch = 0;
 }
 
 static size_t act_size(const PrunusEngine *e, int i) {
@@ -100,21 +108,21 @@ static size_t sparse_tmp_size(const PrunusLayer *l, int B) {
   return (size_t)B * (l->in.c + l->out.c);          /* xT (in, B) and yT (out, B) */
 }
 
-static void reserve_batch(PrunusEngine *e, int B) {
-  if (B <= e->max_batch) return;
-  workspace_free(e);
-  e->max_batch = B;
-  e->acts = g_new0(float *, e->n_layers + 1);
-  e->scratch = g_new0(float *, e->n_layers);
-  for (int i = 0; i <= e->n_layers; i++) e->acts[i] = floats_new((size_t)B * act_size(e, i));
-  e->tmp_len = 0;
+static void reserve_batch(PrunusEngine *e, Workspace *w, int B) {
+  if (B <= w->max_batch) return;
+  workspace_free(e, w);
+  w->max_batch = B;
+  w->acts = g_new0(float *, e->n_layers + 1);
+  w->scratch = g_new0(float *, e->n_layers);
+  for (int i = 0; i <= e->n_layers; i++) w->acts[i] = floats_new((size_t)B * act_size(e, i));
+  size_t tmp_len = 0;
   for (int i = 0; i < e->n_layers; i++) {
     const PrunusLayer *l = &e->layers[i].l;
     size_t n = l->ops->scratch_size(l, B);
-    e->scratch[i] = n ? floats_new(n) : NULL;
-    if (e->layers[i].csr) e->tmp_len = MAX(e->tmp_len, sparse_tmp_size(l, B));
+    w->scratch[i] = n ? floats_new(n) : NULL;
+    if (e->layers[i].csr) tmp_len = MAX(tmp_len, sparse_tmp_size(l, B));
   }
-  e->tmp = e->tmp_len ? floats_new(e->tmp_len) : NULL;
+  w->tmp = tmp_len ? floats_new(tmp_len) : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -142,28 +150,39 @@ static void im2col_t(const PrunusLayer *l, const float *x, float *colT) {
   }
 }
 
-static void sparse_forward(PrunusEngine *e, const EngineLayer *el, const float *x, float *y, int B) {
+/* Batches from this size run a dense layer's sparse path as SpMM on the transposed
+ * batch; smaller ones as one SpMV per sample. */
+#define SPMM_MIN_BATCH 4
+
+/* x (B, in) or, when x_t, xT (in, B); y (B, out) or, when y_t, yT (out, B). */
+static void sparse_forward(PrunusEngine *e, Workspace *w, const EngineLayer *el, const float *x,
+                           float *y, int B, gboolean x_t, gboolean y_t) {
   const PrunusLayer *l = &el->l;
   const float *bias = e->params + l->b_off;
   if (l->spec.type == PRUNUS_LAYER_CONV2D) {
     size_t in = prunus_shape_size(l->in), out = prunus_shape_size(l->out);
     int HWo = l->out.h * l->out.w;
     for (int b = 0; b < B; b++) {
-      im2col_t(l, x + (size_t)b * in, e->tmp);
+      im2col_t(l, x + (size_t)b * in, w->tmp);
       /* y (cout, Ho*Wo) = W (cout, K) colT (K, Ho*Wo): channels-first already */
-      prunus_csr_spmm_t(el->csr, e->tmp, HWo, bias, y + (size_t)b * out, e->threads);
+      prunus_csr_spmm_t(el->csr, w->tmp, HWo, bias, y + (size_t)b * out, w->team);
     }
     return;
   }
   int in = l->in.c, out = l->out.c;
-  if (B < 4) {
-    for (int b = 0; b < B; b++) prunus_csr_spmv(el->csr, x + (size_t)b * in, bias, y + (size_t)b * out);
+  if (B < SPMM_MIN_BATCH) {
+    for (int b = 0; b < B; b++)
+      prunus_csr_spmv(el->csr, x + (size_t)b * in, bias, y + (size_t)b * out, w->team);
     return;
   }
-  float *xT = e->tmp, *yT = e->tmp + (size_t)in * B;
-  prunus_transpose(x, B, in, xT);
-  prunus_csr_spmm_t(el->csr, xT, B, bias, yT, e->threads);
-  prunus_transpose(yT, out, B, y);
+  const float *xT = x;
+  float *yT = y_t ? y : w->tmp + (size_t)in * B;
+  if (!x_t) {
+    prunus_transpose(x, B, in, w->tmp);
+    xT = w->tmp;
+  }
+  prunus_csr_spmm_t(el->csr, xT, B, bias, yT, w->team);
+  if (!y_t) prunus_transpose(yT, out, B, y);
 }
 
 static int bucket_of(const PrunusEngine *e, int B) {
@@ -178,33 +197,101 @@ static gboolean runs_sparse(const PrunusEngine *e, const EngineLayer *el, int B)
   return TRUE;
 }
 
-static void layer_forward(PrunusEngine *e, int i, const float *x, float *y, int B) {
+/* Layer i runs as SpMM on the transposed batch. */
+static gboolean runs_spmm(const PrunusEngine *e, int i, int B) {
+  const EngineLayer *el = &e->layers[i];
+  return B >= SPMM_MIN_BATCH && el->l.spec.type == PRUNUS_LAYER_DENSE && runs_sparse(e, el, B);
+}
+
+/* The output of layer i (an SpMM, or a relu of a transposed batch) may stay
+ * transposed: only relus (elementwise, indifferent to the layout) stand between it
+ * and a layer taking it as its SpMM operand. Saves two transposes per layer. */
+static gboolean output_stays_transposed(const PrunusEngine *e, int i, int B) {
+  int j = i + 1;
+  while (j < e->n_layers && e->layers[j].l.spec.type == PRUNUS_LAYER_RELU) j++;
+  return j < e->n_layers && runs_spmm(e, j, B);
+}
+
+/* x_t, y_t: as for sparse_forward; only the sparse path and relu take them. */
+static void layer_forward(PrunusEngine *e, Workspace *w, int i, const float *x, float *y, int B,
+                          gboolean x_t, gboolean y_t) {
   EngineLayer *el = &e->layers[i];
   const PrunusLayer *l = &el->l;
   if (runs_sparse(e, el, B)) {
-    sparse_forward(e, el, x, y, B);
+    sparse_forward(e, w, el, x, y, B, x_t, y_t);
   } else if (e->kind == PRUNUS_ENGINE_MASKED && l->ops->has_params) {
     /* what a framework's mask hook does: W * mask, every call */
     float *wm = e->wm + l->w_off;
-    const float *w = e->params + l->w_off, *mk = e->mask + l->w_off;
-    for (size_t j = 0; j < l->w_len; j++) wm[j] = w[j] * mk[j];
-    l->ops->forward(l, e->wm, x, y, e->scratch[i], B);
+    const float *W = e->params + l->w_off, *mk = e->mask + l->w_off;
+    for (size_t j = 0; j < l->w_len; j++) wm[j] = W[j] * mk[j];
+    l->ops->forward(l, e->wm, x, y, w->scratch[i], B);
   } else {
-    l->ops->forward(l, e->params, x, y, e->scratch[i], B);
+    g_assert(x_t == y_t && (!x_t || l->spec.type == PRUNUS_LAYER_RELU));
+    l->ops->forward(l, e->params, x, y, w->scratch[i], B);
   }
+}
+
+/* The forward of B samples in workspace w (reserved for B). */
+static void forward_batch(PrunusEngine *e, Workspace *w, const float *x, int B, float *logits) {
+  const float *in = x;
+  gboolean in_t = FALSE; /* `in` is transposed: (features, B) */
+  for (int i = 0; i < e->n_layers; i++) {
+    if (e->layers[i].l.spec.type == PRUNUS_LAYER_FLATTEN && i < e->n_layers - 1)
+      continue; /* channels-first memory is already flat: nothing to copy */
+    float *out = i == e->n_layers - 1 ? logits : w->acts[i + 1];
+    gboolean out_t = (in_t || runs_spmm(e, i, B)) && output_stays_transposed(e, i, B);
+    layer_forward(e, w, i, in, out, B, in_t, out_t);
+    in = out;
+    in_t = out_t;
+  }
+}
+
+/* From this batch size, when every layer with parameters runs sparse, the batch is
+ * split between the threads, each running the whole network on its samples: no
+ * data crosses cores and threads meet once per forward (splitting every product's
+ * rows instead, each core reads what the other wrote: 2 threads were no faster
+ * than 1 at batch 256). */
+#define SPLIT_BATCH_MIN 64
+
+static gboolean splits_batch(const PrunusEngine *e, int B) {
+  if (!e->team || B < SPLIT_BATCH_MIN) return FALSE;
+  int part = B / prunus_team_threads(e->team);
+  for (int i = 0; i < e->n_layers; i++)
+    if (e->layers[i].l.ops->has_params && !runs_sparse(e, &e->layers[i], part)) return FALSE;
+  return TRUE;
+}
+
+typedef struct {
+  PrunusEngine *e;
+  const float *x; /* (B, input) */
+  int B;
+  float *logits;  /* (B, n_classes) */
+} SplitForward;
+
+static void forward_part(void *arg, int part, int n_parts) {
+  const SplitForward *f = arg;
+  PrunusEngine *e = f->e;
+  int b0 = f->B * part / n_parts, b1 = f->B * (part + 1) / n_parts;
+  forward_batch(e, &e->ws[part], f->x + (size_t)b0 * e->in_size, b1 - b0,
+                f->logits + (size_t)b0 * e->n_classes);
 }
 
 void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits) {
   g_return_if_fail(B > 0);
-  reserve_batch(e, B);
-  const float *in = x;
-  for (int i = 0; i < e->n_layers; i++) {
-    if (e->layers[i].l.spec.type == PRUNUS_LAYER_FLATTEN && i < e->n_layers - 1)
-      continue; /* channels-first memory is already flat: nothing to copy */
-    float *out = i == e->n_layers - 1 ? logits : e->acts[i + 1];
-    layer_forward(e, i, in, out, B);
-    in = out;
+  if (splits_batch(e, B)) {
+    int n = prunus_team_threads(e->team);
+    g_assert(n <= (int)G_N_ELEMENTS(e->ws));
+    for (int p = 0; p < n; p++) {
+      reserve_batch(e, &e->ws[p], (B + n - 1) / n);
+      e->ws[p].team = NULL;
+    }
+    SplitForward f = {e, x, B, logits};
+    prunus_team_run(e->team, forward_part, &f);
+    return;
   }
+  reserve_batch(e, &e->ws[0], B);
+  e->ws[0].team = e->team;
+  forward_batch(e, &e->ws[0], x, B, logits);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -223,9 +310,9 @@ static double time_layer(PrunusEngine *e, int i, const float *x, float *y, int B
   for (int r = -1; r < 5; r++) {
     double t0 = now_us();
     if (sparse)
-      sparse_forward(e, el, x, y, B);
+      sparse_forward(e, &e->ws[0], el, x, y, B, FALSE, FALSE);
     else
-      el->l.ops->forward(&el->l, e->params, x, y, e->scratch[i], B);
+      el->l.ops->forward(&el->l, e->params, x, y, e->ws[0].scratch[i], B);
     if (r >= 0) t[r] = now_us() - t0;
   }
   for (int a = 1; a < 5; a++)
@@ -236,23 +323,34 @@ static double time_layer(PrunusEngine *e, int i, const float *x, float *y, int B
   return t[2];
 }
 
+/* Per layer and bucket: does sparse beat dense? Layers where dense wins at every
+ * bucket drop their CSR (rebuilt from params when measured again). */
 static void auto_measure(PrunusEngine *e, int max_batch) {
   e->n_buckets = 0;
   for (int B = 1; B < max_batch && e->n_buckets < AUTO_MAX_BUCKETS - 1; B *= 4) e->buckets[e->n_buckets++] = B;
   e->buckets[e->n_buckets++] = max_batch;
-  reserve_batch(e, max_batch);
+  for (int i = 0; i < e->n_layers; i++) {
+    EngineLayer *el = &e->layers[i];
+    if (el->l.ops->has_params && !el->csr)
+      el->csr = prunus_csr_from_dense(e->params + el->l.w_off, NULL, el->l.out.c, el->l.fan_in);
+  }
+  Workspace *w = &e->ws[0];
+  int batch = MAX(w->max_batch, max_batch);
+  workspace_free(e, w); /* sized again for the sparse path of every layer */
+  reserve_batch(e, w, batch);
+  w->team = e->team;
   PrunusRng rng;
   prunus_rng_seed(&rng, 777);
   for (int i = 0; i < e->n_layers; i++) {
     EngineLayer *el = &e->layers[i];
     if (!el->csr) continue;
     size_t n = (size_t)max_batch * prunus_shape_size(el->l.in);
-    float *x = e->acts[i]; /* the layer's own input buffer: right size, not in use yet */
+    float *x = w->acts[i]; /* the layer's own input buffer: right size, not in use yet */
     for (size_t j = 0; j < n; j++) x[j] = (float)prunus_rng_normal(&rng);
     for (int k = 0; k < e->n_buckets; k++) {
       int B = e->buckets[k];
-      double td = time_layer(e, i, x, e->acts[i + 1], B, FALSE);
-      double ts = time_layer(e, i, x, e->acts[i + 1], B, TRUE);
+      double td = time_layer(e, i, x, w->acts[i + 1], B, FALSE);
+      double ts = time_layer(e, i, x, w->acts[i + 1], B, TRUE);
       el->sparse[k] = ts < td;
     }
     gboolean any = FALSE;
@@ -360,14 +458,15 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   }
   if (kind == PRUNUS_ENGINE_AUTO)
     auto_measure(e, max_batch);
-  reserve_batch(e, max_batch);
+  reserve_batch(e, &e->ws[0], max_batch);
   if (shrunk) prunus_model_free(shrunk);
   return e;
 }
 
 void prunus_engine_free(PrunusEngine *e) {
   if (!e) return;
-  workspace_free(e);
+  for (size_t p = 0; p < G_N_ELEMENTS(e->ws); p++) workspace_free(e, &e->ws[p]);
+  prunus_team_free(e->team);
   for (int i = 0; i < e->n_layers; i++) prunus_csr_free(e->layers[i].csr);
   g_free(e->layers);
   free(e->params);
@@ -381,7 +480,13 @@ void prunus_engine_free(PrunusEngine *e) {
 
 void prunus_engine_set_threads(PrunusEngine *e, int threads) {
   g_return_if_fail(threads >= 1);
-  e->threads = threads > 2 ? 2 : threads;
+  threads = MIN(threads, 2);
+  if (threads == e->threads) return;
+  g_clear_pointer(&e->team, prunus_team_free);
+  gboolean has_csr = e->kind == PRUNUS_ENGINE_SPARSE || e->kind == PRUNUS_ENGINE_AUTO;
+  e->team = threads > 1 && has_csr ? prunus_team_new(threads) : NULL;
+  e->threads = e->team ? threads : 1;
+  if (e->kind == PRUNUS_ENGINE_AUTO) auto_measure(e, e->buckets[e->n_buckets - 1]);
 }
 
 PrunusEngineKind prunus_engine_kind(const PrunusEngine *e) { return e->kind; }
@@ -437,9 +542,16 @@ uint64_t prunus_engine_flops(const PrunusEngine *e) {
   return total;
 }
 
-static int compare_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+typedef struct {
+  PrunusEngine *e;
+  const float *x; /* (B, input) */
+  int B;
+  float *logits;  /* (B, n_classes) */
+} EngineForward;
+
+static void engine_forward(void *ctx) {
+  EngineForward *f = ctx;
+  prunus_engine_forward(f->e, f->x, f->B, f->logits);
 }
 
 double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
@@ -449,22 +561,9 @@ double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, i
   PrunusRng rng;
   prunus_rng_seed(&rng, 12345);
   for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
-  for (int i = 0; i < 3; i++) prunus_engine_forward(e, x, B, logits);
-  enum { MAX_RUNS = 5000 };
-  double *t = g_new(double, MAX_RUNS);
-  int runs = 0;
-  double start = now_us();
-  while (runs < MAX_RUNS) {
-    double t0 = now_us();
-    prunus_engine_forward(e, x, B, logits);
-    double t1 = now_us();
-    t[runs++] = t1 - t0;
-    if (runs >= min_runs && (t1 - start) / 1e6 >= budget_seconds) break;
-  }
-  qsort(t, runs, sizeof(double), compare_double);
-  double median = runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2]);
-  g_free(t);
+  EngineForward f = {e, x, B, logits};
+  double us = prunus_latency_us(engine_forward, &f, budget_seconds, min_runs);
   g_free(logits);
   g_free(x);
-  return median;
+  return us;
 }

@@ -34,8 +34,9 @@ void prunus_engine_free(PrunusEngine *e);
 /* logits (B, n_classes) from x (B, input size). */
 void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits);
 
-/* Threads the sparse kernels may use (1 or 2; default 1). BLAS threads are set
- * with prunus_set_threads. */
+/* Threads the sparse kernels may use (1 or 2; default 1): with 2, SPARSE and AUTO
+ * engines own a helper thread (it sleeps when idle), and AUTO measures its picks
+ * again. BLAS threads are set with prunus_set_threads. */
 void prunus_engine_set_threads(PrunusEngine *e, int threads);
 
 PrunusEngineKind prunus_engine_kind(const PrunusEngine *e);
@@ -52,8 +53,8 @@ double prunus_engine_layer_sparsity(const PrunusEngine *e, int i);
  * the nonzero weights). */
 uint64_t prunus_engine_flops(const PrunusEngine *e);
 
-/* Median microseconds of one forward of B seeded random samples: 3 warm-up runs,
- * then runs until budget_seconds is spent (at least min_runs, at most 5000). */
+/* Microseconds of one forward of B seeded random samples, measured as
+ * prunus_latency_us does: the lowest of three window medians after 3 warm-ups. */
 double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs);
 
 /* (transfer full) m with masks applied and every dead unit (all its weights masked)

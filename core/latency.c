@@ -1,5 +1,5 @@
-/* latency.c: times the forward pass at a batch size and returns the median of
- * many runs after warm-up; inputs are seeded random data. */
+/* latency.c: times a call (the forward pass at a batch size, an engine's forward)
+ * and returns the lowest of three window medians after warm-up; seeded inputs. */
 #include "latency.h"
 #include "rng.h"
 
@@ -18,16 +18,9 @@ static int compare_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, int min_runs) {
-  size_t n = (size_t)B * prunus_model_input_size(m);
-  float *x = g_new(float, n); /* (B, input) */
-  PrunusRng rng;
-  prunus_rng_seed(&rng, 12345);
-  for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
-  for (int i = 0; i < 3; i++) prunus_model_forward(m, x, B);
-  /* Three windows of a third of the budget each; the lowest window median wins,
-   * so a burst of load from another process spoils one window, not the figure. */
-  enum { MAX_RUNS = 2000, WINDOWS = 3 };
+double prunus_latency_us(void (*run)(void *ctx), void *ctx, double budget_seconds, int min_runs) {
+  for (int i = 0; i < 3; i++) run(ctx);
+  enum { MAX_RUNS = 5000, WINDOWS = 3 };
   double *t = g_new(double, MAX_RUNS);
   double best = INFINITY;
   for (int w = 0; w < WINDOWS; w++) {
@@ -35,7 +28,7 @@ double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, i
     double start = now_us();
     while (runs < MAX_RUNS) {
       double t0 = now_us();
-      prunus_model_forward(m, x, B);
+      run(ctx);
       double t1 = now_us();
       t[runs++] = t1 - t0;
       if (runs >= min_runs && (t1 - start) / 1e6 >= budget_seconds / WINDOWS) break;
@@ -45,6 +38,28 @@ double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, i
     if (median < best) best = median;
   }
   g_free(t);
-  g_free(x);
   return best;
+}
+
+typedef struct {
+  PrunusModel *m;
+  const float *x; /* (B, input) */
+  int B;
+} ModelForward;
+
+static void model_forward(void *ctx) {
+  ModelForward *f = ctx;
+  prunus_model_forward(f->m, f->x, f->B);
+}
+
+double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, int min_runs) {
+  size_t n = (size_t)B * prunus_model_input_size(m);
+  float *x = g_new(float, n); /* (B, input) */
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 12345);
+  for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
+  ModelForward f = {m, x, B};
+  double us = prunus_latency_us(model_forward, &f, budget_seconds, min_runs);
+  g_free(x);
+  return us;
 }

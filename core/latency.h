@@ -1,5 +1,5 @@
-/* latency.h: measured inference latency of a model's forward pass (median of
- * repeated runs after warm-up), the number behind every latency column. */
+/* latency.h: measured inference latency of a model's forward pass, or of any call
+ * (median of repeated runs after warm-up), the number behind every latency column. */
 #ifndef PRUNUS_LATENCY_H
 #define PRUNUS_LATENCY_H
 
@@ -7,9 +7,13 @@
 
 G_BEGIN_DECLS
 
-/* Microseconds of one forward of B random samples: 3 warm-up runs, then three
- * windows of budget_seconds/3 (at least min_runs runs each); the lowest of the
- * three window medians. */
+/* Microseconds of one call of run(ctx): 3 warm-up calls, then three windows of
+ * budget_seconds/3 (at least min_runs calls each, at most 5000); the lowest of the
+ * three window medians, so a burst of load from another process spoils one window,
+ * not the figure. */
+double prunus_latency_us(void (*run)(void *ctx), void *ctx, double budget_seconds, int min_runs);
+
+/* prunus_latency_us of one forward of B seeded random samples. */
 double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, int min_runs);
 
 G_END_DECLS

@@ -1,8 +1,6 @@
-/* team.c: the helper threads of a PrunusTeam. A call is posted by bumping a
- * generation counter; helpers count their finished parts in `done`. Either side
- * waits spinning for a while, then sleeps on the team's condition variable; it
- * sleeps at once when the thread it waits for shares its CPU. Helpers keep off the
- * CPU the team was created on. */
+/* team.c: the helper threads of a PrunusTeam: calls posted by a generation counter,
+ * finished parts counted in `done`; waiters spin a while (at once asleep when the
+ * other thread shares their CPU), then sleep on the team's condition variable. */
 #include "team.h"
 
 #include <pthread.h>

@@ -1,6 +1,7 @@
 /* test_engine.c: the CSR kernels against plain loops, and every inference engine
  * (dense, masked, sparse, shrunk, auto) against prunus_model_forward with masks, on
- * odd sizes, empty and full rows, batches 1/3/17/256, AVX2 and scalar paths. */
+ * odd sizes, empty and full rows, batches 1/3/17/256, the AVX-512, AVX2 and scalar
+ * kernels, one thread and a team of helpers. */
 #include "csr.h"
 #include "engine.h"
 #include "rng.h"
@@ -26,9 +27,27 @@ static float *random_sparse(int rows, int cols, uint64_t seed) {
   return W;
 }
 
-static void check_kernels(gboolean scalar) {
-  bool old = prunus_csr_force_scalar(scalar);
-  if (scalar) g_assert_false(prunus_csr_uses_avx2());
+/* Shapes with full 32x32 tiles, 8x8 blocks at the edges and scalar leftovers. */
+static void check_transpose(void) {
+  static const int shapes[][2] = {{256, 784}, {97, 333}, {40, 7}, {1, 9}};
+  for (size_t s = 0; s < G_N_ELEMENTS(shapes); s++) {
+    int R = shapes[s][0], C = shapes[s][1];
+    float *src = g_new(float, (size_t)R * C), *ref = g_new(float, (size_t)R * C),
+          *dst = g_new(float, (size_t)R * C);
+    for (int r = 0; r < R; r++)
+      for (int c = 0; c < C; c++) {
+        src[(size_t)r * C + c] = (float)(r * 1000 + c);
+        ref[(size_t)c * R + r] = src[(size_t)r * C + c];
+      }
+    prunus_transpose(src, R, C, dst);
+    g_assert_cmpmem(dst, sizeof(float) * R * C, ref, sizeof(float) * R * C);
+    g_free(src), g_free(ref), g_free(dst);
+  }
+}
+
+static void check_kernels(PrunusCsrLevel level) {
+  PrunusCsrLevel old = prunus_csr_cap_level(level);
+  g_assert_cmpint(prunus_csr_level(), ==, level);
   int rows = 37, cols = 53;
   float *W = random_sparse(rows, cols, 1);
   PrunusCsr *a = prunus_csr_from_dense(W, NULL, rows, cols);
@@ -39,7 +58,9 @@ static void check_kernels(gboolean scalar) {
   g_assert_cmpint(a->ptr[rows] % 8, ==, 0);
   float bias[37];
   for (int r = 0; r < rows; r++) bias[r] = 0.1f * r;
-  static const int Ns[] = {1, 3, 17, 64, 73, 256};
+  /* every column block and tail of the AVX2 (64/32/16/8 + scalar) and AVX-512
+   * (128/64/32 + masked) SpMM kernels */
+  static const int Ns[] = {1, 3, 17, 32, 64, 73, 175, 256};
   PrunusRng rng;
   prunus_rng_seed(&rng, 2);
   for (size_t t = 0; t < G_N_ELEMENTS(Ns); t++) {
@@ -54,34 +75,42 @@ static void check_kernels(gboolean scalar) {
         for (int c = 0; c < cols; c++) acc += (double)W[(size_t)r * cols + c] * xT[(size_t)c * N + n];
         ref[(size_t)r * N + n] = (float)acc;
       }
-    for (int threads = 1; threads <= 2; threads++) {
-      memset(yT, 0xff, sizeof(float) * rows * N);
-      prunus_csr_spmm_t(a, xT, N, bias, yT, threads);
-      g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, (size_t)rows * N, "spmm_t"), <, 1e-5);
-    }
+    memset(yT, 0xff, sizeof(float) * rows * N);
+    prunus_csr_spmm_t(a, xT, N, bias, yT, NULL);
+    g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, (size_t)rows * N, "spmm_t"), <, 1e-5);
     if (N == 1) {
-      prunus_csr_spmv(a, xT, bias, yT);
+      prunus_csr_spmv(a, xT, bias, yT, NULL);
       g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, rows, "spmv"), <, 1e-5);
     }
     g_free(xT), g_free(yT), g_free(ref);
   }
   prunus_csr_free(a);
   g_free(W);
-  prunus_csr_force_scalar(old);
+  check_transpose();
+  prunus_csr_cap_level(old);
+}
+
+/* TRUE when the CPU has the kernels of `level` (else the test is skipped). */
+static gboolean cpu_has(PrunusCsrLevel level) {
+  if (prunus_csr_level() >= level) return TRUE;
+  g_test_skip("this CPU lacks the kernels");
+  return FALSE;
+}
+
+static void test_kernels_avx512(void) {
+  if (cpu_has(PRUNUS_CSR_AVX512)) check_kernels(PRUNUS_CSR_AVX512);
 }
 
 static void test_kernels_avx2(void) {
-  if (!prunus_csr_uses_avx2()) {
-    g_test_skip("no AVX2 on this CPU");
-    return;
-  }
-  check_kernels(FALSE);
+  if (cpu_has(PRUNUS_CSR_AVX2)) check_kernels(PRUNUS_CSR_AVX2);
 }
 
-static void test_kernels_scalar(void) { check_kernels(TRUE); }
+static void test_kernels_scalar(void) { check_kernels(PRUNUS_CSR_SCALAR); }
 
-/* Large enough for the threaded split to run, with many rows. */
-static void test_kernels_threaded(void) {
+/* Large enough for the team split to run, with many rows: teams of 2 and 3 give
+ * exactly what one thread gives, for SpMV and SpMM, over many calls, some after the
+ * helpers have gone to sleep. */
+static void check_team(PrunusTeam *team) {
   int rows = 301, cols = 785, N = 256;
   float *W = random_sparse(rows, cols, 3);
   PrunusCsr *a = prunus_csr_from_dense(W, NULL, rows, cols);
@@ -90,11 +119,35 @@ static void test_kernels_threaded(void) {
   PrunusRng rng;
   prunus_rng_seed(&rng, 4);
   for (size_t i = 0; i < (size_t)cols * N; i++) xT[i] = (float)prunus_rng_normal(&rng);
-  prunus_csr_spmm_t(a, xT, N, NULL, y1, 1);
-  prunus_csr_spmm_t(a, xT, N, NULL, y2, 2);
-  g_assert_cmpfloat(testutil_max_rel_diff(y1, y2, (size_t)rows * N, "threads 1 vs 2"), ==, 0.0);
+  for (int call = 0; call < 50; call++) {
+    if (call % 10 == 9) g_usleep(2000); /* longer than the helpers spin */
+    prunus_csr_spmm_t(a, xT, N, NULL, y1, NULL);
+    memset(y2, 0xff, sizeof(float) * rows * N);
+    prunus_csr_spmm_t(a, xT, N, NULL, y2, team);
+    g_assert_cmpfloat(testutil_max_rel_diff(y1, y2, (size_t)rows * N, "spmm_t team"), ==, 0.0);
+    prunus_csr_spmv(a, xT + call, NULL, y1, NULL);
+    memset(y2, 0xff, sizeof(float) * rows);
+    prunus_csr_spmv(a, xT + call, NULL, y2, team);
+    g_assert_cmpfloat(testutil_max_rel_diff(y1, y2, rows, "spmv team"), ==, 0.0);
+  }
   prunus_csr_free(a);
   g_free(W), g_free(xT), g_free(y1), g_free(y2);
+}
+
+static void test_kernels_team(void) {
+  for (int threads = 2; threads <= 3; threads++) {
+    PrunusTeam *team = prunus_team_new(threads);
+    g_assert_nonnull(team);
+    g_assert_cmpint(prunus_team_threads(team), ==, threads);
+    PrunusCsrLevel best = prunus_csr_level();
+    for (int level = 0; level <= (int)best; level++) {
+      prunus_csr_cap_level((PrunusCsrLevel)level);
+      check_team(team);
+    }
+    prunus_csr_cap_level(PRUNUS_CSR_N_LEVELS - 1);
+    prunus_team_free(team);
+  }
+  g_assert_cmpint(prunus_team_threads(NULL), ==, 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -166,18 +219,21 @@ static void check_engines(PrunusModel *m, const char *label) {
   }
 }
 
-static void run_both_paths(PrunusModel *m, const char *label) {
-  check_engines(m, label);
-  bool old = prunus_csr_force_scalar(true);
-  check_engines(m, label);
-  prunus_csr_force_scalar(old);
+/* Every kernel level the CPU has. */
+static void run_all_levels(PrunusModel *m, const char *label) {
+  PrunusCsrLevel best = prunus_csr_level();
+  for (int level = 0; level <= (int)best; level++) {
+    prunus_csr_cap_level((PrunusCsrLevel)level);
+    check_engines(m, label);
+  }
+  prunus_csr_cap_level(PRUNUS_CSR_N_LEVELS - 1);
 }
 
 static void test_engines_dense_model(void) {
   static const double sparsities[] = {0.0, 0.7, 0.97};
   for (size_t s = 0; s < G_N_ELEMENTS(sparsities); s++) {
     PrunusModel *m = masked_model("1x5x11|flatten|dense:37|relu|dense:53|relu|dense:10", sparsities[s], 11 + s);
-    run_both_paths(m, "mlp");
+    run_all_levels(m, "mlp");
     prunus_model_free(m);
   }
 }
@@ -188,7 +244,7 @@ static void test_engines_conv_model(void) {
   /* conv -> conv: a dead channel with a positive bias reaches the next conv unevenly
    * through its zero padding: the shrunk engine must keep it (and stay exact). */
   m->params[m->layers[0].b_off + 1] = 0.5f;
-  run_both_paths(m, "conv");
+  run_all_levels(m, "conv");
   prunus_model_free(m);
 }
 
@@ -221,9 +277,10 @@ static void test_engine_sizes(void) {
 
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/csr/kernels-avx512", test_kernels_avx512);
   g_test_add_func("/csr/kernels-avx2", test_kernels_avx2);
   g_test_add_func("/csr/kernels-scalar", test_kernels_scalar);
-  g_test_add_func("/csr/kernels-threaded", test_kernels_threaded);
+  g_test_add_func("/csr/kernels-team", test_kernels_team);
   g_test_add_func("/engine/dense-model", test_engines_dense_model);
   g_test_add_func("/engine/conv-model", test_engines_conv_model);
   g_test_add_func("/engine/sizes", test_engine_sizes);
