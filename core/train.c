@@ -45,10 +45,22 @@ typedef struct {
   double lr;
   long step;
   gboolean *layer_masked; /* (n_layers) some weight or bias of the layer is pruned */
+  /* the next batch, written into the input slot once the first layer with parameters
+   * has its gradients (nothing reads the input after that), while the slot is in cache */
+  int first_layer;
+  const PrunusDataset *data;
+  const PrunusNorm *norm;
+  const int *next_idx; /* (next_n) */
+  int next_n;          /* 0: nothing to fill */
+  uint8_t *next_y;     /* (next_n) */
 } LayerUpdate;
 
 static void update_layer(PrunusModel *m, int layer, void *user) {
-  const LayerUpdate *u = user;
+  LayerUpdate *u = user;
+  if (layer == u->first_layer && u->next_n > 0) {
+    prunus_dataset_fill_batch(u->data, u->norm, u->next_idx, u->next_n, m->acts[0], u->next_y);
+    u->next_n = 0;
+  }
   const PrunusLayer *l = &m->layers[layer];
   /* the bias follows the weights in the slab: one span */
   prunus_optim_step_span(m, u->tc, u->lr, u->step, l->w_off, l->w_len + l->b_len,
@@ -91,14 +103,17 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   if (hooks->schedule_epochs > 0) sched.epochs = hooks->schedule_epochs;
   int B = MIN(tc->batch, train->n);
   int steps = (train->n + B - 1) / B;
-  uint8_t *y = g_new(uint8_t, B);                   /* (B) */
+  uint8_t *y = g_new(uint8_t, B), *y_next = g_new(uint8_t, B); /* (B) this and the next batch */
   float *dlogits = g_new(float, (size_t)B * K);     /* (B, K) */
   int *order = g_new(int, train->n);
   for (int i = 0; i < train->n; i++) order[i] = i;
   PrunusRng rng;
   prunus_rng_seed(&rng, prunus_seed_derive(seed, "shuffle"));
   prunus_model_reserve_batch(m, B);
-  LayerUpdate update = {.tc = tc, .layer_masked = layers_masked(m)};
+  LayerUpdate update = {.tc = tc, .layer_masked = layers_masked(m), .data = train, .norm = norm};
+  while (update.first_layer < m->n_layers - 1 && !m->layers[update.first_layer].ops->has_params)
+    update.first_layer++;
+  gboolean prefill = m->layers[update.first_layer].ops->has_params; /* else no callback */
   /* with --threads N > 1 the layers' own kernels (convolutions) split each batch over
    * N threads too; OpenBLAS keeps its own pool for the products */
   int threads = MIN(prunus_get_threads(), PRUNUS_TEAM_MAX_THREADS);
@@ -114,10 +129,15 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     for (int s = 0; s < steps; s++) {
       int start = s * B, nb = MIN(B, train->n - start);
       float *x = m->acts[0]; /* (B, in): the batch is written where forward reads it */
-      prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
+      if (s == 0 || !prefill) /* else filled during the step before (update_layer) */
+        prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
       prunus_model_forward(m, x, nb);
-      if (s + 1 < steps) /* the next batch's images load while this one trains */
-        prunus_dataset_prefetch(train, order + start + nb, MIN(B, train->n - start - nb));
+      if (prefill && s + 1 < steps) { /* the next batch: its images load while this one trains */
+        update.next_idx = order + start + nb;
+        update.next_n = MIN(B, train->n - start - nb);
+        update.next_y = y_next;
+        prunus_dataset_prefetch(train, update.next_idx, update.next_n);
+      }
       double loss = prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       loss_sum += loss * nb;
       double pos = hooks->epoch_offset + (epoch - 1) + (double)s / steps;
@@ -125,6 +145,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       update.lr = lr, update.step = ++global_step;
       /* each layer is updated as soon as its gradients exist, while they are in cache */
       prunus_model_backward_each(m, dlogits, nb, update_layer, &update);
+      uint8_t *swap = y;
+      y = y_next, y_next = swap;
       if (hooks->on_batch) {
         double elapsed = (g_get_monotonic_time() - t0) / 1e6;
         hooks->on_batch(epoch, s + 1, steps, loss, (start + nb) / fmax(elapsed, 1e-9), elapsed,
@@ -162,6 +184,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   g_free(update.layer_masked);
   g_free(order);
   g_free(dlogits);
+  g_free(y_next);
   g_free(y);
   return ok;
 }
