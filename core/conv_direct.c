@@ -9,8 +9,6 @@
 #include <string.h>
 
 #define LANES 16   /* floats per AVX-512 vector */
-#define FWD_CO 6   /* forward: output channels per register block */
-#define FWD_VECS 2 /* forward: vectors of output positions per register block */
 #define WG_CO 3    /* weight gradient: output channels per register block */
 #define WG_TAPS 5  /* weight gradient: kernel taps (kh, kw) per register block */
 
@@ -143,62 +141,79 @@ __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, size
     }
 }
 
-/* y[c][o0 + v*LANES + lane] for the FWD_CO channels of a block and FWD_VECS vectors of
- * positions, the lanes in m[v]; w[c] (k*k) is the block's channel c, of which the
- * first nco are stored. Inlined, so the accumulators live in registers. */
-__attribute__((target("avx512f"))) static void fwd_block(
-    const PrunusConvGeom *g, const Plan *pl, const float *const *w, const float *bias, int nco,
-    float *yb, int o0, const __mmask16 *m) {
-  __m512 acc[FWD_CO][FWD_VECS];
-  #pragma GCC unroll 8
-  for (int c = 0; c < FWD_CO; c++)
-    #pragma GCC unroll 8
-    for (int v = 0; v < FWD_VECS; v++) acc[c][v] = _mm512_set1_ps(bias[c]);
-  const int k = g->k, Wo = g->Wo;
-  const size_t shift = pl->shift;
-  for (int kw = 0; kw < k; kw++) {
-    for (int kh = 0; kh < k; kh++) {
-      const float *xt = pl->xs + kw * shift + (size_t)kh * Wo + o0; /* tap (kh, kw) */
-      __m512 xv[FWD_VECS];
-      #pragma GCC unroll 8
-      for (int v = 0; v < FWD_VECS; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xt + v * LANES);
-      #pragma GCC unroll 8
-      for (int c = 0; c < FWD_CO; c++) {
-        __m512 wv = _mm512_set1_ps(w[c][kh * k + kw]);
-        #pragma GCC unroll 8
-        for (int v = 0; v < FWD_VECS; v++) acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);
-      }
-    }
+/* y[c][o0 + v*LANES + lane] for the CO channels of a block and V vectors of positions,
+ * the lanes in m[v]; w[c] (k*k) is the block's channel c, of which the first nco are
+ * stored. One function per (CO, V), all with CO*V = 12 accumulators in registers:
+ * blocks of fewer channels take more positions instead of computing unused channels
+ * (a channel-pruned layer then really does less work). */
+#define FWD_BLOCK(CO, V)                                                                    \
+  __attribute__((target("avx512f"))) static void fwd_block_##CO##x##V(                      \
+      const PrunusConvGeom *g, const Plan *pl, const float *const *w, const float *bias,    \
+      int nco, float *yb, int o0, const __mmask16 *m) {                                     \
+    __m512 acc[CO][V];                                                                      \
+    for (int c = 0; c < CO; c++)                                                            \
+      for (int v = 0; v < V; v++) acc[c][v] = _mm512_set1_ps(bias[c]);                      \
+    const int k = g->k, Wo = g->Wo;                                                         \
+    const size_t shift = pl->shift;                                                         \
+    for (int kw = 0; kw < k; kw++) {                                                        \
+      for (int kh = 0; kh < k; kh++) {                                                      \
+        const float *xt = pl->xs + kw * shift + (size_t)kh * Wo + o0; /* tap (kh, kw) */   \
+        __m512 xv[V];                                                                       \
+        for (int v = 0; v < V; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xt + v * LANES);    \
+        for (int c = 0; c < CO; c++) {                                                      \
+          __m512 wv = _mm512_set1_ps(w[c][kh * k + kw]);                                    \
+          for (int v = 0; v < V; v++) acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);    \
+        }                                                                                   \
+      }                                                                                     \
+    }                                                                                       \
+    for (int c = 0; c < CO; c++)                                                            \
+      for (int v = 0; v < V; v++)                                                           \
+        if (c < nco) _mm512_mask_storeu_ps(yb + (size_t)c * pl->HWo + o0 + v * LANES, m[v], acc[c][v]); \
+  }                                                                                         \
+                                                                                            \
+  /* channels [co0, co0 + nco) (nco <= CO) of one image, every position */                 \
+  __attribute__((target("avx512f"))) static void fwd_channels_##CO##x##V(                   \
+      const PrunusConvGeom *g, const Plan *pl, const float *Wt, const float *bias, float *y, \
+      int co0, int nco) {                                                                   \
+    const float *w[CO];                                                                     \
+    float bv[CO];                                                                           \
+    for (int c = 0; c < CO; c++) { /* channels past nco repeat the last one, unstored */    \
+      int co = co0 + MIN(c, nco - 1);                                                       \
+      w[c] = Wt + (size_t)co * pl->kk;                                                      \
+      bv[c] = bias[co];                                                                     \
+    }                                                                                       \
+    float *yb = y + (size_t)co0 * pl->HWo;                                                  \
+    __mmask16 full[V];                                                                      \
+    for (int v = 0; v < V; v++) full[v] = 0xFFFF;                                           \
+    int o0 = 0;                                                                             \
+    for (; o0 + V * LANES <= pl->HWo; o0 += V * LANES)                                      \
+      fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, full);                                \
+    if (o0 < pl->HWo) {                                                                     \
+      __mmask16 m[V];                                                                       \
+      for (int v = 0; v < V; v++) m[v] = lanes_mask(pl->HWo - o0 - v * LANES);             \
+      fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, m);                                   \
+    }                                                                                       \
   }
-  #pragma GCC unroll 8
-  for (int c = 0; c < FWD_CO; c++) /* constant bounds keep acc in registers */
-    #pragma GCC unroll 8
-    for (int v = 0; v < FWD_VECS; v++)
-      if (c < nco) _mm512_mask_storeu_ps(yb + (size_t)c * pl->HWo + o0 + v * LANES, m[v], acc[c][v]);
-}
+FWD_BLOCK(6, 2)
+FWD_BLOCK(4, 3)
+FWD_BLOCK(2, 6)
 
-/* y (cout, Ho*Wo) of one image from its shifted planes. */
+/* y (cout, Ho*Wo) of one image from its shifted planes, in blocks of 6 channels (4
+ * or 2 for what is left). */
 __attribute__((target("avx512f"))) static void forward_avx512(const PrunusConvGeom *g,
                                                               const Plan *pl, const float *Wt,
                                                               const float *bias, float *y) {
-  static const __mmask16 full[FWD_VECS] = {0xFFFF, 0xFFFF};
-  const int step = FWD_VECS * LANES;
-  for (int co0 = 0; co0 < g->cout; co0 += FWD_CO) {
-    int nco = MIN(FWD_CO, g->cout - co0);
-    const float *w[FWD_CO];
-    float bv[FWD_CO];
-    for (int c = 0; c < FWD_CO; c++) { /* channels past cout repeat the last one, unstored */
-      int co = co0 + MIN(c, nco - 1);
-      w[c] = Wt + (size_t)co * pl->kk;
-      bv[c] = bias[co];
-    }
-    float *yb = y + (size_t)co0 * pl->HWo;
-    int o0 = 0;
-    for (; o0 + step <= pl->HWo; o0 += step) fwd_block(g, pl, w, bv, nco, yb, o0, full);
-    if (o0 < pl->HWo) {
-      __mmask16 m[FWD_VECS];
-      for (int v = 0; v < FWD_VECS; v++) m[v] = lanes_mask(pl->HWo - o0 - v * LANES);
-      fwd_block(g, pl, w, bv, nco, yb, o0, m);
+  for (int co0 = 0; co0 < g->cout;) {
+    int left = g->cout - co0;
+    if (left > 4) {
+      fwd_channels_6x2(g, pl, Wt, bias, y, co0, MIN(6, left));
+      co0 += MIN(6, left);
+    } else if (left > 2) {
+      fwd_channels_4x3(g, pl, Wt, bias, y, co0, left);
+      co0 += left;
+    } else {
+      fwd_channels_2x6(g, pl, Wt, bias, y, co0, left);
+      co0 += left;
     }
   }
 }

@@ -14,7 +14,7 @@ typedef struct {
   int C, H, W, k, s, p, cout, Ho, Wo;
 } PrunusConvGeom;
 
-/* TRUE when these kernels run here (the CPU has AVX-512F and the products are not
+/* TRUE when these kernels run here (the CPU has AVX-512F+VL and the products are not
  * forced onto the reference loops); otherwise callers lower with im2col + sgemm. */
 bool prunus_conv_gemm_available(void);
 /* Floats of scratch the functions below need for one call, any batch size, when

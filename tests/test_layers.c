@@ -129,13 +129,16 @@ static void test_grad_conv(void) {
   prunus_gemm_force_reference(true);
   check_gradients(&c, 2, "conv k3 s1 p1 wide (im2col, reference gemm)");
   prunus_gemm_force_reference(false);
-  /* one input channel, stride 1: the direct kernels. 7 channels (register blocks of 6
-   * and 3 with some left over), Wo = 37 (a two-vector strip, then a short one); k3:
-   * 9 taps (blocks of 5 with one left over), Wo = 9 (one vector); then the plain loops */
+  /* one input channel, stride 1: the direct kernels. 7 channels (a forward block of 6
+   * and one of 2; weight-gradient blocks of 3 with one left over), Wo = 37 (a
+   * two-vector strip, then a short one); k3: 9 taps (blocks of 5 with one left over),
+   * Wo = 9 (one vector); 4 channels (the forward block of 4); then the plain loops */
   PrunusArch d = ARCH(1, 7, 37, {.type = PRUNUS_LAYER_CONV2D, .channels = 7, .kernel = 5, .stride = 1, .padding = 2});
   PrunusArch e = ARCH(1, 9, 11, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1});
+  PrunusArch f = ARCH(1, 8, 20, {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 5, .stride = 1, .padding = 2});
   check_gradients(&d, 3, "conv 1ch k5 s1 p2 (direct)");
   check_gradients(&e, 2, "conv 1ch k3 s1 p0 (direct)");
+  check_gradients(&f, 2, "conv 1ch k5 s1 p2 4 channels (direct)");
   prunus_gemm_force_reference(true);
   check_gradients(&d, 3, "conv 1ch k5 s1 p2 (direct, plain loops)");
   check_gradients(&e, 2, "conv 1ch k3 s1 p0 (direct, plain loops)");
