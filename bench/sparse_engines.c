@@ -95,6 +95,9 @@ static double measure(const PrunusModel *m, PrunusEngineKind kind, int B, int th
   prunus_json_object_set(r, "latency_us", prunus_json_new_number(us));
   prunus_json_object_set(r, "weight_bytes", prunus_json_new_number((double)prunus_engine_weight_bytes(e)));
   prunus_json_object_set(r, "flops", prunus_json_new_number((double)prunus_engine_flops(e)));
+  char *pad = prunus_engine_padding_text(e);
+  if (pad) prunus_json_object_set(r, "padding", prunus_json_new_string(pad));
+  g_free(pad);
   if (kind == PRUNUS_ENGINE_AUTO) {
     GString *picks = g_string_new(NULL);
     for (int i = 0; i < prunus_engine_n_layers(e); i++) {

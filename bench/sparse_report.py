@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """sparse_report.py: the tables of bench/sparse_engines' JSON (argv[1]): engine
 latencies at 90%/95%, sparse-vs-dense ratios and the crossover sparsity per batch
-size, the neuron-pruned `shrunk` check, and the exported C file's flash."""
+size, the neuron-pruned `shrunk` check (with the layers dense/shrunk padded), and
+the exported C file's flash."""
 import json
 import sys
 
@@ -53,14 +54,17 @@ for T in (1, 2):
 n = res["neurons30"]
 fr = n["shrunk_flops"] / n["dense_flops"]
 print(f"\nNeuron-pruned (30% of hidden neurons kept): FLOPs ratio {fr:.3f}\n")
-print("| threads | batch | dense | shrunk | dense x FLOPs ratio | shrunk / (dense x ratio) |")
-print("|---|---|---|---|---|---|")
+print("| threads | batch | dense | shrunk | dense x FLOPs ratio | shrunk / (dense x ratio) | "
+      "padded (layer:units+rows) dense; shrunk |")
+print("|---|---|---|---|---|---|---|")
 s_np = next(r["sparsity"] for r in rows if r["model"] == "neurons30")
 for T in (1, 2):
     for B in batches:
-        d = lat("neurons30", s_np, "dense", B, T)["latency_us"]
-        s = lat("neurons30", s_np, "shrunk", B, T)["latency_us"]
-        print(f"| {T} | {B} | {d:.1f} | {s:.1f} | {d * fr:.1f} | **{s / (d * fr):.2f}** |")
+        dr = lat("neurons30", s_np, "dense", B, T)
+        sr = lat("neurons30", s_np, "shrunk", B, T)
+        d, s = dr["latency_us"], sr["latency_us"]
+        print(f"| {T} | {B} | {d:.1f} | {s:.1f} | {d * fr:.1f} | **{s / (d * fr):.2f}** | "
+              f"{dr.get('padding', '-')}; {sr.get('padding', '-')} |")
 
 print("\nExported C (`prunus export --format c`): flash = weights + biases + index arrays\n")
 print("| sparsity | flash bytes | dense bytes | ratio |")

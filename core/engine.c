@@ -3,9 +3,11 @@
  * its sparse kernels split with (team.c); layers without parameters and the dense
  * path reuse the kernels of layers.c; the sparse path runs CSR kernels (csr.c) on
  * a batch kept transposed between sparse layers, over the im2col form (transposed,
- * one sample at a time) for conv. */
+ * one sample at a time) for conv; dense and shrunk may pad a dense layer's outputs
+ * with zero rows where BLAS measured faster so (`padding`). */
 #include "engine.h"
 #include "csr.h"
+#include "gemm.h"
 #include "latency.h"
 #include "rng.h"
 #include "shrink.h"
@@ -36,7 +38,9 @@ typedef struct {
 #define AUTO_MAX_BUCKETS 12
 
 typedef struct {
-  PrunusLayer l;          /* shapes, ops and slab offsets (into the engine's slab) */
+  PrunusLayer l;          /* shapes, ops and slab offsets (into the engine's slab), as run:
+                           * with padding rows (see `padding`), when it has some */
+  PrunusLayer shape;      /* l as the network has it: what the queries report */
   PrunusCsr *csr;         /* SPARSE / AUTO: the nonzero weights by output row */
   gboolean sparse[AUTO_MAX_BUCKETS]; /* AUTO: sparse wins at bucket k */
   uint64_t nnz;           /* nonzero (and unmasked) weights */
@@ -57,6 +61,9 @@ struct PrunusEngine {
   int n_buckets;
   int buckets[AUTO_MAX_BUCKETS];
   Workspace ws[2];        /* [0] the caller's; [1] the helper's share of a split batch */
+  PrunusEnginePadding padding;
+  int pad_batch;          /* DENSE / SHRUNK: the largest batch size padding was measured at */
+  int pad_blas_threads;   /* and the BLAS threads it was measured with */
 };
 
 const char *prunus_engine_kind_name(PrunusEngineKind kind) {
@@ -359,6 +366,189 @@ static void auto_measure(PrunusEngine *e, int max_batch) {
   }
 }
 
+/* ------------------------------------------------------------------------ */
+/* padding (DENSE, SHRUNK): the BLAS layout of a dense layer and its successor */
+
+/* Outputs are padded to a multiple of this. OpenBLAS's sgemm works in 16-wide tiles
+ * here (AVX-512), and with 2 threads it halves a product's outputs: the shrunk
+ * LeNet-300-100's 90 and 30 units ran 1.2x slower than 96 and 32 at batch 32. */
+#define PAD_MULTIPLE 16
+
+/* The dense layer that dense layer p feeds through relus only (relu(0) = 0: its zero
+ * rows stay zero up to there), or -1. */
+static int pad_successor(const PrunusEngine *e, int p) {
+  if (e->layers[p].shape.spec.type != PRUNUS_LAYER_DENSE) return -1;
+  int q = p + 1;
+  while (q < e->n_layers && e->layers[q].shape.spec.type == PRUNUS_LAYER_RELU) q++;
+  return q < e->n_layers && e->layers[q].shape.spec.type == PRUNUS_LAYER_DENSE ? q : -1;
+}
+
+/* (transfer full) e's network laid out with dense layer i computing width[i] outputs
+ * (>= its units; the others zero rows with zero bias) and the layers after it (relus,
+ * then the dense layer reading them through zero columns) sized to match; width[i]
+ * of other layers is ignored. Fills layers (n_layers; shapes, offsets) and returns
+ * the parameter slab (*n_params floats), copied from e's current layout. */
+static float *pad_layout(const PrunusEngine *e, const int *width, EngineLayer *layers,
+                         size_t *n_params) {
+  size_t off = 0;
+  int c = 0; /* width of the activation flowing between dense and relu layers */
+  for (int i = 0; i < e->n_layers; i++) {
+    const PrunusLayer *s = &e->layers[i].shape;
+    PrunusLayer *l = &layers[i].l;
+    *l = *s;
+    if (s->spec.type == PRUNUS_LAYER_RELU && c > 0) {
+      l->in.c = l->out.c = c;
+    } else if (s->spec.type == PRUNUS_LAYER_DENSE) {
+      if (c > 0) l->in.c = l->fan_in = c;
+      g_assert(width[i] >= s->out.c);
+      l->out.c = l->fan_out = width[i];
+      l->w_len = (size_t)l->out.c * l->fan_in;
+      l->b_len = (size_t)l->out.c;
+      c = width[i];
+    } else {
+      c = 0;
+    }
+    l->w_off = off;
+    off += l->w_len;
+    l->b_off = off;
+    off += l->b_len;
+  }
+  float *params = floats_new(off);
+  for (int i = 0; i < e->n_layers; i++) {
+    const PrunusLayer *s = &e->layers[i].shape, *from = &e->layers[i].l, *to = &layers[i].l;
+    if (!s->ops->has_params) continue;
+    if (s->spec.type == PRUNUS_LAYER_DENSE) {
+      for (int r = 0; r < s->out.c; r++)
+        memcpy(params + to->w_off + (size_t)r * to->fan_in,
+               e->params + from->w_off + (size_t)r * from->fan_in, sizeof(float) * s->fan_in);
+    } else {
+      memcpy(params + to->w_off, e->params + from->w_off, sizeof(float) * s->w_len);
+    }
+    memcpy(params + to->b_off, e->params + from->b_off, sizeof(float) * s->b_len);
+  }
+  *n_params = off;
+  return params;
+}
+
+/* Replace e's layout by the one pad_layout gives for width. */
+static void pad_install(PrunusEngine *e, const int *width) {
+  EngineLayer *layers = g_memdup2(e->layers, sizeof(EngineLayer) * e->n_layers);
+  size_t n;
+  float *params = pad_layout(e, width, layers, &n);
+  free(e->params);
+  g_free(e->layers);
+  e->params = params;
+  e->n_params = n;
+  e->layers = layers;
+  for (size_t p = 0; p < G_N_ELEMENTS(e->ws); p++) workspace_free(e, &e->ws[p]);
+}
+
+/* Microseconds of n forwards of layers p..q of a layout on x (B, in of p), through
+ * the buffers a and b (each B x the widest activation). */
+static double time_chain(const EngineLayer *layers, const float *params, int p, int q,
+                         const float *x, float *a, float *b, int B, int n) {
+  double t0 = now_us();
+  for (int r = 0; r < n; r++) {
+    const float *in = x;
+    for (int i = p; i <= q; i++) {
+      float *out = in == a ? b : a;
+      layers[i].l.ops->forward(&layers[i].l, params, in, out, NULL, B);
+      in = out;
+    }
+  }
+  return now_us() - t0;
+}
+
+static double median(double *t, int n) {
+  for (int a = 1; a < n; a++)
+    for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
+      double s = t[b];
+      t[b] = t[b - 1], t[b - 1] = s;
+    }
+  return t[n / 2];
+}
+
+/* Timed samples of each layout per batch size, taken in turn; a sample repeats the
+ * layers until it lasts PAD_SAMPLE_US (a lone batch-1 product is under 1 us). */
+#define PAD_SAMPLES 15
+#define PAD_SAMPLE_US 100.0
+/* padded / plain: below PAD_WIN is a win, above PAD_LOSS a loss (between: noise, on
+ * this shared VM; the shrunk LeNet's 90 -> 96 measured 0.81 at batch 32, 2 threads). */
+#define PAD_WIN 0.95
+#define PAD_LOSS 1.03
+
+/* Is dense layer p (feeding q) faster padded to width_pad[p] than at width[p]? Both
+ * layouts run layers p..q in turn, at max_batch and at batch 1; the median of padded /
+ * plain over pairs of samples taken back to back (a burst of other work on the
+ * machine slows both of a pair) must be a win at max_batch and no loss at 1. */
+static gboolean padding_wins(const PrunusEngine *e, int p, int q, const int *width,
+                             const int *width_pad, int max_batch) {
+  EngineLayer *la = g_memdup2(e->layers, sizeof(EngineLayer) * e->n_layers),
+              *lb = g_memdup2(e->layers, sizeof(EngineLayer) * e->n_layers);
+  size_t na, nb;
+  float *pa = pad_layout(e, width, la, &na), *pb = pad_layout(e, width_pad, lb, &nb);
+  size_t widest = 0;
+  for (int i = p; i <= q; i++)
+    widest = MAX(widest, MAX(prunus_shape_size(lb[i].l.in), prunus_shape_size(lb[i].l.out)));
+  size_t in = prunus_shape_size(la[p].l.in);
+  g_assert(in == prunus_shape_size(lb[p].l.in));
+  float *x = floats_new((size_t)max_batch * in), *a = floats_new((size_t)max_batch * widest),
+        *b = floats_new((size_t)max_batch * widest);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 778);
+  for (size_t j = 0; j < (size_t)max_batch * in; j++) x[j] = (float)prunus_rng_normal(&rng);
+  gboolean pads = TRUE;
+  int batches[2] = {max_batch, 1};
+  for (int k = 0; k < (max_batch > 1 ? 2 : 1) && pads; k++) {
+    int B = batches[k];
+    /* warm-up, then how many forwards make a sample */
+    time_chain(la, pa, p, q, x, a, b, B, 1), time_chain(lb, pb, p, q, x, a, b, B, 1);
+    double t1 = time_chain(la, pa, p, q, x, a, b, B, 1) + time_chain(lb, pb, p, q, x, a, b, B, 1);
+    int n = (int)CLAMP(ceil(2.0 * PAD_SAMPLE_US / MAX(t1, 0.01)), 1, 1000);
+    double ratio[PAD_SAMPLES]; /* padded / plain of two samples taken back to back */
+    for (int r = 0; r < PAD_SAMPLES; r++) {
+      double ta, tb;
+      if (r & 1) { /* alternate which goes first */
+        ta = time_chain(la, pa, p, q, x, a, b, B, n);
+        tb = time_chain(lb, pb, p, q, x, a, b, B, n);
+      } else {
+        tb = time_chain(lb, pb, p, q, x, a, b, B, n);
+        ta = time_chain(la, pa, p, q, x, a, b, B, n);
+      }
+      ratio[r] = tb / MAX(ta, 1e-3);
+    }
+    double rm = median(ratio, PAD_SAMPLES);
+    pads = k == 0 ? rm < PAD_WIN : rm <= PAD_LOSS;
+  }
+  free(x), free(a), free(b), free(pa), free(pb);
+  g_free(la), g_free(lb);
+  return pads;
+}
+
+/* Lay e out by its padding mode: every dense layer that feeds another through relus
+ * only, its outputs not a multiple of PAD_MULTIPLE, is padded (PAD_ALL) or padded
+ * where padding_wins twice in a row (PAD_MEASURED), deciding layer by layer from
+ * the input up (a layer is measured with the padding decided for the one before). */
+static void pad_measure(PrunusEngine *e, int max_batch) {
+  g_assert(e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK);
+  int *width = g_new0(int, e->n_layers), *width_pad = g_new0(int, e->n_layers);
+  for (int i = 0; i < e->n_layers; i++) width[i] = e->layers[i].shape.out.c;
+  for (int p = 0; p < e->n_layers && e->padding != PRUNUS_ENGINE_PAD_NONE; p++) {
+    int q = pad_successor(e, p), units = width[p];
+    if (q < 0 || units % PAD_MULTIPLE == 0) continue;
+    memcpy(width_pad, width, sizeof(int) * e->n_layers);
+    width_pad[p] = (units + PAD_MULTIPLE - 1) / PAD_MULTIPLE * PAD_MULTIPLE;
+    if (e->padding == PRUNUS_ENGINE_PAD_ALL ||
+        (padding_wins(e, p, q, width, width_pad, max_batch) && /* and again: noise wins once */
+         padding_wins(e, p, q, width, width_pad, max_batch)))
+      width[p] = width_pad[p];
+  }
+  pad_install(e, width);
+  e->pad_batch = max_batch;
+  e->pad_blas_threads = prunus_get_threads();
+  g_free(width), g_free(width_pad);
+}
+
 /* Before dead units are removed: a dead unit still outputs a constant, act(bias)
  * (act = relu when one follows). Zero: removing it is exact. Otherwise, into a dense
  * layer (through relu/maxpool/flatten) add what it feeds to that layer's bias; into
@@ -449,7 +639,7 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   e->layers = g_new0(EngineLayer, e->n_layers);
   for (int i = 0; i < e->n_layers; i++) {
     EngineLayer *el = &e->layers[i];
-    el->l = src->layers[i];
+    el->l = el->shape = src->layers[i];
     if (!el->l.ops->has_params) continue;
     const float *W = e->params + el->l.w_off;
     for (size_t j = 0; j < el->l.w_len; j++) el->nnz += W[j] != 0.0f;
@@ -458,6 +648,8 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   }
   if (kind == PRUNUS_ENGINE_AUTO)
     auto_measure(e, max_batch);
+  if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK)
+    pad_measure(e, max_batch);
   reserve_batch(e, &e->ws[0], max_batch);
   if (shrunk) prunus_model_free(shrunk);
   return e;
@@ -481,6 +673,11 @@ void prunus_engine_free(PrunusEngine *e) {
 void prunus_engine_set_threads(PrunusEngine *e, int threads) {
   g_return_if_fail(threads >= 1);
   threads = MIN(threads, 2);
+  if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK) {
+    if (e->padding == PRUNUS_ENGINE_PAD_MEASURED && prunus_get_threads() != e->pad_blas_threads)
+      pad_measure(e, e->pad_batch);
+    return; /* BLAS only: no threads of their own */
+  }
   if (threads == e->threads) return;
   g_clear_pointer(&e->team, prunus_team_free);
   gboolean has_csr = e->kind == PRUNUS_ENGINE_SPARSE || e->kind == PRUNUS_ENGINE_AUTO;
@@ -490,6 +687,12 @@ void prunus_engine_set_threads(PrunusEngine *e, int threads) {
 }
 
 PrunusEngineKind prunus_engine_kind(const PrunusEngine *e) { return e->kind; }
+
+void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode) {
+  g_return_if_fail(mode >= PRUNUS_ENGINE_PAD_MEASURED && mode <= PRUNUS_ENGINE_PAD_ALL);
+  e->padding = mode;
+  if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, e->pad_batch);
+}
 
 size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
   size_t bytes = 0;
@@ -513,7 +716,13 @@ int prunus_engine_n_layers(const PrunusEngine *e) { return e->n_layers; }
 
 const PrunusLayer *prunus_engine_layer(const PrunusEngine *e, int i) {
   g_return_val_if_fail(i >= 0 && i < e->n_layers, NULL);
-  return &e->layers[i].l;
+  return &e->layers[i].shape;
+}
+
+int prunus_engine_layer_padding(const PrunusEngine *e, int i) {
+  g_return_val_if_fail(i >= 0 && i < e->n_layers, 0);
+  const EngineLayer *el = &e->layers[i];
+  return el->shape.ops->has_params ? el->l.out.c - el->shape.out.c : 0; /* not the relus' */
 }
 
 const char *prunus_engine_layer_choice(const PrunusEngine *e, int i, int B) {
@@ -523,11 +732,22 @@ const char *prunus_engine_layer_choice(const PrunusEngine *e, int i, int B) {
   return runs_sparse(e, el, B) ? "sparse" : "dense";
 }
 
+char *prunus_engine_padding_text(const PrunusEngine *e) {
+  GString *text = g_string_new(NULL);
+  for (int i = 0; i < e->n_layers; i++) {
+    int pad = prunus_engine_layer_padding(e, i);
+    if (pad > 0)
+      g_string_append_printf(text, "%s%s:%d+%d", text->len ? "," : "", e->layers[i].shape.name,
+                             e->layers[i].shape.out.c, pad);
+  }
+  return g_string_free(text, text->len == 0);
+}
+
 double prunus_engine_layer_sparsity(const PrunusEngine *e, int i) {
   g_return_val_if_fail(i >= 0 && i < e->n_layers, NAN);
   const EngineLayer *el = &e->layers[i];
-  if (!el->l.ops->has_params || el->l.w_len == 0) return NAN;
-  return 1.0 - (double)el->nnz / (double)el->l.w_len;
+  if (!el->shape.ops->has_params || el->shape.w_len == 0) return NAN;
+  return 1.0 - (double)el->nnz / (double)el->shape.w_len;
 }
 
 uint64_t prunus_engine_flops(const PrunusEngine *e) {

@@ -20,6 +20,17 @@ typedef enum {
 
 typedef struct PrunusEngine PrunusEngine;
 
+/* DENSE and SHRUNK may lay a dense layer out with zero rows added (outputs up to a
+ * multiple of 16, so BLAS tiles fill) and the next dense layer with zero columns to
+ * match: the extra outputs are exact zeros, never visible, not counted in FLOPs. */
+typedef enum {
+  PRUNUS_ENGINE_PAD_MEASURED, /* default: a layer where padding measured faster at
+                               * max_batch (twice) and no slower at batch 1, with the
+                               * BLAS threads of the time */
+  PRUNUS_ENGINE_PAD_NONE,     /* never */
+  PRUNUS_ENGINE_PAD_ALL,      /* every layer it applies to (tests, comparisons) */
+} PrunusEnginePadding;
+
 const char *prunus_engine_kind_name(PrunusEngineKind kind);
 gboolean prunus_engine_kind_from_name(const char *name, PrunusEngineKind *out);
 
@@ -36,17 +47,27 @@ void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits
 
 /* Threads the sparse kernels may use (1 or 2; default 1): with 2, SPARSE and AUTO
  * engines own a helper thread (it sleeps when idle), and AUTO measures its picks
- * again. BLAS threads are set with prunus_set_threads. */
+ * again. BLAS threads are set with prunus_set_threads; DENSE and SHRUNK measure their
+ * padding again here when those changed since it was measured. */
 void prunus_engine_set_threads(PrunusEngine *e, int threads);
+/* Lay DENSE / SHRUNK out again by mode (measuring, for PAD_MEASURED); other kinds
+ * have no padding and ignore it. */
+void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode);
 
 PrunusEngineKind prunus_engine_kind(const PrunusEngine *e);
-/* Bytes of weights, biases and index arrays (and masks, for MASKED) held in memory. */
+/* Bytes of weights, biases and index arrays (and masks, for MASKED) held in memory,
+ * padding rows and columns included. */
 size_t prunus_engine_weight_bytes(const PrunusEngine *e);
-/* Layers of the engine's network (SHRUNK: the shrunk one). */
+/* Layers of the engine's network (SHRUNK: the shrunk one), without padding. */
 int prunus_engine_n_layers(const PrunusEngine *e);
 const PrunusLayer *prunus_engine_layer(const PrunusEngine *e, int i);
 /* "dense" or "sparse": how layer i runs at batch B; NULL for layers without params. */
 const char *prunus_engine_layer_choice(const PrunusEngine *e, int i, int B);
+/* Zero output rows the engine added to layer i (0: none, and for layers without params). */
+int prunus_engine_layer_padding(const PrunusEngine *e, int i);
+/* (transfer full) The padded layers as "name:units+rows,...", e.g. "1:90+6,3:30+2";
+ * NULL when none is. */
+char *prunus_engine_padding_text(const PrunusEngine *e);
 /* Fraction of zero weights of layer i (NaN for layers without params). */
 double prunus_engine_layer_sparsity(const PrunusEngine *e, int i);
 /* Nonzero weights of the whole network, and FLOPs per sample (2 x multiply-adds of

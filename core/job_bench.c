@@ -1,6 +1,7 @@
 /* job_bench.c: `prunus bench`: every inference engine on a checkpoint at several
  * batch sizes: median latency, throughput, speed-up over dense, weight bytes, FLOPs,
- * per-layer sparsity and what `auto` picked; optionally written as JSON too. */
+ * per-layer sparsity, what `auto` picked and the layers dense/shrunk padded;
+ * optionally written as JSON too. */
 #include "checkpoint.h"
 #include "engine.h"
 #include "gemm.h"
@@ -113,8 +114,18 @@ gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOptions *o, G
       prunus_json_object_set(r, "speedup_vs_dense", prunus_json_new_number(dense_us / us));
       prunus_json_object_set(r, "weight_bytes", prunus_json_new_number((double)bytes));
       prunus_json_object_set(r, "flops", prunus_json_new_number((double)flops));
+      char *pad = prunus_engine_padding_text(e);
+      if (pad) prunus_json_object_set(r, "padding", prunus_json_new_string(pad));
+      g_free(pad);
       prunus_json_array_add(results, r);
     }
+  }
+  for (int k = 0; k < PRUNUS_ENGINE_N_KINDS; k++) {
+    char *pad = set.e[k] ? prunus_engine_padding_text(set.e[k]) : NULL;
+    if (pad)
+      printf("\n%s pads layer:units+zero rows %s (BLAS measured faster so; not in flops)\n",
+             prunus_engine_kind_name((PrunusEngineKind)k), pad);
+    g_free(pad);
   }
   ok = TRUE;
   if (o->json_path) {

@@ -1,9 +1,10 @@
 /* test_engine.c: the CSR kernels against plain loops, and every inference engine
  * (dense, masked, sparse, shrunk, auto) against prunus_model_forward with masks, on
  * odd sizes, empty and full rows, batches 1/3/17/256, the AVX-512, AVX2 and scalar
- * kernels, one thread and a team of helpers. */
+ * kernels, one thread and a team of helpers; the padded BLAS layout against the plain one. */
 #include "csr.h"
 #include "engine.h"
+#include "gemm.h"
 #include "rng.h"
 #include "testutil.h"
 
@@ -275,6 +276,73 @@ static void test_engine_sizes(void) {
   prunus_model_free(m);
 }
 
+/* Padding: DENSE and SHRUNK laid out with every hidden dense layer padded to a
+ * multiple of 16 (zero rows, zero columns in the next layer) compute what the
+ * unpadded layout and prunus_model_forward compute, at batch 1 (sgemv) and larger
+ * (sgemm), with 1 and 2 BLAS threads; the queries report the network, not the
+ * padding (but for the bytes in memory). Widths: 38 and 54 (dense), 37 and 53
+ * after the shrunk engine drops a dead unit per layer. */
+static void test_engine_padding(void) {
+  static const int batches[] = {1, 2, 5, 33, 256};
+  static const PrunusEngineKind kinds[] = {PRUNUS_ENGINE_DENSE, PRUNUS_ENGINE_SHRUNK};
+  PrunusModel *m = masked_model("1x5x11|flatten|dense:38|relu|dense:54|relu|dense:10", 0.5, 31);
+  size_t in = prunus_model_input_size(m);
+  int K = prunus_model_n_classes(m);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 32);
+  for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
+    GError *error = NULL;
+    PrunusEngine *padded = prunus_engine_new(m, kinds[k], 256, &error);
+    PrunusEngine *plain = prunus_engine_new(m, kinds[k], 256, &error);
+    PrunusEngine *measured = prunus_engine_new(m, kinds[k], 256, &error);
+    g_assert_no_error(error);
+    prunus_engine_set_padding(padded, PRUNUS_ENGINE_PAD_ALL);
+    prunus_engine_set_padding(plain, PRUNUS_ENGINE_PAD_NONE);
+    for (int i = 1; i <= 3; i += 2) { /* the two hidden dense layers */
+      int w = prunus_engine_layer(padded, i)->out.c;
+      g_assert_cmpint(w % 16, !=, 0);
+      g_assert_cmpint(w, ==, prunus_engine_layer(plain, i)->out.c);
+      g_assert_cmpint(prunus_engine_layer_padding(padded, i), ==, (w + 15) / 16 * 16 - w);
+      g_assert_cmpint(prunus_engine_layer_padding(plain, i), ==, 0);
+      g_assert_cmpfloat(prunus_engine_layer_sparsity(padded, i), ==,
+                        prunus_engine_layer_sparsity(plain, i));
+    }
+    g_assert_cmpint(prunus_engine_layer_padding(padded, 5), ==, 0); /* the logits */
+    g_assert_cmpuint(prunus_engine_flops(padded), ==, prunus_engine_flops(plain));
+    g_assert_cmpuint(prunus_engine_weight_bytes(padded), >, prunus_engine_weight_bytes(plain));
+    if (kinds[k] == PRUNUS_ENGINE_DENSE)
+      g_assert_cmpuint(prunus_engine_flops(plain), ==, prunus_model_flops(m, TRUE));
+    for (int threads = 1; threads <= 2; threads++) {
+      prunus_set_threads(threads);
+      prunus_engine_set_threads(padded, threads);
+      prunus_engine_set_threads(plain, threads);
+      prunus_engine_set_threads(measured, threads); /* measures again: BLAS threads changed */
+      for (size_t t = 0; t < G_N_ELEMENTS(batches); t++) {
+        int B = batches[t];
+        float *x = g_new(float, (size_t)B * in), *yp = g_new(float, (size_t)B * K),
+              *yn = g_new(float, (size_t)B * K), *ym = g_new(float, (size_t)B * K);
+        for (size_t i = 0; i < (size_t)B * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+        prunus_model_forward(m, x, B);
+        prunus_engine_forward(padded, x, B, yp);
+        prunus_engine_forward(plain, x, B, yn);
+        prunus_engine_forward(measured, x, B, ym);
+        char *what = g_strdup_printf("%s padded B=%d threads=%d",
+                                     prunus_engine_kind_name(kinds[k]), B, threads);
+        g_assert_cmpfloat(testutil_max_rel_diff(yp, yn, (size_t)B * K, what), <, 1e-5);
+        g_assert_cmpfloat(testutil_max_rel_diff(yp, m->acts[m->n_layers], (size_t)B * K, what), <, 1e-4);
+        g_assert_cmpfloat(testutil_max_rel_diff(ym, yn, (size_t)B * K, what), <, 1e-5);
+        g_free(what);
+        g_free(x), g_free(yp), g_free(yn), g_free(ym);
+      }
+    }
+    prunus_set_threads(1);
+    prunus_engine_free(padded);
+    prunus_engine_free(plain);
+    prunus_engine_free(measured);
+  }
+  prunus_model_free(m);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/csr/kernels-avx512", test_kernels_avx512);
@@ -284,5 +352,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/dense-model", test_engines_dense_model);
   g_test_add_func("/engine/conv-model", test_engines_conv_model);
   g_test_add_func("/engine/sizes", test_engine_sizes);
+  g_test_add_func("/engine/padding", test_engine_padding);
   return g_test_run();
 }
