@@ -146,28 +146,30 @@ __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, size
  * stored. One function per (CO, V), all with CO*V = 12 accumulators in registers:
  * blocks of fewer channels take more positions instead of computing unused channels
  * (a channel-pruned layer then really does less work). */
+/* Fully unrolled loops with constant bounds: the accumulators stay in registers. */
+#define UNROLL _Pragma("GCC unroll 16")
 #define FWD_BLOCK(CO, V)                                                                    \
   __attribute__((target("avx512f"))) static void fwd_block_##CO##x##V(                      \
       const PrunusConvGeom *g, const Plan *pl, const float *const *w, const float *bias,    \
       int nco, float *yb, int o0, const __mmask16 *m) {                                     \
     __m512 acc[CO][V];                                                                      \
-    for (int c = 0; c < CO; c++)                                                            \
-      for (int v = 0; v < V; v++) acc[c][v] = _mm512_set1_ps(bias[c]);                      \
+    UNROLL for (int c = 0; c < CO; c++)                                                            \
+      UNROLL for (int v = 0; v < V; v++) acc[c][v] = _mm512_set1_ps(bias[c]);                      \
     const int k = g->k, Wo = g->Wo;                                                         \
     const size_t shift = pl->shift;                                                         \
     for (int kw = 0; kw < k; kw++) {                                                        \
       for (int kh = 0; kh < k; kh++) {                                                      \
         const float *xt = pl->xs + kw * shift + (size_t)kh * Wo + o0; /* tap (kh, kw) */   \
         __m512 xv[V];                                                                       \
-        for (int v = 0; v < V; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xt + v * LANES);    \
-        for (int c = 0; c < CO; c++) {                                                      \
+        UNROLL for (int v = 0; v < V; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xt + v * LANES);    \
+        UNROLL for (int c = 0; c < CO; c++) {                                                      \
           __m512 wv = _mm512_set1_ps(w[c][kh * k + kw]);                                    \
-          for (int v = 0; v < V; v++) acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);    \
+          UNROLL for (int v = 0; v < V; v++) acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);    \
         }                                                                                   \
       }                                                                                     \
     }                                                                                       \
-    for (int c = 0; c < CO; c++)                                                            \
-      for (int v = 0; v < V; v++)                                                           \
+    UNROLL for (int c = 0; c < CO; c++)                                                            \
+      UNROLL for (int v = 0; v < V; v++)                                                           \
         if (c < nco) _mm512_mask_storeu_ps(yb + (size_t)c * pl->HWo + o0 + v * LANES, m[v], acc[c][v]); \
   }                                                                                         \
                                                                                             \
