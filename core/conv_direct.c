@@ -12,15 +12,6 @@
 #define WG_CO 3    /* weight gradient: output channels per register block */
 #define WG_TAPS 5  /* weight gradient: kernel taps (kh, kw) per register block */
 
-static bool avx512_in_use(void) {
-  static int cpu = -1;
-  if (cpu < 0) {
-    __builtin_cpu_init();
-    cpu = __builtin_cpu_supports("avx512f");
-  }
-  return cpu && !prunus_gemm_reference_forced();
-}
-
 bool prunus_conv_direct_covers(const PrunusConvGeom *g) { return g->C == 1 && g->s == 1; }
 
 /* ------------------------------------------------------------------------ */
@@ -362,21 +353,12 @@ static void input_grad_plain(const PrunusConvGeom *g, const Plan *pl, const floa
 /* ------------------------------------------------------------------------ */
 /* entry points */
 
-/* One call split over a team: part p takes images [share(p), share(p+1)) and its own
- * scratch. */
-typedef struct {
-  const PrunusConvGeom *g;
-  const float *x, *Wt, *bias, *dy;
-  float *y, *dx, *scratch;
-  int B;
-  size_t part_floats;
-} DirectCall;
 
 static void forward_part(void *arg, int part, int n_parts) {
-  const DirectCall *c = arg;
+  const PrunusConvCall *c = arg;
   const PrunusConvGeom *g = c->g;
   Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats);
-  bool simd = avx512_in_use();
+  bool simd = prunus_avx512_in_use();
   size_t y_image = (size_t)g->cout * pl.HWo;
   memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
   for (int b = prunus_team_share(c->B, part, n_parts); b < prunus_team_share(c->B, part + 1, n_parts); b++) {
@@ -391,17 +373,17 @@ static void forward_part(void *arg, int part, int n_parts) {
 void prunus_conv_direct_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                 const float *bias, float *y, float *scratch, int B,
                                 PrunusTeam *team) {
-  DirectCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
+  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
                   .part_floats = part_scratch(g)};
   prunus_team_run(team, forward_part, &c);
 }
 
 /* Part p's weight-gradient partial sums over its images, then dx of those images. */
 static void backward_part(void *arg, int part, int n_parts) {
-  const DirectCall *c = arg;
+  const PrunusConvCall *c = arg;
   const PrunusConvGeom *g = c->g;
   Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats);
-  bool simd = avx512_in_use();
+  bool simd = prunus_avx512_in_use();
   size_t dy_image = (size_t)g->cout * pl.HWo;
   int b0 = prunus_team_share(c->B, part, n_parts), b1 = prunus_team_share(c->B, part + 1, n_parts);
   memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
@@ -421,7 +403,7 @@ static void backward_part(void *arg, int part, int n_parts) {
 void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                  const float *dy, float *dW, float *db, float *dx,
                                  float *scratch, int B, PrunusTeam *team) {
-  DirectCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
+  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
                   .part_floats = part_scratch(g)};
   prunus_team_run(team, backward_part, &c);
   /* the parts' totals, added in part order (the same result however they were run) */

@@ -16,14 +16,7 @@
 #define MAX_CHUNKS 8 /* vectors of the reduction per input-gradient micro-kernel */
 #define MAX_DIRECT_K 8 /* largest kernel whose input gradient skips the lowering */
 
-bool prunus_conv_gemm_available(void) {
-  static int cpu = -1;
-  if (cpu < 0) {
-    __builtin_cpu_init();
-    cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
-  }
-  return cpu && !prunus_gemm_reference_forced();
-}
+bool prunus_conv_gemm_available(void) { return prunus_avx512_in_use(); }
 
 /* ------------------------------------------------------------------------ */
 /* geometry and scratch */
@@ -204,17 +197,9 @@ static const DcolKernel dcol_kernel[MAX_CHUNKS + 1] = {NULL, INSTANTIATE_1_TO_8(
 /* ------------------------------------------------------------------------ */
 /* forward */
 
-/* One call split over a team: part p takes images [b0, b1) and its own scratch. */
-typedef struct {
-  const PrunusConvGeom *g;
-  const float *x, *Wt, *bias, *dy;
-  float *y, *dx, *scratch;
-  int B;
-  size_t part_floats;
-} ConvCall;
 
 static void forward_part(void *arg, int part, int n_parts) {
-  const ConvCall *c = arg;
+  const PrunusConvCall *c = arg;
   const PrunusConvGeom *g = c->g;
   Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats, NULL);
   /* wt (blocks, K, LANES): lane l of block bl is output channel bl*LANES + l (0 past cout) */
@@ -253,7 +238,7 @@ static void forward_part(void *arg, int part, int n_parts) {
 void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
                               const float *bias, float *y, float *scratch, int B,
                               PrunusTeam *team) {
-  ConvCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
+  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
                 .part_floats = part_scratch(g)};
   prunus_team_run(team, forward_part, &c);
 }
@@ -373,7 +358,7 @@ static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *Wt,
 /* Part p's share of the backward: dW transposed and db summed over its images into
  * its own scratch (wt, db), and dx of those images. */
 static void backward_part(void *arg, int part, int n_parts) {
-  const ConvCall *c = arg;
+  const PrunusConvCall *c = arg;
   const PrunusConvGeom *g = c->g;
   Plan pl = plan_of(g, c->scratch + (size_t)part * c->part_floats, NULL);
   memset(pl.wt, 0, sizeof(float) * pl.blocks * pl.K * LANES);
@@ -404,7 +389,7 @@ static void backward_part(void *arg, int part, int n_parts) {
 void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                const float *dy, float *dW, float *db, float *dx,
                                float *scratch, int B, PrunusTeam *team) {
-  ConvCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
+  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
                 .part_floats = part_scratch(g)};
   prunus_team_run(team, backward_part, &c);
   /* the parts' sums, added in part order (the same result however they were run) */

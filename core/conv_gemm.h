@@ -14,6 +14,17 @@ typedef struct {
   int C, H, W, k, s, p, cout, Ho, Wo;
 } PrunusConvGeom;
 
+/* One convolution call split over a team: part p takes images
+ * [prunus_team_share(B, p, n), prunus_team_share(B, p + 1, n)) and the scratch at
+ * scratch + p * part_floats (conv_gemm.c and conv_direct.c). */
+typedef struct {
+  const PrunusConvGeom *g;
+  const float *x, *Wt, *bias, *dy;
+  float *y, *dx, *scratch;
+  int B;
+  size_t part_floats;
+} PrunusConvCall;
+
 /* TRUE when these kernels run here (the CPU has AVX-512F+VL and the products are not
  * forced onto the reference loops); otherwise callers lower with im2col + sgemm. */
 bool prunus_conv_gemm_available(void);

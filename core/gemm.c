@@ -10,6 +10,15 @@ static bool force_reference = false;
 void prunus_gemm_force_reference(bool on) { force_reference = on; }
 bool prunus_gemm_reference_forced(void) { return force_reference; }
 
+bool prunus_avx512_in_use(void) {
+  static int cpu = -1;
+  if (cpu < 0) {
+    __builtin_cpu_init();
+    cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+  }
+  return cpu && !force_reference;
+}
+
 void prunus_set_threads(int n) {
   g_return_if_fail(n >= 1);
   openblas_set_num_threads(n);

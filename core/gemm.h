@@ -21,6 +21,9 @@ void prunus_gemm_force_reference(bool on);
 /* TRUE while the reference loops are forced: kernels with their own SIMD paths (the
  * convolution's implicit GEMM) then fall back to the lowering through this seam. */
 bool prunus_gemm_reference_forced(void);
+/* TRUE when prunus's own AVX-512 kernels (convolutions, pooling) run: the CPU has
+ * AVX-512F and VL, and the reference loops are not forced. */
+bool prunus_avx512_in_use(void);
 /* Set OpenBLAS's thread count (no pool of our own). */
 void prunus_set_threads(int n);
 int prunus_get_threads(void);

@@ -298,16 +298,6 @@ static size_t pool_scratch(const PrunusLayer *l, int B) {
   return (size_t)B * prunus_shape_size(l->out); /* int32 argmax per output */
 }
 
-/* The AVX-512 kernels below (2x2 pooling) run where the CPU has AVX-512F unless tests
- * force the reference paths; they give bit-identical results to the plain loops. */
-static gboolean simd_in_use(void) {
-  static int cpu = -1;
-  if (cpu < 0) {
-    __builtin_cpu_init();
-    cpu = __builtin_cpu_supports("avx512f");
-  }
-  return cpu && !prunus_gemm_reference_forced();
-}
 
 /* The first n of 16 lanes (n may be <= 0 or above 16). */
 static inline uint16_t lanes_mask(int n) {
@@ -410,7 +400,7 @@ static void pool_forward(const PrunusLayer *l, const float *params, const float 
                          float *scratch, int B) {
   (void)params;
   int k = l->spec.kernel, s = l->spec.stride > 0 ? l->spec.stride : k;
-  if (k == 2 && s == 2 && simd_in_use())
+  if (k == 2 && s == 2 && prunus_avx512_in_use())
     pool2_forward_avx512(l, x, y, (int32_t *)scratch, B);
   else
     pool_forward_any(l, x, y, (int32_t *)scratch, B);
@@ -468,7 +458,7 @@ static void pool_backward(const PrunusLayer *l, const float *params, float *grad
   int k = l->spec.kernel, s = l->spec.stride > 0 ? l->spec.stride : k;
   const int32_t *arg = (const int32_t *)scratch;
   /* below half a vector of outputs per row, zeroing then scattering is faster */
-  if (k == 2 && s == 2 && l->out.w >= 8 && simd_in_use()) {
+  if (k == 2 && s == 2 && l->out.w >= 8 && prunus_avx512_in_use()) {
     pool2_backward_avx512(l, dy, arg, dx, B);
     return;
   }
