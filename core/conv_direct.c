@@ -353,7 +353,6 @@ static void input_grad_plain(const PrunusConvGeom *g, const Plan *pl, const floa
 /* ------------------------------------------------------------------------ */
 /* entry points */
 
-
 static void forward_part(void *arg, int part, int n_parts) {
   const PrunusConvCall *c = arg;
   const PrunusConvGeom *g = c->g;

@@ -197,7 +197,6 @@ static const DcolKernel dcol_kernel[MAX_CHUNKS + 1] = {NULL, INSTANTIATE_1_TO_8(
 /* ------------------------------------------------------------------------ */
 /* forward */
 
-
 static void forward_part(void *arg, int part, int n_parts) {
   const PrunusConvCall *c = arg;
   const PrunusConvGeom *g = c->g;

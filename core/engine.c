@@ -640,6 +640,7 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   for (int i = 0; i < e->n_layers; i++) {
     EngineLayer *el = &e->layers[i];
     el->l = el->shape = src->layers[i];
+    el->l.team = el->shape.team = NULL; /* a training team may be gone when the engine runs */
     if (!el->l.ops->has_params) continue;
     const float *W = e->params + el->l.w_off;
     for (size_t j = 0; j < el->l.w_len; j++) el->nnz += W[j] != 0.0f;

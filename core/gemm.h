@@ -18,11 +18,9 @@ void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, c
                   float beta, float *y);
 /* Use the reference loops instead of BLAS everywhere (tests). */
 void prunus_gemm_force_reference(bool on);
-/* TRUE while the reference loops are forced: kernels with their own SIMD paths (the
- * convolution's implicit GEMM) then fall back to the lowering through this seam. */
-bool prunus_gemm_reference_forced(void);
 /* TRUE when prunus's own AVX-512 kernels (convolutions, pooling) run: the CPU has
- * AVX-512F and VL, and the reference loops are not forced. */
+ * AVX-512F and VL, and the reference loops are not forced (then those layers take
+ * their plain paths: im2col through this seam, plain loops). */
 bool prunus_avx512_in_use(void);
 /* Set OpenBLAS's thread count (no pool of our own). */
 void prunus_set_threads(int n);

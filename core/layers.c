@@ -298,7 +298,6 @@ static size_t pool_scratch(const PrunusLayer *l, int B) {
   return (size_t)B * prunus_shape_size(l->out); /* int32 argmax per output */
 }
 
-
 /* The first n of 16 lanes (n may be <= 0 or above 16). */
 static inline uint16_t lanes_mask(int n) {
   return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (uint16_t)((1u << n) - 1);

@@ -61,7 +61,8 @@ typedef struct {
   size_t b_off, b_len;      /* bias: (out) or (cout); 0 length when none */
   int fan_in, fan_out;      /* per output unit: in or cin*k*k; units or cout*k*k */
   PrunusTeam *team;         /* borrowed: threads the layer's own kernels (not BLAS) split
-                             * a batch over; NULL = the calling thread only */
+                             * a batch over; NULL = the calling thread only. Set by
+                             * prunus_train for its duration (then NULL again) */
 } PrunusLayer;
 
 typedef struct {

@@ -74,6 +74,9 @@ static gboolean spin_until(PrunusTeam *t, atomic_uint *word, unsigned target, in
  * before it looks at sleepers, both sequentially consistent: no wake is lost. */
 static void wait_until(PrunusTeam *t, atomic_uint *word, unsigned target, int self) {
   if (spin_until(t, word, target, self)) return;
+  /* asleep, this thread holds no CPU: a caller that lands on the CPU it last waited
+   * on must not take that for sharing (it would then run every part itself) */
+  atomic_store_explicit(&t->cpu[self], -1, memory_order_relaxed);
   pthread_mutex_lock(&t->lock);
   atomic_fetch_add(&t->sleepers, 1);
   while (atomic_load(word) != target) pthread_cond_wait(&t->cond, &t->lock);

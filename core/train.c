@@ -145,8 +145,10 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       update.lr = lr, update.step = ++global_step;
       /* each layer is updated as soon as its gradients exist, while they are in cache */
       prunus_model_backward_each(m, dlogits, nb, update_layer, &update);
-      uint8_t *swap = y;
-      y = y_next, y_next = swap;
+      if (prefill) { /* the labels filled during the step are the next step's */
+        uint8_t *swap = y;
+        y = y_next, y_next = swap;
+      }
       if (hooks->on_batch) {
         double elapsed = (g_get_monotonic_time() - t0) / 1e6;
         hooks->on_batch(epoch, s + 1, steps, loss, (start + nb) / fmax(elapsed, 1e-9), elapsed,

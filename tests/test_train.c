@@ -439,6 +439,99 @@ static void test_train_keeps_mask(void) {
   prunus_dataset_free(train);
 }
 
+/* The plainest form of the training loop: fill, forward, loss, backward, one optimizer
+ * step over the whole slab. prunus_train (per-layer updates right after each backward,
+ * the next batch written during the step, mask reads skipped for unpruned layers)
+ * must give the same weights bit for bit with one thread. */
+static void plain_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
+                        const PrunusNorm *norm, uint64_t seed) {
+  int K = prunus_model_n_classes(m), B = MIN(tc->batch, train->n);
+  int steps = (train->n + B - 1) / B;
+  uint8_t *y = g_new(uint8_t, B);               /* (B) */
+  float *dlogits = g_new(float, (size_t)B * K); /* (B, K) */
+  int *order = g_new(int, train->n);
+  for (int i = 0; i < train->n; i++) order[i] = i;
+  PrunusRng rng;
+  prunus_rng_seed(&rng, prunus_seed_derive(seed, "shuffle"));
+  prunus_model_reserve_batch(m, B);
+  long step = 0;
+  for (int epoch = 1; epoch <= tc->epochs; epoch++) {
+    prunus_rng_shuffle(&rng, order, train->n);
+    for (int s = 0; s < steps; s++) {
+      int start = s * B, nb = MIN(B, train->n - start);
+      prunus_dataset_fill_batch(train, norm, order + start, nb, m->acts[0], y);
+      prunus_model_forward(m, m->acts[0], nb);
+      prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, NULL);
+      prunus_model_backward(m, dlogits, nb);
+      prunus_optim_step(m, tc, prunus_lr_at(tc, (epoch - 1) + (double)s / steps), ++step);
+    }
+  }
+  g_free(order), g_free(dlogits), g_free(y);
+}
+
+/* n random c x side x side images, labels i % 4. */
+static PrunusDataset *random_dataset(int n, int c, int side, uint64_t seed) {
+  PrunusRng r;
+  prunus_rng_seed(&r, seed);
+  size_t row = (size_t)c * side * side;
+  uint8_t *img = g_new(uint8_t, n * row), *lab = g_new(uint8_t, n);
+  for (int i = 0; i < n; i++) {
+    lab[i] = (uint8_t)(i % 4);
+    for (size_t j = 0; j < row; j++) img[i * row + j] = (uint8_t)prunus_rng_below(&r, 256);
+  }
+  PrunusDataset *d = prunus_dataset_new_from_data(n, c, side, side, 4, img, lab);
+  g_free(img), g_free(lab);
+  return d;
+}
+
+static void check_matches_plain_loop(PrunusLayerSpec *layers, int n_layers, int c, int side,
+                                     PrunusOptimizer optimizer, const char *label) {
+  PrunusArch arch = {.input = {c, side, side}, .n_classes = 4, .n_layers = n_layers, .layers = layers};
+  PrunusDataset *train = random_dataset(53, c, side, 5), *val = random_dataset(17, c, side, 6);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusTrainConfig tc = prunus_train_config_default();
+  tc.epochs = 3, tc.batch = 8; /* 53 samples: a partial last batch of 5 */
+  tc.lr = 0.01, tc.momentum = 0.9, tc.nesterov = TRUE, tc.weight_decay = 1e-3;
+  tc.optimizer = optimizer, tc.lr_schedule = PRUNUS_LR_COSINE;
+  GError *error = NULL;
+  PrunusModel *a = prunus_model_new(&arch, tc.batch, 3, &error), *b = prunus_model_new(&arch, tc.batch, 3, &error);
+  g_assert_no_error(error);
+  /* prune every third parameter of the first layer with parameters only: the other
+   * layers take the unmasked update */
+  int first = 0;
+  while (!a->layers[first].ops->has_params) first++;
+  for (size_t j = 0; j < a->layers[first].w_len; j += 3)
+    a->mask[a->layers[first].w_off + j] = b->mask[b->layers[first].w_off + j] = 0.0f;
+  prunus_model_apply_mask(a), prunus_model_apply_mask(b);
+  prunus_set_threads(1);
+  plain_train(a, &tc, train, &norm, 42);
+  g_assert_true(prunus_train(b, &tc, train, val, &norm, 42, NULL, &error)); /* val: evaluation between epochs */
+  g_assert_no_error(error);
+  g_test_message("%s: %zu parameters", label, a->n_params);
+  g_assert_cmpmem(a->params, sizeof(float) * a->n_params, b->params, sizeof(float) * b->n_params);
+  prunus_model_free(a), prunus_model_free(b);
+  prunus_dataset_free(train), prunus_dataset_free(val);
+}
+
+static void test_train_matches_plain_loop(void) {
+  static PrunusLayerSpec conv_first[] = {
+      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
+      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
+      {.type = PRUNUS_LAYER_CONV2D, .channels = 5, .kernel = 3, .stride = 1},
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  static PrunusLayerSpec flatten_first[] = {
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 7},
+      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  static PrunusLayerSpec pool_first[] = {
+      {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
+      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 2, .stride = 1},
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  check_matches_plain_loop(conv_first, G_N_ELEMENTS(conv_first), 1, 10, PRUNUS_OPT_SGD, "conv first, sgd");
+  check_matches_plain_loop(conv_first, G_N_ELEMENTS(conv_first), 1, 10, PRUNUS_OPT_ADAM, "conv first, adam");
+  check_matches_plain_loop(flatten_first, G_N_ELEMENTS(flatten_first), 1, 6, PRUNUS_OPT_SGD, "flatten first, sgd");
+  check_matches_plain_loop(pool_first, G_N_ELEMENTS(pool_first), 2, 8, PRUNUS_OPT_ADAM, "pool first, 2 channels, adam");
+}
+
 // ----------------------------------------------------------------------------
 // Evaluation and divergence
 
@@ -549,6 +642,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/train/fit/quadrants", test_train_quadrants);
   g_test_add_func("/train/fit/deterministic", test_train_deterministic);
   g_test_add_func("/train/fit/keeps-mask", test_train_keeps_mask);
+  g_test_add_func("/train/fit/matches-plain-loop", test_train_matches_plain_loop);
   g_test_add_func("/train/fit/diverges", test_train_diverges);
   g_test_add_func("/train/fit/bad-input", test_train_bad_input);
   g_test_add_func("/train/evaluate/by-hand", test_evaluate_by_hand);
