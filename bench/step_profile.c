@@ -136,10 +136,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "step_profile: %s\n", error->message);
     return 1;
   }
-  /* as prunus_train: with N > 1 threads the layers' own kernels split over a team */
+  /* as prunus_train: with N > 1 threads the layers split their kernels and products
+   * over a team (the per-layer update is not split here) */
   int team_threads = MIN(prunus_get_threads(), PRUNUS_TEAM_MAX_THREADS);
   PrunusTeam *team = team_threads > 1 ? prunus_team_new(team_threads) : NULL;
   prunus_model_set_team(m, team);
+  if (team) prunus_set_threads(1); /* the team splits the products itself */
   const PrunusDataset *train = data.train;
   int B = MIN(tc->batch, train->n), K = prunus_model_n_classes(m);
   int steps = (train->n + B - 1) / B;

@@ -57,6 +57,43 @@ void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+typedef struct {
+  bool ta, tb;
+  int M, N, K;
+  float alpha, beta;
+  const float *A, *B;
+  int lda, ldb, ldc;
+  float *C;
+} SgemmCall;
+
+/* Part p's block of C: columns (or rows) in whole 16-wide tiles. */
+static void sgemm_part(void *arg, int part, int n_parts) {
+  const SgemmCall *g = arg;
+  bool by_cols = g->N >= g->M;
+  int extent = by_cols ? g->N : g->M, tiles = (extent + 15) / 16;
+  int a = MIN(prunus_team_share(tiles, part, n_parts) * 16, extent);
+  int b = MIN(prunus_team_share(tiles, part + 1, n_parts) * 16, extent);
+  if (b <= a) return;
+  if (by_cols) /* C[:, a:b] = op(A) op(B)[:, a:b] */
+    prunus_sgemm(g->ta, g->tb, g->M, b - a, g->K, g->alpha, g->A, g->lda,
+                 g->tb ? g->B + (size_t)a * g->ldb : g->B + a, g->ldb, g->beta, g->C + a, g->ldc);
+  else /* C[a:b, :] = op(A)[a:b, :] op(B) */
+    prunus_sgemm(g->ta, g->tb, b - a, g->N, g->K, g->alpha,
+                 g->ta ? g->A + a : g->A + (size_t)a * g->lda, g->lda, g->B, g->ldb, g->beta,
+                 g->C + (size_t)a * g->ldc, g->ldc);
+}
+
+void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc) {
+  if (!team) {
+    prunus_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  SgemmCall g = {ta, tb, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+  prunus_team_run(team, sgemm_part, &g);
+}
+
 void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, const float *x,
                   float beta, float *y) {
   int out_len = ta ? N : M;

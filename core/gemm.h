@@ -3,6 +3,8 @@
 #ifndef PRUNUS_GEMM_H
 #define PRUNUS_GEMM_H
 
+#include "team.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -10,6 +12,12 @@
  * A is (M,K) or (K,M) when ta; B is (K,N) or (N,K) when tb; lda/ldb/ldc are row strides. */
 void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc);
+/* prunus_sgemm split over a team (NULL: prunus_sgemm): each thread computes a block of
+ * C's columns (or rows, when C is taller than wide) with a one-thread sgemm, so every
+ * element is summed exactly as by one thread. OpenBLAS should run one thread meanwhile. */
+void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc);
 /* The same contract in plain loops (the reference). */
 void prunus_sgemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);

@@ -49,7 +49,7 @@ static void dense_forward(const PrunusLayer *l, const float *params, const float
   if (B == 1)
     prunus_sgemv(false, out, in, 1.0f, W, in, x, 1.0f, y);
   else
-    prunus_sgemm(false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+    prunus_sgemm_team(l->team, false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
 }
 
 static void dense_backward(const PrunusLayer *l, const float *params, float *grads,
@@ -60,13 +60,13 @@ static void dense_backward(const PrunusLayer *l, const float *params, float *gra
   const float *W = params + l->w_off;
   float *dW = grads + l->w_off; /* (out, in) */
   float *db = grads + l->b_off; /* (out) */
-  prunus_sgemm(true, false, out, in, B, 1.0f, dy, out, x, in, 0.0f, dW, in);
+  prunus_sgemm_team(l->team, true, false, out, in, B, 1.0f, dy, out, x, in, 0.0f, dW, in);
   memcpy(db, dy, sizeof(float) * out);
   for (int i = 1; i < B; i++) {
     const float *row = dy + (size_t)i * out;
     for (int j = 0; j < out; j++) db[j] += row[j];
   }
-  if (dx) prunus_sgemm(false, false, B, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+  if (dx) prunus_sgemm_team(l->team, false, false, B, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -55,16 +55,38 @@ typedef struct {
   uint8_t *next_y;     /* (next_n) */
 } LayerUpdate;
 
+/* A layer's update and (first layer) the next batch's fill, split over the team: both
+ * are elementwise or per row, so any split gives the same bits. */
+typedef struct {
+  LayerUpdate *u;
+  PrunusModel *m;
+  int layer;
+  gboolean fill;
+} UpdateCall;
+
+static void update_part(void *arg, int part, int n_parts) {
+  const UpdateCall *c = arg;
+  const LayerUpdate *u = c->u;
+  if (c->fill) { /* rows [a, b) of the next batch */
+    int a = prunus_team_share(u->next_n, part, n_parts), b = prunus_team_share(u->next_n, part + 1, n_parts);
+    size_t row = prunus_model_input_size(c->m);
+    prunus_dataset_fill_batch(u->data, u->norm, u->next_idx + a, b - a, c->m->acts[0] + a * row,
+                              u->next_y + a);
+  }
+  const PrunusLayer *l = &c->m->layers[c->layer];
+  size_t n = l->w_len + l->b_len; /* the bias follows the weights in the slab: one span */
+  int chunks = (int)((n + 15) / 16);
+  size_t a = MIN((size_t)prunus_team_share(chunks, part, n_parts) * 16, n);
+  size_t b = MIN((size_t)prunus_team_share(chunks, part + 1, n_parts) * 16, n);
+  if (b > a)
+    prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, u->layer_masked[c->layer]);
+}
+
 static void update_layer(PrunusModel *m, int layer, void *user) {
   LayerUpdate *u = user;
-  if (layer == u->first_layer && u->next_n > 0) {
-    prunus_dataset_fill_batch(u->data, u->norm, u->next_idx, u->next_n, m->acts[0], u->next_y);
-    u->next_n = 0;
-  }
-  const PrunusLayer *l = &m->layers[layer];
-  /* the bias follows the weights in the slab: one span */
-  prunus_optim_step_span(m, u->tc, u->lr, u->step, l->w_off, l->w_len + l->b_len,
-                         u->layer_masked[layer]);
+  UpdateCall c = {u, m, layer, layer == u->first_layer && u->next_n > 0};
+  prunus_team_run(m->layers[layer].team, update_part, &c);
+  if (c.fill) u->next_n = 0;
 }
 
 /* (transfer full) per layer: does the mask (fixed while training) hold a zero? */
@@ -114,11 +136,14 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   while (update.first_layer < m->n_layers - 1 && !m->layers[update.first_layer].ops->has_params)
     update.first_layer++;
   gboolean prefill = m->layers[update.first_layer].ops->has_params; /* else no callback */
-  /* with --threads N > 1 the layers' own kernels (convolutions) split each batch over
-   * N threads too; OpenBLAS keeps its own pool for the products */
-  int threads = MIN(prunus_get_threads(), PRUNUS_TEAM_MAX_THREADS);
+  /* with --threads N > 1 one team of N threads runs everything that splits: the
+   * products (each thread a block of columns with a one-thread sgemm), the
+   * convolutions, the updates and the next batch's fill. OpenBLAS's own pool would
+   * busy-wait beside it, so it runs one thread meanwhile. */
+  int blas_threads = prunus_get_threads(), threads = MIN(blas_threads, PRUNUS_TEAM_MAX_THREADS);
   PrunusTeam *team = threads > 1 ? prunus_team_new(threads) : NULL;
   prunus_model_set_team(m, team);
+  if (team) prunus_set_threads(1); /* the team splits the products itself */
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -182,6 +207,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     if (hooks->on_epoch && !hooks->on_epoch(&r, hooks->user, error)) ok = FALSE;
   }
   prunus_model_set_team(m, NULL);
+  if (team) prunus_set_threads(blas_threads);
   prunus_team_free(team);
   g_free(update.layer_masked);
   g_free(order);
