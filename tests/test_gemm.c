@@ -1,5 +1,5 @@
-/* test_gemm.c: the OpenBLAS seam and the plain-loop reference agree for every
- * transpose combination, odd sizes, alpha/beta, and matrix-vector products. */
+/* test_gemm.c: the OpenBLAS seam, its split over a team and the plain-loop reference
+ * agree for every transpose combination, odd sizes, alpha/beta, and matrix-vector products. */
 #include "gemm.h"
 #include "rng.h"
 #include "testutil.h"
@@ -13,7 +13,12 @@ static void fill(PrunusRng *r, float *a, size_t n) {
 static void test_sgemm_matches_reference(void) {
   PrunusRng r;
   prunus_rng_seed(&r, 7);
-  const int sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 1, 33}, {64, 31, 1}, {128, 300, 784}, {5, 9, 0}};
+  /* 40 x 37 and 17 x 33: blocks of 16-wide tiles with a tail, split by rows and columns */
+  const int sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 1, 33}, {64, 31, 1}, {128, 300, 784}, {5, 9, 0},
+                          {40, 37, 9}, {37, 17, 5}};
+  PrunusTeam *team = prunus_team_new(2);
+  g_assert_nonnull(team);
+  int threads = prunus_get_threads();
   for (size_t s = 0; s < G_N_ELEMENTS(sizes); s++) {
     int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
     for (int ta = 0; ta < 2; ta++) {
@@ -25,6 +30,7 @@ static void test_sgemm_matches_reference(void) {
         fill(&r, B, nb);
         fill(&r, C1, nc);
         memcpy(C2, C1, sizeof(float) * nc);
+        float *C3_init = g_memdup2(C1, sizeof(float) * nc + 1);
         int lda = ta ? M : K, ldb = tb ? K : N;
         if (lda == 0) lda = 1;
         if (ldb == 0) ldb = 1;
@@ -34,10 +40,18 @@ static void test_sgemm_matches_reference(void) {
         g_snprintf(label, sizeof label, "sgemm %dx%dx%d ta=%d tb=%d", M, N, K, ta, tb);
         /* float accumulation against the double reference: error grows with K */
         g_assert_cmpfloat(testutil_max_rel_diff(C1, C2, nc, label), <, 1e-4);
-        g_free(A), g_free(B), g_free(C1), g_free(C2);
+        /* split over a team of 2 (column or row blocks, OpenBLAS at one thread) */
+        memcpy(C1, C3_init, sizeof(float) * nc);
+        prunus_set_threads(1);
+        prunus_sgemm_team(team, ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C1, N);
+        prunus_set_threads(threads);
+        g_snprintf(label, sizeof label, "sgemm team %dx%dx%d ta=%d tb=%d", M, N, K, ta, tb);
+        g_assert_cmpfloat(testutil_max_rel_diff(C1, C2, nc, label), <, 1e-4);
+        g_free(A), g_free(B), g_free(C1), g_free(C2), g_free(C3_init);
       }
     }
   }
+  prunus_team_free(team);
 }
 
 static void test_sgemv_matches_reference(void) {
