@@ -30,7 +30,7 @@ static void test_sgemm_matches_reference(void) {
         fill(&r, B, nb);
         fill(&r, C1, nc);
         memcpy(C2, C1, sizeof(float) * nc);
-        float *C3_init = g_memdup2(C1, sizeof(float) * nc + 1);
+        float *C3_init = g_memdup2(C1, sizeof(float) * nc);
         int lda = ta ? M : K, ldb = tb ? K : N;
         if (lda == 0) lda = 1;
         if (ldb == 0) ldb = 1;
