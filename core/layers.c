@@ -492,23 +492,38 @@ static size_t no_scratch(const PrunusLayer *l, int B) {
   return 0;
 }
 
-static void relu_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
-                         float *scratch, int B) {
-  (void)params, (void)scratch;
-  size_t n = (size_t)B * prunus_shape_size(l->in);
-  const float *restrict xi = x;
-  float *restrict yo = y;
-  for (size_t i = 0; i < n; i++) yo[i] = xi[i] > 0.0f ? xi[i] : 0.0f;
-}
+/* One ReLU pass split over the layer's team: elementwise, so any split gives the same
+ * bits. dy == NULL: forward y = max(x, 0); else backward dx = dy where y > 0. */
+typedef struct {
+  const float *x, *dy;
+  float *out;
+  size_t n;
+} ReluCall;
 
 /* Branch-free so it vectorises: both operands are loaded, then selected. These plain
  * SSE2 loops stream from memory faster than AVX-512 ones here (Zen 4, measured). */
-static void relu_mask_grad(const float *restrict y, const float *restrict dy, float *restrict dx,
-                           size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    float g = dy[i];
-    dx[i] = y[i] > 0.0f ? g : 0.0f;
+static void relu_part(void *arg, int part, int n_parts) {
+  const ReluCall *c = arg;
+  size_t chunks = (c->n + 15) / 16;
+  size_t a = MIN((size_t)prunus_team_share((int)chunks, part, n_parts) * 16, c->n);
+  size_t b = MIN((size_t)prunus_team_share((int)chunks, part + 1, n_parts) * 16, c->n);
+  const float *restrict x = c->x, *restrict dy = c->dy;
+  float *restrict out = c->out;
+  if (!dy) {
+    for (size_t i = a; i < b; i++) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  } else {
+    for (size_t i = a; i < b; i++) {
+      float g = dy[i];
+      out[i] = x[i] > 0.0f ? g : 0.0f;
+    }
   }
+}
+
+static void relu_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
+                         float *scratch, int B) {
+  (void)params, (void)scratch;
+  ReluCall c = {x, NULL, y, (size_t)B * prunus_shape_size(l->in)};
+  prunus_team_run(l->team, relu_part, &c);
 }
 
 static void relu_backward(const PrunusLayer *l, const float *params, float *grads,
@@ -516,7 +531,8 @@ static void relu_backward(const PrunusLayer *l, const float *params, float *grad
                           float *scratch, int B) {
   (void)params, (void)grads, (void)x, (void)scratch;
   if (!dx) return;
-  relu_mask_grad(y, dy, dx, (size_t)B * prunus_shape_size(l->in));
+  ReluCall c = {y, dy, dx, (size_t)B * prunus_shape_size(l->in)};
+  prunus_team_run(l->team, relu_part, &c);
 }
 
 static void flatten_forward(const PrunusLayer *l, const float *params, const float *x, float *y,

@@ -304,10 +304,29 @@ static void check_conv_team(int c, int h, int w, PrunusLayerSpec conv, const cha
   g_free(x), g_free(dy);
 }
 
+/* ReLU split over a team of 2: elementwise, so bit for bit the one-thread result. */
+static void check_relu_team(void) {
+  PrunusArch a = ARCH(3, 7, 13, {.type = PRUNUS_LAYER_RELU});
+  enum { B = 5, N = B * 3 * 7 * 13 }; /* 1365: not a multiple of 16 */
+  PrunusRng r;
+  prunus_rng_seed(&r, 17);
+  float *x = g_new(float, N), *dy = g_new(float, N);
+  for (int i = 0; i < N; i++) x[i] = (float)prunus_rng_normal(&r), dy[i] = (float)prunus_rng_normal(&r);
+  PrunusTeam *team = prunus_team_new(2);
+  g_assert_nonnull(team);
+  LayerPass split = layer_pass_on(&a, B, x, dy, team), one = layer_pass(&a, B, x, dy);
+  prunus_team_free(team);
+  g_assert_cmpmem(split.y, sizeof(float) * N, one.y, sizeof(float) * N);
+  g_assert_cmpmem(split.dx, sizeof(float) * N, one.dx, sizeof(float) * N);
+  layer_pass_free(&split), layer_pass_free(&one);
+  g_free(x), g_free(dy);
+}
+
 static void test_conv_team(void) {
   /* LeNet-5's second layer (implicit GEMM) and its first (one input channel, direct) */
   check_conv_team(6, 14, 14, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 5, .stride = 1}, "conv 6->16");
   check_conv_team(1, 28, 28, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2}, "conv 1->6 p2");
+  check_relu_team();
 }
 
 static void test_loss_gradient_and_value(void) {
@@ -440,7 +459,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/layers/grad/lenet-like", test_grad_lenet_like);
   g_test_add_func("/layers/simd/pool-exact", test_simd_pool_exact);
   g_test_add_func("/layers/simd/conv-direct-close", test_simd_conv_direct_close);
-  g_test_add_func("/layers/conv-team", test_conv_team);
+  g_test_add_func("/layers/team", test_conv_team);
   g_test_add_func("/layers/loss", test_loss_gradient_and_value);
   g_test_add_func("/layers/forward-by-hand", test_forward_by_hand);
   g_test_add_func("/layers/init-and-masks", test_init_seeded_and_masks);
