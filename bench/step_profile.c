@@ -201,8 +201,8 @@ int main(int argc, char **argv) {
       /* prunus_model_backward_each + prunus_train's per-layer update, a layer at a time */
       double lr = prunus_lr_at(tc, (epoch - 1) + (double)s / steps);
       global_step++;
-      int first = 0;
-      while (first < m->n_layers - 1 && !m->layers[first].ops->has_params) first++;
+      int first = prunus_model_first_param_layer(m);
+      if (first < 0) first = m->n_layers - 1;
       const float *dy = dlogits;
       for (int i = m->n_layers - 1; i >= first; i--) {
         const PrunusLayer *l = &m->layers[i];

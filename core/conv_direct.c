@@ -115,10 +115,6 @@ static void wgrad_reduce(const PrunusConvGeom *g, const Plan *pl, float *dW, flo
 /* ------------------------------------------------------------------------ */
 /* AVX-512 */
 
-/* The first n lanes (n may be <= 0 or above LANES). */
-__attribute__((target("avx512f"))) static inline __mmask16 lanes_mask(int n) {
-  return n <= 0 ? 0 : n >= LANES ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-}
 
 /* copy_rows_plain for the short rows of shift_image: a libc call per row of a few
  * dozen floats costs several times the copy. */
@@ -127,7 +123,7 @@ __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, size
                                                                 int rows, int n) {
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < n; c += LANES) {
-      __mmask16 m = lanes_mask(n - c);
+      __mmask16 m = prunus_lanes_mask(n - c);
       _mm512_mask_storeu_ps(dst + r * ld + c, m, _mm512_maskz_loadu_ps(m, src + r * ls + c));
     }
 }
@@ -183,7 +179,7 @@ __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, size
       fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, full);                                \
     if (o0 < pl->HWo) {                                                                     \
       __mmask16 m[V];                                                                       \
-      for (int v = 0; v < V; v++) m[v] = lanes_mask(pl->HWo - o0 - v * LANES);             \
+      for (int v = 0; v < V; v++) m[v] = prunus_lanes_mask(pl->HWo - o0 - v * LANES);             \
       fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, m);                                   \
     }                                                                                       \
   }
@@ -238,7 +234,7 @@ __attribute__((target("avx512f"))) static void wgrad_block(int n, const float *x
     for (int j = 0; j < WG_TAPS; j++) acc[c][j] = _mm512_loadu_ps(accm + (c * WG_TAPS + j) * LANES);
   int i = 0;
   for (; i + LANES <= n; i += LANES) wgrad_step(x, d, off, i, 0xFFFF, acc);
-  if (i < n) wgrad_step(x, d, off, i, lanes_mask(n - i), acc);
+  if (i < n) wgrad_step(x, d, off, i, prunus_lanes_mask(n - i), acc);
   #pragma GCC unroll 8
   for (int c = 0; c < WG_CO; c++)
     #pragma GCC unroll 8
@@ -257,7 +253,7 @@ __attribute__((target("avx512f"))) static void bias_grad_avx512(const Plan *pl, 
     int i = 0;
     for (; i + 4 * LANES <= n; i += 4 * LANES)
       for (int u = 0; u < 4; u++) s[u] = _mm512_add_ps(s[u], _mm512_loadu_ps(d + i + u * LANES));
-    for (; i < n; i += LANES) s[0] = _mm512_add_ps(s[0], _mm512_maskz_loadu_ps(lanes_mask(n - i), d + i));
+    for (; i < n; i += LANES) s[0] = _mm512_add_ps(s[0], _mm512_maskz_loadu_ps(prunus_lanes_mask(n - i), d + i));
     __m512 total = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
     float *a = pl->db_acc + (size_t)co * LANES;
     _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), total));

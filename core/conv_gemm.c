@@ -364,7 +364,7 @@ static void backward_part(void *arg, int part, int n_parts) {
   memset(pl.dyt, 0, sizeof(float) * pl.HWo * LANES);
   memset(pl.db, 0, sizeof(float) * g->cout);
   if (g->p > 0) memset(pl.xp, 0, sizeof(float) * g->C * pl.Hp * pl.Wp);
-  if (c->dx) { /* wc (cout, Kp): W's rows padded with zeros */
+  if (c->dx && !input_grad_is_direct(g, &pl)) { /* wc (cout, Kp): W's rows, zero-padded, for dcol */
     memset(pl.wc, 0, sizeof(float) * g->cout * pl.Kp);
     for (int co = 0; co < g->cout; co++)
       memcpy(pl.wc + (size_t)co * pl.Kp, c->Wt + (size_t)co * pl.K, sizeof(float) * pl.K);

@@ -502,6 +502,16 @@ static void prunus_norm_lut(const PrunusNorm *norm, float lut[256]) {
   }
 }
 
+/* Ask for one image row's cache lines (a read, kept in the outer caches when low). */
+static void prefetch_row(const uint8_t *src, size_t row, gboolean low) {
+  for (size_t off = 0; off < row; off += 64) {
+    if (low)
+      __builtin_prefetch(src + off, 0, 1);
+    else
+      __builtin_prefetch(src + off);
+  }
+}
+
 void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, const int *idx,
                                int B, float *x, uint8_t *y) {
   g_assert(d != NULL && norm != NULL && B >= 0);
@@ -515,10 +525,7 @@ void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, c
    * a few places ahead while this one is converted, or every row waits on memory. */
   enum { PREFETCH_AHEAD = 4 };
   for (int b = 0; b < B; b++) {
-    if (b + PREFETCH_AHEAD < B) {
-      const uint8_t *next = d->images + (size_t)idx[b + PREFETCH_AHEAD] * row;
-      for (size_t off = 0; off < row; off += 64) __builtin_prefetch(next + off);
-    }
+    if (b + PREFETCH_AHEAD < B) prefetch_row(d->images + (size_t)idx[b + PREFETCH_AHEAD] * row, row, FALSE);
     int i = idx[b];
     g_assert(i >= 0 && i < d->n);
     const uint8_t *src = d->images + (size_t)i * row; /* (c*h*w) */
@@ -531,8 +538,5 @@ void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, c
 
 void prunus_dataset_prefetch(const PrunusDataset *d, const int *idx, int B) {
   const size_t row = (size_t)d->c * d->h * d->w;
-  for (int b = 0; b < B; b++) {
-    const uint8_t *src = d->images + (size_t)idx[b] * row;
-    for (size_t off = 0; off < row; off += 64) __builtin_prefetch(src + off, 0, 1);
-  }
+  for (int b = 0; b < B; b++) prefetch_row(d->images + (size_t)idx[b] * row, row, TRUE);
 }

@@ -70,15 +70,14 @@ typedef struct {
 static void sgemm_part(void *arg, int part, int n_parts) {
   const SgemmCall *g = arg;
   bool by_cols = g->N >= g->M;
-  int extent = by_cols ? g->N : g->M, tiles = (extent + 15) / 16;
-  int a = MIN(prunus_team_share(tiles, part, n_parts) * 16, extent);
-  int b = MIN(prunus_team_share(tiles, part + 1, n_parts) * 16, extent);
+  size_t a, b;
+  prunus_team_block_share((size_t)(by_cols ? g->N : g->M), 16, part, n_parts, &a, &b);
   if (b <= a) return;
   if (by_cols) /* C[:, a:b] = op(A) op(B)[:, a:b] */
-    prunus_sgemm(g->ta, g->tb, g->M, b - a, g->K, g->alpha, g->A, g->lda,
+    prunus_sgemm(g->ta, g->tb, g->M, (int)(b - a), g->K, g->alpha, g->A, g->lda,
                  g->tb ? g->B + (size_t)a * g->ldb : g->B + a, g->ldb, g->beta, g->C + a, g->ldc);
   else /* C[a:b, :] = op(A)[a:b, :] op(B) */
-    prunus_sgemm(g->ta, g->tb, b - a, g->N, g->K, g->alpha,
+    prunus_sgemm(g->ta, g->tb, (int)(b - a), g->N, g->K, g->alpha,
                  g->ta ? g->A + a : g->A + (size_t)a * g->lda, g->lda, g->B, g->ldb, g->beta,
                  g->C + (size_t)a * g->ldc, g->ldc);
 }

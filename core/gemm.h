@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Row-major C(M,N) = alpha * op(A) op(B) + beta * C, op = transpose when ta/tb.
  * A is (M,K) or (K,M) when ta; B is (K,N) or (N,K) when tb; lda/ldb/ldc are row strides. */
@@ -30,6 +31,10 @@ void prunus_gemm_force_reference(bool on);
  * AVX-512F and VL, and the reference loops are not forced (then those layers take
  * their plain paths: im2col through this seam, plain loops). */
 bool prunus_avx512_in_use(void);
+/* The first n of an AVX-512 vector's 16 lanes as a mask (n may be <= 0 or above 16). */
+static inline uint16_t prunus_lanes_mask(int n) {
+  return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (uint16_t)((1u << n) - 1);
+}
 /* Set OpenBLAS's thread count (no pool of our own). */
 void prunus_set_threads(int n);
 int prunus_get_threads(void);

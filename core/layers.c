@@ -298,10 +298,6 @@ static size_t pool_scratch(const PrunusLayer *l, int B) {
   return (size_t)B * prunus_shape_size(l->out); /* int32 argmax per output */
 }
 
-/* The first n of 16 lanes (n may be <= 0 or above 16). */
-static inline uint16_t lanes_mask(int n) {
-  return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (uint16_t)((1u << n) - 1);
-}
 
 /* Any window: the window is scanned in row-major order, the first strict maximum wins. */
 static void pool_forward_any(const PrunusLayer *l, const float *x, float *y, int32_t *arg,
@@ -362,7 +358,7 @@ __attribute__((target("avx512f"))) static void pool2_forward_avx512(const Prunus
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   /* pairs: lanes 8-15 start at the second row pair, 2W floats on, not 16 */
   const __m512i pair_even = _mm512_mask_add_epi32(even, 0xFF00, even, _mm512_set1_epi32(2 * W - 16));
-  const __mmask16 pair_in = lanes_mask(2 * Wo), pair_out = lanes_mask(Wo) | lanes_mask(Wo) << 8;
+  const __mmask16 pair_in = prunus_lanes_mask(2 * Wo), pair_out = prunus_lanes_mask(Wo) | prunus_lanes_mask(Wo) << 8;
   __m512 bv;
   __m512i bi;
   for (int bc = 0; bc < B * l->in.c; bc++) {
@@ -383,7 +379,7 @@ __attribute__((target("avx512f"))) static void pool2_forward_avx512(const Prunus
     for (; oh < Ho; oh++) {
       for (int ow0 = 0; ow0 < Wo; ow0 += 16) {
         int n = MIN(16, Wo - ow0);
-        __mmask16 m = lanes_mask(n), lo = lanes_mask(2 * n), hi = lanes_mask(2 * n - 16);
+        __mmask16 m = prunus_lanes_mask(n), lo = prunus_lanes_mask(2 * n), hi = prunus_lanes_mask(2 * n - 16);
         const float *r = xc + 2 * oh * W + 2 * ow0;
         pool2_windows(_mm512_maskz_loadu_ps(lo, r), _mm512_maskz_loadu_ps(hi, r + 16),
                       _mm512_maskz_loadu_ps(lo, r + W), _mm512_maskz_loadu_ps(hi, r + W + 16),
@@ -427,7 +423,7 @@ __attribute__((target("avx512f"))) static void pool2_backward_avx512(const Prunu
       float *r0 = dxc + (size_t)2 * oh * W, *r1 = r0 + W;
       for (int ow0 = 0; ow0 < Wo; ow0 += 16) {
         int n = MIN(16, Wo - ow0);
-        __mmask16 m = lanes_mask(n), lo = lanes_mask(2 * n), hi = lanes_mask(2 * n - 16);
+        __mmask16 m = prunus_lanes_mask(n), lo = prunus_lanes_mask(2 * n), hi = prunus_lanes_mask(2 * n - 16);
         __m512 g = _mm512_maskz_loadu_ps(m, dyc + oh * Wo + ow0);
         __m512i a = _mm512_maskz_loadu_epi32(m, ac + oh * Wo + ow0);
         __m512i i00 = _mm512_add_epi32(_mm512_set1_epi32(2 * oh * W + 2 * ow0), even);
@@ -504,9 +500,8 @@ typedef struct {
  * SSE2 loops stream from memory faster than AVX-512 ones here (Zen 4, measured). */
 static void relu_part(void *arg, int part, int n_parts) {
   const ReluCall *c = arg;
-  size_t chunks = (c->n + 15) / 16;
-  size_t a = MIN((size_t)prunus_team_share((int)chunks, part, n_parts) * 16, c->n);
-  size_t b = MIN((size_t)prunus_team_share((int)chunks, part + 1, n_parts) * 16, c->n);
+  size_t a, b;
+  prunus_team_block_share(c->n, 16, part, n_parts, &a, &b);
   const float *restrict x = c->x, *restrict dy = c->dy;
   float *restrict out = c->out;
   if (!dy) {

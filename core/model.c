@@ -287,6 +287,12 @@ void prunus_model_forward(PrunusModel *m, const float *x, int B) {
   }
 }
 
+int prunus_model_first_param_layer(const PrunusModel *m) {
+  for (int i = 0; i < m->n_layers; i++)
+    if (m->layers[i].ops->has_params) return i;
+  return -1;
+}
+
 void prunus_model_backward(PrunusModel *m, const float *dlogits, int B) {
   prunus_model_backward_each(m, dlogits, B, NULL, NULL);
 }
@@ -296,8 +302,8 @@ void prunus_model_backward_each(PrunusModel *m, const float *dlogits, int B,
   g_return_if_fail(B <= m->max_batch);
   /* Nothing below the first layer with parameters needs a gradient: stop there
    * (its input gradient would be a full (B, in) product that nobody reads). */
-  int first = 0;
-  while (first < m->n_layers - 1 && !m->layers[first].ops->has_params) first++;
+  int first = prunus_model_first_param_layer(m);
+  if (first < 0) first = m->n_layers - 1; /* no parameters: only the last layer */
   const float *dy = dlogits;
   for (int i = m->n_layers - 1; i >= first; i--) {
     const PrunusLayer *l = &m->layers[i];

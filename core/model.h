@@ -121,6 +121,8 @@ void prunus_model_forward(PrunusModel *m, const float *x, int B);
 /* Write grads (overwriting them) from dlogits (B, n_classes); needs the forward of
  * the same batch. Layers below the first one with parameters are not visited. */
 void prunus_model_backward(PrunusModel *m, const float *dlogits, int B);
+/* The index of the first layer with parameters, -1 when no layer has any. */
+int prunus_model_first_param_layer(const PrunusModel *m);
 /* Called once a layer's gradients are written; nothing later in the same backward
  * reads that layer's parameters, so they may be updated right away. */
 typedef void (*PrunusLayerGradsDone)(PrunusModel *m, int layer, void *user);

@@ -36,6 +36,14 @@ void prunus_team_run(PrunusTeam *team, PrunusTeamFn fn, void *arg);
 static inline int prunus_team_share(int n, int part, int n_parts) {
   return (int)((long)n * part / n_parts);
 }
+/* Part `part`'s items [*begin, *end) of n, split in whole blocks of `block` items (the
+ * last one may be short): shares that start on vector or tile boundaries. */
+static inline void prunus_team_block_share(size_t n, size_t block, int part, int n_parts,
+                                           size_t *begin, size_t *end) {
+  int blocks = (int)((n + block - 1) / block);
+  *begin = MIN((size_t)prunus_team_share(blocks, part, n_parts) * block, n);
+  *end = MIN((size_t)prunus_team_share(blocks, part + 1, n_parts) * block, n);
+}
 
 G_END_DECLS
 

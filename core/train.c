@@ -74,10 +74,8 @@ static void update_part(void *arg, int part, int n_parts) {
                               u->next_y + a);
   }
   const PrunusLayer *l = &c->m->layers[c->layer];
-  size_t n = l->w_len + l->b_len; /* the bias follows the weights in the slab: one span */
-  int chunks = (int)((n + 15) / 16);
-  size_t a = MIN((size_t)prunus_team_share(chunks, part, n_parts) * 16, n);
-  size_t b = MIN((size_t)prunus_team_share(chunks, part + 1, n_parts) * 16, n);
+  size_t a, b; /* the bias follows the weights in the slab: one span */
+  prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
   if (b > a)
     prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, u->layer_masked[c->layer]);
 }
@@ -133,9 +131,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   prunus_rng_seed(&rng, prunus_seed_derive(seed, "shuffle"));
   prunus_model_reserve_batch(m, B);
   LayerUpdate update = {.tc = tc, .layer_masked = layers_masked(m), .data = train, .norm = norm};
-  while (update.first_layer < m->n_layers - 1 && !m->layers[update.first_layer].ops->has_params)
-    update.first_layer++;
-  gboolean prefill = m->layers[update.first_layer].ops->has_params; /* else no callback */
+  update.first_layer = prunus_model_first_param_layer(m);
+  gboolean prefill = update.first_layer >= 0; /* else no layer calls update_layer */
   /* with --threads N > 1 one team of N threads runs everything that splits: the
    * products (each thread a block of columns with a one-thread sgemm), the
    * convolutions, the updates and the next batch's fill. OpenBLAS's own pool would
