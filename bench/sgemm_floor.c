@@ -52,6 +52,7 @@ static const char *const call_names[N_CALLS] = {
     "dW 1 (300,784,B) TN",  "dW 2 (100,300,B) TN",  "dW 3 (10,100,B) TN",
     "dx 2 (B,300,100) NN",  "dx 3 (B,100,10) NN"};
 static bool clock_calls = false;
+static PrunusTeam *team = NULL; /* --team: products split by prunus_sgemm_team */
 static double call_us[N_CALLS];
 
 static gint64 tick(void) { return clock_calls ? g_get_monotonic_time() : 0; }
@@ -66,19 +67,19 @@ static void floor_step(Floor *f, int nb) {
   for (int i = 0; i < N_DENSE; i++) {
     int in = widths[i], out = widths[i + 1];
     gint64 t0 = tick();
-    prunus_sgemm(false, true, nb, out, in, 1.0f, f->act[i], in, f->W[i], in, 1.0f, f->act[i + 1],
+    prunus_sgemm_team(team, false, true, nb, out, in, 1.0f, f->act[i], in, f->W[i], in, 1.0f, f->act[i + 1],
                  out);
     tock(i, t0);
   }
   for (int i = N_DENSE - 1; i >= 0; i--) {
     int in = widths[i], out = widths[i + 1];
     gint64 t0 = tick();
-    prunus_sgemm(true, false, out, in, nb, 1.0f, f->dact[i + 1], out, f->act[i], in, 1.0f,
+    prunus_sgemm_team(team, true, false, out, in, nb, 1.0f, f->dact[i + 1], out, f->act[i], in, 1.0f,
                  f->dW[i], in);
     tock(N_DENSE + i, t0);
     if (i > 0) {
       t0 = tick();
-      prunus_sgemm(false, false, nb, in, out, 1.0f, f->dact[i + 1], out, f->W[i], in, 0.0f,
+      prunus_sgemm_team(team, false, false, nb, in, out, 1.0f, f->dact[i + 1], out, f->W[i], in, 0.0f,
                    f->dact[i], in);
       tock(2 * N_DENSE + i - 1, t0);
     }
@@ -99,6 +100,7 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   int threads = 1, batch = 128, n = 55000, epochs = 3;
+  gboolean use_team = FALSE;
   GOptionEntry entries[] = {
       {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "BLAS threads (default 1)", "N"},
       {"batch", 'b', 0, G_OPTION_ARG_INT, &batch, "batch size (default 128)", "B"},
@@ -107,6 +109,9 @@ int main(int argc, char **argv) {
        "E"},
       {"calls", 0, 0, G_OPTION_ARG_NONE, &clock_calls,
        "also print microseconds per step of each call (to stderr)", NULL},
+      {"team", 0, 0, G_OPTION_ARG_NONE, &use_team,
+       "split each product over a prunus team (OpenBLAS one thread), as prunus train does",
+       NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL}};
   GOptionContext *ctx = g_option_context_new("- LeNet-300-100 sgemm-only throughput floor");
   g_option_context_add_main_entries(ctx, entries, NULL);
@@ -124,6 +129,10 @@ int main(int argc, char **argv) {
   }
 
   prunus_set_threads(threads);
+  if (use_team && threads > 1) {
+    team = prunus_team_new(threads);
+    prunus_set_threads(1);
+  }
   Floor f;
   floor_init(&f, batch);
   floor_epoch(&f, n, batch); /* warm-up: page faults, BLAS thread start */
@@ -139,7 +148,7 @@ int main(int argc, char **argv) {
   printf("{\"bench\":\"sgemm_floor\",\"model\":\"lenet300\",\"threads\":%d,\"batch\":%d,"
          "\"samples\":%d,\"epochs\":%d,\"seconds\":%.6f,\"samples_per_second\":%.1f,"
          "\"gflops\":%.3f}\n",
-         prunus_get_threads(), batch, n, epochs, median, n / median,
+         team ? prunus_team_threads(team) : prunus_get_threads(), batch, n, epochs, median, n / median,
          flops_per_sample * n / median / 1e9);
   if (clock_calls) {
     int steps = (n + batch - 1) / batch;

@@ -137,11 +137,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   /* as prunus_train: with N > 1 threads the layers split their kernels and products
-   * over a team (the per-layer update is not split here) */
+   * and the loss over a team with the caller pinned (the per-layer update and the
+   * fill are not split here), and each update zeroes the gradients it used so that
+   * the next backward adds onto them */
   int team_threads = MIN(prunus_get_threads(), PRUNUS_TEAM_MAX_THREADS);
   PrunusTeam *team = team_threads > 1 ? prunus_team_new(team_threads) : NULL;
+  if (team) prunus_team_pin_caller(team);
   prunus_model_set_team(m, team);
   if (team) prunus_set_threads(1); /* the team splits the products itself */
+  prunus_model_zero_grads(m);
+  for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = TRUE;
   const PrunusDataset *train = data.train;
   int B = MIN(tc->batch, train->n), K = prunus_model_n_classes(m);
   int steps = (train->n + B - 1) / B;
@@ -196,7 +201,7 @@ int main(int argc, char **argv) {
         phase_end(&pr, id_fwd[i]);
       }
       phase_begin(&pr);
-      prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
+      prunus_softmax_xent_team(team, m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       phase_end(&pr, id_xent);
       /* prunus_model_backward_each + prunus_train's per-layer update, a layer at a time */
       double lr = prunus_lr_at(tc, (epoch - 1) + (double)s / steps);
@@ -214,7 +219,7 @@ int main(int argc, char **argv) {
         if (l->ops->has_params) {
           phase_begin(&pr);
           prunus_optim_step_span(m, tc, lr, global_step, l->w_off, l->w_len + l->b_len,
-                                 masked[i]);
+                                 masked[i], TRUE);
           phase_end(&pr, id_opt[i]);
         }
         dy = dx;
@@ -227,7 +232,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < pr.n; i++) total += pr.p[i].us, total_sgemm += pr.p[i].sgemm;
   printf("step_profile: %s, batch %d, %d thread(s)%s, last of %d epochs: %.0f samples/s, "
          "%.1f us/step (%.1f us/step inside cblas_sgemm = %.1f%%, %ld calls)\n",
-         o.config_path, B, prunus_get_threads(), ftz ? ", FTZ+DAZ" : "", epochs,
+         o.config_path, B, prunus_team_threads(team), ftz ? ", FTZ+DAZ" : "", epochs,
          train->n / (epoch_us / 1e6), epoch_us / steps, total_sgemm / steps,
          100.0 * total_sgemm / total, sgemm_calls);
   printf("%-26s %10s %7s %12s\n", "phase", "us/step", "share", "sgemm us");

@@ -57,29 +57,29 @@ void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-typedef struct {
-  bool ta, tb;
-  int M, N, K;
-  float alpha, beta;
-  const float *A, *B;
-  int lda, ldb, ldc;
-  float *C;
-} SgemmCall;
-
-/* Part p's block of C: columns (or rows) in whole 16-wide tiles. */
-static void sgemm_part(void *arg, int part, int n_parts) {
-  const SgemmCall *g = arg;
+/* Part p's block of C: columns (or rows, when C is taller than wide) in whole 8-wide
+ * strips (the micro-kernel's narrower tail width: 16-wide strips left the two threads
+ * 144 and 156 of LeNet-300's 300 columns, and the caller waited). */
+PrunusSgemmBlock prunus_sgemm_block(const PrunusSgemmArgs *g, int part, int n_parts) {
   bool by_cols = g->N >= g->M;
   size_t a, b;
-  prunus_team_block_share((size_t)(by_cols ? g->N : g->M), 16, part, n_parts, &a, &b);
-  if (b <= a) return;
-  if (by_cols) /* C[:, a:b] = op(A) op(B)[:, a:b] */
-    prunus_sgemm(g->ta, g->tb, g->M, (int)(b - a), g->K, g->alpha, g->A, g->lda,
-                 g->tb ? g->B + (size_t)a * g->ldb : g->B + a, g->ldb, g->beta, g->C + a, g->ldc);
-  else /* C[a:b, :] = op(A)[a:b, :] op(B) */
-    prunus_sgemm(g->ta, g->tb, (int)(b - a), g->N, g->K, g->alpha,
-                 g->ta ? g->A + a : g->A + (size_t)a * g->lda, g->lda, g->B, g->ldb, g->beta,
-                 g->C + (size_t)a * g->ldc, g->ldc);
+  prunus_team_block_share((size_t)(by_cols ? g->N : g->M), 8, part, n_parts, &a, &b);
+  if (by_cols) return (PrunusSgemmBlock){0, g->M, (int)a, (int)b};
+  return (PrunusSgemmBlock){(int)a, (int)b, 0, g->N};
+}
+
+void prunus_sgemm_run_block(const PrunusSgemmArgs *g, PrunusSgemmBlock k) {
+  if (k.row1 <= k.row0 || k.col1 <= k.col0) return;
+  /* C[r0:r1, c0:c1] = op(A)[r0:r1, :] op(B)[:, c0:c1] */
+  const float *A = g->ta ? g->A + k.row0 : g->A + (size_t)k.row0 * g->lda;
+  const float *B = g->tb ? g->B + (size_t)k.col0 * g->ldb : g->B + k.col0;
+  prunus_sgemm(g->ta, g->tb, k.row1 - k.row0, k.col1 - k.col0, g->K, g->alpha, A, g->lda, B,
+               g->ldb, g->beta, g->C + (size_t)k.row0 * g->ldc + k.col0, g->ldc);
+}
+
+static void sgemm_part(void *arg, int part, int n_parts) {
+  const PrunusSgemmArgs *g = arg;
+  prunus_sgemm_run_block(g, prunus_sgemm_block(g, part, n_parts));
 }
 
 void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
@@ -89,7 +89,7 @@ void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, 
     prunus_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  SgemmCall g = {ta, tb, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C};
+  PrunusSgemmArgs g = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
   prunus_team_run(team, sgemm_part, &g);
 }
 

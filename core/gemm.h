@@ -19,6 +19,28 @@ void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
 void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
                        int ldc);
+/* The arguments of one prunus_sgemm call, for splitting it by hand. */
+typedef struct {
+  bool ta, tb;
+  int M, N, K;
+  float alpha;
+  const float *A;
+  int lda;
+  const float *B;
+  int ldb;
+  float beta;
+  float *C;
+  int ldc;
+} PrunusSgemmArgs;
+/* A block of C: rows [row0, row1) x columns [col0, col1). */
+typedef struct {
+  int row0, row1, col0, col1;
+} PrunusSgemmBlock;
+/* The block of C that part `part` of n_parts computes in prunus_sgemm_team, so that a
+ * layer can prepare or use that block on the same thread (it may be empty). */
+PrunusSgemmBlock prunus_sgemm_block(const PrunusSgemmArgs *g, int part, int n_parts);
+/* Computes one block of g's C with a one-thread-style prunus_sgemm call. */
+void prunus_sgemm_run_block(const PrunusSgemmArgs *g, PrunusSgemmBlock block);
 /* The same contract in plain loops (the reference). */
 void prunus_sgemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);

@@ -39,17 +39,63 @@ static size_t dense_scratch(const PrunusLayer *l, int B) {
   return 0;
 }
 
+/* Forward split over the layer's team (NULL: one part): each thread writes the bias
+ * into its block of y, then adds x W^T over that block, while the block is in cache. */
+typedef struct {
+  PrunusSgemmArgs g; /* y (B, out) += x (B, in) W^T */
+  const float *bias; /* (out) */
+} DenseForwardCall;
+
+static void dense_forward_part(void *arg, int part, int n_parts) {
+  const DenseForwardCall *c = arg;
+  PrunusSgemmBlock k = prunus_sgemm_block(&c->g, part, n_parts);
+  if (k.col1 <= k.col0) return;
+  for (int i = k.row0; i < k.row1; i++)
+    memcpy(c->g.C + (size_t)i * c->g.ldc + k.col0, c->bias + k.col0,
+           sizeof(float) * (size_t)(k.col1 - k.col0));
+  prunus_sgemm_run_block(&c->g, k);
+}
+
 static void dense_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                           float *scratch, int B) {
   (void)scratch;
   int in = l->in.c, out = l->out.c;
   const float *W = params + l->w_off; /* (out, in) */
   const float *b = params + l->b_off; /* (out) */
-  for (int i = 0; i < B; i++) memcpy(y + (size_t)i * out, b, sizeof(float) * out);
-  if (B == 1)
+  if (B == 1) {
+    memcpy(y, b, sizeof(float) * out);
     prunus_sgemv(false, out, in, 1.0f, W, in, x, 1.0f, y);
-  else
-    prunus_sgemm_team(l->team, false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out);
+    return;
+  }
+  DenseForwardCall c = {{false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out}, b};
+  prunus_team_run(l->team, dense_forward_part, &c);
+}
+
+/* Backward split over the layer's team (NULL: one part) in one call: each thread
+ * computes its block of dW, its share of db and its block of dx; the three only read
+ * dy, x and W, and every element is summed as by one thread. */
+typedef struct {
+  PrunusSgemmArgs dW; /* dW (out, in) = dy^T (out, B) x (B, in) */
+  PrunusSgemmArgs dx; /* dx (B, in) = dy (B, out) W (out, in); M == 0: no dx */
+  const float *dy;    /* (B, out) */
+  float *db;          /* (out) = column sums of dy */
+  int B, out;
+} DenseBackwardCall;
+
+static void dense_backward_part(void *arg, int part, int n_parts) {
+  const DenseBackwardCall *c = arg;
+  prunus_sgemm_run_block(&c->dW, prunus_sgemm_block(&c->dW, part, n_parts));
+  size_t a, b;
+  prunus_team_block_share((size_t)c->out, 16, part, n_parts, &a, &b);
+  if (b > a) {
+    float *restrict db = c->db;
+    memcpy(db + a, c->dy + a, sizeof(float) * (b - a));
+    for (int i = 1; i < c->B; i++) {
+      const float *restrict row = c->dy + (size_t)i * c->out;
+      for (size_t j = a; j < b; j++) db[j] += row[j];
+    }
+  }
+  if (c->dx.M > 0) prunus_sgemm_run_block(&c->dx, prunus_sgemm_block(&c->dx, part, n_parts));
 }
 
 static void dense_backward(const PrunusLayer *l, const float *params, float *grads,
@@ -57,16 +103,18 @@ static void dense_backward(const PrunusLayer *l, const float *params, float *gra
                            float *scratch, int B) {
   (void)y, (void)scratch;
   int in = l->in.c, out = l->out.c;
-  const float *W = params + l->w_off;
-  float *dW = grads + l->w_off; /* (out, in) */
-  float *db = grads + l->b_off; /* (out) */
-  prunus_sgemm_team(l->team, true, false, out, in, B, 1.0f, dy, out, x, in, 0.0f, dW, in);
-  memcpy(db, dy, sizeof(float) * out);
-  for (int i = 1; i < B; i++) {
-    const float *row = dy + (size_t)i * out;
-    for (int j = 0; j < out; j++) db[j] += row[j];
-  }
-  if (dx) prunus_sgemm_team(l->team, false, false, B, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in);
+  const float *W = params + l->w_off; /* (out, in) */
+  DenseBackwardCall c = {
+      /* onto zeroed gradients, beta 1 spares BLAS its pass that clears dW */
+      .dW = {true, false, out, in, B, 1.0f, dy, out, x, in, l->grads_zeroed ? 1.0f : 0.0f,
+             grads + l->w_off, in},
+      .dx = {false, false, dx ? B : 0, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in},
+      .dy = dy,
+      .db = grads + l->b_off,
+      .B = B,
+      .out = out,
+  };
+  prunus_team_run(l->team, dense_backward_part, &c);
 }
 
 /* ------------------------------------------------------------------------ */

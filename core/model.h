@@ -63,6 +63,10 @@ typedef struct {
   PrunusTeam *team;         /* borrowed: threads the layer's own kernels (not BLAS) split
                              * a batch over; NULL = the calling thread only. Set by
                              * prunus_train for its duration (then NULL again) */
+  gboolean grads_zeroed;    /* the weight gradients read 0 before each backward, so
+                             * products may add onto them instead of clearing them
+                             * first; set by prunus_train for its duration (its
+                             * optimizer zeroes the gradients it used) */
 } PrunusLayer;
 
 typedef struct {
@@ -71,7 +75,8 @@ typedef struct {
   PrunusLayer *layers;        /* (n_layers) */
   size_t n_params;
   float *params;              /* (n_params) the one parameter slab */
-  float *grads;               /* (n_params) dL/dparams of the last backward */
+  float *grads;               /* (n_params) dL/dparams of the last backward (zero
+                               * after prunus_train, whose updates clear them) */
   float *mask;                /* (n_params) 1 = alive, 0 = pruned; biases stay 1 */
   float *opt_m;               /* (n_params) momentum / Adam first moment */
   float *opt_v;               /* (n_params) Adam second moment */

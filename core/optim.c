@@ -51,8 +51,8 @@ void prunus_optim_reset(PrunusModel *m) {
 /* The parameters [off, off + n) of the slabs; mask is NULL when none of them is pruned
  * (multiplying by 1 changes nothing, so skipping it keeps the result bit for bit). */
 typedef struct {
-  float *restrict p, *restrict m1, *restrict m2;
-  const float *restrict g, *restrict mask;
+  float *restrict p, *restrict m1, *restrict m2, *restrict g;
+  const float *restrict mask;
   size_t n;
 } OptimSpan;
 
@@ -61,8 +61,11 @@ static OptimSpan span_of(PrunusModel *m, size_t off, size_t n, gboolean masked) 
                      masked ? m->mask + off : NULL, n};
 }
 
+/* g[0..n) = 0 in blocks of 256 right behind their use, while they are in L1. */
+#define CLEAR_BLOCK 256
+
 /* p = (p - lr * update(g + wd p)) * mask, in one pass; masked weights get no state. */
-static void sgd_step(OptimSpan s, const PrunusTrainConfig *tc, float lr) {
+static void sgd_block(OptimSpan s, const PrunusTrainConfig *tc, float lr) {
   float *restrict p = s.p, *restrict buf = s.m1;
   const float *restrict g = s.g, *restrict mk = s.mask;
   const float wd = (float)tc->weight_decay, mu = (float)tc->momentum;
@@ -101,14 +104,24 @@ static void sgd_step(OptimSpan s, const PrunusTrainConfig *tc, float lr) {
   }
 }
 
-static void adam_step(OptimSpan s, const PrunusTrainConfig *tc, float lr, long step) {
+/* Adam's bias corrections at a step: the step size lr / (1 - beta1^t) and
+ * sqrt(1 - beta2^t). */
+typedef struct {
+  float step_size, c2_sqrt;
+} AdamScale;
+
+static AdamScale adam_scale(const PrunusTrainConfig *tc, float lr, long step) {
+  const float c1 = (float)(1.0 - pow(tc->beta1, (double)step));
+  const float c2 = (float)(1.0 - pow(tc->beta2, (double)step));
+  return (AdamScale){lr / c1, sqrtf(c2)};
+}
+
+static void adam_block(OptimSpan s, const PrunusTrainConfig *tc, AdamScale k) {
   float *restrict p = s.p, *restrict m1 = s.m1, *restrict m2 = s.m2;
   const float *restrict g = s.g, *restrict mk = s.mask;
   const float wd = (float)tc->weight_decay, b1 = (float)tc->beta1, b2 = (float)tc->beta2,
               eps = (float)tc->eps;
-  const float c1 = (float)(1.0 - pow(tc->beta1, (double)step));
-  const float c2 = (float)(1.0 - pow(tc->beta2, (double)step));
-  const float step_size = lr / c1, c2_sqrt = sqrtf(c2);
+  const float step_size = k.step_size, c2_sqrt = k.c2_sqrt;
   for (size_t i = 0; i < s.n; i++) {
     float keep = mk ? mk[i] : 1.0f;
     float gi = (g[i] + wd * p[i]) * keep;
@@ -119,16 +132,29 @@ static void adam_step(OptimSpan s, const PrunusTrainConfig *tc, float lr, long s
   }
 }
 
+/* The span a block at a time; with clear, each block's gradients are zeroed right
+ * after their use. */
+static void step_blocks(OptimSpan s, const PrunusTrainConfig *tc, float lr, long step,
+                        gboolean clear) {
+  size_t block = clear ? CLEAR_BLOCK : s.n;
+  AdamScale adam = tc->optimizer == PRUNUS_OPT_ADAM ? adam_scale(tc, lr, step) : (AdamScale){0};
+  for (size_t i = 0; i < s.n; i += block) {
+    OptimSpan b = {s.p + i, s.m1 + i, s.m2 + i, s.g + i, s.mask ? s.mask + i : NULL,
+                   MIN(block, s.n - i)};
+    if (tc->optimizer == PRUNUS_OPT_ADAM)
+      adam_block(b, tc, adam);
+    else
+      sgd_block(b, tc, lr);
+    if (clear) memset(b.g, 0, sizeof(float) * b.n);
+  }
+}
+
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                            size_t off, size_t n, gboolean masked) {
+                            size_t off, size_t n, gboolean masked, gboolean clear_grads) {
   g_return_if_fail(off + n <= m->n_params);
-  OptimSpan s = span_of(m, off, n, masked);
-  if (tc->optimizer == PRUNUS_OPT_ADAM)
-    adam_step(s, tc, (float)lr, step > 0 ? step : 1);
-  else
-    sgd_step(s, tc, (float)lr);
+  step_blocks(span_of(m, off, n, masked), tc, (float)lr, step > 0 ? step : 1, clear_grads);
 }
 
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {
-  prunus_optim_step_span(m, tc, lr, step, 0, m->n_params, TRUE);
+  prunus_optim_step_span(m, tc, lr, step, 0, m->n_params, TRUE, FALSE);
 }

@@ -23,6 +23,10 @@ struct PrunusTeam {
   pthread_mutex_t lock;
   pthread_cond_t cond;
   int n_helpers; /* started */
+  int caller_cpu; /* the CPU the helpers keep off (-1: none) */
+  gboolean caller_pinned; /* prunus_team_pin_caller pinned `caller`, saved in caller_set */
+  pthread_t caller;
+  cpu_set_t caller_set;
   pthread_t tid[PRUNUS_TEAM_MAX_THREADS - 1];
   struct Helper {
     PrunusTeam *team;
@@ -119,12 +123,15 @@ static void stop_helpers(PrunusTeam *t, int n) {
  * sleep, unpinned helpers were often placed on the caller's CPU and stayed stacked
  * there for tens of ms (every call 5x slower than on one thread). The caller is
  * free to move, so the scheduler separates them again by moving it. */
-static void keep_off_caller_cpu(pthread_attr_t *attr) {
+static int keep_off_caller_cpu(pthread_attr_t *attr) {
   cpu_set_t set;
   int here = sched_getcpu();
-  if (here < 0 || sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2) return;
+  if (here < 0 || sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2 ||
+      !CPU_ISSET(here, &set))
+    return -1;
   CPU_CLR(here, &set);
   pthread_attr_setaffinity_np(attr, sizeof set, &set);
+  return here;
 }
 
 PrunusTeam *prunus_team_new(int threads) {
@@ -138,7 +145,7 @@ PrunusTeam *prunus_team_new(int threads) {
   pthread_cond_init(&t->cond, NULL);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
-  keep_off_caller_cpu(&attr);
+  t->caller_cpu = keep_off_caller_cpu(&attr);
   for (int h = 0; h < threads - 1; h++) {
     t->helpers[h] = (struct Helper){t, h + 1};
     if (pthread_create(&t->tid[h], &attr, helper_main, &t->helpers[h]) != 0) {
@@ -159,8 +166,29 @@ out_free_team:
   return NULL;
 }
 
+gboolean prunus_team_pin_caller(PrunusTeam *t) {
+  g_return_val_if_fail(t && !t->caller_pinned, FALSE);
+  if (t->caller_cpu < 0) return FALSE;
+  pthread_t self = pthread_self();
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(t->caller_cpu, &one);
+  if (pthread_getaffinity_np(self, sizeof t->caller_set, &t->caller_set) != 0 ||
+      pthread_setaffinity_np(self, sizeof one, &one) != 0)
+    return FALSE;
+  t->caller = self;
+  t->caller_pinned = TRUE;
+  return TRUE;
+}
+
 void prunus_team_free(PrunusTeam *t) {
   if (!t) return;
+  if (t->caller_pinned) {
+    if (pthread_equal(pthread_self(), t->caller))
+      pthread_setaffinity_np(t->caller, sizeof t->caller_set, &t->caller_set);
+    else
+      g_warning("team: freed by another thread than the one it pinned; that one stays pinned");
+  }
   stop_helpers(t, t->n_helpers);
   pthread_cond_destroy(&t->cond);
   pthread_mutex_destroy(&t->lock);

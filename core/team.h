@@ -22,7 +22,14 @@ typedef void (*PrunusTeamFn)(void *arg, int part, int n_parts);
  * CPU of the process but the caller's (now). NULL (with a warning) when a helper
  * cannot be started. */
 PrunusTeam *prunus_team_new(int threads);
-/* Stops and joins the helpers. NULL is fine. */
+/* Pins the calling thread to the CPU the helpers were started off, until
+ * prunus_team_free (to be called from this thread) restores its CPU set. Without it
+ * the scheduler may wake the caller onto a helper's CPU (the helper woke it) and
+ * leave it there, running every part alone at one thread's speed. FALSE (nothing
+ * changed) when the helpers are not kept off a CPU or the pin fails. */
+gboolean prunus_team_pin_caller(PrunusTeam *team);
+/* Stops and joins the helpers (and unpins a caller pinned by prunus_team_pin_caller).
+ * NULL is fine. */
 void prunus_team_free(PrunusTeam *team);
 /* Threads in the team, 1 for NULL. */
 int prunus_team_threads(const PrunusTeam *team);

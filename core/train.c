@@ -77,7 +77,8 @@ static void update_part(void *arg, int part, int n_parts) {
   size_t a, b; /* the bias follows the weights in the slab: one span */
   prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
   if (b > a)
-    prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, u->layer_masked[c->layer]);
+    prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a,
+                           u->layer_masked[c->layer], TRUE);
 }
 
 static void update_layer(PrunusModel *m, int layer, void *user) {
@@ -85,6 +86,10 @@ static void update_layer(PrunusModel *m, int layer, void *user) {
   UpdateCall c = {u, m, layer, layer == u->first_layer && u->next_n > 0};
   prunus_team_run(m->layers[layer].team, update_part, &c);
   if (c.fill) u->next_n = 0;
+}
+
+static void set_grads_zeroed(PrunusModel *m, gboolean on) {
+  for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = on;
 }
 
 /* (transfer full) per layer: does the mask (fixed while training) hold a zero? */
@@ -139,8 +144,12 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
    * busy-wait beside it, so it runs one thread meanwhile. */
   int blas_threads = prunus_get_threads(), threads = MIN(blas_threads, PRUNUS_TEAM_MAX_THREADS);
   PrunusTeam *team = threads > 1 ? prunus_team_new(threads) : NULL;
+  if (team) prunus_team_pin_caller(team); /* else it drifts onto the helper's CPU */
   prunus_model_set_team(m, team);
   if (team) prunus_set_threads(1); /* the team splits the products itself */
+  /* each update zeroes the gradients it used, so the next backward adds onto zeros */
+  prunus_model_zero_grads(m);
+  set_grads_zeroed(m, TRUE);
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -160,7 +169,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
         update.next_y = y_next;
         prunus_dataset_prefetch(train, update.next_idx, update.next_n);
       }
-      double loss = prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, &correct);
+      double loss =
+          prunus_softmax_xent_team(team, m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       loss_sum += loss * nb;
       double pos = hooks->epoch_offset + (epoch - 1) + (double)s / steps;
       lr = prunus_lr_at(&sched, pos);
@@ -204,6 +214,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     if (hooks->on_epoch && !hooks->on_epoch(&r, hooks->user, error)) ok = FALSE;
   }
   prunus_model_set_team(m, NULL);
+  set_grads_zeroed(m, FALSE);
   if (team) prunus_set_threads(blas_threads);
   prunus_team_free(team);
   g_free(update.layer_masked);

@@ -37,9 +37,10 @@ double prunus_lr_at(const PrunusTrainConfig *tc, double epoch_pos);
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
 /* The same step for the parameters [off, off + n) only (training updates each layer
  * right after its backward). masked = FALSE promises that no mask entry of the span
- * is 0, and skips reading the mask. */
+ * is 0, and skips reading the mask. clear_grads: the span's gradients are zeroed once
+ * used (the trainer then lets the next backward add onto them). */
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                            size_t off, size_t n, gboolean masked);
+                            size_t off, size_t n, gboolean masked, gboolean clear_grads);
 void prunus_optim_reset(PrunusModel *m);
 
 /* Softmax cross-entropy averaged over B. Writes dlogits (B, K) = (softmax - onehot)/B
@@ -47,6 +48,11 @@ void prunus_optim_reset(PrunusModel *m);
  * when correct != NULL. Returns the mean loss. */
 double prunus_softmax_xent(const float *logits, const uint8_t *labels, int B, int K,
                            float *dlogits, int *correct);
+/* The same, rows split over a team (NULL: prunus_softmax_xent); dlogits and the count
+ * are the same bits, the loss is summed per part (so with 2+ threads it may differ
+ * from prunus_softmax_xent's in the last bits). */
+double prunus_softmax_xent_team(PrunusTeam *team, const float *logits, const uint8_t *labels,
+                                int B, int K, float *dlogits, int *correct);
 
 typedef struct {
   double loss;
@@ -84,7 +90,9 @@ typedef struct {
 } PrunusTrainHooks;
 
 /* Train for tc->epochs on train (shuffled with seed each epoch), evaluate on val
- * (may be NULL) after every epoch. */
+ * (may be NULL) after every epoch. The hooks must not run the model's backward: while
+ * training, each update zeroes the gradients it used and the next backward adds onto
+ * them (m->grads reads zero afterwards). */
 gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
                       const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
                       const PrunusTrainHooks *hooks, GError **error);
