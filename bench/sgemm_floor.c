@@ -13,24 +13,39 @@
 static const int widths[N_DENSE + 1] = {784, 300, 100, 10};
 
 typedef struct {
-  float *W[N_DENSE];     /* (out, in) */
-  float *dW[N_DENSE];    /* (out, in) */
+  float *params, *grads;   /* slabs laid out as prunus's model: W then b per layer */
+  float *W[N_DENSE];       /* (out, in) views into params */
+  float *dW[N_DENSE];      /* (out, in) views into grads */
   float *act[N_DENSE + 1];  /* (B, widths[i]); act[0] is the input batch */
   float *dact[N_DENSE + 1]; /* (B, widths[i]); dact[N_DENSE] is dlogits */
 } Floor;
 
+/* 64-byte aligned, as the model's slabs and activations (alignment decides how a
+ * team splits a product, core/gemm.c) */
+static float *aligned_new(size_t n) {
+  void *p = NULL;
+  if (posix_memalign(&p, 64, sizeof(float) * n) != 0) g_error("out of memory");
+  memset(p, 0, sizeof(float) * n);
+  return p;
+}
+
 static float *filled(size_t n, GRand *r, float scale) {
-  float *p = g_new(float, n);
+  float *p = aligned_new(n);
   for (size_t i = 0; i < n; i++) p[i] = (float)g_rand_double_range(r, -scale, scale);
   return p;
 }
 
 static void floor_init(Floor *f, int B) {
   GRand *r = g_rand_new_with_seed(0);
+  size_t n_params = 0;
+  for (int i = 0; i < N_DENSE; i++) n_params += (size_t)(widths[i] + 1) * widths[i + 1];
+  f->params = filled(n_params, r, 0.05f);
+  f->grads = aligned_new(n_params);
+  size_t off = 0;
   for (int i = 0; i < N_DENSE; i++) {
-    size_t wn = (size_t)widths[i + 1] * widths[i];
-    f->W[i] = filled(wn, r, 0.05f);
-    f->dW[i] = g_new0(float, wn);
+    f->W[i] = f->params + off;
+    f->dW[i] = f->grads + off;
+    off += (size_t)(widths[i] + 1) * widths[i + 1];
   }
   for (int i = 0; i <= N_DENSE; i++) {
     f->act[i] = filled((size_t)B * widths[i], r, 1.0f);
@@ -40,8 +55,8 @@ static void floor_init(Floor *f, int B) {
 }
 
 static void floor_clear(Floor *f) {
-  for (int i = 0; i < N_DENSE; i++) g_free(f->W[i]), g_free(f->dW[i]);
-  for (int i = 0; i <= N_DENSE; i++) g_free(f->act[i]), g_free(f->dact[i]);
+  free(f->params), free(f->grads);
+  for (int i = 0; i <= N_DENSE; i++) free(f->act[i]), free(f->dact[i]);
 }
 
 /* Per-call clocks (--calls): 0..2 forward of layer i, 3..5 dW of layer i, 6..7 dx of

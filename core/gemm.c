@@ -57,13 +57,31 @@ void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
               K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* Part p's block of C: columns (or rows, when C is taller than wide) in whole 8-wide
- * strips (the micro-kernel's narrower tail width: 16-wide strips left the two threads
- * 144 and 156 of LeNet-300's 300 columns, and the caller waited). */
+/* Split C's columns or its rows? Each thread packs the whole operand it shares: op(A)
+ * (M x K) in a column split, op(B) (N x K) in a row split. A column split also leaves
+ * one cache line per row of C written by both threads (unless rows start on lines), and
+ * each such line costs about as much as packing 256 more floats: measured on LeNet-300's
+ * products on 2 cores, where such lines made two of them up to 1.35x slower whenever
+ * the two vCPUs sat far apart (a 0.45 us team round trip instead of 0.10). */
+#define FALSE_SHARING_FLOATS 256
+
+static bool rows_start_on_lines(const PrunusSgemmArgs *g) {
+  return g->ldc % 16 == 0 && (uintptr_t)g->C % 64 == 0;
+}
+
+static bool split_by_cols(const PrunusSgemmArgs *g) {
+  double shared_cols = (double)g->M * (g->K + (rows_start_on_lines(g) ? 0 : FALSE_SHARING_FLOATS));
+  return shared_cols < (double)g->N * g->K;
+}
+
+/* Part p's block of C: whole strips of columns or rows. Strips are 8 wide, the
+ * micro-kernel's narrower tail width (16-wide ones left the two threads 144 and 156 of
+ * LeNet-300's 300 columns), or 16 (a cache line) for columns of line-aligned rows. */
 PrunusSgemmBlock prunus_sgemm_block(const PrunusSgemmArgs *g, int part, int n_parts) {
-  bool by_cols = g->N >= g->M;
+  bool by_cols = split_by_cols(g);
+  size_t strip = by_cols && rows_start_on_lines(g) ? 16 : 8;
   size_t a, b;
-  prunus_team_block_share((size_t)(by_cols ? g->N : g->M), 8, part, n_parts, &a, &b);
+  prunus_team_block_share((size_t)(by_cols ? g->N : g->M), strip, part, n_parts, &a, &b);
   if (by_cols) return (PrunusSgemmBlock){0, g->M, (int)a, (int)b};
   return (PrunusSgemmBlock){(int)a, (int)b, 0, g->N};
 }

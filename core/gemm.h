@@ -14,8 +14,9 @@
 void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc);
 /* prunus_sgemm split over a team (NULL: prunus_sgemm): each thread computes a block of
- * C's columns (or rows, when C is taller than wide) with a one-thread sgemm, so every
- * element is summed exactly as by one thread. OpenBLAS should run one thread meanwhile. */
+ * C's columns or rows (whichever costs less, prunus_sgemm_block) with a one-thread
+ * sgemm, so every element is summed exactly as by one thread. OpenBLAS should run one
+ * thread meanwhile. */
 void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
                        int ldc);

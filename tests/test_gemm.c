@@ -4,6 +4,7 @@
 #include "rng.h"
 #include "testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static void fill(PrunusRng *r, float *a, size_t n) {
@@ -54,6 +55,54 @@ static void test_sgemm_matches_reference(void) {
   prunus_team_free(team);
 }
 
+/* part's block of C for an (M,N,K) product with C at c (row stride ldc) */
+static PrunusSgemmBlock block_of(int M, int N, int K, float *c, int ldc, int part) {
+  PrunusSgemmArgs g = {false, false, M, N, K, 1.0f, NULL, K, NULL, N, 0.0f, c, ldc};
+  return prunus_sgemm_block(&g, part, 2);
+}
+
+static void assert_block(PrunusSgemmBlock k, int row0, int row1, int col0, int col1) {
+  g_assert_cmpint(k.row0, ==, row0);
+  g_assert_cmpint(k.row1, ==, row1);
+  g_assert_cmpint(k.col0, ==, col0);
+  g_assert_cmpint(k.col1, ==, col1);
+}
+
+/* The team split, by hand: LeNet-300's forward (128,300,784) shares x (128x784 floats)
+ * rather than W (300x784): columns, in 8-wide strips (19 + 18.5 strips); its weight
+ * gradient (300,784,128) would share dy^T (300x128 plus 300 half-written lines) against
+ * x (784x128): rows; with line-aligned rows a column split costs no shared lines and
+ * goes in 16-wide strips. Then that aligned split computes the right product. */
+static void test_sgemm_team_split(void) {
+  float *c = NULL;
+  g_assert_cmpint(posix_memalign((void **)&c, 64, sizeof(float) * 300 * 784), ==, 0);
+  assert_block(block_of(128, 300, 784, c + 1, 300, 0), 0, 128, 0, 152);
+  assert_block(block_of(128, 300, 784, c + 1, 300, 1), 0, 128, 152, 300);
+  assert_block(block_of(300, 784, 128, c + 1, 784, 0), 0, 152, 0, 784);
+  assert_block(block_of(300, 784, 128, c + 1, 784, 1), 152, 300, 0, 784);
+  /* 8 x 96 x 64: columns cost 8*64 floats, rows 96*64; aligned: 3 lines each */
+  assert_block(block_of(8, 96, 64, c, 96, 0), 0, 8, 0, 48);
+  assert_block(block_of(8, 96, 64, c, 96, 1), 0, 8, 48, 96);
+  /* not aligned (stride 100): 8 strips of 8 then the tail, 13 strips in all */
+  assert_block(block_of(8, 100, 64, c, 100, 0), 0, 8, 0, 48);
+
+  PrunusRng r;
+  prunus_rng_seed(&r, 5);
+  float *A = g_new(float, 8 * 64), *B = g_new(float, 64 * 96), *ref = g_new(float, 8 * 96);
+  fill(&r, A, 8 * 64);
+  fill(&r, B, 64 * 96);
+  prunus_sgemm_ref(false, false, 8, 96, 64, 1.0f, A, 64, B, 96, 0.0f, ref, 96);
+  PrunusTeam *team = prunus_team_new(2);
+  int threads = prunus_get_threads();
+  prunus_set_threads(1);
+  prunus_sgemm_team(team, false, false, 8, 96, 64, 1.0f, A, 64, B, 96, 0.0f, c, 96);
+  prunus_set_threads(threads);
+  g_assert_cmpfloat(testutil_max_rel_diff(c, ref, 8 * 96, "aligned team split"), <, 1e-4);
+  prunus_team_free(team);
+  g_free(A), g_free(B), g_free(ref);
+  free(c);
+}
+
 static void test_sgemv_matches_reference(void) {
   PrunusRng r;
   prunus_rng_seed(&r, 11);
@@ -88,6 +137,7 @@ static void test_threads_setting(void) {
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/gemm/sgemm-matches-reference", test_sgemm_matches_reference);
+  g_test_add_func("/gemm/sgemm-team-split", test_sgemm_team_split);
   g_test_add_func("/gemm/sgemv-matches-reference", test_sgemv_matches_reference);
   g_test_add_func("/gemm/threads", test_threads_setting);
   return g_test_run();
