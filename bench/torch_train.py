@@ -7,9 +7,16 @@ prints one JSON line with the training throughput (samples/s) of the last epoch.
 Only the training loop is timed: data loading, normalisation and evaluation are
 outside the clock, as in prunus's metrics.jsonl samples_per_second.
 
+torch.set_num_threads(N) does not reach the BLAS here: Debian's torch calls
+OpenBLAS through the generic BLAS interface, and OpenBLAS's own pool then uses every
+core for each product (a "1-thread" run kept the second core 30% busy). So the
+script also sets OpenBLAS's thread count to N (openblas_set_num_threads) and reports
+it as blas_threads, for N threads to mean N cores on both sides.
+
 Usage: torch_train.py --model lenet300|lenet5 --threads N [--epochs 2] [--batch 128]
 """
 import argparse
+import ctypes
 import gzip
 import json
 import os
@@ -72,6 +79,19 @@ def build(model):
     )
 
 
+def set_blas_threads(n):
+    """Set the thread count of the OpenBLAS torch calls into; returns the count it
+    then reports, or None when the loaded BLAS is not OpenBLAS."""
+    for name in ("libblas.so.3", "libopenblas.so.0"):
+        try:
+            lib = ctypes.CDLL(name)  # the copy torch already loaded, when names match
+            lib.openblas_set_num_threads(ctypes.c_int(n))
+            return int(lib.openblas_get_num_threads())
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(MODELS), required=True)
@@ -85,6 +105,7 @@ def main():
         ap.error("--threads, --epochs and --batch must be >= 1")
 
     torch.set_num_threads(args.threads)
+    blas_threads = set_blas_threads(args.threads)
     torch.manual_seed(args.seed)
     x, y = load_train_split()
     n = len(x)
@@ -115,7 +136,8 @@ def main():
     last = epochs[-1]
     print(json.dumps({
         "framework": "torch", "torch_version": torch.__version__, "model": args.model,
-        "threads": args.threads, "torch_threads": torch.get_num_threads(), "batch": args.batch,
+        "threads": args.threads, "torch_threads": torch.get_num_threads(),
+        "blas_threads": blas_threads, "batch": args.batch,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
         "epochs": epochs, "samples_per_second": last["samples_per_second"],
     }))

@@ -3,10 +3,14 @@
 training throughput, plus prunus's peak memory; prints ratios measured in one run.
 
 For each model (LeNet-300-100, LeNet-5) and thread count it runs, alternately,
-`prunus train` (2 epochs), bench/torch_train.py (2 epochs), the same with glibc's
-malloc thresholds pinned (torch*, informational) and, for LeNet-300-100, the
-sgemm-only floor (bench/sgemm_floor), REPS times each, and compares the medians of
-the last-epoch training samples/s. Then it measures the peak RSS of a
+`prunus train` (2 epochs), for LeNet-300-100 the sgemm-only floor (bench/sgemm_floor)
+right after it, bench/torch_train.py (2 epochs) and the same with glibc's malloc
+thresholds pinned (torch*, informational), REPS times each. Every rep gives its own
+ratios of last-epoch training samples/s (its runs are adjacent in time); a row's ratio
+is the median of its reps' ratios. With 2+ threads each rep also records the round
+trip of an empty team call (bench/team_probe): this VM moves its two vCPUs between
+near (~0.1 us) and far (~0.45 us), and every 2-thread speed with them, so a ratio of
+medians would mix placements. Then it measures the peak RSS of a
 `prunus train configs/lenet300.cfg` run. It prints PASS/MISS per target and exits
 non-zero only when something fails to run, never on a missed target.
 
@@ -109,8 +113,9 @@ class Bench:
         self.tmp = tmp
         self.prunus = os.path.join(args.build_dir, "cli", "prunus")
         self.floor = os.path.join(args.build_dir, "bench", "sgemm_floor")
+        self.probe = os.path.join(args.build_dir, "bench", "team_probe")
         self.counter = 0
-        for exe in (self.prunus, self.floor):
+        for exe in (self.prunus, self.floor, self.probe):
             if not os.access(exe, os.X_OK):
                 raise BenchError(f"{exe} is missing; build first: meson setup "
                                  f"{os.path.relpath(args.build_dir, ROOT)} && ninja -C "
@@ -156,6 +161,9 @@ class Bench:
             raise BenchError(f"torch_train.py printed no JSON ({e}): {out!r}")
         if r.get("torch_threads") != threads:
             raise BenchError(f"torch ran with {r.get('torch_threads')} threads, not {threads}")
+        if r.get("blas_threads") not in (None, threads):
+            raise BenchError(f"torch's BLAS ran with {r.get('blas_threads')} threads, "
+                             f"not {threads}")
         return r["samples_per_second"]
 
     def sgemm_floor(self, threads):
@@ -167,27 +175,41 @@ class Bench:
             raise BenchError(f"sgemm_floor printed no JSON ({e}): {out!r}")
         return r["samples_per_second"]
 
+    def team_round_trip(self):
+        """Microseconds per empty call of a 2-thread team: how far apart the CPUs are."""
+        out, _ = run_with_rss([self.probe], clean_env())
+        try:
+            return json.loads(out.strip().splitlines()[-1])["round_trip_us"]
+        except (ValueError, IndexError, KeyError) as e:
+            raise BenchError(f"team_probe printed no JSON ({e}): {out!r}")
+
 
 def measure_row(bench, model, threads, reps, tuned, log):
-    """REPS alternating runs of prunus, torch, torch with pinned malloc thresholds (when
-    tuned) and the sgemm floor (LeNet-300-100 only) for one model and thread count."""
-    p, t, tt, f = [], [], [], []
+    """REPS alternating runs of prunus, the sgemm floor (LeNet-300-100 only), torch and
+    torch with pinned malloc thresholds (when tuned) for one model and thread count;
+    with 2+ threads each rep starts with the team round trip."""
+    p, t, tt, f, rt = [], [], [], [], []
     METER.start()
     for rep in range(1, reps + 1):
+        if threads > 1:
+            rt.append(bench.team_round_trip())
         p.append(bench.prunus_train(model, threads)[0])
+        if model == "lenet300":
+            f.append(bench.sgemm_floor(threads))
         t.append(bench.torch_train(model, threads))
         if tuned:
             tt.append(bench.torch_train(model, threads, tuned_malloc=True))
-        if model == "lenet300":
-            f.append(bench.sgemm_floor(threads))
-        log(f"  {model} threads={threads} rep {rep}: prunus {p[-1]:.0f}  torch {t[-1]:.0f}"
-            + (f"  torch* {tt[-1]:.0f}" if tt else "") + (f"  floor {f[-1]:.0f}" if f else "")
-            + " samples/s")
+        log(f"  {model} threads={threads} rep {rep}: prunus {p[-1]:.0f}"
+            + (f"  floor {f[-1]:.0f}" if f else "") + f"  torch {t[-1]:.0f}"
+            + (f"  torch* {tt[-1]:.0f}" if tt else "") + " samples/s"
+            + (f"  (team round trip {rt[-1]:.2f} us)" if rt else ""))
     med = lambda v: statistics.median(v) if v else None  # noqa: E731
+    paired = lambda a, b: med([x / y for x, y in zip(a, b)]) if b else None  # noqa: E731
     return {"model": model, "threads": threads, "prunus": p, "torch": t, "torch_tuned": tt,
-            "floor": f, "prunus_median": med(p), "torch_median": med(t),
-            "torch_tuned_median": med(tt), "floor_median": med(f),
-            "foreign_cpu": METER.foreign_share()}
+            "floor": f, "team_round_trip_us": rt, "prunus_median": med(p),
+            "torch_median": med(t), "torch_tuned_median": med(tt), "floor_median": med(f),
+            "torch_ratio": paired(p, t), "torch_tuned_ratio": paired(p, tt),
+            "floor_ratio": paired(p, f), "foreign_cpu": METER.foreign_share()}
 
 
 def verdict(ok):
@@ -268,7 +290,8 @@ def main():
 
     # ---- table
     print(f"prunus vs PyTorch {subprocess_torch_version()} training throughput, batch 128, "
-          f"median of {args.reps} alternating runs (last of {EPOCHS} epochs), samples/s")
+          f"median of {args.reps} alternating runs (last of {EPOCHS} epochs), samples/s; "
+          f"ratios: median of each rep's own ratio")
     print(f"{'model':<9} {'thr':>3} {'prunus':>8} {'torch':>8} {'torch*':>8} {'floor':>8}  "
           f"{'prunus/torch':>12} {'target':>6}      {'prunus/torch*':>13}  "
           f"{'prunus/floor':>12} {'target':>6}      {'other CPU':>9}")
@@ -280,17 +303,17 @@ def main():
     for row in results["rows"]:
         m, th = row["model"], row["threads"]
         pm = row["prunus_median"]
-        ratio = pm / row["torch_median"]
+        ratio = row["torch_ratio"]
         want = TORCH_TARGETS.get((m, th))
         tcell = f"{want:>5.2f}x {verdict(ratio >= want)}" if want else f"{'-':>6}     "
         if want:
             targets.append({"what": f"{m} prunus/torch, {th} thread(s)", "ratio": ratio,
                             "target": want, "pass": ratio >= want})
         tt = row["torch_tuned_median"]
-        ttcell = f"{pm / tt:>12.2f}x" if tt else f"{'-':>13}"
+        ttcell = f"{row['torch_tuned_ratio']:>12.2f}x" if tt else f"{'-':>13}"
         fcell = f"{'-':>12} {'':>6}     "
         if row["floor_median"]:
-            fr = pm / row["floor_median"]
+            fr = row["floor_ratio"]
             fcell = f"{fr:>12.2f} {FLOOR_TARGET:>5.2f}x {verdict(fr >= FLOOR_TARGET)}"
             targets.append({"what": f"{m} prunus/sgemm floor, {th} thread(s)", "ratio": fr,
                             "target": FLOOR_TARGET, "pass": fr >= FLOOR_TARGET})
@@ -299,6 +322,12 @@ def main():
               f"{100 * row['foreign_cpu']:>8.0f}%")
     print("torch* = torch with glibc malloc thresholds pinned (MALLOC_MMAP_THRESHOLD_, "
           "MALLOC_TRIM_THRESHOLD_): informational, no target")
+    for row in results["rows"]:
+        if row["team_round_trip_us"]:
+            print(f"{row['model']} {row['threads']} threads: team round trip per rep "
+                  + ", ".join(f"{v:.2f}" for v in row["team_round_trip_us"])
+                  + " us (~0.1: the two vCPUs near, ~0.45: far apart, where every 2-thread "
+                  "speed drops)")
     rss = results["peak_rss_mb"]
     mem_ok = rss < MEMORY_LIMIT_MB
     targets.append({"what": "lenet300 peak RSS (MB)", "value": rss, "target": MEMORY_LIMIT_MB,
