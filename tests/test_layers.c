@@ -322,11 +322,83 @@ static void check_relu_team(void) {
   g_free(x), g_free(dy);
 }
 
+/* A dense layer split over a team of 2 (LeNet-300's 784 -> 300 columns split, and
+ * 300 -> 100 rows split, at a batch with a tail): db sums each column in the same
+ * order (bit for bit); the products match within float rounding (OpenBLAS may pick
+ * other tail kernels for a block). Then the same backward onto zeroed gradients
+ * (grads_zeroed: beta 1) gives the same gradients. */
+static void check_dense_team(int in, int units, int B) {
+  PrunusLayerSpec spec = {.type = PRUNUS_LAYER_DENSE, .units = units};
+  PrunusArch a = {.input = {in, 1, 1}, .n_layers = 1, .layers = &spec};
+  PrunusRng r;
+  prunus_rng_seed(&r, 19);
+  size_t nx = (size_t)B * in, ny = (size_t)B * units;
+  float *x = g_new(float, nx), *dy = g_new(float, ny);
+  for (size_t i = 0; i < nx; i++) x[i] = (float)prunus_rng_normal(&r);
+  for (size_t i = 0; i < ny; i++) dy[i] = (float)prunus_rng_normal(&r);
+  PrunusTeam *team = prunus_team_new(2);
+  g_assert_nonnull(team);
+  int threads = prunus_get_threads();
+  prunus_set_threads(1);
+  LayerPass split = layer_pass_on(&a, B, x, dy, team);
+  prunus_set_threads(threads);
+  LayerPass one = layer_pass(&a, B, x, dy);
+  prunus_team_free(team);
+  char label[64];
+  g_snprintf(label, sizeof label, "dense %d->%d team y", in, units);
+  g_assert_cmpfloat(testutil_max_rel_diff(split.y, one.y, ny, label), <, 1e-5);
+  g_snprintf(label, sizeof label, "dense %d->%d team dx", in, units);
+  g_assert_cmpfloat(testutil_max_rel_diff(split.dx, one.dx, nx, label), <, 1e-5);
+  size_t w_len = (size_t)in * units;
+  g_snprintf(label, sizeof label, "dense %d->%d team dW", in, units);
+  g_assert_cmpfloat(testutil_max_rel_diff(split.grads, one.grads, w_len, label), <, 1e-5);
+  g_assert_cmpmem(split.grads + w_len, sizeof(float) * units, one.grads + w_len,
+                  sizeof(float) * units);
+
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, B, 11, &error);
+  g_assert_no_error(error);
+  prunus_model_forward(m, x, B);
+  prunus_model_zero_grads(m);
+  m->layers[0].grads_zeroed = TRUE;
+  float *dx = g_new(float, nx);
+  const PrunusLayer *l = &m->layers[0];
+  l->ops->backward(l, m->params, m->grads, m->acts[0], m->acts[1], dy, dx, m->scratch[0], B);
+  g_assert_cmpmem(m->grads, sizeof(float) * m->n_params, one.grads, sizeof(float) * m->n_params);
+  prunus_model_free(m);
+  g_free(dx);
+  layer_pass_free(&split), layer_pass_free(&one);
+  g_free(x), g_free(dy);
+}
+
+/* The loss split over a team of 2: the gradient and the count bit for bit, the mean
+ * loss within rounding (summed per part). */
+static void check_xent_team(void) {
+  enum { B = 37, K = 10 };
+  PrunusRng r;
+  prunus_rng_seed(&r, 23);
+  float z[B * K], d1[B * K], d2[B * K];
+  uint8_t y[B];
+  for (int i = 0; i < B * K; i++) z[i] = (float)(3.0 * prunus_rng_normal(&r));
+  for (int b = 0; b < B; b++) y[b] = (uint8_t)(prunus_rng_next(&r) % K);
+  int c1 = 0, c2 = 0;
+  double l1 = prunus_softmax_xent(z, y, B, K, d1, &c1);
+  PrunusTeam *team = prunus_team_new(2);
+  double l2 = prunus_softmax_xent_team(team, z, y, B, K, d2, &c2);
+  prunus_team_free(team);
+  g_assert_cmpmem(d1, sizeof d1, d2, sizeof d2);
+  g_assert_cmpint(c1, ==, c2);
+  g_assert_cmpfloat(fabs(l1 - l2), <, 1e-12 * fabs(l1));
+}
+
 static void test_conv_team(void) {
   /* LeNet-5's second layer (implicit GEMM) and its first (one input channel, direct) */
   check_conv_team(6, 14, 14, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 5, .stride = 1}, "conv 6->16");
   check_conv_team(1, 28, 28, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2}, "conv 1->6 p2");
   check_relu_team();
+  check_dense_team(784, 300, 37);
+  check_dense_team(300, 100, 37);
+  check_xent_team();
 }
 
 static void test_loss_gradient_and_value(void) {
