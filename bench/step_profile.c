@@ -219,7 +219,9 @@ int main(int argc, char **argv) {
         if (l->ops->has_params) {
           phase_begin(&pr);
           prunus_optim_step_span(m, tc, lr, global_step, l->w_off, l->w_len + l->b_len,
-                                 masked[i], TRUE);
+                                 PRUNUS_OPTIM_CLEAR_GRADS |
+                                     (masked[i] ? PRUNUS_OPTIM_MASKED : 0) |
+                                     (team && i != first ? PRUNUS_OPTIM_STREAM_PARAMS : 0));
           phase_end(&pr, id_opt[i]);
         }
         dy = dx;

@@ -2,6 +2,7 @@
  * or one layer's span, one pass that also re-applies the pruning mask; LR schedules. */
 #include "train.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -61,8 +62,18 @@ static OptimSpan span_of(PrunusModel *m, size_t off, size_t n, gboolean masked) 
                      masked ? m->mask + off : NULL, n};
 }
 
-/* g[0..n) = 0 in blocks of 256 right behind their use, while they are in L1. */
-#define CLEAR_BLOCK 256
+/* With CLEAR_GRADS or STREAM_PARAMS the span goes in blocks of 256, each block's
+ * gradients zeroed right after their use (while in L1), each block's new parameters
+ * written from L1 with non-temporal stores. */
+#define SPAN_BLOCK 256
+
+/* dst[0..n) = src[0..n) with non-temporal stores (dst 4-byte aligned). */
+static void stream_copy(float *dst, const float *src, size_t n) {
+  size_t i = 0;
+  for (; i < n && ((uintptr_t)(dst + i) & 15) != 0; i++) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; i++) dst[i] = src[i];
+}
 
 /* p = (p - lr * update(g + wd p)) * mask, in one pass; masked weights get no state. */
 static void sgd_block(OptimSpan s, const PrunusTrainConfig *tc, float lr) {
@@ -132,29 +143,38 @@ static void adam_block(OptimSpan s, const PrunusTrainConfig *tc, AdamScale k) {
   }
 }
 
-/* The span a block at a time; with clear, each block's gradients are zeroed right
- * after their use. */
+/* The span a block at a time (see SPAN_BLOCK). */
 static void step_blocks(OptimSpan s, const PrunusTrainConfig *tc, float lr, long step,
-                        gboolean clear) {
-  size_t block = clear ? CLEAR_BLOCK : s.n;
+                        PrunusOptimFlags flags) {
+  gboolean clear = (flags & PRUNUS_OPTIM_CLEAR_GRADS) != 0;
+  gboolean stream = (flags & PRUNUS_OPTIM_STREAM_PARAMS) != 0;
+  size_t block = clear || stream ? SPAN_BLOCK : s.n;
+  float staged[SPAN_BLOCK]; /* (block) a streamed block's parameters */
   AdamScale adam = tc->optimizer == PRUNUS_OPT_ADAM ? adam_scale(tc, lr, step) : (AdamScale){0};
   for (size_t i = 0; i < s.n; i += block) {
     OptimSpan b = {s.p + i, s.m1 + i, s.m2 + i, s.g + i, s.mask ? s.mask + i : NULL,
                    MIN(block, s.n - i)};
+    if (stream) {
+      memcpy(staged, b.p, sizeof(float) * b.n);
+      b.p = staged;
+    }
     if (tc->optimizer == PRUNUS_OPT_ADAM)
       adam_block(b, tc, adam);
     else
       sgd_block(b, tc, lr);
     if (clear) memset(b.g, 0, sizeof(float) * b.n);
+    if (stream) stream_copy(s.p + i, staged, b.n);
   }
+  if (stream) _mm_sfence(); /* the streamed parameters are visible to the next reader */
 }
 
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                            size_t off, size_t n, gboolean masked, gboolean clear_grads) {
+                            size_t off, size_t n, PrunusOptimFlags flags) {
   g_return_if_fail(off + n <= m->n_params);
-  step_blocks(span_of(m, off, n, masked), tc, (float)lr, step > 0 ? step : 1, clear_grads);
+  step_blocks(span_of(m, off, n, (flags & PRUNUS_OPTIM_MASKED) != 0), tc, (float)lr,
+              step > 0 ? step : 1, flags);
 }
 
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {
-  prunus_optim_step_span(m, tc, lr, step, 0, m->n_params, TRUE, FALSE);
+  prunus_optim_step_span(m, tc, lr, step, 0, m->n_params, PRUNUS_OPTIM_MASKED);
 }

@@ -76,9 +76,14 @@ static void update_part(void *arg, int part, int n_parts) {
   const PrunusLayer *l = &c->m->layers[c->layer];
   size_t a, b; /* the bias follows the weights in the slab: one span */
   prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
-  if (b > a)
-    prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a,
-                           u->layer_masked[c->layer], TRUE);
+  if (b <= a) return;
+  PrunusOptimFlags flags = PRUNUS_OPTIM_CLEAR_GRADS;
+  if (u->layer_masked[c->layer]) flags |= PRUNUS_OPTIM_MASKED;
+  /* with 2+ threads every thread reads the weights of a layer that computes an input
+   * gradient (its dx product reads them all): stream those. Not the first layer's:
+   * LeNet-300's forward splits them by unit, and they would go to memory each step */
+  if (n_parts > 1 && c->layer != u->first_layer) flags |= PRUNUS_OPTIM_STREAM_PARAMS;
+  prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, flags);
 }
 
 static void update_layer(PrunusModel *m, int layer, void *user) {

@@ -35,12 +35,21 @@ double prunus_lr_at(const PrunusTrainConfig *tc, double epoch_pos);
 /* One optimizer step over the whole slab with the grads in m->grads, then
  * params *= mask so pruned weights stay exactly zero. step counts from 1 (Adam). */
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
+/* How prunus_optim_step_span treats its span. */
+typedef enum {
+  /* some mask entry of the span may be 0 (without it the mask is not read) */
+  PRUNUS_OPTIM_MASKED = 1 << 0,
+  /* zero the gradients once used (the trainer then lets the next backward add onto them) */
+  PRUNUS_OPTIM_CLEAR_GRADS = 1 << 1,
+  /* write the new parameters with non-temporal stores: for weights that other
+   * threads read every step, whose cache lines an ordinary store would first have to
+   * take back from them; the same values either way */
+  PRUNUS_OPTIM_STREAM_PARAMS = 1 << 2,
+} PrunusOptimFlags;
 /* The same step for the parameters [off, off + n) only (training updates each layer
- * right after its backward). masked = FALSE promises that no mask entry of the span
- * is 0, and skips reading the mask. clear_grads: the span's gradients are zeroed once
- * used (the trainer then lets the next backward add onto them). */
+ * right after its backward). */
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                            size_t off, size_t n, gboolean masked, gboolean clear_grads);
+                            size_t off, size_t n, PrunusOptimFlags flags);
 void prunus_optim_reset(PrunusModel *m);
 
 /* Softmax cross-entropy averaged over B. Writes dlogits (B, K) = (softmax - onehot)/B

@@ -174,6 +174,49 @@ static void assert_slab(const Slab *s, const double *want, const char *label) {
   }
 }
 
+/* prunus_optim_step_span's flags change how, not what: over a span of 1000 (several
+ * 256-blocks, a tail, an odd start so that streamed stores begin unaligned), SGD
+ * Nesterov with a mask and Adam give the same bits with CLEAR_GRADS and STREAM_PARAMS
+ * as without, and CLEAR_GRADS leaves the span's gradients zero. */
+static void test_optim_span_flags(void) {
+  enum { N = 1003, OFF = 3, LEN = 1000 };
+  PrunusTrainConfig sgd = prunus_train_config_default(), adam = sgd;
+  sgd.lr = 0.05, sgd.momentum = 0.9, sgd.nesterov = TRUE, sgd.weight_decay = 1e-4;
+  adam.optimizer = PRUNUS_OPT_ADAM, adam.lr = 1e-3;
+  const PrunusTrainConfig *configs[] = {&sgd, &adam};
+  for (int c = 0; c < 2; c++) {
+    float *slab[2][5]; /* per run: params, grads, mask, m1, m2 */
+    PrunusModel m[2];
+    for (int run = 0; run < 2; run++) {
+      PrunusRng r;
+      prunus_rng_seed(&r, 29);
+      for (int k = 0; k < 5; k++) {
+        slab[run][k] = g_new(float, N);
+        for (int i = 0; i < N; i++)
+          slab[run][k][i] = k == 2 ? (float)(prunus_rng_next(&r) % 4 != 0)
+                            : k == 4 ? (float)prunus_rng_uniform(&r)
+                                     : (float)prunus_rng_normal(&r);
+      }
+      m[run] = (PrunusModel){.n_params = N, .params = slab[run][0], .grads = slab[run][1],
+                             .mask = slab[run][2], .opt_m = slab[run][3], .opt_v = slab[run][4]};
+    }
+    for (long step = 1; step <= 3; step++) {
+      memcpy(slab[1][1], slab[0][1], sizeof(float) * N); /* the same gradients */
+      prunus_optim_step_span(&m[0], configs[c], configs[c]->lr, step, OFF, LEN,
+                             PRUNUS_OPTIM_MASKED);
+      prunus_optim_step_span(&m[1], configs[c], configs[c]->lr, step, OFF, LEN,
+                             PRUNUS_OPTIM_MASKED | PRUNUS_OPTIM_CLEAR_GRADS |
+                                 PRUNUS_OPTIM_STREAM_PARAMS);
+      for (int k = 0; k < 5; k++)
+        if (k != 1) g_assert_cmpmem(slab[0][k], sizeof(float) * N, slab[1][k], sizeof(float) * N);
+      for (int i = 0; i < N; i++)
+        g_assert_cmpfloat(slab[1][1][i], ==, i >= OFF && i < OFF + LEN ? 0.0f : slab[0][1][i]);
+    }
+    for (int run = 0; run < 2; run++)
+      for (int k = 0; k < 5; k++) g_free(slab[run][k]);
+  }
+}
+
 static void test_sgd_plain(void) {
   PrunusTrainConfig tc = prunus_train_config_default();
   tc.lr = 0.1;
@@ -639,6 +682,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/train/optim/weight-decay", test_sgd_weight_decay);
   g_test_add_func("/train/optim/adam", test_adam);
   g_test_add_func("/train/optim/mask", test_optim_mask);
+  g_test_add_func("/train/optim/span-flags", test_optim_span_flags);
   g_test_add_func("/train/fit/quadrants", test_train_quadrants);
   g_test_add_func("/train/fit/deterministic", test_train_deterministic);
   g_test_add_func("/train/fit/keeps-mask", test_train_keeps_mask);
