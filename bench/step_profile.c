@@ -137,16 +137,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   /* as prunus_train: with N > 1 threads the layers split their kernels and products
-   * and the loss over a team with the caller pinned (the per-layer update and the
-   * fill are not split here), and each update zeroes the gradients it used so that
-   * the next backward adds onto them */
-  int team_threads = MIN(prunus_get_threads(), PRUNUS_TEAM_MAX_THREADS);
-  PrunusTeam *team = team_threads > 1 ? prunus_team_new(team_threads) : NULL;
-  if (team) prunus_team_pin_caller(team);
-  prunus_model_set_team(m, team);
-  if (team) prunus_set_threads(1); /* the team splits the products itself */
-  prunus_model_zero_grads(m);
-  for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = TRUE;
+   * and the loss over a team (the per-layer update and the fill are not split here),
+   * and each update zeroes the gradients it used so that the next backward adds onto
+   * them */
+  PrunusTrainSetup setup = prunus_train_begin(m);
+  PrunusTeam *team = setup.team;
   const PrunusDataset *train = data.train;
   int B = MIN(tc->batch, train->n), K = prunus_model_n_classes(m);
   int steps = (train->n + B - 1) / B;
@@ -219,9 +214,7 @@ int main(int argc, char **argv) {
         if (l->ops->has_params) {
           phase_begin(&pr);
           prunus_optim_step_span(m, tc, lr, global_step, l->w_off, l->w_len + l->b_len,
-                                 PRUNUS_OPTIM_CLEAR_GRADS |
-                                     (masked[i] ? PRUNUS_OPTIM_MASKED : 0) |
-                                     (team && i != first ? PRUNUS_OPTIM_STREAM_PARAMS : 0));
+                                 prunus_train_update_flags(m, i, masked[i], team));
           phase_end(&pr, id_opt[i]);
         }
         dy = dx;
@@ -262,8 +255,7 @@ int main(int argc, char **argv) {
   g_free(dlogits);
   g_free(y);
   g_free(masked);
-  prunus_model_set_team(m, NULL);
-  prunus_team_free(team);
+  prunus_train_end(m, &setup);
   prunus_model_free(m);
   prunus_data_clear(&data);
   prunus_job_close(&job);

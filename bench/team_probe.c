@@ -1,18 +1,13 @@
 /* team_probe.c: how far apart the CPUs of a 2-thread team are, as the median round
  * trip of an empty prunus_team_run (spinning threads); prints JSON. On the shared VM
  * it moves between ~0.1 us (vCPUs near) and ~0.45 us (far), and 2-thread speeds with it. */
+#include "latency.h"
 #include "team.h"
 
 #include <glib.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 static void nothing(void *arg, int part, int n_parts) { (void)arg, (void)part, (void)n_parts; }
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 int main(void) {
   PrunusTeam *team = prunus_team_new(2);
@@ -29,7 +24,7 @@ int main(void) {
     us[w] = (double)(g_get_monotonic_time() - t0) / CALLS;
   }
   prunus_team_free(team);
-  qsort(us, WINDOWS, sizeof *us, cmp_double);
-  printf("{\"bench\":\"team_probe\",\"threads\":2,\"round_trip_us\":%.3f}\n", us[WINDOWS / 2]);
+  printf("{\"bench\":\"team_probe\",\"threads\":2,\"round_trip_us\":%.3f}\n",
+         prunus_median(us, WINDOWS));
   return 0;
 }

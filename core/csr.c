@@ -2,6 +2,7 @@
  * (AVX2, x gathered by scalar loads), SpMM over a transposed operand (AVX-512 or
  * AVX2, many columns in registers per row), scalar fallbacks, rows split over a team. */
 #include "csr.h"
+#include "gemm.h"
 
 #include <immintrin.h>
 #include <stdatomic.h>
@@ -328,10 +329,10 @@ __attribute__((target("avx512f"))) static void spmm_t_rows_avx512(const PrunusCs
   }
   int rest = N - n0; /* 0..31 */
   if (rest > 16) {
-    __mmask16 tail = (__mmask16)((1u << (rest - 16)) - 1);
+    __mmask16 tail = prunus_lanes_mask(rest - 16);
     SPMM_BLOCK_AVX512(2, tail)
   } else if (rest > 0) {
-    __mmask16 tail = (__mmask16)((1u << rest) - 1);
+    __mmask16 tail = prunus_lanes_mask(rest);
     SPMM_BLOCK_AVX512(1, tail)
   }
 }

@@ -15,7 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ------------------------------------------------------------------------ */
 /* types */
@@ -268,17 +267,18 @@ static gboolean splits_batch(const PrunusEngine *e, int B) {
   return TRUE;
 }
 
+/* One prunus_engine_forward call: a split batch's parts, or a timed forward. */
 typedef struct {
   PrunusEngine *e;
   const float *x; /* (B, input) */
   int B;
   float *logits;  /* (B, n_classes) */
-} SplitForward;
+} EngineForward;
 
 static void forward_part(void *arg, int part, int n_parts) {
-  const SplitForward *f = arg;
+  const EngineForward *f = arg;
   PrunusEngine *e = f->e;
-  int b0 = f->B * part / n_parts, b1 = f->B * (part + 1) / n_parts;
+  int b0 = prunus_team_share(f->B, part, n_parts), b1 = prunus_team_share(f->B, part + 1, n_parts);
   forward_batch(e, &e->ws[part], f->x + (size_t)b0 * e->in_size, b1 - b0,
                 f->logits + (size_t)b0 * e->n_classes);
 }
@@ -292,7 +292,7 @@ void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits
       reserve_batch(e, &e->ws[p], (B + n - 1) / n);
       e->ws[p].team = NULL;
     }
-    SplitForward f = {e, x, B, logits};
+    EngineForward f = {e, x, B, logits};
     prunus_team_run(e->team, forward_part, &f);
     return;
   }
@@ -304,30 +304,19 @@ void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits
 /* ------------------------------------------------------------------------ */
 /* building */
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 /* Median of 5 timed calls of layer i (after one warm-up), sparse or dense path. */
 static double time_layer(PrunusEngine *e, int i, const float *x, float *y, int B, gboolean sparse) {
   EngineLayer *el = &e->layers[i];
   double t[5];
   for (int r = -1; r < 5; r++) {
-    double t0 = now_us();
+    double t0 = prunus_now_us();
     if (sparse)
       sparse_forward(e, &e->ws[0], el, x, y, B, FALSE, FALSE);
     else
       el->l.ops->forward(&el->l, e->params, x, y, e->ws[0].scratch[i], B);
-    if (r >= 0) t[r] = now_us() - t0;
+    if (r >= 0) t[r] = prunus_now_us() - t0;
   }
-  for (int a = 1; a < 5; a++)
-    for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
-      double s = t[b];
-      t[b] = t[b - 1], t[b - 1] = s;
-    }
-  return t[2];
+  return prunus_median(t, 5);
 }
 
 /* Per layer and bucket: does sparse beat dense? Layers where dense wins at every
@@ -447,7 +436,7 @@ static void pad_install(PrunusEngine *e, const int *width) {
  * the buffers a and b (each B x the widest activation). */
 static double time_chain(const EngineLayer *layers, const float *params, int p, int q,
                          const float *x, float *a, float *b, int B, int n) {
-  double t0 = now_us();
+  double t0 = prunus_now_us();
   for (int r = 0; r < n; r++) {
     const float *in = x;
     for (int i = p; i <= q; i++) {
@@ -456,16 +445,7 @@ static double time_chain(const EngineLayer *layers, const float *params, int p, 
       in = out;
     }
   }
-  return now_us() - t0;
-}
-
-static double median(double *t, int n) {
-  for (int a = 1; a < n; a++)
-    for (int b = a; b > 0 && t[b] < t[b - 1]; b--) {
-      double s = t[b];
-      t[b] = t[b - 1], t[b - 1] = s;
-    }
-  return t[n / 2];
+  return prunus_now_us() - t0;
 }
 
 /* Timed samples of each layout per batch size, taken in turn; a sample repeats the
@@ -517,7 +497,7 @@ static gboolean padding_wins(const PrunusEngine *e, int p, int q, const int *wid
       }
       ratio[r] = tb / MAX(ta, 1e-3);
     }
-    double rm = median(ratio, PAD_SAMPLES);
+    double rm = prunus_median(ratio, PAD_SAMPLES);
     pads = k == 0 ? rm < PAD_WIN : rm <= PAD_LOSS;
   }
   free(x), free(a), free(b), free(pa), free(pb);
@@ -762,13 +742,6 @@ uint64_t prunus_engine_flops(const PrunusEngine *e) {
   }
   return total;
 }
-
-typedef struct {
-  PrunusEngine *e;
-  const float *x; /* (B, input) */
-  int B;
-  float *logits;  /* (B, n_classes) */
-} EngineForward;
 
 static void engine_forward(void *ctx) {
   EngineForward *f = ctx;

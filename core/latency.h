@@ -7,6 +7,11 @@
 
 G_BEGIN_DECLS
 
+/* Monotonic clock, microseconds. */
+double prunus_now_us(void);
+/* The median of t[0..n) (n >= 1; the mean of the middle two when n is even); sorts t. */
+double prunus_median(double *t, int n);
+
 /* Microseconds of one call of run(ctx): 3 warm-up calls, then three windows of
  * budget_seconds/3 (at least min_runs calls each, at most 5000); the lowest of the
  * three window medians, so a burst of load from another process spoils one window,

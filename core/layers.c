@@ -326,10 +326,15 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
 /* ------------------------------------------------------------------------ */
 /* maxpool2d: x (B, C, H, W) -> y (B, C, Ho, Wo); scratch keeps the argmax (int32). */
 
+/* The window step: stride 0 (unset) means the kernel size, windows side by side. */
+static int pool_stride(const PrunusLayerSpec *spec) {
+  return spec->stride > 0 ? spec->stride : spec->kernel;
+}
+
 static gboolean pool_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
                            size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
                            GError **error) {
-  int stride = spec->stride > 0 ? spec->stride : spec->kernel;
+  int stride = pool_stride(spec);
   if (spec->kernel <= 0 || in.h < spec->kernel || in.w < spec->kernel) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "maxpool2d kernel %d does not fit its %dx%dx%d input", spec->kernel, in.c, in.h,
@@ -346,12 +351,11 @@ static size_t pool_scratch(const PrunusLayer *l, int B) {
   return (size_t)B * prunus_shape_size(l->out); /* int32 argmax per output */
 }
 
-
 /* Any window: the window is scanned in row-major order, the first strict maximum wins. */
 static void pool_forward_any(const PrunusLayer *l, const float *x, float *y, int32_t *arg,
                              int B) {
   int C = l->in.c, H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w, k = l->spec.kernel;
-  int s = l->spec.stride > 0 ? l->spec.stride : k;
+  int s = pool_stride(&l->spec);
   for (int bc = 0; bc < B * C; bc++) {
     const float *xc = x + (size_t)bc * H * W;
     float *yc = y + (size_t)bc * Ho * Wo;
@@ -373,6 +377,11 @@ static void pool_forward_any(const PrunusLayer *l, const float *x, float *y, int
   }
 }
 
+/* The lane indices 0, 2, ..., 30: the even one of each pair of floats in two vectors. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512i even_lanes(void) {
+  return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+
 /* The max of 2x2 windows and its index (into the plane), compared in pool_forward_any's
  * order (strict >, which is false on NaN like _CMP_GT_OQ), so both are the same. Lane
  * l's window: the even and odd columns of rows r0 and r1 at l, taken by permutes from
@@ -380,7 +389,7 @@ static void pool_forward_any(const PrunusLayer *l, const float *x, float *y, int
 __attribute__((target("avx512f"), always_inline)) static inline void pool2_windows(
     __m512 r0a, __m512 r0b, __m512 r1a, __m512 r1b, __m512i i00, int W, __m512 *max,
     __m512i *at) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i even = even_lanes();
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   __m512 bv = _mm512_permutex2var_ps(r0a, even, r0b);
   __m512i bi = i00;
@@ -403,7 +412,7 @@ __attribute__((target("avx512f"))) static void pool2_forward_avx512(const Prunus
                                                                     const float *x, float *y,
                                                                     int32_t *arg, int B) {
   int H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w;
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i even = even_lanes();
   /* pairs: lanes 8-15 start at the second row pair, 2W floats on, not 16 */
   const __m512i pair_even = _mm512_mask_add_epi32(even, 0xFF00, even, _mm512_set1_epi32(2 * W - 16));
   const __mmask16 pair_in = prunus_lanes_mask(2 * Wo), pair_out = prunus_lanes_mask(Wo) | prunus_lanes_mask(Wo) << 8;
@@ -442,7 +451,7 @@ __attribute__((target("avx512f"))) static void pool2_forward_avx512(const Prunus
 static void pool_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                          float *scratch, int B) {
   (void)params;
-  int k = l->spec.kernel, s = l->spec.stride > 0 ? l->spec.stride : k;
+  int k = l->spec.kernel, s = pool_stride(&l->spec);
   if (k == 2 && s == 2 && prunus_avx512_in_use())
     pool2_forward_avx512(l, x, y, (int32_t *)scratch, B);
   else
@@ -457,7 +466,7 @@ __attribute__((target("avx512f"))) static void pool2_backward_avx512(const Prunu
                                                                      const int32_t *arg,
                                                                      float *dx, int B) {
   int H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w;
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i even = even_lanes();
   const __m512i zip_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i zip_hi = _mm512_add_epi32(zip_lo, _mm512_set1_epi32(8));
   const __m512i d01 = _mm512_set1_epi32(1), d10 = _mm512_set1_epi32(W),
@@ -498,7 +507,7 @@ static void pool_backward(const PrunusLayer *l, const float *params, float *grad
                           float *scratch, int B) {
   (void)params, (void)grads, (void)x, (void)y;
   if (!dx) return;
-  int k = l->spec.kernel, s = l->spec.stride > 0 ? l->spec.stride : k;
+  int k = l->spec.kernel, s = pool_stride(&l->spec);
   const int32_t *arg = (const int32_t *)scratch;
   /* below half a vector of outputs per row, zeroing then scattering is faster */
   if (k == 2 && s == 2 && l->out.w >= 8 && prunus_avx512_in_use()) {

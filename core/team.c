@@ -9,7 +9,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct PrunusTeam {
   alignas(64) atomic_uint gen; /* calls posted (+1 more to stop); written by the caller */
@@ -37,12 +36,6 @@ struct PrunusTeam {
 /* ------------------------------------------------------------------------ */
 /* waiting and waking */
 
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 /* TRUE when another thread of the team last waited on this CPU (part `self` is
  * this thread): the scheduler has stacked them, and spinning would only keep the
  * other one from running. */
@@ -62,12 +55,12 @@ static gboolean shares_cpu(PrunusTeam *t, int self) {
  * the helper onto the caller's CPU. */
 static gboolean spin_until(PrunusTeam *t, atomic_uint *word, unsigned target, int self) {
   if (shares_cpu(t, self)) return atomic_load(word) == target;
-  double start = 0.0;
+  gint64 start = 0;
   for (unsigned i = 1;; i++) {
     if (atomic_load_explicit(word, memory_order_acquire) == target) return TRUE;
     if (i % 256 == 0) {
-      double now = now_us();
-      if (start == 0.0) start = now;
+      gint64 now = g_get_monotonic_time();
+      if (start == 0) start = now;
       else if (now - start > PRUNUS_TEAM_SPIN_US || shares_cpu(t, self)) return FALSE;
     }
   }

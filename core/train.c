@@ -62,6 +62,7 @@ typedef struct {
   PrunusModel *m;
   int layer;
   gboolean fill;
+  PrunusOptimFlags flags;
 } UpdateCall;
 
 static void update_part(void *arg, int part, int n_parts) {
@@ -76,25 +77,50 @@ static void update_part(void *arg, int part, int n_parts) {
   const PrunusLayer *l = &c->m->layers[c->layer];
   size_t a, b; /* the bias follows the weights in the slab: one span */
   prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
-  if (b <= a) return;
+  if (b > a)
+    prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, c->flags);
+}
+
+PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboolean masked,
+                                           const PrunusTeam *team) {
   PrunusOptimFlags flags = PRUNUS_OPTIM_CLEAR_GRADS;
-  if (u->layer_masked[c->layer]) flags |= PRUNUS_OPTIM_MASKED;
-  /* with 2+ threads every thread reads the weights of a layer that computes an input
-   * gradient (its dx product reads them all): stream those. Not the first layer's:
-   * LeNet-300's forward splits them by unit, and they would go to memory each step */
-  if (n_parts > 1 && c->layer != u->first_layer) flags |= PRUNUS_OPTIM_STREAM_PARAMS;
-  prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, flags);
+  if (masked) flags |= PRUNUS_OPTIM_MASKED;
+  if (team && layer != prunus_model_first_param_layer(m)) flags |= PRUNUS_OPTIM_STREAM_PARAMS;
+  return flags;
 }
 
 static void update_layer(PrunusModel *m, int layer, void *user) {
   LayerUpdate *u = user;
-  UpdateCall c = {u, m, layer, layer == u->first_layer && u->next_n > 0};
-  prunus_team_run(m->layers[layer].team, update_part, &c);
+  PrunusTeam *team = m->layers[layer].team;
+  UpdateCall c = {u, m, layer, layer == u->first_layer && u->next_n > 0,
+                  prunus_train_update_flags(m, layer, u->layer_masked[layer], team)};
+  prunus_team_run(team, update_part, &c);
   if (c.fill) u->next_n = 0;
 }
 
 static void set_grads_zeroed(PrunusModel *m, gboolean on) {
   for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = on;
+}
+
+PrunusTrainSetup prunus_train_begin(PrunusModel *m) {
+  PrunusTrainSetup s = {.blas_threads = prunus_get_threads()};
+  int threads = MIN(s.blas_threads, PRUNUS_TEAM_MAX_THREADS);
+  s.team = threads > 1 ? prunus_team_new(threads) : NULL;
+  if (s.team) {
+    prunus_team_pin_caller(s.team); /* else it drifts onto the helper's CPU */
+    prunus_set_threads(1);          /* the team splits the products itself */
+  }
+  prunus_model_set_team(m, s.team);
+  prunus_model_zero_grads(m);
+  set_grads_zeroed(m, TRUE);
+  return s;
+}
+
+void prunus_train_end(PrunusModel *m, PrunusTrainSetup *s) {
+  prunus_model_set_team(m, NULL);
+  set_grads_zeroed(m, FALSE);
+  if (s->team) prunus_set_threads(s->blas_threads);
+  g_clear_pointer(&s->team, prunus_team_free);
 }
 
 /* (transfer full) per layer: does the mask (fixed while training) hold a zero? */
@@ -144,17 +170,10 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   update.first_layer = prunus_model_first_param_layer(m);
   gboolean prefill = update.first_layer >= 0; /* else no layer calls update_layer */
   /* with --threads N > 1 one team of N threads runs everything that splits: the
-   * products (each thread a block of columns with a one-thread sgemm), the
-   * convolutions, the updates and the next batch's fill. OpenBLAS's own pool would
-   * busy-wait beside it, so it runs one thread meanwhile. */
-  int blas_threads = prunus_get_threads(), threads = MIN(blas_threads, PRUNUS_TEAM_MAX_THREADS);
-  PrunusTeam *team = threads > 1 ? prunus_team_new(threads) : NULL;
-  if (team) prunus_team_pin_caller(team); /* else it drifts onto the helper's CPU */
-  prunus_model_set_team(m, team);
-  if (team) prunus_set_threads(1); /* the team splits the products itself */
-  /* each update zeroes the gradients it used, so the next backward adds onto zeros */
-  prunus_model_zero_grads(m);
-  set_grads_zeroed(m, TRUE);
+   * products (each thread a block of C with a one-thread sgemm), the convolutions,
+   * the ReLUs, the loss, the updates and the next batch's fill */
+  PrunusTrainSetup setup = prunus_train_begin(m);
+  PrunusTeam *team = setup.team;
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -218,10 +237,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     }
     if (hooks->on_epoch && !hooks->on_epoch(&r, hooks->user, error)) ok = FALSE;
   }
-  prunus_model_set_team(m, NULL);
-  set_grads_zeroed(m, FALSE);
-  if (team) prunus_set_threads(blas_threads);
-  prunus_team_free(team);
+  prunus_train_end(m, &setup);
   g_free(update.layer_masked);
   g_free(order);
   g_free(dlogits);

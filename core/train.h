@@ -98,6 +98,26 @@ typedef struct {
   int schedule_epochs;      /* length of the LR schedule; 0 = tc->epochs */
 } PrunusTrainHooks;
 
+/* What prunus_train sets up around its steps and undoes after (bench/step_profile
+ * replays a step inside the same): with prunus_get_threads() > 1, a team of that many
+ * threads (at most PRUNUS_TEAM_MAX_THREADS) for the layers to split their work over,
+ * the caller pinned to its CPU and OpenBLAS at one thread meanwhile (its own pool
+ * would busy-wait beside the team); and every gradient zeroed and each layer told so
+ * (grads_zeroed), the updates clearing what they use. */
+typedef struct {
+  PrunusTeam *team; /* NULL with one thread */
+  int blas_threads; /* OpenBLAS's thread count before, restored by prunus_train_end */
+} PrunusTrainSetup;
+PrunusTrainSetup prunus_train_begin(PrunusModel *m);
+void prunus_train_end(PrunusModel *m, PrunusTrainSetup *setup);
+/* The flags of layer `layer`'s update in a training step (masked: some weight of the
+ * layer is pruned): it clears the gradients it used and, with a team, streams the
+ * weights of a layer that computes an input gradient (every thread reads those in its
+ * dx product). Not the first layer's: LeNet-300's forward splits them by unit, and
+ * streamed they would go to memory each step. */
+PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboolean masked,
+                                           const PrunusTeam *team);
+
 /* Train for tc->epochs on train (shuffled with seed each epoch), evaluate on val
  * (may be NULL) after every epoch. The hooks must not run the model's backward: while
  * training, each update zeroes the gradients it used and the next backward adds onto
