@@ -8,9 +8,10 @@ right after it, bench/torch_train.py (2 epochs) and the same with glibc's malloc
 thresholds pinned (torch*, informational), REPS times each. Every rep gives its own
 ratios of last-epoch training samples/s (its runs are adjacent in time); a row's ratio
 is the median of its reps' ratios. With 2+ threads each rep also records the round
-trip of an empty team call (bench/team_probe): this VM moves its two vCPUs between
-near (~0.1 us) and far (~0.45 us), and every 2-thread speed with them, so a ratio of
-medians would mix placements. Then it measures the peak RSS of a
+trip of an empty team call (bench/team_probe) before prunus and after the floor: this
+VM moves its two vCPUs between near (~0.1 us) and far (~0.45 us), and every 2-thread
+speed with them, so a ratio of medians would mix placements; a rep whose two probes
+disagree is reported as having changed placement midway. Then it measures the peak RSS of a
 `prunus train configs/lenet300.cfg` run. It prints PASS/MISS per target and exits
 non-zero only when something fails to run, never on a missed target.
 
@@ -40,6 +41,7 @@ MEMORY_LIMIT_MB = 200.0   # peak RSS of `prunus train configs/lenet300.cfg`
 TORCH_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(16 << 20),
                     "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 NOISY_SHARE = 0.10        # other processes' share of the CPUs above which a row is suspect
+FAR_US = 0.25             # team round trip above which the two vCPUs are far apart
 
 
 class BenchError(Exception):
@@ -184,25 +186,35 @@ class Bench:
             raise BenchError(f"team_probe printed no JSON ({e}): {out!r}")
 
 
+def placement_changed(round_trips):
+    """Did the vCPUs move (near <-> far) between the two probes of a rep?"""
+    before, after = round_trips
+    return (before > FAR_US) != (after > FAR_US)
+
+
 def measure_row(bench, model, threads, reps, tuned, log):
     """REPS alternating runs of prunus, the sgemm floor (LeNet-300-100 only), torch and
     torch with pinned malloc thresholds (when tuned) for one model and thread count;
-    with 2+ threads each rep starts with the team round trip."""
+    with 2+ threads the team round trip is taken before prunus and again after the
+    floor (after prunus without one), to tell a rep whose placement changed."""
     p, t, tt, f, rt = [], [], [], [], []
     METER.start()
     for rep in range(1, reps + 1):
-        if threads > 1:
-            rt.append(bench.team_round_trip())
+        before = bench.team_round_trip() if threads > 1 else None
         p.append(bench.prunus_train(model, threads)[0])
         if model == "lenet300":
             f.append(bench.sgemm_floor(threads))
+        if threads > 1:
+            rt.append((before, bench.team_round_trip()))
         t.append(bench.torch_train(model, threads))
         if tuned:
             tt.append(bench.torch_train(model, threads, tuned_malloc=True))
         log(f"  {model} threads={threads} rep {rep}: prunus {p[-1]:.0f}"
             + (f"  floor {f[-1]:.0f}" if f else "") + f"  torch {t[-1]:.0f}"
             + (f"  torch* {tt[-1]:.0f}" if tt else "") + " samples/s"
-            + (f"  (team round trip {rt[-1]:.2f} us)" if rt else ""))
+            + (f"  (team round trip {rt[-1][0]:.2f} -> {rt[-1][1]:.2f} us"
+               + (": placement changed" if placement_changed(rt[-1]) else "") + ")"
+               if rt else ""))
     med = lambda v: statistics.median(v) if v else None  # noqa: E731
     paired = lambda a, b: med([x / y for x, y in zip(a, b)]) if b else None  # noqa: E731
     return {"model": model, "threads": threads, "prunus": p, "torch": t, "torch_tuned": tt,
@@ -324,10 +336,13 @@ def main():
           "MALLOC_TRIM_THRESHOLD_): informational, no target")
     for row in results["rows"]:
         if row["team_round_trip_us"]:
+            changed = sum(placement_changed(r) for r in row["team_round_trip_us"])
             print(f"{row['model']} {row['threads']} threads: team round trip per rep "
-                  + ", ".join(f"{v:.2f}" for v in row["team_round_trip_us"])
+                  + ", ".join(f"{a:.2f}->{b:.2f}" for a, b in row["team_round_trip_us"])
                   + " us (~0.1: the two vCPUs near, ~0.45: far apart, where every 2-thread "
-                  "speed drops)")
+                  "speed drops)"
+                  + (f"; {changed} rep(s) changed placement midway, their ratios compare "
+                     "runs made apart" if changed else ""))
     rss = results["peak_rss_mb"]
     mem_ok = rss < MEMORY_LIMIT_MB
     targets.append({"what": "lenet300 peak RSS (MB)", "value": rss, "target": MEMORY_LIMIT_MB,
