@@ -667,8 +667,6 @@ void prunus_engine_set_threads(PrunusEngine *e, int threads) {
   if (e->kind == PRUNUS_ENGINE_AUTO) auto_measure(e, e->buckets[e->n_buckets - 1]);
 }
 
-PrunusEngineKind prunus_engine_kind(const PrunusEngine *e) { return e->kind; }
-
 void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode) {
   g_return_if_fail(mode >= PRUNUS_ENGINE_PAD_MEASURED && mode <= PRUNUS_ENGINE_PAD_ALL);
   e->padding = mode;
