@@ -13,7 +13,7 @@ typedef enum {
   PRUNUS_ENGINE_DENSE,   /* BLAS on the weights with zeros in place; sgemv at batch 1 */
   PRUNUS_ENGINE_MASKED,  /* W * mask recomputed every forward, then BLAS */
   PRUNUS_ENGINE_SPARSE,  /* CSR for every layer with parameters */
-  PRUNUS_ENGINE_SHRUNK,  /* dead units removed (prunus_model_shrink), then dense */
+  PRUNUS_ENGINE_SHRUNK,  /* dead units removed (prunus_model_shrink_dead), then dense */
   PRUNUS_ENGINE_AUTO,    /* per layer and batch size: dense or sparse, whichever measured faster */
   PRUNUS_ENGINE_N_KINDS
 } PrunusEngineKind;
@@ -72,12 +72,6 @@ uint64_t prunus_engine_flops(const PrunusEngine *e);
 /* Microseconds of one forward of B seeded random samples, measured as
  * prunus_latency_us does: the lowest of three window medians after 3 warm-ups. */
 double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs);
-
-/* (transfer full) m with masks applied and every dead unit (all its weights masked)
- * removed, computing what m computes: the constant a dead unit still outputs is
- * folded into the next dense layer's bias, or the unit is kept when it cannot be.
- * A plain copy when nothing can be removed (e.g. a whole layer is dead). */
-PrunusModel *prunus_engine_shrunk_model(const PrunusModel *m, GError **error);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: nothing in core/ calls these */

@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "job.h"
 #include "safetensors.h"
+#include "shrink.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -316,7 +317,7 @@ static gboolean export_safetensors(const PrunusModel *m, const char *path, gbool
 
 gboolean prunus_export_c(const PrunusModel *m, const float *lut, const char *dir,
                          const char *source, gboolean quiet, size_t *flash_out, GError **error) {
-  PrunusModel *s = prunus_engine_shrunk_model(m, error);
+  PrunusModel *s = prunus_model_shrink_dead(m, error);
   if (!s) return FALSE;
   gboolean ok = export_c(s, lut, dir, sizeof(float) * m->n_params, source, quiet, flash_out, error);
   prunus_model_free(s);
@@ -325,7 +326,7 @@ gboolean prunus_export_c(const PrunusModel *m, const float *lut, const char *dir
 
 gboolean prunus_export_safetensors(const PrunusModel *m, const char *path, gboolean quiet,
                                    GError **error) {
-  PrunusModel *s = prunus_engine_shrunk_model(m, error);
+  PrunusModel *s = prunus_model_shrink_dead(m, error);
   if (!s) return FALSE;
   gboolean ok = export_safetensors(s, path, quiet, error);
   prunus_model_free(s);

@@ -39,6 +39,12 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
  * layers. */
 int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out);
 
+/* (transfer full) m with masks applied and every dead unit (all its weights masked)
+ * removed, computing what m computes: the constant a dead unit still outputs is
+ * folded into the next dense layer's bias, or the unit is kept when it cannot be.
+ * A plain copy when nothing can be removed (e.g. a whole layer is dead). */
+PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error);
+
 G_END_DECLS
 
 #endif
