@@ -1,5 +1,6 @@
 /* data.c: loads the IDX files a config names and cuts them into train,
- * validation and test splits; fits the normalisation on the training split. */
+ * validation and test splits; fits the normalisation on the training split. The
+ * test split alone serves models that carry their normalisation. */
 #include "data.h"
 
 /* (transfer full) The first test_limit samples of test (all when 0); takes test. */
