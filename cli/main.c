@@ -204,12 +204,7 @@ static int cmd_export(int argc, char **argv) {
     goto out;
   }
   if (!strcmp(format, "c")) {
-    f = PRUNUS_EXPORT_C;
-    if (argc != 4) {
-      fprintf(stderr, "prunus export: --format c needs the CONFIG (its training split gives the "
-                      "input normalisation)\n");
-      goto out;
-    }
+    f = PRUNUS_EXPORT_C; /* CONFIG only for checkpoints without their normalisation */
   } else if (!strcmp(format, "safetensors")) {
     f = PRUNUS_EXPORT_SAFETENSORS;
   } else {
@@ -237,7 +232,7 @@ static const Command commands[] = {
     {"bench", "CHECKPOINT [--batch 1,32,256] [--threads N] [--seconds S] [--json FILE]",
      "latency of every inference engine (dense, masked, sparse, shrunk, auto)", cmd_bench},
     {"export", "CHECKPOINT [CONFIG] --format c|safetensors -o OUT",
-     "a dependency-free C file (needs CONFIG) or pruned safetensors for PyTorch", cmd_export},
+     "a dependency-free C file or pruned safetensors for PyTorch", cmd_export},
 };
 
 static void usage(FILE *to) {

@@ -1,7 +1,6 @@
-/* latency.c: times a call (the forward pass at a batch size, an engine's forward)
- * and returns the lowest of three window medians after warm-up; seeded inputs. */
+/* latency.c: times a call (e.g. an engine's forward at a batch size) and returns
+ * the lowest of three window medians after warm-up. */
 #include "latency.h"
-#include "rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -42,27 +41,4 @@ double prunus_latency_us(void (*run)(void *ctx), void *ctx, double budget_second
   }
   g_free(t);
   return best;
-}
-
-typedef struct {
-  PrunusModel *m;
-  const float *x; /* (B, input) */
-  int B;
-} ModelForward;
-
-static void model_forward(void *ctx) {
-  ModelForward *f = ctx;
-  prunus_model_forward(f->m, f->x, f->B);
-}
-
-double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, int min_runs) {
-  size_t n = (size_t)B * prunus_model_input_size(m);
-  float *x = g_new(float, n); /* (B, input) */
-  PrunusRng rng;
-  prunus_rng_seed(&rng, 12345);
-  for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
-  ModelForward f = {m, x, B};
-  double us = prunus_latency_us(model_forward, &f, budget_seconds, min_runs);
-  g_free(x);
-  return us;
 }

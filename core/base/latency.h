@@ -1,9 +1,9 @@
-/* latency.h: measured inference latency of a model's forward pass, or of any call
- * (median of repeated runs after warm-up), the number behind every latency column. */
+/* latency.h: the measured latency of any call (median of repeated runs after
+ * warm-up), the number behind every latency column; one monotonic clock. */
 #ifndef PRUNUS_LATENCY_H
 #define PRUNUS_LATENCY_H
 
-#include "model.h"
+#include <prunus/prunus.h>
 
 G_BEGIN_DECLS
 
@@ -17,9 +17,6 @@ double prunus_median(double *t, int n);
  * three window medians, so a burst of load from another process spoils one window,
  * not the figure. */
 double prunus_latency_us(void (*run)(void *ctx), void *ctx, double budget_seconds, int min_runs);
-
-/* prunus_latency_us of one forward of B seeded random samples. */
-double prunus_latency_forward_us(PrunusModel *m, int B, double budget_seconds, int min_runs);
 
 G_END_DECLS
 

@@ -1,6 +1,15 @@
 /* data.c: loads the IDX files a config names and cuts them into train,
- * validation and test splits; fits the normalisation on the training split. */
+ * validation and test splits; fits the normalisation on the training split. The
+ * test split alone serves models that carry their normalisation. */
 #include "data.h"
+
+/* (transfer full) The first test_limit samples of test (all when 0); takes test. */
+static PrunusDataset *test_split(const PrunusRunConfig *rc, PrunusDataset *test) {
+  if (rc->test_limit <= 0 || rc->test_limit >= test->n) return test;
+  PrunusDataset *cut = prunus_dataset_slice(test, 0, rc->test_limit);
+  prunus_dataset_free(test);
+  return cut;
+}
 
 gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
   PrunusData d = {0};
@@ -26,12 +35,7 @@ gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **e
   }
   d.train = prunus_dataset_slice(full, 0, n - rc->validation);
   d.val = rc->validation > 0 ? prunus_dataset_slice(full, n - rc->validation, rc->validation) : NULL;
-  if (rc->test_limit > 0 && rc->test_limit < test->n) {
-    d.test = prunus_dataset_slice(test, 0, rc->test_limit);
-    prunus_dataset_free(test);
-  } else {
-    d.test = test;
-  }
+  d.test = test_split(rc, test);
   prunus_dataset_free(full);
   d.norm = prunus_norm_fit(d.train, rc->normalize);
   *out = d;
@@ -42,6 +46,22 @@ out_free_test:
 out_free_full:
   prunus_dataset_free(full);
   return FALSE;
+}
+
+gboolean prunus_data_load_test(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
+  PrunusDataset *test =
+      prunus_dataset_load_idx(rc->test_images, rc->test_labels, rc->arch.n_classes, error);
+  if (!test) return FALSE;
+  if ((size_t)test->c * test->h * test->w != prunus_shape_size(rc->arch.input)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "model.input is [%d, %d, %d] but %s holds %dx%dx%d images", rc->arch.input.c,
+                rc->arch.input.h, rc->arch.input.w, rc->test_images, test->c, test->h, test->w);
+    prunus_dataset_free(test);
+    return FALSE;
+  }
+  out->train = out->val = NULL;
+  out->test = test_split(rc, test);
+  return TRUE;
 }
 
 void prunus_data_clear(PrunusData *d) {

@@ -1,5 +1,6 @@
 /* data.h: the train / validation / test splits a run uses, loaded from the
- * dataset group of a config, with the normalisation fitted on the training split. */
+ * dataset group of a config, with the normalisation fitted on the training split;
+ * or the test split alone, for a model that carries its normalisation. */
 #ifndef PRUNUS_DATA_H
 #define PRUNUS_DATA_H
 
@@ -17,6 +18,9 @@ typedef struct {
 /* Load and split per rc (train_limit, validation, test_limit); check that the
  * images fit the model input and the labels fit its outputs. */
 gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error);
+/* Only the test split per rc (test_limit), its images checked against the model
+ * input; train and val stay NULL and norm is left as it is (the caller's to set). */
+gboolean prunus_data_load_test(const PrunusRunConfig *rc, PrunusData *out, GError **error);
 void prunus_data_clear(PrunusData *d);
 
 G_END_DECLS

@@ -13,7 +13,9 @@
 #define CKPT_KEY_FORMAT "format"
 #define CKPT_KEY_VERSION "prunus_version"
 #define CKPT_KEY_ARCH "architecture"
-
+#define CKPT_KEY_NORM "input_normalize"
+#define CKPT_KEY_NORM_MEAN "input_mean"
+#define CKPT_KEY_NORM_STD "input_std"
 
 /* The weight's PyTorch shape: dense (out, in), conv (cout, cin, k, k). */
 static int weight_shape(const PrunusLayer *l, int64_t *shape) {
@@ -260,4 +262,76 @@ out_clear_arch:
 out_free_file:
   prunus_tensor_file_free(f);
   return m;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Input normalisation */
+
+/* The config's spelling of each kind (dataset.normalize), so the metadata reads as
+ * the config did. */
+static const char *const norm_names[] = {[PRUNUS_NORM_UNIT] = "unit",
+                                         [PRUNUS_NORM_STANDARD] = "standard"};
+
+/* Nine significant digits single out every float: the text reads back to its bits. */
+static char *float_text(float v) {
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  return g_strdup(g_ascii_formatd(buf, sizeof buf, "%.9g", (double)v));
+}
+
+void prunus_checkpoint_metadata_set_norm(GHashTable *metadata, const PrunusNorm *norm) {
+  g_return_if_fail(metadata != NULL && norm != NULL);
+  g_return_if_fail(norm->kind >= 0 && norm->kind < (int)G_N_ELEMENTS(norm_names));
+  g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM), g_strdup(norm_names[norm->kind]));
+  g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM_MEAN), float_text(norm->mean));
+  g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM_STD), float_text(norm->std));
+}
+
+/* The least double that rounds to an infinite float: FLT_MAX plus half its ulp. */
+#define FLOAT_OVERFLOW 0x1.ffffffp+127
+
+static gboolean read_float(GHashTable *metadata, const char *path, const char *key, float *out,
+                           GError **error) {
+  const char *text = g_hash_table_lookup(metadata, key);
+  if (!text)
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                            "metadata has \"%s\" but no \"%s\" entry", CKPT_KEY_NORM, key);
+  char *end = NULL;
+  double v = g_ascii_strtod(text, &end);
+  if (end == text || *end != '\0' || !(fabs(v) < FLOAT_OVERFLOW))
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                            "metadata \"%s\" is \"%s\"; expected a finite number", key, text);
+  *out = (float)v;
+  return TRUE;
+}
+
+gboolean prunus_checkpoint_metadata_norm(GHashTable *metadata, const char *path, PrunusNorm *norm,
+                                         gboolean *found, GError **error) {
+  *found = FALSE;
+  const char *kind = metadata ? g_hash_table_lookup(metadata, CKPT_KEY_NORM) : NULL;
+  if (!kind) {
+    if (metadata && (g_hash_table_contains(metadata, CKPT_KEY_NORM_MEAN) ||
+                     g_hash_table_contains(metadata, CKPT_KEY_NORM_STD)))
+      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                              "metadata has \"%s\" and \"%s\" but no \"%s\" entry",
+                              CKPT_KEY_NORM_MEAN, CKPT_KEY_NORM_STD, CKPT_KEY_NORM);
+    return TRUE;
+  }
+  PrunusNorm n = {0};
+  size_t k = 0;
+  while (k < G_N_ELEMENTS(norm_names) && strcmp(norm_names[k], kind) != 0) k++;
+  if (k == G_N_ELEMENTS(norm_names))
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                            "metadata \"%s\" is \"%s\"; expected \"unit\" or \"standard\"",
+                            CKPT_KEY_NORM, kind);
+  n.kind = (PrunusNormKind)k;
+  if (!read_float(metadata, path, CKPT_KEY_NORM_MEAN, &n.mean, error) ||
+      !read_float(metadata, path, CKPT_KEY_NORM_STD, &n.std, error))
+    return FALSE;
+  if (n.std <= 0.0f)
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                            "metadata \"%s\" is \"%s\"; a standard deviation must be > 0",
+                            CKPT_KEY_NORM_STD, (const char *)g_hash_table_lookup(metadata, CKPT_KEY_NORM_STD));
+  *norm = n;
+  *found = TRUE;
+  return TRUE;
 }

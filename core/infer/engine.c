@@ -529,64 +529,6 @@ static void pad_measure(PrunusEngine *e, int max_batch) {
   g_free(width), g_free(width_pad);
 }
 
-/* Before dead units are removed: a dead unit still outputs a constant, act(bias)
- * (act = relu when one follows). Zero: removing it is exact. Otherwise, into a dense
- * layer (through relu/maxpool/flatten) add what it feeds to that layer's bias; into
- * anything else (a conv: zero padding makes the constant position-dependent) keep the
- * unit (dead[p][j] = 0), so the shrunk network always computes what m computes. */
-static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
-  for (int p = 0; p < c->n_layers; p++) {
-    if (!dead[p]) continue;
-    int q = p + 1;
-    gboolean relu = FALSE, ok = TRUE;
-    int block = 1;
-    for (; q < c->n_layers && !c->layers[q].ops->has_params; q++) {
-      PrunusLayerType t = c->layers[q].spec.type;
-      if (t == PRUNUS_LAYER_RELU) relu = TRUE;
-      else if (t == PRUNUS_LAYER_FLATTEN) block *= c->layers[q].in.h * c->layers[q].in.w;
-      else if (t != PRUNUS_LAYER_MAXPOOL2D) ok = FALSE;
-    }
-    gboolean foldable = ok && q < c->n_layers && c->layers[q].spec.type == PRUNUS_LAYER_DENSE;
-    const PrunusLayer *lp = &c->layers[p];
-    float *bp = c->params + lp->b_off;
-    for (int j = 0; j < lp->out.c; j++) {
-      if (!dead[p][j]) continue;
-      float a = relu && bp[j] < 0.0f ? 0.0f : bp[j];
-      if (a == 0.0f) continue;
-      if (!foldable) {
-        dead[p][j] = 0;
-        continue;
-      }
-      const PrunusLayer *lq = &c->layers[q];
-      float *bq = c->params + lq->b_off;
-      const float *Wq = c->params + lq->w_off;
-      int in = lq->in.c;
-      for (int o = 0; o < lq->out.c; o++)
-        for (int h = 0; h < block; h++) bq[o] += Wq[(size_t)o * in + (size_t)j * block + h] * a;
-      bp[j] = 0.0f;
-    }
-  }
-}
-
-PrunusModel *prunus_engine_shrunk_model(const PrunusModel *m, GError **error) {
-  PrunusModel *c = prunus_model_shrink(m, NULL, NULL, NULL, 0, error);
-  if (!c) return NULL;
-  prunus_model_apply_mask(c);
-  uint8_t **dead = g_new0(uint8_t *, c->n_layers);
-  int n_dead = prunus_model_dead_units(c, dead);
-  if (n_dead > 0) {
-    fold_dead_biases(c, dead);
-    PrunusModel *s = prunus_model_shrink(c, (const uint8_t *const *)dead, NULL, NULL, 0, NULL);
-    if (s) {
-      prunus_model_free(c);
-      c = s;
-    }
-  }
-  for (int i = 0; i < c->n_layers; i++) g_free(dead[i]);
-  g_free(dead);
-  return c;
-}
-
 PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
                                 GError **error) {
   if (kind < 0 || kind >= PRUNUS_ENGINE_N_KINDS) {
@@ -597,7 +539,7 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   const PrunusModel *src = m;
   PrunusModel *shrunk = NULL;
   if (kind == PRUNUS_ENGINE_SHRUNK) {
-    shrunk = prunus_engine_shrunk_model(m, error);
+    shrunk = prunus_model_shrink_dead(m, error);
     if (!shrunk) return NULL;
     src = shrunk;
   }
@@ -666,8 +608,6 @@ void prunus_engine_set_threads(PrunusEngine *e, int threads) {
   e->threads = e->team ? threads : 1;
   if (e->kind == PRUNUS_ENGINE_AUTO) auto_measure(e, e->buckets[e->n_buckets - 1]);
 }
-
-PrunusEngineKind prunus_engine_kind(const PrunusEngine *e) { return e->kind; }
 
 void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode) {
   g_return_if_fail(mode >= PRUNUS_ENGINE_PAD_MEASURED && mode <= PRUNUS_ENGINE_PAD_ALL);

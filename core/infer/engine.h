@@ -13,7 +13,7 @@ typedef enum {
   PRUNUS_ENGINE_DENSE,   /* BLAS on the weights with zeros in place; sgemv at batch 1 */
   PRUNUS_ENGINE_MASKED,  /* W * mask recomputed every forward, then BLAS */
   PRUNUS_ENGINE_SPARSE,  /* CSR for every layer with parameters */
-  PRUNUS_ENGINE_SHRUNK,  /* dead units removed (prunus_model_shrink), then dense */
+  PRUNUS_ENGINE_SHRUNK,  /* dead units removed (prunus_model_shrink_dead), then dense */
   PRUNUS_ENGINE_AUTO,    /* per layer and batch size: dense or sparse, whichever measured faster */
   PRUNUS_ENGINE_N_KINDS
 } PrunusEngineKind;
@@ -32,7 +32,6 @@ typedef enum {
 } PrunusEnginePadding;
 
 const char *prunus_engine_kind_name(PrunusEngineKind kind);
-gboolean prunus_engine_kind_from_name(const char *name, PrunusEngineKind *out);
 
 /* (transfer full) An engine computing what prunus_model_forward(m) computes (with m's
  * masks applied). It copies what it needs: m may change or be freed afterwards.
@@ -50,11 +49,7 @@ void prunus_engine_forward(PrunusEngine *e, const float *x, int B, float *logits
  * again. BLAS threads are set with prunus_set_threads; DENSE and SHRUNK measure their
  * padding again here when those changed since it was measured. */
 void prunus_engine_set_threads(PrunusEngine *e, int threads);
-/* Lay DENSE / SHRUNK out again by mode (measuring, for PAD_MEASURED); other kinds
- * have no padding and ignore it. */
-void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode);
 
-PrunusEngineKind prunus_engine_kind(const PrunusEngine *e);
 /* Bytes of weights, biases and index arrays (and masks, for MASKED) held in memory,
  * padding rows and columns included. */
 size_t prunus_engine_weight_bytes(const PrunusEngine *e);
@@ -78,11 +73,13 @@ uint64_t prunus_engine_flops(const PrunusEngine *e);
  * prunus_latency_us does: the lowest of three window medians after 3 warm-ups. */
 double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs);
 
-/* (transfer full) m with masks applied and every dead unit (all its weights masked)
- * removed, computing what m computes: the constant a dead unit still outputs is
- * folded into the next dense layer's bias, or the unit is kept when it cannot be.
- * A plain copy when nothing can be removed (e.g. a whole layer is dead). */
-PrunusModel *prunus_engine_shrunk_model(const PrunusModel *m, GError **error);
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: nothing in core/ calls these */
+
+gboolean prunus_engine_kind_from_name(const char *name, PrunusEngineKind *out);
+/* Lay DENSE / SHRUNK out again by mode (measuring, for PAD_MEASURED); other kinds
+ * have no padding and ignore it. */
+void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode);
 
 G_END_DECLS
 

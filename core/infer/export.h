@@ -3,17 +3,19 @@
 #ifndef PRUNUS_EXPORT_H
 #define PRUNUS_EXPORT_H
 
+#include "dataset.h"
 #include "model.h"
 
 G_BEGIN_DECLS
 
 /* Write dir/prunus_model.c and dir/prunus_model.h (dir is created) for m with its
- * masks applied and dead units removed: prunus_model_normalize (through lut, 256
- * values: the float of each pixel value; NULL = u/255), prunus_model_logits,
+ * masks applied and dead units removed: prunus_model_normalize (norm, the input
+ * normalisation m was trained with, as a table of the float of each pixel value,
+ * the very floats training fed it; NULL = unit, u/255), prunus_model_logits,
  * prunus_model_predict. source names the origin in comments. *flash_out (may be
  * NULL) gets the bytes of weights, biases and index arrays. Prints a summary unless
  * quiet. */
-gboolean prunus_export_c(const PrunusModel *m, const float *lut, const char *dir,
+gboolean prunus_export_c(const PrunusModel *m, const PrunusNorm *norm, const char *dir,
                          const char *source, gboolean quiet, size_t *flash_out, GError **error);
 
 /* Write path: "<layer>.weight" (dense (out, in), conv (cout, cin, k, k)) and

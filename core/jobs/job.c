@@ -1,6 +1,7 @@
 /* job.c: opens a job from command-line options (config, overrides, threads,
  * run folder); shared by train, eval and run. */
 #include "job.h"
+#include "checkpoint.h"
 #include "gemm.h"
 
 gboolean prunus_job_open(PrunusJob *job, const PrunusJobOptions *o, GError **error) {
@@ -54,7 +55,10 @@ gboolean prunus_job_open_shared(PrunusJob *job, const PrunusJobOptions *o, GErro
 }
 
 gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const PrunusModel *m,
-                                  PrunusData *data, GError **error) {
+                                  GHashTable *metadata, PrunusData *data, GError **error) {
+  PrunusNorm norm;
+  gboolean has_norm;
+  if (!prunus_checkpoint_metadata_norm(metadata, checkpoint, &norm, &has_norm, error)) return FALSE;
   if (prunus_shape_size(m->arch.input) != prunus_shape_size(job->rc.arch.input)) {
     char *arch = prunus_arch_to_string(&m->arch);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
@@ -66,13 +70,18 @@ gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const 
     return FALSE;
   }
   job->rc.arch.n_classes = m->arch.n_classes;
-  return prunus_data_load(&job->rc, data, error);
+  if (!has_norm) /* an older checkpoint: fit it again on the training split */
+    return prunus_data_load(&job->rc, data, error);
+  if (!prunus_data_load_test(&job->rc, data, error)) return FALSE;
+  data->norm = norm;
+  return TRUE;
 }
 
-GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job) {
+GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job, const PrunusNorm *norm) {
   GHashTable *md = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   g_hash_table_insert(md, g_strdup("config_hash"), prunus_config_hash(job->cfg));
   g_hash_table_insert(md, g_strdup("name"), g_strdup(job->rc.name));
   g_hash_table_insert(md, g_strdup("seed"), g_strdup_printf("%" G_GUINT64_FORMAT, job->rc.seed));
+  prunus_checkpoint_metadata_set_norm(md, norm);
   return md;
 }

@@ -28,13 +28,18 @@ void prunus_job_close(PrunusJob *job);
 /* Open o's config for reading a checkpoint (eval, export): groups other than
  * name/seed/dataset/model/train are ignored. */
 gboolean prunus_job_open_shared(PrunusJob *job, const PrunusJobOptions *o, GError **error);
-/* The job's data for a model loaded from checkpoint: the config's input must have
- * the size of the model's (the error names both), classes are the model's. */
+/* The job's data for a model loaded from checkpoint with its metadata (may be NULL):
+ * the config's input must have the size of the model's (the error names both),
+ * classes are the model's. When the metadata holds the input normalisation the model
+ * was trained with, data->norm is that one and only the test split is read (train and
+ * val stay NULL). Checkpoints written before prunus stored it fall back to every split
+ * and the normalisation fitted on the config's training split, as in training. */
 gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const PrunusModel *m,
-                                  PrunusData *data, GError **error);
+                                  GHashTable *metadata, PrunusData *data, GError **error);
 
-/* Metadata every checkpoint of this job carries: config_hash, seed, name. (transfer full) */
-GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job);
+/* Metadata every checkpoint of this job carries: config_hash, seed, name and norm,
+ * the input normalisation the model is trained with. (transfer full) */
+GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job, const PrunusNorm *norm);
 
 G_END_DECLS
 

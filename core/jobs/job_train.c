@@ -72,7 +72,7 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   rm.seconds = (g_get_monotonic_time() - t0) / 1e6;
   PrunusEvalResult test = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
   PrunusEvalResult val = prunus_evaluate(m, data.val, &data.norm, job.rc.train.batch);
-  md = prunus_job_checkpoint_metadata(&job);
+  md = prunus_job_checkpoint_metadata(&job, &data.norm);
   g_hash_table_insert(md, g_strdup("epoch"), g_strdup_printf("%d", job.rc.train.epochs));
   g_hash_table_insert(md, g_strdup("round"), g_strdup("0"));
   char *ckpt = g_build_filename(job.run_dir, "model.safetensors", NULL);
@@ -126,14 +126,16 @@ gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptions *o, doub
   if (!prunus_job_open_shared(&job, o, error)) return FALSE;
   gboolean ok = FALSE;
   PrunusData data = {0};
-  PrunusModel *m = prunus_checkpoint_load(checkpoint, job.rc.train.batch, NULL, NULL, error);
-  if (m && prunus_job_load_data_for(&job, checkpoint, m, &data, error)) {
+  GHashTable *md = NULL;
+  PrunusModel *m = prunus_checkpoint_load(checkpoint, job.rc.train.batch, NULL, &md, error);
+  if (m && prunus_job_load_data_for(&job, checkpoint, m, md, &data, error)) {
     PrunusEvalResult r = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
     *accuracy = r.accuracy;
     *loss = r.loss;
     ok = TRUE;
   }
   prunus_data_clear(&data);
+  if (md) g_hash_table_unref(md);
   prunus_model_free(m);
   prunus_job_close(&job);
   return ok;

@@ -1,6 +1,6 @@
 /* layers.c: forward/backward of every layer type (dense, conv2d: direct kernels where the
  * CPU has them, else im2col + sgemm; maxpool2d, relu, flatten) and their ops table. */
-#include "model.h"
+#include "layer.h"
 #include "conv_direct.h"
 #include "conv_gemm.h"
 #include "gemm.h"

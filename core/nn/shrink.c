@@ -1,6 +1,7 @@
 /* shrink.c: structured removal of units. Builds a plan (which output units and which
  * input channels each parameter layer keeps), a smaller model from it, and copies
- * every slab (params, mask, opt_m, opt_v, extra snapshots) through the same plan. */
+ * every slab (params, mask, opt_m, opt_v, extra snapshots) through the same plan;
+ * and the inference copy with every dead unit gone, its constant output folded. */
 #include "shrink.h"
 
 #include <string.h>
@@ -225,4 +226,65 @@ int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out) {
     }
   }
   return dead;
+}
+
+/* ------------------------------------------------------------------------ */
+/* dead units out, for inference */
+
+/* Before dead units are removed: a dead unit still outputs a constant, act(bias)
+ * (act = relu when one follows). Zero: removing it is exact. Otherwise, into a dense
+ * layer (through relu/maxpool/flatten) add what it feeds to that layer's bias; into
+ * anything else (a conv: zero padding makes the constant position-dependent) keep the
+ * unit (dead[p][j] = 0), so the shrunk network always computes what m computes. */
+static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
+  for (int p = 0; p < c->n_layers; p++) {
+    if (!dead[p]) continue;
+    int q = p + 1;
+    gboolean relu = FALSE, ok = TRUE;
+    int block = 1;
+    for (; q < c->n_layers && !c->layers[q].ops->has_params; q++) {
+      PrunusLayerType t = c->layers[q].spec.type;
+      if (t == PRUNUS_LAYER_RELU) relu = TRUE;
+      else if (t == PRUNUS_LAYER_FLATTEN) block *= c->layers[q].in.h * c->layers[q].in.w;
+      else if (t != PRUNUS_LAYER_MAXPOOL2D) ok = FALSE;
+    }
+    gboolean foldable = ok && q < c->n_layers && c->layers[q].spec.type == PRUNUS_LAYER_DENSE;
+    const PrunusLayer *lp = &c->layers[p];
+    float *bp = c->params + lp->b_off;
+    for (int j = 0; j < lp->out.c; j++) {
+      if (!dead[p][j]) continue;
+      float a = relu && bp[j] < 0.0f ? 0.0f : bp[j];
+      if (a == 0.0f) continue;
+      if (!foldable) {
+        dead[p][j] = 0;
+        continue;
+      }
+      const PrunusLayer *lq = &c->layers[q];
+      float *bq = c->params + lq->b_off;
+      const float *Wq = c->params + lq->w_off;
+      int in = lq->in.c;
+      for (int o = 0; o < lq->out.c; o++)
+        for (int h = 0; h < block; h++) bq[o] += Wq[(size_t)o * in + (size_t)j * block + h] * a;
+      bp[j] = 0.0f;
+    }
+  }
+}
+
+PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error) {
+  PrunusModel *c = prunus_model_shrink(m, NULL, NULL, NULL, 0, error);
+  if (!c) return NULL;
+  prunus_model_apply_mask(c);
+  uint8_t **dead = g_new0(uint8_t *, c->n_layers);
+  int n_dead = prunus_model_dead_units(c, dead);
+  if (n_dead > 0) {
+    fold_dead_biases(c, dead);
+    PrunusModel *s = prunus_model_shrink(c, (const uint8_t *const *)dead, NULL, NULL, 0, NULL);
+    if (s) {
+      prunus_model_free(c);
+      c = s;
+    }
+  }
+  for (int i = 0; i < c->n_layers; i++) g_free(dead[i]);
+  g_free(dead);
+  return c;
 }

@@ -31,6 +31,15 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
                                  const float *const *extra_in, float **extra_out, int n_extra,
                                  GError **error);
 
+/* (transfer full) m with masks applied and every dead unit (all its weights masked)
+ * removed, computing what m computes: the constant a dead unit still outputs is
+ * folded into the next dense layer's bias, or the unit is kept when it cannot be.
+ * A plain copy when nothing can be removed (e.g. a whole layer is dead). */
+PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error);
+
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: nothing in core/ outside shrink.c calls these */
+
 /* Units of each layer that are entirely masked (every weight of the row/filter is 0 in
  * the mask): remove_out[i] allocated (g_new0, n units, transfer full) for layers with
  * params, 1 where the unit is dead; NULL for layers without params. The class-output

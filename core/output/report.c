@@ -3,65 +3,13 @@
  * (`prunus report RUN_DIR` and the end of `prunus run`). */
 #include "report.h"
 #include "json.h"
+#include "report_html.h"
+#include "report_plot.h"
 
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-// ----------------------------------------------------------------------------
-// Numbers and statistics
-
-PrunusStat prunus_stat_of(const double *x, int n) {
-  PrunusStat s = {.mean = NAN, .std = NAN, .n = 0};
-  double sum = 0.0;
-  for (int i = 0; i < n; i++)
-    if (isfinite(x[i])) sum += x[i], s.n++;
-  if (s.n == 0) return s;
-  s.mean = sum / s.n;
-  if (s.n < 2) return s;
-  double ss = 0.0;
-  for (int i = 0; i < n; i++)
-    if (isfinite(x[i])) ss += (x[i] - s.mean) * (x[i] - s.mean);
-  s.std = sqrt(ss / (s.n - 1));
-  if (s.std < 1e-12 * fabs(s.mean)) s.std = 0.0;   /* rounding noise of equal values */
-  return s;
-}
-
-static void append_fixed(GString *out, double x, int digits) {
-  char fmt[16], buf[G_ASCII_DTOSTR_BUF_SIZE];
-  g_snprintf(fmt, sizeof fmt, "%%.%df", digits);
-  g_string_append(out, g_ascii_formatd(buf, sizeof buf, fmt, x));
-}
-
-char *prunus_stat_format(PrunusStat s, int digits) {
-  GString *out = g_string_new(NULL);
-  if (isfinite(s.mean)) {
-    append_fixed(out, s.mean, digits);
-    if (s.n >= 2 && isfinite(s.std)) {
-      g_string_append(out, " ± ");
-      append_fixed(out, s.std, digits);
-    }
-  }
-  return g_string_free(out, FALSE);
-}
-
-void prunus_report_append_number(GString *out, double x) {
-  if (!isfinite(x)) return;
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  g_string_append(out, g_ascii_formatd(buf, sizeof buf, "%.10g", x));
-}
-
-gboolean prunus_report_write_file(const char *run_dir, const char *name, const GString *text,
-                                  GError **error) {
-  char *path = g_build_filename(run_dir, name, NULL);
-  GError *local = NULL;
-  gboolean ok = g_file_set_contents(path, text->str, (gssize)text->len, &local);
-  if (!ok) g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write %s: %s", path, local->message);
-  g_clear_error(&local);
-  g_free(path);
-  return ok;
-}
 
 // ----------------------------------------------------------------------------
 // Metric columns
@@ -258,7 +206,8 @@ static void run_clear(gpointer p) {
   g_free(rr->dense_checkpoint);
 }
 
-PrunusReport *prunus_report_load(const char *run_dir, GError **error) {
+/* (transfer full) The report data of run_dir; errors name summary.json. */
+static PrunusReport *report_load(const char *run_dir, GError **error) {
   char *path = g_build_filename(run_dir, "summary.json", NULL);
   char *text = NULL;
   size_t len = 0;
@@ -341,7 +290,7 @@ static void layer_clear(gpointer p) {
   g_free(l->type);
 }
 
-void prunus_report_free(PrunusReport *r) {
+static void report_free(PrunusReport *r) {
   if (!r) return;
   for (int k = 0; k < r->n_exps; k++) {
     PrunusReportExperiment *e = &r->exps[k];
@@ -485,7 +434,7 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
 // Entry points
 
 gboolean prunus_report_write(const char *run_dir, GError **error) {
-  PrunusReport *r = prunus_report_load(run_dir, error);
+  PrunusReport *r = report_load(run_dir, error);
   if (!r) return FALSE;
   PrunusReportPlot plots[PRUNUS_REPORT_N_PLOTS] = {{0}};
   gboolean gnuplot_found = FALSE;
@@ -509,7 +458,7 @@ gboolean prunus_report_write(const char *run_dir, GError **error) {
   for (int p = 0; p < PRUNUS_REPORT_N_PLOTS; p++) g_free(plots[p].skipped);
   if (md) g_string_free(md, TRUE);
   g_string_free(csv, TRUE);
-  prunus_report_free(r);
+  report_free(r);
   return ok;
 }
 

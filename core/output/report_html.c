@@ -1,7 +1,7 @@
 /* report_html.c: report.html, one self-contained page (inline CSS, plots embedded
  * as data: URIs, no scripts, no external resources) with the summary table, the
  * plots and the resolved config; it opens from disk in any browser. */
-#include "report.h"
+#include "report_html.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * reads it (both in RUN_DIR/plots/, so users can restyle and rerun them), rendered
  * to SVG and PNG when gnuplot is on PATH; and the per-layer remaining fractions
  * read from the final-round checkpoints. */
-#include "report.h"
+#include "report_plot.h"
 #include "checkpoint.h"
 
 #include <errno.h>

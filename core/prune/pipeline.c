@@ -404,7 +404,7 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   char *theta_name = g_strdup_printf("round-%02d.theta.safetensors", p->round);
   char *theta_path = g_build_filename(dir, theta_name, NULL);
   g_free(theta_name);
-  GHashTable *md = prunus_job_checkpoint_metadata(p->job);
+  GHashTable *md = prunus_job_checkpoint_metadata(p->job, &p->data->norm);
   g_hash_table_insert(md, g_strdup("experiment"), g_strdup(p->exp));
   g_hash_table_insert(md, g_strdup("round"), g_strdup_printf("%d", p->round));
   g_hash_table_insert(md, g_strdup("sparsity"), g_strdup_printf("%.6f", rm.sparsity));
@@ -514,7 +514,7 @@ static gboolean pretrain(Pipeline *p, GError **error) {
            p->m->n_params);
   if (!pipeline_train(p, job->rc.train.epochs, 0.0, 0.0, 0, error)) goto out_free;
   /* θ first, the model last: a model file in the cache means the entry is whole */
-  GHashTable *md = prunus_job_checkpoint_metadata(job);
+  GHashTable *md = prunus_job_checkpoint_metadata(job, &p->data->norm);
   ok = prunus_rundir_ensure(dir, error) && write_thetas(p, theta_path, error) &&
        prunus_checkpoint_save(p->m, model_path, md, error);
   g_hash_table_unref(md);

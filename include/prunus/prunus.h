@@ -47,7 +47,9 @@ typedef struct {
 PRUNUS_API gboolean prunus_job_train(const PrunusJobOptions *o, GError **error);
 
 /* `prunus eval`: test loss and accuracy of a checkpoint on the config's test set.
- * The checkpoint's own (possibly shrunk) architecture is used. */
+ * The checkpoint's own (possibly shrunk) architecture is used, and its input
+ * normalisation; one written before prunus stored it gets the normalisation fitted
+ * on the config's training split, which is then read too. */
 PRUNUS_API gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptions *o,
                                     double *accuracy, double *loss, GError **error);
 
@@ -87,8 +89,10 @@ typedef enum {
   PRUNUS_EXPORT_SAFETENSORS,  /* out = a file: masks applied, dead units removed, no masks */
 } PrunusExportFormat;
 
-/* Export checkpoint to out. The C format needs the config (o->config_path) for the
- * input normalisation fitted on its training split; safetensors ignores o (may be NULL). */
+/* Export checkpoint to out. The C format takes the input normalisation from the
+ * checkpoint's metadata; for a checkpoint written before prunus stored it there, it
+ * is fitted again on the training split of the config o->config_path. Otherwise o
+ * is read only for quiet and may be NULL. */
 PRUNUS_API gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
                                       PrunusExportFormat format, const char *out,
                                       GError **error);

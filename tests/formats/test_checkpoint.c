@@ -1,7 +1,9 @@
 /* test_checkpoint.c: unit tests of core/checkpoint.c: bit-exact save/load of
  * parameters and masks (dense and conv models), the names and shapes in the file,
- * and the errors for every kind of corrupt or mismatched checkpoint. */
+ * the errors for every kind of corrupt or mismatched checkpoint, and the input
+ * normalisation in the metadata (bit-exact, absent in older files, malformed). */
 #include "checkpoint.h"
+#include "rng.h"
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -418,11 +420,170 @@ static void test_save_rejects(void) {
   g_free(dir);
 }
 
+/* ------------------------------------------------------------------------- */
+/* input normalisation in the metadata */
+
+/* Metadata as prunus_checkpoint_load hands it back: keys and values g_free'd. */
+static GHashTable *metadata_new(void) {
+  return g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+}
+
+/* Save m with norm in its metadata, load it back, read the normalisation. */
+static PrunusNorm norm_round_trip(const PrunusModel *m, const char *path, PrunusNorm norm) {
+  GHashTable *md = metadata_new();
+  prunus_checkpoint_metadata_set_norm(md, &norm);
+  GError *error = NULL;
+  g_assert_true(prunus_checkpoint_save(m, path, md, &error));
+  g_assert_no_error(error);
+  g_hash_table_unref(md);
+  PrunusModel *back = prunus_checkpoint_load(path, 1, NULL, &md, &error);
+  g_assert_no_error(error);
+  PrunusNorm got = {0};
+  gboolean found = FALSE;
+  g_assert_true(prunus_checkpoint_metadata_norm(md, path, &got, &found, &error));
+  g_assert_no_error(error);
+  g_assert_true(found);
+  g_hash_table_unref(md);
+  prunus_model_free(back);
+  return got;
+}
+
+static void test_norm_round_trip(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = g_build_filename(dir, "model.safetensors", NULL);
+  PrunusArch arch = dense_arch(5);
+  PrunusModel *m = masked_model(&arch, 7);
+
+  /* Fashion-MNIST's training split (as prunus_norm_fit gives it) and extremes. */
+  const PrunusNorm norms[] = {
+      {PRUNUS_NORM_STANDARD, 0.2860402f, 0.35302424f},
+      {PRUNUS_NORM_STANDARD, -1.17549435e-38f, 1.40129846e-45f},
+      {PRUNUS_NORM_STANDARD, 3.40282347e38f, 0.1f},
+      {PRUNUS_NORM_UNIT, 0.0f, 1.0f},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(norms); i++) {
+    PrunusNorm got = norm_round_trip(m, path, norms[i]);
+    g_assert_cmpint(got.kind, ==, norms[i].kind);
+    g_assert_cmpmem(&got.mean, sizeof(float), &norms[i].mean, sizeof(float));
+    g_assert_cmpmem(&got.std, sizeof(float), &norms[i].std, sizeof(float));
+  }
+
+  /* The entries as written: the config's spelling, short decimal text. */
+  GHashTable *md = metadata_new();
+  prunus_checkpoint_metadata_set_norm(md, &(PrunusNorm){PRUNUS_NORM_STANDARD, 0.5f, 0.25f});
+  g_assert_cmpstr(g_hash_table_lookup(md, "input_normalize"), ==, "standard");
+  g_assert_cmpstr(g_hash_table_lookup(md, "input_mean"), ==, "0.5");
+  g_assert_cmpstr(g_hash_table_lookup(md, "input_std"), ==, "0.25");
+  g_assert_cmpuint(g_hash_table_size(md), ==, 3);
+  g_hash_table_unref(md);
+
+  /* Every float reads back to its bits: 20000 random finite bit patterns. */
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 99);
+  int checked = 0;
+  while (checked < 20000) {
+    uint32_t bits = (uint32_t)prunus_rng_next(&rng);
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    if (!isfinite(v) || v <= 0.0f) continue;
+    md = metadata_new();
+    prunus_checkpoint_metadata_set_norm(md, &(PrunusNorm){PRUNUS_NORM_STANDARD, -v, v});
+    PrunusNorm got = {0};
+    gboolean found = FALSE;
+    GError *error = NULL;
+    g_assert_true(prunus_checkpoint_metadata_norm(md, path, &got, &found, &error));
+    g_assert_no_error(error);
+    g_assert_true(found);
+    float neg = -v;
+    g_assert_cmpmem(&got.mean, sizeof(float), &neg, sizeof(float));
+    g_assert_cmpmem(&got.std, sizeof(float), &v, sizeof(float));
+    g_hash_table_unref(md);
+    checked++;
+  }
+
+  prunus_model_free(m);
+  prunus_arch_clear(&arch);
+  g_free(path);
+  testutil_rmtree(dir);
+  g_free(dir);
+}
+
+/* Checkpoints from before the normalisation was stored: found = FALSE, no error. */
+static void test_norm_absent(void) {
+  char *dir = testutil_mkdtemp();
+  char *path = g_build_filename(dir, "old.safetensors", NULL);
+  PrunusArch arch = dense_arch(5);
+  PrunusModel *m = masked_model(&arch, 7);
+  GError *error = NULL;
+  g_assert_true(prunus_checkpoint_save(m, path, NULL, &error));
+  GHashTable *md = NULL;
+  PrunusModel *back = prunus_checkpoint_load(path, 1, NULL, &md, &error);
+  g_assert_no_error(error);
+  PrunusNorm got = {PRUNUS_NORM_UNIT, 7.0f, 7.0f};
+  gboolean found = TRUE;
+  g_assert_true(prunus_checkpoint_metadata_norm(md, path, &got, &found, &error));
+  g_assert_no_error(error);
+  g_assert_false(found);
+  g_assert_cmpfloat(got.mean, ==, 7.0f); /* left as it was */
+  found = TRUE;
+  g_assert_true(prunus_checkpoint_metadata_norm(NULL, path, &got, &found, &error));
+  g_assert_false(found);
+  g_hash_table_unref(md);
+  prunus_model_free(back);
+  prunus_model_free(m);
+  prunus_arch_clear(&arch);
+  g_free(path);
+  testutil_rmtree(dir);
+  g_free(dir);
+}
+
+/* Set key to value (NULL: remove it) in a table holding a valid normalisation, and
+ * expect reading it to fail naming the path and the needles. */
+static void norm_fails(const char *key, const char *value, const char *needle1,
+                       const char *needle2) {
+  GHashTable *md = metadata_new();
+  prunus_checkpoint_metadata_set_norm(md, &(PrunusNorm){PRUNUS_NORM_STANDARD, 0.5f, 0.25f});
+  if (value)
+    g_hash_table_insert(md, g_strdup(key), g_strdup(value));
+  else
+    g_hash_table_remove(md, key);
+  PrunusNorm got;
+  gboolean found = TRUE;
+  GError *error = NULL;
+  g_assert_false(prunus_checkpoint_metadata_norm(md, "/x/model.safetensors", &got, &found, &error));
+  g_assert_false(found);
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT);
+  testutil_assert_error_contains(error, "/x/model.safetensors: ", needle1, needle2, NULL);
+  g_error_free(error);
+  g_hash_table_unref(md);
+}
+
+static void test_norm_malformed(void) {
+  norm_fails("input_normalize", "zscore", "metadata \"input_normalize\" is \"zscore\"",
+             "expected \"unit\" or \"standard\"");
+  norm_fails("input_mean", "abc", "metadata \"input_mean\" is \"abc\"",
+             "expected a finite number");
+  norm_fails("input_mean", "0.5x", "metadata \"input_mean\" is \"0.5x\"", "finite number");
+  norm_fails("input_std", "nan", "metadata \"input_std\" is \"nan\"", "finite number");
+  norm_fails("input_std", "1e39", "metadata \"input_std\" is \"1e39\"", "finite number");
+  norm_fails("input_std", "0", "metadata \"input_std\" is \"0\"",
+             "a standard deviation must be > 0");
+  norm_fails("input_std", "-0.25", "metadata \"input_std\" is \"-0.25\"", "must be > 0");
+  norm_fails("input_std", NULL, "metadata has \"input_normalize\" but no \"input_std\" entry",
+             NULL);
+  norm_fails("input_normalize", NULL,
+             "metadata has \"input_mean\" and \"input_std\" but no \"input_normalize\" entry",
+             NULL);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/checkpoint/round-trip-dense", test_round_trip_dense);
   g_test_add_func("/checkpoint/file-contents-conv", test_file_contents);
   g_test_add_func("/checkpoint/corrupt", test_corrupt);
   g_test_add_func("/checkpoint/save-rejects", test_save_rejects);
+  g_test_add_func("/checkpoint/norm/round-trip", test_norm_round_trip);
+  g_test_add_func("/checkpoint/norm/absent", test_norm_absent);
+  g_test_add_func("/checkpoint/norm/malformed", test_norm_malformed);
   return g_test_run();
 }

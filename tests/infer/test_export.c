@@ -1,8 +1,9 @@
 /* test_export.c: `prunus export`: the generated C file compiled with `cc -std=c99
  * -O2` alone must give prunus's logits (random dense and conv models) and, for a
  * LeNet-300-100 trained briefly and magnitude-pruned to 95%, prunus's predictions on
- * all 10,000 Fashion-MNIST test images in <= 12% of the dense weights' bytes; the
- * safetensors export holds shrunk, masked weights and no masks. */
+ * all 10,000 Fashion-MNIST test images in <= 12% of the dense weights' bytes, the
+ * same C from the normalisation in its metadata as from the config; the safetensors
+ * export holds shrunk, masked weights and no masks. */
 #include "checkpoint.h"
 #include "data.h"
 #include "export.h"
@@ -293,6 +294,40 @@ static void test_fashion_lenet300(void) {
   g_test_message("exported C vs prunus: %d of %d predictions differ", differ, t->n);
   g_assert_cmpint(differ, ==, 0);
 
+  /* pruned.safetensors has no normalisation in its metadata (as checkpoints before it
+   * was stored): without the config there is nothing to fit it on. */
+  char *cdir2 = g_build_filename(dir, "c2", NULL);
+  PrunusJobOptions no_config = {.quiet = TRUE};
+  g_assert_false(prunus_job_export(pruned, &no_config, PRUNUS_EXPORT_C, cdir2, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID);
+  testutil_assert_error_contains(error, pruned, "carries no input normalisation",
+                                 "exporting C needs the config it was trained with", NULL);
+  g_clear_error(&error);
+  g_assert_false(g_file_test(cdir2, G_FILE_TEST_EXISTS));
+  /* The same net saved with it, as train and run save theirs, exports without the
+   * config to the same C: the metadata holds what the training split gives. */
+  char *carrying = g_build_filename(dir, "carrying.safetensors", NULL);
+  GHashTable *md = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  prunus_checkpoint_metadata_set_norm(md, &data.norm);
+  g_assert_true(prunus_checkpoint_save(m, carrying, md, &error));
+  g_hash_table_unref(md);
+  g_assert_true(prunus_job_export(carrying, &no_config, PRUNUS_EXPORT_C, cdir2, &error));
+  g_assert_no_error(error);
+  const char *const files[] = {"prunus_model.c", "prunus_model.h"};
+  for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
+    char *p1 = g_build_filename(cdir, files[i], NULL), *p2 = g_build_filename(cdir2, files[i], NULL);
+    char *t1 = NULL, *t2 = NULL;
+    g_assert_true(g_file_get_contents(p1, &t1, NULL, &error));
+    g_assert_true(g_file_get_contents(p2, &t2, NULL, &error));
+    char **parts = g_strsplit(t2, carrying, -1); /* the comments name the checkpoint */
+    char *t2_as_pruned = g_strjoinv(pruned, parts);
+    g_assert_cmpuint(g_strv_length(parts), ==, 2);
+    g_assert_cmpstr(t1, ==, t2_as_pruned);
+    g_strfreev(parts);
+    g_free(t2_as_pruned), g_free(t1), g_free(t2), g_free(p1), g_free(p2);
+  }
+
+  g_free(carrying), g_free(cdir2);
   g_free(got), g_free(out_path), g_free(x), g_free(want);
   prunus_data_clear(&data);
   prunus_job_close(&job);

@@ -1,7 +1,9 @@
 /* test_cli.c: runs the built `prunus` binary (its path is argv[1] after the GTest
  * options) in a temp folder: usage and exit codes, config errors naming file:line
  * and key, and a full train + eval on a tiny IDX dataset written here, checking
- * the run directory contract (DESIGN.md) and byte-identical reruns. */
+ * the run directory contract (DESIGN.md) and byte-identical reruns; eval and export
+ * of checkpoints with and without their input normalisation. */
+#include "checkpoint.h"
 #include "json.h"
 #include "rng.h"
 #include "testutil.h"
@@ -531,6 +533,104 @@ static void test_train_eval(Fixture *f, gconstpointer data) {
   g_free(run);
 }
 
+/* Checkpoints carry their input normalisation: eval reads only the test files and
+ * export needs no config; older checkpoints (without it) fall back to fitting it on
+ * the config's training split, to the same numbers and the same C. */
+static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *run = g_build_filename(f->dir, "run", NULL);
+  Run r = run_prunus(f->dir, "train", f->config, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  char *ckpt = g_build_filename(run, "model.safetensors", NULL);
+  r = run_prunus(f->dir, "eval", ckpt, f->config, "--threads", "1", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  char *want = g_strdup(r.out);
+  assert_contains(want, "test_loss ");
+  run_clear(&r);
+
+  /* The training images are not read: a missing file changes nothing, nor does the
+   * config's normalize (the model was trained with the checkpoint's). */
+  const char *const gone = "dataset.train_images=\"gone-idx3-ubyte\"";
+  r = run_prunus(f->dir, "eval", ckpt, f->config, "--threads", "1", "--set", gone, NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_cmpstr(r.err, ==, "");
+  g_assert_cmpstr(r.out, ==, want);
+  run_clear(&r);
+  r = run_prunus(f->dir, "eval", ckpt, f->config, "--threads", "1", "--set", gone, "--set",
+                 "dataset.normalize=\"unit\"", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_cmpstr(r.out, ==, want);
+  run_clear(&r);
+
+  /* An older checkpoint: the same file without the three entries. */
+  GError *error = NULL;
+  GHashTable *md = NULL;
+  PrunusModel *m = prunus_checkpoint_load(ckpt, 1, NULL, &md, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(g_hash_table_lookup(md, "input_normalize"), ==, "standard");
+  g_assert_true(g_hash_table_remove(md, "input_normalize") && g_hash_table_remove(md, "input_mean") &&
+                g_hash_table_remove(md, "input_std"));
+  char *old = g_build_filename(f->dir, "old.safetensors", NULL);
+  g_assert_true(prunus_checkpoint_save(m, old, md, &error));
+  g_hash_table_unref(md);
+  prunus_model_free(m);
+  r = run_prunus(f->dir, "eval", old, f->config, "--threads", "1", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  char **parts = g_strsplit(r.out, old, -1);
+  char *as_new = g_strjoinv(ckpt, parts);
+  g_assert_cmpstr(as_new, ==, want); /* refitted on the training split: the same numbers */
+  g_free(as_new);
+  g_strfreev(parts);
+  run_clear(&r);
+  /* which shows the numbers tell normalisations apart: refitted as unit, they move */
+  r = run_prunus(f->dir, "eval", old, f->config, "--threads", "1", "--set",
+                 "dataset.normalize=\"unit\"", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  parts = g_strsplit(r.out, old, -1);
+  as_new = g_strjoinv(ckpt, parts);
+  g_assert_cmpstr(as_new, !=, want);
+  g_free(as_new);
+  g_strfreev(parts);
+  run_clear(&r);
+  r = run_prunus(f->dir, "eval", old, f->config, "--set", gone, NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "gone-idx3-ubyte: cannot open: No such file or directory");
+  run_clear(&r);
+
+  /* export --format c: no config needed; the older checkpoint needs it, and both
+   * give the same C (the comments name each checkpoint). */
+  r = run_prunus(f->dir, "export", ckpt, "--format", "c", "-o", "c-new", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  r = run_prunus(f->dir, "export", old, "--format", "c", "-o", "c-old", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *err = g_strdup_printf("prunus: error: %s carries no input normalisation (it predates "
+                              "checkpoints that do): exporting C needs the config it was "
+                              "trained with, whose training split gives it\n", old);
+  g_assert_cmpstr(r.err, ==, err);
+  g_free(err);
+  run_clear(&r);
+  r = run_prunus(f->dir, "export", old, f->config, "--format", "c", "-o", "c-old", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  char *c_new = g_build_filename(f->dir, "c-new", "prunus_model.c", NULL);
+  char *c_old = g_build_filename(f->dir, "c-old", "prunus_model.c", NULL);
+  char *text_new = NULL, *text_old = NULL;
+  g_assert_true(g_file_get_contents(c_new, &text_new, NULL, &error));
+  g_assert_true(g_file_get_contents(c_old, &text_old, NULL, &error));
+  parts = g_strsplit(text_old, old, -1);
+  g_assert_cmpuint(g_strv_length(parts), ==, 2);
+  as_new = g_strjoinv(ckpt, parts);
+  g_assert_cmpstr(as_new, ==, text_new);
+  assert_contains(text_new, "static const float norm_lut[256]");
+
+  g_free(as_new);
+  g_strfreev(parts);
+  g_free(text_old), g_free(text_new), g_free(c_old), g_free(c_new);
+  g_free(old), g_free(want), g_free(ckpt), g_free(run);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   if (argc < 2) {
@@ -547,6 +647,7 @@ int main(int argc, char **argv) {
   ADD("/cli/config/bad-set", test_config_bad_set);
   ADD("/cli/dataset/missing", test_missing_dataset);
   ADD("/cli/train-eval", test_train_eval);
+  ADD("/cli/checkpoint-norm", test_checkpoint_norm);
 #undef ADD
   return g_test_run();
 }

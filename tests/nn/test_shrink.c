@@ -1,6 +1,7 @@
 /* test_shrink.c: structured removal of units. A shrunk model must compute what the
  * original computes with the removed rows and biases zeroed; every slab (params,
- * mask, optimizer state, extra snapshots) must land at the matching new index. */
+ * mask, optimizer state, extra snapshots) must land at the matching new index; the
+ * inference copy without dead units must compute what the original computes. */
 #include "shrink.h"
 #include "rng.h"
 #include "testutil.h"
@@ -362,6 +363,62 @@ static void test_dead_units(void) {
   prunus_model_free(m);
 }
 
+/* prunus_model_shrink_dead: dead units go; the constant a dead unit still outputs
+ * (act(bias)) is folded into the next dense layer's bias, so the copy computes what
+ * m computes; a dead conv channel feeding a conv (its constant meets zero padding
+ * unevenly) stays. */
+static void test_shrink_dead(void) {
+  PrunusArch a = mlp_arch();
+  PrunusModel *m = random_model(&a, 3, 8);
+  const PrunusLayer *l1 = &m->layers[1], *l3 = &m->layers[3];
+  memset(m->mask + l1->w_off + 2 * 8, 0, 8 * sizeof(float));
+  m->params[l1->b_off + 2] = 0.7f; /* relu(0.7) reaches layer 3: folded */
+  memset(m->mask + l1->w_off + 4 * 8, 0, 8 * sizeof(float));
+  m->params[l1->b_off + 4] = -0.4f; /* relu(-0.4) = 0: removed as is */
+  memset(m->mask + l3->w_off + 0 * 6, 0, 6 * sizeof(float));
+  m->params[l3->b_off + 0] = 0.3f;
+  prunus_model_apply_mask(m);
+  GError *error = NULL;
+  PrunusModel *s = prunus_model_shrink_dead(m, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(s->arch.layers[1].units, ==, 4);
+  g_assert_cmpint(s->arch.layers[3].units, ==, 4);
+  g_assert_cmpuint(s->n_params, ==, 8 * 4 + 4 + 4 * 4 + 4 + 4 * 3 + 3);
+  assert_same_outputs(m, s, 3, "mlp: dead units folded and removed");
+  /* without the folding the outputs move: the test above can tell */
+  uint8_t **dead = g_new0(uint8_t *, m->n_layers);
+  g_assert_cmpint(prunus_model_dead_units(m, dead), ==, 3);
+  PrunusModel *plain = prunus_model_shrink(m, (const uint8_t *const *)dead, NULL, NULL, 0, &error);
+  g_assert_no_error(error);
+  float *x = random_input(m, 3, 5);
+  prunus_model_forward(m, x, 3);
+  prunus_model_forward(plain, x, 3);
+  g_assert_cmpfloat(testutil_max_rel_diff(m->acts[m->n_layers], plain->acts[plain->n_layers], 9,
+                                          "mlp: dead units dropped, not folded"), >, 1e-3);
+  g_free(x);
+  prunus_model_free(plain);
+  free_remove(dead, m->n_layers);
+  prunus_model_free(s);
+  prunus_model_free(m);
+
+  PrunusArch c = ARCH(1, 6, 6, CONV(3, 3, 1), RELU, CONV(2, 3, 1), RELU, FLATTEN, DENSE(3));
+  m = random_model(&c, 2, 9);
+  const PrunusLayer *c0 = &m->layers[0], *c2 = &m->layers[2];
+  memset(m->mask + c0->w_off + 1 * 9, 0, 9 * sizeof(float));
+  m->params[c0->b_off + 1] = 0.5f; /* into a padded conv: kept */
+  memset(m->mask + c2->w_off + 0 * 27, 0, 27 * sizeof(float));
+  m->params[c2->b_off + 0] = 0.6f; /* through relu and flatten into dense: folded */
+  prunus_model_apply_mask(m);
+  s = prunus_model_shrink_dead(m, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(s->arch.layers[0].channels, ==, 3);
+  g_assert_cmpint(s->arch.layers[2].channels, ==, 1);
+  g_assert_cmpint(s->layers[5].in.c, ==, 36);
+  assert_same_outputs(m, s, 2, "conv: dead channel folded, padded one kept");
+  prunus_model_free(s);
+  prunus_model_free(m);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/shrink/dense-mlp", test_dense_mlp);
@@ -371,5 +428,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/shrink/masks-and-opt-state", test_masks_and_opt_state_move);
   g_test_add_func("/shrink/errors", test_errors);
   g_test_add_func("/shrink/dead-units", test_dead_units);
+  g_test_add_func("/shrink/dead-folded", test_shrink_dead);
   return g_test_run();
 }

@@ -6,6 +6,7 @@
 #include "checkpoint.h"
 #include "json.h"
 #include "report.h"
+#include "report_common.h"
 #include "testutil.h"
 
 #include <glib/gstdio.h>

@@ -1,0 +1,47 @@
+/* job_export.c: `prunus export`: loads a checkpoint and writes it as C (with the
+ * input normalisation it was trained with) or as safetensors for PyTorch (export.c). */
+#include "checkpoint.h"
+#include "export.h"
+#include "job.h"
+
+/* The normalisation of a checkpoint without one in its metadata: fitted again on the
+ * training split of the config (the one it was trained with, the user says), as
+ * training did. */
+static gboolean norm_from_config(const PrunusJobOptions *o, const char *checkpoint,
+                                 const PrunusModel *m, PrunusNorm *norm, GError **error) {
+  if (!o || !o->config_path) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                "%s carries no input normalisation (it predates checkpoints that do): exporting "
+                "C needs the config it was trained with, whose training split gives it",
+                checkpoint);
+    return FALSE;
+  }
+  PrunusJob job;
+  PrunusData data = {0};
+  if (!prunus_job_open_shared(&job, o, error)) return FALSE;
+  gboolean ok = prunus_job_load_data_for(&job, checkpoint, m, NULL, &data, error);
+  if (ok) *norm = data.norm;
+  prunus_data_clear(&data);
+  prunus_job_close(&job);
+  return ok;
+}
+
+gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
+                           PrunusExportFormat format, const char *out, GError **error) {
+  GHashTable *md = NULL;
+  PrunusModel *m = prunus_checkpoint_load(checkpoint, 1, NULL, &md, error);
+  if (!m) return FALSE;
+  gboolean ok, quiet = o && o->quiet;
+  if (format == PRUNUS_EXPORT_C) {
+    PrunusNorm norm;
+    gboolean has_norm = FALSE;
+    ok = prunus_checkpoint_metadata_norm(md, checkpoint, &norm, &has_norm, error) &&
+         (has_norm || norm_from_config(o, checkpoint, m, &norm, error)) &&
+         prunus_export_c(m, &norm, out, checkpoint, quiet, NULL, error);
+  } else {
+    ok = prunus_export_safetensors(m, out, quiet, error);
+  }
+  g_hash_table_unref(md);
+  prunus_model_free(m);
+  return ok;
+}
