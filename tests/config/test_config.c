@@ -533,7 +533,7 @@ static void test_bad_enum(void) {
   g_free(text);
   edit_fails_at("{ type = \"relu\"; }", "{ type = \"softmax\"; }", "softmax",
                 "key 'model.layers[2].type': unknown layer type 'softmax'",
-                "(expected one of: dense, conv2d, maxpool2d, relu, flatten)");
+                "(expected one of: dense, conv2d, maxpool2d, relu, flatten, batchnorm, add, concat, avgpool2d, globalavgpool)");
 }
 
 static void test_out_of_range(void) {
