@@ -535,6 +535,7 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "unknown engine kind %d", (int)kind);
     return NULL;
   }
+  if (!prunus_model_check_plain(m, "the inference engines", error)) return NULL;
   if (max_batch < 1) max_batch = 1;
   const PrunusModel *src = m;
   PrunusModel *shrunk = NULL;

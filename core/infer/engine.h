@@ -34,7 +34,9 @@ typedef enum {
 const char *prunus_engine_kind_name(PrunusEngineKind kind);
 
 /* (transfer full) An engine computing what prunus_model_forward(m) computes (with m's
- * masks applied). It copies what it needs: m may change or be freed afterwards.
+ * masks applied). It copies what it needs: m may change or be freed afterwards. Only
+ * plain sequences run here (prunus_model_check_plain: no graphs, no batchnorm); other
+ * models are an error naming the first layer that is not plain.
  * max_batch sizes the workspace (forward grows it when needed) and, for AUTO, the
  * largest batch size measured. */
 PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,

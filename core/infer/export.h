@@ -1,5 +1,6 @@
 /* export.h: a model as a dependency-free C file (weights as static const arrays, CSR
- * where it is smaller, dead units removed) or as PyTorch-ready safetensors. */
+ * where it is smaller, dead units removed) or as PyTorch-ready safetensors. Both take
+ * plain sequences only (prunus_model_check_plain); other models are an error. */
 #ifndef PRUNUS_EXPORT_H
 #define PRUNUS_EXPORT_H
 

@@ -23,6 +23,26 @@ void prunus_arch_clear(PrunusArch *a) {
   a->n_layers = 0;
 }
 
+/* Layer i's inputs as listed: the spec's, or the previous layer (the model's input
+ * for layer 0). Returns their count. */
+static int spec_inputs(const PrunusArch *a, int i, int *from) {
+  const PrunusLayerSpec *l = &a->layers[i];
+  if (l->n_inputs == 0) {
+    from[0] = i - 1; /* layer 0: PRUNUS_LAYER_INPUT */
+    return 1;
+  }
+  memcpy(from, l->inputs, sizeof(int) * (size_t)l->n_inputs);
+  return l->n_inputs;
+}
+
+gboolean prunus_arch_is_sequence(const PrunusArch *a) {
+  for (int i = 0; i < a->n_layers; i++) {
+    int from[PRUNUS_LAYER_MAX_INPUTS];
+    if (spec_inputs(a, i, from) != 1 || from[0] != i - 1) return FALSE;
+  }
+  return TRUE;
+}
+
 gboolean prunus_layer_name_valid(const char *name) {
   size_t n = strlen(name);
   if (n == 0 || n >= PRUNUS_LAYER_NAME_MAX || !strcmp(name, "input")) return FALSE;
@@ -38,22 +58,17 @@ const char *prunus_arch_layer_name(const PrunusArch *a, int i, char buf[PRUNUS_L
   return buf;
 }
 
-/* Layer i's inputs as listed: the spec's, or the previous layer (the model's input
- * for layer 0). Returns their count. */
-static int spec_inputs(const PrunusArch *a, int i, int *from) {
-  const PrunusLayerSpec *l = &a->layers[i];
-  if (l->n_inputs == 0) {
-    from[0] = i - 1; /* layer 0: PRUNUS_LAYER_INPUT */
-    return 1;
-  }
-  memcpy(from, l->inputs, sizeof(int) * (size_t)l->n_inputs);
-  return l->n_inputs;
-}
-
-/* %.9g: the shortest text that reads back to every float's bits. */
+/* The shortest of %.6g .. %.9g that reads back to v's bits (%.9g always does):
+ * "0.1", not "0.100000001". */
 static void append_float(GString *s, float v) {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  g_string_append_printf(s, ":%s", g_ascii_formatd(buf, sizeof buf, "%.9g", (double)v));
+  for (int digits = 6; digits <= 9; digits++) {
+    char fmt[8];
+    g_snprintf(fmt, sizeof fmt, "%%.%dg", digits);
+    g_ascii_formatd(buf, sizeof buf, fmt, (double)v);
+    if ((float)g_ascii_strtod(buf, NULL) == v) break;
+  }
+  g_string_append_printf(s, ":%s", buf);
 }
 
 char *prunus_arch_to_string(const PrunusArch *a) {
@@ -640,6 +655,40 @@ gboolean prunus_model_set_training(PrunusModel *m, gboolean training) {
 gboolean prunus_model_is_sequence(const PrunusModel *m) {
   for (int i = 0; i < m->n_layers; i++)
     if (m->layers[i].n_in != 1 || m->layers[i].from[0] != i - 1) return FALSE;
+  return TRUE;
+}
+
+gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError **error) {
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    const char *why = NULL;
+    char *owned = NULL;
+    switch (l->spec.type) {
+    case PRUNUS_LAYER_DENSE:
+    case PRUNUS_LAYER_MAXPOOL2D:
+    case PRUNUS_LAYER_RELU:
+    case PRUNUS_LAYER_FLATTEN:
+      break;
+    case PRUNUS_LAYER_CONV2D:
+      if (l->spec.no_bias) why = "is a conv2d without bias";
+      break;
+    default:
+      why = owned = g_strdup_printf("is a %s layer", l->ops->type_name);
+      break;
+    }
+    if (!why && (l->n_in != 1 || l->from[0] != i - 1))
+      why = owned = g_strdup_printf("takes the output of '%s', not of the layer before it",
+                                    l->from[0] < 0 ? "input" : m->layers[l->from[0]].name);
+    if (why) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "%s: only sequences of dense, conv2d (with bias), maxpool2d, relu and flatten "
+                  "layers are supported; model layer %s %s (such models run through prunus "
+                  "train, eval and run)",
+                  who, l->name, why);
+      g_free(owned);
+      return FALSE;
+    }
+  }
   return TRUE;
 }
 

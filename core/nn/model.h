@@ -96,6 +96,11 @@ gboolean prunus_model_set_training(PrunusModel *m, gboolean training);
 /* Every layer takes the previous layer's output (layer 0 the input): a plain
  * sequence, as every model was before graphs. */
 gboolean prunus_model_is_sequence(const PrunusModel *m);
+/* TRUE when m is what the inference engines and the exports run: a sequence of dense,
+ * conv2d with bias, maxpool2d, relu and flatten layers. Else FALSE and an error
+ * (PRUNUS_ERROR_INVALID) "WHO: only sequences of ... are supported" naming the first
+ * layer that is not plain (who: "prunus export"). */
+gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError **error);
 
 size_t prunus_model_input_size(const PrunusModel *m);
 int prunus_model_n_classes(const PrunusModel *m);
@@ -117,6 +122,9 @@ const char *prunus_arch_layer_name(const PrunusArch *a, int i, char buf[PRUNUS_L
  * prunus_model_new checks. On failure *bad_layer (may be NULL) gets the index of the
  * layer at fault (-1: the model as a whole) and error says what to fix. */
 gboolean prunus_arch_check(const PrunusArch *a, int *bad_layer, GError **error);
+/* Every layer takes the previous layer's output: what prunus_model_is_sequence says
+ * of the model built from a. */
+gboolean prunus_arch_is_sequence(const PrunusArch *a);
 /* A name a layer may have: 1-63 of [A-Za-z0-9_.-], not "input" (the model's input). */
 gboolean prunus_layer_name_valid(const char *name);
 

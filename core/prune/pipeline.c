@@ -598,6 +598,17 @@ gboolean prunus_pipeline_run(PrunusJob *job, PrunusData *data, PrunusPluginRegis
     goto out_free;
   }
 
+  if ((accepts & PRUNUS_SCORES_UNIT) && !prunus_arch_is_sequence(arch)) {
+    /* removing units of a graph needs every branch to agree on them (not done yet) */
+    char *where = prunus_config_where(job->cfg, pc->granularity);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.granularity '%s' removes whole units, which graph models (layers with "
+                "inputs other than the previous layer, as in add and concat) do not support yet; "
+                "prune their weights instead (plugin = \"weight\")",
+                where, ge->desc->name);
+    g_free(where);
+    goto out_free;
+  }
   p.dense_ref = prunus_model_new(arch, 1, job->rc.seed, error);
   if (!p.dense_ref) goto out_free;
   p.params_total = p.dense_ref->n_params;

@@ -452,9 +452,9 @@ static void test_unknown_layer_key(void) {
   edit_fails_at("{ type = \"dense\"; units = 300; }",
                 "{ type = \"dense\"; units = 300; kernel = 3; }", "kernel = 3",
                 "unknown key 'model.layers[1].kernel' in a dense layer",
-                "(allowed keys: type, units)");
+                "(allowed keys: type, name, input, units)");
   edit_fails_at("{ type = \"relu\"; }", "{ type = \"relu\";\n      unit = 3; }", "unit = 3",
-                "unknown key 'model.layers[2].unit' in a relu layer", "(allowed keys: type)");
+                "unknown key 'model.layers[2].unit' in a relu layer", "(allowed keys: type, name, input)");
   edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; unitz = 10; }", "unitz",
                 "group 'model.layers[3]' is missing the required key 'units'", NULL);
   edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; units = 10; unitz = 1; }",
