@@ -673,7 +673,8 @@ gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError 
       if (l->spec.no_bias) why = "is a conv2d without bias";
       break;
     default:
-      why = owned = g_strdup_printf("is a %s layer", l->ops->type_name);
+      why = owned = g_strdup_printf("is a%s %s layer", strchr("aeiou", l->ops->type_name[0]) ? "n" : "",
+                                    l->ops->type_name);
       break;
     }
     if (!why && (l->n_in != 1 || l->from[0] != i - 1))
