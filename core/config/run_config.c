@@ -461,16 +461,17 @@ static config_setting_t *input_setting(const RawLayer *r) {
   return r->input_at ? r->input_at : r->at;
 }
 
-/* A cycle among the layers not yet placed (placed[i] FALSE), as "a -> b -> a". */
-static char *describe_cycle(const ModelParse *mp, int **from, const int *n_from,
-                            const gboolean *placed, int *start) {
+/* A cycle among the layers not yet placed (placed[i] FALSE), as "a <- c <- b <- a"
+ * (a takes c's output, c takes b's, b takes a's); *start = the first layer named. */
+static char *describe_cycle(const ModelParse *mp, int **from, const gboolean *placed, int *start) {
   int n = (int)mp->raw->len;
-  int *state = g_new0(int, n), *next = g_new(int, n); /* walk backwards along inputs */
+  gboolean *seen = g_new0(gboolean, n);
+  int *next = g_new(int, n);
   int at = 0;
   while (placed[at]) at++;
   /* follow unplaced inputs until a layer repeats: every unplaced layer has one */
-  while (!state[at]) {
-    state[at] = 1;
+  while (!seen[at]) {
+    seen[at] = TRUE;
     int k = 0;
     while (from[at][k] < 0 || placed[from[at][k]]) k++;
     next[at] = from[at][k];
@@ -480,15 +481,14 @@ static char *describe_cycle(const ModelParse *mp, int **from, const int *n_from,
   GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
   int i = at;
   do {
-    g_ptr_array_insert(names, 0, raw_name(mp, i));
+    g_ptr_array_add(names, raw_name(mp, i));
     i = next[i];
   } while (i != at);
   g_ptr_array_add(names, raw_name(mp, at));
   g_ptr_array_add(names, NULL);
   char *text = g_strjoinv(" <- ", (char **)names->pdata);
   g_ptr_array_free(names, TRUE);
-  g_free(state), g_free(next);
-  (void)n_from;
+  g_free(seen), g_free(next);
   return text;
 }
 
@@ -562,11 +562,11 @@ static gboolean resolve_graph(ModelParse *mp, PrunusArch *arch, int **order_out,
     }
     if (pick < 0) {
       int start;
-      char *cycle = describe_cycle(mp, from, n_from, placed, &start);
+      char *cycle = describe_cycle(mp, from, placed, &start);
       RawLayer *r = &g_array_index(mp->raw, RawLayer, start);
       ok = prunus_config_fail_at(c, input_setting(r), error,
                                  "the model's layers form a cycle: %s (each takes the output of "
-                                 "the one after it); a layer must not depend on its own output%s",
+                                 "the one after it); no layer may depend on its own output%s",
                                  cycle, r->where);
       g_free(cycle);
       break;
