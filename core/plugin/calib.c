@@ -44,9 +44,16 @@ void prunus_view_clear(PrunusViewSet *vs) {
   vs->view.n_layers = 0;
 }
 
-/* The activation buffer after the ReLU that follows model layer i (or its output). */
+/* The activation buffer after the ReLU that takes model layer i's output (through the
+ * batchnorm of layer i, when it has one), or layer i's output. */
 static const float *unit_outputs(const PrunusModel *m, int i) {
-  if (i + 1 < m->n_layers && m->layers[i + 1].spec.type == PRUNUS_LAYER_RELU) return m->acts[i + 2];
+  int j = i;
+  if (j + 1 < m->n_layers && m->layers[j + 1].spec.type == PRUNUS_LAYER_BATCHNORM &&
+      m->layers[j + 1].from[0] == j)
+    j++;
+  if (j + 1 < m->n_layers && m->layers[j + 1].spec.type == PRUNUS_LAYER_RELU &&
+      m->layers[j + 1].from[0] == j)
+    return m->acts[j + 2];
   return m->acts[i + 1];
 }
 
