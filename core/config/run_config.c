@@ -464,9 +464,8 @@ static config_setting_t *input_setting(const RawLayer *r) {
 /* A cycle among the layers not yet placed (placed[i] FALSE), as "a <- c <- b <- a"
  * (a takes c's output, c takes b's, b takes a's); *start = the first layer named. */
 static char *describe_cycle(const ModelParse *mp, int **from, const gboolean *placed, int *start) {
-  int n = (int)mp->raw->len;
-  gboolean *seen = g_new0(gboolean, n);
-  int *next = g_new(int, n);
+  gboolean *seen = g_new0(gboolean, mp->raw->len);
+  int *next = g_new(int, mp->raw->len);
   int at = 0;
   while (placed[at]) at++;
   /* follow unplaced inputs until a layer repeats: every unplaced layer has one */
@@ -515,7 +514,8 @@ static gboolean resolve_graph(ModelParse *mp, PrunusArch *arch, int **order_out,
     }
     g_hash_table_insert(index, name, GINT_TO_POINTER(i + 1));
   }
-  int **from = g_new0(int *, n), *n_from = g_new0(int, n);
+  guint len = mp->raw->len; /* n, unsigned for the allocations */
+  int **from = g_new0(int *, len), *n_from = g_new0(int, len);
   for (int i = 0; ok && i < n; i++) {
     RawLayer *r = &g_array_index(mp->raw, RawLayer, i);
     from[i] = g_new(int, PRUNUS_LAYER_MAX_INPUTS);
@@ -549,8 +549,8 @@ static gboolean resolve_graph(ModelParse *mp, PrunusArch *arch, int **order_out,
     }
   }
   /* Kahn's order, the lowest ready index first: a sequence stays as it is */
-  int *order = g_new(int, n), *pos = g_new(int, n);
-  gboolean *placed = g_new0(gboolean, n);
+  int *order = g_new(int, len), *pos = g_new(int, len);
+  gboolean *placed = g_new0(gboolean, len);
   int placed_n = 0;
   while (ok && placed_n < n) {
     int pick = -1;
@@ -577,7 +577,7 @@ static gboolean resolve_graph(ModelParse *mp, PrunusArch *arch, int **order_out,
   }
   if (ok) {
     arch->n_layers = n;
-    arch->layers = g_new0(PrunusLayerSpec, n);
+    arch->layers = g_new0(PrunusLayerSpec, len);
     for (int j = 0; j < n; j++) {
       int i = order[j];
       RawLayer *r = &g_array_index(mp->raw, RawLayer, i);
