@@ -1,6 +1,6 @@
 /* sgemm_floor.c: the throughput floor of LeNet-300-100 training: only the sgemm
  * calls one training step makes (through prunus_sgemm, same shapes, transposes and
- * beta as core/layers.c), looped over an epoch's worth of steps; prints JSON. */
+ * beta as core/nn/layers.c), looped over an epoch's worth of steps; prints JSON. */
 #include "gemm.h"
 
 #include <glib.h>
@@ -21,7 +21,7 @@ typedef struct {
 } Floor;
 
 /* 64-byte aligned, as the model's slabs and activations (alignment decides how a
- * team splits a product, core/gemm.c) */
+ * team splits a product, core/kernels/gemm.c) */
 static float *aligned_new(size_t n) {
   void *p = NULL;
   if (posix_memalign(&p, 64, sizeof(float) * n) != 0) g_error("out of memory");

@@ -50,9 +50,9 @@ static gboolean shares_cpu(PrunusTeam *t, int self) {
 
 /* TRUE once *word == target; FALSE after PRUNUS_TEAM_SPIN_US without it, or when
  * the threads share a CPU. A plain load loop: no PAUSE, because under KVM a PAUSE
- * loop exits to the hypervisor (pause-loop exiting), which made a round trip 110 us
- * instead of 0.15 us; no sched_yield either, after which the scheduler here moved
- * the helper onto the caller's CPU. */
+ * loop exits to the hypervisor (pause-loop exiting), which costs hundreds of times the
+ * round trip the loop waits for; no sched_yield either, which lets the scheduler move
+ * the helper onto the caller's CPU (docs/perf-log.md). */
 static gboolean spin_until(PrunusTeam *t, atomic_uint *word, unsigned target, int self) {
   if (shares_cpu(t, self)) return atomic_load(word) == target;
   gint64 start = 0;
@@ -113,9 +113,10 @@ static void stop_helpers(PrunusTeam *t, int n) {
 }
 
 /* Helpers may run on every CPU the process may, but the caller's (now): woken from
- * sleep, unpinned helpers were often placed on the caller's CPU and stayed stacked
- * there for tens of ms (every call 5x slower than on one thread). The caller is
- * free to move, so the scheduler separates them again by moving it. */
+ * sleep, an unpinned helper may be placed on the caller's CPU and stay stacked there
+ * for many scheduler ticks, every call then slower than on one thread
+ * (docs/perf-log.md). The caller is free to move, so the scheduler separates them
+ * again by moving it. */
 static int keep_off_caller_cpu(pthread_attr_t *attr) {
   cpu_set_t set;
   int here = sched_getcpu();

@@ -515,9 +515,9 @@ static void prefetch_row(const uint8_t *src, size_t row, gboolean low) {
 
 /* dst[j] = lut[src[j]] for j < n, written with non-temporal stores: the batch slot was
  * read by every training thread in the step before, and an ordinary store to a line
- * another core holds waits for that copy's invalidation. With the VM's two vCPUs far
- * apart (a 0.45 us team round trip) that made each thread's half of the fill 4-5x
- * slower (110 us instead of 25); streamed, it takes 20-30 us there and no longer near. */
+ * another core holds waits for that copy's invalidation. Where the cores share no
+ * cache that wait made the fill several times slower; streamed, it costs the same
+ * either way (docs/perf-log.md). */
 static void convert_row_streaming(const uint8_t *src, const float *lut, float *dst, size_t n) {
   size_t j = 0;
   for (; j < n && ((uintptr_t)(dst + j) & 15) != 0; j++) dst[j] = lut[src[j]];

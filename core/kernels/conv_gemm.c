@@ -11,8 +11,9 @@
 
 #define LANES 16 /* floats per AVX-512 vector: output channels per block */
 #define MAX_POS 16 /* output positions per forward micro-kernel */
-#define MAX_K 10   /* reduction indices per weight-gradient micro-kernel: their offsets
-                    * must fit in general registers (16 spilled to vector registers) */
+/* reduction indices per weight-gradient micro-kernel: their offsets must fit in general
+ * registers (16 spilled to vector registers) */
+#define MAX_K 10
 #define MAX_CHUNKS 8 /* vectors of the reduction per input-gradient micro-kernel */
 #define MAX_DIRECT_K 8 /* largest kernel whose input gradient skips the lowering */
 
@@ -117,8 +118,9 @@ static const float *padded_image(const PrunusConvGeom *g, const Plan *pl, const 
   }
 
 /* The same for a block of at most 8 channels in 256-bit vectors (the lower half of
- * wt's rows): Zen 4 runs two of them per cycle against one 512-bit FMA, so a layer
- * with half the channels (after channel pruning) takes half the time. */
+ * wt's rows): a CPU that executes a 512-bit FMA as two 256-bit halves (AMD Zen 4) runs
+ * two of these per cycle against one 512-bit FMA, so a layer with half the channels
+ * (after channel pruning) takes half the time instead of the same. */
 #define FWD8_KERNEL(NP)                                                                     \
   __attribute__((target("avx512f,avx512vl,fma"))) static void fwd8_##NP(                    \
       const float *row, int s, const int32_t *off, int K, const float *wt, float *out) {   \

@@ -195,9 +195,9 @@ __attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
 }
 
 /* x[c[0..7]] in one vector: the 8 indices come in 4 loads of pairs, the 8 values
- * in scalar loads joined by vinsertps. Fewer loads and shuffles than one load per
- * index and _mm256_setr_ps (1.3x faster on Zen 4); vgatherdps, ymm or zmm, measured
- * 1.4-1.6x slower than either (bench/README.md). */
+ * in scalar loads joined by vinsertps: fewer loads and shuffles than one load per
+ * index and _mm256_setr_ps. Not vgatherdps (ymm or zmm): it measured slower than
+ * either (docs/perf-log.md, the sparse kernels). */
 __attribute__((target("avx2,fma"))) static inline __m256 gather8(const float *x, const int32_t *c) {
   uint64_t p[4];
   for (int i = 0; i < 4; i++) memcpy(&p[i], c + 2 * i, sizeof p[i]);
@@ -276,8 +276,9 @@ __attribute__((target("avx2,fma"))) static void spmm_t_rows_avx2(const PrunusCsr
 #undef SPMM_BLOCK_AVX2
 
 /* ------------------------------------------------------------------------ */
-/* AVX-512F kernel: SpMM with zmm registers (1.3x the AVX2 one on Zen 4, which splits
- * them in two: half the instructions for the same FMAs) */
+/* AVX-512F kernel: SpMM with zmm registers: half the instructions of the AVX2 kernel
+ * for the same FMAs, so it is faster even where the CPU splits a zmm FMA in two
+ * (docs/perf-log.md) */
 
 /* Columns [n0, n0 + 16*V) of rows [r0, r1), the last vector masked with `tail`. Two
  * sets of accumulators, for even and odd nonzeros: with V = 1 or 2 one set would
@@ -393,9 +394,12 @@ static void product_part(void *arg, int part, int n_parts) {
 }
 
 /* Below this many stored entries (times columns, for SpMM) a product stays on one
- * thread: handing half to a helper costs about 0.15 us (bench/README.md). */
+ * thread: handing half to a helper costs a round trip between two cores
+ * (bench/team_probe measures it), more than half of so little work saves. */
 #define SPLIT_MIN_WORK 4096
-/* Work of a chunk, at least (one chunk per thread below it): ~10 us of SpMM. */
+/* Work of a chunk, at least (one chunk per thread below it): enough that taking a
+ * chunk (one atomic add) is noise beside its SpMM, little enough that a thread slowed
+ * by other processes ends up taking fewer chunks. */
 #define CHUNK_WORK 262144
 
 static void product_run(Product *q, PrunusTeam *team) {

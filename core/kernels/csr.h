@@ -61,7 +61,8 @@ PrunusCsrLevel prunus_csr_level(void);
 const char *prunus_csr_level_name(PrunusCsrLevel level);
 
 /* Transpose a (rows, cols) row-major block into (cols, rows). One thread: split over
- * two it measured slower (the helper reads the source from the other core's cache). */
+ * two, the helper would read the source from the other core's cache, which measured
+ * slower than doing it all here (docs/perf-log.md). */
 void prunus_transpose(const float *src, int rows, int cols, float *dst);
 
 G_END_DECLS
