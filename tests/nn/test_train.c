@@ -380,8 +380,8 @@ static PrunusModel *train_mlp(uint64_t seed, const PrunusDataset *train, const P
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&arch, tc.batch, seed, &error);
   g_assert_no_error(error);
-  PrunusTrainHooks hooks = {.on_epoch = keep_report, .user = last};
-  g_assert_true(prunus_train(m, &tc, train, val, norm, seed, &hooks, &error));
+  PrunusTrainOptions opt = {.on_epoch = keep_report, .user = last};
+  g_assert_true(prunus_train(m, &tc, train, val, norm, seed, &opt, &error));
   g_assert_no_error(error);
   return m;
 }
@@ -398,8 +398,8 @@ static void test_train_quadrants(void) {
   PrunusEvalResult before = prunus_evaluate(m, test, &norm, 64);
   PrunusEpochReport last = {0};
   PrunusTrainConfig tc = mlp_train_config();
-  PrunusTrainHooks hooks = {.on_epoch = keep_report, .user = &last};
-  g_assert_true(prunus_train(m, &tc, train, val, &norm, 7, &hooks, &error));
+  PrunusTrainOptions opt = {.on_epoch = keep_report, .user = &last};
+  g_assert_true(prunus_train(m, &tc, train, val, &norm, 7, &opt, &error));
   g_assert_no_error(error);
   PrunusEvalResult after = prunus_evaluate(m, test, &norm, 64);
   g_test_message("quadrants 4x4, noise sd 45: test accuracy %.4f -> %.4f, loss %.4f -> %.4f; "
@@ -639,8 +639,8 @@ static void test_train_diverges(void) {
   PrunusModel *m = prunus_model_new(&arch, tc.batch, 1, &error);
   g_assert_no_error(error);
   epochs_seen = 0;
-  PrunusTrainHooks hooks = {.on_epoch = count_epoch};
-  g_assert_false(prunus_train(m, &tc, train, NULL, &norm, 1, &hooks, &error));
+  PrunusTrainOptions opt = {.on_epoch = count_epoch};
+  g_assert_false(prunus_train(m, &tc, train, NULL, &norm, 1, &opt, &error));
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC);
   testutil_assert_error_contains(error, "train.lr", "epoch 1", "1e+30", NULL);
   g_assert_cmpint(epochs_seen, ==, 0); /* stopped in the first epoch, no report */
