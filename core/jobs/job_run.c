@@ -291,7 +291,7 @@ out_free:
   g_free(hash);
   prunus_json_free(summary);
   prunus_data_clear(&data);
-  g_ptr_array_free(units, TRUE); /* every plugin instance destroyed before the libraries unload */
+  g_ptr_array_free(units, TRUE); /* the pipelines borrow the registry: free them first */
   prunus_plugin_registry_free(reg);
   g_ptr_array_free(dirs, TRUE);
   g_ptr_array_free(names, TRUE);

@@ -21,8 +21,9 @@
 struct PrunusPipeline {
   PrunusExperiment exp;     /* what the command handed over (borrowed pointers) */
   const PrunusPruneConfig *pc;
+  PrunusPluginRegistry *reg; /* (transfer none) where the plugins are found */
   const PrunusData *data;   /* NULL until prunus_pipeline_run */
-  PrunusHost *crit, *gran, *retr;
+  PrunusHost *crit, *gran, *retr; /* NULL but while prepare checks them and while run runs */
   PrunusModel *m;           /* NULL until pretraining (or resuming) gives the model */
   float *theta0;            /* (m->n_params) initial weights, NULL when pretrained elsewhere */
   float *thetak;            /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
@@ -589,69 +590,89 @@ static PrunusHost *create_slot(Pipeline *p, PrunusPluginRegistry *reg, PrunusPlu
   return h;
 }
 
-PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,
-                                        GError **error) {
-  const PrunusPruneConfig *pc = exp->pc;
-  const PrunusArch *arch = &exp->rc->arch;
-  Pipeline *p = g_new0(Pipeline, 1);
-  p->exp = *exp;
-  p->pc = pc;
-  p->rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
-  p->prunable = g_new0(gboolean, arch->n_layers);
-  for (int i = 0; i < arch->n_layers; i++) p->prunable[i] = pc->layer_rate[i] > 0.0;
-  /* the architecture as configured: the view create() sees, the dense latency reference */
-  p->dense_ref = prunus_model_new(arch, 1, exp->rc->seed, error);
-  if (!p->dense_ref) goto out_free;
+/* The architecture as configured: the view create() sees until there is a model, and
+ * the dense reference of the latency measurements and the round metrics. */
+static gboolean build_dense_ref(Pipeline *p, GError **error) {
+  p->dense_ref = prunus_model_new(&p->exp.rc->arch, 1, p->exp.rc->seed, error);
+  if (!p->dense_ref) return FALSE;
   p->params_total = p->dense_ref->n_params;
+  p->prunable_total = 0;
   for (int i = 0; i < p->dense_ref->n_layers; i++) p->prunable_total += p->dense_ref->layers[i].w_len;
   p->dense_flops = prunus_model_flops(p->dense_ref, FALSE);
   prunus_view_build(&p->vs, p->dense_ref, p->prunable);
+  return TRUE;
+}
 
-  p->crit = create_slot(p, reg, PRUNUS_PLUGIN_CRITERION, pc->criterion, pc->criterion_name,
+/* The three instances, each created on the current view (create() reads and checks its
+ * settings), then what only all of them together tell: keys no one read, and whether
+ * the granularity takes a kind of score the criterion produces. */
+static gboolean create_plugins(Pipeline *p, GError **error) {
+  const PrunusPruneConfig *pc = p->pc;
+  p->crit = create_slot(p, p->reg, PRUNUS_PLUGIN_CRITERION, pc->criterion, pc->criterion_name,
                         "prune.criterion", error);
-  if (!p->crit) goto out_free;
-  p->gran = create_slot(p, reg, PRUNUS_PLUGIN_GRANULARITY, pc->granularity, pc->granularity_name,
-                        "prune.granularity", error);
-  if (!p->gran) goto out_free;
-  p->retr = create_slot(p, reg, PRUNUS_PLUGIN_RETRAIN, pc->retrain, pc->retrain_name,
+  if (!p->crit) return FALSE;
+  p->gran = create_slot(p, p->reg, PRUNUS_PLUGIN_GRANULARITY, pc->granularity,
+                        pc->granularity_name, "prune.granularity", error);
+  if (!p->gran) return FALSE;
+  p->retr = create_slot(p, p->reg, PRUNUS_PLUGIN_RETRAIN, pc->retrain, pc->retrain_name,
                         "prune.retrain", error);
-  if (!p->retr) goto out_free;
-  /* every plugin has read its settings: what is left unread is a typo */
-  if (!prunus_config_check_unread(exp->cfg, error)) goto out_free;
+  if (!p->retr) return FALSE;
+  if (!prunus_config_check_unread(p->exp.cfg, error)) return FALSE;
   const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
   uint32_t produces = cd->criterion->produces(prunus_host_state(p->crit));
   uint32_t accepts = gd->granularity->accepts(prunus_host_state(p->gran));
   if (!(produces & accepts)) {
     char *where =
-        prunus_config_where(exp->cfg, config_setting_get_member(pc->granularity, "plugin"));
+        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
                 "%s: prune.granularity '%s' needs %s scores, but prune.criterion '%s' produces "
                 "only %s scores",
                 where, gd->name, accepts & PRUNUS_SCORES_UNIT ? "unit" : "weight", cd->name,
                 produces & PRUNUS_SCORES_UNIT ? "unit" : "weight");
     g_free(where);
-    goto out_free;
+    return FALSE;
   }
-  return p;
+  return TRUE;
+}
 
-out_free:
+/* Destroy the instances and free the models, θ and the rounds read or measured: what
+ * prepare and run build, so that between them (and after a run) an experiment holds
+ * no plugin instance and no model. */
+static void release(Pipeline *p) {
+  g_clear_pointer(&p->retr, prunus_host_free);
+  g_clear_pointer(&p->gran, prunus_host_free);
+  g_clear_pointer(&p->crit, prunus_host_free);
+  prunus_view_clear(&p->vs);
+  for (guint i = 0; i < p->rounds->len; i++)
+    prunus_round_metrics_clear(&g_array_index(p->rounds, PrunusRoundMetrics, i));
+  g_array_set_size(p->rounds, 0);
+  g_clear_pointer(&p->dense_ref, prunus_model_free);
+  g_clear_pointer(&p->m, prunus_model_free);
+  g_clear_pointer(&p->theta0, g_free);
+  g_clear_pointer(&p->thetak, g_free);
+}
+
+PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,
+                                        GError **error) {
+  const PrunusArch *arch = &exp->rc->arch;
+  Pipeline *p = g_new0(Pipeline, 1);
+  p->exp = *exp;
+  p->pc = exp->pc;
+  p->reg = reg;
+  p->rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
+  p->prunable = g_new0(gboolean, arch->n_layers);
+  for (int i = 0; i < arch->n_layers; i++) p->prunable[i] = p->pc->layer_rate[i] > 0.0;
+  gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
+  release(p); /* checked; run creates them again */
+  if (ok) return p;
   prunus_pipeline_free(p);
   return NULL;
 }
 
 void prunus_pipeline_free(PrunusPipeline *p) {
   if (!p) return;
-  prunus_host_free(p->retr);
-  prunus_host_free(p->gran);
-  prunus_host_free(p->crit);
-  prunus_view_clear(&p->vs);
-  for (guint i = 0; i < p->rounds->len; i++)
-    prunus_round_metrics_clear(&g_array_index(p->rounds, PrunusRoundMetrics, i));
+  release(p);
   g_array_free(p->rounds, TRUE);
-  prunus_model_free(p->dense_ref);
-  prunus_model_free(p->m);
-  g_free(p->theta0);
-  g_free(p->thetak);
   g_free(p->prunable);
   g_free(p);
 }
@@ -659,20 +680,10 @@ void prunus_pipeline_free(PrunusPipeline *p) {
 /* ------------------------------------------------------------------------ */
 /* run */
 
-gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJson *summary,
-                             GError **error) {
+/* Pretrain or resume, then the rounds. */
+static gboolean run_rounds(Pipeline *p, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   const PrunusPruneConfig *pc = p->pc;
-  g_return_val_if_fail(p->data == NULL, FALSE); /* a pipeline runs once */
-  p->data = data;
-  p->summary = summary;
-  p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);
-  prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
-  prunus_json_object_set(p->exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
-  prunus_json_object_set(p->exp_json, "granularity", prunus_json_new_string(pc->granularity_name));
-  prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
-  prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
-
   int first_round = 1;
   const PrunusJson *done = prunus_json_get(p->exp_json, "rounds");
   gboolean resuming =
@@ -720,4 +731,26 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
   }
   if (!exp->quiet) print_table(p);
   return TRUE;
+}
+
+gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJson *summary,
+                             GError **error) {
+  const PrunusExperiment *exp = &p->exp;
+  const PrunusPruneConfig *pc = p->pc;
+  g_return_val_if_fail(p->data == NULL, FALSE); /* a pipeline runs once */
+  p->data = data;
+  p->summary = summary;
+  p->round = 0;
+  gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
+  if (ok) {
+    p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);
+    prunus_json_object_set(p->exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
+    prunus_json_object_set(p->exp_json, "granularity", prunus_json_new_string(pc->granularity_name));
+    prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
+    prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
+    prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
+    ok = run_rounds(p, error);
+  }
+  release(p);
+  return ok;
 }

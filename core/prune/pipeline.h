@@ -31,17 +31,20 @@ typedef struct PrunusPipeline PrunusPipeline;
 /* Check one experiment before anything trains: find its three plugins, create each
  * instance on a model view of the configured architecture (create() reads and checks
  * the plugin's settings), refuse keys no one read and a granularity that takes no
- * score the criterion produces. Reads no data and writes nothing. Errors name the
- * config's file:line and the slot or key. (transfer full) */
+ * score the criterion produces; then destroy the instances and the model again, so a
+ * run of many prepared experiments holds one experiment's memory at a time. Reads no
+ * data and writes nothing. Errors name the config's file:line and the slot or key.
+ * (transfer full) */
 PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,
                                         GError **error);
-/* Run a prepared experiment (once) on data, into exp->run_dir. Its entry in summary's
+/* Run a prepared experiment (once) on data, into exp->run_dir, with plugin instances
+ * created anew from reg (which must still be open). Its entry in summary's
  * experiments list is found or created by name and seed. Each finished round is on
  * disk (θ sidecar, checkpoint, then summary.json) before the next starts; an entry
- * with finished rounds resumes after the last one (all done: nothing runs). */
+ * with finished rounds resumes after the last one (all done: nothing runs). The
+ * instances and models are freed before it returns. */
 gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJson *summary,
                              GError **error);
-/* Destroy the plugin instances and free. */
 void prunus_pipeline_free(PrunusPipeline *p);
 
 /* The pretraining cache key: a hash of everything pretraining depends on. (transfer full) */
