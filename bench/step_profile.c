@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
   GOptionEntry entries[] = {
       {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config, "config (default configs/lenet300.cfg)",
        "CFG"},
-      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "BLAS threads (default 1)", "N"},
+      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "Training threads (default 1)", "N"},
       {"epochs", 'e', 0, G_OPTION_ARG_INT, &epochs, "epochs; the last one is profiled (default 2)",
        "E"},
       {"ftz", 0, 0, G_OPTION_ARG_NONE, &ftz, "flush subnormals to zero (MXCSR FTZ+DAZ)", NULL},
@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
    * and the loss over a team (the per-layer update and the fill are not split here),
    * and each update zeroes the gradients it used so that the next backward adds onto
    * them */
-  PrunusTrainSetup setup = prunus_train_begin(m);
+  PrunusTrainSetup setup = prunus_train_begin(m, threads);
   PrunusTeam *team = setup.team;
   const PrunusDataset *train = data.train;
   int B = MIN(tc->batch, train->n), K = prunus_model_n_classes(m);

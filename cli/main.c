@@ -24,7 +24,7 @@ static char *opt_cache = NULL;
 static const GOptionEntry job_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Run folder (default runs/NAME)", "RUN_DIR"},
     {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &opt_set, "Override a config key (repeatable)", "KEY=VALUE"},
-    {"threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads: training splits its work over N, other commands give them to OpenBLAS (default: OpenBLAS's)", "N"},
+    {"threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads: training splits its work over N (OpenBLAS at 1 meanwhile); evaluation and the rest give N to OpenBLAS (default: OpenBLAS's count)", "N"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "Print only the result line", NULL},
     {NULL}};
 

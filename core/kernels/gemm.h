@@ -58,8 +58,12 @@ bool prunus_avx512_in_use(void);
 static inline uint16_t prunus_lanes_mask(int n) {
   return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (uint16_t)((1u << n) - 1);
 }
-/* Set OpenBLAS's thread count (no pool of our own). */
+/* OpenBLAS's thread count: the threads its sgemm calls use (evaluation, the inference
+ * engines, benches). Training does not read it: its thread count is a parameter
+ * (PrunusTrainOptions.threads), and it holds OpenBLAS at one thread while it runs. */
 void prunus_set_threads(int n);
+/* OpenBLAS's current count: its default (OPENBLAS_NUM_THREADS, else the CPUs) until
+ * prunus_set_threads. */
 int prunus_get_threads(void);
 
 #endif

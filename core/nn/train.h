@@ -90,25 +90,37 @@ typedef void (*PrunusBatchFn)(int epoch, int batch_index, int n_batches, double 
 /* End of each epoch. Return FALSE + error to stop training (the error is returned). */
 typedef gboolean (*PrunusEpochFn)(const PrunusEpochReport *r, void *user, GError **error);
 
+/* How prunus_train runs; a zeroed struct (or NULL) trains on the calling thread alone,
+ * on a fresh schedule of tc->epochs, with no callbacks. */
 typedef struct {
-  PrunusBatchFn on_batch;
-  PrunusEpochFn on_epoch;
-  void *user;
+  /* Threads training uses: <= 1 the calling thread alone; N > 1 a team of N (at most
+   * PRUNUS_TEAM_MAX_THREADS) that the layers split their work over. Either way OpenBLAS
+   * runs at one thread while training (its own pool would busy-wait beside the team)
+   * and gets its thread count back afterwards. */
+  int threads;
   double epoch_offset;      /* schedule position of epoch 1 (LR rewinding replays from 0) */
   int schedule_epochs;      /* length of the LR schedule; 0 = tc->epochs */
-} PrunusTrainHooks;
+  /* A step of training, not a callback: when snapshot_epoch >= 1, the parameters after
+   * that epoch are copied into snapshot (m->n_params floats) before on_epoch runs. The
+   * pipeline keeps θk, the weights lottery tickets rewind to, this way. */
+  int snapshot_epoch;
+  float *snapshot;
+  /* Logging: progress within an epoch and the end of each epoch (may be NULL). */
+  PrunusBatchFn on_batch;
+  PrunusEpochFn on_epoch;
+  void *user;               /* for on_batch and on_epoch */
+} PrunusTrainOptions;
 
 /* What prunus_train sets up around its steps and undoes after (bench/step_profile
- * replays a step inside the same): with prunus_get_threads() > 1, a team of that many
- * threads (at most PRUNUS_TEAM_MAX_THREADS) for the layers to split their work over,
- * the caller pinned to its CPU and OpenBLAS at one thread meanwhile (its own pool
- * would busy-wait beside the team); and every gradient zeroed and each layer told so
- * (grads_zeroed), the updates clearing what they use. */
+ * replays a step inside the same): with threads > 1, a team of that many threads (at
+ * most PRUNUS_TEAM_MAX_THREADS) for the layers to split their work over and the caller
+ * pinned to its CPU; OpenBLAS at one thread meanwhile; and every gradient zeroed and
+ * each layer told so (grads_zeroed), the updates clearing what they use. */
 typedef struct {
   PrunusTeam *team; /* NULL with one thread */
   int blas_threads; /* OpenBLAS's thread count before, restored by prunus_train_end */
 } PrunusTrainSetup;
-PrunusTrainSetup prunus_train_begin(PrunusModel *m);
+PrunusTrainSetup prunus_train_begin(PrunusModel *m, int threads);
 void prunus_train_end(PrunusModel *m, PrunusTrainSetup *setup);
 /* The flags of layer `layer`'s update in a training step (masked: some weight of the
  * layer is pruned): it clears the gradients it used and, with a team, streams the
@@ -119,12 +131,12 @@ PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboo
                                            const PrunusTeam *team);
 
 /* Train for tc->epochs on train (shuffled with seed each epoch), evaluate on val
- * (may be NULL) after every epoch. The hooks must not run the model's backward: while
- * training, each update zeroes the gradients it used and the next backward adds onto
- * them (m->grads reads zero afterwards). */
+ * (may be NULL) after every epoch; opt may be NULL. The callbacks must not run the
+ * model's backward: while training, each update zeroes the gradients it used and the
+ * next backward adds onto them (m->grads reads zero afterwards). */
 gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
                       const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
-                      const PrunusTrainHooks *hooks, GError **error);
+                      const PrunusTrainOptions *opt, GError **error);
 
 G_END_DECLS
 

@@ -1,6 +1,7 @@
 /* rundir.c: writes the run directory's files (metrics.jsonl appends,
  * summary.json atomically) and turns round metrics into their JSON form. */
 #include "rundir.h"
+#include "checkpoint.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -159,6 +160,44 @@ gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uin
   gboolean ok = prunus_rundir_append_line(dir, "metrics.jsonl", o, error);
   prunus_json_free(o);
   return ok;
+}
+
+PrunusJson *prunus_rundir_summary_new(const char *command, const char *config_path,
+                                      const char *config_hash, int threads) {
+  PrunusJson *s = prunus_json_new_object();
+  prunus_json_object_set(s, "prunus_version", prunus_json_new_string(prunus_version()));
+  prunus_json_object_set(s, "command", prunus_json_new_string(command));
+  prunus_json_object_set(s, "config", prunus_json_new_string(config_path));
+  prunus_json_object_set(s, "config_hash", prunus_json_new_string(config_hash));
+  prunus_json_object_set(s, "threads", prunus_json_new_number(threads));
+  prunus_json_object_set(s, "experiments", prunus_json_new_array());
+  return s;
+}
+
+PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *name, uint64_t seed) {
+  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
+  for (size_t i = 0; i < prunus_json_length(exps); i++) {
+    PrunusJson *e = (PrunusJson *)prunus_json_index(exps, i);
+    const PrunusJson *n = prunus_json_get(e, "name"), *s = prunus_json_get(e, "seed");
+    if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING && !strcmp(prunus_json_string(n), name) &&
+        prunus_json_type(s) == PRUNUS_JSON_NUMBER && (uint64_t)prunus_json_number(s) == seed)
+      return e;
+  }
+  PrunusJson *e = prunus_json_new_object();
+  prunus_json_object_set(e, "name", prunus_json_new_string(name));
+  prunus_json_object_set(e, "seed", prunus_json_new_number((double)seed));
+  prunus_json_array_add(exps, e);
+  return e;
+}
+
+GHashTable *prunus_rundir_checkpoint_metadata(PrunusConfig *cfg, const PrunusRunConfig *rc,
+                                              const PrunusNorm *norm) {
+  GHashTable *md = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  g_hash_table_insert(md, g_strdup("config_hash"), prunus_config_hash(cfg));
+  g_hash_table_insert(md, g_strdup("name"), g_strdup(rc->name));
+  g_hash_table_insert(md, g_strdup("seed"), g_strdup_printf("%" G_GUINT64_FORMAT, rc->seed));
+  prunus_checkpoint_metadata_set_norm(md, norm);
+  return md;
 }
 
 gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,

@@ -55,6 +55,20 @@ gboolean prunus_rundir_append_line(const char *dir, const char *name, const Prun
 /* One metrics.jsonl line for a finished epoch (the contract keys and a few more). */
 gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uint64_t seed,
                                     int round, const PrunusEpochReport *r, GError **error);
+/* summary.json's header, the one every command that trains writes: prunus_version,
+ * command ("train" or "run"), config (its path), config_hash, threads (training's),
+ * and an empty experiments list. (transfer full) */
+PrunusJson *prunus_rundir_summary_new(const char *command, const char *config_path,
+                                      const char *config_hash, int threads);
+/* The entry of experiment name at seed in summary's experiments list; a new entry
+ * holding only those two keys when there is none yet. (transfer none) */
+PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *name, uint64_t seed);
+/* The metadata every checkpoint of a run carries: config_hash, name, seed and the input
+ * normalisation the model is trained with (so eval and export need no training data).
+ * (transfer full) */
+GHashTable *prunus_rundir_checkpoint_metadata(PrunusConfig *cfg, const PrunusRunConfig *rc,
+                                              const PrunusNorm *norm);
+
 /* Write dir/name atomically (temp + rename) with the pretty-printed JSON. */
 gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,
                                   GError **error);

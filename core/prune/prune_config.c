@@ -1,6 +1,8 @@
 /* prune_config.c: parses the config's `prune` group (schedule, per-layer rates
  * and caps, rewinding, calibration, latency, the three plugin slots). */
-#include "pipeline.h"
+#include "prune_config.h"
+
+#include <prunus/plugin.h>
 
 #include <math.h>
 #include <string.h>
@@ -109,8 +111,9 @@ static config_setting_t *plugin_slot(PrunusConfig *cfg, config_setting_t *prune,
   return g;
 }
 
-gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
+gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
                                    PrunusPruneConfig *out, GError **error) {
+  const PrunusArch *arch = &rc->arch;
   PrunusPruneConfig pc = {0};
   config_setting_t *root = prunus_config_root(cfg);
   config_setting_t *prune = prunus_config_get_group(cfg, root, "prune", TRUE, error);
@@ -153,6 +156,15 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
       !prunus_config_get_string(cfg, prune, "pretrained", FALSE, NULL, &pretrained, error))
     goto out_clear;
   if (pretrained) pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
+  /* θk is kept while this run pretrains (a pretrained model brings no θ at all) */
+  if (!pretrained && (pc.rewind_epoch < 0 || pc.rewind_epoch > rc->train.epochs)) {
+    char *where = prunus_config_where(cfg, config_setting_get_member(prune, "rewind_epoch"));
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.rewind_epoch = %d is outside [0, train.epochs = %d]", where,
+                pc.rewind_epoch, rc->train.epochs);
+    g_free(where);
+    goto out_clear;
+  }
   pc.criterion = plugin_slot(cfg, prune, "criterion", &pc.criterion_name, error);
   if (!pc.criterion) goto out_clear;
   /* Host-side settings of data-using criteria live in the criterion's group. */

@@ -36,7 +36,10 @@ typedef struct {
   const char *config_path;        /* libconfig file */
   const char *const *overrides;   /* NULL-terminated "path.to.key=value" list; may be NULL */
   const char *run_dir;            /* output folder; NULL = runs/<config name> */
-  int threads;                    /* OpenBLAS threads; 0 = OpenBLAS's default */
+  /* Threads: training (train, and run's pretraining and retraining) splits its work
+   * over a team of N, with OpenBLAS at one thread meanwhile; everything else
+   * (evaluation, latency, eval) gives N to OpenBLAS. 0 = OpenBLAS's default count. */
+  int threads;
   gboolean quiet;                 /* only errors and the final result line */
   const char *only;               /* run: only the experiment of this name (NULL = all) */
   const char *cache_dir;          /* run: pretraining cache folder (NULL = RUN_DIR/cache) */
@@ -55,7 +58,10 @@ PRUNUS_API gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptio
 
 /* `prunus run`: the whole pipeline of the config (pretrain, then rounds of
  * score -> plan -> apply -> retrain -> evaluate); writes the run folder: per-round
- * checkpoints, metrics.jsonl, summary.json (rewritten after every round). */
+ * checkpoints, metrics.jsonl, summary.json (rewritten after every round). Every
+ * experiment x seed is checked first (config keys, plugin names and settings, the
+ * criterion/granularity pairing), before the dataset is read: a config with a mistake
+ * anywhere is refused with nothing trained and nothing written. */
 PRUNUS_API gboolean prunus_job_run(const PrunusJobOptions *o, GError **error);
 
 /* `prunus report`: rebuild RUN_DIR's reports (summary.md, summary.csv, plots/,

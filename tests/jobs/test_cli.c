@@ -1,8 +1,9 @@
 /* test_cli.c: runs the built `prunus` binary (its path is argv[1] after the GTest
  * options) in a temp folder: usage and exit codes, config errors naming file:line
- * and key, and a full train + eval on a tiny IDX dataset written here, checking
- * the run directory contract (DESIGN.md) and byte-identical reruns; eval and export
- * of checkpoints with and without their input normalisation. */
+ * and key (`run` refusing a typo in any experiment before it trains), and a full
+ * train + eval on a tiny IDX dataset written here, checking the run directory
+ * contract (docs/architecture.md) and byte-identical reruns; eval and export of
+ * checkpoints with and without their input normalisation. */
 #include "checkpoint.h"
 #include "json.h"
 #include "rng.h"
@@ -344,6 +345,48 @@ static void test_missing_dataset(Fixture *f, gconstpointer data) {
   g_free(run);
 }
 
+/* `prunus run` checks every experiment before it reads the dataset: a typo in the
+ * last one is refused at once, with nothing written (here the dataset is missing as
+ * well, and it is the typo that is reported). */
+static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
+  char *text = g_strconcat(base,
+                           "prune = {\n"
+                           "  schedule = { rounds = 2; amount = 0.5; };\n"
+                           "  criterion = { plugin = \"magnitude\"; };\n"
+                           "  granularity = { plugin = \"weight\"; };\n"
+                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                           "};\n"
+                           "experiments = (\n"
+                           "  { name = \"a\"; },\n"
+                           "  { name = \"b\"; prune = { criterion = { plugin = \"magnitud\"; }; }; }\n"
+                           ");\n",
+                           NULL);
+  char *cfg = testutil_write_file(f->dir, "typo.cfg", text, strlen(text));
+  char *run = g_build_filename(f->dir, "run-typo", NULL);
+  char *cache = g_build_filename(f->dir, "cache-typo", NULL);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", run, "--cache", cache, "--threads", "1", "--set",
+                     "dataset.train_images=\"gone-idx3-ubyte\"", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  g_assert_cmpint(line_of(text, "magnitud\""), ==, 37);
+  char *want = g_strdup_printf("prunus: error: experiment 'b': %s:%d: prune.criterion: no "
+                               "criterion plugin named 'magnitud' (available: ",
+                               cfg, line_of(text, "magnitud\""));
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  assert_contains(r.err, "magnitude"); /* the list of those that exist */
+  g_assert_cmpstr(r.out, ==, "");
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS));
+  g_assert_false(g_file_test(cache, G_FILE_TEST_EXISTS));
+  g_free(want);
+  run_clear(&r);
+  g_free(cache);
+  g_free(run);
+  g_free(cfg);
+  g_free(text);
+  g_free(base);
+}
+
 // ----------------------------------------------------------------------------
 // Train, eval, determinism
 
@@ -646,6 +689,7 @@ int main(int argc, char **argv) {
   ADD("/cli/config/missing-file", test_config_missing_file);
   ADD("/cli/config/bad-set", test_config_bad_set);
   ADD("/cli/dataset/missing", test_missing_dataset);
+  ADD("/cli/run/refused-before-training", test_run_refused_before_training);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
 #undef ADD

@@ -1,7 +1,8 @@
 /* test_pipeline.c: the whole prune -> retrain pipeline (prunus_job_run) on a tiny
  * synthetic IDX dataset written here: the schedule's sparsity round by round, the
  * summary.json arithmetic, checkpoints on disk, neuron pruning that really
- * shrinks, determinism, rewind vs reinit, and a criterion that returns NaN. */
+ * shrinks, determinism, rewind vs reinit, a criterion that returns NaN, and configs
+ * refused before anything trains or is written. */
 #include "checkpoint.h"
 #include "json.h"
 #include "rng.h"
@@ -701,6 +702,160 @@ static void test_experiments_and_seeds(void) {
   g_free(run_dir);
 }
 
+// ----------------------------------------------------------------------------
+// A mistake in any experiment is refused before anything trains
+
+/* "file:line" of the first line of path's text containing needle (transfer full). */
+static char *where_in(const char *path, const char *needle) {
+  char *text = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  const char *at = strstr(text, needle);
+  if (!at) g_error("%s: no '%s'", path, needle);
+  int line = 1;
+  for (const char *q = text; q < at; q++) line += *q == '\n';
+  g_free(text);
+  return g_strdup_printf("%s:%d", path, line);
+}
+
+/* Every file under dir with its SHA-256, sorted: equal digests = nothing changed. */
+static void digest_tree(const char *dir, const char *rel, GPtrArray *out) {
+  GDir *d = g_dir_open(dir, 0, NULL);
+  if (!d) return;
+  const char *name;
+  while ((name = g_dir_read_name(d))) {
+    char *path = g_build_filename(dir, name, NULL);
+    char *r = rel ? g_build_filename(rel, name, NULL) : g_strdup(name);
+    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+      digest_tree(path, r, out);
+    } else {
+      char *bytes = NULL;
+      gsize len = 0;
+      g_assert_true(g_file_get_contents(path, &bytes, &len, NULL));
+      char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)bytes, len);
+      g_ptr_array_add(out, g_strdup_printf("%s %s", r, sum));
+      g_free(sum);
+      g_free(bytes);
+    }
+    g_free(r);
+    g_free(path);
+  }
+  g_dir_close(d);
+}
+
+static gint compare_lines(gconstpointer a, gconstpointer b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static char *tree_digest(const char *dir) {
+  GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
+  digest_tree(dir, NULL, lines);
+  g_ptr_array_sort(lines, compare_lines);
+  GString *s = g_string_new(NULL);
+  for (guint i = 0; i < lines->len; i++)
+    g_string_append_printf(s, "%s\n", (const char *)g_ptr_array_index(lines, i));
+  g_ptr_array_free(lines, TRUE);
+  return g_string_free(s, FALSE);
+}
+
+/* Two experiments at seeds 1 and 2; the last one, b, carries `b` (its prune group's
+ * body) on a line of its own. */
+static char *write_two_experiments(const char *name, const char *b) {
+  char *top = g_strdup_printf("experiments = (\n"
+                              "  { name = \"a\"; },\n"
+                              "  { name = \"b\"; prune = { %s }; }\n"
+                              ");\n"
+                              "seeds = [1, 2];",
+                              b);
+  const Setup s = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", top};
+  char *cfg = write_config(name, &s);
+  g_free(top);
+  return cfg;
+}
+
+typedef struct {
+  const char *label;
+  const char *b;          /* experiment b's prune body */
+  const char *line_of;    /* the text on the line the error names first */
+  const char *needles[3]; /* what the message says after "experiment 'b' (seed 1): FILE:LINE: " */
+} Refusal;
+
+static const Refusal refusals[] = {
+    {"plugin-typo", "criterion = { plugin = \"magnitud\"; };", "\"magnitud\"",
+     {"prune.criterion: no criterion plugin named 'magnitud' (available: ", "magnitude", NULL}},
+    {"unknown-setting", "criterion = { plugin = \"magnitude\"; unit_nrom = \"l1\"; };", "unit_nrom",
+     {"unknown key 'prune.criterion.unit_nrom'", NULL}},
+    {"bad-value", "criterion = { plugin = \"magnitude\"; unit_norm = \"l3\"; };", "\"l3\"",
+     {"prune.criterion plugin 'magnitude' (", "create() failed: ",
+      "key 'prune.criterion.unit_norm': unknown value 'l3' (expected one of: l1, l2)"}},
+    {"bad-plugin-check", "retrain = { plugin = \"finetune\"; epochs = -2; };", "epochs = -2",
+     {"prune.retrain plugin 'finetune' (", "create() failed: ",
+      "epochs: expected an integer >= 0, found -2"}},
+    {"criterion-granularity",
+     "criterion = { plugin = \"weight-norm\"; }; granularity = { plugin = \"weight\"; };",
+     "\"weight-norm\"",
+     {"prune.granularity 'weight' needs weight scores, but prune.criterion 'weight-norm' "
+      "produces only unit scores", NULL}},
+};
+
+static void test_refused_before_training(void) {
+  char *cache = g_build_filename(data_dir, "cache-refused", NULL);
+  for (size_t i = 0; i < G_N_ELEMENTS(refusals); i++) {
+    const Refusal *c = &refusals[i];
+    char *name = g_strdup_printf("refused-%s", c->label);
+    char *cfg = write_two_experiments(name, c->b);
+    char *run_dir = g_build_filename(data_dir, name, NULL);
+    /* the dataset is missing too: checking comes before it is read */
+    const char *const sets[] = {"dataset.train_images=\"gone-idx3-ubyte\"", NULL};
+    PrunusJobOptions o = {.config_path = cfg, .overrides = sets, .run_dir = run_dir,
+                          .threads = 1, .quiet = TRUE, .cache_dir = cache};
+    GError *error = NULL;
+    g_assert_false(prunus_job_run(&o, &error));
+    g_assert_nonnull(error);
+    g_test_message("%s: %s", c->label, error->message);
+    char *where = where_in(cfg, c->line_of);
+    char *head = g_strdup_printf("experiment 'b' (seed 1): %s: ", where);
+    if (!g_str_has_prefix(error->message, head))
+      g_error("%s: expected the message to start with '%s': %s", c->label, head, error->message);
+    for (int k = 0; k < 3 && c->needles[k]; k++)
+      testutil_assert_error_contains(error, c->needles[k], NULL);
+    g_clear_error(&error);
+    /* nothing trained, nothing written: no run folder (checkpoints, metrics.jsonl,
+     * summary.json), no pretraining cache */
+    g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(cache, G_FILE_TEST_EXISTS));
+    g_free(head);
+    g_free(where);
+    g_free(run_dir);
+    g_free(cfg);
+    g_free(name);
+  }
+  g_free(cache);
+}
+
+/* A refused run leaves an earlier run's folder byte for byte as it was. */
+static void test_refused_keeps_results(void) {
+  static const Setup good = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;",
+                             "", "experiments = ( { name = \"a\"; }, { name = \"b\"; } );"};
+  char *run_dir = run_ok("intact", &good);
+  char *before = tree_digest(run_dir);
+  g_assert_true(strstr(before, "b/round-03.safetensors ") != NULL);
+  g_assert_true(strstr(before, "metrics.jsonl ") != NULL);
+  static const Setup typo = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;",
+                             "", "experiments = ( { name = \"a\"; },\n"
+                                 "  { name = \"b\"; prune = { granularity = { plugin = \"neurn\"; }; }; } );"};
+  GError *error = NULL;
+  g_free(run_pipeline("intact", &typo, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN);
+  testutil_assert_error_contains(error, "experiment 'b': ", "intact.cfg:",
+                                 "prune.granularity: no granularity plugin named 'neurn'", NULL);
+  g_clear_error(&error);
+  char *after = tree_digest(run_dir);
+  g_assert_cmpstr(after, ==, before);
+  g_free(after);
+  g_free(before);
+  g_free(run_dir);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   const char *plugins = g_getenv("PRUNUS_TEST_PLUGIN_DIR");
@@ -716,6 +871,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/nan-criterion", test_nan_criterion);
   g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
+  g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
+  g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
   g_free(data_dir);
