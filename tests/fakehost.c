@@ -315,6 +315,14 @@ void fakehost_clear_error(PrunusHost *host) {
   host->error = NULL;
 }
 
+void fakehost_set_revision1(PrunusHost *host) {
+  host->services.size = (uint32_t)(offsetof(PrunusHostServices, pretrain_lr) +
+                                   sizeof(host->services.pretrain_lr));
+  host->services.revision = 0;
+  host->services.get_int_range = NULL;
+  host->services.get_double_range = NULL;
+}
+
 void fakehost_set_model(PrunusHost *host, const PrunusModelView *view) { host->view = view; }
 
 void fakehost_set_pretrain(PrunusHost *host, int epochs, double lr) {
