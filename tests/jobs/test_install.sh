@@ -132,6 +132,10 @@ ldd "$prunus" | grep "libprunus\.so.* => $libdir/" > /dev/null ||
 grep -Eq "^criterion +layer-normalized +1\.0\.0 " "$tmp/plugins.out" ||
   { cat "$tmp/plugins.out"; fail "prunus plugins does not list layer-normalized"; }
 grep -q "$so" "$tmp/plugins.out" || fail "prunus plugins does not show $so"
+# Each plugin once: an installed prunus does not also search its build tree.
+dups=$(awk '/^(criterion|granularity|retrain) / {print $1, $2}' "$tmp/plugins.out" | sort | uniq -d)
+[ -z "$dups" ] || { cat "$tmp/plugins.out"; fail "prunus plugins lists more than once: $dups"; }
+if grep -F -- "$build" "$tmp/plugins.out" > /dev/null; then fail "the installed prunus searched $build"; fi
 
 status=0
 "$prunus" run "$data/example.cfg" -o "$tmp/run" --threads 1 --quiet >"$tmp/run.out" 2>&1 || status=$?
