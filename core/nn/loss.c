@@ -1,6 +1,6 @@
 /* loss.c: softmax cross-entropy over logits, its gradient and the count of
  * correct predictions, computed stably (max subtracted) in double. */
-#include "train.h"
+#include "loss.h"
 
 #include <math.h>
 

@@ -1,6 +1,6 @@
 /* optim.c: SGD (momentum, Nesterov, weight decay) and Adam over the parameter slab
  * or one layer's span, one pass that also re-applies the pruning mask; LR schedules. */
-#include "train.h"
+#include "optim.h"
 
 #include <immintrin.h>
 #include <math.h>

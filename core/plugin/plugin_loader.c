@@ -61,20 +61,28 @@ const char *prunus_plugin_kind_name(PrunusPluginKind kind) {
                                                                           : "unknown";
 }
 
+/* Append dir to the search path unless it is already on it (PRUNUS_PLUGIN_PATH often
+ * names the shipped folder too): each folder is scanned, and named in errors, once. */
+static void registry_add_dir(PrunusPluginRegistry *r, const char *dir) {
+  for (guint i = 0; i < r->dirs->len; i++)
+    if (g_strcmp0(g_ptr_array_index(r->dirs, i), dir) == 0) return;
+  g_ptr_array_add(r->dirs, g_strdup(dir));
+}
+
 PrunusPluginRegistry *prunus_plugin_registry_new(const char *const *extra_dirs) {
   PrunusPluginRegistry *r = g_new0(PrunusPluginRegistry, 1);
   r->dirs = g_ptr_array_new_with_free_func(g_free);
   r->libs = g_ptr_array_new();
   r->failed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  for (const char *const *d = extra_dirs; d && *d; d++) g_ptr_array_add(r->dirs, g_strdup(*d));
+  for (const char *const *d = extra_dirs; d && *d; d++) registry_add_dir(r, *d);
   const char *env = g_getenv("PRUNUS_PLUGIN_PATH");
   if (env && *env) {
     char **parts = g_strsplit(env, ":", -1);
     for (char **p = parts; *p; p++)
-      if (**p) g_ptr_array_add(r->dirs, g_strdup(*p));
+      if (**p) registry_add_dir(r, *p);
     g_strfreev(parts);
   }
-  g_ptr_array_add(r->dirs, g_strdup(prunus_plugin_shipped_dir()));
+  registry_add_dir(r, prunus_plugin_shipped_dir());
   g_ptr_array_add(r->dirs, NULL);
   return r;
 }

@@ -371,7 +371,7 @@ static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
   g_assert_cmpint(r.status, ==, 1);
   g_assert_cmpint(line_of(text, "magnitud\""), ==, 37);
   char *want = g_strdup_printf("prunus: error: experiment 'b': %s:%d: prune.criterion: no "
-                               "criterion plugin named 'magnitud' (available: ",
+                               "criterion plugin named 'magnitud'; did you mean 'magnitude'? (available: ",
                                cfg, line_of(text, "magnitud\""));
   if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
   assert_contains(r.err, "magnitude"); /* the list of those that exist */

@@ -781,7 +781,7 @@ typedef struct {
 
 static const Refusal refusals[] = {
     {"plugin-typo", "criterion = { plugin = \"magnitud\"; };", "\"magnitud\"",
-     {"prune.criterion: no criterion plugin named 'magnitud' (available: ", "magnitude", NULL}},
+     {"prune.criterion: no criterion plugin named 'magnitud'; did you mean 'magnitude'? (available: ", "magnitude", NULL}},
     {"unknown-setting", "criterion = { plugin = \"magnitude\"; unit_nrom = \"l1\"; };", "unit_nrom",
      {"unknown key 'prune.criterion.unit_nrom'", NULL}},
     {"bad-value", "criterion = { plugin = \"magnitude\"; unit_norm = \"l3\"; };", "\"l3\"",
@@ -789,7 +789,7 @@ static const Refusal refusals[] = {
       "key 'prune.criterion.unit_norm': unknown value 'l3' (expected one of: l1, l2)"}},
     {"bad-plugin-check", "retrain = { plugin = \"finetune\"; epochs = -2; };", "epochs = -2",
      {"prune.retrain plugin 'finetune' (", "create() failed: ",
-      "epochs: expected an integer >= 0, found -2"}},
+      "key 'prune.retrain.epochs' = -2 is out of range: must be in [0, 2147483647]"}},
     {"criterion-granularity",
      "criterion = { plugin = \"weight-norm\"; }; granularity = { plugin = \"weight\"; };",
      "\"weight-norm\"",
