@@ -2,6 +2,7 @@
  * which settings were read (the rest are "file:line: unknown key" errors), --set
  * overrides, experiment merging, dump and hash. Group parsing is in run_config.c. */
 #include "config-impl.h"
+#include "strdist.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -112,27 +113,6 @@ static gboolean type_error(PrunusConfig *c, const config_setting_t *s, const cha
   return FALSE;
 }
 
-/* Edit distance counting a swap of neighbours as one edit (optimal string
- * alignment), for "did you mean" hints on short key names. */
-static guint edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return G_MAXUINT;
-  guint rows[3][65]; /* row i of the distance matrix lives in rows[i % 3] */
-  for (size_t j = 0; j <= lb; j++) rows[0][j] = (guint)j;
-  for (size_t i = 1; i <= la; i++) {
-    guint *prev2 = rows[(i + 1) % 3], *prev = rows[(i + 2) % 3], *cur = rows[i % 3];
-    cur[0] = (guint)i;
-    for (size_t j = 1; j <= lb; j++) {
-      guint cost = a[i - 1] == b[j - 1] ? 0u : 1u;
-      guint d = MIN(MIN(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        d = MIN(d, prev2[j - 2] + 1);
-      cur[j] = d;
-    }
-  }
-  return rows[la % 3][lb];
-}
-
 /* " (did you mean 'epochs'?)" when a key looked up in s's group, or a sibling
  * that was read, is within a small edit distance of s's name; else "".
  * (transfer full) */
@@ -152,11 +132,11 @@ char *prunus_config_unknown_key_hint(PrunusConfig *c, const config_setting_t *s)
   }
   const char *best = NULL;
   guint best_d = G_MAXUINT;
-  guint limit = MAX(1u, MIN(2u, (guint)strlen(name) / 3));
+  guint limit = prunus_edit_distance_hint_limit(name);
   for (guint i = 0; i < cands->len; i++) {
     const char *cand = cands->pdata[i];
     if (strcmp(cand, name) == 0) continue;
-    guint d = edit_distance(name, cand);
+    guint d = prunus_edit_distance(name, cand);
     if (d <= limit && d < best_d) best = cand, best_d = d;
   }
   char *hint = best ? g_strdup_printf(" (did you mean '%s'?)", best) : g_strdup("");

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE /* dladdr */
 #endif
 #include "plugin_loader.h"
+#include "strdist.h"
 
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -354,42 +355,21 @@ static const PrunusPluginEntry *lib_find(PrunusPluginLib *lib, const char *name)
   return NULL;
 }
 
-/* Edit distance counting a swap of neighbours as one edit (optimal string
- * alignment), for "did you mean" on plugin names. */
-static guint edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return G_MAXUINT;
-  guint rows[3][65]; /* row i of the distance matrix lives in rows[i % 3] */
-  for (size_t j = 0; j <= lb; j++) rows[0][j] = (guint)j;
-  for (size_t i = 1; i <= la; i++) {
-    guint *prev2 = rows[(i + 1) % 3], *prev = rows[(i + 2) % 3], *cur = rows[i % 3];
-    cur[0] = (guint)i;
-    for (size_t j = 1; j <= lb; j++) {
-      guint cost = a[i - 1] == b[j - 1] ? 0u : 1u;
-      guint d = MIN(MIN(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        d = MIN(d, prev2[j - 2] + 1);
-      cur[j] = d;
-    }
-  }
-  return rows[la % 3][lb];
-}
-
 /* "; did you mean 'rewind'?" (or "'a' or 'b'") naming the plugins of kind in
  * entries nearest to name, within 1 edit for short names and 2 from 6
  * characters on; "" when none is that near. (transfer full) */
 static char *did_you_mean(GPtrArray *entries, PrunusPluginKind kind, const char *name) {
-  const guint limit = MAX(1u, MIN(2u, (guint)strlen(name) / 3));
+  const guint limit = prunus_edit_distance_hint_limit(name);
   guint best = G_MAXUINT;
   for (guint i = 0; i < entries->len; i++) {
     const PrunusPluginEntry *e = g_ptr_array_index(entries, i);
-    if (e->desc->kind == kind) best = MIN(best, edit_distance(name, e->desc->name));
+    if (e->desc->kind == kind) best = MIN(best, prunus_edit_distance(name, e->desc->name));
   }
   if (best > limit) return g_strdup("");
   GPtrArray *near = g_ptr_array_new();
   for (guint i = 0; i < entries->len; i++) {
     const PrunusPluginEntry *e = g_ptr_array_index(entries, i);
-    if (e->desc->kind != kind || edit_distance(name, e->desc->name) != best) continue;
+    if (e->desc->kind != kind || prunus_edit_distance(name, e->desc->name) != best) continue;
     gboolean seen = FALSE;
     for (guint k = 0; k < near->len; k++) seen |= !strcmp(near->pdata[k], e->desc->name);
     if (!seen) g_ptr_array_add(near, (gpointer)e->desc->name);
