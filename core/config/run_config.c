@@ -72,9 +72,6 @@ static gboolean check_group_read(PrunusConfig *c, config_setting_t *group, const
 static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRunConfig *rc,
                               GError **error) {
   static const char *const formats[] = {"idx", NULL};
-  static const char *const norms[] = {[PRUNUS_NORM_UNIT] = "unit",
-                                      [PRUNUS_NORM_STANDARD] = "standard",
-                                      [PRUNUS_NORM_STANDARD + 1] = NULL};
   config_setting_t *g = prunus_config_get_group(c, root, "dataset", TRUE, error);
   if (!g) return FALSE;
   int format, norm;
@@ -101,7 +98,7 @@ static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRun
   if (!get_int_min(c, g, "validation", FALSE, 0, 0, &rc->validation, error) ||
       !get_int_min(c, g, "train_limit", FALSE, 0, 0, &rc->train_limit, error) ||
       !get_int_min(c, g, "test_limit", FALSE, 0, 0, &rc->test_limit, error) ||
-      !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD, norms, &norm, error))
+      !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD, prunus_norm_kind_names, &norm, error))
     return FALSE;
   rc->normalize = (PrunusNormKind)norm;
   return TRUE;

@@ -12,6 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+const char *const prunus_norm_kind_names[] = {[PRUNUS_NORM_UNIT] = "unit",
+                                             [PRUNUS_NORM_STANDARD] = "standard",
+                                             [PRUNUS_NORM_STANDARD + 1] = NULL};
+
 // ----------------------------------------------------------------------------
 // IDX header: 2 zero bytes, element type, number of dims, then big-endian u32 dims
 

@@ -25,6 +25,10 @@ typedef struct {
   float mean, std;   /* used by PRUNUS_NORM_STANDARD */
 } PrunusNorm;
 
+/* Each kind's name as configs (dataset.normalize) and checkpoint metadata spell it,
+ * indexed by PrunusNormKind; NULL after the last. */
+extern const char *const prunus_norm_kind_names[];
+
 /* (transfer full) Load an IDX image file and an IDX label file. Every malformed
  * input is an error naming the path: missing file, bad gzip, wrong magic, wrong
  * element type (must be 0x08 ubyte), dimensions that do not match the file length,

@@ -267,11 +267,6 @@ out_free_file:
 /* ------------------------------------------------------------------------- */
 /* Input normalisation */
 
-/* The config's spelling of each kind (dataset.normalize), so the metadata reads as
- * the config did. */
-static const char *const norm_names[] = {[PRUNUS_NORM_UNIT] = "unit",
-                                         [PRUNUS_NORM_STANDARD] = "standard"};
-
 /* Nine significant digits single out every float: the text reads back to its bits. */
 static char *float_text(float v) {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
@@ -280,8 +275,10 @@ static char *float_text(float v) {
 
 void prunus_checkpoint_metadata_set_norm(GHashTable *metadata, const PrunusNorm *norm) {
   g_return_if_fail(metadata != NULL && norm != NULL);
-  g_return_if_fail(norm->kind >= 0 && norm->kind < (int)G_N_ELEMENTS(norm_names));
-  g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM), g_strdup(norm_names[norm->kind]));
+  g_return_if_fail(norm->kind >= PRUNUS_NORM_UNIT && norm->kind <= PRUNUS_NORM_STANDARD);
+  /* the config's spelling, so the metadata reads as the config did */
+  g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM),
+                      g_strdup(prunus_norm_kind_names[norm->kind]));
   g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM_MEAN), float_text(norm->mean));
   g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM_STD), float_text(norm->std));
 }
@@ -318,8 +315,8 @@ gboolean prunus_checkpoint_metadata_norm(GHashTable *metadata, const char *path,
   }
   PrunusNorm n = {0};
   size_t k = 0;
-  while (k < G_N_ELEMENTS(norm_names) && strcmp(norm_names[k], kind) != 0) k++;
-  if (k == G_N_ELEMENTS(norm_names))
+  while (prunus_norm_kind_names[k] && strcmp(prunus_norm_kind_names[k], kind) != 0) k++;
+  if (!prunus_norm_kind_names[k])
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                             "metadata \"%s\" is \"%s\"; expected \"unit\" or \"standard\"",
                             CKPT_KEY_NORM, kind);
