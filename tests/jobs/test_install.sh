@@ -110,6 +110,17 @@ for so in criterion/prunus-layer-normalized.so criterion/prunus-wanda.so \
           granularity/prunus-n-of-m.so retrain/prunus-early-stop.so; do
   [ -f "$tmp/build-$so" ] || fail "$tmp/build-$so was not built"
 done
+# The README's build without Meson: the compiler and pkg-config alone.
+mkdir "$tmp/cc"
+san_flags=()
+[ "$sanitize" = none ] || san_flags=(-fsanitize="$sanitize" -fno-omit-frame-pointer)
+cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -shared -fPIC -O2 $(pkg-config --cflags prunus-plugin) \
+  -o "$tmp/cc/prunus-n-of-m.so" "$src/examples/custom-granularity/n_of_m.c" -lm ||
+  fail "cc with pkg-config --cflags prunus-plugin could not build n_of_m.c"
+# And `meson install` of an example: into pkg-config's plugindir, next to the shipped ones.
+"$meson" install -C "$tmp/build-retrain" >"$tmp/install-retrain.log" 2>&1 ||
+  { cat "$tmp/install-retrain.log"; fail "meson install of examples/custom-retrain"; }
+[ -f "$plugindir/prunus-early-stop.so" ] || fail "early-stop was not installed into $plugindir"
 echo "built the examples (b_sanitize=$sanitize)"
 
 export PRUNUS_PLUGIN_PATH=$tmp/build-criterion:$tmp/build-granularity:$tmp/build-retrain:$libdir/prunus/plugins
@@ -253,15 +264,22 @@ print(f"wanda: layer 1 as magnitude, layer 3 = the 32 lowest |w|*rms ({diff} dif
 EOF
 
 # ---------------------------------------------------------------------------
-# 8. n-of-m (2:4) with early-stop, found through the config's plugin_path this
-#    time. 30% per round: round 1 removes 326 of 1088; round 2 asks for 229 but
-#    2:4 leaves room for 544 - 326 = 218; round 3 finds no room at all.
+# 8. n-of-m (2:4, the cc build, found through the config's plugin_path) with
+#    early-stop (installed into the plugin folder). 30% per round: round 1 removes
+#    326 of 1088; round 2 asks for 229 but 2:4 leaves room for 544 - 326 = 218;
+#    round 3 finds no room at all.
 config nm 'schedule = { rounds = 3; amount = 0.3; };
   criterion = { plugin = "magnitude"; };
   granularity = { plugin = "n-of-m"; n = 2; m = 4; };
   retrain = { plugin = "early-stop"; max_epochs = 4; warmup_epochs = 1; patience = 1; tolerance = 0.01; };' \
-  "plugin_path = [\"$tmp/build-granularity\", \"$tmp/build-retrain\"];"
-run nm PRUNUS_PLUGIN_PATH="$libdir/prunus/plugins" PRUNUS_DEBUG=1
+  "plugin_path = \"$tmp/cc\";"
+PRUNUS_PLUGIN_PATH=$plugindir "$prunus" plugins "$data/nm.cfg" >"$tmp/nm-plugins.out" 2>&1 ||
+  { cat "$tmp/nm-plugins.out"; fail "prunus plugins nm.cfg"; }
+grep -A1 -E "^granularity +n-of-m " "$tmp/nm-plugins.out" | grep -q " $tmp/cc/prunus-n-of-m.so$" &&
+  grep -A1 -E "^retrain +early-stop " "$tmp/nm-plugins.out" | grep -q " $plugindir/prunus-early-stop.so$" ||
+  { cat "$tmp/nm-plugins.out"; fail "nm.cfg does not find n-of-m in $tmp/cc and early-stop in $plugindir"; }
+run nm PRUNUS_PLUGIN_PATH="$plugindir" PRUNUS_DEBUG=1
+grep -q "^\[granularity n-of-m\]" "$tmp/nm.out" || fail "n-of-m logged nothing"
 "$python" - "$tmp" <<'EOF' || { cat "$tmp/nm.out"; fail "n-of-m + early-stop"; }
 import json, re, sys
 sys.path.insert(0, sys.argv[1])
