@@ -1,8 +1,13 @@
 /* plugin_loader.c: the plugin search path, dlopen/dlsym of the one entry
- * symbol, descriptor validation, lookup by kind and name, and unloading. */
+ * symbol, descriptor validation and the host's full-size copies of older,
+ * smaller descriptors and ops tables, lookup by kind and name, and unloading. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
 #include "plugin_loader.h"
 
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef PRUNUS_PLUGIN_INSTALL_DIR
@@ -11,11 +16,36 @@
 #ifndef PRUNUS_PLUGIN_BUILD_DIR
 #error "PRUNUS_PLUGIN_BUILD_DIR must be defined by the build"
 #endif
+#ifndef PRUNUS_BUILD_ROOT
+#error "PRUNUS_BUILD_ROOT must be defined by the build"
+#endif
+
+/* The end of member m of T: T's size in the revision where m was its last member. */
+#define END_OF(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
+
+const PrunusPluginSizes prunus_plugin_sizes_r1 = {
+    .desc = END_OF(PrunusPluginDesc, retrain),
+    .ops = {0, END_OF(PrunusCriterionOps, score), END_OF(PrunusGranularityOps, plan),
+            END_OF(PrunusRetrainOps, retrain)},
+};
+
+/* What the registry keeps of one descriptor (plugin.h, G1): the entry handed
+ * out, and the zeroed full-size tables the plugin's descriptor and ops table
+ * were copied into, as far as the plugin had them. */
+typedef struct {
+  PrunusPluginEntry entry; /* first: freed as an entry */
+  PrunusPluginDesc desc;
+  union {
+    PrunusCriterionOps criterion;
+    PrunusGranularityOps granularity;
+    PrunusRetrainOps retrain;
+  } ops;
+} LoadedDesc;
 
 struct PrunusPluginLib {
   char *path;
   void *handle;
-  GPtrArray *entries;   /* PrunusPluginEntry* */
+  GPtrArray *entries;   /* LoadedDesc* (as PrunusPluginEntry*) */
 };
 
 struct PrunusPluginRegistry {
@@ -44,10 +74,41 @@ PrunusPluginRegistry *prunus_plugin_registry_new(const char *const *extra_dirs) 
       if (**p) g_ptr_array_add(r->dirs, g_strdup(*p));
     g_strfreev(parts);
   }
-  g_ptr_array_add(r->dirs, g_strdup(PRUNUS_PLUGIN_INSTALL_DIR));
-  g_ptr_array_add(r->dirs, g_strdup(PRUNUS_PLUGIN_BUILD_DIR));
+  g_ptr_array_add(r->dirs, g_strdup(prunus_plugin_shipped_dir()));
   g_ptr_array_add(r->dirs, NULL);
   return r;
+}
+
+gboolean prunus_plugin_path_within(const char *path, const char *root) {
+  char *p = realpath(path, NULL), *q = realpath(root, NULL);
+  gboolean within = FALSE;
+  if (p && q) {
+    size_t n = strlen(q);
+    /* "/" as root ends in the separator already */
+    within = !strncmp(p, q, n) && (p[n] == '\0' || p[n] == '/' || (n > 0 && q[n - 1] == '/'));
+  }
+  free(p);
+  free(q);
+  return within;
+}
+
+/* Decided once per process: where the running code lives does not change. The
+ * object holding this function is libprunus, or the executable it was linked
+ * into statically; /proc/self/exe covers an executable whose dladdr name is not
+ * a usable path (argv[0]). */
+const char *prunus_plugin_shipped_dir(void) {
+  static gsize dir; /* const char *, set once */
+  if (g_once_init_enter(&dir)) {
+    gboolean uninstalled = FALSE;
+    Dl_info info;
+    if (dladdr((void *)prunus_plugin_shipped_dir, &info) && info.dli_fname &&
+        g_path_is_absolute(info.dli_fname))
+      uninstalled = prunus_plugin_path_within(info.dli_fname, PRUNUS_BUILD_ROOT);
+    if (!uninstalled) uninstalled = prunus_plugin_path_within("/proc/self/exe", PRUNUS_BUILD_ROOT);
+    g_once_init_leave(&dir, (gsize)(uninstalled ? PRUNUS_PLUGIN_BUILD_DIR
+                                                : PRUNUS_PLUGIN_INSTALL_DIR));
+  }
+  return (const char *)dir;
 }
 
 static void lib_unload(PrunusPluginLib *lib) {
@@ -77,9 +138,16 @@ static gboolean valid_name(const char *name) {
   return TRUE;
 }
 
-/* Check one descriptor; on failure set error naming path, index and field. */
-static gboolean desc_validate(const PrunusPluginDesc *d, const char *path, guint index,
-                              GError **error) {
+static const char *const ops_type[] = {NULL, "PrunusCriterionOps", "PrunusGranularityOps",
+                                       "PrunusRetrainOps"};
+
+/* Copy the plugin's descriptor raw into out (plugin.h, G1): the first
+ * raw->size bytes into a zeroed full-size descriptor, then its ops table's first
+ * ops_size bytes into a zeroed full-size table that out's ops member points to,
+ * checking every field on the way. On failure set error naming path, index,
+ * field and, for sizes and versions, both numbers. */
+static gboolean desc_load(const PrunusPluginDesc *raw, const char *path, guint index,
+                          LoadedDesc *out, GError **error) {
 #define DESC_FAIL(...)                                                                     \
   do {                                                                                     \
     char *why_ = g_strdup_printf(__VA_ARGS__);                                             \
@@ -88,13 +156,22 @@ static gboolean desc_validate(const PrunusPluginDesc *d, const char *path, guint
     g_free(why_);                                                                          \
     return FALSE;                                                                          \
   } while (0)
-  if (d->abi_version != PRUNUS_PLUGIN_ABI_VERSION)
-    DESC_FAIL("ABI version mismatch: the plugin was built for ABI %u, this prunus (%s) "
-              "loads ABI %u; rebuild the plugin against this prunus's plugin.h",
-              d->abi_version, prunus_version(), PRUNUS_PLUGIN_ABI_VERSION);
-  if (d->size < sizeof(PrunusPluginDesc))
-    DESC_FAIL("descriptor size %u is smaller than the %zu bytes of ABI %u", d->size,
-              sizeof(PrunusPluginDesc), PRUNUS_PLUGIN_ABI_VERSION);
+  /* abi_version and size are the first 8 bytes of every revision */
+  if (raw->abi_version != PRUNUS_PLUGIN_ABI_VERSION)
+    DESC_FAIL("ABI version mismatch (field 'abi_version'): the plugin was built for ABI %u, "
+              "this prunus (%s) loads ABI %u (plugins of any revision of it); rebuild the "
+              "plugin against this prunus's plugin.h",
+              raw->abi_version, prunus_version(), PRUNUS_PLUGIN_ABI_VERSION);
+  if (raw->size < prunus_plugin_sizes_r1.desc)
+    DESC_FAIL("field 'size' = %u is smaller than the %zu bytes of a revision-1 descriptor, the "
+              "smallest this prunus (ABI %u, revision %u) loads",
+              raw->size, prunus_plugin_sizes_r1.desc, PRUNUS_PLUGIN_ABI_VERSION,
+              PRUNUS_PLUGIN_REVISION);
+  PrunusPluginDesc *d = &out->desc;
+  memset(d, 0, sizeof *d);
+  memcpy(d, raw, MIN((size_t)raw->size, sizeof *d));
+  out->entry.desc = d;
+  out->entry.desc_size = raw->size;
   if (d->kind < PRUNUS_PLUGIN_CRITERION || d->kind > PRUNUS_PLUGIN_RETRAIN)
     DESC_FAIL("field 'kind' = %d is not a plugin kind (1 criterion, 2 granularity, 3 retrain)",
               (int)d->kind);
@@ -105,22 +182,43 @@ static gboolean desc_validate(const PrunusPluginDesc *d, const char *path, guint
   if (!d->summary || !*d->summary) DESC_FAIL("plugin '%s': field 'summary' is empty", d->name);
   if (!d->create) DESC_FAIL("plugin '%s': field 'create' is NULL", d->name);
   const void *ops[] = {NULL, d->criterion, d->granularity, d->retrain};
-  static const char *const ops_field[] = {NULL, "criterion", "granularity", "retrain"};
   for (int k = PRUNUS_PLUGIN_CRITERION; k <= PRUNUS_PLUGIN_RETRAIN; k++) {
     if (k == (int)d->kind && !ops[k])
       DESC_FAIL("plugin '%s' is a %s plugin but its field '%s' (the ops table) is NULL", d->name,
-                kind_names[k], ops_field[k]);
+                kind_names[k], kind_names[k]);
     if (k != (int)d->kind && ops[k])
       DESC_FAIL("plugin '%s' is a %s plugin but also sets field '%s'", d->name,
-                kind_names[d->kind], ops_field[k]);
+                kind_names[d->kind], kind_names[k]);
   }
-  if (d->kind == PRUNUS_PLUGIN_CRITERION &&
-      (!d->criterion->needs || !d->criterion->produces || !d->criterion->score))
-    DESC_FAIL("plugin '%s': criterion ops 'needs', 'produces' and 'score' are required", d->name);
-  if (d->kind == PRUNUS_PLUGIN_GRANULARITY && (!d->granularity->accepts || !d->granularity->plan))
-    DESC_FAIL("plugin '%s': granularity ops 'accepts' and 'plan' are required", d->name);
-  if (d->kind == PRUNUS_PLUGIN_RETRAIN && !d->retrain->retrain)
-    DESC_FAIL("plugin '%s': retrain op 'retrain' is required", d->name);
+  /* ops_size: 0 when the descriptor predates it or the plugin left it unset */
+  const size_t r1_ops = prunus_plugin_sizes_r1.ops[d->kind];
+  const size_t ops_size = d->ops_size ? d->ops_size : r1_ops;
+  if (ops_size < r1_ops)
+    DESC_FAIL("plugin '%s': field 'ops_size' = %u is smaller than the %zu bytes of a "
+              "revision-1 %s",
+              d->name, d->ops_size, r1_ops, ops_type[d->kind]);
+  out->entry.ops_size = (uint32_t)ops_size;
+  memset(&out->ops, 0, sizeof out->ops);
+  switch (d->kind) {
+  case PRUNUS_PLUGIN_CRITERION:
+    memcpy(&out->ops.criterion, d->criterion, MIN(ops_size, sizeof out->ops.criterion));
+    d->criterion = &out->ops.criterion;
+    if (!d->criterion->needs || !d->criterion->produces || !d->criterion->score)
+      DESC_FAIL("plugin '%s': criterion ops 'needs', 'produces' and 'score' are required",
+                d->name);
+    break;
+  case PRUNUS_PLUGIN_GRANULARITY:
+    memcpy(&out->ops.granularity, d->granularity, MIN(ops_size, sizeof out->ops.granularity));
+    d->granularity = &out->ops.granularity;
+    if (!d->granularity->accepts || !d->granularity->plan)
+      DESC_FAIL("plugin '%s': granularity ops 'accepts' and 'plan' are required", d->name);
+    break;
+  case PRUNUS_PLUGIN_RETRAIN:
+    memcpy(&out->ops.retrain, d->retrain, MIN(ops_size, sizeof out->ops.retrain));
+    d->retrain = &out->ops.retrain;
+    if (!d->retrain->retrain) DESC_FAIL("plugin '%s': retrain op 'retrain' is required", d->name);
+    break;
+  }
 #undef DESC_FAIL
   return TRUE;
 }
@@ -163,14 +261,14 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
   for (guint i = 0; i < 256; i++) {
     const PrunusPluginDesc *d = describe(i);
     if (!d) break;
-    if (!desc_validate(d, path, i, &local)) {
+    LoadedDesc *e = g_new0(LoadedDesc, 1);
+    if (!desc_load(d, path, i, e, &local)) {
+      g_free(e);
       lib_unload(lib);
       lib = NULL;
       goto out_fail;
     }
-    PrunusPluginEntry *e = g_new0(PrunusPluginEntry, 1);
-    e->desc = d;
-    e->path = lib->path;
+    e->entry.path = lib->path;
     g_ptr_array_add(lib->entries, e);
   }
   if (lib->entries->len == 0) {
@@ -246,6 +344,55 @@ static const PrunusPluginEntry *lib_find(PrunusPluginLib *lib, const char *name)
     if (!strcmp(e->desc->name, name)) return e;
   }
   return NULL;
+}
+
+/* Edit distance counting a swap of neighbours as one edit (optimal string
+ * alignment), for "did you mean" on plugin names. */
+static guint edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 64 || lb > 64) return G_MAXUINT;
+  guint rows[3][65]; /* row i of the distance matrix lives in rows[i % 3] */
+  for (size_t j = 0; j <= lb; j++) rows[0][j] = (guint)j;
+  for (size_t i = 1; i <= la; i++) {
+    guint *prev2 = rows[(i + 1) % 3], *prev = rows[(i + 2) % 3], *cur = rows[i % 3];
+    cur[0] = (guint)i;
+    for (size_t j = 1; j <= lb; j++) {
+      guint cost = a[i - 1] == b[j - 1] ? 0u : 1u;
+      guint d = MIN(MIN(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d = MIN(d, prev2[j - 2] + 1);
+      cur[j] = d;
+    }
+  }
+  return rows[la % 3][lb];
+}
+
+/* "; did you mean 'rewind'?" (or "'a' or 'b'") naming the plugins of kind in
+ * entries nearest to name, within 1 edit for short names and 2 from 6
+ * characters on; "" when none is that near. (transfer full) */
+static char *did_you_mean(GPtrArray *entries, PrunusPluginKind kind, const char *name) {
+  const guint limit = MAX(1u, MIN(2u, (guint)strlen(name) / 3));
+  guint best = G_MAXUINT;
+  for (guint i = 0; i < entries->len; i++) {
+    const PrunusPluginEntry *e = g_ptr_array_index(entries, i);
+    if (e->desc->kind == kind) best = MIN(best, edit_distance(name, e->desc->name));
+  }
+  if (best > limit) return g_strdup("");
+  GPtrArray *near = g_ptr_array_new();
+  for (guint i = 0; i < entries->len; i++) {
+    const PrunusPluginEntry *e = g_ptr_array_index(entries, i);
+    if (e->desc->kind != kind || edit_distance(name, e->desc->name) != best) continue;
+    gboolean seen = FALSE;
+    for (guint k = 0; k < near->len; k++) seen |= !strcmp(near->pdata[k], e->desc->name);
+    if (!seen) g_ptr_array_add(near, (gpointer)e->desc->name);
+  }
+  GString *hint = g_string_new("; did you mean ");
+  for (guint k = 0; k < near->len; k++)
+    g_string_append_printf(hint, "%s'%s'", k == 0 ? "" : k + 1 == near->len ? " or " : ", ",
+                           (const char *)near->pdata[k]);
+  g_string_append_c(hint, '?');
+  g_ptr_array_free(near, TRUE);
+  return g_string_free(hint, FALSE);
 }
 
 static gboolean check_kind(const PrunusPluginEntry *e, PrunusPluginKind kind, const char *slot,
@@ -330,11 +477,13 @@ const PrunusPluginEntry *prunus_plugin_registry_find(PrunusPluginRegistry *r, Pr
       g_string_append_printf(known, "%s%s", known->len ? ", " : "", e->desc->name);
     }
     char *dirs = g_strjoinv(":", (char **)r->dirs->pdata);
+    char *hint = did_you_mean(entries, kind, name);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
-                "%s: no %s plugin named '%s' (available: %s; searched %s)%s%s", slot,
-                prunus_plugin_kind_name(kind), name, known->len ? known->str : "none", dirs,
+                "%s: no %s plugin named '%s'%s (available: %s; searched %s)%s%s", slot,
+                prunus_plugin_kind_name(kind), name, hint, known->len ? known->str : "none", dirs,
                 failures->len ? "; libraries that failed to load: " : "",
                 failures->len ? (const char *)g_ptr_array_index(failures, 0) : "");
+    g_free(hint);
     g_free(dirs);
     g_string_free(known, TRUE);
   }

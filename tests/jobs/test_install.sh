@@ -110,17 +110,6 @@ for so in criterion/prunus-layer-normalized.so criterion/prunus-wanda.so \
           granularity/prunus-n-of-m.so retrain/prunus-early-stop.so; do
   [ -f "$tmp/build-$so" ] || fail "$tmp/build-$so was not built"
 done
-# The README's build without Meson: the compiler and pkg-config alone.
-mkdir "$tmp/cc"
-san_flags=()
-[ "$sanitize" = none ] || san_flags=(-fsanitize="$sanitize" -fno-omit-frame-pointer)
-cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -shared -fPIC -O2 $(pkg-config --cflags prunus-plugin) \
-  -o "$tmp/cc/prunus-n-of-m.so" "$src/examples/custom-granularity/n_of_m.c" -lm ||
-  fail "cc with pkg-config --cflags prunus-plugin could not build n_of_m.c"
-# And `meson install` of an example: into pkg-config's plugindir, next to the shipped ones.
-"$meson" install -C "$tmp/build-retrain" >"$tmp/install-retrain.log" 2>&1 ||
-  { cat "$tmp/install-retrain.log"; fail "meson install of examples/custom-retrain"; }
-[ -f "$plugindir/prunus-early-stop.so" ] || fail "early-stop was not installed into $plugindir"
 echo "built the examples (b_sanitize=$sanitize)"
 
 export PRUNUS_PLUGIN_PATH=$tmp/build-criterion:$tmp/build-granularity:$tmp/build-retrain:$libdir/prunus/plugins
@@ -135,6 +124,22 @@ for row in "criterion layer-normalized criterion/prunus-layer-normalized.so" \
     { cat "$tmp/plugins.out"; fail "prunus plugins does not list $1 $2"; }
   grep -q "$tmp/build-$3" "$tmp/plugins.out" || fail "prunus plugins does not show $tmp/build-$3"
 done
+# Each plugin once: an installed prunus does not also search its build tree.
+dups=$(awk '/^(criterion|granularity|retrain) / {print $1, $2}' "$tmp/plugins.out" | sort | uniq -d)
+[ -z "$dups" ] || { cat "$tmp/plugins.out"; fail "prunus plugins lists more than once: $dups"; }
+if grep -F -- "$build" "$tmp/plugins.out" > /dev/null; then fail "the installed prunus searched $build"; fi
+
+# The README's build without Meson: the compiler and pkg-config alone.
+mkdir "$tmp/cc"
+san_flags=()
+[ "$sanitize" = none ] || san_flags=(-fsanitize="$sanitize" -fno-omit-frame-pointer)
+cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -shared -fPIC -O2 $(pkg-config --cflags prunus-plugin) \
+  -o "$tmp/cc/prunus-n-of-m.so" "$src/examples/custom-granularity/n_of_m.c" -lm ||
+  fail "cc with pkg-config --cflags prunus-plugin could not build n_of_m.c"
+# And `meson install` of an example: into pkg-config's plugindir, next to the shipped ones.
+"$meson" install -C "$tmp/build-retrain" >"$tmp/install-retrain.log" 2>&1 ||
+  { cat "$tmp/install-retrain.log"; fail "meson install of examples/custom-retrain"; }
+[ -f "$plugindir/prunus-early-stop.so" ] || fail "early-stop was not installed into $plugindir"
 
 # ---------------------------------------------------------------------------
 # 5. A tiny dataset (8x8 images, class = the brighter quadrant, under noise that

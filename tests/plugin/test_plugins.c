@@ -72,6 +72,12 @@ static Loaded plugin_load(const char *name, PrunusPluginKind kind) {
   g_assert_null(describe(1));
   g_assert_cmpuint(l.desc->abi_version, ==, PRUNUS_PLUGIN_ABI_VERSION);
   g_assert_cmpuint(l.desc->size, ==, sizeof(PrunusPluginDesc));
+  /* the retrain plugins set ops_size with PRUNUS_PLUGIN_OPS; the criteria and
+   * granularities keep their revision-1 sources (0 = revision 1's table size) */
+  if (kind == PRUNUS_PLUGIN_RETRAIN)
+    g_assert_cmpuint(l.desc->ops_size, ==, sizeof(PrunusRetrainOps));
+  else
+    g_assert_cmpuint(l.desc->ops_size, ==, 0);
   g_assert_cmpint(l.desc->kind, ==, kind);
   g_assert_cmpstr(l.desc->name, ==, name);
   g_assert_true(name_is_valid(l.desc->name));
@@ -118,6 +124,18 @@ static void plugin_create_fails(const Loaded *l, PrunusHost *host, const char *n
   g_assert_nonnull(strstr(msg, needle1));
   if (needle2)
     g_assert_nonnull(strstr(msg, needle2));
+}
+
+/* create() with key = value must fail with exactly `message`. */
+static void plugin_create_fails_exactly(const char *name, PrunusPluginKind kind, const char *key,
+                                        const char *value, const char *message) {
+  Loaded l = plugin_load(name, kind);
+  PrunusHost *h = fakehost_new(1, kind == PRUNUS_PLUGIN_RETRAIN);
+  fakehost_set(h, key, value);
+  plugin_create_fails(&l, h, message, NULL);
+  g_assert_cmpstr(fakehost_error(h), ==, message);
+  fakehost_free(h);
+  plugin_unload(&l);
 }
 
 static void plugin_create_fails_with(const char *name, PrunusPluginKind kind, const char *key,
@@ -655,9 +673,35 @@ static void test_finetune(void) {
   in = retrain_round("finetune", 10, "epochs", "0", NULL);
   g_assert_cmpuint(fakehost_n_calls(in.h), ==, 0);
   instance_free(&in);
-  plugin_create_fails_with("finetune", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
-  plugin_create_fails_with("finetune", PRUNUS_PLUGIN_RETRAIN, "lr", "-0.5", "-0.5");
+  /* ranges through the host's get_int_range / get_double_range */
+  plugin_create_fails_exactly("finetune", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1",
+                              "key 'epochs' = -1 is out of range: must be in [0, 2147483647]");
+  plugin_create_fails_exactly("finetune", PRUNUS_PLUGIN_RETRAIN, "lr", "-0.5",
+                              "key 'lr' = -0.5 is out of range: must be >= 0");
   plugin_create_fails_with("finetune", PRUNUS_PLUGIN_RETRAIN, "epochs", "many", "many");
+}
+
+/* A host of revision 1 has no range-checked getters: every retrain plugin says
+ * so instead of calling past the end of the services table (plugin.h, G2). */
+static void test_retrain_needs_revision2(void) {
+  static const char *const names[] = {"finetune", "rewind", "reinit", "lr-rewind"};
+  for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+    Loaded l = plugin_load(names[i], PRUNUS_PLUGIN_RETRAIN);
+    PrunusHost *h = fakehost_new(1, TRUE);
+    fakehost_set_revision1(h);
+    g_assert_cmpuint(PRUNUS_HOST_REVISION(fakehost_services(h)), ==, 1);
+    g_assert_false(PRUNUS_HOST_HAS(fakehost_services(h), get_int_range));
+    plugin_create_fails(&l, h, "this plugin needs the services get_int_range and "
+                        "get_double_range of plugin revision 2; this prunus's host is revision 1",
+                        NULL);
+    fakehost_free(h);
+    plugin_unload(&l);
+  }
+  /* and the fake host's own revision otherwise */
+  PrunusHost *h = fakehost_new(1, TRUE);
+  g_assert_cmpuint(PRUNUS_HOST_REVISION(fakehost_services(h)), ==, PRUNUS_PLUGIN_REVISION);
+  g_assert_true(PRUNUS_HOST_HAS(fakehost_services(h), get_double_range));
+  fakehost_free(h);
 }
 
 static void test_rewind(void) {
@@ -680,7 +724,8 @@ static void test_rewind(void) {
   assert_train(in.h, 1, 5, 0.05, 0, 0);
   instance_free(&in);
   plugin_create_fails_with("rewind", PRUNUS_PLUGIN_RETRAIN, "to", "middle", "middle");
-  plugin_create_fails_with("rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
+  plugin_create_fails_exactly("rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1",
+                              "key 'epochs' = -1 is out of range: must be in [0, 2147483647]");
   /* epoch with to = "init" */
   plugin_create_fails_with("rewind", PRUNUS_PLUGIN_RETRAIN, "epoch", "3", "init");
   Instance bad = instance_new("rewind", PRUNUS_PLUGIN_RETRAIN);
@@ -690,7 +735,8 @@ static void test_rewind(void) {
   bad = instance_new("rewind", PRUNUS_PLUGIN_RETRAIN);
   fakehost_set(bad.h, "to", "epoch");
   fakehost_set(bad.h, "epoch", "11");
-  plugin_create_fails(&bad.l, bad.h, "epoch", "11");
+  plugin_create_fails(&bad.l, bad.h, "key 'epoch' = 11 is out of range: must be in [1, 10]",
+                      NULL);
   instance_free(&bad);
 }
 
@@ -714,7 +760,10 @@ static void test_reinit(void) {
   assert_train(in.h, 1, 3, 0.2, 0, 0);
   assert_train(in.h, 3, 3, 0.2, 0, 0);
   instance_free(&in);
-  plugin_create_fails_with("reinit", PRUNUS_PLUGIN_RETRAIN, "seed", "-3", "-3");
+  plugin_create_fails_exactly("reinit", PRUNUS_PLUGIN_RETRAIN, "seed", "-3",
+                              "key 'seed' = -3 is out of range: must be >= 0");
+  plugin_create_fails_exactly("reinit", PRUNUS_PLUGIN_RETRAIN, "lr", "-1",
+                              "key 'lr' = -1 is out of range: must be >= 0");
   plugin_create_fails_with("reinit", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
 }
 
@@ -728,8 +777,14 @@ static void test_lr_rewind(void) {
   in = retrain_round("lr-rewind", 10, NULL);
   assert_train(in.h, 0, 10, 0.0, 0, 10);
   instance_free(&in);
-  plugin_create_fails_with("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "11", "11");
-  plugin_create_fails_with("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
+  /* at most train.epochs (10 in the fake host) */
+  plugin_create_fails_exactly("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "11",
+                              "key 'epochs' = 11 is out of range: must be in [0, 10]");
+  plugin_create_fails_exactly("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1",
+                              "key 'epochs' = -1 is out of range: must be in [0, 10]");
+  in = retrain_round("lr-rewind", 10, "epochs", "10", NULL);
+  assert_train(in.h, 0, 10, 0.0, 0, 10);
+  instance_free(&in);
 }
 
 // ----------------------------------------------------------------------------
@@ -782,6 +837,23 @@ static void test_broken_fixtures(void) {
   g_assert_cmpuint(broken_desc(dl)->size, ==, 8);
   dlclose(dl);
 
+  dl = broken_open("broken-ops-size");
+  g_assert_cmpint(broken_desc(dl)->kind, ==, PRUNUS_PLUGIN_GRANULARITY);
+  g_assert_cmpuint(broken_desc(dl)->ops_size, ==, 8);
+  dlclose(dl);
+
+  /* one member appended to each of descriptor and ops table */
+  dl = broken_open("future-plugin");
+  g_assert_cmpuint(broken_desc(dl)->size, ==, sizeof(PrunusPluginDesc) + sizeof(uint64_t));
+  g_assert_cmpuint(broken_desc(dl)->ops_size, ==, sizeof(PrunusCriterionOps) + sizeof(void *));
+  dlclose(dl);
+
+  /* exported although its definition has no PRUNUS_PLUGIN_EXPORT */
+  dl = broken_open("no-export-macro");
+  g_assert_cmpstr(broken_desc(dl)->name, ==, "no-export-macro");
+  g_assert_cmpuint(broken_desc(dl)->ops_size, ==, sizeof(PrunusRetrainOps));
+  dlclose(dl);
+
   char *path = plugin_path("PRUNUS_TEST_BROKEN_PLUGIN_DIR", "broken-undefined");
   g_assert_null(dlopen(path, RTLD_NOW | RTLD_LOCAL));
   const char *err = dlerror();
@@ -813,6 +885,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plugins/retrain/rewind", test_rewind);
   g_test_add_func("/plugins/retrain/reinit", test_reinit);
   g_test_add_func("/plugins/retrain/lr-rewind", test_lr_rewind);
+  g_test_add_func("/plugins/retrain/needs-revision-2", test_retrain_needs_revision2);
   g_test_add_func("/plugins/broken-fixtures", test_broken_fixtures);
   return g_test_run();
 }
