@@ -184,7 +184,7 @@ static const PrunusPluginDesc desc = {
     .summary = "Wanda: |w| times the RMS of its input over calibration samples",
     .create = create,
     .destroy = destroy,
-    .criterion = &ops,
+    PRUNUS_PLUGIN_OPS(criterion, ops), /* sets ops_size too */
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

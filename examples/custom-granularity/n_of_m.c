@@ -3,8 +3,9 @@
  * the lowest-scored weights, as `weight` does, but never more than M - N of any
  * group of M consecutive weights of a row, so the schedule converges to exact N:M.
  *
- * Settings (prune.granularity): n = weights kept per group (default 2),
- * m = group size (default 4). Once every group is down to N, rounds remove nothing.
+ * Settings (prune.granularity): m = group size (default 4, at most 64), n = weights
+ * kept per group (default m / 2, at most m - 1). Once every group is down to N,
+ * rounds remove nothing more.
  */
 #include <prunus/plugin.h>
 
@@ -18,21 +19,30 @@ typedef struct {
   int m; /* group size, along a row (fan_in) */
 } NofM;
 
+/* An integer setting in [min, max]. Through the host's get_int_range where it has
+ * one (appended in revision 2: PRUNUS_HOST_HAS checks the host's table is that
+ * long), whose error names the key, its file:line, the range and the value; on an
+ * older host, get_int and the same check here. */
+static int setting_int(PrunusHost *host, const PrunusHostServices *svc, const char *key,
+                       int64_t defval, int64_t min, int64_t max, int64_t *out) {
+  if (PRUNUS_HOST_HAS(svc, get_int_range))
+    return svc->get_int_range(host, key, defval, min, max, out);
+  if (svc->get_int(host, key, defval, out) != 0) return -1;
+  if (*out < min || *out > max) {
+    svc->set_error(host, "%s = %lld is out of range: must be in [%lld, %lld]", key,
+                   (long long)*out, (long long)min, (long long)max);
+    return -1;
+  }
+  return 0;
+}
+
 static int create(PrunusHost *host, const PrunusHostServices *svc, void **state) {
   /* Read every setting here: the host reports keys nobody read right after
    * create(), so a key first read in plan() would already be an error. */
   int64_t n, m;
-  if (svc->get_int(host, "n", 2, &n) != 0 || svc->get_int(host, "m", 4, &m) != 0)
-    return -1; /* the host recorded the key, file:line and what it found */
-  if (m < 2 || m > 64) {
-    svc->set_error(host, "m: expected a group size in [2, 64], found %lld", (long long)m);
-    return -1;
-  }
-  if (n < 1 || n >= m) {
-    svc->set_error(host, "n: expected the weights kept per group, in [1, m - 1 = %lld], found %lld",
-                   (long long)(m - 1), (long long)n);
-    return -1;
-  }
+  if (setting_int(host, svc, "m", 4, 2, 64, &m) != 0 ||
+      setting_int(host, svc, "n", m / 2, 1, m - 1, &n) != 0)
+    return -1; /* the host (or setting_int) recorded the key and what it found */
   NofM *s = malloc(sizeof *s);
   if (!s) {
     svc->set_error(host, "out of memory");
@@ -214,7 +224,7 @@ static const PrunusPluginDesc desc = {
     .summary = "N:M semi-structured: lowest-scored weights, at most M-N of every M in a row",
     .create = create,
     .destroy = destroy,
-    .granularity = &ops,
+    PRUNUS_PLUGIN_OPS(granularity, ops), /* sets ops_size too */
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

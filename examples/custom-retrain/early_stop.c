@@ -26,26 +26,35 @@ typedef struct {
   double before; /* validation accuracy at the end of the previous round; NaN = unknown */
 } EarlyStop;
 
-/* get_int into an int within [lo, hi], or -1 with the error recorded. */
+/* An integer setting in [lo, hi]. Through the host's get_int_range where it has
+ * one (appended in revision 2: PRUNUS_HOST_HAS checks the host's table is that
+ * long), whose error names the key, its file:line, the range and the value; on an
+ * older host, get_int and the same check here. */
 static int read_int(PrunusHost *host, const PrunusHostServices *svc, const char *key, int defval,
                     int lo, int hi, int *out) {
   int64_t v;
-  if (svc->get_int(host, key, defval, &v) != 0) return -1;
-  if (v < lo || v > hi) {
-    svc->set_error(host, "%s: expected an integer in [%d, %d], found %lld", key, lo, hi,
-                   (long long)v);
-    return -1;
+  if (PRUNUS_HOST_HAS(svc, get_int_range)) {
+    if (svc->get_int_range(host, key, defval, lo, hi, &v) != 0) return -1;
+  } else {
+    if (svc->get_int(host, key, defval, &v) != 0) return -1;
+    if (v < lo || v > hi) {
+      svc->set_error(host, "%s = %lld is out of range: must be in [%d, %d]", key, (long long)v,
+                     lo, hi);
+      return -1;
+    }
   }
   *out = (int)v;
   return 0;
 }
 
-/* get_double within [lo, hi], or -1 with the error recorded. */
+/* A finite number setting in [lo, hi], the same way (get_double_range). */
 static int read_double(PrunusHost *host, const PrunusHostServices *svc, const char *key,
                        double defval, double lo, double hi, double *out) {
+  if (PRUNUS_HOST_HAS(svc, get_double_range))
+    return svc->get_double_range(host, key, defval, lo, hi, out);
   if (svc->get_double(host, key, defval, out) != 0) return -1;
-  if (!(*out >= lo && *out <= hi)) {
-    svc->set_error(host, "%s: expected a number in [%g, %g], found %g", key, lo, hi, *out);
+  if (!(isfinite(*out) && *out >= lo && *out <= hi)) {
+    svc->set_error(host, "%s = %g is out of range: must be in [%g, %g]", key, *out, lo, hi);
     return -1;
   }
   return 0;
@@ -65,7 +74,7 @@ static int create(PrunusHost *host, const PrunusHostServices *svc, void **state)
       read_int(host, svc, "patience", 1, 1, 1000, &s.patience) != 0 ||
       read_double(host, svc, "min_delta", 0.001, 0.0, 1.0, &s.min_delta) != 0 ||
       read_double(host, svc, "tolerance", 0.005, 0.0, 1.0, &s.tolerance) != 0 ||
-      read_double(host, svc, "lr", 0.0, 0.0, INFINITY, &s.lr) != 0)
+      read_double(host, svc, "lr", 0.0, 0.0, HUGE_VAL, &s.lr) != 0)
     return -1;
   EarlyStop *p = malloc(sizeof *p);
   if (!p) {
@@ -146,7 +155,7 @@ static const PrunusPluginDesc desc = {
     .summary = "fine-tune with warm-up until val accuracy recovers or stops improving",
     .create = create,
     .destroy = destroy,
-    .retrain = &ops,
+    PRUNUS_PLUGIN_OPS(retrain, ops), /* sets ops_size too */
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

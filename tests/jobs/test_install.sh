@@ -141,6 +141,106 @@ cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" -shared -fPIC -O2 $(pkg-conf
   { cat "$tmp/install-retrain.log"; fail "meson install of examples/custom-retrain"; }
 [ -f "$plugindir/prunus-early-stop.so" ] || fail "early-stop was not installed into $plugindir"
 
+# An older host: the examples read their settings through get_int_range /
+# get_double_range only where the host's services table holds them (revision 2,
+# PRUNUS_HOST_HAS), else through get_int / get_double and their own check. This
+# host hands out a table of revision 1's size, then a full one, and records which
+# getters were called and the error the plugin set.
+cat >"$tmp/oldhost.c" <<'CSRC'
+#include <prunus/plugin.h>
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static char **kv; /* KEY=VALUE settings from argv */
+static int n_plain, n_range;
+static char message[512];
+static const char *lookup(const char *key) {
+  for (char **p = kv; *p; p++)
+    if (!strncmp(*p, key, strlen(key)) && (*p)[strlen(key)] == '=') return *p + strlen(key) + 1;
+  return NULL;
+}
+static void set_error(PrunusHost *h, const char *fmt, ...) {
+  (void)h;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof message, fmt, ap);
+  va_end(ap);
+}
+static void log_line(PrunusHost *h, PrunusLogLevel l, const char *fmt, ...) { (void)h, (void)l, (void)fmt; }
+static int get_int(PrunusHost *h, const char *key, int64_t defval, int64_t *out) {
+  (void)h;
+  n_plain++;
+  *out = lookup(key) ? atoll(lookup(key)) : defval;
+  return 0;
+}
+static int get_double(PrunusHost *h, const char *key, double defval, double *out) {
+  (void)h;
+  n_plain++;
+  *out = lookup(key) ? atof(lookup(key)) : defval;
+  return 0;
+}
+static int get_int_range(PrunusHost *h, const char *key, int64_t defval, int64_t min,
+                         int64_t max, int64_t *out) {
+  n_range++;
+  *out = lookup(key) ? atoll(lookup(key)) : defval;
+  if (lookup(key) && (*out < min || *out > max)) return set_error(h, "range %s", key), -1;
+  return 0;
+}
+static int get_double_range(PrunusHost *h, const char *key, double defval, double min,
+                            double max, double *out) {
+  n_range++;
+  *out = lookup(key) ? atof(lookup(key)) : defval;
+  if (lookup(key) && !(*out >= min && *out <= max)) return set_error(h, "range %s", key), -1;
+  return 0;
+}
+static int train(PrunusHost *h, int e, double lr, double o, int t) {
+  (void)h, (void)e, (void)lr, (void)o, (void)t;
+  return 0;
+}
+static int evaluate(PrunusHost *h, double *l, double *a) { (void)h; *l = *a = 0; return 0; }
+static double pretrain_lr(PrunusHost *h) { (void)h; return 0.1; }
+int main(int argc, char **argv) { /* oldhost SO r1|full KEY=VALUE... */
+  if (argc < 3) return 2;
+  void *so = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+  PrunusPluginDescribeFn describe =
+      so ? (PrunusPluginDescribeFn)dlsym(so, PRUNUS_PLUGIN_ENTRY_SYMBOL) : NULL;
+  if (!describe) return fprintf(stderr, "%s\n", dlerror()), 2;
+  kv = argv + 3;
+  PrunusHostServices svc = {.abi_version = PRUNUS_PLUGIN_ABI_VERSION, .log = log_line,
+      .set_error = set_error, .get_int = get_int, .get_double = get_double, .train = train,
+      .evaluate = evaluate, .pretrain_lr = pretrain_lr, .revision = 2,
+      .get_int_range = get_int_range, .get_double_range = get_double_range};
+  svc.size = strcmp(argv[2], "r1") ? sizeof svc : offsetof(PrunusHostServices, revision);
+  void *state = NULL;
+  const PrunusPluginDesc *d = describe(0);
+  int rc = d->create((PrunusHost *)&svc, &svc, &state);
+  if (rc == 0 && d->destroy) d->destroy(state);
+  printf("create=%d plain=%d range=%d error=%s\n", rc, n_plain, n_range, message);
+  dlclose(so);
+  return 0;
+}
+CSRC
+cc -std=c11 -Wall -Wextra -Werror "${san_flags[@]}" $(pkg-config --cflags prunus-plugin) \
+  -o "$tmp/oldhost" "$tmp/oldhost.c" -ldl || fail "oldhost.c did not compile against the installed plugin.h"
+expect_host() {  # expect_host EXPECTED SO r1|full KEY=VALUE...
+  local want=$1 got
+  shift
+  got=$("$tmp/oldhost" "$@") || fail "oldhost $*"
+  [ "$got" = "$want" ] || fail "oldhost $*: '$got', expected '$want'"
+}
+nm_so=$tmp/build-granularity/prunus-n-of-m.so
+es_so=$tmp/build-retrain/prunus-early-stop.so
+expect_host "create=-1 plain=2 range=0 error=n = 4 is out of range: must be in [1, 3]" "$nm_so" r1 m=4 n=4
+expect_host "create=0 plain=2 range=0 error=" "$nm_so" r1 m=8
+expect_host "create=-1 plain=0 range=2 error=range n" "$nm_so" full m=4 n=4
+expect_host "create=-1 plain=1 range=0 error=max_epochs = 0 is out of range: must be in [1, 1000]" \
+  "$es_so" r1 max_epochs=0
+expect_host "create=-1 plain=6 range=0 error=lr = -1 is out of range: must be in [0, inf]" "$es_so" r1 lr=-1
+expect_host "create=0 plain=0 range=6 error=" "$es_so" full
+echo "the examples use the range-checked getters only where the host has them"
+
 # ---------------------------------------------------------------------------
 # 5. A tiny dataset (8x8 images, class = the brighter quadrant, under noise that
 #    keeps the accuracy below 1 so that retraining has something to recover).
@@ -283,6 +383,12 @@ PRUNUS_PLUGIN_PATH=$plugindir "$prunus" plugins "$data/nm.cfg" >"$tmp/nm-plugins
 grep -A1 -E "^granularity +n-of-m " "$tmp/nm-plugins.out" | grep -q " $tmp/cc/prunus-n-of-m.so$" &&
   grep -A1 -E "^retrain +early-stop " "$tmp/nm-plugins.out" | grep -q " $plugindir/prunus-early-stop.so$" ||
   { cat "$tmp/nm-plugins.out"; fail "nm.cfg does not find n-of-m in $tmp/cc and early-stop in $plugindir"; }
+# A setting out of range fails before any training, with the host's message.
+status=0
+PRUNUS_PLUGIN_PATH=$plugindir "$prunus" run "$data/nm.cfg" -o "$tmp/nm-bad" --set prune.granularity.n=4 \
+  >"$tmp/nm-bad.out" 2>&1 || status=$?
+[ "$status" = 1 ] && grep -qF "prune.granularity plugin 'n-of-m' ($tmp/cc/prunus-n-of-m.so): create() failed: --set prune.granularity.n: key 'prune.granularity.n' = 4 is out of range: must be in [1, 3]" "$tmp/nm-bad.out" ||
+  { cat "$tmp/nm-bad.out"; fail "n = 4: expected exit 1 and the range error, got $status"; }
 run nm PRUNUS_PLUGIN_PATH="$plugindir" PRUNUS_DEBUG=1
 grep -q "^\[granularity n-of-m\]" "$tmp/nm.out" || fail "n-of-m logged nothing"
 "$python" - "$tmp" <<'EOF' || { cat "$tmp/nm.out"; fail "n-of-m + early-stop"; }
