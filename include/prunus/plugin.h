@@ -9,8 +9,8 @@
  *   1. The host dlopen()s the .so (RTLD_NOW | RTLD_LOCAL) and calls
  *      prunus_plugin_describe(0), (1), ... until NULL; each result is a static
  *      descriptor. The host checks abi_version, size, kind, name and the ops
- *      table, and copies what it reads of the descriptor and the ops table (see
- *      "Growth"): changing either after load has no effect.
+ *      table, and copies what it reads of the descriptor and the ops table (rule
+ *      G1 below): changing either after load has no effect.
  *   2. create(host, services, &state): the plugin reads its settings through
  *      services->get_* (each key in its config group that it never reads is an
  *      error the host reports with file:line) and allocates its state.
@@ -47,8 +47,8 @@
  *       refused naming the field and both sizes. The descriptor and ops tables
  *       MUST be objects with static storage (so members and padding the plugin
  *       never set read as 0).
- *   G2. Host-to-plugin structs (services, model and layer views, calibration
- *       steps, scores, plan requests, plans). The host passes its own revision.
+ *   G2. Host-to-plugin structs (services, the model view, calibration steps,
+ *       scores, plan requests, plans; not PrunusLayerView, see G3). The host passes its own revision.
  *       A plugin MUST NOT use a services member appended after revision 1 unless
  *       PRUNUS_HOST_HAS(services, member); and MUST NOT read (or, for scores and
  *       plans, write) a member another of these structs gained in revision N
@@ -61,15 +61,19 @@
  *       element after the first. PrunusLayerView is frozen; new per-layer data
  *       is appended to PrunusModelView as a new array indexed like `layers`
  *       (e.g. `const float *const *inputs;  [layer] ...`). An array a later
- *       revision adds holds scalars or pointers, never structs.
+ *       revision adds holds scalars or pointers, never structs; an array of
+ *       pointers to structs is fine (each struct then grows under G2).
  *   G4. A plugin built against a newer revision than the host's: the host reads
  *       the members it knows and ignores the rest (G1 makes that safe, G2 makes
- *       the plugin check before it relies on anything newer).
+ *       the plugin check before it relies on anything newer). A descriptor of a
+ *       kind the host does not know is refused naming the kind.
  *   G5. Anything else (a member removed or changed, a struct by value, a call
  *       with new arguments) is a break: PRUNUS_PLUGIN_ABI_VERSION changes and
  *       every plugin is rebuilt.
  *
- * Revisions of ABI 1:
+ * Revisions of ABI 1 (each marks its members in place, "appended in revision
+ * N", and is listed here; revision 1's sizes, the smallest a host loads, never
+ * change):
  *   1  the first: everything not marked otherwise.
  *   2  PrunusPluginDesc.ops_size; PrunusHostServices.revision, get_int_range,
  *      get_double_range; the entry point's prototype in this header.
