@@ -104,18 +104,35 @@ gboolean prunus_plugin_path_within(const char *path, const char *root) {
 /* Decided once per process: where the running code lives does not change. The
  * object holding this function is libprunus, or the executable it was linked
  * into statically; /proc/self/exe covers an executable whose dladdr name is not
- * a usable path (argv[0]). */
+ * a usable path (argv[0]). An installed libprunus looks beside itself first
+ * (<libdir>/prunus/plugins, the layout `meson install` makes), so a prefix staged
+ * with DESTDIR or moved elsewhere finds its own plugins, not the configured
+ * prefix's. */
 const char *prunus_plugin_shipped_dir(void) {
-  static gsize dir; /* const char *, set once */
+  static gsize dir; /* const char *, set once, never freed */
   if (g_once_init_enter(&dir)) {
-    gboolean uninstalled = FALSE;
+    const char *lib = NULL;
     Dl_info info;
     if (dladdr((void *)prunus_plugin_shipped_dir, &info) && info.dli_fname &&
         g_path_is_absolute(info.dli_fname))
-      uninstalled = prunus_plugin_path_within(info.dli_fname, PRUNUS_BUILD_ROOT);
-    if (!uninstalled) uninstalled = prunus_plugin_path_within("/proc/self/exe", PRUNUS_BUILD_ROOT);
-    g_once_init_leave(&dir, (gsize)(uninstalled ? PRUNUS_PLUGIN_BUILD_DIR
-                                                : PRUNUS_PLUGIN_INSTALL_DIR));
+      lib = info.dli_fname;
+    gboolean uninstalled = (lib && prunus_plugin_path_within(lib, PRUNUS_BUILD_ROOT)) ||
+                           prunus_plugin_path_within("/proc/self/exe", PRUNUS_BUILD_ROOT);
+    char *found = NULL;
+    if (uninstalled) {
+      found = g_strdup(PRUNUS_PLUGIN_BUILD_DIR);
+    } else if (lib && strstr(lib, "/libprunus.so")) {
+      /* canonical: the loader names it through the RUNPATH ($ORIGIN/../lib/...) */
+      char *real = realpath(lib, NULL);
+      char *libdir = g_path_get_dirname(real ? real : lib);
+      free(real);
+      char *beside = g_build_filename(libdir, "prunus", "plugins", NULL);
+      if (g_file_test(beside, G_FILE_TEST_IS_DIR)) found = g_steal_pointer(&beside);
+      g_free(beside);
+      g_free(libdir);
+    }
+    if (!found) found = g_strdup(PRUNUS_PLUGIN_INSTALL_DIR);
+    g_once_init_leave(&dir, (gsize)found);
   }
   return (const char *)dir;
 }

@@ -271,8 +271,9 @@ typedef struct {
 
 typedef struct {
   /* PRUNUS_NEED_* flags: what observe() will receive. 0 or PRUNUS_NEED_WEIGHTS =
-   * no calibration pass. Required. Called after create() and at the start of
-   * every round's scoring; MUST return the same value for an instance. */
+   * no calibration pass. Required. Called at the start of every round's scoring,
+   * before that round's first observe(); MUST return the same value for an
+   * instance. */
   uint32_t (*needs)(void *state);
   /* PRUNUS_SCORES_* flags this instance fills. Required. Called after create()
    * and every round; MUST return the same value for an instance. */

@@ -112,7 +112,9 @@ for so in criterion/prunus-layer-normalized.so criterion/prunus-wanda.so \
 done
 echo "built the examples (b_sanitize=$sanitize)"
 
-export PRUNUS_PLUGIN_PATH=$tmp/build-criterion:$tmp/build-granularity:$tmp/build-retrain:$libdir/prunus/plugins
+# No $libdir/prunus/plugins here: the staged libprunus finds its shipped plugins
+# beside itself, not under the configured prefix (which holds no install).
+export PRUNUS_PLUGIN_PATH=$tmp/build-criterion:$tmp/build-granularity:$tmp/build-retrain
 export OPENBLAS_NUM_THREADS=1
 "$prunus" plugins >"$tmp/plugins.out" 2>&1 || { cat "$tmp/plugins.out"; fail "prunus plugins"; }
 for row in "criterion layer-normalized criterion/prunus-layer-normalized.so" \
@@ -124,6 +126,8 @@ for row in "criterion layer-normalized criterion/prunus-layer-normalized.so" \
     { cat "$tmp/plugins.out"; fail "prunus plugins does not list $1 $2"; }
   grep -q "$tmp/build-$3" "$tmp/plugins.out" || fail "prunus plugins does not show $tmp/build-$3"
 done
+grep -A1 -E "^criterion +magnitude " "$tmp/plugins.out" | grep -q " $libdir/prunus/plugins/prunus-magnitude.so$" ||
+  { cat "$tmp/plugins.out"; fail "the staged prunus does not find its shipped plugins beside libprunus"; }
 # Each plugin once: an installed prunus does not also search its build tree.
 dups=$(awk '/^(criterion|granularity|retrain) / {print $1, $2}' "$tmp/plugins.out" | sort | uniq -d)
 [ -z "$dups" ] || { cat "$tmp/plugins.out"; fail "prunus plugins lists more than once: $dups"; }
