@@ -116,10 +116,8 @@ static int fake_get_int_range(PrunusHost *host, const char *key, int64_t defval,
                               int64_t max, int64_t *out) {
   g_assert_cmpint(min, <=, max);
   const gboolean present = fake_find(host, key) != NULL;
-  if (fake_get_int(host, key, defval, out) != 0)
-    return -1;
-  if (!present || (*out >= min && *out <= max))
-    return 0;
+  if (fake_get_int(host, key, defval, out) != 0) return -1;
+  if (!present || (*out >= min && *out <= max)) return 0;
   char found[32], allowed[64];
   g_snprintf(found, sizeof found, "%" G_GINT64_FORMAT, *out);
   if (max == INT64_MAX)
@@ -136,10 +134,8 @@ static int fake_get_double_range(PrunusHost *host, const char *key, double defva
                                  double max, double *out) {
   g_assert_true(min <= max);
   const gboolean present = fake_find(host, key) != NULL;
-  if (fake_get_double(host, key, defval, out) != 0)
-    return -1;
-  if (!present || (isfinite(*out) && *out >= min && *out <= max))
-    return 0;
+  if (fake_get_double(host, key, defval, out) != 0) return -1;
+  if (!present || (isfinite(*out) && *out >= min && *out <= max)) return 0;
   char found[48], allowed[80];
   g_snprintf(found, sizeof found, "%g", *out);
   if (isinf(max))
@@ -165,7 +161,8 @@ static int fake_get_bool(PrunusHost *host, const char *key, int defval, int *out
   return -1;
 }
 
-static int fake_get_string(PrunusHost *host, const char *key, const char *defval, const char **out) {
+static int fake_get_string(PrunusHost *host, const char *key, const char *defval,
+                           const char **out) {
   const FakeSetting *s = fake_find(host, key);
   *out = s ? s->value : defval;
   return 0;
@@ -208,8 +205,11 @@ static const PrunusModelView *fake_model(PrunusHost *host) { return host->view; 
 
 static int fake_train(PrunusHost *host, int epochs, double lr, double schedule_offset,
                       int schedule_epochs) {
-  FakeHostCall c = {.kind = FAKEHOST_CALL_TRAIN, .epochs = epochs, .lr = lr,
-                    .schedule_offset = schedule_offset, .schedule_epochs = schedule_epochs};
+  FakeHostCall c = {.kind = FAKEHOST_CALL_TRAIN,
+                    .epochs = epochs,
+                    .lr = lr,
+                    .schedule_offset = schedule_offset,
+                    .schedule_epochs = schedule_epochs};
   g_array_append_val(host->calls, c);
   return 0;
 }
@@ -284,8 +284,7 @@ PrunusHost *fakehost_new(uint64_t seed, gboolean with_retrain) {
 }
 
 void fakehost_free(PrunusHost *host) {
-  if (!host)
-    return;
+  if (!host) return;
   g_array_unref(host->settings);
   g_array_unref(host->calls);
   g_free(host->error);
@@ -302,8 +301,7 @@ void fakehost_set(PrunusHost *host, const char *key, const char *value) {
 const char *fakehost_unread_key(PrunusHost *host) {
   for (guint i = 0; i < host->settings->len; i++) {
     const FakeSetting *s = &g_array_index(host->settings, FakeSetting, i);
-    if (!s->read)
-      return s->key;
+    if (!s->read) return s->key;
   }
   return NULL;
 }
@@ -316,8 +314,8 @@ void fakehost_clear_error(PrunusHost *host) {
 }
 
 void fakehost_set_revision1(PrunusHost *host) {
-  host->services.size = (uint32_t)(offsetof(PrunusHostServices, pretrain_lr) +
-                                   sizeof(host->services.pretrain_lr));
+  host->services.size =
+      (uint32_t)(offsetof(PrunusHostServices, pretrain_lr) + sizeof(host->services.pretrain_lr));
   host->services.revision = 0;
   host->services.get_int_range = NULL;
   host->services.get_double_range = NULL;

@@ -16,7 +16,6 @@
 
 #define MAX_UNREAD_LISTED 5
 
-
 /* ------------------------------------------------------------------------ */
 /* key paths, locations and error messages */
 
@@ -108,7 +107,7 @@ static gboolean type_error(PrunusConfig *c, const config_setting_t *s, const cha
                            GError **error) {
   char *path = prunus_config_setting_path(s);
   prunus_config_fail_at(c, s, error, "key '%s': expected %s, found %s", path, expected,
-          prunus_config_type_name(config_setting_type(s)));
+                        prunus_config_type_name(config_setting_type(s)));
   g_free(path);
   return FALSE;
 }
@@ -315,7 +314,8 @@ static gboolean lookup_key(PrunusConfig *c, config_setting_t *group, const char 
   }
   if (!required) return TRUE;
   if (config_setting_is_root(group))
-    return prunus_config_fail_at(c, group, error, "the top level is missing the required key '%s'", key);
+    return prunus_config_fail_at(c, group, error, "the top level is missing the required key '%s'",
+                                 key);
   char *gp = prunus_config_setting_path(group);
   prunus_config_fail_at(c, group, error, "group '%s' is missing the required key '%s'", gp, key);
   g_free(gp);
@@ -323,7 +323,7 @@ static gboolean lookup_key(PrunusConfig *c, config_setting_t *group, const char 
 }
 
 gboolean prunus_config_setting_to_int(PrunusConfig *c, const config_setting_t *s, int *out,
-                               GError **error) {
+                                      GError **error) {
   switch (config_setting_type(s)) {
   case CONFIG_TYPE_INT:
     *out = config_setting_get_int(s);
@@ -332,7 +332,8 @@ gboolean prunus_config_setting_to_int(PrunusConfig *c, const config_setting_t *s
     long long v = config_setting_get_int64(s);
     if (v < INT_MIN || v > INT_MAX) {
       char *path = prunus_config_setting_path(s);
-      prunus_config_fail_at(c, s, error, "key '%s': %lld does not fit in a 32-bit integer", path, v);
+      prunus_config_fail_at(c, s, error, "key '%s': %lld does not fit in a 32-bit integer", path,
+                            v);
       g_free(path);
       return FALSE;
     }
@@ -445,7 +446,8 @@ gboolean prunus_config_get_enum(PrunusConfig *c, config_setting_t *group, const 
   }
   char *allowed = g_strjoinv(", ", (char **)names);
   char *path = prunus_config_setting_path(s);
-  prunus_config_fail_at(c, s, error, "key '%s': unknown value '%s' (expected one of: %s)", path, value, allowed);
+  prunus_config_fail_at(c, s, error, "key '%s': unknown value '%s' (expected one of: %s)", path,
+                        value, allowed);
   g_free(path);
   g_free(allowed);
   return FALSE;
@@ -829,7 +831,8 @@ static gboolean assign_existing(PrunusConfig *c, config_setting_t *s, const char
   if (type == CONFIG_TYPE_GROUP) {
     *why = g_strdup_printf("key '%s' is a group; set one of its keys (%s.KEY=VALUE)", path, path);
   } else if (!coerce_scalar(value, type, &v)) {
-    *why = g_strdup_printf("key '%s' expects %s, found '%s'", path, prunus_config_type_name(type), value);
+    *why = g_strdup_printf("key '%s' expects %s, found '%s'", path, prunus_config_type_name(type),
+                           value);
   } else {
     const config_setting_t *parent = config_setting_parent(s);
     if (v.type == CONFIG_TYPE_INT64 && type == CONFIG_TYPE_INT && config_setting_is_array(parent))
@@ -866,11 +869,11 @@ gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError
     gboolean last = i + 1 == steps->len;
     char *cur_path = prunus_config_setting_path(cur);
     if (st->name && !config_setting_is_group(cur)) {
-      why =
-          g_strdup_printf("'%s' is %s, not a group", cur_path, prunus_config_type_name(config_setting_type(cur)));
+      why = g_strdup_printf("'%s' is %s, not a group", cur_path,
+                            prunus_config_type_name(config_setting_type(cur)));
     } else if (!st->name && !config_setting_is_list(cur) && !config_setting_is_array(cur)) {
-      why =
-          g_strdup_printf("'%s' is %s, not a list", cur_path, prunus_config_type_name(config_setting_type(cur)));
+      why = g_strdup_printf("'%s' is %s, not a list", cur_path,
+                            prunus_config_type_name(config_setting_type(cur)));
     } else if (!st->name && st->index >= config_setting_length(cur)) {
       why = g_strdup_printf("index %d is out of range: '%s' has %d elements", st->index, cur_path,
                             config_setting_length(cur));
@@ -971,8 +974,9 @@ static void copy_value(PrunusConfig *c, config_setting_t *dst, const config_sett
   case CONFIG_TYPE_ARRAY:
     for (int i = 0; i < config_setting_length(src); i++) {
       const config_setting_t *e = config_setting_get_elem(src, (unsigned)i);
-      config_setting_t *n = config_setting_add(dst, config_setting_is_group(src) ? config_setting_name(e) : NULL,
-                                               config_setting_type(e));
+      config_setting_t *n =
+          config_setting_add(dst, config_setting_is_group(src) ? config_setting_name(e) : NULL,
+                             config_setting_type(e));
       if (n) copy_value(c, n, e);
     }
     break;

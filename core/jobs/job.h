@@ -11,8 +11,8 @@ G_BEGIN_DECLS
 typedef struct {
   PrunusConfig *cfg;
   PrunusRunConfig rc;
-  char *run_dir;     /* options' run_dir, or runs/<name> */
-  int threads;       /* training's (PrunusTrainOptions.threads): --threads, else OpenBLAS's default */
+  char *run_dir; /* options' run_dir, or runs/<name> */
+  int threads;   /* training's (PrunusTrainOptions.threads): --threads, else OpenBLAS's default */
   gboolean quiet;
 } PrunusJob;
 

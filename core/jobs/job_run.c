@@ -16,7 +16,8 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
   prunus_config_mark_read(cfg, s);
   int n = config_setting_is_aggregate(s) ? config_setting_length(s) : 1;
   for (int i = 0; i < n; i++) {
-    config_setting_t *e = config_setting_is_aggregate(s) ? config_setting_get_elem(s, (unsigned)i) : s;
+    config_setting_t *e =
+        config_setting_is_aggregate(s) ? config_setting_get_elem(s, (unsigned)i) : s;
     prunus_config_mark_read(cfg, e);
     if (config_setting_type(e) != CONFIG_TYPE_STRING) {
       char *where = prunus_config_where(cfg, e);
@@ -70,7 +71,8 @@ static gboolean prepare_experiment(PrunusConfig *cfg, void *user, GError **error
   if (list) prunus_config_mark_read_tree(cfg, list);
   if (ch->has_seed) {
     config_setting_t *s = config_setting_get_member(root, "seed");
-    if (!s) s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
+    if (!s)
+      s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
     else if (config_setting_type(s) != CONFIG_TYPE_INT64) {
       config_setting_remove(root, "seed");
       s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
@@ -81,8 +83,8 @@ static gboolean prepare_experiment(PrunusConfig *cfg, void *user, GError **error
 }
 
 /* The experiments (name, index) and seeds of the config, validated. */
-static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *seeds, GPtrArray *names,
-                                 GError **error) {
+static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *seeds,
+                                 GPtrArray *names, GError **error) {
   PrunusConfig *cfg = base->cfg;
   config_setting_t *root = prunus_config_root(cfg);
   config_setting_t *list = config_setting_get_member(root, "experiments");
@@ -90,15 +92,18 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   if (s) {
     if (!config_setting_is_aggregate(s) || config_setting_length(s) == 0) {
       char *where = prunus_config_where(cfg, s);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds must be a list of integers, e.g. [0, 1, 2]", where);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: seeds must be a list of integers, e.g. [0, 1, 2]", where);
       g_free(where);
       return FALSE;
     }
     for (int i = 0; i < config_setting_length(s); i++) {
       config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-      if (config_setting_type(e) != CONFIG_TYPE_INT && config_setting_type(e) != CONFIG_TYPE_INT64) {
+      if (config_setting_type(e) != CONFIG_TYPE_INT &&
+          config_setting_type(e) != CONFIG_TYPE_INT64) {
         char *where = prunus_config_where(cfg, e);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds[%d] must be an integer", where, i);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds[%d] must be an integer",
+                    where, i);
         g_free(where);
         return FALSE;
       }
@@ -123,18 +128,20 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   for (int i = 0; i < config_setting_length(list); i++) {
     config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
     const char *name = NULL;
-    if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name) ||
-        !*name || strchr(name, '/')) {
+    if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name) || !*name ||
+        strchr(name, '/')) {
       char *where = prunus_config_where(cfg, e);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: experiments[%d] needs name = \"...\" (a non-empty string without '/')", where, i);
+                  "%s: experiments[%d] needs name = \"...\" (a non-empty string without '/')",
+                  where, i);
       g_free(where);
       return FALSE;
     }
     for (guint j = 0; j < names->len; j++) {
       if (!strcmp(g_ptr_array_index(names, j), name)) {
         char *where = prunus_config_where(cfg, e);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: experiment name '%s' is used twice", where, name);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s: experiment name '%s' is used twice", where, name);
         g_free(where);
         return FALSE;
       }
@@ -147,7 +154,8 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
 
 /* summary.json of an earlier (interrupted) run of the same config, or a new one.
  * Reads only: a refused run leaves the folder as it was. */
-static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash, GError **error) {
+static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash,
+                                GError **error) {
   char *path = g_build_filename(job->run_dir, "summary.json", NULL);
   char *text = NULL;
   gsize len = 0;
@@ -159,13 +167,18 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
     const PrunusJson *cmd = summary ? prunus_json_get(summary, "command") : NULL;
     if (!summary) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-                  "%s is not valid JSON (%s); move the run folder away to start over", path, local->message);
+                  "%s is not valid JSON (%s); move the run folder away to start over", path,
+                  local->message);
       g_clear_error(&local);
-    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(h), hash) ||
-               !cmd || prunus_json_type(cmd) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(cmd), "run")) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-                  "%s holds the results of a different config (config_hash differs); choose another "
-                  "-o RUN_DIR or move that folder away (nothing was changed)", path);
+    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING ||
+               strcmp(prunus_json_string(h), hash) || !cmd ||
+               prunus_json_type(cmd) != PRUNUS_JSON_STRING ||
+               strcmp(prunus_json_string(cmd), "run")) {
+      g_set_error(
+          error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+          "%s holds the results of a different config (config_hash differs); choose another "
+          "-o RUN_DIR or move that folder away (nothing was changed)",
+          path);
       g_clear_pointer(&summary, prunus_json_free);
     } else {
       prunus_json_object_set(summary, "threads", prunus_json_new_number(job->threads));
@@ -181,12 +194,12 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
 
 /* One experiment x seed of the run, opened and prepared before anything trains. */
 typedef struct {
-  const char *name;          /* (transfer none) the experiment's name */
-  PrunusJob job;             /* its config: the experiment merged, the seed set */
+  const char *name; /* (transfer none) the experiment's name */
+  PrunusJob job;    /* its config: the experiment merged, the seed set */
   PrunusPruneConfig pc;
-  char *subdir;              /* "name" or "name/seed-S" */
+  char *subdir; /* "name" or "name/seed-S" */
   PrunusPipeline *pipeline;
-  gboolean selected;         /* runs (--only picks one experiment) */
+  gboolean selected; /* runs (--only picks one experiment) */
 } RunUnit;
 
 static void run_unit_free(gpointer data) {
@@ -206,15 +219,22 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
   RunUnit *u = g_new0(RunUnit, 1);
   u->name = name;
   u->selected = !o->only || !strcmp(name, o->only);
-  u->subdir = seed_dirs ? g_strdup_printf("%s/seed-%" G_GINT64_FORMAT, name, ch->seed) : g_strdup(name);
+  u->subdir =
+      seed_dirs ? g_strdup_printf("%s/seed-%" G_GINT64_FORMAT, name, ch->seed) : g_strdup(name);
   PrunusJobOptions eo = *o;
   eo.run_dir = base->run_dir;
   gboolean ok = prunus_job_open_with(&u->job, &eo, prepare_experiment, (void *)ch, error) &&
                 prunus_prune_config_parse(u->job.cfg, &u->job.rc, &u->pc, error);
   if (ok) {
-    PrunusExperiment exp = {.name = name, .cfg = u->job.cfg, .rc = &u->job.rc, .pc = &u->pc,
-                            .run_dir = base->run_dir, .subdir = u->subdir, .cache_dir = cache,
-                            .threads = base->threads, .quiet = o->quiet};
+    PrunusExperiment exp = {.name = name,
+                            .cfg = u->job.cfg,
+                            .rc = &u->job.rc,
+                            .pc = &u->pc,
+                            .run_dir = base->run_dir,
+                            .subdir = u->subdir,
+                            .cache_dir = cache,
+                            .threads = base->threads,
+                            .quiet = o->quiet};
     u->pipeline = prunus_pipeline_prepare(&exp, reg, error);
     ok = u->pipeline != NULL;
   }
@@ -250,9 +270,11 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
     if (!found) {
       GString *all = g_string_new(NULL);
       for (guint i = 0; i < names->len; i++)
-        g_string_append_printf(all, "%s%s", i ? ", " : "", (const char *)g_ptr_array_index(names, i));
+        g_string_append_printf(all, "%s%s", i ? ", " : "",
+                               (const char *)g_ptr_array_index(names, i));
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                  "--only %s: %s has no such experiment (it has: %s)", o->only, o->config_path, all->str);
+                  "--only %s: %s has no such experiment (it has: %s)", o->only, o->config_path,
+                  all->str);
       g_string_free(all, TRUE);
       goto out_free;
     }
@@ -264,7 +286,8 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   int n_seeds = seeds->len ? (int)seeds->len : 1;
   for (guint i = 0; i < indices->len; i++) {
     for (int s = 0; s < n_seeds; s++) {
-      ExperimentChoice ch = {.index = g_array_index(indices, int, i), .has_seed = seeds->len > 0,
+      ExperimentChoice ch = {.index = g_array_index(indices, int, i),
+                             .has_seed = seeds->len > 0,
                              .seed = seeds->len ? g_array_index(seeds, int64_t, s) : 0};
       RunUnit *u = prepare_unit(o, &base, g_ptr_array_index(names, i), &ch, seeds->len > 1, cache,
                                 reg, error);

@@ -20,8 +20,8 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   PrunusRoundMetrics rm = {0};
   /* Pipeline groups are not this command's business. */
   config_setting_t *root = prunus_config_root(job.cfg);
-  static const char *const pipeline_keys[] = {"prune", "experiments", "plugin_path", "seeds",
-                                              "pretrained", "bench"};
+  static const char *const pipeline_keys[] = {"prune", "experiments", "plugin_path",
+                                              "seeds", "pretrained",  "bench"};
   for (size_t i = 0; i < G_N_ELEMENTS(pipeline_keys); i++) {
     config_setting_t *s = config_setting_get_member(root, pipeline_keys[i]);
     if (s) prunus_config_mark_read_tree(job.cfg, s);

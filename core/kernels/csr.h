@@ -48,9 +48,9 @@ void prunus_csr_spmm_t(const PrunusCsr *a, const float *xT, int N, const float *
 
 /* Kernel sets, each level adding to the one before. */
 typedef enum {
-  PRUNUS_CSR_SCALAR,  /* plain C */
-  PRUNUS_CSR_AVX2,    /* AVX2+FMA: SpMV, SpMM (64 columns in ymm registers), transpose */
-  PRUNUS_CSR_AVX512,  /* AVX-512F: SpMM with 128 columns in zmm registers, masked tails */
+  PRUNUS_CSR_SCALAR, /* plain C */
+  PRUNUS_CSR_AVX2,   /* AVX2+FMA: SpMV, SpMM (64 columns in ymm registers), transpose */
+  PRUNUS_CSR_AVX512, /* AVX-512F: SpMM with 128 columns in zmm registers, masked tails */
   PRUNUS_CSR_N_LEVELS
 } PrunusCsrLevel;
 

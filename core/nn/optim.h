@@ -16,14 +16,14 @@ typedef struct {
   int batch;
   PrunusOptimizer optimizer;
   double lr;
-  double momentum;        /* SGD */
-  gboolean nesterov;      /* SGD */
-  double weight_decay;    /* L2 added to the gradient (SGD and Adam) */
+  double momentum;          /* SGD */
+  gboolean nesterov;        /* SGD */
+  double weight_decay;      /* L2 added to the gradient (SGD and Adam) */
   double beta1, beta2, eps; /* Adam */
   PrunusLrSchedule lr_schedule;
-  int step_size;          /* step: epochs between decays */
-  double gamma;           /* step: decay factor */
-  double warmup_epochs;   /* linear warm-up from 0 (may be 0) */
+  int step_size;        /* step: epochs between decays */
+  double gamma;         /* step: decay factor */
+  double warmup_epochs; /* linear warm-up from 0 (may be 0) */
 } PrunusTrainConfig;
 
 /* The defaults a config starts from. */

@@ -18,7 +18,7 @@ PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const P
   int B = batch > 0 ? MIN(batch, d->n) : MIN(256, d->n);
   int K = prunus_model_n_classes(m);
   size_t in = prunus_model_input_size(m);
-  float *x = g_new(float, (size_t)B * in);
+  float *x = g_new(float, (size_t)B *in);
   uint8_t *y = g_new(uint8_t, B);
   int *idx = g_new(int, B);
   double loss_sum = 0.0;
@@ -69,7 +69,8 @@ static void update_part(void *arg, int part, int n_parts) {
   const UpdateCall *c = arg;
   const LayerUpdate *u = c->u;
   if (c->fill) { /* rows [a, b) of the next batch */
-    int a = prunus_team_share(u->next_n, part, n_parts), b = prunus_team_share(u->next_n, part + 1, n_parts);
+    int a = prunus_team_share(u->next_n, part, n_parts),
+        b = prunus_team_share(u->next_n, part + 1, n_parts);
     size_t row = prunus_model_input_size(c->m);
     prunus_dataset_fill_batch(u->data, u->norm, u->next_idx + a, b - a, c->m->acts[0] + a * row,
                               u->next_y + a);
@@ -77,8 +78,7 @@ static void update_part(void *arg, int part, int n_parts) {
   const PrunusLayer *l = &c->m->layers[c->layer];
   size_t a, b; /* the bias follows the weights in the slab: one span */
   prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
-  if (b > a)
-    prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, c->flags);
+  if (b > a) prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, c->flags);
 }
 
 PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboolean masked,
@@ -145,8 +145,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   }
   if ((size_t)train->c * train->h * train->w != prunus_model_input_size(m)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-                "the data has %dx%dx%d inputs but the model expects %dx%dx%d", train->c,
-                train->h, train->w, m->arch.input.c, m->arch.input.h, m->arch.input.w);
+                "the data has %dx%dx%d inputs but the model expects %dx%dx%d", train->c, train->h,
+                train->w, m->arch.input.c, m->arch.input.h, m->arch.input.w);
     return FALSE;
   }
   int K = prunus_model_n_classes(m);
@@ -160,7 +160,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   int B = MIN(tc->batch, train->n);
   int steps = (train->n + B - 1) / B;
   uint8_t *y = g_new(uint8_t, B), *y_next = g_new(uint8_t, B); /* (B) this and the next batch */
-  float *dlogits = g_new(float, (size_t)B * K);     /* (B, K) */
+  float *dlogits = g_new(float, (size_t)B *K);                 /* (B, K) */
   int *order = g_new(int, train->n);
   for (int i = 0; i < train->n; i++) order[i] = i;
   PrunusRng rng;
@@ -183,7 +183,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     int correct = 0;
     for (int s = 0; s < steps; s++) {
       int start = s * B, nb = MIN(B, train->n - start);
-      float *x = m->acts[0]; /* (B, in): the batch is written where forward reads it */
+      float *x = m->acts[0];  /* (B, in): the batch is written where forward reads it */
       if (s == 0 || !prefill) /* else filled during the step before (update_layer) */
         prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
       prunus_model_forward(m, x, nb);

@@ -10,27 +10,25 @@
 
 G_BEGIN_DECLS
 
-
-
 typedef struct {
   double loss;
   double accuracy;
   int n;
 } PrunusEvalResult;
 
-PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d,
-                                 const PrunusNorm *norm, int batch);
+PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
+                                 int batch);
 
 /* Per-epoch report handed to the caller's callback. */
 typedef struct {
-  int epoch;                /* 1-based */
+  int epoch; /* 1-based */
   int epochs;
   double train_loss;
   double train_accuracy;
-  double val_loss, val_accuracy;  /* NaN when there is no validation set */
+  double val_loss, val_accuracy; /* NaN when there is no validation set */
   double seconds;
   double samples_per_second;
-  double lr;                /* at the end of the epoch */
+  double lr; /* at the end of the epoch */
 } PrunusEpochReport;
 
 /* Progress within an epoch (for a terminal progress bar); may be NULL. */
@@ -47,8 +45,8 @@ typedef struct {
    * runs at one thread while training (its own pool would busy-wait beside the team)
    * and gets its thread count back afterwards. */
   int threads;
-  double epoch_offset;      /* schedule position of epoch 1 (LR rewinding replays from 0) */
-  int schedule_epochs;      /* length of the LR schedule; 0 = tc->epochs */
+  double epoch_offset; /* schedule position of epoch 1 (LR rewinding replays from 0) */
+  int schedule_epochs; /* length of the LR schedule; 0 = tc->epochs */
   /* A step of training, not a callback: when snapshot_epoch >= 1, the parameters after
    * that epoch are copied into snapshot (m->n_params floats) before on_epoch runs. The
    * pipeline keeps θk, the weights lottery tickets rewind to, this way. */
@@ -57,7 +55,7 @@ typedef struct {
   /* Logging: progress within an epoch and the end of each epoch (may be NULL). */
   PrunusBatchFn on_batch;
   PrunusEpochFn on_epoch;
-  void *user;               /* for on_batch and on_epoch */
+  void *user; /* for on_batch and on_epoch */
 } PrunusTrainOptions;
 
 /* What prunus_train sets up around its steps and undoes after (bench/step_profile

@@ -37,7 +37,8 @@ void prunus_progress_epoch(PrunusProgress *p, const PrunusEpochReport *r) {
   if (p->tty) printf("\r\033[K");
   printf("%s epoch %d/%d  train_loss %.4f  train_acc %.4f", p->label, r->epoch, r->epochs,
          r->train_loss, r->train_accuracy);
-  if (!isnan(r->val_accuracy)) printf("  val_loss %.4f  val_acc %.4f", r->val_loss, r->val_accuracy);
+  if (!isnan(r->val_accuracy))
+    printf("  val_loss %.4f  val_acc %.4f", r->val_loss, r->val_accuracy);
   printf("  %.1fs  %.0f samples/s  lr %.4g\n", r->seconds, r->samples_per_second, r->lr);
   fflush(stdout);
 }
@@ -52,8 +53,7 @@ void prunus_epoch_log_init(PrunusEpochLog *log, const char *run_dir, const char 
 static gboolean epoch_log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
   PrunusEpochLog *log = user;
   prunus_progress_epoch(&log->progress, r);
-  return prunus_rundir_append_epoch(log->run_dir, log->experiment, log->seed, log->round, r,
-                                    error);
+  return prunus_rundir_append_epoch(log->run_dir, log->experiment, log->seed, log->round, r, error);
 }
 
 /* PrunusBatchFn: the progress bar. */

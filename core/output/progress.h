@@ -9,10 +9,10 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  gboolean tty;       /* stdout is a terminal: redraw a bar in place */
-  gboolean quiet;     /* print nothing */
-  const char *label;  /* shown before each line, e.g. "pretrain" or "round 3" */
-  gint64 last_draw;   /* monotonic us of the last redraw (throttle) */
+  gboolean tty;      /* stdout is a terminal: redraw a bar in place */
+  gboolean quiet;    /* print nothing */
+  const char *label; /* shown before each line, e.g. "pretrain" or "round 3" */
+  gint64 last_draw;  /* monotonic us of the last redraw (throttle) */
 } PrunusProgress;
 
 void prunus_progress_init(PrunusProgress *p, const char *label, gboolean quiet);
@@ -30,7 +30,7 @@ typedef struct {
   const char *run_dir;
   const char *experiment;
   uint64_t seed;
-  int round;          /* 0 = (pre)training; set by the caller as rounds advance */
+  int round; /* 0 = (pre)training; set by the caller as rounds advance */
 } PrunusEpochLog;
 
 void prunus_epoch_log_init(PrunusEpochLog *log, const char *run_dir, const char *experiment,

@@ -17,7 +17,8 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   prunus_json_object_set(o, "round", prunus_json_new_number(r->round));
   prunus_json_object_set(o, "sparsity", prunus_json_new_number(r->sparsity));
   prunus_json_object_set(o, "params_total", prunus_json_new_number((double)r->params_total));
-  prunus_json_object_set(o, "params_remaining", prunus_json_new_number((double)r->params_remaining));
+  prunus_json_object_set(o, "params_remaining",
+                         prunus_json_new_number((double)r->params_remaining));
   prunus_json_object_set(o, "compression", prunus_json_new_number(r->compression));
   prunus_json_object_set(o, "flops", prunus_json_new_number((double)r->flops));
   prunus_json_object_set(o, "speedup_theoretical", prunus_json_new_number(r->speedup_theoretical));
@@ -29,9 +30,11 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   for (int i = 0; i < r->n_latency; i++)
     prunus_json_object_set(lat, r->latency_key[i], prunus_json_new_number(r->latency_us[i]));
   prunus_json_object_set(o, "latency_us", lat);
-  prunus_json_object_set(o, "checkpoint",
-                         r->checkpoint ? prunus_json_new_string(r->checkpoint) : prunus_json_new_null());
-  prunus_json_object_set(o, "checkpoint_bytes", prunus_json_new_number((double)r->checkpoint_bytes));
+  prunus_json_object_set(
+      o, "checkpoint",
+      r->checkpoint ? prunus_json_new_string(r->checkpoint) : prunus_json_new_null());
+  prunus_json_object_set(o, "checkpoint_bytes",
+                         prunus_json_new_number((double)r->checkpoint_bytes));
   prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
   return o;
 }
@@ -39,9 +42,12 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
 static gboolean get_number(const PrunusJson *o, const char *key, double *out) {
   const PrunusJson *v = prunus_json_get(o, key);
   if (!v) return FALSE;
-  if (prunus_json_type(v) == PRUNUS_JSON_NULL) *out = NAN; /* NaN is written as null */
-  else if (prunus_json_type(v) == PRUNUS_JSON_NUMBER) *out = prunus_json_number(v);
-  else return FALSE;
+  if (prunus_json_type(v) == PRUNUS_JSON_NULL)
+    *out = NAN; /* NaN is written as null */
+  else if (prunus_json_type(v) == PRUNUS_JSON_NUMBER)
+    *out = prunus_json_number(v);
+  else
+    return FALSE;
   return TRUE;
 }
 
@@ -49,16 +55,15 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
   double round, total, remaining, flops, bytes;
   *r = (PrunusRoundMetrics){0};
   if (!o || prunus_json_type(o) != PRUNUS_JSON_OBJECT) return FALSE;
-  gboolean ok = get_number(o, "round", &round) && get_number(o, "sparsity", &r->sparsity) &&
-                get_number(o, "params_total", &total) &&
-                get_number(o, "params_remaining", &remaining) &&
-                get_number(o, "compression", &r->compression) && get_number(o, "flops", &flops) &&
-                get_number(o, "speedup_theoretical", &r->speedup_theoretical) &&
-                get_number(o, "test_accuracy", &r->test_accuracy) &&
-                get_number(o, "test_loss", &r->test_loss) &&
-                get_number(o, "val_accuracy", &r->val_accuracy) &&
-                get_number(o, "val_loss", &r->val_loss) &&
-                get_number(o, "checkpoint_bytes", &bytes) && get_number(o, "seconds", &r->seconds);
+  gboolean ok =
+      get_number(o, "round", &round) && get_number(o, "sparsity", &r->sparsity) &&
+      get_number(o, "params_total", &total) && get_number(o, "params_remaining", &remaining) &&
+      get_number(o, "compression", &r->compression) && get_number(o, "flops", &flops) &&
+      get_number(o, "speedup_theoretical", &r->speedup_theoretical) &&
+      get_number(o, "test_accuracy", &r->test_accuracy) &&
+      get_number(o, "test_loss", &r->test_loss) &&
+      get_number(o, "val_accuracy", &r->val_accuracy) && get_number(o, "val_loss", &r->val_loss) &&
+      get_number(o, "checkpoint_bytes", &bytes) && get_number(o, "seconds", &r->seconds);
   if (!ok) return FALSE;
   r->round = (int)round;
   r->params_total = (uint64_t)total;
@@ -66,10 +71,11 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
   r->flops = (uint64_t)flops;
   r->checkpoint_bytes = (uint64_t)bytes;
   const PrunusJson *ck = prunus_json_get(o, "checkpoint");
-  if (ck && prunus_json_type(ck) == PRUNUS_JSON_STRING) r->checkpoint = g_strdup(prunus_json_string(ck));
+  if (ck && prunus_json_type(ck) == PRUNUS_JSON_STRING)
+    r->checkpoint = g_strdup(prunus_json_string(ck));
   const PrunusJson *lat = prunus_json_get(o, "latency_us");
-  for (size_t i = 0; lat && prunus_json_type(lat) == PRUNUS_JSON_OBJECT && i < prunus_json_length(lat) &&
-                     r->n_latency < PRUNUS_MAX_LATENCIES;
+  for (size_t i = 0; lat && prunus_json_type(lat) == PRUNUS_JSON_OBJECT &&
+                     i < prunus_json_length(lat) && r->n_latency < PRUNUS_MAX_LATENCIES;
        i++) {
     const PrunusJson *v = prunus_json_member(lat, i);
     if (prunus_json_type(v) != PRUNUS_JSON_NUMBER) continue;
@@ -179,8 +185,9 @@ PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *na
   for (size_t i = 0; i < prunus_json_length(exps); i++) {
     PrunusJson *e = (PrunusJson *)prunus_json_index(exps, i);
     const PrunusJson *n = prunus_json_get(e, "name"), *s = prunus_json_get(e, "seed");
-    if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING && !strcmp(prunus_json_string(n), name) &&
-        prunus_json_type(s) == PRUNUS_JSON_NUMBER && (uint64_t)prunus_json_number(s) == seed)
+    if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING &&
+        !strcmp(prunus_json_string(n), name) && prunus_json_type(s) == PRUNUS_JSON_NUMBER &&
+        (uint64_t)prunus_json_number(s) == seed)
       return e;
   }
   PrunusJson *e = prunus_json_new_object();

@@ -10,22 +10,22 @@
 
 G_BEGIN_DECLS
 
-#define PRUNUS_MAX_LATENCIES 12  /* 4 batch sizes x dense, shrunk, sparse */
+#define PRUNUS_MAX_LATENCIES 12 /* 4 batch sizes x dense, shrunk, sparse */
 
 /* What summary.json says about one round (round 0 = the dense network). */
 typedef struct {
   int round;
-  double sparsity;              /* fraction of prunable weights zeroed or removed */
-  uint64_t params_total;        /* all parameters of the dense network */
-  uint64_t params_remaining;    /* not masked and not removed */
-  double compression;           /* params_total / params_remaining */
-  uint64_t flops;               /* 2 x multiply-adds per sample, remaining network */
-  double speedup_theoretical;   /* dense flops / flops */
-  double test_accuracy, test_loss, val_accuracy, val_loss;  /* NaN = not measured */
+  double sparsity;            /* fraction of prunable weights zeroed or removed */
+  uint64_t params_total;      /* all parameters of the dense network */
+  uint64_t params_remaining;  /* not masked and not removed */
+  double compression;         /* params_total / params_remaining */
+  uint64_t flops;             /* 2 x multiply-adds per sample, remaining network */
+  double speedup_theoretical; /* dense flops / flops */
+  double test_accuracy, test_loss, val_accuracy, val_loss; /* NaN = not measured */
   int n_latency;
-  char latency_key[PRUNUS_MAX_LATENCIES][32];   /* "<engine>_b<batch>" */
+  char latency_key[PRUNUS_MAX_LATENCIES][32]; /* "<engine>_b<batch>" */
   double latency_us[PRUNUS_MAX_LATENCIES];
-  char *checkpoint;             /* path relative to the run dir (owned) */
+  char *checkpoint; /* path relative to the run dir (owned) */
   uint64_t checkpoint_bytes;
   double seconds;
 } PrunusRoundMetrics;

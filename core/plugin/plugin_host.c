@@ -16,8 +16,8 @@ struct PrunusHost {
   char *slot;
   PrunusRng rng;
   PrunusHostCallbacks cb;
-  char *message;          /* from set_error */
-  GError *service_error;  /* from a failing retrain service */
+  char *message;         /* from set_error */
+  GError *service_error; /* from a failing retrain service */
   void *state;
   gboolean created;
 };
@@ -162,8 +162,8 @@ static int service_result(PrunusHost *h, gboolean ok, GError *error) {
 static int svc_train(PrunusHost *h, int epochs, double lr, double offset, int total) {
   GError *error = NULL;
   if (epochs < 0 || !isfinite(lr) || offset < 0 || total < 0) {
-    svc_set_error(h, "train(epochs=%d, lr=%g, offset=%g, total=%d): invalid arguments", epochs,
-                  lr, offset, total);
+    svc_set_error(h, "train(epochs=%d, lr=%g, offset=%g, total=%d): invalid arguments", epochs, lr,
+                  offset, total);
     return -1;
   }
   /* the call sets error: sequence it before error is read (argument order is unspecified) */
@@ -192,21 +192,18 @@ static int svc_pretrain_epochs(PrunusHost *h) { return h->cb.pretrain_epochs; }
 static double svc_pretrain_lr(PrunusHost *h) { return h->cb.pretrain_lr; }
 
 /* What every kind gets; retrain plugins also get the retrain services. */
-#define SERVICES_COMMON                                                                    \
-  .abi_version = PRUNUS_PLUGIN_ABI_VERSION, .size = sizeof(PrunusHostServices),             \
-  .log = svc_log, .set_error = svc_set_error, .get_int = svc_get_int,                       \
-  .get_double = svc_get_double, .get_bool = svc_get_bool, .get_string = svc_get_string,     \
-  .get_choice = svc_get_choice, .rng_u64 = svc_rng_u64, .rng_uniform = svc_rng_uniform,     \
-  .model = svc_model, .pretrain_epochs = svc_pretrain_epochs, .pretrain_lr = svc_pretrain_lr, \
-  .revision = PRUNUS_PLUGIN_REVISION, .get_int_range = svc_get_int_range,                  \
+#define SERVICES_COMMON                                                                         \
+  .abi_version = PRUNUS_PLUGIN_ABI_VERSION, .size = sizeof(PrunusHostServices), .log = svc_log, \
+  .set_error = svc_set_error, .get_int = svc_get_int, .get_double = svc_get_double,             \
+  .get_bool = svc_get_bool, .get_string = svc_get_string, .get_choice = svc_get_choice,         \
+  .rng_u64 = svc_rng_u64, .rng_uniform = svc_rng_uniform, .model = svc_model,                   \
+  .pretrain_epochs = svc_pretrain_epochs, .pretrain_lr = svc_pretrain_lr,                       \
+  .revision = PRUNUS_PLUGIN_REVISION, .get_int_range = svc_get_int_range,                       \
   .get_double_range = svc_get_double_range
 
 static const PrunusHostServices services_all = {
-    SERVICES_COMMON,
-    .train = svc_train,
-    .rewind = svc_rewind,
-    .reinit = svc_reinit,
-    .evaluate = svc_evaluate,
+    SERVICES_COMMON,      .train = svc_train,       .rewind = svc_rewind,
+    .reinit = svc_reinit, .evaluate = svc_evaluate,
 };
 
 static const PrunusHostServices services_no_retrain = {SERVICES_COMMON};

@@ -46,13 +46,13 @@ typedef struct {
 struct PrunusPluginLib {
   char *path;
   void *handle;
-  GPtrArray *entries;   /* LoadedDesc* (as PrunusPluginEntry*) */
+  GPtrArray *entries; /* LoadedDesc* (as PrunusPluginEntry*) */
 };
 
 struct PrunusPluginRegistry {
-  GPtrArray *dirs;      /* char*, NULL-terminated for prunus_plugin_registry_dirs */
-  GPtrArray *libs;      /* PrunusPluginLib*, in load order */
-  GHashTable *failed;   /* path -> message of libraries that failed to load */
+  GPtrArray *dirs;    /* char*, NULL-terminated for prunus_plugin_registry_dirs */
+  GPtrArray *libs;    /* PrunusPluginLib*, in load order */
+  GHashTable *failed; /* path -> message of libraries that failed to load */
 };
 
 static const char *const kind_names[] = {NULL, "criterion", "granularity", "retrain"};
@@ -174,25 +174,26 @@ static const char *const ops_type[] = {NULL, "PrunusCriterionOps", "PrunusGranul
  * field and, for sizes and versions, both numbers. */
 static gboolean desc_load(const PrunusPluginDesc *raw, const char *path, guint index,
                           LoadedDesc *out, GError **error) {
-#define DESC_FAIL(...)                                                                     \
-  do {                                                                                     \
-    char *why_ = g_strdup_printf(__VA_ARGS__);                                             \
+#define DESC_FAIL(...)                                                                          \
+  do {                                                                                          \
+    char *why_ = g_strdup_printf(__VA_ARGS__);                                                  \
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: descriptor %u: %s", path, index, \
-                why_);                                                                     \
-    g_free(why_);                                                                          \
-    return FALSE;                                                                          \
+                why_);                                                                          \
+    g_free(why_);                                                                               \
+    return FALSE;                                                                               \
   } while (0)
   /* abi_version and size are the first 8 bytes of every revision */
   if (raw->abi_version != PRUNUS_PLUGIN_ABI_VERSION)
-    DESC_FAIL("ABI version mismatch (field 'abi_version'): the plugin was built for ABI %u, "
-              "this prunus (%s) loads ABI %u (plugins of any revision of it); rebuild the "
-              "plugin against this prunus's plugin.h",
-              raw->abi_version, prunus_version(), PRUNUS_PLUGIN_ABI_VERSION);
+    DESC_FAIL(
+        "ABI version mismatch (field 'abi_version'): the plugin was built for ABI %u, "
+        "this prunus (%s) loads ABI %u (plugins of any revision of it); rebuild the "
+        "plugin against this prunus's plugin.h",
+        raw->abi_version, prunus_version(), PRUNUS_PLUGIN_ABI_VERSION);
   if (raw->size < prunus_plugin_sizes_r1.desc)
-    DESC_FAIL("field 'size' = %u is smaller than the %zu bytes of a revision-1 descriptor, the "
-              "smallest this prunus (ABI %u, revision %u) loads",
-              raw->size, prunus_plugin_sizes_r1.desc, PRUNUS_PLUGIN_ABI_VERSION,
-              PRUNUS_PLUGIN_REVISION);
+    DESC_FAIL(
+        "field 'size' = %u is smaller than the %zu bytes of a revision-1 descriptor, the "
+        "smallest this prunus (ABI %u, revision %u) loads",
+        raw->size, prunus_plugin_sizes_r1.desc, PRUNUS_PLUGIN_ABI_VERSION, PRUNUS_PLUGIN_REVISION);
   PrunusPluginDesc *d = &out->desc;
   memset(d, 0, sizeof *d);
   memcpy(d, raw, MIN((size_t)raw->size, sizeof *d));
@@ -213,16 +214,17 @@ static gboolean desc_load(const PrunusPluginDesc *raw, const char *path, guint i
       DESC_FAIL("plugin '%s' is a %s plugin but its field '%s' (the ops table) is NULL", d->name,
                 kind_names[k], kind_names[k]);
     if (k != (int)d->kind && ops[k])
-      DESC_FAIL("plugin '%s' is a %s plugin but also sets field '%s'", d->name,
-                kind_names[d->kind], kind_names[k]);
+      DESC_FAIL("plugin '%s' is a %s plugin but also sets field '%s'", d->name, kind_names[d->kind],
+                kind_names[k]);
   }
   /* ops_size: 0 when the descriptor predates it or the plugin left it unset */
   const size_t r1_ops = prunus_plugin_sizes_r1.ops[d->kind];
   const size_t ops_size = d->ops_size ? d->ops_size : r1_ops;
   if (ops_size < r1_ops)
-    DESC_FAIL("plugin '%s': field 'ops_size' = %u is smaller than the %zu bytes of a "
-              "revision-1 %s",
-              d->name, d->ops_size, r1_ops, ops_type[d->kind]);
+    DESC_FAIL(
+        "plugin '%s': field 'ops_size' = %u is smaller than the %zu bytes of a "
+        "revision-1 %s",
+        d->name, d->ops_size, r1_ops, ops_type[d->kind]);
   out->entry.ops_size = (uint32_t)ops_size;
   memset(&out->ops, 0, sizeof out->ops);
   switch (d->kind) {
@@ -230,8 +232,7 @@ static gboolean desc_load(const PrunusPluginDesc *raw, const char *path, guint i
     memcpy(&out->ops.criterion, d->criterion, MIN(ops_size, sizeof out->ops.criterion));
     d->criterion = &out->ops.criterion;
     if (!d->criterion->needs || !d->criterion->produces || !d->criterion->score)
-      DESC_FAIL("plugin '%s': criterion ops 'needs', 'produces' and 'score' are required",
-                d->name);
+      DESC_FAIL("plugin '%s': criterion ops 'needs', 'produces' and 'score' are required", d->name);
     break;
   case PRUNUS_PLUGIN_GRANULARITY:
     memcpy(&out->ops.granularity, d->granularity, MIN(ops_size, sizeof out->ops.granularity));
@@ -271,7 +272,8 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
     goto out_fail;
   }
   dlerror();
-  PrunusPluginDescribeFn describe = (PrunusPluginDescribeFn)dlsym(handle, PRUNUS_PLUGIN_ENTRY_SYMBOL);
+  PrunusPluginDescribeFn describe =
+      (PrunusPluginDescribeFn)dlsym(handle, PRUNUS_PLUGIN_ENTRY_SYMBOL);
   if (!describe) {
     const char *why = dlerror();
     g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
@@ -298,8 +300,8 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
     g_ptr_array_add(lib->entries, e);
   }
   if (lib->entries->len == 0) {
-    g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: %s(0) returned no descriptor",
-                path, PRUNUS_PLUGIN_ENTRY_SYMBOL);
+    g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: %s(0) returned no descriptor", path,
+                PRUNUS_PLUGIN_ENTRY_SYMBOL);
     lib_unload(lib);
     lib = NULL;
     goto out_fail;
@@ -393,7 +395,10 @@ static char *did_you_mean(GPtrArray *entries, PrunusPluginKind kind, const char 
   }
   GString *hint = g_string_new("; did you mean ");
   for (guint k = 0; k < near->len; k++)
-    g_string_append_printf(hint, "%s'%s'", k == 0 ? "" : k + 1 == near->len ? " or " : ", ",
+    g_string_append_printf(hint, "%s'%s'",
+                           k == 0               ? ""
+                           : k + 1 == near->len ? " or "
+                                                : ", ",
                            (const char *)near->pdata[k]);
   g_string_append_c(hint, '?');
   g_ptr_array_free(near, TRUE);

@@ -17,9 +17,9 @@ typedef struct {
    * was built without read as 0 / NULL (plugin.h, rule G1). Its strings and
    * functions live in the library. */
   const PrunusPluginDesc *desc;
-  const char *path;              /* the library's file */
-  uint32_t desc_size;            /* the plugin's descriptor size (its `size`) */
-  uint32_t ops_size;             /* the size of its ops table the host read from */
+  const char *path;   /* the library's file */
+  uint32_t desc_size; /* the plugin's descriptor size (its `size`) */
+  uint32_t ops_size;  /* the size of its ops table the host read from */
 } PrunusPluginEntry;
 
 /* Revision 1's sizes of the descriptor and of each kind's ops table: what a

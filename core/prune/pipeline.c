@@ -19,23 +19,23 @@
 #include <string.h>
 
 struct PrunusPipeline {
-  PrunusExperiment exp;     /* what the command handed over (borrowed pointers) */
+  PrunusExperiment exp; /* what the command handed over (borrowed pointers) */
   const PrunusPruneConfig *pc;
-  PrunusPluginRegistry *reg; /* (transfer none) where the plugins are found */
-  const PrunusData *data;   /* NULL until prunus_pipeline_run */
+  PrunusPluginRegistry *reg;      /* (transfer none) where the plugins are found */
+  const PrunusData *data;         /* NULL until prunus_pipeline_run */
   PrunusHost *crit, *gran, *retr; /* NULL but while prepare checks them and while run runs */
-  PrunusModel *m;           /* NULL until pretraining (or resuming) gives the model */
-  float *theta0;            /* (m->n_params) initial weights, NULL when pretrained elsewhere */
-  float *thetak;            /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
-  PrunusModel *dense_ref;   /* the unpruned architecture, for dense-with-zeros latency */
+  PrunusModel *m;                 /* NULL until pretraining (or resuming) gives the model */
+  float *theta0;          /* (m->n_params) initial weights, NULL when pretrained elsewhere */
+  float *thetak;          /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
+  PrunusModel *dense_ref; /* the unpruned architecture, for dense-with-zeros latency */
   uint64_t params_total, prunable_total, dense_flops;
-  PrunusViewSet vs;         /* the view plugins see: of dense_ref until m exists, then of m */
-  gboolean *prunable;       /* (n_layers) */
+  PrunusViewSet vs;   /* the view plugins see: of dense_ref until m exists, then of m */
+  gboolean *prunable; /* (n_layers) */
   int round;
   PrunusEpochLog log;
-  GArray *rounds;           /* PrunusRoundMetrics */
-  PrunusJson *summary;      /* the whole summary.json */
-  PrunusJson *exp_json;     /* (transfer none) this experiment's entry inside summary */
+  GArray *rounds;       /* PrunusRoundMetrics */
+  PrunusJson *summary;  /* the whole summary.json */
+  PrunusJson *exp_json; /* (transfer none) this experiment's entry inside summary */
 };
 typedef PrunusPipeline Pipeline;
 
@@ -51,9 +51,10 @@ static gboolean pipeline_train(Pipeline *p, int epochs, double lr, double offset
   PrunusTrainConfig tc = p->exp.rc->train;
   tc.epochs = epochs;
   if (lr > 0.0) tc.lr = lr;
-  PrunusTrainOptions opt = {.threads = p->exp.threads, .epoch_offset = offset,
-                            .schedule_epochs = total};
-  if (p->round == 0 && p->thetak) opt.snapshot_epoch = p->pc->rewind_epoch, opt.snapshot = p->thetak;
+  PrunusTrainOptions opt = {
+      .threads = p->exp.threads, .epoch_offset = offset, .schedule_epochs = total};
+  if (p->round == 0 && p->thetak)
+    opt.snapshot_epoch = p->pc->rewind_epoch, opt.snapshot = p->thetak;
   p->log.round = p->round;
   prunus_epoch_log_attach(&p->log, &opt);
   prunus_optim_reset(p->m);
@@ -81,16 +82,20 @@ static gboolean model_ready(Pipeline *p, const char *service, GError **error) {
   return FALSE;
 }
 
-static gboolean cb_train(void *user, int epochs, double lr, double offset, int total, GError **error) {
-  return model_ready(user, "train", error) && pipeline_train(user, epochs, lr, offset, total, error);
+static gboolean cb_train(void *user, int epochs, double lr, double offset, int total,
+                         GError **error) {
+  return model_ready(user, "train", error) &&
+         pipeline_train(user, epochs, lr, offset, total, error);
 }
 
 static gboolean cb_rewind(void *user, int epoch, GError **error) {
   Pipeline *p = user;
   if (!model_ready(p, "rewind", error)) return FALSE;
   const float *src = NULL;
-  if (epoch == 0) src = p->theta0;
-  else if (epoch == p->pc->rewind_epoch) src = p->thetak;
+  if (epoch == 0)
+    src = p->theta0;
+  else if (epoch == p->pc->rewind_epoch)
+    src = p->thetak;
   if (!src) {
     if (epoch == 0)
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
@@ -142,10 +147,10 @@ static int observe_step(void *user, const PrunusModelView *view, const PrunusCal
 
 typedef struct {
   int nl;
-  float **weight;   /* [view layer] (n_weights) or NULL when not produced */
-  float **unit;     /* [view layer] (n_units) */
-  uint8_t **rm_w;   /* [view layer] (n_weights) */
-  uint8_t **rm_u;   /* [view layer] (n_units) */
+  float **weight; /* [view layer] (n_weights) or NULL when not produced */
+  float **unit;   /* [view layer] (n_units) */
+  uint8_t **rm_w; /* [view layer] (n_weights) */
+  uint8_t **rm_u; /* [view layer] (n_units) */
 } Buffers;
 
 static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces) {
@@ -209,8 +214,8 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, GError **
     }
     Observer o = {crit, ops};
     uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "calibration") + (uint64_t)p->round;
-    if (!prunus_calibrate(p->m, &p->vs, p->data->train, &p->data->norm, needs,
-                          p->pc->calib_batches, p->pc->calib_batch, seed, observe_step, &o)) {
+    if (!prunus_calibrate(p->m, &p->vs, p->data->train, &p->data->norm, needs, p->pc->calib_batches,
+                          p->pc->calib_batch, seed, observe_step, &o)) {
       prunus_host_set_failure(crit, "observe() failed", error);
       return FALSE;
     }
@@ -276,8 +281,8 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **e
     prunus_view_build(&p->vs, p->m, p->prunable);
   }
   if (!p->exp.quiet)
-    printf("%s round %d: removed %zu weights and %d units\n", p->exp.name, p->round, removed_weights,
-           removed_units);
+    printf("%s round %d: removed %zu weights and %d units\n", p->exp.name, p->round,
+           removed_weights, removed_units);
   if (removed_weights == 0 && removed_units == 0 && !p->exp.quiet)
     printf("%s round %d: warning: the plan removed nothing (amount too small for what remains?)\n",
            p->exp.name, p->round);
@@ -301,8 +306,8 @@ static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GEr
       layer_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
       cap[k] = p->pc->layer_cap[li];
     }
-    PrunusPlanRequest req = {.scope = p->pc->scope, .layer_amount = layer_amount,
-                             .amount = amount, .max_sparsity = cap};
+    PrunusPlanRequest req = {
+        .scope = p->pc->scope, .layer_amount = layer_amount, .amount = amount, .max_sparsity = cap};
     PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
@@ -344,7 +349,8 @@ static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
     int B = p->pc->latency_batches[i];
     for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
       if (!e[k] || rm->n_latency >= PRUNUS_MAX_LATENCIES) continue;
-      g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kinds[k]), B);
+      g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kinds[k]),
+                 B);
       rm->latency_us[rm->n_latency++] = prunus_engine_latency_us(e[k], B, p->pc->latency_budget, 5);
     }
   }
@@ -393,7 +399,8 @@ static gboolean read_thetas(Pipeline *p, const char *path, GError **error) {
 static gboolean write_summary(Pipeline *p, GError **error) {
   PrunusJson *rounds = prunus_json_new_array();
   for (guint i = 0; i < p->rounds->len; i++)
-    prunus_json_array_add(rounds, prunus_round_metrics_to_json(&g_array_index(p->rounds, PrunusRoundMetrics, i)));
+    prunus_json_array_add(
+        rounds, prunus_round_metrics_to_json(&g_array_index(p->rounds, PrunusRoundMetrics, i)));
   prunus_json_object_set(p->exp_json, "rounds", rounds);
   return prunus_rundir_write_json(p->exp.run_dir, "summary.json", p->summary, error);
 }
@@ -401,8 +408,10 @@ static gboolean write_summary(Pipeline *p, GError **error) {
 static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   PrunusRoundMetrics rm = {.round = p->round};
   prunus_round_metrics_measure(&rm, p->m, p->params_total, p->prunable_total, p->dense_flops);
-  PrunusEvalResult test = prunus_evaluate(p->m, p->data->test, &p->data->norm, p->exp.rc->train.batch);
-  PrunusEvalResult val = prunus_evaluate(p->m, p->data->val, &p->data->norm, p->exp.rc->train.batch);
+  PrunusEvalResult test =
+      prunus_evaluate(p->m, p->data->test, &p->data->norm, p->exp.rc->train.batch);
+  PrunusEvalResult val =
+      prunus_evaluate(p->m, p->data->val, &p->data->norm, p->exp.rc->train.batch);
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
   measure_latency(p, &rm);
@@ -463,8 +472,9 @@ static void print_table(Pipeline *p) {
            r->sparsity, r->params_remaining, r->compression, r->speedup_theoretical,
            r->test_accuracy, d, s, base / s);
   }
-  printf("(latency: median forward time; dense = the unpruned layout with zeros in place, "
-         "shrunk = dead units removed; measured_x = round-0 dense / shrunk)\n");
+  printf(
+      "(latency: median forward time; dense = the unpruned layout with zeros in place, "
+      "shrunk = dead units removed; measured_x = round-0 dense / shrunk)\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -473,7 +483,8 @@ char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
   char *arch = prunus_arch_to_string(&rc->arch);
   const PrunusTrainConfig *t = &rc->train;
   char *text = g_strdup_printf(
-      "arch=%s init=%d seed=%" G_GUINT64_FORMAT " data=%s|%s|%s|%s val=%d limits=%d,%d norm=%d "
+      "arch=%s init=%d seed=%" G_GUINT64_FORMAT
+      " data=%s|%s|%s|%s val=%d limits=%d,%d norm=%d "
       "train=%d,%d,%d,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%.17g,%d,%d,%.17g,%.17g rewind=%d",
       arch, rc->arch.init, rc->seed, rc->train_images, rc->train_labels, rc->test_images,
       rc->test_labels, rc->validation, rc->train_limit, rc->test_limit, rc->normalize, t->epochs,
@@ -537,7 +548,8 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   int n = (int)prunus_json_length(rounds);
   for (int i = 0; i < n; i++) {
     PrunusRoundMetrics rm;
-    if (!prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)i), &rm) || rm.round != i) {
+    if (!prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)i), &rm) ||
+        rm.round != i) {
       prunus_round_metrics_clear(&rm);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
                   "%s/summary.json: experiment '%s' round %d is incomplete; remove the run "
@@ -550,8 +562,8 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   if (n > p->pc->rounds) return n;
   const PrunusRoundMetrics *last = &g_array_index(p->rounds, PrunusRoundMetrics, n - 1);
   char *path = g_build_filename(exp->run_dir, last->checkpoint, NULL);
-  char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir,
-                                n - 1);
+  char *theta =
+      g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, n - 1);
   p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
   gboolean ok = p->m && read_thetas(p, theta, error);
   g_free(theta);
@@ -576,8 +588,12 @@ static PrunusHost *create_slot(Pipeline *p, PrunusPluginRegistry *reg, PrunusPlu
   PrunusHost *h = NULL;
   const PrunusPluginEntry *e = prunus_plugin_registry_find(reg, kind, name, slot, &local);
   if (e) {
-    PrunusHostCallbacks cb = {.user = p, .model = cb_model, .train = cb_train,
-                              .rewind = cb_rewind, .reinit = cb_reinit, .evaluate = cb_evaluate,
+    PrunusHostCallbacks cb = {.user = p,
+                              .model = cb_model,
+                              .train = cb_train,
+                              .rewind = cb_rewind,
+                              .reinit = cb_reinit,
+                              .evaluate = cb_evaluate,
                               .pretrain_epochs = p->exp.rc->train.epochs,
                               .pretrain_lr = p->exp.rc->train.lr};
     h = prunus_host_instantiate(e, cfg, group, slot, p->exp.rc->seed, &cb, &local);
@@ -597,7 +613,8 @@ static gboolean build_dense_ref(Pipeline *p, GError **error) {
   if (!p->dense_ref) return FALSE;
   p->params_total = p->dense_ref->n_params;
   p->prunable_total = 0;
-  for (int i = 0; i < p->dense_ref->n_layers; i++) p->prunable_total += p->dense_ref->layers[i].w_len;
+  for (int i = 0; i < p->dense_ref->n_layers; i++)
+    p->prunable_total += p->dense_ref->layers[i].w_len;
   p->dense_flops = prunus_model_flops(p->dense_ref, FALSE);
   prunus_view_build(&p->vs, p->dense_ref, p->prunable);
   return TRUE;
@@ -611,8 +628,8 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
   p->crit = create_slot(p, p->reg, PRUNUS_PLUGIN_CRITERION, pc->criterion, pc->criterion_name,
                         "prune.criterion", error);
   if (!p->crit) return FALSE;
-  p->gran = create_slot(p, p->reg, PRUNUS_PLUGIN_GRANULARITY, pc->granularity,
-                        pc->granularity_name, "prune.granularity", error);
+  p->gran = create_slot(p, p->reg, PRUNUS_PLUGIN_GRANULARITY, pc->granularity, pc->granularity_name,
+                        "prune.granularity", error);
   if (!p->gran) return FALSE;
   p->retr = create_slot(p, p->reg, PRUNUS_PLUGIN_RETRAIN, pc->retrain, pc->retrain_name,
                         "prune.retrain", error);
@@ -718,8 +735,8 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     if (rd->retrain->retrain(prunus_host_state(p->retr), p->round) != 0) {
       GError *cause = prunus_host_take_service_error(p->retr);
       if (cause && cause->code == PRUNUS_ERROR_NUMERIC) {
-        g_propagate_prefixed_error(error, cause, "prune.retrain plugin '%s', round %d: ",
-                                   rd->name, p->round);
+        g_propagate_prefixed_error(error, cause, "prune.retrain plugin '%s', round %d: ", rd->name,
+                                   p->round);
       } else {
         g_clear_error(&cause);
         prunus_host_set_failure(p->retr, "retrain() failed", error);
@@ -745,7 +762,8 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
   if (ok) {
     p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);
     prunus_json_object_set(p->exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
-    prunus_json_object_set(p->exp_json, "granularity", prunus_json_new_string(pc->granularity_name));
+    prunus_json_object_set(p->exp_json, "granularity",
+                           prunus_json_new_string(pc->granularity_name));
     prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
     prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);

@@ -15,14 +15,14 @@ G_BEGIN_DECLS
 /* One experiment x seed of a run: what the command above hands the pipeline. Every
  * pointer is borrowed and must outlive the pipeline. */
 typedef struct {
-  const char *name;             /* experiment name */
-  PrunusConfig *cfg;            /* its config: the experiment merged over the base, seed set */
-  const PrunusRunConfig *rc;    /* cfg's shared groups, parsed */
-  const PrunusPruneConfig *pc;  /* cfg's prune group, parsed */
-  const char *run_dir;          /* the run folder */
-  const char *subdir;           /* its checkpoints, relative to run_dir: "imp" or "imp/seed-1" */
-  const char *cache_dir;        /* pretraining cache (shared by experiments with equal settings) */
-  int threads;                  /* training threads (PrunusTrainOptions.threads) */
+  const char *name;            /* experiment name */
+  PrunusConfig *cfg;           /* its config: the experiment merged over the base, seed set */
+  const PrunusRunConfig *rc;   /* cfg's shared groups, parsed */
+  const PrunusPruneConfig *pc; /* cfg's prune group, parsed */
+  const char *run_dir;         /* the run folder */
+  const char *subdir;          /* its checkpoints, relative to run_dir: "imp" or "imp/seed-1" */
+  const char *cache_dir;       /* pretraining cache (shared by experiments with equal settings) */
+  int threads;                 /* training threads (PrunusTrainOptions.threads) */
   gboolean quiet;
 } PrunusExperiment;
 

@@ -10,19 +10,19 @@ G_BEGIN_DECLS
 /* The prune group, parsed. Per-layer arrays are indexed by model layer. */
 typedef struct {
   int rounds;
-  double amount;            /* per round, fraction of what remains */
-  double *round_amount;     /* (rounds) per-round amounts from schedule.levels, or NULL */
-  double target;            /* > 0: amount derived so rounds reach it geometrically */
-  int scope;                /* PrunusScope */
-  double *layer_rate;       /* (n_layers) 1 = the round's rate, 0 = excluded */
-  double *layer_cap;        /* (n_layers) max_sparsity */
-  int rewind_epoch;         /* keep θk at this pretraining epoch (0 = only θ0) */
-  char *pretrained;         /* resolved path or NULL */
+  double amount;        /* per round, fraction of what remains */
+  double *round_amount; /* (rounds) per-round amounts from schedule.levels, or NULL */
+  double target;        /* > 0: amount derived so rounds reach it geometrically */
+  int scope;            /* PrunusScope */
+  double *layer_rate;   /* (n_layers) 1 = the round's rate, 0 = excluded */
+  double *layer_cap;    /* (n_layers) max_sparsity */
+  int rewind_epoch;     /* keep θk at this pretraining epoch (0 = only θ0) */
+  char *pretrained;     /* resolved path or NULL */
   int calib_batches, calib_batch;
   int latency_batches[4];
   int n_latency_batches;
-  double latency_budget;    /* seconds per measurement */
-  config_setting_t *criterion, *granularity, *retrain;  /* plugin groups */
+  double latency_budget;                               /* seconds per measurement */
+  config_setting_t *criterion, *granularity, *retrain; /* plugin groups */
   const char *criterion_name, *granularity_name, *retrain_name;
 } PrunusPruneConfig;
 

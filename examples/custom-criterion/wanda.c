@@ -93,8 +93,7 @@ static int observe(void *state, const PrunusModelView *model, const PrunusCalibS
 
 out_of_memory:
   free_sums(s);
-  s->svc->set_error(s->host, "out of memory holding activation sums of %d layers",
-                    model->n_layers);
+  s->svc->set_error(s->host, "out of memory holding activation sums of %d layers", model->n_layers);
   return -1;
 }
 
@@ -132,16 +131,19 @@ static int score(void *state, const PrunusModelView *model, PrunusScores *scores
   for (int k = 1; k < model->n_layers; k++) {
     const PrunusLayerView *l = &model->layers[k], *prev = &model->layers[k - 1];
     if (l->fan_in % prev->n_units != 0) {
-      s->svc->set_error(s->host, "layer %s: fan_in %d is not a multiple of the %d units of "
-                        "layer %s before it; cannot tell which input is which", l->name,
-                        l->fan_in, prev->n_units, prev->name);
+      s->svc->set_error(s->host,
+                        "layer %s: fan_in %d is not a multiple of the %d units of "
+                        "layer %s before it; cannot tell which input is which",
+                        l->name, l->fan_in, prev->n_units, prev->name);
       free_sums(s);
       return -1;
     }
   }
   if (!s->told_first_layer && model->n_layers > 0) {
-    s->svc->log(s->host, PRUNUS_LOG_INFO, "layer %s reads the network input, which plugins do "
-                "not see: its scores are |w|", model->layers[0].name);
+    s->svc->log(s->host, PRUNUS_LOG_INFO,
+                "layer %s reads the network input, which plugins do "
+                "not see: its scores are |w|",
+                model->layers[0].name);
     s->told_first_layer = 1;
   }
   double *rms = NULL;

@@ -29,8 +29,8 @@ static int setting_int(PrunusHost *host, const PrunusHostServices *svc, const ch
     return svc->get_int_range(host, key, defval, min, max, out);
   if (svc->get_int(host, key, defval, out) != 0) return -1;
   if (*out < min || *out > max) {
-    svc->set_error(host, "%s = %lld is out of range: must be in [%lld, %lld]", key,
-                   (long long)*out, (long long)min, (long long)max);
+    svc->set_error(host, "%s = %lld is out of range: must be in [%lld, %lld]", key, (long long)*out,
+                   (long long)min, (long long)max);
     return -1;
   }
   return 0;
@@ -143,7 +143,8 @@ static int select_lowest(NofM *s, const PrunusModelView *model, const PrunusScor
   if (taken < want)
     s->svc->log(s->host, PRUNUS_LOG_INFO,
                 "removed %zu of the %zu weights asked for: the rest would break %d:%d or a "
-                "max_sparsity cap", taken, want, s->n, s->m);
+                "max_sparsity cap",
+                taken, want, s->n, s->m);
   return 0;
 }
 
@@ -185,7 +186,9 @@ static int plan_nm(void *state, const PrunusModelView *model, const PrunusScores
             (unsigned char)group_room(s, layer, u, g);
     for (size_t i = 0; i < layer->n_weights; i++) p->alive += layer->mask[i] != 0.0f;
     const double min_alive = ceil((1.0 - req->max_sparsity[l]) * (double)layer->n_weights - 1e-9);
-    p->cap = min_alive <= 0.0 ? p->alive : p->alive > (size_t)min_alive ? p->alive - (size_t)min_alive : 0;
+    p->cap = min_alive <= 0.0               ? p->alive
+             : p->alive > (size_t)min_alive ? p->alive - (size_t)min_alive
+                                            : 0;
     p->active = 1;
   }
   if (req->scope == PRUNUS_SCOPE_GLOBAL) {

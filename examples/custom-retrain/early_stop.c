@@ -38,8 +38,8 @@ static int read_int(PrunusHost *host, const PrunusHostServices *svc, const char 
   } else {
     if (svc->get_int(host, key, defval, &v) != 0) return -1;
     if (v < lo || v > hi) {
-      svc->set_error(host, "%s = %lld is out of range: must be in [%d, %d]", key, (long long)v,
-                     lo, hi);
+      svc->set_error(host, "%s = %lld is out of range: must be in [%d, %d]", key, (long long)v, lo,
+                     hi);
       return -1;
     }
   }
@@ -93,7 +93,8 @@ static int val_accuracy(EarlyStop *s, double *acc) {
   double loss;
   if (s->svc->evaluate(s->host, &loss, acc) != 0) return -1;
   if (isnan(*acc)) {
-    s->svc->set_error(s->host, "there is no validation split to stop on: set dataset.validation "
+    s->svc->set_error(s->host,
+                      "there is no validation split to stop on: set dataset.validation "
                       "to the number of training samples to hold out");
     return -1;
   }

@@ -48,8 +48,8 @@
  *       MUST be objects with static storage (so members and padding the plugin
  *       never set read as 0).
  *   G2. Host-to-plugin structs (services, the model view, calibration steps,
- *       scores, plan requests, plans; not PrunusLayerView, see G3). The host passes its own revision.
- *       A plugin MUST NOT use a services member appended after revision 1 unless
+ *       scores, plan requests, plans; not PrunusLayerView, see G3). The host passes its own
+ * revision. A plugin MUST NOT use a services member appended after revision 1 unless
  *       PRUNUS_HOST_HAS(services, member); and MUST NOT read (or, for scores and
  *       plans, write) a member another of these structs gained in revision N
  *       unless PRUNUS_HOST_REVISION(services) >= N. Likewise for new
@@ -110,7 +110,7 @@ typedef enum {
 } PrunusPluginKind;
 
 typedef enum {
-  PRUNUS_LOG_DEBUG = 0,   /* shown only when PRUNUS_DEBUG is set */
+  PRUNUS_LOG_DEBUG = 0, /* shown only when PRUNUS_DEBUG is set */
   PRUNUS_LOG_INFO = 1,
   PRUNUS_LOG_WARNING = 2,
 } PrunusLogLevel;
@@ -124,18 +124,18 @@ typedef struct PrunusHost PrunusHost;
 /* One layer with parameters (dense or conv2d), in the model's current shape.
  * Frozen (G3): it is an array element, so it never gains members. */
 typedef struct {
-  const char *name;      /* "1": the index in the layer sequence (PyTorch naming) */
-  const char *type;      /* "dense" or "conv2d" */
-  int index;             /* position in the layer sequence */
-  int n_units;           /* output neurons (dense) or output channels (conv2d) */
-  int fan_in;            /* weights per unit: inputs (dense) or cin*k*k (conv2d) */
-  size_t n_weights;      /* n_units * fan_in */
-  int positions;         /* output positions per unit and sample: 1 (dense), Ho*Wo (conv2d) */
-  int prunable;          /* 0 when the config excludes this layer from pruning */
-  int is_output;         /* 1 for the last layer (its units are the classes: never removed) */
-  const float *weights;  /* (n_units, fan_in) */
-  const float *bias;     /* (n_units) */
-  const float *mask;     /* (n_units, fan_in): 1 = alive, 0 = pruned */
+  const char *name;     /* "1": the index in the layer sequence (PyTorch naming) */
+  const char *type;     /* "dense" or "conv2d" */
+  int index;            /* position in the layer sequence */
+  int n_units;          /* output neurons (dense) or output channels (conv2d) */
+  int fan_in;           /* weights per unit: inputs (dense) or cin*k*k (conv2d) */
+  size_t n_weights;     /* n_units * fan_in */
+  int positions;        /* output positions per unit and sample: 1 (dense), Ho*Wo (conv2d) */
+  int prunable;         /* 0 when the config excludes this layer from pruning */
+  int is_output;        /* 1 for the last layer (its units are the classes: never removed) */
+  const float *weights; /* (n_units, fan_in) */
+  const float *bias;    /* (n_units) */
+  const float *mask;    /* (n_units, fan_in): 1 = alive, 0 = pruned */
 } PrunusLayerView;
 
 /* The model: its layers with parameters. New per-layer data is appended here as
@@ -147,25 +147,25 @@ typedef struct {
 
 /* What a criterion asks the host to compute on calibration data. */
 enum {
-  PRUNUS_NEED_WEIGHTS = 1u << 0,         /* nothing but the model view */
-  PRUNUS_NEED_LOSS_GRAD = 1u << 1,       /* dL/dw, mean over each calibration batch */
-  PRUNUS_NEED_LOSS_GRAD_SAMPLE = 1u << 2,/* dL/dw of each sample separately */
+  PRUNUS_NEED_WEIGHTS = 1u << 0,             /* nothing but the model view */
+  PRUNUS_NEED_LOSS_GRAD = 1u << 1,           /* dL/dw, mean over each calibration batch */
+  PRUNUS_NEED_LOSS_GRAD_SAMPLE = 1u << 2,    /* dL/dw of each sample separately */
   PRUNUS_NEED_OUTNORM_GRAD_SAMPLE = 1u << 3, /* d||f(x)||^2/dw of each sample (MAS) */
-  PRUNUS_NEED_ACTIVATIONS = 1u << 4,     /* each layer's unit outputs after its ReLU */
+  PRUNUS_NEED_ACTIVATIONS = 1u << 4,         /* each layer's unit outputs after its ReLU */
 };
 
 /* What a criterion fills in. */
 enum {
-  PRUNUS_SCORES_WEIGHT = 1u << 0,  /* one score per weight */
-  PRUNUS_SCORES_UNIT = 1u << 1,    /* one score per unit (neuron / channel) */
+  PRUNUS_SCORES_WEIGHT = 1u << 0, /* one score per weight */
+  PRUNUS_SCORES_UNIT = 1u << 1,   /* one score per unit (neuron / channel) */
 };
 
 /* One calibration step: a batch (or one sample, for the per-sample needs). Arrays
  * are indexed like PrunusModelView.layers. */
 typedef struct {
-  int batch;                   /* samples behind this step (1 for per-sample needs) */
-  uint32_t kind;               /* the single PRUNUS_NEED_* this step carries */
-  const float *const *grads;   /* [layer] (n_units, fan_in): the gradient of kind, or NULL */
+  int batch;                      /* samples behind this step (1 for per-sample needs) */
+  uint32_t kind;                  /* the single PRUNUS_NEED_* this step carries */
+  const float *const *grads;      /* [layer] (n_units, fan_in): the gradient of kind, or NULL */
   const float *const *bias_grads; /* [layer] (n_units), or NULL */
   /* [layer] (batch, n_units, positions): the unit outputs after the ReLU that
    * follows the layer (or the raw outputs when none follows); for
@@ -185,8 +185,8 @@ typedef struct {
  * except the retrain services of other kinds (see below). The table stays valid
  * until destroy(). */
 typedef struct {
-  uint32_t abi_version;   /* PRUNUS_PLUGIN_ABI_VERSION of the host */
-  uint32_t size;          /* sizeof(PrunusHostServices) of the host: see PRUNUS_HOST_HAS */
+  uint32_t abi_version; /* PRUNUS_PLUGIN_ABI_VERSION of the host */
+  uint32_t size;        /* sizeof(PrunusHostServices) of the host: see PRUNUS_HOST_HAS */
 
   /* Logging, prefixed by the host with the plugin's kind and name. MAY be called
    * from create() until destroy() returns. */
@@ -247,21 +247,21 @@ typedef struct {
    * unchecked, so a default outside the range (e.g. INT64_MIN) can mean "not
    * set". Otherwise -1 with an error recorded naming the key, its file:line, the
    * allowed range and the value found. For every kind of plugin. */
-  int (*get_int_range)(PrunusHost *host, const char *key, int64_t defval, int64_t min,
-                       int64_t max, int64_t *out);
-  int (*get_double_range)(PrunusHost *host, const char *key, double defval, double min,
-                          double max, double *out);
+  int (*get_int_range)(PrunusHost *host, const char *key, int64_t defval, int64_t min, int64_t max,
+                       int64_t *out);
+  int (*get_double_range)(PrunusHost *host, const char *key, double defval, double min, double max,
+                          double *out);
 } PrunusHostServices;
 
 /* Whether the host's services table holds member (G2): a member appended after
  * revision 1 MUST NOT be used without this check. A member it holds is non-NULL
  * unless documented otherwise (the retrain services). */
-#define PRUNUS_HOST_HAS(services, member)                                                     \
+#define PRUNUS_HOST_HAS(services, member) \
   ((services)->size >= offsetof(PrunusHostServices, member) + sizeof((services)->member))
 
 /* The host's revision: a member another host struct gained in revision N MAY be
  * used only when this is >= N (G2). */
-#define PRUNUS_HOST_REVISION(services)                                                        \
+#define PRUNUS_HOST_REVISION(services) \
   (PRUNUS_HOST_HAS(services, revision) ? (services)->revision : 1u)
 
 /* ------------------------------------------------------------------------ */
@@ -290,8 +290,8 @@ typedef struct {
 } PrunusCriterionOps;
 
 typedef enum {
-  PRUNUS_SCOPE_GLOBAL = 0,   /* rank across all prunable layers */
-  PRUNUS_SCOPE_LAYER = 1,    /* rank within each layer */
+  PRUNUS_SCOPE_GLOBAL = 0, /* rank across all prunable layers */
+  PRUNUS_SCOPE_LAYER = 1,  /* rank within each layer */
 } PrunusScope;
 
 /* What to remove this round. */
@@ -301,8 +301,8 @@ typedef struct {
    * round (layer scope), or the weights applied to the global amount (1 = the
    * global rate, 0.5 = half rate; global scope); 0 for excluded layers. */
   const double *layer_amount;
-  double amount;             /* global scope: fraction of all remaining elements */
-  const double *max_sparsity;/* [layer] cap on the layer's total sparsity (0..1) */
+  double amount;              /* global scope: fraction of all remaining elements */
+  const double *max_sparsity; /* [layer] cap on the layer's total sparsity (0..1) */
 } PrunusPlanRequest;
 
 /* Decisions the granularity writes; the host allocates (zeroed) and applies them. */
@@ -334,12 +334,12 @@ typedef struct {
 /* The descriptor. Fields are never reordered; new ones go at the end and the
  * host reads only those that fit in `size` (G1). A static const object. */
 typedef struct {
-  uint32_t abi_version;      /* MUST be PRUNUS_PLUGIN_ABI_VERSION */
-  uint32_t size;             /* MUST be sizeof(PrunusPluginDesc) */
+  uint32_t abi_version; /* MUST be PRUNUS_PLUGIN_ABI_VERSION */
+  uint32_t size;        /* MUST be sizeof(PrunusPluginDesc) */
   PrunusPluginKind kind;
-  const char *name;          /* [a-z0-9_-]+, unique per kind; what configs name */
-  const char *version;       /* the plugin's own version, e.g. "1.0.0"; not empty */
-  const char *summary;       /* one line for `prunus plugins`; not empty */
+  const char *name;    /* [a-z0-9_-]+, unique per kind; what configs name */
+  const char *version; /* the plugin's own version, e.g. "1.0.0"; not empty */
+  const char *summary; /* one line for `prunus plugins`; not empty */
   /* Required. Create an instance. host/services stay valid until destroy().
    * *state MAY be left NULL on success when the plugin keeps no state. */
   int (*create)(PrunusHost *host, const PrunusHostServices *services, void **state);

@@ -20,8 +20,9 @@ static inline int retrain_require_range_getters(PrunusHost *host, const PrunusHo
   if (PRUNUS_HOST_HAS(s, get_int_range) && PRUNUS_HOST_HAS(s, get_double_range) &&
       s->get_int_range && s->get_double_range)
     return 0;
-  s->set_error(host, "this plugin needs the services get_int_range and get_double_range of "
-                     "plugin revision 2; this prunus's host is revision %u",
+  s->set_error(host,
+               "this plugin needs the services get_int_range and get_double_range of "
+               "plugin revision 2; this prunus's host is revision %u",
                (unsigned)PRUNUS_HOST_REVISION(s));
   return -1;
 }
@@ -31,8 +32,7 @@ static inline int retrain_require_range_getters(PrunusHost *host, const PrunusHo
 static inline int retrain_get_epochs(PrunusHost *host, const PrunusHostServices *s, int64_t defval,
                                      int64_t max, int *out) {
   int64_t v;
-  if (s->get_int_range(host, "epochs", defval, 0, max, &v) != 0)
-    return -1;
+  if (s->get_int_range(host, "epochs", defval, 0, max, &v) != 0) return -1;
   *out = v == RETRAIN_ABSENT ? -1 : (int)v;
   return 0;
 }

@@ -42,8 +42,7 @@ static void finetune_destroy(void *state) { free(state); }
 static int finetune_retrain(void *state, int round) {
   const Finetune *f = state;
   (void)round;
-  if (f->epochs == 0)
-    return 0;
+  if (f->epochs == 0) return 0;
   return f->services->train(f->host, f->epochs, f->lr, 0, 0);
 }
 

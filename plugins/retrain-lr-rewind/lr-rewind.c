@@ -15,7 +15,8 @@ typedef struct {
 static int lr_rewind_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
   int epochs;
   if (!services->train || !services->pretrain_epochs) {
-    services->set_error(host, "the host gives no train/pretrain_epochs service to this retrain "
+    services->set_error(host,
+                        "the host gives no train/pretrain_epochs service to this retrain "
                         "plugin");
     return -1;
   }
@@ -46,12 +47,13 @@ static int lr_rewind_retrain(void *state, int round) {
   const int total = r->services->pretrain_epochs(r->host);
   const int epochs = r->epochs >= 0 ? r->epochs : total;
   if (epochs > total) {
-    r->services->set_error(r->host, "epochs: %d is more than the %d pretraining epochs whose "
-                           "schedule it replays", epochs, total);
+    r->services->set_error(r->host,
+                           "epochs: %d is more than the %d pretraining epochs whose "
+                           "schedule it replays",
+                           epochs, total);
     return -1;
   }
-  if (epochs <= 0)
-    return 0;
+  if (epochs <= 0) return 0;
   return r->services->train(r->host, epochs, 0.0, (double)(total - epochs), total);
 }
 

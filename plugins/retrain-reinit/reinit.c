@@ -20,7 +20,8 @@ static int reinit_create(PrunusHost *host, const PrunusHostServices *services, v
   int64_t seed;
   double lr;
   if (!services->train || !services->reinit || !services->pretrain_epochs || !services->rng_u64) {
-    services->set_error(host, "the host gives no train/reinit/pretrain_epochs/rng_u64 service "
+    services->set_error(host,
+                        "the host gives no train/reinit/pretrain_epochs/rng_u64 service "
                         "to this retrain plugin");
     return -1;
   }
@@ -54,11 +55,9 @@ static int reinit_retrain(void *state, int round) {
   (void)round;
   const uint64_t seed = r->has_seed ? r->seed : r->services->rng_u64(r->host);
   const int rc = r->services->reinit(r->host, seed);
-  if (rc != 0)
-    return rc;
+  if (rc != 0) return rc;
   const int epochs = r->epochs >= 0 ? r->epochs : r->services->pretrain_epochs(r->host);
-  if (epochs <= 0)
-    return 0;
+  if (epochs <= 0) return 0;
   return r->services->train(r->host, epochs, r->lr, 0, 0);
 }
 

@@ -26,30 +26,31 @@ static int rewind_create(PrunusHost *host, const PrunusHostServices *services, v
   int64_t epoch;
   double lr;
   if (!services->train || !services->rewind || !services->pretrain_epochs) {
-    services->set_error(host, "the host gives no train/rewind/pretrain_epochs service to this "
+    services->set_error(host,
+                        "the host gives no train/rewind/pretrain_epochs service to this "
                         "retrain plugin");
     return -1;
   }
-  if (retrain_require_range_getters(host, services) != 0)
-    return -1;
-  if (services->get_choice(host, "to", rewind_to_names, REWIND_TO_INIT, &to) != 0)
-    return -1;
+  if (retrain_require_range_getters(host, services) != 0) return -1;
+  if (services->get_choice(host, "to", rewind_to_names, REWIND_TO_INIT, &to) != 0) return -1;
   if (to == REWIND_TO_EPOCH) {
     /* θk exists for the pretraining epochs 1..train.epochs */
-    if (services->get_int_range(host, "epoch", RETRAIN_ABSENT, 1,
-                                services->pretrain_epochs(host), &epoch) != 0)
+    if (services->get_int_range(host, "epoch", RETRAIN_ABSENT, 1, services->pretrain_epochs(host),
+                                &epoch) != 0)
       return -1;
     if (epoch == RETRAIN_ABSENT) {
-      services->set_error(host, "epoch: expected an integer >= 1 with to = \"epoch\", found "
+      services->set_error(host,
+                          "epoch: expected an integer >= 1 with to = \"epoch\", found "
                           "none");
       return -1;
     }
   } else {
-    if (services->get_int(host, "epoch", RETRAIN_ABSENT, &epoch) != 0)
-      return -1;
+    if (services->get_int(host, "epoch", RETRAIN_ABSENT, &epoch) != 0) return -1;
     if (epoch != RETRAIN_ABSENT) {
-      services->set_error(host, "epoch: only used with to = \"epoch\", found epoch = %lld with "
-                          "to = \"init\"", (long long)epoch);
+      services->set_error(host,
+                          "epoch: only used with to = \"epoch\", found epoch = %lld with "
+                          "to = \"init\"",
+                          (long long)epoch);
       return -1;
     }
   }
@@ -76,11 +77,9 @@ static int rewind_retrain(void *state, int round) {
   const Rewind *r = state;
   (void)round;
   const int rc = r->services->rewind(r->host, r->epoch);
-  if (rc != 0)
-    return rc;
+  if (rc != 0) return rc;
   const int epochs = r->epochs >= 0 ? r->epochs : r->services->pretrain_epochs(r->host);
-  if (epochs <= 0)
-    return 0;
+  if (epochs <= 0) return 0;
   return r->services->train(r->host, epochs, r->lr, 0, 0);
 }
 

@@ -48,8 +48,10 @@ static char *so_path(const char *dir, const char *name) {
  * plugin domain. Returns the error (transfer full). */
 static GError *find_fails(const char *extra_dir, const char *env_path, PrunusPluginKind kind,
                           const char *name, const char *slot) {
-  if (env_path) g_setenv("PRUNUS_PLUGIN_PATH", env_path, TRUE);
-  else g_unsetenv("PRUNUS_PLUGIN_PATH");
+  if (env_path)
+    g_setenv("PRUNUS_PLUGIN_PATH", env_path, TRUE);
+  else
+    g_unsetenv("PRUNUS_PLUGIN_PATH");
   const char *extra[] = {extra_dir, NULL};
   PrunusPluginRegistry *r = prunus_plugin_registry_new(extra_dir ? extra : NULL);
   GError *error = NULL;
@@ -80,7 +82,8 @@ static void test_no_such_plugin(void) {
   GError *error = find_fails(NULL, NULL, PRUNUS_PLUGIN_CRITERION, "magnitud", "prune.criterion");
   testutil_assert_error_contains(error, "prune.criterion",
                                  "no criterion plugin named 'magnitud'; did you mean 'magnitude'? "
-                                 "(available: ", "magnitude", "random", plugin_dir(), NULL);
+                                 "(available: ",
+                                 "magnitude", "random", plugin_dir(), NULL);
   /* only plugins of the slot's kind are offered */
   g_assert_null(strstr(error->message, "neuron"));
   g_assert_null(strstr(error->message, "finetune"));
@@ -94,20 +97,26 @@ static void test_no_such_plugin(void) {
 
   /* a swap of neighbours is one edit */
   error = find_fails(NULL, NULL, PRUNUS_PLUGIN_CRITERION, "tyalor", "prune.criterion");
-  testutil_assert_error_contains(error, "no criterion plugin named 'tyalor'; did you mean "
-                                 "'taylor'? ", NULL);
+  testutil_assert_error_contains(error,
+                                 "no criterion plugin named 'tyalor'; did you mean "
+                                 "'taylor'? ",
+                                 NULL);
   g_error_free(error);
   error = find_fails(NULL, NULL, PRUNUS_PLUGIN_RETRAIN, "reinti", "prune.retrain");
-  testutil_assert_error_contains(error, "no retrain plugin named 'reinti'; did you mean "
-                                 "'reinit'? ", NULL);
+  testutil_assert_error_contains(error,
+                                 "no retrain plugin named 'reinti'; did you mean "
+                                 "'reinit'? ",
+                                 NULL);
   g_error_free(error);
-  error = find_fails(broken_dir(), NULL, PRUNUS_PLUGIN_CRITERION, "broken-creat",
-                     "prune.criterion");
+  error =
+      find_fails(broken_dir(), NULL, PRUNUS_PLUGIN_CRITERION, "broken-creat", "prune.criterion");
   testutil_assert_error_contains(error, "did you mean 'broken-create'? ", NULL);
   g_error_free(error);
   error = find_fails(NULL, NULL, PRUNUS_PLUGIN_GRANULARITY, "neutron", "prune.granularity");
-  testutil_assert_error_contains(error, "no granularity plugin named 'neutron'; did you mean "
-                                 "'neuron'? ", NULL);
+  testutil_assert_error_contains(error,
+                                 "no granularity plugin named 'neutron'; did you mean "
+                                 "'neuron'? ",
+                                 NULL);
   g_error_free(error);
   /* nothing near: no suggestion; a near name of another kind is not offered */
   error = find_fails(NULL, NULL, PRUNUS_PLUGIN_CRITERION, "gradient", "prune.criterion");
@@ -121,8 +130,8 @@ static void test_no_such_plugin(void) {
   /* a path to a file that does not exist: dlopen's reason and the path */
   char *missing = g_build_filename(plugin_dir(), "prunus-nope.so", NULL);
   error = find_fails(NULL, NULL, PRUNUS_PLUGIN_CRITERION, missing, "prune.criterion");
-  testutil_assert_error_contains(error, "prune.criterion", missing, "cannot load",
-                                 "No such file", NULL);
+  testutil_assert_error_contains(error, "prune.criterion", missing, "cannot load", "No such file",
+                                 NULL);
   g_error_free(error);
   g_free(missing);
 }
@@ -134,8 +143,8 @@ static void test_no_entry_symbol(void) {
                                  "no entry symbol 'prunus_plugin_describe'", NULL);
   g_error_free(error);
   /* by name through PRUNUS_PLUGIN_PATH (prunus-NAME.so holds NAME by convention) */
-  error = find_fails(NULL, broken_dir(), PRUNUS_PLUGIN_CRITERION, "broken-no-entry",
-                     "prune.criterion");
+  error =
+      find_fails(NULL, broken_dir(), PRUNUS_PLUGIN_CRITERION, "broken-no-entry", "prune.criterion");
   testutil_assert_error_contains(error, "prune.criterion = \"broken-no-entry\"", path,
                                  "prunus_plugin_describe", NULL);
   g_error_free(error);
@@ -145,8 +154,8 @@ static void test_no_entry_symbol(void) {
 static void test_dlopen_failure(void) {
   char *path = so_path(broken_dir(), "broken-undefined");
   GError *error = find_fails(NULL, NULL, PRUNUS_PLUGIN_CRITERION, path, "prune.criterion");
-  testutil_assert_error_contains(error, path, "cannot load",
-                                 "prunus_symbol_that_does_not_exist", NULL);
+  testutil_assert_error_contains(error, path, "cannot load", "prunus_symbol_that_does_not_exist",
+                                 NULL);
   g_error_free(error);
   g_free(path);
 }
@@ -169,12 +178,13 @@ static void test_bad_size(void) {
   char *path = so_path(broken_dir(), "broken-size");
   GError *error = find_fails(NULL, NULL, PRUNUS_PLUGIN_CRITERION, path, "prune.criterion");
   /* the smallest is revision 1's: 10 pointers' worth after three 32-bit fields */
-  g_assert_cmpuint(prunus_plugin_sizes_r1.desc, ==, 2 * sizeof(uint32_t) + 8 * sizeof(void *) +
-                                                        (sizeof(void *) == 8 ? 8 : 4));
-  char *expected = g_strdup_printf("descriptor 0: field 'size' = 8 is smaller than the %zu bytes "
-                                   "of a revision-1 descriptor, the smallest this prunus (ABI 1, "
-                                   "revision %u) loads",
-                                   prunus_plugin_sizes_r1.desc, PRUNUS_PLUGIN_REVISION);
+  g_assert_cmpuint(prunus_plugin_sizes_r1.desc, ==,
+                   2 * sizeof(uint32_t) + 8 * sizeof(void *) + (sizeof(void *) == 8 ? 8 : 4));
+  char *expected = g_strdup_printf(
+      "descriptor 0: field 'size' = 8 is smaller than the %zu bytes "
+      "of a revision-1 descriptor, the smallest this prunus (ABI 1, "
+      "revision %u) loads",
+      prunus_plugin_sizes_r1.desc, PRUNUS_PLUGIN_REVISION);
   testutil_assert_error_contains(error, path, expected, NULL);
   g_error_free(error);
   g_free(expected);
@@ -183,9 +193,10 @@ static void test_bad_size(void) {
   /* an ops table smaller than revision 1's */
   path = so_path(broken_dir(), "broken-ops-size");
   error = find_fails(NULL, NULL, PRUNUS_PLUGIN_GRANULARITY, path, "prune.granularity");
-  expected = g_strdup_printf("descriptor 0: plugin 'broken-ops-size': field 'ops_size' = 8 is "
-                             "smaller than the %zu bytes of a revision-1 PrunusGranularityOps",
-                             2 * sizeof(void *));
+  expected = g_strdup_printf(
+      "descriptor 0: plugin 'broken-ops-size': field 'ops_size' = 8 is "
+      "smaller than the %zu bytes of a revision-1 PrunusGranularityOps",
+      2 * sizeof(void *));
   testutil_assert_error_contains(error, "prune.granularity: ", path, expected, NULL);
   g_error_free(error);
   g_free(expected);
@@ -209,8 +220,8 @@ static void test_wrong_kind(void) {
                                  "is a granularity plugin", "needs a criterion plugin", NULL);
   g_error_free(error);
   /* by name, found by scanning the search path (the other fixtures fail to load) */
-  error = find_fails(broken_dir(), NULL, PRUNUS_PLUGIN_CRITERION, "not-a-criterion",
-                     "prune.criterion");
+  error =
+      find_fails(broken_dir(), NULL, PRUNUS_PLUGIN_CRITERION, "not-a-criterion", "prune.criterion");
   testutil_assert_error_contains(error, path, "prune.criterion", "is a granularity plugin",
                                  "needs a criterion plugin", NULL);
   g_error_free(error);
@@ -229,8 +240,10 @@ static void test_failure_remembered(void) {
   char *path = so_path(broken_dir(), "broken-abi");
   PrunusPluginRegistry *r = prunus_plugin_registry_new(NULL);
   GError *e1 = NULL, *e2 = NULL;
-  g_assert_null(prunus_plugin_registry_find(r, PRUNUS_PLUGIN_CRITERION, path, "prune.criterion", &e1));
-  g_assert_null(prunus_plugin_registry_find(r, PRUNUS_PLUGIN_CRITERION, path, "prune.criterion", &e2));
+  g_assert_null(
+      prunus_plugin_registry_find(r, PRUNUS_PLUGIN_CRITERION, path, "prune.criterion", &e1));
+  g_assert_null(
+      prunus_plugin_registry_find(r, PRUNUS_PLUGIN_CRITERION, path, "prune.criterion", &e2));
   g_assert_error(e2, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN);
   g_assert_cmpstr(e1->message, ==, e2->message);
   g_error_free(e1);
@@ -242,8 +255,14 @@ static void test_failure_remembered(void) {
 // ----------------------------------------------------------------------------
 // create() through the host
 
-static PrunusLayerView dummy_layer = {.name = "1", .type = "dense", .index = 1, .n_units = 1,
-                                      .fan_in = 1, .n_weights = 1, .positions = 1, .prunable = 1};
+static PrunusLayerView dummy_layer = {.name = "1",
+                                      .type = "dense",
+                                      .index = 1,
+                                      .n_units = 1,
+                                      .fan_in = 1,
+                                      .n_weights = 1,
+                                      .positions = 1,
+                                      .prunable = 1};
 static PrunusModelView dummy_view = {.n_layers = 1, .layers = &dummy_layer};
 
 static const PrunusModelView *dummy_model(void *user) {
@@ -266,7 +285,8 @@ static PrunusHost *instantiate_in(const PrunusPluginEntry *entry, const char *sl
   g_unlink(*config_path);
   g_rmdir(dir);
   g_free(dir);
-  config_setting_t *prune = prunus_config_get_group(cfg, prunus_config_root(cfg), "prune", TRUE, &local);
+  config_setting_t *prune =
+      prunus_config_get_group(cfg, prunus_config_root(cfg), "prune", TRUE, &local);
   g_assert_no_error(local);
   config_setting_t *group = prunus_config_get_group(cfg, prune, slot_key, TRUE, &local);
   g_assert_no_error(local);
@@ -328,14 +348,18 @@ static void test_settings_range(void) {
   PrunusConfig *cfg = NULL;
   g_assert_null(instantiate_in(e, "retrain", "    plugin = \"finetune\";\n    epochs = \"two\";\n",
                                &cfg_path, &cfg, &error));
-  testutil_assert_error_contains(error, ":4: key 'prune.retrain.epochs': expected an integer, "
-                                 "found a string", NULL);
+  testutil_assert_error_contains(error,
+                                 ":4: key 'prune.retrain.epochs': expected an integer, "
+                                 "found a string",
+                                 NULL);
   g_clear_error(&error);
   prunus_config_free(cfg);
   g_free(cfg_path);
   /* in range, and the edges */
-  PrunusHost *h = instantiate_in(e, "retrain", "    plugin = \"finetune\";\n    epochs = 0;\n"
-                                 "    lr = 0.0;\n", &cfg_path, &cfg, &error);
+  PrunusHost *h = instantiate_in(e, "retrain",
+                                 "    plugin = \"finetune\";\n    epochs = 0;\n"
+                                 "    lr = 0.0;\n",
+                                 &cfg_path, &cfg, &error);
   g_assert_no_error(error);
   prunus_host_free(h);
   prunus_config_free(cfg);
@@ -365,9 +389,11 @@ static void test_create_fails(void) {
   g_free(cfg_path);
 
   /* a bad setting: create() fails with the host's message naming file:line and key */
-  e = prunus_plugin_registry_find(r, PRUNUS_PLUGIN_CRITERION, "magnitude", "prune.criterion", &error);
+  e = prunus_plugin_registry_find(r, PRUNUS_PLUGIN_CRITERION, "magnitude", "prune.criterion",
+                                  &error);
   g_assert_no_error(error);
-  h = instantiate(e, "    plugin = \"magnitude\";\n    unit_norm = \"l3\";\n", &cfg_path, &cfg, &error);
+  h = instantiate(e, "    plugin = \"magnitude\";\n    unit_norm = \"l3\";\n", &cfg_path, &cfg,
+                  &error);
   g_assert_null(h);
   char *where = g_strdup_printf("%s:4", cfg_path);
   testutil_assert_error_contains(error, "prune.criterion plugin 'magnitude'", "create() failed",
@@ -378,7 +404,8 @@ static void test_create_fails(void) {
   g_free(cfg_path);
 
   /* and a good one succeeds; destroy() runs in prunus_host_free */
-  h = instantiate(e, "    plugin = \"magnitude\";\n    unit_norm = \"l1\";\n", &cfg_path, &cfg, &error);
+  h = instantiate(e, "    plugin = \"magnitude\";\n    unit_norm = \"l1\";\n", &cfg_path, &cfg,
+                  &error);
   g_assert_no_error(error);
   g_assert_nonnull(h);
   g_assert_true(prunus_host_desc(h) == e->desc);
@@ -407,8 +434,8 @@ static void test_by_path(void) {
   g_assert_cmpint(e->desc->kind, ==, PRUNUS_PLUGIN_GRANULARITY);
   g_assert_cmpuint(e->desc->abi_version, ==, PRUNUS_PLUGIN_ABI_VERSION);
   /* the same library by name is the same entry (loaded once) */
-  const PrunusPluginEntry *again =
-      prunus_plugin_registry_find(r, PRUNUS_PLUGIN_GRANULARITY, "neuron", "prune.granularity", &error);
+  const PrunusPluginEntry *again = prunus_plugin_registry_find(
+      r, PRUNUS_PLUGIN_GRANULARITY, "neuron", "prune.granularity", &error);
   g_assert_no_error(error);
   g_assert_true(again == e);
   prunus_plugin_registry_free(r);
@@ -417,8 +444,10 @@ static void test_by_path(void) {
 
 static const char *find_path(const char *extra_dir, const char *env_path, const char *name,
                              PrunusPluginRegistry **r) {
-  if (env_path) g_setenv("PRUNUS_PLUGIN_PATH", env_path, TRUE);
-  else g_unsetenv("PRUNUS_PLUGIN_PATH");
+  if (env_path)
+    g_setenv("PRUNUS_PLUGIN_PATH", env_path, TRUE);
+  else
+    g_unsetenv("PRUNUS_PLUGIN_PATH");
   const char *extra[] = {extra_dir, NULL};
   *r = prunus_plugin_registry_new(extra_dir ? extra : NULL);
   g_unsetenv("PRUNUS_PLUGIN_PATH");
@@ -490,7 +519,7 @@ static void test_shipped_dir(void) {
   g_assert_true(prunus_plugin_path_within(sub, build));
   g_assert_true(prunus_plugin_path_within(build, build));
   g_assert_true(prunus_plugin_path_within(via_dots, build));
-  g_assert_true(prunus_plugin_path_within(link, build)); /* resolved: it is build/core */
+  g_assert_true(prunus_plugin_path_within(link, build));   /* resolved: it is build/core */
   g_assert_false(prunus_plugin_path_within(other, build)); /* a prefix of the name only */
   g_assert_false(prunus_plugin_path_within(build, sub));
   g_assert_false(prunus_plugin_path_within("/nonexistent-prunus-dir", "/"));
@@ -557,9 +586,17 @@ static void test_future_plugin(void) {
   g_assert_cmpuint(e->desc->ops_size, ==, e->ops_size);
   g_assert_null(e->desc->criterion->observe);
   float w[3] = {0.5f, -2.0f, 1.0f}, b[3] = {0}, mask[3] = {1, 1, 1}, out[3] = {0};
-  PrunusLayerView layer = {.name = "1", .type = "dense", .index = 1, .n_units = 3, .fan_in = 1,
-                           .n_weights = 3, .positions = 1, .prunable = 1, .weights = w,
-                           .bias = b, .mask = mask};
+  PrunusLayerView layer = {.name = "1",
+                           .type = "dense",
+                           .index = 1,
+                           .n_units = 3,
+                           .fan_in = 1,
+                           .n_weights = 3,
+                           .positions = 1,
+                           .prunable = 1,
+                           .weights = w,
+                           .bias = b,
+                           .mask = mask};
   PrunusModelView view = {.n_layers = 1, .layers = &layer};
   float *const weight_scores[1] = {out};
   PrunusScores scores = {.weight_scores = weight_scores};
@@ -638,8 +675,10 @@ static char **listing_of(const char *out, const char *kind, const char *name) {
     g_ptr_array_add(words, NULL);
     g_strfreev(f);
     char **ws = (char **)g_ptr_array_free(words, FALSE);
-    if (g_strv_length(ws) >= 4 && !strcmp(ws[0], kind) && !strcmp(ws[1], name)) found = ws;
-    else g_strfreev(ws);
+    if (g_strv_length(ws) >= 4 && !strcmp(ws[0], kind) && !strcmp(ws[1], name))
+      found = ws;
+    else
+      g_strfreev(ws);
   }
   g_strfreev(lines);
   if (!found) g_error("'prunus plugins' does not list %s %s:\n%s", kind, name, out);
@@ -665,8 +704,8 @@ static int listings_of(const char *out, const char *kind, const char *name) {
 
 static void test_cli_plugins(void) {
   static const char *const expected[][2] = {
-      {"criterion", "magnitude"}, {"criterion", "random"},   {"granularity", "weight"},
-      {"granularity", "neuron"},  {"retrain", "finetune"},   {"retrain", "rewind"},
+      {"criterion", "magnitude"}, {"criterion", "random"},  {"granularity", "weight"},
+      {"granularity", "neuron"},  {"retrain", "finetune"},  {"retrain", "rewind"},
       {"retrain", "reinit"},      {"retrain", "lr-rewind"},
   };
   const char *args[] = {"plugins", NULL};
@@ -891,8 +930,7 @@ static void test_r1_plugins_run(void) {
         if ((m->mask[l->w_off + j] == 0.0f) != (j < removed))
           g_error("round %d layer %s weight %zu: mask %g, expected %s", round, l->name, j,
                   m->mask[l->w_off + j], j < removed ? "pruned" : "alive");
-      g_test_message("round %d layer %s: %zu of %zu pruned", round, l->name, removed,
-                     n_weights[k]);
+      g_test_message("round %d layer %s: %zu of %zu pruned", round, l->name, removed, n_weights[k]);
       k++;
     }
     g_assert_cmpint(k, ==, 2);
