@@ -256,8 +256,8 @@ static void forward_batch(PrunusEngine *e, Workspace *w, const float *x, int B, 
 /* From this batch size, when every layer with parameters runs sparse, the batch is
  * split between the threads, each running the whole network on its samples: no
  * data crosses cores and threads meet once per forward (splitting every product's
- * rows instead, each core reads what the other wrote: 2 threads were no faster
- * than 1 at batch 256). */
+ * rows instead, each core reads what the other wrote between layers, and the
+ * cache-line traffic ate the second thread's gain). */
 #define SPLIT_BATCH_MIN 64
 
 static gboolean splits_batch(const PrunusEngine *e, int B) {
@@ -360,9 +360,9 @@ static void auto_measure(PrunusEngine *e, int max_batch) {
 /* ------------------------------------------------------------------------ */
 /* padding (DENSE, SHRUNK): the BLAS layout of a dense layer and its successor */
 
-/* Outputs are padded to a multiple of this. OpenBLAS's sgemm works in 16-wide tiles
- * here (AVX-512), and with 2 threads it halves a product's outputs: the shrunk
- * LeNet-300-100's 90 and 30 units ran 1.2x slower than 96 and 32 at batch 32. */
+/* Outputs are padded to a multiple of this: OpenBLAS's AVX-512 sgemm works in 16-wide
+ * tiles, and with 2 threads it halves a product's outputs, so odd unit counts leave
+ * ragged tails on both halves. Whether padding pays is measured per layer (below). */
 #define PAD_MULTIPLE 16
 
 /* The dense layer that dense layer p feeds through relus only (relu(0) = 0: its zero
@@ -454,8 +454,8 @@ static double time_chain(const EngineLayer *layers, const float *params, int p, 
  * layers until it lasts PAD_SAMPLE_US (a lone batch-1 product is under 1 us). */
 #define PAD_SAMPLES 15
 #define PAD_SAMPLE_US 100.0
-/* padded / plain: below PAD_WIN is a win, above PAD_LOSS a loss (between: noise, on
- * this shared VM; the shrunk LeNet's 90 -> 96 measured 0.81 at batch 32, 2 threads). */
+/* padded / plain: below PAD_WIN is a win, above PAD_LOSS a loss; between them is
+ * run-to-run noise on a shared machine, and the plain layout is kept. */
 #define PAD_WIN 0.95
 #define PAD_LOSS 1.03
 

@@ -563,8 +563,9 @@ typedef struct {
   size_t n;
 } ReluCall;
 
-/* Branch-free so it vectorises: both operands are loaded, then selected. These plain
- * SSE2 loops stream from memory faster than AVX-512 ones here (Zen 4, measured). */
+/* Branch-free so it vectorises: both operands are loaded, then selected. Plain
+ * compiler-vectorised loops: the pass is bound by memory, not by vector width
+ * (docs/perf-log.md has the comparison with AVX-512 versions). */
 static void relu_part(void *arg, int part, int n_parts) {
   const ReluCall *c = arg;
   size_t a, b;

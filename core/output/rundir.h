@@ -1,4 +1,4 @@
-/* rundir.h: the run directory contract (DESIGN.md): metrics.jsonl lines, the
+/* rundir.h: the run directory contract (docs/architecture.md): metrics.jsonl lines, the
  * per-round metrics record and summary.json, written atomically. */
 #ifndef PRUNUS_RUNDIR_H
 #define PRUNUS_RUNDIR_H

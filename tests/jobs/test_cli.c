@@ -394,7 +394,7 @@ static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
 // ----------------------------------------------------------------------------
 // Train, eval, determinism
 
-/* The run directory contract (DESIGN.md). */
+/* The run directory contract (docs/architecture.md). */
 static const char *const metrics_keys[] = {"experiment",   "seed",       "round",
                                            "epoch",        "train_loss", "val_loss",
                                            "val_accuracy", "seconds",    "samples_per_second"};

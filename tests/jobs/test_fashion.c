@@ -76,7 +76,7 @@ static void test_lenet300(void) {
       "lenet300, 18000 train / 2000 val, 2 epochs, 1 thread: test_accuracy %.4f "
       "val_accuracy %.4f test_loss %.4f (%.1f s)",
       test_accuracy, val_accuracy, summary_number(r0, "test_loss"), seconds);
-  /* 784-300-100-10 has 266610 parameters and 532400 FLOPs (DESIGN.md's example). */
+  /* 784-300-100-10 has 266610 parameters and 532400 FLOPs (docs/architecture.md's example). */
   g_assert_cmpfloat(summary_number(r0, "params_total"), ==, 266610);
   g_assert_cmpfloat(summary_number(r0, "flops"), ==, 532400);
   /* Measured 0.8486 test / 0.8590 val (seed 0, 1 thread, OpenBLAS); the bar sits
