@@ -32,9 +32,6 @@ PrunusTrainConfig prunus_train_config_default(void);
 /* Learning rate at a fractional epoch position (epoch + step/steps_per_epoch). */
 double prunus_lr_at(const PrunusTrainConfig *tc, double epoch_pos);
 
-/* One optimizer step over the whole slab with the grads in m->grads, then
- * params *= mask so pruned weights stay exactly zero. step counts from 1 (Adam). */
-void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
 /* How prunus_optim_step_span treats its span. */
 typedef enum {
   /* some mask entry of the span may be 0 (without it the mask is not read) */
@@ -51,6 +48,14 @@ typedef enum {
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
                             size_t off, size_t n, PrunusOptimFlags flags);
 void prunus_optim_reset(PrunusModel *m);
+
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: the plain whole-slab step that /train/fit/matches-plain-loop holds
+ * training to */
+
+/* One optimizer step over the whole slab with the grads in m->grads, then
+ * params *= mask so pruned weights stay exactly zero. step counts from 1 (Adam). */
+void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
 
 G_END_DECLS
 
