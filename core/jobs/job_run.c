@@ -26,7 +26,18 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
       g_free(where);
       return FALSE;
     }
-    g_ptr_array_add(out, prunus_config_resolve_path(cfg, config_setting_get_string(e)));
+    char *dir = prunus_config_resolve_path(cfg, config_setting_get_string(e));
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+      /* a mistyped folder would otherwise show only as "no plugin named ..." later */
+      char *where = prunus_config_where(cfg, e);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: plugin_path: no folder %s (\"%s\", relative to the config's folder)", where,
+                  dir, config_setting_get_string(e));
+      g_free(where);
+      g_free(dir);
+      return FALSE;
+    }
+    g_ptr_array_add(out, dir);
   }
   return TRUE;
 }
