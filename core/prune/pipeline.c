@@ -345,7 +345,7 @@ static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
 }
 
 static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
-  /* The inference engines (core/engine.c): dense = BLAS on the unpruned layout (the
+  /* The inference engines (core/infer/engine.c): dense = BLAS on the unpruned layout (the
    * model itself while it has it) with zeros in place; sparse = CSR kernels; shrunk =
    * units whose every weight is masked removed physically. */
   PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;

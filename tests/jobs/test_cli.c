@@ -395,9 +395,9 @@ static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
 // Train, eval, determinism
 
 /* The run directory contract (docs/architecture.md). */
-static const char *const metrics_keys[] = {"experiment",   "seed",       "round",
-                                           "epoch",        "train_loss", "val_loss",
-                                           "val_accuracy", "seconds",    "samples_per_second"};
+static const char *const metrics_keys[] = {
+    "experiment", "seed",         "round", "epoch",   "train_loss",        "train_accuracy",
+    "val_loss",   "val_accuracy", "lr",    "seconds", "samples_per_second"};
 
 static const char *const round_keys[] = {"round",
                                          "sparsity",
