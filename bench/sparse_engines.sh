@@ -7,7 +7,7 @@ set -eu
 BUILD=${1:-build}
 OUT=${2:-/tmp/prunus-sparse-bench}
 mkdir -p "$OUT"
-# the dense network: 10 epochs of configs/lenet300.cfg (~15 s), reused when present
+# the dense network: 10 epochs of configs/lenet300.cfg, reused when present
 [ -f "$OUT/l300/model.safetensors" ] ||
   "$BUILD/cli/prunus" train configs/lenet300.cfg -o "$OUT/l300" --threads 1 --quiet
 # prunus side: masks by magnitude, latencies, checkpoints + safetensors + C exports

@@ -1,6 +1,7 @@
 /* team_probe.c: how far apart the CPUs of a 2-thread team are, as the median round
- * trip of an empty prunus_team_run (spinning threads); prints JSON. On the shared VM
- * it moves between ~0.1 us (vCPUs near) and ~0.45 us (far), and 2-thread speeds with it. */
+ * trip of an empty prunus_team_run (spinning threads); prints JSON. It reads several
+ * times higher when the two CPUs share no cache, and 2-thread speeds drop with it
+ * (figures: docs/perf-log.md). */
 #include "latency.h"
 #include "team.h"
 

@@ -8,12 +8,13 @@ right after it, bench/torch_train.py (2 epochs) and the same with glibc's malloc
 thresholds pinned (torch*, informational), REPS times each. Every rep gives its own
 ratios of last-epoch training samples/s (its runs are adjacent in time); a row's ratio
 is the median of its reps' ratios. With 2+ threads each rep also records the round
-trip of an empty team call (bench/team_probe) before prunus and after the floor: this
-VM moves its two vCPUs between near (~0.1 us) and far (~0.45 us), and every 2-thread
-speed with them, so a ratio of medians would mix placements; a rep whose two probes
-disagree is reported as having changed placement midway. Then it measures the peak RSS of a
-`prunus train configs/lenet300.cfg` run. It prints PASS/MISS per target and exits
-non-zero only when something fails to run, never on a missed target.
+trip of an empty team call (bench/team_probe) before prunus and after the floor: a VM
+may move its vCPUs between sharing a cache and not (docs/perf-log.md has the figures),
+and every 2-thread speed with them, so a ratio of medians would mix placements; a rep
+whose two probes disagree is reported as having changed placement midway. Then it
+measures the peak RSS of a `prunus train configs/lenet300.cfg` run. It prints PASS/MISS
+per target and exits non-zero only when something fails to run, never on a missed
+target.
 
 Usage: bench/train_throughput.py [--build-dir build-bench] [--reps 3] [--threads 1,2]
                                  [--models lenet300,lenet5] [--retry-noisy N] [--json FILE]
@@ -148,11 +149,12 @@ class Bench:
     def torch_train(self, model, threads, tuned_malloc=False):
         env = clean_env()
         if threads > 1:
-            env["OMP_WAIT_POLICY"] = "PASSIVE"  # PyTorch's fastest setting on this machine
+            # PyTorch's fastest OpenMP wait policy where the targets were set
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         if tuned_malloc:
             # glibc serves PyTorch's per-step ~1 MB temporaries with mmap/munmap until its
             # dynamic threshold adapts, so every step page-faults; pinning the thresholds
-            # removes that (5x fewer page faults) and the run-to-run swing it causes.
+            # removes those faults and the run-to-run swing they cause (docs/perf-log.md).
             env.update(TORCH_MALLOC_ENV)
         cmd = [sys.executable, os.path.join(ROOT, "bench", "torch_train.py"), "--model", model,
                "--threads", str(threads), "--epochs", str(EPOCHS), "--batch", "128"]

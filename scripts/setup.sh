@@ -4,8 +4,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# clang-format: scripts/check-format.sh (the .clang-format dialect)
 PACKAGES="build-essential meson ninja-build pkg-config libglib2.0-dev libconfig-dev \
-libopenblas-dev dataset-fashion-mnist gnuplot-nox python3 chromium"
+libopenblas-dev dataset-fashion-mnist gnuplot-nox python3 chromium clang-format"
 
 missing=""
 for p in $PACKAGES; do

@@ -11,8 +11,8 @@
 #include <string.h>
 
 struct PrunusTeam {
-  alignas(64) atomic_uint gen; /* calls posted (+1 more to stop); written by the caller */
-  alignas(64) atomic_uint done; /* parts finished by helpers, cumulative */
+  alignas(64) atomic_uint gen;     /* calls posted (+1 more to stop); written by the caller */
+  alignas(64) atomic_uint done;    /* parts finished by helpers, cumulative */
   alignas(64) atomic_int sleepers; /* threads blocked (or about to block) on cond */
   atomic_int cpu[PRUNUS_TEAM_MAX_THREADS]; /* (threads) where part p's thread last waited */
   int threads;
@@ -21,8 +21,8 @@ struct PrunusTeam {
   void *arg;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  int n_helpers; /* started */
-  int caller_cpu; /* the CPU the helpers keep off (-1: none) */
+  int n_helpers;          /* started */
+  int caller_cpu;         /* the CPU the helpers keep off (-1: none) */
   gboolean caller_pinned; /* prunus_team_pin_caller pinned `caller`, saved in caller_set */
   pthread_t caller;
   cpu_set_t caller_set;
@@ -50,9 +50,9 @@ static gboolean shares_cpu(PrunusTeam *t, int self) {
 
 /* TRUE once *word == target; FALSE after PRUNUS_TEAM_SPIN_US without it, or when
  * the threads share a CPU. A plain load loop: no PAUSE, because under KVM a PAUSE
- * loop exits to the hypervisor (pause-loop exiting), which made a round trip 110 us
- * instead of 0.15 us; no sched_yield either, after which the scheduler here moved
- * the helper onto the caller's CPU. */
+ * loop exits to the hypervisor (pause-loop exiting), which costs hundreds of times the
+ * round trip the loop waits for; no sched_yield either, which lets the scheduler move
+ * the helper onto the caller's CPU (docs/perf-log.md). */
 static gboolean spin_until(PrunusTeam *t, atomic_uint *word, unsigned target, int self) {
   if (shares_cpu(t, self)) return atomic_load(word) == target;
   gint64 start = 0;
@@ -60,8 +60,10 @@ static gboolean spin_until(PrunusTeam *t, atomic_uint *word, unsigned target, in
     if (atomic_load_explicit(word, memory_order_acquire) == target) return TRUE;
     if (i % 256 == 0) {
       gint64 now = g_get_monotonic_time();
-      if (start == 0) start = now;
-      else if (now - start > PRUNUS_TEAM_SPIN_US || shares_cpu(t, self)) return FALSE;
+      if (start == 0)
+        start = now;
+      else if (now - start > PRUNUS_TEAM_SPIN_US || shares_cpu(t, self))
+        return FALSE;
     }
   }
 }
@@ -113,9 +115,10 @@ static void stop_helpers(PrunusTeam *t, int n) {
 }
 
 /* Helpers may run on every CPU the process may, but the caller's (now): woken from
- * sleep, unpinned helpers were often placed on the caller's CPU and stayed stacked
- * there for tens of ms (every call 5x slower than on one thread). The caller is
- * free to move, so the scheduler separates them again by moving it. */
+ * sleep, an unpinned helper may be placed on the caller's CPU and stay stacked there
+ * for many scheduler ticks, every call then slower than on one thread
+ * (docs/perf-log.md). The caller is free to move, so the scheduler separates them
+ * again by moving it. */
 static int keep_off_caller_cpu(pthread_attr_t *attr) {
   cpu_set_t set;
   int here = sched_getcpu();

@@ -12,8 +12,8 @@ static gboolean out_of_range(PrunusConfig *c, config_setting_t *group, const cha
                              const char *found, const char *allowed, GError **error) {
   config_setting_t *s = config_setting_get_member(group, key);
   char *path = prunus_config_member_path(group, key);
-  prunus_config_fail_at(c, s ? s : group, error, "key '%s' = %s is out of range: must be %s", path, found,
-          allowed);
+  prunus_config_fail_at(c, s ? s : group, error, "key '%s' = %s is out of range: must be %s", path,
+                        found, allowed);
   g_free(path);
   return FALSE;
 }
@@ -59,8 +59,8 @@ static gboolean check_group_read(PrunusConfig *c, config_setting_t *group, const
       g_string_append_printf(allowed, "%s%s", k ? ", " : "", (char *)asked->pdata[k]);
     char *path = prunus_config_setting_path(m);
     char *hint = prunus_config_unknown_key_hint(c, m);
-    prunus_config_fail_at(c, m, error, "unknown key '%s' in %s%s (allowed keys: %s)", path, what, hint,
-            allowed->str);
+    prunus_config_fail_at(c, m, error, "unknown key '%s' in %s%s (allowed keys: %s)", path, what,
+                          hint, allowed->str);
     g_free(hint);
     g_free(path);
     g_string_free(allowed, TRUE);
@@ -72,9 +72,6 @@ static gboolean check_group_read(PrunusConfig *c, config_setting_t *group, const
 static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRunConfig *rc,
                               GError **error) {
   static const char *const formats[] = {"idx", NULL};
-  static const char *const norms[] = {[PRUNUS_NORM_UNIT] = "unit",
-                                      [PRUNUS_NORM_STANDARD] = "standard",
-                                      [PRUNUS_NORM_STANDARD + 1] = NULL};
   config_setting_t *g = prunus_config_get_group(c, root, "dataset", TRUE, error);
   if (!g) return FALSE;
   int format, norm;
@@ -92,7 +89,7 @@ static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRun
     if (!*p) {
       char *path = prunus_config_member_path(g, files[i].key);
       prunus_config_fail_at(c, config_setting_get_member(g, files[i].key), error,
-              "key '%s' must name a file, found an empty string", path);
+                            "key '%s' must name a file, found an empty string", path);
       g_free(path);
       return FALSE;
     }
@@ -101,7 +98,8 @@ static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRun
   if (!get_int_min(c, g, "validation", FALSE, 0, 0, &rc->validation, error) ||
       !get_int_min(c, g, "train_limit", FALSE, 0, 0, &rc->train_limit, error) ||
       !get_int_min(c, g, "test_limit", FALSE, 0, 0, &rc->test_limit, error) ||
-      !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD, norms, &norm, error))
+      !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD,
+                              prunus_norm_kind_names, &norm, error))
     return FALSE;
   rc->normalize = (PrunusNormKind)norm;
   return TRUE;
@@ -113,8 +111,9 @@ static gboolean parse_input_shape(PrunusConfig *c, config_setting_t *model, Prun
   if (!in) return FALSE;
   if (config_setting_length(in) != 3) {
     char *path = prunus_config_setting_path(in);
-    prunus_config_fail_at(c, in, error, "key '%s' must be [channels, height, width], found %d elements", path,
-            config_setting_length(in));
+    prunus_config_fail_at(c, in, error,
+                          "key '%s' must be [channels, height, width], found %d elements", path,
+                          config_setting_length(in));
     g_free(path);
     return FALSE;
   }
@@ -141,13 +140,13 @@ static gboolean parse_input_shape(PrunusConfig *c, config_setting_t *model, Prun
 
 /* One layer as the config gives it, inputs still by name. */
 typedef struct {
-  PrunusLayerSpec spec;          /* inputs not yet resolved */
-  config_setting_t *at;          /* the layer's group */
-  config_setting_t *input_at;    /* its `input` key, or NULL */
-  char *name;                    /* full name ("stage1.0.conv1"), or NULL: its index */
-  int n_in;                      /* 0: the layer before it in the list */
+  PrunusLayerSpec spec;              /* inputs not yet resolved */
+  config_setting_t *at;              /* the layer's group */
+  config_setting_t *input_at;        /* its `input` key, or NULL */
+  char *name;                        /* full name ("stage1.0.conv1"), or NULL: its index */
+  int n_in;                          /* 0: the layer before it in the list */
   char *in[PRUNUS_LAYER_MAX_INPUTS]; /* full names; "input" = the model's input */
-  char *where;                   /* " (block 'basic' used at f:l)" or "" */
+  char *where;                       /* " (block 'basic' used at f:l)" or "" */
 } RawLayer;
 
 /* A block use's integer setting, which the block's layers read as "$name". */
@@ -161,14 +160,14 @@ typedef struct {
  * being expanded (NULL / "" outside blocks). */
 typedef struct {
   PrunusConfig *c;
-  config_setting_t *blocks;  /* model.blocks, or NULL */
-  GHashTable *blocks_used;   /* set of block settings expanded at least once */
-  GArray *raw;               /* RawLayer, in config order */
-  GHashTable *params;        /* "channels" -> BlockParam */
+  config_setting_t *blocks; /* model.blocks, or NULL */
+  GHashTable *blocks_used;  /* set of block settings expanded at least once */
+  GArray *raw;              /* RawLayer, in config order */
+  GHashTable *params;       /* "channels" -> BlockParam */
   const char *block_name;
-  const char *prefix;        /* the instance's name: layer "conv1" is "PREFIX.conv1" */
-  GHashTable *local;         /* set of the names the block's layers give themselves */
-  const char *block_in;      /* what "$in" stands for: the instance's input */
+  const char *prefix;   /* the instance's name: layer "conv1" is "PREFIX.conv1" */
+  GHashTable *local;    /* set of the names the block's layers give themselves */
+  const char *block_in; /* what "$in" stands for: the instance's input */
   const char *where;
 } ModelParse;
 
@@ -208,9 +207,9 @@ static gboolean layer_int(ModelParse *mp, config_setting_t *l, const char *key, 
   char *path = prunus_config_setting_path(s);
   gboolean ok = FALSE;
   if (text[0] != '$' || !mp->params) {
-    prunus_config_fail_at(c, s, error,
-                          "key '%s' must be an integer%s, found the string \"%s\"", path,
-                          mp->params ? " or \"$name\" (a setting of the block's use)" : "", text);
+    prunus_config_fail_at(c, s, error, "key '%s' must be an integer%s, found the string \"%s\"",
+                          path, mp->params ? " or \"$name\" (a setting of the block's use)" : "",
+                          text);
   } else {
     BlockParam *p = g_hash_table_lookup(mp->params, text + 1);
     if (!p) {
@@ -221,8 +220,8 @@ static gboolean layer_int(ModelParse *mp, config_setting_t *l, const char *key, 
       *out = p->value;
       ok = *out >= lo;
       if (!ok)
-        prunus_config_fail_at(c, p->at, error, "key '%s' = %d is out of range: must be >= %d",
-                              path, *out, lo);
+        prunus_config_fail_at(c, p->at, error, "key '%s' = %d is out of range: must be >= %d", path,
+                              *out, lo);
     }
   }
   g_free(path);
@@ -301,8 +300,8 @@ static gboolean parse_layer(ModelParse *mp, config_setting_t *l, RawLayer *r, GE
                              prunus_layer_ops((PrunusLayerType)t)->type_name);
     config_setting_t *s = config_setting_get_member(l, "type");
     char *path = prunus_config_setting_path(s);
-    prunus_config_fail_at(c, s, error, "key '%s': unknown layer type '%s' (expected one of: %s)", path, tname,
-            names->str);
+    prunus_config_fail_at(c, s, error, "key '%s': unknown layer type '%s' (expected one of: %s)",
+                          path, tname, names->str);
     g_free(path);
     g_string_free(names, TRUE);
     return FALSE;
@@ -373,9 +372,8 @@ static gboolean expand_block(ModelParse *mp, config_setting_t *use, GError **err
     for (int i = 0; mp->blocks && i < config_setting_length(mp->blocks); i++)
       g_string_append_printf(known, "%s%s", i ? ", " : "",
                              config_setting_name(config_setting_get_elem(mp->blocks, (unsigned)i)));
-    prunus_config_fail_at(c, s, error,
-                          "key '%s': no block '%s' in model.blocks (defined: %s)", path, bname,
-                          known->len ? known->str : "none");
+    prunus_config_fail_at(c, s, error, "key '%s': no block '%s' in model.blocks (defined: %s)",
+                          path, bname, known->len ? known->str : "none");
     g_free(path);
     g_string_free(known, TRUE);
     return FALSE;
@@ -623,7 +621,8 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
   int n = config_setting_length(layers);
   if (n == 0) {
     char *path = prunus_config_setting_path(layers);
-    prunus_config_fail_at(c, layers, error, "key '%s' is empty: a model needs at least one layer", path);
+    prunus_config_fail_at(c, layers, error, "key '%s' is empty: a model needs at least one layer",
+                          path);
     g_free(path);
     return FALSE;
   }
@@ -684,13 +683,15 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
       config_setting_t *at = last < 0 ? layers : g_array_index(mp.raw, RawLayer, order[last]).at;
       char *path = prunus_config_setting_path(at);
       if (last < 0)
-        prunus_config_fail_at(c, at, error,
-                "key '%s' has no dense layer; the last one's units give the class count", path);
+        prunus_config_fail_at(
+            c, at, error, "key '%s' has no dense layer; the last one's units give the class count",
+            path);
       else
-        prunus_config_fail_at(c, at, error,
-                "%s is a %s layer, but the last layer with parameters must be dense (its units "
-                "give the class count)",
-                path, prunus_layer_ops(arch->layers[last].type)->type_name);
+        prunus_config_fail_at(
+            c, at, error,
+            "%s is a %s layer, but the last layer with parameters must be dense (its units "
+            "give the class count)",
+            path, prunus_layer_ops(arch->layers[last].type)->type_name);
       g_free(path);
       ok = FALSE;
     } else {
@@ -756,7 +757,7 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
   if (!prunus_config_get_string(c, root, "name", TRUE, NULL, &name, error)) goto out_clear;
   if (!*name) {
     prunus_config_fail_at(c, config_setting_get_member(root, "name"), error,
-            "key 'name' must not be empty (it names the run)");
+                          "key 'name' must not be empty (it names the run)");
     goto out_clear;
   }
   out->name = g_strdup(name);
@@ -788,4 +789,3 @@ void prunus_run_config_clear(PrunusRunConfig *rc) {
   prunus_arch_clear(&rc->arch);
   memset(rc, 0, sizeof *rc);
 }
-

@@ -59,10 +59,10 @@ void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const floa
 
 /* Split C's columns or its rows? Each thread packs the whole operand it shares: op(A)
  * (M x K) in a column split, op(B) (N x K) in a row split. A column split also leaves
- * one cache line per row of C written by both threads (unless rows start on lines), and
- * each such line costs about as much as packing 256 more floats: measured on LeNet-300's
- * products on 2 cores, where such lines made two of them up to 1.35x slower whenever
- * the two vCPUs sat far apart (a 0.45 us team round trip instead of 0.10). */
+ * one cache line per row of C written by both threads (unless rows start on lines):
+ * when the two cores share no cache, each write takes such a line back from the other
+ * core, which costs about as much as packing 256 more floats (the weight that made the
+ * rule choose right on LeNet-300's products; docs/perf-log.md). */
 #define FALSE_SHARING_FLOATS 256
 
 static bool rows_start_on_lines(const PrunusSgemmArgs *g) {
@@ -91,8 +91,8 @@ void prunus_sgemm_run_block(const PrunusSgemmArgs *g, PrunusSgemmBlock k) {
   /* C[r0:r1, c0:c1] = op(A)[r0:r1, :] op(B)[:, c0:c1] */
   const float *A = g->ta ? g->A + k.row0 : g->A + (size_t)k.row0 * g->lda;
   const float *B = g->tb ? g->B + (size_t)k.col0 * g->ldb : g->B + k.col0;
-  prunus_sgemm(g->ta, g->tb, k.row1 - k.row0, k.col1 - k.col0, g->K, g->alpha, A, g->lda, B,
-               g->ldb, g->beta, g->C + (size_t)k.row0 * g->ldc + k.col0, g->ldc);
+  prunus_sgemm(g->ta, g->tb, k.row1 - k.row0, k.col1 - k.col0, g->K, g->alpha, A, g->lda, B, g->ldb,
+               g->beta, g->C + (size_t)k.row0 * g->ldc + k.col0, g->ldc);
 }
 
 static void sgemm_part(void *arg, int part, int n_parts) {

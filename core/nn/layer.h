@@ -52,7 +52,7 @@ typedef struct {
   float momentum;   /* batchnorm: weight of the batch in the running statistics */
   float eps;        /* batchnorm: added to the variance */
   char name[PRUNUS_LAYER_NAME_MAX]; /* "" = the layer's index, as nn.Sequential names it */
-  int n_inputs;     /* 0 = the previous layer; else the layers listed in inputs */
+  int n_inputs;                     /* 0 = the previous layer; else the layers listed in inputs */
   int inputs[PRUNUS_LAYER_MAX_INPUTS]; /* producer layer indices, each lower than this
                                         * layer's; PRUNUS_LAYER_INPUT = the model's input */
 } PrunusLayerSpec;
@@ -63,37 +63,37 @@ typedef struct PrunusLayerOps PrunusLayerOps;
 typedef struct {
   PrunusLayerSpec spec;
   const PrunusLayerOps *ops;
-  char name[PRUNUS_LAYER_NAME_MAX]; /* spec.name, or the index: "1" */
-  int n_in;                 /* inputs: 1, or 2+ for add and concat */
+  char name[PRUNUS_LAYER_NAME_MAX];  /* spec.name, or the index: "1" */
+  int n_in;                          /* inputs: 1, or 2+ for add and concat */
   int from[PRUNUS_LAYER_MAX_INPUTS]; /* the layer each input comes from, in model order;
                                       * PRUNUS_LAYER_INPUT = the model's input */
   int in_c[PRUNUS_LAYER_MAX_INPUTS]; /* channels of each input (concat stacks them) */
-  PrunusShape in, out;      /* per-sample shapes; `in` is the first input's */
-  size_t w_off, w_len;      /* weight, what pruning sees: dense (out, in); conv (cout, cin,
-                             * k, k); 0 length for every other type */
-  size_t b_off, b_len;      /* parameters pruning never touches, right after the weight:
-                             * the bias (out) or (cout), 0 length without one; batchnorm's
-                             * scale (C) then shift (C) */
-  size_t buf_off, buf_len;  /* buffers, at params + buf_off (past the parameters, so no
-                             * optimizer or mask reaches them): batchnorm's running mean
-                             * (C) then running variance (C); 0 length when none */
-  int fan_in, fan_out;      /* per output unit: in or cin*k*k; units or cout*k*k */
-  PrunusTeam *team;         /* borrowed: threads the layer's own kernels (not BLAS) split
-                             * a batch over; NULL = the calling thread only. Set by
-                             * prunus_train for its duration (then NULL again) */
-  gboolean grads_zeroed;    /* the weight gradients read 0 before each backward, so
-                             * products may add onto them instead of clearing them
-                             * first; set by prunus_train for its duration (its
-                             * optimizer zeroes the gradients it used) */
-  gboolean training;        /* batchnorm: normalise with the batch's statistics (and
-                             * keep them in scratch for backward) rather than the
-                             * running ones; set by prunus_model_set_training */
+  PrunusShape in, out;               /* per-sample shapes; `in` is the first input's */
+  size_t w_off, w_len;               /* the weight, what pruning sees: dense (out, in);
+                                      * conv (cout, cin, k, k); none in other types */
+  size_t b_off, b_len;               /* right after it, parameters pruning never touches:
+                                      * the bias (out) or (cout), if any; batchnorm's
+                                      * scale (C) then shift (C) */
+  size_t buf_off, buf_len;           /* buffers at params + buf_off, past the parameters
+                                      * (no optimizer or mask reaches them): batchnorm's
+                                      * running mean (C) then variance (C) */
+  int fan_in, fan_out;               /* per output unit: in or cin*k*k; units or cout*k*k */
+  PrunusTeam *team;                  /* borrowed: threads the layer's own kernels (not BLAS) split
+                                      * a batch over; NULL = the calling thread only. Set by
+                                      * prunus_train for its duration (then NULL again) */
+  gboolean grads_zeroed;             /* the weight gradients read 0 before each backward, so
+                                      * products may add onto them instead of clearing them
+                                      * first; set by prunus_train for its duration (its
+                                      * optimizer zeroes the gradients it used) */
+  gboolean training;                 /* batchnorm: normalise with the batch's statistics (and
+                                      * keep them in scratch for backward) rather than the
+                                      * running ones; set by prunus_model_set_training */
 } PrunusLayer;
 
 /* Per-layer kernel table; one entry per PrunusLayerType (kann's op list). Single-input
  * types fill forward/backward; add and concat fill forward_n/backward_n instead. */
 struct PrunusLayerOps {
-  const char *type_name;    /* "dense", as written in configs */
+  const char *type_name; /* "dense", as written in configs */
   /* The layer has weights pruning sees (w_len > 0): dense and conv2d, the layers with
    * units. batchnorm's scale and shift are parameters too (trained, saved), but in the
    * b span, never pruned: has_params is FALSE for it. */
@@ -109,16 +109,14 @@ struct PrunusLayerOps {
   void (*forward)(const PrunusLayer *l, const float *params, const float *x, float *y,
                   float *scratch, int B);
   /* Accumulate dparams from x and dy; write dx (B, in) when dx != NULL. */
-  void (*backward)(const PrunusLayer *l, const float *params, float *grads,
-                   const float *x, const float *y, const float *dy, float *dx,
-                   float *scratch, int B);
+  void (*backward)(const PrunusLayer *l, const float *params, float *grads, const float *x,
+                   const float *y, const float *dy, float *dx, float *scratch, int B);
   /* Several inputs: y (B, out) from x[k] (B, input k), k < l->n_in. */
   void (*forward_n)(const PrunusLayer *l, const float *params, const float *const *x, float *y,
                     float *scratch, int B);
   /* Write dx[k] (B, input k) for each k with dx[k] != NULL. */
-  void (*backward_n)(const PrunusLayer *l, const float *params, float *grads,
-                     const float *const *x, const float *y, const float *dy, float *const *dx,
-                     float *scratch, int B);
+  void (*backward_n)(const PrunusLayer *l, const float *params, float *grads, const float *const *x,
+                     const float *y, const float *dy, float *const *dx, float *scratch, int B);
   /* Training only, after forward: fold the batch statistics the forward left in
    * scratch into the buffers (buffers = params + buf_off of the model's slab); NULL
    * for types without buffers. */

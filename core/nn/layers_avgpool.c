@@ -64,7 +64,7 @@ static void avg_backward(const PrunusLayer *l, const float *params, float *grads
   float inv = 1.0f / (float)(k * k);
   memset(dx, 0, sizeof(float) * (size_t)B * prunus_shape_size(l->in));
   for (int bc = 0; bc < B * l->in.c; bc++) {
-    float *dxc = dx + (size_t)bc * H * W;       /* (H, W) */
+    float *dxc = dx + (size_t)bc * H * W;         /* (H, W) */
     const float *dyc = dy + (size_t)bc * Ho * Wo; /* (Ho, Wo) */
     for (int oh = 0; oh < Ho; oh++) {
       for (int ow = 0; ow < Wo; ow++) {

@@ -61,16 +61,16 @@ static void add_part(void *arg, int part, int n_parts) {
   }
 }
 
-static void add_forward(const PrunusLayer *l, const float *params, const float *const *x,
-                        float *y, float *scratch, int B) {
+static void add_forward(const PrunusLayer *l, const float *params, const float *const *x, float *y,
+                        float *scratch, int B) {
   (void)params, (void)scratch;
   AddCall c = {x, l->n_in, y, (size_t)B * prunus_shape_size(l->out)};
   prunus_team_run(l->team, add_part, &c);
 }
 
 static void add_backward(const PrunusLayer *l, const float *params, float *grads,
-                         const float *const *x, const float *y, const float *dy,
-                         float *const *dx, float *scratch, int B) {
+                         const float *const *x, const float *y, const float *dy, float *const *dx,
+                         float *scratch, int B) {
   (void)params, (void)grads, (void)x, (void)y, (void)scratch;
   size_t n = (size_t)B * prunus_shape_size(l->out);
   for (int k = 0; k < l->n_in; k++)

@@ -156,8 +156,8 @@ static void bn_backward_part(void *arg, int part, int n_parts) {
                              : (float)(1.0 / sqrt((double)running[C + c] + (double)l->spec.eps));
     double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy xhat */
     for (int b = 0; b < B; b++)
-      row_dy_sums(k->dy + ((size_t)b * C + c) * HW, k->x + ((size_t)b * C + c) * HW, HW, mu,
-                  &sdy, &sdyx);
+      row_dy_sums(k->dy + ((size_t)b * C + c) * HW, k->x + ((size_t)b * C + c) * HW, HW, mu, &sdy,
+                  &sdyx);
     sdyx *= istd;
     dbeta[c] = (float)sdy;
     dgamma[c] = (float)sdyx;
@@ -181,8 +181,14 @@ static void bn_backward_part(void *arg, int part, int n_parts) {
 static void bn_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
                         const float *y, const float *dy, float *dx, float *scratch, int B) {
   (void)y;
-  BnCall k = {.l = l, .params = params, .x = x, .dy = dy, .dx = dx, .grads = grads,
-              .scratch = scratch, .B = B};
+  BnCall k = {.l = l,
+              .params = params,
+              .x = x,
+              .dy = dy,
+              .dx = dx,
+              .grads = grads,
+              .scratch = scratch,
+              .B = B};
   prunus_team_run(l->team, bn_backward_part, &k);
 }
 
@@ -198,7 +204,8 @@ static void bn_update_buffers(const PrunusLayer *l, float *buffers, const float 
   for (int c = 0; c < C; c++) {
     rmean[c] = (1.0f - mom) * rmean[c] + mom * mean[c];
     if (N > 1)
-      rvar[c] = (1.0f - mom) * rvar[c] + mom * (float)((double)var[c] * (double)N / (double)(N - 1));
+      rvar[c] =
+          (1.0f - mom) * rvar[c] + mom * (float)((double)var[c] * (double)N / (double)(N - 1));
   }
 }
 

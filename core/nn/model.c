@@ -543,13 +543,16 @@ void prunus_model_init_params(PrunusModel *m, uint64_t seed) {
   prunus_rng_seed(&rng, prunus_seed_derive(seed, "init"));
   for (int i = 0; i < m->n_layers; i++) {
     PrunusLayer *l = &m->layers[i];
-    if (l->ops->reset) l->ops->reset(l, m->params);
-    else memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
+    if (l->ops->reset)
+      l->ops->reset(l, m->params);
+    else
+      memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
     if (!l->ops->has_params) continue;
     float *w = m->params + l->w_off;
     if (m->arch.init == PRUNUS_INIT_GLOROT) {
       double a = sqrt(6.0 / (l->fan_in + l->fan_out));
-      for (size_t j = 0; j < l->w_len; j++) w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
+      for (size_t j = 0; j < l->w_len; j++)
+        w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
     } else {
       double sd = sqrt(2.0 / l->fan_in);
       for (size_t j = 0; j < l->w_len; j++) w[j] = (float)(prunus_rng_normal(&rng) * sd);
@@ -673,8 +676,8 @@ gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError 
       if (l->spec.no_bias) why = "is a conv2d without bias";
       break;
     default:
-      why = owned = g_strdup_printf("is a%s %s layer", strchr("aeiou", l->ops->type_name[0]) ? "n" : "",
-                                    l->ops->type_name);
+      why = owned = g_strdup_printf(
+          "is a%s %s layer", strchr("aeiou", l->ops->type_name[0]) ? "n" : "", l->ops->type_name);
       break;
     }
     if (!why && (l->n_in != 1 || l->from[0] != i - 1))

@@ -9,57 +9,56 @@
 G_BEGIN_DECLS
 
 typedef enum {
-  PRUNUS_INIT_KAIMING,  /* N(0, 2/fan_in): the default for ReLU networks */
-  PRUNUS_INIT_GLOROT,   /* U(±sqrt(6/(fan_in+fan_out))) */
+  PRUNUS_INIT_KAIMING, /* N(0, 2/fan_in): the default for ReLU networks */
+  PRUNUS_INIT_GLOROT,  /* U(±sqrt(6/(fan_in+fan_out))) */
 } PrunusInit;
 
 /* A whole architecture: the input shape and the layers in topological order (each
  * layer's inputs come before it); the last layer's output is the model's. */
 typedef struct {
   PrunusShape input;
-  int n_classes;          /* output width of the last layer, checked at build */
+  int n_classes; /* output width of the last layer, checked at build */
   int n_layers;
   PrunusLayerSpec *layers; /* (n_layers), owned */
   PrunusInit init;
 } PrunusArch;
 
 typedef struct {
-  PrunusArch arch;            /* owned copy */
+  PrunusArch arch; /* owned copy */
   int n_layers;
-  PrunusLayer *layers;        /* (n_layers) in topological order */
+  PrunusLayer *layers; /* (n_layers) in topological order */
   size_t n_params;
-  float *params;              /* (n_params + n_buffers) the one parameter slab, then the
-                               * buffers */
+  float *params; /* (n_params + n_buffers) the one parameter slab, then the
+                  * buffers */
   size_t n_buffers;
-  float *buffers;             /* (n_buffers) = params + n_params: running statistics, which
-                               * no optimizer, mask or pruning reaches */
-  float *grads;               /* (n_params) dL/dparams of the last backward (zero
-                               * after prunus_train, whose updates clear them) */
-  float *mask;                /* (n_params) 1 = alive, 0 = pruned; biases stay 1 */
-  float *opt_m;               /* (n_params) momentum / Adam first moment */
-  float *opt_v;               /* (n_params) Adam second moment */
-  gboolean training;          /* batchnorm uses batch statistics and updates its buffers
-                               * (prunus_model_set_training; prunus_train sets it) */
-  int *n_uses;                /* (n_layers+1) layers reading each activation slot */
-  uint8_t *slot_flags;        /* (n_layers+1) model.c's: does the backward compute the
-                                 slot's gradient, was it written in this backward */
+  float *buffers;      /* (n_buffers) = params + n_params: running statistics, which
+                        * no optimizer, mask or pruning reaches */
+  float *grads;        /* (n_params) dL/dparams of the last backward (zero
+                        * after prunus_train, whose updates clear them) */
+  float *mask;         /* (n_params) 1 = alive, 0 = pruned; biases stay 1 */
+  float *opt_m;        /* (n_params) momentum / Adam first moment */
+  float *opt_v;        /* (n_params) Adam second moment */
+  gboolean training;   /* batchnorm uses batch statistics and updates its buffers
+                        * (prunus_model_set_training; prunus_train sets it) */
+  int *n_uses;         /* (n_layers+1) layers reading each activation slot */
+  uint8_t *slot_flags; /* (n_layers+1) model.c's: does the backward compute the
+                          slot's gradient, was it written in this backward */
   /* Workspace for a batch of up to max_batch samples. */
   int max_batch;
-  float **acts;               /* (n_layers+1): acts[0] the input (max_batch, input size);
-                                 acts[i+1] the output of layer i (max_batch, out size of
-                                 layer i), so in a sequence acts[i] is layer i's input and
-                                 acts[n_layers] the logits (max_batch, n_classes) */
-  float **dacts;              /* same shapes: dL/dacts */
-  float **scratch;            /* (n_layers): per-layer scratch (im2col, pool argmax), may be NULL */
-  size_t *scratch_len;        /* (n_layers) floats in scratch[i] */
-  int n_gtmp;                 /* gradients a layer writes for an activation that another
-                                 layer's backward already wrote (fan-out), to be added */
-  float **gtmp;               /* (n_gtmp) (max_batch, widest such activation) */
+  float **acts;        /* (n_layers+1): acts[0] the input (max_batch, input size);
+                          acts[i+1] the output of layer i (max_batch, out size of
+                          layer i), so in a sequence acts[i] is layer i's input and
+                          acts[n_layers] the logits (max_batch, n_classes) */
+  float **dacts;       /* same shapes: dL/dacts */
+  float **scratch;     /* (n_layers): per-layer scratch (im2col, pool argmax), may be NULL */
+  size_t *scratch_len; /* (n_layers) floats in scratch[i] */
+  int n_gtmp;          /* gradients a layer writes for an activation that another
+                          layer's backward already wrote (fan-out), to be added */
+  float **gtmp;        /* (n_gtmp) (max_batch, widest such activation) */
 } PrunusModel;
 
 /* (transfer full) the model with parameters initialised from seed. */
-PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed,
-                              GError **error);
+PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed, GError **error);
 void prunus_model_free(PrunusModel *m);
 /* Re-draw every parameter from seed (Kaiming/Glorot weights, zero biases). */
 void prunus_model_init_params(PrunusModel *m, uint64_t seed);

@@ -16,7 +16,7 @@
 typedef struct {
   int *keep_out; /* (n_keep_out) kept output units, ascending */
   int n_keep_out;
-  int *keep_in;  /* (n_keep_in) kept input channels (dense columns / conv cin), ascending */
+  int *keep_in; /* (n_keep_in) kept input channels (dense columns / conv cin), ascending */
   int n_keep_in;
 } ShrinkLayerPlan;
 
@@ -209,8 +209,10 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
   if (!shrink_plan_build(m, remove_units, &plan, error)) goto out_free_plan;
   for (int i = 0; i < m->n_layers; i++) {
     PrunusLayerSpec *s = &arch.layers[i];
-    if (s->type == PRUNUS_LAYER_DENSE) s->units = plan.layers[i].n_keep_out;
-    else if (s->type == PRUNUS_LAYER_CONV2D) s->channels = plan.layers[i].n_keep_out;
+    if (s->type == PRUNUS_LAYER_DENSE)
+      s->units = plan.layers[i].n_keep_out;
+    else if (s->type == PRUNUS_LAYER_CONV2D)
+      s->channels = plan.layers[i].n_keep_out;
   }
   GError *local = NULL;
   n = prunus_model_new(&arch, m->max_batch, 0, &local);
@@ -224,8 +226,8 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
   shrink_slab(m, n, &plan, m->opt_v, n->opt_v);
   for (int i = 0; i < m->n_layers; i++) /* buffers: batchnorm's running statistics */
     if (m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM)
-      shrink_halves(&m->layers[i], &n->layers[i], &plan.layers[i], m->params,
-                    m->layers[i].buf_off, n->params, n->layers[i].buf_off);
+      shrink_halves(&m->layers[i], &n->layers[i], &plan.layers[i], m->params, m->layers[i].buf_off,
+                    n->params, n->layers[i].buf_off);
   prunus_model_set_training(n, m->training);
   prunus_model_zero_grads(n);
   for (int j = 0; j < n_extra; j++) {
@@ -284,9 +286,12 @@ static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
     for (; q < c->n_layers && !c->layers[q].ops->has_params; q++) {
       PrunusLayerType t = c->layers[q].spec.type;
       if (t == PRUNUS_LAYER_BATCHNORM) norm = TRUE;
-      if (t == PRUNUS_LAYER_RELU) relu = TRUE;
-      else if (t == PRUNUS_LAYER_FLATTEN) block *= c->layers[q].in.h * c->layers[q].in.w;
-      else if (t != PRUNUS_LAYER_MAXPOOL2D) ok = FALSE;
+      if (t == PRUNUS_LAYER_RELU)
+        relu = TRUE;
+      else if (t == PRUNUS_LAYER_FLATTEN)
+        block *= c->layers[q].in.h * c->layers[q].in.w;
+      else if (t != PRUNUS_LAYER_MAXPOOL2D)
+        ok = FALSE;
     }
     gboolean foldable = ok && q < c->n_layers && c->layers[q].spec.type == PRUNUS_LAYER_DENSE;
     const PrunusLayer *lp = &c->layers[p];

@@ -92,9 +92,7 @@ static int line_of(const char *text, const char *needle) {
 }
 
 /* "path:line:" (transfer full) */
-static char *loc(const char *path, int line) {
-  return g_strdup_printf("%s:%d:", path, line);
-}
+static char *loc(const char *path, int line) { return g_strdup_printf("%s:%d:", path, line); }
 
 static PrunusConfig *load_ok(const char *path) {
   GError *error = NULL;
@@ -455,7 +453,8 @@ static void test_unknown_layer_key(void) {
                 "unknown key 'model.layers[1].kernel' in a dense layer",
                 "(allowed keys: type, name, input, units)");
   edit_fails_at("{ type = \"relu\"; }", "{ type = \"relu\";\n      unit = 3; }", "unit = 3",
-                "unknown key 'model.layers[2].unit' in a relu layer", "(allowed keys: type, name, input)");
+                "unknown key 'model.layers[2].unit' in a relu layer",
+                "(allowed keys: type, name, input)");
   edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; unitz = 10; }", "unitz",
                 "group 'model.layers[3]' is missing the required key 'units'", NULL);
   edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; units = 10; unitz = 1; }",
@@ -532,9 +531,10 @@ static void test_bad_enum(void) {
   parse_fails_at(text, "init", "key 'model.init': unknown value 'he'",
                  "(expected one of: kaiming, glorot)");
   g_free(text);
-  edit_fails_at("{ type = \"relu\"; }", "{ type = \"softmax\"; }", "softmax",
-                "key 'model.layers[2].type': unknown layer type 'softmax'",
-                "(expected one of: dense, conv2d, maxpool2d, relu, flatten, batchnorm, add, concat, avgpool2d, globalavgpool)");
+  edit_fails_at(
+      "{ type = \"relu\"; }", "{ type = \"softmax\"; }", "softmax",
+      "key 'model.layers[2].type': unknown layer type 'softmax'",
+      "(expected one of: dense, conv2d, maxpool2d, relu, flatten, batchnorm, add, concat, avgpool2d, globalavgpool)");
 }
 
 static void test_out_of_range(void) {
@@ -663,15 +663,18 @@ static void test_shipped_models(void) {
     size_t params, buffers;
     gboolean sequence;
   } cases[] = {
-      {"lenet300.cfg", "1x28x28|flatten|dense:300|relu|dense:100|relu|dense:10", 6, 266610, 0, TRUE},
+      {"lenet300.cfg", "1x28x28|flatten|dense:300|relu|dense:100|relu|dense:10", 6, 266610, 0,
+       TRUE},
       {"lenet5.cfg",
        "1x28x28|conv2d:6:5:1:2|relu|maxpool2d:2:2|conv2d:16:5:1:0|relu|maxpool2d:2:2|flatten|"
        "dense:120|relu|dense:84|relu|dense:10",
        12, 61706, 0, TRUE},
       /* stem 144 + 32; 3 stages: 2 convs of c*c*9 (the first of stages 2, 3 from c/2) + 2 BN;
        * projections 16*32 + 32*64 with their BN; fc 64*10 + 10 */
-      {"resnet8.cfg", NULL, 30, 144 + 32 + (2 * 2304 + 64) + (4608 + 9216 + 128 + 512 + 64) +
-                                     (18432 + 36864 + 256 + 2048 + 128) + 650, 2 * (16 + 16 + 16 + 32 + 32 + 32 + 64 + 64 + 64), FALSE},
+      {"resnet8.cfg", NULL, 30,
+       144 + 32 + (2 * 2304 + 64) + (4608 + 9216 + 128 + 512 + 64) +
+           (18432 + 36864 + 256 + 2048 + 128) + 650,
+       2 * (16 + 16 + 16 + 32 + 32 + 32 + 64 + 64 + 64), FALSE},
       {"resnet20.cfg", NULL, 72, 272186, 0, FALSE},
       {"vgg-bn.cfg", NULL, 25, 147162, 2 * 2 * (16 + 32 + 64), TRUE},
   };
@@ -722,18 +725,25 @@ static void test_graph_errors(void) {
   graph_fails_at("input = \"late\"; }", "input = \"side\"; }", "input = \"side\"",
                  "key 'model.layers[2].input': layer 'side' takes its own output, a cycle", NULL);
   /* shapes: concat of 4x4x4 and 2x3x3, add of 2x8x8 and 4x8x8 */
-  graph_fails_at("kernel = 2; input = \"8\"", "input = \"8\"; kernel = 3; stride = 1", "type = \"concat\"",
+  graph_fails_at("kernel = 2; input = \"8\"", "input = \"8\"; kernel = 3; stride = 1",
+                 "type = \"concat\"",
                  "model layer cat (concat): concat stacks channels of inputs of one height and "
-                 "width, but 'main' is 4x6x6 and 'side' is 2x4x4", NULL);
+                 "width, but 'main' is 4x6x6 and 'side' is 2x4x4",
+                 NULL);
   graph_fails_at("{ name = \"cat\"; type = \"concat\"; input = (\"main\", \"side\"); },",
-                 "{ name = \"cat\"; type = \"add\"; input = (\"stem\", \"late\"); },", "(\"stem\", \"late\")",
+                 "{ name = \"cat\"; type = \"add\"; input = (\"stem\", \"late\"); },",
+                 "(\"stem\", \"late\")",
                  "model layer cat (add): add needs inputs of one shape, but 'stem' is 4x8x8 and "
-                 "'late' is 2x8x8", NULL);
+                 "'late' is 2x8x8",
+                 NULL);
   /* a batchnorm after a relu */
-  graph_fails_at("{ name = \"gap\"; type = \"globalavgpool\"; },",
-                 "{ name = \"gap\"; type = \"globalavgpool\"; }, { name = \"gap_bn\"; type = \"batchnorm\"; },",
-                 "gap_bn", "model layer gap_bn (batchnorm): batchnorm must follow a conv2d or dense "
-                 "layer, whose outputs it normalises; its input 'gap' is a globalavgpool layer", NULL);
+  graph_fails_at(
+      "{ name = \"gap\"; type = \"globalavgpool\"; },",
+      "{ name = \"gap\"; type = \"globalavgpool\"; }, { name = \"gap_bn\"; type = \"batchnorm\"; },",
+      "gap_bn",
+      "model layer gap_bn (batchnorm): batchnorm must follow a conv2d or dense "
+      "layer, whose outputs it normalises; its input 'gap' is a globalavgpool layer",
+      NULL);
   /* names */
   graph_fails_at("{ name = \"gap\";", "{ name = \"late\";", "type = \"globalavgpool\"",
                  "layer name 'late' is already taken by the layer at", NULL);
@@ -748,22 +758,26 @@ static void test_graph_errors(void) {
                  "{ name = \"bn\"; type = \"batchnorm\"; momentum = 1.2;", "momentum = 1.2",
                  "key 'model.blocks.res[1].momentum' = 1.2 is out of range: must be in [0, 1]",
                  "(block 'res' used at ");
-  graph_fails_at("channels = \"$c\"", "channels = \"$width\"", "$width",
-                 "key 'model.blocks.res[0].channels' = \"$width\": the use of block 'res' sets no 'width'",
-                 "(block 'res' used at ");
+  graph_fails_at(
+      "channels = \"$c\"", "channels = \"$width\"", "$width",
+      "key 'model.blocks.res[0].channels' = \"$width\": the use of block 'res' sets no 'width'",
+      "(block 'res' used at ");
   graph_fails_at("repeat = 2; c = 4; }", "repeat = 2; c = 4; d = 1; }", "d = 1",
                  "key 'model.layers[1].d': block 'res' has no layer that reads \"$d\"", NULL);
   graph_fails_at("{ block = \"res\";", "{ block = \"rez\";", "\"rez\"",
-                 "key 'model.layers[1].block': no block 'rez' in model.blocks (defined: res)", NULL);
+                 "key 'model.layers[1].block': no block 'rez' in model.blocks (defined: res)",
+                 NULL);
   graph_fails_at("{ block = \"res\"; name = \"s1\"; repeat = 2; c = 4; },",
                  "{ name = \"s1\"; type = \"relu\"; },", "res = (",
                  "model.blocks.res' is never used", NULL);
   graph_fails_at("{ block = \"res\"; name = \"s1\";", "{ block = \"res\";", "block = \"res\"",
                  "group 'model.layers[1]' is missing the required key 'name'", NULL);
-  graph_fails_at("channels = 4; kernel = 3; padding = 1; },", "channels = \"$c\"; kernel = 3; padding = 1; },",
-                 "$c\"; kernel = 3; padding = 1; }", "key 'model.layers[0].channels' must be an integer, found the string \"$c\"", NULL);
-  graph_fails_at("{ type = \"relu\"; }\n    );", "{ block = \"res\"; name = \"x\"; }\n    );", "name = \"x\"",
-                 "a block's layers cannot use blocks (block 'res')", NULL);
+  graph_fails_at(
+      "channels = 4; kernel = 3; padding = 1; },", "channels = \"$c\"; kernel = 3; padding = 1; },",
+      "$c\"; kernel = 3; padding = 1; }",
+      "key 'model.layers[0].channels' must be an integer, found the string \"$c\"", NULL);
+  graph_fails_at("{ type = \"relu\"; }\n    );", "{ block = \"res\"; name = \"x\"; }\n    );",
+                 "name = \"x\"", "a block's layers cannot use blocks (block 'res')", NULL);
   graph_fails_at("bias = false; }", "bias = \"no\"; }", "\"no\"", "key 'model.blocks.res[0].bias'",
                  "expected a boolean, found a string");
 }

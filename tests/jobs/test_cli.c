@@ -1,8 +1,9 @@
 /* test_cli.c: runs the built `prunus` binary (its path is argv[1] after the GTest
  * options) in a temp folder: usage and exit codes, config errors naming file:line
- * and key, and a full train + eval on a tiny IDX dataset written here, checking
- * the run directory contract (DESIGN.md) and byte-identical reruns; eval and export
- * of checkpoints with and without their input normalisation; a graph model trained,
+ * and key (`run` refusing a typo in any experiment before it trains), and a full
+ * train + eval on a tiny IDX dataset written here, checking the run directory
+ * contract (docs/architecture.md) and byte-identical reruns; eval and export of
+ * checkpoints with and without their input normalisation; a graph model trained,
  * evaluated and refused by bench and export, and bad graph configs. */
 #include "checkpoint.h"
 #include "json.h"
@@ -20,9 +21,9 @@ static const char *prunus_exe;
 // Running the binary
 
 typedef struct {
-  int status;   /* exit code */
-  char *out;    /* stdout (owned) */
-  char *err;    /* stderr (owned) */
+  int status; /* exit code */
+  char *out;  /* stdout (owned) */
+  char *err;  /* stderr (owned) */
 } Run;
 
 static void run_clear(Run *r) {
@@ -117,36 +118,36 @@ static void write_quadrant_idx(const char *dir, const char *prefix, uint32_t n, 
 
 /* The tiny config; epochs is the text after "epochs = ", extra goes at the end of
  * the train group. Dataset paths are relative to the config's folder. */
-#define CONFIG_TEMPLATE \
-    "# tiny: a 64-32-4 MLP on 8x8 quadrant images\n" \
-    "name = \"tiny\";\n" \
-    "seed = 3;\n" \
-    "dataset = {\n" \
-    "  format = \"idx\";\n" \
-    "  train_images = \"train-images-idx3-ubyte\";\n" \
-    "  train_labels = \"train-labels-idx1-ubyte\";\n" \
-    "  test_images = \"t10k-images-idx3-ubyte\";\n" \
-    "  test_labels = \"t10k-labels-idx1-ubyte\";\n" \
-    "  validation = 100;\n" \
-    "  normalize = \"standard\";\n" \
-    "};\n" \
-    "model = {\n" \
-    "  input = [1, 8, 8];\n" \
-    "  layers = (\n" \
-    "    { type = \"flatten\"; },\n" \
-    "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n" \
-    "    { type = \"dense\"; units = 4; }\n" \
-    "  );\n" \
-    "};\n" \
-    "train = {\n" \
-    "  epochs = %s;\n" \
-    "  batch = 32;\n" \
-    "  optimizer = \"sgd\";\n" \
-    "  lr = 0.05;\n" \
-    "  momentum = 0.9;\n" \
-    "  lr_schedule = \"cosine\";\n" \
-    "%s" \
-    "};\n"
+#define CONFIG_TEMPLATE                                            \
+  "# tiny: a 64-32-4 MLP on 8x8 quadrant images\n"                 \
+  "name = \"tiny\";\n"                                             \
+  "seed = 3;\n"                                                    \
+  "dataset = {\n"                                                  \
+  "  format = \"idx\";\n"                                          \
+  "  train_images = \"train-images-idx3-ubyte\";\n"                \
+  "  train_labels = \"train-labels-idx1-ubyte\";\n"                \
+  "  test_images = \"t10k-images-idx3-ubyte\";\n"                  \
+  "  test_labels = \"t10k-labels-idx1-ubyte\";\n"                  \
+  "  validation = 100;\n"                                          \
+  "  normalize = \"standard\";\n"                                  \
+  "};\n"                                                           \
+  "model = {\n"                                                    \
+  "  input = [1, 8, 8];\n"                                         \
+  "  layers = (\n"                                                 \
+  "    { type = \"flatten\"; },\n"                                 \
+  "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n" \
+  "    { type = \"dense\"; units = 4; }\n"                         \
+  "  );\n"                                                         \
+  "};\n"                                                           \
+  "train = {\n"                                                    \
+  "  epochs = %s;\n"                                               \
+  "  batch = 32;\n"                                                \
+  "  optimizer = \"sgd\";\n"                                       \
+  "  lr = 0.05;\n"                                                 \
+  "  momentum = 0.9;\n"                                            \
+  "  lr_schedule = \"cosine\";\n"                                  \
+  "%s"                                                             \
+  "};\n"
 
 #define TINY_EPOCHS 3
 #define TINY_PARAMS (64 * 32 + 32 + 32 * 4 + 4)
@@ -281,9 +282,10 @@ static void test_config_wrong_type(Fixture *f, gconstpointer data) {
   char *cfg = write_config(f->dir, "type.cfg", "\"three\"", "", &text);
   Run r = run_prunus(f->dir, "train", cfg, "--quiet", NULL);
   g_assert_cmpint(r.status, ==, 1);
-  char *want = g_strdup_printf("prunus: error: %s:%d: key 'train.epochs': expected an integer, "
-                               "found a string\n",
-                               cfg, line_of(text, "epochs"));
+  char *want = g_strdup_printf(
+      "prunus: error: %s:%d: key 'train.epochs': expected an integer, "
+      "found a string\n",
+      cfg, line_of(text, "epochs"));
   g_assert_cmpstr(r.err, ==, want);
   g_free(want);
   run_clear(&r);
@@ -296,9 +298,10 @@ static void test_config_missing_file(Fixture *f, gconstpointer data) {
   char *cfg = g_build_filename(f->dir, "no-such.cfg", NULL);
   Run r = run_prunus(f->dir, "train", cfg, NULL);
   g_assert_cmpint(r.status, ==, 1);
-  char *want = g_strdup_printf("prunus: error: cannot read config file '%s': No such file or "
-                               "directory\n",
-                               cfg);
+  char *want = g_strdup_printf(
+      "prunus: error: cannot read config file '%s': No such file or "
+      "directory\n",
+      cfg);
   g_assert_cmpstr(r.err, ==, want);
   g_free(want);
   run_clear(&r);
@@ -335,8 +338,8 @@ static void test_missing_dataset(Fixture *f, gconstpointer data) {
   g_assert_cmpint(r.status, ==, 1);
   char *missing = g_build_filename(f->dir, "gone-idx3-ubyte", NULL);
   /* The path is resolved against the config's folder. */
-  char *want = g_strdup_printf("prunus: error: %s: cannot open: No such file or directory\n",
-                               missing);
+  char *want =
+      g_strdup_printf("prunus: error: %s: cannot open: No such file or directory\n", missing);
   g_assert_cmpstr(r.err, ==, want);
   g_free(want);
   g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS));
@@ -345,18 +348,115 @@ static void test_missing_dataset(Fixture *f, gconstpointer data) {
   g_free(run);
 }
 
+/* `prunus run` into the folder of a `prunus train` is refused naming the command that
+ * wrote it, and the folder is left as it was. */
+static void test_run_into_train_folder(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *run = g_build_filename(f->dir, "run-train", NULL);
+  Run r = run_prunus(f->dir, "train", f->config, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  char *summary = g_build_filename(run, "summary.json", NULL);
+  char *before = NULL;
+  g_assert_true(g_file_get_contents(summary, &before, NULL, NULL));
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, G_STRINGIFY(TINY_EPOCHS), "");
+  char *text = g_strconcat(base,
+                           "prune = {\n"
+                           "  schedule = { rounds = 1; amount = 0.5; };\n"
+                           "  criterion = { plugin = \"magnitude\"; };\n"
+                           "  granularity = { plugin = \"weight\"; };\n"
+                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                           "};\n",
+                           NULL);
+  char *cfg = testutil_write_file(f->dir, "tiny-run.cfg", text, strlen(text));
+  r = run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *want = g_strdup_printf(
+      "prunus: error: %s holds the results of `prunus train`, not of "
+      "`prunus run`; choose another -o RUN_DIR",
+      summary);
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  run_clear(&r);
+  char *after = NULL;
+  g_assert_true(g_file_get_contents(summary, &after, NULL, NULL));
+  g_assert_cmpstr(after, ==, before);
+  g_free(after);
+  g_free(want);
+  g_free(cfg);
+  g_free(text);
+  g_free(base);
+  g_free(before);
+  g_free(summary);
+  g_free(run);
+}
+
+/* `prunus run` checks every experiment before it reads the dataset: a typo in the
+ * last one is refused at once, with nothing written (here the dataset is missing as
+ * well, and it is the typo that is reported). */
+static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
+  char *text =
+      g_strconcat(base,
+                  "prune = {\n"
+                  "  schedule = { rounds = 2; amount = 0.5; };\n"
+                  "  criterion = { plugin = \"magnitude\"; };\n"
+                  "  granularity = { plugin = \"weight\"; };\n"
+                  "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                  "};\n"
+                  "experiments = (\n"
+                  "  { name = \"a\"; },\n"
+                  "  { name = \"b\"; prune = { criterion = { plugin = \"magnitud\"; }; }; }\n"
+                  ");\n",
+                  NULL);
+  char *cfg = testutil_write_file(f->dir, "typo.cfg", text, strlen(text));
+  char *run = g_build_filename(f->dir, "run-typo", NULL);
+  char *cache = g_build_filename(f->dir, "cache-typo", NULL);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", run, "--cache", cache, "--threads", "1", "--set",
+                     "dataset.train_images=\"gone-idx3-ubyte\"", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  g_assert_cmpint(line_of(text, "magnitud\""), ==, 37);
+  char *want = g_strdup_printf(
+      "prunus: error: experiment 'b': %s:%d: prune.criterion: no "
+      "criterion plugin named 'magnitud'; did you mean 'magnitude'? (available: ",
+      cfg, line_of(text, "magnitud\""));
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  assert_contains(r.err, "magnitude"); /* the list of those that exist */
+  g_assert_cmpstr(r.out, ==, "");
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS));
+  g_assert_false(g_file_test(cache, G_FILE_TEST_EXISTS));
+  g_free(want);
+  run_clear(&r);
+  g_free(cache);
+  g_free(run);
+  g_free(cfg);
+  g_free(text);
+  g_free(base);
+}
+
 // ----------------------------------------------------------------------------
 // Train, eval, determinism
 
-/* The run directory contract (DESIGN.md). */
+/* The run directory contract (docs/architecture.md). */
 static const char *const metrics_keys[] = {
-    "experiment", "seed", "round", "epoch", "train_loss", "val_loss", "val_accuracy", "seconds",
-    "samples_per_second"};
+    "experiment", "seed",         "round", "epoch",   "train_loss",        "train_accuracy",
+    "val_loss",   "val_accuracy", "lr",    "seconds", "samples_per_second"};
 
-static const char *const round_keys[] = {
-    "round", "sparsity", "params_total", "params_remaining", "compression", "flops",
-    "speedup_theoretical", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "latency_us",
-    "checkpoint", "checkpoint_bytes", "seconds"};
+static const char *const round_keys[] = {"round",
+                                         "sparsity",
+                                         "params_total",
+                                         "params_remaining",
+                                         "compression",
+                                         "flops",
+                                         "speedup_theoretical",
+                                         "test_accuracy",
+                                         "test_loss",
+                                         "val_accuracy",
+                                         "val_loss",
+                                         "latency_us",
+                                         "checkpoint",
+                                         "checkpoint_bytes",
+                                         "seconds"};
 
 /* Parse "...: test_accuracy 0.9850  test_loss ..." from a result line. */
 static double printed_accuracy(const char *out) {
@@ -570,8 +670,8 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
   PrunusModel *m = prunus_checkpoint_load(ckpt, 1, NULL, &md, &error);
   g_assert_no_error(error);
   g_assert_cmpstr(g_hash_table_lookup(md, "input_normalize"), ==, "standard");
-  g_assert_true(g_hash_table_remove(md, "input_normalize") && g_hash_table_remove(md, "input_mean") &&
-                g_hash_table_remove(md, "input_std"));
+  g_assert_true(g_hash_table_remove(md, "input_normalize") &&
+                g_hash_table_remove(md, "input_mean") && g_hash_table_remove(md, "input_std"));
   char *old = g_build_filename(f->dir, "old.safetensors", NULL);
   g_assert_true(prunus_checkpoint_save(m, old, md, &error));
   g_hash_table_unref(md);
@@ -606,9 +706,11 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
   run_clear(&r);
   r = run_prunus(f->dir, "export", old, "--format", "c", "-o", "c-old", NULL);
   g_assert_cmpint(r.status, ==, 1);
-  char *err = g_strdup_printf("prunus: error: %s carries no input normalisation (it predates "
-                              "checkpoints that do): exporting C needs the config it was "
-                              "trained with, whose training split gives it\n", old);
+  char *err = g_strdup_printf(
+      "prunus: error: %s carries no input normalisation (it predates "
+      "checkpoints that do): exporting C needs the config it was "
+      "trained with, whose training split gives it\n",
+      old);
   g_assert_cmpstr(r.err, ==, err);
   g_free(err);
   run_clear(&r);
@@ -657,7 +759,8 @@ static const char GRAPH_MODEL[] =
     "};\n";
 
 /* The tiny config with its model replaced by model. (transfer full) */
-static char *write_graph_config(const char *dir, const char *name, const char *model, char **text_out) {
+static char *write_graph_config(const char *dir, const char *name, const char *model,
+                                char **text_out) {
   char *base = g_strdup_printf(CONFIG_TEMPLATE, G_STRINGIFY(TINY_EPOCHS), "");
   const char *a = strstr(base, "model = {"), *b = strstr(base, "train = {");
   char *text = g_strdup_printf("%.*s%s%s", (int)(a - base), base, model, b);
@@ -748,8 +851,9 @@ static void test_graph_config_errors(Fixture *f, gconstpointer data) {
        "'input' is 1x8x8 (block 'res' used at "},
       {"{ name = \"flat\"; type = \"flatten\"; },",
        "{ name = \"flat\"; type = \"flatten\"; }, { name = \"norm\"; type = \"batchnorm\"; },",
-       "\"norm\"", "model layer norm (batchnorm): batchnorm must follow a conv2d or dense layer, "
-                   "whose outputs it normalises; its input 'flat' is a flatten layer"},
+       "\"norm\"",
+       "model layer norm (batchnorm): batchnorm must follow a conv2d or dense layer, "
+       "whose outputs it normalises; its input 'flat' is a flatten layer"},
   };
   for (size_t k = 0; k < G_N_ELEMENTS(cases); k++) {
     const char *at = strstr(GRAPH_MODEL, cases[k].from);
@@ -761,8 +865,8 @@ static void test_graph_config_errors(Fixture *f, gconstpointer data) {
     char *run = g_build_filename(f->dir, "run-bad-graph", NULL);
     Run r = run_prunus(f->dir, "train", cfg, "-o", run, "--quiet", NULL);
     g_assert_cmpint(r.status, ==, 1);
-    char *want = g_strdup_printf("prunus: error: %s:%d: %s", cfg, line_of(text, cases[k].line_needle),
-                                 cases[k].message);
+    char *want = g_strdup_printf("prunus: error: %s:%d: %s", cfg,
+                                 line_of(text, cases[k].line_needle), cases[k].message);
     if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
     g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS)); /* nothing written */
     g_free(want);
@@ -771,7 +875,7 @@ static void test_graph_config_errors(Fixture *f, gconstpointer data) {
   }
 }
 
-/* Removing units would break the branches' agreement: refused before any training. */
+/* Removing units would break the branches' agreement: refused before anything runs. */
 static void test_graph_structured_refused(Fixture *f, gconstpointer data) {
   (void)data;
   char *text = NULL;
@@ -788,14 +892,15 @@ static void test_graph_structured_refused(Fixture *f, gconstpointer data) {
   Run r = run_prunus(f->dir, "run", cfg, "-o", "run-prune", "--quiet", NULL);
   g_assert_cmpint(r.status, ==, 1);
   char *want = g_strdup_printf(
-      "prunus: error: %s:%d: prune.granularity 'channel' removes whole units, which graph models "
+      "prunus: error: experiment 'tiny': %s:%d: prune.granularity 'channel' removes whole "
+      "units, which graph models "
       "(layers with inputs other than the previous layer, as in add and concat) do not support "
       "yet; prune their weights instead (plugin = \"weight\")\n",
       cfg, line_of(full, "granularity"));
   g_assert_cmpstr(r.err, ==, want);
-  char *ckpt = g_build_filename(f->dir, "run-prune", "cache", NULL);
-  g_assert_false(g_file_test(ckpt, G_FILE_TEST_EXISTS)); /* no training happened */
-  g_free(ckpt);
+  char *run = g_build_filename(f->dir, "run-prune", NULL);
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS)); /* refused before anything was written */
+  g_free(run);
   run_clear(&r);
   g_free(want), g_free(full), g_free(text), g_free(cfg);
 }
@@ -820,7 +925,8 @@ static void test_graph_weight_pruning(Fixture *f, gconstpointer data) {
   run_clear(&r);
   char *path = g_build_filename(f->dir, "run-weights", "summary.json", NULL);
   PrunusJson *summary = parse_json_file(path);
-  const PrunusJson *exp = prunus_json_index(get_typed(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
+  const PrunusJson *exp =
+      prunus_json_index(get_typed(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
   const PrunusJson *rounds = get_typed(exp, "rounds", PRUNUS_JSON_ARRAY);
   g_assert_cmpuint(prunus_json_length(rounds), ==, 3);
   const PrunusJson *last = prunus_json_index(rounds, 2);
@@ -862,6 +968,8 @@ int main(int argc, char **argv) {
   ADD("/cli/config/missing-file", test_config_missing_file);
   ADD("/cli/config/bad-set", test_config_bad_set);
   ADD("/cli/dataset/missing", test_missing_dataset);
+  ADD("/cli/run/into-train-folder", test_run_into_train_folder);
+  ADD("/cli/run/refused-before-training", test_run_refused_before_training);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
   ADD("/cli/graph/train-eval", test_graph_model);

@@ -17,13 +17,14 @@
 #include <math.h>
 #include <string.h>
 
-#define ARCH(c, h, w, ...)                                                                  \
-  ({                                                                                        \
-    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                        \
-    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_};   \
+#define ARCH(c, h, w, ...)                                                                \
+  ({                                                                                      \
+    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                      \
+    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_}; \
   })
 
-#define BN(...) {.type = PRUNUS_LAYER_BATCHNORM, .momentum = 0.1f, .eps = 1e-5f, __VA_ARGS__}
+#define BN(...) \
+  { .type = PRUNUS_LAYER_BATCHNORM, .momentum = 0.1f, .eps = 1e-5f, __VA_ARGS__ }
 
 /* ------------------------------------------------------------------------ */
 /* finite differences over a graph */
@@ -116,20 +117,20 @@ static double check_graph_gradients(const PrunusArch *arch, int B, gboolean trai
 
 /* conv 3x3 -> batchnorm -> relu -> flatten -> dense 4, and the same after a dense. */
 static void test_grad_batchnorm_train(void) {
-  PrunusArch conv = ARCH(2, 5, 5,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
+  PrunusArch conv = ARCH(
+      2, 5, 5, {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
       BN(.name = "bn"), {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
       {.type = PRUNUS_LAYER_DENSE, .units = 4});
   check_graph_gradients(&conv, 4, TRUE, "batchnorm (train) after conv2d");
-  PrunusArch dense = ARCH(1, 3, 3, {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_DENSE, .units = 6}, BN(), {.type = PRUNUS_LAYER_RELU},
-      {.type = PRUNUS_LAYER_DENSE, .units = 3});
+  PrunusArch dense =
+      ARCH(1, 3, 3, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 6}, BN(),
+           {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 3});
   check_graph_gradients(&dense, 5, TRUE, "batchnorm (train) after dense");
 }
 
 static void test_grad_batchnorm_eval(void) {
-  PrunusArch conv = ARCH(2, 5, 5,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
+  PrunusArch conv = ARCH(
+      2, 5, 5, {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
       BN(), {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
       {.type = PRUNUS_LAYER_DENSE, .units = 4});
   check_graph_gradients(&conv, 3, FALSE, "batchnorm (eval) after conv2d");
@@ -138,18 +139,39 @@ static void test_grad_batchnorm_eval(void) {
 /* A graph with every join: relu "r" feeds four layers (fan-out 4, one of them twice),
  * "s" adds a batchnorm branch to r, "d" adds r to itself, concat stacks s, c, d. */
 static void test_grad_add_concat_fan(void) {
-  PrunusArch a = ARCH(2, 6, 6,
-      /* 0 */ {.type = PRUNUS_LAYER_CONV2D, .name = "a", .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
-      /* 1 */ {.type = PRUNUS_LAYER_RELU, .name = "r"},
-      /* 2 */ {.type = PRUNUS_LAYER_CONV2D, .name = "b", .channels = 3, .kernel = 3, .stride = 1, .padding = 1, .no_bias = TRUE},
-      /* 3 */ BN(.name = "bn"),
-      /* 4 */ {.type = PRUNUS_LAYER_ADD, .name = "s", .n_inputs = 2, .inputs = {3, 1}},
-      /* 5 */ {.type = PRUNUS_LAYER_CONV2D, .name = "c", .channels = 2, .kernel = 1, .stride = 1, .n_inputs = 1, .inputs = {1}},
-      /* 6 */ {.type = PRUNUS_LAYER_ADD, .name = "d", .n_inputs = 2, .inputs = {1, 1}},
-      /* 7 */ {.type = PRUNUS_LAYER_CONCAT, .name = "cat", .n_inputs = 3, .inputs = {4, 5, 6}},
-      /* 8 */ {.type = PRUNUS_LAYER_AVGPOOL2D, .kernel = 2, .stride = 2},
-      /* 9 */ {.type = PRUNUS_LAYER_GLOBALAVGPOOL},
-      /* 10 */ {.type = PRUNUS_LAYER_DENSE, .units = 3});
+  PrunusArch a =
+      ARCH(2, 6, 6,
+           /* 0 */
+           {.type = PRUNUS_LAYER_CONV2D,
+            .name = "a",
+            .channels = 3,
+            .kernel = 3,
+            .stride = 1,
+            .padding = 1},
+           /* 1 */ {.type = PRUNUS_LAYER_RELU, .name = "r"},
+           /* 2 */
+           {.type = PRUNUS_LAYER_CONV2D,
+            .name = "b",
+            .channels = 3,
+            .kernel = 3,
+            .stride = 1,
+            .padding = 1,
+            .no_bias = TRUE},
+           /* 3 */ BN(.name = "bn"),
+           /* 4 */ {.type = PRUNUS_LAYER_ADD, .name = "s", .n_inputs = 2, .inputs = {3, 1}},
+           /* 5 */
+           {.type = PRUNUS_LAYER_CONV2D,
+            .name = "c",
+            .channels = 2,
+            .kernel = 1,
+            .stride = 1,
+            .n_inputs = 1,
+            .inputs = {1}},
+           /* 6 */ {.type = PRUNUS_LAYER_ADD, .name = "d", .n_inputs = 2, .inputs = {1, 1}},
+           /* 7 */ {.type = PRUNUS_LAYER_CONCAT, .name = "cat", .n_inputs = 3, .inputs = {4, 5, 6}},
+           /* 8 */ {.type = PRUNUS_LAYER_AVGPOOL2D, .kernel = 2, .stride = 2},
+           /* 9 */ {.type = PRUNUS_LAYER_GLOBALAVGPOOL},
+           /* 10 */ {.type = PRUNUS_LAYER_DENSE, .units = 3});
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&a, 2, 0, &error);
   g_assert_no_error(error);
@@ -162,21 +184,21 @@ static void test_grad_add_concat_fan(void) {
 }
 
 static void test_grad_avgpool(void) {
-  PrunusArch overlap = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
+  PrunusArch overlap = ARCH(
+      1, 6, 6, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
       {.type = PRUNUS_LAYER_AVGPOOL2D, .kernel = 3, .stride = 2}, {.type = PRUNUS_LAYER_FLATTEN},
       {.type = PRUNUS_LAYER_DENSE, .units = 3});
   check_graph_gradients(&overlap, 2, TRUE, "avgpool2d k3 s2 (overlapping)");
-  PrunusArch tiles = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
+  PrunusArch tiles = ARCH(
+      1, 6, 6, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
       {.type = PRUNUS_LAYER_AVGPOOL2D, .kernel = 2}, {.type = PRUNUS_LAYER_FLATTEN},
       {.type = PRUNUS_LAYER_DENSE, .units = 3});
   check_graph_gradients(&tiles, 2, TRUE, "avgpool2d k2 (stride = kernel)");
 }
 
 static void test_grad_global_pool(void) {
-  PrunusArch a = ARCH(2, 5, 4,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1, .padding = 1},
+  PrunusArch a = ARCH(
+      2, 5, 4, {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1, .padding = 1},
       {.type = PRUNUS_LAYER_GLOBALAVGPOOL}, {.type = PRUNUS_LAYER_DENSE, .units = 3});
   check_graph_gradients(&a, 3, TRUE, "globalavgpool");
 }
@@ -184,14 +206,24 @@ static void test_grad_global_pool(void) {
 /* Both conv paths: one input channel, stride 1 (direct kernels) and several (GEMM). */
 static void test_grad_conv_no_bias(void) {
   PrunusArch one = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1, .no_bias = TRUE},
-      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_DENSE, .units = 3});
+                        {.type = PRUNUS_LAYER_CONV2D,
+                         .channels = 3,
+                         .kernel = 3,
+                         .stride = 1,
+                         .padding = 1,
+                         .no_bias = TRUE},
+                        {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
+                        {.type = PRUNUS_LAYER_DENSE, .units = 3});
   check_graph_gradients(&one, 2, TRUE, "conv2d without bias, 1 channel");
   PrunusArch many = ARCH(3, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 2, .padding = 1, .no_bias = TRUE},
-      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_DENSE, .units = 3});
+                         {.type = PRUNUS_LAYER_CONV2D,
+                          .channels = 4,
+                          .kernel = 3,
+                          .stride = 2,
+                          .padding = 1,
+                          .no_bias = TRUE},
+                         {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
+                         {.type = PRUNUS_LAYER_DENSE, .units = 3});
   check_graph_gradients(&many, 2, TRUE, "conv2d without bias, 3 channels, stride 2");
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&many, 1, 0, &error);
@@ -207,8 +239,8 @@ static void test_grad_conv_no_bias(void) {
 /* A 1x1 conv with identity weights and no bias feeds batchnorm, so batchnorm sees x. */
 static PrunusModel *identity_bn_model(int C, int H, int W, float momentum, float eps, int B) {
   static PrunusLayerSpec specs[2];
-  specs[0] = (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = C, .kernel = 1,
-                               .stride = 1, .no_bias = TRUE};
+  specs[0] = (PrunusLayerSpec){
+      .type = PRUNUS_LAYER_CONV2D, .channels = C, .kernel = 1, .stride = 1, .no_bias = TRUE};
   specs[1] = (PrunusLayerSpec){.type = PRUNUS_LAYER_BATCHNORM, .momentum = momentum, .eps = eps};
   PrunusArch a = {.input = {C, H, W}, .n_layers = 2, .layers = specs};
   GError *error = NULL;
@@ -235,7 +267,7 @@ static void test_batchnorm_running_stats(void) {
   }
   PrunusRng r;
   prunus_rng_seed(&r, 5);
-  float *x = g_new(float, (size_t)B * C * HW);
+  float *x = g_new(float, (size_t)B *C *HW);
   double want_mean[3] = {0, 0, 0}, want_var[3] = {1, 1, 1};
   prunus_model_set_training(m, TRUE);
   for (int step = 0; step < 2; step++) {
@@ -315,9 +347,14 @@ static PrunusTrainConfig small_train(void) {
  * prunus_evaluate neither changes them nor the mode. */
 static void test_train_modes(void) {
   PrunusArch a = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1, .padding = 1, .no_bias = TRUE},
-      BN(), {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_DENSE, .units = 3});
+                      {.type = PRUNUS_LAYER_CONV2D,
+                       .channels = 4,
+                       .kernel = 3,
+                       .stride = 1,
+                       .padding = 1,
+                       .no_bias = TRUE},
+                      BN(), {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
+                      {.type = PRUNUS_LAYER_DENSE, .units = 3});
   PrunusDataset *d = band_dataset(200, 1);
   PrunusNorm norm = prunus_norm_fit(d, PRUNUS_NORM_STANDARD);
   GError *error = NULL;
@@ -342,7 +379,8 @@ static void test_train_modes(void) {
   prunus_dataset_free(d);
 }
 
-static PrunusModel *train_arch(const PrunusArch *a, const PrunusDataset *d, const PrunusNorm *norm) {
+static PrunusModel *train_arch(const PrunusArch *a, const PrunusDataset *d,
+                               const PrunusNorm *norm) {
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(a, 16, 7, &error);
   g_assert_no_error(error);
@@ -355,20 +393,32 @@ static PrunusModel *train_arch(const PrunusArch *a, const PrunusDataset *d, cons
 /* LeNet-5's shape as a plain sequence and as a graph (every layer named, every input
  * listed): the same weights bit for bit after training at one thread. */
 static void test_sequence_as_graph_bit_identical(void) {
-  PrunusArch plain = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1, .padding = 1},
+  PrunusArch plain = ARCH(
+      1, 6, 6, {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1, .padding = 1},
       {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2},
       {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 8},
       {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 3});
-  PrunusArch graph = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .name = "conv", .n_inputs = 1, .inputs = {PRUNUS_LAYER_INPUT},
-       .channels = 4, .kernel = 3, .stride = 1, .padding = 1},
-      {.type = PRUNUS_LAYER_RELU, .name = "r1", .n_inputs = 1, .inputs = {0}},
-      {.type = PRUNUS_LAYER_MAXPOOL2D, .name = "pool", .n_inputs = 1, .inputs = {1}, .kernel = 2, .stride = 2},
-      {.type = PRUNUS_LAYER_FLATTEN, .name = "flat", .n_inputs = 1, .inputs = {2}},
-      {.type = PRUNUS_LAYER_DENSE, .name = "fc1", .n_inputs = 1, .inputs = {3}, .units = 8},
-      {.type = PRUNUS_LAYER_RELU, .name = "r2", .n_inputs = 1, .inputs = {4}},
-      {.type = PRUNUS_LAYER_DENSE, .name = "fc2", .n_inputs = 1, .inputs = {5}, .units = 3});
+  PrunusArch graph =
+      ARCH(1, 6, 6,
+           {.type = PRUNUS_LAYER_CONV2D,
+            .name = "conv",
+            .n_inputs = 1,
+            .inputs = {PRUNUS_LAYER_INPUT},
+            .channels = 4,
+            .kernel = 3,
+            .stride = 1,
+            .padding = 1},
+           {.type = PRUNUS_LAYER_RELU, .name = "r1", .n_inputs = 1, .inputs = {0}},
+           {.type = PRUNUS_LAYER_MAXPOOL2D,
+            .name = "pool",
+            .n_inputs = 1,
+            .inputs = {1},
+            .kernel = 2,
+            .stride = 2},
+           {.type = PRUNUS_LAYER_FLATTEN, .name = "flat", .n_inputs = 1, .inputs = {2}},
+           {.type = PRUNUS_LAYER_DENSE, .name = "fc1", .n_inputs = 1, .inputs = {3}, .units = 8},
+           {.type = PRUNUS_LAYER_RELU, .name = "r2", .n_inputs = 1, .inputs = {4}},
+           {.type = PRUNUS_LAYER_DENSE, .name = "fc2", .n_inputs = 1, .inputs = {5}, .units = 3});
   PrunusDataset *d = band_dataset(160, 2);
   PrunusNorm norm = prunus_norm_fit(d, PRUNUS_NORM_STANDARD);
   prunus_set_threads(1);
@@ -394,8 +444,8 @@ static void record_done(PrunusModel *m, int layer, void *user) {
 }
 
 static void test_backward_matches_plain_loop(void) {
-  PrunusArch a = ARCH(1, 8, 8,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
+  PrunusArch a = ARCH(
+      1, 8, 8, {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
       {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2},
       {.type = PRUNUS_LAYER_CONV2D, .channels = 5, .kernel = 3, .stride = 1},
       {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
@@ -426,7 +476,8 @@ static void test_backward_matches_plain_loop(void) {
   }
   g_assert_cmpmem(graph, sizeof(float) * m->n_params, m->grads, sizeof(float) * m->n_params);
   g_assert_cmpuint(order->len, ==, G_N_ELEMENTS(expect));
-  for (k = 0; k < (int)order->len; k++) g_assert_cmpint(g_array_index(order, int, k), ==, expect[k]);
+  for (k = 0; k < (int)order->len; k++)
+    g_assert_cmpint(g_array_index(order, int, k), ==, expect[k]);
   g_array_free(order, TRUE);
   g_free(graph), g_free(x), g_free(dl);
   prunus_model_free(m);
@@ -437,25 +488,38 @@ static void test_backward_matches_plain_loop(void) {
 
 static PrunusArch resnet_like(void) {
   return ARCH(1, 8, 8,
-      {.type = PRUNUS_LAYER_CONV2D, .name = "stem", .channels = 4, .kernel = 3, .stride = 1, .padding = 1, .no_bias = TRUE},
-      BN(.name = "stem_bn"), {.type = PRUNUS_LAYER_RELU, .name = "stem_relu"},
-      {.type = PRUNUS_LAYER_CONV2D, .name = "b.conv1", .channels = 4, .kernel = 3, .stride = 1, .padding = 1, .no_bias = TRUE},
-      {.type = PRUNUS_LAYER_BATCHNORM, .name = "b.bn1", .momentum = 0.3f, .eps = 1e-3f},
-      {.type = PRUNUS_LAYER_ADD, .name = "b.add", .n_inputs = 2, .inputs = {4, 2}},
-      {.type = PRUNUS_LAYER_RELU},
-      {.type = PRUNUS_LAYER_CONCAT, .n_inputs = 2, .inputs = {6, 2}},
-      {.type = PRUNUS_LAYER_AVGPOOL2D, .kernel = 2, .stride = 2},
-      {.type = PRUNUS_LAYER_GLOBALAVGPOOL, .name = "pool"},
-      {.type = PRUNUS_LAYER_DENSE, .name = "fc", .units = 5});
+              {.type = PRUNUS_LAYER_CONV2D,
+               .name = "stem",
+               .channels = 4,
+               .kernel = 3,
+               .stride = 1,
+               .padding = 1,
+               .no_bias = TRUE},
+              BN(.name = "stem_bn"), {.type = PRUNUS_LAYER_RELU, .name = "stem_relu"},
+              {.type = PRUNUS_LAYER_CONV2D,
+               .name = "b.conv1",
+               .channels = 4,
+               .kernel = 3,
+               .stride = 1,
+               .padding = 1,
+               .no_bias = TRUE},
+              {.type = PRUNUS_LAYER_BATCHNORM, .name = "b.bn1", .momentum = 0.3f, .eps = 1e-3f},
+              {.type = PRUNUS_LAYER_ADD, .name = "b.add", .n_inputs = 2, .inputs = {4, 2}},
+              {.type = PRUNUS_LAYER_RELU},
+              {.type = PRUNUS_LAYER_CONCAT, .n_inputs = 2, .inputs = {6, 2}},
+              {.type = PRUNUS_LAYER_AVGPOOL2D, .kernel = 2, .stride = 2},
+              {.type = PRUNUS_LAYER_GLOBALAVGPOOL, .name = "pool"},
+              {.type = PRUNUS_LAYER_DENSE, .name = "fc", .units = 5});
 }
 
 static void test_arch_string_graph(void) {
   PrunusArch a = resnet_like();
   char *s = prunus_arch_to_string(&a);
-  g_assert_cmpstr(s, ==,
-                  "1x8x8|conv2d:4:3:1:1:nobias@stem|batchnorm:0.1:1e-05@stem_bn|relu@stem_relu|"
-                  "conv2d:4:3:1:1:nobias@b.conv1|batchnorm:0.3:0.001@b.bn1|add@b.add<b.bn1,stem_relu|"
-                  "relu|concat<6,stem_relu|avgpool2d:2:2|globalavgpool@pool|dense:5@fc");
+  g_assert_cmpstr(
+      s, ==,
+      "1x8x8|conv2d:4:3:1:1:nobias@stem|batchnorm:0.1:1e-05@stem_bn|relu@stem_relu|"
+      "conv2d:4:3:1:1:nobias@b.conv1|batchnorm:0.3:0.001@b.bn1|add@b.add<b.bn1,stem_relu|"
+      "relu|concat<6,stem_relu|avgpool2d:2:2|globalavgpool@pool|dense:5@fc");
   PrunusArch b;
   GError *error = NULL;
   g_assert_true(prunus_arch_from_string(s, &b, &error));
@@ -470,11 +534,11 @@ static void test_arch_string_graph(void) {
   g_assert_cmpint(b.layers[7].inputs[1], ==, 2);
   prunus_arch_clear(&b);
   const char *bad[] = {
-      "1x8x8|dense:4<nowhere|dense:2",             /* unknown input */
-      "1x8x8|flatten@a|dense:4@a|dense:2",         /* a name twice */
-      "1x8x8|flatten<1|dense:4|dense:2",           /* an input that comes later */
-      "1x8x8|flatten@input|dense:2",               /* the reserved name */
-      "1x8x8|batchnorm:x:1e-5|flatten|dense:2",    /* not a float */
+      "1x8x8|dense:4<nowhere|dense:2",          /* unknown input */
+      "1x8x8|flatten@a|dense:4@a|dense:2",      /* a name twice */
+      "1x8x8|flatten<1|dense:4|dense:2",        /* an input that comes later */
+      "1x8x8|flatten@input|dense:2",            /* the reserved name */
+      "1x8x8|batchnorm:x:1e-5|flatten|dense:2", /* not a float */
   };
   for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
     g_assert_false(prunus_arch_from_string(bad[i], &b, &error));
@@ -497,49 +561,76 @@ static void expect_build_error(const PrunusArch *a, int bad_layer, const char *n
 }
 
 static void test_build_errors(void) {
-  PrunusArch after_relu = ARCH(1, 4, 4,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1},
-      {.type = PRUNUS_LAYER_RELU, .name = "r"}, BN(.name = "bn"), {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  expect_build_error(&after_relu, 2, "model layer bn (batchnorm): batchnorm must follow a conv2d or "
-                     "dense layer, whose outputs it normalises; its input 'r' is a relu layer", NULL);
-  PrunusArch on_input = ARCH(1, 4, 4, BN(), {.type = PRUNUS_LAYER_FLATTEN},
-                             {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  PrunusArch after_relu =
+      ARCH(1, 4, 4, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1},
+           {.type = PRUNUS_LAYER_RELU, .name = "r"}, BN(.name = "bn"),
+           {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  expect_build_error(&after_relu, 2,
+                     "model layer bn (batchnorm): batchnorm must follow a conv2d or "
+                     "dense layer, whose outputs it normalises; its input 'r' is a relu layer",
+                     NULL);
+  PrunusArch on_input =
+      ARCH(1, 4, 4, BN(), {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
   expect_build_error(&on_input, 0, "model layer 0 (batchnorm)", "its input is the model's input");
-  PrunusArch add_shapes = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .name = "a", .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
-      {.type = PRUNUS_LAYER_CONV2D, .name = "b", .channels = 2, .kernel = 3, .stride = 1},
-      {.type = PRUNUS_LAYER_ADD, .name = "sum", .n_inputs = 2, .inputs = {0, 1}},
-      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  expect_build_error(&add_shapes, 2, "model layer sum (add): add needs inputs of one shape, but 'a' "
-                     "is 2x6x6 and 'b' is 2x4x4", NULL);
-  PrunusArch concat_hw = ARCH(1, 6, 6,
-      {.type = PRUNUS_LAYER_CONV2D, .name = "a", .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
-      {.type = PRUNUS_LAYER_CONCAT, .name = "cat", .n_inputs = 2, .inputs = {0, PRUNUS_LAYER_INPUT}},
-      {.type = PRUNUS_LAYER_CONV2D, .name = "b", .channels = 2, .kernel = 3, .stride = 1},
-      {.type = PRUNUS_LAYER_CONCAT, .name = "cat2", .n_inputs = 2, .inputs = {1, 2}},
-      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  expect_build_error(&concat_hw, 3, "model layer cat2 (concat): concat stacks channels of inputs of "
-                     "one height and width, but 'cat' is 3x6x6 and 'b' is 2x4x4", NULL);
+  PrunusArch add_shapes =
+      ARCH(1, 6, 6,
+           {.type = PRUNUS_LAYER_CONV2D,
+            .name = "a",
+            .channels = 2,
+            .kernel = 3,
+            .stride = 1,
+            .padding = 1},
+           {.type = PRUNUS_LAYER_CONV2D, .name = "b", .channels = 2, .kernel = 3, .stride = 1},
+           {.type = PRUNUS_LAYER_ADD, .name = "sum", .n_inputs = 2, .inputs = {0, 1}},
+           {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  expect_build_error(&add_shapes, 2,
+                     "model layer sum (add): add needs inputs of one shape, but 'a' "
+                     "is 2x6x6 and 'b' is 2x4x4",
+                     NULL);
+  PrunusArch concat_hw =
+      ARCH(1, 6, 6,
+           {.type = PRUNUS_LAYER_CONV2D,
+            .name = "a",
+            .channels = 2,
+            .kernel = 3,
+            .stride = 1,
+            .padding = 1},
+           {.type = PRUNUS_LAYER_CONCAT,
+            .name = "cat",
+            .n_inputs = 2,
+            .inputs = {0, PRUNUS_LAYER_INPUT}},
+           {.type = PRUNUS_LAYER_CONV2D, .name = "b", .channels = 2, .kernel = 3, .stride = 1},
+           {.type = PRUNUS_LAYER_CONCAT, .name = "cat2", .n_inputs = 2, .inputs = {1, 2}},
+           {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  expect_build_error(&concat_hw, 3,
+                     "model layer cat2 (concat): concat stacks channels of inputs of "
+                     "one height and width, but 'cat' is 3x6x6 and 'b' is 2x4x4",
+                     NULL);
   PrunusArch one_input = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .name = "f"},
-      {.type = PRUNUS_LAYER_ADD, .n_inputs = 1, .inputs = {0}}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  expect_build_error(&one_input, 1, "model layer 1 (add): add needs 2 or more inputs, found 1", NULL);
+                              {.type = PRUNUS_LAYER_ADD, .n_inputs = 1, .inputs = {0}},
+                              {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  expect_build_error(&one_input, 1, "model layer 1 (add): add needs 2 or more inputs, found 1",
+                     NULL);
   PrunusArch two_into_relu = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_RELU, .n_inputs = 2, .inputs = {0, 0}}, {.type = PRUNUS_LAYER_DENSE, .units = 2});
+                                  {.type = PRUNUS_LAYER_RELU, .n_inputs = 2, .inputs = {0, 0}},
+                                  {.type = PRUNUS_LAYER_DENSE, .units = 2});
   expect_build_error(&two_into_relu, 1, "model layer 1 (relu): takes one input, found 2", NULL);
   PrunusArch later = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .n_inputs = 1, .inputs = {1}},
-      {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  expect_build_error(&later, 0, "model layer 0 (flatten): input 0 is layer 1, which does not come "
-                     "before it", "without cycles");
-  PrunusArch dangling = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .name = "f"},
-      {.type = PRUNUS_LAYER_DENSE, .name = "lost", .units = 3},
-      {.type = PRUNUS_LAYER_DENSE, .units = 2, .n_inputs = 1, .inputs = {0}});
+                          {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  expect_build_error(&later, 0,
+                     "model layer 0 (flatten): input 0 is layer 1, which does not come "
+                     "before it",
+                     "without cycles");
+  PrunusArch dangling =
+      ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .name = "f"},
+           {.type = PRUNUS_LAYER_DENSE, .name = "lost", .units = 3},
+           {.type = PRUNUS_LAYER_DENSE, .units = 2, .n_inputs = 1, .inputs = {0}});
   expect_build_error(&dangling, 1, "model layer lost (dense): its output is never used", NULL);
   PrunusArch twins = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .name = "x"},
-      {.type = PRUNUS_LAYER_DENSE, .name = "x", .units = 2});
+                          {.type = PRUNUS_LAYER_DENSE, .name = "x", .units = 2});
   expect_build_error(&twins, 1, "model layer x (dense): layer 0 has the same name", NULL);
   PrunusArch bad_name = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .name = "a b"},
-      {.type = PRUNUS_LAYER_DENSE, .units = 2});
+                             {.type = PRUNUS_LAYER_DENSE, .units = 2});
   expect_build_error(&bad_name, 0, "name 'a b' is not valid", NULL);
 }
 
@@ -551,12 +642,18 @@ static void test_build_errors(void) {
  * statistics) and the second conv's inputs; the result computes what the original
  * computes with the second conv's input channel 1 zeroed (evaluation mode). */
 static void test_shrink_batchnorm_sequence(void) {
-  PrunusArch a = ARCH(1, 5, 5,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1, .no_bias = TRUE},
-      BN(), {.type = PRUNUS_LAYER_RELU},
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
-      BN(), {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_DENSE, .units = 3});
+  PrunusArch a =
+      ARCH(1, 5, 5,
+           {.type = PRUNUS_LAYER_CONV2D,
+            .channels = 3,
+            .kernel = 3,
+            .stride = 1,
+            .padding = 1,
+            .no_bias = TRUE},
+           BN(), {.type = PRUNUS_LAYER_RELU},
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1, .padding = 1},
+           BN(), {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
+           {.type = PRUNUS_LAYER_DENSE, .units = 3});
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&a, 4, 3, &error);
   g_assert_no_error(error);
@@ -586,14 +683,16 @@ static void test_shrink_batchnorm_sequence(void) {
   for (int i = 0; i < 100; i++) x[i] = (float)prunus_rng_normal(&r);
   prunus_model_forward(m, x, 4);
   prunus_model_forward(s, x, 4);
-  double err = testutil_max_rel_diff(m->acts[m->n_layers], s->acts[s->n_layers], 12, "shrunk vs zeroed");
+  double err =
+      testutil_max_rel_diff(m->acts[m->n_layers], s->acts[s->n_layers], 12, "shrunk vs zeroed");
   g_assert_cmpfloat(err, <, 1e-5);
   /* copies keep the buffers and the mode */
   prunus_model_set_training(m, TRUE);
   PrunusModel *copy = prunus_model_shrink(m, NULL, NULL, NULL, 0, &error);
   g_assert_no_error(error);
   g_assert_true(copy->training);
-  g_assert_cmpmem(copy->buffers, sizeof(float) * copy->n_buffers, m->buffers, sizeof(float) * m->n_buffers);
+  g_assert_cmpmem(copy->buffers, sizeof(float) * copy->n_buffers, m->buffers,
+                  sizeof(float) * m->n_buffers);
   prunus_model_free(copy), prunus_model_free(s), prunus_model_free(m);
 }
 
@@ -657,14 +756,20 @@ static void test_checkpoint_buffers(void) {
     g_assert_true(prunus_safetensors_write(bad, t, n, f->metadata, &error));
     g_assert_null(prunus_checkpoint_load(bad, 1, NULL, NULL, &error));
     if (variant == 0)
-      testutil_assert_error_contains(error, bad, "tensor \"b.bn1.running_var\" is missing (the "
-                                     "architecture needs shape [4])", NULL);
+      testutil_assert_error_contains(error, bad,
+                                     "tensor \"b.bn1.running_var\" is missing (the "
+                                     "architecture needs shape [4])",
+                                     NULL);
     else if (variant == 1)
-      testutil_assert_error_contains(error, bad, "tensor \"b.bn1.running_mean\" has shape [3] but "
-                                     "the architecture needs [4]", NULL);
+      testutil_assert_error_contains(error, bad,
+                                     "tensor \"b.bn1.running_mean\" has shape [3] but "
+                                     "the architecture needs [4]",
+                                     NULL);
     else
-      testutil_assert_error_contains(error, bad, "tensor \"b.bn1.running_var\" element 1 is -1; a "
-                                     "variance is >= 0", NULL);
+      testutil_assert_error_contains(error, bad,
+                                     "tensor \"b.bn1.running_var\" element 1 is -1; a "
+                                     "variance is >= 0",
+                                     NULL);
     g_clear_error(&error);
     g_free(t);
   }
@@ -683,9 +788,11 @@ static void test_engine_export_refuse(void) {
   g_assert_false(prunus_model_check_plain(m, "x", NULL));
   for (int k = 0; k < PRUNUS_ENGINE_N_KINDS; k++) {
     g_assert_null(prunus_engine_new(m, (PrunusEngineKind)k, 4, &error));
-    testutil_assert_error_contains(error, "the inference engines: only sequences of dense, conv2d "
+    testutil_assert_error_contains(error,
+                                   "the inference engines: only sequences of dense, conv2d "
                                    "(with bias), maxpool2d, relu and flatten layers are supported; "
-                                   "model layer stem is a conv2d without bias", NULL);
+                                   "model layer stem is a conv2d without bias",
+                                   NULL);
     g_clear_error(&error);
   }
   char *dir = testutil_mkdtemp(), *out = g_build_filename(dir, "c", NULL);
@@ -698,8 +805,9 @@ static void test_engine_export_refuse(void) {
   g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
   prunus_model_free(m);
   /* a sequence with a batchnorm, and a graph of plain layers */
-  PrunusArch seq_bn = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 3},
-                           BN(.name = "norm"), {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  PrunusArch seq_bn =
+      ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 3},
+           BN(.name = "norm"), {.type = PRUNUS_LAYER_DENSE, .units = 2});
   m = prunus_model_new(&seq_bn, 1, 0, &error);
   g_assert_no_error(error);
   g_assert_false(prunus_model_check_plain(m, "the inference engines", &error));
