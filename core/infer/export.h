@@ -1,6 +1,7 @@
 /* export.h: a model as a dependency-free C file (weights as static const arrays, CSR
  * where it is smaller, dead units removed) or as PyTorch-ready safetensors. Both take
- * plain sequences only (prunus_model_check_plain); other models are an error. */
+ * sequences, batchnorm folded into the layer before it (prunus_model_to_plain); graphs
+ * and average pooling are an error. */
 #ifndef PRUNUS_EXPORT_H
 #define PRUNUS_EXPORT_H
 

@@ -661,7 +661,8 @@ gboolean prunus_model_is_sequence(const PrunusModel *m) {
   return TRUE;
 }
 
-gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError **error) {
+gboolean prunus_model_check_plain(const PrunusModel *m, gboolean foldable, const char *who,
+                                  GError **error) {
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
     const char *why = NULL;
@@ -673,8 +674,11 @@ gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError 
     case PRUNUS_LAYER_FLATTEN:
       break;
     case PRUNUS_LAYER_CONV2D:
-      if (l->spec.no_bias) why = "is a conv2d without bias";
+      if (l->spec.no_bias && !foldable) why = "is a conv2d without bias";
       break;
+    case PRUNUS_LAYER_BATCHNORM:
+      if (foldable) break;
+      /* fall through */
     default:
       why = owned = g_strdup_printf(
           "is a%s %s layer", strchr("aeiou", l->ops->type_name[0]) ? "n" : "", l->ops->type_name);
@@ -685,10 +689,10 @@ gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError 
                                     l->from[0] < 0 ? "input" : m->layers[l->from[0]].name);
     if (why) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                  "%s: only sequences of dense, conv2d (with bias), maxpool2d, relu and flatten "
-                  "layers are supported; model layer %s %s (such models run through prunus "
-                  "train, eval and run)",
-                  who, l->name, why);
+                  "%s: only sequences of dense, conv2d, %smaxpool2d, relu and flatten layers are "
+                  "supported; model layer %s %s (such models run through prunus train, eval and "
+                  "run)",
+                  who, foldable ? "batchnorm, " : "", l->name, why);
       g_free(owned);
       return FALSE;
     }

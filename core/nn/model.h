@@ -95,11 +95,13 @@ gboolean prunus_model_set_training(PrunusModel *m, gboolean training);
 /* Every layer takes the previous layer's output (layer 0 the input): a plain
  * sequence, as every model was before graphs. */
 gboolean prunus_model_is_sequence(const PrunusModel *m);
-/* TRUE when m is what the inference engines and the exports run: a sequence of dense,
- * conv2d with bias, maxpool2d, relu and flatten layers. Else FALSE and an error
- * (PRUNUS_ERROR_INVALID) "WHO: only sequences of ... are supported" naming the first
- * layer that is not plain (who: "prunus export"). */
-gboolean prunus_model_check_plain(const PrunusModel *m, const char *who, GError **error);
+/* TRUE when m is a sequence of dense, conv2d, maxpool2d, relu and flatten layers, the
+ * convs with a bias: what the inference engines and the exports run. With foldable,
+ * batchnorm layers and convs without bias are accepted too (prunus_model_to_plain turns
+ * them into that). Else FALSE and an error (PRUNUS_ERROR_INVALID) "WHO: only sequences
+ * of ... are supported" naming the first layer that is not (who: "prunus export"). */
+gboolean prunus_model_check_plain(const PrunusModel *m, gboolean foldable, const char *who,
+                                  GError **error);
 
 size_t prunus_model_input_size(const PrunusModel *m);
 int prunus_model_n_classes(const PrunusModel *m);

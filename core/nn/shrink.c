@@ -2,10 +2,12 @@
  * input channels each parameter layer keeps, and which channels each batchnorm keeps:
  * those of the layer it normalises), a smaller model from it, and copies every slab
  * (params, mask, opt_m, opt_v, extra snapshots, buffers) through the same plan; and
- * the inference copy with every dead unit gone, its constant output folded. Units are
- * removed from sequences only: a graph's branches would have to agree on them. */
+ * the inference copies: every dead unit gone, its constant output folded; batchnorm
+ * folded into the layer it follows. Units are removed from sequences only: a graph's
+ * branches would have to agree on them. */
 #include "shrink.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
@@ -337,4 +339,66 @@ PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error) {
   for (int i = 0; i < c->n_layers; i++) g_free(dead[i]);
   g_free(dead);
   return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* batchnorm folded, for inference */
+
+PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError **error) {
+  if (!prunus_model_check_plain(m, TRUE, who, error)) return NULL;
+  PrunusArch a = prunus_arch_copy(&m->arch);
+  int *src = g_new(int, m->n_layers);  /* new layer j is old layer src[j] */
+  int *norm = g_new(int, m->n_layers); /* and absorbs old batchnorm norm[j] (-1: none) */
+  int n = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM) { /* it follows layer i - 1 (a sequence) */
+      norm[n - 1] = i;
+      continue;
+    }
+    PrunusLayerSpec *s = &a.layers[n];
+    *s = l->spec;
+    g_strlcpy(s->name, l->name, sizeof s->name); /* the index it had, when unnamed */
+    s->no_bias = FALSE;
+    src[n] = i, norm[n] = -1;
+    n++;
+  }
+  a.n_layers = n;
+  GError *local = NULL;
+  PrunusModel *p = prunus_model_new(&a, m->max_batch, 0, &local);
+  if (!p) {
+    g_propagate_prefixed_error(error, local, "folding batchnorm into the layers before: ");
+    goto out_free;
+  }
+  for (int j = 0; j < n; j++) {
+    const PrunusLayer *lo = &m->layers[src[j]], *ln = &p->layers[j];
+    if (!lo->ops->has_params) continue;
+    int rows = lo->out.c;
+    size_t row = lo->w_len / (size_t)rows;
+    g_assert(ln->w_len == lo->w_len && ln->b_len == (size_t)rows);
+    const PrunusLayer *bn = norm[j] >= 0 ? &m->layers[norm[j]] : NULL;
+    for (int r = 0; r < rows; r++) {
+      float scale = 1.0f, shift = 0.0f; /* y' = y scale + shift, as batchnorm computes it */
+      if (bn) {
+        const float *gamma = m->params + bn->b_off, *beta = gamma + rows;
+        const float *mean = m->params + bn->buf_off, *var = mean + rows;
+        float istd = (float)(1.0 / sqrt((double)var[r] + (double)bn->spec.eps));
+        scale = gamma[r] * istd;
+        shift = beta[r] - mean[r] * scale;
+      }
+      const float *w = m->params + lo->w_off + (size_t)r * row;
+      float *wn = p->params + ln->w_off + (size_t)r * row;
+      for (size_t k = 0; k < row; k++) wn[k] = w[k] * scale;
+      float b = lo->b_len ? m->params[lo->b_off + r] : 0.0f;
+      p->params[ln->b_off + r] = bn ? b * scale + shift : b;
+    }
+    memcpy(p->mask + ln->w_off, m->mask + lo->w_off, sizeof(float) * lo->w_len);
+  }
+  prunus_model_apply_mask(p);
+  g_assert(prunus_model_check_plain(p, FALSE, who, NULL));
+
+out_free:
+  g_free(norm), g_free(src);
+  prunus_arch_clear(&a);
+  return p;
 }

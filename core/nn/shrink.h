@@ -1,6 +1,7 @@
 /* shrink.h: structured (physical) removal of whole units (dense neurons, conv output
  * channels) from a model, keeping the next layer's inputs and every parallel slab
- * (params, mask, optimizer state, extra snapshots such as θ0) in step. */
+ * (params, mask, optimizer state, extra snapshots such as θ0) in step; and the
+ * inference copies: dead units removed, batchnorm folded away. */
 #ifndef PRUNUS_SHRINK_H
 #define PRUNUS_SHRINK_H
 
@@ -40,6 +41,16 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
  * A plain copy when nothing can be removed (e.g. a whole layer is dead, or m is a
  * graph). */
 PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error);
+
+/* (transfer full) m as a plain sequence (prunus_model_check_plain with foldable =
+ * FALSE) computing, up to rounding, what m computes in evaluation mode: each batchnorm
+ * folded into the conv2d or dense layer before it (per output channel, with
+ * a = gamma / sqrt(running_var + eps): W' = W a, b' = (b - running_mean) a + beta),
+ * every conv given a bias (zero where it had none). Masks, names and input shape are
+ * kept; a plain model is copied as it is. Models prunus_model_check_plain refuses
+ * even with foldable (graphs, pooling to averages, add, concat) are an error saying
+ * that `who` cannot run them. */
+PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError **error);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: nothing in core/ outside shrink.c calls these */

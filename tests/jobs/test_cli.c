@@ -811,9 +811,9 @@ static void test_graph_model(Fixture *f, gconstpointer data) {
   run_clear(&r);
   /* the engines and export refuse it, writing nothing */
   static const char want[] =
-      "only sequences of dense, conv2d (with bias), maxpool2d, relu and flatten layers are "
-      "supported; model layer res.0.conv is a conv2d without bias (such models run through "
-      "prunus train, eval and run)\n";
+      "only sequences of dense, conv2d, batchnorm, maxpool2d, relu and flatten layers are "
+      "supported; model layer res.0.add is an add layer (such models run through prunus train, "
+      "eval and run)\n";
   r = run_prunus(f->dir, "bench", ckpt, NULL);
   g_assert_cmpint(r.status, ==, 1);
   char *err = g_strdup_printf("prunus: error: the inference engines: %s", want);

@@ -3,7 +3,7 @@
  * fan-out, avgpool2d, globalavgpool and conv2d without bias; batchnorm's running
  * statistics against a hand computation; a sequence written as a graph trains bit for
  * bit like the plain one; arch strings, build errors, shrinking, checkpoints with
- * buffers, and the engines' and export's refusal of what they cannot run. */
+ * buffers, batchnorm folded for the engines, and their refusal of graphs. */
 #include "checkpoint.h"
 #include "engine.h"
 #include "export.h"
@@ -785,33 +785,34 @@ static void test_engine_export_refuse(void) {
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&a, 2, 1, &error);
   g_assert_no_error(error);
-  g_assert_false(prunus_model_check_plain(m, "x", NULL));
+  g_assert_false(prunus_model_check_plain(m, TRUE, "x", NULL));
   for (int k = 0; k < PRUNUS_ENGINE_N_KINDS; k++) {
     g_assert_null(prunus_engine_new(m, (PrunusEngineKind)k, 4, &error));
     testutil_assert_error_contains(error,
-                                   "the inference engines: only sequences of dense, conv2d "
-                                   "(with bias), maxpool2d, relu and flatten layers are supported; "
-                                   "model layer stem is a conv2d without bias",
+                                   "the inference engines: only sequences of dense, conv2d, "
+                                   "batchnorm, maxpool2d, relu and flatten layers are supported; "
+                                   "model layer b.add is an add layer",
                                    NULL);
     g_clear_error(&error);
   }
   char *dir = testutil_mkdtemp(), *out = g_build_filename(dir, "c", NULL);
   g_assert_false(prunus_export_c(m, NULL, out, "test", TRUE, NULL, &error));
-  testutil_assert_error_contains(error, "prunus export: only sequences", NULL);
+  testutil_assert_error_contains(error, "prunus export: only sequences", "b.add", NULL);
   g_clear_error(&error);
   g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
   g_assert_false(prunus_export_safetensors(m, out, TRUE, &error));
   g_clear_error(&error);
   g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
   prunus_model_free(m);
-  /* a sequence with a batchnorm, and a graph of plain layers */
-  PrunusArch seq_bn =
-      ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 3},
-           BN(.name = "norm"), {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  m = prunus_model_new(&seq_bn, 1, 0, &error);
+  /* a sequence ending in global average pooling; a graph of plain layers */
+  PrunusArch gap =
+      ARCH(1, 4, 4, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1},
+           {.type = PRUNUS_LAYER_GLOBALAVGPOOL, .name = "gap"},
+           {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  m = prunus_model_new(&gap, 1, 0, &error);
   g_assert_no_error(error);
-  g_assert_false(prunus_model_check_plain(m, "the inference engines", &error));
-  testutil_assert_error_contains(error, "model layer norm is a batchnorm layer", NULL);
+  g_assert_null(prunus_engine_new(m, PRUNUS_ENGINE_SPARSE, 1, &error));
+  testutil_assert_error_contains(error, "model layer gap is a globalavgpool layer", NULL);
   g_clear_error(&error);
   prunus_model_free(m);
   PrunusArch skip = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .name = "f"},
@@ -826,6 +827,77 @@ static void test_engine_export_refuse(void) {
   prunus_model_free(m);
   testutil_rmtree(dir);
   g_free(out), g_free(dir);
+}
+
+/* A sequence with batchnorm after a conv without bias and after a dense layer, pruned
+ * in part: prunus_model_to_plain folds the batchnorms away, and every engine computes
+ * what the model computes in evaluation mode. */
+static void test_engine_batchnorm_folded(void) {
+  PrunusArch a = ARCH(
+      2, 8, 8,
+      {.type = PRUNUS_LAYER_CONV2D,
+       .channels = 6,
+       .kernel = 3,
+       .stride = 1,
+       .padding = 1,
+       .no_bias = TRUE},
+      BN(.name = "bn1"), {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
+      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1},
+      {.type = PRUNUS_LAYER_BATCHNORM, .momentum = 0.1f, .eps = 1e-3f}, {.type = PRUNUS_LAYER_RELU},
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 9}, BN(),
+      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 3});
+  GError *error = NULL;
+  const int B = 5;
+  PrunusModel *m = prunus_model_new(&a, B, 2, &error);
+  g_assert_no_error(error);
+  PrunusRng r;
+  prunus_rng_seed(&r, 12);
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM)
+      for (int c = 0; c < l->in.c; c++) {
+        m->params[l->b_off + c] = (float)(1.0 + 0.3 * prunus_rng_normal(&r));
+        m->params[l->b_off + l->in.c + c] = (float)(0.3 * prunus_rng_normal(&r));
+        m->params[l->buf_off + c] = (float)(0.5 * prunus_rng_normal(&r));
+        m->params[l->buf_off + l->in.c + c] = (float)(0.5 + prunus_rng_uniform(&r));
+      }
+    for (size_t j = 0; j < l->w_len; j++) m->mask[l->w_off + j] = prunus_rng_uniform(&r) >= 0.4;
+  }
+  prunus_model_apply_mask(m);
+  g_assert_true(prunus_model_check_plain(m, TRUE, "x", NULL));
+  g_assert_false(prunus_model_check_plain(m, FALSE, "x", &error));
+  testutil_assert_error_contains(error,
+                                 "x: only sequences of dense, conv2d, maxpool2d, relu and "
+                                 "flatten layers are supported; model layer 0 is a conv2d "
+                                 "without bias",
+                                 NULL);
+  g_clear_error(&error);
+  PrunusModel *p = prunus_model_to_plain(m, "x", &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(p->n_layers, ==, m->n_layers - 3);
+  g_assert_cmpstr(p->layers[1].name, ==, "2"); /* the relu keeps the name it had */
+  g_assert_cmpuint(p->layers[0].b_len, ==, 6);
+  g_assert_cmpuint(p->n_buffers, ==, 0);
+  size_t pruned_m = 0, pruned_p = 0;
+  for (size_t j = 0; j < m->n_params; j++) pruned_m += m->mask[j] == 0.0f;
+  for (size_t j = 0; j < p->n_params; j++) pruned_p += p->mask[j] == 0.0f;
+  g_assert_cmpuint(pruned_m, ==, pruned_p); /* the same weights pruned */
+  float x[5 * 128], logits[5 * 3];
+  for (int i = 0; i < B * 128; i++) x[i] = (float)prunus_rng_normal(&r);
+  prunus_model_forward(m, x, B);
+  const float *want = m->acts[m->n_layers];
+  prunus_model_forward(p, x, B);
+  char label[64];
+  g_assert_cmpfloat(testutil_max_rel_diff(p->acts[p->n_layers], want, 15, "folded model"), <, 1e-5);
+  for (int k = 0; k < PRUNUS_ENGINE_N_KINDS; k++) {
+    PrunusEngine *e = prunus_engine_new(m, (PrunusEngineKind)k, B, &error);
+    g_assert_no_error(error);
+    prunus_engine_forward(e, x, B, logits);
+    g_snprintf(label, sizeof label, "%s engine", prunus_engine_kind_name((PrunusEngineKind)k));
+    g_assert_cmpfloat(testutil_max_rel_diff(logits, want, 15, label), <, 1e-5);
+    prunus_engine_free(e);
+  }
+  prunus_model_free(p), prunus_model_free(m);
 }
 
 int main(int argc, char **argv) {
@@ -847,5 +919,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/graph/shrink/graph", test_shrink_graph);
   g_test_add_func("/graph/checkpoint/buffers", test_checkpoint_buffers);
   g_test_add_func("/graph/engine-export-refuse", test_engine_export_refuse);
+  g_test_add_func("/graph/engine/batchnorm-folded", test_engine_batchnorm_folded);
   return g_test_run();
 }
