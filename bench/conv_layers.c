@@ -3,6 +3,7 @@
  * FMA peak of this CPU measured with a tight loop; prints one JSON line (conv_bench.py). */
 #include "conv_direct.h"
 #include "conv_gemm.h"
+#include "conv_wino.h"
 #include "gemm.h"
 #include "rng.h"
 #include "team.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* One layer type: the same table as bench/conv_torch.py. */
 typedef struct {
@@ -30,7 +32,7 @@ static const LayerType layer_types[] = {
 /* the FMA peak: independent multiply-adds in registers, no loads */
 
 #define PEAK_ACC 12   /* independent accumulators: more than latency x FMA units */
-#define PEAK_ITERS 20000000L
+#define PEAK_ITERS 5000000L
 
 typedef struct {
   int width;       /* 512 or 256 bits */
@@ -102,23 +104,55 @@ typedef struct {
   gboolean need_dx;
 } Bench;
 
-static gboolean is_direct(const Bench *b) { return prunus_conv_direct_covers(&b->g); }
+/* The kernels a conv2d layer of this geometry runs (the choice in core/nn/layers.c). */
+typedef enum { PATH_DIRECT, PATH_WINO, PATH_GEMM } Path;
+
+static Path path_of(const PrunusConvGeom *g) {
+  if (prunus_conv_direct_covers(g)) return PATH_DIRECT;
+  if (prunus_conv_wino_covers(g)) return PATH_WINO;
+  return PATH_GEMM;
+}
+
+static const char *path_name(Path p) {
+  return p == PATH_DIRECT ? "direct" : p == PATH_WINO ? "wino" : "gemm";
+}
+
+static size_t path_scratch(const PrunusConvGeom *g, int parts) {
+  switch (path_of(g)) {
+  case PATH_DIRECT: return prunus_conv_direct_scratch(g, parts);
+  case PATH_WINO: return prunus_conv_wino_scratch(g, parts);
+  default: return prunus_conv_gemm_scratch(g, parts);
+  }
+}
 
 static void run_forward(Bench *b) {
-  if (is_direct(b))
+  switch (path_of(&b->g)) {
+  case PATH_DIRECT:
     prunus_conv_direct_forward(&b->g, b->x, b->W, b->bias, b->y, b->scratch, b->B, b->team);
-  else
+    break;
+  case PATH_WINO:
+    prunus_conv_wino_forward(&b->g, b->x, b->W, NULL, b->y, b->scratch, b->B, b->team);
+    break;
+  default:
     prunus_conv_gemm_forward(&b->g, b->x, b->W, b->bias, b->y, b->scratch, b->B, b->team);
+  }
 }
 
 static void run_backward(Bench *b) {
   float *dx = b->need_dx ? b->dx : NULL;
-  if (is_direct(b))
+  switch (path_of(&b->g)) {
+  case PATH_DIRECT:
     prunus_conv_direct_backward(&b->g, b->x, b->W, b->dy, b->dW, b->db, dx, b->scratch, b->B,
                                 b->team);
-  else
+    break;
+  case PATH_WINO:
+    prunus_conv_wino_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B,
+                              b->team);
+    break;
+  default:
     prunus_conv_gemm_backward(&b->g, b->x, b->W, b->dy, b->dW, b->db, dx, b->scratch, b->B,
                               b->team);
+  }
 }
 
 /* The weight gradient alone (dx not asked for). */
@@ -135,15 +169,23 @@ static float *random_floats(PrunusRng *rng, size_t n) {
   return a;
 }
 
+static gboolean cpu_clock = FALSE; /* --cpu-clock: the process's CPU time, not wall time */
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
 /* Microseconds per call in the best of `reps` rounds of `iters` calls (two calls
  * first): other processes on the machine only ever add time. */
 static double best_us(Bench *b, void (*fn)(Bench *), int reps, int iters) {
   fn(b), fn(b);
   double best = G_MAXDOUBLE;
   for (int r = 0; r < reps; r++) {
-    gint64 t0 = g_get_monotonic_time();
+    double t0 = now_us();
     for (int i = 0; i < iters; i++) fn(b);
-    best = MIN(best, (double)(g_get_monotonic_time() - t0) / iters);
+    best = MIN(best, (now_us() - t0) / iters);
   }
   return best;
 }
@@ -159,6 +201,9 @@ int main(int argc, char **argv) {
       {"batch", 0, 0, G_OPTION_ARG_INT, &batch, "images per call (default 128)", "N"},
       {"only", 0, 0, G_OPTION_ARG_STRING, &only, "comma-separated layer names (default all)", "L"},
       {"peak-only", 0, 0, G_OPTION_ARG_NONE, &peak_only, "measure only the FMA peak", NULL},
+      {"cpu-clock", 0, 0, G_OPTION_ARG_NONE, &cpu_clock,
+       "time layers by the process's CPU time (1 thread on a busy machine), not wall time",
+       NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL}};
   GOptionContext *ctx = g_option_context_new("- prunus conv kernels on ResNet-20's layers");
   g_option_context_add_main_entries(ctx, entries, NULL);
@@ -208,8 +253,7 @@ int main(int argc, char **argv) {
                .B = batch, .team = team, .need_dx = strcmp(lt->name, "stem") != 0};
     size_t nx = (size_t)batch * lt->cin * lt->side * lt->side;
     size_t ny = (size_t)batch * lt->cout * ho * ho, nw = (size_t)lt->cout * lt->cin * lt->k * lt->k;
-    size_t ns = is_direct(&b) ? prunus_conv_direct_scratch(&b.g, threads)
-                              : prunus_conv_gemm_scratch(&b.g, threads);
+    size_t ns = path_scratch(&b.g, threads);
     b.x = random_floats(&rng, nx), b.dy = random_floats(&rng, ny), b.W = random_floats(&rng, nw);
     b.bias = g_malloc0(sizeof(float) * lt->cout), b.db = g_malloc0(sizeof(float) * lt->cout);
     b.y = g_malloc0(sizeof(float) * ny), b.dx = g_malloc0(sizeof(float) * nx);
@@ -221,7 +265,7 @@ int main(int argc, char **argv) {
     double macs = (double)batch * ho * ho * lt->cout * lt->cin * lt->k * lt->k;
     printf("%s{\"name\":\"%s\",\"count\":%d,\"path\":\"%s\",\"fwd_us\":%.1f,\"bwd_us\":%.1f,\"bwd_w_us\":%.1f,"
            "\"fwd_flops\":%.0f,\"bwd_flops\":%.0f}",
-           first ? "" : ",", lt->name, lt->count, is_direct(&b) ? "direct" : "gemm", fwd, bwd, bwd_w,
+           first ? "" : ",", lt->name, lt->count, path_name(path_of(&b.g)), fwd, bwd, bwd_w,
            2 * macs, (b.need_dx ? 4 : 2) * macs);
     first = FALSE;
     g_free(b.x), g_free(b.dy), g_free(b.W), g_free(b.bias), g_free(b.db), g_free(b.y);

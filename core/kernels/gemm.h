@@ -50,6 +50,8 @@ void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, c
                   float beta, float *y);
 /* Use the reference loops instead of BLAS everywhere (tests). */
 void prunus_gemm_force_reference(bool on);
+/* TRUE while prunus_gemm_force_reference is on. */
+bool prunus_gemm_reference_forced(void);
 /* TRUE when prunus's own AVX-512 kernels (convolutions, pooling) run: the CPU has
  * AVX-512F and VL, and the reference loops are not forced (then those layers take
  * their plain paths: im2col through this seam, plain loops). */

@@ -3,6 +3,7 @@
 #include "layer.h"
 #include "conv_direct.h"
 #include "conv_gemm.h"
+#include "conv_wino.h"
 #include "gemm.h"
 
 #include <immintrin.h>
@@ -163,10 +164,17 @@ static gboolean conv_is_direct(const PrunusLayer *l) {
   return prunus_conv_direct_covers(&g);
 }
 
-/* Multi-channel convs use the implicit GEMM where the CPU has it (decided per call,
- * so tests can force the lowering through the reference GEMM). */
+/* Multi-channel 3x3 stride-1 convs use Winograd's F(2x2, 3x3) where the CPU has AVX2
+ * or AVX-512 (conv_wino.c: 16 multiplies per 2x2 outputs and channel pair, not 36). */
+static gboolean conv_uses_wino(const PrunusLayer *l) {
+  PrunusConvGeom g = conv_geom(l);
+  return !conv_is_direct(l) && prunus_conv_wino_covers(&g);
+}
+
+/* Other multi-channel convs use the implicit GEMM where the CPU has it (decided per
+ * call, so tests can force the lowering through the reference GEMM). */
 static gboolean conv_uses_gemm_kernels(const PrunusLayer *l) {
-  return !conv_is_direct(l) && prunus_conv_gemm_available();
+  return !conv_is_direct(l) && !conv_uses_wino(l) && prunus_conv_gemm_available();
 }
 
 static size_t conv_scratch(const PrunusLayer *l, int B) {
@@ -174,7 +182,9 @@ static size_t conv_scratch(const PrunusLayer *l, int B) {
   if (conv_is_direct(l)) return prunus_conv_direct_scratch(&g, PRUNUS_TEAM_MAX_THREADS);
   size_t rows = (size_t)B * l->out.h * l->out.w;
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
-  return MAX(rows * K + rows * (size_t)l->out.c, prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  size_t kernels = MAX(prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS),
+                       prunus_conv_wino_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  return MAX(rows * K + rows * (size_t)l->out.c, kernels);
 }
 
 /* col (B*Ho*Wo, cin*k*k) from x (B, cin, H, W). Rows are only k floats long, so
@@ -253,6 +263,12 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
     prunus_conv_direct_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B, l->team);
     return;
   }
+  if (conv_uses_wino(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_wino_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
+                             scratch, B, l->team);
+    return;
+  }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
     prunus_conv_gemm_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B, l->team);
@@ -285,6 +301,12 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
     PrunusConvGeom g = conv_geom(l);
     prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
                                 grads + l->b_off, dx, scratch, B, l->team);
+    return;
+  }
+  if (conv_uses_wino(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_wino_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
+                              l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {

@@ -1,0 +1,323 @@
+/* conv_wino-impl.h: the vector code of conv_wino.c, written once for VL channels per
+ * vector and compiled once per instruction set: conv_wino.c defines the vector
+ * operations and ISA(name) (the suffix), then includes this file. */
+
+/* ------------------------------------------------------------------------ */
+/* moving between channels-first planes and channel-interleaved (position, VL) rows */
+
+static inline void ISA(load_rows)(VEC r[VL], const float *src, size_t ss, int nr, int nl) {
+  for (int i = 0; i < VL; i++) r[i] = i < nr ? vld_n(src + (size_t)i * ss, nl) : vzero();
+}
+
+/* Rows r < nr of src (stride ss; nl floats each, the rest read as 0) transposed into
+ * rows j < nw of dst (stride ds), writing nlo floats of each. */
+static void ISA(transpose)(const float *src, size_t ss, int nr, int nl, float *dst, size_t ds,
+                           int nw, int nlo) {
+  VEC r[VL];
+  ISA(load_rows)(r, src, ss, nr, nl);
+  vtranspose(r);
+  for (int j = 0; j < nw; j++) vst_n(dst + (size_t)j * ds, r[j], nlo);
+}
+
+/* hwc (rows, cols, cs) at row r0, column c0, channel c0 + ..: the n channels of plane
+ * (n, rows_in, cols_in) put at positions (r0 + h, col0 + w); lanes past n get 0. */
+static void ISA(to_hwc)(const float *plane, int n, int rows_in, int cols_in, float *hwc,
+                        int hwc_cols, int cs, int r0, int col0) {
+  size_t hw = (size_t)rows_in * cols_in;
+  for (int cb = 0; cb < n; cb += VL) {
+    int nr = MIN(VL, n - cb);
+    for (int h = 0; h < rows_in; h++)
+      for (int w0 = 0; w0 < cols_in; w0 += VL)
+        ISA(transpose)(plane + (size_t)cb * hw + (size_t)h * cols_in + w0, hw, nr,
+                       MIN(VL, cols_in - w0),
+                       hwc + ((size_t)(r0 + h) * hwc_cols + col0 + w0) * cs + cb, (size_t)cs,
+                       MIN(VL, cols_in - w0), VL);
+  }
+}
+
+/* plane (n, rows, cols) = channels [0, n) of hwc (.., hwc_cols, cs) at rows < rows and
+ * columns < cols. */
+static void ISA(from_hwc)(const float *hwc, int hwc_cols, int cs, float *plane, int n, int rows,
+                          int cols) {
+  size_t hw = (size_t)rows * cols;
+  for (int cb = 0; cb < n; cb += VL) {
+    int nk = MIN(VL, n - cb);
+    for (int h = 0; h < rows; h++)
+      for (int w0 = 0; w0 < cols; w0 += VL)
+        ISA(transpose)(hwc + ((size_t)h * hwc_cols + w0) * cs + cb, (size_t)cs,
+                       MIN(VL, cols - w0), VL, plane + (size_t)cb * hw + (size_t)h * cols + w0,
+                       hw, nk, MIN(VL, cols - w0));
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the Winograd transforms, VL channels at a time */
+
+/* V[e][t0 + tile] = B^T d B for every tile of the image in xh (Hq, Wq, Cs). */
+static void ISA(input_transform)(const WinoPlan *pl, const float *xh, float *V, int t0) {
+  size_t es = (size_t)pl->Tg * pl->Cs; /* floats between two elements e */
+  for (int th = 0; th < pl->nth; th++)
+    for (int tw = 0; tw < pl->ntw; tw++) {
+      float *out = V + (size_t)(t0 + th * pl->ntw + tw) * pl->Cs;
+      for (int cb = 0; cb < pl->Cs; cb += VL) {
+        const float *in = xh + ((size_t)2 * th * pl->Wq + 2 * tw) * pl->Cs + cb;
+        VEC d[4][4], r[4][4];
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < 4; j++) d[i][j] = vld(in + ((size_t)i * pl->Wq + j) * pl->Cs);
+        for (int j = 0; j < 4; j++) { /* B^T d */
+          r[0][j] = vsub(d[0][j], d[2][j]);
+          r[1][j] = vadd(d[1][j], d[2][j]);
+          r[2][j] = vsub(d[2][j], d[1][j]);
+          r[3][j] = vsub(d[1][j], d[3][j]);
+        }
+        for (int i = 0; i < 4; i++) { /* (B^T d) B */
+          float *o = out + (size_t)i * 4 * es + cb;
+          vst(o, vsub(r[i][0], r[i][2]));
+          vst(o + es, vadd(r[i][1], r[i][2]));
+          vst(o + 2 * es, vsub(r[i][2], r[i][1]));
+          vst(o + 3 * es, vsub(r[i][1], r[i][3]));
+        }
+      }
+    }
+}
+
+/* yh (2 nth, 2 ntw, Ks) = A^T M A (+ bias) for every tile of one image. */
+static void ISA(output_transform)(const WinoPlan *pl, const float *M, int t0, const float *bias,
+                                  float *yh) {
+  size_t es = (size_t)pl->Tg * pl->Ks;
+  int yw = 2 * pl->ntw;
+  for (int kb = 0; kb < pl->Ks; kb += VL) {
+    VEC b = bias ? vld_n(bias + kb, MIN(VL, pl->K - kb)) : vzero();
+    for (int th = 0; th < pl->nth; th++)
+      for (int tw = 0; tw < pl->ntw; tw++) {
+        const float *in = M + (size_t)(t0 + th * pl->ntw + tw) * pl->Ks + kb;
+        VEC m[4][4], r[2][4];
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < 4; j++) m[i][j] = vld(in + (size_t)(i * 4 + j) * es);
+        for (int j = 0; j < 4; j++) { /* A^T m */
+          r[0][j] = vadd(vadd(m[0][j], m[1][j]), m[2][j]);
+          r[1][j] = vsub(vsub(m[1][j], m[2][j]), m[3][j]);
+        }
+        for (int i = 0; i < 2; i++) { /* (A^T m) A */
+          float *o = yh + ((size_t)(2 * th + i) * yw + 2 * tw) * pl->Ks + kb;
+          vst(o, vadd(b, vadd(vadd(r[i][0], r[i][1]), r[i][2])));
+          vst(o + pl->Ks, vadd(b, vsub(vsub(r[i][1], r[i][2]), r[i][3])));
+        }
+      }
+  }
+}
+
+/* Z[e][t0 + tile] = A dY A^T for every 2x2 tile of one image's dy in dh (2 nth, 2 ntw,
+ * Ks), zero past the output's edge. */
+static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
+  size_t es = (size_t)pl->Tg * pl->Ks;
+  int yw = 2 * pl->ntw;
+  for (int th = 0; th < pl->nth; th++)
+    for (int tw = 0; tw < pl->ntw; tw++) {
+      float *out = Z + (size_t)(t0 + th * pl->ntw + tw) * pl->Ks;
+      for (int kb = 0; kb < pl->Ks; kb += VL) {
+        const float *in = dh + ((size_t)2 * th * yw + 2 * tw) * pl->Ks + kb;
+        VEC y[2][2], r[4][2];
+        for (int i = 0; i < 2; i++)
+          for (int j = 0; j < 2; j++) y[i][j] = vld(in + ((size_t)i * yw + j) * pl->Ks);
+        for (int j = 0; j < 2; j++) { /* A dY */
+          r[0][j] = y[0][j];
+          r[1][j] = vadd(y[0][j], y[1][j]);
+          r[2][j] = vsub(y[0][j], y[1][j]);
+          r[3][j] = vsub(vzero(), y[1][j]);
+        }
+        for (int i = 0; i < 4; i++) { /* (A dY) A^T */
+          float *o = out + (size_t)i * 4 * es + kb;
+          vst(o, r[i][0]);
+          vst(o + es, vadd(r[i][0], r[i][1]));
+          vst(o + 2 * es, vsub(r[i][0], r[i][1]));
+          vst(o + 3 * es, vsub(vzero(), r[i][1]));
+        }
+      }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the products, one per element e of the 4x4 tile: register blocks of R tiles (or R
+ * input channels) by NK vectors of output channels */
+
+/* The register blocks are arrays indexed by loop counters: unrolled completely, they
+ * live in registers (GCC stops unrolling by itself at 16). */
+#define UNROLL _Pragma("GCC unroll 32")
+
+/* m[r][j] = sum over c < C of v[r][c] * u[j][c] for R tiles: v (R, vs) rows of
+ * transformed input, u (NK, C, VL) at stride us, m (R, ms) at vector j. */
+#define WINO_FWD(R, NK)                                                                     \
+  static void ISA(fwd_##R##_##NK)(const float *v, int vs, int C, const float *u, size_t us, \
+                                  float *m, int ms) {                                       \
+    VEC acc[R][NK];                                                                         \
+    UNROLL for (int r = 0; r < R; r++)                                                      \
+      UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vzero();                              \
+    for (int c = 0; c < C; c++) {                                                           \
+      VEC w[NK];                                                                            \
+      UNROLL for (int j = 0; j < NK; j++) w[j] = vld(u + j * us + (size_t)c * VL);          \
+      UNROLL for (int r = 0; r < R; r++) {                                                  \
+        VEC a = vset1(v[(size_t)r * vs + c]);                                               \
+        UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);           \
+      }                                                                                     \
+    }                                                                                       \
+    UNROLL for (int r = 0; r < R; r++)                                                      \
+      UNROLL for (int j = 0; j < NK; j++) vst(m + (size_t)r * ms + j * VL, acc[r][j]);      \
+  }
+
+/* du[r][j] += sum over tiles t < n of v[t][r] * z[t][j] for R input channels: v (n, vs)
+ * transformed input at the first channel, z (n, zs) transformed dy at vector 0, du (R,
+ * ds). */
+#define WINO_DW(R, NK)                                                                      \
+  static void ISA(dw_##R##_##NK)(const float *v, int vs, const float *z, int zs, int n,     \
+                                 float *du, int ds) {                                       \
+    VEC acc[R][NK];                                                                         \
+    UNROLL for (int r = 0; r < R; r++)                                                      \
+      UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vld(du + (size_t)r * ds + j * VL);    \
+    for (int t = 0; t < n; t++) {                                                           \
+      VEC w[NK];                                                                            \
+      UNROLL for (int j = 0; j < NK; j++) w[j] = vld(z + (size_t)t * zs + j * VL);          \
+      UNROLL for (int r = 0; r < R; r++) {                                                  \
+        VEC a = vset1(v[(size_t)t * vs + r]);                                               \
+        UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);           \
+      }                                                                                     \
+    }                                                                                       \
+    UNROLL for (int r = 0; r < R; r++)                                                      \
+      UNROLL for (int j = 0; j < NK; j++) vst(du + (size_t)r * ds + j * VL, acc[r][j]);     \
+  }
+
+typedef void (*ISA(FwdKernel))(const float *, int, int, const float *, size_t, float *, int);
+typedef void (*ISA(DwKernel))(const float *, int, const float *, int, int, float *, int);
+
+#define ISA_FWD1(R) WINO_FWD(R, 1)
+#define ISA_FWD2(R) WINO_FWD(R, 2)
+#define ISA_DW1(R) WINO_DW(R, 1)
+#define ISA_DW2(R) WINO_DW(R, 2)
+#define ISA_FWD1_NAME(R) ISA(fwd_##R##_1),
+#define ISA_FWD2_NAME(R) ISA(fwd_##R##_2),
+#define ISA_DW1_NAME(R) ISA(dw_##R##_1),
+#define ISA_DW2_NAME(R) ISA(dw_##R##_2),
+BLOCKS_1(ISA_FWD1)
+BLOCKS_2(ISA_FWD2)
+BLOCKS_1(ISA_DW1)
+BLOCKS_2(ISA_DW2)
+static const ISA(FwdKernel) ISA(fwd_kernel)[2][RMAX1 + 1] = {
+    {NULL, BLOCKS_1(ISA_FWD1_NAME)}, {NULL, BLOCKS_2(ISA_FWD2_NAME)}};
+static const ISA(DwKernel) ISA(dw_kernel)[2][RMAX1 + 1] = {
+    {NULL, BLOCKS_1(ISA_DW1_NAME)}, {NULL, BLOCKS_2(ISA_DW2_NAME)}};
+#undef ISA_FWD1
+#undef ISA_FWD2
+#undef ISA_DW1
+#undef ISA_DW2
+#undef ISA_FWD1_NAME
+#undef ISA_FWD2_NAME
+#undef ISA_DW1_NAME
+#undef ISA_DW2_NAME
+
+/* Blocks of at most rmax splitting n evenly: the size of the first ones. */
+static int ISA(block_of)(int n, int rmax) {
+  int blocks = (n + rmax - 1) / rmax;
+  return (n + blocks - 1) / blocks;
+}
+
+/* M[e] (n tiles, Ks) = V[e] (n, C) U[e] (C, Ks) for the 16 elements e. */
+static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, float *M, int n) {
+  int kvs = pl->Ks / VL;
+  for (int e = 0; e < 16; e++) {
+    const float *ve = V + (size_t)e * pl->Tg * pl->Cs;
+    const float *ue = U + (size_t)e * pl->C * pl->Ks;
+    float *me = M + (size_t)e * pl->Tg * pl->Ks;
+    for (int kv = 0; kv < kvs;) {
+      int nk = kvs - kv >= 2 ? 2 : 1;
+      int rb = ISA(block_of)(n, nk == 2 ? RMAX2 : RMAX1);
+      for (int t = 0; t < n; t += rb) {
+        int r = MIN(rb, n - t);
+        ISA(fwd_kernel)[nk - 1][r](ve + (size_t)t * pl->Cs, pl->Cs, pl->C,
+                                   ue + (size_t)kv * pl->C * VL, (size_t)pl->C * VL,
+                                   me + (size_t)t * pl->Ks + kv * VL, pl->Ks);
+      }
+      kv += nk;
+    }
+  }
+}
+
+/* dU[e] (C, Ks) += V[e]^T (C, n tiles) Z[e] (n, Ks) for the 16 elements e. */
+static void ISA(weight_products)(const WinoPlan *pl, const float *V, const float *Z, float *dU,
+                                 int n) {
+  int kvs = pl->Ks / VL;
+  for (int e = 0; e < 16; e++) {
+    const float *ve = V + (size_t)e * pl->Tg * pl->Cs;
+    const float *ze = Z + (size_t)e * pl->Tg * pl->Ks;
+    float *de = dU + (size_t)e * pl->C * pl->Ks;
+    for (int kv = 0; kv < kvs;) {
+      int nk = kvs - kv >= 2 ? 2 : 1;
+      int rb = ISA(block_of)(pl->C, nk == 2 ? RMAX2 : RMAX1);
+      for (int c = 0; c < pl->C; c += rb) {
+        int r = MIN(rb, pl->C - c);
+        ISA(dw_kernel)[nk - 1][r](ve + c, pl->Cs, ze + kv * VL, pl->Ks, n,
+                                  de + (size_t)c * pl->Ks + kv * VL, pl->Ks);
+      }
+      kv += nk;
+    }
+  }
+}
+
+/* Sum of each of the n channels of plane (n, hw), added to db. */
+static void ISA(channel_sums)(const float *plane, int n, size_t hw, float *db) {
+  for (int c = 0; c < n; c++) {
+    const float *row = plane + (size_t)c * hw;
+    VEC s = vzero();
+    for (size_t i = 0; i < hw; i += VL) s = vadd(s, vld_n(row + i, (int)MIN((size_t)VL, hw - i)));
+    db[c] += vsum(s);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* a team's parts */
+
+static void ISA(forward_part)(void *arg, int part, int n_parts) {
+  const WinoCall *c = arg;
+  const WinoPlan *pl = c->pl;
+  WinoBufs b = wino_bufs(pl, c->parts + (size_t)part * c->part_floats);
+  memset(b.xh, 0, sizeof(float) * pl->Hq * pl->Wq * pl->Cs); /* the padding, once */
+  int end = prunus_team_share(c->B, part + 1, n_parts);
+  size_t in_img = (size_t)pl->C * pl->H * pl->W, out_img = (size_t)pl->K * pl->Ho * pl->Wo;
+  for (int i0 = prunus_team_share(c->B, part, n_parts); i0 < end; i0 += pl->G) {
+    int ng = MIN(pl->G, end - i0);
+    for (int i = 0; i < ng; i++) {
+      ISA(to_hwc)(c->x + (i0 + i) * in_img, pl->C, pl->H, pl->W, b.xh, pl->Wq, pl->Cs, pl->p,
+                  pl->p);
+      ISA(input_transform)(pl, b.xh, b.v, i * pl->T);
+    }
+    ISA(products)(pl, b.v, c->U, b.m, ng * pl->T);
+    for (int i = 0; i < ng; i++) {
+      ISA(output_transform)(pl, b.m, i * pl->T, c->bias, b.yh);
+      ISA(from_hwc)(b.yh, 2 * pl->ntw, pl->Ks, c->y + (i0 + i) * out_img, pl->K, pl->Ho, pl->Wo);
+    }
+  }
+}
+
+static void ISA(weight_grad_part)(void *arg, int part, int n_parts) {
+  const WinoCall *c = arg;
+  const WinoPlan *pl = c->pl;
+  WinoBufs b = wino_bufs(pl, c->parts + (size_t)part * c->part_floats);
+  memset(b.xh, 0, sizeof(float) * pl->Hq * pl->Wq * pl->Cs);
+  memset(b.yh, 0, sizeof(float) * 4 * pl->nth * pl->ntw * pl->Ks); /* dy past the edge */
+  memset(b.du, 0, sizeof(float) * 16 * pl->C * pl->Ks);
+  memset(b.db, 0, sizeof(float) * pl->Ks);
+  int end = prunus_team_share(c->B, part + 1, n_parts);
+  size_t in_img = (size_t)pl->C * pl->H * pl->W, out_img = (size_t)pl->K * pl->Ho * pl->Wo;
+  for (int i0 = prunus_team_share(c->B, part, n_parts); i0 < end; i0 += pl->G) {
+    int ng = MIN(pl->G, end - i0);
+    for (int i = 0; i < ng; i++) {
+      const float *dyi = c->dy + (i0 + i) * out_img;
+      ISA(to_hwc)(c->x + (i0 + i) * in_img, pl->C, pl->H, pl->W, b.xh, pl->Wq, pl->Cs, pl->p,
+                  pl->p);
+      ISA(input_transform)(pl, b.xh, b.v, i * pl->T);
+      ISA(to_hwc)(dyi, pl->K, pl->Ho, pl->Wo, b.yh, 2 * pl->ntw, pl->Ks, 0, 0);
+      ISA(grad_transform)(pl, b.yh, b.m, i * pl->T);
+      if (c->want_db) ISA(channel_sums)(dyi, pl->K, (size_t)pl->Ho * pl->Wo, b.db);
+    }
+    ISA(weight_products)(pl, b.v, b.m, b.du, ng * pl->T);
+  }
+}

@@ -1,0 +1,385 @@
+/* conv_wino.c: 3x3 stride-1 convolution by Winograd F(2x2, 3x3). Each 2x2 block of
+ * outputs (a tile) costs 16 multiplies per channel pair instead of 36: inputs and
+ * weights go through small fixed transforms, the multiplies become 16 independent
+ * products (tiles x C) (C x cout), done with channels interleaved VL to a vector.
+ * The input gradient of such a layer is again one (dy against the flipped, transposed
+ * weights), so it runs through the forward code. The vector code is conv_wino-impl.h,
+ * compiled here once for AVX-512 and once for AVX2. */
+#include "conv_wino.h"
+#include "gemm.h"
+
+#include <glib.h>
+#include <immintrin.h>
+#include <string.h>
+
+#define MAX_VL 16       /* floats per vector of the widest version (scratch sizes) */
+#define TILES_PER_GROUP 64 /* at least this many tiles per product call: small images
+                            * are taken a few at a time so the products run long */
+
+static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+/* ------------------------------------------------------------------------ */
+/* geometry and scratch */
+
+/* One stride-1 3x3 convolution as the kernels see it (the layer's forward, or the
+ * input gradient: dy in, dx out), for vectors of vl floats. */
+typedef struct {
+  int C, H, W, K, p, Ho, Wo;
+  int nth, ntw, T; /* tiles down, across, per image (2x2 outputs each) */
+  int Hq, Wq;      /* the zero-padded input as tiles read it */
+  int Cs, Ks;      /* C and K rounded up to vl */
+  int G, Tg;       /* images per group, tiles per group */
+  size_t part;     /* floats of one part's buffers (WinoBufs) */
+} WinoPlan;
+
+/* One part's buffers, in this order in its scratch. */
+typedef struct {
+  float *xh; /* (Hq, Wq, Cs) one padded input image, channels interleaved */
+  float *v;  /* (16, Tg, Cs) transformed input tiles */
+  float *m;  /* (16, Tg, Ks) the products; the weight gradient: transformed dy */
+  float *yh; /* (2 nth, 2 ntw, Ks) one output image; the weight gradient: its dy */
+  float *du; /* (16, C, Ks) the weight gradient of this part's images, transformed */
+  float *db; /* (Ks) the bias gradient of this part's images */
+} WinoBufs;
+
+static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl) {
+  WinoPlan pl = {.C = C, .H = H, .W = W, .K = K, .p = p};
+  pl.Ho = H + 2 * p - 2, pl.Wo = W + 2 * p - 2;
+  pl.nth = (pl.Ho + 1) / 2, pl.ntw = (pl.Wo + 1) / 2;
+  pl.T = pl.nth * pl.ntw;
+  pl.Hq = 2 * pl.nth + 2, pl.Wq = 2 * pl.ntw + 2;
+  pl.Cs = (int)round_up((size_t)C, (size_t)vl), pl.Ks = (int)round_up((size_t)K, (size_t)vl);
+  pl.G = MAX(1, (TILES_PER_GROUP + pl.T - 1) / pl.T);
+  pl.Tg = pl.G * pl.T;
+  pl.part = round_up((size_t)pl.Hq * pl.Wq * pl.Cs, MAX_VL) +
+            round_up((size_t)16 * pl.Tg * pl.Cs, MAX_VL) +
+            round_up((size_t)16 * pl.Tg * pl.Ks, MAX_VL) +
+            round_up((size_t)4 * pl.nth * pl.ntw * pl.Ks, MAX_VL) +
+            round_up((size_t)16 * C * pl.Ks, MAX_VL) + round_up((size_t)pl.Ks, MAX_VL);
+  return pl;
+}
+
+static WinoBufs wino_bufs(const WinoPlan *pl, float *at) {
+  WinoBufs b;
+  b.xh = at, at += round_up((size_t)pl->Hq * pl->Wq * pl->Cs, MAX_VL);
+  b.v = at, at += round_up((size_t)16 * pl->Tg * pl->Cs, MAX_VL);
+  b.m = at, at += round_up((size_t)16 * pl->Tg * pl->Ks, MAX_VL);
+  b.yh = at, at += round_up((size_t)4 * pl->nth * pl->ntw * pl->Ks, MAX_VL);
+  b.du = at, at += round_up((size_t)16 * pl->C * pl->Ks, MAX_VL);
+  b.db = at;
+  return b;
+}
+
+/* The layer's forward, and its input gradient as a forward: dy (K channels, Ho x Wo)
+ * padded by 2 - p gives dx (C channels, H x W). */
+static WinoPlan forward_plan(const PrunusConvGeom *g, int vl) {
+  return wino_plan(g->C, g->H, g->W, g->cout, g->p, vl);
+}
+static WinoPlan input_grad_plan(const PrunusConvGeom *g, int vl) {
+  return wino_plan(g->cout, g->Ho, g->Wo, g->C, 2 - g->p, vl);
+}
+
+/* Floats before the parts: the transformed weights (16, C, Ks) of either plan. */
+static size_t shared_floats(const PrunusConvGeom *g, int vl) {
+  WinoPlan f = forward_plan(g, vl), d = input_grad_plan(g, vl);
+  return round_up(MAX((size_t)16 * f.C * f.Ks, (size_t)16 * d.C * d.Ks), MAX_VL);
+}
+
+static size_t part_floats(const PrunusConvGeom *g, int vl) {
+  return MAX(forward_plan(g, vl).part, input_grad_plan(g, vl).part);
+}
+
+size_t prunus_conv_wino_scratch(const PrunusConvGeom *g, int parts) {
+  if (g->k != 3 || g->s != 1 || g->p > 2) return 0;
+  size_t most = 0;
+  for (int vl = 8; vl <= MAX_VL; vl *= 2)
+    most = MAX(most, shared_floats(g, vl) + (size_t)parts * part_floats(g, vl));
+  return most;
+}
+
+/* ------------------------------------------------------------------------ */
+/* weights */
+
+/* U (16, Ks/vl, n_in, vl) = G g G^T for each (out, in) pair of the plan's K outputs and
+ * C inputs; lanes past K are 0. g[o][i] = Wt[o][i] (the forward) or, when flip, the
+ * input gradient's Wt[i][o] turned by 180 degrees. */
+static void transform_weights(const WinoPlan *pl, const float *Wt, gboolean flip, int vl,
+                              float *U) {
+  memset(U, 0, sizeof(float) * 16 * pl->C * pl->Ks);
+  for (int o = 0; o < pl->K; o++)
+    for (int i = 0; i < pl->C; i++) {
+      float g[3][3], t[4][3];
+      for (int u = 0; u < 3; u++)
+        for (int v = 0; v < 3; v++)
+          g[u][v] = flip ? Wt[((size_t)i * pl->K + o) * 9 + (2 - u) * 3 + (2 - v)]
+                         : Wt[((size_t)o * pl->C + i) * 9 + u * 3 + v];
+      for (int v = 0; v < 3; v++) { /* G g */
+        t[0][v] = g[0][v];
+        t[1][v] = 0.5f * (g[0][v] + g[1][v] + g[2][v]);
+        t[2][v] = 0.5f * (g[0][v] - g[1][v] + g[2][v]);
+        t[3][v] = g[2][v];
+      }
+      float *dst = U + ((size_t)(o / vl) * pl->C + i) * vl + o % vl;
+      size_t es = (size_t)pl->C * pl->Ks;
+      for (int a = 0; a < 4; a++) { /* (G g) G^T */
+        dst[(a * 4 + 0) * es] = t[a][0];
+        dst[(a * 4 + 1) * es] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
+        dst[(a * 4 + 2) * es] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
+        dst[(a * 4 + 3) * es] = t[a][2];
+      }
+    }
+}
+
+/* dW (K, C, 3, 3) = G^T dU G, dU (16, C, Ks) summed over the parts in part order. */
+static void reduce_weight_grad(const WinoPlan *pl, float *const *du, int parts, float *dW) {
+  size_t es = (size_t)pl->C * pl->Ks;
+  for (int o = 0; o < pl->K; o++)
+    for (int i = 0; i < pl->C; i++) {
+      float m[4][4], t[3][4];
+      for (int e = 0; e < 16; e++) {
+        float s = 0.0f;
+        for (int p = 0; p < parts; p++) s += du[p][e * es + (size_t)i * pl->Ks + o];
+        m[e / 4][e % 4] = s;
+      }
+      for (int b = 0; b < 4; b++) { /* G^T dU */
+        t[0][b] = m[0][b] + 0.5f * (m[1][b] + m[2][b]);
+        t[1][b] = 0.5f * (m[1][b] - m[2][b]);
+        t[2][b] = 0.5f * (m[1][b] + m[2][b]) + m[3][b];
+      }
+      float *dst = dW + ((size_t)o * pl->C + i) * 9;
+      for (int a = 0; a < 3; a++) { /* (G^T dU) G */
+        dst[a * 3 + 0] = t[a][0] + 0.5f * (t[a][1] + t[a][2]);
+        dst[a * 3 + 1] = 0.5f * (t[a][1] - t[a][2]);
+        dst[a * 3 + 2] = 0.5f * (t[a][1] + t[a][2]) + t[a][3];
+      }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the vector code, once per instruction set */
+
+/* One call split over a team: part p's buffers at parts + p * part_floats. */
+typedef struct {
+  const WinoPlan *pl;
+  const float *x, *U, *bias, *dy;
+  float *y, *parts;
+  size_t part_floats;
+  int B;
+  gboolean want_db;
+} WinoCall;
+
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define ISA(name) name##_avx512
+#define VL 16
+#define VEC __m512
+#define RMAX1 24 /* tiles per block with one output vector: 24 accumulators */
+#define RMAX2 12 /* with two */
+#define BLOCKS_1(M)                                                                         \
+  M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15) M(16)  \
+  M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
+#define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+static inline __mmask16 lanes_mask(int n) { return (__mmask16)prunus_lanes_mask(n); }
+static inline VEC vzero(void) { return _mm512_setzero_ps(); }
+static inline VEC vld(const float *p) { return _mm512_loadu_ps(p); }
+static inline void vst(float *p, VEC v) { _mm512_storeu_ps(p, v); }
+static inline VEC vld_n(const float *p, int n) {
+  return n >= VL ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes_mask(n), p);
+}
+static inline void vst_n(float *p, VEC v, int n) {
+  if (n >= VL)
+    _mm512_storeu_ps(p, v);
+  else
+    _mm512_mask_storeu_ps(p, lanes_mask(n), v);
+}
+static inline VEC vset1(float a) { return _mm512_set1_ps(a); }
+static inline VEC vadd(VEC a, VEC b) { return _mm512_add_ps(a, b); }
+static inline VEC vsub(VEC a, VEC b) { return _mm512_sub_ps(a, b); }
+static inline VEC vfma(VEC a, VEC b, VEC c) { return _mm512_fmadd_ps(a, b, c); }
+static inline float vsum(VEC a) { return _mm512_reduce_add_ps(a); }
+/* r[i][j] -> r[j][i] for a 16x16 block */
+static inline void vtranspose(VEC r[16]) {
+  VEC t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) { /* u[i + q], lane L: column 4L + q of rows i .. i+3 */
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (int q = 0; q < 4; q++) {
+    VEC v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88), v1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
+    VEC w0 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88), w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
+    t[q] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+    t[8 + q] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+    t[4 + q] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    t[12 + q] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+  }
+  for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+#include "conv_wino-impl.h"
+#undef ISA
+#undef VL
+#undef VEC
+#undef RMAX1
+#undef RMAX2
+#undef BLOCKS_1
+#undef BLOCKS_2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define ISA(name) name##_avx2
+#define VL 8
+#define VEC __m256
+#define RMAX1 12 /* 16 registers: 12 accumulators, a weight vector, a broadcast */
+#define RMAX2 6
+#define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+#define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6)
+/* maskload/maskstore take the lanes to touch as the sign bits of a vector */
+static inline __m256i lanes_mask256(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline VEC vzero_avx2(void) { return _mm256_setzero_ps(); }
+static inline VEC vld_avx2(const float *p) { return _mm256_loadu_ps(p); }
+static inline void vst_avx2(float *p, VEC v) { _mm256_storeu_ps(p, v); }
+static inline VEC vld_n_avx2(const float *p, int n) {
+  return n >= VL ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, lanes_mask256(n));
+}
+static inline void vst_n_avx2(float *p, VEC v, int n) {
+  if (n >= VL)
+    _mm256_storeu_ps(p, v);
+  else
+    _mm256_maskstore_ps(p, lanes_mask256(n), v);
+}
+static inline VEC vset1_avx2(float a) { return _mm256_set1_ps(a); }
+static inline VEC vadd_avx2(VEC a, VEC b) { return _mm256_add_ps(a, b); }
+static inline VEC vsub_avx2(VEC a, VEC b) { return _mm256_sub_ps(a, b); }
+static inline VEC vfma_avx2(VEC a, VEC b, VEC c) { return _mm256_fmadd_ps(a, b, c); }
+static inline float vsum_avx2(VEC a) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+/* r[i][j] -> r[j][i] for an 8x8 block */
+static inline void vtranspose_avx2(VEC r[8]) {
+  VEC t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) { /* u[i + q], lane L: column 4L + q of rows i .. i+3 */
+    u[i] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[i]), _mm256_castps_pd(t[i + 2])));
+    u[i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[i]), _mm256_castps_pd(t[i + 2])));
+    u[i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[i + 1]), _mm256_castps_pd(t[i + 3])));
+    u[i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[i + 1]), _mm256_castps_pd(t[i + 3])));
+  }
+  for (int q = 0; q < 4; q++) {
+    r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
+    r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
+  }
+}
+#define vzero vzero_avx2
+#define vld vld_avx2
+#define vst vst_avx2
+#define vld_n vld_n_avx2
+#define vst_n vst_n_avx2
+#define vset1 vset1_avx2
+#define vadd vadd_avx2
+#define vsub vsub_avx2
+#define vfma vfma_avx2
+#define vsum vsum_avx2
+#define vtranspose vtranspose_avx2
+#include "conv_wino-impl.h"
+#pragma GCC pop_options
+
+/* ------------------------------------------------------------------------ */
+/* run-time choice */
+
+static PrunusConvIsa isa_limit = PRUNUS_CONV_ISA_AVX512;
+
+static PrunusConvIsa cpu_isa(void) {
+  static int isa = -1;
+  if (isa < 0) {
+    __builtin_cpu_init();
+    isa = __builtin_cpu_supports("avx512f")                                   ? PRUNUS_CONV_ISA_AVX512
+          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? PRUNUS_CONV_ISA_AVX2
+                                                                            : PRUNUS_CONV_ISA_NONE;
+  }
+  return (PrunusConvIsa)isa;
+}
+
+PrunusConvIsa prunus_conv_wino_isa(void) {
+  if (prunus_gemm_reference_forced()) return PRUNUS_CONV_ISA_NONE;
+  return MIN(cpu_isa(), isa_limit);
+}
+
+void prunus_conv_wino_limit_isa(PrunusConvIsa limit) { isa_limit = limit; }
+
+const char *prunus_conv_isa_name(PrunusConvIsa isa) {
+  return isa == PRUNUS_CONV_ISA_AVX512 ? "avx512" : isa == PRUNUS_CONV_ISA_AVX2 ? "avx2" : "none";
+}
+
+bool prunus_conv_wino_covers(const PrunusConvGeom *g) {
+  return g->k == 3 && g->s == 1 && g->p <= 2 && prunus_conv_wino_isa() != PRUNUS_CONV_ISA_NONE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* calls */
+
+/* A forward-shaped run (the forward, or the input gradient) of plan pl with weights U
+ * already transformed in scratch. */
+static void run_forward(const WinoPlan *pl, PrunusConvIsa isa, const float *x, const float *bias,
+                        float *y, float *scratch, size_t shared, size_t part, int B,
+                        PrunusTeam *team) {
+  WinoCall c = {.pl = pl, .x = x, .U = scratch, .bias = bias, .y = y,
+                .parts = scratch + shared, .part_floats = part, .B = B};
+  prunus_team_run(team, isa == PRUNUS_CONV_ISA_AVX512 ? forward_part_avx512 : forward_part_avx2,
+                  &c);
+}
+
+void prunus_conv_wino_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                              const float *bias, float *y, float *scratch, int B,
+                              PrunusTeam *team) {
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  g_assert(prunus_conv_wino_covers(g));
+  int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
+  WinoPlan pl = forward_plan(g, vl);
+  transform_weights(&pl, Wt, FALSE, vl, scratch);
+  run_forward(&pl, isa, x, bias, y, scratch, shared_floats(g, vl), part_floats(g, vl), B, team);
+}
+
+void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                               const float *dy, float *dW, float *db, float *dx,
+                               float *scratch, int B, PrunusTeam *team) {
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  g_assert(prunus_conv_wino_covers(g));
+  int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
+  size_t shared = shared_floats(g, vl), part = part_floats(g, vl);
+  WinoPlan pl = forward_plan(g, vl);
+  WinoCall c = {.pl = &pl, .x = x, .dy = dy, .parts = scratch + shared, .part_floats = part,
+                .B = B, .want_db = db != NULL};
+  prunus_team_run(team,
+                  isa == PRUNUS_CONV_ISA_AVX512 ? weight_grad_part_avx512 : weight_grad_part_avx2,
+                  &c);
+  int parts = prunus_team_threads(team);
+  float *du[PRUNUS_TEAM_MAX_THREADS];
+  for (int p = 0; p < parts; p++) du[p] = wino_bufs(&pl, c.parts + (size_t)p * part).du;
+  reduce_weight_grad(&pl, du, parts, dW);
+  if (db) {
+    memset(db, 0, sizeof(float) * g->cout);
+    for (int p = 0; p < parts; p++) {
+      const float *src = wino_bufs(&pl, c.parts + (size_t)p * part).db;
+      for (int o = 0; o < g->cout; o++) db[o] += src[o];
+    }
+  }
+  if (dx) {
+    WinoPlan dp = input_grad_plan(g, vl);
+    transform_weights(&dp, Wt, TRUE, vl, scratch);
+    run_forward(&dp, isa, dy, NULL, dx, scratch, shared, part, B, team);
+  }
+}
