@@ -31,11 +31,11 @@ static const LayerType layer_types[] = {
 /* ------------------------------------------------------------------------ */
 /* the FMA peak: independent multiply-adds in registers, no loads */
 
-#define PEAK_ACC 12   /* independent accumulators: more than latency x FMA units */
+#define PEAK_ACC 12 /* independent accumulators: more than latency x FMA units */
 #define PEAK_ITERS 5000000L
 
 typedef struct {
-  int width;       /* 512 or 256 bits */
+  int width; /* 512 or 256 bits */
   double gflops[PRUNUS_TEAM_MAX_THREADS];
 } PeakCall;
 
@@ -119,9 +119,12 @@ static const char *path_name(Path p) {
 
 static size_t path_scratch(const PrunusConvGeom *g, int parts) {
   switch (path_of(g)) {
-  case PATH_DIRECT: return prunus_conv_direct_scratch(g, parts);
-  case PATH_WINO: return prunus_conv_wino_scratch(g, parts);
-  default: return prunus_conv_gemm_scratch(g, parts);
+  case PATH_DIRECT:
+    return prunus_conv_direct_scratch(g, parts);
+  case PATH_WINO:
+    return prunus_conv_wino_scratch(g, parts);
+  default:
+    return prunus_conv_gemm_scratch(g, parts);
   }
 }
 
@@ -146,8 +149,7 @@ static void run_backward(Bench *b) {
                                 b->team);
     break;
   case PATH_WINO:
-    prunus_conv_wino_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B,
-                              b->team);
+    prunus_conv_wino_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B, b->team);
     break;
   default:
     prunus_conv_gemm_backward(&b->g, b->x, b->W, b->dy, b->dW, b->db, dx, b->scratch, b->B,
@@ -195,15 +197,16 @@ int main(int argc, char **argv) {
   gboolean peak_only = FALSE;
   gchar *only = NULL;
   GOptionEntry entries[] = {
-      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads of the layer's team (default 1)", "N"},
-      {"reps", 0, 0, G_OPTION_ARG_INT, &reps, "timed rounds per pass (the best counts; default 5)", "N"},
+      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads of the layer's team (default 1)",
+       "N"},
+      {"reps", 0, 0, G_OPTION_ARG_INT, &reps, "timed rounds per pass (the best counts; default 5)",
+       "N"},
       {"iters", 0, 0, G_OPTION_ARG_INT, &iters, "calls per round (default 20)", "N"},
       {"batch", 0, 0, G_OPTION_ARG_INT, &batch, "images per call (default 128)", "N"},
       {"only", 0, 0, G_OPTION_ARG_STRING, &only, "comma-separated layer names (default all)", "L"},
       {"peak-only", 0, 0, G_OPTION_ARG_NONE, &peak_only, "measure only the FMA peak", NULL},
       {"cpu-clock", 0, 0, G_OPTION_ARG_NONE, &cpu_clock,
-       "time layers by the process's CPU time (1 thread on a busy machine), not wall time",
-       NULL},
+       "time layers by the process's CPU time (1 thread on a busy machine), not wall time", NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL}};
   GOptionContext *ctx = g_option_context_new("- prunus conv kernels on ResNet-20's layers");
   g_option_context_add_main_entries(ctx, entries, NULL);
@@ -231,9 +234,10 @@ int main(int argc, char **argv) {
   __builtin_cpu_init();
   gboolean has512 = __builtin_cpu_supports("avx512f");
   double peak512 = has512 ? fma_peak(team, 512) : 0.0, peak256 = fma_peak(team, 256);
-  printf("{\"bench\":\"conv_layers\",\"threads\":%d,\"batch\":%d,\"avx512\":%s,"
-         "\"fma_peak_gflops\":{\"avx512\":%.2f,\"avx2\":%.2f}",
-         threads, batch, prunus_avx512_in_use() ? "true" : "false", peak512, peak256);
+  printf(
+      "{\"bench\":\"conv_layers\",\"threads\":%d,\"batch\":%d,\"avx512\":%s,"
+      "\"fma_peak_gflops\":{\"avx512\":%.2f,\"avx2\":%.2f}",
+      threads, batch, prunus_avx512_in_use() ? "true" : "false", peak512, peak256);
   if (peak_only) {
     printf("}\n");
     prunus_team_free(team);
@@ -248,9 +252,18 @@ int main(int argc, char **argv) {
     const LayerType *lt = &layer_types[t];
     if (names && !g_strv_contains((const gchar *const *)names, lt->name)) continue;
     int ho = (lt->side + 2 * lt->p - lt->k) / lt->s + 1;
-    Bench b = {.g = {.C = lt->cin, .H = lt->side, .W = lt->side, .k = lt->k, .s = lt->s,
-                     .p = lt->p, .cout = lt->cout, .Ho = ho, .Wo = ho},
-               .B = batch, .team = team, .need_dx = strcmp(lt->name, "stem") != 0};
+    Bench b = {.g = {.C = lt->cin,
+                     .H = lt->side,
+                     .W = lt->side,
+                     .k = lt->k,
+                     .s = lt->s,
+                     .p = lt->p,
+                     .cout = lt->cout,
+                     .Ho = ho,
+                     .Wo = ho},
+               .B = batch,
+               .team = team,
+               .need_dx = strcmp(lt->name, "stem") != 0};
     size_t nx = (size_t)batch * lt->cin * lt->side * lt->side;
     size_t ny = (size_t)batch * lt->cout * ho * ho, nw = (size_t)lt->cout * lt->cin * lt->k * lt->k;
     size_t ns = path_scratch(&b.g, threads);
@@ -263,10 +276,11 @@ int main(int argc, char **argv) {
     double bwd = best_us(&b, run_backward, reps, iters);
     double bwd_w = b.need_dx ? best_us(&b, run_backward_weights, reps, iters) : bwd;
     double macs = (double)batch * ho * ho * lt->cout * lt->cin * lt->k * lt->k;
-    printf("%s{\"name\":\"%s\",\"count\":%d,\"path\":\"%s\",\"fwd_us\":%.1f,\"bwd_us\":%.1f,\"bwd_w_us\":%.1f,"
-           "\"fwd_flops\":%.0f,\"bwd_flops\":%.0f}",
-           first ? "" : ",", lt->name, lt->count, path_name(path_of(&b.g)), fwd, bwd, bwd_w,
-           2 * macs, (b.need_dx ? 4 : 2) * macs);
+    printf(
+        "%s{\"name\":\"%s\",\"count\":%d,\"path\":\"%s\",\"fwd_us\":%.1f,\"bwd_us\":%.1f,\"bwd_w_us\":%.1f,"
+        "\"fwd_flops\":%.0f,\"bwd_flops\":%.0f}",
+        first ? "" : ",", lt->name, lt->count, path_name(path_of(&b.g)), fwd, bwd, bwd_w, 2 * macs,
+        (b.need_dx ? 4 : 2) * macs);
     first = FALSE;
     g_free(b.x), g_free(b.dy), g_free(b.W), g_free(b.bias), g_free(b.db), g_free(b.y);
     g_free(b.dx), g_free(b.dW), g_aligned_free(b.scratch);

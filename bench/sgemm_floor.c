@@ -13,9 +13,9 @@
 static const int widths[N_DENSE + 1] = {784, 300, 100, 10};
 
 typedef struct {
-  float *params, *grads;   /* slabs laid out as prunus's model: W then b per layer */
-  float *W[N_DENSE];       /* (out, in) views into params */
-  float *dW[N_DENSE];      /* (out, in) views into grads */
+  float *params, *grads;    /* slabs laid out as prunus's model: W then b per layer */
+  float *W[N_DENSE];        /* (out, in) views into params */
+  float *dW[N_DENSE];       /* (out, in) views into grads */
   float *act[N_DENSE + 1];  /* (B, widths[i]); act[0] is the input batch */
   float *dact[N_DENSE + 1]; /* (B, widths[i]); dact[N_DENSE] is dlogits */
 } Floor;
@@ -63,9 +63,8 @@ static void floor_clear(Floor *f) {
  * layer i (1, 2). */
 #define N_CALLS 8
 static const char *const call_names[N_CALLS] = {
-    "fwd 1 (B,300,784) NT", "fwd 2 (B,100,300) NT", "fwd 3 (B,10,100) NT",
-    "dW 1 (300,784,B) TN",  "dW 2 (100,300,B) TN",  "dW 3 (10,100,B) TN",
-    "dx 2 (B,300,100) NN",  "dx 3 (B,100,10) NN"};
+    "fwd 1 (B,300,784) NT", "fwd 2 (B,100,300) NT", "fwd 3 (B,10,100) NT", "dW 1 (300,784,B) TN",
+    "dW 2 (100,300,B) TN",  "dW 3 (10,100,B) TN",   "dx 2 (B,300,100) NN", "dx 3 (B,100,10) NN"};
 static bool clock_calls = false;
 static PrunusTeam *team = NULL; /* --team: products split by prunus_sgemm_team */
 static double call_us[N_CALLS];
@@ -82,20 +81,20 @@ static void floor_step(Floor *f, int nb) {
   for (int i = 0; i < N_DENSE; i++) {
     int in = widths[i], out = widths[i + 1];
     gint64 t0 = tick();
-    prunus_sgemm_team(team, false, true, nb, out, in, 1.0f, f->act[i], in, f->W[i], in, 1.0f, f->act[i + 1],
-                 out);
+    prunus_sgemm_team(team, false, true, nb, out, in, 1.0f, f->act[i], in, f->W[i], in, 1.0f,
+                      f->act[i + 1], out);
     tock(i, t0);
   }
   for (int i = N_DENSE - 1; i >= 0; i--) {
     int in = widths[i], out = widths[i + 1];
     gint64 t0 = tick();
-    prunus_sgemm_team(team, true, false, out, in, nb, 1.0f, f->dact[i + 1], out, f->act[i], in, 1.0f,
-                 f->dW[i], in);
+    prunus_sgemm_team(team, true, false, out, in, nb, 1.0f, f->dact[i + 1], out, f->act[i], in,
+                      1.0f, f->dW[i], in);
     tock(N_DENSE + i, t0);
     if (i > 0) {
       t0 = tick();
-      prunus_sgemm_team(team, false, false, nb, in, out, 1.0f, f->dact[i + 1], out, f->W[i], in, 0.0f,
-                   f->dact[i], in);
+      prunus_sgemm_team(team, false, false, nb, in, out, 1.0f, f->dact[i + 1], out, f->W[i], in,
+                        0.0f, f->dact[i], in);
       tock(2 * N_DENSE + i - 1, t0);
     }
   }
@@ -125,8 +124,7 @@ int main(int argc, char **argv) {
       {"calls", 0, 0, G_OPTION_ARG_NONE, &clock_calls,
        "also print microseconds per step of each call (to stderr)", NULL},
       {"team", 0, 0, G_OPTION_ARG_NONE, &use_team,
-       "split each product over a prunus team (OpenBLAS one thread), as prunus train does",
-       NULL},
+       "split each product over a prunus team (OpenBLAS one thread), as prunus train does", NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL}};
   GOptionContext *ctx = g_option_context_new("- LeNet-300-100 sgemm-only throughput floor");
   g_option_context_add_main_entries(ctx, entries, NULL);
@@ -160,11 +158,12 @@ int main(int argc, char **argv) {
   double flops_per_sample = 0.0;
   for (int i = 0; i < N_DENSE; i++)
     flops_per_sample += 2.0 * widths[i] * widths[i + 1] * (i > 0 ? 3 : 2);
-  printf("{\"bench\":\"sgemm_floor\",\"model\":\"lenet300\",\"threads\":%d,\"batch\":%d,"
-         "\"samples\":%d,\"epochs\":%d,\"seconds\":%.6f,\"samples_per_second\":%.1f,"
-         "\"gflops\":%.3f}\n",
-         team ? prunus_team_threads(team) : prunus_get_threads(), batch, n, epochs, median, n / median,
-         flops_per_sample * n / median / 1e9);
+  printf(
+      "{\"bench\":\"sgemm_floor\",\"model\":\"lenet300\",\"threads\":%d,\"batch\":%d,"
+      "\"samples\":%d,\"epochs\":%d,\"seconds\":%.6f,\"samples_per_second\":%.1f,"
+      "\"gflops\":%.3f}\n",
+      team ? prunus_team_threads(team) : prunus_get_threads(), batch, n, epochs, median, n / median,
+      flops_per_sample * n / median / 1e9);
   if (clock_calls) {
     int steps = (n + batch - 1) / batch;
     for (int c = 0; c < N_CALLS; c++)

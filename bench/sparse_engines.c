@@ -43,7 +43,8 @@ static PrunusModel *magnitude_pruned(const PrunusModel *m, double amount) {
     size_t cut = (size_t)(amount * (double)l->w_len);
     if (cut >= l->w_len) cut = l->w_len - 1;
     float thr = fabsf(sorted[cut]);
-    for (size_t j = 0; j < l->w_len; j++) c->mask[l->w_off + j] = amount > 0 && fabsf(w[j]) < thr ? 0.0f : 1.0f;
+    for (size_t j = 0; j < l->w_len; j++)
+      c->mask[l->w_off + j] = amount > 0 && fabsf(w[j]) < thr ? 0.0f : 1.0f;
     g_free(sorted);
   }
   prunus_model_apply_mask(c);
@@ -64,7 +65,9 @@ static PrunusModel *neuron_pruned(const PrunusModel *m, double keep) {
     float *norms = g_new(float, units), *sorted = g_new(float, units);
     for (int u = 0; u < units; u++) {
       double s = 0;
-      for (int k = 0; k < fan; k++) s += (double)c->params[l->w_off + (size_t)u * fan + k] * c->params[l->w_off + (size_t)u * fan + k];
+      for (int k = 0; k < fan; k++)
+        s += (double)c->params[l->w_off + (size_t)u * fan + k] *
+             c->params[l->w_off + (size_t)u * fan + k];
       norms[u] = sorted[u] = (float)sqrt(s);
     }
     qsort(sorted, units, sizeof(float), compare_abs);
@@ -93,7 +96,8 @@ static double measure(const PrunusModel *m, PrunusEngineKind kind, int B, int th
   prunus_json_object_set(r, "batch", prunus_json_new_number(B));
   prunus_json_object_set(r, "threads", prunus_json_new_number(threads));
   prunus_json_object_set(r, "latency_us", prunus_json_new_number(us));
-  prunus_json_object_set(r, "weight_bytes", prunus_json_new_number((double)prunus_engine_weight_bytes(e)));
+  prunus_json_object_set(r, "weight_bytes",
+                         prunus_json_new_number((double)prunus_engine_weight_bytes(e)));
   prunus_json_object_set(r, "flops", prunus_json_new_number((double)prunus_engine_flops(e)));
   char *pad = prunus_engine_padding_text(e);
   if (pad) prunus_json_object_set(r, "padding", prunus_json_new_string(pad));
@@ -166,7 +170,8 @@ int main(int argc, char **argv) {
   }
   /* neuron pruning: 30% of the hidden neurons kept */
   PrunusModel *np = neuron_pruned(m, 0.3);
-  double np_sparsity = 1.0 - (double)prunus_model_flops(np, TRUE) / (double)prunus_model_flops(np, FALSE);
+  double np_sparsity =
+      1.0 - (double)prunus_model_flops(np, TRUE) / (double)prunus_model_flops(np, FALSE);
   for (int threads = 1; threads <= 2; threads++) {
     prunus_set_threads(threads);
     for (size_t b = 0; b < G_N_ELEMENTS(batches); b++) {
@@ -175,14 +180,17 @@ int main(int argc, char **argv) {
     }
   }
   PrunusJson *neurons = prunus_json_new_object();
-  prunus_json_object_set(neurons, "dense_flops", prunus_json_new_number((double)prunus_model_flops(np, FALSE)));
-  prunus_json_object_set(neurons, "shrunk_flops", prunus_json_new_number((double)prunus_model_flops(np, TRUE)));
+  prunus_json_object_set(neurons, "dense_flops",
+                         prunus_json_new_number((double)prunus_model_flops(np, FALSE)));
+  prunus_json_object_set(neurons, "shrunk_flops",
+                         prunus_json_new_number((double)prunus_model_flops(np, TRUE)));
   prunus_model_free(np);
 
   PrunusJson *root = prunus_json_new_object();
   prunus_json_object_set(root, "checkpoint", prunus_json_new_string(argv[1]));
   prunus_json_object_set(root, "seconds_per_measurement", prunus_json_new_number(budget));
-  prunus_json_object_set(root, "kernels", prunus_json_new_string(prunus_csr_level_name(prunus_csr_level())));
+  prunus_json_object_set(root, "kernels",
+                         prunus_json_new_string(prunus_csr_level_name(prunus_csr_level())));
   prunus_json_object_set(root, "rows", rows);
   prunus_json_object_set(root, "files", files);
   prunus_json_object_set(root, "neurons30", neurons);

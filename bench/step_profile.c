@@ -26,7 +26,7 @@ static double now_us(void) {
   return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
 }
 
-static double sgemm_us;  /* time inside cblas_sgemm since the last reset */
+static double sgemm_us; /* time inside cblas_sgemm since the last reset */
 static long sgemm_calls;
 
 void __real_cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
@@ -57,8 +57,8 @@ void __wrap_cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE
 
 typedef struct {
   char name[48];
-  double us;       /* wall time in the phase */
-  double sgemm;    /* of which inside cblas_sgemm */
+  double us;    /* wall time in the phase */
+  double sgemm; /* of which inside cblas_sgemm */
 } Phase;
 
 typedef struct {
@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
   GOptionEntry entries[] = {
       {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config, "config (default configs/lenet300.cfg)",
        "CFG"},
-      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "BLAS threads (default 1)", "N"},
+      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "Training threads (default 1)", "N"},
       {"epochs", 'e', 0, G_OPTION_ARG_INT, &epochs, "epochs; the last one is profiled (default 2)",
        "E"},
       {"ftz", 0, 0, G_OPTION_ARG_NONE, &ftz, "flush subnormals to zero (MXCSR FTZ+DAZ)", NULL},
@@ -122,8 +122,8 @@ int main(int argc, char **argv) {
     _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
   }
 
-  PrunusJobOptions o = {.config_path = config ? config : "configs/lenet300.cfg",
-                        .threads = threads, .quiet = TRUE};
+  PrunusJobOptions o = {
+      .config_path = config ? config : "configs/lenet300.cfg", .threads = threads, .quiet = TRUE};
   PrunusJob job;
   PrunusData data = {0};
   if (!prunus_job_open(&job, &o, &error) || !prunus_data_load(&job.rc, &data, &error)) {
@@ -140,13 +140,13 @@ int main(int argc, char **argv) {
    * and the loss over a team (the per-layer update and the fill are not split here),
    * and each update zeroes the gradients it used so that the next backward adds onto
    * them */
-  PrunusTrainSetup setup = prunus_train_begin(m);
+  PrunusTrainSetup setup = prunus_train_begin(m, threads);
   PrunusTeam *team = setup.team;
   const PrunusDataset *train = data.train;
   int B = MIN(tc->batch, train->n), K = prunus_model_n_classes(m);
   int steps = (train->n + B - 1) / B;
   uint8_t *y = g_new(uint8_t, B);
-  float *dlogits = g_new(float, (size_t)B * K);
+  float *dlogits = g_new(float, (size_t)B *K);
   int *order = g_new(int, train->n);
   for (int i = 0; i < train->n; i++) order[i] = i;
   PrunusRng rng;
@@ -208,8 +208,8 @@ int main(int argc, char **argv) {
         const PrunusLayer *l = &m->layers[i];
         float *dx = i > first ? m->dacts[i] : NULL;
         phase_begin(&pr);
-        l->ops->backward(l, m->params, m->grads, m->acts[i], m->acts[i + 1], dy, dx,
-                         m->scratch[i], nb);
+        l->ops->backward(l, m->params, m->grads, m->acts[i], m->acts[i + 1], dy, dx, m->scratch[i],
+                         nb);
         phase_end(&pr, id_bwd[i]);
         if (l->ops->has_params) {
           phase_begin(&pr);
@@ -225,11 +225,12 @@ int main(int argc, char **argv) {
 
   double total = 0.0, total_sgemm = 0.0;
   for (int i = 0; i < pr.n; i++) total += pr.p[i].us, total_sgemm += pr.p[i].sgemm;
-  printf("step_profile: %s, batch %d, %d thread(s)%s, last of %d epochs: %.0f samples/s, "
-         "%.1f us/step (%.1f us/step inside cblas_sgemm = %.1f%%, %ld calls)\n",
-         o.config_path, B, prunus_team_threads(team), ftz ? ", FTZ+DAZ" : "", epochs,
-         train->n / (epoch_us / 1e6), epoch_us / steps, total_sgemm / steps,
-         100.0 * total_sgemm / total, sgemm_calls);
+  printf(
+      "step_profile: %s, batch %d, %d thread(s)%s, last of %d epochs: %.0f samples/s, "
+      "%.1f us/step (%.1f us/step inside cblas_sgemm = %.1f%%, %ld calls)\n",
+      o.config_path, B, prunus_team_threads(team), ftz ? ", FTZ+DAZ" : "", epochs,
+      train->n / (epoch_us / 1e6), epoch_us / steps, total_sgemm / steps,
+      100.0 * total_sgemm / total, sgemm_calls);
   printf("%-26s %10s %7s %12s\n", "phase", "us/step", "share", "sgemm us");
   for (int i = 0; i < pr.n; i++) {
     if (pr.p[i].us / steps < 0.05) continue;
@@ -245,11 +246,11 @@ int main(int argc, char **argv) {
     sub_dact += subnormal_share(m->dacts[i], n) * n;
     act_n += n;
   }
-  printf("subnormal share after training: params %.2e, grads %.2e, momentum %.2e, "
-         "activations %.2e, activation grads %.2e\n",
-         subnormal_share(m->params, m->n_params), subnormal_share(m->grads, m->n_params),
-         subnormal_share(m->opt_m, m->n_params), sub_act / fmax(act_n, 1),
-         sub_dact / fmax(act_n, 1));
+  printf(
+      "subnormal share after training: params %.2e, grads %.2e, momentum %.2e, "
+      "activations %.2e, activation grads %.2e\n",
+      subnormal_share(m->params, m->n_params), subnormal_share(m->grads, m->n_params),
+      subnormal_share(m->opt_m, m->n_params), sub_act / fmax(act_n, 1), sub_dact / fmax(act_n, 1));
 
   g_free(order);
   g_free(dlogits);

@@ -22,15 +22,20 @@ static char *opt_only = NULL;
 static char *opt_cache = NULL;
 
 static const GOptionEntry job_entries[] = {
-    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Run folder (default runs/NAME)", "RUN_DIR"},
-    {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &opt_set, "Override a config key (repeatable)", "KEY=VALUE"},
-    {"threads", 't', 0, G_OPTION_ARG_INT, &opt_threads, "Threads: training splits its work over N, other commands give them to OpenBLAS (default: OpenBLAS's)", "N"},
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Run folder (default runs/NAME)",
+     "RUN_DIR"},
+    {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &opt_set, "Override a config key (repeatable)",
+     "KEY=VALUE"},
+    {"threads", 't', 0, G_OPTION_ARG_INT, &opt_threads,
+     "Threads: training splits its work over N (OpenBLAS at 1 meanwhile); evaluation and the rest give N to OpenBLAS (default: OpenBLAS's count)",
+     "N"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "Print only the result line", NULL},
     {NULL}};
 
 static const GOptionEntry run_entries[] = {
     {"only", 0, 0, G_OPTION_ARG_STRING, &opt_only, "Run only the experiment of this name", "NAME"},
-    {"cache", 0, 0, G_OPTION_ARG_FILENAME, &opt_cache, "Pretraining cache folder (default RUN_DIR/cache)", "DIR"},
+    {"cache", 0, 0, G_OPTION_ARG_FILENAME, &opt_cache,
+     "Pretraining cache folder (default RUN_DIR/cache)", "DIR"},
     {NULL}};
 
 static int fail(GError *error) {
@@ -41,8 +46,8 @@ static int fail(GError *error) {
 
 /* Parse argv with the job options; expects n_positional positional args after
  * the command name. Returns FALSE after printing a usage error. */
-static gboolean parse_job_args(const char *cmd, const char *positional, int n_positional,
-                               int *argc, char ***argv) {
+static gboolean parse_job_args(const char *cmd, const char *positional, int n_positional, int *argc,
+                               char ***argv) {
   char *param = g_strdup_printf("%s %s", cmd, positional);
   GOptionContext *ctx = g_option_context_new(param);
   g_free(param);
@@ -101,8 +106,9 @@ static int cmd_run(int argc, char **argv) {
 
 static int cmd_plugins(int argc, char **argv) {
   if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-    printf("Usage: prunus plugins [CONFIG]\n  List every plugin on the search path (the config's "
-           "plugin_path first, then $PRUNUS_PLUGIN_PATH, the install folder, the build tree).\n");
+    printf(
+        "Usage: prunus plugins [CONFIG]\n  List every plugin on the search path (the config's "
+        "plugin_path first, then $PRUNUS_PLUGIN_PATH, the install folder, the build tree).\n");
     return 0;
   }
   const char *config = argc >= 3 ? argv[2] : NULL;
@@ -118,8 +124,9 @@ static int cmd_plugins(int argc, char **argv) {
 
 static int cmd_report(int argc, char **argv) {
   if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
-    printf("Usage: prunus report RUN_DIR\n  Rebuild summary.md, summary.csv, plots/ and report.html "
-           "of a run folder written by `prunus run` (finished or interrupted), without training.\n");
+    printf(
+        "Usage: prunus report RUN_DIR\n  Rebuild summary.md, summary.csv, plots/ and report.html "
+        "of a run folder written by `prunus run` (finished or interrupted), without training.\n");
     return 0;
   }
   if (argc != 3 || argv[2][0] == '-') {
@@ -137,8 +144,10 @@ static int cmd_bench(int argc, char **argv) {
   int threads = 1;
   double seconds = 0.0;
   const GOptionEntry entries[] = {
-      {"batch", 'b', 0, G_OPTION_ARG_STRING, &batch_text, "Batch sizes (default 1,32,256)", "B1,B2,..."},
-      {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "Threads: sparse kernels and OpenBLAS (1 or 2)", "N"},
+      {"batch", 'b', 0, G_OPTION_ARG_STRING, &batch_text, "Batch sizes (default 1,32,256)",
+       "B1,B2,..."},
+      {"threads", 't', 0, G_OPTION_ARG_INT, &threads,
+       "Threads: sparse kernels and OpenBLAS (1 or 2)", "N"},
       {"seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "Time per measurement (default 0.3)", "S"},
       {"json", 0, 0, G_OPTION_ARG_FILENAME, &json_path, "Also write the results as JSON", "FILE"},
       {NULL}};
@@ -171,8 +180,11 @@ static int cmd_bench(int argc, char **argv) {
     }
     g_strfreev(parts);
   }
-  PrunusBenchOptions o = {.batches = (const int *)batches->data, .n_batches = (int)batches->len,
-                          .threads = threads, .seconds = seconds, .json_path = json_path};
+  PrunusBenchOptions o = {.batches = (const int *)batches->data,
+                          .n_batches = (int)batches->len,
+                          .threads = threads,
+                          .seconds = seconds,
+                          .json_path = json_path};
   rc = prunus_job_bench(argv[2], &o, &error) ? 0 : fail(error);
 out:
   g_array_free(batches, TRUE);
@@ -185,10 +197,11 @@ out:
 /* `prunus export CHECKPOINT [CONFIG] --format c|safetensors -o OUT` */
 static int cmd_export(int argc, char **argv) {
   char *format = NULL, *out_path = NULL;
-  const GOptionEntry entries[] = {
-      {"format", 'f', 0, G_OPTION_ARG_STRING, &format, "c (a folder with a .c and .h) or safetensors", "FORMAT"},
-      {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out_path, "Output folder (c) or file (safetensors)", "OUT"},
-      {NULL}};
+  const GOptionEntry entries[] = {{"format", 'f', 0, G_OPTION_ARG_STRING, &format,
+                                   "c (a folder with a .c and .h) or safetensors", "FORMAT"},
+                                  {"output", 'o', 0, G_OPTION_ARG_FILENAME, &out_path,
+                                   "Output folder (c) or file (safetensors)", "OUT"},
+                                  {NULL}};
   GOptionContext *ctx = g_option_context_new("export CHECKPOINT [CONFIG]");
   g_option_context_add_main_entries(ctx, entries, NULL);
   GError *error = NULL;
@@ -224,7 +237,8 @@ static const Command commands[] = {
     {"train", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--quiet]",
      "train the config's network and write the run folder", cmd_train},
     {"eval", "CHECKPOINT CONFIG", "test accuracy and loss of a checkpoint", cmd_eval},
-    {"run", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--only NAME] [--cache DIR] [--quiet]",
+    {"run",
+     "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--only NAME] [--cache DIR] [--quiet]",
      "pretrain, then prune and retrain round by round; writes the run folder", cmd_run},
     {"report", "RUN_DIR", "rebuild summary.md/.csv, plots/ and report.html of a run, no training",
      cmd_report},
@@ -238,7 +252,8 @@ static const Command commands[] = {
 static void usage(FILE *to) {
   fprintf(to, "prunus %s: neural-network pruning\n\nUsage:\n", prunus_version());
   for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
-    fprintf(to, "  prunus %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].summary);
+    fprintf(to, "  prunus %s %s\n      %s\n", commands[i].name, commands[i].args,
+            commands[i].summary);
   fprintf(to, "\n`prunus COMMAND --help` lists a command's options.\n");
 }
 

@@ -104,6 +104,49 @@ static int fake_get_double(PrunusHost *host, const char *key, double defval, dou
   return 0;
 }
 
+/* "key 'epochs' = -1 is out of range: must be >= 0": the real host's wording
+ * without the file:line and group path it has and this fake has not. */
+static int fake_range_error(PrunusHost *host, const char *key, const char *found,
+                            const char *allowed) {
+  fake_set_error(host, "key '%s' = %s is out of range: must be %s", key, found, allowed);
+  return -1;
+}
+
+static int fake_get_int_range(PrunusHost *host, const char *key, int64_t defval, int64_t min,
+                              int64_t max, int64_t *out) {
+  g_assert_cmpint(min, <=, max);
+  const gboolean present = fake_find(host, key) != NULL;
+  if (fake_get_int(host, key, defval, out) != 0) return -1;
+  if (!present || (*out >= min && *out <= max)) return 0;
+  char found[32], allowed[64];
+  g_snprintf(found, sizeof found, "%" G_GINT64_FORMAT, *out);
+  if (max == INT64_MAX)
+    g_snprintf(allowed, sizeof allowed, ">= %" G_GINT64_FORMAT, min);
+  else if (min == INT64_MIN)
+    g_snprintf(allowed, sizeof allowed, "<= %" G_GINT64_FORMAT, max);
+  else
+    g_snprintf(allowed, sizeof allowed, "in [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "]", min,
+               max);
+  return fake_range_error(host, key, found, allowed);
+}
+
+static int fake_get_double_range(PrunusHost *host, const char *key, double defval, double min,
+                                 double max, double *out) {
+  g_assert_true(min <= max);
+  const gboolean present = fake_find(host, key) != NULL;
+  if (fake_get_double(host, key, defval, out) != 0) return -1;
+  if (!present || (isfinite(*out) && *out >= min && *out <= max)) return 0;
+  char found[48], allowed[80];
+  g_snprintf(found, sizeof found, "%g", *out);
+  if (isinf(max))
+    g_snprintf(allowed, sizeof allowed, ">= %g", min);
+  else if (isinf(min))
+    g_snprintf(allowed, sizeof allowed, "<= %g", max);
+  else
+    g_snprintf(allowed, sizeof allowed, "in [%g, %g]", min, max);
+  return fake_range_error(host, key, found, allowed);
+}
+
 static int fake_get_bool(PrunusHost *host, const char *key, int defval, int *out) {
   const FakeSetting *s = fake_find(host, key);
   if (!s) {
@@ -118,7 +161,8 @@ static int fake_get_bool(PrunusHost *host, const char *key, int defval, int *out
   return -1;
 }
 
-static int fake_get_string(PrunusHost *host, const char *key, const char *defval, const char **out) {
+static int fake_get_string(PrunusHost *host, const char *key, const char *defval,
+                           const char **out) {
   const FakeSetting *s = fake_find(host, key);
   *out = s ? s->value : defval;
   return 0;
@@ -161,8 +205,11 @@ static const PrunusModelView *fake_model(PrunusHost *host) { return host->view; 
 
 static int fake_train(PrunusHost *host, int epochs, double lr, double schedule_offset,
                       int schedule_epochs) {
-  FakeHostCall c = {.kind = FAKEHOST_CALL_TRAIN, .epochs = epochs, .lr = lr,
-                    .schedule_offset = schedule_offset, .schedule_epochs = schedule_epochs};
+  FakeHostCall c = {.kind = FAKEHOST_CALL_TRAIN,
+                    .epochs = epochs,
+                    .lr = lr,
+                    .schedule_offset = schedule_offset,
+                    .schedule_epochs = schedule_epochs};
   g_array_append_val(host->calls, c);
   return 0;
 }
@@ -215,6 +262,9 @@ PrunusHost *fakehost_new(uint64_t seed, gboolean with_retrain) {
       .rng_u64 = fake_rng_u64,
       .rng_uniform = fake_rng_uniform,
       .model = fake_model,
+      .revision = PRUNUS_PLUGIN_REVISION,
+      .get_int_range = fake_get_int_range,
+      .get_double_range = fake_get_double_range,
   };
   if (with_retrain) {
     h->services.train = fake_train;
@@ -234,8 +284,7 @@ PrunusHost *fakehost_new(uint64_t seed, gboolean with_retrain) {
 }
 
 void fakehost_free(PrunusHost *host) {
-  if (!host)
-    return;
+  if (!host) return;
   g_array_unref(host->settings);
   g_array_unref(host->calls);
   g_free(host->error);
@@ -252,8 +301,7 @@ void fakehost_set(PrunusHost *host, const char *key, const char *value) {
 const char *fakehost_unread_key(PrunusHost *host) {
   for (guint i = 0; i < host->settings->len; i++) {
     const FakeSetting *s = &g_array_index(host->settings, FakeSetting, i);
-    if (!s->read)
-      return s->key;
+    if (!s->read) return s->key;
   }
   return NULL;
 }
@@ -263,6 +311,14 @@ const char *fakehost_error(PrunusHost *host) { return host->error; }
 void fakehost_clear_error(PrunusHost *host) {
   g_free(host->error);
   host->error = NULL;
+}
+
+void fakehost_set_revision1(PrunusHost *host) {
+  host->services.size =
+      (uint32_t)(offsetof(PrunusHostServices, pretrain_lr) + sizeof(host->services.pretrain_lr));
+  host->services.revision = 0;
+  host->services.get_int_range = NULL;
+  host->services.get_double_range = NULL;
 }
 
 void fakehost_set_model(PrunusHost *host, const PrunusModelView *view) { host->view = view; }

@@ -40,6 +40,11 @@ const char *fakehost_unread_key(PrunusHost *host);
 const char *fakehost_error(PrunusHost *host);
 void fakehost_clear_error(PrunusHost *host);
 
+/* Make the services table a revision-1 host's: size ends after pretrain_lr and
+ * the members appended since are NULL (a plugin that reads them without checking
+ * PRUNUS_HOST_HAS crashes). */
+void fakehost_set_revision1(PrunusHost *host);
+
 void fakehost_set_model(PrunusHost *host, const PrunusModelView *view);
 void fakehost_set_pretrain(PrunusHost *host, int epochs, double lr);
 

@@ -16,6 +16,7 @@ char *testutil_write_file(const char *dir, const char *name, const void *data, s
 double testutil_max_rel_diff(const float *a, const float *b, size_t n, const char *label);
 /* Assert that error is set and its message contains every needle (check the
  * domain and code separately with g_assert_error). */
-void testutil_assert_error_contains(const GError *error, const char *needle1, ...) G_GNUC_NULL_TERMINATED;
+void testutil_assert_error_contains(const GError *error, const char *needle1,
+                                    ...) G_GNUC_NULL_TERMINATED;
 
 #endif

@@ -8,7 +8,10 @@
 #error "PRUNUS_VERSION must be defined by the build (core/meson.build c_args)"
 #endif
 
+/* The macro stringifies its first argument, spaces and all. */
+// clang-format off
 G_DEFINE_QUARK(prunus-error-quark, prunus_error)
+// clang-format on
 
 const char *prunus_version(void) { return PRUNUS_VERSION; }
 

@@ -17,14 +17,14 @@ struct PrunusJson {
     double num;
     char *str;
     struct {
-      PrunusJson **items;   /* (n) */
+      PrunusJson **items; /* (n) */
       size_t n, cap;
     } arr;
     struct {
-      char **keys;          /* (n) owned */
-      PrunusJson **vals;    /* (n) owned */
+      char **keys;       /* (n) owned */
+      PrunusJson **vals; /* (n) owned */
       size_t n, cap;
-      GHashTable *index;    /* key (borrowed from keys) -> index + 1; NULL while small */
+      GHashTable *index; /* key (borrowed from keys) -> index + 1; NULL while small */
     } obj;
   } u;
 };
@@ -223,8 +223,7 @@ static gboolean parse_fail(JsonParser *p, size_t at, const char *fmt, ...) {
   va_start(ap, fmt);
   char *what = g_strdup_vprintf(fmt, ap);
   va_end(ap);
-  g_set_error(p->error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT, "JSON error at byte %zu: %s", at,
-              what);
+  g_set_error(p->error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT, "JSON error at byte %zu: %s", at, what);
   g_free(what);
   return FALSE;
 }
@@ -271,7 +270,7 @@ static gboolean parse_hex4(JsonParser *p, unsigned *out) {
 static size_t utf8_sequence_length(const unsigned char *s, size_t n) {
   unsigned char c = s[0];
   size_t len;
-  unsigned char lo = 0x80, hi = 0xbf;  /* allowed range of the second byte */
+  unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
   if (c >= 0xc2 && c <= 0xdf) {
     len = 2;
   } else if (c >= 0xe0 && c <= 0xef) {
@@ -296,7 +295,7 @@ static size_t utf8_sequence_length(const unsigned char *s, size_t n) {
 static char *parse_string_raw(JsonParser *p) {
   size_t start = p->pos;
   GString *out = g_string_new(NULL);
-  p->pos++;  /* opening quote */
+  p->pos++; /* opening quote */
   for (;;) {
     if (p->pos >= p->len) {
       parse_fail(p, p->pos, "unterminated string starting at byte %zu", start);
@@ -335,14 +334,30 @@ static char *parse_string_raw(JsonParser *p) {
     }
     unsigned char e = p->s[p->pos++];
     switch (e) {
-    case '"': g_string_append_c(out, '"'); break;
-    case '\\': g_string_append_c(out, '\\'); break;
-    case '/': g_string_append_c(out, '/'); break;
-    case 'b': g_string_append_c(out, '\b'); break;
-    case 'f': g_string_append_c(out, '\f'); break;
-    case 'n': g_string_append_c(out, '\n'); break;
-    case 'r': g_string_append_c(out, '\r'); break;
-    case 't': g_string_append_c(out, '\t'); break;
+    case '"':
+      g_string_append_c(out, '"');
+      break;
+    case '\\':
+      g_string_append_c(out, '\\');
+      break;
+    case '/':
+      g_string_append_c(out, '/');
+      break;
+    case 'b':
+      g_string_append_c(out, '\b');
+      break;
+    case 'f':
+      g_string_append_c(out, '\f');
+      break;
+    case 'n':
+      g_string_append_c(out, '\n');
+      break;
+    case 'r':
+      g_string_append_c(out, '\r');
+      break;
+    case 't':
+      g_string_append_c(out, '\t');
+      break;
     case 'u': {
       unsigned cp = 0;
       if (!parse_hex4(p, &cp)) goto out_free_string;
@@ -359,8 +374,8 @@ static char *parse_string_raw(JsonParser *p) {
         p->pos += 2;
         if (!parse_hex4(p, &lo)) goto out_free_string;
         if (lo < 0xdc00 || lo > 0xdfff) {
-          parse_fail(p, esc, "high surrogate \\u%04x followed by \\u%04x, not a low surrogate",
-                     cp, lo);
+          parse_fail(p, esc, "high surrogate \\u%04x followed by \\u%04x, not a low surrogate", cp,
+                     lo);
           goto out_free_string;
         }
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -448,7 +463,7 @@ static gboolean enter_nesting(JsonParser *p) {
 static PrunusJson *parse_array(JsonParser *p) {
   if (!enter_nesting(p)) return NULL;
   PrunusJson *arr = prunus_json_new_array();
-  p->pos++;  /* '[' */
+  p->pos++; /* '[' */
   skip_ws(p);
   if (p->pos < p->len && p->s[p->pos] == ']') {
     p->pos++;
@@ -483,7 +498,7 @@ out_free_array:
 static PrunusJson *parse_object(JsonParser *p) {
   if (!enter_nesting(p)) return NULL;
   PrunusJson *obj = prunus_json_new_object();
-  p->pos++;  /* '{' */
+  p->pos++; /* '{' */
   skip_ws(p);
   if (p->pos < p->len && p->s[p->pos] == '}') {
     p->pos++;
@@ -593,13 +608,27 @@ void prunus_json_escape_append(GString *out, const char *s) {
   g_string_append_c(out, '"');
   for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
     switch (*c) {
-    case '"': g_string_append(out, "\\\""); break;
-    case '\\': g_string_append(out, "\\\\"); break;
-    case '\b': g_string_append(out, "\\b"); break;
-    case '\f': g_string_append(out, "\\f"); break;
-    case '\n': g_string_append(out, "\\n"); break;
-    case '\r': g_string_append(out, "\\r"); break;
-    case '\t': g_string_append(out, "\\t"); break;
+    case '"':
+      g_string_append(out, "\\\"");
+      break;
+    case '\\':
+      g_string_append(out, "\\\\");
+      break;
+    case '\b':
+      g_string_append(out, "\\b");
+      break;
+    case '\f':
+      g_string_append(out, "\\f");
+      break;
+    case '\n':
+      g_string_append(out, "\\n");
+      break;
+    case '\r':
+      g_string_append(out, "\\r");
+      break;
+    case '\t':
+      g_string_append(out, "\\t");
+      break;
     default:
       if (*c < 0x20)
         g_string_append_printf(out, "\\u%04x", *c);
@@ -613,7 +642,7 @@ void prunus_json_escape_append(GString *out, const char *s) {
 static void write_number(GString *out, double x) {
   if (!isfinite(x)) {
     g_string_append(out, "null");
-  } else if (x == trunc(x) && fabs(x) < 9007199254740992.0) {  /* 2^53 */
+  } else if (x == trunc(x) && fabs(x) < 9007199254740992.0) { /* 2^53 */
     g_string_append_printf(out, "%" G_GINT64_FORMAT, (gint64)x);
   } else {
     char buf[G_ASCII_DTOSTR_BUF_SIZE];

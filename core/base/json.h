@@ -8,8 +8,12 @@
 G_BEGIN_DECLS
 
 typedef enum {
-  PRUNUS_JSON_NULL, PRUNUS_JSON_BOOL, PRUNUS_JSON_NUMBER, PRUNUS_JSON_STRING,
-  PRUNUS_JSON_ARRAY, PRUNUS_JSON_OBJECT
+  PRUNUS_JSON_NULL,
+  PRUNUS_JSON_BOOL,
+  PRUNUS_JSON_NUMBER,
+  PRUNUS_JSON_STRING,
+  PRUNUS_JSON_ARRAY,
+  PRUNUS_JSON_OBJECT
 } PrunusJsonType;
 
 typedef struct PrunusJson PrunusJson;
@@ -23,17 +27,17 @@ void prunus_json_free(PrunusJson *v);
 PrunusJsonType prunus_json_type(const PrunusJson *v);
 gboolean prunus_json_bool(const PrunusJson *v);
 double prunus_json_number(const PrunusJson *v);
-const char *prunus_json_string(const PrunusJson *v);        /* (transfer none) */
-size_t prunus_json_length(const PrunusJson *v);             /* array or object members */
-const PrunusJson *prunus_json_index(const PrunusJson *v, size_t i);   /* array item */
-const char *prunus_json_key(const PrunusJson *v, size_t i);           /* object key i */
-const PrunusJson *prunus_json_member(const PrunusJson *v, size_t i);  /* object value i */
+const char *prunus_json_string(const PrunusJson *v);                 /* (transfer none) */
+size_t prunus_json_length(const PrunusJson *v);                      /* array or object members */
+const PrunusJson *prunus_json_index(const PrunusJson *v, size_t i);  /* array item */
+const char *prunus_json_key(const PrunusJson *v, size_t i);          /* object key i */
+const PrunusJson *prunus_json_member(const PrunusJson *v, size_t i); /* object value i */
 const PrunusJson *prunus_json_get(const PrunusJson *v, const char *key); /* NULL if absent */
 
 /* Builders (transfer full); add functions take ownership of the value. */
 PrunusJson *prunus_json_new_null(void);
 PrunusJson *prunus_json_new_bool(gboolean b);
-PrunusJson *prunus_json_new_number(double x);   /* NaN/Inf are written as null */
+PrunusJson *prunus_json_new_number(double x); /* NaN/Inf are written as null */
 PrunusJson *prunus_json_new_string(const char *s);
 PrunusJson *prunus_json_new_array(void);
 PrunusJson *prunus_json_new_object(void);

@@ -11,8 +11,8 @@
 #include <string.h>
 
 struct PrunusTeam {
-  alignas(64) atomic_uint gen; /* calls posted (+1 more to stop); written by the caller */
-  alignas(64) atomic_uint done; /* parts finished by helpers, cumulative */
+  alignas(64) atomic_uint gen;     /* calls posted (+1 more to stop); written by the caller */
+  alignas(64) atomic_uint done;    /* parts finished by helpers, cumulative */
   alignas(64) atomic_int sleepers; /* threads blocked (or about to block) on cond */
   atomic_int cpu[PRUNUS_TEAM_MAX_THREADS]; /* (threads) where part p's thread last waited */
   int threads;
@@ -21,8 +21,8 @@ struct PrunusTeam {
   void *arg;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  int n_helpers; /* started */
-  int caller_cpu; /* the CPU the helpers keep off (-1: none) */
+  int n_helpers;          /* started */
+  int caller_cpu;         /* the CPU the helpers keep off (-1: none) */
   gboolean caller_pinned; /* prunus_team_pin_caller pinned `caller`, saved in caller_set */
   pthread_t caller;
   cpu_set_t caller_set;
@@ -60,8 +60,10 @@ static gboolean spin_until(PrunusTeam *t, atomic_uint *word, unsigned target, in
     if (atomic_load_explicit(word, memory_order_acquire) == target) return TRUE;
     if (i % 256 == 0) {
       gint64 now = g_get_monotonic_time();
-      if (start == 0) start = now;
-      else if (now - start > PRUNUS_TEAM_SPIN_US || shares_cpu(t, self)) return FALSE;
+      if (start == 0)
+        start = now;
+      else if (now - start > PRUNUS_TEAM_SPIN_US || shares_cpu(t, self))
+        return FALSE;
     }
   }
 }

@@ -12,7 +12,8 @@ struct PrunusConfig {
   GHashTable *read;     /* set of config_setting_t *: looked up or marked read */
   GHashTable *from_set; /* set of config_setting_t *: created or changed by --set */
   GHashTable *asked;    /* group setting -> GPtrArray of key names looked up in it */
-  GHashTable *origin;   /* config_setting_t * -> "file:line" of the experiment key it was merged from */
+  GHashTable
+      *origin; /* config_setting_t * -> "file:line" of the experiment key it was merged from */
 };
 
 /* "train.lr" or "model.layers[2].units" (transfer full). */

@@ -2,6 +2,7 @@
  * which settings were read (the rest are "file:line: unknown key" errors), --set
  * overrides, experiment merging, dump and hash. Group parsing is in run_config.c. */
 #include "config-impl.h"
+#include "strdist.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,7 +15,6 @@
 #include <glib/gstdio.h>
 
 #define MAX_UNREAD_LISTED 5
-
 
 /* ------------------------------------------------------------------------ */
 /* key paths, locations and error messages */
@@ -107,30 +107,9 @@ static gboolean type_error(PrunusConfig *c, const config_setting_t *s, const cha
                            GError **error) {
   char *path = prunus_config_setting_path(s);
   prunus_config_fail_at(c, s, error, "key '%s': expected %s, found %s", path, expected,
-          prunus_config_type_name(config_setting_type(s)));
+                        prunus_config_type_name(config_setting_type(s)));
   g_free(path);
   return FALSE;
-}
-
-/* Edit distance counting a swap of neighbours as one edit (optimal string
- * alignment), for "did you mean" hints on short key names. */
-static guint edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return G_MAXUINT;
-  guint rows[3][65]; /* row i of the distance matrix lives in rows[i % 3] */
-  for (size_t j = 0; j <= lb; j++) rows[0][j] = (guint)j;
-  for (size_t i = 1; i <= la; i++) {
-    guint *prev2 = rows[(i + 1) % 3], *prev = rows[(i + 2) % 3], *cur = rows[i % 3];
-    cur[0] = (guint)i;
-    for (size_t j = 1; j <= lb; j++) {
-      guint cost = a[i - 1] == b[j - 1] ? 0u : 1u;
-      guint d = MIN(MIN(prev[j] + 1, cur[j - 1] + 1), prev[j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        d = MIN(d, prev2[j - 2] + 1);
-      cur[j] = d;
-    }
-  }
-  return rows[la % 3][lb];
 }
 
 /* " (did you mean 'epochs'?)" when a key looked up in s's group, or a sibling
@@ -152,11 +131,11 @@ char *prunus_config_unknown_key_hint(PrunusConfig *c, const config_setting_t *s)
   }
   const char *best = NULL;
   guint best_d = G_MAXUINT;
-  guint limit = MAX(1u, MIN(2u, (guint)strlen(name) / 3));
+  guint limit = prunus_edit_distance_hint_limit(name);
   for (guint i = 0; i < cands->len; i++) {
     const char *cand = cands->pdata[i];
     if (strcmp(cand, name) == 0) continue;
-    guint d = edit_distance(name, cand);
+    guint d = prunus_edit_distance(name, cand);
     if (d <= limit && d < best_d) best = cand, best_d = d;
   }
   char *hint = best ? g_strdup_printf(" (did you mean '%s'?)", best) : g_strdup("");
@@ -335,7 +314,8 @@ static gboolean lookup_key(PrunusConfig *c, config_setting_t *group, const char 
   }
   if (!required) return TRUE;
   if (config_setting_is_root(group))
-    return prunus_config_fail_at(c, group, error, "the top level is missing the required key '%s'", key);
+    return prunus_config_fail_at(c, group, error, "the top level is missing the required key '%s'",
+                                 key);
   char *gp = prunus_config_setting_path(group);
   prunus_config_fail_at(c, group, error, "group '%s' is missing the required key '%s'", gp, key);
   g_free(gp);
@@ -343,7 +323,7 @@ static gboolean lookup_key(PrunusConfig *c, config_setting_t *group, const char 
 }
 
 gboolean prunus_config_setting_to_int(PrunusConfig *c, const config_setting_t *s, int *out,
-                               GError **error) {
+                                      GError **error) {
   switch (config_setting_type(s)) {
   case CONFIG_TYPE_INT:
     *out = config_setting_get_int(s);
@@ -352,7 +332,8 @@ gboolean prunus_config_setting_to_int(PrunusConfig *c, const config_setting_t *s
     long long v = config_setting_get_int64(s);
     if (v < INT_MIN || v > INT_MAX) {
       char *path = prunus_config_setting_path(s);
-      prunus_config_fail_at(c, s, error, "key '%s': %lld does not fit in a 32-bit integer", path, v);
+      prunus_config_fail_at(c, s, error, "key '%s': %lld does not fit in a 32-bit integer", path,
+                            v);
       g_free(path);
       return FALSE;
     }
@@ -465,7 +446,8 @@ gboolean prunus_config_get_enum(PrunusConfig *c, config_setting_t *group, const 
   }
   char *allowed = g_strjoinv(", ", (char **)names);
   char *path = prunus_config_setting_path(s);
-  prunus_config_fail_at(c, s, error, "key '%s': unknown value '%s' (expected one of: %s)", path, value, allowed);
+  prunus_config_fail_at(c, s, error, "key '%s': unknown value '%s' (expected one of: %s)", path,
+                        value, allowed);
   g_free(path);
   g_free(allowed);
   return FALSE;
@@ -849,7 +831,8 @@ static gboolean assign_existing(PrunusConfig *c, config_setting_t *s, const char
   if (type == CONFIG_TYPE_GROUP) {
     *why = g_strdup_printf("key '%s' is a group; set one of its keys (%s.KEY=VALUE)", path, path);
   } else if (!coerce_scalar(value, type, &v)) {
-    *why = g_strdup_printf("key '%s' expects %s, found '%s'", path, prunus_config_type_name(type), value);
+    *why = g_strdup_printf("key '%s' expects %s, found '%s'", path, prunus_config_type_name(type),
+                           value);
   } else {
     const config_setting_t *parent = config_setting_parent(s);
     if (v.type == CONFIG_TYPE_INT64 && type == CONFIG_TYPE_INT && config_setting_is_array(parent))
@@ -886,11 +869,11 @@ gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError
     gboolean last = i + 1 == steps->len;
     char *cur_path = prunus_config_setting_path(cur);
     if (st->name && !config_setting_is_group(cur)) {
-      why =
-          g_strdup_printf("'%s' is %s, not a group", cur_path, prunus_config_type_name(config_setting_type(cur)));
+      why = g_strdup_printf("'%s' is %s, not a group", cur_path,
+                            prunus_config_type_name(config_setting_type(cur)));
     } else if (!st->name && !config_setting_is_list(cur) && !config_setting_is_array(cur)) {
-      why =
-          g_strdup_printf("'%s' is %s, not a list", cur_path, prunus_config_type_name(config_setting_type(cur)));
+      why = g_strdup_printf("'%s' is %s, not a list", cur_path,
+                            prunus_config_type_name(config_setting_type(cur)));
     } else if (!st->name && st->index >= config_setting_length(cur)) {
       why = g_strdup_printf("index %d is out of range: '%s' has %d elements", st->index, cur_path,
                             config_setting_length(cur));
@@ -991,8 +974,9 @@ static void copy_value(PrunusConfig *c, config_setting_t *dst, const config_sett
   case CONFIG_TYPE_ARRAY:
     for (int i = 0; i < config_setting_length(src); i++) {
       const config_setting_t *e = config_setting_get_elem(src, (unsigned)i);
-      config_setting_t *n = config_setting_add(dst, config_setting_is_group(src) ? config_setting_name(e) : NULL,
-                                               config_setting_type(e));
+      config_setting_t *n =
+          config_setting_add(dst, config_setting_is_group(src) ? config_setting_name(e) : NULL,
+                             config_setting_type(e));
       if (n) copy_value(c, n, e);
     }
     break;

@@ -52,13 +52,13 @@ gboolean prunus_config_get_string(PrunusConfig *c, config_setting_t *group, cons
 /* A string that must be one of names[] (NULL-terminated); *out = its index. The
  * error lists the allowed names. */
 gboolean prunus_config_get_enum(PrunusConfig *c, config_setting_t *group, const char *key,
-                                gboolean required, int defval, const char *const *names,
-                                int *out, GError **error);
+                                gboolean required, int defval, const char *const *names, int *out,
+                                GError **error);
 /* A group/list/array member; NULL with *error unset when absent and not required. */
-config_setting_t *prunus_config_get_group(PrunusConfig *c, config_setting_t *group,
-                                          const char *key, gboolean required, GError **error);
-config_setting_t *prunus_config_get_list(PrunusConfig *c, config_setting_t *group,
-                                         const char *key, gboolean required, GError **error);
+config_setting_t *prunus_config_get_group(PrunusConfig *c, config_setting_t *group, const char *key,
+                                          gboolean required, GError **error);
+config_setting_t *prunus_config_get_list(PrunusConfig *c, config_setting_t *group, const char *key,
+                                         gboolean required, GError **error);
 /* Mark a setting (and nothing below it) as read. */
 void prunus_config_mark_read(PrunusConfig *c, const config_setting_t *s);
 /* Mark a setting and everything below it read (for groups handled elsewhere). */
@@ -87,10 +87,10 @@ gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
 typedef struct {
   char *name;
   uint64_t seed;
-  char *train_images, *train_labels, *test_images, *test_labels;  /* resolved paths */
-  int validation;            /* the last N samples of the training file, held out */
-  int train_limit;           /* 0 = all; else use only the first N training samples */
-  int test_limit;            /* 0 = all */
+  char *train_images, *train_labels, *test_images, *test_labels; /* resolved paths */
+  int validation;  /* the last N samples of the training file, held out */
+  int train_limit; /* 0 = all; else use only the first N training samples */
+  int test_limit;  /* 0 = all */
   PrunusNormKind normalize;
   PrunusArch arch;
   PrunusTrainConfig train;

@@ -14,7 +14,8 @@ static PrunusDataset *test_split(const PrunusRunConfig *rc, PrunusDataset *test)
 gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
   PrunusData d = {0};
   int n_classes = rc->arch.n_classes;
-  PrunusDataset *full = prunus_dataset_load_idx(rc->train_images, rc->train_labels, n_classes, error);
+  PrunusDataset *full =
+      prunus_dataset_load_idx(rc->train_images, rc->train_labels, n_classes, error);
   if (!full) return FALSE;
   PrunusDataset *test = prunus_dataset_load_idx(rc->test_images, rc->test_labels, n_classes, error);
   if (!test) goto out_free_full;
@@ -34,7 +35,8 @@ gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **e
     goto out_free_test;
   }
   d.train = prunus_dataset_slice(full, 0, n - rc->validation);
-  d.val = rc->validation > 0 ? prunus_dataset_slice(full, n - rc->validation, rc->validation) : NULL;
+  d.val =
+      rc->validation > 0 ? prunus_dataset_slice(full, n - rc->validation, rc->validation) : NULL;
   d.test = test_split(rc, test);
   prunus_dataset_free(full);
   d.norm = prunus_norm_fit(d.train, rc->normalize);

@@ -9,10 +9,10 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  PrunusDataset *train;   /* training split (validation removed) */
-  PrunusDataset *val;     /* the last `validation` samples of the training file; NULL if 0 */
+  PrunusDataset *train; /* training split (validation removed) */
+  PrunusDataset *val;   /* the last `validation` samples of the training file; NULL if 0 */
   PrunusDataset *test;
-  PrunusNorm norm;        /* fitted on train */
+  PrunusNorm norm; /* fitted on train */
 } PrunusData;
 
 /* Load and split per rc (train_limit, validation, test_limit); check that the

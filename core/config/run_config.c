@@ -12,8 +12,8 @@ static gboolean out_of_range(PrunusConfig *c, config_setting_t *group, const cha
                              const char *found, const char *allowed, GError **error) {
   config_setting_t *s = config_setting_get_member(group, key);
   char *path = prunus_config_member_path(group, key);
-  prunus_config_fail_at(c, s ? s : group, error, "key '%s' = %s is out of range: must be %s", path, found,
-          allowed);
+  prunus_config_fail_at(c, s ? s : group, error, "key '%s' = %s is out of range: must be %s", path,
+                        found, allowed);
   g_free(path);
   return FALSE;
 }
@@ -59,8 +59,8 @@ static gboolean check_group_read(PrunusConfig *c, config_setting_t *group, const
       g_string_append_printf(allowed, "%s%s", k ? ", " : "", (char *)asked->pdata[k]);
     char *path = prunus_config_setting_path(m);
     char *hint = prunus_config_unknown_key_hint(c, m);
-    prunus_config_fail_at(c, m, error, "unknown key '%s' in %s%s (allowed keys: %s)", path, what, hint,
-            allowed->str);
+    prunus_config_fail_at(c, m, error, "unknown key '%s' in %s%s (allowed keys: %s)", path, what,
+                          hint, allowed->str);
     g_free(hint);
     g_free(path);
     g_string_free(allowed, TRUE);
@@ -72,9 +72,6 @@ static gboolean check_group_read(PrunusConfig *c, config_setting_t *group, const
 static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRunConfig *rc,
                               GError **error) {
   static const char *const formats[] = {"idx", NULL};
-  static const char *const norms[] = {[PRUNUS_NORM_UNIT] = "unit",
-                                      [PRUNUS_NORM_STANDARD] = "standard",
-                                      [PRUNUS_NORM_STANDARD + 1] = NULL};
   config_setting_t *g = prunus_config_get_group(c, root, "dataset", TRUE, error);
   if (!g) return FALSE;
   int format, norm;
@@ -92,7 +89,7 @@ static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRun
     if (!*p) {
       char *path = prunus_config_member_path(g, files[i].key);
       prunus_config_fail_at(c, config_setting_get_member(g, files[i].key), error,
-              "key '%s' must name a file, found an empty string", path);
+                            "key '%s' must name a file, found an empty string", path);
       g_free(path);
       return FALSE;
     }
@@ -101,7 +98,8 @@ static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRun
   if (!get_int_min(c, g, "validation", FALSE, 0, 0, &rc->validation, error) ||
       !get_int_min(c, g, "train_limit", FALSE, 0, 0, &rc->train_limit, error) ||
       !get_int_min(c, g, "test_limit", FALSE, 0, 0, &rc->test_limit, error) ||
-      !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD, norms, &norm, error))
+      !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD,
+                              prunus_norm_kind_names, &norm, error))
     return FALSE;
   rc->normalize = (PrunusNormKind)norm;
   return TRUE;
@@ -113,8 +111,9 @@ static gboolean parse_input_shape(PrunusConfig *c, config_setting_t *model, Prun
   if (!in) return FALSE;
   if (config_setting_length(in) != 3) {
     char *path = prunus_config_setting_path(in);
-    prunus_config_fail_at(c, in, error, "key '%s' must be [channels, height, width], found %d elements", path,
-            config_setting_length(in));
+    prunus_config_fail_at(c, in, error,
+                          "key '%s' must be [channels, height, width], found %d elements", path,
+                          config_setting_length(in));
     g_free(path);
     return FALSE;
   }
@@ -138,8 +137,9 @@ static gboolean parse_layer(PrunusConfig *c, config_setting_t *l, PrunusLayerSpe
                             GError **error) {
   if (!config_setting_is_group(l)) {
     char *path = prunus_config_setting_path(l);
-    prunus_config_fail_at(c, l, error, "%s must be a group such as { type = \"dense\"; units = 10; }, found %s",
-            path, prunus_config_type_name(config_setting_type(l)));
+    prunus_config_fail_at(c, l, error,
+                          "%s must be a group such as { type = \"dense\"; units = 10; }, found %s",
+                          path, prunus_config_type_name(config_setting_type(l)));
     g_free(path);
     return FALSE;
   }
@@ -154,8 +154,8 @@ static gboolean parse_layer(PrunusConfig *c, config_setting_t *l, PrunusLayerSpe
                              prunus_layer_ops((PrunusLayerType)t)->type_name);
     config_setting_t *s = config_setting_get_member(l, "type");
     char *path = prunus_config_setting_path(s);
-    prunus_config_fail_at(c, s, error, "key '%s': unknown layer type '%s' (expected one of: %s)", path, tname,
-            names->str);
+    prunus_config_fail_at(c, s, error, "key '%s': unknown layer type '%s' (expected one of: %s)",
+                          path, tname, names->str);
     g_free(path);
     g_string_free(names, TRUE);
     return FALSE;
@@ -205,7 +205,8 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
   int n = config_setting_length(layers);
   if (n == 0) {
     char *path = prunus_config_setting_path(layers);
-    prunus_config_fail_at(c, layers, error, "key '%s' is empty: a model needs at least one layer", path);
+    prunus_config_fail_at(c, layers, error, "key '%s' is empty: a model needs at least one layer",
+                          path);
     g_free(path);
     return FALSE;
   }
@@ -221,13 +222,15 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
     config_setting_t *at = last < 0 ? layers : config_setting_get_elem(layers, (unsigned)last);
     char *path = prunus_config_setting_path(at);
     if (last < 0)
-      prunus_config_fail_at(c, at, error,
-              "key '%s' has no dense layer; the last one's units give the class count", path);
+      prunus_config_fail_at(
+          c, at, error, "key '%s' has no dense layer; the last one's units give the class count",
+          path);
     else
-      prunus_config_fail_at(c, at, error,
-              "%s is a %s layer, but the last layer with parameters must be dense (its units "
-              "give the class count)",
-              path, prunus_layer_ops(arch->layers[last].type)->type_name);
+      prunus_config_fail_at(
+          c, at, error,
+          "%s is a %s layer, but the last layer with parameters must be dense (its units "
+          "give the class count)",
+          path, prunus_layer_ops(arch->layers[last].type)->type_name);
     g_free(path);
     return FALSE;
   }
@@ -288,7 +291,7 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
   if (!prunus_config_get_string(c, root, "name", TRUE, NULL, &name, error)) goto out_clear;
   if (!*name) {
     prunus_config_fail_at(c, config_setting_get_member(root, "name"), error,
-            "key 'name' must not be empty (it names the run)");
+                          "key 'name' must not be empty (it names the run)");
     goto out_clear;
   }
   out->name = g_strdup(name);
@@ -320,4 +323,3 @@ void prunus_run_config_clear(PrunusRunConfig *rc) {
   prunus_arch_clear(&rc->arch);
   memset(rc, 0, sizeof *rc);
 }
-

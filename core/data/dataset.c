@@ -12,6 +12,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+const char *const prunus_norm_kind_names[] = {[PRUNUS_NORM_UNIT] = "unit",
+                                              [PRUNUS_NORM_STANDARD] = "standard",
+                                              [PRUNUS_NORM_STANDARD + 1] = NULL};
+
 // ----------------------------------------------------------------------------
 // IDX header: 2 zero bytes, element type, number of dims, then big-endian u32 dims
 
@@ -41,13 +45,20 @@ static const char *prunus_idx_want_name(PrunusIdxWant want) {
 
 static const char *prunus_idx_type_name(uint8_t type) {
   switch (type) {
-  case 0x08: return "unsigned byte";
-  case 0x09: return "signed byte";
-  case 0x0B: return "short";
-  case 0x0C: return "int";
-  case 0x0D: return "float";
-  case 0x0E: return "double";
-  default: return "unknown type";
+  case 0x08:
+    return "unsigned byte";
+  case 0x09:
+    return "signed byte";
+  case 0x0B:
+    return "short";
+  case 0x0C:
+    return "int";
+  case 0x0D:
+    return "float";
+  case 0x0E:
+    return "double";
+  default:
+    return "unknown type";
   }
 }
 
@@ -75,8 +86,8 @@ static gboolean prunus_idx_check_magic(const char *path, const uint8_t *buf, Pru
 
   if (buf[0] == 0 && buf[1] == 0 && ndims_ok && buf[2] != PRUNUS_IDX_TYPE_UBYTE) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-                "%s: IDX %s file has element type 0x%02x (%s): expected 0x08 (unsigned byte)",
-                path, prunus_idx_want_name(want), buf[2], prunus_idx_type_name(buf[2]));
+                "%s: IDX %s file has element type 0x%02x (%s): expected 0x08 (unsigned byte)", path,
+                prunus_idx_want_name(want), buf[2], prunus_idx_type_name(buf[2]));
     return FALSE;
   }
   if (buf[0] != 0 || buf[1] != 0 || !ndims_ok) {
@@ -96,8 +107,7 @@ static gboolean prunus_idx_check_magic(const char *path, const uint8_t *buf, Pru
 static gboolean prunus_idx_parse_dims(const char *path, const uint8_t *buf, PrunusIdxWant want,
                                       PrunusIdxHeader *hdr, GError **error) {
   char dims[64];
-  for (int i = 0; i < hdr->ndims; i++)
-    hdr->dims[i] = prunus_read_be32(buf + 4 + 4 * i);
+  for (int i = 0; i < hdr->ndims; i++) hdr->dims[i] = prunus_read_be32(buf + 4 + 4 * i);
   prunus_idx_dims_str(hdr, dims, sizeof dims);
 
   for (int i = 0; i < hdr->ndims; i++) {
@@ -117,9 +127,10 @@ static gboolean prunus_idx_parse_dims(const char *path, const uint8_t *buf, Prun
   guint64 per_sample = 1;
   for (int i = 1; i < hdr->ndims; i++) {
     if (!g_uint64_checked_mul(&per_sample, per_sample, hdr->dims[i]) || per_sample > INT_MAX) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-                  "%s: IDX dimensions %s are too large: the bytes per sample exceed the limit of %d",
-                  path, dims, INT_MAX);
+      g_set_error(
+          error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+          "%s: IDX dimensions %s are too large: the bytes per sample exceed the limit of %d", path,
+          dims, INT_MAX);
       return FALSE;
     }
   }
@@ -143,16 +154,14 @@ static gboolean prunus_idx_parse(const char *path, const uint8_t *buf, size_t le
                 "%s: truncated IDX header: %s is %zu bytes, need at least 4", path, what, len);
     return FALSE;
   }
-  if (!prunus_idx_check_magic(path, buf, want, hdr, error))
-    return FALSE;
+  if (!prunus_idx_check_magic(path, buf, want, hdr, error)) return FALSE;
   if (len < hdr->header_len) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-                "%s: truncated IDX header: %s is %zu bytes, the %d-dimension header needs %zu", path,
-                what, len, hdr->ndims, hdr->header_len);
+                "%s: truncated IDX header: %s is %zu bytes, the %d-dimension header needs %zu",
+                path, what, len, hdr->ndims, hdr->header_len);
     return FALSE;
   }
-  if (!prunus_idx_parse_dims(path, buf, want, hdr, error))
-    return FALSE;
+  if (!prunus_idx_parse_dims(path, buf, want, hdr, error)) return FALSE;
   prunus_idx_dims_str(hdr, dims, sizeof dims);
   size_t body = len - hdr->header_len;
   if (body < hdr->payload_len) {
@@ -234,8 +243,8 @@ static uint8_t *prunus_gunzip_idx(const char *path, const uint8_t *in, size_t in
   gboolean have_magic = FALSE, have_dims = FALSE;
   size_t expected = 0; /* header_len + payload_len once have_dims */
   size_t cap = 4 * PRUNUS_GZIP_CHUNK, len = 0, in_pos = 0;
-  int member = 1;            /* gzip members, counting from 1 */
-  size_t member_start = 0;   /* compressed offset where the current member began */
+  int member = 1;          /* gzip members, counting from 1 */
+  size_t member_start = 0; /* compressed offset where the current member began */
   uint8_t *out = g_try_malloc(cap);
   if (!out) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "%s: cannot allocate a gzip buffer", path);
@@ -246,9 +255,9 @@ static uint8_t *prunus_gunzip_idx(const char *path, const uint8_t *in, size_t in
     if (cap - len < PRUNUS_GZIP_CHUNK) {
       /* while have_dims, len <= expected, so expected + CHUNK always leaves a chunk free */
       size_t new_cap = cap <= SIZE_MAX / 2 ? cap * 2 : SIZE_MAX;
-      size_t bound = expected > SIZE_MAX - PRUNUS_GZIP_CHUNK ? SIZE_MAX : expected + PRUNUS_GZIP_CHUNK;
-      if (have_dims && new_cap > bound)
-        new_cap = bound;
+      size_t bound =
+          expected > SIZE_MAX - PRUNUS_GZIP_CHUNK ? SIZE_MAX : expected + PRUNUS_GZIP_CHUNK;
+      if (have_dims && new_cap > bound) new_cap = bound;
       uint8_t *grown = new_cap > cap ? g_try_realloc(out, new_cap) : NULL;
       if (!grown) {
         g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
@@ -261,8 +270,9 @@ static uint8_t *prunus_gunzip_idx(const char *path, const uint8_t *in, size_t in
 
     gsize nread = 0, nwritten = 0;
     GError *zerr = NULL;
-    GConverterResult res = g_converter_convert(z, in + in_pos, in_len - in_pos, out + len, cap - len,
-                                               G_CONVERTER_INPUT_AT_END, &nread, &nwritten, &zerr);
+    GConverterResult res =
+        g_converter_convert(z, in + in_pos, in_len - in_pos, out + len, cap - len,
+                            G_CONVERTER_INPUT_AT_END, &nread, &nwritten, &zerr);
     if (res == G_CONVERTER_ERROR) {
       if (g_error_matches(zerr, G_IO_ERROR, G_IO_ERROR_PARTIAL_INPUT))
         g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
@@ -282,13 +292,11 @@ static uint8_t *prunus_gunzip_idx(const char *path, const uint8_t *in, size_t in
     len += nwritten;
 
     if (!have_magic && len >= 4) {
-      if (!prunus_idx_check_magic(path, out, want, &hdr, error))
-        goto out_free_output;
+      if (!prunus_idx_check_magic(path, out, want, &hdr, error)) goto out_free_output;
       have_magic = TRUE;
     }
     if (have_magic && !have_dims && len >= hdr.header_len) {
-      if (!prunus_idx_parse_dims(path, out, want, &hdr, error))
-        goto out_free_output;
+      if (!prunus_idx_parse_dims(path, out, want, &hdr, error)) goto out_free_output;
       have_dims = TRUE;
       expected = hdr.header_len + hdr.payload_len;
     }
@@ -302,8 +310,7 @@ static uint8_t *prunus_gunzip_idx(const char *path, const uint8_t *in, size_t in
     }
 
     if (res == G_CONVERTER_FINISHED) {
-      if (in_pos >= in_len)
-        break;
+      if (in_pos >= in_len) break;
       g_converter_reset(z); /* another gzip member follows */
       member++;
       member_start = in_pos;
@@ -331,15 +338,13 @@ static uint8_t *prunus_idx_read(const char *path, PrunusIdxWant want, PrunusIdxH
                                 GError **error) {
   size_t len = 0;
   uint8_t *buf = prunus_file_read_all(path, &len, error);
-  if (!buf)
-    return NULL;
+  if (!buf) return NULL;
   gboolean gzipped = len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b;
   if (gzipped) {
     size_t raw_len = 0;
     uint8_t *raw = prunus_gunzip_idx(path, buf, len, want, &raw_len, error);
     g_free(buf);
-    if (!raw)
-      return NULL;
+    if (!raw) return NULL;
     buf = raw;
     len = raw_len;
   }
@@ -357,8 +362,7 @@ static uint8_t *prunus_idx_read(const char *path, PrunusIdxWant want, PrunusIdxH
 // Datasets
 
 static void *prunus_memdup(const void *src, size_t size) {
-  if (size == 0)
-    return NULL;
+  if (size == 0) return NULL;
   void *dst = g_malloc(size);
   memcpy(dst, src, size);
   return dst;
@@ -378,11 +382,9 @@ PrunusDataset *prunus_dataset_load_idx(const char *images_path, const char *labe
   PrunusDataset *d = NULL;
 
   uint8_t *images = prunus_idx_read(images_path, PRUNUS_IDX_WANT_IMAGES, &ih, error);
-  if (!images)
-    return NULL;
+  if (!images) return NULL;
   uint8_t *labels = prunus_idx_read(labels_path, PRUNUS_IDX_WANT_LABELS, &lh, error);
-  if (!labels)
-    goto out_free_images;
+  if (!labels) goto out_free_images;
   if (lh.dims[0] != ih.dims[0]) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
                 "label count does not match image count: %s has %u labels, %s has %u images",
@@ -397,8 +399,7 @@ PrunusDataset *prunus_dataset_load_idx(const char *images_path, const char *labe
                   labels_path, i, labels[i], limit);
       goto out_free_labels;
     }
-    if (labels[i] > top)
-      top = labels[i];
+    if (labels[i] > top) top = labels[i];
   }
 
   d = g_new0(PrunusDataset, 1);
@@ -419,8 +420,7 @@ out_free_images:
 }
 
 void prunus_dataset_free(PrunusDataset *d) {
-  if (!d)
-    return;
+  if (!d) return;
   g_free(d->images);
   g_free(d->labels);
   g_free(d);
@@ -447,8 +447,7 @@ PrunusDataset *prunus_dataset_new_from_data(int n, int c, int h, int w, int n_cl
   g_return_val_if_fail((gint64)c * h * w <= INT_MAX, NULL);
   g_return_val_if_fail(n_classes >= 1 && n_classes <= 256, NULL);
   g_return_val_if_fail(n == 0 || (images != NULL && labels != NULL), NULL);
-  for (int i = 0; i < n; i++)
-    g_return_val_if_fail(labels[i] < n_classes, NULL);
+  for (int i = 0; i < n; i++) g_return_val_if_fail(labels[i] < n_classes, NULL);
   size_t row = (size_t)c * h * w;
   PrunusDataset *d = g_new0(PrunusDataset, 1);
   d->n = n;
@@ -469,16 +468,13 @@ PrunusNorm prunus_norm_fit(const PrunusDataset *d, PrunusNormKind kind) {
   g_return_val_if_fail(d != NULL, norm);
   g_return_val_if_fail(kind == PRUNUS_NORM_UNIT || kind == PRUNUS_NORM_STANDARD, norm);
   size_t total = (size_t)d->n * d->c * d->h * d->w;
-  if (kind == PRUNUS_NORM_UNIT || total == 0)
-    return norm;
+  if (kind == PRUNUS_NORM_UNIT || total == 0) return norm;
 
   /* a byte histogram makes both passes exact and cheap */
   guint64 hist[256] = {0};
-  for (size_t i = 0; i < total; i++)
-    hist[d->images[i]]++;
+  for (size_t i = 0; i < total; i++) hist[d->images[i]]++;
   double mean = 0.0, var = 0.0;
-  for (int v = 0; v < 256; v++)
-    mean += (double)hist[v] * (v / 255.0);
+  for (int v = 0; v < 256; v++) mean += (double)hist[v] * (v / 255.0);
   mean /= (double)total;
   for (int v = 0; v < 256; v++) {
     double u = v / 255.0 - mean;
@@ -495,11 +491,9 @@ PrunusNorm prunus_norm_fit(const PrunusDataset *d, PrunusNormKind kind) {
 static void prunus_norm_lut(const PrunusNorm *norm, float lut[256]) {
   if (norm->kind == PRUNUS_NORM_STANDARD) {
     double mean = norm->mean, std = norm->std;
-    for (int u = 0; u < 256; u++)
-      lut[u] = (float)((u / 255.0 - mean) / std);
+    for (int u = 0; u < 256; u++) lut[u] = (float)((u / 255.0 - mean) / std);
   } else {
-    for (int u = 0; u < 256; u++)
-      lut[u] = (float)(u / 255.0);
+    for (int u = 0; u < 256; u++) lut[u] = (float)(u / 255.0);
   }
 }
 
@@ -540,7 +534,8 @@ void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, c
    * a few places ahead while this one is converted, or every row waits on memory. */
   enum { PREFETCH_AHEAD = 4 };
   for (int b = 0; b < B; b++) {
-    if (b + PREFETCH_AHEAD < B) prefetch_row(d->images + (size_t)idx[b + PREFETCH_AHEAD] * row, row, FALSE);
+    if (b + PREFETCH_AHEAD < B)
+      prefetch_row(d->images + (size_t)idx[b + PREFETCH_AHEAD] * row, row, FALSE);
     int i = idx[b];
     g_assert(i >= 0 && i < d->n);
     const uint8_t *src = d->images + (size_t)i * row; /* (c*h*w) */

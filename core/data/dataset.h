@@ -8,22 +8,26 @@
 G_BEGIN_DECLS
 
 typedef struct {
-  int n;             /* samples */
-  int c, h, w;       /* per-sample image shape; IDX3 files give c = 1 */
-  int n_classes;     /* 1 + the largest label (at least 2) */
-  uint8_t *images;   /* (n, c*h*w) owned */
-  uint8_t *labels;   /* (n) owned */
+  int n;           /* samples */
+  int c, h, w;     /* per-sample image shape; IDX3 files give c = 1 */
+  int n_classes;   /* 1 + the largest label (at least 2) */
+  uint8_t *images; /* (n, c*h*w) owned */
+  uint8_t *labels; /* (n) owned */
 } PrunusDataset;
 
 typedef enum {
-  PRUNUS_NORM_UNIT,      /* x = u / 255 */
-  PRUNUS_NORM_STANDARD,  /* x = (u / 255 - mean) / std, mean/std of the training split */
+  PRUNUS_NORM_UNIT,     /* x = u / 255 */
+  PRUNUS_NORM_STANDARD, /* x = (u / 255 - mean) / std, mean/std of the training split */
 } PrunusNormKind;
 
 typedef struct {
   PrunusNormKind kind;
-  float mean, std;   /* used by PRUNUS_NORM_STANDARD */
+  float mean, std; /* used by PRUNUS_NORM_STANDARD */
 } PrunusNorm;
+
+/* Each kind's name as configs (dataset.normalize) and checkpoint metadata spell it,
+ * indexed by PrunusNormKind; NULL after the last. */
+extern const char *const prunus_norm_kind_names[];
 
 /* (transfer full) Load an IDX image file and an IDX label file. Every malformed
  * input is an error naming the path: missing file, bad gzip, wrong magic, wrong
@@ -45,8 +49,8 @@ PrunusDataset *prunus_dataset_new_from_data(int n, int c, int h, int w, int n_cl
 PrunusNorm prunus_norm_fit(const PrunusDataset *d, PrunusNormKind kind);
 
 /* Convert B samples idx[0..B) of d into x (B, c*h*w) floats and y (B) labels. */
-void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm,
-                               const int *idx, int B, float *x, uint8_t *y);
+void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, const int *idx,
+                               int B, float *x, uint8_t *y);
 /* Ask the CPU to start loading the images idx[0..B) (the next batch) into cache. */
 void prunus_dataset_prefetch(const PrunusDataset *d, const int *idx, int B);
 

@@ -45,22 +45,23 @@ static gboolean check_layer_values(const char *path, const PrunusLayer *l, const
   for (size_t j = 0; j < l->w_len; j++) {
     if (mask[j] != 0.0f && mask[j] != 1.0f)
       return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                       "tensor \"%s.mask\" element %zu is %g; a mask holds only 0 or 1", l->name,
-                       j, (double)mask[j]);
+                              "tensor \"%s.mask\" element %zu is %g; a mask holds only 0 or 1",
+                              l->name, j, (double)mask[j]);
     if (!isfinite(w[j]))
       return prunus_fail_path(error, PRUNUS_ERROR_NUMERIC, path,
-                       "tensor \"%s.weight\" element %zu is %g; parameters must be finite",
-                       l->name, j, (double)w[j]);
+                              "tensor \"%s.weight\" element %zu is %g; parameters must be finite",
+                              l->name, j, (double)w[j]);
     if (mask[j] == 0.0f && w[j] != 0.0f)
-      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                       "tensor \"%s.weight\" element %zu is %g but \"%s.mask\" prunes it (0)",
-                       l->name, j, (double)w[j], l->name);
+      return prunus_fail_path(
+          error, PRUNUS_ERROR_FORMAT, path,
+          "tensor \"%s.weight\" element %zu is %g but \"%s.mask\" prunes it (0)", l->name, j,
+          (double)w[j], l->name);
   }
   for (size_t j = 0; j < l->b_len; j++) {
     if (!isfinite(b[j]))
       return prunus_fail_path(error, PRUNUS_ERROR_NUMERIC, path,
-                       "tensor \"%s.bias\" element %zu is %g; parameters must be finite", l->name,
-                       j, (double)b[j]);
+                              "tensor \"%s.bias\" element %zu is %g; parameters must be finite",
+                              l->name, j, (double)b[j]);
   }
   return TRUE;
 }
@@ -127,13 +128,12 @@ out_free_tensors:
 
 /* Find name in f with exactly the given shape and mark it used. */
 static const float *take_tensor(const char *path, const PrunusTensorFile *f, GHashTable *used,
-                                const char *name, const int64_t *shape, int ndim,
-                                GError **error) {
+                                const char *name, const int64_t *shape, int ndim, GError **error) {
   const PrunusTensor *t = prunus_tensor_file_find(f, name);
   if (!t) {
     char *want = shape_to_string(shape, ndim);
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-              "tensor \"%s\" is missing (the architecture needs shape %s)", name, want);
+                     "tensor \"%s\" is missing (the architecture needs shape %s)", name, want);
     g_free(want);
     return NULL;
   }
@@ -143,7 +143,7 @@ static const float *take_tensor(const char *path, const PrunusTensorFile *f, GHa
     char *want = shape_to_string(shape, ndim);
     char *found = shape_to_string(t->shape, t->ndim);
     prunus_fail_path(error, PRUNUS_ERROR_MISMATCH, path,
-              "tensor \"%s\" has shape %s but the architecture needs %s", name, found, want);
+                     "tensor \"%s\" has shape %s but the architecture needs %s", name, found, want);
     g_free(found);
     g_free(want);
     return NULL;
@@ -158,16 +158,17 @@ static gboolean load_arch(const char *path, GHashTable *meta, const PrunusArch *
   const char *format = g_hash_table_lookup(meta, CKPT_KEY_FORMAT);
   if (format && strcmp(format, CKPT_FORMAT) != 0)
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                     "metadata \"%s\" is \"%s\", expected \"%s\"", CKPT_KEY_FORMAT, format,
-                     CKPT_FORMAT);
+                            "metadata \"%s\" is \"%s\", expected \"%s\"", CKPT_KEY_FORMAT, format,
+                            CKPT_FORMAT);
   const char *text = g_hash_table_lookup(meta, CKPT_KEY_ARCH);
   if (!text)
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                     "metadata has no \"%s\" entry: not a prunus checkpoint?", CKPT_KEY_ARCH);
+                            "metadata has no \"%s\" entry: not a prunus checkpoint?",
+                            CKPT_KEY_ARCH);
   GError *local = NULL;
   if (!prunus_arch_from_string(text, out, &local)) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "metadata \"%s\": %s", CKPT_KEY_ARCH,
-              local->message);
+                     local->message);
     g_error_free(local);
     return FALSE;
   }
@@ -179,7 +180,7 @@ static gboolean load_arch(const char *path, GHashTable *meta, const PrunusArch *
   gboolean same = strcmp(found, want) == 0;
   if (!same)
     prunus_fail_path(error, PRUNUS_ERROR_MISMATCH, path,
-              "architecture \"%s\" does not match the expected \"%s\"", found, want);
+                     "architecture \"%s\" does not match the expected \"%s\"", found, want);
   g_free(want);
   g_free(found);
   if (!same) {
@@ -210,7 +211,7 @@ PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const Prunu
   m = prunus_model_new(&arch, max_batch, 0, &local);
   if (!m) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "cannot build its architecture: %s",
-              local->message);
+                     local->message);
     g_error_free(local);
     goto out_clear_arch;
   }
@@ -239,8 +240,8 @@ PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const Prunu
     if (!g_hash_table_contains(used, f->tensors[i].name)) {
       char *a = prunus_arch_to_string(&m->arch);
       prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                "unknown tensor \"%s\" (architecture \"%s\" has no such parameter)",
-                f->tensors[i].name, a);
+                       "unknown tensor \"%s\" (architecture \"%s\" has no such parameter)",
+                       f->tensors[i].name, a);
       g_free(a);
       goto out_free_model;
     }
@@ -267,11 +268,6 @@ out_free_file:
 /* ------------------------------------------------------------------------- */
 /* Input normalisation */
 
-/* The config's spelling of each kind (dataset.normalize), so the metadata reads as
- * the config did. */
-static const char *const norm_names[] = {[PRUNUS_NORM_UNIT] = "unit",
-                                         [PRUNUS_NORM_STANDARD] = "standard"};
-
 /* Nine significant digits single out every float: the text reads back to its bits. */
 static char *float_text(float v) {
   char buf[G_ASCII_DTOSTR_BUF_SIZE];
@@ -280,8 +276,10 @@ static char *float_text(float v) {
 
 void prunus_checkpoint_metadata_set_norm(GHashTable *metadata, const PrunusNorm *norm) {
   g_return_if_fail(metadata != NULL && norm != NULL);
-  g_return_if_fail(norm->kind >= 0 && norm->kind < (int)G_N_ELEMENTS(norm_names));
-  g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM), g_strdup(norm_names[norm->kind]));
+  g_return_if_fail(norm->kind >= PRUNUS_NORM_UNIT && norm->kind <= PRUNUS_NORM_STANDARD);
+  /* the config's spelling, so the metadata reads as the config did */
+  g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM),
+                      g_strdup(prunus_norm_kind_names[norm->kind]));
   g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM_MEAN), float_text(norm->mean));
   g_hash_table_insert(metadata, g_strdup(CKPT_KEY_NORM_STD), float_text(norm->std));
 }
@@ -318,8 +316,8 @@ gboolean prunus_checkpoint_metadata_norm(GHashTable *metadata, const char *path,
   }
   PrunusNorm n = {0};
   size_t k = 0;
-  while (k < G_N_ELEMENTS(norm_names) && strcmp(norm_names[k], kind) != 0) k++;
-  if (k == G_N_ELEMENTS(norm_names))
+  while (prunus_norm_kind_names[k] && strcmp(prunus_norm_kind_names[k], kind) != 0) k++;
+  if (!prunus_norm_kind_names[k])
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                             "metadata \"%s\" is \"%s\"; expected \"unit\" or \"standard\"",
                             CKPT_KEY_NORM, kind);
@@ -330,7 +328,8 @@ gboolean prunus_checkpoint_metadata_norm(GHashTable *metadata, const char *path,
   if (n.std <= 0.0f)
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                             "metadata \"%s\" is \"%s\"; a standard deviation must be > 0",
-                            CKPT_KEY_NORM_STD, (const char *)g_hash_table_lookup(metadata, CKPT_KEY_NORM_STD));
+                            CKPT_KEY_NORM_STD,
+                            (const char *)g_hash_table_lookup(metadata, CKPT_KEY_NORM_STD));
   *norm = n;
   *found = TRUE;
   return TRUE;

@@ -20,8 +20,7 @@ G_STATIC_ASSERT(G_BYTE_ORDER == G_LITTLE_ENDIAN);
 G_STATIC_ASSERT(sizeof(float) == 4);
 
 #define ST_METADATA_KEY "__metadata__"
-#define ST_MAX_EXACT 9007199254740992.0  /* 2^53: JSON numbers above are not exact */
-
+#define ST_MAX_EXACT 9007199254740992.0 /* 2^53: JSON numbers above are not exact */
 
 size_t prunus_tensor_numel(const PrunusTensor *t) {
   g_return_val_if_fail(t != NULL, 0);
@@ -51,9 +50,7 @@ static gboolean shape_nbytes(const int64_t *shape, int ndim, uint64_t *out) {
 /* ------------------------------------------------------------------------- */
 /* Writer */
 
-static int compare_strings(gconstpointer a, gconstpointer b) {
-  return strcmp(a, b);
-}
+static int compare_strings(gconstpointer a, gconstpointer b) { return strcmp(a, b); }
 
 /* The header JSON (padded with spaces so the data starts 8-byte aligned) and the
  * data section size. (transfer full) */
@@ -71,7 +68,7 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
       const char *value = g_hash_table_lookup(metadata, k->data);
       if (!value) {
         prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "metadata \"%s\" has no value",
-                (const char *)k->data);
+                         (const char *)k->data);
         g_list_free(keys);
         goto out_free_json;
       }
@@ -85,7 +82,7 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
     const PrunusTensor *t = &tensors[i];
     if (!t->name || strcmp(t->name, ST_METADATA_KEY) == 0) {
       prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor %d has an invalid name \"%s\"", i,
-              t->name ? t->name : "(null)");
+                       t->name ? t->name : "(null)");
       goto out_free_json;
     }
     if (!g_hash_table_add(seen, t->name)) {
@@ -93,8 +90,9 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
       goto out_free_json;
     }
     if (t->ndim < 0 || t->ndim > PRUNUS_ST_MAX_DIMS) {
-      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": %d dimensions (0..%d allowed)",
-              t->name, t->ndim, PRUNUS_ST_MAX_DIMS);
+      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path,
+                       "tensor \"%s\": %d dimensions (0..%d allowed)", t->name, t->ndim,
+                       PRUNUS_ST_MAX_DIMS);
       goto out_free_json;
     }
     PrunusJson *shape = prunus_json_new_array();
@@ -104,10 +102,10 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
       prunus_json_array_add(shape, prunus_json_new_number((double)t->shape[d]));
     }
     uint64_t nbytes = 0;
-    if (!shape_ok || !shape_nbytes(t->shape, t->ndim, &nbytes) ||
-        nbytes > ST_MAX_EXACT - offset) {
+    if (!shape_ok || !shape_nbytes(t->shape, t->ndim, &nbytes) || nbytes > ST_MAX_EXACT - offset) {
       char *s = shape_to_string(t->shape, t->ndim);
-      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": invalid shape %s", t->name, s);
+      prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": invalid shape %s",
+                       t->name, s);
       g_free(s);
       prunus_json_free(shape);
       goto out_free_json;
@@ -188,7 +186,7 @@ gboolean prunus_safetensors_write(const char *path, const PrunusTensor *tensors,
   if (fd < 0) {
     int saved = errno;
     prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot create temp file %s: %s", tmp,
-            g_strerror(saved));
+                     g_strerror(saved));
     goto out_free_tmp_name;
   }
 
@@ -208,18 +206,17 @@ gboolean prunus_safetensors_write(const char *path, const PrunusTensor *tensors,
   if (g_rename(tmp, path) != 0) {
     int saved = errno;
     prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot rename temp file %s into place: %s", tmp,
-            g_strerror(saved));
+                     g_strerror(saved));
     goto out_unlink_tmp;
   }
   sync_parent_dir(path);
   ok = TRUE;
   goto out_free_tmp_name;
 
-out_write_failed: {
-    int saved = errno;
-    prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot write temp file %s: %s", tmp,
-            g_strerror(saved));
-  }
+out_write_failed:
+  /* no call between the failed one and this reads or sets errno */
+  prunus_fail_path(error, PRUNUS_ERROR_IO, path, "cannot write temp file %s: %s", tmp,
+                   g_strerror(errno));
 out_unlink_tmp:
   if (fd >= 0) close(fd);
   g_unlink(tmp);
@@ -259,45 +256,46 @@ static gboolean parse_tensor_info(const char *path, const char *name, const Prun
                                   uint64_t data_len, PrunusTensor *t, StRegion *region,
                                   GError **error) {
   if (prunus_json_type(info) != PRUNUS_JSON_OBJECT)
-    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": entry is not an object",
-                   name);
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                            "tensor \"%s\": entry is not an object", name);
   for (size_t k = 0; k < prunus_json_length(info); k++) {
     const char *key = prunus_json_key(info, k);
-    if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 &&
-        strcmp(key, "data_offsets") != 0)
-      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": unknown field \"%s\"",
-                     name, key);
+    if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 && strcmp(key, "data_offsets") != 0)
+      return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                              "tensor \"%s\": unknown field \"%s\"", name, key);
   }
 
   const PrunusJson *dtype = prunus_json_get(info, "dtype");
   if (!dtype || prunus_json_type(dtype) != PRUNUS_JSON_STRING)
-    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": missing or non-string dtype",
-                   name);
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                            "tensor \"%s\": missing or non-string dtype", name);
   if (strcmp(prunus_json_string(dtype), "F32") != 0)
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                   "tensor \"%s\": dtype \"%s\" is not supported (only F32)", name,
-                   prunus_json_string(dtype));
+                            "tensor \"%s\": dtype \"%s\" is not supported (only F32)", name,
+                            prunus_json_string(dtype));
 
   const PrunusJson *shape = prunus_json_get(info, "shape");
   if (!shape || prunus_json_type(shape) != PRUNUS_JSON_ARRAY)
-    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": missing or non-array shape",
-                   name);
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                            "tensor \"%s\": missing or non-array shape", name);
   if (prunus_json_length(shape) > PRUNUS_ST_MAX_DIMS)
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                   "tensor \"%s\": shape has %zu dimensions (at most %d)", name,
-                   prunus_json_length(shape), PRUNUS_ST_MAX_DIMS);
+                            "tensor \"%s\": shape has %zu dimensions (at most %d)", name,
+                            prunus_json_length(shape), PRUNUS_ST_MAX_DIMS);
   t->ndim = (int)prunus_json_length(shape);
   for (int d = 0; d < t->ndim; d++) {
     uint64_t dim;
     if (!json_exact_uint(prunus_json_index(shape, (size_t)d), &dim))
       return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                     "tensor \"%s\": shape entry %d is not a non-negative integer", name, d);
+                              "tensor \"%s\": shape entry %d is not a non-negative integer", name,
+                              d);
     t->shape[d] = (int64_t)dim;
   }
   uint64_t nbytes;
   if (!shape_nbytes(t->shape, t->ndim, &nbytes)) {
     char *s = shape_to_string(t->shape, t->ndim);
-    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": shape %s overflows", name, s);
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": shape %s overflows", name,
+                     s);
     g_free(s);
     return FALSE;
   }
@@ -307,24 +305,25 @@ static gboolean parse_tensor_info(const char *path, const char *name, const Prun
   if (!offsets || prunus_json_type(offsets) != PRUNUS_JSON_ARRAY ||
       prunus_json_length(offsets) != 2 || !json_exact_uint(prunus_json_index(offsets, 0), &begin) ||
       !json_exact_uint(prunus_json_index(offsets, 1), &end))
-    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                   "tensor \"%s\": data_offsets must be [begin, end], two non-negative integers",
-                   name);
+    return prunus_fail_path(
+        error, PRUNUS_ERROR_FORMAT, path,
+        "tensor \"%s\": data_offsets must be [begin, end], two non-negative integers", name);
   if (begin > end)
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                   "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-                   "] end before they begin", name, begin, end);
+                            "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                            "] end before they begin",
+                            name, begin, end);
   if (end > data_len)
     return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                   "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-                   "] lie outside the data section (%" G_GUINT64_FORMAT " bytes)", name, begin,
-                   end, data_len);
+                            "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                            "] lie outside the data section (%" G_GUINT64_FORMAT " bytes)",
+                            name, begin, end, data_len);
   if (end - begin != nbytes) {
     char *s = shape_to_string(t->shape, t->ndim);
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-            "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-            "] hold %" G_GUINT64_FORMAT " bytes but F32 shape %s needs %" G_GUINT64_FORMAT,
-            name, begin, end, end - begin, s, nbytes);
+                     "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                     "] hold %" G_GUINT64_FORMAT " bytes but F32 shape %s needs %" G_GUINT64_FORMAT,
+                     name, begin, end, end - begin, s, nbytes);
     g_free(s);
     return FALSE;
   }
@@ -347,15 +346,16 @@ static gboolean check_coverage(const char *path, const StRegion *in_file_order, 
     const StRegion *r = &regions[i];
     if (r->begin < covered) {
       prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-              "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-              "] overlap tensor \"%s\" [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "]",
-              r->name, r->begin, r->end, prev->name, prev->begin, prev->end);
+                       "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                       "] overlap tensor \"%s\" [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "]",
+                       r->name, r->begin, r->end, prev->name, prev->begin, prev->end);
       goto out_free_sorted;
     }
     if (r->begin > covered) {
       prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-              "data section bytes [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-              ") before tensor \"%s\" belong to no tensor", covered, r->begin, r->name);
+                       "data section bytes [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
+                       ") before tensor \"%s\" belong to no tensor",
+                       covered, r->begin, r->name);
       goto out_free_sorted;
     }
     covered = r->end;
@@ -363,9 +363,10 @@ static gboolean check_coverage(const char *path, const StRegion *in_file_order, 
   }
   if (covered != data_len) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-            "%" G_GUINT64_FORMAT " trailing bytes after the last tensor (tensors cover %"
-            G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " data bytes)",
-            data_len - covered, covered, data_len);
+                     "%" G_GUINT64_FORMAT
+                     " trailing bytes after the last tensor (tensors cover %" G_GUINT64_FORMAT
+                     " of %" G_GUINT64_FORMAT " data bytes)",
+                     data_len - covered, covered, data_len);
     goto out_free_sorted;
   }
   ok = TRUE;
@@ -378,14 +379,14 @@ out_free_sorted:
 static gboolean parse_metadata(const char *path, const PrunusJson *meta, GHashTable *out,
                                GError **error) {
   if (prunus_json_type(meta) != PRUNUS_JSON_OBJECT)
-    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "%s is not an object", ST_METADATA_KEY);
+    return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "%s is not an object",
+                            ST_METADATA_KEY);
   for (size_t k = 0; k < prunus_json_length(meta); k++) {
     const PrunusJson *v = prunus_json_member(meta, k);
     if (prunus_json_type(v) != PRUNUS_JSON_STRING)
       return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "%s \"%s\" is not a string",
-                     ST_METADATA_KEY, prunus_json_key(meta, k));
-    g_hash_table_insert(out, g_strdup(prunus_json_key(meta, k)),
-                        g_strdup(prunus_json_string(v)));
+                              ST_METADATA_KEY, prunus_json_key(meta, k));
+    g_hash_table_insert(out, g_strdup(prunus_json_key(meta, k)), g_strdup(prunus_json_string(v)));
   }
   return TRUE;
 }
@@ -411,7 +412,7 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   }
   if (!S_ISREG(st.st_mode)) {
     prunus_fail_path(error, PRUNUS_ERROR_IO, path, "%s",
-            S_ISDIR(st.st_mode) ? "is a folder, not a file" : "is not a regular file");
+                     S_ISDIR(st.st_mode) ? "is a folder, not a file" : "is not a regular file");
     close(fd);
     return NULL;
   }
@@ -427,7 +428,8 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
 
   if (size < 8) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-            "file is %" G_GUINT64_FORMAT " bytes, too short for the 8-byte header length", size);
+                     "file is %" G_GUINT64_FORMAT " bytes, too short for the 8-byte header length",
+                     size);
     goto out_unmap;
   }
   guint64 header_len;
@@ -435,19 +437,21 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   header_len = GUINT64_FROM_LE(header_len);
   if (header_len < 2) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-            "header length %" G_GUINT64_FORMAT " is too small for a JSON object", header_len);
+                     "header length %" G_GUINT64_FORMAT " is too small for a JSON object",
+                     header_len);
     goto out_unmap;
   }
   if (header_len > PRUNUS_ST_MAX_HEADER) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-            "header length %" G_GUINT64_FORMAT " exceeds the limit of %u bytes", header_len,
-            PRUNUS_ST_MAX_HEADER);
+                     "header length %" G_GUINT64_FORMAT " exceeds the limit of %u bytes",
+                     header_len, PRUNUS_ST_MAX_HEADER);
     goto out_unmap;
   }
   if (header_len > size - 8) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-            "header length %" G_GUINT64_FORMAT " runs past the end of the file (%" G_GUINT64_FORMAT
-            " bytes): truncated?", header_len, size);
+                     "header length %" G_GUINT64_FORMAT
+                     " runs past the end of the file (%" G_GUINT64_FORMAT " bytes): truncated?",
+                     header_len, size);
     goto out_unmap;
   }
   const unsigned char *data = bytes + 8 + header_len;
@@ -456,7 +460,7 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   PrunusJson *header = prunus_json_parse((const char *)bytes + 8, header_len, &local);
   if (!header) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "header (from byte 8) is not valid JSON: %s",
-            local->message);
+                     local->message);
     g_error_free(local);
     goto out_unmap;
   }

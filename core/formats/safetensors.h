@@ -8,21 +8,21 @@
 G_BEGIN_DECLS
 
 #define PRUNUS_ST_MAX_DIMS 8
-#define PRUNUS_ST_MAX_HEADER (100u * 1024u * 1024u)  /* same bound as the reference reader */
+#define PRUNUS_ST_MAX_HEADER (100u * 1024u * 1024u) /* same bound as the reference reader */
 
 /* One float32 tensor. */
 typedef struct {
-  char *name;                     /* owned */
+  char *name; /* owned */
   int ndim;
   int64_t shape[PRUNUS_ST_MAX_DIMS];
-  float *data;                    /* (prod(shape)) owned by the reader's file; borrowed by the writer */
+  float *data; /* (prod(shape)) owned by the reader's file; borrowed by the writer */
 } PrunusTensor;
 
 /* A tensor file in memory. */
 typedef struct {
   int n_tensors;
-  PrunusTensor *tensors;          /* (n_tensors) in file order */
-  GHashTable *metadata;           /* char* -> char*: the __metadata__ strings */
+  PrunusTensor *tensors; /* (n_tensors) in file order */
+  GHashTable *metadata;  /* char* -> char*: the __metadata__ strings */
 } PrunusTensorFile;
 
 /* Write tensors (F32) and string metadata (may be NULL) to path atomically: a temp

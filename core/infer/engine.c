@@ -19,50 +19,51 @@
 /* ------------------------------------------------------------------------ */
 /* types */
 
-static const char *const kind_names[PRUNUS_ENGINE_N_KINDS] = {
-    [PRUNUS_ENGINE_DENSE] = "dense", [PRUNUS_ENGINE_MASKED] = "masked",
-    [PRUNUS_ENGINE_SPARSE] = "sparse", [PRUNUS_ENGINE_SHRUNK] = "shrunk",
-    [PRUNUS_ENGINE_AUTO] = "auto"};
+static const char *const kind_names[PRUNUS_ENGINE_N_KINDS] = {[PRUNUS_ENGINE_DENSE] = "dense",
+                                                              [PRUNUS_ENGINE_MASKED] = "masked",
+                                                              [PRUNUS_ENGINE_SPARSE] = "sparse",
+                                                              [PRUNUS_ENGINE_SHRUNK] = "shrunk",
+                                                              [PRUNUS_ENGINE_AUTO] = "auto"};
 
 /* Buffers for a forward of up to max_batch samples. */
 typedef struct {
   int max_batch;
-  float **acts;      /* (n_layers+1) (max_batch, in size of layer i) */
-  float **scratch;   /* (n_layers) layer-ops scratch (dense path, pooling) */
-  float *tmp;        /* sparse path: transposes / im2col */
-  PrunusTeam *team;  /* the sparse kernels split with it: the engine's, NULL in a split batch */
+  float **acts;     /* (n_layers+1) (max_batch, in size of layer i) */
+  float **scratch;  /* (n_layers) layer-ops scratch (dense path, pooling) */
+  float *tmp;       /* sparse path: transposes / im2col */
+  PrunusTeam *team; /* the sparse kernels split with it: the engine's, NULL in a split batch */
 } Workspace;
 
 /* Batch sizes AUTO measures; a forward of B uses the largest one <= B. */
 #define AUTO_MAX_BUCKETS 12
 
 typedef struct {
-  PrunusLayer l;          /* shapes, ops and slab offsets (into the engine's slab), as run:
-                           * with padding rows (see `padding`), when it has some */
-  PrunusLayer shape;      /* l as the network has it: what the queries report */
-  PrunusCsr *csr;         /* SPARSE / AUTO: the nonzero weights by output row */
+  PrunusLayer l;     /* shapes, ops and slab offsets (into the engine's slab), as run:
+                      * with padding rows (see `padding`), when it has some */
+  PrunusLayer shape; /* l as the network has it: what the queries report */
+  PrunusCsr *csr;    /* SPARSE / AUTO: the nonzero weights by output row */
   gboolean sparse[AUTO_MAX_BUCKETS]; /* AUTO: sparse wins at bucket k */
-  uint64_t nnz;           /* nonzero (and unmasked) weights */
+  uint64_t nnz;                      /* nonzero (and unmasked) weights */
 } EngineLayer;
 
 struct PrunusEngine {
   PrunusEngineKind kind;
   int n_layers;
-  EngineLayer *layers;    /* (n_layers) */
+  EngineLayer *layers; /* (n_layers) */
   size_t in_size;
   int n_classes;
   size_t n_params;
-  float *params;          /* (n_params) masked weights and biases */
-  float *mask;            /* (n_params) MASKED only */
-  float *wm;              /* (n_params) MASKED only: params * mask, rebuilt every forward */
+  float *params; /* (n_params) masked weights and biases */
+  float *mask;   /* (n_params) MASKED only */
+  float *wm;     /* (n_params) MASKED only: params * mask, rebuilt every forward */
   int threads;
-  PrunusTeam *team;       /* threads > 1: the helpers the sparse kernels split with */
+  PrunusTeam *team; /* threads > 1: the helpers the sparse kernels split with */
   int n_buckets;
   int buckets[AUTO_MAX_BUCKETS];
-  Workspace ws[2];        /* [0] the caller's; [1] the helper's share of a split batch */
+  Workspace ws[2]; /* [0] the caller's; [1] the helper's share of a split batch */
   PrunusEnginePadding padding;
-  int pad_batch;          /* DENSE / SHRUNK: the largest batch size padding was measured at */
-  int pad_blas_threads;   /* and the BLAS threads it was measured with */
+  int pad_batch;        /* DENSE / SHRUNK: the largest batch size padding was measured at */
+  int pad_blas_threads; /* and the BLAS threads it was measured with */
 };
 
 const char *prunus_engine_kind_name(PrunusEngineKind kind) {
@@ -255,8 +256,8 @@ static void forward_batch(PrunusEngine *e, Workspace *w, const float *x, int B, 
 /* From this batch size, when every layer with parameters runs sparse, the batch is
  * split between the threads, each running the whole network on its samples: no
  * data crosses cores and threads meet once per forward (splitting every product's
- * rows instead, each core reads what the other wrote: 2 threads were no faster
- * than 1 at batch 256). */
+ * rows instead, each core reads what the other wrote between layers, and the
+ * cache-line traffic ate the second thread's gain). */
 #define SPLIT_BATCH_MIN 64
 
 static gboolean splits_batch(const PrunusEngine *e, int B) {
@@ -272,7 +273,7 @@ typedef struct {
   PrunusEngine *e;
   const float *x; /* (B, input) */
   int B;
-  float *logits;  /* (B, n_classes) */
+  float *logits; /* (B, n_classes) */
 } EngineForward;
 
 static void forward_part(void *arg, int part, int n_parts) {
@@ -323,7 +324,8 @@ static double time_layer(PrunusEngine *e, int i, const float *x, float *y, int B
  * bucket drop their CSR (rebuilt from params when measured again). */
 static void auto_measure(PrunusEngine *e, int max_batch) {
   e->n_buckets = 0;
-  for (int B = 1; B < max_batch && e->n_buckets < AUTO_MAX_BUCKETS - 1; B *= 4) e->buckets[e->n_buckets++] = B;
+  for (int B = 1; B < max_batch && e->n_buckets < AUTO_MAX_BUCKETS - 1; B *= 4)
+    e->buckets[e->n_buckets++] = B;
   e->buckets[e->n_buckets++] = max_batch;
   for (int i = 0; i < e->n_layers; i++) {
     EngineLayer *el = &e->layers[i];
@@ -358,9 +360,9 @@ static void auto_measure(PrunusEngine *e, int max_batch) {
 /* ------------------------------------------------------------------------ */
 /* padding (DENSE, SHRUNK): the BLAS layout of a dense layer and its successor */
 
-/* Outputs are padded to a multiple of this. OpenBLAS's sgemm works in 16-wide tiles
- * here (AVX-512), and with 2 threads it halves a product's outputs: the shrunk
- * LeNet-300-100's 90 and 30 units ran 1.2x slower than 96 and 32 at batch 32. */
+/* Outputs are padded to a multiple of this: OpenBLAS's AVX-512 sgemm works in 16-wide
+ * tiles, and with 2 threads it halves a product's outputs, so odd unit counts leave
+ * ragged tails on both halves. Whether padding pays is measured per layer (below). */
 #define PAD_MULTIPLE 16
 
 /* The dense layer that dense layer p feeds through relus only (relu(0) = 0: its zero
@@ -452,8 +454,8 @@ static double time_chain(const EngineLayer *layers, const float *params, int p, 
  * layers until it lasts PAD_SAMPLE_US (a lone batch-1 product is under 1 us). */
 #define PAD_SAMPLES 15
 #define PAD_SAMPLE_US 100.0
-/* padded / plain: below PAD_WIN is a win, above PAD_LOSS a loss (between: noise, on
- * this shared VM; the shrunk LeNet's 90 -> 96 measured 0.81 at batch 32, 2 threads). */
+/* padded / plain: below PAD_WIN is a win, above PAD_LOSS a loss; between them is
+ * run-to-run noise on a shared machine, and the plain layout is kept. */
 #define PAD_WIN 0.95
 #define PAD_LOSS 1.03
 
@@ -569,10 +571,8 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
     if (kind == PRUNUS_ENGINE_SPARSE || kind == PRUNUS_ENGINE_AUTO)
       el->csr = prunus_csr_from_dense(W, NULL, el->l.out.c, el->l.fan_in);
   }
-  if (kind == PRUNUS_ENGINE_AUTO)
-    auto_measure(e, max_batch);
-  if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK)
-    pad_measure(e, max_batch);
+  if (kind == PRUNUS_ENGINE_AUTO) auto_measure(e, max_batch);
+  if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, max_batch);
   reserve_batch(e, &e->ws[0], max_batch);
   if (shrunk) prunus_model_free(shrunk);
   return e;
@@ -612,7 +612,8 @@ void prunus_engine_set_threads(PrunusEngine *e, int threads) {
 void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode) {
   g_return_if_fail(mode >= PRUNUS_ENGINE_PAD_MEASURED && mode <= PRUNUS_ENGINE_PAD_ALL);
   e->padding = mode;
-  if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, e->pad_batch);
+  if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK)
+    pad_measure(e, e->pad_batch);
 }
 
 size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
@@ -622,7 +623,8 @@ size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
     if (!el->l.ops->has_params) continue;
     bytes += sizeof(float) * el->l.b_len;
     gboolean keeps_dense = e->kind != PRUNUS_ENGINE_SPARSE;
-    if (e->kind == PRUNUS_ENGINE_AUTO && el->csr) { /* dense weights only where some batch uses them */
+    if (e->kind == PRUNUS_ENGINE_AUTO &&
+        el->csr) { /* dense weights only where some batch uses them */
       keeps_dense = FALSE;
       for (int k = 0; k < e->n_buckets; k++) keeps_dense |= !el->sparse[k];
     }

@@ -10,11 +10,11 @@
 G_BEGIN_DECLS
 
 typedef enum {
-  PRUNUS_ENGINE_DENSE,   /* BLAS on the weights with zeros in place; sgemv at batch 1 */
-  PRUNUS_ENGINE_MASKED,  /* W * mask recomputed every forward, then BLAS */
-  PRUNUS_ENGINE_SPARSE,  /* CSR for every layer with parameters */
-  PRUNUS_ENGINE_SHRUNK,  /* dead units removed (prunus_model_shrink_dead), then dense */
-  PRUNUS_ENGINE_AUTO,    /* per layer and batch size: dense or sparse, whichever measured faster */
+  PRUNUS_ENGINE_DENSE,  /* BLAS on the weights with zeros in place; sgemv at batch 1 */
+  PRUNUS_ENGINE_MASKED, /* W * mask recomputed every forward, then BLAS */
+  PRUNUS_ENGINE_SPARSE, /* CSR for every layer with parameters */
+  PRUNUS_ENGINE_SHRUNK, /* dead units removed (prunus_model_shrink_dead), then dense */
+  PRUNUS_ENGINE_AUTO,   /* per layer and batch size: dense or sparse, whichever measured faster */
   PRUNUS_ENGINE_N_KINDS
 } PrunusEngineKind;
 

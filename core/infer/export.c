@@ -39,7 +39,7 @@ static void emit_ints(GString *s, const char *type, const char *name, const int3
 /* One parameter layer's weights: CSR when it takes fewer bytes than the dense matrix. */
 typedef struct {
   gboolean csr;
-  size_t bytes;        /* weights + biases + index arrays */
+  size_t bytes; /* weights + biases + index arrays */
   const char *col_type, *ptr_type;
 } LayerPlan;
 
@@ -105,24 +105,28 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
   switch (l->spec.type) {
   case PRUNUS_LAYER_DENSE:
     if (p->csr)
-      g_string_append_printf(s,
+      g_string_append_printf(
+          s,
           "    for (int r = 0; r < %d; r++) {\n"
           "      float acc = 0.0f;\n"
           "      for (int j = L%d_ptr[r]; j < L%d_ptr[r + 1]; j++) acc += L%d_val[j] * in[L%d_col[j]];\n"
           "      out[r] = acc + L%d_b[r];\n"
-          "    }\n", O, i, i, i, i, i);
+          "    }\n",
+          O, i, i, i, i, i);
     else
       g_string_append_printf(s,
-          "    for (int r = 0; r < %d; r++) {\n"
-          "      const float *w = L%d_w + (long)r * %d;\n"
-          "      float acc = 0.0f;\n"
-          "      for (int c = 0; c < %d; c++) acc += w[c] * in[c];\n"
-          "      out[r] = acc + L%d_b[r];\n"
-          "    }\n", O, i, C, C, i);
+                             "    for (int r = 0; r < %d; r++) {\n"
+                             "      const float *w = L%d_w + (long)r * %d;\n"
+                             "      float acc = 0.0f;\n"
+                             "      for (int c = 0; c < %d; c++) acc += w[c] * in[c];\n"
+                             "      out[r] = acc + L%d_b[r];\n"
+                             "    }\n",
+                             O, i, C, C, i);
     break;
   case PRUNUS_LAYER_CONV2D:
     if (p->csr)
-      g_string_append_printf(s,
+      g_string_append_printf(
+          s,
           "    for (int co = 0; co < %d; co++) {\n"
           "      float *o = out + (long)co * %d;\n"
           "      for (int q = 0; q < %d; q++) o[q] = 0.0f;\n"
@@ -143,7 +147,8 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
           O, Ho * Wo, Ho * Wo, i, i, i, k * k, k, k, k, i, Ho, st, pd, H, Wo, st, pd, W, Wo, H, W,
           Ho * Wo, i);
     else
-      g_string_append_printf(s,
+      g_string_append_printf(
+          s,
           "    for (int co = 0; co < %d; co++)\n"
           "      for (int oh = 0; oh < %d; oh++)\n"
           "        for (int ow = 0; ow < %d; ow++) {\n"
@@ -164,23 +169,24 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
     break;
   case PRUNUS_LAYER_MAXPOOL2D:
     g_string_append_printf(s,
-        "    for (int c = 0; c < %d; c++)\n"
-        "      for (int oh = 0; oh < %d; oh++)\n"
-        "        for (int ow = 0; ow < %d; ow++) {\n"
-        "          const float *xc = in + (long)c * %d;\n"
-        "          float best = xc[(oh * %d) * %d + ow * %d];\n"
-        "          for (int kh = 0; kh < %d; kh++)\n"
-        "            for (int kw = 0; kw < %d; kw++) {\n"
-        "              float v = xc[(oh * %d + kh) * %d + ow * %d + kw];\n"
-        "              if (v > best) best = v;\n"
-        "            }\n"
-        "          out[(c * %d + oh) * %d + ow] = best;\n"
-        "        }\n",
-        C, Ho, Wo, H * W, st, W, st, k, k, st, W, st, Ho, Wo);
+                           "    for (int c = 0; c < %d; c++)\n"
+                           "      for (int oh = 0; oh < %d; oh++)\n"
+                           "        for (int ow = 0; ow < %d; ow++) {\n"
+                           "          const float *xc = in + (long)c * %d;\n"
+                           "          float best = xc[(oh * %d) * %d + ow * %d];\n"
+                           "          for (int kh = 0; kh < %d; kh++)\n"
+                           "            for (int kw = 0; kw < %d; kw++) {\n"
+                           "              float v = xc[(oh * %d + kh) * %d + ow * %d + kw];\n"
+                           "              if (v > best) best = v;\n"
+                           "            }\n"
+                           "          out[(c * %d + oh) * %d + ow] = best;\n"
+                           "        }\n",
+                           C, Ho, Wo, H * W, st, W, st, k, k, st, W, st, Ho, Wo);
     break;
   case PRUNUS_LAYER_RELU:
-    g_string_append_printf(s, "    for (int q = 0; q < %zu; q++) out[q] = in[q] > 0.0f ? in[q] : 0.0f;\n",
-                           prunus_shape_size(l->in));
+    g_string_append_printf(
+        s, "    for (int q = 0; q < %zu; q++) out[q] = in[q] > 0.0f ? in[q] : 0.0f;\n",
+        prunus_shape_size(l->in));
     break;
   default: /* flatten */
     g_string_append_printf(s, "    for (int q = 0; q < %zu; q++) out[q] = in[q];\n",
@@ -210,7 +216,8 @@ static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir
   }
   char *arch = prunus_arch_to_string(&m->arch);
   GString *h = g_string_new(NULL);
-  g_string_append_printf(h,
+  g_string_append_printf(
+      h,
       "/* prunus_model.h: generated by `prunus export` from %s.\n"
       " * Architecture (dead units removed): %s. Plain C99, no malloc, no BLAS,\n"
       " * not reentrant (static scratch buffers). */\n"
@@ -226,38 +233,43 @@ static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir
       checkpoint, arch, in_size, K, flash);
   GString *s = g_string_new(NULL);
   g_string_append_printf(s,
-      "/* prunus_model.c: generated by `prunus export` from %s.\n"
-      " * %s; weights %zu bytes (dense model: %zu). */\n"
-      "#include \"prunus_model.h\"\n\n", checkpoint, arch, flash, dense_bytes);
+                         "/* prunus_model.c: generated by `prunus export` from %s.\n"
+                         " * %s; weights %zu bytes (dense model: %zu). */\n"
+                         "#include \"prunus_model.h\"\n\n",
+                         checkpoint, arch, flash, dense_bytes);
   emit_floats(s, "norm_lut", lut, 256);
   for (int i = 0; i < m->n_layers; i++)
     if (m->layers[i].ops->has_params) emit_layer_arrays(s, m, i, &plans[i]);
   g_string_append_printf(s, "\nstatic float buf_a[%zu], buf_b[%zu];\n\n", max_act, max_act);
   g_string_append_printf(s,
-      "void prunus_model_normalize(const uint8_t *pixels, float *x) {\n"
-      "  for (int q = 0; q < %zu; q++) x[q] = norm_lut[pixels[q]];\n}\n\n", in_size);
+                         "void prunus_model_normalize(const uint8_t *pixels, float *x) {\n"
+                         "  for (int q = 0; q < %zu; q++) x[q] = norm_lut[pixels[q]];\n}\n\n",
+                         in_size);
   g_string_append_printf(s,
-      "void prunus_model_logits(const float *x, float *logits) {\n"
-      "  const float *in = x;\n  float *out = buf_a;\n");
+                         "void prunus_model_logits(const float *x, float *logits) {\n"
+                         "  const float *in = x;\n  float *out = buf_a;\n");
   for (int i = 0; i < m->n_layers; i++) {
     emit_layer_code(s, m, i, &plans[i]);
     g_string_append(s, "  in = out;\n  out = out == buf_a ? buf_b : buf_a;\n");
   }
   g_string_append_printf(s, "  for (int q = 0; q < %d; q++) logits[q] = in[q];\n}\n\n", K);
-  g_string_append_printf(s,
+  g_string_append_printf(
+      s,
       "int prunus_model_predict(const float *x) {\n"
       "  float logits[%d];\n  prunus_model_logits(x, logits);\n  int best = 0;\n"
       "  for (int q = 1; q < %d; q++)\n    if (logits[q] > logits[best]) best = q;\n"
-      "  return best;\n}\n", K, K);
+      "  return best;\n}\n",
+      K, K);
   char *c_path = g_build_filename(dir, "prunus_model.c", NULL);
   char *h_path = g_build_filename(dir, "prunus_model.h", NULL);
   gboolean ok = g_file_set_contents(h_path, h->str, (gssize)h->len, error) &&
                 g_file_set_contents(c_path, s->str, (gssize)s->len, error);
   if (flash_out) *flash_out = flash;
   if (ok && !quiet)
-    printf("prunus export: %s (%s)\n  flash %zu bytes (weights + biases + indices) vs %zu dense "
-           "(%.1f%%)\n",
-           c_path, arch, flash, dense_bytes, 100.0 * (double)flash / (double)dense_bytes);
+    printf(
+        "prunus export: %s (%s)\n  flash %zu bytes (weights + biases + indices) vs %zu dense "
+        "(%.1f%%)\n",
+        c_path, arch, flash, dense_bytes, 100.0 * (double)flash / (double)dense_bytes);
   for (int i = 0; i < m->n_layers; i++)
     if (ok && !quiet && m->layers[i].ops->has_params)
       printf("  layer %-3s %-7s %4d x %-5d %s\n", m->layers[i].name, m->layers[i].ops->type_name,
@@ -301,7 +313,8 @@ static gboolean export_safetensors(const PrunusModel *m, const char *path, gbool
   g_hash_table_insert(md, "producer", g_strdup_printf("prunus %s export", prunus_version()));
   g_hash_table_insert(md, "architecture", prunus_arch_to_string(&m->arch));
   gboolean ok = prunus_safetensors_write(path, t, n, md, error);
-  if (ok && !quiet) printf("prunus export: %s (%d tensors, masks applied, dead units removed)\n", path, n);
+  if (ok && !quiet)
+    printf("prunus export: %s (%d tensors, masks applied, dead units removed)\n", path, n);
   g_hash_table_unref(md);
   for (int i = 0; i < n; i++) g_free(t[i].name);
   g_free(t);

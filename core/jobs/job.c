@@ -25,6 +25,7 @@ gboolean prunus_job_open_with(PrunusJob *job, const PrunusJobOptions *o, PrunusJ
     goto out_close;
   }
   if (o->threads > 0) prunus_set_threads(o->threads);
+  job->threads = o->threads > 0 ? o->threads : prunus_get_threads(); /* 0: OpenBLAS's default */
   job->run_dir = o->run_dir ? g_strdup(o->run_dir) : g_build_filename("runs", job->rc.name, NULL);
   return TRUE;
 
@@ -75,13 +76,4 @@ gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const 
   if (!prunus_data_load_test(&job->rc, data, error)) return FALSE;
   data->norm = norm;
   return TRUE;
-}
-
-GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job, const PrunusNorm *norm) {
-  GHashTable *md = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  g_hash_table_insert(md, g_strdup("config_hash"), prunus_config_hash(job->cfg));
-  g_hash_table_insert(md, g_strdup("name"), g_strdup(job->rc.name));
-  g_hash_table_insert(md, g_strdup("seed"), g_strdup_printf("%" G_GUINT64_FORMAT, job->rc.seed));
-  prunus_checkpoint_metadata_set_norm(md, norm);
-  return md;
 }

@@ -11,11 +11,13 @@ G_BEGIN_DECLS
 typedef struct {
   PrunusConfig *cfg;
   PrunusRunConfig rc;
-  char *run_dir;     /* options' run_dir, or runs/<name> */
+  char *run_dir; /* options' run_dir, or runs/<name> */
+  int threads;   /* training's (PrunusTrainOptions.threads): --threads, else OpenBLAS's default */
   gboolean quiet;
 } PrunusJob;
 
-/* Load, override, parse name/seed/dataset/model/train. The caller parses its own
+/* Load, override, parse name/seed/dataset/model/train; --threads N > 0 goes to OpenBLAS
+ * (what runs outside training uses it) and to job->threads. The caller parses its own
  * groups, then calls prunus_config_check_unread. */
 gboolean prunus_job_open(PrunusJob *job, const PrunusJobOptions *o, GError **error);
 /* The same, calling prepare(cfg) after the --set overrides and before parsing
@@ -36,10 +38,6 @@ gboolean prunus_job_open_shared(PrunusJob *job, const PrunusJobOptions *o, GErro
  * and the normalisation fitted on the config's training split, as in training. */
 gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const PrunusModel *m,
                                   GHashTable *metadata, PrunusData *data, GError **error);
-
-/* Metadata every checkpoint of this job carries: config_hash, seed, name and norm,
- * the input normalisation the model is trained with. (transfer full) */
-GHashTable *prunus_job_checkpoint_metadata(PrunusJob *job, const PrunusNorm *norm);
 
 G_END_DECLS
 

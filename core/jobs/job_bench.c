@@ -107,7 +107,8 @@ gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOptions *o, G
       printf("%-8s %6d %12.2f %14.0f %8.2fx %14zu %12" G_GUINT64_FORMAT "\n",
              prunus_engine_kind_name((PrunusEngineKind)k), B, us, sps, dense_us / us, bytes, flops);
       PrunusJson *r = prunus_json_new_object();
-      prunus_json_object_set(r, "engine", prunus_json_new_string(prunus_engine_kind_name((PrunusEngineKind)k)));
+      prunus_json_object_set(r, "engine",
+                             prunus_json_new_string(prunus_engine_kind_name((PrunusEngineKind)k)));
       prunus_json_object_set(r, "batch", prunus_json_new_number(B));
       prunus_json_object_set(r, "latency_us", prunus_json_new_number(us));
       prunus_json_object_set(r, "samples_per_second", prunus_json_new_number(sps));
@@ -132,7 +133,8 @@ gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOptions *o, G
     prunus_json_object_set(root, "checkpoint", prunus_json_new_string(checkpoint));
     prunus_json_object_set(root, "architecture", prunus_json_new_string(arch));
     prunus_json_object_set(root, "threads", prunus_json_new_number(threads));
-    prunus_json_object_set(root, "dense_flops", prunus_json_new_number((double)prunus_model_flops(m, FALSE)));
+    prunus_json_object_set(root, "dense_flops",
+                           prunus_json_new_number((double)prunus_model_flops(m, FALSE)));
     prunus_json_object_set(root, "layers", layers);
     prunus_json_object_set(root, "results", results);
     layers = results = NULL;

@@ -1,7 +1,9 @@
 /* job_run.c: `prunus run` (the whole prune -> retrain pipeline of a config) and
  * `prunus plugins` (every plugin on the search path). */
+#include "job.h"
 #include "pipeline.h"
 #include "report.h"
+#include "rundir.h"
 
 #include <glib/gstdio.h>
 #include <stdio.h>
@@ -14,7 +16,8 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
   prunus_config_mark_read(cfg, s);
   int n = config_setting_is_aggregate(s) ? config_setting_length(s) : 1;
   for (int i = 0; i < n; i++) {
-    config_setting_t *e = config_setting_is_aggregate(s) ? config_setting_get_elem(s, (unsigned)i) : s;
+    config_setting_t *e =
+        config_setting_is_aggregate(s) ? config_setting_get_elem(s, (unsigned)i) : s;
     prunus_config_mark_read(cfg, e);
     if (config_setting_type(e) != CONFIG_TYPE_STRING) {
       char *where = prunus_config_where(cfg, e);
@@ -68,7 +71,8 @@ static gboolean prepare_experiment(PrunusConfig *cfg, void *user, GError **error
   if (list) prunus_config_mark_read_tree(cfg, list);
   if (ch->has_seed) {
     config_setting_t *s = config_setting_get_member(root, "seed");
-    if (!s) s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
+    if (!s)
+      s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
     else if (config_setting_type(s) != CONFIG_TYPE_INT64) {
       config_setting_remove(root, "seed");
       s = config_setting_add(root, "seed", CONFIG_TYPE_INT64);
@@ -79,8 +83,8 @@ static gboolean prepare_experiment(PrunusConfig *cfg, void *user, GError **error
 }
 
 /* The experiments (name, index) and seeds of the config, validated. */
-static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *seeds, GPtrArray *names,
-                                 GError **error) {
+static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *seeds,
+                                 GPtrArray *names, GError **error) {
   PrunusConfig *cfg = base->cfg;
   config_setting_t *root = prunus_config_root(cfg);
   config_setting_t *list = config_setting_get_member(root, "experiments");
@@ -88,15 +92,18 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   if (s) {
     if (!config_setting_is_aggregate(s) || config_setting_length(s) == 0) {
       char *where = prunus_config_where(cfg, s);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds must be a list of integers, e.g. [0, 1, 2]", where);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: seeds must be a list of integers, e.g. [0, 1, 2]", where);
       g_free(where);
       return FALSE;
     }
     for (int i = 0; i < config_setting_length(s); i++) {
       config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-      if (config_setting_type(e) != CONFIG_TYPE_INT && config_setting_type(e) != CONFIG_TYPE_INT64) {
+      if (config_setting_type(e) != CONFIG_TYPE_INT &&
+          config_setting_type(e) != CONFIG_TYPE_INT64) {
         char *where = prunus_config_where(cfg, e);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds[%d] must be an integer", where, i);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds[%d] must be an integer",
+                    where, i);
         g_free(where);
         return FALSE;
       }
@@ -121,18 +128,20 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   for (int i = 0; i < config_setting_length(list); i++) {
     config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
     const char *name = NULL;
-    if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name) ||
-        !*name || strchr(name, '/')) {
+    if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name) || !*name ||
+        strchr(name, '/')) {
       char *where = prunus_config_where(cfg, e);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: experiments[%d] needs name = \"...\" (a non-empty string without '/')", where, i);
+                  "%s: experiments[%d] needs name = \"...\" (a non-empty string without '/')",
+                  where, i);
       g_free(where);
       return FALSE;
     }
     for (guint j = 0; j < names->len; j++) {
       if (!strcmp(g_ptr_array_index(names, j), name)) {
         char *where = prunus_config_where(cfg, e);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: experiment name '%s' is used twice", where, name);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s: experiment name '%s' is used twice", where, name);
         g_free(where);
         return FALSE;
       }
@@ -143,8 +152,10 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   return TRUE;
 }
 
-/* summary.json of an earlier (interrupted) run of the same config, or a new one. */
-static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash, GError **error) {
+/* summary.json of an earlier (interrupted) run of the same config, or a new one.
+ * Reads only: a refused run leaves the folder as it was. */
+static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash,
+                                GError **error) {
   char *path = g_build_filename(job->run_dir, "summary.json", NULL);
   char *text = NULL;
   gsize len = 0;
@@ -156,44 +167,84 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
     const PrunusJson *cmd = summary ? prunus_json_get(summary, "command") : NULL;
     if (!summary) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-                  "%s is not valid JSON (%s); move the run folder away to start over", path, local->message);
+                  "%s is not valid JSON (%s); move the run folder away to start over", path,
+                  local->message);
       g_clear_error(&local);
-    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(h), hash) ||
-               !cmd || prunus_json_type(cmd) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(cmd), "run")) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-                  "%s holds the results of a different config (config_hash differs); choose another "
-                  "-o RUN_DIR or move that folder away (nothing was changed)", path);
+    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING ||
+               strcmp(prunus_json_string(h), hash) || !cmd ||
+               prunus_json_type(cmd) != PRUNUS_JSON_STRING ||
+               strcmp(prunus_json_string(cmd), "run")) {
+      g_set_error(
+          error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+          "%s holds the results of a different config (config_hash differs); choose another "
+          "-o RUN_DIR or move that folder away (nothing was changed)",
+          path);
       g_clear_pointer(&summary, prunus_json_free);
-    } else if (!job->quiet) {
-      printf("resuming the run in %s\n", job->run_dir);
+    } else {
+      prunus_json_object_set(summary, "threads", prunus_json_new_number(job->threads));
+      if (!job->quiet) printf("resuming the run in %s\n", job->run_dir);
     }
     g_free(text);
     g_free(path);
     return summary;
   }
   g_free(path);
-  summary = prunus_json_new_object();
-  prunus_json_object_set(summary, "prunus_version", prunus_json_new_string(prunus_version()));
-  prunus_json_object_set(summary, "command", prunus_json_new_string("run"));
-  prunus_json_object_set(summary, "config", prunus_json_new_string(o->config_path));
-  prunus_json_object_set(summary, "config_hash", prunus_json_new_string(hash));
-  prunus_json_object_set(summary, "experiments", prunus_json_new_array());
-  return summary;
+  return prunus_rundir_summary_new("run", o->config_path, hash, job->threads);
 }
 
-/* This (name, seed)'s entry in summary's experiments, created when absent. */
-static PrunusJson *experiment_entry(PrunusJson *summary, const char *name, uint64_t seed) {
-  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
-  for (size_t i = 0; i < prunus_json_length(exps); i++) {
-    PrunusJson *e = (PrunusJson *)prunus_json_index(exps, i);
-    const PrunusJson *n = prunus_json_get(e, "name"), *s = prunus_json_get(e, "seed");
-    if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING && !strcmp(prunus_json_string(n), name) &&
-        prunus_json_type(s) == PRUNUS_JSON_NUMBER && (uint64_t)prunus_json_number(s) == seed)
-      return e;
+/* One experiment x seed of the run, opened and prepared before anything trains. */
+typedef struct {
+  const char *name; /* (transfer none) the experiment's name */
+  PrunusJob job;    /* its config: the experiment merged, the seed set */
+  PrunusPruneConfig pc;
+  char *subdir; /* "name" or "name/seed-S" */
+  PrunusPipeline *pipeline;
+  gboolean selected; /* runs (--only picks one experiment) */
+} RunUnit;
+
+static void run_unit_free(gpointer data) {
+  RunUnit *u = data;
+  prunus_pipeline_free(u->pipeline);
+  prunus_prune_config_clear(&u->pc);
+  prunus_job_close(&u->job);
+  g_free(u->subdir);
+  g_free(u);
+}
+
+/* Open experiment ch as its own job and prepare its pipeline: every config key and
+ * plugin setting checked, no data read, nothing written. Errors name the experiment. */
+static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, const char *name,
+                             const ExperimentChoice *ch, gboolean seed_dirs, const char *cache,
+                             PrunusPluginRegistry *reg, GError **error) {
+  RunUnit *u = g_new0(RunUnit, 1);
+  u->name = name;
+  u->selected = !o->only || !strcmp(name, o->only);
+  u->subdir =
+      seed_dirs ? g_strdup_printf("%s/seed-%" G_GINT64_FORMAT, name, ch->seed) : g_strdup(name);
+  PrunusJobOptions eo = *o;
+  eo.run_dir = base->run_dir;
+  gboolean ok = prunus_job_open_with(&u->job, &eo, prepare_experiment, (void *)ch, error) &&
+                prunus_prune_config_parse(u->job.cfg, &u->job.rc, &u->pc, error);
+  if (ok) {
+    PrunusExperiment exp = {.name = name,
+                            .cfg = u->job.cfg,
+                            .rc = &u->job.rc,
+                            .pc = &u->pc,
+                            .run_dir = base->run_dir,
+                            .subdir = u->subdir,
+                            .cache_dir = cache,
+                            .threads = base->threads,
+                            .quiet = o->quiet};
+    u->pipeline = prunus_pipeline_prepare(&exp, reg, error);
+    ok = u->pipeline != NULL;
   }
-  PrunusJson *e = prunus_json_new_object();
-  prunus_json_array_add(exps, e);
-  return e;
+  if (ok) return u;
+  if (ch->has_seed)
+    g_prefix_error(error, "experiment '%s' (seed %" G_GINT64_FORMAT "): ", name, ch->seed);
+  else
+    g_prefix_error(error, "experiment '%s': ", name);
+  run_unit_free(u);
+  return NULL;
 }
 
 gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
@@ -209,9 +260,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   GArray *seeds = g_array_new(FALSE, FALSE, sizeof(int64_t));
   GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
   GPtrArray *dirs = g_ptr_array_new_with_free_func(g_free);
-  GPtrArray *jobs = g_ptr_array_new(); /* PrunusJob*, one per experiment x seed */
-  GPtrArray *pcs = g_ptr_array_new();  /* PrunusPruneConfig*, parallel to jobs */
-  GPtrArray *subdirs = g_ptr_array_new_with_free_func(g_free);
+  GPtrArray *units = g_ptr_array_new_with_free_func(run_unit_free); /* RunUnit*, in run order */
   if (!plugin_dirs(base.cfg, dirs, error)) goto out_free;
   g_ptr_array_add(dirs, NULL);
   if (!list_experiments(&base, indices, seeds, names, error)) goto out_free;
@@ -221,54 +270,41 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
     if (!found) {
       GString *all = g_string_new(NULL);
       for (guint i = 0; i < names->len; i++)
-        g_string_append_printf(all, "%s%s", i ? ", " : "", (const char *)g_ptr_array_index(names, i));
+        g_string_append_printf(all, "%s%s", i ? ", " : "",
+                               (const char *)g_ptr_array_index(names, i));
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                  "--only %s: %s has no such experiment (it has: %s)", o->only, o->config_path, all->str);
+                  "--only %s: %s has no such experiment (it has: %s)", o->only, o->config_path,
+                  all->str);
       g_string_free(all, TRUE);
       goto out_free;
     }
   }
-  /* Open and check every experiment x seed before training anything. */
+  /* Prepare every experiment x seed (--only or not) before the dataset is read or
+   * anything is trained or written: a typo anywhere is refused at once. */
+  reg = prunus_plugin_registry_new((const char *const *)dirs->pdata);
+  cache = o->cache_dir ? g_strdup(o->cache_dir) : g_build_filename(base.run_dir, "cache", NULL);
   int n_seeds = seeds->len ? (int)seeds->len : 1;
   for (guint i = 0; i < indices->len; i++) {
-    const char *name = g_ptr_array_index(names, i);
-    if (o->only && strcmp(name, o->only)) continue;
     for (int s = 0; s < n_seeds; s++) {
-      ExperimentChoice ch = {.index = g_array_index(indices, int, i), .has_seed = seeds->len > 0,
+      ExperimentChoice ch = {.index = g_array_index(indices, int, i),
+                             .has_seed = seeds->len > 0,
                              .seed = seeds->len ? g_array_index(seeds, int64_t, s) : 0};
-      PrunusJob *job = g_new0(PrunusJob, 1);
-      PrunusPruneConfig *pc = g_new0(PrunusPruneConfig, 1);
-      g_ptr_array_add(jobs, job);
-      g_ptr_array_add(pcs, pc);
-      PrunusJobOptions eo = *o;
-      eo.run_dir = base.run_dir;
-      if (!prunus_job_open_with(job, &eo, prepare_experiment, &ch, error)) goto out_free;
-      if (!prunus_prune_config_parse(job->cfg, &job->rc.arch, pc, error)) goto out_free;
-      g_ptr_array_add(subdirs, seeds->len > 1 ? g_strdup_printf("%s/seed-%" G_GINT64_FORMAT, name, ch.seed)
-                                              : g_strdup(name));
+      RunUnit *u = prepare_unit(o, &base, g_ptr_array_index(names, i), &ch, seeds->len > 1, cache,
+                                reg, error);
+      if (!u) goto out_free;
+      g_ptr_array_add(units, u);
     }
   }
-  reg = prunus_plugin_registry_new((const char *const *)dirs->pdata);
-  if (!prunus_data_load(&base.rc, &data, error)) goto out_free;
-  if (!prunus_rundir_ensure(base.run_dir, error)) goto out_free;
   hash = prunus_config_hash(base.cfg);
   summary = open_summary(&base, o, hash, error);
   if (!summary) goto out_free;
-  prunus_json_object_set(summary, "threads", prunus_json_new_number(o->threads));
+  if (!prunus_data_load(&base.rc, &data, error)) goto out_free;
+  /* checked: from here on the run folder is written */
+  if (!prunus_rundir_ensure(base.run_dir, error)) goto out_free;
   if (!prunus_rundir_write_config(base.run_dir, base.cfg, error)) goto out_free;
-  cache = o->cache_dir ? g_strdup(o->cache_dir) : g_build_filename(base.run_dir, "cache", NULL);
-  guint k = 0;
-  for (guint i = 0; i < indices->len; i++) {
-    const char *name = g_ptr_array_index(names, i);
-    if (o->only && strcmp(name, o->only)) continue;
-    for (int s = 0; s < n_seeds; s++, k++) {
-      PrunusJob *job = g_ptr_array_index(jobs, k);
-      PrunusExperimentSpec spec = {.name = name, .subdir = g_ptr_array_index(subdirs, k),
-                                   .cache_dir = cache,
-                                   .entry = experiment_entry(summary, name, job->rc.seed)};
-      if (!prunus_pipeline_run(job, &data, reg, g_ptr_array_index(pcs, k), &spec, summary, error))
-        goto out_free;
-    }
+  for (guint k = 0; k < units->len; k++) {
+    RunUnit *u = g_ptr_array_index(units, k);
+    if (u->selected && !prunus_pipeline_run(u->pipeline, &data, summary, error)) goto out_free;
   }
   ok = prunus_report_write(base.run_dir, error);
   if (ok && !o->quiet) printf("report: %s/report.html\n", base.run_dir);
@@ -278,18 +314,8 @@ out_free:
   g_free(hash);
   prunus_json_free(summary);
   prunus_data_clear(&data);
+  g_ptr_array_free(units, TRUE); /* the pipelines borrow the registry: free them first */
   prunus_plugin_registry_free(reg);
-  for (guint i = 0; i < jobs->len; i++) {
-    PrunusPruneConfig *pc = g_ptr_array_index(pcs, i);
-    prunus_prune_config_clear(pc);
-    g_free(pc);
-    PrunusJob *job = g_ptr_array_index(jobs, i);
-    prunus_job_close(job);
-    g_free(job);
-  }
-  g_ptr_array_free(subdirs, TRUE);
-  g_ptr_array_free(pcs, TRUE);
-  g_ptr_array_free(jobs, TRUE);
   g_ptr_array_free(dirs, TRUE);
   g_ptr_array_free(names, TRUE);
   g_array_free(seeds, TRUE);

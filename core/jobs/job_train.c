@@ -9,28 +9,6 @@
 #include <math.h>
 #include <stdio.h>
 
-typedef struct {
-  PrunusJob *job;
-  PrunusProgress progress;
-  const char *experiment;
-  int round;
-} EpochLog;
-
-/* PrunusEpochFn: one metrics.jsonl line and one progress line per epoch. */
-static gboolean log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
-  EpochLog *log = user;
-  prunus_progress_epoch(&log->progress, r);
-  return prunus_rundir_append_epoch(log->job->run_dir, log->experiment, log->job->rc.seed,
-                                    log->round, r, error);
-}
-
-/* PrunusBatchFn: the progress bar. */
-static void log_batch(int epoch, int batch_index, int n_batches, double loss, double sps,
-                      double elapsed, void *user) {
-  EpochLog *log = user;
-  prunus_progress_batch(epoch, batch_index, n_batches, loss, sps, elapsed, &log->progress);
-}
-
 gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   PrunusJob job;
   if (!prunus_job_open(&job, o, error)) return FALSE;
@@ -42,8 +20,8 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   PrunusRoundMetrics rm = {0};
   /* Pipeline groups are not this command's business. */
   config_setting_t *root = prunus_config_root(job.cfg);
-  static const char *const pipeline_keys[] = {"prune", "experiments", "plugin_path", "seeds",
-                                              "pretrained", "bench"};
+  static const char *const pipeline_keys[] = {"prune", "experiments", "plugin_path",
+                                              "seeds", "pretrained",  "bench"};
   for (size_t i = 0; i < G_N_ELEMENTS(pipeline_keys); i++) {
     config_setting_t *s = config_setting_get_member(root, pipeline_keys[i]);
     if (s) prunus_config_mark_read_tree(job.cfg, s);
@@ -63,16 +41,17 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
     printf("prunus train: %s, %zu parameters, %d train / %d val / %d test samples -> %s\n",
            job.rc.name, m->n_params, data.train->n, data.val ? data.val->n : 0, data.test->n,
            job.run_dir);
-  EpochLog log = {.job = &job, .experiment = job.rc.name, .round = 0};
-  prunus_progress_init(&log.progress, "train", job.quiet);
-  PrunusTrainHooks hooks = {.on_batch = log_batch, .on_epoch = log_epoch, .user = &log};
+  PrunusEpochLog log;
+  prunus_epoch_log_init(&log, job.run_dir, job.rc.name, job.rc.seed, "train", job.quiet);
+  PrunusTrainOptions opt = {.threads = job.threads};
+  prunus_epoch_log_attach(&log, &opt);
   gint64 t0 = g_get_monotonic_time();
-  if (!prunus_train(m, &job.rc.train, data.train, data.val, &data.norm, job.rc.seed, &hooks, error))
+  if (!prunus_train(m, &job.rc.train, data.train, data.val, &data.norm, job.rc.seed, &opt, error))
     goto out_free_model;
   rm.seconds = (g_get_monotonic_time() - t0) / 1e6;
   PrunusEvalResult test = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
   PrunusEvalResult val = prunus_evaluate(m, data.val, &data.norm, job.rc.train.batch);
-  md = prunus_job_checkpoint_metadata(&job, &data.norm);
+  md = prunus_rundir_checkpoint_metadata(job.cfg, &job.rc, &data.norm);
   g_hash_table_insert(md, g_strdup("epoch"), g_strdup_printf("%d", job.rc.train.epochs));
   g_hash_table_insert(md, g_strdup("round"), g_strdup("0"));
   char *ckpt = g_build_filename(job.run_dir, "model.safetensors", NULL);
@@ -87,21 +66,12 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
   rm.checkpoint = g_strdup("model.safetensors");
-  summary = prunus_json_new_object();
-  prunus_json_object_set(summary, "prunus_version", prunus_json_new_string(prunus_version()));
-  prunus_json_object_set(summary, "command", prunus_json_new_string("train"));
-  prunus_json_object_set(summary, "config", prunus_json_new_string(o->config_path));
-  prunus_json_object_set(summary, "config_hash", prunus_json_new_string(g_hash_table_lookup(md, "config_hash")));
-  prunus_json_object_set(summary, "threads", prunus_json_new_number(o->threads));
-  PrunusJson *exp = prunus_json_new_object();
-  prunus_json_object_set(exp, "name", prunus_json_new_string(job.rc.name));
-  prunus_json_object_set(exp, "seed", prunus_json_new_number((double)job.rc.seed));
+  summary = prunus_rundir_summary_new("train", o->config_path,
+                                      g_hash_table_lookup(md, "config_hash"), job.threads);
   PrunusJson *rounds = prunus_json_new_array();
   prunus_json_array_add(rounds, prunus_round_metrics_to_json(&rm));
-  prunus_json_object_set(exp, "rounds", rounds);
-  PrunusJson *exps = prunus_json_new_array();
-  prunus_json_array_add(exps, exp);
-  prunus_json_object_set(summary, "experiments", exps);
+  prunus_json_object_set(prunus_rundir_summary_experiment(summary, job.rc.name, job.rc.seed),
+                         "rounds", rounds);
   ok = prunus_rundir_write_json(job.run_dir, "summary.json", summary, error);
   if (ok)
     printf("%s: test_accuracy %.4f  test_loss %.4f  params %zu  train %.1fs\n", job.rc.name,

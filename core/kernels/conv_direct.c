@@ -8,9 +8,9 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define LANES 16   /* floats per AVX-512 vector */
-#define WG_CO 3    /* weight gradient: output channels per register block */
-#define WG_TAPS 5  /* weight gradient: kernel taps (kh, kw) per register block */
+#define LANES 16  /* floats per AVX-512 vector */
+#define WG_CO 3   /* weight gradient: output channels per register block */
+#define WG_TAPS 5 /* weight gradient: kernel taps (kh, kw) per register block */
 
 bool prunus_conv_direct_covers(const PrunusConvGeom *g) { return g->C == 1 && g->s == 1; }
 
@@ -26,16 +26,16 @@ static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
  * tap (kh, kw) at xs[kw] + kh*Wo + o: every tap is one flat run of Ho*Wo floats, like
  * y and dy, so the kernels work on whole vectors with no row ends (only a tail). */
 typedef struct {
-  int Hp, Wp;       /* the zero-padded plane */
-  int HWo;          /* output positions per channel */
-  int kk;           /* taps per kernel, k*k */
-  int co_pad;       /* cout rounded up to WG_CO */
-  int taps_pad;     /* kk rounded up to WG_TAPS */
-  size_t shift;     /* floats between two shifted planes, Hp*Wo */
-  float *xs;        /* (k, Hp, Wo) one image's shifted planes; the input gradient's
-                     * padded plane (Hp, Wp) when that is computed */
-  float *dw_acc;    /* (co_pad, taps_pad, LANES) weight-gradient partial sums */
-  float *db_acc;    /* (co_pad, LANES) bias-gradient partial sums */
+  int Hp, Wp;    /* the zero-padded plane */
+  int HWo;       /* output positions per channel */
+  int kk;        /* taps per kernel, k*k */
+  int co_pad;    /* cout rounded up to WG_CO */
+  int taps_pad;  /* kk rounded up to WG_TAPS */
+  size_t shift;  /* floats between two shifted planes, Hp*Wo */
+  float *xs;     /* (k, Hp, Wo) one image's shifted planes; the input gradient's
+                  * padded plane (Hp, Wp) when that is computed */
+  float *dw_acc; /* (co_pad, taps_pad, LANES) weight-gradient partial sums */
+  float *db_acc; /* (co_pad, LANES) bias-gradient partial sums */
 } Plan;
 
 static Plan plan_of(const PrunusConvGeom *g, float *scratch) {
@@ -95,7 +95,8 @@ static void shift_image(const PrunusConvGeom *g, const Plan *pl, const float *x,
 static size_t acc_at(const Plan *pl, int co, int t) {
   int co0 = co / WG_CO * WG_CO, t0 = t / WG_TAPS * WG_TAPS;
   return ((size_t)co0 * pl->taps_pad + (size_t)t0 * WG_CO + (size_t)(co - co0) * WG_TAPS +
-          (size_t)(t - t0)) * LANES;
+          (size_t)(t - t0)) *
+         LANES;
 }
 
 static float lanes_total(const float *a) {
@@ -107,14 +108,14 @@ static float lanes_total(const float *a) {
 /* dW (cout, k*k), db (cout) += the totals of one part's partial sums. */
 static void wgrad_reduce(const PrunusConvGeom *g, const Plan *pl, float *dW, float *db) {
   for (int co = 0; co < g->cout; co++) {
-    for (int t = 0; t < pl->kk; t++) dW[(size_t)co * pl->kk + t] += lanes_total(pl->dw_acc + acc_at(pl, co, t));
+    for (int t = 0; t < pl->kk; t++)
+      dW[(size_t)co * pl->kk + t] += lanes_total(pl->dw_acc + acc_at(pl, co, t));
     db[co] += lanes_total(pl->db_acc + (size_t)co * LANES);
   }
 }
 
 /* ------------------------------------------------------------------------ */
 /* AVX-512 */
-
 
 /* copy_rows_plain for the short rows of shift_image: a libc call per row of a few
  * dozen floats costs several times the copy. */
@@ -135,53 +136,52 @@ __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, size
  * (a channel-pruned layer then really does less work). */
 /* Fully unrolled loops with constant bounds: the accumulators stay in registers. */
 #define UNROLL _Pragma("GCC unroll 16")
-#define FWD_BLOCK(CO, V)                                                                    \
-  __attribute__((target("avx512f"))) static void fwd_block_##CO##x##V(                      \
-      const PrunusConvGeom *g, const Plan *pl, const float *const *w, const float *bias,    \
-      int nco, float *yb, int o0, const __mmask16 *m) {                                     \
-    __m512 acc[CO][V];                                                                      \
-    UNROLL for (int c = 0; c < CO; c++)                                                            \
-      UNROLL for (int v = 0; v < V; v++) acc[c][v] = _mm512_set1_ps(bias[c]);                      \
-    const int k = g->k, Wo = g->Wo;                                                         \
-    const size_t shift = pl->shift;                                                         \
-    for (int kw = 0; kw < k; kw++) {                                                        \
-      for (int kh = 0; kh < k; kh++) {                                                      \
-        const float *xt = pl->xs + kw * shift + (size_t)kh * Wo + o0; /* tap (kh, kw) */   \
-        __m512 xv[V];                                                                       \
-        UNROLL for (int v = 0; v < V; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xt + v * LANES);    \
-        UNROLL for (int c = 0; c < CO; c++) {                                                      \
-          __m512 wv = _mm512_set1_ps(w[c][kh * k + kw]);                                    \
-          UNROLL for (int v = 0; v < V; v++) acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);    \
-        }                                                                                   \
-      }                                                                                     \
-    }                                                                                       \
-    UNROLL for (int c = 0; c < CO; c++)                                                            \
-      UNROLL for (int v = 0; v < V; v++)                                                           \
-        if (c < nco) _mm512_mask_storeu_ps(yb + (size_t)c * pl->HWo + o0 + v * LANES, m[v], acc[c][v]); \
-  }                                                                                         \
-                                                                                            \
-  /* channels [co0, co0 + nco) (nco <= CO) of one image, every position */                 \
-  __attribute__((target("avx512f"))) static void fwd_channels_##CO##x##V(                   \
-      const PrunusConvGeom *g, const Plan *pl, const float *Wt, const float *bias, float *y, \
-      int co0, int nco) {                                                                   \
-    const float *w[CO];                                                                     \
-    float bv[CO];                                                                           \
-    for (int c = 0; c < CO; c++) { /* channels past nco repeat the last one, unstored */    \
-      int co = co0 + MIN(c, nco - 1);                                                       \
-      w[c] = Wt + (size_t)co * pl->kk;                                                      \
-      bv[c] = bias[co];                                                                     \
-    }                                                                                       \
-    float *yb = y + (size_t)co0 * pl->HWo;                                                  \
-    __mmask16 full[V];                                                                      \
-    for (int v = 0; v < V; v++) full[v] = 0xFFFF;                                           \
-    int o0 = 0;                                                                             \
-    for (; o0 + V * LANES <= pl->HWo; o0 += V * LANES)                                      \
-      fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, full);                                \
-    if (o0 < pl->HWo) {                                                                     \
-      __mmask16 m[V];                                                                       \
+#define FWD_BLOCK(CO, V)                                                                          \
+  __attribute__((target("avx512f"))) static void fwd_block_##CO##x##V(                            \
+      const PrunusConvGeom *g, const Plan *pl, const float *const *w, const float *bias, int nco, \
+      float *yb, int o0, const __mmask16 *m) {                                                    \
+    __m512 acc[CO][V];                                                                            \
+    UNROLL for (int c = 0; c < CO; c++) UNROLL for (int v = 0; v < V; v++) acc[c][v] =            \
+        _mm512_set1_ps(bias[c]);                                                                  \
+    const int k = g->k, Wo = g->Wo;                                                               \
+    const size_t shift = pl->shift;                                                               \
+    for (int kw = 0; kw < k; kw++) {                                                              \
+      for (int kh = 0; kh < k; kh++) {                                                            \
+        const float *xt = pl->xs + kw * shift + (size_t)kh * Wo + o0; /* tap (kh, kw) */          \
+        __m512 xv[V];                                                                             \
+        UNROLL for (int v = 0; v < V; v++) xv[v] = _mm512_maskz_loadu_ps(m[v], xt + v * LANES);   \
+        UNROLL for (int c = 0; c < CO; c++) {                                                     \
+          __m512 wv = _mm512_set1_ps(w[c][kh * k + kw]);                                          \
+          UNROLL for (int v = 0; v < V; v++) acc[c][v] = _mm512_fmadd_ps(wv, xv[v], acc[c][v]);   \
+        }                                                                                         \
+      }                                                                                           \
+    }                                                                                             \
+    UNROLL for (int c = 0; c < CO; c++) UNROLL for (int v = 0; v < V; v++) if (c < nco)           \
+        _mm512_mask_storeu_ps(yb + (size_t)c * pl->HWo + o0 + v * LANES, m[v], acc[c][v]);        \
+  }                                                                                               \
+                                                                                                  \
+  /* channels [co0, co0 + nco) (nco <= CO) of one image, every position */                        \
+  __attribute__((target("avx512f"))) static void fwd_channels_##CO##x##V(                         \
+      const PrunusConvGeom *g, const Plan *pl, const float *Wt, const float *bias, float *y,      \
+      int co0, int nco) {                                                                         \
+    const float *w[CO];                                                                           \
+    float bv[CO];                                                                                 \
+    for (int c = 0; c < CO; c++) { /* channels past nco repeat the last one, unstored */          \
+      int co = co0 + MIN(c, nco - 1);                                                             \
+      w[c] = Wt + (size_t)co * pl->kk;                                                            \
+      bv[c] = bias[co];                                                                           \
+    }                                                                                             \
+    float *yb = y + (size_t)co0 * pl->HWo;                                                        \
+    __mmask16 full[V];                                                                            \
+    for (int v = 0; v < V; v++) full[v] = 0xFFFF;                                                 \
+    int o0 = 0;                                                                                   \
+    for (; o0 + V * LANES <= pl->HWo; o0 += V * LANES)                                            \
+      fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, full);                                      \
+    if (o0 < pl->HWo) {                                                                           \
+      __mmask16 m[V];                                                                             \
       for (int v = 0; v < V; v++) m[v] = prunus_lanes_mask(pl->HWo - o0 - v * LANES);             \
-      fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, m);                                   \
-    }                                                                                       \
+      fwd_block_##CO##x##V(g, pl, w, bv, nco, yb, o0, m);                                         \
+    }                                                                                             \
   }
 FWD_BLOCK(6, 2)
 FWD_BLOCK(4, 3)
@@ -212,12 +212,12 @@ __attribute__((target("avx512f"), always_inline)) static inline void wgrad_step(
     const float *x, const float *const *d, const size_t *off, int i, __mmask16 m,
     __m512 acc[WG_CO][WG_TAPS]) {
   __m512 dv[WG_CO];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int c = 0; c < WG_CO; c++) dv[c] = _mm512_maskz_loadu_ps(m, d[c] + i);
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int j = 0; j < WG_TAPS; j++) {
     __m512 xv = _mm512_maskz_loadu_ps(m, x + off[j] + i);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int c = 0; c < WG_CO; c++) acc[c][j] = _mm512_fmadd_ps(dv[c], xv, acc[c][j]);
   }
 }
@@ -225,19 +225,19 @@ __attribute__((target("avx512f"), always_inline)) static inline void wgrad_step(
 /* accm (WG_CO, WG_TAPS, LANES) += over the n positions of one image, dy of channel c
  * (d[c]) times the shifted planes at tap j (x + off[j]). */
 __attribute__((target("avx512f"))) static void wgrad_block(int n, const float *x,
-                                                           const float *const *d,
-                                                           const size_t *off, float *accm) {
+                                                           const float *const *d, const size_t *off,
+                                                           float *accm) {
   __m512 acc[WG_CO][WG_TAPS];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int c = 0; c < WG_CO; c++)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int j = 0; j < WG_TAPS; j++) acc[c][j] = _mm512_loadu_ps(accm + (c * WG_TAPS + j) * LANES);
   int i = 0;
   for (; i + LANES <= n; i += LANES) wgrad_step(x, d, off, i, 0xFFFF, acc);
   if (i < n) wgrad_step(x, d, off, i, prunus_lanes_mask(n - i), acc);
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int c = 0; c < WG_CO; c++)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int j = 0; j < WG_TAPS; j++) _mm512_storeu_ps(accm + (c * WG_TAPS + j) * LANES, acc[c][j]);
 }
 
@@ -253,7 +253,8 @@ __attribute__((target("avx512f"))) static void bias_grad_avx512(const Plan *pl, 
     int i = 0;
     for (; i + 4 * LANES <= n; i += 4 * LANES)
       for (int u = 0; u < 4; u++) s[u] = _mm512_add_ps(s[u], _mm512_loadu_ps(d + i + u * LANES));
-    for (; i < n; i += LANES) s[0] = _mm512_add_ps(s[0], _mm512_maskz_loadu_ps(prunus_lanes_mask(n - i), d + i));
+    for (; i < n; i += LANES)
+      s[0] = _mm512_add_ps(s[0], _mm512_maskz_loadu_ps(prunus_lanes_mask(n - i), d + i));
     __m512 total = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
     float *a = pl->db_acc + (size_t)co * LANES;
     _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), total));
@@ -342,8 +343,7 @@ static void input_grad_plain(const PrunusConvGeom *g, const Plan *pl, const floa
     }
   }
   for (int h = 0; h < g->H; h++)
-    memcpy(dxb + (size_t)h * g->W, xp + (size_t)(h + g->p) * pl->Wp + g->p,
-           sizeof(float) * g->W);
+    memcpy(dxb + (size_t)h * g->W, xp + (size_t)(h + g->p) * pl->Wp + g->p, sizeof(float) * g->W);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -356,7 +356,8 @@ static void forward_part(void *arg, int part, int n_parts) {
   bool simd = prunus_avx512_in_use();
   size_t y_image = (size_t)g->cout * pl.HWo;
   memset(pl.xs, 0, sizeof(float) * g->k * pl.shift);
-  for (int b = prunus_team_share(c->B, part, n_parts); b < prunus_team_share(c->B, part + 1, n_parts); b++) {
+  for (int b = prunus_team_share(c->B, part, n_parts);
+       b < prunus_team_share(c->B, part + 1, n_parts); b++) {
     shift_image(g, &pl, c->x, b, simd ? copy_rows_avx512 : copy_rows_plain);
     if (simd)
       forward_avx512(g, &pl, c->Wt, c->bias, c->y + b * y_image);
@@ -368,8 +369,14 @@ static void forward_part(void *arg, int part, int n_parts) {
 void prunus_conv_direct_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                 const float *bias, float *y, float *scratch, int B,
                                 PrunusTeam *team) {
-  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
-                  .part_floats = part_scratch(g)};
+  PrunusConvCall c = {.g = g,
+                      .x = x,
+                      .Wt = Wt,
+                      .bias = bias,
+                      .y = y,
+                      .scratch = scratch,
+                      .B = B,
+                      .part_floats = part_scratch(g)};
   prunus_team_run(team, forward_part, &c);
 }
 
@@ -396,10 +403,16 @@ static void backward_part(void *arg, int part, int n_parts) {
 }
 
 void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                                 const float *dy, float *dW, float *db, float *dx,
-                                 float *scratch, int B, PrunusTeam *team) {
-  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
-                  .part_floats = part_scratch(g)};
+                                 const float *dy, float *dW, float *db, float *dx, float *scratch,
+                                 int B, PrunusTeam *team) {
+  PrunusConvCall c = {.g = g,
+                      .x = x,
+                      .Wt = Wt,
+                      .dy = dy,
+                      .dx = dx,
+                      .scratch = scratch,
+                      .B = B,
+                      .part_floats = part_scratch(g)};
   prunus_team_run(team, backward_part, &c);
   /* the parts' totals, added in part order (the same result however they were run) */
   memset(dW, 0, sizeof(float) * g->cout * g->k * g->k);

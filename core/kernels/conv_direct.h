@@ -23,7 +23,7 @@ void prunus_conv_direct_forward(const PrunusConvGeom *g, const float *x, const f
  * when dx != NULL, dx (B, 1, H, W) = the gradient with respect to x (overwritten).
  * Each part of the team sums its own images; the parts are added in a fixed order. */
 void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                                 const float *dy, float *dW, float *db, float *dx,
-                                 float *scratch, int B, PrunusTeam *team);
+                                 const float *dy, float *dW, float *db, float *dx, float *scratch,
+                                 int B, PrunusTeam *team);
 
 #endif

@@ -9,12 +9,12 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define LANES 16 /* floats per AVX-512 vector: output channels per block */
+#define LANES 16   /* floats per AVX-512 vector: output channels per block */
 #define MAX_POS 16 /* output positions per forward micro-kernel */
 /* reduction indices per weight-gradient micro-kernel: their offsets must fit in general
  * registers (16 spilled to vector registers) */
 #define MAX_K 10
-#define MAX_CHUNKS 8 /* vectors of the reduction per input-gradient micro-kernel */
+#define MAX_CHUNKS 8   /* vectors of the reduction per input-gradient micro-kernel */
 #define MAX_DIRECT_K 8 /* largest kernel whose input gradient skips the lowering */
 
 bool prunus_conv_gemm_available(void) { return prunus_avx512_in_use(); }
@@ -26,9 +26,9 @@ static size_t round_lanes(size_t n) { return (n + LANES - 1) / LANES * LANES; }
 
 /* Sizes derived from the geometry, and where each buffer sits in the scratch. */
 typedef struct {
-  int Hp, Wp;   /* the zero-padded input plane */
-  int K, Kp;    /* C*k*k, the reduction length, and K rounded up to LANES */
-  int blocks;   /* ceil(cout / LANES) */
+  int Hp, Wp; /* the zero-padded input plane */
+  int K, Kp;  /* C*k*k, the reduction length, and K rounded up to LANES */
+  int blocks; /* ceil(cout / LANES) */
   int HWo;
   int32_t *off; /* (K) where reduction index (c, kh, kw) sits in a padded image */
   float *wt;    /* (blocks, K, LANES) forward: W transposed; backward: dW transposed */
@@ -103,96 +103,99 @@ static const float *padded_image(const PrunusConvGeom *g, const Plan *pl, const 
 
 /* out (NP, LANES) = sum over kk of row[off[kk] + j*s] * wt[kk] for positions j < NP
  * of one output row (row = the padded image at the first position's window). */
-#define FWD_KERNEL(NP)                                                                      \
-  __attribute__((target("avx512f"))) static void fwd_##NP(const float *row, int s,        \
-                                                          const int32_t *off, int K,       \
-                                                          const float *wt, float *out) {   \
-    __m512 acc[NP];                                                                         \
-    for (int j = 0; j < NP; j++) acc[j] = _mm512_setzero_ps();                              \
-    for (int kk = 0; kk < K; kk++) {                                                        \
-      __m512 w = _mm512_load_ps(wt + (size_t)kk * LANES);                                   \
-      const float *q = row + off[kk];                                                       \
+#define FWD_KERNEL(NP)                                                                            \
+  __attribute__((target("avx512f"))) static void fwd_##NP(                                        \
+      const float *row, int s, const int32_t *off, int K, const float *wt, float *out) {          \
+    __m512 acc[NP];                                                                               \
+    for (int j = 0; j < NP; j++) acc[j] = _mm512_setzero_ps();                                    \
+    for (int kk = 0; kk < K; kk++) {                                                              \
+      __m512 w = _mm512_load_ps(wt + (size_t)kk * LANES);                                         \
+      const float *q = row + off[kk];                                                             \
       for (int j = 0; j < NP; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q[j * s]), w, acc[j]); \
-    }                                                                                       \
-    for (int j = 0; j < NP; j++) _mm512_store_ps(out + j * LANES, acc[j]);                  \
+    }                                                                                             \
+    for (int j = 0; j < NP; j++) _mm512_store_ps(out + j * LANES, acc[j]);                        \
   }
 
 /* The same for a block of at most 8 channels in 256-bit vectors (the lower half of
  * wt's rows): a CPU that executes a 512-bit FMA as two 256-bit halves (AMD Zen 4) runs
  * two of these per cycle against one 512-bit FMA, so a layer with half the channels
  * (after channel pruning) takes half the time instead of the same. */
-#define FWD8_KERNEL(NP)                                                                     \
-  __attribute__((target("avx512f,avx512vl,fma"))) static void fwd8_##NP(                    \
-      const float *row, int s, const int32_t *off, int K, const float *wt, float *out) {   \
-    __m256 acc[NP];                                                                         \
-    for (int j = 0; j < NP; j++) acc[j] = _mm256_setzero_ps();                              \
-    for (int kk = 0; kk < K; kk++) {                                                        \
-      __m256 w = _mm256_load_ps(wt + (size_t)kk * LANES);                                   \
-      const float *q = row + off[kk];                                                       \
+#define FWD8_KERNEL(NP)                                                                           \
+  __attribute__((target("avx512f,avx512vl,fma"))) static void fwd8_##NP(                          \
+      const float *row, int s, const int32_t *off, int K, const float *wt, float *out) {          \
+    __m256 acc[NP];                                                                               \
+    for (int j = 0; j < NP; j++) acc[j] = _mm256_setzero_ps();                                    \
+    for (int kk = 0; kk < K; kk++) {                                                              \
+      __m256 w = _mm256_load_ps(wt + (size_t)kk * LANES);                                         \
+      const float *q = row + off[kk];                                                             \
       for (int j = 0; j < NP; j++) acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(q[j * s]), w, acc[j]); \
-    }                                                                                       \
-    for (int j = 0; j < NP; j++) _mm256_store_ps(out + j * LANES, acc[j]);                  \
+    }                                                                                             \
+    for (int j = 0; j < NP; j++) _mm256_store_ps(out + j * LANES, acc[j]);                        \
   }
 
 /* acc (KB, LANES) += sum over positions of img[pos + off[j]] * dyt[pos] (dW transposed). */
-#define DW_KERNEL(KB)                                                                       \
-  __attribute__((target("avx512f"))) static void dw_##KB(const PrunusConvGeom *g, int Wp,  \
-                                                         const float *img,                 \
-                                                         const int32_t *off,               \
-                                                         const float *dyt, float *accm) {  \
-    __m512 acc[KB];                                                                         \
-    for (int j = 0; j < KB; j++) acc[j] = _mm512_load_ps(accm + j * LANES);                 \
-    for (int oh = 0; oh < g->Ho; oh++) {                                                    \
-      const float *row = img + (size_t)oh * g->s * Wp;                                      \
-      for (int ow = 0; ow < g->Wo; ow++) {                                                  \
-        const float *q = row + (size_t)ow * g->s;                                           \
-        __m512 d = _mm512_load_ps(dyt + ((size_t)oh * g->Wo + ow) * LANES);                 \
-        for (int j = 0; j < KB; j++) acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q[off[j]]), d, acc[j]); \
-      }                                                                                     \
-    }                                                                                       \
-    for (int j = 0; j < KB; j++) _mm512_store_ps(accm + j * LANES, acc[j]);                 \
+#define DW_KERNEL(KB)                                                                          \
+  __attribute__((target("avx512f"))) static void dw_##KB(const PrunusConvGeom *g, int Wp,      \
+                                                         const float *img, const int32_t *off, \
+                                                         const float *dyt, float *accm) {      \
+    __m512 acc[KB];                                                                            \
+    for (int j = 0; j < KB; j++) acc[j] = _mm512_load_ps(accm + j * LANES);                    \
+    for (int oh = 0; oh < g->Ho; oh++) {                                                       \
+      const float *row = img + (size_t)oh * g->s * Wp;                                         \
+      for (int ow = 0; ow < g->Wo; ow++) {                                                     \
+        const float *q = row + (size_t)ow * g->s;                                              \
+        __m512 d = _mm512_load_ps(dyt + ((size_t)oh * g->Wo + ow) * LANES);                    \
+        for (int j = 0; j < KB; j++)                                                           \
+          acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q[off[j]]), d, acc[j]);                      \
+      }                                                                                        \
+    }                                                                                          \
+    for (int j = 0; j < KB; j++) _mm512_store_ps(accm + j * LANES, acc[j]);                    \
   }
 
 /* dcol[pos, 0:NC*LANES] = sum over co of dy[co*dy_stride + pos] * wc[co, 0:NC*LANES],
  * pos < npos (the positions of one output row). */
-#define DCOL_KERNEL(NC)                                                                     \
-  __attribute__((target("avx512f"))) static void dcol_##NC(const float *dy, int cout,      \
-                                                           int dy_stride, int npos,         \
-                                                           const float *wc, int Kp,         \
-                                                           float *dcol) {                   \
-    for (int pos = 0; pos < npos; pos++) {                                                  \
-      __m512 acc[NC];                                                                       \
-      for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();                            \
-      for (int co = 0; co < cout; co++) {                                                   \
-        __m512 a = _mm512_set1_ps(dy[(size_t)co * dy_stride + pos]);                        \
-        const float *w = wc + (size_t)co * Kp;                                              \
-        for (int j = 0; j < NC; j++) acc[j] = _mm512_fmadd_ps(a, _mm512_load_ps(w + j * LANES), acc[j]); \
-      }                                                                                     \
-      for (int j = 0; j < NC; j++) _mm512_store_ps(dcol + (size_t)pos * Kp + j * LANES, acc[j]); \
-    }                                                                                       \
+#define DCOL_KERNEL(NC)                                                                           \
+  __attribute__((target("avx512f"))) static void dcol_##NC(                                       \
+      const float *dy, int cout, int dy_stride, int npos, const float *wc, int Kp, float *dcol) { \
+    for (int pos = 0; pos < npos; pos++) {                                                        \
+      __m512 acc[NC];                                                                             \
+      for (int j = 0; j < NC; j++) acc[j] = _mm512_setzero_ps();                                  \
+      for (int co = 0; co < cout; co++) {                                                         \
+        __m512 a = _mm512_set1_ps(dy[(size_t)co * dy_stride + pos]);                              \
+        const float *w = wc + (size_t)co * Kp;                                                    \
+        for (int j = 0; j < NC; j++)                                                              \
+          acc[j] = _mm512_fmadd_ps(a, _mm512_load_ps(w + j * LANES), acc[j]);                     \
+      }                                                                                           \
+      for (int j = 0; j < NC; j++) _mm512_store_ps(dcol + (size_t)pos * Kp + j * LANES, acc[j]);  \
+    }                                                                                             \
   }
 
 #define INSTANTIATE_1_TO_8(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8)
 #define INSTANTIATE_9_TO_16(M) M(9) M(10) M(11) M(12) M(13) M(14) M(15) M(16)
+// clang-format off: one kernel instance a line (no semicolons for the formatter to see)
 INSTANTIATE_1_TO_8(FWD_KERNEL)
 INSTANTIATE_9_TO_16(FWD_KERNEL)
 INSTANTIATE_1_TO_8(FWD8_KERNEL)
 INSTANTIATE_9_TO_16(FWD8_KERNEL)
 INSTANTIATE_1_TO_8(DW_KERNEL)
-DW_KERNEL(9) DW_KERNEL(10)
+DW_KERNEL(9)
+DW_KERNEL(10)
 INSTANTIATE_1_TO_8(DCOL_KERNEL)
+// clang-format on
 
 typedef void (*FwdKernel)(const float *, int, const int32_t *, int, const float *, float *);
-typedef void (*DwKernel)(const PrunusConvGeom *, int, const float *, const int32_t *,
-                         const float *, float *);
+typedef void (*DwKernel)(const PrunusConvGeom *, int, const float *, const int32_t *, const float *,
+                         float *);
 typedef void (*DcolKernel)(const float *, int, int, int, const float *, int, float *);
 #define LIST(NAME, N) NAME##_##N,
 #define FWD_LIST(N) LIST(fwd, N)
 #define FWD8_LIST(N) LIST(fwd8, N)
 #define DW_LIST(N) LIST(dw, N)
 #define DCOL_LIST(N) LIST(dcol, N)
-static const FwdKernel fwd_kernel[MAX_POS + 1] = {NULL, INSTANTIATE_1_TO_8(FWD_LIST) INSTANTIATE_9_TO_16(FWD_LIST)};
-static const FwdKernel fwd8_kernel[MAX_POS + 1] = {NULL, INSTANTIATE_1_TO_8(FWD8_LIST) INSTANTIATE_9_TO_16(FWD8_LIST)};
+static const FwdKernel fwd_kernel[MAX_POS + 1] = {
+    NULL, INSTANTIATE_1_TO_8(FWD_LIST) INSTANTIATE_9_TO_16(FWD_LIST)};
+static const FwdKernel fwd8_kernel[MAX_POS + 1] = {
+    NULL, INSTANTIATE_1_TO_8(FWD8_LIST) INSTANTIATE_9_TO_16(FWD8_LIST)};
 static const DwKernel dw_kernel[MAX_K + 1] = {NULL, INSTANTIATE_1_TO_8(DW_LIST) dw_9, dw_10};
 static const DcolKernel dcol_kernel[MAX_CHUNKS + 1] = {NULL, INSTANTIATE_1_TO_8(DCOL_LIST)};
 
@@ -208,11 +211,13 @@ static void forward_part(void *arg, int part, int n_parts) {
     for (int kk = 0; kk < pl.K; kk++)
       for (int l = 0; l < LANES; l++) {
         int co = bl * LANES + l;
-        pl.wt[((size_t)bl * pl.K + kk) * LANES + l] = co < g->cout ? c->Wt[(size_t)co * pl.K + kk] : 0.0f;
+        pl.wt[((size_t)bl * pl.K + kk) * LANES + l] =
+            co < g->cout ? c->Wt[(size_t)co * pl.K + kk] : 0.0f;
       }
   if (g->p > 0) memset(pl.xp, 0, sizeof(float) * g->C * pl.Hp * pl.Wp);
   float out[MAX_POS * LANES] __attribute__((aligned(64))); /* (positions, LANES) */
-  for (int b = prunus_team_share(c->B, part, n_parts); b < prunus_team_share(c->B, part + 1, n_parts); b++) {
+  for (int b = prunus_team_share(c->B, part, n_parts);
+       b < prunus_team_share(c->B, part + 1, n_parts); b++) {
     const float *img = padded_image(g, &pl, c->x, b);
     float *yb = c->y + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
     for (int bl = 0; bl < pl.blocks; bl++) {
@@ -239,8 +244,14 @@ static void forward_part(void *arg, int part, int n_parts) {
 void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
                               const float *bias, float *y, float *scratch, int B,
                               PrunusTeam *team) {
-  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .bias = bias, .y = y, .scratch = scratch, .B = B,
-                .part_floats = part_scratch(g)};
+  PrunusConvCall c = {.g = g,
+                      .x = x,
+                      .Wt = Wt,
+                      .bias = bias,
+                      .y = y,
+                      .scratch = scratch,
+                      .B = B,
+                      .part_floats = part_scratch(g)};
   prunus_team_run(team, forward_part, &c);
 }
 
@@ -268,8 +279,8 @@ static void dcol_row(const PrunusConvGeom *g, const Plan *pl, const float *dyb, 
   int chunks = pl->Kp / LANES, groups = (chunks + MAX_CHUNKS - 1) / MAX_CHUNKS;
   for (int c0 = 0; c0 < chunks;) {
     int nc = MIN((chunks + groups - 1) / groups, chunks - c0);
-    dcol_kernel[nc](dyb + (size_t)oh * g->Wo, g->cout, pl->HWo, g->Wo, pl->wc + c0 * LANES,
-                    pl->Kp, pl->dcol + c0 * LANES);
+    dcol_kernel[nc](dyb + (size_t)oh * g->Wo, g->cout, pl->HWo, g->Wo, pl->wc + c0 * LANES, pl->Kp,
+                    pl->dcol + c0 * LANES);
     c0 += nc;
   }
 }
@@ -298,45 +309,49 @@ static gboolean input_grad_is_direct(const PrunusConvGeom *g, const Plan *pl) {
 
 /* dys (cout, k, LANES): row oh of each dy channel at lanes kw .. kw+Wo-1, 0 elsewhere. */
 __attribute__((target("avx512f"))) static void shifted_dy_rows(const PrunusConvGeom *g,
-                                                               const Plan *pl,
-                                                               const float *dyb, int oh) {
+                                                               const Plan *pl, const float *dyb,
+                                                               int oh) {
   const __mmask16 row = (__mmask16)((1u << g->Wo) - 1u);
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int co = 0; co < g->cout; co++) {
     __m512 v = _mm512_maskz_loadu_ps(row, dyb + (size_t)co * pl->HWo + (size_t)oh * g->Wo);
     for (int kw = 0; kw < g->k; kw++) /* lane i takes lane i - kw */
-      _mm512_store_ps(pl->dys + ((size_t)co * g->k + kw) * LANES,
-                      _mm512_maskz_permutexvar_ps((__mmask16)(row << kw),
-                                                  _mm512_sub_epi32(lane, _mm512_set1_epi32(kw)), v));
+      _mm512_store_ps(
+          pl->dys + ((size_t)co * g->k + kw) * LANES,
+          _mm512_maskz_permutexvar_ps((__mmask16)(row << kw),
+                                      _mm512_sub_epi32(lane, _mm512_set1_epi32(kw)), v));
   }
 }
 
-#define DX_KERNEL(KH)                                                                       \
-  __attribute__((target("avx512f"))) static void dx_##KH(const PrunusConvGeom *g,          \
-                                                         const float *dys, const float *Wt, \
-                                                         int c, float *rows) {              \
-    __m512 acc[KH];                                                                         \
-    for (int kh = 0; kh < KH; kh++) acc[kh] = _mm512_setzero_ps();                          \
-    for (int co = 0; co < g->cout; co++) {                                                  \
-      const float *w = Wt + ((size_t)co * g->C + c) * KH * KH; /* (kh, kw) of (co, c) */   \
-      for (int kw = 0; kw < KH; kw++) {                                                     \
-        __m512 v = _mm512_load_ps(dys + ((size_t)co * KH + kw) * LANES);                     \
-        for (int kh = 0; kh < KH; kh++) acc[kh] = _mm512_fmadd_ps(_mm512_set1_ps(w[kh * KH + kw]), v, acc[kh]); \
-      }                                                                                     \
-    }                                                                                       \
-    for (int kh = 0; kh < KH; kh++)                                                         \
-      _mm512_store_ps(rows + kh * LANES, _mm512_add_ps(_mm512_load_ps(rows + kh * LANES), acc[kh])); \
+#define DX_KERNEL(KH)                                                                    \
+  __attribute__((target("avx512f"))) static void dx_##KH(                                \
+      const PrunusConvGeom *g, const float *dys, const float *Wt, int c, float *rows) {  \
+    __m512 acc[KH];                                                                      \
+    for (int kh = 0; kh < KH; kh++) acc[kh] = _mm512_setzero_ps();                       \
+    for (int co = 0; co < g->cout; co++) {                                               \
+      const float *w = Wt + ((size_t)co * g->C + c) * KH * KH; /* (kh, kw) of (co, c) */ \
+      for (int kw = 0; kw < KH; kw++) {                                                  \
+        __m512 v = _mm512_load_ps(dys + ((size_t)co * KH + kw) * LANES);                 \
+        for (int kh = 0; kh < KH; kh++)                                                  \
+          acc[kh] = _mm512_fmadd_ps(_mm512_set1_ps(w[kh * KH + kw]), v, acc[kh]);        \
+      }                                                                                  \
+    }                                                                                    \
+    for (int kh = 0; kh < KH; kh++)                                                      \
+      _mm512_store_ps(rows + kh * LANES,                                                 \
+                      _mm512_add_ps(_mm512_load_ps(rows + kh * LANES), acc[kh]));        \
   }
+// clang-format off
 DX_KERNEL(1) DX_KERNEL(2) DX_KERNEL(3) DX_KERNEL(4) DX_KERNEL(5) DX_KERNEL(6) DX_KERNEL(7)
 DX_KERNEL(8)
 typedef void (*DxKernel)(const PrunusConvGeom *, const float *, const float *, int, float *);
+// clang-format on
 static const DxKernel dx_kernel[MAX_DIRECT_K + 1] = {NULL, dx_1, dx_2, dx_3, dx_4,
                                                      dx_5, dx_6, dx_7, dx_8};
 
 /* dxb (C, H, W) = the input gradient of one image from its dy (cout, HWo), an output
  * row at a time: directly (above) or through that row's dcol, kept in L1. */
-static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *Wt,
-                       const float *dyb, float *dxb) {
+static void input_grad(const PrunusConvGeom *g, const Plan *pl, const float *Wt, const float *dyb,
+                       float *dxb) {
   gboolean direct = input_grad_is_direct(g, pl);
   int row_stride = direct ? LANES : pl->Wp; /* of the padded gradient dxp */
   memset(pl->dxp, 0, sizeof(float) * g->C * pl->Hp * row_stride);
@@ -371,7 +386,8 @@ static void backward_part(void *arg, int part, int n_parts) {
     for (int co = 0; co < g->cout; co++)
       memcpy(pl.wc + (size_t)co * pl.Kp, c->Wt + (size_t)co * pl.K, sizeof(float) * pl.K);
   }
-  for (int b = prunus_team_share(c->B, part, n_parts); b < prunus_team_share(c->B, part + 1, n_parts); b++) {
+  for (int b = prunus_team_share(c->B, part, n_parts);
+       b < prunus_team_share(c->B, part + 1, n_parts); b++) {
     const float *img = padded_image(g, &pl, c->x, b);
     const float *dyb = c->dy + (size_t)b * g->cout * pl.HWo; /* (cout, Ho, Wo) */
     for (int bl = 0; bl < pl.blocks; bl++) {
@@ -388,10 +404,16 @@ static void backward_part(void *arg, int part, int n_parts) {
 }
 
 void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                               const float *dy, float *dW, float *db, float *dx,
-                               float *scratch, int B, PrunusTeam *team) {
-  PrunusConvCall c = {.g = g, .x = x, .Wt = Wt, .dy = dy, .dx = dx, .scratch = scratch, .B = B,
-                .part_floats = part_scratch(g)};
+                               const float *dy, float *dW, float *db, float *dx, float *scratch,
+                               int B, PrunusTeam *team) {
+  PrunusConvCall c = {.g = g,
+                      .x = x,
+                      .Wt = Wt,
+                      .dy = dy,
+                      .dx = dx,
+                      .scratch = scratch,
+                      .B = B,
+                      .part_floats = part_scratch(g)};
   prunus_team_run(team, backward_part, &c);
   /* the parts' sums, added in part order (the same result however they were run) */
   int K = g->C * g->k * g->k;

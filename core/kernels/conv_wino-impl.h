@@ -27,11 +27,10 @@ static void ISA(to_hwc)(const float *plane, int n, int rows_in, int cols_in, flo
   for (int cb = 0; cb < n; cb += VL) {
     int nr = MIN(VL, n - cb);
     for (int h = 0; h < rows_in; h++)
-      for (int w0 = 0; w0 < cols_in; w0 += VL)
-        ISA(transpose)(plane + (size_t)cb * hw + (size_t)h * cols_in + w0, hw, nr,
-                       MIN(VL, cols_in - w0),
-                       hwc + ((size_t)(r0 + h) * hwc_cols + col0 + w0) * cs + cb, (size_t)cs,
-                       MIN(VL, cols_in - w0), VL);
+      for (int w0 = 0; w0 < cols_in; w0 += VL) ISA(transpose)
+    (plane + (size_t)cb * hw + (size_t)h * cols_in + w0, hw, nr, MIN(VL, cols_in - w0),
+     hwc + ((size_t)(r0 + h) * hwc_cols + col0 + w0) * cs + cb, (size_t)cs, MIN(VL, cols_in - w0),
+     VL);
   }
 }
 
@@ -43,10 +42,9 @@ static void ISA(from_hwc)(const float *hwc, int hwc_cols, int cs, float *plane, 
   for (int cb = 0; cb < n; cb += VL) {
     int nk = MIN(VL, n - cb);
     for (int h = 0; h < rows; h++)
-      for (int w0 = 0; w0 < cols; w0 += VL)
-        ISA(transpose)(hwc + ((size_t)h * hwc_cols + w0) * cs + cb, (size_t)cs,
-                       MIN(VL, cols - w0), VL, plane + (size_t)cb * hw + (size_t)h * cols + w0,
-                       hw, nk, MIN(VL, cols - w0));
+      for (int w0 = 0; w0 < cols; w0 += VL) ISA(transpose)
+    (hwc + ((size_t)h * hwc_cols + w0) * cs + cb, (size_t)cs, MIN(VL, cols - w0), VL,
+     plane + (size_t)cb * hw + (size_t)h * cols + w0, hw, nk, MIN(VL, cols - w0));
   }
 }
 
@@ -147,43 +145,42 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
 
 /* m[r][j] = sum over c < C of v[r][c] * u[j][c] for R tiles: v (R, vs) rows of
  * transformed input, u (NK, C, VL) at stride us, m (R, ms) at vector j. */
-#define WINO_FWD(R, NK)                                                                     \
-  static void ISA(fwd_##R##_##NK)(const float *v, int vs, int C, const float *u, size_t us, \
-                                  float *m, int ms) {                                       \
-    VEC acc[R][NK];                                                                         \
-    UNROLL for (int r = 0; r < R; r++)                                                      \
-      UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vzero();                              \
-    for (int c = 0; c < C; c++) {                                                           \
-      VEC w[NK];                                                                            \
-      UNROLL for (int j = 0; j < NK; j++) w[j] = vld(u + j * us + (size_t)c * VL);          \
-      UNROLL for (int r = 0; r < R; r++) {                                                  \
-        VEC a = vset1(v[(size_t)r * vs + c]);                                               \
-        UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);           \
-      }                                                                                     \
-    }                                                                                       \
-    UNROLL for (int r = 0; r < R; r++)                                                      \
-      UNROLL for (int j = 0; j < NK; j++) vst(m + (size_t)r * ms + j * VL, acc[r][j]);      \
+#define WINO_FWD(R, NK)                                                                         \
+  static void ISA(fwd_##R##_##NK)(const float *v, int vs, int C, const float *u, size_t us,     \
+                                  float *m, int ms) {                                           \
+    VEC acc[R][NK];                                                                             \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vzero(); \
+    for (int c = 0; c < C; c++) {                                                               \
+      VEC w[NK];                                                                                \
+      UNROLL for (int j = 0; j < NK; j++) w[j] = vld(u + j * us + (size_t)c * VL);              \
+      UNROLL for (int r = 0; r < R; r++) {                                                      \
+        VEC a = vset1(v[(size_t)r * vs + c]);                                                   \
+        UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);               \
+      }                                                                                         \
+    }                                                                                           \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++)                      \
+        vst(m + (size_t)r * ms + j * VL, acc[r][j]);                                            \
   }
 
 /* du[r][j] += sum over tiles t < n of v[t][r] * z[t][j] for R input channels: v (n, vs)
  * transformed input at the first channel, z (n, zs) transformed dy at vector 0, du (R,
  * ds). */
-#define WINO_DW(R, NK)                                                                      \
-  static void ISA(dw_##R##_##NK)(const float *v, int vs, const float *z, int zs, int n,     \
-                                 float *du, int ds) {                                       \
-    VEC acc[R][NK];                                                                         \
-    UNROLL for (int r = 0; r < R; r++)                                                      \
-      UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vld(du + (size_t)r * ds + j * VL);    \
-    for (int t = 0; t < n; t++) {                                                           \
-      VEC w[NK];                                                                            \
-      UNROLL for (int j = 0; j < NK; j++) w[j] = vld(z + (size_t)t * zs + j * VL);          \
-      UNROLL for (int r = 0; r < R; r++) {                                                  \
-        VEC a = vset1(v[(size_t)t * vs + r]);                                               \
-        UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);           \
-      }                                                                                     \
-    }                                                                                       \
-    UNROLL for (int r = 0; r < R; r++)                                                      \
-      UNROLL for (int j = 0; j < NK; j++) vst(du + (size_t)r * ds + j * VL, acc[r][j]);     \
+#define WINO_DW(R, NK)                                                                             \
+  static void ISA(dw_##R##_##NK)(const float *v, int vs, const float *z, int zs, int n, float *du, \
+                                 int ds) {                                                         \
+    VEC acc[R][NK];                                                                                \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++) acc[r][j] =             \
+        vld(du + (size_t)r * ds + j * VL);                                                         \
+    for (int t = 0; t < n; t++) {                                                                  \
+      VEC w[NK];                                                                                   \
+      UNROLL for (int j = 0; j < NK; j++) w[j] = vld(z + (size_t)t * zs + j * VL);                 \
+      UNROLL for (int r = 0; r < R; r++) {                                                         \
+        VEC a = vset1(v[(size_t)t * vs + r]);                                                      \
+        UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);                  \
+      }                                                                                            \
+    }                                                                                              \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++)                         \
+        vst(du + (size_t)r * ds + j * VL, acc[r][j]);                                              \
   }
 
 typedef void (*ISA(FwdKernel))(const float *, int, int, const float *, size_t, float *, int);
@@ -201,10 +198,10 @@ BLOCKS_1(ISA_FWD1)
 BLOCKS_2(ISA_FWD2)
 BLOCKS_1(ISA_DW1)
 BLOCKS_2(ISA_DW2)
-static const ISA(FwdKernel) ISA(fwd_kernel)[2][RMAX1 + 1] = {
-    {NULL, BLOCKS_1(ISA_FWD1_NAME)}, {NULL, BLOCKS_2(ISA_FWD2_NAME)}};
-static const ISA(DwKernel) ISA(dw_kernel)[2][RMAX1 + 1] = {
-    {NULL, BLOCKS_1(ISA_DW1_NAME)}, {NULL, BLOCKS_2(ISA_DW2_NAME)}};
+static const ISA(FwdKernel) ISA(fwd_kernel)[2][RMAX1 + 1] = {{NULL, BLOCKS_1(ISA_FWD1_NAME)},
+                                                             {NULL, BLOCKS_2(ISA_FWD2_NAME)}};
+static const ISA(DwKernel)
+    ISA(dw_kernel)[2][RMAX1 + 1] = {{NULL, BLOCKS_1(ISA_DW1_NAME)}, {NULL, BLOCKS_2(ISA_DW2_NAME)}};
 #undef ISA_FWD1
 #undef ISA_FWD2
 #undef ISA_DW1
@@ -232,9 +229,9 @@ static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, fl
       int rb = ISA(block_of)(n, nk == 2 ? RMAX2 : RMAX1);
       for (int t = 0; t < n; t += rb) {
         int r = MIN(rb, n - t);
-        ISA(fwd_kernel)[nk - 1][r](ve + (size_t)t * pl->Cs, pl->Cs, pl->C,
-                                   ue + (size_t)kv * pl->C * VL, (size_t)pl->C * VL,
-                                   me + (size_t)t * pl->Ks + kv * VL, pl->Ks);
+        const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
+        kernel(ve + (size_t)t * pl->Cs, pl->Cs, pl->C, ue + (size_t)kv * pl->C * VL,
+               (size_t)pl->C * VL, me + (size_t)t * pl->Ks + kv * VL, pl->Ks);
       }
       kv += nk;
     }
@@ -254,8 +251,8 @@ static void ISA(weight_products)(const WinoPlan *pl, const float *V, const float
       int rb = ISA(block_of)(pl->C, nk == 2 ? RMAX2 : RMAX1);
       for (int c = 0; c < pl->C; c += rb) {
         int r = MIN(rb, pl->C - c);
-        ISA(dw_kernel)[nk - 1][r](ve + c, pl->Cs, ze + kv * VL, pl->Ks, n,
-                                  de + (size_t)c * pl->Ks + kv * VL, pl->Ks);
+        const ISA(DwKernel) kernel = ISA(dw_kernel)[nk - 1][r];
+        kernel(ve + c, pl->Cs, ze + kv * VL, pl->Ks, n, de + (size_t)c * pl->Ks + kv * VL, pl->Ks);
       }
       kv += nk;
     }
@@ -285,8 +282,8 @@ static void ISA(forward_part)(void *arg, int part, int n_parts) {
   for (int i0 = prunus_team_share(c->B, part, n_parts); i0 < end; i0 += pl->G) {
     int ng = MIN(pl->G, end - i0);
     for (int i = 0; i < ng; i++) {
-      ISA(to_hwc)(c->x + (i0 + i) * in_img, pl->C, pl->H, pl->W, b.xh, pl->Wq, pl->Cs, pl->p,
-                  pl->p);
+      ISA(to_hwc)
+      (c->x + (i0 + i) * in_img, pl->C, pl->H, pl->W, b.xh, pl->Wq, pl->Cs, pl->p, pl->p);
       ISA(input_transform)(pl, b.xh, b.v, i * pl->T);
     }
     ISA(products)(pl, b.v, c->U, b.m, ng * pl->T);
@@ -311,8 +308,8 @@ static void ISA(weight_grad_part)(void *arg, int part, int n_parts) {
     int ng = MIN(pl->G, end - i0);
     for (int i = 0; i < ng; i++) {
       const float *dyi = c->dy + (i0 + i) * out_img;
-      ISA(to_hwc)(c->x + (i0 + i) * in_img, pl->C, pl->H, pl->W, b.xh, pl->Wq, pl->Cs, pl->p,
-                  pl->p);
+      ISA(to_hwc)
+      (c->x + (i0 + i) * in_img, pl->C, pl->H, pl->W, b.xh, pl->Wq, pl->Cs, pl->p, pl->p);
       ISA(input_transform)(pl, b.xh, b.v, i * pl->T);
       ISA(to_hwc)(dyi, pl->K, pl->Ho, pl->Wo, b.yh, 2 * pl->ntw, pl->Ks, 0, 0);
       ISA(grad_transform)(pl, b.yh, b.m, i * pl->T);

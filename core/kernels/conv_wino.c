@@ -12,9 +12,10 @@
 #include <immintrin.h>
 #include <string.h>
 
-#define MAX_VL 16       /* floats per vector of the widest version (scratch sizes) */
-#define TILES_PER_GROUP 64 /* at least this many tiles per product call: small images
-                            * are taken a few at a time so the products run long */
+#define MAX_VL 16 /* floats per vector of the widest version (scratch sizes) */
+#define TILES_PER_GROUP                                         \
+  64 /* at least this many tiles per product call: small images \
+      * are taken a few at a time so the products run long */
 
 static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
@@ -175,10 +176,11 @@ typedef struct {
 #define VEC __m512
 #define RMAX1 24 /* tiles per block with one output vector: 24 accumulators */
 #define RMAX2 12 /* with two */
-#define BLOCKS_1(M)                                                                         \
-  M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15) M(16)  \
-  M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
+// clang-format off
+#define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) \
+  M(15) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+// clang-format on
 static inline __mmask16 lanes_mask(int n) { return (__mmask16)prunus_lanes_mask(n); }
 static inline VEC vzero(void) { return _mm512_setzero_ps(); }
 static inline VEC vld(const float *p) { return _mm512_loadu_ps(p); }
@@ -206,13 +208,18 @@ static inline void vtranspose(VEC r[16]) {
   }
   for (int i = 0; i < 16; i += 4) { /* u[i + q], lane L: column 4L + q of rows i .. i+3 */
     r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 1] =
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(
+        _mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(
+        _mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
   }
   for (int q = 0; q < 4; q++) {
-    VEC v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88), v1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
-    VEC w0 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88), w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
+    VEC v0 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0x88),
+        v1 = _mm512_shuffle_f32x4(r[q], r[4 + q], 0xDD);
+    VEC w0 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0x88),
+        w1 = _mm512_shuffle_f32x4(r[8 + q], r[12 + q], 0xDD);
     t[q] = _mm512_shuffle_f32x4(v0, w0, 0x88);
     t[8 + q] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
     t[4 + q] = _mm512_shuffle_f32x4(v1, w1, 0x88);
@@ -274,9 +281,12 @@ static inline void vtranspose_avx2(VEC r[8]) {
   }
   for (int i = 0; i < 8; i += 4) { /* u[i + q], lane L: column 4L + q of rows i .. i+3 */
     u[i] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[i]), _mm256_castps_pd(t[i + 2])));
-    u[i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[i]), _mm256_castps_pd(t[i + 2])));
-    u[i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t[i + 1]), _mm256_castps_pd(t[i + 3])));
-    u[i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[i + 1]), _mm256_castps_pd(t[i + 3])));
+    u[i + 1] =
+        _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t[i]), _mm256_castps_pd(t[i + 2])));
+    u[i + 2] = _mm256_castpd_ps(
+        _mm256_unpacklo_pd(_mm256_castps_pd(t[i + 1]), _mm256_castps_pd(t[i + 3])));
+    u[i + 3] = _mm256_castpd_ps(
+        _mm256_unpackhi_pd(_mm256_castps_pd(t[i + 1]), _mm256_castps_pd(t[i + 3])));
   }
   for (int q = 0; q < 4; q++) {
     r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
@@ -306,7 +316,7 @@ static PrunusConvIsa cpu_isa(void) {
   static int isa = -1;
   if (isa < 0) {
     __builtin_cpu_init();
-    isa = __builtin_cpu_supports("avx512f")                                   ? PRUNUS_CONV_ISA_AVX512
+    isa = __builtin_cpu_supports("avx512f")                                 ? PRUNUS_CONV_ISA_AVX512
           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? PRUNUS_CONV_ISA_AVX2
                                                                             : PRUNUS_CONV_ISA_NONE;
   }
@@ -336,8 +346,14 @@ bool prunus_conv_wino_covers(const PrunusConvGeom *g) {
 static void run_forward(const WinoPlan *pl, PrunusConvIsa isa, const float *x, const float *bias,
                         float *y, float *scratch, size_t shared, size_t part, int B,
                         PrunusTeam *team) {
-  WinoCall c = {.pl = pl, .x = x, .U = scratch, .bias = bias, .y = y,
-                .parts = scratch + shared, .part_floats = part, .B = B};
+  WinoCall c = {.pl = pl,
+                .x = x,
+                .U = scratch,
+                .bias = bias,
+                .y = y,
+                .parts = scratch + shared,
+                .part_floats = part,
+                .B = B};
   prunus_team_run(team, isa == PRUNUS_CONV_ISA_AVX512 ? forward_part_avx512 : forward_part_avx2,
                   &c);
 }
@@ -354,18 +370,22 @@ void prunus_conv_wino_forward(const PrunusConvGeom *g, const float *x, const flo
 }
 
 void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                               const float *dy, float *dW, float *db, float *dx,
-                               float *scratch, int B, PrunusTeam *team) {
+                               const float *dy, float *dW, float *db, float *dx, float *scratch,
+                               int B, PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
   g_assert(prunus_conv_wino_covers(g));
   int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
   size_t shared = shared_floats(g, vl), part = part_floats(g, vl);
   WinoPlan pl = forward_plan(g, vl);
-  WinoCall c = {.pl = &pl, .x = x, .dy = dy, .parts = scratch + shared, .part_floats = part,
-                .B = B, .want_db = db != NULL};
-  prunus_team_run(team,
-                  isa == PRUNUS_CONV_ISA_AVX512 ? weight_grad_part_avx512 : weight_grad_part_avx2,
-                  &c);
+  WinoCall c = {.pl = &pl,
+                .x = x,
+                .dy = dy,
+                .parts = scratch + shared,
+                .part_floats = part,
+                .B = B,
+                .want_db = db != NULL};
+  prunus_team_run(
+      team, isa == PRUNUS_CONV_ISA_AVX512 ? weight_grad_part_avx512 : weight_grad_part_avx2, &c);
   int parts = prunus_team_threads(team);
   float *du[PRUNUS_TEAM_MAX_THREADS];
   for (int p = 0; p < parts; p++) du[p] = wino_bufs(&pl, c.parts + (size_t)p * part).du;

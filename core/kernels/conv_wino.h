@@ -37,14 +37,13 @@ size_t prunus_conv_wino_scratch(const PrunusConvGeom *g, int parts);
 /* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, 3, 3)) + bias (cout; NULL:
  * none). The images are split over team (NULL: this thread only). */
 void prunus_conv_wino_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                              const float *bias, float *y, float *scratch, int B,
-                              PrunusTeam *team);
+                              const float *bias, float *y, float *scratch, int B, PrunusTeam *team);
 /* dW (cout, C, 3, 3) and, when db != NULL, db (cout), overwritten, from x and dy (B,
  * cout, Ho, Wo); when dx != NULL, dx (B, C, H, W) = the gradient with respect to x
  * (overwritten). Each part of the team sums its own images; the parts' sums are
  * added in part order, so a team of n gives the same bits on every run. */
 void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                               const float *dy, float *dW, float *db, float *dx,
-                               float *scratch, int B, PrunusTeam *team);
+                               const float *dy, float *dW, float *db, float *dx, float *scratch,
+                               int B, PrunusTeam *team);
 
 #endif

@@ -71,7 +71,8 @@ void prunus_csr_free(PrunusCsr *a) {
 }
 
 size_t prunus_csr_bytes(const PrunusCsr *a) {
-  return (size_t)a->stored * (sizeof(float) + sizeof(int32_t)) + ((size_t)2 * a->rows + 1) * sizeof(int32_t);
+  return (size_t)a->stored * (sizeof(float) + sizeof(int32_t)) +
+         ((size_t)2 * a->rows + 1) * sizeof(int32_t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -110,7 +111,7 @@ const char *prunus_csr_level_name(PrunusCsrLevel level) {
 /* transpose: 8x8 AVX2 blocks inside 32x32 tiles, scalar at the edges */
 
 __attribute__((target("avx2,fma"))) static void transpose8x8(const float *src, int ls, float *dst,
-                                                            int ld) {
+                                                             int ld) {
   __m256 r0 = _mm256_loadu_ps(src + 0 * (size_t)ls), r1 = _mm256_loadu_ps(src + 1 * (size_t)ls);
   __m256 r2 = _mm256_loadu_ps(src + 2 * (size_t)ls), r3 = _mm256_loadu_ps(src + 3 * (size_t)ls);
   __m256 r4 = _mm256_loadu_ps(src + 4 * (size_t)ls), r5 = _mm256_loadu_ps(src + 5 * (size_t)ls);
@@ -147,7 +148,8 @@ void prunus_transpose(const float *src, int rows, int cols, float *dst) {
         for (int c = c0; c < c8; c += 8)
           transpose8x8(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows);
       for (int r = r0; r < re; r++)
-        for (int c = r < r8 ? c8 : c0; c < ce; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+        for (int c = r < r8 ? c8 : c0; c < ce; c++)
+          dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
     }
   }
 }
@@ -214,8 +216,8 @@ __attribute__((target("avx2,fma"))) static inline __m256 gather8(const float *x,
 
 /* Rows are padded to multiples of 8: no tails. */
 __attribute__((target("avx2,fma"))) static void spmv_rows_avx2(const PrunusCsr *a, const float *x,
-                                                              const float *bias, float *y, int r0,
-                                                              int r1) {
+                                                               const float *bias, float *y, int r0,
+                                                               int r1) {
   for (int r = r0; r < r1; r++) {
     __m256 acc = _mm256_setzero_ps();
     for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k += 8)
@@ -225,27 +227,27 @@ __attribute__((target("avx2,fma"))) static void spmv_rows_avx2(const PrunusCsr *
 }
 
 /* Columns [n0, n0 + 8*V) of rows [r0, r1): V accumulators per row stay in registers. */
-#define SPMM_BLOCK_AVX2(V)                                                               \
-  for (int r = r0; r < r1; r++) {                                                        \
-    __m256 acc[V];                                                                       \
-    __m256 b = _mm256_set1_ps(bias ? bias[r] : 0.0f);                                    \
-    for (int v = 0; v < V; v++) acc[v] = b;                                              \
-    for (int32_t k = a->ptr[r]; k < a->ptr[r] + a->len[r]; k++) {                        \
-      __m256 w = _mm256_broadcast_ss(a->val + k);                                        \
-      const float *x = xT + (size_t)a->col[k] * N + n0;                                  \
+#define SPMM_BLOCK_AVX2(V)                                                                         \
+  for (int r = r0; r < r1; r++) {                                                                  \
+    __m256 acc[V];                                                                                 \
+    __m256 b = _mm256_set1_ps(bias ? bias[r] : 0.0f);                                              \
+    for (int v = 0; v < V; v++) acc[v] = b;                                                        \
+    for (int32_t k = a->ptr[r]; k < a->ptr[r] + a->len[r]; k++) {                                  \
+      __m256 w = _mm256_broadcast_ss(a->val + k);                                                  \
+      const float *x = xT + (size_t)a->col[k] * N + n0;                                            \
       for (int v = 0; v < V; v++) acc[v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + 8 * v), acc[v]); \
-    }                                                                                    \
-    float *y = yT + (size_t)r * N + n0;                                                  \
-    for (int v = 0; v < V; v++) _mm256_storeu_ps(y + 8 * v, acc[v]);                     \
+    }                                                                                              \
+    float *y = yT + (size_t)r * N + n0;                                                            \
+    for (int v = 0; v < V; v++) _mm256_storeu_ps(y + 8 * v, acc[v]);                               \
   }
 
 /* Columns in blocks of 64, then one of 32, 16 and 8 as needed (each block runs over
  * the row's nonzeros once: the widest block keeps the most FMAs in flight), then a
  * scalar tail. */
 __attribute__((target("avx2,fma"))) static void spmm_t_rows_avx2(const PrunusCsr *a,
-                                                                const float *xT, int N,
-                                                                const float *bias, float *yT,
-                                                                int r0, int r1) {
+                                                                 const float *xT, int N,
+                                                                 const float *bias, float *yT,
+                                                                 int r0, int r1) {
   int n0 = 0;
   for (; n0 + 64 <= N; n0 += 64) SPMM_BLOCK_AVX2(8)
   if (n0 + 32 <= N) {
@@ -283,40 +285,41 @@ __attribute__((target("avx2,fma"))) static void spmm_t_rows_avx2(const PrunusCsr
 /* Columns [n0, n0 + 16*V) of rows [r0, r1), the last vector masked with `tail`. Two
  * sets of accumulators, for even and odd nonzeros: with V = 1 or 2 one set would
  * wait on the FMA latency (4 cycles) at every nonzero. */
-#define SPMM_BLOCK_AVX512(V, tail)                                                       \
-  for (int r = r0; r < r1; r++) {                                                        \
-    __m512 acc[V], odd[V];                                                               \
-    __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);                                    \
-    for (int v = 0; v < V; v++) acc[v] = b, odd[v] = _mm512_setzero_ps();                \
-    int32_t k = a->ptr[r], end = k + a->len[r];                                          \
-    for (; k + 1 < end; k += 2) {                                                        \
-      __m512 w = _mm512_set1_ps(a->val[k]), u = _mm512_set1_ps(a->val[k + 1]);           \
-      const float *x = xT + (size_t)a->col[k] * N + n0;                                  \
-      const float *z = xT + (size_t)a->col[k + 1] * N + n0;                              \
-      for (int v = 0; v < V - 1; v++) {                                                  \
-        acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);                \
-        odd[v] = _mm512_fmadd_ps(u, _mm512_loadu_ps(z + 16 * v), odd[v]);                \
-      }                                                                                  \
+#define SPMM_BLOCK_AVX512(V, tail)                                                                \
+  for (int r = r0; r < r1; r++) {                                                                 \
+    __m512 acc[V], odd[V];                                                                        \
+    __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);                                             \
+    for (int v = 0; v < V; v++) acc[v] = b, odd[v] = _mm512_setzero_ps();                         \
+    int32_t k = a->ptr[r], end = k + a->len[r];                                                   \
+    for (; k + 1 < end; k += 2) {                                                                 \
+      __m512 w = _mm512_set1_ps(a->val[k]), u = _mm512_set1_ps(a->val[k + 1]);                    \
+      const float *x = xT + (size_t)a->col[k] * N + n0;                                           \
+      const float *z = xT + (size_t)a->col[k + 1] * N + n0;                                       \
+      for (int v = 0; v < V - 1; v++) {                                                           \
+        acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);                         \
+        odd[v] = _mm512_fmadd_ps(u, _mm512_loadu_ps(z + 16 * v), odd[v]);                         \
+      }                                                                                           \
       acc[V - 1] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)), acc[V - 1]); \
       odd[V - 1] = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(tail, z + 16 * (V - 1)), odd[V - 1]); \
-    }                                                                                    \
-    if (k < end) {                                                                       \
-      __m512 w = _mm512_set1_ps(a->val[k]);                                              \
-      const float *x = xT + (size_t)a->col[k] * N + n0;                                  \
-      for (int v = 0; v < V - 1; v++) acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]); \
+    }                                                                                             \
+    if (k < end) {                                                                                \
+      __m512 w = _mm512_set1_ps(a->val[k]);                                                       \
+      const float *x = xT + (size_t)a->col[k] * N + n0;                                           \
+      for (int v = 0; v < V - 1; v++)                                                             \
+        acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);                         \
       acc[V - 1] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)), acc[V - 1]); \
-    }                                                                                    \
-    float *y = yT + (size_t)r * N + n0;                                                  \
-    for (int v = 0; v < V - 1; v++) _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(acc[v], odd[v])); \
-    _mm512_mask_storeu_ps(y + 16 * (V - 1), tail, _mm512_add_ps(acc[V - 1], odd[V - 1]));  \
+    }                                                                                             \
+    float *y = yT + (size_t)r * N + n0;                                                           \
+    for (int v = 0; v < V - 1; v++) _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(acc[v], odd[v]));  \
+    _mm512_mask_storeu_ps(y + 16 * (V - 1), tail, _mm512_add_ps(acc[V - 1], odd[V - 1]));         \
   }
 
 /* Columns in blocks of 128, then one of 64 and 32 as needed, then the last 1..31
  * with a masked vector. */
 __attribute__((target("avx512f"))) static void spmm_t_rows_avx512(const PrunusCsr *a,
-                                                                 const float *xT, int N,
-                                                                 const float *bias, float *yT,
-                                                                 int r0, int r1) {
+                                                                  const float *xT, int N,
+                                                                  const float *bias, float *yT,
+                                                                  int r0, int r1) {
   const __mmask16 all = 0xffff;
   int n0 = 0;
   for (; n0 + 128 <= N; n0 += 128) SPMM_BLOCK_AVX512(8, all)

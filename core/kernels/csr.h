@@ -48,22 +48,26 @@ void prunus_csr_spmm_t(const PrunusCsr *a, const float *xT, int N, const float *
 
 /* Kernel sets, each level adding to the one before. */
 typedef enum {
-  PRUNUS_CSR_SCALAR,  /* plain C */
-  PRUNUS_CSR_AVX2,    /* AVX2+FMA: SpMV, SpMM (64 columns in ymm registers), transpose */
-  PRUNUS_CSR_AVX512,  /* AVX-512F: SpMM with 128 columns in zmm registers, masked tails */
+  PRUNUS_CSR_SCALAR, /* plain C */
+  PRUNUS_CSR_AVX2,   /* AVX2+FMA: SpMV, SpMM (64 columns in ymm registers), transpose */
+  PRUNUS_CSR_AVX512, /* AVX-512F: SpMM with 128 columns in zmm registers, masked tails */
   PRUNUS_CSR_N_LEVELS
 } PrunusCsrLevel;
 
-/* Cap the kernels at `cap` even when the CPU has more (tests); returns the old cap. */
-PrunusCsrLevel prunus_csr_cap_level(PrunusCsrLevel cap);
 /* The level in use: the best the CPU supports, at most the cap. */
 PrunusCsrLevel prunus_csr_level(void);
-const char *prunus_csr_level_name(PrunusCsrLevel level);
 
 /* Transpose a (rows, cols) row-major block into (cols, rows). One thread: split over
  * two, the helper would read the source from the other core's cache, which measured
  * slower than doing it all here (docs/perf-log.md). */
 void prunus_transpose(const float *src, int rows, int cols, float *dst);
+
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: nothing in core/ outside csr.c calls these */
+
+/* Cap the kernels at `cap` even when the CPU has more (tests); returns the old cap. */
+PrunusCsrLevel prunus_csr_cap_level(PrunusCsrLevel cap);
+const char *prunus_csr_level_name(PrunusCsrLevel level);
 
 G_END_DECLS
 

@@ -93,8 +93,8 @@ void prunus_sgemm_run_block(const PrunusSgemmArgs *g, PrunusSgemmBlock k) {
   /* C[r0:r1, c0:c1] = op(A)[r0:r1, :] op(B)[:, c0:c1] */
   const float *A = g->ta ? g->A + k.row0 : g->A + (size_t)k.row0 * g->lda;
   const float *B = g->tb ? g->B + (size_t)k.col0 * g->ldb : g->B + k.col0;
-  prunus_sgemm(g->ta, g->tb, k.row1 - k.row0, k.col1 - k.col0, g->K, g->alpha, A, g->lda, B,
-               g->ldb, g->beta, g->C + (size_t)k.row0 * g->ldc + k.col0, g->ldc);
+  prunus_sgemm(g->ta, g->tb, k.row1 - k.row0, k.col1 - k.col0, g->K, g->alpha, A, g->lda, B, g->ldb,
+               g->beta, g->C + (size_t)k.row0 * g->ldc + k.col0, g->ldc);
 }
 
 static void sgemm_part(void *arg, int part, int n_parts) {

@@ -13,13 +13,6 @@
  * A is (M,K) or (K,M) when ta; B is (K,N) or (N,K) when tb; lda/ldb/ldc are row strides. */
 void prunus_sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                   const float *B, int ldb, float beta, float *C, int ldc);
-/* prunus_sgemm split over a team (NULL: prunus_sgemm): each thread computes a block of
- * C's columns or rows (whichever costs less, prunus_sgemm_block) with a one-thread
- * sgemm, so every element is summed exactly as by one thread. OpenBLAS should run one
- * thread meanwhile. */
-void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
-                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
-                       int ldc);
 /* The arguments of one prunus_sgemm call, for splitting it by hand. */
 typedef struct {
   bool ta, tb;
@@ -48,9 +41,8 @@ void prunus_sgemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const 
 /* y(M) = alpha * op(A) x + beta * y, A (M,N) row-major (op = transpose when ta). */
 void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, const float *x,
                   float beta, float *y);
-/* Use the reference loops instead of BLAS everywhere (tests). */
-void prunus_gemm_force_reference(bool on);
-/* TRUE while prunus_gemm_force_reference is on. */
+/* TRUE while prunus_gemm_force_reference (below) is on: kernels with plain paths take
+ * them. */
 bool prunus_gemm_reference_forced(void);
 /* TRUE when prunus's own AVX-512 kernels (convolutions, pooling) run: the CPU has
  * AVX-512F and VL, and the reference loops are not forced (then those layers take
@@ -60,8 +52,26 @@ bool prunus_avx512_in_use(void);
 static inline uint16_t prunus_lanes_mask(int n) {
   return n <= 0 ? 0 : n >= 16 ? 0xFFFF : (uint16_t)((1u << n) - 1);
 }
-/* Set OpenBLAS's thread count (no pool of our own). */
+/* OpenBLAS's thread count: the threads its sgemm calls use (evaluation, the inference
+ * engines, benches). Training does not read it: its thread count is a parameter
+ * (PrunusTrainOptions.threads), and it holds OpenBLAS at one thread while it runs. */
 void prunus_set_threads(int n);
+/* OpenBLAS's current count: its default (OPENBLAS_NUM_THREADS, else the CPUs) until
+ * prunus_set_threads. */
 int prunus_get_threads(void);
+
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: nothing in core/ outside gemm.c calls these (layers split their
+ * products with prunus_sgemm_block) */
+
+/* prunus_sgemm split over a team (NULL: prunus_sgemm): each thread computes a block of
+ * C's columns or rows (whichever costs less, prunus_sgemm_block) with a one-thread
+ * sgemm, so every element is summed exactly as by one thread. OpenBLAS should run one
+ * thread meanwhile. */
+void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
+                       const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                       int ldc);
+/* Use the reference loops instead of BLAS everywhere (tests). */
+void prunus_gemm_force_reference(bool on);
 
 #endif

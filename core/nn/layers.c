@@ -99,9 +99,8 @@ static void dense_backward_part(void *arg, int part, int n_parts) {
   if (c->dx.M > 0) prunus_sgemm_run_block(&c->dx, prunus_sgemm_block(&c->dx, part, n_parts));
 }
 
-static void dense_backward(const PrunusLayer *l, const float *params, float *grads,
-                           const float *x, const float *y, const float *dy, float *dx,
-                           float *scratch, int B) {
+static void dense_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
+                           const float *y, const float *dy, float *dx, float *scratch, int B) {
   (void)y, (void)scratch;
   int in = l->in.c, out = l->out.c;
   const float *W = params + l->w_off; /* (out, in) */
@@ -137,8 +136,8 @@ static gboolean conv_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusSh
   int wo = (in.w + 2 * spec->padding - spec->kernel) / spec->stride + 1;
   if (in.h + 2 * spec->padding < spec->kernel || in.w + 2 * spec->padding < spec->kernel) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "conv2d kernel %d does not fit its %dx%dx%d input (padding %d)", spec->kernel,
-                in.c, in.h, in.w, spec->padding);
+                "conv2d kernel %d does not fit its %dx%dx%d input (padding %d)", spec->kernel, in.c,
+                in.h, in.w, spec->padding);
     return FALSE;
   }
   int kk = spec->kernel * spec->kernel;
@@ -152,9 +151,15 @@ static gboolean conv_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusSh
 
 /* The layer's geometry for the implicit-GEMM and direct kernels. */
 static PrunusConvGeom conv_geom(const PrunusLayer *l) {
-  return (PrunusConvGeom){.C = l->in.c, .H = l->in.h, .W = l->in.w, .k = l->spec.kernel,
-                          .s = l->spec.stride, .p = l->spec.padding, .cout = l->out.c,
-                          .Ho = l->out.h, .Wo = l->out.w};
+  return (PrunusConvGeom){.C = l->in.c,
+                          .H = l->in.h,
+                          .W = l->in.w,
+                          .k = l->spec.kernel,
+                          .s = l->spec.stride,
+                          .p = l->spec.padding,
+                          .cout = l->out.c,
+                          .Ho = l->out.h,
+                          .Wo = l->out.w};
 }
 
 /* Single-channel stride-1 convs (a first layer) run directly on the padded plane
@@ -190,7 +195,8 @@ static size_t conv_scratch(const PrunusLayer *l, int B) {
 /* col (B*Ho*Wo, cin*k*k) from x (B, cin, H, W). Rows are only k floats long, so
  * they are copied inline: a libc memcpy call per row costs more than the copy
  * (GCC is told not to turn the loop back into such a call). */
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) static void im2col(const PrunusLayer *l, const float *x, float *col, int B) {
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) static void im2col(
+    const PrunusLayer *l, const float *x, float *col, int B) {
   int C = l->in.c, H = l->in.h, W = l->in.w, k = l->spec.kernel, s = l->spec.stride,
       p = l->spec.padding, Ho = l->out.h, Wo = l->out.w;
   size_t K = (size_t)C * k * k;
@@ -293,14 +299,13 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
   }
 }
 
-static void conv_backward(const PrunusLayer *l, const float *params, float *grads,
-                          const float *x, const float *y, const float *dy, float *dx,
-                          float *scratch, int B) {
+static void conv_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
+                          const float *y, const float *dy, float *dx, float *scratch, int B) {
   (void)y;
   if (conv_is_direct(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
-                                grads + l->b_off, dx, scratch, B, l->team);
+    prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off,
+                                dx, scratch, B, l->team);
     return;
   }
   if (conv_uses_wino(l)) {
@@ -311,8 +316,8 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
   }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off,
-                              dx, scratch, B, l->team);
+    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off, dx,
+                              scratch, B, l->team);
     return;
   }
   int cout = l->out.c, HWo = l->out.h * l->out.w;
@@ -363,7 +368,8 @@ static gboolean pool_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusSh
                 in.w);
     return FALSE;
   }
-  *out = (PrunusShape){in.c, (in.h - spec->kernel) / stride + 1, (in.w - spec->kernel) / stride + 1};
+  *out =
+      (PrunusShape){in.c, (in.h - spec->kernel) / stride + 1, (in.w - spec->kernel) / stride + 1};
   *w_len = *b_len = 0;
   *fan_in = *fan_out = 0;
   return TRUE;
@@ -374,8 +380,7 @@ static size_t pool_scratch(const PrunusLayer *l, int B) {
 }
 
 /* Any window: the window is scanned in row-major order, the first strict maximum wins. */
-static void pool_forward_any(const PrunusLayer *l, const float *x, float *y, int32_t *arg,
-                             int B) {
+static void pool_forward_any(const PrunusLayer *l, const float *x, float *y, int32_t *arg, int B) {
   int C = l->in.c, H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w, k = l->spec.kernel;
   int s = pool_stride(&l->spec);
   for (int bc = 0; bc < B * C; bc++) {
@@ -409,8 +414,7 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512i even_lan
  * l's window: the even and odd columns of rows r0 and r1 at l, taken by permutes from
  * the 32 floats of (r0a, r0b) and (r1a, r1b); i00 = the index of its top-left input. */
 __attribute__((target("avx512f"), always_inline)) static inline void pool2_windows(
-    __m512 r0a, __m512 r0b, __m512 r1a, __m512 r1b, __m512i i00, int W, __m512 *max,
-    __m512i *at) {
+    __m512 r0a, __m512 r0b, __m512 r1a, __m512 r1b, __m512i i00, int W, __m512 *max, __m512i *at) {
   const __m512i even = even_lanes();
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   __m512 bv = _mm512_permutex2var_ps(r0a, even, r0b);
@@ -423,7 +427,8 @@ __attribute__((target("avx512f"), always_inline)) static inline void pool2_windo
   bv = _mm512_mask_mov_ps(bv, gt, v), bi = _mm512_mask_add_epi32(bi, gt, i00, _mm512_set1_epi32(W));
   v = _mm512_permutex2var_ps(r1a, odd, r1b);
   gt = _mm512_cmp_ps_mask(v, bv, _CMP_GT_OQ);
-  bv = _mm512_mask_mov_ps(bv, gt, v), bi = _mm512_mask_add_epi32(bi, gt, i00, _mm512_set1_epi32(W + 1));
+  bv = _mm512_mask_mov_ps(bv, gt, v),
+  bi = _mm512_mask_add_epi32(bi, gt, i00, _mm512_set1_epi32(W + 1));
   *max = bv, *at = bi;
 }
 
@@ -436,8 +441,10 @@ __attribute__((target("avx512f"))) static void pool2_forward_avx512(const Prunus
   int H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w;
   const __m512i even = even_lanes();
   /* pairs: lanes 8-15 start at the second row pair, 2W floats on, not 16 */
-  const __m512i pair_even = _mm512_mask_add_epi32(even, 0xFF00, even, _mm512_set1_epi32(2 * W - 16));
-  const __mmask16 pair_in = prunus_lanes_mask(2 * Wo), pair_out = prunus_lanes_mask(Wo) | prunus_lanes_mask(Wo) << 8;
+  const __m512i pair_even =
+      _mm512_mask_add_epi32(even, 0xFF00, even, _mm512_set1_epi32(2 * W - 16));
+  const __mmask16 pair_in = prunus_lanes_mask(2 * Wo),
+                  pair_out = prunus_lanes_mask(Wo) | prunus_lanes_mask(Wo) << 8;
   __m512 bv;
   __m512i bi;
   for (int bc = 0; bc < B * l->in.c; bc++) {
@@ -449,7 +456,8 @@ __attribute__((target("avx512f"))) static void pool2_forward_avx512(const Prunus
       for (; oh + 1 < Ho; oh += 2) {
         const float *r = xc + 2 * oh * W;
         pool2_windows(_mm512_maskz_loadu_ps(pair_in, r), _mm512_maskz_loadu_ps(pair_in, r + 2 * W),
-                      _mm512_maskz_loadu_ps(pair_in, r + W), _mm512_maskz_loadu_ps(pair_in, r + 3 * W),
+                      _mm512_maskz_loadu_ps(pair_in, r + W),
+                      _mm512_maskz_loadu_ps(pair_in, r + 3 * W),
                       _mm512_add_epi32(_mm512_set1_epi32(2 * oh * W), pair_even), W, &bv, &bi);
         _mm512_mask_storeu_ps(yc + oh * Wo, pair_in, _mm512_maskz_compress_ps(pair_out, bv));
         _mm512_mask_storeu_epi32(ac + oh * Wo, pair_in, _mm512_maskz_compress_epi32(pair_out, bi));
@@ -458,7 +466,8 @@ __attribute__((target("avx512f"))) static void pool2_forward_avx512(const Prunus
     for (; oh < Ho; oh++) {
       for (int ow0 = 0; ow0 < Wo; ow0 += 16) {
         int n = MIN(16, Wo - ow0);
-        __mmask16 m = prunus_lanes_mask(n), lo = prunus_lanes_mask(2 * n), hi = prunus_lanes_mask(2 * n - 16);
+        __mmask16 m = prunus_lanes_mask(n), lo = prunus_lanes_mask(2 * n),
+                  hi = prunus_lanes_mask(2 * n - 16);
         const float *r = xc + 2 * oh * W + 2 * ow0;
         pool2_windows(_mm512_maskz_loadu_ps(lo, r), _mm512_maskz_loadu_ps(hi, r + 16),
                       _mm512_maskz_loadu_ps(lo, r + W), _mm512_maskz_loadu_ps(hi, r + W + 16),
@@ -485,8 +494,8 @@ static void pool_forward(const PrunusLayer *l, const float *params, const float 
  * The two halves of each input row are interleaved back by permutes. */
 __attribute__((target("avx512f"))) static void pool2_backward_avx512(const PrunusLayer *l,
                                                                      const float *dy,
-                                                                     const int32_t *arg,
-                                                                     float *dx, int B) {
+                                                                     const int32_t *arg, float *dx,
+                                                                     int B) {
   int H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w;
   const __m512i even = even_lanes();
   const __m512i zip_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -495,14 +504,15 @@ __attribute__((target("avx512f"))) static void pool2_backward_avx512(const Prunu
                 d11 = _mm512_set1_epi32(W + 1);
   const __m512 zero = _mm512_setzero_ps();
   for (int bc = 0; bc < B * l->in.c; bc++) {
-    float *dxc = dx + (size_t)bc * H * W;             /* (H, W) */
-    const float *dyc = dy + (size_t)bc * Ho * Wo;     /* (Ho, Wo) */
-    const int32_t *ac = arg + (size_t)bc * Ho * Wo;   /* (Ho, Wo) */
+    float *dxc = dx + (size_t)bc * H * W;           /* (H, W) */
+    const float *dyc = dy + (size_t)bc * Ho * Wo;   /* (Ho, Wo) */
+    const int32_t *ac = arg + (size_t)bc * Ho * Wo; /* (Ho, Wo) */
     for (int oh = 0; oh < Ho; oh++) {
       float *r0 = dxc + (size_t)2 * oh * W, *r1 = r0 + W;
       for (int ow0 = 0; ow0 < Wo; ow0 += 16) {
         int n = MIN(16, Wo - ow0);
-        __mmask16 m = prunus_lanes_mask(n), lo = prunus_lanes_mask(2 * n), hi = prunus_lanes_mask(2 * n - 16);
+        __mmask16 m = prunus_lanes_mask(n), lo = prunus_lanes_mask(2 * n),
+                  hi = prunus_lanes_mask(2 * n - 16);
         __m512 g = _mm512_maskz_loadu_ps(m, dyc + oh * Wo + ow0);
         __m512i a = _mm512_maskz_loadu_epi32(m, ac + oh * Wo + ow0);
         __m512i i00 = _mm512_add_epi32(_mm512_set1_epi32(2 * oh * W + 2 * ow0), even);
@@ -524,9 +534,8 @@ __attribute__((target("avx512f"))) static void pool2_backward_avx512(const Prunu
   }
 }
 
-static void pool_backward(const PrunusLayer *l, const float *params, float *grads,
-                          const float *x, const float *y, const float *dy, float *dx,
-                          float *scratch, int B) {
+static void pool_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
+                          const float *y, const float *dy, float *dx, float *scratch, int B) {
   (void)params, (void)grads, (void)x, (void)y;
   if (!dx) return;
   int k = l->spec.kernel, s = pool_stride(&l->spec);
@@ -575,8 +584,9 @@ typedef struct {
   size_t n;
 } ReluCall;
 
-/* Branch-free so it vectorises: both operands are loaded, then selected. These plain
- * SSE2 loops stream from memory faster than AVX-512 ones here (Zen 4, measured). */
+/* Branch-free so it vectorises: both operands are loaded, then selected. Plain
+ * compiler-vectorised loops: the pass is bound by memory, not by vector width
+ * (docs/perf-log.md has the comparison with AVX-512 versions). */
 static void relu_part(void *arg, int part, int n_parts) {
   const ReluCall *c = arg;
   size_t a, b;
@@ -600,9 +610,8 @@ static void relu_forward(const PrunusLayer *l, const float *params, const float 
   prunus_team_run(l->team, relu_part, &c);
 }
 
-static void relu_backward(const PrunusLayer *l, const float *params, float *grads,
-                          const float *x, const float *y, const float *dy, float *dx,
-                          float *scratch, int B) {
+static void relu_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
+                          const float *y, const float *dy, float *dx, float *scratch, int B) {
   (void)params, (void)grads, (void)x, (void)scratch;
   if (!dx) return;
   ReluCall c = {y, dy, dx, (size_t)B * prunus_shape_size(l->in)};
@@ -628,8 +637,7 @@ static void flatten_backward(const PrunusLayer *l, const float *params, float *g
 static const PrunusLayerOps layer_ops[PRUNUS_LAYER_N_TYPES] = {
     [PRUNUS_LAYER_DENSE] = {"dense", TRUE, dense_infer, dense_scratch, dense_forward,
                             dense_backward},
-    [PRUNUS_LAYER_CONV2D] = {"conv2d", TRUE, conv_infer, conv_scratch, conv_forward,
-                             conv_backward},
+    [PRUNUS_LAYER_CONV2D] = {"conv2d", TRUE, conv_infer, conv_scratch, conv_forward, conv_backward},
     [PRUNUS_LAYER_MAXPOOL2D] = {"maxpool2d", FALSE, pool_infer, pool_scratch, pool_forward,
                                 pool_backward},
     [PRUNUS_LAYER_RELU] = {"relu", FALSE, same_infer, no_scratch, relu_forward, relu_backward},

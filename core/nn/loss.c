@@ -1,6 +1,6 @@
 /* loss.c: softmax cross-entropy over logits, its gradient and the count of
  * correct predictions, computed stably (max subtracted) in double. */
-#include "train.h"
+#include "loss.h"
 
 #include <math.h>
 
@@ -31,8 +31,8 @@ static double xent_rows(const float *logits, const uint8_t *labels, int b0, int 
   return total;
 }
 
-double prunus_softmax_xent(const float *logits, const uint8_t *labels, int B, int K,
-                           float *dlogits, int *correct) {
+double prunus_softmax_xent(const float *logits, const uint8_t *labels, int B, int K, float *dlogits,
+                           int *correct) {
   double total = xent_rows(logits, labels, 0, B, B, K, dlogits, correct);
   return B > 0 ? total / B : 0.0;
 }
@@ -49,12 +49,12 @@ typedef struct {
 static void xent_part(void *arg, int part, int n_parts) {
   XentCall *c = arg;
   int b0 = prunus_team_share(c->B, part, n_parts), b1 = prunus_team_share(c->B, part + 1, n_parts);
-  c->total[part] = xent_rows(c->logits, c->labels, b0, b1, c->B, c->K, c->dlogits,
-                             &c->correct[part]);
+  c->total[part] =
+      xent_rows(c->logits, c->labels, b0, b1, c->B, c->K, c->dlogits, &c->correct[part]);
 }
 
-double prunus_softmax_xent_team(PrunusTeam *team, const float *logits, const uint8_t *labels,
-                                int B, int K, float *dlogits, int *correct) {
+double prunus_softmax_xent_team(PrunusTeam *team, const float *logits, const uint8_t *labels, int B,
+                                int K, float *dlogits, int *correct) {
   if (!team) return prunus_softmax_xent(logits, labels, B, K, dlogits, correct);
   XentCall c = {.logits = logits, .labels = labels, .B = B, .K = K, .dlogits = dlogits};
   prunus_team_run(team, xent_part, &c);

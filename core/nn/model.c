@@ -264,7 +264,8 @@ void prunus_model_init_params(PrunusModel *m, uint64_t seed) {
     float *w = m->params + l->w_off;
     if (m->arch.init == PRUNUS_INIT_GLOROT) {
       double a = sqrt(6.0 / (l->fan_in + l->fan_out));
-      for (size_t j = 0; j < l->w_len; j++) w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
+      for (size_t j = 0; j < l->w_len; j++)
+        w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
     } else {
       double sd = sqrt(2.0 / l->fan_in);
       for (size_t j = 0; j < l->w_len; j++) w[j] = (float)(prunus_rng_normal(&rng) * sd);

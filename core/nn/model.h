@@ -8,42 +8,41 @@
 G_BEGIN_DECLS
 
 typedef enum {
-  PRUNUS_INIT_KAIMING,  /* N(0, 2/fan_in): the default for ReLU networks */
-  PRUNUS_INIT_GLOROT,   /* U(±sqrt(6/(fan_in+fan_out))) */
+  PRUNUS_INIT_KAIMING, /* N(0, 2/fan_in): the default for ReLU networks */
+  PRUNUS_INIT_GLOROT,  /* U(±sqrt(6/(fan_in+fan_out))) */
 } PrunusInit;
 
 /* A whole architecture: the input shape and the layers in order. */
 typedef struct {
   PrunusShape input;
-  int n_classes;          /* output width of the last layer, checked at build */
+  int n_classes; /* output width of the last layer, checked at build */
   int n_layers;
   PrunusLayerSpec *layers; /* (n_layers), owned */
   PrunusInit init;
 } PrunusArch;
 
 typedef struct {
-  PrunusArch arch;            /* owned copy */
+  PrunusArch arch; /* owned copy */
   int n_layers;
-  PrunusLayer *layers;        /* (n_layers) */
+  PrunusLayer *layers; /* (n_layers) */
   size_t n_params;
-  float *params;              /* (n_params) the one parameter slab */
-  float *grads;               /* (n_params) dL/dparams of the last backward (zero
-                               * after prunus_train, whose updates clear them) */
-  float *mask;                /* (n_params) 1 = alive, 0 = pruned; biases stay 1 */
-  float *opt_m;               /* (n_params) momentum / Adam first moment */
-  float *opt_v;               /* (n_params) Adam second moment */
+  float *params; /* (n_params) the one parameter slab */
+  float *grads;  /* (n_params) dL/dparams of the last backward (zero
+                  * after prunus_train, whose updates clear them) */
+  float *mask;   /* (n_params) 1 = alive, 0 = pruned; biases stay 1 */
+  float *opt_m;  /* (n_params) momentum / Adam first moment */
+  float *opt_v;  /* (n_params) Adam second moment */
   /* Workspace for a batch of up to max_batch samples. */
   int max_batch;
-  float **acts;               /* (n_layers+1): acts[i] (max_batch, in_size of layer i);
-                                 acts[n_layers] = logits (max_batch, n_classes) */
-  float **dacts;              /* same shapes: dL/dacts */
-  float **scratch;            /* (n_layers): per-layer scratch (im2col, pool argmax), may be NULL */
-  size_t *scratch_len;        /* (n_layers) floats in scratch[i] */
+  float **acts;        /* (n_layers+1): acts[i] (max_batch, in_size of layer i);
+                          acts[n_layers] = logits (max_batch, n_classes) */
+  float **dacts;       /* same shapes: dL/dacts */
+  float **scratch;     /* (n_layers): per-layer scratch (im2col, pool argmax), may be NULL */
+  size_t *scratch_len; /* (n_layers) floats in scratch[i] */
 } PrunusModel;
 
 /* (transfer full) the model with parameters initialised from seed. */
-PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed,
-                              GError **error);
+PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed, GError **error);
 void prunus_model_free(PrunusModel *m);
 /* Re-draw every parameter from seed (Kaiming/Glorot weights, zero biases). */
 void prunus_model_init_params(PrunusModel *m, uint64_t seed);

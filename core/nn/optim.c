@@ -1,6 +1,6 @@
 /* optim.c: SGD (momentum, Nesterov, weight decay) and Adam over the parameter slab
  * or one layer's span, one pass that also re-applies the pruning mask; LR schedules. */
-#include "train.h"
+#include "optim.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -58,8 +58,12 @@ typedef struct {
 } OptimSpan;
 
 static OptimSpan span_of(PrunusModel *m, size_t off, size_t n, gboolean masked) {
-  return (OptimSpan){m->params + off, m->opt_m + off, m->opt_v + off, m->grads + off,
-                     masked ? m->mask + off : NULL, n};
+  return (OptimSpan){m->params + off,
+                     m->opt_m + off,
+                     m->opt_v + off,
+                     m->grads + off,
+                     masked ? m->mask + off : NULL,
+                     n};
 }
 
 /* With CLEAR_GRADS or STREAM_PARAMS the span goes in blocks of 256, each block's
@@ -152,8 +156,8 @@ static void step_blocks(OptimSpan s, const PrunusTrainConfig *tc, float lr, long
   float staged[SPAN_BLOCK]; /* (block) a streamed block's parameters */
   AdamScale adam = tc->optimizer == PRUNUS_OPT_ADAM ? adam_scale(tc, lr, step) : (AdamScale){0};
   for (size_t i = 0; i < s.n; i += block) {
-    OptimSpan b = {s.p + i, s.m1 + i, s.m2 + i, s.g + i, s.mask ? s.mask + i : NULL,
-                   MIN(block, s.n - i)};
+    OptimSpan b = {
+        s.p + i, s.m1 + i, s.m2 + i, s.g + i, s.mask ? s.mask + i : NULL, MIN(block, s.n - i)};
     if (stream) {
       memcpy(staged, b.p, sizeof(float) * b.n);
       b.p = staged;

@@ -13,7 +13,7 @@
 typedef struct {
   int *keep_out; /* (n_keep_out) kept output units, ascending */
   int n_keep_out;
-  int *keep_in;  /* (n_keep_in) kept input channels (dense columns / conv cin), ascending */
+  int *keep_in; /* (n_keep_in) kept input channels (dense columns / conv cin), ascending */
   int n_keep_in;
 } ShrinkLayerPlan;
 
@@ -177,8 +177,10 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
   if (!shrink_plan_build(m, remove_units, &plan, error)) goto out_free_plan;
   for (int i = 0; i < m->n_layers; i++) {
     PrunusLayerSpec *s = &arch.layers[i];
-    if (s->type == PRUNUS_LAYER_DENSE) s->units = plan.layers[i].n_keep_out;
-    else if (s->type == PRUNUS_LAYER_CONV2D) s->channels = plan.layers[i].n_keep_out;
+    if (s->type == PRUNUS_LAYER_DENSE)
+      s->units = plan.layers[i].n_keep_out;
+    else if (s->type == PRUNUS_LAYER_CONV2D)
+      s->channels = plan.layers[i].n_keep_out;
   }
   GError *local = NULL;
   n = prunus_model_new(&arch, m->max_batch, 0, &local);
@@ -244,9 +246,12 @@ static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
     int block = 1;
     for (; q < c->n_layers && !c->layers[q].ops->has_params; q++) {
       PrunusLayerType t = c->layers[q].spec.type;
-      if (t == PRUNUS_LAYER_RELU) relu = TRUE;
-      else if (t == PRUNUS_LAYER_FLATTEN) block *= c->layers[q].in.h * c->layers[q].in.w;
-      else if (t != PRUNUS_LAYER_MAXPOOL2D) ok = FALSE;
+      if (t == PRUNUS_LAYER_RELU)
+        relu = TRUE;
+      else if (t == PRUNUS_LAYER_FLATTEN)
+        block *= c->layers[q].in.h * c->layers[q].in.w;
+      else if (t != PRUNUS_LAYER_MAXPOOL2D)
+        ok = FALSE;
     }
     gboolean foldable = ok && q < c->n_layers && c->layers[q].spec.type == PRUNUS_LAYER_DENSE;
     const PrunusLayer *lp = &c->layers[p];

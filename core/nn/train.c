@@ -18,7 +18,7 @@ PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const P
   int B = batch > 0 ? MIN(batch, d->n) : MIN(256, d->n);
   int K = prunus_model_n_classes(m);
   size_t in = prunus_model_input_size(m);
-  float *x = g_new(float, (size_t)B * in);
+  float *x = g_new(float, (size_t)B *in);
   uint8_t *y = g_new(uint8_t, B);
   int *idx = g_new(int, B);
   double loss_sum = 0.0;
@@ -69,7 +69,8 @@ static void update_part(void *arg, int part, int n_parts) {
   const UpdateCall *c = arg;
   const LayerUpdate *u = c->u;
   if (c->fill) { /* rows [a, b) of the next batch */
-    int a = prunus_team_share(u->next_n, part, n_parts), b = prunus_team_share(u->next_n, part + 1, n_parts);
+    int a = prunus_team_share(u->next_n, part, n_parts),
+        b = prunus_team_share(u->next_n, part + 1, n_parts);
     size_t row = prunus_model_input_size(c->m);
     prunus_dataset_fill_batch(u->data, u->norm, u->next_idx + a, b - a, c->m->acts[0] + a * row,
                               u->next_y + a);
@@ -77,8 +78,7 @@ static void update_part(void *arg, int part, int n_parts) {
   const PrunusLayer *l = &c->m->layers[c->layer];
   size_t a, b; /* the bias follows the weights in the slab: one span */
   prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
-  if (b > a)
-    prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, c->flags);
+  if (b > a) prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, c->flags);
 }
 
 PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboolean masked,
@@ -102,14 +102,14 @@ static void set_grads_zeroed(PrunusModel *m, gboolean on) {
   for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = on;
 }
 
-PrunusTrainSetup prunus_train_begin(PrunusModel *m) {
+PrunusTrainSetup prunus_train_begin(PrunusModel *m, int threads) {
   PrunusTrainSetup s = {.blas_threads = prunus_get_threads()};
-  int threads = MIN(s.blas_threads, PRUNUS_TEAM_MAX_THREADS);
+  threads = MIN(threads, PRUNUS_TEAM_MAX_THREADS);
   s.team = threads > 1 ? prunus_team_new(threads) : NULL;
-  if (s.team) {
-    prunus_team_pin_caller(s.team); /* else it drifts onto the helper's CPU */
-    prunus_set_threads(1);          /* the team splits the products itself */
-  }
+  if (s.team) prunus_team_pin_caller(s.team); /* else it drifts onto the helper's CPU */
+  /* one-thread sgemm calls: the team splits the products itself, and a lone trainer
+   * uses the one thread it was given */
+  if (s.blas_threads != 1) prunus_set_threads(1);
   prunus_model_set_team(m, s.team);
   prunus_model_zero_grads(m);
   set_grads_zeroed(m, TRUE);
@@ -119,7 +119,7 @@ PrunusTrainSetup prunus_train_begin(PrunusModel *m) {
 void prunus_train_end(PrunusModel *m, PrunusTrainSetup *s) {
   prunus_model_set_team(m, NULL);
   set_grads_zeroed(m, FALSE);
-  if (s->team) prunus_set_threads(s->blas_threads);
+  if (s->blas_threads != 1) prunus_set_threads(s->blas_threads);
   g_clear_pointer(&s->team, prunus_team_free);
 }
 
@@ -136,17 +136,17 @@ static gboolean *layers_masked(const PrunusModel *m) {
 
 gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
                       const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
-                      const PrunusTrainHooks *hooks, GError **error) {
-  static const PrunusTrainHooks no_hooks = {0};
-  if (!hooks) hooks = &no_hooks;
+                      const PrunusTrainOptions *opt, GError **error) {
+  static const PrunusTrainOptions defaults = {0};
+  if (!opt) opt = &defaults;
   if (train->n == 0) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "the training set is empty");
     return FALSE;
   }
   if ((size_t)train->c * train->h * train->w != prunus_model_input_size(m)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-                "the data has %dx%dx%d inputs but the model expects %dx%dx%d", train->c,
-                train->h, train->w, m->arch.input.c, m->arch.input.h, m->arch.input.w);
+                "the data has %dx%dx%d inputs but the model expects %dx%dx%d", train->c, train->h,
+                train->w, m->arch.input.c, m->arch.input.h, m->arch.input.w);
     return FALSE;
   }
   int K = prunus_model_n_classes(m);
@@ -156,11 +156,11 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     return FALSE;
   }
   PrunusTrainConfig sched = *tc;
-  if (hooks->schedule_epochs > 0) sched.epochs = hooks->schedule_epochs;
+  if (opt->schedule_epochs > 0) sched.epochs = opt->schedule_epochs;
   int B = MIN(tc->batch, train->n);
   int steps = (train->n + B - 1) / B;
   uint8_t *y = g_new(uint8_t, B), *y_next = g_new(uint8_t, B); /* (B) this and the next batch */
-  float *dlogits = g_new(float, (size_t)B * K);     /* (B, K) */
+  float *dlogits = g_new(float, (size_t)B *K);                 /* (B, K) */
   int *order = g_new(int, train->n);
   for (int i = 0; i < train->n; i++) order[i] = i;
   PrunusRng rng;
@@ -169,10 +169,10 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   LayerUpdate update = {.tc = tc, .layer_masked = layers_masked(m), .data = train, .norm = norm};
   update.first_layer = prunus_model_first_param_layer(m);
   gboolean prefill = update.first_layer >= 0; /* else no layer calls update_layer */
-  /* with --threads N > 1 one team of N threads runs everything that splits: the
+  /* with threads N > 1 one team of N threads runs everything that splits: the
    * products (each thread a block of C with a one-thread sgemm), the convolutions,
    * the ReLUs, the loss, the updates and the next batch's fill */
-  PrunusTrainSetup setup = prunus_train_begin(m);
+  PrunusTrainSetup setup = prunus_train_begin(m, opt->threads);
   PrunusTeam *team = setup.team;
   gboolean ok = TRUE;
   long global_step = 0;
@@ -183,7 +183,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     int correct = 0;
     for (int s = 0; s < steps; s++) {
       int start = s * B, nb = MIN(B, train->n - start);
-      float *x = m->acts[0]; /* (B, in): the batch is written where forward reads it */
+      float *x = m->acts[0];  /* (B, in): the batch is written where forward reads it */
       if (s == 0 || !prefill) /* else filled during the step before (update_layer) */
         prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
       prunus_model_forward(m, x, nb);
@@ -196,7 +196,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       double loss =
           prunus_softmax_xent_team(team, m->acts[m->n_layers], y, nb, K, dlogits, &correct);
       loss_sum += loss * nb;
-      double pos = hooks->epoch_offset + (epoch - 1) + (double)s / steps;
+      double pos = opt->epoch_offset + (epoch - 1) + (double)s / steps;
       lr = prunus_lr_at(&sched, pos);
       update.lr = lr, update.step = ++global_step;
       /* each layer is updated as soon as its gradients exist, while they are in cache */
@@ -205,10 +205,10 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
         uint8_t *swap = y;
         y = y_next, y_next = swap;
       }
-      if (hooks->on_batch) {
+      if (opt->on_batch) {
         double elapsed = (g_get_monotonic_time() - t0) / 1e6;
-        hooks->on_batch(epoch, s + 1, steps, loss, (start + nb) / fmax(elapsed, 1e-9), elapsed,
-                        hooks->user);
+        opt->on_batch(epoch, s + 1, steps, loss, (start + nb) / fmax(elapsed, 1e-9), elapsed,
+                      opt->user);
       }
     }
     double seconds = (g_get_monotonic_time() - t0) / 1e6;
@@ -235,7 +235,9 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       r.val_loss = e.loss;
       r.val_accuracy = e.accuracy;
     }
-    if (hooks->on_epoch && !hooks->on_epoch(&r, hooks->user, error)) ok = FALSE;
+    if (opt->snapshot && epoch == opt->snapshot_epoch)
+      memcpy(opt->snapshot, m->params, sizeof(float) * m->n_params);
+    if (opt->on_epoch && !opt->on_epoch(&r, opt->user, error)) ok = FALSE;
   }
   prunus_train_end(m, &setup);
   g_free(update.layer_masked);

@@ -1,67 +1,14 @@
-/* train.h: optimizers (SGD with momentum/Nesterov/weight decay, Adam), learning
- * rate schedules, the mini-batch training loop and evaluation. */
+/* train.h: the mini-batch training loop and evaluation, over the optimizers and LR
+ * schedules of optim.h and the loss of loss.h. */
 #ifndef PRUNUS_TRAIN_H
 #define PRUNUS_TRAIN_H
 
-#include "model.h"
 #include "dataset.h"
+#include "loss.h"
+#include "model.h"
+#include "optim.h"
 
 G_BEGIN_DECLS
-
-typedef enum { PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM } PrunusOptimizer;
-typedef enum { PRUNUS_LR_CONSTANT, PRUNUS_LR_STEP, PRUNUS_LR_COSINE } PrunusLrSchedule;
-
-typedef struct {
-  int epochs;
-  int batch;
-  PrunusOptimizer optimizer;
-  double lr;
-  double momentum;        /* SGD */
-  gboolean nesterov;      /* SGD */
-  double weight_decay;    /* L2 added to the gradient (SGD and Adam) */
-  double beta1, beta2, eps; /* Adam */
-  PrunusLrSchedule lr_schedule;
-  int step_size;          /* step: epochs between decays */
-  double gamma;           /* step: decay factor */
-  double warmup_epochs;   /* linear warm-up from 0 (may be 0) */
-} PrunusTrainConfig;
-
-/* The defaults a config starts from. */
-PrunusTrainConfig prunus_train_config_default(void);
-
-/* Learning rate at a fractional epoch position (epoch + step/steps_per_epoch). */
-double prunus_lr_at(const PrunusTrainConfig *tc, double epoch_pos);
-
-/* One optimizer step over the whole slab with the grads in m->grads, then
- * params *= mask so pruned weights stay exactly zero. step counts from 1 (Adam). */
-void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
-/* How prunus_optim_step_span treats its span. */
-typedef enum {
-  /* some mask entry of the span may be 0 (without it the mask is not read) */
-  PRUNUS_OPTIM_MASKED = 1 << 0,
-  /* zero the gradients once used (the trainer then lets the next backward add onto them) */
-  PRUNUS_OPTIM_CLEAR_GRADS = 1 << 1,
-  /* write the new parameters with non-temporal stores: for weights that other
-   * threads read every step, whose cache lines an ordinary store would first have to
-   * take back from them; the same values either way */
-  PRUNUS_OPTIM_STREAM_PARAMS = 1 << 2,
-} PrunusOptimFlags;
-/* The same step for the parameters [off, off + n) only (training updates each layer
- * right after its backward). */
-void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                            size_t off, size_t n, PrunusOptimFlags flags);
-void prunus_optim_reset(PrunusModel *m);
-
-/* Softmax cross-entropy averaged over B. Writes dlogits (B, K) = (softmax - onehot)/B
- * when dlogits != NULL; adds the number of correct argmax predictions to *correct
- * when correct != NULL. Returns the mean loss. */
-double prunus_softmax_xent(const float *logits, const uint8_t *labels, int B, int K,
-                           float *dlogits, int *correct);
-/* The same, rows split over a team (NULL: prunus_softmax_xent); dlogits and the count
- * are the same bits, the loss is summed per part (so with 2+ threads it may differ
- * from prunus_softmax_xent's in the last bits). */
-double prunus_softmax_xent_team(PrunusTeam *team, const float *logits, const uint8_t *labels,
-                                int B, int K, float *dlogits, int *correct);
 
 typedef struct {
   double loss;
@@ -69,19 +16,19 @@ typedef struct {
   int n;
 } PrunusEvalResult;
 
-PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d,
-                                 const PrunusNorm *norm, int batch);
+PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
+                                 int batch);
 
 /* Per-epoch report handed to the caller's callback. */
 typedef struct {
-  int epoch;                /* 1-based */
+  int epoch; /* 1-based */
   int epochs;
   double train_loss;
   double train_accuracy;
-  double val_loss, val_accuracy;  /* NaN when there is no validation set */
+  double val_loss, val_accuracy; /* NaN when there is no validation set */
   double seconds;
   double samples_per_second;
-  double lr;                /* at the end of the epoch */
+  double lr; /* at the end of the epoch */
 } PrunusEpochReport;
 
 /* Progress within an epoch (for a terminal progress bar); may be NULL. */
@@ -90,25 +37,37 @@ typedef void (*PrunusBatchFn)(int epoch, int batch_index, int n_batches, double 
 /* End of each epoch. Return FALSE + error to stop training (the error is returned). */
 typedef gboolean (*PrunusEpochFn)(const PrunusEpochReport *r, void *user, GError **error);
 
+/* How prunus_train runs; a zeroed struct (or NULL) trains on the calling thread alone,
+ * on a fresh schedule of tc->epochs, with no callbacks. */
 typedef struct {
+  /* Threads training uses: <= 1 the calling thread alone; N > 1 a team of N (at most
+   * PRUNUS_TEAM_MAX_THREADS) that the layers split their work over. Either way OpenBLAS
+   * runs at one thread while training (its own pool would busy-wait beside the team)
+   * and gets its thread count back afterwards. */
+  int threads;
+  double epoch_offset; /* schedule position of epoch 1 (LR rewinding replays from 0) */
+  int schedule_epochs; /* length of the LR schedule; 0 = tc->epochs */
+  /* A step of training, not a callback: when snapshot_epoch >= 1, the parameters after
+   * that epoch are copied into snapshot (m->n_params floats) before on_epoch runs. The
+   * pipeline keeps θk, the weights lottery tickets rewind to, this way. */
+  int snapshot_epoch;
+  float *snapshot;
+  /* Logging: progress within an epoch and the end of each epoch (may be NULL). */
   PrunusBatchFn on_batch;
   PrunusEpochFn on_epoch;
-  void *user;
-  double epoch_offset;      /* schedule position of epoch 1 (LR rewinding replays from 0) */
-  int schedule_epochs;      /* length of the LR schedule; 0 = tc->epochs */
-} PrunusTrainHooks;
+  void *user; /* for on_batch and on_epoch */
+} PrunusTrainOptions;
 
 /* What prunus_train sets up around its steps and undoes after (bench/step_profile
- * replays a step inside the same): with prunus_get_threads() > 1, a team of that many
- * threads (at most PRUNUS_TEAM_MAX_THREADS) for the layers to split their work over,
- * the caller pinned to its CPU and OpenBLAS at one thread meanwhile (its own pool
- * would busy-wait beside the team); and every gradient zeroed and each layer told so
- * (grads_zeroed), the updates clearing what they use. */
+ * replays a step inside the same): with threads > 1, a team of that many threads (at
+ * most PRUNUS_TEAM_MAX_THREADS) for the layers to split their work over and the caller
+ * pinned to its CPU; OpenBLAS at one thread meanwhile; and every gradient zeroed and
+ * each layer told so (grads_zeroed), the updates clearing what they use. */
 typedef struct {
   PrunusTeam *team; /* NULL with one thread */
   int blas_threads; /* OpenBLAS's thread count before, restored by prunus_train_end */
 } PrunusTrainSetup;
-PrunusTrainSetup prunus_train_begin(PrunusModel *m);
+PrunusTrainSetup prunus_train_begin(PrunusModel *m, int threads);
 void prunus_train_end(PrunusModel *m, PrunusTrainSetup *setup);
 /* The flags of layer `layer`'s update in a training step (masked: some weight of the
  * layer is pruned): it clears the gradients it used and, with a team, streams the
@@ -119,12 +78,12 @@ PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboo
                                            const PrunusTeam *team);
 
 /* Train for tc->epochs on train (shuffled with seed each epoch), evaluate on val
- * (may be NULL) after every epoch. The hooks must not run the model's backward: while
- * training, each update zeroes the gradients it used and the next backward adds onto
- * them (m->grads reads zero afterwards). */
+ * (may be NULL) after every epoch; opt may be NULL. The callbacks must not run the
+ * model's backward: while training, each update zeroes the gradients it used and the
+ * next backward adds onto them (m->grads reads zero afterwards). */
 gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
                       const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
-                      const PrunusTrainHooks *hooks, GError **error);
+                      const PrunusTrainOptions *opt, GError **error);
 
 G_END_DECLS
 

@@ -64,9 +64,12 @@ static void metrics_build(PrunusReport *r, GPtrArray *latency_keys) {
     const char *k = g_ptr_array_index(latency_keys, i);
     char *spaced = g_strdup(k);
     g_strdelimit(spaced, "_", ' ');
-    r->metrics[PRUNUS_REPORT_N_FIXED + i] = (PrunusReportMetric){
-        .key = g_strdup(k), .latency = TRUE, .csv = g_strdup_printf("latency_%s_us", k),
-        .title = g_strdup_printf("%s (µs)", spaced), .digits = 1};
+    r->metrics[PRUNUS_REPORT_N_FIXED + i] =
+        (PrunusReportMetric){.key = g_strdup(k),
+                             .latency = TRUE,
+                             .csv = g_strdup_printf("latency_%s_us", k),
+                             .title = g_strdup_printf("%s (µs)", spaced),
+                             .digits = 1};
     g_free(spaced);
   }
 }
@@ -93,19 +96,21 @@ static double metric_of(const PrunusReportMetric *m, const PrunusJson *round) {
 /* Check the shape the report relies on; collect the latency keys. */
 static gboolean check_summary(const PrunusJson *root, const char *path, GPtrArray *latency_keys,
                               GError **error) {
-  const PrunusJson *exps = prunus_json_type(root) == PRUNUS_JSON_OBJECT
-                               ? prunus_json_get(root, "experiments") : NULL;
+  const PrunusJson *exps =
+      prunus_json_type(root) == PRUNUS_JSON_OBJECT ? prunus_json_get(root, "experiments") : NULL;
   if (!exps || prunus_json_type(exps) != PRUNUS_JSON_ARRAY) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
                 "%s: expected an object with an \"experiments\" array (is this a prunus run "
-                "folder?)", path);
+                "folder?)",
+                path);
     return FALSE;
   }
   GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
   gboolean ok = FALSE;
   for (size_t i = 0; i < prunus_json_length(exps); i++) {
     const PrunusJson *e = prunus_json_index(exps, i);
-    const PrunusJson *rounds = prunus_json_type(e) == PRUNUS_JSON_OBJECT ? prunus_json_get(e, "rounds") : NULL;
+    const PrunusJson *rounds =
+        prunus_json_type(e) == PRUNUS_JSON_OBJECT ? prunus_json_get(e, "rounds") : NULL;
     if (prunus_json_type(e) != PRUNUS_JSON_OBJECT || !string_of(e, "name")) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
                   "%s: experiments[%zu] is not an object with a \"name\" string", path, i);
@@ -113,7 +118,8 @@ static gboolean check_summary(const PrunusJson *root, const char *path, GPtrArra
     }
     if (!rounds || prunus_json_type(rounds) != PRUNUS_JSON_ARRAY) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-                  "%s: experiments[%zu] (\"%s\") has no \"rounds\" array", path, i, string_of(e, "name"));
+                  "%s: experiments[%zu] (\"%s\") has no \"rounds\" array", path, i,
+                  string_of(e, "name"));
       goto out;
     }
     for (size_t j = 0; j < prunus_json_length(rounds); j++) {
@@ -154,7 +160,9 @@ static const PrunusJson *round_with(const PrunusJson *rounds, int round) {
   return NULL;
 }
 
-static char *dup_string_of(const PrunusJson *o, const char *key) { return g_strdup(string_of(o, key)); }
+static char *dup_string_of(const PrunusJson *o, const char *key) {
+  return g_strdup(string_of(o, key));
+}
 
 /* The rows of one experiment from its runs (the JSON objects of each seed). */
 static void experiment_build(PrunusReport *r, PrunusReportExperiment *e, GPtrArray *runs) {
@@ -167,7 +175,8 @@ static void experiment_build(PrunusReport *r, PrunusReportExperiment *e, GPtrArr
       const PrunusJson *rd = prunus_json_index(rounds, j);
       int id = (int)number_of(rd, "round");
       gboolean known = FALSE;
-      for (guint k = 0; k < round_ids->len && !known; k++) known = g_array_index(round_ids, int, k) == id;
+      for (guint k = 0; k < round_ids->len && !known; k++)
+        known = g_array_index(round_ids, int, k) == id;
       if (!known) g_array_append_val(round_ids, id);
       if (id >= rr.final_round) {
         rr.final_round = id;
@@ -189,7 +198,8 @@ static void experiment_build(PrunusReport *r, PrunusReportExperiment *e, GPtrArr
     for (int m = 0; m < r->n_metrics; m++) {
       int n = 0;
       for (guint i = 0; i < runs->len; i++) {
-        const PrunusJson *rd = round_with(prunus_json_get(g_ptr_array_index(runs, i), "rounds"), row->round);
+        const PrunusJson *rd =
+            round_with(prunus_json_get(g_ptr_array_index(runs, i), "rounds"), row->round);
         if (rd) x[n++] = metric_of(&r->metrics[m], rd);
       }
       row->n_seeds = n;
@@ -215,8 +225,8 @@ static PrunusReport *report_load(const char *run_dir, GError **error) {
   PrunusReport *r = NULL;
   PrunusJson *root = NULL;
   if (!g_file_get_contents(path, &text, &len, &local)) {
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "%s (is %s a folder written by `prunus run`?)",
-                local->message, run_dir);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
+                "%s (is %s a folder written by `prunus run`?)", local->message, run_dir);
     g_error_free(local);
     goto out_free_path;
   }
@@ -245,7 +255,8 @@ static PrunusReport *report_load(const char *run_dir, GError **error) {
   /* group the runs by experiment name, in order of first appearance */
   const PrunusJson *exps = prunus_json_get(root, "experiments");
   GPtrArray *names = g_ptr_array_new();
-  GHashTable *groups = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref);
+  GHashTable *groups =
+      g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)g_ptr_array_unref);
   for (size_t i = 0; i < prunus_json_length(exps); i++) {
     const PrunusJson *e = prunus_json_index(exps, i);
     const char *name = string_of(e, "name");
@@ -376,7 +387,8 @@ static void append_seeds(GString *out, const PrunusReportExperiment *e) {
 static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots) {
   GString *s = g_string_new("# prunus report");
   if (r->config_path) g_string_append(s, ": "), md_text(s, r->config_path);
-  g_string_append_printf(s, "\n\nprunus %s. Each cell is the mean ± sample standard deviation over "
+  g_string_append_printf(s,
+                         "\n\nprunus %s. Each cell is the mean ± sample standard deviation over "
                          "the seeds (a bare value: one seed). Latency is the median forward time "
                          "in microseconds: *dense* keeps the unpruned layout with zeros in place, "
                          "*shrunk* runs with the dead units removed.\n\n",
@@ -418,9 +430,10 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
     if (plots[p].rendered)
       g_string_append_printf(s, "![%s](plots/%s.svg)\n\n", plots[p].title, plots[p].name);
     else if (plots[p].written)
-      g_string_append_printf(s, "- %s: not rendered; data `plots/%s.csv`, script `plots/%s.gp` "
-                             "(`cd plots && gnuplot %s.gp`)\n", plots[p].title, plots[p].name,
-                             plots[p].name, plots[p].name);
+      g_string_append_printf(s,
+                             "- %s: not rendered; data `plots/%s.csv`, script `plots/%s.gp` "
+                             "(`cd plots && gnuplot %s.gp`)\n",
+                             plots[p].title, plots[p].name, plots[p].name, plots[p].name);
     else
       g_string_append_printf(s, "- %s: skipped (%s)\n", plots[p].title, plots[p].skipped);
   }
@@ -449,9 +462,11 @@ gboolean prunus_report_write(const char *run_dir, GError **error) {
   }
   if (ok) {
     if (!gnuplot_found)
-      g_printerr("prunus: note: gnuplot is not installed, so the plots were not rendered; their "
-                 "data and scripts are in %s/plots (install gnuplot-nox and run `prunus report "
-                 "%s`)\n", run_dir, run_dir);
+      g_printerr(
+          "prunus: note: gnuplot is not installed, so the plots were not rendered; their "
+          "data and scripts are in %s/plots (install gnuplot-nox and run `prunus report "
+          "%s`)\n",
+          run_dir, run_dir);
     for (guint i = 0; i < r->notes->len; i++)
       g_printerr("prunus: note: %s\n", (const char *)g_ptr_array_index(r->notes, i));
   }

@@ -1,4 +1,4 @@
-/* report.h: the reports of a run directory (DESIGN.md "Run directory contract"):
+/* report.h: the reports of a run directory (docs/architecture.md, "Run directory contract"):
  * summary.md, summary.csv, plots/ (CSV + gnuplot script + SVG/PNG) and a
  * self-contained report.html, all rebuilt from summary.json and the checkpoints. */
 #ifndef PRUNUS_REPORT_H

@@ -20,7 +20,7 @@ PrunusStat prunus_stat_of(const double *x, int n) {
   for (int i = 0; i < n; i++)
     if (isfinite(x[i])) ss += (x[i] - s.mean) * (x[i] - s.mean);
   s.std = sqrt(ss / (s.n - 1));
-  if (s.std < 1e-12 * fabs(s.mean)) s.std = 0.0;   /* rounding noise of equal values */
+  if (s.std < 1e-12 * fabs(s.mean)) s.std = 0.0; /* rounding noise of equal values */
   return s;
 }
 
@@ -53,7 +53,8 @@ gboolean prunus_report_write_file(const char *run_dir, const char *name, const G
   char *path = g_build_filename(run_dir, name, NULL);
   GError *local = NULL;
   gboolean ok = g_file_set_contents(path, text->str, (gssize)text->len, &local);
-  if (!ok) g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write %s: %s", path, local->message);
+  if (!ok)
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write %s: %s", path, local->message);
   g_clear_error(&local);
   g_free(path);
   return ok;

@@ -10,18 +10,18 @@ G_BEGIN_DECLS
 
 /* mean ± sample standard deviation of the finite values among n seeds. */
 typedef struct {
-  double mean;   /* NaN when no value */
-  double std;    /* NaN when fewer than two values */
-  int n;         /* values that were finite numbers */
+  double mean; /* NaN when no value */
+  double std;  /* NaN when fewer than two values */
+  int n;       /* values that were finite numbers */
 } PrunusStat;
 
 /* One metric column: a round key of summary.json or a latency_us key. */
 typedef struct {
-  char *key;        /* "test_accuracy", or "dense_b1" inside latency_us */
+  char *key; /* "test_accuracy", or "dense_b1" inside latency_us */
   gboolean latency;
-  char *csv;        /* column stem in summary.csv: "test_accuracy", "latency_dense_b1_us" */
-  char *title;      /* table header: "test acc", "dense b1 (µs)" */
-  int digits;       /* decimals in the tables */
+  char *csv;   /* column stem in summary.csv: "test_accuracy", "latency_dense_b1_us" */
+  char *title; /* table header: "test acc", "dense b1 (µs)" */
+  int digits;  /* decimals in the tables */
 } PrunusReportMetric;
 
 /* Fixed metrics, in table order; latency columns follow. */
@@ -36,45 +36,45 @@ typedef enum {
 
 typedef struct {
   int round;
-  int n_seeds;          /* runs of the experiment that reached this round */
-  PrunusStat *values;   /* (n_metrics) */
+  int n_seeds;        /* runs of the experiment that reached this round */
+  PrunusStat *values; /* (n_metrics) */
 } PrunusReportRow;
 
 /* One run (one seed) of an experiment. */
 typedef struct {
   double seed;
   int final_round;
-  char *final_checkpoint;   /* relative to the run dir; NULL when none */
-  char *dense_checkpoint;   /* round 0; NULL when none */
+  char *final_checkpoint; /* relative to the run dir; NULL when none */
+  char *dense_checkpoint; /* round 0; NULL when none */
 } PrunusReportRun;
 
 typedef struct {
-  char *name, *criterion, *granularity, *retrain;   /* the last three may be NULL */
-  GArray *runs;         /* PrunusReportRun, in summary.json order */
+  char *name, *criterion, *granularity, *retrain; /* the last three may be NULL */
+  GArray *runs;                                   /* PrunusReportRun, in summary.json order */
   int n_rows;
-  PrunusReportRow *rows;  /* by round, ascending */
+  PrunusReportRow *rows; /* by round, ascending */
 } PrunusReportExperiment;
 
 /* Remaining-weight fraction of one layer in the final round, over seeds. */
 typedef struct {
-  char *name;            /* layer name as in checkpoints: its index "1" */
-  char *type;            /* "dense", "conv2d" */
-  uint64_t weights_total;  /* the dense layer's weights */
-  PrunusStat remaining;    /* weights alive (not masked, not removed) */
-  PrunusStat fraction;     /* remaining / weights_total */
+  char *name;             /* layer name as in checkpoints: its index "1" */
+  char *type;             /* "dense", "conv2d" */
+  uint64_t weights_total; /* the dense layer's weights */
+  PrunusStat remaining;   /* weights alive (not masked, not removed) */
+  PrunusStat fraction;    /* remaining / weights_total */
 } PrunusReportLayer;
 
 typedef struct {
   char *run_dir;
-  char *version, *config_path;   /* from summary.json; may be NULL */
-  char *config_text;             /* config.cfg, NULL when absent */
+  char *version, *config_path; /* from summary.json; may be NULL */
+  char *config_text;           /* config.cfg, NULL when absent */
   int n_metrics;
-  PrunusReportMetric *metrics;   /* (n_metrics): PRUNUS_REPORT_N_FIXED fixed, then latencies */
+  PrunusReportMetric *metrics; /* (n_metrics): PRUNUS_REPORT_N_FIXED fixed, then latencies */
   int n_exps;
   PrunusReportExperiment *exps;
   /* per experiment: the final round's layers (NULL = not available) */
-  GArray **layers;               /* (n_exps) of PrunusReportLayer */
-  GPtrArray *notes;              /* char*: things the reader should know (skipped plots) */
+  GArray **layers;  /* (n_exps) of PrunusReportLayer */
+  GPtrArray *notes; /* char*: things the reader should know (skipped plots) */
 } PrunusReport;
 
 /* mean ± std (n - 1) of the finite values in x[0..n). */

@@ -32,7 +32,8 @@ static const char css[] =
     "code{font-family:'DejaVu Sans Mono',monospace}";
 
 static void html_table(GString *h, const PrunusReport *r) {
-  g_string_append(h, "<table id=\"summary\">\n<thead><tr><th>experiment</th><th>round</th><th>seeds</th>");
+  g_string_append(
+      h, "<table id=\"summary\">\n<thead><tr><th>experiment</th><th>round</th><th>seeds</th>");
   for (int m = 0; m < r->n_metrics; m++) {
     g_string_append(h, "<th>");
     html_text(h, r->metrics[m].title);
@@ -86,17 +87,20 @@ static void html_plots(GString *h, const PrunusReport *r, const PrunusReportPlot
                        gboolean gnuplot_found) {
   g_string_append(h, "<h2>Plots</h2>\n");
   gboolean any_unrendered = FALSE;
-  for (int i = 0; i < PRUNUS_REPORT_N_PLOTS; i++) any_unrendered |= plots[i].written && !plots[i].rendered;
+  for (int i = 0; i < PRUNUS_REPORT_N_PLOTS; i++)
+    any_unrendered |= plots[i].written && !plots[i].rendered;
   if (any_unrendered) {
     g_string_append(h, "<p class=\"note\">The plots were not rendered");
     g_string_append(h, gnuplot_found ? "." : ": gnuplot is not installed.");
     g_string_append(h, " Their data and gnuplot scripts are in <code>");
     html_text(h, r->run_dir);
-    g_string_append(h, "/plots/</code>. Install gnuplot (Debian: <code>apt-get install gnuplot-nox"
-                       "</code>) and run <code>prunus report ");
+    g_string_append(h,
+                    "/plots/</code>. Install gnuplot (Debian: <code>apt-get install gnuplot-nox"
+                    "</code>) and run <code>prunus report ");
     html_text(h, r->run_dir);
-    g_string_append(h, "</code>, or render one by hand: <code>cd plots &amp;&amp; gnuplot "
-                       "acc_vs_compression.gp</code>.</p>\n");
+    g_string_append(h,
+                    "</code>, or render one by hand: <code>cd plots &amp;&amp; gnuplot "
+                    "acc_vs_compression.gp</code>.</p>\n");
   }
   for (int i = 0; i < PRUNUS_REPORT_N_PLOTS; i++) {
     const PrunusReportPlot *p = &plots[i];
@@ -113,8 +117,10 @@ static void html_plots(GString *h, const PrunusReport *r, const PrunusReportPlot
     }
     g_string_append_printf(h, "<figcaption>%s", p->title);
     if (p->written)
-      g_string_append_printf(h, " — data <code>plots/%s.csv</code>, gnuplot script "
-                             "<code>plots/%s.gp</code>", p->name, p->name);
+      g_string_append_printf(h,
+                             " — data <code>plots/%s.csv</code>, gnuplot script "
+                             "<code>plots/%s.gp</code>",
+                             p->name, p->name);
     g_string_append(h, "</figcaption>\n</figure>\n");
   }
 }
@@ -122,13 +128,18 @@ static void html_plots(GString *h, const PrunusReport *r, const PrunusReportPlot
 gboolean prunus_report_write_html(const PrunusReport *r,
                                   const PrunusReportPlot plots[PRUNUS_REPORT_N_PLOTS],
                                   gboolean gnuplot_found, GError **error) {
-  GString *h = g_string_new("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                            "<title>prunus report");
+  GString *h = g_string_new(
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+      "<title>prunus report");
   if (r->config_path) g_string_append(h, ": "), html_text(h, r->config_path);
-  g_string_append_printf(h, "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>prunus report</h1>\n"
-                         "<p class=\"meta\">", css);
-  if (r->config_path) g_string_append(h, "config <code>"), html_text(h, r->config_path), g_string_append(h, "</code> · ");
+  g_string_append_printf(h,
+                         "</title>\n<style>%s</style>\n</head>\n<body>\n<h1>prunus report</h1>\n"
+                         "<p class=\"meta\">",
+                         css);
+  if (r->config_path)
+    g_string_append(h, "config <code>"), html_text(h, r->config_path),
+        g_string_append(h, "</code> · ");
   g_string_append(h, "run folder <code>");
   html_text(h, r->run_dir);
   g_string_append(h, "</code> · prunus ");
@@ -157,11 +168,12 @@ gboolean prunus_report_write_html(const PrunusReport *r,
     }
     g_string_append(h, "</li>\n");
   }
-  g_string_append(h, "</ul>\n<h2>Summary</h2>\n<p>Each cell is the mean ± sample standard deviation "
-                     "over the seeds (a bare value: one seed). Latency is the median forward time "
-                     "in µs: <em>dense</em> keeps the unpruned layout with zeros in place, "
-                     "<em>shrunk</em> runs with the dead units removed. The same table is in "
-                     "<code>summary.csv</code> and <code>summary.md</code>.</p>\n");
+  g_string_append(h,
+                  "</ul>\n<h2>Summary</h2>\n<p>Each cell is the mean ± sample standard deviation "
+                  "over the seeds (a bare value: one seed). Latency is the median forward time "
+                  "in µs: <em>dense</em> keeps the unpruned layout with zeros in place, "
+                  "<em>shrunk</em> runs with the dead units removed. The same table is in "
+                  "<code>summary.csv</code> and <code>summary.md</code>.</p>\n");
   html_table(h, r);
   html_plots(h, r, plots, gnuplot_found);
   if (r->notes->len) {

@@ -17,7 +17,7 @@
 typedef struct {
   char *name, *type;
   uint64_t weights_total;
-  GArray *remaining, *fraction;   /* double, one per run */
+  GArray *remaining, *fraction; /* double, one per run */
 } LayerAcc;
 
 static void layer_acc_clear(gpointer p) {
@@ -41,12 +41,15 @@ static void layers_add_run(GArray *acc, const PrunusModel *m, const PrunusModel 
     if (l->w_len == 0) continue;
     uint64_t alive = 0;
     for (size_t j = 0; j < l->w_len; j++) alive += m->mask[l->w_off + j] != 0.0f;
-    uint64_t total = same_layers && dense->layers[i].w_len >= l->w_len ? dense->layers[i].w_len : l->w_len;
+    uint64_t total =
+        same_layers && dense->layers[i].w_len >= l->w_len ? dense->layers[i].w_len : l->w_len;
     LayerAcc *a = NULL;
     for (guint k = 0; k < acc->len && !a; k++)
-      if (!strcmp(g_array_index(acc, LayerAcc, k).name, l->name)) a = &g_array_index(acc, LayerAcc, k);
+      if (!strcmp(g_array_index(acc, LayerAcc, k).name, l->name))
+        a = &g_array_index(acc, LayerAcc, k);
     if (!a) {
-      LayerAcc fresh = {.name = g_strdup(l->name), .type = g_strdup(l->ops->type_name),
+      LayerAcc fresh = {.name = g_strdup(l->name),
+                        .type = g_strdup(l->ops->type_name),
                         .weights_total = total,
                         .remaining = g_array_new(FALSE, FALSE, sizeof(double)),
                         .fraction = g_array_new(FALSE, FALSE, sizeof(double))};
@@ -76,8 +79,10 @@ void prunus_report_load_layers(PrunusReport *r) {
       }
       PrunusModel *m = load_checkpoint(r, run->final_checkpoint, &err);
       if (!m) {
-        g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g left out of the per-layer "
-                                                  "plot: %s", e->name, run->seed, err->message));
+        g_ptr_array_add(r->notes,
+                        g_strdup_printf("experiment %s, seed %g left out of the per-layer "
+                                        "plot: %s",
+                                        e->name, run->seed, err->message));
         g_error_free(err);
         continue;
       }
@@ -87,7 +92,8 @@ void prunus_report_load_layers(PrunusReport *r) {
         if (!dense) {
           g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g: the per-layer plot "
                                                     "counts the final model's own weights as the "
-                                                    "total: %s", e->name, run->seed, err->message));
+                                                    "total: %s",
+                                                    e->name, run->seed, err->message));
           g_error_free(err);
         }
       }
@@ -100,10 +106,13 @@ void prunus_report_load_layers(PrunusReport *r) {
       r->layers[k] = g_array_new(FALSE, TRUE, sizeof(PrunusReportLayer));
       for (guint i = 0; i < acc->len; i++) {
         LayerAcc *a = &g_array_index(acc, LayerAcc, i);
-        PrunusReportLayer l = {.name = g_strdup(a->name), .type = g_strdup(a->type),
-                               .weights_total = a->weights_total,
-                               .remaining = prunus_stat_of((double *)(void *)a->remaining->data, (int)a->remaining->len),
-                               .fraction = prunus_stat_of((double *)(void *)a->fraction->data, (int)a->fraction->len)};
+        PrunusReportLayer l = {
+            .name = g_strdup(a->name),
+            .type = g_strdup(a->type),
+            .weights_total = a->weights_total,
+            .remaining =
+                prunus_stat_of((double *)(void *)a->remaining->data, (int)a->remaining->len),
+            .fraction = prunus_stat_of((double *)(void *)a->fraction->data, (int)a->fraction->len)};
         g_array_append_val(r->layers[k], l);
       }
     }
@@ -148,7 +157,8 @@ static void gp_string(GString *out, const char *s) {
 /* Script header: reading the CSV, and the loop that writes name.svg and name.png. */
 static void gp_begin(GString *gp, const PrunusReport *r, const char *name, const char *what,
                      int width, int height) {
-  g_string_append_printf(gp,
+  g_string_append_printf(
+      gp,
       "# %s.gp: %s.\n"
       "# Written by prunus %s from ../summary.json; reads %s.csv next to it.\n"
       "# Render: cd plots && gnuplot %s.gp   (writes %s.svg and %s.png)\n"
@@ -172,8 +182,8 @@ static void gp_begin(GString *gp, const PrunusReport *r, const char *name, const
       "  set output \"%s.\".fmt\n",
       name, what, r->version ? r->version : "?", name, name, name, name,
       /* room for the key below the plot: up to 3 entries per experiment, 2 per row */
-      5 + (3 * r->n_exps + 1) / 2, width, height + 20 * r->n_exps, width,
-      height + 20 * r->n_exps, width, height + 20 * r->n_exps, name);
+      5 + (3 * r->n_exps + 1) / 2, width, height + 20 * r->n_exps, width, height + 20 * r->n_exps,
+      width, height + 20 * r->n_exps, name);
 }
 
 static void gp_end(GString *gp) { g_string_append(gp, "  unset output\n}\n"); }
@@ -186,16 +196,20 @@ static void plot_skip(PrunusReportPlot *p, const char *why) { p->skipped = g_str
 enum { PLOT_ACC_COMPRESSION, PLOT_ACC_LATENCY, PLOT_LAYERS };
 
 /* Test accuracy vs compression ratio: a line per experiment, error bars over seeds. */
-static void plot_acc_compression(const PrunusReport *r, GString *csv, GString *gp, PrunusReportPlot *p) {
-  g_string_append(csv, "experiment_index,experiment,round,seeds,compression_mean,compression_std,"
-                       "test_accuracy_mean,test_accuracy_std\n");
+static void plot_acc_compression(const PrunusReport *r, GString *csv, GString *gp,
+                                 PrunusReportPlot *p) {
+  g_string_append(csv,
+                  "experiment_index,experiment,round,seeds,compression_mean,compression_std,"
+                  "test_accuracy_mean,test_accuracy_std\n");
   gp_begin(gp, r, p->name, "test accuracy vs compression ratio (mean ± std over seeds)", 960, 600);
-  g_string_append(gp, "  set title \"Test accuracy vs compression (mean ± std over seeds)\"\n"
-                      "  set xlabel \"compression ratio: params total / params remaining (log₂ scale)\"\n"
-                      "  set ylabel \"test accuracy\"\n"
-                      "  set logscale x 2\n"
-                      "  set format x \"%g\"\n"
-                      "  plot \\\n");
+  g_string_append(
+      gp,
+      "  set title \"Test accuracy vs compression (mean ± std over seeds)\"\n"
+      "  set xlabel \"compression ratio: params total / params remaining (log₂ scale)\"\n"
+      "  set ylabel \"test accuracy\"\n"
+      "  set logscale x 2\n"
+      "  set format x \"%g\"\n"
+      "  plot \\\n");
   int n_series = 0;
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
@@ -211,7 +225,8 @@ static void plot_acc_compression(const PrunusReport *r, GString *csv, GString *g
       valid += isfinite(c.mean) && c.mean > 0 && isfinite(a.mean);
     }
     if (!valid) continue;
-    g_string_append_printf(gp, "%s    \"%s.csv\" using (column(\"experiment_index\") == %d ? "
+    g_string_append_printf(gp,
+                           "%s    \"%s.csv\" using (column(\"experiment_index\") == %d ? "
                            "column(\"compression_mean\") : NaN):\"test_accuracy_mean\":"
                            "\"test_accuracy_std\" with yerrorlines lw 2 pt 7 ps 0.8 lc %d title ",
                            n_series ? ", \\\n" : "", p->name, k + 1, k + 1);
@@ -225,38 +240,48 @@ static void plot_acc_compression(const PrunusReport *r, GString *csv, GString *g
 
 /* Test accuracy vs measured latency: a panel per batch size, a line per experiment
  * and engine (shrunk solid, dense-with-zeros dashed, sparse dotted). */
-static void plot_acc_latency(const PrunusReport *r, GString *csv, GString *gp, PrunusReportPlot *p) {
-  g_string_append(csv, "experiment_index,experiment,round,engine,batch,seeds,latency_us_mean,"
-                       "latency_us_std,test_accuracy_mean,test_accuracy_std\n");
+static void plot_acc_latency(const PrunusReport *r, GString *csv, GString *gp,
+                             PrunusReportPlot *p) {
+  g_string_append(csv,
+                  "experiment_index,experiment,round,engine,batch,seeds,latency_us_mean,"
+                  "latency_us_std,test_accuracy_mean,test_accuracy_std\n");
   GArray *batches = g_array_new(FALSE, FALSE, sizeof(int));
   for (int m = PRUNUS_REPORT_N_FIXED; m < r->n_metrics; m++) {
     const char *b = strstr(r->metrics[m].key, "_b");
     int batch = b ? atoi(b + 2) : 0;
     if (batch <= 0) continue;
     gboolean known = FALSE;
-    for (guint i = 0; i < batches->len && !known; i++) known = g_array_index(batches, int, i) == batch;
+    for (guint i = 0; i < batches->len && !known; i++)
+      known = g_array_index(batches, int, i) == batch;
     if (!known) g_array_append_val(batches, batch);
   }
   int n_panels = (int)batches->len;
   gp_begin(gp, r, p->name, "test accuracy vs measured forward latency (mean ± std over seeds)",
            n_panels > 1 ? 640 * n_panels : 960, 600);
-  g_string_append_printf(gp, "  set multiplot layout 1,%d title \"Test accuracy vs measured "
+  g_string_append_printf(gp,
+                         "  set multiplot layout 1,%d title \"Test accuracy vs measured "
                          "latency (shrunk: solid, dense with zeros: dashed, sparse: dotted)\"\n"
                          "  set xrange [0:*]\n"
-                         "  set ylabel \"test accuracy\"\n", n_panels > 0 ? n_panels : 1);
+                         "  set ylabel \"test accuracy\"\n",
+                         n_panels > 0 ? n_panels : 1);
   int n_series = 0;
   for (int bi = 0; bi < n_panels; bi++) {
     int batch = g_array_index(batches, int, bi);
     int panel_series = 0;
-    g_string_append_printf(gp, "  set title \"batch %d\"\n"
+    g_string_append_printf(gp,
+                           "  set title \"batch %d\"\n"
                            "  set xlabel \"median forward latency, batch %d (µs)\"\n"
-                           "  plot \\\n", batch, batch);
+                           "  plot \\\n",
+                           batch, batch);
     for (int m = PRUNUS_REPORT_N_FIXED; m < r->n_metrics; m++) {
       const char *key = r->metrics[m].key;
       const char *b = strstr(key, "_b");
       if (!b || atoi(b + 2) != batch) continue;
       char *engine = g_strndup(key, (size_t)(b - key));
-      int dt = !strcmp(engine, "shrunk") ? 1 : !strcmp(engine, "dense") ? 2 : !strcmp(engine, "sparse") ? 3 : 4;
+      int dt = !strcmp(engine, "shrunk")   ? 1
+               : !strcmp(engine, "dense")  ? 2
+               : !strcmp(engine, "sparse") ? 3
+                                           : 4;
       int pt = dt == 1 ? 7 : dt == 2 ? 6 : dt == 3 ? 5 : 9;
       for (int k = 0; k < r->n_exps; k++) {
         const PrunusReportExperiment *e = &r->exps[k];
@@ -273,10 +298,13 @@ static void plot_acc_latency(const PrunusReport *r, GString *csv, GString *gp, P
           valid += isfinite(l.mean) && l.mean > 0 && isfinite(a.mean);
         }
         if (!valid) continue;
-        g_string_append_printf(gp, "%s    \"%s.csv\" using (column(\"experiment_index\") == %d && "
-                               "strcol(\"engine\") eq ", panel_series ? ", \\\n" : "", p->name, k + 1);
+        g_string_append_printf(gp,
+                               "%s    \"%s.csv\" using (column(\"experiment_index\") == %d && "
+                               "strcol(\"engine\") eq ",
+                               panel_series ? ", \\\n" : "", p->name, k + 1);
         gp_string(gp, engine);
-        g_string_append_printf(gp, " && column(\"batch\") == %d ? column(\"latency_us_mean\") : NaN):"
+        g_string_append_printf(gp,
+                               " && column(\"batch\") == %d ? column(\"latency_us_mean\") : NaN):"
                                "\"test_accuracy_mean\":\"latency_us_std\":\"test_accuracy_std\" "
                                "with xyerrorlines lw 2 dt %d pt %d ps 0.8 lc %d title ",
                                batch, dt, pt, k + 1);
@@ -300,9 +328,10 @@ static void plot_acc_latency(const PrunusReport *r, GString *csv, GString *gp, P
 /* Remaining-weight fraction per layer in the final round: grouped bars, one colour
  * per experiment, error bars over seeds. */
 static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, PrunusReportPlot *p) {
-  g_string_append(csv, "experiment_index,experiment,final_round,seeds,layer_position,layer,type,"
-                       "weights_total,weights_remaining_mean,weights_remaining_std,"
-                       "fraction_mean,fraction_std\n");
+  g_string_append(csv,
+                  "experiment_index,experiment,final_round,seeds,layer_position,layer,type,"
+                  "weights_total,weights_remaining_mean,weights_remaining_std,"
+                  "fraction_mean,fraction_std\n");
   /* x positions: the union of layer names in order of appearance */
   GPtrArray *names = g_ptr_array_new(), *labels = g_ptr_array_new_with_free_func(g_free);
   int n_with = 0;
@@ -312,7 +341,8 @@ static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, Prunus
     for (guint i = 0; i < r->layers[k]->len; i++) {
       const PrunusReportLayer *l = &g_array_index(r->layers[k], PrunusReportLayer, i);
       gboolean known = FALSE;
-      for (guint j = 0; j < names->len && !known; j++) known = !strcmp(g_ptr_array_index(names, j), l->name);
+      for (guint j = 0; j < names->len && !known; j++)
+        known = !strcmp(g_ptr_array_index(names, j), l->name);
       if (known) continue;
       g_ptr_array_add(names, l->name);
       g_ptr_array_add(labels, g_strdup_printf("layer %s: %s\\n%" G_GUINT64_FORMAT " weights",
@@ -321,7 +351,8 @@ static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, Prunus
   }
   gp_begin(gp, r, p->name, "remaining-weight fraction per layer, final round of each experiment",
            960, 600);
-  g_string_append_printf(gp, "  n_exp = %d\n"
+  g_string_append_printf(gp,
+                         "  n_exp = %d\n"
                          "  bw = 0.8 / n_exp\n"
                          "  set title \"Remaining weights per layer after the final round "
                          "(mean ± std over seeds)\"\n"
@@ -332,9 +363,11 @@ static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, Prunus
                          "  set style fill solid 0.7 border -1\n"
                          "  set grid noxtics ytics\n"
                          "  set xtics nomirror\n"
-                         "  set xtics (", n_with > 0 ? n_with : 1, names->len - 0.5);
+                         "  set xtics (",
+                         n_with > 0 ? n_with : 1, names->len - 0.5);
   for (guint j = 0; j < labels->len; j++)
-    g_string_append_printf(gp, "%s\"%s\" %u", j ? ", " : "", (const char *)g_ptr_array_index(labels, j), j);
+    g_string_append_printf(gp, "%s\"%s\" %u", j ? ", " : "",
+                           (const char *)g_ptr_array_index(labels, j), j);
   g_string_append(gp, ")\n  plot \\\n");
   int series = 0;
   for (int k = 0; k < r->n_exps; k++) {
@@ -357,7 +390,8 @@ static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, Prunus
       csv_stat(csv, l->remaining), csv_stat(csv, l->fraction);
       g_string_append_c(csv, '\n');
     }
-    g_string_append_printf(gp, "%s    \"%s.csv\" using (column(\"experiment_index\") == %d ? "
+    g_string_append_printf(gp,
+                           "%s    \"%s.csv\" using (column(\"experiment_index\") == %d ? "
                            "column(\"layer_position\") + (%d - (n_exp + 1) / 2.0) * bw : NaN):"
                            "\"fraction_mean\":\"fraction_std\" with boxerrorbars lc %d title ",
                            series ? ", \\\n" : "", p->name, k + 1, series + 1, k + 1);
@@ -400,7 +434,8 @@ static gboolean render(const char *gnuplot, const char *dir, const char *name, G
   char *out = NULL, *err = NULL;
   int status = 0;
   GError *local = NULL;
-  gboolean ok = g_spawn_sync(dir, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, &local);
+  gboolean ok =
+      g_spawn_sync(dir, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err, &status, &local);
   if (!ok) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot run %s on %s/%s: %s", gnuplot, dir,
                 script, local->message);
@@ -422,8 +457,10 @@ gboolean prunus_report_write_plots(PrunusReport *r, PrunusReportPlot plots[PRUNU
     const char *name, *title;
     void (*build)(const PrunusReport *, GString *, GString *, PrunusReportPlot *);
   } table[PRUNUS_REPORT_N_PLOTS] = {
-      [PLOT_ACC_COMPRESSION] = {"acc_vs_compression", "Test accuracy vs compression ratio", plot_acc_compression},
-      [PLOT_ACC_LATENCY] = {"acc_vs_latency", "Test accuracy vs measured latency", plot_acc_latency},
+      [PLOT_ACC_COMPRESSION] = {"acc_vs_compression", "Test accuracy vs compression ratio",
+                                plot_acc_compression},
+      [PLOT_ACC_LATENCY] = {"acc_vs_latency", "Test accuracy vs measured latency",
+                            plot_acc_latency},
       [PLOT_LAYERS] = {"layers_final", "Remaining weights per layer, final round", plot_layers},
   };
   char *dir = g_build_filename(r->run_dir, "plots", NULL);
@@ -431,7 +468,8 @@ gboolean prunus_report_write_plots(PrunusReport *r, PrunusReportPlot plots[PRUNU
   *gnuplot_found = gnuplot != NULL;
   gboolean ok = TRUE;
   if (g_mkdir_with_parents(dir, 0755) != 0) {
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot create %s: %s", dir, g_strerror(errno));
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot create %s: %s", dir,
+                g_strerror(errno));
     ok = FALSE;
   }
   for (int i = 0; ok && i < PRUNUS_REPORT_N_PLOTS; i++) {
@@ -450,7 +488,8 @@ gboolean prunus_report_write_plots(PrunusReport *r, PrunusReportPlot plots[PRUNU
       g_free(csv_name);
       p->written = ok;
       if (ok && gnuplot) ok = render(gnuplot, dir, p->name, error);
-      p->rendered = ok && (file_nonempty(dir, p->name, "svg") || file_nonempty(dir, p->name, "png"));
+      p->rendered =
+          ok && (file_nonempty(dir, p->name, "svg") || file_nonempty(dir, p->name, "png"));
     } else {
       remove_output(dir, p->name, "csv");
       remove_output(dir, p->name, "gp");

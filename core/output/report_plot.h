@@ -11,9 +11,9 @@ G_BEGIN_DECLS
 typedef struct {
   const char *name;
   const char *title;
-  gboolean written;     /* csv + gp exist */
-  gboolean rendered;    /* svg and/or png exist */
-  char *skipped;        /* why not written (transfer full), NULL otherwise */
+  gboolean written;  /* csv + gp exist */
+  gboolean rendered; /* svg and/or png exist */
+  char *skipped;     /* why not written (transfer full), NULL otherwise */
 } PrunusReportPlot;
 
 #define PRUNUS_REPORT_N_PLOTS 3

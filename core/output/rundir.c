@@ -1,6 +1,7 @@
 /* rundir.c: writes the run directory's files (metrics.jsonl appends,
  * summary.json atomically) and turns round metrics into their JSON form. */
 #include "rundir.h"
+#include "checkpoint.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -16,7 +17,8 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   prunus_json_object_set(o, "round", prunus_json_new_number(r->round));
   prunus_json_object_set(o, "sparsity", prunus_json_new_number(r->sparsity));
   prunus_json_object_set(o, "params_total", prunus_json_new_number((double)r->params_total));
-  prunus_json_object_set(o, "params_remaining", prunus_json_new_number((double)r->params_remaining));
+  prunus_json_object_set(o, "params_remaining",
+                         prunus_json_new_number((double)r->params_remaining));
   prunus_json_object_set(o, "compression", prunus_json_new_number(r->compression));
   prunus_json_object_set(o, "flops", prunus_json_new_number((double)r->flops));
   prunus_json_object_set(o, "speedup_theoretical", prunus_json_new_number(r->speedup_theoretical));
@@ -28,9 +30,11 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   for (int i = 0; i < r->n_latency; i++)
     prunus_json_object_set(lat, r->latency_key[i], prunus_json_new_number(r->latency_us[i]));
   prunus_json_object_set(o, "latency_us", lat);
-  prunus_json_object_set(o, "checkpoint",
-                         r->checkpoint ? prunus_json_new_string(r->checkpoint) : prunus_json_new_null());
-  prunus_json_object_set(o, "checkpoint_bytes", prunus_json_new_number((double)r->checkpoint_bytes));
+  prunus_json_object_set(
+      o, "checkpoint",
+      r->checkpoint ? prunus_json_new_string(r->checkpoint) : prunus_json_new_null());
+  prunus_json_object_set(o, "checkpoint_bytes",
+                         prunus_json_new_number((double)r->checkpoint_bytes));
   prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
   return o;
 }
@@ -38,9 +42,12 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
 static gboolean get_number(const PrunusJson *o, const char *key, double *out) {
   const PrunusJson *v = prunus_json_get(o, key);
   if (!v) return FALSE;
-  if (prunus_json_type(v) == PRUNUS_JSON_NULL) *out = NAN; /* NaN is written as null */
-  else if (prunus_json_type(v) == PRUNUS_JSON_NUMBER) *out = prunus_json_number(v);
-  else return FALSE;
+  if (prunus_json_type(v) == PRUNUS_JSON_NULL)
+    *out = NAN; /* NaN is written as null */
+  else if (prunus_json_type(v) == PRUNUS_JSON_NUMBER)
+    *out = prunus_json_number(v);
+  else
+    return FALSE;
   return TRUE;
 }
 
@@ -48,16 +55,15 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
   double round, total, remaining, flops, bytes;
   *r = (PrunusRoundMetrics){0};
   if (!o || prunus_json_type(o) != PRUNUS_JSON_OBJECT) return FALSE;
-  gboolean ok = get_number(o, "round", &round) && get_number(o, "sparsity", &r->sparsity) &&
-                get_number(o, "params_total", &total) &&
-                get_number(o, "params_remaining", &remaining) &&
-                get_number(o, "compression", &r->compression) && get_number(o, "flops", &flops) &&
-                get_number(o, "speedup_theoretical", &r->speedup_theoretical) &&
-                get_number(o, "test_accuracy", &r->test_accuracy) &&
-                get_number(o, "test_loss", &r->test_loss) &&
-                get_number(o, "val_accuracy", &r->val_accuracy) &&
-                get_number(o, "val_loss", &r->val_loss) &&
-                get_number(o, "checkpoint_bytes", &bytes) && get_number(o, "seconds", &r->seconds);
+  gboolean ok =
+      get_number(o, "round", &round) && get_number(o, "sparsity", &r->sparsity) &&
+      get_number(o, "params_total", &total) && get_number(o, "params_remaining", &remaining) &&
+      get_number(o, "compression", &r->compression) && get_number(o, "flops", &flops) &&
+      get_number(o, "speedup_theoretical", &r->speedup_theoretical) &&
+      get_number(o, "test_accuracy", &r->test_accuracy) &&
+      get_number(o, "test_loss", &r->test_loss) &&
+      get_number(o, "val_accuracy", &r->val_accuracy) && get_number(o, "val_loss", &r->val_loss) &&
+      get_number(o, "checkpoint_bytes", &bytes) && get_number(o, "seconds", &r->seconds);
   if (!ok) return FALSE;
   r->round = (int)round;
   r->params_total = (uint64_t)total;
@@ -65,10 +71,11 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
   r->flops = (uint64_t)flops;
   r->checkpoint_bytes = (uint64_t)bytes;
   const PrunusJson *ck = prunus_json_get(o, "checkpoint");
-  if (ck && prunus_json_type(ck) == PRUNUS_JSON_STRING) r->checkpoint = g_strdup(prunus_json_string(ck));
+  if (ck && prunus_json_type(ck) == PRUNUS_JSON_STRING)
+    r->checkpoint = g_strdup(prunus_json_string(ck));
   const PrunusJson *lat = prunus_json_get(o, "latency_us");
-  for (size_t i = 0; lat && prunus_json_type(lat) == PRUNUS_JSON_OBJECT && i < prunus_json_length(lat) &&
-                     r->n_latency < PRUNUS_MAX_LATENCIES;
+  for (size_t i = 0; lat && prunus_json_type(lat) == PRUNUS_JSON_OBJECT &&
+                     i < prunus_json_length(lat) && r->n_latency < PRUNUS_MAX_LATENCIES;
        i++) {
     const PrunusJson *v = prunus_json_member(lat, i);
     if (prunus_json_type(v) != PRUNUS_JSON_NUMBER) continue;
@@ -159,6 +166,45 @@ gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uin
   gboolean ok = prunus_rundir_append_line(dir, "metrics.jsonl", o, error);
   prunus_json_free(o);
   return ok;
+}
+
+PrunusJson *prunus_rundir_summary_new(const char *command, const char *config_path,
+                                      const char *config_hash, int threads) {
+  PrunusJson *s = prunus_json_new_object();
+  prunus_json_object_set(s, "prunus_version", prunus_json_new_string(prunus_version()));
+  prunus_json_object_set(s, "command", prunus_json_new_string(command));
+  prunus_json_object_set(s, "config", prunus_json_new_string(config_path));
+  prunus_json_object_set(s, "config_hash", prunus_json_new_string(config_hash));
+  prunus_json_object_set(s, "threads", prunus_json_new_number(threads));
+  prunus_json_object_set(s, "experiments", prunus_json_new_array());
+  return s;
+}
+
+PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *name, uint64_t seed) {
+  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
+  for (size_t i = 0; i < prunus_json_length(exps); i++) {
+    PrunusJson *e = (PrunusJson *)prunus_json_index(exps, i);
+    const PrunusJson *n = prunus_json_get(e, "name"), *s = prunus_json_get(e, "seed");
+    if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING &&
+        !strcmp(prunus_json_string(n), name) && prunus_json_type(s) == PRUNUS_JSON_NUMBER &&
+        (uint64_t)prunus_json_number(s) == seed)
+      return e;
+  }
+  PrunusJson *e = prunus_json_new_object();
+  prunus_json_object_set(e, "name", prunus_json_new_string(name));
+  prunus_json_object_set(e, "seed", prunus_json_new_number((double)seed));
+  prunus_json_array_add(exps, e);
+  return e;
+}
+
+GHashTable *prunus_rundir_checkpoint_metadata(PrunusConfig *cfg, const PrunusRunConfig *rc,
+                                              const PrunusNorm *norm) {
+  GHashTable *md = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  g_hash_table_insert(md, g_strdup("config_hash"), prunus_config_hash(cfg));
+  g_hash_table_insert(md, g_strdup("name"), g_strdup(rc->name));
+  g_hash_table_insert(md, g_strdup("seed"), g_strdup_printf("%" G_GUINT64_FORMAT, rc->seed));
+  prunus_checkpoint_metadata_set_norm(md, norm);
+  return md;
 }
 
 gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,

@@ -1,4 +1,4 @@
-/* rundir.h: the run directory contract (DESIGN.md): metrics.jsonl lines, the
+/* rundir.h: the run directory contract (docs/architecture.md): metrics.jsonl lines, the
  * per-round metrics record and summary.json, written atomically. */
 #ifndef PRUNUS_RUNDIR_H
 #define PRUNUS_RUNDIR_H
@@ -10,22 +10,22 @@
 
 G_BEGIN_DECLS
 
-#define PRUNUS_MAX_LATENCIES 12  /* 4 batch sizes x dense, shrunk, sparse */
+#define PRUNUS_MAX_LATENCIES 12 /* 4 batch sizes x dense, shrunk, sparse */
 
 /* What summary.json says about one round (round 0 = the dense network). */
 typedef struct {
   int round;
-  double sparsity;              /* fraction of prunable weights zeroed or removed */
-  uint64_t params_total;        /* all parameters of the dense network */
-  uint64_t params_remaining;    /* not masked and not removed */
-  double compression;           /* params_total / params_remaining */
-  uint64_t flops;               /* 2 x multiply-adds per sample, remaining network */
-  double speedup_theoretical;   /* dense flops / flops */
-  double test_accuracy, test_loss, val_accuracy, val_loss;  /* NaN = not measured */
+  double sparsity;            /* fraction of prunable weights zeroed or removed */
+  uint64_t params_total;      /* all parameters of the dense network */
+  uint64_t params_remaining;  /* not masked and not removed */
+  double compression;         /* params_total / params_remaining */
+  uint64_t flops;             /* 2 x multiply-adds per sample, remaining network */
+  double speedup_theoretical; /* dense flops / flops */
+  double test_accuracy, test_loss, val_accuracy, val_loss; /* NaN = not measured */
   int n_latency;
-  char latency_key[PRUNUS_MAX_LATENCIES][32];   /* "<engine>_b<batch>" */
+  char latency_key[PRUNUS_MAX_LATENCIES][32]; /* "<engine>_b<batch>" */
   double latency_us[PRUNUS_MAX_LATENCIES];
-  char *checkpoint;             /* path relative to the run dir (owned) */
+  char *checkpoint; /* path relative to the run dir (owned) */
   uint64_t checkpoint_bytes;
   double seconds;
 } PrunusRoundMetrics;
@@ -55,6 +55,20 @@ gboolean prunus_rundir_append_line(const char *dir, const char *name, const Prun
 /* One metrics.jsonl line for a finished epoch (the contract keys and a few more). */
 gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uint64_t seed,
                                     int round, const PrunusEpochReport *r, GError **error);
+/* summary.json's header, the one every command that trains writes: prunus_version,
+ * command ("train" or "run"), config (its path), config_hash, threads (training's),
+ * and an empty experiments list. (transfer full) */
+PrunusJson *prunus_rundir_summary_new(const char *command, const char *config_path,
+                                      const char *config_hash, int threads);
+/* The entry of experiment name at seed in summary's experiments list; a new entry
+ * holding only those two keys when there is none yet. (transfer none) */
+PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *name, uint64_t seed);
+/* The metadata every checkpoint of a run carries: config_hash, name, seed and the input
+ * normalisation the model is trained with (so eval and export need no training data).
+ * (transfer full) */
+GHashTable *prunus_rundir_checkpoint_metadata(PrunusConfig *cfg, const PrunusRunConfig *rc,
+                                              const PrunusNorm *norm);
+
 /* Write dir/name atomically (temp + rename) with the pretty-printed JSON. */
 gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,
                                   GError **error);

@@ -65,9 +65,9 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   PrunusRng rng;
   prunus_rng_seed(&rng, prunus_seed_derive(seed, "calibration"));
   prunus_rng_shuffle(&rng, idx, d->n);
-  float *x = g_new(float, (size_t)B * in);       /* (B, in) */
+  float *x = g_new(float, (size_t)B *in); /* (B, in) */
   uint8_t *y = g_new(uint8_t, B);
-  float *dlogits = g_new(float, (size_t)B * K);  /* (B, K) */
+  float *dlogits = g_new(float, (size_t)B *K); /* (B, K) */
   const float **grads = g_new0(const float *, nl);
   const float **bgrads = g_new0(const float *, nl);
   const float **acts = g_new0(const float *, nl);
@@ -80,7 +80,8 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   for (size_t o = 0; ok && o < G_N_ELEMENTS(order); o++) {
     uint32_t need = order[o];
     if (!(needs & need)) continue;
-    gboolean per_sample = need == PRUNUS_NEED_LOSS_GRAD_SAMPLE || need == PRUNUS_NEED_OUTNORM_GRAD_SAMPLE;
+    gboolean per_sample =
+        need == PRUNUS_NEED_LOSS_GRAD_SAMPLE || need == PRUNUS_NEED_OUTNORM_GRAD_SAMPLE;
     for (int start = 0; ok && start < total; start += B) {
       int nb = MIN(B, total - start);
       prunus_dataset_fill_batch(d, norm, idx + start, nb, x, y);

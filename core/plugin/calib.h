@@ -12,8 +12,8 @@ G_BEGIN_DECLS
 /* The model as plugins see it: one view per layer with parameters. */
 typedef struct {
   PrunusModelView view;
-  PrunusLayerView *layers;   /* (view.n_layers) */
-  int *layer_index;          /* (view.n_layers) model layer index of each view */
+  PrunusLayerView *layers; /* (view.n_layers) */
+  int *layer_index;        /* (view.n_layers) model layer index of each view */
 } PrunusViewSet;
 
 /* Build views of m; prunable[i] (model layer index, may be NULL = all) marks the
@@ -22,7 +22,8 @@ void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *
 void prunus_view_clear(PrunusViewSet *vs);
 
 /* Called per calibration step; return 0 to continue. */
-typedef int (*PrunusObserveFn)(void *user, const PrunusModelView *view, const PrunusCalibStep *step);
+typedef int (*PrunusObserveFn)(void *user, const PrunusModelView *view,
+                               const PrunusCalibStep *step);
 
 /* Run each need in `needs` over n_batches batches of `batch` samples of d (a
  * seeded sample without replacement), calling observe once per batch (batch

@@ -3,6 +3,7 @@
 #include "plugin_host.h"
 #include "rng.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,8 +16,8 @@ struct PrunusHost {
   char *slot;
   PrunusRng rng;
   PrunusHostCallbacks cb;
-  char *message;          /* from set_error */
-  GError *service_error;  /* from a failing retrain service */
+  char *message;         /* from set_error */
+  GError *service_error; /* from a failing retrain service */
   void *state;
   gboolean created;
 };
@@ -90,6 +91,60 @@ static int svc_get_choice(PrunusHost *h, const char *key, const char *const *cho
   return -1;
 }
 
+/* "key 'prune.retrain.epochs' = -1 is out of range: must be >= 0" at the key's
+ * file:line, the wording of the core's own range checks. */
+static int range_error(PrunusHost *h, const char *key, const char *found, const char *allowed) {
+  config_setting_t *s = h->group ? config_setting_get_member(h->group, key) : NULL;
+  char *where = s ? prunus_config_where(h->cfg, s) : g_strdup(prunus_config_path(h->cfg));
+  svc_set_error(h, "%s: key '%s.%s' = %s is out of range: must be %s", where, h->slot, key, found,
+                allowed);
+  g_free(where);
+  return -1;
+}
+
+static int svc_get_int_range(PrunusHost *h, const char *key, int64_t defval, int64_t min,
+                             int64_t max, int64_t *out) {
+  if (min > max) {
+    svc_set_error(h, "get_int_range('%s'): min %" PRId64 " > max %" PRId64, key, min, max);
+    return -1;
+  }
+  config_setting_t *s = h->group ? config_setting_get_member(h->group, key) : NULL;
+  if (svc_get_int(h, key, defval, out) != 0) return -1;
+  if (!s || (*out >= min && *out <= max)) return 0;
+  char found[32], allowed[64];
+  g_snprintf(found, sizeof found, "%" PRId64, *out);
+  if (max == INT64_MAX)
+    g_snprintf(allowed, sizeof allowed, ">= %" PRId64, min);
+  else if (min == INT64_MIN)
+    g_snprintf(allowed, sizeof allowed, "<= %" PRId64, max);
+  else
+    g_snprintf(allowed, sizeof allowed, "in [%" PRId64 ", %" PRId64 "]", min, max);
+  return range_error(h, key, found, allowed);
+}
+
+static int svc_get_double_range(PrunusHost *h, const char *key, double defval, double min,
+                                double max, double *out) {
+  if (isnan(min) || isnan(max) || min > max) {
+    svc_set_error(h, "get_double_range('%s'): min %g > max %g", key, min, max);
+    return -1;
+  }
+  config_setting_t *s = h->group ? config_setting_get_member(h->group, key) : NULL;
+  if (svc_get_double(h, key, defval, out) != 0) return -1;
+  if (!s || (isfinite(*out) && *out >= min && *out <= max)) return 0;
+  char found[48], allowed[80];
+  g_snprintf(found, sizeof found, "%g", *out);
+  const char *finite = isfinite(*out) ? "" : "a finite number ";
+  if (isinf(min) && isinf(max))
+    g_snprintf(allowed, sizeof allowed, "a finite number");
+  else if (isinf(max))
+    g_snprintf(allowed, sizeof allowed, "%s>= %g", finite, min);
+  else if (isinf(min))
+    g_snprintf(allowed, sizeof allowed, "%s<= %g", finite, max);
+  else
+    g_snprintf(allowed, sizeof allowed, "%sin [%g, %g]", finite, min, max);
+  return range_error(h, key, found, allowed);
+}
+
 static uint64_t svc_rng_u64(PrunusHost *h) { return prunus_rng_next(&h->rng); }
 static double svc_rng_uniform(PrunusHost *h) { return prunus_rng_uniform(&h->rng); }
 
@@ -107,8 +162,8 @@ static int service_result(PrunusHost *h, gboolean ok, GError *error) {
 static int svc_train(PrunusHost *h, int epochs, double lr, double offset, int total) {
   GError *error = NULL;
   if (epochs < 0 || !isfinite(lr) || offset < 0 || total < 0) {
-    svc_set_error(h, "train(epochs=%d, lr=%g, offset=%g, total=%d): invalid arguments", epochs,
-                  lr, offset, total);
+    svc_set_error(h, "train(epochs=%d, lr=%g, offset=%g, total=%d): invalid arguments", epochs, lr,
+                  offset, total);
     return -1;
   }
   /* the call sets error: sequence it before error is read (argument order is unspecified) */
@@ -137,19 +192,18 @@ static int svc_pretrain_epochs(PrunusHost *h) { return h->cb.pretrain_epochs; }
 static double svc_pretrain_lr(PrunusHost *h) { return h->cb.pretrain_lr; }
 
 /* What every kind gets; retrain plugins also get the retrain services. */
-#define SERVICES_COMMON                                                                    \
-  .abi_version = PRUNUS_PLUGIN_ABI_VERSION, .size = sizeof(PrunusHostServices),             \
-  .log = svc_log, .set_error = svc_set_error, .get_int = svc_get_int,                       \
-  .get_double = svc_get_double, .get_bool = svc_get_bool, .get_string = svc_get_string,     \
-  .get_choice = svc_get_choice, .rng_u64 = svc_rng_u64, .rng_uniform = svc_rng_uniform,     \
-  .model = svc_model, .pretrain_epochs = svc_pretrain_epochs, .pretrain_lr = svc_pretrain_lr
+#define SERVICES_COMMON                                                                         \
+  .abi_version = PRUNUS_PLUGIN_ABI_VERSION, .size = sizeof(PrunusHostServices), .log = svc_log, \
+  .set_error = svc_set_error, .get_int = svc_get_int, .get_double = svc_get_double,             \
+  .get_bool = svc_get_bool, .get_string = svc_get_string, .get_choice = svc_get_choice,         \
+  .rng_u64 = svc_rng_u64, .rng_uniform = svc_rng_uniform, .model = svc_model,                   \
+  .pretrain_epochs = svc_pretrain_epochs, .pretrain_lr = svc_pretrain_lr,                       \
+  .revision = PRUNUS_PLUGIN_REVISION, .get_int_range = svc_get_int_range,                       \
+  .get_double_range = svc_get_double_range
 
 static const PrunusHostServices services_all = {
-    SERVICES_COMMON,
-    .train = svc_train,
-    .rewind = svc_rewind,
-    .reinit = svc_reinit,
-    .evaluate = svc_evaluate,
+    SERVICES_COMMON,      .train = svc_train,       .rewind = svc_rewind,
+    .reinit = svc_reinit, .evaluate = svc_evaluate,
 };
 
 static const PrunusHostServices services_no_retrain = {SERVICES_COMMON};

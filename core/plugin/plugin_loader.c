@@ -1,8 +1,14 @@
 /* plugin_loader.c: the plugin search path, dlopen/dlsym of the one entry
- * symbol, descriptor validation, lookup by kind and name, and unloading. */
+ * symbol, descriptor validation and the host's full-size copies of older,
+ * smaller descriptors and ops tables, lookup by kind and name, and unloading. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* dladdr */
+#endif
 #include "plugin_loader.h"
+#include "strdist.h"
 
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef PRUNUS_PLUGIN_INSTALL_DIR
@@ -11,17 +17,42 @@
 #ifndef PRUNUS_PLUGIN_BUILD_DIR
 #error "PRUNUS_PLUGIN_BUILD_DIR must be defined by the build"
 #endif
+#ifndef PRUNUS_BUILD_ROOT
+#error "PRUNUS_BUILD_ROOT must be defined by the build"
+#endif
+
+/* The end of member m of T: T's size in the revision where m was its last member. */
+#define END_OF(T, m) (offsetof(T, m) + sizeof(((T *)0)->m))
+
+const PrunusPluginSizes prunus_plugin_sizes_r1 = {
+    .desc = END_OF(PrunusPluginDesc, retrain),
+    .ops = {0, END_OF(PrunusCriterionOps, score), END_OF(PrunusGranularityOps, plan),
+            END_OF(PrunusRetrainOps, retrain)},
+};
+
+/* What the registry keeps of one descriptor (plugin.h, G1): the entry handed
+ * out, and the zeroed full-size tables the plugin's descriptor and ops table
+ * were copied into, as far as the plugin had them. */
+typedef struct {
+  PrunusPluginEntry entry; /* first: freed as an entry */
+  PrunusPluginDesc desc;
+  union {
+    PrunusCriterionOps criterion;
+    PrunusGranularityOps granularity;
+    PrunusRetrainOps retrain;
+  } ops;
+} LoadedDesc;
 
 struct PrunusPluginLib {
   char *path;
   void *handle;
-  GPtrArray *entries;   /* PrunusPluginEntry* */
+  GPtrArray *entries; /* LoadedDesc* (as PrunusPluginEntry*) */
 };
 
 struct PrunusPluginRegistry {
-  GPtrArray *dirs;      /* char*, NULL-terminated for prunus_plugin_registry_dirs */
-  GPtrArray *libs;      /* PrunusPluginLib*, in load order */
-  GHashTable *failed;   /* path -> message of libraries that failed to load */
+  GPtrArray *dirs;    /* char*, NULL-terminated for prunus_plugin_registry_dirs */
+  GPtrArray *libs;    /* PrunusPluginLib*, in load order */
+  GHashTable *failed; /* path -> message of libraries that failed to load */
 };
 
 static const char *const kind_names[] = {NULL, "criterion", "granularity", "retrain"};
@@ -31,23 +62,79 @@ const char *prunus_plugin_kind_name(PrunusPluginKind kind) {
                                                                           : "unknown";
 }
 
+/* Append dir to the search path unless it is already on it (PRUNUS_PLUGIN_PATH often
+ * names the shipped folder too): each folder is scanned, and named in errors, once. */
+static void registry_add_dir(PrunusPluginRegistry *r, const char *dir) {
+  for (guint i = 0; i < r->dirs->len; i++)
+    if (g_strcmp0(g_ptr_array_index(r->dirs, i), dir) == 0) return;
+  g_ptr_array_add(r->dirs, g_strdup(dir));
+}
+
 PrunusPluginRegistry *prunus_plugin_registry_new(const char *const *extra_dirs) {
   PrunusPluginRegistry *r = g_new0(PrunusPluginRegistry, 1);
   r->dirs = g_ptr_array_new_with_free_func(g_free);
   r->libs = g_ptr_array_new();
   r->failed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-  for (const char *const *d = extra_dirs; d && *d; d++) g_ptr_array_add(r->dirs, g_strdup(*d));
+  for (const char *const *d = extra_dirs; d && *d; d++) registry_add_dir(r, *d);
   const char *env = g_getenv("PRUNUS_PLUGIN_PATH");
   if (env && *env) {
     char **parts = g_strsplit(env, ":", -1);
     for (char **p = parts; *p; p++)
-      if (**p) g_ptr_array_add(r->dirs, g_strdup(*p));
+      if (**p) registry_add_dir(r, *p);
     g_strfreev(parts);
   }
-  g_ptr_array_add(r->dirs, g_strdup(PRUNUS_PLUGIN_INSTALL_DIR));
-  g_ptr_array_add(r->dirs, g_strdup(PRUNUS_PLUGIN_BUILD_DIR));
+  registry_add_dir(r, prunus_plugin_shipped_dir());
   g_ptr_array_add(r->dirs, NULL);
   return r;
+}
+
+gboolean prunus_plugin_path_within(const char *path, const char *root) {
+  char *p = realpath(path, NULL), *q = realpath(root, NULL);
+  gboolean within = FALSE;
+  if (p && q) {
+    size_t n = strlen(q);
+    /* "/" as root ends in the separator already */
+    within = !strncmp(p, q, n) && (p[n] == '\0' || p[n] == '/' || (n > 0 && q[n - 1] == '/'));
+  }
+  free(p);
+  free(q);
+  return within;
+}
+
+/* Decided once per process: where the running code lives does not change. The
+ * object holding this function is libprunus, or the executable it was linked
+ * into statically; /proc/self/exe covers an executable whose dladdr name is not
+ * a usable path (argv[0]). An installed libprunus looks beside itself first
+ * (<libdir>/prunus/plugins, the layout `meson install` makes), so a prefix staged
+ * with DESTDIR or moved elsewhere finds its own plugins, not the configured
+ * prefix's. */
+const char *prunus_plugin_shipped_dir(void) {
+  static gsize dir; /* const char *, set once, never freed */
+  if (g_once_init_enter(&dir)) {
+    const char *lib = NULL;
+    Dl_info info;
+    if (dladdr((void *)prunus_plugin_shipped_dir, &info) && info.dli_fname &&
+        g_path_is_absolute(info.dli_fname))
+      lib = info.dli_fname;
+    gboolean uninstalled = (lib && prunus_plugin_path_within(lib, PRUNUS_BUILD_ROOT)) ||
+                           prunus_plugin_path_within("/proc/self/exe", PRUNUS_BUILD_ROOT);
+    char *found = NULL;
+    if (uninstalled) {
+      found = g_strdup(PRUNUS_PLUGIN_BUILD_DIR);
+    } else if (lib && strstr(lib, "/libprunus.so")) {
+      /* canonical: the loader names it through the RUNPATH ($ORIGIN/../lib/...) */
+      char *real = realpath(lib, NULL);
+      char *libdir = g_path_get_dirname(real ? real : lib);
+      free(real);
+      char *beside = g_build_filename(libdir, "prunus", "plugins", NULL);
+      if (g_file_test(beside, G_FILE_TEST_IS_DIR)) found = g_steal_pointer(&beside);
+      g_free(beside);
+      g_free(libdir);
+    }
+    if (!found) found = g_strdup(PRUNUS_PLUGIN_INSTALL_DIR);
+    g_once_init_leave(&dir, (gsize)found);
+  }
+  return (const char *)dir;
 }
 
 static void lib_unload(PrunusPluginLib *lib) {
@@ -77,24 +164,41 @@ static gboolean valid_name(const char *name) {
   return TRUE;
 }
 
-/* Check one descriptor; on failure set error naming path, index and field. */
-static gboolean desc_validate(const PrunusPluginDesc *d, const char *path, guint index,
-                              GError **error) {
-#define DESC_FAIL(...)                                                                     \
-  do {                                                                                     \
-    char *why_ = g_strdup_printf(__VA_ARGS__);                                             \
+static const char *const ops_type[] = {NULL, "PrunusCriterionOps", "PrunusGranularityOps",
+                                       "PrunusRetrainOps"};
+
+/* Copy the plugin's descriptor raw into out (plugin.h, G1): the first
+ * raw->size bytes into a zeroed full-size descriptor, then its ops table's first
+ * ops_size bytes into a zeroed full-size table that out's ops member points to,
+ * checking every field on the way. On failure set error naming path, index,
+ * field and, for sizes and versions, both numbers. */
+static gboolean desc_load(const PrunusPluginDesc *raw, const char *path, guint index,
+                          LoadedDesc *out, GError **error) {
+#define DESC_FAIL(...)                                                                          \
+  do {                                                                                          \
+    char *why_ = g_strdup_printf(__VA_ARGS__);                                                  \
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: descriptor %u: %s", path, index, \
-                why_);                                                                     \
-    g_free(why_);                                                                          \
-    return FALSE;                                                                          \
+                why_);                                                                          \
+    g_free(why_);                                                                               \
+    return FALSE;                                                                               \
   } while (0)
-  if (d->abi_version != PRUNUS_PLUGIN_ABI_VERSION)
-    DESC_FAIL("ABI version mismatch: the plugin was built for ABI %u, this prunus (%s) "
-              "loads ABI %u; rebuild the plugin against this prunus's plugin.h",
-              d->abi_version, prunus_version(), PRUNUS_PLUGIN_ABI_VERSION);
-  if (d->size < sizeof(PrunusPluginDesc))
-    DESC_FAIL("descriptor size %u is smaller than the %zu bytes of ABI %u", d->size,
-              sizeof(PrunusPluginDesc), PRUNUS_PLUGIN_ABI_VERSION);
+  /* abi_version and size are the first 8 bytes of every revision */
+  if (raw->abi_version != PRUNUS_PLUGIN_ABI_VERSION)
+    DESC_FAIL(
+        "ABI version mismatch (field 'abi_version'): the plugin was built for ABI %u, "
+        "this prunus (%s) loads ABI %u (plugins of any revision of it); rebuild the "
+        "plugin against this prunus's plugin.h",
+        raw->abi_version, prunus_version(), PRUNUS_PLUGIN_ABI_VERSION);
+  if (raw->size < prunus_plugin_sizes_r1.desc)
+    DESC_FAIL(
+        "field 'size' = %u is smaller than the %zu bytes of a revision-1 descriptor, the "
+        "smallest this prunus (ABI %u, revision %u) loads",
+        raw->size, prunus_plugin_sizes_r1.desc, PRUNUS_PLUGIN_ABI_VERSION, PRUNUS_PLUGIN_REVISION);
+  PrunusPluginDesc *d = &out->desc;
+  memset(d, 0, sizeof *d);
+  memcpy(d, raw, MIN((size_t)raw->size, sizeof *d));
+  out->entry.desc = d;
+  out->entry.desc_size = raw->size;
   if (d->kind < PRUNUS_PLUGIN_CRITERION || d->kind > PRUNUS_PLUGIN_RETRAIN)
     DESC_FAIL("field 'kind' = %d is not a plugin kind (1 criterion, 2 granularity, 3 retrain)",
               (int)d->kind);
@@ -105,22 +209,43 @@ static gboolean desc_validate(const PrunusPluginDesc *d, const char *path, guint
   if (!d->summary || !*d->summary) DESC_FAIL("plugin '%s': field 'summary' is empty", d->name);
   if (!d->create) DESC_FAIL("plugin '%s': field 'create' is NULL", d->name);
   const void *ops[] = {NULL, d->criterion, d->granularity, d->retrain};
-  static const char *const ops_field[] = {NULL, "criterion", "granularity", "retrain"};
   for (int k = PRUNUS_PLUGIN_CRITERION; k <= PRUNUS_PLUGIN_RETRAIN; k++) {
     if (k == (int)d->kind && !ops[k])
       DESC_FAIL("plugin '%s' is a %s plugin but its field '%s' (the ops table) is NULL", d->name,
-                kind_names[k], ops_field[k]);
+                kind_names[k], kind_names[k]);
     if (k != (int)d->kind && ops[k])
-      DESC_FAIL("plugin '%s' is a %s plugin but also sets field '%s'", d->name,
-                kind_names[d->kind], ops_field[k]);
+      DESC_FAIL("plugin '%s' is a %s plugin but also sets field '%s'", d->name, kind_names[d->kind],
+                kind_names[k]);
   }
-  if (d->kind == PRUNUS_PLUGIN_CRITERION &&
-      (!d->criterion->needs || !d->criterion->produces || !d->criterion->score))
-    DESC_FAIL("plugin '%s': criterion ops 'needs', 'produces' and 'score' are required", d->name);
-  if (d->kind == PRUNUS_PLUGIN_GRANULARITY && (!d->granularity->accepts || !d->granularity->plan))
-    DESC_FAIL("plugin '%s': granularity ops 'accepts' and 'plan' are required", d->name);
-  if (d->kind == PRUNUS_PLUGIN_RETRAIN && !d->retrain->retrain)
-    DESC_FAIL("plugin '%s': retrain op 'retrain' is required", d->name);
+  /* ops_size: 0 when the descriptor predates it or the plugin left it unset */
+  const size_t r1_ops = prunus_plugin_sizes_r1.ops[d->kind];
+  const size_t ops_size = d->ops_size ? d->ops_size : r1_ops;
+  if (ops_size < r1_ops)
+    DESC_FAIL(
+        "plugin '%s': field 'ops_size' = %u is smaller than the %zu bytes of a "
+        "revision-1 %s",
+        d->name, d->ops_size, r1_ops, ops_type[d->kind]);
+  out->entry.ops_size = (uint32_t)ops_size;
+  memset(&out->ops, 0, sizeof out->ops);
+  switch (d->kind) {
+  case PRUNUS_PLUGIN_CRITERION:
+    memcpy(&out->ops.criterion, d->criterion, MIN(ops_size, sizeof out->ops.criterion));
+    d->criterion = &out->ops.criterion;
+    if (!d->criterion->needs || !d->criterion->produces || !d->criterion->score)
+      DESC_FAIL("plugin '%s': criterion ops 'needs', 'produces' and 'score' are required", d->name);
+    break;
+  case PRUNUS_PLUGIN_GRANULARITY:
+    memcpy(&out->ops.granularity, d->granularity, MIN(ops_size, sizeof out->ops.granularity));
+    d->granularity = &out->ops.granularity;
+    if (!d->granularity->accepts || !d->granularity->plan)
+      DESC_FAIL("plugin '%s': granularity ops 'accepts' and 'plan' are required", d->name);
+    break;
+  case PRUNUS_PLUGIN_RETRAIN:
+    memcpy(&out->ops.retrain, d->retrain, MIN(ops_size, sizeof out->ops.retrain));
+    d->retrain = &out->ops.retrain;
+    if (!d->retrain->retrain) DESC_FAIL("plugin '%s': retrain op 'retrain' is required", d->name);
+    break;
+  }
 #undef DESC_FAIL
   return TRUE;
 }
@@ -147,7 +272,8 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
     goto out_fail;
   }
   dlerror();
-  PrunusPluginDescribeFn describe = (PrunusPluginDescribeFn)dlsym(handle, PRUNUS_PLUGIN_ENTRY_SYMBOL);
+  PrunusPluginDescribeFn describe =
+      (PrunusPluginDescribeFn)dlsym(handle, PRUNUS_PLUGIN_ENTRY_SYMBOL);
   if (!describe) {
     const char *why = dlerror();
     g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
@@ -163,19 +289,19 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
   for (guint i = 0; i < 256; i++) {
     const PrunusPluginDesc *d = describe(i);
     if (!d) break;
-    if (!desc_validate(d, path, i, &local)) {
+    LoadedDesc *e = g_new0(LoadedDesc, 1);
+    if (!desc_load(d, path, i, e, &local)) {
+      g_free(e);
       lib_unload(lib);
       lib = NULL;
       goto out_fail;
     }
-    PrunusPluginEntry *e = g_new0(PrunusPluginEntry, 1);
-    e->desc = d;
-    e->path = lib->path;
+    e->entry.path = lib->path;
     g_ptr_array_add(lib->entries, e);
   }
   if (lib->entries->len == 0) {
-    g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: %s(0) returned no descriptor",
-                path, PRUNUS_PLUGIN_ENTRY_SYMBOL);
+    g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s: %s(0) returned no descriptor", path,
+                PRUNUS_PLUGIN_ENTRY_SYMBOL);
     lib_unload(lib);
     lib = NULL;
     goto out_fail;
@@ -246,6 +372,37 @@ static const PrunusPluginEntry *lib_find(PrunusPluginLib *lib, const char *name)
     if (!strcmp(e->desc->name, name)) return e;
   }
   return NULL;
+}
+
+/* "; did you mean 'rewind'?" (or "'a' or 'b'") naming the plugins of kind in
+ * entries nearest to name, within 1 edit for short names and 2 from 6
+ * characters on; "" when none is that near. (transfer full) */
+static char *did_you_mean(GPtrArray *entries, PrunusPluginKind kind, const char *name) {
+  const guint limit = prunus_edit_distance_hint_limit(name);
+  guint best = G_MAXUINT;
+  for (guint i = 0; i < entries->len; i++) {
+    const PrunusPluginEntry *e = g_ptr_array_index(entries, i);
+    if (e->desc->kind == kind) best = MIN(best, prunus_edit_distance(name, e->desc->name));
+  }
+  if (best > limit) return g_strdup("");
+  GPtrArray *near = g_ptr_array_new();
+  for (guint i = 0; i < entries->len; i++) {
+    const PrunusPluginEntry *e = g_ptr_array_index(entries, i);
+    if (e->desc->kind != kind || prunus_edit_distance(name, e->desc->name) != best) continue;
+    gboolean seen = FALSE;
+    for (guint k = 0; k < near->len; k++) seen |= !strcmp(near->pdata[k], e->desc->name);
+    if (!seen) g_ptr_array_add(near, (gpointer)e->desc->name);
+  }
+  GString *hint = g_string_new("; did you mean ");
+  for (guint k = 0; k < near->len; k++)
+    g_string_append_printf(hint, "%s'%s'",
+                           k == 0               ? ""
+                           : k + 1 == near->len ? " or "
+                                                : ", ",
+                           (const char *)near->pdata[k]);
+  g_string_append_c(hint, '?');
+  g_ptr_array_free(near, TRUE);
+  return g_string_free(hint, FALSE);
 }
 
 static gboolean check_kind(const PrunusPluginEntry *e, PrunusPluginKind kind, const char *slot,
@@ -330,11 +487,13 @@ const PrunusPluginEntry *prunus_plugin_registry_find(PrunusPluginRegistry *r, Pr
       g_string_append_printf(known, "%s%s", known->len ? ", " : "", e->desc->name);
     }
     char *dirs = g_strjoinv(":", (char **)r->dirs->pdata);
+    char *hint = did_you_mean(entries, kind, name);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
-                "%s: no %s plugin named '%s' (available: %s; searched %s)%s%s", slot,
-                prunus_plugin_kind_name(kind), name, known->len ? known->str : "none", dirs,
+                "%s: no %s plugin named '%s'%s (available: %s; searched %s)%s%s", slot,
+                prunus_plugin_kind_name(kind), name, hint, known->len ? known->str : "none", dirs,
                 failures->len ? "; libraries that failed to load: " : "",
                 failures->len ? (const char *)g_ptr_array_index(failures, 0) : "");
+    g_free(hint);
     g_free(dirs);
     g_string_free(known, TRUE);
   }

@@ -1,5 +1,6 @@
-/* pipeline.c: one experiment of the iterative schedule: pretrain (keeping θ0 and
- * θk), then per round score -> plan -> apply -> retrain -> evaluate -> checkpoint. */
+/* pipeline.c: one experiment of the iterative schedule: prepare (its plugins created
+ * and checked, no data, no training), then run: pretrain (keeping θ0 and θk), then per
+ * round score -> plan -> apply -> retrain -> evaluate -> checkpoint. */
 #include "pipeline.h"
 #include "calib.h"
 #include "checkpoint.h"
@@ -8,6 +9,7 @@
 #include "plugin_host.h"
 #include "progress.h"
 #include "rng.h"
+#include "rundir.h"
 #include "safetensors.h"
 #include "shrink.h"
 
@@ -16,58 +18,49 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct {
-  PrunusJob *job;
-  PrunusData *data;
+struct PrunusPipeline {
+  PrunusExperiment exp; /* what the command handed over (borrowed pointers) */
   const PrunusPruneConfig *pc;
-  const char *exp;
-  const PrunusExperimentSpec *spec;
-  PrunusModel *m;
-  float *theta0;            /* (m->n_params) initial weights, NULL when pretrained elsewhere */
-  float *thetak;            /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
-  PrunusModel *dense_ref;   /* the unpruned architecture, for dense-with-zeros latency */
+  PrunusPluginRegistry *reg;      /* (transfer none) where the plugins are found */
+  const PrunusData *data;         /* NULL until prunus_pipeline_run */
+  PrunusHost *crit, *gran, *retr; /* NULL but while prepare checks them and while run runs */
+  PrunusModel *m;                 /* NULL until pretraining (or resuming) gives the model */
+  float *theta0;          /* (m->n_params) initial weights, NULL when pretrained elsewhere */
+  float *thetak;          /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
+  PrunusModel *dense_ref; /* the unpruned architecture, for dense-with-zeros latency */
   uint64_t params_total, prunable_total, dense_flops;
-  PrunusViewSet vs;
-  gboolean *prunable;       /* (n_layers) */
+  PrunusViewSet vs;   /* the view plugins see: of dense_ref until m exists, then of m */
+  gboolean *prunable; /* (n_layers) */
   int round;
-  PrunusProgress progress;
-  GArray *rounds;           /* PrunusRoundMetrics */
-  PrunusJson *summary;      /* the whole summary.json */
-  PrunusJson *exp_json;     /* (transfer none) this experiment's entry inside summary */
-} Pipeline;
+  PrunusEpochLog log;
+  GArray *rounds;       /* PrunusRoundMetrics */
+  PrunusJson *summary;  /* the whole summary.json */
+  PrunusJson *exp_json; /* (transfer none) this experiment's entry inside summary */
+};
+typedef PrunusPipeline Pipeline;
 
 /* ------------------------------------------------------------------------ */
-/* training and logging */
-
-static gboolean log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
-  Pipeline *p = user;
-  prunus_progress_epoch(&p->progress, r);
-  gboolean ok =
-      prunus_rundir_append_epoch(p->job->run_dir, p->exp, p->job->rc.seed, p->round, r, error);
-  if (ok && p->round == 0 && p->pc->rewind_epoch == r->epoch && p->thetak)
-    memcpy(p->thetak, p->m->params, sizeof(float) * p->m->n_params);
-  return ok;
-}
-
-static void log_batch(int epoch, int bi, int nb, double loss, double sps, double elapsed, void *user) {
-  Pipeline *p = user;
-  prunus_progress_batch(epoch, bi, nb, loss, sps, elapsed, &p->progress);
-}
+/* training */
 
 /* Train the current model: epochs at base lr (<= 0: the config's), placed at
- * offset on a schedule of total epochs (0 = a fresh schedule of `epochs`). */
+ * offset on a schedule of total epochs (0 = a fresh schedule of `epochs`). Pretraining
+ * (round 0) also keeps θk when thetak is allocated. */
 static gboolean pipeline_train(Pipeline *p, int epochs, double lr, double offset, int total,
                                GError **error) {
   if (epochs == 0) return TRUE;
-  PrunusTrainConfig tc = p->job->rc.train;
+  PrunusTrainConfig tc = p->exp.rc->train;
   tc.epochs = epochs;
   if (lr > 0.0) tc.lr = lr;
-  PrunusTrainHooks hooks = {.on_batch = log_batch, .on_epoch = log_epoch, .user = p,
-                            .epoch_offset = offset, .schedule_epochs = total};
+  PrunusTrainOptions opt = {
+      .threads = p->exp.threads, .epoch_offset = offset, .schedule_epochs = total};
+  if (p->round == 0 && p->thetak)
+    opt.snapshot_epoch = p->pc->rewind_epoch, opt.snapshot = p->thetak;
+  p->log.round = p->round;
+  prunus_epoch_log_attach(&p->log, &opt);
   prunus_optim_reset(p->m);
-  uint64_t seed = prunus_seed_derive(p->job->rc.seed, "retrain") + (uint64_t)p->round;
+  uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "retrain") + (uint64_t)p->round;
   return prunus_train(p->m, &tc, p->data->train, p->data->val, &p->data->norm,
-                      p->round == 0 ? p->job->rc.seed : seed, &hooks, error);
+                      p->round == 0 ? p->exp.rc->seed : seed, &opt, error);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -78,15 +71,31 @@ static const PrunusModelView *cb_model(void *user) {
   return &p->vs.view;
 }
 
-static gboolean cb_train(void *user, int epochs, double lr, double offset, int total, GError **error) {
-  return pipeline_train(user, epochs, lr, offset, total, error);
+/* The retrain services work on the trained model: prunus_pipeline_prepare creates the
+ * instances before there is one, so create() may not call them. */
+static gboolean model_ready(Pipeline *p, const char *service, GError **error) {
+  if (p->m) return TRUE;
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+              "the %s service was called before pretraining (from create()?); it is only "
+              "available in retrain()",
+              service);
+  return FALSE;
+}
+
+static gboolean cb_train(void *user, int epochs, double lr, double offset, int total,
+                         GError **error) {
+  return model_ready(user, "train", error) &&
+         pipeline_train(user, epochs, lr, offset, total, error);
 }
 
 static gboolean cb_rewind(void *user, int epoch, GError **error) {
   Pipeline *p = user;
+  if (!model_ready(p, "rewind", error)) return FALSE;
   const float *src = NULL;
-  if (epoch == 0) src = p->theta0;
-  else if (epoch == p->pc->rewind_epoch) src = p->thetak;
+  if (epoch == 0)
+    src = p->theta0;
+  else if (epoch == p->pc->rewind_epoch)
+    src = p->thetak;
   if (!src) {
     if (epoch == 0)
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
@@ -105,8 +114,8 @@ static gboolean cb_rewind(void *user, int epoch, GError **error) {
 }
 
 static gboolean cb_reinit(void *user, uint64_t seed, GError **error) {
-  (void)error;
   Pipeline *p = user;
+  if (!model_ready(p, "reinit", error)) return FALSE;
   prunus_model_init_params(p->m, seed);
   prunus_optim_reset(p->m);
   return TRUE;
@@ -114,7 +123,11 @@ static gboolean cb_reinit(void *user, uint64_t seed, GError **error) {
 
 static void cb_evaluate(void *user, double *loss, double *accuracy) {
   Pipeline *p = user;
-  PrunusEvalResult r = prunus_evaluate(p->m, p->data->val, &p->data->norm, p->job->rc.train.batch);
+  if (!p->m) { /* no model before pretraining: nothing to measure */
+    *loss = *accuracy = NAN;
+    return;
+  }
+  PrunusEvalResult r = prunus_evaluate(p->m, p->data->val, &p->data->norm, p->exp.rc->train.batch);
   *loss = r.loss;
   *accuracy = r.accuracy;
 }
@@ -134,10 +147,10 @@ static int observe_step(void *user, const PrunusModelView *view, const PrunusCal
 
 typedef struct {
   int nl;
-  float **weight;   /* [view layer] (n_weights) or NULL when not produced */
-  float **unit;     /* [view layer] (n_units) */
-  uint8_t **rm_w;   /* [view layer] (n_weights) */
-  uint8_t **rm_u;   /* [view layer] (n_units) */
+  float **weight; /* [view layer] (n_weights) or NULL when not produced */
+  float **unit;   /* [view layer] (n_units) */
+  uint8_t **rm_w; /* [view layer] (n_weights) */
+  uint8_t **rm_u; /* [view layer] (n_units) */
 } Buffers;
 
 static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces) {
@@ -200,9 +213,9 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, GError **
       return FALSE;
     }
     Observer o = {crit, ops};
-    uint64_t seed = prunus_seed_derive(p->job->rc.seed, "calibration") + (uint64_t)p->round;
-    if (!prunus_calibrate(p->m, &p->vs, p->data->train, &p->data->norm, needs,
-                          p->pc->calib_batches, p->pc->calib_batch, seed, observe_step, &o)) {
+    uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "calibration") + (uint64_t)p->round;
+    if (!prunus_calibrate(p->m, &p->vs, p->data->train, &p->data->norm, needs, p->pc->calib_batches,
+                          p->pc->calib_batch, seed, observe_step, &o)) {
       prunus_host_set_failure(crit, "observe() failed", error);
       return FALSE;
     }
@@ -267,12 +280,12 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **e
     prunus_view_clear(&p->vs);
     prunus_view_build(&p->vs, p->m, p->prunable);
   }
-  if (!p->job->quiet)
-    printf("%s round %d: removed %zu weights and %d units\n", p->exp, p->round, removed_weights,
-           removed_units);
-  if (removed_weights == 0 && removed_units == 0 && !p->job->quiet)
+  if (!p->exp.quiet)
+    printf("%s round %d: removed %zu weights and %d units\n", p->exp.name, p->round,
+           removed_weights, removed_units);
+  if (removed_weights == 0 && removed_units == 0 && !p->exp.quiet)
     printf("%s round %d: warning: the plan removed nothing (amount too small for what remains?)\n",
-           p->exp, p->round);
+           p->exp.name, p->round);
   return TRUE;
 }
 
@@ -293,8 +306,8 @@ static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GEr
       layer_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
       cap[k] = p->pc->layer_cap[li];
     }
-    PrunusPlanRequest req = {.scope = p->pc->scope, .layer_amount = layer_amount,
-                             .amount = amount, .max_sparsity = cap};
+    PrunusPlanRequest req = {
+        .scope = p->pc->scope, .layer_amount = layer_amount, .amount = amount, .max_sparsity = cap};
     PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
@@ -336,7 +349,8 @@ static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
     int B = p->pc->latency_batches[i];
     for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
       if (!e[k] || rm->n_latency >= PRUNUS_MAX_LATENCIES) continue;
-      g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kinds[k]), B);
+      g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kinds[k]),
+                 B);
       rm->latency_us[rm->n_latency++] = prunus_engine_latency_us(e[k], B, p->pc->latency_budget, 5);
     }
   }
@@ -385,27 +399,30 @@ static gboolean read_thetas(Pipeline *p, const char *path, GError **error) {
 static gboolean write_summary(Pipeline *p, GError **error) {
   PrunusJson *rounds = prunus_json_new_array();
   for (guint i = 0; i < p->rounds->len; i++)
-    prunus_json_array_add(rounds, prunus_round_metrics_to_json(&g_array_index(p->rounds, PrunusRoundMetrics, i)));
+    prunus_json_array_add(
+        rounds, prunus_round_metrics_to_json(&g_array_index(p->rounds, PrunusRoundMetrics, i)));
   prunus_json_object_set(p->exp_json, "rounds", rounds);
-  return prunus_rundir_write_json(p->job->run_dir, "summary.json", p->summary, error);
+  return prunus_rundir_write_json(p->exp.run_dir, "summary.json", p->summary, error);
 }
 
 static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   PrunusRoundMetrics rm = {.round = p->round};
   prunus_round_metrics_measure(&rm, p->m, p->params_total, p->prunable_total, p->dense_flops);
-  PrunusEvalResult test = prunus_evaluate(p->m, p->data->test, &p->data->norm, p->job->rc.train.batch);
-  PrunusEvalResult val = prunus_evaluate(p->m, p->data->val, &p->data->norm, p->job->rc.train.batch);
+  PrunusEvalResult test =
+      prunus_evaluate(p->m, p->data->test, &p->data->norm, p->exp.rc->train.batch);
+  PrunusEvalResult val =
+      prunus_evaluate(p->m, p->data->val, &p->data->norm, p->exp.rc->train.batch);
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
   measure_latency(p, &rm);
-  rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->spec->subdir, p->round);
-  char *dir = g_build_filename(p->job->run_dir, p->spec->subdir, NULL);
-  char *path = g_build_filename(p->job->run_dir, rm.checkpoint, NULL);
+  rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->exp.subdir, p->round);
+  char *dir = g_build_filename(p->exp.run_dir, p->exp.subdir, NULL);
+  char *path = g_build_filename(p->exp.run_dir, rm.checkpoint, NULL);
   char *theta_name = g_strdup_printf("round-%02d.theta.safetensors", p->round);
   char *theta_path = g_build_filename(dir, theta_name, NULL);
   g_free(theta_name);
-  GHashTable *md = prunus_job_checkpoint_metadata(p->job, &p->data->norm);
-  g_hash_table_insert(md, g_strdup("experiment"), g_strdup(p->exp));
+  GHashTable *md = prunus_rundir_checkpoint_metadata(p->exp.cfg, p->exp.rc, &p->data->norm);
+  g_hash_table_insert(md, g_strdup("experiment"), g_strdup(p->exp.name));
   g_hash_table_insert(md, g_strdup("round"), g_strdup_printf("%d", p->round));
   g_hash_table_insert(md, g_strdup("sparsity"), g_strdup_printf("%.6f", rm.sparsity));
   gboolean ok = prunus_rundir_ensure(dir, error) && write_thetas(p, theta_path, error) &&
@@ -421,9 +438,9 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
     return FALSE;
   }
   g_array_append_val(p->rounds, rm);
-  if (!p->job->quiet)
+  if (!p->exp.quiet)
     printf("%s round %d: sparsity %.4f  params %" G_GUINT64_FORMAT "  test_acc %.4f  flops x%.2f\n",
-           p->exp, p->round, rm.sparsity, rm.params_remaining, rm.test_accuracy,
+           p->exp.name, p->round, rm.sparsity, rm.params_remaining, rm.test_accuracy,
            rm.speedup_theoretical);
   return write_summary(p, error);
 }
@@ -444,7 +461,7 @@ static void print_table(Pipeline *p) {
   g_snprintf(skey, sizeof skey, "shrunk_b%d", big);
   const PrunusRoundMetrics *r0 = &g_array_index(p->rounds, PrunusRoundMetrics, 0);
   double base = latency_of(r0, dkey);
-  printf("\n%s: %s criterion, %s granularity, %s retrain\n", p->exp, p->pc->criterion_name,
+  printf("\n%s: %s criterion, %s granularity, %s retrain\n", p->exp.name, p->pc->criterion_name,
          p->pc->granularity_name, p->pc->retrain_name);
   printf("%5s %8s %10s %7s %9s %8s %11s %11s %9s\n", "round", "sparsity", "params", "compr",
          "flops_x", "test_acc", dkey, skey, "measured_x");
@@ -455,8 +472,9 @@ static void print_table(Pipeline *p) {
            r->sparsity, r->params_remaining, r->compression, r->speedup_theoretical,
            r->test_accuracy, d, s, base / s);
   }
-  printf("(latency: median forward time; dense = the unpruned layout with zeros in place, "
-         "shrunk = dead units removed; measured_x = round-0 dense / shrunk)\n");
+  printf(
+      "(latency: median forward time; dense = the unpruned layout with zeros in place, "
+      "shrunk = dead units removed; measured_x = round-0 dense / shrunk)\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -465,7 +483,8 @@ char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
   char *arch = prunus_arch_to_string(&rc->arch);
   const PrunusTrainConfig *t = &rc->train;
   char *text = g_strdup_printf(
-      "arch=%s init=%d seed=%" G_GUINT64_FORMAT " data=%s|%s|%s|%s val=%d limits=%d,%d norm=%d "
+      "arch=%s init=%d seed=%" G_GUINT64_FORMAT
+      " data=%s|%s|%s|%s val=%d limits=%d,%d norm=%d "
       "train=%d,%d,%d,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%.17g,%d,%d,%.17g,%.17g rewind=%d",
       arch, rc->arch.init, rc->seed, rc->train_images, rc->train_labels, rc->test_images,
       rc->test_labels, rc->validation, rc->train_limit, rc->test_limit, rc->normalize, t->epochs,
@@ -477,44 +496,39 @@ char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
   return key;
 }
 
-/* Pretrain (or take the pretraining from the cache), keeping θ0 and θk. */
+/* Pretrain (or take the pretraining from the cache), keeping θ0 and θk: θ0 is the
+ * model as created, θk a snapshot prunus_train takes after epoch pc->rewind_epoch. */
 static gboolean pretrain(Pipeline *p, GError **error) {
-  PrunusJob *job = p->job;
+  const PrunusExperiment *exp = &p->exp;
   const PrunusPruneConfig *pc = p->pc;
-  const PrunusArch *arch = &job->rc.arch;
+  const PrunusArch *arch = &exp->rc->arch;
   if (pc->pretrained) {
-    p->m = prunus_checkpoint_load(pc->pretrained, job->rc.train.batch, arch, NULL, error);
-    if (p->m && !job->quiet) printf("%s: pretrained weights from %s\n", p->exp, pc->pretrained);
+    p->m = prunus_checkpoint_load(pc->pretrained, exp->rc->train.batch, arch, NULL, error);
+    if (p->m && !exp->quiet) printf("%s: pretrained weights from %s\n", exp->name, pc->pretrained);
     return p->m != NULL;
   }
-  char *key = prunus_pretrain_key(&job->rc, pc->rewind_epoch);
-  char *dir = g_build_filename(p->spec->cache_dir, key, NULL);
+  char *key = prunus_pretrain_key(exp->rc, pc->rewind_epoch);
+  char *dir = g_build_filename(exp->cache_dir, key, NULL);
   char *model_path = g_build_filename(dir, "model.safetensors", NULL);
   char *theta_path = g_build_filename(dir, "theta.safetensors", NULL);
   gboolean ok = FALSE;
   if (g_file_test(model_path, G_FILE_TEST_IS_REGULAR)) {
-    p->m = prunus_checkpoint_load(model_path, job->rc.train.batch, arch, NULL, error);
+    p->m = prunus_checkpoint_load(model_path, exp->rc->train.batch, arch, NULL, error);
     if (!p->m) goto out_free;
     ok = read_thetas(p, theta_path, error);
-    if (ok && !job->quiet) printf("%s: pretrained network reused from %s\n", p->exp, dir);
+    if (ok && !exp->quiet) printf("%s: pretrained network reused from %s\n", exp->name, dir);
     goto out_free;
   }
-  p->m = prunus_model_new(arch, job->rc.train.batch, job->rc.seed, error);
+  p->m = prunus_model_new(arch, exp->rc->train.batch, exp->rc->seed, error);
   if (!p->m) goto out_free;
   p->theta0 = g_memdup2(p->m->params, sizeof(float) * p->m->n_params);
-  if (pc->rewind_epoch > job->rc.train.epochs) {
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "prune.rewind_epoch = %d is beyond train.epochs = %d", pc->rewind_epoch,
-                job->rc.train.epochs);
-    goto out_free;
-  }
   if (pc->rewind_epoch > 0) p->thetak = g_new0(float, p->m->n_params);
-  if (!job->quiet)
-    printf("%s: pretraining %d epochs (%zu parameters)\n", p->exp, job->rc.train.epochs,
+  if (!exp->quiet)
+    printf("%s: pretraining %d epochs (%zu parameters)\n", exp->name, exp->rc->train.epochs,
            p->m->n_params);
-  if (!pipeline_train(p, job->rc.train.epochs, 0.0, 0.0, 0, error)) goto out_free;
+  if (!pipeline_train(p, exp->rc->train.epochs, 0.0, 0.0, 0, error)) goto out_free;
   /* θ first, the model last: a model file in the cache means the entry is whole */
-  GHashTable *md = prunus_job_checkpoint_metadata(job, &p->data->norm);
+  GHashTable *md = prunus_rundir_checkpoint_metadata(exp->cfg, exp->rc, &p->data->norm);
   ok = prunus_rundir_ensure(dir, error) && write_thetas(p, theta_path, error) &&
        prunus_checkpoint_save(p->m, model_path, md, error);
   g_hash_table_unref(md);
@@ -530,143 +544,231 @@ out_free:
 /* Pick up an interrupted experiment after its last finished round. Returns the
  * next round to run, or -1 on error. */
 static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
+  const PrunusExperiment *exp = &p->exp;
   int n = (int)prunus_json_length(rounds);
   for (int i = 0; i < n; i++) {
     PrunusRoundMetrics rm;
-    if (!prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)i), &rm) || rm.round != i) {
+    if (!prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)i), &rm) ||
+        rm.round != i) {
       prunus_round_metrics_clear(&rm);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
                   "%s/summary.json: experiment '%s' round %d is incomplete; remove the run "
                   "folder to start over",
-                  p->job->run_dir, p->exp, i);
+                  exp->run_dir, exp->name, i);
       return -1;
     }
     g_array_append_val(p->rounds, rm);
   }
   if (n > p->pc->rounds) return n;
   const PrunusRoundMetrics *last = &g_array_index(p->rounds, PrunusRoundMetrics, n - 1);
-  char *path = g_build_filename(p->job->run_dir, last->checkpoint, NULL);
-  char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", p->job->run_dir,
-                                p->spec->subdir, n - 1);
-  p->m = prunus_checkpoint_load(path, p->job->rc.train.batch, NULL, NULL, error);
+  char *path = g_build_filename(exp->run_dir, last->checkpoint, NULL);
+  char *theta =
+      g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, n - 1);
+  p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
   gboolean ok = p->m && read_thetas(p, theta, error);
   g_free(theta);
   g_free(path);
-  if (ok && !p->job->quiet)
-    printf("%s: resuming after round %d of %d\n", p->exp, n - 1, p->pc->rounds);
+  if (ok && !exp->quiet)
+    printf("%s: resuming after round %d of %d\n", exp->name, n - 1, p->pc->rounds);
   return ok ? n : -1;
 }
 
-gboolean prunus_pipeline_run(PrunusJob *job, PrunusData *data, PrunusPluginRegistry *reg,
-                             const PrunusPruneConfig *pc, const PrunusExperimentSpec *spec,
-                             PrunusJson *summary, GError **error) {
-  Pipeline p = {.job = job, .data = data, .pc = pc, .exp = spec->name, .spec = spec,
-                .summary = summary, .exp_json = spec->entry};
-  gboolean ok = FALSE;
-  PrunusHost *crit = NULL, *gran = NULL, *retr = NULL;
-  p.rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
-  prunus_progress_init(&p.progress, "pretrain", job->quiet);
-  const PrunusArch *arch = &job->rc.arch;
-  p.prunable = g_new0(gboolean, arch->n_layers);
-  for (int i = 0; i < arch->n_layers; i++) p.prunable[i] = pc->layer_rate[i] > 0.0;
+/* ------------------------------------------------------------------------ */
+/* prepare: everything that can be checked without data or training */
 
-  /* plugins first: a bad plugin fails before any training */
-  const PrunusPluginEntry *ce = prunus_plugin_registry_find(reg, PRUNUS_PLUGIN_CRITERION, pc->criterion_name, "prune.criterion", error);
-  if (!ce) goto out_free;
-  const PrunusPluginEntry *ge = prunus_plugin_registry_find(reg, PRUNUS_PLUGIN_GRANULARITY, pc->granularity_name, "prune.granularity", error);
-  if (!ge) goto out_free;
-  const PrunusPluginEntry *re = prunus_plugin_registry_find(reg, PRUNUS_PLUGIN_RETRAIN, pc->retrain_name, "prune.retrain", error);
-  if (!re) goto out_free;
-  PrunusHostCallbacks cb = {.user = &p, .model = cb_model, .train = cb_train, .rewind = cb_rewind,
-                            .reinit = cb_reinit, .evaluate = cb_evaluate,
-                            .pretrain_epochs = job->rc.train.epochs, .pretrain_lr = job->rc.train.lr};
-  crit = prunus_host_instantiate(ce, job->cfg, pc->criterion, "prune.criterion", job->rc.seed, &cb, error);
-  if (!crit) goto out_free;
-  gran = prunus_host_instantiate(ge, job->cfg, pc->granularity, "prune.granularity", job->rc.seed, &cb, error);
-  if (!gran) goto out_free;
-  retr = prunus_host_instantiate(re, job->cfg, pc->retrain, "prune.retrain", job->rc.seed, &cb, error);
-  if (!retr) goto out_free;
-  if (!prunus_config_check_unread(job->cfg, error)) goto out_free;
-  uint32_t produces = ce->desc->criterion->produces(prunus_host_state(crit));
-  uint32_t accepts = ge->desc->granularity->accepts(prunus_host_state(gran));
+/* The plugin of one slot, created on the current view. Errors start with the
+ * file:line of the slot's `plugin` key (an experiment's own when it names the plugin;
+ * a setting's own location follows in create()'s message). */
+static PrunusHost *create_slot(Pipeline *p, PrunusPluginRegistry *reg, PrunusPluginKind kind,
+                               config_setting_t *group, const char *name, const char *slot,
+                               GError **error) {
+  PrunusConfig *cfg = p->exp.cfg;
+  config_setting_t *key = config_setting_get_member(group, "plugin");
+  GError *local = NULL;
+  PrunusHost *h = NULL;
+  const PrunusPluginEntry *e = prunus_plugin_registry_find(reg, kind, name, slot, &local);
+  if (e) {
+    PrunusHostCallbacks cb = {.user = p,
+                              .model = cb_model,
+                              .train = cb_train,
+                              .rewind = cb_rewind,
+                              .reinit = cb_reinit,
+                              .evaluate = cb_evaluate,
+                              .pretrain_epochs = p->exp.rc->train.epochs,
+                              .pretrain_lr = p->exp.rc->train.lr};
+    h = prunus_host_instantiate(e, cfg, group, slot, p->exp.rc->seed, &cb, &local);
+  }
+  if (!h) {
+    char *where = prunus_config_where(cfg, key);
+    g_propagate_prefixed_error(error, local, "%s: ", where);
+    g_free(where);
+  }
+  return h;
+}
+
+/* The architecture as configured: the view create() sees until there is a model, and
+ * the dense reference of the latency measurements and the round metrics. */
+static gboolean build_dense_ref(Pipeline *p, GError **error) {
+  p->dense_ref = prunus_model_new(&p->exp.rc->arch, 1, p->exp.rc->seed, error);
+  if (!p->dense_ref) return FALSE;
+  p->params_total = p->dense_ref->n_params;
+  p->prunable_total = 0;
+  for (int i = 0; i < p->dense_ref->n_layers; i++)
+    p->prunable_total += p->dense_ref->layers[i].w_len;
+  p->dense_flops = prunus_model_flops(p->dense_ref, FALSE);
+  prunus_view_build(&p->vs, p->dense_ref, p->prunable);
+  return TRUE;
+}
+
+/* The three instances, each created on the current view (create() reads and checks its
+ * settings), then what only all of them together tell: keys no one read, and whether
+ * the granularity takes a kind of score the criterion produces. */
+static gboolean create_plugins(Pipeline *p, GError **error) {
+  const PrunusPruneConfig *pc = p->pc;
+  p->crit = create_slot(p, p->reg, PRUNUS_PLUGIN_CRITERION, pc->criterion, pc->criterion_name,
+                        "prune.criterion", error);
+  if (!p->crit) return FALSE;
+  p->gran = create_slot(p, p->reg, PRUNUS_PLUGIN_GRANULARITY, pc->granularity, pc->granularity_name,
+                        "prune.granularity", error);
+  if (!p->gran) return FALSE;
+  p->retr = create_slot(p, p->reg, PRUNUS_PLUGIN_RETRAIN, pc->retrain, pc->retrain_name,
+                        "prune.retrain", error);
+  if (!p->retr) return FALSE;
+  if (!prunus_config_check_unread(p->exp.cfg, error)) return FALSE;
+  const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
+  uint32_t produces = cd->criterion->produces(prunus_host_state(p->crit));
+  uint32_t accepts = gd->granularity->accepts(prunus_host_state(p->gran));
   if (!(produces & accepts)) {
+    char *where =
+        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
-                "prune.granularity '%s' needs %s scores, but prune.criterion '%s' produces only %s "
-                "scores",
-                ge->desc->name, accepts & PRUNUS_SCORES_UNIT ? "unit" : "weight", ce->desc->name,
+                "%s: prune.granularity '%s' needs %s scores, but prune.criterion '%s' produces "
+                "only %s scores",
+                where, gd->name, accepts & PRUNUS_SCORES_UNIT ? "unit" : "weight", cd->name,
                 produces & PRUNUS_SCORES_UNIT ? "unit" : "weight");
-    goto out_free;
+    g_free(where);
+    return FALSE;
   }
+  return TRUE;
+}
 
-  p.dense_ref = prunus_model_new(arch, 1, job->rc.seed, error);
-  if (!p.dense_ref) goto out_free;
-  p.params_total = p.dense_ref->n_params;
-  for (int i = 0; i < p.dense_ref->n_layers; i++) p.prunable_total += p.dense_ref->layers[i].w_len;
-  p.dense_flops = prunus_model_flops(p.dense_ref, FALSE);
-  prunus_json_object_set(p.exp_json, "name", prunus_json_new_string(spec->name));
-  prunus_json_object_set(p.exp_json, "seed", prunus_json_new_number((double)job->rc.seed));
-  prunus_json_object_set(p.exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
-  prunus_json_object_set(p.exp_json, "granularity", prunus_json_new_string(pc->granularity_name));
-  prunus_json_object_set(p.exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
-  prunus_json_object_set(p.exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
+/* Destroy the instances and free the models, θ and the rounds read or measured: what
+ * prepare and run build, so that between them (and after a run) an experiment holds
+ * no plugin instance and no model. */
+static void release(Pipeline *p) {
+  g_clear_pointer(&p->retr, prunus_host_free);
+  g_clear_pointer(&p->gran, prunus_host_free);
+  g_clear_pointer(&p->crit, prunus_host_free);
+  prunus_view_clear(&p->vs);
+  for (guint i = 0; i < p->rounds->len; i++)
+    prunus_round_metrics_clear(&g_array_index(p->rounds, PrunusRoundMetrics, i));
+  g_array_set_size(p->rounds, 0);
+  g_clear_pointer(&p->dense_ref, prunus_model_free);
+  g_clear_pointer(&p->m, prunus_model_free);
+  g_clear_pointer(&p->theta0, g_free);
+  g_clear_pointer(&p->thetak, g_free);
+}
 
+PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,
+                                        GError **error) {
+  const PrunusArch *arch = &exp->rc->arch;
+  Pipeline *p = g_new0(Pipeline, 1);
+  p->exp = *exp;
+  p->pc = exp->pc;
+  p->reg = reg;
+  p->rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
+  p->prunable = g_new0(gboolean, arch->n_layers);
+  for (int i = 0; i < arch->n_layers; i++) p->prunable[i] = p->pc->layer_rate[i] > 0.0;
+  gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
+  release(p); /* checked; run creates them again */
+  if (ok) return p;
+  prunus_pipeline_free(p);
+  return NULL;
+}
+
+void prunus_pipeline_free(PrunusPipeline *p) {
+  if (!p) return;
+  release(p);
+  g_array_free(p->rounds, TRUE);
+  g_free(p->prunable);
+  g_free(p);
+}
+
+/* ------------------------------------------------------------------------ */
+/* run */
+
+/* Pretrain or resume, then the rounds. */
+static gboolean run_rounds(Pipeline *p, GError **error) {
+  const PrunusExperiment *exp = &p->exp;
+  const PrunusPruneConfig *pc = p->pc;
   int first_round = 1;
-  const PrunusJson *done = prunus_json_get(p.exp_json, "rounds");
-  if (done && prunus_json_type(done) == PRUNUS_JSON_ARRAY && prunus_json_length(done) > 0) {
-    first_round = resume(&p, done, error);
-    if (first_round < 0) goto out_free;
+  const PrunusJson *done = prunus_json_get(p->exp_json, "rounds");
+  gboolean resuming =
+      done && prunus_json_type(done) == PRUNUS_JSON_ARRAY && prunus_json_length(done) > 0;
+  gint64 t0 = g_get_monotonic_time();
+  if (resuming) {
+    first_round = resume(p, done, error);
+    if (first_round < 0) return FALSE;
     if (first_round > pc->rounds) {
-      if (!job->quiet) printf("%s: already complete, skipped\n", spec->name);
-      ok = TRUE;
-      goto out_free;
+      if (!exp->quiet) printf("%s: already complete, skipped\n", exp->name);
+      return TRUE;
     }
-  } else {
-    gint64 t0 = g_get_monotonic_time();
-    if (!pretrain(&p, error)) goto out_free;
-    prunus_view_build(&p.vs, p.m, p.prunable);
-    if (!finish_round(&p, (g_get_monotonic_time() - t0) / 1e6, error)) goto out_free;
+  } else if (!pretrain(p, error)) {
+    return FALSE;
   }
-  if (!p.vs.layers) prunus_view_build(&p.vs, p.m, p.prunable);
+  /* from here on the plugins see the model instead of the configured architecture */
+  prunus_view_clear(&p->vs);
+  prunus_view_build(&p->vs, p->m, p->prunable);
+  if (!resuming && !finish_round(p, (g_get_monotonic_time() - t0) / 1e6, error)) return FALSE;
 
-  for (p.round = first_round; p.round <= pc->rounds; p.round++) {
+  for (p->round = first_round; p->round <= pc->rounds; p->round++) {
     gint64 tr = g_get_monotonic_time();
     char label[32];
-    g_snprintf(label, sizeof label, "round %d", p.round);
-    p.progress.label = label;
-    uint64_t round_seed = job->rc.seed + 1000003ULL * (uint64_t)p.round;
-    prunus_host_reseed(crit, round_seed);
-    prunus_host_reseed(gran, round_seed);
-    prunus_host_reseed(retr, round_seed);
-    if (!prune_round(&p, crit, gran, error)) goto out_free;
-    if (prunus_host_desc(retr)->retrain->retrain(prunus_host_state(retr), p.round) != 0) {
-      GError *cause = prunus_host_take_service_error(retr);
+    g_snprintf(label, sizeof label, "round %d", p->round);
+    p->log.progress.label = label;
+    uint64_t round_seed = exp->rc->seed + 1000003ULL * (uint64_t)p->round;
+    prunus_host_reseed(p->crit, round_seed);
+    prunus_host_reseed(p->gran, round_seed);
+    prunus_host_reseed(p->retr, round_seed);
+    if (!prune_round(p, p->crit, p->gran, error)) return FALSE;
+    const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
+    if (rd->retrain->retrain(prunus_host_state(p->retr), p->round) != 0) {
+      GError *cause = prunus_host_take_service_error(p->retr);
       if (cause && cause->code == PRUNUS_ERROR_NUMERIC) {
-        g_propagate_prefixed_error(error, cause, "prune.retrain plugin '%s', round %d: ",
-                                   re->desc->name, p.round);
+        g_propagate_prefixed_error(error, cause, "prune.retrain plugin '%s', round %d: ", rd->name,
+                                   p->round);
       } else {
         g_clear_error(&cause);
-        prunus_host_set_failure(retr, "retrain() failed", error);
+        prunus_host_set_failure(p->retr, "retrain() failed", error);
       }
-      goto out_free;
+      return FALSE;
     }
-    p.progress.label = "pretrain";
-    if (!finish_round(&p, (g_get_monotonic_time() - tr) / 1e6, error)) goto out_free;
+    p->log.progress.label = "pretrain";
+    if (!finish_round(p, (g_get_monotonic_time() - tr) / 1e6, error)) return FALSE;
   }
-  if (!job->quiet) print_table(&p);
-  ok = TRUE;
+  if (!exp->quiet) print_table(p);
+  return TRUE;
+}
 
-out_free:
-  prunus_host_free(retr);
-  prunus_host_free(gran);
-  prunus_host_free(crit);
-  prunus_view_clear(&p.vs);
-  for (guint i = 0; i < p.rounds->len; i++)
-    prunus_round_metrics_clear(&g_array_index(p.rounds, PrunusRoundMetrics, i));
-  g_array_free(p.rounds, TRUE);
-  prunus_model_free(p.dense_ref);
-  prunus_model_free(p.m);
-  g_free(p.theta0);
-  g_free(p.thetak);
-  g_free(p.prunable);
+gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJson *summary,
+                             GError **error) {
+  const PrunusExperiment *exp = &p->exp;
+  const PrunusPruneConfig *pc = p->pc;
+  g_return_val_if_fail(p->data == NULL, FALSE); /* a pipeline runs once */
+  p->data = data;
+  p->summary = summary;
+  p->round = 0;
+  gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
+  if (ok) {
+    p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);
+    prunus_json_object_set(p->exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
+    prunus_json_object_set(p->exp_json, "granularity",
+                           prunus_json_new_string(pc->granularity_name));
+    prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
+    prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
+    prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
+    ok = run_rounds(p, error);
+  }
+  release(p);
   return ok;
 }

@@ -1,6 +1,8 @@
 /* prune_config.c: parses the config's `prune` group (schedule, per-layer rates
  * and caps, rewinding, calibration, latency, the three plugin slots). */
-#include "pipeline.h"
+#include "prune_config.h"
+
+#include <prunus/plugin.h>
 
 #include <math.h>
 #include <string.h>
@@ -87,8 +89,10 @@ static gboolean parse_levels(PrunusConfig *cfg, config_setting_t *sched, PrunusP
     prunus_config_mark_read(cfg, e);
     int t = config_setting_type(e);
     double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(e) : -1.0;
-    if (!(v > prev && v < 1.0)) problem = "levels must be floats rising strictly within (0, 1)";
-    else pc->round_amount[i] = 1.0 - (1.0 - v) / (1.0 - prev);
+    if (!(v > prev && v < 1.0))
+      problem = "levels must be floats rising strictly within (0, 1)";
+    else
+      pc->round_amount[i] = 1.0 - (1.0 - v) / (1.0 - prev);
     prev = v;
   }
   if (problem) {
@@ -109,8 +113,9 @@ static config_setting_t *plugin_slot(PrunusConfig *cfg, config_setting_t *prune,
   return g;
 }
 
-gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
+gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
                                    PrunusPruneConfig *out, GError **error) {
+  const PrunusArch *arch = &rc->arch;
   PrunusPruneConfig pc = {0};
   config_setting_t *root = prunus_config_root(cfg);
   config_setting_t *prune = prunus_config_get_group(cfg, root, "prune", TRUE, error);
@@ -131,14 +136,21 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
   {
     char *where = prunus_config_where(cfg, sched);
     const char *problem = NULL;
-    if (pc.rounds < 1 || pc.rounds > 1000) problem = "rounds must be in [1, 1000]";
-    else if ((pc.amount > 0.0) + (pc.target > 0.0) + (config_setting_get_member(sched, "levels") != NULL) != 1)
-      problem = "give exactly one of amount (fraction of what remains, per round), target "
-                "(final sparsity reached geometrically) or levels (the sparsity after each round)";
-    else if (pc.amount >= 1.0 || pc.target >= 1.0) problem = "amount and target must be below 1";
-    else if (max_sparsity <= 0.0 || max_sparsity > 1.0) problem = "max_sparsity must be in (0, 1]";
+    if (pc.rounds < 1 || pc.rounds > 1000)
+      problem = "rounds must be in [1, 1000]";
+    else if ((pc.amount > 0.0) + (pc.target > 0.0) +
+                 (config_setting_get_member(sched, "levels") != NULL) !=
+             1)
+      problem =
+          "give exactly one of amount (fraction of what remains, per round), target "
+          "(final sparsity reached geometrically) or levels (the sparsity after each round)";
+    else if (pc.amount >= 1.0 || pc.target >= 1.0)
+      problem = "amount and target must be below 1";
+    else if (max_sparsity <= 0.0 || max_sparsity > 1.0)
+      problem = "max_sparsity must be in (0, 1]";
     if (problem) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where, problem);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where,
+                  problem);
       g_free(where);
       goto out_clear;
     }
@@ -153,10 +165,20 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
       !prunus_config_get_string(cfg, prune, "pretrained", FALSE, NULL, &pretrained, error))
     goto out_clear;
   if (pretrained) pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
+  /* θk is kept while this run pretrains (a pretrained model brings no θ at all) */
+  if (!pretrained && (pc.rewind_epoch < 0 || pc.rewind_epoch > rc->train.epochs)) {
+    char *where = prunus_config_where(cfg, config_setting_get_member(prune, "rewind_epoch"));
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.rewind_epoch = %d is outside [0, train.epochs = %d]", where,
+                pc.rewind_epoch, rc->train.epochs);
+    g_free(where);
+    goto out_clear;
+  }
   pc.criterion = plugin_slot(cfg, prune, "criterion", &pc.criterion_name, error);
   if (!pc.criterion) goto out_clear;
   /* Host-side settings of data-using criteria live in the criterion's group. */
-  if (!prunus_config_get_int(cfg, pc.criterion, "calib_batches", FALSE, 8, &pc.calib_batches, error) ||
+  if (!prunus_config_get_int(cfg, pc.criterion, "calib_batches", FALSE, 8, &pc.calib_batches,
+                             error) ||
       !prunus_config_get_int(cfg, pc.criterion, "calib_batch", FALSE, 128, &pc.calib_batch, error))
     goto out_clear;
   if (pc.calib_batches < 1 || pc.calib_batch < 1) {
@@ -193,7 +215,8 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusArch *arch,
       for (int i = 0; i < n; i++) {
         config_setting_t *e = config_setting_get_elem(b, (unsigned)i);
         prunus_config_mark_read(cfg, e);
-        pc.latency_batches[i] = config_setting_type(e) == CONFIG_TYPE_INT ? config_setting_get_int(e) : 0;
+        pc.latency_batches[i] =
+            config_setting_type(e) == CONFIG_TYPE_INT ? config_setting_get_int(e) : 0;
         if (pc.latency_batches[i] < 1 || pc.latency_batches[i] > 4096) {
           char *where = prunus_config_where(cfg, e);
           g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,

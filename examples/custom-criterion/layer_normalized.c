@@ -8,7 +8,7 @@
 #include <string.h>
 
 typedef struct {
-  double power;   /* score = (|w| / mean|w|) ^ power; any power > 0 ranks alike */
+  double power; /* score = (|w| / mean|w|) ^ power; any power > 0 ranks alike */
 } State;
 
 static int create(PrunusHost *host, const PrunusHostServices *svc, void **state) {

@@ -1,20 +1,24 @@
 /* plugin.h: the one header a prunus plugin includes. It defines the plugin ABI:
  * the exported entry point, the descriptor, the per-kind ops and the host services.
  *
- * Contract words: MUST / MAY as in RFC 2119. "host" = libprunus; "plugin" = the
- * shared object. Plain C, no GLib or libconfig types, so a plugin builds with
- * nothing but this header.
+ * Contract words: MUST / MAY / SHOULD as in RFC 2119. "host" = libprunus;
+ * "plugin" = the shared object. Plain C, no GLib or libconfig types, so a plugin
+ * builds with nothing but this header (C11 or later).
  *
  * Life of a plugin instance:
  *   1. The host dlopen()s the .so (RTLD_NOW | RTLD_LOCAL) and calls
  *      prunus_plugin_describe(0), (1), ... until NULL; each result is a static
- *      descriptor. The host checks abi_version (exact match), size, kind, name.
+ *      descriptor. The host checks abi_version, size, kind, name and the ops
+ *      table, and copies what it reads of the descriptor and the ops table (rule
+ *      G1 below): changing either after load has no effect.
  *   2. create(host, services, &state): the plugin reads its settings through
  *      services->get_* (each key in its config group that it never reads is an
  *      error the host reports with file:line) and allocates its state.
  *   3. The kind's ops are called (see each ops table for when).
  *   4. destroy(state) is called exactly once for every successful create(),
  *      before the host dlclose()s the library (in reverse load order).
+ * The host MAY create several instances of one descriptor (one per experiment);
+ * it calls one instance from one thread at a time.
  *
  * Errors: every function that can fail returns int (0 = success, non-zero =
  * failure) and, on failure, SHOULD first call services->set_error() with a
@@ -23,6 +27,56 @@
  * Ownership: every pointer the host passes is (transfer none) and valid only
  * for the duration of the call, unless stated otherwise. Strings a plugin returns
  * through descriptors are static.
+ *
+ * Versions and growth. PRUNUS_PLUGIN_ABI_VERSION names a compatible family: a
+ * host loads only plugins of its own family, and the number changes only on a
+ * real break (a member removed, reordered or retyped, a call given a new
+ * meaning). Within a family the header grows by revisions
+ * (PRUNUS_PLUGIN_REVISION); a revision only appends members at the END of
+ * structs, so a plugin built against any revision loads on a host of any other
+ * revision of the same family. The rules that make that true:
+ *
+ *   G1. Plugin-to-host structs (the descriptor, the ops tables). The host reads
+ *       the descriptor's first `size` bytes and the first `ops_size` bytes of
+ *       its ops table (revision 1's size of that table when the descriptor is
+ *       too small to hold ops_size, or ops_size is 0), into zeroed tables of its
+ *       own: every member past what the plugin had reads as 0 / NULL. So 0 /
+ *       NULL of every appended member MUST mean what a plugin that predates it
+ *       wants (an absent optional op, the old behaviour). A descriptor smaller
+ *       than revision 1's, or an ops_size smaller than revision 1's table, is
+ *       refused naming the field and both sizes. The descriptor and ops tables
+ *       MUST be objects with static storage (so members and padding the plugin
+ *       never set read as 0).
+ *   G2. Host-to-plugin structs (services, the model view, calibration steps,
+ *       scores, plan requests, plans; not PrunusLayerView, see G3). The host passes its own
+ * revision. A plugin MUST NOT use a services member appended after revision 1 unless
+ *       PRUNUS_HOST_HAS(services, member); and MUST NOT read (or, for scores and
+ *       plans, write) a member another of these structs gained in revision N
+ *       unless PRUNUS_HOST_REVISION(services) >= N. Likewise for new
+ *       PRUNUS_NEED_* / PRUNUS_SCORES_* bits: a plugin asks for a bit added in
+ *       revision N only when PRUNUS_HOST_REVISION(services) >= N. A plugin that
+ *       cannot work without something newer fails create() with set_error()
+ *       naming what it needs.
+ *   G3. Arrays of structs never grow: an appended member would move every
+ *       element after the first. PrunusLayerView is frozen; new per-layer data
+ *       is appended to PrunusModelView as a new array indexed like `layers`
+ *       (e.g. `const float *const *inputs;  [layer] ...`). An array a later
+ *       revision adds holds scalars or pointers, never structs; an array of
+ *       pointers to structs is fine (each struct then grows under G2).
+ *   G4. A plugin built against a newer revision than the host's: the host reads
+ *       the members it knows and ignores the rest (G1 makes that safe, G2 makes
+ *       the plugin check before it relies on anything newer). A descriptor of a
+ *       kind the host does not know is refused naming the kind.
+ *   G5. Anything else (a member removed or changed, a struct by value, a call
+ *       with new arguments) is a break: PRUNUS_PLUGIN_ABI_VERSION changes and
+ *       every plugin is rebuilt.
+ *
+ * Revisions of ABI 1 (each marks its members in place, "appended in revision
+ * N", and is listed here; revision 1's sizes, the smallest a host loads, never
+ * change):
+ *   1  the first: everything not marked otherwise.
+ *   2  PrunusPluginDesc.ops_size; PrunusHostServices.revision, get_int_range,
+ *      get_double_range; the entry point's prototype in this header.
  */
 #ifndef PRUNUS_PLUGIN_H
 #define PRUNUS_PLUGIN_H
@@ -34,8 +88,11 @@
 extern "C" {
 #endif
 
-/* Bumped on any incompatible change; the host loads only an exact match. */
+/* The compatible family: the host loads only plugins whose abi_version equals
+ * its own. Changed only on a break (G5 above). */
 #define PRUNUS_PLUGIN_ABI_VERSION 1u
+/* This header's revision within the family (see "Revisions" above). */
+#define PRUNUS_PLUGIN_REVISION 2u
 
 #if defined(_WIN32)
 #define PRUNUS_PLUGIN_EXPORT __declspec(dllexport)
@@ -53,7 +110,7 @@ typedef enum {
 } PrunusPluginKind;
 
 typedef enum {
-  PRUNUS_LOG_DEBUG = 0,
+  PRUNUS_LOG_DEBUG = 0, /* shown only when PRUNUS_DEBUG is set */
   PRUNUS_LOG_INFO = 1,
   PRUNUS_LOG_WARNING = 2,
 } PrunusLogLevel;
@@ -64,22 +121,25 @@ typedef struct PrunusHost PrunusHost;
 /* ------------------------------------------------------------------------ */
 /* Views the host hands to plugins (read-only). */
 
-/* One layer with parameters (dense or conv2d), in the model's current shape. */
+/* One layer with parameters (dense or conv2d), in the model's current shape.
+ * Frozen (G3): it is an array element, so it never gains members. */
 typedef struct {
-  const char *name;      /* "1": the index in the layer sequence (PyTorch naming) */
-  const char *type;      /* "dense" or "conv2d" */
-  int index;             /* position in the layer sequence */
-  int n_units;           /* output neurons (dense) or output channels (conv2d) */
-  int fan_in;            /* weights per unit: inputs (dense) or cin*k*k (conv2d) */
-  size_t n_weights;      /* n_units * fan_in */
-  int positions;         /* output positions per unit and sample: 1 (dense), Ho*Wo (conv2d) */
-  int prunable;          /* 0 when the config excludes this layer from pruning */
-  int is_output;         /* 1 for the last layer (its units are the classes: never removed) */
-  const float *weights;  /* (n_units, fan_in) */
-  const float *bias;     /* (n_units) */
-  const float *mask;     /* (n_units, fan_in): 1 = alive, 0 = pruned */
+  const char *name;     /* "1": the index in the layer sequence (PyTorch naming) */
+  const char *type;     /* "dense" or "conv2d" */
+  int index;            /* position in the layer sequence */
+  int n_units;          /* output neurons (dense) or output channels (conv2d) */
+  int fan_in;           /* weights per unit: inputs (dense) or cin*k*k (conv2d) */
+  size_t n_weights;     /* n_units * fan_in */
+  int positions;        /* output positions per unit and sample: 1 (dense), Ho*Wo (conv2d) */
+  int prunable;         /* 0 when the config excludes this layer from pruning */
+  int is_output;        /* 1 for the last layer (its units are the classes: never removed) */
+  const float *weights; /* (n_units, fan_in) */
+  const float *bias;    /* (n_units) */
+  const float *mask;    /* (n_units, fan_in): 1 = alive, 0 = pruned */
 } PrunusLayerView;
 
+/* The model: its layers with parameters. New per-layer data is appended here as
+ * arrays indexed like `layers` (G3). */
 typedef struct {
   int n_layers;                  /* layers with parameters only */
   const PrunusLayerView *layers; /* (n_layers) */
@@ -87,25 +147,25 @@ typedef struct {
 
 /* What a criterion asks the host to compute on calibration data. */
 enum {
-  PRUNUS_NEED_WEIGHTS = 1u << 0,         /* nothing but the model view */
-  PRUNUS_NEED_LOSS_GRAD = 1u << 1,       /* dL/dw, mean over each calibration batch */
-  PRUNUS_NEED_LOSS_GRAD_SAMPLE = 1u << 2,/* dL/dw of each sample separately */
+  PRUNUS_NEED_WEIGHTS = 1u << 0,             /* nothing but the model view */
+  PRUNUS_NEED_LOSS_GRAD = 1u << 1,           /* dL/dw, mean over each calibration batch */
+  PRUNUS_NEED_LOSS_GRAD_SAMPLE = 1u << 2,    /* dL/dw of each sample separately */
   PRUNUS_NEED_OUTNORM_GRAD_SAMPLE = 1u << 3, /* d||f(x)||^2/dw of each sample (MAS) */
-  PRUNUS_NEED_ACTIVATIONS = 1u << 4,     /* each layer's unit outputs after its ReLU */
+  PRUNUS_NEED_ACTIVATIONS = 1u << 4,         /* each layer's unit outputs after its ReLU */
 };
 
 /* What a criterion fills in. */
 enum {
-  PRUNUS_SCORES_WEIGHT = 1u << 0,  /* one score per weight */
-  PRUNUS_SCORES_UNIT = 1u << 1,    /* one score per unit (neuron / channel) */
+  PRUNUS_SCORES_WEIGHT = 1u << 0, /* one score per weight */
+  PRUNUS_SCORES_UNIT = 1u << 1,   /* one score per unit (neuron / channel) */
 };
 
 /* One calibration step: a batch (or one sample, for the per-sample needs). Arrays
  * are indexed like PrunusModelView.layers. */
 typedef struct {
-  int batch;                   /* samples behind this step (1 for per-sample needs) */
-  uint32_t kind;               /* the single PRUNUS_NEED_* this step carries */
-  const float *const *grads;   /* [layer] (n_units, fan_in): the gradient of kind, or NULL */
+  int batch;                      /* samples behind this step (1 for per-sample needs) */
+  uint32_t kind;                  /* the single PRUNUS_NEED_* this step carries */
+  const float *const *grads;      /* [layer] (n_units, fan_in): the gradient of kind, or NULL */
   const float *const *bias_grads; /* [layer] (n_units), or NULL */
   /* [layer] (batch, n_units, positions): the unit outputs after the ReLU that
    * follows the layer (or the raw outputs when none follows); for
@@ -113,29 +173,34 @@ typedef struct {
   const float *const *activations;
 } PrunusCalibStep;
 
-/* Score buffers the host allocates (zeroed) and the criterion fills. */
+/* Score buffers the host allocates (zeroed) and the criterion fills. A pointer
+ * is NULL when the criterion's produces() does not include its kind. */
 typedef struct {
   float *const *weight_scores; /* [layer] (n_units, fan_in) */
   float *const *unit_scores;   /* [layer] (n_units) */
 } PrunusScores;
 
 /* ------------------------------------------------------------------------ */
-/* Host services: an append-only table. New members are added at the END only;
- * a plugin MUST check `size` before using a member added after version 1. */
+/* Host services: an append-only table (G2). The host fills every member it has
+ * except the retrain services of other kinds (see below). The table stays valid
+ * until destroy(). */
 typedef struct {
-  uint32_t abi_version;   /* PRUNUS_PLUGIN_ABI_VERSION of the host */
-  uint32_t size;          /* sizeof(PrunusHostServices) of the host */
+  uint32_t abi_version; /* PRUNUS_PLUGIN_ABI_VERSION of the host */
+  uint32_t size;        /* sizeof(PrunusHostServices) of the host: see PRUNUS_HOST_HAS */
 
-  /* Logging, prefixed by the host with the plugin's name. */
+  /* Logging, prefixed by the host with the plugin's kind and name. MAY be called
+   * from create() until destroy() returns. */
   void (*log)(PrunusHost *host, PrunusLogLevel level, const char *fmt, ...)
       __attribute__((format(printf, 3, 4)));
-  /* Record the reason for the failure the plugin is about to return. */
+  /* Record the reason for the failure the plugin is about to return; the last
+   * call before the failing return wins. */
   void (*set_error)(PrunusHost *host, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
   /* Settings of the plugin's config group (e.g. prune.criterion). Each returns 0
    * and writes *out (the default when the key is absent), or returns -1 with an
    * error already recorded (wrong type, out of range). Reading marks the key used.
-   * Strings are valid until destroy(). */
+   * Strings are valid until destroy(). Called from create() (settings read
+   * later are still reported as unknown keys). */
   int (*get_int)(PrunusHost *host, const char *key, int64_t defval, int64_t *out);
   int (*get_double)(PrunusHost *host, const char *key, double defval, double *out);
   int (*get_bool)(PrunusHost *host, const char *key, int defval, int *out);
@@ -144,14 +209,16 @@ typedef struct {
   int (*get_choice)(PrunusHost *host, const char *key, const char *const *choices, int defval,
                     int *out);
 
-  /* A seeded stream of this instance (seeded from the config seed and the plugin name). */
+  /* A seeded stream of this instance (seeded from the config seed and the plugin
+   * name, re-seeded at the start of every round). */
   uint64_t (*rng_u64)(PrunusHost *host);
   double (*rng_uniform)(PrunusHost *host); /* [0, 1) */
 
   /* The model as it is now. Valid until the next call that changes it. */
   const PrunusModelView *(*model)(PrunusHost *host);
 
-  /* Retrain services (only for retrain plugins; NULL for other kinds). */
+  /* Retrain services: train, rewind, reinit and evaluate are NULL for criterion
+   * and granularity plugins; pretrain_epochs and pretrain_lr are there for all. */
   /* Train `epochs` epochs with the config's optimizer at base rate lr (<= 0: the
    * config's train.lr). schedule_offset/schedule_epochs place the run on the LR
    * schedule: 0 and 0 = a fresh schedule of `epochs`; offset k of total E replays
@@ -169,30 +236,62 @@ typedef struct {
   /* The config's pretraining length (train.epochs) and base rate. */
   int (*pretrain_epochs)(PrunusHost *host);
   double (*pretrain_lr)(PrunusHost *host);
+
+  /* ---- appended in revision 2: check with PRUNUS_HOST_HAS before use ---- */
+
+  /* PRUNUS_PLUGIN_REVISION of the host; read it through PRUNUS_HOST_REVISION. */
+  uint32_t revision;
+  /* get_int / get_double that also check the value: 0 and *out set when it lies
+   * in [min, max] (both ends included; INT64_MIN / INT64_MAX, -HUGE_VAL / HUGE_VAL
+   * for no bound; a double MUST also be finite). An absent key gives defval
+   * unchecked, so a default outside the range (e.g. INT64_MIN) can mean "not
+   * set". Otherwise -1 with an error recorded naming the key, its file:line, the
+   * allowed range and the value found. For every kind of plugin. */
+  int (*get_int_range)(PrunusHost *host, const char *key, int64_t defval, int64_t min, int64_t max,
+                       int64_t *out);
+  int (*get_double_range)(PrunusHost *host, const char *key, double defval, double min, double max,
+                          double *out);
 } PrunusHostServices;
 
+/* Whether the host's services table holds member (G2): a member appended after
+ * revision 1 MUST NOT be used without this check. A member it holds is non-NULL
+ * unless documented otherwise (the retrain services). */
+#define PRUNUS_HOST_HAS(services, member) \
+  ((services)->size >= offsetof(PrunusHostServices, member) + sizeof((services)->member))
+
+/* The host's revision: a member another host struct gained in revision N MAY be
+ * used only when this is >= N (G2). */
+#define PRUNUS_HOST_REVISION(services) \
+  (PRUNUS_HOST_HAS(services, revision) ? (services)->revision : 1u)
+
 /* ------------------------------------------------------------------------ */
-/* Per-kind ops tables (static const in the plugin). */
+/* Per-kind ops tables (static const in the plugin; the host copies ops_size
+ * bytes of it at load, G1). Ops appended in a later revision MUST be optional:
+ * NULL means the behaviour before they existed. */
 
 typedef struct {
   /* PRUNUS_NEED_* flags: what observe() will receive. 0 or PRUNUS_NEED_WEIGHTS =
-   * no calibration pass. Called after create(). */
+   * no calibration pass. Required. Called at the start of every round's scoring,
+   * before that round's first observe(); MUST return the same value for an
+   * instance. */
   uint32_t (*needs)(void *state);
-  /* PRUNUS_SCORES_* flags this instance fills. Called after create(). */
+  /* PRUNUS_SCORES_* flags this instance fills. Required. Called after create()
+   * and every round; MUST return the same value for an instance. */
   uint32_t (*produces)(void *state);
   /* Called once per calibration step (batch, or sample for per-sample needs),
-   * `calib_batches` batches of `calib_batch` samples from the training split.
-   * MAY be NULL when needs() asks for weights only. */
+   * `calib_batches` batches of `calib_batch` samples from the training split,
+   * every round before score(). MAY be NULL when needs() asks for weights only. */
   int (*observe)(void *state, const PrunusModelView *model, const PrunusCalibStep *step);
-  /* Called once after the calibration pass: fill scores (higher = more important).
-   * Scores of already-pruned weights are ignored by the host. Non-finite scores
-   * stop the pipeline with an error naming the plugin and layer. */
+  /* Required. Called once per round after the calibration pass: fill scores
+   * (higher = more important). Scores of already-pruned weights are ignored by
+   * the host. Non-finite scores stop the pipeline with an error naming the
+   * plugin and layer. */
   int (*score)(void *state, const PrunusModelView *model, PrunusScores *scores);
 } PrunusCriterionOps;
 
 typedef enum {
-  PRUNUS_SCOPE_GLOBAL = 0,   /* rank across all prunable layers */
-  PRUNUS_SCOPE_LAYER = 1,    /* rank within each layer */
+  PRUNUS_SCOPE_GLOBAL = 0, /* rank across all prunable layers */
+  PRUNUS_SCOPE_LAYER = 1,  /* rank within each layer */
 } PrunusScope;
 
 /* What to remove this round. */
@@ -202,8 +301,8 @@ typedef struct {
    * round (layer scope), or the weights applied to the global amount (1 = the
    * global rate, 0.5 = half rate; global scope); 0 for excluded layers. */
   const double *layer_amount;
-  double amount;             /* global scope: fraction of all remaining elements */
-  const double *max_sparsity;/* [layer] cap on the layer's total sparsity (0..1) */
+  double amount;              /* global scope: fraction of all remaining elements */
+  const double *max_sparsity; /* [layer] cap on the layer's total sparsity (0..1) */
 } PrunusPlanRequest;
 
 /* Decisions the granularity writes; the host allocates (zeroed) and applies them. */
@@ -214,44 +313,62 @@ typedef struct {
 
 typedef struct {
   /* PRUNUS_SCORES_* the granularity needs from the criterion (at least one of them
-   * when it can aggregate). */
+   * when it can aggregate). Required. Called after create(). */
   uint32_t (*accepts)(void *state);
-  /* Fill plan for req from scores. Units removed are removed physically by the
-   * host (matrices shrink; the next layer loses the matching inputs). A plan that
-   * would leave a layer with no alive weight or unit MUST be refused (return -1
-   * after set_error naming the layer). */
+  /* Required. Called once per round after the criterion's score(): fill plan for
+   * req from scores. Units removed are removed physically by the host (matrices
+   * shrink; the next layer loses the matching inputs). A plan that would leave a
+   * layer with no alive weight or unit MUST be refused (return -1 after
+   * set_error naming the layer). */
   int (*plan)(void *state, const PrunusModelView *model, const PrunusScores *scores,
               const PrunusPlanRequest *req, PrunusPlan *plan);
 } PrunusGranularityOps;
 
 typedef struct {
-  /* Called once per round after the plan is applied. Uses the host's retrain
-   * services (train, rewind, reinit, evaluate). */
+  /* Required. Called once per round (round = 1, 2, ...) after the plan is
+   * applied. Uses the host's retrain services (train, rewind, reinit, evaluate). */
   int (*retrain)(void *state, int round);
 } PrunusRetrainOps;
 
 /* ------------------------------------------------------------------------ */
 /* The descriptor. Fields are never reordered; new ones go at the end and the
- * host reads only those that fit in `size`. */
+ * host reads only those that fit in `size` (G1). A static const object. */
 typedef struct {
-  uint32_t abi_version;      /* MUST be PRUNUS_PLUGIN_ABI_VERSION */
-  uint32_t size;             /* MUST be sizeof(PrunusPluginDesc) */
+  uint32_t abi_version; /* MUST be PRUNUS_PLUGIN_ABI_VERSION */
+  uint32_t size;        /* MUST be sizeof(PrunusPluginDesc) */
   PrunusPluginKind kind;
-  const char *name;          /* [a-z0-9-]+, unique per kind; what configs name */
-  const char *version;       /* the plugin's own version, e.g. "1.0.0" */
-  const char *summary;       /* one line for `prunus plugins` */
-  /* Create an instance. host/services stay valid until destroy(). *state MAY be
-   * NULL on success when the plugin keeps no state. */
+  const char *name;    /* [a-z0-9_-]+, unique per kind; what configs name */
+  const char *version; /* the plugin's own version, e.g. "1.0.0"; not empty */
+  const char *summary; /* one line for `prunus plugins`; not empty */
+  /* Required. Create an instance. host/services stay valid until destroy().
+   * *state MAY be left NULL on success when the plugin keeps no state. */
   int (*create)(PrunusHost *host, const PrunusHostServices *services, void **state);
   /* MAY be NULL. Called once per successful create(). */
   void (*destroy)(void *state);
-  /* Exactly one of these matches kind; the others MUST be NULL. */
+  /* Exactly one of these matches kind and is non-NULL; the others MUST be NULL. */
   const PrunusCriterionOps *criterion;
   const PrunusGranularityOps *granularity;
   const PrunusRetrainOps *retrain;
+
+  /* ---- appended in revision 2 (absent or 0 in older plugins) ---- */
+
+  /* sizeof the ops table the kind's member points to, as the plugin was built:
+   * the host reads no more of it (G1). 0 = revision 1's size of that table, which
+   * is right for a plugin that uses no op appended after revision 1; one that
+   * does MUST set it (PRUNUS_PLUGIN_OPS sets it with the pointer). */
+  uint32_t ops_size;
 } PrunusPluginDesc;
 
-/* The entry point: the descriptor at index, or NULL past the last one. */
+/* Sets the kind's ops member and ops_size together in a descriptor initializer:
+ *   .kind = PRUNUS_PLUGIN_CRITERION, PRUNUS_PLUGIN_OPS(criterion, my_ops), */
+#define PRUNUS_PLUGIN_OPS(member, table) .member = &(table), .ops_size = sizeof(table)
+
+/* The entry point: the descriptor at index, or NULL past the last one. Called
+ * at load with 0, 1, ... until NULL (at most 256); MUST return the same pointer
+ * for an index every time. Declared here (with default visibility) so that a
+ * definition with another signature fails to compile and one that forgets
+ * PRUNUS_PLUGIN_EXPORT is still exported. */
+PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index);
 typedef const PrunusPluginDesc *(*PrunusPluginDescribeFn)(uint32_t index);
 
 #ifdef __cplusplus

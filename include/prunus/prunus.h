@@ -19,13 +19,13 @@ G_BEGIN_DECLS
 
 /* Error codes of the PRUNUS_ERROR domain. */
 typedef enum {
-  PRUNUS_ERROR_IO,         /* a file could not be opened, read or written */
-  PRUNUS_ERROR_FORMAT,     /* a data file or checkpoint is malformed */
-  PRUNUS_ERROR_CONFIG,     /* a config file or --set override is invalid */
-  PRUNUS_ERROR_MISMATCH,   /* two inputs disagree (shapes, counts, architectures) */
-  PRUNUS_ERROR_PLUGIN,     /* a plugin failed to load or returned an error */
-  PRUNUS_ERROR_NUMERIC,    /* NaN/Inf where a number was required */
-  PRUNUS_ERROR_INVALID,    /* an argument out of range */
+  PRUNUS_ERROR_IO,       /* a file could not be opened, read or written */
+  PRUNUS_ERROR_FORMAT,   /* a data file or checkpoint is malformed */
+  PRUNUS_ERROR_CONFIG,   /* a config file or --set override is invalid */
+  PRUNUS_ERROR_MISMATCH, /* two inputs disagree (shapes, counts, architectures) */
+  PRUNUS_ERROR_PLUGIN,   /* a plugin failed to load or returned an error */
+  PRUNUS_ERROR_NUMERIC,  /* NaN/Inf where a number was required */
+  PRUNUS_ERROR_INVALID,  /* an argument out of range */
 } PrunusErrorCode;
 
 PRUNUS_API GQuark prunus_error_quark(void);
@@ -33,13 +33,16 @@ PRUNUS_API const char *prunus_version(void);
 
 /* What every command that reads a config shares. */
 typedef struct {
-  const char *config_path;        /* libconfig file */
-  const char *const *overrides;   /* NULL-terminated "path.to.key=value" list; may be NULL */
-  const char *run_dir;            /* output folder; NULL = runs/<config name> */
-  int threads;                    /* OpenBLAS threads; 0 = OpenBLAS's default */
-  gboolean quiet;                 /* only errors and the final result line */
-  const char *only;               /* run: only the experiment of this name (NULL = all) */
-  const char *cache_dir;          /* run: pretraining cache folder (NULL = RUN_DIR/cache) */
+  const char *config_path;      /* libconfig file */
+  const char *const *overrides; /* NULL-terminated "path.to.key=value" list; may be NULL */
+  const char *run_dir;          /* output folder; NULL = runs/<config name> */
+  /* Threads: training (train, and run's pretraining and retraining) splits its work
+   * over a team of N, with OpenBLAS at one thread meanwhile; everything else
+   * (evaluation, latency, eval) gives N to OpenBLAS. 0 = OpenBLAS's default count. */
+  int threads;
+  gboolean quiet;        /* only errors and the final result line */
+  const char *only;      /* run: only the experiment of this name (NULL = all) */
+  const char *cache_dir; /* run: pretraining cache folder (NULL = RUN_DIR/cache) */
 } PrunusJobOptions;
 
 /* `prunus train`: train the config's model; writes RUN_DIR/model.safetensors,
@@ -55,7 +58,10 @@ PRUNUS_API gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptio
 
 /* `prunus run`: the whole pipeline of the config (pretrain, then rounds of
  * score -> plan -> apply -> retrain -> evaluate); writes the run folder: per-round
- * checkpoints, metrics.jsonl, summary.json (rewritten after every round). */
+ * checkpoints, metrics.jsonl, summary.json (rewritten after every round). Every
+ * experiment x seed is checked first (config keys, plugin names and settings, the
+ * criterion/granularity pairing), before the dataset is read: a config with a mistake
+ * anywhere is refused with nothing trained and nothing written. */
 PRUNUS_API gboolean prunus_job_run(const PrunusJobOptions *o, GError **error);
 
 /* `prunus report`: rebuild RUN_DIR's reports (summary.md, summary.csv, plots/,
@@ -73,11 +79,11 @@ PRUNUS_API gboolean prunus_job_list_plugins(const PrunusJobOptions *o, GError **
  * bytes, FLOPs; per layer the sparsity and what auto picked. Printed; also written as
  * JSON to json_path when set. */
 typedef struct {
-  const int *batches;             /* batch sizes; NULL / 0 = {1, 32, 256} */
+  const int *batches; /* batch sizes; NULL / 0 = {1, 32, 256} */
   int n_batches;
-  int threads;                    /* sparse kernels and OpenBLAS (1 or 2); 0 = 1 */
-  double seconds;                 /* time spent per measurement; 0 = 0.3 */
-  const char *json_path;          /* may be NULL */
+  int threads;           /* sparse kernels and OpenBLAS (1 or 2); 0 = 1 */
+  double seconds;        /* time spent per measurement; 0 = 0.3 */
+  const char *json_path; /* may be NULL */
 } PrunusBenchOptions;
 
 PRUNUS_API gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOptions *o,
@@ -85,8 +91,8 @@ PRUNUS_API gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOp
 
 /* `prunus export`: what a checkpoint becomes outside prunus. */
 typedef enum {
-  PRUNUS_EXPORT_C,            /* out = a folder: prunus_model.c + prunus_model.h, no deps */
-  PRUNUS_EXPORT_SAFETENSORS,  /* out = a file: masks applied, dead units removed, no masks */
+  PRUNUS_EXPORT_C,           /* out = a folder: prunus_model.c + prunus_model.h, no deps */
+  PRUNUS_EXPORT_SAFETENSORS, /* out = a file: masks applied, dead units removed, no masks */
 } PrunusExportFormat;
 
 /* Export checkpoint to out. The C format takes the input normalisation from the
@@ -94,8 +100,7 @@ typedef enum {
  * is fitted again on the training split of the config o->config_path. Otherwise o
  * is read only for quiet and may be NULL. */
 PRUNUS_API gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
-                                      PrunusExportFormat format, const char *out,
-                                      GError **error);
+                                      PrunusExportFormat format, const char *out, GError **error);
 
 G_END_DECLS
 

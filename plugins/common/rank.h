@@ -48,8 +48,7 @@ static inline int rank_read_settings(RankCtx *ctx, PrunusHost *host,
                         aggregate);
     return -1;
   }
-  if (services->get_bool(host, "normalize", 1, &normalize) != 0)
-    return -1;
+  if (services->get_bool(host, "normalize", 1, &normalize) != 0) return -1;
   ctx->host = host;
   ctx->services = services;
   ctx->aggregate = (RankAggregate)aggregate;
@@ -70,8 +69,7 @@ static inline int rank_unit_scores(const RankCtx *ctx, const PrunusModelView *mo
                                    const PrunusScores *scores, int l, double *out) {
   const PrunusLayerView *layer = &model->layers[l];
   if (scores->unit_scores && scores->unit_scores[l]) {
-    for (int u = 0; u < layer->n_units; u++)
-      out[u] = scores->unit_scores[l][u];
+    for (int u = 0; u < layer->n_units; u++) out[u] = scores->unit_scores[l][u];
   } else if (scores->weight_scores && scores->weight_scores[l]) {
     const float *s = scores->weight_scores[l];
     for (int u = 0; u < layer->n_units; u++) {
@@ -79,21 +77,22 @@ static inline int rank_unit_scores(const RankCtx *ctx, const PrunusModelView *mo
       double acc = 0.0;
       for (int k = 0; k < layer->fan_in; k++) {
         const size_t i = row + (size_t)k;
-        if (!rank_is_alive(layer, i))
-          continue;
+        if (!rank_is_alive(layer, i)) continue;
         acc += ctx->aggregate == RANK_AGGREGATE_L1 ? fabs((double)s[i]) : (double)s[i] * s[i];
       }
       out[u] = ctx->aggregate == RANK_AGGREGATE_L1 ? acc : sqrt(acc);
     }
   } else {
-    ctx->services->set_error(ctx->host, "layer %s: no unit or weight scores (the criterion must "
-                             "produce PRUNUS_SCORES_UNIT or PRUNUS_SCORES_WEIGHT)", layer->name);
+    ctx->services->set_error(ctx->host,
+                             "layer %s: no unit or weight scores (the criterion must "
+                             "produce PRUNUS_SCORES_UNIT or PRUNUS_SCORES_WEIGHT)",
+                             layer->name);
     return -1;
   }
   for (int u = 0; u < layer->n_units; u++) {
     if (!isfinite(out[u])) {
-      ctx->services->set_error(ctx->host, "layer %s: unit %d has a non-finite score",
-                               layer->name, u);
+      ctx->services->set_error(ctx->host, "layer %s: unit %d has a non-finite score", layer->name,
+                               u);
       return -1;
     }
   }
@@ -103,12 +102,10 @@ static inline int rank_unit_scores(const RankCtx *ctx, const PrunusModelView *mo
 /* Divide the layer's scores by their mean |score| (left alone when that is 0). */
 static inline void rank_normalize(double *s, int n) {
   double mean = 0.0;
-  for (int u = 0; u < n; u++)
-    mean += fabs(s[u]);
+  for (int u = 0; u < n; u++) mean += fabs(s[u]);
   mean /= n > 0 ? n : 1;
   if (mean > 0.0)
-    for (int u = 0; u < n; u++)
-      s[u] /= mean;
+    for (int u = 0; u < n; u++) s[u] /= mean;
 }
 
 // ----------------------------------------------------------------------------
@@ -123,10 +120,8 @@ typedef struct {
 
 static inline int rank_candidate_cmp(const void *pa, const void *pb) {
   const RankCandidate *a = pa, *b = pb;
-  if (a->score != b->score)
-    return a->score < b->score ? -1 : 1;
-  if (a->layer != b->layer)
-    return a->layer < b->layer ? -1 : 1;
+  if (a->score != b->score) return a->score < b->score ? -1 : 1;
+  if (a->layer != b->layer) return a->layer < b->layer ? -1 : 1;
   return (a->unit > b->unit) - (a->unit < b->unit);
 }
 
@@ -135,11 +130,11 @@ static inline int rank_round(double x) { return x <= 0.0 ? 0 : (int)floor(x + 0.
 
 /* Per-layer bookkeeping for one plan() call. */
 typedef struct {
-  int active;     /* eligible, prunable, hidden and a non-zero rate */
-  double rate;    /* layer_amount[l] (1 when the host gives none) */
-  double *score;  /* (n_units) unit scores, for active layers */
-  int cap;        /* most units max_sparsity allows removing this round */
-  int removed;    /* removals planned so far */
+  int active;    /* eligible, prunable, hidden and a non-zero rate */
+  double rate;   /* layer_amount[l] (1 when the host gives none) */
+  double *score; /* (n_units) unit scores, for active layers */
+  int cap;       /* most units max_sparsity allows removing this round */
+  int removed;   /* removals planned so far */
 } RankLayerPlan;
 
 /* Remove up to round(rate * units of the group's layers) of the lowest-scored
@@ -149,11 +144,9 @@ static inline int rank_select(const RankCtx *ctx, const PrunusModelView *model, 
                               const int *in_group, double rate, PrunusPlan *plan) {
   size_t n = 0;
   for (int l = 0; l < model->n_layers; l++)
-    if (in_group[l])
-      n += (size_t)model->layers[l].n_units;
+    if (in_group[l]) n += (size_t)model->layers[l].n_units;
   const int want = rank_round(rate * (double)n);
-  if (want == 0 || n == 0)
-    return 0;
+  if (want == 0 || n == 0) return 0;
   RankCandidate *c = malloc(n * sizeof *c);
   if (!c) {
     ctx->services->set_error(ctx->host, "out of memory ranking %zu units", n);
@@ -161,8 +154,7 @@ static inline int rank_select(const RankCtx *ctx, const PrunusModelView *model, 
   }
   size_t k = 0;
   for (int l = 0; l < model->n_layers; l++) {
-    if (!in_group[l])
-      continue;
+    if (!in_group[l]) continue;
     for (int u = 0; u < model->layers[l].n_units; u++) {
       c[k].score = lp[l].score[u];
       c[k].layer = l;
@@ -174,8 +166,7 @@ static inline int rank_select(const RankCtx *ctx, const PrunusModelView *model, 
   int taken = 0;
   for (size_t j = 0; j < k && taken < want; j++) {
     RankLayerPlan *p = &lp[c[j].layer];
-    if (p->removed >= p->cap)
-      continue;
+    if (p->removed >= p->cap) continue;
     plan->remove_units[c[j].layer][c[j].unit] = 1;
     p->removed++;
     taken++;
@@ -208,11 +199,9 @@ static inline size_t rank_alive_after(const PrunusModelView *model, const Prunus
     const int row_kept = !rank_unit_removed(plan, m, u);
     for (int k = 0; k < layer->fan_in; k++) {
       const size_t i = (size_t)u * (size_t)layer->fan_in + (size_t)k;
-      if (!rank_is_alive(layer, i))
-        continue;
+      if (!rank_is_alive(layer, i)) continue;
       before++;
-      if (row_kept && !(per > 0 && rank_unit_removed(plan, m - 1, k / per)))
-        after++;
+      if (row_kept && !(per > 0 && rank_unit_removed(plan, m - 1, k / per))) after++;
     }
   }
   *alive_before = before;
@@ -225,8 +214,7 @@ static inline int rank_check_not_empty(const RankCtx *ctx, const PrunusModelView
     const PrunusLayerView *layer = &model->layers[m];
     const int own = lp[m].removed;
     const int fed = m > 0 ? lp[m - 1].removed : 0;
-    if (own == 0 && fed == 0)
-      continue;
+    if (own == 0 && fed == 0) continue;
     if (own > 0 && own >= layer->n_units) {
       ctx->services->set_error(ctx->host,
                                "layer %s: the plan removes all %d units; refusing to empty the "
@@ -267,8 +255,7 @@ static inline int rank_plan_units(const RankCtx *ctx, const PrunusModelView *mod
                              req->amount);
     return -1;
   }
-  if (nl <= 0)
-    return 0;
+  if (nl <= 0) return 0;
   RankLayerPlan *lp = calloc((size_t)nl, sizeof *lp);
   int *in_group = calloc((size_t)nl, sizeof *in_group);
   int rc = -1;
@@ -299,8 +286,7 @@ static inline int rank_plan_units(const RankCtx *ctx, const PrunusModelView *mod
       ctx->services->set_error(ctx->host, "out of memory scoring layer %s", layer->name);
       goto out_free;
     }
-    if (rank_unit_scores(ctx, model, scores, l, p->score) != 0)
-      goto out_free;
+    if (rank_unit_scores(ctx, model, scores, l, p->score) != 0) goto out_free;
     const double max_sp = req->max_sparsity ? req->max_sparsity[l] : 1.0;
     const int min_units = (int)fmax(0.0, ceil((1.0 - max_sp) * layer->n_units - 1e-9));
     p->cap = layer->n_units > min_units ? layer->n_units - min_units : 0;
@@ -310,30 +296,23 @@ static inline int rank_plan_units(const RankCtx *ctx, const PrunusModelView *mod
   if (req->scope == PRUNUS_SCOPE_GLOBAL) {
     for (int l = 0; l < nl; l++) {
       in_group[l] = lp[l].active && lp[l].rate == 1.0;
-      if (in_group[l] && ctx->normalize)
-        rank_normalize(lp[l].score, model->layers[l].n_units);
+      if (in_group[l] && ctx->normalize) rank_normalize(lp[l].score, model->layers[l].n_units);
     }
-    if (rank_select(ctx, model, lp, in_group, req->amount, plan) != 0)
-      goto out_free;
+    if (rank_select(ctx, model, lp, in_group, req->amount, plan) != 0) goto out_free;
   }
   for (int l = 0; l < nl; l++) {
-    if (!lp[l].active || (req->scope == PRUNUS_SCOPE_GLOBAL && lp[l].rate == 1.0))
-      continue;
-    for (int m = 0; m < nl; m++)
-      in_group[m] = m == l;
+    if (!lp[l].active || (req->scope == PRUNUS_SCOPE_GLOBAL && lp[l].rate == 1.0)) continue;
+    for (int m = 0; m < nl; m++) in_group[m] = m == l;
     const double rate = req->scope == PRUNUS_SCOPE_GLOBAL ? req->amount * lp[l].rate : lp[l].rate;
-    if (rank_select(ctx, model, lp, in_group, rate, plan) != 0)
-      goto out_free;
+    if (rank_select(ctx, model, lp, in_group, rate, plan) != 0) goto out_free;
   }
 
-  if (rank_check_not_empty(ctx, model, lp, plan) != 0)
-    goto out_free;
+  if (rank_check_not_empty(ctx, model, lp, plan) != 0) goto out_free;
   rc = 0;
 
 out_free:
   if (lp)
-    for (int l = 0; l < nl; l++)
-      free(lp[l].score);
+    for (int l = 0; l < nl; l++) free(lp[l].score);
   free(in_group);
   free(lp);
   return rc;

@@ -10,21 +10,19 @@
 #include <stdlib.h>
 
 typedef struct {
-  int n_layers;   /* 0 = nothing observed since the last score() */
-  int *n_units;   /* [layer] the shape the sums were made for */
-  int *fan_in;    /* [layer] */
-  double **w;     /* [layer] (n_units, fan_in), when made with_w */
-  double **u;     /* [layer] (n_units), when made with_u */
-  double *count;  /* [layer] a per-layer denominator, the criterion's to use */
-  long steps;     /* observe() calls summed */
+  int n_layers;  /* 0 = nothing observed since the last score() */
+  int *n_units;  /* [layer] the shape the sums were made for */
+  int *fan_in;   /* [layer] */
+  double **w;    /* [layer] (n_units, fan_in), when made with_w */
+  double **u;    /* [layer] (n_units), when made with_u */
+  double *count; /* [layer] a per-layer denominator, the criterion's to use */
+  long steps;    /* observe() calls summed */
 } Sums;
 
 static inline void sums_clear(Sums *s) {
   for (int l = 0; l < s->n_layers; l++) {
-    if (s->w)
-      free(s->w[l]);
-    if (s->u)
-      free(s->u[l]);
+    if (s->w) free(s->w[l]);
+    if (s->u) free(s->u[l]);
   }
   free(s->w);
   free(s->u);
@@ -71,8 +69,8 @@ static inline int sums_begin(Sums *s, const PrunusModelView *model, int with_w, 
     if (with_w)
       ok = (s->w[l] = calloc(layer->n_weights ? layer->n_weights : 1, sizeof(double))) != NULL;
     if (ok && with_u)
-      ok = (s->u[l] = calloc(layer->n_units > 0 ? (size_t)layer->n_units : 1,
-                             sizeof(double))) != NULL;
+      ok = (s->u[l] = calloc(layer->n_units > 0 ? (size_t)layer->n_units : 1, sizeof(double))) !=
+           NULL;
   }
   if (!ok) {
     sums_clear(s);
@@ -83,8 +81,8 @@ static inline int sums_begin(Sums *s, const PrunusModelView *model, int with_w, 
 }
 
 /* score() with no observed step: a data-driven criterion has nothing to go on. */
-static inline int sums_check_observed(const Sums *s, const PrunusModelView *model,
-                                      PrunusHost *host, const PrunusHostServices *services) {
+static inline int sums_check_observed(const Sums *s, const PrunusModelView *model, PrunusHost *host,
+                                      const PrunusHostServices *services) {
   if (s->n_layers == 0 || s->steps == 0) {
     services->set_error(host, "score() before any calibration step was observed");
     return -1;
@@ -104,8 +102,7 @@ static inline void sums_unit_total(const PrunusLayerView *layer, const double *w
     double acc = 0.0;
     for (int k = 0; k < layer->fan_in; k++) {
       const size_t i = row + (size_t)k;
-      if (layer->mask && layer->mask[i] == 0.0f)
-        continue;
+      if (layer->mask && layer->mask[i] == 0.0f) continue;
       acc += w[i];
     }
     us[u] = (float)(scale * acc);

@@ -52,14 +52,14 @@ static uint32_t actmean_produces(void *state) {
 static int actmean_observe(void *state, const PrunusModelView *model, const PrunusCalibStep *step) {
   ActMean *a = state;
   if (step->kind != PRUNUS_NEED_ACTIVATIONS || !step->activations || step->batch < 1) {
-    a->services->set_error(a->host, "observe(): expected an activations step (kind %u), found "
-                           "kind %u, batch %d%s", (unsigned)PRUNUS_NEED_ACTIVATIONS,
-                           (unsigned)step->kind, step->batch,
+    a->services->set_error(a->host,
+                           "observe(): expected an activations step (kind %u), found "
+                           "kind %u, batch %d%s",
+                           (unsigned)PRUNUS_NEED_ACTIVATIONS, (unsigned)step->kind, step->batch,
                            step->activations ? "" : ", no activations");
     return -1;
   }
-  if (sums_begin(&a->sums, model, 0, 1, a->host, a->services) != 0)
-    return -1;
+  if (sums_begin(&a->sums, model, 0, 1, a->host, a->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
     const int P = layer->positions > 0 ? layer->positions : 1;
@@ -69,8 +69,7 @@ static int actmean_observe(void *state, const PrunusModelView *model, const Prun
       for (int u = 0; u < layer->n_units; u++) {
         const float *y = act + ((size_t)b * (size_t)layer->n_units + (size_t)u) * (size_t)P;
         double s = 0.0;
-        for (int p = 0; p < P; p++)
-          s += fabs((double)y[p]);
+        for (int p = 0; p < P; p++) s += fabs((double)y[p]);
         sum[u] += s;
       }
     }
@@ -85,8 +84,7 @@ static int actmean_observe(void *state, const PrunusModelView *model, const Prun
 
 static int actmean_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
   ActMean *a = state;
-  if (sums_check_observed(&a->sums, model, a->host, a->services) != 0)
-    return -1;
+  if (sums_check_observed(&a->sums, model, a->host, a->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     float *us = scores->unit_scores ? scores->unit_scores[l] : NULL;
     for (int u = 0; us && u < model->layers[l].n_units; u++)

@@ -81,14 +81,14 @@ static uint32_t apoz_produces(void *state) {
 static int apoz_observe(void *state, const PrunusModelView *model, const PrunusCalibStep *step) {
   Apoz *a = state;
   if (step->kind != PRUNUS_NEED_ACTIVATIONS || !step->activations || step->batch < 1) {
-    a->services->set_error(a->host, "observe(): expected an activations step (kind %u), found "
-                           "kind %u, batch %d%s", (unsigned)PRUNUS_NEED_ACTIVATIONS,
-                           (unsigned)step->kind, step->batch,
+    a->services->set_error(a->host,
+                           "observe(): expected an activations step (kind %u), found "
+                           "kind %u, batch %d%s",
+                           (unsigned)PRUNUS_NEED_ACTIVATIONS, (unsigned)step->kind, step->batch,
                            step->activations ? "" : ", no activations");
     return -1;
   }
-  if (sums_begin(&a->sums, model, 0, 1, a->host, a->services) != 0)
-    return -1;
+  if (sums_begin(&a->sums, model, 0, 1, a->host, a->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
     const int P = layer->positions > 0 ? layer->positions : 1;
@@ -98,8 +98,7 @@ static int apoz_observe(void *state, const PrunusModelView *model, const PrunusC
       for (int u = 0; u < layer->n_units; u++) {
         const float *y = act + ((size_t)b * (size_t)layer->n_units + (size_t)u) * (size_t)P;
         int on = 0;
-        for (int p = 0; p < P; p++)
-          on += y[p] > 0.0f;
+        for (int p = 0; p < P; p++) on += y[p] > 0.0f;
         active[u] += a->form == APOZ_FORM_APOZ ? (double)on : (double)(on > 0);
       }
     }
@@ -114,8 +113,7 @@ static int apoz_observe(void *state, const PrunusModelView *model, const PrunusC
 
 static int apoz_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
   Apoz *a = state;
-  if (sums_check_observed(&a->sums, model, a->host, a->services) != 0)
-    return -1;
+  if (sums_check_observed(&a->sums, model, a->host, a->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     float *us = scores->unit_scores ? scores->unit_scores[l] : NULL;
     for (int u = 0; us && u < model->layers[l].n_units; u++)

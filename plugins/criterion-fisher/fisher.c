@@ -53,19 +53,18 @@ static uint32_t fisher_produces(void *state) {
 static int fisher_observe(void *state, const PrunusModelView *model, const PrunusCalibStep *step) {
   Fisher *f = state;
   if (step->kind != PRUNUS_NEED_LOSS_GRAD_SAMPLE || !step->grads || step->batch != 1) {
-    f->services->set_error(f->host, "observe(): expected a per-sample loss-gradient step (kind "
+    f->services->set_error(f->host,
+                           "observe(): expected a per-sample loss-gradient step (kind "
                            "%u, batch 1), found kind %u, batch %d%s",
                            (unsigned)PRUNUS_NEED_LOSS_GRAD_SAMPLE, (unsigned)step->kind,
                            step->batch, step->grads ? "" : ", no gradients");
     return -1;
   }
-  if (sums_begin(&f->sums, model, 1, 0, f->host, f->services) != 0)
-    return -1;
+  if (sums_begin(&f->sums, model, 1, 0, f->host, f->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     const float *g = step->grads[l];
     double *ws = f->sums.w[l];
-    for (size_t i = 0; i < model->layers[l].n_weights; i++)
-      ws[i] += (double)g[i] * (double)g[i];
+    for (size_t i = 0; i < model->layers[l].n_weights; i++) ws[i] += (double)g[i] * (double)g[i];
   }
   f->sums.steps++;
   return 0;
@@ -78,14 +77,12 @@ static int fisher_observe(void *state, const PrunusModelView *model, const Prunu
  * weights. The sums are dropped afterwards so the next round calibrates afresh. */
 static int fisher_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
   Fisher *f = state;
-  if (sums_check_observed(&f->sums, model, f->host, f->services) != 0)
-    return -1;
+  if (sums_check_observed(&f->sums, model, f->host, f->services) != 0) return -1;
   const double inv = 1.0 / (double)f->sums.steps;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
     float *ws = scores->weight_scores ? scores->weight_scores[l] : NULL;
-    for (size_t i = 0; ws && i < layer->n_weights; i++)
-      ws[i] = (float)(f->sums.w[l][i] * inv);
+    for (size_t i = 0; ws && i < layer->n_weights; i++) ws[i] = (float)(f->sums.w[l][i] * inv);
     if (scores->unit_scores && scores->unit_scores[l])
       sums_unit_total(layer, f->sums.w[l], inv, scores->unit_scores[l]);
   }

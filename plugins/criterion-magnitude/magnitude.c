@@ -65,14 +65,12 @@ static int magnitude_score(void *state, const PrunusModelView *model, PrunusScor
       for (int k = 0; k < layer->fan_in; k++) {
         const size_t i = row + (size_t)k;
         const double a = fabs((double)layer->weights[i]);
-        if (ws)
-          ws[i] = (float)a;
+        if (ws) ws[i] = (float)a;
         if (layer->mask && layer->mask[i] == 0.0f)
           continue; /* pruned weights do not count towards the unit's norm */
         norm += m->unit_norm == MAGNITUDE_NORM_L1 ? a : a * a;
       }
-      if (us)
-        us[u] = (float)(m->unit_norm == MAGNITUDE_NORM_L1 ? norm : sqrt(norm));
+      if (us) us[u] = (float)(m->unit_norm == MAGNITUDE_NORM_L1 ? norm : sqrt(norm));
     }
   }
   return 0;

@@ -55,19 +55,18 @@ static uint32_t mas_produces(void *state) {
 static int mas_observe(void *state, const PrunusModelView *model, const PrunusCalibStep *step) {
   Mas *m = state;
   if (step->kind != PRUNUS_NEED_OUTNORM_GRAD_SAMPLE || !step->grads || step->batch != 1) {
-    m->services->set_error(m->host, "observe(): expected a per-sample output-norm gradient step "
+    m->services->set_error(m->host,
+                           "observe(): expected a per-sample output-norm gradient step "
                            "(kind %u, batch 1), found kind %u, batch %d%s",
                            (unsigned)PRUNUS_NEED_OUTNORM_GRAD_SAMPLE, (unsigned)step->kind,
                            step->batch, step->grads ? "" : ", no gradients");
     return -1;
   }
-  if (sums_begin(&m->sums, model, 1, 0, m->host, m->services) != 0)
-    return -1;
+  if (sums_begin(&m->sums, model, 1, 0, m->host, m->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     const float *g = step->grads[l];
     double *ws = m->sums.w[l];
-    for (size_t i = 0; i < model->layers[l].n_weights; i++)
-      ws[i] += fabs((double)g[i]);
+    for (size_t i = 0; i < model->layers[l].n_weights; i++) ws[i] += fabs((double)g[i]);
   }
   m->sums.steps++;
   return 0;
@@ -80,14 +79,12 @@ static int mas_observe(void *state, const PrunusModelView *model, const PrunusCa
  * weights. The sums are dropped afterwards so the next round calibrates afresh. */
 static int mas_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
   Mas *m = state;
-  if (sums_check_observed(&m->sums, model, m->host, m->services) != 0)
-    return -1;
+  if (sums_check_observed(&m->sums, model, m->host, m->services) != 0) return -1;
   const double inv = 1.0 / (double)m->sums.steps;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
     float *ws = scores->weight_scores ? scores->weight_scores[l] : NULL;
-    for (size_t i = 0; ws && i < layer->n_weights; i++)
-      ws[i] = (float)(m->sums.w[l][i] * inv);
+    for (size_t i = 0; ws && i < layer->n_weights; i++) ws[i] = (float)(m->sums.w[l][i] * inv);
     if (scores->unit_scores && scores->unit_scores[l])
       sums_unit_total(layer, m->sums.w[l], inv, scores->unit_scores[l]);
   }

@@ -57,11 +57,9 @@ static int random_score(void *state, const PrunusModelView *model, PrunusScores 
     float *ws = scores->weight_scores ? scores->weight_scores[l] : NULL;
     float *us = scores->unit_scores ? scores->unit_scores[l] : NULL;
     if (ws)
-      for (size_t i = 0; i < layer->n_weights; i++)
-        ws[i] = random_draw(r);
+      for (size_t i = 0; i < layer->n_weights; i++) ws[i] = random_draw(r);
     if (us)
-      for (int u = 0; u < layer->n_units; u++)
-        us[u] = random_draw(r);
+      for (int u = 0; u < layer->n_units; u++) us[u] = random_draw(r);
   }
   return 0;
 }

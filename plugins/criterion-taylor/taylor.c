@@ -63,13 +63,14 @@ static uint32_t taylor_produces(void *state) {
 static int taylor_observe(void *state, const PrunusModelView *model, const PrunusCalibStep *step) {
   Taylor *t = state;
   if (step->kind != PRUNUS_NEED_LOSS_GRAD || !step->grads) {
-    t->services->set_error(t->host, "observe(): expected a loss-gradient step (kind %u), found "
-                           "kind %u%s", (unsigned)PRUNUS_NEED_LOSS_GRAD, (unsigned)step->kind,
+    t->services->set_error(t->host,
+                           "observe(): expected a loss-gradient step (kind %u), found "
+                           "kind %u%s",
+                           (unsigned)PRUNUS_NEED_LOSS_GRAD, (unsigned)step->kind,
                            step->grads ? "" : " without gradients");
     return -1;
   }
-  if (sums_begin(&t->sums, model, 1, t->squared, t->host, t->services) != 0)
-    return -1;
+  if (sums_begin(&t->sums, model, 1, t->squared, t->host, t->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
     const float *g = step->grads[l];
@@ -81,11 +82,9 @@ static int taylor_observe(void *state, const PrunusModelView *model, const Prunu
         const size_t i = row + (size_t)k;
         const double wg = (double)layer->weights[i] * (double)g[i];
         ws[i] += t->squared ? wg * wg : fabs(wg);
-        if (!layer->mask || layer->mask[i] != 0.0f)
-          unit += wg;
+        if (!layer->mask || layer->mask[i] != 0.0f) unit += wg;
       }
-      if (t->squared)
-        t->sums.u[l][u] += unit * unit;
+      if (t->squared) t->sums.u[l][u] += unit * unit;
     }
   }
   t->sums.steps++;
@@ -101,18 +100,15 @@ static int taylor_observe(void *state, const PrunusModelView *model, const Prunu
  * dropped afterwards so the next round calibrates afresh. */
 static int taylor_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
   Taylor *t = state;
-  if (sums_check_observed(&t->sums, model, t->host, t->services) != 0)
-    return -1;
+  if (sums_check_observed(&t->sums, model, t->host, t->services) != 0) return -1;
   const double inv = 1.0 / (double)t->sums.steps;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
     float *ws = scores->weight_scores ? scores->weight_scores[l] : NULL;
     float *us = scores->unit_scores ? scores->unit_scores[l] : NULL;
-    for (size_t i = 0; ws && i < layer->n_weights; i++)
-      ws[i] = (float)(t->sums.w[l][i] * inv);
+    for (size_t i = 0; ws && i < layer->n_weights; i++) ws[i] = (float)(t->sums.w[l][i] * inv);
     if (us && t->squared)
-      for (int u = 0; u < layer->n_units; u++)
-        us[u] = (float)(t->sums.u[l][u] * inv);
+      for (int u = 0; u < layer->n_units; u++) us[u] = (float)(t->sums.u[l][u] * inv);
     else if (us)
       sums_unit_total(layer, t->sums.w[l], inv, us);
   }

@@ -64,8 +64,7 @@ static int weight_norm_score(void *state, const PrunusModelView *model, PrunusSc
       double acc = 0.0;
       for (int k = 0; k < layer->fan_in; k++) {
         const size_t i = row + (size_t)k;
-        if (layer->mask && layer->mask[i] == 0.0f)
-          continue; /* pruned weights do not count */
+        if (layer->mask && layer->mask[i] == 0.0f) continue; /* pruned weights do not count */
         const double a = fabs((double)layer->weights[i]);
         acc += w->norm == WEIGHT_NORM_L1 ? a : a * a;
       }

@@ -24,8 +24,7 @@ static int channel_is_conv(const PrunusLayerView *layer) {
 
 static int channel_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
   RankCtx rank;
-  if (rank_read_settings(&rank, host, services) != 0)
-    return -1;
+  if (rank_read_settings(&rank, host, services) != 0) return -1;
   rank.eligible = channel_is_conv;
   ChannelGran *g = malloc(sizeof *g);
   if (!g) {
@@ -59,19 +58,21 @@ static int channel_plan(void *state, const PrunusModelView *model, const PrunusS
   int n_conv = 0, n_prunable = 0;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
-    if (!channel_is_conv(layer) || layer->is_output)
-      continue;
+    if (!channel_is_conv(layer) || layer->is_output) continue;
     n_conv++;
     n_prunable += layer->prunable != 0;
   }
   if (n_conv == 0) {
-    g->rank.services->set_error(g->rank.host, "no conv2d layer to prune: the model has none "
+    g->rank.services->set_error(g->rank.host,
+                                "no conv2d layer to prune: the model has none "
                                 "(granularity \"neuron\" prunes dense layers)");
     return -1;
   }
   if (n_prunable == 0) {
-    g->rank.services->set_error(g->rank.host, "no conv2d layer to prune: prune.layers "
-                                "excludes all %d of them", n_conv);
+    g->rank.services->set_error(g->rank.host,
+                                "no conv2d layer to prune: prune.layers "
+                                "excludes all %d of them",
+                                n_conv);
     return -1;
   }
   return rank_plan_units(&g->rank, model, scores, req, plan);

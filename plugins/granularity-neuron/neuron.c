@@ -17,8 +17,7 @@ typedef struct {
 
 static int neuron_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
   RankCtx rank;
-  if (rank_read_settings(&rank, host, services) != 0)
-    return -1;
+  if (rank_read_settings(&rank, host, services) != 0) return -1;
   NeuronGran *g = malloc(sizeof *g);
   if (!g) {
     services->set_error(host, "out of memory");

@@ -45,10 +45,8 @@ typedef struct {
 
 static int weight_candidate_cmp(const void *pa, const void *pb) {
   const WeightCandidate *a = pa, *b = pb;
-  if (a->score != b->score)
-    return a->score < b->score ? -1 : 1;
-  if (a->layer != b->layer)
-    return a->layer < b->layer ? -1 : 1;
+  if (a->score != b->score) return a->score < b->score ? -1 : 1;
+  if (a->layer != b->layer) return a->layer < b->layer ? -1 : 1;
   return (a->index > b->index) - (a->index < b->index);
 }
 
@@ -61,11 +59,11 @@ static int weight_is_alive(const PrunusLayerView *layer, size_t i) {
 
 /* Per-layer bookkeeping for one plan() call. */
 typedef struct {
-  int active;      /* prunable and a non-zero rate */
-  double rate;     /* layer_amount[l] (1 when the host gives none) */
-  size_t alive;    /* alive weights now */
-  size_t cap;      /* most removals max_sparsity allows this round */
-  size_t removed;  /* removals planned so far */
+  int active;     /* prunable and a non-zero rate */
+  double rate;    /* layer_amount[l] (1 when the host gives none) */
+  size_t alive;   /* alive weights now */
+  size_t cap;     /* most removals max_sparsity allows this round */
+  size_t removed; /* removals planned so far */
 } WeightLayerPlan;
 
 /* Remove up to round(rate * alive of the group's layers) of the lowest-scored alive
@@ -75,11 +73,9 @@ static int weight_select(WeightGran *g, const PrunusModelView *model, const Prun
                          WeightLayerPlan *lp, const int *in_group, double rate, PrunusPlan *plan) {
   size_t n = 0;
   for (int l = 0; l < model->n_layers; l++)
-    if (in_group[l])
-      n += lp[l].alive;
+    if (in_group[l]) n += lp[l].alive;
   const size_t want = weight_round(rate * (double)n);
-  if (want == 0 || n == 0)
-    return 0;
+  if (want == 0 || n == 0) return 0;
   WeightCandidate *c = malloc(n * sizeof *c);
   if (!c) {
     g->services->set_error(g->host, "out of memory ranking %zu weights", n);
@@ -87,13 +83,11 @@ static int weight_select(WeightGran *g, const PrunusModelView *model, const Prun
   }
   size_t k = 0;
   for (int l = 0; l < model->n_layers; l++) {
-    if (!in_group[l])
-      continue;
+    if (!in_group[l]) continue;
     const PrunusLayerView *layer = &model->layers[l];
     const float *s = scores->weight_scores[l];
     for (size_t i = 0; i < layer->n_weights; i++) {
-      if (!weight_is_alive(layer, i))
-        continue;
+      if (!weight_is_alive(layer, i)) continue;
       c[k].score = s[i];
       c[k].layer = l;
       c[k].index = i;
@@ -104,8 +98,7 @@ static int weight_select(WeightGran *g, const PrunusModelView *model, const Prun
   size_t taken = 0;
   for (size_t j = 0; j < k && taken < want; j++) {
     WeightLayerPlan *p = &lp[c[j].layer];
-    if (p->removed >= p->cap)
-      continue;
+    if (p->removed >= p->cap) continue;
     plan->remove_weights[c[j].layer][c[j].index] = 1;
     p->removed++;
     taken++;
@@ -130,8 +123,7 @@ static int weight_plan(void *state, const PrunusModelView *model, const PrunusSc
     g->services->set_error(g->host, "amount: expected a fraction in [0, 1], found %g", req->amount);
     return -1;
   }
-  if (nl <= 0)
-    return 0;
+  if (nl <= 0) return 0;
   WeightLayerPlan *lp = calloc((size_t)nl, sizeof *lp);
   int *in_group = calloc((size_t)nl, sizeof *in_group);
   int rc = -1;
@@ -144,16 +136,17 @@ static int weight_plan(void *state, const PrunusModelView *model, const PrunusSc
     const PrunusLayerView *layer = &model->layers[l];
     WeightLayerPlan *p = &lp[l];
     p->rate = req->layer_amount ? req->layer_amount[l] : 1.0;
-    if (!layer->prunable || p->rate == 0.0)
-      continue;
+    if (!layer->prunable || p->rate == 0.0) continue;
     if (!(p->rate > 0.0 && p->rate <= 1.0)) {
       g->services->set_error(g->host, "layer %s: layer_amount expected in [0, 1], found %g",
                              layer->name, p->rate);
       goto out_free;
     }
     if (!scores->weight_scores || !scores->weight_scores[l]) {
-      g->services->set_error(g->host, "layer %s: no weight scores (the criterion must produce "
-                             "PRUNUS_SCORES_WEIGHT)", layer->name);
+      g->services->set_error(g->host,
+                             "layer %s: no weight scores (the criterion must produce "
+                             "PRUNUS_SCORES_WEIGHT)",
+                             layer->name);
       goto out_free;
     }
     if (!plan->remove_weights || !plan->remove_weights[l]) {
@@ -179,19 +172,14 @@ static int weight_plan(void *state, const PrunusModelView *model, const PrunusSc
   }
 
   if (req->scope == PRUNUS_SCOPE_GLOBAL) {
-    for (int l = 0; l < nl; l++)
-      in_group[l] = lp[l].active && lp[l].rate == 1.0;
-    if (weight_select(g, model, scores, lp, in_group, req->amount, plan) != 0)
-      goto out_free;
+    for (int l = 0; l < nl; l++) in_group[l] = lp[l].active && lp[l].rate == 1.0;
+    if (weight_select(g, model, scores, lp, in_group, req->amount, plan) != 0) goto out_free;
   }
   for (int l = 0; l < nl; l++) {
-    if (!lp[l].active || (req->scope == PRUNUS_SCOPE_GLOBAL && lp[l].rate == 1.0))
-      continue;
-    for (int m = 0; m < nl; m++)
-      in_group[m] = m == l;
+    if (!lp[l].active || (req->scope == PRUNUS_SCOPE_GLOBAL && lp[l].rate == 1.0)) continue;
+    for (int m = 0; m < nl; m++) in_group[m] = m == l;
     const double rate = req->scope == PRUNUS_SCOPE_GLOBAL ? req->amount * lp[l].rate : lp[l].rate;
-    if (weight_select(g, model, scores, lp, in_group, rate, plan) != 0)
-      goto out_free;
+    if (weight_select(g, model, scores, lp, in_group, rate, plan) != 0) goto out_free;
   }
 
   for (int l = 0; l < nl; l++) {

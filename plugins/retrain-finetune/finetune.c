@@ -1,9 +1,8 @@
 /* finetune.c: the plain retrain. After each prune the surviving weights keep their
  * values and train on for `epochs` epochs (default 1, 0 = no retraining) at base
  * rate `lr` (default 0 = the config's train.lr), on a fresh LR schedule. */
-#include <prunus/plugin.h>
+#include "../common/retrain.h"
 
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -15,24 +14,16 @@ typedef struct {
 } Finetune;
 
 static int finetune_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
-  int64_t epochs;
+  int epochs;
   double lr;
   if (!services->train) {
     services->set_error(host, "the host gives no train service to this retrain plugin");
     return -1;
   }
-  if (services->get_int(host, "epochs", 1, &epochs) != 0)
+  if (retrain_require_range_getters(host, services) != 0 ||
+      retrain_get_epochs(host, services, 1, INT32_MAX, &epochs) != 0 ||
+      retrain_get_lr(host, services, &lr) != 0)
     return -1;
-  if (epochs < 0 || epochs > INT32_MAX) {
-    services->set_error(host, "epochs: expected an integer >= 0, found %lld", (long long)epochs);
-    return -1;
-  }
-  if (services->get_double(host, "lr", 0.0, &lr) != 0)
-    return -1;
-  if (!(isfinite(lr) && lr >= 0.0)) {
-    services->set_error(host, "lr: expected a rate >= 0 (0 = train.lr), found %g", lr);
-    return -1;
-  }
   Finetune *f = malloc(sizeof *f);
   if (!f) {
     services->set_error(host, "out of memory");
@@ -40,7 +31,7 @@ static int finetune_create(PrunusHost *host, const PrunusHostServices *services,
   }
   f->host = host;
   f->services = services;
-  f->epochs = (int)epochs;
+  f->epochs = epochs;
   f->lr = lr;
   *state = f;
   return 0;
@@ -51,8 +42,7 @@ static void finetune_destroy(void *state) { free(state); }
 static int finetune_retrain(void *state, int round) {
   const Finetune *f = state;
   (void)round;
-  if (f->epochs == 0)
-    return 0;
+  if (f->epochs == 0) return 0;
   return f->services->train(f->host, f->epochs, f->lr, 0, 0);
 }
 
@@ -69,7 +59,7 @@ static const PrunusPluginDesc finetune_desc = {
     .summary = "keep the surviving weights and train on (fresh LR schedule)",
     .create = finetune_create,
     .destroy = finetune_destroy,
-    .retrain = &finetune_ops,
+    PRUNUS_PLUGIN_OPS(retrain, finetune_ops),
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

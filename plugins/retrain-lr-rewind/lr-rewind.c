@@ -1,13 +1,10 @@
 /* lr-rewind.c: learning-rate rewinding (Renda, Frankle & Carbin 2020). After each
  * prune the surviving weights keep their values and train `epochs` epochs (default
  * train.epochs) on the last `epochs` epochs of the original LR schedule, replayed. */
-#include <prunus/plugin.h>
+#include "../common/retrain.h"
 
 #include <stdint.h>
 #include <stdlib.h>
-
-/* get_int's default when a key is absent: no config value can be this. */
-#define LR_REWIND_ABSENT INT64_MIN
 
 typedef struct {
   PrunusHost *host;
@@ -16,21 +13,18 @@ typedef struct {
 } LrRewind;
 
 static int lr_rewind_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
-  int64_t epochs;
+  int epochs;
   if (!services->train || !services->pretrain_epochs) {
-    services->set_error(host, "the host gives no train/pretrain_epochs service to this retrain "
+    services->set_error(host,
+                        "the host gives no train/pretrain_epochs service to this retrain "
                         "plugin");
     return -1;
   }
-  if (services->get_int(host, "epochs", LR_REWIND_ABSENT, &epochs) != 0)
+  /* at most train.epochs: it replays the end of that schedule */
+  if (retrain_require_range_getters(host, services) != 0 ||
+      retrain_get_epochs(host, services, RETRAIN_ABSENT, services->pretrain_epochs(host),
+                         &epochs) != 0)
     return -1;
-  const int pretrain = services->pretrain_epochs(host);
-  if (epochs != LR_REWIND_ABSENT && (epochs < 0 || epochs > pretrain)) {
-    services->set_error(host, "epochs: expected an integer in [0, %d] (train.epochs: the "
-                        "schedule it replays the end of), found %lld", pretrain,
-                        (long long)epochs);
-    return -1;
-  }
   LrRewind *r = malloc(sizeof *r);
   if (!r) {
     services->set_error(host, "out of memory");
@@ -38,7 +32,7 @@ static int lr_rewind_create(PrunusHost *host, const PrunusHostServices *services
   }
   r->host = host;
   r->services = services;
-  r->epochs = epochs == LR_REWIND_ABSENT ? -1 : (int)epochs;
+  r->epochs = epochs;
   *state = r;
   return 0;
 }
@@ -53,12 +47,13 @@ static int lr_rewind_retrain(void *state, int round) {
   const int total = r->services->pretrain_epochs(r->host);
   const int epochs = r->epochs >= 0 ? r->epochs : total;
   if (epochs > total) {
-    r->services->set_error(r->host, "epochs: %d is more than the %d pretraining epochs whose "
-                           "schedule it replays", epochs, total);
+    r->services->set_error(r->host,
+                           "epochs: %d is more than the %d pretraining epochs whose "
+                           "schedule it replays",
+                           epochs, total);
     return -1;
   }
-  if (epochs <= 0)
-    return 0;
+  if (epochs <= 0) return 0;
   return r->services->train(r->host, epochs, 0.0, (double)(total - epochs), total);
 }
 
@@ -75,7 +70,7 @@ static const PrunusPluginDesc lr_rewind_desc = {
     .summary = "keep the weights, replay the last epochs of the original LR schedule",
     .create = lr_rewind_create,
     .destroy = lr_rewind_destroy,
-    .retrain = &lr_rewind_ops,
+    PRUNUS_PLUGIN_OPS(retrain, lr_rewind_ops),
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

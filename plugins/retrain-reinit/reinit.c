@@ -1,14 +1,10 @@
 /* reinit.c: the lottery-ticket control. After each prune the surviving weights are
  * re-drawn fresh from the initialiser, then train `epochs` epochs (default
  * train.epochs). seed fixes the draw; absent, each round draws one from the host. */
-#include <prunus/plugin.h>
+#include "../common/retrain.h"
 
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-/* get_int's default when a key is absent: no config value can be this. */
-#define REINIT_ABSENT INT64_MIN
 
 typedef struct {
   PrunusHost *host;
@@ -20,31 +16,20 @@ typedef struct {
 } Reinit;
 
 static int reinit_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
-  int64_t epochs, seed;
+  int epochs;
+  int64_t seed;
   double lr;
   if (!services->train || !services->reinit || !services->pretrain_epochs || !services->rng_u64) {
-    services->set_error(host, "the host gives no train/reinit/pretrain_epochs/rng_u64 service "
+    services->set_error(host,
+                        "the host gives no train/reinit/pretrain_epochs/rng_u64 service "
                         "to this retrain plugin");
     return -1;
   }
-  if (services->get_int(host, "epochs", REINIT_ABSENT, &epochs) != 0)
+  if (retrain_require_range_getters(host, services) != 0 ||
+      retrain_get_epochs(host, services, RETRAIN_ABSENT, INT32_MAX, &epochs) != 0 ||
+      retrain_get_lr(host, services, &lr) != 0 ||
+      services->get_int_range(host, "seed", RETRAIN_ABSENT, 0, INT64_MAX, &seed) != 0)
     return -1;
-  if (epochs != REINIT_ABSENT && (epochs < 0 || epochs > INT32_MAX)) {
-    services->set_error(host, "epochs: expected an integer >= 0, found %lld", (long long)epochs);
-    return -1;
-  }
-  if (services->get_double(host, "lr", 0.0, &lr) != 0)
-    return -1;
-  if (!(isfinite(lr) && lr >= 0.0)) {
-    services->set_error(host, "lr: expected a rate >= 0 (0 = train.lr), found %g", lr);
-    return -1;
-  }
-  if (services->get_int(host, "seed", REINIT_ABSENT, &seed) != 0)
-    return -1;
-  if (seed != REINIT_ABSENT && seed < 0) {
-    services->set_error(host, "seed: expected an integer >= 0, found %lld", (long long)seed);
-    return -1;
-  }
   Reinit *r = malloc(sizeof *r);
   if (!r) {
     services->set_error(host, "out of memory");
@@ -52,9 +37,9 @@ static int reinit_create(PrunusHost *host, const PrunusHostServices *services, v
   }
   r->host = host;
   r->services = services;
-  r->has_seed = seed != REINIT_ABSENT;
+  r->has_seed = seed != RETRAIN_ABSENT;
   r->seed = r->has_seed ? (uint64_t)seed : 0;
-  r->epochs = epochs == REINIT_ABSENT ? -1 : (int)epochs;
+  r->epochs = epochs;
   r->lr = lr;
   *state = r;
   return 0;
@@ -70,11 +55,9 @@ static int reinit_retrain(void *state, int round) {
   (void)round;
   const uint64_t seed = r->has_seed ? r->seed : r->services->rng_u64(r->host);
   const int rc = r->services->reinit(r->host, seed);
-  if (rc != 0)
-    return rc;
+  if (rc != 0) return rc;
   const int epochs = r->epochs >= 0 ? r->epochs : r->services->pretrain_epochs(r->host);
-  if (epochs <= 0)
-    return 0;
+  if (epochs <= 0) return 0;
   return r->services->train(r->host, epochs, r->lr, 0, 0);
 }
 
@@ -91,7 +74,7 @@ static const PrunusPluginDesc reinit_desc = {
     .summary = "lottery-ticket control: re-draw survivors at random and retrain",
     .create = reinit_create,
     .destroy = reinit_destroy,
-    .retrain = &reinit_ops,
+    PRUNUS_PLUGIN_OPS(retrain, reinit_ops),
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

@@ -1,14 +1,10 @@
 /* rewind.c: the lottery-ticket retrain (Frankle & Carbin 2019; Frankle et al. 2020).
  * After each prune the surviving weights go back to θ0 (to = "init") or to θk
  * (to = "epoch", epoch = k), then train `epochs` epochs (default: train.epochs). */
-#include <prunus/plugin.h>
+#include "../common/retrain.h"
 
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-
-/* get_int's default when a key is absent: no config value can be this. */
-#define REWIND_ABSENT INT64_MIN
 
 typedef enum {
   REWIND_TO_INIT = 0,  /* θ0: the original initialisation */
@@ -26,51 +22,41 @@ typedef struct {
 } Rewind;
 
 static int rewind_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
-  int to;
-  int64_t epoch, epochs;
+  int to, epochs;
+  int64_t epoch;
   double lr;
   if (!services->train || !services->rewind || !services->pretrain_epochs) {
-    services->set_error(host, "the host gives no train/rewind/pretrain_epochs service to this "
+    services->set_error(host,
+                        "the host gives no train/rewind/pretrain_epochs service to this "
                         "retrain plugin");
     return -1;
   }
-  if (services->get_choice(host, "to", rewind_to_names, REWIND_TO_INIT, &to) != 0)
-    return -1;
-  if (services->get_int(host, "epoch", REWIND_ABSENT, &epoch) != 0)
-    return -1;
-  const int pretrain = services->pretrain_epochs(host);
-  if (to == REWIND_TO_INIT && epoch != REWIND_ABSENT) {
-    services->set_error(host, "epoch: only used with to = \"epoch\", found epoch = %lld with "
-                        "to = \"init\"", (long long)epoch);
-    return -1;
-  }
+  if (retrain_require_range_getters(host, services) != 0) return -1;
+  if (services->get_choice(host, "to", rewind_to_names, REWIND_TO_INIT, &to) != 0) return -1;
   if (to == REWIND_TO_EPOCH) {
-    if (epoch == REWIND_ABSENT) {
-      services->set_error(host, "epoch: expected an integer >= 1 with to = \"epoch\", found "
+    /* θk exists for the pretraining epochs 1..train.epochs */
+    if (services->get_int_range(host, "epoch", RETRAIN_ABSENT, 1, services->pretrain_epochs(host),
+                                &epoch) != 0)
+      return -1;
+    if (epoch == RETRAIN_ABSENT) {
+      services->set_error(host,
+                          "epoch: expected an integer >= 1 with to = \"epoch\", found "
                           "none");
       return -1;
     }
-    if (epoch < 1 || epoch > pretrain) {
-      services->set_error(host, "epoch: expected an integer in [1, %d] (train.epochs), found "
-                          "%lld", pretrain, (long long)epoch);
+  } else {
+    if (services->get_int(host, "epoch", RETRAIN_ABSENT, &epoch) != 0) return -1;
+    if (epoch != RETRAIN_ABSENT) {
+      services->set_error(host,
+                          "epoch: only used with to = \"epoch\", found epoch = %lld with "
+                          "to = \"init\"",
+                          (long long)epoch);
       return -1;
     }
-  } else if (to != REWIND_TO_INIT) {
-    services->set_error(host, "to: expected \"init\" or \"epoch\", found choice index %d", to);
-    return -1;
   }
-  if (services->get_int(host, "epochs", REWIND_ABSENT, &epochs) != 0)
+  if (retrain_get_epochs(host, services, RETRAIN_ABSENT, INT32_MAX, &epochs) != 0 ||
+      retrain_get_lr(host, services, &lr) != 0)
     return -1;
-  if (epochs != REWIND_ABSENT && (epochs < 0 || epochs > INT32_MAX)) {
-    services->set_error(host, "epochs: expected an integer >= 0, found %lld", (long long)epochs);
-    return -1;
-  }
-  if (services->get_double(host, "lr", 0.0, &lr) != 0)
-    return -1;
-  if (!(isfinite(lr) && lr >= 0.0)) {
-    services->set_error(host, "lr: expected a rate >= 0 (0 = train.lr), found %g", lr);
-    return -1;
-  }
   Rewind *r = malloc(sizeof *r);
   if (!r) {
     services->set_error(host, "out of memory");
@@ -79,7 +65,7 @@ static int rewind_create(PrunusHost *host, const PrunusHostServices *services, v
   r->host = host;
   r->services = services;
   r->epoch = to == REWIND_TO_EPOCH ? (int)epoch : 0;
-  r->epochs = epochs == REWIND_ABSENT ? -1 : (int)epochs;
+  r->epochs = epochs;
   r->lr = lr;
   *state = r;
   return 0;
@@ -91,11 +77,9 @@ static int rewind_retrain(void *state, int round) {
   const Rewind *r = state;
   (void)round;
   const int rc = r->services->rewind(r->host, r->epoch);
-  if (rc != 0)
-    return rc;
+  if (rc != 0) return rc;
   const int epochs = r->epochs >= 0 ? r->epochs : r->services->pretrain_epochs(r->host);
-  if (epochs <= 0)
-    return 0;
+  if (epochs <= 0) return 0;
   return r->services->train(r->host, epochs, r->lr, 0, 0);
 }
 
@@ -112,7 +96,7 @@ static const PrunusPluginDesc rewind_desc = {
     .summary = "lottery ticket: rewind survivors to θ0 (or θk) and retrain",
     .create = rewind_create,
     .destroy = rewind_destroy,
-    .retrain = &rewind_ops,
+    PRUNUS_PLUGIN_OPS(retrain, rewind_ops),
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

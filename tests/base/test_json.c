@@ -39,8 +39,9 @@ static void assert_number_writes(double x, const char *expected) {
 /* ------------------------------------------------------------------------- */
 
 static void test_parse_values(void) {
-  PrunusJson *v = parse_ok(" {\"a\": [1, -2.5, 3e2, true, false, null, \"x\"],\n"
-                           "\t\"b\": {\"c\": {}}, \"d\": []}\r\n");
+  PrunusJson *v = parse_ok(
+      " {\"a\": [1, -2.5, 3e2, true, false, null, \"x\"],\n"
+      "\t\"b\": {\"c\": {}}, \"d\": []}\r\n");
   g_assert_cmpint(prunus_json_type(v), ==, PRUNUS_JSON_OBJECT);
   g_assert_cmpuint(prunus_json_length(v), ==, 3);
   g_assert_cmpstr(prunus_json_key(v, 0), ==, "a");
@@ -74,10 +75,13 @@ static void test_parse_values(void) {
   prunus_json_free(v);
 
   /* Number grammar corners. */
-  const struct { const char *text; double value; } nums[] = {
-    {"0", 0.0}, {"-0", -0.0}, {"0.5", 0.5}, {"-0.125", -0.125}, {"1E3", 1000.0},
-    {"1e+2", 100.0}, {"25e-1", 2.5}, {"123456789012", 123456789012.0},
-    {"1e-400", 0.0},  /* underflows to zero: allowed */
+  const struct {
+    const char *text;
+    double value;
+  } nums[] = {
+      {"0", 0.0},      {"-0", -0.0},    {"0.5", 0.5},   {"-0.125", -0.125},
+      {"1E3", 1000.0}, {"1e+2", 100.0}, {"25e-1", 2.5}, {"123456789012", 123456789012.0},
+      {"1e-400", 0.0}, /* underflows to zero: allowed */
   };
   for (size_t i = 0; i < G_N_ELEMENTS(nums); i++) {
     v = parse_ok(nums[i].text);
@@ -107,7 +111,7 @@ static void test_escapes(void) {
   v = parse_ok("\"\\ud83d\\uDE00\"");
   g_assert_cmpstr(prunus_json_string(v), ==, "\xf0\x9f\x98\x80");
   prunus_json_free(v);
-  v = parse_ok("\"\\uDBFF\\uDFFF\"");  /* U+10FFFF */
+  v = parse_ok("\"\\uDBFF\\uDFFF\""); /* U+10FFFF */
   g_assert_cmpstr(prunus_json_string(v), ==, "\xf4\x8f\xbf\xbf");
   prunus_json_free(v);
 
@@ -174,9 +178,9 @@ static void test_errors(void) {
   parse_fails("\"\\ude00\"", 8, "at byte 1", "lone low surrogate \\ude00");
   parse_fails("\"\\u0000\"", 8, "at byte 1", "\\u0000 is not supported");
   parse_fails("\"\xff\"", 3, "at byte 1", "invalid UTF-8 byte 0xff");
-  parse_fails("\"\xc0\xaf\"", 4, "at byte 1", "invalid UTF-8");      /* overlong '/' */
-  parse_fails("\"\xed\xa0\x80\"", 5, "at byte 1", "invalid UTF-8");  /* encoded surrogate */
-  parse_fails("\"\xe2\x82\"", 4, "at byte 1", "invalid UTF-8");      /* truncated */
+  parse_fails("\"\xc0\xaf\"", 4, "at byte 1", "invalid UTF-8");         /* overlong '/' */
+  parse_fails("\"\xed\xa0\x80\"", 5, "at byte 1", "invalid UTF-8");     /* encoded surrogate */
+  parse_fails("\"\xe2\x82\"", 4, "at byte 1", "invalid UTF-8");         /* truncated */
   parse_fails("\"\xf4\x90\x80\x80\"", 6, "at byte 1", "invalid UTF-8"); /* > U+10FFFF */
 }
 
@@ -205,9 +209,9 @@ static void test_number_format(void) {
   assert_number_writes(1.0, "1");
   assert_number_writes(-7.0, "-7");
   assert_number_writes(266610.0, "266610");
-  assert_number_writes(9007199254740991.0, "9007199254740991");     /* 2^53 - 1 */
+  assert_number_writes(9007199254740991.0, "9007199254740991"); /* 2^53 - 1 */
   assert_number_writes(-9007199254740991.0, "-9007199254740991");
-  assert_number_writes(9007199254740992.0, "9.00719925e+15");       /* 2^53: not exact */
+  assert_number_writes(9007199254740992.0, "9.00719925e+15"); /* 2^53: not exact */
   assert_number_writes(1e20, "1e+20");
   assert_number_writes(0.5, "0.5");
   assert_number_writes(0.1, "0.1");
@@ -217,7 +221,7 @@ static void test_number_format(void) {
   assert_number_writes((double)0.31f, "0.310000002");
   assert_number_writes(12.5, "12.5");
   assert_number_writes(1e-7, "1e-07");
-  assert_number_writes(123456789.5, "123456790");  /* 9 significant digits */
+  assert_number_writes(123456789.5, "123456790"); /* 9 significant digits */
   assert_number_writes(NAN, "null");
   assert_number_writes(INFINITY, "null");
   assert_number_writes(-INFINITY, "null");
@@ -276,9 +280,9 @@ static void test_builders_and_writer(void) {
 
 static void test_round_trip_text(void) {
   const char *texts[] = {
-    "{\"a\":[1,2.5,-3,1e+20,\"\\u0001x\\\"\"],\"b\":{\"c\":null,\"d\":false}}",
-    "[[],{},[[[]]],\"\",0]",
-    "\"\xf0\x9f\x98\x80\"",
+      "{\"a\":[1,2.5,-3,1e+20,\"\\u0001x\\\"\"],\"b\":{\"c\":null,\"d\":false}}",
+      "[[],{},[[[]]],\"\",0]",
+      "\"\xf0\x9f\x98\x80\"",
   };
   for (size_t i = 0; i < G_N_ELEMENTS(texts); i++) {
     PrunusJson *v = parse_ok(texts[i]);

@@ -91,9 +91,7 @@ static int line_of(const char *text, const char *needle) {
 }
 
 /* "path:line:" (transfer full) */
-static char *loc(const char *path, int line) {
-  return g_strdup_printf("%s:%d:", path, line);
-}
+static char *loc(const char *path, int line) { return g_strdup_printf("%s:%d:", path, line); }
 
 static PrunusConfig *load_ok(const char *path) {
   GError *error = NULL;

@@ -32,8 +32,7 @@ static GByteArray *idx_make(uint32_t magic, const uint32_t *dims, int ndims, con
     be[3] = (uint8_t)v;
     g_byte_array_append(a, be, 4);
   }
-  if (len)
-    g_byte_array_append(a, payload, (guint)len);
+  if (len) g_byte_array_append(a, payload, (guint)len);
   return a;
 }
 
@@ -41,8 +40,7 @@ static GByteArray *idx_make(uint32_t magic, const uint32_t *dims, int ndims, con
  * trailing bytes (extra > 0) or the last -extra payload bytes cut off (extra < 0). */
 static GByteArray *idx_sample_images(int extra) {
   uint8_t px[N_SAMPLES * IMG_ROW + 8];
-  for (size_t k = 0; k < sizeof px; k++)
-    px[k] = sample_pixel(k);
+  for (size_t k = 0; k < sizeof px; k++) px[k] = sample_pixel(k);
   uint32_t dims[3] = {N_SAMPLES, IMG_H, IMG_W};
   return idx_make(0x00000803u, dims, 3, px, (size_t)(N_SAMPLES * IMG_ROW + extra));
 }
@@ -95,11 +93,11 @@ static GError *load_error(const char *images, const char *labels, int max_label)
   return error;
 }
 
-#define ASSERT_ERROR(err, code, ...)                                                               \
-  do {                                                                                             \
-    g_assert_error((err), PRUNUS_ERROR, (code));                                                   \
-    testutil_assert_error_contains((err), __VA_ARGS__, NULL);                                      \
-    g_clear_error(&(err));                                                                         \
+#define ASSERT_ERROR(err, code, ...)                          \
+  do {                                                        \
+    g_assert_error((err), PRUNUS_ERROR, (code));              \
+    testutil_assert_error_contains((err), __VA_ARGS__, NULL); \
+    g_clear_error(&(err));                                    \
   } while (0)
 
 static void assert_sample_dataset(const PrunusDataset *d) {
@@ -111,8 +109,7 @@ static void assert_sample_dataset(const PrunusDataset *d) {
   g_assert_cmpint(d->n_classes, ==, 3);
   for (size_t k = 0; k < N_SAMPLES * IMG_ROW; k++)
     g_assert_cmpuint(d->images[k], ==, sample_pixel(k));
-  for (int i = 0; i < N_SAMPLES; i++)
-    g_assert_cmpuint(d->labels[i], ==, sample_labels[i]);
+  for (int i = 0; i < N_SAMPLES; i++) g_assert_cmpuint(d->labels[i], ==, sample_labels[i]);
 }
 
 // ----------------------------------------------------------------------------
@@ -197,8 +194,7 @@ static void test_load_idx4(void) {
   char *dir = testutil_mkdtemp();
   uint32_t dims[4] = {2, 3, 2, 4};
   uint8_t px[2 * 3 * 2 * 4];
-  for (size_t k = 0; k < sizeof px; k++)
-    px[k] = (uint8_t)(255 - 5 * k);
+  for (size_t k = 0; k < sizeof px; k++) px[k] = (uint8_t)(255 - 5 * k);
   const uint8_t labels[2] = {7, 4};
   char *ip = write_array(dir, "images4", idx_make(0x00000804u, dims, 4, px, sizeof px));
   char *lp = write_array(dir, "labels", idx_labels(labels, 2));
@@ -297,7 +293,8 @@ static void test_error_magic(void) {
   ASSERT_ERROR(error, PRUNUS_ERROR_FORMAT, ip, "not an IDX label file", "expected magic 0x00000801",
                "found 0x00000803");
   error = load_error(garbage, lp, 0);
-  ASSERT_ERROR(error, PRUNUS_ERROR_FORMAT, garbage, "expected magic 0x00000803", "found 0x12345678");
+  ASSERT_ERROR(error, PRUNUS_ERROR_FORMAT, garbage, "expected magic 0x00000803",
+               "found 0x12345678");
   error = load_error(gz_garbage, lp, 0);
   ASSERT_ERROR(error, PRUNUS_ERROR_FORMAT, gz_garbage, "expected magic 0x00000803",
                "found 0x12345678");
@@ -340,14 +337,15 @@ static void test_error_length(void) {
   char *lp = write_array(dir, "labels", idx_labels(sample_labels, N_SAMPLES));
   char *ip = write_array(dir, "images-long", idx_sample_images(3));
   char *gz = write_gzip_array(dir, "images-long.gz", idx_sample_images(3));
-  char *lp_long = write_array(dir, "labels-long", idx_make(0x00000801u, (uint32_t[]){3},
-                                                           1, sample_labels, N_SAMPLES));
+  char *lp_long = write_array(dir, "labels-long",
+                              idx_make(0x00000801u, (uint32_t[]){3}, 1, sample_labels, N_SAMPLES));
 
   GError *error = load_error(ip, lp, 0);
   ASSERT_ERROR(error, PRUNUS_ERROR_FORMAT, ip, "dimensions 5x3x2 do not match the file length",
                "expected 46 bytes, found 49", "3 trailing");
   error = load_error(gz, lp, 0);
-  ASSERT_ERROR(error, PRUNUS_ERROR_FORMAT, gz, "dimensions 5x3x2 do not match the decompressed length",
+  ASSERT_ERROR(error, PRUNUS_ERROR_FORMAT, gz,
+               "dimensions 5x3x2 do not match the decompressed length",
                "expected 46 bytes, found at least 49");
   char *ip_ok = write_array(dir, "images", idx_sample_images(0));
   error = load_error(ip_ok, lp_long, 0);
@@ -560,8 +558,7 @@ static void test_new_from_data(void) {
 
 static void test_slice(void) {
   uint8_t px[N_SAMPLES * IMG_ROW];
-  for (size_t k = 0; k < sizeof px; k++)
-    px[k] = sample_pixel(k);
+  for (size_t k = 0; k < sizeof px; k++) px[k] = sample_pixel(k);
   PrunusDataset *d = prunus_dataset_new_from_data(N_SAMPLES, 1, IMG_H, IMG_W, 3, px, sample_labels);
   PrunusDataset *s = prunus_dataset_slice(d, 1, 3);
   g_assert_cmpint(s->n, ==, 3);
@@ -630,8 +627,7 @@ static void test_fill_batch(void) {
   PrunusNorm unit = {.kind = PRUNUS_NORM_UNIT, .mean = 0.0f, .std = 1.0f};
   prunus_dataset_fill_batch(d, &unit, idx, 4, x, y);
   for (int b = 0; b < 4; b++)
-    for (int j = 0; j < 4; j++)
-      want[b * 4 + j] = (float)(px[idx[b] * 4 + j] / 255.0);
+    for (int j = 0; j < 4; j++) want[b * 4 + j] = (float)(px[idx[b] * 4 + j] / 255.0);
   g_assert_cmpfloat(testutil_max_rel_diff(x, want, 16, "fill_batch unit"), <=, 1e-7);
   g_assert_cmpfloat(x[4 + 1], ==, 1.0f); /* sample 0, pixel 255 */
   g_assert_cmpfloat(x[4 + 0], ==, 0.0f);
@@ -693,11 +689,10 @@ static void test_real_fashion_mnist(void) {
   g_assert_cmpint(d->w, ==, 28);
   g_assert_cmpint(d->n_classes, ==, 10);
   int per_class[10] = {0};
-  for (int i = 0; i < d->n; i++)
-    per_class[d->labels[i]]++;
+  for (int i = 0; i < d->n; i++) per_class[d->labels[i]]++;
   for (int k = 0; k < 10; k++)
     g_assert_cmpint(per_class[k], ==, 1000); /* the test split is balanced */
-  g_assert_cmpuint(d->labels[0], ==, 9);      /* the first test image is an ankle boot */
+  g_assert_cmpuint(d->labels[0], ==, 9);     /* the first test image is an ankle boot */
   PrunusNorm s = prunus_norm_fit(d, PRUNUS_NORM_STANDARD);
   g_test_message("fashion-mnist t10k: mean %.4f std %.4f", s.mean, s.std);
   g_assert_cmpfloat(s.mean, >, 0.2f);

@@ -28,8 +28,8 @@ static PrunusArch dense_arch(int hidden) {
 static PrunusArch conv_arch(void) {
   PrunusArch a = {.input = {1, 4, 4}, .n_classes = 3, .n_layers = 5};
   a.layers = g_new0(PrunusLayerSpec, 5);
-  a.layers[0] = (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3,
-                                  .stride = 1, .padding = 1};
+  a.layers[0] = (PrunusLayerSpec){
+      .type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1, .padding = 1};
   a.layers[1].type = PRUNUS_LAYER_RELU;
   a.layers[2] = (PrunusLayerSpec){.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2};
   a.layers[3].type = PRUNUS_LAYER_FLATTEN;
@@ -65,8 +65,8 @@ static void assert_same_model(const PrunusModel *a, const PrunusModel *b) {
 }
 
 /* Load path and expect an error in code whose message holds the path and needles. */
-static void load_fails(const char *path, const PrunusArch *expected, int code,
-                       const char *needle1, const char *needle2) {
+static void load_fails(const char *path, const PrunusArch *expected, int code, const char *needle1,
+                       const char *needle2) {
   GError *error = NULL;
   GHashTable *meta = (GHashTable *)0x1;
   PrunusModel *m = prunus_checkpoint_load(path, 1, expected, &meta, &error);
@@ -156,9 +156,13 @@ static void test_file_contents(void) {
 
   PrunusTensorFile *f = prunus_safetensors_read(path, &error);
   g_assert_no_error(error);
-  const struct { const char *name; int ndim; int64_t shape[4]; } want[] = {
-    {"0.weight", 4, {2, 1, 3, 3}}, {"0.bias", 1, {2}}, {"0.mask", 4, {2, 1, 3, 3}},
-    {"4.weight", 2, {3, 8}}, {"4.bias", 1, {3}}, {"4.mask", 2, {3, 8}},
+  const struct {
+    const char *name;
+    int ndim;
+    int64_t shape[4];
+  } want[] = {
+      {"0.weight", 4, {2, 1, 3, 3}}, {"0.bias", 1, {2}}, {"0.mask", 4, {2, 1, 3, 3}},
+      {"4.weight", 2, {3, 8}},       {"4.bias", 1, {3}}, {"4.mask", 2, {3, 8}},
   };
   g_assert_cmpint(f->n_tensors, ==, G_N_ELEMENTS(want));
   for (size_t i = 0; i < G_N_ELEMENTS(want); i++) {
@@ -182,7 +186,7 @@ static void test_file_contents(void) {
   char *names = NULL;
   GDir *d = g_dir_open(dir, 0, NULL);
   names = g_strdup(g_dir_read_name(d));
-  g_assert_null(g_dir_read_name(d));  /* no temp files left */
+  g_assert_null(g_dir_read_name(d)); /* no temp files left */
   g_dir_close(d);
   g_assert_cmpstr(names, ==, "c.safetensors");
   g_free(names);
@@ -271,8 +275,7 @@ static void test_corrupt(void) {
     *b3 = copy[n - 1];
     copy[n - 1] = tmp;
     path = write_variant(&fx, "missing.safetensors", copy, n - 1, meta);
-    load_fails(path, &arch, PRUNUS_ERROR_FORMAT, "tensor \"3.bias\" is missing",
-               "needs shape [3]");
+    load_fails(path, &arch, PRUNUS_ERROR_FORMAT, "tensor \"3.bias\" is missing", "needs shape [3]");
     g_free(path);
     g_free(copy);
   }
@@ -294,8 +297,7 @@ static void test_corrupt(void) {
   float keep = m1->data[2];
   m1->data[2] = 0.5f;
   path = write_variant(&fx, "mask.safetensors", ts, n, meta);
-  load_fails(path, &arch, PRUNUS_ERROR_FORMAT, "tensor \"1.mask\" element 2 is 0.5",
-             "only 0 or 1");
+  load_fails(path, &arch, PRUNUS_ERROR_FORMAT, "tensor \"1.mask\" element 2 is 0.5", "only 0 or 1");
   g_free(path);
   m1->data[2] = keep;
 
@@ -340,7 +342,7 @@ static void test_corrupt(void) {
     path = write_variant(&fx, "badarch.safetensors", ts, n, bad);
     load_fails(path, NULL, PRUNUS_ERROR_FORMAT, "metadata \"architecture\"", "banana");
     g_free(path);
-    g_hash_table_insert(bad, "architecture", "1x2x2|dense:5|relu|dense:3");  /* no flatten */
+    g_hash_table_insert(bad, "architecture", "1x2x2|dense:5|relu|dense:3"); /* no flatten */
     path = write_variant(&fx, "nobuild.safetensors", ts, n, bad);
     load_fails(path, NULL, PRUNUS_ERROR_FORMAT, "cannot build its architecture", "flatten");
     g_free(path);
@@ -391,8 +393,8 @@ static void test_save_rejects(void) {
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC);
   testutil_assert_error_contains(error, path, "tensor \"3.weight\" element 4 is nan", NULL);
   g_clear_error(&error);
-  m->params[l3->w_off + 4] = 0.0f;  /* element 4 is pruned (4 % 3 == 1) */
-  m->params[l3->w_off + 1] = 2.0f;  /* but so is element 1: pruned and non-zero */
+  m->params[l3->w_off + 4] = 0.0f; /* element 4 is pruned (4 % 3 == 1) */
+  m->params[l3->w_off + 1] = 2.0f; /* but so is element 1: pruned and non-zero */
   g_assert_false(prunus_checkpoint_save(m, path, NULL, &error));
   testutil_assert_error_contains(error, path, "tensor \"3.weight\" element 1 is 2", NULL);
   g_clear_error(&error);
@@ -561,8 +563,7 @@ static void norm_fails(const char *key, const char *value, const char *needle1,
 static void test_norm_malformed(void) {
   norm_fails("input_normalize", "zscore", "metadata \"input_normalize\" is \"zscore\"",
              "expected \"unit\" or \"standard\"");
-  norm_fails("input_mean", "abc", "metadata \"input_mean\" is \"abc\"",
-             "expected a finite number");
+  norm_fails("input_mean", "abc", "metadata \"input_mean\" is \"abc\"", "expected a finite number");
   norm_fails("input_mean", "0.5x", "metadata \"input_mean\" is \"0.5x\"", "finite number");
   norm_fails("input_std", "nan", "metadata \"input_std\" is \"nan\"", "finite number");
   norm_fails("input_std", "1e39", "metadata \"input_std\" is \"1e39\"", "finite number");

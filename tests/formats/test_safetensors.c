@@ -89,11 +89,11 @@ static void test_round_trip(void) {
   for (int i = 0; i < 18; i++) conv[i] = sinf((float)i);
 
   PrunusTensor in[5] = {
-    {.name = "1.weight", .ndim = 2, .shape = {2, 3}, .data = w},
-    {.name = "special", .ndim = 1, .shape = {5}, .data = special},
-    {.name = "scalar", .ndim = 0, .data = &scalar},
-    {.name = "empty", .ndim = 2, .shape = {0, 4}, .data = NULL},
-    {.name = "0.weight \"q\" \xc3\xa9", .ndim = 4, .shape = {2, 1, 3, 3}, .data = conv},
+      {.name = "1.weight", .ndim = 2, .shape = {2, 3}, .data = w},
+      {.name = "special", .ndim = 1, .shape = {5}, .data = special},
+      {.name = "scalar", .ndim = 0, .data = &scalar},
+      {.name = "empty", .ndim = 2, .shape = {0, 4}, .data = NULL},
+      {.name = "0.weight \"q\" \xc3\xa9", .ndim = 4, .shape = {2, 1, 3, 3}, .data = conv},
   };
   GHashTable *meta = g_hash_table_new(g_str_hash, g_str_equal);
   g_hash_table_insert(meta, "format", "prunus");
@@ -110,7 +110,7 @@ static void test_round_trip(void) {
   g_assert_cmpint(f->n_tensors, ==, 5);
   for (int i = 0; i < 5; i++) {
     const PrunusTensor *t = &f->tensors[i];
-    g_assert_cmpstr(t->name, ==, in[i].name);  /* file order kept */
+    g_assert_cmpstr(t->name, ==, in[i].name); /* file order kept */
     g_assert_cmpint(t->ndim, ==, in[i].ndim);
     for (int d = 0; d < t->ndim; d++) g_assert_cmpint(t->shape[d], ==, in[i].shape[d]);
     g_assert_cmpuint(prunus_tensor_numel(t), ==, prunus_tensor_numel(&in[i]));
@@ -164,8 +164,8 @@ static void test_byte_layout(void) {
   float a[2] = {1.0f, -2.0f};
   float b[3] = {0.5f, 0.25f, 8.0f};
   PrunusTensor in[2] = {
-    {.name = "a", .ndim = 1, .shape = {2}, .data = a},
-    {.name = "b", .ndim = 2, .shape = {1, 3}, .data = b},
+      {.name = "a", .ndim = 1, .shape = {2}, .data = a},
+      {.name = "b", .ndim = 2, .shape = {1, 3}, .data = b},
   };
   GHashTable *meta = g_hash_table_new(g_str_hash, g_str_equal);
   g_hash_table_insert(meta, "k", "v");
@@ -179,13 +179,14 @@ static void test_byte_layout(void) {
   g_assert_cmpuint(len, >=, 8);
   const guint8 *u = (const guint8 *)bytes;
   uint64_t n = 0;
-  for (int i = 7; i >= 0; i--) n = (n << 8) | u[i];  /* little-endian u64 */
+  for (int i = 7; i >= 0; i--) n = (n << 8) | u[i]; /* little-endian u64 */
   g_assert_cmpuint((8 + n) % 8, ==, 0);             /* data 8-byte aligned */
   g_assert_cmpuint(len, ==, 8 + n + 20);
 
-  const char *expected = "{\"__metadata__\":{\"a\":\"1\",\"k\":\"v\"},"
-                         "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                         "\"b\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[8,20]}}";
+  const char *expected =
+      "{\"__metadata__\":{\"a\":\"1\",\"k\":\"v\"},"
+      "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"b\":{\"dtype\":\"F32\",\"shape\":[1,3],\"data_offsets\":[8,20]}}";
   size_t elen = strlen(expected);
   g_assert_cmpuint(n, >=, elen);
   g_assert_cmpuint(n, <, elen + 8);
@@ -210,10 +211,11 @@ static void test_foreign_file(void) {
    * tensors listed out of data order, zero-size tensor, whitespace in the JSON. */
   char *dir = testutil_mkdtemp();
   float data[3] = {1.0f, 2.0f, 3.0f};
-  const char *header = "{ \"y\": {\"data_offsets\": [4, 12], \"dtype\": \"F32\", \"shape\": [2]},\n"
-                       "  \"x\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},\n"
-                       "  \"z\": {\"dtype\": \"F32\", \"shape\": [0, 3], \"data_offsets\": [12, 12]},\n"
-                       "  \"__metadata__\": {\"m\": \"n\"} }";
+  const char *header =
+      "{ \"y\": {\"data_offsets\": [4, 12], \"dtype\": \"F32\", \"shape\": [2]},\n"
+      "  \"x\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]},\n"
+      "  \"z\": {\"dtype\": \"F32\", \"shape\": [0, 3], \"data_offsets\": [12, 12]},\n"
+      "  \"__metadata__\": {\"m\": \"n\"} }";
   char *path = write_raw(dir, "f.safetensors", strlen(header), header, data, sizeof data);
   GError *error = NULL;
   PrunusTensorFile *f = prunus_safetensors_read(path, &error);
@@ -236,8 +238,8 @@ static void test_truncated(void) {
   char *good = g_build_filename(dir, "good.safetensors", NULL);
   float w[6] = {1, 2, 3, 4, 5, 6};
   PrunusTensor t[2] = {
-    {.name = "w", .ndim = 2, .shape = {2, 2}, .data = w},
-    {.name = "b", .ndim = 1, .shape = {2}, .data = w + 4},
+      {.name = "w", .ndim = 2, .shape = {2, 2}, .data = w},
+      {.name = "b", .ndim = 1, .shape = {2}, .data = w + 4},
   };
   GError *error = NULL;
   g_assert_true(prunus_safetensors_write(good, t, 2, NULL, &error));
@@ -248,12 +250,20 @@ static void test_truncated(void) {
   memcpy(&n, bytes, 8);
   n = GUINT64_FROM_LE(n);
 
-  const struct { size_t cut; const char *needle; } cuts[] = {
-    {0, "too short"}, {4, "too short"}, {7, "too short"},
-    {8, "runs past the end of the file"}, {8 + n / 2, "runs past the end of the file"},
-    {8 + n - 1, "runs past the end of the file"},
-    {8 + n, "outside the data section"}, {8 + n + 1, "outside the data section"},
-    {8 + n + 16, "tensor \"b\""}, {len - 1, "outside the data section (23 bytes)"},
+  const struct {
+    size_t cut;
+    const char *needle;
+  } cuts[] = {
+      {0, "too short"},
+      {4, "too short"},
+      {7, "too short"},
+      {8, "runs past the end of the file"},
+      {8 + n / 2, "runs past the end of the file"},
+      {8 + n - 1, "runs past the end of the file"},
+      {8 + n, "outside the data section"},
+      {8 + n + 1, "outside the data section"},
+      {8 + n + 16, "tensor \"b\""},
+      {len - 1, "outside the data section (23 bytes)"},
   };
   for (size_t i = 0; i < G_N_ELEMENTS(cuts); i++) {
     char *path = testutil_write_file(dir, "cut.safetensors", bytes, cuts[i].cut);
@@ -333,14 +343,13 @@ static void test_bad_header(void) {
             "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],"
             "\"data_offsets\":[0,4]}}",
             d, 4, "tensor \"a\": shape [4294967296, 4294967296, 4294967296] overflows", NULL);
-  raw_fails(dir,
-            "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
+  raw_fails(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
             d, 4, "9 dimensions", NULL);
   /* offsets */
   raw_fails(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,8]}}", d, 4,
             "tensor \"a\": data_offsets [0, 8] lie outside the data section (4 bytes)", NULL);
-  raw_fails(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[1e300,1e301]}}", d,
-            4, "tensor \"a\": data_offsets must be", NULL);
+  raw_fails(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[1e300,1e301]}}", d, 4,
+            "tensor \"a\": data_offsets must be", NULL);
   raw_fails(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", d, 4,
             "[4, 0] end before they begin", NULL);
   raw_fails(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", d, 4,
@@ -367,11 +376,9 @@ static void test_bad_header(void) {
             "8 trailing bytes after the last tensor", NULL);
   raw_fails(dir, "{}", d, 4, "4 trailing bytes", NULL);
   /* other fields */
-  raw_fails(dir,
-            "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}", d,
+  raw_fails(dir, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}", d,
             4, "tensor \"a\": unknown field \"extra\"", NULL);
-  raw_fails(dir, "{\"__metadata__\":{\"k\":1}}", d, 0, "__metadata__ \"k\" is not a string",
-            NULL);
+  raw_fails(dir, "{\"__metadata__\":{\"k\":1}}", d, 0, "__metadata__ \"k\" is not a string", NULL);
   raw_fails(dir, "{\"__metadata__\":[]}", d, 0, "__metadata__ is not an object", NULL);
   raw_fails(dir,
             "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
@@ -497,7 +504,7 @@ static void test_atomic_write_fails_keeps_old(void) {
   size_t old_len;
   char *old_bytes = read_all(path, &old_len);
 
-  size_t n = 1 << 18;  /* 1 MiB of floats */
+  size_t n = 1 << 18; /* 1 MiB of floats */
   float *big = g_new0(float, n);
   PrunusTensor t = {.name = "big", .ndim = 1, .shape = {(int64_t)n}, .data = big};
 
@@ -566,15 +573,17 @@ static void test_python_reader(void) {
       "d = load_file('%s')\n"
       "print(sorted(d), d['0.weight'].shape, d['0.weight'].dtype, d['0.weight'].sum(), "
       "d['0.bias'].tolist())\n"
-      "print(safe_open('%s', 'np').metadata())\n", path, path);
+      "print(safe_open('%s', 'np').metadata())\n",
+      path, path);
   char *argv_run[] = {(char *)python, "-c", script, NULL};
   char *out = NULL;
-  g_assert_true(g_spawn_sync(NULL, argv_run, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, NULL,
-                             &status, &error));
+  g_assert_true(
+      g_spawn_sync(NULL, argv_run, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, NULL, &status, &error));
   g_assert_no_error(error);
   g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  g_assert_cmpstr(out, ==, "['0.bias', '0.weight'] (2, 3) float32 17.75 [1.5, -2.0]\n"
-                           "{'format': 'prunus'}\n");
+  g_assert_cmpstr(out, ==,
+                  "['0.bias', '0.weight'] (2, 3) float32 17.75 [1.5, -2.0]\n"
+                  "{'format': 'prunus'}\n");
   g_free(out);
   g_free(script);
   g_hash_table_destroy(meta);

@@ -18,7 +18,7 @@
 static float *random_sparse(int rows, int cols, uint64_t seed) {
   PrunusRng rng;
   prunus_rng_seed(&rng, seed);
-  float *W = g_new(float, (size_t)rows * cols);
+  float *W = g_new(float, (size_t)rows *cols);
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < cols; c++) {
       float v = (float)prunus_rng_normal(&rng);
@@ -33,8 +33,8 @@ static void check_transpose(void) {
   static const int shapes[][2] = {{256, 784}, {97, 333}, {40, 7}, {1, 9}};
   for (size_t s = 0; s < G_N_ELEMENTS(shapes); s++) {
     int R = shapes[s][0], C = shapes[s][1];
-    float *src = g_new(float, (size_t)R * C), *ref = g_new(float, (size_t)R * C),
-          *dst = g_new(float, (size_t)R * C);
+    float *src = g_new(float, (size_t)R *C), *ref = g_new(float, (size_t)R *C),
+          *dst = g_new(float, (size_t)R *C);
     for (int r = 0; r < R; r++)
       for (int c = 0; c < C; c++) {
         src[(size_t)r * C + c] = (float)(r * 1000 + c);
@@ -66,14 +66,15 @@ static void check_kernels(PrunusCsrLevel level) {
   prunus_rng_seed(&rng, 2);
   for (size_t t = 0; t < G_N_ELEMENTS(Ns); t++) {
     int N = Ns[t];
-    float *xT = g_new(float, (size_t)cols * N);
-    float *yT = g_new(float, (size_t)rows * N);
-    float *ref = g_new(float, (size_t)rows * N);
+    float *xT = g_new(float, (size_t)cols *N);
+    float *yT = g_new(float, (size_t)rows *N);
+    float *ref = g_new(float, (size_t)rows *N);
     for (size_t i = 0; i < (size_t)cols * N; i++) xT[i] = (float)prunus_rng_normal(&rng);
     for (int r = 0; r < rows; r++)
       for (int n = 0; n < N; n++) {
         double acc = bias[r];
-        for (int c = 0; c < cols; c++) acc += (double)W[(size_t)r * cols + c] * xT[(size_t)c * N + n];
+        for (int c = 0; c < cols; c++)
+          acc += (double)W[(size_t)r * cols + c] * xT[(size_t)c * N + n];
         ref[(size_t)r * N + n] = (float)acc;
       }
     memset(yT, 0xff, sizeof(float) * rows * N);
@@ -115,8 +116,8 @@ static void check_team(PrunusTeam *team) {
   int rows = 301, cols = 785, N = 256;
   float *W = random_sparse(rows, cols, 3);
   PrunusCsr *a = prunus_csr_from_dense(W, NULL, rows, cols);
-  float *xT = g_new(float, (size_t)cols * N), *y1 = g_new(float, (size_t)rows * N),
-        *y2 = g_new(float, (size_t)rows * N);
+  float *xT = g_new(float, (size_t)cols *N), *y1 = g_new(float, (size_t)rows *N),
+        *y2 = g_new(float, (size_t)rows *N);
   PrunusRng rng;
   prunus_rng_seed(&rng, 4);
   for (size_t i = 0; i < (size_t)cols * N; i++) xT[i] = (float)prunus_rng_normal(&rng);
@@ -172,7 +173,8 @@ static PrunusModel *masked_model(const char *arch_text, double sparsity, uint64_
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
     if (!l->ops->has_params) continue;
-    for (size_t j = 0; j < l->b_len; j++) m->params[l->b_off + j] = (float)(0.3 * prunus_rng_normal(&rng));
+    for (size_t j = 0; j < l->b_len; j++)
+      m->params[l->b_off + j] = (float)(0.3 * prunus_rng_normal(&rng));
     int fan = l->fan_in;
     for (int u = 0; u < l->out.c; u++) {
       for (int k = 0; k < fan; k++) {
@@ -202,19 +204,19 @@ static void check_engines(PrunusModel *m, const char *label) {
       prunus_engine_set_threads(e, threads);
       for (size_t t = 0; t < G_N_ELEMENTS(batches); t++) {
         int B = batches[t];
-        float *x = g_new(float, (size_t)B * in), *y = g_new(float, (size_t)B * K);
+        float *x = g_new(float, (size_t)B *in), *y = g_new(float, (size_t)B *K);
         for (size_t i = 0; i < (size_t)B * in; i++) x[i] = (float)prunus_rng_normal(&rng);
         prunus_model_forward(m, x, B);
         prunus_engine_forward(e, x, B, y);
         char *what = g_strdup_printf("%s %s B=%d threads=%d", label,
                                      prunus_engine_kind_name((PrunusEngineKind)kind), B, threads);
-        g_assert_cmpfloat(testutil_max_rel_diff(y, m->acts[m->n_layers], (size_t)B * K, what), <, 1e-4);
+        g_assert_cmpfloat(testutil_max_rel_diff(y, m->acts[m->n_layers], (size_t)B * K, what), <,
+                          1e-4);
         g_free(what);
         g_free(x), g_free(y);
       }
     }
-    if (kind == PRUNUS_ENGINE_SHRUNK)
-      g_assert_cmpint(prunus_engine_n_layers(e), ==, m->n_layers);
+    if (kind == PRUNUS_ENGINE_SHRUNK) g_assert_cmpint(prunus_engine_n_layers(e), ==, m->n_layers);
     g_assert_cmpuint(prunus_engine_weight_bytes(e), >, 0);
     prunus_engine_free(e);
   }
@@ -233,7 +235,8 @@ static void run_all_levels(PrunusModel *m, const char *label) {
 static void test_engines_dense_model(void) {
   static const double sparsities[] = {0.0, 0.7, 0.97};
   for (size_t s = 0; s < G_N_ELEMENTS(sparsities); s++) {
-    PrunusModel *m = masked_model("1x5x11|flatten|dense:37|relu|dense:53|relu|dense:10", sparsities[s], 11 + s);
+    PrunusModel *m =
+        masked_model("1x5x11|flatten|dense:37|relu|dense:53|relu|dense:10", sparsities[s], 11 + s);
     run_all_levels(m, "mlp");
     prunus_model_free(m);
   }
@@ -319,17 +322,18 @@ static void test_engine_padding(void) {
       prunus_engine_set_threads(measured, threads); /* measures again: BLAS threads changed */
       for (size_t t = 0; t < G_N_ELEMENTS(batches); t++) {
         int B = batches[t];
-        float *x = g_new(float, (size_t)B * in), *yp = g_new(float, (size_t)B * K),
-              *yn = g_new(float, (size_t)B * K), *ym = g_new(float, (size_t)B * K);
+        float *x = g_new(float, (size_t)B *in), *yp = g_new(float, (size_t)B *K),
+              *yn = g_new(float, (size_t)B *K), *ym = g_new(float, (size_t)B *K);
         for (size_t i = 0; i < (size_t)B * in; i++) x[i] = (float)prunus_rng_normal(&rng);
         prunus_model_forward(m, x, B);
         prunus_engine_forward(padded, x, B, yp);
         prunus_engine_forward(plain, x, B, yn);
         prunus_engine_forward(measured, x, B, ym);
-        char *what = g_strdup_printf("%s padded B=%d threads=%d",
-                                     prunus_engine_kind_name(kinds[k]), B, threads);
+        char *what = g_strdup_printf("%s padded B=%d threads=%d", prunus_engine_kind_name(kinds[k]),
+                                     B, threads);
         g_assert_cmpfloat(testutil_max_rel_diff(yp, yn, (size_t)B * K, what), <, 1e-5);
-        g_assert_cmpfloat(testutil_max_rel_diff(yp, m->acts[m->n_layers], (size_t)B * K, what), <, 1e-4);
+        g_assert_cmpfloat(testutil_max_rel_diff(yp, m->acts[m->n_layers], (size_t)B * K, what), <,
+                          1e-4);
         g_assert_cmpfloat(testutil_max_rel_diff(ym, yn, (size_t)B * K, what), <, 1e-5);
         g_free(what);
         g_free(x), g_free(yp), g_free(yn), g_free(ym);

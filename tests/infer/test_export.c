@@ -61,7 +61,8 @@ static void compile_export(const char *dir) {
   int status = 0;
   GError *error = NULL;
   char *argv[] = {"sh", "-c", cmd, NULL};
-  g_assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status, &error));
+  g_assert_true(
+      g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, &out, &err, &status, &error));
   g_assert_no_error(error);
   if (!g_spawn_check_wait_status(status, NULL)) g_printerr("cc failed:\n%s%s", out, err);
   g_assert_true(g_spawn_check_wait_status(status, NULL));
@@ -73,7 +74,8 @@ static void run_driver(const char *dir, const char *mode, int n) {
   char *argv[] = {"sh", "-c", cmd, NULL};
   int status = 0;
   GError *error = NULL;
-  g_assert_true(g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, &error));
+  g_assert_true(
+      g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, &status, &error));
   g_assert_no_error(error);
   g_assert_true(g_spawn_check_wait_status(status, NULL));
   g_free(cmd);
@@ -91,8 +93,10 @@ static PrunusModel *random_masked_model(const char *arch_text, double sparsity, 
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
     if (!l->ops->has_params) continue;
-    for (size_t j = 0; j < l->b_len; j++) m->params[l->b_off + j] = (float)(0.2 * prunus_rng_normal(&rng));
-    for (size_t j = 0; j < l->w_len; j++) m->mask[l->w_off + j] = prunus_rng_uniform(&rng) >= sparsity;
+    for (size_t j = 0; j < l->b_len; j++)
+      m->params[l->b_off + j] = (float)(0.2 * prunus_rng_normal(&rng));
+    for (size_t j = 0; j < l->w_len; j++)
+      m->mask[l->w_off + j] = prunus_rng_uniform(&rng) >= sparsity;
     /* unit 1 of every layer but the last is dead */
     if (i + 2 < m->n_layers)
       for (int k = 0; k < l->fan_in; k++) m->mask[l->w_off + (size_t)l->fan_in + k] = 0.0f;
@@ -113,7 +117,7 @@ static void check_roundtrip(const char *arch, double sparsity) {
   int N = 50;
   size_t in = prunus_model_input_size(m);
   int K = prunus_model_n_classes(m);
-  float *x = g_new(float, (size_t)N * in);
+  float *x = g_new(float, (size_t)N *in);
   PrunusRng rng;
   prunus_rng_seed(&rng, 5);
   for (size_t i = 0; i < (size_t)N * in; i++) x[i] = (float)prunus_rng_normal(&rng);
@@ -147,12 +151,14 @@ static void test_roundtrip_mlp(void) {
 }
 
 static void test_roundtrip_conv(void) {
-  check_roundtrip("2x11x11|conv2d:6:3:1:1|relu|maxpool2d:2:2|conv2d:5:3:2:0|relu|flatten|dense:7", 0.7);
+  check_roundtrip("2x11x11|conv2d:6:3:1:1|relu|maxpool2d:2:2|conv2d:5:3:2:0|relu|flatten|dense:7",
+                  0.7);
 }
 
 /* safetensors: dead units gone, masks applied, no mask tensors, PyTorch names. */
 static void test_safetensors(void) {
-  PrunusModel *m = random_masked_model("1x6x7|flatten|dense:37|relu|dense:23|relu|dense:10", 0.5, 9);
+  PrunusModel *m =
+      random_masked_model("1x6x7|flatten|dense:37|relu|dense:23|relu|dense:10", 0.5, 9);
   char *dir = testutil_mkdtemp();
   char *path = g_build_filename(dir, "pruned.safetensors", NULL);
   GError *error = NULL;
@@ -217,7 +223,10 @@ static void test_fashion_lenet300(void) {
   char *cdir = g_build_filename(dir, "c", NULL);
   const char *const overrides[] = {"train.epochs=1", "dataset.train_limit=10000", NULL};
   PrunusJobOptions o = {.config_path = PRUNUS_SOURCE_ROOT "/configs/lenet300.cfg",
-                        .overrides = overrides, .run_dir = run, .threads = 1, .quiet = TRUE};
+                        .overrides = overrides,
+                        .run_dir = run,
+                        .threads = 1,
+                        .quiet = TRUE};
   GError *error = NULL;
   /* the train job prints its result line even when quiet: keep TAP's stdout clean */
   fflush(stdout);
@@ -255,7 +264,8 @@ static void test_fashion_lenet300(void) {
   g_assert_nonnull(def);
   double flash = g_ascii_strtod(def + strlen("#define PRUNUS_MODEL_FLASH_BYTES "), NULL);
   double dense = 4.0 * (double)m->n_params;
-  g_test_message("flash %.0f bytes, dense %.0f bytes (%.2f%%)", flash, dense, 100.0 * flash / dense);
+  g_test_message("flash %.0f bytes, dense %.0f bytes (%.2f%%)", flash, dense,
+                 100.0 * flash / dense);
   g_assert_cmpfloat(flash, <=, 0.12 * dense);
 
   /* prunus's predictions on the whole test set */
@@ -315,7 +325,8 @@ static void test_fashion_lenet300(void) {
   g_assert_no_error(error);
   const char *const files[] = {"prunus_model.c", "prunus_model.h"};
   for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
-    char *p1 = g_build_filename(cdir, files[i], NULL), *p2 = g_build_filename(cdir2, files[i], NULL);
+    char *p1 = g_build_filename(cdir, files[i], NULL),
+         *p2 = g_build_filename(cdir2, files[i], NULL);
     char *t1 = NULL, *t2 = NULL;
     g_assert_true(g_file_get_contents(p1, &t1, NULL, &error));
     g_assert_true(g_file_get_contents(p2, &t2, NULL, &error));

@@ -1,8 +1,9 @@
 /* test_cli.c: runs the built `prunus` binary (its path is argv[1] after the GTest
  * options) in a temp folder: usage and exit codes, config errors naming file:line
- * and key, and a full train + eval on a tiny IDX dataset written here, checking
- * the run directory contract (DESIGN.md) and byte-identical reruns; eval and export
- * of checkpoints with and without their input normalisation. */
+ * and key (`run` refusing a typo in any experiment before it trains), and a full
+ * train + eval on a tiny IDX dataset written here, checking the run directory
+ * contract (docs/architecture.md) and byte-identical reruns; eval and export of
+ * checkpoints with and without their input normalisation. */
 #include "checkpoint.h"
 #include "json.h"
 #include "rng.h"
@@ -19,9 +20,9 @@ static const char *prunus_exe;
 // Running the binary
 
 typedef struct {
-  int status;   /* exit code */
-  char *out;    /* stdout (owned) */
-  char *err;    /* stderr (owned) */
+  int status; /* exit code */
+  char *out;  /* stdout (owned) */
+  char *err;  /* stderr (owned) */
 } Run;
 
 static void run_clear(Run *r) {
@@ -116,36 +117,36 @@ static void write_quadrant_idx(const char *dir, const char *prefix, uint32_t n, 
 
 /* The tiny config; epochs is the text after "epochs = ", extra goes at the end of
  * the train group. Dataset paths are relative to the config's folder. */
-#define CONFIG_TEMPLATE \
-    "# tiny: a 64-32-4 MLP on 8x8 quadrant images\n" \
-    "name = \"tiny\";\n" \
-    "seed = 3;\n" \
-    "dataset = {\n" \
-    "  format = \"idx\";\n" \
-    "  train_images = \"train-images-idx3-ubyte\";\n" \
-    "  train_labels = \"train-labels-idx1-ubyte\";\n" \
-    "  test_images = \"t10k-images-idx3-ubyte\";\n" \
-    "  test_labels = \"t10k-labels-idx1-ubyte\";\n" \
-    "  validation = 100;\n" \
-    "  normalize = \"standard\";\n" \
-    "};\n" \
-    "model = {\n" \
-    "  input = [1, 8, 8];\n" \
-    "  layers = (\n" \
-    "    { type = \"flatten\"; },\n" \
-    "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n" \
-    "    { type = \"dense\"; units = 4; }\n" \
-    "  );\n" \
-    "};\n" \
-    "train = {\n" \
-    "  epochs = %s;\n" \
-    "  batch = 32;\n" \
-    "  optimizer = \"sgd\";\n" \
-    "  lr = 0.05;\n" \
-    "  momentum = 0.9;\n" \
-    "  lr_schedule = \"cosine\";\n" \
-    "%s" \
-    "};\n"
+#define CONFIG_TEMPLATE                                            \
+  "# tiny: a 64-32-4 MLP on 8x8 quadrant images\n"                 \
+  "name = \"tiny\";\n"                                             \
+  "seed = 3;\n"                                                    \
+  "dataset = {\n"                                                  \
+  "  format = \"idx\";\n"                                          \
+  "  train_images = \"train-images-idx3-ubyte\";\n"                \
+  "  train_labels = \"train-labels-idx1-ubyte\";\n"                \
+  "  test_images = \"t10k-images-idx3-ubyte\";\n"                  \
+  "  test_labels = \"t10k-labels-idx1-ubyte\";\n"                  \
+  "  validation = 100;\n"                                          \
+  "  normalize = \"standard\";\n"                                  \
+  "};\n"                                                           \
+  "model = {\n"                                                    \
+  "  input = [1, 8, 8];\n"                                         \
+  "  layers = (\n"                                                 \
+  "    { type = \"flatten\"; },\n"                                 \
+  "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n" \
+  "    { type = \"dense\"; units = 4; }\n"                         \
+  "  );\n"                                                         \
+  "};\n"                                                           \
+  "train = {\n"                                                    \
+  "  epochs = %s;\n"                                               \
+  "  batch = 32;\n"                                                \
+  "  optimizer = \"sgd\";\n"                                       \
+  "  lr = 0.05;\n"                                                 \
+  "  momentum = 0.9;\n"                                            \
+  "  lr_schedule = \"cosine\";\n"                                  \
+  "%s"                                                             \
+  "};\n"
 
 #define TINY_EPOCHS 3
 #define TINY_PARAMS (64 * 32 + 32 + 32 * 4 + 4)
@@ -280,9 +281,10 @@ static void test_config_wrong_type(Fixture *f, gconstpointer data) {
   char *cfg = write_config(f->dir, "type.cfg", "\"three\"", "", &text);
   Run r = run_prunus(f->dir, "train", cfg, "--quiet", NULL);
   g_assert_cmpint(r.status, ==, 1);
-  char *want = g_strdup_printf("prunus: error: %s:%d: key 'train.epochs': expected an integer, "
-                               "found a string\n",
-                               cfg, line_of(text, "epochs"));
+  char *want = g_strdup_printf(
+      "prunus: error: %s:%d: key 'train.epochs': expected an integer, "
+      "found a string\n",
+      cfg, line_of(text, "epochs"));
   g_assert_cmpstr(r.err, ==, want);
   g_free(want);
   run_clear(&r);
@@ -295,9 +297,10 @@ static void test_config_missing_file(Fixture *f, gconstpointer data) {
   char *cfg = g_build_filename(f->dir, "no-such.cfg", NULL);
   Run r = run_prunus(f->dir, "train", cfg, NULL);
   g_assert_cmpint(r.status, ==, 1);
-  char *want = g_strdup_printf("prunus: error: cannot read config file '%s': No such file or "
-                               "directory\n",
-                               cfg);
+  char *want = g_strdup_printf(
+      "prunus: error: cannot read config file '%s': No such file or "
+      "directory\n",
+      cfg);
   g_assert_cmpstr(r.err, ==, want);
   g_free(want);
   run_clear(&r);
@@ -334,8 +337,8 @@ static void test_missing_dataset(Fixture *f, gconstpointer data) {
   g_assert_cmpint(r.status, ==, 1);
   char *missing = g_build_filename(f->dir, "gone-idx3-ubyte", NULL);
   /* The path is resolved against the config's folder. */
-  char *want = g_strdup_printf("prunus: error: %s: cannot open: No such file or directory\n",
-                               missing);
+  char *want =
+      g_strdup_printf("prunus: error: %s: cannot open: No such file or directory\n", missing);
   g_assert_cmpstr(r.err, ==, want);
   g_free(want);
   g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS));
@@ -344,18 +347,73 @@ static void test_missing_dataset(Fixture *f, gconstpointer data) {
   g_free(run);
 }
 
+/* `prunus run` checks every experiment before it reads the dataset: a typo in the
+ * last one is refused at once, with nothing written (here the dataset is missing as
+ * well, and it is the typo that is reported). */
+static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
+  char *text =
+      g_strconcat(base,
+                  "prune = {\n"
+                  "  schedule = { rounds = 2; amount = 0.5; };\n"
+                  "  criterion = { plugin = \"magnitude\"; };\n"
+                  "  granularity = { plugin = \"weight\"; };\n"
+                  "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                  "};\n"
+                  "experiments = (\n"
+                  "  { name = \"a\"; },\n"
+                  "  { name = \"b\"; prune = { criterion = { plugin = \"magnitud\"; }; }; }\n"
+                  ");\n",
+                  NULL);
+  char *cfg = testutil_write_file(f->dir, "typo.cfg", text, strlen(text));
+  char *run = g_build_filename(f->dir, "run-typo", NULL);
+  char *cache = g_build_filename(f->dir, "cache-typo", NULL);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", run, "--cache", cache, "--threads", "1", "--set",
+                     "dataset.train_images=\"gone-idx3-ubyte\"", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  g_assert_cmpint(line_of(text, "magnitud\""), ==, 37);
+  char *want = g_strdup_printf(
+      "prunus: error: experiment 'b': %s:%d: prune.criterion: no "
+      "criterion plugin named 'magnitud'; did you mean 'magnitude'? (available: ",
+      cfg, line_of(text, "magnitud\""));
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  assert_contains(r.err, "magnitude"); /* the list of those that exist */
+  g_assert_cmpstr(r.out, ==, "");
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS));
+  g_assert_false(g_file_test(cache, G_FILE_TEST_EXISTS));
+  g_free(want);
+  run_clear(&r);
+  g_free(cache);
+  g_free(run);
+  g_free(cfg);
+  g_free(text);
+  g_free(base);
+}
+
 // ----------------------------------------------------------------------------
 // Train, eval, determinism
 
-/* The run directory contract (DESIGN.md). */
-static const char *const metrics_keys[] = {
-    "experiment", "seed", "round", "epoch", "train_loss", "val_loss", "val_accuracy", "seconds",
-    "samples_per_second"};
+/* The run directory contract (docs/architecture.md). */
+static const char *const metrics_keys[] = {"experiment",   "seed",       "round",
+                                           "epoch",        "train_loss", "val_loss",
+                                           "val_accuracy", "seconds",    "samples_per_second"};
 
-static const char *const round_keys[] = {
-    "round", "sparsity", "params_total", "params_remaining", "compression", "flops",
-    "speedup_theoretical", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "latency_us",
-    "checkpoint", "checkpoint_bytes", "seconds"};
+static const char *const round_keys[] = {"round",
+                                         "sparsity",
+                                         "params_total",
+                                         "params_remaining",
+                                         "compression",
+                                         "flops",
+                                         "speedup_theoretical",
+                                         "test_accuracy",
+                                         "test_loss",
+                                         "val_accuracy",
+                                         "val_loss",
+                                         "latency_us",
+                                         "checkpoint",
+                                         "checkpoint_bytes",
+                                         "seconds"};
 
 /* Parse "...: test_accuracy 0.9850  test_loss ..." from a result line. */
 static double printed_accuracy(const char *out) {
@@ -569,8 +627,8 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
   PrunusModel *m = prunus_checkpoint_load(ckpt, 1, NULL, &md, &error);
   g_assert_no_error(error);
   g_assert_cmpstr(g_hash_table_lookup(md, "input_normalize"), ==, "standard");
-  g_assert_true(g_hash_table_remove(md, "input_normalize") && g_hash_table_remove(md, "input_mean") &&
-                g_hash_table_remove(md, "input_std"));
+  g_assert_true(g_hash_table_remove(md, "input_normalize") &&
+                g_hash_table_remove(md, "input_mean") && g_hash_table_remove(md, "input_std"));
   char *old = g_build_filename(f->dir, "old.safetensors", NULL);
   g_assert_true(prunus_checkpoint_save(m, old, md, &error));
   g_hash_table_unref(md);
@@ -605,9 +663,11 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
   run_clear(&r);
   r = run_prunus(f->dir, "export", old, "--format", "c", "-o", "c-old", NULL);
   g_assert_cmpint(r.status, ==, 1);
-  char *err = g_strdup_printf("prunus: error: %s carries no input normalisation (it predates "
-                              "checkpoints that do): exporting C needs the config it was "
-                              "trained with, whose training split gives it\n", old);
+  char *err = g_strdup_printf(
+      "prunus: error: %s carries no input normalisation (it predates "
+      "checkpoints that do): exporting C needs the config it was "
+      "trained with, whose training split gives it\n",
+      old);
   g_assert_cmpstr(r.err, ==, err);
   g_free(err);
   run_clear(&r);
@@ -646,6 +706,7 @@ int main(int argc, char **argv) {
   ADD("/cli/config/missing-file", test_config_missing_file);
   ADD("/cli/config/bad-set", test_config_bad_set);
   ADD("/cli/dataset/missing", test_missing_dataset);
+  ADD("/cli/run/refused-before-training", test_run_refused_before_training);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
 #undef ADD

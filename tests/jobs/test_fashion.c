@@ -31,11 +31,8 @@ static void test_lenet300(void) {
   char *config = g_build_filename(PRUNUS_SOURCE_ROOT, "configs", "lenet300.cfg", NULL);
   const char *const overrides[] = {"train.epochs=2", "dataset.train_limit=20000",
                                    "dataset.validation=2000", NULL};
-  PrunusJobOptions o = {.config_path = config,
-                        .overrides = overrides,
-                        .run_dir = dir,
-                        .threads = 1,
-                        .quiet = TRUE};
+  PrunusJobOptions o = {
+      .config_path = config, .overrides = overrides, .run_dir = dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
   /* The job prints its result line on stdout, which carries TAP here: send it
    * to a file for the duration and check the line afterwards. */
@@ -75,10 +72,11 @@ static void test_lenet300(void) {
   const PrunusJson *r0 = prunus_json_index(rounds, 0);
   double test_accuracy = summary_number(r0, "test_accuracy");
   double val_accuracy = summary_number(r0, "val_accuracy");
-  g_test_message("lenet300, 18000 train / 2000 val, 2 epochs, 1 thread: test_accuracy %.4f "
-                 "val_accuracy %.4f test_loss %.4f (%.1f s)",
-                 test_accuracy, val_accuracy, summary_number(r0, "test_loss"), seconds);
-  /* 784-300-100-10 has 266610 parameters and 532400 FLOPs (DESIGN.md's example). */
+  g_test_message(
+      "lenet300, 18000 train / 2000 val, 2 epochs, 1 thread: test_accuracy %.4f "
+      "val_accuracy %.4f test_loss %.4f (%.1f s)",
+      test_accuracy, val_accuracy, summary_number(r0, "test_loss"), seconds);
+  /* 784-300-100-10 has 266610 parameters and 532400 FLOPs (docs/architecture.md's example). */
   g_assert_cmpfloat(summary_number(r0, "params_total"), ==, 266610);
   g_assert_cmpfloat(summary_number(r0, "flops"), ==, 532400);
   /* Measured 0.8486 test / 0.8590 val (seed 0, 1 thread, OpenBLAS); the bar sits

@@ -21,8 +21,15 @@ typedef struct {
 } Case;
 
 static PrunusConvGeom geom(int C, int H, int W, int cout, int k, int s, int p) {
-  return (PrunusConvGeom){.C = C, .H = H, .W = W, .k = k, .s = s, .p = p, .cout = cout,
-                          .Ho = (H + 2 * p - k) / s + 1, .Wo = (W + 2 * p - k) / s + 1};
+  return (PrunusConvGeom){.C = C,
+                          .H = H,
+                          .W = W,
+                          .k = k,
+                          .s = s,
+                          .p = p,
+                          .cout = cout,
+                          .Ho = (H + 2 * p - k) / s + 1,
+                          .Wo = (W + 2 * p - k) / s + 1};
 }
 
 static size_t x_len(const PrunusConvGeom *g, int B) { return (size_t)B * g->C * g->H * g->W; }
@@ -31,20 +38,20 @@ static size_t w_len(const PrunusConvGeom *g) { return (size_t)g->cout * g->C * g
 
 /* Calls f(b, co, oh, ow, c, kh, kw, xi, wi, yi) for every product of the convolution
  * whose input lies inside the image (padding contributes nothing). */
-#define FOR_EACH_PRODUCT(g, B, BODY)                                                        \
-  for (int b = 0; b < (B); b++)                                                             \
-    for (int co = 0; co < (g)->cout; co++)                                                  \
-      for (int oh = 0; oh < (g)->Ho; oh++)                                                  \
-        for (int ow = 0; ow < (g)->Wo; ow++)                                                \
-          for (int c = 0; c < (g)->C; c++)                                                  \
-            for (int kh = 0; kh < (g)->k; kh++)                                             \
-              for (int kw = 0; kw < (g)->k; kw++) {                                         \
-                int ih = oh * (g)->s - (g)->p + kh, iw = ow * (g)->s - (g)->p + kw;         \
-                if (ih < 0 || ih >= (g)->H || iw < 0 || iw >= (g)->W) continue;             \
-                size_t xi = (((size_t)b * (g)->C + c) * (g)->H + ih) * (g)->W + iw;         \
-                size_t wi = (((size_t)co * (g)->C + c) * (g)->k + kh) * (g)->k + kw;        \
-                size_t yi = (((size_t)b * (g)->cout + co) * (g)->Ho + oh) * (g)->Wo + ow;   \
-                BODY;                                                                       \
+#define FOR_EACH_PRODUCT(g, B, BODY)                                                      \
+  for (int b = 0; b < (B); b++)                                                           \
+    for (int co = 0; co < (g)->cout; co++)                                                \
+      for (int oh = 0; oh < (g)->Ho; oh++)                                                \
+        for (int ow = 0; ow < (g)->Wo; ow++)                                              \
+          for (int c = 0; c < (g)->C; c++)                                                \
+            for (int kh = 0; kh < (g)->k; kh++)                                           \
+              for (int kw = 0; kw < (g)->k; kw++) {                                       \
+                int ih = oh * (g)->s - (g)->p + kh, iw = ow * (g)->s - (g)->p + kw;       \
+                if (ih < 0 || ih >= (g)->H || iw < 0 || iw >= (g)->W) continue;           \
+                size_t xi = (((size_t)b * (g)->C + c) * (g)->H + ih) * (g)->W + iw;       \
+                size_t wi = (((size_t)co * (g)->C + c) * (g)->k + kh) * (g)->k + kw;      \
+                size_t yi = (((size_t)b * (g)->cout + co) * (g)->Ho + oh) * (g)->Wo + ow; \
+                BODY;                                                                     \
               }
 
 static void ref_forward(const PrunusConvGeom *g, int B, const double *x, const double *W,
@@ -72,8 +79,8 @@ static void ref_backward(const PrunusConvGeom *g, int B, const double *x, const 
 typedef struct {
   PrunusConvGeom g;
   int B;
-  float *x, *W, *bias, *dy;             /* inputs */
-  double *xd, *Wd, *biasd, *dyd;        /* the same values in double */
+  float *x, *W, *bias, *dy;      /* inputs */
+  double *xd, *Wd, *biasd, *dyd; /* the same values in double */
   double *y_ref, *dW_ref, *db_ref, *dx_ref;
 } Data;
 
@@ -184,10 +191,9 @@ static void test_reference_finite_differences(void) {
 static const struct {
   int C, H, W, cout, p, B;
 } wino_cases[] = {
-    {16, 28, 28, 16, 1, 3}, {32, 14, 14, 32, 1, 2}, {64, 7, 7, 64, 1, 5},
-    {11, 9, 13, 45, 1, 3},  {45, 7, 5, 11, 1, 2},   {1, 6, 6, 3, 1, 2},
-    {3, 5, 8, 17, 0, 3},    {5, 4, 4, 7, 2, 2},     {17, 3, 3, 9, 0, 4},
-    {2, 31, 19, 33, 1, 1},  {24, 1, 1, 8, 1, 2},
+    {16, 28, 28, 16, 1, 3}, {32, 14, 14, 32, 1, 2}, {64, 7, 7, 64, 1, 5}, {11, 9, 13, 45, 1, 3},
+    {45, 7, 5, 11, 1, 2},   {1, 6, 6, 3, 1, 2},     {3, 5, 8, 17, 0, 3},  {5, 4, 4, 7, 2, 2},
+    {17, 3, 3, 9, 0, 4},    {2, 31, 19, 33, 1, 1},  {24, 1, 1, 8, 1, 2},
 };
 
 /* Every case in the ISA version `isa`, with and without bias, against the plain loops. */
@@ -206,8 +212,8 @@ static void check_wino_isa(PrunusConvIsa isa) {
     Data d = data_new(g, B, ci + 1);
     for (int with_bias = 0; with_bias < 2; with_bias++) {
       Out o = run_wino(&d, NULL, with_bias);
-      char *label = g_strdup_printf("%s %dx%dx%d -> %d p%d B%d%s", prunus_conv_isa_name(isa),
-                                    g.C, g.H, g.W, g.cout, g.p, B, with_bias ? " bias" : "");
+      char *label = g_strdup_printf("%s %dx%dx%d -> %d p%d B%d%s", prunus_conv_isa_name(isa), g.C,
+                                    g.H, g.W, g.cout, g.p, B, with_bias ? " bias" : "");
       double *y_ref = g_new(double, y_len(&g, B));
       ref_forward(&g, B, d.xd, d.Wd, with_bias ? d.biasd : NULL, y_ref);
       g_assert_cmpfloat(rel_err(o.y, y_ref, y_len(&g, B), label), <, 2e-6 * (g.C * 9 + 10));
@@ -245,7 +251,8 @@ static void test_wino_team(void) {
         again = run_wino(&d, team, TRUE);
     g_assert_cmpmem(one.y, sizeof(float) * y_len(g, B), two.y, sizeof(float) * y_len(g, B));
     g_assert_cmpmem(one.dx, sizeof(float) * x_len(g, B), two.dx, sizeof(float) * x_len(g, B));
-    g_assert_cmpfloat(testutil_max_rel_diff(one.dW, two.dW, w_len(g), "dW 1 vs 2 threads"), <, 1e-4);
+    g_assert_cmpfloat(testutil_max_rel_diff(one.dW, two.dW, w_len(g), "dW 1 vs 2 threads"), <,
+                      1e-4);
     g_assert_cmpfloat(testutil_max_rel_diff(one.db, two.db, g->cout, "db 1 vs 2 threads"), <, 1e-5);
     g_assert_cmpmem(two.dW, sizeof(float) * w_len(g), again.dW, sizeof(float) * w_len(g));
     g_assert_cmpmem(two.db, sizeof(float) * g->cout, again.db, sizeof(float) * g->cout);

@@ -15,8 +15,8 @@ static void test_sgemm_matches_reference(void) {
   PrunusRng r;
   prunus_rng_seed(&r, 7);
   /* 40 x 37 and 17 x 33: blocks of 16-wide tiles with a tail, split by rows and columns */
-  const int sizes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 1, 33}, {64, 31, 1}, {128, 300, 784}, {5, 9, 0},
-                          {40, 37, 9}, {37, 17, 5}};
+  const int sizes[][3] = {{1, 1, 1},       {3, 5, 7}, {17, 1, 33}, {64, 31, 1},
+                          {128, 300, 784}, {5, 9, 0}, {40, 37, 9}, {37, 17, 5}};
   PrunusTeam *team = prunus_team_new(2);
   g_assert_nonnull(team);
   int threads = prunus_get_threads();
@@ -107,7 +107,7 @@ static void test_sgemv_matches_reference(void) {
   PrunusRng r;
   prunus_rng_seed(&r, 11);
   int M = 37, N = 53;
-  float *A = g_new(float, M * N), *x = g_new(float, MAX(M, N));
+  float *A = g_new(float, M *N), *x = g_new(float, MAX(M, N));
   float *y1 = g_new(float, MAX(M, N)), *y2 = g_new(float, MAX(M, N));
   fill(&r, A, (size_t)M * N);
   fill(&r, x, MAX(M, N));

@@ -97,7 +97,8 @@ static void check_gradients(PrunusArch *arch, int B, const char *label) {
   g_assert_cmpint(skipped, <=, (int)((m->n_params + nin) / 20));
   char buf[128];
   g_snprintf(buf, sizeof buf, "%s dparams", label);
-  if (m->n_params) g_assert_cmpfloat(testutil_max_rel_diff(analytic, numeric, m->n_params, buf), <, 5e-3);
+  if (m->n_params)
+    g_assert_cmpfloat(testutil_max_rel_diff(analytic, numeric, m->n_params, buf), <, 5e-3);
   g_snprintf(buf, sizeof buf, "%s dx", label);
   g_assert_cmpfloat(testutil_max_rel_diff(dx, numeric_dx, nin, buf), <, 5e-3);
   g_free(numeric_dx), g_free(numeric), g_free(analytic);
@@ -105,26 +106,32 @@ static void check_gradients(PrunusArch *arch, int B, const char *label) {
   prunus_model_free(m);
 }
 
-#define ARCH(c, h, w, ...)                                                                  \
-  ({                                                                                        \
-    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                        \
-    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_};   \
+#define ARCH(c, h, w, ...)                                                                \
+  ({                                                                                      \
+    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                      \
+    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_}; \
   })
 
 static void test_grad_dense(void) {
-  PrunusArch a = ARCH(1, 1, 7, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 5});
+  PrunusArch a =
+      ARCH(1, 1, 7, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 5});
   check_gradients(&a, 3, "dense B=3");
   check_gradients(&a, 1, "dense B=1 (sgemv)");
 }
 
 static void test_grad_conv(void) {
-  PrunusArch a = ARCH(2, 6, 5, {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1});
+  PrunusArch a =
+      ARCH(2, 6, 5, {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1});
   check_gradients(&a, 2, "conv k3 s1 p0");
-  PrunusArch b = ARCH(2, 7, 6, {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 2, .padding = 1});
+  PrunusArch b =
+      ARCH(2, 7, 6,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 2, .padding = 1});
   check_gradients(&b, 2, "conv k3 s2 p1");
   /* 18 output channels (two vector blocks), rows wider than a vector (19 positions,
    * a 21-wide padded row: the implicit GEMM's memory scatter for the input gradient) */
-  PrunusArch c = ARCH(3, 4, 19, {.type = PRUNUS_LAYER_CONV2D, .channels = 18, .kernel = 3, .stride = 1, .padding = 1});
+  PrunusArch c =
+      ARCH(3, 4, 19,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 18, .kernel = 3, .stride = 1, .padding = 1});
   check_gradients(&c, 2, "conv k3 s1 p1 wide");
   prunus_gemm_force_reference(true);
   check_gradients(&c, 2, "conv k3 s1 p1 wide (im2col, reference gemm)");
@@ -133,9 +140,14 @@ static void test_grad_conv(void) {
    * and one of 2; weight-gradient blocks of 3 with one left over), Wo = 37 (a
    * two-vector strip, then a short one); k3: 9 taps (blocks of 5 with one left over),
    * Wo = 9 (one vector); 4 channels (the forward block of 4); then the plain loops */
-  PrunusArch d = ARCH(1, 7, 37, {.type = PRUNUS_LAYER_CONV2D, .channels = 7, .kernel = 5, .stride = 1, .padding = 2});
-  PrunusArch e = ARCH(1, 9, 11, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1});
-  PrunusArch f = ARCH(1, 8, 20, {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 5, .stride = 1, .padding = 2});
+  PrunusArch d =
+      ARCH(1, 7, 37,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 7, .kernel = 5, .stride = 1, .padding = 2});
+  PrunusArch e =
+      ARCH(1, 9, 11, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1});
+  PrunusArch f =
+      ARCH(1, 8, 20,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 5, .stride = 1, .padding = 2});
   check_gradients(&d, 3, "conv 1ch k5 s1 p2 (direct)");
   check_gradients(&e, 2, "conv 1ch k3 s1 p0 (direct)");
   check_gradients(&f, 2, "conv 1ch k5 s1 p2 4 channels (direct)");
@@ -155,16 +167,14 @@ static void test_grad_pool_relu_flatten(void) {
 }
 
 static void test_grad_lenet_like(void) {
-  PrunusArch a = ARCH(1, 10, 10,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
-      {.type = PRUNUS_LAYER_RELU},
-      {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1},
-      {.type = PRUNUS_LAYER_RELU},
-      {.type = PRUNUS_LAYER_FLATTEN},
-      {.type = PRUNUS_LAYER_DENSE, .units = 6},
-      {.type = PRUNUS_LAYER_RELU},
-      {.type = PRUNUS_LAYER_DENSE, .units = 3});
+  PrunusArch a =
+      ARCH(1, 10, 10,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
+           {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 1},
+           {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_FLATTEN},
+           {.type = PRUNUS_LAYER_DENSE, .units = 6}, {.type = PRUNUS_LAYER_RELU},
+           {.type = PRUNUS_LAYER_DENSE, .units = 3});
   check_gradients(&a, 2, "lenet-like");
   prunus_gemm_force_reference(true);
   check_gradients(&a, 2, "lenet-like (reference gemm)");
@@ -187,7 +197,8 @@ static LayerPass layer_pass_on(PrunusArch *arch, int B, const float *x, const fl
   prunus_model_set_team(m, team);
   const PrunusLayer *l = &m->layers[0];
   LayerPass p = {.n_y = (size_t)B * prunus_shape_size(l->out),
-                 .n_x = (size_t)B * prunus_shape_size(l->in), .n_params = m->n_params};
+                 .n_x = (size_t)B * prunus_shape_size(l->in),
+                 .n_params = m->n_params};
   prunus_model_forward(m, x, B);
   p.dx = g_new(float, p.n_x);
   prunus_model_zero_grads(m);
@@ -213,7 +224,8 @@ static void fill_awkward(float *v, size_t n, PrunusRng *r) {
   static const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN};
   for (size_t i = 0; i < n; i++) {
     uint64_t u = prunus_rng_next(r);
-    v[i] = u % 7 == 0 ? special[(u >> 8) % G_N_ELEMENTS(special)] : (float)((int)((u >> 16) % 5) - 2);
+    v[i] =
+        u % 7 == 0 ? special[(u >> 8) % G_N_ELEMENTS(special)] : (float)((int)((u >> 16) % 5) - 2);
   }
 }
 
@@ -251,7 +263,9 @@ static void test_simd_pool_exact(void) {
 /* The AVX-512 single-channel conv against the plain loops on LeNet-5's first layer:
  * the same up to float rounding (FMA and another summation order). */
 static void test_simd_conv_direct_close(void) {
-  PrunusArch a = ARCH(1, 28, 28, {.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2});
+  PrunusArch a =
+      ARCH(1, 28, 28,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2});
   enum { B = 3 };
   PrunusRng r;
   prunus_rng_seed(&r, 8);
@@ -263,7 +277,8 @@ static void test_simd_conv_direct_close(void) {
   LayerPass plain = layer_pass(&a, B, x, dy);
   prunus_gemm_force_reference(false);
   g_assert_cmpfloat(testutil_max_rel_diff(fast.y, plain.y, fast.n_y, "conv1 y"), <, 1e-5);
-  g_assert_cmpfloat(testutil_max_rel_diff(fast.grads, plain.grads, fast.n_params, "conv1 dW db"), <, 1e-4);
+  g_assert_cmpfloat(testutil_max_rel_diff(fast.grads, plain.grads, fast.n_params, "conv1 dW db"), <,
+                    1e-4);
   g_assert_cmpfloat(testutil_max_rel_diff(fast.dx, plain.dx, fast.n_x, "conv1 dx"), <, 1e-5);
   layer_pass_free(&fast), layer_pass_free(&plain);
   g_free(x), g_free(dy);
@@ -311,7 +326,8 @@ static void check_relu_team(void) {
   PrunusRng r;
   prunus_rng_seed(&r, 17);
   float *x = g_new(float, N), *dy = g_new(float, N);
-  for (int i = 0; i < N; i++) x[i] = (float)prunus_rng_normal(&r), dy[i] = (float)prunus_rng_normal(&r);
+  for (int i = 0; i < N; i++)
+    x[i] = (float)prunus_rng_normal(&r), dy[i] = (float)prunus_rng_normal(&r);
   PrunusTeam *team = prunus_team_new(2);
   g_assert_nonnull(team);
   LayerPass split = layer_pass_on(&a, B, x, dy, team), one = layer_pass(&a, B, x, dy);
@@ -393,8 +409,15 @@ static void check_xent_team(void) {
 
 static void test_conv_team(void) {
   /* LeNet-5's second layer (implicit GEMM) and its first (one input channel, direct) */
-  check_conv_team(6, 14, 14, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 5, .stride = 1}, "conv 6->16");
-  check_conv_team(1, 28, 28, (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2}, "conv 1->6 p2");
+  check_conv_team(
+      6, 14, 14,
+      (PrunusLayerSpec){.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 5, .stride = 1},
+      "conv 6->16");
+  check_conv_team(
+      1, 28, 28,
+      (PrunusLayerSpec){
+          .type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2},
+      "conv 1->6 p2");
   check_relu_team();
   check_dense_team(784, 300, 37);
   check_dense_team(300, 100, 37);
@@ -438,7 +461,8 @@ static void test_loss_gradient_and_value(void) {
 
 static void test_forward_by_hand(void) {
   /* conv 1x3x3 input, one 2x2 filter of ones, bias 0.5: sums of each 2x2 window + 0.5 */
-  PrunusArch a = ARCH(1, 3, 3, {.type = PRUNUS_LAYER_CONV2D, .channels = 1, .kernel = 2, .stride = 1});
+  PrunusArch a =
+      ARCH(1, 3, 3, {.type = PRUNUS_LAYER_CONV2D, .channels = 1, .kernel = 2, .stride = 1});
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&a, 1, 0, &error);
   g_assert_no_error(error);
@@ -463,13 +487,15 @@ static void test_forward_by_hand(void) {
 }
 
 static void test_init_seeded_and_masks(void) {
-  PrunusArch a = ARCH(1, 1, 20, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 50});
+  PrunusArch a =
+      ARCH(1, 1, 20, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 50});
   GError *error = NULL;
   PrunusModel *m1 = prunus_model_new(&a, 1, 42, &error);
   PrunusModel *m2 = prunus_model_new(&a, 1, 42, &error);
   PrunusModel *m3 = prunus_model_new(&a, 1, 43, &error);
   g_assert_no_error(error);
-  g_assert_cmpmem(m1->params, sizeof(float) * m1->n_params, m2->params, sizeof(float) * m2->n_params);
+  g_assert_cmpmem(m1->params, sizeof(float) * m1->n_params, m2->params,
+                  sizeof(float) * m2->n_params);
   g_assert_true(memcmp(m1->params, m3->params, sizeof(float) * m1->n_params) != 0);
   /* Kaiming normal: std close to sqrt(2/20) over 1000 weights */
   double s2 = 0.0;
@@ -492,10 +518,11 @@ static void test_init_seeded_and_masks(void) {
 }
 
 static void test_arch_string_round_trip(void) {
-  PrunusArch a = ARCH(1, 28, 28,
-      {.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2},
-      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2},
-      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 10});
+  PrunusArch a =
+      ARCH(1, 28, 28,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 6, .kernel = 5, .stride = 1, .padding = 2},
+           {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2},
+           {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 10});
   char *s = prunus_arch_to_string(&a);
   g_assert_cmpstr(s, ==, "1x28x28|conv2d:6:5:1:2|relu|maxpool2d:2:2|flatten|dense:10");
   PrunusArch b;
@@ -517,7 +544,8 @@ static void test_bad_arch_errors(void) {
   g_assert_null(prunus_model_new(&a, 1, 0, &error));
   testutil_assert_error_contains(error, "layer 0", "flatten", NULL);
   g_clear_error(&error);
-  PrunusArch b = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 5, .stride = 1});
+  PrunusArch b =
+      ARCH(1, 4, 4, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 5, .stride = 1});
   g_assert_null(prunus_model_new(&b, 1, 0, &error));
   testutil_assert_error_contains(error, "kernel 5", NULL);
   g_clear_error(&error);

@@ -9,18 +9,22 @@
 #include <math.h>
 #include <string.h>
 
-#define ARCH(c, h, w, ...)                                                                  \
-  ({                                                                                        \
-    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                        \
-    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_};   \
+#define ARCH(c, h, w, ...)                                                                \
+  ({                                                                                      \
+    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                      \
+    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_}; \
   })
 
-#define DENSE(n) {.type = PRUNUS_LAYER_DENSE, .units = (n)}
-#define CONV(ch, k, pad)                                                                    \
-  {.type = PRUNUS_LAYER_CONV2D, .channels = (ch), .kernel = (k), .stride = 1, .padding = (pad)}
-#define RELU {.type = PRUNUS_LAYER_RELU}
-#define POOL(k) {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = (k)}
-#define FLATTEN {.type = PRUNUS_LAYER_FLATTEN}
+#define DENSE(n) \
+  { .type = PRUNUS_LAYER_DENSE, .units = (n) }
+#define CONV(ch, k, pad) \
+  { .type = PRUNUS_LAYER_CONV2D, .channels = (ch), .kernel = (k), .stride = 1, .padding = (pad) }
+#define RELU \
+  { .type = PRUNUS_LAYER_RELU }
+#define POOL(k) \
+  { .type = PRUNUS_LAYER_MAXPOOL2D, .kernel = (k) }
+#define FLATTEN \
+  { .type = PRUNUS_LAYER_FLATTEN }
 
 /* A model with every parameter (biases too) drawn from N(0, 0.5²) + a positive shift
  * on biases so that most ReLUs are active and removals matter. */
@@ -150,10 +154,10 @@ static void test_dense_mlp(void) {
   g_assert_cmpfloat(e[37], ==, 54.0f + 6 + 2); /* W3[0,1] = old W3[1,2] (col 1 removed) */
   g_assert_cmpfloat(e[39], ==, 54.0f + 6 + 5); /* W3[0,3] = old W3[1,5] */
   g_assert_cmpfloat(e[36 + 3 * 4 + 3], ==, 54.0f + 4 * 6 + 5); /* W3[3,3] = old W3[4,5] */
-  g_assert_cmpfloat(e[52], ==, 85.0f);         /* b3[0] = old b3[1] */
-  g_assert_cmpfloat(e[56], ==, 89.0f + 1);     /* W5[0,0] = old W5[0,1] */
+  g_assert_cmpfloat(e[52], ==, 85.0f);                         /* b3[0] = old b3[1] */
+  g_assert_cmpfloat(e[56], ==, 89.0f + 1);                     /* W5[0,0] = old W5[0,1] */
   g_assert_cmpfloat(e[56 + 2 * 4 + 3], ==, 89.0f + 2 * 5 + 4); /* W5[2,3] = old W5[2,4] */
-  g_assert_cmpfloat(e[68], ==, 104.0f);        /* b5 unchanged */
+  g_assert_cmpfloat(e[68], ==, 104.0f);                        /* b5 unchanged */
   g_assert_cmpfloat(e[70], ==, 106.0f);
   assert_follows_index(m, s, e, m->params, s->params);
   /* outputs */
@@ -191,7 +195,8 @@ static void test_no_removal_is_copy(void) {
 }
 
 static void test_conv_conv(void) {
-  PrunusArch a = ARCH(1, 8, 8, CONV(3, 3, 1), RELU, POOL(2), CONV(4, 3, 0), RELU, FLATTEN, DENSE(3));
+  PrunusArch a =
+      ARCH(1, 8, 8, CONV(3, 3, 1), RELU, POOL(2), CONV(4, 3, 0), RELU, FLATTEN, DENSE(3));
   PrunusModel *m = random_model(&a, 3, 3);
   g_assert_cmpint(m->layers[3].in.c, ==, 3);
   g_assert_cmpint(m->layers[3].out.h, ==, 2);
@@ -275,8 +280,8 @@ static void test_masks_and_opt_state_move(void) {
   PrunusModel *s = prunus_model_shrink(m, remove, NULL, NULL, 0, &error);
   g_assert_no_error(error);
   /* specific indices (layouts as in test_dense_mlp) */
-  g_assert_cmpfloat(s->opt_m[8], ==, 16.0f);  /* W1 row 1 = old row 2 */
-  g_assert_cmpfloat(s->mask[8], ==, 1.0f);    /* 16 % 3 != 0 */
+  g_assert_cmpfloat(s->opt_m[8], ==, 16.0f); /* W1 row 1 = old row 2 */
+  g_assert_cmpfloat(s->mask[8], ==, 1.0f);   /* 16 % 3 != 0 */
   g_assert_cmpfloat(s->opt_m[9], ==, 17.0f);
   g_assert_cmpfloat(s->mask[10], ==, 0.0f);   /* old 18 */
   g_assert_cmpfloat(s->opt_m[36], ==, 60.0f); /* W3[0,0] = old W3[1,0] */
@@ -394,7 +399,8 @@ static void test_shrink_dead(void) {
   prunus_model_forward(m, x, 3);
   prunus_model_forward(plain, x, 3);
   g_assert_cmpfloat(testutil_max_rel_diff(m->acts[m->n_layers], plain->acts[plain->n_layers], 9,
-                                          "mlp: dead units dropped, not folded"), >, 1e-3);
+                                          "mlp: dead units dropped, not folded"),
+                    >, 1e-3);
   g_free(x);
   prunus_model_free(plain);
   free_remove(dead, m->n_layers);

@@ -13,11 +13,11 @@
 // Helpers
 
 /* |got - want| <= tol * max(1, |want|), with both printed on failure. */
-#define assert_close(got, want, tol)                                                       \
-  do {                                                                                     \
-    double g_ = (got), w_ = (want);                                                        \
-    if (!(fabs(g_ - w_) <= (tol) * fmax(1.0, fabs(w_))))                                   \
-      g_error("%s = %.12g, expected %.12g (tol %g)", #got, g_, w_, (double)(tol));         \
+#define assert_close(got, want, tol)                                               \
+  do {                                                                             \
+    double g_ = (got), w_ = (want);                                                \
+    if (!(fabs(g_ - w_) <= (tol)*fmax(1.0, fabs(w_))))                             \
+      g_error("%s = %.12g, expected %.12g (tol %g)", #got, g_, w_, (double)(tol)); \
   } while (0)
 
 /* 1 x side x side uint8 images of 4 classes: class k makes quadrant k (row-major:
@@ -193,20 +193,24 @@ static void test_optim_span_flags(void) {
       for (int k = 0; k < 5; k++) {
         slab[run][k] = g_new(float, N);
         for (int i = 0; i < N; i++)
-          slab[run][k][i] = k == 2 ? (float)(prunus_rng_next(&r) % 4 != 0)
+          slab[run][k][i] = k == 2   ? (float)(prunus_rng_next(&r) % 4 != 0)
                             : k == 4 ? (float)prunus_rng_uniform(&r)
                                      : (float)prunus_rng_normal(&r);
       }
-      m[run] = (PrunusModel){.n_params = N, .params = slab[run][0], .grads = slab[run][1],
-                             .mask = slab[run][2], .opt_m = slab[run][3], .opt_v = slab[run][4]};
+      m[run] = (PrunusModel){.n_params = N,
+                             .params = slab[run][0],
+                             .grads = slab[run][1],
+                             .mask = slab[run][2],
+                             .opt_m = slab[run][3],
+                             .opt_v = slab[run][4]};
     }
     for (long step = 1; step <= 3; step++) {
       memcpy(slab[1][1], slab[0][1], sizeof(float) * N); /* the same gradients */
       prunus_optim_step_span(&m[0], configs[c], configs[c]->lr, step, OFF, LEN,
                              PRUNUS_OPTIM_MASKED);
-      prunus_optim_step_span(&m[1], configs[c], configs[c]->lr, step, OFF, LEN,
-                             PRUNUS_OPTIM_MASKED | PRUNUS_OPTIM_CLEAR_GRADS |
-                                 PRUNUS_OPTIM_STREAM_PARAMS);
+      prunus_optim_step_span(
+          &m[1], configs[c], configs[c]->lr, step, OFF, LEN,
+          PRUNUS_OPTIM_MASKED | PRUNUS_OPTIM_CLEAR_GRADS | PRUNUS_OPTIM_STREAM_PARAMS);
       for (int k = 0; k < 5; k++)
         if (k != 1) g_assert_cmpmem(slab[0][k], sizeof(float) * N, slab[1][k], sizeof(float) * N);
       for (int i = 0; i < N; i++)
@@ -380,8 +384,8 @@ static PrunusModel *train_mlp(uint64_t seed, const PrunusDataset *train, const P
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&arch, tc.batch, seed, &error);
   g_assert_no_error(error);
-  PrunusTrainHooks hooks = {.on_epoch = keep_report, .user = last};
-  g_assert_true(prunus_train(m, &tc, train, val, norm, seed, &hooks, &error));
+  PrunusTrainOptions opt = {.on_epoch = keep_report, .user = last};
+  g_assert_true(prunus_train(m, &tc, train, val, norm, seed, &opt, &error));
   g_assert_no_error(error);
   return m;
 }
@@ -398,14 +402,14 @@ static void test_train_quadrants(void) {
   PrunusEvalResult before = prunus_evaluate(m, test, &norm, 64);
   PrunusEpochReport last = {0};
   PrunusTrainConfig tc = mlp_train_config();
-  PrunusTrainHooks hooks = {.on_epoch = keep_report, .user = &last};
-  g_assert_true(prunus_train(m, &tc, train, val, &norm, 7, &hooks, &error));
+  PrunusTrainOptions opt = {.on_epoch = keep_report, .user = &last};
+  g_assert_true(prunus_train(m, &tc, train, val, &norm, 7, &opt, &error));
   g_assert_no_error(error);
   PrunusEvalResult after = prunus_evaluate(m, test, &norm, 64);
-  g_test_message("quadrants 4x4, noise sd 45: test accuracy %.4f -> %.4f, loss %.4f -> %.4f; "
-                 "last epoch train loss %.4f val accuracy %.4f",
-                 before.accuracy, after.accuracy, before.loss, after.loss, last.train_loss,
-                 last.val_accuracy);
+  g_test_message(
+      "quadrants 4x4, noise sd 45: test accuracy %.4f -> %.4f, loss %.4f -> %.4f; "
+      "last epoch train loss %.4f val accuracy %.4f",
+      before.accuracy, after.accuracy, before.loss, after.loss, last.train_loss, last.val_accuracy);
   g_assert_cmpint(after.n, ==, 400);
   g_assert_cmpint(last.epoch, ==, tc.epochs);
   g_assert_cmpfloat(after.accuracy, >=, 0.95);
@@ -442,6 +446,90 @@ static void test_train_deterministic(void) {
   prunus_model_free(b);
   prunus_model_free(a);
   prunus_dataset_free(val);
+  prunus_dataset_free(train);
+}
+
+/* The thread count is training's parameter: threads = 2 runs the layers on a team of 2,
+ * threads <= 1 on the caller alone; either way OpenBLAS is at one thread while training
+ * and back at its own count afterwards. */
+typedef struct {
+  int epochs;
+  int blas_threads; /* OpenBLAS's count seen at the end of every epoch (-1: differed) */
+  gboolean team;    /* the layers had a team at the end of every epoch */
+  const PrunusModel *m;
+} ThreadsSeen;
+
+static gboolean see_threads(const PrunusEpochReport *r, void *user, GError **error) {
+  (void)r, (void)error;
+  ThreadsSeen *t = user;
+  int blas = prunus_get_threads();
+  t->blas_threads = t->epochs == 0 || t->blas_threads == blas ? blas : -1;
+  gboolean team = TRUE;
+  for (int i = 0; i < t->m->n_layers; i++) team &= t->m->layers[i].team != NULL;
+  t->team = t->epochs == 0 ? team : t->team && team;
+  t->epochs++;
+  return TRUE;
+}
+
+static void test_train_threads_parameter(void) {
+  PrunusDataset *train = quadrant_dataset(300, 4, 45.0, 31);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusArch arch = mlp_arch();
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.epochs = 2;
+  prunus_set_threads(2);
+  const int blas_before = prunus_get_threads();
+  g_test_message("OpenBLAS threads before training: %d", blas_before);
+  PrunusModel *m[3];
+  for (int threads = 0; threads <= 2; threads++) {
+    GError *error = NULL;
+    m[threads] = prunus_model_new(&arch, tc.batch, 9, &error);
+    g_assert_no_error(error);
+    ThreadsSeen seen = {.m = m[threads]};
+    PrunusTrainOptions opt = {.threads = threads, .on_epoch = see_threads, .user = &seen};
+    g_assert_true(prunus_train(m[threads], &tc, train, NULL, &norm, 9, &opt, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(seen.epochs, ==, 2);
+    g_assert_cmpint(seen.blas_threads, ==, 1);
+    g_assert_true(seen.team == (threads == 2));
+    g_assert_cmpint(prunus_get_threads(), ==, blas_before);
+    for (int i = 0; i < m[threads]->n_layers; i++) g_assert_null(m[threads]->layers[i].team);
+  }
+  /* 0 and 1 both mean the caller alone: the same bits; a team of 2 sums the loss per
+   * part, so its weights may differ in the last bits only */
+  const size_t n = m[0]->n_params;
+  g_assert_cmpmem(m[0]->params, sizeof(float) * n, m[1]->params, sizeof(float) * n);
+  g_assert_cmpfloat(testutil_max_rel_diff(m[1]->params, m[2]->params, n, "1 vs 2 threads"), <,
+                    1e-3);
+  for (int i = 0; i < 3; i++) prunus_model_free(m[i]);
+  prunus_set_threads(1);
+  prunus_dataset_free(train);
+}
+
+/* The θk snapshot is a step of training: after epoch 2 of 3 it holds what 2 epochs of
+ * the same training give (constant LR: the schedule does not depend on the length). */
+static void test_train_snapshot(void) {
+  PrunusDataset *train = quadrant_dataset(300, 4, 45.0, 41);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusArch arch = mlp_arch();
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.lr_schedule = PRUNUS_LR_CONSTANT;
+  GError *error = NULL;
+  PrunusModel *a = prunus_model_new(&arch, tc.batch, 4, &error);
+  PrunusModel *b = prunus_model_new(&arch, tc.batch, 4, &error);
+  g_assert_no_error(error);
+  float *kept = g_new0(float, a->n_params);
+  tc.epochs = 3;
+  PrunusTrainOptions opt = {.snapshot_epoch = 2, .snapshot = kept};
+  g_assert_true(prunus_train(a, &tc, train, NULL, &norm, 4, &opt, &error));
+  tc.epochs = 2;
+  g_assert_true(prunus_train(b, &tc, train, NULL, &norm, 4, NULL, &error));
+  g_assert_no_error(error);
+  g_assert_cmpmem(kept, sizeof(float) * a->n_params, b->params, sizeof(float) * b->n_params);
+  g_assert_cmpint(memcmp(kept, a->params, sizeof(float) * a->n_params), !=, 0);
+  g_free(kept);
+  prunus_model_free(a);
+  prunus_model_free(b);
   prunus_dataset_free(train);
 }
 
@@ -490,8 +578,8 @@ static void plain_train(PrunusModel *m, const PrunusTrainConfig *tc, const Prunu
                         const PrunusNorm *norm, uint64_t seed) {
   int K = prunus_model_n_classes(m), B = MIN(tc->batch, train->n);
   int steps = (train->n + B - 1) / B;
-  uint8_t *y = g_new(uint8_t, B);               /* (B) */
-  float *dlogits = g_new(float, (size_t)B * K); /* (B, K) */
+  uint8_t *y = g_new(uint8_t, B);              /* (B) */
+  float *dlogits = g_new(float, (size_t)B *K); /* (B, K) */
   int *order = g_new(int, train->n);
   for (int i = 0; i < train->n; i++) order[i] = i;
   PrunusRng rng;
@@ -529,7 +617,8 @@ static PrunusDataset *random_dataset(int n, int c, int side, uint64_t seed) {
 
 static void check_matches_plain_loop(PrunusLayerSpec *layers, int n_layers, int c, int side,
                                      PrunusOptimizer optimizer, const char *label) {
-  PrunusArch arch = {.input = {c, side, side}, .n_classes = 4, .n_layers = n_layers, .layers = layers};
+  PrunusArch arch = {
+      .input = {c, side, side}, .n_classes = 4, .n_layers = n_layers, .layers = layers};
   PrunusDataset *train = random_dataset(53, c, side, 5), *val = random_dataset(17, c, side, 6);
   PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
   PrunusTrainConfig tc = prunus_train_config_default();
@@ -537,7 +626,8 @@ static void check_matches_plain_loop(PrunusLayerSpec *layers, int n_layers, int 
   tc.lr = 0.01, tc.momentum = 0.9, tc.nesterov = TRUE, tc.weight_decay = 1e-3;
   tc.optimizer = optimizer, tc.lr_schedule = PRUNUS_LR_COSINE;
   GError *error = NULL;
-  PrunusModel *a = prunus_model_new(&arch, tc.batch, 3, &error), *b = prunus_model_new(&arch, tc.batch, 3, &error);
+  PrunusModel *a = prunus_model_new(&arch, tc.batch, 3, &error),
+              *b = prunus_model_new(&arch, tc.batch, 3, &error);
   g_assert_no_error(error);
   /* prune every third parameter of the first layer with parameters only: the other
    * layers take the unmasked update */
@@ -548,7 +638,8 @@ static void check_matches_plain_loop(PrunusLayerSpec *layers, int n_layers, int 
   prunus_model_apply_mask(a), prunus_model_apply_mask(b);
   prunus_set_threads(1);
   plain_train(a, &tc, train, &norm, 42);
-  g_assert_true(prunus_train(b, &tc, train, val, &norm, 42, NULL, &error)); /* val: evaluation between epochs */
+  g_assert_true(prunus_train(b, &tc, train, val, &norm, 42, NULL,
+                             &error)); /* val: evaluation between epochs */
   g_assert_no_error(error);
   g_test_message("%s: %zu parameters", label, a->n_params);
   g_assert_cmpmem(a->params, sizeof(float) * a->n_params, b->params, sizeof(float) * b->n_params);
@@ -559,20 +650,28 @@ static void check_matches_plain_loop(PrunusLayerSpec *layers, int n_layers, int 
 static void test_train_matches_plain_loop(void) {
   static PrunusLayerSpec conv_first[] = {
       {.type = PRUNUS_LAYER_CONV2D, .channels = 3, .kernel = 3, .stride = 1, .padding = 1},
-      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
+      {.type = PRUNUS_LAYER_RELU},
+      {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
       {.type = PRUNUS_LAYER_CONV2D, .channels = 5, .kernel = 3, .stride = 1},
-      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 4}};
-  static PrunusLayerSpec flatten_first[] = {
-      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 7},
-      {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+      {.type = PRUNUS_LAYER_FLATTEN},
+      {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  static PrunusLayerSpec flatten_first[] = {{.type = PRUNUS_LAYER_FLATTEN},
+                                            {.type = PRUNUS_LAYER_DENSE, .units = 7},
+                                            {.type = PRUNUS_LAYER_RELU},
+                                            {.type = PRUNUS_LAYER_DENSE, .units = 4}};
   static PrunusLayerSpec pool_first[] = {
       {.type = PRUNUS_LAYER_MAXPOOL2D, .kernel = 2},
       {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 2, .stride = 1},
-      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 4}};
-  check_matches_plain_loop(conv_first, G_N_ELEMENTS(conv_first), 1, 10, PRUNUS_OPT_SGD, "conv first, sgd");
-  check_matches_plain_loop(conv_first, G_N_ELEMENTS(conv_first), 1, 10, PRUNUS_OPT_ADAM, "conv first, adam");
-  check_matches_plain_loop(flatten_first, G_N_ELEMENTS(flatten_first), 1, 6, PRUNUS_OPT_SGD, "flatten first, sgd");
-  check_matches_plain_loop(pool_first, G_N_ELEMENTS(pool_first), 2, 8, PRUNUS_OPT_ADAM, "pool first, 2 channels, adam");
+      {.type = PRUNUS_LAYER_FLATTEN},
+      {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  check_matches_plain_loop(conv_first, G_N_ELEMENTS(conv_first), 1, 10, PRUNUS_OPT_SGD,
+                           "conv first, sgd");
+  check_matches_plain_loop(conv_first, G_N_ELEMENTS(conv_first), 1, 10, PRUNUS_OPT_ADAM,
+                           "conv first, adam");
+  check_matches_plain_loop(flatten_first, G_N_ELEMENTS(flatten_first), 1, 6, PRUNUS_OPT_SGD,
+                           "flatten first, sgd");
+  check_matches_plain_loop(pool_first, G_N_ELEMENTS(pool_first), 2, 8, PRUNUS_OPT_ADAM,
+                           "pool first, 2 channels, adam");
 }
 
 // ----------------------------------------------------------------------------
@@ -639,8 +738,8 @@ static void test_train_diverges(void) {
   PrunusModel *m = prunus_model_new(&arch, tc.batch, 1, &error);
   g_assert_no_error(error);
   epochs_seen = 0;
-  PrunusTrainHooks hooks = {.on_epoch = count_epoch};
-  g_assert_false(prunus_train(m, &tc, train, NULL, &norm, 1, &hooks, &error));
+  PrunusTrainOptions opt = {.on_epoch = count_epoch};
+  g_assert_false(prunus_train(m, &tc, train, NULL, &norm, 1, &opt, &error));
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC);
   testutil_assert_error_contains(error, "train.lr", "epoch 1", "1e+30", NULL);
   g_assert_cmpint(epochs_seen, ==, 0); /* stopped in the first epoch, no report */
@@ -687,6 +786,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/train/fit/deterministic", test_train_deterministic);
   g_test_add_func("/train/fit/keeps-mask", test_train_keeps_mask);
   g_test_add_func("/train/fit/matches-plain-loop", test_train_matches_plain_loop);
+  g_test_add_func("/train/fit/threads-parameter", test_train_threads_parameter);
+  g_test_add_func("/train/fit/snapshot", test_train_snapshot);
   g_test_add_func("/train/fit/diverges", test_train_diverges);
   g_test_add_func("/train/fit/bad-input", test_train_bad_input);
   g_test_add_func("/train/evaluate/by-hand", test_evaluate_by_hand);

@@ -28,23 +28,37 @@ static gboolean reached(int e, int seed, int r) { return !(e == 1 && seed == 2 &
 
 enum { M_SPARSITY, M_PARAMS, M_COMPRESSION, M_SPEEDUP, M_ACC, M_DB1, M_SB1, M_DB256, M_SB256, N_M };
 
-static const char *csv_stems[N_M] = {"sparsity", "params_remaining", "compression",
-                                     "speedup_theoretical", "test_accuracy", "latency_dense_b1_us",
-                                     "latency_shrunk_b1_us", "latency_dense_b256_us",
+static const char *csv_stems[N_M] = {"sparsity",
+                                     "params_remaining",
+                                     "compression",
+                                     "speedup_theoretical",
+                                     "test_accuracy",
+                                     "latency_dense_b1_us",
+                                     "latency_shrunk_b1_us",
+                                     "latency_dense_b256_us",
                                      "latency_shrunk_b256_us"};
 
 static double value(int e, int seed, int r, int m) {
   double params = round(1000.0 * pow(0.8, r)) - 10.0 * seed * r - 50.0 * e * r;
   switch (m) {
-  case M_SPARSITY: return 1.0 - pow(0.8, r);
-  case M_PARAMS: return params;
-  case M_COMPRESSION: return 1000.0 / params;
-  case M_SPEEDUP: return 1.0 + 0.5 * r + 0.1 * seed;
-  case M_ACC: return 0.9 - 0.01 * r - 0.005 * seed * (e + 1);
-  case M_DB1: return 100.0 + seed;
-  case M_SB1: return 100.0 - 10.0 * r + seed + e;
-  case M_DB256: return 5000.0 + 10.0 * seed;
-  case M_SB256: return 5000.0 - 500.0 * r + 7.0 * seed * seed;
+  case M_SPARSITY:
+    return 1.0 - pow(0.8, r);
+  case M_PARAMS:
+    return params;
+  case M_COMPRESSION:
+    return 1000.0 / params;
+  case M_SPEEDUP:
+    return 1.0 + 0.5 * r + 0.1 * seed;
+  case M_ACC:
+    return 0.9 - 0.01 * r - 0.005 * seed * (e + 1);
+  case M_DB1:
+    return 100.0 + seed;
+  case M_SB1:
+    return 100.0 - 10.0 * r + seed + e;
+  case M_DB256:
+    return 5000.0 + 10.0 * seed;
+  case M_SB256:
+    return 5000.0 - 500.0 * r + 7.0 * seed * seed;
   }
   g_assert_not_reached();
 }
@@ -86,7 +100,7 @@ static void keep_first(PrunusModel *m, int i, size_t keep) {
 /* Alive weights in the final round: layer "1" and layer "3". */
 static size_t final_alive(int e, int seed, int layer) {
   if (e == 0) return layer == 1 ? 64 - 8 * (size_t)seed : 12 + (size_t)seed;
-  return layer == 1 ? 96 - 6 * (size_t)seed : 18;   /* shrunk to 6 hidden units */
+  return layer == 1 ? 96 - 6 * (size_t)seed : 18; /* shrunk to 6 hidden units */
 }
 
 static void save(PrunusModel *m, const char *dir, const char *rel) {
@@ -122,19 +136,26 @@ static char *make_run(int n_seeds) {
       for (int r = 0; r < N_ROUNDS && reached(e, seed, r); r++) {
         PrunusJson *o = prunus_json_new_object();
         prunus_json_object_set(o, "round", prunus_json_new_number(r));
-        prunus_json_object_set(o, "sparsity", prunus_json_new_number(value(e, seed, r, M_SPARSITY)));
+        prunus_json_object_set(o, "sparsity",
+                               prunus_json_new_number(value(e, seed, r, M_SPARSITY)));
         prunus_json_object_set(o, "params_total", prunus_json_new_number(1000));
-        prunus_json_object_set(o, "params_remaining", prunus_json_new_number(value(e, seed, r, M_PARAMS)));
-        prunus_json_object_set(o, "compression", prunus_json_new_number(value(e, seed, r, M_COMPRESSION)));
+        prunus_json_object_set(o, "params_remaining",
+                               prunus_json_new_number(value(e, seed, r, M_PARAMS)));
+        prunus_json_object_set(o, "compression",
+                               prunus_json_new_number(value(e, seed, r, M_COMPRESSION)));
         prunus_json_object_set(o, "flops", prunus_json_new_number(2000));
-        prunus_json_object_set(o, "speedup_theoretical", prunus_json_new_number(value(e, seed, r, M_SPEEDUP)));
-        prunus_json_object_set(o, "test_accuracy", prunus_json_new_number(value(e, seed, r, M_ACC)));
+        prunus_json_object_set(o, "speedup_theoretical",
+                               prunus_json_new_number(value(e, seed, r, M_SPEEDUP)));
+        prunus_json_object_set(o, "test_accuracy",
+                               prunus_json_new_number(value(e, seed, r, M_ACC)));
         prunus_json_object_set(o, "test_loss", prunus_json_new_number(0.3));
         prunus_json_object_set(o, "val_accuracy", prunus_json_new_null());
         PrunusJson *lat = prunus_json_new_object();
-        prunus_json_object_set(lat, "shrunk_b256", prunus_json_new_number(value(e, seed, r, M_SB256)));
+        prunus_json_object_set(lat, "shrunk_b256",
+                               prunus_json_new_number(value(e, seed, r, M_SB256)));
         prunus_json_object_set(lat, "dense_b1", prunus_json_new_number(value(e, seed, r, M_DB1)));
-        prunus_json_object_set(lat, "dense_b256", prunus_json_new_number(value(e, seed, r, M_DB256)));
+        prunus_json_object_set(lat, "dense_b256",
+                               prunus_json_new_number(value(e, seed, r, M_DB256)));
         prunus_json_object_set(lat, "shrunk_b1", prunus_json_new_number(value(e, seed, r, M_SB1)));
         prunus_json_object_set(o, "latency_us", lat);
         char *ckpt = g_strdup_printf("%s/seed-%d/round-%02d.safetensors", exp_names[e], seed, r);
@@ -219,7 +240,8 @@ static void check_summary_csv(const char *dir, int n_seeds) {
   char *csv = read_file(dir, "summary.csv");
   char **lines = g_strsplit(csv, "\n", -1);
   GString *header = g_string_new("experiment,criterion,granularity,retrain,round,seeds");
-  for (int m = 0; m < N_M; m++) g_string_append_printf(header, ",%s_mean,%s_std", csv_stems[m], csv_stems[m]);
+  for (int m = 0; m < N_M; m++)
+    g_string_append_printf(header, ",%s_mean,%s_std", csv_stems[m], csv_stems[m]);
   g_assert_cmpstr(lines[0], ==, header->str);
   g_assert_cmpuint(g_strv_length(lines), ==, 1 + N_EXPS * N_ROUNDS + 1); /* trailing "" */
   int line = 1;
@@ -255,7 +277,7 @@ static void test_tables(void) {
   char *md = read_file(dir, "summary.md");
   assert_contains(md, "| experiment | round | seeds |");
   assert_contains(md, "| imp | 0 | 3 |");
-  assert_contains(md, "| neurons | 3 | 2 |");   /* seed 2 stopped after round 2 */
+  assert_contains(md, "| neurons | 3 | 2 |"); /* seed 2 stopped after round 2 */
   assert_contains(md, " ± ");
   /* imp round 1 test accuracy: 0.89 - 0.005 * seed -> 0.8850 ± 0.0050 */
   assert_contains(md, "| 0.8850 ± 0.0050 |");
@@ -280,16 +302,17 @@ static void test_one_seed(void) {
 static void check_layers_csv(const char *dir) {
   char *csv = read_file(dir, "plots/layers_final.csv");
   char **lines = g_strsplit(csv, "\n", -1);
-  g_assert_cmpstr(lines[0], ==, "experiment_index,experiment,final_round,seeds,layer_position,"
-                                "layer,type,weights_total,weights_remaining_mean,"
-                                "weights_remaining_std,fraction_mean,fraction_std");
+  g_assert_cmpstr(lines[0], ==,
+                  "experiment_index,experiment,final_round,seeds,layer_position,"
+                  "layer,type,weights_total,weights_remaining_mean,"
+                  "weights_remaining_std,fraction_mean,fraction_std");
   int checked = 0;
   for (int i = 1; lines[i] && *lines[i]; i++) {
     char **f = g_strsplit(lines[i], ",", -1);
     int e = atoi(f[0]) - 1, layer = atoi(f[5]);
     g_assert_cmpstr(f[1], ==, exp_names[e]);
     g_assert_cmpstr(f[6], ==, "dense");
-    int total = layer == 1 ? 128 : 24;  /* the dense (round-0) layer, also when shrunk */
+    int total = layer == 1 ? 128 : 24; /* the dense (round-0) layer, also when shrunk */
     g_assert_cmpint(atoi(f[7]), ==, total);
     g_assert_cmpint(atoi(f[2]), ==, 3);
     double x[3];
@@ -310,12 +333,13 @@ static void test_plots(void) {
   write_report(dir);
   static const char *plots[] = {"acc_vs_compression", "acc_vs_latency", "layers_final"};
   for (size_t i = 0; i < G_N_ELEMENTS(plots); i++) {
-    char *csv = g_strdup_printf("plots/%s.csv", plots[i]), *gp = g_strdup_printf("plots/%s.gp", plots[i]);
+    char *csv = g_strdup_printf("plots/%s.csv", plots[i]),
+         *gp = g_strdup_printf("plots/%s.gp", plots[i]);
     g_assert_true(exists_nonempty(dir, csv));
     g_assert_true(exists_nonempty(dir, gp));
     char *script = read_file(dir, gp);
     char *ref = g_strdup_printf("\"%s.csv\"", plots[i]);
-    assert_contains(script, ref);  /* relative to plots/ */
+    assert_contains(script, ref); /* relative to plots/ */
     g_free(ref);
     g_free(script);
     g_free(gp);
@@ -330,7 +354,8 @@ static void test_plots(void) {
   char *gnuplot = g_find_program_in_path("gnuplot");
   if (gnuplot) {
     for (size_t i = 0; i < G_N_ELEMENTS(plots); i++) {
-      char *svg = g_strdup_printf("plots/%s.svg", plots[i]), *png = g_strdup_printf("plots/%s.png", plots[i]);
+      char *svg = g_strdup_printf("plots/%s.svg", plots[i]),
+           *png = g_strdup_printf("plots/%s.png", plots[i]);
       g_assert_true(exists_nonempty(dir, svg));
       g_assert_true(exists_nonempty(dir, png));
       char *text = read_file(dir, svg);
@@ -374,19 +399,44 @@ static void check_in_chromium(const char *dir) {
   char *user_dir = g_strdup_printf("--user-data-dir=%s", profile);
   char *shot = g_build_filename(profile, "shot.png", NULL);
   char *shot_arg = g_strdup_printf("--screenshot=%s", shot);
-  char *dump[] = {"timeout", "120", (char *)chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", user_dir, "--dump-dom", uri, NULL};
+  char *dump[] = {"timeout",
+                  "120",
+                  (char *)chromium,
+                  "--headless",
+                  "--no-sandbox",
+                  "--disable-gpu",
+                  "--disable-quic",
+                  "--no-first-run",
+                  "--disable-background-networking",
+                  "--disable-component-update",
+                  "--disable-sync",
+                  user_dir,
+                  "--dump-dom",
+                  uri,
+                  NULL};
   char *dom = run_browser(dump);
   assert_contains(dom, "<table id=\"summary\">");
   assert_contains(dom, "<td>neurons</td>");
   g_assert_cmpint(count_of(dom, "<tr"), ==, 1 + N_EXPS * N_ROUNDS);
   g_assert_cmpint(count_of(dom, "<img "), >=, 3);
   assert_contains(dom, "a&lt;b &amp; c&gt;");
-  char *snap[] = {"timeout", "120", (char *)chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", user_dir,
-                  "--hide-scrollbars", "--window-size=1200,2000", shot_arg, uri, NULL};
+  char *snap[] = {"timeout",
+                  "120",
+                  (char *)chromium,
+                  "--headless",
+                  "--no-sandbox",
+                  "--disable-gpu",
+                  "--disable-quic",
+                  "--no-first-run",
+                  "--disable-background-networking",
+                  "--disable-component-update",
+                  "--disable-sync",
+                  user_dir,
+                  "--hide-scrollbars",
+                  "--window-size=1200,2000",
+                  shot_arg,
+                  uri,
+                  NULL};
   g_free(run_browser(snap));
   char *png = NULL;
   size_t len = 0;
@@ -413,7 +463,7 @@ static void test_html(void) {
   g_assert_cmpint(count_of(html, "<tr"), ==, 1 + N_EXPS * N_ROUNDS);
   assert_contains(html, "<td>imp</td>");
   assert_contains(html, "<td class=\"num\">0.8850 ± 0.0050</td>");
-  assert_contains(html, "a&lt;b &amp; c&gt;");   /* the config, escaped */
+  assert_contains(html, "a&lt;b &amp; c&gt;"); /* the config, escaped */
   g_assert_null(strstr(html, "a<b & c>"));
   /* self-contained: no external resources */
   g_assert_null(strstr(html, "src=\"http"));
@@ -425,8 +475,10 @@ static void test_html(void) {
     g_assert_cmpint(count_of(html, "src=\"data:image/svg+xml;base64,"), ==, 3);
   }
   g_free(html);
-  if (gnuplot) check_in_chromium(dir);
-  else g_test_skip("gnuplot is not installed: no images to check in a browser");
+  if (gnuplot)
+    check_in_chromium(dir);
+  else
+    g_test_skip("gnuplot is not installed: no images to check in a browser");
   g_free(gnuplot);
   testutil_rmtree(dir);
   g_free(dir);

@@ -24,21 +24,24 @@
 // ----------------------------------------------------------------------------
 // Tiny networks with fixed weights and data
 
-#define ARCH(c, h, w, ...)                                                                  \
-  ({                                                                                        \
-    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                        \
-    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_};   \
+#define ARCH(c, h, w, ...)                                                                \
+  ({                                                                                      \
+    static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                      \
+    (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_}; \
   })
-#define DENSE(n) {.type = PRUNUS_LAYER_DENSE, .units = (n)}
-#define CONV(ch, k) {.type = PRUNUS_LAYER_CONV2D, .channels = (ch), .kernel = (k), .stride = 1}
-#define RELU {.type = PRUNUS_LAYER_RELU}
-#define FLATTEN {.type = PRUNUS_LAYER_FLATTEN}
+#define DENSE(n) \
+  { .type = PRUNUS_LAYER_DENSE, .units = (n) }
+#define CONV(ch, k) \
+  { .type = PRUNUS_LAYER_CONV2D, .channels = (ch), .kernel = (k), .stride = 1 }
+#define RELU \
+  { .type = PRUNUS_LAYER_RELU }
+#define FLATTEN \
+  { .type = PRUNUS_LAYER_FLATTEN }
 
 /* MLP: flatten, dense 3 ("1"), relu, dense 2 ("3") on a 1x1x4 input. Over the 5
  * samples hidden unit 0 is always on, units 1 and 2 on for 2 samples each. */
-static const uint8_t mlp_images[N_SAMPLES * 4] = {200, 30,  90,  10, 15, 240, 60, 120,
-                                                  100, 100, 5,   250, 255, 0, 180, 40,
-                                                  70,  160, 220, 90};
+static const uint8_t mlp_images[N_SAMPLES * 4] = {200, 30,  90,  10, 15,  240, 60, 120, 100, 100,
+                                                  5,   250, 255, 0,  180, 40,  70, 160, 220, 90};
 static const uint8_t mlp_labels[N_SAMPLES] = {0, 1, 1, 0, 1};
 static const float mlp_w1[3 * 4] = {0.5f, -0.3f, 0.8f, 0.1f, -0.6f, 0.9f,
                                     0.2f, -0.4f, 0.3f, 0.3f, -0.7f, 0.6f};
@@ -51,14 +54,14 @@ static const float mlp_b2[2] = {0.0f, 0.1f};
  * flatten, dense 2 ("3"). The weights make channels active at only some
  * positions, so the apoz and frequency forms differ. */
 static const uint8_t conv_images[N_SAMPLES * 9] = {
-    10,  200, 30,  90,  250, 60,  120, 15,  180, 240, 20,  70,  5,  160, 220,
-    90,  35,  130, 60,  60,  200, 210, 10,  100, 30,  250, 80,  170, 90, 10,
-    140, 30,  225, 80,  190, 5,   50,  110, 250, 20,  180, 60,  235, 15, 140};
+    10,  200, 30,  90, 250, 60,  120, 15,  180, 240, 20,  70, 5,   160, 220,
+    90,  35,  130, 60, 60,  200, 210, 10,  100, 30,  250, 80, 170, 90,  10,
+    140, 30,  225, 80, 190, 5,   50,  110, 250, 20,  180, 60, 235, 15,  140};
 static const uint8_t conv_labels[N_SAMPLES] = {1, 0, 0, 1, 1};
 static const float conv_w0[2 * 4] = {0.5f, -0.4f, 0.3f, 0.2f, -0.3f, 0.6f, 0.4f, -0.5f};
 static const float conv_b0[2] = {-0.1f, 0.05f};
-static const float conv_w3[2 * 8] = {0.2f, -0.1f, 0.4f, 0.3f, -0.2f, 0.5f, 0.1f, -0.3f,
-                                     -0.4f, 0.3f, 0.1f, 0.2f, 0.6f, -0.2f, 0.3f, 0.1f};
+static const float conv_w3[2 * 8] = {0.2f,  -0.1f, 0.4f, 0.3f, -0.2f, 0.5f,  0.1f, -0.3f,
+                                     -0.4f, 0.3f,  0.1f, 0.2f, 0.6f,  -0.2f, 0.3f, 0.1f};
 static const float conv_b3[2] = {0.1f, -0.05f};
 
 typedef struct {
@@ -104,14 +107,12 @@ static void net_free(Net *n) {
 
 /* The input of sample s as the host normalises it (PRUNUS_NORM_UNIT). */
 static void sample_input(const Net *n, int s, float *x) {
-  for (int j = 0; j < n->n_in; j++)
-    x[j] = (float)(n->d->images[s * n->n_in + j] / 255.0);
+  for (int j = 0; j < n->n_in; j++) x[j] = (float)(n->d->images[s * n->n_in + j] / 255.0);
 }
 
 /* The order the host draws calibration samples in (a seeded shuffle). */
 static void calib_order(int *idx) {
-  for (int i = 0; i < N_SAMPLES; i++)
-    idx[i] = i;
+  for (int i = 0; i < N_SAMPLES; i++) idx[i] = i;
   PrunusRng r;
   prunus_rng_seed(&r, prunus_seed_derive(CALIB_SEED, "calibration"));
   prunus_rng_shuffle(&r, idx, N_SAMPLES);
@@ -124,15 +125,14 @@ static void calib_order(int *idx) {
 
 typedef struct {
   int nl;
-  size_t n[MAX_PL];   /* weights per param layer */
-  double *v[MAX_PL];  /* (n) */
+  size_t n[MAX_PL];  /* weights per param layer */
+  double *v[MAX_PL]; /* (n) */
 } PerWeight;
 
 static PerWeight per_weight_new(const PrunusModel *m) {
   PerWeight p = {0};
   for (int i = 0; i < m->n_layers; i++) {
-    if (!m->layers[i].ops->has_params)
-      continue;
+    if (!m->layers[i].ops->has_params) continue;
     g_assert_cmpint(p.nl, <, MAX_PL);
     p.n[p.nl] = m->layers[i].w_len;
     p.v[p.nl] = g_new0(double, p.n[p.nl]);
@@ -142,8 +142,7 @@ static PerWeight per_weight_new(const PrunusModel *m) {
 }
 
 static void per_weight_free(PerWeight *p) {
-  for (int l = 0; l < p->nl; l++)
-    g_free(p->v[l]);
+  for (int l = 0; l < p->nl; l++) g_free(p->v[l]);
 }
 
 /* g (per param layer, as floats) = dL/dw of sample s alone, or d||f(x)||^2/dw. */
@@ -154,8 +153,7 @@ static void sample_grad(const Net *n, int s, gboolean outnorm, PerWeight *g) {
   prunus_model_forward(m, x, 1);
   const float *logits = m->acts[m->n_layers];
   if (outnorm) {
-    for (int k = 0; k < 2; k++)
-      dl[k] = 2.0f * logits[k];
+    for (int k = 0; k < 2; k++) dl[k] = 2.0f * logits[k];
   } else {
     prunus_softmax_xent(logits, &n->d->labels[s], 1, 2, dl, NULL);
   }
@@ -164,10 +162,8 @@ static void sample_grad(const Net *n, int s, gboolean outnorm, PerWeight *g) {
   int k = 0;
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
-    if (!l->ops->has_params)
-      continue;
-    for (size_t j = 0; j < l->w_len; j++)
-      g->v[k][j] = m->grads[l->w_off + j];
+    if (!l->ops->has_params) continue;
+    for (size_t j = 0; j < l->w_len; j++) g->v[k][j] = m->grads[l->w_off + j];
     k++;
   }
   prunus_model_zero_grads(m);
@@ -176,32 +172,28 @@ static void sample_grad(const Net *n, int s, gboolean outnorm, PerWeight *g) {
 /* The weights of view layer k (as the host holds them: pruned ones are 0). */
 static const float *param_weights(const PrunusModel *m, int k) {
   for (int i = 0; i < m->n_layers; i++)
-    if (m->layers[i].ops->has_params && k-- == 0)
-      return m->params + m->layers[i].w_off;
+    if (m->layers[i].ops->has_params && k-- == 0) return m->params + m->layers[i].w_off;
   g_assert_not_reached();
   return NULL;
 }
 
 static const float *param_mask(const PrunusModel *m, int k) {
   for (int i = 0; i < m->n_layers; i++)
-    if (m->layers[i].ops->has_params && k-- == 0)
-      return m->mask + m->layers[i].w_off;
+    if (m->layers[i].ops->has_params && k-- == 0) return m->mask + m->layers[i].w_off;
   g_assert_not_reached();
   return NULL;
 }
 
 static int param_units(const PrunusModel *m, int k) {
   for (int i = 0; i < m->n_layers; i++)
-    if (m->layers[i].ops->has_params && k-- == 0)
-      return m->layers[i].out.c;
+    if (m->layers[i].ops->has_params && k-- == 0) return m->layers[i].out.c;
   g_assert_not_reached();
   return 0;
 }
 
 static int param_fan_in(const PrunusModel *m, int k) {
   for (int i = 0; i < m->n_layers; i++)
-    if (m->layers[i].ops->has_params && k-- == 0)
-      return m->layers[i].fan_in;
+    if (m->layers[i].ops->has_params && k-- == 0) return m->layers[i].fan_in;
   g_assert_not_reached();
   return 0;
 }
@@ -214,8 +206,7 @@ static void unit_sum_alive(const PrunusModel *m, int k, const double *w, double 
   for (int u = 0; u < units; u++) {
     out[u] = 0.0;
     for (size_t j = 0; j < fan_in; j++)
-      if (mask[(size_t)u * fan_in + j] != 0.0f)
-        out[u] += w[(size_t)u * fan_in + j];
+      if (mask[(size_t)u * fan_in + j] != 0.0f) out[u] += w[(size_t)u * fan_in + j];
   }
 }
 
@@ -229,10 +220,10 @@ typedef struct {
   PrunusViewSet vs;
   PrunusHost *host;
   const PrunusCriterionOps *ops;
-  int steps;                /* observe() calls in the last pass */
-  int batch_total;          /* samples behind them */
-  float *w[MAX_PL];         /* weight scores of the last pass, NULL when not produced */
-  float *u[MAX_PL];         /* unit scores */
+  int steps;        /* observe() calls in the last pass */
+  int batch_total;  /* samples behind them */
+  float *w[MAX_PL]; /* weight scores of the last pass, NULL when not produced */
+  float *u[MAX_PL]; /* unit scores */
 } CritRun;
 
 static const PrunusModelView *cb_model(void *user) {
@@ -259,8 +250,8 @@ static CritRun *crit_new(const char *group, PrunusModel *m, GError **error) {
   g_assert_no_error(local);
   g_free(path);
   g_free(text);
-  config_setting_t *g = prunus_config_get_group(r->cfg, prunus_config_root(r->cfg), "criterion",
-                                                TRUE, &local);
+  config_setting_t *g =
+      prunus_config_get_group(r->cfg, prunus_config_root(r->cfg), "criterion", TRUE, &local);
   g_assert_no_error(local);
   const char *name = NULL;
   g_assert_true(prunus_config_get_string(r->cfg, g, "plugin", TRUE, NULL, &name, &local));
@@ -284,8 +275,7 @@ static CritRun *crit_new(const char *group, PrunusModel *m, GError **error) {
 }
 
 static void crit_free(CritRun *r) {
-  for (int l = 0; l < MAX_PL; l++)
-    g_free(r->w[l]), g_free(r->u[l]);
+  for (int l = 0; l < MAX_PL; l++) g_free(r->w[l]), g_free(r->u[l]);
   prunus_host_free(r->host);
   prunus_view_clear(&r->vs);
   prunus_plugin_registry_free(r->reg);
@@ -304,18 +294,16 @@ static void crit_pass(CritRun *r, PrunusModel *m, const PrunusDataset *d, int n_
   r->steps = r->batch_total = 0;
   if (needs) {
     const PrunusNorm norm = {.kind = PRUNUS_NORM_UNIT};
-    g_assert_true(prunus_calibrate(m, &r->vs, d, &norm, needs, n_batches, batch, CALIB_SEED,
-                                   observe_fwd, r));
+    g_assert_true(
+        prunus_calibrate(m, &r->vs, d, &norm, needs, n_batches, batch, CALIB_SEED, observe_fwd, r));
   }
   const int nl = r->vs.view.n_layers;
   g_assert_cmpint(nl, <=, MAX_PL);
   for (int l = 0; l < nl; l++) {
     g_clear_pointer(&r->w[l], g_free);
     g_clear_pointer(&r->u[l], g_free);
-    if (produces & PRUNUS_SCORES_WEIGHT)
-      r->w[l] = g_new0(float, r->vs.layers[l].n_weights);
-    if (produces & PRUNUS_SCORES_UNIT)
-      r->u[l] = g_new0(float, r->vs.layers[l].n_units);
+    if (produces & PRUNUS_SCORES_WEIGHT) r->w[l] = g_new0(float, r->vs.layers[l].n_weights);
+    if (produces & PRUNUS_SCORES_UNIT) r->u[l] = g_new0(float, r->vs.layers[l].n_units);
   }
   PrunusScores scores = {.weight_scores = r->w, .unit_scores = r->u};
   g_assert_cmpint(r->ops->score(state, &r->vs.view, &scores), ==, 0);
@@ -332,8 +320,7 @@ static CritRun *crit_run(const char *group, const Net *n, int n_batches, int bat
 /* max |got - want| / max(|want|, 1e-3 * max|want|) must stay below 1e-5 */
 static void check_close(const float *got, const double *want, size_t n, const char *label) {
   double scale = 0.0, worst = 0.0;
-  for (size_t i = 0; i < n; i++)
-    scale = fmax(scale, fabs(want[i]));
+  for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
   g_assert_cmpfloat(scale, >, 0.0);
   for (size_t i = 0; i < n; i++) {
     const double d = fabs((double)got[i] - want[i]) / fmax(fabs(want[i]), 1e-3 * scale);
@@ -353,23 +340,21 @@ static void check_close(const float *got, const double *want, size_t n, const ch
 /* Expected: batches of the host's sample order; per batch the mean gradient g;
  * per weight mean over batches of |w g| (or (w g)^2), per unit the sum of the
  * alive per-weight scores (or the mean of (sum_i w_i g_i)^2). */
-static void taylor_expected(const Net *n, int batch, gboolean squared, PerWeight *ew, double eu[][4]) {
+static void taylor_expected(const Net *n, int batch, gboolean squared, PerWeight *ew,
+                            double eu[][4]) {
   int idx[N_SAMPLES];
   calib_order(idx);
   PerWeight g = per_weight_new(n->m), gb = per_weight_new(n->m);
   int n_batches = 0;
   for (int l = 0; l < ew->nl; l++)
-    for (int u = 0; u < 4; u++)
-      eu[l][u] = 0.0;
+    for (int u = 0; u < 4; u++) eu[l][u] = 0.0;
   for (int start = 0; start < N_SAMPLES; start += batch) {
     const int nb = MIN(batch, N_SAMPLES - start);
-    for (int l = 0; l < gb.nl; l++)
-      memset(gb.v[l], 0, sizeof(double) * gb.n[l]);
+    for (int l = 0; l < gb.nl; l++) memset(gb.v[l], 0, sizeof(double) * gb.n[l]);
     for (int s = 0; s < nb; s++) {
       sample_grad(n, idx[start + s], FALSE, &g);
       for (int l = 0; l < g.nl; l++)
-        for (size_t j = 0; j < g.n[l]; j++)
-          gb.v[l][j] += g.v[l][j] / nb;
+        for (size_t j = 0; j < g.n[l]; j++) gb.v[l][j] += g.v[l][j] / nb;
     }
     for (int l = 0; l < ew->nl; l++) {
       const float *w = param_weights(n->m, l);
@@ -382,8 +367,7 @@ static void taylor_expected(const Net *n, int batch, gboolean squared, PerWeight
           const size_t j = (size_t)u * fan_in + k;
           const double wg = (double)w[j] * gb.v[l][j];
           ew->v[l][j] += squared ? wg * wg : fabs(wg);
-          if (mask[j] != 0.0f)
-            dot += wg;
+          if (mask[j] != 0.0f) dot += wg;
         }
         eu[l][u] += dot * dot;
       }
@@ -391,12 +375,9 @@ static void taylor_expected(const Net *n, int batch, gboolean squared, PerWeight
     n_batches++;
   }
   for (int l = 0; l < ew->nl; l++) {
-    for (size_t j = 0; j < ew->n[l]; j++)
-      ew->v[l][j] /= n_batches;
-    for (int u = 0; u < 4; u++)
-      eu[l][u] /= n_batches;
-    if (!squared)
-      unit_sum_alive(n->m, l, ew->v[l], eu[l]);
+    for (size_t j = 0; j < ew->n[l]; j++) ew->v[l][j] /= n_batches;
+    for (int u = 0; u < 4; u++) eu[l][u] /= n_batches;
+    if (!squared) unit_sum_alive(n->m, l, ew->v[l], eu[l]);
   }
   per_weight_free(&g);
   per_weight_free(&gb);
@@ -407,8 +388,8 @@ static void check_taylor(gboolean squared) {
   PerWeight ew = per_weight_new(n.m);
   double eu[MAX_PL][4];
   taylor_expected(&n, 2, squared, &ew, eu);
-  CritRun *r = crit_run(squared ? "plugin = \"taylor\"; squared = true;" : "plugin = \"taylor\";",
-                        &n, 3, 2);
+  CritRun *r =
+      crit_run(squared ? "plugin = \"taylor\"; squared = true;" : "plugin = \"taylor\";", &n, 3, 2);
   g_assert_cmpuint(r->ops->needs(prunus_host_state(r->host)), ==, PRUNUS_NEED_LOSS_GRAD);
   g_assert_cmpuint(r->ops->produces(prunus_host_state(r->host)), ==,
                    PRUNUS_SCORES_WEIGHT | PRUNUS_SCORES_UNIT);
@@ -443,8 +424,7 @@ static void per_sample_expected(const Net *n, int n_samples, gboolean mas, PerWe
       for (size_t j = 0; j < g.n[l]; j++)
         ew->v[l][j] += (mas ? fabs(g.v[l][j]) : g.v[l][j] * g.v[l][j]) / n_samples;
   }
-  for (int l = 0; l < ew->nl; l++)
-    unit_sum_alive(n->m, l, ew->v[l], eu[l]);
+  for (int l = 0; l < ew->nl; l++) unit_sum_alive(n->m, l, ew->v[l], eu[l]);
   per_weight_free(&g);
 }
 
@@ -515,15 +495,13 @@ static Acts mlp_acts(const Net *n) {
     for (int u = 0; u < 3; u++) {
       double z = mlp_b1[u];
       for (int k = 0; k < 4; k++)
-        if (u * 4 + k != MLP_MASKED)
-          z += (double)mlp_w1[u * 4 + k] * x[k];
+        if (u * 4 + k != MLP_MASKED) z += (double)mlp_w1[u * 4 + k] * x[k];
       mlp_a[s][u] = fmax(0.0, clear_of_zero(z));
       a.a[0][s][u][0] = mlp_a[s][u];
     }
     for (int o = 0; o < 2; o++) {
       double z = mlp_b2[o];
-      for (int u = 0; u < 3; u++)
-        z += (double)mlp_w2[o * 3 + u] * mlp_a[s][u];
+      for (int u = 0; u < 3; u++) z += (double)mlp_w2[o * 3 + u] * mlp_a[s][u];
       a.a[1][s][o][0] = clear_of_zero(z);
     }
   }
@@ -547,8 +525,7 @@ static Acts conv_acts(const Net *n) {
     for (int o = 0; o < 2; o++) {
       double z = conv_b3[o];
       for (int c = 0; c < 2; c++) /* flatten is channel-major: c * 4 + position */
-        for (int p = 0; p < 4; p++)
-          z += (double)conv_w3[o * 8 + c * 4 + p] * a.a[0][s][c][p];
+        for (int p = 0; p < 4; p++) z += (double)conv_w3[o * 8 + c * 4 + p] * a.a[0][s][c][p];
       a.a[1][s][o][0] = clear_of_zero(z);
     }
   }
@@ -582,8 +559,7 @@ static void check_act(const Net *n, const Acts *a, const char *group, int form) 
   g_assert_cmpuint(r->ops->produces(prunus_host_state(r->host)), ==, PRUNUS_SCORES_UNIT);
   g_assert_cmpint(r->steps, ==, 3);
   g_assert_null(r->w[0]);
-  for (int l = 0; l < 2; l++)
-    check_close(r->u[l], eu[l], (size_t)a->units[l], group);
+  for (int l = 0; l < 2; l++) check_close(r->u[l], eu[l], (size_t)a->units[l], group);
   crit_free(r);
 }
 
@@ -650,8 +626,7 @@ static void check_weight_norm(const Net *n, const char *group, gboolean l1) {
       double acc = 0.0;
       for (size_t k = 0; k < fan_in; k++) {
         const size_t j = (size_t)u * fan_in + k;
-        if (mask[j] != 0.0f)
-          acc += l1 ? fabs(w[j]) : (double)w[j] * w[j];
+        if (mask[j] != 0.0f) acc += l1 ? fabs(w[j]) : (double)w[j] * w[j];
       }
       e[u] = l1 ? acc : sqrt(acc);
     }
@@ -743,16 +718,21 @@ static void conv_view_init(ConvView *v, gboolean with_conv) {
   static const float scores[CN_LAYERS][4] = {{4, 1, 3, 2}, {10, 30, 20}, {0.1f, 0.2f, 0.3f, 0.4f}};
   memset(v, 0, sizeof *v);
   for (int l = 0; l < CN_LAYERS; l++) {
-    for (int i = 0; i < CN_MAX_W; i++)
-      v->mask[l][i] = 1.0f, v->w[l][i] = 0.1f * (float)(i % 7 + 1);
+    for (int i = 0; i < CN_MAX_W; i++) v->mask[l][i] = 1.0f, v->w[l][i] = 0.1f * (float)(i % 7 + 1);
     memcpy(v->us[l], scores[l], sizeof scores[l]);
     const gboolean conv = with_conv && l < 2;
-    v->layers[l] = (PrunusLayerView){
-        .name = names[l], .type = conv ? "conv2d" : "dense", .index = atoi(names[l]),
-        .n_units = units[l], .fan_in = fan_in[l],
-        .n_weights = (size_t)units[l] * (size_t)fan_in[l], .positions = conv ? positions[l] : 1,
-        .prunable = 1, .is_output = l == CN_LAYERS - 1, .weights = v->w[l], .bias = v->b[l],
-        .mask = v->mask[l]};
+    v->layers[l] = (PrunusLayerView){.name = names[l],
+                                     .type = conv ? "conv2d" : "dense",
+                                     .index = atoi(names[l]),
+                                     .n_units = units[l],
+                                     .fan_in = fan_in[l],
+                                     .n_weights = (size_t)units[l] * (size_t)fan_in[l],
+                                     .positions = conv ? positions[l] : 1,
+                                     .prunable = 1,
+                                     .is_output = l == CN_LAYERS - 1,
+                                     .weights = v->w[l],
+                                     .bias = v->b[l],
+                                     .mask = v->mask[l]};
     v->ws_ptr[l] = v->ws[l];
     v->us_ptr[l] = v->us[l];
     v->rw_ptr[l] = v->rw[l];
@@ -765,16 +745,15 @@ static void conv_view_init(ConvView *v, gboolean with_conv) {
 static char *cv_removed_units(const ConvView *v, int l) {
   GString *s = g_string_new(NULL);
   for (int u = 0; u < v->layers[l].n_units; u++)
-    if (v->ru[l][u])
-      g_string_append_printf(s, "%s%d", s->len ? "," : "", u);
+    if (v->ru[l][u]) g_string_append_printf(s, "%s%d", s->len ? "," : "", u);
   return g_string_free(s, FALSE);
 }
 
-#define assert_units(v, l, expected)                                                             \
-  do {                                                                                           \
-    char *got_ = cv_removed_units(v, l);                                                         \
-    g_assert_cmpstr(got_, ==, expected);                                                         \
-    g_free(got_);                                                                                \
+#define assert_units(v, l, expected)     \
+  do {                                   \
+    char *got_ = cv_removed_units(v, l); \
+    g_assert_cmpstr(got_, ==, expected); \
+    g_free(got_);                        \
   } while (0)
 
 typedef struct {
@@ -788,8 +767,7 @@ static Gran channel_new(const char *key, const char *value) {
   Gran g = {0};
   char *path = g_build_filename(g_getenv("PRUNUS_PLUGIN_PATH"), "prunus-channel.so", NULL);
   g.dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!g.dl)
-    g_error("dlopen %s: %s", path, dlerror());
+  if (!g.dl) g_error("dlopen %s: %s", path, dlerror());
   g_free(path);
   PrunusPluginDescribeFn describe = (PrunusPluginDescribeFn)dlsym(g.dl, PRUNUS_PLUGIN_ENTRY_SYMBOL);
   g_assert_nonnull(describe);
@@ -799,8 +777,7 @@ static Gran channel_new(const char *key, const char *value) {
   g_assert_cmpint(g.desc->kind, ==, PRUNUS_PLUGIN_GRANULARITY);
   g_assert_cmpstr(g.desc->name, ==, "channel");
   g.h = fakehost_new(7, FALSE);
-  if (key)
-    fakehost_set(g.h, key, value);
+  if (key) fakehost_set(g.h, key, value);
   return g;
 }
 
@@ -811,8 +788,7 @@ static void channel_create_ok(Gran *g) {
 }
 
 static void channel_free(Gran *g) {
-  if (g->desc->destroy && g->state)
-    g->desc->destroy(g->state);
+  if (g->desc->destroy && g->state) g->desc->destroy(g->state);
   fakehost_free(g->h);
   g_assert_cmpint(dlclose(g->dl), ==, 0);
 }
@@ -823,8 +799,8 @@ static int channel_plan(Gran *g, ConvView *v, PrunusScope scope, double amount,
   memset(v->ru, 0, sizeof v->ru);
   PrunusScores scores = {.weight_scores = v->ws_ptr, .unit_scores = v->us_ptr};
   PrunusPlan plan = {.remove_weights = v->rw_ptr, .remove_units = v->ru_ptr};
-  const PrunusPlanRequest req = {.scope = scope, .layer_amount = layer_amount, .amount = amount,
-                                 .max_sparsity = max_sparsity};
+  const PrunusPlanRequest req = {
+      .scope = scope, .layer_amount = layer_amount, .amount = amount, .max_sparsity = max_sparsity};
   fakehost_clear_error(g->h);
   return g->desc->granularity->plan(g->state, &v->view, &scores, &req, &plan);
 }
@@ -901,8 +877,7 @@ static void test_channel_refuses_empty(void) {
   /* the dense "6" reads only channel 0 of "3" (its other columns pruned): removing
    * that channel would leave "6" with no alive weight */
   for (int u = 0; u < 4; u++)
-    for (int k = 4; k < 12; k++)
-      v.mask[2][u * 12 + k] = 0.0f;
+    for (int k = 4; k < 12; k++) v.mask[2][u * 12 + k] = 0.0f;
   const double one3[] = {0, 0.34, 0, 0};
   g_assert_cmpint(channel_plan(&g, &v, PRUNUS_SCOPE_LAYER, 0, one3, ms), !=, 0);
   g_assert_nonnull(strstr(fakehost_error(g.h), "layer 6"));
@@ -936,7 +911,7 @@ static void test_channel_settings(void) {
   g_assert_cmpint(channel_plan(&g, &v, PRUNUS_SCOPE_GLOBAL, 0.5, la, ms), !=, 0);
   g_assert_nonnull(strstr(fakehost_error(g.h), "layer 0"));
   g_assert_cmpint(channel_plan(&g, &v, PRUNUS_SCOPE_GLOBAL, 0.3, la, ms), ==, 0);
-  assert_units(&v, 0, "1,3");  /* round(2.1) = 2: raw 1 and 2 */
+  assert_units(&v, 0, "1,3"); /* round(2.1) = 2: raw 1 and 2 */
   assert_units(&v, 1, "");
   channel_free(&g);
   g = channel_new("aggregate", "l3");

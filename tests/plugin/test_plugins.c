@@ -19,12 +19,10 @@ typedef struct {
 /* (transfer full) The path of file name under dir or its sub-folders, or NULL. */
 static char *find_file(const char *dir, const char *name) {
   char *direct = g_build_filename(dir, name, NULL);
-  if (g_file_test(direct, G_FILE_TEST_IS_REGULAR))
-    return direct;
+  if (g_file_test(direct, G_FILE_TEST_IS_REGULAR)) return direct;
   g_free(direct);
   GDir *d = g_dir_open(dir, 0, NULL);
-  if (!d)
-    return NULL;
+  if (!d) return NULL;
   char *found = NULL;
   const char *entry;
   while (!found && (entry = g_dir_read_name(d))) {
@@ -39,22 +37,18 @@ static char *find_file(const char *dir, const char *name) {
 
 static char *plugin_path(const char *env, const char *name) {
   const char *dir = g_getenv(env);
-  if (!dir)
-    g_error("%s is not set (run through meson test)", env);
+  if (!dir) g_error("%s is not set (run through meson test)", env);
   char *file = g_strdup_printf("prunus-%s.so", name);
   char *path = find_file(dir, file);
-  if (!path)
-    g_error("%s not found under %s", file, dir);
+  if (!path) g_error("%s not found under %s", file, dir);
   g_free(file);
   return path;
 }
 
 static gboolean name_is_valid(const char *name) {
-  if (!name || !*name)
-    return FALSE;
+  if (!name || !*name) return FALSE;
   for (const char *c = name; *c; c++)
-    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
-      return FALSE;
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-')) return FALSE;
   return TRUE;
 }
 
@@ -63,8 +57,7 @@ static Loaded plugin_load(const char *name, PrunusPluginKind kind) {
   char *path = plugin_path("PRUNUS_TEST_PLUGIN_DIR", name);
   Loaded l = {0};
   l.dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!l.dl)
-    g_error("dlopen %s: %s", path, dlerror());
+  if (!l.dl) g_error("dlopen %s: %s", path, dlerror());
   PrunusPluginDescribeFn describe = (PrunusPluginDescribeFn)dlsym(l.dl, PRUNUS_PLUGIN_ENTRY_SYMBOL);
   g_assert_nonnull(describe);
   l.desc = describe(0);
@@ -72,6 +65,12 @@ static Loaded plugin_load(const char *name, PrunusPluginKind kind) {
   g_assert_null(describe(1));
   g_assert_cmpuint(l.desc->abi_version, ==, PRUNUS_PLUGIN_ABI_VERSION);
   g_assert_cmpuint(l.desc->size, ==, sizeof(PrunusPluginDesc));
+  /* the retrain plugins set ops_size with PRUNUS_PLUGIN_OPS; the criteria and
+   * granularities keep their revision-1 sources (0 = revision 1's table size) */
+  if (kind == PRUNUS_PLUGIN_RETRAIN)
+    g_assert_cmpuint(l.desc->ops_size, ==, sizeof(PrunusRetrainOps));
+  else
+    g_assert_cmpuint(l.desc->ops_size, ==, 0);
   g_assert_cmpint(l.desc->kind, ==, kind);
   g_assert_cmpstr(l.desc->name, ==, name);
   g_assert_true(name_is_valid(l.desc->name));
@@ -94,16 +93,14 @@ static void plugin_unload(Loaded *l) {
 static void *plugin_create_ok(const Loaded *l, PrunusHost *host) {
   void *state = NULL;
   const int rc = l->desc->create(host, fakehost_services(host), &state);
-  if (rc != 0)
-    g_error("%s create failed: %s", l->desc->name, fakehost_error(host));
+  if (rc != 0) g_error("%s create failed: %s", l->desc->name, fakehost_error(host));
   g_assert_null(fakehost_error(host));
   g_assert_null(fakehost_unread_key(host));
   return state;
 }
 
 static void plugin_destroy(const Loaded *l, void *state) {
-  if (l->desc->destroy)
-    l->desc->destroy(state);
+  if (l->desc->destroy) l->desc->destroy(state);
 }
 
 /* create() must fail with a message holding every needle. */
@@ -116,8 +113,19 @@ static void plugin_create_fails(const Loaded *l, PrunusHost *host, const char *n
   g_assert_nonnull(msg);
   g_test_message("%s: %s", l->desc->name, msg);
   g_assert_nonnull(strstr(msg, needle1));
-  if (needle2)
-    g_assert_nonnull(strstr(msg, needle2));
+  if (needle2) g_assert_nonnull(strstr(msg, needle2));
+}
+
+/* create() with key = value must fail with exactly `message`. */
+static void plugin_create_fails_exactly(const char *name, PrunusPluginKind kind, const char *key,
+                                        const char *value, const char *message) {
+  Loaded l = plugin_load(name, kind);
+  PrunusHost *h = fakehost_new(1, kind == PRUNUS_PLUGIN_RETRAIN);
+  fakehost_set(h, key, value);
+  plugin_create_fails(&l, h, message, NULL);
+  g_assert_cmpstr(fakehost_error(h), ==, message);
+  fakehost_free(h);
+  plugin_unload(&l);
 }
 
 static void plugin_create_fails_with(const char *name, PrunusPluginKind kind, const char *key,
@@ -162,13 +170,19 @@ static void model_init(Model *m, int n_layers, const int *units, const int *fan_
   for (int l = 0; l < n_layers; l++) {
     g_assert_cmpint(units[l] * fan_in[l], <=, MAX_W);
     g_snprintf(m->names[l], sizeof m->names[l], "%d", 2 * l + 1);
-    for (int i = 0; i < MAX_W; i++)
-      m->mask[l][i] = 1.0f;
-    m->layers[l] = (PrunusLayerView){
-        .name = m->names[l], .type = "dense", .index = 2 * l + 1, .n_units = units[l],
-        .fan_in = fan_in[l], .n_weights = (size_t)units[l] * (size_t)fan_in[l], .positions = 1,
-        .prunable = 1, .is_output = l == n_layers - 1, .weights = m->w[l], .bias = m->b[l],
-        .mask = m->mask[l]};
+    for (int i = 0; i < MAX_W; i++) m->mask[l][i] = 1.0f;
+    m->layers[l] = (PrunusLayerView){.name = m->names[l],
+                                     .type = "dense",
+                                     .index = 2 * l + 1,
+                                     .n_units = units[l],
+                                     .fan_in = fan_in[l],
+                                     .n_weights = (size_t)units[l] * (size_t)fan_in[l],
+                                     .positions = 1,
+                                     .prunable = 1,
+                                     .is_output = l == n_layers - 1,
+                                     .weights = m->w[l],
+                                     .bias = m->b[l],
+                                     .mask = m->mask[l]};
     m->ws_ptr[l] = m->ws[l];
     m->us_ptr[l] = m->us[l];
     m->rw_ptr[l] = m->rw[l];
@@ -192,24 +206,22 @@ static PrunusPlan model_plan(Model *m) {
 static char *removed_weights(const Model *m, int l) {
   GString *s = g_string_new(NULL);
   for (size_t i = 0; i < m->layers[l].n_weights; i++)
-    if (m->rw[l][i])
-      g_string_append_printf(s, "%s%zu", s->len ? "," : "", i);
+    if (m->rw[l][i]) g_string_append_printf(s, "%s%zu", s->len ? "," : "", i);
   return g_string_free(s, FALSE);
 }
 
 static char *removed_units(const Model *m, int l) {
   GString *s = g_string_new(NULL);
   for (int u = 0; u < m->layers[l].n_units; u++)
-    if (m->ru[l][u])
-      g_string_append_printf(s, "%s%d", s->len ? "," : "", u);
+    if (m->ru[l][u]) g_string_append_printf(s, "%s%d", s->len ? "," : "", u);
   return g_string_free(s, FALSE);
 }
 
-#define assert_removed(fn, m, l, expected)                                                       \
-  do {                                                                                           \
-    char *got_ = fn(m, l);                                                                       \
-    g_assert_cmpstr(got_, ==, expected);                                                         \
-    g_free(got_);                                                                                \
+#define assert_removed(fn, m, l, expected) \
+  do {                                     \
+    char *got_ = fn(m, l);                 \
+    g_assert_cmpstr(got_, ==, expected);   \
+    g_free(got_);                          \
   } while (0)
 
 // ----------------------------------------------------------------------------
@@ -228,8 +240,7 @@ static void magnitude_model(Model *m) {
 static void run_magnitude(Model *m, const char *unit_norm) {
   Loaded l = plugin_load("magnitude", PRUNUS_PLUGIN_CRITERION);
   PrunusHost *h = fakehost_new(1, FALSE);
-  if (unit_norm)
-    fakehost_set(h, "unit_norm", unit_norm);
+  if (unit_norm) fakehost_set(h, "unit_norm", unit_norm);
   void *state = plugin_create_ok(&l, h);
   g_assert_cmpuint(l.desc->criterion->needs(state), ==, PRUNUS_NEED_WEIGHTS);
   g_assert_cmpuint(l.desc->criterion->produces(state), ==,
@@ -246,10 +257,8 @@ static void test_magnitude_weight_scores(void) {
   magnitude_model(&m);
   run_magnitude(&m, NULL);
   static const float e0[] = {1, 2, 3, 0.5f, 0.5f, 4}, e1[] = {3, 4, 0, 1};
-  for (int i = 0; i < 6; i++)
-    g_assert_cmpfloat_with_epsilon(m.ws[0][i], e0[i], 1e-6);
-  for (int i = 0; i < 4; i++)
-    g_assert_cmpfloat_with_epsilon(m.ws[1][i], e1[i], 1e-6);
+  for (int i = 0; i < 6; i++) g_assert_cmpfloat_with_epsilon(m.ws[0][i], e0[i], 1e-6);
+  for (int i = 0; i < 4; i++) g_assert_cmpfloat_with_epsilon(m.ws[1][i], e1[i], 1e-6);
 }
 
 static void test_magnitude_unit_l2(void) {
@@ -369,8 +378,8 @@ static int weight_plan(Instance *in, Model *m, PrunusScope scope, double amount,
                        const double *layer_amount, const double *max_sparsity) {
   PrunusScores scores = model_scores(m, FALSE);
   PrunusPlan plan = model_plan(m);
-  const PrunusPlanRequest req = {.scope = scope, .layer_amount = layer_amount, .amount = amount,
-                                 .max_sparsity = max_sparsity};
+  const PrunusPlanRequest req = {
+      .scope = scope, .layer_amount = layer_amount, .amount = amount, .max_sparsity = max_sparsity};
   return in->l.desc->granularity->plan(in->state, &m->view, &scores, &req, &plan);
 }
 
@@ -457,8 +466,7 @@ static void test_weight_ties(void) {
   instance_create(&in);
   Model m;
   weight_model(&m);
-  for (int i = 0; i < 6; i++)
-    m.ws[0][i] = 0.25f;
+  for (int i = 0; i < 6; i++) m.ws[0][i] = 0.25f;
   /* all equal: the lowest alive indices go first (4 is masked) */
   const double la[] = {0.8, 0}, ms[] = {1, 1};
   g_assert_cmpint(weight_plan(&in, &m, PRUNUS_SCOPE_LAYER, 0, la, ms), ==, 0);
@@ -499,8 +507,8 @@ static int neuron_plan(Instance *in, Model *m, gboolean with_units, PrunusScope 
                        double amount, const double *layer_amount, const double *max_sparsity) {
   PrunusScores scores = model_scores(m, with_units);
   PrunusPlan plan = model_plan(m);
-  const PrunusPlanRequest req = {.scope = scope, .layer_amount = layer_amount, .amount = amount,
-                                 .max_sparsity = max_sparsity};
+  const PrunusPlanRequest req = {
+      .scope = scope, .layer_amount = layer_amount, .amount = amount, .max_sparsity = max_sparsity};
   return in->l.desc->granularity->plan(in->state, &m->view, &scores, &req, &plan);
 }
 
@@ -560,8 +568,7 @@ static void test_neuron_aggregate(void) {
   neuron_weight_scores(&m);
   for (int agg = 0; agg < 3; agg++) {
     Instance in = instance_new("neuron", PRUNUS_PLUGIN_GRANULARITY);
-    if (agg < 2)
-      fakehost_set(in.h, "aggregate", agg == 0 ? "l1" : "l2");
+    if (agg < 2) fakehost_set(in.h, "aggregate", agg == 0 ? "l1" : "l2");
     instance_create(&in);
     /* unit_scores NULL: aggregate the weight scores of the alive weights */
     g_assert_cmpint(neuron_plan(&in, &m, FALSE, PRUNUS_SCOPE_LAYER, 0, la, ms), ==, 0);
@@ -602,8 +609,7 @@ static void test_neuron_refuses_empty(void) {
   fakehost_clear_error(in.h);
   /* layer "3" keeps unit 1, but its only alive weight reads unit 1 of layer "1",
    * which goes: layer "3" would be left with no alive weight */
-  for (int k = 0; k < 4; k++)
-    m.mask[1][4 + k] = k == 1 ? 1.0f : 0.0f;
+  for (int k = 0; k < 4; k++) m.mask[1][4 + k] = k == 1 ? 1.0f : 0.0f;
   const double la[] = {0.25, 0.5, 0};
   g_assert_cmpint(neuron_plan(&in, &m, TRUE, PRUNUS_SCOPE_LAYER, 0, la, ms), !=, 0);
   g_assert_nonnull(strstr(fakehost_error(in.h), "layer 3"));
@@ -635,8 +641,7 @@ static Instance retrain_round(const char *name, int pretrain, ...) {
   va_list ap;
   va_start(ap, pretrain);
   const char *key;
-  while ((key = va_arg(ap, const char *)))
-    fakehost_set(in.h, key, va_arg(ap, const char *));
+  while ((key = va_arg(ap, const char *))) fakehost_set(in.h, key, va_arg(ap, const char *));
   va_end(ap);
   instance_create(&in);
   g_assert_cmpint(in.l.desc->retrain->retrain(in.state, 1), ==, 0);
@@ -655,9 +660,36 @@ static void test_finetune(void) {
   in = retrain_round("finetune", 10, "epochs", "0", NULL);
   g_assert_cmpuint(fakehost_n_calls(in.h), ==, 0);
   instance_free(&in);
-  plugin_create_fails_with("finetune", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
-  plugin_create_fails_with("finetune", PRUNUS_PLUGIN_RETRAIN, "lr", "-0.5", "-0.5");
+  /* ranges through the host's get_int_range / get_double_range */
+  plugin_create_fails_exactly("finetune", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1",
+                              "key 'epochs' = -1 is out of range: must be in [0, 2147483647]");
+  plugin_create_fails_exactly("finetune", PRUNUS_PLUGIN_RETRAIN, "lr", "-0.5",
+                              "key 'lr' = -0.5 is out of range: must be >= 0");
   plugin_create_fails_with("finetune", PRUNUS_PLUGIN_RETRAIN, "epochs", "many", "many");
+}
+
+/* A host of revision 1 has no range-checked getters: every retrain plugin says
+ * so instead of calling past the end of the services table (plugin.h, G2). */
+static void test_retrain_needs_revision2(void) {
+  static const char *const names[] = {"finetune", "rewind", "reinit", "lr-rewind"};
+  for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+    Loaded l = plugin_load(names[i], PRUNUS_PLUGIN_RETRAIN);
+    PrunusHost *h = fakehost_new(1, TRUE);
+    fakehost_set_revision1(h);
+    g_assert_cmpuint(PRUNUS_HOST_REVISION(fakehost_services(h)), ==, 1);
+    g_assert_false(PRUNUS_HOST_HAS(fakehost_services(h), get_int_range));
+    plugin_create_fails(&l, h,
+                        "this plugin needs the services get_int_range and "
+                        "get_double_range of plugin revision 2; this prunus's host is revision 1",
+                        NULL);
+    fakehost_free(h);
+    plugin_unload(&l);
+  }
+  /* and the fake host's own revision otherwise */
+  PrunusHost *h = fakehost_new(1, TRUE);
+  g_assert_cmpuint(PRUNUS_HOST_REVISION(fakehost_services(h)), ==, PRUNUS_PLUGIN_REVISION);
+  g_assert_true(PRUNUS_HOST_HAS(fakehost_services(h), get_double_range));
+  fakehost_free(h);
 }
 
 static void test_rewind(void) {
@@ -680,7 +712,8 @@ static void test_rewind(void) {
   assert_train(in.h, 1, 5, 0.05, 0, 0);
   instance_free(&in);
   plugin_create_fails_with("rewind", PRUNUS_PLUGIN_RETRAIN, "to", "middle", "middle");
-  plugin_create_fails_with("rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
+  plugin_create_fails_exactly("rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1",
+                              "key 'epochs' = -1 is out of range: must be in [0, 2147483647]");
   /* epoch with to = "init" */
   plugin_create_fails_with("rewind", PRUNUS_PLUGIN_RETRAIN, "epoch", "3", "init");
   Instance bad = instance_new("rewind", PRUNUS_PLUGIN_RETRAIN);
@@ -690,7 +723,7 @@ static void test_rewind(void) {
   bad = instance_new("rewind", PRUNUS_PLUGIN_RETRAIN);
   fakehost_set(bad.h, "to", "epoch");
   fakehost_set(bad.h, "epoch", "11");
-  plugin_create_fails(&bad.l, bad.h, "epoch", "11");
+  plugin_create_fails(&bad.l, bad.h, "key 'epoch' = 11 is out of range: must be in [1, 10]", NULL);
   instance_free(&bad);
 }
 
@@ -714,7 +747,10 @@ static void test_reinit(void) {
   assert_train(in.h, 1, 3, 0.2, 0, 0);
   assert_train(in.h, 3, 3, 0.2, 0, 0);
   instance_free(&in);
-  plugin_create_fails_with("reinit", PRUNUS_PLUGIN_RETRAIN, "seed", "-3", "-3");
+  plugin_create_fails_exactly("reinit", PRUNUS_PLUGIN_RETRAIN, "seed", "-3",
+                              "key 'seed' = -3 is out of range: must be >= 0");
+  plugin_create_fails_exactly("reinit", PRUNUS_PLUGIN_RETRAIN, "lr", "-1",
+                              "key 'lr' = -1 is out of range: must be >= 0");
   plugin_create_fails_with("reinit", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
 }
 
@@ -728,8 +764,14 @@ static void test_lr_rewind(void) {
   in = retrain_round("lr-rewind", 10, NULL);
   assert_train(in.h, 0, 10, 0.0, 0, 10);
   instance_free(&in);
-  plugin_create_fails_with("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "11", "11");
-  plugin_create_fails_with("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1", "-1");
+  /* at most train.epochs (10 in the fake host) */
+  plugin_create_fails_exactly("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "11",
+                              "key 'epochs' = 11 is out of range: must be in [0, 10]");
+  plugin_create_fails_exactly("lr-rewind", PRUNUS_PLUGIN_RETRAIN, "epochs", "-1",
+                              "key 'epochs' = -1 is out of range: must be in [0, 10]");
+  in = retrain_round("lr-rewind", 10, "epochs", "10", NULL);
+  assert_train(in.h, 0, 10, 0.0, 0, 10);
+  instance_free(&in);
 }
 
 // ----------------------------------------------------------------------------
@@ -738,8 +780,7 @@ static void test_lr_rewind(void) {
 static void *broken_open(const char *name) {
   char *path = plugin_path("PRUNUS_TEST_BROKEN_PLUGIN_DIR", name);
   void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!dl)
-    g_error("dlopen %s: %s", path, dlerror());
+  if (!dl) g_error("dlopen %s: %s", path, dlerror());
   g_free(path);
   return dl;
 }
@@ -782,6 +823,23 @@ static void test_broken_fixtures(void) {
   g_assert_cmpuint(broken_desc(dl)->size, ==, 8);
   dlclose(dl);
 
+  dl = broken_open("broken-ops-size");
+  g_assert_cmpint(broken_desc(dl)->kind, ==, PRUNUS_PLUGIN_GRANULARITY);
+  g_assert_cmpuint(broken_desc(dl)->ops_size, ==, 8);
+  dlclose(dl);
+
+  /* one member appended to each of descriptor and ops table */
+  dl = broken_open("future-plugin");
+  g_assert_cmpuint(broken_desc(dl)->size, ==, sizeof(PrunusPluginDesc) + sizeof(uint64_t));
+  g_assert_cmpuint(broken_desc(dl)->ops_size, ==, sizeof(PrunusCriterionOps) + sizeof(void *));
+  dlclose(dl);
+
+  /* exported although its definition has no PRUNUS_PLUGIN_EXPORT */
+  dl = broken_open("no-export-macro");
+  g_assert_cmpstr(broken_desc(dl)->name, ==, "no-export-macro");
+  g_assert_cmpuint(broken_desc(dl)->ops_size, ==, sizeof(PrunusRetrainOps));
+  dlclose(dl);
+
   char *path = plugin_path("PRUNUS_TEST_BROKEN_PLUGIN_DIR", "broken-undefined");
   g_assert_null(dlopen(path, RTLD_NOW | RTLD_LOCAL));
   const char *err = dlerror();
@@ -813,6 +871,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plugins/retrain/rewind", test_rewind);
   g_test_add_func("/plugins/retrain/reinit", test_reinit);
   g_test_add_func("/plugins/retrain/lr-rewind", test_lr_rewind);
+  g_test_add_func("/plugins/retrain/needs-revision-2", test_retrain_needs_revision2);
   g_test_add_func("/plugins/broken-fixtures", test_broken_fixtures);
   return g_test_run();
 }

@@ -1,7 +1,8 @@
 /* test_pipeline.c: the whole prune -> retrain pipeline (prunus_job_run) on a tiny
  * synthetic IDX dataset written here: the schedule's sparsity round by round, the
  * summary.json arithmetic, checkpoints on disk, neuron pruning that really
- * shrinks, determinism, rewind vs reinit, and a criterion that returns NaN. */
+ * shrinks, determinism, rewind vs reinit, a criterion that returns NaN, and configs
+ * refused before anything trains or is written. */
 #include "checkpoint.h"
 #include "json.h"
 #include "rng.h"
@@ -77,16 +78,16 @@ static void write_quadrants(const char *prefix, uint32_t n, uint64_t seed) {
 static size_t round_count(double x) { return x <= 0.0 ? 0 : (size_t)floor(x + 0.5 + 1e-9); }
 
 typedef struct {
-  const char *scope;        /* prune.schedule.scope */
-  const char *criterion;    /* plugin names */
+  const char *scope;     /* prune.schedule.scope */
+  const char *criterion; /* plugin names */
   const char *granularity;
-  const char *retrain;      /* the body of prune.retrain */
-  const char *prune_extra;  /* more keys of prune */
-  const char *top_extra;    /* more top-level keys */
+  const char *retrain;     /* the body of prune.retrain */
+  const char *prune_extra; /* more keys of prune */
+  const char *top_extra;   /* more top-level keys */
 } Setup;
 
-static const Setup weight_setup = {"global", "magnitude", "weight",
-                                   "plugin = \"finetune\"; epochs = 1;", "", ""};
+static const Setup weight_setup = {
+    "global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", ""};
 
 /* Write data_dir/<name>.cfg for setup; returns its path (transfer full). The
  * experiment (and checkpoint folder) is named "tiny". */
@@ -174,7 +175,8 @@ static PrunusJson *read_json(const char *run_dir, const char *name) {
 static const PrunusJson *get(const PrunusJson *o, const char *key, PrunusJsonType type) {
   const PrunusJson *v = prunus_json_get(o, key);
   if (!v) g_error("summary.json: missing key '%s'", key);
-  if (prunus_json_type(v) != type) g_error("summary.json: key '%s' has type %d", key, prunus_json_type(v));
+  if (prunus_json_type(v) != type)
+    g_error("summary.json: key '%s' has type %d", key, prunus_json_type(v));
   return v;
 }
 
@@ -479,16 +481,18 @@ static void check_retrain_run(const char *run_dir, int epochs_per_round) {
 }
 
 static void test_rewind_vs_reinit(void) {
-  const Setup rewind = {"global", "magnitude", "weight",
-                        "plugin = \"rewind\"; to = \"init\"; epochs = 2;", "", ""};
-  const Setup reinit = {"global", "magnitude", "weight", "plugin = \"reinit\"; epochs = 2;", "", ""};
+  const Setup rewind = {
+      "global", "magnitude", "weight", "plugin = \"rewind\"; to = \"init\"; epochs = 2;", "", ""};
+  const Setup reinit = {"global", "magnitude", "weight", "plugin = \"reinit\"; epochs = 2;",
+                        "",       ""};
   char *run_rewind = run_ok("rewind", &rewind);
   char *run_reinit = run_ok("reinit", &reinit);
   check_retrain_run(run_rewind, 2);
   check_retrain_run(run_reinit, 2);
   /* the lottery-ticket effect: at 87% sparsity the rewound ticket trains better
    * than the same mask re-initialised (seeded, so this is a fixed comparison) */
-  PrunusJson *s1 = read_json(run_rewind, "summary.json"), *s2 = read_json(run_reinit, "summary.json");
+  PrunusJson *s1 = read_json(run_rewind, "summary.json"),
+             *s2 = read_json(run_reinit, "summary.json");
   const double acc_rewind = num(prunus_json_index(summary_rounds(s1), ROUNDS), "test_accuracy");
   const double acc_reinit = num(prunus_json_index(summary_rounds(s2), ROUNDS), "test_accuracy");
   g_test_message("round %d: rewind %.4f, reinit %.4f", ROUNDS, acc_rewind, acc_reinit);
@@ -509,8 +513,9 @@ static void test_rewind_vs_reinit(void) {
 
 static void test_rewind_to_epoch(void) {
   /* to = "epoch" needs the pipeline to keep θk: prune.rewind_epoch */
-  const Setup missing = {"global", "magnitude", "weight",
-                         "plugin = \"rewind\"; to = \"epoch\"; epoch = 1; epochs = 1;", "", ""};
+  const Setup missing = {"global", "magnitude",
+                         "weight", "plugin = \"rewind\"; to = \"epoch\"; epoch = 1; epochs = 1;",
+                         "",       ""};
   GError *error = NULL;
   char *run_dir = run_pipeline("rewind-epoch-missing", &missing, &error);
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN);
@@ -519,9 +524,12 @@ static void test_rewind_to_epoch(void) {
   g_clear_error(&error);
   g_free(run_dir);
 
-  const Setup kept = {"global", "magnitude", "weight",
+  const Setup kept = {"global",
+                      "magnitude",
+                      "weight",
                       "plugin = \"rewind\"; to = \"epoch\"; epoch = 1; epochs = 1;",
-                      "rewind_epoch = 1;", ""};
+                      "rewind_epoch = 1;",
+                      ""};
   run_dir = run_ok("rewind-epoch", &kept);
   check_retrain_run(run_dir, 1);
   g_free(run_dir);
@@ -604,8 +612,8 @@ static size_t finished_rounds(const char *run_dir) {
 }
 
 static void test_kill_and_resume(void) {
-  static const Setup slow = {"global", "magnitude", "weight",
-                             "plugin = \"finetune\"; epochs = 6;", "", ""};
+  static const Setup slow = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 6;",
+                             "",       ""};
   char *ref = run_ok("resume-ref", &slow);
   char *cfg = write_config("resume", &slow);
   char *run_dir = g_build_filename(data_dir, "run-resume", NULL);
@@ -649,8 +657,8 @@ static void test_kill_and_resume(void) {
   prunus_model_free(m1);
   prunus_model_free(m2);
   /* a different config into the same folder is refused, and changes nothing */
-  static const Setup other = {"global", "magnitude", "weight",
-                              "plugin = \"finetune\"; epochs = 5;", "", ""};
+  static const Setup other = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 5;",
+                              "",       ""};
   char *other_cfg = write_config("resume", &other);
   g_assert_false(prunus_job_run(&o, &error));
   testutil_assert_error_contains(error, "summary.json", "different config", NULL);
@@ -662,10 +670,15 @@ static void test_kill_and_resume(void) {
 }
 
 static void test_experiments_and_seeds(void) {
-  static const Setup s = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "",
-                          "experiments = ( { name = \"a\"; },\n"
-                          "  { name = \"b\"; prune = { retrain = { plugin = \"finetune\"; epochs = 2; }; }; } );\n"
-                          "seeds = [1, 2];"};
+  static const Setup s = {
+      "global",
+      "magnitude",
+      "weight",
+      "plugin = \"finetune\"; epochs = 1;",
+      "",
+      "experiments = ( { name = \"a\"; },\n"
+      "  { name = \"b\"; prune = { retrain = { plugin = \"finetune\"; epochs = 2; }; }; } );\n"
+      "seeds = [1, 2];"};
   char *run_dir = run_ok("exps", &s);
   PrunusJson *sum = read_json(run_dir, "summary.json");
   const PrunusJson *exps = prunus_json_get(sum, "experiments");
@@ -692,12 +705,189 @@ static void test_experiments_and_seeds(void) {
   char *ck = g_build_filename(run_dir, "b", "seed-2", "round-03.safetensors", NULL);
   g_assert_true(g_file_test(ck, G_FILE_TEST_IS_REGULAR));
   /* the same seed gives a and b the same round 0 */
-  const PrunusJson *r0a = prunus_json_index(prunus_json_get(prunus_json_index(exps, 0), "rounds"), 0);
-  const PrunusJson *r0b = prunus_json_index(prunus_json_get(prunus_json_index(exps, 2), "rounds"), 0);
+  const PrunusJson *r0a =
+      prunus_json_index(prunus_json_get(prunus_json_index(exps, 0), "rounds"), 0);
+  const PrunusJson *r0b =
+      prunus_json_index(prunus_json_get(prunus_json_index(exps, 2), "rounds"), 0);
   g_assert_cmpfloat(num(r0a, "test_accuracy"), ==, num(r0b, "test_accuracy"));
   g_free(ck);
   g_free(cache);
   prunus_json_free(sum);
+  g_free(run_dir);
+}
+
+// ----------------------------------------------------------------------------
+// A mistake in any experiment is refused before anything trains
+
+/* "file:line" of the first line of path's text containing needle (transfer full). */
+static char *where_in(const char *path, const char *needle) {
+  char *text = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  const char *at = strstr(text, needle);
+  if (!at) g_error("%s: no '%s'", path, needle);
+  int line = 1;
+  for (const char *q = text; q < at; q++) line += *q == '\n';
+  g_free(text);
+  return g_strdup_printf("%s:%d", path, line);
+}
+
+/* Every file under dir with its SHA-256, sorted: equal digests = nothing changed. */
+static void digest_tree(const char *dir, const char *rel, GPtrArray *out) {
+  GDir *d = g_dir_open(dir, 0, NULL);
+  if (!d) return;
+  const char *name;
+  while ((name = g_dir_read_name(d))) {
+    char *path = g_build_filename(dir, name, NULL);
+    char *r = rel ? g_build_filename(rel, name, NULL) : g_strdup(name);
+    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+      digest_tree(path, r, out);
+    } else {
+      char *bytes = NULL;
+      gsize len = 0;
+      g_assert_true(g_file_get_contents(path, &bytes, &len, NULL));
+      char *sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)bytes, len);
+      g_ptr_array_add(out, g_strdup_printf("%s %s", r, sum));
+      g_free(sum);
+      g_free(bytes);
+    }
+    g_free(r);
+    g_free(path);
+  }
+  g_dir_close(d);
+}
+
+static gint compare_lines(gconstpointer a, gconstpointer b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static char *tree_digest(const char *dir) {
+  GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
+  digest_tree(dir, NULL, lines);
+  g_ptr_array_sort(lines, compare_lines);
+  GString *s = g_string_new(NULL);
+  for (guint i = 0; i < lines->len; i++)
+    g_string_append_printf(s, "%s\n", (const char *)g_ptr_array_index(lines, i));
+  g_ptr_array_free(lines, TRUE);
+  return g_string_free(s, FALSE);
+}
+
+/* Two experiments at seeds 1 and 2; the last one, b, carries `b` (its prune group's
+ * body) on a line of its own. */
+static char *write_two_experiments(const char *name, const char *b) {
+  char *top = g_strdup_printf(
+      "experiments = (\n"
+      "  { name = \"a\"; },\n"
+      "  { name = \"b\"; prune = { %s }; }\n"
+      ");\n"
+      "seeds = [1, 2];",
+      b);
+  const Setup s = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", top};
+  char *cfg = write_config(name, &s);
+  g_free(top);
+  return cfg;
+}
+
+typedef struct {
+  const char *label;
+  const char *b;          /* experiment b's prune body */
+  const char *line_of;    /* the text on the line the error names first */
+  const char *needles[3]; /* what the message says after "experiment 'b' (seed 1): FILE:LINE: " */
+} Refusal;
+
+static const Refusal refusals[] = {
+    {"plugin-typo",
+     "criterion = { plugin = \"magnitud\"; };",
+     "\"magnitud\"",
+     {"prune.criterion: no criterion plugin named 'magnitud'; did you mean 'magnitude'? (available: ",
+      "magnitude", NULL}},
+    {"unknown-setting",
+     "criterion = { plugin = \"magnitude\"; unit_nrom = \"l1\"; };",
+     "unit_nrom",
+     {"unknown key 'prune.criterion.unit_nrom'", NULL}},
+    {"bad-value",
+     "criterion = { plugin = \"magnitude\"; unit_norm = \"l3\"; };",
+     "\"l3\"",
+     {"prune.criterion plugin 'magnitude' (", "create() failed: ",
+      "key 'prune.criterion.unit_norm': unknown value 'l3' (expected one of: l1, l2)"}},
+    {"bad-plugin-check",
+     "retrain = { plugin = \"finetune\"; epochs = -2; };",
+     "epochs = -2",
+     {"prune.retrain plugin 'finetune' (", "create() failed: ",
+      "key 'prune.retrain.epochs' = -2 is out of range: must be in [0, 2147483647]"}},
+    {"criterion-granularity",
+     "criterion = { plugin = \"weight-norm\"; }; granularity = { plugin = \"weight\"; };",
+     "\"weight-norm\"",
+     {"prune.granularity 'weight' needs weight scores, but prune.criterion 'weight-norm' "
+      "produces only unit scores",
+      NULL}},
+};
+
+static void test_refused_before_training(void) {
+  char *cache = g_build_filename(data_dir, "cache-refused", NULL);
+  for (size_t i = 0; i < G_N_ELEMENTS(refusals); i++) {
+    const Refusal *c = &refusals[i];
+    char *name = g_strdup_printf("refused-%s", c->label);
+    char *cfg = write_two_experiments(name, c->b);
+    char *run_dir = g_build_filename(data_dir, name, NULL);
+    /* the dataset is missing too: checking comes before it is read */
+    const char *const sets[] = {"dataset.train_images=\"gone-idx3-ubyte\"", NULL};
+    PrunusJobOptions o = {.config_path = cfg,
+                          .overrides = sets,
+                          .run_dir = run_dir,
+                          .threads = 1,
+                          .quiet = TRUE,
+                          .cache_dir = cache};
+    GError *error = NULL;
+    g_assert_false(prunus_job_run(&o, &error));
+    g_assert_nonnull(error);
+    g_test_message("%s: %s", c->label, error->message);
+    char *where = where_in(cfg, c->line_of);
+    char *head = g_strdup_printf("experiment 'b' (seed 1): %s: ", where);
+    if (!g_str_has_prefix(error->message, head))
+      g_error("%s: expected the message to start with '%s': %s", c->label, head, error->message);
+    for (int k = 0; k < 3 && c->needles[k]; k++)
+      testutil_assert_error_contains(error, c->needles[k], NULL);
+    g_clear_error(&error);
+    /* nothing trained, nothing written: no run folder (checkpoints, metrics.jsonl,
+     * summary.json), no pretraining cache */
+    g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(cache, G_FILE_TEST_EXISTS));
+    g_free(head);
+    g_free(where);
+    g_free(run_dir);
+    g_free(cfg);
+    g_free(name);
+  }
+  g_free(cache);
+}
+
+/* A refused run leaves an earlier run's folder byte for byte as it was. */
+static void test_refused_keeps_results(void) {
+  static const Setup good = {"global", "magnitude",
+                             "weight", "plugin = \"finetune\"; epochs = 1;",
+                             "",       "experiments = ( { name = \"a\"; }, { name = \"b\"; } );"};
+  char *run_dir = run_ok("intact", &good);
+  char *before = tree_digest(run_dir);
+  g_assert_true(strstr(before, "b/round-03.safetensors ") != NULL);
+  g_assert_true(strstr(before, "metrics.jsonl ") != NULL);
+  static const Setup typo = {
+      "global",
+      "magnitude",
+      "weight",
+      "plugin = \"finetune\"; epochs = 1;",
+      "",
+      "experiments = ( { name = \"a\"; },\n"
+      "  { name = \"b\"; prune = { granularity = { plugin = \"neurn\"; }; }; } );"};
+  GError *error = NULL;
+  g_free(run_pipeline("intact", &typo, &error));
+  g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN);
+  testutil_assert_error_contains(error, "experiment 'b': ", "intact.cfg:",
+                                 "prune.granularity: no granularity plugin named 'neurn'", NULL);
+  g_clear_error(&error);
+  char *after = tree_digest(run_dir);
+  g_assert_cmpstr(after, ==, before);
+  g_free(after);
+  g_free(before);
   g_free(run_dir);
 }
 
@@ -709,13 +899,16 @@ int main(int argc, char **argv) {
   data_dir = testutil_mkdtemp();
   write_quadrants("train", N_TRAIN, 21);
   write_quadrants("t10k", N_TEST, 22);
-  g_test_add_func("/pipeline/weight-schedule-and-determinism", test_weight_schedule_and_determinism);
+  g_test_add_func("/pipeline/weight-schedule-and-determinism",
+                  test_weight_schedule_and_determinism);
   g_test_add_func("/pipeline/neuron-shrinks", test_neuron_shrinks);
   g_test_add_func("/pipeline/rewind-vs-reinit", test_rewind_vs_reinit);
   g_test_add_func("/pipeline/rewind-to-epoch", test_rewind_to_epoch);
   g_test_add_func("/pipeline/nan-criterion", test_nan_criterion);
   g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
+  g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
+  g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
   g_free(data_dir);

@@ -1,0 +1,62 @@
+/* optim.h: the training hyper-parameters (PrunusTrainConfig), learning-rate schedules
+ * and the optimizers (SGD with momentum/Nesterov/weight decay, Adam) over a model's
+ * parameter slab, re-applying the pruning mask in the same pass. */
+#ifndef PRUNUS_OPTIM_H
+#define PRUNUS_OPTIM_H
+
+#include "model.h"
+
+G_BEGIN_DECLS
+
+typedef enum { PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM } PrunusOptimizer;
+typedef enum { PRUNUS_LR_CONSTANT, PRUNUS_LR_STEP, PRUNUS_LR_COSINE } PrunusLrSchedule;
+
+typedef struct {
+  int epochs;
+  int batch;
+  PrunusOptimizer optimizer;
+  double lr;
+  double momentum;          /* SGD */
+  gboolean nesterov;        /* SGD */
+  double weight_decay;      /* L2 added to the gradient (SGD and Adam) */
+  double beta1, beta2, eps; /* Adam */
+  PrunusLrSchedule lr_schedule;
+  int step_size;        /* step: epochs between decays */
+  double gamma;         /* step: decay factor */
+  double warmup_epochs; /* linear warm-up from 0 (may be 0) */
+} PrunusTrainConfig;
+
+/* The defaults a config starts from. */
+PrunusTrainConfig prunus_train_config_default(void);
+
+/* Learning rate at a fractional epoch position (epoch + step/steps_per_epoch). */
+double prunus_lr_at(const PrunusTrainConfig *tc, double epoch_pos);
+
+/* How prunus_optim_step_span treats its span. */
+typedef enum {
+  /* some mask entry of the span may be 0 (without it the mask is not read) */
+  PRUNUS_OPTIM_MASKED = 1 << 0,
+  /* zero the gradients once used (the trainer then lets the next backward add onto them) */
+  PRUNUS_OPTIM_CLEAR_GRADS = 1 << 1,
+  /* write the new parameters with non-temporal stores: for weights that other
+   * threads read every step, whose cache lines an ordinary store would first have to
+   * take back from them; the same values either way */
+  PRUNUS_OPTIM_STREAM_PARAMS = 1 << 2,
+} PrunusOptimFlags;
+/* The same step for the parameters [off, off + n) only (training updates each layer
+ * right after its backward). */
+void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
+                            size_t off, size_t n, PrunusOptimFlags flags);
+void prunus_optim_reset(PrunusModel *m);
+
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: the plain whole-slab step that /train/fit/matches-plain-loop holds
+ * training to */
+
+/* One optimizer step over the whole slab with the grads in m->grads, then
+ * params *= mask so pruned weights stay exactly zero. step counts from 1 (Adam). */
+void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step);
+
+G_END_DECLS
+
+#endif
