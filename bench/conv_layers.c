@@ -195,7 +195,7 @@ static double best_us(Bench *b, void (*fn)(Bench *), int reps, int iters) {
 int main(int argc, char **argv) {
   int threads = 1, reps = 5, iters = 20, batch = 128;
   gboolean peak_only = FALSE;
-  gchar *only = NULL;
+  gchar *only = NULL, *isa = NULL;
   GOptionEntry entries[] = {
       {"threads", 't', 0, G_OPTION_ARG_INT, &threads, "threads of the layer's team (default 1)",
        "N"},
@@ -205,6 +205,8 @@ int main(int argc, char **argv) {
       {"batch", 0, 0, G_OPTION_ARG_INT, &batch, "images per call (default 128)", "N"},
       {"only", 0, 0, G_OPTION_ARG_STRING, &only, "comma-separated layer names (default all)", "L"},
       {"peak-only", 0, 0, G_OPTION_ARG_NONE, &peak_only, "measure only the FMA peak", NULL},
+      {"isa", 0, 0, G_OPTION_ARG_STRING, &isa,
+       "widest instruction set the Winograd kernels may use: avx512 (default) or avx2", "ISA"},
       {"cpu-clock", 0, 0, G_OPTION_ARG_NONE, &cpu_clock,
        "time layers by the process's CPU time (1 thread on a busy machine), not wall time", NULL},
       {NULL, 0, 0, 0, NULL, NULL, NULL}};
@@ -221,6 +223,11 @@ int main(int argc, char **argv) {
             PRUNUS_TEAM_MAX_THREADS);
     return 2;
   }
+  if (isa && strcmp(isa, "avx2") != 0 && strcmp(isa, "avx512") != 0) {
+    fprintf(stderr, "conv_layers: --isa must be avx512 or avx2, found '%s'\n", isa);
+    return 2;
+  }
+  if (isa && strcmp(isa, "avx2") == 0) prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX2);
   prunus_set_threads(1);
   PrunusTeam *team = NULL;
   if (threads > 1) {
@@ -235,9 +242,9 @@ int main(int argc, char **argv) {
   gboolean has512 = __builtin_cpu_supports("avx512f");
   double peak512 = has512 ? fma_peak(team, 512) : 0.0, peak256 = fma_peak(team, 256);
   printf(
-      "{\"bench\":\"conv_layers\",\"threads\":%d,\"batch\":%d,\"avx512\":%s,"
+      "{\"bench\":\"conv_layers\",\"threads\":%d,\"batch\":%d,\"wino_isa\":\"%s\","
       "\"fma_peak_gflops\":{\"avx512\":%.2f,\"avx2\":%.2f}",
-      threads, batch, prunus_avx512_in_use() ? "true" : "false", peak512, peak256);
+      threads, batch, prunus_conv_isa_name(prunus_conv_wino_isa()), peak512, peak256);
   if (peak_only) {
     printf("}\n");
     prunus_team_free(team);
@@ -288,6 +295,7 @@ int main(int argc, char **argv) {
   printf("]}\n");
   g_strfreev(names);
   g_free(only);
+  g_free(isa);
   prunus_team_free(team);
   return 0;
 }

@@ -5,18 +5,19 @@
 /* ------------------------------------------------------------------------ */
 /* moving between channels-first planes and channel-interleaved (position, VL) rows */
 
-static inline void ISA(load_rows)(VEC r[VL], const float *src, size_t ss, int nr, int nl) {
-  for (int i = 0; i < VL; i++) r[i] = i < nr ? vld_n(src + (size_t)i * ss, nl) : vzero();
-}
+/* The register blocks below are arrays indexed by loop counters: unrolled completely,
+ * they live in registers (GCC stops unrolling by itself at 16). */
+#define UNROLL _Pragma("GCC unroll 32")
 
 /* Rows r < nr of src (stride ss; nl floats each, the rest read as 0) transposed into
- * rows j < nw of dst (stride ds), writing nlo floats of each. */
-static void ISA(transpose)(const float *src, size_t ss, int nr, int nl, float *dst, size_t ds,
-                           int nw, int nlo) {
+ * rows j < nw of dst (stride ds), writing nlo floats of each. Inlined into its loops. */
+static inline __attribute__((always_inline)) void ISA(transpose)(const float *src, size_t ss,
+                                                                 int nr, int nl, float *dst,
+                                                                 size_t ds, int nw, int nlo) {
   VEC r[VL];
-  ISA(load_rows)(r, src, ss, nr, nl);
+  UNROLL for (int i = 0; i < VL; i++) r[i] = i < nr ? vld_n(src + (size_t)i * ss, nl) : vzero();
   vtranspose(r);
-  for (int j = 0; j < nw; j++) vst_n(dst + (size_t)j * ds, r[j], nlo);
+  UNROLL for (int j = 0; j < VL; j++) if (j < nw) vst_n(dst + (size_t)j * ds, r[j], nlo);
 }
 
 /* hwc (rows, cols, cs) at row r0, column c0, channel c0 + ..: the n channels of plane
@@ -26,11 +27,14 @@ static void ISA(to_hwc)(const float *plane, int n, int rows_in, int cols_in, flo
   size_t hw = (size_t)rows_in * cols_in;
   for (int cb = 0; cb < n; cb += VL) {
     int nr = MIN(VL, n - cb);
-    for (int h = 0; h < rows_in; h++)
-      for (int w0 = 0; w0 < cols_in; w0 += VL) ISA(transpose)
-    (plane + (size_t)cb * hw + (size_t)h * cols_in + w0, hw, nr, MIN(VL, cols_in - w0),
-     hwc + ((size_t)(r0 + h) * hwc_cols + col0 + w0) * cs + cb, (size_t)cs, MIN(VL, cols_in - w0),
-     VL);
+    for (int h = 0; h < rows_in; h++) {
+      for (int w0 = 0; w0 < cols_in; w0 += VL) {
+        const float *src = plane + (size_t)cb * hw + (size_t)h * cols_in + w0;
+        float *dst = hwc + ((size_t)(r0 + h) * hwc_cols + col0 + w0) * cs + cb;
+        int nw = MIN(VL, cols_in - w0);
+        ISA(transpose)(src, hw, nr, nw, dst, (size_t)cs, nw, VL);
+      }
+    }
   }
 }
 
@@ -41,10 +45,14 @@ static void ISA(from_hwc)(const float *hwc, int hwc_cols, int cs, float *plane, 
   size_t hw = (size_t)rows * cols;
   for (int cb = 0; cb < n; cb += VL) {
     int nk = MIN(VL, n - cb);
-    for (int h = 0; h < rows; h++)
-      for (int w0 = 0; w0 < cols; w0 += VL) ISA(transpose)
-    (hwc + ((size_t)h * hwc_cols + w0) * cs + cb, (size_t)cs, MIN(VL, cols - w0), VL,
-     plane + (size_t)cb * hw + (size_t)h * cols + w0, hw, nk, MIN(VL, cols - w0));
+    for (int h = 0; h < rows; h++) {
+      for (int w0 = 0; w0 < cols; w0 += VL) {
+        const float *src = hwc + ((size_t)h * hwc_cols + w0) * cs + cb;
+        float *dst = plane + (size_t)cb * hw + (size_t)h * cols + w0;
+        int nw = MIN(VL, cols - w0);
+        ISA(transpose)(src, (size_t)cs, nw, VL, dst, hw, nk, nw);
+      }
+    }
   }
 }
 
@@ -138,10 +146,6 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
 /* ------------------------------------------------------------------------ */
 /* the products, one per element e of the 4x4 tile: register blocks of R tiles (or R
  * input channels) by NK vectors of output channels */
-
-/* The register blocks are arrays indexed by loop counters: unrolled completely, they
- * live in registers (GCC stops unrolling by itself at 16). */
-#define UNROLL _Pragma("GCC unroll 32")
 
 /* m[r][j] = sum over c < C of v[r][c] * u[j][c] for R tiles: v (R, vs) rows of
  * transformed input, u (NK, C, VL) at stride us, m (R, ms) at vector j. */
