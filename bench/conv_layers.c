@@ -99,12 +99,13 @@ static double fma_peak(PrunusTeam *team, int width) {
 typedef struct {
   PrunusConvGeom g;
   int B;
-  float *x, *W, *bias, *y, *dy, *dx, *dW, *db, *scratch;
+  float *x, *W, *y, *dy, *dx, *dW, *scratch;
   PrunusTeam *team;
   gboolean need_dx;
 } Bench;
 
-/* The kernels a conv2d layer of this geometry runs (the choice in core/nn/layers.c). */
+/* The kernels a conv2d layer of this geometry runs (the choice in core/nn/layers.c):
+ * the GEMM's input gradient is scattered where prunus_conv_scatter_covers. */
 typedef enum { PATH_DIRECT, PATH_WINO, PATH_GEMM } Path;
 
 static Path path_of(const PrunusConvGeom *g) {
@@ -113,8 +114,15 @@ static Path path_of(const PrunusConvGeom *g) {
   return PATH_GEMM;
 }
 
-static const char *path_name(Path p) {
-  return p == PATH_DIRECT ? "direct" : p == PATH_WINO ? "wino" : "gemm";
+static const char *path_name(const PrunusConvGeom *g) {
+  switch (path_of(g)) {
+  case PATH_DIRECT:
+    return "direct";
+  case PATH_WINO:
+    return "wino";
+  default:
+    return prunus_conv_scatter_covers(g) ? "gemm+sc" : "gemm";
+  }
 }
 
 static size_t path_scratch(const PrunusConvGeom *g, int parts) {
@@ -124,20 +132,21 @@ static size_t path_scratch(const PrunusConvGeom *g, int parts) {
   case PATH_WINO:
     return prunus_conv_wino_scratch(g, parts);
   default:
-    return prunus_conv_gemm_scratch(g, parts);
+    return MAX(prunus_conv_gemm_scratch(g, parts), prunus_conv_scatter_scratch(g, parts));
   }
 }
 
+/* ResNet's convs have no bias (batch norm follows): bias and db are NULL. */
 static void run_forward(Bench *b) {
   switch (path_of(&b->g)) {
   case PATH_DIRECT:
-    prunus_conv_direct_forward(&b->g, b->x, b->W, b->bias, b->y, b->scratch, b->B, b->team);
+    prunus_conv_direct_forward(&b->g, b->x, b->W, NULL, b->y, b->scratch, b->B, b->team);
     break;
   case PATH_WINO:
     prunus_conv_wino_forward(&b->g, b->x, b->W, NULL, b->y, b->scratch, b->B, b->team);
     break;
   default:
-    prunus_conv_gemm_forward(&b->g, b->x, b->W, b->bias, b->y, b->scratch, b->B, b->team);
+    prunus_conv_gemm_forward(&b->g, b->x, b->W, NULL, b->y, b->scratch, b->B, b->team);
   }
 }
 
@@ -145,15 +154,18 @@ static void run_backward(Bench *b) {
   float *dx = b->need_dx ? b->dx : NULL;
   switch (path_of(&b->g)) {
   case PATH_DIRECT:
-    prunus_conv_direct_backward(&b->g, b->x, b->W, b->dy, b->dW, b->db, dx, b->scratch, b->B,
+    prunus_conv_direct_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B,
                                 b->team);
     break;
   case PATH_WINO:
     prunus_conv_wino_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B, b->team);
     break;
-  default:
-    prunus_conv_gemm_backward(&b->g, b->x, b->W, b->dy, b->dW, b->db, dx, b->scratch, b->B,
-                              b->team);
+  default: {
+    gboolean scatter = dx && prunus_conv_scatter_covers(&b->g);
+    prunus_conv_gemm_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, scatter ? NULL : dx,
+                              b->scratch, b->B, b->team);
+    if (scatter) prunus_conv_scatter_input_grad(&b->g, b->W, b->dy, dx, b->scratch, b->B, b->team);
+  }
   }
 }
 
@@ -275,7 +287,6 @@ int main(int argc, char **argv) {
     size_t ny = (size_t)batch * lt->cout * ho * ho, nw = (size_t)lt->cout * lt->cin * lt->k * lt->k;
     size_t ns = path_scratch(&b.g, threads);
     b.x = random_floats(&rng, nx), b.dy = random_floats(&rng, ny), b.W = random_floats(&rng, nw);
-    b.bias = g_malloc0(sizeof(float) * lt->cout), b.db = g_malloc0(sizeof(float) * lt->cout);
     b.y = g_malloc0(sizeof(float) * ny), b.dx = g_malloc0(sizeof(float) * nx);
     b.dW = g_malloc0(sizeof(float) * nw);
     b.scratch = g_aligned_alloc0(ns + 16, sizeof(float), 64);
@@ -286,10 +297,10 @@ int main(int argc, char **argv) {
     printf(
         "%s{\"name\":\"%s\",\"count\":%d,\"path\":\"%s\",\"fwd_us\":%.1f,\"bwd_us\":%.1f,\"bwd_w_us\":%.1f,"
         "\"fwd_flops\":%.0f,\"bwd_flops\":%.0f}",
-        first ? "" : ",", lt->name, lt->count, path_name(path_of(&b.g)), fwd, bwd, bwd_w, 2 * macs,
+        first ? "" : ",", lt->name, lt->count, path_name(&b.g), fwd, bwd, bwd_w, 2 * macs,
         (b.need_dx ? 4 : 2) * macs);
     first = FALSE;
-    g_free(b.x), g_free(b.dy), g_free(b.W), g_free(b.bias), g_free(b.db), g_free(b.y);
+    g_free(b.x), g_free(b.dy), g_free(b.W), g_free(b.y);
     g_free(b.dx), g_free(b.dW), g_aligned_free(b.scratch);
   }
   printf("]}\n");

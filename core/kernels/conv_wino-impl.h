@@ -147,11 +147,12 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
 /* the products, one per element e of the 4x4 tile: register blocks of R tiles (or R
  * input channels) by NK vectors of output channels */
 
-/* m[r][j] = sum over c < C of v[r][c] * u[j][c] for R tiles: v (R, vs) rows of
- * transformed input, u (NK, C, VL) at stride us, m (R, ms) at vector j. */
+/* m[r][j] = (when add: m[r][j] +) sum over c < C of v[r][c] * u[j][c] for R rows: v (R,
+ * vs) rows of transformed input (or dy), u (NK, C, VL) at stride us, m (R, ms) at
+ * vector j. */
 #define WINO_FWD(R, NK)                                                                         \
   static void ISA(fwd_##R##_##NK)(const float *v, int vs, int C, const float *u, size_t us,     \
-                                  float *m, int ms) {                                           \
+                                  float *m, int ms, int add) {                                  \
     VEC acc[R][NK];                                                                             \
     UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vzero(); \
     for (int c = 0; c < C; c++) {                                                               \
@@ -162,8 +163,10 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
         UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);               \
       }                                                                                         \
     }                                                                                           \
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++)                      \
-        vst(m + (size_t)r * ms + j * VL, acc[r][j]);                                            \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++) {                    \
+      float *o = m + (size_t)r * ms + j * VL;                                                   \
+      vst(o, add ? vadd(vld(o), acc[r][j]) : acc[r][j]);                                        \
+    }                                                                                           \
   }
 
 /* du[r][j] += sum over tiles t < n of v[t][r] * z[t][j] for R input channels: v (n, vs)
@@ -187,7 +190,7 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
         vst(du + (size_t)r * ds + j * VL, acc[r][j]);                                              \
   }
 
-typedef void (*ISA(FwdKernel))(const float *, int, int, const float *, size_t, float *, int);
+typedef void (*ISA(FwdKernel))(const float *, int, int, const float *, size_t, float *, int, int);
 typedef void (*ISA(DwKernel))(const float *, int, const float *, int, int, float *, int);
 
 #define ISA_FWD1(R) WINO_FWD(R, 1)
@@ -235,7 +238,7 @@ static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, fl
         int r = MIN(rb, n - t);
         const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
         kernel(ve + (size_t)t * pl->Cs, pl->Cs, pl->C, ue + (size_t)kv * pl->C * VL,
-               (size_t)pl->C * VL, me + (size_t)t * pl->Ks + kv * VL, pl->Ks);
+               (size_t)pl->C * VL, me + (size_t)t * pl->Ks + kv * VL, pl->Ks, 0);
       }
       kv += nk;
     }
@@ -320,5 +323,48 @@ static void ISA(weight_grad_part)(void *arg, int part, int n_parts) {
       if (c->want_db) ISA(channel_sums)(dyi, pl->K, (size_t)pl->Ho * pl->Wo, b.db);
     }
     ISA(weight_products)(pl, b.v, b.m, b.du, ng * pl->T);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* the input gradient of any other conv: products scattered onto the padded input */
+
+/* dx of this part's images: per image, dy goes channel-interleaved (dyh), then for each
+ * output row, block of positions and tap (kh, kw), the products dy . W^T land on the
+ * padded input gradient dxh at stride s, which goes back channels-first. */
+static void ISA(scatter_part)(void *arg, int part, int n_parts) {
+  const ScatterCall *c = arg;
+  const PrunusConvGeom *g = c->g;
+  ScatterPlan sp = scatter_plan(g, VL);
+  float *dyh = c->parts + (size_t)part * c->part_floats; /* (Ho * Wo, Ks) */
+  float *dxh = dyh + sp.dyh;                             /* (Hs, Ws, Cs) */
+  size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->cout * g->Ho * g->Wo;
+  int cvs = sp.Cs / VL, kk = g->k * g->k;
+  for (int b = prunus_team_share(c->B, part, n_parts);
+       b < prunus_team_share(c->B, part + 1, n_parts); b++) {
+    ISA(to_hwc)(c->dy + b * out_img, g->cout, g->Ho, g->Wo, dyh, g->Wo, sp.Ks, 0, 0);
+    memset(dxh, 0, sizeof(float) * sp.Hs * sp.Ws * sp.Cs);
+    for (int oh = 0; oh < g->Ho; oh++)
+      for (int cv = 0; cv < cvs;) {
+        int nk = cvs - cv >= 2 ? 2 : 1;
+        int rb = ISA(block_of)(g->Wo, nk == 2 ? RMAX2 : RMAX1);
+        for (int ow = 0; ow < g->Wo; ow += rb) {
+          int r = MIN(rb, g->Wo - ow);
+          const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
+          for (int t = 0; t < kk; t++) {
+            float *dst =
+                dxh +
+                ((size_t)(oh * g->s + t / g->k) * sp.Ws + (size_t)ow * g->s + t % g->k) * sp.Cs +
+                cv * VL;
+            kernel(dyh + ((size_t)oh * g->Wo + ow) * sp.Ks, sp.Ks, g->cout,
+                   c->Wr + ((size_t)t * cvs + cv) * g->cout * VL, (size_t)g->cout * VL, dst,
+                   g->s * sp.Cs, 1);
+          }
+        }
+        cv += nk;
+      }
+    ISA(from_hwc)
+    (dxh + ((size_t)g->p * sp.Ws + g->p) * sp.Cs, sp.Ws, sp.Cs, c->dx + b * in_img, g->C, g->H,
+     g->W);
   }
 }

@@ -159,6 +159,34 @@ static void reduce_weight_grad(const WinoPlan *pl, float *const *du, int parts, 
 /* ------------------------------------------------------------------------ */
 /* the vector code, once per instruction set */
 
+/* The input gradient by scattered products (any geometry): one part's buffers. */
+typedef struct {
+  int Cs, Ks;  /* C and cout rounded up to vl */
+  int Hs, Ws;  /* the zero-padded input, H + 2p by W + 2p */
+  size_t dyh;  /* floats of dyh (Ho * Wo, Ks), one image's dy channel-interleaved */
+  size_t part; /* dyh, then dxh (Hs, Ws, Cs) */
+} ScatterPlan;
+
+static ScatterPlan scatter_plan(const PrunusConvGeom *g, int vl) {
+  ScatterPlan sp;
+  sp.Cs = (int)round_up((size_t)g->C, (size_t)vl),
+  sp.Ks = (int)round_up((size_t)g->cout, (size_t)vl);
+  sp.Hs = g->H + 2 * g->p, sp.Ws = g->W + 2 * g->p;
+  sp.dyh = round_up((size_t)g->Ho * g->Wo * sp.Ks, MAX_VL);
+  sp.part = sp.dyh + round_up((size_t)sp.Hs * sp.Ws * sp.Cs, MAX_VL);
+  return sp;
+}
+
+/* A scattered input gradient split over a team: Wr (k*k, Cs/vl, cout, vl) the weights
+ * by tap, then part p's buffers at parts + p * part_floats. */
+typedef struct {
+  const PrunusConvGeom *g;
+  const float *Wr, *dy;
+  float *dx, *parts;
+  size_t part_floats;
+  int B;
+} ScatterCall;
+
 /* One call split over a team: part p's buffers at parts + p * part_floats. */
 typedef struct {
   const WinoPlan *pl;
@@ -336,6 +364,52 @@ const char *prunus_conv_isa_name(PrunusConvIsa isa) {
 
 bool prunus_conv_wino_covers(const PrunusConvGeom *g) {
   return g->k == 3 && g->s == 1 && g->p <= 2 && prunus_conv_wino_isa() != PRUNUS_CONV_ISA_NONE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the scattered input gradient */
+
+bool prunus_conv_scatter_covers(const PrunusConvGeom *g) {
+  return (g->s >= 2 || g->k == 1) && prunus_conv_wino_isa() != PRUNUS_CONV_ISA_NONE;
+}
+
+/* Floats of the weights by tap, (k*k, Cs, cout). */
+static size_t scatter_weights(const PrunusConvGeom *g, int vl) {
+  return round_up((size_t)g->k * g->k * scatter_plan(g, vl).Cs * g->cout, MAX_VL);
+}
+
+size_t prunus_conv_scatter_scratch(const PrunusConvGeom *g, int parts) {
+  size_t most = 0;
+  for (int vl = 8; vl <= MAX_VL; vl *= 2)
+    most = MAX(most, scatter_weights(g, vl) + (size_t)parts * scatter_plan(g, vl).part);
+  return most;
+}
+
+void prunus_conv_scatter_input_grad(const PrunusConvGeom *g, const float *Wt, const float *dy,
+                                    float *dx, float *scratch, int B, PrunusTeam *team) {
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  g_assert(isa != PRUNUS_CONV_ISA_NONE);
+  int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
+  ScatterPlan sp = scatter_plan(g, vl);
+  int kk = g->k * g->k, cvs = sp.Cs / vl;
+  /* Wr[t][cv][co][lane] = Wt[co][cv * vl + lane][t]: input channels as lanes, 0 past C */
+  for (int t = 0; t < kk; t++)
+    for (int cv = 0; cv < cvs; cv++)
+      for (int co = 0; co < g->cout; co++)
+        for (int l = 0; l < vl; l++) {
+          int ci = cv * vl + l;
+          scratch[(((size_t)t * cvs + cv) * g->cout + co) * vl + l] =
+              ci < g->C ? Wt[((size_t)co * g->C + ci) * kk + t] : 0.0f;
+        }
+  ScatterCall c = {.g = g,
+                   .Wr = scratch,
+                   .dy = dy,
+                   .dx = dx,
+                   .parts = scratch + scatter_weights(g, vl),
+                   .part_floats = sp.part,
+                   .B = B};
+  prunus_team_run(team, isa == PRUNUS_CONV_ISA_AVX512 ? scatter_part_avx512 : scatter_part_avx2,
+                  &c);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -46,4 +46,17 @@ void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const fl
                                const float *dy, float *dW, float *db, float *dx, float *scratch,
                                int B, PrunusTeam *team);
 
+/* TRUE for the geometries prunus_conv_scatter_input_grad is meant for (stride >= 2 or
+ * a 1x1 kernel; it is correct for any) where a version of it runs here. */
+bool prunus_conv_scatter_covers(const PrunusConvGeom *g);
+/* Floats of scratch prunus_conv_scatter_input_grad needs, any batch size, for a team
+ * of up to `parts` threads. */
+size_t prunus_conv_scatter_scratch(const PrunusConvGeom *g, int parts);
+/* dx (B, C, H, W) = the gradient of conv(x, Wt) with respect to x, from dy (B, cout,
+ * Ho, Wo) (overwritten; any kernel, stride, padding): each output position's dy times
+ * W^T, channels interleaved a vector at a time, added onto the padded input's window.
+ * The images are split over team (NULL: this thread only). */
+void prunus_conv_scatter_input_grad(const PrunusConvGeom *g, const float *Wt, const float *dy,
+                                    float *dx, float *scratch, int B, PrunusTeam *team);
+
 #endif

@@ -189,6 +189,7 @@ static size_t conv_scratch(const PrunusLayer *l, int B) {
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
   size_t kernels = MAX(prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS),
                        prunus_conv_wino_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  kernels = MAX(kernels, prunus_conv_scatter_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
   return MAX(rows * K + rows * (size_t)l->out.c, kernels);
 }
 
@@ -316,8 +317,12 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
   }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off, dx,
-                              scratch, B, l->team);
+    /* strided and 1x1 convs: dx from products scattered onto the padded input (a
+     * vector of input channels at a time) beats the GEMM's column-by-column col2im */
+    gboolean scatter = dx && prunus_conv_scatter_covers(&g);
+    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off,
+                              scatter ? NULL : dx, scratch, B, l->team);
+    if (scatter) prunus_conv_scatter_input_grad(&g, params + l->w_off, dy, dx, scratch, B, l->team);
     return;
   }
   int cout = l->out.c, HWo = l->out.h * l->out.w;

@@ -262,6 +262,51 @@ static void test_wino_team(void) {
   prunus_team_free(team);
 }
 
+/* The scattered input gradient on strided, 1x1, even and large kernels, odd channel
+ * counts, every padding, in each version, against the plain loops; a team of 2 gives
+ * the same bits as one thread (each image is one part's). */
+static const struct {
+  int C, H, W, cout, k, s, p, B;
+} scatter_cases[] = {
+    {16, 28, 28, 32, 3, 2, 1, 3}, {16, 28, 28, 32, 1, 2, 0, 2}, {32, 14, 14, 64, 3, 2, 1, 2},
+    {32, 14, 14, 64, 1, 2, 0, 3}, {11, 9, 13, 45, 3, 2, 1, 3},  {45, 8, 7, 11, 1, 1, 0, 2},
+    {3, 11, 10, 17, 5, 3, 2, 2},  {1, 7, 7, 5, 2, 2, 0, 3},     {20, 33, 5, 9, 3, 2, 0, 1},
+    {6, 14, 14, 16, 5, 1, 0, 2},
+};
+
+static void check_scatter_isa(PrunusConvIsa isa) {
+  if (MIN(prunus_conv_wino_isa(), isa) != isa) {
+    g_test_skip("this CPU has no such version");
+    return;
+  }
+  prunus_conv_wino_limit_isa(isa);
+  PrunusTeam *team = prunus_team_new(2);
+  g_assert_nonnull(team);
+  for (size_t ci = 0; ci < G_N_ELEMENTS(scatter_cases); ci++) {
+    PrunusConvGeom g =
+        geom(scatter_cases[ci].C, scatter_cases[ci].H, scatter_cases[ci].W, scatter_cases[ci].cout,
+             scatter_cases[ci].k, scatter_cases[ci].s, scatter_cases[ci].p);
+    int B = scatter_cases[ci].B;
+    Data d = data_new(g, B, 200 + ci);
+    float *scratch = g_new0(float, prunus_conv_scatter_scratch(&g, 2));
+    float *dx = g_new(float, x_len(&g, B)), *dx2 = g_new(float, x_len(&g, B));
+    memset(dx, 0xff, sizeof(float) * x_len(&g, B)); /* NaN: every value must be written */
+    prunus_conv_scatter_input_grad(&g, d.W, d.dy, dx, scratch, B, NULL);
+    prunus_conv_scatter_input_grad(&g, d.W, d.dy, dx2, scratch, B, team);
+    char *label = g_strdup_printf("%s %dx%dx%d -> %d k%d s%d p%d B%d", prunus_conv_isa_name(isa),
+                                  g.C, g.H, g.W, g.cout, g.k, g.s, g.p, B);
+    g_assert_cmpfloat(rel_err(dx, d.dx_ref, x_len(&g, B), label), <, 1e-5);
+    g_assert_cmpmem(dx, sizeof(float) * x_len(&g, B), dx2, sizeof(float) * x_len(&g, B));
+    g_free(label), g_free(dx), g_free(dx2), g_free(scratch);
+    data_free(&d);
+  }
+  prunus_team_free(team);
+  prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
+}
+
+static void test_scatter_avx512(void) { check_scatter_isa(PRUNUS_CONV_ISA_AVX512); }
+static void test_scatter_avx2(void) { check_scatter_isa(PRUNUS_CONV_ISA_AVX2); }
+
 /* Which geometries the kernels take, and that the forced reference turns them off. */
 static void test_wino_covers(void) {
   PrunusConvGeom k3 = geom(16, 28, 28, 16, 3, 1, 1);
@@ -272,9 +317,14 @@ static void test_wino_covers(void) {
   g_assert_false(prunus_conv_wino_covers(&s2));
   g_assert_false(prunus_conv_wino_covers(&k5));
   g_assert_false(prunus_conv_wino_covers(&p3));
+  PrunusConvGeom s1 = geom(16, 28, 28, 32, 1, 2, 0);
+  g_assert_cmpint(prunus_conv_scatter_covers(&s2), ==, runs);
+  g_assert_cmpint(prunus_conv_scatter_covers(&s1), ==, runs);
+  g_assert_false(prunus_conv_scatter_covers(&k3)); /* stride 1, 3x3: Winograd's */
   prunus_gemm_force_reference(true);
   g_assert_cmpint(prunus_conv_wino_isa(), ==, PRUNUS_CONV_ISA_NONE);
   g_assert_false(prunus_conv_wino_covers(&k3));
+  g_assert_false(prunus_conv_scatter_covers(&s2));
   prunus_gemm_force_reference(false);
   g_assert_cmpstr(prunus_conv_isa_name(PRUNUS_CONV_ISA_AVX2), ==, "avx2");
 }
@@ -286,5 +336,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/conv/wino/avx512", test_wino_avx512);
   g_test_add_func("/conv/wino/avx2", test_wino_avx2);
   g_test_add_func("/conv/wino/team", test_wino_team);
+  g_test_add_func("/conv/scatter/avx512", test_scatter_avx512);
+  g_test_add_func("/conv/scatter/avx2", test_scatter_avx2);
   return g_test_run();
 }
