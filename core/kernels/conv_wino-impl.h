@@ -59,8 +59,8 @@ static void ISA(from_hwc)(const float *hwc, int hwc_cols, int cs, float *plane, 
 /* ------------------------------------------------------------------------ */
 /* the Winograd transforms, VL channels at a time */
 
-/* V[e][t0 + tile] = B^T d B for every tile of the image in xh (Hq, Wq, Cs). */
-static void ISA(input_transform)(const WinoPlan *pl, const float *xh, float *V, int t0) {
+/* F(2x2, 3x3): V[e][t0 + tile] = B^T d B for every tile of the image in xh (Hq, Wq, Cs). */
+static void ISA(input_transform2)(const WinoPlan *pl, const float *xh, float *V, int t0) {
   size_t es = (size_t)pl->Tg * pl->Cs; /* floats between two elements e */
   for (int th = 0; th < pl->nth; th++)
     for (int tw = 0; tw < pl->ntw; tw++) {
@@ -87,9 +87,9 @@ static void ISA(input_transform)(const WinoPlan *pl, const float *xh, float *V, 
     }
 }
 
-/* yh (2 nth, 2 ntw, Ks) = A^T M A (+ bias) for every tile of one image. */
-static void ISA(output_transform)(const WinoPlan *pl, const float *M, int t0, const float *bias,
-                                  float *yh) {
+/* F(2x2, 3x3): yh (2 nth, 2 ntw, Ks) = A^T M A (+ bias) for every tile of one image. */
+static void ISA(output_transform2)(const WinoPlan *pl, const float *M, int t0, const float *bias,
+                                   float *yh) {
   size_t es = (size_t)pl->Tg * pl->Ks;
   int yw = 2 * pl->ntw;
   for (int kb = 0; kb < pl->Ks; kb += VL) {
@@ -111,6 +111,95 @@ static void ISA(output_transform)(const WinoPlan *pl, const float *M, int t0, co
         }
       }
   }
+}
+
+/* F(4x4, 3x3) (the B^T, G, A^T of Lavin & Gray): 6x6 input tiles, 36 products for 16
+ * outputs. r = B^T d for one column d of a tile. */
+static inline void ISA(bt6)(const VEC d[6], VEC r[6]) {
+  const VEC two = vset1(2.0f), four = vset1(4.0f), five = vset1(5.0f);
+  VEC d42 = vsub(d[4], d[2]), d31 = vsub(d[3], d[1]);
+  r[0] = vsub(vfma(four, d[0], d[4]), vmul(five, d[2]));
+  r[1] = vsub(vadd(d[3], d[4]), vmul(four, vadd(d[1], d[2])));
+  r[2] = vfma(four, vsub(d[1], d[2]), vsub(d[4], d[3]));
+  r[3] = vfma(two, d31, d42);
+  r[4] = vsub(d42, vmul(two, d31));
+  r[5] = vsub(vfma(four, d[1], d[5]), vmul(five, d[3]));
+}
+
+/* o = A^T m for one column m of a tile's products. */
+static inline void ISA(at6)(const VEC m[6], VEC o[4]) {
+  VEC s12 = vadd(m[1], m[2]), d12 = vsub(m[1], m[2]);
+  VEC s34 = vadd(m[3], m[4]), d34 = vsub(m[3], m[4]);
+  o[0] = vadd(vadd(m[0], s12), s34);
+  o[1] = vfma(vset1(2.0f), d34, d12);
+  o[2] = vfma(vset1(4.0f), s34, s12);
+  o[3] = vadd(vfma(vset1(8.0f), d34, d12), m[5]);
+}
+
+/* F(4x4, 3x3): V[e][t0 + tile] = B^T d B for every tile of the image in xh. */
+static void ISA(input_transform4)(const WinoPlan *pl, const float *xh, float *V, int t0) {
+  size_t es = (size_t)pl->Tg * pl->Cs;
+  for (int th = 0; th < pl->nth; th++)
+    for (int tw = 0; tw < pl->ntw; tw++) {
+      float *out = V + (size_t)(t0 + th * pl->ntw + tw) * pl->Cs;
+      for (int cb = 0; cb < pl->Cs; cb += VL) {
+        const float *in = xh + ((size_t)4 * th * pl->Wq + 4 * tw) * pl->Cs + cb;
+        VEC r[6][6]; /* r[i][j] = (B^T d)[i][j] */
+        for (int j = 0; j < 6; j++) {
+          VEC d[6], c[6];
+          for (int i = 0; i < 6; i++) d[i] = vld(in + ((size_t)i * pl->Wq + j) * pl->Cs);
+          ISA(bt6)(d, c);
+          for (int i = 0; i < 6; i++) r[i][j] = c[i];
+        }
+        for (int i = 0; i < 6; i++) { /* (B^T d) B */
+          VEC v[6];
+          ISA(bt6)(r[i], v);
+          for (int j = 0; j < 6; j++) vst(out + (size_t)(i * 6 + j) * es + cb, v[j]);
+        }
+      }
+    }
+}
+
+/* F(4x4, 3x3): yh (4 nth, 4 ntw, Ks) = A^T M A (+ bias) for every tile of one image. */
+static void ISA(output_transform4)(const WinoPlan *pl, const float *M, int t0, const float *bias,
+                                   float *yh) {
+  size_t es = (size_t)pl->Tg * pl->Ks;
+  int yw = 4 * pl->ntw;
+  for (int kb = 0; kb < pl->Ks; kb += VL) {
+    VEC b = bias ? vld_n(bias + kb, MIN(VL, pl->K - kb)) : vzero();
+    for (int th = 0; th < pl->nth; th++)
+      for (int tw = 0; tw < pl->ntw; tw++) {
+        const float *in = M + (size_t)(t0 + th * pl->ntw + tw) * pl->Ks + kb;
+        VEC r[4][6]; /* r[i][j] = (A^T m)[i][j] */
+        for (int j = 0; j < 6; j++) {
+          VEC m[6], o[4];
+          for (int i = 0; i < 6; i++) m[i] = vld(in + (size_t)(i * 6 + j) * es);
+          ISA(at6)(m, o);
+          for (int i = 0; i < 4; i++) r[i][j] = o[i];
+        }
+        for (int i = 0; i < 4; i++) { /* (A^T m) A */
+          VEC o[4];
+          ISA(at6)(r[i], o);
+          float *dst = yh + ((size_t)(4 * th + i) * yw + 4 * tw) * pl->Ks + kb;
+          for (int j = 0; j < 4; j++) vst(dst + (size_t)j * pl->Ks, vadd(b, o[j]));
+        }
+      }
+  }
+}
+
+static void ISA(input_transform)(const WinoPlan *pl, const float *xh, float *V, int t0) {
+  if (pl->m == 4)
+    ISA(input_transform4)(pl, xh, V, t0);
+  else
+    ISA(input_transform2)(pl, xh, V, t0);
+}
+
+static void ISA(output_transform)(const WinoPlan *pl, const float *M, int t0, const float *bias,
+                                  float *yh) {
+  if (pl->m == 4)
+    ISA(output_transform4)(pl, M, t0, bias, yh);
+  else
+    ISA(output_transform2)(pl, M, t0, bias, yh);
 }
 
 /* Z[e][t0 + tile] = A dY A^T for every 2x2 tile of one image's dy in dh (2 nth, 2 ntw,
@@ -224,10 +313,10 @@ static int ISA(block_of)(int n, int rmax) {
   return (n + blocks - 1) / blocks;
 }
 
-/* M[e] (n tiles, Ks) = V[e] (n, C) U[e] (C, Ks) for the 16 elements e. */
+/* M[e] (n tiles, Ks) = V[e] (n, C) U[e] (C, Ks) for the E elements e. */
 static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, float *M, int n) {
   int kvs = pl->Ks / VL;
-  for (int e = 0; e < 16; e++) {
+  for (int e = 0; e < pl->E; e++) {
     const float *ve = V + (size_t)e * pl->Tg * pl->Cs;
     const float *ue = U + (size_t)e * pl->C * pl->Ks;
     float *me = M + (size_t)e * pl->Tg * pl->Ks;
@@ -296,7 +385,8 @@ static void ISA(forward_part)(void *arg, int part, int n_parts) {
     ISA(products)(pl, b.v, c->U, b.m, ng * pl->T);
     for (int i = 0; i < ng; i++) {
       ISA(output_transform)(pl, b.m, i * pl->T, c->bias, b.yh);
-      ISA(from_hwc)(b.yh, 2 * pl->ntw, pl->Ks, c->y + (i0 + i) * out_img, pl->K, pl->Ho, pl->Wo);
+      ISA(from_hwc)
+      (b.yh, pl->m * pl->ntw, pl->Ks, c->y + (i0 + i) * out_img, pl->K, pl->Ho, pl->Wo);
     }
   }
 }

@@ -23,10 +23,14 @@ static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 /* geometry and scratch */
 
 /* One stride-1 3x3 convolution as the kernels see it (the layer's forward, or the
- * input gradient: dy in, dx out), for vectors of vl floats. */
+ * input gradient: dy in, dx out), for vectors of vl floats, in tiles of m x m outputs:
+ * F(4x4, 3x3) (36 products per 16 outputs) or F(2x2, 3x3) for the forward and the
+ * input gradient (tile_side); F(2x2, 3x3) for the weight gradient, whose sums over
+ * every tile of the batch keep the small transform's rounding. */
 typedef struct {
   int C, H, W, K, p, Ho, Wo;
-  int nth, ntw, T; /* tiles down, across, per image (2x2 outputs each) */
+  int m, E;        /* outputs per tile side (2 or 4); products per tile, (m + 2)^2 */
+  int nth, ntw, T; /* tiles down, across, per image */
   int Hq, Wq;      /* the zero-padded input as tiles read it */
   int Cs, Ks;      /* C and K rounded up to vl */
   int G, Tg;       /* images per group, tiles per group */
@@ -36,26 +40,26 @@ typedef struct {
 /* One part's buffers, in this order in its scratch. */
 typedef struct {
   float *xh; /* (Hq, Wq, Cs) one padded input image, channels interleaved */
-  float *v;  /* (16, Tg, Cs) transformed input tiles */
-  float *m;  /* (16, Tg, Ks) the products; the weight gradient: transformed dy */
-  float *yh; /* (2 nth, 2 ntw, Ks) one output image; the weight gradient: its dy */
+  float *v;  /* (E, Tg, Cs) transformed input tiles */
+  float *m;  /* (E, Tg, Ks) the products; the weight gradient: transformed dy */
+  float *yh; /* (m nth, m ntw, Ks) one output image; the weight gradient: its dy */
   float *du; /* (16, C, Ks) the weight gradient of this part's images, transformed */
   float *db; /* (Ks) the bias gradient of this part's images */
 } WinoBufs;
 
-static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl) {
-  WinoPlan pl = {.C = C, .H = H, .W = W, .K = K, .p = p};
+static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl, int m) {
+  WinoPlan pl = {.C = C, .H = H, .W = W, .K = K, .p = p, .m = m, .E = (m + 2) * (m + 2)};
   pl.Ho = H + 2 * p - 2, pl.Wo = W + 2 * p - 2;
-  pl.nth = (pl.Ho + 1) / 2, pl.ntw = (pl.Wo + 1) / 2;
+  pl.nth = (pl.Ho + m - 1) / m, pl.ntw = (pl.Wo + m - 1) / m;
   pl.T = pl.nth * pl.ntw;
-  pl.Hq = 2 * pl.nth + 2, pl.Wq = 2 * pl.ntw + 2;
+  pl.Hq = m * pl.nth + 2, pl.Wq = m * pl.ntw + 2;
   pl.Cs = (int)round_up((size_t)C, (size_t)vl), pl.Ks = (int)round_up((size_t)K, (size_t)vl);
   pl.G = MAX(1, (TILES_PER_GROUP + pl.T - 1) / pl.T);
   pl.Tg = pl.G * pl.T;
   pl.part = round_up((size_t)pl.Hq * pl.Wq * pl.Cs, MAX_VL) +
-            round_up((size_t)16 * pl.Tg * pl.Cs, MAX_VL) +
-            round_up((size_t)16 * pl.Tg * pl.Ks, MAX_VL) +
-            round_up((size_t)4 * pl.nth * pl.ntw * pl.Ks, MAX_VL) +
+            round_up((size_t)pl.E * pl.Tg * pl.Cs, MAX_VL) +
+            round_up((size_t)pl.E * pl.Tg * pl.Ks, MAX_VL) +
+            round_up((size_t)m * m * pl.nth * pl.ntw * pl.Ks, MAX_VL) +
             round_up((size_t)16 * C * pl.Ks, MAX_VL) + round_up((size_t)pl.Ks, MAX_VL);
   return pl;
 }
@@ -63,31 +67,43 @@ static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl) {
 static WinoBufs wino_bufs(const WinoPlan *pl, float *at) {
   WinoBufs b;
   b.xh = at, at += round_up((size_t)pl->Hq * pl->Wq * pl->Cs, MAX_VL);
-  b.v = at, at += round_up((size_t)16 * pl->Tg * pl->Cs, MAX_VL);
-  b.m = at, at += round_up((size_t)16 * pl->Tg * pl->Ks, MAX_VL);
-  b.yh = at, at += round_up((size_t)4 * pl->nth * pl->ntw * pl->Ks, MAX_VL);
+  b.v = at, at += round_up((size_t)pl->E * pl->Tg * pl->Cs, MAX_VL);
+  b.m = at, at += round_up((size_t)pl->E * pl->Tg * pl->Ks, MAX_VL);
+  b.yh = at, at += round_up((size_t)pl->m * pl->m * pl->nth * pl->ntw * pl->Ks, MAX_VL);
   b.du = at, at += round_up((size_t)16 * pl->C * pl->Ks, MAX_VL);
   b.db = at;
   return b;
 }
 
-/* The layer's forward, and its input gradient as a forward: dy (K channels, Ho x Wo)
- * padded by 2 - p gives dx (C channels, H x W). */
-static WinoPlan forward_plan(const PrunusConvGeom *g, int vl) {
-  return wino_plan(g->C, g->H, g->W, g->cout, g->p, vl);
-}
-static WinoPlan input_grad_plan(const PrunusConvGeom *g, int vl) {
-  return wino_plan(g->cout, g->Ho, g->Wo, g->C, 2 - g->p, vl);
+/* The tile side for outputs Ho x Wo: 4 (2.25 products per output, against 4 with
+ * 2) unless its tiles overhang the outputs much more than 2x2 tiles do (14 x 14: 16 x
+ * 16, where the larger transforms and the overhang cancel the fewer products). */
+static int tile_side(int Ho, int Wo) {
+  int area2 = (Ho + 1) / 2 * ((Wo + 1) / 2) * 4, area4 = (Ho + 3) / 4 * ((Wo + 3) / 4) * 16;
+  return area4 * 100 <= area2 * 115 ? 4 : 2;
 }
 
-/* Floats before the parts: the transformed weights (16, C, Ks) of either plan. */
+/* The layer's forward; its weight gradient; its input gradient as a forward: dy (K
+ * channels, Ho x Wo) padded by 2 - p gives dx (C channels, H x W). */
+static WinoPlan forward_plan(const PrunusConvGeom *g, int vl) {
+  return wino_plan(g->C, g->H, g->W, g->cout, g->p, vl, tile_side(g->Ho, g->Wo));
+}
+static WinoPlan weight_grad_plan(const PrunusConvGeom *g, int vl) {
+  return wino_plan(g->C, g->H, g->W, g->cout, g->p, vl, 2);
+}
+static WinoPlan input_grad_plan(const PrunusConvGeom *g, int vl) {
+  return wino_plan(g->cout, g->Ho, g->Wo, g->C, 2 - g->p, vl, tile_side(g->H, g->W));
+}
+
+/* Floats before the parts: the transformed weights (E, C, Ks) of either forward plan. */
 static size_t shared_floats(const PrunusConvGeom *g, int vl) {
   WinoPlan f = forward_plan(g, vl), d = input_grad_plan(g, vl);
-  return round_up(MAX((size_t)16 * f.C * f.Ks, (size_t)16 * d.C * d.Ks), MAX_VL);
+  return round_up(MAX((size_t)f.E * f.C * f.Ks, (size_t)d.E * d.C * d.Ks), MAX_VL);
 }
 
 static size_t part_floats(const PrunusConvGeom *g, int vl) {
-  return MAX(forward_plan(g, vl).part, input_grad_plan(g, vl).part);
+  return MAX(MAX(forward_plan(g, vl).part, input_grad_plan(g, vl).part),
+             weight_grad_plan(g, vl).part);
 }
 
 size_t prunus_conv_wino_scratch(const PrunusConvGeom *g, int parts) {
@@ -101,33 +117,39 @@ size_t prunus_conv_wino_scratch(const PrunusConvGeom *g, int parts) {
 /* ------------------------------------------------------------------------ */
 /* weights */
 
-/* U (16, Ks/vl, n_in, vl) = G g G^T for each (out, in) pair of the plan's K outputs and
+/* F(2x2, 3x3)'s G (4x3) and F(4x4, 3x3)'s (6x3), applied in double. */
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                {0, 0, 1}};
+
+/* U (E, Ks/vl, n_in, vl) = G g G^T for each (out, in) pair of the plan's K outputs and
  * C inputs; lanes past K are 0. g[o][i] = Wt[o][i] (the forward) or, when flip, the
  * input gradient's Wt[i][o] turned by 180 degrees. */
 static void transform_weights(const WinoPlan *pl, const float *Wt, gboolean flip, int vl,
                               float *U) {
-  memset(U, 0, sizeof(float) * 16 * pl->C * pl->Ks);
+  const int a = pl->m + 2;
+  const double(*G)[3] = pl->m == 4 ? G4 : G2;
+  memset(U, 0, sizeof(float) * pl->E * pl->C * pl->Ks);
   for (int o = 0; o < pl->K; o++)
     for (int i = 0; i < pl->C; i++) {
-      float g[3][3], t[4][3];
+      double g[3][3], t[6][3];
       for (int u = 0; u < 3; u++)
         for (int v = 0; v < 3; v++)
           g[u][v] = flip ? Wt[((size_t)i * pl->K + o) * 9 + (2 - u) * 3 + (2 - v)]
                          : Wt[((size_t)o * pl->C + i) * 9 + u * 3 + v];
-      for (int v = 0; v < 3; v++) { /* G g */
-        t[0][v] = g[0][v];
-        t[1][v] = 0.5f * (g[0][v] + g[1][v] + g[2][v]);
-        t[2][v] = 0.5f * (g[0][v] - g[1][v] + g[2][v]);
-        t[3][v] = g[2][v];
-      }
+      for (int r = 0; r < a; r++) /* G g */
+        for (int v = 0; v < 3; v++)
+          t[r][v] = G[r][0] * g[0][v] + G[r][1] * g[1][v] + G[r][2] * g[2][v];
       float *dst = U + ((size_t)(o / vl) * pl->C + i) * vl + o % vl;
       size_t es = (size_t)pl->C * pl->Ks;
-      for (int a = 0; a < 4; a++) { /* (G g) G^T */
-        dst[(a * 4 + 0) * es] = t[a][0];
-        dst[(a * 4 + 1) * es] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-        dst[(a * 4 + 2) * es] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-        dst[(a * 4 + 3) * es] = t[a][2];
-      }
+      for (int r = 0; r < a; r++) /* (G g) G^T */
+        for (int s = 0; s < a; s++)
+          dst[(r * a + s) * es] =
+              (float)(t[r][0] * G[s][0] + t[r][1] * G[s][1] + t[r][2] * G[s][2]);
     }
 }
 
@@ -225,6 +247,7 @@ static inline void vst_n(float *p, VEC v, int n) {
 static inline VEC vset1(float a) { return _mm512_set1_ps(a); }
 static inline VEC vadd(VEC a, VEC b) { return _mm512_add_ps(a, b); }
 static inline VEC vsub(VEC a, VEC b) { return _mm512_sub_ps(a, b); }
+static inline VEC vmul(VEC a, VEC b) { return _mm512_mul_ps(a, b); }
 static inline VEC vfma(VEC a, VEC b, VEC c) { return _mm512_fmadd_ps(a, b, c); }
 static inline float vsum(VEC a) { return _mm512_reduce_add_ps(a); }
 /* r[i][j] -> r[j][i] for a 16x16 block */
@@ -293,6 +316,7 @@ static inline void vst_n_avx2(float *p, VEC v, int n) {
 static inline VEC vset1_avx2(float a) { return _mm256_set1_ps(a); }
 static inline VEC vadd_avx2(VEC a, VEC b) { return _mm256_add_ps(a, b); }
 static inline VEC vsub_avx2(VEC a, VEC b) { return _mm256_sub_ps(a, b); }
+static inline VEC vmul_avx2(VEC a, VEC b) { return _mm256_mul_ps(a, b); }
 static inline VEC vfma_avx2(VEC a, VEC b, VEC c) { return _mm256_fmadd_ps(a, b, c); }
 static inline float vsum_avx2(VEC a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
@@ -329,6 +353,7 @@ static inline void vtranspose_avx2(VEC r[8]) {
 #define vset1 vset1_avx2
 #define vadd vadd_avx2
 #define vsub vsub_avx2
+#define vmul vmul_avx2
 #define vfma vfma_avx2
 #define vsum vsum_avx2
 #define vtranspose vtranspose_avx2
@@ -450,7 +475,7 @@ void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const fl
   g_assert(prunus_conv_wino_covers(g));
   int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
   size_t shared = shared_floats(g, vl), part = part_floats(g, vl);
-  WinoPlan pl = forward_plan(g, vl);
+  WinoPlan pl = weight_grad_plan(g, vl);
   WinoCall c = {.pl = &pl,
                 .x = x,
                 .dy = dy,

@@ -216,12 +216,12 @@ static void check_wino_isa(PrunusConvIsa isa) {
                                     g.H, g.W, g.cout, g.p, B, with_bias ? " bias" : "");
       double *y_ref = g_new(double, y_len(&g, B));
       ref_forward(&g, B, d.xd, d.Wd, with_bias ? d.biasd : NULL, y_ref);
-      g_assert_cmpfloat(rel_err(o.y, y_ref, y_len(&g, B), label), <, 2e-6 * (g.C * 9 + 10));
-      g_assert_cmpfloat(rel_err(o.dW, d.dW_ref, w_len(&g), label), <,
-                        2e-6 * (B * g.Ho * g.Wo + 10));
-      g_assert_cmpfloat(rel_err(o.dx, d.dx_ref, x_len(&g, B), label), <, 2e-6 * (g.cout * 9 + 10));
+      /* float rounding through the transforms: F(4x4, 3x3) reaches ~1e-5 of the scale */
+      g_assert_cmpfloat(rel_err(o.y, y_ref, y_len(&g, B), label), <, 3e-5);
+      g_assert_cmpfloat(rel_err(o.dW, d.dW_ref, w_len(&g), label), <, 3e-5);
+      g_assert_cmpfloat(rel_err(o.dx, d.dx_ref, x_len(&g, B), label), <, 3e-5);
       if (with_bias)
-        g_assert_cmpfloat(rel_err(o.db, d.db_ref, g.cout, label), <, 1e-6 * (B * g.Ho * g.Wo));
+        g_assert_cmpfloat(rel_err(o.db, d.db_ref, g.cout, label), <, 1e-5);
       else
         for (int i = 0; i < g.cout; i++) g_assert_cmpfloat(o.db[i], ==, 0.0f); /* untouched */
       g_free(label);
