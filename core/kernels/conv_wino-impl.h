@@ -204,7 +204,7 @@ static void ISA(output_transform)(const WinoPlan *pl, const float *M, int t0, co
 
 /* Z[e][t0 + tile] = A dY A^T for every 2x2 tile of one image's dy in dh (2 nth, 2 ntw,
  * Ks), zero past the output's edge. */
-static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
+static void ISA(grad_transform2)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
   size_t es = (size_t)pl->Tg * pl->Ks;
   int yw = 2 * pl->ntw;
   for (int th = 0; th < pl->nth; th++)
@@ -230,6 +230,51 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
         }
       }
     }
+}
+
+/* z = A y for one column y (4 values) of a 4x4 dy tile: F(4x4, 3x3)'s A = (A^T)^T. */
+static inline void ISA(a6)(const VEC y[4], VEC z[6]) {
+  VEC s02 = vadd(y[0], y[2]), s13 = vadd(y[1], y[3]);
+  VEC f = vfma(vset1(4.0f), y[2], y[0]), h = vfma(vset1(8.0f), y[3], vmul(vset1(2.0f), y[1]));
+  z[0] = y[0];
+  z[1] = vadd(s02, s13);
+  z[2] = vsub(s02, s13);
+  z[3] = vadd(f, h);
+  z[4] = vsub(f, h);
+  z[5] = y[3];
+}
+
+/* F(4x4, 3x3): Z[e][t0 + tile] = A dY A^T for every 4x4 tile of one image's dy in dh
+ * (4 nth, 4 ntw, Ks), zero past the output's edge. */
+static void ISA(grad_transform4)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
+  size_t es = (size_t)pl->Tg * pl->Ks;
+  int yw = 4 * pl->ntw;
+  for (int th = 0; th < pl->nth; th++)
+    for (int tw = 0; tw < pl->ntw; tw++) {
+      float *out = Z + (size_t)(t0 + th * pl->ntw + tw) * pl->Ks;
+      for (int kb = 0; kb < pl->Ks; kb += VL) {
+        const float *in = dh + ((size_t)4 * th * yw + 4 * tw) * pl->Ks + kb;
+        VEC r[6][4]; /* r[i][j] = (A dY)[i][j] */
+        for (int j = 0; j < 4; j++) {
+          VEC y[4], z[6];
+          for (int i = 0; i < 4; i++) y[i] = vld(in + ((size_t)i * yw + j) * pl->Ks);
+          ISA(a6)(y, z);
+          for (int i = 0; i < 6; i++) r[i][j] = z[i];
+        }
+        for (int i = 0; i < 6; i++) { /* (A dY) A^T */
+          VEC z[6];
+          ISA(a6)(r[i], z);
+          for (int j = 0; j < 6; j++) vst(out + (size_t)(i * 6 + j) * es + kb, z[j]);
+        }
+      }
+    }
+}
+
+static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
+  if (pl->m == 4)
+    ISA(grad_transform4)(pl, dh, Z, t0);
+  else
+    ISA(grad_transform2)(pl, dh, Z, t0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -338,7 +383,7 @@ static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, fl
 static void ISA(weight_products)(const WinoPlan *pl, const float *V, const float *Z, float *dU,
                                  int n) {
   int kvs = pl->Ks / VL;
-  for (int e = 0; e < 16; e++) {
+  for (int e = 0; e < pl->E; e++) {
     const float *ve = V + (size_t)e * pl->Tg * pl->Cs;
     const float *ze = Z + (size_t)e * pl->Tg * pl->Ks;
     float *de = dU + (size_t)e * pl->C * pl->Ks;
@@ -396,8 +441,8 @@ static void ISA(weight_grad_part)(void *arg, int part, int n_parts) {
   const WinoPlan *pl = c->pl;
   WinoBufs b = wino_bufs(pl, c->parts + (size_t)part * c->part_floats);
   memset(b.xh, 0, sizeof(float) * pl->Hq * pl->Wq * pl->Cs);
-  memset(b.yh, 0, sizeof(float) * 4 * pl->nth * pl->ntw * pl->Ks); /* dy past the edge */
-  memset(b.du, 0, sizeof(float) * 16 * pl->C * pl->Ks);
+  memset(b.yh, 0, sizeof(float) * pl->m * pl->m * pl->nth * pl->ntw * pl->Ks); /* past the edge */
+  memset(b.du, 0, sizeof(float) * pl->E * pl->C * pl->Ks);
   memset(b.db, 0, sizeof(float) * pl->Ks);
   int end = prunus_team_share(c->B, part + 1, n_parts);
   size_t in_img = (size_t)pl->C * pl->H * pl->W, out_img = (size_t)pl->K * pl->Ho * pl->Wo;
@@ -408,7 +453,7 @@ static void ISA(weight_grad_part)(void *arg, int part, int n_parts) {
       ISA(to_hwc)
       (c->x + (i0 + i) * in_img, pl->C, pl->H, pl->W, b.xh, pl->Wq, pl->Cs, pl->p, pl->p);
       ISA(input_transform)(pl, b.xh, b.v, i * pl->T);
-      ISA(to_hwc)(dyi, pl->K, pl->Ho, pl->Wo, b.yh, 2 * pl->ntw, pl->Ks, 0, 0);
+      ISA(to_hwc)(dyi, pl->K, pl->Ho, pl->Wo, b.yh, pl->m * pl->ntw, pl->Ks, 0, 0);
       ISA(grad_transform)(pl, b.yh, b.m, i * pl->T);
       if (c->want_db) ISA(channel_sums)(dyi, pl->K, (size_t)pl->Ho * pl->Wo, b.db);
     }

@@ -60,7 +60,7 @@ static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl, int m) {
             round_up((size_t)pl.E * pl.Tg * pl.Cs, MAX_VL) +
             round_up((size_t)pl.E * pl.Tg * pl.Ks, MAX_VL) +
             round_up((size_t)m * m * pl.nth * pl.ntw * pl.Ks, MAX_VL) +
-            round_up((size_t)16 * C * pl.Ks, MAX_VL) + round_up((size_t)pl.Ks, MAX_VL);
+            round_up((size_t)pl.E * C * pl.Ks, MAX_VL) + round_up((size_t)pl.Ks, MAX_VL);
   return pl;
 }
 
@@ -70,7 +70,7 @@ static WinoBufs wino_bufs(const WinoPlan *pl, float *at) {
   b.v = at, at += round_up((size_t)pl->E * pl->Tg * pl->Cs, MAX_VL);
   b.m = at, at += round_up((size_t)pl->E * pl->Tg * pl->Ks, MAX_VL);
   b.yh = at, at += round_up((size_t)pl->m * pl->m * pl->nth * pl->ntw * pl->Ks, MAX_VL);
-  b.du = at, at += round_up((size_t)16 * pl->C * pl->Ks, MAX_VL);
+  b.du = at, at += round_up((size_t)pl->E * pl->C * pl->Ks, MAX_VL);
   b.db = at;
   return b;
 }
@@ -89,7 +89,7 @@ static WinoPlan forward_plan(const PrunusConvGeom *g, int vl) {
   return wino_plan(g->C, g->H, g->W, g->cout, g->p, vl, tile_side(g->Ho, g->Wo));
 }
 static WinoPlan weight_grad_plan(const PrunusConvGeom *g, int vl) {
-  return wino_plan(g->C, g->H, g->W, g->cout, g->p, vl, 2);
+  return wino_plan(g->C, g->H, g->W, g->cout, g->p, vl, tile_side(g->Ho, g->Wo));
 }
 static WinoPlan input_grad_plan(const PrunusConvGeom *g, int vl) {
   return wino_plan(g->cout, g->Ho, g->Wo, g->C, 2 - g->p, vl, tile_side(g->H, g->W));
@@ -153,28 +153,31 @@ static void transform_weights(const WinoPlan *pl, const float *Wt, gboolean flip
     }
 }
 
-/* dW (K, C, 3, 3) = G^T dU G, dU (16, C, Ks) summed over the parts in part order. */
+/* dW (K, C, 3, 3) = G^T dU G, dU (E, C, Ks) summed over the parts in part order. */
 static void reduce_weight_grad(const WinoPlan *pl, float *const *du, int parts, float *dW) {
+  const int a = pl->m + 2;
+  const double(*G)[3] = pl->m == 4 ? G4 : G2;
   size_t es = (size_t)pl->C * pl->Ks;
   for (int o = 0; o < pl->K; o++)
     for (int i = 0; i < pl->C; i++) {
-      float m[4][4], t[3][4];
-      for (int e = 0; e < 16; e++) {
+      double m[6][6], t[3][6];
+      for (int e = 0; e < pl->E; e++) {
         float s = 0.0f;
         for (int p = 0; p < parts; p++) s += du[p][e * es + (size_t)i * pl->Ks + o];
-        m[e / 4][e % 4] = s;
+        m[e / a][e % a] = s;
       }
-      for (int b = 0; b < 4; b++) { /* G^T dU */
-        t[0][b] = m[0][b] + 0.5f * (m[1][b] + m[2][b]);
-        t[1][b] = 0.5f * (m[1][b] - m[2][b]);
-        t[2][b] = 0.5f * (m[1][b] + m[2][b]) + m[3][b];
-      }
+      for (int u = 0; u < 3; u++) /* G^T dU */
+        for (int b = 0; b < a; b++) {
+          t[u][b] = 0.0;
+          for (int r = 0; r < a; r++) t[u][b] += G[r][u] * m[r][b];
+        }
       float *dst = dW + ((size_t)o * pl->C + i) * 9;
-      for (int a = 0; a < 3; a++) { /* (G^T dU) G */
-        dst[a * 3 + 0] = t[a][0] + 0.5f * (t[a][1] + t[a][2]);
-        dst[a * 3 + 1] = 0.5f * (t[a][1] - t[a][2]);
-        dst[a * 3 + 2] = 0.5f * (t[a][1] + t[a][2]) + t[a][3];
-      }
+      for (int u = 0; u < 3; u++) /* (G^T dU) G */
+        for (int v = 0; v < 3; v++) {
+          double s = 0.0;
+          for (int b = 0; b < a; b++) s += t[u][b] * G[b][v];
+          dst[u * 3 + v] = (float)s;
+        }
     }
 }
 
