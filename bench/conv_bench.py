@@ -8,7 +8,10 @@ count; per layer and pass it keeps the best (lowest) time over the reps, since o
 processes on a shared machine only ever add time. Prints per layer type: prunus and
 torch microseconds for forward, backward (dX and dW; the stem only dW) and both, the
 ratio torch/prunus (above 1: prunus is faster), prunus's GFLOP/s and its share of the
-FMA peak; then the sum over ResNet-20's conv layers (each type times its count).
+FMA peak for the forward, the weight gradient (dW) and the input gradient (dX: the
+backward's time less a dW-only backward's); then the sum over ResNet-20's conv layers
+(each type times its count). GFLOP/s count a direct convolution's multiply-adds (2 per
+MAC); Winograd's kernels do fewer, so theirs can exceed the peak.
 
 The FMA peak is measured, not looked up: conv_layers runs a loop of independent
 512-bit (and 256-bit) FMAs on every thread; the best rate over all runs is the peak.
@@ -16,7 +19,7 @@ The nominal peak from /proc/cpuinfo's MHz x 2 FMA units x 16 lanes x 2 flops is
 printed next to it: it holds on Intel cores with two 512-bit FMA units; AMD Zen 4
 issues one 512-bit (two 256-bit) FMA per cycle, so there the loop reads half of it.
 
-Usage: conv_bench.py [--build-dir build] [--threads 1,2] [--reps 3] [--json FILE]
+Usage: conv_bench.py [--build-dir build] [--threads 1,2] [--reps 3] [--isa avx2] [--json FILE]
 """
 import argparse
 import json
@@ -97,6 +100,8 @@ def best_layers(runs):
             b = best.setdefault(row["name"], dict(row))
             b["fwd_us"] = min(b["fwd_us"], row["fwd_us"])
             b["bwd_us"] = min(b["bwd_us"], row["bwd_us"])
+            if "bwd_w_us" in row:
+                b["bwd_w_us"] = min(b["bwd_w_us"], row["bwd_w_us"])
     return best
 
 
@@ -106,6 +111,8 @@ def measure(args, threads):
                   str(threads), "--reps", str(args.rounds), "--iters", str(args.iters)]
     torch_cmd = [sys.executable, os.path.join(ROOT, "bench", "conv_torch.py"), "--threads",
                  str(threads), "--reps", str(args.rounds), "--iters", str(args.iters)]
+    if args.isa:
+        prunus_cmd += ["--isa", args.isa]
     if args.only:
         prunus_cmd += ["--only", args.only]
         torch_cmd += ["--only", args.only]
@@ -130,14 +137,14 @@ def measure(args, threads):
 def report(threads, p_runs, t_runs, loads, nominal):
     peak = max(max(r["fma_peak_gflops"].values()) for r in p_runs)
     p, t = best_layers(p_runs), best_layers(t_runs)
-    lines = [f"threads={threads}: FMA peak measured {peak:.1f} GFLOP/s "
-             f"({peak / threads:.1f} per core; nominal {nominal:.1f} per core); "
+    lines = [f"threads={threads}: Winograd kernels {p_runs[0]['wino_isa']}; FMA peak measured "
+             f"{peak:.1f} GFLOP/s ({peak / threads:.1f} per core; nominal {nominal:.1f} per core); "
              f"max other load {100 * max(loads):.0f}%"
              + ("  (UNTRUSTWORTHY: other processes were busy)"
                 if max(loads) > OTHER_LOAD_LIMIT else "")]
-    hdr = (f"{'layer':<8} {'n':>2} {'path':<8} {'fwd us':>8} {'torch':>8} {'x':>5} "
-           f"{'bwd us':>8} {'torch':>8} {'x':>5} {'sum x':>6} {'fGF/s':>6} {'f%pk':>5} "
-           f"{'bGF/s':>6} {'b%pk':>5}")
+    hdr = (f"{'layer':<8} {'n':>2} {'path':<8} {'fwd us':>7} {'torch':>7} {'x':>5} "
+           f"{'bwd us':>7} {'torch':>7} {'x':>5} {'sum x':>5} | {'fwd GF/s %pk':>12} "
+           f"{'dW GF/s %pk':>12} {'dX GF/s %pk':>12}")
     lines.append(hdr)
     tot_p = tot_t = tot_pf = tot_tf = 0.0
     rows = []
@@ -146,10 +153,17 @@ def report(threads, p_runs, t_runs, loads, nominal):
         fx, bx = tr["fwd_us"] / pr["fwd_us"], tr["bwd_us"] / pr["bwd_us"]
         sx = (tr["fwd_us"] + tr["bwd_us"]) / (pr["fwd_us"] + pr["bwd_us"])
         fg, bg = pr["fwd_flops"] / pr["fwd_us"] * 1e-3, pr["bwd_flops"] / pr["bwd_us"] * 1e-3
-        lines.append(f"{name:<8} {pr['count']:>2} {pr['path']:<8} {pr['fwd_us']:>8.0f} "
-                     f"{tr['fwd_us']:>8.0f} {fx:>5.2f} {pr['bwd_us']:>8.0f} {tr['bwd_us']:>8.0f} "
-                     f"{bx:>5.2f} {sx:>6.2f} {fg:>6.1f} {100 * fg / peak:>4.0f}% {bg:>6.1f} "
-                     f"{100 * bg / peak:>4.0f}%")
+        wg = pr["fwd_flops"] / pr["bwd_w_us"] * 1e-3
+        dx_us = pr["bwd_us"] - pr["bwd_w_us"]
+        xg = pr["fwd_flops"] / dx_us * 1e-3 if pr["bwd_flops"] > pr["fwd_flops"] and dx_us > 0 \
+            else None
+
+        def gf(v):
+            return f"{v:>6.1f} {100 * v / peak:>4.0f}%" if v is not None else f"{'-':>12}"
+
+        lines.append(f"{name:<8} {pr['count']:>2} {pr['path']:<8} {pr['fwd_us']:>7.0f} "
+                     f"{tr['fwd_us']:>7.0f} {fx:>5.2f} {pr['bwd_us']:>7.0f} {tr['bwd_us']:>7.0f} "
+                     f"{bx:>5.2f} {sx:>5.2f} | {gf(fg)} {gf(wg)} {gf(xg)}")
         n = pr["count"]
         tot_p += n * (pr["fwd_us"] + pr["bwd_us"])
         tot_t += n * (tr["fwd_us"] + tr["bwd_us"])
@@ -180,6 +194,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds inside each run")
     ap.add_argument("--iters", type=int, default=10, help="calls per round")
     ap.add_argument("--only", default="", help="comma-separated layer names (default all)")
+    ap.add_argument("--isa", choices=["avx512", "avx2"],
+                    help="widest instruction set prunus's Winograd kernels may use")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     exe = os.path.join(args.build_dir, "bench", "conv_layers")
