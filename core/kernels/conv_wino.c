@@ -117,68 +117,110 @@ size_t prunus_conv_wino_scratch(const PrunusConvGeom *g, int parts) {
 /* ------------------------------------------------------------------------ */
 /* weights */
 
-/* F(2x2, 3x3)'s G (4x3) and F(4x4, 3x3)'s (6x3), applied in double. */
-static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-static const double G4[6][3] = {{1.0 / 4, 0, 0},
-                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                {0, 0, 1}};
+/* F(2x2, 3x3)'s G (4x3) and F(4x4, 3x3)'s (6x3). */
+static const float G2[4][3] = {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}};
+static const float G4[6][3] = {{1.0f / 4, 0, 0},
+                               {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+                               {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+                               {1.0f / 24, 1.0f / 12, 1.0f / 6},
+                               {1.0f / 24, -1.0f / 12, 1.0f / 6},
+                               {0, 0, 1}};
 
-/* U (E, Ks/vl, n_in, vl) = G g G^T for each (out, in) pair of the plan's K outputs and
- * C inputs; lanes past K are 0. g[o][i] = Wt[o][i] (the forward) or, when flip, the
- * input gradient's Wt[i][o] turned by 180 degrees. */
-static void transform_weights(const WinoPlan *pl, const float *Wt, gboolean flip, int vl,
-                              float *U) {
-  const int a = pl->m + 2;
-  const double(*G)[3] = pl->m == 4 ? G4 : G2;
-  memset(U, 0, sizeof(float) * pl->E * pl->C * pl->Ks);
-  for (int o = 0; o < pl->K; o++)
-    for (int i = 0; i < pl->C; i++) {
-      double g[3][3], t[6][3];
-      for (int u = 0; u < 3; u++)
-        for (int v = 0; v < 3; v++)
-          g[u][v] = flip ? Wt[((size_t)i * pl->K + o) * 9 + (2 - u) * 3 + (2 - v)]
-                         : Wt[((size_t)o * pl->C + i) * 9 + u * 3 + v];
+/* The weight transforms of one call, split over a team by input channel; each works
+ * on vl output channels at once (the lanes of U and dU), loops the compiler vectorizes. */
+typedef struct {
+  const WinoPlan *pl;
+  const float *Wt;
+  gboolean flip;
+  int vl;
+  float *U;         /* transform_part: the transformed weights */
+  float *const *du; /* reduce_part: each part's dU */
+  int parts;        /* reduce_part: how many */
+  float *dW;        /* reduce_part: the weight gradient */
+} WeightCall;
+
+/* U (E, Ks/vl, C, vl) = G g G^T for each (out, in) pair of the plan's K outputs and C
+ * inputs (lanes past K are 0), for the part's inputs. g[o][i] = Wt[o][i] (the forward)
+ * or, when flip, the input gradient's Wt[i][o] turned by 180 degrees. */
+static void transform_part(void *arg, int part, int n_parts) {
+  const WeightCall *c = arg;
+  const WinoPlan *pl = c->pl;
+  const int a = pl->m + 2, vl = c->vl;
+  const float(*G)[3] = pl->m == 4 ? G4 : G2;
+  size_t es = (size_t)pl->C * pl->Ks;
+  for (int i = prunus_team_share(pl->C, part, n_parts);
+       i < prunus_team_share(pl->C, part + 1, n_parts); i++)
+    for (int ob = 0; ob < pl->Ks / vl; ob++) {
+      float g[3][3][MAX_VL], t[6][3][MAX_VL];
+      for (int l = 0; l < vl; l++) {
+        int o = ob * vl + l;
+        for (int u = 0; u < 3; u++)
+          for (int v = 0; v < 3; v++)
+            g[u][v][l] = o >= pl->K ? 0.0f
+                         : c->flip  ? c->Wt[((size_t)i * pl->K + o) * 9 + (2 - u) * 3 + (2 - v)]
+                                    : c->Wt[((size_t)o * pl->C + i) * 9 + u * 3 + v];
+      }
       for (int r = 0; r < a; r++) /* G g */
         for (int v = 0; v < 3; v++)
-          t[r][v] = G[r][0] * g[0][v] + G[r][1] * g[1][v] + G[r][2] * g[2][v];
-      float *dst = U + ((size_t)(o / vl) * pl->C + i) * vl + o % vl;
-      size_t es = (size_t)pl->C * pl->Ks;
+          for (int l = 0; l < vl; l++)
+            t[r][v][l] = G[r][0] * g[0][v][l] + G[r][1] * g[1][v][l] + G[r][2] * g[2][v][l];
+      float *dst = c->U + ((size_t)ob * pl->C + i) * vl;
       for (int r = 0; r < a; r++) /* (G g) G^T */
         for (int s = 0; s < a; s++)
-          dst[(r * a + s) * es] =
-              (float)(t[r][0] * G[s][0] + t[r][1] * G[s][1] + t[r][2] * G[s][2]);
+          for (int l = 0; l < vl; l++)
+            dst[(r * a + s) * es + l] =
+                t[r][0][l] * G[s][0] + t[r][1][l] * G[s][1] + t[r][2][l] * G[s][2];
     }
 }
 
-/* dW (K, C, 3, 3) = G^T dU G, dU (E, C, Ks) summed over the parts in part order. */
-static void reduce_weight_grad(const WinoPlan *pl, float *const *du, int parts, float *dW) {
-  const int a = pl->m + 2;
-  const double(*G)[3] = pl->m == 4 ? G4 : G2;
+static void transform_weights(const WinoPlan *pl, const float *Wt, gboolean flip, int vl, float *U,
+                              PrunusTeam *team) {
+  WeightCall c = {.pl = pl, .Wt = Wt, .flip = flip, .vl = vl, .U = U};
+  prunus_team_run(team, transform_part, &c);
+}
+
+/* dW (K, C, 3, 3) = G^T dU G for the part's inputs, dU (E, C, Ks) summed over the
+ * parts' in part order. */
+static void reduce_part(void *arg, int part, int n_parts) {
+  const WeightCall *c = arg;
+  const WinoPlan *pl = c->pl;
+  const int a = pl->m + 2, vl = c->vl;
+  const float(*G)[3] = pl->m == 4 ? G4 : G2;
   size_t es = (size_t)pl->C * pl->Ks;
-  for (int o = 0; o < pl->K; o++)
-    for (int i = 0; i < pl->C; i++) {
-      double m[6][6], t[3][6];
+  for (int i = prunus_team_share(pl->C, part, n_parts);
+       i < prunus_team_share(pl->C, part + 1, n_parts); i++)
+    for (int ob = 0; ob < pl->Ks / vl; ob++) {
+      float m[36][MAX_VL], t[3][6][MAX_VL];
       for (int e = 0; e < pl->E; e++) {
-        float s = 0.0f;
-        for (int p = 0; p < parts; p++) s += du[p][e * es + (size_t)i * pl->Ks + o];
-        m[e / a][e % a] = s;
+        for (int l = 0; l < vl; l++) m[e][l] = 0.0f;
+        for (int p = 0; p < c->parts; p++) {
+          const float *src = c->du[p] + e * es + (size_t)i * pl->Ks + ob * vl;
+          for (int l = 0; l < vl; l++) m[e][l] += src[l];
+        }
       }
       for (int u = 0; u < 3; u++) /* G^T dU */
-        for (int b = 0; b < a; b++) {
-          t[u][b] = 0.0;
-          for (int r = 0; r < a; r++) t[u][b] += G[r][u] * m[r][b];
-        }
-      float *dst = dW + ((size_t)o * pl->C + i) * 9;
-      for (int u = 0; u < 3; u++) /* (G^T dU) G */
-        for (int v = 0; v < 3; v++) {
-          double s = 0.0;
-          for (int b = 0; b < a; b++) s += t[u][b] * G[b][v];
-          dst[u * 3 + v] = (float)s;
-        }
+        for (int b = 0; b < a; b++)
+          for (int l = 0; l < vl; l++) {
+            float s = 0.0f;
+            for (int r = 0; r < a; r++) s += G[r][u] * m[r * a + b][l];
+            t[u][b][l] = s;
+          }
+      for (int l = 0; l < vl && ob * vl + l < pl->K; l++) {
+        float *dst = c->dW + ((size_t)(ob * vl + l) * pl->C + i) * 9;
+        for (int u = 0; u < 3; u++) /* (G^T dU) G */
+          for (int v = 0; v < 3; v++) {
+            float s = 0.0f;
+            for (int b = 0; b < a; b++) s += t[u][b][l] * G[b][v];
+            dst[u * 3 + v] = s;
+          }
+      }
     }
+}
+
+static void reduce_weight_grad(const WinoPlan *pl, float *const *du, int parts, int vl, float *dW,
+                               PrunusTeam *team) {
+  WeightCall c = {.pl = pl, .vl = vl, .du = du, .parts = parts, .dW = dW};
+  prunus_team_run(team, reduce_part, &c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -467,7 +509,7 @@ void prunus_conv_wino_forward(const PrunusConvGeom *g, const float *x, const flo
   g_assert(prunus_conv_wino_covers(g));
   int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
   WinoPlan pl = forward_plan(g, vl);
-  transform_weights(&pl, Wt, FALSE, vl, scratch);
+  transform_weights(&pl, Wt, FALSE, vl, scratch, team);
   run_forward(&pl, isa, x, bias, y, scratch, shared_floats(g, vl), part_floats(g, vl), B, team);
 }
 
@@ -491,7 +533,7 @@ void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const fl
   int parts = prunus_team_threads(team);
   float *du[PRUNUS_TEAM_MAX_THREADS];
   for (int p = 0; p < parts; p++) du[p] = wino_bufs(&pl, c.parts + (size_t)p * part).du;
-  reduce_weight_grad(&pl, du, parts, dW);
+  reduce_weight_grad(&pl, du, parts, vl, dW, team);
   if (db) {
     memset(db, 0, sizeof(float) * g->cout);
     for (int p = 0; p < parts; p++) {
@@ -501,7 +543,7 @@ void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const fl
   }
   if (dx) {
     WinoPlan dp = input_grad_plan(g, vl);
-    transform_weights(&dp, Wt, TRUE, vl, scratch);
+    transform_weights(&dp, Wt, TRUE, vl, scratch, team);
     run_forward(&dp, isa, dy, NULL, dx, scratch, shared, part, B, team);
   }
 }
