@@ -104,25 +104,19 @@ typedef struct {
   gboolean need_dx;
 } Bench;
 
-/* The kernels a conv2d layer of this geometry runs (the choice in core/nn/layers.c):
- * the GEMM's input gradient is scattered where prunus_conv_scatter_covers. */
-typedef enum { PATH_DIRECT, PATH_WINO, PATH_GEMM } Path;
+/* The kernels a conv2d layer of this geometry runs (the choice in core/nn/layers.c). */
+typedef enum { PATH_DIRECT, PATH_WINO, PATH_CL, PATH_GEMM } Path;
 
 static Path path_of(const PrunusConvGeom *g) {
   if (prunus_conv_direct_covers(g)) return PATH_DIRECT;
   if (prunus_conv_wino_covers(g)) return PATH_WINO;
+  if (prunus_conv_cl_covers(g)) return PATH_CL;
   return PATH_GEMM;
 }
 
 static const char *path_name(const PrunusConvGeom *g) {
-  switch (path_of(g)) {
-  case PATH_DIRECT:
-    return "direct";
-  case PATH_WINO:
-    return "wino";
-  default:
-    return prunus_conv_scatter_covers(g) ? "gemm+sc" : "gemm";
-  }
+  static const char *const names[] = {"direct", "wino", "cl", "gemm"};
+  return names[path_of(g)];
 }
 
 static size_t path_scratch(const PrunusConvGeom *g, int parts) {
@@ -131,8 +125,10 @@ static size_t path_scratch(const PrunusConvGeom *g, int parts) {
     return prunus_conv_direct_scratch(g, parts);
   case PATH_WINO:
     return prunus_conv_wino_scratch(g, parts);
+  case PATH_CL:
+    return prunus_conv_cl_scratch(g, parts);
   default:
-    return MAX(prunus_conv_gemm_scratch(g, parts), prunus_conv_scatter_scratch(g, parts));
+    return prunus_conv_gemm_scratch(g, parts);
   }
 }
 
@@ -144,6 +140,9 @@ static void run_forward(Bench *b) {
     break;
   case PATH_WINO:
     prunus_conv_wino_forward(&b->g, b->x, b->W, NULL, b->y, b->scratch, b->B, b->team);
+    break;
+  case PATH_CL:
+    prunus_conv_cl_forward(&b->g, b->x, b->W, NULL, b->y, b->scratch, b->B, b->team);
     break;
   default:
     prunus_conv_gemm_forward(&b->g, b->x, b->W, NULL, b->y, b->scratch, b->B, b->team);
@@ -160,12 +159,11 @@ static void run_backward(Bench *b) {
   case PATH_WINO:
     prunus_conv_wino_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B, b->team);
     break;
-  default: {
-    gboolean scatter = dx && prunus_conv_scatter_covers(&b->g);
-    prunus_conv_gemm_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, scatter ? NULL : dx,
-                              b->scratch, b->B, b->team);
-    if (scatter) prunus_conv_scatter_input_grad(&b->g, b->W, b->dy, dx, b->scratch, b->B, b->team);
-  }
+  case PATH_CL:
+    prunus_conv_cl_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B, b->team);
+    break;
+  default:
+    prunus_conv_gemm_backward(&b->g, b->x, b->W, b->dy, b->dW, NULL, dx, b->scratch, b->B, b->team);
   }
 }
 

@@ -303,29 +303,32 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
     }                                                                                           \
   }
 
-/* du[r][j] += sum over tiles t < n of v[t][r] * z[t][j] for R input channels: v (n, vs)
- * transformed input at the first channel, z (n, zs) transformed dy at vector 0, du (R,
- * ds). */
-#define WINO_DW(R, NK)                                                                             \
-  static void ISA(dw_##R##_##NK)(const float *v, int vs, const float *z, int zs, int n, float *du, \
-                                 int ds) {                                                         \
-    VEC acc[R][NK];                                                                                \
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++) acc[r][j] =             \
-        vld(du + (size_t)r * ds + j * VL);                                                         \
-    for (int t = 0; t < n; t++) {                                                                  \
-      VEC w[NK];                                                                                   \
-      UNROLL for (int j = 0; j < NK; j++) w[j] = vld(z + (size_t)t * zs + j * VL);                 \
-      UNROLL for (int r = 0; r < R; r++) {                                                         \
-        VEC a = vset1(v[(size_t)t * vs + r]);                                                      \
-        UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);                  \
-      }                                                                                            \
-    }                                                                                              \
-    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++)                         \
-        vst(du + (size_t)r * ds + j * VL, acc[r][j]);                                              \
+/* du[r][j] += sum over rows and t < n of v[row][t][r] * z[row][t][j] for R input
+ * channels: v (rows, n) at strides (vrow, vs), the (transformed) input at the first
+ * channel; z (rows, n) at strides (zrow, zs), the (transformed) dy at vector 0; du (R, ds).
+ * Winograd's products take one row of n tiles. */
+#define WINO_DW(R, NK)                                                                        \
+  static void ISA(dw_##R##_##NK)(const float *v, int vs, size_t vrow, const float *z, int zs, \
+                                 size_t zrow, int rows, int n, float *du, int ds) {           \
+    VEC acc[R][NK];                                                                           \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++) acc[r][j] =        \
+        vld(du + (size_t)r * ds + j * VL);                                                    \
+    for (int row = 0; row < rows; row++, v += vrow, z += zrow)                                \
+      for (int t = 0; t < n; t++) {                                                           \
+        VEC w[NK];                                                                            \
+        UNROLL for (int j = 0; j < NK; j++) w[j] = vld(z + (size_t)t * zs + j * VL);          \
+        UNROLL for (int r = 0; r < R; r++) {                                                  \
+          VEC a = vset1(v[(size_t)t * vs + r]);                                               \
+          UNROLL for (int j = 0; j < NK; j++) acc[r][j] = vfma(a, w[j], acc[r][j]);           \
+        }                                                                                     \
+      }                                                                                       \
+    UNROLL for (int r = 0; r < R; r++) UNROLL for (int j = 0; j < NK; j++)                    \
+        vst(du + (size_t)r * ds + j * VL, acc[r][j]);                                         \
   }
 
 typedef void (*ISA(FwdKernel))(const float *, int, int, const float *, size_t, float *, int, int);
-typedef void (*ISA(DwKernel))(const float *, int, const float *, int, int, float *, int);
+typedef void (*ISA(DwKernel))(const float *, int, size_t, const float *, int, size_t, int, int,
+                              float *, int);
 
 #define ISA_FWD1(R) WINO_FWD(R, 1)
 #define ISA_FWD2(R) WINO_FWD(R, 2)
@@ -393,7 +396,8 @@ static void ISA(weight_products)(const WinoPlan *pl, const float *V, const float
       for (int c = 0; c < pl->C; c += rb) {
         int r = MIN(rb, pl->C - c);
         const ISA(DwKernel) kernel = ISA(dw_kernel)[nk - 1][r];
-        kernel(ve + c, pl->Cs, ze + kv * VL, pl->Ks, n, de + (size_t)c * pl->Ks + kv * VL, pl->Ks);
+        kernel(ve + c, pl->Cs, 0, ze + kv * VL, pl->Ks, 0, 1, n, de + (size_t)c * pl->Ks + kv * VL,
+               pl->Ks);
       }
       kv += nk;
     }
@@ -462,44 +466,125 @@ static void ISA(weight_grad_part)(void *arg, int part, int n_parts) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* the input gradient of any other conv: products scattered onto the padded input */
+/* any other conv, directly on channel-interleaved images: every tap (kh, kw) of the
+ * kernel is a product of the padded input's window rows (stride s) with that tap's
+ * weights, added up in the output rows */
 
-/* dx of this part's images: per image, dy goes channel-interleaved (dyh), then for each
- * output row, block of positions and tap (kh, kw), the products dy . W^T land on the
- * padded input gradient dxh at stride s, which goes back channels-first. */
-static void ISA(scatter_part)(void *arg, int part, int n_parts) {
-  const ScatterCall *c = arg;
-  const PrunusConvGeom *g = c->g;
-  ScatterPlan sp = scatter_plan(g, VL);
-  float *dyh = c->parts + (size_t)part * c->part_floats; /* (Ho * Wo, Ks) */
-  float *dxh = dyh + sp.dyh;                             /* (Hs, Ws, Cs) */
-  size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->cout * g->Ho * g->Wo;
-  int cvs = sp.Cs / VL, kk = g->k * g->k;
-  for (int b = prunus_team_share(c->B, part, n_parts);
-       b < prunus_team_share(c->B, part + 1, n_parts); b++) {
-    ISA(to_hwc)(c->dy + b * out_img, g->cout, g->Ho, g->Wo, dyh, g->Wo, sp.Ks, 0, 0);
-    memset(dxh, 0, sizeof(float) * sp.Hs * sp.Ws * sp.Cs);
-    for (int oh = 0; oh < g->Ho; oh++)
-      for (int cv = 0; cv < cvs;) {
-        int nk = cvs - cv >= 2 ? 2 : 1;
-        int rb = ISA(block_of)(g->Wo, nk == 2 ? RMAX2 : RMAX1);
-        for (int ow = 0; ow < g->Wo; ow += rb) {
-          int r = MIN(rb, g->Wo - ow);
-          const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
-          for (int t = 0; t < kk; t++) {
-            float *dst =
-                dxh +
-                ((size_t)(oh * g->s + t / g->k) * sp.Ws + (size_t)ow * g->s + t % g->k) * sp.Cs +
-                cv * VL;
-            kernel(dyh + ((size_t)oh * g->Wo + ow) * sp.Ks, sp.Ks, g->cout,
-                   c->Wr + ((size_t)t * cvs + cv) * g->cout * VL, (size_t)g->cout * VL, dst,
-                   g->s * sp.Cs, 1);
-          }
+/* yh (Ho * Wo, Ks) = conv of one image in xh (Hs, Ws, Cs), Wf (k*k, Ks/VL, C, VL). */
+static void ISA(cl_products)(const PrunusConvGeom *g, const ClPlan *cp, const float *xh,
+                             const float *Wf, float *yh) {
+  int kvs = cp->Ks / VL, kk = g->k * g->k;
+  for (int oh = 0; oh < g->Ho; oh++)
+    for (int kv = 0; kv < kvs;) {
+      int nk = kvs - kv >= 2 ? 2 : 1;
+      int rb = ISA(block_of)(g->Wo, nk == 2 ? RMAX2 : RMAX1);
+      for (int ow = 0; ow < g->Wo; ow += rb) {
+        int r = MIN(rb, g->Wo - ow);
+        const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
+        for (int t = 0; t < kk; t++) {
+          const float *v =
+              xh +
+              ((size_t)(oh * g->s + t / g->k) * cp->Ws + (size_t)ow * g->s + t % g->k) * cp->Cs;
+          kernel(v, g->s * cp->Cs, g->C, Wf + ((size_t)t * kvs + kv) * g->C * VL, (size_t)g->C * VL,
+                 yh + ((size_t)oh * g->Wo + ow) * cp->Ks + kv * VL, cp->Ks, t > 0);
         }
-        cv += nk;
       }
-    ISA(from_hwc)
-    (dxh + ((size_t)g->p * sp.Ws + g->p) * sp.Cs, sp.Ws, sp.Cs, c->dx + b * in_img, g->C, g->H,
-     g->W);
+      kv += nk;
+    }
+}
+
+static void ISA(cl_forward_part)(void *arg, int part, int n_parts) {
+  const ClCall *c = arg;
+  const PrunusConvGeom *g = c->g;
+  ClPlan cp = cl_plan(g, VL);
+  ClBufs b = cl_bufs(&cp, c->parts + (size_t)part * c->part_floats);
+  size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->cout * g->Ho * g->Wo;
+  memset(b.xh, 0, sizeof(float) * cp.Hs * cp.Ws * cp.Cs); /* the padding, once */
+  for (int i = prunus_team_share(c->B, part, n_parts);
+       i < prunus_team_share(c->B, part + 1, n_parts); i++) {
+    ISA(to_hwc)(c->x + i * in_img, g->C, g->H, g->W, b.xh, cp.Ws, cp.Cs, g->p, g->p);
+    ISA(cl_products)(g, &cp, b.xh, c->W, b.yh);
+    if (c->bias)
+      for (int kb = 0; kb < cp.Ks; kb += VL) {
+        VEC bv = vld_n(c->bias + kb, MIN(VL, g->cout - kb));
+        for (int o = 0; o < g->Ho * g->Wo; o++) {
+          float *at = b.yh + (size_t)o * cp.Ks + kb;
+          vst(at, vadd(vld(at), bv));
+        }
+      }
+    ISA(from_hwc)(b.yh, g->Wo, cp.Ks, c->y + i * out_img, g->cout, g->Ho, g->Wo);
+  }
+}
+
+/* dU (k*k, C, Ks) += each tap's window rows of one image in xh times its dy in dyh. */
+static void ISA(cl_weight_products)(const PrunusConvGeom *g, const ClPlan *cp, const float *xh,
+                                    const float *dyh, float *dU) {
+  int kvs = cp->Ks / VL, kk = g->k * g->k;
+  for (int t = 0; t < kk; t++)
+    for (int kv = 0; kv < kvs;) {
+      int nk = kvs - kv >= 2 ? 2 : 1;
+      int rb = ISA(block_of)(g->C, nk == 2 ? RMAX2 : RMAX1);
+      for (int c0 = 0; c0 < g->C; c0 += rb) {
+        int r = MIN(rb, g->C - c0);
+        const ISA(DwKernel) kernel = ISA(dw_kernel)[nk - 1][r];
+        kernel(xh + ((size_t)(t / g->k) * cp->Ws + t % g->k) * cp->Cs + c0, g->s * cp->Cs,
+               (size_t)g->s * cp->Ws * cp->Cs, dyh + kv * VL, cp->Ks, (size_t)g->Wo * cp->Ks, g->Ho,
+               g->Wo, dU + ((size_t)t * g->C + c0) * cp->Ks + kv * VL, cp->Ks);
+      }
+      kv += nk;
+    }
+}
+
+/* dxh (Hs, Ws, Cs) = each output position's dy (dyh) times W^T (Wr (k*k, Cs/VL, cout,
+ * VL)), added onto the padded input's window at stride s. */
+static void ISA(cl_scatter)(const PrunusConvGeom *g, const ClPlan *cp, const float *dyh,
+                            const float *Wr, float *dxh) {
+  int cvs = cp->Cs / VL, kk = g->k * g->k;
+  memset(dxh, 0, sizeof(float) * cp->Hs * cp->Ws * cp->Cs);
+  for (int oh = 0; oh < g->Ho; oh++)
+    for (int cv = 0; cv < cvs;) {
+      int nk = cvs - cv >= 2 ? 2 : 1;
+      int rb = ISA(block_of)(g->Wo, nk == 2 ? RMAX2 : RMAX1);
+      for (int ow = 0; ow < g->Wo; ow += rb) {
+        int r = MIN(rb, g->Wo - ow);
+        const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
+        for (int t = 0; t < kk; t++) {
+          float *dst =
+              dxh +
+              ((size_t)(oh * g->s + t / g->k) * cp->Ws + (size_t)ow * g->s + t % g->k) * cp->Cs +
+              cv * VL;
+          kernel(dyh + ((size_t)oh * g->Wo + ow) * cp->Ks, cp->Ks, g->cout,
+                 Wr + ((size_t)t * cvs + cv) * g->cout * VL, (size_t)g->cout * VL, dst,
+                 g->s * cp->Cs, 1);
+        }
+      }
+      cv += nk;
+    }
+}
+
+/* The part's images: dU and db summed over them; dx of each (dy goes channel-interleaved
+ * once for both). */
+static void ISA(cl_backward_part)(void *arg, int part, int n_parts) {
+  const ClCall *c = arg;
+  const PrunusConvGeom *g = c->g;
+  ClPlan cp = cl_plan(g, VL);
+  ClBufs b = cl_bufs(&cp, c->parts + (size_t)part * c->part_floats);
+  size_t in_img = (size_t)g->C * g->H * g->W, out_img = (size_t)g->cout * g->Ho * g->Wo;
+  memset(b.xh, 0, sizeof(float) * cp.Hs * cp.Ws * cp.Cs);
+  memset(b.du, 0, sizeof(float) * g->k * g->k * g->C * cp.Ks);
+  memset(b.db, 0, sizeof(float) * cp.Ks);
+  for (int i = prunus_team_share(c->B, part, n_parts);
+       i < prunus_team_share(c->B, part + 1, n_parts); i++) {
+    const float *dyi = c->dy + i * out_img;
+    ISA(to_hwc)(c->x + i * in_img, g->C, g->H, g->W, b.xh, cp.Ws, cp.Cs, g->p, g->p);
+    ISA(to_hwc)(dyi, g->cout, g->Ho, g->Wo, b.yh, g->Wo, cp.Ks, 0, 0);
+    if (c->want_db) ISA(channel_sums)(dyi, g->cout, (size_t)g->Ho * g->Wo, b.db);
+    ISA(cl_weight_products)(g, &cp, b.xh, b.yh, b.du);
+    if (c->dx) {
+      ISA(cl_scatter)(g, &cp, b.yh, c->W, b.dxh);
+      ISA(from_hwc)
+      (b.dxh + ((size_t)g->p * cp.Ws + g->p) * cp.Cs, cp.Ws, cp.Cs, c->dx + i * in_img, g->C, g->H,
+       g->W);
+    }
   }
 }

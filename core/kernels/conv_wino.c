@@ -226,33 +226,56 @@ static void reduce_weight_grad(const WinoPlan *pl, float *const *du, int parts, 
 /* ------------------------------------------------------------------------ */
 /* the vector code, once per instruction set */
 
-/* The input gradient by scattered products (any geometry): one part's buffers. */
+/* Any other conv with channels interleaved (conv_wino-impl.h's cl_*): one part's
+ * buffers. */
 typedef struct {
-  int Cs, Ks;  /* C and cout rounded up to vl */
-  int Hs, Ws;  /* the zero-padded input, H + 2p by W + 2p */
-  size_t dyh;  /* floats of dyh (Ho * Wo, Ks), one image's dy channel-interleaved */
-  size_t part; /* dyh, then dxh (Hs, Ws, Cs) */
-} ScatterPlan;
+  int Cs, Ks;        /* C and cout rounded up to vl */
+  int Hs, Ws;        /* the zero-padded input, H + 2p by W + 2p */
+  size_t xh, yh, du; /* floats of those buffers (ClBufs), rounded */
+  size_t part;       /* floats of ClBufs */
+} ClPlan;
 
-static ScatterPlan scatter_plan(const PrunusConvGeom *g, int vl) {
-  ScatterPlan sp;
-  sp.Cs = (int)round_up((size_t)g->C, (size_t)vl),
-  sp.Ks = (int)round_up((size_t)g->cout, (size_t)vl);
-  sp.Hs = g->H + 2 * g->p, sp.Ws = g->W + 2 * g->p;
-  sp.dyh = round_up((size_t)g->Ho * g->Wo * sp.Ks, MAX_VL);
-  sp.part = sp.dyh + round_up((size_t)sp.Hs * sp.Ws * sp.Cs, MAX_VL);
-  return sp;
+typedef struct {
+  float *xh;  /* (Hs, Ws, Cs) one padded input image */
+  float *dxh; /* (Hs, Ws, Cs) one padded input gradient */
+  float *yh;  /* (Ho * Wo, Ks) one output image, or its dy */
+  float *du;  /* (k*k, C, Ks) the weight gradient of this part's images, by tap */
+  float *db;  /* (Ks) the bias gradient of this part's images */
+} ClBufs;
+
+static ClPlan cl_plan(const PrunusConvGeom *g, int vl) {
+  ClPlan cp;
+  cp.Cs = (int)round_up((size_t)g->C, (size_t)vl);
+  cp.Ks = (int)round_up((size_t)g->cout, (size_t)vl);
+  cp.Hs = g->H + 2 * g->p, cp.Ws = g->W + 2 * g->p;
+  cp.xh = round_up((size_t)cp.Hs * cp.Ws * cp.Cs, MAX_VL);
+  cp.yh = round_up((size_t)g->Ho * g->Wo * cp.Ks, MAX_VL);
+  cp.du = round_up((size_t)g->k * g->k * g->C * cp.Ks, MAX_VL);
+  cp.part = 2 * cp.xh + cp.yh + cp.du + round_up((size_t)cp.Ks, MAX_VL);
+  return cp;
 }
 
-/* A scattered input gradient split over a team: Wr (k*k, Cs/vl, cout, vl) the weights
- * by tap, then part p's buffers at parts + p * part_floats. */
+static ClBufs cl_bufs(const ClPlan *cp, float *at) {
+  ClBufs b;
+  b.xh = at, at += cp->xh;
+  b.dxh = at, at += cp->xh;
+  b.yh = at, at += cp->yh;
+  b.du = at, at += cp->du;
+  b.db = at;
+  return b;
+}
+
+/* One cl_* call split over a team: W the weights prepared for it (forward: by tap with
+ * output channels as lanes; backward: input channels as lanes), then part p's buffers
+ * at parts + p * part_floats. */
 typedef struct {
   const PrunusConvGeom *g;
-  const float *Wr, *dy;
-  float *dx, *parts;
+  const float *x, *W, *bias, *dy;
+  float *y, *dx, *parts;
   size_t part_floats;
   int B;
-} ScatterCall;
+  gboolean want_db;
+} ClCall;
 
 /* One call split over a team: part p's buffers at parts + p * part_floats. */
 typedef struct {
@@ -437,49 +460,98 @@ bool prunus_conv_wino_covers(const PrunusConvGeom *g) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* the scattered input gradient */
+/* any other conv, channel-interleaved */
 
-bool prunus_conv_scatter_covers(const PrunusConvGeom *g) {
+bool prunus_conv_cl_covers(const PrunusConvGeom *g) {
   return (g->s >= 2 || g->k == 1) && prunus_conv_wino_isa() != PRUNUS_CONV_ISA_NONE;
 }
 
-/* Floats of the weights by tap, (k*k, Cs, cout). */
-static size_t scatter_weights(const PrunusConvGeom *g, int vl) {
-  return round_up((size_t)g->k * g->k * scatter_plan(g, vl).Cs * g->cout, MAX_VL);
+/* Floats of the prepared weights: (k*k, Ks, C) or (k*k, Cs, cout). */
+static size_t cl_weights(const PrunusConvGeom *g, int vl) {
+  ClPlan cp = cl_plan(g, vl);
+  return round_up((size_t)g->k * g->k * MAX((size_t)cp.Ks * g->C, (size_t)cp.Cs * g->cout), MAX_VL);
 }
 
-size_t prunus_conv_scatter_scratch(const PrunusConvGeom *g, int parts) {
+size_t prunus_conv_cl_scratch(const PrunusConvGeom *g, int parts) {
   size_t most = 0;
   for (int vl = 8; vl <= MAX_VL; vl *= 2)
-    most = MAX(most, scatter_weights(g, vl) + (size_t)parts * scatter_plan(g, vl).part);
+    most = MAX(most, cl_weights(g, vl) + (size_t)parts * cl_plan(g, vl).part);
   return most;
 }
 
-void prunus_conv_scatter_input_grad(const PrunusConvGeom *g, const float *Wt, const float *dy,
-                                    float *dx, float *scratch, int B, PrunusTeam *team) {
+/* W by tap with n_lanes channels as lanes: dst[t][lb][n_red][vl] = Wt[o][i][t] for lane
+ * channel lb * vl + l (0 past n_lanes) and reduction channel r, where (o, i) is (lane,
+ * r) for the forward and (r, lane) for the input gradient (transposed). */
+static void cl_prepare_weights(const PrunusConvGeom *g, const float *Wt, gboolean transposed,
+                               int vl, float *dst) {
+  int kk = g->k * g->k, n_lanes = transposed ? g->C : g->cout, n_red = transposed ? g->cout : g->C;
+  int lbs = (int)round_up((size_t)n_lanes, (size_t)vl) / vl;
+  for (int t = 0; t < kk; t++)
+    for (int lb = 0; lb < lbs; lb++)
+      for (int r = 0; r < n_red; r++)
+        for (int l = 0; l < vl; l++) {
+          int lane = lb * vl + l;
+          size_t o = transposed ? (size_t)r : (size_t)lane,
+                 i = transposed ? (size_t)lane : (size_t)r;
+          dst[(((size_t)t * lbs + lb) * n_red + r) * vl + l] =
+              lane < n_lanes ? Wt[(o * g->C + i) * kk + t] : 0.0f;
+        }
+}
+
+void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                            const float *bias, float *y, float *scratch, int B, PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
   g_assert(isa != PRUNUS_CONV_ISA_NONE);
   int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
-  ScatterPlan sp = scatter_plan(g, vl);
-  int kk = g->k * g->k, cvs = sp.Cs / vl;
-  /* Wr[t][cv][co][lane] = Wt[co][cv * vl + lane][t]: input channels as lanes, 0 past C */
-  for (int t = 0; t < kk; t++)
-    for (int cv = 0; cv < cvs; cv++)
-      for (int co = 0; co < g->cout; co++)
-        for (int l = 0; l < vl; l++) {
-          int ci = cv * vl + l;
-          scratch[(((size_t)t * cvs + cv) * g->cout + co) * vl + l] =
-              ci < g->C ? Wt[((size_t)co * g->C + ci) * kk + t] : 0.0f;
-        }
-  ScatterCall c = {.g = g,
-                   .Wr = scratch,
-                   .dy = dy,
-                   .dx = dx,
-                   .parts = scratch + scatter_weights(g, vl),
-                   .part_floats = sp.part,
-                   .B = B};
-  prunus_team_run(team, isa == PRUNUS_CONV_ISA_AVX512 ? scatter_part_avx512 : scatter_part_avx2,
-                  &c);
+  cl_prepare_weights(g, Wt, FALSE, vl, scratch);
+  ClCall c = {.g = g,
+              .x = x,
+              .W = scratch,
+              .bias = bias,
+              .y = y,
+              .parts = scratch + cl_weights(g, vl),
+              .part_floats = cl_plan(g, vl).part,
+              .B = B};
+  prunus_team_run(
+      team, isa == PRUNUS_CONV_ISA_AVX512 ? cl_forward_part_avx512 : cl_forward_part_avx2, &c);
+}
+
+void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                             const float *dy, float *dW, float *db, float *dx, float *scratch,
+                             int B, PrunusTeam *team) {
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  g_assert(isa != PRUNUS_CONV_ISA_NONE);
+  int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
+  ClPlan cp = cl_plan(g, vl);
+  if (dx) cl_prepare_weights(g, Wt, TRUE, vl, scratch);
+  ClCall c = {.g = g,
+              .x = x,
+              .W = scratch,
+              .dy = dy,
+              .dx = dx,
+              .parts = scratch + cl_weights(g, vl),
+              .part_floats = cp.part,
+              .B = B,
+              .want_db = db != NULL};
+  prunus_team_run(
+      team, isa == PRUNUS_CONV_ISA_AVX512 ? cl_backward_part_avx512 : cl_backward_part_avx2, &c);
+  /* the parts' sums, added in part order: dW[o][i][t] from dU[t][i][o] */
+  int kk = g->k * g->k, parts = prunus_team_threads(team);
+  memset(dW, 0, sizeof(float) * g->cout * g->C * kk);
+  for (int p = 0; p < parts; p++) {
+    ClBufs b = cl_bufs(&cp, c.parts + (size_t)p * cp.part);
+    for (int t = 0; t < kk; t++)
+      for (int i = 0; i < g->C; i++)
+        for (int o = 0; o < g->cout; o++)
+          dW[((size_t)o * g->C + i) * kk + t] += b.du[((size_t)t * g->C + i) * cp.Ks + o];
+  }
+  if (db) {
+    memset(db, 0, sizeof(float) * g->cout);
+    for (int p = 0; p < parts; p++) {
+      const float *src = cl_bufs(&cp, c.parts + (size_t)p * cp.part).db;
+      for (int o = 0; o < g->cout; o++) db[o] += src[o];
+    }
+  }
 }
 
 /* ------------------------------------------------------------------------ */

@@ -46,17 +46,24 @@ void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const fl
                                const float *dy, float *dW, float *db, float *dx, float *scratch,
                                int B, PrunusTeam *team);
 
-/* TRUE for the geometries prunus_conv_scatter_input_grad is meant for (stride >= 2 or
- * a 1x1 kernel; it is correct for any) where a version of it runs here. */
-bool prunus_conv_scatter_covers(const PrunusConvGeom *g);
-/* Floats of scratch prunus_conv_scatter_input_grad needs, any batch size, for a team
- * of up to `parts` threads. */
-size_t prunus_conv_scatter_scratch(const PrunusConvGeom *g, int parts);
-/* dx (B, C, H, W) = the gradient of conv(x, Wt) with respect to x, from dy (B, cout,
- * Ho, Wo) (overwritten; any kernel, stride, padding): each output position's dy times
- * W^T, channels interleaved a vector at a time, added onto the padded input's window.
- * The images are split over team (NULL: this thread only). */
-void prunus_conv_scatter_input_grad(const PrunusConvGeom *g, const float *Wt, const float *dy,
-                                    float *dx, float *scratch, int B, PrunusTeam *team);
+/* Any other conv (any kernel, stride, padding), with channels interleaved a vector at a
+ * time: each tap (kh, kw) a product of the padded input's window rows with that tap's
+ * weights. The input gradient scatters each output position's dy times W^T onto its
+ * window. TRUE for the geometries they are meant for (stride >= 2 or a 1x1 kernel;
+ * they are correct for any) where a version of them runs here. */
+bool prunus_conv_cl_covers(const PrunusConvGeom *g);
+/* Floats of scratch the two functions below need, any batch size, for a team of up to
+ * `parts` threads. */
+size_t prunus_conv_cl_scratch(const PrunusConvGeom *g, int parts);
+/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, k, k)) + bias (cout; NULL:
+ * none), the images split over team (NULL: this thread only). */
+void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                            const float *bias, float *y, float *scratch, int B, PrunusTeam *team);
+/* dW (cout, C, k, k) and, when db != NULL, db (cout), overwritten, from x and dy; when
+ * dx != NULL, dx (B, C, H, W) (overwritten). Each part of the team sums its own images;
+ * the parts' sums are added in part order; dx is the same bits for any team. */
+void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                             const float *dy, float *dW, float *db, float *dx, float *scratch,
+                             int B, PrunusTeam *team);
 
 #endif

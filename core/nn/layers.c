@@ -176,10 +176,18 @@ static gboolean conv_uses_wino(const PrunusLayer *l) {
   return !conv_is_direct(l) && prunus_conv_wino_covers(&g);
 }
 
+/* Strided and 1x1 convs run channel-interleaved (conv_wino.c's cl_*: each tap a product
+ * of window rows, a vector of channels at a time) where the CPU has AVX2 or AVX-512. */
+static gboolean conv_uses_cl(const PrunusLayer *l) {
+  PrunusConvGeom g = conv_geom(l);
+  return !conv_is_direct(l) && !conv_uses_wino(l) && prunus_conv_cl_covers(&g);
+}
+
 /* Other multi-channel convs use the implicit GEMM where the CPU has it (decided per
  * call, so tests can force the lowering through the reference GEMM). */
 static gboolean conv_uses_gemm_kernels(const PrunusLayer *l) {
-  return !conv_is_direct(l) && !conv_uses_wino(l) && prunus_conv_gemm_available();
+  return !conv_is_direct(l) && !conv_uses_wino(l) && !conv_uses_cl(l) &&
+         prunus_conv_gemm_available();
 }
 
 static size_t conv_scratch(const PrunusLayer *l, int B) {
@@ -189,7 +197,7 @@ static size_t conv_scratch(const PrunusLayer *l, int B) {
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
   size_t kernels = MAX(prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS),
                        prunus_conv_wino_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
-  kernels = MAX(kernels, prunus_conv_scatter_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  kernels = MAX(kernels, prunus_conv_cl_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
   return MAX(rows * K + rows * (size_t)l->out.c, kernels);
 }
 
@@ -276,6 +284,12 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
                              scratch, B, l->team);
     return;
   }
+  if (conv_uses_cl(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_cl_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
+                           scratch, B, l->team);
+    return;
+  }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
     prunus_conv_gemm_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B, l->team);
@@ -315,14 +329,16 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
                               l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
     return;
   }
+  if (conv_uses_cl(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_cl_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
+                            l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
+    return;
+  }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
-    /* strided and 1x1 convs: dx from products scattered onto the padded input (a
-     * vector of input channels at a time) beats the GEMM's column-by-column col2im */
-    gboolean scatter = dx && prunus_conv_scatter_covers(&g);
-    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off,
-                              scatter ? NULL : dx, scratch, B, l->team);
-    if (scatter) prunus_conv_scatter_input_grad(&g, params + l->w_off, dy, dx, scratch, B, l->team);
+    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off, dx,
+                              scratch, B, l->team);
     return;
   }
   int cout = l->out.c, HWo = l->out.h * l->out.w;

@@ -272,19 +272,20 @@ static void test_wino_team(void) {
   prunus_team_free(team);
 }
 
-/* The scattered input gradient on strided, 1x1, even and large kernels, odd channel
- * counts, every padding, in each version, against the plain loops; a team of 2 gives
- * the same bits as one thread (each image is one part's). */
+/* The channel-interleaved kernels on strided, 1x1, even and large kernels, odd channel
+ * counts, every padding, in each version, with and without bias, against the plain
+ * loops; a team of 2 gives the same y and dx bits as one thread (each image is one
+ * part's) and dW within rounding. */
 static const struct {
   int C, H, W, cout, k, s, p, B;
-} scatter_cases[] = {
+} cl_cases[] = {
     {16, 28, 28, 32, 3, 2, 1, 3}, {16, 28, 28, 32, 1, 2, 0, 2}, {32, 14, 14, 64, 3, 2, 1, 2},
     {32, 14, 14, 64, 1, 2, 0, 3}, {11, 9, 13, 45, 3, 2, 1, 3},  {45, 8, 7, 11, 1, 1, 0, 2},
     {3, 11, 10, 17, 5, 3, 2, 2},  {1, 7, 7, 5, 2, 2, 0, 3},     {20, 33, 5, 9, 3, 2, 0, 1},
     {6, 14, 14, 16, 5, 1, 0, 2},
 };
 
-static void check_scatter_isa(PrunusConvIsa isa) {
+static void check_cl_isa(PrunusConvIsa isa) {
   if (MIN(prunus_conv_wino_isa(), isa) != isa) {
     g_test_skip("this CPU has no such version");
     return;
@@ -292,30 +293,47 @@ static void check_scatter_isa(PrunusConvIsa isa) {
   prunus_conv_wino_limit_isa(isa);
   PrunusTeam *team = prunus_team_new(2);
   g_assert_nonnull(team);
-  for (size_t ci = 0; ci < G_N_ELEMENTS(scatter_cases); ci++) {
-    PrunusConvGeom g =
-        geom(scatter_cases[ci].C, scatter_cases[ci].H, scatter_cases[ci].W, scatter_cases[ci].cout,
-             scatter_cases[ci].k, scatter_cases[ci].s, scatter_cases[ci].p);
-    int B = scatter_cases[ci].B;
+  for (size_t ci = 0; ci < G_N_ELEMENTS(cl_cases); ci++) {
+    PrunusConvGeom g = geom(cl_cases[ci].C, cl_cases[ci].H, cl_cases[ci].W, cl_cases[ci].cout,
+                            cl_cases[ci].k, cl_cases[ci].s, cl_cases[ci].p);
+    int B = cl_cases[ci].B;
+    gboolean with_bias = ci % 2 == 0;
     Data d = data_new(g, B, 200 + ci);
-    float *scratch = g_new0(float, prunus_conv_scatter_scratch(&g, 2));
-    float *dx = g_new(float, x_len(&g, B)), *dx2 = g_new(float, x_len(&g, B));
-    memset(dx, 0xff, sizeof(float) * x_len(&g, B)); /* NaN: every value must be written */
-    prunus_conv_scatter_input_grad(&g, d.W, d.dy, dx, scratch, B, NULL);
-    prunus_conv_scatter_input_grad(&g, d.W, d.dy, dx2, scratch, B, team);
-    char *label = g_strdup_printf("%s %dx%dx%d -> %d k%d s%d p%d B%d", prunus_conv_isa_name(isa),
-                                  g.C, g.H, g.W, g.cout, g.k, g.s, g.p, B);
-    g_assert_cmpfloat(rel_err(dx, d.dx_ref, x_len(&g, B), label), <, 1e-5);
-    g_assert_cmpmem(dx, sizeof(float) * x_len(&g, B), dx2, sizeof(float) * x_len(&g, B));
-    g_free(label), g_free(dx), g_free(dx2), g_free(scratch);
+    size_t nx = x_len(&g, B), ny = y_len(&g, B), nw = w_len(&g);
+    float *scratch = g_new0(float, prunus_conv_cl_scratch(&g, 2));
+    Out o[2];
+    for (int t = 0; t < 2; t++) {
+      o[t] = (Out){g_new(float, ny), g_new(float, nw), g_new0(float, g.cout), g_new(float, nx)};
+      memset(o[t].y, 0xff, sizeof(float) * ny); /* NaN: every value must be written */
+      memset(o[t].dx, 0xff, sizeof(float) * nx);
+      PrunusTeam *use = t ? team : NULL;
+      prunus_conv_cl_forward(&g, d.x, d.W, with_bias ? d.bias : NULL, o[t].y, scratch, B, use);
+      prunus_conv_cl_backward(&g, d.x, d.W, d.dy, o[t].dW, with_bias ? o[t].db : NULL, o[t].dx,
+                              scratch, B, use);
+    }
+    char *label =
+        g_strdup_printf("%s %dx%dx%d -> %d k%d s%d p%d B%d%s", prunus_conv_isa_name(isa), g.C, g.H,
+                        g.W, g.cout, g.k, g.s, g.p, B, with_bias ? " bias" : "");
+    double *y_ref = g_new(double, ny);
+    ref_forward(&g, B, d.xd, d.Wd, with_bias ? d.biasd : NULL, y_ref);
+    g_assert_cmpfloat(rel_err(o[0].y, y_ref, ny, label), <, 1e-5);
+    g_assert_cmpfloat(rel_err(o[0].dW, d.dW_ref, nw, label), <, 1e-5);
+    g_assert_cmpfloat(rel_err(o[0].dx, d.dx_ref, nx, label), <, 1e-5);
+    if (with_bias) g_assert_cmpfloat(rel_err(o[0].db, d.db_ref, g.cout, label), <, 1e-5);
+    for (int i = 0; i < g.cout && !with_bias; i++) g_assert_cmpfloat(o[0].db[i], ==, 0.0f);
+    g_assert_cmpmem(o[0].y, sizeof(float) * ny, o[1].y, sizeof(float) * ny);
+    g_assert_cmpmem(o[0].dx, sizeof(float) * nx, o[1].dx, sizeof(float) * nx);
+    g_assert_cmpfloat(scaled_diff(o[1].dW, o[0].dW, nw, "dW 1 vs 2 threads"), <, 1e-5);
+    g_free(label), g_free(y_ref), g_free(scratch);
+    out_free(&o[0]), out_free(&o[1]);
     data_free(&d);
   }
   prunus_team_free(team);
   prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
 }
 
-static void test_scatter_avx512(void) { check_scatter_isa(PRUNUS_CONV_ISA_AVX512); }
-static void test_scatter_avx2(void) { check_scatter_isa(PRUNUS_CONV_ISA_AVX2); }
+static void test_cl_avx512(void) { check_cl_isa(PRUNUS_CONV_ISA_AVX512); }
+static void test_cl_avx2(void) { check_cl_isa(PRUNUS_CONV_ISA_AVX2); }
 
 /* Which geometries the kernels take, and that the forced reference turns them off. */
 static void test_wino_covers(void) {
@@ -328,13 +346,13 @@ static void test_wino_covers(void) {
   g_assert_false(prunus_conv_wino_covers(&k5));
   g_assert_false(prunus_conv_wino_covers(&p3));
   PrunusConvGeom s1 = geom(16, 28, 28, 32, 1, 2, 0);
-  g_assert_cmpint(prunus_conv_scatter_covers(&s2), ==, runs);
-  g_assert_cmpint(prunus_conv_scatter_covers(&s1), ==, runs);
-  g_assert_false(prunus_conv_scatter_covers(&k3)); /* stride 1, 3x3: Winograd's */
+  g_assert_cmpint(prunus_conv_cl_covers(&s2), ==, runs);
+  g_assert_cmpint(prunus_conv_cl_covers(&s1), ==, runs);
+  g_assert_false(prunus_conv_cl_covers(&k3)); /* stride 1, 3x3: Winograd's */
   prunus_gemm_force_reference(true);
   g_assert_cmpint(prunus_conv_wino_isa(), ==, PRUNUS_CONV_ISA_NONE);
   g_assert_false(prunus_conv_wino_covers(&k3));
-  g_assert_false(prunus_conv_scatter_covers(&s2));
+  g_assert_false(prunus_conv_cl_covers(&s2));
   prunus_gemm_force_reference(false);
   g_assert_cmpstr(prunus_conv_isa_name(PRUNUS_CONV_ISA_AVX2), ==, "avx2");
 }
@@ -346,7 +364,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/conv/wino/avx512", test_wino_avx512);
   g_test_add_func("/conv/wino/avx2", test_wino_avx2);
   g_test_add_func("/conv/wino/team", test_wino_team);
-  g_test_add_func("/conv/scatter/avx512", test_scatter_avx512);
-  g_test_add_func("/conv/scatter/avx2", test_scatter_avx2);
+  g_test_add_func("/conv/cl/avx512", test_cl_avx512);
+  g_test_add_func("/conv/cl/avx2", test_cl_avx2);
   return g_test_run();
 }

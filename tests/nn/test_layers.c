@@ -49,8 +49,8 @@ static void backward_with_input_grad(PrunusModel *m, const float *c, int B, floa
   }
 }
 
-/* Compare analytic gradients (params and input) with central differences. */
-static void check_gradients(PrunusArch *arch, int B, const char *label) {
+/* Compare analytic gradients (params and input) with central differences of step eps. */
+static void check_gradients_step(PrunusArch *arch, int B, const char *label, float eps) {
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(arch, B, 3, &error);
   g_assert_no_error(error);
@@ -67,7 +67,6 @@ static void check_gradients(PrunusArch *arch, int B, const char *label) {
   uint64_t base = kink_pattern(m, B);
   float *analytic = g_memdup2(m->grads, sizeof(float) * m->n_params);
   float *numeric = g_new(float, m->n_params);
-  const float eps = 2e-3f;
   int skipped = 0;
   for (int pass = 0; pass < 2; pass++) {
     float *v = pass == 0 ? m->params : x;
@@ -106,6 +105,10 @@ static void check_gradients(PrunusArch *arch, int B, const char *label) {
   prunus_model_free(m);
 }
 
+static void check_gradients(PrunusArch *arch, int B, const char *label) {
+  check_gradients_step(arch, B, label, 2e-3f);
+}
+
 #define ARCH(c, h, w, ...)                                                                \
   ({                                                                                      \
     static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                      \
@@ -127,12 +130,14 @@ static void test_grad_conv(void) {
       ARCH(2, 7, 6,
            {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 2, .padding = 1});
   check_gradients(&b, 2, "conv k3 s2 p1");
-  /* 18 output channels (two vector blocks), rows wider than a vector (19 positions,
-   * a 21-wide padded row: the implicit GEMM's memory scatter for the input gradient) */
+  /* 18 output channels (two vector blocks), rows wider than a vector (19 positions):
+   * Winograd F(4x4, 3x3) where the CPU has AVX2 or AVX-512. Its forward rounds to ~1e-5
+   * of the outputs' scale, which central differences divide by 2 eps: a conv alone is
+   * linear, so a larger step costs no truncation error and keeps that noise small */
   PrunusArch c =
       ARCH(3, 4, 19,
            {.type = PRUNUS_LAYER_CONV2D, .channels = 18, .kernel = 3, .stride = 1, .padding = 1});
-  check_gradients(&c, 2, "conv k3 s1 p1 wide");
+  check_gradients_step(&c, 2, "conv k3 s1 p1 wide", 2e-2f);
   prunus_gemm_force_reference(true);
   check_gradients(&c, 2, "conv k3 s1 p1 wide (im2col, reference gemm)");
   prunus_gemm_force_reference(false);
