@@ -14,12 +14,14 @@ backward's time less a dW-only backward's); then the sum over ResNet-20's conv l
 MAC); Winograd's kernels do fewer, so theirs can exceed the peak.
 
 The FMA peak is measured, not looked up: conv_layers runs a loop of independent
-512-bit (and 256-bit) FMAs on every thread; the best rate over all runs is the peak.
+512-bit (and 256-bit) FMAs on every thread, timed by the thread's CPU time (so other
+processes do not lower it); the best rate over all runs is the peak.
 The nominal peak from /proc/cpuinfo's MHz x 2 FMA units x 16 lanes x 2 flops is
 printed next to it: it holds on Intel cores with two 512-bit FMA units; AMD Zen 4
 issues one 512-bit (two 256-bit) FMA per cycle, so there the loop reads half of it.
 
-Usage: conv_bench.py [--build-dir build] [--threads 1,2] [--reps 3] [--isa avx2] [--json FILE]
+Usage: conv_bench.py [--build-dir build] [--threads 1,2] [--reps 3] [--isa avx2]
+                     [--cpu-clock --threads 1] [--json FILE]
 """
 import argparse
 import json
@@ -113,6 +115,9 @@ def measure(args, threads):
                  str(threads), "--reps", str(args.rounds), "--iters", str(args.iters)]
     if args.isa:
         prunus_cmd += ["--isa", args.isa]
+    if args.cpu_clock:
+        prunus_cmd += ["--cpu-clock"]
+        torch_cmd += ["--cpu-clock"]
     if args.only:
         prunus_cmd += ["--only", args.only]
         torch_cmd += ["--only", args.only]
@@ -196,11 +201,18 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated layer names (default all)")
     ap.add_argument("--isa", choices=["avx512", "avx2"],
                     help="widest instruction set prunus's Winograd kernels may use")
+    ap.add_argument("--cpu-clock", action="store_true",
+                    help="time both sides by process CPU time (1 thread only: a busy machine's "
+                         "other processes then cost no time, though they still share caches)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     exe = os.path.join(args.build_dir, "bench", "conv_layers")
     if not os.access(exe, os.X_OK):
         print(f"conv_bench: {exe} is missing; build first: meson setup build && ninja -C build",
+              file=sys.stderr)
+        return 2
+    if args.cpu_clock and args.threads != "1":
+        print("conv_bench: --cpu-clock needs --threads 1 (spinning threads count as CPU time)",
               file=sys.stderr)
         return 2
     nominal, mhz = nominal_peak_gflops()
