@@ -202,8 +202,8 @@ static void ISA(output_transform)(const WinoPlan *pl, const float *M, int t0, co
     ISA(output_transform2)(pl, M, t0, bias, yh);
 }
 
-/* Z[e][t0 + tile] = A dY A^T for every 2x2 tile of one image's dy in dh (2 nth, 2 ntw,
- * Ks), zero past the output's edge. */
+/* F(2x2, 3x3): Z[e][t0 + tile] = A dY A^T for every 2x2 tile of one image's dy in dh
+ * (2 nth, 2 ntw, Ks), zero past the output's edge. */
 static void ISA(grad_transform2)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
   size_t es = (size_t)pl->Tg * pl->Ks;
   int yw = 2 * pl->ntw;
@@ -278,8 +278,8 @@ static void ISA(grad_transform)(const WinoPlan *pl, const float *dh, float *Z, i
 }
 
 /* ------------------------------------------------------------------------ */
-/* the products, one per element e of the 4x4 tile: register blocks of R tiles (or R
- * input channels) by NK vectors of output channels */
+/* the products, one per element e of the transformed tile: register blocks of R
+ * tiles (or R input channels, or R output positions) by NK vectors of channels */
 
 /* m[r][j] = (when add: m[r][j] +) sum over c < C of v[r][c] * u[j][c] for R rows: v (R,
  * vs) rows of transformed input (or dy), u (NK, C, VL) at stride us, m (R, ms) at
@@ -382,7 +382,7 @@ static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, fl
   }
 }
 
-/* dU[e] (C, Ks) += V[e]^T (C, n tiles) Z[e] (n, Ks) for the 16 elements e. */
+/* dU[e] (C, Ks) += V[e]^T (C, n tiles) Z[e] (n, Ks) for the E elements e. */
 static void ISA(weight_products)(const WinoPlan *pl, const float *V, const float *Z, float *dU,
                                  int n) {
   int kvs = pl->Ks / VL;

@@ -1,9 +1,10 @@
-/* conv_wino.c: 3x3 stride-1 convolution by Winograd F(2x2, 3x3). Each 2x2 block of
- * outputs (a tile) costs 16 multiplies per channel pair instead of 36: inputs and
- * weights go through small fixed transforms, the multiplies become 16 independent
- * products (tiles x C) (C x cout), done with channels interleaved VL to a vector.
- * The input gradient of such a layer is again one (dy against the flipped, transposed
- * weights), so it runs through the forward code. The vector code is conv_wino-impl.h,
+/* conv_wino.c: 3x3 stride-1 convolution by Winograd F(m x m, 3x3), m = 4 or 2: each
+ * m x m block of outputs (a tile) costs (m + 2)^2 multiplies per channel pair instead
+ * of 9 m^2. Inputs and weights go through small fixed transforms and the multiplies
+ * become (m + 2)^2 independent products (tiles x C) (C x cout), channels interleaved VL
+ * to a vector. The input gradient of such a layer is again one (dy against the
+ * flipped, transposed weights), so it runs through the forward code. Other convs
+ * (cl_*) reuse the same products tap by tap. The vector code is conv_wino-impl.h,
  * compiled here once for AVX-512 and once for AVX2. */
 #include "conv_wino.h"
 #include "gemm.h"
@@ -13,20 +14,20 @@
 #include <string.h>
 
 #define MAX_VL 16 /* floats per vector of the widest version (scratch sizes) */
-#define TILES_PER_GROUP                                         \
-  64 /* at least this many tiles per product call: small images \
-      * are taken a few at a time so the products run long */
+/* At least this many tiles per product call: small images are taken a few at a time
+ * so the products run long. */
+#define TILES_PER_GROUP 64
 
 static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
 /* ------------------------------------------------------------------------ */
 /* geometry and scratch */
 
-/* One stride-1 3x3 convolution as the kernels see it (the layer's forward, or the
- * input gradient: dy in, dx out), for vectors of vl floats, in tiles of m x m outputs:
- * F(4x4, 3x3) (36 products per 16 outputs) or F(2x2, 3x3) for the forward and the
- * input gradient (tile_side); F(2x2, 3x3) for the weight gradient, whose sums over
- * every tile of the batch keep the small transform's rounding. */
+/* One stride-1 3x3 convolution as the kernels see it (the layer's forward, its weight
+ * gradient, or its input gradient: dy in, dx out), for vectors of vl floats, in tiles
+ * of m x m outputs: F(4x4, 3x3) (36 products per 16 outputs) or F(2x2, 3x3), as
+ * tile_side picks for the output size. F(4x4)'s larger transform constants round to
+ * ~1e-5 of the outputs' scale (F(2x2): ~1e-6); tests/kernels/test_conv.c bounds it. */
 typedef struct {
   int C, H, W, K, p, Ho, Wo;
   int m, E;        /* outputs per tile side (2 or 4); products per tile, (m + 2)^2 */
@@ -43,7 +44,7 @@ typedef struct {
   float *v;  /* (E, Tg, Cs) transformed input tiles */
   float *m;  /* (E, Tg, Ks) the products; the weight gradient: transformed dy */
   float *yh; /* (m nth, m ntw, Ks) one output image; the weight gradient: its dy */
-  float *du; /* (16, C, Ks) the weight gradient of this part's images, transformed */
+  float *du; /* (E, C, Ks) the weight gradient of this part's images, transformed */
   float *db; /* (Ks) the bias gradient of this part's images */
 } WinoBufs;
 

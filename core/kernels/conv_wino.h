@@ -1,6 +1,7 @@
-/* conv_wino.h: 3x3 stride-1 convolution over several channels by Winograd's minimal
- * filtering F(2x2, 3x3) (Lavin & Gray 2016): forward, weight and input gradients, on
- * AVX-512 or AVX2 (chosen at run time), split over a team by images. */
+/* conv_wino.h: multi-channel convolution with channels interleaved a vector at a time,
+ * forward and both gradients, on AVX-512 or AVX2 (chosen at run time), split over a
+ * team by images: 3x3 stride 1 by Winograd's minimal filtering F(4x4, 3x3) or F(2x2,
+ * 3x3) (Lavin & Gray 2016); any other geometry (strided, 1x1) directly, tap by tap. */
 #ifndef PRUNUS_CONV_WINO_H
 #define PRUNUS_CONV_WINO_H
 
