@@ -296,8 +296,8 @@ int main(int argc, char **argv) {
     double bwd_w = b.need_dx ? best_us(&b, run_backward_weights, reps, iters) : bwd;
     double macs = (double)batch * ho * ho * lt->cout * lt->cin * lt->k * lt->k;
     printf(
-        "%s{\"name\":\"%s\",\"count\":%d,\"path\":\"%s\",\"fwd_us\":%.1f,\"bwd_us\":%.1f,\"bwd_w_us\":%.1f,"
-        "\"fwd_flops\":%.0f,\"bwd_flops\":%.0f}",
+        "%s{\"name\":\"%s\",\"count\":%d,\"path\":\"%s\",\"fwd_us\":%.1f,\"bwd_us\":%.1f,"
+        "\"bwd_w_us\":%.1f,\"fwd_flops\":%.0f,\"bwd_flops\":%.0f}",
         first ? "" : ",", lt->name, lt->count, path_name(&b.g), fwd, bwd, bwd_w, 2 * macs,
         (b.need_dx ? 4 : 2) * macs);
     first = FALSE;
