@@ -9,30 +9,26 @@
  * they live in registers (GCC stops unrolling by itself at 16). */
 #define UNROLL _Pragma("GCC unroll 32")
 
-/* Rows r < nr of src (stride ss; nl floats each, the rest read as 0) transposed into
- * rows j < nw of dst (stride ds), writing nlo floats of each. Inlined into its loops. */
-static inline __attribute__((always_inline)) void ISA(transpose)(const float *src, size_t ss,
-                                                                 int nr, int nl, float *dst,
-                                                                 size_t ds, int nw, int nlo) {
-  VEC r[VL];
-  UNROLL for (int i = 0; i < VL; i++) r[i] = i < nr ? vld_n(src + (size_t)i * ss, nl) : vzero();
-  vtranspose(r);
-  UNROLL for (int j = 0; j < VL; j++) if (j < nw) vst_n(dst + (size_t)j * ds, r[j], nlo);
-}
+/* Both directions take the plane's positions VL at a time in its own (row-major)
+ * order, across row ends: a 7x7 image is 4 blocks of positions, not 7 rows of 7. */
 
 /* hwc (rows, cols, cs) at row r0, column c0, channel c0 + ..: the n channels of plane
  * (n, rows_in, cols_in) put at positions (r0 + h, col0 + w); lanes past n get 0. */
 static void ISA(to_hwc)(const float *plane, int n, int rows_in, int cols_in, float *hwc,
                         int hwc_cols, int cs, int r0, int col0) {
-  size_t hw = (size_t)rows_in * cols_in;
+  int hw = rows_in * cols_in;
   for (int cb = 0; cb < n; cb += VL) {
     int nr = MIN(VL, n - cb);
-    for (int h = 0; h < rows_in; h++) {
-      for (int w0 = 0; w0 < cols_in; w0 += VL) {
-        const float *src = plane + (size_t)cb * hw + (size_t)h * cols_in + w0;
-        float *dst = hwc + ((size_t)(r0 + h) * hwc_cols + col0 + w0) * cs + cb;
-        int nw = MIN(VL, cols_in - w0);
-        ISA(transpose)(src, hw, nr, nw, dst, (size_t)cs, nw, VL);
+    for (int p0 = 0; p0 < hw; p0 += VL) {
+      int np = MIN(VL, hw - p0);
+      VEC r[VL];
+      UNROLL for (int i = 0; i < VL; i++) r[i] =
+          i < nr ? vld_n(plane + (size_t)(cb + i) * hw + p0, np) : vzero();
+      vtranspose(r);
+      int h = p0 / cols_in, w = p0 % cols_in;
+      UNROLL for (int j = 0; j < VL; j++) {
+        if (j < np) vst(hwc + ((size_t)(r0 + h) * hwc_cols + col0 + w) * cs + cb, r[j]);
+        if (++w == cols_in) w = 0, h++;
       }
     }
   }
@@ -42,16 +38,19 @@ static void ISA(to_hwc)(const float *plane, int n, int rows_in, int cols_in, flo
  * columns < cols. */
 static void ISA(from_hwc)(const float *hwc, int hwc_cols, int cs, float *plane, int n, int rows,
                           int cols) {
-  size_t hw = (size_t)rows * cols;
+  int hw = rows * cols;
   for (int cb = 0; cb < n; cb += VL) {
     int nk = MIN(VL, n - cb);
-    for (int h = 0; h < rows; h++) {
-      for (int w0 = 0; w0 < cols; w0 += VL) {
-        const float *src = hwc + ((size_t)h * hwc_cols + w0) * cs + cb;
-        float *dst = plane + (size_t)cb * hw + (size_t)h * cols + w0;
-        int nw = MIN(VL, cols - w0);
-        ISA(transpose)(src, (size_t)cs, nw, VL, dst, hw, nk, nw);
+    for (int p0 = 0; p0 < hw; p0 += VL) {
+      int np = MIN(VL, hw - p0), h = p0 / cols, w = p0 % cols;
+      VEC r[VL];
+      UNROLL for (int j = 0; j < VL; j++) {
+        r[j] = j < np ? vld(hwc + ((size_t)h * hwc_cols + w) * cs + cb) : vzero();
+        if (++w == cols) w = 0, h++;
       }
+      vtranspose(r);
+      UNROLL for (int k = 0; k < VL; k++) if (k < nk)
+          vst_n(plane + (size_t)(cb + k) * hw + p0, r[k], np);
     }
   }
 }
