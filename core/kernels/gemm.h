@@ -71,7 +71,9 @@ int prunus_get_threads(void);
 void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
                        int ldc);
-/* Use the reference loops instead of BLAS everywhere (tests). */
+/* Use the reference loops instead of BLAS everywhere (tests). Set it before building
+ * the models it should apply to: a conv layer sizes its scratch for the kernels it
+ * takes when built (core/nn/layers.c conv_scratch). */
 void prunus_gemm_force_reference(bool on);
 
 #endif

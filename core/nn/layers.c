@@ -198,6 +198,11 @@ static size_t conv_scratch(const PrunusLayer *l, int B) {
   size_t kernels = MAX(prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS),
                        prunus_conv_wino_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
   kernels = MAX(kernels, prunus_conv_cl_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  /* The batch's lowering (col, yt) only where it can run: a layer the Winograd or
+   * channel-interleaved kernels take lowers only while the reference is forced, which
+   * happens before its model is built (gemm.h); its lowering would be 60 MB for a
+   * 16-channel 3x3 conv on 28x28 at batch 128, memset by the model */
+  if (conv_uses_wino(l) || conv_uses_cl(l)) return kernels;
   return MAX(rows * K + rows * (size_t)l->out.c, kernels);
 }
 

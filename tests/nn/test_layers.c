@@ -1,5 +1,6 @@
 /* test_layers.c: finite-difference gradient checks for every layer type and the
  * softmax cross-entropy loss, plus forward values computed by hand. */
+#include "conv_wino.h"
 #include "model.h"
 #include "train.h"
 #include "gemm.h"
@@ -289,6 +290,32 @@ static void test_simd_conv_direct_close(void) {
   g_free(x), g_free(dy);
 }
 
+/* A 3x3 conv the Winograd kernels take gets their scratch, not the batch's lowering
+ * (col and yt: 16 M floats at batch 128); built while the reference is forced, it gets
+ * the lowering its forward then runs. */
+static void test_conv_scratch_by_path(void) {
+  PrunusArch a =
+      ARCH(16, 28, 28,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 3, .stride = 1, .padding = 1});
+  enum { B = 128 };
+  size_t lowering = (size_t)B * 28 * 28 * (16 * 9 + 16);
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, B, 1, &error);
+  g_assert_no_error(error);
+  g_test_message("scratch %zu floats; the lowering %zu", m->scratch_len[0], lowering);
+  if (prunus_conv_wino_isa() != PRUNUS_CONV_ISA_NONE)
+    g_assert_cmpuint(m->scratch_len[0], <, lowering / 4);
+  else
+    g_assert_cmpuint(m->scratch_len[0], >=, lowering);
+  prunus_model_free(m);
+  prunus_gemm_force_reference(true);
+  m = prunus_model_new(&a, B, 1, &error);
+  g_assert_no_error(error);
+  g_assert_cmpuint(m->scratch_len[0], >=, lowering);
+  prunus_model_free(m);
+  prunus_gemm_force_reference(false);
+}
+
 /* The output shape of a one-layer arch. */
 static PrunusShape conv_out_shape(PrunusArch *a) {
   GError *error = NULL;
@@ -565,6 +592,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/layers/simd/pool-exact", test_simd_pool_exact);
   g_test_add_func("/layers/simd/conv-direct-close", test_simd_conv_direct_close);
   g_test_add_func("/layers/team", test_conv_team);
+  g_test_add_func("/layers/conv-scratch", test_conv_scratch_by_path);
   g_test_add_func("/layers/loss", test_loss_gradient_and_value);
   g_test_add_func("/layers/forward-by-hand", test_forward_by_hand);
   g_test_add_func("/layers/init-and-masks", test_init_seeded_and_masks);
