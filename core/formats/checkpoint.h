@@ -28,7 +28,7 @@ PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const Prunu
 /* The input normalisation the model was trained with, as metadata entries
  * "input_normalize" ("unit" or "standard", as dataset.normalize spells it),
  * "input_mean" and "input_std" (decimal text that reads back to the same float bits).
- * metadata frees its keys and values with g_free, as prunus_job_checkpoint_metadata's
+ * metadata frees its keys and values with g_free, as prunus_rundir_checkpoint_metadata's
  * and prunus_checkpoint_load's tables do. */
 void prunus_checkpoint_metadata_set_norm(GHashTable *metadata, const PrunusNorm *norm);
 /* Read those entries back: TRUE and *found = TRUE with *norm filled; TRUE and *found =

@@ -26,7 +26,18 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
       g_free(where);
       return FALSE;
     }
-    g_ptr_array_add(out, prunus_config_resolve_path(cfg, config_setting_get_string(e)));
+    char *dir = prunus_config_resolve_path(cfg, config_setting_get_string(e));
+    if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+      /* a mistyped folder would otherwise show only as "no plugin named ..." later */
+      char *where = prunus_config_where(cfg, e);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: plugin_path: no folder %s (\"%s\", relative to the config's folder)", where,
+                  dir, config_setting_get_string(e));
+      g_free(where);
+      g_free(dir);
+      return FALSE;
+    }
+    g_ptr_array_add(out, dir);
   }
   return TRUE;
 }
@@ -170,10 +181,17 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
                   "%s is not valid JSON (%s); move the run folder away to start over", path,
                   local->message);
       g_clear_error(&local);
-    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING ||
-               strcmp(prunus_json_string(h), hash) || !cmd ||
-               prunus_json_type(cmd) != PRUNUS_JSON_STRING ||
+    } else if (!cmd || prunus_json_type(cmd) != PRUNUS_JSON_STRING ||
                strcmp(prunus_json_string(cmd), "run")) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                  "%s holds the results of `prunus %s`, not of `prunus run`; choose another "
+                  "-o RUN_DIR or move that folder away (nothing was changed)",
+                  path,
+                  cmd && prunus_json_type(cmd) == PRUNUS_JSON_STRING ? prunus_json_string(cmd)
+                                                                     : "(no command recorded)");
+      g_clear_pointer(&summary, prunus_json_free);
+    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING ||
+               strcmp(prunus_json_string(h), hash)) {
       g_set_error(
           error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
           "%s holds the results of a different config (config_hash differs); choose another "
@@ -181,7 +199,8 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
           path);
       g_clear_pointer(&summary, prunus_json_free);
     } else {
-      prunus_json_object_set(summary, "threads", prunus_json_new_number(job->threads));
+      prunus_json_object_set(summary, "threads",
+                             prunus_json_new_number(prunus_train_threads_used(job->threads)));
       if (!job->quiet) printf("resuming the run in %s\n", job->run_dir);
     }
     g_free(text);
@@ -189,7 +208,8 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
     return summary;
   }
   g_free(path);
-  return prunus_rundir_summary_new("run", o->config_path, hash, job->threads);
+  return prunus_rundir_summary_new("run", o->config_path, hash,
+                                   prunus_train_threads_used(job->threads));
 }
 
 /* One experiment x seed of the run, opened and prepared before anything trains. */

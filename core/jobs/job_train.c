@@ -66,8 +66,9 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
   rm.checkpoint = g_strdup("model.safetensors");
-  summary = prunus_rundir_summary_new("train", o->config_path,
-                                      g_hash_table_lookup(md, "config_hash"), job.threads);
+  summary =
+      prunus_rundir_summary_new("train", o->config_path, g_hash_table_lookup(md, "config_hash"),
+                                prunus_train_threads_used(job.threads));
   PrunusJson *rounds = prunus_json_new_array();
   prunus_json_array_add(rounds, prunus_round_metrics_to_json(&rm));
   prunus_json_object_set(prunus_rundir_summary_experiment(summary, job.rc.name, job.rc.seed),

@@ -102,9 +102,11 @@ static void set_grads_zeroed(PrunusModel *m, gboolean on) {
   for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = on;
 }
 
+int prunus_train_threads_used(int threads) { return CLAMP(threads, 1, PRUNUS_TEAM_MAX_THREADS); }
+
 PrunusTrainSetup prunus_train_begin(PrunusModel *m, int threads) {
   PrunusTrainSetup s = {.blas_threads = prunus_get_threads()};
-  threads = MIN(threads, PRUNUS_TEAM_MAX_THREADS);
+  threads = prunus_train_threads_used(threads);
   s.team = threads > 1 ? prunus_team_new(threads) : NULL;
   if (s.team) prunus_team_pin_caller(s.team); /* else it drifts onto the helper's CPU */
   /* one-thread sgemm calls: the team splits the products itself, and a lone trainer

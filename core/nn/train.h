@@ -67,6 +67,9 @@ typedef struct {
   PrunusTeam *team; /* NULL with one thread */
   int blas_threads; /* OpenBLAS's thread count before, restored by prunus_train_end */
 } PrunusTrainSetup;
+/* The threads training runs with when asked for `threads` (<= 0 counts as 1): its team
+ * holds at most PRUNUS_TEAM_MAX_THREADS. What run folders record as "threads". */
+int prunus_train_threads_used(int threads);
 PrunusTrainSetup prunus_train_begin(PrunusModel *m, int threads);
 void prunus_train_end(PrunusModel *m, PrunusTrainSetup *setup);
 /* The flags of layer `layer`'s update in a training step (masked: some weight of the

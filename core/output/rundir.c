@@ -70,9 +70,10 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
   r->params_remaining = (uint64_t)remaining;
   r->flops = (uint64_t)flops;
   r->checkpoint_bytes = (uint64_t)bytes;
+  /* every finished round has its checkpoint: a round without one is not a result */
   const PrunusJson *ck = prunus_json_get(o, "checkpoint");
-  if (ck && prunus_json_type(ck) == PRUNUS_JSON_STRING)
-    r->checkpoint = g_strdup(prunus_json_string(ck));
+  if (!ck || prunus_json_type(ck) != PRUNUS_JSON_STRING || !*prunus_json_string(ck)) return FALSE;
+  r->checkpoint = g_strdup(prunus_json_string(ck));
   const PrunusJson *lat = prunus_json_get(o, "latency_us");
   for (size_t i = 0; lat && prunus_json_type(lat) == PRUNUS_JSON_OBJECT &&
                      i < prunus_json_length(lat) && r->n_latency < PRUNUS_MAX_LATENCIES;

@@ -34,7 +34,8 @@ const PrunusPluginSizes prunus_plugin_sizes_r1 = {
  * out, and the zeroed full-size tables the plugin's descriptor and ops table
  * were copied into, as far as the plugin had them. */
 typedef struct {
-  PrunusPluginEntry entry; /* first: freed as an entry */
+  PrunusPluginEntry entry;     /* first: freed as an entry */
+  const PrunusPluginDesc *raw; /* the plugin's own descriptor, as describe() returned it */
   PrunusPluginDesc desc;
   union {
     PrunusCriterionOps criterion;
@@ -277,7 +278,8 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
   if (!describe) {
     const char *why = dlerror();
     g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
-                "%s: no entry symbol '%s' (%s); a plugin exports it with PRUNUS_PLUGIN_EXPORT",
+                "%s: no entry symbol '%s' (%s); a plugin defines a function of exactly that "
+                "name (plugin.h declares it, exported) and returns its descriptors from it",
                 path, PRUNUS_PLUGIN_ENTRY_SYMBOL, why ? why : "not found");
     dlclose(handle);
     goto out_fail;
@@ -289,6 +291,19 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
   for (guint i = 0; i < 256; i++) {
     const PrunusPluginDesc *d = describe(i);
     if (!d) break;
+    /* an entry point that ignores index would list one plugin 256 times */
+    for (guint k = 0; k < lib->entries->len; k++) {
+      const PrunusPluginDesc *seen = ((LoadedDesc *)g_ptr_array_index(lib->entries, k))->raw;
+      if (seen == d) {
+        g_set_error(&local, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                    "%s: %s(%u) returned the same descriptor as %s(%u); it must return each "
+                    "descriptor once, then NULL past the last",
+                    path, PRUNUS_PLUGIN_ENTRY_SYMBOL, i, PRUNUS_PLUGIN_ENTRY_SYMBOL, k);
+        lib_unload(lib);
+        lib = NULL;
+        goto out_fail;
+      }
+    }
     LoadedDesc *e = g_new0(LoadedDesc, 1);
     if (!desc_load(d, path, i, e, &local)) {
       g_free(e);
@@ -297,6 +312,7 @@ static PrunusPluginLib *lib_load(PrunusPluginRegistry *r, const char *path, GErr
       goto out_fail;
     }
     e->entry.path = lib->path;
+    e->raw = d;
     g_ptr_array_add(lib->entries, e);
   }
   if (lib->entries->len == 0) {

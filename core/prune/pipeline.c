@@ -32,6 +32,8 @@ struct PrunusPipeline {
   PrunusViewSet vs;   /* the view plugins see: of dense_ref until m exists, then of m */
   gboolean *prunable; /* (n_layers) */
   int round;
+  int train_calls; /* prunus_train calls so far in round train_calls_round */
+  int train_calls_round;
   PrunusEpochLog log;
   GArray *rounds;       /* PrunusRoundMetrics */
   PrunusJson *summary;  /* the whole summary.json */
@@ -41,6 +43,15 @@ typedef PrunusPipeline Pipeline;
 
 /* ------------------------------------------------------------------------ */
 /* training */
+
+uint64_t prunus_pipeline_train_seed(uint64_t config_seed, int round, int call) {
+  uint64_t seed =
+      round == 0 ? config_seed : prunus_seed_derive(config_seed, "retrain") + (uint64_t)round;
+  /* hashed before the call index is added: round seeds are consecutive integers */
+  return call == 0 ? seed
+                   : prunus_seed_derive(prunus_seed_derive(seed, "retrain-call") + (uint64_t)call,
+                                        "retrain-call");
+}
 
 /* Train the current model: epochs at base lr (<= 0: the config's), placed at
  * offset on a schedule of total epochs (0 = a fresh schedule of `epochs`). Pretraining
@@ -58,9 +69,9 @@ static gboolean pipeline_train(Pipeline *p, int epochs, double lr, double offset
   p->log.round = p->round;
   prunus_epoch_log_attach(&p->log, &opt);
   prunus_optim_reset(p->m);
-  uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "retrain") + (uint64_t)p->round;
-  return prunus_train(p->m, &tc, p->data->train, p->data->val, &p->data->norm,
-                      p->round == 0 ? p->exp.rc->seed : seed, &opt, error);
+  if (p->train_calls_round != p->round) p->train_calls_round = p->round, p->train_calls = 0;
+  uint64_t seed = prunus_pipeline_train_seed(p->exp.rc->seed, p->round, p->train_calls++);
+  return prunus_train(p->m, &tc, p->data->train, p->data->val, &p->data->norm, seed, &opt, error);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -334,7 +345,7 @@ static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
 }
 
 static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
-  /* The inference engines (core/engine.c): dense = BLAS on the unpruned layout (the
+  /* The inference engines (core/infer/engine.c): dense = BLAS on the unpruned layout (the
    * model itself while it has it) with zeros in place; sparse = CSR kernels; shrunk =
    * units whose every weight is masked removed physically. */
   PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;
@@ -673,6 +684,7 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
                                         GError **error) {
   const PrunusArch *arch = &exp->rc->arch;
   Pipeline *p = g_new0(Pipeline, 1);
+  p->train_calls_round = -1;
   p->exp = *exp;
   p->pc = exp->pc;
   p->reg = reg;

@@ -50,6 +50,16 @@ void prunus_pipeline_free(PrunusPipeline *p);
 /* The pretraining cache key: a hash of everything pretraining depends on. (transfer full) */
 char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch);
 
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: nothing outside pipeline.c calls these */
+
+/* The shuffle seed of the call-th prunus_train call (from 0) of a round: round 0
+ * (pretraining) trains with the config's seed, round r > 0 with a seed derived from it
+ * and r; every later call of the same round derives its own, so a retrain plugin that
+ * trains an epoch per call does not see one sample order every epoch, while a round
+ * trained in one call shuffles as it always did. */
+uint64_t prunus_pipeline_train_seed(uint64_t config_seed, int round, int call);
+
 G_END_DECLS
 
 #endif

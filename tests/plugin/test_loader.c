@@ -190,6 +190,17 @@ static void test_bad_size(void) {
   g_free(expected);
   g_free(path);
 
+  /* an entry point that ignores its index */
+  path = so_path(broken_dir(), "broken-index");
+  error = find_fails(NULL, NULL, PRUNUS_PLUGIN_RETRAIN, path, "prune.retrain");
+  testutil_assert_error_contains(error, path,
+                                 "prunus_plugin_describe(1) returned the same descriptor as "
+                                 "prunus_plugin_describe(0); it must return each descriptor once, "
+                                 "then NULL past the last",
+                                 NULL);
+  g_error_free(error);
+  g_free(path);
+
   /* an ops table smaller than revision 1's */
   path = so_path(broken_dir(), "broken-ops-size");
   error = find_fails(NULL, NULL, PRUNUS_PLUGIN_GRANULARITY, path, "prune.granularity");

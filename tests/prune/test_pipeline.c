@@ -5,6 +5,7 @@
  * refused before anything trains or is written. */
 #include "checkpoint.h"
 #include "json.h"
+#include "pipeline.h"
 #include "rng.h"
 #include "testutil.h"
 
@@ -862,6 +863,54 @@ static void test_refused_before_training(void) {
 }
 
 /* A refused run leaves an earlier run's folder byte for byte as it was. */
+/* A plugin_path folder that does not exist is refused where it is written, before
+ * anything is read or trained (a typo there would otherwise surface only as "no
+ * plugin named ..."). */
+static void test_plugin_path_missing(void) {
+  const Setup s = {"global", "magnitude",
+                   "weight", "plugin = \"finetune\"; epochs = 1;",
+                   "",       "plugin_path = [\".\", \"no-such-folder\"];"};
+  char *cfg = write_config("plugin-path-missing", &s);
+  char *run_dir = g_build_filename(data_dir, "plugin-path-missing", NULL);
+  PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_false(prunus_job_run(&o, &error));
+  char *missing = g_build_filename(data_dir, "no-such-folder", NULL);
+  char *want = g_strdup_printf(
+      ": plugin_path: no folder %s (\"no-such-folder\", relative to the "
+      "config's folder)",
+      missing);
+  testutil_assert_error_contains(error, cfg, want, NULL);
+  g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
+  g_clear_error(&error);
+  g_free(want);
+  g_free(missing);
+  g_free(run_dir);
+  g_free(cfg);
+}
+
+/* The shuffle seed of each prunus_train call: the first call of a round keeps the seed
+ * rounds always had (pretraining: the config's; round r: derived from it and r), and
+ * each later call of the round gets its own, reproducibly. */
+static void test_train_seed_per_call(void) {
+  for (uint64_t cs = 0; cs < 3; cs++) {
+    g_assert_cmpuint(prunus_pipeline_train_seed(cs, 0, 0), ==, cs);
+    for (int r = 1; r <= 3; r++)
+      g_assert_cmpuint(prunus_pipeline_train_seed(cs, r, 0), ==,
+                       prunus_seed_derive(cs, "retrain") + (uint64_t)r);
+    GHashTable *seen = g_hash_table_new(g_int64_hash, g_int64_equal);
+    static gint64 seeds[4][5];
+    for (int r = 0; r < 4; r++)
+      for (int call = 0; call < 5; call++) {
+        seeds[r][call] = (gint64)prunus_pipeline_train_seed(cs, r, call);
+        g_assert_cmpuint(prunus_pipeline_train_seed(cs, r, call), ==, (uint64_t)seeds[r][call]);
+        g_assert_false(g_hash_table_contains(seen, &seeds[r][call]));
+        g_hash_table_add(seen, &seeds[r][call]);
+      }
+    g_hash_table_destroy(seen);
+  }
+}
+
 static void test_refused_keeps_results(void) {
   static const Setup good = {"global", "magnitude",
                              "weight", "plugin = \"finetune\"; epochs = 1;",
@@ -909,6 +958,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
+  g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
+  g_test_add_func("/pipeline/plugin-path-missing", test_plugin_path_missing);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
   g_free(data_dir);
