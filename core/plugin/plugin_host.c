@@ -192,8 +192,9 @@ static int svc_evaluate(PrunusHost *h, double *loss, double *accuracy) {
 static int svc_pretrain_epochs(PrunusHost *h) { return h->cb.pretrain_epochs; }
 static double svc_pretrain_lr(PrunusHost *h) { return h->cb.pretrain_lr; }
 
+/* NULL when the embedding host has no schedule (no callback). */
 static const PrunusPlanRequest *svc_plan_request(PrunusHost *h) {
-  return h->cb.plan_request(h->cb.user);
+  return h->cb.plan_request ? h->cb.plan_request(h->cb.user) : NULL;
 }
 
 static int svc_set_weights(PrunusHost *h, int layer, const float *w) {

@@ -358,8 +358,8 @@ typedef struct {
    * output row, or jointly with its weight updates) picks what the plan removes.
    * From score() and update(): this round's; from create(): the schedule's (round
    * 1's amounts, layer -1, pattern 0 and 0: the granularity is not created yet).
-   * Valid until the call returns. For criterion and granularity plugins; NULL for
-   * retrain plugins. */
+   * Valid until the call returns; NULL from a host that runs no schedule (a test
+   * harness). For criterion and granularity plugins; NULL for retrain plugins. */
   const PrunusPlanRequest *(*plan_request)(PrunusHost *host);
   /* Write the surviving weights of layers[layer], (n_units, fan_in): the host
    * copies w where the mask is 1 (pruned weights stay 0). Only from the
