@@ -372,11 +372,9 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *re
 }
 
 /* Score, plan and apply for the request built for `layer` (-1 = the whole model). */
-static gboolean score_plan_apply(Pipeline *p, uint32_t needs, int layer, size_t *removed_weights,
-                                 int *removed_units, GError **error) {
-  const PrunusCriterionOps *cops = prunus_host_desc(p->crit)->criterion;
+static gboolean score_plan_apply(Pipeline *p, uint32_t produces, uint32_t needs, int layer,
+                                 size_t *removed_weights, int *removed_units, GError **error) {
   const PrunusGranularityOps *gops = prunus_host_desc(p->gran)->granularity;
-  uint32_t produces = cops->produces(prunus_host_state(p->crit));
   build_request(p, layer);
   Buffers b;
   buffers_init(&b, &p->vs.view, produces);
@@ -443,6 +441,7 @@ static double requested_removals(const Pipeline *p) {
  * the achieved sparsity against the requested one. */
 static gboolean prune_round(Pipeline *p, GError **error) {
   const PrunusCriterionOps *cops = prunus_host_desc(p->crit)->criterion;
+  uint32_t produces = cops->produces(prunus_host_state(p->crit));
   uint32_t needs = cops->needs(prunus_host_state(p->crit));
   build_request(p, -1);
   uint64_t alive0 = alive_weights(p);
@@ -453,12 +452,12 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   if (needs & PRUNUS_NEED_LAYERWISE) {
     for (int k = 0; ok && k < p->vs.view.n_layers; k++) {
       if (!p->vs.layers[k].prunable || p->req_amount[k] <= 0.0) continue;
-      ok = score_plan_apply(p, needs, k, &removed_weights, &removed_units, error) &&
+      ok = score_plan_apply(p, produces, needs, k, &removed_weights, &removed_units, error) &&
            update_layer(p, k, error);
       build_request(p, -1);
     }
   } else {
-    ok = score_plan_apply(p, needs, -1, &removed_weights, &removed_units, error);
+    ok = score_plan_apply(p, produces, needs, -1, &removed_weights, &removed_units, error);
     for (int k = 0; ok && k < p->vs.view.n_layers; k++)
       if (p->vs.layers[k].prunable && p->req_amount[k] > 0.0) ok = update_layer(p, k, error);
   }

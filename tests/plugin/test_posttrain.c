@@ -593,8 +593,8 @@ static void check_wanda_layer(gboolean conv) {
   RefInputs ref = ref_inputs(&n, conv);
   PrunusViewSet vs;
   prunus_view_build(&vs, n.m, NULL);
-  Run *r = run_ok(PRUNUS_PLUGIN_CRITERION,
-                  "plugin = \"wanda\"; compare = \"layer\"; sequential = false;", &vs.view, 0.5);
+  Run *r =
+      run_ok(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\"; sequential = false;", &vs.view, 0.5);
   g_assert_cmpuint(r->desc->criterion->needs(r->state), ==, PRUNUS_NEED_INPUT_SUMSQ);
   float s0[64], s1[64], *w[2] = {s0, s1};
   g_assert_cmpint(run_score(r, &n, &vs, -1, w), ==, 0);
@@ -624,7 +624,7 @@ static void test_wanda_row(void) {
   RefInputs ref = ref_inputs(&n, TRUE);
   PrunusViewSet vs;
   prunus_view_build(&vs, n.m, NULL);
-  Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\";", &vs.view, 0.5);
+  Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\"; compare = \"row\";", &vs.view, 0.5);
   g_assert_cmpuint(r->desc->criterion->needs(r->state), ==,
                    PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_LAYERWISE);
   r->amount[0] = 0.0, r->amount[1] = 0.4, r->req.layer = 1;
@@ -654,7 +654,8 @@ static void test_wanda_row(void) {
   run_free(r);
   /* row comparison in global scope is refused in create() */
   GError *error = NULL;
-  Run *bad = run_new(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\";", &vs.view, 0.5, TRUE, &error);
+  Run *bad = run_new(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\"; compare = \"row\";", &vs.view,
+                     0.5, TRUE, &error);
   g_assert_null(bad->host);
   testutil_assert_error_contains(error,
                                  "compare = \"row\" removes the same share of every output "

@@ -828,7 +828,7 @@ static const Refusal refusals[] = {
       "pruned layers before it), which needs prune.schedule.scope = \"layer\"; found \"global\"",
       NULL}},
     {"wanda-rows-global",
-     "criterion = { plugin = \"wanda\"; sequential = false; };",
+     "criterion = { plugin = \"wanda\"; compare = \"row\"; sequential = false; };",
      "\"wanda\"",
      {"prune.criterion plugin 'wanda' (", "create() failed: ",
       "compare = \"row\" removes the same share of every output row, which needs "
