@@ -135,7 +135,8 @@ static const float *unit_outputs(const PrunusModel *m, int i) {
   return m->acts[i + 1];
 }
 
-/* Layer i's input after a forward: in a sequence, acts[i]. */
+/* Layer i's input after a forward: in a sequence, acts[i] (in a graph model, the
+ * slot of the layer's first input). */
 static const float *layer_input(const PrunusModel *m, int i) { return m->acts[i]; }
 
 /* The patches conv layer l multiplies, col (B*Ho*Wo, cin*k*k), rows in (b, oh, ow)
