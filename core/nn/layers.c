@@ -4,6 +4,7 @@
 #include "layer.h"
 #include "conv_direct.h"
 #include "conv_gemm.h"
+#include "conv_wino.h"
 #include "gemm.h"
 
 #include <immintrin.h>
@@ -173,10 +174,25 @@ static gboolean conv_is_direct(const PrunusLayer *l) {
   return prunus_conv_direct_covers(&g);
 }
 
-/* Multi-channel convs use the implicit GEMM where the CPU has it (decided per call,
- * so tests can force the lowering through the reference GEMM). */
+/* Multi-channel 3x3 stride-1 convs use Winograd's F(2x2, 3x3) where the CPU has AVX2
+ * or AVX-512 (conv_wino.c: 16 multiplies per 2x2 outputs and channel pair, not 36). */
+static gboolean conv_uses_wino(const PrunusLayer *l) {
+  PrunusConvGeom g = conv_geom(l);
+  return !conv_is_direct(l) && prunus_conv_wino_covers(&g);
+}
+
+/* Strided and 1x1 convs run channel-interleaved (conv_wino.c's cl_*: each tap a product
+ * of window rows, a vector of channels at a time) where the CPU has AVX2 or AVX-512. */
+static gboolean conv_uses_cl(const PrunusLayer *l) {
+  PrunusConvGeom g = conv_geom(l);
+  return !conv_is_direct(l) && !conv_uses_wino(l) && prunus_conv_cl_covers(&g);
+}
+
+/* Other multi-channel convs use the implicit GEMM where the CPU has it (decided per
+ * call, so tests can force the lowering through the reference GEMM). */
 static gboolean conv_uses_gemm_kernels(const PrunusLayer *l) {
-  return !conv_is_direct(l) && prunus_conv_gemm_available();
+  return !conv_is_direct(l) && !conv_uses_wino(l) && !conv_uses_cl(l) &&
+         prunus_conv_gemm_available();
 }
 
 /* A conv without bias runs the kernels with a zero bias and a bias gradient nobody
@@ -192,8 +208,15 @@ static size_t conv_scratch(const PrunusLayer *l, int B) {
   if (conv_is_direct(l)) return extra + prunus_conv_direct_scratch(&g, PRUNUS_TEAM_MAX_THREADS);
   size_t rows = (size_t)B * l->out.h * l->out.w;
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
-  return extra + MAX(rows * K + rows * (size_t)l->out.c,
-                     prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  size_t kernels = MAX(prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS),
+                       prunus_conv_wino_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  kernels = MAX(kernels, prunus_conv_cl_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  /* The batch's lowering (col, yt) only where it can run: a layer the Winograd or
+   * channel-interleaved kernels take lowers only while the reference is forced, which
+   * happens before its model is built (gemm.h); its lowering would be 60 MB for a
+   * 16-channel 3x3 conv on 28x28 at batch 128, memset by the model */
+  if (conv_uses_wino(l) || conv_uses_cl(l)) return extra + kernels;
+  return extra + MAX(rows * K + rows * (size_t)l->out.c, kernels);
 }
 
 /* col (B*Ho*Wo, cin*k*k) from x (B, cin, H, W). Rows are only k floats long, so
@@ -275,6 +298,18 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
     prunus_conv_direct_forward(&g, x, params + l->w_off, bias, y, scratch, B, l->team);
     return;
   }
+  if (conv_uses_wino(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_wino_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
+                             scratch, B, l->team);
+    return;
+  }
+  if (conv_uses_cl(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_cl_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
+                           scratch, B, l->team);
+    return;
+  }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
     prunus_conv_gemm_forward(&g, x, params + l->w_off, bias, y, scratch, B, l->team);
@@ -307,6 +342,18 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
     PrunusConvGeom g = conv_geom(l);
     prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off, db, dx, scratch, B,
                                 l->team);
+    return;
+  }
+  if (conv_uses_wino(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_wino_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
+                              l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
+    return;
+  }
+  if (conv_uses_cl(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_cl_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
+                            l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {

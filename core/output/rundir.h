@@ -28,6 +28,11 @@ typedef struct {
   char *checkpoint; /* path relative to the run dir (owned) */
   uint64_t checkpoint_bytes;
   double seconds;
+  /* run rounds >= 1: the sparsity the round's plan request asked for (what a plan
+   * removing exactly the requested amount reaches), NaN when the plan removed units
+   * (their amount counts units, not weights); written as requested_sparsity */
+  gboolean has_request;
+  double requested_sparsity;
 } PrunusRoundMetrics;
 
 void prunus_round_metrics_clear(PrunusRoundMetrics *r);
