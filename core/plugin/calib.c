@@ -24,25 +24,29 @@ void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *
   vs->node_type = g_new0(const char *, nn);
   vs->node_n_inputs = g_new0(int, nn);
   vs->node_inputs = g_new0(const char **, nn);
-  vs->input_names = g_new0(const char *, nn);
+  int n_links = 0;
+  for (int i = 0; i < nn; i++) n_links += m->layers[i].n_in;
+  vs->input_names = g_new0(const char *, n_links);
   vs->node_ints = g_new0(int, (size_t)nn * 6 + (size_t)n);
   int *shape = vs->node_ints, *kernel = shape + 3 * nn, *stride = kernel + nn,
       *padding = stride + nn, *layer_node = padding + nn;
   int last = -1;
   for (int i = 0; i < nn; i++)
     if (m->layers[i].ops->has_params) last = i;
-  int k = 0;
+  int k = 0, link = 0;
   for (int i = 0; i < nn; i++) {
     const PrunusLayer *l = &m->layers[i];
-    /* a sequence: node i reads node i - 1, node 0 the network input */
+    /* node i reads the layers it takes (in a sequence node i - 1, node 0 the input) */
     vs->node_name[i] = l->name;
     vs->node_type[i] = l->ops->type_name;
-    vs->node_n_inputs[i] = 1;
-    vs->input_names[i] = i == 0 ? input_node_name : m->layers[i - 1].name;
-    vs->node_inputs[i] = &vs->input_names[i];
+    vs->node_n_inputs[i] = l->n_in;
+    vs->node_inputs[i] = &vs->input_names[link];
+    for (int j = 0; j < l->n_in; j++)
+      vs->input_names[link++] = l->from[j] < 0 ? input_node_name : m->layers[l->from[j]].name;
     shape[3 * i] = l->out.c, shape[3 * i + 1] = l->out.h, shape[3 * i + 2] = l->out.w;
-    gboolean windowed =
-        l->spec.type == PRUNUS_LAYER_CONV2D || l->spec.type == PRUNUS_LAYER_MAXPOOL2D;
+    gboolean windowed = l->spec.type == PRUNUS_LAYER_CONV2D ||
+                        l->spec.type == PRUNUS_LAYER_MAXPOOL2D ||
+                        l->spec.type == PRUNUS_LAYER_AVGPOOL2D;
     kernel[i] = windowed ? l->spec.kernel : 0;
     stride[i] = windowed ? l->spec.stride : 0;
     padding[i] = l->spec.type == PRUNUS_LAYER_CONV2D ? l->spec.padding : 0;
@@ -129,15 +133,24 @@ gboolean prunus_calib_check_needs(const PrunusModelView *v, uint32_t needs, cons
 /* ------------------------------------------------------------------------ */
 /* the calibration pass */
 
-/* The activation buffer after the ReLU that follows model layer i (or its output). */
+/* The activation buffer after the ReLU that takes model layer i's output (through the
+ * batchnorm of layer i, when it has one), or layer i's output. */
 static const float *unit_outputs(const PrunusModel *m, int i) {
-  if (i + 1 < m->n_layers && m->layers[i + 1].spec.type == PRUNUS_LAYER_RELU) return m->acts[i + 2];
+  int j = i;
+  if (j + 1 < m->n_layers && m->layers[j + 1].spec.type == PRUNUS_LAYER_BATCHNORM &&
+      m->layers[j + 1].from[0] == j)
+    j++;
+  if (j + 1 < m->n_layers && m->layers[j + 1].spec.type == PRUNUS_LAYER_RELU &&
+      m->layers[j + 1].from[0] == j)
+    return m->acts[j + 2];
   return m->acts[i + 1];
 }
 
-/* Layer i's input after a forward: in a sequence, acts[i] (in a graph model, the
- * slot of the layer's first input). */
-static const float *layer_input(const PrunusModel *m, int i) { return m->acts[i]; }
+/* Layer i's input after a forward: the slot of the layer it takes (acts[i] in a
+ * sequence). */
+static const float *layer_input(const PrunusModel *m, int i) {
+  return m->acts[m->layers[i].from[0] + 1];
+}
 
 /* The patches conv layer l multiplies, col (B*Ho*Wo, cin*k*k), rows in (b, oh, ow)
  * order and columns in the weights' (c, kh, kw) order; padding reads as 0. */

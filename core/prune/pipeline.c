@@ -853,6 +853,18 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
     g_free(where);
     return FALSE;
   }
+  if ((accepts & PRUNUS_SCORES_UNIT) && !prunus_arch_is_sequence(&p->exp.rc->arch)) {
+    /* removing units of a graph needs every branch to agree on them (not done yet) */
+    char *where =
+        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.granularity '%s' removes whole units, which graph models (layers with "
+                "inputs other than the previous layer, as in add and concat) do not support yet; "
+                "prune their weights instead (plugin = \"weight\")",
+                where, gd->name);
+    g_free(where);
+    return FALSE;
+  }
   return check_post_training(p, error);
 }
 
