@@ -6,6 +6,7 @@
 #include "checkpoint.h"
 #include "engine.h"
 #include "latency.h"
+#include "plugin_guard.h"
 #include "plugin_host.h"
 #include "progress.h"
 #include "rng.h"
@@ -153,7 +154,10 @@ typedef struct {
 
 static int observe_step(void *user, const PrunusModelView *view, const PrunusCalibStep *step) {
   Observer *o = user;
-  return o->ops->observe(prunus_host_state(o->host), view, step);
+  prunus_host_call_begin(o->host, "observe()");
+  int rc = o->ops->observe(prunus_host_state(o->host), view, step);
+  prunus_host_call_end(o->host);
+  return rc;
 }
 
 typedef struct {
@@ -215,7 +219,9 @@ static gboolean check_scores(Pipeline *p, PrunusHost *crit, const Buffers *b, GE
 static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, GError **error) {
   const PrunusCriterionOps *ops = prunus_host_desc(crit)->criterion;
   void *state = prunus_host_state(crit);
+  prunus_host_call_begin(crit, "needs()");
   uint32_t needs = ops->needs(state) & ~(uint32_t)PRUNUS_NEED_WEIGHTS;
+  prunus_host_call_end(crit);
   if (needs) {
     if (!ops->observe) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
@@ -232,7 +238,10 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, GError **
     }
   }
   PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit};
-  if (ops->score(state, &p->vs.view, &scores) != 0) {
+  prunus_host_call_begin(crit, "score()");
+  int rc = ops->score(state, &p->vs.view, &scores);
+  prunus_host_call_end(crit);
+  if (rc != 0) {
     prunus_host_set_failure(crit, "score() failed", error);
     return FALSE;
   }
@@ -303,7 +312,9 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **e
 static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GError **error) {
   const PrunusCriterionOps *cops = prunus_host_desc(crit)->criterion;
   const PrunusGranularityOps *gops = prunus_host_desc(gran)->granularity;
+  prunus_host_call_begin(crit, "produces()");
   uint32_t produces = cops->produces(prunus_host_state(crit));
+  prunus_host_call_end(crit);
   Buffers b;
   buffers_init(&b, &p->vs.view, produces);
   gboolean ok = score_model(p, crit, &b, error);
@@ -322,7 +333,10 @@ static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GEr
     PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
-    if (gops->plan(prunus_host_state(gran), &p->vs.view, &scores, &req, &plan) != 0) {
+    prunus_host_call_begin(gran, "plan()");
+    int rc = gops->plan(prunus_host_state(gran), &p->vs.view, &scores, &req, &plan);
+    prunus_host_call_end(gran);
+    if (rc != 0) {
       prunus_host_set_failure(gran, "plan() failed", error);
       ok = FALSE;
     }
@@ -413,7 +427,7 @@ static gboolean write_summary(Pipeline *p, GError **error) {
     prunus_json_array_add(
         rounds, prunus_round_metrics_to_json(&g_array_index(p->rounds, PrunusRoundMetrics, i)));
   prunus_json_object_set(p->exp_json, "rounds", rounds);
-  return prunus_rundir_write_json(p->exp.run_dir, "summary.json", p->summary, error);
+  return prunus_rundir_write_summary(p->exp.run_dir, p->summary, error);
 }
 
 static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
@@ -448,6 +462,7 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
     prunus_round_metrics_clear(&rm);
     return FALSE;
   }
+  prunus_round_metrics_stamp_plugins(&rm, p->exp_json);
   g_array_append_val(p->rounds, rm);
   if (!p->exp.quiet)
     printf("%s round %d: sparsity %.4f  params %" G_GUINT64_FORMAT "  test_acc %.4f  flops x%.2f\n",
@@ -647,8 +662,12 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
   if (!p->retr) return FALSE;
   if (!prunus_config_check_unread(p->exp.cfg, error)) return FALSE;
   const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
+  prunus_host_call_begin(p->crit, "produces()");
   uint32_t produces = cd->criterion->produces(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
+  prunus_host_call_begin(p->gran, "accepts()");
   uint32_t accepts = gd->granularity->accepts(prunus_host_state(p->gran));
+  prunus_host_call_end(p->gran);
   if (!(produces & accepts)) {
     char *where =
         prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
@@ -718,6 +737,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
   gboolean resuming =
       done && prunus_json_type(done) == PRUNUS_JSON_ARRAY && prunus_json_length(done) > 0;
   gint64 t0 = g_get_monotonic_time();
+  prunus_plugin_guard_set_round(0);
   if (resuming) {
     first_round = resume(p, done, error);
     if (first_round < 0) return FALSE;
@@ -734,6 +754,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
   if (!resuming && !finish_round(p, (g_get_monotonic_time() - t0) / 1e6, error)) return FALSE;
 
   for (p->round = first_round; p->round <= pc->rounds; p->round++) {
+    prunus_plugin_guard_set_round(p->round);
     gint64 tr = g_get_monotonic_time();
     char label[32];
     g_snprintf(label, sizeof label, "round %d", p->round);
@@ -744,7 +765,10 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     prunus_host_reseed(p->retr, round_seed);
     if (!prune_round(p, p->crit, p->gran, error)) return FALSE;
     const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
-    if (rd->retrain->retrain(prunus_host_state(p->retr), p->round) != 0) {
+    prunus_host_call_begin(p->retr, "retrain()");
+    int rc = rd->retrain->retrain(prunus_host_state(p->retr), p->round);
+    prunus_host_call_end(p->retr);
+    if (rc != 0) {
       GError *cause = prunus_host_take_service_error(p->retr);
       if (cause && cause->code == PRUNUS_ERROR_NUMERIC) {
         g_propagate_prefixed_error(error, cause, "prune.retrain plugin '%s', round %d: ", rd->name,
@@ -778,6 +802,10 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
                            prunus_json_new_string(pc->granularity_name));
     prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
     prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
+    char *changed =
+        prunus_rundir_summary_set_plugins(p->exp_json, (PrunusHost *[]){p->crit, p->gran, p->retr});
+    if (changed) g_printerr("prunus: warning: %s: %s\n", exp->name, changed);
+    g_free(changed);
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
     ok = run_rounds(p, error);
   }
