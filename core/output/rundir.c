@@ -75,8 +75,10 @@ static void read_plugin_sha256(const PrunusJson *o, PrunusRoundMetrics *r) {
 
 void prunus_round_metrics_stamp_plugins(PrunusRoundMetrics *r, const PrunusJson *exp_json) {
   const PrunusJson *plugins = prunus_json_get(exp_json, "plugins");
+  if (plugins && prunus_json_type(plugins) != PRUNUS_JSON_OBJECT) plugins = NULL;
   for (int k = 0; k < PRUNUS_RUNDIR_N_SLOTS; k++) {
     const PrunusJson *rec = plugins ? prunus_json_get(plugins, prunus_rundir_slots[k]) : NULL;
+    if (rec && prunus_json_type(rec) != PRUNUS_JSON_OBJECT) rec = NULL;
     const PrunusJson *v = rec ? prunus_json_get(rec, "sha256") : NULL;
     r->plugin_sha256[k][0] = '\0';
     if (v && prunus_json_type(v) == PRUNUS_JSON_STRING && is_sha256(prunus_json_string(v)))
@@ -277,10 +279,11 @@ PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *na
   PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
   for (size_t i = 0; i < prunus_json_length(exps); i++) {
     PrunusJson *e = (PrunusJson *)prunus_json_index(exps, i);
+    if (prunus_json_type(e) != PRUNUS_JSON_OBJECT) continue; /* not an entry of ours */
     const PrunusJson *n = prunus_json_get(e, "name"), *s = prunus_json_get(e, "seed");
     if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING &&
         !strcmp(prunus_json_string(n), name) && prunus_json_type(s) == PRUNUS_JSON_NUMBER &&
-        (uint64_t)prunus_json_number(s) == seed)
+        prunus_json_number(s) == (double)seed) /* no cast of a value out of range */
       return e;
   }
   PrunusJson *e = prunus_json_new_object();
@@ -384,11 +387,11 @@ PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size
     g_clear_error(&local);
     return NULL;
   }
-  const PrunusJson *cmd = prunus_json_get(summary, "command");
-  const PrunusJson *h = prunus_json_get(summary, "config_hash");
-  const PrunusJson *exps = prunus_json_get(summary, "experiments");
-  if (prunus_json_type(summary) != PRUNUS_JSON_OBJECT || !exps ||
-      prunus_json_type(exps) != PRUNUS_JSON_ARRAY) {
+  gboolean object = prunus_json_type(summary) == PRUNUS_JSON_OBJECT;
+  const PrunusJson *cmd = object ? prunus_json_get(summary, "command") : NULL;
+  const PrunusJson *h = object ? prunus_json_get(summary, "config_hash") : NULL;
+  const PrunusJson *exps = object ? prunus_json_get(summary, "experiments") : NULL;
+  if (!exps || prunus_json_type(exps) != PRUNUS_JSON_ARRAY) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
                 "%s is not a prunus summary (no \"experiments\" list); choose another -o RUN_DIR "
                 "or move that folder away (nothing was changed)",
