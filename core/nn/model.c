@@ -58,6 +58,15 @@ static gboolean parse_ints(const char *text, int *out, int n) {
 }
 
 gboolean prunus_arch_from_string(const char *s, PrunusArch *out, GError **error) {
+  /* counted before anything is split or allocated per layer */
+  int n_layers = 0;
+  for (const char *c = strchr(s, '|'); c; c = strchr(c + 1, '|')) n_layers++;
+  if (n_layers > PRUNUS_MODEL_MAX_LAYERS) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                "architecture string has %d layers, more than the limit of %d", n_layers,
+                PRUNUS_MODEL_MAX_LAYERS);
+    return FALSE;
+  }
   char **parts = g_strsplit(s, "|", -1);
   int n = (int)g_strv_length(parts);
   gboolean ok = FALSE;
@@ -186,6 +195,7 @@ void prunus_model_reserve_batch(PrunusModel *m, int B) {
 
 PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed,
                               GError **error) {
+  if (!prunus_arch_check_size(arch, max_batch, NULL, NULL, error)) return NULL;
   if (arch->n_layers <= 0) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "the model has no layers");
     return NULL;
@@ -345,4 +355,90 @@ uint64_t prunus_model_flops(const PrunusModel *m, gboolean masked) {
     total += 2 * w * positions;
   }
   return total;
+}
+
+/* ------------------------------------------------------------------------ */
+/* size limits */
+
+static gboolean over(GError **error, int *bad_layer, int layer, const char *what, double found,
+                     double limit) {
+  if (bad_layer) *bad_layer = layer;
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s%s is %.0f, more than the limit of %.0f",
+              layer >= 0 ? "" : "model input: ", what, found, limit);
+  return FALSE;
+}
+
+gboolean prunus_arch_check_size(const PrunusArch *arch, int max_batch, size_t *n_params,
+                                int *bad_layer, GError **error) {
+  const double B = max_batch > 0 ? max_batch : 1;
+  if (bad_layer) *bad_layer = -1;
+  if (n_params) *n_params = 0;
+  if (max_batch > PRUNUS_MODEL_MAX_BATCH)
+    return over(error, bad_layer, -1, "the batch size", max_batch, PRUNUS_MODEL_MAX_BATCH);
+  if (arch->n_layers > PRUNUS_MODEL_MAX_LAYERS)
+    return over(error, bad_layer, -1, "the number of layers", arch->n_layers,
+                PRUNUS_MODEL_MAX_LAYERS);
+  PrunusShape in = arch->input;
+  if (in.c > PRUNUS_MODEL_MAX_WIDTH || in.h > PRUNUS_MODEL_MAX_WIDTH ||
+      in.w > PRUNUS_MODEL_MAX_WIDTH)
+    return over(error, bad_layer, -1, "an input size", MAX(in.c, MAX(in.h, in.w)),
+                PRUNUS_MODEL_MAX_WIDTH);
+  if (in.c <= 0 || in.h <= 0 || in.w <= 0) return TRUE; /* prunus_model_new says why */
+  /* in doubles: products of ints up to 2^20 stay exact, and none can overflow */
+  double act = (double)in.c * in.h * in.w;
+  if (act > PRUNUS_MODEL_MAX_ACTIVATIONS)
+    return over(error, bad_layer, -1, "the floats per sample", act, PRUNUS_MODEL_MAX_ACTIVATIONS);
+  double params = 0.0, workspace = 2.0 * B * act; /* the input and its gradient */
+  for (int i = 0; i < arch->n_layers; i++) {
+    const PrunusLayerSpec *l = &arch->layers[i];
+    char what[96];
+    if (l->units > PRUNUS_MODEL_MAX_WIDTH || l->channels > PRUNUS_MODEL_MAX_WIDTH) {
+      g_snprintf(what, sizeof what, "model layer %d: its width", i);
+      return over(error, bad_layer, i, what, MAX(l->units, l->channels), PRUNUS_MODEL_MAX_WIDTH);
+    }
+    if (l->kernel > PRUNUS_MODEL_MAX_KERNEL || l->stride > PRUNUS_MODEL_MAX_KERNEL ||
+        l->padding > PRUNUS_MODEL_MAX_KERNEL) {
+      g_snprintf(what, sizeof what, "model layer %d: its kernel, stride or padding", i);
+      return over(error, bad_layer, i, what, MAX(l->kernel, MAX(l->stride, l->padding)),
+                  PRUNUS_MODEL_MAX_KERNEL);
+    }
+    /* the layer's own int arithmetic (fan-in, fan-out) must fit before it is asked */
+    double kk = (double)l->kernel * l->kernel;
+    if (l->type == PRUNUS_LAYER_CONV2D &&
+        (in.c * kk > G_MAXINT || (double)l->channels * kk > G_MAXINT)) {
+      g_snprintf(what, sizeof what, "model layer %d: a unit's weights", i);
+      return over(error, bad_layer, i, what, MAX(in.c, l->channels) * kk, G_MAXINT);
+    }
+    PrunusShape out;
+    size_t w_len = 0, b_len = 0;
+    int fan_in = 0, fan_out = 0;
+    GError *local = NULL;
+    if (!prunus_layer_ops(l->type)->infer(l, in, &out, &w_len, &b_len, &fan_in, &fan_out, &local)) {
+      g_clear_error(&local); /* prunus_model_new reports the shape error itself */
+      return TRUE;
+    }
+    double out_act = (double)out.c * out.h * out.w;
+    params += (double)w_len + (double)b_len;
+    if (n_params) *n_params += w_len + b_len;
+    if (out_act > PRUNUS_MODEL_MAX_ACTIVATIONS) {
+      g_snprintf(what, sizeof what, "model layer %d: its output floats per sample", i);
+      return over(error, bad_layer, i, what, out_act, PRUNUS_MODEL_MAX_ACTIVATIONS);
+    }
+    if (params > PRUNUS_MODEL_MAX_PARAMS) {
+      g_snprintf(what, sizeof what, "model layer %d: the parameters up to it", i);
+      return over(error, bad_layer, i, what, params, PRUNUS_MODEL_MAX_PARAMS);
+    }
+    workspace += 2.0 * B * out_act;     /* activations and their gradients */
+    if (l->type == PRUNUS_LAYER_CONV2D) /* im2col rows and the product */
+      workspace += B * out.h * out.w * ((double)in.c * kk + out.c);
+    else if (l->type == PRUNUS_LAYER_MAXPOOL2D)
+      workspace += B * out_act; /* argmax */
+    if (workspace > PRUNUS_MODEL_MAX_WORKSPACE) {
+      g_snprintf(what, sizeof what, "model layer %d: the workspace floats for a batch of %d", i,
+                 max_batch > 0 ? max_batch : 1);
+      return over(error, bad_layer, i, what, workspace, PRUNUS_MODEL_MAX_WORKSPACE);
+    }
+    in = out;
+  }
+  return TRUE;
 }
