@@ -3,6 +3,7 @@
  * (|w| scores, remove nothing, one epoch of training) until the call named by the
  * environment variable PRUNUS_TEST_FAULT = "FAULT:CALL:ROUND", where they commit it:
  *   FAULT = segv | bus | fpe | ill | abort | exit0 | exit3 | stack (unbounded recursion)
+ *           | hang (waits for a signal: the interrupt and lock tests)
  *   CALL  = create (the criterion's) | observe | score (criterion) | plan | retrain
  *   ROUND = the round of that call (ignored for create)
  * The environment, not the config, so that the same command reruns without the fault
@@ -19,9 +20,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static const char *const faults[] = {"none",  "segv",  "bus",   "fpe",   "ill",
-                                     "abort", "exit0", "exit3", "stack", NULL};
-enum { F_NONE, F_SEGV, F_BUS, F_FPE, F_ILL, F_ABORT, F_EXIT0, F_EXIT3, F_STACK };
+static const char *const faults[] = {"none",  "segv",  "bus",   "fpe",  "ill", "abort",
+                                     "exit0", "exit3", "stack", "hang", NULL};
+enum { F_NONE, F_SEGV, F_BUS, F_FPE, F_ILL, F_ABORT, F_EXIT0, F_EXIT3, F_STACK, F_HANG };
 
 typedef struct {
   int fault;
@@ -81,6 +82,8 @@ static void commit(int fault) {
   case F_STACK:
     sink = recurse(0);
     break;
+  case F_HANG:
+    for (;;) pause();
   default:
     break;
   }
