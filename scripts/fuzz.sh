@@ -30,10 +30,7 @@ case " $all " in
   ;;
 esac
 
-if ! command -v clang >/dev/null 2>&1; then
-  echo "fuzz.sh: clang is not installed (scripts/setup-fuzz.sh installs it)" >&2
-  exit 1
-fi
+./scripts/setup-fuzz.sh
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
     -Dbuildtype=debugoptimized -Db_lundef=false >/dev/null

@@ -171,11 +171,18 @@ static void on_signal(int sig, siginfo_t *info, void *context) {
   size_t k = 0;
   while (k < G_N_ELEMENTS(signals) && signals[k].sig != sig) k++;
   if (k == G_N_ELEMENTS(signals)) return;
+  struct sigaction dfl = {.sa_handler = SIG_DFL};
+  sigemptyset(&dfl.sa_mask);
   if (atomic_exchange(&handling, 1)) {
-    /* another thread is reporting already; it ends the process */
-    for (;;) pause();
+    /* reported already (a second fault, or the abort() of a sanitizer this handler
+     * handed the first one to): end the way the signal ends a process by default */
+    sigaction(sig, &dfl, NULL);
+    raise(sig);
+    return;
   }
   atomic_store(&dying, 1);
+  /* from here on every signal goes where it went before prunus_fatal_install */
+  for (size_t i = 0; i < G_N_ELEMENTS(signals); i++) sigaction(signals[i].sig, &saved[i], NULL);
   const char *event[3] = {signals[k].interrupt ? "interrupted by " : "fatal signal ",
                           signals[k].name, signals[k].what};
   report(event, signals[k].interrupt);
@@ -187,8 +194,6 @@ static void on_signal(int sig, siginfo_t *info, void *context) {
   else if (!(old->sa_flags & SA_SIGINFO) && old->sa_handler != SIG_DFL &&
            old->sa_handler != SIG_IGN)
     old->sa_handler(sig);
-  struct sigaction dfl = {.sa_handler = SIG_DFL};
-  sigemptyset(&dfl.sa_mask);
   sigaction(sig, &dfl, NULL);
   raise(sig); /* blocked until this handler returns, then fatal */
 }

@@ -297,7 +297,11 @@ static void test_plugin_faults(void) {
     g_test_message("%s: status 0x%x\n%s", f->fault, r.status, r.err);
     /* never a clean exit; the signal's own status where no sanitizer catches it first */
     g_assert_false(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
-    if (f->signal && WIFSIGNALED(r.status)) g_assert_cmpint(WTERMSIG(r.status), ==, f->signal);
+    /* (a sanitizer's handler, chained after prunus's message, may end it its own way) */
+    if (f->signal && !strstr(r.err, "Sanitizer")) {
+      g_assert_true(WIFSIGNALED(r.status));
+      g_assert_cmpint(WTERMSIG(r.status), ==, f->signal);
+    }
     if (!f->signal) {
       g_assert_true(WIFEXITED(r.status));
       g_assert_cmpint(WEXITSTATUS(r.status), ==, strstr(f->fault, "exit3") ? 3 : 1);
