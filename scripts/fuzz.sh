@@ -30,7 +30,7 @@ case " $all " in
   ;;
 esac
 
-./scripts/setup-fuzz.sh
+./scripts/setup-checks.sh
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
     -Dbuildtype=debugoptimized -Db_lundef=false >/dev/null

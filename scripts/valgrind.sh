@@ -6,13 +6,10 @@
 #   default: every test but the lint and slow suites (about 25 minutes on 2 cores);
 #   scripts/valgrind.sh json idx ...: the named tests only (test.sh runs the readers' tests
 #   and the fuzz corpora this way: a minute or two).
-# Builds into build/ as scripts/setup.sh does; needs valgrind (apt-get install valgrind).
+# Builds into build/ as scripts/setup.sh does; installs valgrind when missing.
 set -eu
 cd "$(dirname "$0")/.."
-if ! command -v valgrind >/dev/null 2>&1; then
-  echo "valgrind.sh: valgrind is not installed (apt-get install -y valgrind)" >&2
-  exit 1
-fi
+./scripts/setup-checks.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
 ninja -C build >/dev/null
 # children: the prunus binary yes; the shell, gnuplot and chromium the tests may start, no
