@@ -5,7 +5,8 @@
 # The first call sets up build-fuzz/ (CC=clang, -Dfuzz=true); new inputs go to
 # build-fuzz/fuzz-corpus/TARGET (the seeds in tests/fuzz/corpus/TARGET stay as they
 # are), a crash to build-fuzz/fuzz-crashes/TARGET-*. Ends with the line
-# "fuzz TARGET: N executions in S s, K crashes" and exits non-zero on a crash.
+# "fuzz TARGET: N executions in S s (R/s), K crashes" and exits non-zero on a crash
+# (it stops at SECONDS, or earlier when a -runs=N option is reached).
 # A crash found is fixed and its input kept in tests/fuzz/regress/TARGET/ (replayed
 # by the test suite from then on).
 set -eu
@@ -50,16 +51,18 @@ log=build-fuzz/fuzz-$target.log
 leaks=""
 [ "$target" = config ] && leaks="-detect_leaks=0"
 status=0
+start=$(date +%s)
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
 LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp:print_suppressions=0 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 OPENBLAS_NUM_THREADS=1 \
   "build-fuzz/tests/fuzz/fuzz-$target" "$work" "tests/fuzz/corpus/$target" $dict \
   -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix="build-fuzz/fuzz-crashes/$target-" $leaks "$@" >"$log" 2>&1 || status=$?
+took=$(($(date +%s) - start))
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-took=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
 crashes=$(grep -c '^==[0-9]*==ERROR\|^SUMMARY: \|deadly signal\|^==[0-9]*== ERROR: libFuzzer' "$log" || true)
-echo "fuzz $target: ${runs:-0} executions in $seconds s (${took:-0}/s), $crashes crashes (log: $log)"
+echo "fuzz $target: ${runs:-0} executions in $took s (${rate:-0}/s), $crashes crashes (log: $log)"
 if [ "$status" -ne 0 ]; then
   grep -m 20 'ERROR\|SUMMARY\|Test unit written\|runtime error' "$log" >&2 || true
   exit 1
