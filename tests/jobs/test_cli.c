@@ -347,6 +347,48 @@ static void test_missing_dataset(Fixture *f, gconstpointer data) {
   g_free(run);
 }
 
+/* `prunus run` into the folder of a `prunus train` is refused naming the command that
+ * wrote it, and the folder is left as it was. */
+static void test_run_into_train_folder(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *run = g_build_filename(f->dir, "run-train", NULL);
+  Run r = run_prunus(f->dir, "train", f->config, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  char *summary = g_build_filename(run, "summary.json", NULL);
+  char *before = NULL;
+  g_assert_true(g_file_get_contents(summary, &before, NULL, NULL));
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, G_STRINGIFY(TINY_EPOCHS), "");
+  char *text = g_strconcat(base,
+                           "prune = {\n"
+                           "  schedule = { rounds = 1; amount = 0.5; };\n"
+                           "  criterion = { plugin = \"magnitude\"; };\n"
+                           "  granularity = { plugin = \"weight\"; };\n"
+                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                           "};\n",
+                           NULL);
+  char *cfg = testutil_write_file(f->dir, "tiny-run.cfg", text, strlen(text));
+  r = run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *want = g_strdup_printf(
+      "prunus: error: %s holds the results of `prunus train`, not of "
+      "`prunus run`; choose another -o RUN_DIR",
+      summary);
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  run_clear(&r);
+  char *after = NULL;
+  g_assert_true(g_file_get_contents(summary, &after, NULL, NULL));
+  g_assert_cmpstr(after, ==, before);
+  g_free(after);
+  g_free(want);
+  g_free(cfg);
+  g_free(text);
+  g_free(base);
+  g_free(before);
+  g_free(summary);
+  g_free(run);
+}
+
 /* `prunus run` checks every experiment before it reads the dataset: a typo in the
  * last one is refused at once, with nothing written (here the dataset is missing as
  * well, and it is the typo that is reported). */
@@ -706,6 +748,7 @@ int main(int argc, char **argv) {
   ADD("/cli/config/missing-file", test_config_missing_file);
   ADD("/cli/config/bad-set", test_config_bad_set);
   ADD("/cli/dataset/missing", test_missing_dataset);
+  ADD("/cli/run/into-train-folder", test_run_into_train_folder);
   ADD("/cli/run/refused-before-training", test_run_refused_before_training);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);

@@ -36,6 +36,9 @@ libdir=$(dirname "$pcdir")
 prefix=$(sed -n 's/^prefix=//p' "$pc")
 [ -n "$prefix" ] || fail "$pc has no prefix= line"
 root=$dest$prefix
+# The README's table: the configs land in share/prunus/configs.
+[ -f "$root/share/prunus/configs/lenet300.cfg" ] ||
+  fail "configs were not installed into $root/share/prunus/configs"
 # The README says where the .pc files land: <prefix>/<libdir>/pkgconfig.
 case $pcdir in
   "$root"/lib/pkgconfig | "$root"/lib64/pkgconfig | "$root"/lib/*-linux-gnu/pkgconfig) ;;
