@@ -258,6 +258,9 @@ static void usage(FILE *to) {
 }
 
 int main(int argc, char **argv) {
+  /* line by line even into a file or a pipe: the lines printed before a crash or a kill
+   * are then on disk, not lost in a buffer */
+  setvbuf(stdout, NULL, _IOLBF, 0);
   setlocale(LC_ALL, "");
   setlocale(LC_NUMERIC, "C");
   if (argc < 2) {

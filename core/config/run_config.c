@@ -29,6 +29,18 @@ static gboolean get_int_min(PrunusConfig *c, config_setting_t *group, const char
   return out_of_range(c, group, key, found, allowed, error);
 }
 
+/* An int in [lo, hi]: the upper bounds keep absurd sizes from reaching an allocation. */
+static gboolean get_int_in(PrunusConfig *c, config_setting_t *group, const char *key,
+                           gboolean required, int defval, int lo, int hi, int *out,
+                           GError **error) {
+  if (!prunus_config_get_int(c, group, key, required, defval, out, error)) return FALSE;
+  if (*out >= lo && *out <= hi) return TRUE;
+  char found[32], allowed[48];
+  g_snprintf(found, sizeof found, "%d", *out);
+  g_snprintf(allowed, sizeof allowed, "in [%d, %d]", lo, hi);
+  return out_of_range(c, group, key, found, allowed, error);
+}
+
 /* A double in the interval lo..hi, each end open or closed; hi = INFINITY for none. */
 static gboolean get_double_in(PrunusConfig *c, config_setting_t *group, const char *key,
                               gboolean required, double defval, double lo, gboolean lo_open,
@@ -122,9 +134,10 @@ static gboolean parse_input_shape(PrunusConfig *c, config_setting_t *model, Prun
     config_setting_t *e = config_setting_get_elem(in, i);
     prunus_config_mark_read(c, e);
     if (!prunus_config_setting_to_int(c, e, &v[i], error)) return FALSE;
-    if (v[i] < 1) {
+    if (v[i] < 1 || v[i] > PRUNUS_MODEL_MAX_WIDTH) {
       char *path = prunus_config_setting_path(e);
-      prunus_config_fail_at(c, e, error, "key '%s' = %d is out of range: must be >= 1", path, v[i]);
+      prunus_config_fail_at(c, e, error, "key '%s' = %d is out of range: must be in [1, %d]", path,
+                            v[i], PRUNUS_MODEL_MAX_WIDTH);
       g_free(path);
       return FALSE;
     }
@@ -197,11 +210,11 @@ static gboolean fail_in_block(const ModelParse *mp, GError **error) {
 /* An integer key of a layer, >= lo; inside a block it may read "$name", a setting of
  * the block's use. */
 static gboolean layer_int(ModelParse *mp, config_setting_t *l, const char *key, gboolean required,
-                          int defval, int lo, int *out, GError **error) {
+                          int defval, int lo, int hi, int *out, GError **error) {
   PrunusConfig *c = mp->c;
   config_setting_t *s = config_setting_get_member(l, key);
   if (!s || config_setting_type(s) != CONFIG_TYPE_STRING)
-    return get_int_min(c, l, key, required, defval, lo, out, error);
+    return get_int_in(c, l, key, required, defval, lo, hi, out, error);
   const char *text;
   if (!prunus_config_get_string(c, l, key, TRUE, NULL, &text, error)) return FALSE;
   char *path = prunus_config_setting_path(s);
@@ -218,10 +231,10 @@ static gboolean layer_int(ModelParse *mp, config_setting_t *l, const char *key, 
     } else {
       p->used = TRUE;
       *out = p->value;
-      ok = *out >= lo;
+      ok = *out >= lo && *out <= hi;
       if (!ok)
-        prunus_config_fail_at(c, p->at, error, "key '%s' = %d is out of range: must be >= %d", path,
-                              *out, lo);
+        prunus_config_fail_at(c, p->at, error, "key '%s' = %d is out of range: must be in [%d, %d]",
+                              path, *out, lo, hi);
     }
   }
   g_free(path);
@@ -312,20 +325,23 @@ static gboolean parse_layer(ModelParse *mp, config_setting_t *l, RawLayer *r, GE
   gboolean bias = TRUE;
   switch (type) {
   case PRUNUS_LAYER_DENSE:
-    ok = ok && layer_int(mp, l, "units", TRUE, 0, 1, &spec->units, error);
+    ok = ok && layer_int(mp, l, "units", TRUE, 0, 1, PRUNUS_MODEL_MAX_WIDTH, &spec->units, error);
     break;
   case PRUNUS_LAYER_CONV2D:
-    ok = ok && layer_int(mp, l, "channels", TRUE, 0, 1, &spec->channels, error) &&
-         layer_int(mp, l, "kernel", TRUE, 0, 1, &spec->kernel, error) &&
-         layer_int(mp, l, "stride", FALSE, 1, 1, &spec->stride, error) &&
-         layer_int(mp, l, "padding", FALSE, 0, 0, &spec->padding, error) &&
+    ok = ok &&
+         layer_int(mp, l, "channels", TRUE, 0, 1, PRUNUS_MODEL_MAX_WIDTH, &spec->channels, error) &&
+         layer_int(mp, l, "kernel", TRUE, 0, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->kernel, error) &&
+         layer_int(mp, l, "stride", FALSE, 1, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->stride, error) &&
+         layer_int(mp, l, "padding", FALSE, 0, 0, PRUNUS_MODEL_MAX_KERNEL, &spec->padding, error) &&
          prunus_config_get_bool(c, l, "bias", FALSE, TRUE, &bias, error);
     spec->no_bias = !bias;
     break;
   case PRUNUS_LAYER_MAXPOOL2D:
   case PRUNUS_LAYER_AVGPOOL2D:
-    ok = ok && layer_int(mp, l, "kernel", TRUE, 0, 1, &spec->kernel, error) &&
-         layer_int(mp, l, "stride", FALSE, spec->kernel, 1, &spec->stride, error);
+    ok = ok &&
+         layer_int(mp, l, "kernel", TRUE, 0, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->kernel, error) &&
+         layer_int(mp, l, "stride", FALSE, spec->kernel, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->stride,
+                   error);
     break;
   case PRUNUS_LAYER_BATCHNORM:
     ok = ok &&
@@ -626,6 +642,13 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
     g_free(path);
     return FALSE;
   }
+  if (n > PRUNUS_MODEL_MAX_LAYERS) { /* before anything is allocated per layer */
+    char *path = prunus_config_setting_path(layers);
+    prunus_config_fail_at(c, layers, error, "key '%s' has %d layers, more than the limit of %d",
+                          path, n, PRUNUS_MODEL_MAX_LAYERS);
+    g_free(path);
+    return FALSE;
+  }
   mp.blocks_used = g_hash_table_new(NULL, NULL);
   mp.raw = g_array_new(FALSE, TRUE, sizeof(RawLayer));
   g_array_set_clear_func(mp.raw, raw_layer_clear);
@@ -717,7 +740,7 @@ static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrain
   PrunusTrainConfig tc = prunus_train_config_default();
   int optimizer = tc.optimizer, schedule = tc.lr_schedule;
   if (!get_int_min(c, g, "epochs", TRUE, 0, 1, &tc.epochs, error) ||
-      !get_int_min(c, g, "batch", FALSE, tc.batch, 1, &tc.batch, error) ||
+      !get_int_in(c, g, "batch", FALSE, tc.batch, 1, PRUNUS_MODEL_MAX_BATCH, &tc.batch, error) ||
       !prunus_config_get_enum(c, g, "optimizer", FALSE, optimizer, optimizers, &optimizer, error) ||
       !get_double_in(c, g, "lr", TRUE, 0, 0, TRUE, INFINITY, FALSE, &tc.lr, error) ||
       !get_double_in(c, g, "momentum", FALSE, tc.momentum, 0, FALSE, 1, TRUE, &tc.momentum,
@@ -748,6 +771,25 @@ static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrain
   return TRUE;
 }
 
+/* The whole model within the limits for a training batch, before anything is built;
+ * the error starts at the layer (or input) that crosses one. */
+static gboolean check_model_size(PrunusConfig *c, config_setting_t *root, PrunusRunConfig *rc,
+                                 GError **error) {
+  int bad = -1;
+  GError *local = NULL;
+  if (prunus_arch_check_size(&rc->arch, rc->train.batch, NULL, &bad, &local)) return TRUE;
+  config_setting_t *model = config_setting_get_member(root, "model");
+  config_setting_t *layers = model ? config_setting_get_member(model, "layers") : NULL;
+  config_setting_t *at = bad >= 0 && layers ? config_setting_get_elem(layers, (unsigned)bad)
+                                            : config_setting_get_member(model, "input");
+  char *path = prunus_config_setting_path(at ? at : model);
+  prunus_config_fail_at(c, at ? at : model, error, "%s (with train.batch = %d): %s", path,
+                        rc->train.batch, local->message);
+  g_free(path);
+  g_error_free(local);
+  return FALSE;
+}
+
 gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError **error) {
   g_return_val_if_fail(c != NULL && out != NULL, FALSE);
   memset(out, 0, sizeof *out);
@@ -770,7 +812,7 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
   }
   out->seed = (uint64_t)seed;
   if (!parse_dataset(c, root, out, error) || !parse_model(c, root, &out->arch, error) ||
-      !parse_train(c, root, &out->train, error))
+      !parse_train(c, root, &out->train, error) || !check_model_size(c, root, out, error))
     goto out_clear;
   return TRUE;
 

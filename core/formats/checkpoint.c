@@ -266,6 +266,24 @@ PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const Prunu
   if (!load_arch(path, f->metadata, expected, &arch, error)) goto out_free_file;
 
   GError *local = NULL;
+  /* every parameter is in the file: an architecture the file cannot hold is refused
+   * before a model of its size is allocated */
+  size_t n_params = 0;
+  uint64_t floats = 0;
+  for (int i = 0; i < f->n_tensors; i++) floats += prunus_tensor_numel(&f->tensors[i]);
+  if (!prunus_arch_check_size(&arch, max_batch, &n_params, NULL, &local)) {
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "metadata \"%s\": %s", CKPT_KEY_ARCH,
+                     local->message);
+    g_error_free(local);
+    goto out_clear_arch;
+  }
+  if (n_params > floats) {
+    prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                     "metadata \"%s\" needs %zu parameters, but the file holds %" G_GUINT64_FORMAT
+                     " floats in all",
+                     CKPT_KEY_ARCH, n_params, floats);
+    goto out_clear_arch;
+  }
   m = prunus_model_new(&arch, max_batch, 0, &local);
   if (!m) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "cannot build its architecture: %s",

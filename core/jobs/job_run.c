@@ -1,7 +1,9 @@
 /* job_run.c: `prunus run` (the whole prune -> retrain pipeline of a config) and
  * `prunus plugins` (every plugin on the search path). */
+#include "fatal.h"
 #include "job.h"
 #include "pipeline.h"
+#include "plugin_guard.h"
 #include "report.h"
 #include "rundir.h"
 
@@ -164,44 +166,29 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
 }
 
 /* summary.json of an earlier (interrupted) run of the same config, or a new one.
- * Reads only: a refused run leaves the folder as it was. */
+ * Reads only: a refused run leaves the folder as it was. announce: say that the run
+ * resumes and how the earlier one ended. */
 static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash,
-                                GError **error) {
+                                gboolean announce, GError **error) {
   char *path = g_build_filename(job->run_dir, "summary.json", NULL);
   char *text = NULL;
   gsize len = 0;
   PrunusJson *summary = NULL;
   if (g_file_get_contents(path, &text, &len, NULL)) {
-    GError *local = NULL;
-    summary = prunus_json_parse(text, len, &local);
-    const PrunusJson *h = summary ? prunus_json_get(summary, "config_hash") : NULL;
-    const PrunusJson *cmd = summary ? prunus_json_get(summary, "command") : NULL;
-    if (!summary) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-                  "%s is not valid JSON (%s); move the run folder away to start over", path,
-                  local->message);
-      g_clear_error(&local);
-    } else if (!cmd || prunus_json_type(cmd) != PRUNUS_JSON_STRING ||
-               strcmp(prunus_json_string(cmd), "run")) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-                  "%s holds the results of `prunus %s`, not of `prunus run`; choose another "
-                  "-o RUN_DIR or move that folder away (nothing was changed)",
-                  path,
-                  cmd && prunus_json_type(cmd) == PRUNUS_JSON_STRING ? prunus_json_string(cmd)
-                                                                     : "(no command recorded)");
-      g_clear_pointer(&summary, prunus_json_free);
-    } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING ||
-               strcmp(prunus_json_string(h), hash)) {
-      g_set_error(
-          error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
-          "%s holds the results of a different config (config_hash differs); choose another "
-          "-o RUN_DIR or move that folder away (nothing was changed)",
-          path);
-      g_clear_pointer(&summary, prunus_json_free);
-    } else {
+    summary = prunus_rundir_summary_parse(path, text, len, "run", hash, error);
+    if (summary) {
       prunus_json_object_set(summary, "threads",
                              prunus_json_new_number(prunus_train_threads_used(job->threads)));
-      if (!job->quiet) printf("resuming the run in %s\n", job->run_dir);
+      const char *message = NULL;
+      const char *status = prunus_rundir_summary_status(summary, &message);
+      if (announce && !job->quiet) {
+        if (status && strcmp(status, PRUNUS_RUN_FINISHED))
+          printf("resuming the run in %s (it had stopped: %s%s%s)\n", job->run_dir,
+                 !strcmp(status, PRUNUS_RUN_RUNNING) ? "killed or crashed without a word" : status,
+                 message ? ": " : "", message ? message : "");
+        else
+          printf("resuming the run in %s\n", job->run_dir);
+      }
     }
     g_free(text);
     g_free(path);
@@ -212,6 +199,12 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
                                    prunus_train_threads_used(job->threads));
 }
 
+/* The fatal handlers' name for one experiment x seed: "(seed 1)" when the config
+ * lists seeds. (transfer full) */
+static char *seed_label(const ExperimentChoice *ch) {
+  return ch->has_seed ? g_strdup_printf("seed %" G_GINT64_FORMAT, ch->seed) : NULL;
+}
+
 /* One experiment x seed of the run, opened and prepared before anything trains. */
 typedef struct {
   const char *name; /* (transfer none) the experiment's name */
@@ -220,6 +213,7 @@ typedef struct {
   char *subdir; /* "name" or "name/seed-S" */
   PrunusPipeline *pipeline;
   gboolean selected; /* runs (--only picks one experiment) */
+  char *seed_label;  /* "seed 1" or NULL, for the fatal handlers' messages */
 } RunUnit;
 
 static void run_unit_free(gpointer data) {
@@ -228,6 +222,7 @@ static void run_unit_free(gpointer data) {
   prunus_prune_config_clear(&u->pc);
   prunus_job_close(&u->job);
   g_free(u->subdir);
+  g_free(u->seed_label);
   g_free(u);
 }
 
@@ -241,6 +236,8 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
   u->selected = !o->only || !strcmp(name, o->only);
   u->subdir =
       seed_dirs ? g_strdup_printf("%s/seed-%" G_GINT64_FORMAT, name, ch->seed) : g_strdup(name);
+  u->seed_label = seed_label(ch);
+  prunus_plugin_guard_set_experiment(name, u->seed_label);
   PrunusJobOptions eo = *o;
   eo.run_dir = base->run_dir;
   gboolean ok = prunus_job_open_with(&u->job, &eo, prepare_experiment, (void *)ch, error) &&
@@ -258,6 +255,7 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
     u->pipeline = prunus_pipeline_prepare(&exp, reg, error);
     ok = u->pipeline != NULL;
   }
+  prunus_plugin_guard_set_experiment(NULL, NULL);
   if (ok) return u;
   if (ch->has_seed)
     g_prefix_error(error, "experiment '%s' (seed %" G_GINT64_FORMAT "): ", name, ch->seed);
@@ -267,11 +265,24 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
   return NULL;
 }
 
+/* The run stopped on error after its folder was written: record why in summary.json
+ * (best effort: a full disk may refuse this too, and then the summary of the last
+ * finished round stays, with status "running"). */
+static void record_failure(const char *run_dir, PrunusJson *summary, const GError *error) {
+  prunus_rundir_summary_set_status(summary, PRUNUS_RUN_FAILED,
+                                   error ? error->message : "stopped by an error");
+  GError *local = NULL;
+  if (!prunus_rundir_write_summary(run_dir, summary, &local)) g_clear_error(&local);
+}
+
 gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   PrunusJob base;
   ExperimentChoice base_choice = {.index = -1};
+  /* from here on a crash, an interrupt or a plugin's exit() is reported, naming what ran */
+  prunus_fatal_install();
   if (!prunus_job_open_with(&base, o, prepare_experiment, &base_choice, error)) return FALSE;
-  gboolean ok = FALSE;
+  gboolean ok = FALSE, written = FALSE;
+  PrunusRunLock *lock = NULL;
   PrunusData data = {0};
   PrunusPluginRegistry *reg = NULL;
   PrunusJson *summary = NULL;
@@ -316,20 +327,43 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
     }
   }
   hash = prunus_config_hash(base.cfg);
-  summary = open_summary(&base, o, hash, error);
+  summary = open_summary(&base, o, hash, FALSE, error); /* a read-only check */
   if (!summary) goto out_free;
+  /* one run per folder: one that exists is locked before the data are read, so a
+   * second run into it is refused at once */
+  if (g_file_test(base.run_dir, G_FILE_TEST_IS_DIR) &&
+      !(lock = prunus_rundir_lock(base.run_dir, error)))
+    goto out_free;
   if (!prunus_data_load(&base.rc, &data, error)) goto out_free;
   /* checked: from here on the run folder is written */
   if (!prunus_rundir_ensure(base.run_dir, error)) goto out_free;
-  if (!prunus_rundir_write_config(base.run_dir, base.cfg, error)) goto out_free;
+  if (!lock && !(lock = prunus_rundir_lock(base.run_dir, error))) goto out_free;
+  /* read again under the lock: the run that held it until now may have added rounds */
+  prunus_json_free(summary);
+  summary = open_summary(&base, o, hash, TRUE, error);
+  if (!summary) goto out_free;
+  prunus_rundir_summary_set_status(summary, PRUNUS_RUN_RUNNING, NULL);
+  written = TRUE;
+  if (!prunus_rundir_write_config(base.run_dir, base.cfg, error) ||
+      !prunus_rundir_write_summary(base.run_dir, summary, error))
+    goto out_free;
   for (guint k = 0; k < units->len; k++) {
     RunUnit *u = g_ptr_array_index(units, k);
-    if (u->selected && !prunus_pipeline_run(u->pipeline, &data, summary, error)) goto out_free;
+    if (!u->selected) continue;
+    prunus_plugin_guard_set_experiment(u->name, u->seed_label);
+    if (!prunus_pipeline_run(u->pipeline, &data, summary, error)) goto out_free;
   }
-  ok = prunus_report_write(base.run_dir, error);
+  prunus_plugin_guard_set_experiment(NULL, NULL);
+  prunus_rundir_summary_set_status(summary, PRUNUS_RUN_FINISHED, NULL);
+  ok = prunus_rundir_write_summary(base.run_dir, summary, error) &&
+       prunus_report_write(base.run_dir, error);
   if (ok && !o->quiet) printf("report: %s/report.html\n", base.run_dir);
 
 out_free:
+  prunus_plugin_guard_set_experiment(NULL, NULL);
+  if (!ok && written) record_failure(base.run_dir, summary, error ? *error : NULL);
+  prunus_fatal_set_last_words(NULL, NULL, NULL, NULL);
+  prunus_rundir_unlock(lock);
   g_free(cache);
   g_free(hash);
   prunus_json_free(summary);

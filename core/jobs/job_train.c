@@ -73,6 +73,8 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   prunus_json_array_add(rounds, prunus_round_metrics_to_json(&rm));
   prunus_json_object_set(prunus_rundir_summary_experiment(summary, job.rc.name, job.rc.seed),
                          "rounds", rounds);
+  prunus_rundir_summary_set_status(summary, PRUNUS_RUN_FINISHED,
+                                   NULL); /* written once, at the end */
   ok = prunus_rundir_write_json(job.run_dir, "summary.json", summary, error);
   if (ok)
     printf("%s: test_accuracy %.4f  test_loss %.4f  params %zu  train %.1fs\n", job.rc.name,

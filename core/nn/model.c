@@ -209,6 +209,15 @@ static gboolean parse_layer_part(char *part, PrunusArch *a, int i, GHashTable *n
 }
 
 gboolean prunus_arch_from_string(const char *s, PrunusArch *out, GError **error) {
+  /* counted before anything is split or allocated per layer */
+  int n_layers = 0;
+  for (const char *c = strchr(s, '|'); c; c = strchr(c + 1, '|')) n_layers++;
+  if (n_layers > PRUNUS_MODEL_MAX_LAYERS) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                "architecture string has %d layers, more than the limit of %d", n_layers,
+                PRUNUS_MODEL_MAX_LAYERS);
+    return FALSE;
+  }
   char **parts = g_strsplit(s, "|", -1);
   int n = (int)g_strv_length(parts);
   gboolean ok = FALSE;
@@ -475,6 +484,7 @@ static gboolean owns_params(const PrunusLayer *l) { return l->w_len + l->b_len >
 
 PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed,
                               GError **error) {
+  if (!prunus_arch_check_size(arch, max_batch, NULL, NULL, error)) return NULL;
   PrunusLayer *layers = g_new0(PrunusLayer, MAX(arch->n_layers, 1));
   size_t n_params, n_buffers;
   int bad;
@@ -718,4 +728,105 @@ uint64_t prunus_model_flops(const PrunusModel *m, gboolean masked) {
     total += 2 * w * positions;
   }
   return total;
+}
+
+/* ------------------------------------------------------------------------ */
+/* size limits */
+
+static gboolean over(GError **error, int *bad_layer, int layer, const char *what, double found,
+                     double limit) {
+  if (bad_layer) *bad_layer = layer;
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s%s is %.0f, more than the limit of %.0f",
+              layer >= 0 ? "" : "model input: ", what, found, limit);
+  return FALSE;
+}
+
+gboolean prunus_arch_check_size(const PrunusArch *arch, int max_batch, size_t *n_params,
+                                int *bad_layer, GError **error) {
+  const double B = max_batch > 0 ? max_batch : 1;
+  if (bad_layer) *bad_layer = -1;
+  if (n_params) *n_params = 0;
+  if (max_batch > PRUNUS_MODEL_MAX_BATCH)
+    return over(error, bad_layer, -1, "the batch size", max_batch, PRUNUS_MODEL_MAX_BATCH);
+  if (arch->n_layers > PRUNUS_MODEL_MAX_LAYERS)
+    return over(error, bad_layer, -1, "the number of layers", arch->n_layers,
+                PRUNUS_MODEL_MAX_LAYERS);
+  PrunusShape in = arch->input;
+  if (in.c > PRUNUS_MODEL_MAX_WIDTH || in.h > PRUNUS_MODEL_MAX_WIDTH ||
+      in.w > PRUNUS_MODEL_MAX_WIDTH)
+    return over(error, bad_layer, -1, "an input size", MAX(in.c, MAX(in.h, in.w)),
+                PRUNUS_MODEL_MAX_WIDTH);
+  if (in.c <= 0 || in.h <= 0 || in.w <= 0) return TRUE; /* prunus_model_new says why */
+  /* in doubles: products of ints up to 2^20 stay exact, and none can overflow */
+  double act = (double)in.c * in.h * in.w;
+  if (act > PRUNUS_MODEL_MAX_ACTIVATIONS)
+    return over(error, bad_layer, -1, "the floats per sample", act, PRUNUS_MODEL_MAX_ACTIVATIONS);
+  /* per-spec limits first: the shape inference below multiplies them in ints */
+  double widest_in = in.c; /* a bound on any layer's input channels (concat adds them) */
+  for (int i = 0; i < arch->n_layers; i++) {
+    const PrunusLayerSpec *l = &arch->layers[i];
+    char what[96];
+    if (l->units > PRUNUS_MODEL_MAX_WIDTH || l->channels > PRUNUS_MODEL_MAX_WIDTH) {
+      g_snprintf(what, sizeof what, "model layer %d: its width", i);
+      return over(error, bad_layer, i, what, MAX(l->units, l->channels), PRUNUS_MODEL_MAX_WIDTH);
+    }
+    if (l->kernel > PRUNUS_MODEL_MAX_KERNEL || l->stride > PRUNUS_MODEL_MAX_KERNEL ||
+        l->padding > PRUNUS_MODEL_MAX_KERNEL) {
+      g_snprintf(what, sizeof what, "model layer %d: its kernel, stride or padding", i);
+      return over(error, bad_layer, i, what, MAX(l->kernel, MAX(l->stride, l->padding)),
+                  PRUNUS_MODEL_MAX_KERNEL);
+    }
+    widest_in += (double)MAX(l->units, l->channels);
+  }
+  for (int i = 0; i < arch->n_layers; i++) {
+    const PrunusLayerSpec *l = &arch->layers[i];
+    double kk = (double)l->kernel * l->kernel;
+    if (l->type == PRUNUS_LAYER_CONV2D &&
+        (MIN(widest_in, (double)G_MAXINT) * kk > G_MAXINT || (double)l->channels * kk > G_MAXINT)) {
+      char what[96];
+      g_snprintf(what, sizeof what, "model layer %d: a unit's weights", i);
+      return over(error, bad_layer, i, what,
+                  MAX(MIN(widest_in, (double)G_MAXINT), l->channels) * kk, G_MAXINT);
+    }
+  }
+  /* the graph's shapes: small per-layer records, nothing sized by the model yet */
+  PrunusLayer *layers = g_new0(PrunusLayer, MAX(arch->n_layers, 1));
+  size_t np = 0, nb = 0;
+  int bad = -1;
+  GError *local = NULL;
+  if (!layers_build(arch, layers, &np, &nb, &bad, &local)) {
+    g_clear_error(&local); /* prunus_model_new reports the shape error itself */
+    g_free(layers);
+    return TRUE;
+  }
+  double params = 0.0, workspace = 2.0 * B * act; /* the input and its gradient */
+  gboolean ok = TRUE;
+  for (int i = 0; ok && i < arch->n_layers; i++) {
+    const PrunusLayer *l = &layers[i];
+    char what[96];
+    double out_act = (double)l->out.c * l->out.h * l->out.w;
+    params += (double)l->w_len + (double)l->b_len;
+    if (n_params) *n_params += l->w_len + l->b_len;
+    if (out_act > PRUNUS_MODEL_MAX_ACTIVATIONS) {
+      g_snprintf(what, sizeof what, "model layer %d: its output floats per sample", i);
+      ok = over(error, bad_layer, i, what, out_act, PRUNUS_MODEL_MAX_ACTIVATIONS);
+    } else if (params > PRUNUS_MODEL_MAX_PARAMS) {
+      g_snprintf(what, sizeof what, "model layer %d: the parameters up to it", i);
+      ok = over(error, bad_layer, i, what, params, PRUNUS_MODEL_MAX_PARAMS);
+    } else {
+      double kk = (double)l->spec.kernel * l->spec.kernel;
+      workspace += 2.0 * B * out_act;          /* activations and their gradients */
+      if (l->spec.type == PRUNUS_LAYER_CONV2D) /* im2col rows and the product */
+        workspace += B * l->out.h * l->out.w * ((double)l->in.c * kk + l->out.c);
+      else if (l->spec.type == PRUNUS_LAYER_MAXPOOL2D)
+        workspace += B * out_act; /* argmax */
+      if (workspace > PRUNUS_MODEL_MAX_WORKSPACE) {
+        g_snprintf(what, sizeof what, "model layer %d: the workspace floats for a batch of %d", i,
+                   max_batch > 0 ? max_batch : 1);
+        ok = over(error, bad_layer, i, what, workspace, PRUNUS_MODEL_MAX_WORKSPACE);
+      }
+    }
+  }
+  g_free(layers);
+  return ok;
 }

@@ -57,7 +57,25 @@ typedef struct {
   float **gtmp;        /* (n_gtmp) (max_batch, widest such activation) */
 } PrunusModel;
 
-/* (transfer full) the model with parameters initialised from seed. */
+/* Limits on what a model may ask for, so an absurd config or checkpoint is refused
+ * before anything large is allocated (prunus_arch_check_size). */
+#define PRUNUS_MODEL_MAX_LAYERS 1024
+#define PRUNUS_MODEL_MAX_WIDTH (1 << 20)       /* units, channels, each input size */
+#define PRUNUS_MODEL_MAX_KERNEL 4096           /* kernel, stride, padding */
+#define PRUNUS_MODEL_MAX_ACTIVATIONS (1 << 26) /* floats of one sample between two layers */
+#define PRUNUS_MODEL_MAX_PARAMS (1 << 28)      /* parameters (each has 5 slabs of floats) */
+#define PRUNUS_MODEL_MAX_WORKSPACE (1 << 30)   /* floats of activations and scratch per batch */
+#define PRUNUS_MODEL_MAX_BATCH 65536
+
+/* Check arch against the limits above for batches of max_batch, computing shapes
+ * only (nothing is allocated); *n_params (may be NULL) gets its parameter count. On
+ * failure the error names the limit and its value, and *bad_layer (may be NULL) gets
+ * the layer that crosses it (-1: the input or the whole). A shape that does not fit
+ * passes here: prunus_model_new says what is wrong with it. */
+gboolean prunus_arch_check_size(const PrunusArch *arch, int max_batch, size_t *n_params,
+                                int *bad_layer, GError **error);
+/* (transfer full) the model with parameters initialised from seed; an architecture
+ * over the limits is refused first (prunus_arch_check_size). */
 PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed, GError **error);
 void prunus_model_free(PrunusModel *m);
 /* Re-draw every parameter from seed (Kaiming/Glorot weights, zero biases). */

@@ -5,6 +5,7 @@
 #include "json.h"
 #include "report_html.h"
 #include "report_plot.h"
+#include "rundir.h"
 
 #include <limits.h>
 #include <math.h>
@@ -216,6 +217,33 @@ static void run_clear(gpointer p) {
   g_free(rr->dense_checkpoint);
 }
 
+/* How an unfinished run stands, from its status (and the folder's lock while it says
+ * "running"); NULL when it finished or its summary predates the status. (transfer full) */
+static char *unfinished_text(const PrunusJson *root, const char *run_dir) {
+  const char *message = NULL;
+  const char *status = prunus_rundir_summary_status(root, &message);
+  if (!status || !strcmp(status, PRUNUS_RUN_FINISHED)) return NULL;
+  if (!strcmp(status, PRUNUS_RUN_RUNNING)) {
+    int pid = prunus_rundir_lock_holder(run_dir);
+    if (pid > 0) return g_strdup_printf("prunus (process %d) is still running it.", pid);
+    if (pid < 0) return g_strdup("a prunus process is still running it.");
+    return g_strdup(
+        "the process that ran it stopped without recording why (killed, or its disk filled "
+        "up); rerunning the same command resumes after the last finished round.");
+  }
+  if (!strcmp(status, PRUNUS_RUN_FAILED))
+    return g_strdup_printf(
+        "it failed: %s. Rerunning the same command resumes after the last "
+        "finished round.",
+        message ? message : "(no message recorded)");
+  if (!strcmp(status, PRUNUS_RUN_INTERRUPTED))
+    return g_strdup_printf(
+        "it was %s. Rerunning the same command resumes after the last "
+        "finished round.",
+        message ? message : "interrupted");
+  return g_strdup_printf("its status is \"%s\".", status);
+}
+
 /* (transfer full) The report data of run_dir; errors name summary.json. */
 static PrunusReport *report_load(const char *run_dir, GError **error) {
   char *path = g_build_filename(run_dir, "summary.json", NULL);
@@ -246,6 +274,7 @@ static PrunusReport *report_load(const char *run_dir, GError **error) {
   r->version = dup_string_of(root, "prunus_version");
   r->config_path = dup_string_of(root, "config");
   r->notes = g_ptr_array_new_with_free_func(g_free);
+  r->unfinished = unfinished_text(root, run_dir);
   char *cfg_path = g_build_filename(run_dir, "config.cfg", NULL);
   if (!g_file_get_contents(cfg_path, &r->config_text, NULL, NULL)) r->config_text = NULL;
   g_free(cfg_path);
@@ -321,6 +350,7 @@ static void report_free(PrunusReport *r) {
   g_free(r->metrics);
   g_ptr_array_free(r->notes, TRUE);
   g_free(r->config_text);
+  g_free(r->unfinished);
   g_free(r->version);
   g_free(r->config_path);
   g_free(r->run_dir);
@@ -393,6 +423,9 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
                          "in microseconds: *dense* keeps the unpruned layout with zeros in place, "
                          "*shrunk* runs with the dead units removed.\n\n",
                          r->version ? r->version : "(unknown version)");
+  if (r->unfinished)
+    g_string_append(s, "> **Unfinished run**: "), md_text(s, r->unfinished),
+        g_string_append(s, "\n\n");
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
     g_string_append(s, "- **"), md_text(s, e->name), g_string_append(s, "**: ");
@@ -469,6 +502,7 @@ gboolean prunus_report_write(const char *run_dir, GError **error) {
           run_dir, run_dir);
     for (guint i = 0; i < r->notes->len; i++)
       g_printerr("prunus: note: %s\n", (const char *)g_ptr_array_index(r->notes, i));
+    if (r->unfinished) g_printerr("prunus: note: unfinished run: %s\n", r->unfinished);
   }
   for (int p = 0; p < PRUNUS_REPORT_N_PLOTS; p++) g_free(plots[p].skipped);
   if (md) g_string_free(md, TRUE);

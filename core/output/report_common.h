@@ -75,6 +75,9 @@ typedef struct {
   /* per experiment: the final round's layers (NULL = not available) */
   GArray **layers;  /* (n_exps) of PrunusReportLayer */
   GPtrArray *notes; /* char*: things the reader should know (skipped plots) */
+  /* NULL when summary.json says the run finished (or predates the status); else how
+   * the unfinished run stands, one sentence for the top of every report */
+  char *unfinished;
 } PrunusReport;
 
 /* mean ± std (n - 1) of the finite values in x[0..n). */

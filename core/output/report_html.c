@@ -19,6 +19,7 @@ static const char css[] =
     "h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;margin-top:1.8em;"
     "border-bottom:1px solid #ddd;padding-bottom:.2em}"
     ".meta{color:#555}"
+    ".unfinished{background:#fdecea;border-left:4px solid #c62828;padding:.5em 1em}"
     "table{border-collapse:collapse;font-size:.88em;margin:1em 0;display:block;overflow-x:auto}"
     "th,td{border:1px solid #d0d0d0;padding:.3em .6em;white-space:nowrap}"
     "th{background:#f1f3f5;position:sticky;top:0}"
@@ -144,7 +145,11 @@ gboolean prunus_report_write_html(const PrunusReport *r,
   html_text(h, r->run_dir);
   g_string_append(h, "</code> · prunus ");
   html_text(h, r->version ? r->version : "?");
-  g_string_append(h, "</p>\n<h2>Experiments</h2>\n<ul>\n");
+  g_string_append(h, "</p>\n");
+  if (r->unfinished)
+    g_string_append(h, "<p class=\"unfinished\"><strong>Unfinished run</strong>: "),
+        html_text(h, r->unfinished), g_string_append(h, "</p>\n");
+  g_string_append(h, "<h2>Experiments</h2>\n<ul>\n");
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
     g_string_append(h, "<li><strong>");

@@ -6,11 +6,17 @@
 #include "json.h"
 #include "config.h"
 #include "model.h"
+#include "plugin_host.h"
 #include "train.h"
 
 G_BEGIN_DECLS
 
 #define PRUNUS_MAX_LATENCIES 12 /* 4 batch sizes x dense, shrunk, sparse */
+
+/* The plugin slots of an experiment, as summary.json names them ("plugins",
+ * "plugins_sha256"), in the order of PrunusRoundMetrics.plugin_sha256. */
+#define PRUNUS_RUNDIR_N_SLOTS 3
+extern const char *const prunus_rundir_slots[PRUNUS_RUNDIR_N_SLOTS];
 
 /* What summary.json says about one round (round 0 = the dense network). */
 typedef struct {
@@ -33,6 +39,9 @@ typedef struct {
    * (their amount counts units, not weights); written as requested_sparsity */
   gboolean has_request;
   double requested_sparsity;
+  /* SHA-256 (hex) of the plugin files that produced the round, by slot; "" = not
+   * recorded (rounds written before prunus recorded them) */
+  char plugin_sha256[PRUNUS_RUNDIR_N_SLOTS][65];
 } PrunusRoundMetrics;
 
 void prunus_round_metrics_clear(PrunusRoundMetrics *r);
@@ -41,6 +50,8 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r);
 /* Read a round back from its summary.json object (for resuming). FALSE when a
  * contract key is missing. */
 gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics *r);
+/* Copy the sha256 of each plugin recorded in exp_json's "plugins" into r. */
+void prunus_round_metrics_stamp_plugins(PrunusRoundMetrics *r, const PrunusJson *exp_json);
 /* Fill sparsity/params/flops fields from a model whose dense ancestor had
  * params_total parameters, prunable_total prunable weights and dense_flops FLOPs. */
 void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
@@ -62,7 +73,8 @@ gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uin
                                     int round, const PrunusEpochReport *r, GError **error);
 /* summary.json's header, the one every command that trains writes: prunus_version,
  * command ("train" or "run"), config (its path), config_hash, threads (training's),
- * and an empty experiments list. (transfer full) */
+ * status "running" with status_message null, and an empty experiments list.
+ * (transfer full) */
 PrunusJson *prunus_rundir_summary_new(const char *command, const char *config_path,
                                       const char *config_hash, int threads);
 /* The entry of experiment name at seed in summary's experiments list; a new entry
@@ -77,6 +89,58 @@ GHashTable *prunus_rundir_checkpoint_metadata(PrunusConfig *cfg, const PrunusRun
 /* Write dir/name atomically (temp + rename) with the pretty-printed JSON. */
 gboolean prunus_rundir_write_json(const char *dir, const char *name, const PrunusJson *v,
                                   GError **error);
+
+/* ------------------------------------------------------------------------ */
+/* run status, plugin builds, resuming */
+
+/* summary.json's "status": what became of the run. */
+#define PRUNUS_RUN_RUNNING "running"         /* a process is working on it (or died silently) */
+#define PRUNUS_RUN_FINISHED "finished"       /* every selected experiment ran to its end */
+#define PRUNUS_RUN_FAILED "failed"           /* stopped by an error: status_message says which */
+#define PRUNUS_RUN_INTERRUPTED "interrupted" /* stopped by SIGINT, SIGTERM or SIGHUP */
+
+/* Set "status" and "status_message" (message NULL: null). */
+void prunus_rundir_summary_set_status(PrunusJson *summary, const char *status, const char *message);
+/* The recorded "status" (NULL when absent: written before prunus recorded it);
+ * *message (may be NULL) gets status_message or NULL. (transfer none) */
+const char *prunus_rundir_summary_status(const PrunusJson *summary, const char **message);
+
+/* Write dir/summary.json atomically. While its status is "running", also hand
+ * base/fatal.c the same text with the status left open, so a fatal signal, an
+ * interrupt or a plugin's exit() rewrites it as "failed" or "interrupted" with the
+ * message; any other status withdraws that. */
+gboolean prunus_rundir_write_summary(const char *dir, PrunusJson *summary, GError **error);
+
+/* summary.json read back for resuming a `command` run of the config whose hash is
+ * hash: text (len bytes, read from path) must be a JSON object recording that command
+ * and hash. Errors name path and say that nothing was changed. (transfer full) */
+PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size_t len,
+                                        const char *command, const char *hash, GError **error);
+
+/* One plugin build as summary.json records it: {"name", "version", "path", "sha256"}
+ * with the SHA-256 of the file at path ("" when it cannot be read). (transfer full) */
+PrunusJson *prunus_rundir_plugin_record(const char *name, const char *version, const char *path);
+/* Compare the "plugins" objects of two runs of an experiment, slot by slot: NULL when
+ * every slot recorded in both has the same name, version and sha256, else one line
+ * per difference ("prune.criterion plugin 'x' is another build than the one that
+ * produced the earlier rounds: sha256 ab12… (path) then, cd34… (path) now").
+ * (transfer full) */
+char *prunus_rundir_plugins_compare(const PrunusJson *before, const PrunusJson *now);
+/* Record the builds of the three instances (criterion, granularity, retrain) as
+ * exp_json's "plugins"; returns prunus_rundir_plugins_compare's text against what
+ * exp_json recorded before, or NULL. (transfer full) */
+char *prunus_rundir_summary_set_plugins(PrunusJson *exp_json, PrunusHost *const hosts[3]);
+
+/* The run folder's lock (dir/prunus.lock): one `prunus run` per folder. */
+typedef struct PrunusRunLock PrunusRunLock;
+/* Take the lock without waiting and write this process's PID into the file. When a
+ * live process holds it, an error naming dir and that PID. A lock left by a killed
+ * process is free again: the kernel drops it with the process. (transfer full) */
+PrunusRunLock *prunus_rundir_lock(const char *dir, GError **error);
+void prunus_rundir_unlock(PrunusRunLock *lock);
+/* The PID recorded by the live process that holds dir's lock; 0 when none holds it,
+ * -1 when one does but its PID cannot be read. */
+int prunus_rundir_lock_holder(const char *dir);
 
 G_END_DECLS
 

@@ -2,6 +2,7 @@
  * model view, retrain services) and the life cycle of one plugin instance. */
 #include "plugin_host.h"
 #include "linalg.h"
+#include "plugin_guard.h"
 #include "rng.h"
 
 #include <inttypes.h>
@@ -168,24 +169,32 @@ static int svc_train(PrunusHost *h, int epochs, double lr, double offset, int to
     return -1;
   }
   /* the call sets error: sequence it before error is read (argument order is unspecified) */
+  prunus_plugin_guard_enter_service("train()");
   const gboolean ok = h->cb.train(h->cb.user, epochs, lr, offset, total, &error);
+  prunus_plugin_guard_leave();
   return service_result(h, ok, error);
 }
 
 static int svc_rewind(PrunusHost *h, int epoch) {
   GError *error = NULL;
+  prunus_plugin_guard_enter_service("rewind()");
   const gboolean ok = h->cb.rewind(h->cb.user, epoch, &error);
+  prunus_plugin_guard_leave();
   return service_result(h, ok, error);
 }
 
 static int svc_reinit(PrunusHost *h, uint64_t seed) {
   GError *error = NULL;
+  prunus_plugin_guard_enter_service("reinit()");
   const gboolean ok = h->cb.reinit(h->cb.user, seed, &error);
+  prunus_plugin_guard_leave();
   return service_result(h, ok, error);
 }
 
 static int svc_evaluate(PrunusHost *h, double *loss, double *accuracy) {
+  prunus_plugin_guard_enter_service("evaluate()");
   h->cb.evaluate(h->cb.user, loss, accuracy);
+  prunus_plugin_guard_leave();
   return 0;
 }
 
@@ -279,7 +288,10 @@ PrunusHost *prunus_host_instantiate(const PrunusPluginEntry *entry, PrunusConfig
                                   : entry->desc->kind == PRUNUS_PLUGIN_CRITERION
                                       ? &services_criterion
                                       : &services_granularity;
-  if (entry->desc->create(h, svc, &h->state) != 0) {
+  prunus_host_call_begin(h, "create()");
+  const int rc = entry->desc->create(h, svc, &h->state);
+  prunus_host_call_end(h);
+  if (rc != 0) {
     prunus_host_set_failure(h, "create() failed", error);
     prunus_host_free(h);
     return NULL;
@@ -294,7 +306,11 @@ void prunus_host_reseed(PrunusHost *h, uint64_t seed) {
 
 void prunus_host_free(PrunusHost *h) {
   if (!h) return;
-  if (h->created && h->entry->desc->destroy) h->entry->desc->destroy(h->state);
+  if (h->created && h->entry->desc->destroy) {
+    prunus_host_call_begin(h, "destroy()");
+    h->entry->desc->destroy(h->state);
+    prunus_host_call_end(h);
+  }
   g_clear_error(&h->service_error);
   g_free(h->message);
   g_free(h->slot);
@@ -304,6 +320,19 @@ void prunus_host_free(PrunusHost *h) {
 void *prunus_host_state(PrunusHost *h) { return h->state; }
 
 const PrunusPluginDesc *prunus_host_desc(PrunusHost *h) { return h->entry->desc; }
+
+const char *prunus_host_path(PrunusHost *h) { return h->entry->path; }
+
+const char *prunus_host_slot(PrunusHost *h) { return h->slot; }
+
+void prunus_host_call_begin(PrunusHost *h, const char *call) {
+  prunus_plugin_guard_enter(h->slot, h->entry->desc->name, h->entry->path, call);
+}
+
+void prunus_host_call_end(PrunusHost *h) {
+  (void)h;
+  prunus_plugin_guard_leave();
+}
 
 void prunus_host_set_failure(PrunusHost *h, const char *what, GError **error) {
   g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN, "%s plugin '%s' (%s): %s: %s", h->slot,

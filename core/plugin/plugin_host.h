@@ -38,6 +38,14 @@ void prunus_host_free(PrunusHost *h);
 
 void *prunus_host_state(PrunusHost *h);
 const PrunusPluginDesc *prunus_host_desc(PrunusHost *h);
+/* The plugin's file and the slot it fills ("prune.criterion"). (transfer none) */
+const char *prunus_host_path(PrunusHost *h);
+const char *prunus_host_slot(PrunusHost *h);
+/* Bracket every call into the plugin (call: "score()"): a crash, abort or exit()
+ * inside it is reported naming the plugin, its path, the call and where the run is
+ * (plugin_guard.h). create() and destroy() are bracketed here already. */
+void prunus_host_call_begin(PrunusHost *h, const char *call);
+void prunus_host_call_end(PrunusHost *h);
 /* Turn a non-zero plugin return into a GError: "<slot> plugin 'name' (path): what: reason". */
 void prunus_host_set_failure(PrunusHost *h, const char *what, GError **error);
 /* An error a host service raised while the plugin ran (e.g. training diverged);

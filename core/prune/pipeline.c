@@ -6,6 +6,7 @@
 #include "checkpoint.h"
 #include "engine.h"
 #include "latency.h"
+#include "plugin_guard.h"
 #include "plugin_host.h"
 #include "progress.h"
 #include "rng.h"
@@ -161,7 +162,10 @@ typedef struct {
 
 static int observe_step(void *user, const PrunusModelView *view, const PrunusCalibStep *step) {
   Observer *o = user;
-  return o->ops->observe(prunus_host_state(o->host), view, step);
+  prunus_host_call_begin(o->host, "observe()");
+  int rc = o->ops->observe(prunus_host_state(o->host), view, step);
+  prunus_host_call_end(o->host);
+  return rc;
 }
 
 typedef struct {
@@ -307,7 +311,10 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
     }
   }
   PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit, .layer = layer};
-  if (ops->score(state, &p->vs.view, &scores) != 0) {
+  prunus_host_call_begin(crit, "score()");
+  int score_rc = ops->score(state, &p->vs.view, &scores);
+  prunus_host_call_end(crit);
+  if (score_rc != 0) {
     prunus_host_set_failure(crit, "score() failed", error);
     return FALSE;
   }
@@ -384,7 +391,10 @@ static gboolean score_plan_apply(Pipeline *p, uint32_t produces, uint32_t needs,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL,
                            .layer = layer};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
-    if (gops->plan(prunus_host_state(p->gran), &p->vs.view, &scores, &p->req, &plan) != 0) {
+    prunus_host_call_begin(p->gran, "plan()");
+    int plan_rc = gops->plan(prunus_host_state(p->gran), &p->vs.view, &scores, &p->req, &plan);
+    prunus_host_call_end(p->gran);
+    if (plan_rc != 0) {
       prunus_host_set_failure(p->gran, "plan() failed", error);
       ok = FALSE;
     }
@@ -399,7 +409,9 @@ static gboolean update_layer(Pipeline *p, int k, GError **error) {
   const PrunusCriterionOps *cops = prunus_host_desc(p->crit)->criterion;
   if (!cops->update) return TRUE;
   p->updating = k;
+  prunus_host_call_begin(p->crit, "update()");
   int rc = cops->update(prunus_host_state(p->crit), &p->vs.view, k);
+  prunus_host_call_end(p->crit);
   p->updating = -1;
   if (rc == 0) return TRUE;
   char *what = g_strdup_printf("update() of layer %s failed", p->vs.layers[k].name);
@@ -441,8 +453,12 @@ static double requested_removals(const Pipeline *p) {
  * the achieved sparsity against the requested one. */
 static gboolean prune_round(Pipeline *p, GError **error) {
   const PrunusCriterionOps *cops = prunus_host_desc(p->crit)->criterion;
+  prunus_host_call_begin(p->crit, "produces()");
   uint32_t produces = cops->produces(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
+  prunus_host_call_begin(p->crit, "needs()");
   uint32_t needs = cops->needs(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
   build_request(p, -1);
   uint64_t alive0 = alive_weights(p);
   double requested = requested_removals(p);
@@ -569,7 +585,7 @@ static gboolean write_summary(Pipeline *p, GError **error) {
     prunus_json_array_add(
         rounds, prunus_round_metrics_to_json(&g_array_index(p->rounds, PrunusRoundMetrics, i)));
   prunus_json_object_set(p->exp_json, "rounds", rounds);
-  return prunus_rundir_write_json(p->exp.run_dir, "summary.json", p->summary, error);
+  return prunus_rundir_write_summary(p->exp.run_dir, p->summary, error);
 }
 
 static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
@@ -605,6 +621,7 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
     prunus_round_metrics_clear(&rm);
     return FALSE;
   }
+  prunus_round_metrics_stamp_plugins(&rm, p->exp_json);
   g_array_append_val(p->rounds, rm);
   if (!p->exp.quiet)
     printf("%s round %d: sparsity %.4f  params %" G_GUINT64_FORMAT "  test_acc %.4f  flops x%.2f\n",
@@ -797,7 +814,9 @@ static gboolean check_post_training(Pipeline *p, GError **error) {
   const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
   if (gd->granularity->pattern) {
     int n = 0, m = 0;
+    prunus_host_call_begin(p->gran, "pattern()");
     gd->granularity->pattern(prunus_host_state(p->gran), &n, &m);
+    prunus_host_call_end(p->gran);
     if ((n != 0 || m != 0) && !(n >= 1 && n < m)) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
                   "prune.granularity plugin '%s': pattern() gave n = %d, m = %d; a pattern "
@@ -807,7 +826,9 @@ static gboolean check_post_training(Pipeline *p, GError **error) {
     }
     p->pattern_n = n, p->pattern_m = m;
   }
+  prunus_host_call_begin(p->crit, "needs()");
   uint32_t needs = cd->criterion->needs(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
   char *where = prunus_config_where(p->exp.cfg, config_setting_get_member(pc->criterion, "plugin"));
   char *who = g_strdup_printf("%s: prune.criterion plugin '%s'", where, cd->name);
   gboolean ok = prunus_calib_check_needs(&p->vs.view, needs, who, error);
@@ -840,8 +861,12 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
   if (!p->retr) return FALSE;
   if (!prunus_config_check_unread(p->exp.cfg, error)) return FALSE;
   const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
+  prunus_host_call_begin(p->crit, "produces()");
   uint32_t produces = cd->criterion->produces(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
+  prunus_host_call_begin(p->gran, "accepts()");
   uint32_t accepts = gd->granularity->accepts(prunus_host_state(p->gran));
+  prunus_host_call_end(p->gran);
   if (!(produces & accepts)) {
     char *where =
         prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
@@ -927,6 +952,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
   gboolean resuming =
       done && prunus_json_type(done) == PRUNUS_JSON_ARRAY && prunus_json_length(done) > 0;
   gint64 t0 = g_get_monotonic_time();
+  prunus_plugin_guard_set_round(0);
   if (resuming) {
     first_round = resume(p, done, error);
     if (first_round < 0) return FALSE;
@@ -943,6 +969,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
   if (!resuming && !finish_round(p, (g_get_monotonic_time() - t0) / 1e6, error)) return FALSE;
 
   for (p->round = first_round; p->round <= pc->rounds; p->round++) {
+    prunus_plugin_guard_set_round(p->round);
     gint64 tr = g_get_monotonic_time();
     char label[32];
     g_snprintf(label, sizeof label, "round %d", p->round);
@@ -953,7 +980,10 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     prunus_host_reseed(p->retr, round_seed);
     if (!prune_round(p, error)) return FALSE;
     const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
-    if (rd->retrain->retrain(prunus_host_state(p->retr), p->round) != 0) {
+    prunus_host_call_begin(p->retr, "retrain()");
+    int rc = rd->retrain->retrain(prunus_host_state(p->retr), p->round);
+    prunus_host_call_end(p->retr);
+    if (rc != 0) {
       GError *cause = prunus_host_take_service_error(p->retr);
       if (cause && cause->code == PRUNUS_ERROR_NUMERIC) {
         g_propagate_prefixed_error(error, cause, "prune.retrain plugin '%s', round %d: ", rd->name,
@@ -987,6 +1017,10 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
                            prunus_json_new_string(pc->granularity_name));
     prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
     prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
+    char *changed =
+        prunus_rundir_summary_set_plugins(p->exp_json, (PrunusHost *[]){p->crit, p->gran, p->retr});
+    if (changed) g_printerr("prunus: warning: %s: %s\n", exp->name, changed);
+    g_free(changed);
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
     if (p->pattern_m > 0 &&
         pc->final_target > 1.0 - (double)p->pattern_n / p->pattern_m + pc->tolerance)

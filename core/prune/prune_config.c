@@ -189,10 +189,14 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
                              error) ||
       !prunus_config_get_int(cfg, pc.criterion, "calib_batch", FALSE, 128, &pc.calib_batch, error))
     goto out_clear;
-  if (pc.calib_batches < 1 || pc.calib_batch < 1) {
+  /* the upper bounds keep an absurd value from reaching an allocation */
+  if (pc.calib_batches < 1 || pc.calib_batch < 1 || pc.calib_batches > 1000000 ||
+      pc.calib_batch > PRUNUS_MODEL_MAX_BATCH) {
     char *where = prunus_config_where(cfg, pc.criterion);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.criterion: calib_batches and calib_batch must be >= 1", where);
+                "%s: prune.criterion: calib_batches must be in [1, 1000000] and calib_batch in "
+                "[1, %d], found %d and %d",
+                where, PRUNUS_MODEL_MAX_BATCH, pc.calib_batches, pc.calib_batch);
     g_free(where);
     goto out_clear;
   }
@@ -212,10 +216,11 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     if (b) {
       prunus_config_mark_read(cfg, b);
       int n = config_setting_length(b);
-      if (!config_setting_is_aggregate(b) || n > 4) {
+      /* the report's table reads the last one: the list is never empty */
+      if (!config_setting_is_aggregate(b) || n < 1 || n > 4) {
         char *where = prunus_config_where(cfg, b);
         g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: prune.latency.batches must be a list of up to 4 batch sizes", where);
+                    "%s: prune.latency.batches must be a list of 1 to 4 batch sizes", where);
         g_free(where);
         goto out_clear;
       }

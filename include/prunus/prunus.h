@@ -61,7 +61,12 @@ PRUNUS_API gboolean prunus_job_eval(const char *checkpoint, const PrunusJobOptio
  * checkpoints, metrics.jsonl, summary.json (rewritten after every round). Every
  * experiment x seed is checked first (config keys, plugin names and settings, the
  * criterion/granularity pairing), before the dataset is read: a config with a mistake
- * anywhere is refused with nothing trained and nothing written. */
+ * anywhere is refused with nothing trained and nothing written. A second run into a
+ * folder in use is refused (its lock, prunus.lock). The first call installs, for the
+ * rest of the process, handlers for SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGINT,
+ * SIGTERM and SIGHUP (chaining to those installed before), an exit hook, and ignores
+ * SIGXFSZ: a crash, an interrupt or a plugin's exit() during a run is then reported
+ * naming what ran, and recorded in summary.json (docs/reliability.md). */
 PRUNUS_API gboolean prunus_job_run(const PrunusJobOptions *o, GError **error);
 
 /* `prunus report`: rebuild RUN_DIR's reports (summary.md, summary.csv, plots/,

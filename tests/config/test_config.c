@@ -547,15 +547,15 @@ static void test_out_of_range(void) {
   edit_fails_at("lr = 0.05;", "lr = 0.05; momentum = -0.5;", "momentum",
                 "key 'train.momentum' = -0.5 is out of range", "must be in [0, 1)");
   edit_fails_at("lr = 0.05;", "lr = 0.05; batch = 0;", "batch",
-                "key 'train.batch' = 0 is out of range", ">= 1");
+                "key 'train.batch' = 0 is out of range", "must be in [1, 65536]");
   edit_fails_at("lr = 0.05;", "lr = 0.05; lr_schedule = \"step\"; step_size = 0;", "step_size",
                 "key 'train.step_size' = 0 is out of range", ">= 1");
   edit_fails_at("lr = 0.05;", "lr = 0.05; nesterov = true;", "nesterov",
                 "key 'train.nesterov' = true needs momentum > 0", NULL);
   edit_fails_at("input = [1, 28, 28];", "input = [1, 0, 28];", "input",
-                "key 'model.input[1]' = 0 is out of range: must be >= 1", NULL);
+                "key 'model.input[1]' = 0 is out of range: must be in [1, 1048576]", NULL);
   edit_fails_at("units = 300;", "units = 0;", "units = 0",
-                "key 'model.layers[1].units' = 0 is out of range", ">= 1");
+                "key 'model.layers[1].units' = 0 is out of range", "must be in [1, 1048576]");
   edit_fails_at("  test_labels", "  validation = -5;\n  test_labels", "validation",
                 "key 'dataset.validation' = -5 is out of range: must be >= 0", NULL);
   char *text = edit(BASE, "train = {\n", "seed = -1;\ntrain = {\n");

@@ -1,0 +1,23 @@
+#!/bin/sh
+# valgrind.sh: the test suite under valgrind memcheck: an invalid read or write, a use
+# of uninitialised memory or a definite leak fails the test (valgrind exits 99), in the
+# test programs and in the prunus processes they start.
+# Usage: scripts/valgrind.sh [meson test options and TEST names...]
+#   default: every test but the lint and slow suites (about 25 minutes on 2 cores);
+#   scripts/valgrind.sh json idx ...: the named tests only (test.sh runs the readers' tests
+#   and the fuzz corpora this way: a minute or two).
+# Builds into build/ as scripts/setup.sh does; installs valgrind when missing.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/setup-checks.sh
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+# children: the prunus binary yes; the shell, gnuplot and chromium the tests may start, no
+VG="valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite"
+VG="$VG --errors-for-leak-kinds=definite --track-origins=yes --trace-children=yes"
+VG="$VG --trace-children-skip=*/sh,*/bash,*/gnuplot,*chromium*,*/python3*,*/cc,*/gcc,*/meson"
+VG="$VG --suppressions=$PWD/scripts/valgrind.supp"
+if [ $# -eq 0 ]; then
+  set -- --no-suite lint --no-suite slow
+fi
+exec meson test -C build --print-errorlogs --timeout-multiplier 30 --wrapper "$VG" "$@"
