@@ -193,7 +193,8 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
                             GError **error) {
   static const char *const inits[] = {[PRUNUS_INIT_KAIMING] = "kaiming",
                                       [PRUNUS_INIT_GLOROT] = "glorot",
-                                      [PRUNUS_INIT_GLOROT + 1] = NULL};
+                                      [PRUNUS_INIT_UNIFORM_FAN_IN] = "uniform-fan-in",
+                                      [PRUNUS_INIT_UNIFORM_FAN_IN + 1] = NULL};
   config_setting_t *model = prunus_config_get_group(c, root, "model", TRUE, error);
   if (!model || !parse_input_shape(c, model, &arch->input, error)) return FALSE;
   int init;

@@ -266,11 +266,20 @@ void prunus_model_init_params(PrunusModel *m, uint64_t seed) {
       double a = sqrt(6.0 / (l->fan_in + l->fan_out));
       for (size_t j = 0; j < l->w_len; j++)
         w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
+    } else if (m->arch.init == PRUNUS_INIT_UNIFORM_FAN_IN) {
+      /* the layer's weights, then its biases, from one stream (PyTorch's order) */
+      double a = 1.0 / sqrt(l->fan_in);
+      float *b = m->params + l->b_off;
+      for (size_t j = 0; j < l->w_len; j++)
+        w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
+      for (size_t j = 0; j < l->b_len; j++)
+        b[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
     } else {
       double sd = sqrt(2.0 / l->fan_in);
       for (size_t j = 0; j < l->w_len; j++) w[j] = (float)(prunus_rng_normal(&rng) * sd);
     }
-    memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
+    if (m->arch.init != PRUNUS_INIT_UNIFORM_FAN_IN)
+      memset(m->params + l->b_off, 0, sizeof(float) * l->b_len);
   }
   prunus_model_apply_mask(m);
 }

@@ -10,6 +10,9 @@ G_BEGIN_DECLS
 typedef enum {
   PRUNUS_INIT_KAIMING, /* N(0, 2/fan_in): the default for ReLU networks */
   PRUNUS_INIT_GLOROT,  /* U(±sqrt(6/(fan_in+fan_out))) */
+  /* weights and biases U(±1/sqrt(fan_in)): PyTorch's default for nn.Linear and
+   * nn.Conv2d, so a study can start from the distribution its PyTorch peer uses */
+  PRUNUS_INIT_UNIFORM_FAN_IN,
 } PrunusInit;
 
 /* A whole architecture: the input shape and the layers in order. */
@@ -44,7 +47,8 @@ typedef struct {
 /* (transfer full) the model with parameters initialised from seed. */
 PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed, GError **error);
 void prunus_model_free(PrunusModel *m);
-/* Re-draw every parameter from seed (Kaiming/Glorot weights, zero biases). */
+/* Re-draw every parameter from seed (Kaiming/Glorot weights and zero biases;
+ * uniform-fan-in weights and biases). */
 void prunus_model_init_params(PrunusModel *m, uint64_t seed);
 /* Grow the workspace so batches of up to B fit. */
 void prunus_model_reserve_batch(PrunusModel *m, int B);

@@ -28,6 +28,10 @@ typedef struct {
   char *checkpoint; /* path relative to the run dir (owned) */
   uint64_t checkpoint_bytes;
   double seconds;
+  /* where the rest of the round's time went (NaN: not recorded, as in older
+   * summaries): the test and validation passes, the latency measurements, writing
+   * the θ sidecar and the checkpoint */
+  double seconds_evaluate, seconds_latency, seconds_checkpoint;
 } PrunusRoundMetrics;
 
 void prunus_round_metrics_clear(PrunusRoundMetrics *r);

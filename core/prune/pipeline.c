@@ -38,6 +38,7 @@ struct PrunusPipeline {
   GArray *rounds;       /* PrunusRoundMetrics */
   PrunusJson *summary;  /* the whole summary.json */
   PrunusJson *exp_json; /* (transfer none) this experiment's entry inside summary */
+  PrunusPipelineTiming timing;
 };
 typedef PrunusPipeline Pipeline;
 
@@ -334,15 +335,61 @@ static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GEr
   return ok;
 }
 
-/* ------------------------------------------------------------------------ */
-/* metrics, checkpoints, summary */
-
 static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
   char *x = prunus_arch_to_string(a), *y = prunus_arch_to_string(b);
   gboolean same = !strcmp(x, y);
   g_free(x), g_free(y);
   return same;
 }
+
+/* prune.masks_from: the source experiment's masks of this round replace score, plan
+ * and apply. The mask becomes the source's; a weight it keeps that this model had
+ * pruned comes back at 0 (the retrain decides its value). */
+static gboolean apply_source_masks(Pipeline *p, GError **error) {
+  char *rel = g_strdup_printf("%s/round-%02d.safetensors", p->exp.masks_subdir, p->round);
+  char *path = g_build_filename(p->exp.run_dir, rel, NULL);
+  gboolean ok = FALSE;
+  PrunusModel *src = NULL;
+  if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "prune.masks_from = \"%s\": round %d needs %s, which does not exist; run "
+                "experiment '%s' first (its rounds must reach %d)",
+                p->pc->masks_from, p->round, path, p->pc->masks_from, p->pc->rounds);
+    goto out_free;
+  }
+  src = prunus_checkpoint_load(path, 1, NULL, NULL, error);
+  if (!src) goto out_free;
+  if (!same_arch(&src->arch, &p->m->arch) || src->n_params != p->m->n_params) {
+    char *a = prunus_arch_to_string(&src->arch), *b = prunus_arch_to_string(&p->m->arch);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "prune.masks_from = \"%s\": %s has the architecture %s, this model %s; masks "
+                "can only be taken from weight-pruned experiments of the same network",
+                p->pc->masks_from, path, a, b);
+    g_free(a), g_free(b);
+    goto out_free;
+  }
+  size_t removed = 0, revived = 0;
+  for (size_t i = 0; i < p->m->n_params; i++) {
+    float was = p->m->mask[i], now = src->mask[i];
+    removed += was != 0.0f && now == 0.0f;
+    revived += was == 0.0f && now != 0.0f;
+    p->m->mask[i] = now;
+    if (now == 0.0f || was == 0.0f) p->m->params[i] = 0.0f;
+  }
+  if (!p->exp.quiet)
+    printf("%s round %d: masks of %s: removed %zu weights, brought back %zu\n", p->exp.name,
+           p->round, rel, removed, revived);
+  ok = TRUE;
+
+out_free:
+  prunus_model_free(src);
+  g_free(path);
+  g_free(rel);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* metrics, checkpoints, summary */
 
 static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
   /* The inference engines (core/infer/engine.c): dense = BLAS on the unpruned layout (the
@@ -418,6 +465,8 @@ static gboolean write_summary(Pipeline *p, GError **error) {
 
 static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   PrunusRoundMetrics rm = {.round = p->round};
+  p->timing.train += seconds;
+  double t0 = prunus_now_us();
   prunus_round_metrics_measure(&rm, p->m, p->params_total, p->prunable_total, p->dense_flops);
   PrunusEvalResult test =
       prunus_evaluate(p->m, p->data->test, &p->data->norm, p->exp.rc->train.batch);
@@ -425,7 +474,11 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
       prunus_evaluate(p->m, p->data->val, &p->data->norm, p->exp.rc->train.batch);
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
+  double t1 = prunus_now_us();
   measure_latency(p, &rm);
+  double t2 = prunus_now_us();
+  rm.seconds_evaluate = (t1 - t0) / 1e6, rm.seconds_latency = (t2 - t1) / 1e6;
+  p->timing.evaluate += rm.seconds_evaluate, p->timing.latency += rm.seconds_latency;
   rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->exp.subdir, p->round);
   char *dir = g_build_filename(p->exp.run_dir, p->exp.subdir, NULL);
   char *path = g_build_filename(p->exp.run_dir, rm.checkpoint, NULL);
@@ -440,6 +493,7 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
                 prunus_checkpoint_save(p->m, path, md, error);
   rm.checkpoint_bytes = prunus_rundir_file_size(path);
   rm.seconds = seconds;
+  rm.seconds_checkpoint = (prunus_now_us() - t2) / 1e6;
   g_hash_table_unref(md);
   g_free(theta_path);
   g_free(path);
@@ -453,7 +507,9 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
     printf("%s round %d: sparsity %.4f  params %" G_GUINT64_FORMAT "  test_acc %.4f  flops x%.2f\n",
            p->exp.name, p->round, rm.sparsity, rm.params_remaining, rm.test_accuracy,
            rm.speedup_theoretical);
-  return write_summary(p, error);
+  gboolean written = write_summary(p, error);
+  p->timing.checkpoint += (prunus_now_us() - t2) / 1e6;
+  return written;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -472,8 +528,12 @@ static void print_table(Pipeline *p) {
   g_snprintf(skey, sizeof skey, "shrunk_b%d", big);
   const PrunusRoundMetrics *r0 = &g_array_index(p->rounds, PrunusRoundMetrics, 0);
   double base = latency_of(r0, dkey);
-  printf("\n%s: %s criterion, %s granularity, %s retrain\n", p->exp.name, p->pc->criterion_name,
-         p->pc->granularity_name, p->pc->retrain_name);
+  if (p->pc->masks_from)
+    printf("\n%s: the masks of %s, %s retrain\n", p->exp.name, p->pc->masks_from,
+           p->pc->retrain_name);
+  else
+    printf("\n%s: %s criterion, %s granularity, %s retrain\n", p->exp.name, p->pc->criterion_name,
+           p->pc->granularity_name, p->pc->retrain_name);
   printf("%5s %8s %10s %7s %9s %8s %11s %11s %9s\n", "round", "sparsity", "params", "compr",
          "flops_x", "test_acc", dkey, skey, "measured_x");
   for (guint i = 0; i < p->rounds->len; i++) {
@@ -576,6 +636,8 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   char *theta =
       g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, n - 1);
   p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
+  /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
+  if (p->m) p->m->arch.init = exp->rc->arch.init;
   gboolean ok = p->m && read_thetas(p, theta, error);
   g_free(theta);
   g_free(path);
@@ -698,6 +760,8 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
   return NULL;
 }
 
+PrunusPipelineTiming prunus_pipeline_timing(const PrunusPipeline *p) { return p->timing; }
+
 void prunus_pipeline_free(PrunusPipeline *p) {
   if (!p) return;
   release(p);
@@ -742,7 +806,8 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     prunus_host_reseed(p->crit, round_seed);
     prunus_host_reseed(p->gran, round_seed);
     prunus_host_reseed(p->retr, round_seed);
-    if (!prune_round(p, p->crit, p->gran, error)) return FALSE;
+    if (pc->masks_from ? !apply_source_masks(p, error) : !prune_round(p, p->crit, p->gran, error))
+      return FALSE;
     const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
     if (rd->retrain->retrain(prunus_host_state(p->retr), p->round) != 0) {
       GError *cause = prunus_host_take_service_error(p->retr);
@@ -778,6 +843,8 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
                            prunus_json_new_string(pc->granularity_name));
     prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
     prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
+    if (pc->masks_from)
+      prunus_json_object_set(p->exp_json, "masks_from", prunus_json_new_string(pc->masks_from));
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
     ok = run_rounds(p, error);
   }

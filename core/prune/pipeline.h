@@ -21,6 +21,7 @@ typedef struct {
   const PrunusPruneConfig *pc; /* cfg's prune group, parsed */
   const char *run_dir;         /* the run folder */
   const char *subdir;          /* its checkpoints, relative to run_dir: "imp" or "imp/seed-1" */
+  const char *masks_subdir;    /* prune.masks_from's subdir (same seed), or NULL */
   const char *cache_dir;       /* pretraining cache (shared by experiments with equal settings) */
   int threads;                 /* training threads (PrunusTrainOptions.threads) */
   gboolean quiet;
@@ -46,6 +47,15 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
 gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJson *summary,
                              GError **error);
 void prunus_pipeline_free(PrunusPipeline *p);
+
+/* Seconds a pipeline's run spent, by kind of work (zero before it runs). */
+typedef struct {
+  double train;      /* pretraining (or reading it from the cache), each round's prune + retrain */
+  double evaluate;   /* the test and validation passes after each round */
+  double latency;    /* the latency measurements */
+  double checkpoint; /* θ sidecars, checkpoints and summary.json */
+} PrunusPipelineTiming;
+PrunusPipelineTiming prunus_pipeline_timing(const PrunusPipeline *p);
 
 /* The pretraining cache key: a hash of everything pretraining depends on. (transfer full) */
 char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch);

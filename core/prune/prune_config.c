@@ -165,6 +165,9 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       !prunus_config_get_string(cfg, prune, "pretrained", FALSE, NULL, &pretrained, error))
     goto out_clear;
   if (pretrained) pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
+  if (!prunus_config_get_string(cfg, prune, "masks_from", FALSE, NULL, &pc.masks_from, error))
+    goto out_clear;
+  if (pc.masks_from) pc.masks_from_key = config_setting_get_member(prune, "masks_from");
   /* θk is kept while this run pretrains (a pretrained model brings no θ at all) */
   if (!pretrained && (pc.rewind_epoch < 0 || pc.rewind_epoch > rc->train.epochs)) {
     char *where = prunus_config_where(cfg, config_setting_get_member(prune, "rewind_epoch"));

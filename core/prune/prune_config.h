@@ -18,6 +18,10 @@ typedef struct {
   double *layer_cap;    /* (n_layers) max_sparsity */
   int rewind_epoch;     /* keep θk at this pretraining epoch (0 = only θ0) */
   char *pretrained;     /* resolved path or NULL */
+  /* masks_from = "name": each round takes its masks from that experiment's checkpoint
+   * of the same round (same seed) instead of scoring and planning; NULL: none */
+  const char *masks_from;
+  config_setting_t *masks_from_key; /* its setting, for errors */
   int calib_batches, calib_batch;
   int latency_batches[4];
   int n_latency_batches;

@@ -517,6 +517,51 @@ static void test_init_seeded_and_masks(void) {
   prunus_model_free(m1), prunus_model_free(m2), prunus_model_free(m3);
 }
 
+/* uniform-fan-in: weights and biases U(±1/sqrt(fan_in)) from one stream, layer by layer;
+ * the other schemes keep zero biases. */
+static void test_init_uniform_fan_in(void) {
+  PrunusArch a =
+      ARCH(1, 1, 400, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 300},
+           {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 100});
+  a.init = PRUNUS_INIT_UNIFORM_FAN_IN;
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, 1, 7, &error);
+  g_assert_no_error(error);
+  int fan_in[] = {400, 300};
+  int dense[] = {1, 3};
+  for (int k = 0; k < 2; k++) {
+    const PrunusLayer *l = &m->layers[dense[k]];
+    double bound = 1.0 / sqrt(fan_in[k]);
+    const float *parts[] = {m->params + l->w_off, m->params + l->b_off};
+    size_t lens[] = {l->w_len, l->b_len};
+    for (int part = 0; part < 2; part++) {
+      double sum = 0.0, sum2 = 0.0, most = 0.0;
+      for (size_t j = 0; j < lens[part]; j++) {
+        double v = parts[part][j];
+        sum += v, sum2 += v * v, most = fmax(most, fabs(v));
+      }
+      double n = (double)lens[part];
+      g_assert_cmpfloat(most, <=, bound);
+      g_assert_cmpfloat(most, >, 0.9 * bound); /* biases too: not zero */
+      /* U(-a, a): mean 0, variance a^2/3 (120000 and 30000 weights; 300 and 100 biases) */
+      g_assert_cmpfloat(fabs(sum / n), <, 4.0 * bound / sqrt(3.0 * n));
+      g_assert_cmpfloat(fabs(sum2 / n / (bound * bound / 3.0) - 1.0), <, part ? 0.25 : 0.02);
+    }
+  }
+  /* a re-draw with the same seed gives the same bits */
+  float *first = g_memdup2(m->params, sizeof(float) * m->n_params);
+  prunus_model_init_params(m, 7);
+  g_assert_cmpmem(first, sizeof(float) * m->n_params, m->params, sizeof(float) * m->n_params);
+  g_free(first);
+  prunus_model_free(m);
+  a.init = PRUNUS_INIT_GLOROT;
+  m = prunus_model_new(&a, 1, 7, &error);
+  g_assert_no_error(error);
+  for (size_t j = 0; j < m->layers[1].b_len; j++)
+    g_assert_cmpfloat(m->params[m->layers[1].b_off + j], ==, 0.0f);
+  prunus_model_free(m);
+}
+
 static void test_arch_string_round_trip(void) {
   PrunusArch a =
       ARCH(1, 28, 28,
@@ -563,6 +608,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/layers/loss", test_loss_gradient_and_value);
   g_test_add_func("/layers/forward-by-hand", test_forward_by_hand);
   g_test_add_func("/layers/init-and-masks", test_init_seeded_and_masks);
+  g_test_add_func("/layers/init-uniform-fan-in", test_init_uniform_fan_in);
   g_test_add_func("/layers/arch-string", test_arch_string_round_trip);
   g_test_add_func("/layers/bad-arch", test_bad_arch_errors);
   return g_test_run();

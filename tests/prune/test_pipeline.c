@@ -350,7 +350,8 @@ static void assert_json_equal(const PrunusJson *a, const PrunusJson *b, const ch
     g_assert_cmpuint(prunus_json_length(a), ==, prunus_json_length(b));
     for (size_t i = 0; i < prunus_json_length(a); i++) {
       const char *key = prunus_json_key(a, i);
-      if (!strcmp(key, "seconds") || !strcmp(key, "latency_us") || !strcmp(key, "checkpoint"))
+      if (g_str_has_prefix(key, "seconds") || !strcmp(key, "latency_us") ||
+          !strcmp(key, "checkpoint"))
         continue;
       const PrunusJson *other = prunus_json_get(b, key);
       if (!other) g_error("%s.%s: missing in the second run", path, key);
@@ -717,6 +718,60 @@ static void test_experiments_and_seeds(void) {
   g_free(run_dir);
 }
 
+/* prune.masks_from: b takes a's masks round by round (a's own scores and plan decide
+ * them), re-drawing its weights; the summary says where its masks came from and how
+ * long each round's evaluation, latency and checkpoint took. */
+static void test_masks_from(void) {
+  static const Setup s = {"global",
+                          "magnitude",
+                          "weight",
+                          "plugin = \"finetune\"; epochs = 1;",
+                          "",
+                          "experiments = ( { name = \"a\"; },\n"
+                          "  { name = \"b\"; prune = { masks_from = \"a\";\n"
+                          "      retrain = { plugin = \"reinit\"; epochs = 1; }; }; } );"};
+  char *run_dir = run_ok("masks-from", &s);
+  PrunusJson *sum = read_json(run_dir, "summary.json");
+  const PrunusJson *exps = prunus_json_get(sum, "experiments");
+  const PrunusJson *b = prunus_json_index(exps, 1);
+  g_assert_cmpstr(prunus_json_string(get(b, "masks_from", PRUNUS_JSON_STRING)), ==, "a");
+  g_assert_null(prunus_json_get(prunus_json_index(exps, 0), "masks_from"));
+  for (int k = 0; k <= ROUNDS; k++) {
+    const PrunusJson *ra =
+        prunus_json_index(prunus_json_get(prunus_json_index(exps, 0), "rounds"), (size_t)k);
+    const PrunusJson *rb = prunus_json_index(prunus_json_get(b, "rounds"), (size_t)k);
+    g_assert_cmpfloat(num(ra, "sparsity"), ==, num(rb, "sparsity"));
+    for (int i = 0; i < 3; i++) {
+      static const char *const keys[] = {"seconds_evaluate", "seconds_latency",
+                                         "seconds_checkpoint"};
+      g_assert_cmpfloat(num(rb, keys[i]), >, 0.0);
+      g_assert_cmpfloat(num(rb, keys[i]), <, 10.0);
+    }
+    char *file = g_strdup_printf("round-%02d.safetensors", k);
+    char *pa = g_build_filename(run_dir, "a", file, NULL),
+         *pb = g_build_filename(run_dir, "b", file, NULL);
+    GError *error = NULL;
+    PrunusModel *ma = prunus_checkpoint_load(pa, 1, NULL, NULL, &error);
+    PrunusModel *mb = prunus_checkpoint_load(pb, 1, NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpmem(ma->mask, sizeof(float) * ma->n_params, mb->mask, sizeof(float) * mb->n_params);
+    size_t same = 0, alive = 0;
+    for (size_t i = 0; i < ma->n_params; i++) {
+      alive += ma->mask[i] != 0.0f;
+      same += ma->mask[i] != 0.0f && ma->params[i] == mb->params[i];
+    }
+    /* round 0 is the shared pretraining; later rounds re-drew b's weights */
+    if (k == 0)
+      g_assert_cmpuint(same, ==, alive);
+    else
+      g_assert_cmpuint(same, <, alive / 100);
+    prunus_model_free(ma), prunus_model_free(mb);
+    g_free(pa), g_free(pb), g_free(file);
+  }
+  prunus_json_free(sum);
+  g_free(run_dir);
+}
+
 // ----------------------------------------------------------------------------
 // A mistake in any experiment is refused before anything trains
 
@@ -815,6 +870,12 @@ static const Refusal refusals[] = {
      "epochs = -2",
      {"prune.retrain plugin 'finetune' (", "create() failed: ",
       "key 'prune.retrain.epochs' = -2 is out of range: must be in [0, 2147483647]"}},
+    {"masks-from-unknown",
+     "masks_from = \"lth\";",
+     "masks_from",
+     {"prune.masks_from = \"lth\": no experiment of that name runs before this one (before "
+      "it: 'a'); list the source experiment first",
+      NULL}},
     {"criterion-granularity",
      "criterion = { plugin = \"weight-norm\"; }; granularity = { plugin = \"weight\"; };",
      "\"weight-norm\"",
@@ -956,6 +1017,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/nan-criterion", test_nan_criterion);
   g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
+  g_test_add_func("/pipeline/masks-from", test_masks_from);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
