@@ -690,16 +690,32 @@ static void engine_forward(void *ctx) {
   prunus_engine_forward(f->e, f->x, f->B, f->logits);
 }
 
-double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
+/* A forward of B seeded random samples, ready to time. */
+static EngineForward timed_forward_new(PrunusEngine *e, int B) {
   size_t n = (size_t)B * e->in_size;
   float *x = g_new(float, n); /* (B, input) */
-  float *logits = g_new(float, (size_t)B * e->n_classes);
   PrunusRng rng;
   prunus_rng_seed(&rng, 12345);
   for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
-  EngineForward f = {e, x, B, logits};
+  return (EngineForward){e, x, B, g_new(float, (size_t)B * e->n_classes)};
+}
+
+static void timed_forward_free(EngineForward *f) {
+  g_free((float *)f->x);
+  g_free(f->logits);
+}
+
+double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
+  EngineForward f = timed_forward_new(e, B);
   double us = prunus_latency_us(engine_forward, &f, budget_seconds, min_runs);
-  g_free(logits);
-  g_free(x);
+  timed_forward_free(&f);
   return us;
+}
+
+PrunusLatency prunus_engine_latency_adaptive(PrunusEngine *e, int B,
+                                             const PrunusLatencyPlan *plan) {
+  EngineForward f = timed_forward_new(e, B);
+  PrunusLatency r = prunus_latency_adaptive(engine_forward, &f, plan);
+  timed_forward_free(&f);
+  return r;
 }

@@ -5,6 +5,7 @@
 #ifndef PRUNUS_ENGINE_H
 #define PRUNUS_ENGINE_H
 
+#include "latency.h"
 #include "model.h"
 
 G_BEGIN_DECLS
@@ -72,6 +73,8 @@ uint64_t prunus_engine_flops(const PrunusEngine *e);
 /* Microseconds of one forward of B seeded random samples, measured as
  * prunus_latency_us does: the lowest of three window medians after 3 warm-ups. */
 double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs);
+/* The same forward timed by prunus_latency_adaptive: windows until two medians agree. */
+PrunusLatency prunus_engine_latency_adaptive(PrunusEngine *e, int B, const PrunusLatencyPlan *plan);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: nothing in core/ calls these */

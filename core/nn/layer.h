@@ -37,6 +37,7 @@ typedef struct {
 } PrunusLayerSpec;
 
 typedef struct PrunusLayerOps PrunusLayerOps;
+typedef struct PrunusSpDense PrunusSpDense; /* spdense.h */
 
 /* One layer of a built model: shapes and where its parameters sit in the slabs. */
 typedef struct {
@@ -54,6 +55,10 @@ typedef struct {
                           * products may add onto them instead of clearing them
                           * first; set by prunus_train for its duration (its
                           * optimizer zeroes the gradients it used) */
+  PrunusSpDense *sparse; /* borrowed: a dense layer's kernels over its alive weights
+                          * (spdense.h), set while prunus_train or an evaluation runs
+                          * it so (prunus_train_attach_sparse); NULL: dense kernels.
+                          * Its backward leaves the weight gradient in sparse->grad */
 } PrunusLayer;
 
 /* Per-layer kernel table; one entry per PrunusLayerType (kann's op list). */

@@ -22,6 +22,7 @@ PrunusTrainConfig prunus_train_config_default(void) {
       .step_size = 1,
       .gamma = 0.1,
       .warmup_epochs = 0.0,
+      .sparse_from = PRUNUS_SPARSE_FROM_DEFAULT,
   };
 }
 
@@ -177,6 +178,43 @@ void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double 
   g_return_if_fail(off + n <= m->n_params);
   step_blocks(span_of(m, off, n, (flags & PRUNUS_OPTIM_MASKED) != 0), tc, (float)lr,
               step > 0 ? step : 1, flags);
+}
+
+void prunus_optim_step_alive(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
+                             size_t off, const int32_t *idx, const float *g, size_t n) {
+  float *restrict p = m->params + off, *restrict m1 = m->opt_m + off, *restrict m2 = m->opt_v + off;
+  const float wd = (float)tc->weight_decay, mu = (float)tc->momentum, flr = (float)lr;
+  if (tc->optimizer == PRUNUS_OPT_ADAM) {
+    AdamScale k = adam_scale(tc, flr, step > 0 ? step : 1);
+    const float b1 = (float)tc->beta1, b2 = (float)tc->beta2, eps = (float)tc->eps;
+    for (size_t j = 0; j < n; j++) {
+      if (idx[j] < 0) continue;
+      size_t i = (size_t)idx[j];
+      float gi = g[j] + wd * p[i];
+      m1[i] = b1 * m1[i] + (1.0f - b1) * gi;
+      m2[i] = b2 * m2[i] + (1.0f - b2) * gi * gi;
+      float denom = sqrtf(m2[i]) / k.c2_sqrt + eps;
+      p[i] = p[i] - k.step_size * m1[i] / denom;
+    }
+  } else if (mu == 0.0f) {
+    for (size_t j = 0; j < n; j++)
+      if (idx[j] >= 0) p[idx[j]] = p[idx[j]] - flr * (g[j] + wd * p[idx[j]]);
+  } else if (tc->nesterov) {
+    for (size_t j = 0; j < n; j++) {
+      if (idx[j] < 0) continue;
+      size_t i = (size_t)idx[j];
+      float gi = g[j] + wd * p[i];
+      m1[i] = mu * m1[i] + gi;
+      p[i] = p[i] - flr * (gi + mu * m1[i]);
+    }
+  } else {
+    for (size_t j = 0; j < n; j++) {
+      if (idx[j] < 0) continue;
+      size_t i = (size_t)idx[j];
+      m1[i] = mu * m1[i] + (g[j] + wd * p[i]);
+      p[i] = p[i] - flr * m1[i];
+    }
+  }
 }
 
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {

@@ -11,6 +11,11 @@ G_BEGIN_DECLS
 typedef enum { PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM } PrunusOptimizer;
 typedef enum { PRUNUS_LR_CONSTANT, PRUNUS_LR_STEP, PRUNUS_LR_COSINE } PrunusLrSchedule;
 
+/* train.sparse_from's default: past this sparsity a LeNet-300-100 layer's training step
+ * measured faster on the sparse kernels than on dense sgemm (bench/sparse_train.c,
+ * docs/perf-log.md). */
+#define PRUNUS_SPARSE_FROM_DEFAULT 0.7
+
 typedef struct {
   int epochs;
   int batch;
@@ -24,6 +29,10 @@ typedef struct {
   int step_size;        /* step: epochs between decays */
   double gamma;         /* step: decay factor */
   double warmup_epochs; /* linear warm-up from 0 (may be 0) */
+  /* a dense layer with at least this fraction of its weights pruned trains on sparse
+   * kernels (spdense.h; >= 1: never): faster past the crossover, the same masks and
+   * the same results up to the order of float additions */
+  double sparse_from;
 } PrunusTrainConfig;
 
 /* The defaults a config starts from. */
@@ -48,6 +57,13 @@ typedef enum {
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
                             size_t off, size_t n, PrunusOptimFlags flags);
 void prunus_optim_reset(PrunusModel *m);
+/* The same step (as prunus_optim_step_span with the mask) for the n weights at
+ * off + idx[k] only, with their gradients in g[k] (entries with idx[k] < 0 skipped):
+ * a layer that trains on its alive weights (spdense.h) steps those and nothing else.
+ * Per weight the arithmetic of the span step, so given equal gradients the weights
+ * come out bit for bit equal. */
+void prunus_optim_step_alive(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
+                             size_t off, const int32_t *idx, const float *g, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: the plain whole-slab step that /train/fit/matches-plain-loop holds

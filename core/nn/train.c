@@ -3,6 +3,7 @@
 #include "train.h"
 #include "gemm.h"
 #include "rng.h"
+#include "spdense.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -76,7 +77,20 @@ static void update_part(void *arg, int part, int n_parts) {
                               u->next_y + a);
   }
   const PrunusLayer *l = &c->m->layers[c->layer];
-  size_t a, b; /* the bias follows the weights in the slab: one span */
+  size_t a, b;
+  if (l->sparse) { /* the alive weights (their gradients in CSR order), then the biases */
+    const PrunusSpDense *sp = l->sparse;
+    prunus_team_block_share((size_t)sp->w->stored, 64, part, n_parts, &a, &b);
+    if (b > a)
+      prunus_optim_step_alive(c->m, u->tc, u->lr, u->step, l->w_off, sp->w_src + a, sp->grad + a,
+                              b - a);
+    prunus_team_block_share(l->b_len, 16, part, n_parts, &a, &b);
+    if (b > a)
+      prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->b_off + a, b - a,
+                             c->flags & ~PRUNUS_OPTIM_STREAM_PARAMS);
+    return;
+  }
+  /* the bias follows the weights in the slab: one span */
   prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
   if (b > a) prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, c->flags);
 }
@@ -100,6 +114,25 @@ static void update_layer(PrunusModel *m, int layer, void *user) {
 
 static void set_grads_zeroed(PrunusModel *m, gboolean on) {
   for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = on;
+}
+
+int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gboolean training) {
+  if (!(from < 1.0)) return 0;
+  int first = prunus_model_first_param_layer(m), n = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    PrunusLayer *l = &m->layers[i];
+    if (l->spec.type != PRUNUS_LAYER_DENSE || l->sparse || l->w_len == 0) continue;
+    size_t zeros = 0;
+    for (size_t j = 0; j < l->w_len; j++) zeros += m->mask[l->w_off + j] == 0.0f;
+    if (zeros == 0 || (double)zeros < from * (double)l->w_len) continue;
+    l->sparse = prunus_spdense_new(l, m->mask + l->w_off, training && i > first, max_batch);
+    n++;
+  }
+  return n;
+}
+
+void prunus_train_detach_sparse(PrunusModel *m) {
+  for (int i = 0; i < m->n_layers; i++) g_clear_pointer(&m->layers[i].sparse, prunus_spdense_free);
 }
 
 int prunus_train_threads_used(int threads) { return CLAMP(threads, 1, PRUNUS_TEAM_MAX_THREADS); }
@@ -176,6 +209,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
    * the ReLUs, the loss, the updates and the next batch's fill */
   PrunusTrainSetup setup = prunus_train_begin(m, opt->threads);
   PrunusTeam *team = setup.team;
+  prunus_train_attach_sparse(m, tc->sparse_from, B, TRUE);
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -241,6 +275,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       memcpy(opt->snapshot, m->params, sizeof(float) * m->n_params);
     if (opt->on_epoch && !opt->on_epoch(&r, opt->user, error)) ok = FALSE;
   }
+  prunus_train_detach_sparse(m);
   prunus_train_end(m, &setup);
   g_free(update.layer_masked);
   g_free(order);

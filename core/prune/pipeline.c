@@ -39,6 +39,8 @@ struct PrunusPipeline {
   PrunusJson *summary;  /* the whole summary.json */
   PrunusJson *exp_json; /* (transfer none) this experiment's entry inside summary */
   PrunusPipelineTiming timing;
+  double run_start_us;       /* when prunus_pipeline_run began (prunus_now_us) */
+  GHashTable *latency_cache; /* "batch|architecture" -> (double *) µs of a dense layout */
 };
 typedef PrunusPipeline Pipeline;
 
@@ -391,28 +393,110 @@ out_free:
 /* ------------------------------------------------------------------------ */
 /* metrics, checkpoints, summary */
 
-static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
-  /* The inference engines (core/infer/engine.c): dense = BLAS on the unpruned layout (the
-   * model itself while it has it) with zeros in place; sparse = CSR kernels; shrunk =
-   * units whose every weight is masked removed physically. */
-  PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;
+/* The inference engines (core/infer/engine.c): dense = BLAS on the unpruned layout (the
+ * model itself while it has it) with zeros in place; shrunk = units whose every weight
+ * is masked removed physically, then dense; sparse = CSR kernels. Keys per batch size
+ * in this order. */
+static const PrunusEngineKind latency_kinds[] = {PRUNUS_ENGINE_DENSE, PRUNUS_ENGINE_SHRUNK,
+                                                 PRUNUS_ENGINE_SPARSE};
+
+static int latency_max_batch(const PrunusPruneConfig *pc) {
   int max_b = 1;
-  for (int i = 0; i < p->pc->n_latency_batches; i++) max_b = MAX(max_b, p->pc->latency_batches[i]);
-  static const PrunusEngineKind kinds[] = {PRUNUS_ENGINE_DENSE, PRUNUS_ENGINE_SHRUNK,
-                                           PRUNUS_ENGINE_SPARSE};
-  PrunusEngine *e[G_N_ELEMENTS(kinds)];
-  for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++)
-    e[k] = prunus_engine_new(kinds[k] == PRUNUS_ENGINE_DENSE ? dense : p->m, kinds[k], max_b, NULL);
+  for (int i = 0; i < pc->n_latency_batches; i++) max_b = MAX(max_b, pc->latency_batches[i]);
+  return max_b;
+}
+
+static void latency_record(PrunusRoundMetrics *rm, PrunusEngineKind kind, int B, double us) {
+  if (rm->n_latency >= PRUNUS_MAX_LATENCIES) return;
+  g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kind), B);
+  rm->latency_us[rm->n_latency++] = us;
+}
+
+/* prune.latency.mode = "fixed": every engine, every batch size, the whole budget. */
+static void measure_latency_fixed(Pipeline *p, PrunusRoundMetrics *rm) {
+  PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;
+  int max_b = latency_max_batch(p->pc);
+  PrunusEngine *e[G_N_ELEMENTS(latency_kinds)];
+  for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++)
+    e[k] = prunus_engine_new(latency_kinds[k] == PRUNUS_ENGINE_DENSE ? dense : p->m,
+                             latency_kinds[k], max_b, NULL);
   for (int i = 0; i < p->pc->n_latency_batches; i++) {
     int B = p->pc->latency_batches[i];
-    for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
-      if (!e[k] || rm->n_latency >= PRUNUS_MAX_LATENCIES) continue;
-      g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kinds[k]),
-                 B);
-      rm->latency_us[rm->n_latency++] = prunus_engine_latency_us(e[k], B, p->pc->latency_budget, 5);
+    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++)
+      if (e[k])
+        latency_record(rm, latency_kinds[k], B,
+                       prunus_engine_latency_us(e[k], B, p->pc->latency_budget, 5));
+  }
+  for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) prunus_engine_free(e[k]);
+}
+
+/* prune.latency.mode = "adaptive". The dense and shrunk engines run dense BLAS on a
+ * layout whose work depends on its shapes, not on its values (masked weights are
+ * exact zeros, never subnormal): each layout is measured once, the first round that
+ * has it, and its time reused by later rounds (cached by architecture and batch size;
+ * a shrunk network without dead units is the dense layout itself). The sparse engine's
+ * work follows the mask: measured every round. Each measurement gets an equal share
+ * of what max_share of the experiment's time so far leaves, at most `seconds`. */
+static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
+  const PrunusPruneConfig *pc = p->pc;
+  PrunusModel *shrunk = prunus_model_shrink_dead(p->m, NULL);
+  const PrunusModel *model[G_N_ELEMENTS(latency_kinds)] = {
+      same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref, shrunk, p->m};
+  char *layout[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
+  for (size_t k = 0; k < 2; k++)
+    if (model[k]) layout[k] = prunus_arch_to_string(&model[k]->arch);
+  int todo = 0; /* measurements to make: the sparse ones and the layouts not yet known */
+  for (int i = 0; i < pc->n_latency_batches; i++) {
+    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
+      char *key = layout[k] ? g_strdup_printf("%d|%s", pc->latency_batches[i], layout[k]) : NULL;
+      gboolean dup = k == 1 && layout[0] && !strcmp(layout[0], layout[1]);
+      todo += model[k] && !dup && (!key || !g_hash_table_contains(p->latency_cache, key));
+      g_free(key);
     }
   }
-  for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) prunus_engine_free(e[k]);
+  double elapsed = (prunus_now_us() - p->run_start_us) / 1e6;
+  double allowed = pc->latency_share * elapsed - p->timing.latency;
+  PrunusLatencyPlan plan = {.min_runs = 5,
+                            .window_us = 2000.0,
+                            .tolerance = pc->latency_tolerance,
+                            .max_seconds = CLAMP(allowed / MAX(todo, 1), 0.0, pc->latency_budget)};
+  int max_b = latency_max_batch(pc);
+  PrunusEngine *e[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
+  for (int i = 0; i < pc->n_latency_batches; i++) {
+    int B = pc->latency_batches[i];
+    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
+      if (!model[k]) continue;
+      char *key = layout[k] ? g_strdup_printf("%d|%s", B, layout[k]) : NULL;
+      double *known = key ? g_hash_table_lookup(p->latency_cache, key) : NULL;
+      if (known) {
+        latency_record(rm, latency_kinds[k], B, *known);
+        g_free(key);
+        continue;
+      }
+      /* the shrunk network is a dense one: built as such, no second shrink */
+      if (!e[k])
+        e[k] = prunus_engine_new(model[k], k == 2 ? PRUNUS_ENGINE_SPARSE : PRUNUS_ENGINE_DENSE,
+                                 max_b, NULL);
+      double us = e[k] ? prunus_engine_latency_adaptive(e[k], B, &plan).us : NAN;
+      latency_record(rm, latency_kinds[k], B, us);
+      if (key && isfinite(us))
+        g_hash_table_insert(p->latency_cache, key, g_memdup2(&us, sizeof us));
+      else
+        g_free(key);
+    }
+  }
+  for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
+    prunus_engine_free(e[k]);
+    g_free(layout[k]);
+  }
+  prunus_model_free(shrunk);
+}
+
+static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
+  if (p->pc->latency_mode == PRUNUS_LATENCY_FIXED)
+    measure_latency_fixed(p, rm);
+  else
+    measure_latency_adaptive(p, rm);
 }
 
 /* θ0 and θk in the model's current layout, so a resumed run can rewind. */
@@ -468,10 +552,11 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   p->timing.train += seconds;
   double t0 = prunus_now_us();
   prunus_round_metrics_measure(&rm, p->m, p->params_total, p->prunable_total, p->dense_flops);
-  PrunusEvalResult test =
-      prunus_evaluate(p->m, p->data->test, &p->data->norm, p->exp.rc->train.batch);
-  PrunusEvalResult val =
-      prunus_evaluate(p->m, p->data->val, &p->data->norm, p->exp.rc->train.batch);
+  const PrunusTrainConfig *tc = &p->exp.rc->train;
+  prunus_train_attach_sparse(p->m, tc->sparse_from, tc->batch, FALSE); /* as training runs it */
+  PrunusEvalResult test = prunus_evaluate(p->m, p->data->test, &p->data->norm, tc->batch);
+  PrunusEvalResult val = prunus_evaluate(p->m, p->data->val, &p->data->norm, tc->batch);
+  prunus_train_detach_sparse(p->m);
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
   double t1 = prunus_now_us();
@@ -751,6 +836,7 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
   p->pc = exp->pc;
   p->reg = reg;
   p->rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
+  p->latency_cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   p->prunable = g_new0(gboolean, arch->n_layers);
   for (int i = 0; i < arch->n_layers; i++) p->prunable[i] = p->pc->layer_rate[i] > 0.0;
   gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
@@ -766,6 +852,7 @@ void prunus_pipeline_free(PrunusPipeline *p) {
   if (!p) return;
   release(p);
   g_array_free(p->rounds, TRUE);
+  g_hash_table_destroy(p->latency_cache);
   g_free(p->prunable);
   g_free(p);
 }
@@ -835,6 +922,7 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
   p->data = data;
   p->summary = summary;
   p->round = 0;
+  p->run_start_us = prunus_now_us();
   gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
   if (ok) {
     p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);

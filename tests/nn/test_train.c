@@ -2,6 +2,7 @@
  * optimizer steps against hand-computed numbers, training a small MLP to a stated
  * accuracy, determinism, masks surviving training, evaluation, divergence. */
 #include "train.h"
+#include "spdense.h"
 #include "gemm.h"
 #include "rng.h"
 #include "testutil.h"
@@ -570,6 +571,133 @@ static void test_train_keeps_mask(void) {
   prunus_dataset_free(train);
 }
 
+/* prunus_optim_step_alive (a sparse layer's step over its alive weights) against the
+ * masked span step, given the same gradients: bit for bit the same parameters and
+ * optimizer state for every optimizer, the pruned entries untouched. */
+static void test_optim_alive_matches_span(void) {
+  enum { N = 517 };
+  PrunusTrainConfig configs[4];
+  for (int c = 0; c < 4; c++) configs[c] = prunus_train_config_default(), configs[c].lr = 0.05;
+  configs[1].momentum = 0.9, configs[1].weight_decay = 1e-3;
+  configs[2].momentum = 0.9, configs[2].nesterov = TRUE, configs[2].weight_decay = 1e-4;
+  configs[3].optimizer = PRUNUS_OPT_ADAM, configs[3].lr = 1e-3, configs[3].weight_decay = 1e-4;
+  for (int c = 0; c < 4; c++) {
+    float *slab[2][5]; /* per run: params, grads, mask, m1, m2 */
+    PrunusModel m[2];
+    PrunusRng r;
+    prunus_rng_seed(&r, 41);
+    for (int run = 0; run < 2; run++)
+      for (int k = 0; k < 5; k++) slab[run][k] = g_new0(float, N);
+    for (int i = 0; i < N; i++) {
+      float alive = prunus_rng_next(&r) % 3 == 0; /* two thirds pruned */
+      for (int run = 0; run < 2; run++)
+        slab[run][2][i] = alive, slab[run][0][i] = alive * (float)prunus_rng_normal(&r);
+      slab[1][0][i] = slab[0][0][i];
+    }
+    for (int run = 0; run < 2; run++)
+      m[run] = (PrunusModel){.n_params = N,
+                             .params = slab[run][0],
+                             .grads = slab[run][1],
+                             .mask = slab[run][2],
+                             .opt_m = slab[run][3],
+                             .opt_v = slab[run][4]};
+    /* the alive weights in order with padding entries (-1) between, as a CSR holds them */
+    int32_t *idx = g_new(int32_t, 2 * N);
+    float *g = g_new(float, 2 * N);
+    size_t n = 0;
+    for (int i = 0; i < N; i++) {
+      if (slab[0][2][i] == 0.0f) continue;
+      idx[n++] = i;
+      if (i % 7 == 0) idx[n++] = -1;
+    }
+    for (long step = 1; step <= 3; step++) {
+      for (int i = 0; i < N; i++) slab[0][1][i] = (float)prunus_rng_normal(&r);
+      for (size_t j = 0; j < n; j++) g[j] = idx[j] >= 0 ? slab[0][1][idx[j]] : 1e30f;
+      prunus_optim_step_span(&m[0], &configs[c], configs[c].lr, step, 0, N, PRUNUS_OPTIM_MASKED);
+      prunus_optim_step_alive(&m[1], &configs[c], configs[c].lr, step, 0, idx, g, n);
+      /* alive: the same bits; pruned: zero (the span step may leave a -0 there) */
+      for (int k = 0; k < 5; k++)
+        for (int i = 0; k != 1 && i < N; i++) {
+          if (slab[0][2][i] != 0.0f)
+            g_assert_cmpmem(&slab[0][k][i], sizeof(float), &slab[1][k][i], sizeof(float));
+          else
+            g_assert_true(slab[0][k][i] == 0.0f && slab[1][k][i] == 0.0f);
+        }
+    }
+    for (int i = 0; i < N; i++)
+      if (slab[1][2][i] == 0.0f) g_assert_true(slab[1][0][i] == 0.0f && slab[1][3][i] == 0.0f);
+    g_free(idx), g_free(g);
+    for (int run = 0; run < 2; run++)
+      for (int k = 0; k < 5; k++) g_free(slab[run][k]);
+  }
+}
+
+/* Sparse training (train.sparse_from below the layers' sparsity) against dense masked
+ * training of the same network: the same masks, pruned weights and their optimizer
+ * state exactly zero, the weights equal up to the order of float additions; one thread
+ * twice gives the same bits, and so does a team of two (the sparse kernels split by
+ * rows, each summed by one thread). */
+static void test_train_sparse_matches_dense(void) {
+  static PrunusLayerSpec layers[] = {
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 40},
+      {.type = PRUNUS_LAYER_RELU},    {.type = PRUNUS_LAYER_DENSE, .units = 24},
+      {.type = PRUNUS_LAYER_RELU},    {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  PrunusArch arch = {.input = {1, 8, 8}, .n_classes = 4, .n_layers = 6, .layers = layers};
+  PrunusDataset *train = quadrant_dataset(203, 8, 45.0, 12); /* a partial last batch */
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.epochs = 6, tc.weight_decay = 1e-4;
+  enum { DENSE, SPARSE, SPARSE_AGAIN, SPARSE_TEAM, RUNS };
+  PrunusModel *m[RUNS];
+  for (int run = 0; run < RUNS; run++) {
+    GError *error = NULL;
+    m[run] = prunus_model_new(&arch, tc.batch, 5, &error);
+    g_assert_no_error(error);
+    PrunusRng r;
+    prunus_rng_seed(&r, 6);
+    for (int i = 0; i < m[run]->n_layers; i++) {
+      const PrunusLayer *l = &m[run]->layers[i];
+      for (size_t j = 0; j < l->w_len; j++) /* 80% of every layer pruned */
+        m[run]->mask[l->w_off + j] = prunus_rng_uniform(&r) < 0.2 ? 1.0f : 0.0f;
+    }
+    prunus_model_apply_mask(m[run]);
+    PrunusTrainConfig t = tc;
+    t.sparse_from = run == DENSE ? 1.0 : 0.75;
+    PrunusTrainOptions opt = {.threads = run == SPARSE_TEAM ? 2 : 1};
+    g_assert_cmpint(prunus_train_attach_sparse(m[run], t.sparse_from, 8, TRUE), ==,
+                    run == DENSE ? 0 : 3);
+    prunus_train_detach_sparse(m[run]);
+    g_assert_true(prunus_train(m[run], &t, train, NULL, &norm, 8, &opt, &error));
+    g_assert_no_error(error);
+    for (int i = 0; i < m[run]->n_layers; i++) g_assert_null(m[run]->layers[i].sparse);
+  }
+  const size_t n = m[DENSE]->n_params;
+  size_t pruned = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (m[DENSE]->mask[i] != 0.0f) continue;
+    pruned++;
+    g_assert_cmpfloat(m[SPARSE]->params[i], ==, 0.0f);
+    g_assert_cmpfloat(m[SPARSE]->opt_m[i], ==, 0.0f);
+  }
+  g_assert_cmpuint(pruned, >, (n - 68) * 7 / 10);
+  g_assert_cmpmem(m[DENSE]->mask, sizeof(float) * n, m[SPARSE]->mask, sizeof(float) * n);
+  g_assert_cmpfloat(
+      testutil_max_rel_diff(m[SPARSE]->params, m[DENSE]->params, n, "sparse vs dense training"), <,
+      1e-4);
+  g_assert_cmpmem(m[SPARSE]->params, sizeof(float) * n, m[SPARSE_AGAIN]->params, sizeof(float) * n);
+  g_assert_cmpmem(m[SPARSE]->params, sizeof(float) * n, m[SPARSE_TEAM]->params, sizeof(float) * n);
+  /* evaluation through the sparse forward gives the dense forward's numbers */
+  PrunusEvalResult dense = prunus_evaluate(m[SPARSE], train, &norm, 32);
+  g_assert_cmpint(prunus_train_attach_sparse(m[SPARSE], 0.75, 32, FALSE), ==, 3);
+  PrunusEvalResult sparse = prunus_evaluate(m[SPARSE], train, &norm, 32);
+  prunus_train_detach_sparse(m[SPARSE]);
+  assert_close(sparse.loss, dense.loss, 1e-5);
+  assert_close(sparse.accuracy, dense.accuracy, 0);
+  g_assert_cmpfloat(dense.accuracy, >, 0.8); /* it learned: 4 classes, 80% pruned */
+  for (int run = 0; run < RUNS; run++) prunus_model_free(m[run]);
+  prunus_dataset_free(train);
+}
+
 /* The plainest form of the training loop: fill, forward, loss, backward, one optimizer
  * step over the whole slab. prunus_train (per-layer updates right after each backward,
  * the next batch written during the step, mask reads skipped for unpruned layers)
@@ -787,6 +915,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/train/fit/keeps-mask", test_train_keeps_mask);
   g_test_add_func("/train/fit/matches-plain-loop", test_train_matches_plain_loop);
   g_test_add_func("/train/fit/threads-parameter", test_train_threads_parameter);
+  g_test_add_func("/train/optim/alive-matches-span", test_optim_alive_matches_span);
+  g_test_add_func("/train/fit/sparse-matches-dense", test_train_sparse_matches_dense);
   g_test_add_func("/train/fit/snapshot", test_train_snapshot);
   g_test_add_func("/train/fit/diverges", test_train_diverges);
   g_test_add_func("/train/fit/bad-input", test_train_bad_input);
