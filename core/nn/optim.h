@@ -11,10 +11,10 @@ G_BEGIN_DECLS
 typedef enum { PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM } PrunusOptimizer;
 typedef enum { PRUNUS_LR_CONSTANT, PRUNUS_LR_STEP, PRUNUS_LR_COSINE } PrunusLrSchedule;
 
-/* train.sparse_from's default: past this sparsity a LeNet-300-100 layer's training step
- * measured faster on the sparse kernels than on dense sgemm (bench/sparse_train.c,
- * docs/perf-log.md). */
-#define PRUNUS_SPARSE_FROM_DEFAULT 0.7
+/* train.sparse_from's default: from this sparsity on, each of LeNet-300-100's layers
+ * trained a step faster on the sparse kernels than on dense sgemm (the crossovers,
+ * 0.3 to 0.5, are in docs/perf-log.md; bench/sparse_train --layers measures them). */
+#define PRUNUS_SPARSE_FROM_DEFAULT 0.4
 
 typedef struct {
   int epochs;
@@ -61,9 +61,9 @@ void prunus_optim_reset(PrunusModel *m);
  * off + idx[k] only, with their gradients in g[k] (entries with idx[k] < 0 skipped):
  * a layer that trains on its alive weights (spdense.h) steps those and nothing else.
  * Per weight the arithmetic of the span step, so given equal gradients the weights
- * come out bit for bit equal. */
+ * come out bit for bit equal. val (may be NULL) gets each new weight too, val[k]. */
 void prunus_optim_step_alive(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                             size_t off, const int32_t *idx, const float *g, size_t n);
+                             size_t off, const int32_t *idx, const float *g, size_t n, float *val);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: the plain whole-slab step that /train/fit/matches-plain-loop holds

@@ -11,12 +11,18 @@
 G_BEGIN_DECLS
 
 struct PrunusSpDense {
-  int in, out;     /* W (out, in) */
-  PrunusCsr *w;    /* W by rows, the pattern of the mask; values copied in by forward */
-  int32_t *w_src;  /* (w->stored) index in W of each entry, -1 for padding */
-  PrunusCsr *wt;   /* W^T by rows for the input gradient; NULL: none is computed */
-  int32_t *wt_src; /* (wt->stored) */
-  float *grad;     /* (w->stored) dL/dW at w's entries, written by backward */
+  int in, out;        /* W (out, in) */
+  PrunusCsr *w;       /* W by rows, the pattern of the mask; values copied in by forward */
+  int32_t *w_src;     /* (w->stored) index in W of each entry, -1 for padding */
+  PrunusCsr *wt;      /* W^T by rows for the input gradient; NULL: none is computed */
+  int32_t *wt_src;    /* (wt->stored) */
+  int32_t *wt_from_w; /* (wt->stored) where each entry of wt sits in w, -1 for padding */
+  PrunusCsrBlocks *w_blocks, *wt_blocks; /* their column blocks (csr.h); NULL when too sparse */
+  /* TRUE: whoever changes the weights writes w->val too (prunus_train's optimizer steps
+   * them there, prunus_optim_step_alive), so forward need not copy them from the slab;
+   * FALSE (as built): forward copies them in every call */
+  gboolean values_kept;
+  float *grad; /* (w->stored) dL/dW at w's entries, written by backward */
   int max_batch;
   float *xT;  /* (in, max_batch) the last forward's input, transposed (backward reads it) */
   float *yT;  /* (out, max_batch) the output, transposed; in backward dL/dy, transposed */
@@ -24,9 +30,10 @@ struct PrunusSpDense {
 };
 
 /* (transfer full) The sparse form of dense layer l whose weight mask is mask (the
- * layer's w_len entries); input gradients only when with_dx. */
-PrunusSpDense *prunus_spdense_new(const PrunusLayer *l, const float *mask, gboolean with_dx,
-                                  int max_batch);
+ * layer's w_len entries), its values copied from params; input gradients only when
+ * with_dx. */
+PrunusSpDense *prunus_spdense_new(const PrunusLayer *l, const float *params, const float *mask,
+                                  gboolean with_dx, int max_batch);
 void prunus_spdense_free(PrunusSpDense *s);
 /* y (B, out) = x (B, in) W^T + b, W and b read from params at l's offsets. */
 void prunus_spdense_forward(const PrunusLayer *l, PrunusSpDense *s, const float *params,

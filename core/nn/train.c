@@ -83,7 +83,7 @@ static void update_part(void *arg, int part, int n_parts) {
     prunus_team_block_share((size_t)sp->w->stored, 64, part, n_parts, &a, &b);
     if (b > a)
       prunus_optim_step_alive(c->m, u->tc, u->lr, u->step, l->w_off, sp->w_src + a, sp->grad + a,
-                              b - a);
+                              b - a, sp->w->val + a);
     prunus_team_block_share(l->b_len, 16, part, n_parts, &a, &b);
     if (b > a)
       prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->b_off + a, b - a,
@@ -125,7 +125,9 @@ int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gbool
     size_t zeros = 0;
     for (size_t j = 0; j < l->w_len; j++) zeros += m->mask[l->w_off + j] == 0.0f;
     if (zeros == 0 || (double)zeros < from * (double)l->w_len) continue;
-    l->sparse = prunus_spdense_new(l, m->mask + l->w_off, training && i > first, max_batch);
+    l->sparse =
+        prunus_spdense_new(l, m->params, m->mask + l->w_off, training && i > first, max_batch);
+    l->sparse->values_kept = training; /* prunus_train's optimizer writes them */
     n++;
   }
   return n;

@@ -28,9 +28,10 @@ static float *random_sparse(int rows, int cols, uint64_t seed) {
   return W;
 }
 
-/* Shapes with full 32x32 tiles, 8x8 blocks at the edges and scalar leftovers. */
+/* Shapes with full 64x64 tiles, 16x16 and 8x8 blocks at the edges and scalar
+ * leftovers. */
 static void check_transpose(void) {
-  static const int shapes[][2] = {{256, 784}, {97, 333}, {40, 7}, {1, 9}};
+  static const int shapes[][2] = {{256, 784}, {128, 300}, {300, 128}, {97, 333}, {40, 7}, {1, 9}};
   for (size_t s = 0; s < G_N_ELEMENTS(shapes); s++) {
     int R = shapes[s][0], C = shapes[s][1];
     float *src = g_new(float, (size_t)R *C), *ref = g_new(float, (size_t)R *C),

@@ -148,7 +148,7 @@ static void check_sparse_gradients(int B, PrunusCsrLevel level) {
   PrunusCsrLevel old = prunus_csr_cap_level(level);
   for (int k = 0; k < 2; k++) {
     PrunusLayer *l = &m->layers[dense[k]];
-    l->sparse = prunus_spdense_new(l, m->mask + l->w_off, TRUE, B);
+    l->sparse = prunus_spdense_new(l, m->params, m->mask + l->w_off, TRUE, B);
   }
   double L = readout(m, x, c, B);
   char label[64];

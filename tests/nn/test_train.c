@@ -614,7 +614,13 @@ static void test_optim_alive_matches_span(void) {
       for (int i = 0; i < N; i++) slab[0][1][i] = (float)prunus_rng_normal(&r);
       for (size_t j = 0; j < n; j++) g[j] = idx[j] >= 0 ? slab[0][1][idx[j]] : 1e30f;
       prunus_optim_step_span(&m[0], &configs[c], configs[c].lr, step, 0, N, PRUNUS_OPTIM_MASKED);
-      prunus_optim_step_alive(&m[1], &configs[c], configs[c].lr, step, 0, idx, g, n);
+      float *val = g_new(float, n);
+      prunus_optim_step_alive(&m[1], &configs[c], configs[c].lr, step, 0, idx, g, n,
+                              step == 2 ? val : NULL);
+      for (size_t j = 0; step == 2 && j < n; j++) /* val gets each new weight */
+        if (idx[j] >= 0)
+          g_assert_cmpmem(&val[j], sizeof(float), &slab[1][0][idx[j]], sizeof(float));
+      g_free(val);
       /* alive: the same bits; pruned: zero (the span step may leave a -0 there) */
       for (int k = 0; k < 5; k++)
         for (int i = 0; k != 1 && i < N; i++) {
