@@ -14,6 +14,7 @@ prunus's time went, from the `time:` line `prunus run` ends with. It prints PASS
 per target and exits non-zero only when something fails to run.
 
 Usage: bench/lottery_study.py [--build-dir build] [--reps 1] [--threads 1] [--json FILE]
+                              [--python /usr/bin/python3]
 """
 import argparse
 import datetime
@@ -79,8 +80,8 @@ def thread_env(threads):
     return env
 
 
-def run_torch(threads):
-    out, wall, cpu, other = run([sys.executable, TORCH_SIDE, "--threads", str(threads)],
+def run_torch(python, threads):
+    out, wall, cpu, other = run([python, TORCH_SIDE, "--threads", str(threads)],
                                 thread_env(threads))
     final = {}
     info = None
@@ -146,6 +147,9 @@ def main():
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--python", default="/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK)
+                    else sys.executable,
+                    help="the interpreter with PyTorch 1.13 (default: Debian's /usr/bin/python3)")
     args = ap.parse_args()
     prunus = os.path.join(os.path.abspath(args.build_dir), "cli", "prunus")
     if not os.access(prunus, os.X_OK):
@@ -158,7 +162,7 @@ def main():
             r = {}
             for side in order:
                 if side == "torch":
-                    r["torch"] = run_torch(args.threads)
+                    r["torch"] = run_torch(args.python, args.threads)
                 else:
                     d = os.path.join(tmp, f"rep{rep}")
                     r["prunus"] = run_prunus(prunus, args.threads, d)

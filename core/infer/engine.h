@@ -40,6 +40,13 @@ const char *prunus_engine_kind_name(PrunusEngineKind kind);
  * largest batch size measured. */
 PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
                                 GError **error);
+/* (transfer full) A DENSE or SHRUNK engine padded as given, without measuring: dense
+ * layer i (one that feeds another through relus) gets zero rows up to a multiple of 16
+ * where pad[i] (n_layers of the engine's network). Another engine's choices for the same
+ * layers (prunus_engine_layer_padding) lay out a network with fewer units the same way
+ * at no cost. */
+PrunusEngine *prunus_engine_new_padded(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                       const gboolean *pad, GError **error);
 void prunus_engine_free(PrunusEngine *e);
 
 /* logits (B, n_classes) from x (B, input size). */

@@ -41,6 +41,7 @@ struct PrunusPipeline {
   PrunusPipelineTiming timing;
   double run_start_us;       /* when prunus_pipeline_run began (prunus_now_us) */
   GHashTable *latency_cache; /* "batch|architecture" -> (double *) µs of a dense layout */
+  gboolean *dense_pad;       /* (n_layers) the dense engine's padding choices, NULL until built */
 };
 typedef PrunusPipeline Pipeline;
 
@@ -434,9 +435,12 @@ static void measure_latency_fixed(Pipeline *p, PrunusRoundMetrics *rm) {
  * layout whose work depends on its shapes, not on its values (masked weights are
  * exact zeros, never subnormal): each layout is measured once, the first round that
  * has it, and its time reused by later rounds (cached by architecture and batch size;
- * a shrunk network without dead units is the dense layout itself). The sparse engine's
- * work follows the mask: measured every round. Each measurement gets an equal share
- * of what max_share of the experiment's time so far leaves, at most `seconds`. */
+ * a shrunk network without dead units is the dense layout itself). A shrunk layout is
+ * padded where the dense engine measured padding to pay, not searched again (the search
+ * costs ~0.1 s a layer, and weight pruning kills a few units in most late rounds). The
+ * sparse engine's work follows the mask: measured every round. Each measurement gets
+ * an equal share of what max_share of the experiment's time so far leaves, at most
+ * `seconds`. */
 static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   const PrunusPruneConfig *pc = p->pc;
   PrunusModel *shrunk = prunus_model_shrink_dead(p->m, NULL);
@@ -473,10 +477,18 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
         g_free(key);
         continue;
       }
-      /* the shrunk network is a dense one: built as such, no second shrink */
-      if (!e[k])
+      /* the shrunk network is a dense one: built as such (no second shrink), padded
+       * as the dense engine chose once that was measured */
+      if (!e[k] && k == 1 && p->dense_pad && model[1]->n_layers == p->dense_ref->n_layers)
+        e[k] = prunus_engine_new_padded(model[k], PRUNUS_ENGINE_DENSE, max_b, p->dense_pad, NULL);
+      else if (!e[k])
         e[k] = prunus_engine_new(model[k], k == 2 ? PRUNUS_ENGINE_SPARSE : PRUNUS_ENGINE_DENSE,
                                  max_b, NULL);
+      if (k == 0 && e[0] && !p->dense_pad) {
+        p->dense_pad = g_new0(gboolean, prunus_engine_n_layers(e[0]));
+        for (int i = 0; i < prunus_engine_n_layers(e[0]); i++)
+          p->dense_pad[i] = prunus_engine_layer_padding(e[0], i) > 0;
+      }
       double us = e[k] ? prunus_engine_latency_adaptive(e[k], B, &plan).us : NAN;
       latency_record(rm, latency_kinds[k], B, us);
       if (key && isfinite(us))
@@ -825,6 +837,7 @@ static void release(Pipeline *p) {
   g_clear_pointer(&p->m, prunus_model_free);
   g_clear_pointer(&p->theta0, g_free);
   g_clear_pointer(&p->thetak, g_free);
+  g_clear_pointer(&p->dense_pad, g_free);
 }
 
 PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,
