@@ -50,7 +50,9 @@ typedef struct {
 
 typedef struct {
   char *name, *criterion, *granularity, *retrain; /* the last three may be NULL */
-  GArray *runs;                                   /* PrunusReportRun, in summary.json order */
+  char *masks_from;                               /* the experiment whose masks it took, or NULL */
+  char *latency_method; /* how its latency was measured (summary.json), or NULL */
+  GArray *runs;         /* PrunusReportRun, in summary.json order */
   int n_rows;
   PrunusReportRow *rows; /* by round, ascending */
 } PrunusReportExperiment;

@@ -504,6 +504,19 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   prunus_model_free(shrunk);
 }
 
+/* How measure_latency measures, in words for the reports. (transfer full) */
+static char *latency_method(const PrunusPruneConfig *pc) {
+  if (pc->latency_mode == PRUNUS_LATENCY_FIXED)
+    return g_strdup_printf(
+        "fixed: every engine every round, the lowest median of 3 windows of %.3g s",
+        pc->latency_budget / 3);
+  return g_strdup_printf(
+      "adaptive: the lowest window median once two agree within %g%%, at most %g s a "
+      "measurement and %g%% of the experiment's time; dense and shrunk layouts measured once "
+      "each (their work does not depend on the weights), sparse every round",
+      100 * pc->latency_tolerance, pc->latency_budget, 100 * pc->latency_share);
+}
+
 static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
   if (p->pc->latency_mode == PRUNUS_LATENCY_FIXED)
     measure_latency_fixed(p, rm);
@@ -946,6 +959,9 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
     prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
     if (pc->masks_from)
       prunus_json_object_set(p->exp_json, "masks_from", prunus_json_new_string(pc->masks_from));
+    char *method = latency_method(pc);
+    prunus_json_object_set(p->exp_json, "latency_method", prunus_json_new_string(method));
+    g_free(method);
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
     ok = run_rounds(p, error);
   }

@@ -319,6 +319,18 @@ static void check_weight_run(const char *run_dir) {
   }
   /* metrics.jsonl: 3 pretraining epochs, then one fine-tuning epoch per round */
   g_assert_cmpint(count_lines(run_dir, "metrics.jsonl"), ==, 3 + ROUNDS * 1);
+  /* adaptive latency: the dense layout is measured once and its time reused (weight
+   * pruning keeps the layout); the sparse engine every round */
+  const PrunusJson *exp = prunus_json_index(get(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
+  g_assert_true(g_str_has_prefix(prunus_json_string(get(exp, "latency_method", PRUNUS_JSON_STRING)),
+                                 "adaptive: the lowest window median once two agree within 2%"));
+  const PrunusJson *lat0 = get(prunus_json_index(rounds, 0), "latency_us", PRUNUS_JSON_OBJECT);
+  for (int k = 1; k <= ROUNDS; k++) {
+    const PrunusJson *lat =
+        get(prunus_json_index(rounds, (size_t)k), "latency_us", PRUNUS_JSON_OBJECT);
+    g_assert_cmpfloat(num(lat, "dense_b1"), ==, num(lat0, "dense_b1"));
+    g_assert_cmpfloat(num(lat, "sparse_b1"), >, 0.0);
+  }
   prunus_json_free(summary);
 }
 
@@ -768,8 +780,59 @@ static void test_masks_from(void) {
     prunus_model_free(ma), prunus_model_free(mb);
     g_free(pa), g_free(pb), g_free(file);
   }
+  char *md_path = g_build_filename(run_dir, "summary.md", NULL);
+  char *md = NULL;
+  g_assert_true(g_file_get_contents(md_path, &md, NULL, NULL));
+  g_assert_nonnull(
+      strstr(md, "- **b**: the masks of a, retrain reinit; seeds 11; latency adaptive: "));
+  g_free(md), g_free(md_path);
   prunus_json_free(sum);
   g_free(run_dir);
+}
+
+/* prune.latency.mode = "fixed": the old budget, every engine measured every round, and
+ * the reports say so; settings out of range are refused at their key. */
+static void test_latency_fixed(void) {
+  char *cfg = write_config("latency-fixed", &weight_setup);
+  char *run_dir = g_build_filename(data_dir, "run-latency-fixed", NULL);
+  const char *const sets[] = {"prune.latency.mode=\"fixed\"", NULL};
+  PrunusJobOptions o = {
+      .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_true(prunus_job_run(&o, &error));
+  g_assert_no_error(error);
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *exp = prunus_json_index(get(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
+  g_assert_cmpstr(prunus_json_string(get(exp, "latency_method", PRUNUS_JSON_STRING)), ==,
+                  "fixed: every engine every round, the lowest median of 3 windows of 0.000333 s");
+  const PrunusJson *rounds = summary_rounds(summary);
+  for (int k = 0; k <= ROUNDS; k++) {
+    const PrunusJson *lat =
+        get(prunus_json_index(rounds, (size_t)k), "latency_us", PRUNUS_JSON_OBJECT);
+    g_assert_cmpuint(prunus_json_length(lat), ==, 3); /* dense, shrunk, sparse at batch 1 */
+  }
+  prunus_json_free(summary);
+  /* the set, then where the message says it is and what it says */
+  char *at = g_strdup_printf("%s:", cfg);
+  const char *const bad[][3] = {
+      {"prune.latency.max_share=0", at, "prune.latency: max_share must be in (0, 1]"},
+      {"prune.latency.tolerance=1.5", at, "prune.latency: tolerance must be in (0, 1)"},
+      {"prune.latency.mode=\"fast\"", "--set prune.latency.mode: ",
+       "key 'prune.latency.mode': unknown value 'fast' (expected one of: fixed, adaptive)"}};
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    const char *const one[] = {bad[i][0], NULL};
+    char *other = g_build_filename(data_dir, "run-latency-bad", NULL);
+    PrunusJobOptions b = {
+        .config_path = cfg, .overrides = one, .run_dir = other, .threads = 1, .quiet = TRUE};
+    g_assert_false(prunus_job_run(&b, &error));
+    testutil_assert_error_contains(error, bad[i][1], bad[i][2], NULL);
+    g_clear_error(&error);
+    g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
+    g_free(other);
+  }
+  g_free(at);
+  g_free(run_dir);
+  g_free(cfg);
 }
 
 // ----------------------------------------------------------------------------
@@ -1018,6 +1081,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
   g_test_add_func("/pipeline/masks-from", test_masks_from);
+  g_test_add_func("/pipeline/latency-fixed", test_latency_fixed);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
