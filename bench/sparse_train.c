@@ -85,7 +85,7 @@ static double layer_step_us(Shape s, double sparsity, gboolean sparse, int B) {
   tc.lr = 1e-3;
   if (sparse) {
     l->sparse = prunus_spdense_new(l, m->params, m->mask + l->w_off, s.dx, B);
-    l->sparse->values_kept = TRUE; /* as prunus_train runs it: the step below writes them */
+    prunus_spdense_keep_values(l->sparse, l, m->opt_m, m->opt_v); /* as prunus_train runs it */
   }
   l->grads_zeroed = TRUE;
   double best = INFINITY;
@@ -97,8 +97,9 @@ static double layer_step_us(Shape s, double sparsity, gboolean sparse, int B) {
       l->ops->forward(l, m->params, x, y, NULL, B);
       l->ops->backward(l, m->params, m->grads, x, y, dy, s.dx ? dx : NULL, NULL, B);
       if (sparse) {
-        prunus_optim_step_alive(m, &tc, tc.lr, 1, l->w_off, l->sparse->w_src, l->sparse->grad,
-                                (size_t)l->sparse->w->stored, l->sparse->w->val);
+        const PrunusSpDense *sp = l->sparse;
+        prunus_optim_step_arrays(&tc, tc.lr, 1, sp->w->val, sp->m1, sp->m2, sp->grad,
+                                 (size_t)sp->w->stored);
         prunus_optim_step_span(m, &tc, tc.lr, 1, l->b_off, l->b_len, PRUNUS_OPTIM_CLEAR_GRADS);
       } else {
         prunus_optim_step_span(m, &tc, tc.lr, 1, l->w_off, l->w_len + l->b_len,

@@ -786,13 +786,16 @@ static void product_rows(const Product *q, int r0, int r1) {
     sddmm_t_rows_blocked_avx512(q->a, q->blocks, q->dyT, q->x, q->N, q->y, r0, r1);
   else if (q->blocks && q->N > 0 && q->level >= PRUNUS_CSR_AVX512)
     spmm_t_rows_blocked_avx512(q->a, q->blocks, q->x, q->N, q->bias, q->y, r0, r1);
-  else if (q->dyT && q->level >= PRUNUS_CSR_AVX512)
-    sddmm_t_rows_avx512(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
-  else if (q->dyT && q->level == PRUNUS_CSR_AVX2)
-    sddmm_t_rows_avx2(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
-  else if (q->dyT)
-    sddmm_t_rows_scalar(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
-  else if (q->N == 0 && q->level >= PRUNUS_CSR_AVX2)
+  else if (q->dyT) {
+    if (q->level >= PRUNUS_CSR_AVX512)
+      sddmm_t_rows_avx512(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
+    else if (q->level == PRUNUS_CSR_AVX2)
+      sddmm_t_rows_avx2(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
+    else
+      sddmm_t_rows_scalar(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
+    for (int r = r0; r < r1; r++) /* the padding ran through the kernels 8 at a time */
+      for (int32_t k = q->a->ptr[r] + q->a->len[r]; k < q->a->ptr[r + 1]; k++) q->y[k] = 0.0f;
+  } else if (q->N == 0 && q->level >= PRUNUS_CSR_AVX2)
     spmv_rows_avx2(q->a, q->x, q->bias, q->y, r0, r1);
   else if (q->N == 0)
     spmv_rows_scalar(q->a, q->x, q->bias, q->y, r0, r1);

@@ -79,9 +79,9 @@ void prunus_csr_blocks_free(PrunusCsrBlocks *b);
 void prunus_csr_spmm_t_blocked(const PrunusCsr *a, const PrunusCsrBlocks *blocks, const float *xT,
                                int N, const float *bias, float *yT, PrunusTeam *team);
 /* The sampled product (SDDMM) over a's pattern: for each stored entry k of row r,
- * g[k] = sum_n dyT[r, n] xT[col[k], n] (dyT (rows, N), xT (cols, N); padding entries
- * get a value that means nothing). With dyT the output gradient and xT the input of
- * y = x W^T, g is dL/dW at the pattern's places. blocks: a's column blocks, used where
+ * g[k] = sum_n dyT[r, n] xT[col[k], n] (dyT (rows, N), xT (cols, N)); padding entries
+ * get 0 (unblocked) or are left as they are (blocked). With dyT the output gradient and xT the
+ * input of y = x W^T, g is dL/dW at the pattern's places. blocks: a's column blocks, used where
  * they pay (NULL: none). Rows split over team as the products are; the result does not
  * depend on the split. */
 void prunus_csr_sddmm_t(const PrunusCsr *a, const PrunusCsrBlocks *blocks, const float *dyT,

@@ -180,34 +180,11 @@ void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double 
               step > 0 ? step : 1, flags);
 }
 
-void prunus_optim_step_alive(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                             size_t off, const int32_t *idx, const float *g, size_t n, float *val) {
-  float *restrict p = m->params + off, *restrict m1 = m->opt_m + off, *restrict m2 = m->opt_v + off;
-  const float wd = (float)tc->weight_decay, mu = (float)tc->momentum, flr = (float)lr;
-  const AdamScale k =
-      tc->optimizer == PRUNUS_OPT_ADAM ? adam_scale(tc, flr, step > 0 ? step : 1) : (AdamScale){0};
-  const float b1 = (float)tc->beta1, b2 = (float)tc->beta2, eps = (float)tc->eps;
-  for (size_t j = 0; j < n; j++) {
-    if (idx[j] < 0) continue;
-    size_t i = (size_t)idx[j];
-    if (tc->optimizer == PRUNUS_OPT_ADAM) {
-      float gi = g[j] + wd * p[i];
-      m1[i] = b1 * m1[i] + (1.0f - b1) * gi;
-      m2[i] = b2 * m2[i] + (1.0f - b2) * gi * gi;
-      float denom = sqrtf(m2[i]) / k.c2_sqrt + eps;
-      p[i] = p[i] - k.step_size * m1[i] / denom;
-    } else if (mu == 0.0f) {
-      p[i] = p[i] - flr * (g[j] + wd * p[i]);
-    } else if (tc->nesterov) {
-      float gi = g[j] + wd * p[i];
-      m1[i] = mu * m1[i] + gi;
-      p[i] = p[i] - flr * (gi + mu * m1[i]);
-    } else {
-      m1[i] = mu * m1[i] + (g[j] + wd * p[i]);
-      p[i] = p[i] - flr * m1[i];
-    }
-    if (val) val[j] = p[i];
-  }
+void prunus_optim_step_arrays(const PrunusTrainConfig *tc, double lr, long step, float *p,
+                              float *m1, float *m2, const float *g, size_t n) {
+  /* the span step with no mask: multiplying by a mask of 1 changes no bit */
+  OptimSpan span = {p, m1, m2, (float *)g, NULL, n};
+  step_blocks(span, tc, (float)lr, step > 0 ? step : 1, 0);
 }
 
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {

@@ -57,13 +57,14 @@ typedef enum {
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
                             size_t off, size_t n, PrunusOptimFlags flags);
 void prunus_optim_reset(PrunusModel *m);
-/* The same step (as prunus_optim_step_span with the mask) for the n weights at
- * off + idx[k] only, with their gradients in g[k] (entries with idx[k] < 0 skipped):
- * a layer that trains on its alive weights (spdense.h) steps those and nothing else.
- * Per weight the arithmetic of the span step, so given equal gradients the weights
- * come out bit for bit equal. val (may be NULL) gets each new weight too, val[k]. */
-void prunus_optim_step_alive(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
-                             size_t off, const int32_t *idx, const float *g, size_t n, float *val);
+/* The same step for parameters held outside the slab: p, m1, m2 and g of n entries
+ * (m1, m2 as the optimizer needs them: momentum, Adam). A layer that trains on its
+ * alive weights (spdense.h) keeps them and their state in CSR order and steps them
+ * here, nothing else. Per entry the arithmetic of the masked span step at an alive
+ * place, so given equal gradients the weights come out bit for bit equal; an entry
+ * with p, m1, m2 and g all zero stays zero. */
+void prunus_optim_step_arrays(const PrunusTrainConfig *tc, double lr, long step, float *p,
+                              float *m1, float *m2, const float *g, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: the plain whole-slab step that /train/fit/matches-plain-loop holds

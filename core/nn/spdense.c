@@ -58,6 +58,7 @@ PrunusSpDense *prunus_spdense_new(const PrunusLayer *l, const float *params, con
     if (s->wt) s->wt_blocks = prunus_csr_blocks_new(s->wt, PRUNUS_CSR_BLOCK_WIDTH);
   }
   s->grad = floats_new((size_t)s->w->stored);
+  memset(s->grad, 0, sizeof(float) * (size_t)s->w->stored); /* padding entries stay 0 */
   reserve(s, MAX(max_batch, 1));
   return s;
 }
@@ -67,8 +68,31 @@ void prunus_spdense_free(PrunusSpDense *s) {
   prunus_csr_free(s->w), prunus_csr_free(s->wt);
   prunus_csr_blocks_free(s->w_blocks), prunus_csr_blocks_free(s->wt_blocks);
   g_free(s->w_src), g_free(s->wt_src), g_free(s->wt_from_w);
-  free(s->grad), free(s->xT), free(s->yT), free(s->dxT);
+  free(s->grad), free(s->xT), free(s->yT), free(s->dxT), free(s->m1), free(s->m2);
   g_free(s);
+}
+
+/* to[k] = from[w_src[k]] (0 for padding) over w's entries. */
+static void gather_entries(const PrunusSpDense *s, const float *from, float *to) {
+  for (int64_t k = 0; k < s->w->stored; k++) to[k] = s->w_src[k] >= 0 ? from[s->w_src[k]] : 0.0f;
+}
+
+void prunus_spdense_keep_values(PrunusSpDense *s, const PrunusLayer *l, const float *opt_m,
+                                const float *opt_v) {
+  if (!s->m1) s->m1 = floats_new((size_t)s->w->stored), s->m2 = floats_new((size_t)s->w->stored);
+  gather_entries(s, opt_m + l->w_off, s->m1);
+  gather_entries(s, opt_v + l->w_off, s->m2);
+  s->values_kept = TRUE;
+}
+
+void prunus_spdense_write_back(const PrunusSpDense *s, const PrunusLayer *l, float *params,
+                               float *opt_m, float *opt_v) {
+  g_return_if_fail(s->values_kept);
+  for (int64_t k = 0; k < s->w->stored; k++) {
+    if (s->w_src[k] < 0) continue;
+    size_t i = l->w_off + (size_t)s->w_src[k];
+    params[i] = s->w->val[k], opt_m[i] = s->m1[k], opt_v[i] = s->m2[k];
+  }
 }
 
 void prunus_spdense_forward(const PrunusLayer *l, PrunusSpDense *s, const float *params,

@@ -78,12 +78,12 @@ static void update_part(void *arg, int part, int n_parts) {
   }
   const PrunusLayer *l = &c->m->layers[c->layer];
   size_t a, b;
-  if (l->sparse) { /* the alive weights (their gradients in CSR order), then the biases */
+  if (l->sparse) { /* the alive weights (kept in CSR order), then the biases */
     const PrunusSpDense *sp = l->sparse;
     prunus_team_block_share((size_t)sp->w->stored, 64, part, n_parts, &a, &b);
     if (b > a)
-      prunus_optim_step_alive(c->m, u->tc, u->lr, u->step, l->w_off, sp->w_src + a, sp->grad + a,
-                              b - a, sp->w->val + a);
+      prunus_optim_step_arrays(u->tc, u->lr, u->step, sp->w->val + a, sp->m1 + a, sp->m2 + a,
+                               sp->grad + a, b - a);
     prunus_team_block_share(l->b_len, 16, part, n_parts, &a, &b);
     if (b > a)
       prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->b_off + a, b - a,
@@ -127,13 +127,23 @@ int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gbool
     if (zeros == 0 || (double)zeros < from * (double)l->w_len) continue;
     l->sparse =
         prunus_spdense_new(l, m->params, m->mask + l->w_off, training && i > first, max_batch);
-    l->sparse->values_kept = training; /* prunus_train's optimizer writes them */
+    if (training) prunus_spdense_keep_values(l->sparse, l, m->opt_m, m->opt_v);
     n++;
   }
   return n;
 }
 
+/* The weights and optimizer state sparse layers keep, back into the slabs. */
+static void write_back_sparse(PrunusModel *m) {
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (l->sparse && l->sparse->values_kept)
+      prunus_spdense_write_back(l->sparse, l, m->params, m->opt_m, m->opt_v);
+  }
+}
+
 void prunus_train_detach_sparse(PrunusModel *m) {
+  write_back_sparse(m);
   for (int i = 0; i < m->n_layers; i++) g_clear_pointer(&m->layers[i].sparse, prunus_spdense_free);
 }
 
@@ -273,6 +283,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       r.val_loss = e.loss;
       r.val_accuracy = e.accuracy;
     }
+    write_back_sparse(m); /* the slabs current for the snapshot and the callbacks */
     if (opt->snapshot && epoch == opt->snapshot_epoch)
       memcpy(opt->snapshot, m->params, sizeof(float) * m->n_params);
     if (opt->on_epoch && !opt->on_epoch(&r, opt->user, error)) ok = FALSE;

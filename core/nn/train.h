@@ -22,9 +22,11 @@ PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const P
 /* Run every dense layer of m with at least the fraction `from` of its weights masked
  * on sparse kernels (spdense.h; from >= 1: none) until prunus_train_detach_sparse;
  * with `training` its backward too (the input gradient for all but the first layer
- * with parameters). The masks must not change meanwhile. Returns how many layers.
- * prunus_train does this for its own duration with tc->sparse_from; the pipeline for
- * its evaluations. */
+ * with parameters), the layer's weights and optimizer state then kept in CSR order
+ * (the slabs stale) until detach writes them back. The masks must not change
+ * meanwhile. Returns how many layers. prunus_train does this for its own duration with
+ * tc->sparse_from (writing back at every epoch's end too); the pipeline for its
+ * evaluations. */
 int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gboolean training);
 void prunus_train_detach_sparse(PrunusModel *m);
 

@@ -166,8 +166,8 @@ static void check_sddmm(int rows, int cols, int N, double density, PrunusCsrLeve
         s += (double)dyT[(size_t)r * N + n] * xT[(size_t)a->col[k] * N + n];
       want[k] = (float)s;
     }
-  for (int64_t k = 0; k < a->stored; k++)
-    if (src[k] < 0) g[k] = 0.0f; /* padding means nothing */
+  for (int64_t k = 0; k < a->stored; k++) /* padding: 0 unblocked, untouched blocked */
+    if (src[k] < 0) g_assert_cmpfloat(g[k], ==, 0.0f);
   char label[96];
   g_snprintf(label, sizeof label, "sddmm %s width %d N=%d", prunus_csr_level_name(level), width, N);
   /* sums of N products of N(0,1) values: relative to their scale sqrt(N) */

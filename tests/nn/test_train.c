@@ -571,10 +571,11 @@ static void test_train_keeps_mask(void) {
   prunus_dataset_free(train);
 }
 
-/* prunus_optim_step_alive (a sparse layer's step over its alive weights) against the
- * masked span step, given the same gradients: bit for bit the same parameters and
- * optimizer state for every optimizer, the pruned entries untouched. */
-static void test_optim_alive_matches_span(void) {
+/* prunus_optim_step_arrays on a sparse layer's kept arrays (the alive weights in order,
+ * zero padding entries between) against the masked span step on the slab, given the
+ * same gradients: bit for bit the same weights and optimizer state for every
+ * optimizer, and the padding entries stay zero. */
+static void test_optim_arrays_match_span(void) {
   enum { N = 517 };
   PrunusTrainConfig configs[4];
   for (int c = 0; c < 4; c++) configs[c] = prunus_train_config_default(), configs[c].lr = 0.05;
@@ -582,59 +583,45 @@ static void test_optim_alive_matches_span(void) {
   configs[2].momentum = 0.9, configs[2].nesterov = TRUE, configs[2].weight_decay = 1e-4;
   configs[3].optimizer = PRUNUS_OPT_ADAM, configs[3].lr = 1e-3, configs[3].weight_decay = 1e-4;
   for (int c = 0; c < 4; c++) {
-    float *slab[2][5]; /* per run: params, grads, mask, m1, m2 */
-    PrunusModel m[2];
+    float *slab[5]; /* params, grads, mask, m1, m2 */
+    for (int k = 0; k < 5; k++) slab[k] = g_new0(float, N);
+    PrunusModel m = {.n_params = N,
+                     .params = slab[0],
+                     .grads = slab[1],
+                     .mask = slab[2],
+                     .opt_m = slab[3],
+                     .opt_v = slab[4]};
     PrunusRng r;
     prunus_rng_seed(&r, 41);
-    for (int run = 0; run < 2; run++)
-      for (int k = 0; k < 5; k++) slab[run][k] = g_new0(float, N);
-    for (int i = 0; i < N; i++) {
-      float alive = prunus_rng_next(&r) % 3 == 0; /* two thirds pruned */
-      for (int run = 0; run < 2; run++)
-        slab[run][2][i] = alive, slab[run][0][i] = alive * (float)prunus_rng_normal(&r);
-      slab[1][0][i] = slab[0][0][i];
-    }
-    for (int run = 0; run < 2; run++)
-      m[run] = (PrunusModel){.n_params = N,
-                             .params = slab[run][0],
-                             .grads = slab[run][1],
-                             .mask = slab[run][2],
-                             .opt_m = slab[run][3],
-                             .opt_v = slab[run][4]};
-    /* the alive weights in order with padding entries (-1) between, as a CSR holds them */
+    /* the kept arrays: each alive weight's index in the slab, -1 for padding */
     int32_t *idx = g_new(int32_t, 2 * N);
-    float *g = g_new(float, 2 * N);
+    float *arr[4]; /* p, m1, m2, g */
+    for (int k = 0; k < 4; k++) arr[k] = g_new0(float, 2 * N);
     size_t n = 0;
     for (int i = 0; i < N; i++) {
-      if (slab[0][2][i] == 0.0f) continue;
-      idx[n++] = i;
+      if (prunus_rng_next(&r) % 3 != 0) continue; /* two thirds pruned */
+      slab[2][i] = 1.0f, slab[0][i] = (float)prunus_rng_normal(&r);
+      arr[0][n] = slab[0][i], idx[n++] = i;
       if (i % 7 == 0) idx[n++] = -1;
     }
     for (long step = 1; step <= 3; step++) {
-      for (int i = 0; i < N; i++) slab[0][1][i] = (float)prunus_rng_normal(&r);
-      for (size_t j = 0; j < n; j++) g[j] = idx[j] >= 0 ? slab[0][1][idx[j]] : 1e30f;
-      prunus_optim_step_span(&m[0], &configs[c], configs[c].lr, step, 0, N, PRUNUS_OPTIM_MASKED);
-      float *val = g_new(float, n);
-      prunus_optim_step_alive(&m[1], &configs[c], configs[c].lr, step, 0, idx, g, n,
-                              step == 2 ? val : NULL);
-      for (size_t j = 0; step == 2 && j < n; j++) /* val gets each new weight */
-        if (idx[j] >= 0)
-          g_assert_cmpmem(&val[j], sizeof(float), &slab[1][0][idx[j]], sizeof(float));
-      g_free(val);
-      /* alive: the same bits; pruned: zero (the span step may leave a -0 there) */
-      for (int k = 0; k < 5; k++)
-        for (int i = 0; k != 1 && i < N; i++) {
-          if (slab[0][2][i] != 0.0f)
-            g_assert_cmpmem(&slab[0][k][i], sizeof(float), &slab[1][k][i], sizeof(float));
-          else
-            g_assert_true(slab[0][k][i] == 0.0f && slab[1][k][i] == 0.0f);
+      for (int i = 0; i < N; i++) slab[1][i] = (float)prunus_rng_normal(&r);
+      for (size_t j = 0; j < n; j++) arr[3][j] = idx[j] >= 0 ? slab[1][idx[j]] : 0.0f;
+      prunus_optim_step_span(&m, &configs[c], configs[c].lr, step, 0, N, PRUNUS_OPTIM_MASKED);
+      prunus_optim_step_arrays(&configs[c], configs[c].lr, step, arr[0], arr[1], arr[2], arr[3], n);
+      for (size_t j = 0; j < n; j++) {
+        if (idx[j] < 0) {
+          g_assert_true(arr[0][j] == 0.0f && arr[1][j] == 0.0f && arr[2][j] == 0.0f);
+          continue;
         }
+        static const int slab_of[3] = {0, 3, 4};
+        for (int k = 0; k < 3; k++)
+          g_assert_cmpmem(&arr[k][j], sizeof(float), &slab[slab_of[k]][idx[j]], sizeof(float));
+      }
     }
-    for (int i = 0; i < N; i++)
-      if (slab[1][2][i] == 0.0f) g_assert_true(slab[1][0][i] == 0.0f && slab[1][3][i] == 0.0f);
-    g_free(idx), g_free(g);
-    for (int run = 0; run < 2; run++)
-      for (int k = 0; k < 5; k++) g_free(slab[run][k]);
+    g_free(idx);
+    for (int k = 0; k < 4; k++) g_free(arr[k]);
+    for (int k = 0; k < 5; k++) g_free(slab[k]);
   }
 }
 
@@ -921,7 +908,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/train/fit/keeps-mask", test_train_keeps_mask);
   g_test_add_func("/train/fit/matches-plain-loop", test_train_matches_plain_loop);
   g_test_add_func("/train/fit/threads-parameter", test_train_threads_parameter);
-  g_test_add_func("/train/optim/alive-matches-span", test_optim_alive_matches_span);
+  g_test_add_func("/train/optim/arrays-match-span", test_optim_arrays_match_span);
   g_test_add_func("/train/fit/sparse-matches-dense", test_train_sparse_matches_dense);
   g_test_add_func("/train/fit/snapshot", test_train_snapshot);
   g_test_add_func("/train/fit/diverges", test_train_diverges);
