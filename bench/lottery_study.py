@@ -83,7 +83,7 @@ def thread_env(threads):
 def run_torch(python, threads):
     out, wall, cpu, other = run([python, TORCH_SIDE, "--threads", str(threads)],
                                 thread_env(threads))
-    final = {}
+    rounds = {name: [] for name, _ in EXPERIMENTS}
     info = None
     for line in out.splitlines():
         try:
@@ -94,13 +94,16 @@ def run_torch(python, threads):
             info = d
         for name, phase in EXPERIMENTS:
             if d.get("phase") == phase and "round" in d:
-                final[name] = d["acc_after_ft"] if "acc_after_ft" in d else d["acc_per_epoch"][-1]
+                rounds[name].append(d["acc_after_ft"] if "acc_after_ft" in d
+                                    else d["acc_per_epoch"][-1])
+    final = {n: r[-1] for n, r in rounds.items() if r}
     if info is None or info.get("torch_threads") != threads:
         raise BenchError(f"the PyTorch side ran with {info and info.get('torch_threads')} "
                          f"threads, not {threads}")
     if set(final) != {n for n, _ in EXPERIMENTS}:
         raise BenchError(f"the PyTorch side reported accuracies for {sorted(final)} only")
     return {"wall": wall, "cpu": cpu, "other_cpu": other, "accuracy": final,
+            "mean_accuracy": {n: statistics.mean(r) for n, r in rounds.items()},
             "torch_version": info["torch_version"]}
 
 
@@ -118,12 +121,14 @@ def run_prunus(prunus, threads, run_dir):
     except (OSError, ValueError) as e:
         raise BenchError(f"{path}: {e}")
     final = {e["name"]: e["rounds"][-1]["test_accuracy"] for e in summary["experiments"]}
+    mean = {e["name"]: statistics.mean(r["test_accuracy"] for r in e["rounds"][1:])
+            for e in summary["experiments"]}
     m = TIME_LINE.search(out)
     if not m:
         raise BenchError("`prunus run` printed no `time:` line")
     shares = {p["what"].strip(): float(p["s"]) for p in TIME_PART.finditer(m["rest"])}
     return {"wall": wall, "cpu": cpu, "other_cpu": other, "accuracy": final,
-            "own_total": float(m["total"]), "shares": shares}
+            "mean_accuracy": mean, "own_total": float(m["total"]), "shares": shares}
 
 
 def verdict(ok):
@@ -195,6 +200,10 @@ def main():
         ta, pa = (med(r[s]["accuracy"][n] for r in reps) for s in ("torch", "prunus"))
         print(f"{'final test accuracy, ' + n:28s} {ta:9.4f} {pa:9.4f} {diffs[n]:+5.2f}pt  "
               f"within {ACCURACY_POINTS:.0f} pt {verdict(abs(diffs[n]) <= ACCURACY_POINTS)}")
+    for n, _ in EXPERIMENTS:
+        ta, pa = (med(r[s]["mean_accuracy"][n] for r in reps) for s in ("torch", "prunus"))
+        print(f"{'mean over rounds 1-10, ' + n:28s} {ta:9.4f} {pa:9.4f} {100 * (pa - ta):+5.2f}pt  "
+              "(information: one round's accuracy moves ~1 pt epoch to epoch)")
     shares = reps[-1]["prunus"]["shares"]
     total = reps[-1]["prunus"]["own_total"]
     print(f"\nwhere prunus's time went (last rep, its own clock, {total:.1f} s): " + ", ".join(
