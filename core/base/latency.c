@@ -74,7 +74,8 @@ PrunusLatency prunus_latency_adaptive(void (*run)(void *ctx), void *ctx,
       r.stable = TRUE;
       break;
     }
-    if ((prunus_now_us() - windows_start) / 1e6 >= plan->max_seconds) break;
+    if (r.windows >= MIN_WINDOWS && (prunus_now_us() - windows_start) / 1e6 >= plan->max_seconds)
+      break;
   }
   g_free(t);
   r.seconds = (prunus_now_us() - start) / 1e6;

@@ -24,8 +24,8 @@ typedef struct {
   double window_us;   /* and at least this long: fast calls get more calls per window */
   double tolerance;   /* stop once the two lowest window medians agree this closely
                        * (relative to the lowest), after at least 3 windows */
-  double max_seconds; /* or once this much time went into the windows (at least one
-                       * window always runs) */
+  double max_seconds; /* or once this much time went into the windows (the first 3
+                       * windows always run: one burst of other work spoils one) */
 } PrunusLatencyPlan;
 
 /* What one measurement found and cost. */
@@ -39,10 +39,10 @@ typedef struct {
 
 /* The same estimator as prunus_latency_us (the lowest of window medians after
  * warm-up), with as many windows as it takes for two of them to agree: 2 warm-up
- * calls, then windows of max(min_runs, window_us / one call) calls until the two
- * lowest medians are within plan->tolerance or plan->max_seconds is spent. A call
- * whose time does not vary stops after 3 windows; one disturbed by other processes
- * runs more windows, up to the cap. */
+ * calls, then windows of max(min_runs, window_us / one call) calls, at least 3, until
+ * the two lowest medians are within plan->tolerance or plan->max_seconds is spent. A
+ * call whose time does not vary stops after 3 windows; one disturbed by other
+ * processes runs more windows, up to the cap. */
 PrunusLatency prunus_latency_adaptive(void (*run)(void *ctx), void *ctx,
                                       const PrunusLatencyPlan *plan);
 

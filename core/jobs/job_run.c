@@ -1,6 +1,7 @@
 /* job_run.c: `prunus run` (the whole prune -> retrain pipeline of a config) and
  * `prunus plugins` (every plugin on the search path). */
 #include "job.h"
+#include "latency.h"
 #include "pipeline.h"
 #include "report.h"
 #include "rundir.h"
@@ -260,7 +261,8 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
  * earlier: the units prepared before it (where prune.masks_from looks). */
 static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, const char *name,
                              const ExperimentChoice *ch, gboolean seed_dirs, const char *cache,
-                             PrunusPluginRegistry *reg, GPtrArray *earlier, GError **error) {
+                             PrunusPluginRegistry *reg, GPtrArray *earlier, PrunusRunClock *clock,
+                             GError **error) {
   RunUnit *u = g_new0(RunUnit, 1);
   u->name = name;
   u->selected = !o->only || !strcmp(name, o->only);
@@ -285,7 +287,8 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
                             .masks_subdir = source ? source->subdir : NULL,
                             .cache_dir = cache,
                             .threads = base->threads,
-                            .quiet = o->quiet};
+                            .quiet = o->quiet,
+                            .clock = clock};
     u->pipeline = prunus_pipeline_prepare(&exp, reg, error);
     ok = u->pipeline != NULL;
   }
@@ -321,6 +324,7 @@ static void print_timing(GPtrArray *units, double total, double report) {
 
 gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   gint64 t_start = g_get_monotonic_time();
+  PrunusRunClock clock = {.start_us = prunus_now_us()};
   PrunusJob base;
   ExperimentChoice base_choice = {.index = -1};
   if (!prunus_job_open_with(&base, o, prepare_experiment, &base_choice, error)) return FALSE;
@@ -363,7 +367,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
                              .has_seed = seeds->len > 0,
                              .seed = seeds->len ? g_array_index(seeds, int64_t, s) : 0};
       RunUnit *u = prepare_unit(o, &base, g_ptr_array_index(names, i), &ch, seeds->len > 1, cache,
-                                reg, units, error);
+                                reg, units, &clock, error);
       if (!u) goto out_free;
       g_ptr_array_add(units, u);
     }

@@ -396,6 +396,9 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
                          "in microseconds: *dense* keeps the unpruned layout with zeros in place, "
                          "*shrunk* runs with the dead units removed.\n\n",
                          r->version ? r->version : "(unknown version)");
+  const char *method = prunus_report_common_latency_method(r);
+  if (method)
+    g_string_append(s, "Latency measurement: "), md_text(s, method), g_string_append(s, ".\n\n");
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
     g_string_append(s, "- **"), md_text(s, e->name), g_string_append(s, "**: ");
@@ -411,7 +414,8 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
     }
     g_string_append(s, "; seeds ");
     append_seeds(s, e);
-    if (e->latency_method) g_string_append(s, "; latency "), md_text(s, e->latency_method);
+    if (e->latency_method && !prunus_report_common_latency_method(r))
+      g_string_append(s, "; latency "), md_text(s, e->latency_method);
     g_string_append_c(s, '\n');
   }
   g_string_append(s, "\n| experiment | round | seeds |");

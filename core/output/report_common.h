@@ -79,6 +79,9 @@ typedef struct {
   GPtrArray *notes; /* char*: things the reader should know (skipped plots) */
 } PrunusReport;
 
+/* The latency method every experiment of r shares (transfer none), or NULL when they
+ * differ or say none: the reports then state it per experiment. */
+const char *prunus_report_common_latency_method(const PrunusReport *r);
 /* mean ± std (n - 1) of the finite values in x[0..n). */
 PrunusStat prunus_stat_of(const double *x, int n);
 /* "0.8812 ± 0.0031", "0.8812" (one seed) or "" (no value). (transfer full) */

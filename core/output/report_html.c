@@ -144,7 +144,13 @@ gboolean prunus_report_write_html(const PrunusReport *r,
   html_text(h, r->run_dir);
   g_string_append(h, "</code> · prunus ");
   html_text(h, r->version ? r->version : "?");
-  g_string_append(h, "</p>\n<h2>Experiments</h2>\n<ul>\n");
+  g_string_append(h, "</p>\n");
+  if (prunus_report_common_latency_method(r)) {
+    g_string_append(h, "<p>Latency measurement: ");
+    html_text(h, prunus_report_common_latency_method(r));
+    g_string_append(h, ".</p>\n");
+  }
+  g_string_append(h, "<h2>Experiments</h2>\n<ul>\n");
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
     g_string_append(h, "<li><strong>");
@@ -172,7 +178,7 @@ gboolean prunus_report_write_html(const PrunusReport *r,
       g_string_append(h, i ? ", " : "");
       prunus_report_append_number(h, g_array_index(e->runs, PrunusReportRun, i).seed);
     }
-    if (e->latency_method) {
+    if (e->latency_method && !prunus_report_common_latency_method(r)) {
       g_string_append(h, "; latency ");
       html_text(h, e->latency_method);
     }

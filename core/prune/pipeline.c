@@ -39,7 +39,7 @@ struct PrunusPipeline {
   PrunusJson *summary;  /* the whole summary.json */
   PrunusJson *exp_json; /* (transfer none) this experiment's entry inside summary */
   PrunusPipelineTiming timing;
-  double run_start_us;       /* when prunus_pipeline_run began (prunus_now_us) */
+  PrunusRunClock own_clock;  /* the clock latency budgets run on when exp.clock is NULL */
   GHashTable *latency_cache; /* "batch|architecture" -> (double *) µs of a dense layout */
   gboolean *dense_pad;       /* (n_layers) the dense engine's padding choices, NULL until built */
 };
@@ -439,8 +439,8 @@ static void measure_latency_fixed(Pipeline *p, PrunusRoundMetrics *rm) {
  * padded where the dense engine measured padding to pay, not searched again (the search
  * costs ~0.1 s a layer, and weight pruning kills a few units in most late rounds). The
  * sparse engine's work follows the mask: measured every round. Each measurement gets
- * an equal share of what max_share of the experiment's time so far leaves, at most
- * `seconds`. */
+ * an equal share of what max_share of the run's time so far leaves (the run's clock,
+ * shared by its experiments), at most `seconds`, past its first 3 windows. */
 static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   const PrunusPruneConfig *pc = p->pc;
   PrunusModel *shrunk = prunus_model_shrink_dead(p->m, NULL);
@@ -458,8 +458,9 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
       g_free(key);
     }
   }
-  double elapsed = (prunus_now_us() - p->run_start_us) / 1e6;
-  double allowed = pc->latency_share * elapsed - p->timing.latency;
+  PrunusRunClock *clock = p->exp.clock ? p->exp.clock : &p->own_clock;
+  double elapsed = (prunus_now_us() - clock->start_us) / 1e6;
+  double allowed = pc->latency_share * elapsed - clock->latency_seconds;
   PrunusLatencyPlan plan = {.min_runs = 5,
                             .window_us = 2000.0,
                             .tolerance = pc->latency_tolerance,
@@ -511,9 +512,10 @@ static char *latency_method(const PrunusPruneConfig *pc) {
         "fixed: every engine every round, the lowest median of 3 windows of %.3g s",
         pc->latency_budget / 3);
   return g_strdup_printf(
-      "adaptive: the lowest window median once two agree within %g%%, at most %g s a "
-      "measurement and %g%% of the experiment's time; dense and shrunk layouts measured once "
-      "each (their work does not depend on the weights), sparse every round",
+      "adaptive: the lowest window median once two agree within %g%% (3 windows at least), at "
+      "most %g s a measurement and %g%% of the run's time past the third window; dense "
+      "and shrunk layouts measured once each (their work does not depend on the weights), "
+      "sparse every round",
       100 * pc->latency_tolerance, pc->latency_budget, 100 * pc->latency_share);
 }
 
@@ -589,6 +591,8 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   double t2 = prunus_now_us();
   rm.seconds_evaluate = (t1 - t0) / 1e6, rm.seconds_latency = (t2 - t1) / 1e6;
   p->timing.evaluate += rm.seconds_evaluate, p->timing.latency += rm.seconds_latency;
+  p->own_clock.latency_seconds += rm.seconds_latency;
+  if (p->exp.clock) p->exp.clock->latency_seconds += rm.seconds_latency;
   rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->exp.subdir, p->round);
   char *dir = g_build_filename(p->exp.run_dir, p->exp.subdir, NULL);
   char *path = g_build_filename(p->exp.run_dir, rm.checkpoint, NULL);
@@ -948,7 +952,7 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
   p->data = data;
   p->summary = summary;
   p->round = 0;
-  p->run_start_us = prunus_now_us();
+  p->own_clock = (PrunusRunClock){.start_us = prunus_now_us()};
   gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
   if (ok) {
     p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);

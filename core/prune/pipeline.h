@@ -12,6 +12,14 @@
 
 G_BEGIN_DECLS
 
+/* What the experiments of one run share to keep latency measurement within
+ * prune.latency.max_share of the run's wall time: when the run began and the seconds
+ * its measurements took so far. */
+typedef struct {
+  double start_us;        /* prunus_now_us() at the run's start */
+  double latency_seconds; /* measurements so far, every experiment's */
+} PrunusRunClock;
+
 /* One experiment x seed of a run: what the command above hands the pipeline. Every
  * pointer is borrowed and must outlive the pipeline. */
 typedef struct {
@@ -25,6 +33,7 @@ typedef struct {
   const char *cache_dir;       /* pretraining cache (shared by experiments with equal settings) */
   int threads;                 /* training threads (PrunusTrainOptions.threads) */
   gboolean quiet;
+  PrunusRunClock *clock; /* the run's, shared by its experiments; NULL: the experiment's own */
 } PrunusExperiment;
 
 typedef struct PrunusPipeline PrunusPipeline;
