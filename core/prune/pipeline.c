@@ -487,8 +487,8 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
                                  max_b, NULL);
       if (k == 0 && e[0] && !p->dense_pad) {
         p->dense_pad = g_new0(gboolean, prunus_engine_n_layers(e[0]));
-        for (int i = 0; i < prunus_engine_n_layers(e[0]); i++)
-          p->dense_pad[i] = prunus_engine_layer_padding(e[0], i) > 0;
+        for (int j = 0; j < prunus_engine_n_layers(e[0]); j++)
+          p->dense_pad[j] = prunus_engine_layer_padding(e[0], j) > 0;
       }
       double us = e[k] ? prunus_engine_latency_adaptive(e[k], B, &plan).us : NAN;
       latency_record(rm, latency_kinds[k], B, us);
