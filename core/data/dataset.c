@@ -521,8 +521,17 @@ static void convert_row_streaming(const uint8_t *src, const float *lut, float *d
   for (; j < n; j++) dst[j] = lut[src[j]];
 }
 
-void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, const int *idx,
-                               int B, float *x, uint8_t *y) {
+/* dst[j] = lut[src[j]] for j < n, ordinary stores. */
+static void convert_row_cached(const uint8_t *src, const float *lut, float *dst, size_t n) {
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4)
+    _mm_storeu_ps(dst + j,
+                  _mm_setr_ps(lut[src[j]], lut[src[j + 1]], lut[src[j + 2]], lut[src[j + 3]]));
+  for (; j < n; j++) dst[j] = lut[src[j]];
+}
+
+static void fill_batch(const PrunusDataset *d, const PrunusNorm *norm, const int *idx, int B,
+                       float *x, uint8_t *y, gboolean streaming) {
   g_assert(d != NULL && norm != NULL && B >= 0);
   g_assert(B == 0 || (idx != NULL && x != NULL && y != NULL));
   g_assert(norm->kind == PRUNUS_NORM_UNIT ||
@@ -540,10 +549,23 @@ void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, c
     g_assert(i >= 0 && i < d->n);
     const uint8_t *src = d->images + (size_t)i * row; /* (c*h*w) */
     float *dst = x + (size_t)b * row;                 /* (c*h*w) */
-    convert_row_streaming(src, lut, dst, row);
+    if (streaming)
+      convert_row_streaming(src, lut, dst, row);
+    else
+      convert_row_cached(src, lut, dst, row);
     y[b] = d->labels[i];
   }
-  _mm_sfence(); /* the streamed rows are visible before anyone reads the batch */
+  if (streaming) _mm_sfence(); /* the streamed rows are visible before anyone reads the batch */
+}
+
+void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, const int *idx,
+                               int B, float *x, uint8_t *y) {
+  fill_batch(d, norm, idx, B, x, y, TRUE);
+}
+
+void prunus_dataset_fill_batch_cached(const PrunusDataset *d, const PrunusNorm *norm,
+                                      const int *idx, int B, float *x, uint8_t *y) {
+  fill_batch(d, norm, idx, B, x, y, FALSE);
 }
 
 void prunus_dataset_prefetch(const PrunusDataset *d, const int *idx, int B) {

@@ -51,6 +51,11 @@ PrunusNorm prunus_norm_fit(const PrunusDataset *d, PrunusNormKind kind);
 /* Convert B samples idx[0..B) of d into x (B, c*h*w) floats and y (B) labels. */
 void prunus_dataset_fill_batch(const PrunusDataset *d, const PrunusNorm *norm, const int *idx,
                                int B, float *x, uint8_t *y);
+/* The same with ordinary stores, which leave x in this core's cache: for a batch the
+ * filling thread reads next itself, when no other core read x since its last fill
+ * (prunus_dataset_fill_batch streams past the cache for the case where one did). */
+void prunus_dataset_fill_batch_cached(const PrunusDataset *d, const PrunusNorm *norm,
+                                      const int *idx, int B, float *x, uint8_t *y);
 /* Ask the CPU to start loading the images idx[0..B) (the next batch) into cache. */
 void prunus_dataset_prefetch(const PrunusDataset *d, const int *idx, int B);
 

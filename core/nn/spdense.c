@@ -100,7 +100,13 @@ void prunus_spdense_forward(const PrunusLayer *l, PrunusSpDense *s, const float 
   reserve(s, B);
   if (!s->values_kept) prunus_csr_gather(s->w, s->w_src, params + l->w_off);
   if (s->wt) wt_values(s); /* the weights as they are now: stepped since the last call */
-  prunus_transpose(x, B, s->in, s->xT);
+  if (s->up) {             /* x = relu(up's output): from up's yT, as relu_forward computes it */
+    const float *restrict from = s->up->yT;
+    float *restrict to = s->xT;
+    for (size_t j = 0, n = (size_t)s->in * B; j < n; j++) to[j] = from[j] > 0.0f ? from[j] : 0.0f;
+  } else {
+    prunus_transpose(x, B, s->in, s->xT);
+  }
   prunus_csr_spmm_t_blocked(s->w, s->w_blocks, s->xT, B, params + l->b_off, s->yT, l->team);
   prunus_transpose(s->yT, s->out, B, y);
 }
@@ -109,16 +115,43 @@ void prunus_spdense_backward(const PrunusLayer *l, PrunusSpDense *s, float *grad
                              float *dx, int B) {
   g_return_if_fail(B <= s->max_batch && (!dx || s->wt));
   float *dyT = s->yT; /* the forward's output is in the model's activations: free here */
-  prunus_transpose(dy, B, s->out, dyT);
+  if (s->down) {      /* dy = relu'(yT) * the next layer's dx, as relu_backward computes it */
+    const float *restrict from = s->down->dxT;
+    float *restrict to = dyT;
+    for (size_t j = 0, n = (size_t)s->out * B; j < n; j++) {
+      float g = from[j]; /* read whatever the test says: the loop vectorises */
+      to[j] = to[j] > 0.0f ? g : 0.0f;
+    }
+  } else {
+    prunus_transpose(dy, B, s->out, dyT);
+  }
   prunus_csr_sddmm_t(s->w, s->w_blocks, dyT, s->xT, B, s->grad, l->team);
-  /* the bias gradient: column sums of dy, row after row (vectorised along the row) */
   float *restrict db = grads + l->b_off;
-  memcpy(db, dy, sizeof(float) * (size_t)s->out);
-  for (int b = 1; b < B; b++) {
-    const float *restrict row = dy + (size_t)b * s->out;
-    for (int j = 0; j < s->out; j++) db[j] += row[j];
+  if (s->down) { /* dy is not written: the row sums of dyT, in 16 lanes, then across */
+    for (int j = 0; j < s->out; j++) {
+      const float *restrict row = dyT + (size_t)j * B;
+      float lane[16] = {0};
+      int b = 0;
+      for (; b + 16 <= B; b += 16)
+        for (int t = 0; t < 16; t++) lane[t] += row[b + t];
+      for (int t = 0; b + t < B; t++) lane[t] += row[b + t];
+      float sum = 0.0f;
+      for (int t = 0; t < 16; t++) sum += lane[t];
+      db[j] = sum;
+    }
+  } else { /* the column sums of dy, row after row (vectorised along the row) */
+    memcpy(db, dy, sizeof(float) * (size_t)s->out);
+    for (int b = 1; b < B; b++) {
+      const float *restrict row = dy + (size_t)b * s->out;
+      for (int j = 0; j < s->out; j++) db[j] += row[j];
+    }
   }
   if (!dx) return;
   prunus_csr_spmm_t_blocked(s->wt, s->wt_blocks, dyT, B, NULL, s->dxT, l->team);
-  prunus_transpose(s->dxT, s->in, B, dx);
+  if (!s->up) prunus_transpose(s->dxT, s->in, B, dx);
+}
+
+void prunus_spdense_link(PrunusSpDense *up, PrunusSpDense *down) {
+  g_return_if_fail(up->out == down->in && down->wt && !up->down && !down->up);
+  up->down = down, down->up = up;
 }

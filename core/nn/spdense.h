@@ -29,6 +29,15 @@ struct PrunusSpDense {
   float *xT;  /* (in, max_batch) the last forward's input, transposed (backward reads it) */
   float *yT;  /* (out, max_batch) the output, transposed; in backward dL/dy, transposed */
   float *dxT; /* (in, max_batch) dL/dx transposed; NULL without wt */
+  /* A chain sparse layer -> ReLU -> sparse layer whose two links nothing else reads
+   * (prunus_spdense_link) runs the ReLU's work in the transposed layout too: `up` (the
+   * layer two before, or NULL) hands this layer relu(up->yT) as its input, and this
+   * layer's backward leaves dx unwritten (the ReLU's backward then works on stale
+   * data nobody reads); `down` (the layer two after, or NULL) hands its dxT back,
+   * masked where yT <= 0 as the ReLU's backward masks it. The values are those of
+   * the unlinked path, the bias gradient's sums excepted (summed along dyT's rows: the
+   * same additions in another order); per link four transposes of the batch are saved. */
+  PrunusSpDense *up, *down;
 };
 
 /* (transfer full) The sparse form of dense layer l whose weight mask is mask (the
@@ -53,6 +62,8 @@ void prunus_spdense_forward(const PrunusLayer *l, PrunusSpDense *s, const float 
  * gradient written to grads at l->b_off, and dx (B, in) when dx != NULL (needs wt). */
 void prunus_spdense_backward(const PrunusLayer *l, PrunusSpDense *s, float *grads, const float *dy,
                              float *dx, int B);
+/* Link down (input: the ReLU of up's output; with an input gradient) to up as above. */
+void prunus_spdense_link(PrunusSpDense *up, PrunusSpDense *down);
 
 G_END_DECLS
 

@@ -75,8 +75,10 @@ static void update_part(void *arg, int part, int n_parts) {
     int a = prunus_team_share(u->next_n, part, n_parts),
         b = prunus_team_share(u->next_n, part + 1, n_parts);
     size_t row = prunus_model_input_size(c->m);
-    prunus_dataset_fill_batch(u->data, u->norm, u->next_idx + a, b - a, c->m->acts[0] + a * row,
-                              u->next_y + a);
+    /* alone, this thread reads the batch next: kept in its cache; in a team the rows
+     * other cores read last step are streamed (dataset.h) */
+    (n_parts == 1 ? prunus_dataset_fill_batch_cached : prunus_dataset_fill_batch)(
+        u->data, u->norm, u->next_idx + a, b - a, c->m->acts[0] + a * row, u->next_y + a);
   }
   const PrunusLayer *l = &c->m->layers[c->layer];
   size_t a, b;
@@ -118,6 +120,33 @@ static void set_grads_zeroed(PrunusModel *m, gboolean on) {
   for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = on;
 }
 
+/* The one layer that reads layer i's output, or -1 (none, several, or i is the output). */
+static int only_reader(const PrunusModel *m, int i) {
+  if (i == m->n_layers - 1) return -1;
+  int reader = -1;
+  for (int j = i + 1; j < m->n_layers; j++) {
+    for (int k = 0; k < m->layers[j].n_in; k++) {
+      if (m->layers[j].from[k] != i) continue;
+      if (reader >= 0) return -1;
+      reader = j;
+    }
+  }
+  return reader;
+}
+
+/* Sparse layer -> ReLU -> sparse layer with an input gradient, each output read by the
+ * next alone: linked, so the ReLU's work happens in the transposed layout (spdense.h). */
+static void link_relu_chains(PrunusModel *m) {
+  for (int i = 0; i < m->n_layers; i++) {
+    PrunusSpDense *up = m->layers[i].sparse;
+    int r = up && !up->down ? only_reader(m, i) : -1;
+    if (r < 0 || m->layers[r].spec.type != PRUNUS_LAYER_RELU) continue;
+    int j = only_reader(m, r);
+    PrunusSpDense *down = j >= 0 ? m->layers[j].sparse : NULL;
+    if (down && down->wt && !down->up) prunus_spdense_link(up, down);
+  }
+}
+
 int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gboolean training) {
   if (!(from < 1.0)) return 0;
   int n = 0;
@@ -132,6 +161,7 @@ int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gbool
     if (training) prunus_spdense_keep_values(l->sparse, l, m->opt_m, m->opt_v);
     n++;
   }
+  if (training) link_relu_chains(m);
   return n;
 }
 
@@ -237,7 +267,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       int start = s * B, nb = MIN(B, train->n - start);
       float *x = m->acts[0];  /* (B, in): the batch is written where forward reads it */
       if (s == 0 || !prefill) /* else filled during the step before (update_layer) */
-        prunus_dataset_fill_batch(train, norm, order + start, nb, x, y);
+        (team ? prunus_dataset_fill_batch : prunus_dataset_fill_batch_cached)(
+            train, norm, order + start, nb, x, y);
       prunus_model_forward(m, x, nb);
       if (prefill && s + 1 < steps) { /* the next batch: its images load while this one trains */
         update.next_idx = order + start + nb;

@@ -659,6 +659,13 @@ static void test_train_sparse_matches_dense(void) {
     PrunusTrainOptions opt = {.threads = run == SPARSE_TEAM ? 2 : 1};
     g_assert_cmpint(prunus_train_attach_sparse(m[run], t.sparse_from, 8, TRUE), ==,
                     run == DENSE ? 0 : 3);
+    if (run != DENSE) { /* dense -> relu -> dense chains run the ReLU transposed */
+      const PrunusLayer *L = m[run]->layers;
+      g_assert_true(L[1].sparse->down == L[3].sparse && L[3].sparse->up == L[1].sparse);
+      g_assert_true(L[3].sparse->down == L[5].sparse && L[5].sparse->up == L[3].sparse);
+      g_assert_null(L[1].sparse->up);
+      g_assert_null(L[5].sparse->down);
+    }
     prunus_train_detach_sparse(m[run]);
     g_assert_true(prunus_train(m[run], &t, train, NULL, &norm, 8, &opt, &error));
     g_assert_no_error(error);
@@ -740,6 +747,11 @@ static void test_train_sparse_graph(void) {
         g_assert_cmpint(sp->wt != NULL, ==, with_dx[k]);
       }
       g_assert_null(m[run]->layers[2].sparse);
+      /* linked only where a ReLU alone sits between: c -> rc -> out */
+      g_assert_true(m[run]->layers[9].sparse->up == m[run]->layers[7].sparse);
+      g_assert_null(m[run]->layers[1].sparse->down);
+      g_assert_null(m[run]->layers[4].sparse->down);
+      g_assert_null(m[run]->layers[7].sparse->up);
     }
     prunus_train_detach_sparse(m[run]);
     PrunusTrainOptions opt = {.threads = 1};
