@@ -5,6 +5,7 @@
 #include "calib.h"
 #include "checkpoint.h"
 #include "engine.h"
+#include "groups.h"
 #include "latency.h"
 #include "plugin_guard.h"
 #include "plugin_host.h"
@@ -174,10 +175,12 @@ typedef struct {
   float **unit;   /* [view layer] (n_units) */
   uint8_t **rm_w; /* [view layer] (n_weights) */
   uint8_t **rm_u; /* [view layer] (n_units) */
+  float *group;   /* (n_groups) group scores, or NULL when not produced */
+  int ng;
 } Buffers;
 
 static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces) {
-  b->nl = v->n_layers;
+  *b = (Buffers){.nl = v->n_layers};
   b->weight = g_new0(float *, b->nl);
   b->unit = g_new0(float *, b->nl);
   b->rm_w = g_new0(uint8_t *, b->nl);
@@ -188,18 +191,29 @@ static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces
     b->rm_w[k] = g_new0(uint8_t, v->layers[k].n_weights);
     b->rm_u[k] = g_new0(uint8_t, v->layers[k].n_units);
   }
+  b->ng = v->n_groups;
+  if (produces & PRUNUS_SCORES_GROUP) b->group = g_new0(float, MAX(b->ng, 1));
 }
 
 static void buffers_clear(Buffers *b) {
   for (int k = 0; k < b->nl; k++) {
     g_free(b->weight[k]), g_free(b->unit[k]), g_free(b->rm_w[k]), g_free(b->rm_u[k]);
   }
-  g_free(b->weight), g_free(b->unit), g_free(b->rm_w), g_free(b->rm_u);
+  g_free(b->weight), g_free(b->unit), g_free(b->rm_w), g_free(b->rm_u), g_free(b->group);
   memset(b, 0, sizeof *b);
 }
 
 /* Non-finite scores are an error naming the plugin, layer and index. */
 static gboolean check_scores(Pipeline *p, PrunusHost *crit, const Buffers *b, GError **error) {
+  for (int g = 0; b->group && g < b->ng; g++) {
+    if (!isfinite(b->group[g])) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
+                  "prune.criterion plugin '%s': round %d: score of group %d is %g; scores must "
+                  "be finite",
+                  prunus_host_desc(crit)->name, p->round, g, b->group[g]);
+      return FALSE;
+    }
+  }
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     for (size_t i = 0; b->weight[k] && i < l->n_weights; i++) {
@@ -310,7 +324,8 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
       return FALSE;
     }
   }
-  PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit, .layer = layer};
+  PrunusScores scores = {
+      .weight_scores = b->weight, .unit_scores = b->unit, .layer = layer, .group_scores = b->group};
   prunus_host_call_begin(crit, "score()");
   int score_rc = ops->score(state, &p->vs.view, &scores);
   prunus_host_call_end(crit);
@@ -321,12 +336,30 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
   return check_scores(p, crit, b, error);
 }
 
+/* On a graph, units go by whole channel groups: a plan that splits one or empties a layer
+ * is refused before anything of it is applied. */
+static gboolean check_group_plan(Pipeline *p, PrunusHost *gran, const Buffers *b, GError **error) {
+  PrunusGroups *g = prunus_groups_build(p->m);
+  const uint8_t **per_layer = g_new0(const uint8_t *, p->m->n_layers);
+  for (int k = 0; k < b->nl; k++) per_layer[p->vs.layer_index[k]] = b->rm_u[k];
+  uint8_t *rm = g_new0(uint8_t, MAX(g->n_groups, 1));
+  gboolean ok = prunus_groups_from_units(g, p->m, per_layer, rm, error);
+  if (!ok)
+    g_prefix_error(error, "prune.granularity plugin '%s', round %d: ", prunus_host_desc(gran)->name,
+                   p->round);
+  g_free(rm);
+  g_free(per_layer);
+  prunus_groups_free(g);
+  return ok;
+}
+
 /* Apply the plan: weights -> masks; units -> a physically smaller model. Adds what it
  * removed to *removed_weights and *removed_units. */
 static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *removed_weights,
                            int *removed_units, GError **error) {
   PrunusModel *m = p->m;
   int units = 0;
+  if (!prunus_model_is_sequence(m) && !check_group_plan(p, gran, b, error)) return FALSE;
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     const PrunusLayer *ml = &m->layers[p->vs.layer_index[k]];
@@ -389,7 +422,8 @@ static gboolean score_plan_apply(Pipeline *p, uint32_t produces, uint32_t needs,
   if (ok) {
     PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL,
-                           .layer = layer};
+                           .layer = layer,
+                           .group_scores = b.group};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
     prunus_host_call_begin(p->gran, "plan()");
     int plan_rc = gops->plan(prunus_host_state(p->gran), &p->vs.view, &scores, &p->req, &plan);
@@ -875,18 +909,6 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
                 "only %s scores",
                 where, gd->name, accepts & PRUNUS_SCORES_UNIT ? "unit" : "weight", cd->name,
                 produces & PRUNUS_SCORES_UNIT ? "unit" : "weight");
-    g_free(where);
-    return FALSE;
-  }
-  if ((accepts & PRUNUS_SCORES_UNIT) && !prunus_arch_is_sequence(&p->exp.rc->arch)) {
-    /* removing units of a graph needs every branch to agree on them (not done yet) */
-    char *where =
-        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.granularity '%s' removes whole units, which graph models (layers with "
-                "inputs other than the previous layer, as in add and concat) do not support yet; "
-                "prune their weights instead (plugin = \"weight\")",
-                where, gd->name);
     g_free(where);
     return FALSE;
   }
