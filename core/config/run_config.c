@@ -756,7 +756,8 @@ static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrain
                    schedule == PRUNUS_LR_STEP ? 1 : G_MININT, &tc.step_size, error) ||
       !get_double_in(c, g, "gamma", FALSE, tc.gamma, 0, TRUE, INFINITY, FALSE, &tc.gamma, error) ||
       !get_double_in(c, g, "warmup_epochs", FALSE, tc.warmup_epochs, 0, FALSE, INFINITY, FALSE,
-                     &tc.warmup_epochs, error))
+                     &tc.warmup_epochs, error) ||
+      !get_double_in(c, g, "bn_l1", FALSE, tc.bn_l1, 0, FALSE, INFINITY, FALSE, &tc.bn_l1, error))
     return FALSE;
   tc.optimizer = (PrunusOptimizer)optimizer;
   tc.lr_schedule = (PrunusLrSchedule)schedule;

@@ -24,6 +24,8 @@ typedef struct {
   int step_size;        /* step: epochs between decays */
   double gamma;         /* step: decay factor */
   double warmup_epochs; /* linear warm-up from 0 (may be 0) */
+  double bn_l1;         /* L1 on every batchnorm scale (network slimming's sparse training):
+                         * bn_l1 * sign(gamma) added to its gradient before each step; 0 = off */
 } PrunusTrainConfig;
 
 /* The defaults a config starts from. */
@@ -48,6 +50,9 @@ typedef enum {
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
                             size_t off, size_t n, PrunusOptimFlags flags);
 void prunus_optim_reset(PrunusModel *m);
+/* When tc->bn_l1 > 0 and layer is a batchnorm: its scale's gradients += bn_l1 * sign(scale)
+ * (the L1 subgradient, 0 at 0); called before the layer's step. Nothing otherwise. */
+void prunus_optim_add_bn_l1(PrunusModel *m, const PrunusTrainConfig *tc, int layer);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: the plain whole-slab step that /train/fit/matches-plain-loop holds

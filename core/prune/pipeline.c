@@ -709,6 +709,11 @@ char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
       rc->test_labels, rc->validation, rc->train_limit, rc->test_limit, rc->normalize, t->epochs,
       t->batch, t->optimizer, t->lr, t->momentum, t->nesterov, t->weight_decay, t->beta1, t->beta2,
       t->eps, t->lr_schedule, t->step_size, t->gamma, t->warmup_epochs, rewind_epoch);
+  if (t->bn_l1 > 0.0) { /* appended only when set: the keys of runs without it stay */
+    char *with = g_strdup_printf("%s bn_l1=%.17g", text, t->bn_l1);
+    g_free(text);
+    text = with;
+  }
   char *key = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text, -1);
   g_free(text);
   g_free(arch);

@@ -917,6 +917,46 @@ static void test_graph_structured(Fixture *f, gconstpointer data) {
   g_free(ckpt), g_free(full), g_free(text), g_free(cfg);
 }
 
+/* A granularity whose plan splits a channel group, or empties a layer by whole groups
+ * (tests/group-plugins/ "bad-groups"): refused naming the group, and nothing of the plan
+ * applied (it also masks every weight of that layer): no round-1 checkpoint is written. */
+static void check_bad_groups(Fixture *f, const char *mode, const char *want) {
+  char *text = NULL;
+  char *name = g_strdup_printf("graph-%s.cfg", mode);
+  char *cfg = write_graph_config(f->dir, name, GRAPH_MODEL, &text);
+  char *prune = g_strdup_printf(
+      "plugin_path = \"%s\";\n"
+      "prune = {\n"
+      "  schedule = { rounds = 1; amount = 0.5; };\n"
+      "  criterion = { plugin = \"weight-norm\"; };\n"
+      "  granularity = { plugin = \"bad-groups\"; mode = \"%s\"; };\n"
+      "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+      "};\n",
+      g_getenv("PRUNUS_TEST_GROUP_PLUGIN_DIR"), mode);
+  char *full = g_strconcat(text, prune, NULL);
+  g_free(testutil_write_file(f->dir, name, full, strlen(full)));
+  char *run = g_strdup_printf("run-%s", mode);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "prune.granularity plugin 'bad-groups', round 1: ");
+  assert_contains(r.err, want);
+  char *ckpt = g_build_filename(f->dir, run, "tiny", "round-01.safetensors", NULL);
+  g_assert_false(g_file_test(ckpt, G_FILE_TEST_EXISTS));
+  run_clear(&r);
+  g_free(ckpt), g_free(run), g_free(full), g_free(prune), g_free(text), g_free(cfg), g_free(name);
+}
+
+static void test_graph_bad_groups(Fixture *f, gconstpointer data) {
+  (void)data;
+  check_bad_groups(f, "split",
+                   "the plan splits coupled group 0: it removes unit 0 of layer stem but keeps "
+                   "unit 0 of layer res.0.conv, whose channels are tied to it (group 0: out "
+                   "stem[0] res.0.conv[0] res.1.conv[0];");
+  check_bad_groups(f, "empty",
+                   "the plan removes all 4 units of layer stem (conv2d), the last with group 3; "
+                   "refusing to empty a layer");
+}
+
 /* Weight pruning works on graphs: masks on the conv and dense weights, batchnorm
  * untouched, the checkpoints of every round loadable. */
 static void test_graph_weight_pruning(Fixture *f, gconstpointer data) {
@@ -987,6 +1027,7 @@ int main(int argc, char **argv) {
   ADD("/cli/graph/train-eval", test_graph_model);
   ADD("/cli/graph/config-errors", test_graph_config_errors);
   ADD("/cli/graph/structured", test_graph_structured);
+  ADD("/cli/graph/bad-groups", test_graph_bad_groups);
   ADD("/cli/graph/weight-pruning", test_graph_weight_pruning);
 #undef ADD
   return g_test_run();
