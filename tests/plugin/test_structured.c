@@ -186,11 +186,13 @@ static void crit_score(Inst *c, PrunusModel *m, PrunusViewSet *vs, const PrunusD
   }
 }
 
-/* The granularity's plan for a global amount removing k groups; returns its rc. */
-static int gran_plan(Inst *g, const PrunusViewSet *vs, Bufs *b, int k) {
+/* The granularity's plan: global scope removing k groups (layer_amount 1, max_sparsity
+ * cap, or 1 when cap is NULL), or layer scope at rate for every layer when k < 0. */
+static int gran_plan_req(Inst *g, const PrunusViewSet *vs, Bufs *b, int k, double rate,
+                         const double *cap) {
   int nl = vs->view.n_layers;
   double *la = g_new(double, nl), *ms = g_new(double, nl);
-  for (int l = 0; l < nl; l++) la[l] = 1.0, ms[l] = 1.0;
+  for (int l = 0; l < nl; l++) la[l] = k < 0 ? rate : 1.0, ms[l] = cap ? cap[l] : 1.0;
   for (int l = 0; l < nl; l++) {
     memset(b->rw[l], 0, vs->layers[l].n_weights);
     memset(b->ru[l], 0, (size_t)vs->layers[l].n_units);
@@ -200,9 +202,9 @@ static int gran_plan(Inst *g, const PrunusViewSet *vs, Bufs *b, int k) {
                          .layer = -1,
                          .group_scores = b->group};
   PrunusPlan plan = {.remove_weights = b->rw, .remove_units = b->ru};
-  PrunusPlanRequest req = {.scope = PRUNUS_SCOPE_GLOBAL,
+  PrunusPlanRequest req = {.scope = k < 0 ? PRUNUS_SCOPE_LAYER : PRUNUS_SCOPE_GLOBAL,
                            .layer_amount = la,
-                           .amount = (double)k / vs->view.n_groups,
+                           .amount = k < 0 ? rate : (double)k / vs->view.n_groups,
                            .max_sparsity = ms,
                            .round = 1,
                            .rounds = 1,
@@ -210,6 +212,10 @@ static int gran_plan(Inst *g, const PrunusViewSet *vs, Bufs *b, int k) {
   int rc = g->desc->granularity->plan(prunus_host_state(g->host), &vs->view, &scores, &req, &plan);
   g_free(la), g_free(ms);
   return rc;
+}
+
+static int gran_plan(Inst *g, const PrunusViewSet *vs, Bufs *b, int k) {
+  return gran_plan_req(g, vs, b, k, 1.0, NULL);
 }
 
 /* The groups a plan removes, as a sorted list "3,17,..."; every unit of each removed
@@ -298,6 +304,77 @@ static void check_ranking(const PrunusViewSet *vs, Bufs *b, double *const *us, c
   }
 }
 
+/* Layer scope: each family (the groups of one set of layers) loses round(rate x its
+ * groups), its lowest by the mean aggregate; a max_sparsity cap on one layer of a family
+ * holds the whole family back in global scope. */
+static void check_scope_and_caps(const PrunusViewSet *vs, Bufs *b, double *const *us,
+                                 const PrunusModel *m) {
+  const PrunusModelView *v = &vs->view;
+  GError *error = NULL;
+  Inst *g = inst_new(PRUNUS_PLUGIN_GRANULARITY, "plugin = \"channel\";", vs, &error);
+  g_assert_no_error(error);
+  double *ref = ref_group_scores(v, us, 1);
+  g_assert_cmpint(gran_plan_req(g, vs, b, -1, 0.25, NULL), ==, 0);
+  /* families of ResNet-8 by their first unit's layer: 16, 16, 32, 32, 64, 64 groups */
+  int fam_first[6], fam_n[6], n_fam = 0, removed = 0;
+  for (int gr = 0; gr < v->n_groups; gr++) {
+    int f = 0;
+    while (f < n_fam && !(v->group_n_units[fam_first[f]] == v->group_n_units[gr] &&
+                          !memcmp(v->group_unit_layer[fam_first[f]], v->group_unit_layer[gr],
+                                  sizeof(int) * (size_t)v->group_n_units[gr])))
+      f++;
+    if (f == n_fam) {
+      g_assert_cmpint(n_fam, <, 6);
+      fam_first[n_fam] = gr, fam_n[n_fam++] = 0;
+    }
+    fam_n[f]++;
+  }
+  g_assert_cmpint(n_fam, ==, 6);
+  char *got = removed_groups(v, b);
+  for (int f = 0; f < n_fam; f++) {
+    /* the family's lowest round(0.25 n) by the reference */
+    double *fs = g_new(double, v->n_groups);
+    for (int gr = 0; gr < v->n_groups; gr++) {
+      gboolean in = v->group_n_units[gr] == v->group_n_units[fam_first[f]] &&
+                    !memcmp(v->group_unit_layer[fam_first[f]], v->group_unit_layer[gr],
+                            sizeof(int) * (size_t)v->group_n_units[gr]);
+      fs[gr] = in ? ref[gr] : INFINITY;
+    }
+    char *want = lowest(fs, v->n_groups, fam_n[f] / 4);
+    char **ids = g_strsplit(want, ",", -1);
+    for (char **id = ids; *id && **id; id++) {
+      char *needle = g_strdup_printf(",%s,", *id), *hay = g_strdup_printf(",%s,", got);
+      if (!strstr(hay, needle)) g_error("layer scope: group %s of family %d not removed", *id, f);
+      g_free(needle), g_free(hay);
+      removed++;
+    }
+    g_strfreev(ids);
+    g_free(want), g_free(fs);
+  }
+  g_assert_cmpint(removed, ==, 4 + 4 + 8 + 8 + 16 + 16);
+  char **all = g_strsplit(got, ",", -1);
+  g_assert_cmpint(g_strv_length(all), ==, (guint)removed);
+  g_strfreev(all);
+  g_free(got);
+  /* global, 100 groups, but conv1 may lose at most 2 of its 16 channels: the stem's
+   * residual family loses exactly 2, the lowest two of it */
+  double *cap = g_new(double, v->n_layers);
+  for (int l = 0; l < v->n_layers; l++) cap[l] = 1.0;
+  cap[view_of(vs, find_layer(m, "conv1"))] = 0.125;
+  g_assert_cmpint(gran_plan_req(g, vs, b, 100, 1.0, cap), ==, 0);
+  int stem = 0, total = 0;
+  for (int gr = 0; gr < v->n_groups; gr++) {
+    int on = b->ru[v->group_unit_layer[gr][0]][v->group_unit[gr][0]];
+    total += on;
+    stem += on && gr < 16;
+  }
+  g_assert_cmpint(stem, ==, 2);
+  g_assert_cmpint(total, ==, 100);
+  g_free(cap);
+  g_free(ref);
+  inst_free(g);
+}
+
 /* ------------------------------------------------------------------------ */
 /* the view */
 
@@ -379,6 +456,7 @@ static void test_weight_norm_groups(void) {
   g_test_message("weight-norm unit scores: max relative difference %.3e", worst);
   g_assert_cmpfloat(worst, <, 1e-6);
   check_ranking(&vs, &b, us, "weight-norm");
+  check_scope_and_caps(&vs, &b, us, m);
   for (int k = 0; k < vs.view.n_layers; k++) g_free(us[k]);
   g_free(us);
   bufs_free(&b);
