@@ -716,7 +716,7 @@ def convert(module, state_dict=None, input_shape=(1, 28, 28), normalize=("unit",
         inplace = (n.op == "call_method" and n.target in _INPLACE_METHODS) or \
             n.target in (operator.iadd, torch.relu_) or \
             (mod is not None and getattr(mod, "inplace", False)) or \
-            (n.op == "call_function" and n.kwargs.get("inplace"))
+            (n.op == "call_function" and kind == "relu" and _bind(_relu, n).get("inplace"))
         if inplace and isinstance(first, torch.fx.Node):
             later = [u for u in first.users if u is not n and nodes.index(u) > nodes.index(n)]
             _check(not later, where,

@@ -307,9 +307,9 @@ gboolean prunus_export_torch(const PrunusModel *m, GHashTable *checkpoint_metada
   char *py_path = prunus_export_torch_py_path(path);
   if (g_str_has_suffix(path, ".py")) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                "prunus export: -o %s: the safetensors file cannot end in .py (its module "
-                "definition is written to %s)",
-                path, py_path);
+                "prunus export: -o %s: the safetensors file cannot end in .py (the module "
+                "definition goes next to it, under its name with .py for the extension)",
+                path);
     g_free(py_path);
     return FALSE;
   }

@@ -235,6 +235,22 @@ for cls in ("ResNet8", "VggBn", "Branches"):
 if not HAVE_DATA:
     print(f"skip prunus eval/run of converted models: no Fashion-MNIST in {DATA}")
 
+
+def library_convert():
+    """convert() of an instance (its own weights) writes what the command line wrote."""
+    model = torch_models.Branches()
+    model.load_state_dict(torch.load(path("Branches.pt")))
+    conv = torch2prunus.convert(model, input_shape=(1, 28, 28))
+    conv.write(path("lib.cfg"), path("lib.safetensors"))
+    a, ma = read(path("lib.safetensors"))
+    b, mb = read(path("Branches.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert ma["architecture"] == mb["architecture"], (ma, mb)
+    return f"{len(a)} tensors and the architecture identical"
+
+
+check("torch2prunus.convert() as a library function", library_convert)
+
 # ---------------------------------------------------------------------------
 # prunus -> torch
 
@@ -348,6 +364,38 @@ check("unsupported torch.sigmoid", bad_op(
     "Sigmoid", "torch2prunus: error: unsupported op torch.sigmoid at node 'sigmoid' at ",
     "torch_models.py:", "return torch.sigmoid(self.fc(torch.flatten(x, 1)))"))
 check("unsupported nn.LSTM", bad_op("Lstm", "nn.LSTM at 'rnn'"))
+check("unsupported nn.LSTM (traceable)", bad_op(
+    "LstmIndexed", "unsupported op nn.LSTM at node 'rnn' (module 'rnn') at ", "torch_models.py:"))
+check("a module called twice", bad_op(
+    "SharedConv", "node 'conv_1' (module 'conv')", "module 'conv' is called again (first at "
+    "node 'conv'); a prunus layer owns its weights"))
+check("an in-place op read again afterwards", bad_op(
+    "InplaceHazard", "in-place Tensor.relu_ changes 'conv', which node 'add' reads afterwards"))
+
+
+def pruned_state_dict():
+    """torch.nn.utils.prune's weight_orig/weight_mask pairs: the mask becomes prunus's."""
+    import torch.nn.utils.prune as tprune
+    torch.manual_seed(4)
+    m = torch_models.VggBn()
+    randomize_bn(m, 5)
+    tprune.l1_unstructured(m.features[0], "weight", amount=0.5)
+    tprune.l1_unstructured(m.classifier[0], "weight", amount=0.7)
+    pt = path("vgg-pruned.pt")
+    torch.save(m.state_dict(), pt)
+    run(sys.executable, TOOL, f"{MODELS}:VggBn", "--state-dict", pt, "-o", path("vgg-pruned"))
+    t, _ = read(path("vgg-pruned.safetensors"))
+    for key, mod in (("features.0", m.features[0]), ("classifier.0", m.classifier[0])):
+        assert torch.equal(t[key + ".mask"], mod.weight_mask), key
+        assert torch.equal(t[key + ".weight"], mod.weight), key
+    zeros = int((t["classifier.0.mask"] == 0).sum())
+    fwd, _ = prunus_side(path("vgg-pruned.safetensors"), PX)
+    with torch.no_grad():
+        d = maxdiff(m.eval()(fwd["x"].reshape(-1, 1, 28, 28)), fwd["eval"], "pruned VGG logits")
+    return f"masks carried ({zeros} of classifier.0 pruned), eval logits {d:.2g}"
+
+
+check("a torch.nn.utils.prune state_dict", pruned_state_dict)
 
 
 def bad_state_dict():

@@ -114,3 +114,41 @@ class Lstm(nn.Module):
     def forward(self, x):
         out, _ = self.rnn(x[:, 0])
         return self.fc(out[:, -1])
+
+
+class LstmIndexed(nn.Module):
+    """The same, written so that torch.fx traces it: refused at the LSTM's node."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(28, 16, batch_first=True)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(self.rnn(torch.flatten(x, 1, 2))[0][:, -1])
+
+
+class SharedConv(nn.Module):
+    """One conv called twice: its weights would belong to two prunus layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.conv(F.relu(self.conv(x))), 1))
+
+
+class InplaceHazard(nn.Module):
+    """x.relu_() changes y too, which torch.fx's graph does not show."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 28 * 28, 10)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = y.relu_()
+        return self.fc(torch.flatten(z + y, 1))
