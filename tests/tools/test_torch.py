@@ -89,14 +89,14 @@ def pixels(n=24, seed=0):
     return p
 
 
-def prunus_side(ckpt, px):
+def prunus_side(ckpt, px, threads=1):
     """prunus's logits (eval, train), running statistics after the train forward, the
-    batch x it used, and the checkpoint after STEPS SGD steps (1 thread)."""
+    batch x it used, and the checkpoint after STEPS SGD steps (on `threads` threads)."""
     out = path(os.path.basename(ckpt) + ".fwd.safetensors")
     run(PARITY, "forward", ckpt, px, out)
     fwd, _ = read(out)
-    stepped = path(os.path.basename(ckpt) + ".steps.safetensors")
-    run(PARITY, "train", ckpt, px, STEPS, LR, MOMENTUM, WD, 1, stepped)
+    stepped = path(os.path.basename(ckpt) + f".steps{threads}.safetensors")
+    run(PARITY, "train", ckpt, px, STEPS, LR, MOMENTUM, WD, threads, stepped)
     after, _ = read(stepped)
     return fwd, after
 
@@ -171,7 +171,7 @@ PX = pixels()
 # torch -> prunus
 
 
-def torch_to_prunus(cls):
+def torch_to_prunus(cls, threads=1):
     def test():
         torch.manual_seed(1)
         model = getattr(torch_models, cls)()
@@ -179,7 +179,7 @@ def torch_to_prunus(cls):
         pt = path(f"{cls}.pt")
         torch.save(model.state_dict(), pt)
         run(sys.executable, TOOL, f"{MODELS}:{cls}", "--state-dict", pt, "-o", path(cls))
-        fwd, after = prunus_side(path(cls + ".safetensors"), PX)
+        fwd, after = prunus_side(path(cls + ".safetensors"), PX, threads)
         net = getattr(torch_models, cls)()
         net.load_state_dict(torch.load(pt))
         return torch_parity(net, fwd, after, {}, cls)
@@ -229,6 +229,9 @@ def prunus_accepts(cls):
 
 for cls in ("ResNet8", "VggBn", "Branches"):
     check(f"torch->prunus {cls}: logits, running stats, {STEPS} SGD steps", torch_to_prunus(cls))
+    if cls == "ResNet8":
+        check(f"torch->prunus {cls}, prunus training on 2 threads",
+              torch_to_prunus(cls, threads=2))
     check(f"torch->prunus->torch {cls}: strict load, same logits", round_trip(cls))
     if HAVE_DATA:
         check(f"prunus eval/run accept the converted {cls}", prunus_accepts(cls))
