@@ -22,6 +22,7 @@ PrunusTrainConfig prunus_train_config_default(void) {
       .step_size = 1,
       .gamma = 0.1,
       .warmup_epochs = 0.0,
+      .sparse_from = PRUNUS_SPARSE_FROM_DEFAULT,
   };
 }
 
@@ -177,6 +178,13 @@ void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double 
   g_return_if_fail(off + n <= m->n_params);
   step_blocks(span_of(m, off, n, (flags & PRUNUS_OPTIM_MASKED) != 0), tc, (float)lr,
               step > 0 ? step : 1, flags);
+}
+
+void prunus_optim_step_arrays(const PrunusTrainConfig *tc, double lr, long step, float *p,
+                              float *m1, float *m2, const float *g, size_t n) {
+  /* the span step with no mask: multiplying by a mask of 1 changes no bit */
+  OptimSpan span = {p, m1, m2, (float *)g, NULL, n};
+  step_blocks(span, tc, (float)lr, step > 0 ? step : 1, 0);
 }
 
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {
