@@ -136,6 +136,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "step_profile: %s\n", error->message);
     return 1;
   }
+  if (!prunus_model_is_sequence(m)) { /* the replay below walks acts[i] -> acts[i + 1] */
+    fprintf(stderr, "step_profile: %s is a graph model; this profile replays sequences only\n",
+            o.config_path);
+    return 1;
+  }
   /* as prunus_train: with N > 1 threads the layers split their kernels and products
    * and the loss over a team (the per-layer update and the fill are not split here),
    * and each update zeroes the gradients it used so that the next backward adds onto

@@ -251,7 +251,8 @@ PrunusHost *fakehost_new(uint64_t seed, gboolean with_retrain) {
   PrunusHost *h = g_new0(PrunusHost, 1);
   h->services = (PrunusHostServices){
       .abi_version = PRUNUS_PLUGIN_ABI_VERSION,
-      .size = sizeof(PrunusHostServices),
+      /* a revision-2 host: it has none of revision 3's services */
+      .size = offsetof(PrunusHostServices, get_double_range) + sizeof(void *),
       .log = fake_log,
       .set_error = fake_set_error,
       .get_int = fake_get_int,
@@ -262,7 +263,7 @@ PrunusHost *fakehost_new(uint64_t seed, gboolean with_retrain) {
       .rng_u64 = fake_rng_u64,
       .rng_uniform = fake_rng_uniform,
       .model = fake_model,
-      .revision = PRUNUS_PLUGIN_REVISION,
+      .revision = 2,
       .get_int_range = fake_get_int_range,
       .get_double_range = fake_get_double_range,
   };

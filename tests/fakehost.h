@@ -1,6 +1,6 @@
 /* fakehost.h: a fake prunus host for plugin tests. It implements the plugin.h
- * services from an in-memory settings table, a seeded RNG, a hand-made model view
- * and retrain services that only record their calls. */
+ * services of revision 2 from an in-memory settings table, a seeded RNG, a
+ * hand-made model view and retrain services that only record their calls. */
 #ifndef PRUNUS_FAKEHOST_H
 #define PRUNUS_FAKEHOST_H
 

@@ -146,17 +146,163 @@ static gboolean parse_input_shape(PrunusConfig *c, config_setting_t *model, Prun
   return TRUE;
 }
 
-static gboolean parse_layer(PrunusConfig *c, config_setting_t *l, PrunusLayerSpec *spec,
-                            GError **error) {
-  if (!config_setting_is_group(l)) {
-    char *path = prunus_config_setting_path(l);
-    prunus_config_fail_at(c, l, error,
-                          "%s must be a group such as { type = \"dense\"; units = 10; }, found %s",
-                          path, prunus_config_type_name(config_setting_type(l)));
-    g_free(path);
-    return FALSE;
+/* ------------------------------------------------------------------------ */
+/* model.layers: a list of layers, each taking the previous one's output unless it
+ * names its inputs; uses of blocks (model.blocks) expand into their layers. The
+ * expanded list is sorted so that every layer comes after its inputs. */
+
+/* One layer as the config gives it, inputs still by name. */
+typedef struct {
+  PrunusLayerSpec spec;              /* inputs not yet resolved */
+  config_setting_t *at;              /* the layer's group */
+  config_setting_t *input_at;        /* its `input` key, or NULL */
+  char *name;                        /* full name ("stage1.0.conv1"), or NULL: its index */
+  int n_in;                          /* 0: the layer before it in the list */
+  char *in[PRUNUS_LAYER_MAX_INPUTS]; /* full names; "input" = the model's input */
+  char *where;                       /* " (block 'basic' used at f:l)" or "" */
+} RawLayer;
+
+/* A block use's integer setting, which the block's layers read as "$name". */
+typedef struct {
+  int value;
+  config_setting_t *at;
+  gboolean used;
+} BlockParam;
+
+/* The state of parsing model.layers. Fields after `raw` describe the block instance
+ * being expanded (NULL / "" outside blocks). */
+typedef struct {
+  PrunusConfig *c;
+  config_setting_t *blocks; /* model.blocks, or NULL */
+  GHashTable *blocks_used;  /* set of block settings expanded at least once */
+  GArray *raw;              /* RawLayer, in config order */
+  GHashTable *params;       /* "channels" -> BlockParam */
+  const char *block_name;
+  const char *prefix;   /* the instance's name: layer "conv1" is "PREFIX.conv1" */
+  GHashTable *local;    /* set of the names the block's layers give themselves */
+  const char *block_in; /* what "$in" stands for: the instance's input */
+  const char *where;
+} ModelParse;
+
+static void raw_layer_clear(gpointer p) {
+  RawLayer *r = p;
+  g_free(r->name);
+  for (int k = 0; k < r->n_in; k++) g_free(r->in[k]);
+  g_free(r->where);
+}
+
+/* The name raw layer i goes by while inputs are resolved: its own or its index. */
+static char *raw_name(const ModelParse *mp, int i) {
+  const RawLayer *r = &g_array_index(mp->raw, RawLayer, i);
+  return r->name ? g_strdup(r->name) : g_strdup_printf("%d", i);
+}
+
+/* Append mp->where (" (block ... used at ...)") to an error raised inside a block. */
+static gboolean fail_in_block(const ModelParse *mp, GError **error) {
+  if (error && *error && mp->where && *mp->where) {
+    char *msg = g_strconcat((*error)->message, mp->where, NULL);
+    g_free((*error)->message);
+    (*error)->message = msg;
   }
-  prunus_config_mark_read(c, l);
+  return FALSE;
+}
+
+/* An integer key of a layer, >= lo; inside a block it may read "$name", a setting of
+ * the block's use. */
+static gboolean layer_int(ModelParse *mp, config_setting_t *l, const char *key, gboolean required,
+                          int defval, int lo, int hi, int *out, GError **error) {
+  PrunusConfig *c = mp->c;
+  config_setting_t *s = config_setting_get_member(l, key);
+  if (!s || config_setting_type(s) != CONFIG_TYPE_STRING)
+    return get_int_in(c, l, key, required, defval, lo, hi, out, error);
+  const char *text;
+  if (!prunus_config_get_string(c, l, key, TRUE, NULL, &text, error)) return FALSE;
+  char *path = prunus_config_setting_path(s);
+  gboolean ok = FALSE;
+  if (text[0] != '$' || !mp->params) {
+    prunus_config_fail_at(c, s, error, "key '%s' must be an integer%s, found the string \"%s\"",
+                          path, mp->params ? " or \"$name\" (a setting of the block's use)" : "",
+                          text);
+  } else {
+    BlockParam *p = g_hash_table_lookup(mp->params, text + 1);
+    if (!p) {
+      prunus_config_fail_at(c, s, error, "key '%s' = \"%s\": the use of block '%s' sets no '%s'",
+                            path, text, mp->block_name, text + 1);
+    } else {
+      p->used = TRUE;
+      *out = p->value;
+      ok = *out >= lo && *out <= hi;
+      if (!ok)
+        prunus_config_fail_at(c, p->at, error, "key '%s' = %d is out of range: must be in [%d, %d]",
+                              path, *out, lo, hi);
+    }
+  }
+  g_free(path);
+  return ok;
+}
+
+/* The full name of an input as a block's layer writes it: "$in", one of the block's
+ * own layers, or any other layer of the model. */
+static char *input_full_name(const ModelParse *mp, const char *name) {
+  if (!mp->prefix) return g_strdup(name);
+  if (!strcmp(name, "$in")) return g_strdup(mp->block_in);
+  if (g_hash_table_contains(mp->local, name)) return g_strdup_printf("%s.%s", mp->prefix, name);
+  return g_strdup(name);
+}
+
+/* The `name` and `input` keys of layer group l into r. */
+static gboolean parse_layer_links(ModelParse *mp, config_setting_t *l, RawLayer *r,
+                                  GError **error) {
+  PrunusConfig *c = mp->c;
+  const char *name = NULL;
+  if (!prunus_config_get_string(c, l, "name", FALSE, NULL, &name, error)) return FALSE;
+  if (name) {
+    r->name = mp->prefix ? g_strdup_printf("%s.%s", mp->prefix, name) : g_strdup(name);
+    if (!prunus_layer_name_valid(r->name)) {
+      config_setting_t *s = config_setting_get_member(l, "name");
+      char *path = prunus_config_setting_path(s);
+      prunus_config_fail_at(c, s, error,
+                            "key '%s' = \"%s\" is not a valid layer name: use 1-%d of A-Z a-z "
+                            "0-9 _ . - (\"input\" is the model's input)",
+                            path, r->name, PRUNUS_LAYER_NAME_MAX - 1);
+      g_free(path);
+      return FALSE;
+    }
+  }
+  config_setting_t *in = config_setting_get_member(l, "input");
+  r->input_at = in;
+  if (!in || config_setting_type(in) == CONFIG_TYPE_STRING) {
+    const char *one = NULL;
+    if (!prunus_config_get_string(c, l, "input", FALSE, NULL, &one, error)) return FALSE;
+    if (one) r->in[r->n_in++] = input_full_name(mp, one);
+    return TRUE;
+  }
+  if (!prunus_config_get_list(c, l, "input", TRUE, error)) return FALSE;
+  int n = config_setting_length(in);
+  char *path = prunus_config_setting_path(in);
+  gboolean ok = TRUE;
+  if (n < 1 || n > PRUNUS_LAYER_MAX_INPUTS)
+    ok = prunus_config_fail_at(c, in, error, "key '%s' lists %d inputs; give 1 to %d layer names",
+                               path, n, PRUNUS_LAYER_MAX_INPUTS);
+  for (int k = 0; ok && k < n; k++) {
+    config_setting_t *e = config_setting_get_elem(in, (unsigned)k);
+    prunus_config_mark_read(c, e);
+    if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+      ok = prunus_config_fail_at(c, e, error, "key '%s' must list layer names, found %s", path,
+                                 prunus_config_type_name(config_setting_type(e)));
+      break;
+    }
+    r->in[r->n_in++] = input_full_name(mp, config_setting_get_string(e));
+  }
+  g_free(path);
+  return ok;
+}
+
+static gboolean parse_layer(ModelParse *mp, config_setting_t *l, RawLayer *r, GError **error) {
+  PrunusConfig *c = mp->c;
+  PrunusLayerSpec *spec = &r->spec;
+  r->at = l;
+  r->where = g_strdup(mp->where ? mp->where : "");
   const char *tname;
   if (!prunus_config_get_string(c, l, "type", TRUE, NULL, &tname, error)) return FALSE;
   PrunusLayerType type;
@@ -173,33 +319,302 @@ static gboolean parse_layer(PrunusConfig *c, config_setting_t *l, PrunusLayerSpe
     g_string_free(names, TRUE);
     return FALSE;
   }
-  memset(spec, 0, sizeof *spec);
   spec->type = type;
-  gboolean ok = TRUE;
+  gboolean ok = parse_layer_links(mp, l, r, error);
+  double momentum = PRUNUS_BATCHNORM_MOMENTUM, eps = PRUNUS_BATCHNORM_EPS;
+  gboolean bias = TRUE;
   switch (type) {
   case PRUNUS_LAYER_DENSE:
-    ok = get_int_in(c, l, "units", TRUE, 0, 1, PRUNUS_MODEL_MAX_WIDTH, &spec->units, error);
+    ok = ok && layer_int(mp, l, "units", TRUE, 0, 1, PRUNUS_MODEL_MAX_WIDTH, &spec->units, error);
     break;
   case PRUNUS_LAYER_CONV2D:
-    ok = get_int_in(c, l, "channels", TRUE, 0, 1, PRUNUS_MODEL_MAX_WIDTH, &spec->channels, error) &&
-         get_int_in(c, l, "kernel", TRUE, 0, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->kernel, error) &&
-         get_int_in(c, l, "stride", FALSE, 1, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->stride, error) &&
-         get_int_in(c, l, "padding", FALSE, 0, 0, PRUNUS_MODEL_MAX_KERNEL, &spec->padding, error);
+    ok = ok &&
+         layer_int(mp, l, "channels", TRUE, 0, 1, PRUNUS_MODEL_MAX_WIDTH, &spec->channels, error) &&
+         layer_int(mp, l, "kernel", TRUE, 0, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->kernel, error) &&
+         layer_int(mp, l, "stride", FALSE, 1, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->stride, error) &&
+         layer_int(mp, l, "padding", FALSE, 0, 0, PRUNUS_MODEL_MAX_KERNEL, &spec->padding, error) &&
+         prunus_config_get_bool(c, l, "bias", FALSE, TRUE, &bias, error);
+    spec->no_bias = !bias;
     break;
   case PRUNUS_LAYER_MAXPOOL2D:
-    ok = get_int_in(c, l, "kernel", TRUE, 0, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->kernel, error) &&
-         get_int_in(c, l, "stride", FALSE, spec->kernel, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->stride,
-                    error);
+  case PRUNUS_LAYER_AVGPOOL2D:
+    ok = ok &&
+         layer_int(mp, l, "kernel", TRUE, 0, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->kernel, error) &&
+         layer_int(mp, l, "stride", FALSE, spec->kernel, 1, PRUNUS_MODEL_MAX_KERNEL, &spec->stride,
+                   error);
     break;
-  case PRUNUS_LAYER_RELU:
-  case PRUNUS_LAYER_FLATTEN:
+  case PRUNUS_LAYER_BATCHNORM:
+    ok = ok &&
+         get_double_in(c, l, "momentum", FALSE, momentum, 0, FALSE, 1, FALSE, &momentum, error) &&
+         get_double_in(c, l, "eps", FALSE, eps, 0, TRUE, INFINITY, FALSE, &eps, error);
+    spec->momentum = (float)momentum, spec->eps = (float)eps;
+    break;
   default:
     break;
   }
-  if (!ok) return FALSE;
+  if (!ok) return fail_in_block(mp, error);
   char *what = g_strdup_printf("a %s layer", tname);
   ok = check_group_read(c, l, what, error);
   g_free(what);
+  return ok || fail_in_block(mp, error);
+}
+
+/* The full name of the last raw layer, or "input" when there is none yet. */
+static char *previous_name(const ModelParse *mp) {
+  return mp->raw->len ? raw_name(mp, (int)mp->raw->len - 1) : g_strdup("input");
+}
+
+/* { block = "basic"; name = "layer1"; repeat = 3; channels = 16; }: the block's
+ * layers, repeat times, named "layer1.0.conv1", "layer1.1.conv1", ... (the count
+ * starts at `start`, default 0, so a stage may continue the block before it). */
+static gboolean expand_block(ModelParse *mp, config_setting_t *use, GError **error) {
+  PrunusConfig *c = mp->c;
+  const char *bname, *name, *input = NULL;
+  int repeat, start;
+  if (!prunus_config_get_string(c, use, "block", TRUE, NULL, &bname, error) ||
+      !prunus_config_get_string(c, use, "name", TRUE, NULL, &name, error) ||
+      !get_int_min(c, use, "repeat", FALSE, 1, 1, &repeat, error) ||
+      !get_int_min(c, use, "start", FALSE, 0, 0, &start, error) ||
+      !prunus_config_get_string(c, use, "input", FALSE, NULL, &input, error))
+    return FALSE;
+  if (mp->prefix)
+    return prunus_config_fail_at(c, use, error, "a block's layers cannot use blocks (block '%s')",
+                                 mp->block_name);
+  config_setting_t *def = mp->blocks ? config_setting_get_member(mp->blocks, bname) : NULL;
+  if (!def || !config_setting_is_list(def)) {
+    config_setting_t *s = config_setting_get_member(use, "block");
+    char *path = prunus_config_setting_path(s);
+    GString *known = g_string_new(NULL);
+    for (int i = 0; mp->blocks && i < config_setting_length(mp->blocks); i++)
+      g_string_append_printf(known, "%s%s", i ? ", " : "",
+                             config_setting_name(config_setting_get_elem(mp->blocks, (unsigned)i)));
+    prunus_config_fail_at(c, s, error, "key '%s': no block '%s' in model.blocks (defined: %s)",
+                          path, bname, known->len ? known->str : "none");
+    g_free(path);
+    g_string_free(known, TRUE);
+    return FALSE;
+  }
+  g_hash_table_add(mp->blocks_used, def);
+  prunus_config_mark_read(c, def);
+  /* every other key of the use is an integer setting of the block */
+  GHashTable *params = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+  GHashTable *local = g_hash_table_new(g_str_hash, g_str_equal);
+  gboolean ok = TRUE;
+  for (int i = 0; ok && i < config_setting_length(use); i++) {
+    config_setting_t *s = config_setting_get_elem(use, (unsigned)i);
+    const char *key = config_setting_name(s);
+    if (!strcmp(key, "block") || !strcmp(key, "name") || !strcmp(key, "repeat") ||
+        !strcmp(key, "start") || !strcmp(key, "input"))
+      continue;
+    BlockParam *p = g_new0(BlockParam, 1);
+    p->at = s;
+    g_hash_table_insert(params, (gpointer)key, p);
+    prunus_config_mark_read(c, s);
+    ok = prunus_config_setting_to_int(c, s, &p->value, error);
+  }
+  int n = config_setting_length(def);
+  for (int j = 0; ok && j < n; j++) {
+    config_setting_t *l = config_setting_get_elem(def, (unsigned)j);
+    const char *lname;
+    if (config_setting_is_group(l) && config_setting_lookup_string(l, "name", &lname))
+      g_hash_table_add(local, (gpointer)lname);
+  }
+  char *where_use = prunus_config_where(c, use);
+  char *where = g_strdup_printf(" (block '%s' used at %s)", bname, where_use);
+  g_free(where_use);
+  for (int r = 0; ok && r < repeat; r++) {
+    char *prefix = g_strdup_printf("%s.%d", name, start + r);
+    char *block_in = r == 0 && input ? g_strdup(input) : previous_name(mp);
+    mp->params = params, mp->block_name = bname, mp->prefix = prefix, mp->local = local;
+    mp->block_in = block_in, mp->where = where;
+    for (int j = 0; ok && j < n; j++) {
+      config_setting_t *l = config_setting_get_elem(def, (unsigned)j);
+      if (!config_setting_is_group(l)) {
+        char *path = prunus_config_setting_path(l);
+        ok = prunus_config_fail_at(c, l, error, "%s must be a layer group, found %s", path,
+                                   prunus_config_type_name(config_setting_type(l)));
+        g_free(path);
+        break;
+      }
+      prunus_config_mark_read(c, l);
+      if (config_setting_get_member(l, "block")) {
+        ok = prunus_config_fail_at(c, l, error, "a block's layers cannot use blocks (block '%s')",
+                                   bname);
+        break;
+      }
+      RawLayer raw = {0};
+      ok = parse_layer(mp, l, &raw, error);
+      if (ok && j == 0 && raw.n_in == 0 && r == 0 && input) raw.in[raw.n_in++] = g_strdup(input);
+      g_array_append_val(mp->raw, raw);
+    }
+    mp->params = NULL, mp->block_name = NULL, mp->prefix = NULL, mp->local = NULL;
+    mp->block_in = NULL, mp->where = NULL;
+    g_free(block_in);
+    g_free(prefix);
+  }
+  g_free(where);
+  GHashTableIter it;
+  gpointer key, val;
+  g_hash_table_iter_init(&it, params);
+  while (ok && g_hash_table_iter_next(&it, &key, &val)) {
+    BlockParam *p = val;
+    if (p->used) continue;
+    char *path = prunus_config_setting_path(p->at);
+    ok = prunus_config_fail_at(c, p->at, error,
+                               "key '%s': block '%s' has no layer that reads \"$%s\"", path, bname,
+                               (const char *)key);
+    g_free(path);
+  }
+  g_hash_table_destroy(local);
+  g_hash_table_destroy(params);
+  return ok;
+}
+
+/* raw layer i's setting to point at in messages about its inputs. */
+static config_setting_t *input_setting(const RawLayer *r) {
+  return r->input_at ? r->input_at : r->at;
+}
+
+/* A cycle among the layers not yet placed (placed[i] FALSE), as "a <- c <- b <- a"
+ * (a takes c's output, c takes b's, b takes a's); *start = the first layer named. */
+static char *describe_cycle(const ModelParse *mp, int **from, const gboolean *placed, int *start) {
+  gboolean *seen = g_new0(gboolean, mp->raw->len);
+  int *next = g_new(int, mp->raw->len);
+  int at = 0;
+  while (placed[at]) at++;
+  /* follow unplaced inputs until a layer repeats: every unplaced layer has one */
+  while (!seen[at]) {
+    seen[at] = TRUE;
+    int k = 0;
+    while (from[at][k] < 0 || placed[from[at][k]]) k++;
+    next[at] = from[at][k];
+    at = next[at];
+  }
+  *start = at;
+  GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+  int i = at;
+  do {
+    g_ptr_array_add(names, raw_name(mp, i));
+    i = next[i];
+  } while (i != at);
+  g_ptr_array_add(names, raw_name(mp, at));
+  g_ptr_array_add(names, NULL);
+  char *text = g_strjoinv(" <- ", (char **)names->pdata);
+  g_ptr_array_free(names, TRUE);
+  g_free(seen), g_free(next);
+  return text;
+}
+
+/* The raw layers as an architecture: inputs resolved to indices, layers sorted so
+ * that each comes after its inputs (config order where that holds already). */
+static gboolean resolve_graph(ModelParse *mp, PrunusArch *arch, int **order_out, GError **error) {
+  PrunusConfig *c = mp->c;
+  int n = (int)mp->raw->len;
+  GHashTable *index = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  gboolean ok = TRUE;
+  for (int i = 0; ok && i < n; i++) {
+    RawLayer *r = &g_array_index(mp->raw, RawLayer, i);
+    char *name = raw_name(mp, i);
+    int twin = GPOINTER_TO_INT(g_hash_table_lookup(index, name));
+    if (twin) {
+      char *first = prunus_config_where(c, g_array_index(mp->raw, RawLayer, twin - 1).at);
+      ok = prunus_config_fail_at(c, r->at, error,
+                                 "layer name '%s' is already taken by the layer at %s; names must "
+                                 "be unique%s",
+                                 name, first, r->where);
+      g_free(first);
+      g_free(name);
+      break;
+    }
+    g_hash_table_insert(index, name, GINT_TO_POINTER(i + 1));
+  }
+  guint len = mp->raw->len; /* n, unsigned for the allocations */
+  int **from = g_new0(int *, len), *n_from = g_new0(int, len);
+  for (int i = 0; ok && i < n; i++) {
+    RawLayer *r = &g_array_index(mp->raw, RawLayer, i);
+    from[i] = g_new(int, PRUNUS_LAYER_MAX_INPUTS);
+    if (r->n_in == 0) {
+      from[i][0] = i - 1; /* -1: the model's input */
+      n_from[i] = 1;
+      continue;
+    }
+    for (int k = 0; ok && k < r->n_in; k++) {
+      if (!strcmp(r->in[k], "input")) {
+        from[i][n_from[i]++] = -1;
+        continue;
+      }
+      int at = GPOINTER_TO_INT(g_hash_table_lookup(index, r->in[k]));
+      if (!at) {
+        char *path = prunus_config_setting_path(input_setting(r));
+        ok = prunus_config_fail_at(c, input_setting(r), error,
+                                   "key '%s': no layer is named '%s' (a layer is named by its "
+                                   "`name` key, else by its index in the expanded list; \"input\" "
+                                   "is the model's input)%s",
+                                   path, r->in[k], r->where);
+        g_free(path);
+      } else if (at - 1 == i) {
+        char *path = prunus_config_setting_path(input_setting(r));
+        ok = prunus_config_fail_at(c, input_setting(r), error,
+                                   "key '%s': layer '%s' takes its own output, a cycle%s", path,
+                                   r->in[k], r->where);
+        g_free(path);
+      }
+      from[i][n_from[i]++] = at - 1;
+    }
+  }
+  /* Kahn's order, the lowest ready index first: a sequence stays as it is */
+  int *order = g_new(int, len), *pos = g_new(int, len);
+  gboolean *placed = g_new0(gboolean, len);
+  int placed_n = 0;
+  while (ok && placed_n < n) {
+    int pick = -1;
+    for (int i = 0; i < n && pick < 0; i++) {
+      if (placed[i]) continue;
+      gboolean ready = TRUE;
+      for (int k = 0; k < n_from[i] && ready; k++) ready = from[i][k] < 0 || placed[from[i][k]];
+      if (ready) pick = i;
+    }
+    if (pick < 0) {
+      int start;
+      char *cycle = describe_cycle(mp, from, placed, &start);
+      RawLayer *r = &g_array_index(mp->raw, RawLayer, start);
+      ok = prunus_config_fail_at(c, input_setting(r), error,
+                                 "the model's layers form a cycle: %s (each takes the output of "
+                                 "the one after it); no layer may depend on its own output%s",
+                                 cycle, r->where);
+      g_free(cycle);
+      break;
+    }
+    placed[pick] = TRUE;
+    pos[pick] = placed_n;
+    order[placed_n++] = pick;
+  }
+  if (ok) {
+    arch->n_layers = n;
+    arch->layers = g_new0(PrunusLayerSpec, len);
+    for (int j = 0; j < n; j++) {
+      int i = order[j];
+      RawLayer *r = &g_array_index(mp->raw, RawLayer, i);
+      PrunusLayerSpec *s = &arch->layers[j];
+      *s = r->spec;
+      char *name = raw_name(mp, i);
+      g_strlcpy(s->name, name, sizeof s->name);
+      g_free(name);
+      gboolean previous = n_from[i] == 1 && from[i][0] == i - 1 && (i == 0 || pos[i - 1] == j - 1);
+      if (r->n_in == 0 && previous) {
+        s->n_inputs = 0;
+      } else {
+        s->n_inputs = n_from[i];
+        for (int k = 0; k < n_from[i]; k++)
+          s->inputs[k] = from[i][k] < 0 ? PRUNUS_LAYER_INPUT : pos[from[i][k]];
+      }
+    }
+    *order_out = order;
+    order = NULL;
+  }
+  for (int i = 0; i < n; i++) g_free(from[i]);
+  g_free(from), g_free(n_from), g_free(order), g_free(pos), g_free(placed);
+  g_hash_table_destroy(index);
   return ok;
 }
 
@@ -214,6 +629,9 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
   if (!prunus_config_get_enum(c, model, "init", FALSE, PRUNUS_INIT_KAIMING, inits, &init, error))
     return FALSE;
   arch->init = (PrunusInit)init;
+  ModelParse mp = {.c = c};
+  if (!(mp.blocks = prunus_config_get_group(c, model, "blocks", FALSE, error)) && error && *error)
+    return FALSE;
   config_setting_t *layers = prunus_config_get_list(c, model, "layers", TRUE, error);
   if (!layers) return FALSE;
   int n = config_setting_length(layers);
@@ -224,39 +642,89 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
     g_free(path);
     return FALSE;
   }
-  if (n > PRUNUS_MODEL_MAX_LAYERS) {
+  if (n > PRUNUS_MODEL_MAX_LAYERS) { /* before anything is allocated per layer */
     char *path = prunus_config_setting_path(layers);
     prunus_config_fail_at(c, layers, error, "key '%s' has %d layers, more than the limit of %d",
                           path, n, PRUNUS_MODEL_MAX_LAYERS);
     g_free(path);
     return FALSE;
   }
-  arch->layers = g_new0(PrunusLayerSpec, n);
-  arch->n_layers = n;
-  for (int i = 0; i < n; i++)
-    if (!parse_layer(c, config_setting_get_elem(layers, (unsigned)i), &arch->layers[i], error))
-      return FALSE;
-  /* The class count is the width of the last layer with parameters, which must be dense. */
-  int last = n - 1;
-  while (last >= 0 && !prunus_layer_ops(arch->layers[last].type)->has_params) last--;
-  if (last < 0 || arch->layers[last].type != PRUNUS_LAYER_DENSE) {
-    config_setting_t *at = last < 0 ? layers : config_setting_get_elem(layers, (unsigned)last);
-    char *path = prunus_config_setting_path(at);
-    if (last < 0)
-      prunus_config_fail_at(
-          c, at, error, "key '%s' has no dense layer; the last one's units give the class count",
-          path);
-    else
-      prunus_config_fail_at(
-          c, at, error,
-          "%s is a %s layer, but the last layer with parameters must be dense (its units "
-          "give the class count)",
-          path, prunus_layer_ops(arch->layers[last].type)->type_name);
-    g_free(path);
-    return FALSE;
+  mp.blocks_used = g_hash_table_new(NULL, NULL);
+  mp.raw = g_array_new(FALSE, TRUE, sizeof(RawLayer));
+  g_array_set_clear_func(mp.raw, raw_layer_clear);
+  int *order = NULL;
+  gboolean ok = TRUE;
+  for (int i = 0; ok && i < n; i++) {
+    config_setting_t *l = config_setting_get_elem(layers, (unsigned)i);
+    if (!config_setting_is_group(l)) {
+      char *path = prunus_config_setting_path(l);
+      ok = prunus_config_fail_at(c, l, error,
+                                 "%s must be a group such as { type = \"dense\"; units = 10; }, "
+                                 "found %s",
+                                 path, prunus_config_type_name(config_setting_type(l)));
+      g_free(path);
+      break;
+    }
+    prunus_config_mark_read(c, l);
+    if (config_setting_get_member(l, "block")) {
+      ok = expand_block(&mp, l, error);
+      continue;
+    }
+    RawLayer raw = {0};
+    ok = parse_layer(&mp, l, &raw, error);
+    g_array_append_val(mp.raw, raw);
   }
-  arch->n_classes = arch->layers[last].units;
-  return TRUE;
+  for (int i = 0; ok && mp.blocks && i < config_setting_length(mp.blocks); i++) {
+    config_setting_t *b = config_setting_get_elem(mp.blocks, (unsigned)i);
+    if (g_hash_table_contains(mp.blocks_used, b)) continue;
+    char *path = prunus_config_setting_path(b);
+    ok = prunus_config_fail_at(c, b, error,
+                               "block '%s' is never used (use it in model.layers as { block = "
+                               "\"%s\"; name = \"...\"; })",
+                               path, config_setting_name(b));
+    g_free(path);
+  }
+  if (ok) ok = resolve_graph(&mp, arch, &order, error);
+  if (ok) {
+    /* shapes and links, with the file:line of the layer at fault */
+    GError *local = NULL;
+    int bad;
+    if (!prunus_arch_check(arch, &bad, &local)) {
+      const RawLayer *r = bad >= 0 ? &g_array_index(mp.raw, RawLayer, order[bad]) : NULL;
+      ok = prunus_config_fail_at(c, r ? r->at : layers, error, "%s%s", local->message,
+                                 r ? r->where : "");
+      g_error_free(local);
+    }
+  }
+  if (ok) {
+    /* The class count is the width of the dense layer that computes the output, the
+     * last one reached from it through layers without weights. */
+    int last = arch->n_layers - 1;
+    while (last >= 0 && !prunus_layer_ops(arch->layers[last].type)->has_params)
+      last = arch->layers[last].n_inputs ? arch->layers[last].inputs[0] : last - 1;
+    if (last < 0 || arch->layers[last].type != PRUNUS_LAYER_DENSE) {
+      config_setting_t *at = last < 0 ? layers : g_array_index(mp.raw, RawLayer, order[last]).at;
+      char *path = prunus_config_setting_path(at);
+      if (last < 0)
+        prunus_config_fail_at(
+            c, at, error, "key '%s' has no dense layer; the last one's units give the class count",
+            path);
+      else
+        prunus_config_fail_at(
+            c, at, error,
+            "%s is a %s layer, but the last layer with parameters must be dense (its units "
+            "give the class count)",
+            path, prunus_layer_ops(arch->layers[last].type)->type_name);
+      g_free(path);
+      ok = FALSE;
+    } else {
+      arch->n_classes = arch->layers[last].units;
+    }
+  }
+  g_free(order);
+  g_array_free(mp.raw, TRUE);
+  g_hash_table_destroy(mp.blocks_used);
+  return ok;
 }
 
 static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrainConfig *out,

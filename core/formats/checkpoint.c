@@ -1,6 +1,7 @@
-/* checkpoint.c: a model's parameters and masks as a safetensors file with
- * PyTorch-style names and shapes; the architecture travels in the metadata and
- * everything is validated on load (and the same values are checked on save). */
+/* checkpoint.c: a model's parameters, masks and buffers (batchnorm's running
+ * statistics) as a safetensors file with PyTorch-style names and shapes; the
+ * architecture travels in the metadata and everything is validated on load (and the
+ * same values are checked on save). */
 #include "errors.h"
 #include "checkpoint.h"
 #include "safetensors.h"
@@ -66,6 +67,64 @@ static gboolean check_layer_values(const char *path, const PrunusLayer *l, const
   return TRUE;
 }
 
+/* batchnorm's tensors, named as PyTorch's: "<name>.weight" and "<name>.bias" are its
+ * scale and shift (its b span, halves of C), "<name>.running_mean" and
+ * "<name>.running_var" its buffers. Finite, and a variance >= 0. */
+static gboolean check_norm_values(const char *path, const PrunusLayer *l, const float *params,
+                                  GError **error) {
+  static const char *const what[4] = {"weight", "bias", "running_mean", "running_var"};
+  int C = l->in.c;
+  for (int t = 0; t < 4; t++) {
+    const float *v = params + (t < 2 ? l->b_off : l->buf_off) + (size_t)(t % 2) * C;
+    for (int j = 0; j < C; j++) {
+      if (!isfinite(v[j]))
+        return prunus_fail_path(error, PRUNUS_ERROR_NUMERIC, path,
+                                "tensor \"%s.%s\" element %d is %g; it must be finite", l->name,
+                                what[t], j, (double)v[j]);
+      if (t == 3 && v[j] < 0.0f)
+        return prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
+                                "tensor \"%s.running_var\" element %d is %g; a variance is >= 0",
+                                l->name, j, (double)v[j]);
+    }
+  }
+  return TRUE;
+}
+
+/* The tensors of layer l: (name suffix, shape, where in the slabs). */
+typedef struct {
+  const char *suffix; /* "weight", "bias", "mask", "running_mean", "running_var" */
+  int ndim;
+  int64_t shape[PRUNUS_ST_MAX_DIMS];
+  gboolean in_mask; /* the slab is the mask, not params */
+  size_t off, len;
+} LayerTensor;
+
+/* Layer l's tensors into t (up to 4); returns how many. */
+static int layer_tensors(const PrunusLayer *l, LayerTensor *t) {
+  int n = 0;
+  if (l->ops->has_params) {
+    t[n] = (LayerTensor){"weight", 0, {0}, FALSE, l->w_off, l->w_len};
+    t[n].ndim = weight_shape(l, t[n].shape);
+    n++;
+    if (l->b_len) {
+      t[n] = (LayerTensor){"bias", 1, {(int64_t)l->b_len}, FALSE, l->b_off, l->b_len};
+      n++;
+    }
+    t[n] = t[0];
+    t[n].suffix = "mask", t[n].in_mask = TRUE;
+    return n + 1;
+  }
+  if (l->spec.type == PRUNUS_LAYER_BATCHNORM) {
+    size_t C = (size_t)l->in.c;
+    t[n++] = (LayerTensor){"weight", 1, {(int64_t)C}, FALSE, l->b_off, C};
+    t[n++] = (LayerTensor){"bias", 1, {(int64_t)C}, FALSE, l->b_off + C, C};
+    t[n++] = (LayerTensor){"running_mean", 1, {(int64_t)C}, FALSE, l->buf_off, C};
+    t[n++] = (LayerTensor){"running_var", 1, {(int64_t)C}, FALSE, l->buf_off + C, C};
+  }
+  g_assert(l->b_len + l->buf_len == 0 || n > 0); /* every parameter and buffer is saved */
+  return n;
+}
+
 /* ------------------------------------------------------------------------- */
 /* Save */
 
@@ -75,30 +134,29 @@ gboolean prunus_checkpoint_save(const PrunusModel *m, const char *path, GHashTab
   g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
 
   gboolean ok = FALSE;
-  PrunusTensor *tensors = g_new0(PrunusTensor, 3 * (size_t)m->n_layers + 1);
+  PrunusTensor *tensors = g_new0(PrunusTensor, 4 * (size_t)m->n_layers + 1);
   int n = 0;
   GHashTable *meta = g_hash_table_new(g_str_hash, g_str_equal);
   char *arch = prunus_arch_to_string(&m->arch);
 
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
-    if (!l->ops->has_params) continue;
-    const float *w = m->params + l->w_off, *b = m->params + l->b_off, *mk = m->mask + l->w_off;
-    if (!check_layer_values(path, l, w, b, mk, error)) goto out_free_tensors;
-
-    PrunusTensor *tw = &tensors[n++];
-    tw->name = g_strdup_printf("%s.weight", l->name);
-    tw->ndim = weight_shape(l, tw->shape);
-    tw->data = (float *)w;
-    PrunusTensor *tb = &tensors[n++];
-    tb->name = g_strdup_printf("%s.bias", l->name);
-    tb->ndim = 1;
-    tb->shape[0] = (int64_t)l->b_len;
-    tb->data = (float *)b;
-    PrunusTensor *tm = &tensors[n++];
-    tm->name = g_strdup_printf("%s.mask", l->name);
-    tm->ndim = weight_shape(l, tm->shape);
-    tm->data = (float *)mk;
+    if (l->ops->has_params) {
+      const float *w = m->params + l->w_off, *b = m->params + l->b_off, *mk = m->mask + l->w_off;
+      if (!check_layer_values(path, l, w, b, mk, error)) goto out_free_tensors;
+    } else if (l->spec.type == PRUNUS_LAYER_BATCHNORM &&
+               !check_norm_values(path, l, m->params, error)) {
+      goto out_free_tensors;
+    }
+    LayerTensor lt[4];
+    int k = layer_tensors(l, lt);
+    for (int j = 0; j < k; j++) {
+      PrunusTensor *t = &tensors[n++];
+      t->name = g_strdup_printf("%s.%s", l->name, lt[j].suffix);
+      t->ndim = lt[j].ndim;
+      memcpy(t->shape, lt[j].shape, sizeof t->shape);
+      t->data = (lt[j].in_mask ? m->mask : m->params) + lt[j].off;
+    }
   }
 
   /* Extra entries first, so the values that describe this model win over stale
@@ -237,22 +295,23 @@ PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const Prunu
   used = g_hash_table_new(g_str_hash, g_str_equal);
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
-    if (!l->ops->has_params) continue;
-    int64_t wshape[PRUNUS_ST_MAX_DIMS], bshape[1] = {(int64_t)l->b_len};
-    int wdim = weight_shape(l, wshape);
-    char *wname = g_strdup_printf("%s.weight", l->name);
-    char *bname = g_strdup_printf("%s.bias", l->name);
-    char *mname = g_strdup_printf("%s.mask", l->name);
-    const float *w = take_tensor(path, f, used, wname, wshape, wdim, error);
-    const float *b = w ? take_tensor(path, f, used, bname, bshape, 1, error) : NULL;
-    const float *mk = b ? take_tensor(path, f, used, mname, wshape, wdim, error) : NULL;
-    g_free(wname);
-    g_free(bname);
-    g_free(mname);
-    if (!mk || !check_layer_values(path, l, w, b, mk, error)) goto out_free_model;
-    memcpy(m->params + l->w_off, w, sizeof(float) * l->w_len);
-    memcpy(m->params + l->b_off, b, sizeof(float) * l->b_len);
-    memcpy(m->mask + l->w_off, mk, sizeof(float) * l->w_len);
+    LayerTensor lt[4];
+    int k = layer_tensors(l, lt);
+    for (int j = 0; j < k; j++) {
+      char *name = g_strdup_printf("%s.%s", l->name, lt[j].suffix);
+      const float *v = take_tensor(path, f, used, name, lt[j].shape, lt[j].ndim, error);
+      g_free(name);
+      if (!v) goto out_free_model;
+      memcpy((lt[j].in_mask ? m->mask : m->params) + lt[j].off, v, sizeof(float) * lt[j].len);
+    }
+    if (l->ops->has_params) {
+      if (!check_layer_values(path, l, m->params + l->w_off, m->params + l->b_off,
+                              m->mask + l->w_off, error))
+        goto out_free_model;
+    } else if (l->spec.type == PRUNUS_LAYER_BATCHNORM &&
+               !check_norm_values(path, l, m->params, error)) {
+      goto out_free_model;
+    }
   }
   for (int i = 0; i < f->n_tensors; i++) {
     if (!g_hash_table_contains(used, f->tensors[i].name)) {

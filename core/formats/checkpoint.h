@@ -8,9 +8,11 @@
 
 G_BEGIN_DECLS
 
-/* Tensors written: for each layer with parameters, "<name>.weight" (shape as
- * PyTorch: dense (out, in), conv (cout, cin, k, k)), "<name>.bias" (out), and
- * "<name>.mask" (same shape as the weight, 1 = alive). Metadata: "format" =
+/* Tensors written: for each dense or conv2d layer, "<name>.weight" (shape as
+ * PyTorch: dense (out, in), conv (cout, cin, k, k)), "<name>.bias" (out; none for a
+ * conv without bias), and "<name>.mask" (same shape as the weight, 1 = alive); for
+ * each batchnorm, "<name>.weight" and "<name>.bias" (C, its scale and shift) and the
+ * buffers "<name>.running_mean" and "<name>.running_var" (C). Metadata: "format" =
  * "prunus", "prunus_version", "architecture" (prunus_arch_to_string), plus every
  * entry of extra (may be NULL), e.g. "config_hash", "epoch", "round", the input
  * normalisation (prunus_checkpoint_metadata_set_norm). Atomic. */
@@ -19,8 +21,9 @@ gboolean prunus_checkpoint_save(const PrunusModel *m, const char *path, GHashTab
 
 /* (transfer full) Load a checkpoint: the architecture comes from its metadata;
  * when expected != NULL it must be equal (error names both). Every tensor the
- * architecture needs must be present with the exact shape; unknown tensors are an
- * error; masks must hold only 0/1; a masked weight must be 0. *metadata_out
+ * architecture needs must be present with the exact shape (buffers included); unknown
+ * tensors are an error; masks must hold only 0/1; a masked weight must be 0; a
+ * running variance must be >= 0. *metadata_out
  * (transfer full, may be NULL) gets the metadata table. */
 PrunusModel *prunus_checkpoint_load(const char *path, int max_batch, const PrunusArch *expected,
                                     GHashTable **metadata_out, GError **error);

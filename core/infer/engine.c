@@ -537,12 +537,17 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "unknown engine kind %d", (int)kind);
     return NULL;
   }
+  PrunusModel *plain = prunus_model_to_plain(m, "the inference engines", error);
+  if (!plain) return NULL;
   if (max_batch < 1) max_batch = 1;
-  const PrunusModel *src = m;
+  const PrunusModel *src = plain;
   PrunusModel *shrunk = NULL;
   if (kind == PRUNUS_ENGINE_SHRUNK) {
-    shrunk = prunus_model_shrink_dead(m, error);
-    if (!shrunk) return NULL;
+    shrunk = prunus_model_shrink_dead(plain, error);
+    if (!shrunk) {
+      prunus_model_free(plain);
+      return NULL;
+    }
     src = shrunk;
   }
   PrunusEngine *e = g_new0(PrunusEngine, 1);
@@ -575,6 +580,7 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, max_batch);
   reserve_batch(e, &e->ws[0], max_batch);
   if (shrunk) prunus_model_free(shrunk);
+  prunus_model_free(plain);
   return e;
 }
 

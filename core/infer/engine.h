@@ -34,7 +34,11 @@ typedef enum {
 const char *prunus_engine_kind_name(PrunusEngineKind kind);
 
 /* (transfer full) An engine computing what prunus_model_forward(m) computes (with m's
- * masks applied). It copies what it needs: m may change or be freed afterwards.
+ * masks applied; in evaluation mode, up to rounding where batchnorm is folded into the
+ * layer before it: prunus_model_to_plain). It copies what it needs: m may change or be
+ * freed afterwards. Sequences run here; graphs and the layers a sequence of dense,
+ * conv2d, maxpool2d, relu and flatten cannot express (avgpool2d, globalavgpool) are an
+ * error naming the first such layer.
  * max_batch sizes the workspace (forward grows it when needed) and, for AUTO, the
  * largest batch size measured. */
 PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,

@@ -337,21 +337,26 @@ static void norm_lut(const PrunusNorm *norm, float lut[256]) {
 
 gboolean prunus_export_c(const PrunusModel *m, const PrunusNorm *norm, const char *dir,
                          const char *source, gboolean quiet, size_t *flash_out, GError **error) {
+  PrunusModel *plain = prunus_model_to_plain(m, "prunus export", error);
+  if (!plain) return FALSE;
   const PrunusNorm unit = {.kind = PRUNUS_NORM_UNIT, .mean = 0.0f, .std = 1.0f};
   float lut[256];
   norm_lut(norm ? norm : &unit, lut);
-  PrunusModel *s = prunus_model_shrink_dead(m, error);
-  if (!s) return FALSE;
-  gboolean ok = export_c(s, lut, dir, sizeof(float) * m->n_params, source, quiet, flash_out, error);
+  PrunusModel *s = prunus_model_shrink_dead(plain, error);
+  gboolean ok =
+      s && export_c(s, lut, dir, sizeof(float) * plain->n_params, source, quiet, flash_out, error);
   prunus_model_free(s);
+  prunus_model_free(plain);
   return ok;
 }
 
 gboolean prunus_export_safetensors(const PrunusModel *m, const char *path, gboolean quiet,
                                    GError **error) {
-  PrunusModel *s = prunus_model_shrink_dead(m, error);
-  if (!s) return FALSE;
-  gboolean ok = export_safetensors(s, path, quiet, error);
+  PrunusModel *plain = prunus_model_to_plain(m, "prunus export", error);
+  if (!plain) return FALSE;
+  PrunusModel *s = prunus_model_shrink_dead(plain, error);
+  gboolean ok = s && export_safetensors(s, path, quiet, error);
   prunus_model_free(s);
+  prunus_model_free(plain);
   return ok;
 }

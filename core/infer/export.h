@@ -1,5 +1,7 @@
 /* export.h: a model as a dependency-free C file (weights as static const arrays, CSR
- * where it is smaller, dead units removed) or as PyTorch-ready safetensors. */
+ * where it is smaller, dead units removed) or as PyTorch-ready safetensors. Both take
+ * sequences, batchnorm folded into the layer before it (prunus_model_to_plain); graphs
+ * and average pooling are an error. */
 #ifndef PRUNUS_EXPORT_H
 #define PRUNUS_EXPORT_H
 

@@ -110,7 +110,7 @@ static void wgrad_reduce(const PrunusConvGeom *g, const Plan *pl, float *dW, flo
   for (int co = 0; co < g->cout; co++) {
     for (int t = 0; t < pl->kk; t++)
       dW[(size_t)co * pl->kk + t] += lanes_total(pl->dw_acc + acc_at(pl, co, t));
-    db[co] += lanes_total(pl->db_acc + (size_t)co * LANES);
+    if (db) db[co] += lanes_total(pl->db_acc + (size_t)co * LANES);
   }
 }
 
@@ -169,7 +169,7 @@ __attribute__((target("avx512f"))) static void copy_rows_avx512(float *dst, size
     for (int c = 0; c < CO; c++) { /* channels past nco repeat the last one, unstored */          \
       int co = co0 + MIN(c, nco - 1);                                                             \
       w[c] = Wt + (size_t)co * pl->kk;                                                            \
-      bv[c] = bias[co];                                                                           \
+      bv[c] = bias ? bias[co] : 0.0f;                                                             \
     }                                                                                             \
     float *yb = y + (size_t)co0 * pl->HWo;                                                        \
     __mmask16 full[V];                                                                            \
@@ -286,7 +286,7 @@ static void forward_plain(const PrunusConvGeom *g, const Plan *pl, const float *
   for (int co = 0; co < g->cout; co++) {
     const float *w = Wt + (size_t)co * pl->kk;
     float *restrict yc = y + (size_t)co * pl->HWo;
-    for (int o = 0; o < pl->HWo; o++) yc[o] = bias[co];
+    for (int o = 0; o < pl->HWo; o++) yc[o] = bias ? bias[co] : 0.0f;
     for (int t = 0; t < pl->kk; t++) {
       const float wv = w[t];
       const float *restrict xt = pl->xs + tap_offset(g, pl, t);
@@ -416,7 +416,7 @@ void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const 
   prunus_team_run(team, backward_part, &c);
   /* the parts' totals, added in part order (the same result however they were run) */
   memset(dW, 0, sizeof(float) * g->cout * g->k * g->k);
-  memset(db, 0, sizeof(float) * g->cout);
+  if (db) memset(db, 0, sizeof(float) * g->cout);
   for (int p = 0; p < prunus_team_threads(team); p++) {
     Plan pl = plan_of(g, scratch + (size_t)p * c.part_floats);
     wgrad_reduce(g, &pl, dW, db);

@@ -14,14 +14,14 @@ bool prunus_conv_direct_covers(const PrunusConvGeom *g);
  * run by a team of up to `parts` threads. */
 size_t prunus_conv_direct_scratch(const PrunusConvGeom *g, int parts);
 
-/* y (B, cout, Ho, Wo) = conv(x (B, 1, H, W), Wt (cout, 1, k, k)) + bias (cout). The
- * images are split over team (NULL: this thread only). */
+/* y (B, cout, Ho, Wo) = conv(x (B, 1, H, W), Wt (cout, 1, k, k)) + bias (cout; NULL:
+ * none). The images are split over team (NULL: this thread only). */
 void prunus_conv_direct_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                 const float *bias, float *y, float *scratch, int B,
                                 PrunusTeam *team);
-/* dW (cout, 1, k, k) and db (cout), overwritten, from x and dy (B, cout, Ho, Wo); and,
- * when dx != NULL, dx (B, 1, H, W) = the gradient with respect to x (overwritten).
- * Each part of the team sums its own images; the parts are added in a fixed order. */
+/* dW (cout, 1, k, k) and db (cout; NULL: not computed), overwritten, from x and dy (B, cout, Ho,
+ * Wo); and, when dx != NULL, dx (B, 1, H, W) = the gradient with respect to x (overwritten). Each
+ * part of the team sums its own images; the parts are added in a fixed order. */
 void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                  const float *dy, float *dW, float *db, float *dx, float *scratch,
                                  int B, PrunusTeam *team);

@@ -231,7 +231,7 @@ static void forward_part(void *arg, int part, int n_parts) {
           kernel[np](row + (size_t)ow0 * g->s, g->s, pl.off, pl.K, wt, out);
           for (int co = 0; co < cn; co++) {
             float *yr = yb + (size_t)(c0 + co) * pl.HWo + (size_t)oh * g->Wo + ow0;
-            const float bc = c->bias[c0 + co];
+            const float bc = c->bias ? c->bias[c0 + co] : 0.0f;
             for (int j = 0; j < np; j++) yr[j] = out[j * LANES + co] + bc;
           }
           ow0 += np;
@@ -418,13 +418,13 @@ void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const fl
   /* the parts' sums, added in part order (the same result however they were run) */
   int K = g->C * g->k * g->k;
   memset(dW, 0, sizeof(float) * g->cout * K);
-  memset(db, 0, sizeof(float) * g->cout);
+  if (db) memset(db, 0, sizeof(float) * g->cout);
   for (int p = 0; p < prunus_team_threads(team); p++) {
     Plan pl = plan_of(g, scratch + (size_t)p * c.part_floats, NULL);
     for (int co = 0; co < g->cout; co++) {
       const float *src = pl.wt + (size_t)(co / LANES) * K * LANES + co % LANES; /* dW^T */
       for (int kk = 0; kk < K; kk++) dW[(size_t)co * K + kk] += src[(size_t)kk * LANES];
-      db[co] += pl.db[co];
+      if (db) db[co] += pl.db[co];
     }
   }
 }

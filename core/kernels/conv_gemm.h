@@ -32,13 +32,13 @@ bool prunus_conv_gemm_available(void);
  * run by a team of up to `parts` threads. */
 size_t prunus_conv_gemm_scratch(const PrunusConvGeom *g, int parts);
 
-/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, k, k)) + bias (cout). The
- * images are split over team (NULL: this thread only). */
+/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, k, k)) + bias (cout; NULL:
+ * none). The images are split over team (NULL: this thread only). */
 void prunus_conv_gemm_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
                               const float *bias, float *y, float *scratch, int B, PrunusTeam *team);
-/* dW (cout, C, k, k) and db (cout), overwritten, from x and dy (B, cout, Ho, Wo); and,
- * when dx != NULL, dx (B, C, H, W) = the gradient with respect to x (overwritten).
- * Each part of the team sums its own images; the parts are added in a fixed order. */
+/* dW (cout, C, k, k) and db (cout; NULL: not computed), overwritten, from x and dy (B, cout, Ho,
+ * Wo); and, when dx != NULL, dx (B, C, H, W) = the gradient with respect to x (overwritten). Each
+ * part of the team sums its own images; the parts are added in a fixed order. */
 void prunus_conv_gemm_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
                                const float *dy, float *dW, float *db, float *dx, float *scratch,
                                int B, PrunusTeam *team);

@@ -9,6 +9,8 @@ static bool force_reference = false;
 
 void prunus_gemm_force_reference(bool on) { force_reference = on; }
 
+bool prunus_gemm_reference_forced(void) { return force_reference; }
+
 bool prunus_avx512_in_use(void) {
   static int cpu = -1;
   if (cpu < 0) {

@@ -41,6 +41,9 @@ void prunus_sgemm_ref(bool ta, bool tb, int M, int N, int K, float alpha, const 
 /* y(M) = alpha * op(A) x + beta * y, A (M,N) row-major (op = transpose when ta). */
 void prunus_sgemv(bool ta, int M, int N, float alpha, const float *A, int lda, const float *x,
                   float beta, float *y);
+/* TRUE while prunus_gemm_force_reference (below) is on: kernels with plain paths take
+ * them. */
+bool prunus_gemm_reference_forced(void);
 /* TRUE when prunus's own AVX-512 kernels (convolutions, pooling) run: the CPU has
  * AVX-512F and VL, and the reference loops are not forced (then those layers take
  * their plain paths: im2col through this seam, plain loops). */
@@ -68,7 +71,9 @@ int prunus_get_threads(void);
 void prunus_sgemm_team(PrunusTeam *team, bool ta, bool tb, int M, int N, int K, float alpha,
                        const float *A, int lda, const float *B, int ldb, float beta, float *C,
                        int ldc);
-/* Use the reference loops instead of BLAS everywhere (tests). */
+/* Use the reference loops instead of BLAS everywhere (tests). Set it before building
+ * the models it should apply to: a conv layer sizes its scratch for the kernels it
+ * takes when built (core/nn/layers.c conv_scratch). */
 void prunus_gemm_force_reference(bool on);
 
 #endif

@@ -1,8 +1,10 @@
-/* layers.c: forward/backward of every layer type (dense, conv2d: direct kernels where the
- * CPU has them, else im2col + sgemm; maxpool2d, relu, flatten) and their ops table. */
+/* layers.c: forward/backward of the plain layer types (dense, conv2d: direct kernels
+ * where the CPU has them, else im2col + sgemm; maxpool2d, relu, flatten) and the ops
+ * table of every type (the others live in layers_norm.c, layers_merge.c, layers_avgpool.c). */
 #include "layer.h"
 #include "conv_direct.h"
 #include "conv_gemm.h"
+#include "conv_wino.h"
 #include "gemm.h"
 
 #include <immintrin.h>
@@ -12,9 +14,11 @@
 /* ------------------------------------------------------------------------ */
 /* dense: W (out, in), b (out); y (B, out) = x (B, in) W^T + b */
 
-static gboolean dense_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
-                            size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+static gboolean dense_infer(PrunusLayer *l, const PrunusShape *ins, const char *const *in_names,
                             GError **error) {
+  (void)in_names;
+  const PrunusLayerSpec *spec = &l->spec;
+  PrunusShape in = ins[0];
   if (in.h != 1 || in.w != 1) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "dense layer gets a %dx%dx%d input; put a flatten layer before it", in.c, in.h,
@@ -26,11 +30,11 @@ static gboolean dense_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusS
                 spec->units);
     return FALSE;
   }
-  *out = (PrunusShape){spec->units, 1, 1};
-  *w_len = (size_t)spec->units * in.c;
-  *b_len = (size_t)spec->units;
-  *fan_in = in.c;
-  *fan_out = spec->units;
+  l->out = (PrunusShape){spec->units, 1, 1};
+  l->w_len = (size_t)spec->units * in.c;
+  l->b_len = (size_t)spec->units;
+  l->fan_in = in.c;
+  l->fan_out = spec->units;
   return TRUE;
 }
 
@@ -121,9 +125,11 @@ static void dense_backward(const PrunusLayer *l, const float *params, float *gra
  * The batch is lowered at once: col (B*Ho*Wo, cin*k*k), yt = col W^T (B*Ho*Wo, cout),
  * then yt is transposed into channels-first y. Scratch = col followed by yt. */
 
-static gboolean conv_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
-                           size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+static gboolean conv_infer(PrunusLayer *l, const PrunusShape *ins, const char *const *in_names,
                            GError **error) {
+  (void)in_names;
+  const PrunusLayerSpec *spec = &l->spec;
+  PrunusShape in = ins[0];
   if (spec->channels <= 0 || spec->kernel <= 0 || spec->stride <= 0 || spec->padding < 0) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "conv2d needs channels > 0, kernel > 0, stride > 0, padding >= 0; found "
@@ -140,11 +146,11 @@ static gboolean conv_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusSh
     return FALSE;
   }
   int kk = spec->kernel * spec->kernel;
-  *out = (PrunusShape){spec->channels, ho, wo};
-  *w_len = (size_t)spec->channels * in.c * kk;
-  *b_len = (size_t)spec->channels;
-  *fan_in = in.c * kk;
-  *fan_out = spec->channels * kk;
+  l->out = (PrunusShape){spec->channels, ho, wo};
+  l->w_len = (size_t)spec->channels * in.c * kk;
+  l->b_len = spec->no_bias ? 0 : (size_t)spec->channels;
+  l->fan_in = in.c * kk;
+  l->fan_out = spec->channels * kk;
   return TRUE;
 }
 
@@ -168,19 +174,49 @@ static gboolean conv_is_direct(const PrunusLayer *l) {
   return prunus_conv_direct_covers(&g);
 }
 
-/* Multi-channel convs use the implicit GEMM where the CPU has it (decided per call,
- * so tests can force the lowering through the reference GEMM). */
+/* Multi-channel 3x3 stride-1 convs use Winograd's F(2x2, 3x3) where the CPU has AVX2
+ * or AVX-512 (conv_wino.c: 16 multiplies per 2x2 outputs and channel pair, not 36). */
+static gboolean conv_uses_wino(const PrunusLayer *l) {
+  PrunusConvGeom g = conv_geom(l);
+  return !conv_is_direct(l) && prunus_conv_wino_covers(&g);
+}
+
+/* Strided and 1x1 convs run channel-interleaved (conv_wino.c's cl_*: each tap a product
+ * of window rows, a vector of channels at a time) where the CPU has AVX2 or AVX-512. */
+static gboolean conv_uses_cl(const PrunusLayer *l) {
+  PrunusConvGeom g = conv_geom(l);
+  return !conv_is_direct(l) && !conv_uses_wino(l) && prunus_conv_cl_covers(&g);
+}
+
+/* Other multi-channel convs use the implicit GEMM where the CPU has it (decided per
+ * call, so tests can force the lowering through the reference GEMM). */
 static gboolean conv_uses_gemm_kernels(const PrunusLayer *l) {
-  return !conv_is_direct(l) && prunus_conv_gemm_available();
+  return !conv_is_direct(l) && !conv_uses_wino(l) && !conv_uses_cl(l) &&
+         prunus_conv_gemm_available();
+}
+
+/* A conv without bias runs the kernels with a zero bias and a bias gradient nobody
+ * reads, both at the start of its scratch: (cout) zeros, then (cout) floats the
+ * backward writes, rounded up to whole cache lines so the kernels' part stays aligned. */
+static size_t conv_bias_floats(const PrunusLayer *l) {
+  return l->spec.no_bias ? ((size_t)2 * l->out.c + 15) / 16 * 16 : 0;
 }
 
 static size_t conv_scratch(const PrunusLayer *l, int B) {
   PrunusConvGeom g = conv_geom(l);
-  if (conv_is_direct(l)) return prunus_conv_direct_scratch(&g, PRUNUS_TEAM_MAX_THREADS);
+  size_t extra = conv_bias_floats(l);
+  if (conv_is_direct(l)) return extra + prunus_conv_direct_scratch(&g, PRUNUS_TEAM_MAX_THREADS);
   size_t rows = (size_t)B * l->out.h * l->out.w;
   size_t K = (size_t)l->in.c * l->spec.kernel * l->spec.kernel;
-  return MAX(rows * K + rows * (size_t)l->out.c,
-             prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  size_t kernels = MAX(prunus_conv_gemm_scratch(&g, PRUNUS_TEAM_MAX_THREADS),
+                       prunus_conv_wino_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  kernels = MAX(kernels, prunus_conv_cl_scratch(&g, PRUNUS_TEAM_MAX_THREADS));
+  /* The batch's lowering (col, yt) only where it can run: a layer the Winograd or
+   * channel-interleaved kernels take lowers only while the reference is forced, which
+   * happens before its model is built (gemm.h); its lowering would be 60 MB for a
+   * 16-channel 3x3 conv on 28x28 at batch 128, memset by the model */
+  if (conv_uses_wino(l) || conv_uses_cl(l)) return extra + kernels;
+  return extra + MAX(rows * K + rows * (size_t)l->out.c, kernels);
 }
 
 /* col (B*Ho*Wo, cin*k*k) from x (B, cin, H, W). Rows are only k floats long, so
@@ -255,14 +291,28 @@ static void col2im(const PrunusLayer *l, const float *dcol, float *dx, int B) {
 
 static void conv_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                          float *scratch, int B) {
+  const float *bias = l->spec.no_bias ? scratch : params + l->b_off; /* (cout) */
+  scratch += conv_bias_floats(l);
   if (conv_is_direct(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_direct_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B, l->team);
+    prunus_conv_direct_forward(&g, x, params + l->w_off, bias, y, scratch, B, l->team);
+    return;
+  }
+  if (conv_uses_wino(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_wino_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
+                             scratch, B, l->team);
+    return;
+  }
+  if (conv_uses_cl(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_cl_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
+                           scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_gemm_forward(&g, x, params + l->w_off, params + l->b_off, y, scratch, B, l->team);
+    prunus_conv_gemm_forward(&g, x, params + l->w_off, bias, y, scratch, B, l->team);
     return;
   }
   int cout = l->out.c, HWo = l->out.h * l->out.w;
@@ -271,7 +321,6 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
   float *col = scratch;           /* (B*HWo, K) */
   float *yt = scratch + rows * K; /* (B*HWo, cout) */
   const float *Wt = params + l->w_off;
-  const float *bias = params + l->b_off;
   im2col(l, x, col, B);
   prunus_sgemm(false, true, (int)rows, cout, K, 1.0f, col, K, Wt, K, 0.0f, yt, cout);
   for (int b = 0; b < B; b++) {
@@ -287,16 +336,30 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
 static void conv_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
                           const float *y, const float *dy, float *dx, float *scratch, int B) {
   (void)y;
+  float *db = l->spec.no_bias ? scratch + l->out.c : grads + l->b_off; /* (cout) */
+  scratch += conv_bias_floats(l);
   if (conv_is_direct(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off,
-                                dx, scratch, B, l->team);
+    prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off, db, dx, scratch, B,
+                                l->team);
+    return;
+  }
+  if (conv_uses_wino(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_wino_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
+                              l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
+    return;
+  }
+  if (conv_uses_cl(l)) {
+    PrunusConvGeom g = conv_geom(l);
+    prunus_conv_cl_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
+                            l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {
     PrunusConvGeom g = conv_geom(l);
-    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, grads + l->b_off, dx,
-                              scratch, B, l->team);
+    prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, db, dx, scratch, B,
+                              l->team);
     return;
   }
   int cout = l->out.c, HWo = l->out.h * l->out.w;
@@ -306,7 +369,6 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
   float *dyt = scratch + rows * K; /* (B*HWo, cout) */
   const float *Wt = params + l->w_off;
   float *dW = grads + l->w_off;
-  float *db = grads + l->b_off;
   for (int b = 0; b < B; b++) {
     for (int co = 0; co < cout; co++) {
       const float *dyc = dy + ((size_t)b * cout + co) * HWo;
@@ -337,9 +399,11 @@ static int pool_stride(const PrunusLayerSpec *spec) {
   return spec->stride > 0 ? spec->stride : spec->kernel;
 }
 
-static gboolean pool_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
-                           size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+static gboolean pool_infer(PrunusLayer *l, const PrunusShape *ins, const char *const *in_names,
                            GError **error) {
+  (void)in_names;
+  const PrunusLayerSpec *spec = &l->spec;
+  PrunusShape in = ins[0];
   int stride = pool_stride(spec);
   if (spec->kernel <= 0 || in.h < spec->kernel || in.w < spec->kernel) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
@@ -347,10 +411,8 @@ static gboolean pool_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusSh
                 in.w);
     return FALSE;
   }
-  *out =
+  l->out =
       (PrunusShape){in.c, (in.h - spec->kernel) / stride + 1, (in.w - spec->kernel) / stride + 1};
-  *w_len = *b_len = 0;
-  *fan_in = *fan_out = 0;
   return TRUE;
 }
 
@@ -537,16 +599,13 @@ static void pool_backward(const PrunusLayer *l, const float *params, float *grad
 /* ------------------------------------------------------------------------ */
 /* relu and flatten: no parameters, same element count in and out. */
 
-static gboolean same_infer(const PrunusLayerSpec *spec, PrunusShape in, PrunusShape *out,
-                           size_t *w_len, size_t *b_len, int *fan_in, int *fan_out,
+static gboolean same_infer(PrunusLayer *l, const PrunusShape *ins, const char *const *in_names,
                            GError **error) {
-  (void)error;
-  if (spec->type == PRUNUS_LAYER_FLATTEN)
-    *out = (PrunusShape){(int)prunus_shape_size(in), 1, 1};
+  (void)in_names, (void)error;
+  if (l->spec.type == PRUNUS_LAYER_FLATTEN)
+    l->out = (PrunusShape){(int)prunus_shape_size(ins[0]), 1, 1};
   else
-    *out = in;
-  *w_len = *b_len = 0;
-  *fan_in = *fan_out = 0;
+    l->out = ins[0];
   return TRUE;
 }
 
@@ -613,25 +672,55 @@ static void flatten_backward(const PrunusLayer *l, const float *params, float *g
 
 /* ------------------------------------------------------------------------ */
 
-static const PrunusLayerOps layer_ops[PRUNUS_LAYER_N_TYPES] = {
-    [PRUNUS_LAYER_DENSE] = {"dense", TRUE, dense_infer, dense_scratch, dense_forward,
-                            dense_backward},
-    [PRUNUS_LAYER_CONV2D] = {"conv2d", TRUE, conv_infer, conv_scratch, conv_forward, conv_backward},
-    [PRUNUS_LAYER_MAXPOOL2D] = {"maxpool2d", FALSE, pool_infer, pool_scratch, pool_forward,
-                                pool_backward},
-    [PRUNUS_LAYER_RELU] = {"relu", FALSE, same_infer, no_scratch, relu_forward, relu_backward},
-    [PRUNUS_LAYER_FLATTEN] = {"flatten", FALSE, same_infer, no_scratch, flatten_forward,
-                              flatten_backward},
+static const PrunusLayerOps dense_ops = {.type_name = "dense",
+                                         .has_params = TRUE,
+                                         .infer = dense_infer,
+                                         .scratch_size = dense_scratch,
+                                         .forward = dense_forward,
+                                         .backward = dense_backward};
+static const PrunusLayerOps conv_ops = {.type_name = "conv2d",
+                                        .has_params = TRUE,
+                                        .infer = conv_infer,
+                                        .scratch_size = conv_scratch,
+                                        .forward = conv_forward,
+                                        .backward = conv_backward};
+static const PrunusLayerOps maxpool_ops = {.type_name = "maxpool2d",
+                                           .infer = pool_infer,
+                                           .scratch_size = pool_scratch,
+                                           .forward = pool_forward,
+                                           .backward = pool_backward};
+static const PrunusLayerOps relu_ops = {.type_name = "relu",
+                                        .infer = same_infer,
+                                        .scratch_size = no_scratch,
+                                        .forward = relu_forward,
+                                        .backward = relu_backward};
+static const PrunusLayerOps flatten_ops = {.type_name = "flatten",
+                                           .infer = same_infer,
+                                           .scratch_size = no_scratch,
+                                           .forward = flatten_forward,
+                                           .backward = flatten_backward};
+
+static const PrunusLayerOps *const layer_ops[PRUNUS_LAYER_N_TYPES] = {
+    [PRUNUS_LAYER_DENSE] = &dense_ops,
+    [PRUNUS_LAYER_CONV2D] = &conv_ops,
+    [PRUNUS_LAYER_MAXPOOL2D] = &maxpool_ops,
+    [PRUNUS_LAYER_RELU] = &relu_ops,
+    [PRUNUS_LAYER_FLATTEN] = &flatten_ops,
+    [PRUNUS_LAYER_BATCHNORM] = &prunus_layer_ops_batchnorm,
+    [PRUNUS_LAYER_ADD] = &prunus_layer_ops_add,
+    [PRUNUS_LAYER_CONCAT] = &prunus_layer_ops_concat,
+    [PRUNUS_LAYER_AVGPOOL2D] = &prunus_layer_ops_avgpool2d,
+    [PRUNUS_LAYER_GLOBALAVGPOOL] = &prunus_layer_ops_globalavgpool,
 };
 
 const PrunusLayerOps *prunus_layer_ops(PrunusLayerType type) {
   g_return_val_if_fail(type >= 0 && type < PRUNUS_LAYER_N_TYPES, NULL);
-  return &layer_ops[type];
+  return layer_ops[type];
 }
 
 gboolean prunus_layer_type_from_name(const char *name, PrunusLayerType *out) {
   for (int t = 0; t < PRUNUS_LAYER_N_TYPES; t++) {
-    if (strcmp(layer_ops[t].type_name, name) == 0) {
+    if (strcmp(layer_ops[t]->type_name, name) == 0) {
       *out = (PrunusLayerType)t;
       return TRUE;
     }

@@ -1,15 +1,20 @@
 /* shrink.c: structured removal of units. Builds a plan (which output units and which
- * input channels each parameter layer keeps), a smaller model from it, and copies
- * every slab (params, mask, opt_m, opt_v, extra snapshots) through the same plan;
- * and the inference copy with every dead unit gone, its constant output folded. */
+ * input channels each parameter layer keeps, and which channels each batchnorm keeps:
+ * those of the layer it normalises), a smaller model from it, and copies every slab
+ * (params, mask, opt_m, opt_v, extra snapshots, buffers) through the same plan; and
+ * the inference copies: every dead unit gone, its constant output folded; batchnorm
+ * folded into the layer it follows. Units are removed from sequences only: a graph's
+ * branches would have to agree on them. */
 #include "shrink.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
 /* the plan */
 
-/* What one parameter layer keeps, as indices into the original model. */
+/* What one parameter layer (or batchnorm: keep_out only) keeps, as indices into the
+ * original model. */
 typedef struct {
   int *keep_out; /* (n_keep_out) kept output units, ascending */
   int n_keep_out;
@@ -51,6 +56,9 @@ static gboolean keeps_channels_apart(PrunusLayerType t) {
   case PRUNUS_LAYER_RELU:
   case PRUNUS_LAYER_MAXPOOL2D:
   case PRUNUS_LAYER_FLATTEN:
+  case PRUNUS_LAYER_BATCHNORM:
+  case PRUNUS_LAYER_AVGPOOL2D:
+  case PRUNUS_LAYER_GLOBALAVGPOOL:
     return TRUE;
   default:
     return FALSE;
@@ -84,10 +92,16 @@ static gboolean shrink_plan_build(const PrunusModel *m, const uint8_t *const *re
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
     const uint8_t *rm = remove_units ? remove_units[i] : NULL;
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM && !rm) { /* the channels it normalises */
+      const ShrinkLayerPlan *pp = &plan->layers[l->from[0]];
+      plan->layers[i].n_keep_out = pp->n_keep_out;
+      plan->layers[i].keep_out = g_memdup2(pp->keep_out, sizeof(int) * (size_t)pp->n_keep_out);
+      continue;
+    }
     if (!l->ops->has_params) {
       if (rm) {
         g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                    "layer %d (%s) has no parameters, so it has no units to remove", i,
+                    "layer %d (%s) has no weights, so it has no units to remove", i,
                     l->ops->type_name);
         return FALSE;
       }
@@ -103,6 +117,13 @@ static gboolean shrink_plan_build(const PrunusModel *m, const uint8_t *const *re
         lp->keep_out[lp->n_keep_out++] = u;
     }
     if (removed == 0) continue;
+    if (!prunus_model_is_sequence(m)) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "cannot remove %d unit(s) of layer %s (%s): units are removed from sequences "
+                  "of layers only, and this model is a graph",
+                  removed, l->name, l->ops->type_name);
+      return FALSE;
+    }
     if (next_param_layer(m, i) < 0) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
                   "cannot remove %d unit(s) of layer %d (%s): its outputs are the model's %d "
@@ -140,11 +161,24 @@ static gboolean shrink_plan_build(const PrunusModel *m, const uint8_t *const *re
 /* ------------------------------------------------------------------------ */
 /* moving slabs */
 
+/* A batchnorm's kept channels of its two halves of C at src_off (of m) into dst_off
+ * (of n): scale and shift in the b span, running mean and variance in the buffers. */
+static void shrink_halves(const PrunusLayer *lo, const PrunusLayer *ln, const ShrinkLayerPlan *lp,
+                          const float *src, size_t src_off, float *dst, size_t dst_off) {
+  int C = lo->in.c, Cn = ln->in.c;
+  g_assert(Cn == lp->n_keep_out);
+  for (int h = 0; h < 2; h++)
+    for (int r = 0; r < lp->n_keep_out; r++)
+      dst[dst_off + (size_t)h * Cn + r] = src[src_off + (size_t)h * C + lp->keep_out[r]];
+}
+
 /* dst (laid out like n) from src (laid out like m) through the plan. */
 static void shrink_slab(const PrunusModel *m, const PrunusModel *n, const ShrinkPlan *plan,
                         const float *src, float *dst) {
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *lo = &m->layers[i], *ln = &n->layers[i];
+    if (lo->spec.type == PRUNUS_LAYER_BATCHNORM)
+      shrink_halves(lo, ln, &plan->layers[i], src, lo->b_off, dst, ln->b_off);
     if (!lo->ops->has_params) continue;
     const ShrinkLayerPlan *lp = &plan->layers[i];
     /* a row is (in, kk): kk = 1 for dense, k*k for conv */
@@ -192,6 +226,11 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
   shrink_slab(m, n, &plan, m->mask, n->mask);
   shrink_slab(m, n, &plan, m->opt_m, n->opt_m);
   shrink_slab(m, n, &plan, m->opt_v, n->opt_v);
+  for (int i = 0; i < m->n_layers; i++) /* buffers: batchnorm's running statistics */
+    if (m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM)
+      shrink_halves(&m->layers[i], &n->layers[i], &plan.layers[i], m->params, m->layers[i].buf_off,
+                    n->params, n->layers[i].buf_off);
+  prunus_model_set_training(n, m->training);
   prunus_model_zero_grads(n);
   for (int j = 0; j < n_extra; j++) {
     extra_out[j] = g_new0(float, n->n_params ? n->n_params : 1);
@@ -206,6 +245,7 @@ out_free_plan:
 
 int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out) {
   int dead = 0;
+  gboolean sequence = prunus_model_is_sequence(m);
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
     if (!l->ops->has_params) {
@@ -213,7 +253,7 @@ int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out) {
       continue;
     }
     int n = l->out.c;
-    gboolean is_output = next_param_layer(m, i) < 0;
+    gboolean is_output = next_param_layer(m, i) < 0 || !sequence;
     size_t row = l->w_len / (size_t)n;
     remove_out[i] = g_new0(uint8_t, n);
     if (is_output) continue;
@@ -237,15 +277,17 @@ int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out) {
  * (act = relu when one follows). Zero: removing it is exact. Otherwise, into a dense
  * layer (through relu/maxpool/flatten) add what it feeds to that layer's bias; into
  * anything else (a conv: zero padding makes the constant position-dependent) keep the
- * unit (dead[p][j] = 0), so the shrunk network always computes what m computes. */
+ * unit (dead[p][j] = 0), so the shrunk network always computes what m computes. A
+ * batchnorm in between turns even a zero into its own constant: such units stay. */
 static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
   for (int p = 0; p < c->n_layers; p++) {
     if (!dead[p]) continue;
     int q = p + 1;
-    gboolean relu = FALSE, ok = TRUE;
+    gboolean relu = FALSE, ok = TRUE, norm = FALSE;
     int block = 1;
     for (; q < c->n_layers && !c->layers[q].ops->has_params; q++) {
       PrunusLayerType t = c->layers[q].spec.type;
+      if (t == PRUNUS_LAYER_BATCHNORM) norm = TRUE;
       if (t == PRUNUS_LAYER_RELU)
         relu = TRUE;
       else if (t == PRUNUS_LAYER_FLATTEN)
@@ -258,7 +300,12 @@ static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
     float *bp = c->params + lp->b_off;
     for (int j = 0; j < lp->out.c; j++) {
       if (!dead[p][j]) continue;
-      float a = relu && bp[j] < 0.0f ? 0.0f : bp[j];
+      if (norm) {
+        dead[p][j] = 0;
+        continue;
+      }
+      float bias = lp->b_len ? bp[j] : 0.0f; /* a conv without bias outputs 0 */
+      float a = relu && bias < 0.0f ? 0.0f : bias;
       if (a == 0.0f) continue;
       if (!foldable) {
         dead[p][j] = 0;
@@ -292,4 +339,66 @@ PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error) {
   for (int i = 0; i < c->n_layers; i++) g_free(dead[i]);
   g_free(dead);
   return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* batchnorm folded, for inference */
+
+PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError **error) {
+  if (!prunus_model_check_plain(m, TRUE, who, error)) return NULL;
+  PrunusArch a = prunus_arch_copy(&m->arch);
+  int *src = g_new(int, m->n_layers);  /* new layer j is old layer src[j] */
+  int *norm = g_new(int, m->n_layers); /* and absorbs old batchnorm norm[j] (-1: none) */
+  int n = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM) { /* it follows layer i - 1 (a sequence) */
+      norm[n - 1] = i;
+      continue;
+    }
+    PrunusLayerSpec *s = &a.layers[n];
+    *s = l->spec;
+    g_strlcpy(s->name, l->name, sizeof s->name); /* the index it had, when unnamed */
+    s->no_bias = FALSE;
+    src[n] = i, norm[n] = -1;
+    n++;
+  }
+  a.n_layers = n;
+  GError *local = NULL;
+  PrunusModel *p = prunus_model_new(&a, m->max_batch, 0, &local);
+  if (!p) {
+    g_propagate_prefixed_error(error, local, "folding batchnorm into the layers before: ");
+    goto out_free;
+  }
+  for (int j = 0; j < n; j++) {
+    const PrunusLayer *lo = &m->layers[src[j]], *ln = &p->layers[j];
+    if (!lo->ops->has_params) continue;
+    int rows = lo->out.c;
+    size_t row = lo->w_len / (size_t)rows;
+    g_assert(ln->w_len == lo->w_len && ln->b_len == (size_t)rows);
+    const PrunusLayer *bn = norm[j] >= 0 ? &m->layers[norm[j]] : NULL;
+    for (int r = 0; r < rows; r++) {
+      float scale = 1.0f, shift = 0.0f; /* y' = y scale + shift, as batchnorm computes it */
+      if (bn) {
+        const float *gamma = m->params + bn->b_off, *beta = gamma + rows;
+        const float *mean = m->params + bn->buf_off, *var = mean + rows;
+        float istd = (float)(1.0 / sqrt((double)var[r] + (double)bn->spec.eps));
+        scale = gamma[r] * istd;
+        shift = beta[r] - mean[r] * scale;
+      }
+      const float *w = m->params + lo->w_off + (size_t)r * row;
+      float *wn = p->params + ln->w_off + (size_t)r * row;
+      for (size_t k = 0; k < row; k++) wn[k] = w[k] * scale;
+      float b = lo->b_len ? m->params[lo->b_off + r] : 0.0f;
+      p->params[ln->b_off + r] = bn ? b * scale + shift : b;
+    }
+    memcpy(p->mask + ln->w_off, m->mask + lo->w_off, sizeof(float) * lo->w_len);
+  }
+  prunus_model_apply_mask(p);
+  g_assert(prunus_model_check_plain(p, FALSE, who, NULL));
+
+out_free:
+  g_free(norm), g_free(src);
+  prunus_arch_clear(&a);
+  return p;
 }

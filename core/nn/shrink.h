@@ -1,6 +1,7 @@
 /* shrink.h: structured (physical) removal of whole units (dense neurons, conv output
  * channels) from a model, keeping the next layer's inputs and every parallel slab
- * (params, mask, optimizer state, extra snapshots such as θ0) in step. */
+ * (params, mask, optimizer state, extra snapshots such as θ0) in step; and the
+ * inference copies: dead units removed, batchnorm folded away. */
 #ifndef PRUNUS_SHRINK_H
 #define PRUNUS_SHRINK_H
 
@@ -24,9 +25,12 @@ G_BEGIN_DECLS
  * (transfer full, free with g_free); on error extra_out is left untouched.
  * The removed units' biases are dropped, not folded into the next layer: the result
  * computes what m computes with those rows and biases zeroed.
+ * A batchnorm after a layer loses the same channels (scale, shift, running statistics).
  * Errors (PRUNUS_ERROR_INVALID): removing units of the last layer (the class outputs),
  * removing every unit of a layer, a layer type between the two param layers that
- * mixes channels, an array for a layer without parameters — each naming the layer index. */
+ * mixes channels, an array for a layer without weights, removing any unit of a graph
+ * model (not a sequence) — each naming the layer. With nothing removed any model is
+ * copied, buffers and training mode included. */
 PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *remove_units,
                                  const float *const *extra_in, float **extra_out, int n_extra,
                                  GError **error);
@@ -34,8 +38,19 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
 /* (transfer full) m with masks applied and every dead unit (all its weights masked)
  * removed, computing what m computes: the constant a dead unit still outputs is
  * folded into the next dense layer's bias, or the unit is kept when it cannot be.
- * A plain copy when nothing can be removed (e.g. a whole layer is dead). */
+ * A plain copy when nothing can be removed (e.g. a whole layer is dead, or m is a
+ * graph). */
 PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error);
+
+/* (transfer full) m as a plain sequence (prunus_model_check_plain with foldable =
+ * FALSE) computing, up to rounding, what m computes in evaluation mode: each batchnorm
+ * folded into the conv2d or dense layer before it (per output channel, with
+ * a = gamma / sqrt(running_var + eps): W' = W a, b' = (b - running_mean) a + beta),
+ * every conv given a bias (zero where it had none). Masks, names and input shape are
+ * kept; a plain model is copied as it is. Models prunus_model_check_plain refuses
+ * even with foldable (graphs, pooling to averages, add, concat) are an error saying
+ * that `who` cannot run them. */
+PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError **error);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: nothing in core/ outside shrink.c calls these */
@@ -43,9 +58,9 @@ PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error);
 /* Units of each layer that are entirely masked (every weight of the row/filter is 0 in
  * the mask): remove_out[i] allocated (g_new0, n units, transfer full) for layers with
  * params, 1 where the unit is dead; NULL for layers without params. The class-output
- * layer's array stays all 0 (its units cannot be removed), so remove_out can be handed
- * to prunus_model_shrink as is. Returns the number of dead units over all non-output
- * layers. */
+ * layer's array stays all 0 (its units cannot be removed), and so does every array of
+ * a graph model, so remove_out can be handed to prunus_model_shrink as is. Returns the
+ * number of dead units over all non-output layers. */
 int prunus_model_dead_units(const PrunusModel *m, uint8_t **remove_out);
 
 G_END_DECLS

@@ -15,6 +15,7 @@ PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const P
     r.loss = r.accuracy = NAN;
     return r;
   }
+  gboolean was_training = prunus_model_set_training(m, FALSE); /* running statistics */
   int B = batch > 0 ? MIN(batch, d->n) : MIN(256, d->n);
   int K = prunus_model_n_classes(m);
   size_t in = prunus_model_input_size(m);
@@ -30,6 +31,7 @@ PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const P
     prunus_model_forward(m, x, nb);
     loss_sum += prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, NULL, &correct) * nb;
   }
+  prunus_model_set_training(m, was_training);
   r.n = d->n;
   r.loss = loss_sum / d->n;
   r.accuracy = (double)correct / d->n;
@@ -113,6 +115,7 @@ PrunusTrainSetup prunus_train_begin(PrunusModel *m, int threads) {
    * uses the one thread it was given */
   if (s.blas_threads != 1) prunus_set_threads(1);
   prunus_model_set_team(m, s.team);
+  prunus_model_set_training(m, TRUE);
   prunus_model_zero_grads(m);
   set_grads_zeroed(m, TRUE);
   return s;
@@ -120,6 +123,7 @@ PrunusTrainSetup prunus_train_begin(PrunusModel *m, int threads) {
 
 void prunus_train_end(PrunusModel *m, PrunusTrainSetup *s) {
   prunus_model_set_team(m, NULL);
+  prunus_model_set_training(m, FALSE);
   set_grads_zeroed(m, FALSE);
   if (s->blas_threads != 1) prunus_set_threads(s->blas_threads);
   g_clear_pointer(&s->team, prunus_team_free);

@@ -16,6 +16,8 @@ typedef struct {
   int n;
 } PrunusEvalResult;
 
+/* Mean loss and accuracy over d, in evaluation mode (batchnorm's running statistics;
+ * the mode the model had is restored). */
 PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
                                  int batch);
 
@@ -61,8 +63,10 @@ typedef struct {
 /* What prunus_train sets up around its steps and undoes after (bench/step_profile
  * replays a step inside the same): with threads > 1, a team of that many threads (at
  * most PRUNUS_TEAM_MAX_THREADS) for the layers to split their work over and the caller
- * pinned to its CPU; OpenBLAS at one thread meanwhile; and every gradient zeroed and
- * each layer told so (grads_zeroed), the updates clearing what they use. */
+ * pinned to its CPU; OpenBLAS at one thread meanwhile; the model in training mode
+ * (batchnorm: batch statistics, running ones updated); and every gradient zeroed and
+ * each layer told so (grads_zeroed), the updates clearing what they use.
+ * prunus_train_end puts the model back in evaluation mode. */
 typedef struct {
   PrunusTeam *team; /* NULL with one thread */
   int blas_threads; /* OpenBLAS's thread count before, restored by prunus_train_end */

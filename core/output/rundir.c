@@ -44,6 +44,8 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   prunus_json_object_set(o, "checkpoint_bytes",
                          prunus_json_new_number((double)r->checkpoint_bytes));
   prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
+  if (r->has_request)
+    prunus_json_object_set(o, "requested_sparsity", prunus_json_new_number(r->requested_sparsity));
   PrunusJson *sha = NULL;
   for (int k = 0; k < PRUNUS_RUNDIR_N_SLOTS; k++) {
     if (!r->plugin_sha256[k][0]) continue;
@@ -126,6 +128,7 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
   const PrunusJson *ck = prunus_json_get(o, "checkpoint");
   if (!ck || prunus_json_type(ck) != PRUNUS_JSON_STRING || !*prunus_json_string(ck)) return FALSE;
   r->checkpoint = g_strdup(prunus_json_string(ck));
+  r->has_request = get_number(o, "requested_sparsity", &r->requested_sparsity);
   const PrunusJson *lat = prunus_json_get(o, "latency_us");
   for (size_t i = 0; lat && prunus_json_type(lat) == PRUNUS_JSON_OBJECT &&
                      i < prunus_json_length(lat) && r->n_latency < PRUNUS_MAX_LATENCIES;

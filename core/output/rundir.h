@@ -34,6 +34,11 @@ typedef struct {
   char *checkpoint; /* path relative to the run dir (owned) */
   uint64_t checkpoint_bytes;
   double seconds;
+  /* run rounds >= 1: the sparsity the round's plan request asked for (what a plan
+   * removing exactly the requested amount reaches), NaN when the plan removed units
+   * (their amount counts units, not weights); written as requested_sparsity */
+  gboolean has_request;
+  double requested_sparsity;
   /* SHA-256 (hex) of the plugin files that produced the round, by slot; "" = not
    * recorded (rounds written before prunus recorded them) */
   char plugin_sha256[PRUNUS_RUNDIR_N_SLOTS][65];

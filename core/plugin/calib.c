@@ -1,22 +1,55 @@
-/* calib.c: model views for plugins and the calibration pass (loss gradients per
- * batch or per sample, output-norm gradients for MAS, post-ReLU activations). */
+/* calib.c: model views for plugins (the layers with parameters and the graph of
+ * every layer) and the calibration pass (loss gradients per batch or per sample,
+ * output-norm gradients for MAS, post-ReLU activations, layer inputs raw or reduced
+ * to sums of squares and Gram matrices). */
 #include "calib.h"
+#include "gemm.h"
 #include "rng.h"
 #include "train.h"
 
 #include <string.h>
 
+/* ------------------------------------------------------------------------ */
+/* views */
+
+/* The name the graph gives the network input. */
+static const char input_node_name[] = "input";
+
 void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *prunable) {
-  int n = 0;
-  for (int i = 0; i < m->n_layers; i++) n += m->layers[i].ops->has_params;
+  int n = 0, nn = m->n_layers;
+  for (int i = 0; i < nn; i++) n += m->layers[i].ops->has_params;
   vs->layers = g_new0(PrunusLayerView, n);
   vs->layer_index = g_new0(int, n);
+  vs->node_name = g_new0(const char *, nn);
+  vs->node_type = g_new0(const char *, nn);
+  vs->node_n_inputs = g_new0(int, nn);
+  vs->node_inputs = g_new0(const char **, nn);
+  int n_links = 0;
+  for (int i = 0; i < nn; i++) n_links += m->layers[i].n_in;
+  vs->input_names = g_new0(const char *, n_links);
+  vs->node_ints = g_new0(int, (size_t)nn * 6 + (size_t)n);
+  int *shape = vs->node_ints, *kernel = shape + 3 * nn, *stride = kernel + nn,
+      *padding = stride + nn, *layer_node = padding + nn;
   int last = -1;
-  for (int i = 0; i < m->n_layers; i++)
+  for (int i = 0; i < nn; i++)
     if (m->layers[i].ops->has_params) last = i;
-  int k = 0;
-  for (int i = 0; i < m->n_layers; i++) {
+  int k = 0, link = 0;
+  for (int i = 0; i < nn; i++) {
     const PrunusLayer *l = &m->layers[i];
+    /* node i reads the layers it takes (in a sequence node i - 1, node 0 the input) */
+    vs->node_name[i] = l->name;
+    vs->node_type[i] = l->ops->type_name;
+    vs->node_n_inputs[i] = l->n_in;
+    vs->node_inputs[i] = &vs->input_names[link];
+    for (int j = 0; j < l->n_in; j++)
+      vs->input_names[link++] = l->from[j] < 0 ? input_node_name : m->layers[l->from[j]].name;
+    shape[3 * i] = l->out.c, shape[3 * i + 1] = l->out.h, shape[3 * i + 2] = l->out.w;
+    gboolean windowed = l->spec.type == PRUNUS_LAYER_CONV2D ||
+                        l->spec.type == PRUNUS_LAYER_MAXPOOL2D ||
+                        l->spec.type == PRUNUS_LAYER_AVGPOOL2D;
+    kernel[i] = windowed ? l->spec.kernel : 0;
+    stride[i] = windowed ? l->spec.stride : 0;
+    padding[i] = l->spec.type == PRUNUS_LAYER_CONV2D ? l->spec.padding : 0;
     if (!l->ops->has_params) continue;
     PrunusLayerView *v = &vs->layers[k];
     v->name = l->name;
@@ -32,29 +65,208 @@ void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *
     v->bias = m->params + l->b_off;
     v->mask = m->mask + l->w_off;
     vs->layer_index[k] = i;
+    layer_node[k] = i;
     k++;
   }
-  vs->view.n_layers = n;
-  vs->view.layers = vs->layers;
+  vs->input_shape[0] = m->arch.input.c;
+  vs->input_shape[1] = m->arch.input.h;
+  vs->input_shape[2] = m->arch.input.w;
+  vs->view = (PrunusModelView){
+      .n_layers = n,
+      .layers = vs->layers,
+      .n_nodes = nn,
+      .node_name = vs->node_name,
+      .node_type = vs->node_type,
+      .node_n_inputs = vs->node_n_inputs,
+      .node_inputs = (const char *const *const *)vs->node_inputs,
+      .node_shape = shape,
+      .node_kernel = kernel,
+      .node_stride = stride,
+      .node_padding = padding,
+      .layer_node = layer_node,
+      .input_shape = vs->input_shape,
+  };
 }
 
 void prunus_view_clear(PrunusViewSet *vs) {
   g_clear_pointer(&vs->layers, g_free);
   g_clear_pointer(&vs->layer_index, g_free);
-  vs->view.n_layers = 0;
+  g_clear_pointer(&vs->node_name, g_free);
+  g_clear_pointer(&vs->node_type, g_free);
+  g_clear_pointer(&vs->node_n_inputs, g_free);
+  g_clear_pointer(&vs->node_inputs, g_free);
+  g_clear_pointer(&vs->input_names, g_free);
+  g_clear_pointer(&vs->node_ints, g_free);
+  memset(&vs->view, 0, sizeof vs->view);
 }
 
-/* The activation buffer after the ReLU that follows model layer i (or its output). */
+/* The layer types whose input the host can hand out as the layer multiplies it. */
+static gboolean has_input_form(const char *type) {
+  return !strcmp(type, "dense") || !strcmp(type, "conv2d");
+}
+
+gboolean prunus_calib_check_needs(const PrunusModelView *v, uint32_t needs, const char *who,
+                                  GError **error) {
+  uint32_t unknown = needs & ~(uint32_t)PRUNUS_CALIB_KNOWN_NEEDS;
+  if (unknown) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                "%s: needs() asks for 0x%x, which this prunus (plugin ABI revision %u) does not "
+                "know; check PRUNUS_HOST_REVISION before asking for a newer need",
+                who, (unsigned)unknown, PRUNUS_PLUGIN_REVISION);
+    return FALSE;
+  }
+  if (!(needs & PRUNUS_CALIB_INPUT_NEEDS)) return TRUE;
+  for (int k = 0; k < v->n_layers; k++) {
+    const PrunusLayerView *l = &v->layers[k];
+    if (l->prunable && !has_input_form(l->type)) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s needs layer inputs, but layer %s is a '%s' layer, which has no input "
+                  "form (only dense and conv2d layers have one); exclude it from pruning with "
+                  "prune.layers or choose another criterion",
+                  who, l->name, l->type);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the calibration pass */
+
+/* The activation buffer after the ReLU that takes model layer i's output (through the
+ * batchnorm of layer i, when it has one), or layer i's output. */
 static const float *unit_outputs(const PrunusModel *m, int i) {
-  if (i + 1 < m->n_layers && m->layers[i + 1].spec.type == PRUNUS_LAYER_RELU) return m->acts[i + 2];
+  int j = i;
+  if (j + 1 < m->n_layers && m->layers[j + 1].spec.type == PRUNUS_LAYER_BATCHNORM &&
+      m->layers[j + 1].from[0] == j)
+    j++;
+  if (j + 1 < m->n_layers && m->layers[j + 1].spec.type == PRUNUS_LAYER_RELU &&
+      m->layers[j + 1].from[0] == j)
+    return m->acts[j + 2];
   return m->acts[i + 1];
+}
+
+/* Layer i's input after a forward: the slot of the layer it takes (acts[i] in a
+ * sequence). */
+static const float *layer_input(const PrunusModel *m, int i) {
+  return m->acts[m->layers[i].from[0] + 1];
+}
+
+/* The patches conv layer l multiplies, col (B*Ho*Wo, cin*k*k), rows in (b, oh, ow)
+ * order and columns in the weights' (c, kh, kw) order; padding reads as 0. */
+static void im2col(const PrunusLayer *l, const float *x, float *col, int B) {
+  int C = l->in.c, H = l->in.h, W = l->in.w, k = l->spec.kernel, s = l->spec.stride,
+      p = l->spec.padding, Ho = l->out.h, Wo = l->out.w;
+  size_t K = (size_t)C * k * k;
+  for (int b = 0; b < B; b++)
+    for (int oh = 0; oh < Ho; oh++)
+      for (int ow = 0; ow < Wo; ow++) {
+        float *row = col + (((size_t)b * Ho + oh) * Wo + ow) * K;
+        for (int c = 0; c < C; c++) {
+          const float *xc = x + ((size_t)b * C + c) * H * W;
+          for (int kh = 0; kh < k; kh++) {
+            int ih = oh * s - p + kh;
+            for (int kw = 0; kw < k; kw++) {
+              int iw = ow * s - p + kw;
+              *row++ = ih >= 0 && ih < H && iw >= 0 && iw < W ? xc[(size_t)ih * W + iw] : 0.0f;
+            }
+          }
+        }
+      }
+}
+
+/* The layer inputs of one calibration pass: which layers, their rows, and the
+ * buffers (patches of conv layers, reduced sums). */
+typedef struct {
+  int nl;
+  gboolean *on;           /* [view layer] inputs computed for it */
+  const float **x;        /* [view layer] (rows, fan_in) of the current batch */
+  float **col;            /* [view layer] im2col buffer (conv), else NULL */
+  int64_t *rows;          /* [view layer] rows of the current batch, or of the pass */
+  double **sumsq, **gram; /* [view layer] the reduced needs, NULL when not asked */
+  float *tmp;             /* (widest fan_in^2) one batch's X^T X */
+} Inputs;
+
+static void inputs_init(Inputs *in, const PrunusModel *m, const PrunusViewSet *vs, int layer,
+                        uint32_t needs, int B) {
+  *in = (Inputs){.nl = vs->view.n_layers};
+  in->on = g_new0(gboolean, in->nl);
+  in->x = g_new0(const float *, in->nl);
+  in->col = g_new0(float *, in->nl);
+  in->rows = g_new0(int64_t, in->nl);
+  in->sumsq = g_new0(double *, in->nl);
+  in->gram = g_new0(double *, in->nl);
+  size_t widest = 0;
+  for (int k = 0; k < in->nl; k++) {
+    const PrunusLayerView *v = &vs->layers[k];
+    in->on[k] = (layer < 0 || layer == k) && v->prunable && has_input_form(v->type);
+    if (!in->on[k]) continue;
+    const PrunusLayer *l = &m->layers[vs->layer_index[k]];
+    size_t fi = (size_t)v->fan_in;
+    if (l->spec.type == PRUNUS_LAYER_CONV2D)
+      in->col[k] = g_new(float, (size_t)B * v->positions * fi);
+    if (needs & PRUNUS_NEED_INPUT_SUMSQ) in->sumsq[k] = g_new0(double, fi);
+    if (needs & PRUNUS_NEED_INPUT_GRAM) in->gram[k] = g_new0(double, fi *fi);
+    widest = MAX(widest, fi);
+  }
+  if (needs & PRUNUS_NEED_INPUT_GRAM) in->tmp = g_new(float, widest *widest);
+}
+
+static void inputs_clear(Inputs *in) {
+  for (int k = 0; k < in->nl; k++) {
+    g_free(in->col[k]), g_free(in->sumsq[k]), g_free(in->gram[k]);
+  }
+  g_free(in->on), g_free(in->x), g_free(in->col), g_free(in->rows);
+  g_free(in->sumsq), g_free(in->gram), g_free(in->tmp);
+}
+
+/* After a forward of nb samples: each layer's input rows for this batch. */
+static void inputs_take(Inputs *in, const PrunusModel *m, const PrunusViewSet *vs, int nb) {
+  for (int k = 0; k < in->nl; k++) {
+    if (!in->on[k]) continue;
+    int li = vs->layer_index[k];
+    const PrunusLayer *l = &m->layers[li];
+    in->rows[k] = (int64_t)nb * vs->layers[k].positions;
+    if (in->col[k]) {
+      im2col(l, layer_input(m, li), in->col[k], nb);
+      in->x[k] = in->col[k];
+    } else {
+      in->x[k] = layer_input(m, li);
+    }
+  }
+}
+
+/* Add this batch's rows to the reduced sums. */
+static void inputs_reduce(Inputs *in, const PrunusViewSet *vs, int64_t *pass_rows) {
+  for (int k = 0; k < in->nl; k++) {
+    if (!in->on[k]) continue;
+    const int fi = vs->layers[k].fan_in;
+    const int64_t rows = in->rows[k];
+    const float *x = in->x[k];
+    pass_rows[k] += rows;
+    if (in->sumsq[k]) {
+      double *s = in->sumsq[k];
+      for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * fi;
+        for (int j = 0; j < fi; j++) s[j] += (double)xr[j] * xr[j];
+      }
+    }
+    if (in->gram[k]) {
+      /* one batch in float through BLAS, the sum over batches in double */
+      prunus_sgemm(true, false, fi, fi, (int)rows, 1.0f, x, fi, x, fi, 0.0f, in->tmp, fi);
+      double *g = in->gram[k];
+      for (size_t i = 0; i < (size_t)fi * fi; i++) g[i] += in->tmp[i];
+    }
+  }
 }
 
 gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset *d,
                           const PrunusNorm *norm, uint32_t needs, int n_batches, int batch,
-                          uint64_t seed, PrunusObserveFn observe, void *user) {
-  static const uint32_t order[] = {PRUNUS_NEED_LOSS_GRAD, PRUNUS_NEED_LOSS_GRAD_SAMPLE,
-                                   PRUNUS_NEED_OUTNORM_GRAD_SAMPLE, PRUNUS_NEED_ACTIVATIONS};
+                          uint64_t seed, int layer, PrunusObserveFn observe, void *user) {
+  /* the reduced needs share one pass, handed out as two steps after it */
+  static const uint32_t order[] = {
+      PRUNUS_NEED_LOSS_GRAD,   PRUNUS_NEED_LOSS_GRAD_SAMPLE, PRUNUS_NEED_OUTNORM_GRAD_SAMPLE,
+      PRUNUS_NEED_ACTIVATIONS, PRUNUS_NEED_INPUTS,           PRUNUS_NEED_INPUT_SUMSQ};
   int nl = vs->view.n_layers;
   int K = prunus_model_n_classes(m);
   int B = MIN(batch, d->n);
@@ -71,6 +283,9 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   const float **grads = g_new0(const float *, nl);
   const float **bgrads = g_new0(const float *, nl);
   const float **acts = g_new0(const float *, nl);
+  int64_t *pass_rows = g_new0(int64_t, nl);
+  Inputs inputs;
+  inputs_init(&inputs, m, vs, layer, needs, B);
   for (int k = 0; k < nl; k++) {
     const PrunusLayer *l = &m->layers[vs->layer_index[k]];
     grads[k] = m->grads + l->w_off;
@@ -79,7 +294,9 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   gboolean ok = TRUE;
   for (size_t o = 0; ok && o < G_N_ELEMENTS(order); o++) {
     uint32_t need = order[o];
-    if (!(needs & need)) continue;
+    gboolean reduced = need == PRUNUS_NEED_INPUT_SUMSQ;
+    if (reduced ? !(needs & (PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM)) : !(needs & need))
+      continue;
     gboolean per_sample =
         need == PRUNUS_NEED_LOSS_GRAD_SAMPLE || need == PRUNUS_NEED_OUTNORM_GRAD_SAMPLE;
     for (int start = 0; ok && start < total; start += B) {
@@ -88,7 +305,22 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
       if (need == PRUNUS_NEED_ACTIVATIONS) {
         prunus_model_forward(m, x, nb);
         for (int k = 0; k < nl; k++) acts[k] = unit_outputs(m, vs->layer_index[k]);
-        PrunusCalibStep step = {.batch = nb, .kind = need, .activations = acts};
+        PrunusCalibStep step = {.batch = nb, .kind = need, .activations = acts, .layer = layer};
+        ok = observe(user, &vs->view, &step) == 0;
+        continue;
+      }
+      if (need == PRUNUS_NEED_INPUTS || reduced) {
+        prunus_model_forward(m, x, nb);
+        inputs_take(&inputs, m, vs, nb);
+        if (reduced) {
+          inputs_reduce(&inputs, vs, pass_rows);
+          continue;
+        }
+        PrunusCalibStep step = {.batch = nb,
+                                .kind = need,
+                                .layer = layer,
+                                .input_rows = inputs.rows,
+                                .inputs = inputs.x};
         ok = observe(user, &vs->view, &step) == 0;
         continue;
       }
@@ -97,7 +329,8 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
         prunus_softmax_xent(m->acts[m->n_layers], y, nb, K, dlogits, NULL);
         prunus_model_zero_grads(m);
         prunus_model_backward(m, dlogits, nb);
-        PrunusCalibStep step = {.batch = nb, .kind = need, .grads = grads, .bias_grads = bgrads};
+        PrunusCalibStep step = {
+            .batch = nb, .kind = need, .grads = grads, .bias_grads = bgrads, .layer = layer};
         ok = observe(user, &vs->view, &step) == 0;
         continue;
       }
@@ -112,12 +345,33 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
         }
         prunus_model_zero_grads(m);
         prunus_model_backward(m, dlogits, 1);
-        PrunusCalibStep step = {.batch = 1, .kind = need, .grads = grads, .bias_grads = bgrads};
+        PrunusCalibStep step = {
+            .batch = 1, .kind = need, .grads = grads, .bias_grads = bgrads, .layer = layer};
+        ok = observe(user, &vs->view, &step) == 0;
+      }
+    }
+    if (ok && reduced) {
+      if (needs & PRUNUS_NEED_INPUT_SUMSQ) {
+        PrunusCalibStep step = {.batch = total,
+                                .kind = PRUNUS_NEED_INPUT_SUMSQ,
+                                .layer = layer,
+                                .input_rows = pass_rows,
+                                .input_sumsq = (const double *const *)inputs.sumsq};
+        ok = observe(user, &vs->view, &step) == 0;
+      }
+      if (ok && (needs & PRUNUS_NEED_INPUT_GRAM)) {
+        PrunusCalibStep step = {.batch = total,
+                                .kind = PRUNUS_NEED_INPUT_GRAM,
+                                .layer = layer,
+                                .input_rows = pass_rows,
+                                .input_gram = (const double *const *)inputs.gram};
         ok = observe(user, &vs->view, &step) == 0;
       }
     }
   }
   prunus_model_zero_grads(m);
+  inputs_clear(&inputs);
+  g_free(pass_rows);
   g_free(acts), g_free(bgrads), g_free(grads);
   g_free(dlogits), g_free(y), g_free(x), g_free(idx);
   return ok;

@@ -1,5 +1,6 @@
 /* calib.h: the calibration pass: runs the batches a criterion needs and feeds
- * it gradients and activations as read-only views, computing only what it asked. */
+ * it gradients, activations and layer inputs (raw or reduced to sums of squares
+ * and Gram matrices) as read-only views, computing only what it asked. */
 #ifndef PRUNUS_CALIB_H
 #define PRUNUS_CALIB_H
 
@@ -9,11 +10,28 @@
 
 G_BEGIN_DECLS
 
-/* The model as plugins see it: one view per layer with parameters. */
+/* The PRUNUS_NEED_* bits this host knows. */
+#define PRUNUS_CALIB_KNOWN_NEEDS                                                    \
+  (PRUNUS_NEED_WEIGHTS | PRUNUS_NEED_LOSS_GRAD | PRUNUS_NEED_LOSS_GRAD_SAMPLE |     \
+   PRUNUS_NEED_OUTNORM_GRAD_SAMPLE | PRUNUS_NEED_ACTIVATIONS | PRUNUS_NEED_INPUTS | \
+   PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_LAYERWISE)
+/* The needs that hand out layer inputs. */
+#define PRUNUS_CALIB_INPUT_NEEDS \
+  (PRUNUS_NEED_INPUTS | PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM)
+
+/* The model as plugins see it: one view per layer with parameters, and the graph
+ * of every layer (the revision-3 members of the view point into these). */
 typedef struct {
   PrunusModelView view;
-  PrunusLayerView *layers; /* (view.n_layers) */
-  int *layer_index;        /* (view.n_layers) model layer index of each view */
+  PrunusLayerView *layers;   /* (view.n_layers) */
+  int *layer_index;          /* (view.n_layers) model layer index of each view */
+  const char **node_name;    /* (n_nodes) */
+  const char **node_type;    /* (n_nodes) */
+  int *node_n_inputs;        /* (n_nodes) */
+  const char ***node_inputs; /* (n_nodes) each a (node_n_inputs) slice of input_names */
+  const char **input_names;  /* (n_nodes) one input per node in a sequence */
+  int *node_ints; /* (n_nodes * 6 + n_layers): shape, kernel, stride, padding, layer_node */
+  int input_shape[3];
 } PrunusViewSet;
 
 /* Build views of m; prunable[i] (model layer index, may be NULL = all) marks the
@@ -21,16 +39,26 @@ typedef struct {
 void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *prunable);
 void prunus_view_clear(PrunusViewSet *vs);
 
+/* Whether the host can compute `needs` (a criterion's needs()) for view v: FALSE and
+ * an error naming `who` (e.g. "prune.criterion plugin 'wanda'") for a bit this host
+ * does not know, or for input needs when a prunable layer's type has no input form
+ * (dense and conv2d have one). */
+gboolean prunus_calib_check_needs(const PrunusModelView *v, uint32_t needs, const char *who,
+                                  GError **error);
+
 /* Called per calibration step; return 0 to continue. */
 typedef int (*PrunusObserveFn)(void *user, const PrunusModelView *view,
                                const PrunusCalibStep *step);
 
 /* Run each need in `needs` over n_batches batches of `batch` samples of d (a
  * seeded sample without replacement), calling observe once per batch (batch
- * needs) or once per sample (per-sample needs). Returns FALSE when observe fails. */
+ * needs), once per sample (per-sample needs) or once per pass (INPUT_SUMSQ,
+ * INPUT_GRAM). layer = -1 computes the input needs for every prunable layer with
+ * an input form; layer = k (a view index) for that layer alone, and the steps say
+ * so (PrunusCalibStep.layer). Returns FALSE when observe fails. */
 gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset *d,
                           const PrunusNorm *norm, uint32_t needs, int n_batches, int batch,
-                          uint64_t seed, PrunusObserveFn observe, void *user);
+                          uint64_t seed, int layer, PrunusObserveFn observe, void *user);
 
 G_END_DECLS
 

@@ -1,6 +1,7 @@
 /* plugin_host.c: the services table plugins call (logging, settings, RNG,
  * model view, retrain services) and the life cycle of one plugin instance. */
 #include "plugin_host.h"
+#include "linalg.h"
 #include "plugin_guard.h"
 #include "rng.h"
 
@@ -200,6 +201,54 @@ static int svc_evaluate(PrunusHost *h, double *loss, double *accuracy) {
 static int svc_pretrain_epochs(PrunusHost *h) { return h->cb.pretrain_epochs; }
 static double svc_pretrain_lr(PrunusHost *h) { return h->cb.pretrain_lr; }
 
+/* NULL when the embedding host has no schedule (no callback). */
+static const PrunusPlanRequest *svc_plan_request(PrunusHost *h) {
+  return h->cb.plan_request ? h->cb.plan_request(h->cb.user) : NULL;
+}
+
+static int svc_set_weights(PrunusHost *h, int layer, const float *w) {
+  GError *error = NULL;
+  if (!w) {
+    svc_set_error(h, "set_weights(layer %d): the weights are NULL", layer);
+    return -1;
+  }
+  if (!h->cb.set_weights) {
+    svc_set_error(h, "set_weights(): this host cannot write weights here");
+    return -1;
+  }
+  const gboolean ok = h->cb.set_weights(h->cb.user, layer, w, &error);
+  if (ok) return 0;
+  record(h, error);
+  return -1;
+}
+
+/* The linear algebra services: a matrix that is not positive definite is the
+ * plugin's to handle (dampening), so the message says which minor failed. */
+static int spd_result(PrunusHost *h, const char *what, int n, int info) {
+  if (info == 0) return 0;
+  svc_set_error(h,
+                "%s of a %dx%d matrix: it is not positive definite (the leading minor of order "
+                "%d is not); add dampening to its diagonal",
+                what, n, n, info);
+  return -1;
+}
+
+static int svc_cholesky(PrunusHost *h, int n, double *a) {
+  if (n < 0 || (n > 0 && !a)) {
+    svc_set_error(h, "cholesky(n=%d): invalid arguments", n);
+    return -1;
+  }
+  return spd_result(h, "cholesky", n, prunus_cholesky_upper(n, a));
+}
+
+static int svc_spd_inverse(PrunusHost *h, int n, double *a) {
+  if (n < 0 || (n > 0 && !a)) {
+    svc_set_error(h, "spd_inverse(n=%d): invalid arguments", n);
+    return -1;
+  }
+  return spd_result(h, "spd_inverse", n, prunus_spd_inverse(n, a));
+}
+
 /* What every kind gets; retrain plugins also get the retrain services. */
 #define SERVICES_COMMON                                                                         \
   .abi_version = PRUNUS_PLUGIN_ABI_VERSION, .size = sizeof(PrunusHostServices), .log = svc_log, \
@@ -208,14 +257,19 @@ static double svc_pretrain_lr(PrunusHost *h) { return h->cb.pretrain_lr; }
   .rng_u64 = svc_rng_u64, .rng_uniform = svc_rng_uniform, .model = svc_model,                   \
   .pretrain_epochs = svc_pretrain_epochs, .pretrain_lr = svc_pretrain_lr,                       \
   .revision = PRUNUS_PLUGIN_REVISION, .get_int_range = svc_get_int_range,                       \
-  .get_double_range = svc_get_double_range
+  .get_double_range = svc_get_double_range, .cholesky = svc_cholesky,                           \
+  .spd_inverse = svc_spd_inverse
 
-static const PrunusHostServices services_all = {
+static const PrunusHostServices services_retrain = {
     SERVICES_COMMON,      .train = svc_train,       .rewind = svc_rewind,
     .reinit = svc_reinit, .evaluate = svc_evaluate,
 };
 
-static const PrunusHostServices services_no_retrain = {SERVICES_COMMON};
+static const PrunusHostServices services_criterion = {
+    SERVICES_COMMON, .plan_request = svc_plan_request, .set_weights = svc_set_weights};
+
+static const PrunusHostServices services_granularity = {SERVICES_COMMON,
+                                                        .plan_request = svc_plan_request};
 
 /* ------------------------------------------------------------------------ */
 /* life cycle */
@@ -230,8 +284,10 @@ PrunusHost *prunus_host_instantiate(const PrunusPluginEntry *entry, PrunusConfig
   h->slot = g_strdup(slot);
   h->cb = *cb;
   prunus_rng_seed(&h->rng, prunus_seed_derive(seed, entry->desc->name));
-  const PrunusHostServices *svc =
-      entry->desc->kind == PRUNUS_PLUGIN_RETRAIN ? &services_all : &services_no_retrain;
+  const PrunusHostServices *svc = entry->desc->kind == PRUNUS_PLUGIN_RETRAIN ? &services_retrain
+                                  : entry->desc->kind == PRUNUS_PLUGIN_CRITERION
+                                      ? &services_criterion
+                                      : &services_granularity;
   prunus_host_call_begin(h, "create()");
   const int rc = entry->desc->create(h, svc, &h->state);
   prunus_host_call_end(h);

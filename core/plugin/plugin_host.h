@@ -18,6 +18,10 @@ typedef struct {
   void (*evaluate)(void *user, double *loss, double *accuracy);
   int pretrain_epochs;
   double pretrain_lr;
+  /* revision 3: the next plan request (criteria and granularities), and writing a
+   * layer's surviving weights (criteria; the pipeline allows it only in update()) */
+  const PrunusPlanRequest *(*plan_request)(void *user);
+  gboolean (*set_weights)(void *user, int layer, const float *w, GError **error);
 } PrunusHostCallbacks;
 
 /* (transfer full) Create an instance of entry with its settings in group (keys

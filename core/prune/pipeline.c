@@ -39,6 +39,14 @@ struct PrunusPipeline {
   GArray *rounds;       /* PrunusRoundMetrics */
   PrunusJson *summary;  /* the whole summary.json */
   PrunusJson *exp_json; /* (transfer none) this experiment's entry inside summary */
+  /* the plan request of the round (or layer) in progress: what plan() gets and the
+   * plan_request service hands out */
+  PrunusPlanRequest req;
+  double *req_amount, *req_cap; /* (req_n_layers) req's layer_amount and max_sparsity */
+  int req_n_layers;
+  int pattern_n, pattern_m;  /* the granularity's fixed pattern, 0 and 0 = none */
+  int updating;              /* the view layer whose update() runs, -1 outside update() */
+  double requested_sparsity; /* what the round in progress asked for (NaN: units removed) */
 };
 typedef PrunusPipeline Pipeline;
 
@@ -216,12 +224,77 @@ static gboolean check_scores(Pipeline *p, PrunusHost *crit, const Buffers *b, GE
   return TRUE;
 }
 
-static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, GError **error) {
+/* The plan request of this round (round 0: the first round's), for the layers of
+ * the view now: every layer (layer = -1) or, layerwise, layer alone (every other
+ * layer's amount 0). The plan_request service hands it out until the next call. */
+static void build_request(Pipeline *p, int layer) {
+  int nl = p->vs.view.n_layers;
+  if (p->req_n_layers != nl) {
+    g_free(p->req_amount), g_free(p->req_cap);
+    p->req_amount = g_new0(double, MAX(nl, 1));
+    p->req_cap = g_new0(double, MAX(nl, 1));
+    p->req_n_layers = nl;
+  }
+  int r = MAX(p->round, 1);
+  double amount = p->pc->round_amount ? p->pc->round_amount[r - 1] : p->pc->amount;
+  for (int k = 0; k < nl; k++) {
+    int li = p->vs.layer_index[k];
+    double rate = p->pc->layer_rate[li];
+    p->req_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
+    if (layer >= 0 && k != layer) p->req_amount[k] = 0.0;
+    p->req_cap[k] = p->pc->layer_cap[li];
+  }
+  p->req = (PrunusPlanRequest){.scope = p->pc->scope,
+                               .layer_amount = p->req_amount,
+                               .amount = amount,
+                               .max_sparsity = p->req_cap,
+                               .round = r,
+                               .rounds = p->pc->rounds,
+                               .target = p->pc->final_target,
+                               .layer = layer,
+                               .pattern_n = p->pattern_n,
+                               .pattern_m = p->pattern_m};
+}
+
+static const PrunusPlanRequest *cb_plan_request(void *user) {
+  Pipeline *p = user;
+  if (p->req_n_layers == 0) build_request(p, -1);
+  return &p->req;
+}
+
+/* The set_weights service: only from update(), for its layer. */
+static gboolean cb_set_weights(void *user, int layer, const float *w, GError **error) {
+  Pipeline *p = user;
+  if (p->updating < 0 || layer != p->updating) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                p->updating < 0
+                    ? "set_weights(layer %d) was called outside update(); a criterion may "
+                      "write weights only from its update()"
+                    : "set_weights(layer %d) was called from update() of layer %d; a criterion "
+                      "may write only the layer update() was called for",
+                layer, p->updating);
+    return FALSE;
+  }
+  const PrunusLayerView *l = &p->vs.layers[layer];
+  for (size_t i = 0; i < l->n_weights; i++) {
+    if (l->mask[i] != 0.0f && !isfinite(w[i])) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
+                  "set_weights(layer %d = '%s'): weight %zu is %g; weights must be finite", layer,
+                  l->name, i, w[i]);
+      return FALSE;
+    }
+  }
+  float *dst = p->m->params + p->m->layers[p->vs.layer_index[layer]].w_off;
+  for (size_t i = 0; i < l->n_weights; i++) dst[i] = l->mask[i] != 0.0f ? w[i] : 0.0f;
+  return TRUE;
+}
+
+/* Calibrate (layer = -1: the whole model; else that view layer alone) and score. */
+static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t needs, int layer,
+                            GError **error) {
   const PrunusCriterionOps *ops = prunus_host_desc(crit)->criterion;
   void *state = prunus_host_state(crit);
-  prunus_host_call_begin(crit, "needs()");
-  uint32_t needs = ops->needs(state) & ~(uint32_t)PRUNUS_NEED_WEIGHTS;
-  prunus_host_call_end(crit);
+  needs &= ~(uint32_t)(PRUNUS_NEED_WEIGHTS | PRUNUS_NEED_LAYERWISE);
   if (needs) {
     if (!ops->observe) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
@@ -232,27 +305,28 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, GError **
     Observer o = {crit, ops};
     uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "calibration") + (uint64_t)p->round;
     if (!prunus_calibrate(p->m, &p->vs, p->data->train, &p->data->norm, needs, p->pc->calib_batches,
-                          p->pc->calib_batch, seed, observe_step, &o)) {
+                          p->pc->calib_batch, seed, layer, observe_step, &o)) {
       prunus_host_set_failure(crit, "observe() failed", error);
       return FALSE;
     }
   }
-  PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit};
+  PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit, .layer = layer};
   prunus_host_call_begin(crit, "score()");
-  int rc = ops->score(state, &p->vs.view, &scores);
+  int score_rc = ops->score(state, &p->vs.view, &scores);
   prunus_host_call_end(crit);
-  if (rc != 0) {
+  if (score_rc != 0) {
     prunus_host_set_failure(crit, "score() failed", error);
     return FALSE;
   }
   return check_scores(p, crit, b, error);
 }
 
-/* Apply the plan: weights -> masks; units -> a physically smaller model. */
-static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **error) {
+/* Apply the plan: weights -> masks; units -> a physically smaller model. Adds what it
+ * removed to *removed_weights and *removed_units. */
+static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *removed_weights,
+                           int *removed_units, GError **error) {
   PrunusModel *m = p->m;
-  size_t removed_weights = 0;
-  int removed_units = 0;
+  int units = 0;
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     const PrunusLayer *ml = &m->layers[p->vs.layer_index[k]];
@@ -265,7 +339,7 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **e
                     prunus_host_desc(gran)->name, l->name);
         return FALSE;
       }
-      removed_weights += m->mask[ml->w_off + i] != 0.0f;
+      *removed_weights += m->mask[ml->w_off + i] != 0.0f;
       m->mask[ml->w_off + i] = 0.0f;
       m->params[ml->w_off + i] = 0.0f;
     }
@@ -278,10 +352,11 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **e
                     l->is_output ? "is the output layer" : "the config excludes from pruning");
         return FALSE;
       }
-      removed_units++;
+      units++;
     }
   }
-  if (removed_units > 0) {
+  *removed_units += units;
+  if (units > 0) {
     const uint8_t **per_layer = g_new0(const uint8_t *, m->n_layers);
     for (int k = 0; k < b->nl; k++) per_layer[p->vs.layer_index[k]] = b->rm_u[k];
     const float *extra_in[2];
@@ -300,52 +375,135 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, GError **e
     prunus_view_clear(&p->vs);
     prunus_view_build(&p->vs, p->m, p->prunable);
   }
+  return TRUE;
+}
+
+/* Score, plan and apply for the request built for `layer` (-1 = the whole model). */
+static gboolean score_plan_apply(Pipeline *p, uint32_t produces, uint32_t needs, int layer,
+                                 size_t *removed_weights, int *removed_units, GError **error) {
+  const PrunusGranularityOps *gops = prunus_host_desc(p->gran)->granularity;
+  build_request(p, layer);
+  Buffers b;
+  buffers_init(&b, &p->vs.view, produces);
+  gboolean ok = score_model(p, p->crit, &b, needs, layer, error);
+  if (ok) {
+    PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
+                           .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL,
+                           .layer = layer};
+    PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
+    prunus_host_call_begin(p->gran, "plan()");
+    int plan_rc = gops->plan(prunus_host_state(p->gran), &p->vs.view, &scores, &p->req, &plan);
+    prunus_host_call_end(p->gran);
+    if (plan_rc != 0) {
+      prunus_host_set_failure(p->gran, "plan() failed", error);
+      ok = FALSE;
+    }
+  }
+  if (ok) ok = apply_plan(p, p->gran, &b, removed_weights, removed_units, error);
+  buffers_clear(&b);
+  return ok;
+}
+
+/* The criterion's update() for view layer k, whose mask is final for the round. */
+static gboolean update_layer(Pipeline *p, int k, GError **error) {
+  const PrunusCriterionOps *cops = prunus_host_desc(p->crit)->criterion;
+  if (!cops->update) return TRUE;
+  p->updating = k;
+  prunus_host_call_begin(p->crit, "update()");
+  int rc = cops->update(prunus_host_state(p->crit), &p->vs.view, k);
+  prunus_host_call_end(p->crit);
+  p->updating = -1;
+  if (rc == 0) return TRUE;
+  char *what = g_strdup_printf("update() of layer %s failed", p->vs.layers[k].name);
+  prunus_host_set_failure(p->crit, what, error);
+  g_free(what);
+  return FALSE;
+}
+
+/* Prunable weights alive in the model now (every layer with weights). */
+static uint64_t alive_weights(const Pipeline *p) {
+  uint64_t alive = 0;
+  for (int k = 0; k < p->vs.view.n_layers; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    for (size_t i = 0; i < l->n_weights; i++) alive += l->mask[i] != 0.0f;
+  }
+  return alive;
+}
+
+/* The weights the round's request asks to remove (per layer: its rate of its alive
+ * weights, within its max_sparsity cap), as a weight-level plan counts them. */
+static double requested_removals(const Pipeline *p) {
+  double total = 0.0;
+  for (int k = 0; k < p->vs.view.n_layers; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    if (!l->prunable) continue;
+    size_t alive = 0;
+    for (size_t i = 0; i < l->n_weights; i++) alive += l->mask[i] != 0.0f;
+    double rate =
+        p->req.scope == PRUNUS_SCOPE_LAYER ? p->req_amount[k] : p->req.amount * p->req_amount[k];
+    double min_alive = ceil((1.0 - p->req_cap[k]) * (double)l->n_weights - 1e-9);
+    double room = MAX(0.0, (double)alive - MAX(0.0, min_alive));
+    total += MIN(floor(rate * (double)alive + 0.5), room);
+  }
+  return total;
+}
+
+/* One round: score -> plan -> apply (-> update), for the whole model at once, or
+ * layer by layer in network order when the criterion calibrates layerwise; then
+ * the achieved sparsity against the requested one. */
+static gboolean prune_round(Pipeline *p, GError **error) {
+  const PrunusCriterionOps *cops = prunus_host_desc(p->crit)->criterion;
+  prunus_host_call_begin(p->crit, "produces()");
+  uint32_t produces = cops->produces(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
+  prunus_host_call_begin(p->crit, "needs()");
+  uint32_t needs = cops->needs(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
+  build_request(p, -1);
+  uint64_t alive0 = alive_weights(p);
+  double requested = requested_removals(p);
+  size_t removed_weights = 0;
+  int removed_units = 0;
+  gboolean ok = TRUE;
+  if (needs & PRUNUS_NEED_LAYERWISE) {
+    for (int k = 0; ok && k < p->vs.view.n_layers; k++) {
+      if (!p->vs.layers[k].prunable || p->req_amount[k] <= 0.0) continue;
+      ok = score_plan_apply(p, produces, needs, k, &removed_weights, &removed_units, error) &&
+           update_layer(p, k, error);
+      build_request(p, -1);
+    }
+  } else {
+    ok = score_plan_apply(p, produces, needs, -1, &removed_weights, &removed_units, error);
+    for (int k = 0; ok && k < p->vs.view.n_layers; k++)
+      if (p->vs.layers[k].prunable && p->req_amount[k] > 0.0) ok = update_layer(p, k, error);
+  }
+  if (!ok) return FALSE;
   if (!p->exp.quiet)
     printf("%s round %d: removed %zu weights and %d units\n", p->exp.name, p->round,
            removed_weights, removed_units);
   if (removed_weights == 0 && removed_units == 0 && !p->exp.quiet)
     printf("%s round %d: warning: the plan removed nothing (amount too small for what remains?)\n",
            p->exp.name, p->round);
-  return TRUE;
-}
-
-static gboolean prune_round(Pipeline *p, PrunusHost *crit, PrunusHost *gran, GError **error) {
-  const PrunusCriterionOps *cops = prunus_host_desc(crit)->criterion;
-  const PrunusGranularityOps *gops = prunus_host_desc(gran)->granularity;
-  prunus_host_call_begin(crit, "produces()");
-  uint32_t produces = cops->produces(prunus_host_state(crit));
-  prunus_host_call_end(crit);
-  Buffers b;
-  buffers_init(&b, &p->vs.view, produces);
-  gboolean ok = score_model(p, crit, &b, error);
-  if (ok) {
-    int nl = p->vs.view.n_layers;
-    double *layer_amount = g_new(double, nl), *cap = g_new(double, nl);
-    double amount = p->pc->round_amount ? p->pc->round_amount[p->round - 1] : p->pc->amount;
-    for (int k = 0; k < nl; k++) {
-      int li = p->vs.layer_index[k];
-      double rate = p->pc->layer_rate[li];
-      layer_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
-      cap[k] = p->pc->layer_cap[li];
+  p->requested_sparsity = NAN;
+  if (removed_units == 0 && p->prunable_total > 0) {
+    double total = (double)p->prunable_total;
+    p->requested_sparsity = 1.0 - ((double)alive0 - requested) / total;
+    double achieved = 1.0 - (double)alive_weights(p) / total;
+    if (fabs(achieved - p->requested_sparsity) > p->pc->tolerance) {
+      char *why = p->pattern_m > 0
+                      ? g_strdup_printf(
+                            ": granularity '%s' keeps %d of every %d "
+                            "weights along fan_in",
+                            prunus_host_desc(p->gran)->name, p->pattern_n, p->pattern_m)
+                      : g_strdup_printf(" (granularity '%s')", prunus_host_desc(p->gran)->name);
+      fprintf(stderr,
+              "warning: %s round %d: the plan reached sparsity %.4f, the request asked for %.4f "
+              "(more than prune.schedule.tolerance = %g apart)%s\n",
+              p->exp.name, p->round, achieved, p->requested_sparsity, p->pc->tolerance, why);
+      g_free(why);
     }
-    PrunusPlanRequest req = {
-        .scope = p->pc->scope, .layer_amount = layer_amount, .amount = amount, .max_sparsity = cap};
-    PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
-                           .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL};
-    PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
-    prunus_host_call_begin(gran, "plan()");
-    int rc = gops->plan(prunus_host_state(gran), &p->vs.view, &scores, &req, &plan);
-    prunus_host_call_end(gran);
-    if (rc != 0) {
-      prunus_host_set_failure(gran, "plan() failed", error);
-      ok = FALSE;
-    }
-    g_free(layer_amount);
-    g_free(cap);
   }
-  if (ok) ok = apply_plan(p, gran, &b, error);
-  buffers_clear(&b);
-  return ok;
+  return TRUE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -431,7 +589,8 @@ static gboolean write_summary(Pipeline *p, GError **error) {
 }
 
 static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
-  PrunusRoundMetrics rm = {.round = p->round};
+  PrunusRoundMetrics rm = {
+      .round = p->round, .has_request = p->round > 0, .requested_sparsity = p->requested_sparsity};
   prunus_round_metrics_measure(&rm, p->m, p->params_total, p->prunable_total, p->dense_flops);
   PrunusEvalResult test =
       prunus_evaluate(p->m, p->data->test, &p->data->norm, p->exp.rc->train.batch);
@@ -621,7 +780,9 @@ static PrunusHost *create_slot(Pipeline *p, PrunusPluginRegistry *reg, PrunusPlu
                               .reinit = cb_reinit,
                               .evaluate = cb_evaluate,
                               .pretrain_epochs = p->exp.rc->train.epochs,
-                              .pretrain_lr = p->exp.rc->train.lr};
+                              .pretrain_lr = p->exp.rc->train.lr,
+                              .plan_request = cb_plan_request,
+                              .set_weights = cb_set_weights};
     h = prunus_host_instantiate(e, cfg, group, slot, p->exp.rc->seed, &cb, &local);
   }
   if (!h) {
@@ -646,11 +807,49 @@ static gboolean build_dense_ref(Pipeline *p, GError **error) {
   return TRUE;
 }
 
+/* What the criterion's needs and the granularity's pattern require of the model and
+ * the schedule (plugin.h revision 3), checked before any data is read. */
+static gboolean check_post_training(Pipeline *p, GError **error) {
+  const PrunusPruneConfig *pc = p->pc;
+  const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
+  if (gd->granularity->pattern) {
+    int n = 0, m = 0;
+    prunus_host_call_begin(p->gran, "pattern()");
+    gd->granularity->pattern(prunus_host_state(p->gran), &n, &m);
+    prunus_host_call_end(p->gran);
+    if ((n != 0 || m != 0) && !(n >= 1 && n < m)) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                  "prune.granularity plugin '%s': pattern() gave n = %d, m = %d; a pattern "
+                  "keeps n of every m weights with 1 <= n < m (0 and 0 = none)",
+                  gd->name, n, m);
+      return FALSE;
+    }
+    p->pattern_n = n, p->pattern_m = m;
+  }
+  prunus_host_call_begin(p->crit, "needs()");
+  uint32_t needs = cd->criterion->needs(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
+  char *where = prunus_config_where(p->exp.cfg, config_setting_get_member(pc->criterion, "plugin"));
+  char *who = g_strdup_printf("%s: prune.criterion plugin '%s'", where, cd->name);
+  gboolean ok = prunus_calib_check_needs(&p->vs.view, needs, who, error);
+  if (ok && (needs & PRUNUS_NEED_LAYERWISE) && pc->scope != PRUNUS_SCOPE_LAYER) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s prunes layer by layer (each layer calibrated on the pruned layers before "
+                "it), which needs prune.schedule.scope = \"layer\"; found \"global\"",
+                who);
+    ok = FALSE;
+  }
+  g_free(who);
+  g_free(where);
+  return ok;
+}
+
 /* The three instances, each created on the current view (create() reads and checks its
  * settings), then what only all of them together tell: keys no one read, and whether
  * the granularity takes a kind of score the criterion produces. */
 static gboolean create_plugins(Pipeline *p, GError **error) {
   const PrunusPruneConfig *pc = p->pc;
+  p->pattern_n = p->pattern_m = 0;
   p->crit = create_slot(p, p->reg, PRUNUS_PLUGIN_CRITERION, pc->criterion, pc->criterion_name,
                         "prune.criterion", error);
   if (!p->crit) return FALSE;
@@ -679,7 +878,19 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
     g_free(where);
     return FALSE;
   }
-  return TRUE;
+  if ((accepts & PRUNUS_SCORES_UNIT) && !prunus_arch_is_sequence(&p->exp.rc->arch)) {
+    /* removing units of a graph needs every branch to agree on them (not done yet) */
+    char *where =
+        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.granularity '%s' removes whole units, which graph models (layers with "
+                "inputs other than the previous layer, as in add and concat) do not support yet; "
+                "prune their weights instead (plugin = \"weight\")",
+                where, gd->name);
+    g_free(where);
+    return FALSE;
+  }
+  return check_post_training(p, error);
 }
 
 /* Destroy the instances and free the models, θ and the rounds read or measured: what
@@ -697,6 +908,9 @@ static void release(Pipeline *p) {
   g_clear_pointer(&p->m, prunus_model_free);
   g_clear_pointer(&p->theta0, g_free);
   g_clear_pointer(&p->thetak, g_free);
+  g_clear_pointer(&p->req_amount, g_free);
+  g_clear_pointer(&p->req_cap, g_free);
+  p->req_n_layers = 0;
 }
 
 PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,
@@ -704,6 +918,7 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
   const PrunusArch *arch = &exp->rc->arch;
   Pipeline *p = g_new0(Pipeline, 1);
   p->train_calls_round = -1;
+  p->updating = -1;
   p->exp = *exp;
   p->pc = exp->pc;
   p->reg = reg;
@@ -763,7 +978,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     prunus_host_reseed(p->crit, round_seed);
     prunus_host_reseed(p->gran, round_seed);
     prunus_host_reseed(p->retr, round_seed);
-    if (!prune_round(p, p->crit, p->gran, error)) return FALSE;
+    if (!prune_round(p, error)) return FALSE;
     const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
     prunus_host_call_begin(p->retr, "retrain()");
     int rc = rd->retrain->retrain(prunus_host_state(p->retr), p->round);
@@ -807,6 +1022,13 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
     if (changed) g_printerr("prunus: warning: %s: %s\n", exp->name, changed);
     g_free(changed);
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
+    if (p->pattern_m > 0 &&
+        pc->final_target > 1.0 - (double)p->pattern_n / p->pattern_m + pc->tolerance)
+      fprintf(stderr,
+              "warning: %s: the schedule asks for sparsity %.4f, but granularity '%s' keeps %d of "
+              "every %d weights: no round can go past %.4f\n",
+              exp->name, pc->final_target, pc->granularity_name, p->pattern_n, p->pattern_m,
+              1.0 - (double)p->pattern_n / p->pattern_m);
     ok = run_rounds(p, error);
   }
   release(p);

@@ -131,7 +131,8 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       !prunus_config_get_double(cfg, sched, "target", FALSE, 0.0, &pc.target, error) ||
       !prunus_config_get_enum(cfg, sched, "scope", FALSE, PRUNUS_SCOPE_GLOBAL, scope_names,
                               &pc.scope, error) ||
-      !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error))
+      !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error) ||
+      !prunus_config_get_double(cfg, sched, "tolerance", FALSE, 0.01, &pc.tolerance, error))
     goto out_clear;
   {
     char *where = prunus_config_where(cfg, sched);
@@ -148,6 +149,8 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       problem = "amount and target must be below 1";
     else if (max_sparsity <= 0.0 || max_sparsity > 1.0)
       problem = "max_sparsity must be in (0, 1]";
+    else if (!(pc.tolerance >= 0.0 && pc.tolerance <= 1.0))
+      problem = "tolerance must be in [0, 1]";
     if (problem) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where,
                   problem);
@@ -158,6 +161,11 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   }
   if (pc.target > 0.0) pc.amount = 1.0 - pow(1.0 - pc.target, 1.0 / pc.rounds);
   if (!parse_levels(cfg, sched, &pc, error)) goto out_clear;
+  /* what the schedule reaches after its last round: 1 - prod(1 - amount_r) */
+  pc.final_target = 1.0;
+  for (int r = 0; r < pc.rounds; r++)
+    pc.final_target *= 1.0 - (pc.round_amount ? pc.round_amount[r] : pc.amount);
+  pc.final_target = 1.0 - pc.final_target;
   for (int i = 0; i < arch->n_layers; i++) pc.layer_cap[i] = max_sparsity;
   if (!parse_layer_overrides(cfg, prune, arch, &pc, error)) goto out_clear;
   const char *pretrained = NULL;

@@ -13,6 +13,9 @@ typedef struct {
   double amount;        /* per round, fraction of what remains */
   double *round_amount; /* (rounds) per-round amounts from schedule.levels, or NULL */
   double target;        /* > 0: amount derived so rounds reach it geometrically */
+  double final_target;  /* the sparsity the schedule asks for after its last round */
+  double tolerance;     /* schedule.tolerance: a round whose plan misses its requested
+                         * sparsity by more is warned about */
   int scope;            /* PrunusScope */
   double *layer_rate;   /* (n_layers) 1 = the round's rate, 0 = excluded */
   double *layer_cap;    /* (n_layers) max_sparsity */

@@ -77,6 +77,13 @@
  *   1  the first: everything not marked otherwise.
  *   2  PrunusPluginDesc.ops_size; PrunusHostServices.revision, get_int_range,
  *      get_double_range; the entry point's prototype in this header.
+ *   3  post-training pruning: PRUNUS_NEED_INPUTS, _INPUT_SUMSQ, _INPUT_GRAM,
+ *      _LAYERWISE; PrunusModelView's graph (n_nodes, node_*, layer_node,
+ *      input_shape); PrunusCalibStep.layer, input_rows, inputs, input_sumsq,
+ *      input_gram; PrunusScores.layer; PrunusPlanRequest.round, rounds, target,
+ *      layer, pattern_n, pattern_m; PrunusHostServices.plan_request, set_weights,
+ *      cholesky, spd_inverse; PrunusCriterionOps.update;
+ *      PrunusGranularityOps.pattern.
  */
 #ifndef PRUNUS_PLUGIN_H
 #define PRUNUS_PLUGIN_H
@@ -92,7 +99,7 @@ extern "C" {
  * its own. Changed only on a break (G5 above). */
 #define PRUNUS_PLUGIN_ABI_VERSION 1u
 /* This header's revision within the family (see "Revisions" above). */
-#define PRUNUS_PLUGIN_REVISION 2u
+#define PRUNUS_PLUGIN_REVISION 3u
 
 #if defined(_WIN32)
 #define PRUNUS_PLUGIN_EXPORT __declspec(dllexport)
@@ -143,6 +150,27 @@ typedef struct {
 typedef struct {
   int n_layers;                  /* layers with parameters only */
   const PrunusLayerView *layers; /* (n_layers) */
+
+  /* ---- appended in revision 3: read only when PRUNUS_HOST_REVISION >= 3 ---- */
+
+  /* The whole network as a graph of nodes, one per layer of the model (with or
+   * without parameters: "flatten", "dense", "relu", "conv2d", "maxpool2d", ...), in
+   * an order where every node comes after its inputs (today's models are
+   * sequences: node i reads node i - 1, node 0 the network input). So a plugin
+   * never guesses what lies between two layers with parameters. */
+  int n_nodes;
+  const char *const *node_name; /* [node] unique; layers[k].name of the node it is */
+  const char *const *node_type; /* [node] the config's type name */
+  const int *node_n_inputs;     /* [node] how many nodes it reads (1 for a sequence) */
+  /* [node][i < node_n_inputs[node]] the names of the nodes it reads; "input" =
+   * the network input */
+  const char *const *const *node_inputs;
+  const int *node_shape;   /* (n_nodes, 3): each node's output per sample (c, h, w) */
+  const int *node_kernel;  /* [node] conv2d / maxpool2d: kernel size; 0 otherwise */
+  const int *node_stride;  /* [node] conv2d / maxpool2d: stride; 0 otherwise */
+  const int *node_padding; /* [node] conv2d: zero padding on each side; 0 otherwise */
+  const int *layer_node;   /* [layer] the node that layers[k] is */
+  const int *input_shape;  /* (3): the network input per sample (c, h, w) */
 } PrunusModelView;
 
 /* What a criterion asks the host to compute on calibration data. */
@@ -152,6 +180,21 @@ enum {
   PRUNUS_NEED_LOSS_GRAD_SAMPLE = 1u << 2,    /* dL/dw of each sample separately */
   PRUNUS_NEED_OUTNORM_GRAD_SAMPLE = 1u << 3, /* d||f(x)||^2/dw of each sample (MAS) */
   PRUNUS_NEED_ACTIVATIONS = 1u << 4,         /* each layer's unit outputs after its ReLU */
+  /* revision 3 (ask only when PRUNUS_HOST_REVISION >= 3): */
+  /* each layer's input as the layer multiplies it, per batch: dense (batch,
+   * fan_in); conv2d the im2col patches (batch * positions, fan_in), zero padding
+   * included. The first layer's is the (normalised) network input. */
+  PRUNUS_NEED_INPUTS = 1u << 5,
+  /* host-reduced over the whole calibration pass, one step: per layer and input
+   * j, the sum over rows (samples x positions) of x_j^2 */
+  PRUNUS_NEED_INPUT_SUMSQ = 1u << 6,
+  /* host-reduced, one step: per layer the Gram matrix X^T X (fan_in, fan_in)
+   * summed over the rows of the pass */
+  PRUNUS_NEED_INPUT_GRAM = 1u << 7,
+  /* A modifier, not data: calibrate and prune one layer at a time, in network
+   * order, each on the model as earlier layers were pruned (and rewritten by
+   * update()) in this round, as SparseGPT and Wanda do. Needs layer scope. */
+  PRUNUS_NEED_LAYERWISE = 1u << 8,
 };
 
 /* What a criterion fills in. */
@@ -171,6 +214,22 @@ typedef struct {
    * follows the layer (or the raw outputs when none follows); for
    * PRUNUS_NEED_ACTIVATIONS steps, else NULL. */
   const float *const *activations;
+
+  /* ---- appended in revision 3: read only when PRUNUS_HOST_REVISION >= 3 ---- */
+
+  /* PRUNUS_NEED_LAYERWISE: the one layer this pass calibrates (the input arrays
+   * below hold only its entry; the gradient and activation arrays hold every
+   * layer's); -1 for a pass over the whole model. */
+  int layer;
+  /* [layer] rows behind the input arrays: samples x positions of this batch
+   * (INPUTS) or of the whole pass (INPUT_SUMSQ, INPUT_GRAM); NULL for other kinds */
+  const int64_t *input_rows;
+  /* [layer] (input_rows, fan_in) for PRUNUS_NEED_INPUTS steps, else NULL */
+  const float *const *inputs;
+  /* [layer] (fan_in) sum of x_j^2 for PRUNUS_NEED_INPUT_SUMSQ steps, else NULL */
+  const double *const *input_sumsq;
+  /* [layer] (fan_in, fan_in) X^T X for PRUNUS_NEED_INPUT_GRAM steps, else NULL */
+  const double *const *input_gram;
 } PrunusCalibStep;
 
 /* Score buffers the host allocates (zeroed) and the criterion fills. A pointer
@@ -178,7 +237,47 @@ typedef struct {
 typedef struct {
   float *const *weight_scores; /* [layer] (n_units, fan_in) */
   float *const *unit_scores;   /* [layer] (n_units) */
+
+  /* ---- appended in revision 3: read only when PRUNUS_HOST_REVISION >= 3 ---- */
+
+  /* PRUNUS_NEED_LAYERWISE: the one layer to score in this call (the plan that
+   * follows removes from it alone); -1 = every layer */
+  int layer;
 } PrunusScores;
+
+typedef enum {
+  PRUNUS_SCOPE_GLOBAL = 0, /* rank across all prunable layers */
+  PRUNUS_SCOPE_LAYER = 1,  /* rank within each layer */
+} PrunusScope;
+
+/* What to remove this round. */
+typedef struct {
+  PrunusScope scope;
+  /* [layer] fraction of that layer's remaining prunable elements to remove this
+   * round (layer scope), or the weights applied to the global amount (1 = the
+   * global rate, 0.5 = half rate; global scope); 0 for excluded layers. */
+  const double *layer_amount;
+  double amount;              /* global scope: fraction of all remaining elements */
+  const double *max_sparsity; /* [layer] cap on the layer's total sparsity (0..1) */
+
+  /* ---- appended in revision 3: read only when PRUNUS_HOST_REVISION >= 3 ---- */
+
+  int round;     /* this round, 1 .. rounds */
+  int rounds;    /* the schedule's rounds */
+  double target; /* the sparsity the whole schedule asks for (after the last round) */
+  /* PRUNUS_NEED_LAYERWISE: the one layer this plan is for (layer_amount is 0 for
+   * every other); -1 = every layer */
+  int layer;
+  /* The granularity's fixed pattern (its pattern() op): at most pattern_n alive of
+   * every pattern_m consecutive weights along fan_in; 0 and 0 = none. */
+  int pattern_n, pattern_m;
+} PrunusPlanRequest;
+
+/* Decisions the granularity writes; the host allocates (zeroed) and applies them. */
+typedef struct {
+  uint8_t *const *remove_weights; /* [layer] (n_units, fan_in): 1 = prune that weight */
+  uint8_t *const *remove_units;   /* [layer] (n_units): 1 = remove the whole unit */
+} PrunusPlan;
 
 /* ------------------------------------------------------------------------ */
 /* Host services: an append-only table (G2). The host fills every member it has
@@ -251,11 +350,37 @@ typedef struct {
                        int64_t *out);
   int (*get_double_range)(PrunusHost *host, const char *key, double defval, double min, double max,
                           double *out);
+
+  /* ---- appended in revision 3: check with PRUNUS_HOST_HAS before use ---- */
+
+  /* The request the granularity's plan() gets after this round's (or, layerwise,
+   * this layer's) score(): so that a criterion that picks a mask itself (per
+   * output row, or jointly with its weight updates) picks what the plan removes.
+   * From score() and update(): this round's; from create(): the schedule's (round
+   * 1's amounts, layer -1, pattern 0 and 0: the granularity is not created yet).
+   * Valid until the call returns; NULL from a host that runs no schedule (a test
+   * harness). For criterion and granularity plugins; NULL for retrain plugins. */
+  const PrunusPlanRequest *(*plan_request)(PrunusHost *host);
+  /* Write the surviving weights of layers[layer], (n_units, fan_in): the host
+   * copies w where the mask is 1 (pruned weights stay 0). Only from the
+   * criterion's update() for the layer it was called for; anything else, or a
+   * non-finite value, returns -1 with the error recorded. For criteria; NULL for
+   * other kinds. */
+  int (*set_weights)(PrunusHost *host, int layer, const float *w);
+  /* Dense linear algebra through the host's LAPACK (so a plugin links no BLAS).
+   * a is (n, n) row-major, symmetric positive definite, both triangles set.
+   * cholesky: a = U, upper triangular with A = U^T U (strict lower triangle 0).
+   * spd_inverse: a = A^-1, both triangles. When A is not positive definite
+   * (numerically): -1, a undefined, and an error recorded naming the leading
+   * minor that failed, for the plugin to replace with its own (e.g. naming the
+   * layer) or to retry with more dampening. For every kind of plugin. */
+  int (*cholesky)(PrunusHost *host, int n, double *a);
+  int (*spd_inverse)(PrunusHost *host, int n, double *a);
 } PrunusHostServices;
 
 /* Whether the host's services table holds member (G2): a member appended after
  * revision 1 MUST NOT be used without this check. A member it holds is non-NULL
- * unless documented otherwise (the retrain services). */
+ * unless documented otherwise (the retrain services, plan_request, set_weights). */
 #define PRUNUS_HOST_HAS(services, member) \
   ((services)->size >= offsetof(PrunusHostServices, member) + sizeof((services)->member))
 
@@ -271,57 +396,59 @@ typedef struct {
 
 typedef struct {
   /* PRUNUS_NEED_* flags: what observe() will receive. 0 or PRUNUS_NEED_WEIGHTS =
-   * no calibration pass. Required. Called at the start of every round's scoring,
-   * before that round's first observe(); MUST return the same value for an
-   * instance. */
+   * no calibration pass. Required. Called after create() (the host checks the
+   * needs against the model and the schedule: a bit it does not know, inputs of a
+   * layer type that has none, layerwise with global scope are errors) and at the
+   * start of every round's scoring, before that round's first observe(); MUST
+   * return the same value for an instance. */
   uint32_t (*needs)(void *state);
   /* PRUNUS_SCORES_* flags this instance fills. Required. Called after create()
    * and every round; MUST return the same value for an instance. */
   uint32_t (*produces)(void *state);
-  /* Called once per calibration step (batch, or sample for per-sample needs),
-   * `calib_batches` batches of `calib_batch` samples from the training split,
-   * every round before score(). MAY be NULL when needs() asks for weights only. */
+  /* Called once per calibration step (batch, or sample for per-sample needs, or
+   * once per pass for the host-reduced needs), `calib_batches` batches of
+   * `calib_batch` samples from the training split, every round before score()
+   * (layerwise: before each layer's score()). MAY be NULL when needs() asks for
+   * weights only. */
   int (*observe)(void *state, const PrunusModelView *model, const PrunusCalibStep *step);
-  /* Required. Called once per round after the calibration pass: fill scores
-   * (higher = more important). Scores of already-pruned weights are ignored by
-   * the host. Non-finite scores stop the pipeline with an error naming the
-   * plugin and layer. */
+  /* Required. Called once per round after the calibration pass (layerwise: once
+   * per prunable layer, scores->layer naming it): fill scores (higher = more
+   * important). Scores of already-pruned weights are ignored by the host.
+   * Non-finite scores stop the pipeline with an error naming the plugin and
+   * layer. */
   int (*score)(void *state, const PrunusModelView *model, PrunusScores *scores);
+
+  /* ---- appended in revision 3 (optional: NULL = never called) ---- */
+
+  /* Called right after a plan was applied, once per prunable layer at a non-zero
+   * rate: layerwise (PRUNUS_NEED_LAYERWISE) after that layer's plan, before the
+   * next layer is calibrated; otherwise after the round's plan, layer by layer in
+   * network order. The model's mask of `layer` is final for the round; the
+   * criterion MAY rewrite the layer's surviving weights with
+   * services->set_weights (OBS/SparseGPT-style reconstruction). */
+  int (*update)(void *state, const PrunusModelView *model, int layer);
 } PrunusCriterionOps;
-
-typedef enum {
-  PRUNUS_SCOPE_GLOBAL = 0, /* rank across all prunable layers */
-  PRUNUS_SCOPE_LAYER = 1,  /* rank within each layer */
-} PrunusScope;
-
-/* What to remove this round. */
-typedef struct {
-  PrunusScope scope;
-  /* [layer] fraction of that layer's remaining prunable elements to remove this
-   * round (layer scope), or the weights applied to the global amount (1 = the
-   * global rate, 0.5 = half rate; global scope); 0 for excluded layers. */
-  const double *layer_amount;
-  double amount;              /* global scope: fraction of all remaining elements */
-  const double *max_sparsity; /* [layer] cap on the layer's total sparsity (0..1) */
-} PrunusPlanRequest;
-
-/* Decisions the granularity writes; the host allocates (zeroed) and applies them. */
-typedef struct {
-  uint8_t *const *remove_weights; /* [layer] (n_units, fan_in): 1 = prune that weight */
-  uint8_t *const *remove_units;   /* [layer] (n_units): 1 = remove the whole unit */
-} PrunusPlan;
 
 typedef struct {
   /* PRUNUS_SCORES_* the granularity needs from the criterion (at least one of them
    * when it can aggregate). Required. Called after create(). */
   uint32_t (*accepts)(void *state);
-  /* Required. Called once per round after the criterion's score(): fill plan for
-   * req from scores. Units removed are removed physically by the host (matrices
-   * shrink; the next layer loses the matching inputs). A plan that would leave a
-   * layer with no alive weight or unit MUST be refused (return -1 after
+  /* Required. Called once per round after the criterion's score() (layerwise:
+   * once per prunable layer, req->layer naming it): fill plan for req from scores. Units removed
+   * are removed physically by the host (matrices shrink; the next layer loses the matching inputs).
+   * A plan that would leave a layer with no alive weight or unit MUST be refused (return -1 after
    * set_error naming the layer). */
   int (*plan)(void *state, const PrunusModelView *model, const PrunusScores *scores,
               const PrunusPlanRequest *req, PrunusPlan *plan);
+
+  /* ---- appended in revision 3 (optional: NULL = no fixed pattern) ---- */
+
+  /* A fixed-pattern granularity (N:M) writes *n (alive weights kept) and *m
+   * (group size) of its pattern along fan_in; the host then knows the most a plan
+   * can remove (1 - n/m of each layer), warns when the schedule asks for more, and
+   * passes the pattern to criteria in the plan request. Leaving both 0 = none.
+   * Called once after create(); MUST give the same answer for an instance. */
+  void (*pattern)(void *state, int *n, int *m);
 } PrunusGranularityOps;
 
 typedef struct {

@@ -1,6 +1,7 @@
 /* test_config.c: unit tests of core/config.c: exact parsed values and defaults,
  * every error class with its file:line and key path, --set, paths and the hash. */
 #include "config.h"
+#include "model.h"
 #include "testutil.h"
 
 #include <glib/gstdio.h>
@@ -450,9 +451,10 @@ static void test_unknown_layer_key(void) {
   edit_fails_at("{ type = \"dense\"; units = 300; }",
                 "{ type = \"dense\"; units = 300; kernel = 3; }", "kernel = 3",
                 "unknown key 'model.layers[1].kernel' in a dense layer",
-                "(allowed keys: type, units)");
+                "(allowed keys: type, name, input, units)");
   edit_fails_at("{ type = \"relu\"; }", "{ type = \"relu\";\n      unit = 3; }", "unit = 3",
-                "unknown key 'model.layers[2].unit' in a relu layer", "(allowed keys: type)");
+                "unknown key 'model.layers[2].unit' in a relu layer",
+                "(allowed keys: type, name, input)");
   edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; unitz = 10; }", "unitz",
                 "group 'model.layers[3]' is missing the required key 'units'", NULL);
   edit_fails_at("{ type = \"dense\"; units = 10; }", "{ type = \"dense\"; units = 10; unitz = 1; }",
@@ -529,9 +531,10 @@ static void test_bad_enum(void) {
   parse_fails_at(text, "init", "key 'model.init': unknown value 'he'",
                  "(expected one of: kaiming, glorot)");
   g_free(text);
-  edit_fails_at("{ type = \"relu\"; }", "{ type = \"softmax\"; }", "softmax",
-                "key 'model.layers[2].type': unknown layer type 'softmax'",
-                "(expected one of: dense, conv2d, maxpool2d, relu, flatten)");
+  edit_fails_at(
+      "{ type = \"relu\"; }", "{ type = \"softmax\"; }", "softmax",
+      "key 'model.layers[2].type': unknown layer type 'softmax'",
+      "(expected one of: dense, conv2d, maxpool2d, relu, flatten, batchnorm, add, concat, avgpool2d, globalavgpool)");
 }
 
 static void test_out_of_range(void) {
@@ -573,6 +576,210 @@ static void test_out_of_range(void) {
   g_free(path);
   g_free(text);
   g_free(dir);
+}
+
+/* ------------------------------------------------------------------------- */
+/* graphs: names, inputs, blocks */
+
+/* BASE's model replaced by layers (and blocks) text. (transfer full) */
+static char *with_model(const char *model) {
+  const char *from = "model = {";
+  const char *a = strstr(BASE, from), *b = strstr(BASE, "train = {");
+  return g_strdup_printf("%.*smodel = {\n  input = [1, 8, 8];\n%s};\n%s", (int)(a - BASE), BASE,
+                         model, b);
+}
+
+static PrunusArch parse_arch_ok(const char *text, char **arch_string) {
+  char *dir = testutil_mkdtemp();
+  char *path = testutil_write_file(dir, "graph.cfg", text, strlen(text));
+  PrunusConfig *c = load_ok(path);
+  PrunusRunConfig rc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  g_assert_true(prunus_config_check_unread(c, &error));
+  g_assert_no_error(error);
+  PrunusArch a = prunus_arch_copy(&rc.arch);
+  *arch_string = prunus_arch_to_string(&a);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+  testutil_rmtree(dir);
+  g_free(path), g_free(dir);
+  return a;
+}
+
+static const char GRAPH_MODEL[] =
+    "  blocks = {\n"
+    "    res = (\n"
+    "      { name = \"conv\"; type = \"conv2d\"; channels = \"$c\"; kernel = 3; padding = 1; bias = false; },\n"
+    "      { name = \"bn\"; type = \"batchnorm\"; momentum = 0.2; eps = 0.001; },\n"
+    "      { name = \"add\"; type = \"add\"; input = [\"bn\", \"$in\"]; },\n"
+    "      { type = \"relu\"; }\n"
+    "    );\n"
+    "  };\n"
+    "  layers = (\n"
+    "    { name = \"stem\"; type = \"conv2d\"; channels = 4; kernel = 3; padding = 1; },\n"
+    "    { block = \"res\"; name = \"s1\"; repeat = 2; c = 4; },\n"
+    "    { name = \"side\"; type = \"avgpool2d\"; kernel = 2; input = \"late\"; },\n"
+    "    { name = \"late\"; type = \"conv2d\"; channels = 2; kernel = 1; input = \"stem\"; },\n"
+    "    { name = \"cat\"; type = \"concat\"; input = (\"main\", \"side\"); },\n"
+    "    { name = \"gap\"; type = \"globalavgpool\"; },\n"
+    "    { type = \"dense\"; units = 10; },\n"
+    "    { name = \"main\"; type = \"maxpool2d\"; kernel = 2; input = \"8\"; }\n"
+    "  );\n";
+
+static void test_graph_model(void) {
+  /* main takes "8", the unnamed relu of s1.1: unnamed layers go by their index */
+  char *text = with_model(GRAPH_MODEL);
+  char *s;
+  PrunusArch a = parse_arch_ok(text, &s);
+  /* config order: stem 0, s1.0.{conv,bn,add} 1-3, relu 4, s1.1.{conv,bn,add} 5-7,
+   * relu 8, side 9, late 10, cat 11, gap 12, dense 13, main 14; sorted so that
+   * late (10) comes before side (9) and main (14) before cat (11) */
+  g_assert_cmpstr(s, ==,
+                  "1x8x8|conv2d:4:3:1:1@stem|conv2d:4:3:1:1:nobias@s1.0.conv|"
+                  "batchnorm:0.2:0.001@s1.0.bn|add@s1.0.add<s1.0.bn,stem|relu|"
+                  "conv2d:4:3:1:1:nobias@s1.1.conv|batchnorm:0.2:0.001@s1.1.bn|"
+                  "add@s1.1.add<s1.1.bn,4|relu|conv2d:2:1:1:0@late<stem|avgpool2d:2:2@side|"
+                  "maxpool2d:2:2@main<8|concat@cat<main,side|globalavgpool@gap|dense:10@13");
+  g_assert_cmpint(a.n_layers, ==, 15);
+  g_assert_cmpint(a.n_classes, ==, 10);
+  g_assert_false(prunus_arch_is_sequence(&a));
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, 1, 0, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(m->layers[12].out.c, ==, 4 + 2);
+  prunus_model_free(m);
+  prunus_arch_clear(&a);
+  g_free(s), g_free(text);
+}
+
+/* The shipped model configs: the sequences read as they always did (the checkpoints'
+ * architecture strings of before), the graphs with the sizes of their papers. */
+static void test_shipped_models(void) {
+  static const struct {
+    const char *file, *arch;
+    int n_layers;
+    size_t params, buffers;
+    gboolean sequence;
+  } cases[] = {
+      {"lenet300.cfg", "1x28x28|flatten|dense:300|relu|dense:100|relu|dense:10", 6, 266610, 0,
+       TRUE},
+      {"lenet5.cfg",
+       "1x28x28|conv2d:6:5:1:2|relu|maxpool2d:2:2|conv2d:16:5:1:0|relu|maxpool2d:2:2|flatten|"
+       "dense:120|relu|dense:84|relu|dense:10",
+       12, 61706, 0, TRUE},
+      /* stem 144 + 32; 3 stages: 2 convs of c*c*9 (the first of stages 2, 3 from c/2) + 2 BN;
+       * projections 16*32 + 32*64 with their BN; fc 64*10 + 10 */
+      {"resnet8.cfg", NULL, 30,
+       144 + 32 + (2 * 2304 + 64) + (4608 + 9216 + 128 + 512 + 64) +
+           (18432 + 36864 + 256 + 2048 + 128) + 650,
+       2 * (16 + 16 + 16 + 32 + 32 + 32 + 64 + 64 + 64), FALSE},
+      {"resnet20.cfg", NULL, 72, 272186, 0, FALSE},
+      {"vgg-bn.cfg", NULL, 25, 147162, 2 * 2 * (16 + 32 + 64), TRUE},
+  };
+  for (size_t k = 0; k < G_N_ELEMENTS(cases); k++) {
+    char *path = g_build_filename(PRUNUS_SOURCE_ROOT, "configs", cases[k].file, NULL);
+    PrunusConfig *c = load_ok(path);
+    PrunusRunConfig rc;
+    GError *error = NULL;
+    g_assert_true(prunus_run_config_parse(c, &rc, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(rc.arch.n_layers, ==, cases[k].n_layers);
+    g_assert_cmpint(prunus_arch_is_sequence(&rc.arch), ==, cases[k].sequence);
+    char *s = prunus_arch_to_string(&rc.arch);
+    if (cases[k].arch) g_assert_cmpstr(s, ==, cases[k].arch);
+    PrunusModel *m = prunus_model_new(&rc.arch, 1, 0, &error);
+    g_assert_no_error(error);
+    g_test_message("%s: %d layers, %zu parameters, %zu buffers", cases[k].file, m->n_layers,
+                   m->n_params, m->n_buffers);
+    g_assert_cmpuint(m->n_params, ==, cases[k].params);
+    if (cases[k].buffers) g_assert_cmpuint(m->n_buffers, ==, cases[k].buffers);
+    g_assert_cmpint(m->arch.n_classes, ==, 10);
+    prunus_model_free(m);
+    g_free(s);
+    prunus_run_config_clear(&rc);
+    prunus_config_free(c);
+    g_free(path);
+  }
+}
+
+/* GRAPH_MODEL edited (from -> to), expected to fail at the line of line_needle. */
+static void graph_fails_at(const char *from, const char *to, const char *line_needle,
+                           const char *needle1, const char *needle2) {
+  char *model = edit(GRAPH_MODEL, from, to);
+  char *text = with_model(model);
+  parse_fails_at(text, line_needle, needle1, needle2);
+  g_free(text), g_free(model);
+}
+
+static void test_graph_errors(void) {
+  /* unknown input */
+  graph_fails_at("input = \"late\"; }", "input = \"nope\"; }", "input = \"nope\"",
+                 "key 'model.layers[2].input': no layer is named 'nope'",
+                 "\"input\" is the model's input");
+  /* a cycle: late <- side <- late */
+  graph_fails_at("input = \"stem\"; }", "input = \"side\"; }", "input = \"late\"",
+                 "the model's layers form a cycle: side <- late <- side",
+                 "no layer may depend on its own output");
+  graph_fails_at("input = \"late\"; }", "input = \"side\"; }", "input = \"side\"",
+                 "key 'model.layers[2].input': layer 'side' takes its own output, a cycle", NULL);
+  /* shapes: concat of 4x4x4 and 2x3x3, add of 2x8x8 and 4x8x8 */
+  graph_fails_at("kernel = 2; input = \"8\"", "input = \"8\"; kernel = 3; stride = 1",
+                 "type = \"concat\"",
+                 "model layer cat (concat): concat stacks channels of inputs of one height and "
+                 "width, but 'main' is 4x6x6 and 'side' is 2x4x4",
+                 NULL);
+  graph_fails_at("{ name = \"cat\"; type = \"concat\"; input = (\"main\", \"side\"); },",
+                 "{ name = \"cat\"; type = \"add\"; input = (\"stem\", \"late\"); },",
+                 "(\"stem\", \"late\")",
+                 "model layer cat (add): add needs inputs of one shape, but 'stem' is 4x8x8 and "
+                 "'late' is 2x8x8",
+                 NULL);
+  /* a batchnorm after a relu */
+  graph_fails_at(
+      "{ name = \"gap\"; type = \"globalavgpool\"; },",
+      "{ name = \"gap\"; type = \"globalavgpool\"; }, { name = \"gap_bn\"; type = \"batchnorm\"; },",
+      "gap_bn",
+      "model layer gap_bn (batchnorm): batchnorm must follow a conv2d or dense "
+      "layer, whose outputs it normalises; its input 'gap' is a globalavgpool layer",
+      NULL);
+  /* names */
+  graph_fails_at("{ name = \"gap\";", "{ name = \"late\";", "type = \"globalavgpool\"",
+                 "layer name 'late' is already taken by the layer at", NULL);
+  graph_fails_at("{ name = \"gap\";", "{ name = \"g a p\";", "g a p",
+                 "key 'model.layers[5].name' = \"g a p\" is not a valid layer name", NULL);
+  graph_fails_at("{ name = \"gap\";", "{ name = \"input\";", "name = \"input\"",
+                 "is not a valid layer name", "(\"input\" is the model's input)");
+  graph_fails_at("input = (\"main\", \"side\")", "input = (\"main\", 3)", "(\"main\", 3)",
+                 "key 'model.layers[4].input' must list layer names, found an integer", NULL);
+  /* blocks: a layer inside one names its use */
+  graph_fails_at("{ name = \"bn\"; type = \"batchnorm\"; momentum = 0.2;",
+                 "{ name = \"bn\"; type = \"batchnorm\"; momentum = 1.2;", "momentum = 1.2",
+                 "key 'model.blocks.res[1].momentum' = 1.2 is out of range: must be in [0, 1]",
+                 "(block 'res' used at ");
+  graph_fails_at(
+      "channels = \"$c\"", "channels = \"$width\"", "$width",
+      "key 'model.blocks.res[0].channels' = \"$width\": the use of block 'res' sets no 'width'",
+      "(block 'res' used at ");
+  graph_fails_at("repeat = 2; c = 4; }", "repeat = 2; c = 4; d = 1; }", "d = 1",
+                 "key 'model.layers[1].d': block 'res' has no layer that reads \"$d\"", NULL);
+  graph_fails_at("{ block = \"res\";", "{ block = \"rez\";", "\"rez\"",
+                 "key 'model.layers[1].block': no block 'rez' in model.blocks (defined: res)",
+                 NULL);
+  graph_fails_at("{ block = \"res\"; name = \"s1\"; repeat = 2; c = 4; },",
+                 "{ name = \"s1\"; type = \"relu\"; },", "res = (",
+                 "model.blocks.res' is never used", NULL);
+  graph_fails_at("{ block = \"res\"; name = \"s1\";", "{ block = \"res\";", "block = \"res\"",
+                 "group 'model.layers[1]' is missing the required key 'name'", NULL);
+  graph_fails_at(
+      "channels = 4; kernel = 3; padding = 1; },", "channels = \"$c\"; kernel = 3; padding = 1; },",
+      "$c\"; kernel = 3; padding = 1; }",
+      "key 'model.layers[0].channels' must be an integer, found the string \"$c\"", NULL);
+  graph_fails_at("{ type = \"relu\"; }\n    );", "{ block = \"res\"; name = \"x\"; }\n    );",
+                 "name = \"x\"", "a block's layers cannot use blocks (block 'res')", NULL);
+  graph_fails_at("bias = false; }", "bias = \"no\"; }", "\"no\"", "key 'model.blocks.res[0].bias'",
+                 "expected a boolean, found a string");
 }
 
 static void test_last_param_layer(void) {
@@ -1011,6 +1218,9 @@ int main(int argc, char **argv) {
   g_test_add_func("/config/bad-enum", test_bad_enum);
   g_test_add_func("/config/out-of-range", test_out_of_range);
   g_test_add_func("/config/last-param-layer", test_last_param_layer);
+  g_test_add_func("/config/graph/model", test_graph_model);
+  g_test_add_func("/config/graph/shipped-models", test_shipped_models);
+  g_test_add_func("/config/graph/errors", test_graph_errors);
   g_test_add_func("/config/set-overrides", test_set_overrides);
   g_test_add_func("/config/set-errors", test_set_errors);
   g_test_add_func("/config/set-located", test_set_located);

@@ -92,6 +92,17 @@ static PrunusModel *random_masked_model(const char *arch_text, double sparsity, 
   prunus_rng_seed(&rng, seed + 1);
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM) {
+      int C = l->in.c;
+      float *gamma = m->params + l->b_off, *beta = gamma + C;
+      float *mean = m->params + l->buf_off, *var = mean + C;
+      for (int c = 0; c < C; c++) {
+        gamma[c] = (float)(1.0 + 0.3 * prunus_rng_normal(&rng));
+        beta[c] = (float)(0.3 * prunus_rng_normal(&rng));
+        mean[c] = (float)(0.5 * prunus_rng_normal(&rng));
+        var[c] = (float)(0.5 + prunus_rng_uniform(&rng));
+      }
+    }
     if (!l->ops->has_params) continue;
     for (size_t j = 0; j < l->b_len; j++)
       m->params[l->b_off + j] = (float)(0.2 * prunus_rng_normal(&rng));
@@ -153,6 +164,16 @@ static void test_roundtrip_mlp(void) {
 static void test_roundtrip_conv(void) {
   check_roundtrip("2x11x11|conv2d:6:3:1:1|relu|maxpool2d:2:2|conv2d:5:3:2:0|relu|flatten|dense:7",
                   0.7);
+}
+
+/* batchnorm (after convs without bias and after a dense layer) folded into the layer
+ * before it: the C computes what the model computes in evaluation mode. */
+static void test_roundtrip_batchnorm(void) {
+  check_roundtrip(
+      "2x11x11|conv2d:6:3:1:1:nobias|batchnorm:0.1:1e-05|relu|maxpool2d:2:2|"
+      "conv2d:5:3:2:0|batchnorm:0.1:0.001|relu|flatten|dense:9|batchnorm:0.1:1e-05|"
+      "relu|dense:4",
+      0.5);
 }
 
 /* safetensors: dead units gone, masks applied, no mask tensors, PyTorch names. */
@@ -352,6 +373,7 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/export/c-roundtrip-mlp", test_roundtrip_mlp);
   g_test_add_func("/export/c-roundtrip-conv", test_roundtrip_conv);
+  g_test_add_func("/export/c-roundtrip-batchnorm", test_roundtrip_batchnorm);
   g_test_add_func("/export/safetensors", test_safetensors);
   g_test_add_func("/export/fashion-lenet300-95", test_fashion_lenet300);
   return g_test_run();

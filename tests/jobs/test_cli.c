@@ -3,7 +3,8 @@
  * and key (`run` refusing a typo in any experiment before it trains), and a full
  * train + eval on a tiny IDX dataset written here, checking the run directory
  * contract (docs/architecture.md) and byte-identical reruns; eval and export of
- * checkpoints with and without their input normalisation. */
+ * checkpoints with and without their input normalisation; a graph model trained,
+ * evaluated and refused by bench and export, and bad graph configs. */
 #include "checkpoint.h"
 #include "json.h"
 #include "rng.h"
@@ -733,6 +734,225 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
   g_free(old), g_free(want), g_free(ckpt), g_free(run);
 }
 
+// ----------------------------------------------------------------------------
+// Graph models: train, eval, what refuses them
+
+static const char GRAPH_MODEL[] =
+    "model = {\n"
+    "  input = [1, 8, 8];\n"
+    "  blocks = {\n"
+    "    res = (\n"
+    "      { name = \"conv\"; type = \"conv2d\"; channels = \"$c\"; kernel = 3; padding = 1; bias = false; },\n"
+    "      { name = \"bn\"; type = \"batchnorm\"; },\n"
+    "      { name = \"add\"; type = \"add\"; input = [\"bn\", \"$in\"]; },\n"
+    "      { name = \"relu\"; type = \"relu\"; }\n"
+    "    );\n"
+    "  };\n"
+    "  layers = (\n"
+    "    { name = \"stem\"; type = \"conv2d\"; channels = 4; kernel = 3; padding = 1; },\n"
+    "    { name = \"stem_relu\"; type = \"relu\"; },\n"
+    "    { block = \"res\"; name = \"res\"; repeat = 2; c = 4; },\n"
+    "    { name = \"pool\"; type = \"maxpool2d\"; kernel = 4; },\n"
+    "    { name = \"flat\"; type = \"flatten\"; },\n"
+    "    { name = \"fc\"; type = \"dense\"; units = 4; }\n"
+    "  );\n"
+    "};\n";
+
+/* The tiny config with its model replaced by model. (transfer full) */
+static char *write_graph_config(const char *dir, const char *name, const char *model,
+                                char **text_out) {
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, G_STRINGIFY(TINY_EPOCHS), "");
+  const char *a = strstr(base, "model = {"), *b = strstr(base, "train = {");
+  char *text = g_strdup_printf("%.*s%s%s", (int)(a - base), base, model, b);
+  char *path = testutil_write_file(dir, name, text, strlen(text));
+  g_free(base);
+  if (text_out)
+    *text_out = text;
+  else
+    g_free(text);
+  return path;
+}
+
+/* "test_accuracy A  test_loss L" of a result line. (transfer full) */
+static char *accuracy_part(const char *out) {
+  const char *a = strstr(out, "test_accuracy");
+  g_assert_nonnull(a);
+  const char *b = strstr(a, "test_loss");
+  g_assert_nonnull(b);
+  const char *e = b + strlen("test_loss");
+  while (*e == ' ') e++;
+  while (*e && *e != ' ' && *e != '\n') e++;
+  return g_strndup(a, (gsize)(e - a));
+}
+
+static void test_graph_model(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *cfg = write_graph_config(f->dir, "graph.cfg", GRAPH_MODEL, NULL);
+  char *run = g_build_filename(f->dir, "run-graph", NULL);
+  Run r = run_prunus(f->dir, "train", cfg, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  char *trained = accuracy_part(r.out);
+  run_clear(&r);
+  char *ckpt = g_build_filename(run, "model.safetensors", NULL);
+  GError *error = NULL;
+  PrunusModel *m = prunus_checkpoint_load(ckpt, 1, NULL, NULL, &error);
+  g_assert_no_error(error);
+  g_assert_cmpstr(m->layers[7].name, ==, "res.1.bn");
+  g_assert_cmpint(m->n_layers, ==, 13);
+  g_assert_cmpuint(m->n_buffers, ==, 2 * 2 * 4);
+  const float *rvar = m->params + m->layers[7].buf_off + 4;
+  g_assert_cmpfloat(rvar[0], !=, 1.0f); /* trained running statistics were saved */
+  prunus_model_free(m);
+  /* eval reads them back: the numbers train printed */
+  r = run_prunus(f->dir, "eval", ckpt, cfg, "--threads", "1", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  char *evaluated = accuracy_part(r.out);
+  g_assert_cmpstr(evaluated, ==, trained);
+  run_clear(&r);
+  /* the engines and export refuse it, writing nothing */
+  static const char want[] =
+      "only sequences of dense, conv2d, batchnorm, maxpool2d, relu and flatten layers are "
+      "supported; model layer res.0.add is an add layer (such models run through prunus train, "
+      "eval and run)\n";
+  r = run_prunus(f->dir, "bench", ckpt, NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *err = g_strdup_printf("prunus: error: the inference engines: %s", want);
+  g_assert_cmpstr(r.err, ==, err);
+  g_free(err);
+  run_clear(&r);
+  r = run_prunus(f->dir, "export", ckpt, "--format", "c", "-o", "c-graph", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  err = g_strdup_printf("prunus: error: prunus export: %s", want);
+  g_assert_cmpstr(r.err, ==, err);
+  g_free(err);
+  run_clear(&r);
+  char *out = g_build_filename(f->dir, "c-graph", NULL);
+  g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
+  g_free(out);
+  g_free(evaluated), g_free(trained), g_free(ckpt), g_free(run), g_free(cfg);
+}
+
+static void test_graph_config_errors(Fixture *f, gconstpointer data) {
+  (void)data;
+  static const struct {
+    const char *from, *to, *line_needle, *message;
+  } cases[] = {
+      {"{ name = \"stem_relu\"; type = \"relu\"; },",
+       "{ name = \"stem_relu\"; type = \"relu\"; input = \"pool\"; },", "input = \"pool\"",
+       "the model's layers form a cycle: stem_relu <- pool <- res.1.relu <- res.1.add <- "
+       "res.1.bn <- res.1.conv <- res.0.relu <- res.0.add <- res.0.bn <- res.0.conv <- stem_relu "
+       "(each takes the output of the one after it); no layer may depend on its own output"},
+      {"input = [\"bn\", \"$in\"]", "input = [\"bn\", \"stem_rel\"]", "stem_rel\"]",
+       "key 'model.blocks.res[2].input': no layer is named 'stem_rel' (a layer is named by its "
+       "`name` key, else by its index in the expanded list; \"input\" is the model's input) "
+       "(block 'res' used at "},
+      {"input = [\"bn\", \"$in\"]", "input = [\"bn\", \"input\"]", "\"input\"]",
+       "model layer res.0.add (add): add needs inputs of one shape, but 'res.0.bn' is 4x8x8 and "
+       "'input' is 1x8x8 (block 'res' used at "},
+      {"{ name = \"flat\"; type = \"flatten\"; },",
+       "{ name = \"flat\"; type = \"flatten\"; }, { name = \"norm\"; type = \"batchnorm\"; },",
+       "\"norm\"",
+       "model layer norm (batchnorm): batchnorm must follow a conv2d or dense layer, "
+       "whose outputs it normalises; its input 'flat' is a flatten layer"},
+  };
+  for (size_t k = 0; k < G_N_ELEMENTS(cases); k++) {
+    const char *at = strstr(GRAPH_MODEL, cases[k].from);
+    g_assert_nonnull(at);
+    char *model = g_strdup_printf("%.*s%s%s", (int)(at - GRAPH_MODEL), GRAPH_MODEL, cases[k].to,
+                                  at + strlen(cases[k].from));
+    char *text = NULL;
+    char *cfg = write_graph_config(f->dir, "bad-graph.cfg", model, &text);
+    char *run = g_build_filename(f->dir, "run-bad-graph", NULL);
+    Run r = run_prunus(f->dir, "train", cfg, "-o", run, "--quiet", NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    char *want = g_strdup_printf("prunus: error: %s:%d: %s", cfg,
+                                 line_of(text, cases[k].line_needle), cases[k].message);
+    if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+    g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS)); /* nothing written */
+    g_free(want);
+    run_clear(&r);
+    g_free(run), g_free(cfg), g_free(text), g_free(model);
+  }
+}
+
+/* Removing units would break the branches' agreement: refused before anything runs. */
+static void test_graph_structured_refused(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *text = NULL;
+  char *cfg = write_graph_config(f->dir, "graph-prune.cfg", GRAPH_MODEL, &text);
+  static const char prune[] =
+      "prune = {\n"
+      "  schedule = { rounds = 1; amount = 0.5; };\n"
+      "  criterion = { plugin = \"weight-norm\"; };\n"
+      "  granularity = { plugin = \"channel\"; };\n"
+      "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+      "};\n";
+  char *full = g_strconcat(text, prune, NULL);
+  g_free(testutil_write_file(f->dir, "graph-prune.cfg", full, strlen(full)));
+  Run r = run_prunus(f->dir, "run", cfg, "-o", "run-prune", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *want = g_strdup_printf(
+      "prunus: error: experiment 'tiny': %s:%d: prune.granularity 'channel' removes whole "
+      "units, which graph models "
+      "(layers with inputs other than the previous layer, as in add and concat) do not support "
+      "yet; prune their weights instead (plugin = \"weight\")\n",
+      cfg, line_of(full, "granularity"));
+  g_assert_cmpstr(r.err, ==, want);
+  char *run = g_build_filename(f->dir, "run-prune", NULL);
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS)); /* refused before anything was written */
+  g_free(run);
+  run_clear(&r);
+  g_free(want), g_free(full), g_free(text), g_free(cfg);
+}
+
+/* Weight pruning works on graphs: masks on the conv and dense weights, batchnorm
+ * untouched, the checkpoints of every round loadable. */
+static void test_graph_weight_pruning(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *text = NULL;
+  char *cfg = write_graph_config(f->dir, "graph-weights.cfg", GRAPH_MODEL, &text);
+  static const char prune[] =
+      "prune = {\n"
+      "  schedule = { rounds = 2; amount = 0.5; };\n"
+      "  criterion = { plugin = \"magnitude\"; };\n"
+      "  granularity = { plugin = \"weight\"; };\n"
+      "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+      "};\n";
+  char *full = g_strconcat(text, prune, NULL);
+  g_free(testutil_write_file(f->dir, "graph-weights.cfg", full, strlen(full)));
+  Run r = run_prunus(f->dir, "run", cfg, "-o", "run-weights", "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  char *path = g_build_filename(f->dir, "run-weights", "summary.json", NULL);
+  PrunusJson *summary = parse_json_file(path);
+  const PrunusJson *exp =
+      prunus_json_index(get_typed(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
+  const PrunusJson *rounds = get_typed(exp, "rounds", PRUNUS_JSON_ARRAY);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, 3);
+  const PrunusJson *last = prunus_json_index(rounds, 2);
+  /* half of the 388 weights of the convs and fc, then half of the rest: 291 gone */
+  g_assert_cmpfloat(fabs(get_number(last, "sparsity") - 291.0 / 388.0), <, 1e-6);
+  g_assert_cmpfloat(get_number(last, "params_total"), ==, 412); /* batchnorm's 16 included */
+  g_assert_cmpfloat(get_number(last, "params_remaining"), ==, 412 - 291);
+  const char *rel = prunus_json_string(get_typed(last, "checkpoint", PRUNUS_JSON_STRING));
+  char *ckpt = g_build_filename(f->dir, "run-weights", rel, NULL);
+  GError *error = NULL;
+  PrunusModel *m = prunus_checkpoint_load(ckpt, 1, NULL, NULL, &error);
+  g_assert_no_error(error);
+  size_t zeros = 0, weights = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    weights += l->w_len;
+    for (size_t j = 0; j < l->w_len; j++) zeros += m->mask[l->w_off + j] == 0.0f;
+    for (size_t j = 0; j < l->b_len; j++) g_assert_cmpfloat(m->mask[l->b_off + j], ==, 1.0f);
+  }
+  g_assert_cmpuint(weights, ==, 388);
+  g_assert_cmpuint(zeros, ==, 291);
+  prunus_model_free(m);
+  prunus_json_free(summary);
+  g_free(ckpt), g_free(path), g_free(full), g_free(text), g_free(cfg);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   if (argc < 2) {
@@ -752,6 +972,10 @@ int main(int argc, char **argv) {
   ADD("/cli/run/refused-before-training", test_run_refused_before_training);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
+  ADD("/cli/graph/train-eval", test_graph_model);
+  ADD("/cli/graph/config-errors", test_graph_config_errors);
+  ADD("/cli/graph/structured-refused", test_graph_structured_refused);
+  ADD("/cli/graph/weight-pruning", test_graph_weight_pruning);
 #undef ADD
   return g_test_run();
 }

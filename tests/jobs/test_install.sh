@@ -109,7 +109,7 @@ build_example() {  # build_example KIND -> $tmp/build-KIND
 build_example criterion
 build_example granularity
 build_example retrain
-for so in criterion/prunus-layer-normalized.so criterion/prunus-wanda.so \
+for so in criterion/prunus-layer-normalized.so criterion/prunus-wanda-act.so \
           granularity/prunus-n-of-m.so retrain/prunus-early-stop.so; do
   [ -f "$tmp/build-$so" ] || fail "$tmp/build-$so was not built"
 done
@@ -121,7 +121,7 @@ export PRUNUS_PLUGIN_PATH=$tmp/build-criterion:$tmp/build-granularity:$tmp/build
 export OPENBLAS_NUM_THREADS=1
 "$prunus" plugins >"$tmp/plugins.out" 2>&1 || { cat "$tmp/plugins.out"; fail "prunus plugins"; }
 for row in "criterion layer-normalized criterion/prunus-layer-normalized.so" \
-           "criterion wanda criterion/prunus-wanda.so" \
+           "criterion wanda-act criterion/prunus-wanda-act.so" \
            "granularity n-of-m granularity/prunus-n-of-m.so" \
            "retrain early-stop retrain/prunus-early-stop.so"; do
   set -- $row
@@ -341,24 +341,24 @@ print("layer-normalized: sparsity by round", sp)
 EOF
 
 # ---------------------------------------------------------------------------
-# 7. wanda (observe() on activations) against magnitude, one round at 50% per
+# 7. wanda-act (observe() on activations) against magnitude, one round at 50% per
 #    layer from the same pretrained network. Layer 1 reads the network input, so
 #    wanda ranks it by |w| like magnitude; layer 3 ranks |w| * RMS(input), checked
 #    here from the RMS values wanda logs under PRUNUS_DEBUG.
 config wanda 'schedule = { rounds = 1; amount = 0.5; scope = "layer"; };
-  criterion = { plugin = "wanda"; calib_batches = 2; calib_batch = 64; };
+  criterion = { plugin = "wanda-act"; calib_batches = 2; calib_batch = 64; };
   granularity = { plugin = "weight"; };
   retrain = { plugin = "finetune"; epochs = 0; };' \
   'experiments = ( { name = "wanda"; }, { name = "magnitude"; prune = { criterion = { plugin = "magnitude"; }; }; } );'
 run wanda PRUNUS_DEBUG=1
-grep -q "^\[criterion wanda\] layer 1 reads the network input" "$tmp/wanda.out" ||
+grep -q "^\[criterion wanda-act\] layer 1 reads the network input" "$tmp/wanda.out" ||
   { cat "$tmp/wanda.out"; fail "wanda: no note about layer 1"; }
 "$python" - "$tmp" <<'EOF' || { cat "$tmp/wanda.out"; fail "wanda"; }
 import re, sys
 sys.path.insert(0, sys.argv[1])
 from st import load, f32
 t = sys.argv[1]
-rms = [float(x) for x in re.search(r"^\[criterion wanda\] layer 3 input rms: (.*)$",
+rms = [float(x) for x in re.search(r"^\[criterion wanda-act\] layer 3 input rms: (.*)$",
                                    open(f"{t}/wanda.out").read(), re.M).group(1).split()]
 assert len(rms) == 16 and all(r >= 0 for r in rms), rms
 w0 = load(f"{t}/wanda/wanda/round-00.safetensors")

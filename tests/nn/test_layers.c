@@ -1,5 +1,6 @@
 /* test_layers.c: finite-difference gradient checks for every layer type and the
  * softmax cross-entropy loss, plus forward values computed by hand. */
+#include "conv_wino.h"
 #include "model.h"
 #include "train.h"
 #include "gemm.h"
@@ -49,8 +50,8 @@ static void backward_with_input_grad(PrunusModel *m, const float *c, int B, floa
   }
 }
 
-/* Compare analytic gradients (params and input) with central differences. */
-static void check_gradients(PrunusArch *arch, int B, const char *label) {
+/* Compare analytic gradients (params and input) with central differences of step eps. */
+static void check_gradients_step(PrunusArch *arch, int B, const char *label, float eps) {
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(arch, B, 3, &error);
   g_assert_no_error(error);
@@ -67,7 +68,6 @@ static void check_gradients(PrunusArch *arch, int B, const char *label) {
   uint64_t base = kink_pattern(m, B);
   float *analytic = g_memdup2(m->grads, sizeof(float) * m->n_params);
   float *numeric = g_new(float, m->n_params);
-  const float eps = 2e-3f;
   int skipped = 0;
   for (int pass = 0; pass < 2; pass++) {
     float *v = pass == 0 ? m->params : x;
@@ -106,6 +106,10 @@ static void check_gradients(PrunusArch *arch, int B, const char *label) {
   prunus_model_free(m);
 }
 
+static void check_gradients(PrunusArch *arch, int B, const char *label) {
+  check_gradients_step(arch, B, label, 2e-3f);
+}
+
 #define ARCH(c, h, w, ...)                                                                \
   ({                                                                                      \
     static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                      \
@@ -127,12 +131,14 @@ static void test_grad_conv(void) {
       ARCH(2, 7, 6,
            {.type = PRUNUS_LAYER_CONV2D, .channels = 4, .kernel = 3, .stride = 2, .padding = 1});
   check_gradients(&b, 2, "conv k3 s2 p1");
-  /* 18 output channels (two vector blocks), rows wider than a vector (19 positions,
-   * a 21-wide padded row: the implicit GEMM's memory scatter for the input gradient) */
+  /* 18 output channels (two vector blocks), rows wider than a vector (19 positions):
+   * Winograd F(4x4, 3x3) where the CPU has AVX2 or AVX-512. Its forward rounds to ~1e-5
+   * of the outputs' scale, which central differences divide by 2 eps: a conv alone is
+   * linear, so a larger step costs no truncation error and keeps that noise small */
   PrunusArch c =
       ARCH(3, 4, 19,
            {.type = PRUNUS_LAYER_CONV2D, .channels = 18, .kernel = 3, .stride = 1, .padding = 1});
-  check_gradients(&c, 2, "conv k3 s1 p1 wide");
+  check_gradients_step(&c, 2, "conv k3 s1 p1 wide", 2e-2f);
   prunus_gemm_force_reference(true);
   check_gradients(&c, 2, "conv k3 s1 p1 wide (im2col, reference gemm)");
   prunus_gemm_force_reference(false);
@@ -282,6 +288,32 @@ static void test_simd_conv_direct_close(void) {
   g_assert_cmpfloat(testutil_max_rel_diff(fast.dx, plain.dx, fast.n_x, "conv1 dx"), <, 1e-5);
   layer_pass_free(&fast), layer_pass_free(&plain);
   g_free(x), g_free(dy);
+}
+
+/* A 3x3 conv the Winograd kernels take gets their scratch, not the batch's lowering
+ * (col and yt: 16 M floats at batch 128); built while the reference is forced, it gets
+ * the lowering its forward then runs. */
+static void test_conv_scratch_by_path(void) {
+  PrunusArch a =
+      ARCH(16, 28, 28,
+           {.type = PRUNUS_LAYER_CONV2D, .channels = 16, .kernel = 3, .stride = 1, .padding = 1});
+  enum { B = 128 };
+  size_t lowering = (size_t)B * 28 * 28 * (16 * 9 + 16);
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, B, 1, &error);
+  g_assert_no_error(error);
+  g_test_message("scratch %zu floats; the lowering %zu", m->scratch_len[0], lowering);
+  if (prunus_conv_wino_isa() != PRUNUS_CONV_ISA_NONE)
+    g_assert_cmpuint(m->scratch_len[0], <, lowering / 4);
+  else
+    g_assert_cmpuint(m->scratch_len[0], >=, lowering);
+  prunus_model_free(m);
+  prunus_gemm_force_reference(true);
+  m = prunus_model_new(&a, B, 1, &error);
+  g_assert_no_error(error);
+  g_assert_cmpuint(m->scratch_len[0], >=, lowering);
+  prunus_model_free(m);
+  prunus_gemm_force_reference(false);
 }
 
 /* The output shape of a one-layer arch. */
@@ -560,6 +592,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/layers/simd/pool-exact", test_simd_pool_exact);
   g_test_add_func("/layers/simd/conv-direct-close", test_simd_conv_direct_close);
   g_test_add_func("/layers/team", test_conv_team);
+  g_test_add_func("/layers/conv-scratch", test_conv_scratch_by_path);
   g_test_add_func("/layers/loss", test_loss_gradient_and_value);
   g_test_add_func("/layers/forward-by-hand", test_forward_by_hand);
   g_test_add_func("/layers/init-and-masks", test_init_seeded_and_masks);

@@ -330,7 +330,7 @@ static void test_errors(void) {
   const uint8_t *relu_remove[6] = {NULL, NULL, relu, NULL, NULL, NULL};
   g_assert_null(prunus_model_shrink(m, relu_remove, NULL, NULL, 0, &error));
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID);
-  testutil_assert_error_contains(error, "layer 2", "relu", "no parameters", NULL);
+  testutil_assert_error_contains(error, "layer 2", "relu", "no weights", NULL);
   g_clear_error(&error);
   prunus_model_free(m);
 }

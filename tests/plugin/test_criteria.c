@@ -294,8 +294,8 @@ static void crit_pass(CritRun *r, PrunusModel *m, const PrunusDataset *d, int n_
   r->steps = r->batch_total = 0;
   if (needs) {
     const PrunusNorm norm = {.kind = PRUNUS_NORM_UNIT};
-    g_assert_true(
-        prunus_calibrate(m, &r->vs, d, &norm, needs, n_batches, batch, CALIB_SEED, observe_fwd, r));
+    g_assert_true(prunus_calibrate(m, &r->vs, d, &norm, needs, n_batches, batch, CALIB_SEED, -1,
+                                   observe_fwd, r));
   }
   const int nl = r->vs.view.n_layers;
   g_assert_cmpint(nl, <=, MAX_PL);

@@ -65,12 +65,15 @@ static Loaded plugin_load(const char *name, PrunusPluginKind kind) {
   g_assert_null(describe(1));
   g_assert_cmpuint(l.desc->abi_version, ==, PRUNUS_PLUGIN_ABI_VERSION);
   g_assert_cmpuint(l.desc->size, ==, sizeof(PrunusPluginDesc));
-  /* the retrain plugins set ops_size with PRUNUS_PLUGIN_OPS; the criteria and
-   * granularities keep their revision-1 sources (0 = revision 1's table size) */
+  /* the retrain plugins and the post-training ones (obd, wanda, sparsegpt, nm) set
+   * ops_size with PRUNUS_PLUGIN_OPS; the other criteria and granularities keep
+   * their revision-1 sources (0 = revision 1's table size) */
   if (kind == PRUNUS_PLUGIN_RETRAIN)
     g_assert_cmpuint(l.desc->ops_size, ==, sizeof(PrunusRetrainOps));
-  else
-    g_assert_cmpuint(l.desc->ops_size, ==, 0);
+  else if (l.desc->ops_size != 0)
+    g_assert_cmpuint(l.desc->ops_size, ==,
+                     kind == PRUNUS_PLUGIN_CRITERION ? sizeof(PrunusCriterionOps)
+                                                     : sizeof(PrunusGranularityOps));
   g_assert_cmpint(l.desc->kind, ==, kind);
   g_assert_cmpstr(l.desc->name, ==, name);
   g_assert_true(name_is_valid(l.desc->name));
@@ -685,11 +688,43 @@ static void test_retrain_needs_revision2(void) {
     fakehost_free(h);
     plugin_unload(&l);
   }
-  /* and the fake host's own revision otherwise */
+  /* and the fake host's own revision otherwise: 2 (it has no revision-3 services) */
   PrunusHost *h = fakehost_new(1, TRUE);
-  g_assert_cmpuint(PRUNUS_HOST_REVISION(fakehost_services(h)), ==, PRUNUS_PLUGIN_REVISION);
+  g_assert_cmpuint(PRUNUS_HOST_REVISION(fakehost_services(h)), ==, 2);
   g_assert_true(PRUNUS_HOST_HAS(fakehost_services(h), get_double_range));
+  g_assert_false(PRUNUS_HOST_HAS(fakehost_services(h), plan_request));
   fakehost_free(h);
+}
+
+/* wanda and sparsegpt need the layer inputs of revision 3 and say so on an older
+ * host (plugin.h, G2); obd and nm ask for nothing newer than revision 2 and run. */
+static void test_posttrain_needs_revision3(void) {
+  static const char *const needy[] = {"wanda", "sparsegpt"};
+  for (size_t i = 0; i < G_N_ELEMENTS(needy); i++) {
+    Loaded l = plugin_load(needy[i], PRUNUS_PLUGIN_CRITERION);
+    PrunusHost *h = fakehost_new(1, FALSE);
+    plugin_create_fails(&l, h, "plugin ABI revision 3", "this prunus has revision 2");
+    fakehost_free(h);
+    plugin_unload(&l);
+  }
+  Loaded l = plugin_load("obd", PRUNUS_PLUGIN_CRITERION);
+  PrunusHost *h = fakehost_new(1, FALSE);
+  void *state = plugin_create_ok(&l, h);
+  g_assert_cmpuint(l.desc->criterion->needs(state), ==, PRUNUS_NEED_LOSS_GRAD_SAMPLE);
+  plugin_destroy(&l, state);
+  fakehost_free(h);
+  plugin_unload(&l);
+  l = plugin_load("nm", PRUNUS_PLUGIN_GRANULARITY);
+  h = fakehost_new(1, FALSE);
+  fakehost_set(h, "m", "8");
+  state = plugin_create_ok(&l, h);
+  int n = 0, m = 0;
+  l.desc->granularity->pattern(state, &n, &m);
+  g_assert_cmpint(n, ==, 4); /* the default: m / 2 */
+  g_assert_cmpint(m, ==, 8);
+  plugin_destroy(&l, state);
+  fakehost_free(h);
+  plugin_unload(&l);
 }
 
 static void test_rewind(void) {
@@ -872,6 +907,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plugins/retrain/reinit", test_reinit);
   g_test_add_func("/plugins/retrain/lr-rewind", test_lr_rewind);
   g_test_add_func("/plugins/retrain/needs-revision-2", test_retrain_needs_revision2);
+  g_test_add_func("/plugins/posttrain/needs-revision-3", test_posttrain_needs_revision3);
   g_test_add_func("/plugins/broken-fixtures", test_broken_fixtures);
   return g_test_run();
 }

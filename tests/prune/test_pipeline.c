@@ -821,6 +821,18 @@ static const Refusal refusals[] = {
      {"prune.granularity 'weight' needs weight scores, but prune.criterion 'weight-norm' "
       "produces only unit scores",
       NULL}},
+    {"layerwise-global",
+     "criterion = { plugin = \"sparsegpt\"; };",
+     "\"sparsegpt\"",
+     {"prune.criterion plugin 'sparsegpt' prunes layer by layer (each layer calibrated on the "
+      "pruned layers before it), which needs prune.schedule.scope = \"layer\"; found \"global\"",
+      NULL}},
+    {"wanda-rows-global",
+     "criterion = { plugin = \"wanda\"; compare = \"row\"; sequential = false; };",
+     "\"wanda\"",
+     {"prune.criterion plugin 'wanda' (", "create() failed: ",
+      "compare = \"row\" removes the same share of every output row, which needs "
+      "prune.schedule.scope = \"layer\""}},
 };
 
 static void test_refused_before_training(void) {
@@ -863,6 +875,69 @@ static void test_refused_before_training(void) {
 }
 
 /* A refused run leaves an earlier run's folder byte for byte as it was. */
+// ----------------------------------------------------------------------------
+// Post-training pruning (plugin ABI revision 3)
+
+/* The weights of layer i of m that are alive in both; how many of them differ. */
+static size_t changed_alive(const PrunusModel *a, const PrunusModel *b, int i) {
+  const PrunusLayer *la = &a->layers[i], *lb = &b->layers[i];
+  g_assert_cmpuint(la->w_len, ==, lb->w_len);
+  size_t changed = 0;
+  for (size_t j = 0; j < la->w_len; j++)
+    changed +=
+        b->mask[lb->w_off + j] != 0.0f && a->params[la->w_off + j] != b->params[lb->w_off + j];
+  return changed;
+}
+
+/* sparsegpt layer by layer under nm 2:4 in layer scope, no retraining: round 1
+ * reaches exactly what it asks (2:4 in the hidden layers, a quarter of the output
+ * layer at its half rate), the surviving weights are rewritten (update() through
+ * set_weights), and rounds 2-3 ask for more than 2:4 allows: the summary records
+ * the request beside the sparsity reached. */
+static void test_post_training(void) {
+  const Setup s = {"layer", "sparsegpt", "nm", "plugin = \"finetune\"; epochs = 0;", "", ""};
+  char *run_dir = run_ok("post-training", &s);
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *rounds = summary_rounds(summary);
+  g_assert_null(prunus_json_get(prunus_json_index(rounds, 0), "requested_sparsity"));
+  const double r1 = (64 * 32 * 0.5 + 32 * 16 * 0.5 + round_count(0.25 * 64)) / PRUNABLE_TOTAL;
+  const PrunusJson *round1 = prunus_json_index(rounds, 1);
+  g_assert_cmpfloat_with_epsilon(num(round1, "requested_sparsity"), r1, 1e-8);
+  g_assert_cmpfloat_with_epsilon(num(round1, "sparsity"), r1, 1e-8);
+  /* round 2 asks for half of what remains in the hidden layers, where 2:4 allows
+   * none, and 12 of the output layer's 48, where it allows 16 */
+  const double alive1 = PRUNABLE_TOTAL * (1.0 - r1);
+  const double want2 = 1024 * 0.5 + 256 * 0.5 + round_count(0.25 * 48);
+  const PrunusJson *round2 = prunus_json_index(rounds, 2);
+  g_assert_cmpfloat_with_epsilon(num(round2, "requested_sparsity"),
+                                 1.0 - (alive1 - want2) / PRUNABLE_TOTAL, 1e-8);
+  g_assert_cmpfloat_with_epsilon(num(round2, "sparsity"), r1 + 12.0 / PRUNABLE_TOTAL, 1e-8);
+  g_test_message("round 2: requested %.4f, reached %.4f", num(round2, "requested_sparsity"),
+                 num(round2, "sparsity"));
+  /* round 1's masks: every group of 4 of a hidden row keeps exactly 2 */
+  size_t zeros, alive;
+  PrunusModel *m0 = load_round(run_dir, 0, &zeros, &alive, NULL);
+  PrunusModel *m1 = load_round(run_dir, 1, &zeros, &alive, NULL);
+  const int hidden[2] = {1, 3};
+  for (int h = 0; h < 2; h++) {
+    const PrunusLayer *l = &m1->layers[hidden[h]];
+    for (size_t g = 0; g < l->w_len / 4; g++) {
+      int kept = 0;
+      for (int k = 0; k < 4; k++) kept += m1->mask[l->w_off + 4 * g + (size_t)k] != 0.0f;
+      g_assert_cmpint(kept, ==, 2);
+    }
+    /* sparsegpt rewrote the survivors: most differ from the dense network's */
+    const size_t changed = changed_alive(m0, m1, hidden[h]);
+    g_test_message("layer %d: %zu of %zu surviving weights rewritten", hidden[h], changed,
+                   l->w_len / 2);
+    g_assert_cmpuint(changed, >, l->w_len / 4);
+  }
+  prunus_model_free(m0);
+  prunus_model_free(m1);
+  prunus_json_free(summary);
+  g_free(run_dir);
+}
+
 /* A plugin_path folder that does not exist is refused where it is written, before
  * anything is read or trained (a typo there would otherwise surface only as "no
  * plugin named ..."). */
@@ -960,6 +1035,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
   g_test_add_func("/pipeline/plugin-path-missing", test_plugin_path_missing);
+  g_test_add_func("/pipeline/post-training", test_post_training);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
   g_free(data_dir);

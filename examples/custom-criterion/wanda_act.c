@@ -1,4 +1,4 @@
-/* wanda.c: an example criterion plugin with observe(), written outside prunus.
+/* wanda_act.c: an example criterion plugin with observe(), written outside prunus.
  * Wanda (Sun et al. 2023, "A Simple and Effective Pruning Approach for Large
  * Language Models"): score(w_ij) = |w_ij| * RMS of input j over calibration samples,
  * so a small weight on a loud input outranks a larger one on a silent input.
@@ -8,9 +8,11 @@
  * shapes match one to one (dense after dense, dense after flatten) j gets its own
  * RMS; where the previous layer's units split fan_in into equal blocks (conv after
  * conv, dense after flatten after pooling) each block gets its channel's RMS over
- * all positions. The first layer reads the network input, which plugins do not
- * see: its scores are |w|. No settings. Rank per layer (schedule.scope = "layer"):
- * scores of different layers are on different scales.
+ * all positions. The first layer reads the network input, which activations do
+ * not carry: its scores are |w|. No settings. Rank per layer (schedule.scope =
+ * "layer"): scores of different layers are on different scales. It runs on a host
+ * of any revision; from revision 3 on, a criterion can ask for every layer's input
+ * itself (PRUNUS_NEED_INPUT_SUMSQ), as the shipped `wanda` plugin does.
  */
 #include <prunus/plugin.h>
 
@@ -181,9 +183,9 @@ static const PrunusPluginDesc desc = {
     .abi_version = PRUNUS_PLUGIN_ABI_VERSION,
     .size = sizeof(PrunusPluginDesc),
     .kind = PRUNUS_PLUGIN_CRITERION,
-    .name = "wanda",
+    .name = "wanda-act",
     .version = "1.0.0",
-    .summary = "Wanda: |w| times the RMS of its input over calibration samples",
+    .summary = "Wanda from activations: |w| times the RMS of its input (an example)",
     .create = create,
     .destroy = destroy,
     PRUNUS_PLUGIN_OPS(criterion, ops), /* sets ops_size too */

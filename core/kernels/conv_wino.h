@@ -1,0 +1,70 @@
+/* conv_wino.h: multi-channel convolution with channels interleaved a vector at a time,
+ * forward and both gradients, on AVX-512 or AVX2 (chosen at run time), split over a
+ * team by images: 3x3 stride 1 by Winograd's minimal filtering F(4x4, 3x3) or F(2x2,
+ * 3x3) (Lavin & Gray 2016); any other geometry (strided, 1x1) directly, tap by tap. */
+#ifndef PRUNUS_CONV_WINO_H
+#define PRUNUS_CONV_WINO_H
+
+#include "conv_gemm.h"
+#include "team.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The instruction sets these kernels have a version for. */
+typedef enum {
+  PRUNUS_CONV_ISA_NONE,   /* neither: callers take another path */
+  PRUNUS_CONV_ISA_AVX2,   /* AVX2 + FMA, 8 channels per vector */
+  PRUNUS_CONV_ISA_AVX512, /* AVX-512F, 16 channels per vector */
+} PrunusConvIsa;
+
+/* The version that runs here: the widest the CPU has, lowered to `limit` by
+ * prunus_conv_wino_limit_isa, NONE while prunus_gemm_force_reference is on. */
+PrunusConvIsa prunus_conv_wino_isa(void);
+/* Use no version wider than `limit` (tests run the AVX2 code on AVX-512 CPUs);
+ * PRUNUS_CONV_ISA_AVX512 lifts the limit. */
+void prunus_conv_wino_limit_isa(PrunusConvIsa limit);
+/* "avx512", "avx2" or "none". */
+const char *prunus_conv_isa_name(PrunusConvIsa isa);
+
+/* TRUE for the geometries these kernels take: k == 3, s == 1, p <= 2 (so the input
+ * gradient is again such a convolution), and a version of them runs here. */
+bool prunus_conv_wino_covers(const PrunusConvGeom *g);
+/* Floats of scratch the functions below need for one call, any batch size, for a team
+ * of up to `parts` threads (64-byte aligned scratch is not required); 0 for a
+ * geometry they never take, whatever the CPU. */
+size_t prunus_conv_wino_scratch(const PrunusConvGeom *g, int parts);
+
+/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, 3, 3)) + bias (cout; NULL:
+ * none). The images are split over team (NULL: this thread only). */
+void prunus_conv_wino_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                              const float *bias, float *y, float *scratch, int B, PrunusTeam *team);
+/* dW (cout, C, 3, 3) and, when db != NULL, db (cout), overwritten, from x and dy (B,
+ * cout, Ho, Wo); when dx != NULL, dx (B, C, H, W) = the gradient with respect to x
+ * (overwritten). Each part of the team sums its own images; the parts' sums are
+ * added in part order, so a team of n gives the same bits on every run. */
+void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                               const float *dy, float *dW, float *db, float *dx, float *scratch,
+                               int B, PrunusTeam *team);
+
+/* Any other conv (any kernel, stride, padding), with channels interleaved a vector at a
+ * time: each tap (kh, kw) a product of the padded input's window rows with that tap's
+ * weights. The input gradient scatters each output position's dy times W^T onto its
+ * window. TRUE for the geometries they are meant for (stride >= 2 or a 1x1 kernel;
+ * they are correct for any) where a version of them runs here. */
+bool prunus_conv_cl_covers(const PrunusConvGeom *g);
+/* Floats of scratch the two functions below need, any batch size, for a team of up to
+ * `parts` threads. */
+size_t prunus_conv_cl_scratch(const PrunusConvGeom *g, int parts);
+/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), Wt (cout, C, k, k)) + bias (cout; NULL:
+ * none), the images split over team (NULL: this thread only). */
+void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                            const float *bias, float *y, float *scratch, int B, PrunusTeam *team);
+/* dW (cout, C, k, k) and, when db != NULL, db (cout), overwritten, from x and dy; when
+ * dx != NULL, dx (B, C, H, W) (overwritten). Each part of the team sums its own images;
+ * the parts' sums are added in part order; dx is the same bits for any team. */
+void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                             const float *dy, float *dW, float *db, float *dx, float *scratch,
+                             int B, PrunusTeam *team);
+
+#endif
