@@ -393,7 +393,15 @@ gboolean prunus_config_get_double(PrunusConfig *c, config_setting_t *group, cons
     return TRUE;
   case CONFIG_TYPE_FLOAT:
     *out = config_setting_get_float(s);
-    return TRUE;
+    if (isfinite(*out)) return TRUE;
+    {
+      /* libconfig reads 1e999 as infinity, --set takes "inf" and "nan": no setting
+       * means either, and config.cfg could not be read back with one */
+      char *path = prunus_config_setting_path(s);
+      prunus_config_fail_at(c, s, error, "key '%s' = %g is not a finite number", path, *out);
+      g_free(path);
+      return FALSE;
+    }
   default:
     return type_error(c, s, "a float", error);
   }
