@@ -177,20 +177,21 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
                              "      for (int kw = 0; kw < %d; kw++) {\n"
                              "        float v = L%d_w[((co * %d + c) * %d + kh) * %d + kw];\n",
                              C, k, k, i, C, k, k);
-    g_string_append_printf(s,
-                           "        int lo = %d - kw, hi = %d - kw;\n"
-                           "        int ow0 = lo > 0 ? (lo + %d) / %d : 0, ow1 = hi < 0 ? 0 : hi / %d + 1;\n"
-                           "        if (ow1 > %d) ow1 = %d;\n"
-                           "        for (int oh = 0; oh < %d; oh++) {\n"
-                           "          int ih = oh * %d - %d + kh;\n"
-                           "          if (ih < 0 || ih >= %d) continue;\n"
-                           "          const float *xr = in + ((long)c * %d + ih) * %d;\n"
-                           "          float *orow = o + oh * %d;\n"
-                           "          for (int ow = ow0; ow < ow1; ow++) orow[ow] += v * xr[ow * %d - %d + kw];\n"
-                           "        }\n"
-                           "      }\n"
-                           "    }\n",
-                           pd, W - 1 + pd, st - 1, st, st, Wo, Wo, Ho, st, pd, H, H, W, Wo, st, pd);
+    g_string_append_printf(
+        s,
+        "        int lo = %d - kw, hi = %d - kw;\n"
+        "        int ow0 = lo > 0 ? (lo + %d) / %d : 0, ow1 = hi < 0 ? 0 : hi / %d + 1;\n"
+        "        if (ow1 > %d) ow1 = %d;\n"
+        "        for (int oh = 0; oh < %d; oh++) {\n"
+        "          int ih = oh * %d - %d + kh;\n"
+        "          if (ih < 0 || ih >= %d) continue;\n"
+        "          const float *xr = in + ((long)c * %d + ih) * %d;\n"
+        "          float *orow = o + oh * %d;\n"
+        "          for (int ow = ow0; ow < ow1; ow++) orow[ow] += v * xr[ow * %d - %d + kw];\n"
+        "        }\n"
+        "      }\n"
+        "    }\n",
+        pd, W - 1 + pd, st - 1, st, st, Wo, Wo, Ho, st, pd, H, H, W, Wo, st, pd);
     break;
   case PRUNUS_LAYER_MAXPOOL2D:
     g_string_append_printf(s,
@@ -211,17 +212,18 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
   case PRUNUS_LAYER_AVGPOOL2D: {
     char inv[G_ASCII_DTOSTR_BUF_SIZE];
     g_snprintf(inv, sizeof inv, "%a", (double)(1.0f / (float)(k * k)));
-    g_string_append_printf(s,
-                           "    for (int c = 0; c < %d; c++)\n"
-                           "      for (int oh = 0; oh < %d; oh++)\n"
-                           "        for (int ow = 0; ow < %d; ow++) {\n"
-                           "          const float *xc = in + (long)c * %d;\n"
-                           "          float sum = 0.0f;\n"
-                           "          for (int kh = 0; kh < %d; kh++)\n"
-                           "            for (int kw = 0; kw < %d; kw++) sum += xc[(oh * %d + kh) * %d + ow * %d + kw];\n"
-                           "          out[(c * %d + oh) * %d + ow] = sum * %sf;\n"
-                           "        }\n",
-                           C, Ho, Wo, H * W, k, k, st, W, st, Ho, Wo, inv);
+    g_string_append_printf(
+        s,
+        "    for (int c = 0; c < %d; c++)\n"
+        "      for (int oh = 0; oh < %d; oh++)\n"
+        "        for (int ow = 0; ow < %d; ow++) {\n"
+        "          const float *xc = in + (long)c * %d;\n"
+        "          float sum = 0.0f;\n"
+        "          for (int kh = 0; kh < %d; kh++)\n"
+        "            for (int kw = 0; kw < %d; kw++) sum += xc[(oh * %d + kh) * %d + ow * %d + kw];\n"
+        "          out[(c * %d + oh) * %d + ow] = sum * %sf;\n"
+        "        }\n",
+        C, Ho, Wo, H * W, k, k, st, W, st, Ho, Wo, inv);
     break;
   }
   case PRUNUS_LAYER_GLOBALAVGPOOL: {

@@ -809,25 +809,17 @@ static void test_graph_model(Fixture *f, gconstpointer data) {
   char *evaluated = accuracy_part(r.out);
   g_assert_cmpstr(evaluated, ==, trained);
   run_clear(&r);
-  /* the engines and export refuse it, writing nothing */
-  static const char want[] =
-      "only sequences of dense, conv2d, batchnorm, maxpool2d, relu and flatten layers are "
-      "supported; model layer res.0.add is an add layer (such models run through prunus train, "
-      "eval and run)\n";
-  r = run_prunus(f->dir, "bench", ckpt, NULL);
-  g_assert_cmpint(r.status, ==, 1);
-  char *err = g_strdup_printf("prunus: error: the inference engines: %s", want);
-  g_assert_cmpstr(r.err, ==, err);
-  g_free(err);
+  /* bench and the C export run it (batchnorm folded) */
+  r = run_prunus(f->dir, "bench", ckpt, "--batch", "1,4", "--seconds", "0.02", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_nonnull(strstr(r.out, "\ndense         4 "));
+  g_assert_nonnull(strstr(r.out, "\nauto          4 "));
   run_clear(&r);
   r = run_prunus(f->dir, "export", ckpt, "--format", "c", "-o", "c-graph", NULL);
-  g_assert_cmpint(r.status, ==, 1);
-  err = g_strdup_printf("prunus: error: prunus export: %s", want);
-  g_assert_cmpstr(r.err, ==, err);
-  g_free(err);
+  g_assert_cmpint(r.status, ==, 0);
   run_clear(&r);
-  char *out = g_build_filename(f->dir, "c-graph", NULL);
-  g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
+  char *out = g_build_filename(f->dir, "c-graph", "prunus_model.c", NULL);
+  g_assert_true(g_file_test(out, G_FILE_TEST_EXISTS));
   g_free(out);
   g_free(evaluated), g_free(trained), g_free(ckpt), g_free(run), g_free(cfg);
 }
@@ -986,8 +978,11 @@ static void test_graph_weight_pruning(Fixture *f, gconstpointer data) {
   g_assert_cmpfloat(fabs(get_number(last, "sparsity") - 291.0 / 388.0), <, 1e-6);
   g_assert_cmpfloat(get_number(last, "params_total"), ==, 412); /* batchnorm's 16 included */
   g_assert_cmpfloat(get_number(last, "params_remaining"), ==, 412 - 291);
-  /* the engines refuse graphs: no latency is recorded rather than a null one */
-  g_assert_cmpuint(prunus_json_length(get_typed(last, "latency_us", PRUNUS_JSON_OBJECT)), ==, 0);
+  /* the engines run graphs: dense, shrunk and sparse at the default batches 1 and 256 */
+  const PrunusJson *latency = get_typed(last, "latency_us", PRUNUS_JSON_OBJECT);
+  g_assert_cmpuint(prunus_json_length(latency), ==, 6);
+  g_assert_cmpfloat(get_number(latency, "dense_b1"), >, 0.0);
+  g_assert_cmpfloat(get_number(latency, "sparse_b256"), >, 0.0);
   const char *rel = prunus_json_string(get_typed(last, "checkpoint", PRUNUS_JSON_STRING));
   char *ckpt = g_build_filename(f->dir, "run-weights", rel, NULL);
   GError *error = NULL;
