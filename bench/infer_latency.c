@@ -25,8 +25,9 @@ int main(int argc, char **argv) {
   int rounds = 5;
   double seconds = 0.5;
   if (argc < 2) {
-    fprintf(stderr, "usage: infer_latency CHECKPOINT [--engine E] [--batches 1,256] "
-                    "[--rounds N] [--seconds S]\n");
+    fprintf(stderr,
+            "usage: infer_latency CHECKPOINT [--engine E] [--batches 1,256] "
+            "[--rounds N] [--seconds S]\n");
     return 2;
   }
   for (int a = 2; a + 1 < argc; a += 2) {
@@ -65,7 +66,7 @@ int main(int argc, char **argv) {
   }
   size_t in = prunus_model_input_size(m);
   int K = prunus_model_n_classes(m);
-  float *x = g_new(float, (size_t)max_b * in), *y = g_new(float, (size_t)max_b * K);
+  float *x = g_new(float, (size_t)max_b *in), *y = g_new(float, (size_t)max_b *K);
   PrunusRng rng;
   prunus_rng_seed(&rng, 1);
   for (size_t i = 0; i < (size_t)max_b * in; i++) x[i] = (float)prunus_rng_normal(&rng);

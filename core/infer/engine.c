@@ -32,10 +32,10 @@ static const char *const kind_names[PRUNUS_ENGINE_N_KINDS] = {[PRUNUS_ENGINE_DEN
  * max_batch samples, the batch running a chunk at a time). */
 typedef struct {
   int max_batch;
-  float **acts;     /* sequence: (n_layers+1) (max_batch, in size of layer i) */
-  float **bufs;     /* graph: (plan->n_bufs) (max_batch, plan->buf_floats[b]) */
-  float **scratch;  /* (n_layers) layer-ops scratch (dense path, pooling); a graph's
-                     * layers all point into one block, scratch_block */
+  float **acts;    /* sequence: (n_layers+1) (max_batch, in size of layer i) */
+  float **bufs;    /* graph: (plan->n_bufs) (max_batch, plan->buf_floats[b]) */
+  float **scratch; /* (n_layers) layer-ops scratch (dense path, pooling); a graph's
+                    * layers all point into one block, scratch_block */
   float *scratch_block;
   float *tmp;       /* sparse path: transposes / im2col */
   PrunusTeam *team; /* the sparse kernels split with it: the engine's, NULL in a split batch */
@@ -64,8 +64,8 @@ struct PrunusEngine {
                   * of the batchnorms a graph keeps (running statistics) */
   size_t n_buffers;
   PrunusInferPlan *plan; /* graphs: steps and buffers; NULL for a sequence */
-  float *mask;   /* (n_params) MASKED only */
-  float *wm;     /* (n_params) MASKED only: params * mask, rebuilt every forward */
+  float *mask;           /* (n_params) MASKED only */
+  float *wm;             /* (n_params) MASKED only: params * mask, rebuilt every forward */
   int threads;
   PrunusTeam *team; /* threads > 1: the helpers the sparse kernels split with */
   int n_buckets;
@@ -457,8 +457,8 @@ static void auto_measure(PrunusEngine *e, int max_batch) {
     /* a sequence's layer: its own input and output buffers (right size, not in use
      * yet); a graph's: buffers of its own */
     float *x = e->plan ? floats_new(n) : w->acts[i];
-    float *y = e->plan ? floats_new((size_t)max_batch * prunus_shape_size(el->l.out))
-                       : w->acts[i + 1];
+    float *y =
+        e->plan ? floats_new((size_t)max_batch * prunus_shape_size(el->l.out)) : w->acts[i + 1];
     for (size_t j = 0; j < n; j++) x[j] = (float)prunus_rng_normal(&rng);
     for (int k = 0; k < e->n_buckets; k++) {
       int B = e->buckets[k];

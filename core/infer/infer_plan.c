@@ -68,8 +68,7 @@ PrunusInferPlan *prunus_infer_plan_new(const PrunusModel *m) {
     for (int k = 0; k < s->n_in; k++) {
       int v = l->from[k] < 0 ? -1 : root[l->from[k]];
       s->in[k] = v < 0 ? PRUNUS_PLAN_INPUT : loc[v];
-      if (reused < 0 && v >= 0 && last_use[v] == si && elementwise(l->spec.type))
-        reused = loc[v];
+      if (reused < 0 && v >= 0 && last_use[v] == si && elementwise(l->spec.type)) reused = loc[v];
     }
     if (o == last) {
       s->out = PRUNUS_PLAN_OUTPUT;
