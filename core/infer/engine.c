@@ -627,7 +627,7 @@ static gboolean padding_wins(const PrunusEngine *e, int p, int q, const int *wid
  * only, its outputs not a multiple of PAD_MULTIPLE, is padded (PAD_ALL) or padded
  * where padding_wins twice in a row (PAD_MEASURED), deciding layer by layer from
  * the input up (a layer is measured with the padding decided for the one before). */
-static void pad_measure(PrunusEngine *e, int max_batch) {
+static void pad_measure(PrunusEngine *e, int max_batch, const gboolean *given) {
   g_assert(e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK);
   e->pad_batch = max_batch;
   e->pad_blas_threads = prunus_get_threads();
@@ -639,17 +639,18 @@ static void pad_measure(PrunusEngine *e, int max_batch) {
     if (q < 0 || units % PAD_MULTIPLE == 0) continue;
     memcpy(width_pad, width, sizeof(int) * e->n_layers);
     width_pad[p] = (units + PAD_MULTIPLE - 1) / PAD_MULTIPLE * PAD_MULTIPLE;
-    if (e->padding == PRUNUS_ENGINE_PAD_ALL ||
-        (padding_wins(e, p, q, width, width_pad, max_batch) && /* and again: noise wins once */
-         padding_wins(e, p, q, width, width_pad, max_batch)))
+    if (given ? given[p]
+              : e->padding == PRUNUS_ENGINE_PAD_ALL ||
+                    (padding_wins(e, p, q, width, width_pad, max_batch) &&
+                     padding_wins(e, p, q, width, width_pad, max_batch))) /* noise wins once */
       width[p] = width_pad[p];
   }
   pad_install(e, width);
   g_free(width), g_free(width_pad);
 }
 
-PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
-                                GError **error) {
+static PrunusEngine *engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                const gboolean *pad, GError **error) {
   if (kind < 0 || kind >= PRUNUS_ENGINE_N_KINDS) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "unknown engine kind %d", (int)kind);
     return NULL;
@@ -698,11 +699,22 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   }
   if (!prunus_model_is_sequence(src)) e->plan = prunus_infer_plan_new(src);
   if (kind == PRUNUS_ENGINE_AUTO) auto_measure(e, max_batch);
-  if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, max_batch);
+  if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, max_batch, pad);
   reserve_batch(e, &e->ws[0], max_batch);
   if (shrunk) prunus_model_free(shrunk);
   prunus_model_free(plain);
   return e;
+}
+
+PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                GError **error) {
+  return engine_new(m, kind, max_batch, NULL, error);
+}
+
+PrunusEngine *prunus_engine_new_padded(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                       const gboolean *pad, GError **error) {
+  g_return_val_if_fail(pad != NULL, NULL);
+  return engine_new(m, kind, max_batch, pad, error);
 }
 
 void prunus_engine_free(PrunusEngine *e) {
@@ -726,7 +738,7 @@ void prunus_engine_set_threads(PrunusEngine *e, int threads) {
   threads = MIN(threads, 2);
   if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK) {
     if (e->padding == PRUNUS_ENGINE_PAD_MEASURED && prunus_get_threads() != e->pad_blas_threads)
-      pad_measure(e, e->pad_batch);
+      pad_measure(e, e->pad_batch, NULL);
     return; /* BLAS only: no threads of their own */
   }
   if (threads == e->threads) return;
@@ -741,7 +753,7 @@ void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode) {
   g_return_if_fail(mode >= PRUNUS_ENGINE_PAD_MEASURED && mode <= PRUNUS_ENGINE_PAD_ALL);
   e->padding = mode;
   if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK)
-    pad_measure(e, e->pad_batch);
+    pad_measure(e, e->pad_batch, NULL);
 }
 
 size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
@@ -827,16 +839,32 @@ static void engine_forward(void *ctx) {
   prunus_engine_forward(f->e, f->x, f->B, f->logits);
 }
 
-double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
+/* A forward of B seeded random samples, ready to time. */
+static EngineForward timed_forward_new(PrunusEngine *e, int B) {
   size_t n = (size_t)B * e->in_size;
   float *x = g_new(float, n); /* (B, input) */
-  float *logits = g_new(float, (size_t)B * e->n_classes);
   PrunusRng rng;
   prunus_rng_seed(&rng, 12345);
   for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
-  EngineForward f = {e, x, B, logits};
+  return (EngineForward){e, x, B, g_new(float, (size_t)B * e->n_classes)};
+}
+
+static void timed_forward_free(EngineForward *f) {
+  g_free((float *)f->x);
+  g_free(f->logits);
+}
+
+double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
+  EngineForward f = timed_forward_new(e, B);
   double us = prunus_latency_us(engine_forward, &f, budget_seconds, min_runs);
-  g_free(logits);
-  g_free(x);
+  timed_forward_free(&f);
   return us;
+}
+
+PrunusLatency prunus_engine_latency_adaptive(PrunusEngine *e, int B,
+                                             const PrunusLatencyPlan *plan) {
+  EngineForward f = timed_forward_new(e, B);
+  PrunusLatency r = prunus_latency_adaptive(engine_forward, &f, plan);
+  timed_forward_free(&f);
+  return r;
 }

@@ -5,6 +5,7 @@
 #ifndef PRUNUS_ENGINE_H
 #define PRUNUS_ENGINE_H
 
+#include "latency.h"
 #include "model.h"
 
 G_BEGIN_DECLS
@@ -45,6 +46,13 @@ const char *prunus_engine_kind_name(PrunusEngineKind kind);
  * largest batch size measured. */
 PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
                                 GError **error);
+/* (transfer full) A DENSE or SHRUNK engine padded as given, without measuring: dense
+ * layer i (one that feeds another through relus) gets zero rows up to a multiple of 16
+ * where pad[i] (n_layers of the engine's network). Another engine's choices for the same
+ * layers (prunus_engine_layer_padding) lay out a network with fewer units the same way
+ * at no cost. */
+PrunusEngine *prunus_engine_new_padded(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                       const gboolean *pad, GError **error);
 void prunus_engine_free(PrunusEngine *e);
 
 /* logits (B, n_classes) from x (B, input size). */
@@ -79,6 +87,8 @@ uint64_t prunus_engine_flops(const PrunusEngine *e);
 /* Microseconds of one forward of B seeded random samples, measured as
  * prunus_latency_us does: the lowest of three window medians after 3 warm-ups. */
 double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs);
+/* The same forward timed by prunus_latency_adaptive: windows until two medians agree. */
+PrunusLatency prunus_engine_latency_adaptive(PrunusEngine *e, int B, const PrunusLatencyPlan *plan);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: nothing in core/ calls these */

@@ -6,6 +6,7 @@
  * folded into the layer it follows (the one it alone reads). Units are removed from
  * sequences only: a graph's branches would have to agree on them. */
 #include "shrink.h"
+#include "shrink_graph.h"
 
 #include <math.h>
 #include <string.h>
@@ -205,6 +206,8 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
   g_return_val_if_fail(m != NULL, NULL);
   g_return_val_if_fail(n_extra >= 0, NULL);
   g_return_val_if_fail(n_extra == 0 || (extra_in && extra_out), NULL);
+  if (!prunus_model_is_sequence(m)) /* branches must agree: whole channel groups */
+    return prunus_model_shrink_graph(m, remove_units, extra_in, extra_out, n_extra, error);
   ShrinkPlan plan = {0};
   PrunusModel *n = NULL;
   PrunusArch arch = prunus_arch_copy(&m->arch);

@@ -28,9 +28,10 @@ G_BEGIN_DECLS
  * A batchnorm after a layer loses the same channels (scale, shift, running statistics).
  * Errors (PRUNUS_ERROR_INVALID): removing units of the last layer (the class outputs),
  * removing every unit of a layer, a layer type between the two param layers that
- * mixes channels, an array for a layer without weights, removing any unit of a graph
- * model (not a sequence) — each naming the layer. With nothing removed any model is
- * copied, buffers and training mode included. */
+ * mixes channels, an array for a layer without weights — each naming the layer. A graph
+ * model (not a sequence) goes to prunus_model_shrink_graph (shrink_graph.h): whole channel
+ * groups only. With nothing removed any model is copied, buffers and training mode
+ * included. */
 PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *remove_units,
                                  const float *const *extra_in, float **extra_out, int n_extra,
                                  GError **error);

@@ -32,9 +32,10 @@ static float *random_sparse(int rows, int cols, uint64_t seed) {
   return W;
 }
 
-/* Shapes with full 32x32 tiles, 8x8 blocks at the edges and scalar leftovers. */
+/* Shapes with full 64x64 tiles, 16x16 and 8x8 blocks at the edges and scalar
+ * leftovers. */
 static void check_transpose(void) {
-  static const int shapes[][2] = {{256, 784}, {97, 333}, {40, 7}, {1, 9}};
+  static const int shapes[][2] = {{256, 784}, {128, 300}, {300, 128}, {97, 333}, {40, 7}, {1, 9}};
   for (size_t s = 0; s < G_N_ELEMENTS(shapes); s++) {
     int R = shapes[s][0], C = shapes[s][1];
     float *src = g_new(float, (size_t)R *C), *ref = g_new(float, (size_t)R *C),
@@ -315,6 +316,22 @@ static void test_engine_padding(void) {
                         prunus_engine_layer_sparsity(plain, i));
     }
     g_assert_cmpint(prunus_engine_layer_padding(padded, 5), ==, 0); /* the logits */
+    /* padding given per layer, not measured: the first hidden layer only */
+    static const gboolean first_only[6] = {FALSE, TRUE, FALSE, FALSE, FALSE, FALSE};
+    PrunusEngine *given = prunus_engine_new_padded(m, kinds[k], 256, first_only, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(prunus_engine_layer_padding(given, 1), ==,
+                    prunus_engine_layer_padding(padded, 1));
+    g_assert_cmpint(prunus_engine_layer_padding(given, 3), ==, 0);
+    {
+      float *x = g_new(float, 7 * in), *yg = g_new(float, 7 * K), *yn = g_new(float, 7 * K);
+      for (size_t i = 0; i < 7 * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+      prunus_engine_forward(given, x, 7, yg);
+      prunus_engine_forward(plain, x, 7, yn);
+      g_assert_cmpfloat(testutil_max_rel_diff(yg, yn, 7 * K, "padded as given"), <, 1e-5);
+      g_free(x), g_free(yg), g_free(yn);
+    }
+    prunus_engine_free(given);
     g_assert_cmpuint(prunus_engine_flops(padded), ==, prunus_engine_flops(plain));
     g_assert_cmpuint(prunus_engine_weight_bytes(padded), >, prunus_engine_weight_bytes(plain));
     if (kinds[k] == PRUNUS_ENGINE_DENSE)
