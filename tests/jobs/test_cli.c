@@ -978,8 +978,11 @@ static void test_graph_weight_pruning(Fixture *f, gconstpointer data) {
   g_assert_cmpfloat(fabs(get_number(last, "sparsity") - 291.0 / 388.0), <, 1e-6);
   g_assert_cmpfloat(get_number(last, "params_total"), ==, 412); /* batchnorm's 16 included */
   g_assert_cmpfloat(get_number(last, "params_remaining"), ==, 412 - 291);
-  /* the engines refuse graphs: no latency is recorded rather than a null one */
-  g_assert_cmpuint(prunus_json_length(get_typed(last, "latency_us", PRUNUS_JSON_OBJECT)), ==, 0);
+  /* the engines run graphs: dense, shrunk and sparse at the default batches 1 and 256 */
+  const PrunusJson *latency = get_typed(last, "latency_us", PRUNUS_JSON_OBJECT);
+  g_assert_cmpuint(prunus_json_length(latency), ==, 6);
+  g_assert_cmpfloat(get_number(latency, "dense_b1"), >, 0.0);
+  g_assert_cmpfloat(get_number(latency, "sparse_b256"), >, 0.0);
   const char *rel = prunus_json_string(get_typed(last, "checkpoint", PRUNUS_JSON_STRING));
   char *ckpt = g_build_filename(f->dir, "run-weights", rel, NULL);
   GError *error = NULL;
