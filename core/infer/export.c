@@ -128,6 +128,54 @@ static char *buffer_name(int b, const char *input) {
   return g_strdup_printf("buf%d", b);
 }
 
+/* Dense conv kernels up to this size are emitted with a window row's taps unrolled. */
+#define CONV_UNROLL_MAX 7
+
+/* The rest of a dense conv's code after the bias (emit_layer_code): for each input
+ * channel and kernel row, each output row adds its k taps at once (one load and store
+ * of the output per k multiply-adds); the outputs whose window row crosses the plane's
+ * edge are done apart, tap by tap. */
+static void emit_conv_rows(GString *s, const PrunusLayer *l, int i) {
+  int C = l->in.c, H = l->in.h, W = l->in.w, Ho = l->out.h, Wo = l->out.w;
+  int k = l->spec.kernel, st = l->spec.stride, pd = l->spec.padding;
+  /* outputs [a, b) read only inside the row: ow st - pd >= 0, ow st - pd + k - 1 < W */
+  int a = (pd + st - 1) / st, b = W - k + pd >= 0 ? (W - k + pd) / st + 1 : 0;
+  a = MIN(a, Wo), b = MIN(b, Wo);
+  if (b <= a) a = b = Wo; /* no output reads a whole row: all are edges */
+  g_string_append_printf(s,
+                         "      for (int c = 0; c < %d; c++)\n"
+                         "      for (int kh = 0; kh < %d; kh++) {\n"
+                         "        const float *wr = L%d_w + ((long)(co * %d + c) * %d + kh) * %d;\n"
+                         "        for (int oh = 0; oh < %d; oh++) {\n"
+                         "          int ih = oh * %d - %d + kh;\n"
+                         "          if (ih < 0 || ih >= %d) continue;\n"
+                         "          const float *xr = in + ((long)c * %d + ih) * %d;\n"
+                         "          float *orow = o + oh * %d;\n",
+                         C, k, i, C, k, k, Ho, st, pd, H, H, W, Wo);
+  if (b > a) {
+    g_string_append_printf(
+        s, "          for (int ow = %d; ow < %d; ow++)\n            orow[ow] +=", a, b);
+    for (int kw = 0; kw < k; kw++)
+      g_string_append_printf(s, "%s wr[%d] * xr[ow * %d + %d]", kw ? " +" : "", kw, st, kw - pd);
+    g_string_append(s, ";\n");
+  }
+  const int edges[2][2] = {{0, a}, {b, Wo}};
+  for (int e = 0; e < 2; e++) {
+    if (edges[e][1] <= edges[e][0]) continue;
+    g_string_append_printf(s,
+                           "          for (int ow = %d; ow < %d; ow++) {\n"
+                           "            float acc = 0.0f;\n"
+                           "            for (int kw = 0; kw < %d; kw++) {\n"
+                           "              int iw = ow * %d - %d + kw;\n"
+                           "              if (iw >= 0 && iw < %d) acc += wr[kw] * xr[iw];\n"
+                           "            }\n"
+                           "            orow[ow] += acc;\n"
+                           "          }\n",
+                           edges[e][0], edges[e][1], k, st, pd, W);
+  }
+  g_string_append(s, "        }\n      }\n    }\n");
+}
+
 /* The code of layer i (a step of the plan), reading `in` (in0, in1, ... for add and
  * concat) and writing `out`. */
 static void emit_layer_code(GString *s, const PrunusModel *m, int i, const LayerPlan *p) {
@@ -163,6 +211,10 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
                            "      float *o = out + (long)co * %d;\n"
                            "      for (int q = 0; q < %d; q++) o[q] = L%d_b[co];\n",
                            O, Ho * Wo, Ho * Wo, i);
+    if (!p->csr && k <= CONV_UNROLL_MAX) {
+      emit_conv_rows(s, l, i);
+      break;
+    }
     if (p->csr)
       g_string_append_printf(s,
                              "      for (int j = L%d_ptr[co]; j < L%d_ptr[co + 1]; j++) {\n"

@@ -1,7 +1,7 @@
 /* export.h: a model as a dependency-free C file (weights as static const arrays, CSR
- * where it is smaller, dead units removed) or as PyTorch-ready safetensors. Both take
- * sequences, batchnorm folded into the layer before it (prunus_model_to_plain); graphs
- * and average pooling are an error. */
+ * where it is smaller, dead units removed, batchnorm folded: prunus_model_to_plain;
+ * sequences and graphs, run by the inference plan of infer_plan.h) or as PyTorch-ready
+ * safetensors (sequences only, named as nn.Sequential names them; graphs are an error). */
 #ifndef PRUNUS_EXPORT_H
 #define PRUNUS_EXPORT_H
 
@@ -11,7 +11,8 @@
 G_BEGIN_DECLS
 
 /* Write dir/prunus_model.c and dir/prunus_model.h (dir is created) for m with its
- * masks applied and dead units removed: prunus_model_normalize (norm, the input
+ * masks applied, dead units removed and batchnorm folded (evaluation mode), its
+ * activations in static buffers reused by liveness: prunus_model_normalize (norm, the input
  * normalisation m was trained with, as a table of the float of each pixel value,
  * the very floats training fed it; NULL = unit, u/255), prunus_model_logits,
  * prunus_model_predict. source names the origin in comments. *flash_out (may be

@@ -411,19 +411,20 @@ static PrunusModel *config_model(const char *rel_path, double sparsity, uint64_t
   return m;
 }
 
-/* Every engine, at 1 and 2 threads, on batches below, at and above a graph's chunk,
- * against m's evaluation forward (batchnorm unfolded). */
-static void check_graph_engines(PrunusModel *m, const char *label) {
-  static const int batches[] = {1, 3, 40};
+/* Every engine, at 1 and 2 threads, on batches 1, 3 and B (above a graph's chunk of
+ * 16: several chunks and a short one), against m's evaluation forward (batchnorm
+ * unfolded). */
+static void check_graph_engines(PrunusModel *m, const char *label, int B_max) {
+  const int batches[] = {1, 3, B_max};
   size_t in = prunus_model_input_size(m);
   int K = prunus_model_n_classes(m);
   PrunusRng rng;
   prunus_rng_seed(&rng, 19);
-  float *x = g_new(float, 40 * in), *y = g_new(float, 40 * (size_t)K);
-  for (size_t i = 0; i < 40 * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+  float *x = g_new(float, B_max *in), *y = g_new(float, B_max *(size_t)K);
+  for (size_t i = 0; i < B_max * in; i++) x[i] = (float)prunus_rng_normal(&rng);
   for (int kind = 0; kind < PRUNUS_ENGINE_N_KINDS; kind++) {
     GError *error = NULL;
-    PrunusEngine *e = prunus_engine_new(m, (PrunusEngineKind)kind, 40, &error);
+    PrunusEngine *e = prunus_engine_new(m, (PrunusEngineKind)kind, B_max, &error);
     g_assert_no_error(error);
     for (int threads = 1; threads <= 2; threads++) {
       prunus_engine_set_threads(e, threads);
@@ -446,7 +447,7 @@ static void check_graph_engines(PrunusModel *m, const char *label) {
 
 static void test_engines_resnet8(void) {
   PrunusModel *m = config_model("configs/resnet8.cfg", 0.7, 41);
-  check_graph_engines(m, "resnet8");
+  check_graph_engines(m, "resnet8", 40);
   /* every batchnorm folded: 9 of them; 3 activation buffers of the widest map (16x28x28)
    * by liveness, where a buffer per layer would take 21 */
   GError *error = NULL;
@@ -461,7 +462,7 @@ static void test_engines_resnet8(void) {
 
 static void test_engines_resnet20(void) {
   PrunusModel *m = config_model("configs/resnet20.cfg", 0.5, 42);
-  check_graph_engines(m, "resnet20");
+  check_graph_engines(m, "resnet20", 17);
   GError *error = NULL;
   PrunusEngine *e = prunus_engine_new(m, PRUNUS_ENGINE_SPARSE, 1, &error);
   g_assert_no_error(error);
@@ -475,7 +476,7 @@ static void test_engines_resnet20(void) {
  * bias: the kept batchnorm's statistics and scale come along. */
 static void test_engines_concat(void) {
   PrunusModel *m = config_model("tests/infer/concat.cfg", 0.3, 43);
-  check_graph_engines(m, "concat");
+  check_graph_engines(m, "concat", 40);
   GError *error = NULL;
   PrunusEngine *e = prunus_engine_new(m, PRUNUS_ENGINE_DENSE, 1, &error);
   g_assert_no_error(error);
@@ -526,7 +527,7 @@ static void test_engines_sequence_bits(void) {
 
 static void test_engines_vgg_bn(void) {
   PrunusModel *m = config_model("configs/vgg-bn.cfg", 0.7, 46);
-  check_graph_engines(m, "vgg-bn");
+  check_graph_engines(m, "vgg-bn", 17);
   prunus_model_free(m);
 }
 
