@@ -45,6 +45,10 @@ struct PrunusPipeline {
   PrunusPlanRequest req;
   double *req_amount, *req_cap; /* (req_n_layers) req's layer_amount and max_sparsity */
   int req_n_layers;
+  /* (alloc_n_layers) this round's per-layer amounts from a global magnitude ranking
+   * (prune.schedule.allocation = "global-magnitude"), NULL otherwise */
+  double *alloc_amount;
+  int alloc_n_layers;
   int pattern_n, pattern_m;  /* the granularity's fixed pattern, 0 and 0 = none */
   int updating;              /* the view layer whose update() runs, -1 outside update() */
   double requested_sparsity; /* what the round in progress asked for (NaN: units removed) */
@@ -258,7 +262,8 @@ static void build_request(Pipeline *p, int layer) {
   for (int k = 0; k < nl; k++) {
     int li = p->vs.layer_index[k];
     double rate = p->pc->layer_rate[li];
-    p->req_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
+    double share = p->alloc_amount && p->alloc_n_layers == nl ? p->alloc_amount[k] : amount;
+    p->req_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, share * rate) : rate;
     if (layer >= 0 && k != layer) p->req_amount[k] = 0.0;
     p->req_cap[k] = p->pc->layer_cap[li];
   }
@@ -486,6 +491,55 @@ static double requested_removals(const Pipeline *p) {
   return total;
 }
 
+typedef struct {
+  float magnitude;
+  int layer;
+} RankedWeight;
+
+static int ranked_weight_cmp(const void *a, const void *b) {
+  const RankedWeight *x = a, *y = b;
+  if (x->magnitude != y->magnitude) return x->magnitude < y->magnitude ? -1 : 1;
+  return (x->layer > y->layer) - (x->layer < y->layer);
+}
+
+/* prune.schedule.allocation = "global-magnitude": before a layer-scope round prunes
+ * anything, rank the alive weights of the prunable layers at rate 1 by |w| together;
+ * the round's amount of them, smallest first, gives each of those layers its share
+ * (removed / alive in that layer). A layer at another rate keeps amount x rate, as
+ * in a global-scope round. A layerwise criterion (sparsegpt, wanda) then chooses
+ * within each layer; magnitude makes the masks of global magnitude pruning. Ties go
+ * to the earlier layer. */
+static void allocate_global_magnitude(Pipeline *p) {
+  int nl = p->vs.view.n_layers;
+  g_free(p->alloc_amount);
+  p->alloc_amount = g_new0(double, MAX(nl, 1));
+  p->alloc_n_layers = nl;
+  size_t *alive = g_new0(size_t, MAX(nl, 1)), total = 0;
+  for (int k = 0; k < nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    if (!l->prunable || p->pc->layer_rate[p->vs.layer_index[k]] != 1.0) continue;
+    for (size_t i = 0; i < l->n_weights; i++) alive[k] += l->mask[i] != 0.0f;
+    total += alive[k];
+  }
+  RankedWeight *all = g_new(RankedWeight, MAX(total, 1));
+  size_t n = 0;
+  for (int k = 0; k < nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    if (alive[k] == 0) continue;
+    for (size_t i = 0; i < l->n_weights; i++)
+      if (l->mask[i] != 0.0f) all[n++] = (RankedWeight){fabsf(l->weights[i]), k};
+  }
+  int r = MAX(p->round, 1);
+  double amount = p->pc->round_amount ? p->pc->round_amount[r - 1] : p->pc->amount;
+  size_t remove = (size_t)MIN((double)n, floor(amount * (double)n + 0.5));
+  qsort(all, n, sizeof *all, ranked_weight_cmp);
+  size_t *taken = g_new0(size_t, MAX(nl, 1));
+  for (size_t i = 0; i < remove; i++) taken[all[i].layer]++;
+  for (int k = 0; k < nl; k++)
+    p->alloc_amount[k] = alive[k] ? (double)taken[k] / (double)alive[k] : amount;
+  g_free(taken), g_free(all), g_free(alive);
+}
+
 /* One round: score -> plan -> apply (-> update), for the whole model at once, or
  * layer by layer in network order when the criterion calibrates layerwise; then
  * the achieved sparsity against the requested one. */
@@ -497,6 +551,7 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   prunus_host_call_begin(p->crit, "needs()");
   uint32_t needs = cops->needs(prunus_host_state(p->crit));
   prunus_host_call_end(p->crit);
+  if (p->pc->allocation == PRUNUS_ALLOCATION_GLOBAL_MAGNITUDE) allocate_global_magnitude(p);
   build_request(p, -1);
   uint64_t alive0 = alive_weights(p);
   double requested = requested_removals(p);
@@ -1119,6 +1174,8 @@ static void release(Pipeline *p) {
   g_clear_pointer(&p->thetak, g_free);
   g_clear_pointer(&p->req_amount, g_free);
   g_clear_pointer(&p->req_cap, g_free);
+  g_clear_pointer(&p->alloc_amount, g_free);
+  p->alloc_n_layers = 0;
   p->req_n_layers = 0;
   g_clear_pointer(&p->dense_pad, g_free);
 }
