@@ -379,7 +379,8 @@ PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError
     g_strlcpy(s->name, l->name, sizeof s->name); /* the index it had, when unnamed */
     s->no_bias = FALSE;
     s->n_inputs = l->n_in;
-    for (int k = 0; k < l->n_in; k++) s->inputs[k] = l->from[k] < 0 ? PRUNUS_LAYER_INPUT : at[l->from[k]];
+    for (int k = 0; k < l->n_in; k++)
+      s->inputs[k] = l->from[k] < 0 ? PRUNUS_LAYER_INPUT : at[l->from[k]];
     if (l->n_in == 1 && s->inputs[0] == n - 1) s->n_inputs = 0; /* the previous layer */
     src[n] = i, at[i] = n;
     n++;
