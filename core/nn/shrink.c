@@ -3,8 +3,8 @@
  * those of the layer it normalises), a smaller model from it, and copies every slab
  * (params, mask, opt_m, opt_v, extra snapshots, buffers) through the same plan; and
  * the inference copies: every dead unit gone, its constant output folded; batchnorm
- * folded into the layer it follows (the one it alone reads). Units are removed from
- * sequences only: a graph's branches would have to agree on them. */
+ * folded into the layer it follows (the one it alone reads). Units of a graph, whose
+ * branches must agree on them, are removed by whole channel groups in shrink_graph.c. */
 #include "shrink.h"
 #include "shrink_graph.h"
 
