@@ -71,7 +71,8 @@ def maxdiff(a, b, what):
 
 def read(p):
     tensors, meta = torch2prunus.read_safetensors(p)
-    return {k: torch.tensor(v, dtype=torch.float32).reshape(s) for k, (s, v) in tensors.items()}, meta
+    return {k: torch.tensor(v, dtype=torch.float32).reshape(s)
+            for k, (s, v) in tensors.items()}, meta
 
 
 def write(p, tensors, meta=None):
