@@ -759,7 +759,8 @@ static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrain
       !get_double_in(c, g, "warmup_epochs", FALSE, tc.warmup_epochs, 0, FALSE, INFINITY, FALSE,
                      &tc.warmup_epochs, error) ||
       !get_double_in(c, g, "sparse_from", FALSE, tc.sparse_from, 0, FALSE, 1, FALSE,
-                     &tc.sparse_from, error))
+                     &tc.sparse_from, error) ||
+      !get_double_in(c, g, "bn_l1", FALSE, tc.bn_l1, 0, FALSE, INFINITY, FALSE, &tc.bn_l1, error))
     return FALSE;
   tc.optimizer = (PrunusOptimizer)optimizer;
   tc.lr_schedule = (PrunusLrSchedule)schedule;

@@ -30,6 +30,8 @@ typedef struct {
   int step_size;        /* step: epochs between decays */
   double gamma;         /* step: decay factor */
   double warmup_epochs; /* linear warm-up from 0 (may be 0) */
+  double bn_l1;         /* L1 on every batchnorm scale (network slimming's sparse training):
+                         * bn_l1 * sign(gamma) added to its gradient before each step; 0 = off */
   /* a dense layer with at least this fraction of its weights pruned trains on sparse
    * kernels (spdense.h; >= 1: never): faster past the crossover, the same masks and
    * the same results up to the order of float additions */
@@ -58,6 +60,9 @@ typedef enum {
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
                             size_t off, size_t n, PrunusOptimFlags flags);
 void prunus_optim_reset(PrunusModel *m);
+/* When tc->bn_l1 > 0 and layer is a batchnorm: its scale's gradients += bn_l1 * sign(scale)
+ * (the L1 subgradient, 0 at 0); called before the layer's step. Nothing otherwise. */
+void prunus_optim_add_bn_l1(PrunusModel *m, const PrunusTrainConfig *tc, int layer);
 /* The same step for parameters held outside the slab: p, m1, m2 and g of n entries
  * (m1, m2 as the optimizer needs them: momentum, Adam). A layer that trains on its
  * alive weights (spdense.h) keeps them and their state in CSR order and steps them

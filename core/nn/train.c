@@ -107,6 +107,7 @@ PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboo
 
 static void update_layer(PrunusModel *m, int layer, void *user) {
   LayerUpdate *u = user;
+  prunus_optim_add_bn_l1(m, u->tc, layer);
   PrunusTeam *team = m->layers[layer].team;
   UpdateCall c = {u, m, layer, layer == u->first_layer && u->next_n > 0,
                   prunus_train_update_flags(m, layer, u->layer_masked[layer], team)};

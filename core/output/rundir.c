@@ -253,6 +253,65 @@ out_free_line:
   return ok;
 }
 
+/* The (experiment, seed, round) of a metrics.jsonl line; FALSE for a line that is not
+ * one of prunus's epoch lines (kept as it is). */
+static gboolean epoch_line_key(const char *line, size_t len, const char *experiment, uint64_t seed,
+                               double *round) {
+  PrunusJson *o = prunus_json_parse(line, len, NULL);
+  const PrunusJson *e = o ? prunus_json_get(o, "experiment") : NULL;
+  const PrunusJson *s = o ? prunus_json_get(o, "seed") : NULL;
+  const PrunusJson *r = o ? prunus_json_get(o, "round") : NULL;
+  gboolean mine = e && s && r && prunus_json_type(e) == PRUNUS_JSON_STRING &&
+                  prunus_json_type(s) == PRUNUS_JSON_NUMBER &&
+                  prunus_json_type(r) == PRUNUS_JSON_NUMBER &&
+                  !strcmp(prunus_json_string(e), experiment) &&
+                  prunus_json_number(s) == (double)seed; /* no cast of a value out of range */
+  if (mine) *round = prunus_json_number(r);
+  prunus_json_free(o);
+  return mine;
+}
+
+gboolean prunus_rundir_forget_epochs(const char *dir, const char *experiment, uint64_t seed,
+                                     int from_round, GError **error) {
+  char *path = g_build_filename(dir, "metrics.jsonl", NULL);
+  char *text = NULL;
+  gsize len = 0;
+  GError *local = NULL;
+  gboolean ok = TRUE;
+  if (!g_file_get_contents(path, &text, &len, &local)) {
+    /* no file yet: nothing to forget */
+    ok = g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+    if (!ok)
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot read %s: %s", path, local->message);
+    g_clear_error(&local);
+    g_free(path);
+    return ok;
+  }
+  GString *kept = g_string_sized_new(len);
+  size_t dropped = 0;
+  for (const char *p = text; p < text + len;) {
+    const char *end = memchr(p, '\n', (size_t)(text + len - p));
+    const char *next = end ? end + 1 : text + len;
+    double round = 0;
+    if (epoch_line_key(p, (size_t)((end ? end : text + len) - p), experiment, seed, &round) &&
+        round >= from_round)
+      dropped++;
+    else
+      g_string_append_len(kept, p, next - p);
+    p = next;
+  }
+  /* rewritten whole (a temporary file renamed over it), and only when a line goes */
+  if (dropped && !g_file_set_contents(path, kept->str, (gssize)kept->len, &local)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write %s: %s", path, local->message);
+    g_clear_error(&local);
+    ok = FALSE;
+  }
+  g_string_free(kept, TRUE);
+  g_free(text);
+  g_free(path);
+  return ok;
+}
+
 gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uint64_t seed,
                                     int round, const PrunusEpochReport *r, GError **error) {
   PrunusJson *o = prunus_json_new_object();

@@ -5,6 +5,7 @@
 #include "calib.h"
 #include "checkpoint.h"
 #include "engine.h"
+#include "groups.h"
 #include "latency.h"
 #include "plugin_guard.h"
 #include "plugin_host.h"
@@ -44,6 +45,10 @@ struct PrunusPipeline {
   PrunusPlanRequest req;
   double *req_amount, *req_cap; /* (req_n_layers) req's layer_amount and max_sparsity */
   int req_n_layers;
+  /* (alloc_n_layers) this round's per-layer amounts from a global magnitude ranking
+   * (prune.schedule.allocation = "global-magnitude"), NULL otherwise */
+  double *alloc_amount;
+  int alloc_n_layers;
   int pattern_n, pattern_m;  /* the granularity's fixed pattern, 0 and 0 = none */
   int updating;              /* the view layer whose update() runs, -1 outside update() */
   double requested_sparsity; /* what the round in progress asked for (NaN: units removed) */
@@ -178,10 +183,12 @@ typedef struct {
   float **unit;   /* [view layer] (n_units) */
   uint8_t **rm_w; /* [view layer] (n_weights) */
   uint8_t **rm_u; /* [view layer] (n_units) */
+  float *group;   /* (n_groups) group scores, or NULL when not produced */
+  int ng;
 } Buffers;
 
 static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces) {
-  b->nl = v->n_layers;
+  *b = (Buffers){.nl = v->n_layers};
   b->weight = g_new0(float *, b->nl);
   b->unit = g_new0(float *, b->nl);
   b->rm_w = g_new0(uint8_t *, b->nl);
@@ -192,18 +199,29 @@ static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces
     b->rm_w[k] = g_new0(uint8_t, v->layers[k].n_weights);
     b->rm_u[k] = g_new0(uint8_t, v->layers[k].n_units);
   }
+  b->ng = v->n_groups;
+  if (produces & PRUNUS_SCORES_GROUP) b->group = g_new0(float, MAX(b->ng, 1));
 }
 
 static void buffers_clear(Buffers *b) {
   for (int k = 0; k < b->nl; k++) {
     g_free(b->weight[k]), g_free(b->unit[k]), g_free(b->rm_w[k]), g_free(b->rm_u[k]);
   }
-  g_free(b->weight), g_free(b->unit), g_free(b->rm_w), g_free(b->rm_u);
+  g_free(b->weight), g_free(b->unit), g_free(b->rm_w), g_free(b->rm_u), g_free(b->group);
   memset(b, 0, sizeof *b);
 }
 
 /* Non-finite scores are an error naming the plugin, layer and index. */
 static gboolean check_scores(Pipeline *p, PrunusHost *crit, const Buffers *b, GError **error) {
+  for (int g = 0; b->group && g < b->ng; g++) {
+    if (!isfinite(b->group[g])) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
+                  "prune.criterion plugin '%s': round %d: score of group %d is %g; scores must "
+                  "be finite",
+                  prunus_host_desc(crit)->name, p->round, g, b->group[g]);
+      return FALSE;
+    }
+  }
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     for (size_t i = 0; b->weight[k] && i < l->n_weights; i++) {
@@ -244,7 +262,8 @@ static void build_request(Pipeline *p, int layer) {
   for (int k = 0; k < nl; k++) {
     int li = p->vs.layer_index[k];
     double rate = p->pc->layer_rate[li];
-    p->req_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
+    double share = p->alloc_amount && p->alloc_n_layers == nl ? p->alloc_amount[k] : amount;
+    p->req_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, share * rate) : rate;
     if (layer >= 0 && k != layer) p->req_amount[k] = 0.0;
     p->req_cap[k] = p->pc->layer_cap[li];
   }
@@ -314,7 +333,8 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
       return FALSE;
     }
   }
-  PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit, .layer = layer};
+  PrunusScores scores = {
+      .weight_scores = b->weight, .unit_scores = b->unit, .layer = layer, .group_scores = b->group};
   prunus_host_call_begin(crit, "score()");
   int score_rc = ops->score(state, &p->vs.view, &scores);
   prunus_host_call_end(crit);
@@ -325,12 +345,30 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
   return check_scores(p, crit, b, error);
 }
 
+/* On a graph, units go by whole channel groups: a plan that splits one or empties a layer
+ * is refused before anything of it is applied. */
+static gboolean check_group_plan(Pipeline *p, PrunusHost *gran, const Buffers *b, GError **error) {
+  PrunusGroups *g = prunus_groups_build(p->m);
+  const uint8_t **per_layer = g_new0(const uint8_t *, p->m->n_layers);
+  for (int k = 0; k < b->nl; k++) per_layer[p->vs.layer_index[k]] = b->rm_u[k];
+  uint8_t *rm = g_new0(uint8_t, MAX(g->n_groups, 1));
+  gboolean ok = prunus_groups_from_units(g, p->m, per_layer, rm, error);
+  if (!ok)
+    g_prefix_error(error, "prune.granularity plugin '%s', round %d: ", prunus_host_desc(gran)->name,
+                   p->round);
+  g_free(rm);
+  g_free(per_layer);
+  prunus_groups_free(g);
+  return ok;
+}
+
 /* Apply the plan: weights -> masks; units -> a physically smaller model. Adds what it
  * removed to *removed_weights and *removed_units. */
 static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *removed_weights,
                            int *removed_units, GError **error) {
   PrunusModel *m = p->m;
   int units = 0;
+  if (!prunus_model_is_sequence(m) && !check_group_plan(p, gran, b, error)) return FALSE;
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     const PrunusLayer *ml = &m->layers[p->vs.layer_index[k]];
@@ -393,7 +431,8 @@ static gboolean score_plan_apply(Pipeline *p, uint32_t produces, uint32_t needs,
   if (ok) {
     PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL,
-                           .layer = layer};
+                           .layer = layer,
+                           .group_scores = b.group};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
     prunus_host_call_begin(p->gran, "plan()");
     int plan_rc = gops->plan(prunus_host_state(p->gran), &p->vs.view, &scores, &p->req, &plan);
@@ -452,6 +491,55 @@ static double requested_removals(const Pipeline *p) {
   return total;
 }
 
+typedef struct {
+  float magnitude;
+  int layer;
+} RankedWeight;
+
+static int ranked_weight_cmp(const void *a, const void *b) {
+  const RankedWeight *x = a, *y = b;
+  if (x->magnitude != y->magnitude) return x->magnitude < y->magnitude ? -1 : 1;
+  return (x->layer > y->layer) - (x->layer < y->layer);
+}
+
+/* prune.schedule.allocation = "global-magnitude": before a layer-scope round prunes
+ * anything, rank the alive weights of the prunable layers at rate 1 by |w| together;
+ * the round's amount of them, smallest first, gives each of those layers its share
+ * (removed / alive in that layer). A layer at another rate keeps amount x rate, as
+ * in a global-scope round. A layerwise criterion (sparsegpt, wanda) then chooses
+ * within each layer; magnitude makes the masks of global magnitude pruning. Ties go
+ * to the earlier layer. */
+static void allocate_global_magnitude(Pipeline *p) {
+  int nl = p->vs.view.n_layers;
+  g_free(p->alloc_amount);
+  p->alloc_amount = g_new0(double, MAX(nl, 1));
+  p->alloc_n_layers = nl;
+  size_t *alive = g_new0(size_t, MAX(nl, 1)), total = 0;
+  for (int k = 0; k < nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    if (!l->prunable || p->pc->layer_rate[p->vs.layer_index[k]] != 1.0) continue;
+    for (size_t i = 0; i < l->n_weights; i++) alive[k] += l->mask[i] != 0.0f;
+    total += alive[k];
+  }
+  RankedWeight *all = g_new(RankedWeight, MAX(total, 1));
+  size_t n = 0;
+  for (int k = 0; k < nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    if (alive[k] == 0) continue;
+    for (size_t i = 0; i < l->n_weights; i++)
+      if (l->mask[i] != 0.0f) all[n++] = (RankedWeight){fabsf(l->weights[i]), k};
+  }
+  int r = MAX(p->round, 1);
+  double amount = p->pc->round_amount ? p->pc->round_amount[r - 1] : p->pc->amount;
+  size_t remove = (size_t)MIN((double)n, floor(amount * (double)n + 0.5));
+  qsort(all, n, sizeof *all, ranked_weight_cmp);
+  size_t *taken = g_new0(size_t, MAX(nl, 1));
+  for (size_t i = 0; i < remove; i++) taken[all[i].layer]++;
+  for (int k = 0; k < nl; k++)
+    p->alloc_amount[k] = alive[k] ? (double)taken[k] / (double)alive[k] : amount;
+  g_free(taken), g_free(all), g_free(alive);
+}
+
 /* One round: score -> plan -> apply (-> update), for the whole model at once, or
  * layer by layer in network order when the criterion calibrates layerwise; then
  * the achieved sparsity against the requested one. */
@@ -463,6 +551,7 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   prunus_host_call_begin(p->crit, "needs()");
   uint32_t needs = cops->needs(prunus_host_state(p->crit));
   prunus_host_call_end(p->crit);
+  if (p->pc->allocation == PRUNUS_ALLOCATION_GLOBAL_MAGNITUDE) allocate_global_magnitude(p);
   build_request(p, -1);
   uint64_t alive0 = alive_weights(p);
   double requested = requested_removals(p);
@@ -855,6 +944,11 @@ char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
       rc->test_labels, rc->validation, rc->train_limit, rc->test_limit, rc->normalize, t->epochs,
       t->batch, t->optimizer, t->lr, t->momentum, t->nesterov, t->weight_decay, t->beta1, t->beta2,
       t->eps, t->lr_schedule, t->step_size, t->gamma, t->warmup_epochs, rewind_epoch);
+  if (t->bn_l1 > 0.0) { /* appended only when set: the keys of runs without it stay */
+    char *with = g_strdup_printf("%s bn_l1=%.17g", text, t->bn_l1);
+    g_free(text);
+    text = with;
+  }
   char *key = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text, -1);
   g_free(text);
   g_free(arch);
@@ -1060,18 +1154,6 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
     g_free(where);
     return FALSE;
   }
-  if ((accepts & PRUNUS_SCORES_UNIT) && !prunus_arch_is_sequence(&p->exp.rc->arch)) {
-    /* removing units of a graph needs every branch to agree on them (not done yet) */
-    char *where =
-        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.granularity '%s' removes whole units, which graph models (layers with "
-                "inputs other than the previous layer, as in add and concat) do not support yet; "
-                "prune their weights instead (plugin = \"weight\")",
-                where, gd->name);
-    g_free(where);
-    return FALSE;
-  }
   return check_post_training(p, error);
 }
 
@@ -1092,6 +1174,8 @@ static void release(Pipeline *p) {
   g_clear_pointer(&p->thetak, g_free);
   g_clear_pointer(&p->req_amount, g_free);
   g_clear_pointer(&p->req_cap, g_free);
+  g_clear_pointer(&p->alloc_amount, g_free);
+  p->alloc_n_layers = 0;
   p->req_n_layers = 0;
   g_clear_pointer(&p->dense_pad, g_free);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 static const char *const scope_names[] = {"global", "layer", NULL};
+static const char *const allocation_names[] = {"uniform", "global-magnitude", NULL};
 
 /* prune.layers = ( { layer = 5; rate = 0.5; max_sparsity = 0.9; }, ... ): layer is
  * a model layer index or "output" (the last layer with parameters). */
@@ -131,6 +132,8 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       !prunus_config_get_double(cfg, sched, "target", FALSE, 0.0, &pc.target, error) ||
       !prunus_config_get_enum(cfg, sched, "scope", FALSE, PRUNUS_SCOPE_GLOBAL, scope_names,
                               &pc.scope, error) ||
+      !prunus_config_get_enum(cfg, sched, "allocation", FALSE, PRUNUS_ALLOCATION_UNIFORM,
+                              allocation_names, &pc.allocation, error) ||
       !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error) ||
       !prunus_config_get_double(cfg, sched, "tolerance", FALSE, 0.01, &pc.tolerance, error))
     goto out_clear;
@@ -151,6 +154,14 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       problem = "max_sparsity must be in (0, 1]";
     else if (!(pc.tolerance >= 0.0 && pc.tolerance <= 1.0))
       problem = "tolerance must be in [0, 1]";
+    else if (pc.allocation != PRUNUS_ALLOCATION_UNIFORM && pc.scope != PRUNUS_SCOPE_LAYER)
+      problem =
+          "allocation applies to scope = \"layer\" only (a global scope ranks every "
+          "layer together already)";
+    if (problem && pc.allocation != PRUNUS_ALLOCATION_UNIFORM && pc.scope != PRUNUS_SCOPE_LAYER) {
+      g_free(where); /* name the key where it is written (an experiment may add it) */
+      where = prunus_config_where(cfg, config_setting_get_member(sched, "allocation"));
+    }
     if (problem) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where,
                   problem);

@@ -18,6 +18,13 @@ typedef enum {
   PRUNUS_LATENCY_ADAPTIVE,
 } PrunusLatencyMode;
 
+/* prune.schedule.allocation: how a layer-scope round splits its amount over layers. */
+typedef enum {
+  PRUNUS_ALLOCATION_UNIFORM,          /* every layer loses the round's amount (x its rate) */
+  PRUNUS_ALLOCATION_GLOBAL_MAGNITUDE, /* each layer loses the share of its alive weights a
+                                       * global magnitude ranking would remove */
+} PrunusAllocation;
+
 /* The prune group, parsed. Per-layer arrays are indexed by model layer. */
 typedef struct {
   int rounds;
@@ -28,6 +35,7 @@ typedef struct {
   double tolerance;     /* schedule.tolerance: a round whose plan misses its requested
                          * sparsity by more is warned about */
   int scope;            /* PrunusScope */
+  int allocation;       /* PrunusAllocation (layer scope only) */
   double *layer_rate;   /* (n_layers) 1 = the round's rate, 0 = excluded */
   double *layer_cap;    /* (n_layers) max_sparsity */
   int rewind_epoch;     /* keep θk at this pretraining epoch (0 = only θ0) */

@@ -952,6 +952,10 @@ static const Refusal refusals[] = {
      {"prune.criterion plugin 'sparsegpt' prunes layer by layer (each layer calibrated on the "
       "pruned layers before it), which needs prune.schedule.scope = \"layer\"; found \"global\"",
       NULL}},
+    {"allocation-global-scope",
+     "schedule = { allocation = \"global-magnitude\"; };",
+     "allocation",
+     {"prune.schedule: allocation applies to scope = \"layer\" only", NULL}},
     {"wanda-rows-global",
      "criterion = { plugin = \"wanda\"; compare = \"row\"; sequential = false; };",
      "\"wanda\"",
@@ -1063,6 +1067,51 @@ static void test_post_training(void) {
   g_free(run_dir);
 }
 
+/* prune.schedule.allocation = "global-magnitude" in layer scope gives each layer the
+ * share a global magnitude ranking removes from it: magnitude pruning with it makes
+ * the very masks of global-scope magnitude pruning, round after round (the fine-tuning
+ * between rounds is the same too), while uniform layer scope does not. */
+static void test_allocation_global_magnitude(void) {
+  static const Setup s = {"global",
+                          "magnitude",
+                          "weight",
+                          "plugin = \"finetune\"; epochs = 1;",
+                          "",
+                          "experiments = ( { name = \"g\"; },\n"
+                          "  { name = \"a\"; prune = { schedule = { scope = \"layer\";\n"
+                          "      allocation = \"global-magnitude\"; }; }; },\n"
+                          "  { name = \"u\"; prune = { schedule = { scope = \"layer\"; }; }; } );"};
+  char *run_dir = run_ok("allocation", &s);
+  for (int k = 1; k <= ROUNDS; k++) {
+    char *file = g_strdup_printf("round-%02d.safetensors", k);
+    PrunusModel *m[3];
+    static const char *const names[] = {"g", "a", "u"};
+    for (int e = 0; e < 3; e++) {
+      char *path = g_build_filename(run_dir, names[e], file, NULL);
+      GError *error = NULL;
+      m[e] = prunus_checkpoint_load(path, 1, NULL, NULL, &error);
+      g_assert_no_error(error);
+      g_free(path);
+    }
+    g_assert_cmpmem(m[0]->mask, sizeof(float) * m[0]->n_params, m[1]->mask,
+                    sizeof(float) * m[1]->n_params);
+    /* uniform: every layer at the schedule's sparsity; global: the first (widest)
+     * layer loses more than the output layer */
+    const PrunusLayer *first = &m[1]->layers[1], *out = &m[1]->layers[5];
+    size_t alive_first = 0, alive_out = 0;
+    for (size_t i = 0; i < first->w_len; i++) alive_first += m[1]->mask[first->w_off + i] != 0.0f;
+    for (size_t i = 0; i < out->w_len; i++) alive_out += m[1]->mask[out->w_off + i] != 0.0f;
+    g_test_message("round %d: alive %zu of %zu (first layer), %zu of %zu (output)", k, alive_first,
+                   first->w_len, alive_out, out->w_len);
+    g_assert_cmpfloat((double)alive_first / (double)first->w_len, !=,
+                      (double)alive_out / (double)out->w_len);
+    g_assert_false(memcmp(m[1]->mask, m[2]->mask, sizeof(float) * m[1]->n_params) == 0);
+    for (int e = 0; e < 3; e++) prunus_model_free(m[e]);
+    g_free(file);
+  }
+  g_free(run_dir);
+}
+
 /* A plugin_path folder that does not exist is refused where it is written, before
  * anything is read or trained (a typo there would otherwise surface only as "no
  * plugin named ..."). */
@@ -1163,6 +1212,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
   g_test_add_func("/pipeline/plugin-path-missing", test_plugin_path_missing);
   g_test_add_func("/pipeline/post-training", test_post_training);
+  g_test_add_func("/pipeline/allocation-global-magnitude", test_allocation_global_magnitude);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
   g_free(data_dir);
