@@ -33,7 +33,7 @@ TOOL = os.path.join(ROOT, "tools", "torch2prunus.py")
 MODELS = os.path.join(ROOT, "tests", "tools", "torch_models.py")
 DATA = "/usr/share/datasets/fashion-mnist"
 HAVE_DATA = os.path.exists(os.path.join(DATA, "t10k-images-idx3-ubyte.gz"))
-LR, MOMENTUM, WD, STEPS = 0.05, 0.9, 5e-4, 2
+LR, MOMENTUM, WD, STEPS = 0.01, 0.9, 5e-4, 2
 WORK = tempfile.mkdtemp(prefix="prunus-torch-")
 failures = []
 
@@ -71,7 +71,8 @@ def maxdiff(a, b, what):
 
 def read(p):
     tensors, meta = torch2prunus.read_safetensors(p)
-    return {k: torch.tensor(v, dtype=torch.float32).reshape(s) for k, (s, v) in tensors.items()}, meta
+    return {k: torch.tensor(v, dtype=torch.float32).reshape(s)
+            for k, (s, v) in tensors.items()}, meta
 
 
 def write(p, tensors, meta=None):
@@ -302,11 +303,13 @@ def prunus_resnet8():
     return export_and_compare("resnet8-masked", masked)
 
 
-def prunus_vgg_shrunk():
-    """VGG-BN channel-pruned by `prunus run` (weight-norm, channel granularity): the
-    checkpoint's convs, batchnorms and first dense layer really are smaller."""
-    cfg = path("vgg-channels.cfg")
-    with open(os.path.join(ROOT, "configs", "vgg-bn.cfg")) as f:
+def prunus_shrunk(config, label, layer, full):
+    """config channel-pruned by one round of `prunus run` (weight-norm, channel
+    granularity, a quarter of each layer's channels): the checkpoint's convs and
+    batchnorms (and what reads them) really are smaller."""
+    cfg = path(f"{label}.cfg")
+    shutil.copy(os.path.join(ROOT, "configs", "resnet-blocks.cfg"), path("resnet-blocks.cfg"))
+    with open(os.path.join(ROOT, "configs", config)) as f:
         text = f.read()
     text += """
 prune = {
@@ -318,23 +321,26 @@ prune = {
 """
     with open(cfg, "w") as f:
         f.write(text)
-    run_dir = path("run-vgg")
+    run_dir = path(f"run-{label}")
     run(PRUNUS, "run", cfg, "-o", run_dir, "--quiet", "--threads", "1",
         "--set", "train.epochs=1", "--set", "dataset.train_limit=256",
         "--set", "dataset.validation=64", "--set", "dataset.test_limit=64")
     ckpt = glob.glob(os.path.join(run_dir, "**", "round-01.safetensors"), recursive=True)[0]
     t, meta = read(ckpt)
-    shapes = {k: list(v.shape) for k, v in t.items() if k.endswith("conv.weight")}
-    assert shapes["stage1.0.conv.weight"][0] < 16, shapes  # shrunk: fewer than 16 channels
-    res = export_and_compare("vgg-shrunk", ckpt)
-    return res + f"; stage1.0.conv {shapes['stage1.0.conv.weight']}"
+    shape = list(t[layer].shape)
+    assert shape[0] < full, (layer, shape)  # shrunk: fewer output channels
+    res = export_and_compare(label, ckpt)
+    return res + f"; {layer} {shape}"
 
 
 if HAVE_DATA:
     check(f"prunus->torch ResNet-8 (masked): logits, running stats, {STEPS} SGD steps",
           prunus_resnet8)
     check(f"prunus->torch VGG-BN (channel-pruned): logits, running stats, {STEPS} SGD steps",
-          prunus_vgg_shrunk)
+          lambda: prunus_shrunk("vgg-bn.cfg", "vgg-shrunk", "stage1.0.conv.weight", 16))
+    check(f"prunus->torch ResNet-8 (channel-pruned graph): logits, running stats, {STEPS} "
+          "SGD steps", lambda: prunus_shrunk("resnet8.cfg", "resnet8-shrunk",
+                                             "layer1.0.conv1.weight", 16))
 else:
     print(f"skip prunus->torch: no Fashion-MNIST in {DATA} to train the prunus side on")
 
