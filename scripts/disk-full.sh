@@ -1,23 +1,50 @@
 #!/bin/sh
-# disk-full.sh: a real full disk (ENOSPC) in the middle of `prunus run`, on a small tmpfs:
-# the run must stop with an error naming the file, keep every earlier round whole (each
-# checkpoint loads, summary.json parses, no temporary file is left), and resume to the
-# same final checkpoint as an unhindered run once the tmpfs is enlarged. Needs root
-# (mount); tests/jobs/test_faults.c does the same with RLIMIT_FSIZE (EFBIG) unprivileged.
-# Usage: sudo scripts/disk-full.sh [SIZE_KB]   (default 160: fills up around round 10)
+# disk-full.sh: a real full disk (ENOSPC) in the middle of `prunus run`, on small tmpfs
+# mounts, one per size: each run must stop with status 1 and one error naming a file of
+# the run folder; every earlier round stays byte-identical to an unhindered run's
+# (checkpoints, θ sidecars, metrics lines but their timings, config.cfg); no file is
+# left that the unhindered run does not have (temporary or partial files); and once the
+# tmpfs is enlarged the same command resumes to the unhindered run's bytes.
+# Mounting needs root, or an unprivileged user namespace (the script re-executes itself
+# under `unshare -rm`); without either it exits 77 (skipped). The Meson test `disk-full`
+# runs it; tests/jobs/test_faults.c does the same with RLIMIT_FSIZE (EFBIG).
+# Usage: scripts/disk-full.sh [SIZE_KB...]   (the run folder takes about 840 kB; each
+#   default size stops a different write: the pretraining cache, a round's θ sidecar,
+#   summary.json, a checkpoint, the plots, summary.md, report.html)
+# PRUNUS_BIN: the prunus binary (default: build/cli/prunus, built first).
 set -eu
 cd "$(dirname "$0")/.."
-size=${1:-160}
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
-prunus=$PWD/build/cli/prunus
+if [ "$(id -u)" -ne 0 ]; then
+  if [ -z "${DISK_FULL_UNSHARED:-}" ] && command -v unshare >/dev/null &&
+    unshare -rm true 2>/dev/null; then
+    DISK_FULL_UNSHARED=1 exec unshare -rm "$0" "$@"
+  fi
+  echo "disk-full: skipped: mounting a tmpfs needs root or user namespaces"
+  exit 77
+fi
+if [ -z "${PRUNUS_BIN:-}" ]; then
+  [ -f build/build.ninja ] || meson setup build >/dev/null
+  ninja -C build >/dev/null
+  PRUNUS_BIN=$PWD/build/cli/prunus
+fi
+[ $# -eq 0 ] && set -- 20 40 60 100 200 520 600 680 720
 work=$(mktemp -d)
 mnt=$work/disk
 mkdir -p "$mnt"
-cleanup() { umount "$mnt" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  umount "$mnt" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
+trap 'exit 1' INT TERM
+if ! mount -t tmpfs -o size=64k tmpfs "$mnt" 2>/dev/null; then
+  echo "disk-full: skipped: cannot mount a tmpfs here"
+  exit 77
+fi
+umount "$mnt"
 # data and config: 8x8 images, class k = quadrant k bright; 20 rounds of the magnitude
-# criterion, so summary.json and the checkpoints keep growing the folder
+# criterion, so summary.json and the checkpoints keep growing the folder, then the
+# report (plots, report.html) at the end
 python3 - "$work" <<'PY'
 import random, struct, sys
 w = sys.argv[1]; random.seed(1)
@@ -43,32 +70,74 @@ prune = { schedule = { rounds = 20; amount = 0.2; }; latency = { batches = [1]; 
 ''')
 PY
 cd "$work"
-"$prunus" run full.cfg -o ref --threads 1 -q >/dev/null
-mount -t tmpfs -o size="${size}k" tmpfs "$mnt"
-status=0
-"$prunus" run full.cfg -o "$mnt/run" --threads 1 -q >out.txt 2>err.txt || status=$?
-echo "disk-full: first run on a ${size} kB tmpfs: exit status $status"
-sed 's/^/  /' err.txt
-[ "$status" -eq 1 ] || { echo "disk-full: FAIL: expected exit status 1"; exit 1; }
-grep -q "No space left on device" err.txt || { echo "disk-full: FAIL: no ENOSPC message"; exit 1; }
-grep -q "$mnt/run/" err.txt || { echo "disk-full: FAIL: the message names no file of the run"; exit 1; }
-python3 - "$mnt/run" <<'PY'
-import json, os, sys
-run = sys.argv[1]
-s = json.load(open(f"{run}/summary.json"))
-rounds = s["experiments"][0]["rounds"] if s["experiments"] else []
+export OPENBLAS_NUM_THREADS=1
+"$PRUNUS_BIN" run full.cfg -o ref --threads 1 -q >/dev/null
+
+# check.py RUN REF PHASE: PHASE "stopped": what is there is the unhindered run's, up to
+# the rounds summary.json records; "resumed": everything the unhindered run wrote
+cat >check.py <<'PY'
+import filecmp, json, os, sys
+run, ref, phase = sys.argv[1:4]
+def files(d):
+    return {os.path.relpath(os.path.join(p, f), d) for p, _, fs in os.walk(d) for f in fs}
+extra = files(run) - files(ref)
+assert not extra, f"files the unhindered run does not have (temporary or partial): {sorted(extra)}"
+s = json.load(open(f"{run}/summary.json")) if os.path.exists(f"{run}/summary.json") else None
+exps = s["experiments"] if s else []
+rounds = exps[0].get("rounds", []) if exps else []
+if phase == "resumed":
+    assert s["status"] == "finished" and len(rounds) == 21, (s["status"], len(rounds))
+same = ["config.cfg"] if os.path.exists(f"{run}/config.cfg") else []
 for r in rounds:
-    path = f"{run}/{r['checkpoint']}"
-    assert os.path.getsize(path) == r["checkpoint_bytes"], path
-for line in open(f"{run}/metrics.jsonl"):
-    json.loads(line)
-left = [os.path.join(d, f) for d, _, fs in os.walk(run) for f in fs
-        if ".tmp-" in f or f.endswith(".last-words") or (f.startswith("summary.json.") and len(f) > 13)]
-assert not left, left
-print(f"disk-full: {len(rounds)} rounds kept whole (status {s['status']!r}), "
-      f"every metrics line parses, no temporary file left")
+    for f in (r["checkpoint"], r["checkpoint"].replace(".safetensors", ".theta.safetensors")):
+        if os.path.exists(f"{ref}/{f}"):
+            same.append(f)
+for f in same:
+    assert filecmp.cmp(f"{run}/{f}", f"{ref}/{f}", shallow=False), f"{f} differs from the unhindered run's"
+def lines(d):
+    if not os.path.exists(f"{d}/metrics.jsonl"):
+        return []
+    out = []
+    for line in open(f"{d}/metrics.jsonl"):
+        v = json.loads(line)  # every line whole
+        out.append({k: x for k, x in v.items() if k not in ("seconds", "samples_per_second")})
+    return out
+got, want = lines(run), lines(ref)
+assert got == want[: len(got)], "metrics.jsonl differs from the unhindered run's"
+if phase == "resumed":
+    assert len(got) == len(want), (len(got), len(want))
+print(f"{len(rounds)} {len(same)} {len(got)} {s['status'] if s else 'none'}")
 PY
-mount -o remount,size=4m "$mnt"
-"$prunus" run full.cfg -o "$mnt/run" --threads 1 -q >/dev/null
-cmp "$mnt/run/full/round-20.safetensors" ref/full/round-20.safetensors
-echo "disk-full: after freeing space the same command resumed; round 20 is byte-identical to the unhindered run's"
+
+fails=0
+for size in "$@"; do
+  mount -t tmpfs -o size="${size}k" tmpfs "$mnt"
+  status=0
+  "$PRUNUS_BIN" run full.cfg -o "$mnt/run" --threads 1 -q >out.txt 2>err.txt || status=$?
+  # the error names the file the run was writing (first), then maybe its temporary file
+  named=$(grep '^prunus: error: .*No space left on device' err.txt | grep -o "$mnt/run/[^ :“”]*" |
+    head -1 | sed "s|^$mnt/run/||")
+  why=""
+  [ "$status" -eq 1 ] || why="exit status $status, expected 1"
+  [ -n "$named" ] || why="${why:+$why; }no error naming a file of the run with ENOSPC"
+  [ "$(grep -c '^prunus: error:' err.txt)" -eq 1 ] || why="${why:+$why; }not one error line"
+  kept=$(python3 check.py "$mnt/run" ref stopped 2>&1) || why="${why:+$why; }$kept"
+  if [ -z "$why" ]; then
+    mount -o remount,size=4m tmpfs "$mnt"
+    status=0
+    "$PRUNUS_BIN" run full.cfg -o "$mnt/run" --threads 1 -q >out2.txt 2>err2.txt || status=$?
+    [ "$status" -eq 0 ] || why="the rerun: exit status $status: $(cat err2.txt)"
+    [ -n "$why" ] || done=$(python3 check.py "$mnt/run" ref resumed 2>&1) || why="the rerun: $done"
+  fi
+  set -- $kept
+  if [ -z "$why" ]; then
+    echo "disk-full: ${size} kB: status 1 at $named ($1 rounds kept, $2 files identical," \
+      "$3 metrics lines, status '$4'); resumed: 21 rounds identical to the unhindered run"
+  else
+    echo "disk-full: ${size} kB: FAIL: $why"
+    sed 's/^/  /' err.txt
+    fails=$((fails + 1))
+  fi
+  umount "$mnt"
+done
+[ "$fails" -eq 0 ] || exit 1

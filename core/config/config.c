@@ -225,6 +225,52 @@ gboolean prunus_config_check_unread(PrunusConfig *c, GError **error) {
 /* ------------------------------------------------------------------------ */
 /* loading */
 
+/* libconfig 1.5's scanner calls exit() ("input in flex scanner failed") when an
+ * @include names what it cannot read as a file: a folder, "" (the include folder
+ * itself). So every @include, nested ones too, is checked first: its target must be a
+ * regular file. A directive is recognised where libconfig's scanner does, at the start
+ * of a line; nesting deeper than libconfig's own limit is left to it to refuse. */
+#define INCLUDE_MAX_DEPTH 10
+
+static gboolean check_includes(const char *path, const char *include_dir, int depth,
+                               GError **error) {
+  char *text = NULL;
+  gsize len = 0;
+  if (depth > INCLUDE_MAX_DEPTH || !g_file_get_contents(path, &text, &len, NULL)) return TRUE;
+  gboolean ok = TRUE;
+  int line = 1;
+  for (const char *p = text; ok && p < text + len; line++) {
+    const char *end = memchr(p, '\n', (size_t)(text + len - p));
+    if (!end) end = text + len;
+    const char *q = p;
+    while (q < end && (*q == ' ' || *q == '\t')) q++;
+    if ((size_t)(end - q) > 8 && !strncmp(q, "@include", 8)) {
+      q += 8;
+      while (q < end && (*q == ' ' || *q == '\t')) q++;
+      const char *close = q < end && *q == '"' ? memchr(q + 1, '"', (size_t)(end - q - 1)) : NULL;
+      if (close) {
+        char *name = g_strndup(q + 1, (size_t)(close - q - 1));
+        char *target =
+            g_path_is_absolute(name) ? g_strdup(name) : g_build_filename(include_dir, name, NULL);
+        if (!g_file_test(target, G_FILE_TEST_IS_REGULAR)) {
+          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                      "%s:%d: @include \"%s\": %s is not a file (@include paths are relative to "
+                      "'%s')",
+                      path, line, name, target, include_dir);
+          ok = FALSE;
+        } else {
+          ok = check_includes(target, include_dir, depth + 1, error);
+        }
+        g_free(target);
+        g_free(name);
+      }
+    }
+    p = end + 1;
+  }
+  g_free(text);
+  return ok;
+}
+
 PrunusConfig *prunus_config_load(const char *path, GError **error) {
   g_return_val_if_fail(path != NULL, NULL);
   FILE *probe = g_fopen(path, "r");
@@ -252,6 +298,7 @@ PrunusConfig *prunus_config_load(const char *path, GError **error) {
   c->origin = g_hash_table_new_full(NULL, NULL, NULL, g_free);
   c->asked = g_hash_table_new_full(NULL, NULL, NULL, (GDestroyNotify)g_ptr_array_unref);
   config_set_include_dir(&c->cfg, c->dir);
+  if (!check_includes(path, c->dir, 1, error)) goto out_free_config;
 
   if (!config_read_file(&c->cfg, path)) {
     const char *text = config_error_text(&c->cfg);
@@ -393,7 +440,15 @@ gboolean prunus_config_get_double(PrunusConfig *c, config_setting_t *group, cons
     return TRUE;
   case CONFIG_TYPE_FLOAT:
     *out = config_setting_get_float(s);
-    return TRUE;
+    if (isfinite(*out)) return TRUE;
+    {
+      /* libconfig reads 1e999 as infinity, --set takes "inf" and "nan": no setting
+       * means either, and config.cfg could not be read back with one */
+      char *path = prunus_config_setting_path(s);
+      prunus_config_fail_at(c, s, error, "key '%s' = %g is not a finite number", path, *out);
+      g_free(path);
+      return FALSE;
+    }
   default:
     return type_error(c, s, "a float", error);
   }

@@ -53,6 +53,13 @@ void prunus_epoch_log_init(PrunusEpochLog *log, const char *run_dir, const char 
 static gboolean epoch_log_epoch(const PrunusEpochReport *r, void *user, GError **error) {
   PrunusEpochLog *log = user;
   prunus_progress_epoch(&log->progress, r);
+  /* the first line of this process for the experiment: lines a stopped run left for
+   * this round or later go first, so a resumed run's file equals an uninterrupted one's */
+  if (!log->forgot) {
+    if (!prunus_rundir_forget_epochs(log->run_dir, log->experiment, log->seed, log->round, error))
+      return FALSE;
+    log->forgot = TRUE;
+  }
   return prunus_rundir_append_epoch(log->run_dir, log->experiment, log->seed, log->round, r, error);
 }
 

@@ -31,6 +31,9 @@ typedef struct {
   const char *experiment;
   uint64_t seed;
   int round; /* 0 = (pre)training; set by the caller as rounds advance */
+  /* whether metrics.jsonl's lines of this round and later, left by a run that stopped,
+   * were dropped (before the first line this log appends) */
+  gboolean forgot;
 } PrunusEpochLog;
 
 void prunus_epoch_log_init(PrunusEpochLog *log, const char *run_dir, const char *experiment,

@@ -44,6 +44,9 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   prunus_json_object_set(o, "checkpoint_bytes",
                          prunus_json_new_number((double)r->checkpoint_bytes));
   prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
+  prunus_json_object_set(o, "seconds_evaluate", prunus_json_new_number(r->seconds_evaluate));
+  prunus_json_object_set(o, "seconds_latency", prunus_json_new_number(r->seconds_latency));
+  prunus_json_object_set(o, "seconds_checkpoint", prunus_json_new_number(r->seconds_checkpoint));
   if (r->has_request)
     prunus_json_object_set(o, "requested_sparsity", prunus_json_new_number(r->requested_sparsity));
   PrunusJson *sha = NULL;
@@ -119,6 +122,10 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
       !(total >= 0 && total < 0x1p63) || !(remaining >= 0 && remaining < 0x1p63) ||
       !(flops >= 0 && flops < 0x1p63) || !(bytes >= 0 && bytes < 0x1p63))
     return FALSE;
+  /* summaries written before the breakdown was recorded lack these keys */
+  if (!get_number(o, "seconds_evaluate", &r->seconds_evaluate)) r->seconds_evaluate = NAN;
+  if (!get_number(o, "seconds_latency", &r->seconds_latency)) r->seconds_latency = NAN;
+  if (!get_number(o, "seconds_checkpoint", &r->seconds_checkpoint)) r->seconds_checkpoint = NAN;
   r->round = (int)round;
   r->params_total = (uint64_t)total;
   r->params_remaining = (uint64_t)remaining;
@@ -242,6 +249,65 @@ out_close:
 out_free_line:
   g_string_free(text, TRUE);
   g_free(line);
+  g_free(path);
+  return ok;
+}
+
+/* The (experiment, seed, round) of a metrics.jsonl line; FALSE for a line that is not
+ * one of prunus's epoch lines (kept as it is). */
+static gboolean epoch_line_key(const char *line, size_t len, const char *experiment, uint64_t seed,
+                               double *round) {
+  PrunusJson *o = prunus_json_parse(line, len, NULL);
+  const PrunusJson *e = o ? prunus_json_get(o, "experiment") : NULL;
+  const PrunusJson *s = o ? prunus_json_get(o, "seed") : NULL;
+  const PrunusJson *r = o ? prunus_json_get(o, "round") : NULL;
+  gboolean mine = e && s && r && prunus_json_type(e) == PRUNUS_JSON_STRING &&
+                  prunus_json_type(s) == PRUNUS_JSON_NUMBER &&
+                  prunus_json_type(r) == PRUNUS_JSON_NUMBER &&
+                  !strcmp(prunus_json_string(e), experiment) &&
+                  prunus_json_number(s) == (double)seed; /* no cast of a value out of range */
+  if (mine) *round = prunus_json_number(r);
+  prunus_json_free(o);
+  return mine;
+}
+
+gboolean prunus_rundir_forget_epochs(const char *dir, const char *experiment, uint64_t seed,
+                                     int from_round, GError **error) {
+  char *path = g_build_filename(dir, "metrics.jsonl", NULL);
+  char *text = NULL;
+  gsize len = 0;
+  GError *local = NULL;
+  gboolean ok = TRUE;
+  if (!g_file_get_contents(path, &text, &len, &local)) {
+    /* no file yet: nothing to forget */
+    ok = g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+    if (!ok)
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot read %s: %s", path, local->message);
+    g_clear_error(&local);
+    g_free(path);
+    return ok;
+  }
+  GString *kept = g_string_sized_new(len);
+  size_t dropped = 0;
+  for (const char *p = text; p < text + len;) {
+    const char *end = memchr(p, '\n', (size_t)(text + len - p));
+    const char *next = end ? end + 1 : text + len;
+    double round = 0;
+    if (epoch_line_key(p, (size_t)((end ? end : text + len) - p), experiment, seed, &round) &&
+        round >= from_round)
+      dropped++;
+    else
+      g_string_append_len(kept, p, next - p);
+    p = next;
+  }
+  /* rewritten whole (a temporary file renamed over it), and only when a line goes */
+  if (dropped && !g_file_set_contents(path, kept->str, (gssize)kept->len, &local)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write %s: %s", path, local->message);
+    g_clear_error(&local);
+    ok = FALSE;
+  }
+  g_string_free(kept, TRUE);
+  g_free(text);
   g_free(path);
   return ok;
 }

@@ -42,6 +42,10 @@ typedef struct {
   /* SHA-256 (hex) of the plugin files that produced the round, by slot; "" = not
    * recorded (rounds written before prunus recorded them) */
   char plugin_sha256[PRUNUS_RUNDIR_N_SLOTS][65];
+  /* where the rest of the round's time went (NaN: not recorded, as in older
+   * summaries): the test and validation passes, the latency measurements, writing
+   * the θ sidecar and the checkpoint */
+  double seconds_evaluate, seconds_latency, seconds_checkpoint;
 } PrunusRoundMetrics;
 
 void prunus_round_metrics_clear(PrunusRoundMetrics *r);
@@ -71,6 +75,12 @@ gboolean prunus_rundir_append_line(const char *dir, const char *name, const Prun
 /* One metrics.jsonl line for a finished epoch (the contract keys and a few more). */
 gboolean prunus_rundir_append_epoch(const char *dir, const char *experiment, uint64_t seed,
                                     int round, const PrunusEpochReport *r, GError **error);
+/* Drop the metrics.jsonl lines of experiment at seed from round from_round on: the
+ * epochs of a round that did not finish (a crash, a full disk, an interrupt after the
+ * line was written) are logged again when the round is run again. Other lines, and a
+ * missing file, are left as they are. */
+gboolean prunus_rundir_forget_epochs(const char *dir, const char *experiment, uint64_t seed,
+                                     int from_round, GError **error);
 /* summary.json's header, the one every command that trains writes: prunus_version,
  * command ("train" or "run"), config (its path), config_hash, threads (training's),
  * status "running" with status_message null, and an empty experiments list.

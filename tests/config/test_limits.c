@@ -68,6 +68,9 @@ static void test_config_keys(void) {
   refused("units = 300;", "units = 300;", set_units,
           "--set model.layers[1].units: key 'model.layers[1].units' = 1000000000 is out of range",
           "must be in [1, 1048576]");
+  /* a number beyond a double: libconfig reads it as infinity (--set refuses one) */
+  refused("batch = 64;", "batch = 64; weight_decay = 1e99999;", NULL,
+          "limits.cfg:10: key 'train.weight_decay' = inf is not a finite number", NULL);
   refused("input = [1, 28, 28];", "input = [1, 28, 100000000];", NULL,
           "key 'model.input[2]' = 100000000 is out of range", "must be in [1, 1048576]");
   /* each key within its limit, the whole over one: named at the layer that crosses it */

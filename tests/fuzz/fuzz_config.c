@@ -85,8 +85,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   config_setting_t *groups[3] = {pc.criterion, pc.granularity, pc.retrain};
   for (int i = 0; i < 3; i++)
     if (groups[i]) prunus_config_mark_read_tree(cfg, groups[i]);
-  if (!prunus_config_check_unread(cfg, &error)) check_refusal(error), error = NULL;
   if (rc.arch.n_layers <= 0 || rc.train.batch < 1 || rc.train.epochs < 1) abort();
+  /* prunus writes config.cfg only for a config every key of which was read */
+  if (!prunus_config_check_unread(cfg, &error)) {
+    check_refusal(error);
+    goto out_free;
+  }
 
   /* the dump loads again and dumps to the same text; the hash is of that text */
   char *dump = prunus_config_dump(cfg);

@@ -241,8 +241,36 @@ static void assert_same_file(const char *dir_a, const char *dir_b, const char *n
   g_free(a), g_free(b), g_free(pa), g_free(pb);
 }
 
+/* metrics.jsonl of run_dir holds the lines of ref's, in order, without their timings
+ * (seconds, samples_per_second): the first n of them, or all when n is -1. A round that
+ * was stopped and run again is logged once. */
+static void assert_same_metrics(const char *run_dir, const char *ref, int n) {
+  char *texts[2] = {read_file(run_dir, "metrics.jsonl"), read_file(ref, "metrics.jsonl")};
+  GPtrArray *lines[2];
+  for (int k = 0; k < 2; k++) {
+    lines[k] = g_ptr_array_new_with_free_func(g_free);
+    char **split = g_strsplit(texts[k], "\n", -1);
+    for (char **l = split; *l && **l; l++) {
+      PrunusJson *v = prunus_json_parse(*l, strlen(*l), NULL);
+      g_assert_nonnull(v); /* every line whole */
+      prunus_json_object_set(v, "seconds", prunus_json_new_null());
+      prunus_json_object_set(v, "samples_per_second", prunus_json_new_null());
+      g_ptr_array_add(lines[k], prunus_json_to_string(v, 0));
+      prunus_json_free(v);
+    }
+    g_strfreev(split);
+  }
+  guint want = n < 0 ? lines[1]->len : (guint)n;
+  g_assert_cmpuint(lines[0]->len, ==, want);
+  g_assert_cmpuint(lines[1]->len, >=, want);
+  for (guint i = 0; i < want; i++)
+    g_assert_cmpstr(g_ptr_array_index(lines[0], i), ==, g_ptr_array_index(lines[1], i));
+  for (int k = 0; k < 2; k++) g_ptr_array_unref(lines[k]), g_free(texts[k]);
+}
+
 static void assert_same_as(const char *run_dir, const char *ref) {
   assert_same_file(run_dir, ref, "tiny/round-03.safetensors");
+  assert_same_metrics(run_dir, ref, -1);
   PrunusJson *x = read_summary(run_dir), *y = read_summary(ref);
   const PrunusJson *rx = rounds_of(x), *ry = rounds_of(y);
   g_assert_cmpuint(prunus_json_length(rx), ==, 4);
@@ -416,12 +444,16 @@ static void test_lock(void) {
   GPid pid = start(cfg, dir, "hang:score:2");
   wait_for_rounds(dir, 2);
   char *before = read_file(dir, "summary.json");
+  char *metrics_before = read_file(dir, "metrics.jsonl");
   /* a second run into the folder is refused at once, naming the folder and the PID */
   gint64 t0 = g_get_monotonic_time();
   Result r = run(cfg, dir, NULL, NULL);
   double took = (g_get_monotonic_time() - t0) / 1e6;
   g_test_message("refused after %.2f s: %s", took, r.err);
   g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1);
+  /* at once: the lock is taken before the data is read (0.02 s measured; the bound
+   * leaves room for a loaded machine and the sanitizers) */
+  g_assert_cmpfloat(took, <, 5.0);
   char *expected = g_strdup_printf(
       "prunus: error: the run folder %s is in use: process %d is "
       "running `prunus run` into it",
@@ -431,6 +463,10 @@ static void test_lock(void) {
   char *after = read_file(dir, "summary.json");
   g_assert_cmpstr(after, ==, before); /* and changed nothing */
   g_free(after);
+  after = read_file(dir, "metrics.jsonl");
+  g_assert_cmpstr(after, ==, metrics_before);
+  g_free(after);
+  g_free(metrics_before);
   result_clear(&r);
   /* the report says it is still running */
   r = run(NULL, dir, NULL, NULL);
@@ -559,28 +595,33 @@ static void test_file_size_limit(void) {
   g_assert_cmpuint(kept, >, 2);
   g_assert_cmpuint(kept, <, 21);
   for (size_t i = 0; i < kept; i++) {
-    char *path = g_strdup_printf("%s/tiny/round-%02zu.safetensors", dir, i);
+    char *name = g_strdup_printf("tiny/round-%02zu.safetensors", i);
+    char *path = g_build_filename(dir, name, NULL);
     GError *error = NULL;
     PrunusModel *m = prunus_checkpoint_load(path, 1, NULL, NULL, &error);
     g_assert_no_error(error);
     prunus_model_free(m);
-    g_free(path);
+    /* byte for byte the unlimited run's, its θ sidecar too */
+    assert_same_file(dir, ref, name);
+    char *theta = g_strdup_printf("tiny/round-%02zu.theta.safetensors", i);
+    assert_same_file(dir, ref, theta);
+    g_free(theta), g_free(path), g_free(name);
   }
+  /* every line whole and the unlimited run's: pretraining's 2 epochs, then the epochs
+   * of rounds 1 to kept at most (the round that failed may have logged its own) */
   char *metrics = read_file(dir, "metrics.jsonl");
-  char **lines = g_strsplit(metrics, "\n", -1);
-  for (char **l = lines; *l && **l; l++) {
-    PrunusJson *v = prunus_json_parse(*l, strlen(*l), NULL);
-    g_assert_nonnull(v);
-    prunus_json_free(v);
-  }
-  g_strfreev(lines);
+  int n_lines = 0;
+  for (const char *c = metrics; *c; c++) n_lines += *c == '\n';
   g_free(metrics);
+  g_assert_cmpint(n_lines, >=, (int)kept + 1);
+  assert_same_metrics(dir, ref, n_lines);
   assert_no_temp_files(dir);
   /* with the limit lifted, the same command resumes and ends as the run without it */
   r = run(cfg, dir, NULL, NULL);
   g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
   assert_contains(r.out, "resuming the run in");
   assert_same_file(dir, ref, "tiny/round-20.safetensors");
+  assert_same_metrics(dir, ref, -1);
   assert_status(dir, "finished", NULL);
   result_clear(&r);
   g_free(dir);

@@ -7,6 +7,7 @@
 #include "json.h"
 #include "report.h"
 #include "report_common.h"
+#include "rundir.h"
 #include "testutil.h"
 
 #include <glib/gstdio.h>
@@ -132,6 +133,9 @@ static char *make_run(int n_seeds) {
       prunus_json_object_set(x, "criterion", prunus_json_new_string("magnitude"));
       prunus_json_object_set(x, "granularity", prunus_json_new_string(e ? "neuron" : "weight"));
       prunus_json_object_set(x, "retrain", prunus_json_new_string("finetune"));
+      /* the first experiment measured latency another way than the others */
+      prunus_json_object_set(x, "latency_method",
+                             prunus_json_new_string(e ? "adaptive: a" : "fixed: b"));
       PrunusJson *rounds = prunus_json_new_array();
       for (int r = 0; r < N_ROUNDS && reached(e, seed, r); r++) {
         PrunusJson *o = prunus_json_new_object();
@@ -282,6 +286,15 @@ static void test_tables(void) {
   /* imp round 1 test accuracy: 0.89 - 0.005 * seed -> 0.8850 ± 0.0050 */
   assert_contains(md, "| 0.8850 ± 0.0050 |");
   assert_contains(md, "dense b256 (µs)");
+  /* latency methods that differ are said per experiment */
+  assert_contains(md,
+                  "- **imp**: criterion magnitude, granularity weight, retrain finetune; "
+                  "seeds 0, 1, 2; latency fixed: b\n");
+  assert_contains(md, "retrain finetune; seeds 0, 1, 2; latency adaptive: a\n");
+  g_assert_null(strstr(md, "Latency measurement:"));
+  char *html = read_file(dir, "report.html");
+  assert_contains(html, "; latency fixed: b</li>");
+  g_free(html);
   g_free(md);
   testutil_rmtree(dir);
   g_free(dir);
@@ -562,6 +575,54 @@ static void test_errors(void) {
   g_free(dir);
 }
 
+/* metrics.jsonl after a stopped run: prunus_rundir_forget_epochs drops the lines of one
+ * experiment and seed from a round on, keeps every other line byte for byte (other
+ * experiments, other seeds, lines that are not prunus's), and leaves a missing file
+ * and a file with nothing to drop alone. */
+static void test_forget_epochs(void) {
+  char *dir = testutil_mkdtemp();
+  GError *error = NULL;
+  g_assert_true(prunus_rundir_forget_epochs(dir, "imp", 0, 1, &error)); /* no file */
+  g_assert_no_error(error);
+  char *path = g_build_filename(dir, "metrics.jsonl", NULL);
+  g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+  const char *lines[] = {
+      "{\"experiment\":\"imp\",\"seed\":0,\"round\":0,\"epoch\":1}\n",     /* kept */
+      "{\"experiment\":\"imp\",\"seed\":0,\"round\":1,\"epoch\":1}\n",     /* kept */
+      "{\"experiment\":\"imp\",\"seed\":1,\"round\":2,\"epoch\":1}\n",     /* other seed */
+      "{\"experiment\":\"neurons\",\"seed\":0,\"round\":2,\"epoch\":1}\n", /* other exp */
+      "not json\n",                                                        /* not ours */
+      "{\"experiment\":\"imp\",\"seed\":0,\"round\":2,\"epoch\":1}\n",     /* dropped */
+      "{\"experiment\":\"imp\",\"seed\":0,\"round\":2,\"epoch\":2}\n",     /* dropped */
+      "{\"experiment\":\"imp\",\"seed\":0,\"round\":3,\"epoch\":1}",       /* dropped, no \\n */
+  };
+  GString *all = g_string_new(NULL), *want = g_string_new(NULL);
+  for (size_t i = 0; i < G_N_ELEMENTS(lines); i++) {
+    g_string_append(all, lines[i]);
+    if (i < 5) g_string_append(want, lines[i]);
+  }
+  g_assert_true(g_file_set_contents(path, all->str, (gssize)all->len, NULL));
+  g_assert_true(prunus_rundir_forget_epochs(dir, "imp", 0, 2, &error));
+  g_assert_no_error(error);
+  char *got = NULL;
+  g_assert_true(g_file_get_contents(path, &got, NULL, NULL));
+  g_assert_cmpstr(got, ==, want->str);
+  g_free(got);
+  /* nothing from round 5 on: the file is not rewritten (same inode, same bytes) */
+  GStatBuf before, after;
+  g_assert_cmpint(g_stat(path, &before), ==, 0);
+  g_assert_true(prunus_rundir_forget_epochs(dir, "imp", 0, 5, &error));
+  g_assert_cmpint(g_stat(path, &after), ==, 0);
+  g_assert_cmpuint(before.st_ino, ==, after.st_ino);
+  g_assert_true(g_file_get_contents(path, &got, NULL, NULL));
+  g_assert_cmpstr(got, ==, want->str);
+  g_free(got);
+  g_string_free(all, TRUE), g_string_free(want, TRUE);
+  g_free(path);
+  testutil_rmtree(dir);
+  g_free(dir);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/report/tables", test_tables);
@@ -571,5 +632,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/report/no-gnuplot", test_no_gnuplot);
   g_test_add_func("/report/no-checkpoints", test_no_checkpoints);
   g_test_add_func("/report/errors", test_errors);
+  g_test_add_func("/report/forget-epochs", test_forget_epochs);
   return g_test_run();
 }
