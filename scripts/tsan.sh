@@ -36,7 +36,7 @@ if [ ! -f "$data/train-images-idx3-ubyte.gz" ]; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-small="--threads 2 --set train.epochs=1 --set dataset.validation=500"
+small="--threads 2 --set train.epochs=1 --set dataset.validation=200 --set dataset.test_limit=1000"
 prunus() {
   start=$(date +%s)
   # shellcheck disable=SC2086 # $small is a list of options
@@ -47,7 +47,7 @@ prunus() {
   fi
   echo "tsan: OK ($(($(date +%s) - start)) s): prunus $* $small"
 }
-prunus train configs/lenet5.cfg -o "$work/lenet5" --set dataset.train_limit=3000
-prunus train configs/resnet8.cfg -o "$work/resnet8" --set dataset.train_limit=1000
+prunus train configs/lenet5.cfg -o "$work/lenet5" --set dataset.train_limit=2000
+prunus train configs/resnet8.cfg -o "$work/resnet8" --set dataset.train_limit=600
 prunus run configs/lenet300-lottery.cfg -o "$work/lottery" --set dataset.train_limit=3000 \
   --set prune.schedule.rounds=2
