@@ -85,6 +85,16 @@ def report(model, res, checks):
     closed = (s - m) / (ft - m) if ft != m else float("nan")
     checks.append((f"{model} 90%: sparsegpt closes {closed:.2f} of the gap magnitude {m:.4f} -> "
                    f"magnitude + 1 epoch {ft:.4f} (>= 0.50)", closed >= 0.5))
+    # the same at 90% with global magnitude's per-layer shares (allocation =
+    # "global-magnitude"): every method prunes each layer as much as global magnitude does
+    m, w, s, ft = (acc[f"{c}-g90"] for c in ("magnitude", "wanda", "sparsegpt", "magnitude-ft1"))
+    closed = (s - m) / (ft - m) if ft != m else float("nan")
+    checks.append((f"{model} 90% global-magnitude allocation: wanda {w:.4f} >= magnitude {m:.4f}",
+                   w >= m))
+    checks.append((f"{model} 90% global-magnitude allocation: sparsegpt {s:.4f} >= wanda {w:.4f}",
+                   s >= w))
+    checks.append((f"{model} 90% global-magnitude allocation: sparsegpt closes {closed:.2f} of the "
+                   f"gap magnitude {m:.4f} -> magnitude + 1 epoch {ft:.4f} (>= 0.50)", closed >= 0.5))
     m24, s24 = acc["magnitude-nm24"], acc["sparsegpt-nm24"]
     checks.append((f"{model} 2:4: sparsegpt {s24:.4f} >= magnitude {m24:.4f} + 0.02 "
                    f"(dense {dense:.4f})", s24 >= m24 + 0.02))

@@ -104,6 +104,14 @@ static int cmd_run(int argc, char **argv) {
   return 0;
 }
 
+static int cmd_groups(int argc, char **argv) {
+  if (!parse_job_args("groups", "CONFIG", 1, &argc, &argv)) return 2;
+  PrunusJobOptions o = job_options(argv[2]);
+  GError *error = NULL;
+  if (!prunus_job_groups(&o, &error)) return fail(error);
+  return 0;
+}
+
 static int cmd_plugins(int argc, char **argv) {
   if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
     printf(
@@ -242,6 +250,8 @@ static const Command commands[] = {
      "pretrain, then prune and retrain round by round; writes the run folder", cmd_run},
     {"report", "RUN_DIR", "rebuild summary.md/.csv, plots/ and report.html of a run, no training",
      cmd_report},
+    {"groups", "CONFIG [--set K=V]...",
+     "the channel groups structured pruning removes together (add, concat, batchnorm)", cmd_groups},
     {"plugins", "[CONFIG]", "list the plugins found on the search path", cmd_plugins},
     {"bench", "CHECKPOINT [--batch 1,32,256] [--threads N] [--seconds S] [--json FILE]",
      "latency of every inference engine (dense, masked, sparse, shrunk, auto)", cmd_bench},

@@ -6,6 +6,8 @@
 set -u
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh || exit 1
+# python3-torch before the suite, whose `torch` test needs it (clang, valgrind: below)
+./scripts/setup-checks.sh || echo "test.sh: scripts/setup-checks.sh failed; the torch test may be skipped"
 
 status=0
 meson test -C build --print-errorlogs || status=1

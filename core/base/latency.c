@@ -1,5 +1,6 @@
 /* latency.c: times a call (e.g. an engine's forward at a batch size) and returns
- * the lowest of three window medians after warm-up. */
+ * the lowest of window medians after warm-up: three windows of a fixed budget, or as
+ * many windows as it takes for two medians to agree. */
 #include "latency.h"
 
 #include <math.h>
@@ -41,4 +42,42 @@ double prunus_latency_us(void (*run)(void *ctx), void *ctx, double budget_second
   }
   g_free(t);
   return best;
+}
+
+PrunusLatency prunus_latency_adaptive(void (*run)(void *ctx), void *ctx,
+                                      const PrunusLatencyPlan *plan) {
+  enum { MAX_RUNS = 5000, MIN_WINDOWS = 3 };
+  PrunusLatency r = {.us = INFINITY};
+  double start = prunus_now_us();
+  run(ctx);
+  double w0 = prunus_now_us();
+  run(ctx);
+  double one = MAX(prunus_now_us() - w0, 0.01); /* a warm call, for the window size */
+  int n = (int)CLAMP(ceil(plan->window_us / one), MAX(plan->min_runs, 1), MAX_RUNS);
+  double *t = g_new(double, n);
+  double second = INFINITY; /* the second-lowest window median */
+  double windows_start = prunus_now_us();
+  for (;;) {
+    for (int i = 0; i < n; i++) {
+      double t0 = prunus_now_us();
+      run(ctx);
+      t[i] = prunus_now_us() - t0;
+    }
+    double m = prunus_median(t, n);
+    if (m < r.us)
+      second = r.us, r.us = m;
+    else if (m < second)
+      second = m;
+    r.windows++;
+    r.runs += n;
+    if (r.windows >= MIN_WINDOWS && second - r.us <= plan->tolerance * r.us) {
+      r.stable = TRUE;
+      break;
+    }
+    if (r.windows >= MIN_WINDOWS && (prunus_now_us() - windows_start) / 1e6 >= plan->max_seconds)
+      break;
+  }
+  g_free(t);
+  r.seconds = (prunus_now_us() - start) / 1e6;
+  return r;
 }

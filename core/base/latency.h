@@ -18,6 +18,34 @@ double prunus_median(double *t, int n);
  * not the figure. */
 double prunus_latency_us(void (*run)(void *ctx), void *ctx, double budget_seconds, int min_runs);
 
+/* How prunus_latency_adaptive repeats a call. */
+typedef struct {
+  int min_runs;       /* calls per window, at least */
+  double window_us;   /* and at least this long: fast calls get more calls per window */
+  double tolerance;   /* stop once the two lowest window medians agree this closely
+                       * (relative to the lowest), after at least 3 windows */
+  double max_seconds; /* or once this much time went into the windows (the first 3
+                       * windows always run: one burst of other work spoils one) */
+} PrunusLatencyPlan;
+
+/* What one measurement found and cost. */
+typedef struct {
+  double us;       /* the lowest window median */
+  int windows;     /* windows run */
+  int runs;        /* timed calls in all (warm-up not counted) */
+  double seconds;  /* wall time of the whole measurement, warm-up included */
+  gboolean stable; /* stopped because two window medians agreed (FALSE: out of time) */
+} PrunusLatency;
+
+/* The same estimator as prunus_latency_us (the lowest of window medians after
+ * warm-up), with as many windows as it takes for two of them to agree: 2 warm-up
+ * calls, then windows of max(min_runs, window_us / one call) calls, at least 3, until
+ * the two lowest medians are within plan->tolerance or plan->max_seconds is spent. A
+ * call whose time does not vary stops after 3 windows; one disturbed by other
+ * processes runs more windows, up to the cap. */
+PrunusLatency prunus_latency_adaptive(void (*run)(void *ctx), void *ctx,
+                                      const PrunusLatencyPlan *plan);
+
 G_END_DECLS
 
 #endif

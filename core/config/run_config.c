@@ -622,7 +622,8 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
                             GError **error) {
   static const char *const inits[] = {[PRUNUS_INIT_KAIMING] = "kaiming",
                                       [PRUNUS_INIT_GLOROT] = "glorot",
-                                      [PRUNUS_INIT_GLOROT + 1] = NULL};
+                                      [PRUNUS_INIT_UNIFORM_FAN_IN] = "uniform-fan-in",
+                                      [PRUNUS_INIT_UNIFORM_FAN_IN + 1] = NULL};
   config_setting_t *model = prunus_config_get_group(c, root, "model", TRUE, error);
   if (!model || !parse_input_shape(c, model, &arch->input, error)) return FALSE;
   int init;
@@ -756,7 +757,10 @@ static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrain
                    schedule == PRUNUS_LR_STEP ? 1 : G_MININT, &tc.step_size, error) ||
       !get_double_in(c, g, "gamma", FALSE, tc.gamma, 0, TRUE, INFINITY, FALSE, &tc.gamma, error) ||
       !get_double_in(c, g, "warmup_epochs", FALSE, tc.warmup_epochs, 0, FALSE, INFINITY, FALSE,
-                     &tc.warmup_epochs, error))
+                     &tc.warmup_epochs, error) ||
+      !get_double_in(c, g, "sparse_from", FALSE, tc.sparse_from, 0, FALSE, 1, FALSE,
+                     &tc.sparse_from, error) ||
+      !get_double_in(c, g, "bn_l1", FALSE, tc.bn_l1, 0, FALSE, INFINITY, FALSE, &tc.bn_l1, error))
     return FALSE;
   tc.optimizer = (PrunusOptimizer)optimizer;
   tc.lr_schedule = (PrunusLrSchedule)schedule;

@@ -4,10 +4,13 @@
  * path reuse the kernels of layers.c; the sparse path runs CSR kernels (csr.c) on
  * a batch kept transposed between sparse layers, over the im2col form (transposed,
  * one sample at a time) for conv; dense and shrunk may pad a dense layer's outputs
- * with zero rows where BLAS measured faster so (`padding`). */
+ * with zero rows where BLAS measured faster so (`padding`). A sequence runs layer
+ * after layer through a buffer per layer; a graph by its plan (infer_plan.c): relus
+ * fused, a few buffers reused by liveness, a chunk of the batch at a time. */
 #include "engine.h"
 #include "csr.h"
 #include "gemm.h"
+#include "infer_plan.h"
 #include "latency.h"
 #include "rng.h"
 #include "shrink.h"
@@ -25,11 +28,15 @@ static const char *const kind_names[PRUNUS_ENGINE_N_KINDS] = {[PRUNUS_ENGINE_DEN
                                                               [PRUNUS_ENGINE_SHRUNK] = "shrunk",
                                                               [PRUNUS_ENGINE_AUTO] = "auto"};
 
-/* Buffers for a forward of up to max_batch samples. */
+/* Buffers for a forward of up to max_batch samples (a graph: of a chunk of up to
+ * max_batch samples, the batch running a chunk at a time). */
 typedef struct {
   int max_batch;
-  float **acts;     /* (n_layers+1) (max_batch, in size of layer i) */
-  float **scratch;  /* (n_layers) layer-ops scratch (dense path, pooling) */
+  float **acts;     /* sequence: (n_layers+1) (max_batch, in size of layer i) */
+  float **bufs;     /* graph: (plan->n_bufs) (max_batch, plan->buf_floats[b]) */
+  float **scratch;  /* (n_layers) layer-ops scratch (dense path, pooling); a graph's
+                     * layers all point into one block, scratch_block */
+  float *scratch_block;
   float *tmp;       /* sparse path: transposes / im2col */
   PrunusTeam *team; /* the sparse kernels split with it: the engine's, NULL in a split batch */
 } Workspace;
@@ -53,7 +60,10 @@ struct PrunusEngine {
   size_t in_size;
   int n_classes;
   size_t n_params;
-  float *params; /* (n_params) masked weights and biases */
+  float *params; /* (n_params + n_buffers) masked weights and biases, then the buffers
+                  * of the batchnorms a graph keeps (running statistics) */
+  size_t n_buffers;
+  PrunusInferPlan *plan; /* graphs: steps and buffers; NULL for a sequence */
   float *mask;   /* (n_params) MASKED only */
   float *wm;     /* (n_params) MASKED only: params * mask, rebuilt every forward */
   int threads;
@@ -94,9 +104,14 @@ static float *floats_new(size_t n) {
 static void workspace_free(PrunusEngine *e, Workspace *w) {
   if (w->acts)
     for (int i = 0; i <= e->n_layers; i++) free(w->acts[i]);
-  if (w->scratch)
+  if (w->bufs)
+    for (int b = 0; b < e->plan->n_bufs; b++) free(w->bufs[b]);
+  if (w->scratch && !w->scratch_block)
     for (int i = 0; i < e->n_layers; i++) free(w->scratch[i]);
+  free(w->scratch_block);
+  w->scratch_block = NULL;
   g_clear_pointer(&w->acts, g_free);
+  g_clear_pointer(&w->bufs, g_free);
   g_clear_pointer(&w->scratch, g_free);
   free(w->tmp);
   w->tmp = NULL;
@@ -115,10 +130,35 @@ static size_t sparse_tmp_size(const PrunusLayer *l, int B) {
   return (size_t)B * (l->in.c + l->out.c);          /* xT (in, B) and yT (out, B) */
 }
 
+/* A graph runs its batch this many samples at a time, so that the activations a
+ * layer reads and writes stay in the cache (docs/perf-log.md has the measurements). */
+#define GRAPH_CHUNK 16
+
+static void reserve_graph(PrunusEngine *e, Workspace *w, int B) {
+  const PrunusInferPlan *plan = e->plan;
+  w->bufs = g_new0(float *, MAX(plan->n_bufs, 1));
+  for (int b = 0; b < plan->n_bufs; b++) w->bufs[b] = floats_new((size_t)B * plan->buf_floats[b]);
+  size_t scratch_len = 0, tmp_len = 0;
+  for (int i = 0; i < e->n_layers; i++) {
+    const PrunusLayer *l = &e->layers[i].l;
+    scratch_len = MAX(scratch_len, l->ops->scratch_size(l, B));
+    if (e->layers[i].csr) tmp_len = MAX(tmp_len, sparse_tmp_size(l, B));
+  }
+  w->scratch_block = floats_new(scratch_len);
+  w->scratch = g_new0(float *, e->n_layers);
+  for (int i = 0; i < e->n_layers; i++) w->scratch[i] = w->scratch_block;
+  w->tmp = tmp_len ? floats_new(tmp_len) : NULL;
+}
+
 static void reserve_batch(PrunusEngine *e, Workspace *w, int B) {
+  if (e->plan) B = MIN(B, GRAPH_CHUNK);
   if (B <= w->max_batch) return;
   workspace_free(e, w);
   w->max_batch = B;
+  if (e->plan) {
+    reserve_graph(e, w, B);
+    return;
+  }
   w->acts = g_new0(float *, e->n_layers + 1);
   w->scratch = g_new0(float *, e->n_layers);
   for (int i = 0; i <= e->n_layers; i++) w->acts[i] = floats_new((size_t)B * act_size(e, i));
@@ -200,6 +240,7 @@ static int bucket_of(const PrunusEngine *e, int B) {
 
 static gboolean runs_sparse(const PrunusEngine *e, const EngineLayer *el, int B) {
   if (!el->csr) return FALSE;
+  if (e->plan) B = MIN(B, GRAPH_CHUNK); /* a graph's layers see a chunk at a time */
   if (e->kind == PRUNUS_ENGINE_AUTO) return el->sparse[bucket_of(e, B)];
   return TRUE;
 }
@@ -238,8 +279,77 @@ static void layer_forward(PrunusEngine *e, Workspace *w, int i, const float *x, 
   }
 }
 
+/* y = max(x, 0) (0 for NaN, as the relu layer); y may be x. */
+static void relu_into(const float *x, float *y, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* y = x[0] + x[1] + ... in input order, as the add layer sums, then the relu when
+ * `relu`; y may be one of the x (each element is read before it is written). */
+static void add_into(const float *const *x, int n_in, float *y, size_t n, gboolean relu) {
+  if (n_in == 2) {
+    const float *a = x[0], *b = x[1];
+    if (relu) {
+      for (size_t i = 0; i < n; i++) {
+        float v = a[i] + b[i];
+        y[i] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+      for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+    }
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    float v = x[0][i] + x[1][i];
+    for (int k = 2; k < n_in; k++) v += x[k][i];
+    y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+  }
+}
+
+/* A graph's forward of B samples in workspace w, w->max_batch samples at a time: the
+ * plan's steps in order, each layer on the dense, masked or sparse path as a
+ * sequence's, the fused relus in place on the output just written. */
+static void forward_graph(PrunusEngine *e, Workspace *w, const float *x, int B, float *logits) {
+  const PrunusInferPlan *plan = e->plan;
+  for (int b0 = 0; b0 < B; b0 += w->max_batch) {
+    int nb = MIN(w->max_batch, B - b0);
+    const float *x0 = x + (size_t)b0 * e->in_size;
+    float *y0 = logits + (size_t)b0 * e->n_classes;
+    for (int s = 0; s < plan->n_steps; s++) {
+      const PrunusPlanStep *st = &plan->steps[s];
+      const PrunusLayer *l = &e->layers[st->layer].l;
+      const float *in[PRUNUS_LAYER_MAX_INPUTS];
+      for (int k = 0; k < st->n_in; k++)
+        in[k] = st->in[k] == PRUNUS_PLAN_INPUT ? x0 : w->bufs[st->in[k]];
+      float *out = st->out == PRUNUS_PLAN_OUTPUT ? y0 : w->bufs[st->out];
+      size_t n = (size_t)nb * prunus_shape_size(l->out);
+      gboolean relu = st->relu >= 0;
+      switch (l->spec.type) {
+      case PRUNUS_LAYER_ADD:
+        add_into(in, st->n_in, out, n, relu);
+        relu = FALSE;
+        break;
+      case PRUNUS_LAYER_RELU:
+        relu_into(in[0], out, n);
+        break;
+      default:
+        if (l->ops->forward_n)
+          l->ops->forward_n(l, e->params, in, out, w->scratch[st->layer], nb);
+        else
+          layer_forward(e, w, st->layer, in[0], out, nb, FALSE, FALSE);
+        break;
+      }
+      if (relu) relu_into(out, out, n);
+    }
+  }
+}
+
 /* The forward of B samples in workspace w (reserved for B). */
 static void forward_batch(PrunusEngine *e, Workspace *w, const float *x, int B, float *logits) {
+  if (e->plan) {
+    forward_graph(e, w, x, B, logits);
+    return;
+  }
   const float *in = x;
   gboolean in_t = FALSE; /* `in` is transposed: (features, B) */
   for (int i = 0; i < e->n_layers; i++) {
@@ -323,6 +433,7 @@ static double time_layer(PrunusEngine *e, int i, const float *x, float *y, int B
 /* Per layer and bucket: does sparse beat dense? Layers where dense wins at every
  * bucket drop their CSR (rebuilt from params when measured again). */
 static void auto_measure(PrunusEngine *e, int max_batch) {
+  if (e->plan) max_batch = MIN(max_batch, GRAPH_CHUNK);
   e->n_buckets = 0;
   for (int B = 1; B < max_batch && e->n_buckets < AUTO_MAX_BUCKETS - 1; B *= 4)
     e->buckets[e->n_buckets++] = B;
@@ -343,14 +454,19 @@ static void auto_measure(PrunusEngine *e, int max_batch) {
     EngineLayer *el = &e->layers[i];
     if (!el->csr) continue;
     size_t n = (size_t)max_batch * prunus_shape_size(el->l.in);
-    float *x = w->acts[i]; /* the layer's own input buffer: right size, not in use yet */
+    /* a sequence's layer: its own input and output buffers (right size, not in use
+     * yet); a graph's: buffers of its own */
+    float *x = e->plan ? floats_new(n) : w->acts[i];
+    float *y = e->plan ? floats_new((size_t)max_batch * prunus_shape_size(el->l.out))
+                       : w->acts[i + 1];
     for (size_t j = 0; j < n; j++) x[j] = (float)prunus_rng_normal(&rng);
     for (int k = 0; k < e->n_buckets; k++) {
       int B = e->buckets[k];
-      double td = time_layer(e, i, x, w->acts[i + 1], B, FALSE);
-      double ts = time_layer(e, i, x, w->acts[i + 1], B, TRUE);
+      double td = time_layer(e, i, x, y, B, FALSE);
+      double ts = time_layer(e, i, x, y, B, TRUE);
       el->sparse[k] = ts < td;
     }
+    if (e->plan) free(x), free(y);
     gboolean any = FALSE;
     for (int k = 0; k < e->n_buckets; k++) any |= el->sparse[k];
     if (!any) g_clear_pointer(&el->csr, prunus_csr_free); /* dense at every batch size */
@@ -511,8 +627,11 @@ static gboolean padding_wins(const PrunusEngine *e, int p, int q, const int *wid
  * only, its outputs not a multiple of PAD_MULTIPLE, is padded (PAD_ALL) or padded
  * where padding_wins twice in a row (PAD_MEASURED), deciding layer by layer from
  * the input up (a layer is measured with the padding decided for the one before). */
-static void pad_measure(PrunusEngine *e, int max_batch) {
+static void pad_measure(PrunusEngine *e, int max_batch, const gboolean *given) {
   g_assert(e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK);
+  e->pad_batch = max_batch;
+  e->pad_blas_threads = prunus_get_threads();
+  if (e->plan) return; /* a graph's dense layers (a head) are laid out as they are */
   int *width = g_new0(int, e->n_layers), *width_pad = g_new0(int, e->n_layers);
   for (int i = 0; i < e->n_layers; i++) width[i] = e->layers[i].shape.out.c;
   for (int p = 0; p < e->n_layers && e->padding != PRUNUS_ENGINE_PAD_NONE; p++) {
@@ -520,19 +639,18 @@ static void pad_measure(PrunusEngine *e, int max_batch) {
     if (q < 0 || units % PAD_MULTIPLE == 0) continue;
     memcpy(width_pad, width, sizeof(int) * e->n_layers);
     width_pad[p] = (units + PAD_MULTIPLE - 1) / PAD_MULTIPLE * PAD_MULTIPLE;
-    if (e->padding == PRUNUS_ENGINE_PAD_ALL ||
-        (padding_wins(e, p, q, width, width_pad, max_batch) && /* and again: noise wins once */
-         padding_wins(e, p, q, width, width_pad, max_batch)))
+    if (given ? given[p]
+              : e->padding == PRUNUS_ENGINE_PAD_ALL ||
+                    (padding_wins(e, p, q, width, width_pad, max_batch) &&
+                     padding_wins(e, p, q, width, width_pad, max_batch))) /* noise wins once */
       width[p] = width_pad[p];
   }
   pad_install(e, width);
-  e->pad_batch = max_batch;
-  e->pad_blas_threads = prunus_get_threads();
   g_free(width), g_free(width_pad);
 }
 
-PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
-                                GError **error) {
+static PrunusEngine *engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                const gboolean *pad, GError **error) {
   if (kind < 0 || kind >= PRUNUS_ENGINE_N_KINDS) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "unknown engine kind %d", (int)kind);
     return NULL;
@@ -557,8 +675,10 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
   e->in_size = prunus_model_input_size(src);
   e->n_classes = prunus_model_n_classes(src);
   e->n_params = src->n_params;
-  e->params = floats_new(src->n_params);
+  e->n_buffers = src->n_buffers;
+  e->params = floats_new(src->n_params + src->n_buffers);
   for (size_t j = 0; j < src->n_params; j++) e->params[j] = src->params[j] * src->mask[j];
+  memcpy(e->params + src->n_params, src->buffers, sizeof(float) * src->n_buffers);
   if (kind == PRUNUS_ENGINE_MASKED) {
     e->mask = floats_new(src->n_params);
     memcpy(e->mask, src->mask, sizeof(float) * src->n_params);
@@ -570,23 +690,37 @@ PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int
     EngineLayer *el = &e->layers[i];
     el->l = el->shape = src->layers[i];
     el->l.team = el->shape.team = NULL; /* a training team may be gone when the engine runs */
+    el->l.training = el->shape.training = FALSE; /* kept batchnorms use running statistics */
     if (!el->l.ops->has_params) continue;
     const float *W = e->params + el->l.w_off;
     for (size_t j = 0; j < el->l.w_len; j++) el->nnz += W[j] != 0.0f;
     if (kind == PRUNUS_ENGINE_SPARSE || kind == PRUNUS_ENGINE_AUTO)
       el->csr = prunus_csr_from_dense(W, NULL, el->l.out.c, el->l.fan_in);
   }
+  if (!prunus_model_is_sequence(src)) e->plan = prunus_infer_plan_new(src);
   if (kind == PRUNUS_ENGINE_AUTO) auto_measure(e, max_batch);
-  if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, max_batch);
+  if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, max_batch, pad);
   reserve_batch(e, &e->ws[0], max_batch);
   if (shrunk) prunus_model_free(shrunk);
   prunus_model_free(plain);
   return e;
 }
 
+PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                GError **error) {
+  return engine_new(m, kind, max_batch, NULL, error);
+}
+
+PrunusEngine *prunus_engine_new_padded(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                       const gboolean *pad, GError **error) {
+  g_return_val_if_fail(pad != NULL, NULL);
+  return engine_new(m, kind, max_batch, pad, error);
+}
+
 void prunus_engine_free(PrunusEngine *e) {
   if (!e) return;
   for (size_t p = 0; p < G_N_ELEMENTS(e->ws); p++) workspace_free(e, &e->ws[p]);
+  prunus_infer_plan_free(e->plan);
   prunus_team_free(e->team);
   for (int i = 0; i < e->n_layers; i++) prunus_csr_free(e->layers[i].csr);
   g_free(e->layers);
@@ -604,7 +738,7 @@ void prunus_engine_set_threads(PrunusEngine *e, int threads) {
   threads = MIN(threads, 2);
   if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK) {
     if (e->padding == PRUNUS_ENGINE_PAD_MEASURED && prunus_get_threads() != e->pad_blas_threads)
-      pad_measure(e, e->pad_batch);
+      pad_measure(e, e->pad_batch, NULL);
     return; /* BLAS only: no threads of their own */
   }
   if (threads == e->threads) return;
@@ -619,13 +753,15 @@ void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode) {
   g_return_if_fail(mode >= PRUNUS_ENGINE_PAD_MEASURED && mode <= PRUNUS_ENGINE_PAD_ALL);
   e->padding = mode;
   if (e->kind == PRUNUS_ENGINE_DENSE || e->kind == PRUNUS_ENGINE_SHRUNK)
-    pad_measure(e, e->pad_batch);
+    pad_measure(e, e->pad_batch, NULL);
 }
 
 size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
   size_t bytes = 0;
   for (int i = 0; i < e->n_layers; i++) {
     const EngineLayer *el = &e->layers[i];
+    if (el->l.spec.type == PRUNUS_LAYER_BATCHNORM) /* kept in a graph: scale, shift, statistics */
+      bytes += sizeof(float) * (el->l.b_len + el->l.buf_len);
     if (!el->l.ops->has_params) continue;
     bytes += sizeof(float) * el->l.b_len;
     gboolean keeps_dense = e->kind != PRUNUS_ENGINE_SPARSE;
@@ -642,6 +778,13 @@ size_t prunus_engine_weight_bytes(const PrunusEngine *e) {
 }
 
 int prunus_engine_n_layers(const PrunusEngine *e) { return e->n_layers; }
+
+size_t prunus_engine_activation_floats(const PrunusEngine *e) {
+  if (e->plan) return prunus_infer_plan_floats(e->plan);
+  size_t n = 0;
+  for (int i = 0; i <= e->n_layers; i++) n += act_size(e, i);
+  return n;
+}
 
 const PrunusLayer *prunus_engine_layer(const PrunusEngine *e, int i) {
   g_return_val_if_fail(i >= 0 && i < e->n_layers, NULL);
@@ -696,16 +839,32 @@ static void engine_forward(void *ctx) {
   prunus_engine_forward(f->e, f->x, f->B, f->logits);
 }
 
-double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
+/* A forward of B seeded random samples, ready to time. */
+static EngineForward timed_forward_new(PrunusEngine *e, int B) {
   size_t n = (size_t)B * e->in_size;
   float *x = g_new(float, n); /* (B, input) */
-  float *logits = g_new(float, (size_t)B * e->n_classes);
   PrunusRng rng;
   prunus_rng_seed(&rng, 12345);
   for (size_t i = 0; i < n; i++) x[i] = (float)prunus_rng_normal(&rng);
-  EngineForward f = {e, x, B, logits};
+  return (EngineForward){e, x, B, g_new(float, (size_t)B * e->n_classes)};
+}
+
+static void timed_forward_free(EngineForward *f) {
+  g_free((float *)f->x);
+  g_free(f->logits);
+}
+
+double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs) {
+  EngineForward f = timed_forward_new(e, B);
   double us = prunus_latency_us(engine_forward, &f, budget_seconds, min_runs);
-  g_free(logits);
-  g_free(x);
+  timed_forward_free(&f);
   return us;
+}
+
+PrunusLatency prunus_engine_latency_adaptive(PrunusEngine *e, int B,
+                                             const PrunusLatencyPlan *plan) {
+  EngineForward f = timed_forward_new(e, B);
+  PrunusLatency r = prunus_latency_adaptive(engine_forward, &f, plan);
+  timed_forward_free(&f);
+  return r;
 }

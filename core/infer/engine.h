@@ -5,6 +5,7 @@
 #ifndef PRUNUS_ENGINE_H
 #define PRUNUS_ENGINE_H
 
+#include "latency.h"
 #include "model.h"
 
 G_BEGIN_DECLS
@@ -20,7 +21,7 @@ typedef enum {
 
 typedef struct PrunusEngine PrunusEngine;
 
-/* DENSE and SHRUNK may lay a dense layer out with zero rows added (outputs up to a
+/* DENSE and SHRUNK may lay a sequence's dense layer out with zero rows added (outputs up to a
  * multiple of 16, so BLAS tiles fill) and the next dense layer with zero columns to
  * match: the extra outputs are exact zeros, never visible, not counted in FLOPs. */
 typedef enum {
@@ -36,13 +37,22 @@ const char *prunus_engine_kind_name(PrunusEngineKind kind);
 /* (transfer full) An engine computing what prunus_model_forward(m) computes (with m's
  * masks applied; in evaluation mode, up to rounding where batchnorm is folded into the
  * layer before it: prunus_model_to_plain). It copies what it needs: m may change or be
- * freed afterwards. Sequences run here; graphs and the layers a sequence of dense,
- * conv2d, maxpool2d, relu and flatten cannot express (avgpool2d, globalavgpool) are an
- * error naming the first such layer.
+ * freed afterwards. Sequences run layer after layer; graphs (add, concat, layers
+ * reading other layers) by an inference plan (infer_plan.h: relus fused, a few
+ * activation buffers reused by liveness) a chunk of the batch at a time. SHRUNK
+ * removes dead units of sequences only (a graph's branches would have to agree on
+ * them): on a graph it computes as DENSE does.
  * max_batch sizes the workspace (forward grows it when needed) and, for AUTO, the
  * largest batch size measured. */
 PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
                                 GError **error);
+/* (transfer full) A DENSE or SHRUNK engine padded as given, without measuring: dense
+ * layer i (one that feeds another through relus) gets zero rows up to a multiple of 16
+ * where pad[i] (n_layers of the engine's network). Another engine's choices for the same
+ * layers (prunus_engine_layer_padding) lay out a network with fewer units the same way
+ * at no cost. */
+PrunusEngine *prunus_engine_new_padded(const PrunusModel *m, PrunusEngineKind kind, int max_batch,
+                                       const gboolean *pad, GError **error);
 void prunus_engine_free(PrunusEngine *e);
 
 /* logits (B, n_classes) from x (B, input size). */
@@ -57,7 +67,8 @@ void prunus_engine_set_threads(PrunusEngine *e, int threads);
 /* Bytes of weights, biases and index arrays (and masks, for MASKED) held in memory,
  * padding rows and columns included. */
 size_t prunus_engine_weight_bytes(const PrunusEngine *e);
-/* Layers of the engine's network (SHRUNK: the shrunk one), without padding. */
+/* Layers of the engine's network (SHRUNK: the shrunk one; batchnorm folded), without
+ * padding. */
 int prunus_engine_n_layers(const PrunusEngine *e);
 const PrunusLayer *prunus_engine_layer(const PrunusEngine *e, int i);
 /* "dense" or "sparse": how layer i runs at batch B; NULL for layers without params. */
@@ -76,6 +87,8 @@ uint64_t prunus_engine_flops(const PrunusEngine *e);
 /* Microseconds of one forward of B seeded random samples, measured as
  * prunus_latency_us does: the lowest of three window medians after 3 warm-ups. */
 double prunus_engine_latency_us(PrunusEngine *e, int B, double budget_seconds, int min_runs);
+/* The same forward timed by prunus_latency_adaptive: windows until two medians agree. */
+PrunusLatency prunus_engine_latency_adaptive(PrunusEngine *e, int B, const PrunusLatencyPlan *plan);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: nothing in core/ calls these */
@@ -84,6 +97,9 @@ gboolean prunus_engine_kind_from_name(const char *name, PrunusEngineKind *out);
 /* Lay DENSE / SHRUNK out again by mode (measuring, for PAD_MEASURED); other kinds
  * have no padding and ignore it. */
 void prunus_engine_set_padding(PrunusEngine *e, PrunusEnginePadding mode);
+/* Floats per sample of the activation buffers a forward uses (a sequence: one per
+ * layer; a graph: its plan's, reused by liveness). */
+size_t prunus_engine_activation_floats(const PrunusEngine *e);
 
 G_END_DECLS
 

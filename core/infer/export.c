@@ -4,10 +4,12 @@
  * like PyTorch's nn.Sequential, for PyTorch users. `prunus export`: job_export.c. */
 #include "export.h"
 #include "dataset.h"
+#include "infer_plan.h"
 #include "safetensors.h"
 #include "shrink.h"
 
 #include <errno.h>
+#include <math.h>
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
@@ -96,12 +98,42 @@ static void emit_layer_arrays(GString *s, const PrunusModel *m, int i, const Lay
   emit_floats(s, name, m->params + l->b_off, l->b_len);
 }
 
-/* The code of layer i, reading `in`, writing `out` (both static buffers). */
+/* A kept batchnorm (one whose layer has other readers): the per-channel affine map
+ * y = x a + s that layers_norm.c computes in evaluation mode, as two arrays. */
+static void emit_batchnorm_arrays(GString *s, const PrunusModel *m, int i) {
+  const PrunusLayer *l = &m->layers[i];
+  int C = l->in.c;
+  const float *gamma = m->params + l->b_off, *beta = gamma + C;
+  const float *mean = m->params + l->buf_off, *var = mean + C;
+  float *a = g_new(float, C), *sh = g_new(float, C);
+  for (int c = 0; c < C; c++) {
+    float istd = (float)(1.0 / sqrt((double)var[c] + (double)l->spec.eps));
+    a[c] = gamma[c] * istd;
+    sh[c] = beta[c] - mean[c] * a[c];
+  }
+  char name[32];
+  g_string_append_printf(s, "\n/* layer %s: batchnorm, %d channels, as scale and shift */\n",
+                         l->name, C);
+  g_snprintf(name, sizeof name, "L%d_a", i);
+  emit_floats(s, name, a, C);
+  g_snprintf(name, sizeof name, "L%d_s", i);
+  emit_floats(s, name, sh, C);
+  g_free(a), g_free(sh);
+}
+
+/* The C name of a plan buffer. */
+static char *buffer_name(int b, const char *input) {
+  if (b == PRUNUS_PLAN_INPUT) return g_strdup(input);
+  if (b == PRUNUS_PLAN_OUTPUT) return g_strdup("logits");
+  return g_strdup_printf("buf%d", b);
+}
+
+/* The code of layer i (a step of the plan), reading `in` (in0, in1, ... for add and
+ * concat) and writing `out`. */
 static void emit_layer_code(GString *s, const PrunusModel *m, int i, const LayerPlan *p) {
   const PrunusLayer *l = &m->layers[i];
   int C = l->in.c, H = l->in.h, W = l->in.w, O = l->out.c, Ho = l->out.h, Wo = l->out.w;
   int k = l->spec.kernel, st = l->spec.stride > 0 ? l->spec.stride : k, pd = l->spec.padding;
-  g_string_append_printf(s, "  /* layer %s: %s */\n  {\n", l->name, l->ops->type_name);
   switch (l->spec.type) {
   case PRUNUS_LAYER_DENSE:
     if (p->csr)
@@ -124,48 +156,41 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
                              O, i, C, C, i);
     break;
   case PRUNUS_LAYER_CONV2D:
+    /* per output channel: the bias, then each weight times the input rows it meets,
+     * over the outputs whose input is inside the plane (a row of them runs unbroken) */
+    g_string_append_printf(s,
+                           "    for (int co = 0; co < %d; co++) {\n"
+                           "      float *o = out + (long)co * %d;\n"
+                           "      for (int q = 0; q < %d; q++) o[q] = L%d_b[co];\n",
+                           O, Ho * Wo, Ho * Wo, i);
     if (p->csr)
-      g_string_append_printf(
-          s,
-          "    for (int co = 0; co < %d; co++) {\n"
-          "      float *o = out + (long)co * %d;\n"
-          "      for (int q = 0; q < %d; q++) o[q] = 0.0f;\n"
-          "      for (int j = L%d_ptr[co]; j < L%d_ptr[co + 1]; j++) {\n"
-          "        int idx = L%d_col[j], c = idx / %d, kh = (idx / %d) %% %d, kw = idx %% %d;\n"
-          "        float v = L%d_val[j];\n"
-          "        for (int oh = 0; oh < %d; oh++) {\n"
-          "          int ih = oh * %d - %d + kh;\n"
-          "          if (ih < 0 || ih >= %d) continue;\n"
-          "          for (int ow = 0; ow < %d; ow++) {\n"
-          "            int iw = ow * %d - %d + kw;\n"
-          "            if (iw >= 0 && iw < %d) o[oh * %d + ow] += v * in[(c * %d + ih) * %d + iw];\n"
-          "          }\n"
-          "        }\n"
-          "      }\n"
-          "      for (int q = 0; q < %d; q++) o[q] += L%d_b[co];\n"
-          "    }\n",
-          O, Ho * Wo, Ho * Wo, i, i, i, k * k, k, k, k, i, Ho, st, pd, H, Wo, st, pd, W, Wo, H, W,
-          Ho * Wo, i);
+      g_string_append_printf(s,
+                             "      for (int j = L%d_ptr[co]; j < L%d_ptr[co + 1]; j++) {\n"
+                             "        int idx = L%d_col[j], c = idx / %d, kh = (idx / %d) %% %d, "
+                             "kw = idx %% %d;\n"
+                             "        float v = L%d_val[j];\n",
+                             i, i, i, k * k, k, k, k, i);
     else
-      g_string_append_printf(
-          s,
-          "    for (int co = 0; co < %d; co++)\n"
-          "      for (int oh = 0; oh < %d; oh++)\n"
-          "        for (int ow = 0; ow < %d; ow++) {\n"
-          "          float acc = 0.0f;\n"
-          "          for (int c = 0; c < %d; c++)\n"
-          "            for (int kh = 0; kh < %d; kh++) {\n"
-          "              int ih = oh * %d - %d + kh;\n"
-          "              if (ih < 0 || ih >= %d) continue;\n"
-          "              for (int kw = 0; kw < %d; kw++) {\n"
-          "                int iw = ow * %d - %d + kw;\n"
-          "                if (iw >= 0 && iw < %d)\n"
-          "                  acc += L%d_w[((co * %d + c) * %d + kh) * %d + kw] * in[(c * %d + ih) * %d + iw];\n"
-          "              }\n"
-          "            }\n"
-          "          out[(co * %d + oh) * %d + ow] = acc + L%d_b[co];\n"
-          "        }\n",
-          O, Ho, Wo, C, k, st, pd, H, k, st, pd, W, i, C, k, k, H, W, Ho, Wo, i);
+      g_string_append_printf(s,
+                             "      for (int c = 0; c < %d; c++)\n"
+                             "      for (int kh = 0; kh < %d; kh++)\n"
+                             "      for (int kw = 0; kw < %d; kw++) {\n"
+                             "        float v = L%d_w[((co * %d + c) * %d + kh) * %d + kw];\n",
+                             C, k, k, i, C, k, k);
+    g_string_append_printf(s,
+                           "        int lo = %d - kw, hi = %d - kw;\n"
+                           "        int ow0 = lo > 0 ? (lo + %d) / %d : 0, ow1 = hi < 0 ? 0 : hi / %d + 1;\n"
+                           "        if (ow1 > %d) ow1 = %d;\n"
+                           "        for (int oh = 0; oh < %d; oh++) {\n"
+                           "          int ih = oh * %d - %d + kh;\n"
+                           "          if (ih < 0 || ih >= %d) continue;\n"
+                           "          const float *xr = in + ((long)c * %d + ih) * %d;\n"
+                           "          float *orow = o + oh * %d;\n"
+                           "          for (int ow = ow0; ow < ow1; ow++) orow[ow] += v * xr[ow * %d - %d + kw];\n"
+                           "        }\n"
+                           "      }\n"
+                           "    }\n",
+                           pd, W - 1 + pd, st - 1, st, st, Wo, Wo, Ho, st, pd, H, H, W, Wo, st, pd);
     break;
   case PRUNUS_LAYER_MAXPOOL2D:
     g_string_append_printf(s,
@@ -183,16 +208,92 @@ static void emit_layer_code(GString *s, const PrunusModel *m, int i, const Layer
                            "        }\n",
                            C, Ho, Wo, H * W, st, W, st, k, k, st, W, st, Ho, Wo);
     break;
+  case PRUNUS_LAYER_AVGPOOL2D: {
+    char inv[G_ASCII_DTOSTR_BUF_SIZE];
+    g_snprintf(inv, sizeof inv, "%a", (double)(1.0f / (float)(k * k)));
+    g_string_append_printf(s,
+                           "    for (int c = 0; c < %d; c++)\n"
+                           "      for (int oh = 0; oh < %d; oh++)\n"
+                           "        for (int ow = 0; ow < %d; ow++) {\n"
+                           "          const float *xc = in + (long)c * %d;\n"
+                           "          float sum = 0.0f;\n"
+                           "          for (int kh = 0; kh < %d; kh++)\n"
+                           "            for (int kw = 0; kw < %d; kw++) sum += xc[(oh * %d + kh) * %d + ow * %d + kw];\n"
+                           "          out[(c * %d + oh) * %d + ow] = sum * %sf;\n"
+                           "        }\n",
+                           C, Ho, Wo, H * W, k, k, st, W, st, Ho, Wo, inv);
+    break;
+  }
+  case PRUNUS_LAYER_GLOBALAVGPOOL: {
+    char inv[G_ASCII_DTOSTR_BUF_SIZE];
+    g_snprintf(inv, sizeof inv, "%a", (double)(1.0f / (float)(H * W)));
+    g_string_append_printf(s,
+                           "    for (int c = 0; c < %d; c++) {\n"
+                           "      float sum = 0.0f;\n"
+                           "      for (int q = 0; q < %d; q++) sum += in[(long)c * %d + q];\n"
+                           "      out[c] = sum * %sf;\n"
+                           "    }\n",
+                           C, H * W, H * W, inv);
+    break;
+  }
+  case PRUNUS_LAYER_BATCHNORM:
+    g_string_append_printf(
+        s,
+        "    for (int c = 0; c < %d; c++)\n"
+        "      for (int q = 0; q < %d; q++) out[c * %d + q] = in[c * %d + q] * L%d_a[c] + L%d_s[c];\n",
+        C, H * W, H * W, H * W, i, i);
+    break;
+  case PRUNUS_LAYER_ADD:
+    g_string_append_printf(s, "    for (int q = 0; q < %zu; q++) out[q] = in0[q]",
+                           prunus_shape_size(l->out));
+    for (int j = 1; j < l->n_in; j++) g_string_append_printf(s, " + in%d[q]", j);
+    g_string_append(s, ";\n");
+    break;
+  case PRUNUS_LAYER_CONCAT: {
+    size_t off = 0, HW = (size_t)l->out.h * l->out.w;
+    for (int j = 0; j < l->n_in; j++) {
+      size_t n = (size_t)l->in_c[j] * HW;
+      g_string_append_printf(s, "    for (int q = 0; q < %zu; q++) out[%zu + q] = in%d[q];\n", n,
+                             off, j);
+      off += n;
+    }
+    break;
+  }
   case PRUNUS_LAYER_RELU:
     g_string_append_printf(
         s, "    for (int q = 0; q < %zu; q++) out[q] = in[q] > 0.0f ? in[q] : 0.0f;\n",
         prunus_shape_size(l->in));
     break;
-  default: /* flatten */
+  default: /* flatten, as the last layer (elsewhere a view of its input) */
     g_string_append_printf(s, "    for (int q = 0; q < %zu; q++) out[q] = in[q];\n",
                            prunus_shape_size(l->in));
     break;
   }
+}
+
+/* The code of one step of the plan: its layer, then the relu fused into it. */
+static void emit_step_code(GString *s, const PrunusModel *m, const PrunusPlanStep *st,
+                           const LayerPlan *p) {
+  const PrunusLayer *l = &m->layers[st->layer];
+  g_string_append_printf(s, "  /* layer %s: %s", l->name, l->ops->type_name);
+  if (st->relu >= 0) g_string_append_printf(s, ", then relu %s", m->layers[st->relu].name);
+  g_string_append(s, " */\n  {\n");
+  for (int k = 0; k < st->n_in; k++) {
+    char *name = buffer_name(st->in[k], "x");
+    if (st->n_in == 1)
+      g_string_append_printf(s, "    const float *in = %s;\n", name);
+    else
+      g_string_append_printf(s, "    const float *in%d = %s;\n", k, name);
+    g_free(name);
+  }
+  char *out = buffer_name(st->out, "x");
+  g_string_append_printf(s, "    float *out = %s;\n", out);
+  g_free(out);
+  emit_layer_code(s, m, st->layer, p);
+  if (st->relu >= 0)
+    g_string_append_printf(
+        s, "    for (int q = 0; q < %zu; q++) out[q] = out[q] > 0.0f ? out[q] : 0.0f;\n",
+        prunus_shape_size(l->out));
   g_string_append(s, "  }\n");
 }
 
@@ -204,14 +305,16 @@ static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir
                 g_strerror(errno));
     return FALSE;
   }
-  size_t in_size = prunus_model_input_size(m), max_act = in_size;
+  size_t in_size = prunus_model_input_size(m);
   int K = prunus_model_n_classes(m);
-  for (int i = 0; i < m->n_layers; i++) max_act = MAX(max_act, prunus_shape_size(m->layers[i].out));
+  PrunusInferPlan *plan = prunus_infer_plan_new(m);
   LayerPlan *plans = g_new0(LayerPlan, m->n_layers);
   size_t flash = 0;
   for (int i = 0; i < m->n_layers; i++) {
-    if (!m->layers[i].ops->has_params) continue;
-    plans[i] = plan_layer(&m->layers[i], m->params + m->layers[i].w_off);
+    const PrunusLayer *l = &m->layers[i];
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM) flash += sizeof(float) * 2 * (size_t)l->in.c;
+    if (!l->ops->has_params) continue;
+    plans[i] = plan_layer(l, m->params + l->w_off);
     flash += plans[i].bytes;
   }
   char *arch = prunus_arch_to_string(&m->arch);
@@ -219,18 +322,19 @@ static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir
   g_string_append_printf(
       h,
       "/* prunus_model.h: generated by `prunus export` from %s.\n"
-      " * Architecture (dead units removed): %s. Plain C99, no malloc, no BLAS,\n"
-      " * not reentrant (static scratch buffers). */\n"
+      " * Architecture (dead units removed, batchnorm folded): %s.\n"
+      " * Plain C99, no malloc, no BLAS, not reentrant (static scratch buffers). */\n"
       "#ifndef PRUNUS_MODEL_H\n#define PRUNUS_MODEL_H\n\n#include <stdint.h>\n\n"
       "#define PRUNUS_MODEL_INPUT_SIZE %zu\n#define PRUNUS_MODEL_N_CLASSES %d\n"
-      "/* bytes of weights, biases and index arrays */\n#define PRUNUS_MODEL_FLASH_BYTES %zu\n\n"
+      "/* bytes of weights, biases and index arrays */\n#define PRUNUS_MODEL_FLASH_BYTES %zu\n"
+      "/* bytes of the static activation buffers */\n#define PRUNUS_MODEL_RAM_BYTES %zu\n\n"
       "/* x (INPUT_SIZE) from raw pixels (INPUT_SIZE), normalised as in training. */\n"
       "void prunus_model_normalize(const uint8_t *pixels, float *x);\n"
       "/* logits (N_CLASSES) of one normalised input x (INPUT_SIZE). */\n"
       "void prunus_model_logits(const float *x, float *logits);\n"
       "/* The class with the largest logit (the first one on ties). */\n"
       "int prunus_model_predict(const float *x);\n\n#endif\n",
-      checkpoint, arch, in_size, K, flash);
+      checkpoint, arch, in_size, K, flash, sizeof(float) * prunus_infer_plan_floats(plan));
   GString *s = g_string_new(NULL);
   g_string_append_printf(s,
                          "/* prunus_model.c: generated by `prunus export` from %s.\n"
@@ -238,21 +342,23 @@ static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir
                          "#include \"prunus_model.h\"\n\n",
                          checkpoint, arch, flash, dense_bytes);
   emit_floats(s, "norm_lut", lut, 256);
-  for (int i = 0; i < m->n_layers; i++)
+  for (int i = 0; i < m->n_layers; i++) {
+    if (m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM) emit_batchnorm_arrays(s, m, i);
     if (m->layers[i].ops->has_params) emit_layer_arrays(s, m, i, &plans[i]);
-  g_string_append_printf(s, "\nstatic float buf_a[%zu], buf_b[%zu];\n\n", max_act, max_act);
+  }
+  if (plan->n_bufs > 0) {
+    g_string_append(s, "\n/* activations, reused once their last reader has run */\n");
+    for (int b = 0; b < plan->n_bufs; b++)
+      g_string_append_printf(s, "static float buf%d[%zu];\n", b, plan->buf_floats[b]);
+  }
   g_string_append_printf(s,
-                         "void prunus_model_normalize(const uint8_t *pixels, float *x) {\n"
+                         "\nvoid prunus_model_normalize(const uint8_t *pixels, float *x) {\n"
                          "  for (int q = 0; q < %zu; q++) x[q] = norm_lut[pixels[q]];\n}\n\n",
                          in_size);
-  g_string_append_printf(s,
-                         "void prunus_model_logits(const float *x, float *logits) {\n"
-                         "  const float *in = x;\n  float *out = buf_a;\n");
-  for (int i = 0; i < m->n_layers; i++) {
-    emit_layer_code(s, m, i, &plans[i]);
-    g_string_append(s, "  in = out;\n  out = out == buf_a ? buf_b : buf_a;\n");
-  }
-  g_string_append_printf(s, "  for (int q = 0; q < %d; q++) logits[q] = in[q];\n}\n\n", K);
+  g_string_append(s, "void prunus_model_logits(const float *x, float *logits) {\n");
+  for (int t = 0; t < plan->n_steps; t++)
+    emit_step_code(s, m, &plan->steps[t], &plans[plan->steps[t].layer]);
+  g_string_append(s, "}\n\n");
   g_string_append_printf(
       s,
       "int prunus_model_predict(const float *x) {\n"
@@ -280,6 +386,7 @@ static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir
   g_string_free(h, TRUE);
   g_free(arch);
   g_free(plans);
+  prunus_infer_plan_free(plan);
   return ok;
 }
 
@@ -352,6 +459,8 @@ gboolean prunus_export_c(const PrunusModel *m, const PrunusNorm *norm, const cha
 
 gboolean prunus_export_safetensors(const PrunusModel *m, const char *path, gboolean quiet,
                                    GError **error) {
+  /* PyTorch's names and shapes of a sequence (nn.Sequential); graphs are not mapped */
+  if (!prunus_model_check_plain(m, TRUE, "prunus export", error)) return FALSE;
   PrunusModel *plain = prunus_model_to_plain(m, "prunus export", error);
   if (!plain) return FALSE;
   PrunusModel *s = prunus_model_shrink_dead(plain, error);

@@ -1,7 +1,8 @@
 /* job_export.c: `prunus export`: loads a checkpoint and writes it as C (with the
- * input normalisation it was trained with) or as safetensors for PyTorch (export.c). */
+ * input normalisation it was trained with, export.c) or for PyTorch (export_torch.c). */
 #include "checkpoint.h"
 #include "export.h"
+#include "export_torch.h"
 #include "job.h"
 
 /* The normalisation of a checkpoint without one in its metadata: fitted again on the
@@ -39,7 +40,7 @@ gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
          (has_norm || norm_from_config(o, checkpoint, m, &norm, error)) &&
          prunus_export_c(m, &norm, out, checkpoint, quiet, NULL, error);
   } else {
-    ok = prunus_export_safetensors(m, out, quiet, error);
+    ok = prunus_export_torch(m, md, out, checkpoint, quiet, error);
   }
   g_hash_table_unref(md);
   prunus_model_free(m);

@@ -2,6 +2,7 @@
  * `prunus plugins` (every plugin on the search path). */
 #include "fatal.h"
 #include "job.h"
+#include "latency.h"
 #include "pipeline.h"
 #include "plugin_guard.h"
 #include "report.h"
@@ -226,11 +227,37 @@ static void run_unit_free(gpointer data) {
   g_free(u);
 }
 
+/* prune.masks_from: the unit of that name at the same seed among the earlier ones (its
+ * checkpoints exist by the time this one needs them), or NULL + an error at the key. */
+static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError **error) {
+  GString *names = g_string_new(NULL);
+  const RunUnit *found = NULL;
+  for (guint i = 0; i < earlier->len && !found; i++) {
+    const RunUnit *e = g_ptr_array_index(earlier, i);
+    if (e->job.rc.seed != u->job.rc.seed) continue;
+    if (!strcmp(e->name, u->pc.masks_from)) found = e;
+    g_string_append_printf(names, "%s'%s'", names->len ? ", " : "", e->name);
+  }
+  if (!found) {
+    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.masks_from = \"%s\": no experiment of that name runs before this one "
+                "(%s%s); list the source experiment first",
+                where, u->pc.masks_from, names->len ? "before it: " : "it is the first",
+                names->str);
+    g_free(where);
+  }
+  g_string_free(names, TRUE);
+  return found;
+}
+
 /* Open experiment ch as its own job and prepare its pipeline: every config key and
- * plugin setting checked, no data read, nothing written. Errors name the experiment. */
+ * plugin setting checked, no data read, nothing written. Errors name the experiment.
+ * earlier: the units prepared before it (where prune.masks_from looks). */
 static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, const char *name,
                              const ExperimentChoice *ch, gboolean seed_dirs, const char *cache,
-                             PrunusPluginRegistry *reg, GError **error) {
+                             PrunusPluginRegistry *reg, GPtrArray *earlier, PrunusRunClock *clock,
+                             GError **error) {
   RunUnit *u = g_new0(RunUnit, 1);
   u->name = name;
   u->selected = !o->only || !strcmp(name, o->only);
@@ -242,6 +269,11 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
   eo.run_dir = base->run_dir;
   gboolean ok = prunus_job_open_with(&u->job, &eo, prepare_experiment, (void *)ch, error) &&
                 prunus_prune_config_parse(u->job.cfg, &u->job.rc, &u->pc, error);
+  const RunUnit *source = NULL;
+  if (ok && u->pc.masks_from) {
+    source = masks_source(u, earlier, error);
+    ok = source != NULL;
+  }
   if (ok) {
     PrunusExperiment exp = {.name = name,
                             .cfg = u->job.cfg,
@@ -249,9 +281,11 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
                             .pc = &u->pc,
                             .run_dir = base->run_dir,
                             .subdir = u->subdir,
+                            .masks_subdir = source ? source->subdir : NULL,
                             .cache_dir = cache,
                             .threads = base->threads,
-                            .quiet = o->quiet};
+                            .quiet = o->quiet,
+                            .clock = clock};
     u->pipeline = prunus_pipeline_prepare(&exp, reg, error);
     ok = u->pipeline != NULL;
   }
@@ -275,7 +309,30 @@ static void record_failure(const char *run_dir, PrunusJson *summary, const GErro
   if (!prunus_rundir_write_summary(run_dir, summary, &local)) g_clear_error(&local);
 }
 
+/* Where the run's wall time went: the pipelines' shares, the reports, and the rest
+ * (loading the data, preparing the experiments). */
+static void print_timing(GPtrArray *units, double total, double report) {
+  PrunusPipelineTiming sum = {0};
+  for (guint k = 0; k < units->len; k++) {
+    const RunUnit *u = g_ptr_array_index(units, k);
+    PrunusPipelineTiming t = prunus_pipeline_timing(u->pipeline);
+    sum.train += t.train, sum.evaluate += t.evaluate, sum.latency += t.latency;
+    sum.checkpoint += t.checkpoint;
+  }
+  double other = total - sum.train - sum.evaluate - sum.latency - sum.checkpoint - report;
+  double pct = 100.0 / MAX(total, 1e-9);
+  printf(
+      "time: %.1f s: training and pruning %.1f s (%.1f%%), evaluation %.2f s (%.1f%%), latency "
+      "%.2f s (%.1f%%), checkpoints %.2f s (%.1f%%), reports %.2f s (%.1f%%), other %.2f s "
+      "(%.1f%%)\n",
+      total, sum.train, sum.train * pct, sum.evaluate, sum.evaluate * pct, sum.latency,
+      sum.latency * pct, sum.checkpoint, sum.checkpoint * pct, report, report * pct, other,
+      other * pct);
+}
+
 gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
+  gint64 t_start = g_get_monotonic_time();
+  PrunusRunClock clock = {.start_us = prunus_now_us()};
   PrunusJob base;
   ExperimentChoice base_choice = {.index = -1};
   /* from here on a crash, an interrupt or a plugin's exit() is reported, naming what ran */
@@ -321,7 +378,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
                              .has_seed = seeds->len > 0,
                              .seed = seeds->len ? g_array_index(seeds, int64_t, s) : 0};
       RunUnit *u = prepare_unit(o, &base, g_ptr_array_index(names, i), &ch, seeds->len > 1, cache,
-                                reg, error);
+                                reg, units, &clock, error);
       if (!u) goto out_free;
       g_ptr_array_add(units, u);
     }
@@ -355,9 +412,14 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   }
   prunus_plugin_guard_set_experiment(NULL, NULL);
   prunus_rundir_summary_set_status(summary, PRUNUS_RUN_FINISHED, NULL);
+  gint64 t_report = g_get_monotonic_time();
   ok = prunus_rundir_write_summary(base.run_dir, summary, error) &&
        prunus_report_write(base.run_dir, error);
-  if (ok && !o->quiet) printf("report: %s/report.html\n", base.run_dir);
+  if (ok && !o->quiet) {
+    gint64 t_end = g_get_monotonic_time();
+    printf("report: %s/report.html\n", base.run_dir);
+    print_timing(units, (t_end - t_start) / 1e6, (t_end - t_report) / 1e6);
+  }
 
 out_free:
   prunus_plugin_guard_set_experiment(NULL, NULL);

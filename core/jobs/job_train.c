@@ -49,14 +49,19 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   if (!prunus_train(m, &job.rc.train, data.train, data.val, &data.norm, job.rc.seed, &opt, error))
     goto out_free_model;
   rm.seconds = (g_get_monotonic_time() - t0) / 1e6;
+  t0 = g_get_monotonic_time();
   PrunusEvalResult test = prunus_evaluate(m, data.test, &data.norm, job.rc.train.batch);
   PrunusEvalResult val = prunus_evaluate(m, data.val, &data.norm, job.rc.train.batch);
+  rm.seconds_evaluate = (g_get_monotonic_time() - t0) / 1e6;
+  rm.seconds_latency = NAN; /* train measures no latency */
+  t0 = g_get_monotonic_time();
   md = prunus_rundir_checkpoint_metadata(job.cfg, &job.rc, &data.norm);
   g_hash_table_insert(md, g_strdup("epoch"), g_strdup_printf("%d", job.rc.train.epochs));
   g_hash_table_insert(md, g_strdup("round"), g_strdup("0"));
   char *ckpt = g_build_filename(job.run_dir, "model.safetensors", NULL);
   ok = prunus_checkpoint_save(m, ckpt, md, error);
   rm.checkpoint_bytes = prunus_rundir_file_size(ckpt);
+  rm.seconds_checkpoint = (g_get_monotonic_time() - t0) / 1e6;
   g_free(ckpt);
   if (!ok) goto out_free_md;
   uint64_t prunable = 0;

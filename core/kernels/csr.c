@@ -75,6 +75,77 @@ size_t prunus_csr_bytes(const PrunusCsr *a) {
          ((size_t)2 * a->rows + 1) * sizeof(int32_t);
 }
 
+PrunusCsr *prunus_csr_from_mask(const float *mask, int rows, int cols, bool transposed,
+                                int32_t **src_out) {
+  g_return_val_if_fail(rows >= 0 && cols >= 0, NULL);
+  /* the matrix stored: (R, C) = (rows, cols), or (cols, rows) when transposed */
+  int R = transposed ? cols : rows, C = transposed ? rows : cols;
+  int32_t *len = aligned_new(sizeof(int32_t) * (size_t)MAX(R, 1));
+  memset(len, 0, sizeof(int32_t) * (size_t)MAX(R, 1));
+  int64_t nnz = 0, stored = 0;
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) len[transposed ? j : i] += mask[(size_t)i * cols + j] != 0.0f;
+  for (int r = 0; r < R; r++) nnz += len[r], stored += (len[r] + 7) / 8 * 8;
+  g_assert(stored <= INT32_MAX);
+  PrunusCsr *a = g_new0(PrunusCsr, 1);
+  a->rows = R, a->cols = C, a->nnz = nnz, a->stored = stored;
+  a->len = len;
+  a->ptr = aligned_new(sizeof(int32_t) * ((size_t)R + 1));
+  a->col = aligned_new(sizeof(int32_t) * (size_t)stored);
+  a->val = aligned_new(sizeof(float) * (size_t)stored);
+  int32_t *src = g_new(int32_t, MAX(stored, 1));
+  int32_t k = 0;
+  for (int r = 0; r < R; r++) {
+    a->ptr[r] = k;
+    k += (len[r] + 7) / 8 * 8;
+  }
+  a->ptr[R] = k;
+  int32_t *fill = g_new0(int32_t, MAX(R, 1)); /* entries placed in each row so far */
+  /* walk the mask in memory order; rows of the stored matrix fill in column order */
+  for (int i = 0; i < rows; i++) {
+    for (int j = 0; j < cols; j++) {
+      if (mask[(size_t)i * cols + j] == 0.0f) continue;
+      int r = transposed ? j : i, c = transposed ? i : j;
+      int32_t at = a->ptr[r] + fill[r]++;
+      a->col[at] = c;
+      src[at] = (int32_t)((size_t)i * cols + j);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int32_t at = a->ptr[r] + len[r]; at < a->ptr[r + 1]; at++) a->col[at] = 0, src[at] = -1;
+  memset(a->val, 0, sizeof(float) * (size_t)stored);
+  g_free(fill);
+  *src_out = src;
+  return a;
+}
+
+PrunusCsrBlocks *prunus_csr_blocks_new(const PrunusCsr *a, int width) {
+  g_return_val_if_fail(width > 0, NULL);
+  PrunusCsrBlocks *b = g_new0(PrunusCsrBlocks, 1);
+  b->width = width, b->rows = a->rows;
+  b->n_blocks = MAX((a->cols + width - 1) / width, 1);
+  b->start = g_new(int32_t, (size_t)(b->n_blocks + 1) * MAX(a->rows, 1));
+  for (int r = 0; r < a->rows; r++) {
+    int32_t k = a->ptr[r], end = k + a->len[r];
+    for (int blk = 0; blk <= b->n_blocks; blk++) {
+      while (k < end && a->col[k] < blk * width) k++; /* columns ascend within a row */
+      b->start[(size_t)blk * a->rows + r] = blk == b->n_blocks ? end : k;
+    }
+  }
+  return b;
+}
+
+void prunus_csr_blocks_free(PrunusCsrBlocks *b) {
+  if (!b) return;
+  g_free(b->start);
+  g_free(b);
+}
+
+void prunus_csr_gather(PrunusCsr *a, const int32_t *src, const float *W) {
+  float *restrict val = a->val;
+  for (int64_t k = 0; k < a->stored; k++) val[k] = src[k] >= 0 ? W[src[k]] : 0.0f;
+}
+
 /* ------------------------------------------------------------------------ */
 /* dispatch */
 
@@ -137,24 +208,68 @@ __attribute__((target("avx2,fma"))) static void transpose8x8(const float *src, i
   _mm256_storeu_ps(dst + 7 * (size_t)ld, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
-/* By 32x32 tiles: 8x8 AVX2 blocks where they fit, scalar for what is left at the edges. */
-void prunus_transpose(const float *src, int rows, int cols, float *dst) {
-  enum { T = 32 };
-  bool avx2 = prunus_csr_level() >= PRUNUS_CSR_AVX2;
-  for (int r0 = 0; r0 < rows; r0 += T) {
-    int re = MIN(r0 + T, rows);
-    int r8 = avx2 ? r0 + (re - r0) / 8 * 8 : r0; /* rows [r0, r8) in 8x8 blocks */
-    for (int c0 = 0; c0 < cols; c0 += T) {
-      int ce = MIN(c0 + T, cols);
-      int c8 = avx2 ? c0 + (ce - c0) / 8 * 8 : c0;
-      for (int r = r0; r < r8; r += 8)
-        for (int c = c0; c < c8; c += 8)
-          transpose8x8(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows);
-      for (int r = r0; r < re; r++)
-        for (int c = r < r8 ? c8 : c0; c < ce; c++)
-          dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
-    }
+/* 16x16 in zmm registers: interleave pairs of rows, then 4x4 within 128-bit lanes, then
+ * the lanes themselves in two steps. */
+__attribute__((target("avx512f"))) static void transpose16x16(const float *src, int ls, float *dst,
+                                                              int ld) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (size_t)i * ls);
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
   }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+    r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+    r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
+  }
+  for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (size_t)i * ld, r[i]);
+}
+
+/* Rows [r0, r1) x columns [c0, c1) of src (rows, cols) into dst (cols, rows): the widest
+ * blocks the level has over what they cover, the strips left over at the next level
+ * down, scalar last. */
+static void transpose_rect(const float *src, int rows, int cols, float *dst, int r0, int r1, int c0,
+                           int c1, PrunusCsrLevel level) {
+  if (r1 <= r0 || c1 <= c0) return;
+  if (level == PRUNUS_CSR_SCALAR) {
+    for (int r = r0; r < r1; r++)
+      for (int c = c0; c < c1; c++) dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+    return;
+  }
+  int w = level >= PRUNUS_CSR_AVX512 ? 16 : 8;
+  int rb = r0 + (r1 - r0) / w * w, cb = c0 + (c1 - c0) / w * w;
+  for (int r = r0; r < rb; r += w)
+    for (int c = c0; c < cb; c += w) {
+      if (w == 16)
+        transpose16x16(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows);
+      else
+        transpose8x8(src + (size_t)r * cols + c, cols, dst + (size_t)c * rows + r, rows);
+    }
+  transpose_rect(src, rows, cols, dst, r0, rb, cb, c1, level - 1); /* the right strip */
+  transpose_rect(src, rows, cols, dst, rb, r1, c0, c1, level - 1); /* the bottom strip */
+}
+
+/* By 64x64 tiles (16 KB from each side), each covered as transpose_rect does. */
+void prunus_transpose(const float *src, int rows, int cols, float *dst) {
+  enum { T = 64 };
+  PrunusCsrLevel level = prunus_csr_level();
+  for (int r0 = 0; r0 < rows; r0 += T)
+    for (int c0 = 0; c0 < cols; c0 += T)
+      transpose_rect(src, rows, cols, dst, r0, MIN(r0 + T, rows), c0, MIN(c0 + T, cols), level);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -346,6 +461,295 @@ __attribute__((target("avx512f"))) static void spmm_t_rows_avx512(const PrunusCs
 #undef SPMM_BLOCK_AVX512
 
 /* ------------------------------------------------------------------------ */
+/* SDDMM: g[k] = <dyT row r, xT row col[k]> over the stored entries of row r. Each
+ * kernel keeps a block of dyT's row in registers and takes the row's entries 8 (AVX-512)
+ * or 4 (AVX2) at a time, one accumulator each, reduced by a transposing add tree.
+ * Rows are padded to multiples of 8 entries: no tails over k. */
+
+static void sddmm_t_rows_scalar(const PrunusCsr *a, const float *dyT, const float *xT, int N,
+                                float *g, int r0, int r1) {
+  for (int r = r0; r < r1; r++) {
+    const float *dy = dyT + (size_t)r * N;
+    for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k++) {
+      const float *x = xT + (size_t)a->col[k] * N;
+      float acc = 0.0f;
+      for (int n = 0; n < N; n++) acc += dy[n] * x[n];
+      g[k] = acc;
+    }
+  }
+}
+
+/* The sums of 4 vectors of 8, as one vector of 4. */
+__attribute__((target("avx2,fma"))) static inline __m128 sum4x8(__m256 a0, __m256 a1, __m256 a2,
+                                                                __m256 a3) {
+  __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/* Columns [n0, n0 + 8*V) (the last vector masked to `tail` lanes) of rows [r0, r1). */
+#define SDDMM_BLOCK_AVX2(V)                                                                      \
+  for (int r = r0; r < r1; r++) {                                                                \
+    const float *dy = dyT + (size_t)r * N + n0;                                                  \
+    __m256 d[V];                                                                                 \
+    for (int v = 0; v < V - 1; v++) d[v] = _mm256_loadu_ps(dy + 8 * v);                          \
+    d[V - 1] = _mm256_maskload_ps(dy + 8 * (V - 1), tail);                                       \
+    for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k += 4) {                                     \
+      __m256 acc[4];                                                                             \
+      for (int j = 0; j < 4; j++) {                                                              \
+        const float *x = xT + (size_t)a->col[k + j] * N + n0;                                    \
+        acc[j] = _mm256_mul_ps(d[0], V == 1 ? _mm256_maskload_ps(x, tail) : _mm256_loadu_ps(x)); \
+        for (int v = 1; v < V - 1; v++)                                                          \
+          acc[j] = _mm256_fmadd_ps(d[v], _mm256_loadu_ps(x + 8 * v), acc[j]);                    \
+        if (V > 1)                                                                               \
+          acc[j] = _mm256_fmadd_ps(d[V - 1], _mm256_maskload_ps(x + 8 * (V - 1), tail), acc[j]); \
+      }                                                                                          \
+      __m128 s = sum4x8(acc[0], acc[1], acc[2], acc[3]);                                         \
+      if (n0 > 0) s = _mm_add_ps(s, _mm_loadu_ps(g + k));                                        \
+      _mm_storeu_ps(g + k, s);                                                                   \
+    }                                                                                            \
+  }
+
+/* Columns in blocks of up to 64 (8 vectors of dyT's row in registers). */
+__attribute__((target("avx2,fma"))) static void sddmm_t_rows_avx2(const PrunusCsr *a,
+                                                                  const float *dyT, const float *xT,
+                                                                  int N, float *g, int r0, int r1) {
+  for (int n0 = 0; n0 < N; n0 += 64) {
+    int cols = MIN(64, N - n0), V = (cols + 7) / 8, last = cols - 8 * (V - 1);
+    __m256i tail =
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    switch (V) {
+    case 1:
+      SDDMM_BLOCK_AVX2(1) break;
+    case 2:
+      SDDMM_BLOCK_AVX2(2) break;
+    case 3:
+      SDDMM_BLOCK_AVX2(3) break;
+    case 4:
+      SDDMM_BLOCK_AVX2(4) break;
+    case 5:
+      SDDMM_BLOCK_AVX2(5) break;
+    case 6:
+      SDDMM_BLOCK_AVX2(6) break;
+    case 7:
+      SDDMM_BLOCK_AVX2(7) break;
+    default:
+      SDDMM_BLOCK_AVX2(8) break;
+    }
+  }
+}
+#undef SDDMM_BLOCK_AVX2
+
+/* The sums of 8 vectors of 16, as one vector of 8. */
+__attribute__((target("avx512f"))) static inline __m256 sum8x16(const __m512 *a) {
+  __m256 h[8];
+  for (int j = 0; j < 8; j++)
+    h[j] = _mm256_add_ps(_mm512_castps512_ps256(a[j]),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[j]), 1)));
+  __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+  __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(h[4], h[5]), _mm256_hadd_ps(h[6], h[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31));
+}
+
+/* Columns [n0, n0 + 16*V) (the last vector masked with `tail`) of rows [r0, r1). */
+#define SDDMM_BLOCK_AVX512(V)                                                            \
+  for (int r = r0; r < r1; r++) {                                                        \
+    const float *dy = dyT + (size_t)r * N + n0;                                          \
+    __m512 d[V];                                                                         \
+    for (int v = 0; v < V - 1; v++) d[v] = _mm512_loadu_ps(dy + 16 * v);                 \
+    d[V - 1] = _mm512_maskz_loadu_ps(tail, dy + 16 * (V - 1));                           \
+    for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k += 8) {                             \
+      __m512 acc[8];                                                                     \
+      for (int j = 0; j < 8; j++) {                                                      \
+        const float *x = xT + (size_t)a->col[k + j] * N + n0;                            \
+        acc[j] = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1))); \
+        for (int v = 0; v < V - 1; v++)                                                  \
+          acc[j] = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc[j]);           \
+      }                                                                                  \
+      __m256 s = sum8x16(acc);                                                           \
+      if (n0 > 0) s = _mm256_add_ps(s, _mm256_loadu_ps(g + k));                          \
+      _mm256_storeu_ps(g + k, s);                                                        \
+    }                                                                                    \
+  }
+
+/* Columns in blocks of up to 128 (8 vectors of dyT's row in registers). */
+__attribute__((target("avx512f"))) static void sddmm_t_rows_avx512(const PrunusCsr *a,
+                                                                   const float *dyT,
+                                                                   const float *xT, int N, float *g,
+                                                                   int r0, int r1) {
+  for (int n0 = 0; n0 < N; n0 += 128) {
+    int cols = MIN(128, N - n0), V = (cols + 15) / 16;
+    __mmask16 tail = prunus_lanes_mask(cols - 16 * (V - 1));
+    switch (V) {
+    case 1:
+      SDDMM_BLOCK_AVX512(1) break;
+    case 2:
+      SDDMM_BLOCK_AVX512(2) break;
+    case 3:
+      SDDMM_BLOCK_AVX512(3) break;
+    case 4:
+      SDDMM_BLOCK_AVX512(4) break;
+    case 5:
+      SDDMM_BLOCK_AVX512(5) break;
+    case 6:
+      SDDMM_BLOCK_AVX512(6) break;
+    case 7:
+      SDDMM_BLOCK_AVX512(7) break;
+    default:
+      SDDMM_BLOCK_AVX512(8) break;
+    }
+  }
+}
+#undef SDDMM_BLOCK_AVX512
+
+/* ------------------------------------------------------------------------ */
+/* column-blocked AVX-512 kernels (training): rows [r0, r1) visit one block of the
+ * operand's rows at a time, accumulating into their output rows (SpMM) or into g
+ * (SDDMM) block by block; samples in chunks of 128 (8 vectors, the last masked). */
+
+/* Rows [r0, r1) of one column block, samples [n0, n0 + 16*V): y += its entries' products. */
+#define SPMM_BLOCKED_AVX512(V)                                                                    \
+  for (int r = r0; r < r1; r++) {                                                                 \
+    int32_t k = s[r], end = e[r];                                                                 \
+    if (k == end) continue;                                                                       \
+    float *y = yT + (size_t)r * N + n0;                                                           \
+    __m512 acc[V];                                                                                \
+    for (int v = 0; v < V - 1; v++) acc[v] = _mm512_loadu_ps(y + 16 * v);                         \
+    acc[V - 1] = _mm512_maskz_loadu_ps(tail, y + 16 * (V - 1));                                   \
+    for (; k < end; k++) {                                                                        \
+      __m512 w = _mm512_set1_ps(a->val[k]);                                                       \
+      const float *x = xT + (size_t)a->col[k] * N + n0;                                           \
+      for (int v = 0; v < V - 1; v++)                                                             \
+        acc[v] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + 16 * v), acc[v]);                         \
+      acc[V - 1] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)), acc[V - 1]); \
+    }                                                                                             \
+    for (int v = 0; v < V - 1; v++) _mm512_storeu_ps(y + 16 * v, acc[v]);                         \
+    _mm512_mask_storeu_ps(y + 16 * (V - 1), tail, acc[V - 1]);                                    \
+  }
+
+__attribute__((target("avx512f"))) static void spmm_t_rows_blocked_avx512(
+    const PrunusCsr *a, const PrunusCsrBlocks *blk, const float *xT, int N, const float *bias,
+    float *yT, int r0, int r1) {
+  for (int n0 = 0; n0 < N; n0 += 128) {
+    int cols = MIN(128, N - n0), V = (cols + 15) / 16;
+    __mmask16 tail = prunus_lanes_mask(cols - 16 * (V - 1));
+    for (int r = r0; r < r1; r++) {
+      __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+      float *y = yT + (size_t)r * N + n0;
+      for (int v = 0; v < V - 1; v++) _mm512_storeu_ps(y + 16 * v, b);
+      _mm512_mask_storeu_ps(y + 16 * (V - 1), tail, b);
+    }
+    for (int b = 0; b < blk->n_blocks; b++) {
+      const int32_t *s = blk->start + (size_t)b * blk->rows, *e = s + blk->rows;
+      switch (V) {
+      case 1:
+        SPMM_BLOCKED_AVX512(1) break;
+      case 2:
+        SPMM_BLOCKED_AVX512(2) break;
+      case 3:
+        SPMM_BLOCKED_AVX512(3) break;
+      case 4:
+        SPMM_BLOCKED_AVX512(4) break;
+      case 5:
+        SPMM_BLOCKED_AVX512(5) break;
+      case 6:
+        SPMM_BLOCKED_AVX512(6) break;
+      case 7:
+        SPMM_BLOCKED_AVX512(7) break;
+      default:
+        SPMM_BLOCKED_AVX512(8) break;
+      }
+    }
+  }
+}
+#undef SPMM_BLOCKED_AVX512
+
+/* The sums of 4 vectors of 16, as one vector of 4. */
+__attribute__((target("avx512f"))) static inline __m128 sum4x16(const __m512 *a) {
+  __m256 h[4];
+  for (int j = 0; j < 4; j++)
+    h[j] = _mm256_add_ps(_mm512_castps512_ps256(a[j]),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[j]), 1)));
+  __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+/* Rows [r0, r1) of one column block, samples [n0, n0 + 16*V): the entries' dot products
+ * 8, then 4, then 1 at a time, into g (added from the second chunk of samples on). */
+#define SDDMM_BLOCKED_AVX512(V)                                                            \
+  for (int r = r0; r < r1; r++) {                                                          \
+    int32_t k = s[r], end = e[r];                                                          \
+    if (k == end) continue;                                                                \
+    const float *dy = dyT + (size_t)r * N + n0;                                            \
+    __m512 d[V];                                                                           \
+    for (int v = 0; v < V - 1; v++) d[v] = _mm512_loadu_ps(dy + 16 * v);                   \
+    d[V - 1] = _mm512_maskz_loadu_ps(tail, dy + 16 * (V - 1));                             \
+    for (; k + 8 <= end; k += 8) {                                                         \
+      __m512 acc[8];                                                                       \
+      for (int j = 0; j < 8; j++) {                                                        \
+        const float *x = xT + (size_t)a->col[k + j] * N + n0;                              \
+        acc[j] = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)));   \
+        for (int v = 0; v < V - 1; v++)                                                    \
+          acc[j] = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc[j]);             \
+      }                                                                                    \
+      __m256 sum = sum8x16(acc);                                                           \
+      if (n0 > 0) sum = _mm256_add_ps(sum, _mm256_loadu_ps(g + k));                        \
+      _mm256_storeu_ps(g + k, sum);                                                        \
+    }                                                                                      \
+    if (k + 4 <= end) {                                                                    \
+      __m512 acc[4];                                                                       \
+      for (int j = 0; j < 4; j++) {                                                        \
+        const float *x = xT + (size_t)a->col[k + j] * N + n0;                              \
+        acc[j] = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)));   \
+        for (int v = 0; v < V - 1; v++)                                                    \
+          acc[j] = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc[j]);             \
+      }                                                                                    \
+      __m128 sum = sum4x16(acc);                                                           \
+      if (n0 > 0) sum = _mm_add_ps(sum, _mm_loadu_ps(g + k));                              \
+      _mm_storeu_ps(g + k, sum);                                                           \
+      k += 4;                                                                              \
+    }                                                                                      \
+    for (; k < end; k++) {                                                                 \
+      const float *x = xT + (size_t)a->col[k] * N + n0;                                    \
+      __m512 acc = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1))); \
+      for (int v = 0; v < V - 1; v++)                                                      \
+        acc = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc);                     \
+      float sum = _mm512_reduce_add_ps(acc);                                               \
+      g[k] = n0 > 0 ? g[k] + sum : sum;                                                    \
+    }                                                                                      \
+  }
+
+__attribute__((target("avx512f"))) static void sddmm_t_rows_blocked_avx512(
+    const PrunusCsr *a, const PrunusCsrBlocks *blk, const float *dyT, const float *xT, int N,
+    float *g, int r0, int r1) {
+  for (int n0 = 0; n0 < N; n0 += 128) {
+    int cols = MIN(128, N - n0), V = (cols + 15) / 16;
+    __mmask16 tail = prunus_lanes_mask(cols - 16 * (V - 1));
+    for (int b = 0; b < blk->n_blocks; b++) {
+      const int32_t *s = blk->start + (size_t)b * blk->rows, *e = s + blk->rows;
+      switch (V) {
+      case 1:
+        SDDMM_BLOCKED_AVX512(1) break;
+      case 2:
+        SDDMM_BLOCKED_AVX512(2) break;
+      case 3:
+        SDDMM_BLOCKED_AVX512(3) break;
+      case 4:
+        SDDMM_BLOCKED_AVX512(4) break;
+      case 5:
+        SDDMM_BLOCKED_AVX512(5) break;
+      case 6:
+        SDDMM_BLOCKED_AVX512(6) break;
+      case 7:
+        SDDMM_BLOCKED_AVX512(7) break;
+      default:
+        SDDMM_BLOCKED_AVX512(8) break;
+      }
+    }
+  }
+}
+#undef SDDMM_BLOCKED_AVX512
+
+/* ------------------------------------------------------------------------ */
 /* entry points */
 
 /* One product, shared by the threads of a team: y = A x + bias (SpMV, N == 0) or
@@ -360,7 +764,9 @@ typedef struct {
   float *y;
   PrunusCsrLevel level;
   int n_chunks;
-  atomic_int next; /* the first chunk nobody took yet */
+  atomic_int next;               /* the first chunk nobody took yet */
+  const float *dyT;              /* SDDMM (y = g): the other operand; NULL for SpMV and SpMM */
+  const PrunusCsrBlocks *blocks; /* column blocks for the blocked kernels, or NULL */
 } Product;
 
 /* First row of chunk c of n when rows are split by stored entries. */
@@ -379,7 +785,20 @@ static int split_row(const PrunusCsr *a, int c, int n) {
 }
 
 static void product_rows(const Product *q, int r0, int r1) {
-  if (q->N == 0 && q->level >= PRUNUS_CSR_AVX2)
+  if (q->blocks && q->dyT && q->level >= PRUNUS_CSR_AVX512)
+    sddmm_t_rows_blocked_avx512(q->a, q->blocks, q->dyT, q->x, q->N, q->y, r0, r1);
+  else if (q->blocks && q->N > 0 && q->level >= PRUNUS_CSR_AVX512)
+    spmm_t_rows_blocked_avx512(q->a, q->blocks, q->x, q->N, q->bias, q->y, r0, r1);
+  else if (q->dyT) {
+    if (q->level >= PRUNUS_CSR_AVX512)
+      sddmm_t_rows_avx512(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
+    else if (q->level == PRUNUS_CSR_AVX2)
+      sddmm_t_rows_avx2(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
+    else
+      sddmm_t_rows_scalar(q->a, q->dyT, q->x, q->N, q->y, r0, r1);
+    for (int r = r0; r < r1; r++) /* the padding ran through the kernels 8 at a time */
+      for (int32_t k = q->a->ptr[r] + q->a->len[r]; k < q->a->ptr[r + 1]; k++) q->y[k] = 0.0f;
+  } else if (q->N == 0 && q->level >= PRUNUS_CSR_AVX2)
     spmv_rows_avx2(q->a, q->x, q->bias, q->y, r0, r1);
   else if (q->N == 0)
     spmv_rows_scalar(q->a, q->x, q->bias, q->y, r0, r1);
@@ -419,13 +838,27 @@ static void product_run(Product *q, PrunusTeam *team) {
 
 void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, float *y,
                      PrunusTeam *team) {
-  Product q = {a, x, 0, bias, y, prunus_csr_level(), 0, 0};
+  Product q = {a, x, 0, bias, y, prunus_csr_level(), 0, 0, NULL, NULL};
   product_run(&q, team);
 }
 
 void prunus_csr_spmm_t(const PrunusCsr *a, const float *xT, int N, const float *bias, float *yT,
                        PrunusTeam *team) {
   g_return_if_fail(N > 0);
-  Product q = {a, xT, N, bias, yT, prunus_csr_level(), 0, 0};
+  Product q = {a, xT, N, bias, yT, prunus_csr_level(), 0, 0, NULL, NULL};
+  product_run(&q, team);
+}
+
+void prunus_csr_spmm_t_blocked(const PrunusCsr *a, const PrunusCsrBlocks *blocks, const float *xT,
+                               int N, const float *bias, float *yT, PrunusTeam *team) {
+  g_return_if_fail(N > 0 && (!blocks || blocks->rows == a->rows));
+  Product q = {a, xT, N, bias, yT, prunus_csr_level(), 0, 0, NULL, blocks};
+  product_run(&q, team);
+}
+
+void prunus_csr_sddmm_t(const PrunusCsr *a, const PrunusCsrBlocks *blocks, const float *dyT,
+                        const float *xT, int N, float *g, PrunusTeam *team) {
+  g_return_if_fail(N > 0 && (!blocks || blocks->rows == a->rows));
+  Product q = {a, xT, N, NULL, g, prunus_csr_level(), 0, 0, dyT, blocks};
   product_run(&q, team);
 }

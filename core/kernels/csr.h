@@ -46,6 +46,47 @@ void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, floa
 void prunus_csr_spmm_t(const PrunusCsr *a, const float *xT, int N, const float *bias, float *yT,
                        PrunusTeam *team);
 
+/* Training on a fixed pattern: while a layer's mask does not change, its alive
+ * weights keep their places, so the CSR structure is built once and only the values
+ * are copied in from the dense weights before each use. */
+
+/* (transfer full) The pattern of mask (rows, cols) row-major (entries != 0), by rows of
+ * the matrix itself or (transposed) of its transpose (cols, rows), values 0. src gets
+ * (transfer full) one index per stored entry: where its value lives in the (rows, cols)
+ * matrix (row * cols + col), -1 for the padding entries. */
+PrunusCsr *prunus_csr_from_mask(const float *mask, int rows, int cols, bool transposed,
+                                int32_t **src);
+/* a->val[k] = W[src[k]] (0 for padding), W the row-major matrix src indexes. */
+void prunus_csr_gather(PrunusCsr *a, const int32_t *src, const float *W);
+/* Column blocks of a CSR matrix: each row's entries cut where the columns cross a
+ * multiple of `width`, so that a kernel runs every row over one block of its operand's
+ * rows while that block sits in L1 (64 rows of 128 samples fill its 32 KB), instead of
+ * fetching an operand row from L2 for every entry. */
+typedef struct {
+  int width, n_blocks, rows;
+  int32_t *start; /* ((n_blocks + 1) * rows) row r's first entry with a column in block b at
+                   * start[b * rows + r]; block n_blocks holds the row's end (before padding) */
+} PrunusCsrBlocks;
+
+/* (transfer full) a's column blocks of `width` columns. */
+PrunusCsrBlocks *prunus_csr_blocks_new(const PrunusCsr *a, int width);
+void prunus_csr_blocks_free(PrunusCsrBlocks *b);
+/* The width training uses: 64 columns of 128 samples are the 32 KB of an L1. */
+#define PRUNUS_CSR_BLOCK_WIDTH 64
+
+/* prunus_csr_spmm_t over a's column blocks (blocks of a; NULL: unblocked), the same
+ * result up to the order of additions. */
+void prunus_csr_spmm_t_blocked(const PrunusCsr *a, const PrunusCsrBlocks *blocks, const float *xT,
+                               int N, const float *bias, float *yT, PrunusTeam *team);
+/* The sampled product (SDDMM) over a's pattern: for each stored entry k of row r,
+ * g[k] = sum_n dyT[r, n] xT[col[k], n] (dyT (rows, N), xT (cols, N)); padding entries
+ * get 0 (unblocked) or are left as they are (blocked). With dyT the output gradient and xT the
+ * input of y = x W^T, g is dL/dW at the pattern's places. blocks: a's column blocks, used where
+ * they pay (NULL: none). Rows split over team as the products are; the result does not
+ * depend on the split. */
+void prunus_csr_sddmm_t(const PrunusCsr *a, const PrunusCsrBlocks *blocks, const float *dyT,
+                        const float *xT, int N, float *g, PrunusTeam *team);
+
 /* Kernel sets, each level adding to the one before. */
 typedef enum {
   PRUNUS_CSR_SCALAR, /* plain C */

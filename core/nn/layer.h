@@ -58,6 +58,7 @@ typedef struct {
 } PrunusLayerSpec;
 
 typedef struct PrunusLayerOps PrunusLayerOps;
+typedef struct PrunusSpDense PrunusSpDense; /* spdense.h */
 
 /* One layer of a built model: shapes and where its parameters sit in the slabs. */
 typedef struct {
@@ -88,6 +89,10 @@ typedef struct {
   gboolean training;                 /* batchnorm: normalise with the batch's statistics (and
                                       * keep them in scratch for backward) rather than the
                                       * running ones; set by prunus_model_set_training */
+  PrunusSpDense *sparse;             /* borrowed: a dense layer's kernels over its alive weights
+                                      * (spdense.h), set while prunus_train or an evaluation runs
+                                      * it so (prunus_train_attach_sparse); NULL: dense kernels.
+                                      * Its backward leaves the weight gradient in sparse->grad */
 } PrunusLayer;
 
 /* Per-layer kernel table; one entry per PrunusLayerType (kann's op list). Single-input

@@ -6,6 +6,7 @@
 #include "conv_gemm.h"
 #include "conv_wino.h"
 #include "gemm.h"
+#include "spdense.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -63,6 +64,10 @@ static void dense_forward_part(void *arg, int part, int n_parts) {
 static void dense_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                           float *scratch, int B) {
   (void)scratch;
+  if (l->sparse) {
+    prunus_spdense_forward(l, l->sparse, params, x, y, B);
+    return;
+  }
   int in = l->in.c, out = l->out.c;
   const float *W = params + l->w_off; /* (out, in) */
   const float *b = params + l->b_off; /* (out) */
@@ -105,6 +110,10 @@ static void dense_backward_part(void *arg, int part, int n_parts) {
 static void dense_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
                            const float *y, const float *dy, float *dx, float *scratch, int B) {
   (void)y, (void)scratch;
+  if (l->sparse) {
+    prunus_spdense_backward(l, l->sparse, grads, dy, dx, B);
+    return;
+  }
   int in = l->in.c, out = l->out.c;
   const float *W = params + l->w_off; /* (out, in) */
   DenseBackwardCall c = {

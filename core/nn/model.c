@@ -563,6 +563,14 @@ void prunus_model_init_params(PrunusModel *m, uint64_t seed) {
       double a = sqrt(6.0 / (l->fan_in + l->fan_out));
       for (size_t j = 0; j < l->w_len; j++)
         w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
+    } else if (m->arch.init == PRUNUS_INIT_UNIFORM_FAN_IN) {
+      /* the layer's weights, then its biases, from one stream (PyTorch's order) */
+      double a = 1.0 / sqrt(l->fan_in);
+      float *b = m->params + l->b_off;
+      for (size_t j = 0; j < l->w_len; j++)
+        w[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
+      for (size_t j = 0; j < l->b_len; j++)
+        b[j] = (float)((2.0 * prunus_rng_uniform(&rng) - 1.0) * a);
     } else {
       double sd = sqrt(2.0 / l->fan_in);
       for (size_t j = 0; j < l->w_len; j++) w[j] = (float)(prunus_rng_normal(&rng) * sd);
@@ -596,6 +604,12 @@ int prunus_model_first_param_layer(const PrunusModel *m) {
   for (int i = 0; i < m->n_layers; i++)
     if (owns_params(&m->layers[i])) return i;
   return -1;
+}
+
+gboolean prunus_model_input_grad_needed(const PrunusModel *m, int layer, int k) {
+  g_return_val_if_fail(layer >= 0 && layer < m->n_layers && k >= 0 && k < m->layers[layer].n_in,
+                       FALSE);
+  return (m->slot_flags[m->layers[layer].from[k] + 1] & GRAD_NEEDED) != 0;
 }
 
 void prunus_model_backward(PrunusModel *m, const float *dlogits, int B) {

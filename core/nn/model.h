@@ -11,6 +11,9 @@ G_BEGIN_DECLS
 typedef enum {
   PRUNUS_INIT_KAIMING, /* N(0, 2/fan_in): the default for ReLU networks */
   PRUNUS_INIT_GLOROT,  /* U(±sqrt(6/(fan_in+fan_out))) */
+  /* weights and biases U(±1/sqrt(fan_in)): PyTorch's default for nn.Linear and
+   * nn.Conv2d, so a study can start from the distribution its PyTorch peer uses */
+  PRUNUS_INIT_UNIFORM_FAN_IN,
 } PrunusInit;
 
 /* A whole architecture: the input shape and the layers in topological order (each
@@ -78,7 +81,8 @@ gboolean prunus_arch_check_size(const PrunusArch *arch, int max_batch, size_t *n
  * over the limits is refused first (prunus_arch_check_size). */
 PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed, GError **error);
 void prunus_model_free(PrunusModel *m);
-/* Re-draw every parameter from seed (Kaiming/Glorot weights, zero biases). */
+/* Re-draw every parameter from seed (Kaiming/Glorot weights and zero biases;
+ * uniform-fan-in weights and biases). */
 void prunus_model_init_params(PrunusModel *m, uint64_t seed);
 /* Grow the workspace so batches of up to B fit. */
 void prunus_model_reserve_batch(PrunusModel *m, int B);
@@ -94,6 +98,9 @@ void prunus_model_backward(PrunusModel *m, const float *dlogits, int B);
 /* The index of the first layer with parameters (weights, a bias, batchnorm's scale
  * and shift), -1 when no layer has any. */
 int prunus_model_first_param_layer(const PrunusModel *m);
+/* Whether prunus_model_backward asks layer for the gradient of its input k (some
+ * layer upstream of that input has parameters). */
+gboolean prunus_model_input_grad_needed(const PrunusModel *m, int layer, int k);
 /* Called once a layer's gradients are written; nothing later in the same backward
  * reads that layer's parameters, so they may be updated right away. */
 typedef void (*PrunusLayerGradsDone)(PrunusModel *m, int layer, void *user);

@@ -22,6 +22,7 @@ PrunusTrainConfig prunus_train_config_default(void) {
       .step_size = 1,
       .gamma = 0.1,
       .warmup_epochs = 0.0,
+      .sparse_from = PRUNUS_SPARSE_FROM_DEFAULT,
   };
 }
 
@@ -179,6 +180,23 @@ void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double 
               step > 0 ? step : 1, flags);
 }
 
+void prunus_optim_add_bn_l1(PrunusModel *m, const PrunusTrainConfig *tc, int layer) {
+  const PrunusLayer *l = &m->layers[layer];
+  if (!(tc->bn_l1 > 0.0) || l->spec.type != PRUNUS_LAYER_BATCHNORM) return;
+  const float lambda = (float)tc->bn_l1, *gamma = m->params + l->b_off;
+  float *g = m->grads + l->b_off;
+  for (int c = 0; c < l->out.c; c++)
+    g[c] += gamma[c] > 0.0f ? lambda : gamma[c] < 0.0f ? -lambda : 0.0f;
+}
+
+void prunus_optim_step_arrays(const PrunusTrainConfig *tc, double lr, long step, float *p,
+                              float *m1, float *m2, const float *g, size_t n) {
+  /* the span step with no mask: multiplying by a mask of 1 changes no bit */
+  OptimSpan span = {p, m1, m2, (float *)g, NULL, n};
+  step_blocks(span, tc, (float)lr, step > 0 ? step : 1, 0);
+}
+
 void prunus_optim_step(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step) {
+  for (int i = 0; i < m->n_layers; i++) prunus_optim_add_bn_l1(m, tc, i);
   prunus_optim_step_span(m, tc, lr, step, 0, m->n_params, PRUNUS_OPTIM_MASKED);
 }

@@ -11,6 +11,12 @@ G_BEGIN_DECLS
 typedef enum { PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM } PrunusOptimizer;
 typedef enum { PRUNUS_LR_CONSTANT, PRUNUS_LR_STEP, PRUNUS_LR_COSINE } PrunusLrSchedule;
 
+/* train.sparse_from's default. Each of LeNet-300-100's layers trains a step faster on
+ * the sparse kernels than on dense sgemm from sparsity 0.3 on, and about 1.25x faster at
+ * 0.4 (docs/perf-log.md; bench/sparse_train --layers measures it): the margin covers
+ * other shapes and CPUs, where the crossover moves. */
+#define PRUNUS_SPARSE_FROM_DEFAULT 0.4
+
 typedef struct {
   int epochs;
   int batch;
@@ -24,6 +30,12 @@ typedef struct {
   int step_size;        /* step: epochs between decays */
   double gamma;         /* step: decay factor */
   double warmup_epochs; /* linear warm-up from 0 (may be 0) */
+  double bn_l1;         /* L1 on every batchnorm scale (network slimming's sparse training):
+                         * bn_l1 * sign(gamma) added to its gradient before each step; 0 = off */
+  /* a dense layer with at least this fraction of its weights pruned trains on sparse
+   * kernels (spdense.h; >= 1: never): faster past the crossover, the same masks and
+   * the same results up to the order of float additions */
+  double sparse_from;
 } PrunusTrainConfig;
 
 /* The defaults a config starts from. */
@@ -48,6 +60,17 @@ typedef enum {
 void prunus_optim_step_span(PrunusModel *m, const PrunusTrainConfig *tc, double lr, long step,
                             size_t off, size_t n, PrunusOptimFlags flags);
 void prunus_optim_reset(PrunusModel *m);
+/* When tc->bn_l1 > 0 and layer is a batchnorm: its scale's gradients += bn_l1 * sign(scale)
+ * (the L1 subgradient, 0 at 0); called before the layer's step. Nothing otherwise. */
+void prunus_optim_add_bn_l1(PrunusModel *m, const PrunusTrainConfig *tc, int layer);
+/* The same step for parameters held outside the slab: p, m1, m2 and g of n entries
+ * (m1, m2 as the optimizer needs them: momentum, Adam). A layer that trains on its
+ * alive weights (spdense.h) keeps them and their state in CSR order and steps them
+ * here, nothing else. Per entry the arithmetic of the masked span step at an alive
+ * place, so given equal gradients the weights come out bit for bit equal; an entry
+ * with p, m1, m2 and g all zero stays zero. */
+void prunus_optim_step_arrays(const PrunusTrainConfig *tc, double lr, long step, float *p,
+                              float *m1, float *m2, const float *g, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: the plain whole-slab step that /train/fit/matches-plain-loop holds

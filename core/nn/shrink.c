@@ -3,9 +3,10 @@
  * those of the layer it normalises), a smaller model from it, and copies every slab
  * (params, mask, opt_m, opt_v, extra snapshots, buffers) through the same plan; and
  * the inference copies: every dead unit gone, its constant output folded; batchnorm
- * folded into the layer it follows. Units are removed from sequences only: a graph's
- * branches would have to agree on them. */
+ * folded into the layer it follows (the one it alone reads). Units are removed from
+ * sequences only: a graph's branches would have to agree on them. */
 #include "shrink.h"
+#include "shrink_graph.h"
 
 #include <math.h>
 #include <string.h>
@@ -205,6 +206,8 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
   g_return_val_if_fail(m != NULL, NULL);
   g_return_val_if_fail(n_extra >= 0, NULL);
   g_return_val_if_fail(n_extra == 0 || (extra_in && extra_out), NULL);
+  if (!prunus_model_is_sequence(m)) /* branches must agree: whole channel groups */
+    return prunus_model_shrink_graph(m, remove_units, extra_in, extra_out, n_extra, error);
   ShrinkPlan plan = {0};
   PrunusModel *n = NULL;
   PrunusArch arch = prunus_arch_copy(&m->arch);
@@ -344,39 +347,62 @@ PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error) {
 /* ------------------------------------------------------------------------ */
 /* batchnorm folded, for inference */
 
+/* Layer i's readers: the layers that take its output. */
+static int *count_readers(const PrunusModel *m) {
+  int *readers = g_new0(int, m->n_layers);
+  for (int i = 0; i < m->n_layers; i++)
+    for (int k = 0; k < m->layers[i].n_in; k++)
+      if (m->layers[i].from[k] >= 0) readers[m->layers[i].from[k]]++;
+  return readers;
+}
+
 PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError **error) {
-  if (!prunus_model_check_plain(m, TRUE, who, error)) return NULL;
   PrunusArch a = prunus_arch_copy(&m->arch);
+  int *readers = count_readers(m);
   int *src = g_new(int, m->n_layers);  /* new layer j is old layer src[j] */
-  int *norm = g_new(int, m->n_layers); /* and absorbs old batchnorm norm[j] (-1: none) */
+  int *norm = g_new(int, m->n_layers); /* old layer i absorbs old batchnorm norm[i] (-1: none) */
+  int *at = g_new(int, m->n_layers);   /* old layer i's output is new layer at[i]'s */
   int n = 0;
+  for (int i = 0; i < m->n_layers; i++) norm[i] = -1;
   for (int i = 0; i < m->n_layers; i++) {
     const PrunusLayer *l = &m->layers[i];
-    if (l->spec.type == PRUNUS_LAYER_BATCHNORM) { /* it follows layer i - 1 (a sequence) */
-      norm[n - 1] = i;
+    int f = l->from[0];
+    /* a batchnorm is folded when it alone reads its conv2d or dense layer (model.c
+     * checks that it follows one): else the layer's unnormalised output is needed too */
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM && f >= 0 && readers[f] == 1) {
+      norm[f] = i;
+      at[i] = at[f];
       continue;
     }
     PrunusLayerSpec *s = &a.layers[n];
     *s = l->spec;
     g_strlcpy(s->name, l->name, sizeof s->name); /* the index it had, when unnamed */
     s->no_bias = FALSE;
-    src[n] = i, norm[n] = -1;
+    s->n_inputs = l->n_in;
+    for (int k = 0; k < l->n_in; k++) s->inputs[k] = l->from[k] < 0 ? PRUNUS_LAYER_INPUT : at[l->from[k]];
+    if (l->n_in == 1 && s->inputs[0] == n - 1) s->n_inputs = 0; /* the previous layer */
+    src[n] = i, at[i] = n;
     n++;
   }
   a.n_layers = n;
   GError *local = NULL;
   PrunusModel *p = prunus_model_new(&a, m->max_batch, 0, &local);
   if (!p) {
-    g_propagate_prefixed_error(error, local, "folding batchnorm into the layers before: ");
+    g_propagate_prefixed_error(error, local, "%s: folding batchnorm into the layers before: ", who);
     goto out_free;
   }
   for (int j = 0; j < n; j++) {
     const PrunusLayer *lo = &m->layers[src[j]], *ln = &p->layers[j];
+    if (lo->spec.type == PRUNUS_LAYER_BATCHNORM) { /* kept: scale, shift, running statistics */
+      memcpy(p->params + ln->b_off, m->params + lo->b_off, sizeof(float) * lo->b_len);
+      memcpy(p->params + ln->buf_off, m->params + lo->buf_off, sizeof(float) * lo->buf_len);
+      continue;
+    }
     if (!lo->ops->has_params) continue;
     int rows = lo->out.c;
     size_t row = lo->w_len / (size_t)rows;
     g_assert(ln->w_len == lo->w_len && ln->b_len == (size_t)rows);
-    const PrunusLayer *bn = norm[j] >= 0 ? &m->layers[norm[j]] : NULL;
+    const PrunusLayer *bn = norm[src[j]] >= 0 ? &m->layers[norm[src[j]]] : NULL;
     for (int r = 0; r < rows; r++) {
       float scale = 1.0f, shift = 0.0f; /* y' = y scale + shift, as batchnorm computes it */
       if (bn) {
@@ -395,10 +421,9 @@ PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError
     memcpy(p->mask + ln->w_off, m->mask + lo->w_off, sizeof(float) * lo->w_len);
   }
   prunus_model_apply_mask(p);
-  g_assert(prunus_model_check_plain(p, FALSE, who, NULL));
 
 out_free:
-  g_free(norm), g_free(src);
+  g_free(at), g_free(norm), g_free(src), g_free(readers);
   prunus_arch_clear(&a);
   return p;
 }

@@ -28,9 +28,10 @@ G_BEGIN_DECLS
  * A batchnorm after a layer loses the same channels (scale, shift, running statistics).
  * Errors (PRUNUS_ERROR_INVALID): removing units of the last layer (the class outputs),
  * removing every unit of a layer, a layer type between the two param layers that
- * mixes channels, an array for a layer without weights, removing any unit of a graph
- * model (not a sequence) — each naming the layer. With nothing removed any model is
- * copied, buffers and training mode included. */
+ * mixes channels, an array for a layer without weights — each naming the layer. A graph
+ * model (not a sequence) goes to prunus_model_shrink_graph (shrink_graph.h): whole channel
+ * groups only. With nothing removed any model is copied, buffers and training mode
+ * included. */
 PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *remove_units,
                                  const float *const *extra_in, float **extra_out, int n_extra,
                                  GError **error);
@@ -42,14 +43,15 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
  * graph). */
 PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error);
 
-/* (transfer full) m as a plain sequence (prunus_model_check_plain with foldable =
- * FALSE) computing, up to rounding, what m computes in evaluation mode: each batchnorm
- * folded into the conv2d or dense layer before it (per output channel, with
- * a = gamma / sqrt(running_var + eps): W' = W a, b' = (b - running_mean) a + beta),
- * every conv given a bias (zero where it had none). Masks, names and input shape are
- * kept; a plain model is copied as it is. Models prunus_model_check_plain refuses
- * even with foldable (graphs, pooling to averages, add, concat) are an error saying
- * that `who` cannot run them. */
+/* (transfer full) m for inference: computing, up to rounding, what m computes in
+ * evaluation mode, with each batchnorm that alone reads its conv2d or dense layer
+ * folded into it (per output channel, with a = gamma / sqrt(running_var + eps):
+ * W' = W a, b' = (b - running_mean) a + beta) and every conv given a bias (zero where
+ * it had none). A batchnorm whose layer has other readers too stays (evaluation mode:
+ * a per-channel affine map). Masks, names, inputs (renumbered) and input shape are
+ * kept; so a sequence with batchnorm becomes a plain sequence (prunus_model_check_plain
+ * with foldable = FALSE passes), a graph stays a graph. Errors only where the folded
+ * model cannot be built, prefixed with `who`. */
 PrunusModel *prunus_model_to_plain(const PrunusModel *m, const char *who, GError **error);
 
 /* ------------------------------------------------------------------------ */

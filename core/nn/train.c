@@ -3,6 +3,7 @@
 #include "train.h"
 #include "gemm.h"
 #include "rng.h"
+#include "spdense.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -78,7 +79,20 @@ static void update_part(void *arg, int part, int n_parts) {
                               u->next_y + a);
   }
   const PrunusLayer *l = &c->m->layers[c->layer];
-  size_t a, b; /* the bias follows the weights in the slab: one span */
+  size_t a, b;
+  if (l->sparse) { /* the alive weights (kept in CSR order), then the biases */
+    const PrunusSpDense *sp = l->sparse;
+    prunus_team_block_share((size_t)sp->w->stored, 64, part, n_parts, &a, &b);
+    if (b > a)
+      prunus_optim_step_arrays(u->tc, u->lr, u->step, sp->w->val + a, sp->m1 + a, sp->m2 + a,
+                               sp->grad + a, b - a);
+    prunus_team_block_share(l->b_len, 16, part, n_parts, &a, &b);
+    if (b > a)
+      prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->b_off + a, b - a,
+                             c->flags & ~PRUNUS_OPTIM_STREAM_PARAMS);
+    return;
+  }
+  /* the bias follows the weights in the slab: one span */
   prunus_team_block_share(l->w_len + l->b_len, 16, part, n_parts, &a, &b);
   if (b > a) prunus_optim_step_span(c->m, u->tc, u->lr, u->step, l->w_off + a, b - a, c->flags);
 }
@@ -93,6 +107,7 @@ PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboo
 
 static void update_layer(PrunusModel *m, int layer, void *user) {
   LayerUpdate *u = user;
+  prunus_optim_add_bn_l1(m, u->tc, layer);
   PrunusTeam *team = m->layers[layer].team;
   UpdateCall c = {u, m, layer, layer == u->first_layer && u->next_n > 0,
                   prunus_train_update_flags(m, layer, u->layer_masked[layer], team)};
@@ -102,6 +117,37 @@ static void update_layer(PrunusModel *m, int layer, void *user) {
 
 static void set_grads_zeroed(PrunusModel *m, gboolean on) {
   for (int i = 0; i < m->n_layers; i++) m->layers[i].grads_zeroed = on;
+}
+
+int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gboolean training) {
+  if (!(from < 1.0)) return 0;
+  int n = 0;
+  for (int i = 0; i < m->n_layers; i++) {
+    PrunusLayer *l = &m->layers[i];
+    if (l->spec.type != PRUNUS_LAYER_DENSE || l->sparse || l->w_len == 0) continue;
+    size_t zeros = 0;
+    for (size_t j = 0; j < l->w_len; j++) zeros += m->mask[l->w_off + j] == 0.0f;
+    if (zeros == 0 || (double)zeros < from * (double)l->w_len) continue;
+    l->sparse = prunus_spdense_new(l, m->params, m->mask + l->w_off,
+                                   training && prunus_model_input_grad_needed(m, i, 0), max_batch);
+    if (training) prunus_spdense_keep_values(l->sparse, l, m->opt_m, m->opt_v);
+    n++;
+  }
+  return n;
+}
+
+/* The weights and optimizer state sparse layers keep, back into the slabs. */
+static void write_back_sparse(PrunusModel *m) {
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (l->sparse && l->sparse->values_kept)
+      prunus_spdense_write_back(l->sparse, l, m->params, m->opt_m, m->opt_v);
+  }
+}
+
+void prunus_train_detach_sparse(PrunusModel *m) {
+  write_back_sparse(m);
+  for (int i = 0; i < m->n_layers; i++) g_clear_pointer(&m->layers[i].sparse, prunus_spdense_free);
 }
 
 int prunus_train_threads_used(int threads) { return CLAMP(threads, 1, PRUNUS_TEAM_MAX_THREADS); }
@@ -180,6 +226,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
    * the ReLUs, the loss, the updates and the next batch's fill */
   PrunusTrainSetup setup = prunus_train_begin(m, opt->threads);
   PrunusTeam *team = setup.team;
+  prunus_train_attach_sparse(m, tc->sparse_from, B, TRUE);
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -241,10 +288,12 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       r.val_loss = e.loss;
       r.val_accuracy = e.accuracy;
     }
+    write_back_sparse(m); /* the slabs current for the snapshot and the callbacks */
     if (opt->snapshot && epoch == opt->snapshot_epoch)
       memcpy(opt->snapshot, m->params, sizeof(float) * m->n_params);
     if (opt->on_epoch && !opt->on_epoch(&r, opt->user, error)) ok = FALSE;
   }
+  prunus_train_detach_sparse(m);
   prunus_train_end(m, &setup);
   g_free(update.layer_masked);
   g_free(order);

@@ -21,6 +21,17 @@ typedef struct {
 PrunusEvalResult prunus_evaluate(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
                                  int batch);
 
+/* Run every dense layer of m with at least the fraction `from` of its weights masked
+ * on sparse kernels (spdense.h; from >= 1: none) until prunus_train_detach_sparse;
+ * with `training` its backward too (the input gradient where the model's backward
+ * asks for it: prunus_model_input_grad_needed), the layer's weights and optimizer state then kept
+ * in CSR order (the slabs stale) until detach writes them back. The masks must not change
+ * meanwhile. Returns how many layers. prunus_train does this for its own duration with
+ * tc->sparse_from (writing back at every epoch's end too); the pipeline for its
+ * evaluations. */
+int prunus_train_attach_sparse(PrunusModel *m, double from, int max_batch, gboolean training);
+void prunus_train_detach_sparse(PrunusModel *m);
+
 /* Per-epoch report handed to the caller's callback. */
 typedef struct {
   int epoch; /* 1-based */
@@ -87,7 +98,9 @@ PrunusOptimFlags prunus_train_update_flags(const PrunusModel *m, int layer, gboo
 /* Train for tc->epochs on train (shuffled with seed each epoch), evaluate on val
  * (may be NULL) after every epoch; opt may be NULL. The callbacks must not run the
  * model's backward: while training, each update zeroes the gradients it used and the
- * next backward adds onto them (m->grads reads zero afterwards). */
+ * next backward adds onto them (m->grads reads zero afterwards). Dense layers pruned
+ * past tc->sparse_from train on their alive weights only (prunus_train_attach_sparse):
+ * their steps touch no pruned weight, gradient or optimizer state. */
 gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusDataset *train,
                       const PrunusDataset *val, const PrunusNorm *norm, uint64_t seed,
                       const PrunusTrainOptions *opt, GError **error);

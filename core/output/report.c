@@ -308,6 +308,8 @@ static PrunusReport *report_load(const char *run_dir, GError **error) {
     e->criterion = dup_string_of(first, "criterion");
     e->granularity = dup_string_of(first, "granularity");
     e->retrain = dup_string_of(first, "retrain");
+    e->masks_from = dup_string_of(first, "masks_from");
+    e->latency_method = dup_string_of(first, "latency_method");
     e->runs = g_array_new(FALSE, TRUE, sizeof(PrunusReportRun));
     g_array_set_clear_func(e->runs, run_clear);
     experiment_build(r, e, runs);
@@ -338,6 +340,7 @@ static void report_free(PrunusReport *r) {
     g_free(e->rows);
     g_array_free(e->runs, TRUE);
     g_free(e->name), g_free(e->criterion), g_free(e->granularity), g_free(e->retrain);
+    g_free(e->masks_from), g_free(e->latency_method);
     if (r->layers[k]) {
       g_array_set_clear_func(r->layers[k], layer_clear);
       g_array_free(r->layers[k], TRUE);
@@ -426,10 +429,16 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
   if (r->unfinished)
     g_string_append(s, "> **Unfinished run**: "), md_text(s, r->unfinished),
         g_string_append(s, "\n\n");
+  const char *method = prunus_report_common_latency_method(r);
+  if (method)
+    g_string_append(s, "Latency measurement: "), md_text(s, method), g_string_append(s, ".\n\n");
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
     g_string_append(s, "- **"), md_text(s, e->name), g_string_append(s, "**: ");
-    if (e->criterion) {
+    if (e->masks_from) {
+      g_string_append(s, "the masks of "), md_text(s, e->masks_from);
+      g_string_append(s, ", retrain "), md_text(s, e->retrain ? e->retrain : "?");
+    } else if (e->criterion) {
       g_string_append(s, "criterion "), md_text(s, e->criterion);
       g_string_append(s, ", granularity "), md_text(s, e->granularity ? e->granularity : "?");
       g_string_append(s, ", retrain "), md_text(s, e->retrain ? e->retrain : "?");
@@ -438,6 +447,8 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
     }
     g_string_append(s, "; seeds ");
     append_seeds(s, e);
+    if (e->latency_method && !prunus_report_common_latency_method(r))
+      g_string_append(s, "; latency "), md_text(s, e->latency_method);
     g_string_append_c(s, '\n');
   }
   g_string_append(s, "\n| experiment | round | seeds |");

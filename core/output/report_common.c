@@ -3,6 +3,8 @@
  * of the run folder. */
 #include "report_common.h"
 
+#include <string.h>
+
 #include <math.h>
 
 // ----------------------------------------------------------------------------
@@ -58,4 +60,11 @@ gboolean prunus_report_write_file(const char *run_dir, const char *name, const G
   g_clear_error(&local);
   g_free(path);
   return ok;
+}
+
+const char *prunus_report_common_latency_method(const PrunusReport *r) {
+  const char *method = r->n_exps > 0 ? r->exps[0].latency_method : NULL;
+  for (int k = 1; method && k < r->n_exps; k++)
+    if (!r->exps[k].latency_method || strcmp(r->exps[k].latency_method, method)) method = NULL;
+  return method;
 }

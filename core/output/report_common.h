@@ -50,7 +50,9 @@ typedef struct {
 
 typedef struct {
   char *name, *criterion, *granularity, *retrain; /* the last three may be NULL */
-  GArray *runs;                                   /* PrunusReportRun, in summary.json order */
+  char *masks_from;                               /* the experiment whose masks it took, or NULL */
+  char *latency_method; /* how its latency was measured (summary.json), or NULL */
+  GArray *runs;         /* PrunusReportRun, in summary.json order */
   int n_rows;
   PrunusReportRow *rows; /* by round, ascending */
 } PrunusReportExperiment;
@@ -80,6 +82,9 @@ typedef struct {
   char *unfinished;
 } PrunusReport;
 
+/* The latency method every experiment of r shares (transfer none), or NULL when they
+ * differ or say none: the reports then state it per experiment. */
+const char *prunus_report_common_latency_method(const PrunusReport *r);
 /* mean ± std (n - 1) of the finite values in x[0..n). */
 PrunusStat prunus_stat_of(const double *x, int n);
 /* "0.8812 ± 0.0031", "0.8812" (one seed) or "" (no value). (transfer full) */

@@ -149,13 +149,24 @@ gboolean prunus_report_write_html(const PrunusReport *r,
   if (r->unfinished)
     g_string_append(h, "<p class=\"unfinished\"><strong>Unfinished run</strong>: "),
         html_text(h, r->unfinished), g_string_append(h, "</p>\n");
+  if (prunus_report_common_latency_method(r)) {
+    g_string_append(h, "<p>Latency measurement: ");
+    html_text(h, prunus_report_common_latency_method(r));
+    g_string_append(h, ".</p>\n");
+  }
   g_string_append(h, "<h2>Experiments</h2>\n<ul>\n");
   for (int k = 0; k < r->n_exps; k++) {
     const PrunusReportExperiment *e = &r->exps[k];
     g_string_append(h, "<li><strong>");
     html_text(h, e->name);
     g_string_append(h, "</strong>: ");
-    if (e->criterion) {
+    if (e->masks_from) {
+      g_string_append(h, "the masks of <code>");
+      html_text(h, e->masks_from);
+      g_string_append(h, "</code>, retrain <code>");
+      html_text(h, e->retrain ? e->retrain : "?");
+      g_string_append(h, "</code>");
+    } else if (e->criterion) {
       g_string_append(h, "criterion <code>");
       html_text(h, e->criterion);
       g_string_append(h, "</code>, granularity <code>");
@@ -170,6 +181,10 @@ gboolean prunus_report_write_html(const PrunusReport *r,
     for (guint i = 0; i < e->runs->len; i++) {
       g_string_append(h, i ? ", " : "");
       prunus_report_append_number(h, g_array_index(e->runs, PrunusReportRun, i).seed);
+    }
+    if (e->latency_method && !prunus_report_common_latency_method(r)) {
+      g_string_append(h, "; latency ");
+      html_text(h, e->latency_method);
     }
     g_string_append(h, "</li>\n");
   }

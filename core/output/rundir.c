@@ -44,6 +44,9 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   prunus_json_object_set(o, "checkpoint_bytes",
                          prunus_json_new_number((double)r->checkpoint_bytes));
   prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
+  prunus_json_object_set(o, "seconds_evaluate", prunus_json_new_number(r->seconds_evaluate));
+  prunus_json_object_set(o, "seconds_latency", prunus_json_new_number(r->seconds_latency));
+  prunus_json_object_set(o, "seconds_checkpoint", prunus_json_new_number(r->seconds_checkpoint));
   if (r->has_request)
     prunus_json_object_set(o, "requested_sparsity", prunus_json_new_number(r->requested_sparsity));
   PrunusJson *sha = NULL;
@@ -119,6 +122,10 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
       !(total >= 0 && total < 0x1p63) || !(remaining >= 0 && remaining < 0x1p63) ||
       !(flops >= 0 && flops < 0x1p63) || !(bytes >= 0 && bytes < 0x1p63))
     return FALSE;
+  /* summaries written before the breakdown was recorded lack these keys */
+  if (!get_number(o, "seconds_evaluate", &r->seconds_evaluate)) r->seconds_evaluate = NAN;
+  if (!get_number(o, "seconds_latency", &r->seconds_latency)) r->seconds_latency = NAN;
+  if (!get_number(o, "seconds_checkpoint", &r->seconds_checkpoint)) r->seconds_checkpoint = NAN;
   r->round = (int)round;
   r->params_total = (uint64_t)total;
   r->params_remaining = (uint64_t)remaining;

@@ -42,6 +42,10 @@ typedef struct {
   /* SHA-256 (hex) of the plugin files that produced the round, by slot; "" = not
    * recorded (rounds written before prunus recorded them) */
   char plugin_sha256[PRUNUS_RUNDIR_N_SLOTS][65];
+  /* where the rest of the round's time went (NaN: not recorded, as in older
+   * summaries): the test and validation passes, the latency measurements, writing
+   * the θ sidecar and the checkpoint */
+  double seconds_evaluate, seconds_latency, seconds_checkpoint;
 } PrunusRoundMetrics;
 
 void prunus_round_metrics_clear(PrunusRoundMetrics *r);

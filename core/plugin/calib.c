@@ -4,6 +4,7 @@
  * to sums of squares and Gram matrices). */
 #include "calib.h"
 #include "gemm.h"
+#include "groups.h"
 #include "rng.h"
 #include "train.h"
 
@@ -14,6 +15,78 @@
 
 /* The name the graph gives the network input. */
 static const char input_node_name[] = "input";
+
+/* The revision-4 members: groups in view indices, batchnorm parameters. view_of[i] is
+ * model layer i's view index (-1: a layer without weights). */
+static void view_build_groups(PrunusViewSet *vs, const PrunusModel *m, const int *view_of) {
+  PrunusGroups *g = prunus_groups_build(m);
+  int G = g->n_groups, nl = vs->view.n_layers, nn = m->n_layers;
+  size_t n_units = 0, n_inputs = 0, n_all_units = 0;
+  for (int k = 0; k < G; k++) {
+    n_units += (size_t)g->groups[k].n_producers;
+    n_inputs += (size_t)g->groups[k].n_consumers;
+  }
+  for (int k = 0; k < nl; k++) n_all_units += (size_t)vs->layers[k].n_units;
+  vs->group_ints =
+      g_new0(int, 2 * (size_t)G + 2 * n_units + 3 * n_inputs + n_all_units + (size_t)nl + 1);
+  vs->group_ptrs = g_new0(const int *, 5 * (size_t)G + (size_t)nl + 1);
+  int *n_u = vs->group_ints, *n_in = n_u + G, *next = n_in + G;
+  const int **unit_layer = vs->group_ptrs, **unit = unit_layer + G, **in_layer = unit + G,
+            **in_col = in_layer + G, **in_cols = in_col + G, **unit_group = in_cols + G;
+  for (int k = 0; k < G; k++) {
+    const PrunusGroup *gr = &g->groups[k];
+    n_u[k] = gr->n_producers;
+    n_in[k] = gr->n_consumers;
+    int *ul = next, *uu = ul + gr->n_producers;
+    next = uu + gr->n_producers;
+    for (int j = 0; j < gr->n_producers; j++) {
+      ul[j] = view_of[gr->producers[j].layer];
+      uu[j] = gr->producers[j].channel;
+    }
+    int *il = next, *ic = il + gr->n_consumers, *iw = ic + gr->n_consumers;
+    next = iw + gr->n_consumers;
+    for (int j = 0; j < gr->n_consumers; j++) {
+      const PrunusGroupMember *mb = &gr->consumers[j];
+      const PrunusLayer *l = &m->layers[mb->layer];
+      int kk = l->fan_in / l->in.c; /* columns per input channel */
+      il[j] = view_of[mb->layer];
+      ic[j] = mb->channel * kk;
+      iw[j] = mb->width * kk;
+    }
+    unit_layer[k] = ul, unit[k] = uu, in_layer[k] = il, in_col[k] = ic, in_cols[k] = iw;
+  }
+  for (int k = 0; k < nl; k++) {
+    int li = vs->layer_index[k];
+    int *ug = next;
+    next += vs->layers[k].n_units;
+    for (int u = 0; u < vs->layers[k].n_units; u++) ug[u] = prunus_groups_unit(g, li, u);
+    unit_group[k] = ug;
+  }
+  int *norm_node = next;
+  vs->norm_params = g_new0(const float *, 2 * (size_t)nn);
+  for (int k = 0; k < nl; k++) norm_node[k] = -1;
+  for (int j = 0; j < nn; j++) {
+    const PrunusLayer *l = &m->layers[j];
+    if (l->spec.type != PRUNUS_LAYER_BATCHNORM) continue;
+    vs->norm_params[j] = m->params + l->b_off;
+    vs->norm_params[nn + j] = m->params + l->b_off + l->out.c;
+    if (l->from[0] >= 0 && view_of[l->from[0]] >= 0) norm_node[view_of[l->from[0]]] = j;
+  }
+  vs->view.is_sequence = prunus_model_is_sequence(m);
+  vs->view.n_groups = G;
+  vs->view.group_n_units = n_u;
+  vs->view.group_unit_layer = unit_layer;
+  vs->view.group_unit = unit;
+  vs->view.group_n_inputs = n_in;
+  vs->view.group_input_layer = in_layer;
+  vs->view.group_input_column = in_col;
+  vs->view.group_input_columns = in_cols;
+  vs->view.unit_group = unit_group;
+  vs->view.layer_norm_node = norm_node;
+  vs->view.node_norm_scale = vs->norm_params;
+  vs->view.node_norm_shift = vs->norm_params + nn;
+  prunus_groups_free(g);
+}
 
 void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *prunable) {
   int n = 0, nn = m->n_layers;
@@ -86,6 +159,11 @@ void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *
       .layer_node = layer_node,
       .input_shape = vs->input_shape,
   };
+  int *view_of = g_new(int, MAX(nn, 1));
+  for (int i = 0; i < nn; i++) view_of[i] = -1;
+  for (int j = 0; j < n; j++) view_of[vs->layer_index[j]] = j;
+  view_build_groups(vs, m, view_of);
+  g_free(view_of);
 }
 
 void prunus_view_clear(PrunusViewSet *vs) {
@@ -97,6 +175,9 @@ void prunus_view_clear(PrunusViewSet *vs) {
   g_clear_pointer(&vs->node_inputs, g_free);
   g_clear_pointer(&vs->input_names, g_free);
   g_clear_pointer(&vs->node_ints, g_free);
+  g_clear_pointer(&vs->group_ints, g_free);
+  g_clear_pointer(&vs->group_ptrs, g_free);
+  g_clear_pointer(&vs->norm_params, g_free);
   memset(&vs->view, 0, sizeof vs->view);
 }
 

@@ -32,6 +32,11 @@ typedef struct {
   const char **input_names;  /* (n_nodes) one input per node in a sequence */
   int *node_ints; /* (n_nodes * 6 + n_layers): shape, kernel, stride, padding, layer_node */
   int input_shape[3];
+  /* revision 4: the channel groups (core/nn/groups.h) in view indices, and batchnorm */
+  int *group_ints;           /* per group n_units, n_inputs; then the members' layer, unit,
+                              * input layer, column, columns; unit_group; layer_norm_node */
+  const int **group_ptrs;    /* (5 * n_groups + n_layers) the [group] / [layer] arrays */
+  const float **norm_params; /* (2 * n_nodes) node_norm_scale, node_norm_shift */
 } PrunusViewSet;
 
 /* Build views of m; prunable[i] (model layer index, may be NULL = all) marks the

@@ -5,6 +5,7 @@
 #include "calib.h"
 #include "checkpoint.h"
 #include "engine.h"
+#include "groups.h"
 #include "latency.h"
 #include "plugin_guard.h"
 #include "plugin_host.h"
@@ -44,9 +45,17 @@ struct PrunusPipeline {
   PrunusPlanRequest req;
   double *req_amount, *req_cap; /* (req_n_layers) req's layer_amount and max_sparsity */
   int req_n_layers;
+  /* (alloc_n_layers) this round's per-layer amounts from a global magnitude ranking
+   * (prune.schedule.allocation = "global-magnitude"), NULL otherwise */
+  double *alloc_amount;
+  int alloc_n_layers;
   int pattern_n, pattern_m;  /* the granularity's fixed pattern, 0 and 0 = none */
   int updating;              /* the view layer whose update() runs, -1 outside update() */
   double requested_sparsity; /* what the round in progress asked for (NaN: units removed) */
+  PrunusPipelineTiming timing;
+  PrunusRunClock own_clock;  /* the clock latency budgets run on when exp.clock is NULL */
+  GHashTable *latency_cache; /* "batch|architecture" -> (double *) µs of a dense layout */
+  gboolean *dense_pad;       /* (n_layers) the dense engine's padding choices, NULL until built */
 };
 typedef PrunusPipeline Pipeline;
 
@@ -174,10 +183,12 @@ typedef struct {
   float **unit;   /* [view layer] (n_units) */
   uint8_t **rm_w; /* [view layer] (n_weights) */
   uint8_t **rm_u; /* [view layer] (n_units) */
+  float *group;   /* (n_groups) group scores, or NULL when not produced */
+  int ng;
 } Buffers;
 
 static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces) {
-  b->nl = v->n_layers;
+  *b = (Buffers){.nl = v->n_layers};
   b->weight = g_new0(float *, b->nl);
   b->unit = g_new0(float *, b->nl);
   b->rm_w = g_new0(uint8_t *, b->nl);
@@ -188,18 +199,29 @@ static void buffers_init(Buffers *b, const PrunusModelView *v, uint32_t produces
     b->rm_w[k] = g_new0(uint8_t, v->layers[k].n_weights);
     b->rm_u[k] = g_new0(uint8_t, v->layers[k].n_units);
   }
+  b->ng = v->n_groups;
+  if (produces & PRUNUS_SCORES_GROUP) b->group = g_new0(float, MAX(b->ng, 1));
 }
 
 static void buffers_clear(Buffers *b) {
   for (int k = 0; k < b->nl; k++) {
     g_free(b->weight[k]), g_free(b->unit[k]), g_free(b->rm_w[k]), g_free(b->rm_u[k]);
   }
-  g_free(b->weight), g_free(b->unit), g_free(b->rm_w), g_free(b->rm_u);
+  g_free(b->weight), g_free(b->unit), g_free(b->rm_w), g_free(b->rm_u), g_free(b->group);
   memset(b, 0, sizeof *b);
 }
 
 /* Non-finite scores are an error naming the plugin, layer and index. */
 static gboolean check_scores(Pipeline *p, PrunusHost *crit, const Buffers *b, GError **error) {
+  for (int g = 0; b->group && g < b->ng; g++) {
+    if (!isfinite(b->group[g])) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
+                  "prune.criterion plugin '%s': round %d: score of group %d is %g; scores must "
+                  "be finite",
+                  prunus_host_desc(crit)->name, p->round, g, b->group[g]);
+      return FALSE;
+    }
+  }
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     for (size_t i = 0; b->weight[k] && i < l->n_weights; i++) {
@@ -240,7 +262,8 @@ static void build_request(Pipeline *p, int layer) {
   for (int k = 0; k < nl; k++) {
     int li = p->vs.layer_index[k];
     double rate = p->pc->layer_rate[li];
-    p->req_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, amount * rate) : rate;
+    double share = p->alloc_amount && p->alloc_n_layers == nl ? p->alloc_amount[k] : amount;
+    p->req_amount[k] = p->pc->scope == PRUNUS_SCOPE_LAYER ? fmin(0.999999, share * rate) : rate;
     if (layer >= 0 && k != layer) p->req_amount[k] = 0.0;
     p->req_cap[k] = p->pc->layer_cap[li];
   }
@@ -310,7 +333,8 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
       return FALSE;
     }
   }
-  PrunusScores scores = {.weight_scores = b->weight, .unit_scores = b->unit, .layer = layer};
+  PrunusScores scores = {
+      .weight_scores = b->weight, .unit_scores = b->unit, .layer = layer, .group_scores = b->group};
   prunus_host_call_begin(crit, "score()");
   int score_rc = ops->score(state, &p->vs.view, &scores);
   prunus_host_call_end(crit);
@@ -321,12 +345,30 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
   return check_scores(p, crit, b, error);
 }
 
+/* On a graph, units go by whole channel groups: a plan that splits one or empties a layer
+ * is refused before anything of it is applied. */
+static gboolean check_group_plan(Pipeline *p, PrunusHost *gran, const Buffers *b, GError **error) {
+  PrunusGroups *g = prunus_groups_build(p->m);
+  const uint8_t **per_layer = g_new0(const uint8_t *, p->m->n_layers);
+  for (int k = 0; k < b->nl; k++) per_layer[p->vs.layer_index[k]] = b->rm_u[k];
+  uint8_t *rm = g_new0(uint8_t, MAX(g->n_groups, 1));
+  gboolean ok = prunus_groups_from_units(g, p->m, per_layer, rm, error);
+  if (!ok)
+    g_prefix_error(error, "prune.granularity plugin '%s', round %d: ", prunus_host_desc(gran)->name,
+                   p->round);
+  g_free(rm);
+  g_free(per_layer);
+  prunus_groups_free(g);
+  return ok;
+}
+
 /* Apply the plan: weights -> masks; units -> a physically smaller model. Adds what it
  * removed to *removed_weights and *removed_units. */
 static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *removed_weights,
                            int *removed_units, GError **error) {
   PrunusModel *m = p->m;
   int units = 0;
+  if (!prunus_model_is_sequence(m) && !check_group_plan(p, gran, b, error)) return FALSE;
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     const PrunusLayer *ml = &m->layers[p->vs.layer_index[k]];
@@ -389,7 +431,8 @@ static gboolean score_plan_apply(Pipeline *p, uint32_t produces, uint32_t needs,
   if (ok) {
     PrunusScores scores = {.weight_scores = (produces & PRUNUS_SCORES_WEIGHT) ? b.weight : NULL,
                            .unit_scores = (produces & PRUNUS_SCORES_UNIT) ? b.unit : NULL,
-                           .layer = layer};
+                           .layer = layer,
+                           .group_scores = b.group};
     PrunusPlan plan = {.remove_weights = b.rm_w, .remove_units = b.rm_u};
     prunus_host_call_begin(p->gran, "plan()");
     int plan_rc = gops->plan(prunus_host_state(p->gran), &p->vs.view, &scores, &p->req, &plan);
@@ -448,6 +491,55 @@ static double requested_removals(const Pipeline *p) {
   return total;
 }
 
+typedef struct {
+  float magnitude;
+  int layer;
+} RankedWeight;
+
+static int ranked_weight_cmp(const void *a, const void *b) {
+  const RankedWeight *x = a, *y = b;
+  if (x->magnitude != y->magnitude) return x->magnitude < y->magnitude ? -1 : 1;
+  return (x->layer > y->layer) - (x->layer < y->layer);
+}
+
+/* prune.schedule.allocation = "global-magnitude": before a layer-scope round prunes
+ * anything, rank the alive weights of the prunable layers at rate 1 by |w| together;
+ * the round's amount of them, smallest first, gives each of those layers its share
+ * (removed / alive in that layer). A layer at another rate keeps amount x rate, as
+ * in a global-scope round. A layerwise criterion (sparsegpt, wanda) then chooses
+ * within each layer; magnitude makes the masks of global magnitude pruning. Ties go
+ * to the earlier layer. */
+static void allocate_global_magnitude(Pipeline *p) {
+  int nl = p->vs.view.n_layers;
+  g_free(p->alloc_amount);
+  p->alloc_amount = g_new0(double, MAX(nl, 1));
+  p->alloc_n_layers = nl;
+  size_t *alive = g_new0(size_t, MAX(nl, 1)), total = 0;
+  for (int k = 0; k < nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    if (!l->prunable || p->pc->layer_rate[p->vs.layer_index[k]] != 1.0) continue;
+    for (size_t i = 0; i < l->n_weights; i++) alive[k] += l->mask[i] != 0.0f;
+    total += alive[k];
+  }
+  RankedWeight *all = g_new(RankedWeight, MAX(total, 1));
+  size_t n = 0;
+  for (int k = 0; k < nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    if (alive[k] == 0) continue;
+    for (size_t i = 0; i < l->n_weights; i++)
+      if (l->mask[i] != 0.0f) all[n++] = (RankedWeight){fabsf(l->weights[i]), k};
+  }
+  int r = MAX(p->round, 1);
+  double amount = p->pc->round_amount ? p->pc->round_amount[r - 1] : p->pc->amount;
+  size_t remove = (size_t)MIN((double)n, floor(amount * (double)n + 0.5));
+  qsort(all, n, sizeof *all, ranked_weight_cmp);
+  size_t *taken = g_new0(size_t, MAX(nl, 1));
+  for (size_t i = 0; i < remove; i++) taken[all[i].layer]++;
+  for (int k = 0; k < nl; k++)
+    p->alloc_amount[k] = alive[k] ? (double)taken[k] / (double)alive[k] : amount;
+  g_free(taken), g_free(all), g_free(alive);
+}
+
 /* One round: score -> plan -> apply (-> update), for the whole model at once, or
  * layer by layer in network order when the criterion calibrates layerwise; then
  * the achieved sparsity against the requested one. */
@@ -459,6 +551,7 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   prunus_host_call_begin(p->crit, "needs()");
   uint32_t needs = cops->needs(prunus_host_state(p->crit));
   prunus_host_call_end(p->crit);
+  if (p->pc->allocation == PRUNUS_ALLOCATION_GLOBAL_MAGNITUDE) allocate_global_magnitude(p);
   build_request(p, -1);
   uint64_t alive0 = alive_weights(p);
   double requested = requested_removals(p);
@@ -506,9 +599,6 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   return TRUE;
 }
 
-/* ------------------------------------------------------------------------ */
-/* metrics, checkpoints, summary */
-
 static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
   char *x = prunus_arch_to_string(a), *y = prunus_arch_to_string(b);
   gboolean same = !strcmp(x, y);
@@ -516,28 +606,189 @@ static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
   return same;
 }
 
-static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
-  /* The inference engines (core/infer/engine.c): dense = BLAS on the unpruned layout (the
-   * model itself while it has it) with zeros in place; sparse = CSR kernels; shrunk =
-   * units whose every weight is masked removed physically. */
-  PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;
+/* prune.masks_from: the source experiment's masks of this round replace score, plan
+ * and apply. The mask becomes the source's; a weight it keeps that this model had
+ * pruned comes back at 0 (the retrain decides its value). */
+static gboolean apply_source_masks(Pipeline *p, GError **error) {
+  char *rel = g_strdup_printf("%s/round-%02d.safetensors", p->exp.masks_subdir, p->round);
+  char *path = g_build_filename(p->exp.run_dir, rel, NULL);
+  gboolean ok = FALSE;
+  PrunusModel *src = NULL;
+  if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "prune.masks_from = \"%s\": round %d needs %s, which does not exist; run "
+                "experiment '%s' first (its rounds must reach %d)",
+                p->pc->masks_from, p->round, path, p->pc->masks_from, p->pc->rounds);
+    goto out_free;
+  }
+  src = prunus_checkpoint_load(path, 1, NULL, NULL, error);
+  if (!src) goto out_free;
+  if (!same_arch(&src->arch, &p->m->arch) || src->n_params != p->m->n_params) {
+    char *a = prunus_arch_to_string(&src->arch), *b = prunus_arch_to_string(&p->m->arch);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "prune.masks_from = \"%s\": %s has the architecture %s, this model %s; masks "
+                "can only be taken from weight-pruned experiments of the same network",
+                p->pc->masks_from, path, a, b);
+    g_free(a), g_free(b);
+    goto out_free;
+  }
+  size_t removed = 0, revived = 0;
+  for (size_t i = 0; i < p->m->n_params; i++) {
+    float was = p->m->mask[i], now = src->mask[i];
+    removed += was != 0.0f && now == 0.0f;
+    revived += was == 0.0f && now != 0.0f;
+    p->m->mask[i] = now;
+    if (now == 0.0f || was == 0.0f) p->m->params[i] = 0.0f;
+  }
+  if (!p->exp.quiet)
+    printf("%s round %d: masks of %s: removed %zu weights, brought back %zu\n", p->exp.name,
+           p->round, rel, removed, revived);
+  ok = TRUE;
+
+out_free:
+  prunus_model_free(src);
+  g_free(path);
+  g_free(rel);
+  return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* metrics, checkpoints, summary */
+
+/* The inference engines (core/infer/engine.c): dense = BLAS on the unpruned layout (the
+ * model itself while it has it) with zeros in place; shrunk = units whose every weight
+ * is masked removed physically, then dense; sparse = CSR kernels. Keys per batch size
+ * in this order. */
+static const PrunusEngineKind latency_kinds[] = {PRUNUS_ENGINE_DENSE, PRUNUS_ENGINE_SHRUNK,
+                                                 PRUNUS_ENGINE_SPARSE};
+
+static int latency_max_batch(const PrunusPruneConfig *pc) {
   int max_b = 1;
-  for (int i = 0; i < p->pc->n_latency_batches; i++) max_b = MAX(max_b, p->pc->latency_batches[i]);
-  static const PrunusEngineKind kinds[] = {PRUNUS_ENGINE_DENSE, PRUNUS_ENGINE_SHRUNK,
-                                           PRUNUS_ENGINE_SPARSE};
-  PrunusEngine *e[G_N_ELEMENTS(kinds)];
-  for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++)
-    e[k] = prunus_engine_new(kinds[k] == PRUNUS_ENGINE_DENSE ? dense : p->m, kinds[k], max_b, NULL);
+  for (int i = 0; i < pc->n_latency_batches; i++) max_b = MAX(max_b, pc->latency_batches[i]);
+  return max_b;
+}
+
+static void latency_record(PrunusRoundMetrics *rm, PrunusEngineKind kind, int B, double us) {
+  if (rm->n_latency >= PRUNUS_MAX_LATENCIES) return;
+  g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kind), B);
+  rm->latency_us[rm->n_latency++] = us;
+}
+
+/* prune.latency.mode = "fixed": every engine, every batch size, the whole budget. */
+static void measure_latency_fixed(Pipeline *p, PrunusRoundMetrics *rm) {
+  PrunusModel *dense = same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref;
+  int max_b = latency_max_batch(p->pc);
+  PrunusEngine *e[G_N_ELEMENTS(latency_kinds)];
+  for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++)
+    e[k] = prunus_engine_new(latency_kinds[k] == PRUNUS_ENGINE_DENSE ? dense : p->m,
+                             latency_kinds[k], max_b, NULL);
   for (int i = 0; i < p->pc->n_latency_batches; i++) {
     int B = p->pc->latency_batches[i];
-    for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
-      if (!e[k] || rm->n_latency >= PRUNUS_MAX_LATENCIES) continue;
-      g_snprintf(rm->latency_key[rm->n_latency], 32, "%s_b%d", prunus_engine_kind_name(kinds[k]),
-                 B);
-      rm->latency_us[rm->n_latency++] = prunus_engine_latency_us(e[k], B, p->pc->latency_budget, 5);
+    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++)
+      if (e[k])
+        latency_record(rm, latency_kinds[k], B,
+                       prunus_engine_latency_us(e[k], B, p->pc->latency_budget, 5));
+  }
+  for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) prunus_engine_free(e[k]);
+}
+
+/* prune.latency.mode = "adaptive". The dense and shrunk engines run dense BLAS on a
+ * layout whose work depends on its shapes, not on its values (masked weights are
+ * exact zeros, never subnormal): each layout is measured once, the first round that
+ * has it, and its time reused by later rounds (cached by architecture and batch size;
+ * a shrunk network without dead units is the dense layout itself). A shrunk layout is
+ * padded where the dense engine measured padding to pay, not searched again (the search
+ * costs ~0.1 s a layer, and weight pruning kills a few units in most late rounds). The
+ * sparse engine's work follows the mask: measured every round. Each measurement gets
+ * an equal share of what max_share of the run's time so far leaves (the run's clock,
+ * shared by its experiments), at most `seconds`, past its first 3 windows. */
+static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
+  const PrunusPruneConfig *pc = p->pc;
+  PrunusModel *shrunk = prunus_model_shrink_dead(p->m, NULL);
+  const PrunusModel *model[G_N_ELEMENTS(latency_kinds)] = {
+      same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref, shrunk, p->m};
+  char *layout[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
+  for (size_t k = 0; k < 2; k++)
+    if (model[k]) layout[k] = prunus_arch_to_string(&model[k]->arch);
+  int todo = 0; /* measurements to make: the sparse ones and the layouts not yet known */
+  for (int i = 0; i < pc->n_latency_batches; i++) {
+    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
+      char *key = layout[k] ? g_strdup_printf("%d|%s", pc->latency_batches[i], layout[k]) : NULL;
+      gboolean dup = k == 1 && layout[0] && !strcmp(layout[0], layout[1]);
+      todo += model[k] && !dup && (!key || !g_hash_table_contains(p->latency_cache, key));
+      g_free(key);
     }
   }
-  for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) prunus_engine_free(e[k]);
+  PrunusRunClock *clock = p->exp.clock ? p->exp.clock : &p->own_clock;
+  double elapsed = (prunus_now_us() - clock->start_us) / 1e6;
+  double allowed = pc->latency_share * elapsed - clock->latency_seconds;
+  PrunusLatencyPlan plan = {.min_runs = 5,
+                            .window_us = 2000.0,
+                            .tolerance = pc->latency_tolerance,
+                            .max_seconds = CLAMP(allowed / MAX(todo, 1), 0.0, pc->latency_budget)};
+  int max_b = latency_max_batch(pc);
+  PrunusEngine *e[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
+  for (int i = 0; i < pc->n_latency_batches; i++) {
+    int B = pc->latency_batches[i];
+    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
+      if (!model[k]) continue;
+      char *key = layout[k] ? g_strdup_printf("%d|%s", B, layout[k]) : NULL;
+      double *known = key ? g_hash_table_lookup(p->latency_cache, key) : NULL;
+      if (known) {
+        latency_record(rm, latency_kinds[k], B, *known);
+        g_free(key);
+        continue;
+      }
+      /* the shrunk network is a dense one: built as such (no second shrink), padded
+       * as the dense engine chose once that was measured */
+      if (!e[k] && k == 1 && p->dense_pad && model[1]->n_layers == p->dense_ref->n_layers)
+        e[k] = prunus_engine_new_padded(model[k], PRUNUS_ENGINE_DENSE, max_b, p->dense_pad, NULL);
+      else if (!e[k])
+        e[k] = prunus_engine_new(model[k], k == 2 ? PRUNUS_ENGINE_SPARSE : PRUNUS_ENGINE_DENSE,
+                                 max_b, NULL);
+      if (k == 0 && e[0] && !p->dense_pad) {
+        p->dense_pad = g_new0(gboolean, prunus_engine_n_layers(e[0]));
+        for (int j = 0; j < prunus_engine_n_layers(e[0]); j++)
+          p->dense_pad[j] = prunus_engine_layer_padding(e[0], j) > 0;
+      }
+      if (!e[k]) { /* an engine that cannot run this model (a graph): no key, as in fixed mode */
+        g_free(key);
+        continue;
+      }
+      double us = prunus_engine_latency_adaptive(e[k], B, &plan).us;
+      latency_record(rm, latency_kinds[k], B, us);
+      if (key && isfinite(us))
+        g_hash_table_insert(p->latency_cache, key, g_memdup2(&us, sizeof us));
+      else
+        g_free(key);
+    }
+  }
+  for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
+    prunus_engine_free(e[k]);
+    g_free(layout[k]);
+  }
+  prunus_model_free(shrunk);
+}
+
+/* How measure_latency measures, in words for the reports. (transfer full) */
+static char *latency_method(const PrunusPruneConfig *pc) {
+  if (pc->latency_mode == PRUNUS_LATENCY_FIXED)
+    return g_strdup_printf(
+        "fixed: every engine every round, the lowest median of 3 windows of %.3g s",
+        pc->latency_budget / 3);
+  return g_strdup_printf(
+      "adaptive: the lowest window median once two agree within %g%% (3 windows at least), at "
+      "most %g s a measurement and %g%% of the run's time past the third window; dense "
+      "and shrunk layouts measured once each (their work does not depend on the weights), "
+      "sparse every round",
+      100 * pc->latency_tolerance, pc->latency_budget, 100 * pc->latency_share);
+}
+
+static void measure_latency(Pipeline *p, PrunusRoundMetrics *rm) {
+  if (p->pc->latency_mode == PRUNUS_LATENCY_FIXED)
+    measure_latency_fixed(p, rm);
+  else
+    measure_latency_adaptive(p, rm);
 }
 
 /* θ0 and θk in the model's current layout, so a resumed run can rewind. */
@@ -589,16 +840,27 @@ static gboolean write_summary(Pipeline *p, GError **error) {
 }
 
 static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
-  PrunusRoundMetrics rm = {
-      .round = p->round, .has_request = p->round > 0, .requested_sparsity = p->requested_sparsity};
+  /* a round whose masks came from another experiment made no plan request */
+  PrunusRoundMetrics rm = {.round = p->round,
+                           .has_request = p->round > 0 && !p->pc->masks_from,
+                           .requested_sparsity = p->requested_sparsity};
+  p->timing.train += seconds;
+  double t0 = prunus_now_us();
   prunus_round_metrics_measure(&rm, p->m, p->params_total, p->prunable_total, p->dense_flops);
-  PrunusEvalResult test =
-      prunus_evaluate(p->m, p->data->test, &p->data->norm, p->exp.rc->train.batch);
-  PrunusEvalResult val =
-      prunus_evaluate(p->m, p->data->val, &p->data->norm, p->exp.rc->train.batch);
+  const PrunusTrainConfig *tc = &p->exp.rc->train;
+  prunus_train_attach_sparse(p->m, tc->sparse_from, tc->batch, FALSE); /* as training runs it */
+  PrunusEvalResult test = prunus_evaluate(p->m, p->data->test, &p->data->norm, tc->batch);
+  PrunusEvalResult val = prunus_evaluate(p->m, p->data->val, &p->data->norm, tc->batch);
+  prunus_train_detach_sparse(p->m);
   rm.test_accuracy = test.accuracy, rm.test_loss = test.loss;
   rm.val_accuracy = val.accuracy, rm.val_loss = val.loss;
+  double t1 = prunus_now_us();
   measure_latency(p, &rm);
+  double t2 = prunus_now_us();
+  rm.seconds_evaluate = (t1 - t0) / 1e6, rm.seconds_latency = (t2 - t1) / 1e6;
+  p->timing.evaluate += rm.seconds_evaluate, p->timing.latency += rm.seconds_latency;
+  p->own_clock.latency_seconds += rm.seconds_latency;
+  if (p->exp.clock) p->exp.clock->latency_seconds += rm.seconds_latency;
   rm.checkpoint = g_strdup_printf("%s/round-%02d.safetensors", p->exp.subdir, p->round);
   char *dir = g_build_filename(p->exp.run_dir, p->exp.subdir, NULL);
   char *path = g_build_filename(p->exp.run_dir, rm.checkpoint, NULL);
@@ -613,6 +875,7 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
                 prunus_checkpoint_save(p->m, path, md, error);
   rm.checkpoint_bytes = prunus_rundir_file_size(path);
   rm.seconds = seconds;
+  rm.seconds_checkpoint = (prunus_now_us() - t2) / 1e6;
   g_hash_table_unref(md);
   g_free(theta_path);
   g_free(path);
@@ -627,7 +890,9 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
     printf("%s round %d: sparsity %.4f  params %" G_GUINT64_FORMAT "  test_acc %.4f  flops x%.2f\n",
            p->exp.name, p->round, rm.sparsity, rm.params_remaining, rm.test_accuracy,
            rm.speedup_theoretical);
-  return write_summary(p, error);
+  gboolean written = write_summary(p, error);
+  p->timing.checkpoint += (prunus_now_us() - t2) / 1e6;
+  return written;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -646,8 +911,12 @@ static void print_table(Pipeline *p) {
   g_snprintf(skey, sizeof skey, "shrunk_b%d", big);
   const PrunusRoundMetrics *r0 = &g_array_index(p->rounds, PrunusRoundMetrics, 0);
   double base = latency_of(r0, dkey);
-  printf("\n%s: %s criterion, %s granularity, %s retrain\n", p->exp.name, p->pc->criterion_name,
-         p->pc->granularity_name, p->pc->retrain_name);
+  if (p->pc->masks_from)
+    printf("\n%s: the masks of %s, %s retrain\n", p->exp.name, p->pc->masks_from,
+           p->pc->retrain_name);
+  else
+    printf("\n%s: %s criterion, %s granularity, %s retrain\n", p->exp.name, p->pc->criterion_name,
+           p->pc->granularity_name, p->pc->retrain_name);
   printf("%5s %8s %10s %7s %9s %8s %11s %11s %9s\n", "round", "sparsity", "params", "compr",
          "flops_x", "test_acc", dkey, skey, "measured_x");
   for (guint i = 0; i < p->rounds->len; i++) {
@@ -675,6 +944,11 @@ char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
       rc->test_labels, rc->validation, rc->train_limit, rc->test_limit, rc->normalize, t->epochs,
       t->batch, t->optimizer, t->lr, t->momentum, t->nesterov, t->weight_decay, t->beta1, t->beta2,
       t->eps, t->lr_schedule, t->step_size, t->gamma, t->warmup_epochs, rewind_epoch);
+  if (t->bn_l1 > 0.0) { /* appended only when set: the keys of runs without it stay */
+    char *with = g_strdup_printf("%s bn_l1=%.17g", text, t->bn_l1);
+    g_free(text);
+    text = with;
+  }
   char *key = g_compute_checksum_for_string(G_CHECKSUM_SHA256, text, -1);
   g_free(text);
   g_free(arch);
@@ -750,6 +1024,8 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   char *theta =
       g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, n - 1);
   p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
+  /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
+  if (p->m) p->m->arch.init = exp->rc->arch.init;
   gboolean ok = p->m && read_thetas(p, theta, error);
   g_free(theta);
   g_free(path);
@@ -878,18 +1154,6 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
     g_free(where);
     return FALSE;
   }
-  if ((accepts & PRUNUS_SCORES_UNIT) && !prunus_arch_is_sequence(&p->exp.rc->arch)) {
-    /* removing units of a graph needs every branch to agree on them (not done yet) */
-    char *where =
-        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.granularity '%s' removes whole units, which graph models (layers with "
-                "inputs other than the previous layer, as in add and concat) do not support yet; "
-                "prune their weights instead (plugin = \"weight\")",
-                where, gd->name);
-    g_free(where);
-    return FALSE;
-  }
   return check_post_training(p, error);
 }
 
@@ -910,7 +1174,10 @@ static void release(Pipeline *p) {
   g_clear_pointer(&p->thetak, g_free);
   g_clear_pointer(&p->req_amount, g_free);
   g_clear_pointer(&p->req_cap, g_free);
+  g_clear_pointer(&p->alloc_amount, g_free);
+  p->alloc_n_layers = 0;
   p->req_n_layers = 0;
+  g_clear_pointer(&p->dense_pad, g_free);
 }
 
 PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,
@@ -923,6 +1190,7 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
   p->pc = exp->pc;
   p->reg = reg;
   p->rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
+  p->latency_cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   p->prunable = g_new0(gboolean, arch->n_layers);
   for (int i = 0; i < arch->n_layers; i++) p->prunable[i] = p->pc->layer_rate[i] > 0.0;
   gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
@@ -932,10 +1200,13 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
   return NULL;
 }
 
+PrunusPipelineTiming prunus_pipeline_timing(const PrunusPipeline *p) { return p->timing; }
+
 void prunus_pipeline_free(PrunusPipeline *p) {
   if (!p) return;
   release(p);
   g_array_free(p->rounds, TRUE);
+  g_hash_table_destroy(p->latency_cache);
   g_free(p->prunable);
   g_free(p);
 }
@@ -978,7 +1249,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     prunus_host_reseed(p->crit, round_seed);
     prunus_host_reseed(p->gran, round_seed);
     prunus_host_reseed(p->retr, round_seed);
-    if (!prune_round(p, error)) return FALSE;
+    if (pc->masks_from ? !apply_source_masks(p, error) : !prune_round(p, error)) return FALSE;
     const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
     prunus_host_call_begin(p->retr, "retrain()");
     int rc = rd->retrain->retrain(prunus_host_state(p->retr), p->round);
@@ -1009,6 +1280,7 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
   p->data = data;
   p->summary = summary;
   p->round = 0;
+  p->own_clock = (PrunusRunClock){.start_us = prunus_now_us()};
   gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
   if (ok) {
     p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);
@@ -1021,6 +1293,11 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
         prunus_rundir_summary_set_plugins(p->exp_json, (PrunusHost *[]){p->crit, p->gran, p->retr});
     if (changed) g_printerr("prunus: warning: %s: %s\n", exp->name, changed);
     g_free(changed);
+    if (pc->masks_from)
+      prunus_json_object_set(p->exp_json, "masks_from", prunus_json_new_string(pc->masks_from));
+    char *method = latency_method(pc);
+    prunus_json_object_set(p->exp_json, "latency_method", prunus_json_new_string(method));
+    g_free(method);
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
     if (p->pattern_m > 0 &&
         pc->final_target > 1.0 - (double)p->pattern_n / p->pattern_m + pc->tolerance)

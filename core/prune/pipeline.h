@@ -12,6 +12,14 @@
 
 G_BEGIN_DECLS
 
+/* What the experiments of one run share to keep latency measurement within
+ * prune.latency.max_share of the run's wall time: when the run began and the seconds
+ * its measurements took so far. */
+typedef struct {
+  double start_us;        /* prunus_now_us() at the run's start */
+  double latency_seconds; /* measurements so far, every experiment's */
+} PrunusRunClock;
+
 /* One experiment x seed of a run: what the command above hands the pipeline. Every
  * pointer is borrowed and must outlive the pipeline. */
 typedef struct {
@@ -21,9 +29,11 @@ typedef struct {
   const PrunusPruneConfig *pc; /* cfg's prune group, parsed */
   const char *run_dir;         /* the run folder */
   const char *subdir;          /* its checkpoints, relative to run_dir: "imp" or "imp/seed-1" */
+  const char *masks_subdir;    /* prune.masks_from's subdir (same seed), or NULL */
   const char *cache_dir;       /* pretraining cache (shared by experiments with equal settings) */
   int threads;                 /* training threads (PrunusTrainOptions.threads) */
   gboolean quiet;
+  PrunusRunClock *clock; /* the run's, shared by its experiments; NULL: the experiment's own */
 } PrunusExperiment;
 
 typedef struct PrunusPipeline PrunusPipeline;
@@ -46,6 +56,15 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
 gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJson *summary,
                              GError **error);
 void prunus_pipeline_free(PrunusPipeline *p);
+
+/* Seconds a pipeline's run spent, by kind of work (zero before it runs). */
+typedef struct {
+  double train;      /* pretraining (or reading it from the cache), each round's prune + retrain */
+  double evaluate;   /* the test and validation passes after each round */
+  double latency;    /* the latency measurements */
+  double checkpoint; /* θ sidecars, checkpoints and summary.json */
+} PrunusPipelineTiming;
+PrunusPipelineTiming prunus_pipeline_timing(const PrunusPipeline *p);
 
 /* The pretraining cache key: a hash of everything pretraining depends on. (transfer full) */
 char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 static const char *const scope_names[] = {"global", "layer", NULL};
+static const char *const allocation_names[] = {"uniform", "global-magnitude", NULL};
 
 /* prune.layers = ( { layer = 5; rate = 0.5; max_sparsity = 0.9; }, ... ): layer is
  * a model layer index or "output" (the last layer with parameters). */
@@ -131,6 +132,8 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       !prunus_config_get_double(cfg, sched, "target", FALSE, 0.0, &pc.target, error) ||
       !prunus_config_get_enum(cfg, sched, "scope", FALSE, PRUNUS_SCOPE_GLOBAL, scope_names,
                               &pc.scope, error) ||
+      !prunus_config_get_enum(cfg, sched, "allocation", FALSE, PRUNUS_ALLOCATION_UNIFORM,
+                              allocation_names, &pc.allocation, error) ||
       !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error) ||
       !prunus_config_get_double(cfg, sched, "tolerance", FALSE, 0.01, &pc.tolerance, error))
     goto out_clear;
@@ -151,6 +154,14 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       problem = "max_sparsity must be in (0, 1]";
     else if (!(pc.tolerance >= 0.0 && pc.tolerance <= 1.0))
       problem = "tolerance must be in [0, 1]";
+    else if (pc.allocation != PRUNUS_ALLOCATION_UNIFORM && pc.scope != PRUNUS_SCOPE_LAYER)
+      problem =
+          "allocation applies to scope = \"layer\" only (a global scope ranks every "
+          "layer together already)";
+    if (problem && pc.allocation != PRUNUS_ALLOCATION_UNIFORM && pc.scope != PRUNUS_SCOPE_LAYER) {
+      g_free(where); /* name the key where it is written (an experiment may add it) */
+      where = prunus_config_where(cfg, config_setting_get_member(sched, "allocation"));
+    }
     if (problem) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where,
                   problem);
@@ -173,6 +184,9 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       !prunus_config_get_string(cfg, prune, "pretrained", FALSE, NULL, &pretrained, error))
     goto out_clear;
   if (pretrained) pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
+  if (!prunus_config_get_string(cfg, prune, "masks_from", FALSE, NULL, &pc.masks_from, error))
+    goto out_clear;
+  if (pc.masks_from) pc.masks_from_key = config_setting_get_member(prune, "masks_from");
   /* θk is kept while this run pretrains (a pretrained model brings no θ at all) */
   if (!pretrained && (pc.rewind_epoch < 0 || pc.rewind_epoch > rc->train.epochs)) {
     char *where = prunus_config_where(cfg, config_setting_get_member(prune, "rewind_epoch"));
@@ -204,14 +218,38 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   if (!pc.granularity) goto out_clear;
   pc.retrain = plugin_slot(cfg, prune, "retrain", &pc.retrain_name, error);
   if (!pc.retrain) goto out_clear;
-  /* latency = { batches = [1, 256]; seconds = 0.2; } */
+  /* latency = { batches = [1, 256]; mode = "adaptive"; seconds = 0.2; tolerance = 0.02;
+   *             max_share = 0.1; } */
   pc.latency_batches[0] = 1, pc.latency_batches[1] = 256, pc.n_latency_batches = 2;
-  pc.latency_budget = 0.2;
+  pc.latency_mode = PRUNUS_LATENCY_ADAPTIVE;
+  pc.latency_budget = 0.2, pc.latency_tolerance = 0.02, pc.latency_share = 0.1;
   config_setting_t *lat = prunus_config_get_group(cfg, prune, "latency", FALSE, error);
   if (error && *error) goto out_clear;
   if (lat) {
-    if (!prunus_config_get_double(cfg, lat, "seconds", FALSE, 0.2, &pc.latency_budget, error))
+    static const char *const modes[] = {[PRUNUS_LATENCY_FIXED] = "fixed",
+                                        [PRUNUS_LATENCY_ADAPTIVE] = "adaptive",
+                                        [PRUNUS_LATENCY_ADAPTIVE + 1] = NULL};
+    if (!prunus_config_get_enum(cfg, lat, "mode", FALSE, PRUNUS_LATENCY_ADAPTIVE, modes,
+                                &pc.latency_mode, error) ||
+        !prunus_config_get_double(cfg, lat, "seconds", FALSE, 0.2, &pc.latency_budget, error) ||
+        !prunus_config_get_double(cfg, lat, "tolerance", FALSE, 0.02, &pc.latency_tolerance,
+                                  error) ||
+        !prunus_config_get_double(cfg, lat, "max_share", FALSE, 0.1, &pc.latency_share, error))
       goto out_clear;
+    const char *problem = NULL;
+    if (!(pc.latency_budget > 0.0 && pc.latency_budget <= 60.0))
+      problem = "seconds must be in (0, 60]";
+    else if (!(pc.latency_tolerance > 0.0 && pc.latency_tolerance < 1.0))
+      problem = "tolerance must be in (0, 1)";
+    else if (!(pc.latency_share > 0.0 && pc.latency_share <= 1.0))
+      problem = "max_share must be in (0, 1]";
+    if (problem) {
+      char *where = prunus_config_where(cfg, lat);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.latency: %s", where,
+                  problem);
+      g_free(where);
+      goto out_clear;
+    }
     config_setting_t *b = config_setting_get_member(lat, "batches");
     if (b) {
       prunus_config_mark_read(cfg, b);

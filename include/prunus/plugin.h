@@ -84,6 +84,10 @@
  *      layer, pattern_n, pattern_m; PrunusHostServices.plan_request, set_weights,
  *      cholesky, spd_inverse; PrunusCriterionOps.update;
  *      PrunusGranularityOps.pattern.
+ *   4  structured pruning of graphs: PrunusModelView's channel groups (is_sequence,
+ *      n_groups, group_*, unit_group) and batchnorm parameters (layer_norm_node,
+ *      node_norm_scale, node_norm_shift); PRUNUS_SCORES_GROUP and
+ *      PrunusScores.group_scores.
  */
 #ifndef PRUNUS_PLUGIN_H
 #define PRUNUS_PLUGIN_H
@@ -99,7 +103,7 @@ extern "C" {
  * its own. Changed only on a break (G5 above). */
 #define PRUNUS_PLUGIN_ABI_VERSION 1u
 /* This header's revision within the family (see "Revisions" above). */
-#define PRUNUS_PLUGIN_REVISION 3u
+#define PRUNUS_PLUGIN_REVISION 4u
 
 #if defined(_WIN32)
 #define PRUNUS_PLUGIN_EXPORT __declspec(dllexport)
@@ -171,6 +175,36 @@ typedef struct {
   const int *node_padding; /* [node] conv2d: zero padding on each side; 0 otherwise */
   const int *layer_node;   /* [layer] the node that layers[k] is */
   const int *input_shape;  /* (3): the network input per sample (c, h, w) */
+
+  /* ---- appended in revision 4: read only when PRUNUS_HOST_REVISION >= 4 ---- */
+
+  /* 1 when every node reads the node before it (node 0 the network input): a plain
+   * sequence, in which every hidden unit is a group of its own. */
+  int is_sequence;
+  /* Channel groups (docs/plugins.md, "Groups"): units whose channels add, concat,
+   * batchnorm, pooling or flatten tie together, so that they are removed together or
+   * not at all: a plan that removes some units of a group and keeps others is refused
+   * by the host. Removing a group also drops its batchnorm channels and the fan_in
+   * columns listed below. Units tied to the network's input or output (the class
+   * outputs) are in no group. Groups are numbered by their first unit (layer order,
+   * then unit). */
+  int n_groups;
+  const int *group_n_units;            /* [group] units it removes (>= 1) */
+  const int *const *group_unit_layer;  /* [group][i < group_n_units] index into layers */
+  const int *const *group_unit;        /* [group][i] the unit of that layer */
+  const int *group_n_inputs;           /* [group] runs of fan_in columns that go with it */
+  const int *const *group_input_layer; /* [group][i < group_n_inputs] index into layers */
+  /* [group][i] the first column of the run in every row of that layer, and [group][i]
+   * its length: k*k per input channel of a conv2d, H*W per channel after a flatten of an
+   * HxW map, 1 per channel into a dense layer */
+  const int *const *group_input_column;
+  const int *const *group_input_columns;
+  const int *const *unit_group; /* [layer][unit] its group; -1 = in none (never removed) */
+  /* [layer] the batchnorm node that normalises layers[k]'s outputs, or -1 */
+  const int *layer_norm_node;
+  /* [node] a batchnorm node's scale gamma and shift beta (C each); NULL for other nodes */
+  const float *const *node_norm_scale;
+  const float *const *node_norm_shift;
 } PrunusModelView;
 
 /* What a criterion asks the host to compute on calibration data. */
@@ -201,6 +235,10 @@ enum {
 enum {
   PRUNUS_SCORES_WEIGHT = 1u << 0, /* one score per weight */
   PRUNUS_SCORES_UNIT = 1u << 1,   /* one score per unit (neuron / channel) */
+  /* revision 4 (produce only when PRUNUS_HOST_REVISION >= 4): one score per channel
+   * group (PrunusModelView.n_groups); a granularity that ranks groups uses it instead of
+   * aggregating the unit scores of the group's members */
+  PRUNUS_SCORES_GROUP = 1u << 2,
 };
 
 /* One calibration step: a batch (or one sample, for the per-sample needs). Arrays
@@ -243,6 +281,12 @@ typedef struct {
   /* PRUNUS_NEED_LAYERWISE: the one layer to score in this call (the plan that
    * follows removes from it alone); -1 = every layer */
   int layer;
+
+  /* ---- appended in revision 4: read only when PRUNUS_HOST_REVISION >= 4 ---- */
+
+  /* (n_groups) one score per channel group, or NULL when the criterion's produces()
+   * does not include PRUNUS_SCORES_GROUP */
+  float *group_scores;
 } PrunusScores;
 
 typedef enum {

@@ -75,6 +75,14 @@ PRUNUS_API gboolean prunus_job_run(const PrunusJobOptions *o, GError **error);
  * note says how to render them. */
 PRUNUS_API gboolean prunus_job_report(const char *run_dir, GError **error);
 
+/* `prunus groups`: print the channel groups of the config's model: for each, the
+ * conv2d / dense units that structured pruning (granularity neuron / channel) removes
+ * together because add, concat, batchnorm or flatten tie their channels, their batchnorm
+ * channels and the input channels of the layers that read them; then the units tied to
+ * the network's input or output, which are never removed. Reads only name, seed,
+ * dataset (not the data), model and train. */
+PRUNUS_API gboolean prunus_job_groups(const PrunusJobOptions *o, GError **error);
+
 /* `prunus plugins`: print every plugin on the search path (o may be NULL; with a
  * config, its plugin_path comes first). */
 PRUNUS_API gboolean prunus_job_list_plugins(const PrunusJobOptions *o, GError **error);

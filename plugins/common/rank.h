@@ -20,6 +20,15 @@ typedef enum {
 
 static const char *const rank_aggregate_names[] = {"l1", "l2", NULL};
 
+/* How a channel group's score comes from its units' scores (graphs, revision 4). */
+typedef enum {
+  RANK_GROUP_SUM = 0,
+  RANK_GROUP_MEAN = 1,
+  RANK_GROUP_MAX = 2,
+} RankGroupReduce;
+
+static const char *const rank_group_names[] = {"sum", "mean", "max", NULL};
+
 /* Which layers may lose units (besides being prunable and not the output). */
 typedef int (*RankEligibleFn)(const PrunusLayerView *layer);
 
@@ -34,9 +43,19 @@ typedef struct {
    * layer ranked alone at its own rate) it changes nothing. */
   int normalize;
   RankEligibleFn eligible; /* NULL = every hidden layer */
+  RankGroupReduce group;   /* group score from its units' (normalized) scores */
 } RankCtx;
 
-/* Read `aggregate` ("l1" | "l2", default "l2") and `normalize` (default true). */
+/* The kinds of score a structured granularity takes: group scores too from a host of
+ * revision 4 or later. */
+static inline uint32_t rank_accepts(const RankCtx *ctx) {
+  uint32_t kinds = PRUNUS_SCORES_UNIT | PRUNUS_SCORES_WEIGHT;
+  if (PRUNUS_HOST_REVISION(ctx->services) >= 4) kinds |= PRUNUS_SCORES_GROUP;
+  return kinds;
+}
+
+/* Read `aggregate` ("l1" | "l2", default "l2"), `normalize` (default true) and
+ * `group_aggregate` ("sum" | "mean" | "max", default "mean"; used on graphs). */
 static inline int rank_read_settings(RankCtx *ctx, PrunusHost *host,
                                      const PrunusHostServices *services) {
   int aggregate, normalize;
@@ -49,6 +68,17 @@ static inline int rank_read_settings(RankCtx *ctx, PrunusHost *host,
     return -1;
   }
   if (services->get_bool(host, "normalize", 1, &normalize) != 0) return -1;
+  int group;
+  if (services->get_choice(host, "group_aggregate", rank_group_names, RANK_GROUP_MEAN, &group) != 0)
+    return -1;
+  if (group < RANK_GROUP_SUM || group > RANK_GROUP_MAX) {
+    services->set_error(host,
+                        "group_aggregate: expected \"sum\", \"mean\" or \"max\", found "
+                        "choice index %d",
+                        group);
+    return -1;
+  }
+  ctx->group = (RankGroupReduce)group;
   ctx->host = host;
   ctx->services = services;
   ctx->aggregate = (RankAggregate)aggregate;
@@ -314,6 +344,203 @@ out_free:
   if (lp)
     for (int l = 0; l < nl; l++) free(lp[l].score);
   free(in_group);
+  free(lp);
+  return rc;
+}
+
+// ----------------------------------------------------------------------------
+// Graphs (revision 4): whole channel groups
+
+/* Rank groups rather than units: on a graph (units tied by add / concat must go
+ * together), or when the criterion scores only groups. */
+static inline int rank_use_groups(const RankCtx *ctx, const PrunusModelView *model,
+                                  const PrunusScores *scores) {
+  if (PRUNUS_HOST_REVISION(ctx->services) < 4) return 0;
+  if (!model->is_sequence) return 1;
+  return scores->group_scores && !(scores->unit_scores || scores->weight_scores);
+}
+
+/* Whether two groups remove units of the same layers (a family: the channels of one
+ * set of tied layers, ranked together in layer scope). */
+static inline int rank_same_family(const PrunusModelView *model, int a, int b) {
+  if (model->group_n_units[a] != model->group_n_units[b]) return 0;
+  for (int i = 0; i < model->group_n_units[a]; i++)
+    if (model->group_unit_layer[a][i] != model->group_unit_layer[b][i]) return 0;
+  return 1;
+}
+
+typedef struct {
+  int eligible; /* every unit in an eligible, prunable hidden layer at a non-zero rate */
+  double rate;  /* the lowest layer_amount of its layers */
+  double score;
+  int family; /* the lowest group of its family */
+} RankGroupPlan;
+
+/* Take up to round(rate * candidates) of the lowest-scored groups with pick[g] set,
+ * skipping a group that would take one of its layers past its cap. */
+static inline int rank_select_groups(const RankCtx *ctx, const PrunusModelView *model,
+                                     const RankGroupPlan *gp, const int *pick, double rate,
+                                     RankLayerPlan *lp, PrunusPlan *plan) {
+  size_t n = 0;
+  for (int g = 0; g < model->n_groups; g++) n += pick[g] != 0;
+  const int want = rank_round(rate * (double)n);
+  if (want == 0 || n == 0) return 0;
+  RankCandidate *c = malloc(n * sizeof *c);
+  if (!c) {
+    ctx->services->set_error(ctx->host, "out of memory ranking %zu groups", n);
+    return -1;
+  }
+  size_t k = 0;
+  for (int g = 0; g < model->n_groups; g++) {
+    if (!pick[g]) continue;
+    c[k].score = gp[g].score;
+    c[k].layer = g; /* ties break towards the lower group */
+    c[k].unit = 0;
+    k++;
+  }
+  qsort(c, k, sizeof *c, rank_candidate_cmp);
+  int taken = 0;
+  for (size_t j = 0; j < k && taken < want; j++) {
+    const int g = c[j].layer;
+    int fits = 1;
+    for (int i = 0; i < model->group_n_units[g]; i++) {
+      const int l = model->group_unit_layer[g][i];
+      int in_l = 0; /* a group may hold several units of one layer */
+      for (int t = 0; t < model->group_n_units[g]; t++) in_l += model->group_unit_layer[g][t] == l;
+      if (lp[l].removed + in_l > lp[l].cap) fits = 0;
+    }
+    if (!fits) continue;
+    for (int i = 0; i < model->group_n_units[g]; i++) {
+      const int l = model->group_unit_layer[g][i];
+      plan->remove_units[l][model->group_unit[g][i]] = 1;
+      lp[l].removed++;
+    }
+    taken++;
+  }
+  free(c);
+  return 0;
+}
+
+/* Groups of an eligible layer set are removed whole. A group's score is the criterion's
+ * own group score, else group_aggregate (sum, mean, max) of its units' scores, each
+ * layer's divided by that layer's mean |score| first when normalize is on. amount and
+ * layer_amount count groups: global scope ranks every group whose layers are all at
+ * rate 1 together (want = round(amount * groups)), a family with a layer at another rate
+ * alone at amount * its lowest rate; layer scope ranks each family (groups of the same
+ * layers) alone at its lowest rate. max_sparsity caps each layer as for units. A plan
+ * that would empty a layer is refused naming the layer and the group. */
+static inline int rank_plan_groups(const RankCtx *ctx, const PrunusModelView *model,
+                                   const PrunusScores *scores, const PrunusPlanRequest *req,
+                                   PrunusPlan *plan) {
+  const int nl = model->n_layers, ng = model->n_groups;
+  if (req->scope == PRUNUS_SCOPE_GLOBAL && !(req->amount >= 0.0 && req->amount <= 1.0)) {
+    ctx->services->set_error(ctx->host, "amount: expected a fraction in [0, 1], found %g",
+                             req->amount);
+    return -1;
+  }
+  if (nl <= 0 || ng <= 0) return 0;
+  const float *own = scores->group_scores; /* the criterion's group scores, if any */
+  RankLayerPlan *lp = calloc((size_t)nl, sizeof *lp);
+  RankGroupPlan *gp = calloc((size_t)ng, sizeof *gp);
+  int *pick = calloc((size_t)ng, sizeof *pick);
+  int rc = -1;
+  if (!lp || !gp || !pick) {
+    ctx->services->set_error(ctx->host, "out of memory planning %d groups", ng);
+    goto out_free;
+  }
+  for (int l = 0; l < nl; l++) {
+    const PrunusLayerView *layer = &model->layers[l];
+    RankLayerPlan *p = &lp[l];
+    p->rate = req->layer_amount ? req->layer_amount[l] : 1.0;
+    if (!layer->prunable || layer->is_output || p->rate == 0.0 || layer->n_units <= 0 ||
+        (ctx->eligible && !ctx->eligible(layer)))
+      continue;
+    if (!(p->rate > 0.0 && p->rate <= 1.0)) {
+      ctx->services->set_error(ctx->host, "layer %s: layer_amount expected in [0, 1], found %g",
+                               layer->name, p->rate);
+      goto out_free;
+    }
+    if (!plan->remove_units || !plan->remove_units[l]) {
+      ctx->services->set_error(ctx->host, "layer %s: the host gave no remove_units buffer",
+                               layer->name);
+      goto out_free;
+    }
+    const double max_sp = req->max_sparsity ? req->max_sparsity[l] : 1.0;
+    const int min_units = (int)fmax(0.0, ceil((1.0 - max_sp) * layer->n_units - 1e-9));
+    p->cap = layer->n_units > min_units ? layer->n_units - min_units : 0;
+    p->active = 1;
+  }
+  for (int g = 0; g < ng; g++) {
+    RankGroupPlan *q = &gp[g];
+    q->eligible = model->group_n_units[g] > 0;
+    q->rate = 1.0;
+    for (int i = 0; q->eligible && i < model->group_n_units[g]; i++) {
+      const int l = model->group_unit_layer[g][i];
+      q->eligible = l >= 0 && lp[l].active;
+      if (q->eligible) q->rate = fmin(q->rate, lp[l].rate);
+    }
+    if (!q->eligible) continue;
+    q->family = g;
+    for (int h = 0; h < g; h++)
+      if (gp[h].eligible && gp[h].family == h && rank_same_family(model, g, h)) {
+        q->family = h;
+        break;
+      }
+    for (int i = 0; !own && i < model->group_n_units[g]; i++) {
+      const int l = model->group_unit_layer[g][i];
+      if (lp[l].score) continue;
+      lp[l].score = malloc((size_t)model->layers[l].n_units * sizeof *lp[l].score);
+      if (!lp[l].score) {
+        ctx->services->set_error(ctx->host, "out of memory scoring layer %s",
+                                 model->layers[l].name);
+        goto out_free;
+      }
+      if (rank_unit_scores(ctx, model, scores, l, lp[l].score) != 0) goto out_free;
+      if (ctx->normalize) rank_normalize(lp[l].score, model->layers[l].n_units);
+    }
+    if (own) {
+      q->score = own[g];
+    } else {
+      double acc = ctx->group == RANK_GROUP_MAX ? -INFINITY : 0.0;
+      for (int i = 0; i < model->group_n_units[g]; i++) {
+        const double v = lp[model->group_unit_layer[g][i]].score[model->group_unit[g][i]];
+        acc = ctx->group == RANK_GROUP_MAX ? fmax(acc, v) : acc + v;
+      }
+      q->score = ctx->group == RANK_GROUP_MEAN ? acc / model->group_n_units[g] : acc;
+    }
+    if (!isfinite(q->score)) {
+      ctx->services->set_error(ctx->host, "group %d has a non-finite score", g);
+      goto out_free;
+    }
+  }
+  if (req->scope == PRUNUS_SCOPE_GLOBAL) {
+    for (int g = 0; g < ng; g++) pick[g] = gp[g].eligible && gp[g].rate == 1.0;
+    if (rank_select_groups(ctx, model, gp, pick, req->amount, lp, plan) != 0) goto out_free;
+  }
+  for (int f = 0; f < ng; f++) {
+    if (!gp[f].eligible || gp[f].family != f) continue;
+    if (req->scope == PRUNUS_SCOPE_GLOBAL && gp[f].rate == 1.0) continue;
+    for (int g = 0; g < ng; g++) pick[g] = gp[g].eligible && gp[g].family == f;
+    const double rate = req->scope == PRUNUS_SCOPE_GLOBAL ? req->amount * gp[f].rate : gp[f].rate;
+    if (rank_select_groups(ctx, model, gp, pick, rate, lp, plan) != 0) goto out_free;
+  }
+  for (int l = 0; l < nl; l++) {
+    const PrunusLayerView *layer = &model->layers[l];
+    if (!lp[l].active || lp[l].removed < layer->n_units) continue;
+    ctx->services->set_error(ctx->host,
+                             "layer %s: the plan removes all %d units (group %d among them); "
+                             "refusing to empty the layer (lower the amount or set a "
+                             "max_sparsity below 1)",
+                             layer->name, layer->n_units, model->unit_group[l][layer->n_units - 1]);
+    goto out_free;
+  }
+  rc = 0;
+
+out_free:
+  if (lp)
+    for (int l = 0; l < nl; l++) free(lp[l].score);
+  free(pick);
+  free(gp);
   free(lp);
   return rc;
 }

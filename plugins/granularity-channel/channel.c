@@ -2,8 +2,9 @@
  * channels (filters) of the prunable conv2d layers, lowest-scored first; dense
  * layers are never touched. The host then drops each filter, its bias and the
  * next layer's input channel (or, after flatten, its block of columns), so the
- * convolutions really shrink. Settings as `neuron`: aggregate = "l1" | "l2"
- * (default "l2"), normalize (default true); the ranking is ../common/rank.h. */
+ * convolutions really shrink. On a graph it removes whole channel groups of conv2d
+ * layers (the channels an add or concat ties together go together). Settings as
+ * `neuron`: aggregate, normalize, group_aggregate; the ranking is ../common/rank.h. */
 #include <prunus/plugin.h>
 
 #include "../common/rank.h"
@@ -39,8 +40,8 @@ static int channel_create(PrunusHost *host, const PrunusHostServices *services, 
 static void channel_destroy(void *state) { free(state); }
 
 static uint32_t channel_accepts(void *state) {
-  (void)state;
-  return PRUNUS_SCORES_UNIT | PRUNUS_SCORES_WEIGHT;
+  const ChannelGran *g = state;
+  return rank_accepts(&g->rank);
 }
 
 // ----------------------------------------------------------------------------
@@ -75,6 +76,8 @@ static int channel_plan(void *state, const PrunusModelView *model, const PrunusS
                                 n_conv);
     return -1;
   }
+  if (rank_use_groups(&g->rank, model, scores))
+    return rank_plan_groups(&g->rank, model, scores, req, plan);
   return rank_plan_units(&g->rank, model, scores, req, plan);
 }
 
@@ -92,7 +95,9 @@ static const PrunusPluginDesc channel_desc = {
     .kind = PRUNUS_PLUGIN_GRANULARITY,
     .name = "channel",
     .version = "1.0.0",
-    .summary = "structured: remove whole conv2d output channels (filters); dense layers untouched",
+    .summary =
+        "structured: remove whole conv2d output channels (filters, or coupled channel "
+        "groups in graphs); dense layers untouched",
     .create = channel_create,
     .destroy = channel_destroy,
     .granularity = &channel_ops,

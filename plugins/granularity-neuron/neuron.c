@@ -1,7 +1,9 @@
 /* neuron.c: structured granularity. Removes whole units (dense neurons, conv
  * channels) of the hidden layers, lowest-scored first, so the matrices really
- * shrink. Settings: aggregate = "l1" | "l2" (default "l2"), normalize (default true).
- * The ranking itself (caps, scopes, refusing to empty a layer) is ../common/rank.h. */
+ * shrink; on a graph, whole channel groups (units tied by add / concat go together).
+ * Settings: aggregate = "l1" | "l2" (default "l2"), normalize (default true),
+ * group_aggregate = "sum" | "mean" | "max" (default "mean"). The ranking itself (caps, scopes,
+ * refusing to empty a layer) is ../common/rank.h. */
 #include <prunus/plugin.h>
 
 #include "../common/rank.h"
@@ -31,16 +33,19 @@ static int neuron_create(PrunusHost *host, const PrunusHostServices *services, v
 static void neuron_destroy(void *state) { free(state); }
 
 static uint32_t neuron_accepts(void *state) {
-  (void)state;
-  return PRUNUS_SCORES_UNIT | PRUNUS_SCORES_WEIGHT;
+  const NeuronGran *g = state;
+  return rank_accepts(&g->rank);
 }
 
 // ----------------------------------------------------------------------------
-// The plan: see rank_plan_units for the semantics of scope, rates and caps.
+// The plan: see rank_plan_units for the semantics of scope, rates and caps on
+// sequences, rank_plan_groups for graphs (whole channel groups).
 
 static int neuron_plan(void *state, const PrunusModelView *model, const PrunusScores *scores,
                        const PrunusPlanRequest *req, PrunusPlan *plan) {
   const NeuronGran *g = state;
+  if (rank_use_groups(&g->rank, model, scores))
+    return rank_plan_groups(&g->rank, model, scores, req, plan);
   return rank_plan_units(&g->rank, model, scores, req, plan);
 }
 

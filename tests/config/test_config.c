@@ -546,7 +546,7 @@ static void test_bad_enum(void) {
   g_free(text);
   text = edit(BASE, "input = [1, 28, 28];", "input = [1, 28, 28]; init = \"he\";");
   parse_fails_at(text, "init", "key 'model.init': unknown value 'he'",
-                 "(expected one of: kaiming, glorot)");
+                 "(expected one of: kaiming, glorot, uniform-fan-in)");
   g_free(text);
   edit_fails_at(
       "{ type = \"relu\"; }", "{ type = \"softmax\"; }", "softmax",

@@ -1,11 +1,15 @@
 /* test_engine.c: the CSR kernels against plain loops, and every inference engine
  * (dense, masked, sparse, shrunk, auto) against prunus_model_forward with masks, on
  * odd sizes, empty and full rows, batches 1/3/17/256, the AVX-512, AVX2 and scalar
- * kernels, one thread and a team of helpers; the padded BLAS layout against the plain one. */
+ * kernels, one thread and a team of helpers; the padded BLAS layout against the plain
+ * one; graphs (resnet8, resnet20, vgg-bn, a concat net) against the model's evaluation
+ * forward, and sequences against their folded model's forward bit for bit. */
+#include "config.h"
 #include "csr.h"
 #include "engine.h"
 #include "gemm.h"
 #include "rng.h"
+#include "shrink.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -28,9 +32,10 @@ static float *random_sparse(int rows, int cols, uint64_t seed) {
   return W;
 }
 
-/* Shapes with full 32x32 tiles, 8x8 blocks at the edges and scalar leftovers. */
+/* Shapes with full 64x64 tiles, 16x16 and 8x8 blocks at the edges and scalar
+ * leftovers. */
 static void check_transpose(void) {
-  static const int shapes[][2] = {{256, 784}, {97, 333}, {40, 7}, {1, 9}};
+  static const int shapes[][2] = {{256, 784}, {128, 300}, {300, 128}, {97, 333}, {40, 7}, {1, 9}};
   for (size_t s = 0; s < G_N_ELEMENTS(shapes); s++) {
     int R = shapes[s][0], C = shapes[s][1];
     float *src = g_new(float, (size_t)R *C), *ref = g_new(float, (size_t)R *C),
@@ -311,6 +316,22 @@ static void test_engine_padding(void) {
                         prunus_engine_layer_sparsity(plain, i));
     }
     g_assert_cmpint(prunus_engine_layer_padding(padded, 5), ==, 0); /* the logits */
+    /* padding given per layer, not measured: the first hidden layer only */
+    static const gboolean first_only[6] = {FALSE, TRUE, FALSE, FALSE, FALSE, FALSE};
+    PrunusEngine *given = prunus_engine_new_padded(m, kinds[k], 256, first_only, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(prunus_engine_layer_padding(given, 1), ==,
+                    prunus_engine_layer_padding(padded, 1));
+    g_assert_cmpint(prunus_engine_layer_padding(given, 3), ==, 0);
+    {
+      float *x = g_new(float, 7 * in), *yg = g_new(float, 7 * K), *yn = g_new(float, 7 * K);
+      for (size_t i = 0; i < 7 * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+      prunus_engine_forward(given, x, 7, yg);
+      prunus_engine_forward(plain, x, 7, yn);
+      g_assert_cmpfloat(testutil_max_rel_diff(yg, yn, 7 * K, "padded as given"), <, 1e-5);
+      g_free(x), g_free(yg), g_free(yn);
+    }
+    prunus_engine_free(given);
     g_assert_cmpuint(prunus_engine_flops(padded), ==, prunus_engine_flops(plain));
     g_assert_cmpuint(prunus_engine_weight_bytes(padded), >, prunus_engine_weight_bytes(plain));
     if (kinds[k] == PRUNUS_ENGINE_DENSE)
@@ -347,6 +368,168 @@ static void test_engine_padding(void) {
   prunus_model_free(m);
 }
 
+/* ------------------------------------------------------------------------ */
+/* graphs and shipped configs */
+
+/* The model of a config (a path under the source root) with random masks (~sparsity
+ * zeros), biases, and batchnorm scales, shifts and running statistics far from their
+ * initial 1, 0, 0, 1, so a wrong fold shows; in evaluation mode. */
+static PrunusModel *config_model(const char *rel_path, double sparsity, uint64_t seed) {
+  char *path = g_build_filename(PRUNUS_SOURCE_ROOT, rel_path, NULL);
+  GError *error = NULL;
+  PrunusConfig *c = prunus_config_load(path, &error);
+  g_assert_no_error(error);
+  PrunusRunConfig rc;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  PrunusModel *m = prunus_model_new(&rc.arch, 4, seed, &error);
+  g_assert_no_error(error);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+  g_free(path);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, seed + 1);
+  for (int i = 0; i < m->n_layers; i++) {
+    const PrunusLayer *l = &m->layers[i];
+    if (l->spec.type == PRUNUS_LAYER_BATCHNORM) {
+      int C = l->in.c;
+      for (int ch = 0; ch < C; ch++) {
+        m->params[l->b_off + ch] = (float)(1.0 + 0.3 * prunus_rng_normal(&rng));
+        m->params[l->b_off + C + ch] = (float)(0.3 * prunus_rng_normal(&rng));
+        m->params[l->buf_off + ch] = (float)(0.5 * prunus_rng_normal(&rng));
+        m->params[l->buf_off + C + ch] = (float)(0.5 + prunus_rng_uniform(&rng));
+      }
+    }
+    if (!l->ops->has_params) continue;
+    for (size_t j = 0; j < l->b_len; j++)
+      m->params[l->b_off + j] = (float)(0.2 * prunus_rng_normal(&rng));
+    for (size_t j = 0; j < l->w_len; j++)
+      m->mask[l->w_off + j] = prunus_rng_uniform(&rng) >= sparsity;
+  }
+  prunus_model_apply_mask(m);
+  prunus_model_set_training(m, FALSE);
+  return m;
+}
+
+/* Every engine, at 1 and 2 threads, on batches below, at and above a graph's chunk,
+ * against m's evaluation forward (batchnorm unfolded). */
+static void check_graph_engines(PrunusModel *m, const char *label) {
+  static const int batches[] = {1, 3, 40};
+  size_t in = prunus_model_input_size(m);
+  int K = prunus_model_n_classes(m);
+  PrunusRng rng;
+  prunus_rng_seed(&rng, 19);
+  float *x = g_new(float, 40 * in), *y = g_new(float, 40 * (size_t)K);
+  for (size_t i = 0; i < 40 * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+  for (int kind = 0; kind < PRUNUS_ENGINE_N_KINDS; kind++) {
+    GError *error = NULL;
+    PrunusEngine *e = prunus_engine_new(m, (PrunusEngineKind)kind, 40, &error);
+    g_assert_no_error(error);
+    for (int threads = 1; threads <= 2; threads++) {
+      prunus_engine_set_threads(e, threads);
+      for (size_t t = 0; t < G_N_ELEMENTS(batches); t++) {
+        int B = batches[t];
+        prunus_model_forward(m, x, B);
+        memset(y, 0xff, sizeof(float) * B * K);
+        prunus_engine_forward(e, x, B, y);
+        char *what = g_strdup_printf("%s %s B=%d threads=%d", label,
+                                     prunus_engine_kind_name((PrunusEngineKind)kind), B, threads);
+        g_assert_cmpfloat(testutil_max_rel_diff(y, m->acts[m->n_layers], (size_t)B * K, what), <,
+                          1e-4);
+        g_free(what);
+      }
+    }
+    prunus_engine_free(e);
+  }
+  g_free(x), g_free(y);
+}
+
+static void test_engines_resnet8(void) {
+  PrunusModel *m = config_model("configs/resnet8.cfg", 0.7, 41);
+  check_graph_engines(m, "resnet8");
+  /* every batchnorm folded: 9 of them; 3 activation buffers of the widest map (16x28x28)
+   * by liveness, where a buffer per layer would take 21 */
+  GError *error = NULL;
+  PrunusEngine *e = prunus_engine_new(m, PRUNUS_ENGINE_DENSE, 1, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(prunus_engine_n_layers(e), ==, m->n_layers - 9);
+  g_assert_cmpuint(prunus_engine_activation_floats(e), ==, 3 * 16 * 28 * 28);
+  g_assert_cmpuint(prunus_engine_flops(e), ==, prunus_model_flops(m, TRUE));
+  prunus_engine_free(e);
+  prunus_model_free(m);
+}
+
+static void test_engines_resnet20(void) {
+  PrunusModel *m = config_model("configs/resnet20.cfg", 0.5, 42);
+  check_graph_engines(m, "resnet20");
+  GError *error = NULL;
+  PrunusEngine *e = prunus_engine_new(m, PRUNUS_ENGINE_SPARSE, 1, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(prunus_engine_n_layers(e), ==, m->n_layers - 21);
+  g_assert_cmpuint(prunus_engine_activation_floats(e), ==, 3 * 16 * 28 * 28);
+  prunus_engine_free(e);
+  prunus_model_free(m);
+}
+
+/* concat, a batchnorm kept (its conv is read by an add too), avgpool2d, a conv with a
+ * bias: the kept batchnorm's statistics and scale come along. */
+static void test_engines_concat(void) {
+  PrunusModel *m = config_model("tests/infer/concat.cfg", 0.3, 43);
+  check_graph_engines(m, "concat");
+  GError *error = NULL;
+  PrunusEngine *e = prunus_engine_new(m, PRUNUS_ENGINE_DENSE, 1, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(prunus_engine_n_layers(e), ==, m->n_layers - 2); /* stem_bn, a_bn */
+  int kept = -1;
+  for (int i = 0; i < prunus_engine_n_layers(e); i++)
+    if (!strcmp(prunus_engine_layer(e, i)->name, "mix_bn")) kept = i;
+  g_assert_cmpint(kept, >=, 0);
+  g_assert_cmpint(prunus_engine_layer(e, kept)->spec.type, ==, PRUNUS_LAYER_BATCHNORM);
+  prunus_engine_free(e);
+  prunus_model_free(m);
+}
+
+/* A sequence runs as it did before graphs: the dense and masked engines (no padding)
+ * give the folded model's own forward bit for bit, on the shipped sequence configs. */
+static void test_engines_sequence_bits(void) {
+  static const char *const configs[] = {"configs/lenet300.cfg", "configs/lenet5.cfg",
+                                        "configs/vgg-bn.cfg"};
+  static const PrunusEngineKind kinds[] = {PRUNUS_ENGINE_DENSE, PRUNUS_ENGINE_MASKED};
+  for (size_t c = 0; c < G_N_ELEMENTS(configs); c++) {
+    PrunusModel *m = config_model(configs[c], 0.6, 44);
+    GError *error = NULL;
+    PrunusModel *plain = prunus_model_to_plain(m, "test", &error);
+    g_assert_no_error(error);
+    g_assert_true(prunus_model_check_plain(plain, FALSE, "test", NULL));
+    size_t in = prunus_model_input_size(m);
+    PrunusRng rng;
+    prunus_rng_seed(&rng, 45);
+    float *x = g_new(float, 17 * in), y[17 * 10];
+    for (size_t i = 0; i < 17 * in; i++) x[i] = (float)prunus_rng_normal(&rng);
+    for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
+      PrunusEngine *e = prunus_engine_new(m, kinds[k], 17, &error);
+      g_assert_no_error(error);
+      prunus_engine_set_padding(e, PRUNUS_ENGINE_PAD_NONE);
+      for (int B = 1; B <= 17; B += 16) {
+        prunus_model_forward(plain, x, B);
+        prunus_engine_forward(e, x, B, y);
+        g_assert_cmpmem(y, sizeof(float) * B * 10, plain->acts[plain->n_layers],
+                        sizeof(float) * B * 10);
+      }
+      prunus_engine_free(e);
+    }
+    g_free(x);
+    prunus_model_free(plain);
+    prunus_model_free(m);
+  }
+}
+
+static void test_engines_vgg_bn(void) {
+  PrunusModel *m = config_model("configs/vgg-bn.cfg", 0.7, 46);
+  check_graph_engines(m, "vgg-bn");
+  prunus_model_free(m);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/csr/kernels-avx512", test_kernels_avx512);
@@ -357,5 +540,10 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/conv-model", test_engines_conv_model);
   g_test_add_func("/engine/sizes", test_engine_sizes);
   g_test_add_func("/engine/padding", test_engine_padding);
+  g_test_add_func("/engine/graph/resnet8", test_engines_resnet8);
+  g_test_add_func("/engine/graph/resnet20", test_engines_resnet20);
+  g_test_add_func("/engine/graph/concat", test_engines_concat);
+  g_test_add_func("/engine/sequence/vgg-bn", test_engines_vgg_bn);
+  g_test_add_func("/engine/sequence/bits", test_engines_sequence_bits);
   return g_test_run();
 }

@@ -1,9 +1,10 @@
 /* test_export.c: `prunus export`: the generated C file compiled with `cc -std=c99
- * -O2` alone must give prunus's logits (random dense and conv models) and, for a
- * LeNet-300-100 trained briefly and magnitude-pruned to 95%, prunus's predictions on
- * all 10,000 Fashion-MNIST test images in <= 12% of the dense weights' bytes, the
- * same C from the normalisation in its metadata as from the config; the safetensors
- * export holds shrunk, masked weights and no masks. */
+ * -O2 -Wall -Werror` alone must give prunus's logits (random dense, conv and graph
+ * models: add, concat, pooling, batchnorm folded and kept) and, for a LeNet-300-100
+ * trained briefly and magnitude-pruned to 95%, prunus's predictions on all 10,000
+ * Fashion-MNIST test images in <= 12% of the dense weights' bytes, the same C from the
+ * normalisation in its metadata as from the config; so must a ResNet-8 trained one
+ * epoch; the safetensors export holds shrunk, masked weights and no masks. */
 #include "checkpoint.h"
 #include "data.h"
 #include "export.h"
@@ -53,10 +54,12 @@ static const char driver_src[] =
     "  return fclose(out) == 0 ? 0 : 5;\n"
     "}\n";
 
-/* Compile dir/prunus_model.c with the driver using `cc -std=c99 -O2` only. */
+/* Compile dir/prunus_model.c with the driver using `cc -std=c99 -O2 -Wall -Werror`
+ * only. */
 static void compile_export(const char *dir) {
   char *drv = testutil_write_file(dir, "driver.c", driver_src, strlen(driver_src));
-  char *cmd = g_strdup_printf("cd '%s' && cc -std=c99 -O2 -o drv driver.c prunus_model.c", dir);
+  char *cmd = g_strdup_printf(
+      "cd '%s' && cc -std=c99 -O2 -Wall -Werror -o drv driver.c prunus_model.c", dir);
   char *out = NULL, *err = NULL;
   int status = 0;
   GError *error = NULL;
@@ -176,6 +179,20 @@ static void test_roundtrip_batchnorm(void) {
       0.5);
 }
 
+/* Graphs: a residual block (add) whose batchnorms fold, branches stacked by concat, a
+ * batchnorm kept (its conv is read by an add too), average pooling of both kinds, a
+ * relu fused into the conv before it; sparse enough for CSR convs, and dense. */
+static void test_roundtrip_graph(void) {
+  static const char arch[] =
+      "2x12x12|conv2d:6:3:1:1:nobias@s|batchnorm:0.1:1e-05@s_bn|relu@sr|"
+      "conv2d:6:3:1:1:nobias@c1|batchnorm:0.1:1e-05|relu|conv2d:6:3:1:1:nobias@c2|"
+      "batchnorm:0.1:0.001@c2_bn|add@res<c2_bn,sr|relu@rr|conv2d:4:1:1:0@a|relu@ar|"
+      "concat@cat<ar,rr,sr|avgpool2d:2:2|conv2d:7:3:2:1:nobias@mix|batchnorm:0.1:1e-05@mix_bn|"
+      "add@sum<mix_bn,mix|relu|globalavgpool|dense:5";
+  check_roundtrip(arch, 0.8);
+  check_roundtrip(arch, 0.0);
+}
+
 /* safetensors: dead units gone, masks applied, no mask tensors, PyTorch names. */
 static void test_safetensors(void) {
   PrunusModel *m =
@@ -234,6 +251,65 @@ static void magnitude_prune(PrunusModel *m, double amount) {
   prunus_model_apply_mask(m);
 }
 
+/* m's predictions (evaluation mode) on data's 10,000 test images = those of the C
+ * exported into cdir, compiled there and fed the raw pixels: none may differ. Returns
+ * m's accuracy. */
+static double check_test_set(PrunusModel *m, const PrunusData *data, const char *cdir) {
+  const PrunusDataset *t = data->test;
+  g_assert_cmpint(t->n, ==, 10000);
+  prunus_model_set_training(m, FALSE);
+  size_t in = (size_t)t->c * t->h * t->w;
+  uint8_t *want = g_new(uint8_t, t->n);
+  float *x = g_new(float, 256 * in);
+  uint8_t y[256];
+  int idx[256], correct = 0;
+  for (int s = 0; s < t->n; s += 256) {
+    int B = MIN(256, t->n - s);
+    for (int b = 0; b < B; b++) idx[b] = s + b;
+    prunus_dataset_fill_batch(t, &data->norm, idx, B, x, y);
+    prunus_model_forward(m, x, B);
+    const float *lg = m->acts[m->n_layers];
+    for (int b = 0; b < B; b++) {
+      int best = 0;
+      for (int k = 1; k < 10; k++)
+        if (lg[b * 10 + k] > lg[b * 10 + best]) best = k;
+      want[s + b] = (uint8_t)best;
+      correct += best == y[b];
+    }
+  }
+  double accuracy = correct / (double)t->n;
+  g_test_message("prunus accuracy %.4f", accuracy);
+  g_free(testutil_write_file(cdir, "in.bin", t->images, in * t->n));
+  compile_export(cdir);
+  run_driver(cdir, "pixels", t->n);
+  GError *error = NULL;
+  char *out_path = g_build_filename(cdir, "out.bin", NULL), *got = NULL;
+  gsize len = 0;
+  g_assert_true(g_file_get_contents(out_path, &got, &len, &error));
+  g_assert_no_error(error);
+  g_assert_cmpuint(len, ==, (gsize)t->n);
+  int differ = 0;
+  for (int i = 0; i < t->n; i++) differ += (uint8_t)got[i] != want[i];
+  g_test_message("exported C vs prunus: %d of %d predictions differ", differ, t->n);
+  g_assert_cmpint(differ, ==, 0);
+  g_free(got), g_free(out_path), g_free(x), g_free(want);
+  return accuracy;
+}
+
+/* prunus_job_train, its result line kept off TAP's stdout. */
+static void train_quietly(const PrunusJobOptions *o) {
+  GError *error = NULL;
+  fflush(stdout);
+  int saved = dup(1), devnull = open("/dev/null", O_WRONLY);
+  dup2(devnull, 1);
+  gboolean trained = prunus_job_train(o, &error);
+  fflush(stdout);
+  dup2(saved, 1);
+  close(saved), close(devnull);
+  g_assert_no_error(error);
+  g_assert_true(trained);
+}
+
 static void test_fashion_lenet300(void) {
   if (!g_file_test(FASHION_DIR "/t10k-images-idx3-ubyte.gz", G_FILE_TEST_EXISTS)) {
     g_test_skip("no Fashion-MNIST in " FASHION_DIR);
@@ -249,16 +325,7 @@ static void test_fashion_lenet300(void) {
                         .threads = 1,
                         .quiet = TRUE};
   GError *error = NULL;
-  /* the train job prints its result line even when quiet: keep TAP's stdout clean */
-  fflush(stdout);
-  int saved = dup(1), devnull = open("/dev/null", O_WRONLY);
-  dup2(devnull, 1);
-  gboolean trained = prunus_job_train(&o, &error);
-  fflush(stdout);
-  dup2(saved, 1);
-  close(saved), close(devnull);
-  g_assert_true(trained);
-  g_assert_no_error(error);
+  train_quietly(&o);
   char *ckpt = g_build_filename(run, "model.safetensors", NULL);
   PrunusModel *m = prunus_checkpoint_load(ckpt, 256, NULL, NULL, &error);
   g_assert_no_error(error);
@@ -290,40 +357,7 @@ static void test_fashion_lenet300(void) {
   g_assert_cmpfloat(flash, <=, 0.12 * dense);
 
   /* prunus's predictions on the whole test set */
-  const PrunusDataset *t = data.test;
-  g_assert_cmpint(t->n, ==, 10000);
-  size_t in = (size_t)t->c * t->h * t->w;
-  uint8_t *want = g_new(uint8_t, t->n);
-  float *x = g_new(float, 256 * in);
-  uint8_t y[256];
-  int idx[256], correct = 0;
-  for (int s = 0; s < t->n; s += 256) {
-    int B = MIN(256, t->n - s);
-    for (int b = 0; b < B; b++) idx[b] = s + b;
-    prunus_dataset_fill_batch(t, &data.norm, idx, B, x, y);
-    prunus_model_forward(m, x, B);
-    const float *lg = m->acts[m->n_layers];
-    for (int b = 0; b < B; b++) {
-      int best = 0;
-      for (int k = 1; k < 10; k++)
-        if (lg[b * 10 + k] > lg[b * 10 + best]) best = k;
-      want[s + b] = (uint8_t)best;
-      correct += best == y[b];
-    }
-  }
-  g_test_message("pruned accuracy %.4f", correct / (double)t->n);
-  g_assert_cmpfloat(correct / (double)t->n, >, 0.6);
-  g_free(testutil_write_file(cdir, "in.bin", t->images, in * t->n));
-  compile_export(cdir);
-  run_driver(cdir, "pixels", t->n);
-  char *out_path = g_build_filename(cdir, "out.bin", NULL), *got = NULL;
-  gsize len = 0;
-  g_assert_true(g_file_get_contents(out_path, &got, &len, &error));
-  g_assert_cmpuint(len, ==, (gsize)t->n);
-  int differ = 0;
-  for (int i = 0; i < t->n; i++) differ += (uint8_t)got[i] != want[i];
-  g_test_message("exported C vs prunus: %d of %d predictions differ", differ, t->n);
-  g_assert_cmpint(differ, ==, 0);
+  g_assert_cmpfloat(check_test_set(m, &data, cdir), >, 0.6);
 
   /* pruned.safetensors has no normalisation in its metadata (as checkpoints before it
    * was stored): without the config there is nothing to fit it on. */
@@ -360,7 +394,6 @@ static void test_fashion_lenet300(void) {
   }
 
   g_free(carrying), g_free(cdir2);
-  g_free(got), g_free(out_path), g_free(x), g_free(want);
   prunus_data_clear(&data);
   prunus_job_close(&job);
   g_free(htext), g_free(hpath);
@@ -369,12 +402,57 @@ static void test_fashion_lenet300(void) {
   g_free(pruned), g_free(ckpt), g_free(cdir), g_free(run), g_free(dir);
 }
 
+/* ResNet-8 (configs/resnet8.cfg: every batchnorm folded into its conv, residual adds,
+ * global average pooling) trained one epoch on part of the training set: the C gives
+ * prunus's predictions on all 10,000 test images, in 3 activation buffers. */
+static void test_fashion_resnet8(void) {
+  if (!g_file_test(FASHION_DIR "/t10k-images-idx3-ubyte.gz", G_FILE_TEST_EXISTS)) {
+    g_test_skip("no Fashion-MNIST in " FASHION_DIR);
+    return;
+  }
+  char *dir = testutil_mkdtemp();
+  char *run = g_build_filename(dir, "run", NULL);
+  char *cdir = g_build_filename(dir, "c", NULL);
+  const char *const overrides[] = {"train.epochs=1", "dataset.train_limit=6000",
+                                   "dataset.validation=1000", NULL};
+  PrunusJobOptions o = {.config_path = PRUNUS_SOURCE_ROOT "/configs/resnet8.cfg",
+                        .overrides = overrides,
+                        .run_dir = run,
+                        .threads = 1,
+                        .quiet = TRUE};
+  train_quietly(&o);
+  GError *error = NULL;
+  char *ckpt = g_build_filename(run, "model.safetensors", NULL);
+  g_assert_true(prunus_job_export(ckpt, &o, PRUNUS_EXPORT_C, cdir, &error));
+  g_assert_no_error(error);
+  char *cpath = g_build_filename(cdir, "prunus_model.c", NULL), *ctext = NULL;
+  g_assert_true(g_file_get_contents(cpath, &ctext, NULL, &error));
+  g_assert_null(strstr(ctext, "batchnorm")); /* all 9 folded */
+  g_assert_nonnull(strstr(ctext, "static float buf2[12544];\n"));
+  g_assert_null(strstr(ctext, "static float buf3["));
+  PrunusModel *m = prunus_checkpoint_load(ckpt, 256, NULL, NULL, &error);
+  g_assert_no_error(error);
+  PrunusJob job;
+  g_assert_true(prunus_job_open(&job, &o, &error));
+  PrunusData data = {0};
+  g_assert_true(prunus_data_load(&job.rc, &data, &error));
+  g_assert_no_error(error);
+  g_assert_cmpfloat(check_test_set(m, &data, cdir), >, 0.5);
+  prunus_data_clear(&data);
+  prunus_job_close(&job);
+  prunus_model_free(m);
+  testutil_rmtree(dir);
+  g_free(ctext), g_free(cpath), g_free(ckpt), g_free(cdir), g_free(run), g_free(dir);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/export/c-roundtrip-mlp", test_roundtrip_mlp);
   g_test_add_func("/export/c-roundtrip-conv", test_roundtrip_conv);
   g_test_add_func("/export/c-roundtrip-batchnorm", test_roundtrip_batchnorm);
+  g_test_add_func("/export/c-roundtrip-graph", test_roundtrip_graph);
   g_test_add_func("/export/safetensors", test_safetensors);
   g_test_add_func("/export/fashion-lenet300-95", test_fashion_lenet300);
+  g_test_add_func("/export/fashion-resnet8", test_fashion_resnet8);
   return g_test_run();
 }

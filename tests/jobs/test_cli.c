@@ -875,8 +875,9 @@ static void test_graph_config_errors(Fixture *f, gconstpointer data) {
   }
 }
 
-/* Removing units would break the branches' agreement: refused before anything runs. */
-static void test_graph_structured_refused(Fixture *f, gconstpointer data) {
+/* Structured pruning of a graph removes whole channel groups: the stem and both residual
+ * convs share their 4 channels (the adds), so half of them go from all three at once. */
+static void test_graph_structured(Fixture *f, gconstpointer data) {
   (void)data;
   char *text = NULL;
   char *cfg = write_graph_config(f->dir, "graph-prune.cfg", GRAPH_MODEL, &text);
@@ -889,20 +890,71 @@ static void test_graph_structured_refused(Fixture *f, gconstpointer data) {
       "};\n";
   char *full = g_strconcat(text, prune, NULL);
   g_free(testutil_write_file(f->dir, "graph-prune.cfg", full, strlen(full)));
-  Run r = run_prunus(f->dir, "run", cfg, "-o", "run-prune", "--quiet", NULL);
-  g_assert_cmpint(r.status, ==, 1);
-  char *want = g_strdup_printf(
-      "prunus: error: experiment 'tiny': %s:%d: prune.granularity 'channel' removes whole "
-      "units, which graph models "
-      "(layers with inputs other than the previous layer, as in add and concat) do not support "
-      "yet; prune their weights instead (plugin = \"weight\")\n",
-      cfg, line_of(full, "granularity"));
-  g_assert_cmpstr(r.err, ==, want);
-  char *run = g_build_filename(f->dir, "run-prune", NULL);
-  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS)); /* refused before anything was written */
-  g_free(run);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", "run-prune", "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
   run_clear(&r);
-  g_free(want), g_free(full), g_free(text), g_free(cfg);
+  r = run_prunus(f->dir, "groups", cfg, NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  assert_contains(r.out, "tiny: 4 groups over 16 units of conv2d/dense layers");
+  assert_contains(r.out,
+                  "group 1: out stem[1] res.0.conv[1] res.1.conv[1]; bn res.0.bn[1] "
+                  "res.1.bn[1]; in res.0.conv[in 1] res.1.conv[in 1] fc[in 4-7]\n");
+  assert_contains(r.out, "never removed: 4 units tied to the network's input or output: fc (4)");
+  run_clear(&r);
+  char *ckpt = g_build_filename(f->dir, "run-prune", "tiny", "round-01.safetensors", NULL);
+  GError *error = NULL;
+  PrunusModel *m = prunus_checkpoint_load(ckpt, 1, NULL, NULL, &error);
+  g_assert_no_error(error);
+  static const char *const convs[] = {"stem", "res.0.conv", "res.1.conv"};
+  for (int i = 0, found = 0; i < m->n_layers; i++) {
+    for (size_t k = 0; k < G_N_ELEMENTS(convs); k++)
+      if (!strcmp(m->layers[i].name, convs[k])) g_assert_cmpint(m->layers[i].out.c, ==, 2);
+    if (!strcmp(m->layers[i].name, "fc")) g_assert_cmpint(m->layers[i].in.c, ==, 2 * 4);
+    found += !strcmp(m->layers[i].name, "fc");
+    if (i == m->n_layers - 1) g_assert_cmpint(found, ==, 1);
+  }
+  prunus_model_free(m);
+  g_free(ckpt), g_free(full), g_free(text), g_free(cfg);
+}
+
+/* A granularity whose plan splits a channel group, or empties a layer by whole groups
+ * (tests/group-plugins/ "bad-groups"): refused naming the group, and nothing of the plan
+ * applied (it also masks every weight of that layer): no round-1 checkpoint is written. */
+static void check_bad_groups(Fixture *f, const char *mode, const char *want) {
+  char *text = NULL;
+  char *name = g_strdup_printf("graph-%s.cfg", mode);
+  char *cfg = write_graph_config(f->dir, name, GRAPH_MODEL, &text);
+  char *prune = g_strdup_printf(
+      "plugin_path = \"%s\";\n"
+      "prune = {\n"
+      "  schedule = { rounds = 1; amount = 0.5; };\n"
+      "  criterion = { plugin = \"weight-norm\"; };\n"
+      "  granularity = { plugin = \"bad-groups\"; mode = \"%s\"; };\n"
+      "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+      "};\n",
+      g_getenv("PRUNUS_TEST_GROUP_PLUGIN_DIR"), mode);
+  char *full = g_strconcat(text, prune, NULL);
+  g_free(testutil_write_file(f->dir, name, full, strlen(full)));
+  char *run = g_strdup_printf("run-%s", mode);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "prune.granularity plugin 'bad-groups', round 1: ");
+  assert_contains(r.err, want);
+  char *ckpt = g_build_filename(f->dir, run, "tiny", "round-01.safetensors", NULL);
+  g_assert_false(g_file_test(ckpt, G_FILE_TEST_EXISTS));
+  run_clear(&r);
+  g_free(ckpt), g_free(run), g_free(full), g_free(prune), g_free(text), g_free(cfg), g_free(name);
+}
+
+static void test_graph_bad_groups(Fixture *f, gconstpointer data) {
+  (void)data;
+  check_bad_groups(f, "split",
+                   "the plan splits coupled group 0: it removes unit 0 of layer stem but keeps "
+                   "unit 0 of layer res.0.conv, whose channels are tied to it (group 0: out "
+                   "stem[0] res.0.conv[0] res.1.conv[0];");
+  check_bad_groups(f, "empty",
+                   "the plan removes all 4 units of layer stem (conv2d), the last with group 3; "
+                   "refusing to empty a layer");
 }
 
 /* Weight pruning works on graphs: masks on the conv and dense weights, batchnorm
@@ -934,6 +986,8 @@ static void test_graph_weight_pruning(Fixture *f, gconstpointer data) {
   g_assert_cmpfloat(fabs(get_number(last, "sparsity") - 291.0 / 388.0), <, 1e-6);
   g_assert_cmpfloat(get_number(last, "params_total"), ==, 412); /* batchnorm's 16 included */
   g_assert_cmpfloat(get_number(last, "params_remaining"), ==, 412 - 291);
+  /* the engines refuse graphs: no latency is recorded rather than a null one */
+  g_assert_cmpuint(prunus_json_length(get_typed(last, "latency_us", PRUNUS_JSON_OBJECT)), ==, 0);
   const char *rel = prunus_json_string(get_typed(last, "checkpoint", PRUNUS_JSON_STRING));
   char *ckpt = g_build_filename(f->dir, "run-weights", rel, NULL);
   GError *error = NULL;
@@ -974,7 +1028,8 @@ int main(int argc, char **argv) {
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
   ADD("/cli/graph/train-eval", test_graph_model);
   ADD("/cli/graph/config-errors", test_graph_config_errors);
-  ADD("/cli/graph/structured-refused", test_graph_structured_refused);
+  ADD("/cli/graph/structured", test_graph_structured);
+  ADD("/cli/graph/bad-groups", test_graph_bad_groups);
   ADD("/cli/graph/weight-pruning", test_graph_weight_pruning);
 #undef ADD
   return g_test_run();

@@ -5,6 +5,7 @@
  * bit like the plain one; arch strings, build errors, shrinking, checkpoints with
  * buffers, batchnorm folded for the engines, and their refusal of graphs. */
 #include "checkpoint.h"
+#include "conv_wino.h"
 #include "engine.h"
 #include "export.h"
 #include "gemm.h"
@@ -341,6 +342,124 @@ static PrunusTrainConfig small_train(void) {
   PrunusTrainConfig tc = prunus_train_config_default();
   tc.epochs = 2, tc.batch = 16, tc.lr = 0.05, tc.momentum = 0.9, tc.weight_decay = 1e-4;
   return tc;
+}
+
+/* batchnorm's passes in each version (AVX-512, AVX2, plain C) against a double-precision
+ * computation, on planes whose size is and is not a multiple of the vector width; the
+ * two vector versions share lanes and operations, so they must agree bit for bit. */
+typedef struct {
+  float *y, *dx, *dgb; /* forward output, input gradient, dgamma then dbeta */
+} BnRun;
+
+static BnRun bn_run(PrunusModel *m, const float *x, const float *dy, int B, gboolean training) {
+  const PrunusLayer *bn = &m->layers[1];
+  size_t n = (size_t)B * prunus_shape_size(bn->in);
+  int C = bn->in.c;
+  BnRun r = {g_new(float, n), g_new(float, n), g_new(float, 2 * (size_t)C)};
+  prunus_model_set_training(m, training);
+  bn->ops->forward(bn, m->params, x, r.y, m->scratch[1], B);
+  memset(m->grads, 0, sizeof(float) * m->n_params);
+  bn->ops->backward(bn, m->params, m->grads, x, r.y, dy, r.dx, m->scratch[1], B);
+  memcpy(r.dgb, m->grads + bn->b_off, sizeof(float) * 2 * C);
+  return r;
+}
+
+static void bn_run_free(BnRun *r) { g_free(r->y), g_free(r->dx), g_free(r->dgb); }
+
+static void test_batchnorm_isa_paths(void) {
+  static const int sides[][2] = {{7, 7}, {6, 6}, {1, 1}, {2, 20}};
+  const int C = 3, B = 5;
+  for (size_t t = 0; t < G_N_ELEMENTS(sides); t++) {
+    const int H = sides[t][0], W = sides[t][1], HW = H * W, N = B * HW;
+    size_t n = (size_t)B * C * HW;
+    PrunusModel *m = identity_bn_model(C, H, W, 0.1f, 1e-5f, B);
+    const PrunusLayer *bn = &m->layers[1];
+    PrunusRng r;
+    prunus_rng_seed(&r, 17 + t);
+    float *gamma = m->params + bn->b_off, *beta = gamma + C;
+    for (int c = 0; c < C; c++) {
+      gamma[c] = (float)(1.0 + 0.5 * prunus_rng_normal(&r));
+      beta[c] = (float)prunus_rng_normal(&r);
+      m->params[bn->buf_off + c] = (float)prunus_rng_normal(&r);
+      m->params[bn->buf_off + C + c] = (float)(0.5 + prunus_rng_uniform(&r));
+    }
+    float *x = g_new(float, n), *dy = g_new(float, n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(2.0 + 3.0 * prunus_rng_normal(&r));
+    for (size_t i = 0; i < n; i++) dy[i] = (float)prunus_rng_normal(&r);
+    for (int training = 0; training <= 1; training++) {
+      /* the reference, in double */
+      double *y = g_new(double, n), *dx = g_new(double, n), *dgb = g_new0(double, 2 * C);
+      for (int c = 0; c < C; c++) {
+        double mean = m->params[bn->buf_off + c], var = m->params[bn->buf_off + C + c];
+        if (training) {
+          double s = 0, sq = 0;
+          for (int b = 0; b < B; b++)
+            for (int i = 0; i < HW; i++) s += x[((size_t)b * C + c) * HW + i];
+          mean = s / N;
+          for (int b = 0; b < B; b++)
+            for (int i = 0; i < HW; i++) sq += pow(x[((size_t)b * C + c) * HW + i] - mean, 2);
+          var = sq / N;
+        }
+        double istd = 1.0 / sqrt(var + 1e-5), sdy = 0, sdyx = 0;
+        for (int b = 0; b < B; b++)
+          for (int i = 0; i < HW; i++) {
+            size_t j = ((size_t)b * C + c) * HW + i;
+            double xh = (x[j] - mean) * istd;
+            y[j] = gamma[c] * xh + beta[c];
+            sdy += dy[j], sdyx += dy[j] * xh;
+          }
+        dgb[c] = sdyx, dgb[C + c] = sdy;
+        for (int b = 0; b < B; b++)
+          for (int i = 0; i < HW; i++) {
+            size_t j = ((size_t)b * C + c) * HW + i;
+            double xh = (x[j] - mean) * istd;
+            dx[j] = gamma[c] * istd * (training ? dy[j] - sdy / N - xh * sdyx / N : dy[j]);
+          }
+      }
+      BnRun vec[2] = {{0}};
+      const PrunusConvIsa isas[] = {PRUNUS_CONV_ISA_AVX512, PRUNUS_CONV_ISA_AVX2,
+                                    PRUNUS_CONV_ISA_NONE};
+      for (int v = 0; v < 3; v++) {
+        prunus_conv_wino_limit_isa(isas[v]);
+        prunus_gemm_force_reference(isas[v] == PRUNUS_CONV_ISA_NONE);
+        PrunusConvIsa got = prunus_conv_wino_isa();
+        if (got != isas[v]) { /* this CPU lacks the version */
+          prunus_gemm_force_reference(false);
+          continue;
+        }
+        BnRun run = bn_run(m, x, dy, B, training);
+        prunus_gemm_force_reference(false);
+        double ey = 0, edx = 0, eg = 0;
+        for (size_t i = 0; i < n; i++) {
+          ey = fmax(ey, fabs(run.y[i] - y[i]) / fmax(1.0, fabs(y[i])));
+          edx = fmax(edx, fabs(run.dx[i] - dx[i]) / fmax(1.0, fabs(dx[i])));
+        }
+        for (int i = 0; i < 2 * C; i++)
+          eg = fmax(eg, fabs(run.dgb[i] - dgb[i]) / fmax(1.0, fabs(dgb[i])));
+        g_test_message("batchnorm %dx%d %s, %s: max rel err y %.2e dx %.2e dgamma/dbeta %.2e", H, W,
+                       training ? "train" : "eval", prunus_conv_isa_name(got), ey, edx, eg);
+        g_assert_cmpfloat(ey, <, 1e-6);
+        g_assert_cmpfloat(edx, <, 1e-6);
+        g_assert_cmpfloat(eg, <, 1e-5); /* sums of B*H*W float products */
+        if (v < 2) {
+          vec[v] = run;
+        } else {
+          bn_run_free(&run);
+        }
+      }
+      prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
+      if (vec[0].y && vec[1].y) {
+        g_assert_cmpmem(vec[0].y, sizeof(float) * n, vec[1].y, sizeof(float) * n);
+        g_assert_cmpmem(vec[0].dx, sizeof(float) * n, vec[1].dx, sizeof(float) * n);
+        g_assert_cmpmem(vec[0].dgb, sizeof(float) * 2 * C, vec[1].dgb, sizeof(float) * 2 * C);
+      }
+      for (int v = 0; v < 2; v++)
+        if (vec[v].y) bn_run_free(&vec[v]);
+      g_free(y), g_free(dx), g_free(dgb);
+    }
+    g_free(x), g_free(dy);
+    prunus_model_free(m);
+  }
 }
 
 /* prunus_train leaves the model in evaluation mode with its running statistics moved;
@@ -705,8 +824,10 @@ static void test_shrink_graph(void) {
   uint8_t rm[4] = {0, 0, 1, 0};
   const uint8_t *remove[11] = {NULL, NULL, NULL, rm};
   g_assert_null(prunus_model_shrink(m, remove, NULL, NULL, 0, &error));
-  testutil_assert_error_contains(error, "cannot remove 1 unit(s) of layer b.conv1 (conv2d)",
-                                 "sequences of layers only", NULL);
+  /* b.conv1's channels are the stem's (the add): only together (tests/nn/test_groups.c) */
+  testutil_assert_error_contains(error, "splits coupled group 2",
+                                 "removes unit 2 of layer b.conv1 but keeps unit 2 of layer stem",
+                                 NULL);
   g_clear_error(&error);
   PrunusModel *copy = prunus_model_shrink_dead(m, &error);
   g_assert_no_error(error);
@@ -780,27 +901,27 @@ static void test_checkpoint_buffers(void) {
   g_free(path), g_free(dir);
 }
 
-static void test_engine_export_refuse(void) {
+/* Graphs (and sequences with average pooling) run in every engine and export to C
+ * (tests/infer has the numbers); the safetensors export, named for nn.Sequential,
+ * still refuses them, writing nothing. */
+static void test_engine_export_graphs(void) {
   PrunusArch a = resnet_like();
   GError *error = NULL;
   PrunusModel *m = prunus_model_new(&a, 2, 1, &error);
   g_assert_no_error(error);
   g_assert_false(prunus_model_check_plain(m, TRUE, "x", NULL));
   for (int k = 0; k < PRUNUS_ENGINE_N_KINDS; k++) {
-    g_assert_null(prunus_engine_new(m, (PrunusEngineKind)k, 4, &error));
-    testutil_assert_error_contains(error,
-                                   "the inference engines: only sequences of dense, conv2d, "
-                                   "batchnorm, maxpool2d, relu and flatten layers are supported; "
-                                   "model layer b.add is an add layer",
-                                   NULL);
-    g_clear_error(&error);
+    PrunusEngine *e = prunus_engine_new(m, (PrunusEngineKind)k, 4, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(prunus_engine_n_layers(e), ==, m->n_layers - 2); /* 2 batchnorms folded */
+    prunus_engine_free(e);
   }
   char *dir = testutil_mkdtemp(), *out = g_build_filename(dir, "c", NULL);
-  g_assert_false(prunus_export_c(m, NULL, out, "test", TRUE, NULL, &error));
-  testutil_assert_error_contains(error, "prunus export: only sequences", "b.add", NULL);
-  g_clear_error(&error);
-  g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
+  g_assert_true(prunus_export_c(m, NULL, out, "test", TRUE, NULL, &error));
+  g_assert_no_error(error);
+  testutil_rmtree(out);
   g_assert_false(prunus_export_safetensors(m, out, TRUE, &error));
+  testutil_assert_error_contains(error, "prunus export: only sequences", "b.add", NULL);
   g_clear_error(&error);
   g_assert_false(g_file_test(out, G_FILE_TEST_EXISTS));
   prunus_model_free(m);
@@ -809,22 +930,19 @@ static void test_engine_export_refuse(void) {
       ARCH(1, 4, 4, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 3, .stride = 1},
            {.type = PRUNUS_LAYER_GLOBALAVGPOOL, .name = "gap"},
            {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  m = prunus_model_new(&gap, 1, 0, &error);
-  g_assert_no_error(error);
-  g_assert_null(prunus_engine_new(m, PRUNUS_ENGINE_SPARSE, 1, &error));
-  testutil_assert_error_contains(error, "model layer gap is a globalavgpool layer", NULL);
-  g_clear_error(&error);
-  prunus_model_free(m);
   PrunusArch skip = ARCH(1, 4, 4, {.type = PRUNUS_LAYER_FLATTEN, .name = "f"},
                          {.type = PRUNUS_LAYER_DENSE, .units = 16, .name = "d"},
                          {.type = PRUNUS_LAYER_ADD, .n_inputs = 2, .inputs = {0, 1}},
                          {.type = PRUNUS_LAYER_DENSE, .units = 2});
-  m = prunus_model_new(&skip, 1, 0, &error);
-  g_assert_no_error(error);
-  g_assert_null(prunus_engine_new(m, PRUNUS_ENGINE_DENSE, 1, &error));
-  testutil_assert_error_contains(error, "model layer 2 is an add layer", NULL);
-  g_clear_error(&error);
-  prunus_model_free(m);
+  const PrunusArch *archs[] = {&gap, &skip};
+  for (size_t t = 0; t < G_N_ELEMENTS(archs); t++) {
+    m = prunus_model_new(archs[t], 1, 0, &error);
+    g_assert_no_error(error);
+    PrunusEngine *e = prunus_engine_new(m, PRUNUS_ENGINE_SPARSE, 1, &error);
+    g_assert_no_error(error);
+    prunus_engine_free(e);
+    prunus_model_free(m);
+  }
   testutil_rmtree(dir);
   g_free(out), g_free(dir);
 }
@@ -910,6 +1028,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/graph/grad/global-pool", test_grad_global_pool);
   g_test_add_func("/graph/grad/conv-no-bias", test_grad_conv_no_bias);
   g_test_add_func("/graph/batchnorm/running-stats", test_batchnorm_running_stats);
+  g_test_add_func("/graph/batchnorm/isa-paths", test_batchnorm_isa_paths);
   g_test_add_func("/graph/train/modes", test_train_modes);
   g_test_add_func("/graph/train/sequence-as-graph", test_sequence_as_graph_bit_identical);
   g_test_add_func("/graph/backward/plain-loop", test_backward_matches_plain_loop);
@@ -918,7 +1037,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/graph/shrink/batchnorm-sequence", test_shrink_batchnorm_sequence);
   g_test_add_func("/graph/shrink/graph", test_shrink_graph);
   g_test_add_func("/graph/checkpoint/buffers", test_checkpoint_buffers);
-  g_test_add_func("/graph/engine-export-refuse", test_engine_export_refuse);
+  g_test_add_func("/graph/engine-export-graphs", test_engine_export_graphs);
   g_test_add_func("/graph/engine/batchnorm-folded", test_engine_batchnorm_folded);
   return g_test_run();
 }

@@ -2,6 +2,7 @@
  * softmax cross-entropy loss, plus forward values computed by hand. */
 #include "conv_wino.h"
 #include "model.h"
+#include "spdense.h"
 #include "train.h"
 #include "gemm.h"
 #include "rng.h"
@@ -115,6 +116,111 @@ static void check_gradients(PrunusArch *arch, int B, const char *label) {
     static PrunusLayerSpec specs_[] = {__VA_ARGS__};                                      \
     (PrunusArch){.input = {c, h, w}, .n_layers = G_N_ELEMENTS(specs_), .layers = specs_}; \
   })
+
+/* Dense layers on sparse kernels (spdense.h), every layer's input gradient included:
+ * against central differences (alive weights, biases, the input) and against the dense
+ * kernels on the same masked weights, at each CSR kernel level, for batch sizes that
+ * hit the kernels' vector tails and their 128-sample blocks. */
+static void check_sparse_gradients(int B, PrunusCsrLevel level) {
+  PrunusArch arch =
+      ARCH(1, 1, 37, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 23},
+           {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 9});
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&arch, B, 3, &error);
+  g_assert_no_error(error);
+  PrunusRng r;
+  prunus_rng_seed(&r, 17);
+  for (size_t i = 0; i < m->n_params; i++) m->params[i] = (float)(prunus_rng_normal(&r) * 0.5);
+  int dense[] = {1, 3};
+  for (int k = 0; k < 2; k++) {
+    const PrunusLayer *l = &m->layers[dense[k]];
+    for (size_t j = 0; j < l->w_len; j++)
+      m->mask[l->w_off + j] = prunus_rng_uniform(&r) < 0.3 ? 1.0f : 0.0f;
+  }
+  prunus_model_apply_mask(m);
+  size_t nin = (size_t)B * prunus_model_input_size(m), nout = (size_t)B * m->arch.n_classes;
+  float *x = g_new(float, nin), *c = g_new(float, nout), *dx_dense = g_new(float, nin),
+        *dx = g_new(float, nin);
+  for (size_t i = 0; i < nin; i++) x[i] = (float)prunus_rng_normal(&r);
+  for (size_t i = 0; i < nout; i++) c[i] = (float)prunus_rng_normal(&r);
+  /* the dense kernels on the masked weights: the reference for values */
+  double L_dense = readout(m, x, c, B);
+  float *y_dense = g_memdup2(m->acts[m->n_layers], sizeof(float) * nout);
+  backward_with_input_grad(m, c, B, dx_dense);
+  float *g_dense = g_memdup2(m->grads, sizeof(float) * m->n_params);
+  for (size_t i = 0; i < m->n_params; i++) g_dense[i] *= m->mask[i]; /* alive places only */
+  PrunusCsrLevel old = prunus_csr_cap_level(level);
+  for (int k = 0; k < 2; k++) {
+    PrunusLayer *l = &m->layers[dense[k]];
+    l->sparse = prunus_spdense_new(l, m->params, m->mask + l->w_off, TRUE, B);
+  }
+  double L = readout(m, x, c, B);
+  char label[64];
+  g_snprintf(label, sizeof label, "sparse %s B=%d logits", prunus_csr_level_name(level), B);
+  g_assert_cmpfloat(testutil_max_rel_diff(m->acts[m->n_layers], y_dense, nout, label), <, 1e-5);
+  g_assert_cmpfloat(fabs(L - L_dense), <=, 1e-5 * fmax(1.0, fabs(L_dense)));
+  backward_with_input_grad(m, c, B, dx);
+  /* the gradient as the optimizer sees it: weights from sparse->grad, biases in m->grads */
+  float *analytic = g_memdup2(m->grads, sizeof(float) * m->n_params);
+  for (int k = 0; k < 2; k++) {
+    const PrunusLayer *l = &m->layers[dense[k]];
+    const PrunusSpDense *sp = l->sparse;
+    for (size_t j = 0; j < l->w_len; j++) /* the dense backward leaves these alone */
+      g_assert_cmpfloat(m->grads[l->w_off + j], ==, 0.0f);
+    for (int64_t e = 0; e < sp->w->stored; e++)
+      if (sp->w_src[e] >= 0) analytic[l->w_off + sp->w_src[e]] = sp->grad[e];
+  }
+  g_snprintf(label, sizeof label, "sparse %s B=%d dparams vs dense", prunus_csr_level_name(level),
+             B);
+  g_assert_cmpfloat(testutil_max_rel_diff(analytic, g_dense, m->n_params, label), <, 1e-5);
+  g_snprintf(label, sizeof label, "sparse %s B=%d dx vs dense", prunus_csr_level_name(level), B);
+  g_assert_cmpfloat(testutil_max_rel_diff(dx, dx_dense, nin, label), <, 1e-5);
+  /* central differences over the alive weights, the biases and the input */
+  uint64_t base = kink_pattern(m, B);
+  const float eps = 2e-3f;
+  int checked = 0, skipped = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    float *v = pass == 0 ? m->params : x;
+    const float *ana = pass == 0 ? analytic : dx;
+    size_t n = pass == 0 ? m->n_params : nin;
+    float *num = g_new(float, n), *want = g_new(float, n);
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (pass == 0 && m->mask[i] == 0.0f) continue;
+      float keep = v[i];
+      v[i] = keep + eps;
+      double lp = readout(m, x, c, B);
+      uint64_t hp = kink_pattern(m, B);
+      v[i] = keep - eps;
+      double lm = readout(m, x, c, B);
+      uint64_t hm = kink_pattern(m, B);
+      v[i] = keep;
+      if (hp != base || hm != base) {
+        skipped++;
+        continue;
+      }
+      num[used] = (float)((lp - lm) / (2.0 * eps)), want[used] = ana[i];
+      used++;
+    }
+    checked += (int)used;
+    g_snprintf(label, sizeof label, "sparse %s B=%d %s vs differences",
+               prunus_csr_level_name(level), B, pass ? "dx" : "dparams");
+    g_assert_cmpfloat(testutil_max_rel_diff(want, num, used, label), <, 5e-3);
+    g_free(num), g_free(want);
+  }
+  g_assert_cmpint(skipped, <=, (checked + skipped) / 20);
+  prunus_csr_cap_level(old);
+  for (int k = 0; k < 2; k++) g_clear_pointer(&m->layers[dense[k]].sparse, prunus_spdense_free);
+  g_free(analytic), g_free(g_dense), g_free(y_dense);
+  g_free(x), g_free(c), g_free(dx), g_free(dx_dense);
+  prunus_model_free(m);
+}
+
+static void test_grad_sparse_dense(void) {
+  static const int Bs[] = {1, 5, 17, 130};
+  for (PrunusCsrLevel level = PRUNUS_CSR_SCALAR; level <= prunus_csr_level(); level++)
+    for (size_t i = 0; i < G_N_ELEMENTS(Bs); i++) check_sparse_gradients(Bs[i], level);
+}
 
 static void test_grad_dense(void) {
   PrunusArch a =
@@ -549,6 +655,51 @@ static void test_init_seeded_and_masks(void) {
   prunus_model_free(m1), prunus_model_free(m2), prunus_model_free(m3);
 }
 
+/* uniform-fan-in: weights and biases U(±1/sqrt(fan_in)) from one stream, layer by layer;
+ * the other schemes keep zero biases. */
+static void test_init_uniform_fan_in(void) {
+  PrunusArch a =
+      ARCH(1, 1, 400, {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 300},
+           {.type = PRUNUS_LAYER_RELU}, {.type = PRUNUS_LAYER_DENSE, .units = 100});
+  a.init = PRUNUS_INIT_UNIFORM_FAN_IN;
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, 1, 7, &error);
+  g_assert_no_error(error);
+  int fan_in[] = {400, 300};
+  int dense[] = {1, 3};
+  for (int k = 0; k < 2; k++) {
+    const PrunusLayer *l = &m->layers[dense[k]];
+    double bound = 1.0 / sqrt(fan_in[k]);
+    const float *parts[] = {m->params + l->w_off, m->params + l->b_off};
+    size_t lens[] = {l->w_len, l->b_len};
+    for (int part = 0; part < 2; part++) {
+      double sum = 0.0, sum2 = 0.0, most = 0.0;
+      for (size_t j = 0; j < lens[part]; j++) {
+        double v = parts[part][j];
+        sum += v, sum2 += v * v, most = fmax(most, fabs(v));
+      }
+      double n = (double)lens[part];
+      g_assert_cmpfloat(most, <=, bound);
+      g_assert_cmpfloat(most, >, 0.9 * bound); /* biases too: not zero */
+      /* U(-a, a): mean 0, variance a^2/3 (120000 and 30000 weights; 300 and 100 biases) */
+      g_assert_cmpfloat(fabs(sum / n), <, 4.0 * bound / sqrt(3.0 * n));
+      g_assert_cmpfloat(fabs(sum2 / n / (bound * bound / 3.0) - 1.0), <, part ? 0.25 : 0.02);
+    }
+  }
+  /* a re-draw with the same seed gives the same bits */
+  float *first = g_memdup2(m->params, sizeof(float) * m->n_params);
+  prunus_model_init_params(m, 7);
+  g_assert_cmpmem(first, sizeof(float) * m->n_params, m->params, sizeof(float) * m->n_params);
+  g_free(first);
+  prunus_model_free(m);
+  a.init = PRUNUS_INIT_GLOROT;
+  m = prunus_model_new(&a, 1, 7, &error);
+  g_assert_no_error(error);
+  for (size_t j = 0; j < m->layers[1].b_len; j++)
+    g_assert_cmpfloat(m->params[m->layers[1].b_off + j], ==, 0.0f);
+  prunus_model_free(m);
+}
+
 static void test_arch_string_round_trip(void) {
   PrunusArch a =
       ARCH(1, 28, 28,
@@ -596,6 +747,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/layers/loss", test_loss_gradient_and_value);
   g_test_add_func("/layers/forward-by-hand", test_forward_by_hand);
   g_test_add_func("/layers/init-and-masks", test_init_seeded_and_masks);
+  g_test_add_func("/layers/grad-sparse-dense", test_grad_sparse_dense);
+  g_test_add_func("/layers/init-uniform-fan-in", test_init_uniform_fan_in);
   g_test_add_func("/layers/arch-string", test_arch_string_round_trip);
   g_test_add_func("/layers/bad-arch", test_bad_arch_errors);
   return g_test_run();

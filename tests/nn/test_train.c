@@ -2,6 +2,7 @@
  * optimizer steps against hand-computed numbers, training a small MLP to a stated
  * accuracy, determinism, masks surviving training, evaluation, divergence. */
 #include "train.h"
+#include "spdense.h"
 #include "gemm.h"
 #include "rng.h"
 #include "testutil.h"
@@ -570,6 +571,197 @@ static void test_train_keeps_mask(void) {
   prunus_dataset_free(train);
 }
 
+/* prunus_optim_step_arrays on a sparse layer's kept arrays (the alive weights in order,
+ * zero padding entries between) against the masked span step on the slab, given the
+ * same gradients: bit for bit the same weights and optimizer state for every
+ * optimizer, and the padding entries stay zero. */
+static void test_optim_arrays_match_span(void) {
+  enum { N = 517 };
+  PrunusTrainConfig configs[4];
+  for (int c = 0; c < 4; c++) configs[c] = prunus_train_config_default(), configs[c].lr = 0.05;
+  configs[1].momentum = 0.9, configs[1].weight_decay = 1e-3;
+  configs[2].momentum = 0.9, configs[2].nesterov = TRUE, configs[2].weight_decay = 1e-4;
+  configs[3].optimizer = PRUNUS_OPT_ADAM, configs[3].lr = 1e-3, configs[3].weight_decay = 1e-4;
+  for (int c = 0; c < 4; c++) {
+    float *slab[5]; /* params, grads, mask, m1, m2 */
+    for (int k = 0; k < 5; k++) slab[k] = g_new0(float, N);
+    PrunusModel m = {.n_params = N,
+                     .params = slab[0],
+                     .grads = slab[1],
+                     .mask = slab[2],
+                     .opt_m = slab[3],
+                     .opt_v = slab[4]};
+    PrunusRng r;
+    prunus_rng_seed(&r, 41);
+    /* the kept arrays: each alive weight's index in the slab, -1 for padding */
+    int32_t *idx = g_new(int32_t, 2 * N);
+    float *arr[4]; /* p, m1, m2, g */
+    for (int k = 0; k < 4; k++) arr[k] = g_new0(float, 2 * N);
+    size_t n = 0;
+    for (int i = 0; i < N; i++) {
+      if (prunus_rng_next(&r) % 3 != 0) continue; /* two thirds pruned */
+      slab[2][i] = 1.0f, slab[0][i] = (float)prunus_rng_normal(&r);
+      arr[0][n] = slab[0][i], idx[n++] = i;
+      if (i % 7 == 0) idx[n++] = -1;
+    }
+    for (long step = 1; step <= 3; step++) {
+      for (int i = 0; i < N; i++) slab[1][i] = (float)prunus_rng_normal(&r);
+      for (size_t j = 0; j < n; j++) arr[3][j] = idx[j] >= 0 ? slab[1][idx[j]] : 0.0f;
+      prunus_optim_step_span(&m, &configs[c], configs[c].lr, step, 0, N, PRUNUS_OPTIM_MASKED);
+      prunus_optim_step_arrays(&configs[c], configs[c].lr, step, arr[0], arr[1], arr[2], arr[3], n);
+      for (size_t j = 0; j < n; j++) {
+        if (idx[j] < 0) {
+          g_assert_true(arr[0][j] == 0.0f && arr[1][j] == 0.0f && arr[2][j] == 0.0f);
+          continue;
+        }
+        static const int slab_of[3] = {0, 3, 4};
+        for (int k = 0; k < 3; k++)
+          g_assert_cmpmem(&arr[k][j], sizeof(float), &slab[slab_of[k]][idx[j]], sizeof(float));
+      }
+    }
+    g_free(idx);
+    for (int k = 0; k < 4; k++) g_free(arr[k]);
+    for (int k = 0; k < 5; k++) g_free(slab[k]);
+  }
+}
+
+/* Sparse training (train.sparse_from below the layers' sparsity) against dense masked
+ * training of the same network: the same masks, pruned weights and their optimizer
+ * state exactly zero, the weights equal up to the order of float additions; one thread
+ * twice gives the same bits, and so does a team of two (the sparse kernels split by
+ * rows, each summed by one thread). */
+static void test_train_sparse_matches_dense(void) {
+  static PrunusLayerSpec layers[] = {
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 40},
+      {.type = PRUNUS_LAYER_RELU},    {.type = PRUNUS_LAYER_DENSE, .units = 24},
+      {.type = PRUNUS_LAYER_RELU},    {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  PrunusArch arch = {.input = {1, 8, 8}, .n_classes = 4, .n_layers = 6, .layers = layers};
+  PrunusDataset *train = quadrant_dataset(203, 8, 45.0, 12); /* a partial last batch */
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.epochs = 6, tc.weight_decay = 1e-4;
+  enum { DENSE, SPARSE, SPARSE_AGAIN, SPARSE_TEAM, RUNS };
+  PrunusModel *m[RUNS];
+  for (int run = 0; run < RUNS; run++) {
+    GError *error = NULL;
+    m[run] = prunus_model_new(&arch, tc.batch, 5, &error);
+    g_assert_no_error(error);
+    PrunusRng r;
+    prunus_rng_seed(&r, 6);
+    for (int i = 0; i < m[run]->n_layers; i++) {
+      const PrunusLayer *l = &m[run]->layers[i];
+      for (size_t j = 0; j < l->w_len; j++) /* 80% of every layer pruned */
+        m[run]->mask[l->w_off + j] = prunus_rng_uniform(&r) < 0.2 ? 1.0f : 0.0f;
+    }
+    prunus_model_apply_mask(m[run]);
+    PrunusTrainConfig t = tc;
+    t.sparse_from = run == DENSE ? 1.0 : 0.75;
+    PrunusTrainOptions opt = {.threads = run == SPARSE_TEAM ? 2 : 1};
+    g_assert_cmpint(prunus_train_attach_sparse(m[run], t.sparse_from, 8, TRUE), ==,
+                    run == DENSE ? 0 : 3);
+    prunus_train_detach_sparse(m[run]);
+    g_assert_true(prunus_train(m[run], &t, train, NULL, &norm, 8, &opt, &error));
+    g_assert_no_error(error);
+    for (int i = 0; i < m[run]->n_layers; i++) g_assert_null(m[run]->layers[i].sparse);
+  }
+  const size_t n = m[DENSE]->n_params;
+  size_t pruned = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (m[DENSE]->mask[i] != 0.0f) continue;
+    pruned++;
+    g_assert_cmpfloat(m[SPARSE]->params[i], ==, 0.0f);
+    g_assert_cmpfloat(m[SPARSE]->opt_m[i], ==, 0.0f);
+  }
+  g_assert_cmpuint(pruned, >, (n - 68) * 7 / 10);
+  g_assert_cmpmem(m[DENSE]->mask, sizeof(float) * n, m[SPARSE]->mask, sizeof(float) * n);
+  g_assert_cmpfloat(
+      testutil_max_rel_diff(m[SPARSE]->params, m[DENSE]->params, n, "sparse vs dense training"), <,
+      1e-4);
+  g_assert_cmpmem(m[SPARSE]->params, sizeof(float) * n, m[SPARSE_AGAIN]->params, sizeof(float) * n);
+  g_assert_cmpmem(m[SPARSE]->params, sizeof(float) * n, m[SPARSE_TEAM]->params, sizeof(float) * n);
+  /* evaluation through the sparse forward gives the dense forward's numbers */
+  PrunusEvalResult dense = prunus_evaluate(m[SPARSE], train, &norm, 32);
+  g_assert_cmpint(prunus_train_attach_sparse(m[SPARSE], 0.75, 32, FALSE), ==, 3);
+  PrunusEvalResult sparse = prunus_evaluate(m[SPARSE], train, &norm, 32);
+  prunus_train_detach_sparse(m[SPARSE]);
+  assert_close(sparse.loss, dense.loss, 1e-5);
+  assert_close(sparse.accuracy, dense.accuracy, 0);
+  g_assert_cmpfloat(dense.accuracy, >, 0.8); /* it learned: 4 classes, 80% pruned */
+  for (int run = 0; run < RUNS; run++) prunus_model_free(m[run]);
+  prunus_dataset_free(train);
+}
+
+/* The same on a graph: a branch from the input (a dense layer past the first with
+ * parameters whose input gradient nobody needs), batchnorm after a sparse dense layer,
+ * an add. Only the dense layers go sparse; batchnorm's scale, shift and running
+ * statistics train as before, and every parameter ends within float reassociation of
+ * dense training. */
+static void test_train_sparse_graph(void) {
+  static PrunusLayerSpec layers[] = {
+      /* 0 */ {.type = PRUNUS_LAYER_FLATTEN, .name = "f"},
+      /* 1 */ {.type = PRUNUS_LAYER_DENSE, .name = "a", .units = 24},
+      /* 2 */ {.type = PRUNUS_LAYER_BATCHNORM, .name = "bn", .momentum = 0.1f, .eps = 1e-5f},
+      /* 3 */ {.type = PRUNUS_LAYER_RELU, .name = "ra"},
+      /* 4 */ {.type = PRUNUS_LAYER_DENSE, .name = "b", .units = 24, .n_inputs = 1, .inputs = {0}},
+      /* 5 */ {.type = PRUNUS_LAYER_ADD, .name = "s", .n_inputs = 2, .inputs = {3, 4}},
+      /* 6 */ {.type = PRUNUS_LAYER_RELU, .name = "rs"},
+      /* 7 */ {.type = PRUNUS_LAYER_DENSE, .name = "c", .units = 16},
+      /* 8 */ {.type = PRUNUS_LAYER_RELU, .name = "rc"},
+      /* 9 */ {.type = PRUNUS_LAYER_DENSE, .name = "out", .units = 4}};
+  PrunusArch arch = {.input = {1, 8, 8}, .n_classes = 4, .n_layers = 10, .layers = layers};
+  PrunusDataset *train = quadrant_dataset(203, 8, 45.0, 12);
+  PrunusNorm norm = prunus_norm_fit(train, PRUNUS_NORM_STANDARD);
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.epochs = 4, tc.weight_decay = 1e-4;
+  enum { DENSE, SPARSE, SPARSE_AGAIN, RUNS };
+  PrunusModel *m[RUNS];
+  for (int run = 0; run < RUNS; run++) {
+    GError *error = NULL;
+    m[run] = prunus_model_new(&arch, tc.batch, 5, &error);
+    g_assert_no_error(error);
+    PrunusRng r;
+    prunus_rng_seed(&r, 6);
+    for (int i = 0; i < m[run]->n_layers; i++) {
+      const PrunusLayer *l = &m[run]->layers[i];
+      for (size_t j = 0; j < l->w_len; j++) /* 70% of every layer pruned */
+        m[run]->mask[l->w_off + j] = prunus_rng_uniform(&r) < 0.3 ? 1.0f : 0.0f;
+    }
+    prunus_model_apply_mask(m[run]);
+    PrunusTrainConfig t = tc;
+    t.sparse_from = run == DENSE ? 1.0 : 0.5;
+    g_assert_cmpint(prunus_train_attach_sparse(m[run], t.sparse_from, 8, TRUE), ==,
+                    run == DENSE ? 0 : 4);
+    if (run != DENSE) { /* input gradients only where the backward asks for them */
+      static const int dense_layers[] = {1, 4, 7, 9};
+      static const gboolean with_dx[] = {FALSE, FALSE, TRUE, TRUE};
+      for (int k = 0; k < 4; k++) {
+        const PrunusSpDense *sp = m[run]->layers[dense_layers[k]].sparse;
+        g_assert_nonnull(sp);
+        g_assert_cmpint(sp->wt != NULL, ==, with_dx[k]);
+      }
+      g_assert_null(m[run]->layers[2].sparse);
+    }
+    prunus_train_detach_sparse(m[run]);
+    PrunusTrainOptions opt = {.threads = 1};
+    g_assert_true(prunus_train(m[run], &t, train, NULL, &norm, 8, &opt, &error));
+    g_assert_no_error(error);
+  }
+  const size_t n = m[DENSE]->n_params;
+  for (size_t i = 0; i < n; i++)
+    if (m[DENSE]->mask[i] == 0.0f) g_assert_cmpfloat(m[SPARSE]->params[i], ==, 0.0f);
+  g_assert_cmpmem(m[DENSE]->mask, sizeof(float) * n, m[SPARSE]->mask, sizeof(float) * n);
+  /* batchnorm's running statistics (buffers past the parameters) moved and agree */
+  const PrunusLayer *bn = &m[DENSE]->layers[2];
+  g_assert_cmpuint(bn->buf_len, ==, 48);
+  g_assert_cmpfloat(fabsf(m[DENSE]->params[bn->buf_off]), >, 0.0f);
+  g_assert_cmpfloat(testutil_max_rel_diff(m[SPARSE]->params, m[DENSE]->params, n,
+                                          "sparse vs dense training, graph"),
+                    <, 1e-3);
+  g_assert_cmpmem(m[SPARSE]->params, sizeof(float) * n, m[SPARSE_AGAIN]->params, sizeof(float) * n);
+  for (int run = 0; run < RUNS; run++) prunus_model_free(m[run]);
+  prunus_dataset_free(train);
+}
+
 /* The plainest form of the training loop: fill, forward, loss, backward, one optimizer
  * step over the whole slab. prunus_train (per-layer updates right after each backward,
  * the next batch written during the step, mask reads skipped for unpruned layers)
@@ -787,6 +979,9 @@ int main(int argc, char **argv) {
   g_test_add_func("/train/fit/keeps-mask", test_train_keeps_mask);
   g_test_add_func("/train/fit/matches-plain-loop", test_train_matches_plain_loop);
   g_test_add_func("/train/fit/threads-parameter", test_train_threads_parameter);
+  g_test_add_func("/train/optim/arrays-match-span", test_optim_arrays_match_span);
+  g_test_add_func("/train/fit/sparse-matches-dense", test_train_sparse_matches_dense);
+  g_test_add_func("/train/fit/sparse-graph", test_train_sparse_graph);
   g_test_add_func("/train/fit/snapshot", test_train_snapshot);
   g_test_add_func("/train/fit/diverges", test_train_diverges);
   g_test_add_func("/train/fit/bad-input", test_train_bad_input);

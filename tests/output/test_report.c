@@ -133,6 +133,9 @@ static char *make_run(int n_seeds) {
       prunus_json_object_set(x, "criterion", prunus_json_new_string("magnitude"));
       prunus_json_object_set(x, "granularity", prunus_json_new_string(e ? "neuron" : "weight"));
       prunus_json_object_set(x, "retrain", prunus_json_new_string("finetune"));
+      /* the first experiment measured latency another way than the others */
+      prunus_json_object_set(x, "latency_method",
+                             prunus_json_new_string(e ? "adaptive: a" : "fixed: b"));
       PrunusJson *rounds = prunus_json_new_array();
       for (int r = 0; r < N_ROUNDS && reached(e, seed, r); r++) {
         PrunusJson *o = prunus_json_new_object();
@@ -283,6 +286,15 @@ static void test_tables(void) {
   /* imp round 1 test accuracy: 0.89 - 0.005 * seed -> 0.8850 ± 0.0050 */
   assert_contains(md, "| 0.8850 ± 0.0050 |");
   assert_contains(md, "dense b256 (µs)");
+  /* latency methods that differ are said per experiment */
+  assert_contains(md,
+                  "- **imp**: criterion magnitude, granularity weight, retrain finetune; "
+                  "seeds 0, 1, 2; latency fixed: b\n");
+  assert_contains(md, "retrain finetune; seeds 0, 1, 2; latency adaptive: a\n");
+  g_assert_null(strstr(md, "Latency measurement:"));
+  char *html = read_file(dir, "report.html");
+  assert_contains(html, "; latency fixed: b</li>");
+  g_free(html);
   g_free(md);
   testutil_rmtree(dir);
   g_free(dir);

@@ -319,6 +319,18 @@ static void check_weight_run(const char *run_dir) {
   }
   /* metrics.jsonl: 3 pretraining epochs, then one fine-tuning epoch per round */
   g_assert_cmpint(count_lines(run_dir, "metrics.jsonl"), ==, 3 + ROUNDS * 1);
+  /* adaptive latency: the dense layout is measured once and its time reused (weight
+   * pruning keeps the layout); the sparse engine every round */
+  const PrunusJson *exp = prunus_json_index(get(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
+  g_assert_true(g_str_has_prefix(prunus_json_string(get(exp, "latency_method", PRUNUS_JSON_STRING)),
+                                 "adaptive: the lowest window median once two agree within 2%"));
+  const PrunusJson *lat0 = get(prunus_json_index(rounds, 0), "latency_us", PRUNUS_JSON_OBJECT);
+  for (int k = 1; k <= ROUNDS; k++) {
+    const PrunusJson *lat =
+        get(prunus_json_index(rounds, (size_t)k), "latency_us", PRUNUS_JSON_OBJECT);
+    g_assert_cmpfloat(num(lat, "dense_b1"), ==, num(lat0, "dense_b1"));
+    g_assert_cmpfloat(num(lat, "sparse_b1"), >, 0.0);
+  }
   prunus_json_free(summary);
 }
 
@@ -350,7 +362,8 @@ static void assert_json_equal(const PrunusJson *a, const PrunusJson *b, const ch
     g_assert_cmpuint(prunus_json_length(a), ==, prunus_json_length(b));
     for (size_t i = 0; i < prunus_json_length(a); i++) {
       const char *key = prunus_json_key(a, i);
-      if (!strcmp(key, "seconds") || !strcmp(key, "latency_us") || !strcmp(key, "checkpoint"))
+      if (g_str_has_prefix(key, "seconds") || !strcmp(key, "latency_us") ||
+          !strcmp(key, "checkpoint"))
         continue;
       const PrunusJson *other = prunus_json_get(b, key);
       if (!other) g_error("%s.%s: missing in the second run", path, key);
@@ -717,6 +730,112 @@ static void test_experiments_and_seeds(void) {
   g_free(run_dir);
 }
 
+/* prune.masks_from: b takes a's masks round by round (a's own scores and plan decide
+ * them), re-drawing its weights; the summary says where its masks came from and how
+ * long each round's evaluation, latency and checkpoint took. */
+static void test_masks_from(void) {
+  static const Setup s = {"global",
+                          "magnitude",
+                          "weight",
+                          "plugin = \"finetune\"; epochs = 1;",
+                          "",
+                          "experiments = ( { name = \"a\"; },\n"
+                          "  { name = \"b\"; prune = { masks_from = \"a\";\n"
+                          "      retrain = { plugin = \"reinit\"; epochs = 1; }; }; } );"};
+  char *run_dir = run_ok("masks-from", &s);
+  PrunusJson *sum = read_json(run_dir, "summary.json");
+  const PrunusJson *exps = prunus_json_get(sum, "experiments");
+  const PrunusJson *b = prunus_json_index(exps, 1);
+  g_assert_cmpstr(prunus_json_string(get(b, "masks_from", PRUNUS_JSON_STRING)), ==, "a");
+  g_assert_null(prunus_json_get(prunus_json_index(exps, 0), "masks_from"));
+  for (int k = 0; k <= ROUNDS; k++) {
+    const PrunusJson *ra =
+        prunus_json_index(prunus_json_get(prunus_json_index(exps, 0), "rounds"), (size_t)k);
+    const PrunusJson *rb = prunus_json_index(prunus_json_get(b, "rounds"), (size_t)k);
+    g_assert_cmpfloat(num(ra, "sparsity"), ==, num(rb, "sparsity"));
+    for (int i = 0; i < 3; i++) {
+      static const char *const keys[] = {"seconds_evaluate", "seconds_latency",
+                                         "seconds_checkpoint"};
+      g_assert_cmpfloat(num(rb, keys[i]), >, 0.0);
+      g_assert_cmpfloat(num(rb, keys[i]), <, 10.0);
+    }
+    char *file = g_strdup_printf("round-%02d.safetensors", k);
+    char *pa = g_build_filename(run_dir, "a", file, NULL),
+         *pb = g_build_filename(run_dir, "b", file, NULL);
+    GError *error = NULL;
+    PrunusModel *ma = prunus_checkpoint_load(pa, 1, NULL, NULL, &error);
+    PrunusModel *mb = prunus_checkpoint_load(pb, 1, NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpmem(ma->mask, sizeof(float) * ma->n_params, mb->mask, sizeof(float) * mb->n_params);
+    size_t same = 0, alive = 0;
+    for (size_t i = 0; i < ma->n_params; i++) {
+      alive += ma->mask[i] != 0.0f;
+      same += ma->mask[i] != 0.0f && ma->params[i] == mb->params[i];
+    }
+    /* round 0 is the shared pretraining; later rounds re-drew b's weights */
+    if (k == 0)
+      g_assert_cmpuint(same, ==, alive);
+    else
+      g_assert_cmpuint(same, <, alive / 100);
+    prunus_model_free(ma), prunus_model_free(mb);
+    g_free(pa), g_free(pb), g_free(file);
+  }
+  char *md_path = g_build_filename(run_dir, "summary.md", NULL);
+  char *md = NULL;
+  g_assert_true(g_file_get_contents(md_path, &md, NULL, NULL));
+  /* both experiments measured latency alike: said once, above the list */
+  g_assert_nonnull(strstr(md, "\n\nLatency measurement: adaptive: the lowest window median "));
+  g_assert_nonnull(strstr(md, "- **b**: the masks of a, retrain reinit; seeds 11\n"));
+  g_free(md), g_free(md_path);
+  prunus_json_free(sum);
+  g_free(run_dir);
+}
+
+/* prune.latency.mode = "fixed": the old budget, every engine measured every round, and
+ * the reports say so; settings out of range are refused at their key. */
+static void test_latency_fixed(void) {
+  char *cfg = write_config("latency-fixed", &weight_setup);
+  char *run_dir = g_build_filename(data_dir, "run-latency-fixed", NULL);
+  const char *const sets[] = {"prune.latency.mode=\"fixed\"", NULL};
+  PrunusJobOptions o = {
+      .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_true(prunus_job_run(&o, &error));
+  g_assert_no_error(error);
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *exp = prunus_json_index(get(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
+  g_assert_cmpstr(prunus_json_string(get(exp, "latency_method", PRUNUS_JSON_STRING)), ==,
+                  "fixed: every engine every round, the lowest median of 3 windows of 0.000333 s");
+  const PrunusJson *rounds = summary_rounds(summary);
+  for (int k = 0; k <= ROUNDS; k++) {
+    const PrunusJson *lat =
+        get(prunus_json_index(rounds, (size_t)k), "latency_us", PRUNUS_JSON_OBJECT);
+    g_assert_cmpuint(prunus_json_length(lat), ==, 3); /* dense, shrunk, sparse at batch 1 */
+  }
+  prunus_json_free(summary);
+  /* the set, then where the message says it is and what it says */
+  char *at = g_strdup_printf("%s:", cfg);
+  const char *const bad[][3] = {
+      {"prune.latency.max_share=0", at, "prune.latency: max_share must be in (0, 1]"},
+      {"prune.latency.tolerance=1.5", at, "prune.latency: tolerance must be in (0, 1)"},
+      {"prune.latency.mode=\"fast\"", "--set prune.latency.mode: ",
+       "key 'prune.latency.mode': unknown value 'fast' (expected one of: fixed, adaptive)"}};
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    const char *const one[] = {bad[i][0], NULL};
+    char *other = g_build_filename(data_dir, "run-latency-bad", NULL);
+    PrunusJobOptions b = {
+        .config_path = cfg, .overrides = one, .run_dir = other, .threads = 1, .quiet = TRUE};
+    g_assert_false(prunus_job_run(&b, &error));
+    testutil_assert_error_contains(error, bad[i][1], bad[i][2], NULL);
+    g_clear_error(&error);
+    g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
+    g_free(other);
+  }
+  g_free(at);
+  g_free(run_dir);
+  g_free(cfg);
+}
+
 // ----------------------------------------------------------------------------
 // A mistake in any experiment is refused before anything trains
 
@@ -815,6 +934,12 @@ static const Refusal refusals[] = {
      "epochs = -2",
      {"prune.retrain plugin 'finetune' (", "create() failed: ",
       "key 'prune.retrain.epochs' = -2 is out of range: must be in [0, 2147483647]"}},
+    {"masks-from-unknown",
+     "masks_from = \"lth\";",
+     "masks_from",
+     {"prune.masks_from = \"lth\": no experiment of that name runs before this one (before "
+      "it: 'a'); list the source experiment first",
+      NULL}},
     {"criterion-granularity",
      "criterion = { plugin = \"weight-norm\"; }; granularity = { plugin = \"weight\"; };",
      "\"weight-norm\"",
@@ -827,6 +952,10 @@ static const Refusal refusals[] = {
      {"prune.criterion plugin 'sparsegpt' prunes layer by layer (each layer calibrated on the "
       "pruned layers before it), which needs prune.schedule.scope = \"layer\"; found \"global\"",
       NULL}},
+    {"allocation-global-scope",
+     "schedule = { allocation = \"global-magnitude\"; };",
+     "allocation",
+     {"prune.schedule: allocation applies to scope = \"layer\" only", NULL}},
     {"wanda-rows-global",
      "criterion = { plugin = \"wanda\"; compare = \"row\"; sequential = false; };",
      "\"wanda\"",
@@ -938,6 +1067,51 @@ static void test_post_training(void) {
   g_free(run_dir);
 }
 
+/* prune.schedule.allocation = "global-magnitude" in layer scope gives each layer the
+ * share a global magnitude ranking removes from it: magnitude pruning with it makes
+ * the very masks of global-scope magnitude pruning, round after round (the fine-tuning
+ * between rounds is the same too), while uniform layer scope does not. */
+static void test_allocation_global_magnitude(void) {
+  static const Setup s = {"global",
+                          "magnitude",
+                          "weight",
+                          "plugin = \"finetune\"; epochs = 1;",
+                          "",
+                          "experiments = ( { name = \"g\"; },\n"
+                          "  { name = \"a\"; prune = { schedule = { scope = \"layer\";\n"
+                          "      allocation = \"global-magnitude\"; }; }; },\n"
+                          "  { name = \"u\"; prune = { schedule = { scope = \"layer\"; }; }; } );"};
+  char *run_dir = run_ok("allocation", &s);
+  for (int k = 1; k <= ROUNDS; k++) {
+    char *file = g_strdup_printf("round-%02d.safetensors", k);
+    PrunusModel *m[3];
+    static const char *const names[] = {"g", "a", "u"};
+    for (int e = 0; e < 3; e++) {
+      char *path = g_build_filename(run_dir, names[e], file, NULL);
+      GError *error = NULL;
+      m[e] = prunus_checkpoint_load(path, 1, NULL, NULL, &error);
+      g_assert_no_error(error);
+      g_free(path);
+    }
+    g_assert_cmpmem(m[0]->mask, sizeof(float) * m[0]->n_params, m[1]->mask,
+                    sizeof(float) * m[1]->n_params);
+    /* uniform: every layer at the schedule's sparsity; global: the first (widest)
+     * layer loses more than the output layer */
+    const PrunusLayer *first = &m[1]->layers[1], *out = &m[1]->layers[5];
+    size_t alive_first = 0, alive_out = 0;
+    for (size_t i = 0; i < first->w_len; i++) alive_first += m[1]->mask[first->w_off + i] != 0.0f;
+    for (size_t i = 0; i < out->w_len; i++) alive_out += m[1]->mask[out->w_off + i] != 0.0f;
+    g_test_message("round %d: alive %zu of %zu (first layer), %zu of %zu (output)", k, alive_first,
+                   first->w_len, alive_out, out->w_len);
+    g_assert_cmpfloat((double)alive_first / (double)first->w_len, !=,
+                      (double)alive_out / (double)out->w_len);
+    g_assert_false(memcmp(m[1]->mask, m[2]->mask, sizeof(float) * m[1]->n_params) == 0);
+    for (int e = 0; e < 3; e++) prunus_model_free(m[e]);
+    g_free(file);
+  }
+  g_free(run_dir);
+}
+
 /* A plugin_path folder that does not exist is refused where it is written, before
  * anything is read or trained (a typo there would otherwise surface only as "no
  * plugin named ..."). */
@@ -1031,11 +1205,14 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/nan-criterion", test_nan_criterion);
   g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
+  g_test_add_func("/pipeline/masks-from", test_masks_from);
+  g_test_add_func("/pipeline/latency-fixed", test_latency_fixed);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
   g_test_add_func("/pipeline/plugin-path-missing", test_plugin_path_missing);
   g_test_add_func("/pipeline/post-training", test_post_training);
+  g_test_add_func("/pipeline/allocation-global-magnitude", test_allocation_global_magnitude);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
   g_free(data_dir);
