@@ -11,6 +11,7 @@
 
 #include <glib.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define MAX_VL 16 /* floats per vector of the widest version (scratch sizes) */
@@ -435,14 +436,17 @@ static inline void vtranspose_avx2(VEC r[8]) {
 static PrunusConvIsa isa_limit = PRUNUS_CONV_ISA_AVX512;
 
 static PrunusConvIsa cpu_isa(void) {
-  static int isa = -1;
-  if (isa < 0) {
+  /* atomic: team threads may race to the first call (each stores the same value) */
+  static atomic_int isa = -1;
+  int v = atomic_load_explicit(&isa, memory_order_relaxed);
+  if (v < 0) {
     __builtin_cpu_init();
-    isa = __builtin_cpu_supports("avx512f")                                 ? PRUNUS_CONV_ISA_AVX512
-          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? PRUNUS_CONV_ISA_AVX2
-                                                                            : PRUNUS_CONV_ISA_NONE;
+    v = __builtin_cpu_supports("avx512f")                                 ? PRUNUS_CONV_ISA_AVX512
+        : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? PRUNUS_CONV_ISA_AVX2
+                                                                          : PRUNUS_CONV_ISA_NONE;
+    atomic_store_explicit(&isa, v, memory_order_relaxed);
   }
-  return (PrunusConvIsa)isa;
+  return (PrunusConvIsa)v;
 }
 
 PrunusConvIsa prunus_conv_wino_isa(void) {

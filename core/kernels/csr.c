@@ -159,14 +159,17 @@ PrunusCsrLevel prunus_csr_cap_level(PrunusCsrLevel cap) {
 }
 
 static PrunusCsrLevel cpu_level(void) {
-  static int cached = -1;
-  if (cached < 0) {
+  /* atomic: team threads may race to the first call (each stores the same value) */
+  static atomic_int cached = -1;
+  int v = atomic_load_explicit(&cached, memory_order_relaxed);
+  if (v < 0) {
     __builtin_cpu_init();
-    cached = PRUNUS_CSR_SCALAR;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) cached = PRUNUS_CSR_AVX2;
-    if (cached == PRUNUS_CSR_AVX2 && __builtin_cpu_supports("avx512f")) cached = PRUNUS_CSR_AVX512;
+    v = PRUNUS_CSR_SCALAR;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) v = PRUNUS_CSR_AVX2;
+    if (v == PRUNUS_CSR_AVX2 && __builtin_cpu_supports("avx512f")) v = PRUNUS_CSR_AVX512;
+    atomic_store_explicit(&cached, v, memory_order_relaxed);
   }
-  return (PrunusCsrLevel)cached;
+  return (PrunusCsrLevel)v;
 }
 
 PrunusCsrLevel prunus_csr_level(void) { return MIN(cpu_level(), level_cap); }

@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <glib.h>
+#include <stdatomic.h>
 
 static bool force_reference = false;
 
@@ -12,12 +13,16 @@ void prunus_gemm_force_reference(bool on) { force_reference = on; }
 bool prunus_gemm_reference_forced(void) { return force_reference; }
 
 bool prunus_avx512_in_use(void) {
-  static int cpu = -1;
-  if (cpu < 0) {
+  /* found on first use, by whichever team thread gets there first: atomic, so threads
+   * that race to it each store the same value without a data race */
+  static atomic_int cpu = -1;
+  int v = atomic_load_explicit(&cpu, memory_order_relaxed);
+  if (v < 0) {
     __builtin_cpu_init();
-    cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
+    atomic_store_explicit(&cpu, v, memory_order_relaxed);
   }
-  return cpu && !force_reference;
+  return v && !force_reference;
 }
 
 void prunus_set_threads(int n) {
