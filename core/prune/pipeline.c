@@ -710,22 +710,23 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   char *layout[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
   for (size_t k = 0; k < 2; k++)
     if (model[k]) layout[k] = prunus_arch_to_string(&model[k]->arch);
-  int todo = 0; /* measurements to make: the sparse ones and the layouts not yet known */
+  int pending = 0; /* measurements to make: the sparse ones and the layouts not yet known */
   for (int i = 0; i < pc->n_latency_batches; i++) {
     for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
       char *key = layout[k] ? g_strdup_printf("%d|%s", pc->latency_batches[i], layout[k]) : NULL;
       gboolean dup = k == 1 && layout[0] && !strcmp(layout[0], layout[1]);
-      todo += model[k] && !dup && (!key || !g_hash_table_contains(p->latency_cache, key));
+      pending += model[k] && !dup && (!key || !g_hash_table_contains(p->latency_cache, key));
       g_free(key);
     }
   }
   PrunusRunClock *clock = p->exp.clock ? p->exp.clock : &p->own_clock;
   double elapsed = (prunus_now_us() - clock->start_us) / 1e6;
   double allowed = pc->latency_share * elapsed - clock->latency_seconds;
-  PrunusLatencyPlan plan = {.min_runs = 5,
-                            .window_us = 2000.0,
-                            .tolerance = pc->latency_tolerance,
-                            .max_seconds = CLAMP(allowed / MAX(todo, 1), 0.0, pc->latency_budget)};
+  PrunusLatencyPlan plan = {
+      .min_runs = 5,
+      .window_us = 2000.0,
+      .tolerance = pc->latency_tolerance,
+      .max_seconds = CLAMP(allowed / MAX(pending, 1), 0.0, pc->latency_budget)};
   int max_b = latency_max_batch(pc);
   PrunusEngine *e[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
   for (int i = 0; i < pc->n_latency_batches; i++) {
