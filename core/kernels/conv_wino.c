@@ -297,10 +297,12 @@ typedef struct {
 #define VEC __m512
 #define RMAX1 24 /* tiles per block with one output vector: 24 accumulators */
 #define RMAX2 12 /* with two */
+#define RMAX4 6  /* with four (few tiles a call: a small image at batch 1) */
 // clang-format off
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) \
   M(15) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+#define BLOCKS_4(M) M(1) M(2) M(3) M(4) M(5) M(6)
 // clang-format on
 static inline __mmask16 lanes_mask(int n) { return (__mmask16)prunus_lanes_mask(n); }
 static inline VEC vzero(void) { return _mm512_setzero_ps(); }
@@ -355,8 +357,10 @@ static inline void vtranspose(VEC r[16]) {
 #undef VEC
 #undef RMAX1
 #undef RMAX2
+#undef RMAX4
 #undef BLOCKS_1
 #undef BLOCKS_2
+#undef BLOCKS_4
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -366,8 +370,10 @@ static inline void vtranspose(VEC r[16]) {
 #define VEC __m256
 #define RMAX1 12 /* 16 registers: 12 accumulators, a weight vector, a broadcast */
 #define RMAX2 6
+#define RMAX4 2
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6)
+#define BLOCKS_4(M) M(1) M(2)
 /* maskload/maskstore take the lanes to touch as the sign bits of a vector */
 static inline __m256i lanes_mask256(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -441,15 +447,19 @@ static inline void vtranspose_avx2(VEC r[8]) {
 #undef ISA
 #undef RMAX1
 #undef RMAX2
+#undef RMAX4
 #undef BLOCKS_1
 #undef BLOCKS_2
+#undef BLOCKS_4
 #define ISA(name) name##_avx512y
 #define RMAX1 24
 #define RMAX2 12
+#define RMAX4 6
 // clang-format off
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) \
   M(15) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+#define BLOCKS_4(M) M(1) M(2) M(3) M(4) M(5) M(6)
 // clang-format on
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"

@@ -199,13 +199,25 @@ static void test_reference_finite_differences(void) {
 }
 
 /* Geometries the Winograd kernels take: odd and pruned channel counts (lanes left
- * over), odd sides (a last tile half outside), 1-pixel outputs, paddings 0..2. */
+ * over), odd sides (a last tile half outside), 1-pixel outputs, paddings 0..2, calls
+ * of 1 and 4 tiles. */
 static const struct {
   int C, H, W, cout, p, B;
 } wino_cases[] = {
-    {16, 28, 28, 16, 1, 3}, {32, 14, 14, 32, 1, 2}, {64, 7, 7, 64, 1, 5}, {11, 9, 13, 45, 1, 3},
-    {45, 7, 5, 11, 1, 2},   {1, 6, 6, 3, 1, 2},     {3, 5, 8, 17, 0, 3},  {5, 4, 4, 7, 2, 2},
-    {17, 3, 3, 9, 0, 4},    {2, 31, 19, 33, 1, 1},  {24, 1, 1, 8, 1, 2},
+    {16, 28, 28, 16, 1, 3},
+    {32, 14, 14, 32, 1, 2},
+    {64, 7, 7, 64, 1, 5},
+    {11, 9, 13, 45, 1, 3},
+    {45, 7, 5, 11, 1, 2},
+    {1, 6, 6, 3, 1, 2},
+    {3, 5, 8, 17, 0, 3},
+    {5, 4, 4, 7, 2, 2},
+    {17, 3, 3, 9, 0, 4},
+    {2, 31, 19, 33, 1, 1},
+    {24, 1, 1, 8, 1, 2},
+    /* one image of few tiles, many output vectors: the products' 4-vector blocks */
+    {9, 3, 3, 70, 1, 1},
+    {20, 7, 7, 70, 1, 1},
 };
 
 /* Every case in the ISA version `isa`, with and without bias, against the plain loops. */
@@ -389,7 +401,7 @@ static const PrunusConvGeom *lanes_cases(size_t *n) {
   cases[0] = geom(6, 28, 28, 9, 3, 1, 1), cases[1] = geom(18, 14, 14, 20, 3, 1, 1);
   cases[2] = geom(39, 7, 7, 54, 3, 1, 1), cases[3] = geom(11, 9, 13, 45, 3, 1, 1);
   cases[4] = geom(6, 28, 28, 18, 3, 2, 1), cases[5] = geom(20, 14, 14, 39, 1, 2, 0);
-  cases[6] = geom(16, 14, 14, 16, 3, 1, 1), cases[7] = geom(5, 9, 9, 3, 3, 2, 0);
+  cases[6] = geom(20, 7, 7, 70, 3, 1, 1), cases[7] = geom(5, 9, 9, 3, 3, 2, 0);
   *n = G_N_ELEMENTS(cases);
   return cases;
 }
