@@ -104,7 +104,7 @@ if gen.INPUT_NORMALIZE == "standard":
 with torch.inference_mode():
     y = torch.cat([net(x[i:i + 500]) for i in range(0, x.shape[0], 500)])
 with open(out, "wb") as f:
-    f.write(y.contiguous().numpy().tobytes() if hasattr(y, "numpy") else b"")
+    f.write(y.contiguous().numpy().tobytes())
 print(torch.__version__)
 """
 
