@@ -17,6 +17,7 @@ configs/resnet20.cfg --threads 1 --set seed=N` writes one as RUN/model.safetenso
       [--models lenet300,lenet5,resnet20]
 """
 import argparse
+import collections
 import json
 import os
 import platform
@@ -75,9 +76,15 @@ def results(outs):
     res = {}
     experiments = []
     for out in outs:
-        with open(os.path.join(out, "summary.json")) as f:
-            experiments += json.load(f)["experiments"]
+        try:
+            with open(os.path.join(out, "summary.json")) as f:
+                experiments += json.load(f)["experiments"]
+        except FileNotFoundError:  # --reuse of a bench stopped before this run
+            print(f"(no {out}/summary.json: not run)")
     for e in experiments:
+        if len(e["rounds"]) < 2:  # stopped before its round: left out, said below
+            print(f"({e['name']}: round 1 not finished, left out)")
+            continue
         r0, r1 = e["rounds"][0], e["rounds"][1]
         d = res.setdefault(e["name"], {"acc": [], "dense": [], "seconds": [], "sparsity": []})
         d["acc"].append(r1["test_accuracy"])
@@ -100,6 +107,8 @@ def report(model, res, checks):
         print(f"{name:22} {mean(d['sparsity']):8.4f} {mean(d['acc']):8.4f} {sd:7.4f} "
               f"{mean(d['seconds']):8.3f} {max(d['seconds']):7.3f}")
     acc = {k: mean(v["acc"]) for k, v in res.items()}
+    # a check whose experiments did not run (a bench stopped early) reads NaN and MISSes
+    acc = collections.defaultdict(lambda: float("nan"), acc)
     for lvl in LEVELS:
         m, w, s = acc[f"magnitude-{lvl}"], acc[f"wanda-{lvl}"], acc[f"sparsegpt-{lvl}"]
         checks.append((f"{model} {lvl}%: wanda {w:.4f} >= magnitude {m:.4f}", w >= m))
