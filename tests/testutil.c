@@ -1,6 +1,8 @@
 /* testutil.c: helpers shared by the unit tests (temp folders, files, tensor
- * comparison, error-message assertions). */
+ * comparison, error-message assertions, config models). */
 #include "testutil.h"
+
+#include "config.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -62,4 +64,18 @@ void testutil_assert_error_contains(const GError *error, const char *needle1, ..
       g_error("expected '%s' in error message: %s", needle, error->message);
   }
   va_end(ap);
+}
+
+PrunusModel *testutil_config_model(const char *path, int batch, uint64_t seed) {
+  GError *error = NULL;
+  PrunusConfig *c = prunus_config_load(path, &error);
+  g_assert_no_error(error);
+  PrunusRunConfig rc;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_no_error(error);
+  PrunusModel *m = prunus_model_new(&rc.arch, batch, seed, &error);
+  g_assert_no_error(error);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+  return m;
 }

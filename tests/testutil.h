@@ -1,11 +1,14 @@
 /* testutil.h: helpers shared by the unit tests: temp folders, file writing,
- * tensor comparison that prints the max difference (llm.c's check_tensor). */
+ * tensor comparison that prints the max difference (llm.c's check_tensor), the model of
+ * a config file. */
 #ifndef PRUNUS_TESTUTIL_H
 #define PRUNUS_TESTUTIL_H
 
 #include <glib.h>
 #include <stdint.h>
 #include <stddef.h>
+
+#include "model.h"
 
 /* (transfer full) A fresh temp folder, removed by testutil_rmtree. */
 char *testutil_mkdtemp(void);
@@ -18,5 +21,9 @@ double testutil_max_rel_diff(const float *a, const float *b, size_t n, const cha
  * domain and code separately with g_assert_error). */
 void testutil_assert_error_contains(const GError *error, const char *needle1,
                                     ...) G_GNUC_NULL_TERMINATED;
+
+/* (transfer full) The model of the config file at path (its model group only), for
+ * batches up to batch, initialised from seed; asserts that everything loads. */
+PrunusModel *testutil_config_model(const char *path, int batch, uint64_t seed);
 
 #endif

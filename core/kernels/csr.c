@@ -344,6 +344,40 @@ __attribute__((target("avx2,fma"))) static void spmv_rows_avx2(const PrunusCsr *
   }
 }
 
+/* One switch for the kernels below that keep V vectors of a row in registers: BLOCK(V)
+ * for V = 1..8, so each width compiles to its own unrolled loop. */
+#define SWITCH_V(BLOCK) \
+  switch (V) {          \
+  case 1:               \
+    BLOCK(1) break;     \
+  case 2:               \
+    BLOCK(2) break;     \
+  case 3:               \
+    BLOCK(3) break;     \
+  case 4:               \
+    BLOCK(4) break;     \
+  case 5:               \
+    BLOCK(5) break;     \
+  case 6:               \
+    BLOCK(6) break;     \
+  case 7:               \
+    BLOCK(7) break;     \
+  default:              \
+    BLOCK(8) break;     \
+  }
+
+/* acc[j] (j < J) = the products of dyT's row block d (V vectors, the last masked with
+ * `tail`) with the xT rows of entries k..k+J-1 (V a macro argument,
+ * so each width unrolls), not yet summed across lanes. */
+#define SDDMM_DOTS_AVX512(V, J)                                                      \
+  __m512 acc[J];                                                                     \
+  for (int j = 0; j < J; j++) {                                                      \
+    const float *x = xT + (size_t)a->col[k + j] * N + n0;                            \
+    acc[j] = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1))); \
+    for (int v = 0; v < V - 1; v++)                                                  \
+      acc[j] = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc[j]);           \
+  }
+
 /* Columns [n0, n0 + 8*V) of rows [r0, r1): V accumulators per row stay in registers. */
 #define SPMM_BLOCK_AVX2(V)                                                                         \
   for (int r = r0; r < r1; r++) {                                                                  \
@@ -517,24 +551,7 @@ __attribute__((target("avx2,fma"))) static void sddmm_t_rows_avx2(const PrunusCs
     int cols = MIN(64, N - n0), V = (cols + 7) / 8, last = cols - 8 * (V - 1);
     __m256i tail =
         _mm256_cmpgt_epi32(_mm256_set1_epi32(last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    switch (V) {
-    case 1:
-      SDDMM_BLOCK_AVX2(1) break;
-    case 2:
-      SDDMM_BLOCK_AVX2(2) break;
-    case 3:
-      SDDMM_BLOCK_AVX2(3) break;
-    case 4:
-      SDDMM_BLOCK_AVX2(4) break;
-    case 5:
-      SDDMM_BLOCK_AVX2(5) break;
-    case 6:
-      SDDMM_BLOCK_AVX2(6) break;
-    case 7:
-      SDDMM_BLOCK_AVX2(7) break;
-    default:
-      SDDMM_BLOCK_AVX2(8) break;
-    }
+    SWITCH_V(SDDMM_BLOCK_AVX2)
   }
 }
 #undef SDDMM_BLOCK_AVX2
@@ -551,24 +568,18 @@ __attribute__((target("avx512f"))) static inline __m256 sum8x16(const __m512 *a)
 }
 
 /* Columns [n0, n0 + 16*V) (the last vector masked with `tail`) of rows [r0, r1). */
-#define SDDMM_BLOCK_AVX512(V)                                                            \
-  for (int r = r0; r < r1; r++) {                                                        \
-    const float *dy = dyT + (size_t)r * N + n0;                                          \
-    __m512 d[V];                                                                         \
-    for (int v = 0; v < V - 1; v++) d[v] = _mm512_loadu_ps(dy + 16 * v);                 \
-    d[V - 1] = _mm512_maskz_loadu_ps(tail, dy + 16 * (V - 1));                           \
-    for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k += 8) {                             \
-      __m512 acc[8];                                                                     \
-      for (int j = 0; j < 8; j++) {                                                      \
-        const float *x = xT + (size_t)a->col[k + j] * N + n0;                            \
-        acc[j] = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1))); \
-        for (int v = 0; v < V - 1; v++)                                                  \
-          acc[j] = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc[j]);           \
-      }                                                                                  \
-      __m256 s = sum8x16(acc);                                                           \
-      if (n0 > 0) s = _mm256_add_ps(s, _mm256_loadu_ps(g + k));                          \
-      _mm256_storeu_ps(g + k, s);                                                        \
-    }                                                                                    \
+#define SDDMM_BLOCK_AVX512(V)                                            \
+  for (int r = r0; r < r1; r++) {                                        \
+    const float *dy = dyT + (size_t)r * N + n0;                          \
+    __m512 d[V];                                                         \
+    for (int v = 0; v < V - 1; v++) d[v] = _mm512_loadu_ps(dy + 16 * v); \
+    d[V - 1] = _mm512_maskz_loadu_ps(tail, dy + 16 * (V - 1));           \
+    for (int32_t k = a->ptr[r]; k < a->ptr[r + 1]; k += 8) {             \
+      SDDMM_DOTS_AVX512(V, 8)                                            \
+      __m256 s = sum8x16(acc);                                           \
+      if (n0 > 0) s = _mm256_add_ps(s, _mm256_loadu_ps(g + k));          \
+      _mm256_storeu_ps(g + k, s);                                        \
+    }                                                                    \
   }
 
 /* Columns in blocks of up to 128 (8 vectors of dyT's row in registers). */
@@ -579,24 +590,7 @@ __attribute__((target("avx512f"))) static void sddmm_t_rows_avx512(const PrunusC
   for (int n0 = 0; n0 < N; n0 += 128) {
     int cols = MIN(128, N - n0), V = (cols + 15) / 16;
     __mmask16 tail = prunus_lanes_mask(cols - 16 * (V - 1));
-    switch (V) {
-    case 1:
-      SDDMM_BLOCK_AVX512(1) break;
-    case 2:
-      SDDMM_BLOCK_AVX512(2) break;
-    case 3:
-      SDDMM_BLOCK_AVX512(3) break;
-    case 4:
-      SDDMM_BLOCK_AVX512(4) break;
-    case 5:
-      SDDMM_BLOCK_AVX512(5) break;
-    case 6:
-      SDDMM_BLOCK_AVX512(6) break;
-    case 7:
-      SDDMM_BLOCK_AVX512(7) break;
-    default:
-      SDDMM_BLOCK_AVX512(8) break;
-    }
+    SWITCH_V(SDDMM_BLOCK_AVX512)
   }
 }
 #undef SDDMM_BLOCK_AVX512
@@ -640,24 +634,7 @@ __attribute__((target("avx512f"))) static void spmm_t_rows_blocked_avx512(
     }
     for (int b = 0; b < blk->n_blocks; b++) {
       const int32_t *s = blk->start + (size_t)b * blk->rows, *e = s + blk->rows;
-      switch (V) {
-      case 1:
-        SPMM_BLOCKED_AVX512(1) break;
-      case 2:
-        SPMM_BLOCKED_AVX512(2) break;
-      case 3:
-        SPMM_BLOCKED_AVX512(3) break;
-      case 4:
-        SPMM_BLOCKED_AVX512(4) break;
-      case 5:
-        SPMM_BLOCKED_AVX512(5) break;
-      case 6:
-        SPMM_BLOCKED_AVX512(6) break;
-      case 7:
-        SPMM_BLOCKED_AVX512(7) break;
-      default:
-        SPMM_BLOCKED_AVX512(8) break;
-      }
+      SWITCH_V(SPMM_BLOCKED_AVX512)
     }
   }
 }
@@ -684,25 +661,13 @@ __attribute__((target("avx512f"))) static inline __m128 sum4x16(const __m512 *a)
     for (int v = 0; v < V - 1; v++) d[v] = _mm512_loadu_ps(dy + 16 * v);                   \
     d[V - 1] = _mm512_maskz_loadu_ps(tail, dy + 16 * (V - 1));                             \
     for (; k + 8 <= end; k += 8) {                                                         \
-      __m512 acc[8];                                                                       \
-      for (int j = 0; j < 8; j++) {                                                        \
-        const float *x = xT + (size_t)a->col[k + j] * N + n0;                              \
-        acc[j] = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)));   \
-        for (int v = 0; v < V - 1; v++)                                                    \
-          acc[j] = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc[j]);             \
-      }                                                                                    \
+      SDDMM_DOTS_AVX512(V, 8)                                                              \
       __m256 sum = sum8x16(acc);                                                           \
       if (n0 > 0) sum = _mm256_add_ps(sum, _mm256_loadu_ps(g + k));                        \
       _mm256_storeu_ps(g + k, sum);                                                        \
     }                                                                                      \
     if (k + 4 <= end) {                                                                    \
-      __m512 acc[4];                                                                       \
-      for (int j = 0; j < 4; j++) {                                                        \
-        const float *x = xT + (size_t)a->col[k + j] * N + n0;                              \
-        acc[j] = _mm512_mul_ps(d[V - 1], _mm512_maskz_loadu_ps(tail, x + 16 * (V - 1)));   \
-        for (int v = 0; v < V - 1; v++)                                                    \
-          acc[j] = _mm512_fmadd_ps(d[v], _mm512_loadu_ps(x + 16 * v), acc[j]);             \
-      }                                                                                    \
+      SDDMM_DOTS_AVX512(V, 4)                                                              \
       __m128 sum = sum4x16(acc);                                                           \
       if (n0 > 0) sum = _mm_add_ps(sum, _mm_loadu_ps(g + k));                              \
       _mm_storeu_ps(g + k, sum);                                                           \
@@ -726,28 +691,13 @@ __attribute__((target("avx512f"))) static void sddmm_t_rows_blocked_avx512(
     __mmask16 tail = prunus_lanes_mask(cols - 16 * (V - 1));
     for (int b = 0; b < blk->n_blocks; b++) {
       const int32_t *s = blk->start + (size_t)b * blk->rows, *e = s + blk->rows;
-      switch (V) {
-      case 1:
-        SDDMM_BLOCKED_AVX512(1) break;
-      case 2:
-        SDDMM_BLOCKED_AVX512(2) break;
-      case 3:
-        SDDMM_BLOCKED_AVX512(3) break;
-      case 4:
-        SDDMM_BLOCKED_AVX512(4) break;
-      case 5:
-        SDDMM_BLOCKED_AVX512(5) break;
-      case 6:
-        SDDMM_BLOCKED_AVX512(6) break;
-      case 7:
-        SDDMM_BLOCKED_AVX512(7) break;
-      default:
-        SDDMM_BLOCKED_AVX512(8) break;
-      }
+      SWITCH_V(SDDMM_BLOCKED_AVX512)
     }
   }
 }
 #undef SDDMM_BLOCKED_AVX512
+#undef SDDMM_DOTS_AVX512
+#undef SWITCH_V
 
 /* ------------------------------------------------------------------------ */
 /* entry points */

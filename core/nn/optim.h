@@ -11,10 +11,10 @@ G_BEGIN_DECLS
 typedef enum { PRUNUS_OPT_SGD, PRUNUS_OPT_ADAM } PrunusOptimizer;
 typedef enum { PRUNUS_LR_CONSTANT, PRUNUS_LR_STEP, PRUNUS_LR_COSINE } PrunusLrSchedule;
 
-/* train.sparse_from's default. Each of LeNet-300-100's layers trains a step faster on
- * the sparse kernels than on dense sgemm from sparsity 0.3 on, and about 1.25x faster at
- * 0.4 (docs/perf-log.md; bench/sparse_train --layers measures it): the margin covers
- * other shapes and CPUs, where the crossover moves. */
+/* train.sparse_from's default: a little above the sparsity where LeNet-300-100's layers
+ * start to train a step faster on the sparse kernels than on dense sgemm (the crossover,
+ * measured by bench/sparse_train --layers; figures in docs/perf-log.md), so that other
+ * shapes and CPUs, where the crossover moves, still gain. */
 #define PRUNUS_SPARSE_FROM_DEFAULT 0.4
 
 typedef struct {

@@ -167,6 +167,35 @@ typedef struct {
   int removed;   /* removals planned so far */
 } RankLayerPlan;
 
+/* Fill lp (one layer's bookkeeping) for the request: its rate (layer_amount, 1 when
+ * absent) and its cap (units that may go before max_sparsity binds). 1 when the layer
+ * takes part (prunable, not the output, eligible, a non-zero rate), 0 when it does not,
+ * -1 after set_error (a rate outside [0, 1], no remove_units buffer). */
+static inline int rank_layer_setup(const RankCtx *ctx, const PrunusModelView *model,
+                                   const PrunusPlanRequest *req, const PrunusPlan *plan, int l,
+                                   RankLayerPlan *p) {
+  const PrunusLayerView *layer = &model->layers[l];
+  p->rate = req->layer_amount ? req->layer_amount[l] : 1.0;
+  if (!layer->prunable || layer->is_output || p->rate == 0.0 || layer->n_units <= 0 ||
+      (ctx->eligible && !ctx->eligible(layer)))
+    return 0;
+  if (!(p->rate > 0.0 && p->rate <= 1.0)) {
+    ctx->services->set_error(ctx->host, "layer %s: layer_amount expected in [0, 1], found %g",
+                             layer->name, p->rate);
+    return -1;
+  }
+  if (!plan->remove_units || !plan->remove_units[l]) {
+    ctx->services->set_error(ctx->host, "layer %s: the host gave no remove_units buffer",
+                             layer->name);
+    return -1;
+  }
+  const double max_sp = req->max_sparsity ? req->max_sparsity[l] : 1.0;
+  const int min_units = (int)fmax(0.0, ceil((1.0 - max_sp) * layer->n_units - 1e-9));
+  p->cap = layer->n_units > min_units ? layer->n_units - min_units : 0;
+  p->active = 1;
+  return 1;
+}
+
 /* Remove up to round(rate * units of the group's layers) of the lowest-scored
  * units of the layers with in_group[l] set, skipping a layer once its cap is
  * reached (the removal then goes to the next-lowest unit of another layer). */
@@ -295,32 +324,16 @@ static inline int rank_plan_units(const RankCtx *ctx, const PrunusModelView *mod
   }
 
   for (int l = 0; l < nl; l++) {
-    const PrunusLayerView *layer = &model->layers[l];
-    RankLayerPlan *p = &lp[l];
-    p->rate = req->layer_amount ? req->layer_amount[l] : 1.0;
-    if (!layer->prunable || layer->is_output || p->rate == 0.0 || layer->n_units <= 0 ||
-        (ctx->eligible && !ctx->eligible(layer)))
-      continue;
-    if (!(p->rate > 0.0 && p->rate <= 1.0)) {
-      ctx->services->set_error(ctx->host, "layer %s: layer_amount expected in [0, 1], found %g",
-                               layer->name, p->rate);
+    const int on = rank_layer_setup(ctx, model, req, plan, l, &lp[l]);
+    if (on < 0) goto out_free;
+    if (!on) continue;
+    const int n = model->layers[l].n_units;
+    lp[l].score = malloc((size_t)n * sizeof *lp[l].score);
+    if (!lp[l].score) {
+      ctx->services->set_error(ctx->host, "out of memory scoring layer %s", model->layers[l].name);
       goto out_free;
     }
-    if (!plan->remove_units || !plan->remove_units[l]) {
-      ctx->services->set_error(ctx->host, "layer %s: the host gave no remove_units buffer",
-                               layer->name);
-      goto out_free;
-    }
-    p->score = malloc((size_t)layer->n_units * sizeof *p->score);
-    if (!p->score) {
-      ctx->services->set_error(ctx->host, "out of memory scoring layer %s", layer->name);
-      goto out_free;
-    }
-    if (rank_unit_scores(ctx, model, scores, l, p->score) != 0) goto out_free;
-    const double max_sp = req->max_sparsity ? req->max_sparsity[l] : 1.0;
-    const int min_units = (int)fmax(0.0, ceil((1.0 - max_sp) * layer->n_units - 1e-9));
-    p->cap = layer->n_units > min_units ? layer->n_units - min_units : 0;
-    p->active = 1;
+    if (rank_unit_scores(ctx, model, scores, l, lp[l].score) != 0) goto out_free;
   }
 
   if (req->scope == PRUNUS_SCOPE_GLOBAL) {
@@ -448,28 +461,8 @@ static inline int rank_plan_groups(const RankCtx *ctx, const PrunusModelView *mo
     ctx->services->set_error(ctx->host, "out of memory planning %d groups", ng);
     goto out_free;
   }
-  for (int l = 0; l < nl; l++) {
-    const PrunusLayerView *layer = &model->layers[l];
-    RankLayerPlan *p = &lp[l];
-    p->rate = req->layer_amount ? req->layer_amount[l] : 1.0;
-    if (!layer->prunable || layer->is_output || p->rate == 0.0 || layer->n_units <= 0 ||
-        (ctx->eligible && !ctx->eligible(layer)))
-      continue;
-    if (!(p->rate > 0.0 && p->rate <= 1.0)) {
-      ctx->services->set_error(ctx->host, "layer %s: layer_amount expected in [0, 1], found %g",
-                               layer->name, p->rate);
-      goto out_free;
-    }
-    if (!plan->remove_units || !plan->remove_units[l]) {
-      ctx->services->set_error(ctx->host, "layer %s: the host gave no remove_units buffer",
-                               layer->name);
-      goto out_free;
-    }
-    const double max_sp = req->max_sparsity ? req->max_sparsity[l] : 1.0;
-    const int min_units = (int)fmax(0.0, ceil((1.0 - max_sp) * layer->n_units - 1e-9));
-    p->cap = layer->n_units > min_units ? layer->n_units - min_units : 0;
-    p->active = 1;
-  }
+  for (int l = 0; l < nl; l++)
+    if (rank_layer_setup(ctx, model, req, plan, l, &lp[l]) < 0) goto out_free;
   for (int g = 0; g < ng; g++) {
     RankGroupPlan *q = &gp[g];
     q->eligible = model->group_n_units[g] > 0;

@@ -109,4 +109,17 @@ static inline void sums_unit_total(const PrunusLayerView *layer, const double *w
   }
 }
 
+/* 0 when step is an activations step with a batch (what the activation criteria
+ * observe), else -1 after set_error saying what came instead. */
+static inline int sums_check_activations(const PrunusCalibStep *step, PrunusHost *host,
+                                         const PrunusHostServices *services) {
+  if (step->kind == PRUNUS_NEED_ACTIVATIONS && step->activations && step->batch >= 1) return 0;
+  services->set_error(host,
+                      "observe(): expected an activations step (kind %u), found kind %u, "
+                      "batch %d%s",
+                      (unsigned)PRUNUS_NEED_ACTIVATIONS, (unsigned)step->kind, step->batch,
+                      step->activations ? "" : ", no activations");
+  return -1;
+}
+
 #endif /* PRUNUS_PLUGINS_SUMS_H */

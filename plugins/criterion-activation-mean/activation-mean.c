@@ -51,14 +51,7 @@ static uint32_t actmean_produces(void *state) {
 
 static int actmean_observe(void *state, const PrunusModelView *model, const PrunusCalibStep *step) {
   ActMean *a = state;
-  if (step->kind != PRUNUS_NEED_ACTIVATIONS || !step->activations || step->batch < 1) {
-    a->services->set_error(a->host,
-                           "observe(): expected an activations step (kind %u), found "
-                           "kind %u, batch %d%s",
-                           (unsigned)PRUNUS_NEED_ACTIVATIONS, (unsigned)step->kind, step->batch,
-                           step->activations ? "" : ", no activations");
-    return -1;
-  }
+  if (sums_check_activations(step, a->host, a->services) != 0) return -1;
   if (sums_begin(&a->sums, model, 0, 1, a->host, a->services) != 0) return -1;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];

@@ -376,16 +376,7 @@ static void test_engine_padding(void) {
  * initial 1, 0, 0, 1, so a wrong fold shows; in evaluation mode. */
 static PrunusModel *config_model(const char *rel_path, double sparsity, uint64_t seed) {
   char *path = g_build_filename(PRUNUS_SOURCE_ROOT, rel_path, NULL);
-  GError *error = NULL;
-  PrunusConfig *c = prunus_config_load(path, &error);
-  g_assert_no_error(error);
-  PrunusRunConfig rc;
-  g_assert_true(prunus_run_config_parse(c, &rc, &error));
-  g_assert_no_error(error);
-  PrunusModel *m = prunus_model_new(&rc.arch, 4, seed, &error);
-  g_assert_no_error(error);
-  prunus_run_config_clear(&rc);
-  prunus_config_free(c);
+  PrunusModel *m = testutil_config_model(path, 4, seed);
   g_free(path);
   PrunusRng rng;
   prunus_rng_seed(&rng, seed + 1);

@@ -26,16 +26,7 @@
 
 static PrunusModel *config_model(const char *file) {
   char *path = g_build_filename(PRUNUS_SOURCE_ROOT, "configs", file, NULL);
-  GError *error = NULL;
-  PrunusConfig *c = prunus_config_load(path, &error);
-  g_assert_no_error(error);
-  PrunusRunConfig rc;
-  g_assert_true(prunus_run_config_parse(c, &rc, &error));
-  g_assert_no_error(error);
-  PrunusModel *m = prunus_model_new(&rc.arch, BATCH, 3, &error);
-  g_assert_no_error(error);
-  prunus_run_config_clear(&rc);
-  prunus_config_free(c);
+  PrunusModel *m = testutil_config_model(path, BATCH, 3);
   g_free(path);
   return m;
 }
