@@ -150,7 +150,7 @@ def main():
     ap.add_argument("--out", default="/tmp/post-training-bench")
     ap.add_argument("--models", default="lenet300,lenet5,resnet20")
     ap.add_argument("--resnet20-checkpoint",
-                    default="/work/notes/s6/resnet20-seed{seed}.safetensors",
+                    default="runs/resnet20-seed{seed}/model.safetensors",
                     help="trained ResNet-20 of each seed, {seed} = 0, 1, 2 (those that exist)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="ResNet-20: experiments run side by side (each on one thread)")
@@ -172,7 +172,10 @@ def main():
         print(f"{model}: {len(seeds)} seed(s) with a checkpoint: {seeds} "
               f"({a.resnet20_checkpoint})")
         if not seeds:
-            sys.exit(f"{model}: no checkpoint matches {a.resnet20_checkpoint}")
+            print(f"{model}: not run: no checkpoint matches {a.resnet20_checkpoint}; train one "
+                  f"per seed with `prunus train configs/resnet20.cfg --threads 1 --set seed=N "
+                  f"-o runs/resnet20-seedN` (15 epochs each)")
+            continue
         # one run folder per seed and experiment (prunus run --only), --jobs at a time
         names = experiment_names(MODELS[model])
         outs, todo = [], []
