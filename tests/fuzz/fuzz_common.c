@@ -14,10 +14,18 @@
 
 static char *scratch_dir;
 static char *slot_path[FUZZ_SLOTS];
+/* Each slot's file stays open for writing, and its length is remembered: an input is
+ * written over the previous one in place and the file cut only when it was longer.
+ * Opening with O_TRUNC per input freed and allocated the tmpfs pages every time (a
+ * tenth of the config harness's time went to the scratch file). */
+static int slot_fd[FUZZ_SLOTS];
+static size_t slot_len[FUZZ_SLOTS];
 
 static void remove_scratch(void) {
-  for (int i = 0; i < FUZZ_SLOTS; i++)
+  for (int i = 0; i < FUZZ_SLOTS; i++) {
+    if (slot_fd[i] > 0) close(slot_fd[i]);
     if (slot_path[i]) g_unlink(slot_path[i]);
+  }
   if (scratch_dir) g_rmdir(scratch_dir);
 }
 
@@ -48,22 +56,29 @@ const char *prunus_fuzz_file(int slot, const void *data, size_t size) {
     char name[32];
     g_snprintf(name, sizeof name, "input-%d", slot);
     slot_path[slot] = g_build_filename(scratch_dir, name, NULL);
-  }
-  int fd = open(slot_path[slot], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    fprintf(stderr, "fuzz: cannot write %s: %s\n", slot_path[slot], g_strerror(errno));
-    abort();
+    slot_fd[slot] = open(slot_path[slot], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (slot_fd[slot] < 0) {
+      fprintf(stderr, "fuzz: cannot write %s: %s\n", slot_path[slot], g_strerror(errno));
+      abort();
+    }
   }
   const char *p = data;
-  while (size > 0) {
-    ssize_t w = write(fd, p, size);
+  size_t left = size;
+  off_t at = 0;
+  while (left > 0) {
+    ssize_t w = pwrite(slot_fd[slot], p, left, at);
     if (w <= 0) {
       fprintf(stderr, "fuzz: cannot write %s: %s\n", slot_path[slot], g_strerror(errno));
       abort();
     }
     p += w;
-    size -= (size_t)w;
+    at += w;
+    left -= (size_t)w;
   }
-  close(fd);
+  if (slot_len[slot] > size && ftruncate(slot_fd[slot], (off_t)size) != 0) {
+    fprintf(stderr, "fuzz: cannot truncate %s: %s\n", slot_path[slot], g_strerror(errno));
+    abort();
+  }
+  slot_len[slot] = size;
   return slot_path[slot];
 }
