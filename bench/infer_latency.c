@@ -1,10 +1,14 @@
 /* infer_latency.c: prunus's side of bench/infer_resnet.py: one inference engine on a
  * checkpoint (a graph such as ResNet-20: batchnorm folded, the plan's few buffers),
  * latency per batch size timed by the wall clock and by the process's CPU clock (the
- * lowest mean over rounds of calls: other processes only add time); prints one JSON line.
+ * lowest mean over rounds of calls: other processes only add time); prints one JSON line
+ * with the model's FLOPs per sample (prunus_model_flops) and conv channel counts.
+ * Run by bench/infer_resnet.py and bench/structured_latency.py.
  * Usage: infer_latency CHECKPOINT [--engine dense] [--batches 1,256] [--rounds 5]
- *        [--seconds 0.5] */
+ *        [--seconds 0.5] [--isa avx2] [--lanes 8|16]
+ * (--lanes: channels per vector of the AVX-512 conv forwards; default: per layer) */
 #include "checkpoint.h"
+#include "conv_wino.h"
 #include "engine.h"
 #include "gemm.h"
 #include "rng.h"
@@ -39,6 +43,13 @@ int main(int argc, char **argv) {
       rounds = atoi(argv[a + 1]);
     else if (!strcmp(argv[a], "--seconds"))
       seconds = atof(argv[a + 1]);
+    else if (!strcmp(argv[a], "--isa") && !strcmp(argv[a + 1], "avx2"))
+      prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX2); /* the AVX2 kernels on AVX-512 CPUs */
+    else if (!strcmp(argv[a], "--isa") && !strcmp(argv[a + 1], "avx512"))
+      prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
+    else if (!strcmp(argv[a], "--lanes") &&
+             (!strcmp(argv[a + 1], "8") || !strcmp(argv[a + 1], "16")))
+      prunus_conv_force_lanes(atoi(argv[a + 1]) == 8 ? PRUNUS_CONV_LANES_8 : PRUNUS_CONV_LANES_16);
     else {
       fprintf(stderr, "infer_latency: unknown option %s\n", argv[a]);
       return 2;
@@ -70,8 +81,18 @@ int main(int argc, char **argv) {
   PrunusRng rng;
   prunus_rng_seed(&rng, 1);
   for (size_t i = 0; i < (size_t)max_b * in; i++) x[i] = (float)prunus_rng_normal(&rng);
-  printf("{\"engine\": \"%s\", \"activation_floats\": %zu, \"weight_bytes\": %zu, \"latency\": {",
-         engine, prunus_engine_activation_floats(e), prunus_engine_weight_bytes(e));
+  printf(
+      "{\"engine\": \"%s\", \"activation_floats\": %zu, \"weight_bytes\": %zu, "
+      "\"flops\": %" G_GUINT64_FORMAT ", \"channels\": [",
+      engine, prunus_engine_activation_floats(e), prunus_engine_weight_bytes(e),
+      prunus_model_flops(m, FALSE));
+  gboolean first = TRUE;
+  for (int i = 0; i < m->n_layers; i++) {
+    if (m->layers[i].spec.type != PRUNUS_LAYER_CONV2D) continue;
+    printf("%s%d", first ? "" : ", ", m->layers[i].out.c);
+    first = FALSE;
+  }
+  printf("], \"latency\": {");
   for (char **p = parts; *p; p++) {
     int B = atoi(*p);
     for (int w = 0; w < 3; w++) prunus_engine_forward(e, x, B, y);

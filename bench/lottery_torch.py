@@ -3,17 +3,22 @@
 as PyTorch users run it with torch.nn.utils.prune: iterative global magnitude pruning of
 LeNet-300-100 (global_unstructured, L1Unstructured, amount=0.2 of the remaining weights
 per round, 10 rounds -> 0.8**10 = 10.7% kept; biases not pruned). Training: batch 128,
-cross-entropy, plain SGD lr 0.1, seed 0.
-  pretrain : dense from init theta0 (seed 0) for --pre epochs
+cross-entropy, plain SGD lr 0.1, seed S (--seed, default 0).
+  pretrain : dense from init theta0 (torch.manual_seed(S)) for --pre epochs
   A  IMP-FT: prune -> fine-tune 1 epoch (continue from the current weights)
   B  LTH   : prune (by magnitude of the current trained weights) -> rewind
              surviving weights AND biases to theta0 -> retrain --lth-epochs
-  C  random: mask of round k from B, fresh random init (seed 1000+k, same
+  C  random: mask of round k from B, fresh random init (seed 1000*(S+1)+k, same
              distribution), train --lth-epochs
-Each training phase uses a shuffle generator seeded 0 at its start.
+Each training phase uses a shuffle generator seeded S at its start, so every phase
+replays pretraining's sample order; --fresh-order seeds the n-th phase (pretraining is
+phase 0, and keeps seed S) with S * 1000003 + n instead, a new order per phase, as
+prunus does.
 This is the shared peer study (peers/prune_pipeline.py with the helpers of its
-common.py inlined, unchanged), so the benchmark carries its own copy.
-Usage: OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=N /usr/bin/python3 lottery_torch.py --threads N"""
+common.py inlined), so the benchmark carries its own copy; the additions are --seed
+and --fresh-order, and without them the study is the peer's (its seeds 0, 0, 1000+k).
+Usage: OMP_NUM_THREADS=N OPENBLAS_NUM_THREADS=N /usr/bin/python3 lottery_torch.py --threads N
+       [--seed S] [--fresh-order]"""
 import argparse, copy, gzip, json, os, time
 import numpy as np
 import torch
@@ -97,6 +102,10 @@ ap.add_argument("--rounds", type=int, default=10)
 ap.add_argument("--ft-epochs", type=int, default=1)
 ap.add_argument("--lth-epochs", type=int, default=3)
 ap.add_argument("--lr", type=float, default=0.1)
+ap.add_argument("--seed", type=int, default=0,
+                help="init seed S, shuffle seed S, random re-init seeds 1000*(S+1)+k")
+ap.add_argument("--fresh-order", action="store_true",
+                help="a new sample order for every training phase, not pretraining's")
 a = ap.parse_args()
 print(json.dumps(set_threads(a.threads)))
 xtr, ytr, xte, yte = load_fmnist(flat=True)
@@ -111,9 +120,14 @@ def sparsity(m):
         zz = (w == 0).sum().item(); z += zz; t += w.numel(); per.append(round(zz / w.numel(), 4))
     return round(z / t, 4), per
 
+phases = 0  # training phases begun; pretraining is phase 0
+
 def train(m, epochs, log):
+    global phases
     opt = torch.optim.SGD(m.parameters(), lr=a.lr)
-    gen = torch.Generator().manual_seed(0)
+    seed = a.seed * 1000003 + phases if a.fresh_order and phases > 0 else a.seed
+    phases += 1
+    gen = torch.Generator().manual_seed(seed)
     accs, times = [], []
     for e in range(epochs):
         times.append(train_epoch(m, opt, xtr, ytr, 128, gen))
@@ -121,7 +135,7 @@ def train(m, epochs, log):
     return accs, times
 
 T0 = time.perf_counter()
-torch.manual_seed(0)
+torch.manual_seed(a.seed)
 model = lenet300()
 theta0 = copy.deepcopy(model.state_dict())
 pre_acc, pre_t = train(model, a.pre, None)
@@ -169,7 +183,7 @@ print(json.dumps(dict(phase="LTH-rewind total", wall_rounds=round(wB, 2))))
 tC = time.perf_counter()
 for r in range(1, a.rounds + 1):
     t = time.perf_counter()
-    torch.manual_seed(1000 + r)
+    torch.manual_seed(1000 * (a.seed + 1) + r)
     mC = lenet300()
     for l, mk in zip(linears(mC), masks[r - 1]):
         prune.custom_from_mask(l, "weight", mk)

@@ -8,6 +8,8 @@
  * after layer through a buffer per layer; a graph by its plan (infer_plan.c): relus
  * fused, a few buffers reused by liveness, a chunk of the batch at a time. */
 #include "engine.h"
+#include "conv_direct.h"
+#include "conv_wino.h"
 #include "csr.h"
 #include "gemm.h"
 #include "infer_plan.h"
@@ -51,6 +53,8 @@ typedef struct {
   PrunusCsr *csr;    /* SPARSE / AUTO: the nonzero weights by output row */
   gboolean sparse[AUTO_MAX_BUCKETS]; /* AUTO: sparse wins at bucket k */
   uint64_t nnz;                      /* nonzero (and unmasked) weights */
+  PrunusConvPrepared conv;           /* DENSE, SHRUNK, AUTO: a conv's weights as its kernel lays
+                                      * them out on every training call, laid out once */
 } EngineLayer;
 
 struct PrunusEngine {
@@ -260,6 +264,45 @@ static gboolean output_stays_transposed(const PrunusEngine *e, int i, int B) {
   return j < e->n_layers && runs_spmm(e, j, B);
 }
 
+static PrunusConvGeom conv_geom(const PrunusLayer *l) {
+  return (PrunusConvGeom){.C = l->in.c,
+                          .H = l->in.h,
+                          .W = l->in.w,
+                          .k = l->spec.kernel,
+                          .s = l->spec.stride,
+                          .p = l->spec.padding,
+                          .cout = l->out.c,
+                          .Ho = l->out.h,
+                          .Wo = l->out.w};
+}
+
+/* A conv the Winograd or channel-interleaved kernels run (as layers.c picks them: a
+ * single-channel first layer goes to the direct kernel first) gets its weights laid out
+ * once: at batch 1 that layout is most of the time of a call. Engines whose weights
+ * change per call (MASKED) or that run CSR only (SPARSE) do not. */
+static void prepare_convs(PrunusEngine *e) {
+  if (e->kind == PRUNUS_ENGINE_MASKED || e->kind == PRUNUS_ENGINE_SPARSE) return;
+  for (int i = 0; i < e->n_layers; i++) {
+    EngineLayer *el = &e->layers[i];
+    if (el->l.spec.type != PRUNUS_LAYER_CONV2D) continue;
+    PrunusConvGeom g = conv_geom(&el->l);
+    if (!prunus_conv_direct_covers(&g)) prunus_conv_prepare(&g, e->params + el->l.w_off, &el->conv);
+  }
+}
+
+/* Layer i on the dense path: a conv with prepared weights through them. */
+static void dense_forward(PrunusEngine *e, int i, const float *x, float *y, float *scratch, int B) {
+  const EngineLayer *el = &e->layers[i];
+  const PrunusLayer *l = &el->l;
+  if (el->conv.w) {
+    PrunusConvGeom g = conv_geom(l);
+    if (prunus_conv_forward_prepared(&g, &el->conv, x, l->b_len ? e->params + l->b_off : NULL, y,
+                                     scratch, B, NULL))
+      return;
+  }
+  l->ops->forward(l, e->params, x, y, scratch, B);
+}
+
 /* x_t, y_t: as for sparse_forward; only the sparse path and relu take them. */
 static void layer_forward(PrunusEngine *e, Workspace *w, int i, const float *x, float *y, int B,
                           gboolean x_t, gboolean y_t) {
@@ -275,7 +318,7 @@ static void layer_forward(PrunusEngine *e, Workspace *w, int i, const float *x, 
     l->ops->forward(l, e->wm, x, y, w->scratch[i], B);
   } else {
     g_assert(x_t == y_t && (!x_t || l->spec.type == PRUNUS_LAYER_RELU));
-    l->ops->forward(l, e->params, x, y, w->scratch[i], B);
+    dense_forward(e, i, x, y, w->scratch[i], B);
   }
 }
 
@@ -424,7 +467,7 @@ static double time_layer(PrunusEngine *e, int i, const float *x, float *y, int B
     if (sparse)
       sparse_forward(e, &e->ws[0], el, x, y, B, FALSE, FALSE);
     else
-      el->l.ops->forward(&el->l, e->params, x, y, e->ws[0].scratch[i], B);
+      dense_forward(e, i, x, y, e->ws[0].scratch[i], B);
     if (r >= 0) t[r] = prunus_now_us() - t0;
   }
   return prunus_median(t, 5);
@@ -698,6 +741,7 @@ static PrunusEngine *engine_new(const PrunusModel *m, PrunusEngineKind kind, int
       el->csr = prunus_csr_from_dense(W, NULL, el->l.out.c, el->l.fan_in);
   }
   if (!prunus_model_is_sequence(src)) e->plan = prunus_infer_plan_new(src);
+  prepare_convs(e);
   if (kind == PRUNUS_ENGINE_AUTO) auto_measure(e, max_batch);
   if (kind == PRUNUS_ENGINE_DENSE || kind == PRUNUS_ENGINE_SHRUNK) pad_measure(e, max_batch, pad);
   reserve_batch(e, &e->ws[0], max_batch);
@@ -722,7 +766,10 @@ void prunus_engine_free(PrunusEngine *e) {
   for (size_t p = 0; p < G_N_ELEMENTS(e->ws); p++) workspace_free(e, &e->ws[p]);
   prunus_infer_plan_free(e->plan);
   prunus_team_free(e->team);
-  for (int i = 0; i < e->n_layers; i++) prunus_csr_free(e->layers[i].csr);
+  for (int i = 0; i < e->n_layers; i++) {
+    prunus_csr_free(e->layers[i].csr);
+    prunus_conv_prepared_clear(&e->layers[i].conv);
+  }
   g_free(e->layers);
   free(e->params);
   free(e->mask);

@@ -40,8 +40,8 @@ const char *prunus_engine_kind_name(PrunusEngineKind kind);
  * freed afterwards. Sequences run layer after layer; graphs (add, concat, layers
  * reading other layers) by an inference plan (infer_plan.h: relus fused, a few
  * activation buffers reused by liveness) a chunk of the batch at a time. SHRUNK
- * removes dead units of sequences only (a graph's branches would have to agree on
- * them): on a graph it computes as DENSE does.
+ * removes dead units of a sequence, and of a graph the channel groups whose every
+ * member is dead (prunus_model_shrink_dead), then computes as DENSE does.
  * max_batch sizes the workspace (forward grows it when needed) and, for AUTO, the
  * largest batch size measured. */
 PrunusEngine *prunus_engine_new(const PrunusModel *m, PrunusEngineKind kind, int max_batch,

@@ -329,6 +329,14 @@ typedef void (*ISA(FwdKernel))(const float *, int, int, const float *, size_t, f
 typedef void (*ISA(DwKernel))(const float *, int, size_t, const float *, int, size_t, int, int,
                               float *, int);
 
+#define ISA_FWD4(R) WINO_FWD(R, 4)
+#define ISA_FWD4_NAME(R) ISA(fwd_##R##_4),
+BLOCKS_4(ISA_FWD4)
+/* Four output vectors at once, for calls with few tiles (RMAX4 at most): a block of
+ * R tiles by 2 vectors loads R + 2 values for 2R products, by 4 vectors R + 4 for 4R. */
+static const ISA(FwdKernel) ISA(fwd4_kernel)[RMAX4 + 1] = {NULL, BLOCKS_4(ISA_FWD4_NAME)};
+#undef ISA_FWD4
+#undef ISA_FWD4_NAME
 #define ISA_FWD1(R) WINO_FWD(R, 1)
 #define ISA_FWD2(R) WINO_FWD(R, 2)
 #define ISA_DW1(R) WINO_DW(R, 1)
@@ -368,11 +376,11 @@ static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, fl
     const float *ue = U + (size_t)e * pl->C * pl->Ks;
     float *me = M + (size_t)e * pl->Tg * pl->Ks;
     for (int kv = 0; kv < kvs;) {
-      int nk = kvs - kv >= 2 ? 2 : 1;
-      int rb = ISA(block_of)(n, nk == 2 ? RMAX2 : RMAX1);
+      int nk = n <= RMAX4 && kvs - kv >= 4 ? 4 : kvs - kv >= 2 ? 2 : 1;
+      int rb = ISA(block_of)(n, nk == 4 ? RMAX4 : nk == 2 ? RMAX2 : RMAX1);
       for (int t = 0; t < n; t += rb) {
         int r = MIN(rb, n - t);
-        const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
+        const ISA(FwdKernel) kernel = nk == 4 ? ISA(fwd4_kernel)[r] : ISA(fwd_kernel)[nk - 1][r];
         kernel(ve + (size_t)t * pl->Cs, pl->Cs, pl->C, ue + (size_t)kv * pl->C * VL,
                (size_t)pl->C * VL, me + (size_t)t * pl->Ks + kv * VL, pl->Ks, 0);
       }

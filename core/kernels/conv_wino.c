@@ -12,6 +12,7 @@
 #include <glib.h>
 #include <immintrin.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_VL 16 /* floats per vector of the widest version (scratch sizes) */
@@ -296,10 +297,12 @@ typedef struct {
 #define VEC __m512
 #define RMAX1 24 /* tiles per block with one output vector: 24 accumulators */
 #define RMAX2 12 /* with two */
+#define RMAX4 6  /* with four (few tiles a call: a small image at batch 1) */
 // clang-format off
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) \
   M(15) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+#define BLOCKS_4(M) M(1) M(2) M(3) M(4) M(5) M(6)
 // clang-format on
 static inline __mmask16 lanes_mask(int n) { return (__mmask16)prunus_lanes_mask(n); }
 static inline VEC vzero(void) { return _mm512_setzero_ps(); }
@@ -354,8 +357,10 @@ static inline void vtranspose(VEC r[16]) {
 #undef VEC
 #undef RMAX1
 #undef RMAX2
+#undef RMAX4
 #undef BLOCKS_1
 #undef BLOCKS_2
+#undef BLOCKS_4
 #pragma GCC pop_options
 
 #pragma GCC push_options
@@ -365,8 +370,10 @@ static inline void vtranspose(VEC r[16]) {
 #define VEC __m256
 #define RMAX1 12 /* 16 registers: 12 accumulators, a weight vector, a broadcast */
 #define RMAX2 6
+#define RMAX4 2
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6)
+#define BLOCKS_4(M) M(1) M(2)
 /* maskload/maskstore take the lanes to touch as the sign bits of a vector */
 static inline __m256i lanes_mask256(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
@@ -430,6 +437,36 @@ static inline void vtranspose_avx2(VEC r[8]) {
 #include "conv_wino-impl.h"
 #pragma GCC pop_options
 
+/* The AVX-512 CPU's 8-lane version of the forwards: the AVX2 code's 256-bit vectors,
+ * but with AVX-512VL's 32 registers, so its register blocks are as large as the
+ * 16-lane version's. A layer with 20 output channels then fills 24 lanes, not 32 (see
+ * forward_lanes). Its gradients are compiled too but never called (training keeps the
+ * 16-lane code), hence the unused-function pragma. */
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f,avx512vl")
+#undef ISA
+#undef RMAX1
+#undef RMAX2
+#undef RMAX4
+#undef BLOCKS_1
+#undef BLOCKS_2
+#undef BLOCKS_4
+#define ISA(name) name##_avx512y
+#define RMAX1 24
+#define RMAX2 12
+#define RMAX4 6
+// clang-format off
+#define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) \
+  M(15) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
+#define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+#define BLOCKS_4(M) M(1) M(2) M(3) M(4) M(5) M(6)
+// clang-format on
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "conv_wino-impl.h"
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+
 /* ------------------------------------------------------------------------ */
 /* run-time choice */
 
@@ -458,6 +495,42 @@ void prunus_conv_wino_limit_isa(PrunusConvIsa limit) { isa_limit = limit; }
 
 const char *prunus_conv_isa_name(PrunusConvIsa isa) {
   return isa == PRUNUS_CONV_ISA_AVX512 ? "avx512" : isa == PRUNUS_CONV_ISA_AVX2 ? "avx2" : "none";
+}
+
+static bool cpu_has_avx512vl(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512vl");
+}
+
+/* AMD's AVX-512 cores (Zen 4) run a 512-bit operation as two 256-bit halves: there a
+ * 256-bit vector costs half of a 512-bit one, lane for lane the same. */
+static bool cpu_splits_512(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_is("amd");
+}
+
+static PrunusConvLanes lanes_forced = PRUNUS_CONV_LANES_AUTO;
+
+void prunus_conv_force_lanes(PrunusConvLanes lanes) { lanes_forced = lanes; }
+
+/* Vector width of a forward with cout output channels (the lanes of its products, the
+ * largest part of its work) under `isa`: 16 on AVX-512, or 8 (the avx512y version)
+ * where 8-lane vectors leave fewer padding lanes (cout mod 16 in 1..8) and are not
+ * more costly for it: on CPUs that split 512-bit operations, or where it needs no more
+ * vectors (cout <= 8). A channel-pruned layer has such counts (20, 39, 54). Both widths
+ * compute every output with the same operations in the same order, so the bits are
+ * the same (tests/kernels/test_conv.c checks it). */
+static int forward_lanes(PrunusConvIsa isa, int cout) {
+  if (isa != PRUNUS_CONV_ISA_AVX512) return 8;
+  if (lanes_forced != PRUNUS_CONV_LANES_AUTO || !cpu_has_avx512vl())
+    return lanes_forced == PRUNUS_CONV_LANES_8 && cpu_has_avx512vl() ? 8 : 16;
+  int k8 = (int)round_up((size_t)cout, 8), k16 = (int)round_up((size_t)cout, 16);
+  return k8 < k16 && (cpu_splits_512() || cout <= 8) ? 8 : 16;
+}
+
+int prunus_conv_forward_lanes(const PrunusConvGeom *g) {
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  return isa == PRUNUS_CONV_ISA_NONE ? 0 : forward_lanes(isa, g->cout);
 }
 
 bool prunus_conv_wino_covers(const PrunusConvGeom *g) {
@@ -507,7 +580,7 @@ void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float
                             const float *bias, float *y, float *scratch, int B, PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
   g_assert(isa != PRUNUS_CONV_ISA_NONE);
-  int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
+  int vl = forward_lanes(isa, g->cout);
   cl_prepare_weights(g, Wt, FALSE, vl, scratch);
   ClCall c = {.g = g,
               .x = x,
@@ -517,8 +590,11 @@ void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float
               .parts = scratch + cl_weights(g, vl),
               .part_floats = cl_plan(g, vl).part,
               .B = B};
-  prunus_team_run(
-      team, isa == PRUNUS_CONV_ISA_AVX512 ? cl_forward_part_avx512 : cl_forward_part_avx2, &c);
+  prunus_team_run(team,
+                  isa != PRUNUS_CONV_ISA_AVX512 ? cl_forward_part_avx2
+                  : vl == 8                     ? cl_forward_part_avx512y
+                                                : cl_forward_part_avx512,
+                  &c);
 }
 
 void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
@@ -563,19 +639,17 @@ void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const floa
 /* calls */
 
 /* A forward-shaped run (the forward, or the input gradient) of plan pl with weights U
- * already transformed in scratch. */
-static void run_forward(const WinoPlan *pl, PrunusConvIsa isa, const float *x, const float *bias,
-                        float *y, float *scratch, size_t shared, size_t part, int B,
-                        PrunusTeam *team) {
-  WinoCall c = {.pl = pl,
-                .x = x,
-                .U = scratch,
-                .bias = bias,
-                .y = y,
-                .parts = scratch + shared,
-                .part_floats = part,
-                .B = B};
-  prunus_team_run(team, isa == PRUNUS_CONV_ISA_AVX512 ? forward_part_avx512 : forward_part_avx2,
+ * already transformed, the parts' buffers at `parts`, in vectors of pl's width (vl: 8
+ * on AVX-512 is the avx512y version). */
+static void run_forward(const WinoPlan *pl, PrunusConvIsa isa, int vl, const float *x,
+                        const float *U, const float *bias, float *y, float *parts, size_t part,
+                        int B, PrunusTeam *team) {
+  WinoCall c = {
+      .pl = pl, .x = x, .U = U, .bias = bias, .y = y, .parts = parts, .part_floats = part, .B = B};
+  prunus_team_run(team,
+                  isa != PRUNUS_CONV_ISA_AVX512 ? forward_part_avx2
+                  : vl == 8                     ? forward_part_avx512y
+                                                : forward_part_avx512,
                   &c);
 }
 
@@ -584,10 +658,11 @@ void prunus_conv_wino_forward(const PrunusConvGeom *g, const float *x, const flo
                               PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
   g_assert(prunus_conv_wino_covers(g));
-  int vl = isa == PRUNUS_CONV_ISA_AVX512 ? 16 : 8;
+  int vl = forward_lanes(isa, g->cout);
   WinoPlan pl = forward_plan(g, vl);
   transform_weights(&pl, Wt, FALSE, vl, scratch, team);
-  run_forward(&pl, isa, x, bias, y, scratch, shared_floats(g, vl), part_floats(g, vl), B, team);
+  run_forward(&pl, isa, vl, x, scratch, bias, y, scratch + shared_floats(g, vl), part_floats(g, vl),
+              B, team);
 }
 
 void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
@@ -621,6 +696,60 @@ void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const fl
   if (dx) {
     WinoPlan dp = input_grad_plan(g, vl);
     transform_weights(&dp, Wt, TRUE, vl, scratch, team);
-    run_forward(&dp, isa, dy, NULL, dx, scratch, shared, part, B, team);
+    run_forward(&dp, isa, vl, dy, scratch, NULL, dx, scratch + shared, part, B, team);
   }
+}
+
+/* ------------------------------------------------------------------------ */
+/* prepared weights (inference) */
+
+bool prunus_conv_prepare(const PrunusConvGeom *g, const float *Wt, PrunusConvPrepared *out) {
+  *out = (PrunusConvPrepared){0};
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  bool wino = prunus_conv_wino_covers(g);
+  if (!wino && !prunus_conv_cl_covers(g)) return false;
+  int vl = forward_lanes(isa, g->cout);
+  size_t n = wino ? shared_floats(g, vl) : cl_weights(g, vl);
+  void *w = NULL;
+  if (posix_memalign(&w, 64, sizeof(float) * MAX(n, 1)) != 0) g_error("out of memory");
+  if (wino) {
+    WinoPlan pl = forward_plan(g, vl);
+    transform_weights(&pl, Wt, FALSE, vl, w, NULL);
+  } else {
+    cl_prepare_weights(g, Wt, FALSE, vl, w);
+  }
+  *out = (PrunusConvPrepared){.wino = wino, .isa = isa, .lanes = vl, .w = w, .n_floats = n};
+  return true;
+}
+
+void prunus_conv_prepared_clear(PrunusConvPrepared *p) {
+  free(p->w);
+  *p = (PrunusConvPrepared){0};
+}
+
+bool prunus_conv_forward_prepared(const PrunusConvGeom *g, const PrunusConvPrepared *p,
+                                  const float *x, const float *bias, float *y, float *scratch,
+                                  int B, PrunusTeam *team) {
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  if (!p->w || isa != p->isa || forward_lanes(isa, g->cout) != p->lanes) return false;
+  int vl = p->lanes;
+  if (p->wino) {
+    WinoPlan pl = forward_plan(g, vl);
+    run_forward(&pl, isa, vl, x, p->w, bias, y, scratch, part_floats(g, vl), B, team);
+    return true;
+  }
+  ClCall c = {.g = g,
+              .x = x,
+              .W = p->w,
+              .bias = bias,
+              .y = y,
+              .parts = scratch,
+              .part_floats = cl_plan(g, vl).part,
+              .B = B};
+  prunus_team_run(team,
+                  isa != PRUNUS_CONV_ISA_AVX512 ? cl_forward_part_avx2
+                  : vl == 8                     ? cl_forward_part_avx512y
+                                                : cl_forward_part_avx512,
+                  &c);
+  return true;
 }

@@ -27,6 +27,15 @@ void prunus_conv_wino_limit_isa(PrunusConvIsa limit);
 /* "avx512", "avx2" or "none". */
 const char *prunus_conv_isa_name(PrunusConvIsa isa);
 
+/* How many channels the AVX-512 version puts in a forward's vector (the backward
+ * always uses 16): AUTO picks per layer (conv_wino.c's forward_lanes); 8 needs
+ * AVX-512VL. */
+typedef enum {
+  PRUNUS_CONV_LANES_AUTO,
+  PRUNUS_CONV_LANES_16,
+  PRUNUS_CONV_LANES_8,
+} PrunusConvLanes;
+
 /* TRUE for the geometries these kernels take: k == 3, s == 1, p <= 2 (so the input
  * gradient is again such a convolution), and a version of them runs here. */
 bool prunus_conv_wino_covers(const PrunusConvGeom *g);
@@ -66,5 +75,36 @@ void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float
 void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
                              const float *dy, float *dW, float *db, float *dx, float *scratch,
                              int B, PrunusTeam *team);
+
+/* A forward's weights transformed once (what prunus_conv_wino_forward and
+ * prunus_conv_cl_forward redo on every call), for weights that do not change: the
+ * inference engines. */
+typedef struct {
+  bool wino;         /* Winograd (else channel-interleaved) */
+  PrunusConvIsa isa; /* the version and lanes they were laid out for */
+  int lanes;
+  float *w;        /* owned: prunus_conv_prepared_clear */
+  size_t n_floats; /* of w */
+} PrunusConvPrepared;
+
+/* Lays out Wt (cout, C, k, k) for the forward of g as the version that runs here
+ * would; FALSE (and *out empty) when neither the Winograd nor the channel-interleaved
+ * kernels take g. */
+bool prunus_conv_prepare(const PrunusConvGeom *g, const float *Wt, PrunusConvPrepared *out);
+void prunus_conv_prepared_clear(PrunusConvPrepared *p);
+/* prunus_conv_wino_forward / prunus_conv_cl_forward of g with weights p (the same bits),
+ * scratch as prunus_conv_*_scratch gives; FALSE, nothing written, when the version or
+ * lanes that run here now are not those p was laid out for (a test limited them). */
+bool prunus_conv_forward_prepared(const PrunusConvGeom *g, const PrunusConvPrepared *p,
+                                  const float *x, const float *bias, float *y, float *scratch,
+                                  int B, PrunusTeam *team);
+
+/* ------------------------------------------------------------------------ */
+/* for tests and bench only: nothing in core/ calls these */
+
+/* Make the AVX-512 forwards use `lanes` channels per vector (AUTO: the default rule). */
+void prunus_conv_force_lanes(PrunusConvLanes lanes);
+/* Channels per vector the forward of g runs with here (0: these kernels do not run). */
+int prunus_conv_forward_lanes(const PrunusConvGeom *g);
 
 #endif

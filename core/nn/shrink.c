@@ -6,6 +6,7 @@
  * folded into the layer it follows (the one it alone reads). Units of a graph, whose
  * branches must agree on them, are removed by whole channel groups in shrink_graph.c. */
 #include "shrink.h"
+#include "groups.h"
 #include "shrink_graph.h"
 
 #include <math.h>
@@ -325,10 +326,72 @@ static void fold_dead_biases(PrunusModel *c, uint8_t *const *dead) {
   }
 }
 
+/* Every value of params[off, off + n) is 0. */
+static gboolean all_zero(const float *params, size_t off, size_t n) {
+  for (size_t j = 0; j < n; j++)
+    if (params[off + j] != 0.0f) return FALSE;
+  return TRUE;
+}
+
+/* A graph's groups whose channels output exactly 0 (c's masks applied): every producer
+ * unit's weights and bias are 0, and so are every batchnorm channel's scale AND shift
+ * (a zero scale alone leaves the shift). Such a group is removed whatever its
+ * consumers read from it (0); a group with a live member anywhere is kept whole, since
+ * its branches must agree on the channel. FALSE and c unchanged when nothing goes or
+ * the removal cannot be made (it would empty a layer): dead[] then stays all 0. */
+static gboolean dead_groups(const PrunusModel *c, uint8_t **dead) {
+  PrunusGroups *g = prunus_groups_build(c);
+  int n_dead = 0;
+  for (int k = 0; k < g->n_groups; k++) {
+    const PrunusGroup *gr = &g->groups[k];
+    gboolean is_dead = TRUE;
+    for (int p = 0; p < gr->n_producers && is_dead; p++) {
+      const PrunusLayer *l = &c->layers[gr->producers[p].layer];
+      int u = gr->producers[p].channel;
+      is_dead = all_zero(c->params, l->w_off + (size_t)u * l->fan_in, (size_t)l->fan_in) &&
+                (l->b_len == 0 || c->params[l->b_off + u] == 0.0f);
+    }
+    for (int q = 0; q < gr->n_norms && is_dead; q++) {
+      const PrunusLayer *l = &c->layers[gr->norms[q].layer];
+      int ch = gr->norms[q].channel;
+      is_dead = c->params[l->b_off + ch] == 0.0f && c->params[l->b_off + l->out.c + ch] == 0.0f;
+    }
+    if (!is_dead) continue;
+    for (int p = 0; p < gr->n_producers; p++) {
+      int i = gr->producers[p].layer;
+      if (!dead[i]) dead[i] = g_new0(uint8_t, c->layers[i].out.c);
+      dead[i][gr->producers[p].channel] = 1;
+    }
+    n_dead++;
+  }
+  uint8_t *remove_group = g_new0(uint8_t, MAX(g->n_groups, 1));
+  gboolean ok = n_dead > 0 &&
+                prunus_groups_from_units(g, c, (const uint8_t *const *)dead, remove_group, NULL);
+  g_free(remove_group);
+  prunus_groups_free(g);
+  if (!ok)
+    for (int i = 0; i < c->n_layers; i++) g_clear_pointer(&dead[i], g_free);
+  return ok;
+}
+
 PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error) {
   PrunusModel *c = prunus_model_shrink(m, NULL, NULL, NULL, 0, error);
   if (!c) return NULL;
   prunus_model_apply_mask(c);
+  if (!prunus_model_is_sequence(c)) {
+    uint8_t **dead = g_new0(uint8_t *, c->n_layers);
+    if (dead_groups(c, dead)) {
+      PrunusModel *s =
+          prunus_model_shrink_graph(c, (const uint8_t *const *)dead, NULL, NULL, 0, NULL);
+      if (s) {
+        prunus_model_free(c);
+        c = s;
+      }
+    }
+    for (int i = 0; i < m->n_layers; i++) g_free(dead[i]);
+    g_free(dead);
+    return c;
+  }
   uint8_t **dead = g_new0(uint8_t *, c->n_layers);
   int n_dead = prunus_model_dead_units(c, dead);
   if (n_dead > 0) {

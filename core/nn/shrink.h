@@ -39,8 +39,10 @@ PrunusModel *prunus_model_shrink(const PrunusModel *m, const uint8_t *const *rem
 /* (transfer full) m with masks applied and every dead unit (all its weights masked)
  * removed, computing what m computes: the constant a dead unit still outputs is
  * folded into the next dense layer's bias, or the unit is kept when it cannot be.
- * A plain copy when nothing can be removed (e.g. a whole layer is dead, or m is a
- * graph). */
+ * A graph loses the channel groups (groups.h) whose every member outputs exactly 0:
+ * producers' weights and biases, batchnorm scales and shifts all 0 (what
+ * prunus_model_mask_units leaves). A plain copy when nothing can be removed (e.g. a
+ * whole layer is dead). */
 PrunusModel *prunus_model_shrink_dead(const PrunusModel *m, GError **error);
 
 /* (transfer full) m for inference: computing, up to rounding, what m computes in

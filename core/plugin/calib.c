@@ -341,6 +341,17 @@ static void inputs_reduce(Inputs *in, const PrunusViewSet *vs, int64_t *pass_row
   }
 }
 
+/* (transfer full) the calibration sample: d's indices in a seeded order, the first
+ * n_batches x batch of them used. */
+static int *calib_order(const PrunusDataset *d, uint64_t seed) {
+  int *idx = g_new(int, MAX(d->n, 1));
+  for (int i = 0; i < d->n; i++) idx[i] = i;
+  PrunusRng rng;
+  prunus_rng_seed(&rng, prunus_seed_derive(seed, "calibration"));
+  prunus_rng_shuffle(&rng, idx, d->n);
+  return idx;
+}
+
 gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset *d,
                           const PrunusNorm *norm, uint32_t needs, int n_batches, int batch,
                           uint64_t seed, int layer, PrunusObserveFn observe, void *user) {
@@ -353,11 +364,7 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   int B = MIN(batch, d->n);
   int total = MIN(n_batches * B, d->n);
   size_t in = prunus_model_input_size(m);
-  int *idx = g_new(int, d->n);
-  for (int i = 0; i < d->n; i++) idx[i] = i;
-  PrunusRng rng;
-  prunus_rng_seed(&rng, prunus_seed_derive(seed, "calibration"));
-  prunus_rng_shuffle(&rng, idx, d->n);
+  int *idx = calib_order(d, seed);
   float *x = g_new(float, (size_t)B *in); /* (B, in) */
   uint8_t *y = g_new(uint8_t, B);
   float *dlogits = g_new(float, (size_t)B *K); /* (B, K) */
@@ -456,4 +463,39 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   g_free(acts), g_free(bgrads), g_free(grads);
   g_free(dlogits), g_free(y), g_free(x), g_free(idx);
   return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* batchnorm statistics */
+
+int prunus_calib_recalibrate_bn(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
+                                int n_batches, int batch, uint64_t seed) {
+  int n_bn = 0;
+  for (int i = 0; i < m->n_layers; i++) n_bn += m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM;
+  if (n_bn == 0 || d->n < 1) return n_bn;
+  int B = MIN(batch, d->n);
+  int total = MIN(n_batches * B, d->n);
+  size_t in = prunus_model_input_size(m);
+  int *idx = calib_order(d, seed);
+  float *x = g_new(float, (size_t)B *in); /* (B, in) */
+  uint8_t *y = g_new(uint8_t, B);
+  float *momentum = g_new(float, m->n_layers); /* (n_layers) each layer's own, restored */
+  for (int i = 0; i < m->n_layers; i++) momentum[i] = m->layers[i].spec.momentum;
+  prunus_model_reserve_batch(m, B);
+  gboolean was_training = prunus_model_set_training(m, TRUE);
+  /* running = (1 - 1/b) running + (1/b) batch b: after the last batch, the plain mean
+   * of the batches' statistics, whatever the buffers held before (batch 1 replaces them) */
+  int b = 0;
+  for (int start = 0; start < total; start += B) {
+    int nb = MIN(B, total - start);
+    float w = 1.0f / (float)++b;
+    for (int i = 0; i < m->n_layers; i++)
+      if (m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM) m->layers[i].spec.momentum = w;
+    prunus_dataset_fill_batch(d, norm, idx + start, nb, x, y);
+    prunus_model_forward(m, x, nb);
+  }
+  prunus_model_set_training(m, was_training);
+  for (int i = 0; i < m->n_layers; i++) m->layers[i].spec.momentum = momentum[i];
+  g_free(momentum), g_free(y), g_free(x), g_free(idx);
+  return n_bn;
 }

@@ -65,6 +65,16 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
                           const PrunusNorm *norm, uint32_t needs, int n_batches, int batch,
                           uint64_t seed, int layer, PrunusObserveFn observe, void *user);
 
+/* prune.recalibrate_bn: re-estimate the running mean and variance of every batchnorm
+ * layer of m on the calibration sample prunus_calibrate draws with the same seed,
+ * n_batches and batch: forwards in training mode, each batch weighted 1/b into the
+ * buffers, so they end as the mean over batches of the batch statistics (the variance
+ * unbiased), as PyTorch's torch.optim.swa_utils.update_bn. Parameters, masks and
+ * each layer's momentum are left as they were, and m goes back to its mode. Returns
+ * the number of batchnorm layers (0: nothing done). */
+int prunus_calib_recalibrate_bn(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
+                                int n_batches, int batch, uint64_t seed);
+
 G_END_DECLS
 
 #endif

@@ -540,6 +540,15 @@ static void allocate_global_magnitude(Pipeline *p) {
   g_free(taken), g_free(all), g_free(alive);
 }
 
+/* prune.recalibrate_bn: the batchnorm buffers re-estimated on this round's calibration
+ * sample (the criterion's: same seed), so a pruned network is not evaluated, or a
+ * later layer calibrated, with the dense network's statistics. */
+static void recalibrate_bn(Pipeline *p) {
+  uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "calibration") + (uint64_t)p->round;
+  prunus_calib_recalibrate_bn(p->m, p->data->train, &p->data->norm, p->pc->calib_batches,
+                              p->pc->calib_batch, seed);
+}
+
 /* One round: score -> plan -> apply (-> update), for the whole model at once, or
  * layer by layer in network order when the criterion calibrates layerwise; then
  * the achieved sparsity against the requested one. */
@@ -563,14 +572,21 @@ static gboolean prune_round(Pipeline *p, GError **error) {
       if (!p->vs.layers[k].prunable || p->req_amount[k] <= 0.0) continue;
       ok = score_plan_apply(p, produces, needs, k, &removed_weights, &removed_units, error) &&
            update_layer(p, k, error);
+      /* the next layer's calibration then sees the statistics the pruned network will use */
+      if (ok && p->pc->recalibrate_bn) recalibrate_bn(p);
       build_request(p, -1);
     }
   } else {
     ok = score_plan_apply(p, produces, needs, -1, &removed_weights, &removed_units, error);
     for (int k = 0; ok && k < p->vs.view.n_layers; k++)
       if (p->vs.layers[k].prunable && p->req_amount[k] > 0.0) ok = update_layer(p, k, error);
+    if (ok && p->pc->recalibrate_bn) recalibrate_bn(p);
   }
   if (!ok) return FALSE;
+  if (p->pc->recalibrate_bn && !p->exp.quiet)
+    printf("%s round %d: batchnorm statistics re-estimated on %d calibration samples%s\n",
+           p->exp.name, p->round, MIN(p->pc->calib_batches * p->pc->calib_batch, p->data->train->n),
+           needs & PRUNUS_NEED_LAYERWISE ? " after each layer" : "");
   if (!p->exp.quiet)
     printf("%s round %d: removed %zu weights and %d units\n", p->exp.name, p->round,
            removed_weights, removed_units);
@@ -1251,6 +1267,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     prunus_host_reseed(p->gran, round_seed);
     prunus_host_reseed(p->retr, round_seed);
     if (pc->masks_from ? !apply_source_masks(p, error) : !prune_round(p, error)) return FALSE;
+    if (pc->masks_from && pc->recalibrate_bn) recalibrate_bn(p);
     const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
     prunus_host_call_begin(p->retr, "retrain()");
     int rc = rd->retrain->retrain(prunus_host_state(p->retr), p->round);

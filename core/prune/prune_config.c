@@ -214,6 +214,23 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     g_free(where);
     goto out_clear;
   }
+  if (!prunus_config_get_bool(cfg, prune, "recalibrate_bn", FALSE, FALSE, &pc.recalibrate_bn,
+                              error))
+    goto out_clear;
+  if (pc.recalibrate_bn) {
+    gboolean has_bn = FALSE;
+    for (int i = 0; i < arch->n_layers; i++)
+      has_bn |= arch->layers[i].type == PRUNUS_LAYER_BATCHNORM;
+    if (!has_bn) {
+      char *where = prunus_config_where(cfg, config_setting_get_member(prune, "recalibrate_bn"));
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.recalibrate_bn = true, but the model has no batchnorm layer whose "
+                  "statistics it could re-estimate; remove the key",
+                  where);
+      g_free(where);
+      goto out_clear;
+    }
+  }
   pc.granularity = plugin_slot(cfg, prune, "granularity", &pc.granularity_name, error);
   if (!pc.granularity) goto out_clear;
   pc.retrain = plugin_slot(cfg, prune, "retrain", &pc.retrain_name, error);

@@ -45,6 +45,8 @@ typedef struct {
   const char *masks_from;
   config_setting_t *masks_from_key; /* its setting, for errors */
   int calib_batches, calib_batch;
+  gboolean recalibrate_bn; /* re-estimate batchnorm statistics on the calibration sample
+                            * after each round's pruning, before the retrain */
   int latency_batches[4];
   int n_latency_batches;
   int latency_mode;         /* PrunusLatencyMode */

@@ -8,8 +8,10 @@
 #include "csr.h"
 #include "engine.h"
 #include "gemm.h"
+#include "groups.h"
 #include "rng.h"
 #include "shrink.h"
+#include "shrink_graph.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -463,6 +465,52 @@ static void test_engines_resnet20(void) {
   prunus_model_free(m);
 }
 
+/* SHRUNK on a graph masked by whole channel groups (prunus_model_mask_units, as the
+ * pipeline masks them): those groups are gone from its network (fewer channels and
+ * weight bytes than DENSE's), its logits the masked model's. */
+static void test_engine_shrunk_graph(void) {
+  PrunusModel *m = config_model("configs/resnet8.cfg", 0.0, 44);
+  PrunusGroups *g = prunus_groups_build(m);
+  uint8_t **rm = g_new0(uint8_t *, m->n_layers);
+  const int groups[] = {2, 20, 40, 70, 100, 130, 170, 200};
+  for (size_t k = 0; k < G_N_ELEMENTS(groups); k++) {
+    const PrunusGroup *gr = &g->groups[groups[k]];
+    for (int p = 0; p < gr->n_producers; p++) {
+      int i = gr->producers[p].layer;
+      if (!rm[i]) rm[i] = g_new0(uint8_t, m->layers[i].out.c);
+      rm[i][gr->producers[p].channel] = 1;
+    }
+  }
+  GError *error = NULL;
+  g_assert_true(prunus_model_mask_units(m, (const uint8_t *const *)rm, &error));
+  g_assert_no_error(error);
+  check_graph_engines(m, "resnet8 groups masked", 20);
+  PrunusEngine *d = prunus_engine_new(m, PRUNUS_ENGINE_DENSE, 1, &error);
+  PrunusEngine *s = prunus_engine_new(m, PRUNUS_ENGINE_SHRUNK, 1, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(prunus_engine_n_layers(s), ==, prunus_engine_n_layers(d));
+  int fewer = 0;
+  for (int i = 0; i < prunus_engine_n_layers(s); i++) {
+    const PrunusLayer *ls = prunus_engine_layer(s, i), *ld = prunus_engine_layer(d, i);
+    int lost = 0;
+    for (int j = 0; j < m->n_layers; j++)
+      if (rm[j] && !strcmp(m->layers[j].name, ld->name))
+        for (int u = 0; u < m->layers[j].out.c; u++) lost += rm[j][u];
+    if (ld->ops->has_params) /* adds, relus, pooling shrink with what they read */
+      g_assert_cmpint(ls->out.c, ==, ld->out.c - lost);
+    fewer += lost;
+  }
+  g_assert_cmpint(fewer, >=, (int)G_N_ELEMENTS(groups));
+  g_assert_cmpuint(prunus_engine_weight_bytes(s), <, prunus_engine_weight_bytes(d));
+  /* FLOPs count nonzero weights: the removed ones were all masked */
+  g_assert_cmpuint(prunus_engine_flops(s), ==, prunus_engine_flops(d));
+  prunus_engine_free(s), prunus_engine_free(d);
+  for (int i = 0; i < m->n_layers; i++) g_free(rm[i]);
+  g_free(rm);
+  prunus_groups_free(g);
+  prunus_model_free(m);
+}
+
 /* concat, a batchnorm kept (its conv is read by an add too), avgpool2d, a conv with a
  * bias: the kept batchnorm's statistics and scale come along. */
 static void test_engines_concat(void) {
@@ -535,6 +583,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/engine/graph/resnet8", test_engines_resnet8);
   g_test_add_func("/engine/graph/resnet20", test_engines_resnet20);
   g_test_add_func("/engine/graph/concat", test_engines_concat);
+  g_test_add_func("/engine/graph/shrunk", test_engine_shrunk_graph);
   g_test_add_func("/engine/sequence/vgg-bn", test_engines_vgg_bn);
   g_test_add_func("/engine/sequence/bits", test_engines_sequence_bits);
   return g_test_run();

@@ -1,7 +1,8 @@
 /* test_conv.c: the convolution kernels (conv_wino.c) against plain double-precision
  * loops on random geometries (odd channel counts, tails, every padding they take), in
- * every instruction-set version this CPU runs, alone and split over a team; the plain
- * loops' gradients against finite differences. */
+ * every instruction-set version this CPU runs (AVX-512 at 16 and 8 lanes), alone and
+ * split over a team; forwards the same bits at every width; prepared (inference)
+ * weights; the plain loops' gradients against finite differences. */
 #include "conv_wino.h"
 #include "gemm.h"
 #include "rng.h"
@@ -198,13 +199,25 @@ static void test_reference_finite_differences(void) {
 }
 
 /* Geometries the Winograd kernels take: odd and pruned channel counts (lanes left
- * over), odd sides (a last tile half outside), 1-pixel outputs, paddings 0..2. */
+ * over), odd sides (a last tile half outside), 1-pixel outputs, paddings 0..2, calls
+ * of 1 and 4 tiles. */
 static const struct {
   int C, H, W, cout, p, B;
 } wino_cases[] = {
-    {16, 28, 28, 16, 1, 3}, {32, 14, 14, 32, 1, 2}, {64, 7, 7, 64, 1, 5}, {11, 9, 13, 45, 1, 3},
-    {45, 7, 5, 11, 1, 2},   {1, 6, 6, 3, 1, 2},     {3, 5, 8, 17, 0, 3},  {5, 4, 4, 7, 2, 2},
-    {17, 3, 3, 9, 0, 4},    {2, 31, 19, 33, 1, 1},  {24, 1, 1, 8, 1, 2},
+    {16, 28, 28, 16, 1, 3},
+    {32, 14, 14, 32, 1, 2},
+    {64, 7, 7, 64, 1, 5},
+    {11, 9, 13, 45, 1, 3},
+    {45, 7, 5, 11, 1, 2},
+    {1, 6, 6, 3, 1, 2},
+    {3, 5, 8, 17, 0, 3},
+    {5, 4, 4, 7, 2, 2},
+    {17, 3, 3, 9, 0, 4},
+    {2, 31, 19, 33, 1, 1},
+    {24, 1, 1, 8, 1, 2},
+    /* one image of few tiles, many output vectors: the products' 4-vector blocks */
+    {9, 3, 3, 70, 1, 1},
+    {20, 7, 7, 70, 1, 1},
 };
 
 /* Every case in the ISA version `isa`, with and without bias, against the plain loops. */
@@ -244,7 +257,29 @@ static void check_wino_isa(PrunusConvIsa isa) {
   prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
 }
 
-static void test_wino_avx512(void) { check_wino_isa(PRUNUS_CONV_ISA_AVX512); }
+static void test_wino_avx512(void) {
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_16);
+  check_wino_isa(PRUNUS_CONV_ISA_AVX512);
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+}
+
+/* AVX-512's 8-lane forwards (AVX-512VL) where the CPU has them; skipped otherwise. */
+static gboolean force_lanes_8(void) {
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_8);
+  PrunusConvGeom g = geom(16, 8, 8, 16, 3, 1, 1);
+  if (prunus_conv_wino_isa() != PRUNUS_CONV_ISA_AVX512 || prunus_conv_forward_lanes(&g) != 8) {
+    prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+    g_test_skip("this CPU has no AVX-512VL");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void test_wino_avx512_lanes8(void) {
+  if (!force_lanes_8()) return;
+  check_wino_isa(PRUNUS_CONV_ISA_AVX512);
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+}
 static void test_wino_avx2(void) { check_wino_isa(PRUNUS_CONV_ISA_AVX2); }
 
 /* A team of 2 against one thread: the images are split, so y and dx are the same bits;
@@ -332,7 +367,148 @@ static void check_cl_isa(PrunusConvIsa isa) {
   prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
 }
 
-static void test_cl_avx512(void) { check_cl_isa(PRUNUS_CONV_ISA_AVX512); }
+static void test_cl_avx512(void) {
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_16);
+  check_cl_isa(PRUNUS_CONV_ISA_AVX512);
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+}
+
+static void test_cl_avx512_lanes8(void) {
+  if (!force_lanes_8()) return;
+  check_cl_isa(PRUNUS_CONV_ISA_AVX512);
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+}
+
+/* One forward of d, Winograd or channel-interleaved as g is, into a fresh y. */
+static float *forward_of(const Data *d, gboolean with_bias) {
+  const PrunusConvGeom *g = &d->g;
+  float *y = g_new(float, y_len(g, d->B));
+  memset(y, 0xff, sizeof(float) * y_len(g, d->B));
+  gboolean wino = prunus_conv_wino_covers(g);
+  float *scratch =
+      g_new0(float, wino ? prunus_conv_wino_scratch(g, 1) : prunus_conv_cl_scratch(g, 1));
+  if (wino)
+    prunus_conv_wino_forward(g, d->x, d->W, with_bias ? d->bias : NULL, y, scratch, d->B, NULL);
+  else
+    prunus_conv_cl_forward(g, d->x, d->W, with_bias ? d->bias : NULL, y, scratch, d->B, NULL);
+  g_free(scratch);
+  return y;
+}
+
+/* Odd (pruned) channel counts, Winograd and channel-interleaved geometries. */
+static const PrunusConvGeom *lanes_cases(size_t *n) {
+  static PrunusConvGeom cases[8];
+  cases[0] = geom(6, 28, 28, 9, 3, 1, 1), cases[1] = geom(18, 14, 14, 20, 3, 1, 1);
+  cases[2] = geom(39, 7, 7, 54, 3, 1, 1), cases[3] = geom(11, 9, 13, 45, 3, 1, 1);
+  cases[4] = geom(6, 28, 28, 18, 3, 2, 1), cases[5] = geom(20, 14, 14, 39, 1, 2, 0);
+  cases[6] = geom(20, 7, 7, 70, 3, 1, 1), cases[7] = geom(5, 9, 9, 3, 3, 2, 0);
+  *n = G_N_ELEMENTS(cases);
+  return cases;
+}
+
+/* The forward is the same bits at 16 and 8 lanes (AVX-512) and in the AVX2 version:
+ * every output is the same operations in the same order, only the number of channels
+ * a vector holds differs. This is what lets the per-layer choice of lanes (AUTO) stand
+ * in training without changing a trained weight. */
+static void test_lanes_same_bits(void) {
+  if (!force_lanes_8()) return;
+  size_t n;
+  const PrunusConvGeom *cases = lanes_cases(&n);
+  for (size_t ci = 0; ci < n; ci++) {
+    const PrunusConvGeom *g = &cases[ci];
+    Data d = data_new(*g, 2, 300 + ci);
+    size_t ny = y_len(g, 2);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+      prunus_conv_force_lanes(PRUNUS_CONV_LANES_8);
+      g_assert_cmpint(prunus_conv_forward_lanes(g), ==, 8);
+      float *y8 = forward_of(&d, with_bias);
+      prunus_conv_force_lanes(PRUNUS_CONV_LANES_16);
+      g_assert_cmpint(prunus_conv_forward_lanes(g), ==, 16);
+      float *y16 = forward_of(&d, with_bias);
+      prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX2);
+      g_assert_cmpint(prunus_conv_forward_lanes(g), ==, 8);
+      float *y2 = forward_of(&d, with_bias);
+      prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
+      if (with_bias) g_assert_cmpfloat(rel_err(y16, d.y_ref, ny, "16 lanes"), <, 3e-5);
+      g_assert_cmpmem(y8, sizeof(float) * ny, y16, sizeof(float) * ny);
+      g_assert_cmpmem(y2, sizeof(float) * ny, y16, sizeof(float) * ny);
+      g_free(y8), g_free(y16), g_free(y2);
+    }
+    data_free(&d);
+  }
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+}
+
+/* The default choice: 16 lanes for whole vectors of 16, 8 for up to 8 channels, and for
+ * 9..15 channels past a multiple of 16 only where 8 lanes cost half (AMD). */
+static void test_lanes_auto(void) {
+  if (!force_lanes_8()) return;
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+  __builtin_cpu_init();
+  int halves = __builtin_cpu_is("amd") ? 8 : 16;
+  const struct {
+    int cout, lanes;
+  } want[] = {{16, 16}, {32, 16},     {64, 16},     {6, 8},       {8, 8},   {9, 16},
+              {15, 16}, {20, halves}, {39, halves}, {54, halves}, {45, 16}, {24, halves}};
+  for (size_t i = 0; i < G_N_ELEMENTS(want); i++) {
+    PrunusConvGeom g = geom(7, 9, 9, want[i].cout, 3, 1, 1);
+    g_assert_cmpint(prunus_conv_forward_lanes(&g), ==, want[i].lanes);
+  }
+}
+
+/* Prepared weights give the bits of the plain forward, in every version and width
+ * here; a prepared layout is refused (FALSE, y untouched) once another version runs. */
+static void test_prepared(void) {
+  if (prunus_conv_wino_isa() == PRUNUS_CONV_ISA_NONE) {
+    g_test_skip("no vector version here");
+    return;
+  }
+  const PrunusConvLanes widths[] = {PRUNUS_CONV_LANES_AUTO, PRUNUS_CONV_LANES_16,
+                                    PRUNUS_CONV_LANES_8};
+  const PrunusConvIsa isas[] = {PRUNUS_CONV_ISA_AVX512, PRUNUS_CONV_ISA_AVX2};
+  size_t n;
+  const PrunusConvGeom *cases = lanes_cases(&n);
+  for (size_t ii = 0; ii < G_N_ELEMENTS(isas); ii++) {
+    if (MIN(prunus_conv_wino_isa(), isas[ii]) != isas[ii]) continue;
+    prunus_conv_wino_limit_isa(isas[ii]);
+    for (size_t wi = 0; wi < G_N_ELEMENTS(widths); wi++) {
+      prunus_conv_force_lanes(widths[wi]);
+      for (size_t ci = 0; ci < n; ci++) {
+        const PrunusConvGeom *g = &cases[ci];
+        Data d = data_new(*g, 3, 400 + ci);
+        size_t ny = y_len(g, 3);
+        float *want = forward_of(&d, TRUE);
+        PrunusConvPrepared p;
+        g_assert_true(prunus_conv_prepare(g, d.W, &p));
+        g_assert_cmpint(p.wino, ==, prunus_conv_wino_covers(g));
+        g_assert_cmpint(p.lanes, ==, prunus_conv_forward_lanes(g));
+        float *y = g_new(float, ny);
+        float *scratch =
+            g_new0(float, MAX(prunus_conv_wino_scratch(g, 1), prunus_conv_cl_scratch(g, 1)));
+        g_assert_true(prunus_conv_forward_prepared(g, &p, d.x, d.bias, y, scratch, 3, NULL));
+        g_assert_cmpmem(y, sizeof(float) * ny, want, sizeof(float) * ny);
+        if (isas[ii] == PRUNUS_CONV_ISA_AVX512) { /* laid out for AVX-512: not for AVX2 */
+          prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX2);
+          memset(y, 0, sizeof(float) * ny);
+          g_assert_false(prunus_conv_forward_prepared(g, &p, d.x, d.bias, y, scratch, 3, NULL));
+          g_assert_cmpfloat(y[0], ==, 0.0f);
+          prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
+        }
+        prunus_conv_prepared_clear(&p);
+        g_assert_null(p.w);
+        g_free(y), g_free(scratch), g_free(want);
+        data_free(&d);
+      }
+    }
+  }
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+  prunus_conv_wino_limit_isa(PRUNUS_CONV_ISA_AVX512);
+  PrunusConvGeom k5 = geom(6, 14, 14, 16, 5, 1, 0);
+  PrunusConvPrepared none;
+  float w[6 * 16 * 25] = {0};
+  g_assert_false(prunus_conv_prepare(&k5, w, &none)); /* the implicit GEMM's */
+  g_assert_null(none.w);
+}
 static void test_cl_avx2(void) { check_cl_isa(PRUNUS_CONV_ISA_AVX2); }
 
 /* Which geometries the kernels take, and that the forced reference turns them off. */
@@ -366,5 +542,10 @@ int main(int argc, char **argv) {
   g_test_add_func("/conv/wino/team", test_wino_team);
   g_test_add_func("/conv/cl/avx512", test_cl_avx512);
   g_test_add_func("/conv/cl/avx2", test_cl_avx2);
+  g_test_add_func("/conv/wino/avx512-lanes8", test_wino_avx512_lanes8);
+  g_test_add_func("/conv/cl/avx512-lanes8", test_cl_avx512_lanes8);
+  g_test_add_func("/conv/lanes/same-bits", test_lanes_same_bits);
+  g_test_add_func("/conv/lanes/auto", test_lanes_auto);
+  g_test_add_func("/conv/prepared", test_prepared);
   return g_test_run();
 }

@@ -359,6 +359,76 @@ static void test_concat_shrink(void) {
   prunus_model_free(m);
 }
 
+/* Max |a - b| over the logits of two models' last forwards, checking they are not all
+ * near 0. */
+static double logit_diff(const PrunusModel *a, const PrunusModel *b) {
+  const float *la = a->acts[a->n_layers], *lb = b->acts[b->n_layers];
+  double worst = 0.0, scale = 0.0;
+  for (int i = 0; i < BATCH * prunus_model_n_classes(a); i++) {
+    worst = fmax(worst, fabs((double)la[i] - lb[i]));
+    scale = fmax(scale, fabs((double)la[i]));
+  }
+  g_assert_cmpfloat(scale, >, 0.1);
+  return worst;
+}
+
+/* prunus_model_shrink_dead on a graph masked by whole groups (prunus_model_mask_units):
+ * exactly those groups go (the same parameters as prunus_model_shrink of the removal),
+ * the logits are the masked model's; a group with one live batchnorm shift stays. */
+static void test_shrink_dead_graph(void) {
+  PrunusModel *m = config_model("resnet8.cfg");
+  randomise(m, 21);
+  PrunusGroups *g = prunus_groups_build(m);
+  float *x = random_input(m, 22);
+  int force[] = {group_of(m, g, "conv1", 3), group_of(m, g, "layer2.0.shortcut", 7),
+                 group_of(m, g, "layer3.0.conv1", 11)};
+  Removal r = draw_removal(m, g, 23, force, G_N_ELEMENTS(force));
+  GError *error = NULL;
+  PrunusModel *masked = prunus_model_shrink(m, NULL, NULL, NULL, 0, &error);
+  g_assert_true(prunus_model_mask_units(masked, (const uint8_t *const *)r.rm, &error));
+  PrunusModel *want = prunus_model_shrink(m, (const uint8_t *const *)r.rm, NULL, NULL, 0, &error);
+  g_assert_no_error(error);
+  PrunusModel *dead = prunus_model_shrink_dead(masked, &error);
+  g_assert_no_error(error);
+  g_assert_cmpuint(dead->n_params, ==, want->n_params);
+  g_assert_cmpuint(dead->n_params, <, m->n_params);
+  for (int i = 0; i < dead->n_layers; i++)
+    g_assert_cmpint(dead->layers[i].out.c, ==, want->layers[i].out.c);
+  prunus_model_forward(masked, x, BATCH);
+  prunus_model_forward(dead, x, BATCH);
+  double d1 = logit_diff(masked, dead);
+  g_test_message("resnet8: %d groups dead, params %zu -> %zu, max |shrunk - masked| %.3e",
+                 r.n_removed, masked->n_params, dead->n_params, d1);
+  g_assert_cmpfloat(d1, <=, 1e-5);
+
+  /* the stem's group 3 with a live shift in bn1: its channel outputs relu(beta), so it
+   * stays, as do its coupled layers' channels */
+  int bn1 = find_layer(m, "bn1");
+  const PrunusLayer *bn = &masked->layers[bn1];
+  masked->mask[bn->b_off + bn->out.c + 3] = 1.0f;
+  masked->params[bn->b_off + bn->out.c + 3] = 0.5f;
+  PrunusModel *kept = prunus_model_shrink_dead(masked, &error);
+  g_assert_no_error(error);
+  g_assert_cmpint(kept->layers[0].out.c, ==, want->layers[0].out.c + 1);
+  g_assert_cmpuint(kept->n_params, >, want->n_params);
+  prunus_model_forward(masked, x, BATCH);
+  prunus_model_forward(kept, x, BATCH);
+  double d2 = logit_diff(masked, kept);
+  g_test_message("resnet8, one live shift: params %zu, max |shrunk - masked| %.3e", kept->n_params,
+                 d2);
+  g_assert_cmpfloat(d2, <=, 1e-5);
+
+  /* nothing dead: a copy of the same size */
+  PrunusModel *same = prunus_model_shrink_dead(m, &error);
+  g_assert_cmpuint(same->n_params, ==, m->n_params);
+  prunus_model_free(same), prunus_model_free(kept), prunus_model_free(dead);
+  prunus_model_free(want), prunus_model_free(masked);
+  removal_clear(&r, m->n_layers);
+  g_free(x);
+  prunus_groups_free(g);
+  prunus_model_free(m);
+}
+
 /* A zero scale alone is not a removal: the shift still comes out (the reason the shift is
  * masked too). */
 static void test_shift_matters(void) {
@@ -441,6 +511,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/groups/shrink/resnet20", test_resnet20_shrink);
   g_test_add_func("/groups/shrink/concat", test_concat_shrink);
   g_test_add_func("/groups/shift-matters", test_shift_matters);
+  g_test_add_func("/groups/shrink-dead", test_shrink_dead_graph);
   g_test_add_func("/groups/bad-removals", test_bad_removals);
   return g_test_run();
 }

@@ -199,6 +199,127 @@ static void assert_near(double got, double want, double tol, const char *what) {
 }
 
 // ----------------------------------------------------------------------------
+// prune.recalibrate_bn: batchnorm statistics re-estimated on the calibration sample
+
+/* One batchnorm channel over n values in training mode: y = g (z - mu) / sqrt(var + eps)
+ * + b with the batch's mean and biased variance; *mu and *var get them. */
+static void ref_bn(double *z, int n, int stride, double g, double b, double *mu, double *var) {
+  double m = 0.0, v = 0.0;
+  for (int i = 0; i < n; i++) m += z[i * stride];
+  m /= n;
+  for (int i = 0; i < n; i++) v += (z[i * stride] - m) * (z[i * stride] - m);
+  v /= n;
+  for (int i = 0; i < n; i++) z[i * stride] = g * (z[i * stride] - m) / sqrt(v + 1e-5) + b;
+  *mu = m, *var = v;
+}
+
+/* "conv 2x2 ("0"), batchnorm ("1"), relu, flatten, dense 3 ("4"), batchnorm ("5"), relu,
+ * dense 2" on the conv net's data, buffers set to values far from the data's: after
+ * re-estimation on 2 batches of 2 samples, each batchnorm's running mean is the mean of
+ * its two batch means and its running variance the mean of the two unbiased batch
+ * variances (N = 2 x 16 positions for "1", 2 for "5"), the second batchnorm fed by the
+ * first normalising with batch statistics, as in PyTorch's update_bn. */
+static void test_recalibrate_bn(void) {
+  conv_data_init();
+  PrunusArch a = ARCH(
+      2, 3, 3, {.type = PRUNUS_LAYER_CONV2D, .channels = 2, .kernel = 2, .stride = 1, .padding = 1},
+      {.type = PRUNUS_LAYER_BATCHNORM, .momentum = 0.1f, .eps = 1e-5f}, {.type = PRUNUS_LAYER_RELU},
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 3},
+      {.type = PRUNUS_LAYER_BATCHNORM, .momentum = 0.1f, .eps = 1e-5f}, {.type = PRUNUS_LAYER_RELU},
+      {.type = PRUNUS_LAYER_DENSE, .units = 2});
+  GError *error = NULL;
+  PrunusModel *m = prunus_model_new(&a, 8, 0, &error);
+  g_assert_no_error(error);
+  float w4[3 * 32], b4[3] = {0.2f, -0.1f, 0.05f};
+  for (int i = 0; i < 3 * 32; i++) w4[i] = (float)(0.3 * sin(0.7 * i + 0.2));
+  set_layer(m, 0, conv_w0, conv_b0);
+  set_layer(m, 4, w4, b4);
+  const double g1[2] = {1.3, 0.7}, be1[2] = {0.1, -0.2}, g5[3] = {0.9, 1.2, 1.1},
+               be5[3] = {0.0, 0.3, -0.1};
+  const int bn[2] = {1, 5}, C[2] = {2, 3};
+  for (int k = 0; k < 2; k++) {
+    const PrunusLayer *l = &m->layers[bn[k]];
+    for (int c = 0; c < C[k]; c++) {
+      m->params[l->b_off + c] = (float)(k ? g5[c] : g1[c]);
+      m->params[l->b_off + C[k] + c] = (float)(k ? be5[c] : be1[c]);
+      m->params[l->buf_off + c] = 5.0f, m->params[l->buf_off + C[k] + c] = 7.0f;
+    }
+  }
+  PrunusDataset *d = prunus_dataset_new_from_data(N_SAMPLES, 2, 3, 3, 2, conv_images, conv_labels);
+  float *before = g_memdup2(m->params, sizeof(float) * m->n_params);
+
+  /* the reference: batches {idx[0], idx[1]} and {idx[2], idx[3]} */
+  int idx[N_SAMPLES];
+  calib_order(idx);
+  double mean1[2] = {0}, var1[2] = {0}, mean5[3] = {0}, var5[3] = {0};
+  const Net n = {.d = d, .n_in = CV_IN};
+  for (int b = 0; b < 2; b++) {
+    double z[2][2][16], flat[2][32], h[2][3]; /* z (sample, channel, position) */
+    for (int s = 0; s < 2; s++) {
+      double patches[16][8], unused[32];
+      conv_ref_inputs(&n, idx[2 * b + s], patches, unused);
+      for (int co = 0; co < 2; co++)
+        for (int p = 0; p < 16; p++) {
+          z[s][co][p] = conv_b0[co];
+          for (int k = 0; k < 8; k++) z[s][co][p] += conv_w0[co * 8 + k] * patches[p][k];
+        }
+    }
+    for (int co = 0; co < 2; co++) {
+      double all[32], mu, var;
+      for (int s = 0; s < 2; s++) memcpy(all + 16 * s, z[s][co], sizeof z[s][co]);
+      ref_bn(all, 32, 1, g1[co], be1[co], &mu, &var);
+      mean1[co] += mu / 2, var1[co] += var * 32.0 / 31.0 / 2;
+      for (int s = 0; s < 2; s++)
+        for (int p = 0; p < 16; p++) flat[s][co * 16 + p] = fmax(all[16 * s + p], 0.0);
+    }
+    for (int s = 0; s < 2; s++)
+      for (int u = 0; u < 3; u++) {
+        h[s][u] = b4[u];
+        for (int j = 0; j < 32; j++) h[s][u] += w4[u * 32 + j] * flat[s][j];
+      }
+    for (int u = 0; u < 3; u++) {
+      double mu, var;
+      ref_bn(&h[0][u], 2, 3, g5[u], be5[u], &mu, &var);
+      mean5[u] += mu / 2, var5[u] += var * 2.0 / 1.0 / 2;
+    }
+  }
+
+  const PrunusNorm norm = {.kind = PRUNUS_NORM_UNIT};
+  g_assert_cmpint(prunus_calib_recalibrate_bn(m, d, &norm, 2, 2, CALIB_SEED), ==, 2);
+  double worst = 0.0;
+  for (int k = 0; k < 2; k++) {
+    const float *buf = m->params + m->layers[bn[k]].buf_off;
+    for (int c = 0; c < C[k]; c++) {
+      const double want_mean = k ? mean5[c] : mean1[c], want_var = k ? var5[c] : var1[c];
+      g_test_message("batchnorm %d channel %d: mean %.7g (want %.7g), var %.7g (want %.7g)", bn[k],
+                     c, buf[c], want_mean, buf[C[k] + c], want_var);
+      worst = fmax(worst, fabs(buf[c] - want_mean) / fmax(1.0, fabs(want_mean)));
+      worst = fmax(worst, fabs(buf[C[k] + c] - want_var) / fmax(1.0, fabs(want_var)));
+    }
+  }
+  g_test_message("recalibrated statistics: max relative difference %.3e", worst);
+  g_assert_cmpfloat(worst, <=, 1e-5);
+  /* nothing else moves: parameters, each layer's momentum, the evaluation mode */
+  g_assert_cmpmem(m->params, sizeof(float) * m->n_params, before, sizeof(float) * m->n_params);
+  g_assert_cmpfloat(m->layers[1].spec.momentum, ==, 0.1f);
+  g_assert_cmpfloat(m->layers[5].spec.momentum, ==, 0.1f);
+  g_assert_false(m->training);
+  g_assert_false(m->layers[1].training);
+
+  /* a model without batchnorm: nothing to do */
+  Net plain = mlp_net();
+  float *p0 = g_memdup2(plain.m->params, sizeof(float) * plain.m->n_params);
+  g_assert_cmpint(prunus_calib_recalibrate_bn(plain.m, plain.d, &norm, 2, 2, CALIB_SEED), ==, 0);
+  g_assert_cmpmem(plain.m->params, sizeof(float) * plain.m->n_params, p0,
+                  sizeof(float) * plain.m->n_params);
+  g_free(p0);
+  net_free(&plain);
+  g_free(before);
+  prunus_dataset_free(d);
+  prunus_model_free(m);
+}
+
+// ----------------------------------------------------------------------------
 // The calibration pass: inputs as the layers multiply them
 
 typedef struct {
@@ -1118,5 +1239,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/posttrain/sparsegpt-conv", test_sparsegpt_conv);
   g_test_add_func("/posttrain/sparsegpt-ill-conditioned", test_sparsegpt_ill_conditioned);
   g_test_add_func("/posttrain/nm", test_nm);
+  g_test_add_func("/posttrain/recalibrate-bn", test_recalibrate_bn);
   return g_test_run();
 }

@@ -956,6 +956,12 @@ static const Refusal refusals[] = {
      "schedule = { allocation = \"global-magnitude\"; };",
      "allocation",
      {"prune.schedule: allocation applies to scope = \"layer\" only", NULL}},
+    {"recalibrate-bn-without-batchnorm",
+     "recalibrate_bn = true;",
+     "recalibrate_bn",
+     {"prune.recalibrate_bn = true, but the model has no batchnorm layer whose statistics it "
+      "could re-estimate; remove the key",
+      NULL}},
     {"wanda-rows-global",
      "criterion = { plugin = \"wanda\"; compare = \"row\"; sequential = false; };",
      "\"wanda\"",
