@@ -264,18 +264,6 @@ static gboolean output_stays_transposed(const PrunusEngine *e, int i, int B) {
   return j < e->n_layers && runs_spmm(e, j, B);
 }
 
-static PrunusConvGeom conv_geom(const PrunusLayer *l) {
-  return (PrunusConvGeom){.C = l->in.c,
-                          .H = l->in.h,
-                          .W = l->in.w,
-                          .k = l->spec.kernel,
-                          .s = l->spec.stride,
-                          .p = l->spec.padding,
-                          .cout = l->out.c,
-                          .Ho = l->out.h,
-                          .Wo = l->out.w};
-}
-
 /* A conv the Winograd or channel-interleaved kernels run (as layers.c picks them: a
  * single-channel first layer goes to the direct kernel first) gets its weights laid out
  * once: at batch 1 that layout is most of the time of a call. Engines whose weights
@@ -285,7 +273,7 @@ static void prepare_convs(PrunusEngine *e) {
   for (int i = 0; i < e->n_layers; i++) {
     EngineLayer *el = &e->layers[i];
     if (el->l.spec.type != PRUNUS_LAYER_CONV2D) continue;
-    PrunusConvGeom g = conv_geom(&el->l);
+    PrunusConvGeom g = prunus_layer_conv_geom(&el->l);
     if (!prunus_conv_direct_covers(&g)) prunus_conv_prepare(&g, e->params + el->l.w_off, &el->conv);
   }
 }
@@ -295,7 +283,7 @@ static void dense_forward(PrunusEngine *e, int i, const float *x, float *y, floa
   const EngineLayer *el = &e->layers[i];
   const PrunusLayer *l = &el->l;
   if (el->conv.w) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     if (prunus_conv_forward_prepared(&g, &el->conv, x, l->b_len ? e->params + l->b_off : NULL, y,
                                      scratch, B, NULL))
       return;

@@ -4,6 +4,7 @@
 #ifndef PRUNUS_LAYER_H
 #define PRUNUS_LAYER_H
 
+#include "conv_gemm.h"
 #include "team.h"
 
 #include <prunus/prunus.h>
@@ -142,6 +143,10 @@ extern const PrunusLayerOps prunus_layer_ops_add;
 extern const PrunusLayerOps prunus_layer_ops_concat;
 extern const PrunusLayerOps prunus_layer_ops_avgpool2d;
 extern const PrunusLayerOps prunus_layer_ops_globalavgpool;
+
+/* A conv2d layer's geometry, as its kernels (conv_gemm.h, conv_direct.h, conv_wino.h)
+ * take it. */
+PrunusConvGeom prunus_layer_conv_geom(const PrunusLayer *l);
 
 /* batchnorm's defaults, as PyTorch's. */
 #define PRUNUS_BATCHNORM_MOMENTUM 0.1f

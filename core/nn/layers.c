@@ -163,8 +163,7 @@ static gboolean conv_infer(PrunusLayer *l, const PrunusShape *ins, const char *c
   return TRUE;
 }
 
-/* The layer's geometry for the implicit-GEMM and direct kernels. */
-static PrunusConvGeom conv_geom(const PrunusLayer *l) {
+PrunusConvGeom prunus_layer_conv_geom(const PrunusLayer *l) {
   return (PrunusConvGeom){.C = l->in.c,
                           .H = l->in.h,
                           .W = l->in.w,
@@ -179,21 +178,21 @@ static PrunusConvGeom conv_geom(const PrunusLayer *l) {
 /* Single-channel stride-1 convs (a first layer) run directly on the padded plane
  * (conv_direct.c): lowering them writes k*k floats per output for a tiny GEMM. */
 static gboolean conv_is_direct(const PrunusLayer *l) {
-  PrunusConvGeom g = conv_geom(l);
+  PrunusConvGeom g = prunus_layer_conv_geom(l);
   return prunus_conv_direct_covers(&g);
 }
 
 /* Multi-channel 3x3 stride-1 convs use Winograd's F(2x2, 3x3) where the CPU has AVX2
  * or AVX-512 (conv_wino.c: 16 multiplies per 2x2 outputs and channel pair, not 36). */
 static gboolean conv_uses_wino(const PrunusLayer *l) {
-  PrunusConvGeom g = conv_geom(l);
+  PrunusConvGeom g = prunus_layer_conv_geom(l);
   return !conv_is_direct(l) && prunus_conv_wino_covers(&g);
 }
 
 /* Strided and 1x1 convs run channel-interleaved (conv_wino.c's cl_*: each tap a product
  * of window rows, a vector of channels at a time) where the CPU has AVX2 or AVX-512. */
 static gboolean conv_uses_cl(const PrunusLayer *l) {
-  PrunusConvGeom g = conv_geom(l);
+  PrunusConvGeom g = prunus_layer_conv_geom(l);
   return !conv_is_direct(l) && !conv_uses_wino(l) && prunus_conv_cl_covers(&g);
 }
 
@@ -212,7 +211,7 @@ static size_t conv_bias_floats(const PrunusLayer *l) {
 }
 
 static size_t conv_scratch(const PrunusLayer *l, int B) {
-  PrunusConvGeom g = conv_geom(l);
+  PrunusConvGeom g = prunus_layer_conv_geom(l);
   size_t extra = conv_bias_floats(l);
   if (conv_is_direct(l)) return extra + prunus_conv_direct_scratch(&g, PRUNUS_TEAM_MAX_THREADS);
   size_t rows = (size_t)B * l->out.h * l->out.w;
@@ -303,24 +302,24 @@ static void conv_forward(const PrunusLayer *l, const float *params, const float 
   const float *bias = l->spec.no_bias ? scratch : params + l->b_off; /* (cout) */
   scratch += conv_bias_floats(l);
   if (conv_is_direct(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_direct_forward(&g, x, params + l->w_off, bias, y, scratch, B, l->team);
     return;
   }
   if (conv_uses_wino(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_wino_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
                              scratch, B, l->team);
     return;
   }
   if (conv_uses_cl(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_cl_forward(&g, x, params + l->w_off, l->b_len ? params + l->b_off : NULL, y,
                            scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_gemm_forward(&g, x, params + l->w_off, bias, y, scratch, B, l->team);
     return;
   }
@@ -348,25 +347,25 @@ static void conv_backward(const PrunusLayer *l, const float *params, float *grad
   float *db = l->spec.no_bias ? scratch + l->out.c : grads + l->b_off; /* (cout) */
   scratch += conv_bias_floats(l);
   if (conv_is_direct(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_direct_backward(&g, x, params + l->w_off, dy, grads + l->w_off, db, dx, scratch, B,
                                 l->team);
     return;
   }
   if (conv_uses_wino(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_wino_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
                               l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
     return;
   }
   if (conv_uses_cl(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_cl_backward(&g, x, params + l->w_off, dy, grads + l->w_off,
                             l->b_len ? grads + l->b_off : NULL, dx, scratch, B, l->team);
     return;
   }
   if (conv_uses_gemm_kernels(l)) {
-    PrunusConvGeom g = conv_geom(l);
+    PrunusConvGeom g = prunus_layer_conv_geom(l);
     prunus_conv_gemm_backward(&g, x, params + l->w_off, dy, grads + l->w_off, db, dx, scratch, B,
                               l->team);
     return;
