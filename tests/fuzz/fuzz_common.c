@@ -21,12 +21,23 @@ static char *slot_path[FUZZ_SLOTS];
 static int slot_fd[FUZZ_SLOTS];
 static size_t slot_len[FUZZ_SLOTS];
 
+/* Everything in the folder goes, not only the slot files: harnesses also write files
+ * of their own there (prunus_fuzz_dir), and a folder left non-empty stays behind. */
 static void remove_scratch(void) {
-  for (int i = 0; i < FUZZ_SLOTS; i++) {
+  for (int i = 0; i < FUZZ_SLOTS; i++)
     if (slot_fd[i] > 0) close(slot_fd[i]);
-    if (slot_path[i]) g_unlink(slot_path[i]);
+  if (!scratch_dir) return;
+  GDir *dir = g_dir_open(scratch_dir, 0, NULL);
+  if (dir) {
+    const char *name;
+    while ((name = g_dir_read_name(dir))) {
+      char *path = g_build_filename(scratch_dir, name, NULL);
+      g_unlink(path);
+      g_free(path);
+    }
+    g_dir_close(dir);
   }
-  if (scratch_dir) g_rmdir(scratch_dir);
+  g_rmdir(scratch_dir);
 }
 
 void prunus_fuzz_init(void) {
