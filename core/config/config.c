@@ -228,8 +228,10 @@ gboolean prunus_config_check_unread(PrunusConfig *c, GError **error) {
 /* libconfig 1.5's scanner calls exit() ("input in flex scanner failed") when an
  * @include names what it cannot read as a file: a folder, "" (the include folder
  * itself). So every @include, nested ones too, is checked first: its target must be a
- * regular file. A directive is recognised where libconfig's scanner does, at the start
- * of a line; nesting deeper than libconfig's own limit is left to it to refuse. */
+ * regular file. It reads every @include as the first config's folder + "/" + the
+ * path, absolute paths too, so those are refused here with a message that says so. A
+ * directive is recognised where libconfig's scanner does, at the start of a line;
+ * nesting deeper than libconfig's own limit is left to it to refuse. */
 #define INCLUDE_MAX_DEPTH 10
 
 static gboolean check_includes(const char *path, const char *include_dir, int depth,
@@ -250,9 +252,14 @@ static gboolean check_includes(const char *path, const char *include_dir, int de
       const char *close = q < end && *q == '"' ? memchr(q + 1, '"', (size_t)(end - q - 1)) : NULL;
       if (close) {
         char *name = g_strndup(q + 1, (size_t)(close - q - 1));
-        char *target =
-            g_path_is_absolute(name) ? g_strdup(name) : g_build_filename(include_dir, name, NULL);
-        if (!g_file_test(target, G_FILE_TEST_IS_REGULAR)) {
+        char *target = g_build_filename(include_dir, name, NULL);
+        if (g_path_is_absolute(name)) {
+          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                      "%s:%d: @include \"%s\": an absolute path; libconfig reads every @include "
+                      "relative to the first config's folder '%s': write the path relative to it",
+                      path, line, name, include_dir);
+          ok = FALSE;
+        } else if (!g_file_test(target, G_FILE_TEST_IS_REGULAR)) {
           g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                       "%s:%d: @include \"%s\": %s is not a file (@include paths are relative to "
                       "'%s')",

@@ -314,8 +314,8 @@ static void test_parse_defaults(void) {
 }
 
 /* @include is resolved against the config's folder, whatever the working folder;
- * an error inside the included file names that file; a target that is not a file is
- * refused. */
+ * an error inside the included file names that file; a target that is not a file, or
+ * an absolute path, is refused. */
 static void test_include(void) {
   char *dir = testutil_mkdtemp();
   char *sub = g_build_filename(dir, "parts", NULL);
@@ -365,6 +365,19 @@ static void test_include(void) {
     g_clear_error(&error);
     g_free(what), g_free(at), g_free(p), g_free(t), g_free(line);
   }
+
+  /* an absolute path, to a file that exists: libconfig would read folder + "/" + it and
+   * fail with its own bare message; refused first, saying so */
+  g_free(testutil_write_file(sub, "train.cfg", train, strlen(train)));
+  char *line = g_strdup_printf("@include \"%s\"\n", inc);
+  char *t = edit(BASE, "train = {\n  epochs = 10;\n  lr = 0.05;\n};\n", line);
+  char *p = testutil_write_file(dir, "absolute.cfg", t, strlen(t));
+  g_assert_null(prunus_config_load(p, &error));
+  char *at = loc(p, line_of(t, "@include"));
+  testutil_assert_error_contains(error, at, inc, "an absolute path",
+                                 "write the path relative to it", NULL);
+  g_clear_error(&error);
+  g_free(at), g_free(p), g_free(t), g_free(line);
 
   testutil_rmtree(dir);
   g_free(where);
