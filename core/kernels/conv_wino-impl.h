@@ -60,7 +60,7 @@ static void ISA(from_hwc)(const float *hwc, int hwc_cols, int cs, float *plane, 
 
 /* F(2x2, 3x3): V[e][t0 + tile] = B^T d B for every tile of the image in xh (Hq, Wq, Cs). */
 static void ISA(input_transform2)(const WinoPlan *pl, const float *xh, float *V, int t0) {
-  size_t es = (size_t)pl->Tg * pl->Cs; /* floats between two elements e */
+  size_t es = pl->vs; /* floats between two elements e */
   for (int th = 0; th < pl->nth; th++)
     for (int tw = 0; tw < pl->ntw; tw++) {
       float *out = V + (size_t)(t0 + th * pl->ntw + tw) * pl->Cs;
@@ -89,12 +89,12 @@ static void ISA(input_transform2)(const WinoPlan *pl, const float *xh, float *V,
 /* F(2x2, 3x3): yh (2 nth, 2 ntw, Ks) = A^T M A (+ bias) for every tile of one image. */
 static void ISA(output_transform2)(const WinoPlan *pl, const float *M, int t0, const float *bias,
                                    float *yh) {
-  size_t es = (size_t)pl->Tg * pl->Ks;
+  size_t es = pl->ms;
   int yw = 2 * pl->ntw;
-  for (int kb = 0; kb < pl->Ks; kb += VL) {
-    VEC b = bias ? vld_n(bias + kb, MIN(VL, pl->K - kb)) : vzero();
-    for (int th = 0; th < pl->nth; th++)
-      for (int tw = 0; tw < pl->ntw; tw++) {
+  for (int th = 0; th < pl->nth; th++)
+    for (int tw = 0; tw < pl->ntw; tw++)
+      for (int kb = 0; kb < pl->Ks; kb += VL) {
+        VEC b = bias ? vld_n(bias + kb, MIN(VL, pl->K - kb)) : vzero();
         const float *in = M + (size_t)(t0 + th * pl->ntw + tw) * pl->Ks + kb;
         VEC m[4][4], r[2][4];
         for (int i = 0; i < 4; i++)
@@ -109,7 +109,6 @@ static void ISA(output_transform2)(const WinoPlan *pl, const float *M, int t0, c
           vst(o + pl->Ks, vadd(b, vsub(vsub(r[i][1], r[i][2]), r[i][3])));
         }
       }
-  }
 }
 
 /* F(4x4, 3x3) (the B^T, G, A^T of Lavin & Gray): 6x6 input tiles, 36 products for 16
@@ -137,7 +136,7 @@ static inline void ISA(at6)(const VEC m[6], VEC o[4]) {
 
 /* F(4x4, 3x3): V[e][t0 + tile] = B^T d B for every tile of the image in xh. */
 static void ISA(input_transform4)(const WinoPlan *pl, const float *xh, float *V, int t0) {
-  size_t es = (size_t)pl->Tg * pl->Cs;
+  size_t es = pl->vs;
   for (int th = 0; th < pl->nth; th++)
     for (int tw = 0; tw < pl->ntw; tw++) {
       float *out = V + (size_t)(t0 + th * pl->ntw + tw) * pl->Cs;
@@ -162,12 +161,12 @@ static void ISA(input_transform4)(const WinoPlan *pl, const float *xh, float *V,
 /* F(4x4, 3x3): yh (4 nth, 4 ntw, Ks) = A^T M A (+ bias) for every tile of one image. */
 static void ISA(output_transform4)(const WinoPlan *pl, const float *M, int t0, const float *bias,
                                    float *yh) {
-  size_t es = (size_t)pl->Tg * pl->Ks;
+  size_t es = pl->ms;
   int yw = 4 * pl->ntw;
-  for (int kb = 0; kb < pl->Ks; kb += VL) {
-    VEC b = bias ? vld_n(bias + kb, MIN(VL, pl->K - kb)) : vzero();
-    for (int th = 0; th < pl->nth; th++)
-      for (int tw = 0; tw < pl->ntw; tw++) {
+  for (int th = 0; th < pl->nth; th++)
+    for (int tw = 0; tw < pl->ntw; tw++)
+      for (int kb = 0; kb < pl->Ks; kb += VL) {
+        VEC b = bias ? vld_n(bias + kb, MIN(VL, pl->K - kb)) : vzero();
         const float *in = M + (size_t)(t0 + th * pl->ntw + tw) * pl->Ks + kb;
         VEC r[4][6]; /* r[i][j] = (A^T m)[i][j] */
         for (int j = 0; j < 6; j++) {
@@ -183,7 +182,6 @@ static void ISA(output_transform4)(const WinoPlan *pl, const float *M, int t0, c
           for (int j = 0; j < 4; j++) vst(dst + (size_t)j * pl->Ks, vadd(b, o[j]));
         }
       }
-  }
 }
 
 static void ISA(input_transform)(const WinoPlan *pl, const float *xh, float *V, int t0) {
@@ -204,7 +202,7 @@ static void ISA(output_transform)(const WinoPlan *pl, const float *M, int t0, co
 /* F(2x2, 3x3): Z[e][t0 + tile] = A dY A^T for every 2x2 tile of one image's dy in dh
  * (2 nth, 2 ntw, Ks), zero past the output's edge. */
 static void ISA(grad_transform2)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
-  size_t es = (size_t)pl->Tg * pl->Ks;
+  size_t es = pl->ms;
   int yw = 2 * pl->ntw;
   for (int th = 0; th < pl->nth; th++)
     for (int tw = 0; tw < pl->ntw; tw++) {
@@ -246,7 +244,7 @@ static inline void ISA(a6)(const VEC y[4], VEC z[6]) {
 /* F(4x4, 3x3): Z[e][t0 + tile] = A dY A^T for every 4x4 tile of one image's dy in dh
  * (4 nth, 4 ntw, Ks), zero past the output's edge. */
 static void ISA(grad_transform4)(const WinoPlan *pl, const float *dh, float *Z, int t0) {
-  size_t es = (size_t)pl->Tg * pl->Ks;
+  size_t es = pl->ms;
   int yw = 4 * pl->ntw;
   for (int th = 0; th < pl->nth; th++)
     for (int tw = 0; tw < pl->ntw; tw++) {
@@ -329,13 +327,17 @@ typedef void (*ISA(FwdKernel))(const float *, int, int, const float *, size_t, f
 typedef void (*ISA(DwKernel))(const float *, int, size_t, const float *, int, size_t, int, int,
                               float *, int);
 
+#define ISA_FWD3(R) WINO_FWD(R, 3)
 #define ISA_FWD4(R) WINO_FWD(R, 4)
+#define ISA_FWD3_NAME(R) ISA(fwd_##R##_3),
 #define ISA_FWD4_NAME(R) ISA(fwd_##R##_4),
+BLOCKS_3(ISA_FWD3)
 BLOCKS_4(ISA_FWD4)
-/* Four output vectors at once, for calls with few tiles (RMAX4 at most): a block of
- * R tiles by 2 vectors loads R + 2 values for 2R products, by 4 vectors R + 4 for 4R. */
+static const ISA(FwdKernel) ISA(fwd3_kernel)[RMAX3 + 1] = {NULL, BLOCKS_3(ISA_FWD3_NAME)};
 static const ISA(FwdKernel) ISA(fwd4_kernel)[RMAX4 + 1] = {NULL, BLOCKS_4(ISA_FWD4_NAME)};
+#undef ISA_FWD3
 #undef ISA_FWD4
+#undef ISA_FWD3_NAME
 #undef ISA_FWD4_NAME
 #define ISA_FWD1(R) WINO_FWD(R, 1)
 #define ISA_FWD2(R) WINO_FWD(R, 2)
@@ -368,21 +370,41 @@ static int ISA(block_of)(int n, int rmax) {
   return (n + blocks - 1) / blocks;
 }
 
+/* Output vectors a product pass takes when `left` of them remain: wider passes load a
+ * weight vector per NK products and a broadcast per R, so passes of 1 (a load per
+ * product) are avoided: 3 = 3, 5 = 3 + 2, 6 = 3 + 3, 7 = 4 + 3 (channel-pruned widths:
+ * 24, 40, 48, 56 channels at 8 lanes). 4 stays 2 + 2 unless the call has few rows
+ * (RMAX4 at most: a small image at batch 1), where R is small anyway. */
+static int ISA(pass_vectors)(int left, int rows) {
+  if (left >= 4 && (rows <= RMAX4 || left == 7)) return 4;
+  if (left == 3 || left == 5 || left == 6) return 3;
+  return left >= 2 ? 2 : 1;
+}
+
+/* The kernel for a block of r rows by nk vectors. */
+static ISA(FwdKernel) ISA(fwd_block)(int nk, int r) {
+  return nk == 4 ? ISA(fwd4_kernel)[r] : nk == 3 ? ISA(fwd3_kernel)[r] : ISA(fwd_kernel)[nk - 1][r];
+}
+
+static int ISA(rmax_of)(int nk) {
+  return nk == 4 ? RMAX4 : nk == 3 ? RMAX3 : nk == 2 ? RMAX2 : RMAX1;
+}
+
 /* M[e] (n tiles, Ks) = V[e] (n, C) U[e] (C, Ks) for the E elements e. */
 static void ISA(products)(const WinoPlan *pl, const float *V, const float *U, float *M, int n) {
   int kvs = pl->Ks / VL;
   for (int e = 0; e < pl->E; e++) {
-    const float *ve = V + (size_t)e * pl->Tg * pl->Cs;
+    const float *ve = V + (size_t)e * pl->vs;
     const float *ue = U + (size_t)e * pl->C * pl->Ks;
-    float *me = M + (size_t)e * pl->Tg * pl->Ks;
+    float *me = M + (size_t)e * pl->ms;
     for (int kv = 0; kv < kvs;) {
-      int nk = n <= RMAX4 && kvs - kv >= 4 ? 4 : kvs - kv >= 2 ? 2 : 1;
-      int rb = ISA(block_of)(n, nk == 4 ? RMAX4 : nk == 2 ? RMAX2 : RMAX1);
+      int nk = ISA(pass_vectors)(kvs - kv, n);
+      int rb = ISA(block_of)(n, ISA(rmax_of)(nk));
       for (int t = 0; t < n; t += rb) {
         int r = MIN(rb, n - t);
-        const ISA(FwdKernel) kernel = nk == 4 ? ISA(fwd4_kernel)[r] : ISA(fwd_kernel)[nk - 1][r];
-        kernel(ve + (size_t)t * pl->Cs, pl->Cs, pl->C, ue + (size_t)kv * pl->C * VL,
-               (size_t)pl->C * VL, me + (size_t)t * pl->Ks + kv * VL, pl->Ks, 0);
+        ISA(fwd_block)
+        (nk, r)(ve + (size_t)t * pl->Cs, pl->Cs, pl->C, ue + (size_t)kv * pl->C * VL,
+                (size_t)pl->C * VL, me + (size_t)t * pl->Ks + kv * VL, pl->Ks, 0);
       }
       kv += nk;
     }
@@ -394,8 +416,8 @@ static void ISA(weight_products)(const WinoPlan *pl, const float *V, const float
                                  int n) {
   int kvs = pl->Ks / VL;
   for (int e = 0; e < pl->E; e++) {
-    const float *ve = V + (size_t)e * pl->Tg * pl->Cs;
-    const float *ze = Z + (size_t)e * pl->Tg * pl->Ks;
+    const float *ve = V + (size_t)e * pl->vs;
+    const float *ze = Z + (size_t)e * pl->ms;
     float *de = dU + (size_t)e * pl->C * pl->Ks;
     for (int kv = 0; kv < kvs;) {
       int nk = kvs - kv >= 2 ? 2 : 1;
@@ -483,11 +505,12 @@ static void ISA(cl_products)(const PrunusConvGeom *g, const ClPlan *cp, const fl
   int kvs = cp->Ks / VL, kk = g->k * g->k;
   for (int oh = 0; oh < g->Ho; oh++)
     for (int kv = 0; kv < kvs;) {
-      int nk = kvs - kv >= 2 ? 2 : 1;
-      int rb = ISA(block_of)(g->Wo, nk == 2 ? RMAX2 : RMAX1);
+      /* 3 for 3, 5, 7 vectors; never 4, which leaves rows of 7 in blocks of 4 and 3 */
+      int left = kvs - kv, nk = left == 3 || left == 5 || left == 7 ? 3 : left >= 2 ? 2 : 1;
+      int rb = ISA(block_of)(g->Wo, ISA(rmax_of)(nk));
       for (int ow = 0; ow < g->Wo; ow += rb) {
         int r = MIN(rb, g->Wo - ow);
-        const ISA(FwdKernel) kernel = ISA(fwd_kernel)[nk - 1][r];
+        const ISA(FwdKernel) kernel = ISA(fwd_block)(nk, r);
         for (int t = 0; t < kk; t++) {
           const float *v =
               xh +

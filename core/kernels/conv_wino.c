@@ -37,18 +37,29 @@ typedef struct {
   int Hq, Wq;      /* the zero-padded input as tiles read it */
   int Cs, Ks;      /* C and K rounded up to vl */
   int G, Tg;       /* images per group, tiles per group */
+  size_t vs, ms;   /* floats between two elements e of v and of m (plane_stride) */
   size_t part;     /* floats of one part's buffers (WinoBufs) */
 } WinoPlan;
 
 /* One part's buffers, in this order in its scratch. */
 typedef struct {
   float *xh; /* (Hq, Wq, Cs) one padded input image, channels interleaved */
-  float *v;  /* (E, Tg, Cs) transformed input tiles */
-  float *m;  /* (E, Tg, Ks) the products; the weight gradient: transformed dy */
+  float *v;  /* (E, Tg, Cs) transformed input tiles, planes e vs apart */
+  float *m;  /* (E, Tg, Ks) the products (the weight gradient: transformed dy), ms apart */
   float *yh; /* (m nth, m ntw, Ks) one output image; the weight gradient: its dy */
   float *du; /* (E, C, Ks) the weight gradient of this part's images, transformed */
   float *db; /* (Ks) the bias gradient of this part's images */
 } WinoBufs;
+
+/* Floats between two planes e of n floats each: n rounded up to an odd number of
+ * 64-byte lines. A tile's transform touches the same position in every plane; at a
+ * multiple of 4 KiB apart (64 x 64 channels, 64 tiles) the 36 planes of F(4x4) all map
+ * to one set of the L1 cache (eight ways) and evict each other, where an odd number of
+ * lines puts each in a set of its own. */
+static size_t plane_stride(size_t n) {
+  size_t lines = (n + 15) / 16;
+  return (lines | 1) * 16;
+}
 
 static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl, int m) {
   WinoPlan pl = {.C = C, .H = H, .W = W, .K = K, .p = p, .m = m, .E = (m + 2) * (m + 2)};
@@ -59,10 +70,9 @@ static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl, int m) {
   pl.Cs = (int)round_up((size_t)C, (size_t)vl), pl.Ks = (int)round_up((size_t)K, (size_t)vl);
   pl.G = MAX(1, (TILES_PER_GROUP + pl.T - 1) / pl.T);
   pl.Tg = pl.G * pl.T;
-  pl.part = round_up((size_t)pl.Hq * pl.Wq * pl.Cs, MAX_VL) +
-            round_up((size_t)pl.E * pl.Tg * pl.Cs, MAX_VL) +
-            round_up((size_t)pl.E * pl.Tg * pl.Ks, MAX_VL) +
-            round_up((size_t)m * m * pl.nth * pl.ntw * pl.Ks, MAX_VL) +
+  pl.vs = plane_stride((size_t)pl.Tg * pl.Cs), pl.ms = plane_stride((size_t)pl.Tg * pl.Ks);
+  pl.part = round_up((size_t)pl.Hq * pl.Wq * pl.Cs, MAX_VL) + (size_t)pl.E * pl.vs +
+            (size_t)pl.E * pl.ms + round_up((size_t)m * m * pl.nth * pl.ntw * pl.Ks, MAX_VL) +
             round_up((size_t)pl.E * C * pl.Ks, MAX_VL) + round_up((size_t)pl.Ks, MAX_VL);
   return pl;
 }
@@ -70,8 +80,8 @@ static WinoPlan wino_plan(int C, int H, int W, int K, int p, int vl, int m) {
 static WinoBufs wino_bufs(const WinoPlan *pl, float *at) {
   WinoBufs b;
   b.xh = at, at += round_up((size_t)pl->Hq * pl->Wq * pl->Cs, MAX_VL);
-  b.v = at, at += round_up((size_t)pl->E * pl->Tg * pl->Cs, MAX_VL);
-  b.m = at, at += round_up((size_t)pl->E * pl->Tg * pl->Ks, MAX_VL);
+  b.v = at, at += (size_t)pl->E * pl->vs;
+  b.m = at, at += (size_t)pl->E * pl->ms;
   b.yh = at, at += round_up((size_t)pl->m * pl->m * pl->nth * pl->ntw * pl->Ks, MAX_VL);
   b.du = at, at += round_up((size_t)pl->E * pl->C * pl->Ks, MAX_VL);
   b.db = at;
@@ -297,11 +307,13 @@ typedef struct {
 #define VEC __m512
 #define RMAX1 24 /* tiles per block with one output vector: 24 accumulators */
 #define RMAX2 12 /* with two */
-#define RMAX4 6  /* with four (few tiles a call: a small image at batch 1) */
+#define RMAX3 8  /* with three */
+#define RMAX4 6  /* with four */
 // clang-format off
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) \
   M(15) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+#define BLOCKS_3(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8)
 #define BLOCKS_4(M) M(1) M(2) M(3) M(4) M(5) M(6)
 // clang-format on
 static inline __mmask16 lanes_mask(int n) { return (__mmask16)prunus_lanes_mask(n); }
@@ -357,9 +369,11 @@ static inline void vtranspose(VEC r[16]) {
 #undef VEC
 #undef RMAX1
 #undef RMAX2
+#undef RMAX3
 #undef RMAX4
 #undef BLOCKS_1
 #undef BLOCKS_2
+#undef BLOCKS_3
 #undef BLOCKS_4
 #pragma GCC pop_options
 
@@ -370,9 +384,11 @@ static inline void vtranspose(VEC r[16]) {
 #define VEC __m256
 #define RMAX1 12 /* 16 registers: 12 accumulators, a weight vector, a broadcast */
 #define RMAX2 6
+#define RMAX3 4
 #define RMAX4 2
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6)
+#define BLOCKS_3(M) M(1) M(2) M(3) M(4)
 #define BLOCKS_4(M) M(1) M(2)
 /* maskload/maskstore take the lanes to touch as the sign bits of a vector */
 static inline __m256i lanes_mask256(int n) {
@@ -447,18 +463,22 @@ static inline void vtranspose_avx2(VEC r[8]) {
 #undef ISA
 #undef RMAX1
 #undef RMAX2
+#undef RMAX3
 #undef RMAX4
 #undef BLOCKS_1
 #undef BLOCKS_2
+#undef BLOCKS_3
 #undef BLOCKS_4
 #define ISA(name) name##_avx512y
 #define RMAX1 24
 #define RMAX2 12
+#define RMAX3 8
 #define RMAX4 6
 // clang-format off
 #define BLOCKS_1(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) \
   M(15) M(16) M(17) M(18) M(19) M(20) M(21) M(22) M(23) M(24)
 #define BLOCKS_2(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12)
+#define BLOCKS_3(M) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8)
 #define BLOCKS_4(M) M(1) M(2) M(3) M(4) M(5) M(6)
 // clang-format on
 #pragma GCC diagnostic push
@@ -513,24 +533,27 @@ static PrunusConvLanes lanes_forced = PRUNUS_CONV_LANES_AUTO;
 
 void prunus_conv_force_lanes(PrunusConvLanes lanes) { lanes_forced = lanes; }
 
-/* Vector width of a forward with cout output channels (the lanes of its products, the
- * largest part of its work) under `isa`: 16 on AVX-512, or 8 (the avx512y version)
- * where 8-lane vectors leave fewer padding lanes (cout mod 16 in 1..8) and are not
- * more costly for it: on CPUs that split 512-bit operations, or where it needs no more
+/* Vector width of the forward of g under `isa`: 16 on AVX-512, or 8 (the avx512y
+ * version) where 8-lane vectors leave fewer padding lanes and are not more costly for
+ * it: on CPUs that split 512-bit operations, where either side pads less (cout or C mod
+ * 16 in 1..8: the products and output transforms run over cout rounded up, the input
+ * transforms and layout changes over C rounded up), or elsewhere where it needs no more
  * vectors (cout <= 8). A channel-pruned layer has such counts (20, 39, 54). Both widths
  * compute every output with the same operations in the same order, so the bits are
  * the same (tests/kernels/test_conv.c checks it). */
-static int forward_lanes(PrunusConvIsa isa, int cout) {
+static int forward_lanes(PrunusConvIsa isa, const PrunusConvGeom *g) {
   if (isa != PRUNUS_CONV_ISA_AVX512) return 8;
   if (lanes_forced != PRUNUS_CONV_LANES_AUTO || !cpu_has_avx512vl())
     return lanes_forced == PRUNUS_CONV_LANES_8 && cpu_has_avx512vl() ? 8 : 16;
-  int k8 = (int)round_up((size_t)cout, 8), k16 = (int)round_up((size_t)cout, 16);
-  return k8 < k16 && (cpu_splits_512() || cout <= 8) ? 8 : 16;
+  bool k_pads_less = round_up((size_t)g->cout, 8) < round_up((size_t)g->cout, 16);
+  bool c_pads_less = round_up((size_t)g->C, 8) < round_up((size_t)g->C, 16);
+  if (cpu_splits_512()) return k_pads_less || c_pads_less ? 8 : 16;
+  return g->cout <= 8 ? 8 : 16;
 }
 
 int prunus_conv_forward_lanes(const PrunusConvGeom *g) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
-  return isa == PRUNUS_CONV_ISA_NONE ? 0 : forward_lanes(isa, g->cout);
+  return isa == PRUNUS_CONV_ISA_NONE ? 0 : forward_lanes(isa, g);
 }
 
 bool prunus_conv_wino_covers(const PrunusConvGeom *g) {
@@ -580,7 +603,7 @@ void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float
                             const float *bias, float *y, float *scratch, int B, PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
   g_assert(isa != PRUNUS_CONV_ISA_NONE);
-  int vl = forward_lanes(isa, g->cout);
+  int vl = forward_lanes(isa, g);
   cl_prepare_weights(g, Wt, FALSE, vl, scratch);
   ClCall c = {.g = g,
               .x = x,
@@ -658,7 +681,7 @@ void prunus_conv_wino_forward(const PrunusConvGeom *g, const float *x, const flo
                               PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
   g_assert(prunus_conv_wino_covers(g));
-  int vl = forward_lanes(isa, g->cout);
+  int vl = forward_lanes(isa, g);
   WinoPlan pl = forward_plan(g, vl);
   transform_weights(&pl, Wt, FALSE, vl, scratch, team);
   run_forward(&pl, isa, vl, x, scratch, bias, y, scratch + shared_floats(g, vl), part_floats(g, vl),
@@ -708,7 +731,7 @@ bool prunus_conv_prepare(const PrunusConvGeom *g, const float *Wt, PrunusConvPre
   PrunusConvIsa isa = prunus_conv_wino_isa();
   bool wino = prunus_conv_wino_covers(g);
   if (!wino && !prunus_conv_cl_covers(g)) return false;
-  int vl = forward_lanes(isa, g->cout);
+  int vl = forward_lanes(isa, g);
   size_t n = wino ? shared_floats(g, vl) : cl_weights(g, vl);
   void *w = NULL;
   if (posix_memalign(&w, 64, sizeof(float) * MAX(n, 1)) != 0) g_error("out of memory");
@@ -731,7 +754,7 @@ bool prunus_conv_forward_prepared(const PrunusConvGeom *g, const PrunusConvPrepa
                                   const float *x, const float *bias, float *y, float *scratch,
                                   int B, PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
-  if (!p->w || isa != p->isa || forward_lanes(isa, g->cout) != p->lanes) return false;
+  if (!p->w || isa != p->isa || forward_lanes(isa, g) != p->lanes) return false;
   int vl = p->lanes;
   if (p->wino) {
     WinoPlan pl = forward_plan(g, vl);

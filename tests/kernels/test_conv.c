@@ -218,6 +218,13 @@ static const struct {
     /* one image of few tiles, many output vectors: the products' 4-vector blocks */
     {9, 3, 3, 70, 1, 1},
     {20, 7, 7, 70, 1, 1},
+    {9, 3, 3, 56, 1, 1},
+    /* channel-pruned widths, many tiles: passes of 3 output vectors (24 at 8 lanes, 48
+     * at 16), 3 + 2 (33 at 8), 3 + 3 (48 at 8), 4 + 3 (53, 56 at 8) */
+    {26, 14, 14, 24, 1, 2},
+    {56, 7, 7, 33, 1, 2},
+    {7, 10, 10, 48, 1, 2},
+    {53, 7, 7, 56, 1, 3},
 };
 
 /* Every case in the ISA version `isa`, with and without bias, against the plain loops. */
@@ -314,10 +321,21 @@ static void test_wino_team(void) {
 static const struct {
   int C, H, W, cout, k, s, p, B;
 } cl_cases[] = {
-    {16, 28, 28, 32, 3, 2, 1, 3}, {16, 28, 28, 32, 1, 2, 0, 2}, {32, 14, 14, 64, 3, 2, 1, 2},
-    {32, 14, 14, 64, 1, 2, 0, 3}, {11, 9, 13, 45, 3, 2, 1, 3},  {45, 8, 7, 11, 1, 1, 0, 2},
-    {3, 11, 10, 17, 5, 3, 2, 2},  {1, 7, 7, 5, 2, 2, 0, 3},     {20, 33, 5, 9, 3, 2, 0, 1},
+    {16, 28, 28, 32, 3, 2, 1, 3},
+    {16, 28, 28, 32, 1, 2, 0, 2},
+    {32, 14, 14, 64, 3, 2, 1, 2},
+    {32, 14, 14, 64, 1, 2, 0, 3},
+    {11, 9, 13, 45, 3, 2, 1, 3},
+    {45, 8, 7, 11, 1, 1, 0, 2},
+    {3, 11, 10, 17, 5, 3, 2, 2},
+    {1, 7, 7, 5, 2, 2, 0, 3},
+    {20, 33, 5, 9, 3, 2, 0, 1},
     {6, 14, 14, 16, 5, 1, 0, 2},
+    /* passes of 3 output vectors: 24 (8 lanes) or 48 (16), 40 = 3 + 2, 56 = 3 + 2 + 2 */
+    {7, 28, 28, 24, 3, 2, 1, 2},
+    {9, 10, 10, 40, 3, 2, 1, 1},
+    {26, 14, 14, 53, 3, 2, 1, 2},
+    {5, 9, 9, 48, 3, 2, 1, 1},
 };
 
 static void check_cl_isa(PrunusConvIsa isa) {
@@ -439,19 +457,22 @@ static void test_lanes_same_bits(void) {
   prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
 }
 
-/* The default choice: 16 lanes for whole vectors of 16, 8 for up to 8 channels, and for
- * 9..15 channels past a multiple of 16 only where 8 lanes cost half (AMD). */
+/* The default choice: 16 lanes for whole vectors of 16, 8 for up to 8 output channels,
+ * and for 9..15 channels past a multiple of 16 on either side (outputs or inputs) only
+ * where 8 lanes cost half (AMD). */
 static void test_lanes_auto(void) {
   if (!force_lanes_8()) return;
   prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
   __builtin_cpu_init();
   int halves = __builtin_cpu_is("amd") ? 8 : 16;
   const struct {
-    int cout, lanes;
-  } want[] = {{16, 16}, {32, 16},     {64, 16},     {6, 8},       {8, 8},   {9, 16},
-              {15, 16}, {20, halves}, {39, halves}, {54, halves}, {45, 16}, {24, halves}};
+    int cin, cout, lanes;
+  } want[] = {{16, 16, 16}, {32, 32, 16},     {64, 64, 16},     {16, 6, 8},       {16, 8, 8},
+              {16, 9, 16},  {16, 15, 16},     {16, 20, halves}, {32, 39, halves}, {64, 54, halves},
+              {48, 45, 16}, {32, 24, halves}, {7, 16, halves},  {24, 32, halves}, {53, 64, halves},
+              {9, 48, 16},  {26, 24, halves}, {48, 56, halves}, {56, 48, halves}, {7, 3, 8}};
   for (size_t i = 0; i < G_N_ELEMENTS(want); i++) {
-    PrunusConvGeom g = geom(7, 9, 9, want[i].cout, 3, 1, 1);
+    PrunusConvGeom g = geom(want[i].cin, 9, 9, want[i].cout, 3, 1, 1);
     g_assert_cmpint(prunus_conv_forward_lanes(&g), ==, want[i].lanes);
   }
 }
