@@ -26,4 +26,21 @@ void prunus_conv_direct_backward(const PrunusConvGeom *g, const float *x, const 
                                  const float *dy, float *dW, float *db, float *dx, float *scratch,
                                  int B, PrunusTeam *team);
 
+/* The forward of a stride-1 conv of up to 8 input and 8 output channels, 40 pairs (a
+ * channel-pruned network's first stage, which the Winograd kernels' channel vectors
+ * would leave mostly padding), directly, output positions in the lanes: for weights
+ * that do not change (the inference engines, through prunus_conv_prepare). TRUE for
+ * such geometries where AVX-512 runs here. */
+bool prunus_conv_direct_few_covers(const PrunusConvGeom *g);
+/* Floats of scratch of prunus_conv_direct_few_forward, any batch, a team of `parts`. */
+size_t prunus_conv_direct_few_scratch(const PrunusConvGeom *g, int parts);
+/* Floats of the laid-out weights, and the layout: w (C, k*k, cout) from Wt (cout, C, k, k). */
+size_t prunus_conv_direct_few_weights(const PrunusConvGeom *g);
+void prunus_conv_direct_few_prepare(const PrunusConvGeom *g, const float *Wt, float *w);
+/* y (B, cout, Ho, Wo) = conv(x (B, C, H, W), w as laid out above) + bias (cout; NULL:
+ * none), the images split over team (NULL: this thread only). */
+void prunus_conv_direct_few_forward(const PrunusConvGeom *g, const float *x, const float *w,
+                                    const float *bias, float *y, float *scratch, int B,
+                                    PrunusTeam *team);
+
 #endif

@@ -7,6 +7,7 @@
  * (cl_*) reuse the same products tap by tap. The vector code is conv_wino-impl.h,
  * compiled here once for AVX-512 and once for AVX2. */
 #include "conv_wino.h"
+#include "conv_direct.h"
 #include "gemm.h"
 
 #include <glib.h>
@@ -726,9 +727,27 @@ void prunus_conv_wino_backward(const PrunusConvGeom *g, const float *x, const fl
 /* ------------------------------------------------------------------------ */
 /* prepared weights (inference) */
 
+/* The few-channel direct forward for g: on the layers it covers, when the Winograd
+ * kernels' AVX-512 version would run (not limited, lanes not forced by a test), and its
+ * scratch fits in theirs (what callers hold for g). */
+static bool prepared_direct(const PrunusConvGeom *g) {
+  return prunus_conv_direct_few_covers(g) && prunus_conv_wino_covers(g) &&
+         prunus_conv_wino_isa() == PRUNUS_CONV_ISA_AVX512 &&
+         lanes_forced == PRUNUS_CONV_LANES_AUTO &&
+         prunus_conv_direct_few_scratch(g, 1) <= prunus_conv_wino_scratch(g, 1);
+}
+
 bool prunus_conv_prepare(const PrunusConvGeom *g, const float *Wt, PrunusConvPrepared *out) {
   *out = (PrunusConvPrepared){0};
   PrunusConvIsa isa = prunus_conv_wino_isa();
+  if (prepared_direct(g)) {
+    size_t n = prunus_conv_direct_few_weights(g);
+    void *w = NULL;
+    if (posix_memalign(&w, 64, sizeof(float) * MAX(n, 1)) != 0) g_error("out of memory");
+    prunus_conv_direct_few_prepare(g, Wt, w);
+    *out = (PrunusConvPrepared){.direct = true, .isa = isa, .w = w, .n_floats = n};
+    return true;
+  }
   bool wino = prunus_conv_wino_covers(g);
   if (!wino && !prunus_conv_cl_covers(g)) return false;
   int vl = forward_lanes(isa, g);
@@ -754,6 +773,11 @@ bool prunus_conv_forward_prepared(const PrunusConvGeom *g, const PrunusConvPrepa
                                   const float *x, const float *bias, float *y, float *scratch,
                                   int B, PrunusTeam *team) {
   PrunusConvIsa isa = prunus_conv_wino_isa();
+  if (p->direct) {
+    if (!p->w || !prepared_direct(g)) return false;
+    prunus_conv_direct_few_forward(g, x, p->w, bias, y, scratch, B, team);
+    return true;
+  }
   if (!p->w || isa != p->isa || forward_lanes(isa, g) != p->lanes) return false;
   int vl = p->lanes;
   if (p->wino) {

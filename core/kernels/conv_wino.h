@@ -80,6 +80,7 @@ void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const floa
  * prunus_conv_cl_forward redo on every call), for weights that do not change: the
  * inference engines. */
 typedef struct {
+  bool direct;       /* conv_direct.h's few-channel forward (neither of the two below) */
   bool wino;         /* Winograd (else channel-interleaved) */
   PrunusConvIsa isa; /* the version and lanes they were laid out for */
   int lanes;
@@ -89,12 +90,15 @@ typedef struct {
 
 /* Lays out Wt (cout, C, k, k) for the forward of g as the version that runs here
  * would; FALSE (and *out empty) when neither the Winograd nor the channel-interleaved
- * kernels take g. */
+ * kernels take g. A layer of few channels on both sides (prunus_conv_direct_few_covers,
+ * Winograd lanes left unforced) goes to conv_direct.h's direct forward instead, which
+ * rounds differently from the Winograd forward (each output a plain float sum). */
 bool prunus_conv_prepare(const PrunusConvGeom *g, const float *Wt, PrunusConvPrepared *out);
 void prunus_conv_prepared_clear(PrunusConvPrepared *p);
-/* prunus_conv_wino_forward / prunus_conv_cl_forward of g with weights p (the same bits),
- * scratch as prunus_conv_*_scratch gives; FALSE, nothing written, when the version or
- * lanes that run here now are not those p was laid out for (a test limited them). */
+/* prunus_conv_wino_forward / prunus_conv_cl_forward of g with weights p (the same bits;
+ * the direct forward where p->direct), scratch as prunus_conv_*_scratch gives; FALSE,
+ * nothing written, when the version or lanes that run here now are not those p was laid
+ * out for (a test limited them). */
 bool prunus_conv_forward_prepared(const PrunusConvGeom *g, const PrunusConvPrepared *p,
                                   const float *x, const float *bias, float *y, float *scratch,
                                   int B, PrunusTeam *team);

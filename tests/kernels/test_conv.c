@@ -3,6 +3,7 @@
  * every instruction-set version this CPU runs (AVX-512 at 16 and 8 lanes), alone and
  * split over a team; forwards the same bits at every width; prepared (inference)
  * weights; the plain loops' gradients against finite differences. */
+#include "conv_direct.h"
 #include "conv_wino.h"
 #include "gemm.h"
 #include "rng.h"
@@ -554,6 +555,80 @@ static void test_wino_covers(void) {
   g_assert_cmpstr(prunus_conv_isa_name(PRUNUS_CONV_ISA_AVX2), ==, "avx2");
 }
 
+/* The few-channel direct forward (the engines' prepared layers of up to 8 x 8 channels,
+ * 40 pairs) against the plain loops, with and without bias, odd sides, paddings 0..2, a
+ * 5x5 kernel; prunus_conv_prepare picks it for such layers only, the prepared forward
+ * gives its bits, and a team of 2 the same bits as one thread. */
+static void test_direct_few(void) {
+  if (!prunus_avx512_in_use() || prunus_conv_wino_isa() != PRUNUS_CONV_ISA_AVX512) {
+    g_test_skip("no AVX-512 here");
+    return;
+  }
+  const PrunusConvGeom cases[] = {geom(7, 28, 28, 3, 3, 1, 1), geom(3, 28, 28, 7, 3, 1, 1),
+                                  geom(5, 9, 13, 7, 3, 1, 0),  geom(8, 5, 5, 5, 3, 1, 2),
+                                  geom(2, 6, 6, 8, 3, 1, 1),   geom(4, 7, 7, 1, 3, 1, 1),
+                                  geom(6, 10, 10, 6, 3, 1, 1), geom(2, 12, 11, 2, 5, 1, 2)};
+  PrunusTeam *team = prunus_team_new(2);
+  g_assert_nonnull(team);
+  for (size_t ci = 0; ci < G_N_ELEMENTS(cases); ci++) {
+    const PrunusConvGeom *g = &cases[ci];
+    g_assert_true(prunus_conv_direct_few_covers(g));
+    int B = 3;
+    Data d = data_new(*g, B, 500 + ci);
+    size_t ny = y_len(g, B);
+    float *w = g_new(float, prunus_conv_direct_few_weights(g));
+    prunus_conv_direct_few_prepare(g, d.W, w);
+    float *scratch = g_new0(float, prunus_conv_direct_few_scratch(g, 2));
+    float *y = g_new(float, ny), *y2 = g_new(float, ny), *yp = g_new(float, ny);
+    double *y_ref = g_new(double, ny);
+    for (int with_bias = 0; with_bias < 2; with_bias++) {
+      const float *bias = with_bias ? d.bias : NULL;
+      memset(y, 0xff, sizeof(float) * ny); /* NaN: every value must be written */
+      prunus_conv_direct_few_forward(g, d.x, w, bias, y, scratch, B, NULL);
+      ref_forward(g, B, d.xd, d.Wd, with_bias ? d.biasd : NULL, y_ref);
+      char *label = g_strdup_printf("direct few %dx%dx%d -> %d k%d p%d%s", g->C, g->H, g->W,
+                                    g->cout, g->k, g->p, with_bias ? " bias" : "");
+      g_assert_cmpfloat(rel_err(y, y_ref, ny, label), <, 1e-6);
+      g_free(label);
+      prunus_conv_direct_few_forward(g, d.x, w, bias, y2, scratch, B, team);
+      g_assert_cmpmem(y, sizeof(float) * ny, y2, sizeof(float) * ny);
+    }
+    if (g->k == 3) { /* the engines' route: prepared, where the Winograd kernels take g */
+      PrunusConvPrepared p;
+      g_assert_true(prunus_conv_prepare(g, d.W, &p));
+      g_assert_true(p.direct);
+      float *ws = g_new0(float, prunus_conv_wino_scratch(g, 1));
+      g_assert_true(prunus_conv_forward_prepared(g, &p, d.x, d.bias, yp, ws, B, NULL));
+      g_assert_cmpmem(yp, sizeof(float) * ny, y, sizeof(float) * ny);
+      prunus_conv_prepared_clear(&p);
+      g_free(ws);
+    }
+    g_free(w), g_free(scratch), g_free(y), g_free(y2), g_free(yp), g_free(y_ref);
+    data_free(&d);
+  }
+  prunus_team_free(team);
+  /* more pairs, a stride, or lanes forced by a test: the Winograd or interleaved kernels */
+  const PrunusConvGeom others[] = {geom(8, 9, 9, 8, 3, 1, 1), geom(9, 9, 9, 3, 3, 1, 1),
+                                   geom(5, 9, 9, 3, 3, 2, 1)};
+  for (size_t ci = 0; ci < G_N_ELEMENTS(others); ci++) {
+    g_assert_false(prunus_conv_direct_few_covers(&others[ci]));
+    float *W = g_new0(float, w_len(&others[ci]));
+    PrunusConvPrepared p;
+    g_assert_true(prunus_conv_prepare(&others[ci], W, &p));
+    g_assert_false(p.direct);
+    prunus_conv_prepared_clear(&p);
+    g_free(W);
+  }
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_16);
+  PrunusConvPrepared p;
+  float W[7 * 3 * 9] = {0};
+  g_assert_true(prunus_conv_prepare(&cases[0], W, &p));
+  g_assert_false(p.direct);
+  g_assert_true(p.wino);
+  prunus_conv_prepared_clear(&p);
+  prunus_conv_force_lanes(PRUNUS_CONV_LANES_AUTO);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/conv/reference/finite-differences", test_reference_finite_differences);
@@ -568,5 +643,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/conv/lanes/same-bits", test_lanes_same_bits);
   g_test_add_func("/conv/lanes/auto", test_lanes_auto);
   g_test_add_func("/conv/prepared", test_prepared);
+  g_test_add_func("/conv/direct-few", test_direct_few);
   return g_test_run();
 }
