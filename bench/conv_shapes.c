@@ -1,7 +1,8 @@
 /* conv_shapes.c: the inference engines' conv forward (weights prepared once) on one
  * thread for given layer shapes, 16 images a call (the graph engine's chunk): time per
- * call and multiply-adds per nanosecond, to see how channel counts that are not a
- * multiple of the vector width fare against 16/32/64.
+ * call and multiply-adds per nanosecond (of a direct convolution), to see how channel
+ * counts that are not a multiple of the vector width fare against 16/32/64; the
+ * lanes column says "direct" for layers the few-channel direct forward takes.
  * Usage: conv_shapes [--lanes 8|16] [--isa avx2] [--images 16] C:K:side[:stride] ...
  * (default shapes: channel-pruned ResNet-20's 3x3 layers and the dense ones) */
 #include "conv_wino.h"
@@ -19,8 +20,9 @@ static double cpu_us(void) {
   return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-/* Lowest mean over 5 rounds of calls lasting ~0.1 s each, in microseconds. */
-static double time_shape(const PrunusConvGeom *g, int B, PrunusRng *rng) {
+/* Lowest mean over 5 rounds of calls lasting ~0.1 s each, in microseconds; *direct:
+ * whether the prepared weights took the few-channel direct forward. */
+static double time_shape(const PrunusConvGeom *g, int B, PrunusRng *rng, bool *direct) {
   size_t nx = (size_t)B * g->C * g->H * g->W, ny = (size_t)B * g->cout * g->Ho * g->Wo;
   size_t nw = (size_t)g->cout * g->C * g->k * g->k;
   float *x = g_new(float, nx), *y = g_new(float, ny), *W = g_new(float, nw);
@@ -31,6 +33,7 @@ static double time_shape(const PrunusConvGeom *g, int B, PrunusRng *rng) {
     g_free(x), g_free(y), g_free(W);
     return -1.0;
   }
+  *direct = p.direct;
   size_t ns = MAX(prunus_conv_wino_scratch(g, 1), prunus_conv_cl_scratch(g, 1));
   float *scratch = g_new0(float, ns);
   prunus_conv_forward_prepared(g, &p, x, NULL, y, scratch, B, NULL);
@@ -50,8 +53,8 @@ static double time_shape(const PrunusConvGeom *g, int B, PrunusRng *rng) {
 }
 
 int main(int argc, char **argv) {
-  static const char *const defaults[] = {"16:16:28", "32:32:14", "26:24:14", "24:26:14",
-                                         "64:64:7",  "53:56:7",  "56:48:7",  "48:56:7",
+  static const char *const defaults[] = {"16:16:28", "32:32:14", "26:24:14",  "24:26:14",
+                                         "64:64:7",  "53:56:7",  "56:48:7",   "48:56:7",
                                          "56:33:7",  "33:56:7",  "26:53:14:2"};
   int B = 16, n_shapes = 0;
   const char *shapes[64];
@@ -71,7 +74,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < G_N_ELEMENTS(defaults); i++) shapes[n_shapes++] = defaults[i];
   PrunusRng rng;
   prunus_rng_seed(&rng, 5);
-  printf("%-12s %5s %10s %10s\n", "C:K:side", "lanes", "us/call", "madds/ns");
+  printf("%-12s %6s %10s %10s\n", "C:K:side", "lanes", "us/call", "madds/ns");
   for (int i = 0; i < n_shapes; i++) {
     int C = 0, K = 0, side = 0, s = 1;
     if (sscanf(shapes[i], "%d:%d:%d:%d", &C, &K, &side, &s) < 3 || C < 1 || K < 1 || side < 3 ||
@@ -81,9 +84,12 @@ int main(int argc, char **argv) {
     }
     PrunusConvGeom g = {.C = C, .H = side, .W = side, .k = 3, .s = s, .p = 1, .cout = K};
     g.Ho = (side + 2 - 3) / s + 1, g.Wo = g.Ho;
-    double us = time_shape(&g, B, &rng);
+    bool direct = false;
+    double us = time_shape(&g, B, &rng, &direct);
     double madds = (double)B * C * K * 9 * g.Ho * g.Wo;
-    printf("%-12s %5d %10.1f %10.2f\n", shapes[i], prunus_conv_forward_lanes(&g), us,
+    char lanes[16];
+    g_snprintf(lanes, sizeof lanes, "%d", prunus_conv_forward_lanes(&g));
+    printf("%-12s %6s %10.1f %10.2f\n", shapes[i], direct ? "direct" : lanes, us,
            us > 0 ? madds / (us * 1e3) : 0.0);
   }
   return 0;
