@@ -53,12 +53,25 @@ def experiment_names(config):
     return re.findall(r'\{\s*name\s*=\s*"([^"]+)"', text[text.index("experiments"):])
 
 
+def status_of(out):
+    """the run's status in out/summary.json, None when there is none"""
+    try:
+        with open(os.path.join(out, "summary.json")) as f:
+            return json.load(f).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 def run(prunus, config, out, reuse, sets=(), only=None):
-    if reuse and os.path.exists(os.path.join(out, "summary.json")):
+    status = status_of(out)
+    if reuse and status == "finished":
         return 0.0
     t0 = time.time()
-    # a fresh folder each time: a rerun into a finished one would only resume it
-    subprocess.run(["rm", "-rf", out], check=True)
+    # --reuse: a run that did not finish (interrupted, failed, killed) is resumed by the
+    # same command; otherwise a fresh folder, as a rerun into a finished one would only
+    # resume it
+    if not (reuse and status is not None):
+        subprocess.run(["rm", "-rf", out], check=True)
     cmd = [prunus, "run", config, "--threads", "1", "-q", "-o", out]
     for kv in sets:
         cmd += ["--set", kv]
@@ -154,7 +167,8 @@ def main():
                     help="trained ResNet-20 of each seed, {seed} = 0, 1, 2 (those that exist)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="ResNet-20: experiments run side by side (each on one thread)")
-    ap.add_argument("--reuse", action="store_true", help="read existing run folders under --out")
+    ap.add_argument("--reuse", action="store_true",
+                    help="read finished run folders under --out, resume unfinished ones")
     ap.add_argument("--json", help="write the checks here")
     a = ap.parse_args()
     prunus = os.path.join(a.build_dir, "cli", "prunus")
