@@ -193,9 +193,11 @@ def main():
         # one run folder per seed and experiment (prunus run --only), --jobs at a time
         names = experiment_names(MODELS[model])
         outs, todo = [], []
-        for seed in seeds:
-            ckpt = os.path.abspath(a.resnet20_checkpoint.format(seed=seed))
-            for name in names:
+        # experiment by experiment, every seed of each: the config lists the rows the
+        # targets need first, so a bench stopped early has them for all seeds
+        for name in names:
+            for seed in seeds:
+                ckpt = os.path.abspath(a.resnet20_checkpoint.format(seed=seed))
                 outs.append(os.path.join(out, f"seed-{seed}", name))
                 todo.append((outs[-1], (f'prune.pretrained="{ckpt}"', f"seed={seed}"), name))
         t0 = time.time()
