@@ -20,30 +20,19 @@ import argparse
 import collections
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from benchenv import cpu_model
 
 MODELS = {"lenet300": "configs/post-training.cfg", "lenet5": "configs/post-training-lenet5.cfg",
           "resnet20": "configs/post-training-resnet20.cfg"}
 # models whose config prunes a checkpoint given per seed instead of pretraining
 CHECKPOINTED = {"resnet20"}
 LEVELS = (50, 70, 90)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def experiment_names(config):
