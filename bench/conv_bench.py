@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+from benchenv import cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 1.30  # torch / prunus time, forward + backward over the network's conv layers
@@ -84,14 +85,6 @@ def nominal_peak_gflops():
     with open("/proc/cpuinfo") as f:
         mhz = [float(l.split(":")[1]) for l in f if l.startswith("cpu MHz")]
     return (max(mhz) if mhz else 0.0) * 1e-3 * 2 * 16 * 2, max(mhz) if mhz else 0.0
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def best_layers(runs):

@@ -18,7 +18,6 @@ Usage: conv_torch.py --threads N [--reps 5] [--iters 20] [--batch 128] [--cpu-cl
 import argparse
 import ctypes
 import json
-import os
 import sys
 import time
 

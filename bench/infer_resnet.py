@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchenv import cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -143,13 +144,6 @@ def torch_side(args):
 
 # ---------------------------------------------------------------------------
 # driver
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def run_json(cmd, env=None):

@@ -30,7 +30,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -38,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchenv import cpu_model, load_average
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "lottery-study.cfg")
@@ -149,24 +149,6 @@ def run_prunus(prunus, threads, seed, study, run_dir):
 
 def verdict(ok):
     return "PASS" if ok else "MISS"
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average():
-    try:
-        return " ".join(open("/proc/loadavg").read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def spread(xs):

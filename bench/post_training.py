@@ -20,30 +20,19 @@ import argparse
 import collections
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from benchenv import cpu_model
 
 MODELS = {"lenet300": "configs/post-training.cfg", "lenet5": "configs/post-training-lenet5.cfg",
           "resnet20": "configs/post-training-resnet20.cfg"}
 # models whose config prunes a checkpoint given per seed instead of pretraining
 CHECKPOINTED = {"resnet20"}
 LEVELS = (50, 70, 90)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def experiment_names(config):
@@ -53,12 +42,25 @@ def experiment_names(config):
     return re.findall(r'\{\s*name\s*=\s*"([^"]+)"', text[text.index("experiments"):])
 
 
+def status_of(out):
+    """the run's status in out/summary.json, None when there is none"""
+    try:
+        with open(os.path.join(out, "summary.json")) as f:
+            return json.load(f).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 def run(prunus, config, out, reuse, sets=(), only=None):
-    if reuse and os.path.exists(os.path.join(out, "summary.json")):
+    status = status_of(out)
+    if reuse and status == "finished":
         return 0.0
     t0 = time.time()
-    # a fresh folder each time: a rerun into a finished one would only resume it
-    subprocess.run(["rm", "-rf", out], check=True)
+    # --reuse: a run that did not finish (interrupted, failed, killed) is resumed by the
+    # same command; otherwise a fresh folder, as a rerun into a finished one would only
+    # resume it
+    if not (reuse and status is not None):
+        subprocess.run(["rm", "-rf", out], check=True)
     cmd = [prunus, "run", config, "--threads", "1", "-q", "-o", out]
     for kv in sets:
         cmd += ["--set", kv]
@@ -154,7 +156,8 @@ def main():
                     help="trained ResNet-20 of each seed, {seed} = 0, 1, 2 (those that exist)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="ResNet-20: experiments run side by side (each on one thread)")
-    ap.add_argument("--reuse", action="store_true", help="read existing run folders under --out")
+    ap.add_argument("--reuse", action="store_true",
+                    help="read finished run folders under --out, resume unfinished ones")
     ap.add_argument("--json", help="write the checks here")
     a = ap.parse_args()
     prunus = os.path.join(a.build_dir, "cli", "prunus")
@@ -179,9 +182,11 @@ def main():
         # one run folder per seed and experiment (prunus run --only), --jobs at a time
         names = experiment_names(MODELS[model])
         outs, todo = [], []
-        for seed in seeds:
-            ckpt = os.path.abspath(a.resnet20_checkpoint.format(seed=seed))
-            for name in names:
+        # experiment by experiment, every seed of each: the config lists the rows the
+        # targets need first, so a bench stopped early has them for all seeds
+        for name in names:
+            for seed in seeds:
+                ckpt = os.path.abspath(a.resnet20_checkpoint.format(seed=seed))
                 outs.append(os.path.join(out, f"seed-{seed}", name))
                 todo.append((outs[-1], (f'prune.pretrained="{ckpt}"', f"seed={seed}"), name))
         t0 = time.time()

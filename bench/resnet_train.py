@@ -20,13 +20,12 @@ Usage: bench/resnet_train.py [--build-dir build] [--threads 1,2] [--reps 3] [--s
 import argparse
 import json
 import os
-import platform
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from benchenv import cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 1.3  # prunus / torch samples/s, at 1 and at 2 threads
@@ -35,14 +34,6 @@ TARGET = 1.3  # prunus / torch samples/s, at 1 and at 2 threads
 def loadavg():
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def run_prunus(build, threads, steps):

@@ -30,17 +30,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from benchenv import cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = 1.25  # shrunk latency / (dense latency x FLOPs ratio), at most
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def load1():

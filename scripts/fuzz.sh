@@ -61,7 +61,9 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 OPENBLAS_NUM_THREADS=1 \
 took=$(($(date +%s) - start))
 runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-crashes=$(grep -c '^==[0-9]*==ERROR\|^SUMMARY: \|deadly signal\|^==[0-9]*== ERROR: libFuzzer' "$log" || true)
+# one input written per crash, leak or timeout (a crash's report has several ERROR and
+# SUMMARY lines, so those are not counted)
+crashes=$(grep -c 'Test unit written to' "$log" || true)
 echo "fuzz $target: ${runs:-0} executions in $took s (${rate:-0}/s), $crashes crashes (log: $log)"
 if [ "$status" -ne 0 ]; then
   grep -m 20 'ERROR\|SUMMARY\|Test unit written\|runtime error' "$log" >&2 || true

@@ -278,6 +278,26 @@ static gboolean check_includes(const char *path, const char *include_dir, int de
   return ok;
 }
 
+/* libconfig reads a float literal beyond a double (1e999) as infinity. No setting means
+ * that, and config.cfg, the dump prunus writes, could not be read back with one ("inf"
+ * is not libconfig syntax), so every float in the file is checked at load, those of
+ * the groups plugins read included: the host's typed getters check again for values
+ * given by --set. */
+static gboolean check_finite(PrunusConfig *c, const config_setting_t *s, GError **error) {
+  if (config_setting_type(s) == CONFIG_TYPE_FLOAT) {
+    double v = config_setting_get_float(s);
+    if (isfinite(v)) return TRUE;
+    char *path = prunus_config_setting_path(s);
+    prunus_config_fail_at(c, s, error, "key '%s' = %g is not a finite number", path, v);
+    g_free(path);
+    return FALSE;
+  }
+  if (!config_setting_is_aggregate(s)) return TRUE;
+  for (int i = 0; i < config_setting_length(s); i++)
+    if (!check_finite(c, config_setting_get_elem(s, (unsigned)i), error)) return FALSE;
+  return TRUE;
+}
+
 PrunusConfig *prunus_config_load(const char *path, GError **error) {
   g_return_val_if_fail(path != NULL, NULL);
   FILE *probe = g_fopen(path, "r");
@@ -322,6 +342,7 @@ PrunusConfig *prunus_config_load(const char *path, GError **error) {
     }
     goto out_free_config;
   }
+  if (!check_finite(c, config_root_setting(&c->cfg), error)) goto out_free_config;
   return c;
 
 out_free_config:

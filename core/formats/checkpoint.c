@@ -32,14 +32,6 @@ static int weight_shape(const PrunusLayer *l, int64_t *shape) {
   return 2;
 }
 
-static char *shape_to_string(const int64_t *shape, int ndim) {
-  GString *s = g_string_new("[");
-  for (int d = 0; d < ndim; d++)
-    g_string_append_printf(s, "%s%" G_GINT64_FORMAT, d ? ", " : "", shape[d]);
-  g_string_append_c(s, ']');
-  return g_string_free(s, FALSE);
-}
-
 /* Finite parameters, masks of 0/1 only, zero wherever the mask is 0. */
 static gboolean check_layer_values(const char *path, const PrunusLayer *l, const float *w,
                                    const float *b, const float *mask, GError **error) {
@@ -189,7 +181,7 @@ static const float *take_tensor(const char *path, const PrunusTensorFile *f, GHa
                                 const char *name, const int64_t *shape, int ndim, GError **error) {
   const PrunusTensor *t = prunus_tensor_file_find(f, name);
   if (!t) {
-    char *want = shape_to_string(shape, ndim);
+    char *want = prunus_shape_text(shape, ndim);
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                      "tensor \"%s\" is missing (the architecture needs shape %s)", name, want);
     g_free(want);
@@ -198,8 +190,8 @@ static const float *take_tensor(const char *path, const PrunusTensorFile *f, GHa
   gboolean same = t->ndim == ndim;
   for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
   if (!same) {
-    char *want = shape_to_string(shape, ndim);
-    char *found = shape_to_string(t->shape, t->ndim);
+    char *want = prunus_shape_text(shape, ndim);
+    char *found = prunus_shape_text(t->shape, t->ndim);
     prunus_fail_path(error, PRUNUS_ERROR_MISMATCH, path,
                      "tensor \"%s\" has shape %s but the architecture needs %s", name, found, want);
     g_free(found);

@@ -29,8 +29,7 @@ size_t prunus_tensor_numel(const PrunusTensor *t) {
   return n;
 }
 
-/* "[2, 3]" for messages. (transfer full) */
-static char *shape_to_string(const int64_t *shape, int ndim) {
+char *prunus_shape_text(const int64_t *shape, int ndim) {
   GString *s = g_string_new("[");
   for (int d = 0; d < ndim; d++)
     g_string_append_printf(s, "%s%" G_GINT64_FORMAT, d ? ", " : "", shape[d]);
@@ -103,7 +102,7 @@ static char *build_header(const char *path, const PrunusTensor *tensors, int n,
     }
     uint64_t nbytes = 0;
     if (!shape_ok || !shape_nbytes(t->shape, t->ndim, &nbytes) || nbytes > ST_MAX_EXACT - offset) {
-      char *s = shape_to_string(t->shape, t->ndim);
+      char *s = prunus_shape_text(t->shape, t->ndim);
       prunus_fail_path(error, PRUNUS_ERROR_INVALID, path, "tensor \"%s\": invalid shape %s",
                        t->name, s);
       g_free(s);
@@ -293,7 +292,7 @@ static gboolean parse_tensor_info(const char *path, const char *name, const Prun
   }
   uint64_t nbytes;
   if (!shape_nbytes(t->shape, t->ndim, &nbytes)) {
-    char *s = shape_to_string(t->shape, t->ndim);
+    char *s = prunus_shape_text(t->shape, t->ndim);
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path, "tensor \"%s\": shape %s overflows", name,
                      s);
     g_free(s);
@@ -319,7 +318,7 @@ static gboolean parse_tensor_info(const char *path, const char *name, const Prun
                             "] lie outside the data section (%" G_GUINT64_FORMAT " bytes)",
                             name, begin, end, data_len);
   if (end - begin != nbytes) {
-    char *s = shape_to_string(t->shape, t->ndim);
+    char *s = prunus_shape_text(t->shape, t->ndim);
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
                      "tensor \"%s\": data_offsets [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
                      "] hold %" G_GUINT64_FORMAT " bytes but F32 shape %s needs %" G_GUINT64_FORMAT,

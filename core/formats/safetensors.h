@@ -42,6 +42,8 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error);
 void prunus_tensor_file_free(PrunusTensorFile *f);
 const PrunusTensor *prunus_tensor_file_find(const PrunusTensorFile *f, const char *name);
 size_t prunus_tensor_numel(const PrunusTensor *t);
+/* "[2, 3]" for messages. (transfer full) */
+char *prunus_shape_text(const int64_t *shape, int ndim);
 
 G_END_DECLS
 

@@ -714,8 +714,8 @@ static void check_wanda_layer(gboolean conv) {
   RefInputs ref = ref_inputs(&n, conv);
   PrunusViewSet vs;
   prunus_view_build(&vs, n.m, NULL);
-  Run *r =
-      run_ok(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\"; sequential = false;", &vs.view, 0.5);
+  Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\";", &vs.view, 0.5);
+  /* one calibration pass by default (sequential = false) */
   g_assert_cmpuint(r->desc->criterion->needs(r->state), ==, PRUNUS_NEED_INPUT_SUMSQ);
   float s0[64], s1[64], *w[2] = {s0, s1};
   g_assert_cmpint(run_score(r, &n, &vs, -1, w), ==, 0);
@@ -745,7 +745,8 @@ static void test_wanda_row(void) {
   RefInputs ref = ref_inputs(&n, TRUE);
   PrunusViewSet vs;
   prunus_view_build(&vs, n.m, NULL);
-  Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, "plugin = \"wanda\"; compare = \"row\";", &vs.view, 0.5);
+  Run *r = run_ok(PRUNUS_PLUGIN_CRITERION,
+                  "plugin = \"wanda\"; compare = \"row\"; sequential = true;", &vs.view, 0.5);
   g_assert_cmpuint(r->desc->criterion->needs(r->state), ==,
                    PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_LAYERWISE);
   r->amount[0] = 0.0, r->amount[1] = 0.4, r->req.layer = 1;
