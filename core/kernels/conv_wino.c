@@ -600,18 +600,17 @@ static void cl_prepare_weights(const PrunusConvGeom *g, const float *Wt, gboolea
         }
 }
 
-void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
-                            const float *bias, float *y, float *scratch, int B, PrunusTeam *team) {
-  PrunusConvIsa isa = prunus_conv_wino_isa();
-  g_assert(isa != PRUNUS_CONV_ISA_NONE);
-  int vl = forward_lanes(isa, g);
-  cl_prepare_weights(g, Wt, FALSE, vl, scratch);
+/* The channel-interleaved forward with weights W laid out for vl lanes, each part's
+ * scratch from `parts`, on the kernels of isa and vl. */
+static void run_cl_forward(const PrunusConvGeom *g, PrunusConvIsa isa, int vl, const float *x,
+                           const float *W, const float *bias, float *y, float *parts, int B,
+                           PrunusTeam *team) {
   ClCall c = {.g = g,
               .x = x,
-              .W = scratch,
+              .W = W,
               .bias = bias,
               .y = y,
-              .parts = scratch + cl_weights(g, vl),
+              .parts = parts,
               .part_floats = cl_plan(g, vl).part,
               .B = B};
   prunus_team_run(team,
@@ -619,6 +618,15 @@ void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float
                   : vl == 8                     ? cl_forward_part_avx512y
                                                 : cl_forward_part_avx512,
                   &c);
+}
+
+void prunus_conv_cl_forward(const PrunusConvGeom *g, const float *x, const float *Wt,
+                            const float *bias, float *y, float *scratch, int B, PrunusTeam *team) {
+  PrunusConvIsa isa = prunus_conv_wino_isa();
+  g_assert(isa != PRUNUS_CONV_ISA_NONE);
+  int vl = forward_lanes(isa, g);
+  cl_prepare_weights(g, Wt, FALSE, vl, scratch);
+  run_cl_forward(g, isa, vl, x, scratch, bias, y, scratch + cl_weights(g, vl), B, team);
 }
 
 void prunus_conv_cl_backward(const PrunusConvGeom *g, const float *x, const float *Wt,
@@ -785,18 +793,6 @@ bool prunus_conv_forward_prepared(const PrunusConvGeom *g, const PrunusConvPrepa
     run_forward(&pl, isa, vl, x, p->w, bias, y, scratch, part_floats(g, vl), B, team);
     return true;
   }
-  ClCall c = {.g = g,
-              .x = x,
-              .W = p->w,
-              .bias = bias,
-              .y = y,
-              .parts = scratch,
-              .part_floats = cl_plan(g, vl).part,
-              .B = B};
-  prunus_team_run(team,
-                  isa != PRUNUS_CONV_ISA_AVX512 ? cl_forward_part_avx2
-                  : vl == 8                     ? cl_forward_part_avx512y
-                                                : cl_forward_part_avx512,
-                  &c);
+  run_cl_forward(g, isa, vl, x, p->w, bias, y, scratch, B, team);
   return true;
 }

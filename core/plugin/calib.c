@@ -341,16 +341,37 @@ static void inputs_reduce(Inputs *in, const PrunusViewSet *vs, int64_t *pass_row
   }
 }
 
-/* (transfer full) the calibration sample: d's indices in a seeded order, the first
- * n_batches x batch of them used. */
-static int *calib_order(const PrunusDataset *d, uint64_t seed) {
-  int *idx = g_new(int, MAX(d->n, 1));
-  for (int i = 0; i < d->n; i++) idx[i] = i;
+/* The calibration sample: the first `total` of d's indices in a seeded order (the
+ * same images for every pass and every caller with that seed), B at a time. */
+typedef struct {
+  int B, total;
+  int *idx;   /* (d->n) */
+  float *x;   /* (B, input) one batch of normalised images */
+  uint8_t *y; /* (B) their labels */
+} CalibSample;
+
+static void calib_sample_init(CalibSample *s, const PrunusModel *m, const PrunusDataset *d,
+                              int n_batches, int batch, uint64_t seed) {
+  s->B = MIN(batch, d->n);
+  s->total = MIN(n_batches * s->B, d->n);
+  s->idx = g_new(int, MAX(d->n, 1));
+  for (int i = 0; i < d->n; i++) s->idx[i] = i;
   PrunusRng rng;
   prunus_rng_seed(&rng, prunus_seed_derive(seed, "calibration"));
-  prunus_rng_shuffle(&rng, idx, d->n);
-  return idx;
+  prunus_rng_shuffle(&rng, s->idx, d->n);
+  s->x = g_new(float, (size_t)s->B *prunus_model_input_size(m));
+  s->y = g_new(uint8_t, s->B);
 }
+
+/* Fills s->x and s->y with the batch that starts at sample `start`; returns its size. */
+static int calib_sample_fill(CalibSample *s, const PrunusDataset *d, const PrunusNorm *norm,
+                             int start) {
+  int nb = MIN(s->B, s->total - start);
+  prunus_dataset_fill_batch(d, norm, s->idx + start, nb, s->x, s->y);
+  return nb;
+}
+
+static void calib_sample_clear(CalibSample *s) { g_free(s->idx), g_free(s->x), g_free(s->y); }
 
 gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset *d,
                           const PrunusNorm *norm, uint32_t needs, int n_batches, int batch,
@@ -361,12 +382,12 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
       PRUNUS_NEED_ACTIVATIONS, PRUNUS_NEED_INPUTS,           PRUNUS_NEED_INPUT_SUMSQ};
   int nl = vs->view.n_layers;
   int K = prunus_model_n_classes(m);
-  int B = MIN(batch, d->n);
-  int total = MIN(n_batches * B, d->n);
   size_t in = prunus_model_input_size(m);
-  int *idx = calib_order(d, seed);
-  float *x = g_new(float, (size_t)B *in); /* (B, in) */
-  uint8_t *y = g_new(uint8_t, B);
+  CalibSample cs;
+  calib_sample_init(&cs, m, d, n_batches, batch, seed);
+  int B = cs.B, total = cs.total;
+  const float *x = cs.x;
+  const uint8_t *y = cs.y;
   float *dlogits = g_new(float, (size_t)B *K); /* (B, K) */
   const float **grads = g_new0(const float *, nl);
   const float **bgrads = g_new0(const float *, nl);
@@ -388,8 +409,7 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
     gboolean per_sample =
         need == PRUNUS_NEED_LOSS_GRAD_SAMPLE || need == PRUNUS_NEED_OUTNORM_GRAD_SAMPLE;
     for (int start = 0; ok && start < total; start += B) {
-      int nb = MIN(B, total - start);
-      prunus_dataset_fill_batch(d, norm, idx + start, nb, x, y);
+      int nb = calib_sample_fill(&cs, d, norm, start);
       if (need == PRUNUS_NEED_ACTIVATIONS) {
         prunus_model_forward(m, x, nb);
         for (int k = 0; k < nl; k++) acts[k] = unit_outputs(m, vs->layer_index[k]);
@@ -461,7 +481,8 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   inputs_clear(&inputs);
   g_free(pass_rows);
   g_free(acts), g_free(bgrads), g_free(grads);
-  g_free(dlogits), g_free(y), g_free(x), g_free(idx);
+  g_free(dlogits);
+  calib_sample_clear(&cs);
   return ok;
 }
 
@@ -473,29 +494,25 @@ int prunus_calib_recalibrate_bn(PrunusModel *m, const PrunusDataset *d, const Pr
   int n_bn = 0;
   for (int i = 0; i < m->n_layers; i++) n_bn += m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM;
   if (n_bn == 0 || d->n < 1) return n_bn;
-  int B = MIN(batch, d->n);
-  int total = MIN(n_batches * B, d->n);
-  size_t in = prunus_model_input_size(m);
-  int *idx = calib_order(d, seed);
-  float *x = g_new(float, (size_t)B *in); /* (B, in) */
-  uint8_t *y = g_new(uint8_t, B);
+  CalibSample cs;
+  calib_sample_init(&cs, m, d, n_batches, batch, seed);
   float *momentum = g_new(float, m->n_layers); /* (n_layers) each layer's own, restored */
   for (int i = 0; i < m->n_layers; i++) momentum[i] = m->layers[i].spec.momentum;
-  prunus_model_reserve_batch(m, B);
+  prunus_model_reserve_batch(m, cs.B);
   gboolean was_training = prunus_model_set_training(m, TRUE);
   /* running = (1 - 1/b) running + (1/b) batch b: after the last batch, the plain mean
    * of the batches' statistics, whatever the buffers held before (batch 1 replaces them) */
   int b = 0;
-  for (int start = 0; start < total; start += B) {
-    int nb = MIN(B, total - start);
+  for (int start = 0; start < cs.total; start += cs.B) {
     float w = 1.0f / (float)++b;
     for (int i = 0; i < m->n_layers; i++)
       if (m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM) m->layers[i].spec.momentum = w;
-    prunus_dataset_fill_batch(d, norm, idx + start, nb, x, y);
-    prunus_model_forward(m, x, nb);
+    int nb = calib_sample_fill(&cs, d, norm, start);
+    prunus_model_forward(m, cs.x, nb);
   }
   prunus_model_set_training(m, was_training);
   for (int i = 0; i < m->n_layers; i++) m->layers[i].spec.momentum = momentum[i];
-  g_free(momentum), g_free(y), g_free(x), g_free(idx);
+  g_free(momentum);
+  calib_sample_clear(&cs);
   return n_bn;
 }
