@@ -79,3 +79,8 @@ PrunusModel *testutil_config_model(const char *path, int batch, uint64_t seed) {
   prunus_config_free(c);
   return m;
 }
+
+gboolean testutil_under_memcheck(void) {
+  const char *s = g_getenv("PRUNUS_TEST_UNDER_MEMCHECK");
+  return s && *s && strcmp(s, "0") != 0;
+}

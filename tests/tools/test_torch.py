@@ -15,6 +15,7 @@ import copy
 import glob
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -42,8 +43,16 @@ def path(*p):
     return os.path.join(WORK, *p)
 
 
+# scripts/valgrind.sh: python3 is not traced, so prunus and torch-parity run under
+# memcheck through this wrapper (its --error-exitcode makes an error a wrong exit status)
+WRAPPER = shlex.split(os.environ.get("PRUNUS_TEST_CHILD_WRAPPER", ""))
+
+
 def run(*cmd, expect=0):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    cmd = [str(c) for c in cmd]
+    if cmd[0] in (PRUNUS, PARITY):
+        cmd = WRAPPER + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != expect:
         raise AssertionError(f"{' '.join(map(str, cmd))}: exit {r.returncode}, expected {expect}\n"
                              f"stdout: {r.stdout}\nstderr: {r.stderr}")
