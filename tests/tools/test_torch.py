@@ -43,6 +43,9 @@ def path(*p):
     return os.path.join(WORK, *p)
 
 
+# `prunus run` here checks what prunus accepts, not speed: latency at batch 1 only (batch
+# 256 took 85% of such a run's time, and memcheck runs it 250 times slower)
+LATENCY_B1 = ("--set", "prune.latency.batches=[1]")
 # scripts/valgrind.sh: python3 is not traced, so prunus and torch-parity run under
 # memcheck through this wrapper (its --error-exitcode makes an error a wrong exit status)
 WRAPPER = shlex.split(os.environ.get("PRUNUS_TEST_CHILD_WRAPPER", ""))
@@ -230,7 +233,7 @@ def prunus_accepts(cls):
         r = run(PRUNUS, "run", cfg, "-o", run_dir, "--threads", "1", "--quiet",
                 "--set", "dataset.train_limit=300", "--set", "dataset.validation=100",
                 "--set", "dataset.test_limit=200", "--set", "prune.schedule.rounds=1",
-                "--set", "prune.retrain.epochs=1")
+                "--set", "prune.retrain.epochs=1", *LATENCY_B1)
         ckpts = glob.glob(os.path.join(run_dir, "**", "round-01.safetensors"), recursive=True)
         assert ckpts, f"no round-01 checkpoint under {run_dir}: {r.stdout}"
         return f"prunus eval and prunus run (prune.pretrained) took {cls}"
@@ -331,7 +334,7 @@ prune = {
     with open(cfg, "w") as f:
         f.write(text)
     run_dir = path(f"run-{label}")
-    run(PRUNUS, "run", cfg, "-o", run_dir, "--quiet", "--threads", "1",
+    run(PRUNUS, "run", cfg, "-o", run_dir, "--quiet", "--threads", "1", *LATENCY_B1,
         "--set", "train.epochs=1", "--set", "dataset.train_limit=256",
         "--set", "dataset.validation=64", "--set", "dataset.test_limit=64")
     ckpt = glob.glob(os.path.join(run_dir, "**", "round-01.safetensors"), recursive=True)[0]
