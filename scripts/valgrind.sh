@@ -26,8 +26,8 @@ fi
 # the tests' wall-clock bounds (the faults test's "refused at once") stretch by as much
 # as meson's timeouts: under memcheck a process starts tens of times slower
 PRUNUS_TEST_TIME_FACTOR=30
-# tests that train on real data use fewer images (tests/testutil.h), and test scripts run
-# by a skipped program (test_torch.py, under python3) start prunus under this wrapper
+# export's Fashion-MNIST subtests use fewer images (tests/testutil.h), and test scripts
+# run by a skipped program (test_torch.py, under python3) start prunus under this wrapper
 PRUNUS_TEST_UNDER_MEMCHECK=1
 PRUNUS_TEST_CHILD_WRAPPER=$VG
 export PRUNUS_TEST_TIME_FACTOR PRUNUS_TEST_UNDER_MEMCHECK PRUNUS_TEST_CHILD_WRAPPER

@@ -26,10 +26,10 @@ void testutil_assert_error_contains(const GError *error, const char *needle1,
  * batches up to batch, initialised from seed; asserts that everything loads. */
 PrunusModel *testutil_config_model(const char *path, int batch, uint64_t seed);
 
-/* TRUE when PRUNUS_TEST_UNDER_MEMCHECK is set (scripts/valgrind.sh sets it): tests that
- * train on real data then use fewer images. Memcheck is after the code paths, which a
- * tenth of the images walks as well, and runs them 100 times slower; accuracy bounds
- * need the full data and are asserted only without it. */
+/* TRUE when PRUNUS_TEST_UNDER_MEMCHECK is set (scripts/valgrind.sh sets it): export's
+ * Fashion-MNIST subtests then use a tenth of the images. Memcheck is after the code
+ * paths, which a tenth walks as well, and runs them about 250 times slower; accuracy
+ * bounds need the full data and are asserted only without it. */
 gboolean testutil_under_memcheck(void);
 
 #endif
