@@ -533,6 +533,16 @@ PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t se
   return m;
 }
 
+PrunusModel *prunus_model_clone(const PrunusModel *m, GError **error) {
+  PrunusModel *c = prunus_model_new(&m->arch, m->max_batch, 0, error);
+  if (!c) return NULL;
+  memcpy(c->params, m->params, sizeof(float) * (m->n_params + m->n_buffers));
+  memcpy(c->mask, m->mask, sizeof(float) * m->n_params);
+  prunus_model_set_training(c, m->training);
+  for (int i = 0; i < m->n_layers; i++) c->layers[i].team = m->layers[i].team;
+  return c;
+}
+
 void prunus_model_free(PrunusModel *m) {
   if (!m) return;
   workspace_free(m);

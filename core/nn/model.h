@@ -81,6 +81,10 @@ gboolean prunus_arch_check_size(const PrunusArch *arch, int max_batch, size_t *n
  * over the limits is refused first (prunus_arch_check_size). */
 PrunusModel *prunus_model_new(const PrunusArch *arch, int max_batch, uint64_t seed, GError **error);
 void prunus_model_free(PrunusModel *m);
+/* (transfer full) a model of m's architecture with m's parameters, running statistics,
+ * masks, mode and team, and its own workspace and gradients (zero): what a pass over it
+ * computes, m would. NULL and error only where m's own allocation could fail. */
+PrunusModel *prunus_model_clone(const PrunusModel *m, GError **error);
 /* Re-draw every parameter from seed (Kaiming/Glorot weights and zero biases;
  * uniform-fan-in weights and biases). */
 void prunus_model_init_params(PrunusModel *m, uint64_t seed);

@@ -263,9 +263,12 @@ typedef struct {
   gboolean *on;           /* [view layer] inputs computed for it */
   const float **x;        /* [view layer] (rows, fan_in) of the current batch */
   float **col;            /* [view layer] im2col buffer (conv), else NULL */
+  const float **x0;       /* [view layer] (rows, fan_in) the same rows in the reference */
+  float **col0;           /* [view layer] the reference's im2col buffer (conv), else NULL */
   int64_t *rows;          /* [view layer] rows of the current batch, or of the pass */
   double **sumsq, **gram; /* [view layer] the reduced needs, NULL when not asked */
-  float *tmp;             /* (widest fan_in^2) one batch's X^T X */
+  double **cross;         /* [view layer] (fan_in, fan_in) X^T X0, NULL when not asked */
+  float *tmp;             /* (widest fan_in^2) one batch's X^T X or X^T X0 */
 } Inputs;
 
 static void inputs_init(Inputs *in, const PrunusModel *m, const PrunusViewSet *vs, int layer,
@@ -275,8 +278,11 @@ static void inputs_init(Inputs *in, const PrunusModel *m, const PrunusViewSet *v
   in->x = g_new0(const float *, in->nl);
   in->col = g_new0(float *, in->nl);
   in->rows = g_new0(int64_t, in->nl);
+  in->x0 = g_new0(const float *, in->nl);
+  in->col0 = g_new0(float *, in->nl);
   in->sumsq = g_new0(double *, in->nl);
   in->gram = g_new0(double *, in->nl);
+  in->cross = g_new0(double *, in->nl);
   size_t widest = 0;
   for (int k = 0; k < in->nl; k++) {
     const PrunusLayerView *v = &vs->layers[k];
@@ -284,35 +290,45 @@ static void inputs_init(Inputs *in, const PrunusModel *m, const PrunusViewSet *v
     if (!in->on[k]) continue;
     const PrunusLayer *l = &m->layers[vs->layer_index[k]];
     size_t fi = (size_t)v->fan_in;
-    if (l->spec.type == PRUNUS_LAYER_CONV2D)
+    gboolean cross = (needs & PRUNUS_NEED_INPUT_CROSS) != 0;
+    if (l->spec.type == PRUNUS_LAYER_CONV2D) {
       in->col[k] = g_new(float, (size_t)B * v->positions * fi);
+      if (cross) in->col0[k] = g_new(float, (size_t)B * v->positions * fi);
+    }
     if (needs & PRUNUS_NEED_INPUT_SUMSQ) in->sumsq[k] = g_new0(double, fi);
     if (needs & PRUNUS_NEED_INPUT_GRAM) in->gram[k] = g_new0(double, fi *fi);
+    if (cross) in->cross[k] = g_new0(double, fi *fi);
     widest = MAX(widest, fi);
   }
-  if (needs & PRUNUS_NEED_INPUT_GRAM) in->tmp = g_new(float, widest *widest);
+  if (needs & (PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_INPUT_CROSS))
+    in->tmp = g_new(float, widest *widest);
 }
 
 static void inputs_clear(Inputs *in) {
   for (int k = 0; k < in->nl; k++) {
-    g_free(in->col[k]), g_free(in->sumsq[k]), g_free(in->gram[k]);
+    g_free(in->col[k]), g_free(in->col0[k]);
+    g_free(in->sumsq[k]), g_free(in->gram[k]), g_free(in->cross[k]);
   }
-  g_free(in->on), g_free(in->x), g_free(in->col), g_free(in->rows);
-  g_free(in->sumsq), g_free(in->gram), g_free(in->tmp);
+  g_free(in->on), g_free(in->x), g_free(in->col), g_free(in->x0), g_free(in->col0);
+  g_free(in->rows), g_free(in->sumsq), g_free(in->gram), g_free(in->cross), g_free(in->tmp);
 }
 
-/* After a forward of nb samples: each layer's input rows for this batch. */
-static void inputs_take(Inputs *in, const PrunusModel *m, const PrunusViewSet *vs, int nb) {
+/* After a forward of nb samples: each layer's input rows for this batch, into x and
+ * col (the model's own) or x0 and col0 (the reference's). */
+static void inputs_take(Inputs *in, const PrunusModel *m, const PrunusViewSet *vs, int nb,
+                        gboolean reference) {
+  const float **x = reference ? in->x0 : in->x;
+  float **col = reference ? in->col0 : in->col;
   for (int k = 0; k < in->nl; k++) {
     if (!in->on[k]) continue;
     int li = vs->layer_index[k];
     const PrunusLayer *l = &m->layers[li];
     in->rows[k] = (int64_t)nb * vs->layers[k].positions;
-    if (in->col[k]) {
-      im2col(l, layer_input(m, li), in->col[k], nb);
-      in->x[k] = in->col[k];
+    if (col[k]) {
+      im2col(l, layer_input(m, li), col[k], nb);
+      x[k] = col[k];
     } else {
-      in->x[k] = layer_input(m, li);
+      x[k] = layer_input(m, li);
     }
   }
 }
@@ -337,6 +353,11 @@ static void inputs_reduce(Inputs *in, const PrunusViewSet *vs, int64_t *pass_row
       prunus_sgemm(true, false, fi, fi, (int)rows, 1.0f, x, fi, x, fi, 0.0f, in->tmp, fi);
       double *g = in->gram[k];
       for (size_t i = 0; i < (size_t)fi * fi; i++) g[i] += in->tmp[i];
+    }
+    if (in->cross[k]) { /* tmp[i][j] = sum over rows of x_i * x0_j */
+      prunus_sgemm(true, false, fi, fi, (int)rows, 1.0f, x, fi, in->x0[k], fi, 0.0f, in->tmp, fi);
+      double *c = in->cross[k];
+      for (size_t i = 0; i < (size_t)fi * fi; i++) c[i] += in->tmp[i];
     }
   }
 }
@@ -376,6 +397,21 @@ static void calib_sample_clear(CalibSample *s) { g_free(s->idx), g_free(s->x), g
 gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset *d,
                           const PrunusNorm *norm, uint32_t needs, int n_batches, int batch,
                           uint64_t seed, int layer, PrunusObserveFn observe, void *user) {
+  return prunus_calibrate_ref(m, NULL, vs, d, norm, needs, n_batches, batch, seed, layer, observe,
+                              user);
+}
+
+gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *vs,
+                              const PrunusDataset *d, const PrunusNorm *norm, uint32_t needs,
+                              int n_batches, int batch, uint64_t seed, int layer,
+                              PrunusObserveFn observe, void *user) {
+  const uint32_t reduced_needs =
+      PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_INPUT_CROSS;
+  /* without a reference the model is its own: X0 = X */
+  if (!ref)
+    ref = m;
+  else
+    prunus_model_reserve_batch(ref, MIN(batch, d->n));
   /* the reduced needs share one pass, handed out as two steps after it */
   static const uint32_t order[] = {
       PRUNUS_NEED_LOSS_GRAD,   PRUNUS_NEED_LOSS_GRAD_SAMPLE, PRUNUS_NEED_OUTNORM_GRAD_SAMPLE,
@@ -404,8 +440,7 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
   for (size_t o = 0; ok && o < G_N_ELEMENTS(order); o++) {
     uint32_t need = order[o];
     gboolean reduced = need == PRUNUS_NEED_INPUT_SUMSQ;
-    if (reduced ? !(needs & (PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM)) : !(needs & need))
-      continue;
+    if (reduced ? !(needs & reduced_needs) : !(needs & need)) continue;
     gboolean per_sample =
         need == PRUNUS_NEED_LOSS_GRAD_SAMPLE || need == PRUNUS_NEED_OUTNORM_GRAD_SAMPLE;
     for (int start = 0; ok && start < total; start += B) {
@@ -418,8 +453,12 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
         continue;
       }
       if (need == PRUNUS_NEED_INPUTS || reduced) {
+        if (reduced && (needs & PRUNUS_NEED_INPUT_CROSS)) {
+          prunus_model_forward(ref, x, nb);
+          inputs_take(&inputs, ref, vs, nb, TRUE);
+        }
         prunus_model_forward(m, x, nb);
-        inputs_take(&inputs, m, vs, nb);
+        inputs_take(&inputs, m, vs, nb, FALSE);
         if (reduced) {
           inputs_reduce(&inputs, vs, pass_rows);
           continue;
@@ -473,6 +512,14 @@ gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset
                                 .layer = layer,
                                 .input_rows = pass_rows,
                                 .input_gram = (const double *const *)inputs.gram};
+        ok = observe(user, &vs->view, &step) == 0;
+      }
+      if (ok && (needs & PRUNUS_NEED_INPUT_CROSS)) {
+        PrunusCalibStep step = {.batch = total,
+                                .kind = PRUNUS_NEED_INPUT_CROSS,
+                                .layer = layer,
+                                .input_rows = pass_rows,
+                                .input_cross = (const double *const *)inputs.cross};
         ok = observe(user, &vs->view, &step) == 0;
       }
     }

@@ -14,10 +14,11 @@ G_BEGIN_DECLS
 #define PRUNUS_CALIB_KNOWN_NEEDS                                                    \
   (PRUNUS_NEED_WEIGHTS | PRUNUS_NEED_LOSS_GRAD | PRUNUS_NEED_LOSS_GRAD_SAMPLE |     \
    PRUNUS_NEED_OUTNORM_GRAD_SAMPLE | PRUNUS_NEED_ACTIVATIONS | PRUNUS_NEED_INPUTS | \
-   PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_LAYERWISE)
+   PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_LAYERWISE |       \
+   PRUNUS_NEED_INPUT_CROSS)
 /* The needs that hand out layer inputs. */
 #define PRUNUS_CALIB_INPUT_NEEDS \
-  (PRUNUS_NEED_INPUTS | PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM)
+  (PRUNUS_NEED_INPUTS | PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_INPUT_CROSS)
 
 /* The model as plugins see it: one view per layer with parameters, and the graph
  * of every layer (the revision-3 members of the view point into these). */
@@ -64,6 +65,14 @@ typedef int (*PrunusObserveFn)(void *user, const PrunusModelView *view,
 gboolean prunus_calibrate(PrunusModel *m, PrunusViewSet *vs, const PrunusDataset *d,
                           const PrunusNorm *norm, uint32_t needs, int n_batches, int batch,
                           uint64_t seed, int layer, PrunusObserveFn observe, void *user);
+/* prunus_calibrate with ref (may be NULL = m itself), a model of m's architecture,
+ * as the network whose inputs X0 enter PRUNUS_NEED_INPUT_CROSS: each batch of that
+ * pass goes forward through ref, then through m. ref is used in its own mode with its
+ * own parameters and statistics. */
+gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *vs,
+                              const PrunusDataset *d, const PrunusNorm *norm, uint32_t needs,
+                              int n_batches, int batch, uint64_t seed, int layer,
+                              PrunusObserveFn observe, void *user);
 
 /* prune.recalibrate_bn: re-estimate the running mean and variance of every batchnorm
  * layer of m on the calibration sample prunus_calibrate draws with the same seed,

@@ -30,6 +30,8 @@ struct PrunusPipeline {
   float *theta0;          /* (m->n_params) initial weights, NULL when pretrained elsewhere */
   float *thetak;          /* (m->n_params) weights after pretraining epoch pc->rewind_epoch */
   PrunusModel *dense_ref; /* the unpruned architecture, for dense-with-zeros latency */
+  PrunusModel *round_ref; /* m as the round in progress began (PRUNUS_NEED_INPUT_CROSS's X0),
+                           * NULL when the criterion does not ask for it */
   uint64_t params_total, prunable_total, dense_flops;
   PrunusViewSet vs;   /* the view plugins see: of dense_ref until m exists, then of m */
   gboolean *prunable; /* (n_layers) */
@@ -327,8 +329,9 @@ static gboolean score_model(Pipeline *p, PrunusHost *crit, Buffers *b, uint32_t 
     }
     Observer o = {crit, ops};
     uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "calibration") + (uint64_t)p->round;
-    if (!prunus_calibrate(p->m, &p->vs, p->data->train, &p->data->norm, needs, p->pc->calib_batches,
-                          p->pc->calib_batch, seed, layer, observe_step, &o)) {
+    if (!prunus_calibrate_ref(p->m, p->round_ref, &p->vs, p->data->train, &p->data->norm, needs,
+                              p->pc->calib_batches, p->pc->calib_batch, seed, layer, observe_step,
+                              &o)) {
       prunus_host_set_failure(crit, "observe() failed", error);
       return FALSE;
     }
@@ -567,7 +570,9 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   size_t removed_weights = 0;
   int removed_units = 0;
   gboolean ok = TRUE;
-  if (needs & PRUNUS_NEED_LAYERWISE) {
+  if (needs & PRUNUS_NEED_INPUT_CROSS)
+    ok = (p->round_ref = prunus_model_clone(p->m, error)) != NULL;
+  if (ok && (needs & PRUNUS_NEED_LAYERWISE)) {
     for (int k = 0; ok && k < p->vs.view.n_layers; k++) {
       if (!p->vs.layers[k].prunable || p->req_amount[k] <= 0.0) continue;
       ok = score_plan_apply(p, produces, needs, k, &removed_weights, &removed_units, error) &&
@@ -576,12 +581,14 @@ static gboolean prune_round(Pipeline *p, GError **error) {
       if (ok && p->pc->recalibrate_bn) recalibrate_bn(p);
       build_request(p, -1);
     }
-  } else {
+  } else if (ok) {
     ok = score_plan_apply(p, produces, needs, -1, &removed_weights, &removed_units, error);
     for (int k = 0; ok && k < p->vs.view.n_layers; k++)
       if (p->vs.layers[k].prunable && p->req_amount[k] > 0.0) ok = update_layer(p, k, error);
     if (ok && p->pc->recalibrate_bn) recalibrate_bn(p);
   }
+  prunus_model_free(p->round_ref);
+  p->round_ref = NULL;
   if (!ok) return FALSE;
   if (p->pc->recalibrate_bn && !p->exp.quiet)
     printf("%s round %d: batchnorm statistics re-estimated on %d calibration samples%s\n",

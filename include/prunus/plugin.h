@@ -88,6 +88,8 @@
  *      n_groups, group_*, unit_group) and batchnorm parameters (layer_norm_node,
  *      node_norm_scale, node_norm_shift); PRUNUS_SCORES_GROUP and
  *      PrunusScores.group_scores.
+ *   5  reconstruction towards the unpruned network: PRUNUS_NEED_INPUT_CROSS and
+ *      PrunusCalibStep.input_cross.
  */
 #ifndef PRUNUS_PLUGIN_H
 #define PRUNUS_PLUGIN_H
@@ -103,7 +105,7 @@ extern "C" {
  * its own. Changed only on a break (G5 above). */
 #define PRUNUS_PLUGIN_ABI_VERSION 1u
 /* This header's revision within the family (see "Revisions" above). */
-#define PRUNUS_PLUGIN_REVISION 4u
+#define PRUNUS_PLUGIN_REVISION 5u
 
 #if defined(_WIN32)
 #define PRUNUS_PLUGIN_EXPORT __declspec(dllexport)
@@ -229,6 +231,16 @@ enum {
    * order, each on the model as earlier layers were pruned (and rewritten by
    * update()) in this round, as SparseGPT and Wanda do. Needs layer scope. */
   PRUNUS_NEED_LAYERWISE = 1u << 8,
+  /* revision 5 (ask only when PRUNUS_HOST_REVISION >= 5): host-reduced, one step:
+   * per layer the cross product X^T X0 (fan_in, fan_in) summed over the rows of the
+   * pass, X the layer's inputs as for INPUT_GRAM and X0 the inputs the same rows
+   * gave the layer in the network as it was when this round began (before any of
+   * its pruning, batchnorm statistics included). With PRUNUS_NEED_LAYERWISE that
+   * pairs what the pruned upstream feeds the layer with what the unpruned network
+   * fed it, so a criterion can rebuild the layer's original output X0 W^T from X:
+   * the least-squares weights are W C^T (X^T X)^-1 with C = X^T X0 (sparsegpt's
+   * target = "original"). Without LAYERWISE, X0 = X. */
+  PRUNUS_NEED_INPUT_CROSS = 1u << 9,
 };
 
 /* What a criterion fills in. */
@@ -268,6 +280,13 @@ typedef struct {
   const double *const *input_sumsq;
   /* [layer] (fan_in, fan_in) X^T X for PRUNUS_NEED_INPUT_GRAM steps, else NULL */
   const double *const *input_gram;
+
+  /* ---- appended in revision 5: read only when PRUNUS_HOST_REVISION >= 5 ---- */
+
+  /* [layer] (fan_in, fan_in) X^T X0, row i column j = sum over rows of x_i x0_j, for
+   * PRUNUS_NEED_INPUT_CROSS steps (each after the INPUT_GRAM step of its pass, when
+   * both are asked), else NULL */
+  const double *const *input_cross;
 } PrunusCalibStep;
 
 /* Score buffers the host allocates (zeroed) and the criterion fills. A pointer

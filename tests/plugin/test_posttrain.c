@@ -323,7 +323,7 @@ static void test_recalibrate_bn(void) {
 // The calibration pass: inputs as the layers multiply them
 
 typedef struct {
-  int n_steps[9];       /* by need bit index */
+  int n_steps[10];      /* by need bit index */
   int64_t rows_seen[2]; /* INPUTS rows per layer over the pass */
   double worst;         /* max relative difference of any value checked */
   const RefInputs *ref;
@@ -415,6 +415,76 @@ static void check_inputs(gboolean conv) {
 
 static void test_inputs_dense(void) { check_inputs(FALSE); }
 static void test_inputs_conv(void) { check_inputs(TRUE); }
+
+/* INPUT_CROSS: the network as it is (first layer's unit 0 switched off: weights and
+ * bias 0, so its relu output is 0) against a reference holding the original weights,
+ * whose inputs are the hand loops'. Layer 0's inputs are the same in both (the
+ * network input): X^T X0 = the reference Gram. Layer 1's columns of unit 0 are 0 in
+ * X, not in X0: their rows of X^T X0 are 0, the other rows the reference Gram's. */
+typedef struct {
+  const RefInputs *ref;
+  int killed; /* columns of layer 1 fed by unit 0 of layer 0 */
+  int n_cross, n_gram;
+  double worst;
+} CrossCheck;
+
+static int check_cross_step(void *user, const PrunusModelView *view, const PrunusCalibStep *step) {
+  CrossCheck *c = user;
+  const RefInputs *r = c->ref;
+  if (step->kind == PRUNUS_NEED_INPUT_GRAM) {
+    g_assert_null(step->input_cross);
+    c->n_gram++;
+    return 0;
+  }
+  g_assert_cmpuint(step->kind, ==, PRUNUS_NEED_INPUT_CROSS);
+  g_assert_cmpint(c->n_gram, ==, 1); /* after the Gram step of the same pass */
+  g_assert_null(step->input_gram);
+  c->n_cross++;
+  for (int l = 0; l < view->n_layers; l++) {
+    const int fi = r->fan_in[l];
+    g_assert_nonnull(step->input_cross[l]);
+    g_assert_cmpint(step->input_rows[l], ==, r->n_rows[l]);
+    for (int a = 0; a < fi; a++)
+      for (int b = 0; b < fi; b++) {
+        const double want = l == 1 && a < c->killed ? 0.0 : ref_gram(r, l, a, b);
+        const double got = step->input_cross[l][a * fi + b];
+        c->worst = fmax(c->worst, fabs(got - want) / fmax(1.0, fabs(want)));
+      }
+  }
+  return 0;
+}
+
+static void check_cross(gboolean conv) {
+  Net n = conv ? conv_net() : mlp_net();
+  RefInputs ref = ref_inputs(&n, conv);
+  GError *error = NULL;
+  PrunusModel *original = prunus_model_clone(n.m, &error);
+  g_assert_no_error(error);
+  const PrunusLayer *l0 = &n.m->layers[conv ? 0 : 1];
+  const int fan_in = l0->fan_in;
+  for (int j = 0; j < fan_in; j++) n.m->params[l0->w_off + j] = 0.0f;
+  n.m->params[l0->b_off] = 0.0f;
+  PrunusViewSet vs;
+  prunus_view_build(&vs, n.m, NULL);
+  const PrunusNorm norm = {.kind = PRUNUS_NORM_UNIT};
+  CrossCheck c = {.ref = &ref, .killed = conv ? 16 : 1};
+  g_assert_true(prunus_calibrate_ref(n.m, original, &vs, n.d, &norm,
+                                     PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_INPUT_CROSS, 3, 2,
+                                     CALIB_SEED, -1, check_cross_step, &c));
+  g_assert_cmpint(c.n_cross, ==, 1);
+  g_test_message("%s cross products: max relative difference %.3e", conv ? "conv" : "dense",
+                 c.worst);
+  g_assert_cmpfloat(c.worst, <=, 1e-6);
+  prunus_view_clear(&vs);
+  prunus_model_free(original);
+  ref_inputs_free(&ref);
+  net_free(&n);
+}
+
+static void test_inputs_cross(void) {
+  check_cross(FALSE);
+  check_cross(TRUE);
+}
 
 static void test_graph_view(void) {
   Net n = conv_net();
@@ -933,12 +1003,16 @@ static void one_layer(OneLayer *o, int rows, int n, const float *w, const float 
 
 /* The calibration data of the dense test layer: 12 rows of 6 inputs, input 5 a copy of
  * input 4 (so X^T X is singular and only the dampening makes it invertible). */
-static void sg_gram(double gram[36]) {
-  double x[12][6];
+static void sg_rows(double x[12][6]) {
   for (int i = 0; i < 12; i++) {
     for (int j = 0; j < 5; j++) x[i][j] = sin(0.37 * i * (j + 1) + j) + 0.2 * j;
     x[i][5] = x[i][4];
   }
+}
+
+static void sg_gram(double gram[36]) {
+  double x[12][6];
+  sg_rows(x);
   for (int a = 0; a < 6; a++)
     for (int b = 0; b < 6; b++) {
       gram[a * 6 + b] = 0.0;
@@ -1063,6 +1137,142 @@ static void test_sparsegpt_other_mask(void) {
   g_assert_cmpfloat(worst, <, 1e-5);
   g_free(hinv);
   run_free(r);
+}
+
+/* target = "original": the layer's inputs X moved away from X0, those the unpruned
+ * network gave it (as if a layer before it had been pruned). The plugin must start
+ * its sweep from W* = W + W (C - G)^T (G / rows + damp I)^-1 / rows, C = X^T X0 and
+ * G = X^T X (computed here by Gauss-Jordan), then pick and reconstruct as for any W;
+ * and its result must give X0 W^T from X more closely than target = "current" does. */
+static void sg_rows0(double x0[12][6]) {
+  sg_rows(x0);
+  for (int i = 0; i < 12; i++)
+    for (int j = 0; j < 6; j++)
+      x0[i][j] = x0[i][j] * (1.0 + 0.3 * sin(i + 2.0 * j)) + 0.2 * cos(i * j);
+}
+
+/* sum over rows and outputs of (x0 . w_r - x . v_r)^2 */
+static double sg_output_error(const float *w, const float *v) {
+  double x[12][6], x0[12][6], e = 0.0;
+  sg_rows(x), sg_rows0(x0);
+  for (int i = 0; i < 12; i++)
+    for (int r = 0; r < 3; r++) {
+      double d = 0.0;
+      for (int j = 0; j < 6; j++) d += x0[i][j] * w[r * 6 + j] - x[i][j] * v[r * 6 + j];
+      e += d * d;
+    }
+  return e;
+}
+
+/* observe() the Gram and cross steps, score() at 50%, update() for the picked mask;
+ * the survivors written go to out, the picks to picked. */
+static void sg_run_target(const char *group, const double *gram, const double *cross, float *out,
+                          uint8_t *picked) {
+  float w[18], mask[18];
+  memcpy(w, sg_w, sizeof w);
+  for (int i = 0; i < 18; i++) mask[i] = 1.0f;
+  OneLayer o;
+  one_layer(&o, 3, 6, w, mask);
+  Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, group, &o.view, 0.5);
+  const double *grams[1] = {gram}, *crosses[1] = {cross};
+  const int64_t rows[1] = {12};
+  PrunusCalibStep step = {.batch = 12,
+                          .kind = PRUNUS_NEED_INPUT_GRAM,
+                          .layer = 0,
+                          .input_rows = rows,
+                          .input_gram = grams};
+  g_assert_cmpint(r->desc->criterion->observe(r->state, &o.view, &step), ==, 0);
+  if (r->desc->criterion->needs(r->state) & PRUNUS_NEED_INPUT_CROSS) {
+    PrunusCalibStep cstep = {.batch = 12,
+                             .kind = PRUNUS_NEED_INPUT_CROSS,
+                             .layer = 0,
+                             .input_rows = rows,
+                             .input_cross = crosses};
+    g_assert_cmpint(r->desc->criterion->observe(r->state, &o.view, &cstep), ==, 0);
+  }
+  float s[18], *sp[1] = {s};
+  PrunusScores scores = {.weight_scores = sp, .layer = 0};
+  g_assert_cmpint(r->desc->criterion->score(r->state, &o.view, &scores), ==, 0);
+  for (int i = 0; i < 18; i++) {
+    picked[i] = s[i] <= 1.0f;
+    if (picked[i]) mask[i] = 0.0f, w[i] = 0.0f;
+  }
+  g_assert_cmpint(r->desc->criterion->update(r->state, &o.view, 0), ==, 0);
+  g_assert_cmpint(r->set_calls, ==, 1);
+  memcpy(out, r->set_w, sizeof(float) * 18);
+  run_free(r);
+}
+
+static void test_sparsegpt_original(void) {
+  double x[12][6], x0[12][6], gram[36] = {0}, cross[36] = {0};
+  sg_rows(x), sg_rows0(x0);
+  for (int a = 0; a < 6; a++)
+    for (int b = 0; b < 6; b++)
+      for (int i = 0; i < 12; i++) {
+        gram[a * 6 + b] += x[i][a] * x[i][b];
+        cross[a * 6 + b] += x[i][a] * x0[i][b];
+      }
+  /* the reference: (G / 12 + damp * mean diag I)^-1 in full, then W* */
+  RefSg p = {.rows = 3, .n = 6, .blocksize = 4, .damp = 0.01, .total = 9};
+  double hd[36], mean = 0.0;
+  for (int i = 0; i < 36; i++) hd[i] = gram[i] / 12.0;
+  for (int j = 0; j < 6; j++) mean += hd[j * 6 + j] / 6.0;
+  for (int j = 0; j < 6; j++) hd[j * 6 + j] += p.damp * mean;
+  gj_inverse(6, hd);
+  double W[18];
+  for (int r = 0; r < 3; r++)
+    for (int k = 0; k < 6; k++) {
+      double d = 0.0;
+      for (int j = 0; j < 6; j++)
+        for (int i = 0; i < 6; i++)
+          d += sg_w[r * 6 + i] * (cross[j * 6 + i] - gram[j * 6 + i]) / 12.0 * hd[j * 6 + k];
+      W[r * 6 + k] = sg_w[r * 6 + k] + d;
+    }
+  double *hinv = ref_hinv_rows(&p, gram, 12);
+  uint8_t pruned[18] = {0}, picked[18];
+  ref_sweep(&p, hinv, W, pruned, TRUE);
+  float got[18];
+  sg_run_target("plugin = \"sparsegpt\"; blocksize = 4; target = \"original\";", gram, cross, got,
+                picked);
+  double worst = 0.0;
+  for (int i = 0; i < 18; i++) {
+    g_assert_cmpint(picked[i], ==, pruned[i]);
+    worst = fmax(worst, fabs(got[i] - W[i]));
+  }
+  g_test_message("sparsegpt target original: max difference %.3e", worst);
+  g_assert_cmpfloat(worst, <, 1e-5);
+
+  /* what it is for: the original output, X0 W^T, is rebuilt more closely */
+  float cur[18];
+  sg_run_target("plugin = \"sparsegpt\"; blocksize = 4; target = \"current\";", gram, cross, cur,
+                picked);
+  const double e_original = sg_output_error(sg_w, got), e_current = sg_output_error(sg_w, cur);
+  g_test_message("||X0 W^T - X W'^T||^2: original %.4f, current %.4f", e_original, e_current);
+  g_assert_cmpfloat(e_original, <, 0.8 * e_current);
+
+  /* X0 = X: nothing to make up for, the same result as target = "current" */
+  sg_run_target("plugin = \"sparsegpt\"; blocksize = 4; target = \"original\";", gram, gram, got,
+                picked);
+  sg_run_target("plugin = \"sparsegpt\"; blocksize = 4; target = \"current\";", gram, gram, cur,
+                picked);
+  for (int i = 0; i < 18; i++) g_assert_cmpfloat(fabs(got[i] - cur[i]), <, 1e-6);
+  g_free(hinv);
+
+  /* original needs the layerwise order */
+  GError *error = NULL;
+  OneLayer o;
+  float w[18], mask[18];
+  memcpy(w, sg_w, sizeof w);
+  for (int i = 0; i < 18; i++) mask[i] = 1.0f;
+  one_layer(&o, 3, 6, w, mask);
+  Run *bad = run_new(PRUNUS_PLUGIN_CRITERION,
+                     "plugin = \"sparsegpt\"; target = \"original\"; sequential = false;", &o.view,
+                     0.5, FALSE, &error);
+  g_assert_null(bad->host);
+  testutil_assert_error_contains(error, "target = \"original\" rebuilds what the layers pruned",
+                                 "sequential = true", NULL);
+  g_clear_error(&error);
+  run_free(bad);
 }
 
 /* Conv layer: the Gram of the im2col patches through the real calibration pass. */
@@ -1228,6 +1438,7 @@ int main(int argc, char **argv) {
     g_error("PRUNUS_PLUGIN_PATH is not set (run through meson test)");
   g_test_add_func("/posttrain/inputs-dense", test_inputs_dense);
   g_test_add_func("/posttrain/inputs-conv", test_inputs_conv);
+  g_test_add_func("/posttrain/inputs-cross", test_inputs_cross);
   g_test_add_func("/posttrain/graph-view", test_graph_view);
   g_test_add_func("/posttrain/check-needs", test_check_needs);
   g_test_add_func("/posttrain/linalg", test_linalg);
@@ -1238,6 +1449,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/posttrain/sparsegpt-nm", test_sparsegpt_nm);
   g_test_add_func("/posttrain/sparsegpt-other-mask", test_sparsegpt_other_mask);
   g_test_add_func("/posttrain/sparsegpt-conv", test_sparsegpt_conv);
+  g_test_add_func("/posttrain/sparsegpt-original", test_sparsegpt_original);
   g_test_add_func("/posttrain/sparsegpt-ill-conditioned", test_sparsegpt_ill_conditioned);
   g_test_add_func("/posttrain/nm", test_nm);
   g_test_add_func("/posttrain/recalibrate-bn", test_recalibrate_bn);
