@@ -94,6 +94,10 @@ void prunus_model_reserve_batch(PrunusModel *m, int B);
 /* logits = acts[n_layers] (B, n_classes) from x (B, input size). x may be acts[0]
  * itself (after prunus_model_reserve_batch(m, B)): the batch is then not copied. */
 void prunus_model_forward(PrunusModel *m, const float *x, int B);
+/* prunus_model_forward through layers 0 .. n_layers - 1 only: their outputs, and so
+ * the input of every layer up to n_layers (layers come in topological order), are
+ * those of a whole forward; later slots keep what they held. */
+void prunus_model_forward_to(PrunusModel *m, const float *x, int B, int n_layers);
 /* Write grads (overwriting them) from dlogits (B, n_classes); needs the forward of
  * the same batch. Where an activation feeds several layers, its gradient is the sum
  * of theirs, added in reverse layer order. Only layers with parameters and the

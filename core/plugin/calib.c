@@ -436,6 +436,8 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
     grads[k] = m->grads + l->w_off;
     bgrads[k] = m->grads + l->b_off;
   }
+  /* a layerwise pass needs the layer's input, not what comes after it */
+  const int input_stop = layer >= 0 ? vs->layer_index[layer] : m->n_layers;
   gboolean ok = TRUE;
   for (size_t o = 0; ok && o < G_N_ELEMENTS(order); o++) {
     uint32_t need = order[o];
@@ -454,10 +456,10 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
       }
       if (need == PRUNUS_NEED_INPUTS || reduced) {
         if (reduced && (needs & PRUNUS_NEED_INPUT_CROSS)) {
-          prunus_model_forward(ref, x, nb);
+          prunus_model_forward_to(ref, x, nb, input_stop);
           inputs_take(&inputs, ref, vs, nb, TRUE);
         }
-        prunus_model_forward(m, x, nb);
+        prunus_model_forward_to(m, x, nb, input_stop);
         inputs_take(&inputs, m, vs, nb, FALSE);
         if (reduced) {
           inputs_reduce(&inputs, vs, pass_rows);
@@ -537,9 +539,10 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
 /* batchnorm statistics */
 
 int prunus_calib_recalibrate_bn(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
-                                int n_batches, int batch, uint64_t seed) {
+                                int n_batches, int batch, uint64_t seed, int n_layers) {
+  n_layers = MIN(n_layers, m->n_layers);
   int n_bn = 0;
-  for (int i = 0; i < m->n_layers; i++) n_bn += m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM;
+  for (int i = 0; i < n_layers; i++) n_bn += m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM;
   if (n_bn == 0 || d->n < 1) return n_bn;
   CalibSample cs;
   calib_sample_init(&cs, m, d, n_batches, batch, seed);
@@ -555,7 +558,7 @@ int prunus_calib_recalibrate_bn(PrunusModel *m, const PrunusDataset *d, const Pr
     for (int i = 0; i < m->n_layers; i++)
       if (m->layers[i].spec.type == PRUNUS_LAYER_BATCHNORM) m->layers[i].spec.momentum = w;
     int nb = calib_sample_fill(&cs, d, norm, start);
-    prunus_model_forward(m, cs.x, nb);
+    prunus_model_forward_to(m, cs.x, nb, n_layers);
   }
   prunus_model_set_training(m, was_training);
   for (int i = 0; i < m->n_layers; i++) m->layers[i].spec.momentum = momentum[i];

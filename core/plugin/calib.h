@@ -79,10 +79,13 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
  * n_batches and batch: forwards in training mode, each batch weighted 1/b into the
  * buffers, so they end as the mean over batches of the batch statistics (the variance
  * unbiased), as PyTorch's torch.optim.swa_utils.update_bn. Parameters, masks and
- * each layer's momentum are left as they were, and m goes back to its mode. Returns
- * the number of batchnorm layers (0: nothing done). */
+ * each layer's momentum are left as they were, and m goes back to its mode. Only the
+ * batchnorm layers among layers 0 .. n_layers - 1 are re-estimated (m->n_layers: all):
+ * in training mode a batchnorm normalises with its batch's statistics, so its buffers
+ * depend on the layers before it alone. Returns the number of batchnorm layers
+ * re-estimated (0: nothing done). */
 int prunus_calib_recalibrate_bn(PrunusModel *m, const PrunusDataset *d, const PrunusNorm *norm,
-                                int n_batches, int batch, uint64_t seed);
+                                int n_batches, int batch, uint64_t seed, int n_layers);
 
 G_END_DECLS
 

@@ -545,11 +545,20 @@ static void allocate_global_magnitude(Pipeline *p) {
 
 /* prune.recalibrate_bn: the batchnorm buffers re-estimated on this round's calibration
  * sample (the criterion's: same seed), so a pruned network is not evaluated, or a
- * later layer calibrated, with the dense network's statistics. */
-static void recalibrate_bn(Pipeline *p) {
+ * later layer calibrated, with the dense network's statistics. Those of model layers
+ * 0 .. n_layers - 1 only (p->m->n_layers: all). */
+static void recalibrate_bn(Pipeline *p, int n_layers) {
   uint64_t seed = prunus_seed_derive(p->exp.rc->seed, "calibration") + (uint64_t)p->round;
   prunus_calib_recalibrate_bn(p->m, p->data->train, &p->data->norm, p->pc->calib_batches,
-                              p->pc->calib_batch, seed);
+                              p->pc->calib_batch, seed, n_layers);
+}
+
+/* The model index of the first view layer after k that a layerwise round prunes, or
+ * n_layers when none is left. */
+static int next_layerwise_layer(const Pipeline *p, int k) {
+  for (int j = k + 1; j < p->vs.view.n_layers; j++)
+    if (p->vs.layers[j].prunable && p->req_amount[j] > 0.0) return p->vs.layer_index[j];
+  return p->m->n_layers;
 }
 
 /* One round: score -> plan -> apply (-> update), for the whole model at once, or
@@ -577,15 +586,17 @@ static gboolean prune_round(Pipeline *p, GError **error) {
       if (!p->vs.layers[k].prunable || p->req_amount[k] <= 0.0) continue;
       ok = score_plan_apply(p, produces, needs, k, &removed_weights, &removed_units, error) &&
            update_layer(p, k, error);
-      /* the next layer's calibration then sees the statistics the pruned network will use */
-      if (ok && p->pc->recalibrate_bn) recalibrate_bn(p);
       build_request(p, -1);
+      /* the next layer's calibration then sees the statistics the pruned network will use:
+       * those before it now, every one after the last layer (the same buffers as
+       * re-estimating all of them each time, which the later layers would overwrite) */
+      if (ok && p->pc->recalibrate_bn) recalibrate_bn(p, next_layerwise_layer(p, k));
     }
   } else if (ok) {
     ok = score_plan_apply(p, produces, needs, -1, &removed_weights, &removed_units, error);
     for (int k = 0; ok && k < p->vs.view.n_layers; k++)
       if (p->vs.layers[k].prunable && p->req_amount[k] > 0.0) ok = update_layer(p, k, error);
-    if (ok && p->pc->recalibrate_bn) recalibrate_bn(p);
+    if (ok && p->pc->recalibrate_bn) recalibrate_bn(p, p->m->n_layers);
   }
   prunus_model_free(p->round_ref);
   p->round_ref = NULL;
@@ -1274,7 +1285,7 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
     prunus_host_reseed(p->gran, round_seed);
     prunus_host_reseed(p->retr, round_seed);
     if (pc->masks_from ? !apply_source_masks(p, error) : !prune_round(p, error)) return FALSE;
-    if (pc->masks_from && pc->recalibrate_bn) recalibrate_bn(p);
+    if (pc->masks_from && pc->recalibrate_bn) recalibrate_bn(p, p->m->n_layers);
     const PrunusPluginDesc *rd = prunus_host_desc(p->retr);
     prunus_host_call_begin(p->retr, "retrain()");
     int rc = rd->retrain->retrain(prunus_host_state(p->retr), p->round);

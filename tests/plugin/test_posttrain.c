@@ -285,7 +285,18 @@ static void test_recalibrate_bn(void) {
   }
 
   const PrunusNorm norm = {.kind = PRUNUS_NORM_UNIT};
-  g_assert_cmpint(prunus_calib_recalibrate_bn(m, d, &norm, 2, 2, CALIB_SEED), ==, 2);
+  /* layers 0 .. 3 only: the first batchnorm re-estimated, the second left as it was */
+  g_assert_cmpint(prunus_calib_recalibrate_bn(m, d, &norm, 2, 2, CALIB_SEED, 4), ==, 1);
+  const float *buf1 = m->params + m->layers[1].buf_off, *buf5 = m->params + m->layers[5].buf_off;
+  for (int c = 0; c < 2; c++) {
+    assert_near(buf1[c], mean1[c], 1e-5, "partial: batchnorm 1 mean");
+    assert_near(buf1[2 + c], var1[c], 1e-5, "partial: batchnorm 1 variance");
+  }
+  for (int c = 0; c < 3; c++) {
+    g_assert_cmpfloat(buf5[c], ==, 5.0f);
+    g_assert_cmpfloat(buf5[3 + c], ==, 7.0f);
+  }
+  g_assert_cmpint(prunus_calib_recalibrate_bn(m, d, &norm, 2, 2, CALIB_SEED, m->n_layers), ==, 2);
   double worst = 0.0;
   for (int k = 0; k < 2; k++) {
     const float *buf = m->params + m->layers[bn[k]].buf_off;
@@ -309,7 +320,9 @@ static void test_recalibrate_bn(void) {
   /* a model without batchnorm: nothing to do */
   Net plain = mlp_net();
   float *p0 = g_memdup2(plain.m->params, sizeof(float) * plain.m->n_params);
-  g_assert_cmpint(prunus_calib_recalibrate_bn(plain.m, plain.d, &norm, 2, 2, CALIB_SEED), ==, 0);
+  g_assert_cmpint(
+      prunus_calib_recalibrate_bn(plain.m, plain.d, &norm, 2, 2, CALIB_SEED, plain.m->n_layers), ==,
+      0);
   g_assert_cmpmem(plain.m->params, sizeof(float) * plain.m->n_params, p0,
                   sizeof(float) * plain.m->n_params);
   g_free(p0);
