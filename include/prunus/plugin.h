@@ -12,13 +12,16 @@
  *      table, and copies what it reads of the descriptor and the ops table (rule
  *      G1 below): changing either after load has no effect.
  *   2. create(host, services, &state): the plugin reads its settings through
- *      services->get_* (each key in its config group that it never reads is an
- *      error the host reports with file:line) and allocates its state.
+ *      services->get_* (each key in its config group that neither it nor the host
+ *      reads is an error the host reports with file:line; the host reads `plugin`,
+ *      and a criterion's `calib_batches` and `calib_batch`) and allocates its state.
  *   3. The kind's ops are called (see each ops table for when).
  *   4. destroy(state) is called exactly once for every successful create(),
  *      before the host dlclose()s the library (in reverse load order).
- * The host MAY create several instances of one descriptor (one per experiment);
- * it calls one instance from one thread at a time.
+ * The host MAY create several instances of one descriptor (one per experiment,
+ * and one it destroys unused after checking the settings before any data is
+ * read); it calls one instance from one thread at a time. The documentation
+ * (docs/plugins.md) is installed under share/doc/prunus/docs.
  *
  * Errors: every function that can fail returns int (0 = success, non-zero =
  * failure) and, on failure, SHOULD first call services->set_error() with a
@@ -268,11 +271,13 @@ typedef struct {
   /* ---- appended in revision 3: read only when PRUNUS_HOST_REVISION >= 3 ---- */
 
   /* PRUNUS_NEED_LAYERWISE: the one layer this pass calibrates (the input arrays
-   * below hold only its entry; the gradient and activation arrays hold every
-   * layer's); -1 for a pass over the whole model. */
+   * below are indexed by layer as always, but only its entry is set, the others
+   * NULL; the gradient and activation arrays hold every layer's); -1 for a pass
+   * over the whole model. */
   int layer;
   /* [layer] rows behind the input arrays: samples x positions of this batch
-   * (INPUTS) or of the whole pass (INPUT_SUMSQ, INPUT_GRAM); NULL for other kinds */
+   * (INPUTS) or of the whole pass (INPUT_SUMSQ, INPUT_GRAM, INPUT_CROSS); NULL for
+   * other kinds */
   const int64_t *input_rows;
   /* [layer] (input_rows, fan_in) for PRUNUS_NEED_INPUTS steps, else NULL */
   const float *const *inputs;

@@ -39,6 +39,11 @@ root=$dest$prefix
 # The README's table: the configs land in share/prunus/configs.
 [ -f "$root/share/prunus/configs/lenet300.cfg" ] ||
   fail "configs were not installed into $root/share/prunus/configs"
+# ... and the documentation a plugin author reads in share/doc/prunus, where the
+# README's links (docs/plugins.md) resolve.
+for doc in README.md docs/plugins.md docs/post-training.md; do
+  [ -f "$root/share/doc/prunus/$doc" ] || fail "$doc was not installed into $root/share/doc/prunus"
+done
 # The README says where the .pc files land: <prefix>/<libdir>/pkgconfig.
 case $pcdir in
   "$root"/lib/pkgconfig | "$root"/lib64/pkgconfig | "$root"/lib/*-linux-gnu/pkgconfig) ;;
