@@ -3,7 +3,9 @@
  * summary.json arithmetic, checkpoints on disk, neuron pruning that really
  * shrinks, determinism, rewind vs reinit, a criterion that returns NaN, and configs
  * refused before anything trains or is written. */
+#include "calib.h"
 #include "checkpoint.h"
+#include "data.h"
 #include "json.h"
 #include "pipeline.h"
 #include "rng.h"
@@ -87,12 +89,29 @@ typedef struct {
   const char *top_extra;   /* more top-level keys */
 } Setup;
 
+/* The network and what of it is pruned, when not the 64-32-16-4 MLP with its output
+ * layer at half rate. */
+typedef struct {
+  const char *layers;       /* model.layers */
+  const char *prune_layers; /* prune.layers */
+} Network;
+
+static const char mlp_layers[] =
+    "(\n"
+    "    { type = \"flatten\"; },\n"
+    "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n"
+    "    { type = \"dense\"; units = 16; }, { type = \"relu\"; },\n"
+    "    { type = \"dense\"; units = 4; }\n"
+    "  )";
+
 static const Setup weight_setup = {
     "global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", ""};
 
-/* Write data_dir/<name>.cfg for setup; returns its path (transfer full). The
+static const Network mlp_network = {mlp_layers, "( { layer = \"output\"; rate = 0.5; } )"};
+
+/* Write data_dir/<name>.cfg for setup on net; returns its path (transfer full). The
  * experiment (and checkpoint folder) is named "tiny". */
-static char *write_config(const char *name, const Setup *s) {
+static char *write_network_config(const char *name, const Setup *s, const Network *net) {
   char *text = g_strdup_printf(
       "name = \"tiny\";\n"
       "seed = 11;\n"
@@ -107,18 +126,13 @@ static char *write_config(const char *name, const Setup *s) {
       "};\n"
       "model = {\n"
       "  input = [1, 8, 8];\n"
-      "  layers = (\n"
-      "    { type = \"flatten\"; },\n"
-      "    { type = \"dense\"; units = 32; }, { type = \"relu\"; },\n"
-      "    { type = \"dense\"; units = 16; }, { type = \"relu\"; },\n"
-      "    { type = \"dense\"; units = 4; }\n"
-      "  );\n"
+      "  layers = %s;\n"
       "};\n"
       "train = { epochs = 3; batch = 32; optimizer = \"sgd\"; lr = 0.05; momentum = 0.9;\n"
       "          lr_schedule = \"cosine\"; };\n"
       "prune = {\n"
       "  schedule = { rounds = %d; amount = %g; scope = \"%s\"; };\n"
-      "  layers = ( { layer = \"output\"; rate = 0.5; } );\n"
+      "  layers = %s;\n"
       "  latency = { batches = [1]; seconds = 0.001; };\n"
       "  criterion = { plugin = \"%s\"; };\n"
       "  granularity = { plugin = \"%s\"; };\n"
@@ -126,8 +140,8 @@ static char *write_config(const char *name, const Setup *s) {
       "  %s\n"
       "};\n"
       "%s\n",
-      N_VAL, ROUNDS, AMOUNT, s->scope, s->criterion, s->granularity, s->retrain, s->prune_extra,
-      s->top_extra);
+      N_VAL, net->layers, ROUNDS, AMOUNT, s->scope, net->prune_layers, s->criterion, s->granularity,
+      s->retrain, s->prune_extra, s->top_extra);
   char *file = g_strdup_printf("%s.cfg", name);
   char *path = testutil_write_file(data_dir, file, text, strlen(text));
   g_free(file);
@@ -135,9 +149,13 @@ static char *write_config(const char *name, const Setup *s) {
   return path;
 }
 
-/* Run name's config into data_dir/run-<name> (transfer full). */
-static char *run_pipeline(const char *name, const Setup *s, GError **error) {
-  char *cfg = write_config(name, s);
+static char *write_config(const char *name, const Setup *s) {
+  return write_network_config(name, s, &mlp_network);
+}
+
+/* Run name's config on net into data_dir/run-<name> (transfer full). */
+static char *run_network(const char *name, const Setup *s, const Network *net, GError **error) {
+  char *cfg = write_network_config(name, s, net);
   char *dir_name = g_strdup_printf("run-%s", name);
   char *run_dir = g_build_filename(data_dir, dir_name, NULL);
   g_free(dir_name);
@@ -147,6 +165,10 @@ static char *run_pipeline(const char *name, const Setup *s, GError **error) {
   g_test_message("%s: %.2f s", name, (g_get_monotonic_time() - t0) / 1e6);
   g_free(cfg);
   return run_dir;
+}
+
+static char *run_pipeline(const char *name, const Setup *s, GError **error) {
+  return run_network(name, s, &mlp_network, error);
 }
 
 static char *run_ok(const char *name, const Setup *s) {
@@ -1073,6 +1095,73 @@ static void test_post_training(void) {
   g_free(run_dir);
 }
 
+/* sparsegpt (target "original": a copy of the network kept for the round) layer by
+ * layer on a conv net with batchnorm, prune.recalibrate_bn on. After each layer the
+ * host re-estimates the batchnorms before the next pruned layer, after the last one
+ * all of them; so each round's checkpoint holds exactly the statistics that one full
+ * re-estimation of its weights gives (computed here), the third batchnorm included,
+ * which follows the last pruned layer. */
+static void test_post_training_batchnorm(void) {
+  const Setup s = {"layer",
+                   "sparsegpt",
+                   "weight",
+                   "plugin = \"finetune\"; epochs = 0;",
+                   "recalibrate_bn = true;",
+                   ""};
+  const Network net = {
+      "(\n"
+      "    { type = \"conv2d\"; channels = 4; kernel = 3; padding = 1; bias = false; },\n"
+      "    { type = \"batchnorm\"; }, { type = \"relu\"; },\n"
+      "    { type = \"conv2d\"; channels = 4; kernel = 3; padding = 1; bias = false; },\n"
+      "    { type = \"batchnorm\"; }, { type = \"relu\"; }, { type = \"flatten\"; },\n"
+      "    { type = \"dense\"; units = 8; }, { type = \"batchnorm\"; },\n"
+      "    { type = \"relu\"; }, { type = \"dense\"; units = 4; }\n"
+      "  )",
+      "( { layer = \"output\"; exclude = true; } )"};
+  GError *error = NULL;
+  char *run_dir = run_network("post-training-bn", &s, &net, &error);
+  g_assert_no_error(error);
+  char *cfg_path = g_build_filename(data_dir, "post-training-bn.cfg", NULL);
+  PrunusConfig *cfg = prunus_config_load(cfg_path, &error);
+  g_assert_no_error(error);
+  PrunusRunConfig rc;
+  g_assert_true(prunus_run_config_parse(cfg, &rc, &error));
+  g_assert_no_error(error);
+  PrunusData data;
+  g_assert_true(prunus_data_load(&rc, &data, &error));
+  g_assert_no_error(error);
+  PrunusJson *summary = read_json(run_dir, "summary.json");
+  const PrunusJson *rounds = summary_rounds(summary);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, ROUNDS + 1);
+  for (int r = 1; r <= ROUNDS; r++) {
+    g_assert_cmpfloat(num(prunus_json_index(rounds, r), "sparsity"), >, 0.0);
+    size_t zeros, alive;
+    PrunusModel *m = load_round(run_dir, r, &zeros, &alive, NULL);
+    const size_t nb = m->n_buffers;
+    float *saved = g_memdup2(m->buffers, sizeof(float) * nb);
+    /* the pipeline's calibration sample of round r: 8 batches of 128 by default */
+    uint64_t seed = prunus_seed_derive(rc.seed, "calibration") + (uint64_t)r;
+    g_assert_cmpint(
+        prunus_calib_recalibrate_bn(m, data.train, &data.norm, 8, 128, seed, m->n_layers), ==, 3);
+    double worst = 0.0;
+    for (size_t i = 0; i < nb; i++)
+      worst = fmax(worst, fabs(saved[i] - m->buffers[i]) / fmax(1.0, fabs(m->buffers[i])));
+    g_test_message(
+        "round %d: %zu batchnorm buffers, max relative difference from a full "
+        "re-estimation %.3e",
+        r, nb, worst);
+    g_assert_cmpfloat(worst, <=, 1e-6);
+    g_free(saved);
+    prunus_model_free(m);
+  }
+  prunus_json_free(summary);
+  prunus_data_clear(&data);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(cfg);
+  g_free(cfg_path);
+  g_free(run_dir);
+}
+
 /* prune.schedule.allocation = "global-magnitude" in layer scope gives each layer the
  * share a global magnitude ranking removes from it: magnitude pruning with it makes
  * the very masks of global-scope magnitude pruning, round after round (the fine-tuning
@@ -1218,6 +1307,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
   g_test_add_func("/pipeline/plugin-path-missing", test_plugin_path_missing);
   g_test_add_func("/pipeline/post-training", test_post_training);
+  g_test_add_func("/pipeline/post-training-batchnorm", test_post_training_batchnorm);
   g_test_add_func("/pipeline/allocation-global-magnitude", test_allocation_global_magnitude);
   int rc = g_test_run();
   testutil_rmtree(data_dir);
