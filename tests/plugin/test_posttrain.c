@@ -1036,6 +1036,32 @@ static void sg_gram(double gram[36]) {
 static const float sg_w[18] = {0.9f, -0.2f, 0.45f, -0.7f, 0.12f, 0.3f,  -0.35f, 0.8f,  0.05f,
                                0.6f, -0.5f, 0.25f, 0.15f, -0.9f, 0.66f, 0.4f,   -0.1f, 0.55f};
 
+/* Hand sparsegpt the one-layer view's 12 calibration rows reduced, as a pass for
+ * layer (-1: the whole model): the Gram step, then the cross step when the plugin asks
+ * for one (cross: X^T X0); then score() into s. */
+static void sg_observe_score(Run *r, const OneLayer *o, int layer, const double *gram,
+                             const double *cross, float *s) {
+  const double *grams[1] = {gram}, *crosses[1] = {cross};
+  const int64_t rows[1] = {12};
+  PrunusCalibStep step = {.batch = 12,
+                          .kind = PRUNUS_NEED_INPUT_GRAM,
+                          .layer = layer,
+                          .input_rows = rows,
+                          .input_gram = grams};
+  g_assert_cmpint(r->desc->criterion->observe(r->state, &o->view, &step), ==, 0);
+  if (r->desc->criterion->needs(r->state) & PRUNUS_NEED_INPUT_CROSS) {
+    PrunusCalibStep cstep = {.batch = 12,
+                             .kind = PRUNUS_NEED_INPUT_CROSS,
+                             .layer = layer,
+                             .input_rows = rows,
+                             .input_cross = crosses};
+    g_assert_cmpint(r->desc->criterion->observe(r->state, &o->view, &cstep), ==, 0);
+  }
+  float *sp[1] = {s};
+  PrunusScores scores = {.weight_scores = sp, .layer = layer};
+  g_assert_cmpint(r->desc->criterion->score(r->state, &o->view, &scores), ==, 0);
+}
+
 /* score() then update() of sparsegpt on the one-layer view against the reference:
  * the picked set (scores in [0, 1]) and the reconstructed weights. mask0 holds
  * weights pruned before the round. */
@@ -1050,17 +1076,8 @@ static void check_sparsegpt(const char *group, const RefSg *p, const float *mask
   one_layer(&o, 3, 6, w, mask);
   Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, group, &o.view, 0.5);
   r->req.pattern_n = p->pn, r->req.pattern_m = p->pm;
-  const double *grams[1] = {gram};
-  const int64_t rows[1] = {12};
-  PrunusCalibStep step = {.batch = 12,
-                          .kind = PRUNUS_NEED_INPUT_GRAM,
-                          .layer = -1,
-                          .input_rows = rows,
-                          .input_gram = grams};
-  g_assert_cmpint(r->desc->criterion->observe(r->state, &o.view, &step), ==, 0);
-  float s[18], *sp[1] = {s};
-  PrunusScores scores = {.weight_scores = sp, .layer = -1};
-  g_assert_cmpint(r->desc->criterion->score(r->state, &o.view, &scores), ==, 0);
+  float s[18];
+  sg_observe_score(r, &o, -1, gram, gram, s);
 
   double *hinv = ref_hinv_rows(p, gram, 12), W[18];
   uint8_t pruned[18];
@@ -1123,17 +1140,8 @@ static void test_sparsegpt_other_mask(void) {
   OneLayer o;
   one_layer(&o, 3, 6, w, mask);
   Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, "plugin = \"sparsegpt\"; blocksize = 4;", &o.view, 0.5);
-  const double *grams[1] = {gram};
-  const int64_t rows[1] = {12};
-  PrunusCalibStep step = {.batch = 12,
-                          .kind = PRUNUS_NEED_INPUT_GRAM,
-                          .layer = 0,
-                          .input_rows = rows,
-                          .input_gram = grams};
-  g_assert_cmpint(r->desc->criterion->observe(r->state, &o.view, &step), ==, 0);
-  float s[18], *sp[1] = {s};
-  PrunusScores scores = {.weight_scores = sp, .layer = 0};
-  g_assert_cmpint(r->desc->criterion->score(r->state, &o.view, &scores), ==, 0);
+  float s[18];
+  sg_observe_score(r, &o, 0, gram, gram, s);
   /* prune the 9 smallest |w| instead */
   const int small[9] = {2, 4, 5, 8, 9, 11, 12, 15, 16}; /* |w| <= 0.45 */
   for (int t = 0; t < 9; t++) mask[small[t]] = 0.0f;
@@ -1187,25 +1195,8 @@ static void sg_run_target(const char *group, const double *gram, const double *c
   OneLayer o;
   one_layer(&o, 3, 6, w, mask);
   Run *r = run_ok(PRUNUS_PLUGIN_CRITERION, group, &o.view, 0.5);
-  const double *grams[1] = {gram}, *crosses[1] = {cross};
-  const int64_t rows[1] = {12};
-  PrunusCalibStep step = {.batch = 12,
-                          .kind = PRUNUS_NEED_INPUT_GRAM,
-                          .layer = 0,
-                          .input_rows = rows,
-                          .input_gram = grams};
-  g_assert_cmpint(r->desc->criterion->observe(r->state, &o.view, &step), ==, 0);
-  if (r->desc->criterion->needs(r->state) & PRUNUS_NEED_INPUT_CROSS) {
-    PrunusCalibStep cstep = {.batch = 12,
-                             .kind = PRUNUS_NEED_INPUT_CROSS,
-                             .layer = 0,
-                             .input_rows = rows,
-                             .input_cross = crosses};
-    g_assert_cmpint(r->desc->criterion->observe(r->state, &o.view, &cstep), ==, 0);
-  }
-  float s[18], *sp[1] = {s};
-  PrunusScores scores = {.weight_scores = sp, .layer = 0};
-  g_assert_cmpint(r->desc->criterion->score(r->state, &o.view, &scores), ==, 0);
+  float s[18];
+  sg_observe_score(r, &o, 0, gram, cross, s);
   for (int i = 0; i < 18; i++) {
     picked[i] = s[i] <= 1.0f;
     if (picked[i]) mask[i] = 0.0f, w[i] = 0.0f;
