@@ -412,6 +412,13 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
     ref = m;
   else
     prunus_model_reserve_batch(ref, MIN(batch, d->n));
+  /* the reference's layer inputs fill buffers sized for m's */
+  g_return_val_if_fail(ref->n_layers == m->n_layers, FALSE);
+  for (int i = 0; i < m->n_layers; i++)
+    g_return_val_if_fail(
+        ref->layers[i].fan_in == m->layers[i].fan_in &&
+            prunus_shape_size(ref->layers[i].in) == prunus_shape_size(m->layers[i].in),
+        FALSE);
   /* the reduced needs share one pass, handed out as two steps after it */
   static const uint32_t order[] = {
       PRUNUS_NEED_LOSS_GRAD,   PRUNUS_NEED_LOSS_GRAD_SAMPLE, PRUNUS_NEED_OUTNORM_GRAD_SAMPLE,

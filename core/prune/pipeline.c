@@ -410,8 +410,18 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *re
     if (p->theta0) extra_in[n_extra++] = p->theta0;
     if (p->thetak) extra_in[n_extra++] = p->thetak;
     PrunusModel *shrunk = prunus_model_shrink(m, per_layer, extra_in, extra_out, n_extra, error);
+    /* the round's copy of the network loses the same units, so that the next layer's
+     * inputs X and X0 (PRUNUS_NEED_INPUT_CROSS) keep the same columns */
+    PrunusModel *ref = shrunk && p->round_ref
+                           ? prunus_model_shrink(p->round_ref, per_layer, NULL, NULL, 0, error)
+                           : NULL;
     g_free(per_layer);
-    if (!shrunk) return FALSE;
+    if (!shrunk || (p->round_ref && !ref)) {
+      prunus_model_free(shrunk);
+      for (int e = 0; e < n_extra; e++) g_free(extra_out[e]);
+      return FALSE;
+    }
+    if (ref) prunus_model_free(p->round_ref), p->round_ref = ref;
     int e = 0;
     if (p->theta0) g_free(p->theta0), p->theta0 = extra_out[e++];
     if (p->thetak) g_free(p->thetak), p->thetak = extra_out[e++];

@@ -4,9 +4,14 @@
  * granularity "bad-groups" returns a plan the host must refuse before applying any of it:
  * mode = "split" removes unit 0 of the first prunable hidden layer alone (splitting its
  * group when other layers share it), "empty" the whole group of every unit of that layer;
- * both also remove every weight of that layer, which the host must not apply either. */
+ * both also remove every weight of that layer, which the host must not apply either.
+ * criterion "cross-units" (revision 5) scores units layer by layer from the inputs'
+ * cross products with the round's unpruned network: unit u of layer l scores
+ * sum_j |W_uj| sqrt(|C_jj| / rows), C = input_cross[l]; observe() fails unless each
+ * pass brings its layer's Gram step and then its cross step, of the view's fan_in. */
 #include <prunus/plugin.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +46,90 @@ static int gs_score(void *state, const PrunusModelView *model, PrunusScores *sco
 
 static const PrunusCriterionOps gs_ops = {
     .needs = gs_needs, .produces = gs_produces, .score = gs_score};
+
+// ----------------------------------------------------------------------------
+// criterion "cross-units"
+
+typedef struct {
+  PrunusHost *host;
+  const PrunusHostServices *svc;
+  int layer;    /* the layer of the pass in progress, -1 before its Gram step */
+  int n;        /* its fan_in */
+  double *diag; /* (n) C_jj / rows, after the cross step */
+} CrossUnits;
+
+static int cu_create(PrunusHost *host, const PrunusHostServices *services, void **state) {
+  if (PRUNUS_HOST_REVISION(services) < 5) {
+    services->set_error(host, "needs the inputs' cross products (plugin ABI revision 5)");
+    return -1;
+  }
+  CrossUnits *c = calloc(1, sizeof *c);
+  if (!c) return -1;
+  *c = (CrossUnits){.host = host, .svc = services, .layer = -1};
+  *state = c;
+  return 0;
+}
+
+static void cu_destroy(void *state) {
+  CrossUnits *c = state;
+  free(c->diag);
+  free(c);
+}
+
+static uint32_t cu_needs(void *state) {
+  (void)state;
+  return PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_INPUT_CROSS | PRUNUS_NEED_LAYERWISE;
+}
+
+static uint32_t cu_produces(void *state) {
+  (void)state;
+  return PRUNUS_SCORES_UNIT;
+}
+
+static int cu_observe(void *state, const PrunusModelView *model, const PrunusCalibStep *step) {
+  CrossUnits *c = state;
+  const int l = step->layer;
+  if (l < 0 || l >= model->n_layers) {
+    c->svc->set_error(c->host, "a pass for layer %d: expected one layer at a time", l);
+    return -1;
+  }
+  const int n = model->layers[l].fan_in;
+  if (step->kind == PRUNUS_NEED_INPUT_GRAM && step->input_gram && step->input_gram[l]) {
+    c->layer = l, c->n = n;
+    return 0;
+  }
+  if (step->kind != PRUNUS_NEED_INPUT_CROSS || !step->input_cross || !step->input_cross[l] ||
+      c->layer != l || c->n != n || !step->input_rows || step->input_rows[l] <= 0) {
+    c->svc->set_error(c->host, "layer %d: expected its Gram step, then its cross step", l);
+    return -1;
+  }
+  free(c->diag);
+  if (!(c->diag = malloc((size_t)n * sizeof(double)))) return -1;
+  for (int j = 0; j < n; j++)
+    c->diag[j] = fabs(step->input_cross[l][(size_t)j * n + j]) / (double)step->input_rows[l];
+  return 0;
+}
+
+static int cu_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
+  CrossUnits *c = state;
+  const int l = scores->layer;
+  if (l < 0 || l != c->layer || !c->diag || model->layers[l].fan_in != c->n) {
+    c->svc->set_error(c->host, "score(): layer %d was not calibrated", l);
+    return -1;
+  }
+  const PrunusLayerView *v = &model->layers[l];
+  for (int u = 0; u < v->n_units; u++) {
+    double s = 0.0;
+    for (int j = 0; j < v->fan_in; j++)
+      s += fabs((double)v->weights[(size_t)u * v->fan_in + j]) * sqrt(c->diag[j]);
+    scores->unit_scores[l][u] = (float)s;
+  }
+  c->layer = -1;
+  return 0;
+}
+
+static const PrunusCriterionOps cu_ops = {
+    .needs = cu_needs, .produces = cu_produces, .observe = cu_observe, .score = cu_score};
 
 // ----------------------------------------------------------------------------
 // granularity "bad-groups"
@@ -113,6 +202,15 @@ static const PrunusPluginDesc descs[] = {
      .create = bg_create,
      .destroy = bg_destroy,
      PRUNUS_PLUGIN_OPS(granularity, bg_ops)},
+    {.abi_version = PRUNUS_PLUGIN_ABI_VERSION,
+     .size = sizeof(PrunusPluginDesc),
+     .kind = PRUNUS_PLUGIN_CRITERION,
+     .name = "cross-units",
+     .version = "1.0.0",
+     .summary = "fixture: units scored layer by layer from the inputs' cross products",
+     .create = cu_create,
+     .destroy = cu_destroy,
+     PRUNUS_PLUGIN_OPS(criterion, cu_ops)},
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

@@ -949,6 +949,56 @@ static void test_graph_bad_groups(Fixture *f, gconstpointer data) {
                    "refusing to empty a layer");
 }
 
+/* Channels removed layer by layer by a criterion that reads the inputs' cross products
+ * with the round's unpruned network (tests/group-plugins/ "cross-units"): removing the
+ * first conv's channels shrinks the network before the second conv is calibrated, and
+ * the round's copy of the network must shrink with it, or the second conv's inputs X
+ * and X0 would not have the same columns. */
+static void test_layerwise_cross_channels(Fixture *f, gconstpointer data) {
+  (void)data;
+  static const char model[] =
+      "model = {\n"
+      "  input = [1, 8, 8];\n"
+      "  layers = (\n"
+      "    { name = \"c1\"; type = \"conv2d\"; channels = 4; kernel = 3; padding = 1; bias = false; },\n"
+      "    { type = \"batchnorm\"; }, { type = \"relu\"; },\n"
+      "    { name = \"c2\"; type = \"conv2d\"; channels = 6; kernel = 3; padding = 1; bias = false; },\n"
+      "    { type = \"batchnorm\"; }, { type = \"relu\"; }, { type = \"flatten\"; },\n"
+      "    { name = \"fc\"; type = \"dense\"; units = 4; }\n"
+      "  );\n"
+      "};\n";
+  char *text = NULL;
+  char *cfg = write_graph_config(f->dir, "cross-channels.cfg", model, &text);
+  char *prune = g_strdup_printf(
+      "plugin_path = \"%s\";\n"
+      "prune = {\n"
+      "  schedule = { rounds = 1; amount = 0.5; scope = \"layer\"; };\n"
+      "  criterion = { plugin = \"cross-units\"; calib_batches = 2; calib_batch = 16; };\n"
+      "  granularity = { plugin = \"channel\"; };\n"
+      "  retrain = { plugin = \"finetune\"; epochs = 0; };\n"
+      "  recalibrate_bn = true;\n"
+      "};\n",
+      g_getenv("PRUNUS_TEST_GROUP_PLUGIN_DIR"));
+  char *full = g_strconcat(text, prune, NULL);
+  g_free(testutil_write_file(f->dir, "cross-channels.cfg", full, strlen(full)));
+  Run r = run_prunus(f->dir, "run", cfg, "-o", "run-cross", "--threads", "1", "--quiet", NULL);
+  if (r.status != 0) g_error("prunus run: %s", r.err);
+  run_clear(&r);
+  char *ckpt = g_build_filename(f->dir, "run-cross", "tiny", "round-01.safetensors", NULL);
+  GError *error = NULL;
+  PrunusModel *m = prunus_checkpoint_load(ckpt, 1, NULL, NULL, &error);
+  g_assert_no_error(error);
+  for (int i = 0; i < m->n_layers; i++) {
+    if (!strcmp(m->layers[i].name, "c1")) g_assert_cmpint(m->layers[i].out.c, ==, 2);
+    if (!strcmp(m->layers[i].name, "c2")) {
+      g_assert_cmpint(m->layers[i].out.c, ==, 3);
+      g_assert_cmpint(m->layers[i].fan_in, ==, 2 * 9);
+    }
+  }
+  prunus_model_free(m);
+  g_free(ckpt), g_free(full), g_free(prune), g_free(text), g_free(cfg);
+}
+
 /* Weight pruning works on graphs: masks on the conv and dense weights, batchnorm
  * untouched, the checkpoints of every round loadable. */
 static void test_graph_weight_pruning(Fixture *f, gconstpointer data) {
@@ -1025,6 +1075,7 @@ int main(int argc, char **argv) {
   ADD("/cli/graph/config-errors", test_graph_config_errors);
   ADD("/cli/graph/structured", test_graph_structured);
   ADD("/cli/graph/bad-groups", test_graph_bad_groups);
+  ADD("/cli/layerwise-cross-channels", test_layerwise_cross_channels);
   ADD("/cli/graph/weight-pruning", test_graph_weight_pruning);
 #undef ADD
   return g_test_run();
