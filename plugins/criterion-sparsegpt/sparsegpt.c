@@ -546,8 +546,11 @@ static const PrunusPluginDesc sg_desc = {
     .size = sizeof(PrunusPluginDesc),
     .kind = PRUNUS_PLUGIN_CRITERION,
     .name = "sparsegpt",
-    .version = "1.0.0",
-    .summary = "SparseGPT: OBS mask selection and weight reconstruction from input Gram matrices",
+    /* 1.1.0: target "original", the default when sequential */
+    .version = "1.1.0",
+    .summary =
+        "SparseGPT: OBS mask selection and weight reconstruction from input Gram "
+        "matrices, toward the unpruned network's output (target)",
     .create = sg_create,
     .destroy = sg_destroy,
     PRUNUS_PLUGIN_OPS(criterion, sg_ops),
