@@ -322,6 +322,34 @@ void fakehost_set_revision1(PrunusHost *host) {
   host->services.get_double_range = NULL;
 }
 
+/* revision 3's services, for create() and needs() only: nothing here plans or solves */
+static const PrunusPlanRequest *fake_plan_request(PrunusHost *host) {
+  (void)host;
+  return NULL;
+}
+
+static int fake_set_weights(PrunusHost *host, int layer, const float *w) {
+  (void)layer, (void)w;
+  fake_set_error(host, "the fake host writes no weights");
+  return -1;
+}
+
+static int fake_linalg(PrunusHost *host, int n, double *a) {
+  (void)n, (void)a;
+  fake_set_error(host, "the fake host solves nothing");
+  return -1;
+}
+
+void fakehost_set_revision(PrunusHost *host, uint32_t revision) {
+  g_return_if_fail(revision >= 3 && revision <= PRUNUS_PLUGIN_REVISION);
+  host->services.size = sizeof(PrunusHostServices);
+  host->services.revision = revision;
+  host->services.plan_request = fake_plan_request;
+  host->services.set_weights = fake_set_weights;
+  host->services.cholesky = fake_linalg;
+  host->services.spd_inverse = fake_linalg;
+}
+
 void fakehost_set_model(PrunusHost *host, const PrunusModelView *view) { host->view = view; }
 
 void fakehost_set_pretrain(PrunusHost *host, int epochs, double lr) {

@@ -44,6 +44,10 @@ void fakehost_clear_error(PrunusHost *host);
  * the members appended since are NULL (a plugin that reads them without checking
  * PRUNUS_HOST_HAS crashes). */
 void fakehost_set_revision1(PrunusHost *host);
+/* Make the services table that of a host of revision (3 .. this header's): revision 3's
+ * services present but inert (no plan request; set_weights, cholesky and spd_inverse
+ * fail), enough for create() and needs(). */
+void fakehost_set_revision(PrunusHost *host, uint32_t revision);
 
 void fakehost_set_model(PrunusHost *host, const PrunusModelView *view);
 void fakehost_set_pretrain(PrunusHost *host, int epochs, double lr);

@@ -462,12 +462,15 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
         continue;
       }
       if (need == PRUNUS_NEED_INPUTS || reduced) {
-        if (reduced && (needs & PRUNUS_NEED_INPUT_CROSS)) {
+        const gboolean cross = reduced && (needs & PRUNUS_NEED_INPUT_CROSS);
+        if (cross && ref != m) {
           prunus_model_forward_to(ref, x, nb, input_stop);
           inputs_take(&inputs, ref, vs, nb, TRUE);
         }
         prunus_model_forward_to(m, x, nb, input_stop);
         inputs_take(&inputs, m, vs, nb, FALSE);
+        if (cross && ref == m) /* X0 = X: the same rows, one forward */
+          memcpy(inputs.x0, inputs.x, sizeof(*inputs.x) * (size_t)nl);
         if (reduced) {
           inputs_reduce(&inputs, vs, pass_rows);
           continue;

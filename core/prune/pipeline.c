@@ -589,18 +589,25 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   size_t removed_weights = 0;
   int removed_units = 0;
   gboolean ok = TRUE;
-  if (needs & PRUNUS_NEED_INPUT_CROSS)
+  /* the round's copy of the network, for X0; without LAYERWISE nothing is pruned
+   * between the passes, so X0 = X and no copy is needed */
+  if ((needs & PRUNUS_NEED_INPUT_CROSS) && (needs & PRUNUS_NEED_LAYERWISE))
     ok = (p->round_ref = prunus_model_clone(p->m, error)) != NULL;
   if (ok && (needs & PRUNUS_NEED_LAYERWISE)) {
+    const gboolean inputs_only =
+        !(needs &
+          ~(uint32_t)(PRUNUS_CALIB_INPUT_NEEDS | PRUNUS_NEED_LAYERWISE | PRUNUS_NEED_WEIGHTS));
     for (int k = 0; ok && k < p->vs.view.n_layers; k++) {
       if (!p->vs.layers[k].prunable || p->req_amount[k] <= 0.0) continue;
       ok = score_plan_apply(p, produces, needs, k, &removed_weights, &removed_units, error) &&
            update_layer(p, k, error);
       build_request(p, -1);
-      /* the next layer's calibration then sees the statistics the pruned network will use:
-       * those before it now, every one after the last layer (the same buffers as
+      /* the next layer's calibration then sees the statistics the pruned network will use.
+       * A criterion that needs only layer inputs reads nothing past that layer: then the
+       * batchnorms before it now, every one after the last layer (the same buffers as
        * re-estimating all of them each time, which the later layers would overwrite) */
-      if (ok && p->pc->recalibrate_bn) recalibrate_bn(p, next_layerwise_layer(p, k));
+      if (ok && p->pc->recalibrate_bn)
+        recalibrate_bn(p, inputs_only ? next_layerwise_layer(p, k) : p->m->n_layers);
     }
   } else if (ok) {
     ok = score_plan_apply(p, produces, needs, -1, &removed_weights, &removed_units, error);

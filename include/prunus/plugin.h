@@ -242,7 +242,9 @@ enum {
    * pairs what the pruned upstream feeds the layer with what the unpruned network
    * fed it, so a criterion can rebuild the layer's original output X0 W^T from X:
    * the least-squares weights are W C^T (X^T X)^-1 with C = X^T X0 (sparsegpt's
-   * target = "original"). Without LAYERWISE, X0 = X. */
+   * target = "original"). When the round removes whole units, the copy loses them
+   * too (X and X0 keep the same columns), so from then on X0 is what that copy
+   * gives without them. Without LAYERWISE, X0 = X. */
   PRUNUS_NEED_INPUT_CROSS = 1u << 9,
 };
 

@@ -13,7 +13,8 @@
  * mean diagonal added to it, default 0.01; raised tenfold up to 4 times while H is
  * not positive definite), sequential (default true: layer by layer on the pruned
  * upstream), target:
- *   "original" (the default with sequential): rebuild the output the layer gave in
+ *   "original" (the default with sequential, on a host of plugin ABI revision 5 or
+ *              later): rebuild the output the layer gave in
  *              the network before this round, X0 W^T, from the inputs X the pruned
  *              upstream now gives it. The sweep starts from the ridge least-squares
  *              weights for that (the host's PRUNUS_NEED_INPUT_CROSS), so each layer
@@ -87,8 +88,12 @@ static int sg_create(PrunusHost *host, const PrunusHostServices *svc, void **sta
   if (svc->get_int_range(host, "blocksize", 128, 1, 1 << 20, &blocksize) != 0 ||
       svc->get_double_range(host, "dampening", 0.01, 0.0, 100.0, &dampening) != 0 ||
       svc->get_bool(host, "sequential", 1, &sequential) != 0 ||
-      svc->get_choice(host, "target", target_names,
-                      sequential ? SG_TARGET_ORIGINAL : SG_TARGET_CURRENT, &target) != 0)
+      /* a host older than revision 5 has no cross products: the paper's target there,
+       * unless the config asks for "original" (refused below) */
+      svc->get_choice(
+          host, "target", target_names,
+          sequential && PRUNUS_HOST_REVISION(svc) >= 5 ? SG_TARGET_ORIGINAL : SG_TARGET_CURRENT,
+          &target) != 0)
     return -1;
   if (target == SG_TARGET_ORIGINAL && PRUNUS_HOST_REVISION(svc) < 5) {
     svc->set_error(host,

@@ -727,6 +727,35 @@ static void test_posttrain_needs_revision3(void) {
   plugin_unload(&l);
 }
 
+/* sparsegpt's target "original" needs revision 5's cross products: on a revision-4 host
+ * its default falls back to the paper's target (a config that worked there still does),
+ * and asking for "original" is refused naming the revision; on revision 5 it is the
+ * default with sequential. */
+static void test_sparsegpt_target_by_revision(void) {
+  Loaded l = plugin_load("sparsegpt", PRUNUS_PLUGIN_CRITERION);
+  PrunusHost *h = fakehost_new(1, FALSE);
+  fakehost_set_revision(h, 4);
+  void *state = plugin_create_ok(&l, h);
+  g_assert_cmpuint(l.desc->criterion->needs(state), ==,
+                   PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_LAYERWISE);
+  plugin_destroy(&l, state);
+  fakehost_free(h);
+  h = fakehost_new(1, FALSE);
+  fakehost_set_revision(h, 4);
+  fakehost_set(h, "target", "original");
+  plugin_create_fails(&l, h, "target = \"original\" needs the inputs' cross products",
+                      "this prunus has revision 4");
+  fakehost_free(h);
+  h = fakehost_new(1, FALSE);
+  fakehost_set_revision(h, 5);
+  state = plugin_create_ok(&l, h);
+  g_assert_cmpuint(l.desc->criterion->needs(state), ==,
+                   PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_LAYERWISE | PRUNUS_NEED_INPUT_CROSS);
+  plugin_destroy(&l, state);
+  fakehost_free(h);
+  plugin_unload(&l);
+}
+
 static void test_rewind(void) {
   /* defaults: θ0, then train.epochs epochs at the config's rate */
   Instance in = retrain_round("rewind", 10, NULL);
@@ -908,6 +937,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/plugins/retrain/lr-rewind", test_lr_rewind);
   g_test_add_func("/plugins/retrain/needs-revision-2", test_retrain_needs_revision2);
   g_test_add_func("/plugins/posttrain/needs-revision-3", test_posttrain_needs_revision3);
+  g_test_add_func("/plugins/posttrain/sparsegpt-target-by-revision",
+                  test_sparsegpt_target_by_revision);
   g_test_add_func("/plugins/broken-fixtures", test_broken_fixtures);
   return g_test_run();
 }

@@ -1163,8 +1163,8 @@ static void test_sparsegpt_other_mask(void) {
 
 /* target = "original": the layer's inputs X moved away from X0, those the unpruned
  * network gave it (as if a layer before it had been pruned). The plugin must start
- * its sweep from W* = W + W (C - G)^T (G / rows + damp I)^-1 / rows, C = X^T X0 and
- * G = X^T X (computed here by Gauss-Jordan), then pick and reconstruct as for any W;
+ * its sweep from W* = W C^T (G / rows + damp I)^-1 / rows, C = X^T X0 and G = X^T X
+ * (computed here by Gauss-Jordan), then pick and reconstruct as for any W;
  * and its result must give X0 W^T from X more closely than target = "current" does. */
 static void sg_rows0(double x0[12][6]) {
   sg_rows(x0);
