@@ -600,7 +600,8 @@ void prunus_model_forward_to(PrunusModel *m, const float *x, int B, int n_layers
   prunus_model_reserve_batch(m, B);
   if (x != m->acts[0]) /* callers may fill the input slot in place */
     memcpy(m->acts[0], x, sizeof(float) * (size_t)B * act_size(m, 0));
-  for (int i = 0; i < MIN(n_layers, m->n_layers); i++) {
+  const int stop = MIN(n_layers, m->n_layers);
+  for (int i = 0; i < stop; i++) {
     const PrunusLayer *l = &m->layers[i];
     if (l->ops->forward_n) {
       const float *xs[PRUNUS_LAYER_MAX_INPUTS];

@@ -264,15 +264,17 @@ typedef struct {
   const float **x;        /* [view layer] (rows, fan_in) of the current batch */
   float **col;            /* [view layer] im2col buffer (conv), else NULL */
   const float **x0;       /* [view layer] (rows, fan_in) the same rows in the reference */
-  float **col0;           /* [view layer] the reference's im2col buffer (conv), else NULL */
+  float **col0;           /* [view layer] a separate reference's im2col buffer (conv), else
+                           * NULL (without one x0 is x) */
   int64_t *rows;          /* [view layer] rows of the current batch, or of the pass */
   double **sumsq, **gram; /* [view layer] the reduced needs, NULL when not asked */
   double **cross;         /* [view layer] (fan_in, fan_in) X^T X0, NULL when not asked */
   float *tmp;             /* (widest fan_in^2) one batch's X^T X or X^T X0 */
 } Inputs;
 
+/* separate_ref: X0 comes from another model than m (col0 needed). */
 static void inputs_init(Inputs *in, const PrunusModel *m, const PrunusViewSet *vs, int layer,
-                        uint32_t needs, int B) {
+                        uint32_t needs, gboolean separate_ref, int B) {
   *in = (Inputs){.nl = vs->view.n_layers};
   in->on = g_new0(gboolean, in->nl);
   in->x = g_new0(const float *, in->nl);
@@ -293,7 +295,7 @@ static void inputs_init(Inputs *in, const PrunusModel *m, const PrunusViewSet *v
     gboolean cross = (needs & PRUNUS_NEED_INPUT_CROSS) != 0;
     if (l->spec.type == PRUNUS_LAYER_CONV2D) {
       in->col[k] = g_new(float, (size_t)B * v->positions * fi);
-      if (cross) in->col0[k] = g_new(float, (size_t)B * v->positions * fi);
+      if (cross && separate_ref) in->col0[k] = g_new(float, (size_t)B * v->positions * fi);
     }
     if (needs & PRUNUS_NEED_INPUT_SUMSQ) in->sumsq[k] = g_new0(double, fi);
     if (needs & PRUNUS_NEED_INPUT_GRAM) in->gram[k] = g_new0(double, fi *fi);
@@ -407,18 +409,18 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
                               PrunusObserveFn observe, void *user) {
   const uint32_t reduced_needs =
       PRUNUS_NEED_INPUT_SUMSQ | PRUNUS_NEED_INPUT_GRAM | PRUNUS_NEED_INPUT_CROSS;
-  /* without a reference the model is its own: X0 = X */
-  if (!ref)
-    ref = m;
-  else
+  /* without a separate reference the model is its own: X0 = X */
+  const gboolean separate_ref = ref && ref != m;
+  if (separate_ref) {
     prunus_model_reserve_batch(ref, MIN(batch, d->n));
-  /* the reference's layer inputs fill buffers sized for m's */
-  g_return_val_if_fail(ref->n_layers == m->n_layers, FALSE);
-  for (int i = 0; i < m->n_layers; i++)
-    g_return_val_if_fail(
-        ref->layers[i].fan_in == m->layers[i].fan_in &&
-            prunus_shape_size(ref->layers[i].in) == prunus_shape_size(m->layers[i].in),
-        FALSE);
+    /* the reference's layer inputs fill buffers sized for m's */
+    g_return_val_if_fail(ref->n_layers == m->n_layers, FALSE);
+    for (int i = 0; i < m->n_layers; i++)
+      g_return_val_if_fail(
+          ref->layers[i].fan_in == m->layers[i].fan_in &&
+              prunus_shape_size(ref->layers[i].in) == prunus_shape_size(m->layers[i].in),
+          FALSE);
+  }
   /* the reduced needs share one pass, handed out as two steps after it */
   static const uint32_t order[] = {
       PRUNUS_NEED_LOSS_GRAD,   PRUNUS_NEED_LOSS_GRAD_SAMPLE, PRUNUS_NEED_OUTNORM_GRAD_SAMPLE,
@@ -437,7 +439,7 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
   const float **acts = g_new0(const float *, nl);
   int64_t *pass_rows = g_new0(int64_t, nl);
   Inputs inputs;
-  inputs_init(&inputs, m, vs, layer, needs, B);
+  inputs_init(&inputs, m, vs, layer, needs, separate_ref, B);
   for (int k = 0; k < nl; k++) {
     const PrunusLayer *l = &m->layers[vs->layer_index[k]];
     grads[k] = m->grads + l->w_off;
@@ -463,13 +465,13 @@ gboolean prunus_calibrate_ref(PrunusModel *m, PrunusModel *ref, PrunusViewSet *v
       }
       if (need == PRUNUS_NEED_INPUTS || reduced) {
         const gboolean cross = reduced && (needs & PRUNUS_NEED_INPUT_CROSS);
-        if (cross && ref != m) {
+        if (cross && separate_ref) {
           prunus_model_forward_to(ref, x, nb, input_stop);
           inputs_take(&inputs, ref, vs, nb, TRUE);
         }
         prunus_model_forward_to(m, x, nb, input_stop);
         inputs_take(&inputs, m, vs, nb, FALSE);
-        if (cross && ref == m) /* X0 = X: the same rows, one forward */
+        if (cross && !separate_ref) /* X0 = X: the same rows, one forward */
           memcpy(inputs.x0, inputs.x, sizeof(*inputs.x) * (size_t)nl);
         if (reduced) {
           inputs_reduce(&inputs, vs, pass_rows);

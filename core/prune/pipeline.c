@@ -563,11 +563,16 @@ static void recalibrate_bn(Pipeline *p, int n_layers) {
                               p->pc->calib_batch, seed, n_layers);
 }
 
+/* Whether the round in progress removes anything from view layer k. */
+static gboolean round_prunes(const Pipeline *p, int k) {
+  return p->vs.layers[k].prunable && p->req_amount[k] > 0.0;
+}
+
 /* The model index of the first view layer after k that a layerwise round prunes, or
  * n_layers when none is left. */
 static int next_layerwise_layer(const Pipeline *p, int k) {
   for (int j = k + 1; j < p->vs.view.n_layers; j++)
-    if (p->vs.layers[j].prunable && p->req_amount[j] > 0.0) return p->vs.layer_index[j];
+    if (round_prunes(p, j)) return p->vs.layer_index[j];
   return p->m->n_layers;
 }
 
@@ -598,7 +603,7 @@ static gboolean prune_round(Pipeline *p, GError **error) {
         !(needs &
           ~(uint32_t)(PRUNUS_CALIB_INPUT_NEEDS | PRUNUS_NEED_LAYERWISE | PRUNUS_NEED_WEIGHTS));
     for (int k = 0; ok && k < p->vs.view.n_layers; k++) {
-      if (!p->vs.layers[k].prunable || p->req_amount[k] <= 0.0) continue;
+      if (!round_prunes(p, k)) continue;
       ok = score_plan_apply(p, produces, needs, k, &removed_weights, &removed_units, error) &&
            update_layer(p, k, error);
       build_request(p, -1);
@@ -612,7 +617,7 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   } else if (ok) {
     ok = score_plan_apply(p, produces, needs, -1, &removed_weights, &removed_units, error);
     for (int k = 0; ok && k < p->vs.view.n_layers; k++)
-      if (p->vs.layers[k].prunable && p->req_amount[k] > 0.0) ok = update_layer(p, k, error);
+      if (round_prunes(p, k)) ok = update_layer(p, k, error);
     if (ok && p->pc->recalibrate_bn) recalibrate_bn(p, p->m->n_layers);
   }
   prunus_model_free(p->round_ref);

@@ -912,11 +912,11 @@ typedef struct {
   int pn, pm;   /* N:M, pm = 0: none */
 } RefSg;
 
-/* hinv[j][c] (c >= j) = row j of (H_F)^-1, F = {j, .., n-1}, H dampened as the plugin
- * does (dead inputs' diagonal set to 1 first). */
-static double *ref_hinv_rows(const RefSg *p, const double *gram, int64_t samples) {
+/* h (n, n) = H dampened as the plugin does: gram / samples, dead inputs' diagonal set
+ * to 1, then damp x the mean diagonal added to it. (transfer full) */
+static double *ref_damped_h(const RefSg *p, const double *gram, int64_t samples) {
   const int n = p->n;
-  double *h = g_new(double, (size_t)n *n), *rows = g_new0(double, (size_t)n *n);
+  double *h = g_new(double, (size_t)n *n);
   double mean = 0.0;
   for (int i = 0; i < n * n; i++) h[i] = gram[i] / (double)samples;
   for (int j = 0; j < n; j++) {
@@ -924,6 +924,13 @@ static double *ref_hinv_rows(const RefSg *p, const double *gram, int64_t samples
     mean += h[j * n + j] / n;
   }
   for (int j = 0; j < n; j++) h[j * n + j] += p->damp * mean;
+  return h;
+}
+
+/* hinv[j][c] (c >= j) = row j of (H_F)^-1, F = {j, .., n-1}, H = ref_damped_h. */
+static double *ref_hinv_rows(const RefSg *p, const double *gram, int64_t samples) {
+  const int n = p->n;
+  double *h = ref_damped_h(p, gram, samples), *rows = g_new0(double, (size_t)n *n);
   for (int j = 0; j < n; j++) {
     const int k = n - j;
     double *sub = g_new(double, (size_t)k *k);
@@ -1213,10 +1220,7 @@ static void sg_run_target(const char *group, const double *gram, const double *c
  * match it. */
 static void check_sparsegpt_original(const double *gram, const double *cross, float *got) {
   RefSg p = {.rows = 3, .n = 6, .blocksize = 4, .damp = 0.01, .total = 9};
-  double hd[36], mean = 0.0;
-  for (int i = 0; i < 36; i++) hd[i] = gram[i] / 12.0;
-  for (int j = 0; j < 6; j++) mean += hd[j * 6 + j] / 6.0;
-  for (int j = 0; j < 6; j++) hd[j * 6 + j] += p.damp * mean;
+  double *hd = ref_damped_h(&p, gram, 12);
   gj_inverse(6, hd);
   double W[18];
   for (int r = 0; r < 3; r++)
@@ -1238,7 +1242,7 @@ static void check_sparsegpt_original(const double *gram, const double *cross, fl
   }
   g_test_message("sparsegpt target original: max difference %.3e", worst);
   g_assert_cmpfloat(worst, <, 1e-5);
-  g_free(hinv);
+  g_free(hinv), g_free(hd);
 }
 
 static void test_sparsegpt_original(void) {
