@@ -18,8 +18,9 @@ Usage: structured_latency.py [--build-dir build-bench] [--dense CKPT --shrunk CK
                              [--run DIR] [--reps 5] [--batches 1,256] [--json FILE]
 --run DIR takes DIR/round-00.safetensors (the dense network a `prunus run` experiment
 pruned) and the experiment's last round. With neither, a small ResNet-20 structured
-run is made first (configs/resnet20-structured.cfg, weight-norm, 1 epoch on 1,000
-images, no fine-tuning: latency does not depend on accuracy). Exits 0 unless something
+run is made first (configs/resnet20-structured.cfg, --experiment, by default
+weight-norm-r16: channel counts kept at multiples of 16; 1 epoch on 1,000 images, no
+fine-tuning: latency depends on the channel counts, not on the accuracy). Exits 0 unless something
 fails to run; a missed target is a printed MISS.
 """
 import argparse
@@ -40,14 +41,14 @@ def load1():
     return os.getloadavg()[0]
 
 
-def make_run(prunus, out):
+def make_run(prunus, out, experiment):
     """A small structured run of ResNet-20; returns its experiment folder."""
     subprocess.run([prunus, "run", os.path.join(ROOT, "configs", "resnet20-structured.cfg"),
-                    "--threads", "1", "--only", "weight-norm", "-q", "-o", out,
+                    "--threads", "1", "--only", experiment, "-q", "-o", out,
                     "--set", "dataset.train_limit=1000", "--set", "dataset.validation=200",
                     "--set", "dataset.test_limit=500", "--set", "train.epochs=1",
                     "--set", "prune.retrain.epochs=0"], check=True, stdout=subprocess.DEVNULL)
-    return os.path.join(out, "weight-norm")
+    return os.path.join(out, experiment)
 
 
 def run_checkpoints(run_dir):
@@ -70,6 +71,9 @@ def main():
     ap.add_argument("--dense", help="dense checkpoint (with --shrunk)")
     ap.add_argument("--shrunk", help="shrunk checkpoint (with --dense)")
     ap.add_argument("--run", help="a `prunus run` experiment folder (round-NN.safetensors)")
+    ap.add_argument("--experiment", default="weight-norm-r16",
+                    help="the experiment of configs/resnet20-structured.cfg to run when given "
+                         "no checkpoints")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=0.5)
     ap.add_argument("--rounds", type=int, default=3)
@@ -86,7 +90,7 @@ def main():
         dense, shrunk = args.dense, args.shrunk
     else:
         run_dir = args.run or make_run(os.path.join(build, "cli", "prunus"),
-                                       os.path.join(tmp.name, "run"))
+                                       os.path.join(tmp.name, "run"), args.experiment)
         dense, shrunk = run_checkpoints(run_dir)
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     clock = "wall_us" if args.wall_clock else "cpu_us"

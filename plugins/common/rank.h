@@ -44,6 +44,10 @@ typedef struct {
   int normalize;
   RankEligibleFn eligible; /* NULL = every hidden layer */
   RankGroupReduce group;   /* group score from its units' (normalized) scores */
+  /* Removals come in chunks so that every layer (on a graph: every family of tied
+   * channel groups) keeps a multiple of round_to units, or all it has when that is
+   * round_to or fewer: vector kernels run whole lanes (see rank_take_chunks). 1 = off. */
+  int round_to;
 } RankCtx;
 
 /* The kinds of score a structured granularity takes: group scores too from a host of
@@ -54,8 +58,9 @@ static inline uint32_t rank_accepts(const RankCtx *ctx) {
   return kinds;
 }
 
-/* Read `aggregate` ("l1" | "l2", default "l2"), `normalize` (default true) and
- * `group_aggregate` ("sum" | "mean" | "max", default "mean"; used on graphs). */
+/* Read `aggregate` ("l1" | "l2", default "l2"), `normalize` (default true),
+ * `group_aggregate` ("sum" | "mean" | "max", default "mean"; used on graphs) and
+ * `round_to` (an integer in [1, 4096], default 1). */
 static inline int rank_read_settings(RankCtx *ctx, PrunusHost *host,
                                      const PrunusHostServices *services) {
   int aggregate, normalize;
@@ -78,6 +83,18 @@ static inline int rank_read_settings(RankCtx *ctx, PrunusHost *host,
                         group);
     return -1;
   }
+  int64_t round_to = 1;
+  if (PRUNUS_HOST_REVISION(services) >= 2) {
+    if (services->get_int_range(host, "round_to", 1, 1, 4096, &round_to) != 0) return -1;
+  } else {
+    if (services->get_int(host, "round_to", 1, &round_to) != 0) return -1;
+    if (round_to < 1 || round_to > 4096) {
+      services->set_error(host, "round_to: expected an integer in [1, 4096], found %lld",
+                          (long long)round_to);
+      return -1;
+    }
+  }
+  ctx->round_to = (int)round_to;
   ctx->group = (RankGroupReduce)group;
   ctx->host = host;
   ctx->services = services;
@@ -196,6 +213,88 @@ static inline int rank_layer_setup(const RankCtx *ctx, const PrunusModelView *mo
   return 1;
 }
 
+/* Chunked removal (round_to > 1). The candidates c[0..k) are sorted by score; fam[j]
+ * in [0, n_fam) is candidate j's family: a layer's units, or the groups of one set of
+ * tied layers. A family's members in ascending score order form chunks: the first
+ * takes it down to a multiple of round_to (size % round_to members, or round_to when
+ * the size already is one), the next round_to each, and the last never goes (a family
+ * keeps at least round_to, or all it has when that is fewer). Chunks are taken by
+ * ascending mean score, in order within a family, each while it brings the count
+ * removed nearer to want; a chunk that would not, or that fits() refuses (a cap),
+ * closes its family. take() removes a chunk. 0, or -1 after set_error. */
+typedef int (*RankChunkFn)(void *user, const RankCandidate *c, const size_t *member, int count);
+
+static inline int rank_take_chunks(const RankCtx *ctx, const RankCandidate *c, size_t k,
+                                   const int *fam, int n_fam, int want, RankChunkFn fits,
+                                   RankChunkFn take, void *user) {
+  const int r = ctx->round_to;
+  int *size = calloc((size_t)n_fam, sizeof *size), *start = calloc((size_t)n_fam, sizeof *start);
+  int *next = calloc((size_t)n_fam, sizeof *next), *open = calloc((size_t)n_fam, sizeof *open);
+  size_t *member = malloc((k ? k : 1) * sizeof *member); /* by family, each in score order */
+  int rc = -1;
+  if (!size || !start || !next || !open || !member) {
+    ctx->services->set_error(ctx->host, "out of memory ranking %zu candidates in chunks", k);
+    goto out;
+  }
+  for (size_t j = 0; j < k; j++) size[fam[j]]++;
+  for (int f = 1; f < n_fam; f++) start[f] = start[f - 1] + size[f - 1];
+  for (size_t j = 0; j < k; j++) member[start[fam[j]] + next[fam[j]]++] = j;
+  for (int f = 0; f < n_fam; f++) next[f] = 0, open[f] = 1;
+  int taken = 0;
+  while (taken < want) {
+    int best = -1, best_n = 0;
+    double best_mean = 0.0;
+    for (int f = 0; f < n_fam; f++) {
+      if (!open[f]) continue;
+      const int n = next[f] == 0 && size[f] % r ? size[f] % r : r;
+      if (size[f] - next[f] <= n) { /* the family's last chunk */
+        open[f] = 0;
+        continue;
+      }
+      double sum = 0.0;
+      for (int i = 0; i < n; i++) sum += c[member[start[f] + next[f] + i]].score;
+      if (best < 0 || sum / n < best_mean) best = f, best_n = n, best_mean = sum / n;
+    }
+    if (best < 0) break;
+    const size_t *chunk = member + start[best] + next[best];
+    if (abs(taken + best_n - want) >= want - taken || !fits(user, c, chunk, best_n)) {
+      open[best] = 0;
+      continue;
+    }
+    take(user, c, chunk, best_n);
+    taken += best_n;
+    next[best] += best_n;
+  }
+  rc = 0;
+out:
+  free(member), free(open), free(next), free(start), free(size);
+  return rc;
+}
+
+/* The units ranked by rank_select: c[j].layer, c[j].unit. */
+typedef struct {
+  RankLayerPlan *lp;
+  PrunusPlan *plan;
+} RankUnitChunks;
+
+static inline int rank_units_fit(void *user, const RankCandidate *c, const size_t *member,
+                                 int count) {
+  const RankUnitChunks *u = user;
+  const RankLayerPlan *p = &u->lp[c[member[0]].layer]; /* a chunk is of one layer */
+  return p->removed + count <= p->cap;
+}
+
+static inline int rank_units_take(void *user, const RankCandidate *c, const size_t *member,
+                                  int count) {
+  RankUnitChunks *u = user;
+  for (int i = 0; i < count; i++) {
+    const RankCandidate *x = &c[member[i]];
+    u->plan->remove_units[x->layer][x->unit] = 1;
+    u->lp[x->layer].removed++;
+  }
+  return 0;
+}
+
 /* Remove up to round(rate * units of the group's layers) of the lowest-scored
  * units of the layers with in_group[l] set, skipping a layer once its cap is
  * reached (the removal then goes to the next-lowest unit of another layer). */
@@ -222,6 +321,21 @@ static inline int rank_select(const RankCtx *ctx, const PrunusModelView *model, 
     }
   }
   qsort(c, k, sizeof *c, rank_candidate_cmp);
+  if (ctx->round_to > 1) {
+    int *fam = malloc(k * sizeof *fam);
+    if (!fam) {
+      free(c);
+      ctx->services->set_error(ctx->host, "out of memory ranking %zu units", n);
+      return -1;
+    }
+    for (size_t j = 0; j < k; j++) fam[j] = c[j].layer; /* families: the layers */
+    RankUnitChunks u = {lp, plan};
+    const int rc = rank_take_chunks(ctx, c, k, fam, model->n_layers, want, rank_units_fit,
+                                    rank_units_take, &u);
+    free(fam);
+    free(c);
+    return rc;
+  }
   int taken = 0;
   for (size_t j = 0; j < k && taken < want; j++) {
     RankLayerPlan *p = &lp[c[j].layer];
@@ -389,8 +503,51 @@ typedef struct {
   int family; /* the lowest group of its family */
 } RankGroupPlan;
 
+/* Whether removing `times` groups like g (a family's groups hold the same layers'
+ * units) keeps every layer of g within its cap. */
+static inline int rank_group_fits(const PrunusModelView *model, const RankLayerPlan *lp, int g,
+                                  int times) {
+  for (int i = 0; i < model->group_n_units[g]; i++) {
+    const int l = model->group_unit_layer[g][i];
+    int in_l = 0; /* a group may hold several units of one layer */
+    for (int t = 0; t < model->group_n_units[g]; t++) in_l += model->group_unit_layer[g][t] == l;
+    if (lp[l].removed + times * in_l > lp[l].cap) return 0;
+  }
+  return 1;
+}
+
+static inline void rank_group_take(const PrunusModelView *model, RankLayerPlan *lp, int g,
+                                   PrunusPlan *plan) {
+  for (int i = 0; i < model->group_n_units[g]; i++) {
+    const int l = model->group_unit_layer[g][i];
+    plan->remove_units[l][model->group_unit[g][i]] = 1;
+    lp[l].removed++;
+  }
+}
+
+/* The groups ranked by rank_select_groups: c[j].layer is the group. */
+typedef struct {
+  const PrunusModelView *model;
+  RankLayerPlan *lp;
+  PrunusPlan *plan;
+} RankGroupChunks;
+
+static inline int rank_groups_fit(void *user, const RankCandidate *c, const size_t *member,
+                                  int count) {
+  const RankGroupChunks *u = user;
+  return rank_group_fits(u->model, u->lp, c[member[0]].layer, count);
+}
+
+static inline int rank_groups_take(void *user, const RankCandidate *c, const size_t *member,
+                                   int count) {
+  RankGroupChunks *u = user;
+  for (int i = 0; i < count; i++) rank_group_take(u->model, u->lp, c[member[i]].layer, u->plan);
+  return 0;
+}
+
 /* Take up to round(rate * candidates) of the lowest-scored groups with pick[g] set,
- * skipping a group that would take one of its layers past its cap. */
+ * skipping a group that would take one of its layers past its cap; with round_to > 1,
+ * whole chunks of each family (rank_take_chunks). */
 static inline int rank_select_groups(const RankCtx *ctx, const PrunusModelView *model,
                                      const RankGroupPlan *gp, const int *pick, double rate,
                                      RankLayerPlan *lp, PrunusPlan *plan) {
@@ -399,7 +556,9 @@ static inline int rank_select_groups(const RankCtx *ctx, const PrunusModelView *
   const int want = rank_round(rate * (double)n);
   if (want == 0 || n == 0) return 0;
   RankCandidate *c = malloc(n * sizeof *c);
-  if (!c) {
+  int *fam = malloc(n * sizeof *fam);
+  if (!c || !fam) {
+    free(c), free(fam);
     ctx->services->set_error(ctx->host, "out of memory ranking %zu groups", n);
     return -1;
   }
@@ -412,26 +571,23 @@ static inline int rank_select_groups(const RankCtx *ctx, const PrunusModelView *
     k++;
   }
   qsort(c, k, sizeof *c, rank_candidate_cmp);
-  int taken = 0;
-  for (size_t j = 0; j < k && taken < want; j++) {
-    const int g = c[j].layer;
-    int fits = 1;
-    for (int i = 0; i < model->group_n_units[g]; i++) {
-      const int l = model->group_unit_layer[g][i];
-      int in_l = 0; /* a group may hold several units of one layer */
-      for (int t = 0; t < model->group_n_units[g]; t++) in_l += model->group_unit_layer[g][t] == l;
-      if (lp[l].removed + in_l > lp[l].cap) fits = 0;
+  int rc = 0;
+  if (ctx->round_to > 1) {
+    for (size_t j = 0; j < k; j++) fam[j] = gp[c[j].layer].family; /* its lowest group */
+    RankGroupChunks u = {model, lp, plan};
+    rc = rank_take_chunks(ctx, c, k, fam, model->n_groups, want, rank_groups_fit,
+                          rank_groups_take, &u);
+  } else {
+    int taken = 0;
+    for (size_t j = 0; j < k && taken < want; j++) {
+      if (!rank_group_fits(model, lp, c[j].layer, 1)) continue;
+      rank_group_take(model, lp, c[j].layer, plan);
+      taken++;
     }
-    if (!fits) continue;
-    for (int i = 0; i < model->group_n_units[g]; i++) {
-      const int l = model->group_unit_layer[g][i];
-      plan->remove_units[l][model->group_unit[g][i]] = 1;
-      lp[l].removed++;
-    }
-    taken++;
   }
+  free(fam);
   free(c);
-  return 0;
+  return rc;
 }
 
 /* Groups of an eligible layer set are removed whole. A group's score is the criterion's

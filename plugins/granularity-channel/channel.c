@@ -4,7 +4,8 @@
  * next layer's input channel (or, after flatten, its block of columns), so the
  * convolutions really shrink. On a graph it removes whole channel groups of conv2d
  * layers (the channels an add or concat ties together go together). Settings as
- * `neuron`: aggregate, normalize, group_aggregate; the ranking is ../common/rank.h. */
+ * `neuron`: aggregate, normalize, group_aggregate, round_to; the ranking is
+ * ../common/rank.h. */
 #include <prunus/plugin.h>
 
 #include "../common/rank.h"

@@ -619,6 +619,60 @@ static void test_neuron_refuses_empty(void) {
   instance_free(&in);
 }
 
+/* round_to = 2, normalize off. Layer "1": 5 units scored 1 2 3 4 5, layer "3": 4 units
+ * 1.5 1.6 10 11. Chunks by hand: "1" {0} (5 % 2 = 1 unit, mean 1), then {1,2} (2.5),
+ * {3,4} never (its last); "3" {0,1} (1.55), {2,3} never. */
+static void round_to_model(Model *m) {
+  static const int units[] = {5, 4, 2}, fan_in[] = {2, 5, 4};
+  model_init(m, 3, units, fan_in);
+  static const float u0[] = {1, 2, 3, 4, 5}, u1[] = {1.5f, 1.6f, 10, 11};
+  memcpy(m->us[0], u0, sizeof u0);
+  memcpy(m->us[1], u1, sizeof u1);
+}
+
+static void test_neuron_round_to(void) {
+  Instance in = instance_new("neuron", PRUNUS_PLUGIN_GRANULARITY);
+  fakehost_set(in.h, "normalize", "false");
+  fakehost_set(in.h, "round_to", "2");
+  instance_create(&in);
+  Model m;
+  round_to_model(&m);
+  const double la[] = {1, 1, 1}, ms[] = {1, 1, 1};
+  /* 9 hidden units, want 4. Unit by unit: 1 1.5 1.6 2, "1" left with 3 units. In chunks:
+   * {0} of "1" (1 removed), {0,1} of "3" (3); {1,2} of "1" would make 5, no nearer to 4 */
+  g_assert_cmpint(neuron_plan(&in, &m, TRUE, PRUNUS_SCOPE_GLOBAL, 4.0 / 9.0, la, ms), ==, 0);
+  assert_removed(removed_units, &m, 0, "0");
+  assert_removed(removed_units, &m, 1, "0,1");
+  /* want 5: {1,2} of "1" then reaches it exactly */
+  g_assert_cmpint(neuron_plan(&in, &m, TRUE, PRUNUS_SCOPE_GLOBAL, 5.0 / 9.0, la, ms), ==, 0);
+  assert_removed(removed_units, &m, 0, "0,1,2");
+  assert_removed(removed_units, &m, 1, "0,1");
+  /* want 8: every chunk but the last of each family, 5 in all */
+  g_assert_cmpint(neuron_plan(&in, &m, TRUE, PRUNUS_SCOPE_GLOBAL, 8.0 / 9.0, la, ms), ==, 0);
+  assert_removed(removed_units, &m, 0, "0,1,2");
+  assert_removed(removed_units, &m, 1, "0,1");
+  /* "3" capped at 25% (3 of 4 units stay): its chunk of 2 does not fit */
+  const double capped[] = {1, 0.25, 1};
+  g_assert_cmpint(neuron_plan(&in, &m, TRUE, PRUNUS_SCOPE_GLOBAL, 4.0 / 9.0, la, capped), ==, 0);
+  assert_removed(removed_units, &m, 0, "0,1,2");
+  assert_removed(removed_units, &m, 1, "");
+  /* layer scope: "1" alone at 0.5, round(2.5) = 3: {0} then {1,2} */
+  const double half[] = {0.5, 0, 0};
+  g_assert_cmpint(neuron_plan(&in, &m, TRUE, PRUNUS_SCOPE_LAYER, 0, half, ms), ==, 0);
+  assert_removed(removed_units, &m, 0, "0,1,2");
+  assert_removed(removed_units, &m, 1, "");
+  instance_free(&in);
+  plugin_create_fails_with("channel", PRUNUS_PLUGIN_GRANULARITY, "round_to", "0", "in [1, 4096]");
+  /* a revision-1 host has no get_int_range: the plugin checks the range itself */
+  Loaded l = plugin_load("neuron", PRUNUS_PLUGIN_GRANULARITY);
+  PrunusHost *h = fakehost_new(1, FALSE);
+  fakehost_set_revision1(h);
+  fakehost_set(h, "round_to", "5000");
+  plugin_create_fails(&l, h, "round_to: expected an integer in [1, 4096], found 5000", NULL);
+  fakehost_free(h);
+  plugin_unload(&l);
+}
+
 static void test_neuron_bad_aggregate(void) {
   plugin_create_fails_with("neuron", PRUNUS_PLUGIN_GRANULARITY, "aggregate", "l3", "l3");
   plugin_create_fails_with("neuron", PRUNUS_PLUGIN_GRANULARITY, "normalize", "sometimes",
@@ -931,6 +985,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plugins/neuron/max-sparsity", test_neuron_max_sparsity);
   g_test_add_func("/plugins/neuron/refuses-empty", test_neuron_refuses_empty);
   g_test_add_func("/plugins/neuron/bad-settings", test_neuron_bad_aggregate);
+  g_test_add_func("/plugins/neuron/round-to", test_neuron_round_to);
   g_test_add_func("/plugins/retrain/finetune", test_finetune);
   g_test_add_func("/plugins/retrain/rewind", test_rewind);
   g_test_add_func("/plugins/retrain/reinit", test_reinit);

@@ -580,6 +580,80 @@ static void test_group_scores(void) {
   prunus_model_free(m);
 }
 
+/* round_to = 8 on ResNet-8's 224 groups (families: residual and inner channels of each
+ * stage, 16 / 32 / 64 groups), scores (37 g) mod 224: every family keeps a multiple of 8
+ * (at least 8), loses its own lowest-scored groups, and the plan removes within half a
+ * chunk of what was asked; unrounded, the same request leaves odd counts. */
+static void test_round_to(void) {
+  PrunusModel *m = config_model("resnet8.cfg", 4);
+  PrunusViewSet vs;
+  prunus_view_build(&vs, m, NULL);
+  const PrunusModelView *v = &vs.view;
+  GError *error = NULL;
+  Inst *c = inst_new(PRUNUS_PLUGIN_CRITERION, "plugin = \"group-score\";", &vs, &error);
+  g_assert_no_error(error);
+  Inst *plain = inst_new(PRUNUS_PLUGIN_GRANULARITY, "plugin = \"channel\";", &vs, &error);
+  g_assert_no_error(error);
+  Inst *g = inst_new(PRUNUS_PLUGIN_GRANULARITY, "plugin = \"channel\"; round_to = 8;", &vs, &error);
+  g_assert_no_error(error);
+  Bufs b = bufs_new(v, PRUNUS_SCORES_GROUP);
+  crit_score(c, m, &vs, NULL, 0, 0, &b);
+  int *family = g_new(int, v->n_groups); /* the lowest group with the same layers */
+  for (int x = 0; x < v->n_groups; x++) {
+    family[x] = x;
+    for (int y = 0; y < x && family[x] == x; y++) {
+      int same = v->group_n_units[x] == v->group_n_units[y];
+      for (int i = 0; same && i < v->group_n_units[x]; i++)
+        same = v->group_unit_layer[x][i] == v->group_unit_layer[y][i];
+      if (same) family[x] = family[y];
+    }
+  }
+  static const int ks[] = {20, 40, 100, 150};
+  for (size_t j = 0; j < G_N_ELEMENTS(ks); j++) {
+    g_assert_cmpint(gran_plan(plain, &vs, &b, ks[j]), ==, 0);
+    int odd = 0; /* families the unrounded plan leaves at no multiple of 8 */
+    int *size = g_new0(int, v->n_groups), *gone = g_new0(int, v->n_groups);
+    uint8_t *removed = g_new0(uint8_t, v->n_groups);
+    for (int pass = 0; pass < 2; pass++) {
+      memset(size, 0, (size_t)v->n_groups * sizeof *size);
+      memset(gone, 0, (size_t)v->n_groups * sizeof *gone);
+      if (pass == 1) g_assert_cmpint(gran_plan(g, &vs, &b, ks[j]), ==, 0);
+      char *list = removed_groups(v, &b); /* also: whole groups only */
+      g_free(list);
+      for (int x = 0; x < v->n_groups; x++) {
+        removed[x] = b.ru[v->group_unit_layer[x][0]][v->group_unit[x][0]];
+        size[family[x]]++;
+        gone[family[x]] += removed[x];
+      }
+      int total = 0;
+      for (int f = 0; f < v->n_groups; f++) {
+        if (!size[f]) continue;
+        total += gone[f];
+        const int kept = size[f] - gone[f];
+        if (pass == 0) {
+          odd += kept % 8 != 0;
+          continue;
+        }
+        g_test_message("k %d: family of group %d keeps %d of %d", ks[j], f, kept, size[f]);
+        g_assert_cmpint(kept % 8, ==, 0);
+        g_assert_cmpint(kept, >=, 8);
+        for (int x = 0; x < v->n_groups; x++) /* a kept group never scores below a removed one */
+          for (int y = 0; y < v->n_groups; y++)
+            if (family[x] == f && family[y] == f && removed[x] && !removed[y])
+              g_assert_cmpfloat(b.group[x], <, b.group[y]);
+      }
+      if (pass == 1) g_assert_cmpint(abs(total - ks[j]), <=, 4);
+    }
+    g_assert_cmpint(odd, >, 0);
+    g_free(size), g_free(gone), g_free(removed);
+  }
+  g_free(family);
+  bufs_free(&b);
+  inst_free(g), inst_free(plain), inst_free(c);
+  prunus_view_clear(&vs);
+  prunus_model_free(m);
+}
+
 /* ------------------------------------------------------------------------ */
 /* bn-scale */
 
@@ -768,6 +842,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/structured/taylor", test_taylor_groups);
   g_test_add_func("/structured/other-criteria", test_other_criteria_groups);
   g_test_add_func("/structured/group-scores", test_group_scores);
+  g_test_add_func("/structured/round-to", test_round_to);
   g_test_add_func("/structured/bn-scale", test_bn_scale);
   g_test_add_func("/structured/bn-l1/by-hand", test_bn_l1_by_hand);
   g_test_add_func("/structured/bn-l1/training", test_bn_l1_training);
