@@ -95,7 +95,7 @@ static const PrunusPluginDesc channel_desc = {
     .size = sizeof(PrunusPluginDesc),
     .kind = PRUNUS_PLUGIN_GRANULARITY,
     .name = "channel",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary =
         "structured: remove whole conv2d output channels (filters, or coupled channel "
         "groups in graphs); dense layers untouched",
