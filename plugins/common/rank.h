@@ -575,8 +575,8 @@ static inline int rank_select_groups(const RankCtx *ctx, const PrunusModelView *
   if (ctx->round_to > 1) {
     for (size_t j = 0; j < k; j++) fam[j] = gp[c[j].layer].family; /* its lowest group */
     RankGroupChunks u = {model, lp, plan};
-    rc = rank_take_chunks(ctx, c, k, fam, model->n_groups, want, rank_groups_fit,
-                          rank_groups_take, &u);
+    rc = rank_take_chunks(ctx, c, k, fam, model->n_groups, want, rank_groups_fit, rank_groups_take,
+                          &u);
   } else {
     int taken = 0;
     for (size_t j = 0; j < k && taken < want; j++) {

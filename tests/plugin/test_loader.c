@@ -714,10 +714,11 @@ static int listings_of(const char *out, const char *kind, const char *name) {
 }
 
 static void test_cli_plugins(void) {
-  static const char *const expected[][2] = {
-      {"criterion", "magnitude"}, {"criterion", "random"},  {"granularity", "weight"},
-      {"granularity", "neuron"},  {"retrain", "finetune"},  {"retrain", "rewind"},
-      {"retrain", "reinit"},      {"retrain", "lr-rewind"},
+  static const char *const expected[][3] = {
+      {"criterion", "magnitude", "1.0.0"}, {"criterion", "random", "1.0.0"},
+      {"granularity", "weight", "1.0.0"},  {"granularity", "neuron", "1.1.0"},
+      {"retrain", "finetune", "1.0.0"},    {"retrain", "rewind", "1.0.0"},
+      {"retrain", "reinit", "1.0.0"},      {"retrain", "lr-rewind", "1.0.0"},
   };
   const char *args[] = {"plugins", NULL};
   Run r = run_prunus(NULL, args);
@@ -725,7 +726,7 @@ static void test_cli_plugins(void) {
   g_assert_true(g_str_has_prefix(r.out, "KIND"));
   for (size_t i = 0; i < G_N_ELEMENTS(expected); i++) {
     char **f = listing_of(r.out, expected[i][0], expected[i][1]);
-    g_assert_cmpstr(f[2], ==, "1.0.0");
+    g_assert_cmpstr(f[2], ==, expected[i][2]);
     g_strfreev(f);
     /* once: the build tree is the only folder searched */
     g_assert_cmpint(listings_of(r.out, expected[i][0], expected[i][1]), ==, 1);
