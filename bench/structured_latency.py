@@ -17,7 +17,8 @@ for the wall clock). The load average is printed before, after and with every re
 Usage: structured_latency.py [--build-dir build-bench] [--dense CKPT --shrunk CKPT]
                              [--run DIR] [--reps 5] [--batches 1,256] [--json FILE]
 --run DIR takes DIR/round-00.safetensors (the dense network a `prunus run` experiment
-pruned) and the experiment's last round. With neither, a small ResNet-20 structured
+pruned) and the experiment's last round, and also checks the accuracy target from the
+run's summary.json (>= 2x fewer FLOPs within 0.5 pt of round 0's test accuracy). With neither, a small ResNet-20 structured
 run is made first (configs/resnet20-structured.cfg, --experiment, by default
 weight-norm-r16: channel counts kept at multiples of 16; 1 epoch on 1,000 images, no
 fine-tuning: latency depends on the channel counts, not on the accuracy). Exits 0 unless something
@@ -56,6 +57,30 @@ def run_checkpoints(run_dir):
     if len(rounds) < 2:
         sys.exit("structured_latency: %s has no round-NN.safetensors after round-00" % run_dir)
     return rounds[0], rounds[-1]
+
+
+def accuracy_check(run_dir):
+    """Issue 13's accuracy target for a `prunus run` experiment folder, from the run's
+    summary.json: >= 2x fewer FLOPs within 0.5 pt of round 0's test accuracy. Prints
+    one line; None when the folder has no summary to read."""
+    exp = os.path.basename(os.path.normpath(run_dir))
+    path = os.path.join(os.path.dirname(os.path.normpath(run_dir)), "summary.json")
+    try:
+        with open(path) as f:
+            rounds = next(e["rounds"] for e in json.load(f)["experiments"] if e["name"] == exp)
+    except (OSError, ValueError, KeyError, StopIteration):
+        print("accuracy: no summary of experiment %s in %s" % (exp, path))
+        return None
+    first, last = rounds[0], rounds[-1]
+    loss = 100 * (first["test_accuracy"] - last["test_accuracy"])
+    fewer = first["flops"] / last["flops"]
+    ok = fewer >= 2.0 and loss <= 0.5
+    print("accuracy (%s, round %d): dense %.4f, shrunk %.4f, %.2f pt lost at %.2fx fewer "
+          "FLOPs; target <= 0.5 pt at >= 2x: %s"
+          % (exp, last["round"], first["test_accuracy"], last["test_accuracy"], loss, fewer,
+             "PASS" if ok else "MISS"))
+    return {"dense": first["test_accuracy"], "shrunk": last["test_accuracy"],
+            "loss_pt": loss, "flops_fewer": fewer, "verdict": "PASS" if ok else "MISS"}
 
 
 def measure(binary, ckpt, args, env):
@@ -134,12 +159,13 @@ def main():
                       "ratios": ratios, "vs_flops": ratio / flops_ratio, "verdict": verdict}
     print("(vs_flops = latency ratio / FLOPs ratio: 1.00 would be time exactly proportional to "
           "FLOPs; the target is <= %.2f)" % TARGET)
+    accuracy = accuracy_check(args.run) if args.run else None
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_model(), "clock": clock, "dense": dense, "shrunk": shrunk,
                        "flops": [d0["flops"], s0["flops"]], "flops_ratio": flops_ratio,
                        "channels": [d0["channels"], s0["channels"]], "load_before": load_before,
-                       "reps": reps, "batches": summary}, f, indent=1)
+                       "reps": reps, "batches": summary, "accuracy": accuracy}, f, indent=1)
 
 
 if __name__ == "__main__":
