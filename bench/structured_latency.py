@@ -159,7 +159,7 @@ def main():
                       "ratios": ratios, "vs_flops": ratio / flops_ratio, "verdict": verdict}
     print("(vs_flops = latency ratio / FLOPs ratio: 1.00 would be time exactly proportional to "
           "FLOPs; the target is <= %.2f)" % TARGET)
-    accuracy = accuracy_check(args.run) if args.run else None
+    accuracy = accuracy_check(args.run) if args.run and not args.dense else None
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu_model(), "clock": clock, "dense": dense, "shrunk": shrunk,

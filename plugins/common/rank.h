@@ -45,8 +45,9 @@ typedef struct {
   RankEligibleFn eligible; /* NULL = every hidden layer */
   RankGroupReduce group;   /* group score from its units' (normalized) scores */
   /* Removals come in chunks so that every layer (on a graph: every family of tied
-   * channel groups) keeps a multiple of round_to units, or all it has when that is
-   * round_to or fewer: vector kernels run whole lanes (see rank_take_chunks). 1 = off. */
+   * channel groups) that loses units keeps a multiple of round_to of them (one that
+   * loses none keeps its width; one of round_to or fewer loses none): vector kernels
+   * run whole lanes (see rank_take_chunks). 1 = off. */
   int round_to;
 } RankCtx;
 
@@ -261,7 +262,7 @@ static inline int rank_take_chunks(const RankCtx *ctx, const RankCandidate *c, s
       open[best] = 0;
       continue;
     }
-    take(user, c, chunk, best_n);
+    if (take(user, c, chunk, best_n) != 0) goto out;
     taken += best_n;
     next[best] += best_n;
   }
