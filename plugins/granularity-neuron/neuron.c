@@ -3,8 +3,8 @@
  * shrink; on a graph, whole channel groups (units tied by add / concat go together).
  * Settings: aggregate = "l1" | "l2" (default "l2"), normalize (default true),
  * group_aggregate = "sum" | "mean" | "max" (default "mean"), round_to (default 1: each
- * layer, or family of tied groups, that loses units keeps a multiple of it). The ranking itself (caps,
- * scopes, chunks, refusing to empty a layer) is ../common/rank.h. */
+ * layer, or family of tied groups, that loses units keeps a multiple of it). The ranking itself
+ * (caps, scopes, chunks, refusing to empty a layer) is ../common/rank.h. */
 #include <prunus/plugin.h>
 
 #include "../common/rank.h"
