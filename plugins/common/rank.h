@@ -215,19 +215,19 @@ static inline int rank_layer_setup(const RankCtx *ctx, const PrunusModelView *mo
 }
 
 /* Chunked removal (round_to > 1). The candidates c[0..k) are sorted by score; fam[j]
- * in [0, n_fam) is candidate j's family: a layer's units, or the groups of one set of
- * tied layers. A family's members in ascending score order form chunks: the first
- * takes it down to a multiple of round_to (size % round_to members, or round_to when
- * the size already is one), the next round_to each, and the last never goes (a family
- * keeps at least round_to, or all it has when that is fewer). Chunks are taken by
- * ascending mean score, in order within a family, each while it brings the count
- * removed nearer to want; a chunk that would not, or that fits() refuses (a cap),
- * closes its family. take() removes a chunk. 0, or -1 after set_error. */
-typedef int (*RankChunkFn)(void *user, const RankCandidate *c, const size_t *member, int count);
+ * in [0, n_fam) is candidate j's family: the groups of one set of tied layers, or with
+ * fam NULL c[j].layer (a layer's units). A family's members in ascending score order form chunks:
+ * the first takes it down to a multiple of round_to (size % round_to members, or round_to when the
+ * size already is one), the next round_to each, and the last never goes (a family keeps at least
+ * round_to, or all it has when that is fewer). Chunks are taken by ascending mean score, in order
+ * within a family, each while it brings the count removed nearer to want; take() removes a chunk,
+ * or returns 0 when a cap refuses it, and a chunk that is not nearer or not taken closes its
+ * family. 0, or -1 after set_error. */
+typedef int (*RankChunkTake)(void *user, const RankCandidate *c, const size_t *member, int count);
 
 static inline int rank_take_chunks(const RankCtx *ctx, const RankCandidate *c, size_t k,
-                                   const int *fam, int n_fam, int want, RankChunkFn fits,
-                                   RankChunkFn take, void *user) {
+                                   const int *fam, int n_fam, int want, RankChunkTake take,
+                                   void *user) {
   const int r = ctx->round_to;
   int *size = calloc((size_t)n_fam, sizeof *size), *start = calloc((size_t)n_fam, sizeof *start);
   int *next = calloc((size_t)n_fam, sizeof *next), *open = calloc((size_t)n_fam, sizeof *open);
@@ -237,9 +237,12 @@ static inline int rank_take_chunks(const RankCtx *ctx, const RankCandidate *c, s
     ctx->services->set_error(ctx->host, "out of memory ranking %zu candidates in chunks", k);
     goto out;
   }
-  for (size_t j = 0; j < k; j++) size[fam[j]]++;
+  for (size_t j = 0; j < k; j++) size[fam ? fam[j] : c[j].layer]++;
   for (int f = 1; f < n_fam; f++) start[f] = start[f - 1] + size[f - 1];
-  for (size_t j = 0; j < k; j++) member[start[fam[j]] + next[fam[j]]++] = j;
+  for (size_t j = 0; j < k; j++) {
+    const int f = fam ? fam[j] : c[j].layer;
+    member[start[f] + next[f]++] = j;
+  }
   for (int f = 0; f < n_fam; f++) next[f] = 0, open[f] = 1;
   int taken = 0;
   while (taken < want) {
@@ -258,11 +261,10 @@ static inline int rank_take_chunks(const RankCtx *ctx, const RankCandidate *c, s
     }
     if (best < 0) break;
     const size_t *chunk = member + start[best] + next[best];
-    if (abs(taken + best_n - want) >= want - taken || !fits(user, c, chunk, best_n)) {
+    if (abs(taken + best_n - want) >= want - taken || !take(user, c, chunk, best_n)) {
       open[best] = 0;
       continue;
     }
-    if (take(user, c, chunk, best_n) != 0) goto out;
     taken += best_n;
     next[best] += best_n;
   }
@@ -278,22 +280,18 @@ typedef struct {
   PrunusPlan *plan;
 } RankUnitChunks;
 
-static inline int rank_units_fit(void *user, const RankCandidate *c, const size_t *member,
-                                 int count) {
-  const RankUnitChunks *u = user;
-  const RankLayerPlan *p = &u->lp[c[member[0]].layer]; /* a chunk is of one layer */
-  return p->removed + count <= p->cap;
-}
-
+/* Remove the chunk's units when its layer's cap allows them all: 1, else 0. */
 static inline int rank_units_take(void *user, const RankCandidate *c, const size_t *member,
                                   int count) {
   RankUnitChunks *u = user;
+  const RankLayerPlan *p = &u->lp[c[member[0]].layer]; /* a chunk is of one layer */
+  if (p->removed + count > p->cap) return 0;
   for (int i = 0; i < count; i++) {
     const RankCandidate *x = &c[member[i]];
     u->plan->remove_units[x->layer][x->unit] = 1;
     u->lp[x->layer].removed++;
   }
-  return 0;
+  return 1;
 }
 
 /* Remove up to round(rate * units of the group's layers) of the lowest-scored
@@ -322,18 +320,9 @@ static inline int rank_select(const RankCtx *ctx, const PrunusModelView *model, 
     }
   }
   qsort(c, k, sizeof *c, rank_candidate_cmp);
-  if (ctx->round_to > 1) {
-    int *fam = malloc(k * sizeof *fam);
-    if (!fam) {
-      free(c);
-      ctx->services->set_error(ctx->host, "out of memory ranking %zu units", n);
-      return -1;
-    }
-    for (size_t j = 0; j < k; j++) fam[j] = c[j].layer; /* families: the layers */
+  if (ctx->round_to > 1) { /* families: the layers */
     RankUnitChunks u = {lp, plan};
-    const int rc = rank_take_chunks(ctx, c, k, fam, model->n_layers, want, rank_units_fit,
-                                    rank_units_take, &u);
-    free(fam);
+    const int rc = rank_take_chunks(ctx, c, k, NULL, model->n_layers, want, rank_units_take, &u);
     free(c);
     return rc;
   }
@@ -533,17 +522,13 @@ typedef struct {
   PrunusPlan *plan;
 } RankGroupChunks;
 
-static inline int rank_groups_fit(void *user, const RankCandidate *c, const size_t *member,
-                                  int count) {
-  const RankGroupChunks *u = user;
-  return rank_group_fits(u->model, u->lp, c[member[0]].layer, count);
-}
-
+/* Remove the chunk's groups when every cap allows them all: 1, else 0. */
 static inline int rank_groups_take(void *user, const RankCandidate *c, const size_t *member,
                                    int count) {
   RankGroupChunks *u = user;
+  if (!rank_group_fits(u->model, u->lp, c[member[0]].layer, count)) return 0;
   for (int i = 0; i < count; i++) rank_group_take(u->model, u->lp, c[member[i]].layer, u->plan);
-  return 0;
+  return 1;
 }
 
 /* Take up to round(rate * candidates) of the lowest-scored groups with pick[g] set,
@@ -557,8 +542,8 @@ static inline int rank_select_groups(const RankCtx *ctx, const PrunusModelView *
   const int want = rank_round(rate * (double)n);
   if (want == 0 || n == 0) return 0;
   RankCandidate *c = malloc(n * sizeof *c);
-  int *fam = malloc(n * sizeof *fam);
-  if (!c || !fam) {
+  int *fam = ctx->round_to > 1 ? malloc(n * sizeof *fam) : NULL; /* chunks only */
+  if (!c || (ctx->round_to > 1 && !fam)) {
     free(c), free(fam);
     ctx->services->set_error(ctx->host, "out of memory ranking %zu groups", n);
     return -1;
@@ -576,8 +561,7 @@ static inline int rank_select_groups(const RankCtx *ctx, const PrunusModelView *
   if (ctx->round_to > 1) {
     for (size_t j = 0; j < k; j++) fam[j] = gp[c[j].layer].family; /* its lowest group */
     RankGroupChunks u = {model, lp, plan};
-    rc = rank_take_chunks(ctx, c, k, fam, model->n_groups, want, rank_groups_fit, rank_groups_take,
-                          &u);
+    rc = rank_take_chunks(ctx, c, k, fam, model->n_groups, want, rank_groups_take, &u);
   } else {
     int taken = 0;
     for (size_t j = 0; j < k && taken < want; j++) {
