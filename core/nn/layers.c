@@ -6,6 +6,7 @@
 #include "conv_gemm.h"
 #include "conv_wino.h"
 #include "gemm.h"
+#include "sparse_input.h"
 #include "spdense.h"
 
 #include <immintrin.h>
@@ -39,9 +40,10 @@ static gboolean dense_infer(PrunusLayer *l, const PrunusShape *ins, const char *
   return TRUE;
 }
 
+/* Scratch: the input transposed, xT (in, B), for the sparse-input weight gradient of
+ * batches up to the kernel's largest. */
 static size_t dense_scratch(const PrunusLayer *l, int B) {
-  (void)l, (void)B;
-  return 0;
+  return (size_t)MIN(B, PRUNUS_SPARSE_INPUT_MAX_BATCH) * l->in.c;
 }
 
 /* Forward split over the layer's team (NULL: one part): each thread writes the bias
@@ -85,6 +87,7 @@ static void dense_forward(const PrunusLayer *l, const float *params, const float
  * dy, x and W, and every element is summed as by one thread. */
 typedef struct {
   PrunusSgemmArgs dW; /* dW (out, in) = dy^T (out, B) x (B, in) */
+  const float *xT;    /* (in, B) x transposed: dW by prunus_sparse_input_wgrad; NULL: sgemm */
   PrunusSgemmArgs dx; /* dx (B, in) = dy (B, out) W (out, in); M == 0: no dx */
   const float *dy;    /* (B, out) */
   float *db;          /* (out) = column sums of dy */
@@ -93,8 +96,16 @@ typedef struct {
 
 static void dense_backward_part(void *arg, int part, int n_parts) {
   const DenseBackwardCall *c = arg;
-  prunus_sgemm_run_block(&c->dW, prunus_sgemm_block(&c->dW, part, n_parts));
   size_t a, b;
+  if (c->xT) {
+    int groups = (c->dW.N + PRUNUS_SPARSE_INPUT_GROUP - 1) / PRUNUS_SPARSE_INPUT_GROUP;
+    prunus_team_block_share((size_t)groups, 1, part, n_parts, &a, &b);
+    if (b > a)
+      prunus_sparse_input_wgrad(c->xT, c->dy, c->B, c->dW.N, c->out, c->dW.C, c->dW.beta != 0.0f,
+                                (int)a, (int)b);
+  } else {
+    prunus_sgemm_run_block(&c->dW, prunus_sgemm_block(&c->dW, part, n_parts));
+  }
   prunus_team_block_share((size_t)c->out, 16, part, n_parts, &a, &b);
   if (b > a) {
     float *restrict db = c->db;
@@ -109,17 +120,26 @@ static void dense_backward_part(void *arg, int part, int n_parts) {
 
 static void dense_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
                            const float *y, const float *dy, float *dx, float *scratch, int B) {
-  (void)y, (void)scratch;
+  (void)y;
   if (l->sparse) {
     prunus_spdense_backward(l, l->sparse, grads, dy, dx, B);
     return;
   }
   int in = l->in.c, out = l->out.c;
   const float *W = params + l->w_off; /* (out, in) */
+  /* An input mostly zero in runs (an image's background) sums dW only where it is not:
+   * the scratch was sized for batches the kernel takes */
+  const float *xT = NULL;
+  if (scratch && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && prunus_sparse_input_available() &&
+      prunus_sparse_input_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_DENSITY) {
+    prunus_transpose(x, B, in, scratch);
+    xT = scratch;
+  }
   DenseBackwardCall c = {
       /* onto zeroed gradients, beta 1 spares BLAS its pass that clears dW */
       .dW = {true, false, out, in, B, 1.0f, dy, out, x, in, l->grads_zeroed ? 1.0f : 0.0f,
              grads + l->w_off, in},
+      .xT = xT,
       .dx = {false, false, dx ? B : 0, in, out, 1.0f, dy, out, W, in, 0.0f, dx, in},
       .dy = dy,
       .db = grads + l->b_off,

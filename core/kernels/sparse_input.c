@@ -1,0 +1,207 @@
+/* sparse_input.c: a dense layer's weight gradient over the samples where its input is
+ * not zero, by groups of 4 neighbouring input features (sparse_input.h); AVX-512. */
+#include "sparse_input.h"
+
+#include "csr.h"
+#include "gemm.h"
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { GROUP = PRUNUS_SPARSE_INPUT_GROUP };
+
+bool prunus_sparse_input_available(void) {
+  return prunus_csr_level() >= PRUNUS_CSR_AVX512 && !prunus_gemm_reference_forced();
+}
+
+/* ------------------------------------------------------------------------ */
+/* density */
+
+static size_t nonzero_groups_scalar(const float *x, int B, int in) {
+  size_t n = 0;
+  for (int b = 0; b < B; b++) {
+    const float *row = x + (size_t)b * in;
+    for (int j = 0; j < in; j += GROUP) {
+      int end = MIN(j + GROUP, in);
+      for (int k = j; k < end; k++)
+        if (row[k] != 0.0f) {
+          n++;
+          break;
+        }
+    }
+  }
+  return n;
+}
+
+/* 16 features at a time: their nonzero bits, folded so that bit 4q says whether group q
+ * of the 4 has a nonzero (16 is a multiple of GROUP, so groups never straddle). */
+__attribute__((target("avx512f"))) static size_t nonzero_groups_avx512(const float *x, int B,
+                                                                       int in) {
+  size_t n = 0;
+  for (int b = 0; b < B; b++) {
+    const float *row = x + (size_t)b * in;
+    for (int j = 0; j < in; j += 16) {
+      __mmask16 lanes = prunus_lanes_mask(in - j);
+      __m512 v = _mm512_maskz_loadu_ps(lanes, row + j);
+      unsigned m = _mm512_mask_cmpneq_ps_mask(lanes, v, _mm512_setzero_ps());
+      n += (size_t)__builtin_popcount((m | m >> 1 | m >> 2 | m >> 3) & 0x1111u);
+    }
+  }
+  return n;
+}
+
+double prunus_sparse_input_density(const float *x, int B, int in) {
+  g_return_val_if_fail(x != NULL || B == 0 || in == 0, 1.0);
+  size_t pairs = (size_t)B * (size_t)((in + GROUP - 1) / GROUP);
+  if (pairs == 0) return 0.0;
+  size_t n = prunus_csr_level() >= PRUNUS_CSR_AVX512 ? nonzero_groups_avx512(x, B, in)
+                                                     : nonzero_groups_scalar(x, B, in);
+  return (double)n / (double)pairs;
+}
+
+/* ------------------------------------------------------------------------ */
+/* weight gradient */
+
+/* The samples where group j..j+nj-1 of xT (in, B) has a nonzero, in increasing order:
+ * their indices in idx and each feature's value in val[p] (zero where that feature is);
+ * returns how many. The arrays hold B + 16 (whole vectors are stored). */
+__attribute__((target("avx512f"))) static int gather_group(const float *xT, int B, int j, int nj,
+                                                           int32_t *idx, float *const val[GROUP]) {
+  int n = 0;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int b = 0; b < B; b += 16) {
+    __mmask16 lanes = prunus_lanes_mask(B - b);
+    __m512 v[GROUP];
+    __mmask16 any = 0;
+    for (int p = 0; p < GROUP; p++) {
+      v[p] =
+          p < nj ? _mm512_maskz_loadu_ps(lanes, xT + (size_t)(j + p) * B + b) : _mm512_setzero_ps();
+      any |= _mm512_cmpneq_ps_mask(v[p], _mm512_setzero_ps());
+    }
+    /* compress into a register, then store it whole: Zen 4 runs a compressing store
+     * to memory dozens of times slower */
+    _mm512_storeu_si512(
+        idx + n, _mm512_maskz_compress_epi32(any, _mm512_add_epi32(_mm512_set1_epi32(b), lane)));
+    for (int p = 0; p < GROUP; p++)
+      _mm512_storeu_ps(val[p] + n, _mm512_maskz_compress_ps(any, v[p]));
+    n += __builtin_popcount(any);
+  }
+  return n;
+}
+
+/* res[p][k] (outputs c0 + 16k .. c0 + 16k + 15 of feature j + p) summed over the group's
+ * n samples: NV vectors of dy's row per sample, each multiplied by the group's 4 values.
+ * NV is a constant where this is inlined, and the accumulators are touched only by loops
+ * of NV steps, so they stay in registers (used elsewhere, GCC keeps them on the stack). */
+__attribute__((target("avx512f"), always_inline)) static inline void group_sums(
+    const int32_t *idx, float *const val[GROUP], int n, const float *dy, int out, int c0, int NV,
+    __mmask16 last, __m512 res[GROUP][4]) {
+  __m512 a0[4], a1[4], a2[4], a3[4];
+  for (int k = 0; k < NV; k++) a0[k] = a1[k] = a2[k] = a3[k] = _mm512_setzero_ps();
+  for (int e = 0; e < n; e++) {
+    const float *r = dy + (size_t)idx[e] * out + c0;
+    __m512 s0 = _mm512_set1_ps(val[0][e]), s1 = _mm512_set1_ps(val[1][e]);
+    __m512 s2 = _mm512_set1_ps(val[2][e]), s3 = _mm512_set1_ps(val[3][e]);
+    for (int k = 0; k < NV; k++) {
+      __m512 d = _mm512_maskz_loadu_ps(k == NV - 1 ? last : 0xFFFF, r + 16 * k);
+      a0[k] = _mm512_fmadd_ps(s0, d, a0[k]);
+      a1[k] = _mm512_fmadd_ps(s1, d, a1[k]);
+      a2[k] = _mm512_fmadd_ps(s2, d, a2[k]);
+      a3[k] = _mm512_fmadd_ps(s3, d, a3[k]);
+    }
+  }
+  for (int k = 0; k < NV; k++) {
+    res[0][k] = a0[k];
+    res[1][k] = a1[k];
+    res[2][k] = a2[k];
+    res[3][k] = a3[k];
+  }
+}
+
+/* Write (or add) res into dW (out, in) at rows c0 .. c0 + 16 NV (cut at out), columns
+ * j .. j + nj. A full group is transposed in registers: 16 outputs x 4 features become
+ * four vectors whose 128-bit lanes are one output's 4 consecutive dW entries. */
+__attribute__((target("avx512f"))) static void store_group(__m512 res[GROUP][4], int NV, int c0,
+                                                           int j, int nj, int out, int in,
+                                                           float *dW, bool accumulate) {
+  for (int k = 0; k < NV; k++) {
+    int i0 = c0 + 16 * k;
+    if (nj == GROUP) {
+      __m512 t0 = _mm512_unpacklo_ps(res[0][k], res[1][k]);
+      __m512 t1 = _mm512_unpackhi_ps(res[0][k], res[1][k]);
+      __m512 t2 = _mm512_unpacklo_ps(res[2][k], res[3][k]);
+      __m512 t3 = _mm512_unpackhi_ps(res[2][k], res[3][k]);
+      /* u[r]'s lane q: output i0 + 4q + r, features j .. j + 3 */
+      __m512 u[4] = {_mm512_shuffle_ps(t0, t2, 0x44), _mm512_shuffle_ps(t0, t2, 0xEE),
+                     _mm512_shuffle_ps(t1, t3, 0x44), _mm512_shuffle_ps(t1, t3, 0xEE)};
+      for (int r = 0; r < 4; r++) {
+#define PRUNUS_STORE_LANE(q)                                                 \
+  do {                                                                       \
+    int i = i0 + 4 * (q) + r;                                                \
+    if (i < out) {                                                           \
+      float *dst = dW + (size_t)i * in + j;                                  \
+      __m128 v = _mm512_extractf32x4_ps(u[r], q);                            \
+      _mm_storeu_ps(dst, accumulate ? _mm_add_ps(_mm_loadu_ps(dst), v) : v); \
+    }                                                                        \
+  } while (0)
+        PRUNUS_STORE_LANE(0);
+        PRUNUS_STORE_LANE(1);
+        PRUNUS_STORE_LANE(2);
+        PRUNUS_STORE_LANE(3);
+#undef PRUNUS_STORE_LANE
+      }
+    } else {
+      float cols[GROUP][16];
+      for (int p = 0; p < GROUP; p++) _mm512_storeu_ps(cols[p], res[p][k]);
+      for (int l = 0; l < 16 && i0 + l < out; l++)
+        for (int p = 0; p < nj; p++) {
+          float *dst = dW + (size_t)(i0 + l) * in + j + p;
+          *dst = accumulate ? *dst + cols[p][l] : cols[p][l];
+        }
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) static void wgrad_avx512(const float *xT, const float *dy, int B,
+                                                            int in, int out, float *dW,
+                                                            bool accumulate, int g0, int g1) {
+  int32_t idx[PRUNUS_SPARSE_INPUT_MAX_BATCH + 16];
+  float vals[GROUP][PRUNUS_SPARSE_INPUT_MAX_BATCH + 16];
+  float *const val[GROUP] = {vals[0], vals[1], vals[2], vals[3]};
+  __m512 res[GROUP][4];
+  for (int g = g0; g < g1; g++) {
+    int j = g * GROUP, nj = MIN(GROUP, in - j);
+    int n = gather_group(xT, B, j, nj, idx, val);
+    /* 64 outputs (4 vectors) at a time: 16 accumulators, and the dy rows' 256 bytes
+     * of all B samples (32 KB at B = 128) stay in L1 across the group */
+    for (int c0 = 0; c0 < out; c0 += 64) {
+      int w = MIN(64, out - c0);
+      int NV = (w + 15) / 16;
+      __mmask16 last = prunus_lanes_mask(w - 16 * (NV - 1));
+      switch (NV) {
+      case 4:
+        group_sums(idx, val, n, dy, out, c0, 4, last, res);
+        break;
+      case 3:
+        group_sums(idx, val, n, dy, out, c0, 3, last, res);
+        break;
+      case 2:
+        group_sums(idx, val, n, dy, out, c0, 2, last, res);
+        break;
+      default:
+        group_sums(idx, val, n, dy, out, c0, 1, last, res);
+        break;
+      }
+      store_group(res, NV, c0, j, nj, out, in, dW, accumulate);
+    }
+  }
+}
+
+void prunus_sparse_input_wgrad(const float *xT, const float *dy, int B, int in, int out, float *dW,
+                               bool accumulate, int g0, int g1) {
+  g_return_if_fail(B >= 1 && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && in >= 1 && out >= 1);
+  g_return_if_fail(g0 >= 0 && g0 <= g1 && g1 <= (in + GROUP - 1) / GROUP);
+  g_return_if_fail(prunus_sparse_input_available());
+  wgrad_avx512(xT, dy, B, in, out, dW, accumulate, g0, g1);
+}
