@@ -1023,6 +1023,55 @@ char *prunus_config_dump(PrunusConfig *c) {
   return out;
 }
 
+/* The settings read as paths relative to the config's folder, by their path from the
+ * root (or from one experiments[] entry, which may override them). */
+static const char *const path_keys[] = {
+    "dataset.train_images", "dataset.train_labels", "dataset.test_images",
+    "dataset.test_labels",  "prune.pretrained",     "plugin_path",
+};
+
+/* Point every relative path string under root (the config's root or an experiment) at
+ * its absolute form; with undo, the original strings go to `undo` (setting, old text)
+ * to be put back. */
+static void resolve_paths_under(PrunusConfig *c, config_setting_t *root, GPtrArray *undo) {
+  for (size_t k = 0; k < G_N_ELEMENTS(path_keys); k++) {
+    config_setting_t *s = config_setting_lookup(root, path_keys[k]);
+    if (!s) continue;
+    int n = config_setting_is_aggregate(s) ? config_setting_length(s) : 1;
+    for (int i = 0; i < n; i++) {
+      config_setting_t *e =
+          config_setting_is_aggregate(s) ? config_setting_get_elem(s, (unsigned)i) : s;
+      const char *p =
+          config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e) : NULL;
+      if (!p || !*p || g_path_is_absolute(p)) continue;
+      char *abs = prunus_config_resolve_path(c, p);
+      g_ptr_array_add(undo, e);
+      g_ptr_array_add(undo, g_strdup(p));
+      config_setting_set_string(e, abs);
+      g_free(abs);
+    }
+  }
+}
+
+char *prunus_config_dump_resolved(PrunusConfig *c) {
+  g_return_val_if_fail(c != NULL, NULL);
+  GPtrArray *undo = g_ptr_array_new();
+  config_setting_t *root = config_root_setting(&c->cfg);
+  resolve_paths_under(c, root, undo);
+  config_setting_t *ex = config_setting_get_member(root, "experiments");
+  for (int i = 0; ex && config_setting_is_list(ex) && i < config_setting_length(ex); i++) {
+    config_setting_t *e = config_setting_get_elem(ex, (unsigned)i);
+    if (config_setting_is_group(e)) resolve_paths_under(c, e, undo);
+  }
+  char *text = prunus_config_dump(c);
+  for (guint i = 0; i < undo->len; i += 2) {
+    config_setting_set_string(undo->pdata[i], undo->pdata[i + 1]);
+    g_free(undo->pdata[i + 1]);
+  }
+  g_ptr_array_free(undo, TRUE);
+  return text;
+}
+
 char *prunus_config_hash(PrunusConfig *c) {
   char *dump = prunus_config_dump(c);
   char *hash = g_compute_checksum_for_string(G_CHECKSUM_SHA256, dump, -1);

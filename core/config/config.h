@@ -76,6 +76,11 @@ char *prunus_config_resolve_path(PrunusConfig *c, const char *path);
  * (transfer full) */
 char *prunus_config_dump(PrunusConfig *c);
 char *prunus_config_hash(PrunusConfig *c);
+/* prunus_config_dump with every relative path (the dataset files, plugin_path,
+ * prune.pretrained, also inside experiments) resolved against the config's folder: the
+ * text a run folder keeps, which must mean the same from wherever it is read.
+ * (transfer full) */
+char *prunus_config_dump_resolved(PrunusConfig *c);
 
 /* Merge src (a setting of this config, e.g. a member of one experiments[] entry)
  * into dst_parent: groups merge key by key, anything else replaces the member of

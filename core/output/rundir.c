@@ -168,7 +168,7 @@ void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
 }
 
 gboolean prunus_rundir_write_config(const char *dir, PrunusConfig *cfg, GError **error) {
-  char *text = prunus_config_dump(cfg);
+  char *text = prunus_config_dump_resolved(cfg);
   char *path = g_build_filename(dir, "config.cfg", NULL);
   GError *local = NULL;
   gboolean ok = g_file_set_contents(path, text, -1, &local);

@@ -62,7 +62,8 @@ void prunus_round_metrics_measure(PrunusRoundMetrics *r, const PrunusModel *m,
                                   uint64_t params_total, uint64_t prunable_total,
                                   uint64_t dense_flops);
 
-/* dir/config.cfg: the config as it ran (after --set), written atomically. */
+/* dir/config.cfg: the config as it ran (after --set; relative paths resolved, so that
+ * it means the same read from the run folder), written atomically. */
 gboolean prunus_rundir_write_config(const char *dir, PrunusConfig *cfg, GError **error);
 /* Bytes in the file at path, 0 when it cannot be read. */
 uint64_t prunus_rundir_file_size(const char *path);

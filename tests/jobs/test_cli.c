@@ -570,6 +570,20 @@ static void test_train_eval(Fixture *f, gconstpointer data) {
   assert_contains(r.out, ckpt);
   g_assert_cmpfloat(fabs(printed_accuracy(r.out) - test_accuracy), <=, 5e-5);
   run_clear(&r);
+  /* so does the run folder's config.cfg, read from elsewhere: the config's relative
+   * dataset paths were written resolved */
+  r = run_prunus("/", "eval", ckpt, resolved, "--threads", "1", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  g_assert_cmpstr(r.err, ==, "");
+  g_assert_cmpfloat(fabs(printed_accuracy(r.out) - test_accuracy), <=, 5e-5);
+  run_clear(&r);
+  char *resolved_text = NULL;
+  g_file_get_contents(resolved, &resolved_text, NULL, &error);
+  g_assert_no_error(error);
+  char *abs_images = g_build_filename(f->dir, "t10k-images-idx3-ubyte", NULL);
+  assert_contains(resolved_text, abs_images);
+  g_free(abs_images);
+  g_free(resolved_text);
 
   /* Training again with one thread gives the same bytes. */
   char *run2 = g_build_filename(f->dir, "run2", NULL);
