@@ -365,6 +365,39 @@ static gboolean check_group_plan(Pipeline *p, PrunusHost *gran, const Buffers *b
   return ok;
 }
 
+/* The plan's weights, checked before any of it is applied: none of a layer the config
+ * excludes, and never every remaining weight of a layer (its outputs would no longer
+ * depend on its inputs: the network is cut there). plugin.h asks plan() to refuse such
+ * a plan itself; the host holds every plugin to it. */
+static gboolean check_weight_plan(Pipeline *p, PrunusHost *gran, const Buffers *b, GError **error) {
+  for (int k = 0; k < b->nl; k++) {
+    const PrunusLayerView *l = &p->vs.layers[k];
+    const PrunusLayer *ml = &p->m->layers[p->vs.layer_index[k]];
+    size_t alive = 0, removed = 0;
+    for (size_t i = 0; i < l->n_weights; i++) {
+      gboolean was = p->m->mask[ml->w_off + i] != 0.0f;
+      alive += was;
+      removed += was && b->rm_w[k][i];
+      if (b->rm_w[k][i] && !l->prunable) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                    "prune.granularity plugin '%s' removed weights of layer %s, which the config "
+                    "excludes from pruning",
+                    prunus_host_desc(gran)->name, l->name);
+        return FALSE;
+      }
+    }
+    if (alive > 0 && removed == alive) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                  "prune.granularity plugin '%s', round %d: the plan removes all %zu remaining "
+                  "weights of layer %s; refusing to empty a layer (plan() must leave every "
+                  "layer at least one weight: plugin.h)",
+                  prunus_host_desc(gran)->name, p->round, alive, l->name);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 /* Apply the plan: weights -> masks; units -> a physically smaller model. Adds what it
  * removed to *removed_weights and *removed_units. */
 static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *removed_weights,
@@ -372,18 +405,12 @@ static gboolean apply_plan(Pipeline *p, PrunusHost *gran, Buffers *b, size_t *re
   PrunusModel *m = p->m;
   int units = 0;
   if (!prunus_model_is_sequence(m) && !check_group_plan(p, gran, b, error)) return FALSE;
+  if (!check_weight_plan(p, gran, b, error)) return FALSE;
   for (int k = 0; k < b->nl; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
     const PrunusLayer *ml = &m->layers[p->vs.layer_index[k]];
     for (size_t i = 0; i < l->n_weights; i++) {
       if (!b->rm_w[k][i]) continue;
-      if (!l->prunable) {
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
-                    "prune.granularity plugin '%s' removed weights of layer %s, which the config "
-                    "excludes from pruning",
-                    prunus_host_desc(gran)->name, l->name);
-        return FALSE;
-      }
       *removed_weights += m->mask[ml->w_off + i] != 0.0f;
       m->mask[ml->w_off + i] = 0.0f;
       m->params[ml->w_off + i] = 0.0f;

@@ -4,6 +4,8 @@
  * environment variable PRUNUS_TEST_FAULT = "FAULT:CALL:ROUND", where they commit it:
  *   FAULT = segv | bus | fpe | ill | abort | exit0 | exit3 | stack (unbounded recursion)
  *           | hang (waits for a signal: the interrupt and lock tests)
+ *           | empty (plan only: a plan that removes every weight of the first layer, which
+ *             the host must refuse)
  *   CALL  = create (the criterion's) | observe | score (criterion) | plan | retrain
  *   ROUND = the round of that call (ignored for create)
  * The environment, not the config, so that the same command reruns without the fault
@@ -20,9 +22,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static const char *const faults[] = {"none",  "segv",  "bus",   "fpe",  "ill", "abort",
-                                     "exit0", "exit3", "stack", "hang", NULL};
-enum { F_NONE, F_SEGV, F_BUS, F_FPE, F_ILL, F_ABORT, F_EXIT0, F_EXIT3, F_STACK, F_HANG };
+static const char *const faults[] = {"none",  "segv",  "bus",   "fpe",  "ill",   "abort",
+                                     "exit0", "exit3", "stack", "hang", "empty", NULL};
+enum { F_NONE, F_SEGV, F_BUS, F_FPE, F_ILL, F_ABORT, F_EXIT0, F_EXIT3, F_STACK, F_HANG, F_EMPTY };
 
 typedef struct {
   int fault;
@@ -152,8 +154,12 @@ static uint32_t plan_accepts(void *state) {
 static int plan_plan(void *state, const PrunusModelView *model, const PrunusScores *scores,
                      const PrunusPlanRequest *req, PrunusPlan *plan) {
   FaultState *s = state;
-  (void)model, (void)scores, (void)req, (void)plan;
-  if (at(s, "plan", ++s->calls)) commit(s->fault);
+  (void)scores, (void)req;
+  if (at(s, "plan", ++s->calls) && s->fault == F_EMPTY) {
+    for (size_t i = 0; i < model->layers[0].n_weights; i++) plan->remove_weights[0][i] = 1;
+    return 0;
+  }
+  if (at(s, "plan", s->calls)) commit(s->fault);
   return 0;
 }
 

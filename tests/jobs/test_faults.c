@@ -359,6 +359,33 @@ static void test_plugin_faults(void) {
   g_free(cfg);
 }
 
+/* A plan that empties a layer is refused before any of it is applied: one message
+ * naming the plugin, the round and the layer; the finished rounds stay, and the same
+ * command without the fault resumes and ends as the uninterrupted run. */
+static void test_empty_plan(void) {
+  const char *ref = reference();
+  char *cfg = write_config("faults", 3);
+  char *dir = run_path("empty-plan");
+  Result r = run(cfg, dir, "empty:plan:2", NULL);
+  g_test_message("status 0x%x\n%s", r.status, r.err);
+  g_assert_true(WIFEXITED(r.status));
+  g_assert_cmpint(WEXITSTATUS(r.status), ==, 1);
+  assert_contains(r.err,
+                  "prune.granularity plugin 'fault-plan', round 2: the plan removes all "
+                  "1024 remaining weights of layer 1; refusing to empty a layer");
+  assert_status(dir, "failed", "refusing to empty a layer");
+  g_assert_cmpuint(finished_rounds(dir), ==, 2); /* rounds 0 and 1 */
+  result_clear(&r);
+  r = run(cfg, dir, NULL, NULL);
+  g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+  assert_contains(r.out, "tiny: resuming after round 1 of 3");
+  assert_status(dir, "finished", NULL);
+  assert_same_as(dir, ref);
+  result_clear(&r);
+  g_free(dir);
+  g_free(cfg);
+}
+
 static void test_crash_then_resume(void) {
   const char *ref = reference();
   char *cfg = write_config("faults", 3);
@@ -651,6 +678,7 @@ int main(int argc, char **argv) {
   write_quadrants("test", 200, 2);
   g_test_add_func("/faults/plugin-faults", test_plugin_faults);
   g_test_add_func("/faults/crash-then-resume", test_crash_then_resume);
+  g_test_add_func("/faults/empty-plan", test_empty_plan);
   g_test_add_func("/faults/interrupt", test_interrupt);
   g_test_add_func("/faults/lock", test_lock);
   g_test_add_func("/faults/plugin-rebuilt", test_plugin_rebuilt);
