@@ -21,14 +21,22 @@ static gboolean opt_quiet = FALSE;
 static char *opt_only = NULL;
 static char *opt_cache = NULL;
 
-static const GOptionEntry job_entries[] = {
-    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Run folder (default runs/NAME)",
-     "RUN_DIR"},
-    {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &opt_set, "Override a config key (repeatable)",
-     "KEY=VALUE"},
+/* The options of the commands that read a config: --set for all of them, --threads
+ * for those that compute (train, eval, run), -o and --quiet for those that write a run
+ * folder (train, run). */
+static const GOptionEntry set_entries[] = {{"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &opt_set,
+                                            "Override a config key (repeatable)", "KEY=VALUE"},
+                                           {NULL}};
+
+static const GOptionEntry threads_entries[] = {
     {"threads", 't', 0, G_OPTION_ARG_INT, &opt_threads,
      "Threads: training splits its work over N (OpenBLAS at 1 meanwhile); evaluation and the rest give N to OpenBLAS (default: OpenBLAS's count)",
      "N"},
+    {NULL}};
+
+static const GOptionEntry run_dir_entries[] = {
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &opt_output, "Run folder (default runs/NAME)",
+     "RUN_DIR"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &opt_quiet, "Print only the result line", NULL},
     {NULL}};
 
@@ -51,7 +59,11 @@ static gboolean parse_job_args(const char *cmd, const char *positional, int n_po
   char *param = g_strdup_printf("%s %s", cmd, positional);
   GOptionContext *ctx = g_option_context_new(param);
   g_free(param);
-  g_option_context_add_main_entries(ctx, job_entries, NULL);
+  gboolean writes_run = !strcmp(cmd, "train") || !strcmp(cmd, "run");
+  g_option_context_add_main_entries(ctx, set_entries, NULL);
+  if (writes_run || !strcmp(cmd, "eval"))
+    g_option_context_add_main_entries(ctx, threads_entries, NULL);
+  if (writes_run) g_option_context_add_main_entries(ctx, run_dir_entries, NULL);
   if (!strcmp(cmd, "run")) g_option_context_add_main_entries(ctx, run_entries, NULL);
   GError *error = NULL;
   gboolean ok = g_option_context_parse(ctx, argc, argv, &error);
@@ -116,7 +128,7 @@ static int cmd_plugins(int argc, char **argv) {
   if (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
     printf(
         "Usage: prunus plugins [CONFIG]\n  List every plugin on the search path (the config's "
-        "plugin_path first, then $PRUNUS_PLUGIN_PATH, the install folder, the build tree).\n");
+        "plugin_path first, then $PRUNUS_PLUGIN_PATH, the folder of the plugins shipped with this prunus: installed or in its build tree).\n");
     return 0;
   }
   const char *config = argc >= 3 ? argv[2] : NULL;
@@ -244,7 +256,8 @@ out:
 static const Command commands[] = {
     {"train", "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--quiet]",
      "train the config's network and write the run folder", cmd_train},
-    {"eval", "CHECKPOINT CONFIG", "test accuracy and loss of a checkpoint", cmd_eval},
+    {"eval", "CHECKPOINT CONFIG [--set K=V]... [--threads N]",
+     "test accuracy and loss of a checkpoint", cmd_eval},
     {"run",
      "CONFIG [-o RUN_DIR] [--set K=V]... [--threads N] [--only NAME] [--cache DIR] [--quiet]",
      "pretrain, then prune and retrain round by round; writes the run folder", cmd_run},
@@ -276,6 +289,13 @@ int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return 2;
+  }
+  if (!strcmp(argv[1], "help") && argc == 3) { /* `prunus help run` = `prunus run --help` */
+    for (size_t i = 0; i < G_N_ELEMENTS(commands); i++)
+      if (!strcmp(argv[2], commands[i].name)) {
+        char *args[] = {argv[0], argv[2], "--help", NULL};
+        return commands[i].run(3, args);
+      }
   }
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout);

@@ -415,10 +415,10 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   gint64 t_report = g_get_monotonic_time();
   ok = prunus_rundir_write_summary(base.run_dir, summary, error) &&
        prunus_report_write(base.run_dir, error);
-  if (ok && !o->quiet) {
+  if (ok) {
     gint64 t_end = g_get_monotonic_time();
-    printf("report: %s/report.html\n", base.run_dir);
-    print_timing(units, (t_end - t_start) / 1e6, (t_end - t_report) / 1e6);
+    printf("report: %s/report.html\n", base.run_dir); /* the result line, --quiet or not */
+    if (!o->quiet) print_timing(units, (t_end - t_start) / 1e6, (t_end - t_report) / 1e6);
   }
 
 out_free:

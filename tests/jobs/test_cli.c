@@ -252,6 +252,20 @@ static void test_help(void) {
   g_assert_cmpint(r.status, ==, 2);
   assert_contains(r.err, "--no-such-option");
   run_clear(&r);
+
+  /* a command lists (and takes) only the options it honours: eval and groups write no
+   * run folder, so -o and --quiet would do nothing there */
+  r = run_prunus(NULL, "eval", "--help", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  assert_contains(r.out, "--set=KEY=VALUE");
+  assert_contains(r.out, "--threads=N");
+  g_assert_null(strstr(r.out, "--output"));
+  g_assert_null(strstr(r.out, "--quiet"));
+  run_clear(&r);
+  r = run_prunus(NULL, "groups", "a.cfg", "-o", "somewhere", NULL);
+  g_assert_cmpint(r.status, ==, 2);
+  assert_contains(r.err, "Unknown option -o");
+  run_clear(&r);
 }
 
 // ----------------------------------------------------------------------------
@@ -898,6 +912,7 @@ static void test_graph_structured(Fixture *f, gconstpointer data) {
   g_free(testutil_write_file(f->dir, "graph-prune.cfg", full, strlen(full)));
   Run r = run_prunus(f->dir, "run", cfg, "-o", "run-prune", "--threads", "1", "--quiet", NULL);
   g_assert_cmpint(r.status, ==, 0);
+  g_assert_cmpstr(r.out, ==, "report: run-prune/report.html\n"); /* --quiet: the result alone */
   run_clear(&r);
   r = run_prunus(f->dir, "groups", cfg, NULL);
   g_assert_cmpint(r.status, ==, 0);

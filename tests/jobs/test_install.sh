@@ -41,7 +41,8 @@ root=$dest$prefix
   fail "configs were not installed into $root/share/prunus/configs"
 # ... and the documentation a plugin author reads in share/doc/prunus, where the
 # README's links (docs/plugins.md) resolve.
-for doc in README.md docs/plugins.md docs/post-training.md; do
+for doc in README.md docs/plugins.md docs/post-training.md \
+  examples/custom-granularity/n_of_m.c examples/custom-granularity/meson.build; do
   [ -f "$root/share/doc/prunus/$doc" ] || fail "$doc was not installed into $root/share/doc/prunus"
 done
 # The README says where the .pc files land: <prefix>/<libdir>/pkgconfig.
