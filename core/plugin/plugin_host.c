@@ -163,9 +163,18 @@ static int service_result(PrunusHost *h, gboolean ok, GError *error) {
 
 static int svc_train(PrunusHost *h, int epochs, double lr, double offset, int total) {
   GError *error = NULL;
-  if (epochs < 0 || !isfinite(lr) || offset < 0 || total < 0) {
+  if (epochs < 0 || !isfinite(lr) || !(offset >= 0) || total < 0) {
     svc_set_error(h, "train(epochs=%d, lr=%g, offset=%g, total=%d): invalid arguments", epochs, lr,
                   offset, total);
+    return -1;
+  }
+  /* an offset places the run on a schedule of `total` epochs: it must fall inside it
+   * (past its end the rate is that of the end, 0 for cosine, which trains nothing) */
+  if (total > 0 ? offset >= total : offset != 0) {
+    svc_set_error(h,
+                  "train(epochs=%d, lr=%g, offset=%g, total=%d): the schedule offset must be in "
+                  "[0, total) (0 with total 0: a fresh schedule)",
+                  epochs, lr, offset, total);
     return -1;
   }
   /* the call sets error: sequence it before error is read (argument order is unspecified) */

@@ -391,7 +391,8 @@ typedef struct {
   /* Train `epochs` epochs with the config's optimizer at base rate lr (<= 0: the
    * config's train.lr). schedule_offset/schedule_epochs place the run on the LR
    * schedule: 0 and 0 = a fresh schedule of `epochs`; offset k of total E replays
-   * the pretraining schedule from epoch k (learning-rate rewinding). Masks hold. */
+   * the pretraining schedule from epoch k (learning-rate rewinding); k must be in
+   * [0, E) (an error otherwise). Masks hold. */
   int (*train)(PrunusHost *host, int epochs, double lr, double schedule_offset,
                int schedule_epochs);
   /* Surviving weights back to their values at pretraining epoch `epoch`

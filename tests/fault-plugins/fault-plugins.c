@@ -5,7 +5,8 @@
  *   FAULT = segv | bus | fpe | ill | abort | exit0 | exit3 | stack (unbounded recursion)
  *           | hang (waits for a signal: the interrupt and lock tests)
  *           | empty (plan only: a plan that removes every weight of the first layer, which
- *             the host must refuse)
+ *             the host must refuse) | offset (retrain only: train() at schedule offset 5 of
+ *             2 epochs, which the host must refuse)
  *   CALL  = create (the criterion's) | observe | score (criterion) | plan | retrain
  *   ROUND = the round of that call (ignored for create)
  * The environment, not the config, so that the same command reruns without the fault
@@ -22,9 +23,22 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static const char *const faults[] = {"none",  "segv",  "bus",   "fpe",  "ill",   "abort",
-                                     "exit0", "exit3", "stack", "hang", "empty", NULL};
-enum { F_NONE, F_SEGV, F_BUS, F_FPE, F_ILL, F_ABORT, F_EXIT0, F_EXIT3, F_STACK, F_HANG, F_EMPTY };
+static const char *const faults[] = {"none",  "segv",  "bus",  "fpe",   "ill",    "abort", "exit0",
+                                     "exit3", "stack", "hang", "empty", "offset", NULL};
+enum {
+  F_NONE,
+  F_SEGV,
+  F_BUS,
+  F_FPE,
+  F_ILL,
+  F_ABORT,
+  F_EXIT0,
+  F_EXIT3,
+  F_STACK,
+  F_HANG,
+  F_EMPTY,
+  F_OFFSET
+};
 
 typedef struct {
   int fault;
@@ -186,6 +200,8 @@ static int retrain_create(PrunusHost *host, const PrunusHostServices *svc, void 
 
 static int retrain_retrain(void *state, int round) {
   RetrainState *r = state;
+  if (at(&r->f, "retrain", round) && r->f.fault == F_OFFSET)
+    return r->svc->train(r->host, 1, 0.0, 5.0, 2);
   if (at(&r->f, "retrain", round)) commit(r->f.fault);
   return r->svc->train(r->host, 1, 0.0, 0.0, 0);
 }

@@ -359,30 +359,43 @@ static void test_plugin_faults(void) {
   g_free(cfg);
 }
 
-/* A plan that empties a layer is refused before any of it is applied: one message
- * naming the plugin, the round and the layer; the finished rounds stay, and the same
- * command without the fault resumes and ends as the uninterrupted run. */
-static void test_empty_plan(void) {
+/* Calls the host refuses (a plan that empties a layer, before any of it is applied; a
+ * train() offset past its schedule): one message naming the plugin, the round and what
+ * is wrong, exit 1; the finished rounds stay, and the same command without the fault
+ * resumes and ends as the uninterrupted run. */
+static void test_refused_calls(void) {
+  static const struct {
+    const char *fault, *message;
+  } refused[] = {
+      {"empty:plan:2",
+       "prune.granularity plugin 'fault-plan', round 2: the plan removes all "
+       "1024 remaining weights of layer 1; refusing to empty a layer"},
+      {"offset:retrain:2",
+       "train(epochs=1, lr=0, offset=5, total=2): the schedule offset must "
+       "be in [0, total)"},
+  };
   const char *ref = reference();
   char *cfg = write_config("faults", 3);
-  char *dir = run_path("empty-plan");
-  Result r = run(cfg, dir, "empty:plan:2", NULL);
-  g_test_message("status 0x%x\n%s", r.status, r.err);
-  g_assert_true(WIFEXITED(r.status));
-  g_assert_cmpint(WEXITSTATUS(r.status), ==, 1);
-  assert_contains(r.err,
-                  "prune.granularity plugin 'fault-plan', round 2: the plan removes all "
-                  "1024 remaining weights of layer 1; refusing to empty a layer");
-  assert_status(dir, "failed", "refusing to empty a layer");
-  g_assert_cmpuint(finished_rounds(dir), ==, 2); /* rounds 0 and 1 */
-  result_clear(&r);
-  r = run(cfg, dir, NULL, NULL);
-  g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
-  assert_contains(r.out, "tiny: resuming after round 1 of 3");
-  assert_status(dir, "finished", NULL);
-  assert_same_as(dir, ref);
-  result_clear(&r);
-  g_free(dir);
+  for (size_t i = 0; i < G_N_ELEMENTS(refused); i++) {
+    char *name = g_strdup_printf("refused-%zu", i);
+    char *dir = run_path(name);
+    Result r = run(cfg, dir, refused[i].fault, NULL);
+    g_test_message("%s: status 0x%x\n%s", refused[i].fault, r.status, r.err);
+    g_assert_true(WIFEXITED(r.status));
+    g_assert_cmpint(WEXITSTATUS(r.status), ==, 1);
+    assert_contains(r.err, refused[i].message);
+    assert_status(dir, "failed", refused[i].message);
+    g_assert_cmpuint(finished_rounds(dir), ==, 2); /* rounds 0 and 1 */
+    result_clear(&r);
+    r = run(cfg, dir, NULL, NULL);
+    g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+    assert_contains(r.out, "tiny: resuming after round 1 of 3");
+    assert_status(dir, "finished", NULL);
+    assert_same_as(dir, ref);
+    result_clear(&r);
+    g_free(dir);
+    g_free(name);
+  }
   g_free(cfg);
 }
 
@@ -678,7 +691,7 @@ int main(int argc, char **argv) {
   write_quadrants("test", 200, 2);
   g_test_add_func("/faults/plugin-faults", test_plugin_faults);
   g_test_add_func("/faults/crash-then-resume", test_crash_then_resume);
-  g_test_add_func("/faults/empty-plan", test_empty_plan);
+  g_test_add_func("/faults/refused-calls", test_refused_calls);
   g_test_add_func("/faults/interrupt", test_interrupt);
   g_test_add_func("/faults/lock", test_lock);
   g_test_add_func("/faults/plugin-rebuilt", test_plugin_rebuilt);
