@@ -968,6 +968,17 @@ gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError
       continue;
     }
     config_setting_t *next = config_setting_get_member(cur, st->name);
+    if (!next && !last && !g_array_index(steps, SetStep, i + 1).name) {
+      char *parent = prunus_config_setting_path(cur);
+      char *path = *parent ? g_strdup_printf("%s.%s", parent, st->name) : g_strdup(st->name);
+      g_free(parent);
+      why = g_strdup_printf(
+          "the config has no list '%s' to index: --set adds keys, not lists; "
+          "write the list in the config file",
+          path);
+      g_free(path);
+      goto out_report;
+    }
     if (!next) {
       next = last ? create_key(cur, st->name, value, &why)
                   : config_setting_add(cur, st->name, CONFIG_TYPE_GROUP);

@@ -965,6 +965,9 @@ static void test_set_errors(void) {
   set_fails(c, "model.layers=[1]", "key 'model.layers' holds groups", "model.layers[0].KEY=VALUE");
   set_fails(c, "model.layers[7].units=3", "index 7 is out of range: 'model.layers' has 4 elements",
             NULL);
+  /* a list --set would have to create: the message says so, not "a group, not a list" */
+  set_fails(c, "prune.layers[0].rate=0.5",
+            "the config has no list 'prune.layers' to index: --set adds keys, not lists", NULL);
   set_fails(c, "train.lr.x=1", "'train.lr' is a float, not a group", NULL);
   set_fails(c, "train[0]=1", "'train' is a group, not a list", NULL);
   set_fails(c, "train=3", "key 'train' is a group; set one of its keys", NULL);
@@ -975,7 +978,7 @@ static void test_set_errors(void) {
   set_fails(c, "model.layers[x].units=1", "cannot read the list index", NULL);
   set_fails(c, "extra.list=[1, true]", "must all be numbers", NULL);
   set_fails(c, "extra.list=[[1], [2]]", "nested lists", NULL);
-  set_fails(c, "extra.a.b[0]=1", "'extra.a.b' is a group, not a list", NULL);
+  set_fails(c, "extra.a.b[0]=1", "the config has no list 'extra.a.b' to index", NULL);
 
   /* a failed --set leaves no trace, groups it made included */
   char *after = prunus_config_dump(c);
