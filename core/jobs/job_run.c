@@ -29,7 +29,9 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
       g_free(where);
       return FALSE;
     }
-    char *dir = prunus_config_resolve_path(cfg, config_setting_get_string(e));
+    char *resolved = prunus_config_resolve_path(cfg, config_setting_get_string(e));
+    char *dir = g_canonicalize_filename(resolved, NULL); /* "plugins/." shows as "plugins" */
+    g_free(resolved);
     if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
       /* a mistyped folder would otherwise show only as "no plugin named ..." later */
       char *where = prunus_config_where(cfg, e);
