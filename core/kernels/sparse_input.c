@@ -51,6 +51,43 @@ __attribute__((target("avx512f"))) static size_t nonzero_groups_avx512(const flo
   return n;
 }
 
+/* Features where some sample of each block of 4 is nonzero, summed over the blocks. */
+static size_t nonzero_blocks_scalar(const float *x, int B, int in) {
+  size_t n = 0;
+  for (int b = 0; b < B; b += GROUP)
+    for (int j = 0; j < in; j++)
+      for (int p = b; p < MIN(b + GROUP, B); p++)
+        if (x[(size_t)p * in + j] != 0.0f) {
+          n++;
+          break;
+        }
+  return n;
+}
+
+__attribute__((target("avx512f"))) static size_t nonzero_blocks_avx512(const float *x, int B,
+                                                                       int in) {
+  size_t n = 0;
+  for (int b = 0; b < B; b += GROUP)
+    for (int j = 0; j < in; j += 16) {
+      __mmask16 lanes = prunus_lanes_mask(in - j);
+      unsigned any = 0;
+      for (int p = b; p < MIN(b + GROUP, B); p++)
+        any |= _mm512_mask_cmpneq_ps_mask(
+            lanes, _mm512_maskz_loadu_ps(lanes, x + (size_t)p * in + j), _mm512_setzero_ps());
+      n += (size_t)__builtin_popcount(any);
+    }
+  return n;
+}
+
+double prunus_sparse_input_sample_density(const float *x, int B, int in) {
+  g_return_val_if_fail(x != NULL || B == 0 || in == 0, 1.0);
+  size_t pairs = (size_t)((B + GROUP - 1) / GROUP) * (size_t)in;
+  if (pairs == 0) return 0.0;
+  size_t n = prunus_csr_level() >= PRUNUS_CSR_AVX512 ? nonzero_blocks_avx512(x, B, in)
+                                                     : nonzero_blocks_scalar(x, B, in);
+  return (double)n / (double)pairs;
+}
+
 double prunus_sparse_input_density(const float *x, int B, int in) {
   g_return_val_if_fail(x != NULL || B == 0 || in == 0, 1.0);
   size_t pairs = (size_t)B * (size_t)((in + GROUP - 1) / GROUP);
@@ -204,4 +241,107 @@ void prunus_sparse_input_wgrad(const float *xT, const float *dy, int B, int in, 
   g_return_if_fail(g0 >= 0 && g0 <= g1 && g1 <= (in + GROUP - 1) / GROUP);
   g_return_if_fail(prunus_sparse_input_available());
   wgrad_avx512(xT, dy, B, in, out, dW, accumulate, g0, g1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* forward */
+
+/* The features where one of samples b .. b + nb - 1 of x (B, in) is nonzero, in
+ * increasing order: their indices in idx and each sample's value in val[p] (zero for
+ * p >= nb); returns how many. The arrays hold in + 16. */
+__attribute__((target("avx512f"))) static int gather_block(const float *x, int in, int b, int nb,
+                                                           int32_t *idx, float *const val[GROUP]) {
+  int n = 0;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int j = 0; j < in; j += 16) {
+    __mmask16 lanes = prunus_lanes_mask(in - j);
+    __m512 v[GROUP];
+    __mmask16 any = 0;
+    for (int p = 0; p < GROUP; p++) {
+      v[p] =
+          p < nb ? _mm512_maskz_loadu_ps(lanes, x + (size_t)(b + p) * in + j) : _mm512_setzero_ps();
+      any |= _mm512_cmpneq_ps_mask(v[p], _mm512_setzero_ps());
+    }
+    _mm512_storeu_si512(
+        idx + n, _mm512_maskz_compress_epi32(any, _mm512_add_epi32(_mm512_set1_epi32(j), lane)));
+    for (int p = 0; p < GROUP; p++)
+      _mm512_storeu_ps(val[p] + n, _mm512_maskz_compress_ps(any, v[p]));
+    n += __builtin_popcount(any);
+  }
+  return n;
+}
+
+/* Outputs c0 .. c0 + 16 NV (cut at out) of samples b .. b + nb - 1: from the bias, NV
+ * vectors of Wt's row per listed feature, each multiplied by the 4 samples' values.
+ * NV is a constant where this is inlined (the accumulators stay in registers). */
+__attribute__((target("avx512f"), always_inline)) static inline void block_outputs(
+    const int32_t *idx, float *const val[GROUP], int n, const float *Wt, const float *bias, int out,
+    int c0, int NV, __mmask16 last, float *y, int b, int nb) {
+  __m512 a0[4], a1[4], a2[4], a3[4];
+  for (int k = 0; k < NV; k++)
+    a0[k] = a1[k] = a2[k] = a3[k] =
+        _mm512_maskz_loadu_ps(k == NV - 1 ? last : 0xFFFF, bias + c0 + 16 * k);
+  for (int e = 0; e < n; e++) {
+    const float *r = Wt + (size_t)idx[e] * out + c0;
+    __m512 s0 = _mm512_set1_ps(val[0][e]), s1 = _mm512_set1_ps(val[1][e]);
+    __m512 s2 = _mm512_set1_ps(val[2][e]), s3 = _mm512_set1_ps(val[3][e]);
+    for (int k = 0; k < NV; k++) {
+      __m512 w = _mm512_maskz_loadu_ps(k == NV - 1 ? last : 0xFFFF, r + 16 * k);
+      a0[k] = _mm512_fmadd_ps(s0, w, a0[k]);
+      a1[k] = _mm512_fmadd_ps(s1, w, a1[k]);
+      a2[k] = _mm512_fmadd_ps(s2, w, a2[k]);
+      a3[k] = _mm512_fmadd_ps(s3, w, a3[k]);
+    }
+  }
+  for (int k = 0; k < NV; k++) {
+    __mmask16 m = k == NV - 1 ? last : 0xFFFF;
+    float *row = y + (size_t)b * out + c0 + 16 * k;
+    _mm512_mask_storeu_ps(row, m, a0[k]);
+    if (nb > 1) _mm512_mask_storeu_ps(row + out, m, a1[k]);
+    if (nb > 2) _mm512_mask_storeu_ps(row + 2 * (size_t)out, m, a2[k]);
+    if (nb > 3) _mm512_mask_storeu_ps(row + 3 * (size_t)out, m, a3[k]);
+  }
+}
+
+__attribute__((target("avx512f"))) static void forward_avx512(const float *x, const float *Wt,
+                                                              const float *bias, int B, int in,
+                                                              int out, float *y, int s0, int s1) {
+  const size_t stride = (size_t)in + 16;
+  int32_t *idx = g_new(int32_t, stride);
+  float *vals = g_new(float, GROUP *stride);
+  float *const val[GROUP] = {vals, vals + stride, vals + 2 * stride, vals + 3 * stride};
+  for (int s = s0; s < s1; s++) {
+    int b = s * GROUP, nb = MIN(GROUP, B - b);
+    int n = gather_block(x, in, b, nb, idx, val);
+    /* 64 outputs at a time: 16 accumulators; Wt's 256 bytes of each listed feature */
+    for (int c0 = 0; c0 < out; c0 += 64) {
+      int w = MIN(64, out - c0);
+      int NV = (w + 15) / 16;
+      __mmask16 last = prunus_lanes_mask(w - 16 * (NV - 1));
+      switch (NV) {
+      case 4:
+        block_outputs(idx, val, n, Wt, bias, out, c0, 4, last, y, b, nb);
+        break;
+      case 3:
+        block_outputs(idx, val, n, Wt, bias, out, c0, 3, last, y, b, nb);
+        break;
+      case 2:
+        block_outputs(idx, val, n, Wt, bias, out, c0, 2, last, y, b, nb);
+        break;
+      default:
+        block_outputs(idx, val, n, Wt, bias, out, c0, 1, last, y, b, nb);
+        break;
+      }
+    }
+  }
+  g_free(vals);
+  g_free(idx);
+}
+
+void prunus_sparse_input_forward(const float *x, const float *Wt, const float *bias, int B, int in,
+                                 int out, float *y, int s0, int s1) {
+  g_return_if_fail(B >= 1 && in >= 1 && out >= 1);
+  g_return_if_fail(s0 >= 0 && s0 <= s1 && s1 <= (B + GROUP - 1) / GROUP);
+  g_return_if_fail(prunus_sparse_input_available());
+  forward_avx512(x, Wt, bias, B, in, out, y, s0, s1);
 }

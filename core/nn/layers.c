@@ -40,10 +40,11 @@ static gboolean dense_infer(PrunusLayer *l, const PrunusShape *ins, const char *
   return TRUE;
 }
 
-/* Scratch: the input transposed, xT (in, B), for the sparse-input weight gradient of
- * batches up to the kernel's largest. */
+/* Scratch for the sparse-input kernels (sparse_input.h): the weights transposed, Wt
+ * (in, out), for the forward, then the input transposed, xT (in, B), for the weight
+ * gradient of batches up to the kernel's largest. */
 static size_t dense_scratch(const PrunusLayer *l, int B) {
-  return (size_t)MIN(B, PRUNUS_SPARSE_INPUT_MAX_BATCH) * l->in.c;
+  return (size_t)l->in.c * l->out.c + (size_t)MIN(B, PRUNUS_SPARSE_INPUT_MAX_BATCH) * l->in.c;
 }
 
 /* Forward split over the layer's team (NULL: one part): each thread writes the bias
@@ -51,10 +52,20 @@ static size_t dense_scratch(const PrunusLayer *l, int B) {
 typedef struct {
   PrunusSgemmArgs g; /* y (B, out) += x (B, in) W^T */
   const float *bias; /* (out) */
+  const float *Wt;   /* (in, out) W transposed: y by prunus_sparse_input_forward; NULL: sgemm */
 } DenseForwardCall;
 
 static void dense_forward_part(void *arg, int part, int n_parts) {
   const DenseForwardCall *c = arg;
+  if (c->Wt) {
+    int blocks = (c->g.M + PRUNUS_SPARSE_INPUT_GROUP - 1) / PRUNUS_SPARSE_INPUT_GROUP;
+    size_t a, b;
+    prunus_team_block_share((size_t)blocks, 1, part, n_parts, &a, &b);
+    if (b > a)
+      prunus_sparse_input_forward(c->g.A, c->Wt, c->bias, c->g.M, c->g.K, c->g.N, c->g.C, (int)a,
+                                  (int)b);
+    return;
+  }
   PrunusSgemmBlock k = prunus_sgemm_block(&c->g, part, n_parts);
   if (k.col1 <= k.col0) return;
   for (int i = k.row0; i < k.row1; i++)
@@ -65,7 +76,6 @@ static void dense_forward_part(void *arg, int part, int n_parts) {
 
 static void dense_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                           float *scratch, int B) {
-  (void)scratch;
   if (l->sparse) {
     prunus_spdense_forward(l, l->sparse, params, x, y, B);
     return;
@@ -78,7 +88,15 @@ static void dense_forward(const PrunusLayer *l, const float *params, const float
     prunus_sgemv(false, out, in, 1.0f, W, in, x, 1.0f, y);
     return;
   }
-  DenseForwardCall c = {{false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out}, b};
+  /* An input mostly zero in runs sums each output only over the features where one of
+   * 4 samples is not zero; the scratch was sized for batches the kernels take */
+  const float *Wt = NULL;
+  if (scratch && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && prunus_sparse_input_available() &&
+      prunus_sparse_input_sample_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY) {
+    prunus_transpose(W, out, in, scratch);
+    Wt = scratch;
+  }
+  DenseForwardCall c = {{false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out}, b, Wt};
   prunus_team_run(l->team, dense_forward_part, &c);
 }
 
@@ -132,8 +150,9 @@ static void dense_backward(const PrunusLayer *l, const float *params, float *gra
   const float *xT = NULL;
   if (scratch && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && prunus_sparse_input_available() &&
       prunus_sparse_input_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_DENSITY) {
-    prunus_transpose(x, B, in, scratch);
-    xT = scratch;
+    float *at = scratch + (size_t)in * out; /* past the forward's Wt */
+    prunus_transpose(x, B, in, at);
+    xT = at;
   }
   DenseBackwardCall c = {
       /* onto zeroed gradients, beta 1 spares BLAS its pass that clears dW */

@@ -1,8 +1,8 @@
-/* test_sparse_input.c: the sparse-input weight gradient (sparse_input.h): the density it
- * is chosen by, counted by hand; dW against a double-precision reference for shapes that
- * hit every tail (a short last group, outputs past a multiple of 16 and of 64, batches
- * past a multiple of 16), written and accumulated, over part of the groups; and a dense
- * layer's gradients with it against the same layer on sgemm. */
+/* test_sparse_input.c: the sparse-input kernels (sparse_input.h): the densities they are
+ * chosen by, counted by hand; dW and y against double-precision references for shapes
+ * that hit every tail (a short last group or block of samples, outputs past a multiple
+ * of 16 and of 64, batches past a multiple of 16), over part of the groups or blocks;
+ * and a dense layer's outputs and gradients with them against the same layer on sgemm. */
 #include "csr.h"
 #include "model.h"
 #include "rng.h"
@@ -112,13 +112,83 @@ static void test_wgrad(void) {
   g_assert_true(prunus_sparse_input_available());
 }
 
-/* A dense layer fed mostly-zero runs (the kernel's case) gives the gradients of the
- * same layer on sgemm (CSR kernels capped below AVX-512), and with random dense inputs
- * (density 1: sgemm either way) exactly those. */
+static void test_sample_density(void) {
+  /* in = 3, B = 6: blocks of samples [0,4) and [4,6); block 0 nonzero at features 0 and 2,
+   * block 1 at feature 1: 3 of 6 pairs */
+  float x[6 * 3] = {0};
+  x[0 * 3 + 0] = 1.0f, x[3 * 3 + 2] = -1.0f, x[3 * 3 + 0] = 2.0f, x[5 * 3 + 1] = 0.5f;
+  for (PrunusCsrLevel level = PRUNUS_CSR_SCALAR; level <= prunus_csr_level(); level++) {
+    PrunusCsrLevel old = prunus_csr_cap_level(level);
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, 6, 3), ==, 3.0 / 6.0);
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, 0, 3), ==, 0.0);
+    prunus_csr_cap_level(old);
+  }
+  float *big = runs_input(19, 37, 0.4, 6);
+  PrunusCsrLevel old = prunus_csr_cap_level(PRUNUS_CSR_SCALAR);
+  double want = prunus_sparse_input_sample_density(big, 19, 37);
+  prunus_csr_cap_level(old);
+  g_assert_cmpfloat(prunus_sparse_input_sample_density(big, 19, 37), ==, want);
+  g_free(big);
+}
+
+/* y over sample blocks [s0, s1) against a double reference; every other row keeps its
+ * starting value. */
+static void check_forward(int B, int in, int out, int s0, int s1) {
+  float *x = runs_input(B, in, 0.5, 300 + (uint64_t)B + (uint64_t)in);
+  PrunusRng r;
+  prunus_rng_seed(&r, 8);
+  float *W = g_new(float, (size_t)out *in), *Wt = g_new(float, (size_t)in *out);
+  float *bias = g_new(float, out), *y = g_new(float, (size_t)B *out);
+  for (size_t i = 0; i < (size_t)out * in; i++) W[i] = (float)prunus_rng_normal(&r);
+  for (int i = 0; i < out; i++) bias[i] = (float)prunus_rng_normal(&r);
+  for (size_t i = 0; i < (size_t)B * out; i++) y[i] = (float)prunus_rng_normal(&r);
+  float *start = g_memdup2(y, sizeof(float) * (size_t)B * out);
+  prunus_transpose(W, out, in, Wt);
+  prunus_sparse_input_forward(x, Wt, bias, B, in, out, y, s0, s1);
+  int b0 = s0 * PRUNUS_SPARSE_INPUT_GROUP, b1 = MIN(s1 * PRUNUS_SPARSE_INPUT_GROUP, B);
+  double worst = 0.0;
+  for (int b = 0; b < B; b++)
+    for (int i = 0; i < out; i++) {
+      size_t at = (size_t)b * out + i;
+      if (b < b0 || b >= b1) {
+        g_assert_cmpfloat(y[at], ==, start[at]);
+        continue;
+      }
+      double want = bias[i];
+      for (int j = 0; j < in; j++) want += (double)W[(size_t)i * in + j] * x[(size_t)b * in + j];
+      worst = fmax(worst, fabs(y[at] - want) / sqrt((double)in + 1.0));
+    }
+  g_test_message("forward B=%d in=%d out=%d blocks [%d, %d): max |error| / sqrt(in) = %.3g", B, in,
+                 out, s0, s1, worst);
+  g_assert_cmpfloat(worst, <, 1e-5);
+  g_free(x), g_free(W), g_free(Wt), g_free(bias), g_free(y), g_free(start);
+}
+
+static void test_forward(void) {
+  if (!prunus_sparse_input_available()) {
+    g_test_skip("no AVX-512 on this CPU: dense layers keep sgemm");
+    return;
+  }
+  static const int outs[] = {1, 15, 16, 33, 64, 70, 300};
+  static const int Bs[] = {1, 6, 17, 128};
+  for (size_t o = 0; o < G_N_ELEMENTS(outs); o++)
+    for (size_t b = 0; b < G_N_ELEMENTS(Bs); b++) {
+      int blocks = (Bs[b] + 3) / 4;
+      check_forward(Bs[b], 37, outs[o], 0, blocks);
+      check_forward(Bs[b], 784, outs[o], 0, blocks);
+    }
+  check_forward(128, 784, 300, 10, 21); /* one thread's share */
+  check_forward(17, 37, 20, 4, 5);      /* the short last block alone */
+  check_forward(17, 37, 20, 2, 2);      /* no block: nothing written */
+}
+
+/* A dense layer fed mostly-zero runs (the kernels' case) gives the outputs and gradients
+ * of the same layer on sgemm (CSR kernels capped below AVX-512), and with inputs that
+ * have no zero (density 1: sgemm either way) exactly those. The second layer's input has
+ * no zeros, so only the first can take the kernels. */
 static void check_dense_layer(int B, int in, double keep) {
   PrunusLayerSpec specs[] = {{.type = PRUNUS_LAYER_FLATTEN},
                              {.type = PRUNUS_LAYER_DENSE, .units = 70},
-                             {.type = PRUNUS_LAYER_RELU},
                              {.type = PRUNUS_LAYER_DENSE, .units = 10}};
   PrunusArch arch = {.input = {1, 1, in}, .n_layers = G_N_ELEMENTS(specs), .layers = specs};
   GError *error = NULL;
@@ -129,26 +199,36 @@ static void check_dense_layer(int B, int in, double keep) {
     for (size_t i = 0; i < (size_t)B * in; i++) x[i] = x[i] == 0.0f ? 0.25f : x[i];
   double density = prunus_sparse_input_density(x, B, in);
   g_assert_cmpint(density <= PRUNUS_SPARSE_INPUT_MAX_DENSITY, ==, keep < 1.0);
+  /* both kernels are taken (or neither) */
+  double sample_density = prunus_sparse_input_sample_density(x, B, in);
+  g_assert_cmpint(sample_density <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY, ==, keep < 1.0);
   PrunusRng r;
   prunus_rng_seed(&r, 12);
   float *dl = g_new(float, (size_t)B * 10);
   for (size_t i = 0; i < (size_t)B * 10; i++) dl[i] = (float)prunus_rng_normal(&r);
-  float *grads[2];
+  float *grads[2], *logits[2];
   for (int pass = 0; pass < 2; pass++) {
     PrunusCsrLevel old = prunus_csr_cap_level(pass == 0 ? prunus_csr_level() : PRUNUS_CSR_AVX2);
     memset(m->grads, 0, sizeof(float) * m->n_params);
     prunus_model_forward(m, x, B);
+    logits[pass] = g_memdup2(m->acts[m->n_layers], sizeof(float) * (size_t)B * 10);
     prunus_model_backward(m, dl, B);
     grads[pass] = g_memdup2(m->grads, sizeof(float) * m->n_params);
     prunus_csr_cap_level(old);
   }
-  char label[96];
+  char label[112];
+  g_snprintf(label, sizeof label, "dense layer B=%d in=%d sample density %.2f: logits", B, in,
+             sample_density);
+  double ldiff = testutil_max_rel_diff(logits[0], logits[1], (size_t)B * 10, label);
+  g_assert_cmpfloat(ldiff, <, 1e-5);
+  if (keep >= 1.0) g_assert_cmpfloat(ldiff, ==, 0.0);
   g_snprintf(label, sizeof label, "dense layer B=%d in=%d group density %.2f: kernel vs sgemm", B,
              in, density);
   double diff = testutil_max_rel_diff(grads[0], grads[1], m->n_params, label);
-  g_assert_cmpfloat(diff, <, 1e-6);
+  /* the forward's sums run in another order than sgemm's: float reassociation only */
+  g_assert_cmpfloat(diff, <, 1e-5);
   if (keep >= 1.0) g_assert_cmpfloat(diff, ==, 0.0);
-  g_free(grads[0]), g_free(grads[1]), g_free(dl), g_free(x);
+  g_free(grads[0]), g_free(grads[1]), g_free(logits[0]), g_free(logits[1]), g_free(dl), g_free(x);
   prunus_model_free(m);
 }
 
@@ -162,6 +242,8 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/sparse-input/density", test_density);
   g_test_add_func("/sparse-input/wgrad", test_wgrad);
+  g_test_add_func("/sparse-input/sample-density", test_sample_density);
+  g_test_add_func("/sparse-input/forward", test_forward);
   g_test_add_func("/sparse-input/dense-layer", test_dense_layer);
   return g_test_run();
 }
