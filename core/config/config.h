@@ -104,6 +104,14 @@ typedef struct {
 /* Parse name, seed, dataset, model and train. Keys of other top-level groups are
  * left unread for their owners (the pipeline). */
 gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError **error);
+/* Longest run or experiment name, in bytes. */
+#define PRUNUS_NAME_MAX 64
+/* NULL when name may name a run or an experiment, else (transfer full) why not. Names
+ * become folders (runs/NAME, RUN_DIR/EXPERIMENT) and labels in JSON, CSV and HTML: 1 to
+ * PRUNUS_NAME_MAX letters, digits, spaces and ". _ + -" (ASCII), not starting with
+ * '.' (so neither "." nor ".."); an experiment may not take the names of the run folder's own
+ * entries (cache, plots). */
+char *prunus_config_name_problem(const char *name, gboolean experiment);
 void prunus_run_config_clear(PrunusRunConfig *rc);
 
 G_END_DECLS

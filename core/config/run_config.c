@@ -801,9 +801,11 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
   const char *name;
   int64_t seed;
   if (!prunus_config_get_string(c, root, "name", TRUE, NULL, &name, error)) goto out_clear;
-  if (!*name) {
+  char *why = prunus_config_name_problem(name, FALSE);
+  if (why) {
     prunus_config_fail_at(c, config_setting_get_member(root, "name"), error,
-                          "key 'name' must not be empty (it names the run)");
+                          "key 'name' (it names the run): %s", why);
+    g_free(why);
     goto out_clear;
   }
   out->name = g_strdup(name);
@@ -834,4 +836,31 @@ void prunus_run_config_clear(PrunusRunConfig *rc) {
   g_free(rc->test_labels);
   prunus_arch_clear(&rc->arch);
   memset(rc, 0, sizeof *rc);
+}
+
+char *prunus_config_name_problem(const char *name, gboolean experiment) {
+  static const char *const reserved[] = {"cache", "plots"};
+  size_t n = strlen(name);
+  if (n == 0) return g_strdup("must not be empty");
+  if (n > PRUNUS_NAME_MAX)
+    return g_strdup_printf("is %zu bytes long, at most %d allowed", n, PRUNUS_NAME_MAX);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)name[i];
+    if (g_ascii_isalnum(ch) || strchr(" ._+-", ch)) continue;
+    if (!g_utf8_validate(name, -1, NULL))
+      return g_strdup_printf(
+          "is not UTF-8 (byte 0x%02x at %zu): use letters, digits, spaces and . _ + -", ch, i);
+    return g_strdup_printf(
+        "'%s' holds the byte 0x%02x at %zu: use letters, digits, spaces and . _ + -", name, ch, i);
+  }
+  if (name[0] == '.')
+    return g_strdup_printf(
+        "'%s' starts with '.' (\".\" and \"..\" are folders already; a "
+        "leading dot hides one)",
+        name);
+  for (size_t i = 0; experiment && i < G_N_ELEMENTS(reserved); i++)
+    if (!strcmp(name, reserved[i]))
+      return g_strdup_printf("'%s' is the name of the run folder's own %s/ folder", name,
+                             reserved[i]);
+  return NULL;
 }

@@ -144,13 +144,21 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   for (int i = 0; i < config_setting_length(list); i++) {
     config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
     const char *name = NULL;
-    if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name) || !*name ||
-        strchr(name, '/')) {
+    if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name)) {
       char *where = prunus_config_where(cfg, e);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: experiments[%d] needs name = \"...\" (a non-empty string without '/')",
+                  "%s: experiments[%d] needs name = \"...\" (letters, digits, spaces and . _ + -)",
                   where, i);
       g_free(where);
+      return FALSE;
+    }
+    char *why = prunus_config_name_problem(name, TRUE);
+    if (why) {
+      char *where = prunus_config_where(cfg, config_setting_get_member(e, "name"));
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: experiments[%d].name %s", where, i,
+                  why);
+      g_free(where);
+      g_free(why);
       return FALSE;
     }
     for (guint j = 0; j < names->len; j++) {

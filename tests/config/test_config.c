@@ -1237,6 +1237,42 @@ static void test_hash(void) {
   g_free(dir);
 }
 
+/* Run and experiment names become folders and labels: what may not be one, and why. */
+static void test_names(void) {
+  static const char *const good[] = {"a", "lottery-study", "weight-norm-r16", "v1.2_b+c",
+                                     "renamed run"};
+  for (size_t i = 0; i < G_N_ELEMENTS(good); i++) {
+    g_assert_null(prunus_config_name_problem(good[i], FALSE));
+    g_assert_null(prunus_config_name_problem(good[i], TRUE));
+  }
+  static const struct {
+    const char *name;
+    gboolean experiment;
+    const char *why;
+  } bad[] = {
+      {"", FALSE, "must not be empty"},
+      {"..", TRUE, "'..' starts with '.'"},
+      {".", FALSE, "'.' starts with '.'"},
+      {".hidden", TRUE, "'.hidden' starts with '.'"},
+      {"a/b", TRUE, "'a/b' holds the byte 0x2f at 1"},
+      {"tab\there", FALSE, "holds the byte 0x09 at 3"},
+      {"t\xff\xfe", TRUE, "is not UTF-8 (byte 0xff at 1)"},
+      {"caf\xc3\xa9", TRUE, "'caf\xc3\xa9' holds the byte 0xc3 at 3"},
+      {"cache", TRUE, "'cache' is the name of the run folder's own cache/ folder"},
+      {"plots", TRUE, "own plots/ folder"},
+      {"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", FALSE,
+       "is 65 bytes long, at most 64 allowed"},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    char *why = prunus_config_name_problem(bad[i].name, bad[i].experiment);
+    if (!why || !strstr(why, bad[i].why))
+      g_error("name '%s': expected '%s', found '%s'", bad[i].name, bad[i].why, why ? why : "(ok)");
+    g_free(why);
+  }
+  /* the run may be called cache: runs/cache is not inside a run folder */
+  g_assert_null(prunus_config_name_problem("cache", FALSE));
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/config/parse-full", test_parse_full);
@@ -1260,5 +1296,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/config/getters", test_getters);
   g_test_add_func("/config/resolve-path", test_resolve_path);
   g_test_add_func("/config/hash", test_hash);
+  g_test_add_func("/config/names", test_names);
   return g_test_run();
 }
