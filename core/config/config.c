@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <glib/gstdio.h>
+#include <sys/stat.h>
 
 #define MAX_UNREAD_LISTED 5
 
@@ -298,8 +299,24 @@ static gboolean check_finite(PrunusConfig *c, const config_setting_t *s, GError 
   return TRUE;
 }
 
+/* Larger than any config: a path to a device or a data file by mistake. */
+#define CONFIG_MAX_BYTES (16 << 20)
+
 PrunusConfig *prunus_config_load(const char *path, GError **error) {
   g_return_val_if_fail(path != NULL, NULL);
+  /* a FIFO would block the open, a device (/dev/urandom) never end: only files are read */
+  GStatBuf st;
+  if (g_stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
+                "cannot read config file '%s': it is not a regular file", path);
+    return NULL;
+  }
+  if (g_stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_BYTES) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
+                "cannot read config file '%s': %lld bytes, more than a config's %d", path,
+                (long long)st.st_size, CONFIG_MAX_BYTES);
+    return NULL;
+  }
   FILE *probe = g_fopen(path, "r");
   if (!probe) {
     int e = errno;

@@ -21,6 +21,9 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
   for (int i = 0; i < arch->n_layers; i++)
     if (arch->layers[i].type == PRUNUS_LAYER_DENSE || arch->layers[i].type == PRUNUS_LAYER_CONV2D)
       last = i;
+  int *seen_at = g_new(int, MAX(arch->n_layers, 1)); /* the entry that named each layer */
+  for (int i = 0; i < arch->n_layers; i++) seen_at[i] = -1;
+  gboolean ok = FALSE;
   for (int k = 0; k < config_setting_length(list); k++) {
     config_setting_t *item = config_setting_get_elem(list, (unsigned)k);
     prunus_config_mark_read(cfg, item);
@@ -29,7 +32,7 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                   "%s: prune.layers[%d] must be a group like { layer = 5; rate = 0.5; }", where, k);
       g_free(where);
-      return FALSE;
+      goto out;
     }
     int index = -1;
     config_setting_t *layer = config_setting_get_member(item, "layer");
@@ -38,7 +41,7 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
       prunus_config_mark_read(cfg, layer);
       index = last;
     } else if (!prunus_config_get_int(cfg, item, "layer", TRUE, -1, &index, error)) {
-      return FALSE;
+      goto out;
     }
     if (index < 0 || index >= arch->n_layers ||
         (arch->layers[index].type != PRUNUS_LAYER_DENSE &&
@@ -49,27 +52,46 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
                   "(layers are numbered from 0 in model.layers; \"output\" names the last)",
                   where, k, index);
       g_free(where);
-      return FALSE;
+      goto out;
     }
+    if (seen_at[index] >= 0) {
+      char *where = prunus_config_where(cfg, layer ? layer : item);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.layers[%d] names layer %d again (prune.layers[%d] did): give each "
+                  "layer one entry",
+                  where, k, index, seen_at[index]);
+      g_free(where);
+      goto out;
+    }
+    seen_at[index] = k;
     gboolean exclude = FALSE;
     if (!prunus_config_get_double(cfg, item, "rate", FALSE, pc->layer_rate[index],
                                   &pc->layer_rate[index], error) ||
         !prunus_config_get_double(cfg, item, "max_sparsity", FALSE, pc->layer_cap[index],
                                   &pc->layer_cap[index], error) ||
         !prunus_config_get_bool(cfg, item, "exclude", FALSE, FALSE, &exclude, error))
-      return FALSE;
+      goto out;
     if (exclude) pc->layer_rate[index] = 0.0;
-    if (pc->layer_rate[index] < 0.0 || pc->layer_cap[index] < 0.0 || pc->layer_cap[index] > 1.0) {
-      char *where = prunus_config_where(cfg, item);
+    /* a rate scales the round's amount for the layer: above 1 a layer-scope round could
+     * remove more than the layer has, and the granularities take [0, 1] */
+    const char *bad = !(pc->layer_rate[index] >= 0.0 && pc->layer_rate[index] <= 1.0) ? "rate"
+                      : !(pc->layer_cap[index] >= 0.0 && pc->layer_cap[index] <= 1.0)
+                          ? "max_sparsity"
+                          : NULL;
+    if (bad) {
+      config_setting_t *at = config_setting_get_member(item, bad);
+      char *where = prunus_config_where(cfg, at ? at : item);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.layers[%d]: rate must be >= 0 and max_sparsity in [0, 1], found "
-                  "rate %g, max_sparsity %g",
-                  where, k, pc->layer_rate[index], pc->layer_cap[index]);
+                  "%s: prune.layers[%d].%s = %g is out of range: must be in [0, 1]", where, k, bad,
+                  !strcmp(bad, "rate") ? pc->layer_rate[index] : pc->layer_cap[index]);
       g_free(where);
-      return FALSE;
+      goto out;
     }
   }
-  return TRUE;
+  ok = TRUE;
+out:
+  g_free(seen_at);
+  return ok;
 }
 
 /* schedule.levels = [0.5, 0.8, 0.9, 0.95]: the fraction removed after each round
@@ -183,7 +205,21 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   if (!prunus_config_get_int(cfg, prune, "rewind_epoch", FALSE, 0, &pc.rewind_epoch, error) ||
       !prunus_config_get_string(cfg, prune, "pretrained", FALSE, NULL, &pretrained, error))
     goto out_clear;
-  if (pretrained) pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
+  if (pretrained) {
+    pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
+    /* missing here, it would show only when this experiment's turn comes, after the
+     * earlier ones ran (its content is checked when it is read) */
+    if (!g_file_test(pc.pretrained, G_FILE_TEST_IS_REGULAR)) {
+      char *where = prunus_config_where(cfg, config_setting_get_member(prune, "pretrained"));
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.pretrained: no file %s%s%s%s", where, pc.pretrained,
+                  g_path_is_absolute(pretrained) ? "" : " (\"",
+                  g_path_is_absolute(pretrained) ? "" : pretrained,
+                  g_path_is_absolute(pretrained) ? "" : "\", relative to the config's folder)");
+      g_free(where);
+      goto out_clear;
+    }
+  }
   if (!prunus_config_get_string(cfg, prune, "masks_from", FALSE, NULL, &pc.masks_from, error))
     goto out_clear;
   if (pc.masks_from) pc.masks_from_key = config_setting_get_member(prune, "masks_from");

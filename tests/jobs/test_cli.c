@@ -325,6 +325,12 @@ static void test_config_missing_file(Fixture *f, gconstpointer data) {
   assert_contains(r.err, cfg);
   run_clear(&r);
   g_free(cfg);
+  /* a device would never end (a FIFO would block): only regular files are read */
+  r = run_prunus(f->dir, "train", "/dev/zero", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  g_assert_cmpstr(r.err, ==,
+                  "prunus: error: cannot read config file '/dev/zero': it is not a regular file\n");
+  run_clear(&r);
 }
 
 static void test_config_bad_set(Fixture *f, gconstpointer data) {

@@ -990,6 +990,22 @@ static const Refusal refusals[] = {
      {"prune.criterion plugin 'wanda' (", "create() failed: ",
       "compare = \"row\" removes the same share of every output row, which needs "
       "prune.schedule.scope = \"layer\""}},
+    {"pretrained-missing",
+     "pretrained = \"gone.safetensors\";",
+     "gone.safetensors",
+     {"prune.pretrained: no file ",
+      "gone.safetensors (\"gone.safetensors\", relative to the "
+      "config's folder)",
+      NULL}},
+    {"layer-rate-range",
+     "layers = ( { layer = 1; rate = 2.0; } );",
+     "rate = 2.0",
+     {"prune.layers[0].rate = 2 is out of range: must be in [0, 1]", NULL}},
+    {"layer-twice",
+     "layers = ( { layer = 1; rate = 0.5; }, { layer = 1; exclude = true; } );",
+     "exclude = true",
+     {"prune.layers[1] names layer 1 again (prune.layers[0] did): give each layer one entry",
+      NULL}},
 };
 
 static void test_refused_before_training(void) {
