@@ -241,14 +241,25 @@ static void run_unit_free(gpointer data) {
  * checkpoints exist by the time this one needs them), or NULL + an error at the key. */
 static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError **error) {
   GString *names = g_string_new(NULL);
-  const RunUnit *found = NULL;
+  const RunUnit *found = NULL, *other_seed = NULL;
   for (guint i = 0; i < earlier->len && !found; i++) {
     const RunUnit *e = g_ptr_array_index(earlier, i);
-    if (e->job.rc.seed != u->job.rc.seed) continue;
+    if (e->job.rc.seed != u->job.rc.seed) {
+      if (!strcmp(e->name, u->pc.masks_from)) other_seed = e;
+      continue;
+    }
     if (!strcmp(e->name, u->pc.masks_from)) found = e;
     g_string_append_printf(names, "%s'%s'", names->len ? ", " : "", e->name);
   }
-  if (!found) {
+  if (!found && other_seed) {
+    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.masks_from = \"%s\": that experiment runs at seed %" G_GUINT64_FORMAT
+                ", this one at seed %" G_GUINT64_FORMAT
+                "; masks are taken from the same seed: give both the same seed",
+                where, u->pc.masks_from, (guint64)other_seed->job.rc.seed, (guint64)u->job.rc.seed);
+    g_free(where);
+  } else if (!found) {
     char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "%s: prune.masks_from = \"%s\": no experiment of that name runs before this one "

@@ -1047,6 +1047,30 @@ static void test_refused_before_training(void) {
   g_free(cache);
 }
 
+/* prune.masks_from names an experiment that runs at another seed: the message says
+ * so (not "no experiment of that name"), before anything is read. */
+static void test_masks_from_other_seed(void) {
+  const char *top =
+      "experiments = ( { name = \"a\"; },\n"
+      "  { name = \"b\"; seed = 7; prune = { masks_from = \"a\"; }; } );";
+  const Setup st = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", top};
+  char *cfg = write_config("masks-other-seed", &st);
+  char *run_dir = g_build_filename(data_dir, "masks-other-seed", NULL);
+  const char *const sets[] = {"dataset.train_images=\"gone-idx3-ubyte\"", NULL};
+  PrunusJobOptions o = {
+      .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_false(prunus_job_run(&o, &error));
+  testutil_assert_error_contains(error, "experiment 'b': ",
+                                 "prune.masks_from = \"a\": that experiment runs at seed 11, "
+                                 "this one at seed 7; masks are taken from the same seed",
+                                 NULL);
+  g_clear_error(&error);
+  g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
+  g_free(run_dir);
+  g_free(cfg);
+}
+
 /* A refused run leaves an earlier run's folder byte for byte as it was. */
 // ----------------------------------------------------------------------------
 // Post-training pruning (plugin ABI revision 3)
@@ -1317,6 +1341,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
   g_test_add_func("/pipeline/masks-from", test_masks_from);
+  g_test_add_func("/pipeline/masks-from-other-seed", test_masks_from_other_seed);
   g_test_add_func("/pipeline/latency-fixed", test_latency_fixed);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
