@@ -11,14 +11,30 @@ static PrunusDataset *test_split(const PrunusRunConfig *rc, PrunusDataset *test)
   return cut;
 }
 
+/* d's labels against the model's classes: a label past them is as likely the model's
+ * fault as the data's, so the message names both (the IDX reader checks the format). */
+static gboolean labels_fit(const PrunusDataset *d, const char *path, int n_classes,
+                           GError **error) {
+  for (int i = 0; i < d->n; i++)
+    if (d->labels[i] >= n_classes) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                  "%s: label at index %d has value %d, but the model outputs %d classes (the "
+                  "units of the last layer in model.layers): labels must be < %d",
+                  path, i, d->labels[i], n_classes, n_classes);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
   PrunusData d = {0};
   int n_classes = rc->arch.n_classes;
-  PrunusDataset *full =
-      prunus_dataset_load_idx(rc->train_images, rc->train_labels, n_classes, error);
+  PrunusDataset *full = prunus_dataset_load_idx(rc->train_images, rc->train_labels, 0, error);
   if (!full) return FALSE;
-  PrunusDataset *test = prunus_dataset_load_idx(rc->test_images, rc->test_labels, n_classes, error);
-  if (!test) goto out_free_full;
+  PrunusDataset *test = NULL;
+  if (!labels_fit(full, rc->train_labels, n_classes, error)) goto out_free_full;
+  test = prunus_dataset_load_idx(rc->test_images, rc->test_labels, 0, error);
+  if (!test || !labels_fit(test, rc->test_labels, n_classes, error)) goto out_free_test;
   if ((size_t)full->c * full->h * full->w != prunus_shape_size(rc->arch.input) ||
       test->c != full->c || test->h != full->h || test->w != full->w) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
@@ -51,9 +67,12 @@ out_free_full:
 }
 
 gboolean prunus_data_load_test(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
-  PrunusDataset *test =
-      prunus_dataset_load_idx(rc->test_images, rc->test_labels, rc->arch.n_classes, error);
+  PrunusDataset *test = prunus_dataset_load_idx(rc->test_images, rc->test_labels, 0, error);
   if (!test) return FALSE;
+  if (!labels_fit(test, rc->test_labels, rc->arch.n_classes, error)) {
+    prunus_dataset_free(test);
+    return FALSE;
+  }
   if ((size_t)test->c * test->h * test->w != prunus_shape_size(rc->arch.input)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
                 "model.input is [%d, %d, %d] but %s holds %dx%dx%d images", rc->arch.input.c,

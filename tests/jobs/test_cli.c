@@ -325,6 +325,14 @@ static void test_config_missing_file(Fixture *f, gconstpointer data) {
   assert_contains(r.err, cfg);
   run_clear(&r);
   g_free(cfg);
+  /* an output layer narrower than the labels: the message names the model's key too */
+  r = run_prunus(f->dir, "train", f->config, "--set", "model.layers[3].units=3", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "train-labels-idx1-ubyte: label at index ");
+  assert_contains(r.err,
+                  "has value 3, but the model outputs 3 classes (the units of the last "
+                  "layer in model.layers): labels must be < 3\n");
+  run_clear(&r);
   /* a device would never end (a FIFO would block): only regular files are read */
   r = run_prunus(f->dir, "train", "/dev/zero", NULL);
   g_assert_cmpint(r.status, ==, 1);
