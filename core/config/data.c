@@ -11,6 +11,31 @@ static PrunusDataset *test_split(const PrunusRunConfig *rc, PrunusDataset *test)
   return cut;
 }
 
+/* Feed one split to the digest: its name and shape, then its images and labels (a
+ * missing split, val when validation = 0, as its name alone). */
+static void digest_split(GChecksum *sum, const char *name, const PrunusDataset *d) {
+  char *head = d ? g_strdup_printf("%s n=%d c=%d h=%d w=%d;", name, d->n, d->c, d->h, d->w)
+                 : g_strdup_printf("%s none;", name);
+  g_checksum_update(sum, (const guchar *)head, -1);
+  g_free(head);
+  if (!d) return;
+  g_checksum_update(sum, d->images, (gssize)((size_t)d->n * d->c * d->h * d->w));
+  g_checksum_update(sum, d->labels, d->n);
+}
+
+/* The digest of the bytes loaded, not of the files: it describes exactly the data
+ * pretraining sees (a file rewritten after it was read cannot slip in), costs no
+ * second read, and is equal for equal content whatever the compression, inode or
+ * timestamps of the files. */
+static void data_digest(PrunusData *d) {
+  GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+  digest_split(sum, "train", d->train);
+  digest_split(sum, "val", d->val);
+  digest_split(sum, "test", d->test);
+  g_strlcpy(d->digest, g_checksum_get_string(sum), sizeof d->digest);
+  g_checksum_free(sum);
+}
+
 gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
   PrunusData d = {0};
   int n_classes = rc->arch.n_classes;
@@ -40,6 +65,7 @@ gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **e
   d.test = test_split(rc, test);
   prunus_dataset_free(full);
   d.norm = prunus_norm_fit(d.train, rc->normalize);
+  data_digest(&d);
   *out = d;
   return TRUE;
 
@@ -63,6 +89,7 @@ gboolean prunus_data_load_test(const PrunusRunConfig *rc, PrunusData *out, GErro
   }
   out->train = out->val = NULL;
   out->test = test_split(rc, test);
+  out->digest[0] = '\0';
   return TRUE;
 }
 
@@ -70,4 +97,5 @@ void prunus_data_clear(PrunusData *d) {
   g_clear_pointer(&d->train, prunus_dataset_free);
   g_clear_pointer(&d->val, prunus_dataset_free);
   g_clear_pointer(&d->test, prunus_dataset_free);
+  d->digest[0] = '\0';
 }
