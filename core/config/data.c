@@ -26,6 +26,31 @@ static gboolean labels_fit(const PrunusDataset *d, const char *path, int n_class
   return TRUE;
 }
 
+/* Feed one split to the digest: its name and shape, then its images and labels (a
+ * missing split, val when validation = 0, as its name alone). */
+static void digest_split(GChecksum *sum, const char *name, const PrunusDataset *d) {
+  char *head = d ? g_strdup_printf("%s n=%d c=%d h=%d w=%d;", name, d->n, d->c, d->h, d->w)
+                 : g_strdup_printf("%s none;", name);
+  g_checksum_update(sum, (const guchar *)head, -1);
+  g_free(head);
+  if (!d) return;
+  g_checksum_update(sum, d->images, (gssize)((size_t)d->n * d->c * d->h * d->w));
+  g_checksum_update(sum, d->labels, d->n);
+}
+
+/* The digest of the bytes loaded, not of the files: it describes exactly the data
+ * pretraining sees (a file rewritten after it was read cannot slip in), costs no
+ * second read, and is equal for equal content whatever the compression, inode or
+ * timestamps of the files. */
+static void data_digest(PrunusData *d) {
+  GChecksum *sum = g_checksum_new(G_CHECKSUM_SHA256);
+  digest_split(sum, "train", d->train);
+  digest_split(sum, "val", d->val);
+  digest_split(sum, "test", d->test);
+  g_strlcpy(d->digest, g_checksum_get_string(sum), sizeof d->digest);
+  g_checksum_free(sum);
+}
+
 gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
   PrunusData d = {0};
   int n_classes = rc->arch.n_classes;
@@ -35,7 +60,9 @@ gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **e
   if (!labels_fit(full, rc->train_labels, n_classes, error)) goto out_free_full;
   test = prunus_dataset_load_idx(rc->test_images, rc->test_labels, 0, error);
   if (!test || !labels_fit(test, rc->test_labels, n_classes, error)) goto out_free_test;
-  if ((size_t)full->c * full->h * full->w != prunus_shape_size(rc->arch.input) ||
+  /* the same shape, not only the same size: [4, 14, 14] would train on 28x28 images cut
+   * into four planes */
+  if (full->c != rc->arch.input.c || full->h != rc->arch.input.h || full->w != rc->arch.input.w ||
       test->c != full->c || test->h != full->h || test->w != full->w) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
                 "model.input is [%d, %d, %d] but %s holds %dx%dx%d images and %s %dx%dx%d",
@@ -56,6 +83,7 @@ gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **e
   d.test = test_split(rc, test);
   prunus_dataset_free(full);
   d.norm = prunus_norm_fit(d.train, rc->normalize);
+  data_digest(&d);
   *out = d;
   return TRUE;
 
@@ -73,7 +101,7 @@ gboolean prunus_data_load_test(const PrunusRunConfig *rc, PrunusData *out, GErro
     prunus_dataset_free(test);
     return FALSE;
   }
-  if ((size_t)test->c * test->h * test->w != prunus_shape_size(rc->arch.input)) {
+  if (test->c != rc->arch.input.c || test->h != rc->arch.input.h || test->w != rc->arch.input.w) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
                 "model.input is [%d, %d, %d] but %s holds %dx%dx%d images", rc->arch.input.c,
                 rc->arch.input.h, rc->arch.input.w, rc->test_images, test->c, test->h, test->w);
@@ -82,6 +110,7 @@ gboolean prunus_data_load_test(const PrunusRunConfig *rc, PrunusData *out, GErro
   }
   out->train = out->val = NULL;
   out->test = test_split(rc, test);
+  out->digest[0] = '\0';
   return TRUE;
 }
 
@@ -89,4 +118,5 @@ void prunus_data_clear(PrunusData *d) {
   g_clear_pointer(&d->train, prunus_dataset_free);
   g_clear_pointer(&d->val, prunus_dataset_free);
   g_clear_pointer(&d->test, prunus_dataset_free);
+  d->digest[0] = '\0';
 }

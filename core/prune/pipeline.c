@@ -1017,17 +1017,17 @@ static void print_table(Pipeline *p) {
 
 /* ------------------------------------------------------------------------ */
 
-char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch) {
+char *prunus_pretrain_key(const PrunusRunConfig *rc, const char *data_digest, int rewind_epoch) {
   char *arch = prunus_arch_to_string(&rc->arch);
   const PrunusTrainConfig *t = &rc->train;
   char *text = g_strdup_printf(
       "arch=%s init=%d seed=%" G_GUINT64_FORMAT
-      " data=%s|%s|%s|%s val=%d limits=%d,%d norm=%d "
+      " data=%s|%s|%s|%s content=%s val=%d limits=%d,%d norm=%d "
       "train=%d,%d,%d,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%.17g,%d,%d,%.17g,%.17g rewind=%d",
       arch, rc->arch.init, rc->seed, rc->train_images, rc->train_labels, rc->test_images,
-      rc->test_labels, rc->validation, rc->train_limit, rc->test_limit, rc->normalize, t->epochs,
-      t->batch, t->optimizer, t->lr, t->momentum, t->nesterov, t->weight_decay, t->beta1, t->beta2,
-      t->eps, t->lr_schedule, t->step_size, t->gamma, t->warmup_epochs, rewind_epoch);
+      rc->test_labels, data_digest, rc->validation, rc->train_limit, rc->test_limit, rc->normalize,
+      t->epochs, t->batch, t->optimizer, t->lr, t->momentum, t->nesterov, t->weight_decay, t->beta1,
+      t->beta2, t->eps, t->lr_schedule, t->step_size, t->gamma, t->warmup_epochs, rewind_epoch);
   if (t->bn_l1 > 0.0) { /* appended only when set: the keys of runs without it stay */
     char *with = g_strdup_printf("%s bn_l1=%.17g", text, t->bn_l1);
     g_free(text);
@@ -1050,7 +1050,7 @@ static gboolean pretrain(Pipeline *p, GError **error) {
     if (p->m && !exp->quiet) printf("%s: pretrained weights from %s\n", exp->name, pc->pretrained);
     return p->m != NULL;
   }
-  char *key = prunus_pretrain_key(exp->rc, pc->rewind_epoch);
+  char *key = prunus_pretrain_key(exp->rc, p->data->digest, pc->rewind_epoch);
   char *dir = g_build_filename(exp->cache_dir, key, NULL);
   char *model_path = g_build_filename(dir, "model.safetensors", NULL);
   char *theta_path = g_build_filename(dir, "theta.safetensors", NULL);
@@ -1361,7 +1361,8 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
                              GError **error) {
   const PrunusExperiment *exp = &p->exp;
   const PrunusPruneConfig *pc = p->pc;
-  g_return_val_if_fail(p->data == NULL, FALSE); /* a pipeline runs once */
+  g_return_val_if_fail(p->data == NULL, FALSE);         /* a pipeline runs once */
+  g_return_val_if_fail(data->digest[0] != '\0', FALSE); /* from prunus_data_load */
   p->data = data;
   p->summary = summary;
   p->round = 0;

@@ -66,8 +66,11 @@ typedef struct {
 } PrunusPipelineTiming;
 PrunusPipelineTiming prunus_pipeline_timing(const PrunusPipeline *p);
 
-/* The pretraining cache key: a hash of everything pretraining depends on. (transfer full) */
-char *prunus_pretrain_key(const PrunusRunConfig *rc, int rewind_epoch);
+/* The pretraining cache key: a hash of everything pretraining depends on: the model,
+ * the training settings, the seed, the dataset paths and settings, and what the
+ * dataset files hold (data_digest, PrunusData.digest: a file rewritten under the same
+ * path gives another key). (transfer full) */
+char *prunus_pretrain_key(const PrunusRunConfig *rc, const char *data_digest, int rewind_epoch);
 
 /* ------------------------------------------------------------------------ */
 /* for tests and bench only: nothing outside pipeline.c calls these */

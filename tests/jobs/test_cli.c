@@ -3,8 +3,9 @@
  * and key (`run` refusing a typo in any experiment before it trains), and a full
  * train + eval on a tiny IDX dataset written here, checking the run directory
  * contract (docs/architecture.md) and byte-identical reruns; eval and export of
- * checkpoints with and without their input normalisation; a graph model trained,
- * evaluated and refused by bench and export, and bad graph configs. */
+ * checkpoints with and without their input normalisation; `run`'s pretraining cache
+ * following the dataset's content; a graph model trained, evaluated and refused by
+ * bench and export, and bad graph configs. */
 #include "checkpoint.h"
 #include "json.h"
 #include "rng.h"
@@ -457,6 +458,74 @@ static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
   run_clear(&r);
   g_free(cache);
   g_free(run);
+  g_free(cfg);
+  g_free(text);
+  g_free(base);
+}
+
+/* `prunus run` into run_name with the pretraining cache `cache`; returns its stdout
+ * (transfer full), asserting it succeeded. */
+static char *run_with_cache(Fixture *f, const char *cfg, const char *run_name, const char *cache) {
+  char *run = g_build_filename(f->dir, run_name, NULL);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", run, "--cache", cache, "--threads", "1", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  char *out = g_steal_pointer(&r.out);
+  run_clear(&r);
+  g_free(run);
+  return out;
+}
+
+/* The pretraining cache follows what the dataset files hold, not their paths: a run
+ * folder shares a cache entry with another run of the same files, misses it once the
+ * training images are rewritten with other images under the same path (and pretrains
+ * again), and hits it again once the original images are back (a new file, same bytes). */
+static void test_run_cache_follows_content(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
+  char *text = g_strconcat(base,
+                           "prune = {\n"
+                           "  schedule = { rounds = 1; amount = 0.5; };\n"
+                           "  criterion = { plugin = \"magnitude\"; };\n"
+                           "  granularity = { plugin = \"weight\"; };\n"
+                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                           "};\n",
+                           NULL);
+  char *cfg = testutil_write_file(f->dir, "cached.cfg", text, strlen(text));
+  char *cache = g_build_filename(f->dir, "shared-cache", NULL);
+  char *reused = g_strdup_printf("pretrained network reused from %s/", cache);
+  static const char pretraining[] = "pretraining 1 epochs";
+
+  char *out = run_with_cache(f, cfg, "run-1", cache);
+  assert_contains(out, pretraining);
+  g_assert_null(strstr(out, reused));
+  g_free(out);
+
+  out = run_with_cache(f, cfg, "run-2", cache); /* same files: another folder reuses it */
+  assert_contains(out, reused);
+  g_assert_null(strstr(out, pretraining));
+  g_free(out);
+
+  write_quadrant_idx(f->dir, "train", 600, 7); /* same path and size, other images */
+  out = run_with_cache(f, cfg, "run-3", cache);
+  assert_contains(out, pretraining);
+  g_assert_null(strstr(out, reused));
+  g_free(out);
+
+  write_quadrant_idx(f->dir, "train", 600, 1); /* the first images again, a new file */
+  out = run_with_cache(f, cfg, "run-4", cache);
+  assert_contains(out, reused);
+  g_assert_null(strstr(out, pretraining));
+  g_free(out);
+
+  GDir *entries = g_dir_open(cache, 0, NULL);
+  g_assert_nonnull(entries);
+  int n_entries = 0;
+  while (g_dir_read_name(entries)) n_entries++;
+  g_dir_close(entries);
+  g_assert_cmpint(n_entries, ==, 2); /* one per training-image content */
+
+  g_free(reused);
+  g_free(cache);
   g_free(cfg);
   g_free(text);
   g_free(base);
@@ -1112,6 +1181,7 @@ int main(int argc, char **argv) {
   ADD("/cli/dataset/missing", test_missing_dataset);
   ADD("/cli/run/into-train-folder", test_run_into_train_folder);
   ADD("/cli/run/refused-before-training", test_run_refused_before_training);
+  ADD("/cli/run/cache-follows-content", test_run_cache_follows_content);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
   ADD("/cli/graph/train-eval", test_graph_model);
