@@ -19,6 +19,7 @@ import array
 import importlib.util
 import inspect
 import json
+import math
 import operator
 import os
 import re
@@ -31,7 +32,6 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.fx.passes.shape_prop import ShapeProp
 
 # What is mapped to what; --help and docs/torch.md print this table.
 SUPPORTED_OPS = [
@@ -422,6 +422,27 @@ prune = {{
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.-]{1,63}$")
 
 
+def _check_finite(tensors, what="state_dict"):
+    """Refuse a NaN or infinite value, naming the key, the first such element's flat index
+    (and its index per dimension) and value: prunus eval would refuse the checkpoint."""
+    for k, v in tensors.items():
+        if not v.is_floating_point():
+            continue
+        flat = v.detach().reshape(-1)
+        bad = (~torch.isfinite(flat.to(torch.float32))).nonzero()  # as the checkpoint has it
+        if len(bad):
+            i = rest = int(bad[0])
+            index = []
+            for d in reversed(v.shape):
+                index.insert(0, rest % d)
+                rest //= d
+            at = f" (index {index})" if v.dim() > 1 else ""
+            x = float(flat[i])
+            raise ConvertError(f"{what}: tensor '{k}' element {i}{at} is {x}" +
+                               (", beyond float32's range" if math.isfinite(x) else "") +
+                               "; prunus takes finite weights only")
+
+
 def _prepare_state_dict(sd):
     """Plain name -> tensor; torch.nn.utils.prune's weight_orig/weight_mask pairs become
     weight (= orig * mask) plus a mask; a DataParallel 'module.' prefix is dropped."""
@@ -431,6 +452,7 @@ def _prepare_state_dict(sd):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ConvertError("the state_dict is not a mapping of names to tensors")
+    _check_finite(sd)
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     out, masks = {}, {}
@@ -449,6 +471,30 @@ def _prepare_state_dict(sd):
     return out, masks
 
 
+class _NodeFailed(Exception):
+    """Running .node raised .__cause__. (torch.fx's Interpreter appends the node and its
+    stack to the message of what passes through it; these two attributes it leaves.)"""
+
+    def __init__(self, node):
+        super().__init__(node.name)
+        self.node = node
+
+
+class _Shapes(torch.fx.Interpreter):
+    """Runs the graph, leaving each tensor's shape in node.meta['prunus_shape']. Not
+    torch.fx's ShapeProp: on an error it prints a traceback and raises a RuntimeError
+    holding the node's stack, not the op's message."""
+
+    def run_node(self, n):
+        try:
+            result = super().run_node(n)
+        except Exception as e:
+            raise _NodeFailed(n) from e
+        if isinstance(result, torch.Tensor):
+            n.meta["prunus_shape"] = tuple(result.shape)
+        return result
+
+
 def convert(module, state_dict=None, input_shape=(1, 28, 28), normalize=("unit", 0.0, 1.0),
             name=None, source=None):
     """(Conversion) of module (an nn.Module torch.fx can trace) with state_dict loaded
@@ -461,6 +507,8 @@ def convert(module, state_dict=None, input_shape=(1, 28, 28), normalize=("unit",
         except RuntimeError as e:
             raise ConvertError("the state_dict does not match the module: " +
                                str(e).strip().replace("\n\t", " ").replace("\n", " ")) from e
+    else:
+        _check_finite(module.state_dict(), "the module's own weights")
     module.eval()
     tracer = torch.fx.Tracer()
     tracer.record_stack_traces = True
@@ -491,14 +539,17 @@ def convert(module, state_dict=None, input_shape=(1, 28, 28), normalize=("unit",
 
     # 2. shapes, on two samples of the input shape
     try:
-        ShapeProp(gm).propagate(torch.zeros((2,) + tuple(input_shape)))
+        _Shapes(gm).run(torch.zeros((2,) + tuple(input_shape)))
     except Exception as e:
-        raise ConvertError(f"running the model on inputs of shape {tuple(input_shape)} "
-                           f"(--input) failed: {type(e).__name__}: {e}") from e
+        node, err = (e.node, e.__cause__) if isinstance(e, _NodeFailed) else (None, e)
+        text = re.sub(r"\s*\n\s*", " ", str(err).strip())  # one line
+        raise ConvertError(f"{type(module).__name__} cannot run on inputs of shape "
+                           f"{tuple(input_shape)} (--input): " +
+                           (f"{_where(gm, node)}: " if node is not None else "") +
+                           type(err).__name__ + (f": {text}" if text else "")) from err
 
     def shape(n):
-        meta = n.meta.get("tensor_meta") if isinstance(n, torch.fx.Node) else None
-        return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+        return n.meta.get("prunus_shape") if isinstance(n, torch.fx.Node) else None
 
     # 3. the mapping: node -> the prunus layer whose output it is ("input" for x)
     layers, by_name, producer, used_modules = [], {}, {}, {}

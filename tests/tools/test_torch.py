@@ -360,10 +360,12 @@ else:
 # bad input
 
 
-def refused(args, out_prefix, *needles):
+def refused(args, out_prefix, *needles, one_line=False):
     r = run(sys.executable, TOOL, *args, "-o", out_prefix, expect=1)
     for n in needles:
         assert n in r.stderr, f"{n!r} not in: {r.stderr}"
+    if one_line:
+        assert len(r.stderr.strip().splitlines()) == 1, f"more than one line: {r.stderr}"
     left = glob.glob(out_prefix + "*") + glob.glob(
         os.path.join(os.path.dirname(out_prefix), ".torch2prunus-*"))
     assert not left, f"files written: {left}"
@@ -431,6 +433,42 @@ def bad_state_dict():
 
 
 check("a state_dict whose shapes do not match the module", bad_state_dict)
+
+
+def non_finite_state_dict():
+    """prunus eval refuses a NaN or an infinity; the converter refuses it first."""
+    cases = [("nan", "features.0.weight", (2, 0, 1, 1), float("nan"),
+              "tensor 'features.0.weight' element 22 (index [2, 0, 1, 1]) is nan"),
+             ("inf", "classifier.3.bias", (4,), float("-inf"),
+              "tensor 'classifier.3.bias' element 4 is -inf")]
+    os.makedirs(path("bad"), exist_ok=True)
+    for label, key, index, value, want in cases:
+        sd = torch_models.VggBn().state_dict()
+        sd[key][index] = value
+        pt = path("bad", f"vgg-{label}.pt")
+        torch.save(sd, pt)
+        refused([f"{MODELS}:VggBn", "--state-dict", pt], path("bad", f"out-vgg-{label}"),
+                "torch2prunus: error: state_dict: " + want, one_line=True)
+    return f"{len(cases)} refused, naming the key, the element and its value"
+
+
+check("a state_dict holding NaN or an infinity", non_finite_state_dict)
+
+
+def wrong_input_shape():
+    """A 1-channel MLP on --input 3,28,28: one line, the op's own message, no fx dump."""
+    os.makedirs(path("bad"), exist_ok=True)
+    pt = path("bad", "Mlp.pt")
+    torch.save(torch_models.Mlp().state_dict(), pt)
+    return refused([f"{MODELS}:Mlp", "--state-dict", pt, "--input", "3,28,28"],
+                   path("bad", "out-mlp-3ch"),
+                   "torch2prunus: error: Mlp cannot run on inputs of shape (3, 28, 28) "
+                   "(--input): node 'fc1' (module 'fc1') at ", "torch_models.py:",
+                   "RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x2352 and "
+                   "784x32)", one_line=True)
+
+
+check("a model that cannot run on the --input shape", wrong_input_shape)
 
 
 def bad_buffers():

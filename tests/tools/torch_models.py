@@ -152,3 +152,15 @@ class InplaceHazard(nn.Module):
         y = self.conv(x)
         z = y.relu_()
         return self.fc(torch.flatten(z + y, 1))
+
+
+class Mlp(nn.Module):
+    """Two Linear layers on a 1-channel image: --input 3,28,28 cannot run it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
