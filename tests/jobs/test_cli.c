@@ -334,6 +334,12 @@ static void test_config_missing_file(Fixture *f, gconstpointer data) {
                   "has value 3, but the model outputs 3 classes (the units of the last "
                   "layer in model.layers): labels must be < 3\n");
   run_clear(&r);
+  /* the same size in another shape is not the images' shape */
+  r = run_prunus(f->dir, "train", f->config, "--set", "model.input=[4, 4, 4]", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "model.input is [4, 4, 4] but ");
+  assert_contains(r.err, "train-images-idx3-ubyte holds 1x8x8 images");
+  run_clear(&r);
   /* a device would never end (a FIFO would block): only regular files are read */
   r = run_prunus(f->dir, "train", "/dev/zero", NULL);
   g_assert_cmpint(r.status, ==, 1);
