@@ -298,7 +298,8 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     double seconds = (g_get_monotonic_time() - t0) / 1e6;
     if (!isfinite(loss_sum)) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
-                  "training diverged in epoch %d (loss is not finite); lower train.lr (now %g)",
+                  "training diverged in epoch %d (loss is not finite); lower the learning rate "
+                  "(now %g: train.lr, or in a pruning round the retrain plugin's lr)",
                   epoch, tc->lr);
       ok = FALSE;
       break;

@@ -633,7 +633,8 @@ static void test_file_size_limit(void) {
   g_test_message("limit %" G_GUINT64_FORMAT " bytes: status 0x%x\n%s", largest + 1024, r.status,
                  r.err);
   g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1);
-  char *expected = g_strdup_printf("prunus: error: cannot write %s/", dir);
+  assert_contains(r.err, "prunus: error: experiment 'tiny', round ");
+  char *expected = g_strdup_printf(": cannot write %s/", dir);
   assert_contains(r.err, expected);
   assert_contains(r.err, "File too large");
   g_free(expected);
