@@ -42,13 +42,13 @@ void prunus_job_close(PrunusJob *job) {
 
 gboolean prunus_job_open_shared(PrunusJob *job, const PrunusJobOptions *o, GError **error) {
   if (!prunus_job_open(job, o, error)) return FALSE;
+  /* the groups only `run` reads are not checked here (a run config evaluates as is);
+   * anything else unknown at the top is an error, as in train and run */
+  static const char *const run_only[] = {"prune", "experiments", "seeds", "plugin_path"};
   config_setting_t *root = prunus_config_root(job->cfg);
-  for (int i = 0; i < config_setting_length(root); i++) {
-    config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
-    const char *name = config_setting_name(s);
-    if (g_strcmp0(name, "dataset") && g_strcmp0(name, "model") && g_strcmp0(name, "train") &&
-        g_strcmp0(name, "name") && g_strcmp0(name, "seed"))
-      prunus_config_mark_read_tree(job->cfg, s);
+  for (size_t i = 0; i < G_N_ELEMENTS(run_only); i++) {
+    config_setting_t *s = config_setting_get_member(root, run_only[i]);
+    if (s) prunus_config_mark_read_tree(job->cfg, s);
   }
   if (prunus_config_check_unread(job->cfg, error)) return TRUE;
   prunus_job_close(job);

@@ -340,6 +340,11 @@ static void test_config_missing_file(Fixture *f, gconstpointer data) {
   assert_contains(r.err, "model.input is [4, 4, 4] but ");
   assert_contains(r.err, "train-images-idx3-ubyte holds 1x8x8 images");
   run_clear(&r);
+  /* eval checks the keys as train does (only run's own groups go unread) */
+  r = run_prunus(f->dir, "eval", "x.safetensors", f->config, "--set", "bogus=1", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "prunus: error: --set bogus: unknown key 'bogus'");
+  run_clear(&r);
   /* a device would never end (a FIFO would block): only regular files are read */
   r = run_prunus(f->dir, "train", "/dev/zero", NULL);
   g_assert_cmpint(r.status, ==, 1);
