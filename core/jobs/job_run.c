@@ -10,6 +10,7 @@
 
 #include <glib/gstdio.h>
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 
 /* plugin_path = "dir" or ["dir", ...], resolved against the config's folder. */
@@ -413,6 +414,13 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
       !(lock = prunus_rundir_lock(base.run_dir, error)))
     goto out_free;
   if (!prunus_data_load(&base.rc, &data, error)) goto out_free;
+  /* a --cache folder that cannot be made would otherwise fail only after pretraining */
+  if (o->cache_dir && g_mkdir_with_parents(o->cache_dir, 0755) != 0) {
+    int e = errno;
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "--cache %s: cannot create the folder: %s",
+                o->cache_dir, g_strerror(e));
+    goto out_free;
+  }
   /* checked: from here on the run folder is written */
   if (!prunus_rundir_ensure(base.run_dir, error)) goto out_free;
   if (!lock && !(lock = prunus_rundir_lock(base.run_dir, error))) goto out_free;

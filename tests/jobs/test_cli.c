@@ -467,6 +467,18 @@ static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
   g_assert_false(g_file_test(cache, G_FILE_TEST_EXISTS));
   g_free(want);
   run_clear(&r);
+  /* with the typo mended, a --cache folder that cannot be made is refused before
+   * anything trains or is written */
+  char *nowhere = g_build_filename(cfg, "cache", NULL); /* under a file */
+  r = run_prunus(f->dir, "run", cfg, "-o", run, "--cache", nowhere, "--threads", "1", "--set",
+                 "experiments.[1].prune.criterion.plugin=\"magnitude\"", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  want = g_strdup_printf("prunus: error: --cache %s: cannot create the folder: ", nowhere);
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  g_assert_false(g_file_test(run, G_FILE_TEST_EXISTS));
+  g_free(want);
+  g_free(nowhere);
+  run_clear(&r);
   g_free(cache);
   g_free(run);
   g_free(cfg);
