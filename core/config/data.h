@@ -16,7 +16,8 @@ typedef struct {
   PrunusDataset *val;   /* the last `validation` samples of the training file; NULL if 0 */
   PrunusDataset *test;
   PrunusNorm norm; /* fitted on train */
-  /* SHA-256 (hex) of what the three splits hold: shapes, images, labels; "" from
+  /* SHA-256 (hex) of what the three splits hold: shapes and 64-bit hashes of their
+   * images and labels; "" from
    * prunus_data_load_test. The pretraining cache key carries it, so a file whose
    * content changes under the same path misses the cache. */
   char digest[PRUNUS_DATA_DIGEST_SIZE];
