@@ -260,7 +260,29 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
                 "; masks are taken from the same seed: give both the same seed",
                 where, u->pc.masks_from, (guint64)other_seed->job.rc.seed, (guint64)u->job.rc.seed);
     g_free(where);
-  } else if (!found) {
+  } else if (found && found->pc.rounds < u->pc.rounds) {
+    /* what apply_source_masks would find missing at round found->pc.rounds + 1 */
+    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.masks_from = \"%s\": that experiment runs %d rounds, this one %d; "
+                "its masks end at round %d",
+                where, u->pc.masks_from, found->pc.rounds, u->pc.rounds, found->pc.rounds);
+    g_free(where);
+    found = NULL;
+  } else if (found) {
+    char *a = prunus_arch_to_string(&found->job.rc.arch);
+    char *b = prunus_arch_to_string(&u->job.rc.arch);
+    if (strcmp(a, b)) {
+      char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.masks_from = \"%s\": that experiment's model is %s, this one's %s; "
+                  "masks can only be taken from the same network",
+                  where, u->pc.masks_from, a, b);
+      g_free(where);
+      found = NULL;
+    }
+    g_free(a), g_free(b);
+  } else {
     char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "%s: prune.masks_from = \"%s\": no experiment of that name runs before this one "

@@ -990,6 +990,13 @@ static const Refusal refusals[] = {
      {"prune.criterion plugin 'wanda' (", "create() failed: ",
       "compare = \"row\" removes the same share of every output row, which needs "
       "prune.schedule.scope = \"layer\""}},
+    {"masks-from-fewer-rounds",
+     "masks_from = \"a\"; schedule = { rounds = 9; };",
+     "masks_from",
+     {"prune.masks_from = \"a\": that experiment runs ",
+      " rounds, this one 9; its masks end at "
+      "round ",
+      NULL}},
     {"pretrained-missing",
      "pretrained = \"gone.safetensors\";",
      "gone.safetensors",
