@@ -351,6 +351,31 @@ static void emit_step_code(GString *s, const PrunusModel *m, const PrunusPlanSte
   g_string_append(s, "  }\n");
 }
 
+/* The .c and the .h side by side or neither: each is written whole under a temporary
+ * name next to it, and both are renamed only once both are written (a full disk leaves
+ * no half pair, and an earlier pair stays as it was). */
+static gboolean write_pair(const char *c_path, const GString *c, const char *h_path,
+                           const GString *h, GError **error) {
+  char *c_tmp = g_strconcat(c_path, ".part", NULL), *h_tmp = g_strconcat(h_path, ".part", NULL);
+  const char *failed = c_path;
+  gboolean ok = g_file_set_contents(c_tmp, c->str, (gssize)c->len, error);
+  if (ok) {
+    failed = h_path;
+    ok = g_file_set_contents(h_tmp, h->str, (gssize)h->len, error);
+  }
+  if (ok && (g_rename(c_tmp, c_path) != 0 || g_rename(h_tmp, h_path) != 0)) {
+    int e = errno;
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot rename %s into place: %s", c_tmp,
+                g_strerror(e));
+    ok = FALSE;
+  } else if (!ok) {
+    g_prefix_error(error, "cannot write %s: ", failed);
+  }
+  g_unlink(c_tmp), g_unlink(h_tmp);
+  g_free(c_tmp), g_free(h_tmp);
+  return ok;
+}
+
 static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir,
                          size_t dense_bytes, const char *checkpoint, gboolean quiet,
                          size_t *flash_out, GError **error) {
@@ -422,8 +447,7 @@ static gboolean export_c(const PrunusModel *m, const float *lut, const char *dir
       K, K);
   char *c_path = g_build_filename(dir, "prunus_model.c", NULL);
   char *h_path = g_build_filename(dir, "prunus_model.h", NULL);
-  gboolean ok = g_file_set_contents(h_path, h->str, (gssize)h->len, error) &&
-                g_file_set_contents(c_path, s->str, (gssize)s->len, error);
+  gboolean ok = write_pair(c_path, s, h_path, h, error);
   if (flash_out) *flash_out = flash;
   if (ok && !quiet)
     printf(

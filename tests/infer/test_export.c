@@ -15,10 +15,13 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <glib/gstdio.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #ifndef PRUNUS_SOURCE_ROOT
@@ -400,6 +403,28 @@ static void test_fashion_lenet300(void) {
     g_strfreev(parts);
     g_free(t2_as_pruned), g_free(t1), g_free(t2), g_free(p1), g_free(p2);
   }
+
+  /* a full disk (a file size limit here) leaves neither file, no temporary one, and a
+   * message naming the file that could not be written */
+  char *cdir3 = g_build_filename(dir, "c-full", NULL);
+  g_assert_cmpint(g_mkdir(cdir3, 0755), ==, 0);
+  struct rlimit was;
+  g_assert_cmpint(getrlimit(RLIMIT_FSIZE, &was), ==, 0);
+  void (*old_xfsz)(int) = signal(SIGXFSZ, SIG_IGN); /* EFBIG, not a signal */
+  struct rlimit small = {4096, was.rlim_max};
+  g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &small), ==, 0);
+  gboolean exported = prunus_job_export(carrying, &no_config, PRUNUS_EXPORT_C, cdir3, &error);
+  g_assert_cmpint(setrlimit(RLIMIT_FSIZE, &was), ==, 0);
+  signal(SIGXFSZ, old_xfsz);
+  g_assert_false(exported);
+  char *c3 = g_build_filename(cdir3, "prunus_model.c", NULL);
+  char *want3 = g_strdup_printf("cannot write %s: ", c3);
+  testutil_assert_error_contains(error, want3, NULL);
+  g_clear_error(&error);
+  GDir *d3 = g_dir_open(cdir3, 0, NULL);
+  g_assert_null(g_dir_read_name(d3)); /* the folder is as it was: empty */
+  g_dir_close(d3);
+  g_free(want3), g_free(c3), g_free(cdir3);
 
   g_free(carrying), g_free(cdir2);
   prunus_data_clear(&data);
