@@ -713,9 +713,10 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
       else
         prunus_config_fail_at(
             c, at, error,
-            "%s is a %s layer, but the last layer with parameters must be dense (its units "
+            "%s is %s %s layer, but the last layer with parameters must be dense (its units "
             "give the class count)",
-            path, prunus_layer_ops(arch->layers[last].type)->type_name);
+            path, prunus_layer_article(prunus_layer_ops(arch->layers[last].type)->type_name),
+            prunus_layer_ops(arch->layers[last].type)->type_name);
       g_free(path);
       ok = FALSE;
     } else {

@@ -36,9 +36,14 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
     if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
       /* a mistyped folder would otherwise show only as "no plugin named ..." later */
       char *where = prunus_config_where(cfg, e);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: plugin_path: no folder %s (\"%s\", relative to the config's folder)", where,
-                  dir, config_setting_get_string(e));
+      const char *given = config_setting_get_string(e);
+      if (g_path_is_absolute(given))
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: plugin_path: no folder %s",
+                    where, dir);
+      else
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s: plugin_path: no folder %s (\"%s\", relative to the config's folder)",
+                    where, dir, given);
       g_free(where);
       g_free(dir);
       return FALSE;
@@ -126,6 +131,17 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
       }
       int64_t v = config_setting_get_int64(e);
       if (config_setting_type(e) == CONFIG_TYPE_INT) v = config_setting_get_int(e);
+      for (guint k = 0; k < seeds->len; k++)
+        if (g_array_index(seeds, int64_t, k) == v) {
+          char *where = prunus_config_where(cfg, e);
+          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                      "%s: seeds[%d] = %" G_GINT64_FORMAT
+                      " repeats seeds[%u]: the same seed "
+                      "runs the same experiment again; list each seed once",
+                      where, i, (gint64)v, k);
+          g_free(where);
+          return FALSE;
+        }
       g_array_append_val(seeds, v);
     }
   }

@@ -8,6 +8,7 @@
 #include "team.h"
 
 #include <prunus/prunus.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -134,6 +135,10 @@ struct PrunusLayerOps {
 };
 
 const PrunusLayerOps *prunus_layer_ops(PrunusLayerType type);
+/* "a" or "an" before a layer type's name in a message ("an avgpool2d layer"). */
+static inline const char *prunus_layer_article(const char *type_name) {
+  return type_name && strchr("aeiou", type_name[0]) && type_name[0] ? "an" : "a";
+}
 gboolean prunus_layer_type_from_name(const char *name, PrunusLayerType *out);
 
 /* The type tables of layers_norm.c, layers_merge.c and layers_avgpool.c (layers.c

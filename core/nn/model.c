@@ -303,8 +303,9 @@ static gboolean follows_ok(const PrunusLayer *layers, int i, int *bad, GError **
                       "normalises; its input is the model's input");
   return fail_layer(error, bad, i, l,
                     "batchnorm must follow a conv2d or dense layer, whose outputs it normalises; "
-                    "its input '%s' is a %s layer",
-                    layers[f].name, layers[f].ops->type_name);
+                    "its input '%s' is %s %s layer",
+                    layers[f].name, prunus_layer_article(layers[f].ops->type_name),
+                    layers[f].ops->type_name);
 }
 
 /* layers (arch->n_layers, zeroed) from arch: names, inputs, shapes, slab offsets

@@ -328,6 +328,16 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
           g_free(where);
           goto out_clear;
         }
+        for (int k = 0; k < i; k++)
+          if (pc.latency_batches[k] == pc.latency_batches[i]) {
+            char *where = prunus_config_where(cfg, e);
+            g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                        "%s: prune.latency.batches[%d] = %d repeats batches[%d]: list each batch "
+                        "size once",
+                        where, i, pc.latency_batches[i], k);
+            g_free(where);
+            goto out_clear;
+          }
       }
     }
   }

@@ -997,6 +997,10 @@ static const Refusal refusals[] = {
       " rounds, this one 9; its masks end at "
       "round ",
       NULL}},
+    {"latency-batch-twice",
+     "latency = { batches = [1, 1]; };",
+     "batches = [1, 1]",
+     {"prune.latency.batches[1] = 1 repeats batches[0]: list each batch size once", NULL}},
     {"pretrained-missing",
      "pretrained = \"gone.safetensors\";",
      "gone.safetensors",
@@ -1071,6 +1075,25 @@ static void test_masks_from_other_seed(void) {
   testutil_assert_error_contains(error, "experiment 'b': ",
                                  "prune.masks_from = \"a\": that experiment runs at seed 11, "
                                  "this one at seed 7; masks are taken from the same seed",
+                                 NULL);
+  g_clear_error(&error);
+  g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
+  g_free(run_dir);
+  g_free(cfg);
+}
+
+/* The same seed twice would run the same experiment twice: refused at the key. */
+static void test_seeds_twice(void) {
+  const Setup st = {"global", "magnitude",         "weight", "plugin = \"finetune\"; epochs = 1;",
+                    "",       "seeds = [4, 5, 4];"};
+  char *cfg = write_config("seeds-twice", &st);
+  char *run_dir = g_build_filename(data_dir, "seeds-twice", NULL);
+  PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_false(prunus_job_run(&o, &error));
+  testutil_assert_error_contains(error,
+                                 "seeds[2] = 4 repeats seeds[0]: the same seed runs the "
+                                 "same experiment again; list each seed once",
                                  NULL);
   g_clear_error(&error);
   g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
@@ -1349,6 +1372,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
   g_test_add_func("/pipeline/masks-from", test_masks_from);
   g_test_add_func("/pipeline/masks-from-other-seed", test_masks_from_other_seed);
+  g_test_add_func("/pipeline/seeds-twice", test_seeds_twice);
   g_test_add_func("/pipeline/latency-fixed", test_latency_fixed);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
