@@ -304,11 +304,13 @@ static gboolean check_finite(PrunusConfig *c, const config_setting_t *s, GError 
 
 PrunusConfig *prunus_config_load(const char *path, GError **error) {
   g_return_val_if_fail(path != NULL, NULL);
-  /* a FIFO would block the open, a device (/dev/urandom) never end: only files are read */
+  /* a config is read twice (its @includes are checked first), which a pipe cannot give
+   * (`prunus run <(...)`), and a device (/dev/urandom) would never end: files only */
   GStatBuf st;
   if (g_stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
-                "cannot read config file '%s': it is not a regular file", path);
+                "cannot read config file '%s': it is %s, not a file (write it to a file)", path,
+                S_ISFIFO(st.st_mode) ? "a pipe" : "a device");
     return NULL;
   }
   if (g_stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_BYTES) {

@@ -110,7 +110,7 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
  * become folders (runs/NAME, RUN_DIR/EXPERIMENT) and labels in JSON, CSV and HTML: 1 to
  * PRUNUS_NAME_MAX letters, digits, spaces and ". _ + -" (ASCII), not starting with
  * '.' (so neither "." nor ".."); an experiment may not take the names of the run folder's own
- * entries (cache, plots). */
+ * entries (cache, plots, report.html, summary.json, ...). */
 char *prunus_config_name_problem(const char *name, gboolean experiment);
 void prunus_run_config_clear(PrunusRunConfig *rc);
 

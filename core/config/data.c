@@ -73,6 +73,16 @@ static void data_digest(PrunusData *d) {
   g_checksum_free(sum);
 }
 
+/* d's images are what model.input says: the same shape, not only the same size
+ * ([4, 14, 14] would train on 28x28 images cut into four planes), unless the model
+ * flattens its input first, where only the size matters ([784, 1, 1] for an MLP). */
+static gboolean input_fits(const PrunusRunConfig *rc, const PrunusDataset *d) {
+  const PrunusShape in = rc->arch.input;
+  if (d->c == in.c && d->h == in.h && d->w == in.w) return TRUE;
+  return rc->arch.n_layers > 0 && rc->arch.layers[0].type == PRUNUS_LAYER_FLATTEN &&
+         (size_t)d->c * d->h * d->w == prunus_shape_size(in);
+}
+
 gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **error) {
   PrunusData d = {0};
   int n_classes = rc->arch.n_classes;
@@ -82,10 +92,7 @@ gboolean prunus_data_load(const PrunusRunConfig *rc, PrunusData *out, GError **e
   if (!labels_fit(full, rc->train_labels, n_classes, error)) goto out_free_full;
   test = prunus_dataset_load_idx(rc->test_images, rc->test_labels, 0, error);
   if (!test || !labels_fit(test, rc->test_labels, n_classes, error)) goto out_free_test;
-  /* the same shape, not only the same size: [4, 14, 14] would train on 28x28 images cut
-   * into four planes */
-  if (full->c != rc->arch.input.c || full->h != rc->arch.input.h || full->w != rc->arch.input.w ||
-      test->c != full->c || test->h != full->h || test->w != full->w) {
+  if (!input_fits(rc, full) || test->c != full->c || test->h != full->h || test->w != full->w) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
                 "model.input is [%d, %d, %d] but %s holds %dx%dx%d images and %s %dx%dx%d",
                 rc->arch.input.c, rc->arch.input.h, rc->arch.input.w, rc->train_images, full->c,
@@ -123,7 +130,7 @@ gboolean prunus_data_load_test(const PrunusRunConfig *rc, PrunusData *out, GErro
     prunus_dataset_free(test);
     return FALSE;
   }
-  if (test->c != rc->arch.input.c || test->h != rc->arch.input.h || test->w != rc->arch.input.w) {
+  if (!input_fits(rc, test)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
                 "model.input is [%d, %d, %d] but %s holds %dx%dx%d images", rc->arch.input.c,
                 rc->arch.input.h, rc->arch.input.w, rc->test_images, test->c, test->h, test->w);

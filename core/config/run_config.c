@@ -840,7 +840,10 @@ void prunus_run_config_clear(PrunusRunConfig *rc) {
 }
 
 char *prunus_config_name_problem(const char *name, gboolean experiment) {
-  static const char *const reserved[] = {"cache", "plots"};
+  /* the run folder's own entries: an experiment's folder may not take their place */
+  static const char *const reserved[] = {"cache",        "plots",         "report.html",
+                                         "summary.json", "summary.md",    "summary.csv",
+                                         "config.cfg",   "metrics.jsonl", "prunus.lock"};
   size_t n = strlen(name);
   if (n == 0) return g_strdup("must not be empty");
   if (n > PRUNUS_NAME_MAX)
@@ -851,8 +854,15 @@ char *prunus_config_name_problem(const char *name, gboolean experiment) {
     if (!g_utf8_validate(name, -1, NULL))
       return g_strdup_printf(
           "is not UTF-8 (byte 0x%02x at %zu): use letters, digits, spaces and . _ + -", ch, i);
+    if (ch >= 0x80)
+      return g_strdup_printf(
+          "'%s' holds a non-ASCII character (byte 0x%02x at %zu): use ASCII "
+          "letters, digits, spaces and . _ + -",
+          name, ch, i);
     return g_strdup_printf(
-        "'%s' holds the byte 0x%02x at %zu: use letters, digits, spaces and . _ + -", name, ch, i);
+        "'%s' holds the byte 0x%02x at %zu: use letters, digits, spaces and "
+        ". _ + -%s",
+        name, ch, i, ch == '/' ? " (-o RUN_DIR chooses the run's folder)" : "");
   }
   if (name[0] == '.')
     return g_strdup_printf(
@@ -861,7 +871,6 @@ char *prunus_config_name_problem(const char *name, gboolean experiment) {
         name);
   for (size_t i = 0; experiment && i < G_N_ELEMENTS(reserved); i++)
     if (!strcmp(name, reserved[i]))
-      return g_strdup_printf("'%s' is the name of the run folder's own %s/ folder", name,
-                             reserved[i]);
+      return g_strdup_printf("'%s' is the name of an entry the run folder has already", name);
   return NULL;
 }

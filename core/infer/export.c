@@ -363,9 +363,13 @@ static gboolean write_pair(const char *c_path, const GString *c, const char *h_p
     failed = h_path;
     ok = g_file_set_contents(h_tmp, h->str, (gssize)h->len, error);
   }
-  if (ok && (g_rename(c_tmp, c_path) != 0 || g_rename(h_tmp, h_path) != 0)) {
+  const char *unmoved = !ok                            ? NULL
+                        : g_rename(c_tmp, c_path) != 0 ? c_tmp
+                        : g_rename(h_tmp, h_path) != 0 ? h_tmp
+                                                       : NULL;
+  if (unmoved) {
     int e = errno;
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot rename %s into place: %s", c_tmp,
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot rename %s into place: %s", unmoved,
                 g_strerror(e));
     ok = FALSE;
   } else if (!ok) {

@@ -311,6 +311,31 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
   return found;
 }
 
+/* prune.pretrained names a file: missing, it would show only when this experiment's turn
+ * comes, after the earlier ones ran. A file inside the run folder may be one an earlier
+ * experiment writes: it is checked when read. */
+static gboolean pretrained_exists(const RunUnit *u, const char *run_dir, GError **error) {
+  const char *path = u->pc.pretrained;
+  if (!path || g_file_test(path, G_FILE_TEST_IS_REGULAR)) return TRUE;
+  char *abs_run = g_canonicalize_filename(run_dir, NULL);
+  char *inside = g_strconcat(abs_run, G_DIR_SEPARATOR_S, NULL);
+  gboolean later = g_str_has_prefix(path, inside);
+  g_free(inside), g_free(abs_run);
+  if (later) return TRUE;
+  config_setting_t *key = config_setting_lookup(prunus_config_root(u->job.cfg), "prune.pretrained");
+  char *where = prunus_config_where(u->job.cfg, key);
+  const char *given = key ? config_setting_get_string(key) : path;
+  if (g_path_is_absolute(given))
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.pretrained: no file %s", where,
+                path);
+  else
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.pretrained: no file %s (\"%s\", relative to the config's folder)", where,
+                path, given);
+  g_free(where);
+  return FALSE;
+}
+
 /* Open experiment ch as its own job and prepare its pipeline: every config key and
  * plugin setting checked, no data read, nothing written. Errors name the experiment.
  * earlier: the units prepared before it (where prune.masks_from looks). */
@@ -329,6 +354,7 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
   eo.run_dir = base->run_dir;
   gboolean ok = prunus_job_open_with(&u->job, &eo, prepare_experiment, (void *)ch, error) &&
                 prunus_prune_config_parse(u->job.cfg, &u->job.rc, &u->pc, error);
+  if (ok && u->selected) ok = pretrained_exists(u, base->run_dir, error);
   const RunUnit *source = NULL;
   if (ok && u->pc.masks_from) {
     source = masks_source(u, earlier, error);

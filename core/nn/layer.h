@@ -91,6 +91,10 @@ typedef struct {
   gboolean training;                 /* batchnorm: normalise with the batch's statistics (and
                                       * keep them in scratch for backward) rather than the
                                       * running ones; set by prunus_model_set_training */
+  float *sparse_input;               /* borrowed: a dense layer's room for the sparse-input
+                                      * kernels (sparse_input.h), W^T (in, out) then x^T (in,
+                                      * B), set by prunus_train for its duration where they
+                                      * run (NULL: sgemm, as evaluation and the engines use) */
   PrunusSpDense *sparse;             /* borrowed: a dense layer's kernels over its alive weights
                                       * (spdense.h), set while prunus_train or an evaluation runs
                                       * it so (prunus_train_attach_sparse); NULL: dense kernels.
@@ -135,6 +139,8 @@ struct PrunusLayerOps {
 };
 
 const PrunusLayerOps *prunus_layer_ops(PrunusLayerType type);
+/* Floats a dense layer's sparse_input room holds for batches up to B. */
+size_t prunus_dense_sparse_input_floats(const PrunusLayer *l, int B);
 /* "a" or "an" before a layer type's name in a message ("an avgpool2d layer"). */
 static inline const char *prunus_layer_article(const char *type_name) {
   return type_name && strchr("aeiou", type_name[0]) && type_name[0] ? "an" : "a";

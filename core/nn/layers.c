@@ -40,11 +40,13 @@ static gboolean dense_infer(PrunusLayer *l, const PrunusShape *ins, const char *
   return TRUE;
 }
 
-/* Scratch for the sparse-input kernels (sparse_input.h): the weights transposed, Wt
- * (in, out), for the forward, then the input transposed, xT (in, B), for the weight
- * gradient of batches up to the kernel's largest. */
 static size_t dense_scratch(const PrunusLayer *l, int B) {
-  return (size_t)l->in.c * l->out.c + (size_t)MIN(B, PRUNUS_SPARSE_INPUT_MAX_BATCH) * l->in.c;
+  (void)l, (void)B;
+  return 0;
+}
+
+size_t prunus_dense_sparse_input_floats(const PrunusLayer *l, int B) {
+  return (size_t)l->in.c * l->out.c + (size_t)B * l->in.c;
 }
 
 /* Forward split over the layer's team (NULL: one part): each thread writes the bias
@@ -76,6 +78,7 @@ static void dense_forward_part(void *arg, int part, int n_parts) {
 
 static void dense_forward(const PrunusLayer *l, const float *params, const float *x, float *y,
                           float *scratch, int B) {
+  (void)scratch;
   if (l->sparse) {
     prunus_spdense_forward(l, l->sparse, params, x, y, B);
     return;
@@ -91,10 +94,11 @@ static void dense_forward(const PrunusLayer *l, const float *params, const float
   /* An input mostly zero in runs sums each output only over the features where one of
    * 4 samples is not zero; the scratch was sized for batches the kernels take */
   const float *Wt = NULL;
-  if (scratch && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && prunus_sparse_input_available() &&
+  if (l->sparse_input && B >= PRUNUS_SPARSE_INPUT_MIN_BATCH && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH &&
+      prunus_sparse_input_available() &&
       prunus_sparse_input_sample_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY) {
-    prunus_transpose(W, out, in, scratch);
-    Wt = scratch;
+    prunus_transpose(W, out, in, l->sparse_input);
+    Wt = l->sparse_input;
   }
   DenseForwardCall c = {{false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out}, b, Wt};
   prunus_team_run(l->team, dense_forward_part, &c);
@@ -138,7 +142,7 @@ static void dense_backward_part(void *arg, int part, int n_parts) {
 
 static void dense_backward(const PrunusLayer *l, const float *params, float *grads, const float *x,
                            const float *y, const float *dy, float *dx, float *scratch, int B) {
-  (void)y;
+  (void)y, (void)scratch;
   if (l->sparse) {
     prunus_spdense_backward(l, l->sparse, grads, dy, dx, B);
     return;
@@ -148,9 +152,10 @@ static void dense_backward(const PrunusLayer *l, const float *params, float *gra
   /* An input mostly zero in runs (an image's background) sums dW only where it is not:
    * the scratch was sized for batches the kernel takes */
   const float *xT = NULL;
-  if (scratch && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && prunus_sparse_input_available() &&
+  if (l->sparse_input && B >= PRUNUS_SPARSE_INPUT_MIN_BATCH && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH &&
+      prunus_sparse_input_available() &&
       prunus_sparse_input_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_DENSITY) {
-    float *at = scratch + (size_t)in * out; /* past the forward's Wt */
+    float *at = l->sparse_input + (size_t)in * out; /* past the forward's Wt */
     prunus_transpose(x, B, in, at);
     xT = at;
   }

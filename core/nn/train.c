@@ -3,6 +3,7 @@
 #include "train.h"
 #include "gemm.h"
 #include "rng.h"
+#include "sparse_input.h"
 #include "spdense.h"
 
 #include <math.h>
@@ -205,6 +206,32 @@ void prunus_train_end(PrunusModel *m, PrunusTrainSetup *s) {
   g_clear_pointer(&s->team, prunus_team_free);
 }
 
+/* (transfer full) per layer, the room of the sparse-input kernels (sparse_input.h) for
+ * each dense layer the dense kernels run, where they run at all: batches up to B of
+ * at least their smallest, on a CPU that has them. Only training gets it: evaluation and
+ * the engines keep sgemm, whose W would otherwise be transposed at every call. */
+static float **attach_sparse_input(PrunusModel *m, int B) {
+  if (B < PRUNUS_SPARSE_INPUT_MIN_BATCH || B > PRUNUS_SPARSE_INPUT_MAX_BATCH ||
+      !prunus_sparse_input_available())
+    return NULL;
+  float **room = g_new0(float *, m->n_layers);
+  for (int i = 0; i < m->n_layers; i++) {
+    PrunusLayer *l = &m->layers[i];
+    if (l->spec.type != PRUNUS_LAYER_DENSE || l->sparse) continue;
+    room[i] = g_new(float, prunus_dense_sparse_input_floats(l, B));
+    l->sparse_input = room[i];
+  }
+  return room;
+}
+
+static void detach_sparse_input(PrunusModel *m, float **room) {
+  for (int i = 0; room && i < m->n_layers; i++) {
+    m->layers[i].sparse_input = NULL;
+    g_free(room[i]);
+  }
+  g_free(room);
+}
+
 /* (transfer full) per layer: does the mask (fixed while training) hold a zero? */
 static gboolean *layers_masked(const PrunusModel *m) {
   gboolean *masked = g_new0(gboolean, m->n_layers);
@@ -257,6 +284,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
   PrunusTrainSetup setup = prunus_train_begin(m, opt->threads);
   PrunusTeam *team = setup.team;
   prunus_train_attach_sparse(m, tc->sparse_from, B, TRUE);
+  float **sparse_input = attach_sparse_input(m, B);
   gboolean ok = TRUE;
   long global_step = 0;
   for (int epoch = 1; ok && epoch <= tc->epochs; epoch++) {
@@ -326,6 +354,7 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
     if (opt->on_epoch && !opt->on_epoch(&r, opt->user, error)) ok = FALSE;
   }
   prunus_train_detach_sparse(m);
+  detach_sparse_input(m, sparse_input);
   prunus_train_end(m, &setup);
   g_free(update.layer_masked);
   g_free(order);

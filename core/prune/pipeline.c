@@ -1394,8 +1394,12 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
               1.0 - (double)p->pattern_n / p->pattern_m);
     ok = run_rounds(p, error);
     /* a plugin's or a round's error says where, as a crash's message does */
-    if (!ok && error && *error)
-      g_prefix_error(error, "experiment '%s', round %d: ", exp->name, p->round);
+    if (!ok && error && *error) {
+      if (p->round == 0)
+        g_prefix_error(error, "experiment '%s', pretraining: ", exp->name);
+      else
+        g_prefix_error(error, "experiment '%s', round %d: ", exp->name, p->round);
+    }
   }
   release(p);
   return ok;

@@ -205,21 +205,7 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   if (!prunus_config_get_int(cfg, prune, "rewind_epoch", FALSE, 0, &pc.rewind_epoch, error) ||
       !prunus_config_get_string(cfg, prune, "pretrained", FALSE, NULL, &pretrained, error))
     goto out_clear;
-  if (pretrained) {
-    pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
-    /* missing here, it would show only when this experiment's turn comes, after the
-     * earlier ones ran (its content is checked when it is read) */
-    if (!g_file_test(pc.pretrained, G_FILE_TEST_IS_REGULAR)) {
-      char *where = prunus_config_where(cfg, config_setting_get_member(prune, "pretrained"));
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.pretrained: no file %s%s%s%s", where, pc.pretrained,
-                  g_path_is_absolute(pretrained) ? "" : " (\"",
-                  g_path_is_absolute(pretrained) ? "" : pretrained,
-                  g_path_is_absolute(pretrained) ? "" : "\", relative to the config's folder)");
-      g_free(where);
-      goto out_clear;
-    }
-  }
+  if (pretrained) pc.pretrained = prunus_config_resolve_path(cfg, pretrained);
   if (!prunus_config_get_string(cfg, prune, "masks_from", FALSE, NULL, &pc.masks_from, error))
     goto out_clear;
   if (pc.masks_from) pc.masks_from_key = config_setting_get_member(prune, "masks_from");
