@@ -4,10 +4,13 @@
 
 #include "config.h"
 
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdio.h>
 
 char *testutil_mkdtemp(void) {
@@ -83,4 +86,18 @@ PrunusModel *testutil_config_model(const char *path, int batch, uint64_t seed) {
 gboolean testutil_under_memcheck(void) {
   const char *s = g_getenv("PRUNUS_TEST_UNDER_MEMCHECK");
   return s && *s && strcmp(s, "0") != 0;
+}
+
+gboolean testutil_job_run(const PrunusJobOptions *o, GError **error) {
+  fflush(stdout);
+  int saved = dup(STDOUT_FILENO), null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  g_assert_cmpint(saved, >=, 0);
+  g_assert_cmpint(null, >=, 0);
+  dup2(null, STDOUT_FILENO);
+  close(null);
+  gboolean ok = prunus_job_run(o, error);
+  fflush(stdout);
+  dup2(saved, STDOUT_FILENO);
+  close(saved);
+  return ok;
 }

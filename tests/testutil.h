@@ -32,4 +32,8 @@ PrunusModel *testutil_config_model(const char *path, int batch, uint64_t seed);
  * bounds need the full data and are asserted only without it. */
 gboolean testutil_under_memcheck(void);
 
+/* prunus_job_run with its stdout (progress, and with quiet the result line "report:
+ * ...") sent to /dev/null: in-process runs would break the test's TAP stream. */
+gboolean testutil_job_run(const PrunusJobOptions *o, GError **error);
+
 #endif

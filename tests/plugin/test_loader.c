@@ -849,7 +849,7 @@ static void test_unknown_plugin_key(void) {
   char *run_dir = g_build_filename(dir, "run", NULL);
   PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
-  g_assert_false(prunus_job_run(&o, &error));
+  g_assert_false(testutil_job_run(&o, &error));
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG);
   char *where = g_strdup_printf("%s:17: unknown key 'prune.criterion.unit_nrom'", cfg);
   testutil_assert_error_contains(error, where, "did you mean 'unit_norm'", NULL);
@@ -915,7 +915,7 @@ static void test_r1_plugins_run(void) {
   char *run_dir = g_build_filename(dir, "run", NULL);
   PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
-  gboolean ok = prunus_job_run(&o, &error);
+  gboolean ok = testutil_job_run(&o, &error);
   g_assert_no_error(error);
   g_assert_true(ok);
 

@@ -161,7 +161,7 @@ static char *run_network(const char *name, const Setup *s, const Network *net, G
   g_free(dir_name);
   PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   gint64 t0 = g_get_monotonic_time();
-  prunus_job_run(&o, error);
+  testutil_job_run(&o, error);
   g_test_message("%s: %.2f s", name, (g_get_monotonic_time() - t0) / 1e6);
   g_free(cfg);
   return run_dir;
@@ -657,7 +657,7 @@ static void test_kill_and_resume(void) {
   g_assert_cmpint(pid, >=, 0);
   if (pid == 0) {
     PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
-    _exit(prunus_job_run(&o, NULL) ? 0 : 1);
+    _exit(testutil_job_run(&o, NULL) ? 0 : 1);
   }
   /* kill -9 as soon as round 1 is on disk, in the middle of round 2 */
   size_t done = 0;
@@ -673,7 +673,7 @@ static void test_kill_and_resume(void) {
   int round1_lines = metrics_lines_of_round(run_dir, 1);
   PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
-  g_assert_true(prunus_job_run(&o, &error));
+  g_assert_true(testutil_job_run(&o, &error));
   g_assert_no_error(error);
   /* finished work was skipped: pretraining and round 1 were not trained again */
   g_assert_cmpint(metrics_lines_of_round(run_dir, 0), ==, pretrain_lines);
@@ -696,7 +696,7 @@ static void test_kill_and_resume(void) {
   static const Setup other = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 5;",
                               "",       ""};
   char *other_cfg = write_config("resume", &other);
-  g_assert_false(prunus_job_run(&o, &error));
+  g_assert_false(testutil_job_run(&o, &error));
   testutil_assert_error_contains(error, "summary.json", "different config", NULL);
   g_clear_error(&error);
   g_free(other_cfg);
@@ -822,7 +822,7 @@ static void test_latency_fixed(void) {
   PrunusJobOptions o = {
       .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
-  g_assert_true(prunus_job_run(&o, &error));
+  g_assert_true(testutil_job_run(&o, &error));
   g_assert_no_error(error);
   PrunusJson *summary = read_json(run_dir, "summary.json");
   const PrunusJson *exp = prunus_json_index(get(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
@@ -847,7 +847,7 @@ static void test_latency_fixed(void) {
     char *other = g_build_filename(data_dir, "run-latency-bad", NULL);
     PrunusJobOptions b = {
         .config_path = cfg, .overrides = one, .run_dir = other, .threads = 1, .quiet = TRUE};
-    g_assert_false(prunus_job_run(&b, &error));
+    g_assert_false(testutil_job_run(&b, &error));
     testutil_assert_error_contains(error, bad[i][1], bad[i][2], NULL);
     g_clear_error(&error);
     g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
@@ -1035,7 +1035,7 @@ static void test_refused_before_training(void) {
                           .quiet = TRUE,
                           .cache_dir = cache};
     GError *error = NULL;
-    g_assert_false(prunus_job_run(&o, &error));
+    g_assert_false(testutil_job_run(&o, &error));
     g_assert_nonnull(error);
     g_test_message("%s: %s", c->label, error->message);
     char *where = where_in(cfg, c->line_of);
@@ -1071,7 +1071,7 @@ static void test_masks_from_other_seed(void) {
   PrunusJobOptions o = {
       .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
-  g_assert_false(prunus_job_run(&o, &error));
+  g_assert_false(testutil_job_run(&o, &error));
   testutil_assert_error_contains(error, "experiment 'b': ",
                                  "prune.masks_from = \"a\": that experiment runs at seed 11, "
                                  "this one at seed 7; masks are taken from the same seed",
@@ -1090,7 +1090,7 @@ static void test_seeds_twice(void) {
   char *run_dir = g_build_filename(data_dir, "seeds-twice", NULL);
   PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
-  g_assert_false(prunus_job_run(&o, &error));
+  g_assert_false(testutil_job_run(&o, &error));
   testutil_assert_error_contains(error,
                                  "seeds[2] = 4 repeats seeds[0]: the same seed runs the "
                                  "same experiment again; list each seed once",
@@ -1288,7 +1288,7 @@ static void test_plugin_path_missing(void) {
   char *run_dir = g_build_filename(data_dir, "plugin-path-missing", NULL);
   PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
-  g_assert_false(prunus_job_run(&o, &error));
+  g_assert_false(testutil_job_run(&o, &error));
   char *missing = g_build_filename(data_dir, "no-such-folder", NULL);
   char *want = g_strdup_printf(
       ": plugin_path: no folder %s (\"no-such-folder\", relative to the "
