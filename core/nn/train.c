@@ -206,10 +206,21 @@ void prunus_train_end(PrunusModel *m, PrunusTrainSetup *s) {
   g_clear_pointer(&s->team, prunus_team_free);
 }
 
+/* Does dense layer i read the network's input (directly or through a flatten)? Its
+ * zeros are then an image's: in runs that neighbouring features share, which the
+ * sparse-input kernels need. A hidden layer's zeros (a ReLU's) fall anywhere. */
+static gboolean reads_network_input(const PrunusModel *m, int i) {
+  int from = m->layers[i].from[0];
+  if (from >= 0 && m->layers[from].spec.type == PRUNUS_LAYER_FLATTEN)
+    from = m->layers[from].from[0];
+  return from == PRUNUS_LAYER_INPUT;
+}
+
 /* (transfer full) per layer, the room of the sparse-input kernels (sparse_input.h) for
- * each dense layer the dense kernels run, where they run at all: batches up to B of
- * at least their smallest, on a CPU that has them. Only training gets it: evaluation and
- * the engines keep sgemm, whose W would otherwise be transposed at every call. */
+ * each dense layer on the dense kernels that reads the network's input, where they run
+ * at all: batches up to B of at least their smallest, on a CPU that has them. Only
+ * training gets it: evaluation and the engines keep sgemm, whose W would otherwise be
+ * transposed at every call. */
 static float **attach_sparse_input(PrunusModel *m, int B) {
   if (B < PRUNUS_SPARSE_INPUT_MIN_BATCH || B > PRUNUS_SPARSE_INPUT_MAX_BATCH ||
       !prunus_sparse_input_available())
@@ -217,7 +228,7 @@ static float **attach_sparse_input(PrunusModel *m, int B) {
   float **room = g_new0(float *, m->n_layers);
   for (int i = 0; i < m->n_layers; i++) {
     PrunusLayer *l = &m->layers[i];
-    if (l->spec.type != PRUNUS_LAYER_DENSE || l->sparse) continue;
+    if (l->spec.type != PRUNUS_LAYER_DENSE || l->sparse || !reads_network_input(m, i)) continue;
     room[i] = g_new(float, prunus_dense_sparse_input_floats(l, B));
     l->sparse_input = room[i];
   }
