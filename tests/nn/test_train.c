@@ -5,6 +5,8 @@
 #include "spdense.h"
 #include "gemm.h"
 #include "rng.h"
+#include "sparse_input.h"
+#include "csr.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -973,6 +975,74 @@ static void test_train_bad_input(void) {
   prunus_dataset_free(wrong);
 }
 
+/* The sparse-input kernels (sparse_input.h) take only a dense layer that reads the
+ * network's input: with inputs that have no zero (standard normalisation of a noisy
+ * background) but ReLU zeros in the hidden layer, training is byte for byte what the
+ * sgemm-only path gives; with a background of exact zeros (unit normalisation) the
+ * first layer takes them, and the model is the same up to float reassociation. */
+static void test_train_sparse_input_first_layer(void) {
+  if (!prunus_sparse_input_available()) {
+    g_test_skip("no AVX-512 on this CPU: dense layers keep sgemm");
+    return;
+  }
+  enum { SIDE = 8, N = 640 };
+  PrunusRng r;
+  prunus_rng_seed(&r, 21);
+  uint8_t *img = g_new0(uint8_t, N * SIDE * SIDE), *lab = g_new(uint8_t, N);
+  for (int i = 0; i < N; i++) { /* class k: quadrant k bright, the rest exactly 0 */
+    int k = (int)prunus_rng_below(&r, 4);
+    lab[i] = (uint8_t)k;
+    for (int y = 0; y < SIDE; y++)
+      for (int x = 0; x < SIDE; x++)
+        if ((y >= SIDE / 2) * 2 + (x >= SIDE / 2) == k)
+          img[i * SIDE * SIDE + y * SIDE + x] =
+              (uint8_t)CLAMP(lround(170.0 + 40.0 * prunus_rng_normal(&r)), 1, 255);
+  }
+  PrunusDataset *d = prunus_dataset_new_from_data(N, 1, SIDE, SIDE, 4, img, lab);
+  static PrunusLayerSpec layers[] = {
+      {.type = PRUNUS_LAYER_FLATTEN}, {.type = PRUNUS_LAYER_DENSE, .units = 48},
+      {.type = PRUNUS_LAYER_RELU},    {.type = PRUNUS_LAYER_DENSE, .units = 32},
+      {.type = PRUNUS_LAYER_RELU},    {.type = PRUNUS_LAYER_DENSE, .units = 4}};
+  PrunusArch arch = {.input = {1, SIDE, SIDE},
+                     .n_classes = 4,
+                     .n_layers = G_N_ELEMENTS(layers),
+                     .layers = layers,
+                     .init = PRUNUS_INIT_KAIMING};
+  PrunusTrainConfig tc = mlp_train_config();
+  tc.batch = 64;
+  tc.epochs = 2;
+  for (int unit = 0; unit < 2; unit++) {
+    PrunusNorm norm = prunus_norm_fit(d, unit ? PRUNUS_NORM_UNIT : PRUNUS_NORM_STANDARD);
+    float *params[2];
+    size_t n_params = 0;
+    for (int pass = 0; pass < 2; pass++) { /* 0: the kernels where they apply; 1: sgemm */
+      PrunusCsrLevel old =
+          prunus_csr_cap_level(pass == 0 ? PRUNUS_CSR_N_LEVELS - 1 : PRUNUS_CSR_AVX2);
+      GError *error = NULL;
+      PrunusModel *m = prunus_model_new(&arch, tc.batch, 5, &error);
+      g_assert_no_error(error);
+      g_assert_true(prunus_train(m, &tc, d, NULL, &norm, 5, NULL, &error));
+      g_assert_no_error(error);
+      prunus_csr_cap_level(old);
+      params[pass] = g_memdup2(m->params, sizeof(float) * m->n_params);
+      n_params = m->n_params;
+      prunus_model_free(m);
+    }
+    double diff = testutil_max_rel_diff(params[0], params[1], n_params,
+                                        unit ? "unit inputs (zero background): kernels vs sgemm"
+                                             : "standard inputs (no zero): kernels vs sgemm");
+    if (unit) {
+      g_assert_cmpfloat(diff, >, 0.0); /* the first layer took them */
+      g_assert_cmpfloat(diff, <, 1e-4);
+    } else {
+      g_assert_cmpfloat(diff, ==, 0.0); /* the hidden layers' ReLU zeros did not */
+    }
+    g_free(params[0]), g_free(params[1]);
+  }
+  prunus_dataset_free(d);
+  g_free(img), g_free(lab);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/train/lr/constant", test_lr_constant);
@@ -998,5 +1068,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/train/fit/diverges", test_train_diverges);
   g_test_add_func("/train/fit/bad-input", test_train_bad_input);
   g_test_add_func("/train/evaluate/by-hand", test_evaluate_by_hand);
+  g_test_add_func("/train/fit/sparse-input-first-layer", test_train_sparse_input_first_layer);
   return g_test_run();
 }
