@@ -100,26 +100,29 @@ double prunus_sparse_input_density(const float *x, int B, int in) {
 /* ------------------------------------------------------------------------ */
 /* weight gradient */
 
-/* The samples where group j..j+nj-1 of xT (in, B) has a nonzero, in increasing order:
- * their indices in idx and each feature's value in val[p] (zero where that feature is);
- * returns how many. The arrays hold B + 16 (whole vectors are stored). */
-__attribute__((target("avx512f"))) static int gather_group(const float *xT, int B, int j, int nj,
-                                                           int32_t *idx, float *const val[GROUP]) {
+/* The positions where one of the rows row0, row0 + stride, ... (nrows <= 4 of them,
+ * len floats each) is nonzero, in increasing order: their indices in idx and each
+ * row's value in val[p] (zero for p >= nrows); returns how many. The arrays hold
+ * len + 16 (whole vectors are stored). The weight gradient reads 4 features' rows of
+ * x^T (positions: samples), the forward 4 samples' rows of x (positions: features). */
+__attribute__((target("avx512f"))) static int gather_rows(const float *row0, size_t stride, int len,
+                                                          int nrows, int32_t *idx,
+                                                          float *const val[GROUP]) {
   int n = 0;
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (int b = 0; b < B; b += 16) {
-    __mmask16 lanes = prunus_lanes_mask(B - b);
+  for (int i = 0; i < len; i += 16) {
+    __mmask16 lanes = prunus_lanes_mask(len - i);
     __m512 v[GROUP];
     __mmask16 any = 0;
     for (int p = 0; p < GROUP; p++) {
-      v[p] =
-          p < nj ? _mm512_maskz_loadu_ps(lanes, xT + (size_t)(j + p) * B + b) : _mm512_setzero_ps();
+      v[p] = p < nrows ? _mm512_maskz_loadu_ps(lanes, row0 + (size_t)p * stride + i)
+                       : _mm512_setzero_ps();
       any |= _mm512_cmpneq_ps_mask(v[p], _mm512_setzero_ps());
     }
     /* compress into a register, then store it whole: Zen 4 runs a compressing store
      * to memory dozens of times slower */
     _mm512_storeu_si512(
-        idx + n, _mm512_maskz_compress_epi32(any, _mm512_add_epi32(_mm512_set1_epi32(b), lane)));
+        idx + n, _mm512_maskz_compress_epi32(any, _mm512_add_epi32(_mm512_set1_epi32(i), lane)));
     for (int p = 0; p < GROUP; p++)
       _mm512_storeu_ps(val[p] + n, _mm512_maskz_compress_ps(any, v[p]));
     n += __builtin_popcount(any);
@@ -127,17 +130,21 @@ __attribute__((target("avx512f"))) static int gather_group(const float *xT, int 
   return n;
 }
 
-/* res[p][k] (outputs c0 + 16k .. c0 + 16k + 15 of feature j + p) summed over the group's
- * n samples: NV vectors of dy's row per sample, each multiplied by the group's 4 values.
- * NV is a constant where this is inlined, and the accumulators are touched only by loops
- * of NV steps, so they stay in registers (used elsewhere, GCC keeps them on the stack). */
-__attribute__((target("avx512f"), always_inline)) static inline void group_sums(
-    const int32_t *idx, float *const val[GROUP], int n, const float *dy, int out, int c0, int NV,
-    __mmask16 last, __m512 res[GROUP][4]) {
+/* res[p][k] = init[c0 + 16k ..] (zero without init) + the sum over the n listed
+ * positions e of val[p][e] * src[idx[e]][c0 + 16k ..]: columns c0 .. c0 + 16 NV of src
+ * (rows of ld floats; the last vector cut by `last`) for the 4 rows. NV is a constant
+ * where this is inlined, and the accumulators are touched only by loops of NV steps, so
+ * they stay in registers (used elsewhere, GCC keeps them on the stack). */
+__attribute__((target("avx512f"), always_inline)) static inline void four_sums(
+    const int32_t *idx, float *const val[GROUP], int n, const float *src, int ld, int c0, int NV,
+    __mmask16 last, const float *init, __m512 res[GROUP][4]) {
   __m512 a0[4], a1[4], a2[4], a3[4];
-  for (int k = 0; k < NV; k++) a0[k] = a1[k] = a2[k] = a3[k] = _mm512_setzero_ps();
+  for (int k = 0; k < NV; k++)
+    a0[k] = a1[k] = a2[k] = a3[k] =
+        init ? _mm512_maskz_loadu_ps(k == NV - 1 ? last : 0xFFFF, init + c0 + 16 * k)
+             : _mm512_setzero_ps();
   for (int e = 0; e < n; e++) {
-    const float *r = dy + (size_t)idx[e] * out + c0;
+    const float *r = src + (size_t)idx[e] * ld + c0;
     __m512 s0 = _mm512_set1_ps(val[0][e]), s1 = _mm512_set1_ps(val[1][e]);
     __m512 s2 = _mm512_set1_ps(val[2][e]), s3 = _mm512_set1_ps(val[3][e]);
     for (int k = 0; k < NV; k++) {
@@ -154,6 +161,35 @@ __attribute__((target("avx512f"), always_inline)) static inline void group_sums(
     res[2][k] = a2[k];
     res[3][k] = a3[k];
   }
+}
+
+/* four_sums over the 64 columns c0 .. c0 + 64 (cut at ld, the row width) with NV fixed
+ * per case, so that each case keeps its accumulators in registers; returns NV. 64
+ * columns are 16 accumulators, and 256 bytes of each listed row of src. */
+__attribute__((target("avx512f"))) static int chunk_sums(const int32_t *idx,
+                                                         float *const val[GROUP], int n,
+                                                         const float *src, int ld, int c0,
+                                                         const float *init, __m512 res[GROUP][4],
+                                                         __mmask16 *last_out) {
+  int w = MIN(64, ld - c0);
+  int NV = (w + 15) / 16;
+  __mmask16 last = prunus_lanes_mask(w - 16 * (NV - 1));
+  switch (NV) {
+  case 4:
+    four_sums(idx, val, n, src, ld, c0, 4, last, init, res);
+    break;
+  case 3:
+    four_sums(idx, val, n, src, ld, c0, 3, last, init, res);
+    break;
+  case 2:
+    four_sums(idx, val, n, src, ld, c0, 2, last, init, res);
+    break;
+  default:
+    four_sums(idx, val, n, src, ld, c0, 1, last, init, res);
+    break;
+  }
+  *last_out = last;
+  return NV;
 }
 
 /* Write (or add) res into dW (out, in) at rows c0 .. c0 + 16 NV (cut at out), columns
@@ -209,27 +245,12 @@ __attribute__((target("avx512f"))) static void wgrad_avx512(const float *xT, con
   __m512 res[GROUP][4];
   for (int g = g0; g < g1; g++) {
     int j = g * GROUP, nj = MIN(GROUP, in - j);
-    int n = gather_group(xT, B, j, nj, idx, val);
-    /* 64 outputs (4 vectors) at a time: 16 accumulators, and the dy rows' 256 bytes
-     * of all B samples (32 KB at B = 128) stay in L1 across the group */
+    int n = gather_rows(xT + (size_t)j * B, (size_t)B, B, nj, idx, val);
+    /* the dy rows' 256 bytes of all B samples (32 KB at B = 128) stay in L1 across the
+     * group */
     for (int c0 = 0; c0 < out; c0 += 64) {
-      int w = MIN(64, out - c0);
-      int NV = (w + 15) / 16;
-      __mmask16 last = prunus_lanes_mask(w - 16 * (NV - 1));
-      switch (NV) {
-      case 4:
-        group_sums(idx, val, n, dy, out, c0, 4, last, res);
-        break;
-      case 3:
-        group_sums(idx, val, n, dy, out, c0, 3, last, res);
-        break;
-      case 2:
-        group_sums(idx, val, n, dy, out, c0, 2, last, res);
-        break;
-      default:
-        group_sums(idx, val, n, dy, out, c0, 1, last, res);
-        break;
-      }
+      __mmask16 last;
+      int NV = chunk_sums(idx, val, n, dy, out, c0, NULL, res, &last);
       store_group(res, NV, c0, j, nj, out, in, dW, accumulate);
     }
   }
@@ -246,63 +267,6 @@ void prunus_sparse_input_wgrad(const float *xT, const float *dy, int B, int in, 
 /* ------------------------------------------------------------------------ */
 /* forward */
 
-/* The features where one of samples b .. b + nb - 1 of x (B, in) is nonzero, in
- * increasing order: their indices in idx and each sample's value in val[p] (zero for
- * p >= nb); returns how many. The arrays hold in + 16. */
-__attribute__((target("avx512f"))) static int gather_block(const float *x, int in, int b, int nb,
-                                                           int32_t *idx, float *const val[GROUP]) {
-  int n = 0;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  for (int j = 0; j < in; j += 16) {
-    __mmask16 lanes = prunus_lanes_mask(in - j);
-    __m512 v[GROUP];
-    __mmask16 any = 0;
-    for (int p = 0; p < GROUP; p++) {
-      v[p] =
-          p < nb ? _mm512_maskz_loadu_ps(lanes, x + (size_t)(b + p) * in + j) : _mm512_setzero_ps();
-      any |= _mm512_cmpneq_ps_mask(v[p], _mm512_setzero_ps());
-    }
-    _mm512_storeu_si512(
-        idx + n, _mm512_maskz_compress_epi32(any, _mm512_add_epi32(_mm512_set1_epi32(j), lane)));
-    for (int p = 0; p < GROUP; p++)
-      _mm512_storeu_ps(val[p] + n, _mm512_maskz_compress_ps(any, v[p]));
-    n += __builtin_popcount(any);
-  }
-  return n;
-}
-
-/* Outputs c0 .. c0 + 16 NV (cut at out) of samples b .. b + nb - 1: from the bias, NV
- * vectors of Wt's row per listed feature, each multiplied by the 4 samples' values.
- * NV is a constant where this is inlined (the accumulators stay in registers). */
-__attribute__((target("avx512f"), always_inline)) static inline void block_outputs(
-    const int32_t *idx, float *const val[GROUP], int n, const float *Wt, const float *bias, int out,
-    int c0, int NV, __mmask16 last, float *y, int b, int nb) {
-  __m512 a0[4], a1[4], a2[4], a3[4];
-  for (int k = 0; k < NV; k++)
-    a0[k] = a1[k] = a2[k] = a3[k] =
-        _mm512_maskz_loadu_ps(k == NV - 1 ? last : 0xFFFF, bias + c0 + 16 * k);
-  for (int e = 0; e < n; e++) {
-    const float *r = Wt + (size_t)idx[e] * out + c0;
-    __m512 s0 = _mm512_set1_ps(val[0][e]), s1 = _mm512_set1_ps(val[1][e]);
-    __m512 s2 = _mm512_set1_ps(val[2][e]), s3 = _mm512_set1_ps(val[3][e]);
-    for (int k = 0; k < NV; k++) {
-      __m512 w = _mm512_maskz_loadu_ps(k == NV - 1 ? last : 0xFFFF, r + 16 * k);
-      a0[k] = _mm512_fmadd_ps(s0, w, a0[k]);
-      a1[k] = _mm512_fmadd_ps(s1, w, a1[k]);
-      a2[k] = _mm512_fmadd_ps(s2, w, a2[k]);
-      a3[k] = _mm512_fmadd_ps(s3, w, a3[k]);
-    }
-  }
-  for (int k = 0; k < NV; k++) {
-    __mmask16 m = k == NV - 1 ? last : 0xFFFF;
-    float *row = y + (size_t)b * out + c0 + 16 * k;
-    _mm512_mask_storeu_ps(row, m, a0[k]);
-    if (nb > 1) _mm512_mask_storeu_ps(row + out, m, a1[k]);
-    if (nb > 2) _mm512_mask_storeu_ps(row + 2 * (size_t)out, m, a2[k]);
-    if (nb > 3) _mm512_mask_storeu_ps(row + 3 * (size_t)out, m, a3[k]);
-  }
-}
-
 __attribute__((target("avx512f"))) static void forward_avx512(const float *x, const float *Wt,
                                                               const float *bias, int B, int in,
                                                               int out, float *y, int s0, int s1) {
@@ -310,28 +274,17 @@ __attribute__((target("avx512f"))) static void forward_avx512(const float *x, co
   int32_t *idx = g_new(int32_t, stride);
   float *vals = g_new(float, GROUP *stride);
   float *const val[GROUP] = {vals, vals + stride, vals + 2 * stride, vals + 3 * stride};
+  __m512 res[GROUP][4];
   for (int s = s0; s < s1; s++) {
     int b = s * GROUP, nb = MIN(GROUP, B - b);
-    int n = gather_block(x, in, b, nb, idx, val);
-    /* 64 outputs at a time: 16 accumulators; Wt's 256 bytes of each listed feature */
+    int n = gather_rows(x + (size_t)b * in, (size_t)in, in, nb, idx, val);
     for (int c0 = 0; c0 < out; c0 += 64) {
-      int w = MIN(64, out - c0);
-      int NV = (w + 15) / 16;
-      __mmask16 last = prunus_lanes_mask(w - 16 * (NV - 1));
-      switch (NV) {
-      case 4:
-        block_outputs(idx, val, n, Wt, bias, out, c0, 4, last, y, b, nb);
-        break;
-      case 3:
-        block_outputs(idx, val, n, Wt, bias, out, c0, 3, last, y, b, nb);
-        break;
-      case 2:
-        block_outputs(idx, val, n, Wt, bias, out, c0, 2, last, y, b, nb);
-        break;
-      default:
-        block_outputs(idx, val, n, Wt, bias, out, c0, 1, last, y, b, nb);
-        break;
-      }
+      __mmask16 last;
+      int NV = chunk_sums(idx, val, n, Wt, out, c0, bias, res, &last);
+      for (int p = 0; p < nb; p++)
+        for (int k = 0; k < NV; k++)
+          _mm512_mask_storeu_ps(y + (size_t)(b + p) * out + c0 + 16 * k,
+                                k == NV - 1 ? last : 0xFFFF, res[p][k]);
     }
   }
   g_free(vals);
