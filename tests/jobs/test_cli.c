@@ -176,6 +176,23 @@ static char *write_config(const char *dir, const char *name, const char *epochs,
   return path;
 }
 
+/* dir/name: the tiny config with one round of magnitude weight pruning at 0.5 and one
+ * epoch of fine-tuning; returns the path and the text (transfer full each). */
+static char *write_run_config(const char *dir, const char *name, const char *epochs,
+                              char **text_out) {
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, epochs, "");
+  *text_out = g_strconcat(base,
+                          "prune = {\n"
+                          "  schedule = { rounds = 1; amount = 0.5; };\n"
+                          "  criterion = { plugin = \"magnitude\"; };\n"
+                          "  granularity = { plugin = \"weight\"; };\n"
+                          "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                          "};\n",
+                          NULL);
+  g_free(base);
+  return testutil_write_file(dir, name, *text_out, strlen(*text_out));
+}
+
 /* A temp folder with the tiny dataset (600 train, 200 test) and tiny.cfg. */
 typedef struct {
   char *dir;
@@ -400,16 +417,8 @@ static void test_run_into_train_folder(Fixture *f, gconstpointer data) {
   char *summary = g_build_filename(run, "summary.json", NULL);
   char *before = NULL;
   g_assert_true(g_file_get_contents(summary, &before, NULL, NULL));
-  char *base = g_strdup_printf(CONFIG_TEMPLATE, G_STRINGIFY(TINY_EPOCHS), "");
-  char *text = g_strconcat(base,
-                           "prune = {\n"
-                           "  schedule = { rounds = 1; amount = 0.5; };\n"
-                           "  criterion = { plugin = \"magnitude\"; };\n"
-                           "  granularity = { plugin = \"weight\"; };\n"
-                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
-                           "};\n",
-                           NULL);
-  char *cfg = testutil_write_file(f->dir, "tiny-run.cfg", text, strlen(text));
+  char *text = NULL;
+  char *cfg = write_run_config(f->dir, "tiny-run.cfg", G_STRINGIFY(TINY_EPOCHS), &text);
   r = run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--quiet", NULL);
   g_assert_cmpint(r.status, ==, 1);
   char *want = g_strdup_printf(
@@ -425,7 +434,6 @@ static void test_run_into_train_folder(Fixture *f, gconstpointer data) {
   g_free(want);
   g_free(cfg);
   g_free(text);
-  g_free(base);
   g_free(before);
   g_free(summary);
   g_free(run);
@@ -505,16 +513,8 @@ static char *run_with_cache(Fixture *f, const char *cfg, const char *run_name, c
  * again), and hits it again once the original images are back (a new file, same bytes). */
 static void test_run_cache_follows_content(Fixture *f, gconstpointer data) {
   (void)data;
-  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
-  char *text = g_strconcat(base,
-                           "prune = {\n"
-                           "  schedule = { rounds = 1; amount = 0.5; };\n"
-                           "  criterion = { plugin = \"magnitude\"; };\n"
-                           "  granularity = { plugin = \"weight\"; };\n"
-                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
-                           "};\n",
-                           NULL);
-  char *cfg = testutil_write_file(f->dir, "cached.cfg", text, strlen(text));
+  char *text = NULL;
+  char *cfg = write_run_config(f->dir, "cached.cfg", "1", &text);
   char *cache = g_build_filename(f->dir, "shared-cache", NULL);
   char *reused = g_strdup_printf("pretrained network reused from %s/", cache);
   static const char pretraining[] = "pretraining 1 epochs";
@@ -552,7 +552,6 @@ static void test_run_cache_follows_content(Fixture *f, gconstpointer data) {
   g_free(cache);
   g_free(cfg);
   g_free(text);
-  g_free(base);
 }
 
 // ----------------------------------------------------------------------------
