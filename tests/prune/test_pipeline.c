@@ -1096,6 +1096,13 @@ static void test_seeds_twice(void) {
                                  "same experiment again; list each seed once",
                                  NULL);
   g_clear_error(&error);
+  /* a negative seed is refused at its element, named as it was given (here --set) */
+  const char *const negative[] = {"seeds=[3, -1]", NULL};
+  o.overrides = negative;
+  g_assert_false(testutil_job_run(&o, &error));
+  testutil_assert_error_contains(
+      error, "--set seeds[1]: seeds[1] = -1 is out of range: must be >= 0", NULL);
+  g_clear_error(&error);
   g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
   g_free(run_dir);
   g_free(cfg);
