@@ -307,13 +307,14 @@ PrunusConfig *prunus_config_load(const char *path, GError **error) {
   /* a config is read twice (its @includes are checked first), which a pipe cannot give
    * (`prunus run <(...)`), and a device (/dev/urandom) would never end: files only */
   GStatBuf st;
-  if (g_stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+  gboolean exists = g_stat(path, &st) == 0;
+  if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
                 "cannot read config file '%s': it is %s, not a file (write it to a file)", path,
                 S_ISFIFO(st.st_mode) ? "a pipe" : "a device");
     return NULL;
   }
-  if (g_stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_BYTES) {
+  if (exists && S_ISREG(st.st_mode) && st.st_size > CONFIG_MAX_BYTES) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
                 "cannot read config file '%s': %lld bytes, more than a config's %d", path,
                 (long long)st.st_size, CONFIG_MAX_BYTES);
@@ -1038,6 +1039,18 @@ char *prunus_config_resolve_path(PrunusConfig *c, const char *path) {
   g_return_val_if_fail(c != NULL && path != NULL, NULL);
   if (g_path_is_absolute(path)) return g_strdup(path);
   return g_build_filename(c->dir, path, NULL);
+}
+
+gboolean prunus_config_fail_missing_path(PrunusConfig *c, const config_setting_t *at,
+                                         const char *key, const char *what, const char *resolved,
+                                         GError **error) {
+  const char *given =
+      at && config_setting_type(at) == CONFIG_TYPE_STRING ? config_setting_get_string(at) : NULL;
+  if (!given || g_path_is_absolute(given))
+    return prunus_config_fail_at(c, at, error, "%s: no %s %s", key, what, resolved);
+  return prunus_config_fail_at(c, at, error,
+                               "%s: no %s %s (\"%s\", relative to the config's folder)", key, what,
+                               resolved, given);
 }
 
 char *prunus_config_dump(PrunusConfig *c) {

@@ -71,6 +71,12 @@ gboolean prunus_config_check_unread(PrunusConfig *c, GError **error);
 /* A path in the config resolved against the config file's folder.
  * (transfer full) */
 char *prunus_config_resolve_path(PrunusConfig *c, const char *path);
+/* Sets error "FILE:LINE: KEY: no WHAT RESOLVED" for the path setting `at` (a string, as
+ * prunus_config_resolve_path resolved it to `resolved`), adding what it was written as
+ * when it was relative to the config's folder. Returns FALSE. */
+gboolean prunus_config_fail_missing_path(PrunusConfig *c, const config_setting_t *at,
+                                         const char *key, const char *what, const char *resolved,
+                                         GError **error);
 
 /* The whole config as libconfig text (after --set), and its SHA-256 in hex.
  * (transfer full) */

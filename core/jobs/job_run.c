@@ -35,16 +35,7 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
     g_free(resolved);
     if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
       /* a mistyped folder would otherwise show only as "no plugin named ..." later */
-      char *where = prunus_config_where(cfg, e);
-      const char *given = config_setting_get_string(e);
-      if (g_path_is_absolute(given))
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: plugin_path: no folder %s",
-                    where, dir);
-      else
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: plugin_path: no folder %s (\"%s\", relative to the config's folder)",
-                    where, dir, given);
-      g_free(where);
+      prunus_config_fail_missing_path(cfg, e, "plugin_path", "folder", dir, error);
       g_free(dir);
       return FALSE;
     }
@@ -331,17 +322,7 @@ static gboolean pretrained_exists(const RunUnit *u, const char *run_dir, GError 
   g_free(inside), g_free(abs_run);
   if (later) return TRUE;
   config_setting_t *key = config_setting_lookup(prunus_config_root(u->job.cfg), "prune.pretrained");
-  char *where = prunus_config_where(u->job.cfg, key);
-  const char *given = key ? config_setting_get_string(key) : path;
-  if (g_path_is_absolute(given))
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.pretrained: no file %s", where,
-                path);
-  else
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.pretrained: no file %s (\"%s\", relative to the config's folder)", where,
-                path, given);
-  g_free(where);
-  return FALSE;
+  return prunus_config_fail_missing_path(u->job.cfg, key, "prune.pretrained", "file", path, error);
 }
 
 /* Open experiment ch as its own job and prepare its pipeline: every config key and

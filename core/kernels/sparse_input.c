@@ -1,5 +1,5 @@
-/* sparse_input.c: a dense layer's weight gradient over the samples where its input is
- * not zero, by groups of 4 neighbouring input features (sparse_input.h); AVX-512. */
+/* sparse_input.c: a dense layer's weight gradient and forward over the nonzero part of
+ * its input, by blocks of 4 features or 4 samples (sparse_input.h); AVX-512. */
 #include "sparse_input.h"
 
 #include "csr.h"
@@ -18,19 +18,20 @@ bool prunus_sparse_input_available(void) {
 /* ------------------------------------------------------------------------ */
 /* density */
 
-static size_t nonzero_groups_scalar(const float *x, int B, int in) {
+/* In a matrix of `lines` lines of `len` values (line l, value i at l * line_step +
+ * i * step), the (block of 4 consecutive lines, position i) pairs where one of the
+ * block's values is nonzero, counted: the weight gradient's groups are blocks of 4
+ * features of each sample (lines: features), the forward's blocks of 4 samples. */
+static size_t nonzero_blocks_scalar(const float *x, int lines, size_t line_step, int len,
+                                    size_t step) {
   size_t n = 0;
-  for (int b = 0; b < B; b++) {
-    const float *row = x + (size_t)b * in;
-    for (int j = 0; j < in; j += GROUP) {
-      int end = MIN(j + GROUP, in);
-      for (int k = j; k < end; k++)
-        if (row[k] != 0.0f) {
+  for (int l = 0; l < lines; l += GROUP)
+    for (int i = 0; i < len; i++)
+      for (int p = l; p < MIN(l + GROUP, lines); p++)
+        if (x[(size_t)p * line_step + (size_t)i * step] != 0.0f) {
           n++;
           break;
         }
-    }
-  }
   return n;
 }
 
@@ -48,19 +49,6 @@ __attribute__((target("avx512f"))) static size_t nonzero_groups_avx512(const flo
       n += (size_t)__builtin_popcount((m | m >> 1 | m >> 2 | m >> 3) & 0x1111u);
     }
   }
-  return n;
-}
-
-/* Features where some sample of each block of 4 is nonzero, summed over the blocks. */
-static size_t nonzero_blocks_scalar(const float *x, int B, int in) {
-  size_t n = 0;
-  for (int b = 0; b < B; b += GROUP)
-    for (int j = 0; j < in; j++)
-      for (int p = b; p < MIN(b + GROUP, B); p++)
-        if (x[(size_t)p * in + j] != 0.0f) {
-          n++;
-          break;
-        }
   return n;
 }
 
@@ -83,8 +71,9 @@ double prunus_sparse_input_sample_density(const float *x, int B, int in) {
   g_return_val_if_fail(x != NULL || B == 0 || in == 0, 1.0);
   size_t pairs = (size_t)((B + GROUP - 1) / GROUP) * (size_t)in;
   if (pairs == 0) return 0.0;
-  size_t n = prunus_csr_level() >= PRUNUS_CSR_AVX512 ? nonzero_blocks_avx512(x, B, in)
-                                                     : nonzero_blocks_scalar(x, B, in);
+  size_t n = prunus_csr_level() >= PRUNUS_CSR_AVX512
+                 ? nonzero_blocks_avx512(x, B, in)
+                 : nonzero_blocks_scalar(x, B, (size_t)in, in, 1);
   return (double)n / (double)pairs;
 }
 
@@ -92,8 +81,9 @@ double prunus_sparse_input_density(const float *x, int B, int in) {
   g_return_val_if_fail(x != NULL || B == 0 || in == 0, 1.0);
   size_t pairs = (size_t)B * (size_t)((in + GROUP - 1) / GROUP);
   if (pairs == 0) return 0.0;
-  size_t n = prunus_csr_level() >= PRUNUS_CSR_AVX512 ? nonzero_groups_avx512(x, B, in)
-                                                     : nonzero_groups_scalar(x, B, in);
+  size_t n = prunus_csr_level() >= PRUNUS_CSR_AVX512
+                 ? nonzero_groups_avx512(x, B, in)
+                 : nonzero_blocks_scalar(x, in, 1, B, (size_t)in);
   return (double)n / (double)pairs;
 }
 
@@ -119,8 +109,8 @@ __attribute__((target("avx512f"))) static int gather_rows(const float *row0, siz
                        : _mm512_setzero_ps();
       any |= _mm512_cmpneq_ps_mask(v[p], _mm512_setzero_ps());
     }
-    /* compress into a register, then store it whole: Zen 4 runs a compressing store
-     * to memory dozens of times slower */
+    /* compress into a register, then store it whole: a compressing store to memory is
+     * microcoded on some CPUs (docs/perf-log.md) */
     _mm512_storeu_si512(
         idx + n, _mm512_maskz_compress_epi32(any, _mm512_add_epi32(_mm512_set1_epi32(i), lane)));
     for (int p = 0; p < GROUP; p++)

@@ -1,6 +1,6 @@
-/* sparse_input.h: the weight gradient of a dense layer whose input is zero in runs that
- * neighbouring features share, as an image's background pixels are: summed only over
- * the samples where a group of 4 consecutive input features is not all zero. */
+/* sparse_input.h: the weight gradient and forward of a dense layer whose input is zero
+ * in runs that neighbouring features share, as an image's background pixels are: sums
+ * only over the samples (features) where a block of 4 features (samples) is not all zero. */
 #ifndef PRUNUS_SPARSE_INPUT_H
 #define PRUNUS_SPARSE_INPUT_H
 
@@ -16,13 +16,12 @@ G_BEGIN_DECLS
 /* Largest batch: the kernel keeps one group's nonzero samples on the stack. */
 #define PRUNUS_SPARSE_INPUT_MAX_BATCH 1024
 /* Smallest batch the layers take the kernels for: below it transposing W per call
- * costs more than the skipped zeros save (784 -> 300 at batch 4: 54 µs against sgemm's
- * 32; even at 16). */
+ * costs more than the skipped zeros save (docs/perf-log.md). */
 #define PRUNUS_SPARSE_INPUT_MIN_BATCH 32
 /* The layer takes this kernel instead of sgemm when at most this share of its (sample,
- * group) pairs has a nonzero. A pair costs about 0.9 of what sgemm pays per sample and
- * feature group, so the kernel wins below about 0.95 of them, transposing the input
- * included; the margin leaves room for CPUs whose sgemm does better. */
+ * group) pairs has a nonzero: a pair costs a little less than sgemm's share of the same
+ * work, and the margin leaves room for CPUs whose sgemm does better (measured in
+ * docs/perf-log.md). */
 #define PRUNUS_SPARSE_INPUT_MAX_DENSITY 0.75
 
 /* The share of (sample, group) pairs of x (B, in) row-major with a nonzero: group g is
@@ -32,8 +31,8 @@ double prunus_sparse_input_density(const float *x, int B, int in);
  * pairs where one of the block's samples is nonzero (the last block cut at B). */
 double prunus_sparse_input_sample_density(const float *x, int B, int in);
 /* The forward takes its kernel when at most this share of (block, feature) pairs is
- * nonzero: a pair costs about 0.9 of sgemm's share, and the weights' transpose about
- * a tenth of the product (on Fashion-MNIST 79% of the pairs are nonzero). */
+ * nonzero: a pair costs a little less than sgemm's share, and the weights' transpose
+ * adds about a tenth of the product (docs/perf-log.md). */
 #define PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY 0.85
 
 /* TRUE when prunus_sparse_input_wgrad runs here: the CPU has AVX-512F, the CSR kernels

@@ -49,6 +49,16 @@ size_t prunus_dense_sparse_input_floats(const PrunusLayer *l, int B) {
   return (size_t)l->in.c * l->out.c + (size_t)B * l->in.c;
 }
 
+/* The layer's room for the sparse-input kernels when they may take this batch (lent by
+ * prunus_train for batches up to its own; NULL: sgemm). Whether they do is the input's
+ * density, which forward and backward each measure for their own kernel. */
+static float *sparse_input_room(const PrunusLayer *l, int B) {
+  return l->sparse_input && B >= PRUNUS_SPARSE_INPUT_MIN_BATCH &&
+                 B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && prunus_sparse_input_available()
+             ? l->sparse_input
+             : NULL;
+}
+
 /* Forward split over the layer's team (NULL: one part): each thread writes the bias
  * into its block of y, then adds x W^T over that block, while the block is in cache. */
 typedef struct {
@@ -92,14 +102,12 @@ static void dense_forward(const PrunusLayer *l, const float *params, const float
     return;
   }
   /* An input mostly zero in runs sums each output only over the features where one of
-   * 4 samples is not zero; the scratch was sized for batches the kernels take */
-  const float *Wt = NULL;
-  if (l->sparse_input && B >= PRUNUS_SPARSE_INPUT_MIN_BATCH && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH &&
-      prunus_sparse_input_available() &&
-      prunus_sparse_input_sample_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY) {
-    prunus_transpose(W, out, in, l->sparse_input);
-    Wt = l->sparse_input;
-  }
+   * 4 samples is not zero */
+  float *Wt = sparse_input_room(l, B);
+  if (Wt && prunus_sparse_input_sample_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY)
+    prunus_transpose(W, out, in, Wt);
+  else
+    Wt = NULL;
   DenseForwardCall c = {{false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out}, b, Wt};
   prunus_team_run(l->team, dense_forward_part, &c);
 }
@@ -149,15 +157,11 @@ static void dense_backward(const PrunusLayer *l, const float *params, float *gra
   }
   int in = l->in.c, out = l->out.c;
   const float *W = params + l->w_off; /* (out, in) */
-  /* An input mostly zero in runs (an image's background) sums dW only where it is not:
-   * the scratch was sized for batches the kernel takes */
-  const float *xT = NULL;
-  if (l->sparse_input && B >= PRUNUS_SPARSE_INPUT_MIN_BATCH && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH &&
-      prunus_sparse_input_available() &&
-      prunus_sparse_input_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_DENSITY) {
-    float *at = l->sparse_input + (size_t)in * out; /* past the forward's Wt */
-    prunus_transpose(x, B, in, at);
-    xT = at;
+  /* An input mostly zero in runs (an image's background) sums dW only where it is not */
+  float *room = sparse_input_room(l, B), *xT = NULL;
+  if (room && prunus_sparse_input_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_DENSITY) {
+    xT = room + (size_t)in * out; /* past the forward's Wt */
+    prunus_transpose(x, B, in, xT);
   }
   DenseBackwardCall c = {
       /* onto zeroed gradients, beta 1 spares BLAS its pass that clears dW */
