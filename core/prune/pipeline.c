@@ -36,7 +36,8 @@ struct PrunusPipeline {
   PrunusViewSet vs;   /* the view plugins see: of dense_ref until m exists, then of m */
   gboolean *prunable; /* (n_layers) */
   int round;
-  int train_calls; /* prunus_train calls so far in round train_calls_round */
+  gboolean resuming; /* while resume() reads what an earlier run left */
+  int train_calls;   /* prunus_train calls so far in round train_calls_round */
   int train_calls_round;
   PrunusEpochLog log;
   GArray *rounds;       /* PrunusRoundMetrics */
@@ -1086,6 +1087,30 @@ out_free:
 
 /* Pick up an interrupted experiment after its last finished round. Returns the
  * next round to run, or -1 on error. */
+/* Round k's checkpoint and θ file into p->m, p->theta0 and p->thetak. */
+static gboolean load_round(Pipeline *p, int k, GError **error) {
+  const PrunusExperiment *exp = &p->exp;
+  const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
+  char *path = g_build_filename(exp->run_dir, rm->checkpoint, NULL);
+  char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, k);
+  g_clear_pointer(&p->m, prunus_model_free);
+  p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
+  /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
+  if (p->m) p->m->arch.init = exp->rc->arch.init;
+  gboolean ok = p->m && read_thetas(p, theta, error);
+  if (!ok) g_clear_pointer(&p->m, prunus_model_free);
+  g_free(theta);
+  g_free(path);
+  return ok;
+}
+
+/* The rounds summary.json records, then the model to go on from: the round after
+ * which to continue (rounds + 1 when the experiment is complete), 0 when pretraining
+ * must run again, -1 after an error. The newest round whose checkpoint and θ file read
+ * back is where the run goes on. One that cannot be read (a disk fault, a hand edit:
+ * writes are atomic, so an interrupt never leaves one) is redone from the round
+ * before it, which gives the same results, with a warning, instead of stopping a run
+ * whose earlier rounds are intact. */
 static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   int n = (int)prunus_json_length(rounds);
@@ -1103,19 +1128,23 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
     g_array_append_val(p->rounds, rm);
   }
   if (n > p->pc->rounds) return n;
-  const PrunusRoundMetrics *last = &g_array_index(p->rounds, PrunusRoundMetrics, n - 1);
-  char *path = g_build_filename(exp->run_dir, last->checkpoint, NULL);
-  char *theta =
-      g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, n - 1);
-  p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
-  /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
-  if (p->m) p->m->arch.init = exp->rc->arch.init;
-  gboolean ok = p->m && read_thetas(p, theta, error);
-  g_free(theta);
-  g_free(path);
-  if (ok && !exp->quiet)
-    printf("%s: resuming after round %d of %d\n", exp->name, n - 1, p->pc->rounds);
-  return ok ? n : -1;
+  int k = n - 1;
+  for (; k >= 0; k--) {
+    GError *local = NULL;
+    if (load_round(p, k, &local)) break;
+    if (k > 0)
+      g_printerr("prunus: warning: %s: %s; redoing round %d from round %d's checkpoint\n",
+                 exp->name, local->message, k, k - 1);
+    else
+      g_printerr("prunus: warning: %s: %s; pretraining again\n", exp->name, local->message);
+    g_clear_error(&local);
+  }
+  for (guint i = (guint)(k + 1); i < p->rounds->len; i++)
+    prunus_round_metrics_clear(&g_array_index(p->rounds, PrunusRoundMetrics, i));
+  g_array_set_size(p->rounds, (guint)(k + 1));
+  if (k >= 0 && !exp->quiet)
+    printf("%s: resuming after round %d of %d\n", exp->name, k, p->pc->rounds);
+  return k + 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1204,6 +1233,48 @@ static gboolean check_post_training(Pipeline *p, GError **error) {
   return ok;
 }
 
+/* The plugins' own check() ops (plugin.h revision 6): the criterion's, then the
+ * granularity's, on the current view, before any data is read. */
+static gboolean check_ops(Pipeline *p, uint32_t produces, uint32_t accepts, GError **error) {
+  const PrunusPruneConfig *pc = p->pc;
+  const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
+  prunus_host_call_begin(p->crit, "needs()");
+  uint32_t needs = cd->criterion->needs(prunus_host_state(p->crit));
+  prunus_host_call_end(p->crit);
+  const PrunusCheckInfo info = {.scope = pc->scope,
+                                .rounds = pc->rounds,
+                                .target = pc->final_target,
+                                .pattern_n = p->pattern_n,
+                                .pattern_m = p->pattern_m,
+                                .needs = needs,
+                                .produces = produces,
+                                .accepts = accepts,
+                                .criterion = pc->criterion_name,
+                                .granularity = pc->granularity_name,
+                                .retrain = pc->retrain_name};
+  struct {
+    PrunusHost *h;
+    int (*check)(void *, const PrunusModelView *, const PrunusCheckInfo *);
+    config_setting_t *group;
+  } ops[] = {{p->crit, cd->criterion->check, pc->criterion},
+             {p->gran, gd->granularity->check, pc->granularity}};
+  for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
+    if (!ops[i].check) continue;
+    prunus_host_call_begin(ops[i].h, "check()");
+    int rc = ops[i].check(prunus_host_state(ops[i].h), &p->vs.view, &info);
+    prunus_host_call_end(ops[i].h);
+    if (rc != 0) {
+      prunus_host_set_failure(ops[i].h, "check() failed", error);
+      char *where =
+          prunus_config_where(p->exp.cfg, config_setting_get_member(ops[i].group, "plugin"));
+      g_prefix_error(error, "%s: ", where);
+      g_free(where);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 /* The three instances, each created on the current view (create() reads and checks its
  * settings), then what only all of them together tell: keys no one read, and whether
  * the granularity takes a kind of score the criterion produces. */
@@ -1238,7 +1309,7 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
     g_free(where);
     return FALSE;
   }
-  return check_post_training(p, error);
+  return check_post_training(p, error) && check_ops(p, produces, accepts, error);
 }
 
 /* Destroy the instances and free the models, θ and the rounds read or measured: what
@@ -1309,15 +1380,18 @@ static gboolean run_rounds(Pipeline *p, GError **error) {
   gint64 t0 = g_get_monotonic_time();
   prunus_plugin_guard_set_round(0);
   if (resuming) {
+    p->resuming = TRUE;
     first_round = resume(p, done, error);
     if (first_round < 0) return FALSE;
+    p->resuming = FALSE;
     if (first_round > pc->rounds) {
       if (!exp->quiet) printf("%s: already complete, skipped\n", exp->name);
       return TRUE;
     }
-  } else if (!pretrain(p, error)) {
-    return FALSE;
+    resuming = first_round > 0; /* 0: not even round 0's checkpoint reads back */
+    first_round = MAX(first_round, 1);
   }
+  if (!resuming && !pretrain(p, error)) return FALSE;
   /* from here on the plugins see the model instead of the configured architecture */
   prunus_view_clear(&p->vs);
   prunus_view_build(&p->vs, p->m, p->prunable);
@@ -1395,7 +1469,9 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
     ok = run_rounds(p, error);
     /* a plugin's or a round's error says where, as a crash's message does */
     if (!ok && error && *error) {
-      if (p->round == 0)
+      if (p->resuming)
+        g_prefix_error(error, "experiment '%s', resuming: ", exp->name);
+      else if (p->round == 0)
         g_prefix_error(error, "experiment '%s', pretraining: ", exp->name);
       else
         g_prefix_error(error, "experiment '%s', round %d: ", exp->name, p->round);

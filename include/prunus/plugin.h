@@ -93,6 +93,8 @@
  *      PrunusScores.group_scores.
  *   5  reconstruction towards the unpruned network: PRUNUS_NEED_INPUT_CROSS and
  *      PrunusCalibStep.input_cross.
+ *   6  checks before any data is read: PrunusCriterionOps.check,
+ *      PrunusGranularityOps.check and PrunusCheckInfo.
  */
 #ifndef PRUNUS_PLUGIN_H
 #define PRUNUS_PLUGIN_H
@@ -108,7 +110,7 @@ extern "C" {
  * its own. Changed only on a break (G5 above). */
 #define PRUNUS_PLUGIN_ABI_VERSION 1u
 /* This header's revision within the family (see "Revisions" above). */
-#define PRUNUS_PLUGIN_REVISION 5u
+#define PRUNUS_PLUGIN_REVISION 6u
 
 #if defined(_WIN32)
 #define PRUNUS_PLUGIN_EXPORT __declspec(dllexport)
@@ -349,6 +351,26 @@ typedef struct {
   uint8_t *const *remove_units;   /* [layer] (n_units): 1 = remove the whole unit */
 } PrunusPlan;
 
+/* What a check() op is told of the experiment besides the model (revision 6; a
+ * host-to-plugin struct, G2: it grows by appending). */
+typedef struct {
+  PrunusScope scope; /* prune.schedule.scope */
+  int rounds;        /* the schedule's rounds */
+  double target;     /* the sparsity the whole schedule asks for (after the last round) */
+  /* the granularity's fixed pattern (its pattern() op): pattern_n of every pattern_m
+   * weights along fan_in; 0 and 0 = none */
+  int pattern_n, pattern_m;
+  uint32_t needs;    /* the criterion's needs() */
+  uint32_t produces; /* the criterion's produces() */
+  /* the granularity's accepts(). One that accepts PRUNUS_SCORES_UNIT or
+   * PRUNUS_SCORES_GROUP ranks whole units (the shipped neuron and channel), whose
+   * removal shrinks the layers; one that accepts only PRUNUS_SCORES_WEIGHT masks
+   * single weights (weight, nm) and leaves every shape as it is. */
+  uint32_t accepts;
+  /* the experiment's plugin names (prune.criterion, .granularity, .retrain) */
+  const char *criterion, *granularity, *retrain;
+} PrunusCheckInfo;
+
 /* ------------------------------------------------------------------------ */
 /* Host services: an append-only table (G2). The host fills every member it has
  * except the retrain services of other kinds (see below). The table stays valid
@@ -498,6 +520,20 @@ typedef struct {
    * criterion MAY rewrite the layer's surviving weights with
    * services->set_weights (OBS/SparseGPT-style reconstruction). */
   int (*update)(void *state, const PrunusModelView *model, int layer);
+
+  /* ---- appended in revision 6 (optional: NULL = nothing to check) ---- */
+
+  /* Whether this criterion can work on this model in this experiment, asked before
+   * any data is read or any training starts: return non-zero after set_error()
+   * naming what to change (a layer type it cannot score, a missing batchnorm, a
+   * granularity it cannot work with), and the run stops at once instead of failing
+   * in round 1 after pretraining. Called once per instance, after create() and the
+   * host's own checks (needs, scores, scope); model is the architecture as
+   * configured: its layers, graph, groups, batchnorm nodes and which layers are
+   * prunable are the run's, its weights are not yet trained (judge shapes, never
+   * values). The host also calls it on the instance it creates for checking and
+   * destroys unused, so keep nothing from it that later calls need. */
+  int (*check)(void *state, const PrunusModelView *model, const PrunusCheckInfo *info);
 } PrunusCriterionOps;
 
 typedef struct {
@@ -520,6 +556,12 @@ typedef struct {
    * passes the pattern to criteria in the plan request. Leaving both 0 = none.
    * Called once after create(); MUST give the same answer for an instance. */
   void (*pattern)(void *state, int *n, int *m);
+
+  /* ---- appended in revision 6 (optional: NULL = nothing to check) ---- */
+
+  /* As PrunusCriterionOps.check, for the granularity (e.g. a model with no layer of
+   * the kind it removes). */
+  int (*check)(void *state, const PrunusModelView *model, const PrunusCheckInfo *info);
 } PrunusGranularityOps;
 
 typedef struct {

@@ -50,6 +50,27 @@ static uint32_t bn_scale_produces(void *state) {
   return PRUNUS_SCORES_UNIT;
 }
 
+/* 0 when layer l has a batchnorm after it or is not scored (excluded or the output
+ * layer), else -1 after set_error naming it. */
+static int bn_scale_layer_ok(const BnScale *b, const PrunusModelView *model, int l) {
+  const PrunusLayerView *layer = &model->layers[l];
+  if (model->layer_norm_node[l] >= 0 || !layer->prunable || layer->is_output) return 0;
+  b->services->set_error(b->host,
+                         "layer %s (%s) has no batchnorm after it, and bn-scale scores a unit "
+                         "by the |scale| of the batchnorm that normalises it; exclude the "
+                         "layer with prune.layers or choose another criterion",
+                         layer->name, layer->type);
+  return -1;
+}
+
+/* Before any data (revision 6 hosts): every scored layer has its batchnorm. */
+static int bn_scale_check(void *state, const PrunusModelView *model, const PrunusCheckInfo *info) {
+  (void)info;
+  for (int l = 0; l < model->n_layers; l++)
+    if (bn_scale_layer_ok(state, model, l) != 0) return -1;
+  return 0;
+}
+
 /* Unit u of layer l: |gamma_u| of the batchnorm reading l. The output layer and layers
  * excluded from pruning score 0 (the host ignores them). */
 static int bn_scale_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
@@ -58,18 +79,11 @@ static int bn_scale_score(void *state, const PrunusModelView *model, PrunusScore
     const PrunusLayerView *layer = &model->layers[l];
     float *us = scores->unit_scores ? scores->unit_scores[l] : NULL;
     if (!us) continue;
+    if (bn_scale_layer_ok(b, model, l) != 0) return -1;
     const int node = model->layer_norm_node[l];
     if (node < 0) {
-      if (!layer->prunable || layer->is_output) {
-        for (int u = 0; u < layer->n_units; u++) us[u] = 0.0f;
-        continue;
-      }
-      b->services->set_error(b->host,
-                             "layer %s (%s) has no batchnorm after it, and bn-scale scores a unit "
-                             "by the |scale| of the batchnorm that normalises it; exclude the "
-                             "layer with prune.layers or choose another criterion",
-                             layer->name, layer->type);
-      return -1;
+      for (int u = 0; u < layer->n_units; u++) us[u] = 0.0f;
+      continue;
     }
     const float *gamma = model->node_norm_scale[node];
     for (int u = 0; u < layer->n_units; u++) us[u] = fabsf(gamma[u]);
@@ -85,6 +99,7 @@ static const PrunusCriterionOps bn_scale_ops = {
     .produces = bn_scale_produces,
     .observe = NULL,
     .score = bn_scale_score,
+    .check = bn_scale_check,
 };
 
 static const PrunusPluginDesc bn_scale_desc = {
@@ -92,7 +107,7 @@ static const PrunusPluginDesc bn_scale_desc = {
     .size = sizeof(PrunusPluginDesc),
     .kind = PRUNUS_PLUGIN_CRITERION,
     .name = "bn-scale",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary = "unit score: |gamma| of the batchnorm after a conv/dense unit (network slimming)",
     .create = bn_scale_create,
     .destroy = bn_scale_destroy,

@@ -537,12 +537,36 @@ static int sg_update(void *state, const PrunusModelView *model, int l) {
   return rc;
 }
 
+/* Before any data (revision 6 hosts): a granularity whose plans keep every shape, and
+ * a pattern the sweep's 64-column groups hold. */
+static int sg_check(void *state, const PrunusModelView *model, const PrunusCheckInfo *info) {
+  const Sg *s = state;
+  (void)model;
+  if (info->accepts & (PRUNUS_SCORES_UNIT | PRUNUS_SCORES_GROUP)) {
+    s->svc->set_error(s->host,
+                      "prune.granularity '%s' removes whole units, but sparsegpt rewrites the "
+                      "surviving weights of a layer whose shape stays as scored: choose a "
+                      "weight-level granularity (weight, nm)",
+                      info->granularity);
+    return -1;
+  }
+  if (info->pattern_m > 64) {
+    s->svc->set_error(s->host,
+                      "prune.granularity '%s' has the pattern %d:%d, whose groups are over 64 "
+                      "columns; sparsegpt takes M <= 64",
+                      info->granularity, info->pattern_n, info->pattern_m);
+    return -1;
+  }
+  return 0;
+}
+
 static const PrunusCriterionOps sg_ops = {
     .needs = sg_needs,
     .produces = sg_produces,
     .observe = sg_observe,
     .score = sg_score,
     .update = sg_update,
+    .check = sg_check,
 };
 
 static const PrunusPluginDesc sg_desc = {
@@ -550,8 +574,8 @@ static const PrunusPluginDesc sg_desc = {
     .size = sizeof(PrunusPluginDesc),
     .kind = PRUNUS_PLUGIN_CRITERION,
     .name = "sparsegpt",
-    /* 1.1.0: target "original", the default when sequential */
-    .version = "1.1.0",
+    /* 1.1.0: target "original", the default when sequential; 1.2.0: check() */
+    .version = "1.2.0",
     .summary =
         "SparseGPT: OBS mask selection and weight reconstruction from input Gram "
         "matrices, toward the unpruned network's output (target)",

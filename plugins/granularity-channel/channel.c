@@ -48,15 +48,8 @@ static uint32_t channel_accepts(void *state) {
 // ----------------------------------------------------------------------------
 // The plan
 
-/* Same semantics as `neuron` restricted to conv2d layers: global scope ranks the
- * channels of all prunable conv layers together (each layer's scores divided by
- * its mean when normalize is on), layer scope ranks each conv layer alone;
- * max_sparsity caps each layer; a plan that would empty a layer is refused.
- * create() cannot see the model, so a model with no prunable conv2d layer is
- * refused here. */
-static int channel_plan(void *state, const PrunusModelView *model, const PrunusScores *scores,
-                        const PrunusPlanRequest *req, PrunusPlan *plan) {
-  const ChannelGran *g = state;
+/* 0 when the model has a prunable conv2d layer, else -1 after set_error. */
+static int channel_model_ok(const ChannelGran *g, const PrunusModelView *model) {
   int n_conv = 0, n_prunable = 0;
   for (int l = 0; l < model->n_layers; l++) {
     const PrunusLayerView *layer = &model->layers[l];
@@ -77,6 +70,25 @@ static int channel_plan(void *state, const PrunusModelView *model, const PrunusS
                                 n_conv);
     return -1;
   }
+  return 0;
+}
+
+/* Before any data (revision 6 hosts): the model has something to prune. */
+static int channel_check(void *state, const PrunusModelView *model, const PrunusCheckInfo *info) {
+  (void)info;
+  return channel_model_ok(state, model);
+}
+
+/* Same semantics as `neuron` restricted to conv2d layers: global scope ranks the
+ * channels of all prunable conv layers together (each layer's scores divided by
+ * its mean when normalize is on), layer scope ranks each conv layer alone;
+ * max_sparsity caps each layer; a plan that would empty a layer is refused.
+ * A host older than revision 6 never calls check(), so the plan checks the model
+ * again. */
+static int channel_plan(void *state, const PrunusModelView *model, const PrunusScores *scores,
+                        const PrunusPlanRequest *req, PrunusPlan *plan) {
+  const ChannelGran *g = state;
+  if (channel_model_ok(g, model) != 0) return -1;
   if (rank_use_groups(&g->rank, model, scores))
     return rank_plan_groups(&g->rank, model, scores, req, plan);
   return rank_plan_units(&g->rank, model, scores, req, plan);
@@ -88,6 +100,7 @@ static int channel_plan(void *state, const PrunusModelView *model, const PrunusS
 static const PrunusGranularityOps channel_ops = {
     .accepts = channel_accepts,
     .plan = channel_plan,
+    .check = channel_check,
 };
 
 static const PrunusPluginDesc channel_desc = {
@@ -95,13 +108,13 @@ static const PrunusPluginDesc channel_desc = {
     .size = sizeof(PrunusPluginDesc),
     .kind = PRUNUS_PLUGIN_GRANULARITY,
     .name = "channel",
-    .version = "1.1.0",
+    .version = "1.2.0",
     .summary =
         "structured: remove whole conv2d output channels (filters, or coupled channel "
         "groups in graphs); dense layers untouched",
     .create = channel_create,
     .destroy = channel_destroy,
-    .granularity = &channel_ops,
+    PRUNUS_PLUGIN_OPS(granularity, channel_ops),
 };
 
 PRUNUS_PLUGIN_EXPORT const PrunusPluginDesc *prunus_plugin_describe(uint32_t index) {

@@ -884,16 +884,37 @@ static void test_channel_refuses_empty(void) {
   channel_free(&g);
 }
 
+/* check() (revision 6, before any data) and plan() (older hosts) both refuse a model
+ * with no prunable conv2d layer. */
+static int channel_check(Gran *g, ConvView *v) {
+  const PrunusCheckInfo info = {.scope = PRUNUS_SCOPE_GLOBAL,
+                                .rounds = 1,
+                                .target = 0.5,
+                                .accepts = PRUNUS_SCORES_UNIT | PRUNUS_SCORES_WEIGHT,
+                                .criterion = "magnitude",
+                                .granularity = "channel",
+                                .retrain = "finetune"};
+  fakehost_clear_error(g->h);
+  g_assert_nonnull(g->desc->granularity->check);
+  return g->desc->granularity->check(g->state, &v->view, &info);
+}
+
 static void test_channel_no_conv(void) {
   Gran g = channel_new(NULL, NULL);
   channel_create_ok(&g);
   ConvView v;
+  conv_view_init(&v, TRUE);
+  g_assert_cmpint(channel_check(&g, &v), ==, 0);
   conv_view_init(&v, FALSE); /* all dense */
+  g_assert_cmpint(channel_check(&g, &v), !=, 0);
+  g_assert_nonnull(strstr(fakehost_error(g.h), "no conv2d layer to prune: the model has none"));
   const double la[] = {1, 1, 1, 1}, ms[] = {1, 1, 1, 1};
   g_assert_cmpint(channel_plan(&g, &v, PRUNUS_SCOPE_GLOBAL, 0.5, la, ms), !=, 0);
   g_assert_nonnull(strstr(fakehost_error(g.h), "no conv2d layer to prune"));
   conv_view_init(&v, TRUE); /* conv layers, all excluded */
   v.layers[0].prunable = v.layers[1].prunable = 0;
+  g_assert_cmpint(channel_check(&g, &v), !=, 0);
+  g_assert_nonnull(strstr(fakehost_error(g.h), "excludes all 2 of them"));
   const double la0[] = {0, 0, 1, 1};
   g_assert_cmpint(channel_plan(&g, &v, PRUNUS_SCOPE_GLOBAL, 0.5, la0, ms), !=, 0);
   g_assert_nonnull(strstr(fakehost_error(g.h), "no conv2d layer to prune"));

@@ -810,6 +810,34 @@ static void test_sparsegpt_target_by_revision(void) {
   plugin_unload(&l);
 }
 
+/* sparsegpt's check() (revision 6): a granularity that ranks units, or a pattern over
+ * 64 columns, is refused before any data; weight-level granularities pass. */
+static void test_sparsegpt_check(void) {
+  Loaded l = plugin_load("sparsegpt", PRUNUS_PLUGIN_CRITERION);
+  PrunusHost *h = fakehost_new(1, FALSE);
+  fakehost_set_revision(h, 6);
+  void *state = plugin_create_ok(&l, h);
+  g_assert_nonnull(l.desc->criterion->check);
+  const PrunusModelView empty = {0};
+  PrunusCheckInfo info = {.scope = PRUNUS_SCOPE_LAYER,
+                          .accepts = PRUNUS_SCORES_WEIGHT,
+                          .criterion = "sparsegpt",
+                          .granularity = "weight"};
+  g_assert_cmpint(l.desc->criterion->check(state, &empty, &info), ==, 0);
+  info.pattern_n = 2, info.pattern_m = 4, info.granularity = "nm";
+  g_assert_cmpint(l.desc->criterion->check(state, &empty, &info), ==, 0);
+  info.pattern_n = 2, info.pattern_m = 128;
+  g_assert_cmpint(l.desc->criterion->check(state, &empty, &info), !=, 0);
+  g_assert_nonnull(strstr(fakehost_error(h), "2:128"));
+  info.pattern_n = info.pattern_m = 0, info.granularity = "neuron";
+  info.accepts = PRUNUS_SCORES_UNIT | PRUNUS_SCORES_WEIGHT;
+  g_assert_cmpint(l.desc->criterion->check(state, &empty, &info), !=, 0);
+  g_assert_nonnull(strstr(fakehost_error(h), "'neuron' removes whole units"));
+  plugin_destroy(&l, state);
+  fakehost_free(h);
+  plugin_unload(&l);
+}
+
 static void test_rewind(void) {
   /* defaults: θ0, then train.epochs epochs at the config's rate */
   Instance in = retrain_round("rewind", 10, NULL);
@@ -992,6 +1020,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/plugins/retrain/lr-rewind", test_lr_rewind);
   g_test_add_func("/plugins/retrain/needs-revision-2", test_retrain_needs_revision2);
   g_test_add_func("/plugins/posttrain/needs-revision-3", test_posttrain_needs_revision3);
+  g_test_add_func("/plugins/posttrain/sparsegpt-check", test_sparsegpt_check);
   g_test_add_func("/plugins/posttrain/sparsegpt-target-by-revision",
                   test_sparsegpt_target_by_revision);
   g_test_add_func("/plugins/broken-fixtures", test_broken_fixtures);

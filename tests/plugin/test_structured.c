@@ -683,6 +683,8 @@ static void test_bn_scale(void) {
   GError *error = NULL;
   Inst *c = inst_new(PRUNUS_PLUGIN_CRITERION, "plugin = \"bn-scale\";", &vs, &error);
   g_assert_no_error(error);
+  const PrunusCheckInfo ok_info = {.accepts = PRUNUS_SCORES_UNIT, .criterion = "bn-scale"};
+  g_assert_cmpint(c->desc->criterion->check(prunus_host_state(c->host), &vs.view, &ok_info), ==, 0);
   Bufs b = bufs_new(&vs.view, PRUNUS_SCORES_UNIT);
   crit_score(c, m, &vs, NULL, 0, 0, &b);
   int conv1 = view_of(&vs, find_layer(m, "conv1")),
@@ -723,6 +725,14 @@ static void test_bn_scale(void) {
   prunus_host_set_failure(c->host, "score() failed", &error);
   testutil_assert_error_contains(error, "bn-scale", "layer 0 (conv2d) has no batchnorm after it",
                                  "prune.layers", NULL);
+  g_clear_error(&error);
+  /* the same before any data, from check() (revision 6) */
+  const PrunusCheckInfo info = {.accepts = PRUNUS_SCORES_UNIT, .criterion = "bn-scale"};
+  g_assert_nonnull(c->desc->criterion->check);
+  g_assert_cmpint(c->desc->criterion->check(prunus_host_state(c->host), &vs.view, &info), !=, 0);
+  prunus_host_set_failure(c->host, "check() failed", &error);
+  testutil_assert_error_contains(error, "bn-scale", "check() failed",
+                                 "layer 0 (conv2d) has no batchnorm after it", NULL);
   g_clear_error(&error);
   bufs_free(&b);
   inst_free(c);

@@ -705,6 +705,71 @@ static void test_kill_and_resume(void) {
   g_free(ref);
 }
 
+/* Keep the first `keep` rounds of summary.json's one experiment, as a run stopped after
+ * round keep - 1 leaves it. */
+static void keep_rounds(const char *run_dir, size_t keep) {
+  PrunusJson *s = read_json(run_dir, "summary.json");
+  PrunusJson *exp = (PrunusJson *)prunus_json_index(prunus_json_get(s, "experiments"), 0);
+  const PrunusJson *rounds = prunus_json_get(exp, "rounds");
+  g_assert_cmpuint(prunus_json_length(rounds), >, keep);
+  PrunusJson *kept = prunus_json_new_array();
+  for (size_t i = 0; i < keep; i++) {
+    char *text = prunus_json_to_string(prunus_json_index(rounds, i), 0);
+    prunus_json_array_add(kept, prunus_json_parse(text, strlen(text), NULL));
+    g_free(text);
+  }
+  prunus_json_object_set(exp, "rounds", kept);
+  char *text = prunus_json_to_string(s, 2);
+  char *path = g_build_filename(run_dir, "summary.json", NULL);
+  g_assert_true(g_file_set_contents(path, text, -1, NULL));
+  g_free(path);
+  g_free(text);
+  prunus_json_free(s);
+}
+
+/* A resumed run whose newest checkpoint cannot be read (a disk fault or a hand edit)
+ * redoes that round from the one before, or pretrains again when round 0's files are
+ * the unreadable ones, and ends with the results of an uninterrupted run. */
+static void test_resume_unreadable_checkpoint(void) {
+  static const Setup s = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;",
+                          "",       ""};
+  char *ref = run_ok("unreadable-ref", &s);
+  char *run_dir = run_ok("unreadable", &s);
+  char *cfg = write_config("unreadable", &s);
+  static const struct {
+    size_t keep;      /* rounds summary.json keeps */
+    const char *file; /* the file then overwritten */
+  } cases[] = {{3, "round-02.safetensors"}, {1, "round-00.theta.safetensors"}};
+  for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+    keep_rounds(run_dir, cases[c].keep);
+    char *path = g_build_filename(run_dir, "tiny", cases[c].file, NULL);
+    g_assert_true(g_file_set_contents(path, "not a safetensors file", -1, NULL));
+    PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+    GError *error = NULL;
+    g_assert_true(testutil_job_run(&o, &error));
+    g_assert_no_error(error);
+    /* pretraining again comes from the pretraining cache: no epoch is trained twice */
+    g_assert_cmpint(metrics_lines_of_round(run_dir, 0), ==, 3);
+    g_assert_cmpint(metrics_lines_of_round(run_dir, 1), ==, 1);
+    PrunusJson *a = read_json(ref, "summary.json"), *b = read_json(run_dir, "summary.json");
+    prunus_json_object_set(a, "config", prunus_json_new_string("same"));
+    prunus_json_object_set(b, "config", prunus_json_new_string("same"));
+    assert_json_equal(a, b, "summary");
+    prunus_json_free(a);
+    prunus_json_free(b);
+    size_t z1, a1, z2, a2;
+    PrunusModel *m1 = load_round(ref, ROUNDS, &z1, &a1, NULL);
+    PrunusModel *m2 = load_round(run_dir, ROUNDS, &z2, &a2, NULL);
+    g_assert_cmpint(memcmp(m1->params, m2->params, sizeof(float) * m1->n_params), ==, 0);
+    prunus_model_free(m1);
+    prunus_model_free(m2);
+    g_free(path);
+  }
+  g_free(cfg);
+  g_free(run_dir);
+  g_free(ref);
+}
+
 static void test_experiments_and_seeds(void) {
   static const Setup s = {
       "global",
@@ -974,6 +1039,23 @@ static const Refusal refusals[] = {
      {"prune.criterion plugin 'sparsegpt' prunes layer by layer (each layer calibrated on the "
       "pruned layers before it), which needs prune.schedule.scope = \"layer\"; found \"global\"",
       NULL}},
+    /* the plugins' own check() ops (revision 6) */
+    {"channel-without-conv",
+     "granularity = { plugin = \"channel\"; };",
+     "\"channel\"",
+     {"prune.granularity plugin 'channel' (",
+      "check() failed: ", "no conv2d layer to prune: the model has none"}},
+    {"bn-scale-without-batchnorm",
+     "criterion = { plugin = \"bn-scale\"; }; granularity = { plugin = \"neuron\"; };",
+     "\"bn-scale\"",
+     {"prune.criterion plugin 'bn-scale' (",
+      "check() failed: ", "layer 1 (dense) has no batchnorm after it"}},
+    {"sparsegpt-units",
+     "criterion = { plugin = \"sparsegpt\"; }; granularity = { plugin = \"neuron\"; }; "
+     "schedule = { scope = \"layer\"; };",
+     "\"sparsegpt\"",
+     {"prune.criterion plugin 'sparsegpt' (", "check() failed: ",
+      "prune.granularity 'neuron' removes whole units, but sparsegpt rewrites"}},
     {"allocation-global-scope",
      "schedule = { allocation = \"global-magnitude\"; };",
      "allocation",
@@ -1376,6 +1458,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/rewind-to-epoch", test_rewind_to_epoch);
   g_test_add_func("/pipeline/nan-criterion", test_nan_criterion);
   g_test_add_func("/pipeline/kill-and-resume", test_kill_and_resume);
+  g_test_add_func("/pipeline/resume-unreadable-checkpoint", test_resume_unreadable_checkpoint);
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
   g_test_add_func("/pipeline/masks-from", test_masks_from);
   g_test_add_func("/pipeline/masks-from-other-seed", test_masks_from_other_seed);
