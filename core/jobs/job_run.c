@@ -407,7 +407,9 @@ static void print_timing(GPtrArray *units, double total, double report) {
 
 gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   gint64 t_start = g_get_monotonic_time();
-  PrunusRunClock clock = {.start_us = prunus_now_us()};
+  PrunusRunClock clock = {
+      .start_us = prunus_now_us(),
+      .latency = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free)};
   PrunusJob base;
   ExperimentChoice base_choice = {.index = -1};
   /* from here on a crash, an interrupt or a plugin's exit() is reported, naming what ran */
@@ -513,6 +515,7 @@ out_free:
   prunus_json_free(summary);
   prunus_data_clear(&data);
   g_ptr_array_free(units, TRUE); /* the pipelines borrow the registry: free them first */
+  g_hash_table_unref(clock.latency);
   prunus_plugin_registry_free(reg);
   g_ptr_array_free(dirs, TRUE);
   g_ptr_array_free(names, TRUE);

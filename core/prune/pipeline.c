@@ -57,7 +57,7 @@ struct PrunusPipeline {
   double requested_sparsity; /* what the round in progress asked for (NaN: units removed) */
   PrunusPipelineTiming timing;
   PrunusRunClock own_clock;  /* the clock latency budgets run on when exp.clock is NULL */
-  GHashTable *latency_cache; /* "batch|architecture" -> (double *) µs of a dense layout */
+  GHashTable *latency_cache; /* the run's measurements (PrunusRunClock.latency), or its own */
   gboolean *dense_pad;       /* (n_layers) the dense engine's padding choices, NULL until built */
 };
 typedef PrunusPipeline Pipeline;
@@ -776,33 +776,75 @@ static void measure_latency_fixed(Pipeline *p, PrunusRoundMetrics *rm) {
   for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) prunus_engine_free(e[k]);
 }
 
-/* prune.latency.mode = "adaptive". The dense and shrunk engines run dense BLAS on a
- * layout whose work depends on its shapes, not on its values (masked weights are
- * exact zeros, never subnormal): each layout is measured once, the first round that
- * has it, and its time reused by later rounds (cached by architecture and batch size;
- * a shrunk network without dead units is the dense layout itself). A shrunk layout is
- * padded where the dense engine measured padding to pay, not searched again (the search
- * costs ~0.1 s a layer, and weight pruning kills a few units in most late rounds). The
- * sparse engine's work follows the mask: measured every round. Each measurement gets
- * an equal share of what max_share of the run's time so far leaves (the run's clock,
- * shared by its experiments), at most `seconds`, past its first 3 windows. */
+/* The cache key of a layout measured at batch B: the engine kind, the plan's settings,
+ * the architecture and, for the sparse engine, a digest of the masks (its work follows
+ * them). (transfer full) */
+static char *latency_key(const PrunusPruneConfig *pc, size_t kind, int B, const char *arch,
+                         const PrunusModel *m) {
+  char *digest = kind == 2 ? g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)m->mask,
+                                                         sizeof(float) * m->n_params)
+                           : NULL;
+  char *key =
+      g_strdup_printf("%s|%d|%g|%g|%s|%s", kind == 2 ? "sparse" : "dense", B, pc->latency_tolerance,
+                      pc->latency_budget, arch, digest ? digest : "");
+  g_free(digest);
+  return key;
+}
+
+/* The dense engine's padding choices for the dense reference, from the run's cache (or
+ * this pipeline's own) when an experiment before measured it. */
+static void dense_pad_lookup(Pipeline *p, const char *dense_arch) {
+  if (p->dense_pad) return;
+  char *key = g_strdup_printf("pad|%s", dense_arch);
+  const int *known = g_hash_table_lookup(p->latency_cache, key);
+  if (known) {
+    p->dense_pad = g_new0(gboolean, known[0]);
+    for (int j = 0; j < known[0]; j++) p->dense_pad[j] = known[1 + j];
+  }
+  g_free(key);
+}
+
+static void dense_pad_store(Pipeline *p, const char *dense_arch, const PrunusEngine *e) {
+  int n = prunus_engine_n_layers(e);
+  p->dense_pad = g_new0(gboolean, n);
+  int *pad = g_new(int, n + 1);
+  pad[0] = n;
+  for (int j = 0; j < n; j++) pad[1 + j] = p->dense_pad[j] = prunus_engine_layer_padding(e, j) > 0;
+  g_hash_table_insert(p->latency_cache, g_strdup_printf("pad|%s", dense_arch), pad);
+}
+
+/* prune.latency.mode = "adaptive". An engine's work depends on its layout (shapes; for
+ * the sparse engine also the masks), not on the weight values (masked weights are exact
+ * zeros, never subnormal): each layout is measured once in a run, the first round of any
+ * experiment that has it, and its time reused by the rounds and experiments that have
+ * the same layout (the pretrained network every experiment starts from, the masks
+ * prune.masks_from copies; a shrunk network without dead units is the dense layout
+ * itself). A shrunk layout is padded where the dense engine measured padding to pay,
+ * not searched again (the search costs ~0.1 s a layer, and weight pruning kills a few
+ * units in most late rounds). Each measurement gets an equal share of what max_share of
+ * the run's time so far leaves (the run's clock, shared by its experiments), at most
+ * `seconds`, past its first 3 windows. */
 static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   const PrunusPruneConfig *pc = p->pc;
   PrunusModel *shrunk = prunus_model_shrink_dead(p->m, NULL);
   const PrunusModel *model[G_N_ELEMENTS(latency_kinds)] = {
       same_arch(&p->m->arch, &p->dense_ref->arch) ? p->m : p->dense_ref, shrunk, p->m};
   char *layout[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
-  for (size_t k = 0; k < 2; k++)
+  for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++)
     if (model[k]) layout[k] = prunus_arch_to_string(&model[k]->arch);
-  int pending = 0; /* measurements to make: the sparse ones and the layouts not yet known */
-  for (int i = 0; i < pc->n_latency_batches; i++) {
-    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
-      char *key = layout[k] ? g_strdup_printf("%d|%s", pc->latency_batches[i], layout[k]) : NULL;
-      gboolean dup = k == 1 && layout[0] && !strcmp(layout[0], layout[1]);
-      pending += model[k] && !dup && (!key || !g_hash_table_contains(p->latency_cache, key));
-      g_free(key);
+  int n_b = pc->n_latency_batches, n_k = (int)G_N_ELEMENTS(latency_kinds);
+  char **keys = g_new0(char *, (size_t)n_b *n_k); /* [batch][kind], NULL: no engine */
+  int pending = 0; /* measurements to make: the layouts not yet known */
+  for (int i = 0; i < n_b; i++) {
+    for (int k = 0; k < n_k; k++) {
+      if (!model[k]) continue;
+      char *key = latency_key(pc, (size_t)k, pc->latency_batches[i], layout[k], model[k]);
+      gboolean dup = k == 1 && !strcmp(layout[0], layout[1]);
+      pending += !dup && !g_hash_table_contains(p->latency_cache, key);
+      keys[i * n_k + k] = key;
     }
   }
+  dense_pad_lookup(p, layout[0]);
   PrunusRunClock *clock = p->exp.clock ? p->exp.clock : &p->own_clock;
   double elapsed = (prunus_now_us() - clock->start_us) / 1e6;
   double allowed = pc->latency_share * elapsed - clock->latency_seconds;
@@ -813,15 +855,14 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
       .max_seconds = CLAMP(allowed / MAX(pending, 1), 0.0, pc->latency_budget)};
   int max_b = latency_max_batch(pc);
   PrunusEngine *e[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
-  for (int i = 0; i < pc->n_latency_batches; i++) {
+  for (int i = 0; i < n_b; i++) {
     int B = pc->latency_batches[i];
-    for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
-      if (!model[k]) continue;
-      char *key = layout[k] ? g_strdup_printf("%d|%s", B, layout[k]) : NULL;
-      double *known = key ? g_hash_table_lookup(p->latency_cache, key) : NULL;
+    for (int k = 0; k < n_k; k++) {
+      char *key = keys[i * n_k + k];
+      if (!key) continue;
+      double *known = g_hash_table_lookup(p->latency_cache, key);
       if (known) {
         latency_record(rm, latency_kinds[k], B, *known);
-        g_free(key);
         continue;
       }
       /* the shrunk network is a dense one: built as such (no second shrink), padded
@@ -831,23 +872,16 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
       else if (!e[k])
         e[k] = prunus_engine_new(model[k], k == 2 ? PRUNUS_ENGINE_SPARSE : PRUNUS_ENGINE_DENSE,
                                  max_b, NULL);
-      if (k == 0 && e[0] && !p->dense_pad) {
-        p->dense_pad = g_new0(gboolean, prunus_engine_n_layers(e[0]));
-        for (int j = 0; j < prunus_engine_n_layers(e[0]); j++)
-          p->dense_pad[j] = prunus_engine_layer_padding(e[0], j) > 0;
-      }
-      if (!e[k]) { /* an engine that cannot run this model (a graph): no key, as in fixed mode */
-        g_free(key);
-        continue;
-      }
+      if (k == 0 && e[0] && !p->dense_pad) dense_pad_store(p, layout[0], e[0]);
+      if (!e[k]) continue; /* an engine that cannot run this model (a graph), as in fixed mode */
       double us = prunus_engine_latency_adaptive(e[k], B, &plan).us;
       latency_record(rm, latency_kinds[k], B, us);
-      if (key && isfinite(us))
-        g_hash_table_insert(p->latency_cache, key, g_memdup2(&us, sizeof us));
-      else
-        g_free(key);
+      if (isfinite(us))
+        g_hash_table_insert(p->latency_cache, g_strdup(key), g_memdup2(&us, sizeof us));
     }
   }
+  for (int i = 0; i < n_b * n_k; i++) g_free(keys[i]);
+  g_free(keys);
   for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) {
     prunus_engine_free(e[k]);
     g_free(layout[k]);
@@ -863,9 +897,9 @@ static char *latency_method(const PrunusPruneConfig *pc) {
         pc->latency_budget / 3);
   return g_strdup_printf(
       "adaptive: the lowest window median once two agree within %g%% (3 windows at least), at "
-      "most %g s a measurement and %g%% of the run's time past the third window; dense "
-      "and shrunk layouts measured once each (their work does not depend on the weights), "
-      "sparse every round",
+      "most %g s a measurement and %g%% of the run's time past the third window; each "
+      "layout measured once in the run (an engine's work depends on the shapes and, for "
+      "the sparse engine, the masks, not on the weights)",
       100 * pc->latency_tolerance, pc->latency_budget, 100 * pc->latency_share);
 }
 
@@ -1345,7 +1379,9 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
   p->pc = exp->pc;
   p->reg = reg;
   p->rounds = g_array_new(FALSE, TRUE, sizeof(PrunusRoundMetrics));
-  p->latency_cache = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  p->latency_cache = exp->clock && exp->clock->latency
+                         ? g_hash_table_ref(exp->clock->latency)
+                         : g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   p->prunable = g_new0(gboolean, arch->n_layers);
   for (int i = 0; i < arch->n_layers; i++) p->prunable[i] = p->pc->layer_rate[i] > 0.0;
   gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
@@ -1361,7 +1397,7 @@ void prunus_pipeline_free(PrunusPipeline *p) {
   if (!p) return;
   release(p);
   g_array_free(p->rounds, TRUE);
-  g_hash_table_destroy(p->latency_cache);
+  g_hash_table_unref(p->latency_cache);
   g_free(p->prunable);
   g_free(p);
 }

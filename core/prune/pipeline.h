@@ -13,11 +13,16 @@
 G_BEGIN_DECLS
 
 /* What the experiments of one run share to keep latency measurement within
- * prune.latency.max_share of the run's wall time: when the run began and the seconds
- * its measurements took so far. */
+ * prune.latency.max_share of the run's wall time: when the run began, the seconds
+ * its measurements took so far, and the measurements themselves, so that a layout two
+ * experiments share (the pretrained network, the masks prune.masks_from copies) is
+ * measured once. */
 typedef struct {
   double start_us;        /* prunus_now_us() at the run's start */
   double latency_seconds; /* measurements so far, every experiment's */
+  /* layout key -> (double *) µs, or "pad|" + architecture -> the dense engine's padding
+   * choices (int count, then one int per layer); NULL: each experiment keeps its own */
+  GHashTable *latency;
 } PrunusRunClock;
 
 /* One experiment x seed of a run: what the command above hands the pipeline. Every

@@ -818,8 +818,9 @@ static void test_experiments_and_seeds(void) {
 }
 
 /* prune.masks_from: b takes a's masks round by round (a's own scores and plan decide
- * them), re-drawing its weights; the summary says where its masks came from and how
- * long each round's evaluation, latency and checkpoint took. */
+ * them), re-drawing its weights; the summary says where its masks came from, reuses a's
+ * latency measurements of the same layouts, and says how long each round's evaluation,
+ * latency and checkpoint took. */
 static void test_masks_from(void) {
   static const Setup s = {"global",
                           "magnitude",
@@ -840,6 +841,15 @@ static void test_masks_from(void) {
         prunus_json_index(prunus_json_get(prunus_json_index(exps, 0), "rounds"), (size_t)k);
     const PrunusJson *rb = prunus_json_index(prunus_json_get(b, "rounds"), (size_t)k);
     g_assert_cmpfloat(num(ra, "sparsity"), ==, num(rb, "sparsity"));
+    /* the same layouts (the same masks): measured once in the run, in a, and b's rounds
+     * report those times */
+    const PrunusJson *la = get(ra, "latency_us", PRUNUS_JSON_OBJECT),
+                     *lb = get(rb, "latency_us", PRUNUS_JSON_OBJECT);
+    g_assert_cmpuint(prunus_json_length(la), ==, 3);
+    g_assert_cmpuint(prunus_json_length(lb), ==, 3);
+    for (size_t i = 0; i < prunus_json_length(la); i++)
+      g_assert_cmpfloat(prunus_json_number(prunus_json_member(la, i)), ==,
+                        num(lb, prunus_json_key(la, i)));
     for (int i = 0; i < 3; i++) {
       static const char *const keys[] = {"seconds_evaluate", "seconds_latency",
                                          "seconds_checkpoint"};
