@@ -46,9 +46,12 @@ void prunus_fatal_set_where(const char *where);
 void prunus_fatal_set_last_words(const char *path, const char *head, const char *mid,
                                  const char *tail);
 
-/* The hint every message ends with. */
+/* The hint every message ends with: once a run has written its summary (the last
+ * words are set), and before. */
 #define PRUNUS_FATAL_HINT \
   "rounds that finished are kept: rerunning the same command resumes after the last of them"
+#define PRUNUS_FATAL_HINT_UNWRITTEN \
+  "nothing was written yet: rerunning the same command starts where the run folder left off"
 
 G_END_DECLS
 

@@ -20,6 +20,19 @@ const char *const prunus_rundir_slots[PRUNUS_RUNDIR_N_SLOTS] = {"criterion", "gr
 
 void prunus_round_metrics_clear(PrunusRoundMetrics *r) { g_clear_pointer(&r->checkpoint, g_free); }
 
+gboolean prunus_rundir_file_sha256(const char *path, char out[65]) {
+  out[0] = '\0';
+  GMappedFile *f = g_mapped_file_new(path, FALSE, NULL);
+  if (!f) return FALSE;
+  char *sha =
+      g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)g_mapped_file_get_contents(f),
+                                  g_mapped_file_get_length(f));
+  g_mapped_file_unref(f);
+  g_strlcpy(out, sha, 65);
+  g_free(sha);
+  return TRUE;
+}
+
 PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   PrunusJson *o = prunus_json_new_object();
   prunus_json_object_set(o, "round", prunus_json_new_number(r->round));
@@ -43,6 +56,10 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
       r->checkpoint ? prunus_json_new_string(r->checkpoint) : prunus_json_new_null());
   prunus_json_object_set(o, "checkpoint_bytes",
                          prunus_json_new_number((double)r->checkpoint_bytes));
+  if (r->checkpoint_sha256[0])
+    prunus_json_object_set(o, "checkpoint_sha256", prunus_json_new_string(r->checkpoint_sha256));
+  if (r->theta_sha256[0])
+    prunus_json_object_set(o, "theta_sha256", prunus_json_new_string(r->theta_sha256));
   prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
   prunus_json_object_set(o, "seconds_evaluate", prunus_json_new_number(r->seconds_evaluate));
   prunus_json_object_set(o, "seconds_latency", prunus_json_new_number(r->seconds_latency));
@@ -146,6 +163,13 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
     r->latency_us[r->n_latency++] = prunus_json_number(v);
   }
   read_plugin_sha256(o, r);
+  static const char *const file_keys[2] = {"checkpoint_sha256", "theta_sha256"};
+  char *file_sha[2] = {r->checkpoint_sha256, r->theta_sha256};
+  for (int k = 0; k < 2; k++) {
+    const PrunusJson *v = prunus_json_get(o, file_keys[k]);
+    if (v && prunus_json_type(v) == PRUNUS_JSON_STRING && is_sha256(prunus_json_string(v)))
+      g_strlcpy(file_sha[k], prunus_json_string(v), 65);
+  }
   return TRUE;
 }
 
@@ -495,16 +519,9 @@ PrunusJson *prunus_rundir_plugin_record(const char *name, const char *version, c
   prunus_json_object_set(o, "name", prunus_json_new_string(name));
   prunus_json_object_set(o, "version", prunus_json_new_string(version ? version : ""));
   prunus_json_object_set(o, "path", prunus_json_new_string(path));
-  GMappedFile *f = g_mapped_file_new(path, FALSE, NULL);
-  char *sha = NULL;
-  if (f) {
-    sha = g_compute_checksum_for_data(G_CHECKSUM_SHA256,
-                                      (const guchar *)g_mapped_file_get_contents(f),
-                                      g_mapped_file_get_length(f));
-    g_mapped_file_unref(f);
-  }
-  prunus_json_object_set(o, "sha256", prunus_json_new_string(sha ? sha : ""));
-  g_free(sha);
+  char sha[65];
+  prunus_rundir_file_sha256(path, sha);
+  prunus_json_object_set(o, "sha256", prunus_json_new_string(sha));
   return o;
 }
 

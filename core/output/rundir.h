@@ -33,6 +33,10 @@ typedef struct {
   double latency_us[PRUNUS_MAX_LATENCIES];
   char *checkpoint; /* path relative to the run dir (owned) */
   uint64_t checkpoint_bytes;
+  /* SHA-256 (hex) of the checkpoint and of its θ sidecar as written, so that a resume
+   * can tell a file changed since (a disk fault, another round's or run's file copied
+   * over it); "" = not recorded (older summaries, `prunus train`) */
+  char checkpoint_sha256[65], theta_sha256[65];
   double seconds;
   /* run rounds >= 1: the sparsity the round's plan request asked for (what a plan
    * removing exactly the requested amount reaches), NaN when the plan removed units
@@ -49,6 +53,9 @@ typedef struct {
 } PrunusRoundMetrics;
 
 void prunus_round_metrics_clear(PrunusRoundMetrics *r);
+/* The SHA-256 (64 lower-case hex digits) of the file at path into out; FALSE (out "")
+ * when it cannot be read. */
+gboolean prunus_rundir_file_sha256(const char *path, char out[65]);
 /* (transfer full) the round as its summary.json object. */
 PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r);
 /* Read a round back from its summary.json object (for resuming). FALSE when a

@@ -456,12 +456,26 @@ const PrunusPluginEntry *prunus_plugin_registry_find(PrunusPluginRegistry *r, Pr
     GPtrArray *paths = g_ptr_array_new_with_free_func(g_free);
     list_libraries(g_ptr_array_index(r->dirs, i), 1, paths);
     g_ptr_array_sort(paths, compare_strings);
+    /* keep the copies of prunus-NAME.so in this folder and its subfolders: two of them
+     * leave which one is meant to the sort order, so that is refused */
+    for (guint j = paths->len; j-- > 0;) {
+      char *base = g_path_get_basename(g_ptr_array_index(paths, j));
+      if (strcmp(base, file)) g_ptr_array_remove_index(paths, j);
+      g_free(base);
+    }
+    if (paths->len > 1) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                  "%s = \"%s\": %s holds %u libraries named %s (%s and %s%s); keep one, or name "
+                  "the one you mean by its path",
+                  slot, name, (const char *)g_ptr_array_index(r->dirs, i), paths->len, file,
+                  (const char *)g_ptr_array_index(paths, 0),
+                  (const char *)g_ptr_array_index(paths, 1), paths->len > 2 ? ", ..." : "");
+      g_ptr_array_free(paths, TRUE);
+      g_free(file);
+      return NULL;
+    }
     for (guint j = 0; j < paths->len; j++) {
       const char *p = g_ptr_array_index(paths, j);
-      char *base = g_path_get_basename(p);
-      gboolean match = !strcmp(base, file);
-      g_free(base);
-      if (!match) continue;
       PrunusPluginLib *lib = lib_load(r, p, &local);
       if (!lib) {
         g_propagate_prefixed_error(error, local, "%s = \"%s\": ", slot, name);

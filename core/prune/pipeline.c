@@ -942,6 +942,13 @@ static gboolean read_thetas(Pipeline *p, const char *path, GError **error) {
       ok = FALSE;
       break;
     }
+    for (size_t j = 0; ok && j < p->m->n_params; j++) {
+      if (isfinite(t->data[j])) continue;
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                  "%s: tensor '%s' holds a non-finite value at index %zu", path, names[i], j);
+      ok = FALSE;
+    }
+    if (!ok) break;
     g_free(*slots[i]);
     *slots[i] = g_memdup2(t->data, sizeof(float) * p->m->n_params);
   }
@@ -993,6 +1000,10 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
   gboolean ok = prunus_rundir_ensure(dir, error) && write_thetas(p, theta_path, error) &&
                 prunus_checkpoint_save(p->m, path, md, error);
   rm.checkpoint_bytes = prunus_rundir_file_size(path);
+  if (ok) { /* what a resume checks the files against */
+    prunus_rundir_file_sha256(path, rm.checkpoint_sha256);
+    prunus_rundir_file_sha256(theta_path, rm.theta_sha256);
+  }
   rm.seconds = seconds;
   rm.seconds_checkpoint = (prunus_now_us() - t2) / 1e6;
   g_hash_table_unref(md);
@@ -1091,11 +1102,23 @@ static gboolean pretrain(Pipeline *p, GError **error) {
   char *theta_path = g_build_filename(dir, "theta.safetensors", NULL);
   gboolean ok = FALSE;
   if (g_file_test(model_path, G_FILE_TEST_IS_REGULAR)) {
-    p->m = prunus_checkpoint_load(model_path, exp->rc->train.batch, arch, NULL, error);
-    if (!p->m) goto out_free;
-    ok = read_thetas(p, theta_path, error);
-    if (ok && !exp->quiet) printf("%s: pretrained network reused from %s\n", exp->name, dir);
-    goto out_free;
+    /* an entry that does not read back (a disk fault, a hand edit) is trained again
+     * and rewritten, as if it were not there */
+    GError *local = NULL;
+    p->m = prunus_checkpoint_load(model_path, exp->rc->train.batch, arch, NULL, &local);
+    if (p->m && read_thetas(p, theta_path, &local)) {
+      if (!exp->quiet) printf("%s: pretrained network reused from %s\n", exp->name, dir);
+      ok = TRUE;
+      goto out_free;
+    }
+    g_printerr(
+        "prunus: warning: %s: the pretraining cache entry cannot be used: %s; pretraining "
+        "again\n",
+        exp->name, local->message);
+    g_clear_error(&local);
+    g_clear_pointer(&p->m, prunus_model_free);
+    g_clear_pointer(&p->theta0, g_free);
+    g_clear_pointer(&p->thetak, g_free);
   }
   p->m = prunus_model_new(arch, exp->rc->train.batch, exp->rc->seed, error);
   if (!p->m) goto out_free;
@@ -1119,16 +1142,30 @@ out_free:
   return ok;
 }
 
-/* Pick up an interrupted experiment after its last finished round. Returns the
- * next round to run, or -1 on error. */
-/* Round k's checkpoint and θ file into p->m, p->theta0 and p->thetak. */
+/* FALSE with an error when the file at path no longer has the SHA-256 that summary.json
+ * recorded for round k (nothing recorded: TRUE). */
+static gboolean same_as_written(const char *path, const char *recorded, int k, GError **error) {
+  char now[65];
+  if (!recorded[0] || !prunus_rundir_file_sha256(path, now) || !strcmp(now, recorded))
+    return TRUE; /* an unreadable file: the reader below says why */
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+              "%s: its SHA-256 is not the one summary.json recorded when round %d wrote it "
+              "(the file changed since)",
+              path, k);
+  return FALSE;
+}
+
+/* Round k's checkpoint and θ file into p->m, p->theta0 and p->thetak, each checked
+ * against the SHA-256 summary.json recorded for it. */
 static gboolean load_round(Pipeline *p, int k, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
   char *path = g_build_filename(exp->run_dir, rm->checkpoint, NULL);
   char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, k);
   g_clear_pointer(&p->m, prunus_model_free);
-  p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
+  if (same_as_written(path, rm->checkpoint_sha256, k, error) &&
+      same_as_written(theta, rm->theta_sha256, k, error))
+    p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
   /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
   if (p->m) p->m->arch.init = exp->rc->arch.init;
   gboolean ok = p->m && read_thetas(p, theta, error);
@@ -1141,10 +1178,11 @@ static gboolean load_round(Pipeline *p, int k, GError **error) {
 /* The rounds summary.json records, then the model to go on from: the round after
  * which to continue (rounds + 1 when the experiment is complete), 0 when pretraining
  * must run again, -1 after an error. The newest round whose checkpoint and θ file read
- * back is where the run goes on. One that cannot be read (a disk fault, a hand edit:
- * writes are atomic, so an interrupt never leaves one) is redone from the round
- * before it, which gives the same results, with a warning, instead of stopping a run
- * whose earlier rounds are intact. */
+ * back as written (their SHA-256 as summary.json recorded it) is where the run goes on,
+ * a finished experiment's last round included. One that cannot be read or changed
+ * since (a disk fault, another file copied over it: writes are atomic, so an interrupt
+ * never leaves one) is redone from the round before it, which gives the same results,
+ * with a warning, instead of stopping a run whose earlier rounds are intact. */
 static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   int n = (int)prunus_json_length(rounds);
@@ -1161,8 +1199,7 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
     }
     g_array_append_val(p->rounds, rm);
   }
-  if (n > p->pc->rounds) return n;
-  int k = n - 1;
+  int k = n - 1; /* a finished experiment's last round is checked as well */
   for (; k >= 0; k--) {
     GError *local = NULL;
     if (load_round(p, k, &local)) break;
@@ -1176,7 +1213,7 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   for (guint i = (guint)(k + 1); i < p->rounds->len; i++)
     prunus_round_metrics_clear(&g_array_index(p->rounds, PrunusRoundMetrics, i));
   g_array_set_size(p->rounds, (guint)(k + 1));
-  if (k >= 0 && !exp->quiet)
+  if (k >= 0 && k < p->pc->rounds && !exp->quiet)
     printf("%s: resuming after round %d of %d\n", exp->name, k, p->pc->rounds);
   return k + 1;
 }

@@ -532,7 +532,9 @@ typedef struct {
    * configured: its layers, graph, groups, batchnorm nodes and which layers are
    * prunable are the run's, its weights are not yet trained (judge shapes, never
    * values). The host also calls it on the instance it creates for checking and
-   * destroys unused, so keep nothing from it that later calls need. */
+   * destroys unused, so keep nothing from it that later calls need. It gets no host
+   * or services: keep them in the state from create() to call set_error(). Only a
+   * revision-6 host calls it, so every member up to revision 6 is there. */
   int (*check)(void *state, const PrunusModelView *model, const PrunusCheckInfo *info);
 } PrunusCriterionOps;
 

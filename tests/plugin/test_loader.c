@@ -505,6 +505,28 @@ static void test_search_order(void) {
   g_assert_null(prunus_plugin_registry_dirs(r)[1]);
   prunus_plugin_registry_free(r);
 
+  /* a second copy in a subfolder of the same search folder: which one is meant would be
+   * the sort order's choice, so it is refused naming both */
+  char *sub = g_build_filename(a, "old", NULL);
+  char *in_sub = g_build_filename(sub, "prunus-magnitude.so", NULL);
+  g_assert_cmpint(g_mkdir(sub, 0755), ==, 0);
+  copy_file(built, in_sub);
+  const char *const extra[] = {a, NULL};
+  r = prunus_plugin_registry_new(extra);
+  GError *error = NULL;
+  g_assert_null(prunus_plugin_registry_find(r, PRUNUS_PLUGIN_CRITERION, "magnitude",
+                                            "prune.criterion", &error));
+  /* in sorted order: "a/old/..." before "a/prunus-..." */
+  char *both =
+      g_strdup_printf("holds 2 libraries named prunus-magnitude.so (%s and %s)", in_sub, in_a);
+  testutil_assert_error_contains(error, "prune.criterion = \"magnitude\": ", both,
+                                 "name the one you mean by its path", NULL);
+  g_clear_error(&error);
+  g_free(both);
+  prunus_plugin_registry_free(r);
+  g_free(in_sub);
+  g_free(sub);
+
   g_free(env);
   g_free(in_a);
   g_free(in_b);

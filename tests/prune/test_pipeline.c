@@ -727,9 +727,11 @@ static void keep_rounds(const char *run_dir, size_t keep) {
   prunus_json_free(s);
 }
 
-/* A resumed run whose newest checkpoint cannot be read (a disk fault or a hand edit)
- * redoes that round from the one before, or pretrains again when round 0's files are
- * the unreadable ones, and ends with the results of an uninterrupted run. */
+/* A resumed run whose newest checkpoint cannot be read or changed since it was written
+ * (a disk fault, another round's file copied over it) redoes that round from the one
+ * before, or pretrains again when round 0's files are the bad ones; a finished run
+ * checks its last round too, and a pretraining cache entry that does not read back is
+ * trained again. Each ends with the results of an uninterrupted run. */
 static void test_resume_unreadable_checkpoint(void) {
   static const Setup s = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;",
                           "",       ""};
@@ -737,13 +739,41 @@ static void test_resume_unreadable_checkpoint(void) {
   char *run_dir = run_ok("unreadable", &s);
   char *cfg = write_config("unreadable", &s);
   static const struct {
-    size_t keep;      /* rounds summary.json keeps */
+    size_t keep;      /* rounds summary.json keeps (ROUNDS + 1: all) */
     const char *file; /* the file then overwritten */
-  } cases[] = {{3, "round-02.safetensors"}, {1, "round-00.theta.safetensors"}};
+    const char *from; /* with this file of the run (a valid checkpoint), or NULL: garbage */
+    gboolean cache;   /* the pretraining cache's model file instead */
+  } cases[] = {{3, "round-02.safetensors", NULL, FALSE},
+               {1, "round-00.theta.safetensors", NULL, FALSE},
+               {3, "round-02.safetensors", "round-01.safetensors", FALSE},
+               {ROUNDS + 1, "round-03.safetensors", NULL, FALSE},
+               {0, "model.safetensors", NULL, TRUE}};
   for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
-    keep_rounds(run_dir, cases[c].keep);
-    char *path = g_build_filename(run_dir, "tiny", cases[c].file, NULL);
-    g_assert_true(g_file_set_contents(path, "not a safetensors file", -1, NULL));
+    if (cases[c].keep <= ROUNDS) keep_rounds(run_dir, cases[c].keep);
+    char *path = NULL;
+    if (cases[c].cache) {
+      char *cache = g_build_filename(run_dir, "cache", NULL);
+      GDir *d = g_dir_open(cache, 0, NULL);
+      g_assert_nonnull(d);
+      const char *key = g_dir_read_name(d);
+      g_assert_nonnull(key);
+      path = g_build_filename(cache, key, cases[c].file, NULL);
+      g_dir_close(d);
+      g_free(cache);
+    } else {
+      path = g_build_filename(run_dir, "tiny", cases[c].file, NULL);
+    }
+    char *text = NULL;
+    gsize len = 0;
+    if (cases[c].from) {
+      char *from = g_build_filename(run_dir, "tiny", cases[c].from, NULL);
+      g_assert_true(g_file_get_contents(from, &text, &len, NULL));
+      g_free(from);
+    } else {
+      text = g_strdup("not a safetensors file"), len = strlen(text);
+    }
+    g_assert_true(g_file_set_contents(path, text, (gssize)len, NULL));
+    g_free(text);
     PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
     GError *error = NULL;
     g_assert_true(testutil_job_run(&o, &error));
