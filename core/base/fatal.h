@@ -47,11 +47,11 @@ void prunus_fatal_set_last_words(const char *path, const char *head, const char 
                                  const char *tail);
 
 /* The hint every message ends with: once a run has written its summary (the last
- * words are set), and before. */
+ * words are set), and before (or in a job that keeps no rounds, like train). */
 #define PRUNUS_FATAL_HINT \
   "rounds that finished are kept: rerunning the same command resumes after the last of them"
 #define PRUNUS_FATAL_HINT_UNWRITTEN \
-  "nothing was written yet: rerunning the same command starts where the run folder left off"
+  "no results were recorded yet: fix the cause and run the same command again"
 
 G_END_DECLS
 

@@ -2,6 +2,7 @@
  * validation and test splits; fits the normalisation on the training split. The
  * test split alone serves models that carry their normalisation. */
 #include "data.h"
+#include "hash.h"
 
 /* (transfer full) The first test_limit samples of test (all when 0); takes test. */
 static PrunusDataset *test_split(const PrunusRunConfig *rc, PrunusDataset *test) {
@@ -26,35 +27,14 @@ static gboolean labels_fit(const PrunusDataset *d, const char *path, int n_class
   return TRUE;
 }
 
-/* A 64-bit hash of n bytes in four independent lanes (xxHash64's round and merge
- * constants): far cheaper than SHA-256 over a whole dataset, which every run loads. It
- * guards a cache against files that changed, not against an adversary. */
-static uint64_t bytes_hash64(const uint8_t *p, size_t n) {
-  const uint64_t P1 = 0x9E3779B185EBCA87ull, P2 = 0xC2B2AE3D27D4EB4Full;
-  uint64_t lane[4] = {P1 + P2, P2, 0, (uint64_t)0 - P1};
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32)
-    for (int k = 0; k < 4; k++) {
-      uint64_t v;
-      memcpy(&v, p + i + 8 * k, 8);
-      lane[k] += v * P2;
-      lane[k] = ((lane[k] << 31) | (lane[k] >> 33)) * P1;
-    }
-  uint64_t h = (uint64_t)n;
-  for (int k = 0; k < 4; k++) h = (h ^ lane[k]) * P1 + P2;
-  for (; i < n; i++) h = (h ^ p[i]) * P1;
-  h ^= h >> 33, h *= P2, h ^= h >> 29;
-  return h;
-}
-
 /* Feed one split to the digest: its name and shape, then hashes of its images and
  * labels (a missing split, val when validation = 0, as its name alone). */
 static void digest_split(GChecksum *sum, const char *name, const PrunusDataset *d) {
   char *head = d ? g_strdup_printf("%s n=%d c=%d h=%d w=%d images=%016" G_GINT64_MODIFIER
                                    "x labels=%016" G_GINT64_MODIFIER "x;",
                                    name, d->n, d->c, d->h, d->w,
-                                   bytes_hash64(d->images, (size_t)d->n * d->c * d->h * d->w),
-                                   bytes_hash64(d->labels, (size_t)d->n))
+                                   prunus_hash64(d->images, (size_t)d->n * d->c * d->h * d->w),
+                                   prunus_hash64(d->labels, (size_t)d->n))
                  : g_strdup_printf("%s none;", name);
   g_checksum_update(sum, (const guchar *)head, -1);
   g_free(head);

@@ -56,10 +56,10 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
       r->checkpoint ? prunus_json_new_string(r->checkpoint) : prunus_json_new_null());
   prunus_json_object_set(o, "checkpoint_bytes",
                          prunus_json_new_number((double)r->checkpoint_bytes));
-  if (r->checkpoint_sha256[0])
-    prunus_json_object_set(o, "checkpoint_sha256", prunus_json_new_string(r->checkpoint_sha256));
-  if (r->theta_sha256[0])
-    prunus_json_object_set(o, "theta_sha256", prunus_json_new_string(r->theta_sha256));
+  if (r->checkpoint_hash[0])
+    prunus_json_object_set(o, "checkpoint_hash", prunus_json_new_string(r->checkpoint_hash));
+  if (r->theta_hash[0])
+    prunus_json_object_set(o, "theta_hash", prunus_json_new_string(r->theta_hash));
   prunus_json_object_set(o, "seconds", prunus_json_new_number(r->seconds));
   prunus_json_object_set(o, "seconds_evaluate", prunus_json_new_number(r->seconds_evaluate));
   prunus_json_object_set(o, "seconds_latency", prunus_json_new_number(r->seconds_latency));
@@ -77,13 +77,15 @@ PrunusJson *prunus_round_metrics_to_json(const PrunusRoundMetrics *r) {
   return o;
 }
 
-/* a 64-digit lower-case hex string */
-static gboolean is_sha256(const char *s) {
+/* a string of `digits` lower-case hex digits */
+static gboolean is_hex(const char *s, size_t digits) {
   size_t n = 0;
   for (; s[n]; n++)
     if (!g_ascii_isxdigit(s[n]) || g_ascii_isupper(s[n])) return FALSE;
-  return n == 64;
+  return n == digits;
 }
+
+static gboolean is_sha256(const char *s) { return is_hex(s, 64); }
 
 static void read_plugin_sha256(const PrunusJson *o, PrunusRoundMetrics *r) {
   const PrunusJson *sha = prunus_json_get(o, "plugins_sha256");
@@ -163,12 +165,12 @@ gboolean prunus_round_metrics_from_json(const PrunusJson *o, PrunusRoundMetrics 
     r->latency_us[r->n_latency++] = prunus_json_number(v);
   }
   read_plugin_sha256(o, r);
-  static const char *const file_keys[2] = {"checkpoint_sha256", "theta_sha256"};
-  char *file_sha[2] = {r->checkpoint_sha256, r->theta_sha256};
+  static const char *const file_keys[2] = {"checkpoint_hash", "theta_hash"};
+  char *file_hash[2] = {r->checkpoint_hash, r->theta_hash};
   for (int k = 0; k < 2; k++) {
     const PrunusJson *v = prunus_json_get(o, file_keys[k]);
-    if (v && prunus_json_type(v) == PRUNUS_JSON_STRING && is_sha256(prunus_json_string(v)))
-      g_strlcpy(file_sha[k], prunus_json_string(v), 65);
+    if (v && prunus_json_type(v) == PRUNUS_JSON_STRING && is_hex(prunus_json_string(v), 16))
+      g_strlcpy(file_hash[k], prunus_json_string(v), 17);
   }
   return TRUE;
 }

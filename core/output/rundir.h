@@ -33,10 +33,10 @@ typedef struct {
   double latency_us[PRUNUS_MAX_LATENCIES];
   char *checkpoint; /* path relative to the run dir (owned) */
   uint64_t checkpoint_bytes;
-  /* SHA-256 (hex) of the checkpoint and of its θ sidecar as written, so that a resume
-   * can tell a file changed since (a disk fault, another round's or run's file copied
-   * over it); "" = not recorded (older summaries, `prunus train`) */
-  char checkpoint_sha256[65], theta_sha256[65];
+  /* prunus_file_hash64 of the checkpoint and of its θ sidecar as written, so that a
+   * resume can tell a file changed since (a disk fault, another round's or run's file
+   * copied over it); "" = not recorded (older summaries, `prunus train`) */
+  char checkpoint_hash[17], theta_hash[17];
   double seconds;
   /* run rounds >= 1: the sparsity the round's plan request asked for (what a plan
    * removing exactly the requested amount reaches), NaN when the plan removed units

@@ -6,6 +6,7 @@
 #include "checkpoint.h"
 #include "engine.h"
 #include "groups.h"
+#include "hash.h"
 #include "latency.h"
 #include "plugin_guard.h"
 #include "plugin_host.h"
@@ -777,18 +778,13 @@ static void measure_latency_fixed(Pipeline *p, PrunusRoundMetrics *rm) {
 }
 
 /* The cache key of a layout measured at batch B: the engine kind, the plan's settings,
- * the architecture and, for the sparse engine, a digest of the masks (its work follows
+ * the architecture and, for the sparse engine, the hash of the masks (its work follows
  * them). (transfer full) */
 static char *latency_key(const PrunusPruneConfig *pc, size_t kind, int B, const char *arch,
-                         const PrunusModel *m) {
-  char *digest = kind == 2 ? g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *)m->mask,
-                                                         sizeof(float) * m->n_params)
-                           : NULL;
-  char *key =
-      g_strdup_printf("%s|%d|%g|%g|%s|%s", kind == 2 ? "sparse" : "dense", B, pc->latency_tolerance,
-                      pc->latency_budget, arch, digest ? digest : "");
-  g_free(digest);
-  return key;
+                         uint64_t mask_hash) {
+  return g_strdup_printf("%s|%d|%g|%g|%s|%016" G_GINT64_MODIFIER "x",
+                         kind == 2 ? "sparse" : "dense", B, pc->latency_tolerance,
+                         pc->latency_budget, arch, kind == 2 ? mask_hash : (uint64_t)0);
 }
 
 /* The dense engine's padding choices for the dense reference, from the run's cache (or
@@ -832,13 +828,14 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   char *layout[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
   for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++)
     if (model[k]) layout[k] = prunus_arch_to_string(&model[k]->arch);
+  const uint64_t mask_hash = prunus_hash64(p->m->mask, sizeof(float) * p->m->n_params);
   int n_b = pc->n_latency_batches, n_k = (int)G_N_ELEMENTS(latency_kinds);
   char **keys = g_new0(char *, (size_t)n_b *n_k); /* [batch][kind], NULL: no engine */
   int pending = 0; /* measurements to make: the layouts not yet known */
   for (int i = 0; i < n_b; i++) {
     for (int k = 0; k < n_k; k++) {
       if (!model[k]) continue;
-      char *key = latency_key(pc, (size_t)k, pc->latency_batches[i], layout[k], model[k]);
+      char *key = latency_key(pc, (size_t)k, pc->latency_batches[i], layout[k], mask_hash);
       gboolean dup = k == 1 && !strcmp(layout[0], layout[1]);
       pending += !dup && !g_hash_table_contains(p->latency_cache, key);
       keys[i * n_k + k] = key;
@@ -1001,8 +998,8 @@ static gboolean finish_round(Pipeline *p, double seconds, GError **error) {
                 prunus_checkpoint_save(p->m, path, md, error);
   rm.checkpoint_bytes = prunus_rundir_file_size(path);
   if (ok) { /* what a resume checks the files against */
-    prunus_rundir_file_sha256(path, rm.checkpoint_sha256);
-    prunus_rundir_file_sha256(theta_path, rm.theta_sha256);
+    prunus_file_hash64(path, rm.checkpoint_hash);
+    prunus_file_hash64(theta_path, rm.theta_hash);
   }
   rm.seconds = seconds;
   rm.seconds_checkpoint = (prunus_now_us() - t2) / 1e6;
@@ -1142,29 +1139,29 @@ out_free:
   return ok;
 }
 
-/* FALSE with an error when the file at path no longer has the SHA-256 that summary.json
+/* FALSE with an error when the file at path no longer has the hash that summary.json
  * recorded for round k (nothing recorded: TRUE). */
 static gboolean same_as_written(const char *path, const char *recorded, int k, GError **error) {
-  char now[65];
-  if (!recorded[0] || !prunus_rundir_file_sha256(path, now) || !strcmp(now, recorded))
+  char now[17];
+  if (!recorded[0] || !prunus_file_hash64(path, now) || !strcmp(now, recorded))
     return TRUE; /* an unreadable file: the reader below says why */
   g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-              "%s: its SHA-256 is not the one summary.json recorded when round %d wrote it "
-              "(the file changed since)",
+              "%s: its content hash is not the one summary.json recorded when round %d wrote "
+              "it (the file changed since)",
               path, k);
   return FALSE;
 }
 
 /* Round k's checkpoint and θ file into p->m, p->theta0 and p->thetak, each checked
- * against the SHA-256 summary.json recorded for it. */
+ * against the hash summary.json recorded for it. */
 static gboolean load_round(Pipeline *p, int k, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
   char *path = g_build_filename(exp->run_dir, rm->checkpoint, NULL);
   char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, k);
   g_clear_pointer(&p->m, prunus_model_free);
-  if (same_as_written(path, rm->checkpoint_sha256, k, error) &&
-      same_as_written(theta, rm->theta_sha256, k, error))
+  if (same_as_written(path, rm->checkpoint_hash, k, error) &&
+      same_as_written(theta, rm->theta_hash, k, error))
     p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
   /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
   if (p->m) p->m->arch.init = exp->rc->arch.init;
@@ -1178,7 +1175,7 @@ static gboolean load_round(Pipeline *p, int k, GError **error) {
 /* The rounds summary.json records, then the model to go on from: the round after
  * which to continue (rounds + 1 when the experiment is complete), 0 when pretraining
  * must run again, -1 after an error. The newest round whose checkpoint and θ file read
- * back as written (their SHA-256 as summary.json recorded it) is where the run goes on,
+ * back as written (their hashes as summary.json recorded them) is where the run goes on,
  * a finished experiment's last round included. One that cannot be read or changed
  * since (a disk fault, another file copied over it: writes are atomic, so an interrupt
  * never leaves one) is redone from the round before it, which gives the same results,
