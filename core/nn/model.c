@@ -604,6 +604,7 @@ void prunus_model_forward_to(PrunusModel *m, const float *x, int B, int n_layers
   const int stop = MIN(n_layers, m->n_layers);
   for (int i = 0; i < stop; i++) {
     const PrunusLayer *l = &m->layers[i];
+    if (l->bypassed) continue; /* its linked sparse neighbours do its work */
     if (l->ops->forward_n) {
       const float *xs[PRUNUS_LAYER_MAX_INPUTS];
       for (int k = 0; k < l->n_in; k++) xs[k] = m->acts[l->from[k] + 1];
@@ -646,6 +647,7 @@ void prunus_model_backward_each(PrunusModel *m, const float *dlogits, int B,
      * sequence: the layers below the first one with parameters) */
     if (!(m->slot_flags[i + 1] & GRAD_NEEDED)) continue;
     const PrunusLayer *l = &m->layers[i];
+    if (l->bypassed) continue; /* its linked sparse neighbours do its work */
     const float *dy = i == m->n_layers - 1 ? dlogits : m->dacts[i + 1];
     float *dx[PRUNUS_LAYER_MAX_INPUTS];
     float *added[PRUNUS_LAYER_MAX_INPUTS] = {NULL}; /* dx[k] to add into this slot's gradient */

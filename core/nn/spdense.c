@@ -108,7 +108,7 @@ void prunus_spdense_forward(const PrunusLayer *l, PrunusSpDense *s, const float 
     prunus_transpose(x, B, s->in, s->xT);
   }
   prunus_csr_spmm_t_blocked(s->w, s->w_blocks, s->xT, B, params + l->b_off, s->yT, l->team);
-  prunus_transpose(s->yT, s->out, B, y);
+  if (!s->down) prunus_transpose(s->yT, s->out, B, y); /* linked: down reads yT itself */
 }
 
 void prunus_spdense_backward(const PrunusLayer *l, PrunusSpDense *s, float *grads, const float *dy,

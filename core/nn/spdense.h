@@ -36,7 +36,9 @@ struct PrunusSpDense {
    * data nobody reads); `down` (the layer two after, or NULL) hands its dxT back,
    * masked where yT <= 0 as the ReLU's backward masks it. The values are those of
    * the unlinked path, the bias gradient's sums excepted (summed along dyT's rows: the
-   * same additions in another order); per link four transposes of the batch are saved. */
+   * same additions in another order); per link four transposes of the batch are saved.
+   * Linked, this layer leaves y unwritten when it has a `down`, and the ReLU between is
+   * skipped altogether (PrunusLayer.bypassed): nothing reads their slots. */
   PrunusSpDense *up, *down;
 };
 
@@ -55,7 +57,7 @@ void prunus_spdense_keep_values(PrunusSpDense *s, const PrunusLayer *l, const fl
 void prunus_spdense_write_back(const PrunusSpDense *s, const PrunusLayer *l, float *params,
                                float *opt_m, float *opt_v);
 /* y (B, out) = x (B, in) W^T + b, W and b read from params at l's offsets (W from
- * w->val when kept). */
+ * w->val when kept); linked to a `down`, y is left as it was (down reads yT). */
 void prunus_spdense_forward(const PrunusLayer *l, PrunusSpDense *s, const float *params,
                             const float *x, float *y, int B);
 /* After the forward of the same batch: s->grad (dL/dW at the alive weights), the bias

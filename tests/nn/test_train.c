@@ -667,8 +667,12 @@ static void test_train_sparse_matches_dense(void) {
       g_assert_true(L[3].sparse->down == L[5].sparse && L[5].sparse->up == L[3].sparse);
       g_assert_null(L[1].sparse->up);
       g_assert_null(L[5].sparse->down);
+      /* the ReLUs between run nowhere else: skipped */
+      g_assert_true(L[2].bypassed && L[4].bypassed);
+      g_assert_false(L[1].bypassed || L[3].bypassed || L[5].bypassed);
     }
     prunus_train_detach_sparse(m[run]);
+    for (int i = 0; i < m[run]->n_layers; i++) g_assert_false(m[run]->layers[i].bypassed);
     g_assert_true(prunus_train(m[run], &t, train, NULL, &norm, 8, &opt, &error));
     g_assert_no_error(error);
     for (int i = 0; i < m[run]->n_layers; i++) g_assert_null(m[run]->layers[i].sparse);
