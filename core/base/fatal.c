@@ -153,8 +153,7 @@ static void report(const char *const event[3], gboolean interrupt) {
   for (int i = 0; i < 3 && event[i]; i++) put(STDERR_FILENO, event[i]);
   put_context(STDERR_FILENO, FALSE, interrupt);
   LastWords *lw = atomic_load(&last_words);
-  put(STDERR_FILENO,
-      lw ? "\nprunus: " PRUNUS_FATAL_HINT "\n" : "\nprunus: " PRUNUS_FATAL_HINT_UNWRITTEN "\n");
+  put(STDERR_FILENO, "\nprunus: " PRUNUS_FATAL_HINT "\n");
   if (!lw) return;
   int fd = open(lw->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return;

@@ -46,12 +46,11 @@ void prunus_fatal_set_where(const char *where);
 void prunus_fatal_set_last_words(const char *path, const char *head, const char *mid,
                                  const char *tail);
 
-/* The hint every message ends with: once a run has written its summary (the last
- * words are set), and before (or in a job that keeps no rounds, like train). */
-#define PRUNUS_FATAL_HINT \
-  "rounds that finished are kept: rerunning the same command resumes after the last of them"
-#define PRUNUS_FATAL_HINT_UNWRITTEN \
-  "no results were recorded yet: fix the cause and run the same command again"
+/* The hint every message ends with: true whether the process died before its first
+ * round finished (in checking, loading data, pretraining) or after. */
+#define PRUNUS_FATAL_HINT                                                                     \
+  "rounds that finished are kept: rerunning the same command resumes after the last of them " \
+  "(or starts again, when none had finished)"
 
 G_END_DECLS
 

@@ -407,14 +407,13 @@ static void print_timing(GPtrArray *units, double total, double report) {
 
 gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   gint64 t_start = g_get_monotonic_time();
-  PrunusRunClock clock = {
-      .start_us = prunus_now_us(),
-      .latency = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free)};
+  PrunusRunClock clock = {.start_us = prunus_now_us()};
   PrunusJob base;
   ExperimentChoice base_choice = {.index = -1};
   /* from here on a crash, an interrupt or a plugin's exit() is reported, naming what ran */
   prunus_fatal_install();
   if (!prunus_job_open_with(&base, o, prepare_experiment, &base_choice, error)) return FALSE;
+  clock.latency = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   gboolean ok = FALSE, written = FALSE;
   PrunusRunLock *lock = NULL;
   PrunusData data = {0};

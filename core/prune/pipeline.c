@@ -694,16 +694,56 @@ static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
 /* prune.masks_from: the source experiment's masks of this round replace score, plan
  * and apply. The mask becomes the source's; a weight it keeps that this model had
  * pruned comes back at 0 (the retrain decides its value). */
+/* FALSE with an error when the file at path no longer has the hash that summary.json
+ * recorded for round k (nothing recorded: TRUE). */
+static gboolean same_as_written(const char *path, const char *recorded, int k, GError **error) {
+  char now[17];
+  if (!recorded[0] || !prunus_file_hash64(path, now) || !strcmp(now, recorded))
+    return TRUE; /* an unreadable file: the reader below says why */
+  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+              "%s: its content hash is not the one summary.json recorded when round %d wrote "
+              "it (the file changed since)",
+              path, k);
+  return FALSE;
+}
+
+/* The checkpoint hash summary.json recorded for round r of experiment `name` at this
+ * seed, into out ("" when none is recorded). */
+static void source_round_hash(const Pipeline *p, const char *name, int r, char out[17]) {
+  out[0] = '\0';
+  const PrunusJson *exps = p->summary ? prunus_json_get(p->summary, "experiments") : NULL;
+  for (size_t i = 0; exps && i < prunus_json_length(exps); i++) {
+    const PrunusJson *e = prunus_json_index(exps, i), *n = prunus_json_get(e, "name"),
+                     *s = prunus_json_get(e, "seed"), *rounds = prunus_json_get(e, "rounds");
+    if (!n || prunus_json_type(n) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(n), name) ||
+        !s || prunus_json_type(s) != PRUNUS_JSON_NUMBER ||
+        prunus_json_number(s) != (double)p->exp.rc->seed || !rounds ||
+        prunus_json_type(rounds) != PRUNUS_JSON_ARRAY || (size_t)r >= prunus_json_length(rounds))
+      continue;
+    const PrunusJson *h = prunus_json_get(prunus_json_index(rounds, (size_t)r), "checkpoint_hash");
+    if (h && prunus_json_type(h) == PRUNUS_JSON_STRING && strlen(prunus_json_string(h)) == 16)
+      g_strlcpy(out, prunus_json_string(h), 17);
+    return;
+  }
+}
+
 static gboolean apply_source_masks(Pipeline *p, GError **error) {
   char *rel = g_strdup_printf("%s/round-%02d.safetensors", p->exp.masks_subdir, p->round);
   char *path = g_build_filename(p->exp.run_dir, rel, NULL);
   gboolean ok = FALSE;
   PrunusModel *src = NULL;
+  char recorded[17];
   if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "prune.masks_from = \"%s\": round %d needs %s, which does not exist; run "
                 "experiment '%s' first (its rounds must reach %d)",
                 p->pc->masks_from, p->round, path, p->pc->masks_from, p->pc->rounds);
+    goto out_free;
+  }
+  /* the source's file as its round wrote it, not one copied or damaged since */
+  source_round_hash(p, p->pc->masks_from, p->round, recorded);
+  if (!same_as_written(path, recorded, p->round, error)) {
+    g_prefix_error(error, "prune.masks_from = \"%s\": ", p->pc->masks_from);
     goto out_free;
   }
   src = prunus_checkpoint_load(path, 1, NULL, NULL, error);
@@ -777,21 +817,33 @@ static void measure_latency_fixed(Pipeline *p, PrunusRoundMetrics *rm) {
   for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++) prunus_engine_free(e[k]);
 }
 
-/* The cache key of a layout measured at batch B: the engine kind, the plan's settings,
- * the architecture and, for the sparse engine, the hash of the masks (its work follows
- * them). (transfer full) */
-static char *latency_key(const PrunusPruneConfig *pc, size_t kind, int B, const char *arch,
-                         uint64_t mask_hash) {
-  return g_strdup_printf("%s|%d|%g|%g|%s|%016" G_GINT64_MODIFIER "x",
-                         kind == 2 ? "sparse" : "dense", B, pc->latency_tolerance,
-                         pc->latency_budget, arch, kind == 2 ? mask_hash : (uint64_t)0);
+/* The cache key of a layout measured at batch B: what was built ("dense": the dense
+ * engine, searched padding; "shrunk": the dense engine padded as the dense reference
+ * chose; "sparse": the sparse engine), the largest batch it was built for, the plan's
+ * settings, the architecture and, for the sparse engine, the hash of its nonzero
+ * pattern (its CSR holds the weights that are not zero, which the masks decide up to
+ * an alive weight that is exactly zero). (transfer full) */
+static char *latency_key(const PrunusPruneConfig *pc, const char *built, int B, const char *arch,
+                         uint64_t pattern) {
+  return g_strdup_printf("%s|%d|%d|%.17g|%.17g|%s|%016" G_GINT64_MODIFIER "x", built, B,
+                         latency_max_batch(pc), pc->latency_tolerance, pc->latency_budget, arch,
+                         pattern);
+}
+
+/* prunus_hash64 of m's nonzero pattern: which weights the sparse engine stores. */
+static uint64_t nonzero_pattern_hash(const PrunusModel *m) {
+  uint8_t *nz = g_new(uint8_t, MAX(m->n_params, 1));
+  for (size_t i = 0; i < m->n_params; i++) nz[i] = m->params[i] * m->mask[i] != 0.0f;
+  uint64_t h = prunus_hash64(nz, m->n_params);
+  g_free(nz);
+  return h;
 }
 
 /* The dense engine's padding choices for the dense reference, from the run's cache (or
  * this pipeline's own) when an experiment before measured it. */
 static void dense_pad_lookup(Pipeline *p, const char *dense_arch) {
   if (p->dense_pad) return;
-  char *key = g_strdup_printf("pad|%s", dense_arch);
+  char *key = g_strdup_printf("pad|%d|%s", latency_max_batch(p->pc), dense_arch);
   const int *known = g_hash_table_lookup(p->latency_cache, key);
   if (known) {
     p->dense_pad = g_new0(gboolean, known[0]);
@@ -806,20 +858,20 @@ static void dense_pad_store(Pipeline *p, const char *dense_arch, const PrunusEng
   int *pad = g_new(int, n + 1);
   pad[0] = n;
   for (int j = 0; j < n; j++) pad[1 + j] = p->dense_pad[j] = prunus_engine_layer_padding(e, j) > 0;
-  g_hash_table_insert(p->latency_cache, g_strdup_printf("pad|%s", dense_arch), pad);
+  g_hash_table_insert(p->latency_cache,
+                      g_strdup_printf("pad|%d|%s", latency_max_batch(p->pc), dense_arch), pad);
 }
 
 /* prune.latency.mode = "adaptive". An engine's work depends on its layout (shapes; for
- * the sparse engine also the masks), not on the weight values (masked weights are exact
- * zeros, never subnormal): each layout is measured once in a run, the first round of any
- * experiment that has it, and its time reused by the rounds and experiments that have
- * the same layout (the pretrained network every experiment starts from, the masks
- * prune.masks_from copies; a shrunk network without dead units is the dense layout
- * itself). A shrunk layout is padded where the dense engine measured padding to pay,
- * not searched again (the search costs ~0.1 s a layer, and weight pruning kills a few
- * units in most late rounds). Each measurement gets an equal share of what max_share of
- * the run's time so far leaves (the run's clock, shared by its experiments), at most
- * `seconds`, past its first 3 windows. */
+ * the sparse engine also which weights are nonzero), not on the weight values (masked
+ * weights are exact zeros, never subnormal): each layout is measured once in a run, the first round
+ * of any experiment that has it, and its time reused by the rounds and experiments that have the
+ * same layout (the pretrained network every experiment starts from, the masks prune.masks_from
+ * copies; a shrunk network without dead units is the dense layout itself). A shrunk layout is
+ * padded where the dense engine measured padding to pay, not searched again (the search costs ~0.1
+ * s a layer, and weight pruning kills a few units in most late rounds). Each measurement gets an
+ * equal share of what max_share of the run's time so far leaves (the run's clock, shared by its
+ * experiments), at most `seconds`, past its first 3 windows. */
 static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   const PrunusPruneConfig *pc = p->pc;
   PrunusModel *shrunk = prunus_model_shrink_dead(p->m, NULL);
@@ -828,15 +880,18 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   char *layout[G_N_ELEMENTS(latency_kinds)] = {NULL, NULL, NULL};
   for (size_t k = 0; k < G_N_ELEMENTS(latency_kinds); k++)
     if (model[k]) layout[k] = prunus_arch_to_string(&model[k]->arch);
-  const uint64_t mask_hash = prunus_hash64(p->m->mask, sizeof(float) * p->m->n_params);
+  const uint64_t pattern = nonzero_pattern_hash(p->m);
   int n_b = pc->n_latency_batches, n_k = (int)G_N_ELEMENTS(latency_kinds);
   char **keys = g_new0(char *, (size_t)n_b *n_k); /* [batch][kind], NULL: no engine */
   int pending = 0; /* measurements to make: the layouts not yet known */
   for (int i = 0; i < n_b; i++) {
     for (int k = 0; k < n_k; k++) {
       if (!model[k]) continue;
-      char *key = latency_key(pc, (size_t)k, pc->latency_batches[i], layout[k], mask_hash);
+      /* a shrunk network without dead units is the dense layout itself */
       gboolean dup = k == 1 && !strcmp(layout[0], layout[1]);
+      static const char *const built[] = {"dense", "shrunk", "sparse"};
+      char *key = latency_key(pc, built[dup ? 0 : k], pc->latency_batches[i], layout[k],
+                              k == 2 ? pattern : 0);
       pending += !dup && !g_hash_table_contains(p->latency_cache, key);
       keys[i * n_k + k] = key;
     }
@@ -896,7 +951,7 @@ static char *latency_method(const PrunusPruneConfig *pc) {
       "adaptive: the lowest window median once two agree within %g%% (3 windows at least), at "
       "most %g s a measurement and %g%% of the run's time past the third window; each "
       "layout measured once in the run (an engine's work depends on the shapes and, for "
-      "the sparse engine, the masks, not on the weights)",
+      "the sparse engine, which weights are nonzero, not on their values)",
       100 * pc->latency_tolerance, pc->latency_budget, 100 * pc->latency_share);
 }
 
@@ -1088,6 +1143,7 @@ static gboolean pretrain(Pipeline *p, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   const PrunusPruneConfig *pc = p->pc;
   const PrunusArch *arch = &exp->rc->arch;
+  g_return_val_if_fail(!p->m && !p->theta0 && !p->thetak, FALSE); /* a resume left none */
   if (pc->pretrained) {
     p->m = prunus_checkpoint_load(pc->pretrained, exp->rc->train.batch, arch, NULL, error);
     if (p->m && !exp->quiet) printf("%s: pretrained weights from %s\n", exp->name, pc->pretrained);
@@ -1139,19 +1195,6 @@ out_free:
   return ok;
 }
 
-/* FALSE with an error when the file at path no longer has the hash that summary.json
- * recorded for round k (nothing recorded: TRUE). */
-static gboolean same_as_written(const char *path, const char *recorded, int k, GError **error) {
-  char now[17];
-  if (!recorded[0] || !prunus_file_hash64(path, now) || !strcmp(now, recorded))
-    return TRUE; /* an unreadable file: the reader below says why */
-  g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
-              "%s: its content hash is not the one summary.json recorded when round %d wrote "
-              "it (the file changed since)",
-              path, k);
-  return FALSE;
-}
-
 /* Round k's checkpoint and θ file into p->m, p->theta0 and p->thetak, each checked
  * against the hash summary.json recorded for it. */
 static gboolean load_round(Pipeline *p, int k, GError **error) {
@@ -1166,7 +1209,11 @@ static gboolean load_round(Pipeline *p, int k, GError **error) {
   /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
   if (p->m) p->m->arch.init = exp->rc->arch.init;
   gboolean ok = p->m && read_thetas(p, theta, error);
-  if (!ok) g_clear_pointer(&p->m, prunus_model_free);
+  if (!ok) { /* read_thetas may have taken θ0 before θk failed */
+    g_clear_pointer(&p->m, prunus_model_free);
+    g_clear_pointer(&p->theta0, g_free);
+    g_clear_pointer(&p->thetak, g_free);
+  }
   g_free(theta);
   g_free(path);
   return ok;
@@ -1200,12 +1247,22 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   for (; k >= 0; k--) {
     GError *local = NULL;
     if (load_round(p, k, &local)) break;
-    if (k > 0)
-      g_printerr("prunus: warning: %s: %s; redoing round %d from round %d's checkpoint\n",
-                 exp->name, local->message, k, k - 1);
-    else
-      g_printerr("prunus: warning: %s: %s; pretraining again\n", exp->name, local->message);
+    g_printerr("prunus: warning: %s: round %d cannot be resumed from: %s\n", exp->name, k,
+               local->message);
     g_clear_error(&local);
+  }
+  if (k < n - 1) {                   /* what happens instead, once */
+    const int first = MAX(k + 1, 1); /* round 0 is pretraining */
+    char *redo = first == n - 1 ? g_strdup_printf("round %d", n - 1)
+                                : g_strdup_printf("rounds %d to %d", first, n - 1);
+    if (k >= 0)
+      g_printerr("prunus: warning: %s: redoing %s from round %d's checkpoint\n", exp->name, redo,
+                 k);
+    else if (n > 1)
+      g_printerr("prunus: warning: %s: pretraining again, then redoing %s\n", exp->name, redo);
+    else
+      g_printerr("prunus: warning: %s: pretraining again\n", exp->name);
+    g_free(redo);
   }
   for (guint i = (guint)(k + 1); i < p->rounds->len; i++)
     prunus_round_metrics_clear(&g_array_index(p->rounds, PrunusRoundMetrics, i));

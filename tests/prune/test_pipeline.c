@@ -705,11 +705,11 @@ static void test_kill_and_resume(void) {
   g_free(ref);
 }
 
-/* Keep the first `keep` rounds of summary.json's one experiment, as a run stopped after
- * round keep - 1 leaves it. */
-static void keep_rounds(const char *run_dir, size_t keep) {
+/* Keep the first `keep` rounds of summary.json's experiment `index`, as a run stopped
+ * after round keep - 1 leaves it. */
+static void keep_rounds_of(const char *run_dir, size_t index, size_t keep) {
   PrunusJson *s = read_json(run_dir, "summary.json");
-  PrunusJson *exp = (PrunusJson *)prunus_json_index(prunus_json_get(s, "experiments"), 0);
+  PrunusJson *exp = (PrunusJson *)prunus_json_index(prunus_json_get(s, "experiments"), index);
   const PrunusJson *rounds = prunus_json_get(exp, "rounds");
   g_assert_cmpuint(prunus_json_length(rounds), >, keep);
   PrunusJson *kept = prunus_json_new_array();
@@ -749,7 +749,7 @@ static void test_resume_unreadable_checkpoint(void) {
                {ROUNDS + 1, "round-03.safetensors", NULL, FALSE},
                {0, "model.safetensors", NULL, TRUE}};
   for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
-    if (cases[c].keep <= ROUNDS) keep_rounds(run_dir, cases[c].keep);
+    if (cases[c].keep <= ROUNDS) keep_rounds_of(run_dir, 0, cases[c].keep);
     char *path = NULL;
     if (cases[c].cache) {
       char *cache = g_build_filename(run_dir, "cache", NULL);
@@ -915,6 +915,24 @@ static void test_masks_from(void) {
   g_assert_nonnull(strstr(md, "- **b**: the masks of a, retrain reinit; seeds 11\n"));
   g_free(md), g_free(md_path);
   prunus_json_free(sum);
+  /* a's round 2 replaced by its round 1 (a valid checkpoint) while b stopped after its
+   * round 1: b's resume refuses the copy by the hash a recorded, naming the file */
+  keep_rounds_of(run_dir, 1, 2);
+  char *a1 = g_build_filename(run_dir, "a", "round-01.safetensors", NULL),
+       *a2 = g_build_filename(run_dir, "a", "round-02.safetensors", NULL);
+  char *bytes = NULL;
+  gsize len = 0;
+  g_assert_true(g_file_get_contents(a1, &bytes, &len, NULL));
+  g_assert_true(g_file_set_contents(a2, bytes, (gssize)len, NULL));
+  char *cfg = write_config("masks-from", &s);
+  PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_false(testutil_job_run(&o, &error));
+  testutil_assert_error_contains(error, "experiment 'b'", "round 2",
+                                 "prune.masks_from = \"a\": ", a2,
+                                 "content hash is not the one summary.json recorded", NULL);
+  g_clear_error(&error);
+  g_free(cfg), g_free(bytes), g_free(a1), g_free(a2);
   g_free(run_dir);
 }
 
