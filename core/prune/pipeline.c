@@ -830,11 +830,19 @@ static char *latency_key(const PrunusPruneConfig *pc, const char *built, int B, 
                          pattern);
 }
 
-/* prunus_hash64 of m's nonzero pattern: which weights the sparse engine stores. */
+/* prunus_hash64 of m's nonzero pattern: which weights the sparse engine stores (the
+ * biases, added whole, do not count). */
 static uint64_t nonzero_pattern_hash(const PrunusModel *m) {
   uint8_t *nz = g_new(uint8_t, MAX(m->n_params, 1));
-  for (size_t i = 0; i < m->n_params; i++) nz[i] = m->params[i] * m->mask[i] != 0.0f;
-  uint64_t h = prunus_hash64(nz, m->n_params);
+  size_t n = 0;
+  for (int l = 0; l < m->n_layers; l++) {
+    const PrunusLayer *layer = &m->layers[l];
+    for (size_t j = 0; j < layer->w_len; j++) {
+      const size_t i = layer->w_off + j;
+      nz[n++] = m->params[i] * m->mask[i] != 0.0f;
+    }
+  }
+  uint64_t h = prunus_hash64(nz, n);
   g_free(nz);
   return h;
 }

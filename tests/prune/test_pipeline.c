@@ -871,15 +871,16 @@ static void test_masks_from(void) {
         prunus_json_index(prunus_json_get(prunus_json_index(exps, 0), "rounds"), (size_t)k);
     const PrunusJson *rb = prunus_json_index(prunus_json_get(b, "rounds"), (size_t)k);
     g_assert_cmpfloat(num(ra, "sparsity"), ==, num(rb, "sparsity"));
-    /* the same layouts (the same masks): measured once in the run, in a, and b's rounds
-     * report those times */
+    /* the same layouts (the dense one; the sparse one: the same masks, no alive weight
+     * exactly 0): measured once in the run, in a, and b's rounds report those times (a
+     * shrunk layout can differ: a dead unit's constant output, which decides whether it
+     * folds away, follows the weights) */
     const PrunusJson *la = get(ra, "latency_us", PRUNUS_JSON_OBJECT),
                      *lb = get(rb, "latency_us", PRUNUS_JSON_OBJECT);
     g_assert_cmpuint(prunus_json_length(la), ==, 3);
     g_assert_cmpuint(prunus_json_length(lb), ==, 3);
-    for (size_t i = 0; i < prunus_json_length(la); i++)
-      g_assert_cmpfloat(prunus_json_number(prunus_json_member(la, i)), ==,
-                        num(lb, prunus_json_key(la, i)));
+    g_assert_cmpfloat(num(la, "dense_b1"), ==, num(lb, "dense_b1"));
+    g_assert_cmpfloat(num(la, "sparse_b1"), ==, num(lb, "sparse_b1"));
     for (int i = 0; i < 3; i++) {
       static const char *const keys[] = {"seconds_evaluate", "seconds_latency",
                                          "seconds_checkpoint"};
