@@ -59,7 +59,9 @@ struct PrunusPipeline {
   PrunusPipelineTiming timing;
   PrunusRunClock own_clock;  /* the clock latency budgets run on when exp.clock is NULL */
   GHashTable *latency_cache; /* the run's measurements (PrunusRunClock.latency), or its own */
-  gboolean *dense_pad;       /* (n_layers) the dense engine's padding choices, NULL until built */
+  /* (n_layers of the dense engine) its padding choices, borrowed from latency_cache;
+   * NULL until measured */
+  const gboolean *dense_pad;
 };
 typedef PrunusPipeline Pipeline;
 
@@ -691,9 +693,6 @@ static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
   return same;
 }
 
-/* prune.masks_from: the source experiment's masks of this round replace score, plan
- * and apply. The mask becomes the source's; a weight it keeps that this model had
- * pruned comes back at 0 (the retrain decides its value). */
 /* FALSE with an error when the file at path no longer has the hash that summary.json
  * recorded for round k (nothing recorded: TRUE). */
 static gboolean same_as_written(const char *path, const char *recorded, int k, GError **error) {
@@ -720,13 +719,17 @@ static void source_round_hash(const Pipeline *p, const char *name, int r, char o
         prunus_json_number(s) != (double)p->exp.rc->seed || !rounds ||
         prunus_json_type(rounds) != PRUNUS_JSON_ARRAY || (size_t)r >= prunus_json_length(rounds))
       continue;
-    const PrunusJson *h = prunus_json_get(prunus_json_index(rounds, (size_t)r), "checkpoint_hash");
-    if (h && prunus_json_type(h) == PRUNUS_JSON_STRING && strlen(prunus_json_string(h)) == 16)
-      g_strlcpy(out, prunus_json_string(h), 17);
+    PrunusRoundMetrics rm; /* read as a resume reads it: the same checks of the hash */
+    if (prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)r), &rm))
+      g_strlcpy(out, rm.checkpoint_hash, 17);
+    prunus_round_metrics_clear(&rm);
     return;
   }
 }
 
+/* prune.masks_from: the source experiment's masks of this round replace score, plan
+ * and apply. The mask becomes the source's; a weight it keeps that this model had
+ * pruned comes back at 0 (the retrain decides its value). */
 static gboolean apply_source_masks(Pipeline *p, GError **error) {
   char *rel = g_strdup_printf("%s/round-%02d.safetensors", p->exp.masks_subdir, p->round);
   char *path = g_build_filename(p->exp.run_dir, rel, NULL);
@@ -847,27 +850,19 @@ static uint64_t nonzero_pattern_hash(const PrunusModel *m) {
   return h;
 }
 
-/* The dense engine's padding choices for the dense reference, from the run's cache (or
- * this pipeline's own) when an experiment before measured it. */
-static void dense_pad_lookup(Pipeline *p, const char *dense_arch) {
-  if (p->dense_pad) return;
-  char *key = g_strdup_printf("pad|%d|%s", latency_max_batch(p->pc), dense_arch);
-  const int *known = g_hash_table_lookup(p->latency_cache, key);
-  if (known) {
-    p->dense_pad = g_new0(gboolean, known[0]);
-    for (int j = 0; j < known[0]; j++) p->dense_pad[j] = known[1 + j];
-  }
-  g_free(key);
+/* The cache key of the dense engine's padding choices for the dense reference (one per
+ * engine layer; the same architecture gives the same engine layers). (transfer full) */
+static char *dense_pad_key(const Pipeline *p, const char *dense_arch) {
+  return g_strdup_printf("pad|%d|%s", latency_max_batch(p->pc), dense_arch);
 }
 
+/* Those choices, measured with e, into the cache; p borrows them from there. */
 static void dense_pad_store(Pipeline *p, const char *dense_arch, const PrunusEngine *e) {
   int n = prunus_engine_n_layers(e);
-  p->dense_pad = g_new0(gboolean, n);
-  int *pad = g_new(int, n + 1);
-  pad[0] = n;
-  for (int j = 0; j < n; j++) pad[1 + j] = p->dense_pad[j] = prunus_engine_layer_padding(e, j) > 0;
-  g_hash_table_insert(p->latency_cache,
-                      g_strdup_printf("pad|%d|%s", latency_max_batch(p->pc), dense_arch), pad);
+  gboolean *pad = g_new0(gboolean, MAX(n, 1));
+  for (int j = 0; j < n; j++) pad[j] = prunus_engine_layer_padding(e, j) > 0;
+  g_hash_table_insert(p->latency_cache, dense_pad_key(p, dense_arch), pad);
+  p->dense_pad = pad;
 }
 
 /* prune.latency.mode = "adaptive". An engine's work depends on its layout (shapes; for
@@ -904,7 +899,11 @@ static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
       keys[i * n_k + k] = key;
     }
   }
-  dense_pad_lookup(p, layout[0]);
+  if (!p->dense_pad) { /* an experiment before measured them */
+    char *key = dense_pad_key(p, layout[0]);
+    p->dense_pad = g_hash_table_lookup(p->latency_cache, key);
+    g_free(key);
+  }
   PrunusRunClock *clock = p->exp.clock ? p->exp.clock : &p->own_clock;
   double elapsed = (prunus_now_us() - clock->start_us) / 1e6;
   double allowed = pc->latency_share * elapsed - clock->latency_seconds;
@@ -1145,6 +1144,14 @@ char *prunus_pretrain_key(const PrunusRunConfig *rc, const char *data_digest, in
   return key;
 }
 
+/* Forget the model and θ0/θk read so far (read_thetas may have taken θ0 before θk
+ * failed), so that what comes next starts from nothing. */
+static void drop_model(Pipeline *p) {
+  g_clear_pointer(&p->m, prunus_model_free);
+  g_clear_pointer(&p->theta0, g_free);
+  g_clear_pointer(&p->thetak, g_free);
+}
+
 /* Pretrain (or take the pretraining from the cache), keeping θ0 and θk: θ0 is the
  * model as created, θk a snapshot prunus_train takes after epoch pc->rewind_epoch. */
 static gboolean pretrain(Pipeline *p, GError **error) {
@@ -1177,9 +1184,7 @@ static gboolean pretrain(Pipeline *p, GError **error) {
         "again\n",
         exp->name, local->message);
     g_clear_error(&local);
-    g_clear_pointer(&p->m, prunus_model_free);
-    g_clear_pointer(&p->theta0, g_free);
-    g_clear_pointer(&p->thetak, g_free);
+    drop_model(p);
   }
   p->m = prunus_model_new(arch, exp->rc->train.batch, exp->rc->seed, error);
   if (!p->m) goto out_free;
@@ -1217,11 +1222,7 @@ static gboolean load_round(Pipeline *p, int k, GError **error) {
   /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
   if (p->m) p->m->arch.init = exp->rc->arch.init;
   gboolean ok = p->m && read_thetas(p, theta, error);
-  if (!ok) { /* read_thetas may have taken θ0 before θk failed */
-    g_clear_pointer(&p->m, prunus_model_free);
-    g_clear_pointer(&p->theta0, g_free);
-    g_clear_pointer(&p->thetak, g_free);
-  }
+  if (!ok) drop_model(p);
   g_free(theta);
   g_free(path);
   return ok;
@@ -1329,9 +1330,15 @@ static gboolean build_dense_ref(Pipeline *p, GError **error) {
   return TRUE;
 }
 
+/* "FILE:LINE" of the `plugin` key of a slot's group (transfer full). */
+static char *plugin_key_where(const Pipeline *p, config_setting_t *group) {
+  return prunus_config_where(p->exp.cfg, config_setting_get_member(group, "plugin"));
+}
+
 /* What the criterion's needs and the granularity's pattern require of the model and
- * the schedule (plugin.h revision 3), checked before any data is read. */
-static gboolean check_post_training(Pipeline *p, GError **error) {
+ * the schedule (plugin.h revision 3), checked before any data is read; *needs_out is
+ * the criterion's needs(), which check_ops hands on. */
+static gboolean check_post_training(Pipeline *p, uint32_t *needs_out, GError **error) {
   const PrunusPruneConfig *pc = p->pc;
   const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
   if (gd->granularity->pattern) {
@@ -1349,9 +1356,9 @@ static gboolean check_post_training(Pipeline *p, GError **error) {
     p->pattern_n = n, p->pattern_m = m;
   }
   prunus_host_call_begin(p->crit, "needs()");
-  uint32_t needs = cd->criterion->needs(prunus_host_state(p->crit));
+  uint32_t needs = *needs_out = cd->criterion->needs(prunus_host_state(p->crit));
   prunus_host_call_end(p->crit);
-  char *where = prunus_config_where(p->exp.cfg, config_setting_get_member(pc->criterion, "plugin"));
+  char *where = plugin_key_where(p, pc->criterion);
   char *who = g_strdup_printf("%s: prune.criterion plugin '%s'", where, cd->name);
   gboolean ok = prunus_calib_check_needs(&p->vs.view, needs, who, error);
   if (ok && (needs & PRUNUS_NEED_LAYERWISE) && pc->scope != PRUNUS_SCOPE_LAYER) {
@@ -1368,12 +1375,10 @@ static gboolean check_post_training(Pipeline *p, GError **error) {
 
 /* The plugins' own check() ops (plugin.h revision 6): the criterion's, then the
  * granularity's, on the current view, before any data is read. */
-static gboolean check_ops(Pipeline *p, uint32_t produces, uint32_t accepts, GError **error) {
+static gboolean check_ops(Pipeline *p, uint32_t needs, uint32_t produces, uint32_t accepts,
+                          GError **error) {
   const PrunusPruneConfig *pc = p->pc;
   const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
-  prunus_host_call_begin(p->crit, "needs()");
-  uint32_t needs = cd->criterion->needs(prunus_host_state(p->crit));
-  prunus_host_call_end(p->crit);
   const PrunusCheckInfo info = {.scope = pc->scope,
                                 .rounds = pc->rounds,
                                 .target = pc->final_target,
@@ -1398,8 +1403,7 @@ static gboolean check_ops(Pipeline *p, uint32_t produces, uint32_t accepts, GErr
     prunus_host_call_end(ops[i].h);
     if (rc != 0) {
       prunus_host_set_failure(ops[i].h, "check() failed", error);
-      char *where =
-          prunus_config_where(p->exp.cfg, config_setting_get_member(ops[i].group, "plugin"));
+      char *where = plugin_key_where(p, ops[i].group);
       g_prefix_error(error, "%s: ", where);
       g_free(where);
       return FALSE;
@@ -1432,8 +1436,7 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
   uint32_t accepts = gd->granularity->accepts(prunus_host_state(p->gran));
   prunus_host_call_end(p->gran);
   if (!(produces & accepts)) {
-    char *where =
-        prunus_config_where(p->exp.cfg, config_setting_get_member(pc->granularity, "plugin"));
+    char *where = plugin_key_where(p, pc->granularity);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
                 "%s: prune.granularity '%s' needs %s scores, but prune.criterion '%s' produces "
                 "only %s scores",
@@ -1442,7 +1445,8 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
     g_free(where);
     return FALSE;
   }
-  return check_post_training(p, error) && check_ops(p, produces, accepts, error);
+  uint32_t needs = 0;
+  return check_post_training(p, &needs, error) && check_ops(p, needs, produces, accepts, error);
 }
 
 /* Destroy the instances and free the models, θ and the rounds read or measured: what
@@ -1465,7 +1469,7 @@ static void release(Pipeline *p) {
   g_clear_pointer(&p->alloc_amount, g_free);
   p->alloc_n_layers = 0;
   p->req_n_layers = 0;
-  g_clear_pointer(&p->dense_pad, g_free);
+  p->dense_pad = NULL; /* latency_cache's */
 }
 
 PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPluginRegistry *reg,

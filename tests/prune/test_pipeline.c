@@ -399,27 +399,33 @@ static void assert_json_equal(const PrunusJson *a, const PrunusJson *b, const ch
   }
 }
 
-static void test_weight_schedule_and_determinism(void) {
-  char *run1 = run_ok("weight", &weight_setup);
-  check_weight_run(run1);
-  /* the same config again, one thread: the same numbers and the same weights */
-  char *run2 = run_ok("weight-again", &weight_setup);
-  PrunusJson *s1 = read_json(run1, "summary.json"), *s2 = read_json(run2, "summary.json");
+/* run_dir ended with ref's results: summary.json equal but for the config path (and
+ * the timings assert_json_equal skips), the last round's weights and masks equal bit
+ * for bit. */
+static void assert_same_results(const char *ref, const char *run_dir) {
+  PrunusJson *a = read_json(ref, "summary.json"), *b = read_json(run_dir, "summary.json");
   /* only "config" differs: it names the config file */
-  PrunusJson *c = prunus_json_new_string("same");
-  prunus_json_object_set(s1, "config", c);
-  prunus_json_object_set(s2, "config", prunus_json_new_string("same"));
-  assert_json_equal(s1, s2, "summary");
-  prunus_json_free(s1);
-  prunus_json_free(s2);
+  prunus_json_object_set(a, "config", prunus_json_new_string("same"));
+  prunus_json_object_set(b, "config", prunus_json_new_string("same"));
+  assert_json_equal(a, b, "summary");
+  prunus_json_free(a);
+  prunus_json_free(b);
   size_t z1, a1, z2, a2;
-  PrunusModel *m1 = load_round(run1, ROUNDS, &z1, &a1, NULL);
-  PrunusModel *m2 = load_round(run2, ROUNDS, &z2, &a2, NULL);
+  PrunusModel *m1 = load_round(ref, ROUNDS, &z1, &a1, NULL);
+  PrunusModel *m2 = load_round(run_dir, ROUNDS, &z2, &a2, NULL);
   g_assert_cmpuint(m1->n_params, ==, m2->n_params);
   g_assert_cmpint(memcmp(m1->params, m2->params, sizeof(float) * m1->n_params), ==, 0);
   g_assert_cmpint(memcmp(m1->mask, m2->mask, sizeof(float) * m1->n_params), ==, 0);
   prunus_model_free(m1);
   prunus_model_free(m2);
+}
+
+static void test_weight_schedule_and_determinism(void) {
+  char *run1 = run_ok("weight", &weight_setup);
+  check_weight_run(run1);
+  /* the same config again, one thread: the same numbers and the same weights */
+  char *run2 = run_ok("weight-again", &weight_setup);
+  assert_same_results(run1, run2);
   g_free(run1);
   g_free(run2);
 }
@@ -680,18 +686,7 @@ static void test_kill_and_resume(void) {
   g_assert_cmpint(metrics_lines_of_round(run_dir, 1), ==, round1_lines);
   g_assert_cmpint(round1_lines, ==, 6);
   /* and the results are those of the uninterrupted run */
-  PrunusJson *a = read_json(ref, "summary.json"), *b = read_json(run_dir, "summary.json");
-  prunus_json_object_set(a, "config", prunus_json_new_string("same"));
-  prunus_json_object_set(b, "config", prunus_json_new_string("same"));
-  assert_json_equal(a, b, "summary");
-  prunus_json_free(a);
-  prunus_json_free(b);
-  size_t z1, a1, z2, a2;
-  PrunusModel *m1 = load_round(ref, ROUNDS, &z1, &a1, NULL);
-  PrunusModel *m2 = load_round(run_dir, ROUNDS, &z2, &a2, NULL);
-  g_assert_cmpint(memcmp(m1->params, m2->params, sizeof(float) * m1->n_params), ==, 0);
-  prunus_model_free(m1);
-  prunus_model_free(m2);
+  assert_same_results(ref, run_dir);
   /* a different config into the same folder is refused, and changes nothing */
   static const Setup other = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 5;",
                               "",       ""};
@@ -781,18 +776,7 @@ static void test_resume_unreadable_checkpoint(void) {
     /* pretraining again comes from the pretraining cache: no epoch is trained twice */
     g_assert_cmpint(metrics_lines_of_round(run_dir, 0), ==, 3);
     g_assert_cmpint(metrics_lines_of_round(run_dir, 1), ==, 1);
-    PrunusJson *a = read_json(ref, "summary.json"), *b = read_json(run_dir, "summary.json");
-    prunus_json_object_set(a, "config", prunus_json_new_string("same"));
-    prunus_json_object_set(b, "config", prunus_json_new_string("same"));
-    assert_json_equal(a, b, "summary");
-    prunus_json_free(a);
-    prunus_json_free(b);
-    size_t z1, a1, z2, a2;
-    PrunusModel *m1 = load_round(ref, ROUNDS, &z1, &a1, NULL);
-    PrunusModel *m2 = load_round(run_dir, ROUNDS, &z2, &a2, NULL);
-    g_assert_cmpint(memcmp(m1->params, m2->params, sizeof(float) * m1->n_params), ==, 0);
-    prunus_model_free(m1);
-    prunus_model_free(m2);
+    assert_same_results(ref, run_dir);
     g_free(path);
   }
   g_free(cfg);
