@@ -1,7 +1,11 @@
 /* test_idx.c: unit tests for core/dataset.c: IDX files (raw and gzip) the tests
  * write themselves, every malformed-input error, norm fitting and batch filling. */
+#include "convert.h"
+#include "csr.h"
 #include "dataset.h"
 #include "testutil.h"
+
+#include <immintrin.h>
 
 #include <gio/gio.h>
 #include <math.h>
@@ -668,6 +672,58 @@ static void test_fill_batch(void) {
   prunus_dataset_free(d);
 }
 
+/* Unit pixels are byte / 255 rounded once at every kernel level, through the fill
+ * (both store kinds) and straight through the kernel at every length and alignment of
+ * the destination up to two vectors, where heads and tails are cut. */
+static void test_fill_batch_every_level(void) {
+  enum { H = 37, W = 7, N = 2 }; /* 259 pixels a row: every byte value, a 3-pixel tail */
+  uint8_t px[N * H * W];
+  for (int k = 0; k < N * H * W; k++) px[k] = (uint8_t)((k * 7) % 256);
+  const uint8_t labels[N] = {3, 5};
+  PrunusDataset *d = prunus_dataset_new_from_data(N, 1, H, W, 10, px, labels);
+  const int idx[3] = {1, 0, 1};
+  const PrunusNorm unit = {.kind = PRUNUS_NORM_UNIT, .mean = 0.0f, .std = 1.0f};
+  float *x = g_new(float, 3 * H * W + 64);
+  uint8_t y[3];
+  const uint8_t bytes[40] = {0,   1,   2,   3,   127, 128, 129, 254, 255, 17,  34,  51, 68, 85,
+                             102, 119, 136, 153, 170, 187, 204, 221, 238, 9,   10,  11, 12, 13,
+                             14,  15,  16,  200, 201, 202, 203, 250, 251, 252, 253, 5};
+  for (PrunusCsrLevel level = PRUNUS_CSR_SCALAR; level <= prunus_csr_level(); level++) {
+    PrunusCsrLevel old = prunus_csr_cap_level(level);
+    for (int cached = 0; cached < 2; cached++) {
+      memset(x, 0xff, sizeof(float) * 3 * H * W);
+      (cached ? prunus_dataset_fill_batch_cached : prunus_dataset_fill_batch)(d, &unit, idx, 3, x,
+                                                                              y);
+      for (int b = 0; b < 3; b++)
+        for (int j = 0; j < H * W; j++) {
+          float want = (float)(px[idx[b] * H * W + j] / 255.0);
+          if (x[b * H * W + j] != want)
+            g_error("level %s %s: sample %d pixel %d: %.9g, want %.9g",
+                    prunus_csr_level_name(level), cached ? "cached" : "streamed", b, j,
+                    x[b * H * W + j], want);
+        }
+      g_assert_cmpuint(y[0], ==, 5);
+      g_assert_cmpuint(y[1], ==, 3);
+    }
+    for (int streaming = 0; streaming < 2; streaming++)
+      for (int offset = 0; offset < 16; offset++)
+        for (int n = 0; n <= 40; n++) {
+          float *dst = x + offset;
+          for (int j = 0; j < n + 1; j++) dst[j] = -1.0f;
+          prunus_bytes_over(bytes, 255.0f, dst, (size_t)n, streaming);
+          _mm_sfence();
+          for (int j = 0; j < n; j++)
+            if (dst[j] != (float)(bytes[j] / 255.0))
+              g_error("level %s, n %d, offset %d: element %d is %.9g", prunus_csr_level_name(level),
+                      n, offset, j, dst[j]);
+          g_assert_cmpfloat(dst[n], ==, -1.0f); /* nothing past n */
+        }
+    prunus_csr_cap_level(old);
+  }
+  g_free(x);
+  prunus_dataset_free(d);
+}
+
 // ----------------------------------------------------------------------------
 // The real Fashion-MNIST test split, when installed
 
@@ -722,6 +778,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/idx/dataset/slice", test_slice);
   g_test_add_func("/idx/norm/fit", test_norm_fit);
   g_test_add_func("/idx/norm/fill-batch", test_fill_batch);
+  g_test_add_func("/idx/norm/fill-batch-every-level", test_fill_batch_every_level);
   g_test_add_func("/idx/real/fashion-mnist-t10k", test_real_fashion_mnist);
   return g_test_run();
 }
