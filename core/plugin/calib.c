@@ -135,7 +135,7 @@ void prunus_view_build(PrunusViewSet *vs, const PrunusModel *m, const gboolean *
     v->prunable = prunable ? prunable[i] : 1;
     v->is_output = i == last;
     v->weights = m->params + l->w_off;
-    v->bias = m->params + l->b_off;
+    v->bias = l->b_len ? m->params + l->b_off : NULL; /* conv2d `bias = false` has none */
     v->mask = m->mask + l->w_off;
     vs->layer_index[k] = i;
     layer_node[k] = i;

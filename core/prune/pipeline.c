@@ -291,17 +291,32 @@ static const PrunusPlanRequest *cb_plan_request(void *user) {
   return &p->req;
 }
 
+/* "layer K = 'NAME'" for view layer k, as messages to plugin writers name a layer: the
+ * index they pass and the name they see (which may be another index). */
+static char *view_layer_label(const Pipeline *p, int k) {
+  if (k < 0 || k >= p->vs.view.n_layers)
+    return g_strdup_printf("layer %d (the view has layers 0 to %d)", k, p->vs.view.n_layers - 1);
+  return g_strdup_printf("layer %d = '%s'", k, p->vs.layers[k].name);
+}
+
 /* The set_weights service: only from update(), for its layer. */
 static gboolean cb_set_weights(void *user, int layer, const float *w, GError **error) {
   Pipeline *p = user;
   if (p->updating < 0 || layer != p->updating) {
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
-                p->updating < 0
-                    ? "set_weights(layer %d) was called outside update(); a criterion may "
-                      "write weights only from its update()"
-                    : "set_weights(layer %d) was called from update() of layer %d; a criterion "
-                      "may write only the layer update() was called for",
-                layer, p->updating);
+    char *target = view_layer_label(p, layer);
+    char *caller = p->updating < 0 ? NULL : view_layer_label(p, p->updating);
+    if (!caller)
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                  "set_weights(%s) was called outside update(); a criterion may write weights "
+                  "only from its update()",
+                  target);
+    else
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
+                  "set_weights(%s) was called from update() of %s; a criterion may write only "
+                  "the layer update() was called for",
+                  target, caller);
+    g_free(target);
+    g_free(caller);
     return FALSE;
   }
   const PrunusLayerView *l = &p->vs.layers[layer];
@@ -501,7 +516,9 @@ static gboolean update_layer(Pipeline *p, int k, GError **error) {
   prunus_host_call_end(p->crit);
   p->updating = -1;
   if (rc == 0) return TRUE;
-  char *what = g_strdup_printf("update() of layer %s failed", p->vs.layers[k].name);
+  char *label = view_layer_label(p, k);
+  char *what = g_strdup_printf("update() of %s failed", label);
+  g_free(label);
   prunus_host_set_failure(p->crit, what, error);
   g_free(what);
   return FALSE;
@@ -661,9 +678,16 @@ static gboolean prune_round(Pipeline *p, GError **error) {
   if (!p->exp.quiet)
     printf("%s round %d: removed %zu weights and %d units\n", p->exp.name, p->round,
            removed_weights, removed_units);
-  if (removed_weights == 0 && removed_units == 0 && !p->exp.quiet)
-    printf("%s round %d: warning: the plan removed nothing (amount too small for what remains?)\n",
-           p->exp.name, p->round);
+  if (removed_weights == 0 && removed_units == 0) {
+    char *why = p->pattern_m > 0 ? g_strdup_printf(
+                                       "granularity '%s' keeps %d of every %d weights "
+                                       "along fan_in: its pattern is full?",
+                                       prunus_host_desc(p->gran)->name, p->pattern_n, p->pattern_m)
+                                 : g_strdup("amount too small for what remains?");
+    fprintf(stderr, "warning: %s round %d: the plan removed nothing (%s)\n", p->exp.name, p->round,
+            why);
+    g_free(why);
+  }
   p->requested_sparsity = NAN;
   if (removed_units == 0 && p->prunable_total > 0) {
     double total = (double)p->prunable_total;

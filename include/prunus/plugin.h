@@ -142,7 +142,7 @@ typedef struct PrunusHost PrunusHost;
 /* One layer with parameters (dense or conv2d), in the model's current shape.
  * Frozen (G3): it is an array element, so it never gains members. */
 typedef struct {
-  const char *name;     /* "1": the index in the layer sequence (PyTorch naming) */
+  const char *name;     /* the config's `name`, else the index in model.layers ("1") */
   const char *type;     /* "dense" or "conv2d" */
   int index;            /* position in the layer sequence */
   int n_units;          /* output neurons (dense) or output channels (conv2d) */
@@ -152,7 +152,7 @@ typedef struct {
   int prunable;         /* 0 when the config excludes this layer from pruning */
   int is_output;        /* 1 for the last layer (its units are the classes: never removed) */
   const float *weights; /* (n_units, fan_in) */
-  const float *bias;    /* (n_units) */
+  const float *bias;    /* (n_units); NULL: no bias (conv2d `bias = false`) */
   const float *mask;    /* (n_units, fan_in): 1 = alive, 0 = pruned */
 } PrunusLayerView;
 

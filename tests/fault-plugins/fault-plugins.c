@@ -6,7 +6,8 @@
  *           | hang (waits for a signal: the interrupt and lock tests)
  *           | empty (plan only: a plan that removes every weight of the first layer, which
  *             the host must refuse) | offset (retrain only: train() at schedule offset 5 of
- *             2 epochs, which the host must refuse)
+ *             2 epochs, which the host must refuse) | write (score only: set_weights on
+ *             view layer 1 outside update(), which the host must refuse)
  *   CALL  = create (the criterion's) | observe | score (criterion) | plan | retrain
  *   ROUND = the round of that call (ignored for create)
  * The environment, not the config, so that the same command reruns without the fault
@@ -24,7 +25,7 @@
 #include <unistd.h>
 
 static const char *const faults[] = {"none",  "segv",  "bus",  "fpe",   "ill",    "abort", "exit0",
-                                     "exit3", "stack", "hang", "empty", "offset", NULL};
+                                     "exit3", "stack", "hang", "empty", "offset", "write", NULL};
 enum {
   F_NONE,
   F_SEGV,
@@ -37,7 +38,8 @@ enum {
   F_STACK,
   F_HANG,
   F_EMPTY,
-  F_OFFSET
+  F_OFFSET,
+  F_WRITE
 };
 
 typedef struct {
@@ -45,6 +47,8 @@ typedef struct {
   char call[16];
   int round;
   int calls; /* score() or plan() calls so far = the round */
+  PrunusHost *host;
+  const PrunusHostServices *svc;
 } FaultState;
 
 /* PRUNUS_TEST_FAULT parsed into s; no fault when unset or malformed. */
@@ -106,10 +110,10 @@ static void commit(int fault) {
 }
 
 static int fault_create(PrunusHost *host, const PrunusHostServices *svc, void **state) {
-  (void)host, (void)svc;
   FaultState *s = calloc(1, sizeof *s);
   if (!s) return -1;
   *state = s;
+  s->host = host, s->svc = svc;
   read_fault(s);
   return 0;
 }
@@ -146,6 +150,8 @@ static int crit_observe(void *state, const PrunusModelView *model, const PrunusC
 static int crit_score(void *state, const PrunusModelView *model, PrunusScores *scores) {
   FaultState *s = state;
   s->calls++;
+  if (at(s, "score", s->calls) && s->fault == F_WRITE)
+    return s->svc->set_weights(s->host, 1, model->layers[1].weights) == 0 ? 0 : -1;
   if (at(s, "score", s->calls)) commit(s->fault);
   for (int l = 0; l < model->n_layers; l++)
     for (size_t i = 0; i < model->layers[l].n_weights; i++) {

@@ -376,6 +376,7 @@ static void test_refused_calls(void) {
       {"offset:retrain:2",
        "train(epochs=1, lr=0, offset=5, total=2): the schedule offset must "
        "be in [0, total)"},
+      {"write:score:2", "score() failed: set_weights(layer 1 = '3') was called outside update()"},
   };
   const char *ref = reference();
   char *cfg = write_config("faults", 3);

@@ -408,6 +408,10 @@ static void test_view_groups(void) {
   g_assert_true(v->node_norm_scale[bn1] == m->params + m->layers[bn1].b_off);
   g_assert_true(v->node_norm_shift[bn1] == m->params + m->layers[bn1].b_off + 16);
   g_assert_null(v->node_norm_scale[conv1]);
+  /* a conv2d without bias (before its batchnorm) has none in the view; fc has its own */
+  g_assert_true(m->layers[find_layer(m, "conv1")].spec.no_bias);
+  g_assert_null(vs.layers[conv1].bias);
+  g_assert_true(vs.layers[fc].bias == m->params + m->layers[find_layer(m, "fc")].b_off);
   prunus_view_clear(&vs);
   prunus_model_free(m);
   /* a sequence: one group per hidden unit */
