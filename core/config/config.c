@@ -235,12 +235,85 @@ gboolean prunus_config_check_unread(PrunusConfig *c, GError **error) {
  * nesting deeper than libconfig's own limit is left to it to refuse. */
 #define INCLUDE_MAX_DEPTH 10
 
+/* libconfig 1.5's scanner reads an integer literal without L through atoi (strtoul for
+ * hex): 4294967328 becomes 32 and 3000000000 a negative number, with no error, so the
+ * config would run another experiment than the one written. So every integer literal in
+ * the text is checked first: without L it must fit in 32 bits (hex up to 0x7fffffff,
+ * beyond which the scanner gives a negative number), with L in 64. Strings and comments
+ * are skipped as the scanner skips them; a name (which may hold digits and '-') is not a
+ * number; a literal with '.' or an exponent is a float. */
+static gboolean check_int_literals(const char *path, const char *text, gsize len, GError **error) {
+  const char *p = text, *end = text + len;
+  int line = 1;
+  while (p < end) {
+    char ch = *p;
+    if (ch == '\n') {
+      line++, p++;
+    } else if (ch == '#' || (ch == '/' && p + 1 < end && p[1] == '/')) {
+      while (p < end && *p != '\n') p++;
+    } else if (ch == '/' && p + 1 < end && p[1] == '*') {
+      for (p += 2; p < end && !(*p == '*' && p + 1 < end && p[1] == '/'); p++) line += *p == '\n';
+      p = MIN(p + 2, end);
+    } else if (ch == '"') {
+      for (p++; p < end && *p != '"'; p++) {
+        if (*p == '\\' && p + 1 < end) p++;
+        line += *p == '\n';
+      }
+      p = MIN(p + 1, end);
+    } else if (g_ascii_isalpha(ch) || ch == '*' || ch == '@') {
+      for (p++; p < end && (g_ascii_isalnum(*p) || *p == '-' || *p == '_' || *p == '*'); p++)
+        ;
+    } else if (g_ascii_isdigit(ch) ||
+               ((ch == '-' || ch == '+') && p + 1 < end && g_ascii_isdigit(p[1]))) {
+      const char *start = p;
+      if (ch == '-' || ch == '+') p++;
+      gboolean hex = p + 1 < end && p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
+      if (hex) p += 2;
+      while (p < end && (hex ? g_ascii_isxdigit(*p) : g_ascii_isdigit(*p))) p++;
+      if (!hex && p < end && (*p == '.' || *p == 'e' || *p == 'E')) { /* a float */
+        while (p < end && (g_ascii_isdigit(*p) || strchr(".eE+-", *p))) p++;
+        continue;
+      }
+      char *literal = g_strndup(start, (size_t)(p - start));
+      gboolean wide = p < end && *p == 'L';
+      while (p < end && *p == 'L') p++;
+      errno = 0;
+      gboolean fits;
+      if (hex) {
+        unsigned long long v = strtoull(literal, NULL, 16);
+        fits = errno == 0 &&
+               v <= (wide ? (unsigned long long)INT64_MAX : (unsigned long long)INT32_MAX);
+      } else {
+        long long v = strtoll(literal, NULL, 10);
+        fits = errno == 0 && (wide || (v >= INT32_MIN && v <= INT32_MAX));
+      }
+      if (!fits && wide)
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s:%d: the integer %sL does not fit in 64 bits", path, line, literal);
+      else if (!fits)
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s:%d: the integer %s does not fit in a 32-bit integer, which libconfig "
+                    "would silently turn into another number (a key that takes 64 bits, as "
+                    "seed does, reads it written with an L: %sL)",
+                    path, line, literal, literal);
+      if (!fits) {
+        g_free(literal);
+        return FALSE;
+      }
+      g_free(literal);
+    } else {
+      p++;
+    }
+  }
+  return TRUE;
+}
+
 static gboolean check_includes(const char *path, const char *include_dir, int depth,
                                GError **error) {
   char *text = NULL;
   gsize len = 0;
   if (depth > INCLUDE_MAX_DEPTH || !g_file_get_contents(path, &text, &len, NULL)) return TRUE;
-  gboolean ok = TRUE;
+  gboolean ok = check_int_literals(path, text, len, error);
   int line = 1;
   for (const char *p = text; ok && p < text + len; line++) {
     const char *end = memchr(p, '\n', (size_t)(text + len - p));

@@ -94,6 +94,10 @@ char *prunus_config_dump_resolved(PrunusConfig *c);
 gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
                              const config_setting_t *src, GError **error);
 
+/* The largest seed: summary.json holds numbers as doubles, exact up to 2^53, and a
+ * resume compares the seed it reads back. */
+#define PRUNUS_SEED_MAX 9007199254740992LL
+
 /* The dataset, model and train groups, parsed. */
 typedef struct {
   char *name;

@@ -811,10 +811,10 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
   }
   out->name = g_strdup(name);
   if (!prunus_config_get_int64(c, root, "seed", FALSE, 0, &seed, error)) goto out_clear;
-  if (seed < 0) {
+  if (seed < 0 || seed > PRUNUS_SEED_MAX) {
     char found[32];
     g_snprintf(found, sizeof found, "%" G_GINT64_FORMAT, (gint64)seed);
-    out_of_range(c, root, "seed", found, ">= 0", error);
+    out_of_range(c, root, "seed", found, "in [0, 2^53 = 9007199254740992]", error);
     goto out_clear;
   }
   out->seed = (uint64_t)seed;

@@ -122,11 +122,12 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
       }
       int64_t v = config_setting_get_int64(e);
       if (config_setting_type(e) == CONFIG_TYPE_INT) v = config_setting_get_int(e);
-      if (v < 0) {
+      if (v < 0 || v > PRUNUS_SEED_MAX) {
         char *where = prunus_config_where(cfg, e);
         g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: seeds[%d] = %" G_GINT64_FORMAT " is out of range: must be >= 0", where, i,
-                    (gint64)v);
+                    "%s: seeds[%d] = %" G_GINT64_FORMAT
+                    " is out of range: must be in [0, 2^53 = 9007199254740992]",
+                    where, i, (gint64)v);
         g_free(where);
         return FALSE;
       }

@@ -316,6 +316,56 @@ static void test_parse_defaults(void) {
 /* @include is resolved against the config's folder, whatever the working folder;
  * an error inside the included file names that file; a target that is not a file, or
  * an absolute path, is refused. */
+/* Integer literals libconfig would wrap (its scanner reads them through atoi) are
+ * refused at load with file:line, in an @include'd file too; those that fit, floats,
+ * names with digits, strings and comments holding big numbers are not. */
+static void test_int_literals(void) {
+  char *dir = testutil_mkdtemp();
+  GError *error = NULL;
+  const struct {
+    const char *literal, *message;
+  } bad[] = {
+      {"4294967328", "the integer 4294967328 does not fit in a 32-bit integer"},
+      {"3000000000", "the integer 3000000000 does not fit in a 32-bit integer"},
+      {"-2147483649", "the integer -2147483649 does not fit"},
+      {"0x80000000", "the integer 0x80000000 does not fit"},
+      {"99999999999999999999L", "the integer 99999999999999999999L does not fit in 64 bits"},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    char *units = g_strdup_printf("units = %s;", bad[i].literal);
+    char *t = edit(BASE, "units = 300;", units);
+    char *p = testutil_write_file(dir, "wrap.cfg", t, strlen(t));
+    g_assert_null(prunus_config_load(p, &error));
+    char *at = loc(p, line_of(t, units));
+    testutil_assert_error_contains(error, at, bad[i].message, NULL);
+    g_clear_error(&error);
+    g_free(at), g_free(p), g_free(t), g_free(units);
+  }
+  /* fine: the extremes that fit, a 64-bit L literal, floats, names, strings, comments */
+  const char *fine =
+      "name = \"x\"; a = 2147483647; b = -2147483648; c = 0x7fffffff;\n"
+      "d = 4294967328L; e = 1e300; f = 30000000000.5; g-300000000000 = 1;\n"
+      "h = \"4294967328\"; # 4294967328\n/* 4294967328 */ i = 5; // 9999999999\n";
+  char *p = testutil_write_file(dir, "fine.cfg", fine, strlen(fine));
+  PrunusConfig *c = prunus_config_load(p, &error);
+  g_assert_no_error(error);
+  prunus_config_free(c);
+  g_free(p);
+  /* inside an @include'd file, named with its own line */
+  const char *inc = "x = 1;\ny = 5000000000;\n";
+  g_free(testutil_write_file(dir, "inc.cfg", inc, strlen(inc)));
+  const char *top = "name = \"x\";\n@include \"inc.cfg\"\n";
+  p = testutil_write_file(dir, "top.cfg", top, strlen(top));
+  g_assert_null(prunus_config_load(p, &error));
+  char *inc_path = g_build_filename(dir, "inc.cfg", NULL);
+  char *at = loc(inc_path, 2);
+  testutil_assert_error_contains(error, at, "the integer 5000000000 does not fit", NULL);
+  g_clear_error(&error);
+  g_free(at), g_free(inc_path), g_free(p);
+  testutil_rmtree(dir);
+  g_free(dir);
+}
+
 static void test_include(void) {
   char *dir = testutil_mkdtemp();
   char *sub = g_build_filename(dir, "parts", NULL);
@@ -589,7 +639,12 @@ static void test_out_of_range(void) {
   edit_fails_at("  test_labels", "  validation = -5;\n  test_labels", "validation",
                 "key 'dataset.validation' = -5 is out of range: must be >= 0", NULL);
   char *text = edit(BASE, "train = {\n", "seed = -1;\ntrain = {\n");
-  parse_fails_at(text, "seed", "key 'seed' = -1 is out of range: must be >= 0", NULL);
+  parse_fails_at(text, "seed", "key 'seed' = -1 is out of range",
+                 "must be in [0, 2^53 = 9007199254740992]");
+  g_free(text);
+  /* summary.json holds the seed as a double: past 2^53 a resume would read another */
+  text = edit(BASE, "train = {\n", "seed = 9007199254740993L;\ntrain = {\n");
+  parse_fails_at(text, "seed", "key 'seed' = 9007199254740993 is out of range", NULL);
   g_free(text);
   /* step_size is only checked for the step schedule */
   char *dir = testutil_mkdtemp();
@@ -1281,6 +1336,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/config/parse-full", test_parse_full);
   g_test_add_func("/config/parse-defaults", test_parse_defaults);
   g_test_add_func("/config/include", test_include);
+  g_test_add_func("/config/int-literals", test_int_literals);
   g_test_add_func("/config/syntax-error", test_syntax_error);
   g_test_add_func("/config/missing-file", test_missing_file);
   g_test_add_func("/config/unknown-keys", test_unknown_keys);

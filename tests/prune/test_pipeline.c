@@ -1226,7 +1226,7 @@ static void test_seeds_twice(void) {
   o.overrides = negative;
   g_assert_false(testutil_job_run(&o, &error));
   testutil_assert_error_contains(
-      error, "--set seeds[1]: seeds[1] = -1 is out of range: must be >= 0", NULL);
+      error, "--set seeds[1]: seeds[1] = -1 is out of range: must be in [0, 2^53", NULL);
   g_clear_error(&error);
   g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
   g_free(run_dir);
