@@ -227,6 +227,28 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
                                    prunus_train_threads_used(job->threads));
 }
 
+/* The run's rounds came from the data loaded now: summary.json records the digest of
+ * the bytes its first command loaded (prunus_data_load) and a resume on other bytes (a
+ * file under dataset rewritten, or the same config text in another folder beside
+ * other files) would append rounds trained on them to rounds trained on the first.
+ * Summaries written before the digest was recorded are taken as they are. Records the
+ * digest in a new summary. */
+static gboolean same_data(PrunusJson *summary, const char *run_dir, const PrunusData *data,
+                          GError **error) {
+  const PrunusJson *was = prunus_json_get(summary, "data_digest");
+  if (was && prunus_json_type(was) == PRUNUS_JSON_STRING &&
+      strcmp(prunus_json_string(was), data->digest)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                "%s/summary.json: the run's rounds were trained on other data (digest %.16s...; "
+                "the files under dataset now give %.16s...): a dataset file changed since the "
+                "run began. Restore it to resume, or choose another -o RUN_DIR for a new run",
+                run_dir, prunus_json_string(was), data->digest);
+    return FALSE;
+  }
+  if (!was) prunus_json_object_set(summary, "data_digest", prunus_json_new_string(data->digest));
+  return TRUE;
+}
+
 /* The fatal handlers' name for one experiment x seed: "(seed 1)" when the config
  * lists seeds. (transfer full) */
 static char *seed_label(const ExperimentChoice *ch) {
@@ -468,7 +490,8 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   if (g_file_test(base.run_dir, G_FILE_TEST_IS_DIR) &&
       !(lock = prunus_rundir_lock(base.run_dir, error)))
     goto out_free;
-  if (!prunus_data_load(&base.rc, &data, error)) goto out_free;
+  if (!prunus_data_load(&base.rc, &data, error) || !same_data(summary, base.run_dir, &data, error))
+    goto out_free;
   /* a --cache folder that cannot be made would otherwise fail only after pretraining */
   if (o->cache_dir && g_mkdir_with_parents(o->cache_dir, 0755) != 0) {
     int e = errno;
@@ -482,7 +505,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   /* read again under the lock: the run that held it until now may have added rounds */
   prunus_json_free(summary);
   summary = open_summary(&base, o, hash, TRUE, error);
-  if (!summary) goto out_free;
+  if (!summary || !same_data(summary, base.run_dir, &data, error)) goto out_free;
   prunus_rundir_summary_set_status(summary, PRUNUS_RUN_RUNNING, NULL);
   written = TRUE;
   if (!prunus_rundir_write_config(base.run_dir, base.cfg, error) ||

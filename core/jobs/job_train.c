@@ -9,6 +9,33 @@
 #include <math.h>
 #include <stdio.h>
 
+/* train rewrites its own folders (a fresh training), never another command's: the
+ * summary.json of a `prunus run` folder holds rounds no rerun would give back. */
+static gboolean not_a_run_folder(const char *run_dir, GError **error) {
+  char *path = g_build_filename(run_dir, "summary.json", NULL);
+  char *text = NULL;
+  gsize len = 0;
+  gboolean ok = TRUE;
+  if (g_file_get_contents(path, &text, &len, NULL)) {
+    PrunusJson *summary = prunus_json_parse(text, len, NULL);
+    const PrunusJson *cmd = summary && prunus_json_type(summary) == PRUNUS_JSON_OBJECT
+                                ? prunus_json_get(summary, "command")
+                                : NULL;
+    if (cmd && prunus_json_type(cmd) == PRUNUS_JSON_STRING &&
+        strcmp(prunus_json_string(cmd), "train")) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
+                  "%s holds the results of `prunus %s`, not of `prunus train`; choose another "
+                  "-o RUN_DIR or move that folder away (nothing was changed)",
+                  path, prunus_json_string(cmd));
+      ok = FALSE;
+    }
+    prunus_json_free(summary);
+    g_free(text);
+  }
+  g_free(path);
+  return ok;
+}
+
 gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   PrunusJob job;
   if (!prunus_job_open(&job, o, error)) return FALSE;
@@ -26,7 +53,8 @@ gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
     config_setting_t *s = config_setting_get_member(root, pipeline_keys[i]);
     if (s) prunus_config_mark_read_tree(job.cfg, s);
   }
-  if (!prunus_config_check_unread(job.cfg, error)) goto out_close_job;
+  if (!prunus_config_check_unread(job.cfg, error) || !not_a_run_folder(job.run_dir, error))
+    goto out_close_job;
   if (!prunus_data_load(&job.rc, &data, error)) goto out_close_job;
   m = prunus_model_new(&job.rc.arch, job.rc.train.batch, job.rc.seed, error);
   if (!m) goto out_clear_data;

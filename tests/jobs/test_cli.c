@@ -432,10 +432,41 @@ static void test_run_into_train_folder(Fixture *f, gconstpointer data) {
   g_assert_cmpstr(after, ==, before);
   g_free(after);
   g_free(want);
-  g_free(cfg);
-  g_free(text);
   g_free(before);
   g_free(summary);
+  /* and the other way round: `prunus train` into a run's folder would overwrite its
+   * summary.json and metrics.jsonl; refused, the folder as it was */
+  char *run2 = g_build_filename(f->dir, "run-run", NULL);
+  r = run_prunus(f->dir, "run", cfg, "-o", run2, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  run_clear(&r);
+  summary = g_build_filename(run2, "summary.json", NULL);
+  char *metrics = g_build_filename(run2, "metrics.jsonl", NULL);
+  char *metrics_before = NULL;
+  g_assert_true(g_file_get_contents(summary, &before, NULL, NULL));
+  g_assert_true(g_file_get_contents(metrics, &metrics_before, NULL, NULL));
+  r = run_prunus(f->dir, "train", f->config, "-o", run2, "--threads", "1", "--quiet", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  want = g_strdup_printf(
+      "prunus: error: %s holds the results of `prunus run`, not of "
+      "`prunus train`; choose another -o RUN_DIR",
+      summary);
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  run_clear(&r);
+  g_assert_true(g_file_get_contents(summary, &after, NULL, NULL));
+  g_assert_cmpstr(after, ==, before);
+  g_free(after);
+  g_assert_true(g_file_get_contents(metrics, &after, NULL, NULL));
+  g_assert_cmpstr(after, ==, metrics_before);
+  g_free(after);
+  g_free(metrics_before);
+  g_free(metrics);
+  g_free(want);
+  g_free(before);
+  g_free(summary);
+  g_free(run2);
+  g_free(cfg);
+  g_free(text);
   g_free(run);
 }
 

@@ -423,6 +423,24 @@ static void test_crash_then_resume(void) {
   assert_contains(html, "<p class=\"unfinished\"><strong>Unfinished run</strong>: it failed:");
   g_free(html);
   result_clear(&r);
+  /* a training file rewritten since: refused before anything is written, naming both
+   * digests; restored, the same command resumes */
+  char *before = read_file(dir, "summary.json");
+  write_quadrants("train", 500, 7);
+  r = run(cfg, dir, NULL, NULL);
+  g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 1);
+  char *expected = g_strdup_printf(
+      "prunus: error: %s/summary.json: the run's rounds were trained "
+      "on other data (digest ",
+      dir);
+  assert_contains(r.err, expected);
+  assert_contains(r.err, "a dataset file changed since the run began");
+  g_free(expected);
+  char *after = read_file(dir, "summary.json");
+  g_assert_cmpstr(after, ==, before);
+  g_free(after), g_free(before);
+  result_clear(&r);
+  write_quadrants("train", 500, 1);
   /* the same command resumes after round 1 and ends as the uninterrupted run */
   r = run(cfg, dir, NULL, NULL);
   g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
