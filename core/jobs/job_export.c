@@ -4,6 +4,11 @@
 #include "export.h"
 #include "export_torch.h"
 #include "job.h"
+#include "safetensors.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 /* The normalisation of a checkpoint without one in its metadata: fitted again on the
  * training split of the config (the one it was trained with, the user says), as
@@ -27,8 +32,44 @@ static gboolean norm_from_config(const PrunusJobOptions *o, const char *checkpoi
   return ok;
 }
 
+/* -o of the PyTorch export writes a state_dict and a .py next to it: neither may replace
+ * the checkpoint exported or another prunus checkpoint (a round of a run), which the
+ * export's own files would leave unreadable to prunus. */
+static gboolean torch_outputs_free(const char *checkpoint, const char *out, GError **error) {
+  char *py = prunus_export_torch_py_path(out);
+  const char *paths[2] = {out, py};
+  gboolean ok = TRUE;
+  GStatBuf in_st;
+  gboolean have_in = g_stat(checkpoint, &in_st) == 0;
+  for (int i = 0; i < 2 && ok; i++) {
+    GStatBuf st;
+    if (g_stat(paths[i], &st) != 0) continue;
+    if (have_in && st.st_dev == in_st.st_dev && st.st_ino == in_st.st_ino) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "prunus export: -o %s: %s is the checkpoint being exported; choose another "
+                  "path (nothing was changed)",
+                  out, paths[i]);
+      ok = FALSE;
+      break;
+    }
+    PrunusTensorFile *f = i == 0 && S_ISREG(st.st_mode) ? prunus_safetensors_read(out, NULL) : NULL;
+    const char *format = f && f->metadata ? g_hash_table_lookup(f->metadata, "format") : NULL;
+    if (format && !strcmp(format, "prunus")) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
+                  "prunus export: -o %s is a prunus checkpoint, which the PyTorch state_dict "
+                  "would replace; choose another path (nothing was changed)",
+                  out);
+      ok = FALSE;
+    }
+    prunus_tensor_file_free(f);
+  }
+  g_free(py);
+  return ok;
+}
+
 gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
                            PrunusExportFormat format, const char *out, GError **error) {
+  if (format != PRUNUS_EXPORT_C && !torch_outputs_free(checkpoint, out, error)) return FALSE;
   GHashTable *md = NULL;
   PrunusModel *m = prunus_checkpoint_load(checkpoint, 1, NULL, &md, error);
   if (!m) return FALSE;

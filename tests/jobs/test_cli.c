@@ -893,6 +893,28 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
   g_assert_cmpstr(as_new, ==, text_new);
   assert_contains(text_new, "static const float norm_lut[256]");
 
+  /* the PyTorch export never replaces a prunus checkpoint, its own input least of all:
+   * refused with the file as it was; over an earlier export of its own it writes */
+  char *ckpt_before = NULL, *ckpt_after = NULL;
+  gsize len_before = 0, len_after = 0;
+  g_assert_true(g_file_get_contents(ckpt, &ckpt_before, &len_before, &error));
+  r = run_prunus(f->dir, "export", ckpt, "--format", "safetensors", "-o", ckpt, NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "is the checkpoint being exported; choose another path");
+  run_clear(&r);
+  r = run_prunus(f->dir, "export", ckpt, "--format", "safetensors", "-o", old, NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err, "is a prunus checkpoint, which the PyTorch state_dict would replace");
+  run_clear(&r);
+  g_assert_true(g_file_get_contents(ckpt, &ckpt_after, &len_after, &error));
+  g_assert_cmpmem(ckpt_after, len_after, ckpt_before, len_before);
+  for (int i = 0; i < 2; i++) {
+    r = run_prunus(f->dir, "export", ckpt, "--format", "safetensors", "-o", "pt.safetensors", NULL);
+    g_assert_cmpint(r.status, ==, 0);
+    run_clear(&r);
+  }
+  g_free(ckpt_before), g_free(ckpt_after);
+
   g_free(as_new);
   g_strfreev(parts);
   g_free(text_old), g_free(text_new), g_free(c_old), g_free(c_new);
