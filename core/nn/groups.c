@@ -266,7 +266,8 @@ gboolean prunus_groups_from_units(const PrunusGroups *g, const PrunusModel *m,
     if (kept == 0) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
                   "the plan removes all %d units of layer %s (%s), the last with group %d; "
-                  "refusing to empty a layer (lower the amount or set a max_sparsity below 1)",
+                  "refusing to empty a layer (lower the amount or set a max_sparsity below 1, in a "
+                  "new run: a changed config cannot resume this one)",
                   l->out.c, l->name, l->ops->type_name, last);
       return FALSE;
     }

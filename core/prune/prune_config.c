@@ -36,10 +36,33 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
     }
     int index = -1;
     config_setting_t *layer = config_setting_get_member(item, "layer");
-    if (layer && config_setting_type(layer) == CONFIG_TYPE_STRING &&
-        !strcmp(config_setting_get_string(layer), "output")) {
+    if (layer && config_setting_type(layer) == CONFIG_TYPE_STRING) {
+      /* a layer's name (as a converted PyTorch model has them), or "output" for the last
+       * layer with weights: a layer named "output" that is not that one is ambiguous */
       prunus_config_mark_read(cfg, layer);
-      index = last;
+      const char *name = config_setting_get_string(layer);
+      for (int i = 0; i < arch->n_layers && index < 0; i++)
+        if (name[0] && !strcmp(arch->layers[i].name, name)) index = i;
+      if (!strcmp(name, "output") && index >= 0 && index != last) {
+        char *where = prunus_config_where(cfg, layer);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s: prune.layers[%d].layer = \"output\" is ambiguous: it names the last "
+                    "layer with weights (%d), and layer %d is named \"output\" too; give the "
+                    "index instead",
+                    where, k, last, index);
+        g_free(where);
+        goto out;
+      }
+      if (index < 0 && !strcmp(name, "output")) index = last;
+      if (index < 0) {
+        char *where = prunus_config_where(cfg, layer);
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                    "%s: prune.layers[%d].layer = \"%s\" names no layer of the model (give a "
+                    "layer's name, its index in model.layers, or \"output\" for the last)",
+                    where, k, name);
+        g_free(where);
+        goto out;
+      }
     } else if (!prunus_config_get_int(cfg, item, "layer", TRUE, -1, &index, error)) {
       goto out;
     }
@@ -233,6 +256,22 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
                 "%s: prune.criterion: calib_batches must be in [1, 1000000] and calib_batch in "
                 "[1, %d], found %d and %d",
                 where, PRUNUS_MODEL_MAX_BATCH, pc.calib_batches, pc.calib_batch);
+    g_free(where);
+    goto out_clear;
+  }
+  /* rounds over no prunable layer would run to the end removing nothing: every one of
+   * them excluded is a mistake in prune.layers (masks_from takes another's masks) */
+  gboolean any_prunable = FALSE;
+  for (int i = 0; i < arch->n_layers; i++)
+    any_prunable |= pc.layer_rate[i] > 0.0 && (arch->layers[i].type == PRUNUS_LAYER_DENSE ||
+                                               arch->layers[i].type == PRUNUS_LAYER_CONV2D);
+  if (!any_prunable && !pc.masks_from) {
+    config_setting_t *layers = config_setting_get_member(prune, "layers");
+    char *where = prunus_config_where(cfg, layers ? layers : prune);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.layers excludes every dense and conv2d layer (rate 0 or exclude = "
+                "true): the rounds would remove nothing; leave at least one layer to prune",
+                where);
     g_free(where);
     goto out_clear;
   }

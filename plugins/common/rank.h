@@ -664,7 +664,8 @@ static inline int rank_plan_groups(const RankCtx *ctx, const PrunusModelView *mo
     ctx->services->set_error(ctx->host,
                              "layer %s: the plan removes all %d units (group %d among them); "
                              "refusing to empty the layer (lower the amount or set a "
-                             "max_sparsity below 1)",
+                             "max_sparsity below 1, in a new run: a changed config cannot "
+                             "resume this one)",
                              layer->name, layer->n_units, model->unit_group[l][layer->n_units - 1]);
     goto out_free;
   }

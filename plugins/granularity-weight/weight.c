@@ -184,10 +184,12 @@ static int weight_plan(void *state, const PrunusModelView *model, const PrunusSc
 
   for (int l = 0; l < nl; l++) {
     if (lp[l].removed > 0 && lp[l].removed >= lp[l].alive) {
-      g->services->set_error(g->host,
-                             "layer %s: the plan removes all %zu alive weights; refusing to "
-                             "empty the layer (lower the amount or set a max_sparsity below 1)",
-                             model->layers[l].name, lp[l].alive);
+      g->services->set_error(
+          g->host,
+          "layer %s: the plan removes all %zu alive weights; refusing to "
+          "empty the layer (lower the amount or set a max_sparsity below 1, in a new "
+          "run: a changed config cannot resume this one)",
+          model->layers[l].name, lp[l].alive);
       goto out_free;
     }
   }

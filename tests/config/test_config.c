@@ -2,6 +2,7 @@
  * every error class with its file:line and key path, --set, paths and the hash. */
 #include "config.h"
 #include "model.h"
+#include "prune_config.h"
 #include "testutil.h"
 
 #include <glib/gstdio.h>
@@ -362,6 +363,64 @@ static void test_int_literals(void) {
   testutil_assert_error_contains(error, at, "the integer 5000000000 does not fit", NULL);
   g_clear_error(&error);
   g_free(at), g_free(inc_path), g_free(p);
+  testutil_rmtree(dir);
+  g_free(dir);
+}
+
+/* prune.layers names a layer by index, by its name, or "output" (the last layer with
+ * weights); "output" is refused as ambiguous when another layer has that name. */
+static void test_prune_layer_names(void) {
+  char *dir = testutil_mkdtemp();
+  const struct {
+    const char *hidden_name, *entry; /* the first dense layer's name, prune.layers[0] */
+    int want;                        /* the layer given rate 0.5; -1: refused */
+    const char *message;
+  } cases[] = {
+      {"hidden", "{ layer = \"hidden\"; rate = 0.5; }", 1, NULL},
+      {"hidden", "{ layer = 1; rate = 0.5; }", 1, NULL},
+      {"hidden", "{ layer = \"output\"; rate = 0.5; }", 3, NULL},
+      {"output", "{ layer = \"output\"; rate = 0.5; }", -1,
+       "prune.layers[0].layer = \"output\" is ambiguous: it names the last layer with weights "
+       "(3), and layer 1 is named \"output\" too"},
+      {"hidden", "{ layer = \"hiden\"; rate = 0.5; }", -1,
+       "prune.layers[0].layer = \"hiden\" names no layer of the model"},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+    char *named =
+        g_strdup_printf("{ name = \"%s\"; type = \"dense\"; units = 300; }", cases[i].hidden_name);
+    char *t0 = edit(BASE, "{ type = \"dense\"; units = 300; }", named);
+    char *prune = g_strdup_printf(
+        "prune = { schedule = { rounds = 1; amount = 0.5; };\n"
+        "  criterion = { plugin = \"magnitude\"; };\n"
+        "  granularity = { plugin = \"weight\"; };\n"
+        "  retrain = { plugin = \"finetune\"; };\n"
+        "  layers = ( %s ); };\ntrain = {\n",
+        cases[i].entry);
+    char *t = edit(t0, "train = {\n", prune);
+    char *p = testutil_write_file(dir, "names.cfg", t, strlen(t));
+    PrunusConfig *c = load_ok(p);
+    PrunusRunConfig rc;
+    PrunusPruneConfig pc;
+    GError *error = NULL;
+    g_assert_true(prunus_run_config_parse(c, &rc, &error));
+    gboolean ok = prunus_prune_config_parse(c, &rc, &pc, &error);
+    if (cases[i].want >= 0) {
+      g_assert_no_error(error);
+      g_assert_true(ok);
+      for (int l = 0; l < rc.arch.n_layers; l++)
+        g_assert_cmpfloat(pc.layer_rate[l], ==, l == cases[i].want ? 0.5 : 1.0);
+      prunus_prune_config_clear(&pc);
+    } else {
+      g_assert_false(ok);
+      char *at = loc(p, line_of(t, cases[i].entry));
+      testutil_assert_error_contains(error, at, cases[i].message, NULL);
+      g_free(at);
+      g_clear_error(&error);
+    }
+    prunus_run_config_clear(&rc);
+    prunus_config_free(c);
+    g_free(p), g_free(t), g_free(prune), g_free(t0), g_free(named);
+  }
   testutil_rmtree(dir);
   g_free(dir);
 }
@@ -1337,6 +1396,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/config/parse-defaults", test_parse_defaults);
   g_test_add_func("/config/include", test_include);
   g_test_add_func("/config/int-literals", test_int_literals);
+  g_test_add_func("/config/prune-layer-names", test_prune_layer_names);
   g_test_add_func("/config/syntax-error", test_syntax_error);
   g_test_add_func("/config/missing-file", test_missing_file);
   g_test_add_func("/config/unknown-keys", test_unknown_keys);

@@ -1137,6 +1137,17 @@ static const Refusal refusals[] = {
      "layers = ( { layer = 1; rate = 2.0; } );",
      "rate = 2.0",
      {"prune.layers[0].rate = 2 is out of range: must be in [0, 1]", NULL}},
+    {"layer-name-unknown",
+     "layers = ( { layer = \"nope\"; rate = 0.5; } );",
+     "nope",
+     {"prune.layers[0].layer = \"nope\" names no layer of the model", NULL}},
+    {"every-layer-excluded",
+     "layers = ( { layer = 1; exclude = true; }, { layer = 3; rate = 0.0; },\n"
+     "  { layer = \"output\"; exclude = true; } );",
+     "{ layer = 1; exclude",
+     {"prune.layers excludes every dense and conv2d layer (rate 0 or exclude = true): the "
+      "rounds would remove nothing",
+      NULL}},
     {"layer-twice",
      "layers = ( { layer = 1; rate = 0.5; }, { layer = 1; exclude = true; } );",
      "exclude = true",
