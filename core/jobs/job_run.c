@@ -307,6 +307,22 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
                 where, u->pc.masks_from, found->pc.rounds, u->pc.rounds, found->pc.rounds);
     g_free(where);
     found = NULL;
+  } else if (found && (strcmp(found->pc.granularity_name, u->pc.granularity_name) ||
+                       strcmp(found->pc.criterion_name, u->pc.criterion_name))) {
+    /* this one's criterion and granularity are never called: named, they would label
+     * its results with a method that did not make its masks */
+    gboolean gran = strcmp(found->pc.granularity_name, u->pc.granularity_name) != 0;
+    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.masks_from = \"%s\" applies that experiment's masks, made by its %s "
+                "'%s'; this one's prune.%s is '%s', which would never run: remove it from this "
+                "experiment",
+                where, u->pc.masks_from, gran ? "granularity" : "criterion",
+                gran ? found->pc.granularity_name : found->pc.criterion_name,
+                gran ? "granularity" : "criterion",
+                gran ? u->pc.granularity_name : u->pc.criterion_name);
+    g_free(where);
+    found = NULL;
   } else if (found) {
     char *a = prunus_arch_to_string(&found->job.rc.arch);
     char *b = prunus_arch_to_string(&u->job.rc.arch);
@@ -331,6 +347,39 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
   }
   g_string_free(names, TRUE);
   return found;
+}
+
+/* With --only, an experiment whose masks come from one that does not run now needs that
+ * one's rounds in the run folder already: otherwise it would fail at round 1, after
+ * pretraining. */
+static gboolean sources_ran(GPtrArray *units, PrunusJson *summary, const char *run_dir,
+                            GError **error) {
+  for (guint i = 0; i < units->len; i++) {
+    const RunUnit *u = g_ptr_array_index(units, i);
+    if (!u->selected || !u->pc.masks_from) continue;
+    const RunUnit *source = NULL;
+    for (guint k = 0; k < i && !source; k++) {
+      const RunUnit *e = g_ptr_array_index(units, k);
+      if (!strcmp(e->name, u->pc.masks_from) && e->job.rc.seed == u->job.rc.seed) source = e;
+    }
+    if (!source || source->selected) continue;
+    const PrunusJson *rounds = prunus_json_get(
+        prunus_rundir_summary_experiment(summary, source->name, source->job.rc.seed), "rounds");
+    size_t have =
+        rounds && prunus_json_type(rounds) == PRUNUS_JSON_ARRAY ? prunus_json_length(rounds) : 0;
+    if (have > (size_t)u->pc.rounds) continue; /* rounds 0 .. u's last */
+    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
+    g_set_error(
+        error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+        "experiment '%s': %s: prune.masks_from = \"%s\": --only %s runs this experiment alone, but %s "
+        "holds %s of '%s' (its masks are needed up to round %d): run '%s' first "
+        "(--only %s), or run without --only",
+        u->name, where, u->pc.masks_from, u->name, run_dir, have ? "only some rounds" : "no rounds",
+        source->name, u->pc.rounds, source->name, source->name);
+    g_free(where);
+    return FALSE;
+  }
+  return TRUE;
 }
 
 /* prune.pretrained names a file: missing, it would show only when this experiment's turn
@@ -484,7 +533,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   }
   hash = prunus_config_hash(base.cfg);
   summary = open_summary(&base, o, hash, FALSE, error); /* a read-only check */
-  if (!summary) goto out_free;
+  if (!summary || !sources_ran(units, summary, base.run_dir, error)) goto out_free;
   /* one run per folder: one that exists is locked before the data are read, so a
    * second run into it is refused at once */
   if (g_file_test(base.run_dir, G_FILE_TEST_IS_DIR) &&

@@ -844,6 +844,20 @@ static void test_masks_from(void) {
                           "experiments = ( { name = \"a\"; },\n"
                           "  { name = \"b\"; prune = { masks_from = \"a\";\n"
                           "      retrain = { plugin = \"reinit\"; epochs = 1; }; }; } );"};
+  /* --only b into a folder where a never ran: refused before any data, nothing written */
+  char *only_cfg = write_network_config("masks-from-only", &s, &mlp_network);
+  char *only_dir = g_build_filename(data_dir, "run-masks-from-only", NULL);
+  PrunusJobOptions only = {
+      .config_path = only_cfg, .run_dir = only_dir, .threads = 1, .quiet = TRUE, .only = "b"};
+  GError *only_error = NULL;
+  g_assert_false(testutil_job_run(&only, &only_error));
+  testutil_assert_error_contains(only_error,
+                                 "experiment 'b': ", "prune.masks_from = \"a\": --only b",
+                                 "holds no rounds of 'a' (its masks are needed up to round",
+                                 "run 'a' first (--only a), or run without --only", NULL);
+  g_clear_error(&only_error);
+  g_assert_false(g_file_test(only_dir, G_FILE_TEST_EXISTS));
+  g_free(only_dir), g_free(only_cfg);
   char *run_dir = run_ok("masks-from", &s);
   PrunusJson *sum = read_json(run_dir, "summary.json");
   const PrunusJson *exps = prunus_json_get(sum, "experiments");
@@ -1115,6 +1129,12 @@ static const Refusal refusals[] = {
      {"prune.criterion plugin 'wanda' (", "create() failed: ",
       "compare = \"row\" removes the same share of every output row, which needs "
       "prune.schedule.scope = \"layer\""}},
+    {"masks-from-own-granularity",
+     "masks_from = \"a\"; granularity = { plugin = \"neuron\"; };",
+     "masks_from",
+     {"prune.masks_from = \"a\" applies that experiment's masks, made by its granularity "
+      "'weight'; this one's prune.granularity is 'neuron', which would never run",
+      NULL}},
     {"masks-from-fewer-rounds",
      "masks_from = \"a\"; schedule = { rounds = 9; };",
      "masks_from",
