@@ -2,10 +2,12 @@
  * GOption and calls the library's job API; the only place that picks exit codes. */
 #include <prunus/prunus.h>
 
+#include <glib/gstdio.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
   const char *name;
@@ -136,6 +138,10 @@ static int cmd_plugins(int argc, char **argv) {
     fprintf(stderr, "prunus plugins: expected at most one CONFIG\n");
     return 2;
   }
+  if (config && config[0] == '-') {
+    fprintf(stderr, "prunus plugins: unknown option %s (usage: prunus plugins [CONFIG])\n", config);
+    return 2;
+  }
   PrunusJobOptions o = {.config_path = config};
   GError *error = NULL;
   if (!prunus_job_list_plugins(&o, &error)) return fail(error);
@@ -163,12 +169,14 @@ static int cmd_bench(int argc, char **argv) {
   char *batch_text = NULL, *json_path = NULL;
   int threads = 1;
   double seconds = 0.0;
+  char *seconds_text = NULL;
   const GOptionEntry entries[] = {
       {"batch", 'b', 0, G_OPTION_ARG_STRING, &batch_text, "Batch sizes (default 1,32,256)",
        "B1,B2,..."},
       {"threads", 't', 0, G_OPTION_ARG_INT, &threads,
        "Threads: sparse kernels and OpenBLAS (1 or 2)", "N"},
-      {"seconds", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "Time per measurement (default 0.3)", "S"},
+      {"seconds", 0, 0, G_OPTION_ARG_STRING, &seconds_text, "Time per measurement (default 0.3)",
+       "S"},
       {"json", 0, 0, G_OPTION_ARG_FILENAME, &json_path, "Also write the results as JSON", "FILE"},
       {NULL}};
   GOptionContext *ctx = g_option_context_new("bench CHECKPOINT");
@@ -184,6 +192,31 @@ static int cmd_bench(int argc, char **argv) {
   if (argc != 3) {
     fprintf(stderr, "prunus bench: expected CHECKPOINT\n");
     goto out;
+  }
+  if (threads < 1) {
+    fprintf(stderr, "prunus bench: --threads must be 1 or 2, found %d\n", threads);
+    goto out;
+  }
+  if (seconds_text) {
+    char *end = NULL;
+    seconds = g_ascii_strtod(seconds_text, &end);
+    if (end == seconds_text || *end != '\0' || !(seconds > 0.0 && seconds <= 3600.0)) {
+      fprintf(stderr, "prunus bench: --seconds expects a time in (0, 3600], found '%s'\n",
+              seconds_text);
+      goto out;
+    }
+  }
+  /* the JSON is written after every measurement: a path it cannot go to is refused now */
+  if (json_path) {
+    char *dir = g_path_get_dirname(json_path);
+    gboolean folder = g_file_test(json_path, G_FILE_TEST_IS_DIR);
+    gboolean writable = g_file_test(dir, G_FILE_TEST_IS_DIR) && g_access(dir, W_OK) == 0;
+    if (folder || !writable)
+      fprintf(stderr, "prunus bench: --json %s: %s\n", json_path,
+              folder ? "is a folder; give a file name"
+                     : "its folder does not exist or cannot be written to");
+    g_free(dir);
+    if (folder || !writable) goto out;
   }
   if (batch_text) {
     char **parts = g_strsplit(batch_text, ",", -1);
@@ -209,6 +242,7 @@ static int cmd_bench(int argc, char **argv) {
 out:
   g_array_free(batches, TRUE);
   g_free(batch_text);
+  g_free(seconds_text);
   g_free(json_path);
   g_option_context_free(ctx);
   return rc;
@@ -296,6 +330,9 @@ int main(int argc, char **argv) {
         char *args[] = {argv[0], argv[2], "--help", NULL};
         return commands[i].run(3, args);
       }
+    fprintf(stderr, "prunus: help: unknown command '%s'\n\n", argv[2]);
+    usage(stderr);
+    return 2;
   }
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout);

@@ -341,11 +341,18 @@ gboolean prunus_train(PrunusModel *m, const PrunusTrainConfig *tc, const PrunusD
       }
     }
     double seconds = (g_get_monotonic_time() - t0) / 1e6;
-    if (!isfinite(loss_sum)) {
+    /* a mean cross-entropy past DIVERGED_LOSS means logits of that size: the weights blew
+     * up even where the sums stayed finite (train.lr = 1e30 reads 7e29), and every round
+     * after would start from them */
+    enum { DIVERGED_LOSS = 1000000 };
+    if (!isfinite(loss_sum) || loss_sum / train->n > DIVERGED_LOSS) {
+      char *what = isfinite(loss_sum) ? g_strdup_printf("mean loss %.3g", loss_sum / train->n)
+                                      : g_strdup("loss is not finite");
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_NUMERIC,
-                  "training diverged in epoch %d (loss is not finite); lower the learning rate "
+                  "training diverged in epoch %d (%s); lower the learning rate "
                   "(now %g: train.lr, or in a pruning round the retrain plugin's lr)",
-                  epoch, tc->lr);
+                  epoch, what, tc->lr);
+      g_free(what);
       ok = FALSE;
       break;
     }

@@ -256,6 +256,17 @@ static void test_help(void) {
   g_assert_cmpstr(r.out, ==, "");
   run_clear(&r);
 
+  r = run_prunus(NULL, "help", "frobnicate", NULL);
+  g_assert_cmpint(r.status, ==, 2);
+  assert_contains(r.err, "prunus: help: unknown command 'frobnicate'");
+  g_assert_cmpstr(r.out, ==, "");
+  run_clear(&r);
+
+  r = run_prunus(NULL, "plugins", "--frobnicate", NULL); /* an option, not a config path */
+  g_assert_cmpint(r.status, ==, 2);
+  assert_contains(r.err, "prunus plugins: unknown option --frobnicate");
+  run_clear(&r);
+
   r = run_prunus(NULL, NULL, NULL); /* no arguments at all */
   g_assert_cmpint(r.status, ==, 2);
   assert_contains(r.err, "Usage:");
@@ -1009,6 +1020,20 @@ static void test_graph_model(Fixture *f, gconstpointer data) {
   g_assert_nonnull(strstr(r.out, "\ndense         4 "));
   g_assert_nonnull(strstr(r.out, "\nauto          4 "));
   run_clear(&r);
+  /* its options are checked before it measures: each refused with exit 2, no JSON left */
+  static const char *const bad_bench[][2] = {
+      {"--threads", "0"},  {"--threads", "-4"},       {"--seconds", "-1"}, {"--seconds", "nan"},
+      {"--seconds", "1x"}, {"--json", "gone/b.json"}, {"--json", "."},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(bad_bench); i++) {
+    r = run_prunus(f->dir, "bench", ckpt, bad_bench[i][0], bad_bench[i][1], NULL);
+    g_test_message("bench %s %s: %s", bad_bench[i][0], bad_bench[i][1], r.err);
+    g_assert_cmpint(r.status, ==, 2);
+    char *named = g_strdup_printf("prunus bench: %s", bad_bench[i][0]);
+    assert_contains(r.err, named);
+    g_free(named);
+    run_clear(&r);
+  }
   r = run_prunus(f->dir, "export", ckpt, "--format", "c", "-o", "c-graph", NULL);
   g_assert_cmpint(r.status, ==, 0);
   run_clear(&r);
