@@ -729,6 +729,54 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
   return ok;
 }
 
+/* A train key that the chosen optimizer or schedule never reads would change nothing
+ * (as PyTorch's Adam refuses momentum): refused at its line, so a config says what
+ * runs. The retrain plugins train with the same optimizer and schedule. */
+static gboolean train_keys_used(PrunusConfig *c, config_setting_t *g, const PrunusTrainConfig *tc,
+                                GError **error) {
+  static const struct {
+    const char *key;
+    int optimizer; /* the optimizer that reads it; -1: any */
+    int schedule;  /* the schedule that reads it; -1: any */
+  } readers[] = {
+      {"momentum", PRUNUS_OPT_SGD, -1}, {"nesterov", PRUNUS_OPT_SGD, -1},
+      {"beta1", PRUNUS_OPT_ADAM, -1},   {"beta2", PRUNUS_OPT_ADAM, -1},
+      {"eps", PRUNUS_OPT_ADAM, -1},     {"step_size", -1, PRUNUS_LR_STEP},
+      {"gamma", -1, PRUNUS_LR_STEP},
+  };
+  static const char *const optimizer_names[] = {
+      [PRUNUS_OPT_SGD] = "sgd", [PRUNUS_OPT_ADAM] = "adam"};
+  static const char *const schedule_names[] = {
+      [PRUNUS_LR_CONSTANT] = "constant", [PRUNUS_LR_STEP] = "step", [PRUNUS_LR_COSINE] = "cosine"};
+  for (size_t i = 0; i < G_N_ELEMENTS(readers); i++) {
+    config_setting_t *s = config_setting_get_member(g, readers[i].key);
+    if (!s) continue;
+    char *why = NULL;
+    if (readers[i].optimizer >= 0 && readers[i].optimizer != (int)tc->optimizer)
+      why = g_strdup_printf("optimizer = \"%s\" never reads it (only \"%s\" does)",
+                            optimizer_names[tc->optimizer], optimizer_names[readers[i].optimizer]);
+    else if (readers[i].schedule >= 0 && readers[i].schedule != (int)tc->lr_schedule)
+      why = g_strdup_printf("lr_schedule = \"%s\" never reads it (only \"%s\" does)",
+                            schedule_names[tc->lr_schedule], schedule_names[readers[i].schedule]);
+    if (!why) continue;
+    char *path = prunus_config_setting_path(s);
+    prunus_config_fail_at(c, s, error, "key '%s': %s; remove it", path, why);
+    g_free(path), g_free(why);
+    return FALSE;
+  }
+  if (tc->warmup_epochs > 0.0 && tc->warmup_epochs >= tc->epochs) {
+    config_setting_t *s = config_setting_get_member(g, "warmup_epochs");
+    char *path = prunus_config_setting_path(s);
+    prunus_config_fail_at(c, s, error,
+                          "key '%s' = %g is not below train.epochs = %d: the learning rate would "
+                          "never reach lr",
+                          path, tc->warmup_epochs, tc->epochs);
+    g_free(path);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrainConfig *out,
                             GError **error) {
   static const char *const optimizers[] = {
@@ -772,6 +820,7 @@ static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrain
     g_free(path);
     return FALSE;
   }
+  if (!train_keys_used(c, g, &tc, error)) return FALSE;
   *out = tc;
   return TRUE;
 }
@@ -792,6 +841,21 @@ static gboolean check_model_size(PrunusConfig *c, config_setting_t *root, Prunus
                         rc->train.batch, local->message);
   g_free(path);
   g_error_free(local);
+  return FALSE;
+}
+
+/* train.bn_l1 pulls batchnorm scales towards 0: a model without one would train as if
+ * the key were not there. */
+static gboolean bn_l1_has_batchnorm(PrunusConfig *c, config_setting_t *root,
+                                    const PrunusRunConfig *rc, GError **error) {
+  if (rc->train.bn_l1 == 0.0) return TRUE;
+  for (int i = 0; i < rc->arch.n_layers; i++)
+    if (rc->arch.layers[i].type == PRUNUS_LAYER_BATCHNORM) return TRUE;
+  config_setting_t *s = config_setting_lookup(root, "train.bn_l1");
+  prunus_config_fail_at(c, s, error,
+                        "key 'train.bn_l1' = %g, but the model has no batchnorm layer whose "
+                        "scales it could pull towards 0; remove it",
+                        rc->train.bn_l1);
   return FALSE;
 }
 
@@ -819,7 +883,8 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
   }
   out->seed = (uint64_t)seed;
   if (!parse_dataset(c, root, out, error) || !parse_model(c, root, &out->arch, error) ||
-      !parse_train(c, root, &out->train, error) || !check_model_size(c, root, out, error))
+      !parse_train(c, root, &out->train, error) || !check_model_size(c, root, out, error) ||
+      !bn_l1_has_batchnorm(c, root, out, error))
     goto out_clear;
   return TRUE;
 

@@ -65,7 +65,7 @@ static const char FULL[] =
     "};\n"
     "train = {\n"
     "  epochs = 3; batch = 64; optimizer = \"adam\"; lr = 0.001;\n"
-    "  momentum = 0.5; nesterov = true; weight_decay = 5e-4;\n"
+    "  weight_decay = 5e-4;\n"
     "  beta1 = 0.8; beta2 = 0.99; eps = 1e-7;\n"
     "  lr_schedule = \"step\"; step_size = 2; gamma = 0.5; warmup_epochs = 1.5;\n"
     "};\n"
@@ -216,8 +216,8 @@ static void test_parse_full(void) {
   g_assert_cmpint(t->batch, ==, 64);
   g_assert_cmpint(t->optimizer, ==, PRUNUS_OPT_ADAM);
   g_assert_cmpfloat(t->lr, ==, 0.001);
-  g_assert_cmpfloat(t->momentum, ==, 0.5);
-  g_assert_true(t->nesterov);
+  g_assert_cmpfloat(t->momentum, ==, 0.0); /* Adam reads neither (refused when given) */
+  g_assert_false(t->nesterov);
   g_assert_cmpfloat(t->weight_decay, ==, 5e-4);
   g_assert_cmpfloat(t->beta1, ==, 0.8);
   g_assert_cmpfloat(t->beta2, ==, 0.99);
@@ -691,6 +691,22 @@ static void test_out_of_range(void) {
                 "key 'train.step_size' = 0 is out of range", ">= 1");
   edit_fails_at("lr = 0.05;", "lr = 0.05; nesterov = true;", "nesterov",
                 "key 'train.nesterov' = true needs momentum > 0", NULL);
+  /* keys the optimizer or schedule never reads, and a warm-up that never ends */
+  edit_fails_at("lr = 0.05;", "lr = 0.05; optimizer = \"adam\"; momentum = 0.9;", "momentum",
+                "key 'train.momentum': optimizer = \"adam\" never reads it (only \"sgd\" does); "
+                "remove it",
+                NULL);
+  edit_fails_at("lr = 0.05;", "lr = 0.05; beta1 = 0.8;", "beta1",
+                "key 'train.beta1': optimizer = \"sgd\" never reads it (only \"adam\" does)", NULL);
+  edit_fails_at("lr = 0.05;", "lr = 0.05; lr_schedule = \"cosine\"; gamma = 0.5;", "gamma",
+                "key 'train.gamma': lr_schedule = \"cosine\" never reads it (only \"step\" does)",
+                NULL);
+  edit_fails_at("lr = 0.05;", "lr = 0.05; warmup_epochs = 10;", "warmup_epochs",
+                "key 'train.warmup_epochs' = 10 is not below train.epochs = 10: the learning rate "
+                "would never reach lr",
+                NULL);
+  edit_fails_at("lr = 0.05;", "lr = 0.05; bn_l1 = 0.0001;", "bn_l1",
+                "key 'train.bn_l1' = 0.0001, but the model has no batchnorm layer", NULL);
   edit_fails_at("input = [1, 28, 28];", "input = [1, 0, 28];", "input",
                 "key 'model.input[1]' = 0 is out of range: must be in [1, 1048576]", NULL);
   edit_fails_at("units = 300;", "units = 0;", "units = 0",
@@ -705,21 +721,10 @@ static void test_out_of_range(void) {
   text = edit(BASE, "train = {\n", "seed = 9007199254740993L;\ntrain = {\n");
   parse_fails_at(text, "seed", "key 'seed' = 9007199254740993 is out of range", NULL);
   g_free(text);
-  /* step_size is only checked for the step schedule */
-  char *dir = testutil_mkdtemp();
-  text = edit(BASE, "lr = 0.05;", "lr = 0.05; step_size = 0;");
-  char *path = testutil_write_file(dir, "ok.cfg", text, strlen(text));
-  PrunusConfig *c = load_ok(path);
-  PrunusRunConfig rc;
-  GError *error = NULL;
-  g_assert_true(prunus_run_config_parse(c, &rc, &error));
-  g_assert_no_error(error);
-  prunus_run_config_clear(&rc);
-  prunus_config_free(c);
-  testutil_rmtree(dir);
-  g_free(path);
-  g_free(text);
-  g_free(dir);
+  /* step_size is read by the step schedule only: with another it is refused as unused
+   * (not as out of range) */
+  edit_fails_at("lr = 0.05;", "lr = 0.05; step_size = 0;", "step_size",
+                "key 'train.step_size': lr_schedule = \"constant\" never reads it", NULL);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -966,10 +971,10 @@ static void test_set_overrides(void) {
   set_ok(c, "model.input=[3, 32, 32]");        /* a whole array */
   set_ok(c, "model.input[2]=30");              /* an array element */
   set_ok(c, "seed=10000000000");               /* an int widened to int64 */
-  set_ok(c, "train.optimizer=adam");           /* new keys: types inferred */
+  set_ok(c, "train.lr_schedule=cosine");       /* new keys: types inferred */
   set_ok(c, "train.weight_decay=1e-4");
   set_ok(c, "dataset.validation=100");
-  set_ok(c, "train.beta1=0.5");
+  set_ok(c, "train.warmup_epochs=0.5");
   set_ok(c, "prune.schedule.rounds=4"); /* new groups on the way */
   set_ok(c, "prune.schedule.amounts=[0.5, 1, 0.25]");
   set_ok(c, "prune.schedule.scope=\"global\"");
@@ -996,9 +1001,9 @@ static void test_set_overrides(void) {
   g_assert_cmpfloat(rc.train.lr, ==, 0.125);
   g_assert_cmpfloat(rc.train.momentum, ==, 0.75);
   g_assert_true(rc.train.nesterov);
-  g_assert_cmpint(rc.train.optimizer, ==, PRUNUS_OPT_ADAM);
+  g_assert_cmpint(rc.train.lr_schedule, ==, PRUNUS_LR_COSINE);
   g_assert_cmpfloat(rc.train.weight_decay, ==, 1e-4);
-  g_assert_cmpfloat(rc.train.beta1, ==, 0.5);
+  g_assert_cmpfloat(rc.train.warmup_epochs, ==, 0.5);
   prunus_run_config_clear(&rc);
 
   /* the new groups read back through the typed getters */
