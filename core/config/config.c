@@ -245,6 +245,13 @@ gboolean prunus_config_check_unread(PrunusConfig *c, GError **error) {
 static gboolean check_int_literals(const char *path, const char *text, gsize len, GError **error) {
   const char *p = text, *end = text + len;
   int line = 1;
+  if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s:1: the file starts with a UTF-8 byte-order mark (EF BB BF), which libconfig "
+                "reads as a syntax error: save it without one",
+                path);
+    return FALSE;
+  }
   while (p < end) {
     char ch = *p;
     if (ch == '\n') {

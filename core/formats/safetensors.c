@@ -442,7 +442,9 @@ PrunusTensorFile *prunus_safetensors_read(const char *path, GError **error) {
   }
   if (header_len > PRUNUS_ST_MAX_HEADER) {
     prunus_fail_path(error, PRUNUS_ERROR_FORMAT, path,
-                     "header length %" G_GUINT64_FORMAT " exceeds the limit of %u bytes",
+                     "header length %" G_GUINT64_FORMAT
+                     " exceeds the limit of %u bytes "
+                     "(not a safetensors file?)",
                      header_len, PRUNUS_ST_MAX_HEADER);
     goto out_unmap;
   }

@@ -307,7 +307,7 @@ gboolean prunus_export_torch(const PrunusModel *m, GHashTable *checkpoint_metada
   char *py_path = prunus_export_torch_py_path(path);
   if (g_str_has_suffix(path, ".py")) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                "prunus export: -o %s: the safetensors file cannot end in .py (the module "
+                "-o %s: the safetensors file cannot end in .py (the module "
                 "definition goes next to it, under its name with .py for the extension)",
                 path);
     g_free(py_path);
@@ -356,8 +356,8 @@ gboolean prunus_export_torch(const PrunusModel *m, GHashTable *checkpoint_metada
     ok = g_file_set_contents(py_path, py, -1, &local);
     if (!ok) {
       g_unlink(path); /* both files or neither */
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "prunus export: cannot write %s: %s",
-                  py_path, local->message);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write %s: %s", py_path,
+                  local->message);
       g_error_free(local);
     }
   }

@@ -19,6 +19,10 @@ gboolean prunus_job_open_with(PrunusJob *job, const PrunusJobOptions *o, PrunusJ
   }
   if (prepare && !prepare(job->cfg, user, error)) goto out_close;
   if (!prunus_run_config_parse(job->cfg, &job->rc, error)) goto out_close;
+  if (o->run_dir && !o->run_dir[0]) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "-o: an empty path; give a folder");
+    goto out_close;
+  }
   if (o->threads < 0) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "--threads must be >= 1, found %d",
                 o->threads);

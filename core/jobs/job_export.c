@@ -47,7 +47,7 @@ static gboolean torch_outputs_free(const char *checkpoint, const char *out, GErr
     if (g_stat(paths[i], &st) != 0) continue;
     if (have_in && st.st_dev == in_st.st_dev && st.st_ino == in_st.st_ino) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                  "prunus export: -o %s: %s is the checkpoint being exported; choose another "
+                  "-o %s: %s is the checkpoint being exported; choose another "
                   "path (nothing was changed)",
                   out, paths[i]);
       ok = FALSE;
@@ -57,7 +57,7 @@ static gboolean torch_outputs_free(const char *checkpoint, const char *out, GErr
     const char *format = f && f->metadata ? g_hash_table_lookup(f->metadata, "format") : NULL;
     if (format && !strcmp(format, "prunus")) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                  "prunus export: -o %s is a prunus checkpoint, which the PyTorch state_dict "
+                  "-o %s is a prunus checkpoint, which the PyTorch state_dict "
                   "would replace; choose another path (nothing was changed)",
                   out);
       ok = FALSE;
@@ -75,9 +75,8 @@ gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
     char *dir = g_path_get_dirname(out);
     int failed = g_mkdir_with_parents(dir, 0755) != 0 ? errno : 0;
     if (failed)
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
-                  "prunus export: -o %s: cannot create the folder %s: %s", out, dir,
-                  g_strerror(failed));
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "-o %s: cannot create the folder %s: %s",
+                  out, dir, g_strerror(failed));
     g_free(dir);
     if (failed) return FALSE;
   }

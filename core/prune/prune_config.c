@@ -182,6 +182,22 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error) ||
       !prunus_config_get_double(cfg, sched, "tolerance", FALSE, 0.01, &pc.tolerance, error))
     goto out_clear;
+  /* amount or target 0 would be a schedule that removes nothing, which the count of
+   * keys below would misread as missing */
+  for (int k = 0; k < 2; k++) {
+    const char *key = k ? "target" : "amount";
+    config_setting_t *s = config_setting_get_member(sched, key);
+    double v = k ? pc.target : pc.amount;
+    if (s && !(v > 0.0)) {
+      char *where = prunus_config_where(cfg, s);
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                  "%s: prune.schedule.%s = %g: must be above 0 (a round that removes nothing is "
+                  "no round)",
+                  where, key, v);
+      g_free(where);
+      goto out_clear;
+    }
+  }
   {
     char *where = prunus_config_where(cfg, sched);
     const char *problem = NULL;

@@ -352,6 +352,14 @@ static void test_int_literals(void) {
   g_assert_no_error(error);
   prunus_config_free(c);
   g_free(p);
+  /* a byte-order mark, which libconfig reads as a bare syntax error, is named as such */
+  const char *bom = "\xEF\xBB\xBFname = \"x\";\n";
+  p = testutil_write_file(dir, "bom.cfg", bom, strlen(bom));
+  g_assert_null(prunus_config_load(p, &error));
+  char *bom_at = loc(p, 1);
+  testutil_assert_error_contains(error, bom_at, "starts with a UTF-8 byte-order mark", NULL);
+  g_clear_error(&error);
+  g_free(bom_at), g_free(p);
   /* inside an @include'd file, named with its own line */
   const char *inc = "x = 1;\ny = 5000000000;\n";
   g_free(testutil_write_file(dir, "inc.cfg", inc, strlen(inc)));
