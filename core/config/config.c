@@ -270,15 +270,18 @@ static gboolean check_int_literals(const char *path, const char *text, gsize len
     } else if (g_ascii_isalpha(ch) || ch == '*' || ch == '@') {
       for (p++; p < end && (g_ascii_isalnum(*p) || *p == '-' || *p == '_' || *p == '*'); p++)
         ;
-    } else if (g_ascii_isdigit(ch) ||
-               ((ch == '-' || ch == '+') && p + 1 < end && g_ascii_isdigit(p[1]))) {
+    } else if (g_ascii_isdigit(ch) || (ch == '.' && p + 1 < end && g_ascii_isdigit(p[1])) ||
+               ((ch == '-' || ch == '+') && p + 1 < end &&
+                (g_ascii_isdigit(p[1]) || (p[1] == '.' && p + 2 < end && g_ascii_isdigit(p[2]))))) {
       const char *start = p;
-      if (ch == '-' || ch == '+') p++;
+      gboolean sign = ch == '-' || ch == '+';
+      if (sign) p++;
       gboolean hex = p + 1 < end && p[0] == '0' && (p[1] == 'x' || p[1] == 'X');
       if (hex) p += 2;
       while (p < end && (hex ? g_ascii_isxdigit(*p) : g_ascii_isdigit(*p))) p++;
-      if (!hex && p < end && (*p == '.' || *p == 'e' || *p == 'E')) { /* a float */
-        while (p < end && (g_ascii_isdigit(*p) || strchr(".eE+-", *p))) p++;
+      /* a float (".5" too); a signed hex number is libconfig's syntax error to report */
+      if ((!hex && p < end && (*p == '.' || *p == 'e' || *p == 'E')) || (hex && sign)) {
+        while (p < end && (g_ascii_isalnum(*p) || strchr(".+-", *p))) p++;
         continue;
       }
       char *literal = g_strndup(start, (size_t)(p - start));
@@ -1204,6 +1207,12 @@ char *prunus_config_hash(PrunusConfig *c) {
 
 /* ------------------------------------------------------------------------ */
 /* merging experiment overrides */
+
+gboolean prunus_config_merged(PrunusConfig *c, const config_setting_t *s) {
+  for (const config_setting_t *t = s; t; t = config_setting_parent(t))
+    if (g_hash_table_contains(c->origin, t)) return TRUE;
+  return FALSE;
+}
 
 /* Copy src's value (and children) into dst, a fresh setting of the same type. */
 static void copy_value(PrunusConfig *c, config_setting_t *dst, const config_setting_t *src) {

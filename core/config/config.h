@@ -91,6 +91,9 @@ char *prunus_config_dump_resolved(PrunusConfig *c);
 /* Merge src (a setting of this config, e.g. a member of one experiments[] entry)
  * into dst_parent: groups merge key by key, anything else replaces the member of
  * the same name. Errors about the copies name src's file:line. */
+/* TRUE when setting s (or the group it sits in) was written by prunus_config_merge, from
+ * an experiment's entry, rather than by the base config or --set. */
+gboolean prunus_config_merged(PrunusConfig *c, const config_setting_t *s);
 gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
                              const config_setting_t *src, GError **error);
 

@@ -729,9 +729,20 @@ static gboolean parse_model(PrunusConfig *c, config_setting_t *root, PrunusArch 
   return ok;
 }
 
+/* Where a setting was written: 0 the config file (or nowhere: a default), 1 an
+ * experiment merged over it, 2 --set. */
+static int written_at(PrunusConfig *c, const config_setting_t *s) {
+  if (!s) return 0;
+  if (g_hash_table_contains(c->from_set, s)) return 2;
+  return g_hash_table_contains(c->origin, s) ? 1 : 0;
+}
+
 /* A train key that the chosen optimizer or schedule never reads would change nothing
  * (as PyTorch's Adam refuses momentum): refused at its line, so a config says what
- * runs. The retrain plugins train with the same optimizer and schedule. */
+ * runs. Only where it was written at the level that chose the optimizer (schedule) or
+ * later: an experiment or --set that switches to Adam cannot remove the base's
+ * momentum, which the base's other experiments may use. The retrain plugins train
+ * with the same optimizer and schedule. */
 static gboolean train_keys_used(PrunusConfig *c, config_setting_t *g, const PrunusTrainConfig *tc,
                                 GError **error) {
   static const struct {
@@ -750,7 +761,8 @@ static gboolean train_keys_used(PrunusConfig *c, config_setting_t *g, const Prun
       [PRUNUS_LR_CONSTANT] = "constant", [PRUNUS_LR_STEP] = "step", [PRUNUS_LR_COSINE] = "cosine"};
   for (size_t i = 0; i < G_N_ELEMENTS(readers); i++) {
     config_setting_t *s = config_setting_get_member(g, readers[i].key);
-    if (!s) continue;
+    const char *chooser = readers[i].optimizer >= 0 ? "optimizer" : "lr_schedule";
+    if (!s || written_at(c, s) < written_at(c, config_setting_get_member(g, chooser))) continue;
     char *why = NULL;
     if (readers[i].optimizer >= 0 && readers[i].optimizer != (int)tc->optimizer)
       why = g_strdup_printf("optimizer = \"%s\" never reads it (only \"%s\" does)",

@@ -28,11 +28,6 @@ gboolean prunus_job_open_with(PrunusJob *job, const PrunusJobOptions *o, PrunusJ
                 o->threads);
     goto out_close;
   }
-  if (o->threads > prunus_train_threads_used(o->threads))
-    fprintf(stderr,
-            "warning: --threads %d: training splits its work over at most %d threads; the "
-            "rest (evaluation, OpenBLAS) gets %d\n",
-            o->threads, prunus_train_threads_used(o->threads), o->threads);
   if (o->threads > 0) prunus_set_threads(o->threads);
   job->threads = o->threads > 0 ? o->threads : prunus_get_threads(); /* 0: OpenBLAS's default */
   job->run_dir = o->run_dir ? g_strdup(o->run_dir) : g_build_filename("runs", job->rc.name, NULL);
@@ -85,4 +80,12 @@ gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const 
   if (!prunus_data_load_test(&job->rc, data, error)) return FALSE;
   data->norm = norm;
   return TRUE;
+}
+
+void prunus_job_warn_threads(int threads) {
+  if (threads > prunus_train_threads_used(threads))
+    fprintf(stderr,
+            "warning: --threads %d: training splits its work over at most %d threads; the "
+            "rest (evaluation, OpenBLAS) gets %d\n",
+            threads, prunus_train_threads_used(threads), threads);
 }

@@ -39,6 +39,10 @@ gboolean prunus_job_open_shared(PrunusJob *job, const PrunusJobOptions *o, GErro
 gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const PrunusModel *m,
                                   GHashTable *metadata, PrunusData *data, GError **error);
 
+/* The commands that train (train, run) say once when --threads asks for more threads
+ * than training splits its work over. */
+void prunus_job_warn_threads(int threads);
+
 G_END_DECLS
 
 #endif

@@ -71,6 +71,9 @@ static gboolean torch_outputs_free(const char *checkpoint, const char *out, GErr
 gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
                            PrunusExportFormat format, const char *out, GError **error) {
   if (format != PRUNUS_EXPORT_C && !torch_outputs_free(checkpoint, out, error)) return FALSE;
+  GHashTable *md = NULL;
+  PrunusModel *m = prunus_checkpoint_load(checkpoint, 1, NULL, &md, error);
+  if (!m) return FALSE;
   if (format != PRUNUS_EXPORT_C) { /* as the C export makes its folder, this one makes OUT's */
     char *dir = g_path_get_dirname(out);
     int failed = g_mkdir_with_parents(dir, 0755) != 0 ? errno : 0;
@@ -78,11 +81,13 @@ gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "-o %s: cannot create the folder %s: %s",
                   out, dir, g_strerror(failed));
     g_free(dir);
-    if (failed) return FALSE;
+    if (failed) {
+      g_hash_table_unref(md);
+      prunus_model_free(m);
+      return FALSE;
+    }
   }
-  GHashTable *md = NULL;
-  PrunusModel *m = prunus_checkpoint_load(checkpoint, 1, NULL, &md, error);
-  if (!m) return FALSE;
+
   gboolean ok, quiet = o && o->quiet;
   if (format == PRUNUS_EXPORT_C) {
     PrunusNorm norm;

@@ -276,6 +276,18 @@ static void run_unit_free(gpointer data) {
   g_free(u);
 }
 
+/* Does u's own experiment entry name a prune.SLOT plugin other than source's? One it
+ * only inherits from the base config is no mistake: merging cannot remove it. */
+static gboolean own_plugin_differs(const RunUnit *u, const RunUnit *source, const char *slot) {
+  char *key = g_strdup_printf("prune.%s.plugin", slot);
+  config_setting_t *s = config_setting_lookup(prunus_config_root(u->job.cfg), key);
+  g_free(key);
+  const char *mine = !strcmp(slot, "granularity") ? u->pc.granularity_name : u->pc.criterion_name;
+  const char *theirs =
+      !strcmp(slot, "granularity") ? source->pc.granularity_name : source->pc.criterion_name;
+  return s && prunus_config_merged(u->job.cfg, s) && strcmp(mine, theirs) != 0;
+}
+
 /* prune.masks_from: the unit of that name at the same seed among the earlier ones (its
  * checkpoints exist by the time this one needs them), or NULL + an error at the key. */
 static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError **error) {
@@ -307,11 +319,11 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
                 where, u->pc.masks_from, found->pc.rounds, u->pc.rounds, found->pc.rounds);
     g_free(where);
     found = NULL;
-  } else if (found && (strcmp(found->pc.granularity_name, u->pc.granularity_name) ||
-                       strcmp(found->pc.criterion_name, u->pc.criterion_name))) {
-    /* this one's criterion and granularity are never called: named, they would label
-     * its results with a method that did not make its masks */
-    gboolean gran = strcmp(found->pc.granularity_name, u->pc.granularity_name) != 0;
+  } else if (found && (own_plugin_differs(u, found, "granularity") ||
+                       own_plugin_differs(u, found, "criterion"))) {
+    /* this one's criterion and granularity are never called: written in its own entry,
+     * they would label its results with a method that did not make its masks */
+    gboolean gran = own_plugin_differs(u, found, "granularity");
     char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "%s: prune.masks_from = \"%s\" applies that experiment's masks, made by its %s "
@@ -485,6 +497,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   /* from here on a crash, an interrupt or a plugin's exit() is reported, naming what ran */
   prunus_fatal_install();
   if (!prunus_job_open_with(&base, o, prepare_experiment, &base_choice, error)) return FALSE;
+  prunus_job_warn_threads(o->threads);
   clock.latency = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   gboolean ok = FALSE, written = FALSE;
   PrunusRunLock *lock = NULL;

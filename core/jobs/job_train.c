@@ -39,6 +39,7 @@ static gboolean not_a_run_folder(const char *run_dir, GError **error) {
 gboolean prunus_job_train(const PrunusJobOptions *o, GError **error) {
   PrunusJob job;
   if (!prunus_job_open(&job, o, error)) return FALSE;
+  prunus_job_warn_threads(o->threads);
   gboolean ok = FALSE;
   PrunusData data = {0};
   PrunusModel *m = NULL;

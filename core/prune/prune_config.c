@@ -11,7 +11,7 @@ static const char *const scope_names[] = {"global", "layer", NULL};
 static const char *const allocation_names[] = {"uniform", "global-magnitude", NULL};
 
 /* prune.layers = ( { layer = 5; rate = 0.5; max_sparsity = 0.9; }, ... ): layer is
- * a model layer index or "output" (the last layer with parameters). */
+ * a model layer index, a layer's name, or "output" (the last layer with parameters). */
 static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune,
                                       const PrunusArch *arch, PrunusPruneConfig *pc,
                                       GError **error) {
@@ -70,10 +70,15 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
         (arch->layers[index].type != PRUNUS_LAYER_DENSE &&
          arch->layers[index].type != PRUNUS_LAYER_CONV2D)) {
       char *where = prunus_config_where(cfg, layer ? layer : item);
+      char *given =
+          layer && config_setting_type(layer) == CONFIG_TYPE_STRING
+              ? g_strdup_printf("\"%s\" (layer %d)", config_setting_get_string(layer), index)
+              : g_strdup_printf("%d", index);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.layers[%d].layer = %d is not a dense or conv2d layer of the model "
+                  "%s: prune.layers[%d].layer = %s is not a dense or conv2d layer of the model "
                   "(layers are numbered from 0 in model.layers; \"output\" names the last)",
-                  where, k, index);
+                  where, k, given);
+      g_free(given);
       g_free(where);
       goto out;
     }
@@ -182,13 +187,17 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
       !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error) ||
       !prunus_config_get_double(cfg, sched, "tolerance", FALSE, 0.01, &pc.tolerance, error))
     goto out_clear;
-  /* amount or target 0 would be a schedule that removes nothing, which the count of
-   * keys below would misread as missing */
+  /* amount or target 0 alone would be a schedule that removes nothing, which the count
+   * of keys below would misread as missing */
+  gboolean other_kind[2] = {pc.target > 0.0 || config_setting_get_member(sched, "levels"),
+                            pc.amount > 0.0 || config_setting_get_member(sched, "levels")};
   for (int k = 0; k < 2; k++) {
     const char *key = k ? "target" : "amount";
     config_setting_t *s = config_setting_get_member(sched, key);
     double v = k ? pc.target : pc.amount;
-    if (s && !(v > 0.0)) {
+    /* 0 beside another kind is how an experiment switches away from the base's kind
+     * (merging cannot remove a key); alone, or negative, it is a mistake */
+    if (s && (v < 0.0 || (v == 0.0 && !other_kind[k]))) {
       char *where = prunus_config_where(cfg, s);
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                   "%s: prune.schedule.%s = %g: must be above 0 (a round that removes nothing is "

@@ -314,9 +314,6 @@ static void test_parse_defaults(void) {
   g_free(dir);
 }
 
-/* @include is resolved against the config's folder, whatever the working folder;
- * an error inside the included file names that file; a target that is not a file, or
- * an absolute path, is refused. */
 /* Integer literals libconfig would wrap (its scanner reads them through atoi) are
  * refused at load with file:line, in an @include'd file too; those that fit, floats,
  * names with digits, strings and comments holding big numbers are not. */
@@ -346,7 +343,8 @@ static void test_int_literals(void) {
   const char *fine =
       "name = \"x\"; a = 2147483647; b = -2147483648; c = 0x7fffffff;\n"
       "d = 4294967328L; e = 1e300; f = 30000000000.5; g-300000000000 = 1;\n"
-      "h = \"4294967328\"; # 4294967328\n/* 4294967328 */ i = 5; // 9999999999\n";
+      "h = \"4294967328\"; # 4294967328\n/* 4294967328 */ i = 5; // 9999999999\n"
+      "j = .3333333333; k = -.3333333333; l = [1.5, 2e10, 1.];\n";
   char *p = testutil_write_file(dir, "fine.cfg", fine, strlen(fine));
   PrunusConfig *c = prunus_config_load(p, &error);
   g_assert_no_error(error);
@@ -360,6 +358,14 @@ static void test_int_literals(void) {
   testutil_assert_error_contains(error, bom_at, "starts with a UTF-8 byte-order mark", NULL);
   g_clear_error(&error);
   g_free(bom_at), g_free(p);
+  /* a signed hex number is libconfig's own syntax error, not a number that does not fit */
+  const char *neg_hex = "name = \"x\"; a = -0x80000000;\n";
+  p = testutil_write_file(dir, "neghex.cfg", neg_hex, strlen(neg_hex));
+  g_assert_null(prunus_config_load(p, &error));
+  testutil_assert_error_contains(error, "syntax error", NULL);
+  g_assert_null(strstr(error->message, "does not fit"));
+  g_clear_error(&error);
+  g_free(p);
   /* inside an @include'd file, named with its own line */
   const char *inc = "x = 1;\ny = 5000000000;\n";
   g_free(testutil_write_file(dir, "inc.cfg", inc, strlen(inc)));
@@ -429,10 +435,32 @@ static void test_prune_layer_names(void) {
     prunus_config_free(c);
     g_free(p), g_free(t), g_free(prune), g_free(t0), g_free(named);
   }
+  /* amount = 0 beside a target is how an experiment switches the base's kind of
+   * schedule (merging cannot remove a key): accepted, the target rules */
+  char *t = edit(BASE, "train = {\n",
+                 "prune = { schedule = { rounds = 2; amount = 0.0; target = 0.6; };\n"
+                 "  criterion = { plugin = \"magnitude\"; }; granularity = { plugin = \"weight\"; "
+                 "};\n  retrain = { plugin = \"finetune\"; }; };\ntrain = {\n");
+  char *p = testutil_write_file(dir, "switch.cfg", t, strlen(t));
+  PrunusConfig *c = load_ok(p);
+  PrunusRunConfig rc;
+  PrunusPruneConfig pc;
+  GError *error = NULL;
+  g_assert_true(prunus_run_config_parse(c, &rc, &error));
+  g_assert_true(prunus_prune_config_parse(c, &rc, &pc, &error));
+  g_assert_no_error(error);
+  g_assert_cmpfloat(pc.target, ==, 0.6);
+  prunus_prune_config_clear(&pc);
+  prunus_run_config_clear(&rc);
+  prunus_config_free(c);
+  g_free(p), g_free(t);
   testutil_rmtree(dir);
   g_free(dir);
 }
 
+/* @include is resolved against the config's folder, whatever the working folder;
+ * an error inside the included file names that file; a target that is not a file, or
+ * an absolute path, is refused. */
 static void test_include(void) {
   char *dir = testutil_mkdtemp();
   char *sub = g_build_filename(dir, "parts", NULL);
@@ -729,6 +757,24 @@ static void test_out_of_range(void) {
   text = edit(BASE, "train = {\n", "seed = 9007199254740993L;\ntrain = {\n");
   parse_fails_at(text, "seed", "key 'seed' = 9007199254740993 is out of range", NULL);
   g_free(text);
+  /* written below the level that chose the optimizer (the file's momentum, --set's
+   * Adam) it cannot be removed there, and other experiments may read it: accepted */
+  {
+    char *dir = testutil_mkdtemp();
+    char *t = edit(BASE, "lr = 0.05;", "lr = 0.05; momentum = 0.9;");
+    char *path = testutil_write_file(dir, "inherit.cfg", t, strlen(t));
+    PrunusConfig *c = load_ok(path);
+    set_ok(c, "train.optimizer=\"adam\"");
+    PrunusRunConfig rc;
+    GError *error = NULL;
+    g_assert_true(prunus_run_config_parse(c, &rc, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(rc.train.optimizer, ==, PRUNUS_OPT_ADAM);
+    prunus_run_config_clear(&rc);
+    prunus_config_free(c);
+    testutil_rmtree(dir);
+    g_free(path), g_free(t), g_free(dir);
+  }
   /* step_size is read by the step schedule only: with another it is refused as unused
    * (not as out of range) */
   edit_fails_at("lr = 0.05;", "lr = 0.05; step_size = 0;", "step_size",
