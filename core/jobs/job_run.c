@@ -319,6 +319,16 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
                 where, u->pc.masks_from, found->pc.rounds, u->pc.rounds, found->pc.rounds);
     g_free(where);
     found = NULL;
+  } else if (found && found->pipeline && prunus_pipeline_removes_units(found->pipeline)) {
+    /* what apply_source_masks would find at round 1: another architecture */
+    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.masks_from = \"%s\": that experiment's granularity '%s' removes whole "
+                "units, so its rounds change the network's shape; masks can only be taken from "
+                "an experiment whose granularity masks weights",
+                where, u->pc.masks_from, found->pc.granularity_name);
+    g_free(where);
+    found = NULL;
   } else if (found && (own_plugin_differs(u, found, "granularity") ||
                        own_plugin_differs(u, found, "criterion"))) {
     /* this one's criterion and granularity are never called: written in its own entry,

@@ -54,6 +54,7 @@ struct PrunusPipeline {
   double *alloc_amount;
   int alloc_n_layers;
   int pattern_n, pattern_m;  /* the granularity's fixed pattern, 0 and 0 = none */
+  gboolean removes_units;    /* the granularity ranks units (accepts UNIT or GROUP scores) */
   int updating;              /* the view layer whose update() runs, -1 outside update() */
   double requested_sparsity; /* what the round in progress asked for (NaN: units removed) */
   PrunusPipelineTiming timing;
@@ -1459,6 +1460,7 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
   prunus_host_call_begin(p->gran, "accepts()");
   uint32_t accepts = gd->granularity->accepts(prunus_host_state(p->gran));
   prunus_host_call_end(p->gran);
+  p->removes_units = (accepts & (PRUNUS_SCORES_UNIT | PRUNUS_SCORES_GROUP)) != 0;
   if (!(produces & accepts)) {
     char *where = plugin_key_where(p, pc->granularity);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,
@@ -1519,6 +1521,8 @@ PrunusPipeline *prunus_pipeline_prepare(const PrunusExperiment *exp, PrunusPlugi
 }
 
 PrunusPipelineTiming prunus_pipeline_timing(const PrunusPipeline *p) { return p->timing; }
+
+gboolean prunus_pipeline_removes_units(const PrunusPipeline *p) { return p->removes_units; }
 
 void prunus_pipeline_free(PrunusPipeline *p) {
   if (!p) return;

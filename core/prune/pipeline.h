@@ -70,6 +70,9 @@ typedef struct {
   double checkpoint; /* θ sidecars, checkpoints and summary.json */
 } PrunusPipelineTiming;
 PrunusPipelineTiming prunus_pipeline_timing(const PrunusPipeline *p);
+/* TRUE when the experiment's granularity ranks whole units (it accepts unit or group
+ * scores): its rounds shrink the network, so no other experiment can take its masks. */
+gboolean prunus_pipeline_removes_units(const PrunusPipeline *p);
 
 /* The pretraining cache key: a hash of everything pretraining depends on: the model,
  * the training settings, the seed, the dataset paths and settings, and what the

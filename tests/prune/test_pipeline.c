@@ -1242,6 +1242,32 @@ static void test_masks_from_other_seed(void) {
   g_free(cfg);
 }
 
+/* prune.masks_from names an experiment whose granularity removes whole units (its
+ * rounds shrink the network): refused before anything is read, not at round 1, and the
+ * control that only inherits the base's weight granularity is not blamed for it. */
+static void test_masks_from_units(void) {
+  const char *top =
+      "experiments = ( { name = \"a\"; prune = { granularity = { plugin = "
+      "\"neuron\"; }; }; },\n"
+      "  { name = \"b\"; prune = { masks_from = \"a\"; }; } );";
+  const Setup st = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", top};
+  char *cfg = write_config("masks-from-units", &st);
+  char *run_dir = g_build_filename(data_dir, "masks-from-units", NULL);
+  const char *const sets[] = {"dataset.train_images=\"gone-idx3-ubyte\"", NULL};
+  PrunusJobOptions o = {
+      .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_false(testutil_job_run(&o, &error));
+  testutil_assert_error_contains(error, "experiment 'b': ",
+                                 "prune.masks_from = \"a\": that experiment's granularity "
+                                 "'neuron' removes whole units",
+                                 NULL);
+  g_clear_error(&error);
+  g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
+  g_free(run_dir);
+  g_free(cfg);
+}
+
 /* The same seed twice would run the same experiment twice: refused at the key. */
 static void test_seeds_twice(void) {
   const Setup st = {"global", "magnitude",         "weight", "plugin = \"finetune\"; epochs = 1;",
@@ -1540,6 +1566,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/experiments-and-seeds", test_experiments_and_seeds);
   g_test_add_func("/pipeline/masks-from", test_masks_from);
   g_test_add_func("/pipeline/masks-from-other-seed", test_masks_from_other_seed);
+  g_test_add_func("/pipeline/masks-from-units", test_masks_from_units);
   g_test_add_func("/pipeline/seeds-twice", test_seeds_twice);
   g_test_add_func("/pipeline/latency-fixed", test_latency_fixed);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
