@@ -1437,6 +1437,21 @@ static gboolean check_ops(Pipeline *p, uint32_t needs, uint32_t produces, uint32
   return TRUE;
 }
 
+/* Is a dense or conv2d layer other than the last prunable? A granularity that removes
+ * units never removes the output layer's. */
+static gboolean hidden_layer_prunable(const Pipeline *p) {
+  const PrunusArch *arch = &p->exp.rc->arch;
+  int last = -1;
+  for (int i = 0; i < arch->n_layers; i++)
+    if (arch->layers[i].type == PRUNUS_LAYER_DENSE || arch->layers[i].type == PRUNUS_LAYER_CONV2D)
+      last = i;
+  for (int i = 0; i < last; i++)
+    if (p->prunable[i] &&
+        (arch->layers[i].type == PRUNUS_LAYER_DENSE || arch->layers[i].type == PRUNUS_LAYER_CONV2D))
+      return TRUE;
+  return FALSE;
+}
+
 /* The three instances, each created on the current view (create() reads and checks its
  * settings), then what only all of them together tell: keys no one read, and whether
  * the granularity takes a kind of score the criterion produces. */
@@ -1461,6 +1476,18 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
   uint32_t accepts = gd->granularity->accepts(prunus_host_state(p->gran));
   prunus_host_call_end(p->gran);
   p->removes_units = (accepts & (PRUNUS_SCORES_UNIT | PRUNUS_SCORES_GROUP)) != 0;
+  if (p->removes_units && !pc->masks_from && !hidden_layer_prunable(p)) {
+    config_setting_t *layers =
+        config_setting_lookup(prunus_config_root(p->exp.cfg), "prune.layers");
+    char *where =
+        layers ? prunus_config_where(p->exp.cfg, layers) : plugin_key_where(p, pc->granularity);
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
+                "%s: prune.layers leaves only the output layer to prune, whose units (the "
+                "classes) granularity '%s' never removes: the rounds would remove nothing",
+                where, gd->name);
+    g_free(where);
+    return FALSE;
+  }
   if (!(produces & accepts)) {
     char *where = plugin_key_where(p, pc->granularity);
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN,

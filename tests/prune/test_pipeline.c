@@ -1172,6 +1172,13 @@ static const Refusal refusals[] = {
      {"prune.layers excludes every dense and conv2d layer (rate 0 or exclude = true): the "
       "rounds would remove nothing",
       NULL}},
+    {"units-output-only",
+     "granularity = { plugin = \"neuron\"; }; layers = ( { layer = 1; exclude = true; }, "
+     "{ layer = 3; exclude = true; } );",
+     "plugin = \"neuron\"; }; layers",
+     {"prune.layers leaves only the output layer to prune, whose units (the classes) "
+      "granularity 'neuron' never removes",
+      NULL}},
     {"layer-twice",
      "layers = ( { layer = 1; rate = 0.5; }, { layer = 1; exclude = true; } );",
      "exclude = true",
