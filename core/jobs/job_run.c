@@ -197,14 +197,17 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
  * Reads only: a refused run leaves the folder as it was. announce: say that the run
  * resumes and how the earlier one ended. */
 static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash,
-                                gboolean announce, GError **error) {
+                                const char *hash_resolved, gboolean announce, GError **error) {
   char *path = g_build_filename(job->run_dir, "summary.json", NULL);
   char *text = NULL;
   gsize len = 0;
   PrunusJson *summary = NULL;
   if (g_file_get_contents(path, &text, &len, NULL)) {
-    summary = prunus_rundir_summary_parse(path, text, len, "run", hash, error);
+    summary = prunus_rundir_summary_parse(path, text, len, "run", hash, hash_resolved, error);
     if (summary) {
+      /* recorded from now on also where an earlier version did not: config.cfg resumes */
+      prunus_json_object_set(summary, "config_hash_resolved",
+                             prunus_json_new_string(hash_resolved));
       prunus_json_object_set(summary, "threads",
                              prunus_json_new_number(prunus_train_threads_used(job->threads)));
       const char *message = NULL;
@@ -223,8 +226,10 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
     return summary;
   }
   g_free(path);
-  return prunus_rundir_summary_new("run", o->config_path, hash,
-                                   prunus_train_threads_used(job->threads));
+  PrunusJson *fresh = prunus_rundir_summary_new("run", o->config_path, hash,
+                                                prunus_train_threads_used(job->threads));
+  prunus_json_object_set(fresh, "config_hash_resolved", prunus_json_new_string(hash_resolved));
+  return fresh;
 }
 
 /* The run's rounds came from the data loaded now: summary.json records the digest of
@@ -514,7 +519,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   PrunusData data = {0};
   PrunusPluginRegistry *reg = NULL;
   PrunusJson *summary = NULL;
-  char *hash = NULL, *cache = NULL;
+  char *hash = NULL, *hash_resolved = NULL, *cache = NULL;
   GArray *indices = g_array_new(FALSE, FALSE, sizeof(int));
   GArray *seeds = g_array_new(FALSE, FALSE, sizeof(int64_t));
   GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
@@ -555,7 +560,12 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
     }
   }
   hash = prunus_config_hash(base.cfg);
-  summary = open_summary(&base, o, hash, FALSE, error); /* a read-only check */
+  { /* config.cfg in the run folder holds this text: rerun, it resumes its own run */
+    char *resolved = prunus_config_dump_resolved(base.cfg);
+    hash_resolved = g_compute_checksum_for_string(G_CHECKSUM_SHA256, resolved, -1);
+    g_free(resolved);
+  }
+  summary = open_summary(&base, o, hash, hash_resolved, FALSE, error); /* a read-only check */
   if (!summary || !sources_ran(units, summary, base.run_dir, error)) goto out_free;
   /* one run per folder: one that exists is locked before the data are read, so a
    * second run into it is refused at once */
@@ -576,7 +586,7 @@ gboolean prunus_job_run(const PrunusJobOptions *o, GError **error) {
   if (!lock && !(lock = prunus_rundir_lock(base.run_dir, error))) goto out_free;
   /* read again under the lock: the run that held it until now may have added rounds */
   prunus_json_free(summary);
-  summary = open_summary(&base, o, hash, TRUE, error);
+  summary = open_summary(&base, o, hash, hash_resolved, TRUE, error);
   if (!summary || !same_data(summary, base.run_dir, &data, error)) goto out_free;
   prunus_rundir_summary_set_status(summary, PRUNUS_RUN_RUNNING, NULL);
   written = TRUE;
@@ -607,6 +617,7 @@ out_free:
   prunus_rundir_unlock(lock);
   g_free(cache);
   g_free(hash);
+  g_free(hash_resolved);
   prunus_json_free(summary);
   prunus_data_clear(&data);
   g_ptr_array_free(units, TRUE); /* the pipelines borrow the registry: free them first */

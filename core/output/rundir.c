@@ -472,7 +472,8 @@ gboolean prunus_rundir_write_summary(const char *dir, PrunusJson *summary, GErro
 }
 
 PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size_t len,
-                                        const char *command, const char *hash, GError **error) {
+                                        const char *command, const char *hash,
+                                        const char *hash_resolved, GError **error) {
   GError *local = NULL;
   PrunusJson *summary = prunus_json_parse(text, len, &local);
   if (!summary) {
@@ -485,6 +486,9 @@ PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size
   gboolean object = prunus_json_type(summary) == PRUNUS_JSON_OBJECT;
   const PrunusJson *cmd = object ? prunus_json_get(summary, "command") : NULL;
   const PrunusJson *h = object ? prunus_json_get(summary, "config_hash") : NULL;
+  const PrunusJson *hr = object ? prunus_json_get(summary, "config_hash_resolved") : NULL;
+  gboolean same_resolved = hash_resolved && hr && prunus_json_type(hr) == PRUNUS_JSON_STRING &&
+                           !strcmp(prunus_json_string(hr), hash_resolved);
   const PrunusJson *exps = object ? prunus_json_get(summary, "experiments") : NULL;
   if (!exps || prunus_json_type(exps) != PRUNUS_JSON_ARRAY) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
@@ -500,8 +504,8 @@ PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size
                 cmd && prunus_json_type(cmd) == PRUNUS_JSON_STRING ? prunus_json_string(cmd)
                                                                    : "(no command recorded)",
                 command);
-  } else if (!h || prunus_json_type(h) != PRUNUS_JSON_STRING ||
-             strcmp(prunus_json_string(h), hash)) {
+  } else if (!same_resolved && (!h || prunus_json_type(h) != PRUNUS_JSON_STRING ||
+                                strcmp(prunus_json_string(h), hash))) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH,
                 "%s holds the results of a different config (config_hash differs); choose another "
                 "-o RUN_DIR or move that folder away (nothing was changed)",

@@ -131,9 +131,13 @@ gboolean prunus_rundir_write_summary(const char *dir, PrunusJson *summary, GErro
 
 /* summary.json read back for resuming a `command` run of the config whose hash is
  * hash: text (len bytes, read from path) must be a JSON object recording that command
- * and hash. Errors name path and say that nothing was changed. (transfer full) */
+ * and hash, or (hash_resolved not NULL) recording config_hash_resolved =
+ * hash_resolved, the hash of the config with its paths made absolute (what the run
+ * folder's config.cfg holds, so that it resumes its own run). Errors name path and say
+ * that nothing was changed. (transfer full) */
 PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size_t len,
-                                        const char *command, const char *hash, GError **error);
+                                        const char *command, const char *hash,
+                                        const char *hash_resolved, GError **error);
 
 /* One plugin build as summary.json records it: {"name", "version", "path", "sha256"}
  * with the SHA-256 of the file at path ("" when it cannot be read). (transfer full) */

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   prunus_fuzz_init();
   GError *error = NULL;
   PrunusJson *summary = prunus_rundir_summary_parse("RUN/summary.json", (const char *)data, size,
-                                                    "run", HASH, &error);
+                                                    "run", HASH, NULL, &error);
   if (!summary) {
     if (!error || !strstr(error->message, "RUN/summary.json")) abort(); /* names the file */
     g_error_free(error);

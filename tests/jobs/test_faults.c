@@ -452,6 +452,14 @@ static void test_crash_then_resume(void) {
   g_assert_null(strstr(md, "Unfinished"));
   g_free(md);
   result_clear(&r);
+  /* the run folder's own config.cfg (its paths absolute) is the same run */
+  char *saved = g_build_filename(dir, "config.cfg", NULL);
+  r = run(saved, dir, NULL, NULL);
+  g_assert_true(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+  assert_contains(r.out, "tiny: already complete, skipped");
+  assert_same_as(dir, ref);
+  result_clear(&r);
+  g_free(saved);
   g_free(dir);
   g_free(cfg);
 }
