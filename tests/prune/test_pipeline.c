@@ -1225,54 +1225,43 @@ static void test_refused_before_training(void) {
   g_free(cache);
 }
 
-/* prune.masks_from names an experiment that runs at another seed: the message says
- * so (not "no experiment of that name"), before anything is read. */
-static void test_masks_from_other_seed(void) {
-  const char *top =
-      "experiments = ( { name = \"a\"; },\n"
-      "  { name = \"b\"; seed = 7; prune = { masks_from = \"a\"; }; } );";
+/* A run of the two experiments in top (the dataset missing too) is refused before
+ * anything is read, for experiment 'b', with message; no run folder is made. */
+static void assert_refused_before_data(const char *name, const char *top, const char *message) {
   const Setup st = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", top};
-  char *cfg = write_config("masks-other-seed", &st);
-  char *run_dir = g_build_filename(data_dir, "masks-other-seed", NULL);
+  char *cfg = write_config(name, &st);
+  char *run_dir = g_build_filename(data_dir, name, NULL);
   const char *const sets[] = {"dataset.train_images=\"gone-idx3-ubyte\"", NULL};
   PrunusJobOptions o = {
       .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
   GError *error = NULL;
   g_assert_false(testutil_job_run(&o, &error));
-  testutil_assert_error_contains(error, "experiment 'b': ",
-                                 "prune.masks_from = \"a\": that experiment runs at seed 11, "
-                                 "this one at seed 7; masks are taken from the same seed",
-                                 NULL);
+  testutil_assert_error_contains(error, "experiment 'b': ", message, NULL);
   g_clear_error(&error);
   g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
   g_free(run_dir);
   g_free(cfg);
 }
 
+/* prune.masks_from names an experiment that runs at another seed: the message says
+ * so (not "no experiment of that name"), before anything is read. */
+static void test_masks_from_other_seed(void) {
+  assert_refused_before_data("masks-other-seed",
+                             "experiments = ( { name = \"a\"; },\n"
+                             "  { name = \"b\"; seed = 7; prune = { masks_from = \"a\"; }; } );",
+                             "prune.masks_from = \"a\": that experiment runs at seed 11, this one "
+                             "at seed 7; masks are taken from the same seed");
+}
+
 /* prune.masks_from names an experiment whose granularity removes whole units (its
  * rounds shrink the network): refused before anything is read, not at round 1, and the
  * control that only inherits the base's weight granularity is not blamed for it. */
 static void test_masks_from_units(void) {
-  const char *top =
-      "experiments = ( { name = \"a\"; prune = { granularity = { plugin = "
-      "\"neuron\"; }; }; },\n"
-      "  { name = \"b\"; prune = { masks_from = \"a\"; }; } );";
-  const Setup st = {"global", "magnitude", "weight", "plugin = \"finetune\"; epochs = 1;", "", top};
-  char *cfg = write_config("masks-from-units", &st);
-  char *run_dir = g_build_filename(data_dir, "masks-from-units", NULL);
-  const char *const sets[] = {"dataset.train_images=\"gone-idx3-ubyte\"", NULL};
-  PrunusJobOptions o = {
-      .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
-  GError *error = NULL;
-  g_assert_false(testutil_job_run(&o, &error));
-  testutil_assert_error_contains(error, "experiment 'b': ",
-                                 "prune.masks_from = \"a\": that experiment's granularity "
-                                 "'neuron' removes whole units",
-                                 NULL);
-  g_clear_error(&error);
-  g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
-  g_free(run_dir);
-  g_free(cfg);
+  assert_refused_before_data(
+      "masks-from-units",
+      "experiments = ( { name = \"a\"; prune = { granularity = { plugin = \"neuron\"; }; }; },\n"
+      "  { name = \"b\"; prune = { masks_from = \"a\"; }; } );",
+      "prune.masks_from = \"a\": that experiment's granularity 'neuron' removes whole units");
 }
 
 /* The same seed twice would run the same experiment twice: refused at the key. */
