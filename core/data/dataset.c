@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -531,19 +532,33 @@ static void convert_row_cached(const uint8_t *src, const float *lut, float *dst,
   for (; j < n; j++) dst[j] = lut[src[j]];
 }
 
+/* Unit pixels are byte / 255 rounded once, which the vector kernel computes 16 at a
+ * time: TRUE where every entry of the unit table agrees with that (it does on IEEE
+ * hardware; the check keeps the bits the table gives everywhere). The unit table has
+ * no parameters, so the answer is the process's: checked once. */
+static gboolean unit_norm_divides(void) {
+  static atomic_int known = -1; /* fills on several threads may race to the first check */
+  int v = atomic_load_explicit(&known, memory_order_relaxed);
+  if (v < 0) {
+    const PrunusNorm unit = {.kind = PRUNUS_NORM_UNIT, .mean = 0.0f, .std = 1.0f};
+    float lut[256];
+    prunus_norm_lut(&unit, lut);
+    v = 1;
+    for (int u = 0; u < 256 && v; u++) v = lut[u] == (float)u / 255.0f;
+    atomic_store_explicit(&known, v, memory_order_relaxed);
+  }
+  return v;
+}
+
 static void fill_batch(const PrunusDataset *d, const PrunusNorm *norm, const int *idx, int B,
                        float *x, uint8_t *y, gboolean streaming) {
   g_assert(d != NULL && norm != NULL && B >= 0);
   g_assert(B == 0 || (idx != NULL && x != NULL && y != NULL));
   g_assert(norm->kind == PRUNUS_NORM_UNIT ||
            (norm->kind == PRUNUS_NORM_STANDARD && norm->std > 0.0f));
+  const gboolean divide = norm->kind == PRUNUS_NORM_UNIT && unit_norm_divides();
   float lut[256];
-  prunus_norm_lut(norm, lut);
-  /* unit pixels are byte / 255 rounded once: the vector kernel divides 16 at a time
-   * where every table entry agrees with that (it does on IEEE hardware; the check
-   * keeps the bits the table gives everywhere) */
-  gboolean divide = norm->kind == PRUNUS_NORM_UNIT;
-  for (int u = 0; u < 256 && divide; u++) divide = lut[u] == (float)u / 255.0f;
+  if (!divide) prunus_norm_lut(norm, lut);
   const size_t row = (size_t)d->c * d->h * d->w;
   /* Rows come from anywhere in the image array (a shuffled order): ask for the row
    * a few places ahead while this one is converted, or every row waits on memory. */
