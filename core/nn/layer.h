@@ -95,11 +95,6 @@ typedef struct {
                                       * kernels (sparse_input.h), W^T (in, out) then x^T (in,
                                       * B), set by prunus_train for its duration where they
                                       * run (NULL: sgemm, as evaluation and the engines use) */
-  gboolean bypassed;                 /* a ReLU between two linked sparse layers (spdense.h):
-                                      * its forward and backward are skipped, the linked
-                                      * layers doing its work in the transposed layout (its
-                                      * output and input gradient slots go stale, nobody
-                                      * reads them); set by prunus_train for its duration */
   PrunusSpDense *sparse;             /* borrowed: a dense layer's kernels over its alive weights
                                       * (spdense.h), set while prunus_train or an evaluation runs
                                       * it so (prunus_train_attach_sparse); NULL: dense kernels.

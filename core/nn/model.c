@@ -3,6 +3,7 @@
  * summed where an output feeds several layers), initialises and masks parameters. */
 #include "model.h"
 #include "rng.h"
+#include "spdense.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -604,7 +605,7 @@ void prunus_model_forward_to(PrunusModel *m, const float *x, int B, int n_layers
   const int stop = MIN(n_layers, m->n_layers);
   for (int i = 0; i < stop; i++) {
     const PrunusLayer *l = &m->layers[i];
-    if (l->bypassed) continue; /* its linked sparse neighbours do its work */
+    if (prunus_model_layer_bypassed(m, i)) continue; /* linked neighbours do its work */
     if (l->ops->forward_n) {
       const float *xs[PRUNUS_LAYER_MAX_INPUTS];
       for (int k = 0; k < l->n_in; k++) xs[k] = m->acts[l->from[k] + 1];
@@ -615,6 +616,13 @@ void prunus_model_forward_to(PrunusModel *m, const float *x, int B, int n_layers
     if (m->training && l->ops->update_buffers)
       l->ops->update_buffers(l, m->params + l->buf_off, m->scratch[i], B);
   }
+}
+
+gboolean prunus_model_layer_bypassed(const PrunusModel *m, int i) {
+  const PrunusLayer *l = &m->layers[i];
+  if (l->spec.type != PRUNUS_LAYER_RELU || l->n_in != 1 || l->from[0] < 0) return FALSE;
+  const PrunusSpDense *up = m->layers[l->from[0]].sparse;
+  return up && up->down;
 }
 
 int prunus_model_first_param_layer(const PrunusModel *m) {
@@ -647,7 +655,7 @@ void prunus_model_backward_each(PrunusModel *m, const float *dlogits, int B,
      * sequence: the layers below the first one with parameters) */
     if (!(m->slot_flags[i + 1] & GRAD_NEEDED)) continue;
     const PrunusLayer *l = &m->layers[i];
-    if (l->bypassed) continue; /* its linked sparse neighbours do its work */
+    if (prunus_model_layer_bypassed(m, i)) continue; /* linked neighbours do its work */
     const float *dy = i == m->n_layers - 1 ? dlogits : m->dacts[i + 1];
     float *dx[PRUNUS_LAYER_MAX_INPUTS];
     float *added[PRUNUS_LAYER_MAX_INPUTS] = {NULL}; /* dx[k] to add into this slot's gradient */

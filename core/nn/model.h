@@ -106,6 +106,11 @@ void prunus_model_backward(PrunusModel *m, const float *dlogits, int B);
 /* The index of the first layer with parameters (weights, a bias, batchnorm's scale
  * and shift), -1 when no layer has any. */
 int prunus_model_first_param_layer(const PrunusModel *m);
+/* Is layer i a ReLU between two linked sparse layers (spdense.h: the layer before it
+ * has a `down`)? Its forward and backward are then skipped, the linked layers doing its
+ * work in the transposed layout; its output and input-gradient slots go stale, and
+ * nobody reads them. */
+gboolean prunus_model_layer_bypassed(const PrunusModel *m, int i);
 /* Whether prunus_model_backward asks layer for the gradient of its input k (some
  * layer upstream of that input has parameters). */
 gboolean prunus_model_input_grad_needed(const PrunusModel *m, int layer, int k);

@@ -38,7 +38,7 @@ struct PrunusSpDense {
    * the unlinked path, the bias gradient's sums excepted (summed along dyT's rows: the
    * same additions in another order); per link four transposes of the batch are saved.
    * Linked, this layer leaves y unwritten when it has a `down`, and the ReLU between is
-   * skipped altogether (PrunusLayer.bypassed): nothing reads their slots. */
+   * skipped altogether (prunus_model_layer_bypassed): nothing reads their slots. */
   PrunusSpDense *up, *down;
 };
 

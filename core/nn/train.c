@@ -145,10 +145,7 @@ static void link_relu_chains(PrunusModel *m) {
     if (r < 0 || m->layers[r].spec.type != PRUNUS_LAYER_RELU) continue;
     int j = only_reader(m, r);
     PrunusSpDense *down = j >= 0 ? m->layers[j].sparse : NULL;
-    if (down && down->wt && !down->up) {
-      prunus_spdense_link(up, down);
-      m->layers[r].bypassed = TRUE;
-    }
+    if (down && down->wt && !down->up) prunus_spdense_link(up, down);
   }
 }
 
@@ -181,10 +178,7 @@ static void write_back_sparse(PrunusModel *m) {
 
 void prunus_train_detach_sparse(PrunusModel *m) {
   write_back_sparse(m);
-  for (int i = 0; i < m->n_layers; i++) {
-    g_clear_pointer(&m->layers[i].sparse, prunus_spdense_free);
-    m->layers[i].bypassed = FALSE;
-  }
+  for (int i = 0; i < m->n_layers; i++) g_clear_pointer(&m->layers[i].sparse, prunus_spdense_free);
 }
 
 int prunus_train_threads_used(int threads) { return CLAMP(threads, 1, PRUNUS_TEAM_MAX_THREADS); }
