@@ -379,7 +379,7 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
 /* With --only, an experiment whose masks come from one that does not run now needs that
  * one's rounds in the run folder already: otherwise it would fail at round 1, after
  * pretraining. */
-static gboolean sources_ran(GPtrArray *units, PrunusJson *summary, const char *run_dir,
+static gboolean sources_ran(GPtrArray *units, const PrunusJson *summary, const char *run_dir,
                             GError **error) {
   for (guint i = 0; i < units->len; i++) {
     const RunUnit *u = g_ptr_array_index(units, i);
@@ -390,8 +390,8 @@ static gboolean sources_ran(GPtrArray *units, PrunusJson *summary, const char *r
       if (!strcmp(e->name, u->pc.masks_from) && e->job.rc.seed == u->job.rc.seed) source = e;
     }
     if (!source || source->selected) continue;
-    const PrunusJson *rounds = prunus_json_get(
-        prunus_rundir_summary_experiment(summary, source->name, source->job.rc.seed), "rounds");
+    const PrunusJson *e = prunus_rundir_summary_find(summary, source->name, source->job.rc.seed);
+    const PrunusJson *rounds = e ? prunus_json_get(e, "rounds") : NULL;
     size_t have =
         rounds && prunus_json_type(rounds) == PRUNUS_JSON_ARRAY ? prunus_json_length(rounds) : 0;
     if (have > (size_t)u->pc.rounds) continue; /* rounds 0 .. u's last */

@@ -370,10 +370,11 @@ PrunusJson *prunus_rundir_summary_new(const char *command, const char *config_pa
   return s;
 }
 
-PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *name, uint64_t seed) {
-  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
-  for (size_t i = 0; i < prunus_json_length(exps); i++) {
-    PrunusJson *e = (PrunusJson *)prunus_json_index(exps, i);
+const PrunusJson *prunus_rundir_summary_find(const PrunusJson *summary, const char *name,
+                                             uint64_t seed) {
+  const PrunusJson *exps = summary ? prunus_json_get(summary, "experiments") : NULL;
+  for (size_t i = 0; exps && i < prunus_json_length(exps); i++) {
+    const PrunusJson *e = prunus_json_index(exps, i);
     if (prunus_json_type(e) != PRUNUS_JSON_OBJECT) continue; /* not an entry of ours */
     const PrunusJson *n = prunus_json_get(e, "name"), *s = prunus_json_get(e, "seed");
     if (n && s && prunus_json_type(n) == PRUNUS_JSON_STRING &&
@@ -381,6 +382,13 @@ PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *na
         prunus_json_number(s) == (double)seed) /* no cast of a value out of range */
       return e;
   }
+  return NULL;
+}
+
+PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *name, uint64_t seed) {
+  const PrunusJson *found = prunus_rundir_summary_find(summary, name, seed);
+  if (found) return (PrunusJson *)found; /* summary is the caller's to change */
+  PrunusJson *exps = (PrunusJson *)prunus_json_get(summary, "experiments");
   PrunusJson *e = prunus_json_new_object();
   prunus_json_object_set(e, "name", prunus_json_new_string(name));
   prunus_json_object_set(e, "seed", prunus_json_new_number((double)seed));

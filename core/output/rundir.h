@@ -95,8 +95,12 @@ gboolean prunus_rundir_forget_epochs(const char *dir, const char *experiment, ui
  * (transfer full) */
 PrunusJson *prunus_rundir_summary_new(const char *command, const char *config_path,
                                       const char *config_hash, int threads);
-/* The entry of experiment name at seed in summary's experiments list; a new entry
- * holding only those two keys when there is none yet. (transfer none) */
+/* The entry of experiment name at seed in summary's experiments list, or NULL.
+ * (transfer none) */
+const PrunusJson *prunus_rundir_summary_find(const PrunusJson *summary, const char *name,
+                                             uint64_t seed);
+/* The same entry, or a new one holding only those two keys when there is none yet.
+ * (transfer none) */
 PrunusJson *prunus_rundir_summary_experiment(PrunusJson *summary, const char *name, uint64_t seed);
 /* The metadata every checkpoint of a run carries: config_hash, name, seed and the input
  * normalisation the model is trained with (so eval and export need no training data).

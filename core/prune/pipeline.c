@@ -735,21 +735,15 @@ static gboolean same_as_written(const char *path, const char *recorded, int k, G
  * seed, into out ("" when none is recorded). */
 static void source_round_hash(const Pipeline *p, const char *name, int r, char out[17]) {
   out[0] = '\0';
-  const PrunusJson *exps = p->summary ? prunus_json_get(p->summary, "experiments") : NULL;
-  for (size_t i = 0; exps && i < prunus_json_length(exps); i++) {
-    const PrunusJson *e = prunus_json_index(exps, i), *n = prunus_json_get(e, "name"),
-                     *s = prunus_json_get(e, "seed"), *rounds = prunus_json_get(e, "rounds");
-    if (!n || prunus_json_type(n) != PRUNUS_JSON_STRING || strcmp(prunus_json_string(n), name) ||
-        !s || prunus_json_type(s) != PRUNUS_JSON_NUMBER ||
-        prunus_json_number(s) != (double)p->exp.rc->seed || !rounds ||
-        prunus_json_type(rounds) != PRUNUS_JSON_ARRAY || (size_t)r >= prunus_json_length(rounds))
-      continue;
-    PrunusRoundMetrics rm; /* read as a resume reads it: the same checks of the hash */
-    if (prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)r), &rm))
-      g_strlcpy(out, rm.checkpoint_hash, 17);
-    prunus_round_metrics_clear(&rm);
+  const PrunusJson *e = prunus_rundir_summary_find(p->summary, name, p->exp.rc->seed);
+  const PrunusJson *rounds = e ? prunus_json_get(e, "rounds") : NULL;
+  if (!rounds || prunus_json_type(rounds) != PRUNUS_JSON_ARRAY ||
+      (size_t)r >= prunus_json_length(rounds))
     return;
-  }
+  PrunusRoundMetrics rm; /* read as a resume reads it: the same checks of the hash */
+  if (prunus_round_metrics_from_json(prunus_json_index(rounds, (size_t)r), &rm))
+    g_strlcpy(out, rm.checkpoint_hash, 17);
+  prunus_round_metrics_clear(&rm);
 }
 
 /* prune.masks_from: the source experiment's masks of this round replace score, plan
