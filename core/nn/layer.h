@@ -141,6 +141,12 @@ struct PrunusLayerOps {
 const PrunusLayerOps *prunus_layer_ops(PrunusLayerType type);
 /* Floats a dense layer's sparse_input room holds for batches up to B. */
 size_t prunus_dense_sparse_input_floats(const PrunusLayer *l, int B);
+/* Does a layer of type t carry prunable weights (dense, conv2d)? A batchnorm's scale
+ * and shift are parameters, not weights. */
+static inline gboolean prunus_layer_type_has_weights(PrunusLayerType t) {
+  return t == PRUNUS_LAYER_DENSE || t == PRUNUS_LAYER_CONV2D;
+}
+
 /* "a" or "an" before a layer type's name in a message ("an avgpool2d layer"). */
 static inline const char *prunus_layer_article(const char *type_name) {
   return type_name && strchr("aeiou", type_name[0]) && type_name[0] ? "an" : "a";

@@ -1431,18 +1431,12 @@ static gboolean check_ops(Pipeline *p, uint32_t needs, uint32_t produces, uint32
   return TRUE;
 }
 
-/* Is a dense or conv2d layer other than the last prunable? A granularity that removes
+/* Is a layer with weights other than the output prunable? A granularity that removes
  * units never removes the output layer's. */
 static gboolean hidden_layer_prunable(const Pipeline *p) {
   const PrunusArch *arch = &p->exp.rc->arch;
-  int last = -1;
-  for (int i = 0; i < arch->n_layers; i++)
-    if (arch->layers[i].type == PRUNUS_LAYER_DENSE || arch->layers[i].type == PRUNUS_LAYER_CONV2D)
-      last = i;
-  for (int i = 0; i < last; i++)
-    if (p->prunable[i] &&
-        (arch->layers[i].type == PRUNUS_LAYER_DENSE || arch->layers[i].type == PRUNUS_LAYER_CONV2D))
-      return TRUE;
+  for (int i = 0; i < p->pc->output_layer; i++)
+    if (p->prunable[i] && prunus_layer_type_has_weights(arch->layers[i].type)) return TRUE;
   return FALSE;
 }
 

@@ -17,10 +17,7 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
                                       GError **error) {
   config_setting_t *list = prunus_config_get_list(cfg, prune, "layers", FALSE, error);
   if (!list) return error == NULL || *error == NULL;
-  int last = -1;
-  for (int i = 0; i < arch->n_layers; i++)
-    if (arch->layers[i].type == PRUNUS_LAYER_DENSE || arch->layers[i].type == PRUNUS_LAYER_CONV2D)
-      last = i;
+  const int last = pc->output_layer;
   int *seen_at = g_new(int, MAX(arch->n_layers, 1)); /* the entry that named each layer */
   for (int i = 0; i < arch->n_layers; i++) seen_at[i] = -1;
   gboolean ok = FALSE;
@@ -67,8 +64,7 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
       goto out;
     }
     if (index < 0 || index >= arch->n_layers ||
-        (arch->layers[index].type != PRUNUS_LAYER_DENSE &&
-         arch->layers[index].type != PRUNUS_LAYER_CONV2D)) {
+        !prunus_layer_type_has_weights(arch->layers[index].type)) {
       char *where = prunus_config_where(cfg, layer ? layer : item);
       char *given =
           layer && config_setting_type(layer) == CONFIG_TYPE_STRING
@@ -248,6 +244,9 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     pc.final_target *= 1.0 - (pc.round_amount ? pc.round_amount[r] : pc.amount);
   pc.final_target = 1.0 - pc.final_target;
   for (int i = 0; i < arch->n_layers; i++) pc.layer_cap[i] = max_sparsity;
+  pc.output_layer = -1;
+  for (int i = 0; i < arch->n_layers; i++)
+    if (prunus_layer_type_has_weights(arch->layers[i].type)) pc.output_layer = i;
   if (!parse_layer_overrides(cfg, prune, arch, &pc, error)) goto out_clear;
   const char *pretrained = NULL;
   if (!prunus_config_get_int(cfg, prune, "rewind_epoch", FALSE, 0, &pc.rewind_epoch, error) ||
@@ -288,8 +287,7 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
    * them excluded is a mistake in prune.layers (masks_from takes another's masks) */
   gboolean any_prunable = FALSE;
   for (int i = 0; i < arch->n_layers; i++)
-    any_prunable |= pc.layer_rate[i] > 0.0 && (arch->layers[i].type == PRUNUS_LAYER_DENSE ||
-                                               arch->layers[i].type == PRUNUS_LAYER_CONV2D);
+    any_prunable |= pc.layer_rate[i] > 0.0 && prunus_layer_type_has_weights(arch->layers[i].type);
   if (!any_prunable && !pc.masks_from) {
     config_setting_t *layers = config_setting_get_member(prune, "layers");
     char *where = prunus_config_where(cfg, layers ? layers : prune);

@@ -36,6 +36,7 @@ typedef struct {
                          * sparsity by more is warned about */
   int scope;            /* PrunusScope */
   int allocation;       /* PrunusAllocation (layer scope only) */
+  int output_layer;     /* the last layer with weights: its units are the classes */
   double *layer_rate;   /* (n_layers) 1 = the round's rate, 0 = excluded */
   double *layer_cap;    /* (n_layers) max_sparsity */
   int rewind_epoch;     /* keep θk at this pretraining epoch (0 = only θ0) */
