@@ -1,6 +1,7 @@
 /* convert.c: image bytes to floats by one correctly rounded division each, 16 (8) at a
- * time with AVX-512F (AVX2): about twice as fast as a table look-up per byte, which
- * the vector units cannot do (a gather costs more than the scalar loads). */
+ * time with AVX-512F (AVX2), in place of a table look-up per byte, which the vector
+ * units cannot do faster than scalar loads (measured in docs/perf-log.md, entry of
+ * 2026-12-06 02:20). */
 #include "convert.h"
 #include "csr.h"
 

@@ -890,9 +890,9 @@ static void dense_pad_store(Pipeline *p, const char *dense_arch, const PrunusEng
  * of any experiment that has it, and its time reused by the rounds and experiments that have the
  * same layout (the pretrained network every experiment starts from, the masks prune.masks_from
  * copies; a shrunk network without dead units is the dense layout itself). A shrunk layout is
- * padded where the dense engine measured padding to pay, not searched again (the search costs ~0.1
- * s a layer, and weight pruning kills a few units in most late rounds). Each measurement gets an
- * equal share of what max_share of the run's time so far leaves (the run's clock, shared by its
+ * padded where the dense engine measured padding to pay, not searched again (the search times each
+ * layer both ways, and weight pruning kills a few units in most late rounds). Each measurement gets
+ * an equal share of what max_share of the run's time so far leaves (the run's clock, shared by its
  * experiments), at most `seconds`, past its first 3 windows. */
 static void measure_latency_adaptive(Pipeline *p, PrunusRoundMetrics *rm) {
   const PrunusPruneConfig *pc = p->pc;
