@@ -21,9 +21,6 @@ char *prunus_config_setting_path(const config_setting_t *s);
 char *prunus_config_member_path(const config_setting_t *group, const char *key);
 /* "an integer", "a string", ... for a CONFIG_TYPE_*. */
 const char *prunus_config_type_name(int type);
-/* Sets error to "WHERE: message" (where = file:line of s) and returns FALSE. */
-gboolean prunus_config_fail_at(PrunusConfig *c, const config_setting_t *s, GError **error,
-                               const char *fmt, ...) G_GNUC_PRINTF(4, 5);
 
 /* " (did you mean 'x'?)" for an unknown key close to a read sibling, or "" (transfer full). */
 char *prunus_config_unknown_key_hint(PrunusConfig *c, const config_setting_t *s);

@@ -113,6 +113,54 @@ static gboolean type_error(PrunusConfig *c, const config_setting_t *s, const cha
   return FALSE;
 }
 
+static gboolean out_of_range(PrunusConfig *c, config_setting_t *group, const char *key,
+                             const char *found, const char *allowed, GError **error) {
+  config_setting_t *s = config_setting_get_member(group, key);
+  char *path = prunus_config_member_path(group, key);
+  prunus_config_fail_at(c, s ? s : group, error, "key '%s' = %s is out of range: must be %s", path,
+                        found, allowed);
+  g_free(path);
+  return FALSE;
+}
+
+gboolean prunus_config_get_int_min(PrunusConfig *c, config_setting_t *group, const char *key,
+                                   gboolean required, int defval, int lo, int *out,
+                                   GError **error) {
+  if (!prunus_config_get_int(c, group, key, required, defval, out, error)) return FALSE;
+  if (*out >= lo) return TRUE;
+  char found[32], allowed[32];
+  g_snprintf(found, sizeof found, "%d", *out);
+  g_snprintf(allowed, sizeof allowed, ">= %d", lo);
+  return out_of_range(c, group, key, found, allowed, error);
+}
+
+gboolean prunus_config_get_int_in(PrunusConfig *c, config_setting_t *group, const char *key,
+                                  gboolean required, int defval, int lo, int hi, int *out,
+                                  GError **error) {
+  if (!prunus_config_get_int(c, group, key, required, defval, out, error)) return FALSE;
+  if (*out >= lo && *out <= hi) return TRUE;
+  char found[32], allowed[48];
+  g_snprintf(found, sizeof found, "%d", *out);
+  g_snprintf(allowed, sizeof allowed, "in [%d, %d]", lo, hi);
+  return out_of_range(c, group, key, found, allowed, error);
+}
+
+gboolean prunus_config_get_double_in(PrunusConfig *c, config_setting_t *group, const char *key,
+                                     gboolean required, double defval, double lo, gboolean lo_open,
+                                     double hi, gboolean hi_open, double *out, GError **error) {
+  if (!prunus_config_get_double(c, group, key, required, defval, out, error)) return FALSE;
+  double v = *out;
+  if ((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi)) return TRUE;
+  char found[48], allowed[64];
+  g_snprintf(found, sizeof found, "%g", v);
+  if (isinf(hi))
+    g_snprintf(allowed, sizeof allowed, "%s %g", lo_open ? ">" : ">=", lo);
+  else
+    g_snprintf(allowed, sizeof allowed, "in %c%g, %g%c", lo_open ? '(' : '[', lo, hi,
+               hi_open ? ')' : ']');
+  return out_of_range(c, group, key, found, allowed, error);
+}
+
 /* " (did you mean 'epochs'?)" when a key looked up in s's group, or a sibling
  * that was read, is within a small edit distance of s's name; else "".
  * (transfer full) */

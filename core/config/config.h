@@ -33,6 +33,11 @@ const char *prunus_config_path(PrunusConfig *c);
  * line. (transfer full) */
 char *prunus_config_where(PrunusConfig *c, const config_setting_t *s);
 
+/* Sets error to "WHERE: message", WHERE being prunus_config_where(s), and returns
+ * FALSE: every message about a setting names where it is written this way. */
+gboolean prunus_config_fail_at(PrunusConfig *c, const config_setting_t *s, GError **error,
+                               const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+
 /* Typed, tracked lookups of key in group. Each marks the key read. A missing key
  * gives the default when required = FALSE, else an error naming the group's
  * file:line and the key path. A wrong type is an error naming file:line, the key,
@@ -45,6 +50,18 @@ gboolean prunus_config_get_double(PrunusConfig *c, config_setting_t *group, cons
                                   gboolean required, double defval, double *out, GError **error);
 gboolean prunus_config_get_bool(PrunusConfig *c, config_setting_t *group, const char *key,
                                 gboolean required, gboolean defval, gboolean *out, GError **error);
+/* The same lookups with a range check: a value outside it is an error naming where the
+ * key is written (file:line or --set), the key, the value and the range. int_min: [lo,
+ * G_MAXINT]; int_in: [lo, hi]; double_in: lo..hi, each end open or closed (hi =
+ * INFINITY for no upper bound; NaN is never in range). The default is not checked. */
+gboolean prunus_config_get_int_min(PrunusConfig *c, config_setting_t *group, const char *key,
+                                   gboolean required, int defval, int lo, int *out, GError **error);
+gboolean prunus_config_get_int_in(PrunusConfig *c, config_setting_t *group, const char *key,
+                                  gboolean required, int defval, int lo, int hi, int *out,
+                                  GError **error);
+gboolean prunus_config_get_double_in(PrunusConfig *c, config_setting_t *group, const char *key,
+                                     gboolean required, double defval, double lo, gboolean lo_open,
+                                     double hi, gboolean hi_open, double *out, GError **error);
 /* *out is (transfer none), valid while c lives. */
 gboolean prunus_config_get_string(PrunusConfig *c, config_setting_t *group, const char *key,
                                   gboolean required, const char *defval, const char **out,

@@ -8,56 +8,6 @@
 /* ------------------------------------------------------------------------ */
 /* the run config: name, seed, dataset, model, train */
 
-static gboolean out_of_range(PrunusConfig *c, config_setting_t *group, const char *key,
-                             const char *found, const char *allowed, GError **error) {
-  config_setting_t *s = config_setting_get_member(group, key);
-  char *path = prunus_config_member_path(group, key);
-  prunus_config_fail_at(c, s ? s : group, error, "key '%s' = %s is out of range: must be %s", path,
-                        found, allowed);
-  g_free(path);
-  return FALSE;
-}
-
-/* An int in [lo, G_MAXINT]. */
-static gboolean get_int_min(PrunusConfig *c, config_setting_t *group, const char *key,
-                            gboolean required, int defval, int lo, int *out, GError **error) {
-  if (!prunus_config_get_int(c, group, key, required, defval, out, error)) return FALSE;
-  if (*out >= lo) return TRUE;
-  char found[32], allowed[32];
-  g_snprintf(found, sizeof found, "%d", *out);
-  g_snprintf(allowed, sizeof allowed, ">= %d", lo);
-  return out_of_range(c, group, key, found, allowed, error);
-}
-
-/* An int in [lo, hi]: the upper bounds keep absurd sizes from reaching an allocation. */
-static gboolean get_int_in(PrunusConfig *c, config_setting_t *group, const char *key,
-                           gboolean required, int defval, int lo, int hi, int *out,
-                           GError **error) {
-  if (!prunus_config_get_int(c, group, key, required, defval, out, error)) return FALSE;
-  if (*out >= lo && *out <= hi) return TRUE;
-  char found[32], allowed[48];
-  g_snprintf(found, sizeof found, "%d", *out);
-  g_snprintf(allowed, sizeof allowed, "in [%d, %d]", lo, hi);
-  return out_of_range(c, group, key, found, allowed, error);
-}
-
-/* A double in the interval lo..hi, each end open or closed; hi = INFINITY for none. */
-static gboolean get_double_in(PrunusConfig *c, config_setting_t *group, const char *key,
-                              gboolean required, double defval, double lo, gboolean lo_open,
-                              double hi, gboolean hi_open, double *out, GError **error) {
-  if (!prunus_config_get_double(c, group, key, required, defval, out, error)) return FALSE;
-  double v = *out;
-  if ((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi)) return TRUE;
-  char found[48], allowed[64];
-  g_snprintf(found, sizeof found, "%g", v);
-  if (isinf(hi))
-    g_snprintf(allowed, sizeof allowed, "%s %g", lo_open ? ">" : ">=", lo);
-  else
-    g_snprintf(allowed, sizeof allowed, "in %c%g, %g%c", lo_open ? '(' : '[', lo, hi,
-               hi_open ? ')' : ']');
-  return out_of_range(c, group, key, found, allowed, error);
-}
-
 /* Every member of group must have been read by the parser that just ran. */
 static gboolean check_group_read(PrunusConfig *c, config_setting_t *group, const char *what,
                                  GError **error) {
@@ -107,9 +57,9 @@ static gboolean parse_dataset(PrunusConfig *c, config_setting_t *root, PrunusRun
     }
     *files[i].dst = prunus_config_resolve_path(c, p);
   }
-  if (!get_int_min(c, g, "validation", FALSE, 0, 0, &rc->validation, error) ||
-      !get_int_min(c, g, "train_limit", FALSE, 0, 0, &rc->train_limit, error) ||
-      !get_int_min(c, g, "test_limit", FALSE, 0, 0, &rc->test_limit, error) ||
+  if (!prunus_config_get_int_min(c, g, "validation", FALSE, 0, 0, &rc->validation, error) ||
+      !prunus_config_get_int_min(c, g, "train_limit", FALSE, 0, 0, &rc->train_limit, error) ||
+      !prunus_config_get_int_min(c, g, "test_limit", FALSE, 0, 0, &rc->test_limit, error) ||
       !prunus_config_get_enum(c, g, "normalize", FALSE, PRUNUS_NORM_STANDARD,
                               prunus_norm_kind_names, &norm, error))
     return FALSE;
@@ -214,7 +164,7 @@ static gboolean layer_int(ModelParse *mp, config_setting_t *l, const char *key, 
   PrunusConfig *c = mp->c;
   config_setting_t *s = config_setting_get_member(l, key);
   if (!s || config_setting_type(s) != CONFIG_TYPE_STRING)
-    return get_int_in(c, l, key, required, defval, lo, hi, out, error);
+    return prunus_config_get_int_in(c, l, key, required, defval, lo, hi, out, error);
   const char *text;
   if (!prunus_config_get_string(c, l, key, TRUE, NULL, &text, error)) return FALSE;
   char *path = prunus_config_setting_path(s);
@@ -344,9 +294,11 @@ static gboolean parse_layer(ModelParse *mp, config_setting_t *l, RawLayer *r, GE
                    error);
     break;
   case PRUNUS_LAYER_BATCHNORM:
-    ok = ok &&
-         get_double_in(c, l, "momentum", FALSE, momentum, 0, FALSE, 1, FALSE, &momentum, error) &&
-         get_double_in(c, l, "eps", FALSE, eps, 0, TRUE, INFINITY, FALSE, &eps, error);
+    ok =
+        ok &&
+        prunus_config_get_double_in(c, l, "momentum", FALSE, momentum, 0, FALSE, 1, FALSE,
+                                    &momentum, error) &&
+        prunus_config_get_double_in(c, l, "eps", FALSE, eps, 0, TRUE, INFINITY, FALSE, &eps, error);
     spec->momentum = (float)momentum, spec->eps = (float)eps;
     break;
   default:
@@ -373,8 +325,8 @@ static gboolean expand_block(ModelParse *mp, config_setting_t *use, GError **err
   int repeat, start;
   if (!prunus_config_get_string(c, use, "block", TRUE, NULL, &bname, error) ||
       !prunus_config_get_string(c, use, "name", TRUE, NULL, &name, error) ||
-      !get_int_min(c, use, "repeat", FALSE, 1, 1, &repeat, error) ||
-      !get_int_min(c, use, "start", FALSE, 0, 0, &start, error) ||
+      !prunus_config_get_int_min(c, use, "repeat", FALSE, 1, 1, &repeat, error) ||
+      !prunus_config_get_int_min(c, use, "start", FALSE, 0, 0, &start, error) ||
       !prunus_config_get_string(c, use, "input", FALSE, NULL, &input, error))
     return FALSE;
   if (mp->prefix)
@@ -801,27 +753,33 @@ static gboolean parse_train(PrunusConfig *c, config_setting_t *root, PrunusTrain
   if (!g) return FALSE;
   PrunusTrainConfig tc = prunus_train_config_default();
   int optimizer = tc.optimizer, schedule = tc.lr_schedule;
-  if (!get_int_min(c, g, "epochs", TRUE, 0, 1, &tc.epochs, error) ||
-      !get_int_in(c, g, "batch", FALSE, tc.batch, 1, PRUNUS_MODEL_MAX_BATCH, &tc.batch, error) ||
+  if (!prunus_config_get_int_min(c, g, "epochs", TRUE, 0, 1, &tc.epochs, error) ||
+      !prunus_config_get_int_in(c, g, "batch", FALSE, tc.batch, 1, PRUNUS_MODEL_MAX_BATCH,
+                                &tc.batch, error) ||
       !prunus_config_get_enum(c, g, "optimizer", FALSE, optimizer, optimizers, &optimizer, error) ||
-      !get_double_in(c, g, "lr", TRUE, 0, 0, TRUE, INFINITY, FALSE, &tc.lr, error) ||
-      !get_double_in(c, g, "momentum", FALSE, tc.momentum, 0, FALSE, 1, TRUE, &tc.momentum,
-                     error) ||
+      !prunus_config_get_double_in(c, g, "lr", TRUE, 0, 0, TRUE, INFINITY, FALSE, &tc.lr, error) ||
+      !prunus_config_get_double_in(c, g, "momentum", FALSE, tc.momentum, 0, FALSE, 1, TRUE,
+                                   &tc.momentum, error) ||
       !prunus_config_get_bool(c, g, "nesterov", FALSE, tc.nesterov, &tc.nesterov, error) ||
-      !get_double_in(c, g, "weight_decay", FALSE, tc.weight_decay, 0, FALSE, INFINITY, FALSE,
-                     &tc.weight_decay, error) ||
-      !get_double_in(c, g, "beta1", FALSE, tc.beta1, 0, FALSE, 1, TRUE, &tc.beta1, error) ||
-      !get_double_in(c, g, "beta2", FALSE, tc.beta2, 0, FALSE, 1, TRUE, &tc.beta2, error) ||
-      !get_double_in(c, g, "eps", FALSE, tc.eps, 0, TRUE, INFINITY, FALSE, &tc.eps, error) ||
+      !prunus_config_get_double_in(c, g, "weight_decay", FALSE, tc.weight_decay, 0, FALSE, INFINITY,
+                                   FALSE, &tc.weight_decay, error) ||
+      !prunus_config_get_double_in(c, g, "beta1", FALSE, tc.beta1, 0, FALSE, 1, TRUE, &tc.beta1,
+                                   error) ||
+      !prunus_config_get_double_in(c, g, "beta2", FALSE, tc.beta2, 0, FALSE, 1, TRUE, &tc.beta2,
+                                   error) ||
+      !prunus_config_get_double_in(c, g, "eps", FALSE, tc.eps, 0, TRUE, INFINITY, FALSE, &tc.eps,
+                                   error) ||
       !prunus_config_get_enum(c, g, "lr_schedule", FALSE, schedule, schedules, &schedule, error) ||
-      !get_int_min(c, g, "step_size", FALSE, tc.step_size,
-                   schedule == PRUNUS_LR_STEP ? 1 : G_MININT, &tc.step_size, error) ||
-      !get_double_in(c, g, "gamma", FALSE, tc.gamma, 0, TRUE, INFINITY, FALSE, &tc.gamma, error) ||
-      !get_double_in(c, g, "warmup_epochs", FALSE, tc.warmup_epochs, 0, FALSE, INFINITY, FALSE,
-                     &tc.warmup_epochs, error) ||
-      !get_double_in(c, g, "sparse_from", FALSE, tc.sparse_from, 0, FALSE, 1, FALSE,
-                     &tc.sparse_from, error) ||
-      !get_double_in(c, g, "bn_l1", FALSE, tc.bn_l1, 0, FALSE, INFINITY, FALSE, &tc.bn_l1, error))
+      !prunus_config_get_int_min(c, g, "step_size", FALSE, tc.step_size,
+                                 schedule == PRUNUS_LR_STEP ? 1 : G_MININT, &tc.step_size, error) ||
+      !prunus_config_get_double_in(c, g, "gamma", FALSE, tc.gamma, 0, TRUE, INFINITY, FALSE,
+                                   &tc.gamma, error) ||
+      !prunus_config_get_double_in(c, g, "warmup_epochs", FALSE, tc.warmup_epochs, 0, FALSE,
+                                   INFINITY, FALSE, &tc.warmup_epochs, error) ||
+      !prunus_config_get_double_in(c, g, "sparse_from", FALSE, tc.sparse_from, 0, FALSE, 1, FALSE,
+                                   &tc.sparse_from, error) ||
+      !prunus_config_get_double_in(c, g, "bn_l1", FALSE, tc.bn_l1, 0, FALSE, INFINITY, FALSE,
+                                   &tc.bn_l1, error))
     return FALSE;
   tc.optimizer = (PrunusOptimizer)optimizer;
   tc.lr_schedule = (PrunusLrSchedule)schedule;
@@ -888,9 +846,10 @@ gboolean prunus_run_config_parse(PrunusConfig *c, PrunusRunConfig *out, GError *
   out->name = g_strdup(name);
   if (!prunus_config_get_int64(c, root, "seed", FALSE, 0, &seed, error)) goto out_clear;
   if (seed < 0 || seed > PRUNUS_SEED_MAX) {
-    char found[32];
-    g_snprintf(found, sizeof found, "%" G_GINT64_FORMAT, (gint64)seed);
-    out_of_range(c, root, "seed", found, "in [0, 2^53 = 9007199254740992]", error);
+    prunus_config_fail_at(c, config_setting_get_member(root, "seed"), error,
+                          "key 'seed' = %" G_GINT64_FORMAT
+                          " is out of range: must be in [0, 2^53 = 9007199254740992]",
+                          (gint64)seed);
     goto out_clear;
   }
   out->seed = (uint64_t)seed;

@@ -24,10 +24,8 @@ static gboolean plugin_dirs(PrunusConfig *cfg, GPtrArray *out, GError **error) {
         config_setting_is_aggregate(s) ? config_setting_get_elem(s, (unsigned)i) : s;
     prunus_config_mark_read(cfg, e);
     if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-      char *where = prunus_config_where(cfg, e);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: plugin_path must be a folder or a list of folders (strings)", where);
-      g_free(where);
+      prunus_config_fail_at(cfg, e, error,
+                            "plugin_path must be a folder or a list of folders (strings)");
       return FALSE;
     }
     char *resolved = prunus_config_resolve_path(cfg, config_setting_get_string(e));
@@ -71,11 +69,9 @@ static gboolean prepare_experiment(PrunusConfig *cfg, void *user, GError **error
       if (!strcmp(key, "name")) continue;
       if (!strcmp(key, "dataset") || !strcmp(key, "experiments") || !strcmp(key, "seeds") ||
           !strcmp(key, "plugin_path")) {
-        char *where = prunus_config_where(cfg, m);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: an experiment may override name, seed, model, train and prune, not '%s'",
-                    where, key);
-        g_free(where);
+        prunus_config_fail_at(
+            cfg, m, error,
+            "an experiment may override name, seed, model, train and prune, not '%s'", key);
         return FALSE;
       }
       if (!prunus_config_merge(cfg, root, m, error)) return FALSE;
@@ -104,43 +100,31 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   config_setting_t *s = config_setting_get_member(root, "seeds");
   if (s) {
     if (!config_setting_is_aggregate(s) || config_setting_length(s) == 0) {
-      char *where = prunus_config_where(cfg, s);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: seeds must be a list of integers, e.g. [0, 1, 2]", where);
-      g_free(where);
+      prunus_config_fail_at(cfg, s, error, "seeds must be a list of integers, e.g. [0, 1, 2]");
       return FALSE;
     }
     for (int i = 0; i < config_setting_length(s); i++) {
       config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
       if (config_setting_type(e) != CONFIG_TYPE_INT &&
           config_setting_type(e) != CONFIG_TYPE_INT64) {
-        char *where = prunus_config_where(cfg, e);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: seeds[%d] must be an integer",
-                    where, i);
-        g_free(where);
+        prunus_config_fail_at(cfg, e, error, "seeds[%d] must be an integer", i);
         return FALSE;
       }
       int64_t v = config_setting_get_int64(e);
       if (config_setting_type(e) == CONFIG_TYPE_INT) v = config_setting_get_int(e);
       if (v < 0 || v > PRUNUS_SEED_MAX) {
-        char *where = prunus_config_where(cfg, e);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: seeds[%d] = %" G_GINT64_FORMAT
-                    " is out of range: must be in [0, 2^53 = 9007199254740992]",
-                    where, i, (gint64)v);
-        g_free(where);
-        return FALSE;
+        return prunus_config_fail_at(cfg, e, error,
+                                     "seeds[%d] = %" G_GINT64_FORMAT
+                                     " is out of range: must be in [0, 2^53 = 9007199254740992]",
+                                     i, (gint64)v);
       }
       for (guint k = 0; k < seeds->len; k++)
         if (g_array_index(seeds, int64_t, k) == v) {
-          char *where = prunus_config_where(cfg, e);
-          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                      "%s: seeds[%d] = %" G_GINT64_FORMAT
-                      " repeats seeds[%u]: the same seed "
-                      "runs the same experiment again; list each seed once",
-                      where, i, (gint64)v, k);
-          g_free(where);
-          return FALSE;
+          return prunus_config_fail_at(cfg, e, error,
+                                       "seeds[%d] = %" G_GINT64_FORMAT
+                                       " repeats seeds[%u]: the same seed runs the same "
+                                       "experiment again; list each seed once",
+                                       i, (gint64)v, k);
         }
       g_array_append_val(seeds, v);
     }
@@ -152,38 +136,29 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
     return TRUE;
   }
   if (!config_setting_is_list(list) || config_setting_length(list) == 0) {
-    char *where = prunus_config_where(cfg, list);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: experiments must be a list of groups: ( { name = \"a\"; ... }, ... )", where);
-    g_free(where);
+    prunus_config_fail_at(cfg, list, error,
+                          "experiments must be a list of groups: ( { name = \"a\"; ... }, ... )");
     return FALSE;
   }
   for (int i = 0; i < config_setting_length(list); i++) {
     config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
     const char *name = NULL;
     if (!config_setting_is_group(e) || !config_setting_lookup_string(e, "name", &name)) {
-      char *where = prunus_config_where(cfg, e);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: experiments[%d] needs name = \"...\" (letters, digits, spaces and . _ + -)",
-                  where, i);
-      g_free(where);
+      prunus_config_fail_at(
+          cfg, e, error,
+          "experiments[%d] needs name = \"...\" (letters, digits, spaces and . _ + -)", i);
       return FALSE;
     }
     char *why = prunus_config_name_problem(name, TRUE);
     if (why) {
-      char *where = prunus_config_where(cfg, config_setting_get_member(e, "name"));
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: experiments[%d].name %s", where, i,
-                  why);
-      g_free(where);
+      prunus_config_fail_at(cfg, config_setting_get_member(e, "name"), error,
+                            "experiments[%d].name %s", i, why);
       g_free(why);
       return FALSE;
     }
     for (guint j = 0; j < names->len; j++) {
       if (!strcmp(g_ptr_array_index(names, j), name)) {
-        char *where = prunus_config_where(cfg, e);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: experiment name '%s' is used twice", where, name);
-        g_free(where);
+        prunus_config_fail_at(cfg, e, error, "experiment name '%s' is used twice", name);
         return FALSE;
       }
     }
@@ -308,69 +283,60 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
     g_string_append_printf(names, "%s'%s'", names->len ? ", " : "", e->name);
   }
   if (!found && other_seed) {
-    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.masks_from = \"%s\": that experiment runs at seed %" G_GUINT64_FORMAT
-                ", this one at seed %" G_GUINT64_FORMAT
-                "; masks are taken from the same seed: give both the same seed",
-                where, u->pc.masks_from, (guint64)other_seed->job.rc.seed, (guint64)u->job.rc.seed);
-    g_free(where);
+    prunus_config_fail_at(
+        u->job.cfg, u->pc.masks_from_key, error,
+        "prune.masks_from = \"%s\": that experiment runs at seed %" G_GUINT64_FORMAT
+        ", this one at seed %" G_GUINT64_FORMAT
+        "; masks are taken from the same seed: give both the same seed",
+        u->pc.masks_from, (guint64)other_seed->job.rc.seed, (guint64)u->job.rc.seed);
   } else if (found && found->pc.rounds < u->pc.rounds) {
     /* what apply_source_masks would find missing at round found->pc.rounds + 1 */
-    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.masks_from = \"%s\": that experiment runs %d rounds, this one %d; "
-                "its masks end at round %d",
-                where, u->pc.masks_from, found->pc.rounds, u->pc.rounds, found->pc.rounds);
-    g_free(where);
+    prunus_config_fail_at(u->job.cfg, u->pc.masks_from_key, error,
+                          "prune.masks_from = \"%s\": that experiment runs %d rounds, this one %d; "
+                          "its masks end at round %d",
+                          u->pc.masks_from, found->pc.rounds, u->pc.rounds, found->pc.rounds);
     found = NULL;
   } else if (found && found->pipeline && prunus_pipeline_removes_units(found->pipeline)) {
     /* what apply_source_masks would find at round 1: another architecture */
-    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.masks_from = \"%s\": that experiment's granularity '%s' removes whole "
-                "units, so its rounds change the network's shape; masks can only be taken from "
-                "an experiment whose granularity masks weights",
-                where, u->pc.masks_from, found->pc.granularity_name);
-    g_free(where);
+    prunus_config_fail_at(
+        u->job.cfg, u->pc.masks_from_key, error,
+        "prune.masks_from = \"%s\": that experiment's granularity '%s' removes whole "
+        "units, so its rounds change the network's shape; masks can only be taken from "
+        "an experiment whose granularity masks weights",
+        u->pc.masks_from, found->pc.granularity_name);
     found = NULL;
   } else if (found && (own_plugin_differs(u, found, "granularity") ||
                        own_plugin_differs(u, found, "criterion"))) {
     /* this one's criterion and granularity are never called: written in its own entry,
      * they would label its results with a method that did not make its masks */
     gboolean gran = own_plugin_differs(u, found, "granularity");
-    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.masks_from = \"%s\" applies that experiment's masks, made by its %s "
-                "'%s'; this one's prune.%s is '%s', which would never run: remove it from this "
-                "experiment",
-                where, u->pc.masks_from, gran ? "granularity" : "criterion",
-                gran ? found->pc.granularity_name : found->pc.criterion_name,
-                gran ? "granularity" : "criterion",
-                gran ? u->pc.granularity_name : u->pc.criterion_name);
-    g_free(where);
+    prunus_config_fail_at(
+        u->job.cfg, u->pc.masks_from_key, error,
+        "prune.masks_from = \"%s\" applies that experiment's masks, made by its %s "
+        "'%s'; this one's prune.%s is '%s', which would never run: remove it from this "
+        "experiment",
+        u->pc.masks_from, gran ? "granularity" : "criterion",
+        gran ? found->pc.granularity_name : found->pc.criterion_name,
+        gran ? "granularity" : "criterion", gran ? u->pc.granularity_name : u->pc.criterion_name);
     found = NULL;
   } else if (found) {
     char *a = prunus_arch_to_string(&found->job.rc.arch);
     char *b = prunus_arch_to_string(&u->job.rc.arch);
     if (strcmp(a, b)) {
-      char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.masks_from = \"%s\": that experiment's model is %s, this one's %s; "
-                  "masks can only be taken from the same network",
-                  where, u->pc.masks_from, a, b);
-      g_free(where);
+      prunus_config_fail_at(
+          u->job.cfg, u->pc.masks_from_key, error,
+          "prune.masks_from = \"%s\": that experiment's model is %s, this one's %s; "
+          "masks can only be taken from the same network",
+          u->pc.masks_from, a, b);
       found = NULL;
     }
     g_free(a), g_free(b);
   } else {
-    char *where = prunus_config_where(u->job.cfg, u->pc.masks_from_key);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.masks_from = \"%s\": no experiment of that name runs before this one "
-                "(%s%s); list the source experiment first",
-                where, u->pc.masks_from, names->len ? "before it: " : "it is the first",
-                names->str);
-    g_free(where);
+    prunus_config_fail_at(
+        u->job.cfg, u->pc.masks_from_key, error,
+        "prune.masks_from = \"%s\": no experiment of that name runs before this one "
+        "(%s%s); list the source experiment first",
+        u->pc.masks_from, names->len ? "before it: " : "it is the first", names->str);
   }
   g_string_free(names, TRUE);
   return found;

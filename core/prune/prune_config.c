@@ -25,10 +25,8 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
     config_setting_t *item = config_setting_get_elem(list, (unsigned)k);
     prunus_config_mark_read(cfg, item);
     if (!config_setting_is_group(item)) {
-      char *where = prunus_config_where(cfg, item);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.layers[%d] must be a group like { layer = 5; rate = 0.5; }", where, k);
-      g_free(where);
+      prunus_config_fail_at(cfg, item, error,
+                            "prune.layers[%d] must be a group like { layer = 5; rate = 0.5; }", k);
       goto out;
     }
     int index = -1;
@@ -41,23 +39,21 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
       for (int i = 0; i < arch->n_layers && index < 0; i++)
         if (name[0] && !strcmp(arch->layers[i].name, name)) index = i;
       if (!strcmp(name, "output") && index >= 0 && index != last) {
-        char *where = prunus_config_where(cfg, layer);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: prune.layers[%d].layer = \"output\" is ambiguous: it names the last "
-                    "layer with weights (%d), and layer %d is named \"output\" too; give the "
-                    "index instead",
-                    where, k, last, index);
-        g_free(where);
+        prunus_config_fail_at(
+            cfg, layer, error,
+            "prune.layers[%d].layer = \"output\" is ambiguous: it names the last "
+            "layer with weights (%d), and layer %d is named \"output\" too; give the "
+            "index instead",
+            k, last, index);
         goto out;
       }
       if (index < 0 && !strcmp(name, "output")) index = last;
       if (index < 0) {
-        char *where = prunus_config_where(cfg, layer);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: prune.layers[%d].layer = \"%s\" names no layer of the model (give a "
-                    "layer's name, its index in model.layers, or \"output\" for the last)",
-                    where, k, name);
-        g_free(where);
+        prunus_config_fail_at(
+            cfg, layer, error,
+            "prune.layers[%d].layer = \"%s\" names no layer of the model (give a "
+            "layer's name, its index in model.layers, or \"output\" for the last)",
+            k, name);
         goto out;
       }
     } else if (!prunus_config_get_int(cfg, item, "layer", TRUE, -1, &index, error)) {
@@ -65,26 +61,24 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
     }
     if (index < 0 || index >= arch->n_layers ||
         !prunus_layer_type_has_weights(arch->layers[index].type)) {
-      char *where = prunus_config_where(cfg, layer ? layer : item);
       char *given =
           layer && config_setting_type(layer) == CONFIG_TYPE_STRING
               ? g_strdup_printf("\"%s\" (layer %d)", config_setting_get_string(layer), index)
               : g_strdup_printf("%d", index);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.layers[%d].layer = %s is not a dense or conv2d layer of the model "
-                  "(layers are numbered from 0 in model.layers; \"output\" names the last)",
-                  where, k, given);
+      prunus_config_fail_at(cfg, layer ? layer : item, error,
+                            "prune.layers[%d].layer = %s is not a dense or conv2d layer of the "
+                            "model (layers are numbered from 0 in model.layers; \"output\" "
+                            "names the last)",
+                            k, given);
       g_free(given);
-      g_free(where);
       goto out;
     }
     if (seen_at[index] >= 0) {
-      char *where = prunus_config_where(cfg, layer ? layer : item);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.layers[%d] names layer %d again (prune.layers[%d] did): give each "
-                  "layer one entry",
-                  where, k, index, seen_at[index]);
-      g_free(where);
+      prunus_config_fail_at(
+          cfg, layer ? layer : item, error,
+          "prune.layers[%d] names layer %d again (prune.layers[%d] did): give each "
+          "layer one entry",
+          k, index, seen_at[index]);
       goto out;
     }
     seen_at[index] = k;
@@ -104,11 +98,9 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
                           : NULL;
     if (bad) {
       config_setting_t *at = config_setting_get_member(item, bad);
-      char *where = prunus_config_where(cfg, at ? at : item);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.layers[%d].%s = %g is out of range: must be in [0, 1]", where, k, bad,
-                  !strcmp(bad, "rate") ? pc->layer_rate[index] : pc->layer_cap[index]);
-      g_free(where);
+      prunus_config_fail_at(cfg, at ? at : item, error,
+                            "prune.layers[%d].%s = %g is out of range: must be in [0, 1]", k, bad,
+                            !strcmp(bad, "rate") ? pc->layer_rate[index] : pc->layer_cap[index]);
       goto out;
     }
   }
@@ -125,7 +117,6 @@ static gboolean parse_levels(PrunusConfig *cfg, config_setting_t *sched, PrunusP
   config_setting_t *levels = config_setting_get_member(sched, "levels");
   if (!levels) return TRUE;
   prunus_config_mark_read(cfg, levels);
-  char *where = prunus_config_where(cfg, levels);
   int n = config_setting_is_aggregate(levels) ? config_setting_length(levels) : 0;
   const char *problem = NULL;
   if (n != pc->rounds) problem = "levels must list one sparsity per round (as many as rounds)";
@@ -142,13 +133,8 @@ static gboolean parse_levels(PrunusConfig *cfg, config_setting_t *sched, PrunusP
       pc->round_amount[i] = 1.0 - (1.0 - v) / (1.0 - prev);
     prev = v;
   }
-  if (problem) {
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where, problem);
-    g_free(where);
-    return FALSE;
-  }
+  if (problem) return prunus_config_fail_at(cfg, levels, error, "prune.schedule: %s", problem);
   pc->amount = pc->round_amount[0];
-  g_free(where);
   return TRUE;
 }
 
@@ -173,68 +159,65 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   config_setting_t *sched = prunus_config_get_group(cfg, prune, "schedule", TRUE, error);
   if (!sched) goto out_clear;
   double max_sparsity = 1.0;
-  if (!prunus_config_get_int(cfg, sched, "rounds", TRUE, 1, &pc.rounds, error) ||
-      !prunus_config_get_double(cfg, sched, "amount", FALSE, 0.0, &pc.amount, error) ||
-      !prunus_config_get_double(cfg, sched, "target", FALSE, 0.0, &pc.target, error) ||
+  if (!prunus_config_get_int_in(cfg, sched, "rounds", TRUE, 1, 1, 1000, &pc.rounds, error) ||
+      !prunus_config_get_double_in(cfg, sched, "amount", FALSE, 0.0, 0.0, FALSE, 1.0, TRUE,
+                                   &pc.amount, error) ||
+      !prunus_config_get_double_in(cfg, sched, "target", FALSE, 0.0, 0.0, FALSE, 1.0, TRUE,
+                                   &pc.target, error) ||
       !prunus_config_get_enum(cfg, sched, "scope", FALSE, PRUNUS_SCOPE_GLOBAL, scope_names,
                               &pc.scope, error) ||
       !prunus_config_get_enum(cfg, sched, "allocation", FALSE, PRUNUS_ALLOCATION_UNIFORM,
                               allocation_names, &pc.allocation, error) ||
-      !prunus_config_get_double(cfg, sched, "max_sparsity", FALSE, 1.0, &max_sparsity, error) ||
-      !prunus_config_get_double(cfg, sched, "tolerance", FALSE, 0.01, &pc.tolerance, error))
+      !prunus_config_get_double_in(cfg, sched, "max_sparsity", FALSE, 1.0, 0.0, TRUE, 1.0, FALSE,
+                                   &max_sparsity, error) ||
+      !prunus_config_get_double_in(cfg, sched, "tolerance", FALSE, 0.01, 0.0, FALSE, 1.0, FALSE,
+                                   &pc.tolerance, error))
     goto out_clear;
   /* amount or target 0 alone would be a schedule that removes nothing, which the count
    * of keys below would misread as missing */
-  gboolean other_kind[2] = {pc.target > 0.0 || config_setting_get_member(sched, "levels"),
-                            pc.amount > 0.0 || config_setting_get_member(sched, "levels")};
+  config_setting_t *levels = config_setting_get_member(sched, "levels");
+  gboolean other_kind[2] = {pc.target > 0.0 || levels, pc.amount > 0.0 || levels};
   for (int k = 0; k < 2; k++) {
     const char *key = k ? "target" : "amount";
     config_setting_t *s = config_setting_get_member(sched, key);
     double v = k ? pc.target : pc.amount;
     /* 0 beside another kind is how an experiment switches away from the base's kind
-     * (merging cannot remove a key); alone, or negative, it is a mistake */
-    if (s && (v < 0.0 || (v == 0.0 && !other_kind[k]))) {
-      char *where = prunus_config_where(cfg, s);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.schedule.%s = %g: must be above 0 (a round that removes nothing is "
-                  "no round)",
-                  where, key, v);
-      g_free(where);
+     * (merging cannot remove a key); alone it is a mistake */
+    if (s && v == 0.0 && !other_kind[k]) {
+      prunus_config_fail_at(cfg, s, error,
+                            "prune.schedule.%s = 0: must be above 0 (a round that removes "
+                            "nothing is no round)",
+                            key);
       goto out_clear;
     }
   }
-  {
-    char *where = prunus_config_where(cfg, sched);
-    const char *problem = NULL;
-    if (pc.rounds < 1 || pc.rounds > 1000)
-      problem = "rounds must be in [1, 1000]";
-    else if ((pc.amount > 0.0) + (pc.target > 0.0) +
-                 (config_setting_get_member(sched, "levels") != NULL) !=
-             1)
-      problem =
-          "give exactly one of amount (fraction of what remains, per round), target "
-          "(final sparsity reached geometrically) or levels (the sparsity after each round)";
-    else if (pc.amount >= 1.0 || pc.target >= 1.0)
-      problem = "amount and target must be below 1";
-    else if (max_sparsity <= 0.0 || max_sparsity > 1.0)
-      problem = "max_sparsity must be in (0, 1]";
-    else if (!(pc.tolerance >= 0.0 && pc.tolerance <= 1.0))
-      problem = "tolerance must be in [0, 1]";
-    else if (pc.allocation != PRUNUS_ALLOCATION_UNIFORM && pc.scope != PRUNUS_SCOPE_LAYER)
-      problem =
-          "allocation applies to scope = \"layer\" only (a global scope ranks every "
-          "layer together already)";
-    if (problem && pc.allocation != PRUNUS_ALLOCATION_UNIFORM && pc.scope != PRUNUS_SCOPE_LAYER) {
-      g_free(where); /* name the key where it is written (an experiment may add it) */
-      where = prunus_config_where(cfg, config_setting_get_member(sched, "allocation"));
-    }
-    if (problem) {
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.schedule: %s", where,
-                  problem);
-      g_free(where);
-      goto out_clear;
-    }
-    g_free(where);
+  if ((pc.amount > 0.0) + (pc.target > 0.0) + (levels != NULL) != 1) {
+    /* name where each kind given is written: one may come from an experiment or --set */
+    GString *given = g_string_new(NULL);
+    const char *const kinds[] = {"amount", "target", "levels"};
+    const gboolean on[] = {pc.amount > 0.0, pc.target > 0.0, levels != NULL};
+    for (int k = 0; k < 3; k++)
+      if (on[k]) {
+        char *at = prunus_config_where(cfg, config_setting_get_member(sched, kinds[k]));
+        g_string_append_printf(given, "%s%s (%s)", given->len ? " and " : "", kinds[k], at);
+        g_free(at);
+      }
+    prunus_config_fail_at(cfg, sched, error,
+                          "prune.schedule: give exactly one of amount (fraction of what "
+                          "remains, per round), target (final sparsity reached geometrically) "
+                          "or levels (the sparsity after each round); found %s%s",
+                          given->len ? given->str : "none",
+                          given->len ? " (to switch kind over a base config's, set "
+                                       "the other to 0)"
+                                     : "");
+    g_string_free(given, TRUE);
+    goto out_clear;
+  }
+  if (pc.allocation != PRUNUS_ALLOCATION_UNIFORM && pc.scope != PRUNUS_SCOPE_LAYER) {
+    prunus_config_fail_at(cfg, config_setting_get_member(sched, "allocation"), error,
+                          "prune.schedule: allocation applies to scope = \"layer\" only (a "
+                          "global scope ranks every layer together already)");
+    goto out_clear;
   }
   if (pc.target > 0.0) pc.amount = 1.0 - pow(1.0 - pc.target, 1.0 / pc.rounds);
   if (!parse_levels(cfg, sched, &pc, error)) goto out_clear;
@@ -258,31 +241,20 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   if (pc.masks_from) pc.masks_from_key = config_setting_get_member(prune, "masks_from");
   /* θk is kept while this run pretrains (a pretrained model brings no θ at all) */
   if (!pretrained && (pc.rewind_epoch < 0 || pc.rewind_epoch > rc->train.epochs)) {
-    char *where = prunus_config_where(cfg, config_setting_get_member(prune, "rewind_epoch"));
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.rewind_epoch = %d is outside [0, train.epochs = %d]", where,
-                pc.rewind_epoch, rc->train.epochs);
-    g_free(where);
+    prunus_config_fail_at(cfg, config_setting_get_member(prune, "rewind_epoch"), error,
+                          "prune.rewind_epoch = %d is outside [0, train.epochs = %d]",
+                          pc.rewind_epoch, rc->train.epochs);
     goto out_clear;
   }
   pc.criterion = plugin_slot(cfg, prune, "criterion", &pc.criterion_name, error);
   if (!pc.criterion) goto out_clear;
-  /* Host-side settings of data-using criteria live in the criterion's group. */
-  if (!prunus_config_get_int(cfg, pc.criterion, "calib_batches", FALSE, 8, &pc.calib_batches,
-                             error) ||
-      !prunus_config_get_int(cfg, pc.criterion, "calib_batch", FALSE, 128, &pc.calib_batch, error))
+  /* Host-side settings of data-using criteria live in the criterion's group; the upper
+   * bounds keep an absurd value from reaching an allocation. */
+  if (!prunus_config_get_int_in(cfg, pc.criterion, "calib_batches", FALSE, 8, 1, 1000000,
+                                &pc.calib_batches, error) ||
+      !prunus_config_get_int_in(cfg, pc.criterion, "calib_batch", FALSE, 128, 1,
+                                PRUNUS_MODEL_MAX_BATCH, &pc.calib_batch, error))
     goto out_clear;
-  /* the upper bounds keep an absurd value from reaching an allocation */
-  if (pc.calib_batches < 1 || pc.calib_batch < 1 || pc.calib_batches > 1000000 ||
-      pc.calib_batch > PRUNUS_MODEL_MAX_BATCH) {
-    char *where = prunus_config_where(cfg, pc.criterion);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.criterion: calib_batches must be in [1, 1000000] and calib_batch in "
-                "[1, %d], found %d and %d",
-                where, PRUNUS_MODEL_MAX_BATCH, pc.calib_batches, pc.calib_batch);
-    g_free(where);
-    goto out_clear;
-  }
   /* rounds over no prunable layer would run to the end removing nothing: every one of
    * them excluded is a mistake in prune.layers (masks_from takes another's masks) */
   gboolean any_prunable = FALSE;
@@ -290,12 +262,10 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     any_prunable |= pc.layer_rate[i] > 0.0 && prunus_layer_type_has_weights(arch->layers[i].type);
   if (!any_prunable && !pc.masks_from) {
     config_setting_t *layers = config_setting_get_member(prune, "layers");
-    char *where = prunus_config_where(cfg, layers ? layers : prune);
-    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                "%s: prune.layers excludes every dense and conv2d layer (rate 0 or exclude = "
-                "true): the rounds would remove nothing; leave at least one layer to prune",
-                where);
-    g_free(where);
+    prunus_config_fail_at(
+        cfg, layers ? layers : prune, error,
+        "prune.layers excludes every dense and conv2d layer (rate 0 or exclude = "
+        "true): the rounds would remove nothing; leave at least one layer to prune");
     goto out_clear;
   }
   if (!prunus_config_get_bool(cfg, prune, "recalibrate_bn", FALSE, FALSE, &pc.recalibrate_bn,
@@ -306,12 +276,10 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     for (int i = 0; i < arch->n_layers; i++)
       has_bn |= arch->layers[i].type == PRUNUS_LAYER_BATCHNORM;
     if (!has_bn) {
-      char *where = prunus_config_where(cfg, config_setting_get_member(prune, "recalibrate_bn"));
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                  "%s: prune.recalibrate_bn = true, but the model has no batchnorm layer whose "
-                  "statistics it could re-estimate; remove the key",
-                  where);
-      g_free(where);
+      prunus_config_fail_at(
+          cfg, config_setting_get_member(prune, "recalibrate_bn"), error,
+          "prune.recalibrate_bn = true, but the model has no batchnorm layer whose "
+          "statistics it could re-estimate; remove the key");
       goto out_clear;
     }
   }
@@ -332,35 +300,21 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
                                         [PRUNUS_LATENCY_ADAPTIVE + 1] = NULL};
     if (!prunus_config_get_enum(cfg, lat, "mode", FALSE, PRUNUS_LATENCY_ADAPTIVE, modes,
                                 &pc.latency_mode, error) ||
-        !prunus_config_get_double(cfg, lat, "seconds", FALSE, 0.2, &pc.latency_budget, error) ||
-        !prunus_config_get_double(cfg, lat, "tolerance", FALSE, 0.02, &pc.latency_tolerance,
-                                  error) ||
-        !prunus_config_get_double(cfg, lat, "max_share", FALSE, 0.1, &pc.latency_share, error))
+        !prunus_config_get_double_in(cfg, lat, "seconds", FALSE, 0.2, 0.0, TRUE, 60.0, FALSE,
+                                     &pc.latency_budget, error) ||
+        !prunus_config_get_double_in(cfg, lat, "tolerance", FALSE, 0.02, 0.0, TRUE, 1.0, TRUE,
+                                     &pc.latency_tolerance, error) ||
+        !prunus_config_get_double_in(cfg, lat, "max_share", FALSE, 0.1, 0.0, TRUE, 1.0, FALSE,
+                                     &pc.latency_share, error))
       goto out_clear;
-    const char *problem = NULL;
-    if (!(pc.latency_budget > 0.0 && pc.latency_budget <= 60.0))
-      problem = "seconds must be in (0, 60]";
-    else if (!(pc.latency_tolerance > 0.0 && pc.latency_tolerance < 1.0))
-      problem = "tolerance must be in (0, 1)";
-    else if (!(pc.latency_share > 0.0 && pc.latency_share <= 1.0))
-      problem = "max_share must be in (0, 1]";
-    if (problem) {
-      char *where = prunus_config_where(cfg, lat);
-      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG, "%s: prune.latency: %s", where,
-                  problem);
-      g_free(where);
-      goto out_clear;
-    }
     config_setting_t *b = config_setting_get_member(lat, "batches");
     if (b) {
       prunus_config_mark_read(cfg, b);
       int n = config_setting_length(b);
       /* the report's table reads the last one: the list is never empty */
       if (!config_setting_is_aggregate(b) || n < 1 || n > 4) {
-        char *where = prunus_config_where(cfg, b);
-        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                    "%s: prune.latency.batches must be a list of 1 to 4 batch sizes", where);
-        g_free(where);
+        prunus_config_fail_at(cfg, b, error,
+                              "prune.latency.batches must be a list of 1 to 4 batch sizes");
         goto out_clear;
       }
       pc.n_latency_batches = n;
@@ -370,20 +324,17 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
         pc.latency_batches[i] =
             config_setting_type(e) == CONFIG_TYPE_INT ? config_setting_get_int(e) : 0;
         if (pc.latency_batches[i] < 1 || pc.latency_batches[i] > 4096) {
-          char *where = prunus_config_where(cfg, e);
-          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                      "%s: prune.latency.batches[%d]: expected an integer in [1, 4096]", where, i);
-          g_free(where);
+          prunus_config_fail_at(cfg, e, error,
+                                "prune.latency.batches[%d]: expected an integer in [1, 4096]", i);
           goto out_clear;
         }
         for (int k = 0; k < i; k++)
           if (pc.latency_batches[k] == pc.latency_batches[i]) {
-            char *where = prunus_config_where(cfg, e);
-            g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
-                        "%s: prune.latency.batches[%d] = %d repeats batches[%d]: list each batch "
-                        "size once",
-                        where, i, pc.latency_batches[i], k);
-            g_free(where);
+            prunus_config_fail_at(
+                cfg, e, error,
+                "prune.latency.batches[%d] = %d repeats batches[%d]: list each batch "
+                "size once",
+                i, pc.latency_batches[i], k);
             goto out_clear;
           }
       }

@@ -958,10 +958,16 @@ static void test_latency_fixed(void) {
   }
   prunus_json_free(summary);
   /* the set, then where the message says it is and what it says */
-  char *at = g_strdup_printf("%s:", cfg);
   const char *const bad[][3] = {
-      {"prune.latency.max_share=0", at, "prune.latency: max_share must be in (0, 1]"},
-      {"prune.latency.tolerance=1.5", at, "prune.latency: tolerance must be in (0, 1)"},
+      {"prune.latency.max_share=0", "--set prune.latency.max_share: ",
+       "key 'prune.latency.max_share' = 0 is out of range: must be in (0, 1]"},
+      {"prune.latency.tolerance=1.5", "--set prune.latency.tolerance: ",
+       "key 'prune.latency.tolerance' = 1.5 is out of range: must be in (0, 1)"},
+      /* schedule keys too are named where they are written, not at the group's line */
+      {"prune.schedule.rounds=0", "--set prune.schedule.rounds: ",
+       "key 'prune.schedule.rounds' = 0 is out of range: must be in [1, 1000]"},
+      {"prune.schedule.amount=1", "--set prune.schedule.amount: ",
+       "key 'prune.schedule.amount' = 1 is out of range: must be in [0, 1)"},
       {"prune.latency.mode=\"fast\"", "--set prune.latency.mode: ",
        "key 'prune.latency.mode': unknown value 'fast' (expected one of: fixed, adaptive)"}};
   for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
@@ -975,7 +981,6 @@ static void test_latency_fixed(void) {
     g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
     g_free(other);
   }
-  g_free(at);
   g_free(run_dir);
   g_free(cfg);
 }
