@@ -1392,12 +1392,14 @@ static gboolean check_post_training(Pipeline *p, uint32_t *needs_out, GError **e
   return ok;
 }
 
-/* The plugins' own check() ops (plugin.h revision 6): the criterion's, then the
- * granularity's, on the current view, before any data is read. */
+/* The plugins' own check() ops (plugin.h revisions 6 and 7): the criterion's, the
+ * granularity's, then the retrain plugin's, on the current view, before any data is
+ * read. */
 static gboolean check_ops(Pipeline *p, uint32_t needs, uint32_t produces, uint32_t accepts,
                           GError **error) {
   const PrunusPruneConfig *pc = p->pc;
-  const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran);
+  const PrunusPluginDesc *cd = prunus_host_desc(p->crit), *gd = prunus_host_desc(p->gran),
+                         *rd = prunus_host_desc(p->retr);
   const PrunusCheckInfo info = {.scope = pc->scope,
                                 .rounds = pc->rounds,
                                 .target = pc->final_target,
@@ -1408,13 +1410,16 @@ static gboolean check_ops(Pipeline *p, uint32_t needs, uint32_t produces, uint32
                                 .accepts = accepts,
                                 .criterion = pc->criterion_name,
                                 .granularity = pc->granularity_name,
-                                .retrain = pc->retrain_name};
+                                .retrain = pc->retrain_name,
+                                .theta0_kept = pc->pretrained == NULL,
+                                .rewind_epoch = pc->pretrained ? 0 : pc->rewind_epoch};
   struct {
     PrunusHost *h;
     int (*check)(void *, const PrunusModelView *, const PrunusCheckInfo *);
     config_setting_t *group;
   } ops[] = {{p->crit, cd->criterion->check, pc->criterion},
-             {p->gran, gd->granularity->check, pc->granularity}};
+             {p->gran, gd->granularity->check, pc->granularity},
+             {p->retr, rd->retrain->check, pc->retrain}};
   for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
     if (!ops[i].check) continue;
     prunus_host_call_begin(ops[i].h, "check()");
@@ -1438,6 +1443,73 @@ static gboolean hidden_layer_prunable(const Pipeline *p) {
   for (int i = 0; i < p->pc->output_layer; i++)
     if (p->prunable[i] && prunus_layer_type_has_weights(arch->layers[i].type)) return TRUE;
   return FALSE;
+}
+
+/* In global scope the layers at rate 1 share one ranking, so when max_sparsity caps hold
+ * some of them the ranking takes what it still asks for from the others, down to their
+ * last weight, which a plan may not take: a schedule asking that pool for more than its
+ * caps leave would stop mid-run (a layer emptied). Refused here, before any data is read;
+ * a pretrained network's masks only leave less room. */
+static gboolean check_caps_leave_room(const Pipeline *p, GError **error) {
+  const PrunusPruneConfig *pc = p->pc;
+  if (pc->scope != PRUNUS_SCOPE_GLOBAL || p->removes_units || pc->masks_from) return TRUE;
+  double pool = 0.0, min_alive = 0.0;
+  GString *caps = g_string_new(NULL);
+  for (int i = 0; i < p->dense_ref->n_layers; i++) {
+    double n = (double)p->dense_ref->layers[i].w_len;
+    if (n == 0.0 || pc->layer_rate[i] != 1.0) continue;
+    pool += n;
+    min_alive += MAX(1.0, ceil((1.0 - pc->layer_cap[i]) * n - 1e-9));
+    if (pc->layer_cap[i] < 1.0) {
+      const char *name = p->exp.rc->arch.layers[i].name;
+      char index[16];
+      g_snprintf(index, sizeof index, "%d", i);
+      g_string_append_printf(caps, "%slayer %d%s%s%s at most %g", caps->len ? ", " : "", i,
+                             strcmp(name, index) ? " ('" : "", strcmp(name, index) ? name : "",
+                             strcmp(name, index) ? "')" : "", pc->layer_cap[i]);
+    }
+  }
+  /* each round rounds its removals, by at most half a weight per layer */
+  double slack = (double)pc->rounds * p->dense_ref->n_layers;
+  gboolean ok = caps->len == 0 || pool * (1.0 - pc->final_target) + slack >= min_alive;
+  if (!ok) {
+    config_setting_t *sched =
+        config_setting_lookup(prunus_config_root(p->exp.cfg), "prune.schedule");
+    config_setting_t *kind = NULL;
+    for (const char *const *k = (const char *const[]){"target", "amount", "levels", NULL};
+         *k && !kind; k++) {
+      config_setting_t *s = config_setting_get_member(sched, *k);
+      if (s && (config_setting_is_aggregate(s) || config_setting_get_float(s) > 0.0)) kind = s;
+    }
+    prunus_config_fail_at(
+        p->exp.cfg, kind ? kind : sched, error,
+        "prune.schedule asks the %.0f weights that share the global ranking (the layers at "
+        "rate 1) for sparsity %.4f after round %d, but their max_sparsity caps (%s; a layer "
+        "also keeps its last weight) leave at least %.0f of them alive: at most sparsity %.4f. "
+        "Ask for less (target, amount or rounds), raise the caps, or rank each layer alone "
+        "with scope = \"layer\"",
+        pool, pc->final_target, pc->rounds, caps->str, min_alive, 1.0 - min_alive / pool);
+  }
+  g_string_free(caps, TRUE);
+  return ok;
+}
+
+/* The most sparsity a fixed-pattern granularity can reach over every layer with weights:
+ * a row's full groups of m keep n each, a last shorter group min(n, its size); excluded
+ * layers keep all, and a layer's max_sparsity cap holds as well. */
+static double pattern_reach(const Pipeline *p) {
+  const int n = p->pattern_n, m = p->pattern_m;
+  double removable = 0.0;
+  for (int i = 0; i < p->dense_ref->n_layers; i++) {
+    const PrunusLayer *l = &p->dense_ref->layers[i];
+    if (l->w_len == 0 || p->pc->layer_rate[i] <= 0.0) continue;
+    const double units = (double)l->w_len / l->fan_in;
+    const int tail = l->fan_in % m;
+    const double per_row = (double)(l->fan_in / m) * (m - n) + MAX(0, tail - n);
+    const double cap = (double)l->w_len - ceil((1.0 - p->pc->layer_cap[i]) * l->w_len - 1e-9);
+    removable += MIN(units * per_row, cap);
+  }
+  return p->prunable_total ? removable / (double)p->prunable_total : 0.0;
 }
 
 /* The three instances, each created on the current view (create() reads and checks its
@@ -1487,7 +1559,8 @@ static gboolean create_plugins(Pipeline *p, GError **error) {
     return FALSE;
   }
   uint32_t needs = 0;
-  return check_post_training(p, &needs, error) && check_ops(p, needs, produces, accepts, error);
+  return check_caps_leave_room(p, error) && check_post_training(p, &needs, error) &&
+         check_ops(p, needs, produces, accepts, error);
 }
 
 /* Destroy the instances and free the models, θ and the rounds read or measured: what
@@ -1641,13 +1714,12 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
     prunus_json_object_set(p->exp_json, "latency_method", prunus_json_new_string(method));
     g_free(method);
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
-    if (p->pattern_m > 0 &&
-        pc->final_target > 1.0 - (double)p->pattern_n / p->pattern_m + pc->tolerance)
+    double reach = p->pattern_m > 0 ? pattern_reach(p) : 1.0;
+    if (pc->final_target > reach + pc->tolerance)
       fprintf(stderr,
               "warning: %s: the schedule asks for sparsity %.4f, but granularity '%s' keeps %d of "
               "every %d weights: no round can go past %.4f\n",
-              exp->name, pc->final_target, pc->granularity_name, p->pattern_n, p->pattern_m,
-              1.0 - (double)p->pattern_n / p->pattern_m);
+              exp->name, pc->final_target, pc->granularity_name, p->pattern_n, p->pattern_m, reach);
     ok = run_rounds(p, error);
     /* a plugin's or a round's error says where, as a crash's message does */
     if (!ok && error && *error) {

@@ -95,6 +95,8 @@
  *      PrunusCalibStep.input_cross.
  *   6  checks before any data is read: PrunusCriterionOps.check,
  *      PrunusGranularityOps.check and PrunusCheckInfo.
+ *   7  the retrain plugin's check: PrunusRetrainOps.check; PrunusCheckInfo.theta0_kept,
+ *      rewind_epoch.
  */
 #ifndef PRUNUS_PLUGIN_H
 #define PRUNUS_PLUGIN_H
@@ -110,7 +112,7 @@ extern "C" {
  * its own. Changed only on a break (G5 above). */
 #define PRUNUS_PLUGIN_ABI_VERSION 1u
 /* This header's revision within the family (see "Revisions" above). */
-#define PRUNUS_PLUGIN_REVISION 6u
+#define PRUNUS_PLUGIN_REVISION 7u
 
 #if defined(_WIN32)
 #define PRUNUS_PLUGIN_EXPORT __declspec(dllexport)
@@ -369,6 +371,15 @@ typedef struct {
   uint32_t accepts;
   /* the experiment's plugin names (prune.criterion, .granularity, .retrain) */
   const char *criterion, *granularity, *retrain;
+
+  /* ---- appended in revision 7: read when PRUNUS_HOST_REVISION(services) >= 7 ---- */
+
+  /* What the rewind service will find: theta0_kept is 1 when θ0 is kept (the network
+   * is pretrained by this run or its pretraining cache), 0 when it comes from
+   * prune.pretrained, which holds no θ; rewind_epoch is the k > 0 whose θk is kept
+   * as well (prune.rewind_epoch), 0 for none. */
+  int theta0_kept;
+  int rewind_epoch;
 } PrunusCheckInfo;
 
 /* ------------------------------------------------------------------------ */
@@ -570,6 +581,14 @@ typedef struct {
   /* Required. Called once per round (round = 1, 2, ...) after the plan is
    * applied. Uses the host's retrain services (train, rewind, reinit, evaluate). */
   int (*retrain)(void *state, int round);
+
+  /* ---- appended in revision 7 (optional: NULL = nothing to check) ---- */
+
+  /* As PrunusCriterionOps.check, for the retrain plugin: e.g. a rewind to weights the
+   * run will not keep (info->theta0_kept, info->rewind_epoch). Called after the
+   * criterion's and the granularity's. Only a revision-7 host calls it, so every
+   * member up to revision 7 is there. */
+  int (*check)(void *state, const PrunusModelView *model, const PrunusCheckInfo *info);
 } PrunusRetrainOps;
 
 /* ------------------------------------------------------------------------ */

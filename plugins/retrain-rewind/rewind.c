@@ -83,8 +83,42 @@ static int rewind_retrain(void *state, int round) {
   return r->services->train(r->host, epochs, r->lr, 0, 0);
 }
 
+/* The weights to rewind to must be kept by the run: θ0 unless the network came from
+ * prune.pretrained, θk only when prune.rewind_epoch = k (revision 7; an older host
+ * never calls this, and its rewind service reports the same at round 1). */
+static int rewind_check(void *state, const PrunusModelView *model, const PrunusCheckInfo *info) {
+  const Rewind *r = state;
+  (void)model;
+  if (r->epoch == 0 && !info->theta0_kept) {
+    r->services->set_error(r->host,
+                           "to = \"init\" rewinds to the initial weights θ0, but the network "
+                           "comes from prune.pretrained, which holds none: pretrain in this "
+                           "run instead (remove prune.pretrained), or use retrain plugin "
+                           "'finetune' or 'lr-rewind'");
+    return -1;
+  }
+  if (r->epoch > 0 && r->epoch != info->rewind_epoch) {
+    if (!info->theta0_kept)
+      r->services->set_error(r->host,
+                             "to = \"epoch\", epoch = %d rewinds to the weights after "
+                             "pretraining epoch %d, but the network comes from "
+                             "prune.pretrained, which holds none: pretrain in this run instead",
+                             r->epoch, r->epoch);
+    else
+      r->services->set_error(r->host,
+                             "to = \"epoch\", epoch = %d rewinds to the weights after "
+                             "pretraining epoch %d, which the run keeps only with "
+                             "prune.rewind_epoch = %d (it keeps %s)",
+                             r->epoch, r->epoch, r->epoch,
+                             info->rewind_epoch > 0 ? "another epoch's" : "θ0 only");
+    return -1;
+  }
+  return 0;
+}
+
 static const PrunusRetrainOps rewind_ops = {
     .retrain = rewind_retrain,
+    .check = rewind_check,
 };
 
 static const PrunusPluginDesc rewind_desc = {
@@ -92,7 +126,7 @@ static const PrunusPluginDesc rewind_desc = {
     .size = sizeof(PrunusPluginDesc),
     .kind = PRUNUS_PLUGIN_RETRAIN,
     .name = "rewind",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .summary = "lottery ticket: rewind survivors to θ0 (or θk) and retrain",
     .create = rewind_create,
     .destroy = rewind_destroy,

@@ -739,7 +739,7 @@ static void test_cli_plugins(void) {
   static const char *const expected[][3] = {
       {"criterion", "magnitude", "1.0.0"}, {"criterion", "random", "1.0.0"},
       {"granularity", "weight", "1.0.0"},  {"granularity", "neuron", "1.1.0"},
-      {"retrain", "finetune", "1.0.0"},    {"retrain", "rewind", "1.0.0"},
+      {"retrain", "finetune", "1.0.0"},    {"retrain", "rewind", "1.1.0"},
       {"retrain", "reinit", "1.0.0"},      {"retrain", "lr-rewind", "1.0.0"},
   };
   const char *args[] = {"plugins", NULL};

@@ -561,9 +561,11 @@ static void test_rewind_to_epoch(void) {
   GError *error = NULL;
   char *run_dir = run_pipeline("rewind-epoch-missing", &missing, &error);
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_PLUGIN);
-  testutil_assert_error_contains(error, "prune.retrain plugin 'rewind'", "retrain() failed",
-                                 "cannot rewind to epoch 1", "set prune.rewind_epoch = 1", NULL);
+  /* refused by its check() (revision 7) before anything is trained or written */
+  testutil_assert_error_contains(error, "prune.retrain plugin 'rewind'", "check() failed",
+                                 "which the run keeps only with prune.rewind_epoch = 1", NULL);
   g_clear_error(&error);
+  g_assert_false(g_file_test(run_dir, G_FILE_TEST_EXISTS));
   g_free(run_dir);
 
   const Setup kept = {"global",
@@ -1184,6 +1186,28 @@ static const Refusal refusals[] = {
      {"prune.layers leaves only the output layer to prune, whose units (the classes) "
       "granularity 'neuron' never removes",
       NULL}},
+    {"caps-below-target",
+     "layers = ( { layer = 1; max_sparsity = 0.5; }, { layer = \"output\"; rate = 0.5; } ); "
+     "schedule = { amount = 0.0; target = 0.9; };",
+     "target = 0.9",
+     {"prune.schedule asks the 2560 weights that share the global ranking (the layers at rate "
+      "1) for sparsity 0.9000 after round ",
+      "but their max_sparsity caps (layer 1 at most 0.5; a layer also keeps its last weight) "
+      "leave at least 1025 of them alive: at most sparsity 0.5996",
+      NULL}},
+    /* the retrain plugin's check() (revision 7): weights the run will not keep */
+    {"rewind-epoch-not-kept",
+     "retrain = { plugin = \"rewind\"; to = \"epoch\"; epoch = 2; };",
+     "\"rewind\"",
+     {"prune.retrain plugin 'rewind' (", "check() failed: ",
+      "to = \"epoch\", epoch = 2 rewinds to the weights after pretraining epoch 2, which the "
+      "run keeps only with prune.rewind_epoch = 2 (it keeps θ0 only)"}},
+    {"rewind-pretrained",
+     "pretrained = \"stub.safetensors\"; retrain = { plugin = \"rewind\"; };",
+     "\"rewind\"",
+     {"prune.retrain plugin 'rewind' (", "check() failed: ",
+      "to = \"init\" rewinds to the initial weights θ0, but the network comes from "
+      "prune.pretrained, which holds none"}},
     {"layer-twice",
      "layers = ( { layer = 1; rate = 0.5; }, { layer = 1; exclude = true; } );",
      "exclude = true",
@@ -1193,6 +1217,8 @@ static const Refusal refusals[] = {
 
 static void test_refused_before_training(void) {
   char *cache = g_build_filename(data_dir, "cache-refused", NULL);
+  /* prune.pretrained must name a file, which nothing reads before the checks */
+  g_free(testutil_write_file(data_dir, "stub.safetensors", "stub", 4));
   for (size_t i = 0; i < G_N_ELEMENTS(refusals); i++) {
     const Refusal *c = &refusals[i];
     char *name = g_strdup_printf("refused-%s", c->label);
