@@ -1247,6 +1247,29 @@ static gboolean load_round(Pipeline *p, int k, GError **error) {
   return ok;
 }
 
+/* Whether round k's checkpoint and θ file are there and read back as written (their
+ * hashes as summary.json recorded them), without loading them. */
+static gboolean round_files_intact(const Pipeline *p, int k, GError **error) {
+  const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
+  char *files[2] = {
+      g_build_filename(p->exp.run_dir, rm->checkpoint, NULL),
+      g_strdup_printf("%s/%s/round-%02d.theta.safetensors", p->exp.run_dir, p->exp.subdir, k)};
+  const char *hashes[2] = {rm->checkpoint_hash, rm->theta_hash};
+  gboolean ok = TRUE;
+  for (int i = 0; i < 2 && ok; i++) {
+    if (!g_file_test(files[i], G_FILE_TEST_IS_REGULAR)) {
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "%s: no such file (round %d wrote it)",
+                  files[i], k);
+      ok = FALSE;
+    } else {
+      ok = same_as_written(files[i], hashes[i], k, error);
+    }
+  }
+  g_free(files[0]);
+  g_free(files[1]);
+  return ok;
+}
+
 /* The rounds summary.json records, then the model to go on from: the round after
  * which to continue (rounds + 1 when the experiment is complete), 0 when pretraining
  * must run again, -1 after an error. The newest round whose checkpoint and θ file read
@@ -1254,7 +1277,8 @@ static gboolean load_round(Pipeline *p, int k, GError **error) {
  * a finished experiment's last round included. One that cannot be read or changed
  * since (a disk fault, another file copied over it: writes are atomic, so an interrupt
  * never leaves one) is redone from the round before it, which gives the same results,
- * with a warning, instead of stopping a run whose earlier rounds are intact. */
+ * with a warning, instead of stopping a run whose earlier rounds are intact; so is the
+ * first earlier round whose files are missing or changed, with every round after it. */
 static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   int n = (int)prunus_json_length(rounds);
@@ -1271,7 +1295,19 @@ static int resume(Pipeline *p, const PrunusJson *rounds, GError **error) {
     }
     g_array_append_val(p->rounds, rm);
   }
+  /* every earlier round's files too, so that the folder a run leaves holds every round
+   * it records: the first one missing or changed is redone, and every round after it
+   * (each goes on from the one before) */
   int k = n - 1; /* a finished experiment's last round is checked as well */
+  for (int i = 0; i < n - 1; i++) {
+    GError *local = NULL;
+    if (round_files_intact(p, i, &local)) continue;
+    g_printerr("prunus: warning: %s: round %d cannot be resumed from: %s\n", exp->name, i,
+               local->message);
+    g_clear_error(&local);
+    k = i - 1;
+    break;
+  }
   for (; k >= 0; k--) {
     GError *local = NULL;
     if (load_round(p, k, &local)) break;

@@ -740,11 +740,16 @@ static void test_resume_unreadable_checkpoint(void) {
     const char *file; /* the file then overwritten */
     const char *from; /* with this file of the run (a valid checkpoint), or NULL: garbage */
     gboolean cache;   /* the pretraining cache's model file instead */
-  } cases[] = {{3, "round-02.safetensors", NULL, FALSE},
-               {1, "round-00.theta.safetensors", NULL, FALSE},
-               {3, "round-02.safetensors", "round-01.safetensors", FALSE},
-               {ROUNDS + 1, "round-03.safetensors", NULL, FALSE},
-               {0, "model.safetensors", NULL, TRUE}};
+    gboolean removed; /* the file deleted instead */
+  } cases[] = {
+      {3, "round-02.safetensors", NULL, FALSE, FALSE},
+      {1, "round-00.theta.safetensors", NULL, FALSE, FALSE},
+      {3, "round-02.safetensors", "round-01.safetensors", FALSE, FALSE},
+      {ROUNDS + 1, "round-03.safetensors", NULL, FALSE, FALSE},
+      {0, "model.safetensors", NULL, TRUE, FALSE},
+      /* an earlier round of a finished run: it and every round after it redone */
+      {ROUNDS + 1, "round-01.safetensors", NULL, FALSE, TRUE},
+      {ROUNDS + 1, "round-02.theta.safetensors", "round-01.theta.safetensors", FALSE, FALSE}};
   for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
     if (cases[c].keep <= ROUNDS) keep_rounds_of(run_dir, 0, cases[c].keep);
     char *path = NULL;
@@ -769,12 +774,16 @@ static void test_resume_unreadable_checkpoint(void) {
     } else {
       text = g_strdup("not a safetensors file"), len = strlen(text);
     }
-    g_assert_true(g_file_set_contents(path, text, (gssize)len, NULL));
+    if (cases[c].removed)
+      g_assert_cmpint(g_remove(path), ==, 0);
+    else
+      g_assert_true(g_file_set_contents(path, text, (gssize)len, NULL));
     g_free(text);
     PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
     GError *error = NULL;
     g_assert_true(testutil_job_run(&o, &error));
     g_assert_no_error(error);
+    g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
     /* pretraining again comes from the pretraining cache: no epoch is trained twice */
     g_assert_cmpint(metrics_lines_of_round(run_dir, 0), ==, 3);
     g_assert_cmpint(metrics_lines_of_round(run_dir, 1), ==, 1);
@@ -917,7 +926,8 @@ static void test_masks_from(void) {
   g_free(md), g_free(md_path);
   prunus_json_free(sum);
   /* a's round 2 replaced by its round 1 (a valid checkpoint) while b stopped after its
-   * round 1: b's resume refuses the copy by the hash a recorded, naming the file */
+   * round 1: b resumed alone (--only b; a full run would redo a's rounds 2 and 3 first)
+   * refuses the copy by the hash a recorded, naming the file */
   keep_rounds_of(run_dir, 1, 2);
   char *a1 = g_build_filename(run_dir, "a", "round-01.safetensors", NULL),
        *a2 = g_build_filename(run_dir, "a", "round-02.safetensors", NULL);
@@ -926,7 +936,8 @@ static void test_masks_from(void) {
   g_assert_true(g_file_get_contents(a1, &bytes, &len, NULL));
   g_assert_true(g_file_set_contents(a2, bytes, (gssize)len, NULL));
   char *cfg = write_config("masks-from", &s);
-  PrunusJobOptions o = {.config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  PrunusJobOptions o = {
+      .config_path = cfg, .run_dir = run_dir, .threads = 1, .quiet = TRUE, .only = "b"};
   GError *error = NULL;
   g_assert_false(testutil_job_run(&o, &error));
   testutil_assert_error_contains(error, "experiment 'b'", "round 2",
