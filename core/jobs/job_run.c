@@ -413,6 +413,10 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
   if (ok && u->pc.masks_from) {
     source = masks_source(u, earlier, error);
     ok = source != NULL;
+    if (ok) { /* the plugins that make this experiment's masks label it */
+      u->pc.masks_criterion_name = source->pc.criterion_name;
+      u->pc.masks_granularity_name = source->pc.granularity_name;
+    }
   }
   if (ok) {
     PrunusExperiment exp = {.name = name,

@@ -1735,9 +1735,12 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
   gboolean ok = build_dense_ref(p, error) && create_plugins(p, error);
   if (ok) {
     p->exp_json = prunus_rundir_summary_experiment(summary, exp->name, exp->rc->seed);
-    prunus_json_object_set(p->exp_json, "criterion", prunus_json_new_string(pc->criterion_name));
-    prunus_json_object_set(p->exp_json, "granularity",
-                           prunus_json_new_string(pc->granularity_name));
+    prunus_json_object_set(
+        p->exp_json, "criterion",
+        prunus_json_new_string(pc->masks_from ? pc->masks_criterion_name : pc->criterion_name));
+    prunus_json_object_set(
+        p->exp_json, "granularity",
+        prunus_json_new_string(pc->masks_from ? pc->masks_granularity_name : pc->granularity_name));
     prunus_json_object_set(p->exp_json, "retrain", prunus_json_new_string(pc->retrain_name));
     prunus_json_object_set(p->exp_json, "amount_per_round", prunus_json_new_number(pc->amount));
     char *changed =

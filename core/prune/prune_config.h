@@ -45,6 +45,9 @@ typedef struct {
    * of the same round (same seed) instead of scoring and planning; NULL: none */
   const char *masks_from;
   config_setting_t *masks_from_key; /* its setting, for errors */
+  /* with masks_from: the source's criterion and granularity, which made the masks and
+   * label this experiment in the summary (its own are never called); NULL otherwise */
+  const char *masks_criterion_name, *masks_granularity_name;
   int calib_batches, calib_batch;
   gboolean recalibrate_bn; /* re-estimate batchnorm statistics on the calibration sample
                             * after each round's pruning, before the retrain */

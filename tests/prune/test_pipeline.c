@@ -852,7 +852,8 @@ static void test_masks_from(void) {
                           "weight",
                           "plugin = \"finetune\"; epochs = 1;",
                           "",
-                          "experiments = ( { name = \"a\"; },\n"
+                          "experiments = ( { name = \"a\";\n"
+                          "    prune = { criterion = { plugin = \"random\"; }; }; },\n"
                           "  { name = \"b\"; prune = { masks_from = \"a\";\n"
                           "      retrain = { plugin = \"reinit\"; epochs = 1; }; }; } );"};
   /* --only b into a folder where a never ran: refused before any data, nothing written */
@@ -874,6 +875,9 @@ static void test_masks_from(void) {
   const PrunusJson *exps = prunus_json_get(sum, "experiments");
   const PrunusJson *b = prunus_json_index(exps, 1);
   g_assert_cmpstr(prunus_json_string(get(b, "masks_from", PRUNUS_JSON_STRING)), ==, "a");
+  /* labelled with the plugins that made its masks, a's, not the base's it inherits */
+  g_assert_cmpstr(prunus_json_string(get(b, "criterion", PRUNUS_JSON_STRING)), ==, "random");
+  g_assert_cmpstr(prunus_json_string(get(b, "granularity", PRUNUS_JSON_STRING)), ==, "weight");
   g_assert_null(prunus_json_get(prunus_json_index(exps, 0), "masks_from"));
   for (int k = 0; k <= ROUNDS; k++) {
     const PrunusJson *ra =
