@@ -1,5 +1,6 @@
 /* job_run.c: `prunus run` (the whole prune -> retrain pipeline of a config) and
  * `prunus plugins` (every plugin on the search path). */
+#include "checkpoint.h"
 #include "fatal.h"
 #include "job.h"
 #include "latency.h"
@@ -375,19 +376,33 @@ static gboolean sources_ran(GPtrArray *units, const PrunusJson *summary, const c
   return TRUE;
 }
 
-/* prune.pretrained names a file: missing, it would show only when this experiment's turn
- * comes, after the earlier ones ran. A file inside the run folder may be one an earlier
- * experiment writes: it is checked when read. */
-static gboolean pretrained_exists(const RunUnit *u, const char *run_dir, GError **error) {
+/* prune.pretrained names a checkpoint of this experiment's model: a missing file, one
+ * that does not read, or another network would show only when this experiment's turn
+ * comes, after the earlier ones ran and with its run folder made. A file inside the run
+ * folder may be one an earlier experiment writes: it is checked when read. */
+static gboolean pretrained_usable(const RunUnit *u, const char *run_dir, GError **error) {
   const char *path = u->pc.pretrained;
-  if (!path || g_file_test(path, G_FILE_TEST_IS_REGULAR)) return TRUE;
+  if (!path) return TRUE;
   char *abs_run = g_canonicalize_filename(run_dir, NULL);
   char *inside = g_strconcat(abs_run, G_DIR_SEPARATOR_S, NULL);
   gboolean later = g_str_has_prefix(path, inside);
   g_free(inside), g_free(abs_run);
   if (later) return TRUE;
   config_setting_t *key = config_setting_lookup(prunus_config_root(u->job.cfg), "prune.pretrained");
-  return prunus_config_fail_missing_path(u->job.cfg, key, "prune.pretrained", "file", path, error);
+  if (!g_file_test(path, G_FILE_TEST_IS_REGULAR))
+    return prunus_config_fail_missing_path(u->job.cfg, key, "prune.pretrained", "file", path,
+                                           error);
+  GError *local = NULL;
+  PrunusModel *m = prunus_checkpoint_load(path, 1, &u->job.rc.arch, NULL, &local);
+  if (m) {
+    prunus_model_free(m);
+    return TRUE;
+  }
+  char *where = prunus_config_where(u->job.cfg, key); /* "--set KEY" names the key */
+  g_propagate_prefixed_error(error, local, "%s: %s", where,
+                             g_str_has_prefix(where, "--set ") ? "" : "prune.pretrained: ");
+  g_free(where);
+  return FALSE;
 }
 
 /* Open experiment ch as its own job and prepare its pipeline: every config key and
@@ -408,7 +423,7 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
   eo.run_dir = base->run_dir;
   gboolean ok = prunus_job_open_with(&u->job, &eo, prepare_experiment, (void *)ch, error) &&
                 prunus_prune_config_parse(u->job.cfg, &u->job.rc, &u->pc, error);
-  if (ok && u->selected) ok = pretrained_exists(u, base->run_dir, error);
+  if (ok && u->selected) ok = pretrained_usable(u, base->run_dir, error);
   const RunUnit *source = NULL;
   if (ok && u->pc.masks_from) {
     source = masks_source(u, earlier, error);

@@ -1217,6 +1217,10 @@ static const Refusal refusals[] = {
      {"prune.retrain plugin 'rewind' (", "check() failed: ",
       "to = \"epoch\", epoch = 2 rewinds to the weights after pretraining epoch 2, which the "
       "run keeps only with prune.rewind_epoch = 2 (it keeps θ0 only)"}},
+    {"pretrained-not-a-checkpoint",
+     "pretrained = \"junk.safetensors\";",
+     "junk.safetensors",
+     {"prune.pretrained: ", "junk.safetensors: ", NULL}},
     {"rewind-pretrained",
      "pretrained = \"stub.safetensors\"; retrain = { plugin = \"rewind\"; };",
      "\"rewind\"",
@@ -1232,8 +1236,16 @@ static const Refusal refusals[] = {
 
 static void test_refused_before_training(void) {
   char *cache = g_build_filename(data_dir, "cache-refused", NULL);
-  /* prune.pretrained must name a file, which nothing reads before the checks */
-  g_free(testutil_write_file(data_dir, "stub.safetensors", "stub", 4));
+  /* prune.pretrained names a checkpoint of the network (read before the plugins'
+   * checks): round 0 of a run of the same config; and one that is not a checkpoint */
+  char *src = run_ok("refused-pretrained-src", &weight_setup);
+  char *round0 = g_build_filename(src, "tiny", "round-00.safetensors", NULL);
+  char *bytes = NULL;
+  gsize len = 0;
+  g_assert_true(g_file_get_contents(round0, &bytes, &len, NULL));
+  g_free(testutil_write_file(data_dir, "stub.safetensors", bytes, len));
+  g_free(testutil_write_file(data_dir, "junk.safetensors", "junk", 4));
+  g_free(bytes), g_free(round0), g_free(src);
   for (size_t i = 0; i < G_N_ELEMENTS(refusals); i++) {
     const Refusal *c = &refusals[i];
     char *name = g_strdup_printf("refused-%s", c->label);
