@@ -169,9 +169,18 @@ static gboolean list_experiments(PrunusJob *base, GArray *names_idx, GArray *see
   return TRUE;
 }
 
-/* summary.json of an earlier (interrupted) run of the same config, or a new one.
- * Reads only: a refused run leaves the folder as it was. announce: say that the run
- * resumes and how the earlier one ended. */
+static PrunusJson *new_summary(const PrunusJob *job, const PrunusJobOptions *o, const char *hash,
+                               const char *hash_resolved) {
+  PrunusJson *fresh = prunus_rundir_summary_new("run", o->config_path, hash,
+                                                prunus_train_threads_used(job->threads));
+  prunus_json_object_set(fresh, "config_hash_resolved", prunus_json_new_string(hash_resolved));
+  return fresh;
+}
+
+/* summary.json of an earlier (interrupted) run of the same config, or a new one, also
+ * in place of another config's run that recorded no round. Reads only, but for that
+ * run's metrics.jsonl, removed when announce: a refused run leaves the folder as it was. announce:
+ * say that the run resumes and how the earlier one ended. */
 static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const char *hash,
                                 const char *hash_resolved, gboolean announce, GError **error) {
   char *path = g_build_filename(job->run_dir, "summary.json", NULL);
@@ -179,7 +188,38 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
   gsize len = 0;
   PrunusJson *summary = NULL;
   if (g_file_get_contents(path, &text, &len, NULL)) {
-    summary = prunus_rundir_summary_parse(path, text, len, "run", hash, hash_resolved, error);
+    GError *local = NULL;
+    summary = prunus_rundir_summary_parse(path, text, len, "run", hash, hash_resolved, &local);
+    if (!summary && g_error_matches(local, PRUNUS_ERROR, PRUNUS_ERROR_MISMATCH) &&
+        prunus_rundir_summary_holds_no_round(text, len)) {
+      /* another config's run that stopped before its first round holds no result: this
+       * one starts afresh there (when it writes, its metrics.jsonl goes too) */
+      g_clear_error(&local);
+      if (announce) {
+        PrunusJson *old = prunus_json_parse(text, len, NULL);
+        const char *message = NULL;
+        const char *status = prunus_rundir_summary_status(old, &message);
+        g_printerr(
+            "prunus: note: %s held a run of another config that recorded no round "
+            "(%s%s%s); starting this one there afresh\n",
+            job->run_dir, status ? status : "no status", message ? ": " : "",
+            message ? message : "");
+        prunus_json_free(old);
+        char *metrics = g_build_filename(job->run_dir, "metrics.jsonl", NULL);
+        if (g_remove(metrics) != 0 && errno != ENOENT) {
+          int e = errno;
+          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot remove %s: %s", metrics,
+                      g_strerror(e));
+          g_free(metrics), g_free(text), g_free(path);
+          return NULL;
+        }
+        g_free(metrics);
+      }
+      g_free(text);
+      g_free(path);
+      return new_summary(job, o, hash, hash_resolved);
+    }
+    if (local) g_propagate_error(error, local);
     if (summary) {
       /* recorded from now on also where an earlier version did not: config.cfg resumes */
       prunus_json_object_set(summary, "config_hash_resolved",
@@ -202,10 +242,7 @@ static PrunusJson *open_summary(PrunusJob *job, const PrunusJobOptions *o, const
     return summary;
   }
   g_free(path);
-  PrunusJson *fresh = prunus_rundir_summary_new("run", o->config_path, hash,
-                                                prunus_train_threads_used(job->threads));
-  prunus_json_object_set(fresh, "config_hash_resolved", prunus_json_new_string(hash_resolved));
-  return fresh;
+  return new_summary(job, o, hash, hash_resolved);
 }
 
 /* The run's rounds came from the data loaded now: summary.json records the digest of

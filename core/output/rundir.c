@@ -525,6 +525,25 @@ PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size
   return NULL;
 }
 
+gboolean prunus_rundir_summary_holds_no_round(const char *text, size_t len) {
+  PrunusJson *summary = prunus_json_parse(text, len, NULL);
+  gboolean object = summary && prunus_json_type(summary) == PRUNUS_JSON_OBJECT;
+  const PrunusJson *cmd = object ? prunus_json_get(summary, "command") : NULL;
+  const PrunusJson *exps = object ? prunus_json_get(summary, "experiments") : NULL;
+  gboolean none = cmd && prunus_json_type(cmd) == PRUNUS_JSON_STRING &&
+                  !strcmp(prunus_json_string(cmd), "run") && exps &&
+                  prunus_json_type(exps) == PRUNUS_JSON_ARRAY;
+  for (size_t i = 0; none && i < prunus_json_length(exps); i++) {
+    const PrunusJson *e = prunus_json_index(exps, i);
+    const PrunusJson *rounds =
+        prunus_json_type(e) == PRUNUS_JSON_OBJECT ? prunus_json_get(e, "rounds") : NULL;
+    none = !rounds ||
+           (prunus_json_type(rounds) == PRUNUS_JSON_ARRAY && prunus_json_length(rounds) == 0);
+  }
+  prunus_json_free(summary);
+  return none;
+}
+
 /* ------------------------------------------------------------------------ */
 /* plugin builds */
 

@@ -143,6 +143,12 @@ PrunusJson *prunus_rundir_summary_parse(const char *path, const char *text, size
                                         const char *command, const char *hash,
                                         const char *hash_resolved, GError **error);
 
+/* TRUE when summary.json's text (len bytes) is that of a `run` that recorded no round
+ * in any experiment (it stopped before pretraining ended: a bad pretrained file, a
+ * divergence): a folder holding no result, which another config may start afresh in.
+ * FALSE for anything else, text that does not parse included. */
+gboolean prunus_rundir_summary_holds_no_round(const char *text, size_t len);
+
 /* One plugin build as summary.json records it: {"name", "version", "path", "sha256"}
  * with the SHA-256 of the file at path ("" when it cannot be read). (transfer full) */
 PrunusJson *prunus_rundir_plugin_record(const char *name, const char *version, const char *path);

@@ -1601,6 +1601,35 @@ static void test_refused_keeps_results(void) {
   g_free(run_dir);
 }
 
+/* A run that stopped before recording any round (pretraining diverged) holds no result:
+ * the corrected config runs in the same folder, afresh, and the failed run's
+ * metrics.jsonl lines go with it. One with a round recorded still refuses another config
+ * (above). */
+static void test_no_round_yields_folder(void) {
+  char *cfg = write_config("no-round", &weight_setup);
+  char *run_dir = g_build_filename(data_dir, "run-no-round", NULL);
+  const char *const diverge[] = {"train.lr=1e30", NULL};
+  PrunusJobOptions o = {
+      .config_path = cfg, .overrides = diverge, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_false(testutil_job_run(&o, &error));
+  testutil_assert_error_contains(error, "pretraining: ", "diverged", NULL);
+  g_clear_error(&error);
+  PrunusJson *failed = read_json(run_dir, "summary.json");
+  g_assert_cmpstr(prunus_json_string(get(failed, "status", PRUNUS_JSON_STRING)), ==, "failed");
+  prunus_json_free(failed);
+  o.overrides = NULL;
+  g_assert_true(testutil_job_run(&o, &error));
+  g_assert_no_error(error);
+  PrunusJson *sum = read_json(run_dir, "summary.json");
+  g_assert_cmpstr(prunus_json_string(get(sum, "status", PRUNUS_JSON_STRING)), ==, "finished");
+  prunus_json_free(sum);
+  /* 3 pretraining epochs and ROUNDS one-epoch rounds: none of the diverged run's lines */
+  g_assert_cmpint(metrics_lines_of_round(run_dir, 0), ==, 3);
+  g_free(run_dir);
+  g_free(cfg);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   const char *plugins = g_getenv("PRUNUS_TEST_PLUGIN_DIR");
@@ -1625,6 +1654,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/latency-fixed", test_latency_fixed);
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
+  g_test_add_func("/pipeline/no-round-yields-folder", test_no_round_yields_folder);
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
   g_test_add_func("/pipeline/plugin-path-missing", test_plugin_path_missing);
   g_test_add_func("/pipeline/post-training", test_post_training);
