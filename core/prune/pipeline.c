@@ -535,22 +535,29 @@ static uint64_t alive_weights(const Pipeline *p) {
   return alive;
 }
 
-/* The weights the round's request asks to remove (per layer: its rate of its alive
- * weights, within its max_sparsity cap), as a weight-level plan counts them. */
+/* The weights the round's request asks to remove, as a weight-level plan counts them:
+ * each layer its rate of its alive weights within its max_sparsity cap, except that in
+ * global scope the layers at rate 1 share one ranking: together they lose the round's
+ * amount of their alive weights, a capped layer's share going to the others, within
+ * what their caps leave. */
 static double requested_removals(const Pipeline *p) {
-  double total = 0.0;
+  double total = 0.0, pool_alive = 0.0, pool_room = 0.0;
   for (int k = 0; k < p->vs.view.n_layers; k++) {
     const PrunusLayerView *l = &p->vs.layers[k];
-    if (!l->prunable) continue;
+    if (!l->prunable || p->req_amount[k] <= 0.0) continue;
     size_t alive = 0;
     for (size_t i = 0; i < l->n_weights; i++) alive += l->mask[i] != 0.0f;
-    double rate =
-        p->req.scope == PRUNUS_SCOPE_LAYER ? p->req_amount[k] : p->req.amount * p->req_amount[k];
     double min_alive = ceil((1.0 - p->req_cap[k]) * (double)l->n_weights - 1e-9);
     double room = MAX(0.0, (double)alive - MAX(0.0, min_alive));
+    if (p->req.scope == PRUNUS_SCOPE_GLOBAL && p->req_amount[k] == 1.0) {
+      pool_alive += (double)alive, pool_room += room;
+      continue;
+    }
+    double rate =
+        p->req.scope == PRUNUS_SCOPE_LAYER ? p->req_amount[k] : p->req.amount * p->req_amount[k];
     total += MIN(floor(rate * (double)alive + 0.5), room);
   }
-  return total;
+  return total + MIN(floor(p->req.amount * pool_alive + 0.5), pool_room);
 }
 
 typedef struct {
