@@ -1119,6 +1119,14 @@ gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError
       continue;
     }
     config_setting_t *next = config_setting_get_member(cur, st->name);
+    if (next && last && !config_setting_is_aggregate(next) &&
+        g_hash_table_contains(c->from_set, next) && config_setting_source_line(next) == 0) {
+      /* a key an earlier --set added (it has no line of its own): set again, it takes the
+       * new value's type, as the first did (tolerance=0, then tolerance=0.5) */
+      forget_tree(c, next);
+      config_setting_remove_elem(cur, (unsigned)config_setting_index(next));
+      next = NULL;
+    }
     if (!next && !last && !g_array_index(steps, SetStep, i + 1).name) {
       char *parent = prunus_config_setting_path(cur);
       char *path = *parent ? g_strdup_printf("%s.%s", parent, st->name) : g_strdup(st->name);
@@ -1297,6 +1305,24 @@ static void copy_value(PrunusConfig *c, config_setting_t *dst, const config_sett
   }
 }
 
+/* A --set of a base key that an experiment's entry sets too has no effect in that
+ * experiment: said once per key and place (each experiment and seed merges again). */
+static void warn_set_replaced(PrunusConfig *c, const config_setting_t *set,
+                              const config_setting_t *src) {
+  static GHashTable *said; /* "path\nwhere": a process runs one config */
+  if (!said) said = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+  char *path = prunus_config_setting_path(set);
+  char *where = prunus_config_where(c, src);
+  char *key = g_strdup_printf("%s\n%s", path, where);
+  if (g_hash_table_add(said, key))
+    g_printerr(
+        "prunus: warning: --set %s does not reach the experiment whose entry sets it "
+        "too (%s): its own value wins there; --set experiments[N].%s changes that one\n",
+        path, where, path);
+  g_free(where);
+  g_free(path);
+}
+
 gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
                              const config_setting_t *src, GError **error) {
   const char *name = config_setting_name(src);
@@ -1307,6 +1333,9 @@ gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
         return FALSE;
     return TRUE;
   }
+  if (existing && g_hash_table_contains(c->from_set, existing) &&
+      !g_hash_table_contains(c->from_set, src))
+    warn_set_replaced(c, existing, src);
   if (existing) {
     forget_tree(c, existing);
     config_setting_remove(dst_parent, name);

@@ -160,10 +160,8 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   if (!sched) goto out_clear;
   double max_sparsity = 1.0;
   if (!prunus_config_get_int_in(cfg, sched, "rounds", TRUE, 1, 1, 1000, &pc.rounds, error) ||
-      !prunus_config_get_double_in(cfg, sched, "amount", FALSE, 0.0, 0.0, FALSE, 1.0, TRUE,
-                                   &pc.amount, error) ||
-      !prunus_config_get_double_in(cfg, sched, "target", FALSE, 0.0, 0.0, FALSE, 1.0, TRUE,
-                                   &pc.target, error) ||
+      !prunus_config_get_double(cfg, sched, "amount", FALSE, 0.0, &pc.amount, error) ||
+      !prunus_config_get_double(cfg, sched, "target", FALSE, 0.0, &pc.target, error) ||
       !prunus_config_get_enum(cfg, sched, "scope", FALSE, PRUNUS_SCOPE_GLOBAL, scope_names,
                               &pc.scope, error) ||
       !prunus_config_get_enum(cfg, sched, "allocation", FALSE, PRUNUS_ALLOCATION_UNIFORM,
@@ -183,6 +181,13 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     double v = k ? pc.target : pc.amount;
     /* 0 beside another kind is how an experiment switches away from the base's kind
      * (merging cannot remove a key); alone it is a mistake */
+    if (s && !(v >= 0.0 && v < 1.0)) {
+      prunus_config_fail_at(cfg, s, error,
+                            "key 'prune.schedule.%s' = %g is out of range: must be in (0, 1) "
+                            "(or 0 beside another kind, to switch kind over a base config's)",
+                            key, v);
+      goto out_clear;
+    }
     if (s && v == 0.0 && !other_kind[k]) {
       prunus_config_fail_at(cfg, s, error,
                             "prune.schedule.%s = 0: must be above 0 (a round that removes "
@@ -202,7 +207,16 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
         g_string_append_printf(given, "%s%s (%s)", given->len ? " and " : "", kinds[k], at);
         g_free(at);
       }
-    prunus_config_fail_at(cfg, sched, error,
+    /* named first where the latest of them is written: --set, else an experiment's */
+    config_setting_t *at = sched;
+    for (int pass = 0; pass < 2 && at == sched; pass++)
+      for (int k = 0; k < 3 && at == sched; k++) {
+        config_setting_t *m = on[k] ? config_setting_get_member(sched, kinds[k]) : NULL;
+        char *w = m ? prunus_config_where(cfg, m) : NULL;
+        if (m && (pass == 0 ? g_str_has_prefix(w, "--set ") : prunus_config_merged(cfg, m))) at = m;
+        g_free(w);
+      }
+    prunus_config_fail_at(cfg, at, error,
                           "prune.schedule: give exactly one of amount (fraction of what "
                           "remains, per round), target (final sparsity reached geometrically) "
                           "or levels (the sparsity after each round); found %s%s",
@@ -240,6 +254,15 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     goto out_clear;
   if (pc.masks_from) pc.masks_from_key = config_setting_get_member(prune, "masks_from");
   /* θk is kept while this run pretrains (a pretrained model brings no θ at all) */
+  if (pretrained && pc.rewind_epoch != 0) {
+    char *at = prunus_config_where(cfg, config_setting_get_member(prune, "pretrained"));
+    prunus_config_fail_at(cfg, config_setting_get_member(prune, "rewind_epoch"), error,
+                          "prune.rewind_epoch = %d keeps the weights after pretraining epoch "
+                          "%d, but prune.pretrained (%s) skips pretraining: remove one of them",
+                          pc.rewind_epoch, pc.rewind_epoch, at);
+    g_free(at);
+    goto out_clear;
+  }
   if (!pretrained && (pc.rewind_epoch < 0 || pc.rewind_epoch > rc->train.epochs)) {
     prunus_config_fail_at(cfg, config_setting_get_member(prune, "rewind_epoch"), error,
                           "prune.rewind_epoch = %d is outside [0, train.epochs = %d]",

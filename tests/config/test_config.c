@@ -1034,6 +1034,8 @@ static void test_set_overrides(void) {
   set_ok(c, "prune.schedule.scope=\"global\"");
   set_ok(c, "prune.schedule.rewind=false");
   set_ok(c, "prune.schedule.big=5000000000");
+  set_ok(c, "prune.schedule.tolerance=0"); /* a key --set added, set again: the new type */
+  set_ok(c, "prune.schedule.tolerance=0.5");
 
   PrunusRunConfig rc;
   GError *error = NULL;
@@ -1075,6 +1077,9 @@ static void test_set_overrides(void) {
   g_assert_true(prunus_config_get_bool(c, sched, "rewind", TRUE, TRUE, &rewind, &error));
   g_assert_true(prunus_config_get_string(c, sched, "scope", TRUE, NULL, &scope, &error));
   g_assert_no_error(error);
+  double tolerance = 0.0;
+  g_assert_true(prunus_config_get_double(c, sched, "tolerance", TRUE, 0.0, &tolerance, &error));
+  g_assert_cmpfloat(tolerance, ==, 0.5);
   g_assert_cmpint(rounds, ==, 4);
   g_assert_cmpint(big, ==, 5000000000ll);
   g_assert_false(rewind);

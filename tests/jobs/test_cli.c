@@ -537,6 +537,42 @@ static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
   g_free(base);
 }
 
+/* A --set of a base key that an experiment's entry sets too does not reach that
+ * experiment: said once on stderr, naming the entry's line and the key to set instead. */
+static void test_run_set_replaced(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
+  char *text = g_strconcat(base,
+                           "prune = {\n"
+                           "  schedule = { rounds = 2; amount = 0.5; };\n"
+                           "  criterion = { plugin = \"magnitude\"; };\n"
+                           "  granularity = { plugin = \"weight\"; };\n"
+                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+                           "};\n"
+                           "experiments = (\n"
+                           "  { name = \"a\"; },\n"
+                           "  { name = \"b\"; prune = { retrain = { epochs = 2; }; }; }\n"
+                           ");\n",
+                           NULL);
+  char *cfg = testutil_write_file(f->dir, "replaced.cfg", text, strlen(text));
+  char *run = g_build_filename(f->dir, "run-replaced", NULL);
+  Run r =
+      run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--set", "prune.retrain.epochs=3",
+                 "--set", "dataset.train_images=\"gone-idx3-ubyte\"", NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  char *want = g_strdup_printf(
+      "prunus: warning: --set prune.retrain.epochs does not reach the experiment whose entry "
+      "sets it too (%s:%d): its own value wins there; --set experiments[N].prune.retrain.epochs "
+      "changes that one\n",
+      cfg, line_of(text, "epochs = 2"));
+  if (!g_str_has_prefix(r.err, want)) g_error("expected '%s...' in: %s", want, r.err);
+  g_assert_null(strstr(r.err + strlen(want), "warning")); /* once */
+  assert_contains(r.err, "gone-idx3-ubyte");
+  g_free(want);
+  run_clear(&r);
+  g_free(run), g_free(cfg), g_free(text), g_free(base);
+}
+
 /* `prunus run` into run_name with the pretraining cache `cache`; returns its stdout
  * (transfer full), asserting it succeeded. */
 static char *run_with_cache(Fixture *f, const char *cfg, const char *run_name, const char *cache) {
@@ -1290,6 +1326,7 @@ int main(int argc, char **argv) {
   ADD("/cli/run/into-train-folder", test_run_into_train_folder);
   ADD("/cli/run/refused-before-training", test_run_refused_before_training);
   ADD("/cli/run/cache-follows-content", test_run_cache_follows_content);
+  ADD("/cli/run/set-replaced", test_run_set_replaced);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
   ADD("/cli/graph/train-eval", test_graph_model);

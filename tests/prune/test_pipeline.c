@@ -984,7 +984,8 @@ static void test_latency_fixed(void) {
       {"prune.schedule.rounds=0", "--set prune.schedule.rounds: ",
        "key 'prune.schedule.rounds' = 0 is out of range: must be in [1, 1000]"},
       {"prune.schedule.amount=1", "--set prune.schedule.amount: ",
-       "key 'prune.schedule.amount' = 1 is out of range: must be in [0, 1)"},
+       "key 'prune.schedule.amount' = 1 is out of range: must be in (0, 1) (or 0 beside another "
+       "kind, to switch kind over a base config's)"},
       {"prune.latency.mode=\"fast\"", "--set prune.latency.mode: ",
        "key 'prune.latency.mode': unknown value 'fast' (expected one of: fixed, adaptive)"}};
   for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
