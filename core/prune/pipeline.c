@@ -762,6 +762,15 @@ static gboolean apply_source_masks(Pipeline *p, GError **error) {
   gboolean ok = FALSE;
   PrunusModel *src = NULL;
   char recorded[17];
+  source_round_hash(p, p->pc->masks_from, p->round, recorded);
+  if (!g_file_test(path, G_FILE_TEST_IS_REGULAR) && recorded[0]) {
+    /* written, then lost: the source's own resume redoes it (not with --only) */
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO,
+                "prune.masks_from = \"%s\": round %d needs %s, which '%s' wrote (summary.json "
+                "records it) but is gone; rerun without --only: '%s' then redoes it",
+                p->pc->masks_from, p->round, path, p->pc->masks_from, p->pc->masks_from);
+    goto out_free;
+  }
   if (!g_file_test(path, G_FILE_TEST_IS_REGULAR)) {
     g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_CONFIG,
                 "prune.masks_from = \"%s\": round %d needs %s, which does not exist; run "
@@ -770,7 +779,6 @@ static gboolean apply_source_masks(Pipeline *p, GError **error) {
     goto out_free;
   }
   /* the source's file as its round wrote it, not one copied or damaged since */
-  source_round_hash(p, p->pc->masks_from, p->round, recorded);
   if (!same_as_written(path, recorded, p->round, error)) {
     g_prefix_error(error, "prune.masks_from = \"%s\": ", p->pc->masks_from);
     goto out_free;
@@ -1234,26 +1242,6 @@ out_free:
   return ok;
 }
 
-/* Round k's checkpoint and θ file into p->m, p->theta0 and p->thetak, each checked
- * against the hash summary.json recorded for it. */
-static gboolean load_round(Pipeline *p, int k, GError **error) {
-  const PrunusExperiment *exp = &p->exp;
-  const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
-  char *path = g_build_filename(exp->run_dir, rm->checkpoint, NULL);
-  char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, k);
-  g_clear_pointer(&p->m, prunus_model_free);
-  if (same_as_written(path, rm->checkpoint_hash, k, error) &&
-      same_as_written(theta, rm->theta_hash, k, error))
-    p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
-  /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
-  if (p->m) p->m->arch.init = exp->rc->arch.init;
-  gboolean ok = p->m && read_thetas(p, theta, error);
-  if (!ok) drop_model(p);
-  g_free(theta);
-  g_free(path);
-  return ok;
-}
-
 /* Whether round k's checkpoint and θ file are there and read back as written (their
  * hashes as summary.json recorded them), without loading them. */
 static gboolean round_files_intact(const Pipeline *p, int k, GError **error) {
@@ -1274,6 +1262,25 @@ static gboolean round_files_intact(const Pipeline *p, int k, GError **error) {
   }
   g_free(files[0]);
   g_free(files[1]);
+  return ok;
+}
+
+/* Round k's checkpoint and θ file into p->m, p->theta0 and p->thetak, each checked
+ * against the hash summary.json recorded for it. */
+static gboolean load_round(Pipeline *p, int k, GError **error) {
+  const PrunusExperiment *exp = &p->exp;
+  const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
+  char *path = g_build_filename(exp->run_dir, rm->checkpoint, NULL);
+  char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, k);
+  g_clear_pointer(&p->m, prunus_model_free);
+  if (round_files_intact(p, k, error))
+    p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
+  /* the checkpoint's architecture string does not carry the init scheme reinit draws from */
+  if (p->m) p->m->arch.init = exp->rc->arch.init;
+  gboolean ok = p->m && read_thetas(p, theta, error);
+  if (!ok) drop_model(p);
+  g_free(theta);
+  g_free(path);
   return ok;
 }
 

@@ -948,6 +948,18 @@ static void test_masks_from(void) {
                                  "prune.masks_from = \"a\": ", a2,
                                  "content hash is not the one summary.json recorded", NULL);
   g_clear_error(&error);
+  /* the file gone: the same, saying that a full run redoes it; and a full run does */
+  g_assert_cmpint(g_remove(a2), ==, 0);
+  g_assert_false(testutil_job_run(&o, &error));
+  testutil_assert_error_contains(error, "experiment 'b'", "round 2", a2,
+                                 "which 'a' wrote (summary.json records it) but is gone; rerun "
+                                 "without --only: 'a' then redoes it",
+                                 NULL);
+  g_clear_error(&error);
+  o.only = NULL;
+  g_assert_true(testutil_job_run(&o, &error));
+  g_assert_no_error(error);
+  g_assert_true(g_file_test(a2, G_FILE_TEST_IS_REGULAR));
   g_free(cfg), g_free(bytes), g_free(a1), g_free(a2);
   g_free(run_dir);
 }
