@@ -428,11 +428,14 @@ typedef struct {
    * [0, E) (an error otherwise). Masks hold. */
   int (*train)(PrunusHost *host, int epochs, double lr, double schedule_offset,
                int schedule_epochs);
-  /* Surviving weights back to their values at pretraining epoch `epoch`
-   * (0 = initialisation, θ0; k = θk, kept when prune.rewind_epoch = k). Masks hold;
-   * optimizer state is reset. */
+  /* Every parameter (surviving weights, biases, batchnorm scales and shifts) back to
+   * its value at pretraining epoch `epoch` (0 = initialisation, θ0; k in [1,
+   * train.epochs] = θk, kept when prune.rewind_epoch = k; none when the network came
+   * from prune.pretrained). Masks hold; batchnorm running statistics are not rewound;
+   * optimizer state is reset. An epoch not kept is an error, already recorded. */
   int (*rewind)(PrunusHost *host, int epoch);
-  /* Surviving weights re-drawn fresh from the initialiser with seed; masks hold. */
+  /* Every parameter re-drawn as the initialiser draws it at the start, with seed;
+   * masks hold. */
   int (*reinit)(PrunusHost *host, uint64_t seed);
   /* Validation loss and accuracy of the model now (NaN when there is no split). */
   int (*evaluate)(PrunusHost *host, double *val_loss, double *val_accuracy);
