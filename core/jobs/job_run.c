@@ -294,16 +294,23 @@ static void run_unit_free(gpointer data) {
   g_free(u);
 }
 
-/* Does u's own experiment entry name a prune.SLOT plugin other than source's? One it
- * only inherits from the base config is no mistake: merging cannot remove it. */
+/* The plugin of a slot ("criterion" or "granularity") that made u's masks: its own, or
+ * with masks_from its source's (set when u was prepared, so a chain resolves). */
+static const char *masks_made_by(const RunUnit *u, const char *slot) {
+  gboolean gran = !strcmp(slot, "granularity");
+  if (u->pc.masks_from) return gran ? u->pc.masks_granularity_name : u->pc.masks_criterion_name;
+  return gran ? u->pc.granularity_name : u->pc.criterion_name;
+}
+
+/* Does u's own experiment entry name a prune.SLOT plugin other than the one that made
+ * source's masks? One it only inherits from the base config is no mistake: merging
+ * cannot remove it. */
 static gboolean own_plugin_differs(const RunUnit *u, const RunUnit *source, const char *slot) {
   char *key = g_strdup_printf("prune.%s.plugin", slot);
   config_setting_t *s = config_setting_lookup(prunus_config_root(u->job.cfg), key);
   g_free(key);
   const char *mine = !strcmp(slot, "granularity") ? u->pc.granularity_name : u->pc.criterion_name;
-  const char *theirs =
-      !strcmp(slot, "granularity") ? source->pc.granularity_name : source->pc.criterion_name;
-  return s && prunus_config_merged(u->job.cfg, s) && strcmp(mine, theirs) != 0;
+  return s && prunus_config_merged(u->job.cfg, s) && strcmp(mine, masks_made_by(source, slot)) != 0;
 }
 
 /* prune.masks_from: the unit of that name at the same seed among the earlier ones (its
@@ -354,7 +361,7 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
         "'%s'; this one's prune.%s is '%s', which would never run: remove it from this "
         "experiment",
         u->pc.masks_from, gran ? "granularity" : "criterion",
-        gran ? found->pc.granularity_name : found->pc.criterion_name,
+        masks_made_by(found, gran ? "granularity" : "criterion"),
         gran ? "granularity" : "criterion", gran ? u->pc.granularity_name : u->pc.criterion_name);
     found = NULL;
   } else if (found) {
@@ -466,8 +473,8 @@ static RunUnit *prepare_unit(const PrunusJobOptions *o, const PrunusJob *base, c
     source = masks_source(u, earlier, error);
     ok = source != NULL;
     if (ok) { /* the plugins that make this experiment's masks label it */
-      u->pc.masks_criterion_name = source->pc.criterion_name;
-      u->pc.masks_granularity_name = source->pc.granularity_name;
+      u->pc.masks_criterion_name = masks_made_by(source, "criterion");
+      u->pc.masks_granularity_name = masks_made_by(source, "granularity");
     }
   }
   if (ok) {

@@ -1496,32 +1496,40 @@ static gboolean hidden_layer_prunable(const Pipeline *p) {
 }
 
 /* In global scope the layers at rate 1 share one ranking, so when max_sparsity caps hold
- * some of them the ranking takes what it still asks for from the others, down to their
- * last weight, which a plan may not take: a schedule asking that pool for more than its
- * caps leave would stop mid-run (a layer emptied). Refused here, before any data is read;
- * a pretrained network's masks only leave less room. */
+ * some of them the ranking takes what it still asks for from the uncapped ones, down to
+ * their last weight, which a plan may not take: a schedule asking that pool for more
+ * than its caps and one weight per uncapped layer leave would stop mid-run (a layer
+ * emptied). Refused here, before any data is read; a pretrained network's masks only
+ * leave less room. When every layer of the pool is capped, the plans stop at the caps
+ * and the run goes on (the rounds remove less than asked, with a warning). */
 static gboolean check_caps_leave_room(const Pipeline *p, GError **error) {
   const PrunusPruneConfig *pc = p->pc;
   if (pc->scope != PRUNUS_SCOPE_GLOBAL || p->removes_units || pc->masks_from) return TRUE;
   double pool = 0.0, min_alive = 0.0;
+  gboolean uncapped = FALSE;
   GString *caps = g_string_new(NULL);
   for (int i = 0; i < p->dense_ref->n_layers; i++) {
     double n = (double)p->dense_ref->layers[i].w_len;
     if (n == 0.0 || pc->layer_rate[i] != 1.0) continue;
     pool += n;
-    min_alive += MAX(1.0, ceil((1.0 - pc->layer_cap[i]) * n - 1e-9));
+    double floor_i = ceil((1.0 - pc->layer_cap[i]) * n - 1e-9);
+    uncapped |= floor_i < 1.0;
+    min_alive += MAX(1.0, floor_i);
     if (pc->layer_cap[i] < 1.0) {
       const char *name = p->exp.rc->arch.layers[i].name;
       char index[16];
       g_snprintf(index, sizeof index, "%d", i);
-      g_string_append_printf(caps, "%slayer %d%s%s%s at most %g", caps->len ? ", " : "", i,
+      char *at = pc->layer_cap_key[i] ? prunus_config_where(p->exp.cfg, pc->layer_cap_key[i])
+                                      : g_strdup("?");
+      g_string_append_printf(caps, "%slayer %d%s%s%s at most %g (%s)", caps->len ? ", " : "", i,
                              strcmp(name, index) ? " ('" : "", strcmp(name, index) ? name : "",
-                             strcmp(name, index) ? "')" : "", pc->layer_cap[i]);
+                             strcmp(name, index) ? "')" : "", pc->layer_cap[i], at);
+      g_free(at);
     }
   }
   /* each round rounds its removals, by at most half a weight per layer */
   double slack = (double)pc->rounds * p->dense_ref->n_layers;
-  gboolean ok = caps->len == 0 || pool * (1.0 - pc->final_target) + slack >= min_alive;
+  gboolean ok = caps->len == 0 || !uncapped || pool * (1.0 - pc->final_target) + slack >= min_alive;
   if (!ok) {
     config_setting_t *sched =
         config_setting_lookup(prunus_config_root(p->exp.cfg), "prune.schedule");
@@ -1534,10 +1542,11 @@ static gboolean check_caps_leave_room(const Pipeline *p, GError **error) {
     prunus_config_fail_at(
         p->exp.cfg, kind ? kind : sched, error,
         "prune.schedule asks the %.0f weights that share the global ranking (the layers at "
-        "rate 1) for sparsity %.4f after round %d, but their max_sparsity caps (%s; a layer "
-        "also keeps its last weight) leave at least %.0f of them alive: at most sparsity %.4f. "
-        "Ask for less (target, amount or rounds), raise the caps, or rank each layer alone "
-        "with scope = \"layer\"",
+        "rate 1) for sparsity %.4f after round %d, but their max_sparsity caps (%s) and the "
+        "last weight of each uncapped layer leave at least %.0f of them alive: at most "
+        "sparsity %.4f, and the uncapped layers would be emptied before. Ask for less "
+        "(target, amount or rounds), raise the caps, cap every layer, or rank each layer "
+        "alone with scope = \"layer\"",
         pool, pc->final_target, pc->rounds, caps->str, min_alive, 1.0 - min_alive / pool);
   }
   g_string_free(caps, TRUE);

@@ -89,6 +89,8 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
                                   &pc->layer_cap[index], error) ||
         !prunus_config_get_bool(cfg, item, "exclude", FALSE, FALSE, &exclude, error))
       goto out;
+    if (config_setting_get_member(item, "max_sparsity"))
+      pc->layer_cap_key[index] = config_setting_get_member(item, "max_sparsity");
     if (exclude) pc->layer_rate[index] = 0.0;
     /* a rate scales the round's amount for the layer: above 1 a layer-scope round could
      * remove more than the layer has, and the granularities take [0, 1] */
@@ -155,6 +157,7 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   if (!prune) return FALSE;
   pc.layer_rate = g_new(double, arch->n_layers);
   pc.layer_cap = g_new(double, arch->n_layers);
+  pc.layer_cap_key = g_new0(config_setting_t *, arch->n_layers);
   for (int i = 0; i < arch->n_layers; i++) pc.layer_rate[i] = 1.0, pc.layer_cap[i] = 1.0;
   config_setting_t *sched = prunus_config_get_group(cfg, prune, "schedule", TRUE, error);
   if (!sched) goto out_clear;
@@ -240,7 +243,10 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
   for (int r = 0; r < pc.rounds; r++)
     pc.final_target *= 1.0 - (pc.round_amount ? pc.round_amount[r] : pc.amount);
   pc.final_target = 1.0 - pc.final_target;
-  for (int i = 0; i < arch->n_layers; i++) pc.layer_cap[i] = max_sparsity;
+  for (int i = 0; i < arch->n_layers; i++) {
+    pc.layer_cap[i] = max_sparsity;
+    pc.layer_cap_key[i] = config_setting_get_member(sched, "max_sparsity");
+  }
   pc.output_layer = -1;
   for (int i = 0; i < arch->n_layers; i++)
     if (prunus_layer_type_has_weights(arch->layers[i].type)) pc.output_layer = i;
@@ -374,6 +380,7 @@ out_clear:
 void prunus_prune_config_clear(PrunusPruneConfig *pc) {
   g_clear_pointer(&pc->layer_rate, g_free);
   g_clear_pointer(&pc->layer_cap, g_free);
+  g_clear_pointer(&pc->layer_cap_key, g_free);
   g_clear_pointer(&pc->round_amount, g_free);
   g_clear_pointer(&pc->pretrained, g_free);
 }

@@ -28,19 +28,20 @@ typedef enum {
 /* The prune group, parsed. Per-layer arrays are indexed by model layer. */
 typedef struct {
   int rounds;
-  double amount;        /* per round, fraction of what remains */
-  double *round_amount; /* (rounds) per-round amounts from schedule.levels, or NULL */
-  double target;        /* > 0: amount derived so rounds reach it geometrically */
-  double final_target;  /* the sparsity the schedule asks for after its last round */
-  double tolerance;     /* schedule.tolerance: a round whose plan misses its requested
-                         * sparsity by more is warned about */
-  int scope;            /* PrunusScope */
-  int allocation;       /* PrunusAllocation (layer scope only) */
-  int output_layer;     /* the last layer with weights: its units are the classes */
-  double *layer_rate;   /* (n_layers) 1 = the round's rate, 0 = excluded */
-  double *layer_cap;    /* (n_layers) max_sparsity */
-  int rewind_epoch;     /* keep θk at this pretraining epoch (0 = only θ0) */
-  char *pretrained;     /* resolved path or NULL */
+  double amount;                    /* per round, fraction of what remains */
+  double *round_amount;             /* (rounds) per-round amounts from schedule.levels, or NULL */
+  double target;                    /* > 0: amount derived so rounds reach it geometrically */
+  double final_target;              /* the sparsity the schedule asks for after its last round */
+  double tolerance;                 /* schedule.tolerance: a round whose plan misses its requested
+                                     * sparsity by more is warned about */
+  int scope;                        /* PrunusScope */
+  int allocation;                   /* PrunusAllocation (layer scope only) */
+  int output_layer;                 /* the last layer with weights: its units are the classes */
+  double *layer_rate;               /* (n_layers) 1 = the round's rate, 0 = excluded */
+  double *layer_cap;                /* (n_layers) max_sparsity */
+  config_setting_t **layer_cap_key; /* (n_layers) where each cap is written; NULL: none */
+  int rewind_epoch;                 /* keep θk at this pretraining epoch (0 = only θ0) */
+  char *pretrained;                 /* resolved path or NULL */
   /* masks_from = "name": each round takes its masks from that experiment's checkpoint
    * of the same round (same seed) instead of scoring and planning; NULL: none */
   const char *masks_from;

@@ -1220,9 +1220,9 @@ static const Refusal refusals[] = {
      "target = 0.9",
      {"prune.schedule asks the 2560 weights that share the global ranking (the layers at rate "
       "1) for sparsity 0.9000 after round ",
-      "but their max_sparsity caps (layer 1 at most 0.5; a layer also keeps its last weight) "
-      "leave at least 1025 of them alive: at most sparsity 0.5996",
-      NULL}},
+      "but their max_sparsity caps (layer 1 at most 0.5 (",
+      ") and the last weight of each uncapped layer leave at least 1025 of them alive: at "
+      "most sparsity 0.5996"}},
     /* the retrain plugin's check() (revision 7): weights the run will not keep */
     {"rewind-epoch-not-kept",
      "retrain = { plugin = \"rewind\"; to = \"epoch\"; epoch = 2; };",
@@ -1643,6 +1643,54 @@ static void test_no_round_yields_folder(void) {
   g_free(cfg);
 }
 
+/* masks_from chained (c takes b's masks, which are a's): c is labelled with a's
+ * criterion, and naming that same criterion in c's own entry is no contradiction. */
+static void test_masks_from_chain(void) {
+  static const Setup s = {"global",
+                          "magnitude",
+                          "weight",
+                          "plugin = \"finetune\"; epochs = 1;",
+                          "",
+                          "experiments = ( { name = \"a\";\n"
+                          "    prune = { criterion = { plugin = \"random\"; }; }; },\n"
+                          "  { name = \"b\"; prune = { masks_from = \"a\"; }; },\n"
+                          "  { name = \"c\"; prune = { masks_from = \"b\";\n"
+                          "      criterion = { plugin = \"random\"; }; }; } );"};
+  char *run_dir = run_ok("masks-from-chain", &s);
+  PrunusJson *sum = read_json(run_dir, "summary.json");
+  const PrunusJson *exps = get(sum, "experiments", PRUNUS_JSON_ARRAY);
+  for (size_t i = 0; i < 3; i++)
+    g_assert_cmpstr(
+        prunus_json_string(get(prunus_json_index(exps, i), "criterion", PRUNUS_JSON_STRING)), ==,
+        "random");
+  prunus_json_free(sum);
+  g_free(run_dir);
+}
+
+/* Caps on every layer of the global ranking stop the plans there: the run goes on to the
+ * end (its rounds remove less than asked), as it did before the cap check; only a
+ * ranking that would have to empty an uncapped layer is refused (refused-before-
+ * training's caps-below-target). */
+static void test_caps_on_every_layer_run(void) {
+  char *cfg = write_config("caps-every", &weight_setup);
+  char *run_dir = g_build_filename(data_dir, "run-caps-every", NULL);
+  const char *const caps[] = {"prune.schedule.max_sparsity=0.5", NULL};
+  PrunusJobOptions o = {
+      .config_path = cfg, .overrides = caps, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_true(testutil_job_run(&o, &error));
+  g_assert_no_error(error);
+  PrunusJson *sum = read_json(run_dir, "summary.json");
+  const PrunusJson *rounds = get(prunus_json_index(get(sum, "experiments", PRUNUS_JSON_ARRAY), 0),
+                                 "rounds", PRUNUS_JSON_ARRAY);
+  g_assert_cmpuint(prunus_json_length(rounds), ==, ROUNDS + 1);
+  /* every layer at most half pruned, so the whole network too */
+  g_assert_cmpfloat(num(prunus_json_index(rounds, ROUNDS), "sparsity"), <=, 0.5);
+  prunus_json_free(sum);
+  g_free(run_dir);
+  g_free(cfg);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   const char *plugins = g_getenv("PRUNUS_TEST_PLUGIN_DIR");
@@ -1668,6 +1716,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/pipeline/refused-before-training", test_refused_before_training);
   g_test_add_func("/pipeline/refused-keeps-results", test_refused_keeps_results);
   g_test_add_func("/pipeline/no-round-yields-folder", test_no_round_yields_folder);
+  g_test_add_func("/pipeline/caps-on-every-layer-run", test_caps_on_every_layer_run);
+  g_test_add_func("/pipeline/masks-from-chain", test_masks_from_chain);
   g_test_add_func("/pipeline/train-seed-per-call", test_train_seed_per_call);
   g_test_add_func("/pipeline/plugin-path-missing", test_plugin_path_missing);
   g_test_add_func("/pipeline/post-training", test_post_training);
