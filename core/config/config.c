@@ -1119,14 +1119,6 @@ gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError
       continue;
     }
     config_setting_t *next = config_setting_get_member(cur, st->name);
-    if (next && last && !config_setting_is_aggregate(next) &&
-        g_hash_table_contains(c->from_set, next) && config_setting_source_line(next) == 0) {
-      /* a key an earlier --set added (it has no line of its own): set again, it takes the
-       * new value's type, as the first did (tolerance=0, then tolerance=0.5) */
-      forget_tree(c, next);
-      config_setting_remove_elem(cur, (unsigned)config_setting_index(next));
-      next = NULL;
-    }
     if (!next && !last && !g_array_index(steps, SetStep, i + 1).name) {
       char *parent = prunus_config_setting_path(cur);
       char *path = *parent ? g_strdup_printf("%s.%s", parent, st->name) : g_strdup(st->name);
@@ -1151,7 +1143,23 @@ gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError
     }
     cur = next;
   }
-  if (!created_leaf && !assign_existing(c, cur, value, &why)) goto out_report;
+  if (!created_leaf && !assign_existing(c, cur, value, &why)) {
+    /* a key an earlier --set added (no line of its own) takes the new value's type, as
+     * the first did (tolerance=0, then tolerance=0.5); set in place when it fits, so
+     * the order of keys, and the config's hash, stays that of the first --set */
+    config_setting_t *parent = config_setting_parent(cur);
+    if (config_setting_is_aggregate(cur) || !g_hash_table_contains(c->from_set, cur) ||
+        config_setting_source_line(cur) != 0 || !config_setting_is_group(parent))
+      goto out_report;
+    char *name = g_strdup(config_setting_name(cur));
+    g_clear_pointer(&why, g_free);
+    forget_tree(c, cur);
+    config_setting_remove_elem(parent, (unsigned)config_setting_index(cur));
+    cur = create_key(parent, name, value, &why);
+    g_free(name);
+    if (!cur) goto out_report;
+    add_tree_to_set(c, cur);
+  }
   created_top = NULL; /* kept */
 
 out_report:;

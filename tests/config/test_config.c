@@ -1400,6 +1400,19 @@ static void test_hash(void) {
   g_assert_cmpstr(h, !=, ha);
   g_free(h);
 
+  /* a key --set adds, set again with a value of its type, stays where the first put it:
+   * the same settings give the same hash (a rerun with the --set once resumes) */
+  PrunusConfig *twice = load_ok(path), *once = load_ok(path);
+  set_ok(twice, "train.tolerance=0.0");
+  set_ok(twice, "train.extra=1.0");
+  set_ok(twice, "train.tolerance=0.5");
+  set_ok(once, "train.tolerance=0.5");
+  set_ok(once, "train.extra=1.0");
+  char *h_twice = prunus_config_hash(twice), *h_once = prunus_config_hash(once);
+  g_assert_cmpstr(h_twice, ==, h_once);
+  g_free(h_twice), g_free(h_once);
+  prunus_config_free(twice), prunus_config_free(once);
+
   prunus_config_free(a);
   prunus_config_free(a2);
   prunus_config_free(b);
