@@ -725,17 +725,22 @@ static gboolean same_arch(const PrunusArch *a, const PrunusArch *b) {
   return same;
 }
 
-/* FALSE with an error when the file at path no longer has the hash that summary.json
+/* FALSE with an error when the hash `now` of the file at path is not the one summary.json
  * recorded for round k (nothing recorded: TRUE). */
-static gboolean same_as_written(const char *path, const char *recorded, int k, GError **error) {
-  char now[17];
-  if (!recorded[0] || !prunus_file_hash64(path, now) || !strcmp(now, recorded))
-    return TRUE; /* an unreadable file: the reader below says why */
+static gboolean hash_as_recorded(const char *path, const char *now, const char *recorded, int k,
+                                 GError **error) {
+  if (!recorded[0] || !strcmp(now, recorded)) return TRUE;
   g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
               "%s: its content hash is not the one summary.json recorded when round %d wrote "
               "it (the file changed since)",
               path, k);
   return FALSE;
+}
+
+/* The same for the file as it is now; an unreadable one passes (its reader says why). */
+static gboolean same_as_written(const char *path, const char *recorded, int k, GError **error) {
+  char now[17];
+  return !prunus_file_hash64(path, now) || hash_as_recorded(path, now, recorded, k, error);
 }
 
 /* The checkpoint hash summary.json recorded for round r of experiment `name` at this
@@ -1252,12 +1257,17 @@ static gboolean round_files_intact(const Pipeline *p, int k, GError **error) {
   const char *hashes[2] = {rm->checkpoint_hash, rm->theta_hash};
   gboolean ok = TRUE;
   for (int i = 0; i < 2 && ok; i++) {
+    char now[17];
     if (!g_file_test(files[i], G_FILE_TEST_IS_REGULAR)) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "%s: no such file (round %d wrote it)",
                   files[i], k);
       ok = FALSE;
+    } else if (!prunus_file_hash64(files[i], now)) { /* an earlier round is not read again */
+      g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "%s: cannot be read (round %d wrote it)",
+                  files[i], k);
+      ok = FALSE;
     } else {
-      ok = same_as_written(files[i], hashes[i], k, error);
+      ok = hash_as_recorded(files[i], now, hashes[i], k, error);
     }
   }
   g_free(files[0]);

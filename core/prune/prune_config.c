@@ -119,10 +119,22 @@ static gboolean parse_levels(PrunusConfig *cfg, config_setting_t *sched, PrunusP
   config_setting_t *levels = config_setting_get_member(sched, "levels");
   if (!levels) return TRUE;
   prunus_config_mark_read(cfg, levels);
-  int n = config_setting_is_aggregate(levels) ? config_setting_length(levels) : 0;
+  if (!config_setting_is_aggregate(levels))
+    return prunus_config_fail_at(cfg, levels, error,
+                                 "prune.schedule: levels must be a list of sparsities, one per "
+                                 "round, e.g. [0.5, 0.8, 0.9]");
+  int n = config_setting_length(levels);
+  if (n != pc->rounds) {
+    char *at = prunus_config_where(cfg, config_setting_get_member(sched, "rounds"));
+    prunus_config_fail_at(cfg, levels, error,
+                          "prune.schedule: levels lists %d sparsities, rounds = %d (%s): give one "
+                          "level per round",
+                          n, pc->rounds, at);
+    g_free(at);
+    return FALSE;
+  }
   const char *problem = NULL;
-  if (n != pc->rounds) problem = "levels must list one sparsity per round (as many as rounds)";
-  pc->round_amount = g_new0(double, n > 0 ? n : 1);
+  pc->round_amount = g_new0(double, MAX(n, 1));
   double prev = 0.0;
   for (int i = 0; !problem && i < n; i++) {
     config_setting_t *e = config_setting_get_elem(levels, (unsigned)i);
@@ -264,7 +276,8 @@ gboolean prunus_prune_config_parse(PrunusConfig *cfg, const PrunusRunConfig *rc,
     char *at = prunus_config_where(cfg, config_setting_get_member(prune, "pretrained"));
     prunus_config_fail_at(cfg, config_setting_get_member(prune, "rewind_epoch"), error,
                           "prune.rewind_epoch = %d keeps the weights after pretraining epoch "
-                          "%d, but prune.pretrained (%s) skips pretraining: remove one of them",
+                          "%d, but prune.pretrained (%s) skips pretraining: set "
+                          "prune.rewind_epoch = 0 beside it, or remove prune.pretrained",
                           pc.rewind_epoch, pc.rewind_epoch, at);
     g_free(at);
     goto out_clear;
