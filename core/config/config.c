@@ -853,6 +853,17 @@ static void store_value(config_setting_t *s, const SetValue *v) {
   }
 }
 
+/* A scalar setting given another scalar type in place (libconfig has no call for it;
+ * the struct is public and its type field is what libconfig switches on): a string's
+ * text is freed as libconfig frees it, and the new value starts zeroed. */
+static void retype_scalar(config_setting_t *s, int type) {
+  if (config_setting_type(s) == type) return;
+  if (config_setting_type(s) == CONFIG_TYPE_STRING) free(s->value.sval);
+  memset(&s->value, 0, sizeof s->value);
+  s->type = (short)type;
+  s->format = CONFIG_FORMAT_DEFAULT; /* not hex */
+}
+
 static config_setting_t *add_value(config_setting_t *parent, const char *name, const SetValue *v) {
   config_setting_t *s = config_setting_add(parent, name, v->type);
   if (s) store_value(s, v);
@@ -1143,22 +1154,20 @@ gboolean prunus_config_apply_set(PrunusConfig *c, const char *assignment, GError
     }
     cur = next;
   }
-  if (!created_leaf && !assign_existing(c, cur, value, &why)) {
-    /* a key an earlier --set added (no line of its own) takes the new value's type, as
-     * the first did (tolerance=0, then tolerance=0.5); set in place when it fits, so
-     * the order of keys, and the config's hash, stays that of the first --set */
-    config_setting_t *parent = config_setting_parent(cur);
-    if (config_setting_is_aggregate(cur) || !g_hash_table_contains(c->from_set, cur) ||
-        config_setting_source_line(cur) != 0 || !config_setting_is_group(parent))
+  if (!created_leaf && config_setting_source_line(cur) == 0 &&
+      g_hash_table_contains(c->from_set, cur) && !config_setting_is_aggregate(cur)) {
+    /* a key an earlier --set added (it has no line of its own) takes this value's type,
+     * as the first did, in its place: the config and its hash are those of one --set */
+    SetValue v;
+    if (value[0] == '[' || !infer_scalar(value, &v)) {
+      why = g_strdup_printf("key '%s' was set to a single value before; give a single value", key);
       goto out_report;
-    char *name = g_strdup(config_setting_name(cur));
-    g_clear_pointer(&why, g_free);
-    forget_tree(c, cur);
-    config_setting_remove_elem(parent, (unsigned)config_setting_index(cur));
-    cur = create_key(parent, name, value, &why);
-    g_free(name);
-    if (!cur) goto out_report;
-    add_tree_to_set(c, cur);
+    }
+    retype_scalar(cur, v.type);
+    store_value(cur, &v);
+    set_value_clear(&v);
+  } else if (!created_leaf && !assign_existing(c, cur, value, &why)) {
+    goto out_report;
   }
   created_top = NULL; /* kept */
 

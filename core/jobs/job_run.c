@@ -357,8 +357,8 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
     gboolean gran = own_plugin_differs(u, found, "granularity");
     prunus_config_fail_at(
         u->job.cfg, u->pc.masks_from_key, error,
-        "prune.masks_from = \"%s\" applies that experiment's masks, made by its %s "
-        "'%s'; this one's prune.%s is '%s', which would never run: remove it from this "
+        "prune.masks_from = \"%s\" applies that experiment's masks, which %s '%s' "
+        "made; this one's prune.%s is '%s', which would never run: remove it from this "
         "experiment",
         u->pc.masks_from, gran ? "granularity" : "criterion",
         masks_made_by(found, gran ? "granularity" : "criterion"),

@@ -1511,7 +1511,7 @@ static gboolean hidden_layer_prunable(const Pipeline *p) {
  * than its caps and one weight per uncapped layer leave would stop mid-run (a layer
  * emptied). Refused here, before any data is read; a pretrained network's masks only
  * leave less room. When every layer of the pool is capped, the plans stop at the caps
- * and the run goes on (the rounds remove less than asked, with a warning). */
+ * and the run goes on (a warning at its start says how far it can go). */
 static gboolean check_caps_leave_room(const Pipeline *p, GError **error) {
   const PrunusPruneConfig *pc = p->pc;
   if (pc->scope != PRUNUS_SCOPE_GLOBAL || p->removes_units || pc->masks_from) return TRUE;
@@ -1537,8 +1537,8 @@ static gboolean check_caps_leave_room(const Pipeline *p, GError **error) {
       g_free(at);
     }
   }
-  /* each round rounds its removals, by at most half a weight per layer */
-  double slack = (double)pc->rounds * p->dense_ref->n_layers;
+  /* each round rounds the pool's removals once, by at most half a weight */
+  double slack = 0.5 * pc->rounds;
   gboolean ok = caps->len == 0 || !uncapped || pool * (1.0 - pc->final_target) + slack >= min_alive;
   if (!ok) {
     config_setting_t *sched =
@@ -1563,22 +1563,27 @@ static gboolean check_caps_leave_room(const Pipeline *p, GError **error) {
   return ok;
 }
 
-/* The most sparsity a fixed-pattern granularity can reach over every layer with weights:
- * a row's full groups of m keep n each, a last shorter group min(n, its size); excluded
- * layers keep all, and a layer's max_sparsity cap holds as well. */
-static double pattern_reach(const Pipeline *p) {
+/* The most sparsity the schedule can reach over the layers it prunes (rate > 0; what its
+ * target counts), for a granularity that masks weights: a layer's max_sparsity cap
+ * holds, and a fixed pattern (n of every m) keeps n of each full group of a row and
+ * min(n, its size) of a last shorter one. Uncapped layers without a pattern count as
+ * emptiable (the plan refuses that itself). */
+static double schedule_reach(const Pipeline *p) {
   const int n = p->pattern_n, m = p->pattern_m;
-  double removable = 0.0;
+  double removable = 0.0, pruned = 0.0;
   for (int i = 0; i < p->dense_ref->n_layers; i++) {
     const PrunusLayer *l = &p->dense_ref->layers[i];
     if (l->w_len == 0 || p->pc->layer_rate[i] <= 0.0) continue;
-    const double units = (double)l->w_len / l->fan_in;
-    const int tail = l->fan_in % m;
-    const double per_row = (double)(l->fan_in / m) * (m - n) + MAX(0, tail - n);
-    const double cap = (double)l->w_len - ceil((1.0 - p->pc->layer_cap[i]) * l->w_len - 1e-9);
-    removable += MIN(units * per_row, cap);
+    pruned += (double)l->w_len;
+    double most = (double)l->w_len - ceil((1.0 - p->pc->layer_cap[i]) * l->w_len - 1e-9);
+    if (m > 0) {
+      const double units = (double)l->w_len / l->fan_in;
+      const int tail = l->fan_in % m;
+      most = MIN(most, units * ((double)(l->fan_in / m) * (m - n) + MAX(0, tail - n)));
+    }
+    removable += most;
   }
-  return p->prunable_total ? removable / (double)p->prunable_total : 0.0;
+  return pruned > 0.0 ? removable / pruned : 1.0;
 }
 
 /* The three instances, each created on the current view (create() reads and checks its
@@ -1786,12 +1791,19 @@ gboolean prunus_pipeline_run(PrunusPipeline *p, const PrunusData *data, PrunusJs
     prunus_json_object_set(p->exp_json, "latency_method", prunus_json_new_string(method));
     g_free(method);
     prunus_epoch_log_init(&p->log, exp->run_dir, exp->name, exp->rc->seed, "pretrain", exp->quiet);
-    double reach = p->pattern_m > 0 ? pattern_reach(p) : 1.0;
-    if (pc->final_target > reach + pc->tolerance)
+    /* said before the rounds: their plans stop there, below what the request counts */
+    double reach = p->removes_units || pc->masks_from ? 1.0 : schedule_reach(p);
+    if (pc->final_target > reach + pc->tolerance && p->pattern_m > 0)
       fprintf(stderr,
               "warning: %s: the schedule asks for sparsity %.4f, but granularity '%s' keeps %d of "
               "every %d weights: no round can go past %.4f\n",
               exp->name, pc->final_target, pc->granularity_name, p->pattern_n, p->pattern_m, reach);
+    else if (pc->final_target > reach + pc->tolerance)
+      fprintf(stderr,
+              "warning: %s: the schedule asks for sparsity %.4f, but the max_sparsity caps hold "
+              "the layers it prunes to at most %.4f: the rounds that would pass it remove less, "
+              "or nothing\n",
+              exp->name, pc->final_target, reach);
     ok = run_rounds(p, error);
     /* a plugin's or a round's error says where, as a crash's message does */
     if (!ok && error && *error) {

@@ -484,22 +484,30 @@ static void test_run_into_train_folder(Fixture *f, gconstpointer data) {
 /* `prunus run` checks every experiment before it reads the dataset: a typo in the
  * last one is refused at once, with nothing written (here the dataset is missing as
  * well, and it is the typo that is reported). */
+/* The tiny config with a 2-round magnitude schedule and two experiments, "a" as the
+ * base and "b" with b_prune inside its prune group (transfer full). */
+static char *two_experiments_text(const char *b_prune) {
+  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
+  char *text = g_strdup_printf(
+      "%s"
+      "prune = {\n"
+      "  schedule = { rounds = 2; amount = 0.5; };\n"
+      "  criterion = { plugin = \"magnitude\"; };\n"
+      "  granularity = { plugin = \"weight\"; };\n"
+      "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
+      "};\n"
+      "experiments = (\n"
+      "  { name = \"a\"; },\n"
+      "  { name = \"b\"; prune = { %s }; }\n"
+      ");\n",
+      base, b_prune);
+  g_free(base);
+  return text;
+}
+
 static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
   (void)data;
-  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
-  char *text =
-      g_strconcat(base,
-                  "prune = {\n"
-                  "  schedule = { rounds = 2; amount = 0.5; };\n"
-                  "  criterion = { plugin = \"magnitude\"; };\n"
-                  "  granularity = { plugin = \"weight\"; };\n"
-                  "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
-                  "};\n"
-                  "experiments = (\n"
-                  "  { name = \"a\"; },\n"
-                  "  { name = \"b\"; prune = { criterion = { plugin = \"magnitud\"; }; }; }\n"
-                  ");\n",
-                  NULL);
+  char *text = two_experiments_text("criterion = { plugin = \"magnitud\"; };");
   char *cfg = testutil_write_file(f->dir, "typo.cfg", text, strlen(text));
   char *run = g_build_filename(f->dir, "run-typo", NULL);
   char *cache = g_build_filename(f->dir, "cache-typo", NULL);
@@ -534,26 +542,13 @@ static void test_run_refused_before_training(Fixture *f, gconstpointer data) {
   g_free(run);
   g_free(cfg);
   g_free(text);
-  g_free(base);
 }
 
 /* A --set of a base key that an experiment's entry sets too does not reach that
  * experiment: said once on stderr, naming the entry's line and the key to set instead. */
 static void test_run_set_replaced(Fixture *f, gconstpointer data) {
   (void)data;
-  char *base = g_strdup_printf(CONFIG_TEMPLATE, "1", "");
-  char *text = g_strconcat(base,
-                           "prune = {\n"
-                           "  schedule = { rounds = 2; amount = 0.5; };\n"
-                           "  criterion = { plugin = \"magnitude\"; };\n"
-                           "  granularity = { plugin = \"weight\"; };\n"
-                           "  retrain = { plugin = \"finetune\"; epochs = 1; };\n"
-                           "};\n"
-                           "experiments = (\n"
-                           "  { name = \"a\"; },\n"
-                           "  { name = \"b\"; prune = { retrain = { epochs = 2; }; }; }\n"
-                           ");\n",
-                           NULL);
+  char *text = two_experiments_text("retrain = { epochs = 2; };");
   char *cfg = testutil_write_file(f->dir, "replaced.cfg", text, strlen(text));
   char *run = g_build_filename(f->dir, "run-replaced", NULL);
   Run r =
@@ -570,7 +565,7 @@ static void test_run_set_replaced(Fixture *f, gconstpointer data) {
   assert_contains(r.err, "gone-idx3-ubyte");
   g_free(want);
   run_clear(&r);
-  g_free(run), g_free(cfg), g_free(text), g_free(base);
+  g_free(run), g_free(cfg), g_free(text);
 }
 
 /* `prunus run` into run_name with the pretraining cache `cache`; returns its stdout

@@ -178,6 +178,32 @@ static char *run_ok(const char *name, const Setup *s) {
   return run_dir;
 }
 
+/* Run name's config with the --set lines sets into data_dir/run-<name>, asserting it
+ * succeeds; its summary.json (transfer full), and the config's path in *cfg_out. */
+static PrunusJson *run_ok_with_sets(const char *name, const Setup *s, const char *const *sets,
+                                    char **cfg_out) {
+  char *cfg = write_config(name, s);
+  char *dir_name = g_strdup_printf("run-%s", name);
+  char *run_dir = g_build_filename(data_dir, dir_name, NULL);
+  PrunusJobOptions o = {
+      .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  GError *error = NULL;
+  g_assert_true(testutil_job_run(&o, &error));
+  g_assert_no_error(error);
+  char *path = g_build_filename(run_dir, "summary.json", NULL);
+  char *text = NULL;
+  gsize len = 0;
+  g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+  PrunusJson *summary = prunus_json_parse(text, len, &error);
+  g_assert_no_error(error);
+  g_free(text), g_free(path), g_free(run_dir), g_free(dir_name);
+  if (cfg_out)
+    *cfg_out = cfg;
+  else
+    g_free(cfg);
+  return summary;
+}
+
 // ----------------------------------------------------------------------------
 // Reading the run folder
 
@@ -967,15 +993,10 @@ static void test_masks_from(void) {
 /* prune.latency.mode = "fixed": the old budget, every engine measured every round, and
  * the reports say so; settings out of range are refused at their key. */
 static void test_latency_fixed(void) {
-  char *cfg = write_config("latency-fixed", &weight_setup);
-  char *run_dir = g_build_filename(data_dir, "run-latency-fixed", NULL);
   const char *const sets[] = {"prune.latency.mode=\"fixed\"", NULL};
-  PrunusJobOptions o = {
-      .config_path = cfg, .overrides = sets, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
+  char *cfg = NULL;
+  PrunusJson *summary = run_ok_with_sets("latency-fixed", &weight_setup, sets, &cfg);
   GError *error = NULL;
-  g_assert_true(testutil_job_run(&o, &error));
-  g_assert_no_error(error);
-  PrunusJson *summary = read_json(run_dir, "summary.json");
   const PrunusJson *exp = prunus_json_index(get(summary, "experiments", PRUNUS_JSON_ARRAY), 0);
   g_assert_cmpstr(prunus_json_string(get(exp, "latency_method", PRUNUS_JSON_STRING)), ==,
                   "fixed: every engine every round, the lowest median of 3 windows of 0.000333 s");
@@ -1011,7 +1032,6 @@ static void test_latency_fixed(void) {
     g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
     g_free(other);
   }
-  g_free(run_dir);
   g_free(cfg);
 }
 
@@ -1167,8 +1187,8 @@ static const Refusal refusals[] = {
     {"masks-from-own-granularity",
      "masks_from = \"a\"; granularity = { plugin = \"neuron\"; };",
      "masks_from",
-     {"prune.masks_from = \"a\" applies that experiment's masks, made by its granularity "
-      "'weight'; this one's prune.granularity is 'neuron', which would never run",
+     {"prune.masks_from = \"a\" applies that experiment's masks, which granularity "
+      "'weight' made; this one's prune.granularity is 'neuron', which would never run",
       NULL}},
     {"masks-from-fewer-rounds",
      "masks_from = \"a\"; schedule = { rounds = 9; };",
@@ -1672,23 +1692,14 @@ static void test_masks_from_chain(void) {
  * ranking that would have to empty an uncapped layer is refused (refused-before-
  * training's caps-below-target). */
 static void test_caps_on_every_layer_run(void) {
-  char *cfg = write_config("caps-every", &weight_setup);
-  char *run_dir = g_build_filename(data_dir, "run-caps-every", NULL);
   const char *const caps[] = {"prune.schedule.max_sparsity=0.5", NULL};
-  PrunusJobOptions o = {
-      .config_path = cfg, .overrides = caps, .run_dir = run_dir, .threads = 1, .quiet = TRUE};
-  GError *error = NULL;
-  g_assert_true(testutil_job_run(&o, &error));
-  g_assert_no_error(error);
-  PrunusJson *sum = read_json(run_dir, "summary.json");
+  PrunusJson *sum = run_ok_with_sets("caps-every", &weight_setup, caps, NULL);
   const PrunusJson *rounds = get(prunus_json_index(get(sum, "experiments", PRUNUS_JSON_ARRAY), 0),
                                  "rounds", PRUNUS_JSON_ARRAY);
   g_assert_cmpuint(prunus_json_length(rounds), ==, ROUNDS + 1);
   /* every layer at most half pruned, so the whole network too */
   g_assert_cmpfloat(num(prunus_json_index(rounds, ROUNDS), "sparsity"), <=, 0.5);
   prunus_json_free(sum);
-  g_free(run_dir);
-  g_free(cfg);
 }
 
 int main(int argc, char **argv) {
