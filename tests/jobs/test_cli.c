@@ -568,6 +568,24 @@ static void test_run_set_replaced(Fixture *f, gconstpointer data) {
   g_free(run), g_free(cfg), g_free(text);
 }
 
+/* Caps on every layer hold a global schedule below its target: the run goes to the end,
+ * and its start says on stderr how far the caps let it go. */
+static void test_run_caps_warning(Fixture *f, gconstpointer data) {
+  (void)data;
+  char *text = NULL;
+  char *cfg = write_run_config(f->dir, "capped.cfg", "1", &text);
+  char *run = g_build_filename(f->dir, "run-capped", NULL);
+  Run r = run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--quiet", "--set",
+                     "prune.schedule.max_sparsity=0.25", NULL);
+  g_assert_cmpint(r.status, ==, 0);
+  assert_contains(r.err,
+                  "warning: tiny: the schedule asks for sparsity 0.5000, but the "
+                  "max_sparsity caps hold the layers it prunes to at most 0.2500: the "
+                  "rounds that would pass it remove less, or nothing\n");
+  run_clear(&r);
+  g_free(run), g_free(cfg), g_free(text);
+}
+
 /* `prunus run` into run_name with the pretraining cache `cache`; returns its stdout
  * (transfer full), asserting it succeeded. */
 static char *run_with_cache(Fixture *f, const char *cfg, const char *run_name, const char *cache) {
@@ -1322,6 +1340,7 @@ int main(int argc, char **argv) {
   ADD("/cli/run/refused-before-training", test_run_refused_before_training);
   ADD("/cli/run/cache-follows-content", test_run_cache_follows_content);
   ADD("/cli/run/set-replaced", test_run_set_replaced);
+  ADD("/cli/run/caps-warning", test_run_caps_warning);
   ADD("/cli/train-eval", test_train_eval);
   ADD("/cli/checkpoint-norm", test_checkpoint_norm);
   ADD("/cli/graph/train-eval", test_graph_model);
