@@ -144,14 +144,16 @@ static void csv_stat(GString *out, PrunusStat s) {
   if (isfinite(s.mean)) prunus_report_append_number(out, s.n >= 2 && isfinite(s.std) ? s.std : 0.0);
 }
 
-/* A gnuplot double-quoted string literal. */
+/* A gnuplot single-quoted string literal: gnuplot substitutes `command` (runs it) and
+ * @macros anywhere but inside single quotes, so text from summary.json (an edited or
+ * received run folder) goes there, its quotes doubled, line breaks as spaces. */
 static void gp_string(GString *out, const char *s) {
-  g_string_append_c(out, '"');
+  g_string_append_c(out, '\'');
   for (const char *c = s; *c; c++) {
-    if (*c == '"' || *c == '\\') g_string_append_c(out, '\\');
+    if (*c == '\'') g_string_append_c(out, '\'');
     g_string_append_c(out, *c == '\n' || *c == '\r' ? ' ' : *c);
   }
-  g_string_append_c(out, '"');
+  g_string_append_c(out, '\'');
 }
 
 /* Script header: reading the CSV, and the loop that writes name.svg and name.png. */
@@ -365,9 +367,11 @@ static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, Prunus
                          "  set xtics nomirror\n"
                          "  set xtics (",
                          n_with > 0 ? n_with : 1, names->len - 0.5);
-  for (guint j = 0; j < labels->len; j++)
-    g_string_append_printf(gp, "%s\"%s\" %u", j ? ", " : "",
-                           (const char *)g_ptr_array_index(labels, j), j);
+  for (guint j = 0; j < labels->len; j++) {
+    g_string_append(gp, j ? ", " : "");
+    gp_string(gp, (const char *)g_ptr_array_index(labels, j));
+    g_string_append_printf(gp, " %u", j);
+  }
   g_string_append(gp, ")\n  plot \\\n");
   int series = 0;
   for (int k = 0; k < r->n_exps; k++) {

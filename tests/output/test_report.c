@@ -341,6 +341,30 @@ static void check_layers_csv(const char *dir) {
   g_free(csv);
 }
 
+/* A name in summary.json (an edited or received run folder) never reaches gnuplot as a
+ * command: gnuplot runs `backquoted` text and expands @macros except inside single
+ * quotes, where the name goes with its own quotes doubled. */
+static void test_plot_names_quoted(void) {
+  char *dir = make_run(1);
+  char *marker = g_build_filename(dir, "ran", NULL);
+  char *path = g_build_filename(dir, "summary.json", NULL);
+  char *text = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  GString *edited = g_string_new(text);
+  char *evil = g_strdup_printf("\"it's `touch %s` @x\"", marker);
+  g_assert_cmpuint(g_string_replace(edited, "\"imp\"", evil, 0), >, 0);
+  g_assert_true(g_file_set_contents(path, edited->str, (gssize)edited->len, NULL));
+  write_report(dir);
+  char *gp = read_file(dir, "plots/acc_vs_compression.gp");
+  char *want = g_strdup_printf("title 'it''s `touch %s` @x'", marker);
+  assert_contains(gp, want);
+  g_assert_false(g_file_test(marker, G_FILE_TEST_EXISTS)); /* with gnuplot or without */
+  g_free(want), g_free(gp), g_free(evil), g_free(text), g_free(path), g_free(marker);
+  g_string_free(edited, TRUE);
+  testutil_rmtree(dir);
+  g_free(dir);
+}
+
 static void test_plots(void) {
   char *dir = make_run(3);
   write_report(dir);
@@ -360,8 +384,8 @@ static void test_plots(void) {
   }
   char *gp = read_file(dir, "plots/acc_vs_compression.gp");
   assert_contains(gp, "set logscale x 2");
-  assert_contains(gp, "title \"imp\"");
-  assert_contains(gp, "title \"neurons\"");
+  assert_contains(gp, "title 'imp'");
+  assert_contains(gp, "title 'neurons'");
   g_free(gp);
   check_layers_csv(dir);
   char *gnuplot = g_find_program_in_path("gnuplot");
@@ -628,6 +652,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/report/tables", test_tables);
   g_test_add_func("/report/one-seed", test_one_seed);
   g_test_add_func("/report/plots", test_plots);
+  g_test_add_func("/report/plot-names-quoted", test_plot_names_quoted);
   g_test_add_func("/report/html", test_html);
   g_test_add_func("/report/no-gnuplot", test_no_gnuplot);
   g_test_add_func("/report/no-checkpoints", test_no_checkpoints);
