@@ -365,6 +365,18 @@ static gboolean expand_block(ModelParse *mp, config_setting_t *use, GError **err
     ok = prunus_config_setting_to_int(c, s, &p->value, error);
   }
   int n = config_setting_length(def);
+  /* the model's layer limit before anything is expanded: a huge repeat is a typo, and
+   * expanding it first would take minutes and gigabytes */
+  int64_t total = (int64_t)mp->raw->len + (int64_t)repeat * n;
+  if (ok && total > PRUNUS_MODEL_MAX_LAYERS) {
+    config_setting_t *s = config_setting_get_member(use, "repeat");
+    char *path = prunus_config_setting_path(s ? s : use);
+    ok = prunus_config_fail_at(c, s ? s : use, error,
+                               "key '%s' = %d: block '%s' has %d layers, so the model would "
+                               "have %" G_GINT64_FORMAT " layers, more than the limit of %d",
+                               path, repeat, bname, n, (gint64)total, PRUNUS_MODEL_MAX_LAYERS);
+    g_free(path);
+  }
   for (int j = 0; ok && j < n; j++) {
     config_setting_t *l = config_setting_get_elem(def, (unsigned)j);
     const char *lname;

@@ -92,6 +92,13 @@ static void test_config_keys(void) {
           "model.layers[0] (with train.batch = 65536): model layer 0: the workspace floats for a "
           "batch of 65536 is",
           "more than the limit of 1073741824");
+  /* a block used 2e9 times: refused from its counts, before any layer is expanded */
+  refused("  layers = ( { type = \"flatten\"; },\n",
+          "  blocks = { two = ( { type = \"dense\"; units = 8; }, { type = \"relu\"; } ); };\n"
+          "  layers = ( { type = \"flatten\"; },\n"
+          "             { block = \"two\"; name = \"b\"; repeat = 2000000000; },\n",
+          NULL, "key 'model.layers[1].repeat' = 2000000000: block 'two' has 2 layers",
+          "more than the limit of 1024");
   long grew = peak_rss_kb() - before;
   g_test_message("peak RSS grew by %ld kB", grew);
   g_assert_cmpint(grew, <, 16 * 1024); /* none of them built anything */
