@@ -123,6 +123,17 @@ static gboolean check_summary(const PrunusJson *root, const char *path, GPtrArra
                   string_of(e, "name"));
       goto out;
     }
+    /* the same experiment twice would count as two seeds */
+    for (size_t k = 0; k < i; k++) {
+      const PrunusJson *o = prunus_json_index(exps, k);
+      if (!strcmp(string_of(o, "name"), string_of(e, "name")) &&
+          number_of(o, "seed") == number_of(e, "seed")) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                    "%s: experiments[%zu] repeats the name \"%s\" and seed of experiments[%zu]",
+                    path, i, string_of(e, "name"), k);
+        goto out;
+      }
+    }
     for (size_t j = 0; j < prunus_json_length(rounds); j++) {
       const PrunusJson *rd = prunus_json_index(rounds, j);
       if (prunus_json_type(rd) != PRUNUS_JSON_OBJECT || !isfinite(number_of(rd, "round"))) {
@@ -130,6 +141,30 @@ static gboolean check_summary(const PrunusJson *root, const char *path, GPtrArra
                     "%s: experiments[%zu].rounds[%zu] is not an object with a \"round\" number",
                     path, i, j);
         goto out;
+      }
+      /* prunus lists rounds 0, 1, ... in order: anything else would merge or drop rows */
+      if (number_of(rd, "round") != (double)j) {
+        g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                    "%s: experiments[%zu].rounds[%zu].round = %g, expected %zu (rounds are "
+                    "listed in order from 0)",
+                    path, i, j, number_of(rd, "round"), j);
+        goto out;
+      }
+      /* the table's numbers: a number, or null where a round has none */
+      for (int m = 0; m < PRUNUS_REPORT_N_FIXED; m++) {
+        const PrunusJson *v = prunus_json_get(rd, fixed_metrics[m].key);
+        double x = v && prunus_json_type(v) == PRUNUS_JSON_NUMBER ? prunus_json_number(v) : NAN;
+        gboolean bad = v && prunus_json_type(v) != PRUNUS_JSON_NUMBER &&
+                       prunus_json_type(v) != PRUNUS_JSON_NULL;
+        gboolean fraction = m == PRUNUS_REPORT_SPARSITY || m == PRUNUS_REPORT_TEST_ACCURACY;
+        if (!bad && !isnan(x)) bad = fraction ? !(x >= 0.0 && x <= 1.0) : !(x >= 0.0 && x <= 1e15);
+        if (bad) {
+          g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                      "%s: experiments[%zu].rounds[%zu].%s: expected %s or null", path, i, j,
+                      fixed_metrics[m].key,
+                      fraction ? "a number in [0, 1]" : "a number in [0, 1e15]");
+          goto out;
+        }
       }
       const PrunusJson *lat = prunus_json_get(rd, "latency_us");
       if (!lat || prunus_json_type(lat) != PRUNUS_JSON_OBJECT) continue;

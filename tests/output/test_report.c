@@ -593,6 +593,30 @@ static void test_errors(void) {
   g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT);
   testutil_assert_error_contains(error, path, "experiments[0].rounds[0]", NULL);
   g_clear_error(&error);
+  /* hand edits that would merge, drop or garble rows: refused naming the place */
+  static const char *const edited[][2] = {
+      {"{\"experiments\": [{\"name\": \"x\", \"rounds\": [{\"round\": 0}, {\"round\": "
+       "1099511627776}]}]}",
+       "experiments[0].rounds[1].round = 1.09951e+12, expected 1"},
+      {"{\"experiments\": [{\"name\": \"x\", \"rounds\": [{\"round\": 0}, {\"round\": "
+       "0}]}]}",
+       "experiments[0].rounds[1].round = 0, expected 1"},
+      {"{\"experiments\": [{\"name\": \"x\", \"rounds\": [{\"round\": 0, \"sparsity\": "
+       "\"abc\"}]}]}",
+       "experiments[0].rounds[0].sparsity: expected a number in [0, 1] or null"},
+      {"{\"experiments\": [{\"name\": \"x\", \"rounds\": [{\"round\": 0, "
+       "\"params_remaining\": 1e300}]}]}",
+       "experiments[0].rounds[0].params_remaining: expected a number in [0, 1e15] or null"},
+      {"{\"experiments\": [{\"name\": \"x\", \"seed\": 0, \"rounds\": []}, {\"name\": "
+       "\"x\", \"seed\": 0, \"rounds\": []}]}",
+       "experiments[1] repeats the name \"x\" and seed of experiments[0]"}};
+  for (size_t i = 0; i < G_N_ELEMENTS(edited); i++) {
+    g_free(testutil_write_file(dir, "summary.json", edited[i][0], strlen(edited[i][0])));
+    g_assert_false(prunus_report_write(dir, &error));
+    g_assert_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT);
+    testutil_assert_error_contains(error, path, edited[i][1], NULL);
+    g_clear_error(&error);
+  }
   g_assert_false(exists_nonempty(dir, "report.html"));
   g_free(path);
   testutil_rmtree(dir);
