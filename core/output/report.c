@@ -7,10 +7,13 @@
 #include "report_plot.h"
 #include "rundir.h"
 
+#include <errno.h>
+#include <glib/gstdio.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 // ----------------------------------------------------------------------------
 // Metric columns
@@ -525,9 +528,34 @@ static GString *summary_md(const PrunusReport *r, const PrunusReportPlot *plots)
 // ----------------------------------------------------------------------------
 // Entry points
 
+/* Whether a file can be made in dir (made when missing), tried with a temporary file
+ * removed at once: the outputs are written one after another, and a folder that refuses
+ * the later ones (read-only plots/) would leave them out of step with the first. */
+static gboolean can_write_in(const char *dir, GError **error) {
+  char *tmpl = g_build_filename(dir, ".prunus-report-XXXXXX", NULL);
+  int fd = g_mkdir_with_parents(dir, 0755) == 0 ? g_mkstemp(tmpl) : -1;
+  int e = errno;
+  if (fd >= 0) {
+    close(fd);
+    g_unlink(tmpl);
+  } else {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_IO, "cannot write in %s: %s; nothing was changed",
+                dir, g_strerror(e));
+  }
+  g_free(tmpl);
+  return fd >= 0;
+}
+
 gboolean prunus_report_write(const char *run_dir, GError **error) {
   PrunusReport *r = report_load(run_dir, error);
   if (!r) return FALSE;
+  char *plots_dir = g_build_filename(run_dir, "plots", NULL);
+  gboolean writable = can_write_in(run_dir, error) && can_write_in(plots_dir, error);
+  g_free(plots_dir);
+  if (!writable) {
+    report_free(r);
+    return FALSE;
+  }
   PrunusReportPlot plots[PRUNUS_REPORT_N_PLOTS] = {{0}};
   gboolean gnuplot_found = FALSE;
   prunus_report_load_layers(r);

@@ -566,6 +566,33 @@ static void test_no_checkpoints(void) {
   g_free(dir);
 }
 
+/* An output folder that cannot be written is found before anything is written: the
+ * earlier report stays whole, not half replaced. */
+static void test_unwritable_keeps_report(void) {
+  char *dir = make_run(1);
+  write_report(dir);
+  char *before = read_file(dir, "summary.csv");
+  char *plots = g_build_filename(dir, "plots", NULL);
+  testutil_rmtree(plots);
+  g_free(testutil_write_file(dir, "plots", "a file", 6)); /* plots/ cannot be made */
+  char *path = g_build_filename(dir, "summary.json", NULL);
+  char *text = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  GString *edited = g_string_new(text);
+  g_assert_cmpuint(g_string_replace(edited, "\"imp\"", "\"renamed\"", 0), >, 0);
+  g_assert_true(g_file_set_contents(path, edited->str, (gssize)edited->len, NULL));
+  GError *error = NULL;
+  g_assert_false(prunus_report_write(dir, &error));
+  testutil_assert_error_contains(error, plots, "nothing was changed", NULL);
+  g_clear_error(&error);
+  char *after = read_file(dir, "summary.csv");
+  g_assert_cmpstr(after, ==, before);
+  g_free(after), g_free(text), g_free(path), g_free(plots), g_free(before);
+  g_string_free(edited, TRUE);
+  testutil_rmtree(dir);
+  g_free(dir);
+}
+
 static void test_errors(void) {
   char *dir = testutil_mkdtemp();
   char *path = g_build_filename(dir, "summary.json", NULL);
@@ -681,6 +708,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/report/no-gnuplot", test_no_gnuplot);
   g_test_add_func("/report/no-checkpoints", test_no_checkpoints);
   g_test_add_func("/report/errors", test_errors);
+  g_test_add_func("/report/unwritable-keeps-report", test_unwritable_keeps_report);
   g_test_add_func("/report/forget-epochs", test_forget_epochs);
   return g_test_run();
 }
