@@ -9,6 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The largest batch a model takes (core/nn/model.h's PRUNUS_MODEL_MAX_BATCH). */
+#define BENCH_MAX_BATCH 65536
+
 typedef struct {
   const char *name;
   const char *args;
@@ -171,8 +174,8 @@ static int cmd_bench(int argc, char **argv) {
   double seconds = 0.0;
   char *seconds_text = NULL;
   const GOptionEntry entries[] = {
-      {"batch", 'b', 0, G_OPTION_ARG_STRING, &batch_text, "Batch sizes (default 1,32,256)",
-       "B1,B2,..."},
+      {"batch", 'b', 0, G_OPTION_ARG_STRING, &batch_text,
+       "Batch sizes, 1 to 65536 each (default 1,32,256)", "B1,B2,..."},
       {"threads", 't', 0, G_OPTION_ARG_INT, &threads,
        "Threads: sparse kernels and OpenBLAS (1 or 2)", "N"},
       {"seconds", 0, 0, G_OPTION_ARG_STRING, &seconds_text, "Time per measurement (default 0.3)",
@@ -220,15 +223,28 @@ static int cmd_bench(int argc, char **argv) {
   }
   if (batch_text) {
     char **parts = g_strsplit(batch_text, ",", -1);
+    if (!parts[0]) {
+      fprintf(stderr, "prunus bench: --batch expects sizes like 1,32,256, found nothing\n");
+      g_strfreev(parts);
+      goto out;
+    }
     for (char **p = parts; *p; p++) {
       char *end = NULL;
       long v = strtol(*p, &end, 10);
-      if (end == *p || *end != '\0' || v < 1 || v > 65536) {
-        fprintf(stderr, "prunus bench: --batch expects sizes like 1,32,256, found '%s'\n", *p);
+      if (end == *p || *end != '\0' || v < 1 || v > BENCH_MAX_BATCH) {
+        fprintf(stderr,
+                "prunus bench: --batch expects sizes from 1 to %d like 1,32,256, found '%s'\n",
+                BENCH_MAX_BATCH, *p);
         g_strfreev(parts);
         goto out;
       }
       int b = (int)v;
+      for (guint k = 0; k < batches->len; k++)
+        if (g_array_index(batches, int, k) == b) {
+          fprintf(stderr, "prunus bench: --batch lists %d twice; list each size once\n", b);
+          g_strfreev(parts);
+          goto out;
+        }
       g_array_append_val(batches, b);
     }
     g_strfreev(parts);

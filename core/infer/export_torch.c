@@ -224,14 +224,25 @@ static char *py_text(const PrunusModel *m, GHashTable *md, const char *module_na
                      const char *st_name, const char *source) {
   GString *s = g_string_new(NULL);
   char *arch = prunus_arch_to_string(&m->arch);
+  /* a file name that is no Python identifier (my-model.py) cannot be imported by name */
+  gboolean ident = g_ascii_isalpha(module_name[0]) || module_name[0] == '_';
+  for (const char *c = module_name; ident && *c; c++) ident = g_ascii_isalnum(*c) || *c == '_';
+  char *import = ident ? g_strdup_printf("    import %s as m\n", module_name)
+                       : g_strdup_printf(
+                             "    import importlib.util\n"
+                             "    spec = importlib.util.spec_from_file_location(\"m\", "
+                             "\"%s.py\")\n"
+                             "    m = importlib.util.module_from_spec(spec)\n"
+                             "    spec.loader.exec_module(m)\n",
+                             module_name);
   g_string_append_printf(
       s,
       "\"\"\"%s.py: the network of %s as a torch.nn.Module, written by `prunus export\n"
       "--format safetensors` (prunus %s). Its state_dict is %s:\n"
       "\n"
-      "    import %s\n"
-      "    net = %s.PrunusNet()\n"
-      "    net.load_state_dict(%s.load_safetensors(\"%s\"), strict=True)\n"
+      "%s"
+      "    net = m.PrunusNet()\n"
+      "    net.load_state_dict(m.load_safetensors(\"%s\"), strict=True)\n"
       "    logits = net.eval()(x)  # x: (N, %d, %d, %d) float32, normalised as below\n"
       "\n"
       "Inputs: pixel values u in 0..255 become u / 255 (INPUT_NORMALIZE \"unit\") or\n"
@@ -241,9 +252,9 @@ static char *py_text(const PrunusModel *m, GHashTable *md, const char *module_na
       "import json\nimport struct\n\nimport torch\nimport torch.nn as nn\n"
       "import torch.nn.functional as F\n\n"
       "ARCHITECTURE = \"%s\"\nINPUT_SHAPE = (%d, %d, %d)\n",
-      module_name, source, prunus_version(), st_name, module_name, module_name, module_name,
-      st_name, m->arch.input.c, m->arch.input.h, m->arch.input.w, arch, m->arch.input.c,
-      m->arch.input.h, m->arch.input.w);
+      module_name, source, prunus_version(), st_name, import, st_name, m->arch.input.c,
+      m->arch.input.h, m->arch.input.w, arch, m->arch.input.c, m->arch.input.h, m->arch.input.w);
+  g_free(import);
   g_free(arch);
   PrunusNorm norm;
   gboolean has_norm = FALSE;

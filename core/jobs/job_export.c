@@ -68,8 +68,35 @@ static gboolean torch_outputs_free(const char *checkpoint, const char *out, GErr
   return ok;
 }
 
+/* OUT names what the format writes: a folder for C (prunus_model.c and .h inside), a
+ * file for safetensors (its .py beside it). Checked before anything is read. */
+static gboolean out_fits(PrunusExportFormat format, const char *out, GError **error) {
+  const char *problem = NULL;
+  if (!out[0])
+    problem = "is empty; give a folder (c) or a file name (safetensors)";
+  else if (format != PRUNUS_EXPORT_C && g_file_test(out, G_FILE_TEST_IS_DIR))
+    problem =
+        "is a folder; --format safetensors writes a file (and its .py beside it): give "
+        "a file name";
+  else if (format == PRUNUS_EXPORT_C && g_file_test(out, G_FILE_TEST_EXISTS) &&
+           !g_file_test(out, G_FILE_TEST_IS_DIR))
+    problem =
+        "is a file; --format c writes a folder (prunus_model.c and prunus_model.h): give "
+        "a folder name";
+  else if (format == PRUNUS_EXPORT_C &&
+           (g_str_has_suffix(out, ".c") || g_str_has_suffix(out, ".h")))
+    problem =
+        "ends like a C file, but --format c writes a folder (prunus_model.c and "
+        "prunus_model.h): give a folder name";
+  if (problem)
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID, "-o %s %s (nothing was written)",
+                out[0] ? out : "\"\"", problem);
+  return problem == NULL;
+}
+
 gboolean prunus_job_export(const char *checkpoint, const PrunusJobOptions *o,
                            PrunusExportFormat format, const char *out, GError **error) {
+  if (!out_fits(format, out, error)) return FALSE;
   if (format != PRUNUS_EXPORT_C && !torch_outputs_free(checkpoint, out, error)) return FALSE;
   GHashTable *md = NULL;
   PrunusModel *m = prunus_checkpoint_load(checkpoint, 1, NULL, &md, error);

@@ -974,6 +974,21 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
     run_clear(&r);
   }
   g_free(ckpt_before), g_free(ckpt_after);
+  /* an -o that does not name what the format writes: refused before anything is read */
+  static const char *const bad_out[][3] = {
+      {"c", "", "-o \"\" is empty"},
+      {"c", "model.c", "-o model.c ends like a C file, but --format c writes a folder"},
+      {"safetensors", ".", "-o . is a folder; --format safetensors writes a file"}};
+  for (size_t i = 0; i < G_N_ELEMENTS(bad_out); i++) {
+    r = run_prunus(f->dir, "export", ckpt, "--format", bad_out[i][0], "-o", bad_out[i][1], NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.err, bad_out[i][2]);
+    assert_contains(r.err, "(nothing was written)");
+    run_clear(&r);
+  }
+  char *model_c = g_build_filename(f->dir, "model.c", NULL);
+  g_assert_false(g_file_test(model_c, G_FILE_TEST_EXISTS));
+  g_free(model_c);
 
   g_free(as_new);
   g_strfreev(parts);
@@ -1072,7 +1087,8 @@ static void test_graph_model(Fixture *f, gconstpointer data) {
   /* its options are checked before it measures: each refused with exit 2, no JSON left */
   static const char *const bad_bench[][2] = {
       {"--threads", "0"},  {"--threads", "-4"},       {"--seconds", "-1"}, {"--seconds", "nan"},
-      {"--seconds", "1x"}, {"--json", "gone/b.json"}, {"--json", "."},
+      {"--seconds", "1x"}, {"--json", "gone/b.json"}, {"--json", "."},     {"--batch", "100000"},
+      {"--batch", ""},     {"--batch", "2,2"},        {"--batch", "1,,2"},
   };
   for (size_t i = 0; i < G_N_ELEMENTS(bad_bench); i++) {
     r = run_prunus(f->dir, "bench", ckpt, bad_bench[i][0], bad_bench[i][1], NULL);
