@@ -27,6 +27,16 @@ static void layer_acc_clear(gpointer p) {
 }
 
 static PrunusModel *load_checkpoint(const PrunusReport *r, const char *rel, GError **error) {
+  /* summary.json names files inside the run folder; a path out of it is an edit */
+  gboolean outside = g_path_is_absolute(rel);
+  char **parts = g_strsplit(rel, "/", -1);
+  for (char **p = parts; *p && !outside; p++) outside = !strcmp(*p, "..");
+  g_strfreev(parts);
+  if (outside) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                "summary.json names the checkpoint '%s', outside the run folder: not read", rel);
+    return NULL;
+  }
   char *path = g_build_filename(r->run_dir, rel, NULL);
   PrunusModel *m = prunus_checkpoint_load(path, 1, NULL, NULL, error);
   g_free(path);

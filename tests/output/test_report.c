@@ -564,6 +564,36 @@ static void test_no_checkpoints(void) {
   g_free(html);
   testutil_rmtree(dir);
   g_free(dir);
+
+  /* checkpoints that summary.json names outside the run folder are not read, even whole */
+  dir = make_run(1);
+  char *outside = testutil_mkdtemp();
+  char *base = g_path_get_basename(outside);
+  for (int e = 0; e < N_EXPS; e++) {
+    char *from = g_build_filename(dir, exp_names[e], NULL);
+    char *to = g_build_filename(outside, exp_names[e], NULL);
+    g_assert_cmpint(g_rename(from, to), ==, 0);
+    g_free(from), g_free(to);
+  }
+  char *path = g_build_filename(dir, "summary.json", NULL);
+  char *text = NULL;
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  GString *edited = g_string_new(text);
+  for (int e = 0; e < N_EXPS; e++) {
+    char *was = g_strdup_printf("\"%s/", exp_names[e]);
+    char *now = g_strdup_printf("\"../%s/%s/", base, exp_names[e]);
+    g_assert_cmpuint(g_string_replace(edited, was, now, 0), >, 0);
+    g_free(was), g_free(now);
+  }
+  g_assert_true(g_file_set_contents(path, edited->str, (gssize)edited->len, NULL));
+  write_report(dir);
+  g_assert_false(exists_nonempty(dir, "plots/layers_final.csv"));
+  g_string_free(edited, TRUE);
+  g_free(text), g_free(path), g_free(base);
+  testutil_rmtree(outside);
+  g_free(outside);
+  testutil_rmtree(dir);
+  g_free(dir);
 }
 
 /* An output folder that cannot be written is found before anything is written: the
