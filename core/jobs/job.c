@@ -74,6 +74,24 @@ gboolean prunus_job_load_data_for(PrunusJob *job, const char *checkpoint, const 
     g_free(arch);
     return FALSE;
   }
+  /* what the checkpoint carries wins over the config, said when they differ: another
+   * sequence of layer types (a pruned round's layer sizes differ as a rule) */
+  gboolean other_net = m->arch.n_layers != job->rc.arch.n_layers;
+  for (int i = 0; !other_net && i < m->arch.n_layers; i++)
+    other_net = m->arch.layers[i].type != job->rc.arch.layers[i].type;
+  if (other_net) {
+    char *theirs = prunus_arch_to_string(&m->arch), *mine = prunus_arch_to_string(&job->rc.arch);
+    fprintf(stderr,
+            "prunus: note: %s holds the network %s, which is used; %s's model (%s) is not\n",
+            checkpoint, theirs, prunus_config_path(job->cfg), mine);
+    g_free(theirs), g_free(mine);
+  }
+  if (has_norm && norm.kind != job->rc.normalize)
+    fprintf(stderr,
+            "prunus: note: %s was trained with dataset.normalize = \"%s\", which is used; %s's "
+            "\"%s\" is not\n",
+            checkpoint, prunus_norm_kind_names[norm.kind], prunus_config_path(job->cfg),
+            prunus_norm_kind_names[job->rc.normalize]);
   job->rc.arch.n_classes = m->arch.n_classes;
   if (!has_norm) /* an older checkpoint: fit it again on the training split */
     return prunus_data_load(&job->rc, data, error);

@@ -887,6 +887,12 @@ static void test_checkpoint_norm(Fixture *f, gconstpointer data) {
                  "dataset.normalize=\"unit\"", NULL);
   g_assert_cmpint(r.status, ==, 0);
   g_assert_cmpstr(r.out, ==, want);
+  char *note = g_strdup_printf(
+      "prunus: note: %s was trained with dataset.normalize = "
+      "\"standard\", which is used; %s's \"unit\" is not\n",
+      ckpt, f->config);
+  g_assert_cmpstr(r.err, ==, note); /* said, since the config says otherwise */
+  g_free(note);
   run_clear(&r);
 
   /* An older checkpoint: the same file without the three entries. */
