@@ -219,10 +219,14 @@ static void experiment_build(PrunusReport *r, PrunusReportExperiment *e, GPtrArr
       if (!known) g_array_append_val(round_ids, id);
       if (id >= rr.final_round) {
         rr.final_round = id;
-        g_free(rr.final_checkpoint);
+        g_free(rr.final_checkpoint), g_free(rr.final_hash);
         rr.final_checkpoint = dup_string_of(rd, "checkpoint");
+        rr.final_hash = dup_string_of(rd, "checkpoint_hash");
       }
-      if (id == 0 && !rr.dense_checkpoint) rr.dense_checkpoint = dup_string_of(rd, "checkpoint");
+      if (id == 0 && !rr.dense_checkpoint) {
+        rr.dense_checkpoint = dup_string_of(rd, "checkpoint");
+        rr.dense_hash = dup_string_of(rd, "checkpoint_hash");
+      }
     }
     g_array_append_val(e->runs, rr);
   }
@@ -253,6 +257,8 @@ static void run_clear(gpointer p) {
   PrunusReportRun *rr = p;
   g_free(rr->final_checkpoint);
   g_free(rr->dense_checkpoint);
+  g_free(rr->final_hash);
+  g_free(rr->dense_hash);
 }
 
 /* How an unfinished run stands, from its status (and the folder's lock while it says

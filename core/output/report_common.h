@@ -44,8 +44,9 @@ typedef struct {
 typedef struct {
   double seed;
   int final_round;
-  char *final_checkpoint; /* relative to the run dir; NULL when none */
-  char *dense_checkpoint; /* round 0; NULL when none */
+  char *final_checkpoint;        /* relative to the run dir; NULL when none */
+  char *dense_checkpoint;        /* round 0; NULL when none */
+  char *final_hash, *dense_hash; /* their checkpoint_hash as recorded; NULL when none */
 } PrunusReportRun;
 
 typedef struct {

@@ -4,6 +4,7 @@
  * read from the final-round checkpoints. */
 #include "report_plot.h"
 #include "checkpoint.h"
+#include "hash.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -26,7 +27,8 @@ static void layer_acc_clear(gpointer p) {
   g_array_free(a->remaining, TRUE), g_array_free(a->fraction, TRUE);
 }
 
-static PrunusModel *load_checkpoint(const PrunusReport *r, const char *rel, GError **error) {
+static PrunusModel *load_checkpoint(const PrunusReport *r, const char *rel, const char *hash,
+                                    GError **error) {
   /* summary.json names files inside the run folder; a path out of it is an edit */
   gboolean outside = g_path_is_absolute(rel);
   char **parts = g_strsplit(rel, "/", -1);
@@ -38,6 +40,14 @@ static PrunusModel *load_checkpoint(const PrunusReport *r, const char *rel, GErr
     return NULL;
   }
   char *path = g_build_filename(r->run_dir, rel, NULL);
+  /* the file the round wrote, not one put in its place since (another network's) */
+  char now[17];
+  if (hash && hash[0] && prunus_file_hash64(path, now) && strcmp(now, hash)) {
+    g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_FORMAT,
+                "%s: its content hash is not the one summary.json recorded: not read", path);
+    g_free(path);
+    return NULL;
+  }
   PrunusModel *m = prunus_checkpoint_load(path, 1, NULL, NULL, error);
   g_free(path);
   return m;
@@ -87,7 +97,7 @@ void prunus_report_load_layers(PrunusReport *r) {
                                                   e->name, run->seed, run->final_round));
         continue;
       }
-      PrunusModel *m = load_checkpoint(r, run->final_checkpoint, &err);
+      PrunusModel *m = load_checkpoint(r, run->final_checkpoint, run->final_hash, &err);
       if (!m) {
         g_ptr_array_add(r->notes,
                         g_strdup_printf("experiment %s, seed %g left out of the per-layer "
@@ -98,7 +108,7 @@ void prunus_report_load_layers(PrunusReport *r) {
       }
       PrunusModel *dense = NULL;
       if (run->dense_checkpoint && strcmp(run->dense_checkpoint, run->final_checkpoint)) {
-        dense = load_checkpoint(r, run->dense_checkpoint, &err);
+        dense = load_checkpoint(r, run->dense_checkpoint, run->dense_hash, &err);
         if (!dense) {
           g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g: the per-layer plot "
                                                     "counts the final model's own weights as the "

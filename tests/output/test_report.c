@@ -594,6 +594,23 @@ static void test_no_checkpoints(void) {
   g_free(outside);
   testutil_rmtree(dir);
   g_free(dir);
+
+  /* nor ones whose content is not what the round recorded (another file put there) */
+  dir = make_run(1);
+  path = g_build_filename(dir, "summary.json", NULL);
+  g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+  edited = g_string_new(text);
+  g_assert_cmpuint(
+      g_string_replace(edited, "\"checkpoint\":",
+                       "\"checkpoint_hash\": \"0123456789abcdef\", \"checkpoint\":", 0),
+      >, 0);
+  g_assert_true(g_file_set_contents(path, edited->str, (gssize)edited->len, NULL));
+  write_report(dir);
+  g_assert_false(exists_nonempty(dir, "plots/layers_final.csv"));
+  g_string_free(edited, TRUE);
+  g_free(text), g_free(path);
+  testutil_rmtree(dir);
+  g_free(dir);
 }
 
 /* An output folder that cannot be written is found before anything is written: the
