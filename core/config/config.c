@@ -1322,6 +1322,17 @@ static void copy_value(PrunusConfig *c, config_setting_t *dst, const config_sett
   }
 }
 
+/* s, or the first setting under it, that --set made or changed; NULL when none. */
+static const config_setting_t *set_within(PrunusConfig *c, const config_setting_t *s) {
+  if (g_hash_table_contains(c->from_set, s)) return s;
+  if (!config_setting_is_aggregate(s)) return NULL;
+  for (int i = 0; i < config_setting_length(s); i++) {
+    const config_setting_t *found = set_within(c, config_setting_get_elem(s, (unsigned)i));
+    if (found) return found;
+  }
+  return NULL;
+}
+
 /* A --set of a base key that an experiment's entry sets too has no effect in that
  * experiment: said once per key and place (each experiment and seed merges again). */
 static void warn_set_replaced(PrunusConfig *c, const config_setting_t *set,
@@ -1350,9 +1361,8 @@ gboolean prunus_config_merge(PrunusConfig *c, config_setting_t *dst_parent,
         return FALSE;
     return TRUE;
   }
-  if (existing && g_hash_table_contains(c->from_set, existing) &&
-      !g_hash_table_contains(c->from_set, src))
-    warn_set_replaced(c, existing, src);
+  const config_setting_t *set = existing ? set_within(c, existing) : NULL;
+  if (set && !g_hash_table_contains(c->from_set, src)) warn_set_replaced(c, set, src);
   if (existing) {
     forget_tree(c, existing);
     config_setting_remove(dst_parent, name);

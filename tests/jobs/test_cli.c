@@ -565,6 +565,26 @@ static void test_run_set_replaced(Fixture *f, gconstpointer data) {
   assert_contains(r.err, "gone-idx3-ubyte");
   g_free(want);
   run_clear(&r);
+  g_free(cfg), g_free(text);
+
+  /* an element of a list the experiment replaces whole (its own model.layers) */
+  text = two_experiments_text("");
+  GString *edited = g_string_new(text);
+  g_assert_cmpuint(g_string_replace(edited, "prune = {  };",
+                                    "model = { layers = ( { type = \"flatten\"; },\n"
+                                    "    { type = \"dense\"; units = 4; } ); };",
+                                    0),
+                   ==, 1);
+  cfg = testutil_write_file(f->dir, "replaced-list.cfg", edited->str, edited->len);
+  r = run_prunus(f->dir, "run", cfg, "-o", run, "--threads", "1", "--set",
+                 "model.layers[1].units=16", "--set", "dataset.train_images=\"gone-idx3-ubyte\"",
+                 NULL);
+  g_assert_cmpint(r.status, ==, 1);
+  assert_contains(r.err,
+                  "prunus: warning: --set model.layers[1].units does not reach the "
+                  "experiment whose entry sets it too");
+  run_clear(&r);
+  g_string_free(edited, TRUE);
   g_free(run), g_free(cfg), g_free(text);
 }
 
