@@ -91,6 +91,12 @@ void prunus_report_load_layers(PrunusReport *r) {
     for (guint i = 0; i < e->runs->len; i++) {
       const PrunusReportRun *run = &g_array_index(e->runs, PrunusReportRun, i);
       GError *err = NULL;
+      if (!run->final_checkpoint && run->final_round < 0) {
+        g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g: no round recorded, "
+                                                  "left out of the per-layer plot",
+                                                  e->name, run->seed));
+        continue;
+      }
       if (!run->final_checkpoint) {
         g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g: no checkpoint for round "
                                                   "%d, left out of the per-layer plot",
@@ -164,14 +170,20 @@ static void csv_stat(GString *out, PrunusStat s) {
   if (isfinite(s.mean)) prunus_report_append_number(out, s.n >= 2 && isfinite(s.std) ? s.std : 0.0);
 }
 
-/* A gnuplot single-quoted string literal: gnuplot substitutes `command` (runs it) and
- * @macros anywhere but inside single quotes, so text from summary.json (an edited or
- * received run folder) goes there, its quotes doubled, line breaks as spaces. */
+/* A gnuplot string expression of single-quoted literals: gnuplot substitutes `command`
+ * (runs it) and @macros anywhere but inside single quotes, so text from summary.json (an
+ * edited or received run folder) goes there, its quotes doubled; single quotes take no
+ * escapes, so a line break is joined in as "\n" ('a'."\n".'b'), a carriage return is a
+ * space. */
 static void gp_string(GString *out, const char *s) {
   g_string_append_c(out, '\'');
   for (const char *c = s; *c; c++) {
+    if (*c == '\n') {
+      g_string_append(out, "'.\"\\n\".'");
+      continue;
+    }
     if (*c == '\'') g_string_append_c(out, '\'');
-    g_string_append_c(out, *c == '\n' || *c == '\r' ? ' ' : *c);
+    g_string_append_c(out, *c == '\r' ? ' ' : *c);
   }
   g_string_append_c(out, '\'');
 }
@@ -367,7 +379,7 @@ static void plot_layers(const PrunusReport *r, GString *csv, GString *gp, Prunus
         known = !strcmp(g_ptr_array_index(names, j), l->name);
       if (known) continue;
       g_ptr_array_add(names, l->name);
-      g_ptr_array_add(labels, g_strdup_printf("layer %s: %s\\n%" G_GUINT64_FORMAT " weights",
+      g_ptr_array_add(labels, g_strdup_printf("layer %s: %s\n%" G_GUINT64_FORMAT " weights",
                                               l->name, l->type, l->weights_total));
     }
   }

@@ -382,6 +382,9 @@ static void test_plots(void) {
     g_free(gp);
     g_free(csv);
   }
+  char *layers_gp = read_file(dir, "plots/layers_final.gp");
+  assert_contains(layers_gp, ": dense'.\"\\n\".'");
+  g_free(layers_gp);
   char *gp = read_file(dir, "plots/acc_vs_compression.gp");
   assert_contains(gp, "set logscale x 2");
   assert_contains(gp, "title 'imp'");
@@ -397,6 +400,9 @@ static void test_plots(void) {
       g_assert_true(exists_nonempty(dir, png));
       char *text = read_file(dir, svg);
       assert_contains(text, "<svg");
+      /* a label's line break is a break, not a backslash and an n (single quotes take no
+       * escapes: the script joins "\n" in) */
+      g_assert_null(strstr(text, "\\n"));
       g_free(text);
       g_free(png);
       g_free(svg);
