@@ -126,12 +126,7 @@ static gboolean out_of_range(PrunusConfig *c, config_setting_t *group, const cha
 gboolean prunus_config_get_int_min(PrunusConfig *c, config_setting_t *group, const char *key,
                                    gboolean required, int defval, int lo, int *out,
                                    GError **error) {
-  if (!prunus_config_get_int(c, group, key, required, defval, out, error)) return FALSE;
-  if (*out >= lo) return TRUE;
-  char found[32], allowed[32];
-  g_snprintf(found, sizeof found, "%d", *out);
-  g_snprintf(allowed, sizeof allowed, ">= %d", lo);
-  return out_of_range(c, group, key, found, allowed, error);
+  return prunus_config_get_int_in(c, group, key, required, defval, lo, G_MAXINT, out, error);
 }
 
 gboolean prunus_config_get_int_in(PrunusConfig *c, config_setting_t *group, const char *key,
@@ -141,7 +136,10 @@ gboolean prunus_config_get_int_in(PrunusConfig *c, config_setting_t *group, cons
   if (*out >= lo && *out <= hi) return TRUE;
   char found[32], allowed[48];
   g_snprintf(found, sizeof found, "%d", *out);
-  g_snprintf(allowed, sizeof allowed, "in [%d, %d]", lo, hi);
+  if (hi == G_MAXINT)
+    g_snprintf(allowed, sizeof allowed, ">= %d", lo);
+  else
+    g_snprintf(allowed, sizeof allowed, "in [%d, %d]", lo, hi);
   return out_of_range(c, group, key, found, allowed, error);
 }
 

@@ -535,6 +535,11 @@ static uint64_t alive_weights(const Pipeline *p) {
   return alive;
 }
 
+/* The weights a max_sparsity cap keeps alive in a layer of n: at least
+ * ceil((1 - cap) * n), less a hair for the float error of cap * n (the granularities'
+ * rule, plugins.md). */
+static double cap_keeps(double cap, double n) { return MAX(0.0, ceil((1.0 - cap) * n - 1e-9)); }
+
 /* The weights the round's request asks to remove, as a weight-level plan counts them:
  * each layer its rate of its alive weights within its max_sparsity cap, except that in
  * global scope the layers at rate 1 share one ranking: together they lose the round's
@@ -547,8 +552,7 @@ static double requested_removals(const Pipeline *p) {
     if (!l->prunable || p->req_amount[k] <= 0.0) continue;
     size_t alive = 0;
     for (size_t i = 0; i < l->n_weights; i++) alive += l->mask[i] != 0.0f;
-    double min_alive = ceil((1.0 - p->req_cap[k]) * (double)l->n_weights - 1e-9);
-    double room = MAX(0.0, (double)alive - MAX(0.0, min_alive));
+    double room = MAX(0.0, (double)alive - cap_keeps(p->req_cap[k], (double)l->n_weights));
     if (p->req.scope == PRUNUS_SCOPE_GLOBAL && p->req_amount[k] == 1.0) {
       pool_alive += (double)alive, pool_room += room;
       continue;
@@ -1247,13 +1251,16 @@ out_free:
   return ok;
 }
 
+/* RUN_DIR/EXPERIMENT/round-KK.theta.safetensors, round k's θ sidecar (transfer full). */
+static char *round_theta_path(const Pipeline *p, int k) {
+  return g_strdup_printf("%s/%s/round-%02d.theta.safetensors", p->exp.run_dir, p->exp.subdir, k);
+}
+
 /* Whether round k's checkpoint and θ file are there and read back as written (their
  * hashes as summary.json recorded them), without loading them. */
 static gboolean round_files_intact(const Pipeline *p, int k, GError **error) {
   const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
-  char *files[2] = {
-      g_build_filename(p->exp.run_dir, rm->checkpoint, NULL),
-      g_strdup_printf("%s/%s/round-%02d.theta.safetensors", p->exp.run_dir, p->exp.subdir, k)};
+  char *files[2] = {g_build_filename(p->exp.run_dir, rm->checkpoint, NULL), round_theta_path(p, k)};
   const char *hashes[2] = {rm->checkpoint_hash, rm->theta_hash};
   gboolean ok = TRUE;
   for (int i = 0; i < 2 && ok; i++) {
@@ -1281,7 +1288,7 @@ static gboolean load_round(Pipeline *p, int k, GError **error) {
   const PrunusExperiment *exp = &p->exp;
   const PrunusRoundMetrics *rm = &g_array_index(p->rounds, PrunusRoundMetrics, k);
   char *path = g_build_filename(exp->run_dir, rm->checkpoint, NULL);
-  char *theta = g_strdup_printf("%s/%s/round-%02d.theta.safetensors", exp->run_dir, exp->subdir, k);
+  char *theta = round_theta_path(p, k);
   g_clear_pointer(&p->m, prunus_model_free);
   if (round_files_intact(p, k, error))
     p->m = prunus_checkpoint_load(path, exp->rc->train.batch, NULL, NULL, error);
@@ -1522,7 +1529,7 @@ static gboolean check_caps_leave_room(const Pipeline *p, GError **error) {
     double n = (double)p->dense_ref->layers[i].w_len;
     if (n == 0.0 || pc->layer_rate[i] != 1.0) continue;
     pool += n;
-    double floor_i = ceil((1.0 - pc->layer_cap[i]) * n - 1e-9);
+    double floor_i = cap_keeps(pc->layer_cap[i], n);
     uncapped |= floor_i < 1.0;
     min_alive += MAX(1.0, floor_i);
     if (pc->layer_cap[i] < 1.0) {
@@ -1575,7 +1582,7 @@ static double schedule_reach(const Pipeline *p) {
     const PrunusLayer *l = &p->dense_ref->layers[i];
     if (l->w_len == 0 || p->pc->layer_rate[i] <= 0.0) continue;
     pruned += (double)l->w_len;
-    double most = (double)l->w_len - ceil((1.0 - p->pc->layer_cap[i]) * l->w_len - 1e-9);
+    double most = (double)l->w_len - cap_keeps(p->pc->layer_cap[i], (double)l->w_len);
     if (m > 0) {
       const double units = (double)l->w_len / l->fan_in;
       const int tail = l->fan_in % m;

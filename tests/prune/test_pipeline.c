@@ -1255,7 +1255,7 @@ static const Refusal refusals[] = {
      "junk.safetensors",
      {"prune.pretrained: ", "junk.safetensors: ", NULL}},
     {"rewind-pretrained",
-     "pretrained = \"stub.safetensors\"; retrain = { plugin = \"rewind\"; };",
+     "pretrained = \"round0.safetensors\"; retrain = { plugin = \"rewind\"; };",
      "\"rewind\"",
      {"prune.retrain plugin 'rewind' (", "check() failed: ",
       "to = \"init\" rewinds to the initial weights θ0, but the network comes from "
@@ -1276,7 +1276,7 @@ static void test_refused_before_training(void) {
   char *bytes = NULL;
   gsize len = 0;
   g_assert_true(g_file_get_contents(round0, &bytes, &len, NULL));
-  g_free(testutil_write_file(data_dir, "stub.safetensors", bytes, len));
+  g_free(testutil_write_file(data_dir, "round0.safetensors", bytes, len));
   g_free(testutil_write_file(data_dir, "junk.safetensors", "junk", 4));
   g_free(bytes), g_free(round0), g_free(src);
   for (size_t i = 0; i < G_N_ELEMENTS(refusals); i++) {
