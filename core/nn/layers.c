@@ -62,9 +62,10 @@ static float *sparse_input_room(const PrunusLayer *l, int B) {
 /* Forward split over the layer's team (NULL: one part): each thread writes the bias
  * into its block of y, then adds x W^T over that block, while the block is in cache. */
 typedef struct {
-  PrunusSgemmArgs g; /* y (B, out) += x (B, in) W^T */
-  const float *bias; /* (out) */
-  const float *Wt;   /* (in, out) W transposed: y by prunus_sparse_input_forward; NULL: sgemm */
+  PrunusSgemmArgs g;    /* y (B, out) += x (B, in) W^T */
+  const float *bias;    /* (out) */
+  const float *Wt;      /* (in, out) W transposed: y by prunus_sparse_input_forward; NULL: sgemm */
+  const int32_t *order; /* (B) the samples in the kernel's blocks of 4 */
 } DenseForwardCall;
 
 static void dense_forward_part(void *arg, int part, int n_parts) {
@@ -74,8 +75,8 @@ static void dense_forward_part(void *arg, int part, int n_parts) {
     size_t a, b;
     prunus_team_block_share((size_t)blocks, 1, part, n_parts, &a, &b);
     if (b > a)
-      prunus_sparse_input_forward(c->g.A, c->Wt, c->bias, c->g.M, c->g.K, c->g.N, c->g.C, (int)a,
-                                  (int)b);
+      prunus_sparse_input_forward(c->g.A, c->order, c->Wt, c->bias, c->g.M, c->g.K, c->g.N, c->g.C,
+                                  (int)a, (int)b);
     return;
   }
   PrunusSgemmBlock k = prunus_sgemm_block(&c->g, part, n_parts);
@@ -102,13 +103,15 @@ static void dense_forward(const PrunusLayer *l, const float *params, const float
     return;
   }
   /* An input mostly zero in runs sums each output only over the features where one of
-   * 4 samples is not zero */
+   * 4 samples that share most of their zeros is not zero */
   float *Wt = sparse_input_room(l, B);
-  if (Wt && prunus_sparse_input_sample_density(x, B, in) <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY)
+  int32_t order[PRUNUS_SPARSE_INPUT_MAX_BATCH];
+  if (Wt &&
+      prunus_sparse_input_group_samples(x, B, in, order) <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY)
     prunus_transpose(W, out, in, Wt);
   else
     Wt = NULL;
-  DenseForwardCall c = {{false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out}, b, Wt};
+  DenseForwardCall c = {{false, true, B, out, in, 1.0f, x, in, W, in, 1.0f, y, out}, b, Wt, order};
   prunus_team_run(l->team, dense_forward_part, &c);
 }
 

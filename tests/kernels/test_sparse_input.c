@@ -1,5 +1,6 @@
 /* test_sparse_input.c: the sparse-input kernels (sparse_input.h): the densities they are
- * chosen by, counted by hand; dW and y against double-precision references for shapes
+ * chosen by, counted by hand; the forward's grouping of samples, by hand and against
+ * its own count; dW and y against double-precision references for shapes
  * that hit every tail (a short last group or block of samples, outputs past a multiple
  * of 16 and of 64, batches past a multiple of 16), over part of the groups or blocks;
  * and a dense layer's outputs and gradients with them against the same layer on sgemm. */
@@ -119,49 +120,130 @@ static void test_sample_density(void) {
   x[0 * 3 + 0] = 1.0f, x[3 * 3 + 2] = -1.0f, x[3 * 3 + 0] = 2.0f, x[5 * 3 + 1] = 0.5f;
   for (PrunusCsrLevel level = PRUNUS_CSR_SCALAR; level <= prunus_csr_level(); level++) {
     PrunusCsrLevel old = prunus_csr_cap_level(level);
-    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, 6, 3), ==, 3.0 / 6.0);
-    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, 0, 3), ==, 0.0);
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, NULL, 6, 3), ==, 3.0 / 6.0);
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, NULL, 0, 3), ==, 0.0);
+    /* blocks {0, 3, 1, 2} and {4, 5}: 2 + 1 pairs as well; blocks {5, 1, 2, 4} and
+     * {0, 3}: features 1 and 0, 2: 3 of 6 pairs; {5, 3, 1, 2}, {0, 4}: 4 of 6 */
+    const int32_t same[6] = {0, 3, 1, 2, 4, 5}, other[6] = {5, 1, 2, 4, 0, 3};
+    const int32_t worse[6] = {5, 3, 1, 2, 0, 4};
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, same, 6, 3), ==, 3.0 / 6.0);
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, other, 6, 3), ==, 3.0 / 6.0);
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, worse, 6, 3), ==, 4.0 / 6.0);
     prunus_csr_cap_level(old);
   }
   float *big = runs_input(19, 37, 0.4, 6);
   PrunusCsrLevel old = prunus_csr_cap_level(PRUNUS_CSR_SCALAR);
-  double want = prunus_sparse_input_sample_density(big, 19, 37);
+  double want = prunus_sparse_input_sample_density(big, NULL, 19, 37);
   prunus_csr_cap_level(old);
-  g_assert_cmpfloat(prunus_sparse_input_sample_density(big, 19, 37), ==, want);
+  g_assert_cmpfloat(prunus_sparse_input_sample_density(big, NULL, 19, 37), ==, want);
   g_free(big);
 }
 
-/* y over sample blocks [s0, s1) against a double reference; every other row keeps its
- * starting value. */
+/* An order of B samples that keeps each window of 128 to itself. */
+static void assert_window_permutation(const int32_t *order, int B) {
+  gboolean *seen = g_new0(gboolean, B);
+  for (int i = 0; i < B; i++) {
+    g_assert_cmpint(order[i], >=, 0);
+    g_assert_cmpint(order[i], <, B);
+    g_assert_false(seen[order[i]]);
+    seen[order[i]] = TRUE;
+    g_assert_cmpint(order[i] / 128, ==, i / 128);
+  }
+  g_free(seen);
+}
+
+static void test_group_samples(void) {
+  /* two kinds of sample in turn: even ones nonzero at features 0 and 1, odd ones at 2.
+   * Consecutive blocks mix them (all 6 pairs nonzero); grouped, each block holds one
+   * kind: 2 + 1 of 6 pairs. */
+  float x[8 * 3] = {0};
+  for (int b = 0; b < 8; b++) {
+    if (b % 2 == 0)
+      x[b * 3 + 0] = 1.0f, x[b * 3 + 1] = -0.5f;
+    else
+      x[b * 3 + 2] = 2.0f;
+  }
+  for (PrunusCsrLevel level = PRUNUS_CSR_SCALAR; level <= prunus_csr_level(); level++) {
+    PrunusCsrLevel old = prunus_csr_cap_level(level);
+    int32_t order[8];
+    g_assert_cmpfloat(prunus_sparse_input_sample_density(x, NULL, 8, 3), ==, 1.0);
+    g_assert_cmpfloat(prunus_sparse_input_group_samples(x, 8, 3, order), ==, 0.5);
+    static const int32_t want[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    for (int i = 0; i < 8; i++) g_assert_cmpint(order[i], ==, want[i]);
+    /* no zero: the samples keep their order */
+    float full[5 * 3];
+    for (int i = 0; i < 15; i++) full[i] = (float)(i + 1);
+    g_assert_cmpfloat(prunus_sparse_input_group_samples(full, 5, 3, order), ==, 1.0);
+    for (int i = 0; i < 5; i++) g_assert_cmpint(order[i], ==, i);
+    prunus_csr_cap_level(old);
+  }
+  /* runs of zeros at random places: the share returned is the one the order gives,
+   * lower than consecutive blocks', the same at every level; batches past a window and
+   * a multiple of 4 */
+  static const int Bs[] = {1, 7, 128, 131, 300, PRUNUS_SPARSE_INPUT_MAX_BATCH};
+  for (size_t i = 0; i < G_N_ELEMENTS(Bs); i++) {
+    int B = Bs[i], in = 97;
+    float *xr = runs_input(B, in, 0.4, 40 + (uint64_t)B);
+    int32_t *order = g_new(int32_t, B), *scalar_order = g_new(int32_t, B);
+    double got = prunus_sparse_input_group_samples(xr, B, in, order);
+    assert_window_permutation(order, B);
+    g_assert_cmpfloat(got, ==, prunus_sparse_input_sample_density(xr, order, B, in));
+    double consecutive = prunus_sparse_input_sample_density(xr, NULL, B, in);
+    g_test_message("B=%d: share %.3f grouped, %.3f consecutive", B, got, consecutive);
+    if (B >= 128) g_assert_cmpfloat(got, <, 0.85 * consecutive);
+    PrunusCsrLevel old = prunus_csr_cap_level(PRUNUS_CSR_SCALAR);
+    g_assert_cmpfloat(prunus_sparse_input_group_samples(xr, B, in, scalar_order), ==, got);
+    prunus_csr_cap_level(old);
+    g_assert_cmpmem(order, sizeof(int32_t) * B, scalar_order, sizeof(int32_t) * B);
+    g_free(xr), g_free(order), g_free(scalar_order);
+  }
+}
+
+/* y over sample blocks [s0, s1) against a double reference, with the samples in
+ * consecutive blocks and in the blocks prunus_sparse_input_group_samples forms; every
+ * other row keeps its starting value. Over all blocks the two give the same y, to the
+ * bit: the blocks change which zero terms are added. */
 static void check_forward(int B, int in, int out, int s0, int s1) {
   float *x = runs_input(B, in, 0.5, 300 + (uint64_t)B + (uint64_t)in);
   PrunusRng r;
   prunus_rng_seed(&r, 8);
   float *W = g_new(float, (size_t)out *in), *Wt = g_new(float, (size_t)in *out);
-  float *bias = g_new(float, out), *y = g_new(float, (size_t)B *out);
+  float *bias = g_new(float, out), *start = g_new(float, (size_t)B *out);
   for (size_t i = 0; i < (size_t)out * in; i++) W[i] = (float)prunus_rng_normal(&r);
   for (int i = 0; i < out; i++) bias[i] = (float)prunus_rng_normal(&r);
-  for (size_t i = 0; i < (size_t)B * out; i++) y[i] = (float)prunus_rng_normal(&r);
-  float *start = g_memdup2(y, sizeof(float) * (size_t)B * out);
+  for (size_t i = 0; i < (size_t)B * out; i++) start[i] = (float)prunus_rng_normal(&r);
   prunus_transpose(W, out, in, Wt);
-  prunus_sparse_input_forward(x, Wt, bias, B, in, out, y, s0, s1);
-  int b0 = s0 * PRUNUS_SPARSE_INPUT_GROUP, b1 = MIN(s1 * PRUNUS_SPARSE_INPUT_GROUP, B);
-  double worst = 0.0;
-  for (int b = 0; b < B; b++)
-    for (int i = 0; i < out; i++) {
-      size_t at = (size_t)b * out + i;
-      if (b < b0 || b >= b1) {
-        g_assert_cmpfloat(y[at], ==, start[at]);
-        continue;
+  int32_t *order = g_new(int32_t, B);
+  prunus_sparse_input_group_samples(x, B, in, order);
+  float *y[2];
+  for (int grouped = 0; grouped < 2; grouped++) {
+    const int32_t *o = grouped ? order : NULL;
+    y[grouped] = g_memdup2(start, sizeof(float) * (size_t)B * out);
+    prunus_sparse_input_forward(x, o, Wt, bias, B, in, out, y[grouped], s0, s1);
+    gboolean *written = g_new0(gboolean, B);
+    for (int p = s0 * PRUNUS_SPARSE_INPUT_GROUP; p < MIN(s1 * PRUNUS_SPARSE_INPUT_GROUP, B); p++)
+      written[o ? o[p] : p] = TRUE;
+    double worst = 0.0;
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < out; i++) {
+        size_t at = (size_t)b * out + i;
+        if (!written[b]) {
+          g_assert_cmpfloat(y[grouped][at], ==, start[at]);
+          continue;
+        }
+        double want = bias[i];
+        for (int j = 0; j < in; j++) want += (double)W[(size_t)i * in + j] * x[(size_t)b * in + j];
+        worst = fmax(worst, fabs(y[grouped][at] - want) / sqrt((double)in + 1.0));
       }
-      double want = bias[i];
-      for (int j = 0; j < in; j++) want += (double)W[(size_t)i * in + j] * x[(size_t)b * in + j];
-      worst = fmax(worst, fabs(y[at] - want) / sqrt((double)in + 1.0));
-    }
-  g_test_message("forward B=%d in=%d out=%d blocks [%d, %d): max |error| / sqrt(in) = %.3g", B, in,
-                 out, s0, s1, worst);
-  g_assert_cmpfloat(worst, <, 1e-5);
-  g_free(x), g_free(W), g_free(Wt), g_free(bias), g_free(y), g_free(start);
+    g_test_message("forward B=%d in=%d out=%d blocks [%d, %d)%s: max |error| / sqrt(in) = %.3g", B,
+                   in, out, s0, s1, grouped ? " grouped" : "", worst);
+    g_assert_cmpfloat(worst, <, 1e-5);
+    g_free(written);
+  }
+  if (s0 == 0 && s1 == (B + PRUNUS_SPARSE_INPUT_GROUP - 1) / PRUNUS_SPARSE_INPUT_GROUP)
+    for (size_t i = 0; i < (size_t)B * out; i++) g_assert_cmpfloat(y[1][i], ==, y[0][i]);
+  g_free(x), g_free(W), g_free(Wt), g_free(bias), g_free(start), g_free(order);
+  g_free(y[0]), g_free(y[1]);
 }
 
 static void test_forward(void) {
@@ -200,7 +282,9 @@ static void check_dense_layer(int B, int in, double keep) {
   double density = prunus_sparse_input_density(x, B, in);
   g_assert_cmpint(density <= PRUNUS_SPARSE_INPUT_MAX_DENSITY, ==, keep < 1.0);
   /* both kernels are taken (or neither) */
-  double sample_density = prunus_sparse_input_sample_density(x, B, in);
+  int32_t *order = g_new(int32_t, B);
+  double sample_density = prunus_sparse_input_group_samples(x, B, in, order);
+  g_free(order);
   g_assert_cmpint(sample_density <= PRUNUS_SPARSE_INPUT_MAX_SAMPLE_DENSITY, ==, keep < 1.0);
   PrunusRng r;
   prunus_rng_seed(&r, 12);
@@ -251,6 +335,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/sparse-input/density", test_density);
   g_test_add_func("/sparse-input/wgrad", test_wgrad);
   g_test_add_func("/sparse-input/sample-density", test_sample_density);
+  g_test_add_func("/sparse-input/group-samples", test_group_samples);
   g_test_add_func("/sparse-input/forward", test_forward);
   g_test_add_func("/sparse-input/dense-layer", test_dense_layer);
   return g_test_run();
