@@ -181,7 +181,7 @@ static size_t group_by_bits_generic(const uint64_t *bits, int B, int in, int wor
 
 double prunus_sparse_input_group_samples(const float *x, int B, int in, int32_t *order) {
   g_return_val_if_fail(B >= 0 && B <= PRUNUS_SPARSE_INPUT_MAX_BATCH && in >= 0, 1.0);
-  g_return_val_if_fail((x != NULL && order != NULL) || B == 0 || in == 0, 1.0);
+  g_return_val_if_fail(B == 0 || (order != NULL && (x != NULL || in == 0)), 1.0);
   size_t cells = (size_t)((B + GROUP - 1) / GROUP) * (size_t)in;
   if (cells == 0) {
     for (int b = 0; b < B; b++) order[b] = b;
