@@ -71,7 +71,9 @@ size_t prunus_engine_weight_bytes(const PrunusEngine *e);
  * padding. */
 int prunus_engine_n_layers(const PrunusEngine *e);
 const PrunusLayer *prunus_engine_layer(const PrunusEngine *e, int i);
-/* "dense" or "sparse": how layer i runs at batch B; NULL for layers without params. */
+/* How layer i runs at batch B: "dense", "sparse" (CSR) or "slices" (the CSR's SpMV
+ * slices, prunus_csr_slices_build: `auto` only, batches under 4, where they measured
+ * fastest); NULL for layers without params. */
 const char *prunus_engine_layer_choice(const PrunusEngine *e, int i, int B);
 /* Zero output rows the engine added to layer i (0: none, and for layers without params). */
 int prunus_engine_layer_padding(const PrunusEngine *e, int i);

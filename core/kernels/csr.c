@@ -1,6 +1,7 @@
 /* csr.c: CSR construction from masked dense weights and the sparse kernels: SpMV
- * (AVX2, x gathered by scalar loads), SpMM over a transposed operand (AVX-512 or
- * AVX2, many columns in registers per row), scalar fallbacks, rows split over a team. */
+ * (AVX-512 over 16-row slices, or AVX2 with x gathered by scalar loads), SpMM over a
+ * transposed operand (AVX-512 or AVX2, many columns in registers per row), scalar
+ * fallbacks, rows split over a team. */
 #include "csr.h"
 #include "gemm.h"
 
@@ -61,8 +62,101 @@ PrunusCsr *prunus_csr_from_dense(const float *W, const float *mask, int rows, in
   return a;
 }
 
+/* ------------------------------------------------------------------------ */
+/* the SpMV slices (prunus_csr_slices_build) */
+
+enum { SLICE_ROWS = 16, SLICE_CHUNK = 32 };
+
+/* One column chunk of one row group: n slices from slice `first` on. */
+typedef struct {
+  int32_t col0; /* the chunk's first column */
+  int32_t n, first;
+} SliceRun;
+
+struct PrunusCsrSlices {
+  int groups;         /* row groups of SLICE_ROWS, the last one cut at rows */
+  int32_t *group_run; /* (groups + 1) each group's first run */
+  SliceRun *run;
+  int64_t n_slices;
+  uint8_t *idx; /* (SLICE_ROWS n_slices) column - col0, 0 in empty places */
+  float *val;   /* (SLICE_ROWS n_slices) 64-byte aligned; 0 in empty places */
+};
+
+static void slices_free(struct PrunusCsrSlices *s) {
+  if (!s) return;
+  g_free(s->group_run), g_free(s->run), g_free(s->idx), free(s->val), g_free(s);
+}
+
+static size_t slices_bytes(const struct PrunusCsrSlices *s) {
+  if (!s) return 0;
+  return (size_t)s->n_slices * SLICE_ROWS * (sizeof(float) + sizeof(uint8_t)) +
+         (size_t)s->group_run[s->groups] * sizeof(SliceRun) +
+         ((size_t)s->groups + 1) * sizeof(int32_t);
+}
+
+void prunus_csr_slices_drop(PrunusCsr *a) {
+  g_return_if_fail(a != NULL);
+  g_clear_pointer(&a->slices, slices_free);
+}
+
+void prunus_csr_slices_build(PrunusCsr *a) {
+  prunus_csr_slices_drop(a);
+  if (prunus_csr_level() < PRUNUS_CSR_AVX512) return;
+  struct PrunusCsrSlices *s = g_new0(struct PrunusCsrSlices, 1);
+  int chunks = (a->cols + SLICE_CHUNK - 1) / SLICE_CHUNK;
+  s->groups = (a->rows + SLICE_ROWS - 1) / SLICE_ROWS;
+  s->group_run = g_new(int32_t, (size_t)s->groups + 1);
+  /* pass 1 counts runs and slices, pass 2 fills them */
+  for (int pass = 0; pass < 2; pass++) {
+    int32_t n_runs = 0;
+    int64_t n_slices = 0;
+    for (int g = 0; g < s->groups; g++) {
+      int32_t at[SLICE_ROWS], end[SLICE_ROWS]; /* each row's next entry, and its end */
+      int r0 = g * SLICE_ROWS, lanes = MIN(SLICE_ROWS, a->rows - r0);
+      for (int i = 0; i < SLICE_ROWS; i++) {
+        at[i] = i < lanes ? a->ptr[r0 + i] : 0;
+        end[i] = i < lanes ? a->ptr[r0 + i] + a->len[r0 + i] : 0;
+      }
+      if (pass) s->group_run[g] = n_runs;
+      for (int c = 0; c < chunks; c++) {
+        int32_t col0 = c * SLICE_CHUNK, count[SLICE_ROWS], most = 0;
+        for (int i = 0; i < SLICE_ROWS; i++) { /* columns ascend within a row */
+          count[i] = 0;
+          while (at[i] + count[i] < end[i] && a->col[at[i] + count[i]] < col0 + SLICE_CHUNK)
+            count[i]++;
+          most = MAX(most, count[i]);
+        }
+        if (most == 0) continue;
+        if (pass) {
+          s->run[n_runs] = (SliceRun){col0, most, (int32_t)n_slices};
+          for (int t = 0; t < most; t++)
+            for (int i = 0; i < SLICE_ROWS; i++) {
+              size_t to = (size_t)(n_slices + t) * SLICE_ROWS + i;
+              gboolean full = t < count[i];
+              s->idx[to] = full ? (uint8_t)(a->col[at[i] + t] - col0) : 0;
+              s->val[to] = full ? a->val[at[i] + t] : 0.0f;
+            }
+        }
+        for (int i = 0; i < SLICE_ROWS; i++) at[i] += count[i];
+        n_runs++, n_slices += most;
+      }
+    }
+    if (!pass) {
+      g_assert(n_slices <= INT32_MAX);
+      s->n_slices = n_slices;
+      s->run = g_new(SliceRun, MAX(n_runs, 1));
+      s->idx = g_new(uint8_t, (size_t)MAX(n_slices, 1) * SLICE_ROWS);
+      s->val = aligned_new(sizeof(float) * (size_t)MAX(n_slices, 1) * SLICE_ROWS);
+    } else {
+      s->group_run[s->groups] = n_runs;
+    }
+  }
+  a->slices = s;
+}
+
 void prunus_csr_free(PrunusCsr *a) {
   if (!a) return;
+  slices_free(a->slices);
   free(a->ptr);
   free(a->len);
   free(a->col);
@@ -72,7 +166,7 @@ void prunus_csr_free(PrunusCsr *a) {
 
 size_t prunus_csr_bytes(const PrunusCsr *a) {
   return (size_t)a->stored * (sizeof(float) + sizeof(int32_t)) +
-         ((size_t)2 * a->rows + 1) * sizeof(int32_t);
+         ((size_t)2 * a->rows + 1) * sizeof(int32_t) + slices_bytes(a->slices);
 }
 
 PrunusCsr *prunus_csr_from_mask(const float *mask, int rows, int cols, bool transposed,
@@ -142,6 +236,7 @@ void prunus_csr_blocks_free(PrunusCsrBlocks *b) {
 }
 
 void prunus_csr_gather(PrunusCsr *a, const int32_t *src, const float *W) {
+  g_clear_pointer(&a->slices, slices_free); /* its values would be stale */
   float *restrict val = a->val;
   for (int64_t k = 0; k < a->stored; k++) val[k] = src[k] >= 0 ? W[src[k]] : 0.0f;
 }
@@ -495,6 +590,41 @@ __attribute__((target("avx512f"))) static void spmm_t_rows_avx512(const PrunusCs
 #undef SPMM_BLOCK_AVX512
 
 /* ------------------------------------------------------------------------ */
+/* AVX-512 SpMV over the slices (prunus_csr_slices_build) */
+
+/* Groups [g0, g1): a group's 16 outputs in four accumulators that take the slices in
+ * turn (four FMAs in flight), added at the end; x's chunk is two vectors (masked past
+ * cols), and each slice's indices pick its 16 values from them. */
+__attribute__((target("avx512f"))) static void spmv_slices_avx512(const PrunusCsr *a,
+                                                                  const float *x, const float *bias,
+                                                                  float *y, int g0, int g1) {
+  const struct PrunusCsrSlices *s = a->slices;
+  for (int g = g0; g < g1; g++) {
+    int r0 = g * SLICE_ROWS;
+    __mmask16 rows = prunus_lanes_mask(a->rows - r0);
+    __m512 a0 = bias ? _mm512_maskz_loadu_ps(rows, bias + r0) : _mm512_setzero_ps();
+    __m512 a1 = _mm512_setzero_ps(), a2 = a1, a3 = a1;
+    for (int32_t q = s->group_run[g]; q < s->group_run[g + 1]; q++) {
+      const SliceRun *run = &s->run[q];
+      int left = a->cols - run->col0;
+      __m512 lo = _mm512_maskz_loadu_ps(prunus_lanes_mask(left), x + run->col0);
+      __m512 hi = left > 16
+                      ? _mm512_maskz_loadu_ps(prunus_lanes_mask(left - 16), x + run->col0 + 16)
+                      : _mm512_setzero_ps();
+      const uint8_t *ix = s->idx + (size_t)run->first * SLICE_ROWS;
+      const float *w = s->val + (size_t)run->first * SLICE_ROWS;
+      for (int t = 0; t < run->n; t++, ix += SLICE_ROWS, w += SLICE_ROWS) {
+        __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)ix));
+        __m512 next = _mm512_fmadd_ps(_mm512_load_ps(w), _mm512_permutex2var_ps(lo, k, hi), a0);
+        a0 = a1, a1 = a2, a2 = a3, a3 = next; /* renamed, not moved */
+      }
+    }
+    _mm512_mask_storeu_ps(y + r0, rows,
+                          _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  }
+}
+
+/* ------------------------------------------------------------------------ */
 /* SDDMM: g[k] = <dyT row r, xT row col[k]> over the stored entries of row r. Each
  * kernel keeps a block of dyT's row in registers and takes the row's entries 8 (AVX-512)
  * or 4 (AVX2) at a time, one accumulator each, reduced by a transposing add tree.
@@ -760,12 +890,20 @@ static void product_rows(const Product *q, int r0, int r1) {
     spmm_t_rows_scalar(q->a, q->x, q->N, q->bias, q->y, r0, r1);
 }
 
-/* A thread's share: chunks until none is left (any part may take any chunk). */
+/* A thread's share: chunks until none is left (any part may take any chunk). An SpMV
+ * over slices cuts its chunks at row groups, by count. */
 static void product_part(void *arg, int part, int n_parts) {
   (void)part, (void)n_parts;
   Product *q = arg;
-  for (int c; (c = atomic_fetch_add(&q->next, 1)) < q->n_chunks;)
-    product_rows(q, split_row(q->a, c, q->n_chunks), split_row(q->a, c + 1, q->n_chunks));
+  bool slices = q->N == 0 && q->a->slices && q->level >= PRUNUS_CSR_AVX512;
+  int64_t groups = slices ? q->a->slices->groups : 0;
+  for (int c; (c = atomic_fetch_add(&q->next, 1)) < q->n_chunks;) {
+    if (slices)
+      spmv_slices_avx512(q->a, q->x, q->bias, q->y, (int)(groups * c / q->n_chunks),
+                         (int)(groups * (c + 1) / q->n_chunks));
+    else
+      product_rows(q, split_row(q->a, c, q->n_chunks), split_row(q->a, c + 1, q->n_chunks));
+  }
 }
 
 /* Below this many stored entries (times columns, for SpMM) a product stays on one

@@ -23,13 +23,15 @@ typedef struct {
   int32_t *len;   /* (rows) nonzeros of each row (the padding follows them) */
   int32_t *col;   /* (stored) */
   float *val;     /* (stored) */
+  struct PrunusCsrSlices *slices; /* NULL, or the SpMV layout of prunus_csr_slices_build */
 } PrunusCsr;
 
 /* (transfer full) The CSR form of W (rows, cols) row-major, keeping entries where
  * mask != 0 (mask may be NULL: keep W != 0). Exact zeros in W are dropped too. */
 PrunusCsr *prunus_csr_from_dense(const float *W, const float *mask, int rows, int cols);
 void prunus_csr_free(PrunusCsr *a);
-/* Bytes the matrix holds in memory (values, column indices, row pointers and lengths). */
+/* Bytes the matrix holds in memory (values, column indices, row pointers and lengths;
+ * the SpMV slices where prunus_csr_slices_build built them). */
 size_t prunus_csr_bytes(const PrunusCsr *a);
 
 /* The kernels split their rows over the threads of `team` (NULL: the calling thread
@@ -40,6 +42,17 @@ size_t prunus_csr_bytes(const PrunusCsr *a);
 /* y (rows) = A x (cols) + bias (bias may be NULL). */
 void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, float *y,
                      PrunusTeam *team);
+/* Builds a second copy of a's values for prunus_csr_spmv on AVX-512 CPUs (elsewhere it
+ * does nothing): rows in groups of 16, one output vector, columns in chunks of 32, two
+ * vectors of x from which one permute picks each row's entry, so that a slice of 16
+ * entries costs a permute and an FMA instead of 16 scalar loads. A chunk takes as many
+ * slices as the group's fullest row there: at 90-95% sparsity about 3 slots per entry,
+ * 80 bytes a slice, 2-3 times the CSR's bytes (prunus_csr_bytes counts them), so the
+ * caller keeps them where they measured faster (the `auto` engine at batch 1).
+ * prunus_csr_gather drops them: build them once the values are final. */
+void prunus_csr_slices_build(PrunusCsr *a);
+/* Frees what prunus_csr_slices_build built; prunus_csr_spmv goes back to the rows. */
+void prunus_csr_slices_drop(PrunusCsr *a);
 /* yT (rows, N) = A xT (cols, N) + bias broadcast along N (bias may be NULL); the
  * operand and result are "transposed" (one row per input/output feature, N columns
  * for the samples or positions). */

@@ -90,10 +90,31 @@ static void check_kernels(PrunusCsrLevel level) {
     if (N == 1) {
       prunus_csr_spmv(a, xT, bias, yT, NULL);
       g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, rows, "spmv"), <, 1e-5);
+      /* the SpMV over slices (built on AVX-512 only): a short last row group, a short
+       * last column chunk, an empty row and a full one (32 entries in a chunk) */
+      size_t bytes = prunus_csr_bytes(a);
+      prunus_csr_slices_build(a);
+      g_assert_cmpint(a->slices != NULL, ==, level >= PRUNUS_CSR_AVX512);
+      g_assert_cmpuint(prunus_csr_bytes(a) > bytes, ==, a->slices != NULL);
+      memset(yT, 0xff, sizeof(float) * rows);
+      prunus_csr_spmv(a, xT, bias, yT, NULL);
+      g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, rows, "spmv slices"), <, 1e-5);
+      prunus_csr_slices_drop(a);
+      g_assert_null(a->slices);
+      g_assert_cmpuint(prunus_csr_bytes(a), ==, bytes);
     }
     g_free(xT), g_free(yT), g_free(ref);
   }
   prunus_csr_free(a);
+  /* new values through prunus_csr_gather drop the slices, which hold the old ones */
+  int32_t *src = NULL;
+  PrunusCsr *t = prunus_csr_from_mask(W, rows, cols, false, &src);
+  prunus_csr_gather(t, src, W);
+  prunus_csr_slices_build(t);
+  prunus_csr_gather(t, src, W);
+  g_assert_null(t->slices);
+  prunus_csr_free(t);
+  g_free(src);
   g_free(W);
   check_transpose();
   prunus_csr_cap_level(old);
@@ -117,12 +138,13 @@ static void test_kernels_avx2(void) {
 static void test_kernels_scalar(void) { check_kernels(PRUNUS_CSR_SCALAR); }
 
 /* Large enough for the team split to run, with many rows: teams of 2 and 3 give
- * exactly what one thread gives, for SpMV and SpMM, over many calls, some after the
- * helpers have gone to sleep. */
-static void check_team(PrunusTeam *team) {
+ * exactly what one thread gives, for SpMV (by rows, or by slices) and SpMM, over many
+ * calls, some after the helpers have gone to sleep. */
+static void check_team(PrunusTeam *team, gboolean slices) {
   int rows = 301, cols = 785, N = 256;
   float *W = random_sparse(rows, cols, 3);
   PrunusCsr *a = prunus_csr_from_dense(W, NULL, rows, cols);
+  if (slices) prunus_csr_slices_build(a); /* the SpMV's groups of rows split instead */
   float *xT = g_new(float, (size_t)cols *N), *y1 = g_new(float, (size_t)rows *N),
         *y2 = g_new(float, (size_t)rows *N);
   PrunusRng rng;
@@ -151,7 +173,8 @@ static void test_kernels_team(void) {
     PrunusCsrLevel best = prunus_csr_level();
     for (int level = 0; level <= (int)best; level++) {
       prunus_csr_cap_level((PrunusCsrLevel)level);
-      check_team(team);
+      check_team(team, FALSE);
+      if (level == PRUNUS_CSR_AVX512) check_team(team, TRUE);
     }
     prunus_csr_cap_level(PRUNUS_CSR_N_LEVELS - 1);
     prunus_team_free(team);
