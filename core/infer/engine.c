@@ -492,22 +492,24 @@ static void auto_measure(PrunusEngine *e, int max_batch) {
         e->plan ? floats_new((size_t)max_batch * prunus_shape_size(el->l.out)) : w->acts[i + 1];
     for (size_t j = 0; j < n; j++) x[j] = (float)prunus_rng_normal(&rng);
     /* a dense layer's batches under SPMM_MIN_BATCH run SpMVs: by rows of the CSR, or
-     * by its slices (AVX-512), which hold 2-3 times its bytes: kept where faster */
+     * by its slices (AVX-512), which hold 2-3 times its bytes: kept where they beat
+     * both in every such bucket (one layout serves them all) */
     prunus_csr_slices_drop(el->csr);
-    gboolean keep_slices = FALSE;
+    double td[AUTO_MAX_BUCKETS], ts[AUTO_MAX_BUCKETS], tl[AUTO_MAX_BUCKETS];
+    gboolean spmv = FALSE, slices_win = TRUE;
     for (int k = 0; k < e->n_buckets; k++) {
-      int B = e->buckets[k];
-      double td = time_layer(e, i, x, y, B, FALSE);
-      double ts = time_layer(e, i, x, y, B, TRUE);
-      if (B < SPMM_MIN_BATCH && el->l.spec.type == PRUNUS_LAYER_DENSE) {
-        prunus_csr_slices_build(el->csr);
-        double tl = el->csr->slices ? time_layer(e, i, x, y, B, TRUE) : INFINITY;
-        prunus_csr_slices_drop(el->csr);
-        if (tl < ts && tl < td) keep_slices = TRUE, ts = tl;
-      }
-      el->sparse[k] = ts < td;
+      td[k] = time_layer(e, i, x, y, e->buckets[k], FALSE);
+      ts[k] = time_layer(e, i, x, y, e->buckets[k], TRUE);
     }
-    if (keep_slices) prunus_csr_slices_build(el->csr);
+    if (el->l.spec.type == PRUNUS_LAYER_DENSE) prunus_csr_slices_build(el->csr);
+    for (int k = 0; k < e->n_buckets && el->csr->slices; k++) {
+      if (e->buckets[k] >= SPMM_MIN_BATCH) continue;
+      tl[k] = time_layer(e, i, x, y, e->buckets[k], TRUE);
+      spmv = TRUE, slices_win &= tl[k] < ts[k] && tl[k] < td[k];
+    }
+    if (!(spmv && slices_win)) prunus_csr_slices_drop(el->csr);
+    for (int k = 0; k < e->n_buckets; k++)
+      el->sparse[k] = (el->csr->slices && e->buckets[k] < SPMM_MIN_BATCH ? tl[k] : ts[k]) < td[k];
     if (e->plan) free(x), free(y);
     gboolean any = FALSE;
     for (int k = 0; k < e->n_buckets; k++) any |= el->sparse[k];

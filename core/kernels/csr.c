@@ -65,7 +65,9 @@ PrunusCsr *prunus_csr_from_dense(const float *W, const float *mask, int rows, in
 /* ------------------------------------------------------------------------ */
 /* the SpMV slices (prunus_csr_slices_build) */
 
-enum { SLICE_ROWS = 16, SLICE_CHUNK = 32 };
+/* An empty place's index: its bit 7 masks the FMA (a place adds nothing, even where x
+ * is not finite), and the permute reads only the low 5 bits. */
+enum { SLICE_ROWS = 16, SLICE_CHUNK = 32, SLICE_EMPTY = 0x80 };
 
 /* One column chunk of one row group: n slices from slice `first` on. */
 typedef struct {
@@ -78,7 +80,7 @@ struct PrunusCsrSlices {
   int32_t *group_run; /* (groups + 1) each group's first run */
   SliceRun *run;
   int64_t n_slices;
-  uint8_t *idx; /* (SLICE_ROWS n_slices) column - col0, 0 in empty places */
+  uint8_t *idx; /* (SLICE_ROWS n_slices) column - col0; SLICE_EMPTY in empty places */
   float *val;   /* (SLICE_ROWS n_slices) 64-byte aligned; 0 in empty places */
 };
 
@@ -133,7 +135,7 @@ void prunus_csr_slices_build(PrunusCsr *a) {
             for (int i = 0; i < SLICE_ROWS; i++) {
               size_t to = (size_t)(n_slices + t) * SLICE_ROWS + i;
               gboolean full = t < count[i];
-              s->idx[to] = full ? (uint8_t)(a->col[at[i] + t] - col0) : 0;
+              s->idx[to] = full ? (uint8_t)(a->col[at[i] + t] - col0) : SLICE_EMPTY;
               s->val[to] = full ? a->val[at[i] + t] : 0.0f;
             }
         }
@@ -592,9 +594,18 @@ __attribute__((target("avx512f"))) static void spmm_t_rows_avx512(const PrunusCs
 /* ------------------------------------------------------------------------ */
 /* AVX-512 SpMV over the slices (prunus_csr_slices_build) */
 
-/* Groups [g0, g1): a group's 16 outputs in four accumulators that take the slices in
- * turn (four FMAs in flight), added at the end; x's chunk is two vectors (masked past
- * cols), and each slice's indices pick its 16 values from them. */
+/* Groups [g0, g1): a group's 16 outputs in two accumulators, even and odd slices of
+ * each chunk, added at the end; x's chunk is two vectors (masked past cols), each
+ * slice's indices pick its 16 values from them, and a place whose index carries
+ * SLICE_EMPTY adds nothing. */
+#define SLICE_FMA(t, acc)                                                                      \
+  do {                                                                                         \
+    __m512i k =                                                                                \
+        _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(ix + (size_t)(t)*SLICE_ROWS))); \
+    acc = _mm512_mask3_fmadd_ps(_mm512_load_ps(w + (size_t)(t)*SLICE_ROWS),                    \
+                                _mm512_permutex2var_ps(lo, k, hi), acc,                        \
+                                _mm512_testn_epi32_mask(k, empty));                            \
+  } while (0)
 __attribute__((target("avx512f"))) static void spmv_slices_avx512(const PrunusCsr *a,
                                                                   const float *x, const float *bias,
                                                                   float *y, int g0, int g1) {
@@ -602,8 +613,9 @@ __attribute__((target("avx512f"))) static void spmv_slices_avx512(const PrunusCs
   for (int g = g0; g < g1; g++) {
     int r0 = g * SLICE_ROWS;
     __mmask16 rows = prunus_lanes_mask(a->rows - r0);
-    __m512 a0 = bias ? _mm512_maskz_loadu_ps(rows, bias + r0) : _mm512_setzero_ps();
-    __m512 a1 = _mm512_setzero_ps(), a2 = a1, a3 = a1;
+    __m512 even = bias ? _mm512_maskz_loadu_ps(rows, bias + r0) : _mm512_setzero_ps();
+    __m512 odd = _mm512_setzero_ps();
+    const __m512i empty = _mm512_set1_epi32(SLICE_EMPTY);
     for (int32_t q = s->group_run[g]; q < s->group_run[g + 1]; q++) {
       const SliceRun *run = &s->run[q];
       int left = a->cols - run->col0;
@@ -613,16 +625,17 @@ __attribute__((target("avx512f"))) static void spmv_slices_avx512(const PrunusCs
                       : _mm512_setzero_ps();
       const uint8_t *ix = s->idx + (size_t)run->first * SLICE_ROWS;
       const float *w = s->val + (size_t)run->first * SLICE_ROWS;
-      for (int t = 0; t < run->n; t++, ix += SLICE_ROWS, w += SLICE_ROWS) {
-        __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)ix));
-        __m512 next = _mm512_fmadd_ps(_mm512_load_ps(w), _mm512_permutex2var_ps(lo, k, hi), a0);
-        a0 = a1, a1 = a2, a2 = a3, a3 = next; /* renamed, not moved */
+      int t = 0;
+      for (; t + 2 <= run->n; t += 2) {
+        SLICE_FMA(t, even);
+        SLICE_FMA(t + 1, odd);
       }
+      if (t < run->n) SLICE_FMA(t, even);
     }
-    _mm512_mask_storeu_ps(y + r0, rows,
-                          _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    _mm512_mask_storeu_ps(y + r0, rows, _mm512_add_ps(even, odd));
   }
 }
+#undef SLICE_FMA
 
 /* ------------------------------------------------------------------------ */
 /* SDDMM: g[k] = <dyT row r, xT row col[k]> over the stored entries of row r. Each

@@ -48,7 +48,7 @@ void prunus_csr_spmv(const PrunusCsr *a, const float *x, const float *bias, floa
  * entries costs a permute and an FMA instead of 16 scalar loads. A chunk takes as many
  * slices as the group's fullest row there: at 90-95% sparsity about 3 slots per entry,
  * 80 bytes a slice, 2-3 times the CSR's bytes (prunus_csr_bytes counts them), so the
- * caller keeps them where they measured faster (the `auto` engine at batch 1).
+ * caller keeps them where they measured faster (the `auto` engine, batches under 4).
  * prunus_csr_gather drops them: build them once the values are final. */
 void prunus_csr_slices_build(PrunusCsr *a);
 /* Frees what prunus_csr_slices_build built; prunus_csr_spmv goes back to the rows. */

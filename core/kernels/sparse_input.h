@@ -65,7 +65,9 @@ void prunus_sparse_input_wgrad(const float *xT, const float *dy, int B, int in, 
  * 4s .. 4s + 4, cut at B), and each of its sums runs over the features where one of
  * the 4 is nonzero, in increasing order, starting from the bias. A sample's nonzero
  * terms and their order do not depend on its block: the blocks change how many zero
- * terms are added, not y. Needs prunus_sparse_input_available(). */
+ * terms are added, not y (for finite weights; a sum of zeros may differ in sign). The
+ * layer takes this kernel or sgemm by the share of its blocks, so grouping may move a
+ * batch from sgemm to this kernel. Needs prunus_sparse_input_available(). */
 void prunus_sparse_input_forward(const float *x, const int32_t *order, const float *Wt,
                                  const float *bias, int B, int in, int out, float *y, int s0,
                                  int s1);

@@ -99,6 +99,13 @@ static void check_kernels(PrunusCsrLevel level) {
       memset(yT, 0xff, sizeof(float) * rows);
       prunus_csr_spmv(a, xT, bias, yT, NULL);
       g_assert_cmpfloat(testutil_max_rel_diff(yT, ref, rows, "spmv slices"), <, 1e-5);
+      /* an infinite input reaches the rows that use it, no other (no 0 x Inf) */
+      float keep = xT[0];
+      xT[0] = INFINITY;
+      prunus_csr_spmv(a, xT, bias, yT, NULL);
+      for (int r = 0; a->slices && r < rows; r++)
+        g_assert_cmpint(isfinite(yT[r]), ==, W[(size_t)r * cols] == 0.0f);
+      xT[0] = keep;
       prunus_csr_slices_drop(a);
       g_assert_null(a->slices);
       g_assert_cmpuint(prunus_csr_bytes(a), ==, bytes);
