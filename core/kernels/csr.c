@@ -56,7 +56,10 @@ PrunusCsr *prunus_csr_from_dense(const float *W, const float *mask, int rows, in
       }
     }
     a->len[r] = k - a->ptr[r];
-    while (k % 8) a->col[k] = 0, a->val[k] = 0.0f, k++;
+    /* the padding reads the row's last column (value 0): an x that is not finite
+     * there reaches no row that does not read it anyway (0 x Inf is NaN) */
+    int32_t last = k > a->ptr[r] ? a->col[k - 1] : 0;
+    while (k % 8) a->col[k] = last, a->val[k] = 0.0f, k++;
   }
   a->ptr[rows] = k;
   return a;

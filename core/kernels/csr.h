@@ -14,11 +14,13 @@
 G_BEGIN_DECLS
 
 /* A (rows, cols) matrix by rows: row r holds values val[ptr[r]..ptr[r]+len[r]) at
- * columns col[...], then zeros up to ptr[r+1] so SIMD kernels need no row tails. */
+ * columns col[...], then zeros up to ptr[r+1] so SIMD kernels need no row tails (at
+ * column 0, or from prunus_csr_from_dense at the row's last column, which the row
+ * reads anyway: an infinite x then spoils no other row through 0 x Inf). */
 typedef struct {
   int rows, cols;
   int64_t nnz;    /* nonzeros */
-  int64_t stored; /* entries held: every row is padded with (col 0, value 0) to a multiple of 8 */
+  int64_t stored; /* entries held: every row is padded with value 0 to a multiple of 8 */
   int32_t *ptr;   /* (rows+1) row starts in the padded arrays (multiples of 8) */
   int32_t *len;   /* (rows) nonzeros of each row (the padding follows them) */
   int32_t *col;   /* (stored) */
