@@ -9,9 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The largest batch a model takes (core/nn/model.h's PRUNUS_MODEL_MAX_BATCH). */
-#define BENCH_MAX_BATCH 65536
-
 typedef struct {
   const char *name;
   const char *args;
@@ -175,7 +172,8 @@ static int cmd_bench(int argc, char **argv) {
   char *seconds_text = NULL;
   const GOptionEntry entries[] = {
       {"batch", 'b', 0, G_OPTION_ARG_STRING, &batch_text,
-       "Batch sizes, 1 to 65536 each (default 1,32,256)", "B1,B2,..."},
+       "Batch sizes, 1 to " G_STRINGIFY(PRUNUS_BENCH_MAX_BATCH) " each (default 1,32,256)",
+       "B1,B2,..."},
       {"threads", 't', 0, G_OPTION_ARG_INT, &threads,
        "Threads: sparse kernels and OpenBLAS (1 or 2)", "N"},
       {"seconds", 0, 0, G_OPTION_ARG_STRING, &seconds_text, "Time per measurement (default 0.3)",
@@ -231,10 +229,10 @@ static int cmd_bench(int argc, char **argv) {
     for (char **p = parts; *p; p++) {
       char *end = NULL;
       long v = strtol(*p, &end, 10);
-      if (end == *p || *end != '\0' || v < 1 || v > BENCH_MAX_BATCH) {
+      if (end == *p || *end != '\0' || v < 1 || v > PRUNUS_BENCH_MAX_BATCH) {
         fprintf(stderr,
                 "prunus bench: --batch expects sizes from 1 to %d like 1,32,256, found '%s'\n",
-                BENCH_MAX_BATCH, *p);
+                PRUNUS_BENCH_MAX_BATCH, *p);
         g_strfreev(parts);
         goto out;
       }

@@ -18,6 +18,9 @@ static void engine_set_clear(EngineSet *s) {
   for (int k = 0; k < PRUNUS_ENGINE_N_KINDS; k++) g_clear_pointer(&s->e[k], prunus_engine_free);
 }
 
+/* the engines are built for the largest batch asked: a model's limit */
+G_STATIC_ASSERT(PRUNUS_BENCH_MAX_BATCH == PRUNUS_MODEL_MAX_BATCH);
+
 gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOptions *o, GError **error) {
   static const int default_batches[] = {1, 32, 256};
   const int *batches = o->n_batches > 0 ? o->batches : default_batches;
@@ -25,9 +28,9 @@ gboolean prunus_job_bench(const char *checkpoint, const PrunusBenchOptions *o, G
   int threads = o->threads > 0 ? o->threads : 1;
   double seconds = o->seconds > 0 ? o->seconds : 0.3;
   for (int i = 0; i < n_batches; i++) {
-    if (batches[i] < 1 || batches[i] > 65536) {
+    if (batches[i] < 1 || batches[i] > PRUNUS_BENCH_MAX_BATCH) {
       g_set_error(error, PRUNUS_ERROR, PRUNUS_ERROR_INVALID,
-                  "--batch sizes must be in 1..65536, found %d", batches[i]);
+                  "--batch sizes must be in 1..%d, found %d", PRUNUS_BENCH_MAX_BATCH, batches[i]);
       return FALSE;
     }
   }

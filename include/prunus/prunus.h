@@ -91,8 +91,10 @@ PRUNUS_API gboolean prunus_job_list_plugins(const PrunusJobOptions *o, GError **
  * checkpoint, per batch size: median latency, throughput, the ratio to dense, weight
  * bytes, FLOPs; per layer the sparsity and what auto picked. Printed; also written as
  * JSON to json_path when set. */
+/* The largest batch size prunus_job_bench takes (a model's own limit). */
+#define PRUNUS_BENCH_MAX_BATCH 65536
 typedef struct {
-  const int *batches; /* batch sizes; NULL / 0 = {1, 32, 256} */
+  const int *batches; /* batch sizes in [1, PRUNUS_BENCH_MAX_BATCH]; NULL / 0 = {1, 32, 256} */
   int n_batches;
   int threads;           /* sparse kernels and OpenBLAS (1 or 2); 0 = 1 */
   double seconds;        /* time spent per measurement; 0 = 0.3 */
