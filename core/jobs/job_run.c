@@ -294,12 +294,16 @@ static void run_unit_free(gpointer data) {
   g_free(u);
 }
 
-/* The plugin of a slot ("criterion" or "granularity") that made u's masks: its own, or
- * with masks_from its source's (set when u was prepared, so a chain resolves). */
+/* u's configured plugin of a slot, "criterion" or "granularity". */
+static const char *own_plugin(const RunUnit *u, const char *slot) {
+  return !strcmp(slot, "granularity") ? u->pc.granularity_name : u->pc.criterion_name;
+}
+
+/* The plugin of a slot that made u's masks: its own, or with masks_from its source's
+ * (set when u was prepared, so a chain resolves). */
 static const char *masks_made_by(const RunUnit *u, const char *slot) {
-  gboolean gran = !strcmp(slot, "granularity");
-  if (u->pc.masks_from) return gran ? u->pc.masks_granularity_name : u->pc.masks_criterion_name;
-  return gran ? u->pc.granularity_name : u->pc.criterion_name;
+  if (!u->pc.masks_from) return own_plugin(u, slot);
+  return !strcmp(slot, "granularity") ? u->pc.masks_granularity_name : u->pc.masks_criterion_name;
 }
 
 /* Does u's own experiment entry name a prune.SLOT plugin other than the one that made
@@ -309,8 +313,8 @@ static gboolean own_plugin_differs(const RunUnit *u, const RunUnit *source, cons
   char *key = g_strdup_printf("prune.%s.plugin", slot);
   config_setting_t *s = config_setting_lookup(prunus_config_root(u->job.cfg), key);
   g_free(key);
-  const char *mine = !strcmp(slot, "granularity") ? u->pc.granularity_name : u->pc.criterion_name;
-  return s && prunus_config_merged(u->job.cfg, s) && strcmp(mine, masks_made_by(source, slot)) != 0;
+  return s && prunus_config_merged(u->job.cfg, s) &&
+         strcmp(own_plugin(u, slot), masks_made_by(source, slot)) != 0;
 }
 
 /* prune.masks_from: the unit of that name at the same seed among the earlier ones (its
@@ -354,15 +358,13 @@ static const RunUnit *masks_source(const RunUnit *u, GPtrArray *earlier, GError 
                        own_plugin_differs(u, found, "criterion"))) {
     /* this one's criterion and granularity are never called: written in its own entry,
      * they would label its results with a method that did not make its masks */
-    gboolean gran = own_plugin_differs(u, found, "granularity");
-    prunus_config_fail_at(
-        u->job.cfg, u->pc.masks_from_key, error,
-        "prune.masks_from = \"%s\" applies that experiment's masks, which %s '%s' "
-        "made; this one's prune.%s is '%s', which would never run: remove it from this "
-        "experiment",
-        u->pc.masks_from, gran ? "granularity" : "criterion",
-        masks_made_by(found, gran ? "granularity" : "criterion"),
-        gran ? "granularity" : "criterion", gran ? u->pc.granularity_name : u->pc.criterion_name);
+    const char *slot = own_plugin_differs(u, found, "granularity") ? "granularity" : "criterion";
+    prunus_config_fail_at(u->job.cfg, u->pc.masks_from_key, error,
+                          "prune.masks_from = \"%s\" applies that experiment's masks, which %s "
+                          "'%s' made; this one's prune.%s is '%s', which would never run: "
+                          "remove it from this experiment",
+                          u->pc.masks_from, slot, masks_made_by(found, slot), slot,
+                          own_plugin(u, slot));
     found = NULL;
   } else if (found) {
     char *a = prunus_arch_to_string(&found->job.rc.arch);

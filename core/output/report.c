@@ -203,6 +203,18 @@ static char *dup_string_of(const PrunusJson *o, const char *key) {
   return g_strdup(string_of(o, key));
 }
 
+static void checkpoint_clear(PrunusReportCheckpoint *c) {
+  g_clear_pointer(&c->path, g_free);
+  g_clear_pointer(&c->hash, g_free);
+}
+
+/* c = round rd's checkpoint and its hash, as recorded. */
+static void checkpoint_set(PrunusReportCheckpoint *c, const PrunusJson *rd) {
+  checkpoint_clear(c);
+  c->path = dup_string_of(rd, "checkpoint");
+  c->hash = dup_string_of(rd, "checkpoint_hash");
+}
+
 /* The rows of one experiment from its runs (the JSON objects of each seed). */
 static void experiment_build(PrunusReport *r, PrunusReportExperiment *e, GPtrArray *runs) {
   GArray *round_ids = g_array_new(FALSE, FALSE, sizeof(int));
@@ -219,14 +231,9 @@ static void experiment_build(PrunusReport *r, PrunusReportExperiment *e, GPtrArr
       if (!known) g_array_append_val(round_ids, id);
       if (id >= rr.final_round) {
         rr.final_round = id;
-        g_free(rr.final_checkpoint), g_free(rr.final_hash);
-        rr.final_checkpoint = dup_string_of(rd, "checkpoint");
-        rr.final_hash = dup_string_of(rd, "checkpoint_hash");
+        checkpoint_set(&rr.final, rd);
       }
-      if (id == 0 && !rr.dense_checkpoint) {
-        rr.dense_checkpoint = dup_string_of(rd, "checkpoint");
-        rr.dense_hash = dup_string_of(rd, "checkpoint_hash");
-      }
+      if (id == 0 && !rr.dense.path) checkpoint_set(&rr.dense, rd);
     }
     g_array_append_val(e->runs, rr);
   }
@@ -255,10 +262,8 @@ static void experiment_build(PrunusReport *r, PrunusReportExperiment *e, GPtrArr
 
 static void run_clear(gpointer p) {
   PrunusReportRun *rr = p;
-  g_free(rr->final_checkpoint);
-  g_free(rr->dense_checkpoint);
-  g_free(rr->final_hash);
-  g_free(rr->dense_hash);
+  checkpoint_clear(&rr->final);
+  checkpoint_clear(&rr->dense);
 }
 
 /* How an unfinished run stands, from its status (and the folder's lock while it says

@@ -41,12 +41,16 @@ typedef struct {
 } PrunusReportRow;
 
 /* One run (one seed) of an experiment. */
+/* A round's checkpoint as summary.json records it. */
+typedef struct {
+  char *path; /* relative to the run dir; NULL when none */
+  char *hash; /* its checkpoint_hash; NULL when none recorded */
+} PrunusReportCheckpoint;
+
 typedef struct {
   double seed;
   int final_round;
-  char *final_checkpoint;        /* relative to the run dir; NULL when none */
-  char *dense_checkpoint;        /* round 0; NULL when none */
-  char *final_hash, *dense_hash; /* their checkpoint_hash as recorded; NULL when none */
+  PrunusReportCheckpoint final, dense; /* the last round's and round 0's */
 } PrunusReportRun;
 
 typedef struct {

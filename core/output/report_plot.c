@@ -27,8 +27,9 @@ static void layer_acc_clear(gpointer p) {
   g_array_free(a->remaining, TRUE), g_array_free(a->fraction, TRUE);
 }
 
-static PrunusModel *load_checkpoint(const PrunusReport *r, const char *rel, const char *hash,
+static PrunusModel *load_checkpoint(const PrunusReport *r, const PrunusReportCheckpoint *c,
                                     GError **error) {
+  const char *rel = c->path, *hash = c->hash;
   /* summary.json names files inside the run folder; a path out of it is an edit */
   gboolean outside = g_path_is_absolute(rel);
   char **parts = g_strsplit(rel, "/", -1);
@@ -91,19 +92,19 @@ void prunus_report_load_layers(PrunusReport *r) {
     for (guint i = 0; i < e->runs->len; i++) {
       const PrunusReportRun *run = &g_array_index(e->runs, PrunusReportRun, i);
       GError *err = NULL;
-      if (!run->final_checkpoint && run->final_round < 0) {
+      if (!run->final.path && run->final_round < 0) {
         g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g: no round recorded, "
                                                   "left out of the per-layer plot",
                                                   e->name, run->seed));
         continue;
       }
-      if (!run->final_checkpoint) {
+      if (!run->final.path) {
         g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g: no checkpoint for round "
                                                   "%d, left out of the per-layer plot",
                                                   e->name, run->seed, run->final_round));
         continue;
       }
-      PrunusModel *m = load_checkpoint(r, run->final_checkpoint, run->final_hash, &err);
+      PrunusModel *m = load_checkpoint(r, &run->final, &err);
       if (!m) {
         g_ptr_array_add(r->notes,
                         g_strdup_printf("experiment %s, seed %g left out of the per-layer "
@@ -113,8 +114,8 @@ void prunus_report_load_layers(PrunusReport *r) {
         continue;
       }
       PrunusModel *dense = NULL;
-      if (run->dense_checkpoint && strcmp(run->dense_checkpoint, run->final_checkpoint)) {
-        dense = load_checkpoint(r, run->dense_checkpoint, run->dense_hash, &err);
+      if (run->dense.path && strcmp(run->dense.path, run->final.path)) {
+        dense = load_checkpoint(r, &run->dense, &err);
         if (!dense) {
           g_ptr_array_add(r->notes, g_strdup_printf("experiment %s, seed %g: the per-layer plot "
                                                     "counts the final model's own weights as the "

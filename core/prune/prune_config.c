@@ -89,8 +89,8 @@ static gboolean parse_layer_overrides(PrunusConfig *cfg, config_setting_t *prune
                                   &pc->layer_cap[index], error) ||
         !prunus_config_get_bool(cfg, item, "exclude", FALSE, FALSE, &exclude, error))
       goto out;
-    if (config_setting_get_member(item, "max_sparsity"))
-      pc->layer_cap_key[index] = config_setting_get_member(item, "max_sparsity");
+    config_setting_t *cap_key = config_setting_get_member(item, "max_sparsity");
+    if (cap_key) pc->layer_cap_key[index] = cap_key;
     if (exclude) pc->layer_rate[index] = 0.0;
     /* a rate scales the round's amount for the layer: above 1 a layer-scope round could
      * remove more than the layer has, and the granularities take [0, 1] */
